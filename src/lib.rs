@@ -1,0 +1,8 @@
+//! oxvirt: a libvirt-compatible hypervisor daemon with its own KVM VMM.
+//!
+//! The library holds every part the binaries share; `../DESIGN.md` of the
+//! project maps the modules. Dependency direction: `xml` and `vmm` depend
+//! on nothing of ours but [`error`]; `driver` on `xml` and the VMM's
+//! config types; the front ends on `driver`.
+
+pub mod error;
