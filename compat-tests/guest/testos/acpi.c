@@ -147,6 +147,14 @@ void acpi_init(u64 hint)
 			acpi.reset_value = f[128];
 			acpi.reset_ok = (flags & FADT_FLAG_RESET_REG_SUP) && gas_valid(&acpi.reset_reg);
 		}
+		/* Fixed-hardware fallback for poweroff on full (non-reduced) ACPI platforms. */
+		if (flen >= 184 && rd64(f + 172 + 4)) {
+			gas_read(f + 172, &acpi.pm1a_cnt);
+		} else if (flen >= 68 && rd32(f + 64)) {
+			acpi.pm1a_cnt.space = 1;
+			acpi.pm1a_cnt.bit_width = 16;
+			acpi.pm1a_cnt.addr = rd32(f + 64);
+		}
 		if (flen >= 268) {
 			gas_read(f + 244, &acpi.sleep_ctl);
 			gas_read(f + 256, &acpi.sleep_sts);

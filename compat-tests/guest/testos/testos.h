@@ -128,7 +128,7 @@ struct acpi_info {
 	int nioapics;
 	struct { u32 id; u64 addr; u32 gsi_base; } ioapic[MAX_IOAPICS];
 	bool sleep_ok, reset_ok;
-	struct gas sleep_ctl, sleep_sts, reset_reg;
+	struct gas sleep_ctl, sleep_sts, reset_reg, pm1a_cnt;
 	u8 reset_value;
 };
 extern struct acpi_info acpi;
