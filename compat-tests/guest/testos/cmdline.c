@@ -73,6 +73,8 @@ void cmdline_parse(const char *cl)
 			opt.epoch = n;
 		else if (KEY("oxtest.pci") && parse_int(v, vlen, &n))
 			opt.pci = n != 0;
+		else if (KEY("oxtest.x2apic") && parse_int(v, vlen, &n))
+			opt.x2apic = n != 0;
 		else if (KEY("oxtest.e820"))
 			opt.e820_lax = vlen == 3 && memcmp(v, "lax", 3) == 0;
 		else if (KEY("oxtest.gedirq") && parse_int(v, vlen, &n))
