@@ -104,8 +104,10 @@ void acpi_init(u64 hint)
 	if (!acpi.rsdp)
 		return;
 	const u8 *r = (const u8 *)acpi.rsdp;
-	if (memcmp(r, "RSD PTR ", 8) != 0)
+	if (memcmp(r, "RSD PTR ", 8) != 0) {
+		println("INFO acpi rsdp_paddr 0x%llx has no \"RSD PTR \" signature", acpi.rsdp);
 		return;
+	}
 	acpi.found = true;
 	u64 x = r[15] >= 2 ? rd64(r + 24) : 0;
 	if (x) {
@@ -316,7 +318,7 @@ static void check_table(struct why *w, const u8 *t, const char *what)
 bool check_acpi(struct why *w)
 {
 	if (!acpi.found) {
-		why_add(w, "rsdp: not found");
+		why_add(w, acpi.rsdp ? "rsdp: bad signature" : "rsdp: not found");
 		return false;
 	}
 	const u8 *r = (const u8 *)acpi.rsdp;
