@@ -59,7 +59,7 @@ if [ "${1:-}" = boot ]; then
 		-append "$(base_append $machine "$smp" "$mem") $*"
 fi
 
-[ "${1:-}" = suite ] || { sed -n '2,9p' "$0"; exit 2; }
+[ "${1:-}" = suite ] || { sed -n '2,8p' "$0"; exit 2; }
 
 # QMP driver: connects, then runs steps: wait:REGEX (serial log), cmd:NAME, sleep:S;
 # afterwards prints every QMP event until QEMU closes the socket.
