@@ -140,6 +140,8 @@ void do_action(const char *a)
 		ticker();
 	else if (strncmp(a, "powerbutton", 12) == 0)
 		powerbutton();
+	else if (strncmp(a, "net-serve", 10) == 0)
+		net_serve();
 	else if (strncmp(a, "halt", 5) != 0)
 		println("INFO unknown action \"%s\", halting", a);
 	halt_forever();
