@@ -5,9 +5,10 @@ The 8-byte little-endian word at byte offset B (B a multiple of 8) holds
 (B // 8) ^ 0x6f78766972740000; sectors that testos's write test wrote hold
 (B // 8) ^ 0x6f78777269746521 instead.
 
-  make-pattern-disk.py write FILE SECTORS [--garbage FIRST:COUNT ...]
+  make-pattern-disk.py write FILE SECTORS [--garbage FIRST:COUNT ...] [--written F:C]
       create FILE (raw) with SECTORS 512-byte sectors of the pattern; --garbage fills
-      sectors with 0xEE instead (for a backing file whose top layer supplies them)
+      sectors with 0xEE instead (for a backing file whose top layer supplies them);
+      --written uses the write-test key there (the expected image after the test)
   make-pattern-disk.py sectors FIRST COUNT
       write the pattern of those sectors to stdout (to feed qemu-io or dd)
   make-pattern-disk.py verify FILE [--written FIRST:COUNT]
@@ -38,10 +39,15 @@ def main(argv):
     if len(argv) >= 3 and argv[0] == "write":
         path, n = argv[1], int(argv[2])
         garbage = ranges(argv, "--garbage")
+        written = ranges(argv, "--written")
         with open(path, "wb") as f:
             for s in range(n):
-                bad = any(a <= s < a + c for a, c in garbage)
-                f.write(b"\xee" * 512 if bad else sector(s))
+                if any(a <= s < a + c for a, c in garbage):
+                    f.write(b"\xee" * 512)
+                elif any(a <= s < a + c for a, c in written):
+                    f.write(sector(s, WRITE_KEY))
+                else:
+                    f.write(sector(s))
         return 0
     if len(argv) == 3 and argv[0] == "sectors":
         first, count = int(argv[1]), int(argv[2])

@@ -87,7 +87,7 @@ void cmdline_parse(const char *cl)
 	opt.blkwrite = 64;
 	opt.vsock_port = 1234;
 	opt.vsock_cid = 2;
-	opt.ip = 15u << 24 | 2u << 8 | 10u;   /* 10.0.2.15 */
+	opt.ip = 15u << 24 | 2u << 16 | 10u;   /* 10.0.2.15, bytes in wire order */
 	opt.netsend = 4;
 	opt.nettime_ms = 10000;
 	opt.netserve_s = 30;

@@ -5,7 +5,11 @@
 #       one boot, serial console on stdout (QEMU exits on poweroff/reset: -no-reboot)
 #   run-qemu.sh suite
 #       the whole matrix: checks on 1, 2 and 4 CPUs, every final action, pause/resume
-#       under the ticker, the power button through QMP; prints one line per case.
+#       under the ticker, the power button through QMP, then the virtio cases; prints
+#       one line per case.
+#   run-qemu.sh virtio
+#       only the PCI/virtio cases (blk raw/qcow2/read-only, rng, console echo, balloon
+#       stats through QMP, net on a tap in a network namespace, q35, wrong expectations)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/../out"
@@ -59,7 +63,8 @@ if [ "${1:-}" = boot ]; then
 		-append "$(base_append $machine "$smp" "$mem") $*"
 fi
 
-[ "${1:-}" = suite ] || { sed -n '2,8p' "$0"; exit 2; }
+mode=${1:-}
+[ "$mode" = suite ] || [ "$mode" = virtio ] || { sed -n '2,11p' "$0"; exit 2; }
 
 # QMP driver: connects, then runs steps: wait:REGEX (serial log), cmd:NAME, sleep:S;
 # afterwards prints every QMP event until QEMU closes the socket.
@@ -74,7 +79,7 @@ for _ in range(200):
         time.sleep(0.02)
 f = s.makefile("rw")
 def send(cmd):
-    f.write(json.dumps({"execute": cmd}) + "\n"); f.flush()
+    f.write((cmd if cmd.startswith("{") else json.dumps({"execute": cmd})) + "\n"); f.flush()
     while True:
         m = json.loads(f.readline())
         if "event" in m: print("EVENT", m["event"], json.dumps(m.get("data", {}))); continue
@@ -84,6 +89,7 @@ for st in steps:
     k, v = st.split(":", 1)
     if k == "sleep": time.sleep(float(v))
     elif k == "cmd": send(v)
+    elif k == "qmp": print("RESP", json.dumps(send(v)))
     elif k == "wait":
         end = time.time() + 30
         while not re.search(v, open(log).read(), re.M):
@@ -98,8 +104,15 @@ except ConnectionError:
 '
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+netns=""
+cleanup() {
+	[ -z "$netns" ] || ip netns del "$netns" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
 pass=0 fail=0
+qextra=()   # extra QEMU arguments of the next run
+wrap=()     # command prefix of the next run (ip netns exec NS)
 
 # run NAME MACHINE SMP APPEND-EXTRA EXPECT-REGEX(serial, all must match) EXPECT-EVENT [QMP steps...]
 run() {
@@ -112,8 +125,9 @@ run() {
 	: >"$log"
 	t0=$(date +%s%N)
 	# shellcheck disable=SC2046
-	timeout 120 $(qemu_cmd "$machine" "$smp" 256 "" | sed 's/-append  *$//') -append "$append" \
-		-qmp "unix:$sock,server=on,wait=on" >"$log" 2>"$tmp/$name.err" &
+	"${wrap[@]}" timeout 120 $(qemu_cmd "$machine" "$smp" 256 "" | sed 's/-append  *$//') \
+		-append "$append" -qmp "unix:$sock,server=on,wait=on" "${qextra[@]}" \
+		>"$log" 2>"$tmp/$name.err" &
 	local pid=$!
 	python3 -c "$qmp_py" "$sock" "$log" "$@" >"$ev" 2>&1 || true
 	wait $pid || rc=$?
@@ -133,7 +147,7 @@ run() {
 	else
 		fail=$((fail + 1))
 		printf 'FAIL %-22s %6d ms  %s\n' "$name" "$ms" "${why#; }"
-		sed 's/^/    | /' "$log" "$ev" | tail -40
+		sed 's/^/    | /' "$log" "$ev" "$tmp/$name.err" | tail -40
 	fi
 	[ -z "${KEEP_LOGS:-}" ] || cp "$log" "$ev" "$KEEP_LOGS/" 2>/dev/null || true
 }
@@ -141,6 +155,7 @@ run() {
 guest_off='"reason": "guest-shutdown"'
 guest_reset='"reason": "guest-reset"'
 done_ok='^DONE passed=[1-9][0-9]* failed=0'
+if [ "$mode" = suite ]; then
 for n in 1 2 4; do
 	run "microvm-smp$n" microvm $n "oxtest.then=poweroff" "$done_ok|^PASS smp" "$guest_off"
 done
@@ -167,5 +182,11 @@ if [ -z "${SKIP_Q35:-}" ]; then
 	run q35-smp2 q35 2 "oxtest.then=poweroff" "$done_ok|^PASS smp" "$guest_off"
 	run q35-i8042-reset q35 1 "oxtest.checks=rtc oxtest.then=i8042-reset" "$done_ok" "$guest_reset"
 fi
+fi
+
+# PCI and virtio cases (also `run-qemu.sh virtio` alone)
+# shellcheck source=run-qemu-virtio.sh
+. "$here/run-qemu-virtio.sh"
+
 echo "suite: $pass passed, $fail failed"
 [ $fail -eq 0 ]
