@@ -491,13 +491,21 @@ static const u8 *dsdt_device(const char *id, int nth, const u8 **end)
 	return hid;
 }
 
-/* Memory ranges of a device: every Buffer named _CRS inside the device (children
- * included) is walked for Memory32Fixed (0x86), DWord (0x87) and QWord (0x8A) address
+/* Memory ranges of a device (id NULL: of the whole DSDT): every Buffer named _CRS
+ * inside the device (children included) is walked for Memory32Fixed (0x86), DWord (0x87) and QWord (0x8A) address
  * space descriptors of resource type memory. Returns the number stored. */
 int acpi_dev_mem(const char *id, int nth, u64 *base, u64 *len, int max)
 {
 	const u8 *end = NULL;
-	const u8 *p = dsdt_device(id, nth, &end);
+	const u8 *p;
+	if (id) {
+		p = dsdt_device(id, nth, &end);
+	} else {           /* every _CRS in the DSDT */
+		if (!acpi.dsdt)
+			return 0;
+		p = acpi.dsdt + 36;
+		end = acpi.dsdt + (acpi.dsdt_len > 36 ? acpi.dsdt_len : 36);
+	}
 	int k = 0;
 	while (p && p < end && k < max) {
 		const u8 *crs = memfind(p, (usize)(end - p), "_CRS", 4);

@@ -160,6 +160,8 @@ void cmdline_parse(const char *cl)
 			opt.nettime_ms = n;
 		else if (KEY("oxtest.netserve") && parse_int(v, vlen, &n))
 			opt.netserve_s = n;
+		else if (KEY("oxtest.balloonpages") && parse_int(v, vlen, &n))
+			opt.balloon_pages = (int)n;
 		else if (KEY("oxtest.balloonwait") && parse_int(v, vlen, &n))
 			opt.balloonwait_ms = n;
 		else if (KEY("oxtest.timeout") && parse_int(v, vlen, &n))

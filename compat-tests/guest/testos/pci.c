@@ -115,7 +115,8 @@ static void find_config_space(void)
 }
 
 /* The 32-bit window BARs may be assigned from: oxtest.mmio32, else the largest memory
- * range below 4 GiB in the host bridge's (PNP0A08/PNP0A03) _CRS that is not the ECAM. */
+ * range below 4 GiB in the host bridge's (PNP0A08/PNP0A03) _CRS that is not the ECAM,
+ * else the largest such range of at least 16 MiB in any _CRS of the DSDT. */
 static void find_window(void)
 {
 	if (opt.mmio32_size) {
@@ -127,12 +128,21 @@ static void find_window(void)
 	int k = acpi_dev_mem("PNP0A08", 0, b, l, 8);
 	if (!k)
 		k = acpi_dev_mem("PNP0A03", 0, b, l, 8);
+	/* q35-style DSDTs declare the host bridge's _CRS in a later Scope: take the
+	 * largest range of any _CRS then (at least 16 MiB, so not a device's own) */
+	u64 min = 0x10000;
+	if (!k) {
+		k = acpi_dev_mem(NULL, 0, b, l, 8);
+		min = 0x1000000;
+	}
 	for (int i = 0; i < k; i++) {
-		if (b[i] + l[i] > 0x100000000ull || l[i] < 0x10000)
+		if (b[i] + l[i] > 0x100000000ull || l[i] < min)
 			continue;
 		if (ecam && b[i] <= ecam && ecam < b[i] + l[i])
 			continue;
-		if (l[i] > win_end - win_base) {
+		/* prefer a window at or above 3 GiB (mapped uncached), then the largest */
+		bool hi = b[i] >= 0xC0000000ull, cur_hi = win_base >= 0xC0000000ull;
+		if ((hi && !cur_hi) || (hi == cur_hi && l[i] > win_end - win_base)) {
 			win_base = b[i];
 			win_end = b[i] + l[i];
 		}

@@ -74,13 +74,15 @@ qextra=(-chardev "socket,id=c0,path=$tmp/con.sock,server=on,wait=on"
 	-device "virtio-serial-pci,addr=0x6,$vd" -device virtconsole,chardev=c0
 	-device "virtio-balloon-pci,id=bal0,addr=0x7,$vd")
 run microvm-virtio-console-balloon microvm 2 \
-	"oxtest.checks=pci,console,balloon oxtest.devs=06:console,07:balloon oxtest.console=echo" \
-	"$done_ok|^PASS console-06-echo|^PASS balloon-07-stats" '"stat-total-memory": [1-9]' \
+	"oxtest.checks=pci,console,balloon oxtest.devs=06:console,07:balloon oxtest.console=echo oxtest.balloonpages=16" \
+	"$done_ok|^PASS console-06-echo|^PASS balloon-07-stats|^PASS balloon-07-inflate" \
+	'"stat-total-memory": [1-9]|"actual": 268369920' \
 	"wait:^INFO balloon-07 stats queued" \
 	'qmp:{"execute":"qom-set","arguments":{"path":"/machine/peripheral/bal0","property":"guest-stats-polling-interval","value":1}}' \
-	"wait:^(PASS|FAIL) balloon" "sleep:0.3" \
+	'qmp:{"execute":"balloon","arguments":{"value":268369920}}' \
+	"wait:^(PASS|FAIL) balloon-07-stats" "sleep:0.3" \
 	'qmp:{"execute":"qom-get","arguments":{"path":"/machine/peripheral/bal0","property":"guest-stats"}}' \
-	"wait:^DONE" "cmd:quit"
+	"wait:^DONE" 'qmp:{"execute":"query-balloon"}' "cmd:quit"
 kill "$echo_pid" 2>/dev/null || true
 wait "$echo_pid" 2>/dev/null || true
 grep -h '^RESP.*guest-stats\|stat-total' "$tmp/microvm-virtio-console-balloon.events" 2>/dev/null |

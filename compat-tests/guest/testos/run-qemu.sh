@@ -114,7 +114,8 @@ pass=0 fail=0
 qextra=()   # extra QEMU arguments of the next run
 wrap=()     # command prefix of the next run (ip netns exec NS)
 
-# run NAME MACHINE SMP APPEND-EXTRA EXPECT-REGEX(serial, all must match) EXPECT-EVENT [QMP steps...]
+# run NAME MACHINE SMP APPEND-EXTRA EXPECT-REGEX(serial, all must match) EXPECT-EVENT(QMP
+# events and replies, all must match) [QMP steps: wait:RE, cmd:NAME, qmp:JSON, sleep:S]
 run() {
 	local name=$1 machine=$2 smp=$3 extra=$4 expect=$5 event=$6
 	shift 6
@@ -140,7 +141,12 @@ run() {
 		grep -Eq "$re" "$log" || { ok=0; why="$why; no '$re' on serial"; }
 	done
 	if [ -z "${ALLOW_FAIL:-}" ] && grep -q '^FAIL' "$log"; then ok=0; why="$why; $(grep -m1 '^FAIL' "$log")"; fi
-	if [ -n "$event" ] && ! grep -Eq "$event" "$ev"; then ok=0; why="$why; no QMP event '$event'"; fi
+	if [ -n "$event" ]; then
+		IFS='|' read -ra res <<<"$event"
+		for re in "${res[@]}"; do
+			grep -Eq "$re" "$ev" || { ok=0; why="$why; no '$re' from QMP"; }
+		done
+	fi
 	if [ $ok = 1 ]; then
 		pass=$((pass + 1))
 		printf 'ok   %-22s %6d ms  %s\n' "$name" "$ms" "$(grep -m1 '^DONE' "$log" || true)"

@@ -104,7 +104,7 @@ struct options {
 	int console_echo;          /* oxtest.console=echo */
 	u32 vsock_port, vsock_cid; /* oxtest.vsockport, oxtest.vsockcid */
 	u32 ip;          /* oxtest.ip=A.B.C.D, network byte order in memory */
-	int netsend, netrecv, netping;
+	int netsend, netrecv, netping, balloon_pages;
 	i64 nettime_ms, netserve_s, balloonwait_ms, timeout_ms;
 };
 extern struct options opt;

@@ -1,7 +1,9 @@
 /* virtio-balloon: negotiates VIRTIO_BALLOON_F_STATS_VQ, offers a statistics buffer on
  * queue 2 and passes once the device has consumed it (it returns the buffer when it
  * wants fresh numbers; QEMU does so once a stats polling interval is set). The buffer
- * is refilled and offered again each time it comes back. */
+ * is refilled and offered again each time it comes back. With oxtest.balloonpages=N
+ * (N <= 32) it also waits for the device's num_pages to become N and inflates that
+ * many pages (their page frame numbers on queue 0), then sets actual to N. */
 #include "testos.h"
 
 #define F_STATS_VQ (1ull << 1)
@@ -43,6 +45,43 @@ static void offer(void)
 	struct vbuf b = { stats, sizeof(struct stat) * NSTATS };
 	vq_add(&bal->q[2], &b, 1, 0);
 	vq_kick(&bal->q[2]);
+}
+
+#define MAX_INFLATE 32
+
+static void inflate(struct vdev *d)
+{
+	struct why w = { .len = 0 };
+	w.buf[0] = 0;
+	char name[40];
+	snprintf(name, sizeof(name), "%s-inflate", d->name);
+	u32 want = (u32)opt.balloon_pages, np = 0;
+	u64 end = rdtsc() + ms_to_tsc((u64)opt.balloonwait_ms);
+	while ((np = vcfg32(d, 0)) != want && rdtsc() < end)
+		cpu_relax();
+	if (np != want || want > MAX_INFLATE) {
+		why_add(&w, "num_pages %u, want %u (at most %u)", np, want, MAX_INFLATE);
+		report(name, false, &w);
+		return;
+	}
+	/* pages handed to the device are never touched again */
+	u32 *pfns = dma_alloc(4 * MAX_INFLATE, 64);
+	for (u32 i = 0; i < want; i++) {
+		u8 *page = dma_alloc(4096, 4096);
+		if (!page) {
+			why_add(&w, "out of pages");
+			report(name, false, &w);
+			return;
+		}
+		pfns[i] = (u32)((usize)page >> 12);
+	}
+	struct vbuf b = { pfns, 4 * want };
+	if (!vq_xfer(&d->q[0], &b, 1, 0, NULL))
+		why_add(&w, "inflate queue timeout");
+	mmio_w32(d->cfg + 4, want);
+	println("INFO %s inflated %u pages (pfn 0x%x..), actual %u", d->name, want, pfns[0],
+		vcfg32(d, 4));
+	report(name, w.len == 0, &w);
 }
 
 void check_balloon(void)
@@ -90,4 +129,6 @@ void check_balloon(void)
 		println("INFO %s stats requested by the device, answered (round %u)", d->name, rounds);
 	}
 	report(name, w.len == 0, &w);
+	if (opt.balloon_pages > 0)
+		inflate(d);
 }
