@@ -31,7 +31,7 @@
 #define DESC_WRITE 2
 
 /* Buffers the devices read and write: not part of .bss so boot does not clear it. */
-static u8 pool[512 * 1024] __attribute__((section(".dma"), aligned(4096)));
+static u8 pool[256 * 1024] __attribute__((section(".dma"), aligned(4096)));
 static usize pool_used;
 
 void *dma_alloc(usize size, usize align)
@@ -188,9 +188,9 @@ bool vq_setup(struct vdev *d, int qi, u16 max, struct why *w)
 		size &= (u16)(size - 1);
 	q->size = size;
 	q->index = (u16)qi;
-	q->desc = dma_alloc(16u * size, 4096);
-	q->avail = dma_alloc(6u + 2u * size, 4096);
-	q->used = dma_alloc(6u + 8u * size, 4096);
+	q->desc = dma_alloc(16u * size, 64);
+	q->avail = dma_alloc(6u + 2u * size, 64);
+	q->used = dma_alloc(6u + 8u * size, 64);
 	if (!q->desc || !q->avail || !q->used) {
 		why_add(w, "queue %d: out of DMA memory", qi);
 		return false;
