@@ -118,6 +118,41 @@ else
 	echo "skip microvm-virtio-net (needs root and ip netns)"
 fi
 
+# vsock: no /dev/vhost-vsock here, so QEMU's vhost-user-vsock-pci talks to vsock-host.py,
+# a small vhost-user backend that bridges guest streams to CID 2 port P onto the unix
+# socket <prefix>_P, where an echo server listens (guest memory must be shared: memfd)
+if "$QEMU" -device help 2>/dev/null | grep -q '"vhost-user-vsock-pci"'; then
+	python3 - "$tmp/vsock.sock_1234" >"$tmp/uecho.out" 2>&1 <<'PY' &
+import os, socket, sys, threading
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(4)
+def serve(c):
+    while d := c.recv(4096):
+        print("echo", repr(d), flush=True)
+        c.sendall(d)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+	uecho_pid=$!
+	python3 "$here/vsock-host.py" "$tmp/vhost-vsock.sock" 3 "$tmp/vsock.sock" >"$tmp/vsock-host.out" 2>&1 &
+	vhost_pid=$!
+	for _ in $(seq 100); do [ -S "$tmp/vhost-vsock.sock" ] && [ -S "$tmp/vsock.sock_1234" ] && break; sleep 0.05; done
+	qextra=(-machine memory-backend=mem -object memory-backend-memfd,id=mem,size=256M,share=on
+		-chardev "socket,id=vs,path=$tmp/vhost-vsock.sock"
+		-device "vhost-user-vsock-pci,chardev=vs,addr=0x9,$vd")
+	run microvm-virtio-vsock microvm 2 \
+		"oxtest.checks=pci,vsock oxtest.devs=09:vsock oxtest.vsockport=1234 oxtest.then=poweroff" \
+		"$done_ok|^PASS pci-09-vsock|guest cid 3|^PASS vsock-09-echo" "$guest_off"
+	kill "$uecho_pid" "$vhost_pid" 2>/dev/null || true
+	wait "$uecho_pid" "$vhost_pid" 2>/dev/null || true
+	grep -q "echo b'OXVSOCK ping" "$tmp/uecho.out" || { fail=$((fail + 1)); echo "FAIL microvm-virtio-vsock: nothing reached the host's unix socket"; }
+else
+	echo "skip microvm-virtio-vsock (QEMU lacks vhost-user-vsock-pci)"
+fi
+
 # wrong expectations must be caught
 qextra=(-drive "file=$tmp/disk.raw,format=raw,if=none,id=d3"
 	-device "virtio-blk-pci,drive=d3,addr=0x3,$vd")
