@@ -255,7 +255,6 @@ static void scan_bus(u8 bus, int depth)
 					break;
 				continue;
 			}
-			int idx = pci_ndevs;
 			add_function(bus, dev, fn, id);
 			u8 hdr = pci_read8(&probe, 0x0E);
 			if ((hdr & 0x7F) == 1 && depth < 4) {
@@ -263,7 +262,6 @@ static void scan_bus(u8 bus, int depth)
 				if (sec > bus)
 					scan_bus(sec, depth + 1);
 			}
-			(void)idx;
 			if (fn == 0 && !(hdr & 0x80))
 				break;
 		}
