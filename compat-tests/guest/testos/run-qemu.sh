@@ -2,14 +2,16 @@
 # Boot testos under QEMU on this machine's /dev/kvm.
 #
 #   run-qemu.sh boot [--q35] [--smp N] [--mem MIB] -- 'extra kernel command line'
-#       one boot, serial console on stdout (QEMU exits on poweroff/reset: -no-reboot)
+#       one boot, serial console on stdout (QEMU exits on poweroff/reset: -no-reboot);
+#       QEMU_EXTRA='-device virtio-rng-pci,addr=0x3,disable-legacy=on' adds devices
 #   run-qemu.sh suite
 #       the whole matrix: checks on 1, 2 and 4 CPUs, every final action, pause/resume
 #       under the ticker, the power button through QMP, then the virtio cases; prints
 #       one line per case.
 #   run-qemu.sh virtio
 #       only the PCI/virtio cases (blk raw/qcow2/read-only, rng, console echo, balloon
-#       stats through QMP, net on a tap in a network namespace, q35, wrong expectations)
+#       stats through QMP, net on a tap in a network namespace, vsock through a
+#       vhost-user backend, q35, wrong expectations)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/../out"
@@ -59,12 +61,14 @@ if [ "${1:-}" = boot ]; then
 		shift
 	done
 	# shellcheck disable=SC2046
+	# QEMU_EXTRA: more QEMU arguments (devices), split on white space
+	# shellcheck disable=SC2086
 	exec $(qemu_cmd $machine "$smp" "$mem" "" | sed 's/-append  *$//') \
-		-append "$(base_append $machine "$smp" "$mem") $*"
+		-append "$(base_append $machine "$smp" "$mem") $*" ${QEMU_EXTRA:-}
 fi
 
 mode=${1:-}
-[ "$mode" = suite ] || [ "$mode" = virtio ] || { sed -n '2,11p' "$0"; exit 2; }
+[ "$mode" = suite ] || [ "$mode" = virtio ] || { sed -n '2,14p' "$0"; exit 2; }
 
 # QMP driver: connects, then runs steps: wait:REGEX (serial log), cmd:NAME, sleep:S;
 # afterwards prints every QMP event until QEMU closes the socket.
