@@ -6,12 +6,14 @@ The 8-byte little-endian word at byte offset B (B a multiple of 8) holds
 (B // 8) ^ 0x6f78777269746521 instead.
 
   make-pattern-disk.py write FILE SECTORS [--garbage FIRST:COUNT ...] [--written F:C]
+                        [--zero F:C]
       create FILE (raw) with SECTORS 512-byte sectors of the pattern; --garbage fills
       sectors with 0xEE instead (for a backing file whose top layer supplies them);
-      --written uses the write-test key there (the expected image after the test)
+      --written uses the write-test key there, --zero zeroes (the expected image after
+      the write and write-zeroes tests)
   make-pattern-disk.py sectors FIRST COUNT
       write the pattern of those sectors to stdout (to feed qemu-io or dd)
-  make-pattern-disk.py verify FILE [--written FIRST:COUNT]
+  make-pattern-disk.py verify FILE [--written FIRST:COUNT] [--zero FIRST:COUNT]
       check every sector of a raw FILE; exit 1 on the first mismatch
 """
 import struct
@@ -40,9 +42,12 @@ def main(argv):
         path, n = argv[1], int(argv[2])
         garbage = ranges(argv, "--garbage")
         written = ranges(argv, "--written")
+        zero = ranges(argv, "--zero")
         with open(path, "wb") as f:
             for s in range(n):
-                if any(a <= s < a + c for a, c in garbage):
+                if any(a <= s < a + c for a, c in zero):
+                    f.write(bytes(512))
+                elif any(a <= s < a + c for a, c in garbage):
                     f.write(b"\xee" * 512)
                 elif any(a <= s < a + c for a, c in written):
                     f.write(sector(s, WRITE_KEY))
@@ -57,11 +62,13 @@ def main(argv):
         return 0
     if len(argv) >= 2 and argv[0] == "verify":
         written = ranges(argv, "--written")
+        zero = ranges(argv, "--zero")
         with open(argv[1], "rb") as f:
             data = f.read()
         for s in range(len(data) // 512):
             key = WRITE_KEY if any(a <= s < a + c for a, c in written) else KEY
-            if data[s * 512:(s + 1) * 512] != sector(s, key):
+            want = bytes(512) if any(a <= s < a + c for a, c in zero) else sector(s, key)
+            if data[s * 512:(s + 1) * 512] != want:
                 print(f"verify {argv[1]}: sector {s} differs (key {key:#x})")
                 return 1
         print(f"verify {argv[1]}: {len(data) // 512} sectors ok")

@@ -85,6 +85,7 @@ void cmdline_parse(const char *cl)
 	opt.epoch = -1;
 	opt.gedirq = -1;
 	opt.blkwrite = 64;
+	opt.blkzero = -1;
 	opt.vsock_port = 1234;
 	opt.vsock_cid = 2;
 	opt.ip = 15u << 24 | 2u << 16 | 10u;   /* 10.0.2.15, bytes in wire order */
@@ -142,6 +143,8 @@ void cmdline_parse(const char *cl)
 			parse_range(v, vlen);
 		else if (KEY("oxtest.blkwrite") && parse_int(v, vlen, &n))
 			opt.blkwrite = n;
+		else if (KEY("oxtest.blkzero") && parse_int(v, vlen, &n))
+			opt.blkzero = n;
 		else if (KEY("oxtest.console"))
 			opt.console_echo = vlen == 4 && memcmp(v, "echo", 4) == 0;
 		else if (KEY("oxtest.vsockport") && parse_int(v, vlen, &n))

@@ -5,6 +5,7 @@ pat="$here/../make-pattern-disk.py"
 vd="disable-legacy=on"
 sectors=16384          # 8 MiB disks
 wsec=64                # oxtest.blkwrite: sectors 64..71 are written
+zsec=128               # oxtest.blkzero: sectors 128..135 are zeroed
 mid=$((sectors / 2))
 
 # raw disk with the pattern; a read-only copy; a qcow2 whose backing file lacks some
@@ -19,7 +20,7 @@ python3 "$pat" sectors $((mid + 4)) 4 >"$tmp/s2.bin"
 qemu-io -f qcow2 -c "write -s $tmp/s1.bin $((4 * 512)) 1024" \
 	-c "write -s $tmp/s2.bin $(((mid + 4) * 512)) 2048" "$tmp/top.qcow2" >/dev/null
 base_sum=$(sha256sum <"$tmp/base.raw")
-python3 "$pat" write "$tmp/expect.raw" $sectors --written $wsec:8
+python3 "$pat" write "$tmp/expect.raw" $sectors --written $wsec:8 --zero $zsec:8
 
 blkdevs="-drive file=$tmp/disk.raw,format=raw,if=none,id=d3
 	-device virtio-blk-pci,drive=d3,addr=0x3,serial=OXDISK3,$vd
@@ -30,13 +31,13 @@ blkdevs="-drive file=$tmp/disk.raw,format=raw,if=none,id=d3
 	-device virtio-rng-pci,addr=0x6,$vd"
 # shellcheck disable=SC2206
 qextra=($blkdevs)
-blk_ok="$done_ok|^PASS pci-03-blk|^PASS pci-04-blk|^PASS pci-05-blk|^PASS pci-06-rng|^PASS blk-03-write|^PASS blk-04-read|^PASS blk-04-write|^PASS blk-05-ro|^PASS rng-06"
+blk_ok="$done_ok|^PASS pci-03-blk|^PASS pci-04-blk|^PASS pci-05-blk|^PASS pci-06-rng|^PASS blk-03-write|^PASS blk-03-zeroes|^PASS blk-04-read|^PASS blk-04-write|^PASS blk-04-zeroes|^PASS blk-05-ro|^PASS rng-06"
 run microvm-virtio-blk microvm 2 \
-	"oxtest.checks=pci,blk,rng oxtest.devs=03:blk,04:blk,05:blk:ro,06:rng oxtest.blkwrite=$wsec oxtest.then=poweroff" \
+	"oxtest.checks=pci,blk,rng oxtest.devs=03:blk,04:blk,05:blk:ro,06:rng oxtest.blkwrite=$wsec oxtest.blkzero=$zsec oxtest.then=poweroff" \
 	"$blk_ok" "$guest_off"
 # the host's view after the guest's writes
 host_ok=1
-python3 "$pat" verify "$tmp/disk.raw" --written $wsec:8 >/dev/null || host_ok=0
+python3 "$pat" verify "$tmp/disk.raw" --written $wsec:8 --zero $zsec:8 >/dev/null || host_ok=0
 python3 "$pat" verify "$tmp/ro.raw" >/dev/null || host_ok=0
 qemu-img check -q "$tmp/top.qcow2" || host_ok=0
 qemu-img compare -q -f qcow2 -F raw "$tmp/top.qcow2" "$tmp/expect.raw" || host_ok=0

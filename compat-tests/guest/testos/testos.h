@@ -101,6 +101,7 @@ struct options {
 	u64 ecam;        /* oxtest.ecam=0x...: ECAM base, overrides MCFG/DSDT */
 	u64 mmio32, mmio32_size;   /* oxtest.mmio32=BASE:SIZE (hex): BAR window */
 	i64 blkwrite;    /* oxtest.blkwrite=SECTOR: first of 8 sectors the write test uses */
+	i64 blkzero;     /* oxtest.blkzero=SECTOR: write-zeroes test, -1: off */
 	int console_echo;          /* oxtest.console=echo */
 	u32 vsock_port, vsock_cid; /* oxtest.vsockport, oxtest.vsockcid */
 	u32 ip;          /* oxtest.ip=A.B.C.D, network byte order in memory */

@@ -13,11 +13,13 @@
 #define F_RO        (1ull << 5)
 #define F_BLK_SIZE  (1ull << 6)
 #define F_FLUSH     (1ull << 9)
+#define F_WRITE_ZEROES (1ull << 14)
 
 #define T_IN     0
 #define T_OUT    1
 #define T_FLUSH  4
 #define T_GET_ID 8
+#define T_WRITE_ZEROES 13
 
 #define NSECT 8      /* sectors per test request: 4 KiB */
 
@@ -71,6 +73,49 @@ static bool verify(const u64 *p, u64 sector, u64 key, const char *what, struct w
 	return true;
 }
 
+/* oxtest.blkzero=SECTOR: VIRTIO_BLK_T_WRITE_ZEROES over 8 sectors (if offered), then
+ * they must read back as zeroes. */
+static void write_zeroes(struct vdev *d, u64 cap)
+{
+	struct why w = { .len = 0 };
+	w.buf[0] = 0;
+	char name[48];
+	snprintf(name, sizeof(name), "%s-zeroes", d->name);
+	u64 zs = (u64)opt.blkzero;
+	if (!(d->features & F_WRITE_ZEROES)) {
+		println("INFO %s VIRTIO_BLK_F_WRITE_ZEROES not offered, zeroes test skipped", d->name);
+		return;
+	}
+	if (zs + NSECT > cap) {
+		why_add(&w, "oxtest.blkzero=%llu beyond capacity %llu", zs, cap);
+		report(name, false, &w);
+		return;
+	}
+	/* one segment: sector, num_sectors, flags (unmap bit 0 clear) */
+	struct __attribute__((packed)) { u64 sector; u32 num, flags; } *seg = (void *)buf;
+	seg->sector = zs;
+	seg->num = NSECT;
+	seg->flags = 0;
+	int st = blk_req(d, T_WRITE_ZEROES, 0, seg, sizeof(*seg), false);
+	if (st != 0)
+		why_add(&w, "write zeroes status %d", st);
+	memset(buf, 0xA5, NSECT * 512);
+	st = blk_req(d, T_IN, zs, buf, NSECT * 512, true);
+	if (st != 0) {
+		why_add(&w, "read back status %d", st);
+	} else {
+		for (u32 i = 0; i < NSECT * 64; i++) {
+			if (buf[i]) {
+				why_add(&w, "sector %llu word %u is 0x%llx after write zeroes",
+					zs + i / 64, i % 64, buf[i]);
+				break;
+			}
+		}
+	}
+	println("INFO %s zeroed sectors %llu-%llu", d->name, zs, zs + NSECT - 1);
+	report(name, w.len == 0, &w);
+}
+
 static void one_disk(struct vdev *d)
 {
 	char name[48];
@@ -78,7 +123,7 @@ static void one_disk(struct vdev *d)
 	w.buf[0] = 0;
 	bool want_ro = d->exp && strncmp(d->exp->flag, "ro", 3) == 0;
 	snprintf(name, sizeof(name), "%s-setup", d->name);
-	if (!vdev_start(d, F_RO | F_BLK_SIZE | F_FLUSH | F_SEG_MAX | F_SIZE_MAX, &w) ||
+	if (!vdev_start(d, F_RO | F_BLK_SIZE | F_FLUSH | F_SEG_MAX | F_SIZE_MAX | F_WRITE_ZEROES, &w) ||
 	    !vq_setup(d, 0, 16, &w)) {
 		report(name, false, &w);
 		return;
@@ -126,7 +171,9 @@ static void one_disk(struct vdev *d)
 		snprintf(what, sizeof(what), "read at %llu", at[k]);
 		/* a sector written by an earlier write test carries the write key */
 		u64 wsec = (u64)opt.blkwrite;
-		bool written = !ro && at[k] + NSECT > wsec && at[k] < wsec + NSECT;
+		u64 zsec = (u64)opt.blkzero;
+		bool written = !ro && ((at[k] + NSECT > wsec && at[k] < wsec + NSECT) ||
+				       (opt.blkzero >= 0 && at[k] + NSECT > zsec && at[k] < zsec + NSECT));
 		if (!written)
 			verify(buf, at[k], PATTERN_KEY, what, &w);
 	}
@@ -178,6 +225,8 @@ static void one_disk(struct vdev *d)
 	println("INFO %s wrote sectors %llu-%llu%s", d->name, ws, ws + NSECT - 1,
 		d->features & F_FLUSH ? ", flushed" : ", no flush feature");
 	report(name, w.len == 0, &w);
+	if (opt.blkzero >= 0)
+		write_zeroes(d, cap);
 }
 
 void check_blk(void)
