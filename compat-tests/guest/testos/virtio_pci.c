@@ -233,10 +233,10 @@ int vq_add(struct vq *q, const struct vbuf *b, int nout, int nin)
 	}
 	q->free_head = q->desc[last].next;
 	q->nfree = (u16)(q->nfree - n);
-	u16 ai = q->avail[1];
-	q->avail[2 + (ai & (q->size - 1))] = head;
+	u16 aidx = q->avail[1];
+	q->avail[2 + (aidx & (q->size - 1))] = head;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	q->avail[1] = (u16)(ai + 1);
+	q->avail[1] = (u16)(aidx + 1);
 	return head;
 }
 
