@@ -57,7 +57,8 @@ gen $V vi-vcpus-maxvcpus --memory 1024 --vcpus 2,maxvcpus=4 "${OS[@]}" "${NOGFX[
     --import --disk path=$IMG/debian.qcow2 --network none
 gen $V vi-uefi --memory 2048 --vcpus 2 "${OS[@]}" "${NOGFX[@]}" --import --disk path=$IMG/debian.qcow2 \
     --network network=default \
-    --boot loader=/usr/share/OVMF/OVMF_CODE_4M.fd,loader.readonly=yes,loader.type=pflash,nvram.template=/usr/share/OVMF/OVMF_VARS_4M.fd
+    --boot loader=/usr/share/OVMF/OVMF_CODE_4M.fd,loader.readonly=yes,loader.type=pflash,nvram.template=/usr/share/OVMF/OVMF_VARS_4M.fd \
+    --tpm none
 gen $V vi-serial-pty-file --memory 512 --vcpus 1 "${OS[@]}" "${NOGFX[@]}" --import --disk path=$IMG/disk.raw,format=raw \
     --network none --serial pty --serial file,path=/var/log/oxvirt/vi-serial.log
 gen $V vi-console-pty --memory 512 --vcpus 1 "${OS[@]}" --graphics none --console pty,target.type=virtio \
@@ -106,6 +107,10 @@ gen $D vi-video-virtio --memory 1024 --vcpus 1 "${OS[@]}" --graphics none --vide
 gen $D vi-sound --memory 1024 --vcpus 1 "${OS[@]}" --graphics none --sound ich9 --import --disk path=$IMG/debian.qcow2 --network none
 gen $D vi-tablet-keyboard --memory 1024 --vcpus 1 "${OS[@]}" --graphics none --input tablet,bus=usb --input keyboard,bus=virtio \
     --import --disk path=$IMG/debian.qcow2 --network none
+# UEFI with the TPM virt-install adds for it by default.
+gen $D vi-uefi-tpm --memory 2048 --vcpus 2 "${OS[@]}" "${NOGFX[@]}" --import --disk path=$IMG/debian.qcow2 \
+    --network network=default \
+    --boot loader=/usr/share/OVMF/OVMF_CODE_4M.fd,loader.readonly=yes,loader.type=pflash,nvram.template=/usr/share/OVMF/OVMF_VARS_4M.fd
 gen $D vi-win-defaults --memory 4096 --vcpus 2 --osinfo win10 --import --disk path=$IMG/debian.qcow2 --network network=default
 
 if virsh pool-info images >/dev/null 2>&1; then
