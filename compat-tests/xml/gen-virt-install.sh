@@ -100,7 +100,7 @@ gen $V vi-clock-features --memory 1024 --vcpus 2 "${OS[@]}" "${NOGFX[@]}" --impo
 # tablet): their acceptance is the model's decision (xml-schemas/README.md).
 gen $D vi-default-q35 --memory 2048 --vcpus 2 "${OS[@]}" --import --disk path=$IMG/debian.qcow2 --network network=default
 gen $D vi-default-pc --machine pc --memory 2048 --vcpus 2 "${OS[@]}" --import --disk path=$IMG/debian.qcow2 --network network=default
-gen $D vi-graphics-vnc --memory 1024 --vcpus 1 "${OS[@]}" --graphics vnc,listen=127.0.0.1 --video none --import \
+gen $D vi-graphics-vnc --memory 1024 --vcpus 1 "${OS[@]}" --graphics vnc,listen=127.0.0.1 --video model.type=none --import \
     --disk path=$IMG/debian.qcow2 --network none
 gen $D vi-graphics-spice --memory 1024 --vcpus 1 "${OS[@]}" --graphics spice --import --disk path=$IMG/debian.qcow2 --network none
 gen $D vi-video-virtio --memory 1024 --vcpus 1 "${OS[@]}" --graphics none --video virtio --import --disk path=$IMG/debian.qcow2 --network none
