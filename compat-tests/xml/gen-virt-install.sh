@@ -25,12 +25,27 @@ n=0
 gen() { # [STEP=n] gen DIR NAME virt-install-args...  (STEP: install phase to print)
     local dir=$1 name=$2; shift 2
     n=$((n + 1))
-    local uuid mac
+    local uuid
     uuid=$(printf 'c0ffee00-0000-4000-8000-%012d' "$n")
-    mac=$(printf '52:54:00:00:%02x:01' "$n")
     virt-install --connect "$LIBVIRT_DEFAULT_URI" --print-xml ${STEP:-1} --noautoconsole \
         --name "$name" --uuid "$uuid" "$@" \
-        | sed -E "s/(mac address=\")52:54:00:[0-9a-f:]{8}\"/\1$mac\"/" > "$dir/$name.xml"
+        | pin_macs "$n" "$*" > "$dir/$name.xml"
+}
+# Replaces the MACs virt-install made up by 52:54:00:00:NN:01, :02, ...
+# (NN the file's number), keeping the ones given on its command line.
+pin_macs() {
+    python3 -c '
+import re, sys
+n, args = int(sys.argv[1]), sys.argv[2].lower()
+count = 0
+def pin(m):
+    global count
+    if m.group(2).lower() in args:
+        return m.group(0)
+    count += 1
+    return "%s52:54:00:00:%02x:%02x%s" % (m.group(1), n, count, m.group(3))
+sys.stdout.write(re.sub(r"(<mac address=\")([0-9a-fA-F:]{17})(\")", pin, sys.stdin.read()))
+' "$1" "$2"
 }
 
 V=valid
