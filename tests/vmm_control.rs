@@ -349,5 +349,8 @@ fn early_client_sees_running_event() {
     let st = c.execute("query-status");
     assert_eq!(st["return"]["status"], "running", "{st}");
     c.execute("quit");
-    assert_eq!(g.wait(Duration::from_secs(10)).and_then(|s| s.code()), Some(5));
+    assert_eq!(
+        g.wait(Duration::from_secs(10)).and_then(|s| s.code()),
+        Some(5)
+    );
 }
