@@ -38,7 +38,7 @@ fn guest_dir() -> Option<PathBuf> {
     } else {
         eprintln!(
             "SKIP: no Debian guest in {} (build one with \
-             /work/shared/reference/anchor-recipes/build-guest.sh or set OXVIRT_DEBIAN_GUEST)",
+             compat-tests/guest/build-debian-guest.sh DIR or set OXVIRT_DEBIAN_GUEST)",
             dir.display()
         );
         None

@@ -6,6 +6,8 @@
 #   OUTDIR/initramfs.cpio.gz  busybox-static and an /init that prints OXVIRT-INIT-OK on
 #                             ttyS0 and powers off (kernel argument oxvirt.hold: stay up)
 #   OUTDIR/cmdline            the kernel command line to boot it with
+#   OUTDIR/vmlinux            the uncompressed ELF kernel from inside vmlinuz: it carries
+#                             the PVH entry note, and skips the in-guest decompressor
 # .debs are cached in ${DEB_CACHE:-/var/cache/oxvirt/debs}; a warm build takes seconds.
 set -euo pipefail
 
@@ -69,5 +71,28 @@ find "$root" -exec touch -h -d @0 {} +
 (cd "$root" && find . | LC_ALL=C sort | "$bb" cpio -o -H newc -R 0:0 2>/dev/null) |
 	gzip -9n >"$out/initramfs.cpio.gz"
 cp "$work"/boot/vmlinuz-* "$out/vmlinuz"
-echo "console=ttyS0 panic=-1 reboot=t quiet" >"$out/cmdline"
+# no `quiet`: the early lines (banner, e820, ACPI tables) are what the tests read
+echo "console=ttyS0 panic=-1 reboot=t" >"$out/cmdline"
+
+# vmlinux: Debian's cloud kernel payload is LZ4 (legacy frame, magic 02 21 4c 18);
+# the other payload formats are tried too. The first offset that decompresses to
+# an ELF wins.
+extract_vmlinux() {
+	local img=$1 dst=$2 spec magic tool off
+	for spec in 'lz4:\x02\x21\x4c\x18' 'zstd:\x28\xb5\x2f\xfd' 'xz:\xfd\x37\x7a\x58\x5a\x00' 'gzip:\x1f\x8b\x08'; do
+		tool=${spec%%:*} magic=${spec#*:}
+		command -v "$tool" >/dev/null || continue
+		for off in $(LC_ALL=C grep -aboP "$magic" "$img" | cut -d: -f1 | head -3); do
+			tail -c +$((off + 1)) "$img" | "$tool" -dc >"$dst" 2>/dev/null || true
+			[ "$(head -c 4 "$dst" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] && return 0
+		done
+	done
+	rm -f "$dst"
+	return 1
+}
+if ! command -v lz4 >/dev/null; then
+	dpkg-deb -x "$(deb lz4)" "$work/lz4"
+	export PATH="$work/lz4/usr/bin:$PATH"
+fi
+extract_vmlinux "$out/vmlinuz" "$out/vmlinux" || { echo "cannot extract vmlinux from vmlinuz" >&2; exit 1; }
 echo "built $out from $(basename "$kdeb") and $(basename "$bdeb")" >&2
