@@ -6,3 +6,4 @@
 //! config types; the front ends on `driver`.
 
 pub mod error;
+pub mod xml;
