@@ -157,9 +157,14 @@ pub fn parse_document(xml: &str) -> Result<Element> {
                 }
             }
             Event::End(_) => {
-                let Some(done) = stack.pop() else {
+                let Some(mut done) = stack.pop() else {
                     return Err(syntax_error("unexpected end tag"));
                 };
+                // Text between child elements is layout; the formatter
+                // writes its own, so it is not kept.
+                if !done.children.is_empty() {
+                    done.text.clear();
+                }
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(done),
                     None => root = Some(done),

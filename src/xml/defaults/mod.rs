@@ -5,17 +5,23 @@ mod chardevs;
 mod controllers;
 mod devices;
 mod pci;
+mod validate;
+mod video;
 
 use crate::error::{Error, Result};
 
 use super::model::Domain;
+use super::model::domain::VcpuPlacement;
 use super::model::os::{BootDev, OsType};
+use super::tree::Element;
 
 /// Fill every default, in the order libvirt's post-parse does.
 pub fn fill(dom: &mut Domain) -> Result<()> {
     fill_os(dom)?;
-    check_topology(dom)?;
+    fill_numatune(dom);
+    validate::check(dom)?;
     devices::fill(dom);
+    video::fill(dom);
     chardevs::fill(dom)?;
     controllers::fill(dom)?;
     pci::assign(dom)?;
@@ -49,16 +55,17 @@ fn fill_os(dom: &mut Domain) -> Result<()> {
     Ok(())
 }
 
-fn check_topology(dom: &Domain) -> Result<()> {
-    let Some(topology) = dom.cpu.as_ref().and_then(|c| c.topology) else {
-        return Ok(());
-    };
-    if topology.vcpus() != Some(dom.vcpu.max) {
-        return Err(Error::unsupported(
-            "CPU topology doesn't match maximum vcpu count",
-        ));
+/// Automatic vCPU placement implies automatic memory placement.
+fn fill_numatune(dom: &mut Domain) {
+    if dom.vcpu.placement == VcpuPlacement::Auto && !dom.kept.iter().any(|e| e.name == "numatune") {
+        dom.kept.push(
+            Element::new("numatune").with_child(
+                Element::new("memory")
+                    .with_attr("mode", "strict")
+                    .with_attr("placement", "auto"),
+            ),
+        );
     }
-    Ok(())
 }
 
 #[cfg(test)]

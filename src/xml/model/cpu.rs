@@ -184,7 +184,15 @@ impl Cpu {
 /// Rewrite each NUMA cell's memory in KiB, as libvirt prints it.
 fn normalise_numa(numa: &Element) -> Result<Element> {
     let mut out = numa.clone();
-    for cell in out.children.iter_mut().filter(|c| c.name == "cell") {
+    for (index, cell) in out
+        .children
+        .iter_mut()
+        .filter(|c| c.name == "cell")
+        .enumerate()
+    {
+        if cell.attr("id").is_none() {
+            cell.attrs.insert(0, ("id".into(), index.to_string()));
+        }
         let Some(mem) = cell.attr("memory") else {
             return Err(missing_attr(cell, "memory"));
         };

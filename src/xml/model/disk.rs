@@ -350,7 +350,8 @@ impl Disk {
             source,
             backing_store,
             target,
-            readonly: e.child("readonly").is_some(),
+            // A CD-ROM is read-only whether or not the XML says so.
+            readonly: e.child("readonly").is_some() || device == DiskDevice::Cdrom,
             shareable: e.child("shareable").is_some(),
             transient: e.child("transient").is_some(),
             serial: e.child_text("serial").map(str::to_string),

@@ -28,28 +28,83 @@ pub struct Graphics {
     pub children: Vec<Element>,
 }
 
+/// Graphics attributes in the order libvirt writes them; any others
+/// follow in document order.
+const GRAPHICS_ATTR_ORDER: &[&str] = &[
+    "display",
+    "xauth",
+    "fullscreen",
+    "port",
+    "tlsPort",
+    "autoport",
+    "websocket",
+    "multiUser",
+    "replaceUser",
+    "listen",
+    "keymap",
+    "defaultMode",
+    "sharePolicy",
+    "passwdValidTo",
+    "connected",
+    "powerControl",
+    "gl",
+    "rendernode",
+];
+
+fn attr_rank(name: &str) -> usize {
+    GRAPHICS_ATTR_ORDER
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or(GRAPHICS_ATTR_ORDER.len())
+}
+
 impl Graphics {
     pub fn parse(e: &Element) -> Result<Graphics> {
+        let mut attrs: Vec<(String, String)> = e
+            .attrs
+            .iter()
+            .filter(|(k, _)| k != "type" && k != "passwd")
+            .cloned()
+            .collect();
+        attrs.sort_by_key(|(k, _)| attr_rank(k));
+        let mut children = e.children.clone();
+        let listen_attr = e.attr("listen");
+        let has_listen_child = children.iter().any(|c| c.name == "listen");
+        if let (Some(addr), false) = (listen_attr, has_listen_child) {
+            // libvirt mirrors the listen attribute as a listen element.
+            let pos = children
+                .iter()
+                .position(|c| c.name != "listen")
+                .unwrap_or(0);
+            children.insert(
+                pos.min(children.len()),
+                Element::new("listen")
+                    .with_attr("type", "address")
+                    .with_attr("address", addr),
+            );
+        }
         Ok(Graphics {
             graphics_type: req_enum_attr(e, "type")?,
             passwd: e.attr("passwd").map(str::to_string),
-            attrs: e
-                .attrs
-                .iter()
-                .filter(|(k, _)| k != "type" && k != "passwd")
-                .cloned()
-                .collect(),
-            children: e.children.clone(),
+            attrs,
+            children,
         })
     }
 
     /// The password is shown only when `secure` formatting is asked for.
     pub fn to_element(&self, secure: bool) -> Element {
         let mut e = Element::new("graphics").with_attr("type", self.graphics_type.as_str());
-        e.attrs.extend(self.attrs.iter().cloned());
+        let passwd_rank = attr_rank("passwdValidTo");
+        let (before, after): (Vec<_>, Vec<_>) = self
+            .attrs
+            .iter()
+            .cloned()
+            .partition(|(k, _)| attr_rank(k) < passwd_rank);
+        e.attrs.extend(before);
         if secure {
             e = e.with_opt_attr("passwd", self.passwd.as_ref());
         }
+        e.attrs.extend(after);
         e.children = self.children.clone();
         e
     }

@@ -127,11 +127,16 @@ fn parse_vcpu(dom: &Element) -> Result<Vcpu> {
             "maximum vCPU count must not be less than current vCPU count",
         ));
     }
+    let placement = enum_attr(v, "placement")?.unwrap_or(VcpuPlacement::Static);
     Ok(Vcpu {
         max,
         current: current.filter(|c| *c != max && *c != 0),
-        placement: enum_attr(v, "placement")?.unwrap_or(VcpuPlacement::Static),
-        cpuset: v.attr("cpuset").map(str::to_string),
+        placement,
+        // With automatic placement the host decides; a cpuset is dropped.
+        cpuset: v
+            .attr("cpuset")
+            .filter(|_| placement == VcpuPlacement::Static)
+            .map(str::to_string),
     })
 }
 
@@ -141,7 +146,8 @@ fn parse_metadata(dom: &Element) -> Vec<Element> {
     let Some(meta) = dom.child("metadata") else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let mut out: Vec<Element> = Vec::new();
+    let mut seen_uris: Vec<String> = Vec::new();
     for child in &meta.children {
         let mut c = child.clone();
         let Some(prefix) = c.prefix().map(str::to_string) else {
@@ -154,8 +160,15 @@ fn parse_metadata(dom: &Element) -> Vec<Element> {
             let Some(uri) = meta.attr(&decl).or_else(|| dom.attr(&decl)) else {
                 continue;
             };
-            c.attrs.insert(0, (decl, uri.to_string()));
+            c.attrs.insert(0, (decl.clone(), uri.to_string()));
         }
+        // One element per namespace: later ones are dropped, as libvirt
+        // keys metadata by namespace URI.
+        let uri = c.attr(&decl).unwrap_or_default().to_string();
+        if seen_uris.contains(&uri) {
+            continue;
+        }
+        seen_uris.push(uri);
         out.push(c);
     }
     out
@@ -192,7 +205,10 @@ impl Domain {
         let name = parse_name(dom)?;
         let uuid = parse_uuid_element(dom, "uuid")?.unwrap_or_else(generate);
         let genid = parse_uuid_element(dom, "genid")?;
-        let title = dom.child("title").map(|t| t.text.clone());
+        let title = dom
+            .child("title")
+            .map(|t| t.text.clone())
+            .filter(|t| !t.is_empty());
         if title.as_deref().is_some_and(|t| t.contains('\n')) {
             return Err(Error::xml("Domain title can't contain newlines"));
         }
@@ -233,7 +249,10 @@ impl Domain {
             uuid,
             genid,
             title,
-            description: dom.child("description").map(|d| d.text.clone()),
+            description: dom
+                .child("description")
+                .map(|d| d.text.clone())
+                .filter(|d| !d.is_empty()),
             metadata: parse_metadata(dom),
             max_memory,
             memory_kib,
