@@ -65,12 +65,10 @@ fn corpus_round_trips_and_validates() {
             FormatFlags::from_bits(FormatFlags::SECURE),
         ] {
             let xml = dom.to_xml(flags);
-            if lint {
-                if let Some(err) = schema_errors(&xml, &name) {
-                    failures.push(format!(
-                        "{name}: formatted XML fails libvirt's schema:\n{err}\n{xml}"
-                    ));
-                }
+            if lint && let Some(err) = schema_errors(&xml, &name) {
+                failures.push(format!(
+                    "{name}: formatted XML fails libvirt's schema:\n{err}\n{xml}"
+                ));
             }
             match parse_domain(&xml) {
                 Ok(again) if flags.secure && again != dom => {
@@ -88,10 +86,8 @@ fn corpus_round_trips_and_validates() {
         live.id = Some(7);
         assign_aliases(&mut live);
         let xml = live.to_xml(FormatFlags::from_bits(FormatFlags::SECURE));
-        if lint {
-            if let Some(err) = schema_errors(&xml, &name) {
-                failures.push(format!("{name}: live XML fails libvirt's schema:\n{err}"));
-            }
+        if lint && let Some(err) = schema_errors(&xml, &name) {
+            failures.push(format!("{name}: live XML fails libvirt's schema:\n{err}"));
         }
         if let Err(e) = parse_domain(&xml) {
             failures.push(format!("{name}: live XML does not parse: {e}"));
