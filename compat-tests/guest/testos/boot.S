@@ -1,0 +1,149 @@
+/* testos boot: PVH entry (32-bit protected mode, paging off, %ebx = hvm_start_info),
+ * own GDT, identity map of the low 4 GiB with 2 MiB pages, long mode, then kmain(). */
+
+#define SEL_CODE32 0x08
+#define SEL_DATA   0x10
+#define SEL_CODE64 0x18
+#define MSR_EFER   0xC0000080
+
+/* PVH entry point note: XEN_ELFNOTE_PHYS32_ENTRY (18), owner "Xen".
+ * The descriptor is 8 bytes (the entry's physical address in the low 32 bits). */
+	.section .note.Xen, "a", @note
+	.balign 4
+	.long 4
+	.long 8
+	.long 18
+	.asciz "Xen"
+	.balign 4
+	.quad pvh_entry
+
+	.section .text.boot, "ax"
+	.code32
+	.globl pvh_entry
+pvh_entry:
+	cli
+	cld
+	movl %ebx, %esi                 /* keep start_info across the set-up */
+	lgdt gdt_ptr
+	ljmp $SEL_CODE32, $1f
+1:	movw $SEL_DATA, %ax
+	movw %ax, %ds
+	movw %ax, %es
+	movw %ax, %ss
+	movw %ax, %fs
+	movw %ax, %gs
+	movl $boot_stack_top, %esp
+
+	/* Clear .bss (page tables live there; the stacks do not). */
+	movl $__bss_start, %edi
+	movl $__bss_end, %ecx
+	subl %edi, %ecx
+	shrl $2, %ecx
+	xorl %eax, %eax
+	rep stosl
+
+	/* PML4[0] -> PDPT; PDPT[0..3] -> four page directories of 2 MiB pages. */
+	movl $pdpt + 3, pml4
+	movl $pd + 3, %eax
+	movl %eax, pdpt
+	addl $4096, %eax
+	movl %eax, pdpt + 8
+	addl $4096, %eax
+	movl %eax, pdpt + 16
+	addl $4096, %eax
+	movl %eax, pdpt + 24
+	xorl %ecx, %ecx
+2:	movl %ecx, %eax
+	shll $21, %eax
+	orl $0x83, %eax                 /* present, writable, 2 MiB page */
+	cmpl $1536, %ecx                /* 3 GiB and up: MMIO, uncached */
+	jb 3f
+	orl $0x18, %eax
+3:	movl %eax, pd(,%ecx,8)
+	incl %ecx
+	cmpl $2048, %ecx
+	jb 2b
+
+	movl %cr4, %eax
+	orl $0x20, %eax                 /* PAE */
+	movl %eax, %cr4
+	movl $pml4, %eax
+	movl %eax, %cr3
+	movl $MSR_EFER, %ecx
+	rdmsr
+	orl $0x100, %eax                /* LME */
+	wrmsr
+	movl %cr0, %eax
+	orl $0x80000001, %eax           /* PG | PE */
+	movl %eax, %cr0
+	ljmp $SEL_CODE64, $long_entry
+
+	.code64
+long_entry:
+	movw $SEL_DATA, %ax
+	movw %ax, %ds
+	movw %ax, %es
+	movw %ax, %ss
+	movw %ax, %fs
+	movw %ax, %gs
+	movq $boot_stack_top, %rsp
+	movl %esi, %edi
+	call kmain
+4:	cli
+	hlt
+	jmp 4b
+
+/* APs arrive here from the trampoline in long mode, on their own stack. */
+	.globl ap_entry64
+ap_entry64:
+	lgdt gdt_ptr
+	movw $SEL_DATA, %ax
+	movw %ax, %ds
+	movw %ax, %es
+	movw %ax, %ss
+	movw %ax, %fs
+	movw %ax, %gs
+	call ap_main
+5:	cli
+	hlt
+	jmp 5b
+
+/* Triple fault on purpose: an empty IDT makes any exception escalate. */
+	.globl triple_fault
+triple_fault:
+	lidt empty_idt
+	ud2
+	jmp triple_fault
+
+	.section .rodata
+	.balign 8
+	.globl gdt
+gdt:
+	.quad 0
+	.quad 0x00cf9a000000ffff        /* 0x08: 32-bit code */
+	.quad 0x00cf92000000ffff        /* 0x10: data */
+	.quad 0x00af9a000000ffff        /* 0x18: 64-bit code */
+gdt_end:
+	.balign 8
+	.word 0
+	.globl gdt_ptr
+gdt_ptr:
+	.word gdt_end - gdt - 1
+	.quad gdt
+	.balign 8
+	.word 0
+empty_idt:
+	.word 0
+	.quad 0
+
+	.section .bss
+	.balign 4096
+	.globl pml4
+pml4:	.skip 4096
+pdpt:	.skip 4096
+pd:	.skip 4 * 4096
+
+	.section .stack, "aw", @nobits
+	.balign 16
+	.skip 16384
+boot_stack_top:

@@ -1,0 +1,146 @@
+/* Final actions: poweroff, reset, i8042-reset, triple-fault, halt, ticker, powerbutton. */
+#include "testos.h"
+
+extern void triple_fault(void);
+
+static void __attribute__((noreturn)) halt_forever(void)
+{
+	for (;;)
+		__asm__ volatile("cli; hlt");
+}
+
+void poweroff(void)
+{
+	int slp = acpi_s5_slp_typ();
+	if (slp < 0) {
+		println("INFO no _S5_ package in the DSDT, using SLP_TYP 5");
+		slp = 5;
+	}
+	if (acpi.sleep_ok) {
+		/* HW-reduced sleep control register: SLP_TYP in bits 2-4, SLP_EN is bit 5. */
+		gas_write(&acpi.sleep_ctl, (u64)(((slp & 7) << 2) | (1 << 5)));
+	} else if (acpi.pm1a_cnt.addr) {
+		/* Full ACPI: PM1a control, SLP_TYP in bits 10-12, SLP_EN is bit 13. */
+		println("INFO poweroff: no sleep control register, using PM1a_CNT 0x%llx",
+			acpi.pm1a_cnt.addr);
+		struct gas g = acpi.pm1a_cnt;
+		if (g.bit_width != 32)
+			g.bit_width = 16;
+		gas_write(&g, (u64)(((slp & 7) << 10) | (1 << 13)));
+	} else {
+		println("INFO poweroff: no valid FADT sleep control register");
+		halt_forever();
+	}
+	delay_us(1000000);
+	println("INFO poweroff: still running 1 s after writing the sleep control register");
+	halt_forever();
+}
+
+static void reset(void)
+{
+	if (!acpi.reset_ok) {
+		println("INFO reset: no valid FADT reset register");
+		halt_forever();
+	}
+	gas_write(&acpi.reset_reg, acpi.reset_value);
+	delay_us(1000000);
+	println("INFO reset: still running 1 s after writing the reset register");
+	halt_forever();
+}
+
+static void i8042_reset(void)
+{
+	for (int i = 0; i < 10000 && (inb(0x64) & 0x02); i++)
+		cpu_relax();
+	outb(0x64, 0xFE);
+	delay_us(1000000);
+	println("INFO i8042-reset: still running 1 s after the pulse command");
+	halt_forever();
+}
+
+static void timer_irq(u8 v) { (void)v; }
+
+static void wait_until(u64 t, bool deadline)
+{
+	while (rdtsc() < t) {
+		if (deadline) {
+			cli();
+			lapic_arm_deadline(t);
+			sti_hlt();
+		} else {
+			cpu_relax();
+		}
+	}
+	cli();
+}
+
+static void ticker(void)
+{
+	bool deadline = lapic_tsc_deadline();
+	lapic_init();
+	irq_set_handler(VEC_TIMER, timer_irq);
+	println("INFO ticker every 100 ms (%s)", deadline ? "tsc-deadline timer, hlt" : "tsc poll");
+	u64 period = ms_to_tsc(100);
+	u64 next = rdtsc() + period;
+	for (u64 n = 1;; n++) {
+		wait_until(next, deadline);
+		println("TICK %llu", n);
+		next += period;
+		u64 now = rdtsc();
+		if (now > next)           /* after a pause: carry on from now, never skip numbers */
+			next = now + period;
+	}
+}
+
+static volatile u32 button_pressed;
+static int ged_gsi = -1;
+
+static void ged_irq(u8 v)
+{
+	(void)v;
+	button_pressed = 1;
+	if (ged_gsi >= 0)
+		ioapic_mask((u32)ged_gsi);
+}
+
+static void powerbutton(void)
+{
+	u8 flags = 0;
+	int from_dsdt = acpi_ged_irq(&flags);
+	ged_gsi = opt.gedirq >= 0 ? opt.gedirq : from_dsdt;
+	if (ged_gsi < 0) {
+		println("FAIL powerbutton: no Extended Interrupt in the GED's _CRS and no oxtest.gedirq");
+		halt_forever();
+	}
+	if (from_dsdt != ged_gsi)
+		flags = 0x02;             /* given on the command line: edge, active high */
+	lapic_init();
+	irq_set_handler(VEC_GED, ged_irq);
+	ioapic_route((u32)ged_gsi, VEC_GED, lapic_id(), !(flags & 0x02), flags & 0x04);
+	println("INFO waiting for power button");
+	cli();
+	while (!button_pressed)
+		sti_hlt();
+	cli();
+	println("PASS powerbutton");
+	poweroff();
+}
+
+void do_action(const char *a)
+{
+	if (strncmp(a, "poweroff", 9) == 0)
+		poweroff();
+	else if (strncmp(a, "reset", 6) == 0)
+		reset();
+	else if (strncmp(a, "i8042-reset", 12) == 0)
+		i8042_reset();
+	else if (strncmp(a, "triple-fault", 13) == 0)
+		triple_fault();
+	else if (strncmp(a, "ticker", 7) == 0)
+		ticker();
+	else if (strncmp(a, "powerbutton", 12) == 0)
+		powerbutton();
+	else if (strncmp(a, "halt", 5) != 0)
+		println("INFO unknown action \"%s\", halting", a);
+	halt_forever();
+}

@@ -1,0 +1,179 @@
+/* testos: a freestanding x86-64 test guest for oxvirt.
+ * Shared declarations for all C files. */
+#ifndef TESTOS_H
+#define TESTOS_H
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef long long i64;
+typedef unsigned long usize;
+typedef _Bool bool;
+#define true 1
+#define false 0
+#define NULL ((void *)0)
+
+#define TRAMP_BASE 0x8000u   /* AP start-up page (SIPI vector 0x08) */
+#define MAX_CPUS 64
+#define MAX_E820 128
+#define MAX_IOAPICS 8
+
+/* ---- port and memory-mapped I/O, MSRs, misc instructions ---- */
+static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
+static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" ::"a"(v), "Nd"(port)); }
+static inline void outl(u16 port, u32 v) { __asm__ volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
+static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline u16 inw(u16 port) { u16 v; __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline u32 inl(u16 port) { u32 v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline u8 mmio_r8(u64 a) { return *(volatile u8 *)a; }
+static inline u16 mmio_r16(u64 a) { return *(volatile u16 *)a; }
+static inline u32 mmio_r32(u64 a) { return *(volatile u32 *)a; }
+static inline void mmio_w8(u64 a, u8 v) { *(volatile u8 *)a = v; }
+static inline void mmio_w16(u64 a, u16 v) { *(volatile u16 *)a = v; }
+static inline void mmio_w32(u64 a, u32 v) { *(volatile u32 *)a = v; }
+static inline void mmio_w64(u64 a, u64 v) { *(volatile u64 *)a = v; }
+static inline u64 rdmsr(u32 msr)
+{
+	u32 lo, hi;
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return ((u64)hi << 32) | lo;
+}
+static inline void wrmsr(u32 msr, u64 v)
+{
+	__asm__ volatile("wrmsr" ::"c"(msr), "a"((u32)v), "d"((u32)(v >> 32)) : "memory");
+}
+static inline u64 rdtsc(void)
+{
+	u32 lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((u64)hi << 32) | lo;
+}
+static inline void cpuid(u32 leaf, u32 sub, u32 *a, u32 *b, u32 *c, u32 *d)
+{
+	__asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(sub));
+}
+static inline void cpu_relax(void) { __asm__ volatile("pause" ::: "memory"); }
+static inline void cli(void) { __asm__ volatile("cli" ::: "memory"); }
+static inline void sti_hlt(void) { __asm__ volatile("sti; hlt" ::: "memory"); }
+static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
+
+/* ---- lib.c ---- */
+void *memcpy(void *d, const void *s, usize n);
+void *memset(void *d, int c, usize n);
+int memcmp(const void *a, const void *b, usize n);
+usize strlen(const char *s);
+int strncmp(const char *a, const char *b, usize n);
+const u8 *memfind(const u8 *hay, usize hlen, const void *needle, usize nlen);
+typedef __builtin_va_list va_list;
+#define va_start(v, l) __builtin_va_start(v, l)
+#define va_end(v) __builtin_va_end(v)
+#define va_arg(v, t) __builtin_va_arg(v, t)
+int vsnprintf(char *buf, usize size, const char *fmt, va_list ap);
+int snprintf(char *buf, usize size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A growable "why" string for FAIL reasons: sub-check failures joined by "; ". */
+struct why {
+	char buf[512];
+	usize len;
+};
+void why_add(struct why *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- serial.c: COM1 output, serialised between CPUs ---- */
+void serial_init(void);
+void println(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void spin_lock(volatile u32 *l);
+void spin_unlock(volatile u32 *l);
+
+/* ---- cmdline.c ---- */
+struct options {
+	char checks[256];
+	char then[32];
+	int cpus;        /* -1 if not given */
+	i64 mem_mib;     /* -1 if not given */
+	i64 epoch;       /* -1 if not given */
+	int pci;         /* 0/1 */
+	int gedirq;      /* -1 if not given */
+	int x2apic;      /* oxtest.x2apic=1: switch the BSP's LAPIC to x2APIC mode first */
+	int e820_lax;    /* oxtest.e820=lax: tolerate an unsorted map and empty entries */
+};
+extern struct options opt;
+void cmdline_parse(const char *cmdline);
+/* Iterate a comma list: copies the next item into item, returns the rest or NULL. */
+const char *next_item(const char *list, char *item, usize itemsz);
+
+/* ---- start info and e820 (e820.c) ---- */
+struct e820_entry {
+	u64 addr, size;
+	u32 type;
+};
+extern struct e820_entry e820[MAX_E820];
+extern u32 e820_count;
+void e820_capture(u64 memmap_paddr, u32 entries);
+bool check_e820(struct why *w);
+bool e820_is_ram(u64 start, u64 end);
+
+/* ---- acpi.c ---- */
+struct gas {
+	u8 space, bit_width, bit_offset, access_size;
+	u64 addr;
+};
+struct acpi_info {
+	bool found;
+	u64 rsdp;
+	const u8 *fadt, *madt, *dsdt, *mcfg;
+	u32 dsdt_len;
+	u64 lapic_addr;
+	int ncpus;                  /* enabled LAPIC/x2APIC entries */
+	u32 apic_ids[MAX_CPUS];
+	int nioapics;
+	struct { u32 id; u64 addr; u32 gsi_base; } ioapic[MAX_IOAPICS];
+	bool sleep_ok, reset_ok;
+	struct gas sleep_ctl, sleep_sts, reset_reg, pm1a_cnt;
+	u8 reset_value;
+};
+extern struct acpi_info acpi;
+void acpi_init(u64 rsdp_hint);
+bool check_acpi(struct why *w);
+/* Returns SLP_TYP for S5 from the DSDT's \_S5_ package, or -1. */
+int acpi_s5_slp_typ(void);
+/* Returns the GED's interrupt (GSI) from its _CRS, or -1; *flags gets the descriptor flags. */
+int acpi_ged_irq(u8 *flags);
+void gas_write(const struct gas *g, u64 v);
+
+/* ---- time.c ---- */
+extern u64 tsc_hz;
+void tsc_calibrate(void);
+u64 ms_to_tsc(u64 ms);
+void delay_us(u64 us);
+
+/* ---- rtc.c ---- */
+bool check_rtc(struct why *w);
+
+/* ---- lapic.c / ioapic.c / idt.c ---- */
+void lapic_init(void);
+u32 lapic_id(void);
+void lapic_eoi(void);
+void lapic_send_ipi(u32 apic_id, u32 icr_low);
+bool lapic_tsc_deadline(void);
+void lapic_arm_deadline(u64 tsc);
+bool lapic_x2apic(void);
+void ioapic_route(u32 gsi, u8 vector, u32 dest, bool level, bool active_low);
+void ioapic_mask(u32 gsi);
+typedef void (*irq_handler)(u8 vector);
+void idt_init(void);
+void idt_load_current(void);
+void irq_set_handler(u8 vector, irq_handler h);
+#define VEC_TIMER 0xE0
+#define VEC_GED 0x30
+#define VEC_SPURIOUS 0xFF
+
+/* ---- smp.c ---- */
+bool check_smp(struct why *w);
+void ap_main(void);
+
+/* ---- power.c ---- */
+void do_action(const char *action);
+void poweroff(void);
+
+#endif
