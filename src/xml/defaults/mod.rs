@@ -17,11 +17,12 @@ use super::tree::Element;
 
 /// Fill every default, in the order libvirt's post-parse does.
 pub fn fill(dom: &mut Domain) -> Result<()> {
+    validate::check_capabilities(dom)?;
     fill_os(dom)?;
     fill_numatune(dom);
-    validate::check(dom)?;
     devices::fill(dom);
     video::fill(dom);
+    validate::check(dom)?;
     chardevs::fill(dom)?;
     controllers::fill(dom)?;
     pci::assign(dom)?;

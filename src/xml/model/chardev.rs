@@ -87,6 +87,32 @@ impl CharSource {
     }
 }
 
+/// The host-side attributes each back end cannot do without.
+fn check_source(t: CharSourceType, src: Option<&CharSource>) -> Result<()> {
+    let missing =
+        |what: &str| Error::internal(format!("Missing source {what} attribute for char device"));
+    match t {
+        CharSourceType::File | CharSourceType::Pipe | CharSourceType::Dev
+            if src.and_then(|s| s.path.as_ref()).is_none() =>
+        {
+            return Err(missing("path"));
+        }
+        CharSourceType::Tcp => {
+            if src.and_then(|s| s.host.as_ref()).is_none() {
+                return Err(missing("host"));
+            }
+            if src.and_then(|s| s.service.as_ref()).is_none() {
+                return Err(missing("service"));
+            }
+        }
+        CharSourceType::Udp if src.and_then(|s| s.service.as_ref()).is_none() => {
+            return Err(missing("service"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 impl Chardev {
     pub fn new(kind: ChardevKind, source_type: CharSourceType) -> Chardev {
         Chardev {
@@ -124,6 +150,7 @@ impl Chardev {
                 model: t.child("model").and_then(|m| opt_string(m, "name")),
             },
         };
+        check_source(source_type, sources.first())?;
         Ok(Chardev {
             kind,
             source_type,

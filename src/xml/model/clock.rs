@@ -65,6 +65,11 @@ impl Clock {
             Some(o) => ClockOffset::from_xml(o)
                 .ok_or_else(|| Error::unsupported(format!("unknown clock offset '{o}'")))?,
         };
+        if offset == ClockOffset::Timezone && clock.attr("timezone").is_none() {
+            return Err(Error::internal(
+                "missing 'timezone' attribute for clock with offset='timezone'",
+            ));
+        }
         let mut timers = Vec::new();
         for t in clock.children_named("timer") {
             timers.push(Timer {
