@@ -138,7 +138,19 @@ impl Chardev {
         };
         let mut sources = Vec::new();
         for s in e.children_named("source") {
-            sources.push(CharSource::parse(s)?);
+            let src = CharSource::parse(s)?;
+            // A UNIX socket without a path gets one generated at start;
+            // such a source is not part of the persistent definition.
+            // Likewise a pty's path is only known while the guest runs.
+            let generated = source_type == CharSourceType::Pty
+                || (source_type == CharSourceType::Unix
+                    && src.path.is_none()
+                    && src.host.is_none()
+                    && src.service.is_none()
+                    && src.other.is_empty());
+            if !generated {
+                sources.push(src);
+            }
         }
         let target = match e.child("target") {
             None => CharTarget::default(),
@@ -180,6 +192,11 @@ impl Chardev {
 
     pub fn to_element(&self, inactive: bool) -> Element {
         let mut e = Element::new(self.kind.as_str()).with_attr("type", self.source_type.as_str());
+        // Live consoles on a pty name it in `tty` too, as libvirt does.
+        if !inactive && self.kind == ChardevKind::Console && self.source_type == CharSourceType::Pty
+        {
+            e = e.with_opt_attr("tty", self.sources.first().and_then(|s| s.path.as_ref()));
+        }
         for s in &self.sources {
             // A pty's path is only known while the guest runs.
             if inactive && self.source_type == CharSourceType::Pty {

@@ -102,11 +102,11 @@ impl Clock {
             e.children.push(
                 Element::new("timer")
                     .with_attr("name", t.name.as_str())
+                    .with_opt_attr("present", t.present.map(yes_no))
                     .with_opt_attr("tickpolicy", t.tickpolicy)
                     .with_opt_attr("track", t.track)
                     .with_opt_attr("frequency", t.frequency.as_ref())
-                    .with_opt_attr("mode", t.mode.as_ref())
-                    .with_opt_attr("present", t.present.map(yes_no)),
+                    .with_opt_attr("mode", t.mode.as_ref()),
             );
         }
         e
