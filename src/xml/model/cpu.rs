@@ -113,7 +113,11 @@ impl Cpu {
             };
             features.push(CpuFeature {
                 policy,
-                name: crate::xml::props::req_attr(f, "name")?.to_string(),
+                name: f
+                    .attr("name")
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| Error::xml("Invalid CPU feature name"))?
+                    .to_string(),
             });
         }
         let numa = match cpu.child("numa") {

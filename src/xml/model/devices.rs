@@ -203,6 +203,30 @@ fn validate_kept(dev: &Element) -> Result<()> {
     Ok(())
 }
 
+/// Controller indexes are unique per type; the root bus is index 0.
+pub fn check_controller_indexes(ctrls: &[Controller]) -> Result<()> {
+    for (i, c) in ctrls.iter().enumerate() {
+        let Some(index) = c.index else { continue };
+        let root = c.model_is("pci-root") || c.model_is("pcie-root");
+        if root && index != 0 {
+            return Err(Error::xml(
+                "pci-root and pcie-root controllers should have index 0",
+            ));
+        }
+        let twin = ctrls
+            .iter()
+            .skip(i + 1)
+            .any(|o| o.ctrl_type == c.ctrl_type && o.index == Some(index));
+        if twin {
+            return Err(Error::xml(format!(
+                "Multiple '{}' controllers with index '{index}'",
+                c.ctrl_type
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The `<address>` of a kept device, validated.
 pub fn kept_address(dev: &Element) -> Result<Option<Address>> {
     super::address::parse_device_address(dev)

@@ -371,7 +371,10 @@ impl Disk {
         check_target(device, &target)?;
         // Disks need something to show; removable media may be empty.
         let removable = matches!(device, DiskDevice::Cdrom | DiskDevice::Floppy);
-        if source.is_none()
+        let has_source = source.as_ref().is_some_and(|s| {
+            s.path.is_some() || s.name.is_some() || s.volume.is_some() || s.protocol.is_some()
+        });
+        if !has_source
             && !removable
             && matches!(
                 disk_type,

@@ -129,7 +129,7 @@ impl Os {
         }
         let os_type = OsType::from_xml(type_text)
             .ok_or_else(|| Error::unsupported(format!("unknown OS type '{type_text}'")))?;
-        let arch = opt_string(type_elem, "arch");
+        let arch = opt_string(type_elem, "arch").filter(|a| !a.is_empty());
         if let Some(a) = &arch
             && !KNOWN_ARCHES.contains(&a.as_str())
         {
