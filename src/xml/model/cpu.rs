@@ -120,6 +120,9 @@ impl Cpu {
                     .to_string(),
             });
         }
+        if cpu.child("vendor").is_some() && cpu.child("model").is_none() {
+            return Err(Error::xml("CPU vendor specified without CPU model"));
+        }
         let numa = match cpu.child("numa") {
             None => None,
             Some(n) => Some(normalise_numa(n)?),

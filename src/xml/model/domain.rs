@@ -113,7 +113,17 @@ fn check_cputune(cputune: &Element) -> Result<()> {
             _ => continue,
         };
         if needs_vcpu {
-            crate::xml::props::req_attr(pin, "vcpu")?;
+            let vcpu = crate::xml::props::req_attr(pin, "vcpu")?;
+            let twin = cputune
+                .children_named("vcpupin")
+                .filter(|o| o.attr("vcpu") == Some(vcpu))
+                .count()
+                > 1;
+            if twin {
+                return Err(Error::internal(format!(
+                    "duplicate vcpupin for vcpu '{vcpu}'"
+                )));
+            }
         }
         let cpuset = pin
             .attr("cpuset")

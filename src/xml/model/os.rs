@@ -195,7 +195,11 @@ impl Os {
             boot_devs,
             bootmenu,
             bios,
-            smbios_mode: os.child("smbios").map(parse_smbios_mode).transpose()?,
+            smbios_mode: os
+                .child("smbios")
+                .filter(|s| s.attr("mode").is_some())
+                .map(parse_smbios_mode)
+                .transpose()?,
         })
     }
 

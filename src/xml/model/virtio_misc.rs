@@ -49,6 +49,9 @@ impl Rng {
         let backend = e
             .child("backend")
             .ok_or_else(|| Error::xml("missing RNG device backend"))?;
+        if e.children_named("backend").count() > 1 {
+            return Err(Error::xml("only one RNG backend is supported"));
+        }
         let rate = e.child("rate");
         let model = e
             .attr("model")
