@@ -191,8 +191,12 @@ impl Chardev {
                 "only one source element is allowed for character device",
             ));
         }
-        for s in e.children_named("source") {
-            let src = CharSource::parse(s)?;
+        let raw: Vec<CharSource> = e
+            .children_named("source")
+            .map(CharSource::parse)
+            .collect::<Result<_>>()?;
+        check_source(source_type, raw.first())?;
+        for src in raw {
             if let Some(mode) = src.mode.as_deref()
                 && mode != "bind"
                 && mode != "connect"
@@ -222,14 +226,14 @@ impl Chardev {
         let target = match e.child("target") {
             None => CharTarget::default(),
             Some(t) => CharTarget {
-                target_type: opt_string(t, "type"),
+                // `none` is libvirt's spelling of "the default".
+                target_type: opt_string(t, "type").filter(|t| t != "none"),
                 port: parse_port(t)?,
                 name: opt_string(t, "name"),
                 address: opt_string(t, "address"),
                 model: t.child("model").and_then(|m| opt_string(m, "name")),
             },
         };
-        check_source(source_type, sources.first())?;
         check_target_type(kind, target.target_type.as_deref())?;
         if let Some(mode) = sources.first().and_then(|s| s.mode.as_deref())
             && mode != "bind"

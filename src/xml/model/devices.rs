@@ -133,7 +133,7 @@ impl Devices {
                 name if KEPT_DEVICE_NAMES.contains(&name) => {
                     // Validate the address now so a bad one fails define.
                     kept_address(child)?;
-                    validate_kept(child)?;
+                    validate_kept(child, &d.kept)?;
                     d.kept.push(child.clone());
                 }
                 // libvirt ignores elements it does not know.
@@ -194,7 +194,18 @@ impl Devices {
 const PANIC_MODELS: &[&str] = &["default", "isa", "pseries", "hyperv", "s390", "pvpanic"];
 
 /// The few checks libvirt makes on devices oxvirt keeps as written.
-fn validate_kept(dev: &Element) -> Result<()> {
+fn validate_kept(dev: &Element, earlier: &[Element]) -> Result<()> {
+    if dev.name == "panic" {
+        let model = dev.attr("model").unwrap_or("default");
+        let twin = earlier
+            .iter()
+            .any(|e| e.name == "panic" && e.attr("model").unwrap_or("default") == model);
+        if twin {
+            return Err(Error::xml(format!(
+                "Multiple panic devices with model '{model}'"
+            )));
+        }
+    }
     if dev.name == "panic"
         && let Some(m) = dev.attr("model").filter(|m| !PANIC_MODELS.contains(m))
     {

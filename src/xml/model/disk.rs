@@ -204,10 +204,10 @@ impl BackingStore {
                 break;
             };
             let disk_type = DiskType::from_xml(t)
-                .ok_or_else(|| Error::internal(format!("unknown disk backing store type '{t}'")))?;
+                .ok_or_else(|| Error::xml(format!("unknown disk backing store type '{t}'")))?;
             let source = match e.child("source") {
                 Some(s) => DiskSource::parse(s, disk_type)?,
-                None => return Err(Error::internal("missing disk backing store source")),
+                None => return Err(Error::xml("missing disk backing store source")),
             };
             let format = e.child("format").and_then(|f| opt_string(f, "type"));
             layers.push((disk_type, format, source));
@@ -369,6 +369,14 @@ impl Disk {
             removable: opt_string(t, "removable"),
         };
         check_target(device, &target)?;
+        if let Some(name) = driver.as_ref().and_then(|d| d.name.as_deref())
+            && name != "qemu"
+        {
+            return Err(Error::unsupported(format!(
+                "unsupported driver name '{name}' for disk '{}'",
+                target.dev
+            )));
+        }
         // Disks need something to show; removable media may be empty.
         let removable = matches!(device, DiskDevice::Cdrom | DiskDevice::Floppy);
         let has_source = source.as_ref().is_some_and(|s| {
