@@ -90,7 +90,15 @@ fn known_models(t: ControllerType) -> Option<&'static [&'static str]> {
 
 /// A count libvirt reads as a signed number; negative means unset.
 fn signed_count(e: &Element, attr: &str) -> Result<Option<u32>> {
-    Ok(int_attr(e, attr)?.and_then(|i| u32::try_from(i).ok()))
+    match int_attr(e, attr)? {
+        None => Ok(None),
+        Some(i) => u32::try_from(i).map(Some).map_err(|_| {
+            Error::xml(format!(
+                "Invalid value for attribute '{attr}' in element '{}': '{i}'. Expected non-negative value",
+                e.name
+            ))
+        }),
+    }
 }
 
 /// `index` is a signed number in libvirt; a negative one means "pick".

@@ -274,15 +274,34 @@ fn check_target(device: DiskDevice, target: &DiskTarget) -> Result<()> {
         DiskDevice::Floppy if bus != DiskBus::Fdc => Err(Error::internal(format!(
             "Invalid bus type '{bus}' for floppy disk"
         ))),
-        DiskDevice::Disk | DiskDevice::Lun if target.dev.starts_with("fd") => Err(Error::internal(
-            format!("Invalid harddisk device name: {}", target.dev),
-        )),
+
         DiskDevice::Cdrom if bus == DiskBus::Virtio => Err(Error::unsupported(format!(
             "disk type of '{}' does not support ejectable media",
             target.dev
         ))),
         _ => Ok(()),
     }
+}
+
+/// libvirt's final check of target names, made after addresses are
+/// assigned: floppies are `fd*`, everything else one of the disk prefixes.
+pub fn check_dev_name(disk: &Disk) -> Result<()> {
+    let dev = &disk.target.dev;
+    if disk.device == DiskDevice::Floppy {
+        if !dev.starts_with("fd") {
+            return Err(Error::internal(format!(
+                "Invalid floppy device name: {dev}"
+            )));
+        }
+    } else if !["hd", "sd", "vd", "xvd", "ubd"]
+        .iter()
+        .any(|p| dev.starts_with(p))
+    {
+        return Err(Error::internal(format!(
+            "Invalid harddisk device name: {dev}"
+        )));
+    }
+    Ok(())
 }
 
 /// Bus implied by a target name when `bus` is absent.
