@@ -78,7 +78,10 @@ fn insert_disk(disks: &mut Vec<Disk>, disk: Disk) {
 }
 
 fn describe(src: &Option<DiskSource>) -> String {
-    src.as_ref().map(DiskSource::describe).unwrap_or_default()
+    src.as_ref()
+        .map(DiskSource::describe)
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "<null>".to_string())
 }
 
 impl Devices {
