@@ -9,9 +9,8 @@ pub fn domain_to_xml(dom: &Domain, flags: FormatFlags) -> String {
     let root = dom.to_element(flags.inactive, flags.secure);
     let mut out = String::with_capacity(4096);
     // Write the root by hand so metadata can use its own serializer.
-    let mut open = root.clone();
-    open.children.clear();
-    open.text.clear();
+    let mut open = super::tree::Element::new(root.name.as_str());
+    open.attrs = root.attrs.clone();
     let mut head = String::new();
     write_element(&mut head, &open, 0, Style::Libvirt);
     // `head` is `<domain .../>\n`; turn it into an opening tag.

@@ -26,11 +26,7 @@ pub fn fill(dom: &mut Domain) {
         if disk.disk_type != DiskType::Volume || disk.driver.is_some() {
             let driver = disk.driver.get_or_insert_with(DiskDriver::default);
             driver.name.get_or_insert_with(|| "qemu".to_string());
-            // Without a source (an empty CD-ROM drive) there is no image
-            // whose format could be named.
-            if disk.source.is_some() {
-                driver.format.get_or_insert_with(|| "raw".to_string());
-            }
+            driver.format.get_or_insert_with(|| "raw".to_string());
         }
     }
     for input in &mut d.inputs {
