@@ -210,6 +210,9 @@ impl BackingStore {
                 None => return Err(Error::xml("missing disk backing store source")),
             };
             let format = e.child("format").and_then(|f| opt_string(f, "type"));
+            if let Some(f) = format.as_deref().filter(|f| !KNOWN_FORMATS.contains(f)) {
+                return Err(Error::xml(format!("unknown storage source format '{f}'")));
+            }
             layers.push((disk_type, format, source));
             cur = e.child("backingStore");
         }

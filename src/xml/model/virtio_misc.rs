@@ -200,7 +200,9 @@ pub struct Watchdog {
 
 impl Watchdog {
     pub fn parse(e: &Element) -> Result<Watchdog> {
-        let m = e.attr("model").unwrap_or("");
+        let m = e
+            .attr("model")
+            .ok_or_else(|| Error::internal("watchdog must contain model name"))?;
         let model = WatchdogModel::from_xml(m)
             .ok_or_else(|| Error::unsupported(format!("unknown watchdog model '{m}'")))?;
         let action = match e.attr("action") {
