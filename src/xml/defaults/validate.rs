@@ -36,6 +36,7 @@ pub fn check_capabilities(dom: &Domain) -> Result<()> {
 }
 
 pub fn check(dom: &Domain) -> Result<()> {
+    dom.devices.validate()?;
     check_topology(dom)?;
     check_vcpu_limit(dom)?;
     check_lifecycle(dom)?;
