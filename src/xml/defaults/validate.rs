@@ -36,7 +36,6 @@ pub fn check_capabilities(dom: &Domain) -> Result<()> {
 }
 
 pub fn check(dom: &Domain) -> Result<()> {
-    dom.devices.validate()?;
     check_topology(dom)?;
     check_vcpu_limit(dom)?;
     check_lifecycle(dom)?;
@@ -44,6 +43,7 @@ pub fn check(dom: &Domain) -> Result<()> {
     check_usb(dom)?;
     check_uefi_acpi(dom)?;
     check_secondary_videos(dom)?;
+    dom.devices.validate()?;
     Ok(())
 }
 

@@ -138,7 +138,9 @@ impl DiskSource {
             });
         }
         Ok(DiskSource {
-            path: source_path_attr(disk_type).and_then(|a| opt_string(src, a)),
+            path: source_path_attr(disk_type)
+                .and_then(|a| opt_string(src, a))
+                .filter(|p| !p.is_empty()),
             protocol: opt_string(src, "protocol"),
             name: opt_string(src, "name"),
             hosts,
