@@ -196,6 +196,11 @@ impl Chardev {
                 "only one source element is allowed for character device",
             ));
         }
+        if e.children_named("protocol").count() > 1 {
+            return Err(Error::xml(
+                "only one protocol element is allowed for character device",
+            ));
+        }
         let raw: Vec<CharSource> = e
             .children_named("source")
             .map(CharSource::parse)
