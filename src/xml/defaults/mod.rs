@@ -24,6 +24,7 @@ pub fn fill(dom: &mut Domain) -> Result<()> {
     cpu::fill(dom);
     devices::fill(dom);
     video::fill(dom);
+    pci::check_duplicates(dom)?;
     validate::check(dom)?;
     chardevs::fill(dom)?;
     controllers::fill(dom)?;
