@@ -117,6 +117,12 @@ fn fill_kept(alloc: &mut SlotAllocator, dom: &mut Domain, name: &str) -> Result<
 pub fn check_duplicates(dom: &Domain) -> Result<()> {
     let mut given: Vec<PciAddress> = Vec::new();
     for p in every_address(dom).iter().filter_map(Address::pci) {
+        if p.domain != 0 {
+            return Err(Error::xml(format!(
+                "Invalid PCI address {:04x}:{:02x}:{:02x}.{:x}. Only PCI domain 0 is available",
+                p.domain, p.bus, p.slot, p.function
+            )));
+        }
         if given.contains(&p) {
             return Err(Error::xml(format!(
                 "Attempted double use of PCI Address {:04x}:{:02x}:{:02x}.{:x}",

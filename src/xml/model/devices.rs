@@ -240,12 +240,30 @@ impl Devices {
 
 const PANIC_MODELS: &[&str] = &["default", "isa", "pseries", "hyperv", "s390", "pvpanic"];
 
+const AUDIO_TYPES: &[&str] = &[
+    "none",
+    "alsa",
+    "coreaudio",
+    "jack",
+    "oss",
+    "pulseaudio",
+    "sdl",
+    "spice",
+    "file",
+    "dbus",
+    "pipewire",
+];
+
 /// The few checks libvirt makes on devices oxvirt keeps as written.
 fn validate_kept(dev: &Element) -> Result<()> {
     if dev.name == "audio" {
         crate::xml::props::req_attr(dev, "id")?;
         crate::xml::props::req_attr(dev, "type")?;
         crate::xml::props::uint_attr::<u32>(dev, "id")?;
+        let t = dev.attr("type").unwrap_or_default();
+        if !AUDIO_TYPES.contains(&t) {
+            return Err(crate::xml::props::invalid_attr(dev, "type", t));
+        }
     }
     if dev.name == "panic"
         && let Some(m) = dev.attr("model").filter(|m| !PANIC_MODELS.contains(m))
