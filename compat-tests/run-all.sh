@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # The project's whole test run: what the README's test command runs and what
-# CI runs. With --install it first installs, through apt, the Debian packages
-# the tests compare against (libvirt's schemas and clients, xmllint, ...).
+# CI runs. With --install it first installs, through apt, what the tests use:
+# the Debian packages they compare against (libvirt's schemas and clients,
+# libvirt-dbus's interface files, xmllint, QEMU's image tools), the compiler
+# for the freestanding test guest, and the private D-Bus daemon.
+#
+# Every test that boots a guest boots it for real on /dev/kvm: the
+# freestanding test guest (compat-tests/guest/testos) and a stock Debian
+# kernel for its early boot (built into $OXVIRT_DEBIAN_GUEST).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +15,21 @@ if [ "${1:-}" = "--install" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
-        libvirt0 libxml2-utils libvirt-clients >/dev/null
+        gcc make binutils libc6-dev python3 \
+        libvirt0 libxml2-utils libvirt-clients python3-libvirt virtinst \
+        libvirt-dbus dbus python3-dbus \
+        qemu-utils lz4 socat tmux iproute2 >/dev/null
 fi
+
+export OXVIRT_DEBIAN_GUEST=${OXVIRT_DEBIAN_GUEST:-/var/lib/oxvirt/guest-debian}
+
+echo "== test guests"
+make -s -C compat-tests/guest/testos
+[ -f "$OXVIRT_DEBIAN_GUEST/vmlinux" ] ||
+    compat-tests/guest/build-debian-guest.sh "$OXVIRT_DEBIAN_GUEST"
+
+echo "== domain XML corpus against libvirt's schema and ours"
+compat-tests/xml/check-libvirt-schema.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
