@@ -6,4 +6,5 @@
 //! config types; the front ends on `driver`.
 
 pub mod error;
+pub mod vmm;
 pub mod xml;
