@@ -84,8 +84,11 @@ pub const PCI_CONFIG_PORT: u16 = 0xcf8;
 /// PCI I/O window handed to the root bridge.
 pub const PCI_IO_START: u16 = 0x1000;
 pub const PCI_IO_END: u16 = 0xffff;
-/// Interrupt of the Generic Event Device (GSI, edge, active high).
-pub const GED_IRQ: u32 = 5;
+/// Interrupt of the Generic Event Device (GSI, edge, active high). Above
+/// the ISA range, so it reaches only the IOAPIC and never the 8259, whose
+/// unprogrammed vector base would turn it into an exception vector in a
+/// guest that leaves the PIC alone.
+pub const GED_IRQ: u32 = 16;
 /// `_S5_` sleep type written with SLP_EN for power off.
 pub const S5_SLEEP_TYPE: u8 = 5;
 
