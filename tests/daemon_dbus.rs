@@ -978,7 +978,6 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the test guest takes the VMM's power-button interrupt as exception vector 5"]
 async fn shutdown_presses_the_power_button() {
     let Some(kernel) = guest_kernel() else { return };
     let bus = Bus::start();

@@ -8,15 +8,17 @@ use oxvirt::xml::{FormatFlags, assign_aliases, parse_domain};
 
 const LIBVIRT_SCHEMA: &str = "/usr/share/libvirt/schemas/domain.rng";
 
+/// The valid corpus, libvirt's canonical output of it, and `model-extra/`:
+/// documents using parts of libvirt's format that the model keeps but
+/// oxvirt's schema does not describe.
 fn corpus() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat-tests/xml/valid");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat-tests/xml");
+    let mut files: Vec<PathBuf> = ["valid", "model-extra", "libvirt-canonical"]
+        .iter()
+        .filter_map(|sub| std::fs::read_dir(base.join(sub)).ok())
+        .flat_map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())))
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
     files.sort();
     files
 }

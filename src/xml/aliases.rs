@@ -26,7 +26,14 @@ fn disk_alias(bus: DiskBus, dev: &str, address: &Option<Address>, position: usiz
                 target,
                 unit,
             }),
-        ) => format!("scsi{controller}-{bus}-{target}-{unit}"),
+        ) => {
+            // The target appears only when it is not 0.
+            if *target == 0 {
+                format!("scsi{controller}-{bus}-{unit}")
+            } else {
+                format!("scsi{controller}-{bus}-{target}-{unit}")
+            }
+        }
         (
             DiskBus::Ide | DiskBus::Sata | DiskBus::Fdc,
             Some(Address::Drive {
@@ -158,7 +165,7 @@ mod tests {
         assign_aliases(&mut d);
         let dev = &d.devices;
         assert_eq!(dev.disks[0].alias.as_deref(), Some("virtio-disk1"));
-        assert_eq!(dev.disks[1].alias.as_deref(), Some("scsi0-0-0-0"));
+        assert_eq!(dev.disks[1].alias.as_deref(), Some("scsi0-0-0"));
         assert_eq!(dev.interfaces[0].alias.as_deref(), Some("ua-mine"));
         assert_eq!(dev.consoles[0].alias.as_deref(), Some("serial0"));
         assert_eq!(

@@ -8,6 +8,7 @@
 //! * [`assign_aliases`] names devices as libvirt does for live XML.
 
 pub mod aliases;
+pub mod bitmap;
 pub mod check;
 pub mod defaults;
 pub mod format;

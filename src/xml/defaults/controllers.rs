@@ -116,6 +116,14 @@ fn fill_drive_addresses(dom: &mut Domain) -> Result<()> {
             needed.push((ctrl_type, controller));
         }
     }
+    // libvirt adds implied controllers type by type, then by index.
+    let order = [
+        ControllerType::Scsi,
+        ControllerType::Fdc,
+        ControllerType::Ide,
+        ControllerType::Sata,
+    ];
+    needed.sort_by_key(|(t, index)| (order.iter().position(|o| o == t), *index));
     for (t, index) in needed {
         add_controller(dom, t, index);
     }

@@ -26,7 +26,11 @@ pub fn fill(dom: &mut Domain) {
         if disk.disk_type != DiskType::Volume || disk.driver.is_some() {
             let driver = disk.driver.get_or_insert_with(DiskDriver::default);
             driver.name.get_or_insert_with(|| "qemu".to_string());
-            driver.format.get_or_insert_with(|| "raw".to_string());
+            // Without a source (an empty CD-ROM drive) there is no image
+            // whose format could be named.
+            if disk.source.is_some() {
+                driver.format.get_or_insert_with(|| "raw".to_string());
+            }
         }
     }
     for input in &mut d.inputs {
@@ -38,6 +42,12 @@ pub fn fill(dom: &mut Domain) {
                 InputType::Evdev => InputBus::None,
             });
         }
+    }
+    if let Some(v) = d.vsock.as_mut()
+        && v.cid.is_some()
+        && v.cid_auto.is_none()
+    {
+        v.cid_auto = Some(false);
     }
     if d.memballoon.is_none() {
         d.memballoon = Some(Memballoon::virtio());

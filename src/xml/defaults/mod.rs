@@ -3,6 +3,7 @@
 
 mod chardevs;
 mod controllers;
+mod cpu;
 mod devices;
 mod pci;
 mod validate;
@@ -12,16 +13,18 @@ use crate::error::{Error, Result};
 
 use super::model::Domain;
 use super::model::domain::VcpuPlacement;
-use super::model::os::{BootDev, OsType};
+use super::model::os::{BootDev, LoaderType, Nvram, OsType};
 use super::tree::Element;
 
 /// Fill every default, in the order libvirt's post-parse does.
 pub fn fill(dom: &mut Domain) -> Result<()> {
+    validate::check_capabilities(dom)?;
     fill_os(dom)?;
     fill_numatune(dom);
-    validate::check(dom)?;
+    cpu::fill(dom);
     devices::fill(dom);
     video::fill(dom);
+    validate::check(dom)?;
     chardevs::fill(dom)?;
     controllers::fill(dom)?;
     pci::assign(dom)?;
@@ -44,6 +47,7 @@ fn fill_os(dom: &mut Domain) -> Result<()> {
             "per-device boot elements cannot be used together with os/boot elements",
         ));
     }
+    fill_nvram(dom);
     if dom.os.os_type == OsType::Hvm {
         if dom.os.arch.is_none() {
             dom.os.arch = Some("x86_64".to_string());
@@ -53,6 +57,25 @@ fn fill_os(dom: &mut Domain) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where a guest's UEFI variable store lives unless the XML says.
+pub const NVRAM_DIR: &str = "/var/lib/oxvirt/nvram";
+
+/// A read-only pflash firmware needs a writable variable store per guest.
+fn fill_nvram(dom: &mut Domain) {
+    let needs_store = dom
+        .os
+        .loader
+        .as_ref()
+        .is_some_and(|l| l.loader_type == Some(LoaderType::Pflash) && l.readonly == Some(true));
+    if !needs_store {
+        return;
+    }
+    let nvram = dom.os.nvram.get_or_insert_with(Nvram::default);
+    if nvram.path.is_none() {
+        nvram.path = Some(format!("{NVRAM_DIR}/{}_VARS.fd", dom.name));
+    }
 }
 
 /// Automatic vCPU placement implies automatic memory placement.

@@ -117,8 +117,16 @@ pub fn assign(dom: &mut Domain) -> Result<()> {
     let mut alloc = SlotAllocator {
         used: [false; LAST_SLOT as usize + 1],
     };
+    let mut given: Vec<PciAddress> = Vec::new();
     for a in every_address(dom) {
         if let Some(p) = a.pci() {
+            if given.contains(&p) {
+                return Err(Error::xml(format!(
+                    "Attempted double use of PCI Address {:04x}:{:02x}:{:02x}.{:x}",
+                    p.domain, p.bus, p.slot, p.function
+                )));
+            }
+            given.push(p);
             alloc.reserve(&p);
         }
     }

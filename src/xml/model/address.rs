@@ -37,19 +37,25 @@ pub enum Address {
 fn number(elem: &Element, attr: &str, max: u64) -> Result<u64> {
     match elem.attr(attr) {
         None => Ok(0),
-        Some(v) => parse_uint_any_base(v)
-            .filter(|n| *n <= max)
-            .ok_or_else(|| Error::xml(format!("Cannot parse <address> '{attr}' attribute"))),
+        Some(v) => parse_uint_any_base(v).filter(|n| *n <= max).ok_or_else(|| {
+            Error::xml(format!(
+                "Invalid value for attribute '{attr}' in element '{}': '{v}'. Expected non-negative integer value",
+                elem.name
+            ))
+        }),
     }
 }
 
-fn pci_part(elem: &Element, attr: &str, max: u64, width: &str) -> Result<u64> {
+/// libvirt's PCI range check; its wording differs per field.
+fn pci_part(elem: &Element, attr: &str, max: u64) -> Result<u64> {
     let n = number(elem, attr, u64::from(u32::MAX))?;
     if n > max {
-        return Err(Error::xml(format!(
-            "Invalid PCI address {attr}='0x{n:x}', must be <= 0x{max:0width$X}",
-            width = width.len()
-        )));
+        let detail = if attr == "function" {
+            format!("Invalid PCI address function=0x{n:x}, must be <= {max}")
+        } else {
+            format!("Invalid PCI address {attr}='0x{n:x}', must be <= 0x{max:X}")
+        };
+        return Err(Error::xml(detail));
     }
     Ok(n)
 }
@@ -58,10 +64,10 @@ impl PciAddress {
     /// Read the domain/bus/slot/function attributes of `elem`.
     pub fn parse(elem: &Element) -> Result<PciAddress> {
         // Range checks and wording follow libvirt's PCI address validation.
-        let domain = pci_part(elem, "domain", 0xFFFF, "0000")?;
-        let bus = pci_part(elem, "bus", 0xFF, "00")?;
-        let slot = pci_part(elem, "slot", 0x1F, "00")?;
-        let function = pci_part(elem, "function", 7, "0")?;
+        let domain = pci_part(elem, "domain", 0xFFFF)?;
+        let bus = pci_part(elem, "bus", 0xFF)?;
+        let slot = pci_part(elem, "slot", 0x1F)?;
+        let function = pci_part(elem, "function", 7)?;
         Ok(PciAddress {
             domain: domain as u16,
             bus: bus as u8,

@@ -87,6 +87,32 @@ impl CharSource {
     }
 }
 
+/// The host-side attributes each back end cannot do without.
+fn check_source(t: CharSourceType, src: Option<&CharSource>) -> Result<()> {
+    let missing =
+        |what: &str| Error::internal(format!("Missing source {what} attribute for char device"));
+    match t {
+        CharSourceType::File | CharSourceType::Pipe | CharSourceType::Dev
+            if src.and_then(|s| s.path.as_ref()).is_none() =>
+        {
+            return Err(missing("path"));
+        }
+        CharSourceType::Tcp => {
+            if src.and_then(|s| s.host.as_ref()).is_none() {
+                return Err(missing("host"));
+            }
+            if src.and_then(|s| s.service.as_ref()).is_none() {
+                return Err(missing("service"));
+            }
+        }
+        CharSourceType::Udp if src.and_then(|s| s.service.as_ref()).is_none() => {
+            return Err(missing("service"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 impl Chardev {
     pub fn new(kind: ChardevKind, source_type: CharSourceType) -> Chardev {
         Chardev {
@@ -112,7 +138,19 @@ impl Chardev {
         };
         let mut sources = Vec::new();
         for s in e.children_named("source") {
-            sources.push(CharSource::parse(s)?);
+            let src = CharSource::parse(s)?;
+            // A UNIX socket without a path gets one generated at start;
+            // such a source is not part of the persistent definition.
+            // Likewise a pty's path is only known while the guest runs.
+            let generated = source_type == CharSourceType::Pty
+                || (source_type == CharSourceType::Unix
+                    && src.path.is_none()
+                    && src.host.is_none()
+                    && src.service.is_none()
+                    && src.other.is_empty());
+            if !generated {
+                sources.push(src);
+            }
         }
         let target = match e.child("target") {
             None => CharTarget::default(),
@@ -124,6 +162,7 @@ impl Chardev {
                 model: t.child("model").and_then(|m| opt_string(m, "name")),
             },
         };
+        check_source(source_type, sources.first())?;
         Ok(Chardev {
             kind,
             source_type,
@@ -153,6 +192,11 @@ impl Chardev {
 
     pub fn to_element(&self, inactive: bool) -> Element {
         let mut e = Element::new(self.kind.as_str()).with_attr("type", self.source_type.as_str());
+        // Live consoles on a pty name it in `tty` too, as libvirt does.
+        if !inactive && self.kind == ChardevKind::Console && self.source_type == CharSourceType::Pty
+        {
+            e = e.with_opt_attr("tty", self.sources.first().and_then(|s| s.path.as_ref()));
+        }
         for s in &self.sources {
             // A pty's path is only known while the guest runs.
             if inactive && self.source_type == CharSourceType::Pty {

@@ -65,6 +65,11 @@ impl Clock {
             Some(o) => ClockOffset::from_xml(o)
                 .ok_or_else(|| Error::unsupported(format!("unknown clock offset '{o}'")))?,
         };
+        if offset == ClockOffset::Timezone && clock.attr("timezone").is_none() {
+            return Err(Error::internal(
+                "missing 'timezone' attribute for clock with offset='timezone'",
+            ));
+        }
         let mut timers = Vec::new();
         for t in clock.children_named("timer") {
             timers.push(Timer {
@@ -97,11 +102,11 @@ impl Clock {
             e.children.push(
                 Element::new("timer")
                     .with_attr("name", t.name.as_str())
+                    .with_opt_attr("present", t.present.map(yes_no))
                     .with_opt_attr("tickpolicy", t.tickpolicy)
                     .with_opt_attr("track", t.track)
                     .with_opt_attr("frequency", t.frequency.as_ref())
-                    .with_opt_attr("mode", t.mode.as_ref())
-                    .with_opt_attr("present", t.present.map(yes_no)),
+                    .with_opt_attr("mode", t.mode.as_ref()),
             );
         }
         e

@@ -104,8 +104,15 @@ impl Cpu {
         };
         let mut features = Vec::new();
         for f in cpu.children_named("feature") {
+            let policy = match f.attr("policy") {
+                None => None,
+                Some(p) => Some(
+                    FeaturePolicy::from_xml(p)
+                        .ok_or_else(|| Error::unsupported("Invalid CPU feature policy"))?,
+                ),
+            };
             features.push(CpuFeature {
-                policy: enum_attr(f, "policy")?,
+                policy,
                 name: crate::xml::props::req_attr(f, "name")?.to_string(),
             });
         }

@@ -115,14 +115,25 @@ impl Devices {
                 "graphics" => d.graphics.push(Graphics::parse(child)?),
                 "video" => d.videos.push(Video::parse(child)?),
                 "watchdog" => d.watchdogs.push(Watchdog::parse(child)?),
-                "memballoon" if d.memballoon.is_none() => {
+                "memballoon" => {
+                    if d.memballoon.is_some() {
+                        return Err(Error::internal(
+                            "only a single memory balloon device is supported",
+                        ));
+                    }
                     d.memballoon = Some(Memballoon::parse(child)?);
                 }
                 "rng" => d.rngs.push(Rng::parse(child)?),
-                "vsock" => d.vsock = Some(Vsock::parse(child)?),
+                "vsock" => {
+                    if d.vsock.is_some() {
+                        return Err(Error::xml("only a single vsock device is supported"));
+                    }
+                    d.vsock = Some(Vsock::parse(child)?);
+                }
                 name if KEPT_DEVICE_NAMES.contains(&name) => {
                     // Validate the address now so a bad one fails define.
                     kept_address(child)?;
+                    validate_kept(child)?;
                     d.kept.push(child.clone());
                 }
                 // libvirt ignores elements it does not know.
@@ -178,6 +189,18 @@ impl Devices {
         c.extend(self.kept_named("crypto", inactive));
         out
     }
+}
+
+const PANIC_MODELS: &[&str] = &["default", "isa", "pseries", "hyperv", "s390", "pvpanic"];
+
+/// The few checks libvirt makes on devices oxvirt keeps as written.
+fn validate_kept(dev: &Element) -> Result<()> {
+    if dev.name == "panic"
+        && let Some(m) = dev.attr("model").filter(|m| !PANIC_MODELS.contains(m))
+    {
+        return Err(Error::unsupported(format!("unknown panic model '{m}'")));
+    }
+    Ok(())
 }
 
 /// The `<address>` of a kept device, validated.

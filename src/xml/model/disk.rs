@@ -259,6 +259,32 @@ impl BackingStore {
     }
 }
 
+/// Image formats libvirt knows (`virStorageFileFormat`).
+const KNOWN_FORMATS: &[&str] = &[
+    "none", "raw", "dir", "bochs", "cloop", "dmg", "iso", "vpc", "vdi", "fat", "vhd", "ploop",
+    "cow", "qcow", "qcow2", "qed", "vmdk", "luks", "aio",
+];
+
+/// libvirt's rules tying the device kind to its target name and bus.
+fn check_target(device: DiskDevice, target: &DiskTarget) -> Result<()> {
+    let bus = target
+        .bus
+        .unwrap_or_else(|| bus_from_dev_name(&target.dev, device));
+    match device {
+        DiskDevice::Floppy if bus != DiskBus::Fdc => Err(Error::internal(format!(
+            "Invalid bus type '{bus}' for floppy disk"
+        ))),
+        DiskDevice::Disk | DiskDevice::Lun if target.dev.starts_with("fd") => Err(Error::internal(
+            format!("Invalid harddisk device name: {}", target.dev),
+        )),
+        DiskDevice::Cdrom if bus == DiskBus::Virtio => Err(Error::unsupported(format!(
+            "disk type of '{}' does not support ejectable media",
+            target.dev
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Bus implied by a target name when `bus` is absent.
 pub fn bus_from_dev_name(dev: &str, device: DiskDevice) -> DiskBus {
     if device == DiskDevice::Floppy || dev.starts_with("fd") {
@@ -342,6 +368,14 @@ impl Disk {
             tray: opt_string(t, "tray"),
             removable: opt_string(t, "removable"),
         };
+        check_target(device, &target)?;
+        if let Some(f) = driver.as_ref().and_then(|d| d.format.as_deref())
+            && !KNOWN_FORMATS.contains(&f)
+        {
+            return Err(Error::unsupported(format!(
+                "unknown driver format value '{f}'"
+            )));
+        }
         let boot_order = parse_boot_order(e)?;
         Ok(Disk {
             disk_type,

@@ -127,6 +127,9 @@ fn parse_vcpu(dom: &Element) -> Result<Vcpu> {
             "maximum vCPU count must not be less than current vCPU count",
         ));
     }
+    if let Some(cpuset) = v.attr("cpuset") {
+        crate::xml::bitmap::parse_cpu_list(cpuset)?;
+    }
     let placement = enum_attr(v, "placement")?.unwrap_or(VcpuPlacement::Static);
     Ok(Vcpu {
         max,
@@ -189,7 +192,7 @@ impl Domain {
     pub fn parse(dom: &Element) -> Result<Domain> {
         if dom.name != "domain" {
             return Err(Error::xml(format!(
-                "unexpected root element <{}>, expecting <domain>",
+                "expecting root element of 'domain', not '{}'",
                 dom.name
             )));
         }

@@ -88,6 +88,27 @@ impl InterfaceSource {
     }
 }
 
+/// Interface types that cannot work without naming their host side.
+fn check_source(t: InterfaceType, source: Option<&Element>) -> Result<()> {
+    let attr = match t {
+        InterfaceType::Network => "network",
+        InterfaceType::Bridge => "bridge",
+        InterfaceType::Direct => "dev",
+        _ => return Ok(()),
+    };
+    let Some(source) = source else {
+        return Err(Error::xml(format!(
+            "interface type='{t}' requires a 'source' element"
+        )));
+    };
+    if source.attr(attr).is_none() {
+        return Err(Error::xml(format!(
+            "No <source> '{attr}' attribute specified with <interface type='{t}'/>"
+        )));
+    }
+    Ok(())
+}
+
 impl Interface {
     pub fn parse(e: &Element) -> Result<Interface> {
         let iface_type: InterfaceType = req_enum_attr(e, "type")?;
@@ -95,6 +116,7 @@ impl Interface {
             None => None,
             Some(a) => Some(MacAddr::parse(a)?),
         };
+        check_source(iface_type, e.child("source"))?;
         let target = e.child("target");
         let target_dev = target
             .and_then(|t| opt_string(t, "dev"))
@@ -205,10 +227,15 @@ mod tests {
 
     #[test]
     fn reports_bad_mtu_and_type() {
-        let e = parse_document("<interface type='network'><mtu size='abc'/></interface>").unwrap();
+        let e = parse_document("<interface type='user'><mtu size='abc'/></interface>").unwrap();
         assert_eq!(
             Interface::parse(&e).unwrap_err().message,
             "XML error: malformed mtu size"
+        );
+        let e = parse_document("<interface type='bridge'/>").unwrap();
+        assert_eq!(
+            Interface::parse(&e).unwrap_err().message,
+            "XML error: interface type='bridge' requires a 'source' element"
         );
         let e = parse_document("<interface type='foo'/>").unwrap();
         assert!(

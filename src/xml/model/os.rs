@@ -1,9 +1,7 @@
 //! `<os>`: guest type, firmware, direct kernel boot and boot order.
 
 use crate::error::{Error, Result};
-use crate::xml::props::{
-    XmlEnum, enum_attr, int_attr, opt_string, uint_attr, xml_enum, yes_no, yes_no_attr,
-};
+use crate::xml::props::{XmlEnum, enum_attr, int_attr, opt_string, xml_enum, yes_no, yes_no_attr};
 use crate::xml::tree::Element;
 
 xml_enum! {
@@ -118,13 +116,8 @@ impl Os {
             .child("type")
             .ok_or_else(|| Error::xml("an os <type> must be specified"))?;
         let type_text = type_elem.text.trim();
-        let os_type = OsType::from_xml(type_text).ok_or_else(|| {
-            Error::new(
-                crate::error::ErrorCode::OsType,
-                crate::error::ErrorDomain::Domain,
-                type_text,
-            )
-        })?;
+        let os_type = OsType::from_xml(type_text)
+            .ok_or_else(|| Error::unsupported(format!("unknown OS type '{type_text}'")))?;
         let arch = opt_string(type_elem, "arch");
         if let Some(a) = &arch
             && !KNOWN_ARCHES.contains(&a.as_str())
@@ -152,10 +145,23 @@ impl Os {
         }
         let bootmenu = match os.child("bootmenu") {
             None => None,
-            Some(m) => Some(BootMenu {
-                enable: yes_no_attr(m, "enable")?,
-                timeout: uint_attr(m, "timeout")?,
-            }),
+            Some(m) => {
+                let timeout: Option<u32> = m
+                    .attr("timeout")
+                    .map(|t| t.trim().parse::<u32>().ok().filter(|t| *t <= 65535))
+                    .map(|t| {
+                        t.ok_or_else(|| {
+                            Error::unsupported(
+                                "invalid value for boot menu timeout, must be in range [0,65535]",
+                            )
+                        })
+                    })
+                    .transpose()?;
+                Some(BootMenu {
+                    enable: yes_no_attr(m, "enable")?,
+                    timeout,
+                })
+            }
         };
         let bios = match os.child("bios") {
             None => None,

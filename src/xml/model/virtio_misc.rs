@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::xml::props::{
-    XmlEnum, enum_attr, on_off, on_off_attr, opt_string, req_enum_attr, uint_attr, xml_enum,
-    yes_no, yes_no_attr,
+    XmlEnum, on_off, on_off_attr, opt_string, req_enum_attr, uint_attr, xml_enum, yes_no,
+    yes_no_attr,
 };
 use crate::xml::tree::Element;
 
@@ -25,6 +25,8 @@ xml_enum! {
 xml_enum! {
     WatchdogAction { Reset = "reset", Shutdown = "shutdown", Poweroff = "poweroff", Pause = "pause", Dump = "dump", None = "none", InjectNmi = "inject-nmi" }
 }
+
+const RNG_MODELS: &[&str] = &["virtio", "virtio-transitional", "virtio-non-transitional"];
 
 /// Entropy source for the guest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,11 +50,19 @@ impl Rng {
             .child("backend")
             .ok_or_else(|| Error::xml("missing RNG device backend"))?;
         let rate = e.child("rate");
+        let model = e.attr("model").unwrap_or("virtio");
+        if !RNG_MODELS.contains(&model) {
+            return Err(Error::unsupported(format!("unknown RNG model '{model}'")));
+        }
+        let backend_model = backend.attr("model").unwrap_or("");
+        let backend_kind = RngBackendModel::from_xml(backend_model).ok_or_else(|| {
+            Error::unsupported(format!("unknown RNG backend model '{backend_model}'"))
+        })?;
         Ok(Rng {
-            model: e.attr("model").unwrap_or("virtio").to_string(),
+            model: model.to_string(),
             rate_bytes: rate.map(|r| uint_attr(r, "bytes")).transpose()?.flatten(),
             rate_period: rate.map(|r| uint_attr(r, "period")).transpose()?.flatten(),
-            backend: req_enum_attr(backend, "model")?,
+            backend: backend_kind,
             backend_path: Some(backend.text.trim().to_string()).filter(|p| !p.is_empty()),
             backend_type: opt_string(backend, "type"),
             backend_children: backend.children.clone(),
@@ -142,10 +152,14 @@ pub struct Vsock {
 impl Vsock {
     pub fn parse(e: &Element) -> Result<Vsock> {
         let cid = e.child("cid");
+        let address: Option<u32> = cid.map(|c| uint_attr(c, "address")).transpose()?.flatten();
+        if address.is_some_and(|a| a < 3) {
+            return Err(Error::unsupported("guest CIDs must be >= 3"));
+        }
         Ok(Vsock {
             model: opt_string(e, "model"),
             cid_auto: cid.map(|c| yes_no_attr(c, "auto")).transpose()?.flatten(),
-            cid: cid.map(|c| uint_attr(c, "address")).transpose()?.flatten(),
+            cid: address,
             alias: parse_alias(e),
             address: parse_device_address(e)?,
         })
@@ -180,7 +194,7 @@ impl Watchdog {
         let action = match e.attr("action") {
             None => None,
             Some(a) => Some(
-                enum_attr(e, "action")?
+                WatchdogAction::from_xml(a)
                     .ok_or_else(|| Error::unsupported(format!("unknown watchdog action '{a}'")))?,
             ),
         };
