@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::spec_types::Interface;
 
-const DOCTYPE: &str = "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n\"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n";
+pub const DOCTYPE: &str = "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n\"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n";
 
 const STANDARD: &str = r#"  <interface name="org.freedesktop.DBus.Peer">
     <method name="Ping"/>

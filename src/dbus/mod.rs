@@ -59,5 +59,9 @@ pub fn interface_xml(which: &str) -> Option<String> {
         "Domain" => &spec::DOMAIN,
         _ => return None,
     };
-    Some(introspect::node_xml(&[iface], &[]))
+    let mut xml = String::from(introspect::DOCTYPE);
+    xml.push_str("<node>\n");
+    xml.push_str(&introspect::interface_xml(iface));
+    xml.push_str("</node>\n");
+    Some(xml)
 }
