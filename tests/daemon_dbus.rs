@@ -923,9 +923,32 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
             .await
             .unwrap();
     }
+    // A third domain, inactive but marked autostart.
+    let auto = "eeeeeeee-1111-2222-3333-444444444443";
+    let xml = domain_xml("auto", auto, &kernel, "halt", &dirs.root.join("s3.log"));
+    let _: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(xml.as_str(),),
+    )
+    .await
+    .unwrap();
+    conn.call_method(
+        Some("org.libvirt"),
+        dpath(auto).as_str(),
+        Some("org.freedesktop.DBus.Properties"),
+        "Set",
+        &("org.libvirt.Domain", "Autostart", Value::from(true)),
+    )
+    .await
+    .unwrap();
+    assert!(dirs.config().join("autostart/auto.xml").exists());
     d.kill9();
     let _d = Daemon::start(&bus, &dirs, &conn).await;
     let events = watch_events(&conn).await;
+    wait_state(&conn, &dpath(auto), (1, 1), 10).await;
     let active: Vec<OwnedObjectPath> = call(
         &conn,
         CONNECT,
@@ -936,8 +959,19 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
     .await
     .unwrap();
     let active: BTreeSet<String> = active.iter().map(|p| p.to_string()).collect();
-    let want: BTreeSet<String> = uuids.iter().map(|u| dpath(u)).collect();
+    let want: BTreeSet<String> = uuids.iter().chain([&auto]).map(|u| dpath(u)).collect();
     assert_eq!(active, want);
+    // Ids continue after the re-attached ones.
+    let live: String = call(
+        &conn,
+        &dpath(auto),
+        "org.libvirt.Domain",
+        "GetXMLDesc",
+        &(0u32,),
+    )
+    .await
+    .unwrap();
+    assert!(live.contains("id='3'"), "{live}");
     for u in &uuids {
         assert_eq!(state(&conn, &dpath(u)).await, (1, 1));
     }
@@ -971,10 +1005,56 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
     assert_eq!(state(&conn, &dpath(uuids[1])).await, (5, 3));
     assert!(!dirs.run().join("g1.json").exists());
 
+    // Undefining a running domain makes it transient; it goes when it stops.
+    dom_call(&conn, &dpath(uuids[0]), "Undefine", &(0u32,))
+        .await
+        .unwrap();
+    assert!(!dirs.config().join("g0.xml").exists());
+    let persistent: OwnedValue = conn
+        .call_method(
+            Some("org.libvirt"),
+            dpath(uuids[0]).as_str(),
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.libvirt.Domain", "Persistent"),
+        )
+        .await
+        .unwrap()
+        .body()
+        .deserialize()
+        .unwrap();
+    assert_eq!(*persistent, Value::Bool(false));
+    assert_eq!(state(&conn, &dpath(uuids[0])).await, (1, 5));
     dom_call(&conn, &dpath(uuids[0]), "Destroy", &(0u32,))
         .await
         .unwrap();
     wait_event(&events, &dpath(uuids[0]), 5, 1).await;
+    let e = dom_call(&conn, &dpath(uuids[0]), "GetState", &(0u32,))
+        .await
+        .unwrap_err();
+    assert!(e.1.starts_with("Domain not found"));
+    dom_call(&conn, &dpath(auto), "Destroy", &(0u32,))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn shipped_introspection_files_are_current() {
+    for name in ["Connect", "Domain"] {
+        let out = Command::new(OXVIRTD)
+            .args(["--print-introspection", name])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("dbus/interfaces/org.libvirt.{name}.xml"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(&file).unwrap(),
+            "{} is stale: regenerate it with oxvirtd --print-introspection {name}",
+            file.display()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
