@@ -31,14 +31,15 @@ pub fn unit_scale(unit: &str) -> Option<u64> {
 /// Parse the memory element `elem` (value plus optional `unit`, default
 /// KiB) into KiB, rounding up partial KiB as libvirt does.
 pub fn parse_memory_kib(elem: &Element) -> Result<u64> {
-    let text = elem.text.trim();
+    // libvirt reads the number strictly: no surrounding blanks.
+    let text = elem.text.as_str();
     let value: u64 = text.parse().map_err(|_| {
         Error::xml(format!(
             "Invalid value '{text}' for element or attribute './{}[1]'",
             elem.name
         ))
     })?;
-    let unit = elem.attr("unit").unwrap_or("KiB");
+    let unit = elem.attr("unit").filter(|u| !u.is_empty()).unwrap_or("KiB");
     let scale =
         unit_scale(unit).ok_or_else(|| Error::invalid_arg(format!("unknown suffix '{unit}'")))?;
     let bytes = value.checked_mul(scale).ok_or_else(|| {

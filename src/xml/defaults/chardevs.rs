@@ -1,7 +1,7 @@
 //! Serial/console pairing and character device targets, as libvirt
 //! arranges them on x86: the first console mirrors the first serial port.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::xml::model::Domain;
 use crate::xml::model::address::Address;
 use crate::xml::model::chardev::{Chardev, ChardevKind};
@@ -79,11 +79,13 @@ fn fill_serial_targets(dom: &mut Domain) {
     }
 }
 
-fn fill_console_targets(dom: &mut Domain) {
+fn fill_console_targets(dom: &mut Domain) -> Result<()> {
     let mut virtio_port = 0;
     for (i, c) in dom.devices.consoles.iter_mut().enumerate() {
-        if i > 0 && c.target.target_type.is_none() {
-            c.target.target_type = Some("virtio".to_string());
+        if i > 0 && matches!(c.target.target_type.as_deref(), None | Some("serial")) {
+            return Err(Error::unsupported(
+                "Only the first console can be a serial port",
+            ));
         }
         if c.target.target_type.as_deref() == Some("virtio") {
             if c.target.port.is_none() {
@@ -92,6 +94,7 @@ fn fill_console_targets(dom: &mut Domain) {
             virtio_port += 1;
         }
     }
+    Ok(())
 }
 
 /// Virtio channels sit on virtio-serial controller 0; port 0 belongs to
@@ -123,7 +126,7 @@ fn fill_channel_addresses(dom: &mut Domain) {
 pub fn fill(dom: &mut Domain) -> Result<()> {
     pair_serial_and_console(dom);
     fill_serial_targets(dom);
-    fill_console_targets(dom);
+    fill_console_targets(dom)?;
     fill_channel_addresses(dom);
     Ok(())
 }

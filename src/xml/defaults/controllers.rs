@@ -100,16 +100,18 @@ fn fill_drive_addresses(dom: &mut Domain) -> Result<()> {
     let mut needed = Vec::new();
     for disk in &mut dom.devices.disks {
         let bus = disk.bus();
+        let index = dev_name_index(&disk.target.dev);
+        // libvirt derives every unaddressed disk's position from its name.
+        if disk.address.is_none() && index.is_none() {
+            return Err(Error::xml(format!(
+                "Unknown disk name '{}' and no address specified",
+                disk.target.dev
+            )));
+        }
         let Some(ctrl_type) = controller_type_for(bus) else {
             continue;
         };
-        if disk.address.is_none() {
-            let idx = dev_name_index(&disk.target.dev).ok_or_else(|| {
-                Error::xml(format!(
-                    "Unknown disk name '{}' and no address specified",
-                    disk.target.dev
-                ))
-            })?;
+        if let (None, Some(idx)) = (&disk.address, index) {
             disk.address = drive_address(bus, idx).map(|(_, a)| a);
         }
         if let Some(Address::Drive { controller, .. }) = disk.address {

@@ -1,7 +1,7 @@
 //! Character devices: `<serial>`, `<parallel>`, `<console>`, `<channel>`.
 
 use crate::error::{Error, Result};
-use crate::xml::props::{XmlEnum, on_off, on_off_attr, opt_string, uint_attr, xml_enum};
+use crate::xml::props::{XmlEnum, on_off, on_off_attr, opt_string, xml_enum};
 use crate::xml::tree::Element;
 
 use super::address::{Address, parse_alias, parse_device_address, with_alias_and_address};
@@ -87,6 +87,45 @@ impl CharSource {
     }
 }
 
+/// A target port: a decimal number; negative means "pick one".
+fn parse_port(target: &Element) -> Result<Option<u32>> {
+    let Some(v) = target.attr("port") else {
+        return Ok(None);
+    };
+    let n: i64 = v
+        .parse()
+        .map_err(|_| Error::xml(format!("Invalid port number: {v}")))?;
+    Ok(u32::try_from(n).ok())
+}
+
+/// Target types each kind of character device may have.
+fn check_target_type(kind: ChardevKind, target_type: Option<&str>) -> Result<()> {
+    let allowed: &[&str] = match kind {
+        ChardevKind::Serial => &[
+            "isa-serial",
+            "usb-serial",
+            "pci-serial",
+            "spapr-vio-serial",
+            "system-serial",
+            "sclp-serial",
+            "isa-debug",
+        ],
+        ChardevKind::Console => &[
+            "serial", "xen", "uml", "virtio", "lxc", "openvz", "sclp", "sclplm",
+        ],
+        ChardevKind::Channel => &["guestfwd", "virtio", "xen"],
+        ChardevKind::Parallel => return Ok(()),
+    };
+    match target_type {
+        None if kind != ChardevKind::Channel => Ok(()),
+        Some(t) if allowed.contains(&t) => Ok(()),
+        other => Err(Error::unsupported(format!(
+            "unknown target type '{}' specified for character device",
+            other.unwrap_or("(null)")
+        ))),
+    }
+}
+
 /// The host-side attributes each back end cannot do without.
 fn check_source(t: CharSourceType, src: Option<&CharSource>) -> Result<()> {
     let missing =
@@ -156,13 +195,22 @@ impl Chardev {
             None => CharTarget::default(),
             Some(t) => CharTarget {
                 target_type: opt_string(t, "type"),
-                port: uint_attr(t, "port")?,
+                port: parse_port(t)?,
                 name: opt_string(t, "name"),
                 address: opt_string(t, "address"),
                 model: t.child("model").and_then(|m| opt_string(m, "name")),
             },
         };
         check_source(source_type, sources.first())?;
+        check_target_type(kind, target.target_type.as_deref())?;
+        if let Some(mode) = sources.first().and_then(|s| s.mode.as_deref())
+            && mode != "bind"
+            && mode != "connect"
+        {
+            return Err(Error::xml(format!(
+                "Invalid value for attribute 'mode' in element 'source': '{mode}'."
+            )));
+        }
         Ok(Chardev {
             kind,
             source_type,

@@ -65,7 +65,7 @@ impl Clock {
             Some(o) => ClockOffset::from_xml(o)
                 .ok_or_else(|| Error::unsupported(format!("unknown clock offset '{o}'")))?,
         };
-        if offset == ClockOffset::Timezone && clock.attr("timezone").is_none() {
+        if offset == ClockOffset::Timezone && clock.attr("timezone").is_none_or(str::is_empty) {
             return Err(Error::internal(
                 "missing 'timezone' attribute for clock with offset='timezone'",
             ));

@@ -1,7 +1,7 @@
 //! `<controller>`: PCI topology, USB, SCSI, SATA, IDE and virtio-serial.
 
 use crate::error::{Error, Result};
-use crate::xml::props::{XmlEnum, opt_string, req_enum_attr, uint_attr, xml_enum};
+use crate::xml::props::{XmlEnum, int_attr, opt_string, req_enum_attr, uint_attr, xml_enum};
 use crate::xml::tree::Element;
 
 use super::address::{Address, parse_alias, parse_device_address, with_alias_and_address};
@@ -88,6 +88,11 @@ fn known_models(t: ControllerType) -> Option<&'static [&'static str]> {
     }
 }
 
+/// `index` is a signed number in libvirt; a negative one means "pick".
+fn parse_index(e: &Element) -> Result<Option<u32>> {
+    Ok(int_attr(e, "index")?.and_then(|i| u32::try_from(i).ok()))
+}
+
 impl Controller {
     pub fn new(ctrl_type: ControllerType, index: u32, model: Option<&str>) -> Controller {
         Controller {
@@ -114,7 +119,7 @@ impl Controller {
         }
         Ok(Controller {
             ctrl_type,
-            index: uint_attr(e, "index")?,
+            index: parse_index(e)?,
             model,
             ports: uint_attr(e, "ports")?,
             vectors: uint_attr(e, "vectors")?,

@@ -306,7 +306,7 @@ pub fn bus_from_dev_name(dev: &str, device: DiskDevice) -> DiskBus {
 
 /// The index a target name encodes: `sda` 0, `sdz` 25, `sdaa` 26, ...
 pub fn dev_name_index(dev: &str) -> Option<u32> {
-    let suffix = ["fd", "hd", "sd", "vd", "xvd", "ub"]
+    let suffix = ["fd", "hd", "sd", "vd", "xvd", "ubd"]
         .iter()
         .find_map(|p| dev.strip_prefix(p))?;
     if suffix.is_empty() || suffix.len() > 6 {
@@ -369,6 +369,25 @@ impl Disk {
             removable: opt_string(t, "removable"),
         };
         check_target(device, &target)?;
+        // Disks need something to show; removable media may be empty.
+        let removable = matches!(device, DiskDevice::Cdrom | DiskDevice::Floppy);
+        if source.is_none()
+            && !removable
+            && matches!(
+                disk_type,
+                DiskType::File
+                    | DiskType::Block
+                    | DiskType::Network
+                    | DiskType::Volume
+                    | DiskType::Dir
+            )
+        {
+            return Err(Error::with_message(
+                ErrorCode::NoSource,
+                ErrorDomain::Domain,
+                format!("missing source information for device {}", target.dev),
+            ));
+        }
         if let Some(f) = driver.as_ref().and_then(|d| d.format.as_deref())
             && !KNOWN_FORMATS.contains(&f)
         {

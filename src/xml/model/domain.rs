@@ -215,6 +215,9 @@ impl Domain {
         if title.as_deref().is_some_and(|t| t.contains('\n')) {
             return Err(Error::xml("Domain title can't contain newlines"));
         }
+        if let Some(sysinfo) = dom.child("sysinfo") {
+            crate::xml::props::req_attr(sysinfo, "type")?;
+        }
         let cpu = dom.child("cpu").map(Cpu::parse).transpose()?;
         let memory_kib = match dom.child("memory") {
             Some(m) => parse_memory_kib(m)?,
@@ -225,7 +228,7 @@ impl Domain {
                 "Memory size must be specified via <memory> or in the <numa> configuration",
             ));
         }
-        let current_memory_kib = match dom.child("currentMemory") {
+        let current_memory_kib = match dom.child("currentMemory").filter(|m| !m.text.is_empty()) {
             Some(m) => parse_memory_kib(m)?.min(memory_kib),
             None => memory_kib,
         };

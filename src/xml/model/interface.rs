@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::xml::mac::MacAddr;
-use crate::xml::props::{XmlEnum, opt_string, req_enum_attr, uint_attr, xml_enum};
+use crate::xml::props::{XmlEnum, enum_attr, opt_string, uint_attr, xml_enum};
 use crate::xml::tree::Element;
 
 use super::address::{Address, parse_alias, parse_device_address, with_alias_and_address};
@@ -111,7 +111,15 @@ fn check_source(t: InterfaceType, source: Option<&Element>) -> Result<()> {
 
 impl Interface {
     pub fn parse(e: &Element) -> Result<Interface> {
-        let iface_type: InterfaceType = req_enum_attr(e, "type")?;
+        let iface_type: InterfaceType = enum_attr(e, "type")?.unwrap_or(InterfaceType::User);
+        if let Some(model) = e.child("model").and_then(|m| m.attr("type")) {
+            let ok = model
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !ok {
+                return Err(Error::invalid_arg("Model name contains invalid characters"));
+            }
+        }
         let mac = match e.child("mac").and_then(|m| m.attr("address")) {
             None => None,
             Some(a) => Some(MacAddr::parse(a)?),

@@ -110,12 +110,23 @@ fn text_of(os: &Element, name: &str) -> Option<String> {
     os.child(name).map(|e| e.text.clone())
 }
 
+fn parse_smbios_mode(smbios: &Element) -> Result<String> {
+    let mode = smbios.attr("mode").unwrap_or("");
+    if !["emulate", "host", "sysinfo"].contains(&mode) {
+        return Err(Error::unsupported(format!("unknown smbios mode '{mode}'")));
+    }
+    Ok(mode.to_string())
+}
+
 impl Os {
     pub fn parse(os: &Element) -> Result<Os> {
         let type_elem = os
             .child("type")
             .ok_or_else(|| Error::xml("an os <type> must be specified"))?;
-        let type_text = type_elem.text.trim();
+        let type_text = type_elem.text.as_str();
+        if type_text.is_empty() {
+            return Err(Error::xml("an os <type> must be specified"));
+        }
         let os_type = OsType::from_xml(type_text)
             .ok_or_else(|| Error::unsupported(format!("unknown OS type '{type_text}'")))?;
         let arch = opt_string(type_elem, "arch");
@@ -184,7 +195,7 @@ impl Os {
             boot_devs,
             bootmenu,
             bios,
-            smbios_mode: os.child("smbios").and_then(|s| opt_string(s, "mode")),
+            smbios_mode: os.child("smbios").map(parse_smbios_mode).transpose()?,
         })
     }
 

@@ -50,11 +50,15 @@ impl Rng {
             .child("backend")
             .ok_or_else(|| Error::xml("missing RNG device backend"))?;
         let rate = e.child("rate");
-        let model = e.attr("model").unwrap_or("virtio");
+        let model = e
+            .attr("model")
+            .ok_or_else(|| Error::xml("missing RNG device model"))?;
         if !RNG_MODELS.contains(&model) {
             return Err(Error::unsupported(format!("unknown RNG model '{model}'")));
         }
-        let backend_model = backend.attr("model").unwrap_or("");
+        let backend_model = backend
+            .attr("model")
+            .ok_or_else(|| Error::xml("missing RNG device backend model"))?;
         let backend_kind = RngBackendModel::from_xml(backend_model).ok_or_else(|| {
             Error::unsupported(format!("unknown RNG backend model '{backend_model}'"))
         })?;
