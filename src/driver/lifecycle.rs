@@ -518,3 +518,32 @@ pub(super) fn autostart_all(inner: &Arc<Inner>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_cause_prefers_the_reported_reason() {
+        assert_eq!(
+            stop_cause(Some("poweroff"), ExitStatus::Code(5)),
+            StopCause::Poweroff
+        );
+        assert_eq!(
+            stop_cause(Some("triple-fault"), ExitStatus::Unknown),
+            StopCause::Crash
+        );
+        assert_eq!(stop_cause(None, ExitStatus::Code(2)), StopCause::Reboot);
+        assert_eq!(stop_cause(None, ExitStatus::Code(0)), StopCause::Poweroff);
+        assert_eq!(stop_cause(None, ExitStatus::Code(5)), StopCause::Quit);
+        assert_eq!(
+            stop_cause(None, ExitStatus::Signal(9)),
+            StopCause::Unexpected
+        );
+        assert_eq!(stop_cause(None, ExitStatus::Unknown), StopCause::Unexpected);
+        assert_eq!(
+            stop_cause(Some("bogus"), ExitStatus::Code(1)),
+            StopCause::Unexpected
+        );
+    }
+}

@@ -492,3 +492,82 @@ fn list_matches(info: &DomainInfo, flags: u32) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(active: bool, persistent: bool, state: DomainState) -> DomainInfo {
+        DomainInfo {
+            uuid: Uuid::nil(),
+            name: "x".into(),
+            id: active.then_some(1),
+            state,
+            reason: 0,
+            persistent,
+            autostart: false,
+            os_type: "hvm".into(),
+            max_memory_kib: 1,
+            memory_kib: 1,
+            vcpus: 1,
+            max_vcpus: 1,
+        }
+    }
+
+    #[test]
+    fn list_flags_filter_as_libvirt() {
+        use list_flags::*;
+        let running = info(true, true, DomainState::Running);
+        let off = info(false, true, DomainState::Shutoff);
+        let transient = info(true, false, DomainState::Paused);
+        assert!(list_matches(&running, 0));
+        assert!(list_matches(&running, ACTIVE));
+        assert!(!list_matches(&off, ACTIVE));
+        assert!(list_matches(&off, INACTIVE | PERSISTENT));
+        assert!(list_matches(&transient, TRANSIENT | PAUSED));
+        assert!(!list_matches(&transient, PERSISTENT));
+        assert!(!list_matches(&running, SHUTOFF));
+        assert!(list_matches(&off, ACTIVE | INACTIVE));
+        assert!(list_matches(&off, NO_AUTOSTART));
+        assert!(!list_matches(&off, AUTOSTART));
+    }
+
+    #[tokio::test]
+    async fn define_persists_and_bad_files_are_skipped() {
+        let root = std::env::temp_dir().join(format!("oxvirt-driver-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let cfg = DriverConfig {
+            config_dir: root.join("etc"),
+            run_dir: root.join("run"),
+            state_dir: root.join("lib"),
+            vmm_path: root.join("no-vmm"),
+        };
+        let drv = Driver::open(cfg.clone()).await.unwrap();
+        let mut events = drv.subscribe();
+        let xml = "<domain type='kvm'><name>a</name><memory>65536</memory>\
+                   <os><type>hvm</type><kernel>/nonexistent</kernel></os></domain>";
+        let obj = drv.define_xml(xml).await.unwrap();
+        let ev = events.recv().await.unwrap();
+        assert_eq!(
+            (ev.event, ev.detail),
+            (EventType::Defined, detail::DEFINED_ADDED)
+        );
+        assert!(drv.define_xml("<domain").await.is_err());
+        assert!(drv.start(&obj, 0).await.is_err());
+        assert_eq!(obj.info().unwrap().state, DomainState::Shutoff);
+        std::fs::write(cfg.config_dir.join("b.xml"), "not xml").unwrap();
+        std::fs::write(cfg.config_dir.join("c.xml"), xml).unwrap();
+        drop(drv);
+        let drv = Driver::open(cfg).await.unwrap();
+        let names: Vec<String> = drv.list(0).unwrap().iter().map(|d| d.name()).collect();
+        assert_eq!(names, vec!["a".to_string()]);
+        assert!(drv.lookup_by_name("a").is_ok());
+        assert_eq!(
+            drv.lookup_by_name("b").err().unwrap().message,
+            "Domain not found: no domain with matching name 'b'"
+        );
+        assert!(drv.lookup_by_uuid_str("zz").is_err());
+        assert!(drv.lookup_by_id(7).is_err());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
