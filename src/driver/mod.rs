@@ -248,7 +248,7 @@ impl Driver {
         }
         let name = def.name.clone();
         let uuid = def.uuid;
-        self.inner.store.save(&def)?;
+        let saved = def.clone();
         let obj = DomainObj::new(
             uuid,
             DomainData {
@@ -261,8 +261,12 @@ impl Driver {
                 removed: false,
             },
         );
-        if let Err(e) = self.inner.registry.insert(obj.clone()) {
-            let _ = self.inner.store.remove(&name);
+        // Membership first (the registry checks name and UUID atomically),
+        // then the file: a losing concurrent define never touches the
+        // winner's file.
+        self.inner.registry.insert(obj.clone())?;
+        if let Err(e) = self.inner.store.save(&saved) {
+            self.inner.registry.remove(&obj);
             return Err(e);
         }
         self.inner
