@@ -1092,3 +1092,36 @@ async fn shutdown_presses_the_power_button() {
     wait_event(&events, &dpath(uuid), 5, 0).await;
     assert_eq!(state(&conn, &dpath(uuid)).await, (5, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dbus_python_client_session() {
+    let Some(kernel) = guest_kernel() else { return };
+    let python = "/usr/bin/python3";
+    let has_dbus = Command::new(python)
+        .args(["-c", "import dbus"])
+        .current_dir("/")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_dbus {
+        eprintln!("skipping: python3-dbus is not installed");
+        return;
+    }
+    let bus = Bus::start();
+    let dirs = Dirs::new("python");
+    let conn = client(&bus).await;
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat-tests/dbus/cockpit_flow.py");
+    let out = tokio::process::Command::new(python)
+        .arg(&script)
+        .arg(&bus.address)
+        .arg(&kernel)
+        .arg(dirs.root.join("serial.log"))
+        .current_dir("/")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "cockpit_flow.py failed");
+    assert!(text.contains(" passed, 0 failed"));
+}
