@@ -84,7 +84,22 @@ dom.Resume()
 check("Resume -> running", state(dom) == (1, 5))
 dprops.Set("org.libvirt.Domain", "Autostart", True)
 check("Set Autostart", bool(dprops.Get("org.libvirt.Domain", "Autostart")))
-time.sleep(0.3)
+
+def serial_says(text, secs=10):
+    end = time.time() + secs
+    while time.time() < end:
+        try:
+            with open(SERIAL, errors="replace") as f:
+                if text in f.read():
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+# The test guest arms its power-button handler after its checks.
+check("guest waits for the power button", serial_says("waiting for power button"))
 dom.Shutdown(0)
 check("Shutdown -> shut off", wait_state(dom, (5, 1)), repr(state(dom)))
 try:
