@@ -106,9 +106,7 @@ fn vmm_pids(run: &Path) -> Vec<i32> {
     };
     rd.filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().ends_with(".vm.json")
-        })
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .filter_map(|v| v.get("pid").and_then(|p| p.as_i64()))

@@ -28,7 +28,7 @@ fn not_running() -> Error {
 fn paths(inner: &Inner, name: &str, uuid: &Uuid) -> VmmPaths {
     VmmPaths {
         socket: inner.cfg.run_dir.join(format!("{uuid}.ctl")),
-        config_file: inner.cfg.run_dir.join(format!("{name}.vm.json")),
+        config_file: inner.cfg.run_dir.join(format!("{uuid}.vmconfig")),
         log_file: inner.cfg.log_dir().join(format!("{name}.log")),
     }
 }
