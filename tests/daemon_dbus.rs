@@ -666,10 +666,29 @@ async fn bad_input_is_refused_and_changes_nothing() {
         e.1,
         format!("operation failed: domain 'nokernel' already exists with uuid {uuid}")
     );
+    dom_call(&conn, &dpath(uuid), "Rename", &("renamed", 0u32))
+        .await
+        .unwrap();
+    assert!(dirs.config().join("renamed.xml").exists());
+    assert!(!dirs.config().join("nokernel.xml").exists());
+    let p: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainLookupByName",
+        &("renamed",),
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.as_str(), dpath(uuid));
+    let e = dom_call(&conn, &dpath(uuid), "Rename", &("a/b", 0u32))
+        .await
+        .unwrap_err();
+    assert_eq!(e.1, "XML error: name a/b cannot contain '/'");
     dom_call(&conn, &dpath(uuid), "Undefine", &(0u32,))
         .await
         .unwrap();
-    assert!(!dirs.config().join("nokernel.xml").exists());
+    assert!(!dirs.config().join("renamed.xml").exists());
     let e = dom_call(&conn, &dpath(uuid), "GetXMLDesc", &(0u32,))
         .await
         .unwrap_err();

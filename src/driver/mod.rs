@@ -362,6 +362,71 @@ impl Driver {
         Ok(())
     }
 
+    /// `virDomainRename`: an inactive persistent domain gets a new name.
+    pub async fn rename(&self, obj: &Arc<DomainObj>, new_name: &str, flags: u32) -> Result<()> {
+        if flags != 0 {
+            return Err(Error::invalid_arg(format!(
+                "unsupported flags (0x{flags:x}) in function virDomainRename"
+            )));
+        }
+        if new_name.is_empty() {
+            return Err(Error::invalid_arg("new domain name must not be empty"));
+        }
+        if new_name.contains('/') {
+            return Err(Error::xml(format!("name {new_name} cannot contain '/'")));
+        }
+        let _job = obj.begin_job().await?;
+        let (old_name, mut def, autostart) = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            if d.is_active() {
+                return Err(Error::operation_invalid("cannot rename active domain"));
+            }
+            let Some(def) = d.persistent.clone() else {
+                return Err(Error::operation_invalid("cannot rename a transient domain"));
+            };
+            (d.name.clone(), def, d.autostart)
+        };
+        if old_name == new_name {
+            return Ok(());
+        }
+        self.inner.registry.rename(obj, new_name)?;
+        def.name = new_name.to_string();
+        let written = self.inner.store.save(&def).and_then(|()| {
+            if autostart {
+                self.inner.store.set_autostart(new_name, true)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            let _ = self.inner.store.remove(new_name);
+            if let Err(back) = self.inner.registry.rename(obj, &old_name) {
+                tracing::error!("cannot restore the name '{old_name}': {back}");
+            }
+            return Err(e);
+        }
+        if let Err(e) = self.inner.store.remove(&old_name) {
+            tracing::warn!("cannot remove the old definition of '{old_name}': {e}");
+        }
+        obj.data().persistent = Some(def);
+        self.inner.emit(
+            obj.uuid,
+            &old_name,
+            EventType::Undefined,
+            detail::UNDEFINED_RENAMED,
+        );
+        self.inner.emit(
+            obj.uuid,
+            new_name,
+            EventType::Defined,
+            detail::DEFINED_RENAMED,
+        );
+        Ok(())
+    }
+
     /// `virDomainSetAutostart`.
     pub async fn set_autostart(&self, obj: &Arc<DomainObj>, on: bool) -> Result<()> {
         let _job = obj.begin_job().await?;
