@@ -482,7 +482,16 @@ async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
                     removed: false,
                 },
             );
-            inner.registry.insert(obj.clone())?;
+            if let Err(e) = inner.registry.insert(obj.clone()) {
+                // Nobody could manage this guest: stop it rather than
+                // leave an unwatched VMM behind.
+                tracing::error!(
+                    domain = st.name,
+                    "cannot take back the guest, stopping it: {e}"
+                );
+                let _ = vmm.pidfd.kill(libc::SIGKILL);
+                return Err(e);
+            }
             obj
         }
     };
