@@ -165,6 +165,13 @@ impl Daemon {
         Daemon { child }
     }
 
+    /// SIGTERM; returns whether the daemon exited with status 0.
+    fn terminate(mut self) -> bool {
+        // SAFETY: kill on the pid of a child this test spawned.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().is_ok_and(|s| s.success())
+    }
+
     fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -970,7 +977,7 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
     .unwrap();
     assert!(dirs.config().join("autostart/auto.xml").exists());
     d.kill9();
-    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let d2 = Daemon::start(&bus, &dirs, &conn).await;
     let events = watch_events(&conn).await;
     wait_state(&conn, &dpath(auto), (1, 1), 10).await;
     let active: Vec<OwnedObjectPath> = call(
@@ -1057,6 +1064,10 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
         .await
         .unwrap_err();
     assert!(e.1.starts_with("Domain not found"));
+    // SIGTERM: the daemon exits cleanly, the guest keeps running.
+    assert!(d2.terminate(), "oxvirtd did not exit cleanly on SIGTERM");
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    assert_eq!(state(&conn, &dpath(auto)).await, (1, 1));
     dom_call(&conn, &dpath(auto), "Destroy", &(0u32,))
         .await
         .unwrap();

@@ -65,6 +65,22 @@ fn session_dirs(cfg: &mut DriverConfig) {
     cfg.state_dir = data.join("oxvirt/qemu");
 }
 
+/// Waits for SIGTERM or SIGINT and names it.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return "no signal";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(which) = &args.print_introspection {
@@ -122,7 +138,15 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async move {
         let driver = Driver::open(cfg).await?;
-        dbus::serve(bus, driver).await
+        tokio::select! {
+            r = dbus::serve(bus, driver) => r,
+            sig = stop_signal() => {
+                // Guests keep running in their own VMMs; the next daemon
+                // re-attaches to them.
+                tracing::info!("{sig} received, exiting; guests keep running");
+                Ok(())
+            }
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
