@@ -673,6 +673,36 @@ async fn bad_input_is_refused_and_changes_nothing() {
         e.1,
         format!("operation failed: domain 'nokernel' already exists with uuid {uuid}")
     );
+    dom_call(&conn, &dpath(uuid), "SetMemory", &(32768u64, 2u32))
+        .await
+        .unwrap();
+    let inactive: String = call(
+        &conn,
+        &dpath(uuid),
+        "org.libvirt.Domain",
+        "GetXMLDesc",
+        &(2u32,),
+    )
+    .await
+    .unwrap();
+    assert!(
+        inactive.contains("<currentMemory unit='KiB'>32768</currentMemory>"),
+        "{inactive}"
+    );
+    let e = dom_call(&conn, &dpath(uuid), "SetMemory", &(1u64 << 40, 2u32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "invalid argument: cannot set memory higher than max memory"
+    );
+    let e = dom_call(&conn, &dpath(uuid), "SetMemory", &(32768u64, 1u32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Requested operation is not valid: domain is not running"
+    );
     dom_call(&conn, &dpath(uuid), "Rename", &("renamed", 0u32))
         .await
         .unwrap();

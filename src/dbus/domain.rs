@@ -116,6 +116,11 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             drv.undefine(obj, flags).await?;
             call.ok(&()).await
         }
+        "SetMemory" => {
+            let (kib, flags): (u64, u32) = call.args()?;
+            drv.set_memory(obj, kib, flags).await?;
+            call.ok(&()).await
+        }
         "Rename" => {
             let (name, flags): (String, u32) = call.args()?;
             drv.rename(obj, &name, flags).await?;

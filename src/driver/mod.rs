@@ -427,6 +427,72 @@ impl Driver {
         Ok(())
     }
 
+    /// `virDomainSetMemoryFlags`. The persistent definition can change;
+    /// a running guest cannot, as the VMM has no balloon device yet.
+    pub async fn set_memory(&self, obj: &Arc<DomainObj>, kib: u64, flags: u32) -> Result<()> {
+        const LIVE: u32 = 1;
+        const CONFIG: u32 = 2;
+        const MAXIMUM: u32 = 4;
+        if flags & !(LIVE | CONFIG | MAXIMUM) != 0 {
+            return Err(Error::invalid_arg(format!(
+                "unsupported flags (0x{:x}) in function virDomainSetMemoryFlags",
+                flags & !(LIVE | CONFIG | MAXIMUM)
+            )));
+        }
+        let _job = obj.begin_job().await?;
+        let (name, mut def) = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            let (live, config) = match flags & (LIVE | CONFIG) {
+                0 => (d.is_active(), !d.is_active()),
+                f => (f & LIVE != 0, f & CONFIG != 0),
+            };
+            if live && !d.is_active() {
+                return Err(Error::operation_invalid("domain is not running"));
+            }
+            if live {
+                return Err(Error::operation_invalid(
+                    "Unable to change memory of active domain without the balloon device and guest OS balloon driver",
+                ));
+            }
+            if !config {
+                return Ok(());
+            }
+            let Some(def) = d.persistent.clone() else {
+                return Err(Error::operation_invalid(
+                    "transient domains do not have any persistent config",
+                ));
+            };
+            (d.name.clone(), def)
+        };
+        if kib == 0 {
+            return Err(Error::invalid_arg("memory size must be greater than zero"));
+        }
+        if flags & MAXIMUM != 0 {
+            def.memory_kib = kib;
+            if def.current_memory_kib > kib {
+                def.current_memory_kib = kib;
+            }
+        } else {
+            if kib > def.memory_kib {
+                return Err(Error::invalid_arg(
+                    "cannot set memory higher than max memory",
+                ));
+            }
+            def.current_memory_kib = kib;
+        }
+        self.inner.store.save(&def)?;
+        obj.data().persistent = Some(def);
+        tracing::info!(
+            domain = name,
+            kib,
+            "memory of the persistent definition changed"
+        );
+        Ok(())
+    }
+
     /// `virDomainSetAutostart`.
     pub async fn set_autostart(&self, obj: &Arc<DomainObj>, on: bool) -> Result<()> {
         let _job = obj.begin_job().await?;
