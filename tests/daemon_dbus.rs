@@ -248,6 +248,7 @@ async fn wait_state(conn: &Connection, path: &str, want: (i32, i32), secs: u64) 
 }
 
 type Events = Arc<Mutex<Vec<(String, i32, i32)>>>;
+type IfaceAddrs = (String, String, Vec<(i32, String, u32)>);
 
 async fn watch_events(conn: &Connection) -> Events {
     let rule = MatchRule::builder()
@@ -874,6 +875,20 @@ async fn cockpit_like_lifecycle() {
     assert!(stats.contains_key("vcpu.0.time"));
     assert!(stats.contains_key("balloon.current"));
 
+    let addrs: Vec<IfaceAddrs> = call(
+        &conn,
+        &p,
+        "org.libvirt.Domain",
+        "InterfaceAddresses",
+        &(0u32, 0u32),
+    )
+    .await
+    .unwrap();
+    assert!(addrs.is_empty());
+    let ctl: (u32, u32, u64) = call(&conn, &p, "org.libvirt.Domain", "GetControlInfo", &(0u32,))
+        .await
+        .unwrap();
+    assert_eq!(ctl.0, 0);
     dom_call(&conn, &p, "Suspend", &()).await.unwrap();
     wait_event(&events, &p, 3, 0).await;
     assert_eq!(state(&conn, &p).await, (3, 1));
