@@ -953,11 +953,12 @@ async fn cockpit_like_lifecycle() {
         CONNECT,
         "org.libvirt.Connect",
         "DomainCreateXML",
-        &(xml.as_str(), 0u32),
+        &(xml.as_str(), 1u32), // START_PAUSED
     )
     .await
     .unwrap();
-    assert_eq!(state(&conn, got.as_str()).await, (1, 1));
+    assert_eq!(state(&conn, got.as_str()).await, (3, 1));
+    wait_event(&events, got.as_str(), 3, 0).await;
     dom_call(&conn, got.as_str(), "Destroy", &(0u32,))
         .await
         .unwrap();

@@ -96,6 +96,9 @@ pub struct Driver {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// `VIR_DOMAIN_START_PAUSED`.
+const START_PAUSED: u32 = 1;
+
 /// `virDomainUndefineFlags` flags oxvirt accepts (nothing to remove for them).
 const UNDEFINE_KNOWN: u32 = 1 | 2 | 4 | 8 | 16 | 32 | 64;
 
@@ -277,7 +280,7 @@ impl Driver {
     /// `virDomainCreateXML`: a transient domain, started at once.
     pub async fn create_xml(&self, xml: &str, flags: u32) -> Result<Arc<DomainObj>> {
         // START_PAUSED 1, AUTODESTROY 2, BYPASS_CACHE 4, FORCE_BOOT 8, VALIDATE 16, RESET_NVRAM 32
-        if flags & !(2 | 4 | 8 | 16 | 32) != 0 {
+        if flags & !(START_PAUSED | 2 | 4 | 8 | 16 | 32) != 0 {
             return Err(Error::invalid_arg(format!(
                 "unsupported flags (0x{flags:x}) in function virDomainCreateXML"
             )));
@@ -317,7 +320,13 @@ impl Driver {
         );
         self.inner.registry.insert(obj.clone())?;
         let job = obj.begin_job().await?;
-        let r = lifecycle::start_locked(&self.inner, &obj, Some(def)).await;
+        let mut r = lifecycle::start_locked(&self.inner, &obj, Some(def)).await;
+        if r.is_ok() && flags & START_PAUSED != 0 {
+            r = lifecycle::pause_locked(&self.inner, &obj, true).await;
+            if r.is_err() {
+                let _ = lifecycle::destroy_locked(&self.inner, &obj).await;
+            }
+        }
         drop(job);
         if let Err(e) = r {
             self.inner.registry.remove(&obj);
@@ -539,13 +548,20 @@ impl Driver {
 
     /// `virDomainCreateWithFlags`.
     pub async fn start(&self, obj: &Arc<DomainObj>, flags: u32) -> Result<()> {
-        if flags & !(2 | 4 | 8 | 16 | 32) != 0 {
+        if flags & !(START_PAUSED | 2 | 4 | 8 | 16 | 32) != 0 {
             return Err(Error::invalid_arg(format!(
                 "unsupported flags (0x{flags:x}) in function virDomainCreateWithFlags"
             )));
         }
         let _job = obj.begin_job().await?;
-        lifecycle::start_locked(&self.inner, obj, None).await
+        lifecycle::start_locked(&self.inner, obj, None).await?;
+        if flags & START_PAUSED != 0
+            && let Err(e) = lifecycle::pause_locked(&self.inner, obj, true).await
+        {
+            let _ = lifecycle::destroy_locked(&self.inner, obj).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// `virDomainShutdownFlags`: presses the ACPI power button.
