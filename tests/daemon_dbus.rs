@@ -899,6 +899,18 @@ async fn cockpit_like_lifecycle() {
         other => panic!("state.state not double-wrapped: {other:?}"),
     }
     assert!(stats.contains_key("vcpu.0.time"));
+    let all: Vec<(String, HashMap<String, OwnedValue>)> = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "GetAllDomainStats",
+        &(1u32, 0u32),
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0, "flow");
+    assert!(all[0].1.contains_key("state.state"));
     assert!(stats.contains_key("balloon.current"));
 
     let addrs: Vec<IfaceAddrs> = call(
