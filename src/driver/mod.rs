@@ -522,6 +522,55 @@ impl Driver {
         Ok(())
     }
 
+    /// `virDomainGetVcpusFlags`: current or maximum vCPUs of the live or
+    /// persistent definition.
+    pub fn vcpu_count(&self, obj: &DomainObj, flags: u32) -> Result<u32> {
+        const LIVE: u32 = 1;
+        const CONFIG: u32 = 2;
+        const MAXIMUM: u32 = 4;
+        const GUEST: u32 = 8;
+        if flags & !(LIVE | CONFIG | MAXIMUM | GUEST) != 0 {
+            return Err(Error::invalid_arg(format!(
+                "unsupported flags (0x{:x}) in function virDomainGetVcpusFlags",
+                flags & !(LIVE | CONFIG | MAXIMUM | GUEST)
+            )));
+        }
+        if flags & LIVE != 0 && flags & CONFIG != 0 {
+            return Err(Error::invalid_arg(
+                "Flags 'live' and 'config' are mutually exclusive",
+            ));
+        }
+        let d = obj.data();
+        if d.removed {
+            return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+        }
+        if flags & GUEST != 0 {
+            return Err(Error::new(
+                crate::error::ErrorCode::AgentUnresponsive,
+                crate::error::ErrorDomain::Qemu,
+                "QEMU guest agent is not connected",
+            ));
+        }
+        let def = if flags & LIVE != 0 {
+            d.live
+                .as_ref()
+                .map(|l| &l.def)
+                .ok_or_else(|| Error::operation_invalid("domain is not running"))?
+        } else if flags & CONFIG != 0 {
+            d.persistent.as_ref().ok_or_else(|| {
+                Error::operation_invalid("transient domains do not have any persistent config")
+            })?
+        } else {
+            d.current_def()
+                .ok_or_else(|| Error::internal("domain without a definition"))?
+        };
+        Ok(if flags & MAXIMUM != 0 {
+            def.vcpu.max
+        } else {
+            def.vcpu.current.unwrap_or(def.vcpu.max)
+        })
+    }
+
     /// `virDomainGetXMLDesc`.
     pub fn xml_desc(&self, obj: &DomainObj, flags: u32) -> Result<String> {
         if flags & !15 != 0 {
