@@ -75,6 +75,7 @@ pub(crate) struct Inner {
     pub registry: Registry,
     pub next_id: AtomicI32,
     pub generation: AtomicU64,
+    pub autostarted: std::sync::atomic::AtomicBool,
     pub events: broadcast::Sender<LifecycleEvent>,
 }
 
@@ -103,8 +104,8 @@ const START_PAUSED: u32 = 1;
 const UNDEFINE_KNOWN: u32 = 1 | 2 | 4 | 8 | 16 | 32 | 64;
 
 impl Driver {
-    /// Loads persistent definitions, re-attaches to running VMMs and
-    /// starts autostart domains.
+    /// Loads persistent definitions and re-attaches to running VMMs
+    /// (autostart follows with [`Driver::autostart`]).
     pub async fn open(cfg: DriverConfig) -> Result<Driver> {
         for d in [
             &cfg.config_dir,
@@ -121,6 +122,7 @@ impl Driver {
             registry: Registry::default(),
             next_id: AtomicI32::new(1),
             generation: AtomicU64::new(1),
+            autostarted: std::sync::atomic::AtomicBool::new(false),
             events,
         });
         let drv = Driver { inner };
@@ -145,8 +147,15 @@ impl Driver {
         lifecycle::reattach_all(&drv.inner).await;
         let next = drv.inner.registry.max_id() + 1;
         drv.inner.next_id.store(next, Ordering::SeqCst);
-        lifecycle::autostart_all(&drv.inner);
         Ok(drv)
+    }
+
+    /// Starts the domains marked autostart, once per daemon run. Front
+    /// ends call it when they are ready to relay the events it causes.
+    pub fn autostart(&self) {
+        if !self.inner.autostarted.swap(true, Ordering::SeqCst) {
+            lifecycle::autostart_all(&self.inner);
+        }
     }
 
     /// A receiver of every lifecycle event from now on.
