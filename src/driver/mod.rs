@@ -1,0 +1,396 @@
+//! The daemon's core, shared by every front end: the domain registry,
+//! persistence, lifecycle, VMM supervision and lifecycle events.
+//!
+//! Front ends call [`Driver`]'s methods and relay its errors and events;
+//! they hold no domain logic of their own.
+
+pub mod control;
+mod definitions;
+pub mod domain;
+pub mod fsutil;
+pub mod host;
+mod lifecycle;
+pub mod pidfd;
+pub mod registry;
+pub mod resolve;
+pub mod runtime;
+pub mod state;
+pub mod stats;
+pub mod store;
+pub mod vmm;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+pub use domain::{DomainInfo, DomainObj};
+pub use state::{DomainState, EventType, LifecycleEvent};
+
+use domain::DomainData;
+use registry::Registry;
+use state::{list_flags, shutoff};
+use store::ConfigStore;
+
+/// Where the driver keeps things, and which VMM it runs.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// Persistent definitions (`/etc/oxvirt/qemu`).
+    pub config_dir: PathBuf,
+    /// Runtime status, control sockets (`/run/oxvirt/qemu`).
+    pub run_dir: PathBuf,
+    /// Persistent state such as VMM logs (`/var/lib/oxvirt/qemu`).
+    pub state_dir: PathBuf,
+    /// The `oxvirt-vmm` binary.
+    pub vmm_path: PathBuf,
+}
+
+impl DriverConfig {
+    /// libvirt-like system paths, with the VMM next to the running binary.
+    pub fn system_default() -> Self {
+        let vmm_path = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("oxvirt-vmm")))
+            .unwrap_or_else(|| PathBuf::from("/usr/libexec/oxvirt-vmm"));
+        DriverConfig {
+            config_dir: PathBuf::from("/etc/oxvirt/qemu"),
+            run_dir: PathBuf::from("/run/oxvirt/qemu"),
+            state_dir: PathBuf::from("/var/lib/oxvirt/qemu"),
+            vmm_path,
+        }
+    }
+
+    fn log_dir(&self) -> PathBuf {
+        self.state_dir.join("log")
+    }
+}
+
+pub(crate) struct Inner {
+    pub cfg: DriverConfig,
+    pub store: ConfigStore,
+    pub registry: Registry,
+    pub next_id: AtomicI32,
+    pub generation: AtomicU64,
+    pub autostarted: std::sync::atomic::AtomicBool,
+    pub events: broadcast::Sender<LifecycleEvent>,
+}
+
+impl Inner {
+    pub fn emit(&self, uuid: Uuid, name: &str, event: EventType, detail: i32) {
+        tracing::info!(domain = name, ?event, detail, "lifecycle event");
+        let _ = self.events.send(LifecycleEvent {
+            uuid,
+            name: name.to_string(),
+            event,
+            detail,
+        });
+    }
+}
+
+/// The driver: cheap to clone, shared by every front end.
+#[derive(Clone)]
+pub struct Driver {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// `VIR_DOMAIN_START_PAUSED`.
+const START_PAUSED: u32 = 1;
+
+/// `virDomainUndefineFlags` flags oxvirt accepts (nothing to remove for them).
+const UNDEFINE_KNOWN: u32 = 1 | 2 | 4 | 8 | 16 | 32 | 64;
+
+impl Driver {
+    /// Loads persistent definitions and re-attaches to running VMMs
+    /// (autostart follows with [`Driver::autostart`]).
+    pub async fn open(cfg: DriverConfig) -> Result<Driver> {
+        for d in [
+            &cfg.config_dir,
+            &cfg.run_dir,
+            &cfg.state_dir,
+            &cfg.log_dir(),
+        ] {
+            fsutil::ensure_dir(d)?;
+        }
+        let (events, _) = broadcast::channel(1024);
+        let inner = Arc::new(Inner {
+            store: ConfigStore::new(cfg.config_dir.clone()),
+            cfg,
+            registry: Registry::default(),
+            next_id: AtomicI32::new(1),
+            generation: AtomicU64::new(1),
+            autostarted: std::sync::atomic::AtomicBool::new(false),
+            events,
+        });
+        let drv = Driver { inner };
+        for loaded in drv.inner.store.load_all() {
+            let name = loaded.def.name.clone();
+            let obj = DomainObj::new(
+                loaded.def.uuid,
+                DomainData {
+                    name: name.clone(),
+                    persistent: Some(loaded.def),
+                    live: None,
+                    autostart: loaded.autostart,
+                    state: DomainState::Shutoff,
+                    reason: shutoff::UNKNOWN,
+                    removed: false,
+                },
+            );
+            if let Err(e) = drv.inner.registry.insert(obj) {
+                tracing::error!(domain = name, "skipping domain config: {e}");
+            }
+        }
+        lifecycle::reattach_all(&drv.inner).await;
+        let next = drv.inner.registry.max_id() + 1;
+        drv.inner.next_id.store(next, Ordering::SeqCst);
+        Ok(drv)
+    }
+
+    /// Starts the domains marked autostart, once per daemon run. Front
+    /// ends call it when they are ready to relay the events it causes.
+    pub fn autostart(&self) {
+        if !self.inner.autostarted.swap(true, Ordering::SeqCst) {
+            lifecycle::autostart_all(&self.inner);
+        }
+    }
+
+    /// A receiver of every lifecycle event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LifecycleEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn config(&self) -> &DriverConfig {
+        &self.inner.cfg
+    }
+
+    // ---- lookup -------------------------------------------------------
+
+    pub fn lookup_by_name(&self, name: &str) -> Result<Arc<DomainObj>> {
+        self.inner
+            .registry
+            .by_name(name)
+            .ok_or_else(|| Error::no_domain_name(name))
+    }
+
+    pub fn lookup_by_uuid(&self, uuid: &Uuid) -> Result<Arc<DomainObj>> {
+        self.inner
+            .registry
+            .by_uuid(uuid)
+            .ok_or_else(|| Error::no_domain_uuid(&uuid.to_string()))
+    }
+
+    /// Lookup by UUID text, with libvirt's error for a malformed one.
+    pub fn lookup_by_uuid_str(&self, text: &str) -> Result<Arc<DomainObj>> {
+        let uuid = Uuid::parse_str(text.trim())
+            .map_err(|_| Error::invalid_arg(format!("uuid '{text}' is invalid")))?;
+        self.lookup_by_uuid(&uuid)
+    }
+
+    pub fn lookup_by_id(&self, id: i32) -> Result<Arc<DomainObj>> {
+        self.inner
+            .registry
+            .by_id(id)
+            .ok_or_else(|| Error::no_domain_id(id))
+    }
+
+    /// `virConnectListAllDomains` with its filter flags.
+    pub fn list(&self, flags: u32) -> Result<Vec<Arc<DomainObj>>> {
+        if flags & !list_flags::ALL != 0 {
+            return Err(Error::invalid_arg(format!(
+                "unsupported flags (0x{:x}) in function virConnectListAllDomains",
+                flags & !list_flags::ALL
+            )));
+        }
+        let mut out = Vec::new();
+        for obj in self.inner.registry.all() {
+            let Ok(info) = obj.info() else { continue };
+            if list_matches(&info, flags) {
+                out.push(obj);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- lifecycle ----------------------------------------------------
+
+    /// `virDomainCreateWithFlags`.
+    pub async fn start(&self, obj: &Arc<DomainObj>, flags: u32) -> Result<()> {
+        if flags & !(START_PAUSED | 2 | 4 | 8 | 16 | 32) != 0 {
+            return Err(Error::invalid_arg(format!(
+                "unsupported flags (0x{flags:x}) in function virDomainCreateWithFlags"
+            )));
+        }
+        let _job = obj.begin_job().await?;
+        lifecycle::start_locked(&self.inner, obj, None).await?;
+        if flags & START_PAUSED != 0
+            && let Err(e) = lifecycle::pause_locked(&self.inner, obj, true).await
+        {
+            let _ = lifecycle::destroy_locked(&self.inner, obj).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `virDomainShutdownFlags`: presses the ACPI power button.
+    pub async fn shutdown(&self, obj: &Arc<DomainObj>) -> Result<()> {
+        let _job = obj.begin_job().await?;
+        lifecycle::shutdown_locked(obj).await
+    }
+
+    /// `virDomainDestroyFlags`.
+    pub async fn destroy(&self, obj: &Arc<DomainObj>) -> Result<()> {
+        let _job = obj.begin_job().await?;
+        lifecycle::destroy_locked(&self.inner, obj).await
+    }
+
+    /// `virDomainReboot`: the VMM resets the guest (a fresh VMM boots it
+    /// again); oxvirt has no ACPI reboot request, so the guest is not asked.
+    pub async fn reboot(&self, obj: &Arc<DomainObj>) -> Result<()> {
+        let _job = obj.begin_job().await?;
+        lifecycle::reset_locked(obj).await
+    }
+
+    /// `virDomainReset`.
+    pub async fn reset(&self, obj: &Arc<DomainObj>) -> Result<()> {
+        let _job = obj.begin_job().await?;
+        lifecycle::reset_locked(obj).await
+    }
+
+    /// `virDomainSuspend`.
+    pub async fn suspend(&self, obj: &Arc<DomainObj>) -> Result<()> {
+        let _job = obj.begin_job().await?;
+        lifecycle::pause_locked(&self.inner, obj, true).await
+    }
+
+    /// `virDomainResume`.
+    pub async fn resume(&self, obj: &Arc<DomainObj>) -> Result<()> {
+        let _job = obj.begin_job().await?;
+        lifecycle::pause_locked(&self.inner, obj, false).await
+    }
+
+    /// Per-domain statistics (see [`stats`]).
+    pub async fn stats(&self, obj: &Arc<DomainObj>) -> Result<stats::DomainStats> {
+        stats::collect(obj).await
+    }
+}
+
+fn list_matches(info: &DomainInfo, flags: u32) -> bool {
+    use list_flags::*;
+    let active = info.id.is_some();
+    let pair = |yes: u32, no: u32, v: bool| {
+        let (y, n) = (flags & yes != 0, flags & no != 0);
+        !(y || n) || (y && v) || (n && !v)
+    };
+    if !pair(ACTIVE, INACTIVE, active) || !pair(PERSISTENT, TRANSIENT, info.persistent) {
+        return false;
+    }
+    if !pair(AUTOSTART, NO_AUTOSTART, info.autostart) {
+        return false;
+    }
+    if flags & HAS_SNAPSHOT != 0 && flags & NO_SNAPSHOT == 0 {
+        return false;
+    }
+    if flags & MANAGEDSAVE != 0 && flags & NO_MANAGEDSAVE == 0 {
+        return false;
+    }
+    if flags & HAS_CHECKPOINT != 0 && flags & NO_CHECKPOINT == 0 {
+        return false;
+    }
+    let state_mask = RUNNING | PAUSED | SHUTOFF | OTHER;
+    if flags & state_mask != 0 {
+        let bit = match info.state {
+            DomainState::Running => RUNNING,
+            DomainState::Paused => PAUSED,
+            DomainState::Shutoff => SHUTOFF,
+            _ => OTHER,
+        };
+        if flags & bit == 0 {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::state::detail;
+
+    fn info(active: bool, persistent: bool, state: DomainState) -> DomainInfo {
+        DomainInfo {
+            uuid: Uuid::nil(),
+            name: "x".into(),
+            id: active.then_some(1),
+            state,
+            reason: 0,
+            persistent,
+            autostart: false,
+            os_type: "hvm".into(),
+            max_memory_kib: 1,
+            memory_kib: 1,
+            vcpus: 1,
+            max_vcpus: 1,
+        }
+    }
+
+    #[test]
+    fn list_flags_filter_as_libvirt() {
+        use list_flags::*;
+        let running = info(true, true, DomainState::Running);
+        let off = info(false, true, DomainState::Shutoff);
+        let transient = info(true, false, DomainState::Paused);
+        assert!(list_matches(&running, 0));
+        assert!(list_matches(&running, ACTIVE));
+        assert!(!list_matches(&off, ACTIVE));
+        assert!(list_matches(&off, INACTIVE | PERSISTENT));
+        assert!(list_matches(&transient, TRANSIENT | PAUSED));
+        assert!(!list_matches(&transient, PERSISTENT));
+        assert!(!list_matches(&running, SHUTOFF));
+        assert!(list_matches(&off, ACTIVE | INACTIVE));
+        assert!(list_matches(&off, NO_AUTOSTART));
+        assert!(!list_matches(&off, AUTOSTART));
+    }
+
+    #[tokio::test]
+    async fn define_persists_and_bad_files_are_skipped() {
+        let root = std::env::temp_dir().join(format!("oxvirt-driver-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let cfg = DriverConfig {
+            config_dir: root.join("etc"),
+            run_dir: root.join("run"),
+            state_dir: root.join("lib"),
+            vmm_path: root.join("no-vmm"),
+        };
+        let drv = Driver::open(cfg.clone()).await.unwrap();
+        let mut events = drv.subscribe();
+        let xml = "<domain type='kvm'><name>a</name><memory>65536</memory>\
+                   <os><type>hvm</type><kernel>/nonexistent</kernel></os></domain>";
+        let obj = drv.define_xml(xml).await.unwrap();
+        let ev = events.recv().await.unwrap();
+        assert_eq!(
+            (ev.event, ev.detail),
+            (EventType::Defined, detail::DEFINED_ADDED)
+        );
+        assert!(drv.define_xml("<domain").await.is_err());
+        assert!(drv.start(&obj, 0).await.is_err());
+        assert_eq!(obj.info().unwrap().state, DomainState::Shutoff);
+        std::fs::write(cfg.config_dir.join("b.xml"), "not xml").unwrap();
+        std::fs::write(cfg.config_dir.join("c.xml"), xml).unwrap();
+        drop(drv);
+        let drv = Driver::open(cfg).await.unwrap();
+        let names: Vec<String> = drv.list(0).unwrap().iter().map(|d| d.name()).collect();
+        assert_eq!(names, vec!["a".to_string()]);
+        assert!(drv.lookup_by_name("a").is_ok());
+        assert_eq!(
+            drv.lookup_by_name("b").err().unwrap().message,
+            "Domain not found: no domain with matching name 'b'"
+        );
+        assert!(drv.lookup_by_uuid_str("zz").is_err());
+        assert!(drv.lookup_by_id(7).is_err());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
