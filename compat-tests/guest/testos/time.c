@@ -1,4 +1,4 @@
-/* TSC frequency: PIT channel 2 first, then hypervisor/CPUID leaves, then the RTC. */
+/* TSC frequency: hypervisor leaves and kvmclock first, then PIT channel 2, CPUID 0x15, the RTC. */
 #include "testos.h"
 
 u64 tsc_hz;
@@ -101,36 +101,45 @@ static u64 calibrate_kvmclock(void)
 	return hz;
 }
 
-void tsc_calibrate(void)
+static u64 calibrate_cpuid_hv(void)
 {
 	u32 a, b, c, d;
-	const char *how = "pit";
-	tsc_hz = calibrate_pit();
-	if (!tsc_hz) {
-		cpuid(0x40000000, 0, &a, &b, &c, &d);
-		if (a >= 0x40000010 && a < 0x40000100) {
-			cpuid(0x40000010, 0, &a, &b, &c, &d);
-			tsc_hz = (u64)a * 1000;
-			how = "cpuid 0x40000010";
-		}
-	}
-	if (!tsc_hz) {
-		tsc_hz = calibrate_kvmclock();
-		how = "kvmclock";
-	}
-	if (!tsc_hz) {
-		cpuid(0, 0, &a, &b, &c, &d);
-		if (a >= 0x15) {
-			cpuid(0x15, 0, &a, &b, &c, &d);
-			if (a && b && c) {
-				tsc_hz = (u64)c * b / a;
-				how = "cpuid 0x15";
-			}
-		}
-	}
-	if (!tsc_hz) {
-		tsc_hz = calibrate_rtc();
-		how = "rtc";
+	cpuid(0x40000000, 0, &a, &b, &c, &d);
+	if (a < 0x40000010 || a >= 0x40000100)
+		return 0;
+	cpuid(0x40000010, 0, &a, &b, &c, &d);
+	return (u64)a * 1000;
+}
+
+static u64 calibrate_cpuid_15(void)
+{
+	u32 a, b, c, d;
+	cpuid(0, 0, &a, &b, &c, &d);
+	if (a < 0x15)
+		return 0;
+	cpuid(0x15, 0, &a, &b, &c, &d);
+	return (a && b && c) ? (u64)c * b / a : 0;
+}
+
+/* Sources that answer at once come first: under an emulating hypervisor every
+ * PIT poll is a VM exit, so the 25 ms PIT window costs far more than 25 ms. */
+void tsc_calibrate(void)
+{
+	static const struct {
+		const char *name;
+		u64 (*measure)(void);
+	} sources[] = {
+		{ "cpuid 0x40000010", calibrate_cpuid_hv },
+		{ "kvmclock", calibrate_kvmclock },
+		{ "pit", calibrate_pit },
+		{ "cpuid 0x15", calibrate_cpuid_15 },
+		{ "rtc", calibrate_rtc },
+	};
+	const char *how = "none";
+	tsc_hz = 0;
+	for (unsigned i = 0; i < sizeof(sources) / sizeof(sources[0]) && !tsc_hz; i++) {
+		tsc_hz = sources[i].measure();
+		how = sources[i].name;
 	}
 	if (tsc_hz < 100000000ull || tsc_hz > 20000000000ull) {
 		println("INFO tsc calibration failed (%llu Hz), assuming 2 GHz", tsc_hz);
