@@ -132,7 +132,7 @@ impl std::fmt::Display for FrameError {
 /// Checks a length word (which counts itself).
 pub fn check_length(len: u32) -> Result<usize, FrameError> {
     let n = len as usize;
-    if n < 4 + HEADER_LEN || n > 4 + MESSAGE_MAX {
+    if !(4 + HEADER_LEN..=4 + MESSAGE_MAX).contains(&n) {
         return Err(FrameError::BadLength(len));
     }
     Ok(n - 4)

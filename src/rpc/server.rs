@@ -99,10 +99,10 @@ fn bind_one(path: &Path, mode: u32, group: Option<u32>) -> Result<UnixListener> 
     clear_stale(path)?;
     let l = UnixListener::bind(path)
         .map_err(|e| sys_err(format!("cannot listen on {}", path.display()), e))?;
-    if let Some(gid) = group {
-        if let Err(e) = std::os::unix::fs::chown(path, None, Some(gid)) {
-            tracing::warn!("cannot give {} to group {gid}: {e}", path.display());
-        }
+    if let Some(gid) = group
+        && let Err(e) = std::os::unix::fs::chown(path, None, Some(gid))
+    {
+        tracing::warn!("cannot give {} to group {gid}: {e}", path.display());
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| sys_err(format!("cannot set mode of {}", path.display()), e))?;
