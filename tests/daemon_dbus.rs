@@ -30,22 +30,29 @@ struct Bus {
 }
 
 impl Bus {
-    fn start() -> Bus {
-        let mut child = Command::new("dbus-daemon")
+    /// A private bus, or `None` (with the reason printed) without dbus-daemon.
+    fn start() -> Option<Bus> {
+        let spawned = Command::new("dbus-daemon")
             .args(["--session", "--print-address=1", "--nofork"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon must be installed");
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipping: cannot run dbus-daemon ({e}); install package dbus-daemon");
+                return None;
+            }
+        };
         let mut line = String::new();
         let out = child.stdout.take().expect("stdout");
         BufReader::new(out)
             .read_line(&mut line)
             .expect("bus address");
-        Bus {
+        Some(Bus {
             child,
             address: line.trim().to_string(),
-        }
+        })
     }
 }
 
@@ -99,9 +106,7 @@ fn vmm_pids(run: &Path) -> Vec<i32> {
     };
     rd.filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().ends_with(".vm.json")
-        })
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .filter_map(|v| v.get("pid").and_then(|p| p.as_i64()))
@@ -158,6 +163,13 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Daemon { child }
+    }
+
+    /// SIGTERM; returns whether the daemon exited with status 0.
+    fn terminate(mut self) -> bool {
+        // SAFETY: kill on the pid of a child this test spawned.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().is_ok_and(|s| s.success())
     }
 
     fn kill9(mut self) {
@@ -236,6 +248,7 @@ async fn wait_state(conn: &Connection, path: &str, want: (i32, i32), secs: u64) 
 }
 
 type Events = Arc<Mutex<Vec<(String, i32, i32)>>>;
+type IfaceAddrs = (String, String, Vec<(i32, String, u32)>);
 
 async fn watch_events(conn: &Connection) -> Events {
     let rule = MatchRule::builder()
@@ -416,7 +429,7 @@ async fn interfaces_match_libvirt_dbus() {
         eprintln!("skipping: libvirt-dbus interface XML is not installed");
         return;
     }
-    let bus = Bus::start();
+    let Some(bus) = Bus::start() else { return };
     let dirs = Dirs::new("iface");
     let conn = client(&bus).await;
     let _d = Daemon::start(&bus, &dirs, &conn).await;
@@ -475,7 +488,7 @@ async fn interfaces_match_libvirt_dbus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_changes_nothing() {
-    let bus = Bus::start();
+    let Some(bus) = Bus::start() else { return };
     let dirs = Dirs::new("bad");
     let conn = client(&bus).await;
     let _d = Daemon::start(&bus, &dirs, &conn).await;
@@ -661,10 +674,59 @@ async fn bad_input_is_refused_and_changes_nothing() {
         e.1,
         format!("operation failed: domain 'nokernel' already exists with uuid {uuid}")
     );
+    dom_call(&conn, &dpath(uuid), "SetMemory", &(32768u64, 2u32))
+        .await
+        .unwrap();
+    let inactive: String = call(
+        &conn,
+        &dpath(uuid),
+        "org.libvirt.Domain",
+        "GetXMLDesc",
+        &(2u32,),
+    )
+    .await
+    .unwrap();
+    assert!(
+        inactive.contains("<currentMemory unit='KiB'>32768</currentMemory>"),
+        "{inactive}"
+    );
+    let e = dom_call(&conn, &dpath(uuid), "SetMemory", &(1u64 << 40, 2u32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "invalid argument: cannot set memory higher than max memory"
+    );
+    let e = dom_call(&conn, &dpath(uuid), "SetMemory", &(32768u64, 1u32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Requested operation is not valid: domain is not running"
+    );
+    dom_call(&conn, &dpath(uuid), "Rename", &("renamed", 0u32))
+        .await
+        .unwrap();
+    assert!(dirs.config().join("renamed.xml").exists());
+    assert!(!dirs.config().join("nokernel.xml").exists());
+    let p: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainLookupByName",
+        &("renamed",),
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.as_str(), dpath(uuid));
+    let e = dom_call(&conn, &dpath(uuid), "Rename", &("a/b", 0u32))
+        .await
+        .unwrap_err();
+    assert_eq!(e.1, "XML error: name a/b cannot contain '/'");
     dom_call(&conn, &dpath(uuid), "Undefine", &(0u32,))
         .await
         .unwrap();
-    assert!(!dirs.config().join("nokernel.xml").exists());
+    assert!(!dirs.config().join("renamed.xml").exists());
     let e = dom_call(&conn, &dpath(uuid), "GetXMLDesc", &(0u32,))
         .await
         .unwrap_err();
@@ -675,7 +737,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn definitions_survive_restart_and_broken_files_are_skipped() {
-    let bus = Bus::start();
+    let Some(bus) = Bus::start() else { return };
     let dirs = Dirs::new("persist");
     let conn = client(&bus).await;
     let d = Daemon::start(&bus, &dirs, &conn).await;
@@ -732,7 +794,7 @@ async fn definitions_survive_restart_and_broken_files_are_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cockpit_like_lifecycle() {
     let Some(kernel) = guest_kernel() else { return };
-    let bus = Bus::start();
+    let Some(bus) = Bus::start() else { return };
     let dirs = Dirs::new("flow");
     let conn = client(&bus).await;
     let _d = Daemon::start(&bus, &dirs, &conn).await;
@@ -797,6 +859,32 @@ async fn cockpit_like_lifecycle() {
         .await
         .unwrap();
     assert!(live.contains("id='1'"), "{live}");
+    // Defining a running domain changes only its persistent definition.
+    let bigger = domain_xml("flow", uuid, &kernel, "halt", &dirs.root.join("serial.log")).replace(
+        "<memory unit='MiB'>64</memory>",
+        "<memory unit='MiB'>96</memory>",
+    );
+    let _: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(bigger.as_str(),),
+    )
+    .await
+    .unwrap();
+    wait_event(&events, &p, 0, 1).await;
+    let live: String = call(&conn, &p, "org.libvirt.Domain", "GetXMLDesc", &(0u32,))
+        .await
+        .unwrap();
+    assert!(live.contains("<memory unit='KiB'>65536</memory>"), "{live}");
+    let inactive: String = call(&conn, &p, "org.libvirt.Domain", "GetXMLDesc", &(2u32,))
+        .await
+        .unwrap();
+    assert!(
+        inactive.contains("<memory unit='KiB'>98304</memory>"),
+        "{inactive}"
+    );
     let e = dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap_err();
     assert_eq!(
         e.1,
@@ -813,6 +901,20 @@ async fn cockpit_like_lifecycle() {
     assert!(stats.contains_key("vcpu.0.time"));
     assert!(stats.contains_key("balloon.current"));
 
+    let addrs: Vec<IfaceAddrs> = call(
+        &conn,
+        &p,
+        "org.libvirt.Domain",
+        "InterfaceAddresses",
+        &(0u32, 0u32),
+    )
+    .await
+    .unwrap();
+    assert!(addrs.is_empty());
+    let ctl: (u32, u32, u64) = call(&conn, &p, "org.libvirt.Domain", "GetControlInfo", &(0u32,))
+        .await
+        .unwrap();
+    assert_eq!(ctl.0, 0);
     dom_call(&conn, &p, "Suspend", &()).await.unwrap();
     wait_event(&events, &p, 3, 0).await;
     assert_eq!(state(&conn, &p).await, (3, 1));
@@ -877,11 +979,12 @@ async fn cockpit_like_lifecycle() {
         CONNECT,
         "org.libvirt.Connect",
         "DomainCreateXML",
-        &(xml.as_str(), 0u32),
+        &(xml.as_str(), 1u32), // START_PAUSED
     )
     .await
     .unwrap();
-    assert_eq!(state(&conn, got.as_str()).await, (1, 1));
+    assert_eq!(state(&conn, got.as_str()).await, (3, 1));
+    wait_event(&events, got.as_str(), 3, 0).await;
     dom_call(&conn, got.as_str(), "Destroy", &(0u32,))
         .await
         .unwrap();
@@ -894,7 +997,7 @@ async fn cockpit_like_lifecycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
     let Some(kernel) = guest_kernel() else { return };
-    let bus = Bus::start();
+    let Some(bus) = Bus::start() else { return };
     let dirs = Dirs::new("restart");
     let conn = client(&bus).await;
     let d = Daemon::start(&bus, &dirs, &conn).await;
@@ -919,10 +1022,15 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
         )
         .await
         .unwrap();
-        dom_call(&conn, &dpath(u), "Create", &(0u32,))
-            .await
-            .unwrap();
     }
+    // Both start at once: no lock is shared between domains.
+    let (p0, p1) = (dpath(uuids[0]), dpath(uuids[1]));
+    let (a, b) = tokio::join!(
+        dom_call(&conn, &p0, "Create", &(0u32,)),
+        dom_call(&conn, &p1, "Create", &(0u32,))
+    );
+    a.unwrap();
+    b.unwrap();
     // A third domain, inactive but marked autostart.
     let auto = "eeeeeeee-1111-2222-3333-444444444443";
     let xml = domain_xml("auto", auto, &kernel, "halt", &dirs.root.join("s3.log"));
@@ -946,7 +1054,7 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
     .unwrap();
     assert!(dirs.config().join("autostart/auto.xml").exists());
     d.kill9();
-    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let d2 = Daemon::start(&bus, &dirs, &conn).await;
     let events = watch_events(&conn).await;
     wait_state(&conn, &dpath(auto), (1, 1), 10).await;
     let active: Vec<OwnedObjectPath> = call(
@@ -975,16 +1083,23 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
     for u in &uuids {
         assert_eq!(state(&conn, &dpath(u)).await, (1, 1));
     }
-    let id: OwnedObjectPath = call(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainLookupByID",
-        &(2i32,),
-    )
-    .await
-    .unwrap();
-    assert_eq!(id.as_str(), dpath(uuids[1]));
+    let mut by_id = BTreeSet::new();
+    for id in [1i32, 2] {
+        let p: OwnedObjectPath = call(
+            &conn,
+            CONNECT,
+            "org.libvirt.Connect",
+            "DomainLookupByID",
+            &(id,),
+        )
+        .await
+        .unwrap();
+        by_id.insert(p.to_string());
+    }
+    assert_eq!(
+        by_id,
+        [dpath(uuids[0]), dpath(uuids[1])].into_iter().collect()
+    );
     // Still controllable.
     dom_call(&conn, &dpath(uuids[0]), "Suspend", &())
         .await
@@ -1033,6 +1148,10 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
         .await
         .unwrap_err();
     assert!(e.1.starts_with("Domain not found"));
+    // SIGTERM: the daemon exits cleanly, the guest keeps running.
+    assert!(d2.terminate(), "oxvirtd did not exit cleanly on SIGTERM");
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    assert_eq!(state(&conn, &dpath(auto)).await, (1, 1));
     dom_call(&conn, &dpath(auto), "Destroy", &(0u32,))
         .await
         .unwrap();
@@ -1060,7 +1179,7 @@ fn shipped_introspection_files_are_current() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_presses_the_power_button() {
     let Some(kernel) = guest_kernel() else { return };
-    let bus = Bus::start();
+    let Some(bus) = Bus::start() else { return };
     let dirs = Dirs::new("shutdown");
     let conn = client(&bus).await;
     let _d = Daemon::start(&bus, &dirs, &conn).await;
@@ -1085,10 +1204,55 @@ async fn shutdown_presses_the_power_button() {
     dom_call(&conn, &dpath(uuid), "Create", &(0u32,))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The test guest arms its power-button handler after its checks.
+    let serial = dirs.root.join("serial.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&serial)
+        .unwrap_or_default()
+        .contains("waiting for power button")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "guest never armed its power button"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     dom_call(&conn, &dpath(uuid), "Shutdown", &(0u32,))
         .await
         .unwrap();
     wait_event(&events, &dpath(uuid), 5, 0).await;
     assert_eq!(state(&conn, &dpath(uuid)).await, (5, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dbus_python_client_session() {
+    let Some(kernel) = guest_kernel() else { return };
+    let python = "/usr/bin/python3";
+    let has_dbus = Command::new(python)
+        .args(["-c", "import dbus"])
+        .current_dir("/")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_dbus {
+        eprintln!("skipping: python3-dbus is not installed");
+        return;
+    }
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("python");
+    let conn = client(&bus).await;
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat-tests/dbus/cockpit_flow.py");
+    let out = tokio::process::Command::new(python)
+        .arg(&script)
+        .arg(&bus.address)
+        .arg(&kernel)
+        .arg(dirs.root.join("serial.log"))
+        .current_dir("/")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "cockpit_flow.py failed");
+    assert!(text.contains(" passed, 0 failed"));
 }

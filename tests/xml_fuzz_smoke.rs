@@ -115,7 +115,11 @@ fn mutated_corpus_never_panics() {
         .unwrap_or_default();
     seeds.sort();
     assert!(!seeds.is_empty());
-    let mut rng = Rng(0x5eed_0f0c_51a7_e5a1);
+    let seed = std::env::var("OXVIRT_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_0f0c_51a7_e5a1);
+    let mut rng = Rng(seed | 1);
     let rounds = std::env::var("OXVIRT_FUZZ_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())

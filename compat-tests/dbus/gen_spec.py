@@ -4,7 +4,7 @@
 Only facts are carried over: member names, argument names, types and
 directions, property access, and the libvirt function each member maps to.
 
-Usage: gen_spec.py [/usr/share/dbus-1/interfaces] > src/dbus/spec.rs
+Usage: gen_spec.py [/usr/share/dbus-1/interfaces] > src/dbus/spec.rs && cargo fmt
 """
 import re
 import sys

@@ -76,6 +76,22 @@ fn session_dirs(cfg: &mut DriverConfig) {
     cfg.state_dir = data.join("oxvirt/qemu");
 }
 
+/// Waits for SIGTERM or SIGINT and names it.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return "no signal";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(which) = &args.print_introspection {
@@ -147,7 +163,15 @@ fn main() -> ExitCode {
         if let Some(l) = listeners {
             tokio::spawn(rpc::serve(l, driver.clone()));
         }
-        dbus::serve(bus, driver).await
+        tokio::select! {
+            r = dbus::serve(bus, driver) => r,
+            sig = stop_signal() => {
+                // Guests keep running in their own VMMs; the next daemon
+                // re-attaches to them.
+                tracing::info!("{sig} received, exiting; guests keep running");
+                Ok(())
+            }
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,9 @@ use super::stats::stats_record;
 const MEM_ACTUAL_BALLOON: i32 = 6;
 const MEM_RSS: i32 = 7;
 
+/// One `InterfaceAddresses` entry: name, MAC, (type, address, prefix)s.
+type IfaceAddrs = (String, String, Vec<(i32, String, u32)>);
+
 /// `VIR_DOMAIN_VCPU_MAXIMUM`.
 const VCPU_MAXIMUM: u32 = 4;
 
@@ -114,6 +117,60 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
         "Undefine" => {
             let flags = flags_arg(call)?;
             drv.undefine(obj, flags).await?;
+            call.ok(&()).await
+        }
+        "GetControlInfo" => {
+            no_flags(flags_arg(call)?, m.libvirt)?;
+            if obj.info()?.id.is_none() {
+                return Err(Error::operation_invalid("domain is not running"));
+            }
+            // VIR_DOMAIN_CONTROL_OK: the VMM answers its control socket.
+            call.ok(&((0u32, 0u32, 0u64),)).await
+        }
+        "InterfaceAddresses" => {
+            let (source, flags): (u32, u32) = call.args()?;
+            no_flags(flags, m.libvirt)?;
+            if obj.info()?.id.is_none() {
+                return Err(Error::operation_invalid("domain is not running"));
+            }
+            match source {
+                // Lease and ARP: the VMM has no NICs, so no addresses.
+                0 | 2 => {
+                    let none: Vec<IfaceAddrs> = Vec::new();
+                    call.ok(&(none,)).await
+                }
+                1 => Err(Error::new(
+                    crate::error::ErrorCode::AgentUnresponsive,
+                    crate::error::ErrorDomain::Qemu,
+                    "QEMU guest agent is not connected",
+                )),
+                other => Err(Error::invalid_arg(format!(
+                    "Unknown IP address data source {other}"
+                ))),
+            }
+        }
+        "HasManagedSaveImage" => {
+            no_flags(flags_arg(call)?, m.libvirt)?;
+            obj.info()?;
+            call.ok(&(false,)).await
+        }
+        "ManagedSaveRemove" => {
+            no_flags(flags_arg(call)?, m.libvirt)?;
+            obj.info()?;
+            call.ok(&()).await
+        }
+        "AbortJob" => {
+            obj.info()?;
+            Err(Error::operation_invalid("no job is active on the domain"))
+        }
+        "SetMemory" => {
+            let (kib, flags): (u64, u32) = call.args()?;
+            drv.set_memory(obj, kib, flags).await?;
+            call.ok(&()).await
+        }
+        "Rename" => {
+            let (name, flags): (String, u32) = call.args()?;
+            drv.rename(obj, &name, flags).await?;
             call.ok(&()).await
         }
         "ListDomainSnapshots" => {

@@ -28,7 +28,7 @@ fn not_running() -> Error {
 fn paths(inner: &Inner, name: &str, uuid: &Uuid) -> VmmPaths {
     VmmPaths {
         socket: inner.cfg.run_dir.join(format!("{uuid}.ctl")),
-        config_file: inner.cfg.run_dir.join(format!("{name}.vm.json")),
+        config_file: inner.cfg.run_dir.join(format!("{uuid}.vmconfig")),
         log_file: inner.cfg.log_dir().join(format!("{name}.log")),
     }
 }
@@ -482,7 +482,16 @@ async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
                     removed: false,
                 },
             );
-            inner.registry.insert(obj.clone())?;
+            if let Err(e) = inner.registry.insert(obj.clone()) {
+                // Nobody could manage this guest: stop it rather than
+                // leave an unwatched VMM behind.
+                tracing::error!(
+                    domain = st.name,
+                    "cannot take back the guest, stopping it: {e}"
+                );
+                let _ = vmm.pidfd.kill(libc::SIGKILL);
+                return Err(e);
+            }
             obj
         }
     };

@@ -96,6 +96,9 @@ pub struct Driver {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// `VIR_DOMAIN_START_PAUSED`.
+const START_PAUSED: u32 = 1;
+
 /// `virDomainUndefineFlags` flags oxvirt accepts (nothing to remove for them).
 const UNDEFINE_KNOWN: u32 = 1 | 2 | 4 | 8 | 16 | 32 | 64;
 
@@ -248,7 +251,7 @@ impl Driver {
         }
         let name = def.name.clone();
         let uuid = def.uuid;
-        self.inner.store.save(&def)?;
+        let saved = def.clone();
         let obj = DomainObj::new(
             uuid,
             DomainData {
@@ -261,8 +264,12 @@ impl Driver {
                 removed: false,
             },
         );
-        if let Err(e) = self.inner.registry.insert(obj.clone()) {
-            let _ = self.inner.store.remove(&name);
+        // Membership first (the registry checks name and UUID atomically),
+        // then the file: a losing concurrent define never touches the
+        // winner's file.
+        self.inner.registry.insert(obj.clone())?;
+        if let Err(e) = self.inner.store.save(&saved) {
+            self.inner.registry.remove(&obj);
             return Err(e);
         }
         self.inner
@@ -273,7 +280,7 @@ impl Driver {
     /// `virDomainCreateXML`: a transient domain, started at once.
     pub async fn create_xml(&self, xml: &str, flags: u32) -> Result<Arc<DomainObj>> {
         // START_PAUSED 1, AUTODESTROY 2, BYPASS_CACHE 4, FORCE_BOOT 8, VALIDATE 16, RESET_NVRAM 32
-        if flags & !(2 | 4 | 8 | 16 | 32) != 0 {
+        if flags & !(START_PAUSED | 2 | 4 | 8 | 16 | 32) != 0 {
             return Err(Error::invalid_arg(format!(
                 "unsupported flags (0x{flags:x}) in function virDomainCreateXML"
             )));
@@ -313,7 +320,13 @@ impl Driver {
         );
         self.inner.registry.insert(obj.clone())?;
         let job = obj.begin_job().await?;
-        let r = lifecycle::start_locked(&self.inner, &obj, Some(def)).await;
+        let mut r = lifecycle::start_locked(&self.inner, &obj, Some(def)).await;
+        if r.is_ok() && flags & START_PAUSED != 0 {
+            r = lifecycle::pause_locked(&self.inner, &obj, true).await;
+            if r.is_err() {
+                let _ = lifecycle::destroy_locked(&self.inner, &obj).await;
+            }
+        }
         drop(job);
         if let Err(e) = r {
             self.inner.registry.remove(&obj);
@@ -354,6 +367,137 @@ impl Driver {
             &name,
             EventType::Undefined,
             detail::UNDEFINED_REMOVED,
+        );
+        Ok(())
+    }
+
+    /// `virDomainRename`: an inactive persistent domain gets a new name.
+    pub async fn rename(&self, obj: &Arc<DomainObj>, new_name: &str, flags: u32) -> Result<()> {
+        if flags != 0 {
+            return Err(Error::invalid_arg(format!(
+                "unsupported flags (0x{flags:x}) in function virDomainRename"
+            )));
+        }
+        if new_name.is_empty() {
+            return Err(Error::invalid_arg("new domain name must not be empty"));
+        }
+        if new_name.contains('/') {
+            return Err(Error::xml(format!("name {new_name} cannot contain '/'")));
+        }
+        let _job = obj.begin_job().await?;
+        let (old_name, mut def, autostart) = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            if d.is_active() {
+                return Err(Error::operation_invalid("cannot rename active domain"));
+            }
+            let Some(def) = d.persistent.clone() else {
+                return Err(Error::operation_invalid("cannot rename a transient domain"));
+            };
+            (d.name.clone(), def, d.autostart)
+        };
+        if old_name == new_name {
+            return Ok(());
+        }
+        self.inner.registry.rename(obj, new_name)?;
+        def.name = new_name.to_string();
+        let written = self.inner.store.save(&def).and_then(|()| {
+            if autostart {
+                self.inner.store.set_autostart(new_name, true)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            let _ = self.inner.store.remove(new_name);
+            if let Err(back) = self.inner.registry.rename(obj, &old_name) {
+                tracing::error!("cannot restore the name '{old_name}': {back}");
+            }
+            return Err(e);
+        }
+        if let Err(e) = self.inner.store.remove(&old_name) {
+            tracing::warn!("cannot remove the old definition of '{old_name}': {e}");
+        }
+        obj.data().persistent = Some(def);
+        self.inner.emit(
+            obj.uuid,
+            &old_name,
+            EventType::Undefined,
+            detail::UNDEFINED_RENAMED,
+        );
+        self.inner.emit(
+            obj.uuid,
+            new_name,
+            EventType::Defined,
+            detail::DEFINED_RENAMED,
+        );
+        Ok(())
+    }
+
+    /// `virDomainSetMemoryFlags`. The persistent definition can change;
+    /// a running guest cannot, as the VMM has no balloon device yet.
+    pub async fn set_memory(&self, obj: &Arc<DomainObj>, kib: u64, flags: u32) -> Result<()> {
+        const LIVE: u32 = 1;
+        const CONFIG: u32 = 2;
+        const MAXIMUM: u32 = 4;
+        if flags & !(LIVE | CONFIG | MAXIMUM) != 0 {
+            return Err(Error::invalid_arg(format!(
+                "unsupported flags (0x{:x}) in function virDomainSetMemoryFlags",
+                flags & !(LIVE | CONFIG | MAXIMUM)
+            )));
+        }
+        let _job = obj.begin_job().await?;
+        let (name, mut def) = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            let (live, config) = match flags & (LIVE | CONFIG) {
+                0 => (d.is_active(), !d.is_active()),
+                f => (f & LIVE != 0, f & CONFIG != 0),
+            };
+            if live && !d.is_active() {
+                return Err(Error::operation_invalid("domain is not running"));
+            }
+            if live {
+                return Err(Error::operation_invalid(
+                    "Unable to change memory of active domain without the balloon device and guest OS balloon driver",
+                ));
+            }
+            if !config {
+                return Ok(());
+            }
+            let Some(def) = d.persistent.clone() else {
+                return Err(Error::operation_invalid(
+                    "transient domains do not have any persistent config",
+                ));
+            };
+            (d.name.clone(), def)
+        };
+        if kib == 0 {
+            return Err(Error::invalid_arg("memory size must be greater than zero"));
+        }
+        if flags & MAXIMUM != 0 {
+            def.memory_kib = kib;
+            if def.current_memory_kib > kib {
+                def.current_memory_kib = kib;
+            }
+        } else {
+            if kib > def.memory_kib {
+                return Err(Error::invalid_arg(
+                    "cannot set memory higher than max memory",
+                ));
+            }
+            def.current_memory_kib = kib;
+        }
+        self.inner.store.save(&def)?;
+        obj.data().persistent = Some(def);
+        tracing::info!(
+            domain = name,
+            kib,
+            "memory of the persistent definition changed"
         );
         Ok(())
     }
@@ -404,13 +548,20 @@ impl Driver {
 
     /// `virDomainCreateWithFlags`.
     pub async fn start(&self, obj: &Arc<DomainObj>, flags: u32) -> Result<()> {
-        if flags & !(2 | 4 | 8 | 16 | 32) != 0 {
+        if flags & !(START_PAUSED | 2 | 4 | 8 | 16 | 32) != 0 {
             return Err(Error::invalid_arg(format!(
                 "unsupported flags (0x{flags:x}) in function virDomainCreateWithFlags"
             )));
         }
         let _job = obj.begin_job().await?;
-        lifecycle::start_locked(&self.inner, obj, None).await
+        lifecycle::start_locked(&self.inner, obj, None).await?;
+        if flags & START_PAUSED != 0
+            && let Err(e) = lifecycle::pause_locked(&self.inner, obj, true).await
+        {
+            let _ = lifecycle::destroy_locked(&self.inner, obj).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// `virDomainShutdownFlags`: presses the ACPI power button.

@@ -67,6 +67,21 @@ impl Registry {
         Ok(())
     }
 
+    /// Gives `obj` the name `new` unless another domain has it.
+    pub fn rename(&self, obj: &Arc<DomainObj>, new: &str) -> Result<()> {
+        let list = self.list();
+        if list
+            .iter()
+            .any(|d| !Arc::ptr_eq(d, obj) && d.data().name == new)
+        {
+            return Err(Error::operation_invalid(format!(
+                "domain with name '{new}' already exists"
+            )));
+        }
+        obj.data().name = new.to_string();
+        Ok(())
+    }
+
     /// Removes `obj` (by identity) and marks it removed.
     pub fn remove(&self, obj: &Arc<DomainObj>) {
         self.list().retain(|d| !Arc::ptr_eq(d, obj));

@@ -55,7 +55,7 @@ pub fn load_all(run_dir: &Path) -> Vec<Status> {
     };
     let mut out = Vec::new();
     for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        if p.extension().is_none_or(|x| x != "json") || p.to_string_lossy().ends_with(".vm.json") {
+        if p.extension().is_none_or(|x| x != "json") {
             continue;
         }
         let parsed = std::fs::read_to_string(&p)

@@ -55,7 +55,9 @@ pub enum EventType {
 pub mod detail {
     pub const DEFINED_ADDED: i32 = 0;
     pub const DEFINED_UPDATED: i32 = 1;
+    pub const DEFINED_RENAMED: i32 = 2;
     pub const UNDEFINED_REMOVED: i32 = 0;
+    pub const UNDEFINED_RENAMED: i32 = 1;
     pub const STARTED_BOOTED: i32 = 0;
     pub const SUSPENDED_PAUSED: i32 = 0;
     pub const RESUMED_UNPAUSED: i32 = 0;

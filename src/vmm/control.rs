@@ -139,10 +139,18 @@ pub struct ControlServer {
     clients: HashMap<RawFd, Client>,
 }
 
+/// One unit of client input.
+pub enum Line {
+    /// A complete request line.
+    Request(String),
+    /// A line longer than the limit; its bytes were discarded.
+    TooLong,
+}
+
 /// What a readable client produced.
 pub enum ClientInput {
     /// Complete lines to handle.
-    Lines(Vec<String>),
+    Lines(Vec<Line>),
     /// The client went away (its fd is already deregistered by the caller).
     Closed,
 }
@@ -267,12 +275,12 @@ impl ControlServer {
                 .trim()
                 .to_string();
             if !text.is_empty() {
-                lines.push(text);
+                lines.push(Line::Request(text));
             }
         }
         if c.buf.len() > MAX_LINE {
             c.buf.clear();
-            lines.push(String::from("\u{0}too-long"));
+            lines.push(Line::TooLong);
         }
         if closed && lines.is_empty() {
             self.clients.remove(&fd);

@@ -18,7 +18,7 @@ use super::acpi::{self, AcpiParams};
 use super::boot::{self, BootEntry};
 use super::bus::{Bus, SharedDevice};
 use super::config::VmConfig;
-use super::control::{self, ClientInput, ControlServer};
+use super::control::{self, ClientInput, ControlServer, Line};
 use super::cpu;
 use super::devices::IrqLine;
 use super::devices::acpi_pm::{self, AcpiPm};
@@ -320,8 +320,8 @@ impl Vm {
                     match c.read(fd) {
                         ClientInput::Closed => {}
                         ClientInput::Lines(lines) => {
-                            for line in lines {
-                                let reply = self.handle_line(&line, &mut state, &threads, c);
+                            for line in &lines {
+                                let reply = self.handle_line(line, &mut state, &threads, c);
                                 c.send(fd, &reply);
                             }
                         }
@@ -377,14 +377,17 @@ impl Vm {
 
     fn handle_line(
         &self,
-        line: &str,
+        line: &Line,
         state: &mut LoopState,
         threads: &[JoinHandle<()>],
         ctl_server: &mut ControlServer,
     ) -> String {
-        if line == "\u{0}too-long" {
-            return control::reply_err(&None, control::CLASS_GENERIC, "request line too long");
-        }
+        let line = match line {
+            Line::Request(text) => text,
+            Line::TooLong => {
+                return control::reply_err(&None, control::CLASS_GENERIC, "request line too long");
+            }
+        };
         let req = match control::parse_line(line) {
             Ok(r) => r,
             Err(reply) => return reply,

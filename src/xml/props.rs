@@ -96,7 +96,8 @@ pub fn uint_attr<T: TryFrom<u64>>(elem: &Element, attr: &str) -> Result<Option<T
     let Some(v) = elem.attr(attr) else {
         return Ok(None);
     };
-    v.trim()
+    // Like strtoul: leading blanks are skipped, trailing ones are not.
+    v.trim_start()
         .parse::<u64>()
         .ok()
         .and_then(|n| T::try_from(n).ok())
@@ -111,7 +112,7 @@ pub fn uint_attr<T: TryFrom<u64>>(elem: &Element, attr: &str) -> Result<Option<T
 
 /// An optional attribute that must be a positive decimal number.
 pub fn positive_attr<T: TryFrom<u64>>(elem: &Element, attr: &str) -> Result<Option<T>> {
-    if elem.attr(attr).map(str::trim) == Some("0") {
+    if elem.attr(attr).map(str::trim_start) == Some("0") {
         return Err(Error::xml(format!(
             "Invalid value for attribute '{attr}' in element '{}': Zero is not permitted",
             elem.name
@@ -125,7 +126,7 @@ pub fn int_attr(elem: &Element, attr: &str) -> Result<Option<i64>> {
     let Some(v) = elem.attr(attr) else {
         return Ok(None);
     };
-    v.trim().parse::<i64>().map(Some).map_err(|_| {
+    v.trim_start().parse::<i64>().map(Some).map_err(|_| {
         Error::xml(format!(
             "Invalid value for attribute '{attr}' in element '{}': '{v}'. Expected integer value",
             elem.name

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::xml::model::Domain;
 use crate::xml::model::address::Address;
 use crate::xml::model::controller::{Controller, ControllerType};
+use crate::xml::model::devices::check_controller_indexes;
 use crate::xml::model::disk::{DiskBus, dev_name_index};
 
 fn fill_indexes(dom: &mut Domain) {
@@ -17,12 +18,20 @@ fn fill_indexes(dom: &mut Domain) {
         let Some(t) = ctrls.get(i).map(|c| c.ctrl_type) else {
             continue;
         };
-        let next = ctrls
-            .iter()
-            .filter(|c| c.ctrl_type == t)
-            .filter_map(|c| c.index)
-            .max()
-            .map_or(0, |m| m + 1);
+        // The root bus is always index 0.
+        let root = ctrls
+            .get(i)
+            .is_some_and(|c| c.model_is("pci-root") || c.model_is("pcie-root"));
+        let next = if root {
+            0
+        } else {
+            ctrls
+                .iter()
+                .filter(|c| c.ctrl_type == t)
+                .filter_map(|c| c.index)
+                .max()
+                .map_or(0, |m| m + 1)
+        };
         if let Some(c) = ctrls.get_mut(i) {
             c.index = Some(next);
         }
@@ -147,6 +156,7 @@ fn needs_virtio_serial(dom: &Domain) -> bool {
 
 pub fn fill(dom: &mut Domain) -> Result<()> {
     fill_indexes(dom);
+    check_controller_indexes(&dom.devices.controllers)?;
     fill_pci_root(dom);
     fill_drive_addresses(dom)?;
     if needs_virtio_serial(dom) {

@@ -28,6 +28,9 @@ pub fn fill(dom: &mut Domain) -> Result<()> {
     chardevs::fill(dom)?;
     controllers::fill(dom)?;
     pci::assign(dom)?;
+    for disk in &dom.devices.disks {
+        super::model::disk::check_dev_name(disk)?;
+    }
     Ok(())
 }
 

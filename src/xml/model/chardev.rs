@@ -98,6 +98,15 @@ fn parse_port(target: &Element) -> Result<Option<u32>> {
     Ok(u32::try_from(n).ok())
 }
 
+/// `<protocol type=...>` of a TCP device.
+fn parse_protocol(p: &Element) -> Result<Option<String>> {
+    match p.attr("type") {
+        None => Ok(None),
+        Some(t) if ["raw", "telnet", "telnets", "tls"].contains(&t) => Ok(Some(t.to_string())),
+        Some(t) => Err(Error::unsupported(format!("Unknown protocol '{t}'"))),
+    }
+}
+
 /// Target types each kind of character device may have.
 fn check_target_type(kind: ChardevKind, target_type: Option<&str>) -> Result<()> {
     let allowed: &[&str] = match kind {
@@ -176,8 +185,26 @@ impl Chardev {
             })?,
         };
         let mut sources = Vec::new();
-        for s in e.children_named("source") {
-            let src = CharSource::parse(s)?;
+        // Only UDP has two ends to describe.
+        if source_type != CharSourceType::Udp && e.children_named("source").count() > 1 {
+            return Err(Error::xml(
+                "only one source element is allowed for character device",
+            ));
+        }
+        let raw: Vec<CharSource> = e
+            .children_named("source")
+            .map(CharSource::parse)
+            .collect::<Result<_>>()?;
+        check_source(source_type, raw.first())?;
+        for src in raw {
+            if let Some(mode) = src.mode.as_deref()
+                && mode != "bind"
+                && mode != "connect"
+            {
+                return Err(Error::xml(format!(
+                    "Invalid value for attribute 'mode' in element 'source': '{mode}'."
+                )));
+            }
             // A UNIX socket without a path gets one generated at start;
             // such a source is not part of the persistent definition.
             // Likewise a pty's path is only known while the guest runs.
@@ -191,17 +218,22 @@ impl Chardev {
                 sources.push(src);
             }
         }
+        if kind == ChardevKind::Channel && e.child("target").is_none() {
+            return Err(Error::xml(
+                "target type must be specified for channel device",
+            ));
+        }
         let target = match e.child("target") {
             None => CharTarget::default(),
             Some(t) => CharTarget {
-                target_type: opt_string(t, "type"),
+                // `none` is libvirt's spelling of "the default".
+                target_type: opt_string(t, "type").filter(|t| t != "none"),
                 port: parse_port(t)?,
                 name: opt_string(t, "name"),
                 address: opt_string(t, "address"),
                 model: t.child("model").and_then(|m| opt_string(m, "name")),
             },
         };
-        check_source(source_type, sources.first())?;
         check_target_type(kind, target.target_type.as_deref())?;
         if let Some(mode) = sources.first().and_then(|s| s.mode.as_deref())
             && mode != "bind"
@@ -215,7 +247,11 @@ impl Chardev {
             kind,
             source_type,
             sources,
-            protocol: e.child("protocol").and_then(|p| opt_string(p, "type")),
+            protocol: e
+                .child("protocol")
+                .map(parse_protocol)
+                .transpose()?
+                .flatten(),
             log: e.child("log").cloned(),
             target,
             alias: parse_alias(e),

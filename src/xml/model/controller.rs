@@ -1,7 +1,7 @@
 //! `<controller>`: PCI topology, USB, SCSI, SATA, IDE and virtio-serial.
 
 use crate::error::{Error, Result};
-use crate::xml::props::{XmlEnum, int_attr, opt_string, req_enum_attr, uint_attr, xml_enum};
+use crate::xml::props::{XmlEnum, int_attr, opt_string, req_enum_attr, xml_enum};
 use crate::xml::tree::Element;
 
 use super::address::{Address, parse_alias, parse_device_address, with_alias_and_address};
@@ -88,6 +88,19 @@ fn known_models(t: ControllerType) -> Option<&'static [&'static str]> {
     }
 }
 
+/// A count libvirt reads as a signed number; negative means unset.
+fn signed_count(e: &Element, attr: &str) -> Result<Option<u32>> {
+    match int_attr(e, attr)? {
+        None => Ok(None),
+        Some(i) => u32::try_from(i).map(Some).map_err(|_| {
+            Error::xml(format!(
+                "Invalid value for attribute '{attr}' in element '{}': '{i}'. Expected non-negative value",
+                e.name
+            ))
+        }),
+    }
+}
+
 /// `index` is a signed number in libvirt; a negative one means "pick".
 fn parse_index(e: &Element) -> Result<Option<u32>> {
     Ok(int_attr(e, "index")?.and_then(|i| u32::try_from(i).ok()))
@@ -121,8 +134,8 @@ impl Controller {
             ctrl_type,
             index: parse_index(e)?,
             model,
-            ports: uint_attr(e, "ports")?,
-            vectors: uint_attr(e, "vectors")?,
+            ports: signed_count(e, "ports")?,
+            vectors: signed_count(e, "vectors")?,
             model_name: e.child("model").and_then(|m| opt_string(m, "name")),
             driver: e.child("driver").cloned(),
             target: e.child("target").cloned(),

@@ -111,10 +111,31 @@ impl Cpu {
                         .ok_or_else(|| Error::unsupported("Invalid CPU feature policy"))?,
                 ),
             };
+            let name = f
+                .attr("name")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| Error::xml("Invalid CPU feature name"))?;
+            if features.iter().any(|x: &CpuFeature| x.name == name) {
+                return Err(Error::xml(format!(
+                    "CPU feature '{name}' specified more than once"
+                )));
+            }
             features.push(CpuFeature {
                 policy,
-                name: crate::xml::props::req_attr(f, "name")?.to_string(),
+                name: name.to_string(),
             });
+        }
+        let migratable_mode = matches!(
+            mode,
+            Some(CpuMode::HostPassthrough) | Some(CpuMode::Maximum)
+        );
+        if cpu.attr("migratable").is_some() && !migratable_mode {
+            return Err(Error::unsupported(
+                "Attribute migratable is only allowed for 'host-passthrough' / 'maximum' CPU mode",
+            ));
+        }
+        if cpu.child("vendor").is_some() && cpu.child("model").is_none() {
+            return Err(Error::xml("CPU vendor specified without CPU model"));
         }
         let numa = match cpu.child("numa") {
             None => None,

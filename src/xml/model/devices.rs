@@ -133,7 +133,7 @@ impl Devices {
                 name if KEPT_DEVICE_NAMES.contains(&name) => {
                     // Validate the address now so a bad one fails define.
                     kept_address(child)?;
-                    validate_kept(child)?;
+                    validate_kept(child, &d.kept)?;
                     d.kept.push(child.clone());
                 }
                 // libvirt ignores elements it does not know.
@@ -194,11 +194,46 @@ impl Devices {
 const PANIC_MODELS: &[&str] = &["default", "isa", "pseries", "hyperv", "s390", "pvpanic"];
 
 /// The few checks libvirt makes on devices oxvirt keeps as written.
-fn validate_kept(dev: &Element) -> Result<()> {
+fn validate_kept(dev: &Element, earlier: &[Element]) -> Result<()> {
+    if dev.name == "panic" {
+        let model = dev.attr("model").unwrap_or("default");
+        let twin = earlier
+            .iter()
+            .any(|e| e.name == "panic" && e.attr("model").unwrap_or("default") == model);
+        if twin {
+            return Err(Error::xml(format!(
+                "Multiple panic devices with model '{model}'"
+            )));
+        }
+    }
     if dev.name == "panic"
         && let Some(m) = dev.attr("model").filter(|m| !PANIC_MODELS.contains(m))
     {
         return Err(Error::unsupported(format!("unknown panic model '{m}'")));
+    }
+    Ok(())
+}
+
+/// Controller indexes are unique per type; the root bus is index 0.
+pub fn check_controller_indexes(ctrls: &[Controller]) -> Result<()> {
+    for (i, c) in ctrls.iter().enumerate() {
+        let Some(index) = c.index else { continue };
+        let root = c.model_is("pci-root") || c.model_is("pcie-root");
+        if root && index != 0 {
+            return Err(Error::xml(
+                "pci-root and pcie-root controllers should have index 0",
+            ));
+        }
+        let twin = ctrls
+            .iter()
+            .skip(i + 1)
+            .any(|o| o.ctrl_type == c.ctrl_type && o.index == Some(index));
+        if twin {
+            return Err(Error::xml(format!(
+                "Multiple '{}' controllers with index '{index}'",
+                c.ctrl_type
+            )));
+        }
     }
     Ok(())
 }

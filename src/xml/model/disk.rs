@@ -204,10 +204,10 @@ impl BackingStore {
                 break;
             };
             let disk_type = DiskType::from_xml(t)
-                .ok_or_else(|| Error::internal(format!("unknown disk backing store type '{t}'")))?;
+                .ok_or_else(|| Error::xml(format!("unknown disk backing store type '{t}'")))?;
             let source = match e.child("source") {
                 Some(s) => DiskSource::parse(s, disk_type)?,
-                None => return Err(Error::internal("missing disk backing store source")),
+                None => return Err(Error::xml("missing disk backing store source")),
             };
             let format = e.child("format").and_then(|f| opt_string(f, "type"));
             layers.push((disk_type, format, source));
@@ -274,15 +274,34 @@ fn check_target(device: DiskDevice, target: &DiskTarget) -> Result<()> {
         DiskDevice::Floppy if bus != DiskBus::Fdc => Err(Error::internal(format!(
             "Invalid bus type '{bus}' for floppy disk"
         ))),
-        DiskDevice::Disk | DiskDevice::Lun if target.dev.starts_with("fd") => Err(Error::internal(
-            format!("Invalid harddisk device name: {}", target.dev),
-        )),
+
         DiskDevice::Cdrom if bus == DiskBus::Virtio => Err(Error::unsupported(format!(
             "disk type of '{}' does not support ejectable media",
             target.dev
         ))),
         _ => Ok(()),
     }
+}
+
+/// libvirt's final check of target names, made after addresses are
+/// assigned: floppies are `fd*`, everything else one of the disk prefixes.
+pub fn check_dev_name(disk: &Disk) -> Result<()> {
+    let dev = &disk.target.dev;
+    if disk.device == DiskDevice::Floppy {
+        if !dev.starts_with("fd") {
+            return Err(Error::internal(format!(
+                "Invalid floppy device name: {dev}"
+            )));
+        }
+    } else if !["hd", "sd", "vd", "xvd", "ubd"]
+        .iter()
+        .any(|p| dev.starts_with(p))
+    {
+        return Err(Error::internal(format!(
+            "Invalid harddisk device name: {dev}"
+        )));
+    }
+    Ok(())
 }
 
 /// Bus implied by a target name when `bus` is absent.
@@ -369,9 +388,20 @@ impl Disk {
             removable: opt_string(t, "removable"),
         };
         check_target(device, &target)?;
+        if let Some(name) = driver.as_ref().and_then(|d| d.name.as_deref())
+            && name != "qemu"
+        {
+            return Err(Error::unsupported(format!(
+                "unsupported driver name '{name}' for disk '{}'",
+                target.dev
+            )));
+        }
         // Disks need something to show; removable media may be empty.
         let removable = matches!(device, DiskDevice::Cdrom | DiskDevice::Floppy);
-        if source.is_none()
+        let has_source = source.as_ref().is_some_and(|s| {
+            s.path.is_some() || s.name.is_some() || s.volume.is_some() || s.protocol.is_some()
+        });
+        if !has_source
             && !removable
             && matches!(
                 disk_type,

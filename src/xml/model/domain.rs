@@ -103,6 +103,36 @@ fn parse_name(dom: &Element) -> Result<String> {
     Ok(name.to_string())
 }
 
+/// The parts of `<cputune>` libvirt checks although oxvirt keeps the
+/// element as written: pinning entries and their CPU lists.
+fn check_cputune(cputune: &Element) -> Result<()> {
+    for pin in &cputune.children {
+        let needs_vcpu = match pin.name.as_str() {
+            "vcpupin" => true,
+            "emulatorpin" | "iothreadpin" => false,
+            _ => continue,
+        };
+        if needs_vcpu {
+            let vcpu = crate::xml::props::req_attr(pin, "vcpu")?;
+            let twin = cputune
+                .children_named("vcpupin")
+                .filter(|o| o.attr("vcpu") == Some(vcpu))
+                .count()
+                > 1;
+            if twin {
+                return Err(Error::internal(format!(
+                    "duplicate vcpupin for vcpu '{vcpu}'"
+                )));
+            }
+        }
+        let cpuset = pin
+            .attr("cpuset")
+            .ok_or_else(|| Error::internal(format!("missing cpuset for {}", pin.name)))?;
+        crate::xml::bitmap::parse_cpu_list(cpuset)?;
+    }
+    Ok(())
+}
+
 fn parse_vcpu(dom: &Element) -> Result<Vcpu> {
     let Some(v) = dom.child("vcpu") else {
         return Ok(Vcpu {
@@ -180,7 +210,8 @@ fn parse_metadata(dom: &Element) -> Vec<Element> {
 fn parse_uuid_element(dom: &Element, name: &str) -> Result<Option<uuid::Uuid>> {
     match dom.child(name) {
         None => Ok(None),
-        Some(e) if name == "genid" && e.text.trim().is_empty() => Ok(Some(generate())),
+        // An empty element asks for a generated value.
+        Some(e) if e.text.trim().is_empty() => Ok(Some(generate())),
         Some(e) => parse_uuid(&e.text)
             .map(Some)
             .ok_or_else(|| Error::internal(format!("malformed {name} element"))),
@@ -197,7 +228,7 @@ impl Domain {
             )));
         }
         let virt_type = match dom.attr("type") {
-            None => return Err(Error::internal("missing domain type attribute")),
+            None | Some("") => return Err(Error::internal("missing domain type attribute")),
             Some(t) => VirtType::from_xml(t)
                 .ok_or_else(|| Error::unsupported(format!("invalid domain type {t}")))?,
         };
@@ -215,13 +246,16 @@ impl Domain {
         if title.as_deref().is_some_and(|t| t.contains('\n')) {
             return Err(Error::xml("Domain title can't contain newlines"));
         }
+        if let Some(cputune) = dom.child("cputune") {
+            check_cputune(cputune)?;
+        }
         if let Some(sysinfo) = dom.child("sysinfo") {
             crate::xml::props::req_attr(sysinfo, "type")?;
         }
         let cpu = dom.child("cpu").map(Cpu::parse).transpose()?;
         let memory_kib = match dom.child("memory") {
-            Some(m) => parse_memory_kib(m)?,
-            None => cpu.as_ref().and_then(Cpu::numa_memory_kib).unwrap_or(0),
+            Some(m) if !m.text.is_empty() => parse_memory_kib(m)?,
+            _ => cpu.as_ref().and_then(Cpu::numa_memory_kib).unwrap_or(0),
         };
         if memory_kib == 0 {
             return Err(Error::xml(

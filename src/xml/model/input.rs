@@ -27,7 +27,9 @@ pub struct Input {
 
 impl Input {
     pub fn parse(e: &Element) -> Result<Input> {
-        let t = e.attr("type").unwrap_or("");
+        let t = e
+            .attr("type")
+            .ok_or_else(|| Error::internal("missing input device type"))?;
         let input_type = InputType::from_xml(t)
             .ok_or_else(|| Error::unsupported(format!("unknown input device type '{t}'")))?;
         Ok(Input {

@@ -102,9 +102,7 @@ fn check_source(t: InterfaceType, source: Option<&Element>) -> Result<()> {
         )));
     };
     if source.attr(attr).is_none() {
-        return Err(Error::xml(format!(
-            "No <source> '{attr}' attribute specified with <interface type='{t}'/>"
-        )));
+        return Err(crate::xml::props::missing_attr(source, attr));
     }
     Ok(())
 }

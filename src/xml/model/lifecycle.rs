@@ -17,7 +17,11 @@ xml_enum! {
 
 /// Parse `<on_NAME>` text into an action, with libvirt's error.
 pub fn parse_action<T: XmlEnum>(dom: &Element, name: &str, default: T) -> Result<T> {
-    match dom.child_text(name) {
+    match dom
+        .child(name)
+        .map(|e| e.text.as_str())
+        .filter(|t| !t.is_empty())
+    {
         None => Ok(default),
         Some(text) => T::from_xml(text)
             .ok_or_else(|| Error::unsupported(format!("unknown {name} action: {text}"))),

@@ -129,7 +129,7 @@ impl Os {
         }
         let os_type = OsType::from_xml(type_text)
             .ok_or_else(|| Error::unsupported(format!("unknown OS type '{type_text}'")))?;
-        let arch = opt_string(type_elem, "arch");
+        let arch = opt_string(type_elem, "arch").filter(|a| !a.is_empty());
         if let Some(a) = &arch
             && !KNOWN_ARCHES.contains(&a.as_str())
         {
@@ -195,7 +195,11 @@ impl Os {
             boot_devs,
             bootmenu,
             bios,
-            smbios_mode: os.child("smbios").map(parse_smbios_mode).transpose()?,
+            smbios_mode: os
+                .child("smbios")
+                .filter(|s| s.attr("mode").is_some())
+                .map(parse_smbios_mode)
+                .transpose()?,
         })
     }
 

@@ -46,6 +46,9 @@ pub struct Rng {
 
 impl Rng {
     pub fn parse(e: &Element) -> Result<Rng> {
+        if e.children_named("backend").count() != 1 {
+            return Err(Error::xml("only one RNG backend is supported"));
+        }
         let backend = e
             .child("backend")
             .ok_or_else(|| Error::xml("missing RNG device backend"))?;
@@ -155,6 +158,11 @@ pub struct Vsock {
 
 impl Vsock {
     pub fn parse(e: &Element) -> Result<Vsock> {
+        if let Some(m) = e.attr("model")
+            && !RNG_MODELS.contains(&m)
+        {
+            return Err(crate::xml::props::invalid_attr(e, "model", m));
+        }
         let cid = e.child("cid");
         let address: Option<u32> = cid.map(|c| uint_attr(c, "address")).transpose()?.flatten();
         if address.is_some_and(|a| a < 3) {
