@@ -201,6 +201,25 @@ else
     sed 's/^/       | /' "$tmp/py.out"
 fi
 
+echo "# virt-install"
+if command -v virt-install >/dev/null; then
+    out=$(timeout 120 virt-install --connect "$U" --name vi1 --memory 64 --vcpus 1 --import \
+        --boot "kernel=$KERNEL,kernel_args=oxtest.then=powerbutton" --disk none --network none \
+        --graphics none --noautoconsole --osinfo linux2022 2>&1)
+    if [ $? -eq 0 ] && grep -q 'Domain creation completed' <<<"$out"; then
+        pass "virt-install --import"
+    else
+        fail "virt-install --import"
+        sed 's/^/       | /' <<<"$out"
+    fi
+    expect virt-install-running 0 ' [0-9]+    vi1    running' -- list
+    expect virt-install-persistent 0 'Persistent: +yes' -- dominfo vi1
+    expect virt-install-destroy 0 "Domain 'vi1' destroyed" -- destroy vi1
+    expect virt-install-undefine 0 "Domain 'vi1' has been undefined" -- undefine vi1
+else
+    echo "skip - virt-install not installed"
+fi
+
 if ! kill -0 "${pids[1]}" 2>/dev/null; then
     fail "oxvirtd is no longer running"
 fi
