@@ -119,8 +119,10 @@ expect dumpxml-inactive 0 '<uuid>6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1a01</uuid>' --
 expect domuuid 0 '^6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1a01$' -- domuuid t1
 expect domname-by-uuid 0 '^t1$' -- domname 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1a01
 expect autostart 0 "Domain 't1' marked as autostarted" -- autostart t1
+expect list-autostart 0 ' -    t1     shut off' -- list --all --autostart
 expect dominfo-autostart 0 'Autostart: +enable' -- dominfo t1
 expect autostart-disable 0 "Domain 't1' unmarked as autostarted" -- autostart --disable t1
+expect list-no-autostart 0 ' -    t1     shut off' -- list --all --no-autostart
 expect vcpuinfo-off 0 'CPU Affinity: +y' -- vcpuinfo t1
 
 echo "# errors"
