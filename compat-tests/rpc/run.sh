@@ -156,6 +156,14 @@ fi
 
 expect shutdown 0 "Domain 't1' is being shutdown" -- shutdown t1
 if wait_state t1 "shut off"; then pass "guest powered off on the power button"; else fail "guest did not power off"; fi
+expect start-console-eof 0 "Domain 't1' started" -- start t1
+if timeout 60 "$PY" "$here/console.py" "$U" t1 'waiting for power button' --shutdown >"$tmp/console2.out" 2>&1; then
+    pass "console: virsh ends by itself when the guest powers off"
+else
+    fail "console at guest power-off"
+    sed 's/^/       | /' "$tmp/console2.out"
+fi
+wait_state t1 "shut off" || fail "guest did not power off under the console"
 expect domstate-shutdown 0 '^shut off \(shutdown\)' -- domstate t1 --reason
 expect start-2 0 "Domain 't1' started" -- start t1
 expect reboot 0 "Domain 't1' is being rebooted" -- reboot t1
