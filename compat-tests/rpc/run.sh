@@ -230,6 +230,17 @@ else
     echo "skip - virt-install not installed"
 fi
 
+echo "# default socket paths (private mount namespace)"
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+    mkdir -p "$tmp/defpaths"
+    out=$(timeout 60 "$here/default-paths.sh" "$OXVIRTD" "$(head -1 "$tmp/bus")" "$tmp/defpaths" 2>&1)
+    rc=$?
+    echo "$out"
+    [ $rc -eq 0 ] || fail "default socket paths"
+else
+    echo "skip - needs root and unshare"
+fi
+
 if ! kill -0 "${pids[1]}" 2>/dev/null; then
     fail "oxvirtd is no longer running"
 fi
