@@ -123,6 +123,13 @@ expect list-autostart 0 ' -    t1     shut off' -- list --all --autostart
 expect dominfo-autostart 0 'Autostart: +enable' -- dominfo t1
 expect autostart-disable 0 "Domain 't1' unmarked as autostarted" -- autostart --disable t1
 expect list-no-autostart 0 ' -    t1     shut off' -- list --all --no-autostart
+expect setmem-config 0 '' -- setmem t1 32M --config
+expect setmem-shows 0 'Used memory: +32768 KiB' -- dominfo t1
+expect setmaxmem-config 0 '' -- setmaxmem t1 128M --config
+expect setmaxmem-shows 0 'Max memory: +131072 KiB' -- dominfo t1
+expect setmem-back 0 '' -- setmem t1 64M --config
+expect setmaxmem-back 0 '' -- setmaxmem t1 64M --config
+expect vcpucount 0 'current +config +1' -- vcpucount t1
 expect vcpuinfo-off 0 'CPU Affinity: +y' -- vcpuinfo t1
 
 echo "# errors"

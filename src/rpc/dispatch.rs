@@ -53,6 +53,9 @@ pub fn is_write(p: i32) -> bool {
             | DOMAIN_UNDEFINE_FLAGS
             | DOMAIN_CREATE_WITH_FLAGS
             | DOMAIN_OPEN_CONSOLE
+            | DOMAIN_SET_MEMORY
+            | DOMAIN_SET_MAX_MEMORY
+            | DOMAIN_SET_MEMORY_FLAGS
     ) || function_name(p).is_some_and(|f| {
         [
             "Set", "Save", "Restore", "Attach", "Detach", "Abort", "Managed",
@@ -454,15 +457,25 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_GET_VCPUS_FLAGS => {
             let a: DomFlagsArgs = args(p)?;
-            // LIVE 1, CONFIG 2, MAXIMUM 4, GUEST 8
-            no_flags(a.flags, 1 | 2 | 4, "virDomainGetVcpusFlags")?;
-            let i = lookup(&a.dom)?.info()?;
-            let n = if a.flags & 4 != 0 {
-                i.max_vcpus
-            } else {
-                i.vcpus
-            };
+            let n = drv.vcpu_count(&*lookup(&a.dom)?, a.flags)?;
             reply(&I32Val { value: n as i32 })
+        }
+        DOMAIN_SET_MEMORY_FLAGS => {
+            let a: DomMemoryFlagsArgs = args(p)?;
+            drv.set_memory(&lookup(&a.dom)?, a.memory, a.flags).await?;
+            void()
+        }
+        DOMAIN_SET_MEMORY => {
+            // virDomainSetMemory is SetMemoryFlags on the live domain.
+            let a: DomMemoryArgs = args(p)?;
+            drv.set_memory(&lookup(&a.dom)?, a.memory, 1).await?;
+            void()
+        }
+        DOMAIN_SET_MAX_MEMORY => {
+            // virDomainSetMaxMemory is SetMemoryFlags with MEM_MAXIMUM.
+            let a: DomMemoryArgs = args(p)?;
+            drv.set_memory(&lookup(&a.dom)?, a.memory, 4).await?;
+            void()
         }
         DOMAIN_IS_ACTIVE => {
             let a: DomArgs = args(p)?;
