@@ -114,7 +114,9 @@ fn dom_of(obj: &DomainObj) -> Result<Dom> {
 pub fn unsupported(proc_: i32) -> Error {
     match function_name(proc_) {
         Some(f) => Error::no_support(f),
-        None => Error::new(
+        // libvirtd's wording exactly: the client library turns an RPC
+        // error starting with "unknown procedure" into NO_SUPPORT.
+        None => Error::with_message(
             ErrorCode::Rpc,
             ErrorDomain::Rpc,
             format!("unknown procedure: {proc_}"),
@@ -670,4 +672,46 @@ fn host_cpu_bitmap(maplen: usize) -> Vec<u8> {
         }
     }
     bits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_classification() {
+        for p in [
+            procs::DOMAIN_DEFINE_XML,
+            procs::DOMAIN_CREATE,
+            procs::DOMAIN_DESTROY,
+            procs::DOMAIN_OPEN_CONSOLE,
+            procs::DOMAIN_SET_MEMORY_FLAGS,
+            199, // SET_VCPUS_FLAGS, not served but still a change
+        ] {
+            assert!(is_write(p), "{p}");
+        }
+        for p in [
+            procs::AUTH_LIST,
+            procs::CONNECT_OPEN,
+            procs::CONNECT_LIST_ALL_DOMAINS,
+            procs::DOMAIN_GET_STATE,
+            procs::DOMAIN_GET_XML_DESC,
+            procs::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
+        ] {
+            assert!(!is_write(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn unsupported_calls_map_to_what_clients_fall_back_on() {
+        let e = unsupported(281);
+        assert_eq!((e.code as i32, e.domain as i32), (3, 10));
+        assert_eq!(
+            e.message,
+            "this function is not supported by the connection driver: virConnectListAllStoragePools"
+        );
+        let e = unsupported(4242);
+        assert_eq!((e.code as i32, e.domain as i32), (39, 7));
+        assert_eq!(e.message, "unknown procedure: 4242");
+    }
 }
