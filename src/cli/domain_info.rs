@@ -120,9 +120,11 @@ pub fn dumpxml(
     if wrap {
         out.push_str("<nodes>\n");
         for h in &hits {
-            out.push_str("  ");
-            out.push_str(h);
-            out.push('\n');
+            for line in h.split('\n') {
+                out.push_str("  ");
+                out.push_str(line);
+                out.push('\n');
+            }
         }
         out.push_str("</nodes>\n");
     } else {

@@ -234,7 +234,8 @@ pub fn vcpuinfo(bus: &Bus, name: &str) -> Result<String> {
         } else {
             b += &kv("CPU", "N/A", w);
             b += &kv("State", "N/A", w);
-            b += &kv("CPU time", "N/A", w);
+            // virsh writes this one line without its colon.
+            b += "CPU time        N/A\n";
         }
         b += &kv("CPU Affinity", affinity(bus, &d.path, i), w);
         blocks.push(b);

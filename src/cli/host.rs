@@ -45,7 +45,7 @@ pub fn hostname(bus: &Bus) -> Result<String> {
 
 pub fn capabilities(bus: &Bus) -> Result<String> {
     let caps: String = bus.connect("GetCapabilities", &())?;
-    Ok(caps)
+    Ok(format!("{caps}\n"))
 }
 
 pub fn sysinfo(bus: &Bus) -> Result<String> {

@@ -121,6 +121,28 @@ impl<'a> Doc<'a> {
             .unwrap_or("")
     }
 
+    /// The markup of `n` with the indentation of its own line taken off
+    /// its inner lines, as a node written out on its own reads.
+    fn dedent(&self, n: usize) -> String {
+        let start = self.nodes[n].start;
+        let line_start = self.src[..start].rfind('\n').map_or(0, |i| i + 1);
+        let indent = &self.src[line_start..start];
+        let markup = self.markup(n);
+        if indent.is_empty() || !indent.chars().all(|c| c == ' ' || c == '\t') {
+            return markup.to_string();
+        }
+        let mut out = String::with_capacity(markup.len());
+        for (i, line) in markup.split('\n').enumerate() {
+            if i > 0 {
+                out.push('\n');
+                out.push_str(line.strip_prefix(indent).unwrap_or(line));
+            } else {
+                out.push_str(line);
+            }
+        }
+        out
+    }
+
     /// Evaluates `expr`; the results are serialized markup for elements,
     /// values for attributes and text.
     pub fn select(&self, expr: &str) -> Result<Vec<String>, String> {
@@ -185,7 +207,10 @@ impl<'a> Doc<'a> {
             }
             cur = matched;
         }
-        Ok(cur.iter().map(|n| double_quoted(self.markup(*n))).collect())
+        Ok(cur
+            .iter()
+            .map(|n| double_quoted(&self.dedent(*n)))
+            .collect())
     }
 }
 
