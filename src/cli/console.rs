@@ -112,8 +112,8 @@ pub fn console(
 /// Shuttles bytes between the terminal and the console fd until Ctrl-],
 /// the console closes, or a terminating signal arrives.
 pub fn attach(dom: &str, fd: OwnedFd) -> Result<()> {
-    println!("Connected to domain '{dom}'");
-    println!("Escape character is ^] (Ctrl + ])");
+    sayln!("Connected to domain '{dom}'");
+    sayln!("Escape character is ^] (Ctrl + ])");
     let _ = std::io::stdout().flush();
     let stdin = std::io::stdin();
     let stdin_fd = stdin.as_fd();
@@ -191,6 +191,6 @@ pub fn attach(dom: &str, fd: OwnedFd) -> Result<()> {
     };
     drop(raw);
     drop(signals);
-    println!();
+    sayln!();
     result
 }

@@ -78,7 +78,7 @@ fn run_editor(file: &PathBuf) -> Result<()> {
 fn ask() -> char {
     let stdin = std::io::stdin();
     loop {
-        print!("Failed. Try again? [y,n,i,f,?]:");
+        say!("Failed. Try again? [y,n,i,f,?]:");
         let _ = std::io::stdout().flush();
         let mut line = String::new();
         if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
@@ -87,11 +87,11 @@ fn ask() -> char {
         match line.trim().chars().next() {
             Some(c @ ('y' | 'n' | 'i' | 'f')) => return c,
             _ => {
-                println!("y - yes, start editor again");
-                println!("n - no, throw away my changes");
-                println!("i - turn off validation and try to redefine again");
-                println!("f - force, try to redefine again");
-                println!("? - print this help");
+                sayln!("y - yes, start editor again");
+                sayln!("n - no, throw away my changes");
+                sayln!("i - turn off validation and try to redefine again");
+                sayln!("f - force, try to redefine again");
+                sayln!("? - print this help");
             }
         }
     }

@@ -41,7 +41,7 @@ impl CliError {
 
     /// Prints the error lines to stderr.
     pub fn report(&self) {
-        eprint!("{self}");
+        esay!("{self}");
     }
 }
 

@@ -111,7 +111,7 @@ const TYPES: &[&str] = &["lifecycle", "reboot"];
 pub fn event(bus: &Bus, a: &EventArgs) -> Result<()> {
     if a.list {
         for t in TYPES {
-            println!("{t}");
+            sayln!("{t}");
         }
         return Ok(());
     }
@@ -231,7 +231,7 @@ pub fn event(bus: &Bus, a: &EventArgs) -> Result<()> {
             } else {
                 String::new()
             };
-            println!("{stamp}event {kind} for domain '{name}'{rest}");
+            sayln!("{stamp}event {kind} for domain '{name}'{rest}");
             let _ = std::io::stdout().flush();
             count += 1;
             if !a.r#loop {
@@ -240,9 +240,9 @@ pub fn event(bus: &Bus, a: &EventArgs) -> Result<()> {
         }
     })?;
     if timed_out {
-        println!("event loop timed out");
+        sayln!("event loop timed out");
     }
-    println!("events received: {count}");
+    sayln!("events received: {count}");
     Ok(())
 }
 

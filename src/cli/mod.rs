@@ -4,6 +4,39 @@
 //! Every command prints what virsh prints, followed by virsh's blank
 //! line; errors go to stderr as `error: ...` lines with exit status 1.
 
+/// `print!` that ignores a closed stdout instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `println!` that ignores a closed stdout.
+macro_rules! sayln {
+    () => { say!("\n") };
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprint!` that ignores a closed stderr.
+macro_rules! esay {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! esayln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 pub mod bus;
 pub mod console;
 pub mod domain;
@@ -455,7 +488,7 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             let bus = s.bus()?;
             let (msg, dom) = lc::create(bus, file, *paused)?;
             if *con {
-                print!("{msg}");
+                say!("{msg}");
                 console::console(bus, &dom.path_or_name(), None, false, false)?;
                 String::new()
             } else {
@@ -470,7 +503,7 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             let bus = s.bus()?;
             let (msg, dom) = lc::start(bus, &d.domain, *paused)?;
             if *con {
-                print!("{msg}");
+                say!("{msg}");
                 console::console(bus, &dom.path_or_name(), None, false, false)?;
                 String::new()
             } else {
@@ -591,7 +624,7 @@ fn trailing_blank(cmd: &Cmd) -> bool {
 pub fn execute(s: &mut Session, cmd: &Cmd) -> (bool, Flow) {
     let (ok, flow) = match run(s, cmd) {
         Ok((out, flow)) => {
-            print!("{out}");
+            say!("{out}");
             (true, flow)
         }
         Err(e) => {
@@ -601,7 +634,7 @@ pub fn execute(s: &mut Session, cmd: &Cmd) -> (bool, Flow) {
         }
     };
     if trailing_blank(cmd) && !s.quiet {
-        println!();
+        sayln!();
     }
     let _ = std::io::stdout().flush();
     (ok, flow)
@@ -618,7 +651,7 @@ pub fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {}", first_line(&e.to_string()));
+            esayln!("error: {}", clap_error_text(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -633,6 +666,15 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// A clap error worded as virsh words its own parsing errors.
+pub fn clap_error_text(e: &clap::Error) -> String {
+    let line = first_line(&e.to_string());
+    match line.strip_prefix("unrecognized subcommand ") {
+        Some(name) => format!("unknown command: {name}"),
+        None => line,
     }
 }
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use super::{Cli, Flow, Session, execute, first_line, normalize_args};
+use super::{Cli, Flow, Session, clap_error_text, execute, normalize_args};
 
 /// Splits a line into commands (`;`) and words, honouring quotes and
 /// backslashes as virsh's shell does.
@@ -85,7 +85,7 @@ pub fn run_line(s: &mut Session, line: &str) -> bool {
                 if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                     let _ = e.print();
                 } else {
-                    eprintln!("error: {}", first_line(&e.to_string()));
+                    esayln!("error: {}", clap_error_text(&e));
                 }
             }
         }
@@ -95,17 +95,17 @@ pub fn run_line(s: &mut Session, line: &str) -> bool {
 
 pub fn interactive(s: &mut Session) -> ExitCode {
     if !s.quiet {
-        println!("Welcome to oxvirsh, the virtualization interactive terminal.");
-        println!();
-        println!("Type:  'help' for help with commands");
-        println!("       'quit' to quit");
-        println!();
+        sayln!("Welcome to oxvirsh, the virtualization interactive terminal.");
+        sayln!();
+        sayln!("Type:  'help' for help with commands");
+        sayln!("       'quit' to quit");
+        sayln!();
     }
     let prompt = "oxvirsh # ";
     let mut ed = match rustyline::DefaultEditor::new() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: cannot start the line editor: {e}");
+            esayln!("error: cannot start the line editor: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -121,7 +121,7 @@ pub fn interactive(s: &mut Session) -> ExitCode {
             }
             Err(rustyline::error::ReadlineError::Interrupted) => continue,
             Err(_) => {
-                println!();
+                sayln!();
                 break;
             }
         }
