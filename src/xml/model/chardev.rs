@@ -92,10 +92,38 @@ fn parse_port(target: &Element) -> Result<Option<u32>> {
     let Some(v) = target.attr("port") else {
         return Ok(None);
     };
+    if v.is_empty() {
+        return Err(Error::xml(
+            "Invalid value for attribute 'port' in element 'target': ''. Expected integer value",
+        ));
+    }
     let n: i64 = v
         .parse()
         .map_err(|_| Error::xml(format!("Invalid port number: {v}")))?;
     Ok(u32::try_from(n).ok())
+}
+
+/// Models of the emulated port behind a serial target.
+const TARGET_MODELS: &[&str] = &[
+    "isa-serial",
+    "usb-serial",
+    "pci-serial",
+    "spapr-vty",
+    "pl011",
+    "sclpconsole",
+    "sclplmconsole",
+    "16550a",
+    "isa-debugcon",
+];
+
+fn parse_target_model(m: &Element) -> Result<Option<String>> {
+    match m.attr("name") {
+        None => Ok(None),
+        Some(n) if TARGET_MODELS.contains(&n) => Ok(Some(n.to_string())),
+        Some(n) => Err(Error::unsupported(format!(
+            "unknown target model '{n}' specified for character device"
+        ))),
+    }
 }
 
 /// `<protocol type=...>` of a TCP device.
@@ -136,7 +164,9 @@ fn check_target_type(kind: ChardevKind, target_type: Option<&str>) -> Result<()>
 }
 
 /// The host-side attributes each back end cannot do without.
-fn check_source(t: CharSourceType, src: Option<&CharSource>) -> Result<()> {
+/// `generated_path`: the device is a virtio/xen channel, whose UNIX
+/// socket path the driver makes up when none is given.
+fn check_source(t: CharSourceType, src: Option<&CharSource>, generated_path: bool) -> Result<()> {
     let missing =
         |what: &str| Error::internal(format!("Missing source {what} attribute for char device"));
     match t {
@@ -152,6 +182,9 @@ fn check_source(t: CharSourceType, src: Option<&CharSource>) -> Result<()> {
             if src.and_then(|s| s.service.as_ref()).is_none() {
                 return Err(missing("service"));
             }
+        }
+        CharSourceType::Unix if !generated_path && src.and_then(|s| s.path.as_ref()).is_none() => {
+            return Err(missing("path"));
         }
         CharSourceType::Udp if src.and_then(|s| s.service.as_ref()).is_none() => {
             return Err(missing("service"));
@@ -191,12 +224,16 @@ impl Chardev {
                 "only one source element is allowed for character device",
             ));
         }
+        if e.children_named("protocol").count() > 1 {
+            return Err(Error::xml(
+                "only one protocol element is allowed for character device",
+            ));
+        }
         let raw: Vec<CharSource> = e
             .children_named("source")
             .map(CharSource::parse)
             .collect::<Result<_>>()?;
-        check_source(source_type, raw.first())?;
-        for src in raw {
+        for src in &raw {
             if let Some(mode) = src.mode.as_deref()
                 && mode != "bind"
                 && mode != "connect"
@@ -215,7 +252,7 @@ impl Chardev {
                     && src.service.is_none()
                     && src.other.is_empty());
             if !generated {
-                sources.push(src);
+                sources.push(src.clone());
             }
         }
         if kind == ChardevKind::Channel && e.child("target").is_none() {
@@ -231,18 +268,17 @@ impl Chardev {
                 port: parse_port(t)?,
                 name: opt_string(t, "name"),
                 address: opt_string(t, "address"),
-                model: t.child("model").and_then(|m| opt_string(m, "name")),
+                model: t
+                    .child("model")
+                    .map(parse_target_model)
+                    .transpose()?
+                    .flatten(),
             },
         };
         check_target_type(kind, target.target_type.as_deref())?;
-        if let Some(mode) = sources.first().and_then(|s| s.mode.as_deref())
-            && mode != "bind"
-            && mode != "connect"
-        {
-            return Err(Error::xml(format!(
-                "Invalid value for attribute 'mode' in element 'source': '{mode}'."
-            )));
-        }
+        let generated_path = kind == ChardevKind::Channel
+            && matches!(target.target_type.as_deref(), Some("virtio") | Some("xen"));
+        check_source(source_type, raw.first(), generated_path)?;
         Ok(Chardev {
             kind,
             source_type,

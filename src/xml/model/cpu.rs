@@ -89,7 +89,13 @@ impl Cpu {
         let model = cpu.child("model").map(|m| -> Result<CpuModel> {
             Ok(CpuModel {
                 name: m.text.trim().to_string(),
-                fallback: enum_attr(m, "fallback")?,
+                fallback: match m.attr("fallback") {
+                    None => None,
+                    Some(f) => Some(
+                        CpuFallback::from_xml(f)
+                            .ok_or_else(|| Error::unsupported("Invalid fallback attribute"))?,
+                    ),
+                },
                 vendor_id: opt_string(m, "vendor_id"),
             })
         });
@@ -132,6 +138,12 @@ impl Cpu {
         if cpu.attr("migratable").is_some() && !migratable_mode {
             return Err(Error::unsupported(
                 "Attribute migratable is only allowed for 'host-passthrough' / 'maximum' CPU mode",
+            ));
+        }
+        let custom = matches!(mode, None | Some(CpuMode::Custom));
+        if custom && cpu.child("model").is_none() && cpu.child("feature").is_some() {
+            return Err(Error::xml(
+                "Non-empty feature list specified without CPU model",
             ));
         }
         if cpu.child("vendor").is_some() && cpu.child("model").is_none() {
