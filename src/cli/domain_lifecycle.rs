@@ -89,11 +89,6 @@ pub const RESUME: Simple = Simple {
     done: "resumed",
     verb: "resume",
 };
-pub const UNDEFINE: Simple = Simple {
-    method: "Undefine",
-    done: "has been undefined",
-    verb: "undefine",
-};
 
 pub fn simple(bus: &Bus, name: &str, s: &Simple) -> Result<String> {
     let d = lookup(bus, name)?;
@@ -103,6 +98,54 @@ pub fn simple(bus: &Bus, name: &str, s: &Simple) -> Result<String> {
     };
     r.map_err(|e| e.with_ctx(format!("Failed to {} domain '{}'", s.verb, d.name)))?;
     Ok(format!("Domain '{}' {}\n", d.name, s.done))
+}
+
+/// `undefine`; with `remove_storage`, the domain's disk images are
+/// reported as virsh reports volumes that no storage pool manages (oxvirt
+/// has no pools, so it never deletes a file itself).
+pub fn undefine(bus: &Bus, name: &str, remove_storage: bool) -> Result<String> {
+    let d = lookup(bus, name)?;
+    let disks = if remove_storage {
+        let xml = d.xml(bus, super::domain_info::XML_INACTIVE)?;
+        disk_sources(&xml)
+    } else {
+        Vec::new()
+    };
+    d.act(bus, "Undefine", &(0u32,))
+        .map_err(|e| e.with_ctx(format!("Failed to undefine domain '{}'", d.name)))?;
+    let mut out = format!("Domain '{}' has been undefined\n", d.name);
+    for (target, source) in disks {
+        out.push_str(&format!(
+            "Storage volume '{target}'({source}) is not managed by libvirt. Remove it manually.\n"
+        ));
+    }
+    Ok(out)
+}
+
+/// (target, source) of every disk with a source.
+fn disk_sources(xml: &str) -> Vec<(String, String)> {
+    let Ok(doc) = super::xpath::Doc::parse(xml) else {
+        return Vec::new();
+    };
+    let Some(devs) = doc.child(0, "domain").and_then(|d| doc.child(d, "devices")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for n in doc.nodes[devs].children.iter().copied() {
+        if doc.nodes[n].name != "disk" {
+            continue;
+        }
+        let target = doc.child(n, "target").and_then(|t| doc.attr(t, "dev"));
+        let source = doc.child(n, "source").and_then(|s| {
+            ["file", "dev", "volume"]
+                .iter()
+                .find_map(|a| doc.attr(s, a))
+        });
+        if let (Some(t), Some(s)) = (target, source) {
+            out.push((t.to_string(), s.to_string()));
+        }
+    }
+    out
 }
 
 pub fn autostart(bus: &Bus, name: &str, disable: bool) -> Result<String> {

@@ -48,6 +48,7 @@ pub mod edit;
 pub mod error;
 pub mod events;
 pub mod format;
+pub mod help;
 pub mod host;
 pub mod shell;
 pub mod xpath;
@@ -461,25 +462,16 @@ impl Session {
     }
 }
 
-fn help_text(command: Option<&str>) -> Result<String> {
-    let mut cmd = Cli::command();
-    match command {
-        None => Ok(cmd.render_help().to_string()),
-        Some(name) => match cmd.find_subcommand_mut(name) {
-            Some(sub) => Ok(sub.render_help().to_string()),
-            None => Err(CliError::ctx(format!(
-                "command or command group '{name}' doesn't exist"
-            ))),
-        },
-    }
-}
-
 /// Runs one command; its output (without virsh's trailing blank line).
 pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
     let out = match cmd {
         Cmd::List(a) => domain_list::list(s.bus()?, a)?,
         Cmd::Define { file, .. } => lc::define(s.bus()?, file)?,
-        Cmd::Undefine { d, .. } => lc::simple(s.bus()?, &d.domain, &lc::UNDEFINE)?,
+        Cmd::Undefine {
+            d,
+            remove_all_storage,
+            ..
+        } => lc::undefine(s.bus()?, &d.domain, *remove_all_storage)?,
         Cmd::Create {
             file,
             console: con,
@@ -593,7 +585,7 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
         Cmd::Uri => format!("{}\n", s.bus()?.uri),
         Cmd::Hostname => host::hostname(s.bus()?)?,
         Cmd::Sysinfo => host::sysinfo(s.bus()?)?,
-        Cmd::Help { command } => help_text(command.as_deref())?,
+        Cmd::Help { command } => help::help(command.as_deref())?,
         Cmd::Quit | Cmd::Exit => return Ok((String::new(), Flow::Quit)),
         Cmd::Completions { shell } => {
             let mut c = Cli::command();
@@ -616,7 +608,7 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
 fn trailing_blank(cmd: &Cmd) -> bool {
     !matches!(
         cmd,
-        Cmd::Completions { .. } | Cmd::Manpage | Cmd::Help { .. } | Cmd::Quit | Cmd::Exit
+        Cmd::Completions { .. } | Cmd::Manpage | Cmd::Quit | Cmd::Exit
     )
 }
 
