@@ -481,7 +481,7 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             let (msg, dom) = lc::create(bus, file, *paused)?;
             if *con {
                 say!("{msg}");
-                console::console(bus, &dom.path_or_name(), None, false, false)?;
+                console::console(bus, &dom.name, None, false, false)?;
                 String::new()
             } else {
                 msg
@@ -496,7 +496,7 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             let (msg, dom) = lc::start(bus, &d.domain, *paused)?;
             if *con {
                 say!("{msg}");
-                console::console(bus, &dom.path_or_name(), None, false, false)?;
+                console::console(bus, &dom.name, None, false, false)?;
                 String::new()
             } else {
                 msg
@@ -677,13 +677,6 @@ pub fn first_line(s: &str) -> String {
         .unwrap_or("")
         .trim_start_matches("error: ")
         .to_string()
-}
-
-impl domain::Dom {
-    /// The UUID-bearing path is unambiguous; lookups take names, so use that.
-    fn path_or_name(&self) -> String {
-        self.name.clone()
-    }
 }
 
 #[cfg(test)]
