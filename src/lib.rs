@@ -5,6 +5,7 @@
 //! on nothing of ours but [`error`]; `driver` on `xml` and the VMM's
 //! config types; the front ends on `driver`.
 
+pub mod cli;
 pub mod dbus;
 pub mod driver;
 pub mod error;

@@ -4,6 +4,7 @@
 
 pub mod call;
 pub mod connect;
+pub mod console;
 pub mod domain;
 pub mod introspect;
 pub mod paths;

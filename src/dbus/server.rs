@@ -17,7 +17,7 @@ use super::paths::{Target, classify, domain_path, uuid_from_segment};
 use super::props::{self, Holder};
 use super::spec;
 use super::spec_types::Interface;
-use super::{connect, domain};
+use super::{connect, console, domain};
 
 /// Serves calls until the connection closes.
 pub async fn run(mut stream: MessageStream, conn: Connection, driver: Driver) {
@@ -56,6 +56,18 @@ async fn dispatch(call: Call) {
         }
         Some("org.freedesktop.DBus.Peer") => return peer(&call, &member).await,
         _ => {}
+    }
+    if iface.as_deref() == Some(console::CONSOLE.name)
+        && let Target::Domain(seg) = &target
+    {
+        let result = match resolve_domain(&call.driver, seg) {
+            Ok(obj) => console::handle(&call, &member, &obj).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            call.libvirt_error(&e).await;
+        }
+        return;
     }
     let (own, holder): (&'static Interface, Holder) = match &target {
         Target::Connect => (&spec::CONNECT, Holder::Connect),
@@ -140,7 +152,7 @@ async fn introspect(call: &Call, target: &Target) {
                 .collect();
             node_xml(&[&spec::DOMAIN], &children)
         }
-        Target::Domain(_) => node_xml(&[&spec::DOMAIN], &[]),
+        Target::Domain(_) => node_xml(&[&spec::DOMAIN, &console::CONSOLE], &[]),
         Target::Unknown => node_xml(&[], &[]),
     };
     let _ = call.ok(&(xml,)).await;

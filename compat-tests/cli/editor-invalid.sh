@@ -1,0 +1,3 @@
+#!/bin/sh
+# A scripted $EDITOR making a definition the daemon must refuse.
+sed -i "s|<memory unit='KiB'>|<memory unit='bogus'>|" "$1"

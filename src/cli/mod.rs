@@ -1,0 +1,717 @@
+//! `oxvirsh`: a virsh-compatible client that talks only to the
+//! `org.libvirt` D-Bus API (plus oxvirt's `org.oxvirt.Console`).
+//!
+//! Every command prints what virsh prints, followed by virsh's blank
+//! line; errors go to stderr as `error: ...` lines with exit status 1.
+
+/// `print!` that ignores a closed stdout instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `println!` that ignores a closed stdout.
+macro_rules! sayln {
+    () => { say!("\n") };
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprint!` that ignores a closed stderr.
+macro_rules! esay {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! esayln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+pub mod bus;
+pub mod console;
+pub mod domain;
+pub mod domain_info;
+pub mod domain_lifecycle;
+pub mod domain_list;
+pub mod domain_stats;
+pub mod edit;
+pub mod error;
+pub mod events;
+pub mod format;
+pub mod help;
+pub mod host;
+pub mod shell;
+pub mod xpath;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use bus::{Bus, BusChoice};
+use domain_lifecycle as lc;
+use error::{CliError, Result};
+
+/// The default URI when neither `-c` nor `LIBVIRT_DEFAULT_URI` gives one.
+pub const DEFAULT_URI: &str = "qemu:///system";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "oxvirsh",
+    version,
+    about = "virtualization interactive terminal over the org.libvirt D-Bus API",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// hypervisor connection URI (selects the D-Bus object, qemu:///system → /org/libvirt/QEMU)
+    #[arg(short = 'c', long = "connect", value_name = "URI", global = true)]
+    pub connect: Option<String>,
+    /// use the session bus
+    #[arg(long, global = true, conflicts_with = "bus_address")]
+    pub session: bool,
+    /// use the system bus (default for system URIs)
+    #[arg(long, global = true, conflicts_with_all = ["session", "bus_address"])]
+    pub system: bool,
+    /// connect to the D-Bus bus at this address
+    #[arg(long = "bus-address", value_name = "ADDR", global = true)]
+    pub bus_address: Option<String>,
+    /// quiet mode
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// connect readonly (accepted; access is the bus policy's business)
+    #[arg(short, long, global = true)]
+    pub readonly: bool,
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DomArg {
+    /// domain name, id or uuid
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Cmd {
+    /// list domains
+    List(domain_list::ListArgs),
+    /// define (but don't start) a domain from an XML file
+    Define {
+        /// file containing an XML domain description
+        file: String,
+        /// validate the XML against the schema (accepted)
+        #[arg(long)]
+        validate: bool,
+    },
+    /// undefine a domain
+    Undefine {
+        #[command(flatten)]
+        d: DomArg,
+        /// remove all associated storage volumes (use with caution)
+        #[arg(long = "remove-all-storage")]
+        remove_all_storage: bool,
+        /// remove all domain snapshot metadata (accepted)
+        #[arg(long = "snapshots-metadata")]
+        snapshots_metadata: bool,
+        /// remove nvram file (accepted)
+        #[arg(long)]
+        nvram: bool,
+    },
+    /// create a domain from an XML file
+    Create {
+        /// file containing an XML domain description
+        file: String,
+        /// attach to console after creation
+        #[arg(long)]
+        console: bool,
+        /// leave the guest paused after creation
+        #[arg(long)]
+        paused: bool,
+    },
+    /// start a (previously defined) inactive domain
+    Start {
+        #[command(flatten)]
+        d: DomArg,
+        /// attach to console after creation
+        #[arg(long)]
+        console: bool,
+        /// leave the guest paused after creation
+        #[arg(long)]
+        paused: bool,
+    },
+    /// gracefully shutdown a domain
+    Shutdown {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// destroy (stop) a domain
+    Destroy {
+        #[command(flatten)]
+        d: DomArg,
+        /// terminate gracefully (accepted)
+        #[arg(long)]
+        graceful: bool,
+    },
+    /// reboot a domain
+    Reboot {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// reset a domain
+    Reset {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// suspend a domain
+    Suspend {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// resume a domain
+    Resume {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// domain information
+    Dominfo {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// domain state
+    Domstate {
+        #[command(flatten)]
+        d: DomArg,
+        /// also print reason for the state
+        #[arg(long)]
+        reason: bool,
+    },
+    /// convert a domain name or UUID to domain id
+    Domid {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// convert a domain id or UUID to domain name
+    Domname {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// convert a domain name or id to domain UUID
+    Domuuid {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// domain information in XML
+    Dumpxml {
+        #[command(flatten)]
+        d: DomArg,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+        /// include security sensitive information in XML dump
+        #[arg(long = "security-info")]
+        security_info: bool,
+        /// xpath expression to filter the XML document
+        #[arg(long, value_name = "EXPR")]
+        xpath: Option<String>,
+        /// wrap xpath results in an common root element
+        #[arg(long)]
+        wrap: bool,
+    },
+    /// edit XML configuration for a domain
+    Edit {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// autostart a domain
+    Autostart {
+        #[command(flatten)]
+        d: DomArg,
+        /// disable autostarting
+        #[arg(long)]
+        disable: bool,
+    },
+    /// list all domain blocks
+    Domblklist {
+        #[command(flatten)]
+        d: DomArg,
+        /// get inactive rather than running configuration
+        #[arg(long)]
+        inactive: bool,
+        /// additionally display the type and device value
+        #[arg(long)]
+        details: bool,
+    },
+    /// get device block stats for a domain
+    Domblkstat {
+        #[command(flatten)]
+        d: DomArg,
+        /// block device
+        device: Option<String>,
+        /// print sizes in human readable format (accepted)
+        #[arg(long)]
+        human: bool,
+    },
+    /// list all domain virtual interfaces
+    Domiflist {
+        #[command(flatten)]
+        d: DomArg,
+        /// get inactive rather than running configuration
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// get network interface stats for a domain
+    Domifstat {
+        #[command(flatten)]
+        d: DomArg,
+        /// interface device specified by name or MAC Address
+        interface: String,
+    },
+    /// get memory statistics for a domain
+    Dommemstat {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// detailed domain vcpu information
+    Vcpuinfo {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// change memory allocation
+    Setmem {
+        #[command(flatten)]
+        d: DomArg,
+        /// new memory size, as scaled integer (default KiB)
+        size: String,
+        /// affect next boot
+        #[arg(long)]
+        config: bool,
+        /// affect running domain
+        #[arg(long)]
+        live: bool,
+        /// affect current domain
+        #[arg(long)]
+        current: bool,
+    },
+    /// change number of virtual CPUs
+    Setvcpus {
+        #[command(flatten)]
+        d: DomArg,
+        /// number of virtual CPUs
+        count: String,
+        /// set maximum limit on next boot
+        #[arg(long)]
+        maximum: bool,
+        /// affect next boot
+        #[arg(long)]
+        config: bool,
+        /// affect running domain
+        #[arg(long)]
+        live: bool,
+        /// affect current domain
+        #[arg(long)]
+        current: bool,
+        /// modify cpu state in the guest (accepted)
+        #[arg(long)]
+        guest: bool,
+    },
+    /// connect to the guest console
+    Console {
+        #[command(flatten)]
+        d: DomArg,
+        /// character device name
+        #[arg(long)]
+        devname: Option<String>,
+        /// force console connection (disconnect already connected sessions)
+        #[arg(long)]
+        force: bool,
+        /// only connect if safe console handling is supported
+        #[arg(long)]
+        safe: bool,
+    },
+    /// Domain Events
+    Event(events::EventArgs),
+    /// node information
+    Nodeinfo,
+    /// capabilities
+    Capabilities,
+    /// show version
+    Version,
+    /// print the hypervisor canonical URI
+    Uri,
+    /// print the hypervisor hostname
+    Hostname,
+    /// print the hypervisor sysinfo
+    Sysinfo,
+    /// print help
+    Help {
+        /// command
+        command: Option<String>,
+    },
+    /// quit this interactive terminal
+    Quit,
+    /// quit this interactive terminal
+    Exit,
+    /// shell completion script for bash, zsh or fish
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// the manual page (roff)
+    #[command(hide = true)]
+    Manpage,
+}
+
+/// What running one command asks of the caller.
+pub enum Flow {
+    Continue,
+    Quit,
+}
+
+/// Moves `--domain X` and `--file X` (virsh's named form of the main
+/// argument) to the positional place after the command name.
+pub fn normalize_args(args: Vec<String>) -> Vec<String> {
+    let Some(cmd_at) = args
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(i, a)| {
+            !a.starts_with('-')
+                && !matches!(
+                    args.get(i - 1).map(String::as_str),
+                    Some("-c" | "--connect" | "--bus-address")
+                )
+        })
+        .map(|(i, _)| i)
+    else {
+        return args;
+    };
+    let mut head: Vec<String> = args[..=cmd_at].to_vec();
+    let mut rest: Vec<String> = Vec::new();
+    let mut lifted: Vec<String> = Vec::new();
+    let mut it = args[cmd_at + 1..].iter().cloned();
+    let is_event = args[cmd_at] == "event";
+    while let Some(a) = it.next() {
+        if let Some(v) = a
+            .strip_prefix("--domain=")
+            .or_else(|| a.strip_prefix("--file="))
+            && !is_event
+        {
+            lifted.push(v.to_string());
+        } else if (a == "--domain" || a == "--file") && !is_event {
+            if let Some(v) = it.next() {
+                lifted.push(v);
+            }
+        } else {
+            rest.push(a);
+        }
+    }
+    head.extend(lifted);
+    head.extend(rest);
+    head
+}
+
+/// The connection, opened on first use.
+pub struct Session {
+    choice: Option<BusChoice>,
+    uri: String,
+    bus: Option<Bus>,
+    pub quiet: bool,
+}
+
+impl Session {
+    pub fn new(cli: &Cli) -> Session {
+        let choice = if let Some(a) = &cli.bus_address {
+            Some(BusChoice::Address(a.clone()))
+        } else if cli.session {
+            Some(BusChoice::Session)
+        } else if cli.system {
+            Some(BusChoice::System)
+        } else {
+            None
+        };
+        let uri = cli
+            .connect
+            .clone()
+            .or_else(|| std::env::var("LIBVIRT_DEFAULT_URI").ok())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| DEFAULT_URI.to_string());
+        Session {
+            choice,
+            uri,
+            bus: None,
+            quiet: cli.quiet,
+        }
+    }
+
+    pub fn bus(&mut self) -> Result<&Bus> {
+        if self.bus.is_none() {
+            self.bus = Some(Bus::open(self.choice.clone(), &self.uri)?);
+        }
+        self.bus
+            .as_ref()
+            .ok_or_else(|| CliError::msg("no connection"))
+    }
+}
+
+/// Runs one command; its output (without virsh's trailing blank line).
+pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
+    let out = match cmd {
+        Cmd::List(a) => domain_list::list(s.bus()?, a)?,
+        Cmd::Define { file, .. } => lc::define(s.bus()?, file)?,
+        Cmd::Undefine {
+            d,
+            remove_all_storage,
+            ..
+        } => lc::undefine(s.bus()?, &d.domain, *remove_all_storage)?,
+        Cmd::Create {
+            file,
+            console: con,
+            paused,
+        } => {
+            let bus = s.bus()?;
+            let (msg, dom) = lc::create(bus, file, *paused)?;
+            if *con {
+                say!("{msg}");
+                console::console(bus, &dom.name, None, false, false)?;
+                String::new()
+            } else {
+                msg
+            }
+        }
+        Cmd::Start {
+            d,
+            console: con,
+            paused,
+        } => {
+            let bus = s.bus()?;
+            let (msg, dom) = lc::start(bus, &d.domain, *paused)?;
+            if *con {
+                say!("{msg}");
+                console::console(bus, &dom.name, None, false, false)?;
+                String::new()
+            } else {
+                msg
+            }
+        }
+        Cmd::Shutdown { d } => lc::simple(s.bus()?, &d.domain, &lc::SHUTDOWN)?,
+        Cmd::Destroy { d, .. } => lc::simple(s.bus()?, &d.domain, &lc::DESTROY)?,
+        Cmd::Reboot { d } => lc::simple(s.bus()?, &d.domain, &lc::REBOOT)?,
+        Cmd::Reset { d } => lc::simple(s.bus()?, &d.domain, &lc::RESET)?,
+        Cmd::Suspend { d } => lc::simple(s.bus()?, &d.domain, &lc::SUSPEND)?,
+        Cmd::Resume { d } => lc::simple(s.bus()?, &d.domain, &lc::RESUME)?,
+        Cmd::Dominfo { d } => domain_info::dominfo(s.bus()?, &d.domain)?,
+        Cmd::Domstate { d, reason } => domain_info::domstate(s.bus()?, &d.domain, *reason)?,
+        Cmd::Domid { d } => domain_info::domid(s.bus()?, &d.domain)?,
+        Cmd::Domname { d } => domain_info::domname(s.bus()?, &d.domain)?,
+        Cmd::Domuuid { d } => domain_info::domuuid(s.bus()?, &d.domain)?,
+        Cmd::Dumpxml {
+            d,
+            inactive,
+            security_info,
+            xpath,
+            wrap,
+        } => domain_info::dumpxml(
+            s.bus()?,
+            &d.domain,
+            *inactive,
+            *security_info,
+            xpath.as_deref(),
+            *wrap,
+        )?,
+        Cmd::Edit { d } => edit::edit(s.bus()?, &d.domain)?,
+        Cmd::Autostart { d, disable } => lc::autostart(s.bus()?, &d.domain, *disable)?,
+        Cmd::Domblklist {
+            d,
+            inactive,
+            details,
+        } => domain_stats::domblklist(s.bus()?, &d.domain, *inactive, *details)?,
+        Cmd::Domblkstat { d, device, .. } => {
+            domain_stats::domblkstat(s.bus()?, &d.domain, device.as_deref())?
+        }
+        Cmd::Domiflist { d, inactive } => domain_stats::domiflist(s.bus()?, &d.domain, *inactive)?,
+        Cmd::Domifstat { d, interface } => domain_stats::domifstat(s.bus()?, &d.domain, interface)?,
+        Cmd::Dommemstat { d } => domain_stats::dommemstat(s.bus()?, &d.domain)?,
+        Cmd::Vcpuinfo { d } => domain_stats::vcpuinfo(s.bus()?, &d.domain)?,
+        Cmd::Setmem {
+            d,
+            size,
+            config,
+            live,
+            current,
+        } => {
+            let f = lc::affect(*config, *live, *current)?;
+            lc::setmem(s.bus()?, &d.domain, size, f)?
+        }
+        Cmd::Setvcpus {
+            d,
+            count,
+            maximum,
+            config,
+            live,
+            current,
+            ..
+        } => {
+            let mut f = lc::affect(*config, *live, *current)?;
+            if *maximum {
+                f |= 4;
+            }
+            lc::setvcpus(s.bus()?, &d.domain, count, f)?
+        }
+        Cmd::Console {
+            d,
+            devname,
+            force,
+            safe,
+        } => {
+            console::console(s.bus()?, &d.domain, devname.as_deref(), *force, *safe)?;
+            String::new()
+        }
+        Cmd::Event(a) => {
+            events::event(s.bus()?, a)?;
+            String::new()
+        }
+        Cmd::Nodeinfo => host::nodeinfo(s.bus()?)?,
+        Cmd::Capabilities => host::capabilities(s.bus()?)?,
+        Cmd::Version => host::version(s.bus()?)?,
+        Cmd::Uri => format!("{}\n", s.bus()?.uri),
+        Cmd::Hostname => host::hostname(s.bus()?)?,
+        Cmd::Sysinfo => host::sysinfo(s.bus()?)?,
+        Cmd::Help { command } => help::help(command.as_deref())?,
+        Cmd::Quit | Cmd::Exit => return Ok((String::new(), Flow::Quit)),
+        Cmd::Completions { shell } => {
+            let mut c = Cli::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut c, "oxvirsh", &mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        }
+        Cmd::Manpage => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| CliError::msg(e.to_string()))?;
+            String::from_utf8_lossy(&buf).into_owned()
+        }
+    };
+    Ok((out, Flow::Continue))
+}
+
+/// Whether virsh's blank line follows the output of `cmd`.
+fn trailing_blank(cmd: &Cmd) -> bool {
+    !matches!(
+        cmd,
+        Cmd::Completions { .. } | Cmd::Manpage | Cmd::Quit | Cmd::Exit
+    )
+}
+
+/// Runs `cmd`, prints its output and errors; whether it succeeded.
+pub fn execute(s: &mut Session, cmd: &Cmd) -> (bool, Flow) {
+    let (ok, flow) = match run(s, cmd) {
+        Ok((out, flow)) => {
+            say!("{out}");
+            (true, flow)
+        }
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            e.report();
+            (false, Flow::Continue)
+        }
+    };
+    if trailing_blank(cmd) && !s.quiet {
+        sayln!();
+    }
+    let _ = std::io::stdout().flush();
+    (ok, flow)
+}
+
+/// The `oxvirsh` program.
+pub fn main() -> ExitCode {
+    let args = normalize_args(std::env::args().collect());
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            esayln!("error: {}", clap_error_text(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut session = Session::new(&cli);
+    match &cli.command {
+        None => shell::interactive(&mut session),
+        Some(cmd) => {
+            let (ok, _) = execute(&mut session, cmd);
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// A clap error worded as virsh words its own parsing errors.
+pub fn clap_error_text(e: &clap::Error) -> String {
+    let line = first_line(&e.to_string());
+    match line.strip_prefix("unrecognized subcommand ") {
+        Some(name) => format!("unknown command: {name}"),
+        None => line,
+    }
+}
+
+/// The first line of a clap error, without its own `error: ` prefix.
+pub fn first_line(s: &str) -> String {
+    s.lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn domain_option_becomes_positional() {
+        assert_eq!(
+            normalize_args(v(&[
+                "oxvirsh",
+                "-c",
+                "qemu:///system",
+                "dominfo",
+                "--domain",
+                "a"
+            ])),
+            v(&["oxvirsh", "-c", "qemu:///system", "dominfo", "a"])
+        );
+        assert_eq!(
+            normalize_args(v(&["oxvirsh", "setmem", "--domain=a", "1G", "--live"])),
+            v(&["oxvirsh", "setmem", "a", "1G", "--live"])
+        );
+        assert_eq!(
+            normalize_args(v(&["oxvirsh", "event", "--domain", "a", "--all"])),
+            v(&["oxvirsh", "event", "--domain", "a", "--all"])
+        );
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

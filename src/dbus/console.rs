@@ -1,0 +1,73 @@
+//! `org.oxvirt.Console`, an extension interface on each domain object:
+//! `OpenConsole(s devname, u flags) -> h fd` hands the client the host
+//! pty behind the domain's serial console as a unix fd, so a D-Bus client
+//! can attach to the console as `virsh console` does over libvirt's RPC.
+//! Described in `dbus/interfaces/org.oxvirt.Console.xml`.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+
+use nix::sys::termios;
+use zbus::zvariant::OwnedFd;
+
+use crate::driver::DomainObj;
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+
+use super::call::Call;
+use super::spec_types::{Interface, Method};
+
+pub static CONSOLE: Interface = Interface {
+    name: "org.oxvirt.Console",
+    methods: &[Method {
+        name: "OpenConsole",
+        input: &[("devname", "s"), ("flags", "u")],
+        output: &[("fd", "h")],
+        libvirt: "virDomainOpenConsole",
+    }],
+    properties: &[],
+    signals: &[],
+};
+
+/// `VIR_DOMAIN_CONSOLE_FORCE | VIR_DOMAIN_CONSOLE_SAFE`.
+const KNOWN_FLAGS: u32 = 1 | 2;
+
+/// Opens the pty slave in raw mode, so that the line discipline neither
+/// echoes nor rewrites the guest's bytes.
+fn open_pty(path: &str) -> Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::SystemError,
+                ErrorDomain::None,
+                format!("Unable to open {path}: {e}"),
+            )
+        })?;
+    if let Ok(mut t) = termios::tcgetattr(&f) {
+        termios::cfmakeraw(&mut t);
+        let _ = termios::tcsetattr(&f, termios::SetArg::TCSANOW, &t);
+    }
+    Ok(f)
+}
+
+/// Handles a call on `org.oxvirt.Console` of an existing domain.
+pub async fn handle(call: &Call, member: &str, obj: &Arc<DomainObj>) -> Result<()> {
+    if member != "OpenConsole" {
+        return Err(Error::no_support(member));
+    }
+    let (dev, flags): (String, u32) = call.args()?;
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(Error::invalid_arg(format!(
+            "unsupported flags (0x{:x}) in function virDomainOpenConsole",
+            flags & !KNOWN_FLAGS
+        )));
+    }
+    let dev = (!dev.is_empty()).then_some(dev.as_str());
+    let path = call.driver.console_pty(obj, dev)?;
+    let file = open_pty(&path)?;
+    let fd = OwnedFd::from(std::os::fd::OwnedFd::from(file));
+    call.ok(&(fd,)).await
+}

@@ -1,0 +1,670 @@
+//! `oxvirsh` end to end: a private D-Bus bus, `oxvirtd` in temp dirs,
+//! real test guests. Where the daemon also serves libvirt's RPC and
+//! `virsh` is installed, every query is run through both clients at the
+//! same moment and their stdout, stderr and exit status must match byte
+//! for byte; otherwise outputs are checked against virsh 9.0's layouts.
+//!
+//! Tests that boot guests need /dev/kvm and the test guest
+//! (`make -C compat-tests/guest/testos`); without them they say why and
+//! return early.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const OXVIRSH: &str = env!("CARGO_BIN_EXE_oxvirsh");
+const OXVIRTD: &str = env!("CARGO_BIN_EXE_oxvirtd");
+const VMM: &str = env!("CARGO_BIN_EXE_oxvirt-vmm");
+
+struct Env {
+    bus: Child,
+    daemon: Option<Child>,
+    address: String,
+    root: PathBuf,
+    rpc: Option<PathBuf>,
+}
+
+fn has_virsh() -> bool {
+    Command::new("virsh")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Env {
+    fn start(tag: &str) -> Option<Env> {
+        let mut bus = match Command::new("dbus-daemon")
+            .args(["--session", "--print-address=1", "--nofork"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipping: cannot run dbus-daemon ({e})");
+                return None;
+            }
+        };
+        let mut line = String::new();
+        let out = bus.stdout.take()?;
+        BufReader::new(out).read_line(&mut line).ok()?;
+        let root = std::env::temp_dir().join(format!(
+            "oxvirsh-test-{tag}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).ok()?;
+        let help = Command::new(OXVIRTD).arg("--help").output().ok()?;
+        let rpc = String::from_utf8_lossy(&help.stdout)
+            .contains("--rpc-socket")
+            .then(|| root.join("rpc.sock"));
+        let mut env = Env {
+            bus,
+            daemon: None,
+            address: line.trim().to_string(),
+            root,
+            rpc,
+        };
+        env.start_daemon();
+        Some(env)
+    }
+
+    fn start_daemon(&mut self) {
+        let mut cmd = Command::new(OXVIRTD);
+        cmd.arg("--bus-address")
+            .arg(&self.address)
+            .arg("--config-dir")
+            .arg(self.root.join("config"))
+            .arg("--run-dir")
+            .arg(self.root.join("run"))
+            .arg("--state-dir")
+            .arg(self.root.join("state"))
+            .arg("--vmm")
+            .arg(VMM)
+            .env("RUST_LOG", "info,zbus=error")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.root.join("oxvirtd.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            );
+        if let Some(r) = &self.rpc {
+            cmd.arg("--rpc-socket").arg(r);
+        }
+        self.daemon = Some(cmd.spawn().expect("spawn oxvirtd"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.ox(&["list"]).status.success() {
+            assert!(Instant::now() < deadline, "oxvirtd did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn ox_cmd(&self) -> Command {
+        let mut c = Command::new(OXVIRSH);
+        c.arg("--bus-address").arg(&self.address);
+        c.env_remove("LIBVIRT_DEFAULT_URI");
+        c
+    }
+
+    fn ox(&self, args: &[&str]) -> Output {
+        self.ox_cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run oxvirsh")
+    }
+
+    fn virsh(&self, args: &[&str]) -> Option<Output> {
+        let rpc = self.rpc.as_ref()?;
+        if !has_virsh() {
+            return None;
+        }
+        let uri = format!("qemu:///system?socket={}", rpc.display());
+        Command::new("virsh")
+            .arg("-c")
+            .arg(uri)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+    }
+
+    /// Runs `args` through oxvirsh and, when possible, virsh; they must
+    /// agree. Returns oxvirsh's stdout.
+    fn same(&self, args: &[&str]) -> String {
+        let ours = self.ox(args);
+        if let Some(theirs) = self.virsh(args) {
+            // libvirt's client may add a polkit notice on stderr.
+            let their_err: String = String::from_utf8_lossy(&theirs.stderr)
+                .lines()
+                .filter(|l| !l.starts_with("Authorization not available"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert_eq!(
+                steady(&String::from_utf8_lossy(&ours.stdout)),
+                steady(&String::from_utf8_lossy(&theirs.stdout)),
+                "stdout of {args:?}"
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&ours.stderr),
+                their_err,
+                "stderr of {args:?}"
+            );
+            assert_eq!(
+                ours.status.code(),
+                theirs.status.code(),
+                "status of {args:?}"
+            );
+        }
+        String::from_utf8_lossy(&ours.stdout).into_owned()
+    }
+
+    /// Runs an oxvirsh command that must succeed and print `want`.
+    fn ok(&self, args: &[&str], want: &str) {
+        let o = self.ox(args);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            want,
+            "{args:?}: stderr {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{args:?}");
+    }
+
+    /// Runs an oxvirsh command that must fail with `err` on stderr.
+    fn fails(&self, args: &[&str], err: &str) {
+        let o = self.ox(args);
+        assert_eq!(String::from_utf8_lossy(&o.stderr), err, "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "\n", "{args:?}");
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.root.join(name);
+        std::fs::write(&p, text).expect("write file");
+        p.display().to_string()
+    }
+
+    fn wait_state(&self, dom: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let o = self.ox(&["domstate", dom]);
+            if String::from_utf8_lossy(&o.stdout) == format!("{want}\n\n") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{dom} never became {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for d in ["g1", "g2", "t1"] {
+            let _ = self.ox(&["destroy", d]);
+        }
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Output without the values that change between two runs a moment
+/// apart: the CPU time of a running guest (virsh leaves the line out
+/// while it is still 0).
+fn steady(s: &str) -> String {
+    s.lines()
+        .filter(|l| !l.starts_with("CPU time:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn guest_kernel() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat-tests/guest/out/testos.elf");
+    if !Path::new("/dev/kvm").exists() {
+        eprintln!("skipping: /dev/kvm is not available");
+        return None;
+    }
+    if !p.exists() {
+        eprintln!("skipping: build the test guest with `make -C compat-tests/guest/testos`");
+        return None;
+    }
+    Some(p)
+}
+
+fn guest_xml(name: &str, uuid: &str, kernel: &Path, then: &str) -> String {
+    format!(
+        "<domain type='kvm'><name>{name}</name><uuid>{uuid}</uuid>\
+         <memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64'>hvm</type><kernel>{}</kernel>\
+         <cmdline>oxtest.then={then}</cmdline></os>\
+         <devices><serial type='pty'/><console type='pty'/></devices></domain>",
+        kernel.display()
+    )
+}
+
+const U1: &str = "11111111-2222-3333-4444-555555555555";
+const U2: &str = "22222222-2222-3333-4444-555555555555";
+
+fn script(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("compat-tests/cli")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn host_commands_and_errors() {
+    let Some(env) = Env::start("host") else {
+        return;
+    };
+    assert_eq!(
+        env.same(&["list"]),
+        " Id   Name   State\n--------------------\n\n"
+    );
+    env.same(&["list", "--all"]);
+    env.same(&["list", "--name"]);
+    env.same(&["hostname"]);
+    env.same(&["capabilities"]);
+    env.same(&["sysinfo"]);
+    env.same(&["dominfo", "nosuch"]);
+    env.same(&["domstate", "--domain", "nosuch"]);
+    env.same(&["start", "nosuch"]);
+    env.same(&["define", "/nonexistent/file.xml"]);
+    let bad = env.write("bad.xml", "<domain");
+    env.same(&["define", &bad]);
+    env.same(&["create", &bad]);
+    env.fails(
+        &["dominfo", "nosuch"],
+        "error: failed to get domain 'nosuch'\n",
+    );
+    let info = env.ox(&["nodeinfo"]);
+    let text = String::from_utf8_lossy(&info.stdout);
+    for key in [
+        "CPU model:           x86_64\n",
+        "CPU(s):              ",
+        "NUMA cell(s):        1\n",
+        "Memory size:         ",
+    ] {
+        assert!(text.contains(key), "nodeinfo lacks {key:?}: {text}");
+    }
+    let v = String::from_utf8_lossy(&env.ox(&["version"]).stdout).into_owned();
+    assert!(v.starts_with("Compiled against library: libvirt "), "{v}");
+    assert!(v.contains("\nUsing API: QEMU "), "{v}");
+    env.ok(&["-c", "qemu:///system", "uri"], "qemu:///system\n\n");
+    let o = env.ox(&["bogus"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "error: unknown command: 'bogus'\n"
+    );
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn completions_manpage_and_shell() {
+    let Some(env) = Env::start("shell") else {
+        return;
+    };
+    for sh in ["bash", "zsh", "fish"] {
+        let o = env.ox(&["completions", sh]);
+        assert!(o.status.success());
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("dominfo"),
+            "{sh}"
+        );
+    }
+    let man = env.ox(&["manpage"]);
+    assert!(String::from_utf8_lossy(&man.stdout).contains(".TH oxvirsh 1"));
+    let mut child = env
+        .ox_cmd()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("shell");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"list --all; uri\ndominfo nosuch\nquit\nlist\n")
+        .expect("write");
+    let o = child.wait_with_output().expect("shell output");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("Welcome to oxvirsh, the virtualization interactive terminal.\n"));
+    assert!(
+        out.contains(" Id   Name   State\n--------------------\n\n"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches(" Id   Name").count(),
+        1,
+        "quit stops the shell: {out}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("error: failed to get domain 'nosuch'\n"));
+    assert!(o.status.success());
+}
+
+#[test]
+fn domain_commands_match_virsh() {
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(env) = Env::start("dom") else { return };
+    let f1 = env.write("g1.xml", &guest_xml("g1", U1, &kernel, "halt"));
+    let f2 = env.write("g2.xml", &guest_xml("g2", U2, &kernel, "powerbutton"));
+    env.ok(
+        &["define", &f1],
+        &format!("Domain 'g1' defined from {f1}\n\n"),
+    );
+    env.ok(
+        &["define", "--file", &f2],
+        &format!("Domain 'g2' defined from {f2}\n\n"),
+    );
+    let list = env.same(&["list", "--all"]);
+    assert_eq!(
+        list,
+        " Id   Name   State\n-----------------------\n -    g1     shut off\n -    g2     shut off\n\n"
+    );
+    for q in [
+        &["dominfo", "g1"][..],
+        &["domstate", "g1", "--reason"],
+        &["domid", "g1"],
+        &["domuuid", "g1"],
+        &["domname", U1],
+        &["dumpxml", "g1"],
+        &["dumpxml", "g1", "--inactive"],
+        &["dumpxml", "g1", "--xpath", "//serial"],
+        &["dumpxml", "g1", "--xpath", "/domain/devices/*", "--wrap"],
+        &["dumpxml", "g1", "--xpath", "//target/@port"],
+        &["domblklist", "g1"],
+        &["domiflist", "g1"],
+        &["vcpuinfo", "g1"],
+        &["list", "--inactive"],
+        &["list", "--state-shutoff", "--name"],
+        &["list", "--all", "--uuid"],
+        &["reboot", "g1"],
+        &["resume", "g1"],
+        &["dommemstat", "g1"],
+    ] {
+        env.same(q);
+    }
+    assert_eq!(
+        env.same(&["domstate", "g1", "--reason"]),
+        "shut off (unknown)\n\n"
+    );
+
+    env.ok(&["start", "g1"], "Domain 'g1' started\n\n");
+    env.fails(&["start", "g1"], "error: Domain is already active\n");
+    env.ok(&["start", U2], "Domain 'g2' started\n\n");
+    assert_eq!(
+        env.same(&["domstate", "g1", "--reason"]),
+        "running (booted)\n\n"
+    );
+    for q in [
+        &["list"][..],
+        &["list", "--all"],
+        &["list", "--state-running"],
+        &["dominfo", "g2"],
+        &["domid", "g1"],
+        &["vcpuinfo", "g2"],
+        &["dommemstat", "g1"],
+        &["domblkstat", "g1", "vda"],
+        &["domifstat", "g1", "vnet0"],
+        &["dumpxml", "g1", "--xpath", "//console"],
+        &["start", "g1"],
+    ] {
+        env.same(q);
+    }
+    env.ok(&["suspend", "g1"], "Domain 'g1' suspended\n\n");
+    assert_eq!(
+        env.same(&["domstate", "g1", "--reason"]),
+        "paused (user)\n\n"
+    );
+    env.same(&["list", "--state-paused"]);
+    env.same(&["list", "--state-running"]);
+    env.ok(&["resume", "g1"], "Domain 'g1' resumed\n\n");
+    env.same(&["resume", "g1"]);
+    assert_eq!(
+        env.same(&["domstate", "g1", "--reason"]),
+        "running (unpaused)\n\n"
+    );
+    env.ok(
+        &["autostart", "g1"],
+        "Domain 'g1' marked as autostarted\n\n",
+    );
+    env.same(&["dominfo", "g1"]);
+    env.ok(
+        &["autostart", "--disable", "g1"],
+        "Domain 'g1' unmarked as autostarted\n\n",
+    );
+    env.ok(&["reboot", "g1"], "Domain 'g1' is being rebooted\n\n");
+    // The daemon restarts the guest's VMM on reboot; let that finish.
+    std::thread::sleep(Duration::from_secs(2));
+    env.wait_state("g1", "running");
+    env.ok(&["reset", "g1"], "Domain 'g1' was reset\n\n");
+    env.wait_state("g1", "running");
+    env.ok(&["shutdown", "g2"], "Domain 'g2' is being shutdown\n\n");
+    env.wait_state("g2", "shut off");
+    assert_eq!(
+        env.same(&["domstate", "g2", "--reason"]),
+        "shut off (shutdown)\n\n"
+    );
+    env.ok(&["destroy", "g1"], "Domain 'g1' destroyed\n\n");
+    assert_eq!(
+        env.same(&["domstate", "g1", "--reason"]),
+        "shut off (destroyed)\n\n"
+    );
+    env.same(&["destroy", "g1"]);
+
+    let t = env.write(
+        "t1.xml",
+        &guest_xml(
+            "t1",
+            "33333333-2222-3333-4444-555555555555",
+            &kernel,
+            "halt",
+        ),
+    );
+    env.ok(
+        &["create", &t],
+        &format!("Domain 't1' created from {t}\n\n"),
+    );
+    env.same(&["dominfo", "t1"]);
+    env.same(&["list"]);
+    env.ok(&["destroy", "t1"], "Domain 't1' destroyed\n\n");
+    env.same(&["dominfo", "t1"]);
+
+    env.ok(&["undefine", "g2"], "Domain 'g2' has been undefined\n\n");
+    env.ok(
+        &["undefine", "g1", "--remove-all-storage"],
+        "Domain 'g1' has been undefined\n\n",
+    );
+    env.same(&["list", "--all"]);
+}
+
+#[test]
+fn edit_with_scripted_editor() {
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(env) = Env::start("edit") else {
+        return;
+    };
+    let f1 = env.write("g1.xml", &guest_xml("g1", U1, &kernel, "halt"));
+    env.ok(
+        &["define", &f1],
+        &format!("Domain 'g1' defined from {f1}\n\n"),
+    );
+    let before = env.ox(&["dumpxml", "--inactive", "g1"]).stdout;
+
+    let o = env
+        .ox_cmd()
+        .args(["edit", "g1"])
+        .env("EDITOR", script("editor-invalid.sh"))
+        .env_remove("VISUAL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("edit");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(env.ox(&["dumpxml", "--inactive", "g1"]).stdout, before);
+
+    let info = String::from_utf8_lossy(&env.ox(&["dominfo", "g1"]).stdout).into_owned();
+    assert!(info.contains("Max memory:     65536 KiB\n"), "{info}");
+    let o = env
+        .ox_cmd()
+        .args(["edit", "g1"])
+        .env("EDITOR", script("editor-memory.sh"))
+        .env_remove("VISUAL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("edit");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "Domain 'g1' XML configuration edited.\n\n"
+    );
+    assert!(o.status.success());
+    let info = String::from_utf8_lossy(&env.ox(&["dominfo", "g1"]).stdout).into_owned();
+    assert!(info.contains("Max memory:     32768 KiB\n"), "{info}");
+    env.same(&["dominfo", "g1"]);
+
+    let o = env
+        .ox_cmd()
+        .args(["edit", "g1"])
+        .env("EDITOR", "true")
+        .env_remove("VISUAL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("edit");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "Domain 'g1' XML configuration not changed.\n\n"
+    );
+    env.ok(&["undefine", "g1"], "Domain 'g1' has been undefined\n\n");
+}
+
+#[test]
+fn console_through_a_pty() {
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(env) = Env::start("console") else {
+        return;
+    };
+    let f1 = env.write("g1.xml", &guest_xml("g1", U1, &kernel, "halt"));
+    env.ok(
+        &["define", &f1],
+        &format!("Domain 'g1' defined from {f1}\n\n"),
+    );
+    env.fails(&["console", "g1"], "error: The domain is not running\n");
+    env.ok(&["start", "g1"], "Domain 'g1' started\n\n");
+    let o = Command::new("python3")
+        .arg(script("console_pty.py"))
+        .arg(OXVIRSH)
+        .arg("--bus-address")
+        .arg(&env.address)
+        .arg("console")
+        .arg("g1")
+        .output()
+        .expect("python3");
+    let report: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("console_pty.py report");
+    let out = report["output"].as_str().unwrap_or_default();
+    assert!(
+        out.starts_with("Connected to domain 'g1'\r\nEscape character is ^] (Ctrl + ])\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("testos"),
+        "guest output reaches the terminal: {out}"
+    );
+    assert_eq!(report["raw_while_attached"], true, "{report}");
+    assert_eq!(report["restored"], true, "{report}");
+    assert_eq!(report["status"], 0, "{report}");
+    // The guest keeps running after the client detached.
+    env.ok(&["domstate", "g1"], "running\n\n");
+    env.fails(
+        &["console", "g1", "--devname", "nosuch"],
+        "error: internal error: cannot find character device nosuch\n",
+    );
+    env.ok(&["destroy", "g1"], "Domain 'g1' destroyed\n\n");
+
+    // A serial port written to a file has no console to attach to.
+    let log = env.root.join("g2-serial.log");
+    let f2 = env.write(
+        "g2.xml",
+        &guest_xml("g2", U2, &kernel, "halt").replace(
+            "<serial type='pty'/><console type='pty'/>",
+            &format!(
+                "<serial type='file'><source path='{}'/></serial>",
+                log.display()
+            ),
+        ),
+    );
+    env.ok(
+        &["create", &f2],
+        &format!("Domain 'g2' created from {f2}\n\n"),
+    );
+    env.fails(
+        &["console", "g2"],
+        "error: Operation not supported: character device serial0 is not using a PTY\n",
+    );
+    env.ok(&["destroy", "g2"], "Domain 'g2' destroyed\n\n");
+}
+
+#[test]
+fn events_match_virsh() {
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(env) = Env::start("events") else {
+        return;
+    };
+    let f1 = env.write("g1.xml", &guest_xml("g1", U1, &kernel, "halt"));
+    let ours = env
+        .ox_cmd()
+        .args(["event", "--all", "--loop", "--timeout", "8"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("event");
+    let theirs = match (&env.rpc, has_virsh()) {
+        (Some(r), true) => Command::new("virsh")
+            .arg("-c")
+            .arg(format!("qemu:///system?socket={}", r.display()))
+            .args(["event", "--all", "--loop", "--timeout", "8"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok(),
+        _ => None,
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    env.ok(
+        &["define", &f1],
+        &format!("Domain 'g1' defined from {f1}\n\n"),
+    );
+    env.ok(&["start", "g1"], "Domain 'g1' started\n\n");
+    env.ok(&["suspend", "g1"], "Domain 'g1' suspended\n\n");
+    env.ok(&["resume", "g1"], "Domain 'g1' resumed\n\n");
+    env.ok(&["destroy", "g1"], "Domain 'g1' destroyed\n\n");
+    env.ok(&["undefine", "g1"], "Domain 'g1' has been undefined\n\n");
+    let o = ours.wait_with_output().expect("event output");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        text,
+        "event 'lifecycle' for domain 'g1': Defined Added\n\
+         event 'lifecycle' for domain 'g1': Started Booted\n\
+         event 'lifecycle' for domain 'g1': Suspended Paused\n\
+         event 'lifecycle' for domain 'g1': Resumed Unpaused\n\
+         event 'lifecycle' for domain 'g1': Stopped Destroyed\n\
+         event 'lifecycle' for domain 'g1': Undefined Removed\n\
+         event loop timed out\n\
+         events received: 6\n\n"
+    );
+    if let Some(t) = theirs {
+        let v = t.wait_with_output().expect("virsh event output");
+        assert_eq!(text, String::from_utf8_lossy(&v.stdout));
+    }
+}
