@@ -104,8 +104,10 @@ void acpi_init(u64 hint)
 	if (!acpi.rsdp)
 		return;
 	const u8 *r = (const u8 *)acpi.rsdp;
-	if (memcmp(r, "RSD PTR ", 8) != 0)
+	if (memcmp(r, "RSD PTR ", 8) != 0) {
+		println("INFO acpi rsdp_paddr 0x%llx has no \"RSD PTR \" signature", acpi.rsdp);
 		return;
+	}
 	acpi.found = true;
 	u64 x = r[15] >= 2 ? rd64(r + 24) : 0;
 	if (x) {
@@ -146,6 +148,14 @@ void acpi_init(u64 hint)
 			gas_read(f + 116, &acpi.reset_reg);
 			acpi.reset_value = f[128];
 			acpi.reset_ok = (flags & FADT_FLAG_RESET_REG_SUP) && gas_valid(&acpi.reset_reg);
+		}
+		/* Fixed-hardware fallback for poweroff on full (non-reduced) ACPI platforms. */
+		if (flen >= 184 && rd64(f + 172 + 4)) {
+			gas_read(f + 172, &acpi.pm1a_cnt);
+		} else if (flen >= 68 && rd32(f + 64)) {
+			acpi.pm1a_cnt.space = 1;
+			acpi.pm1a_cnt.bit_width = 16;
+			acpi.pm1a_cnt.addr = rd32(f + 64);
 		}
 		if (flen >= 268) {
 			gas_read(f + 244, &acpi.sleep_ctl);
@@ -308,7 +318,7 @@ static void check_table(struct why *w, const u8 *t, const char *what)
 bool check_acpi(struct why *w)
 {
 	if (!acpi.found) {
-		why_add(w, "rsdp: not found");
+		why_add(w, acpi.rsdp ? "rsdp: bad signature" : "rsdp: not found");
 		return false;
 	}
 	const u8 *r = (const u8 *)acpi.rsdp;
@@ -446,4 +456,95 @@ bool check_acpi(struct why *w)
 		why_add(w, "mcfg: missing");
 	}
 	return w->len == 0;
+}
+
+/* Finds the device whose _HID/_CID is id (EisaId DWordConst or string) and returns the
+ * start of the id and the end of the enclosing DeviceOp, or NULL. The n-th match. */
+static const u8 *dsdt_device(const char *id, int nth, const u8 **end)
+{
+	if (!acpi.dsdt)
+		return NULL;
+	const u8 *aml = acpi.dsdt + 36;
+	usize n = acpi.dsdt_len > 36 ? acpi.dsdt_len - 36 : 0;
+	u8 pat[5] = { 0x0C };
+	eisa_bytes(id, pat + 1);
+	const u8 *hid = NULL;
+	for (usize off = 0; off < n && nth >= 0; nth--) {
+		const u8 *a = memfind(aml + off, n - off, pat, 5);
+		const u8 *b = memfind(aml + off, n - off, id, strlen(id));
+		hid = a && (!b || a < b) ? a : b;
+		if (!hid)
+			return NULL;
+		off = (usize)(hid - aml) + 5;
+	}
+	*end = aml + n;
+	for (const u8 *p = hid - 2; p >= aml; p--) {
+		if (p[0] == 0x5B && p[1] == 0x82) {
+			int pl;
+			u32 len = pkg_length(p + 2, &pl);
+			if (p + 2 + len <= aml + n && p + 2 + len > hid) {
+				*end = p + 2 + len;
+				break;
+			}
+		}
+	}
+	return hid;
+}
+
+/* Memory ranges of a device (id NULL: of the whole DSDT): every Buffer named _CRS
+ * inside the device (children included) is walked for Memory32Fixed (0x86), DWord (0x87) and QWord (0x8A) address
+ * space descriptors of resource type memory. Returns the number stored. */
+int acpi_dev_mem(const char *id, int nth, u64 *base, u64 *len, int max)
+{
+	const u8 *end = NULL;
+	const u8 *p;
+	if (id) {
+		p = dsdt_device(id, nth, &end);
+	} else {           /* every _CRS in the DSDT */
+		if (!acpi.dsdt)
+			return 0;
+		p = acpi.dsdt + 36;
+		end = acpi.dsdt + (acpi.dsdt_len > 36 ? acpi.dsdt_len : 36);
+	}
+	int k = 0;
+	while (p && p < end && k < max) {
+		const u8 *crs = memfind(p, (usize)(end - p), "_CRS", 4);
+		if (!crs || crs + 6 >= end)
+			break;
+		p = crs + 4;
+		if (crs[4] != 0x11)
+			continue;
+		int pl;
+		u32 blen = pkg_length(crs + 5, &pl);
+		const u8 *b = crs + 5 + pl;
+		const u8 *bend = crs + 5 + blen;
+		if (bend > end)
+			bend = end;
+		if (b[0] == 0x0A) b += 2;
+		else if (b[0] == 0x0B) b += 3;
+		else if (b[0] == 0x0C) b += 5;
+		else b += 1;
+		while (b + 3 <= bend && k < max) {
+			if (!(b[0] & 0x80)) {
+				if (((b[0] >> 3) & 0xF) == 0xF)
+					break;
+				b += 1 + (b[0] & 7);
+				continue;
+			}
+			u16 l = rd16(b + 1);
+			if (b[0] == 0x86 && l >= 9) {
+				base[k] = rd32(b + 4);
+				len[k++] = rd32(b + 8);
+			} else if (b[0] == 0x87 && l >= 23 && b[3] == 0) {
+				base[k] = rd32(b + 10);
+				len[k++] = rd32(b + 22);
+			} else if (b[0] == 0x8A && l >= 43 && b[3] == 0) {
+				base[k] = rd64(b + 14);
+				len[k++] = rd64(b + 38);
+			}
+			b += 3 + l;
+		}
+		p = bend;
+	}
+	return k;
 }

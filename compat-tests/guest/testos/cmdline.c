@@ -6,6 +6,18 @@ struct options opt;
 static bool parse_int(const char *s, usize n, i64 *out)
 {
 	i64 v = 0;
+	if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		for (usize i = 2; i < n; i++) {
+			char c = s[i];
+			int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+				c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+			if (d < 0)
+				return false;
+			v = v * 16 + d;
+		}
+		*out = v;
+		return true;
+	}
 	bool neg = false;
 	if (n && *s == '-') {
 		neg = true;
@@ -31,6 +43,40 @@ static void copy_val(char *dst, usize dsz, const char *v, usize n)
 	dst[n] = 0;
 }
 
+/* BASE:SIZE, both hex with 0x */
+static void parse_range(const char *v, usize n)
+{
+	usize c = 0;
+	while (c < n && v[c] != ':')
+		c++;
+	i64 b, s;
+	if (c < n && parse_int(v, c, &b) && parse_int(v + c + 1, n - c - 1, &s)) {
+		opt.mmio32 = (u64)b;
+		opt.mmio32_size = (u64)s;
+	}
+}
+
+static void parse_ip(const char *v, usize n)
+{
+	u32 ip = 0;
+	int part = 0, nd = 0, val = 0;
+	for (usize i = 0; i <= n; i++) {
+		if (i == n || v[i] == '.') {
+			if (!nd || val > 255 || part > 3)
+				return;
+			ip |= (u32)val << (8 * part++);
+			val = nd = 0;
+		} else if (v[i] >= '0' && v[i] <= '9') {
+			val = val * 10 + (v[i] - '0');
+			nd++;
+		} else {
+			return;
+		}
+	}
+	if (part == 4)
+		opt.ip = ip;
+}
+
 void cmdline_parse(const char *cl)
 {
 	memset(&opt, 0, sizeof(opt));
@@ -38,6 +84,16 @@ void cmdline_parse(const char *cl)
 	opt.mem_mib = -1;
 	opt.epoch = -1;
 	opt.gedirq = -1;
+	opt.blkwrite = 64;
+	opt.blkzero = -1;
+	opt.vsock_port = 1234;
+	opt.vsock_cid = 2;
+	opt.ip = 15u << 24 | 2u << 16 | 10u;   /* 10.0.2.15, bytes in wire order */
+	opt.netsend = 4;
+	opt.nettime_ms = 10000;
+	opt.netserve_s = 30;
+	opt.balloonwait_ms = 10000;
+	opt.timeout_ms = 5000;
 	copy_val(opt.checks, sizeof(opt.checks), "e820,acpi,smp,rtc", 17);
 	copy_val(opt.then, sizeof(opt.then), "halt", 4);
 	if (!cl)
@@ -73,10 +129,46 @@ void cmdline_parse(const char *cl)
 			opt.epoch = n;
 		else if (KEY("oxtest.pci") && parse_int(v, vlen, &n))
 			opt.pci = n != 0;
+		else if (KEY("oxtest.x2apic") && parse_int(v, vlen, &n))
+			opt.x2apic = n != 0;
 		else if (KEY("oxtest.e820"))
 			opt.e820_lax = vlen == 3 && memcmp(v, "lax", 3) == 0;
 		else if (KEY("oxtest.gedirq") && parse_int(v, vlen, &n))
 			opt.gedirq = (int)n;
+		else if (KEY("oxtest.devs"))
+			copy_val(opt.devs, sizeof(opt.devs), v, vlen);
+		else if (KEY("oxtest.ecam") && parse_int(v, vlen, &n))
+			opt.ecam = (u64)n;
+		else if (KEY("oxtest.mmio32"))
+			parse_range(v, vlen);
+		else if (KEY("oxtest.blkwrite") && parse_int(v, vlen, &n))
+			opt.blkwrite = n;
+		else if (KEY("oxtest.blkzero") && parse_int(v, vlen, &n))
+			opt.blkzero = n;
+		else if (KEY("oxtest.console"))
+			opt.console_echo = vlen == 4 && memcmp(v, "echo", 4) == 0;
+		else if (KEY("oxtest.vsockport") && parse_int(v, vlen, &n))
+			opt.vsock_port = (u32)n;
+		else if (KEY("oxtest.vsockcid") && parse_int(v, vlen, &n))
+			opt.vsock_cid = (u32)n;
+		else if (KEY("oxtest.ip"))
+			parse_ip(v, vlen);
+		else if (KEY("oxtest.netsend") && parse_int(v, vlen, &n))
+			opt.netsend = (int)n;
+		else if (KEY("oxtest.netrecv") && parse_int(v, vlen, &n))
+			opt.netrecv = (int)n;
+		else if (KEY("oxtest.netping") && parse_int(v, vlen, &n))
+			opt.netping = (int)n;
+		else if (KEY("oxtest.nettime") && parse_int(v, vlen, &n))
+			opt.nettime_ms = n;
+		else if (KEY("oxtest.netserve") && parse_int(v, vlen, &n))
+			opt.netserve_s = n;
+		else if (KEY("oxtest.balloonpages") && parse_int(v, vlen, &n))
+			opt.balloon_pages = (int)n;
+		else if (KEY("oxtest.balloonwait") && parse_int(v, vlen, &n))
+			opt.balloonwait_ms = n;
+		else if (KEY("oxtest.timeout") && parse_int(v, vlen, &n))
+			opt.timeout_ms = n;
 #undef KEY
 	}
 }

@@ -24,6 +24,7 @@ void e820_capture(u64 paddr, u32 entries)
 
 static const char *type_name(u32 t)
 {
+	static char other[16];
 	switch (t) {
 	case 1: return "ram";
 	case 2: return "reserved";
@@ -31,7 +32,9 @@ static const char *type_name(u32 t)
 	case 4: return "nvs";
 	case 5: return "unusable";
 	case 7: return "pmem";
-	default: return "other";
+	default:
+		snprintf(other, sizeof(other), "type%u", t);
+		return other;
 	}
 }
 

@@ -39,6 +39,14 @@ void lapic_init(void)
 	if (!(base & (1u << 11)))
 		wrmsr(MSR_APIC_BASE, base | (1u << 11));   /* globally enabled */
 	lapic_base = base & 0x000FFFFFFFFFF000ull;
+	if (opt.x2apic && !(base & (1u << 10))) {
+		u32 a, b, c, d;
+		cpuid(1, 0, &a, &b, &c, &d);
+		if (c & (1u << 21))
+			wrmsr(MSR_APIC_BASE, base | (1u << 11) | (1u << 10));
+		else
+			println("INFO x2apic requested but not offered by CPUID");
+	}
 	lapic_write(APIC_TPR, 0);
 	lapic_write(APIC_SVR, 0x100 | VEC_SPURIOUS);       /* software enabled */
 }

@@ -6,11 +6,39 @@
 static char cmdline_copy[1024];
 static int passed, failed;
 
+void report(const char *name, bool ok, const struct why *w)
+{
+	if (ok && w->len == 0) {
+		println("PASS %s", name);
+		passed++;
+	} else {
+		println("FAIL %s: %s", name, w->len ? w->buf : "failed");
+		failed++;
+	}
+}
+
+/* Checks that report their own (per-device) results. */
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} multi[] = {
+	{ "pci", check_pci }, { "blk", check_blk }, { "rng", check_rng },
+	{ "console", check_console }, { "balloon", check_balloon }, { "vsock", check_vsock },
+	{ "net", check_net },
+};
+
 static void run_check(const char *name)
 {
 	struct why w = { .len = 0 };
 	w.buf[0] = 0;
 	bool ok;
+	for (usize i = 0; i < sizeof(multi) / sizeof(multi[0]); i++) {
+		if (strncmp(name, multi[i].name, strlen(multi[i].name) + 1) == 0) {
+			pci_scan();
+			multi[i].fn();
+			return;
+		}
+	}
 	if (strncmp(name, "e820", 5) == 0)
 		ok = check_e820(&w);
 	else if (strncmp(name, "acpi", 5) == 0)
@@ -23,13 +51,7 @@ static void run_check(const char *name)
 		ok = false;
 		why_add(&w, "unknown check");
 	}
-	if (ok && w.len == 0) {
-		println("PASS %s", name);
-		passed++;
-	} else {
-		println("FAIL %s: %s", name, w.len ? w.buf : "failed");
-		failed++;
-	}
+	report(name, ok, &w);
 }
 
 void kmain(u32 start_info)

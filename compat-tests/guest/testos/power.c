@@ -16,11 +16,21 @@ void poweroff(void)
 		println("INFO no _S5_ package in the DSDT, using SLP_TYP 5");
 		slp = 5;
 	}
-	if (!acpi.sleep_ok) {
+	if (acpi.sleep_ok) {
+		/* HW-reduced sleep control register: SLP_TYP in bits 2-4, SLP_EN is bit 5. */
+		gas_write(&acpi.sleep_ctl, (u64)(((slp & 7) << 2) | (1 << 5)));
+	} else if (acpi.pm1a_cnt.addr) {
+		/* Full ACPI: PM1a control, SLP_TYP in bits 10-12, SLP_EN is bit 13. */
+		println("INFO poweroff: no sleep control register, using PM1a_CNT 0x%llx",
+			acpi.pm1a_cnt.addr);
+		struct gas g = acpi.pm1a_cnt;
+		if (g.bit_width != 32)
+			g.bit_width = 16;
+		gas_write(&g, (u64)(((slp & 7) << 10) | (1 << 13)));
+	} else {
 		println("INFO poweroff: no valid FADT sleep control register");
 		halt_forever();
 	}
-	gas_write(&acpi.sleep_ctl, (u64)(((slp & 7) << 2) | (1 << 5)));
 	delay_us(1000000);
 	println("INFO poweroff: still running 1 s after writing the sleep control register");
 	halt_forever();
@@ -130,6 +140,8 @@ void do_action(const char *a)
 		ticker();
 	else if (strncmp(a, "powerbutton", 12) == 0)
 		powerbutton();
+	else if (strncmp(a, "net-serve", 10) == 0)
+		net_serve();
 	else if (strncmp(a, "halt", 5) != 0)
 		println("INFO unknown action \"%s\", halting", a);
 	halt_forever();

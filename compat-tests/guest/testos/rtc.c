@@ -76,7 +76,7 @@ bool check_rtc(struct why *w)
 		a.day, a.hour, a.min, a.sec, regb, binary ? "binary" : "bcd", h24 ? "24h" : "12h");
 	if (a.sec > 59 || a.min > 59 || a.hour > 23 || a.day < 1 || a.day > 31 || a.mon < 1 ||
 	    a.mon > 12) {
-		why_add(w, "rtc: fields out of range");
+		why_add(w, "fields out of range");
 		return false;
 	}
 	i64 t = days_from_civil(year, a.mon, a.day) * 86400 + a.hour * 3600 + a.min * 60 + a.sec;
@@ -87,6 +87,6 @@ bool check_rtc(struct why *w)
 	i64 diff = t - opt.epoch;
 	println("INFO rtc unix %lld, oxtest.epoch %lld, difference %lld s", t, opt.epoch, diff);
 	if (diff > 120 || diff < -120)
-		why_add(w, "rtc: %lld s away from oxtest.epoch", diff);
+		why_add(w, "%lld s away from oxtest.epoch", diff);
 	return w->len == 0;
 }

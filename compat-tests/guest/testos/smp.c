@@ -41,12 +41,12 @@ static bool wait_started(u64 ms)
 bool check_smp(struct why *w)
 {
 	if (!acpi.madt) {
-		why_add(w, "smp: no MADT");
+		why_add(w, "no MADT");
 		return false;
 	}
 	int want = opt.cpus >= 0 ? opt.cpus : acpi.ncpus;
 	if (acpi.ncpus > MAX_CPUS) {
-		why_add(w, "smp: %d CPUs, at most %d supported", acpi.ncpus, MAX_CPUS);
+		why_add(w, "%d CPUs, at most %d supported", acpi.ncpus, MAX_CPUS);
 		return false;
 	}
 	lapic_init();
@@ -75,7 +75,7 @@ bool check_smp(struct why *w)
 		if (!wait_started(1)) {
 			lapic_send_ipi(id, 0x00004600 | (TRAMP_BASE >> 12));
 			if (!wait_started(AP_START_TIMEOUT_MS))
-				why_add(w, "smp: AP %u did not start", id);
+				why_add(w, "AP %u did not start", id);
 		}
 	}
 	u64 end = rdtsc() + ms_to_tsc(1000);
@@ -83,6 +83,6 @@ bool check_smp(struct why *w)
 		cpu_relax();
 	println("INFO smp %u APs up in %llu ms", ap_count, (rdtsc() - t0) / ms_to_tsc(1));
 	if ((int)ap_count != want - 1)
-		why_add(w, "smp: %u APs up, want %d", ap_count, want - 1);
+		why_add(w, "%u APs up, want %d", ap_count, want - 1);
 	return w->len == 0;
 }

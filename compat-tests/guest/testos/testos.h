@@ -94,7 +94,19 @@ struct options {
 	i64 epoch;       /* -1 if not given */
 	int pci;         /* 0/1 */
 	int gedirq;      /* -1 if not given */
+	int x2apic;      /* oxtest.x2apic=1: switch the BSP's LAPIC to x2APIC mode first */
 	int e820_lax;    /* oxtest.e820=lax: tolerate an unsorted map and empty entries */
+	/* PCI and virtio (see README): */
+	char devs[256];  /* oxtest.devs=SLOT:KIND[:FLAG],... */
+	u64 ecam;        /* oxtest.ecam=0x...: ECAM base, overrides MCFG/DSDT */
+	u64 mmio32, mmio32_size;   /* oxtest.mmio32=BASE:SIZE (hex): BAR window */
+	i64 blkwrite;    /* oxtest.blkwrite=SECTOR: first of 8 sectors the write test uses */
+	i64 blkzero;     /* oxtest.blkzero=SECTOR: write-zeroes test, -1: off */
+	int console_echo;          /* oxtest.console=echo */
+	u32 vsock_port, vsock_cid; /* oxtest.vsockport, oxtest.vsockcid */
+	u32 ip;          /* oxtest.ip=A.B.C.D, network byte order in memory */
+	int netsend, netrecv, netping, balloon_pages;
+	i64 nettime_ms, netserve_s, balloonwait_ms, timeout_ms;
 };
 extern struct options opt;
 void cmdline_parse(const char *cmdline);
@@ -128,7 +140,7 @@ struct acpi_info {
 	int nioapics;
 	struct { u32 id; u64 addr; u32 gsi_base; } ioapic[MAX_IOAPICS];
 	bool sleep_ok, reset_ok;
-	struct gas sleep_ctl, sleep_sts, reset_reg;
+	struct gas sleep_ctl, sleep_sts, reset_reg, pm1a_cnt;
 	u8 reset_value;
 };
 extern struct acpi_info acpi;
@@ -170,6 +182,88 @@ void irq_set_handler(u8 vector, irq_handler h);
 /* ---- smp.c ---- */
 bool check_smp(struct why *w);
 void ap_main(void);
+
+/* ---- main.c ---- */
+/* Prints PASS name / FAIL name: why, and counts it. */
+void report(const char *name, bool ok, const struct why *w);
+
+/* ---- pci.c ---- */
+#define MAX_PCI 64
+struct pci_dev {
+	u8 bus, dev, fn, hdr;
+	u16 vendor, device;
+	u32 class;
+	u64 bar[6], bar_size[6];
+	bool bar_io[6], bar64[6];
+	u8 bar_assigned, bar_unassigned;   /* bit masks */
+	u8 msix;                           /* MSI-X capability offset, 0 if none */
+	u8 vcap[8], nvcaps;                /* vendor-specific (virtio) capabilities */
+};
+struct pci_expect {
+	int slot, type;
+	char flag[8], text[32];
+};
+extern struct pci_dev pci_devs[MAX_PCI];
+extern int pci_ndevs;
+extern struct pci_expect pci_expect[MAX_PCI];
+extern int pci_nexpect;
+u32 pci_read32(const struct pci_dev *d, u16 off);
+u16 pci_read16(const struct pci_dev *d, u16 off);
+u8 pci_read8(const struct pci_dev *d, u16 off);
+void pci_write32(const struct pci_dev *d, u16 off, u32 v);
+void pci_write16(const struct pci_dev *d, u16 off, u16 v);
+void pci_scan(void);
+struct pci_dev *pci_find(int bus, int dev, int fn);
+bool virtio_caps_ok(const struct pci_dev *d, int type, struct why *w);
+const char *virtio_kind(int type);
+void check_pci(void);
+int acpi_dev_mem(const char *id, int nth, u64 *base, u64 *len, int max);
+
+/* ---- virtio_pci.c: modern virtio-pci transport, split virtqueues, polled ---- */
+#define VIRTIO_F_VERSION_1 (1ull << 32)
+struct vring_desc { u64 addr; u32 len; u16 flags, next; };
+struct vq {
+	u16 size, index, free_head, nfree, last_used;
+	struct vring_desc *desc;
+	volatile u16 *avail;     /* flags, idx, ring[size], used_event */
+	volatile u8 *used;       /* flags, idx, {id, len}[size], avail_event */
+	u64 notify;
+};
+struct vbuf { void *addr; u32 len; };
+#define VDEV_MAXQ 4
+struct vdev {
+	struct pci_dev *pci;
+	int type;
+	char name[24];           /* e.g. "blk-03" */
+	u64 common, notify, isr, cfg;
+	u32 notify_mult, cfg_len;
+	u64 features;            /* negotiated */
+	struct vq q[VDEV_MAXQ];
+	const struct pci_expect *exp;
+};
+void *dma_alloc(usize size, usize align);
+/* Finds the devices of a virtio type (from oxtest.devs, else every matching function). */
+int virtio_find(int type, struct vdev *out, int max);
+bool vdev_start(struct vdev *d, u64 wanted, struct why *w);
+bool vq_setup(struct vdev *d, int qi, u16 max, struct why *w);
+void vdev_ready(struct vdev *d);
+int vq_add(struct vq *q, const struct vbuf *b, int nout, int nin);
+void vq_kick(struct vq *q);
+int vq_get(struct vq *q, u32 *len);
+int vq_wait(struct vq *q, int head, u64 timeout_ms, u32 *len);
+/* add + kick + wait for that chain: returns false on timeout */
+bool vq_xfer(struct vq *q, const struct vbuf *b, int nout, int nin, u32 *len);
+u8 vcfg8(const struct vdev *d, u32 off);
+u16 vcfg16(const struct vdev *d, u32 off);
+u32 vcfg32(const struct vdev *d, u32 off);
+u64 vcfg64(const struct vdev *d, u32 off);
+void check_blk(void);
+void check_rng(void);
+void check_console(void);
+void check_balloon(void);
+void check_vsock(void);
+void check_net(void);
+void net_serve(void);
 
 /* ---- power.c ---- */
 void do_action(const char *action);

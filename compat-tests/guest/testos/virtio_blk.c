@@ -1,0 +1,249 @@
+/* virtio-blk: identity, pattern reads (start, middle, end), write + flush + read back,
+ * and refusal of writes on a read-only disk.
+ *
+ * Disk pattern: the 8-byte little-endian word at byte offset B (B a multiple of 8) holds
+ * (B / 8) ^ PATTERN_KEY. Sectors the write test wrote hold (B / 8) ^ WRITE_KEY. */
+#include "testos.h"
+
+#define PATTERN_KEY 0x6f78766972740000ull   /* "oxvirt" */
+#define WRITE_KEY   0x6f78777269746521ull
+
+#define F_SIZE_MAX  (1ull << 1)
+#define F_SEG_MAX   (1ull << 2)
+#define F_RO        (1ull << 5)
+#define F_BLK_SIZE  (1ull << 6)
+#define F_FLUSH     (1ull << 9)
+#define F_WRITE_ZEROES (1ull << 14)
+
+#define T_IN     0
+#define T_OUT    1
+#define T_FLUSH  4
+#define T_GET_ID 8
+#define T_WRITE_ZEROES 13
+
+#define NSECT 8      /* sectors per test request: 4 KiB */
+
+struct req_hdr {
+	u32 type, reserved;
+	u64 sector;
+};
+
+static struct req_hdr *hdr;
+static u8 *status;
+static u64 *buf;
+
+/* One request; returns the status byte, or -1 on timeout. */
+static int blk_req(struct vdev *d, u32 type, u64 sector, void *data, u32 len, bool dev_writes)
+{
+	hdr->type = type;
+	hdr->reserved = 0;
+	hdr->sector = sector;
+	*status = 0xFF;
+	struct vbuf b[3] = { { hdr, sizeof(*hdr) }, { data, len }, { status, 1 } };
+	bool ok;
+	if (!len) {
+		b[1] = b[2];
+		ok = vq_xfer(&d->q[0], b, 1, 1, NULL);
+	} else if (dev_writes) {
+		ok = vq_xfer(&d->q[0], b, 1, 2, NULL);
+	} else {
+		ok = vq_xfer(&d->q[0], b, 2, 1, NULL);
+	}
+	return ok ? *status : -1;
+}
+
+static void fill(u64 *p, u64 sector, u64 key)
+{
+	u64 w0 = sector * 64;
+	for (u32 i = 0; i < NSECT * 64; i++)
+		p[i] = (w0 + i) ^ key;
+}
+
+/* Compares NSECT sectors at sector with the pattern; adds the first mismatch to w. */
+static bool verify(const u64 *p, u64 sector, u64 key, const char *what, struct why *w)
+{
+	u64 w0 = sector * 64;
+	for (u32 i = 0; i < NSECT * 64; i++) {
+		if (p[i] != ((w0 + i) ^ key)) {
+			why_add(w, "%s: sector %llu word %u is 0x%llx, want 0x%llx", what,
+				sector + i / 64, i % 64, p[i], (w0 + i) ^ key);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* oxtest.blkzero=SECTOR: VIRTIO_BLK_T_WRITE_ZEROES over 8 sectors (if offered), then
+ * they must read back as zeroes. */
+static void write_zeroes(struct vdev *d, u64 cap)
+{
+	struct why w = { .len = 0 };
+	w.buf[0] = 0;
+	char name[48];
+	snprintf(name, sizeof(name), "%s-zeroes", d->name);
+	u64 zs = (u64)opt.blkzero;
+	if (!(d->features & F_WRITE_ZEROES)) {
+		println("INFO %s VIRTIO_BLK_F_WRITE_ZEROES not offered, zeroes test skipped", d->name);
+		return;
+	}
+	if (zs + NSECT > cap) {
+		why_add(&w, "oxtest.blkzero=%llu beyond capacity %llu", zs, cap);
+		report(name, false, &w);
+		return;
+	}
+	/* one segment: sector, num_sectors, flags (unmap bit 0 clear) */
+	struct __attribute__((packed)) { u64 sector; u32 num, flags; } *seg = (void *)buf;
+	seg->sector = zs;
+	seg->num = NSECT;
+	seg->flags = 0;
+	int st = blk_req(d, T_WRITE_ZEROES, 0, seg, sizeof(*seg), false);
+	if (st != 0)
+		why_add(&w, "write zeroes status %d", st);
+	memset(buf, 0xA5, NSECT * 512);
+	st = blk_req(d, T_IN, zs, buf, NSECT * 512, true);
+	if (st != 0) {
+		why_add(&w, "read back status %d", st);
+	} else {
+		for (u32 i = 0; i < NSECT * 64; i++) {
+			if (buf[i]) {
+				why_add(&w, "sector %llu word %u is 0x%llx after write zeroes",
+					zs + i / 64, i % 64, buf[i]);
+				break;
+			}
+		}
+	}
+	println("INFO %s zeroed sectors %llu-%llu", d->name, zs, zs + NSECT - 1);
+	report(name, w.len == 0, &w);
+}
+
+static void one_disk(struct vdev *d)
+{
+	char name[48];
+	struct why w = { .len = 0 };
+	w.buf[0] = 0;
+	bool want_ro = d->exp && strncmp(d->exp->flag, "ro", 3) == 0;
+	snprintf(name, sizeof(name), "%s-setup", d->name);
+	if (!vdev_start(d, F_RO | F_BLK_SIZE | F_FLUSH | F_SEG_MAX | F_SIZE_MAX | F_WRITE_ZEROES, &w) ||
+	    !vq_setup(d, 0, 16, &w)) {
+		report(name, false, &w);
+		return;
+	}
+	vdev_ready(d);
+	u64 cap = vcfg64(d, 0);
+	u32 bsz = d->features & F_BLK_SIZE ? vcfg32(d, 20) : 512;
+	bool ro = d->features & F_RO;
+
+	/* identity */
+	char serial[21];
+	memset(serial, 0, sizeof(serial));
+	int st = blk_req(d, T_GET_ID, 0, serial, 20, true);
+	for (int i = 0; i < 20; i++)
+		if (serial[i] && (serial[i] < 0x20 || serial[i] > 0x7e))
+			serial[i] = '?';
+	println("INFO %s capacity %llu sectors (%llu KiB), blk_size %u, %s%s, serial \"%s\" (status %d)",
+		d->name, cap, cap / 2, bsz, ro ? "read-only" : "writable",
+		d->features & F_FLUSH ? ", flush" : "", serial, st);
+	snprintf(name, sizeof(name), "%s-id", d->name);
+	if (cap < 2 * NSECT)
+		why_add(&w, "capacity %llu sectors too small", cap);
+	if (st != 0)
+		why_add(&w, "GET_ID status %d", st);
+	if (want_ro && !ro)
+		why_add(&w, "VIRTIO_BLK_F_RO not offered for a read-only disk");
+	if (!want_ro && ro)
+		why_add(&w, "VIRTIO_BLK_F_RO offered for a writable disk");
+	report(name, w.len == 0, &w);
+	if (cap < 2 * NSECT)
+		return;
+
+	/* pattern reads: start, middle, end */
+	w.len = 0;
+	w.buf[0] = 0;
+	u64 at[3] = { 0, (cap / 2) & ~(u64)(NSECT - 1), cap - NSECT };
+	for (int k = 0; k < 3; k++) {
+		memset(buf, 0xA5, NSECT * 512);
+		st = blk_req(d, T_IN, at[k], buf, NSECT * 512, true);
+		if (st != 0) {
+			why_add(&w, "read at %llu: status %d", at[k], st);
+			continue;
+		}
+		char what[32];
+		snprintf(what, sizeof(what), "read at %llu", at[k]);
+		/* a sector written by an earlier write test carries the write key */
+		u64 wsec = (u64)opt.blkwrite;
+		u64 zsec = (u64)opt.blkzero;
+		bool written = !ro && ((at[k] + NSECT > wsec && at[k] < wsec + NSECT) ||
+				       (opt.blkzero >= 0 && at[k] + NSECT > zsec && at[k] < zsec + NSECT));
+		if (!written)
+			verify(buf, at[k], PATTERN_KEY, what, &w);
+	}
+	println("INFO %s read sectors %llu, %llu, %llu (%u each)", d->name, at[0], at[1], at[2],
+		NSECT);
+	snprintf(name, sizeof(name), "%s-read", d->name);
+	report(name, w.len == 0, &w);
+
+	/* write test: on a read-only disk the write must fail with IOERR (1) */
+	w.len = 0;
+	w.buf[0] = 0;
+	u64 ws = (u64)opt.blkwrite;
+	if (ws + NSECT > cap) {
+		why_add(&w, "oxtest.blkwrite=%llu beyond capacity %llu", ws, cap);
+		snprintf(name, sizeof(name), "%s-%s", d->name, ro ? "ro" : "write");
+		report(name, false, &w);
+		return;
+	}
+	fill(buf, ws, WRITE_KEY);
+	st = blk_req(d, T_OUT, ws, buf, NSECT * 512, false);
+	if (ro) {
+		snprintf(name, sizeof(name), "%s-ro", d->name);
+		println("INFO %s write to a read-only disk: status %d", d->name, st);
+		if (st != 1)
+			why_add(&w, "write status %d, want IOERR (1)", st);
+		memset(buf, 0, NSECT * 512);
+		st = blk_req(d, T_IN, ws, buf, NSECT * 512, true);
+		if (st != 0)
+			why_add(&w, "read back status %d", st);
+		else
+			verify(buf, ws, PATTERN_KEY, "unchanged after refused write", &w);
+		report(name, w.len == 0, &w);
+		return;
+	}
+	snprintf(name, sizeof(name), "%s-write", d->name);
+	if (st != 0)
+		why_add(&w, "write at %llu: status %d", ws, st);
+	if (d->features & F_FLUSH) {
+		st = blk_req(d, T_FLUSH, 0, NULL, 0, false);
+		if (st != 0)
+			why_add(&w, "flush status %d", st);
+	}
+	memset(buf, 0, NSECT * 512);
+	st = blk_req(d, T_IN, ws, buf, NSECT * 512, true);
+	if (st != 0)
+		why_add(&w, "read back status %d", st);
+	else
+		verify(buf, ws, WRITE_KEY, "read back", &w);
+	println("INFO %s wrote sectors %llu-%llu%s", d->name, ws, ws + NSECT - 1,
+		d->features & F_FLUSH ? ", flushed" : ", no flush feature");
+	report(name, w.len == 0, &w);
+	if (opt.blkzero >= 0)
+		write_zeroes(d, cap);
+}
+
+void check_blk(void)
+{
+	static struct vdev devs[8];
+	int n = virtio_find(2, devs, 8);
+	if (!hdr) {
+		hdr = dma_alloc(sizeof(*hdr), 16);
+		status = dma_alloc(1, 16);
+		buf = dma_alloc(NSECT * 512, 4096);
+	}
+	if (!n) {
+		struct why w = { .len = 0 };
+		why_add(&w, "no virtio-blk device");
+		report("blk", false, &w);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		one_disk(&devs[i]);
+}
