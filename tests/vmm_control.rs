@@ -18,7 +18,7 @@ fn ticker(tag: &str) -> Option<(Guest, String)> {
     }
     let elf = testos()?;
     let name = abstract_name(tag);
-    let g = Guest::start(
+    let mut g = Guest::start(
         &elf,
         1,
         128,
