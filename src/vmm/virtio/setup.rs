@@ -125,9 +125,9 @@ impl Devices {
     }
 }
 
-/// The GSI of a slot's INTA: 17..=23 round robin (16 is the GED's).
+/// The GSI of a slot's INTA.
 pub fn intx_gsi(slot: u8) -> u32 {
-    17 + u32::from(slot) % 7
+    layout::pci_intx_gsi(slot, 0)
 }
 
 fn assign_slots(devices: &[DeviceConfig]) -> Vec<u8> {
