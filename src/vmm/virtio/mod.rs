@@ -13,6 +13,7 @@ pub mod console;
 pub mod disk;
 pub mod interrupt;
 pub mod net;
+pub mod options;
 pub mod rng;
 pub mod setup;
 pub mod stats;
