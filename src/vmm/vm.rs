@@ -357,7 +357,7 @@ impl Vm {
             c.cleanup();
         }
         self.backend.cleanup();
-        self.virtio.remove_files();
+        self.virtio.shutdown();
         // Give the vCPU threads a moment to leave KVM_RUN cleanly.
         for _ in 0..100 {
             if threads.iter().all(|t| t.is_finished()) {
@@ -472,19 +472,28 @@ impl Vm {
                 ok(v)
             }
             "balloon-set" => {
-                let mib = req
-                    .arguments
-                    .as_ref()
-                    .and_then(|a| a.get("target-mib"))
-                    .and_then(Value::as_u64);
-                match (self.virtio.balloon(), mib) {
-                    (None, _) => err("no balloon device"),
-                    (Some(_), None) => err("balloon-set needs target-mib"),
-                    (Some(_), Some(m)) if m > self.cfg.memory_mib => {
-                        err("target-mib is larger than the guest memory")
+                let arg = |k: &str| {
+                    req.arguments
+                        .as_ref()
+                        .and_then(|a| a.get(k))
+                        .and_then(Value::as_u64)
+                };
+                // target-mib: memory the guest keeps; num-pages: 4 KiB
+                // pages it gives up.
+                let pages = match (arg("target-mib"), arg("num-pages")) {
+                    (Some(m), _) if m <= self.cfg.memory_mib => {
+                        Some((self.cfg.memory_mib - m) * 256)
                     }
-                    (Some(b), Some(m)) => {
-                        b.set_target_pages(((self.cfg.memory_mib - m) * 256) as u32);
+                    (None, Some(p)) if p <= self.cfg.memory_mib * 256 => Some(p),
+                    _ => None,
+                };
+                match (self.virtio.balloon(), pages) {
+                    (None, _) => err("no balloon device"),
+                    (Some(_), None) => {
+                        err("balloon-set needs target-mib (at most the guest memory) or num-pages")
+                    }
+                    (Some(b), Some(p)) => {
+                        b.set_target_pages(p as u32);
                         ok(json!({}))
                     }
                 }

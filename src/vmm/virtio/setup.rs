@@ -82,6 +82,8 @@ pub struct Devices {
     pub handles: Vec<Handle>,
     /// Socket files to remove on exit.
     pub cleanup: Vec<std::path::PathBuf>,
+    /// The functions, to stop their workers (and flush disks) on exit.
+    pub functions: Vec<Arc<Mutex<VirtioPci>>>,
 }
 
 impl Devices {
@@ -117,8 +119,12 @@ impl Devices {
         })
     }
 
-    /// Removes socket files the devices created.
-    pub fn remove_files(&self) {
+    /// Stops every device (disks are flushed) and removes the socket
+    /// files the devices created.
+    pub fn shutdown(&self) {
+        for f in &self.functions {
+            f.lock().unwrap_or_else(|p| p.into_inner()).stop();
+        }
         for p in &self.cleanup {
             let _ = std::fs::remove_file(p);
         }
@@ -254,10 +260,12 @@ pub fn build(
             windows.clone(),
         )
         .map_err(Error::io("creating a virtio-pci function"))?;
+        let f = Arc::new(Mutex::new(f));
         root.lock()
             .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
-            .plug(slot, Arc::new(Mutex::new(f)))
+            .plug(slot, f.clone())
             .map_err(Error::Config)?;
+        out.functions.push(f);
         out.handles.push(handle);
     }
     Ok(out)

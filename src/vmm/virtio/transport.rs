@@ -171,6 +171,12 @@ impl VirtioPci {
         Ok(t)
     }
 
+    /// Stops the device's worker (at VMM exit).
+    pub fn stop(&mut self) {
+        self.dev.reset();
+        self.active = false;
+    }
+
     fn offered(&self) -> u64 {
         self.dev.features() | F_VERSION_1
     }
