@@ -63,6 +63,10 @@ impl BlkCore {
     /// Any malformed chain is answered without touching the disk (or
     /// dropped with length 0 if not even a status byte fits).
     pub fn handle(&mut self, mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>) -> u32 {
+        if !super::worker::chain_complete(&chain) {
+            self.stats.errors.inc();
+            return 0;
+        }
         let (Ok(mut reader), Ok(mut writer)) = (chain.clone().reader(mem), chain.writer(mem))
         else {
             self.stats.errors.inc();

@@ -11,6 +11,8 @@ pub mod balloon;
 pub mod blk;
 pub mod console;
 pub mod disk;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod interrupt;
 pub mod net;
 pub mod options;

@@ -114,6 +114,12 @@ fn run<H: Handler>(mut handler: H, poll: Poll) {
     }
 }
 
+/// False for a chain cut short: its last descriptor still points to a
+/// next one (a loop, or longer than the queue allows).
+pub fn chain_complete(chain: &virtio_queue::DescriptorChain<&GuestMemory>) -> bool {
+    chain.clone().last().is_some_and(|d| !d.has_next())
+}
+
 /// One queue as a worker holds it.
 pub struct WorkQueue {
     pub queue: Queue,
@@ -153,7 +159,7 @@ impl WorkQueue {
             };
             let Some(chain) = chain else { break };
             let head = chain.head_index();
-            let len = f(chain);
+            let len = if chain_complete(&chain) { f(chain) } else { 0 };
             if let Err(e) = self.queue.add_used(mem, head, len) {
                 tracing::warn!("virtio queue {}: add_used: {e}", self.index);
                 break;
