@@ -239,7 +239,12 @@ fn random_config_space_and_bar_accesses_never_panic() {
     let root = Arc::new(Mutex::new(PciRoot::default()));
     let irq = Arc::new(super::Interrupt::new(
         EventFd::new(libc::EFD_NONBLOCK).unwrap(),
+        (0..3)
+            .map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap())
+            .collect(),
     ));
+    vm.create_irq_chip().unwrap();
+    let router = Arc::new(super::msix::GsiRouter::new(vm.clone()));
     let windows = vec![(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE)];
     for (slot, dev) in [
         (
@@ -253,9 +258,15 @@ fn random_config_space_and_bar_accesses_never_panic() {
             vm.clone(),
             mem.clone(),
             irq.clone(),
-            layout::PCI_MMIO32_START + u64::from(slot) * 0x4000,
-            17,
-            windows.clone(),
+            super::transport::Placement {
+                bar: layout::PCI_MMIO32_START + u64::from(slot) * 0x8000,
+                irq_line: 17,
+                windows: windows.clone(),
+            },
+            Some(super::msix::MsixTable::new(
+                router.clone(),
+                vec![router.alloc(), router.alloc(), router.alloc()],
+            )),
         )
         .unwrap();
         root.lock()
@@ -287,8 +298,8 @@ fn random_config_space_and_bar_accesses_never_panic() {
             1 => io.read(r.below(8), &mut buf),
             2 => ecam.write(r.below(6 << 15), &buf),
             3 => ecam.read(r.below(6 << 15), &mut buf),
-            4 => bars.write(r.below(0x20000), &buf),
-            _ => bars.read(r.below(0x20000), &mut buf),
+            4 => bars.write(r.below(0x30000), &buf),
+            _ => bars.read(r.below(0x30000), &mut buf),
         }
     }
     // Still answers sensibly: vendor id of slot 3.

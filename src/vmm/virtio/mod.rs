@@ -14,6 +14,7 @@ pub mod disk;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod interrupt;
+pub mod msix;
 pub mod net;
 pub mod options;
 pub mod rng;

@@ -13,6 +13,7 @@ use super::balloon::{Balloon, BalloonState};
 use super::blk::{Blk, BlkCore};
 use super::console::Console;
 use super::disk::{Disk, Qcow2Disk, RawDisk};
+use super::msix::{GsiRouter, MsixTable};
 use super::net::Net;
 use super::rng::Rng;
 use super::stats::{BlkStats, NetStats};
@@ -192,6 +193,7 @@ pub fn build(
         .map_err(|e| Error::Boot(format!("BAR allocator: {e}")))?;
     let windows = vec![(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE), mmio64];
     let slots = assign_slots(devices);
+    let router = Arc::new(GsiRouter::new(vm.clone()));
     for (i, (d, &slot)) in devices.iter().zip(&slots).enumerate() {
         let label = format!("virtio-{i}");
         let (dev, handle): (Box<dyn VirtioDevice>, Handle) = match d {
@@ -249,15 +251,31 @@ pub fn build(
         let gsi = intx_gsi(slot);
         vm.register_irqfd(&intx, gsi)
             .map_err(Error::kvm("KVM_IRQFD (PCI INTx)"))?;
-        let irq = Arc::new(Interrupt::new(intx));
+        // One MSI-X vector per queue plus one for configuration changes.
+        let nvec = dev.queue_max_sizes().len() + 1;
+        let mut gsis = Vec::with_capacity(nvec);
+        let mut fds = Vec::with_capacity(nvec);
+        for _ in 0..nvec {
+            let fd = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::io("eventfd"))?;
+            let g = router.alloc();
+            vm.register_irqfd(&fd, g)
+                .map_err(Error::kvm("KVM_IRQFD (MSI-X)"))?;
+            gsis.push(g);
+            fds.push(fd);
+        }
+        let irq = Arc::new(Interrupt::new(intx, fds));
+        let table = MsixTable::new(router.clone(), gsis);
         let f = VirtioPci::new(
             dev,
             vm.clone(),
             mem.clone(),
             irq,
-            bar,
-            gsi as u8,
-            windows.clone(),
+            transport::Placement {
+                bar,
+                irq_line: gsi as u8,
+                windows: windows.clone(),
+            },
+            Some(table),
         )
         .map_err(Error::io("creating a virtio-pci function"))?;
         let f = Arc::new(Mutex::new(f));

@@ -2,13 +2,15 @@
 //! BAR 0 holding the common configuration, ISR, device configuration and
 //! notification regions, each announced by a vendor capability.
 //!
-//! BAR 0 layout (16 KiB):
+//! BAR 0 layout (32 KiB):
 //!
 //! ```text
 //! 0x0000  common configuration (0x38 bytes)
 //! 0x1000  ISR status (1 byte, read to clear)
 //! 0x2000  device configuration
 //! 0x3000  notify: queue N at 0x3000 + 4 * N (16-bit writes)
+//! 0x4000  MSI-X table (one vector per queue plus one for configuration)
+//! 0x5000  MSI-X PBA
 //! ```
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::interrupt::NO_VECTOR;
+use super::msix::MsixTable;
 use super::{Activation, F_VERSION_1, Interrupt, VirtioDevice};
 use crate::vmm::devices::pci::PciFunction;
 use crate::vmm::memory::GuestMemory;
@@ -26,7 +29,10 @@ pub const VENDOR_VIRTIO: u16 = 0x1af4;
 const DEVICE_ID_BASE: u16 = 0x1040;
 
 /// Size of BAR 0.
-pub const BAR_SIZE: u64 = 0x4000;
+pub const BAR_SIZE: u64 = 0x8000;
+const MSIX_TABLE_OFF: u64 = 0x4000;
+const MSIX_PBA_OFF: u64 = 0x5000;
+const MSIX_CAP: usize = 0x84;
 const COMMON_OFF: u64 = 0x0000;
 const COMMON_LEN: u64 = 0x38;
 const ISR_OFF: u64 = 0x1000;
@@ -64,6 +70,14 @@ struct QueueRegs {
     device: u64,
 }
 
+/// Where a function sits: its BAR's first address, the interrupt line
+/// reported in configuration space, and the windows BARs may occupy.
+pub struct Placement {
+    pub bar: u64,
+    pub irq_line: u8,
+    pub windows: Vec<(u64, u64)>,
+}
+
 /// A virtio device plugged into the PCI root.
 pub struct VirtioPci {
     dev: Box<dyn VirtioDevice>,
@@ -86,6 +100,9 @@ pub struct VirtioPci {
     status: u8,
     generation: u8,
     active: bool,
+    msix: Option<MsixTable>,
+    msix_control: u16,
+    config_vector: u16,
 }
 
 fn cap(cfg: &mut [u32; CONFIG_WORDS], at: usize, next: u8, kind: u8, len: u8, off: u64, size: u64) {
@@ -98,17 +115,20 @@ fn cap(cfg: &mut [u32; CONFIG_WORDS], at: usize, next: u8, kind: u8, len: u8, of
 }
 
 impl VirtioPci {
-    /// Wraps `dev`; `bar` is the BAR's initial address, `irq_line` the
-    /// interrupt line reported in configuration space.
+    /// Wraps `dev` at `place`, with an MSI-X table if given.
     pub fn new(
         dev: Box<dyn VirtioDevice>,
         vm: Arc<VmFd>,
         mem: GuestMemory,
         interrupt: Arc<Interrupt>,
-        bar: u64,
-        irq_line: u8,
-        windows: Vec<(u64, u64)>,
+        place: Placement,
+        msix: Option<MsixTable>,
     ) -> std::io::Result<Self> {
+        let Placement {
+            bar,
+            irq_line,
+            windows,
+        } = place;
         let ty = dev.device_type();
         let max_sizes = dev.queue_max_sizes();
         let mut c = [0u32; CONFIG_WORDS];
@@ -129,8 +149,21 @@ impl VirtioPci {
         cap(&mut c, 0x40, 0x50, CAP_COMMON, 16, COMMON_OFF, COMMON_LEN);
         cap(&mut c, 0x50, 0x60, CAP_ISR, 16, ISR_OFF, REGION_LEN);
         cap(&mut c, 0x60, 0x70, CAP_DEVICE, 16, DEVICE_OFF, REGION_LEN);
-        cap(&mut c, 0x70, 0x00, CAP_NOTIFY, 20, NOTIFY_OFF, REGION_LEN);
+        let after_notify = if msix.is_some() { MSIX_CAP as u8 } else { 0 };
+        cap(
+            &mut c,
+            0x70,
+            after_notify,
+            CAP_NOTIFY,
+            20,
+            NOTIFY_OFF,
+            REGION_LEN,
+        );
         c[0x80 / 4] = NOTIFY_MULT as u32;
+        if msix.is_some() {
+            c[MSIX_CAP / 4 + 1] = MSIX_TABLE_OFF as u32;
+            c[MSIX_CAP / 4 + 2] = MSIX_PBA_OFF as u32;
+        }
         let notify = max_sizes
             .iter()
             .map(|_| EventFd::new(libc::EFD_NONBLOCK))
@@ -162,6 +195,9 @@ impl VirtioPci {
             status: 0,
             generation: 0,
             active: false,
+            msix,
+            msix_control: 0,
+            config_vector: NO_VECTOR,
         };
         t.bar = bar;
         // The VMM assigns the BAR and turns decoding on, so the device
@@ -232,7 +268,20 @@ impl VirtioPci {
         for fd in &self.notify {
             let _ = fd.read();
         }
+        self.config_vector = NO_VECTOR;
+        {
+            let mut r = self.interrupt.route();
+            r.config_vector = NO_VECTOR;
+            r.queue_vectors = vec![NO_VECTOR; self.queues.len()];
+        }
         self.interrupt.take_isr();
+    }
+
+    fn vector(&self, v: u16) -> u16 {
+        match &self.msix {
+            Some(t) if usize::from(v) < t.len() => v,
+            _ => NO_VECTOR,
+        }
     }
 
     fn set_status(&mut self, v: u8) {
@@ -311,14 +360,14 @@ impl VirtioPci {
         put(&mut b, 0x04, &df.to_le_bytes());
         put(&mut b, 0x08, &self.gfeature_select.to_le_bytes());
         put(&mut b, 0x0c, &gf.to_le_bytes());
-        put(&mut b, 0x10, &NO_VECTOR.to_le_bytes());
+        put(&mut b, 0x10, &self.config_vector.to_le_bytes());
         put(&mut b, 0x12, &(self.queues.len() as u16).to_le_bytes());
         b[0x14] = self.status;
         b[0x15] = self.generation;
         put(&mut b, 0x16, &self.queue_select.to_le_bytes());
         if let Some(q) = self.queues.get(usize::from(self.queue_select)) {
             put(&mut b, 0x18, &q.size.to_le_bytes());
-            put(&mut b, 0x1a, &NO_VECTOR.to_le_bytes());
+            put(&mut b, 0x1a, &q.vector.to_le_bytes());
             put(&mut b, 0x1c, &u16::from(q.enable).to_le_bytes());
             put(&mut b, 0x1e, &self.queue_select.to_le_bytes());
             put(&mut b, 0x20, &q.desc.to_le_bytes());
@@ -350,12 +399,17 @@ impl VirtioPci {
                 }
                 _ => {}
             },
-            (0x10, 2) => {}
+            (0x10, 2) => {
+                self.config_vector = self.vector(v as u16);
+                self.interrupt.route().config_vector = self.config_vector;
+            }
             (0x14, 1) => self.set_status(v as u8),
             (0x16, 2) => self.queue_select = v as u16,
             _ if live => {}
             (0x18..=0x37, _) => {
                 let max = self.max_sizes.get(qs).copied().unwrap_or(0);
+                let vector = self.vector(v as u16);
+                let nq = self.queues.len();
                 let Some(q) = self.queues.get_mut(qs) else {
                     return;
                 };
@@ -373,7 +427,12 @@ impl VirtioPci {
                             q.size = s;
                         }
                     }
-                    (0x1a, 2) => q.vector = v as u16,
+                    (0x1a, 2) => {
+                        q.vector = vector;
+                        let mut r = self.interrupt.route();
+                        r.queue_vectors.resize(nq, NO_VECTOR);
+                        r.queue_vectors[qs] = vector;
+                    }
                     (0x1c, 2) => q.enable = v & 1 == 1,
                     (0x20, 4) => set_half(&mut q.desc, false),
                     (0x24, 4) => set_half(&mut q.desc, true),
@@ -395,6 +454,13 @@ impl PciFunction for VirtioPci {
         match w {
             4 => self.bar as u32 | 0x4,
             5 => (self.bar >> 32) as u32,
+            _ if w == MSIX_CAP / 4 => match &self.msix {
+                Some(t) => {
+                    let ctl = self.msix_control | (t.len() as u16 - 1);
+                    0x11 | u32::from(ctl) << 16
+                }
+                None => 0,
+            },
             _ => self.config.get(w).copied().unwrap_or(0),
         }
     }
@@ -411,6 +477,14 @@ impl PciFunction for VirtioPci {
             }
             0x14 => self.bar = (self.bar & 0xffff_ffff) | u64::from(value) << 32,
             0x3c => self.config[15] = (self.config[15] & !0xff) | (value & 0xff),
+            r if usize::from(r) == MSIX_CAP && self.msix.is_some() => {
+                self.msix_control = (value >> 16) as u16 & 0xc000;
+                self.interrupt.set_msix_control(
+                    self.msix_control & 0x8000 != 0,
+                    self.msix_control & 0x4000 != 0,
+                );
+                return;
+            }
             _ => return,
         }
         self.update_ioevents();
@@ -436,6 +510,15 @@ impl PciFunction for VirtioPci {
                 }
             }
             DEVICE_OFF..0x3000 => self.dev.read_config(offset - DEVICE_OFF, data),
+            MSIX_TABLE_OFF..MSIX_PBA_OFF => {
+                if let Some(t) = &self.msix {
+                    t.read(offset - MSIX_TABLE_OFF, data);
+                }
+            }
+            MSIX_PBA_OFF..0x6000 => {
+                let bits = self.interrupt.pending_bits().to_le_bytes();
+                super::read_config_bytes(&bits, offset - MSIX_PBA_OFF, data);
+            }
             _ => {}
         }
     }
@@ -444,7 +527,12 @@ impl PciFunction for VirtioPci {
         match offset {
             COMMON_OFF..0x1000 => self.common_write(offset, data),
             DEVICE_OFF..0x3000 => self.dev.write_config(offset - DEVICE_OFF, data),
-            NOTIFY_OFF..0x4000 => {
+            MSIX_TABLE_OFF..MSIX_PBA_OFF => {
+                if let Some(t) = self.msix.as_mut() {
+                    t.write(offset - MSIX_TABLE_OFF, data, &self.interrupt);
+                }
+            }
+            NOTIFY_OFF..MSIX_TABLE_OFF => {
                 let q = ((offset - NOTIFY_OFF) / NOTIFY_MULT) as usize;
                 if let Some(fd) = self.notify.get(q) {
                     let _ = fd.write(1);
