@@ -307,3 +307,67 @@ fn random_config_space_and_bar_accesses_never_panic() {
     ecam.read(3 << 15, &mut v);
     assert_eq!(u16::from_le_bytes(v), super::transport::VENDOR_VIRTIO);
 }
+
+#[test]
+fn bar_sizing_and_moving() {
+    use crate::vmm::devices::pci::{PciBarSpace, PciEcam, PciRoot};
+    use crate::vmm::layout;
+    use crate::vmm::virtio::transport::{BAR_SIZE, Placement, VirtioPci};
+    use vmm_sys_util::eventfd::EventFd;
+
+    let Ok(kvm) = kvm_ioctls::Kvm::new() else {
+        eprintln!("SKIP: no /dev/kvm");
+        return;
+    };
+    let vm = Arc::new(kvm.create_vm().unwrap());
+    let root = Arc::new(Mutex::new(PciRoot::default()));
+    let irq = Arc::new(super::Interrupt::new(
+        EventFd::new(libc::EFD_NONBLOCK).unwrap(),
+        Vec::new(),
+    ));
+    let f = VirtioPci::new(
+        Box::new(super::rng::Rng::default()),
+        vm,
+        guest(),
+        irq,
+        Placement {
+            bar: layout::PCI_MMIO32_START,
+            irq_line: 17,
+            windows: vec![(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE)],
+        },
+        None,
+    )
+    .unwrap();
+    root.lock()
+        .unwrap()
+        .plug(3, Arc::new(Mutex::new(f)))
+        .unwrap();
+    let mut ecam = PciEcam::new(root.clone());
+    let mut bars = PciBarSpace::new(root.clone(), layout::PCI_MMIO32_START);
+    let cfg = |ecam: &mut PciEcam, reg: u64| {
+        let mut d = [0u8; 4];
+        ecam.read(3 << 15 | reg, &mut d);
+        u32::from_le_bytes(d)
+    };
+    let num_queues = |bars: &mut PciBarSpace, base: u64| {
+        let mut d = [0u8; 2];
+        bars.read(base - layout::PCI_MMIO32_START + 0x12, &mut d);
+        u16::from_le_bytes(d)
+    };
+    assert_eq!(num_queues(&mut bars, layout::PCI_MMIO32_START), 1);
+    // Sizing: decode off, all ones, read the mask back.
+    ecam.write(3 << 15 | 4, &0u16.to_le_bytes());
+    ecam.write(3 << 15 | 0x10, &u32::MAX.to_le_bytes());
+    ecam.write(3 << 15 | 0x14, &u32::MAX.to_le_bytes());
+    assert_eq!(cfg(&mut ecam, 0x10), !(BAR_SIZE as u32 - 1) | 0x4);
+    assert_eq!(cfg(&mut ecam, 0x14), u32::MAX);
+    // Move to 0xD0000000, decode on: the old address is empty, the new
+    // one answers.
+    let new = 0xd000_0000u64;
+    ecam.write(3 << 15 | 0x10, &(new as u32).to_le_bytes());
+    ecam.write(3 << 15 | 0x14, &0u32.to_le_bytes());
+    assert_eq!(num_queues(&mut bars, new), 0xffff, "decode still off");
+    ecam.write(3 << 15 | 4, &6u16.to_le_bytes());
+    assert_eq!(num_queues(&mut bars, new), 1);
+    assert_eq!(num_queues(&mut bars, layout::PCI_MMIO32_START), 0xffff);
+}
