@@ -16,7 +16,43 @@ use crate::vmm::config::NetConfig;
 use crate::vmm::error::{Error, Result};
 use crate::vmm::memory::GuestMemory;
 
+pub const F_CSUM: u64 = 1 << 0;
+pub const F_GUEST_CSUM: u64 = 1 << 1;
 pub const F_MAC: u64 = 1 << 5;
+pub const F_GUEST_TSO4: u64 = 1 << 7;
+pub const F_GUEST_TSO6: u64 = 1 << 8;
+pub const F_GUEST_ECN: u64 = 1 << 9;
+pub const F_HOST_TSO4: u64 = 1 << 11;
+pub const F_HOST_TSO6: u64 = 1 << 12;
+pub const F_HOST_ECN: u64 = 1 << 13;
+/// Offloads that need the header on the tap side.
+const OFFLOADS: u64 = F_CSUM
+    | F_GUEST_CSUM
+    | F_GUEST_TSO4
+    | F_GUEST_TSO6
+    | F_GUEST_ECN
+    | F_HOST_TSO4
+    | F_HOST_TSO6
+    | F_HOST_ECN;
+
+/// TUNSETOFFLOAD flags for the guest-side features the driver accepted.
+pub fn tap_offload_flags(features: u64) -> u32 {
+    use super::tap::{TUN_F_CSUM, TUN_F_TSO_ECN, TUN_F_TSO4, TUN_F_TSO6};
+    let mut f = 0;
+    if features & F_GUEST_CSUM != 0 {
+        f |= TUN_F_CSUM;
+        if features & F_GUEST_TSO4 != 0 {
+            f |= TUN_F_TSO4;
+        }
+        if features & F_GUEST_TSO6 != 0 {
+            f |= TUN_F_TSO6;
+        }
+        if features & F_GUEST_ECN != 0 && f & (TUN_F_TSO4 | TUN_F_TSO6) != 0 {
+            f |= TUN_F_TSO_ECN;
+        }
+    }
+    f
+}
 const RX: u64 = 0;
 const TX: u64 = 1;
 const TAP: u64 = 2;
@@ -228,7 +264,12 @@ impl VirtioDevice for Net {
         vec![256, 256]
     }
     fn features(&self) -> u64 {
-        F_MAC
+        // Offloads only when the tap carries the header; the kernel then
+        // does the checksums and segmentation the guest leaves undone.
+        match &self.tap {
+            Some(t) if t.vnet_hdr => F_MAC | OFFLOADS,
+            _ => F_MAC,
+        }
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let mut c = [0u8; 12];
@@ -241,6 +282,11 @@ impl VirtioDevice for Net {
     }
     fn activate(&mut self, act: Activation) -> std::result::Result<(), String> {
         let tap = self.tap.take().ok_or("tap not available")?;
+        if tap.vnet_hdr
+            && let Err(e) = tap.set_offload(tap_offload_flags(act.features))
+        {
+            tracing::warn!("TUNSETOFFLOAD: {e}");
+        }
         let mut qs = act.queues.into_iter();
         let (rq, re) = qs.next().ok_or("no receive queue")?;
         let (tq, te) = qs.next().ok_or("no transmit queue")?;
@@ -267,5 +313,27 @@ impl VirtioDevice for Net {
         {
             self.tap = h.take();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_and_offload_flags() {
+        assert_eq!(parse_mac("52:54:00:6f:78:08").unwrap()[5], 8);
+        assert!(parse_mac("52:54:00:6f:78").is_err());
+        assert!(parse_mac("52:54:00:6f:78:zz").is_err());
+        assert_eq!(tap_offload_flags(F_MAC), 0);
+        assert_eq!(
+            tap_offload_flags(F_GUEST_TSO4),
+            0,
+            "TSO needs checksum offload"
+        );
+        assert_eq!(
+            tap_offload_flags(F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6 | F_GUEST_ECN),
+            0x0f
+        );
     }
 }

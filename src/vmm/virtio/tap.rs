@@ -12,6 +12,12 @@ const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
 
+/// TUNSETOFFLOAD bits.
+pub const TUN_F_CSUM: u32 = 0x01;
+pub const TUN_F_TSO4: u32 = 0x02;
+pub const TUN_F_TSO6: u32 = 0x04;
+pub const TUN_F_TSO_ECN: u32 = 0x08;
+
 /// Length of the virtio-net header (VERSION_1, with num_buffers).
 pub const VNET_HDR_LEN: usize = 12;
 
@@ -59,6 +65,24 @@ fn setup(file: File, vnet_hdr: bool) -> io::Result<Tap> {
 }
 
 impl Tap {
+    /// Tells the tap which offloads the guest can take (TUN_F_* bits):
+    /// frames it hands us may then carry partial checksums or be GSO.
+    pub fn set_offload(&self, flags: u32) -> io::Result<()> {
+        // SAFETY: TUNSETOFFLOAD takes an integer argument, not a pointer.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETOFFLOAD,
+                libc::c_ulong::from(flags),
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
     /// Opens (or creates) the tap called `name`.
     pub fn open(name: &str) -> io::Result<Tap> {
         if name.is_empty() || name.len() > 15 {
