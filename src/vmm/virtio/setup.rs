@@ -49,6 +49,11 @@ pub fn validate(devices: &[DeviceConfig]) -> Result<()> {
                     "a net device needs exactly one of tap_fd and tap_name".into(),
                 ));
             }
+            DeviceConfig::Net(n) if n.queues.is_some_and(|q| q != 1) => {
+                return Err(Error::Config(
+                    "virtio-net multiqueue is not supported (queues must be 1)".into(),
+                ));
+            }
             DeviceConfig::Net(n) => {
                 if let Some(m) = &n.mac {
                     super::net::parse_mac(m)?;
