@@ -456,7 +456,7 @@ impl PciFunction for VirtioPci {
             5 => (self.bar >> 32) as u32,
             _ if w == MSIX_CAP / 4 => match &self.msix {
                 Some(t) => {
-                    let ctl = self.msix_control | (t.len() as u16 - 1);
+                    let ctl = self.msix_control | (t.len() as u16).saturating_sub(1);
                     0x11 | u32::from(ctl) << 16
                 }
                 None => 0,

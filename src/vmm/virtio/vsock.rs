@@ -48,8 +48,10 @@ const TOK_RX: u64 = 0;
 const TOK_TX: u64 = 1;
 const TOK_EV: u64 = 2;
 const TOK_LISTENER: u64 = 3;
-const TOK_CONN: u64 = 1 << 32;
-const TOK_PENDING: u64 = 2 << 32;
+/// Tags of the fds registered per connection / per unannounced host
+/// socket; the low 32 bits are a counter.
+const TOK_CONN: u64 = 1 << 40;
+const TOK_PENDING: u64 = 1 << 41;
 
 /// A packet header (little endian on the wire).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -145,6 +147,7 @@ struct Conn {
     fwd_announced: u32,
     to_host: Vec<u8>,
     polled: bool,
+    token: u64,
 }
 
 impl Conn {
@@ -170,11 +173,8 @@ struct VsockWorker {
     pending: HashMap<u64, (UnixStream, Vec<u8>)>,
     next_pending: u64,
     next_host_port: u32,
+    next_token: u32,
     out: VecDeque<(Hdr, Vec<u8>)>,
-}
-
-fn conn_token(host_port: u32, guest_port: u32) -> u64 {
-    TOK_CONN | u64::from(host_port) << 16 ^ u64::from(guest_port)
 }
 
 fn mkhdr(cid: u64, c: &Conn, op: u16, len: u32, flags: u32) -> Hdr {
@@ -193,6 +193,11 @@ fn mkhdr(cid: u64, c: &Conn, op: u16, len: u32, flags: u32) -> Hdr {
 }
 
 impl VsockWorker {
+    fn alloc_token(&mut self) -> u64 {
+        self.next_token = self.next_token.wrapping_add(1);
+        TOK_CONN | u64::from(self.next_token)
+    }
+
     fn rst_for(&mut self, h: &Hdr) {
         if h.op == OP_RST {
             return;
@@ -276,6 +281,7 @@ impl VsockWorker {
                 fwd_announced: 0,
                 to_host: Vec::new(),
                 polled: false,
+                token: self.alloc_token(),
             };
             let resp = mkhdr(self.cid, &c, OP_RESPONSE, 0, 0);
             self.conns.insert(key, c);
@@ -351,10 +357,10 @@ impl VsockWorker {
     /// in the pending list) and stops watching the others.
     fn update_polling(&mut self, poll: &Poll) {
         let room = self.out.len() < MAX_PENDING;
-        for (&(hp, gp), c) in self.conns.iter_mut() {
+        for c in self.conns.values_mut() {
             let want = c.established && room && c.credit() > 0;
             if want && !c.polled {
-                c.polled = poll.add(c.stream.as_raw_fd(), conn_token(hp, gp)).is_ok();
+                c.polled = poll.add(c.stream.as_raw_fd(), c.token).is_ok();
             } else if !want && c.polled {
                 poll.remove(c.stream.as_raw_fd());
                 c.polled = false;
@@ -366,7 +372,7 @@ impl VsockWorker {
         let Some(key) = self
             .conns
             .iter()
-            .find(|(k, _)| conn_token(k.0, k.1) == token)
+            .find(|(_, c)| c.token == token)
             .map(|(k, _)| *k)
         else {
             return;
@@ -444,9 +450,12 @@ impl VsockWorker {
             if self.pending.len() >= 64 || s.set_nonblocking(true).is_err() {
                 continue;
             }
-            let id = self.next_pending;
-            self.next_pending += 1;
-            if poll.add(s.as_raw_fd(), TOK_PENDING | id).is_ok() {
+            let id = self.next_pending & 0xffff_ffff;
+            self.next_pending = self.next_pending.wrapping_add(1);
+            if poll
+                .add(s.as_raw_fd(), TOK_PENDING | (id & 0xffff_ffff))
+                .is_ok()
+            {
                 self.pending.insert(id, (s, Vec::new()));
             }
         }
@@ -503,6 +512,7 @@ impl VsockWorker {
             fwd_announced: 0,
             to_host: line[end + 1..].to_vec(),
             polled: false,
+            token: self.alloc_token(),
         };
         let req = mkhdr(self.cid, &c, OP_REQUEST, 0, 0);
         self.conns.insert((host_port, guest_port), c);
@@ -530,9 +540,7 @@ impl Handler for VsockWorker {
             }
             TOK_EV => self.ev.ack(),
             TOK_LISTENER => self.accept(poll),
-            t if t & TOK_PENDING != 0 && t & TOK_CONN == 0 => {
-                self.pending_readable(t & !TOK_PENDING, poll)
-            }
+            t if t & TOK_PENDING != 0 => self.pending_readable(t & 0xffff_ffff, poll),
             t => self.host_readable(t, poll),
         }
         self.deliver(poll);
@@ -579,6 +587,7 @@ impl VirtioDevice for Vsock {
             pending: HashMap::new(),
             next_pending: 0,
             next_host_port: 1 << 30,
+            next_token: 0,
             out: VecDeque::new(),
         };
         self.worker = Some(Worker::spawn("virtio-vsock", w).map_err(|e| e.to_string())?);
