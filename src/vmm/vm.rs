@@ -476,33 +476,13 @@ impl Vm {
                 }
                 ok(v)
             }
-            "balloon-set" => {
-                let arg = |k: &str| {
-                    req.arguments
-                        .as_ref()
-                        .and_then(|a| a.get(k))
-                        .and_then(Value::as_u64)
-                };
-                // target-mib: memory the guest keeps; num-pages: 4 KiB
-                // pages it gives up.
-                let pages = match (arg("target-mib"), arg("num-pages")) {
-                    (Some(m), _) if m <= self.cfg.memory_mib => {
-                        Some((self.cfg.memory_mib - m) * 256)
-                    }
-                    (None, Some(p)) if p <= self.cfg.memory_mib * 256 => Some(p),
-                    _ => None,
-                };
-                match (self.virtio.balloon(), pages) {
-                    (None, _) => err("no balloon device"),
-                    (Some(_), None) => {
-                        err("balloon-set needs target-mib (at most the guest memory) or num-pages")
-                    }
-                    (Some(b), Some(p)) => {
-                        b.set_target_pages(p as u32);
-                        ok(json!({}))
-                    }
-                }
-            }
+            "balloon-set" => match self
+                .virtio
+                .balloon_set(req.arguments.as_ref(), self.cfg.memory_mib)
+            {
+                Ok(()) => ok(json!({})),
+                Err(e) => err(&e),
+            },
             other => control::reply_err(
                 id,
                 control::CLASS_NOT_FOUND,

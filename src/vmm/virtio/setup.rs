@@ -125,6 +125,28 @@ impl Devices {
         })
     }
 
+    /// `balloon-set`: `target-mib` (memory the guest keeps) or
+    /// `num-pages` (4 KiB pages it gives up).
+    pub fn balloon_set(
+        &self,
+        args: Option<&Value>,
+        memory_mib: u64,
+    ) -> std::result::Result<(), String> {
+        let b = self.balloon().ok_or("no balloon device")?;
+        let arg = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_u64);
+        let pages = match (arg("target-mib"), arg("num-pages")) {
+            (Some(m), _) if m <= memory_mib => (memory_mib - m) * 256,
+            (None, Some(p)) if p <= memory_mib * 256 => p,
+            _ => {
+                return Err(
+                    "balloon-set needs target-mib (at most the guest memory) or num-pages".into(),
+                );
+            }
+        };
+        b.set_target_pages(u32::try_from(pages).unwrap_or(u32::MAX));
+        Ok(())
+    }
+
     /// Stops every device (disks are flushed) and removes the socket
     /// files the devices created.
     pub fn shutdown(&self) {
