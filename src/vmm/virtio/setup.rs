@@ -221,8 +221,7 @@ pub fn build(
     let windows = vec![(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE), mmio64];
     let slots = assign_slots(devices);
     let router = Arc::new(GsiRouter::new(vm.clone()));
-    for (i, (d, &slot)) in devices.iter().zip(&slots).enumerate() {
-        let label = format!("virtio-{i}");
+    for (d, &slot) in devices.iter().zip(&slots) {
         let (dev, handle): (Box<dyn VirtioDevice>, Handle) = match d {
             DeviceConfig::Block(b) => {
                 let stats = Arc::new(BlkStats::default());
@@ -265,7 +264,6 @@ pub fn build(
                 (Box::new(vs), Handle::Other { slot })
             }
         };
-        let _ = label;
         let bar = alloc
             .allocate(
                 transport::BAR_SIZE,
