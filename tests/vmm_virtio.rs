@@ -105,6 +105,12 @@ fn make_disks(dir: &Path) -> bool {
     ])
 }
 
+/// The guest's DONE line is complete (the serial log is read while the
+/// guest writes it).
+fn done(log: &str) -> bool {
+    log.split("DONE").nth(1).is_some_and(|r| r.contains('\n'))
+}
+
 fn ready() -> Option<PathBuf> {
     if !kvm_available() {
         return None;
@@ -159,7 +165,7 @@ fn disks_rng_and_stats() {
          oxtest.blkwrite=64 oxtest.blkzero=128 oxtest.then=halt",
         &argv,
     );
-    assert!(g.wait_log(Duration::from_secs(60), |l| l.contains("DONE")));
+    assert!(g.wait_log(Duration::from_secs(60), done));
     let log = g.log();
     assert_passes(
         &log,
@@ -282,7 +288,7 @@ fn console_echo_and_balloon() {
         r#"{"id":1,"execute":"balloon-set","arguments":{"num-pages":16}}"#,
         1,
     );
-    assert!(g.wait_log(Duration::from_secs(60), |l| l.contains("DONE")));
+    assert!(g.wait_log(Duration::from_secs(60), done));
     let log = g.log();
     assert_passes(
         &log,
@@ -420,5 +426,47 @@ fn net_on_a_tap_in_a_namespace() {
             .args(["link", "show", "oxtap0"])
             .stderr(std::process::Stdio::null())
     ));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn requests_survive_pause_and_resume() {
+    let Some(elf) = ready() else { return };
+    let dir = vmm_common::scratch("pause");
+    let py = Command::new("python3")
+        .arg(pattern())
+        .arg("write")
+        .arg(dir.join("d.raw"))
+        .arg(SECTORS.to_string())
+        .status();
+    assert!(matches!(py, Ok(s) if s.success()));
+    let disk = format!("path={},slot=3", dir.join("d.raw").display());
+    let ctl = format!("@oxvirt-virtio-pause-{}", std::process::id());
+    let mut g = Guest::start(
+        &elf,
+        1,
+        256,
+        "oxtest.checks=pci,blk,rng oxtest.devs=03:blk,04:rng oxtest.then=halt",
+        &["--disk", &disk, "--rng", "slot=4", "--control-socket", &ctl],
+    );
+    let mut c = g.connect();
+    // Pause and resume repeatedly while the guest works through its
+    // requests; every one of them must complete.
+    let mut id = 1;
+    while !done(&g.log()) && id < 400 {
+        c.raw(&format!(r#"{{"id":{id},"execute":"pause"}}"#), id);
+        std::thread::sleep(Duration::from_millis(5));
+        c.raw(
+            &format!(r#"{{"id":{},"execute":"resume"}}"#, id + 1),
+            id + 1,
+        );
+        id += 2;
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    assert!(g.wait_log(Duration::from_secs(60), done));
+    assert_passes(&g.log(), &["blk-03-read", "blk-03-write", "rng-04"]);
+    assert!(id > 3, "the guest finished before any pause");
+    c.raw(&format!(r#"{{"id":{id},"execute":"quit"}}"#), id);
+    g.wait(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(dir);
 }
