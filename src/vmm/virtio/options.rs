@@ -187,4 +187,37 @@ mod tests {
             .is_err()
         );
     }
+
+    #[test]
+    fn json_devices_and_validation() {
+        use crate::vmm::config::VmConfig;
+        let base = |devs: &str| {
+            format!(
+                r#"{{"version":1,"name":"g","memory_mib":64,"cpus":{{"count":1}},
+                    "boot":{{"kernel":"/k"}},"devices":[{devs}]}}"#
+            )
+        };
+        let ok = base(
+            r#"{"type":"block","path":"/d","format":"qcow2","pci_slot":3},
+               {"type":"net","tap_name":"t0","mac":"52:54:00:00:00:01"},
+               {"type":"rng"},{"type":"console","backend":{"type":"pty"}},
+               {"type":"balloon","stats_period":2},
+               {"type":"vsock","cid":3,"uds_path":"/v"}"#,
+        );
+        assert_eq!(VmConfig::from_json(&ok).unwrap().devices.len(), 6);
+        for bad in [
+            r#"{"type":"rng","pci_slot":3},{"type":"rng","pci_slot":3}"#,
+            r#"{"type":"rng","pci_slot":0}"#,
+            r#"{"type":"rng","pci_slot":32}"#,
+            r#"{"type":"net","tap_name":"t0","tap_fd":3}"#,
+            r#"{"type":"net"}"#,
+            r#"{"type":"net","tap_name":"t0","mac":"zz"}"#,
+            r#"{"type":"net","tap_name":"t0","queues":4}"#,
+            r#"{"type":"vsock","cid":2,"uds_path":"/v"}"#,
+            r#"{"type":"block","path":"/d","bogus":1}"#,
+            r#"{"type":"floppy"}"#,
+        ] {
+            assert!(VmConfig::from_json(&base(bad)).is_err(), "{bad}");
+        }
+    }
 }
