@@ -213,7 +213,7 @@ fn kill_9_leaves_no_file_or_process() {
 }
 
 fn spawn_raw(args: &[&str]) -> std::process::Child {
-    std::process::Command::new(vmm_common::VMM)
+    std::process::Command::new(vmm_common::vmm())
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

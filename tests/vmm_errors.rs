@@ -5,10 +5,10 @@ mod vmm_common;
 
 use std::process::{Command, Stdio};
 
-use vmm_common::{VMM, scratch};
+use vmm_common::{scratch, vmm};
 
 fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(VMM)
+    let out = Command::new(vmm())
         .args(args)
         .stdin(Stdio::null())
         .output()

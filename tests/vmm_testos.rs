@@ -108,7 +108,7 @@ fn boots_from_config_file_with_topology() {
         config_json(&elf, &serial, &guest_cmdline(4, 256, "poweroff")),
     )
     .unwrap();
-    let st = std::process::Command::new(vmm_common::VMM)
+    let st = std::process::Command::new(vmm_common::vmm())
         .arg("--config")
         .arg(&cfg)
         .stdin(std::process::Stdio::null())
@@ -139,7 +139,7 @@ fn boots_from_config_fd() {
     let mut wf = std::fs::File::from(w);
     wf.write_all(text.as_bytes()).unwrap();
     drop(wf);
-    let st = std::process::Command::new(vmm_common::VMM)
+    let st = std::process::Command::new(vmm_common::vmm())
         .arg("--config-fd")
         .arg(r.as_raw_fd().to_string())
         .stdin(std::process::Stdio::null())

@@ -50,6 +50,24 @@ pub struct Args {
     /// COM1 backend: stdio, file:PATH, pty, unix:PATH or null.
     #[arg(long, default_value = "stdio")]
     pub serial: String,
+    /// virtio-blk: path=P[,ro=on][,serial=S][,format=raw|qcow2][,slot=N] (repeatable).
+    #[arg(long)]
+    pub disk: Vec<String>,
+    /// virtio-net: tap=NAME|fd=N[,mac=M][,slot=N] (repeatable).
+    #[arg(long)]
+    pub net: Vec<String>,
+    /// virtio-rng: [slot=N].
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    pub rng: Vec<String>,
+    /// virtio-console: BACKEND[,slot=N], BACKEND as for --serial.
+    #[arg(long)]
+    pub console: Vec<String>,
+    /// virtio-balloon: [period=SECONDS][,slot=N].
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    pub balloon: Vec<String>,
+    /// virtio-vsock: cid=N,path=UDS[,slot=N].
+    #[arg(long)]
+    pub vsock: Vec<String>,
 }
 
 /// Parses a `--serial` value.
@@ -117,7 +135,16 @@ impl Args {
                     cmdline: self.cmdline.clone(),
                 },
                 serial: parse_serial(&self.serial)?,
-                devices: Vec::new(),
+                devices: crate::vmm::virtio::options::devices(
+                    &crate::vmm::virtio::options::DeviceArgs {
+                        disks: &self.disk,
+                        nets: &self.net,
+                        rngs: &self.rng,
+                        consoles: &self.console,
+                        balloons: &self.balloon,
+                        vsocks: &self.vsock,
+                    },
+                )?,
                 on_reboot: Default::default(),
             };
             cfg.validate()?;

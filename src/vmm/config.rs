@@ -100,12 +100,113 @@ pub enum SerialConfig {
     Null,
 }
 
-/// A device beyond the fixed platform. No kinds exist yet; the enum is
-/// tagged by `type` so later kinds slot in without changing the format.
+/// A device beyond the fixed platform, tagged by `type`. Every device
+/// is a virtio-pci function on bus 0 at `pci_slot` (1..=31), or at the
+/// first free slot from 3 when the slot is not given.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 #[non_exhaustive]
-pub enum DeviceConfig {}
+pub enum DeviceConfig {
+    Block(BlockConfig),
+    Net(NetConfig),
+    Rng(RngConfig),
+    Console(ConsoleConfig),
+    Balloon(BalloonConfig),
+    Vsock(VsockConfig),
+}
+
+/// Image format of a disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskFormat {
+    #[default]
+    Raw,
+    Qcow2,
+}
+
+/// virtio-blk over a file or block device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub readonly: bool,
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub format: DiskFormat,
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+}
+
+/// virtio-net on a tap: an inherited fd or a tap name to open.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    #[serde(default)]
+    pub tap_fd: Option<i32>,
+    #[serde(default)]
+    pub tap_name: Option<String>,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+    #[serde(default)]
+    pub queues: Option<u16>,
+}
+
+/// virtio-rng fed by getrandom(2).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RngConfig {
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+}
+
+/// virtio-console (one port) with a backend like COM1's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    #[serde(default)]
+    pub backend: SerialConfig,
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+}
+
+/// virtio-balloon with the statistics queue.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalloonConfig {
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+    /// Seconds between statistics requests; 0 turns polling off.
+    #[serde(default)]
+    pub stats_period: Option<u32>,
+}
+
+/// virtio-vsock bridged to unix sockets (hybrid scheme).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VsockConfig {
+    pub cid: u64,
+    pub uds_path: PathBuf,
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+}
+
+impl DeviceConfig {
+    /// The slot asked for, if any.
+    pub fn pci_slot(&self) -> Option<u8> {
+        match self {
+            DeviceConfig::Block(c) => c.pci_slot,
+            DeviceConfig::Net(c) => c.pci_slot,
+            DeviceConfig::Rng(c) => c.pci_slot,
+            DeviceConfig::Console(c) => c.pci_slot,
+            DeviceConfig::Balloon(c) => c.pci_slot,
+            DeviceConfig::Vsock(c) => c.pci_slot,
+        }
+    }
+}
 
 /// Policy on guest reboot. Only `exit` exists: the VMM reports the reboot
 /// and exits, and the daemon decides whether to start the guest again.
@@ -155,7 +256,7 @@ impl VmConfig {
         if self.boot.cmdline.contains('\0') {
             return Err(Error::Config("boot.cmdline contains a NUL byte".into()));
         }
-        Ok(())
+        crate::vmm::virtio::setup::validate(&self.devices)
     }
 }
 

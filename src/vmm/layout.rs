@@ -89,6 +89,11 @@ pub const PCI_IO_END: u16 = 0xffff;
 /// unprogrammed vector base would turn it into an exception vector in a
 /// guest that leaves the PIC alone.
 pub const GED_IRQ: u32 = 16;
+/// GSI of PCI slot `slot`'s interrupt pin `pin` (0 = INTA): GSIs 17..=23
+/// round robin, as the DSDT's `_PRT` says (16 is the GED's).
+pub fn pci_intx_gsi(slot: u8, pin: u8) -> u32 {
+    17 + (u32::from(slot) + u32::from(pin)) % 7
+}
 /// `_S5_` sleep type written with SLP_EN for power off.
 pub const S5_SLEEP_TYPE: u8 = 5;
 

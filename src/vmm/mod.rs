@@ -19,6 +19,7 @@ pub mod layout;
 pub mod memory;
 pub mod serial_backend;
 pub mod vcpu;
+pub mod virtio;
 pub mod vm;
 
 pub use config::VmConfig;

@@ -25,7 +25,7 @@ use super::devices::acpi_pm::{self, AcpiPm};
 use super::devices::cmos::Cmos;
 use super::devices::ged::{self, Ged};
 use super::devices::i8042::{I8042, I8042Port};
-use super::devices::pci::{PciConfigIo, PciEcam, PciRoot};
+use super::devices::pci::{PciBarSpace, PciConfigIo, PciEcam, PciRoot};
 use super::devices::serial::SerialDevice;
 use super::error::{Error, Result};
 use super::exit::{ExitReason, ExitSignal};
@@ -33,13 +33,14 @@ use super::layout;
 use super::memory::{self, GuestMemory};
 use super::serial_backend::{self, SerialBackend};
 use super::vcpu::{self, RunControl, Vcpu};
+use super::virtio;
 
 /// A built machine, ready to run.
 pub struct Vm {
     cfg: VmConfig,
     // Keeps /dev/kvm open for the VM's lifetime.
     _kvm: Kvm,
-    vm: VmFd,
+    vm: Arc<VmFd>,
     // Guest RAM must outlive every vCPU thread; it is only dropped at exit.
     _mem: GuestMemory,
     mem_bytes: u64,
@@ -49,6 +50,7 @@ pub struct Vm {
     ged: Arc<Mutex<Ged>>,
     backend: SerialBackend,
     vcpus: Vec<Vcpu>,
+    virtio: virtio::setup::Devices,
 }
 
 fn shared<T: super::bus::BusDevice + 'static>(d: T) -> Arc<Mutex<T>> {
@@ -83,7 +85,7 @@ impl Vm {
                 cfg.cpus.count
             )));
         }
-        let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
+        let vm = Arc::new(kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?);
         vm.set_tss_address(layout::KVM_TSS_ADDRESS as usize)
             .map_err(Error::kvm("KVM_SET_TSS_ADDR"))?;
         vm.create_irq_chip()
@@ -145,6 +147,8 @@ impl Vm {
         let ged = shared(Ged::new(ged_irq));
         let i8042 = Arc::new(Mutex::new(I8042::new(exit.clone())));
         let pci = Arc::new(Mutex::new(PciRoot::default()));
+        let mmio64 = (memory::pci_mmio64_start(mem_bytes), layout::PCI_MMIO64_SIZE);
+        let virtio = virtio::setup::build(&cfg.devices, &vm, &mem, &pci, mmio64)?;
         let low_ram = memory::ram_regions(mem_bytes)[0].1;
         let high_ram = mem_bytes - low_ram;
 
@@ -190,10 +194,18 @@ impl Vm {
         insert(&mut mmio, ged.clone(), layout::GED_START, layout::GED_SIZE)?;
         insert(
             &mut mmio,
-            shared(PciEcam::new(pci)),
+            shared(PciEcam::new(pci.clone())),
             layout::PCI_ECAM_START,
             layout::PCI_ECAM_SIZE,
         )?;
+        for (start, len) in [(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE), mmio64] {
+            insert(
+                &mut mmio,
+                shared(PciBarSpace::new(pci.clone(), start)),
+                start,
+                len,
+            )?;
+        }
         let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
 
         let ctl = Arc::new(RunControl::new(cfg.cpus.count as usize));
@@ -211,6 +223,7 @@ impl Vm {
             ged,
             backend,
             vcpus,
+            virtio,
         })
     }
 
@@ -349,6 +362,7 @@ impl Vm {
             c.cleanup();
         }
         self.backend.cleanup();
+        self.virtio.shutdown();
         // Give the vCPU threads a moment to leave KVM_RUN cleanly.
         for _ in 0..100 {
             if threads.iter().all(|t| t.is_finished()) {
@@ -454,7 +468,21 @@ impl Vm {
                 self.exit.request(ExitReason::Quit);
                 ok(json!({}))
             }
-            "query-stats" => ok(self.stats()),
+            "query-stats" => {
+                let mut v = self.stats();
+                v["devices"] = self.virtio.stats();
+                if let Some(b) = self.virtio.balloon() {
+                    v["balloon"] = b.json();
+                }
+                ok(v)
+            }
+            "balloon-set" => match self
+                .virtio
+                .balloon_set(req.arguments.as_ref(), self.cfg.memory_mib)
+            {
+                Ok(()) => ok(json!({})),
+                Err(e) => err(&e),
+            },
             other => control::reply_err(
                 id,
                 control::CLASS_NOT_FOUND,

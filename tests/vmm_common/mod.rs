@@ -14,6 +14,13 @@ use std::time::{Duration, Instant};
 
 pub const VMM: &str = env!("CARGO_BIN_EXE_oxvirt-vmm");
 
+/// The VMM binary to run: `OXVIRT_VMM` if set (a copy taken right after
+/// the build, when several worktrees share one target directory), else
+/// the one cargo built.
+pub fn vmm() -> String {
+    std::env::var("OXVIRT_VMM").unwrap_or_else(|_| VMM.to_string())
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -103,7 +110,7 @@ impl Guest {
     pub fn start(kernel: &Path, cpus: u32, mem: u64, cmdline: &str, extra: &[&str]) -> Guest {
         let dir = scratch("guest");
         let serial = dir.join("serial.log");
-        let mut cmd = Command::new(VMM);
+        let mut cmd = Command::new(vmm());
         cmd.arg("--kernel")
             .arg(kernel)
             .arg("--cmdline")

@@ -114,6 +114,24 @@ fn pci_host_bridge(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
         None,
     );
     let crs = ResourceTemplate::new(vec![&bus, &cfg_io, &io_low, &io_high, &mmio32, &mmio64]);
+    // Legacy INTx routing: every slot's pins A-D straight to IOAPIC GSIs.
+    let routes: Vec<(u32, u8, u32)> = (1u8..32)
+        .flat_map(|slot| {
+            (0u8..4).map(move |pin| {
+                (
+                    u32::from(slot) << 16 | 0xffff,
+                    pin,
+                    layout::pci_intx_gsi(slot, pin),
+                )
+            })
+        })
+        .collect();
+    let zero = 0u8;
+    let entries: Vec<Package> = routes
+        .iter()
+        .map(|(addr, pin, gsi)| Package::new(vec![addr, pin, &zero, gsi]))
+        .collect();
+    let prt = Package::new(entries.iter().map(|e| e as &dyn Aml).collect());
     Device::new(
         "PCI0".into(),
         vec![
@@ -124,6 +142,7 @@ fn pci_host_bridge(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
             &Name::new("_UID".into(), &0u8),
             &Name::new("_BBN".into(), &layout::PCI_BUS_MIN),
             &Name::new("_CRS".into(), &crs),
+            &Name::new("_PRT".into(), &prt),
         ],
     )
     .to_aml_bytes(&mut out);

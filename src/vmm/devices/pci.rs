@@ -1,6 +1,6 @@
 //! PCI configuration space: mechanism #1 (0xCF8/0xCFC) and ECAM, with a
-//! host bridge at 00:00.0 and nothing else yet. Empty slots read as all
-//! ones.
+//! host bridge at 00:00.0 and the functions plugged into bus 0 (function 0
+//! of each slot). Empty slots read as all ones.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,9 +10,27 @@ const VENDOR_REDHAT: u16 = 0x1b36;
 const DEVICE_PCIE_HOST: u16 = 0x0008;
 const CLASS_HOST_BRIDGE: u32 = 0x0600_0000;
 
+/// A function on bus 0: its configuration space and its memory BARs.
+pub trait PciFunction: Send {
+    /// Reads the dword at `reg` (a multiple of 4, below 4096).
+    fn read_config(&self, reg: u16) -> u32;
+    /// Writes the dword at `reg` (already merged with the old value).
+    fn write_config(&mut self, reg: u16, value: u32);
+    /// If `addr` falls into one of this function's decoded memory BARs,
+    /// the BAR index and the offset inside it.
+    fn bar_at(&self, addr: u64) -> Option<(usize, u64)>;
+    /// MMIO access to a BAR.
+    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]);
+    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]);
+}
+
+/// Shared handle to a plugged function.
+pub type SharedFunction = Arc<Mutex<dyn PciFunction>>;
+
 /// The root complex's configuration space.
 pub struct PciRoot {
     host_bridge: [u32; 16],
+    slots: [Option<SharedFunction>; 32],
 }
 
 impl Default for PciRoot {
@@ -22,7 +40,10 @@ impl Default for PciRoot {
         // Command: memory + I/O decode; status: 0.
         h[1] = 0x0000_0003;
         h[2] = CLASS_HOST_BRIDGE;
-        PciRoot { host_bridge: h }
+        PciRoot {
+            host_bridge: h,
+            slots: std::array::from_fn(|_| None),
+        }
     }
 }
 
@@ -32,13 +53,82 @@ impl PciRoot {
         if bus == 0 && dev == 0 && func == 0 {
             let i = usize::from(reg / 4);
             self.host_bridge.get(i).copied().unwrap_or(0)
+        } else if let Some(f) = self.function(bus, dev, func) {
+            lock(&f).read_config(reg & 0xffc)
         } else {
             0xffff_ffff
         }
     }
 
     /// Writes to configuration space; the host bridge ignores writes.
-    pub fn write_dword(&mut self, _bus: u8, _dev: u8, _func: u8, _reg: u16, _v: u32) {}
+    pub fn write_dword(&mut self, bus: u8, dev: u8, func: u8, reg: u16, v: u32) {
+        if let Some(f) = self.function(bus, dev, func) {
+            lock(&f).write_config(reg & 0xffc, v);
+        }
+    }
+
+    fn function(&self, bus: u8, dev: u8, func: u8) -> Option<SharedFunction> {
+        if bus != 0 || func != 0 {
+            return None;
+        }
+        self.slots.get(usize::from(dev))?.clone()
+    }
+
+    /// Plugs a function into slot `dev` (1..=31) of bus 0.
+    pub fn plug(&mut self, dev: u8, f: SharedFunction) -> Result<(), String> {
+        match self.slots.get_mut(usize::from(dev)) {
+            Some(s @ None) if dev != 0 => {
+                *s = Some(f);
+                Ok(())
+            }
+            Some(Some(_)) => Err(format!("PCI slot {dev} is already in use")),
+            _ => Err(format!("PCI slot {dev} is out of range 1..=31")),
+        }
+    }
+
+    /// The function whose memory BAR holds `addr`.
+    pub fn bar_owner(&self, addr: u64) -> Option<(SharedFunction, usize, u64)> {
+        self.slots.iter().flatten().find_map(|f| {
+            let (bar, off) = lock(f).bar_at(addr)?;
+            Some((f.clone(), bar, off))
+        })
+    }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The PCI memory windows: forwards accesses to whichever BAR the guest
+/// placed there. `base` is where this range starts in guest physical space.
+pub struct PciBarSpace {
+    root: Arc<Mutex<PciRoot>>,
+    base: u64,
+}
+
+impl PciBarSpace {
+    pub fn new(root: Arc<Mutex<PciRoot>>, base: u64) -> Self {
+        PciBarSpace { root, base }
+    }
+
+    fn owner(&self, offset: u64) -> Option<(SharedFunction, usize, u64)> {
+        lock(&self.root).bar_owner(self.base.checked_add(offset)?)
+    }
+}
+
+impl BusDevice for PciBarSpace {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        match self.owner(offset) {
+            Some((f, bar, off)) => lock(&f).bar_read(bar, off, data),
+            None => data.fill(0xff),
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if let Some((f, bar, off)) = self.owner(offset) {
+            lock(&f).bar_write(bar, off, data);
+        }
+    }
 }
 
 fn extract(dword: u32, byte_off: u64, data: &mut [u8]) {

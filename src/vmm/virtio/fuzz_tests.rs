@@ -1,0 +1,373 @@
+//! Randomised robustness tests: arbitrary descriptor tables and rings fed
+//! to the virtio-blk request parser, and arbitrary configuration-space and
+//! BAR accesses to a virtio-pci function. Nothing may panic or hang.
+
+use std::sync::{Arc, Mutex};
+
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::blk::{self, BlkCore};
+use super::disk::Disk;
+use super::stats::BlkStats;
+use crate::vmm::bus::BusDevice;
+use crate::vmm::memory::GuestMemory;
+
+/// xorshift64*: small, seeded, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+struct MemDisk(Vec<u8>);
+
+impl Disk for MemDisk {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&mut self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+        let o = off as usize;
+        buf.copy_from_slice(&self.0[o..o + buf.len()]);
+        Ok(())
+    }
+    fn write_at(&mut self, buf: &[u8], off: u64) -> std::io::Result<()> {
+        let o = off as usize;
+        self.0[o..o + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write_zeroes(&mut self, off: u64, len: u64) -> std::io::Result<()> {
+        self.0[off as usize..(off + len) as usize].fill(0);
+        Ok(())
+    }
+    fn discard(&mut self, _off: u64, _len: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const MEM_SIZE: u64 = 0x10_0000;
+const DESC: u64 = 0x1000;
+const AVAIL: u64 = 0x2000;
+const USED: u64 = 0x3000;
+const QSIZE: u16 = 16;
+
+fn guest() -> GuestMemory {
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap()
+}
+
+fn core(readonly: bool) -> BlkCore {
+    let disk: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    BlkCore {
+        disk: Box::new(MemDisk(disk)),
+        readonly,
+        serial: *b"FUZZSERIAL0000000000",
+        stats: Arc::new(BlkStats::default()),
+    }
+}
+
+fn desc(mem: &GuestMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+    let base = DESC + u64::from(i) * 16;
+    mem.write_obj(addr, GuestAddress(base)).unwrap();
+    mem.write_obj(len, GuestAddress(base + 8)).unwrap();
+    mem.write_obj(flags, GuestAddress(base + 12)).unwrap();
+    mem.write_obj(next, GuestAddress(base + 14)).unwrap();
+}
+
+fn queue(mem: &GuestMemory) -> Queue {
+    let mut q = Queue::new(QSIZE).unwrap();
+    q.set_size(QSIZE);
+    q.set_desc_table_address(Some(DESC as u32), Some(0));
+    q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
+    q.set_used_ring_address(Some(USED as u32), Some(0));
+    q.set_ready(true);
+    assert!(q.is_valid(mem));
+    q
+}
+
+fn publish(mem: &GuestMemory, heads: &[u16]) {
+    for (i, h) in heads.iter().enumerate() {
+        mem.write_obj(*h, GuestAddress(AVAIL + 4 + 2 * i as u64))
+            .unwrap();
+    }
+    mem.write_obj(heads.len() as u16, GuestAddress(AVAIL + 2))
+        .unwrap();
+}
+
+/// Runs every published chain through the parser; returns used lengths.
+fn drain(mem: &GuestMemory, q: &mut Queue, c: &mut BlkCore) -> Vec<u32> {
+    let mut lens = Vec::new();
+    for _ in 0..64 {
+        let chain = match q.iter(mem) {
+            Ok(mut it) => it.next(),
+            Err(_) => None,
+        };
+        let Some(chain) = chain else { break };
+        let head = chain.head_index();
+        let n = c.handle(mem, chain);
+        let _ = q.add_used(mem, head, n);
+        lens.push(n);
+    }
+    lens
+}
+
+fn header(mem: &GuestMemory, at: u64, ty: u32, sector: u64) {
+    mem.write_obj(ty, GuestAddress(at)).unwrap();
+    mem.write_obj(0u32, GuestAddress(at + 4)).unwrap();
+    mem.write_obj(sector, GuestAddress(at + 8)).unwrap();
+}
+
+const NEXT: u16 = 1;
+const WRITE: u16 = 2;
+
+#[test]
+fn well_formed_read_and_rejections() {
+    let mem = guest();
+    let mut q = queue(&mem);
+    let mut c = core(true);
+    // IN of one sector at sector 1.
+    header(&mem, 0x10000, blk::T_IN, 1);
+    desc(&mem, 0, 0x10000, 16, NEXT, 1);
+    desc(&mem, 1, 0x11000, 512, NEXT | WRITE, 2);
+    desc(&mem, 2, 0x12000, 1, WRITE, 0);
+    // OUT on a read-only disk.
+    header(&mem, 0x10100, blk::T_OUT, 0);
+    desc(&mem, 3, 0x10100, 16, NEXT, 4);
+    desc(&mem, 4, 0x13000, 512, NEXT, 5);
+    desc(&mem, 5, 0x12001, 1, WRITE, 0);
+    // IN beyond the end of the disk.
+    header(&mem, 0x10200, blk::T_IN, 1 << 40);
+    desc(&mem, 6, 0x10200, 16, NEXT, 7);
+    desc(&mem, 7, 0x14000, 512, NEXT | WRITE, 8);
+    desc(&mem, 8, 0x12002, 1, WRITE, 0);
+    // A loop: 9 -> 10 -> 9.
+    desc(&mem, 9, 0x10000, 16, NEXT, 10);
+    desc(&mem, 10, 0x12003, 1, NEXT | WRITE, 9);
+    // Data outside guest memory.
+    header(&mem, 0x10300, blk::T_IN, 0);
+    desc(&mem, 11, 0x10300, 16, NEXT, 12);
+    desc(&mem, 12, MEM_SIZE - 16, 4096, NEXT | WRITE, 13);
+    desc(&mem, 13, 0x12004, 1, WRITE, 0);
+    publish(&mem, &[0, 3, 6, 9, 11]);
+    let lens = drain(&mem, &mut q, &mut c);
+    assert_eq!(lens.len(), 5);
+    assert_eq!(lens[0], 513);
+    let mut data = [0u8; 512];
+    mem.read_slice(&mut data, GuestAddress(0x11000)).unwrap();
+    assert!(
+        data.iter()
+            .enumerate()
+            .all(|(i, &b)| b == ((512 + i) % 251) as u8)
+    );
+    let status = |i: u64| mem.read_obj::<u8>(GuestAddress(0x12000 + i)).unwrap();
+    assert_eq!(status(0), blk::S_OK);
+    assert_eq!(status(1), blk::S_IOERR);
+    assert_eq!(status(2), blk::S_IOERR);
+    assert_eq!(lens[3], 0, "looping chain must be rejected");
+    assert_eq!(lens[4], 0, "chain outside memory must be rejected");
+}
+
+#[test]
+fn random_descriptor_tables_never_panic() {
+    let mem = guest();
+    let mut r = Rng(0x6f78_7669_7274_0001);
+    for round in 0..3000 {
+        let mut q = queue(&mem);
+        let mut c = core(round % 3 == 0);
+        for i in 0..QSIZE + 4 {
+            if i >= QSIZE {
+                break;
+            }
+            let addr = match r.below(4) {
+                0 => r.next(),
+                1 => MEM_SIZE - r.below(64),
+                _ => 0x10000 + r.below(0x8000),
+            };
+            let len = match r.below(4) {
+                0 => r.next() as u32,
+                1 => 0,
+                _ => r.below(8192) as u32,
+            };
+            let flags = r.below(8) as u16;
+            let next = r.below(u64::from(QSIZE) + 4) as u16;
+            desc(&mem, i, addr, len, flags, next);
+        }
+        // Random request headers where descriptors may point.
+        for k in 0..8u64 {
+            let ty = [0, 1, 4, 8, 11, 13, 99][r.below(7) as usize];
+            header(&mem, 0x10000 + k * 0x1000, ty, r.below(256));
+        }
+        let n = r.below(u64::from(QSIZE) + 1) as usize;
+        let heads: Vec<u16> = (0..n)
+            .map(|_| r.below(u64::from(QSIZE) + 4) as u16)
+            .collect();
+        publish(&mem, &heads);
+        if r.below(10) == 0 {
+            // An avail index far ahead of the ring.
+            mem.write_obj(r.next() as u16, GuestAddress(AVAIL + 2))
+                .unwrap();
+        }
+        drain(&mem, &mut q, &mut c);
+        mem.write_obj(0u16, GuestAddress(AVAIL + 2)).unwrap();
+        mem.write_obj(0u16, GuestAddress(USED + 2)).unwrap();
+    }
+}
+
+#[test]
+fn random_config_space_and_bar_accesses_never_panic() {
+    use crate::vmm::devices::pci::{PciBarSpace, PciConfigIo, PciEcam, PciRoot};
+    use crate::vmm::layout;
+    use crate::vmm::virtio::transport::VirtioPci;
+    use vmm_sys_util::eventfd::EventFd;
+
+    let Ok(kvm) = kvm_ioctls::Kvm::new() else {
+        eprintln!("SKIP: no /dev/kvm");
+        return;
+    };
+    let vm = Arc::new(kvm.create_vm().unwrap());
+    let mem = guest();
+    let root = Arc::new(Mutex::new(PciRoot::default()));
+    let irq = Arc::new(super::Interrupt::new(
+        EventFd::new(libc::EFD_NONBLOCK).unwrap(),
+        (0..3)
+            .map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap())
+            .collect(),
+    ));
+    vm.create_irq_chip().unwrap();
+    let router = Arc::new(super::msix::GsiRouter::new(vm.clone()));
+    let windows = vec![(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE)];
+    for (slot, dev) in [
+        (
+            3u8,
+            Box::new(super::rng::Rng::default()) as Box<dyn super::VirtioDevice>,
+        ),
+        (4u8, Box::new(super::blk::Blk::new(core(false), "f".into()))),
+    ] {
+        let f = VirtioPci::new(
+            dev,
+            vm.clone(),
+            mem.clone(),
+            irq.clone(),
+            super::transport::Placement {
+                bar: layout::PCI_MMIO32_START + u64::from(slot) * 0x8000,
+                irq_line: 17,
+                windows: windows.clone(),
+            },
+            Some(super::msix::MsixTable::new(
+                router.clone(),
+                vec![router.alloc(), router.alloc(), router.alloc()],
+            )),
+        )
+        .unwrap();
+        root.lock()
+            .unwrap()
+            .plug(slot, Arc::new(Mutex::new(f)))
+            .unwrap();
+    }
+    let mut io = PciConfigIo::new(root.clone());
+    let mut ecam = PciEcam::new(root.clone());
+    let mut bars = PciBarSpace::new(root.clone(), layout::PCI_MMIO32_START);
+    let mut r = Rng(0x6f78_7063_6900_0002);
+    let sizes = [1usize, 2, 4, 8];
+    for _ in 0..40000 {
+        let len = sizes[r.below(4) as usize];
+        let mut buf = vec![0u8; len];
+        for b in buf.iter_mut() {
+            *b = r.next() as u8;
+        }
+        match r.below(6) {
+            0 => {
+                let a = 0x8000_0000u32 | (r.below(6) as u32) << 11 | (r.below(256) as u32 & 0xfc);
+                io.write(0, &a.to_le_bytes());
+                if r.below(2) == 0 {
+                    io.write(4 + r.below(4), &buf);
+                } else {
+                    io.read(4 + r.below(4), &mut buf);
+                }
+            }
+            1 => io.read(r.below(8), &mut buf),
+            2 => ecam.write(r.below(6 << 15), &buf),
+            3 => ecam.read(r.below(6 << 15), &mut buf),
+            4 => bars.write(r.below(0x30000), &buf),
+            _ => bars.read(r.below(0x30000), &mut buf),
+        }
+    }
+    // Still answers sensibly: vendor id of slot 3.
+    let mut v = [0u8; 2];
+    ecam.read(3 << 15, &mut v);
+    assert_eq!(u16::from_le_bytes(v), super::transport::VENDOR_VIRTIO);
+}
+
+#[test]
+fn bar_sizing_and_moving() {
+    use crate::vmm::devices::pci::{PciBarSpace, PciEcam, PciRoot};
+    use crate::vmm::layout;
+    use crate::vmm::virtio::transport::{BAR_SIZE, Placement, VirtioPci};
+    use vmm_sys_util::eventfd::EventFd;
+
+    let Ok(kvm) = kvm_ioctls::Kvm::new() else {
+        eprintln!("SKIP: no /dev/kvm");
+        return;
+    };
+    let vm = Arc::new(kvm.create_vm().unwrap());
+    let root = Arc::new(Mutex::new(PciRoot::default()));
+    let irq = Arc::new(super::Interrupt::new(
+        EventFd::new(libc::EFD_NONBLOCK).unwrap(),
+        Vec::new(),
+    ));
+    let f = VirtioPci::new(
+        Box::new(super::rng::Rng::default()),
+        vm,
+        guest(),
+        irq,
+        Placement {
+            bar: layout::PCI_MMIO32_START,
+            irq_line: 17,
+            windows: vec![(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE)],
+        },
+        None,
+    )
+    .unwrap();
+    root.lock()
+        .unwrap()
+        .plug(3, Arc::new(Mutex::new(f)))
+        .unwrap();
+    let mut ecam = PciEcam::new(root.clone());
+    let mut bars = PciBarSpace::new(root.clone(), layout::PCI_MMIO32_START);
+    let cfg = |ecam: &mut PciEcam, reg: u64| {
+        let mut d = [0u8; 4];
+        ecam.read(3 << 15 | reg, &mut d);
+        u32::from_le_bytes(d)
+    };
+    let num_queues = |bars: &mut PciBarSpace, base: u64| {
+        let mut d = [0u8; 2];
+        bars.read(base - layout::PCI_MMIO32_START + 0x12, &mut d);
+        u16::from_le_bytes(d)
+    };
+    assert_eq!(num_queues(&mut bars, layout::PCI_MMIO32_START), 1);
+    // Sizing: decode off, all ones, read the mask back.
+    ecam.write(3 << 15 | 4, &0u16.to_le_bytes());
+    ecam.write(3 << 15 | 0x10, &u32::MAX.to_le_bytes());
+    ecam.write(3 << 15 | 0x14, &u32::MAX.to_le_bytes());
+    assert_eq!(cfg(&mut ecam, 0x10), !(BAR_SIZE as u32 - 1) | 0x4);
+    assert_eq!(cfg(&mut ecam, 0x14), u32::MAX);
+    // Move to 0xD0000000, decode on: the old address is empty, the new
+    // one answers.
+    let new = 0xd000_0000u64;
+    ecam.write(3 << 15 | 0x10, &(new as u32).to_le_bytes());
+    ecam.write(3 << 15 | 0x14, &0u32.to_le_bytes());
+    assert_eq!(num_queues(&mut bars, new), 0xffff, "decode still off");
+    ecam.write(3 << 15 | 4, &6u16.to_le_bytes());
+    assert_eq!(num_queues(&mut bars, new), 1);
+    assert_eq!(num_queues(&mut bars, layout::PCI_MMIO32_START), 0xffff);
+}

@@ -1,0 +1,84 @@
+//! virtio devices over PCI (virtio 1.x "modern" transport only).
+//!
+//! The transport (`transport.rs`) owns the PCI function: configuration
+//! space, the capability list and the BAR holding the common, ISR, device
+//! and notify regions. When the driver sets DRIVER_OK the transport builds
+//! the queues and hands them to the device, which runs its own worker
+//! thread (`worker.rs`) woken by the queues' ioeventfds and its backend's
+//! fds; vCPU threads never do device work. A reset stops the worker.
+
+pub mod balloon;
+pub mod blk;
+pub mod console;
+pub mod disk;
+#[cfg(test)]
+mod fuzz_tests;
+pub mod interrupt;
+pub mod msix;
+pub mod net;
+pub mod options;
+pub mod rng;
+pub mod setup;
+pub mod stats;
+pub mod tap;
+pub mod transport;
+pub mod vsock;
+pub mod worker;
+
+use vmm_sys_util::eventfd::EventFd;
+
+pub use interrupt::Interrupt;
+
+use super::memory::GuestMemory;
+use virtio_queue::Queue;
+
+/// virtio device types.
+pub const TYPE_NET: u32 = 1;
+pub const TYPE_BLOCK: u32 = 2;
+pub const TYPE_CONSOLE: u32 = 3;
+pub const TYPE_RNG: u32 = 4;
+pub const TYPE_BALLOON: u32 = 5;
+pub const TYPE_VSOCK: u32 = 19;
+
+/// Feature bits common to every device.
+pub const F_VERSION_1: u64 = 1 << 32;
+
+/// What a device gets when the driver has finished setting it up.
+pub struct Activation {
+    pub mem: GuestMemory,
+    /// Queues in index order, each with the eventfd the guest's notify
+    /// writes signal.
+    pub queues: Vec<(Queue, EventFd)>,
+    pub interrupt: std::sync::Arc<Interrupt>,
+    /// Features the driver accepted.
+    pub features: u64,
+}
+
+/// One kind of virtio device, independent of the transport.
+pub trait VirtioDevice: Send {
+    /// virtio device type (`TYPE_*`).
+    fn device_type(&self) -> u32;
+    /// Maximum size of each queue; the length is the number of queues.
+    fn queue_max_sizes(&self) -> Vec<u16>;
+    /// Feature bits offered, besides VERSION_1.
+    fn features(&self) -> u64;
+    /// Device configuration space.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    /// Starts processing the queues (on its own thread).
+    fn activate(&mut self, act: Activation) -> std::result::Result<(), String>;
+    /// Stops processing; the device must be ready for a new activation.
+    fn reset(&mut self);
+}
+
+/// Copies `data` out of a byte image of a configuration structure.
+pub fn read_config_bytes(image: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(i))
+            .and_then(|o| image.get(o))
+            .copied()
+            .unwrap_or(0);
+    }
+}

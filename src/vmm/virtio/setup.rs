@@ -1,0 +1,315 @@
+//! Turning `VmConfig.devices` into virtio-pci functions on bus 0: slots,
+//! BARs from the 32-bit window, INTx lines, and the per-device handles
+//! kept for statistics and control commands.
+
+use std::sync::{Arc, Mutex};
+
+use kvm_ioctls::VmFd;
+use serde_json::{Value, json};
+use vm_allocator::{AddressAllocator, AllocPolicy};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::balloon::{Balloon, BalloonState};
+use super::blk::{Blk, BlkCore};
+use super::console::Console;
+use super::disk::{Disk, Qcow2Disk, RawDisk};
+use super::msix::{GsiRouter, MsixTable};
+use super::net::Net;
+use super::rng::Rng;
+use super::stats::{BlkStats, NetStats};
+use super::transport::{self, VirtioPci};
+use super::vsock::Vsock;
+use super::{Interrupt, VirtioDevice};
+use crate::vmm::config::{DeviceConfig, DiskFormat};
+use crate::vmm::devices::pci::PciRoot;
+use crate::vmm::error::{Error, Result};
+use crate::vmm::layout;
+use crate::vmm::memory::GuestMemory;
+
+/// First slot handed out to devices without an explicit one.
+const FIRST_AUTO_SLOT: u8 = 3;
+
+/// Checks the device list without touching the host.
+pub fn validate(devices: &[DeviceConfig]) -> Result<()> {
+    let mut used = [false; 32];
+    for d in devices {
+        if let Some(s) = d.pci_slot() {
+            if s == 0 || s > 31 {
+                return Err(Error::Config(format!(
+                    "PCI slot {s} is out of range 1..=31"
+                )));
+            }
+            if std::mem::replace(&mut used[usize::from(s)], true) {
+                return Err(Error::Config(format!("PCI slot {s} is used twice")));
+            }
+        }
+        match d {
+            DeviceConfig::Net(n) if n.tap_fd.is_none() == n.tap_name.is_none() => {
+                return Err(Error::Config(
+                    "a net device needs exactly one of tap_fd and tap_name".into(),
+                ));
+            }
+            DeviceConfig::Net(n) if n.queues.is_some_and(|q| q != 1) => {
+                return Err(Error::Config(
+                    "virtio-net multiqueue is not supported (queues must be 1)".into(),
+                ));
+            }
+            DeviceConfig::Net(n) => {
+                if let Some(m) = &n.mac {
+                    super::net::parse_mac(m)?;
+                }
+            }
+            DeviceConfig::Vsock(v) if v.cid < 3 || v.cid > u64::from(u32::MAX) => {
+                return Err(Error::Config(format!("vsock cid {} is invalid", v.cid)));
+            }
+            DeviceConfig::Block(b) if b.path.as_os_str().is_empty() => {
+                return Err(Error::Config("block device path is empty".into()));
+            }
+            _ => {}
+        }
+    }
+    if devices.len() > 31 {
+        return Err(Error::Config("more than 31 PCI devices".into()));
+    }
+    Ok(())
+}
+
+/// What the VMM keeps of each device after plugging it.
+pub enum Handle {
+    Block { slot: u8, stats: Arc<BlkStats> },
+    Net { slot: u8, stats: Arc<NetStats> },
+    Balloon { slot: u8, state: Arc<BalloonState> },
+    Other { slot: u8 },
+}
+
+/// All virtio devices of a VM.
+#[derive(Default)]
+pub struct Devices {
+    pub handles: Vec<Handle>,
+    /// Socket files to remove on exit.
+    pub cleanup: Vec<std::path::PathBuf>,
+    /// The functions, to stop their workers (and flush disks) on exit.
+    pub functions: Vec<Arc<Mutex<VirtioPci>>>,
+}
+
+impl Devices {
+    /// Per-device counters for `query-stats`.
+    pub fn stats(&self) -> Value {
+        let mut blk = Vec::new();
+        let mut net = Vec::new();
+        let mut balloon = Value::Null;
+        for h in &self.handles {
+            match h {
+                Handle::Block { slot, stats } => {
+                    let mut v = stats.json();
+                    v["slot"] = json!(slot);
+                    blk.push(v);
+                }
+                Handle::Net { slot, stats } => {
+                    let mut v = stats.json();
+                    v["slot"] = json!(slot);
+                    net.push(v);
+                }
+                Handle::Balloon { state, .. } => balloon = state.json(),
+                Handle::Other { .. } => {}
+            }
+        }
+        json!({ "block": blk, "net": net, "balloon": balloon })
+    }
+
+    /// The balloon's state, if there is one.
+    pub fn balloon(&self) -> Option<&Arc<BalloonState>> {
+        self.handles.iter().find_map(|h| match h {
+            Handle::Balloon { state, .. } => Some(state),
+            _ => None,
+        })
+    }
+
+    /// `balloon-set`: `target-mib` (memory the guest keeps) or
+    /// `num-pages` (4 KiB pages it gives up).
+    pub fn balloon_set(
+        &self,
+        args: Option<&Value>,
+        memory_mib: u64,
+    ) -> std::result::Result<(), String> {
+        let b = self.balloon().ok_or("no balloon device")?;
+        let arg = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_u64);
+        let pages = match (arg("target-mib"), arg("num-pages")) {
+            (Some(m), _) if m <= memory_mib => (memory_mib - m) * 256,
+            (None, Some(p)) if p <= memory_mib * 256 => p,
+            _ => {
+                return Err(
+                    "balloon-set needs target-mib (at most the guest memory) or num-pages".into(),
+                );
+            }
+        };
+        b.set_target_pages(u32::try_from(pages).unwrap_or(u32::MAX));
+        Ok(())
+    }
+
+    /// Stops every device (disks are flushed) and removes the socket
+    /// files the devices created.
+    pub fn shutdown(&self) {
+        for f in &self.functions {
+            f.lock().unwrap_or_else(|p| p.into_inner()).stop();
+        }
+        for p in &self.cleanup {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// The GSI of a slot's INTA.
+pub fn intx_gsi(slot: u8) -> u32 {
+    layout::pci_intx_gsi(slot, 0)
+}
+
+fn assign_slots(devices: &[DeviceConfig]) -> Vec<u8> {
+    let mut used = [false; 32];
+    used[0] = true;
+    for d in devices {
+        if let Some(s) = d.pci_slot() {
+            used[usize::from(s)] = true;
+        }
+    }
+    devices
+        .iter()
+        .map(|d| {
+            d.pci_slot().unwrap_or_else(|| {
+                let s = (FIRST_AUTO_SLOT..32)
+                    .chain(1..FIRST_AUTO_SLOT)
+                    .find(|&s| !used[usize::from(s)])
+                    .unwrap_or(31);
+                used[usize::from(s)] = true;
+                s
+            })
+        })
+        .collect()
+}
+
+fn open_disk(b: &crate::vmm::config::BlockConfig) -> Result<Box<dyn Disk>> {
+    let what = || format!("opening disk {}", b.path.display());
+    Ok(match b.format {
+        DiskFormat::Raw => Box::new(RawDisk::open(&b.path, b.readonly).map_err(Error::io(what()))?),
+        DiskFormat::Qcow2 => {
+            Box::new(Qcow2Disk::open(&b.path, b.readonly).map_err(Error::io(what()))?)
+        }
+    })
+}
+
+fn serial_id(s: Option<&str>) -> [u8; 20] {
+    let mut id = [0u8; 20];
+    if let Some(s) = s {
+        for (d, c) in id.iter_mut().zip(s.bytes()) {
+            *d = c;
+        }
+    }
+    id
+}
+
+/// Creates every configured device and plugs it into `root`.
+pub fn build(
+    devices: &[DeviceConfig],
+    vm: &Arc<VmFd>,
+    mem: &GuestMemory,
+    root: &Mutex<PciRoot>,
+    mmio64: (u64, u64),
+) -> Result<Devices> {
+    let mut out = Devices::default();
+    let mut alloc = AddressAllocator::new(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE)
+        .map_err(|e| Error::Boot(format!("BAR allocator: {e}")))?;
+    let windows = vec![(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE), mmio64];
+    let slots = assign_slots(devices);
+    let router = Arc::new(GsiRouter::new(vm.clone()));
+    for (d, &slot) in devices.iter().zip(&slots) {
+        let (dev, handle): (Box<dyn VirtioDevice>, Handle) = match d {
+            DeviceConfig::Block(b) => {
+                let stats = Arc::new(BlkStats::default());
+                let core = BlkCore {
+                    disk: open_disk(b)?,
+                    readonly: b.readonly,
+                    serial: serial_id(b.serial.as_deref()),
+                    stats: stats.clone(),
+                };
+                (
+                    Box::new(Blk::new(core, format!("virtio-blk-{slot}"))),
+                    Handle::Block { slot, stats },
+                )
+            }
+            DeviceConfig::Rng(_) => (Box::new(Rng::default()), Handle::Other { slot }),
+            DeviceConfig::Console(c) => {
+                let con = Console::new(&c.backend)?;
+                if let Some(p) = con.socket_path() {
+                    out.cleanup.push(p);
+                }
+                (Box::new(con), Handle::Other { slot })
+            }
+            DeviceConfig::Balloon(c) => {
+                let state = Arc::new(BalloonState::new(c.stats_period.unwrap_or(0)));
+                (
+                    Box::new(Balloon::new(state.clone())),
+                    Handle::Balloon { slot, state },
+                )
+            }
+            DeviceConfig::Net(n) => {
+                let stats = Arc::new(NetStats::default());
+                (
+                    Box::new(Net::new(n, stats.clone())?),
+                    Handle::Net { slot, stats },
+                )
+            }
+            DeviceConfig::Vsock(v) => {
+                let vs = Vsock::new(v)?;
+                out.cleanup.push(vs.listener_path());
+                (Box::new(vs), Handle::Other { slot })
+            }
+        };
+        let bar = alloc
+            .allocate(
+                transport::BAR_SIZE,
+                transport::BAR_SIZE,
+                AllocPolicy::FirstMatch,
+            )
+            .map_err(|e| Error::Boot(format!("no room for a BAR: {e}")))?
+            .start();
+        let intx = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::io("eventfd"))?;
+        let gsi = intx_gsi(slot);
+        vm.register_irqfd(&intx, gsi)
+            .map_err(Error::kvm("KVM_IRQFD (PCI INTx)"))?;
+        // One MSI-X vector per queue plus one for configuration changes.
+        let nvec = dev.queue_max_sizes().len() + 1;
+        let mut gsis = Vec::with_capacity(nvec);
+        let mut fds = Vec::with_capacity(nvec);
+        for _ in 0..nvec {
+            let fd = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::io("eventfd"))?;
+            let g = router.alloc();
+            vm.register_irqfd(&fd, g)
+                .map_err(Error::kvm("KVM_IRQFD (MSI-X)"))?;
+            gsis.push(g);
+            fds.push(fd);
+        }
+        let irq = Arc::new(Interrupt::new(intx, fds));
+        let table = MsixTable::new(router.clone(), gsis);
+        let f = VirtioPci::new(
+            dev,
+            vm.clone(),
+            mem.clone(),
+            irq,
+            transport::Placement {
+                bar,
+                irq_line: gsi as u8,
+                windows: windows.clone(),
+            },
+            Some(table),
+        )
+        .map_err(Error::io("creating a virtio-pci function"))?;
+        let f = Arc::new(Mutex::new(f));
+        root.lock()
+            .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
+            .plug(slot, f.clone())
+            .map_err(Error::Config)?;
+        out.functions.push(f);
+        out.handles.push(handle);
+    }
+    Ok(out)
+}

@@ -1,0 +1,126 @@
+//! Tap devices for virtio-net: opening by name or adopting an inherited fd.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+
+/// TUNSETOFFLOAD bits.
+pub const TUN_F_CSUM: u32 = 0x01;
+pub const TUN_F_TSO4: u32 = 0x02;
+pub const TUN_F_TSO6: u32 = 0x04;
+pub const TUN_F_TSO_ECN: u32 = 0x08;
+
+/// Length of the virtio-net header (VERSION_1, with num_buffers).
+pub const VNET_HDR_LEN: usize = 12;
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; 16],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// An open tap.
+pub struct Tap {
+    pub file: File,
+    /// Whether frames carry a virtio-net header on the tap side.
+    pub vnet_hdr: bool,
+}
+
+fn ioctl_ptr<T>(f: &File, req: libc::c_ulong, arg: *mut T) -> io::Result<()> {
+    // SAFETY: callers pass a request whose argument is `*mut T` of the
+    // right size; `arg` points to a live T.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), req, arg) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn setup(file: File, vnet_hdr: bool) -> io::Result<Tap> {
+    if vnet_hdr {
+        let mut sz: libc::c_int = VNET_HDR_LEN as libc::c_int;
+        ioctl_ptr(&file, TUNSETVNETHDRSZ, &mut sz)?;
+        // No offloads: the guest gets and sends plain frames.
+        // SAFETY: TUNSETOFFLOAD takes an integer argument, not a pointer.
+        unsafe { libc::ioctl(file.as_raw_fd(), TUNSETOFFLOAD, 0 as libc::c_ulong) };
+    }
+    // SAFETY: fcntl with valid flags on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        if fl < 0 || libc::fcntl(file.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(Tap { file, vnet_hdr })
+}
+
+impl Tap {
+    /// Tells the tap which offloads the guest can take (TUN_F_* bits):
+    /// frames it hands us may then carry partial checksums or be GSO.
+    pub fn set_offload(&self, flags: u32) -> io::Result<()> {
+        // SAFETY: TUNSETOFFLOAD takes an integer argument, not a pointer.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETOFFLOAD,
+                libc::c_ulong::from(flags),
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Opens (or creates) the tap called `name`.
+    pub fn open(name: &str) -> io::Result<Tap> {
+        if name.is_empty() || name.len() > 15 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad tap name"));
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")?;
+        let mut req = IfReq {
+            name: [0; 16],
+            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+            _pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        ioctl_ptr(&file, TUNSETIFF, &mut req)?;
+        setup(file, true)
+    }
+
+    /// Adopts an inherited, already attached tap fd.
+    pub fn from_fd(fd: i32) -> io::Result<Tap> {
+        // SAFETY: fcntl(F_GETFD) only checks the fd is open.
+        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "tap fd is not open",
+            ));
+        }
+        // SAFETY: the fd is open and was handed to this process for the
+        // tap; nothing else in the VMM uses it.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let mut req = IfReq {
+            name: [0; 16],
+            flags: 0,
+            _pad: [0; 22],
+        };
+        ioctl_ptr(&file, TUNGETIFF, &mut req)?;
+        let vnet = req.flags & IFF_VNET_HDR != 0;
+        setup(file, vnet)
+    }
+}

@@ -1,0 +1,195 @@
+//! A device's worker thread: an epoll loop over its queue eventfds and its
+//! backend's fds, stopped through an eventfd on reset or exit.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::thread::JoinHandle;
+
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::Interrupt;
+use crate::vmm::memory::GuestMemory;
+
+const KILL_TOKEN: u64 = u64::MAX;
+
+/// The epoll set a handler may change while it runs.
+pub struct Poll {
+    epoll: Epoll,
+}
+
+impl Poll {
+    /// Watches `fd` for input, reporting `token`.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.epoll.ctl(
+            ControlOperation::Add,
+            fd,
+            EpollEvent::new(EventSet::IN, token),
+        )
+    }
+
+    /// Stops watching `fd`.
+    pub fn remove(&self, fd: RawFd) {
+        let _ = self
+            .epoll
+            .ctl(ControlOperation::Delete, fd, EpollEvent::default());
+    }
+}
+
+/// What a device does on its thread.
+pub trait Handler: Send + 'static {
+    /// Registers the handler's fds (queue eventfds, backends).
+    fn register(&mut self, poll: &Poll) -> io::Result<()>;
+    /// Handles readiness of the fd registered with `token`.
+    fn event(&mut self, token: u64, poll: &Poll);
+    /// Milliseconds until `tick` should run, or None.
+    fn timeout_ms(&self) -> Option<i32> {
+        None
+    }
+    /// Runs when the timeout passes with no event.
+    fn tick(&mut self, _poll: &Poll) {}
+}
+
+/// A running worker thread.
+pub struct Worker {
+    kill: EventFd,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts `handler` on a new thread called `name`.
+    pub fn spawn<H: Handler>(name: &str, mut handler: H) -> io::Result<Worker> {
+        let kill = EventFd::new(libc::EFD_NONBLOCK)?;
+        let poll = Poll {
+            epoll: Epoll::new()?,
+        };
+        poll.add(kill.as_raw_fd(), KILL_TOKEN)?;
+        handler.register(&poll)?;
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || run(handler, poll))?;
+        Ok(Worker {
+            kill,
+            handle: Some(handle),
+        })
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.kill.write(1);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run<H: Handler>(mut handler: H, poll: Poll) {
+    let mut events = vec![EpollEvent::default(); 16];
+    loop {
+        let timeout = handler.timeout_ms().unwrap_or(-1);
+        let n = match poll.epoll.wait(timeout, &mut events) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::error!("device worker: epoll_wait: {e}");
+                return;
+            }
+        };
+        if n == 0 {
+            handler.tick(&poll);
+        }
+        for ev in &events[..n] {
+            if ev.data() == KILL_TOKEN {
+                return;
+            }
+            handler.event(ev.data(), &poll);
+        }
+    }
+}
+
+/// False for a chain cut short: its last descriptor still points to a
+/// next one (a loop, or longer than the queue allows).
+pub fn chain_complete(chain: &virtio_queue::DescriptorChain<&GuestMemory>) -> bool {
+    chain.clone().last().is_some_and(|d| !d.has_next())
+}
+
+/// One queue as a worker holds it.
+pub struct WorkQueue {
+    pub queue: Queue,
+    pub event: EventFd,
+    pub index: usize,
+}
+
+impl WorkQueue {
+    pub fn new(index: usize, queue: Queue, event: EventFd) -> Self {
+        WorkQueue {
+            queue,
+            event,
+            index,
+        }
+    }
+
+    /// Clears the notification eventfd.
+    pub fn ack(&self) {
+        let _ = self.event.read();
+    }
+
+    /// Pops every available chain and completes it with the length
+    /// `f` returns; signals the driver if it wants it. A malformed ring
+    /// (bad index) stops the loop instead of crashing.
+    pub fn process<F>(&mut self, mem: &GuestMemory, irq: &Interrupt, mut f: F)
+    where
+        F: FnMut(virtio_queue::DescriptorChain<&GuestMemory>) -> u32,
+    {
+        let mut used = false;
+        loop {
+            let chain = match self.queue.iter(mem) {
+                Ok(mut it) => it.next(),
+                Err(e) => {
+                    tracing::warn!("virtio queue {}: {e}", self.index);
+                    None
+                }
+            };
+            let Some(chain) = chain else { break };
+            let head = chain.head_index();
+            let len = if chain_complete(&chain) { f(chain) } else { 0 };
+            if let Err(e) = self.queue.add_used(mem, head, len) {
+                tracing::warn!("virtio queue {}: add_used: {e}", self.index);
+                break;
+            }
+            used = true;
+        }
+        if used {
+            self.notify(mem, irq);
+        }
+    }
+
+    /// Signals the driver if the queue's suppression flags allow.
+    pub fn notify(&mut self, mem: &GuestMemory, irq: &Interrupt) {
+        if self.queue.needs_notification(mem).unwrap_or(true) {
+            irq.signal_queue(self.index);
+        }
+    }
+
+    /// Takes one chain, if any.
+    pub fn pop<'a>(
+        &mut self,
+        mem: &'a GuestMemory,
+    ) -> Option<virtio_queue::DescriptorChain<&'a GuestMemory>> {
+        self.queue.pop_descriptor_chain(mem)
+    }
+
+    /// Returns a chain to the used ring.
+    pub fn complete(&mut self, mem: &GuestMemory, head: u16, len: u32) {
+        if let Err(e) = self.queue.add_used(mem, head, len) {
+            tracing::warn!("virtio queue {}: add_used: {e}", self.index);
+        }
+    }
+}
