@@ -100,7 +100,7 @@ impl ErrorCode {
             ArgumentUnsupported => "argument unsupported",
             OperationAborted => "operation aborted",
             NoDomainMetadata => "metadata not found",
-            Overflow => "value too large",
+            Overflow => "numerical overflow",
             OperationUnsupported => "Operation not supported",
             AgentUnresponsive => "Guest agent is not responding",
             ResourceBusy => "resource busy",

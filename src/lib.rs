@@ -5,4 +5,8 @@
 //! on nothing of ours but [`error`]; `driver` on `xml` and the VMM's
 //! config types; the front ends on `driver`.
 
+pub mod dbus;
+pub mod driver;
 pub mod error;
+pub mod vmm;
+pub mod xml;

@@ -1,0 +1,116 @@
+//! `org.libvirt.Connect` at `/org/libvirt/QEMU`.
+
+use std::collections::HashMap;
+
+use zbus::zvariant::OwnedObjectPath;
+
+use crate::driver::host;
+use crate::error::{Error, Result};
+
+use super::call::{Call, not_supported};
+use super::paths::domain_path;
+use super::spec_types::Method;
+use super::stats::stats_record;
+
+fn opath(uuid: &uuid::Uuid) -> Result<OwnedObjectPath> {
+    OwnedObjectPath::try_from(domain_path(uuid))
+        .map_err(|e| Error::internal(format!("bad object path: {e}")))
+}
+
+/// Handles a Connect method whose name and signature were checked.
+pub async fn handle(call: &Call, m: &Method) -> Result<()> {
+    let drv = &call.driver;
+    match m.name {
+        "ListDomains" => {
+            let (flags,): (u32,) = call.args()?;
+            let paths = drv
+                .list(flags)?
+                .iter()
+                .map(|d| opath(&d.uuid))
+                .collect::<Result<Vec<_>>>()?;
+            call.ok(&(paths,)).await
+        }
+        "DomainDefineXML" => {
+            let (xml,): (String,) = call.args()?;
+            let obj = drv.define_xml(&xml).await?;
+            call.ok(&(opath(&obj.uuid)?,)).await
+        }
+        "DomainCreateXML" => {
+            let (xml, flags): (String, u32) = call.args()?;
+            let obj = drv.create_xml(&xml, flags).await?;
+            call.ok(&(opath(&obj.uuid)?,)).await
+        }
+        "DomainLookupByName" => {
+            let (name,): (String,) = call.args()?;
+            let obj = drv.lookup_by_name(&name)?;
+            call.ok(&(opath(&obj.uuid)?,)).await
+        }
+        "DomainLookupByUUID" => {
+            let (uuid,): (String,) = call.args()?;
+            let obj = drv.lookup_by_uuid_str(&uuid)?;
+            call.ok(&(opath(&obj.uuid)?,)).await
+        }
+        "DomainLookupByID" => {
+            let (id,): (i32,) = call.args()?;
+            let obj = drv.lookup_by_id(id)?;
+            call.ok(&(opath(&obj.uuid)?,)).await
+        }
+        "GetCapabilities" => {
+            call.ok(&(host::capabilities_xml(&host::host_uuid()),))
+                .await
+        }
+        "GetDomainCapabilities" => {
+            let (emu, arch, machine, virt, _flags): (String, String, String, String, u32) =
+                call.args()?;
+            let xml = host::domain_capabilities_xml(&emu, &arch, &machine, &virt)?;
+            call.ok(&(xml,)).await
+        }
+        "GetSysinfo" => {
+            let (flags,): (u32,) = call.args()?;
+            check_no_flags(flags, "virConnectGetSysinfo")?;
+            call.ok(&(host::sysinfo_xml(),)).await
+        }
+        "NodeGetCPUMap" => {
+            let (flags,): (u32,) = call.args()?;
+            check_no_flags(flags, "virNodeGetCPUMap")?;
+            call.ok(&(host::cpu_map(),)).await
+        }
+        "NodeGetCPUStats" => {
+            let (cpu, flags): (i32, u32) = call.args()?;
+            check_no_flags(flags, "virNodeGetCPUStats")?;
+            let s: HashMap<String, u64> = host::cpu_stats(cpu)?.into_iter().collect();
+            call.ok(&(s,)).await
+        }
+        "NodeGetFreeMemory" => call.ok(&(host::free_memory_bytes(),)).await,
+        "NodeGetMemoryStats" => {
+            let (cell, flags): (i32, u32) = call.args()?;
+            check_no_flags(flags, "virNodeGetMemoryStats")?;
+            let s: HashMap<String, u64> = host::memory_stats(cell)?.into_iter().collect();
+            call.ok(&(s,)).await
+        }
+        "NodeGetSecurityModel" => call.ok(&((String::new(), String::new()),)).await,
+        "GetAllDomainStats" => {
+            let (stats, flags): (u32, u32) = call.args()?;
+            let list_flags = flags & 0xffff;
+            let mut out = Vec::new();
+            for obj in drv.list(list_flags & (1 | 2 | 4 | 8 | 16 | 32 | 64 | 128))? {
+                if let Ok(s) = drv.stats(&obj).await {
+                    out.push((s.info.name.clone(), stats_record(&s, stats)));
+                }
+            }
+            call.ok(&(out,)).await
+        }
+        // Everything else: no networks, storage, secrets, filters, node
+        // devices, host interfaces or save images in this driver yet.
+        _ => Err(not_supported(m.libvirt)),
+    }
+}
+
+fn check_no_flags(flags: u32, function: &str) -> Result<()> {
+    if flags != 0 {
+        return Err(Error::invalid_arg(format!(
+            "unsupported flags (0x{flags:x}) in function {function}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! The libvirt-dbus compatible front end: `org.libvirt` with
+//! `org.libvirt.Connect` at `/org/libvirt/QEMU` and `org.libvirt.Domain`
+//! per domain, as libvirt-dbus 1.4.1 serves them.
+
+pub mod call;
+pub mod connect;
+pub mod domain;
+pub mod introspect;
+pub mod paths;
+pub mod props;
+pub mod server;
+pub mod signals;
+pub mod spec;
+pub mod spec_types;
+pub mod stats;
+
+use zbus::connection::Builder;
+
+use crate::driver::Driver;
+use crate::error::{Error, Result};
+
+/// The well-known name.
+pub const BUS_NAME: &str = "org.libvirt";
+
+/// Which bus to serve on.
+#[derive(Clone, Debug)]
+pub enum Bus {
+    System,
+    Session,
+    Address(String),
+}
+
+fn bus_error(e: zbus::Error) -> Error {
+    Error::internal(format!("D-Bus: {e}"))
+}
+
+/// Connects, takes the name, and serves until the connection ends.
+pub async fn serve(bus: Bus, driver: Driver) -> Result<()> {
+    let builder = match &bus {
+        Bus::System => Builder::system().map_err(bus_error)?,
+        Bus::Session => Builder::session().map_err(bus_error)?,
+        Bus::Address(a) => Builder::address(a.as_str()).map_err(bus_error)?,
+    };
+    let conn = builder.build().await.map_err(bus_error)?;
+    // Listen before the name is visible, so no early call is missed.
+    let stream = zbus::MessageStream::from(&conn);
+    let serve = tokio::spawn(server::run(stream, conn.clone(), driver.clone()));
+    tokio::spawn(signals::relay(conn.clone(), driver));
+    conn.request_name(BUS_NAME).await.map_err(bus_error)?;
+    tracing::info!(?bus, "serving {BUS_NAME}");
+    let _ = serve.await;
+    Err(Error::internal("Disconnected from D-Bus."))
+}
+
+/// The introspection XML of the Connect and Domain interfaces, as served.
+pub fn interface_xml(which: &str) -> Option<String> {
+    let iface = match which {
+        "Connect" => &spec::CONNECT,
+        "Domain" => &spec::DOMAIN,
+        _ => return None,
+    };
+    let mut xml = String::from(introspect::DOCTYPE);
+    xml.push_str("<node>\n");
+    xml.push_str(&introspect::interface_xml(iface));
+    xml.push_str("</node>\n");
+    Some(xml)
+}

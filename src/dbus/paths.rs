@@ -1,0 +1,81 @@
+//! Object paths: the connect object and per-domain paths, with
+//! libvirt-dbus's UUID encoding (`_` + UUID with `-` as `_`).
+
+use uuid::Uuid;
+
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+
+pub const CONNECT_PATH: &str = "/org/libvirt/QEMU";
+pub const DOMAIN_PREFIX: &str = "/org/libvirt/QEMU/domain";
+
+/// The object path of a domain.
+pub fn domain_path(uuid: &Uuid) -> String {
+    format!("{DOMAIN_PREFIX}/_{}", uuid.to_string().replace('-', "_"))
+}
+
+/// The UUID a domain path names; the error is libvirt-dbus's.
+pub fn uuid_from_segment(segment: &str) -> Result<Uuid> {
+    let text: String = segment
+        .chars()
+        .skip(1)
+        .map(|c| if c == '_' { '-' } else { c })
+        .collect();
+    Uuid::parse_str(&text)
+        .ok()
+        .filter(|_| segment.starts_with('_') && text.len() == 36)
+        .ok_or_else(|| {
+            Error::with_message(ErrorCode::InvalidArg, ErrorDomain::Dbus, "Invalid UUID")
+        })
+}
+
+/// What a path names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `/`, `/org`, `/org/libvirt`: only introspectable.
+    Parent(&'static [&'static str]),
+    Connect,
+    /// `/org/libvirt/QEMU/domain`: the collection node.
+    Domains,
+    /// A domain object (possibly of a domain that does not exist).
+    Domain(String),
+    Unknown,
+}
+
+pub fn classify(path: &str) -> Target {
+    match path {
+        "/" => Target::Parent(&["org"]),
+        "/org" => Target::Parent(&["libvirt"]),
+        "/org/libvirt" => Target::Parent(&["QEMU"]),
+        CONNECT_PATH => Target::Connect,
+        DOMAIN_PREFIX => Target::Domains,
+        _ => match path
+            .strip_prefix(DOMAIN_PREFIX)
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            Some(seg) if !seg.is_empty() && !seg.contains('/') => Target::Domain(seg.to_string()),
+            _ => Target::Unknown,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let u = Uuid::parse_str("6695eb01-f6a4-8304-79aa-97f2502e193f").unwrap();
+        let p = domain_path(&u);
+        assert_eq!(
+            p,
+            "/org/libvirt/QEMU/domain/_6695eb01_f6a4_8304_79aa_97f2502e193f"
+        );
+        match classify(&p) {
+            Target::Domain(seg) => assert_eq!(uuid_from_segment(&seg).unwrap(), u),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(uuid_from_segment("garbage").is_err());
+        assert!(uuid_from_segment("_").is_err());
+        assert_eq!(classify("/org/libvirt/Nope"), Target::Unknown);
+    }
+}

@@ -1,0 +1,157 @@
+//! One domain as the driver holds it: its definitions, state and, while
+//! it runs, the VMM that runs it.
+//!
+//! Two locks: `data`, a short lock over the fields (never held across an
+//! await), and `job`, held for the whole of a state-changing operation
+//! (start, stop, ...) so that those run one at a time per domain, as
+//! libvirt's domain job does. Readers take only `data`.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+use crate::xml::Domain;
+
+use super::state::DomainState;
+use super::vmm::Vmm;
+
+/// How long an operation waits for another one on the same domain.
+const JOB_WAIT: Duration = Duration::from_secs(30);
+
+/// A running instance.
+pub struct Live {
+    pub id: i32,
+    /// The live definition (with id and device aliases).
+    pub def: Domain,
+    pub vmm: Arc<Vmm>,
+    /// Identifies this VMM process among the domain's successive ones.
+    pub generation: u64,
+    /// The next VMM exit is a reset asked for by the host: start again.
+    pub restart_requested: bool,
+    /// A power-button press was sent by the host.
+    pub shutdown_requested: bool,
+}
+
+/// Fields guarded by the short lock.
+pub struct DomainData {
+    pub name: String,
+    /// The persistent definition; `None` for a transient domain.
+    pub persistent: Option<Domain>,
+    pub live: Option<Live>,
+    pub autostart: bool,
+    pub state: DomainState,
+    pub reason: i32,
+    /// Set once the domain left the registry; later calls see "not found".
+    pub removed: bool,
+}
+
+impl DomainData {
+    pub fn is_active(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// The definition that describes the domain now: live if running.
+    pub fn current_def(&self) -> Option<&Domain> {
+        self.live
+            .as_ref()
+            .map(|l| &l.def)
+            .or(self.persistent.as_ref())
+    }
+}
+
+/// A registry entry.
+pub struct DomainObj {
+    pub uuid: Uuid,
+    data: Mutex<DomainData>,
+    job: tokio::sync::Mutex<()>,
+}
+
+impl DomainObj {
+    pub fn new(uuid: Uuid, data: DomainData) -> Arc<Self> {
+        Arc::new(DomainObj {
+            uuid,
+            data: Mutex::new(data),
+            job: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The short lock; a poisoned lock still yields its data.
+    pub fn data(&self) -> MutexGuard<'_, DomainData> {
+        match self.data.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The job lock, waited for at most [`JOB_WAIT`].
+    pub async fn begin_job(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        match tokio::time::timeout(JOB_WAIT, self.job.lock()).await {
+            Ok(g) => Ok(g),
+            Err(_) => Err(Error::new(
+                ErrorCode::OperationTimeout,
+                ErrorDomain::Qemu,
+                "cannot acquire state change lock",
+            )),
+        }
+    }
+
+    /// The job lock without a time limit (used by the VMM monitor, which
+    /// must eventually handle the exit it saw).
+    pub async fn begin_job_unbounded(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.job.lock().await
+    }
+
+    pub fn name(&self) -> String {
+        self.data().name.clone()
+    }
+}
+
+/// A snapshot of what front ends show about a domain.
+#[derive(Clone, Debug)]
+pub struct DomainInfo {
+    pub uuid: Uuid,
+    pub name: String,
+    pub id: Option<i32>,
+    pub state: DomainState,
+    pub reason: i32,
+    pub persistent: bool,
+    pub autostart: bool,
+    pub os_type: String,
+    pub max_memory_kib: u64,
+    pub memory_kib: u64,
+    pub vcpus: u32,
+    pub max_vcpus: u32,
+}
+
+impl DomainObj {
+    /// Everything [`DomainInfo`] holds, read under the short lock.
+    pub fn info(&self) -> Result<DomainInfo> {
+        let d = self.data();
+        if d.removed {
+            return Err(Error::no_domain_uuid(&self.uuid.to_string()));
+        }
+        let def = d
+            .current_def()
+            .ok_or_else(|| Error::internal("domain without a definition"))?;
+        Ok(DomainInfo {
+            uuid: self.uuid,
+            name: d.name.clone(),
+            id: d.live.as_ref().map(|l| l.id),
+            state: d.state,
+            reason: d.reason,
+            persistent: d.persistent.is_some(),
+            autostart: d.autostart,
+            os_type: def.os.os_type.to_string(),
+            max_memory_kib: def.memory_kib,
+            memory_kib: if def.current_memory_kib > 0 {
+                def.current_memory_kib
+            } else {
+                def.memory_kib
+            },
+            vcpus: def.vcpu.current.unwrap_or(def.vcpu.max),
+            max_vcpus: def.vcpu.max,
+        })
+    }
+}

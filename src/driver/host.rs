@@ -1,0 +1,219 @@
+//! Facts about the host: CPUs, memory, capabilities XML, sysinfo. Read
+//! from /proc and /sys on each call.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+/// The host's hostname.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+/// Number of online host CPUs.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Which CPUs are online, indexed by CPU number.
+pub fn cpu_map() -> Vec<bool> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let mut online = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().ok(), b.parse::<usize>().ok()),
+            None => (part.parse().ok(), part.parse().ok()),
+        };
+        if let (Some(a), Some(b)) = (a, b) {
+            if b >= online.len() && b < 65536 {
+                online.resize(b + 1, false);
+            }
+            for cpu in a..=b.min(65535) {
+                if let Some(slot) = online.get_mut(cpu) {
+                    *slot = true;
+                }
+            }
+        }
+    }
+    if online.is_empty() {
+        online = vec![true; cpu_count()];
+    }
+    online
+}
+
+/// `/proc/meminfo` in KiB, by field name.
+fn meminfo() -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            let n = v.split_whitespace().next()?.parse().ok()?;
+            Some((k.trim().to_string(), n))
+        })
+        .collect()
+}
+
+/// `virNodeGetMemoryStats` for the whole host (cell -1), in KiB.
+pub fn memory_stats(cell: i32) -> Result<BTreeMap<String, u64>> {
+    if cell != -1 && cell != 0 {
+        return Err(Error::invalid_arg(format!(
+            "cell number {cell} out of range"
+        )));
+    }
+    let m = meminfo();
+    let get = |k: &str| m.get(k).copied().unwrap_or(0);
+    let mut out = BTreeMap::new();
+    out.insert("total".to_string(), get("MemTotal"));
+    out.insert("free".to_string(), get("MemFree"));
+    out.insert("buffers".to_string(), get("Buffers"));
+    out.insert("cached".to_string(), get("Cached"));
+    Ok(out)
+}
+
+/// Total host memory in KiB.
+pub fn total_memory_kib() -> u64 {
+    meminfo().get("MemTotal").copied().unwrap_or(0)
+}
+
+/// `virNodeGetFreeMemory`, in bytes.
+pub fn free_memory_bytes() -> u64 {
+    meminfo().get("MemFree").copied().unwrap_or(0) * 1024
+}
+
+/// `virNodeGetCPUStats` (cpu -1 for the total), in nanoseconds.
+pub fn cpu_stats(cpu: i32) -> Result<BTreeMap<String, u64>> {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let want = if cpu < 0 {
+        "cpu".to_string()
+    } else {
+        format!("cpu{cpu}")
+    };
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let to_ns = |ticks: u64| ticks.saturating_mul(1_000_000_000 / hz);
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        if f.next() != Some(want.as_str()) {
+            continue;
+        }
+        let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        let mut out = BTreeMap::new();
+        out.insert("kernel".to_string(), to_ns(at(2)));
+        out.insert("user".to_string(), to_ns(at(0) + at(1)));
+        out.insert("idle".to_string(), to_ns(at(3)));
+        out.insert("iowait".to_string(), to_ns(at(4)));
+        return Ok(out);
+    }
+    Err(Error::invalid_arg(format!(
+        "Invalid cpuNum in virNodeGetCPUStats: {cpu}"
+    )))
+}
+
+fn cpu_model_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "model name").then(|| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+}
+
+/// `virConnectGetCapabilities`.
+pub fn capabilities_xml(host_uuid: &str) -> String {
+    let cpus = cpu_count();
+    let mem = total_memory_kib();
+    let mut cpu_list = String::new();
+    for i in 0..cpus {
+        cpu_list.push_str(&format!(
+            "            <cpu id='{i}' socket_id='0' die_id='0' core_id='{i}' siblings='{i}'/>\n"
+        ));
+    }
+    format!(
+        "<capabilities>\n\n  <host>\n    <uuid>{host_uuid}</uuid>\n    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n    <power_management/>\n    <iommu support='no'/>\n    <migration_features>\n      <live/>\n    </migration_features>\n    <topology>\n      <cells num='1'>\n        <cell id='0'>\n          <memory unit='KiB'>{mem}</memory>\n          <cpus num='{cpus}'>\n{cpu_list}          </cpus>\n        </cell>\n      </cells>\n    </topology>\n  </host>\n\n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n      <emulator>/usr/libexec/oxvirt-vmm</emulator>\n      <machine maxCpus='254'>pc</machine>\n      <domain type='kvm'/>\n    </arch>\n    <features>\n      <acpi default='on' toggle='yes'/>\n      <apic default='on' toggle='no'/>\n    </features>\n  </guest>\n\n</capabilities>\n"
+    )
+}
+
+/// `virConnectGetDomainCapabilities` (empty strings mean "default").
+pub fn domain_capabilities_xml(
+    emulator: &str,
+    arch: &str,
+    machine: &str,
+    virttype: &str,
+) -> Result<String> {
+    let arch = if arch.is_empty() { "x86_64" } else { arch };
+    if arch != "x86_64" {
+        return Err(Error::new(
+            crate::error::ErrorCode::InvalidArg,
+            crate::error::ErrorDomain::Qemu,
+            format!("KVM is not supported on this host for architecture '{arch}'"),
+        ));
+    }
+    let virttype = if virttype.is_empty() { "kvm" } else { virttype };
+    if virttype != "kvm" {
+        return Err(Error::unsupported(format!(
+            "virttype '{virttype}' is not supported"
+        )));
+    }
+    let machine = if machine.is_empty() { "pc" } else { machine };
+    let emulator = if emulator.is_empty() {
+        "/usr/libexec/oxvirt-vmm"
+    } else {
+        emulator
+    };
+    Ok(format!(
+        "<domainCapabilities>\n  <path>{}</path>\n  <domain>kvm</domain>\n  <machine>{}</machine>\n  <arch>x86_64</arch>\n  <vcpu max='254'/>\n  <iothreads supported='no'/>\n  <os supported='yes'>\n    <enum name='firmware'/>\n    <loader supported='no'/>\n  </os>\n  <cpu>\n    <mode name='host-passthrough' supported='yes'>\n      <enum name='hostPassthroughMigratable'>\n        <value>off</value>\n      </enum>\n    </mode>\n    <mode name='maximum' supported='no'/>\n    <mode name='host-model' supported='no'/>\n    <mode name='custom' supported='no'/>\n  </cpu>\n  <devices>\n    <disk supported='yes'>\n      <enum name='diskDevice'>\n        <value>disk</value>\n      </enum>\n      <enum name='bus'>\n        <value>virtio</value>\n      </enum>\n      <enum name='model'/>\n    </disk>\n    <graphics supported='no'/>\n    <video supported='no'/>\n    <hostdev supported='no'/>\n    <rng supported='yes'>\n      <enum name='model'>\n        <value>virtio</value>\n      </enum>\n      <enum name='backendModel'>\n        <value>random</value>\n      </enum>\n    </rng>\n  </devices>\n  <features>\n    <gic supported='no'/>\n    <vmcoreinfo supported='no'/>\n    <genid supported='no'/>\n    <sev supported='no'/>\n  </features>\n</domainCapabilities>\n",
+        xml_escape(emulator),
+        xml_escape(machine)
+    ))
+}
+
+/// `virConnectGetSysinfo`: the host's SMBIOS data as far as /sys shows it.
+pub fn sysinfo_xml() -> String {
+    let dmi = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/dmi/id/{f}"))
+            .map(|s| xml_escape(s.trim()))
+            .unwrap_or_default()
+    };
+    let mut out = String::from("<sysinfo type='smbios'>\n");
+    out.push_str(&format!(
+        "  <bios>\n    <entry name='vendor'>{}</entry>\n    <entry name='version'>{}</entry>\n    <entry name='date'>{}</entry>\n  </bios>\n",
+        dmi("bios_vendor"),
+        dmi("bios_version"),
+        dmi("bios_date")
+    ));
+    out.push_str(&format!(
+        "  <system>\n    <entry name='manufacturer'>{}</entry>\n    <entry name='product'>{}</entry>\n    <entry name='version'>{}</entry>\n  </system>\n",
+        dmi("sys_vendor"),
+        dmi("product_name"),
+        dmi("product_version")
+    ));
+    out.push_str(&format!(
+        "  <processor>\n    <entry name='version'>{}</entry>\n  </processor>\n",
+        xml_escape(&cpu_model_name())
+    ));
+    out.push_str("</sysinfo>\n");
+    out
+}
+
+/// A stable host UUID: the machine id when there is one.
+pub fn host_uuid() -> String {
+    let id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+    let id = id.trim();
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".to_string())
+}

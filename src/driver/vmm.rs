@@ -1,0 +1,261 @@
+//! One `oxvirt-vmm` process: spawning it, connecting to its control
+//! socket, re-attaching to it after a daemon restart, stopping it.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{Error, Result};
+use crate::vmm::config::VmConfig;
+
+use super::control::{ControlClient, VmmEvent};
+use super::fsutil::{system_error, write_atomic};
+use super::pidfd::{ExitStatus, PidFd};
+
+/// How long a new VMM has to answer on its control socket.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A VMM process the driver supervises.
+pub struct Vmm {
+    pub pid: i32,
+    pub pidfd: PidFd,
+    pub control: ControlClient,
+    pub socket: PathBuf,
+    pub config_file: PathBuf,
+    pub config: VmConfig,
+    /// Becomes `Some` once the process has exited.
+    pub exited: watch::Receiver<Option<ExitStatus>>,
+    /// The reason of the last `shutdown` event seen.
+    pub last_reason: Mutex<Option<String>>,
+}
+
+/// What a caller needs to watch a VMM: the exit notifier to fill and the
+/// control socket's event stream.
+pub struct VmmWatch {
+    pub exited_tx: watch::Sender<Option<ExitStatus>>,
+    pub events: mpsc::UnboundedReceiver<VmmEvent>,
+}
+
+/// Where one domain's runtime files go.
+pub struct VmmPaths {
+    pub socket: PathBuf,
+    pub config_file: PathBuf,
+    pub log_file: PathBuf,
+}
+
+fn tail_of_log(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(3);
+    lines[start..].join("\n")
+}
+
+/// Spawns the VMM for `config` and waits until it reports the guest running.
+pub async fn spawn(vmm_path: &Path, paths: &VmmPaths, config: VmConfig) -> Result<(Vmm, VmmWatch)> {
+    let json = serde_json::to_vec_pretty(&config)
+        .map_err(|e| Error::internal(format!("cannot serialise the VMM config: {e}")))?;
+    write_atomic(&paths.config_file, &json).map_err(|e| {
+        system_error(
+            format!("cannot write file '{}'", paths.config_file.display()),
+            &e,
+        )
+    })?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&paths.log_file)
+        .map_err(|e| {
+            system_error(
+                format!("cannot open log file '{}'", paths.log_file.display()),
+                &e,
+            )
+        })?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| system_error("cannot duplicate the log fd", &e))?;
+    let _ = std::fs::remove_file(&paths.socket);
+    let child = Command::new(vmm_path)
+        .arg("--config")
+        .arg(&paths.config_file)
+        .arg("--control-socket")
+        .arg(&paths.socket)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        // Its own process group: signals meant for the daemon's group
+        // (a terminal's Ctrl-C, a service manager) leave guests running.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| system_error(format!("cannot execute binary {}", vmm_path.display()), &e))?;
+    let pid = i32::try_from(child.id()).map_err(|_| Error::internal("pid out of range"))?;
+    // The std handle is dropped without waiting: the pidfd watcher reaps.
+    drop(child);
+    let pidfd =
+        PidFd::open(pid).map_err(|e| system_error("cannot open a pidfd for the VMM", &e))?;
+    let result = connect_new(pidfd, pid, paths, config).await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&paths.config_file);
+        let _ = std::fs::remove_file(&paths.socket);
+    }
+    result
+}
+
+async fn connect_new(
+    pidfd: PidFd,
+    pid: i32,
+    paths: &VmmPaths,
+    config: VmConfig,
+) -> Result<(Vmm, VmmWatch)> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let control = loop {
+        if !super::pidfd::alive(pid) || pidfd_exited(&pidfd) {
+            let status = pidfd.wait().await;
+            tracing::warn!(pid, ?status, "VMM exited during start");
+            return Err(Error::internal(format!(
+                "process exited while connecting to monitor: {}",
+                tail_of_log(&paths.log_file)
+            )));
+        }
+        if paths.socket.exists()
+            && let Ok(c) = ControlClient::connect(&paths.socket, ev_tx.clone()).await
+        {
+            break c;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = pidfd.kill(libc::SIGKILL);
+            let _ = pidfd.wait().await;
+            return Err(Error::internal(
+                "the VMM did not open its control socket in time",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let status = match control.execute("query-status").await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = pidfd.kill(libc::SIGKILL);
+            let _ = pidfd.wait().await;
+            return Err(Error::internal(format!(
+                "process exited while connecting to monitor: {} {}",
+                e.message,
+                tail_of_log(&paths.log_file)
+            )));
+        }
+    };
+    tracing::debug!(pid, %status, "VMM is up");
+    let (exited_tx, exited) = watch::channel(None);
+    Ok((
+        Vmm {
+            pid,
+            pidfd,
+            control,
+            socket: paths.socket.clone(),
+            config_file: paths.config_file.clone(),
+            config,
+            exited,
+            last_reason: Mutex::new(None),
+        },
+        VmmWatch {
+            exited_tx,
+            events: ev_rx,
+        },
+    ))
+}
+
+/// Whether a pidfd already reports exit (non-blocking poll).
+fn pidfd_exited(pidfd: &PidFd) -> bool {
+    !super::pidfd::alive(pidfd.pid())
+}
+
+/// Re-attaches to a VMM that outlived a daemon restart. Returns its
+/// `query-status` answer along with the handle.
+pub async fn attach(
+    pid: i32,
+    socket: &Path,
+    config_file: &Path,
+    config: VmConfig,
+) -> Result<(Vmm, VmmWatch, Value)> {
+    let pidfd = PidFd::open(pid).map_err(|e| system_error(format!("VMM pid {pid} is gone"), &e))?;
+    if !cmdline_mentions(pid, socket) {
+        return Err(Error::internal(format!(
+            "pid {pid} is not the VMM of control socket '{}'",
+            socket.display()
+        )));
+    }
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let control = ControlClient::connect(socket, ev_tx).await?;
+    let status = control.execute("query-status").await?;
+    let (exited_tx, exited) = watch::channel(None);
+    Ok((
+        Vmm {
+            pid,
+            pidfd,
+            control,
+            socket: socket.to_path_buf(),
+            config_file: config_file.to_path_buf(),
+            config,
+            exited,
+            last_reason: Mutex::new(None),
+        },
+        VmmWatch {
+            exited_tx,
+            events: ev_rx,
+        },
+        status,
+    ))
+}
+
+fn cmdline_mentions(pid: i32, socket: &Path) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let want = socket.as_os_str().as_encoded_bytes();
+    raw.split(|&b| b == 0).any(|arg| arg == want)
+}
+
+impl Vmm {
+    /// Waits until the process has exited, at most `limit`.
+    pub async fn wait_exit(&self, limit: Duration) -> bool {
+        let mut rx = self.exited.clone();
+        let waited = tokio::time::timeout(limit, rx.wait_for(|s| s.is_some())).await;
+        matches!(waited, Ok(Ok(_)))
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL if it lingers.
+    pub async fn terminate(&self) -> Result<()> {
+        let _ = self.pidfd.kill(libc::SIGTERM);
+        if self.wait_exit(Duration::from_secs(3)).await {
+            return Ok(());
+        }
+        tracing::warn!(pid = self.pid, "VMM ignored SIGTERM, killing it");
+        let _ = self.pidfd.kill(libc::SIGKILL);
+        if self.wait_exit(Duration::from_secs(5)).await {
+            Ok(())
+        } else {
+            Err(Error::new(
+                crate::error::ErrorCode::SystemError,
+                crate::error::ErrorDomain::Qemu,
+                format!(
+                    "Failed to terminate process {} with SIGKILL: Device or resource busy",
+                    self.pid
+                ),
+            ))
+        }
+    }
+
+    /// Removes the files this VMM's start created.
+    pub fn remove_files(&self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.config_file);
+        for p in super::resolve::created_files(&self.config) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The DSDT: COM1, RTC, power button behind the Generic Event Device,
+//! the PCI host bridge and the `_S5_` sleep package.
+
+use acpi_tables::Aml;
+use acpi_tables::aml::{
+    self, AddressSpace, AddressSpaceCacheable, Device, EISAName, FieldAccessType, FieldEntry,
+    FieldLockRule, FieldUpdateRule, IO, Interrupt, Name, Package, Path, ResourceTemplate,
+};
+
+use crate::vmm::layout;
+
+fn com1() -> Vec<u8> {
+    let mut out = Vec::new();
+    let io = IO::new(layout::COM1_PORT, layout::COM1_PORT, 1, 8);
+    let irq = Interrupt::new(true, true, false, false, layout::COM1_IRQ);
+    let crs = ResourceTemplate::new(vec![&io, &irq]);
+    Device::new(
+        "COM1".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0501")),
+            &Name::new("_UID".into(), &0u8),
+            &Name::new("_CRS".into(), &crs),
+        ],
+    )
+    .to_aml_bytes(&mut out);
+    out
+}
+
+fn rtc() -> Vec<u8> {
+    let mut out = Vec::new();
+    let io = IO::new(layout::CMOS_PORT, layout::CMOS_PORT, 1, 2);
+    let crs = ResourceTemplate::new(vec![&io]);
+    Device::new(
+        "RTC_".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0B00")),
+            &Name::new("_CRS".into(), &crs),
+        ],
+    )
+    .to_aml_bytes(&mut out);
+    out
+}
+
+fn power_button() -> Vec<u8> {
+    let mut out = Vec::new();
+    Device::new(
+        "PWRB".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0C0C")),
+            &Name::new("_UID".into(), &0u8),
+        ],
+    )
+    .to_aml_bytes(&mut out);
+    out
+}
+
+fn ged() -> Vec<u8> {
+    let mut out = Vec::new();
+    let irq = Interrupt::new(true, true, false, false, layout::GED_IRQ);
+    let crs = ResourceTemplate::new(vec![&irq]);
+    let base = layout::GED_START as usize;
+    let one = 1usize;
+    let region = aml::OpRegion::new("GDST".into(), aml::OpRegionSpace::SystemMemory, &base, &one);
+    let field = aml::Field::new(
+        "GDST".into(),
+        FieldAccessType::Byte,
+        FieldLockRule::NoLock,
+        FieldUpdateRule::Preserve,
+        vec![FieldEntry::Named(*b"GDAT", 8)],
+    );
+    let gdat = Path::new("GDAT");
+    let store = aml::Store::new(&aml::Local(0), &gdat);
+    let and = aml::And::new(&aml::Local(1), &aml::Local(0), &1u8);
+    let pwrb = Path::new("\\_SB_.PWRB");
+    let notify = aml::Notify::new(&pwrb, &0x80u8);
+    let test = aml::If::new(&aml::Local(1), vec![&notify]);
+    let evt = aml::Method::new("_EVT".into(), 1, true, vec![&store, &and, &test]);
+    Device::new(
+        "GED0".into(),
+        vec![
+            &Name::new("_HID".into(), &"ACPI0013"),
+            &Name::new("_UID".into(), &0u8),
+            &Name::new("_CRS".into(), &crs),
+            &region,
+            &field,
+            &evt,
+        ],
+    )
+    .to_aml_bytes(&mut out);
+    out
+}
+
+fn pci_host_bridge(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let bus = AddressSpace::<u16>::new_bus_number(
+        u16::from(layout::PCI_BUS_MIN),
+        u16::from(layout::PCI_BUS_MAX),
+    );
+    let cfg_io = IO::new(layout::PCI_CONFIG_PORT, layout::PCI_CONFIG_PORT, 1, 8);
+    let io_low = AddressSpace::<u16>::new_io(0x0000, layout::PCI_CONFIG_PORT - 1, None);
+    let io_high = AddressSpace::<u16>::new_io(layout::PCI_IO_START, layout::PCI_IO_END, None);
+    let mmio32 = AddressSpace::<u32>::new_memory(
+        AddressSpaceCacheable::NotCacheable,
+        true,
+        layout::PCI_MMIO32_START as u32,
+        (layout::PCI_MMIO32_START + layout::PCI_MMIO32_SIZE - 1) as u32,
+        None,
+    );
+    let mmio64 = AddressSpace::<u64>::new_memory(
+        AddressSpaceCacheable::NotCacheable,
+        true,
+        mmio64_start,
+        mmio64_start + mmio64_size - 1,
+        None,
+    );
+    let crs = ResourceTemplate::new(vec![&bus, &cfg_io, &io_low, &io_high, &mmio32, &mmio64]);
+    Device::new(
+        "PCI0".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0A08")),
+            &Name::new("_CID".into(), &EISAName::new("PNP0A03")),
+            &Name::new("_ADR".into(), &0u8),
+            &Name::new("_SEG".into(), &0u8),
+            &Name::new("_UID".into(), &0u8),
+            &Name::new("_BBN".into(), &layout::PCI_BUS_MIN),
+            &Name::new("_CRS".into(), &crs),
+        ],
+    )
+    .to_aml_bytes(&mut out);
+    out
+}
+
+/// AML body of the DSDT (everything after the table header).
+pub fn body(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
+    let mut sb = Vec::new();
+    sb.extend(com1());
+    sb.extend(rtc());
+    sb.extend(power_button());
+    sb.extend(ged());
+    sb.extend(pci_host_bridge(mmio64_start, mmio64_size));
+    let mut out = aml::Scope::raw("\\_SB_".into(), sb);
+    let s5_type = layout::S5_SLEEP_TYPE;
+    let zero = 0u8;
+    Name::new("_S5_".into(), &Package::new(vec![&s5_type, &zero])).to_aml_bytes(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    #[test]
+    fn has_devices_and_s5() {
+        let b = body(0x1_4000_0000, 1 << 34);
+        // EisaId("PNP0501") as DWordConst.
+        assert!(find(&b, &[0x0c, 0x41, 0xd0, 0x05, 0x01]).is_some());
+        // EisaId("PNP0C0C").
+        assert!(find(&b, &[0x0c, 0x41, 0xd0, 0x0c, 0x0c]).is_some());
+        assert!(find(&b, b"ACPI0013").is_some());
+        // Name(_S5_, Package(2) { 5, 0 }).
+        let s5 = find(&b, b"_S5_").unwrap();
+        assert_eq!(b[s5 - 1], 0x08);
+        assert_eq!(b[s5 + 4], 0x12);
+        // The GED's interrupt: Extended Interrupt descriptor with the GSI.
+        let ged = find(&b, b"ACPI0013").unwrap();
+        let irq = find(&b[ged..], &[0x89, 0x06, 0x00]).unwrap() + ged;
+        assert_eq!(b[irq + 5], layout::GED_IRQ as u8);
+    }
+}

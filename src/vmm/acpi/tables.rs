@@ -1,0 +1,196 @@
+//! RSDP, XSDT, FADT (hardware-reduced), MADT, MCFG and the DSDT.
+
+use acpi_tables::Aml;
+use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
+use acpi_tables::madt::{EnabledStatus, IoApic, ProcessorLocalApic};
+use acpi_tables::mcfg::MCFG;
+use acpi_tables::rsdp::Rsdp;
+use acpi_tables::sdt::Sdt;
+use acpi_tables::xsdt::XSDT;
+
+use super::{AcpiParams, dsdt};
+use crate::vmm::cpu;
+use crate::vmm::error::{Error, Result};
+use crate::vmm::layout;
+
+const OEM_ID: [u8; 6] = *b"OXVIRT";
+const OEM_TABLE_ID: [u8; 8] = *b"OXVMM   ";
+const OEM_REVISION: u32 = 1;
+
+/// MADT interrupt source override: ISA IRQ 0 (PIT) arrives on GSI 2.
+const MADT_TYPE_ISO: u8 = 2;
+const MADT_TYPE_LAPIC_NMI: u8 = 4;
+/// MADT flags: a dual 8259 is present too.
+const MADT_PCAT_COMPAT: u32 = 1;
+
+fn aml_bytes(t: &dyn Aml) -> Vec<u8> {
+    let mut v = Vec::new();
+    t.to_aml_bytes(&mut v);
+    v
+}
+
+/// The MADT: one Local APIC entry per vCPU, the IOAPIC, the IRQ0 → GSI2
+/// override and LINT1 as NMI on every CPU.
+pub fn madt(params: &AcpiParams) -> Vec<u8> {
+    let mut t = Sdt::new(*b"APIC", 44, 5, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    t.write_u32(36, layout::LAPIC_START as u32);
+    t.write_u32(40, MADT_PCAT_COMPAT);
+    for i in 0..params.vcpus {
+        let id = cpu::apic_id(&params.topology, i);
+        t.append_slice(&aml_bytes(&ProcessorLocalApic::new(
+            i as u8,
+            id as u8,
+            EnabledStatus::Enabled,
+        )));
+    }
+    t.append_slice(&aml_bytes(&IoApic::new(0, layout::IOAPIC_START as u32, 0)));
+    // Type, length, bus 0 (ISA), source IRQ 0, GSI 2, flags 0 (conforming).
+    t.append_slice(&[MADT_TYPE_ISO, 10, 0, 0, 2, 0, 0, 0, 0, 0]);
+    // Type, length, all processors (0xff), flags 0, LINT1.
+    t.append_slice(&[MADT_TYPE_LAPIC_NMI, 6, 0xff, 0, 0, 1]);
+    t.update_checksum();
+    t.as_slice().to_vec()
+}
+
+/// The hardware-reduced FADT pointing at the DSDT.
+pub fn fadt(dsdt_addr: u64) -> Vec<u8> {
+    let mut b = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+        .dsdt_64(dsdt_addr)
+        .flag(Flags::HwReducedAcpi)
+        .flag(Flags::ResetRegSup)
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton);
+    let io8 = |port: u16| {
+        GAS::new(
+            AddressSpace::SystemIo,
+            8,
+            0,
+            AccessSize::ByteAccess,
+            port.into(),
+        )
+    };
+    b.sleep_control_reg = io8(layout::ACPI_SLEEP_CTL_PORT);
+    b.sleep_status_reg = io8(layout::ACPI_SLEEP_STS_PORT);
+    b.reset_reg = io8(layout::ACPI_RESET_PORT);
+    b.reset_value = layout::ACPI_RESET_VALUE;
+    b.hypervisor_vendor_identity = u64::from_le_bytes(*b"OXVIRT\0\0").into();
+    aml_bytes(&b.finalize())
+}
+
+/// MCFG with one ECAM region for segment 0.
+pub fn mcfg() -> Vec<u8> {
+    let mut t = MCFG::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    t.add_ecam(
+        layout::PCI_ECAM_START,
+        0,
+        layout::PCI_BUS_MIN,
+        layout::PCI_BUS_MAX,
+    );
+    aml_bytes(&t)
+}
+
+/// The DSDT.
+pub fn dsdt(params: &AcpiParams) -> Vec<u8> {
+    let mut t = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    t.append_slice(&dsdt::body(params.pci_mmio64_start, params.pci_mmio64_size));
+    t.update_checksum();
+    t.as_slice().to_vec()
+}
+
+fn align8(v: u64) -> u64 {
+    (v + 7) & !7
+}
+
+/// Lays out every table starting at `base` (the RSDP first) and returns
+/// `(address, bytes)` pairs.
+pub fn build(params: &AcpiParams, base: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+    if params.vcpus == 0 || params.vcpus > 255 {
+        return Err(Error::Acpi(format!(
+            "{} vCPUs cannot be described",
+            params.vcpus
+        )));
+    }
+    let mut out = Vec::new();
+    let mut cursor = align8(base + Rsdp::len() as u64);
+    let mut place = |bytes: Vec<u8>, out: &mut Vec<(u64, Vec<u8>)>| {
+        let at = cursor;
+        cursor = align8(cursor + bytes.len() as u64);
+        out.push((at, bytes));
+        at
+    };
+    let dsdt_addr = place(dsdt(params), &mut out);
+    let fadt_addr = place(fadt(dsdt_addr), &mut out);
+    let madt_addr = place(madt(params), &mut out);
+    let mcfg_addr = place(mcfg(), &mut out);
+    let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    for a in [fadt_addr, madt_addr, mcfg_addr] {
+        xsdt.add_entry(a);
+    }
+    let xsdt_addr = place(aml_bytes(&xsdt), &mut out);
+    out.push((base, aml_bytes(&Rsdp::new(OEM_ID, xsdt_addr))));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmm::config::Topology;
+
+    fn params(n: u32) -> AcpiParams {
+        AcpiParams {
+            vcpus: n,
+            topology: Topology {
+                sockets: 1,
+                cores: n,
+                threads: 1,
+            },
+            pci_mmio64_start: 1 << 32,
+            pci_mmio64_size: 1 << 34,
+        }
+    }
+
+    fn sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |a, x| a.wrapping_add(*x))
+    }
+
+    #[test]
+    fn madt_lists_every_cpu() {
+        let m = madt(&params(4));
+        assert_eq!(&m[0..4], b"APIC");
+        assert_eq!(sum(&m), 0);
+        assert_eq!(
+            u32::from_le_bytes([m[4], m[5], m[6], m[7]]) as usize,
+            m.len()
+        );
+        let mut off = 44;
+        let mut lapics = 0;
+        let mut ioapics = 0;
+        while off < m.len() {
+            match m[off] {
+                0 => lapics += 1,
+                1 => ioapics += 1,
+                _ => {}
+            }
+            off += m[off + 1] as usize;
+        }
+        assert_eq!((lapics, ioapics), (4, 1));
+    }
+
+    #[test]
+    fn all_tables_checksum() {
+        let blobs = build(&params(2), layout::ACPI_START).unwrap();
+        for (_, b) in &blobs {
+            if &b[0..8] == b"RSD PTR " {
+                assert_eq!(sum(&b[0..20]), 0);
+                assert_eq!(sum(b), 0);
+            } else {
+                assert_eq!(sum(b), 0, "{}", String::from_utf8_lossy(&b[0..4]));
+            }
+        }
+        let fadt = blobs.iter().find(|(_, b)| &b[0..4] == b"FACP").unwrap();
+        let flags = u32::from_le_bytes([fadt.1[112], fadt.1[113], fadt.1[114], fadt.1[115]]);
+        assert_ne!(flags & (1 << 20), 0);
+        assert_ne!(flags & (1 << 10), 0);
+    }
+}

@@ -1,0 +1,166 @@
+//! Command line of `oxvirt-vmm`: a configuration from the daemon
+//! (`--config PATH` / `--config-fd N`) or one built from direct options.
+
+use std::io::Read;
+use std::os::fd::FromRawFd;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::config::{BootConfig, CONFIG_VERSION, CpuConfig, SerialConfig, VmConfig};
+use super::error::{Error, Result};
+
+/// Arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "oxvirt-vmm",
+    version,
+    about = "Runs one KVM guest (the per-guest process of oxvirt)",
+    after_help = "Exit status: 0 poweroff, 1 error, 2 reboot, 3 triple fault or crash, \
+                  4 KVM internal error, 5 stopped by quit or a signal."
+)]
+pub struct Args {
+    /// Read the VmConfig (JSON) from this file.
+    #[arg(long, conflicts_with_all = ["config_fd", "kernel"])]
+    pub config: Option<PathBuf>,
+    /// Read the VmConfig (JSON) from this inherited file descriptor.
+    #[arg(long, conflicts_with = "kernel")]
+    pub config_fd: Option<i32>,
+    /// Control socket: a path, or @name for the abstract namespace.
+    #[arg(long)]
+    pub control_socket: Option<String>,
+    /// Kernel to boot (bzImage, or ELF with a PVH note).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Initial ramdisk.
+    #[arg(long, requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = "", requires = "kernel")]
+    pub cmdline: String,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory: u64,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// Guest name.
+    #[arg(long, default_value = "guest")]
+    pub name: String,
+    /// COM1 backend: stdio, file:PATH, pty, unix:PATH or null.
+    #[arg(long, default_value = "stdio")]
+    pub serial: String,
+}
+
+/// Parses a `--serial` value.
+pub fn parse_serial(s: &str) -> Result<SerialConfig> {
+    Ok(match s {
+        "stdio" => SerialConfig::Stdio,
+        "pty" => SerialConfig::Pty,
+        "null" | "none" => SerialConfig::Null,
+        _ => {
+            if let Some(p) = s.strip_prefix("file:").filter(|p| !p.is_empty()) {
+                SerialConfig::File { path: p.into() }
+            } else if let Some(p) = s.strip_prefix("unix:").filter(|p| !p.is_empty()) {
+                SerialConfig::Unix { path: p.into() }
+            } else {
+                return Err(Error::Config(format!(
+                    "unknown serial backend '{s}' (use stdio, file:PATH, pty, unix:PATH or null)"
+                )));
+            }
+        }
+    })
+}
+
+impl Args {
+    /// The configuration these arguments describe.
+    pub fn to_config(&self) -> Result<VmConfig> {
+        let text = if let Some(path) = &self.config {
+            std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+                what: path.display().to_string(),
+                source,
+            })?
+        } else if let Some(fd) = self.config_fd {
+            if fd < 0 {
+                return Err(Error::Config(format!("bad fd {fd}")));
+            }
+            // SAFETY: fcntl(F_GETFD) only checks that the fd is open.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                return Err(Error::ConfigRead {
+                    what: format!("fd {fd}"),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            // SAFETY: the fd is open (checked above) and was handed to this
+            // process to be consumed; nothing else in the process uses it.
+            let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+            let mut s = String::new();
+            f.read_to_string(&mut s)
+                .map_err(|source| Error::ConfigRead {
+                    what: format!("fd {fd}"),
+                    source,
+                })?;
+            s
+        } else if let Some(kernel) = &self.kernel {
+            let cfg = VmConfig {
+                version: CONFIG_VERSION,
+                name: self.name.clone(),
+                uuid: None,
+                memory_mib: self.memory,
+                cpus: CpuConfig {
+                    count: self.cpus,
+                    topology: None,
+                },
+                boot: BootConfig {
+                    kernel: kernel.clone(),
+                    initrd: self.initrd.clone(),
+                    cmdline: self.cmdline.clone(),
+                },
+                serial: parse_serial(&self.serial)?,
+                devices: Vec::new(),
+                on_reboot: Default::default(),
+            };
+            cfg.validate()?;
+            return Ok(cfg);
+        } else {
+            return Err(Error::Config(
+                "nothing to run: give --config, --config-fd or --kernel".into(),
+            ));
+        };
+        VmConfig::from_json(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_specs() {
+        assert_eq!(parse_serial("pty").unwrap(), SerialConfig::Pty);
+        assert_eq!(
+            parse_serial("file:/x").unwrap(),
+            SerialConfig::File { path: "/x".into() }
+        );
+        assert!(parse_serial("file:").is_err());
+        assert!(parse_serial("tcp:1").is_err());
+    }
+
+    #[test]
+    fn direct_options_build_a_config() {
+        let a = Args::parse_from([
+            "oxvirt-vmm",
+            "--kernel",
+            "/k",
+            "--cpus",
+            "2",
+            "--serial",
+            "null",
+        ]);
+        let c = a.to_config().unwrap();
+        assert_eq!(c.cpus.count, 2);
+        assert_eq!(c.serial, SerialConfig::Null);
+        let none = Args::parse_from(["oxvirt-vmm"]);
+        assert!(none.to_config().is_err());
+    }
+}

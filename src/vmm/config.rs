@@ -1,0 +1,191 @@
+//! `VmConfig`: the versioned description of one guest that the daemon
+//! hands to the VMM (as JSON, through a file or an inherited fd).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result};
+
+/// The only configuration format version this VMM understands.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Most vCPUs a guest may have (the MADT uses 8-bit APIC IDs).
+pub const MAX_VCPUS: u32 = 254;
+
+/// A complete guest description.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// Format version; must be [`CONFIG_VERSION`].
+    pub version: u32,
+    /// Guest name, used in logs.
+    pub name: String,
+    /// Guest UUID (informational for now).
+    #[serde(default)]
+    pub uuid: Option<String>,
+    /// Guest RAM in MiB.
+    pub memory_mib: u64,
+    /// vCPU count and topology.
+    pub cpus: CpuConfig,
+    /// What to boot.
+    pub boot: BootConfig,
+    /// Where COM1 goes.
+    #[serde(default)]
+    pub serial: SerialConfig,
+    /// Extra devices (virtio devices are added here by later work).
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+    /// What to do when the guest reboots.
+    #[serde(default)]
+    pub on_reboot: RebootPolicy,
+}
+
+/// vCPU count and how they are arranged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuConfig {
+    pub count: u32,
+    #[serde(default)]
+    pub topology: Option<Topology>,
+}
+
+/// Sockets × cores × threads; their product must equal the vCPU count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub sockets: u32,
+    pub cores: u32,
+    pub threads: u32,
+}
+
+impl CpuConfig {
+    /// The topology in force: the configured one, or one socket holding
+    /// `count` single-threaded cores.
+    pub fn topology(&self) -> Topology {
+        self.topology.unwrap_or(Topology {
+            sockets: 1,
+            cores: self.count,
+            threads: 1,
+        })
+    }
+}
+
+/// Direct kernel boot. The kernel format (bzImage or ELF with a PVH note)
+/// is detected from the file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootConfig {
+    pub kernel: PathBuf,
+    #[serde(default)]
+    pub initrd: Option<PathBuf>,
+    #[serde(default)]
+    pub cmdline: String,
+}
+
+/// Backend of the COM1 16550 UART.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SerialConfig {
+    /// Output appended to a file; no input.
+    File { path: PathBuf },
+    /// A new pseudo-terminal; its path is reported in `query-status`.
+    Pty,
+    /// A listening unix socket; one client at a time gets the console.
+    Unix { path: PathBuf },
+    /// The VMM's own stdin/stdout.
+    Stdio,
+    /// Output discarded.
+    #[default]
+    Null,
+}
+
+/// A device beyond the fixed platform. No kinds exist yet; the enum is
+/// tagged by `type` so later kinds slot in without changing the format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum DeviceConfig {}
+
+/// Policy on guest reboot. Only `exit` exists: the VMM reports the reboot
+/// and exits, and the daemon decides whether to start the guest again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebootPolicy {
+    #[default]
+    Exit,
+}
+
+impl VmConfig {
+    /// Parses and validates a JSON configuration.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let cfg: VmConfig = serde_json::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks everything that can be checked without touching the host.
+    pub fn validate(&self) -> Result<()> {
+        if self.version != CONFIG_VERSION {
+            return Err(Error::Config(format!(
+                "unsupported version {} (this VMM understands version {CONFIG_VERSION})",
+                self.version
+            )));
+        }
+        if self.memory_mib == 0 {
+            return Err(Error::Config("memory_mib must be at least 1".into()));
+        }
+        let n = self.cpus.count;
+        if n == 0 || n > MAX_VCPUS {
+            return Err(Error::Config(format!(
+                "vCPU count {n} is out of range 1..={MAX_VCPUS}"
+            )));
+        }
+        let t = self.cpus.topology();
+        let product = u64::from(t.sockets) * u64::from(t.cores) * u64::from(t.threads);
+        if t.sockets == 0 || t.cores == 0 || t.threads == 0 || product != u64::from(n) {
+            return Err(Error::Config(format!(
+                "topology {}x{}x{} (sockets x cores x threads) does not match {n} vCPUs",
+                t.sockets, t.cores, t.threads
+            )));
+        }
+        if self.boot.kernel.as_os_str().is_empty() {
+            return Err(Error::Config("boot.kernel is empty".into()));
+        }
+        if self.boot.cmdline.contains('\0') {
+            return Err(Error::Config("boot.cmdline contains a NUL byte".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> &'static str {
+        r#"{"version":1,"name":"g","memory_mib":256,
+            "cpus":{"count":4,"topology":{"sockets":2,"cores":2,"threads":1}},
+            "boot":{"kernel":"/k","cmdline":"console=ttyS0"},
+            "serial":{"type":"file","path":"/tmp/s"}}"#
+    }
+
+    #[test]
+    fn parses_and_round_trips() {
+        let cfg = VmConfig::from_json(sample()).unwrap();
+        assert_eq!(cfg.cpus.topology().sockets, 2);
+        let again = VmConfig::from_json(&serde_json::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(cfg, again);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(VmConfig::from_json("{").is_err());
+        let bad_topo = sample().replace("\"sockets\":2", "\"sockets\":3");
+        assert!(VmConfig::from_json(&bad_topo).is_err());
+        let bad_version = sample().replace("\"version\":1", "\"version\":2");
+        assert!(VmConfig::from_json(&bad_version).is_err());
+        let no_cpus = sample().replace("\"count\":4", "\"count\":0");
+        assert!(VmConfig::from_json(&no_cpus).is_err());
+    }
+}

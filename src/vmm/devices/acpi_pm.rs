@@ -1,0 +1,65 @@
+//! Hardware-reduced ACPI registers in port I/O space: sleep control
+//! (offset 0), sleep status (offset 1) and reset (offset 4), as the FADT
+//! describes them.
+
+use std::sync::Arc;
+
+use crate::vmm::bus::BusDevice;
+use crate::vmm::exit::{ExitReason, ExitSignal};
+use crate::vmm::layout;
+
+const SLP_EN: u8 = 1 << 5;
+const SLP_TYP_SHIFT: u8 = 2;
+const SLP_TYP_MASK: u8 = 0x7;
+const WAK_STS: u8 = 1 << 7;
+
+const SLEEP_CTL_OFFSET: u64 = 0;
+const SLEEP_STS_OFFSET: u64 = (layout::ACPI_SLEEP_STS_PORT - layout::ACPI_SLEEP_CTL_PORT) as u64;
+const RESET_OFFSET: u64 = (layout::ACPI_RESET_PORT - layout::ACPI_SLEEP_CTL_PORT) as u64;
+/// Ports covered, from the sleep control register on.
+pub const PORT_COUNT: u64 = RESET_OFFSET + 1;
+
+/// The register block.
+pub struct AcpiPm {
+    exit: Arc<ExitSignal>,
+    sleep_sts: u8,
+}
+
+impl AcpiPm {
+    pub fn new(exit: Arc<ExitSignal>) -> Self {
+        AcpiPm { exit, sleep_sts: 0 }
+    }
+}
+
+impl BusDevice for AcpiPm {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        if offset == SLEEP_STS_OFFSET
+            && let Some(b) = data.first_mut()
+        {
+            *b = self.sleep_sts;
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let Some(&v) = data.first() else { return };
+        match offset {
+            SLEEP_CTL_OFFSET if v & SLP_EN != 0 => {
+                let typ = (v >> SLP_TYP_SHIFT) & SLP_TYP_MASK;
+                if typ == layout::S5_SLEEP_TYPE {
+                    tracing::info!("guest entered S5 through the sleep control register");
+                    self.exit.request(ExitReason::Poweroff);
+                } else {
+                    tracing::warn!("guest asked for sleep type {typ}, which is not offered");
+                }
+            }
+            // Write-one-to-clear.
+            SLEEP_STS_OFFSET => self.sleep_sts &= !(v & WAK_STS),
+            RESET_OFFSET if v == layout::ACPI_RESET_VALUE => {
+                tracing::info!("guest wrote the ACPI reset register");
+                self.exit.request(ExitReason::Reboot);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! `oxvirt-vmm`: the per-guest KVM virtual machine monitor.
+//!
+//! One process runs one guest. The daemon hands it a [`config::VmConfig`]
+//! and talks to it over the JSON-lines control socket described in
+//! [`control`]. The module map and the platform it presents to the guest
+//! are documented in `README.md` beside this file.
+
+pub mod acpi;
+pub mod boot;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod cpu;
+pub mod devices;
+pub mod error;
+pub mod exit;
+pub mod layout;
+pub mod memory;
+pub mod serial_backend;
+pub mod vcpu;
+pub mod vm;
+
+pub use config::VmConfig;
+pub use error::{Error, Result};
+pub use exit::ExitReason;

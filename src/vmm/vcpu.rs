@@ -1,0 +1,279 @@
+//! vCPU threads: the KVM_RUN loop, exit dispatch, and parking for pause.
+//!
+//! A thread is kicked out of KVM_RUN by a real-time signal whose handler
+//! sets `immediate_exit` in the thread's own `kvm_run` page, so a kick
+//! that lands just before KVM_RUN is not lost.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use kvm_bindings::kvm_run;
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
+
+use super::bus::Bus;
+use super::exit::{ExitReason, ExitSignal};
+
+const KVM_SYSTEM_EVENT_SHUTDOWN: u32 = 1;
+const KVM_SYSTEM_EVENT_RESET: u32 = 2;
+const KVM_SYSTEM_EVENT_CRASH: u32 = 3;
+
+thread_local! {
+    static KVM_RUN_PTR: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// The signal used to kick vCPU threads.
+pub fn kick_signal() -> libc::c_int {
+    SIGRTMIN()
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let p = KVM_RUN_PTR.with(|c| c.get());
+    if !p.is_null() {
+        // SAFETY: p points at this thread's kvm_run mapping, which lives
+        // as long as the thread's VcpuFd; writing one byte is async-signal-safe.
+        unsafe { std::ptr::write_volatile(&raw mut (*p).immediate_exit, 1) };
+    }
+}
+
+/// Installs the kick handler (once per process).
+pub fn install_kick_handler() -> std::io::Result<()> {
+    register_signal_handler(kick_signal(), kick_handler)
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+}
+
+/// Run state shared by the main loop and every vCPU thread.
+pub struct RunControl {
+    state: Mutex<RunState>,
+    cond: Condvar,
+    stop: AtomicBool,
+    /// Kernel thread id of each vCPU (0 until the thread starts).
+    pub tids: Vec<AtomicI32>,
+}
+
+#[derive(Default)]
+struct RunState {
+    pause: bool,
+    parked: usize,
+}
+
+impl RunControl {
+    pub fn new(vcpus: usize) -> Self {
+        RunControl {
+            state: Mutex::new(RunState::default()),
+            cond: Condvar::new(),
+            stop: AtomicBool::new(false),
+            tids: (0..vcpus).map(|_| AtomicI32::new(0)).collect(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RunState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Asks every vCPU to park; the caller kicks them, then waits with
+    /// [`RunControl::wait_parked`].
+    pub fn request_pause(&self) {
+        self.lock().pause = true;
+    }
+
+    /// Waits until `n` vCPUs are parked or the timeout expires.
+    pub fn wait_parked(&self, n: usize, timeout: Duration) -> bool {
+        let g = self.lock();
+        let res = self
+            .cond
+            .wait_timeout_while(g, timeout, |s| s.parked < n && !self.stopped());
+        match res {
+            Ok((g, _)) => g.parked >= n,
+            Err(_) => false,
+        }
+    }
+
+    /// Lets parked vCPUs run again.
+    pub fn resume(&self) {
+        self.lock().pause = false;
+        self.cond.notify_all();
+    }
+
+    /// Tells every vCPU to leave its loop.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cond.notify_all();
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Parks the calling vCPU while a pause is requested. Returns false
+    /// when the vCPU must stop.
+    fn park_if_paused(&self) -> bool {
+        let mut g = self.lock();
+        if g.pause {
+            g.parked += 1;
+            self.cond.notify_all();
+            while g.pause && !self.stopped() {
+                g = match self.cond.wait(g) {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+            }
+            g.parked -= 1;
+        }
+        !self.stopped()
+    }
+}
+
+/// One vCPU and what its exits need.
+pub struct Vcpu {
+    pub index: usize,
+    pub fd: VcpuFd,
+    pub pio: Arc<Bus>,
+    pub mmio: Arc<Bus>,
+    pub exit: Arc<ExitSignal>,
+    pub ctl: Arc<RunControl>,
+}
+
+enum Step {
+    Continue,
+    Stop(ExitReason),
+}
+
+impl Vcpu {
+    /// The thread body: runs until the guest stops or the VMM says so.
+    pub fn run(mut self) {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        if let Some(t) = self.ctl.tids.get(self.index) {
+            t.store(tid, Ordering::SeqCst);
+        }
+        let run_ptr: *mut kvm_run = self.fd.get_kvm_run();
+        KVM_RUN_PTR.with(|c| c.set(run_ptr));
+        loop {
+            if !self.ctl.park_if_paused() {
+                break;
+            }
+            match self.step() {
+                Step::Continue => {}
+                Step::Stop(reason) => {
+                    self.exit.request(reason);
+                    break;
+                }
+            }
+        }
+        KVM_RUN_PTR.with(|c| c.set(std::ptr::null_mut()));
+    }
+
+    fn step(&mut self) -> Step {
+        let index = self.index;
+        let result = self.fd.run();
+        match result {
+            Ok(VcpuExit::IoIn(port, data)) => {
+                self.pio.read(u64::from(port), data);
+                Step::Continue
+            }
+            Ok(VcpuExit::IoOut(port, data)) => {
+                self.pio.write(u64::from(port), data);
+                Step::Continue
+            }
+            Ok(VcpuExit::MmioRead(addr, data)) => {
+                if !self.mmio.read(addr, data) {
+                    tracing::debug!("vcpu{index}: unhandled MMIO read at {addr:#x}");
+                }
+                Step::Continue
+            }
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                if !self.mmio.write(addr, data) {
+                    tracing::debug!("vcpu{index}: unhandled MMIO write at {addr:#x}");
+                }
+                Step::Continue
+            }
+            Ok(VcpuExit::Hlt) => {
+                // Only reached without an in-kernel LAPIC; never spin.
+                std::thread::sleep(Duration::from_millis(1));
+                Step::Continue
+            }
+            Ok(VcpuExit::Shutdown) => {
+                tracing::warn!("vcpu{index}: triple fault");
+                Step::Stop(ExitReason::TripleFault)
+            }
+            Ok(VcpuExit::SystemEvent(kind, _)) => match kind {
+                KVM_SYSTEM_EVENT_SHUTDOWN => Step::Stop(ExitReason::Poweroff),
+                KVM_SYSTEM_EVENT_RESET => Step::Stop(ExitReason::Reboot),
+                KVM_SYSTEM_EVENT_CRASH => Step::Stop(ExitReason::Crash),
+                other => {
+                    tracing::warn!("vcpu{index}: ignoring system event {other}");
+                    Step::Continue
+                }
+            },
+            Ok(VcpuExit::InternalError) => {
+                let detail = self.internal_error_detail();
+                eprintln!("oxvirt-vmm: error: vcpu{index}: KVM internal error: {detail}");
+                Step::Stop(ExitReason::InternalError)
+            }
+            Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                eprintln!(
+                    "oxvirt-vmm: error: vcpu{index}: VM entry failed \
+                     (hardware reason {reason:#x}, host cpu {cpu})"
+                );
+                Step::Stop(ExitReason::InternalError)
+            }
+            Ok(VcpuExit::IrqWindowOpen) | Ok(VcpuExit::Intr) => Step::Continue,
+            Ok(other) => {
+                let name = format!("{other:?}");
+                eprintln!(
+                    "oxvirt-vmm: error: vcpu{index}: unexpected KVM exit {name} ({})",
+                    self.where_now()
+                );
+                Step::Stop(ExitReason::InternalError)
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                self.fd.set_kvm_immediate_exit(0);
+                if self.ctl.stopped() {
+                    return Step::Stop(ExitReason::Quit);
+                }
+                Step::Continue
+            }
+            Err(e) => {
+                eprintln!(
+                    "oxvirt-vmm: error: vcpu{index}: KVM_RUN failed: {e} ({})",
+                    self.where_now()
+                );
+                Step::Stop(ExitReason::InternalError)
+            }
+        }
+    }
+
+    fn where_now(&self) -> String {
+        match self.fd.get_regs() {
+            Ok(r) => format!("rip {:#x}", r.rip),
+            Err(_) => "registers unavailable".into(),
+        }
+    }
+
+    fn internal_error_detail(&mut self) -> String {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: after KVM_EXIT_INTERNAL_ERROR the kernel filled the
+        // `internal` member of the exit union.
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let n = (internal.ndata as usize).min(internal.data.len());
+        let kind = match internal.suberror {
+            1 => "emulation failure",
+            2 => "simultaneous exception",
+            3 => "delivery event",
+            4 => "unexpected exit reason",
+            _ => "unknown",
+        };
+        format!(
+            "suberror {} ({kind}), data {:x?}, {}",
+            internal.suberror,
+            &internal.data[..n],
+            self.where_now()
+        )
+    }
+}

@@ -1,0 +1,652 @@
+//! Building the machine from a [`VmConfig`] and running its main loop.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kvm_bindings::{
+    KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED, KVM_PIT_SPEAKER_DUMMY, kvm_clock_data,
+    kvm_mp_state, kvm_pit_config, kvm_userspace_memory_region,
+};
+use kvm_ioctls::{Cap, Kvm, VmFd};
+use serde_json::{Value, json};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+
+use super::acpi::{self, AcpiParams};
+use super::boot::{self, BootEntry};
+use super::bus::{Bus, SharedDevice};
+use super::config::VmConfig;
+use super::control::{self, ClientInput, ControlServer, Line};
+use super::cpu;
+use super::devices::IrqLine;
+use super::devices::acpi_pm::{self, AcpiPm};
+use super::devices::cmos::Cmos;
+use super::devices::ged::{self, Ged};
+use super::devices::i8042::{I8042, I8042Port};
+use super::devices::pci::{PciConfigIo, PciEcam, PciRoot};
+use super::devices::serial::SerialDevice;
+use super::error::{Error, Result};
+use super::exit::{ExitReason, ExitSignal};
+use super::layout;
+use super::memory::{self, GuestMemory};
+use super::serial_backend::{self, SerialBackend};
+use super::vcpu::{self, RunControl, Vcpu};
+
+/// A built machine, ready to run.
+pub struct Vm {
+    cfg: VmConfig,
+    // Keeps /dev/kvm open for the VM's lifetime.
+    _kvm: Kvm,
+    vm: VmFd,
+    // Guest RAM must outlive every vCPU thread; it is only dropped at exit.
+    _mem: GuestMemory,
+    mem_bytes: u64,
+    exit: Arc<ExitSignal>,
+    ctl: Arc<RunControl>,
+    serial: Arc<Mutex<SerialDevice>>,
+    ged: Arc<Mutex<Ged>>,
+    backend: SerialBackend,
+    vcpus: Vec<Vcpu>,
+}
+
+fn shared<T: super::bus::BusDevice + 'static>(d: T) -> Arc<Mutex<T>> {
+    Arc::new(Mutex::new(d))
+}
+
+fn insert(bus: &mut Bus, dev: SharedDevice, start: u64, len: u64) -> Result<()> {
+    bus.insert(dev, start, len).map_err(Error::Boot)
+}
+
+impl Vm {
+    /// Creates the VM, loads the guest and prepares every vCPU.
+    pub fn build(cfg: VmConfig) -> Result<Vm> {
+        cfg.validate()?;
+        let mem_bytes = memory::check_size(cfg.memory_mib)?;
+        let kvm = Kvm::new().map_err(Error::kvm("opening /dev/kvm"))?;
+        for (cap, name) in [
+            (Cap::Irqchip, "an in-kernel irqchip"),
+            (Cap::Irqfd, "irqfd"),
+            (Cap::ImmediateExit, "immediate_exit"),
+            (Cap::UserMemory, "user memory regions"),
+            (Cap::Pit2, "an in-kernel PIT"),
+        ] {
+            if !kvm.check_extension(cap) {
+                return Err(Error::KvmMissing(name));
+            }
+        }
+        let max = kvm.get_max_vcpus();
+        if cfg.cpus.count as usize > max {
+            return Err(Error::Config(format!(
+                "{} vCPUs requested; KVM allows at most {max}",
+                cfg.cpus.count
+            )));
+        }
+        let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
+        vm.set_tss_address(layout::KVM_TSS_ADDRESS as usize)
+            .map_err(Error::kvm("KVM_SET_TSS_ADDR"))?;
+        vm.create_irq_chip()
+            .map_err(Error::kvm("KVM_CREATE_IRQCHIP"))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        vm.create_pit2(pit).map_err(Error::kvm("KVM_CREATE_PIT2"))?;
+
+        let mem = memory::create(mem_bytes)?;
+        for (slot, region) in mem.iter().enumerate() {
+            let r = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: region.as_ptr() as u64,
+            };
+            // SAFETY: the region is a live mapping owned by `mem`, which the
+            // Vm keeps until the process exits, so KVM never sees it unmapped.
+            unsafe { vm.set_user_memory_region(r) }
+                .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+
+        let topology = cfg.cpus.topology();
+        let rsdp = acpi::write(
+            &mem,
+            &AcpiParams {
+                vcpus: cfg.cpus.count,
+                topology,
+                pci_mmio64_start: memory::pci_mmio64_start(mem_bytes),
+                pci_mmio64_size: layout::PCI_MMIO64_SIZE,
+            },
+        )?;
+        let entry = boot::load(&mem, mem_bytes, &cfg.boot, rsdp)?;
+        tracing::info!(
+            "kernel {} loaded, entry {:#x} ({:?})",
+            cfg.boot.kernel.display(),
+            entry.entry,
+            entry.mode
+        );
+
+        let exit = Arc::new(ExitSignal::new().map_err(Error::io("eventfd"))?);
+        let backend = SerialBackend::open(&cfg.serial)?;
+        if let Some(p) = &backend.pty_path {
+            eprintln!("char device redirected to {p} (label serial0)");
+        }
+        let serial_irq = IrqLine::new().map_err(Error::io("eventfd"))?;
+        vm.register_irqfd(&serial_irq.0, layout::COM1_IRQ)
+            .map_err(Error::kvm("KVM_IRQFD (COM1)"))?;
+        let ged_irq = IrqLine::new().map_err(Error::io("eventfd"))?;
+        vm.register_irqfd(&ged_irq.0, layout::GED_IRQ)
+            .map_err(Error::kvm("KVM_IRQFD (GED)"))?;
+
+        let mut backend = backend;
+        let guest_out = std::mem::replace(&mut backend.out, Box::new(std::io::sink()));
+        let serial = shared(SerialDevice::new(serial_irq, guest_out));
+        let ged = shared(Ged::new(ged_irq));
+        let i8042 = Arc::new(Mutex::new(I8042::new(exit.clone())));
+        let pci = Arc::new(Mutex::new(PciRoot::default()));
+        let low_ram = memory::ram_regions(mem_bytes)[0].1;
+        let high_ram = mem_bytes - low_ram;
+
+        let mut pio = Bus::default();
+        insert(&mut pio, serial.clone(), u64::from(layout::COM1_PORT), 8)?;
+        insert(
+            &mut pio,
+            shared(I8042Port {
+                ctl: i8042.clone(),
+                command: false,
+            }),
+            u64::from(layout::I8042_DATA_PORT),
+            1,
+        )?;
+        insert(
+            &mut pio,
+            shared(I8042Port {
+                ctl: i8042,
+                command: true,
+            }),
+            u64::from(layout::I8042_CMD_PORT),
+            1,
+        )?;
+        insert(
+            &mut pio,
+            shared(Cmos::new(low_ram, high_ram)),
+            u64::from(layout::CMOS_PORT),
+            2,
+        )?;
+        insert(
+            &mut pio,
+            shared(AcpiPm::new(exit.clone())),
+            u64::from(layout::ACPI_SLEEP_CTL_PORT),
+            acpi_pm::PORT_COUNT,
+        )?;
+        insert(
+            &mut pio,
+            shared(PciConfigIo::new(pci.clone())),
+            u64::from(layout::PCI_CONFIG_PORT),
+            8,
+        )?;
+        let mut mmio = Bus::default();
+        insert(&mut mmio, ged.clone(), layout::GED_START, layout::GED_SIZE)?;
+        insert(
+            &mut mmio,
+            shared(PciEcam::new(pci)),
+            layout::PCI_ECAM_START,
+            layout::PCI_ECAM_SIZE,
+        )?;
+        let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
+
+        let ctl = Arc::new(RunControl::new(cfg.cpus.count as usize));
+        let vcpus = create_vcpus(&kvm, &vm, &mem, &cfg, &entry, &pio, &mmio, &exit, &ctl)?;
+
+        Ok(Vm {
+            cfg,
+            _kvm: kvm,
+            vm,
+            _mem: mem,
+            mem_bytes,
+            exit,
+            ctl,
+            serial,
+            ged,
+            backend,
+            vcpus,
+        })
+    }
+
+    /// Path of the serial pty, when that backend is used.
+    pub fn serial_pty(&self) -> Option<&str> {
+        self.backend.pty_path.as_deref()
+    }
+
+    /// Runs the guest until it stops; returns why. The control socket, if
+    /// any, is served meanwhile and removed before returning.
+    pub fn run(mut self, mut control: Option<ControlServer>) -> Result<ExitReason> {
+        vcpu::install_kick_handler().map_err(Error::io("installing the vCPU kick handler"))?;
+        let sigfd = HostSignals::new().map_err(Error::io("signalfd"))?;
+        let epoll = Epoll::new().map_err(Error::io("epoll"))?;
+        let add = |fd: RawFd| {
+            epoll
+                .ctl(
+                    ControlOperation::Add,
+                    fd,
+                    EpollEvent::new(EventSet::IN, fd as u64),
+                )
+                .map_err(Error::io("epoll_ctl"))
+        };
+        let exit_fd = self.exit.eventfd().as_raw_fd();
+        add(exit_fd)?;
+        add(sigfd.fd())?;
+        if let Some(c) = &control {
+            add(c.listener_fd())?;
+        }
+        let mut serial_in = self.backend.input;
+        if let Some(fd) = serial_in
+            && let Err(e) = add(fd)
+        {
+            // stdin may be a regular file or /dev/null, which epoll refuses.
+            tracing::info!("serial input not polled: {e}");
+            serial_in = None;
+        }
+        let serial_listener = self.backend.listener.as_ref().map(|(l, _)| l.as_raw_fd());
+        if let Some(fd) = serial_listener {
+            add(fd)?;
+        }
+
+        let n = self.vcpus.len();
+        tracing::info!("starting {n} vCPUs");
+        let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
+        for v in self.vcpus.drain(..) {
+            let name = format!("vcpu{}", v.index);
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || v.run())
+                .map_err(Error::io("spawning a vCPU thread"));
+            match handle {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    self.ctl.stop();
+                    kick_all(&threads);
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(c) = control.as_mut() {
+            c.broadcast(&control::event("running", None));
+        }
+
+        let mut state = LoopState {
+            paused: false,
+            saved_clock: None,
+        };
+        let mut events = vec![EpollEvent::default(); 32];
+        let reason = 'main: loop {
+            let count = match epoll.wait(-1, &mut events) {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("oxvirt-vmm: error: epoll_wait: {e}");
+                    break ExitReason::InternalError;
+                }
+            };
+            for ev in &events[..count] {
+                let fd = ev.data() as RawFd;
+                if fd == exit_fd {
+                    let _ = self.exit.eventfd().read();
+                    if let Some(r) = self.exit.reason() {
+                        break 'main r;
+                    }
+                } else if fd == sigfd.fd() {
+                    if let Some(sig) = sigfd.read() {
+                        tracing::info!("signal {sig} received, stopping the guest");
+                        break 'main ExitReason::Quit;
+                    }
+                } else if Some(fd) == control.as_ref().map(|c| c.listener_fd()) {
+                    if let Some(c) = control.as_mut() {
+                        for cfd in c.accept() {
+                            add(cfd)?;
+                        }
+                    }
+                } else if Some(fd) == serial_listener {
+                    if let Some(cfd) = self.backend.accept() {
+                        if let Some(old) = serial_in.replace(cfd) {
+                            let _ = epoll.ctl(ControlOperation::Delete, old, EpollEvent::default());
+                        }
+                        add(cfd)?;
+                    }
+                } else if Some(fd) == serial_in {
+                    self.pump_serial_input(fd, &epoll, &mut serial_in);
+                } else if let Some(c) = control.as_mut() {
+                    match c.read(fd) {
+                        ClientInput::Closed => {}
+                        ClientInput::Lines(lines) => {
+                            for line in &lines {
+                                let reply = self.handle_line(line, &mut state, &threads, c);
+                                c.send(fd, &reply);
+                            }
+                        }
+                    }
+                }
+                if let Some(r) = self.exit.reason() {
+                    break 'main r;
+                }
+            }
+        };
+
+        self.ctl.stop();
+        self.ctl.resume();
+        kick_all(&threads);
+        if let Some(c) = control.as_mut() {
+            c.broadcast(&control::event(
+                "shutdown",
+                Some(("reason", json!(reason.as_str()))),
+            ));
+            c.cleanup();
+        }
+        self.backend.cleanup();
+        // Give the vCPU threads a moment to leave KVM_RUN cleanly.
+        for _ in 0..100 {
+            if threads.iter().all(|t| t.is_finished()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(reason)
+    }
+
+    fn pump_serial_input(&self, fd: RawFd, epoll: &Epoll, serial_in: &mut Option<RawFd>) {
+        let mut buf = [0u8; 64];
+        match serial_backend::read_available(fd, &mut buf) {
+            Ok(0) => {
+                // EOF: stop polling this source.
+                let _ = epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default());
+                *serial_in = None;
+            }
+            Ok(n) => {
+                if let Ok(mut s) = self.serial.lock() {
+                    s.input(&buf[..n]);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                let _ = epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default());
+                *serial_in = None;
+            }
+        }
+    }
+
+    fn handle_line(
+        &self,
+        line: &Line,
+        state: &mut LoopState,
+        threads: &[JoinHandle<()>],
+        ctl_server: &mut ControlServer,
+    ) -> String {
+        let line = match line {
+            Line::Request(text) => text,
+            Line::TooLong => {
+                return control::reply_err(&None, control::CLASS_GENERIC, "request line too long");
+            }
+        };
+        let req = match control::parse_line(line) {
+            Ok(r) => r,
+            Err(reply) => return reply,
+        };
+        let id = &req.id;
+        let ok = |v: Value| control::reply_ok(id, v);
+        let err = |d: &str| control::reply_err(id, control::CLASS_GENERIC, d);
+        match req.execute.as_str() {
+            "query-status" => ok(self.status(state)),
+            "pause" => {
+                if state.paused {
+                    return ok(json!({}));
+                }
+                self.ctl.request_pause();
+                kick_all(threads);
+                if !self.ctl.wait_parked(threads.len(), Duration::from_secs(5)) {
+                    self.ctl.resume();
+                    return err("vCPUs did not stop within 5 s");
+                }
+                // Freeze the guest's kvmclock while paused.
+                state.saved_clock = self.vm.get_clock().ok();
+                state.paused = true;
+                ctl_server.broadcast(&control::event("paused", None));
+                ok(json!({}))
+            }
+            "resume" | "cont" => {
+                if !state.paused {
+                    return ok(json!({}));
+                }
+                if let Some(clock) = state.saved_clock.take() {
+                    let c = kvm_clock_data {
+                        clock: clock.clock,
+                        ..Default::default()
+                    };
+                    if let Err(e) = self.vm.set_clock(&c) {
+                        tracing::warn!("KVM_SET_CLOCK on resume: {e}");
+                    }
+                }
+                state.paused = false;
+                self.ctl.resume();
+                ctl_server.broadcast(&control::event("resumed", None));
+                ok(json!({}))
+            }
+            "powerdown" | "system_powerdown" => {
+                let r = match self.ged.lock() {
+                    Ok(mut g) => g.notify(ged::EVENT_POWER_BUTTON),
+                    Err(_) => Err(std::io::Error::other("device lock poisoned")),
+                };
+                match r {
+                    Ok(()) => ok(json!({})),
+                    Err(e) => err(&format!("cannot raise the GED interrupt: {e}")),
+                }
+            }
+            "reset" | "system_reset" => {
+                self.exit.request(ExitReason::Reboot);
+                ok(json!({}))
+            }
+            "quit" => {
+                self.exit.request(ExitReason::Quit);
+                ok(json!({}))
+            }
+            "query-stats" => ok(self.stats()),
+            other => control::reply_err(
+                id,
+                control::CLASS_NOT_FOUND,
+                &format!("the command {other} has not been found"),
+            ),
+        }
+    }
+
+    fn status(&self, state: &LoopState) -> Value {
+        let mut v = json!({
+            "status": if state.paused { "paused" } else { "running" },
+            "running": !state.paused,
+            "name": self.cfg.name,
+            "vcpus": self.cfg.cpus.count,
+            "memory-mib": self.cfg.memory_mib,
+            "pid": std::process::id(),
+        });
+        if let Some(p) = &self.backend.pty_path {
+            v["serial-pty"] = json!(p);
+        }
+        v
+    }
+
+    fn stats(&self) -> Value {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        // SAFETY: as above.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+        let vcpus: Vec<Value> = self
+            .ctl
+            .tids
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let tid = t.load(std::sync::atomic::Ordering::SeqCst);
+                let ticks = thread_cpu_ticks(tid).unwrap_or(0);
+                json!({ "id": i, "tid": tid, "time-ns": ticks * (1_000_000_000 / hz) })
+            })
+            .collect();
+        let rss = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * page;
+        json!({
+            "vcpus": vcpus,
+            "memory": { "guest-bytes": self.mem_bytes, "rss-bytes": rss },
+        })
+    }
+}
+
+struct LoopState {
+    paused: bool,
+    saved_clock: Option<kvm_clock_data>,
+}
+
+/// utime + stime of a thread of this process, in clock ticks.
+fn thread_cpu_ticks(tid: i32) -> Option<u64> {
+    if tid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // Fields after the command name, which ends at the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn kick_all(threads: &[JoinHandle<()>]) {
+    use std::os::unix::thread::JoinHandleExt;
+    for t in threads {
+        if !t.is_finished() {
+            // SAFETY: the pthread_t belongs to a thread that has not been
+            // joined, so it is valid; the signal has a handler installed.
+            unsafe { libc::pthread_kill(t.as_pthread_t(), vcpu::kick_signal()) };
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_vcpus(
+    kvm: &Kvm,
+    vm: &VmFd,
+    mem: &GuestMemory,
+    cfg: &VmConfig,
+    entry: &BootEntry,
+    pio: &Arc<Bus>,
+    mmio: &Arc<Bus>,
+    exit: &Arc<ExitSignal>,
+    ctl: &Arc<RunControl>,
+) -> Result<Vec<Vcpu>> {
+    let supported = kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+    let msr_list = kvm
+        .get_msr_index_list()
+        .map_err(Error::kvm("KVM_GET_MSR_INDEX_LIST"))?;
+    let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
+    let topo = cfg.cpus.topology();
+    let mut out = Vec::new();
+    for i in 0..cfg.cpus.count {
+        let apic_id = cpu::apic_id(&topo, i);
+        let fd = vm
+            .create_vcpu(u64::from(apic_id))
+            .map_err(Error::kvm("KVM_CREATE_VCPU"))?;
+        let cpuid =
+            cpu::cpuid::for_vcpu(&supported, &topo, i, tsc_deadline).map_err(Error::Boot)?;
+        fd.set_cpuid2(&cpuid)
+            .map_err(Error::kvm("KVM_SET_CPUID2"))?;
+        let msrs = cpu::msr::boot_msrs(msr_list.as_slice()).map_err(Error::Boot)?;
+        let written = fd.set_msrs(&msrs).map_err(Error::kvm("KVM_SET_MSRS"))?;
+        if written != msrs.as_slice().len() {
+            tracing::warn!(
+                "vcpu{i}: KVM accepted {written} of {} boot MSRs",
+                msrs.as_slice().len()
+            );
+        }
+        fd.set_fpu(&cpu::regs::boot_fpu())
+            .map_err(Error::kvm("KVM_SET_FPU"))?;
+        let mut lapic = fd.get_lapic().map_err(Error::kvm("KVM_GET_LAPIC"))?;
+        cpu::lapic::set_lint(&mut lapic);
+        fd.set_lapic(&lapic).map_err(Error::kvm("KVM_SET_LAPIC"))?;
+        if i == 0 {
+            let mut sregs = fd.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
+            cpu::regs::setup_sregs(mem, entry, &mut sregs).map_err(Error::Boot)?;
+            fd.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))?;
+            fd.set_regs(&cpu::regs::boot_regs(entry))
+                .map_err(Error::kvm("KVM_SET_REGS"))?;
+            fd.set_mp_state(kvm_mp_state {
+                mp_state: KVM_MP_STATE_RUNNABLE,
+            })
+            .map_err(Error::kvm("KVM_SET_MP_STATE"))?;
+        } else {
+            fd.set_mp_state(kvm_mp_state {
+                mp_state: KVM_MP_STATE_UNINITIALIZED,
+            })
+            .map_err(Error::kvm("KVM_SET_MP_STATE"))?;
+        }
+        out.push(Vcpu {
+            index: i as usize,
+            fd,
+            pio: pio.clone(),
+            mmio: mmio.clone(),
+            exit: exit.clone(),
+            ctl: ctl.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// SIGTERM, SIGINT and SIGHUP delivered through a signalfd, so the main
+/// loop handles them like any other event.
+struct HostSignals {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl HostSignals {
+    fn new() -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: set is a valid sigset_t for all calls below; SIGPIPE is
+        // ignored so writes to vanished peers fail with EPIPE instead.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGHUP);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        // SAFETY: set is initialised; flags are valid.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        Ok(HostSignals {
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn read(&self) -> Option<u32> {
+        // SAFETY: signalfd_siginfo is plain data.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: info is valid for `size` bytes of writes.
+        let n = unsafe { libc::read(self.fd(), (&raw mut info).cast(), size) };
+        (n as usize == size).then_some(info.ssi_signo)
+    }
+}

@@ -1,0 +1,39 @@
+//! Video adapter defaults: model, memory sizes, heads and the primary
+//! flag, with the values libvirt fills.
+
+use crate::xml::model::Domain;
+use crate::xml::model::display::VideoModel;
+
+/// VRAM in KiB libvirt gives a model that has a framebuffer size.
+fn default_vram(model: VideoModel) -> Option<u32> {
+    match model {
+        VideoModel::Vga
+        | VideoModel::Cirrus
+        | VideoModel::Vmvga
+        | VideoModel::Bochs
+        | VideoModel::Xen => Some(16384),
+        VideoModel::Qxl => Some(65536),
+        _ => None,
+    }
+}
+
+pub fn fill(dom: &mut Domain) {
+    for (i, v) in dom.devices.videos.iter_mut().enumerate() {
+        // libvirt 9.0's default adapter for x86 KVM guests.
+        let model = *v.model.get_or_insert(VideoModel::Cirrus);
+        if model == VideoModel::None {
+            continue;
+        }
+        if v.vram.is_none() {
+            v.vram = default_vram(model);
+        }
+        if model == VideoModel::Qxl {
+            v.ram.get_or_insert(65536);
+            v.vgamem.get_or_insert(16384);
+        }
+        v.heads.get_or_insert(1);
+        if i == 0 {
+            v.primary.get_or_insert(true);
+        }
+    }
+}

@@ -1,0 +1,1220 @@
+//! End-to-end tests of `oxvirtd` on a private D-Bus bus: interface
+//! compatibility with libvirt-dbus, bad input, a Cockpit-like lifecycle
+//! with real guests, daemon restarts and VMM crashes.
+//!
+//! Tests that boot guests need /dev/kvm and the test guest
+//! (`make -C compat-tests/guest/testos`); without them they print why and
+//! return early.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use zbus::zvariant::{DynamicType, OwnedObjectPath, OwnedValue, Type, Value};
+use zbus::{Connection, MatchRule, MessageStream};
+
+const CONNECT: &str = "/org/libvirt/QEMU";
+const OXVIRTD: &str = env!("CARGO_BIN_EXE_oxvirtd");
+const VMM: &str = env!("CARGO_BIN_EXE_oxvirt-vmm");
+
+// ---- harness ---------------------------------------------------------
+
+struct Bus {
+    child: Child,
+    address: String,
+}
+
+impl Bus {
+    /// A private bus, or `None` (with the reason printed) without dbus-daemon.
+    fn start() -> Option<Bus> {
+        let spawned = Command::new("dbus-daemon")
+            .args(["--session", "--print-address=1", "--nofork"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipping: cannot run dbus-daemon ({e}); install package dbus-daemon");
+                return None;
+            }
+        };
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        BufReader::new(out)
+            .read_line(&mut line)
+            .expect("bus address");
+        Some(Bus {
+            child,
+            address: line.trim().to_string(),
+        })
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Dirs {
+    root: PathBuf,
+}
+
+impl Dirs {
+    fn new(tag: &str) -> Dirs {
+        let root = std::env::temp_dir().join(format!(
+            "oxvirtd-test-{tag}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        Dirs { root }
+    }
+    fn config(&self) -> PathBuf {
+        self.root.join("config")
+    }
+    fn run(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    fn state(&self) -> PathBuf {
+        self.root.join("state")
+    }
+}
+
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        // Stop any VMM this test left running (pids from status files).
+        for pid in vmm_pids(&self.run()) {
+            // SAFETY: kill with a pid read from our own status file.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn vmm_pids(run: &Path) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir(run) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .filter_map(|v| v.get("pid").and_then(|p| p.as_i64()))
+        .map(|p| p as i32)
+        .collect()
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    async fn start(bus: &Bus, dirs: &Dirs, conn: &Connection) -> Daemon {
+        let child = Command::new(OXVIRTD)
+            .arg("--bus-address")
+            .arg(&bus.address)
+            .arg("--config-dir")
+            .arg(dirs.config())
+            .arg("--run-dir")
+            .arg(dirs.run())
+            .arg("--state-dir")
+            .arg(dirs.state())
+            .arg("--vmm")
+            .arg(VMM)
+            .env("RUST_LOG", "info,zbus=error")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dirs.root.join(format!(
+                    "oxvirtd-{}.log",
+                    Instant::now().elapsed().as_nanos()
+                )))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .expect("spawn oxvirtd");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let owned: bool = conn
+                .call_method(
+                    Some("org.freedesktop.DBus"),
+                    "/org/freedesktop/DBus",
+                    Some("org.freedesktop.DBus"),
+                    "NameHasOwner",
+                    &("org.libvirt",),
+                )
+                .await
+                .and_then(|m| m.body().deserialize::<bool>())
+                .unwrap_or(false);
+            if owned {
+                break;
+            }
+            assert!(Instant::now() < deadline, "oxvirtd did not take its name");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Daemon { child }
+    }
+
+    /// SIGTERM; returns whether the daemon exited with status 0.
+    fn terminate(mut self) -> bool {
+        // SAFETY: kill on the pid of a child this test spawned.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().is_ok_and(|s| s.success())
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn client(bus: &Bus) -> Connection {
+    zbus::connection::Builder::address(bus.address.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A method call's outcome: the decoded reply, or (error name, message).
+async fn call<B, R>(
+    conn: &Connection,
+    path: &str,
+    iface: &str,
+    method: &str,
+    body: &B,
+) -> Result<R, (String, String)>
+where
+    B: serde::Serialize + DynamicType,
+    R: DeserializeOwned + Type,
+{
+    match conn
+        .call_method(Some("org.libvirt"), path, Some(iface), method, body)
+        .await
+    {
+        Ok(m) => m
+            .body()
+            .deserialize::<R>()
+            .map_err(|e| ("decode".to_string(), e.to_string())),
+        Err(zbus::Error::MethodError(name, text, _)) => {
+            Err((name.to_string(), text.unwrap_or_default()))
+        }
+        Err(e) => Err(("zbus".to_string(), e.to_string())),
+    }
+}
+
+async fn dom_call<B: serde::Serialize + DynamicType>(
+    conn: &Connection,
+    path: &str,
+    method: &str,
+    body: &B,
+) -> Result<(), (String, String)> {
+    call::<B, ()>(conn, path, "org.libvirt.Domain", method, body).await
+}
+
+async fn state(conn: &Connection, path: &str) -> (i32, i32) {
+    call(conn, path, "org.libvirt.Domain", "GetState", &(0u32,))
+        .await
+        .expect("GetState")
+}
+
+async fn wait_state(conn: &Connection, path: &str, want: (i32, i32), secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = state(conn, path).await;
+        if s == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "state {s:?}, wanted {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+type Events = Arc<Mutex<Vec<(String, i32, i32)>>>;
+type IfaceAddrs = (String, String, Vec<(i32, String, u32)>);
+
+async fn watch_events(conn: &Connection) -> Events {
+    let rule = MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface("org.libvirt.Connect")
+        .unwrap()
+        .member("DomainEvent")
+        .unwrap()
+        .build();
+    let mut stream = MessageStream::for_match_rule(rule, conn, None)
+        .await
+        .unwrap();
+    let events: Events = Arc::default();
+    let sink = events.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            if let Ok((p, e, d)) = m.body().deserialize::<(OwnedObjectPath, i32, i32)>() {
+                sink.lock().unwrap().push((p.to_string(), e, d));
+            }
+        }
+    });
+    events
+}
+
+async fn wait_event(events: &Events, path: &str, ev: i32, detail: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(p, e, d)| p == path && *e == ev && *d == detail)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event ({ev},{detail}) for {path}; saw {:?}",
+            events.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn guest_kernel() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat-tests/guest/out/testos.elf");
+    if !Path::new("/dev/kvm").exists() {
+        eprintln!("skipping: /dev/kvm is not available");
+        return None;
+    }
+    if !p.exists() {
+        eprintln!(
+            "skipping: test guest missing; build it with `make -C compat-tests/guest/testos`"
+        );
+        return None;
+    }
+    Some(p)
+}
+
+fn domain_xml(name: &str, uuid: &str, kernel: &Path, then: &str, serial: &Path) -> String {
+    format!(
+        "<domain type='kvm'><name>{name}</name><uuid>{uuid}</uuid>\
+         <memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64'>hvm</type><kernel>{}</kernel>\
+         <cmdline>oxtest.then={then}</cmdline></os>\
+         <devices><serial type='file'><source path='{}'/></serial></devices></domain>",
+        kernel.display(),
+        serial.display()
+    )
+}
+
+fn dpath(uuid: &str) -> String {
+    format!("{CONNECT}/domain/_{}", uuid.replace('-', "_"))
+}
+
+// ---- interface compatibility -----------------------------------------
+
+/// Members of one interface: methods with named in/out args, properties
+/// with type and access, signals with named args.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Members {
+    methods: BTreeMap<String, Vec<(String, String, String)>>,
+    properties: BTreeMap<String, (String, String)>,
+    signals: BTreeMap<String, Vec<(String, String)>>,
+}
+
+fn parse_interface(xml: &str, want: &str) -> Members {
+    use quick_xml::events::Event;
+    let mut r = quick_xml::Reader::from_str(xml);
+    let mut m = Members::default();
+    let mut in_iface = false;
+    let mut current: Option<(bool, String)> = None; // (is_method, name)
+    let attr = |e: &quick_xml::events::BytesStart, k: &str| -> String {
+        e.attributes()
+            .filter_map(|a| a.ok())
+            .find(|a| a.key.as_ref() == k.as_bytes())
+            .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+            .unwrap_or_default()
+    };
+    loop {
+        let ev = r.read_event().expect("xml");
+        let (e, empty) = match &ev {
+            Event::Start(e) => (e.clone(), false),
+            Event::Empty(e) => (e.clone(), true),
+            Event::End(e) => {
+                match e.name().as_ref() {
+                    b"interface" => in_iface = false,
+                    b"method" | b"signal" => current = None,
+                    _ => {}
+                }
+                continue;
+            }
+            Event::Eof => break,
+            _ => continue,
+        };
+        match e.name().as_ref() {
+            b"interface" => in_iface = attr(&e, "name") == want && !empty,
+            b"method" if in_iface => {
+                let n = attr(&e, "name");
+                m.methods.insert(n.clone(), Vec::new());
+                if !empty {
+                    current = Some((true, n));
+                }
+            }
+            b"signal" if in_iface => {
+                let n = attr(&e, "name");
+                m.signals.insert(n.clone(), Vec::new());
+                if !empty {
+                    current = Some((false, n));
+                }
+            }
+            b"property" if in_iface => {
+                m.properties
+                    .insert(attr(&e, "name"), (attr(&e, "type"), attr(&e, "access")));
+            }
+            b"arg" if in_iface => match &current {
+                Some((true, n)) => {
+                    let dir = match attr(&e, "direction").as_str() {
+                        "" => "in".to_string(),
+                        d => d.to_string(),
+                    };
+                    if let Some(v) = m.methods.get_mut(n) {
+                        v.push((attr(&e, "name"), attr(&e, "type"), dir));
+                    }
+                }
+                Some((false, n)) => {
+                    if let Some(v) = m.signals.get_mut(n) {
+                        v.push((attr(&e, "name"), attr(&e, "type")));
+                    }
+                }
+                None => {}
+            },
+            _ => {}
+        }
+    }
+    m
+}
+
+async fn introspect(conn: &Connection, path: &str) -> String {
+    conn.call_method(
+        Some("org.libvirt"),
+        path,
+        Some("org.freedesktop.DBus.Introspectable"),
+        "Introspect",
+        &(),
+    )
+    .await
+    .unwrap()
+    .body()
+    .deserialize::<String>()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interfaces_match_libvirt_dbus() {
+    let dir = Path::new("/usr/share/dbus-1/interfaces");
+    if !dir.join("org.libvirt.Connect.xml").exists() {
+        eprintln!("skipping: libvirt-dbus interface XML is not installed");
+        return;
+    }
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("iface");
+    let conn = client(&bus).await;
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let missing_domain = dpath("00000000-1111-2222-3333-444444444444");
+    for (name, path) in [("Connect", CONNECT.to_string()), ("Domain", missing_domain)] {
+        let iface = format!("org.libvirt.{name}");
+        let theirs_xml = std::fs::read_to_string(dir.join(format!("{iface}.xml"))).unwrap();
+        let theirs = parse_interface(&theirs_xml, &iface);
+        let ours = parse_interface(&introspect(&conn, &path).await, &iface);
+        assert!(!theirs.methods.is_empty());
+        for (k, v) in &theirs.methods {
+            assert_eq!(ours.methods.get(k), Some(v), "{iface}.{k}");
+        }
+        for (k, v) in &theirs.properties {
+            assert_eq!(ours.properties.get(k), Some(v), "{iface} property {k}");
+        }
+        for (k, v) in &theirs.signals {
+            assert_eq!(ours.signals.get(k), Some(v), "{iface} signal {k}");
+        }
+        assert_eq!(ours, theirs, "{iface}: extra members");
+        eprintln!(
+            "{iface}: {} methods, {} properties, {} signals match",
+            ours.methods.len(),
+            ours.properties.len(),
+            ours.signals.len()
+        );
+    }
+    // Every method answers: no UnknownMethod for any member of the spec.
+    let theirs_xml = std::fs::read_to_string(dir.join("org.libvirt.Connect.xml")).unwrap();
+    let theirs = parse_interface(&theirs_xml, "org.libvirt.Connect");
+    for (name, args) in &theirs.methods {
+        let sig: String = args
+            .iter()
+            .filter(|a| a.2 == "in")
+            .map(|a| a.1.clone())
+            .collect();
+        if !sig.is_empty() {
+            continue; // argument-less calls are enough to show dispatch
+        }
+        let r = conn
+            .call_method(
+                Some("org.libvirt"),
+                CONNECT,
+                Some("org.libvirt.Connect"),
+                name.as_str(),
+                &(),
+            )
+            .await;
+        if let Err(zbus::Error::MethodError(n, _, _)) = &r {
+            assert_eq!(n.as_str(), "org.libvirt.Error", "{name}");
+        }
+    }
+}
+
+// ---- bad input -------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("bad");
+    let conn = client(&bus).await;
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let lib = "org.libvirt.Error".to_string();
+
+    let v: OwnedValue = conn
+        .call_method(
+            Some("org.libvirt"),
+            CONNECT,
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.libvirt.Connect", "LibVersion"),
+        )
+        .await
+        .unwrap()
+        .body()
+        .deserialize()
+        .unwrap();
+    assert_eq!(u64::try_from(v).unwrap(), 9_000_000);
+
+    let e = call::<_, OwnedObjectPath>(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &("<domain",),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.0, lib);
+    let e = call::<_, OwnedObjectPath>(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &("<domain type='kvm'><memory>1024</memory></domain>",),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.0, lib);
+    let list: Vec<OwnedObjectPath> = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "ListDomains",
+        &(0u32,),
+    )
+    .await
+    .unwrap();
+    assert!(list.is_empty());
+
+    let e = call::<_, OwnedObjectPath>(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainLookupByName",
+        &("nope",),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e,
+        (
+            lib.clone(),
+            "Domain not found: no domain with matching name 'nope'".to_string()
+        )
+    );
+
+    let missing = dpath("00000000-1111-2222-3333-444444444444");
+    let e = dom_call(&conn, &missing, "Create", &(0u32,))
+        .await
+        .unwrap_err();
+    assert!(e.1.starts_with("Domain not found"), "{e:?}");
+    let e = dom_call(&conn, &missing, "SnapshotCreateXML", &("x", 0u32))
+        .await
+        .unwrap_err();
+    assert!(e.1.starts_with("Domain not found"), "{e:?}");
+    let all: HashMap<String, OwnedValue> = conn
+        .call_method(
+            Some("org.libvirt"),
+            missing.as_str(),
+            Some("org.freedesktop.DBus.Properties"),
+            "GetAll",
+            &("org.libvirt.Domain",),
+        )
+        .await
+        .unwrap()
+        .body()
+        .deserialize()
+        .unwrap();
+    assert!(all.is_empty());
+    let e = dom_call(
+        &conn,
+        &format!("{CONNECT}/domain/garbage"),
+        "GetState",
+        &(0u32,),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e, (lib.clone(), "Invalid UUID".to_string()));
+
+    let e = call::<_, Vec<OwnedObjectPath>>(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "ListNetworks",
+        &(0u32,),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e,
+        (
+            lib.clone(),
+            "this function is not supported by the connection driver: virConnectListAllNetworks"
+                .to_string()
+        )
+    );
+    let e = call::<_, (i32, i32)>(&conn, &missing, "org.libvirt.Domain", "GetState", &("s",))
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, "org.freedesktop.DBus.Error.InvalidArgs");
+
+    // A domain whose kernel is missing: define works, start fails cleanly.
+    let uuid = "aaaaaaaa-1111-2222-3333-444444444444";
+    let xml = domain_xml(
+        "nokernel",
+        uuid,
+        Path::new("/nonexistent/kernel"),
+        "halt",
+        &dirs.root.join("s.log"),
+    );
+    let p: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(xml.as_str(),),
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.as_str(), dpath(uuid));
+    assert!(dirs.config().join("nokernel.xml").exists());
+    let e = dom_call(&conn, &dpath(uuid), "Create", &(0u32,))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        (
+            lib.clone(),
+            "Cannot access file '/nonexistent/kernel': No such file or directory".to_string()
+        )
+    );
+    assert_eq!(state(&conn, &dpath(uuid)).await, (5, 0));
+    let leftovers: Vec<_> = std::fs::read_dir(dirs.run()).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let e = dom_call(&conn, &dpath(uuid), "Destroy", &(0u32,))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Requested operation is not valid: domain is not running"
+    );
+
+    // Same name, other UUID: refused.
+    let xml2 = domain_xml(
+        "nokernel",
+        "bbbbbbbb-1111-2222-3333-444444444444",
+        Path::new("/k"),
+        "halt",
+        Path::new("/tmp/x"),
+    );
+    let e = call::<_, OwnedObjectPath>(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(xml2.as_str(),),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.1,
+        format!("operation failed: domain 'nokernel' already exists with uuid {uuid}")
+    );
+    dom_call(&conn, &dpath(uuid), "SetMemory", &(32768u64, 2u32))
+        .await
+        .unwrap();
+    let inactive: String = call(
+        &conn,
+        &dpath(uuid),
+        "org.libvirt.Domain",
+        "GetXMLDesc",
+        &(2u32,),
+    )
+    .await
+    .unwrap();
+    assert!(
+        inactive.contains("<currentMemory unit='KiB'>32768</currentMemory>"),
+        "{inactive}"
+    );
+    let e = dom_call(&conn, &dpath(uuid), "SetMemory", &(1u64 << 40, 2u32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "invalid argument: cannot set memory higher than max memory"
+    );
+    let e = dom_call(&conn, &dpath(uuid), "SetMemory", &(32768u64, 1u32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Requested operation is not valid: domain is not running"
+    );
+    dom_call(&conn, &dpath(uuid), "Rename", &("renamed", 0u32))
+        .await
+        .unwrap();
+    assert!(dirs.config().join("renamed.xml").exists());
+    assert!(!dirs.config().join("nokernel.xml").exists());
+    let p: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainLookupByName",
+        &("renamed",),
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.as_str(), dpath(uuid));
+    let e = dom_call(&conn, &dpath(uuid), "Rename", &("a/b", 0u32))
+        .await
+        .unwrap_err();
+    assert_eq!(e.1, "XML error: name a/b cannot contain '/'");
+    dom_call(&conn, &dpath(uuid), "Undefine", &(0u32,))
+        .await
+        .unwrap();
+    assert!(!dirs.config().join("renamed.xml").exists());
+    let e = dom_call(&conn, &dpath(uuid), "GetXMLDesc", &(0u32,))
+        .await
+        .unwrap_err();
+    assert!(e.1.starts_with("Domain not found"));
+}
+
+// ---- persistence -----------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_survive_restart_and_broken_files_are_skipped() {
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("persist");
+    let conn = client(&bus).await;
+    let d = Daemon::start(&bus, &dirs, &conn).await;
+    let uuid = "cccccccc-1111-2222-3333-444444444444";
+    let xml = domain_xml("keep", uuid, Path::new("/k"), "halt", Path::new("/tmp/x"));
+    let _: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(xml.as_str(),),
+    )
+    .await
+    .unwrap();
+    conn.call_method(
+        Some("org.libvirt"),
+        dpath(uuid).as_str(),
+        Some("org.freedesktop.DBus.Properties"),
+        "Set",
+        &("org.libvirt.Domain", "Autostart", Value::from(false)),
+    )
+    .await
+    .unwrap();
+    d.kill9();
+    std::fs::write(dirs.config().join("broken.xml"), "<domain><name>broken").unwrap();
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let list: Vec<OwnedObjectPath> = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "ListDomains",
+        &(0u32,),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        list.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        vec![dpath(uuid)]
+    );
+    let xml: String = call(
+        &conn,
+        &dpath(uuid),
+        "org.libvirt.Domain",
+        "GetXMLDesc",
+        &(0u32,),
+    )
+    .await
+    .unwrap();
+    assert!(xml.contains("<name>keep</name>"), "{xml}");
+}
+
+// ---- lifecycle with real guests --------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cockpit_like_lifecycle() {
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("flow");
+    let conn = client(&bus).await;
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let events = watch_events(&conn).await;
+    let uuid = "dddddddd-1111-2222-3333-444444444444";
+    let p = dpath(uuid);
+    let xml = domain_xml("flow", uuid, &kernel, "halt", &dirs.root.join("serial.log"));
+    let got: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(xml.as_str(),),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.as_str(), p);
+    wait_event(&events, &p, 0, 0).await;
+
+    let list: Vec<OwnedObjectPath> = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "ListDomains",
+        &(0u32,),
+    )
+    .await
+    .unwrap();
+    assert_eq!(list.len(), 1);
+    // GetAll wraps every value twice, as libvirt-dbus does.
+    let reply = conn
+        .call_method(
+            Some("org.libvirt"),
+            p.as_str(),
+            Some("org.freedesktop.DBus.Properties"),
+            "GetAll",
+            &("org.libvirt.Domain",),
+        )
+        .await
+        .unwrap();
+    let all: HashMap<String, OwnedValue> = reply.body().deserialize().unwrap();
+    match &*all["Name"] {
+        Value::Value(inner) => assert_eq!(**inner, Value::from("flow")),
+        other => panic!("Name not double-wrapped: {other:?}"),
+    }
+    assert_eq!(all.len(), 9);
+    let caps: String = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "GetDomainCapabilities",
+        &("", "x86_64", "pc", "", 0u32),
+    )
+    .await
+    .unwrap();
+    assert!(caps.contains("<domainCapabilities>"));
+
+    dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap();
+    wait_event(&events, &p, 2, 0).await;
+    assert_eq!(state(&conn, &p).await, (1, 1));
+    let live: String = call(&conn, &p, "org.libvirt.Domain", "GetXMLDesc", &(0u32,))
+        .await
+        .unwrap();
+    assert!(live.contains("id='1'"), "{live}");
+    let e = dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap_err();
+    assert_eq!(
+        e.1,
+        "Requested operation is not valid: domain is already running"
+    );
+    let stats: HashMap<String, OwnedValue> =
+        call(&conn, &p, "org.libvirt.Domain", "GetStats", &(45u32, 0u32))
+            .await
+            .unwrap();
+    match &*stats["state.state"] {
+        Value::Value(inner) => assert_eq!(**inner, Value::I32(1)),
+        other => panic!("state.state not double-wrapped: {other:?}"),
+    }
+    assert!(stats.contains_key("vcpu.0.time"));
+    assert!(stats.contains_key("balloon.current"));
+
+    let addrs: Vec<IfaceAddrs> = call(
+        &conn,
+        &p,
+        "org.libvirt.Domain",
+        "InterfaceAddresses",
+        &(0u32, 0u32),
+    )
+    .await
+    .unwrap();
+    assert!(addrs.is_empty());
+    let ctl: (u32, u32, u64) = call(&conn, &p, "org.libvirt.Domain", "GetControlInfo", &(0u32,))
+        .await
+        .unwrap();
+    assert_eq!(ctl.0, 0);
+    dom_call(&conn, &p, "Suspend", &()).await.unwrap();
+    wait_event(&events, &p, 3, 0).await;
+    assert_eq!(state(&conn, &p).await, (3, 1));
+    dom_call(&conn, &p, "Resume", &()).await.unwrap();
+    wait_event(&events, &p, 4, 0).await;
+    assert_eq!(state(&conn, &p).await, (1, 5));
+
+    // Reset: a new VMM boots the guest again; the domain stays running.
+    let pid_before = vmm_pids(&dirs.run());
+    dom_call(&conn, &p, "Reset", &(0u32,)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vmm_pids(&dirs.run()) == pid_before || vmm_pids(&dirs.run()).is_empty() {
+        assert!(Instant::now() < deadline, "no new VMM after Reset");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state(&conn, &p).await, (1, 1));
+
+    let started = Instant::now();
+    dom_call(&conn, &p, "Destroy", &(0u32,)).await.unwrap();
+    eprintln!("Destroy took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    wait_event(&events, &p, 5, 1).await;
+    assert_eq!(state(&conn, &p).await, (5, 2));
+    assert!(vmm_pids(&dirs.run()).is_empty());
+
+    // A guest that powers itself off: shut off, reason shutdown.
+    let xml = domain_xml(
+        "flow",
+        uuid,
+        &kernel,
+        "poweroff",
+        &dirs.root.join("serial.log"),
+    );
+    let _: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(xml.as_str(),),
+    )
+    .await
+    .unwrap();
+    wait_event(&events, &p, 0, 1).await;
+    dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap();
+    wait_event(&events, &p, 5, 0).await;
+    wait_state(&conn, &p, (5, 1), 10).await;
+
+    dom_call(&conn, &p, "Undefine", &(0u32,)).await.unwrap();
+    wait_event(&events, &p, 1, 0).await;
+    assert!(!dirs.config().join("flow.xml").exists());
+
+    // A transient domain disappears when it stops.
+    let xml = domain_xml(
+        "transient",
+        uuid,
+        &kernel,
+        "halt",
+        &dirs.root.join("serial.log"),
+    );
+    let got: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainCreateXML",
+        &(xml.as_str(), 1u32), // START_PAUSED
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&conn, got.as_str()).await, (3, 1));
+    wait_event(&events, got.as_str(), 3, 0).await;
+    dom_call(&conn, got.as_str(), "Destroy", &(0u32,))
+        .await
+        .unwrap();
+    let e = dom_call(&conn, got.as_str(), "GetXMLDesc", &(0u32,))
+        .await
+        .unwrap_err();
+    assert!(e.1.starts_with("Domain not found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("restart");
+    let conn = client(&bus).await;
+    let d = Daemon::start(&bus, &dirs, &conn).await;
+    let uuids = [
+        "eeeeeeee-1111-2222-3333-444444444441",
+        "eeeeeeee-1111-2222-3333-444444444442",
+    ];
+    for (i, u) in uuids.iter().enumerate() {
+        let xml = domain_xml(
+            &format!("g{i}"),
+            u,
+            &kernel,
+            "halt",
+            &dirs.root.join(format!("s{i}.log")),
+        );
+        let _: OwnedObjectPath = call(
+            &conn,
+            CONNECT,
+            "org.libvirt.Connect",
+            "DomainDefineXML",
+            &(xml.as_str(),),
+        )
+        .await
+        .unwrap();
+        dom_call(&conn, &dpath(u), "Create", &(0u32,))
+            .await
+            .unwrap();
+    }
+    // A third domain, inactive but marked autostart.
+    let auto = "eeeeeeee-1111-2222-3333-444444444443";
+    let xml = domain_xml("auto", auto, &kernel, "halt", &dirs.root.join("s3.log"));
+    let _: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(xml.as_str(),),
+    )
+    .await
+    .unwrap();
+    conn.call_method(
+        Some("org.libvirt"),
+        dpath(auto).as_str(),
+        Some("org.freedesktop.DBus.Properties"),
+        "Set",
+        &("org.libvirt.Domain", "Autostart", Value::from(true)),
+    )
+    .await
+    .unwrap();
+    assert!(dirs.config().join("autostart/auto.xml").exists());
+    d.kill9();
+    let d2 = Daemon::start(&bus, &dirs, &conn).await;
+    let events = watch_events(&conn).await;
+    wait_state(&conn, &dpath(auto), (1, 1), 10).await;
+    let active: Vec<OwnedObjectPath> = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "ListDomains",
+        &(1u32,),
+    )
+    .await
+    .unwrap();
+    let active: BTreeSet<String> = active.iter().map(|p| p.to_string()).collect();
+    let want: BTreeSet<String> = uuids.iter().chain([&auto]).map(|u| dpath(u)).collect();
+    assert_eq!(active, want);
+    // Ids continue after the re-attached ones.
+    let live: String = call(
+        &conn,
+        &dpath(auto),
+        "org.libvirt.Domain",
+        "GetXMLDesc",
+        &(0u32,),
+    )
+    .await
+    .unwrap();
+    assert!(live.contains("id='3'"), "{live}");
+    for u in &uuids {
+        assert_eq!(state(&conn, &dpath(u)).await, (1, 1));
+    }
+    let id: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainLookupByID",
+        &(2i32,),
+    )
+    .await
+    .unwrap();
+    assert_eq!(id.as_str(), dpath(uuids[1]));
+    // Still controllable.
+    dom_call(&conn, &dpath(uuids[0]), "Suspend", &())
+        .await
+        .unwrap();
+    assert_eq!(state(&conn, &dpath(uuids[0])).await, (3, 1));
+    dom_call(&conn, &dpath(uuids[0]), "Resume", &())
+        .await
+        .unwrap();
+
+    // kill -9 one VMM: shut off, reason crashed, STOPPED/FAILED event.
+    let status = std::fs::read_to_string(dirs.run().join("g1.json")).unwrap();
+    let pid = serde_json::from_str::<serde_json::Value>(&status).unwrap()["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    // SAFETY: pid of a VMM this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_event(&events, &dpath(uuids[1]), 5, 5).await;
+    assert_eq!(state(&conn, &dpath(uuids[1])).await, (5, 3));
+    assert!(!dirs.run().join("g1.json").exists());
+
+    // Undefining a running domain makes it transient; it goes when it stops.
+    dom_call(&conn, &dpath(uuids[0]), "Undefine", &(0u32,))
+        .await
+        .unwrap();
+    assert!(!dirs.config().join("g0.xml").exists());
+    let persistent: OwnedValue = conn
+        .call_method(
+            Some("org.libvirt"),
+            dpath(uuids[0]).as_str(),
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.libvirt.Domain", "Persistent"),
+        )
+        .await
+        .unwrap()
+        .body()
+        .deserialize()
+        .unwrap();
+    assert_eq!(*persistent, Value::Bool(false));
+    assert_eq!(state(&conn, &dpath(uuids[0])).await, (1, 5));
+    dom_call(&conn, &dpath(uuids[0]), "Destroy", &(0u32,))
+        .await
+        .unwrap();
+    wait_event(&events, &dpath(uuids[0]), 5, 1).await;
+    let e = dom_call(&conn, &dpath(uuids[0]), "GetState", &(0u32,))
+        .await
+        .unwrap_err();
+    assert!(e.1.starts_with("Domain not found"));
+    // SIGTERM: the daemon exits cleanly, the guest keeps running.
+    assert!(d2.terminate(), "oxvirtd did not exit cleanly on SIGTERM");
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    assert_eq!(state(&conn, &dpath(auto)).await, (1, 1));
+    dom_call(&conn, &dpath(auto), "Destroy", &(0u32,))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn shipped_introspection_files_are_current() {
+    for name in ["Connect", "Domain"] {
+        let out = Command::new(OXVIRTD)
+            .args(["--print-introspection", name])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("dbus/interfaces/org.libvirt.{name}.xml"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(&file).unwrap(),
+            "{} is stale: regenerate it with oxvirtd --print-introspection {name}",
+            file.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_presses_the_power_button() {
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("shutdown");
+    let conn = client(&bus).await;
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let events = watch_events(&conn).await;
+    let uuid = "ffffffff-1111-2222-3333-444444444444";
+    let xml = domain_xml(
+        "pb",
+        uuid,
+        &kernel,
+        "powerbutton",
+        &dirs.root.join("serial.log"),
+    );
+    let _: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(xml.as_str(),),
+    )
+    .await
+    .unwrap();
+    dom_call(&conn, &dpath(uuid), "Create", &(0u32,))
+        .await
+        .unwrap();
+    // The test guest arms its power-button handler after its checks.
+    let serial = dirs.root.join("serial.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&serial)
+        .unwrap_or_default()
+        .contains("waiting for power button")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "guest never armed its power button"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dom_call(&conn, &dpath(uuid), "Shutdown", &(0u32,))
+        .await
+        .unwrap();
+    wait_event(&events, &dpath(uuid), 5, 0).await;
+    assert_eq!(state(&conn, &dpath(uuid)).await, (5, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dbus_python_client_session() {
+    let Some(kernel) = guest_kernel() else { return };
+    let python = "/usr/bin/python3";
+    let has_dbus = Command::new(python)
+        .args(["-c", "import dbus"])
+        .current_dir("/")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_dbus {
+        eprintln!("skipping: python3-dbus is not installed");
+        return;
+    }
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("python");
+    let conn = client(&bus).await;
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat-tests/dbus/cockpit_flow.py");
+    let out = tokio::process::Command::new(python)
+        .arg(&script)
+        .arg(&bus.address)
+        .arg(&kernel)
+        .arg(dirs.root.join("serial.log"))
+        .current_dir("/")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "cockpit_flow.py failed");
+    assert!(text.contains(" passed, 0 failed"));
+}

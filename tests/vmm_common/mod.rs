@@ -1,0 +1,278 @@
+//! Helpers shared by the oxvirt-vmm integration tests: building the test
+//! guest, running the VMM, reading its serial log, talking to its control
+//! socket.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const VMM: &str = env!("CARGO_BIN_EXE_oxvirt-vmm");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds the test guest once; `None` (with the reason printed) when it
+/// cannot be built here.
+pub fn testos() -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = repo().join("compat-tests/guest/testos");
+            if !dir.join("Makefile").exists() {
+                eprintln!("SKIP: test guest sources not present at {}", dir.display());
+                return None;
+            }
+            let out = Command::new("make").arg("-s").arg("-C").arg(&dir).output();
+            match out {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => {
+                    eprintln!(
+                        "SKIP: building the test guest failed: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    eprintln!("SKIP: cannot run make: {e}");
+                    return None;
+                }
+            }
+            let elf = repo().join("compat-tests/guest/out/testos.elf");
+            elf.exists().then_some(elf)
+        })
+        .clone()
+}
+
+/// True when /dev/kvm is usable; prints why not otherwise.
+pub fn kvm_available() -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIP: /dev/kvm unavailable: {e}");
+            false
+        }
+    }
+}
+
+/// A unique scratch directory.
+pub fn scratch(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "oxvirt-vmm-test-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+/// The test guest's command line.
+pub fn guest_cmdline(cpus: u32, mem: u64, then: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    format!(
+        "oxtest.checks=e820,acpi,smp,rtc oxtest.cpus={cpus} oxtest.mem={mem} \
+         oxtest.epoch={now} oxtest.pci=1 oxtest.then={then}"
+    )
+}
+
+/// A running VMM with its serial log in a file.
+pub struct Guest {
+    pub child: Child,
+    pub serial: PathBuf,
+    pub dir: PathBuf,
+    pub control: Option<String>,
+}
+
+impl Guest {
+    /// Starts oxvirt-vmm on `kernel` with direct options plus `extra`.
+    pub fn start(kernel: &Path, cpus: u32, mem: u64, cmdline: &str, extra: &[&str]) -> Guest {
+        let dir = scratch("guest");
+        let serial = dir.join("serial.log");
+        let mut cmd = Command::new(VMM);
+        cmd.arg("--kernel")
+            .arg(kernel)
+            .arg("--cmdline")
+            .arg(cmdline)
+            .arg("--memory")
+            .arg(mem.to_string())
+            .arg("--cpus")
+            .arg(cpus.to_string())
+            .arg("--serial")
+            .arg(format!("file:{}", serial.display()))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let control = extra
+            .iter()
+            .position(|a| *a == "--control-socket")
+            .and_then(|i| extra.get(i + 1))
+            .map(|s| s.to_string());
+        let child = cmd.spawn().expect("spawn oxvirt-vmm");
+        Guest {
+            child,
+            serial,
+            dir,
+            control,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.serial).unwrap_or_default()
+    }
+
+    /// Waits until the serial log satisfies `pred` or `timeout` passes.
+    pub fn wait_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if pred(&self.log()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        pred(&self.log())
+    }
+
+    /// Waits for exit; kills the VMM after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
+    pub fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(e) = self.child.stderr.as_mut() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Connects to the control socket, retrying while the VMM starts.
+    pub fn connect(&self) -> Control {
+        let name = self
+            .control
+            .clone()
+            .expect("guest started without a control socket");
+        Control::connect(&name, Duration::from_secs(10))
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A control-socket client.
+pub struct Control {
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+    next_id: u64,
+    /// Events seen while waiting for replies.
+    pub events: Vec<serde_json::Value>,
+}
+
+impl Control {
+    pub fn connect(name: &str, timeout: Duration) -> Control {
+        let addr = oxvirt::vmm::control::ControlAddr::parse(name).unwrap();
+        let end = Instant::now() + timeout;
+        loop {
+            match addr.connect() {
+                Ok(s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                    let reader = BufReader::new(s.try_clone().unwrap());
+                    return Control {
+                        stream: s,
+                        reader,
+                        next_id: 1,
+                        events: Vec::new(),
+                    };
+                }
+                Err(e) if Instant::now() > end => panic!("cannot connect to {name}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Reads the next JSON line.
+    pub fn read(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => serde_json::from_str(&line).ok(),
+        }
+    }
+
+    /// Sends a raw line and returns the reply carrying `id`.
+    pub fn raw(&mut self, line: &str, id: u64) -> serde_json::Value {
+        self.stream.write_all(line.as_bytes()).unwrap();
+        self.stream.write_all(b"\n").unwrap();
+        loop {
+            let v = self.read().expect("control socket closed before the reply");
+            if v.get("event").is_some() {
+                self.events.push(v);
+                continue;
+            }
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+
+    /// Executes a command and returns the reply.
+    pub fn execute(&mut self, cmd: &str) -> serde_json::Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.raw(
+            &serde_json::json!({"id": id, "execute": cmd}).to_string(),
+            id,
+        )
+    }
+
+    /// Waits for an event named `name`.
+    pub fn wait_event(&mut self, name: &str) -> Option<serde_json::Value> {
+        if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
+            return Some(self.events.remove(i));
+        }
+        while let Some(v) = self.read() {
+            if v["event"] == name {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+/// Numbers of the `TICK n` lines in a log.
+pub fn ticks(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|l| l.trim().strip_prefix("TICK "))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
