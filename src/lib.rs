@@ -8,5 +8,6 @@
 pub mod dbus;
 pub mod driver;
 pub mod error;
+pub mod rpc;
 pub mod vmm;
 pub mod xml;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use oxvirt::dbus::{self, Bus};
 use oxvirt::driver::{Driver, DriverConfig};
+use oxvirt::rpc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +37,16 @@ struct Args {
     /// The VMM binary [default: oxvirt-vmm next to this binary].
     #[arg(long, value_name = "PATH")]
     vmm: Option<PathBuf>,
+    /// libvirt RPC read-write socket [default: /run/libvirt/libvirt-sock].
+    #[arg(long, value_name = "PATH")]
+    rpc_socket: Option<PathBuf>,
+    /// libvirt RPC read-only socket [default: /run/libvirt/libvirt-sock-ro,
+    /// or none when --rpc-socket is given].
+    #[arg(long, value_name = "PATH")]
+    rpc_socket_ro: Option<PathBuf>,
+    /// Do not serve the libvirt RPC protocol.
+    #[arg(long, conflicts_with_all = ["rpc_socket", "rpc_socket_ro"])]
+    no_rpc: bool,
     /// Print the introspection XML of an interface (Connect or Domain) and exit.
     #[arg(long, value_name = "INTERFACE")]
     print_introspection: Option<String>,
@@ -136,8 +147,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let rpc_cfg = (!args.no_rpc).then(|| match (&args.rpc_socket, &args.rpc_socket_ro) {
+        (None, None) => rpc::RpcConfig::system_default(),
+        (rw, ro) => rpc::RpcConfig {
+            socket: rw
+                .clone()
+                .unwrap_or_else(|| rpc::RpcConfig::system_default().socket),
+            socket_ro: ro.clone(),
+        },
+    });
     let result = rt.block_on(async move {
+        // Bind first: refuse to start when another daemon serves the socket.
+        let listeners = rpc_cfg.as_ref().map(rpc::bind).transpose()?;
         let driver = Driver::open(cfg).await?;
+        if let Some(l) = listeners {
+            tokio::spawn(rpc::serve(l, driver.clone()));
+        }
         tokio::select! {
             r = dbus::serve(bus, driver) => r,
             sig = stop_signal() => {

@@ -79,6 +79,18 @@ pub fn total_memory_kib() -> u64 {
     meminfo().get("MemTotal").copied().unwrap_or(0)
 }
 
+/// The first CPU's clock in MHz from /proc/cpuinfo (0 if unknown), as
+/// `virNodeGetInfo` reports it.
+pub fn cpu_mhz() -> u32 {
+    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim() == "cpu MHz")
+        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+        .map(|m| m as u32)
+        .unwrap_or(0)
+}
+
 /// `virNodeGetFreeMemory`, in bytes.
 pub fn free_memory_bytes() -> u64 {
     meminfo().get("MemFree").copied().unwrap_or(0) * 1024

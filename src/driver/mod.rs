@@ -601,6 +601,51 @@ impl Driver {
         lifecycle::pause_locked(&self.inner, obj, false).await
     }
 
+    /// The host pty backing a running domain's console: the first serial
+    /// or console device, or the one whose alias is `dev_name`
+    /// (`virDomainOpenConsole`). Errors are worded as libvirt's.
+    pub fn console_pty(&self, obj: &DomainObj, dev_name: Option<&str>) -> Result<String> {
+        use crate::xml::model::chardev::CharSourceType;
+        let d = obj.data();
+        if d.removed {
+            return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+        }
+        let Some(live) = d.live.as_ref() else {
+            return Err(Error::operation_invalid("domain is not running"));
+        };
+        let devs = &live.def.devices;
+        let chosen = match dev_name {
+            None => devs.consoles.first().or(devs.serials.first()),
+            Some(n) => devs.consoles.iter().chain(devs.serials.iter()).find(|c| {
+                c.alias.as_deref() == Some(n) || c.alias.as_deref() == n.strip_prefix("ua-")
+            }),
+        };
+        let Some(dev) = chosen else {
+            return Err(Error::new(
+                crate::error::ErrorCode::InternalError,
+                crate::error::ErrorDomain::Qemu,
+                format!(
+                    "cannot find character device {}",
+                    dev_name.unwrap_or("<null>")
+                ),
+            ));
+        };
+        if dev.source_type != CharSourceType::Pty {
+            return Err(Error::new(
+                crate::error::ErrorCode::OperationUnsupported,
+                crate::error::ErrorDomain::Qemu,
+                format!(
+                    "character device {} is not using a PTY",
+                    dev_name.or(dev.alias.as_deref()).unwrap_or("serial0")
+                ),
+            ));
+        }
+        dev.sources
+            .first()
+            .and_then(|s| s.path.clone())
+            .ok_or_else(|| Error::operation_invalid("console is not available for this domain"))
+    }
+
     /// Per-domain statistics (see [`stats`]).
     pub async fn stats(&self, obj: &Arc<DomainObj>) -> Result<stats::DomainStats> {
         stats::collect(obj).await

@@ -1,0 +1,200 @@
+//! Per-connection state shared by the reader, the call handlers, event
+//! forwarding and console streams. Everything sent to the client goes
+//! through one queue drained by a single writer task.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::driver::Driver;
+use crate::error::Error;
+
+use super::frame::{self, Header, MsgType, PROGRAM_REMOTE, PROTOCOL_VERSION, STATUS_ERROR};
+use super::protocol::RemoteError;
+use super::xdr::to_bytes;
+
+/// State shared by every connection of one server.
+pub struct Shared {
+    pub driver: Driver,
+    /// Callback ids are allocated daemon-wide, as libvirtd does.
+    pub next_callback: AtomicI32,
+}
+
+/// One registered event callback.
+#[derive(Clone, Debug)]
+pub struct Callback {
+    pub event_id: i32,
+    /// Only events of this domain, if set.
+    pub filter: Option<uuid::Uuid>,
+    /// Registered through the legacy (non-callback) procedure.
+    pub legacy: bool,
+}
+
+/// A console stream's handle, as the reader needs it.
+pub struct StreamHandle {
+    pub proc_: i32,
+    pub to_guest: mpsc::UnboundedSender<Vec<u8>>,
+    pub tasks: Vec<AbortHandle>,
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+pub struct Conn {
+    pub shared: std::sync::Arc<Shared>,
+    pub readonly: bool,
+    pub opened: AtomicBool,
+    out: mpsc::Sender<Vec<u8>>,
+    callbacks: Mutex<HashMap<i32, Callback>>,
+    streams: Mutex<HashMap<u32, StreamHandle>>,
+    event_task: Mutex<Option<AbortHandle>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Conn {
+    pub fn new(shared: std::sync::Arc<Shared>, readonly: bool, out: mpsc::Sender<Vec<u8>>) -> Self {
+        Conn {
+            shared,
+            readonly,
+            opened: AtomicBool::new(false),
+            out,
+            callbacks: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
+            event_task: Mutex::new(None),
+        }
+    }
+
+    pub fn driver(&self) -> &Driver {
+        &self.shared.driver
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.opened.load(Ordering::SeqCst)
+    }
+
+    /// Queues a whole message; a closed connection drops it.
+    pub async fn send(&self, msg: Vec<u8>) {
+        let _ = self.out.send(msg).await;
+    }
+
+    /// Queues a message with `header` and `payload`.
+    pub async fn send_msg(&self, header: Header, payload: &[u8]) {
+        self.send(frame::encode(&header, payload)).await;
+    }
+
+    /// Answers `call` with an error.
+    pub async fn send_error(&self, call: &Header, mtype: MsgType, err: &Error) {
+        let h = Header::answer(call, mtype, STATUS_ERROR);
+        self.send_msg(h, &to_bytes(&remote_error(err))).await;
+    }
+
+    /// An asynchronous event message of the remote program.
+    pub async fn send_event(&self, proc_: i32, payload: &[u8]) {
+        let h = Header {
+            prog: PROGRAM_REMOTE,
+            vers: PROTOCOL_VERSION,
+            proc_,
+            mtype: MsgType::Message as u32,
+            serial: 1,
+            status: frame::STATUS_OK,
+        };
+        self.send_msg(h, payload).await;
+    }
+
+    // ---- event callbacks ---------------------------------------------
+
+    pub fn add_callback(&self, id: i32, cb: Callback) {
+        lock(&self.callbacks).insert(id, cb);
+    }
+
+    pub fn remove_callback(&self, id: i32) -> bool {
+        lock(&self.callbacks).remove(&id).is_some()
+    }
+
+    /// Removes the legacy registration for `event_id`.
+    pub fn remove_legacy(&self, event_id: i32) -> bool {
+        let mut cbs = lock(&self.callbacks);
+        let key = cbs
+            .iter()
+            .find(|(_, c)| c.legacy && c.event_id == event_id)
+            .map(|(k, _)| *k);
+        key.and_then(|k| cbs.remove(&k)).is_some()
+    }
+
+    pub fn callbacks(&self) -> Vec<(i32, Callback)> {
+        lock(&self.callbacks)
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
+    /// Records the event forwarding task, unless one runs already.
+    /// Returns false when one was already running.
+    pub fn set_event_task_if_none(&self, make: impl FnOnce() -> AbortHandle) -> bool {
+        let mut t = lock(&self.event_task);
+        if t.is_some() {
+            return false;
+        }
+        *t = Some(make());
+        true
+    }
+
+    // ---- streams -------------------------------------------------------
+
+    pub fn add_stream(&self, serial: u32, h: StreamHandle) {
+        lock(&self.streams).insert(serial, h);
+    }
+
+    pub fn take_stream(&self, serial: u32) -> Option<StreamHandle> {
+        lock(&self.streams).remove(&serial)
+    }
+
+    /// Passes client data to a stream; false if no such stream.
+    pub fn stream_data(&self, serial: u32, proc_: i32, data: Vec<u8>) -> bool {
+        match lock(&self.streams).get(&serial) {
+            Some(s) if s.proc_ == proc_ => s.to_guest.send(data).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Drops everything tied to the connection: callbacks, streams,
+    /// the event task.
+    pub fn teardown(&self) {
+        lock(&self.callbacks).clear();
+        lock(&self.streams).clear();
+        if let Some(t) = lock(&self.event_task).take() {
+            t.abort();
+        }
+    }
+}
+
+/// The wire form of an error.
+pub fn remote_error(e: &Error) -> RemoteError {
+    RemoteError {
+        code: e.code as i32,
+        domain: e.domain as i32,
+        message: Some(e.message.clone()),
+        level: 2,
+        dom: None,
+        str1: None,
+        str2: None,
+        str3: None,
+        int1: -1,
+        int2: -1,
+        net: None,
+    }
+}

@@ -1,0 +1,156 @@
+//! Domain event callbacks: registration bookkeeping and forwarding the
+//! driver's lifecycle events as MESSAGEs to the connections that asked.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::driver::{EventType, LifecycleEvent};
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+
+use super::conn::{Callback, Conn};
+use super::protocol::{CallbackLifecycleMsg, Dom, LifecycleMsg, procs};
+use super::xdr::to_bytes;
+
+/// `VIR_DOMAIN_EVENT_ID_LIFECYCLE`.
+const EVENT_ID_LIFECYCLE: i32 = 0;
+/// Number of event ids libvirt 9.0 knows (0..=26).
+const EVENT_ID_LAST: i32 = 27;
+
+fn check_event_id(event_id: i32) -> Result<()> {
+    if !(0..EVENT_ID_LAST).contains(&event_id) {
+        return Err(Error::invalid_arg(format!(
+            "unsupported event ID {event_id}"
+        )));
+    }
+    Ok(())
+}
+
+/// CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: returns the callback id.
+pub fn register(conn: &Arc<Conn>, event_id: i32, filter: Option<uuid::Uuid>) -> Result<i32> {
+    check_event_id(event_id)?;
+    let id = conn.shared.next_callback.fetch_add(1, Ordering::SeqCst);
+    conn.add_callback(
+        id,
+        Callback {
+            event_id,
+            filter,
+            legacy: false,
+        },
+    );
+    ensure_forwarder(conn);
+    Ok(id)
+}
+
+/// CONNECT_DOMAIN_EVENT_REGISTER_ANY (the form without callback ids).
+pub fn register_legacy(conn: &Arc<Conn>, event_id: i32) -> Result<()> {
+    check_event_id(event_id)?;
+    let id = conn.shared.next_callback.fetch_add(1, Ordering::SeqCst);
+    conn.add_callback(
+        id,
+        Callback {
+            event_id,
+            filter: None,
+            legacy: true,
+        },
+    );
+    ensure_forwarder(conn);
+    Ok(())
+}
+
+pub fn deregister(conn: &Conn, callback_id: i32) -> Result<()> {
+    if conn.remove_callback(callback_id) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::InvalidArg,
+            ErrorDomain::Remote,
+            format!("callback ID {callback_id} not registered"),
+        ))
+    }
+}
+
+pub fn deregister_legacy(conn: &Conn, event_id: i32) -> Result<()> {
+    if conn.remove_legacy(event_id) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::InternalError,
+            ErrorDomain::Remote,
+            format!("domain event {event_id} not registered"),
+        ))
+    }
+}
+
+fn ensure_forwarder(conn: &Arc<Conn>) {
+    conn.set_event_task_if_none(|| {
+        let rx = conn.driver().subscribe();
+        // The task holds only a weak reference so that it never keeps a
+        // finished connection alive.
+        let weak = Arc::downgrade(conn);
+        tokio::spawn(forward(weak, rx)).abort_handle()
+    });
+}
+
+async fn forward(
+    conn: std::sync::Weak<Conn>,
+    mut rx: tokio::sync::broadcast::Receiver<LifecycleEvent>,
+) {
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("event listener lagged, {n} events lost");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Some(conn) = conn.upgrade() else { return };
+        deliver(&conn, &ev).await;
+    }
+}
+
+/// The domain as an event shows it: the id it has now, -1 once stopped.
+fn event_dom(conn: &Conn, ev: &LifecycleEvent) -> Dom {
+    let id = if matches!(ev.event, EventType::Stopped | EventType::Undefined) {
+        -1
+    } else {
+        conn.driver()
+            .lookup_by_uuid(&ev.uuid)
+            .ok()
+            .and_then(|o| o.info().ok())
+            .and_then(|i| i.id)
+            .unwrap_or(-1)
+    };
+    Dom {
+        name: ev.name.clone(),
+        uuid: *ev.uuid.as_bytes(),
+        id,
+    }
+}
+
+async fn deliver(conn: &Conn, ev: &LifecycleEvent) {
+    let dom = event_dom(conn, ev);
+    let msg = LifecycleMsg {
+        dom,
+        event: ev.event as i32,
+        detail: ev.detail,
+    };
+    for (id, cb) in conn.callbacks() {
+        if cb.event_id != EVENT_ID_LIFECYCLE || cb.filter.is_some_and(|u| u != ev.uuid) {
+            continue;
+        }
+        if cb.legacy {
+            conn.send_event(procs::DOMAIN_EVENT_LIFECYCLE, &to_bytes(&msg))
+                .await;
+        } else {
+            let m = CallbackLifecycleMsg {
+                callback_id: id,
+                msg: msg.clone(),
+            };
+            conn.send_event(procs::DOMAIN_EVENT_CALLBACK_LIFECYCLE, &to_bytes(&m))
+                .await;
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! libvirt RPC front end: the protocol `virsh`, python-libvirt and
+//! virt-install speak over libvirt's Unix sockets.
+//!
+//! Layers, bottom up: [`xdr`] (the codec), [`frame`] (length word and
+//! header), [`protocol`] (procedure numbers and structs), `dispatch`
+//! (procedure → [`Driver`](crate::driver::Driver) call), `stream`
+//! (console streams), `events` (domain event callbacks) and [`server`]
+//! (listeners and per-connection tasks). Domain logic lives in the
+//! driver; this module only translates.
+
+mod conn;
+mod dispatch;
+mod events;
+pub mod frame;
+pub mod protocol;
+pub mod server;
+mod stream;
+pub mod xdr;
+
+pub use server::{Listeners, RpcConfig, bind, serve};

@@ -1,0 +1,330 @@
+//! Wire-level tests of oxvirtd's libvirt RPC socket with raw frames: the
+//! handshake, keepalive, pipelined calls, error payloads, the read-only
+//! socket, and bad input (garbage, truncated and oversized frames,
+//! unknown programs) that must close only the offending connection.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The daemon under test; `OXVIRTD` overrides cargo's path (useful when
+/// several worktrees share one target directory).
+fn oxvirtd() -> String {
+    std::env::var("OXVIRTD").unwrap_or_else(|_| env!("CARGO_BIN_EXE_oxvirtd").to_string())
+}
+const REMOTE: u32 = 0x2000_8086;
+const KEEPALIVE: u32 = 0x6b65_6570;
+
+struct Env {
+    root: PathBuf,
+    bus: Child,
+    daemon: Option<Child>,
+}
+
+impl Env {
+    fn start(tag: &str) -> Env {
+        let root = std::env::temp_dir().join(format!("oxvirt-rpc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let mut bus = Command::new("dbus-daemon")
+            .args(["--session", "--print-address=1", "--nofork"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon must be installed");
+        let mut addr = String::new();
+        BufReader::new(bus.stdout.take().unwrap())
+            .read_line(&mut addr)
+            .unwrap();
+        let mut env = Env {
+            root,
+            bus,
+            daemon: None,
+        };
+        env.daemon = Some(env.spawn_daemon(addr.trim()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(env.sock()).is_err() {
+            assert!(Instant::now() < deadline, "oxvirtd did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        env
+    }
+
+    fn spawn_daemon(&self, addr: &str) -> Child {
+        Command::new(oxvirtd())
+            .arg("--bus-address")
+            .arg(addr)
+            .arg("--config-dir")
+            .arg(self.root.join("config"))
+            .arg("--run-dir")
+            .arg(self.root.join("run"))
+            .arg("--state-dir")
+            .arg(self.root.join("state"))
+            .arg("--rpc-socket")
+            .arg(self.sock())
+            .arg("--rpc-socket-ro")
+            .arg(self.sock_ro())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.root.join("sock")
+    }
+
+    fn sock_ro(&self) -> PathBuf {
+        self.root.join("sock-ro")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(d) = &mut self.daemon {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn frame(prog: u32, proc_: i32, mtype: u32, serial: u32, status: u32, payload: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&((28 + payload.len()) as u32).to_be_bytes());
+    for w in [prog, 1, proc_ as u32, mtype, serial, status] {
+        m.extend_from_slice(&w.to_be_bytes());
+    }
+    m.extend_from_slice(payload);
+    m
+}
+
+#[derive(Debug)]
+struct Msg {
+    prog: u32,
+    proc_: i32,
+    mtype: u32,
+    serial: u32,
+    status: u32,
+    payload: Vec<u8>,
+}
+
+fn read_msg(s: &mut UnixStream) -> Option<Msg> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let len = u32::from_be_bytes(len) as usize;
+    let mut body = vec![0u8; len - 4];
+    s.read_exact(&mut body).ok()?;
+    let w = |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+    Some(Msg {
+        prog: w(0),
+        proc_: w(8) as i32,
+        mtype: w(12),
+        serial: w(16),
+        status: w(20),
+        payload: body[24..].to_vec(),
+    })
+}
+
+fn be(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_be_bytes()).collect()
+}
+
+fn xdr_string(s: &str) -> Vec<u8> {
+    let mut v = (s.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(s.as_bytes());
+    v.resize(v.len().div_ceil(4) * 4, 0);
+    v
+}
+
+fn connect(path: &Path) -> UnixStream {
+    let s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// AUTH_LIST + CONNECT_OPEN("qemu:///system").
+fn open(s: &mut UnixStream) {
+    s.write_all(&frame(REMOTE, 66, 0, 0, 0, &[])).unwrap();
+    let m = read_msg(s).unwrap();
+    assert_eq!((m.proc_, m.mtype, m.status), (66, 1, 0));
+    assert_eq!(m.payload, be(&[1, 0]));
+    let mut args = be(&[1]);
+    args.extend(xdr_string("qemu:///system"));
+    args.extend(be(&[0]));
+    s.write_all(&frame(REMOTE, 1, 0, 1, 0, &args)).unwrap();
+    let m = read_msg(s).unwrap();
+    assert_eq!((m.proc_, m.serial, m.status), (1, 1, 0), "{m:?}");
+}
+
+/// CONNECT_GET_TYPE → "QEMU".
+fn get_type_works(s: &mut UnixStream, serial: u32) {
+    s.write_all(&frame(REMOTE, 3, 0, serial, 0, &[])).unwrap();
+    let m = read_msg(s).unwrap();
+    assert_eq!((m.proc_, m.serial, m.status), (3, serial, 0));
+    assert_eq!(m.payload, xdr_string("QEMU"));
+}
+
+fn closed_by_server(s: &mut UnixStream) -> bool {
+    let mut b = [0u8; 64];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            // Unread input makes the close a reset.
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+#[test]
+fn handshake_keepalive_pipelining_and_errors() {
+    let env = Env::start("basic");
+    let mut s = connect(&env.sock());
+    open(&mut s);
+
+    // Keepalive PING is answered with PONG.
+    s.write_all(&frame(KEEPALIVE, 1, 2, 0, 0, &[])).unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.prog, m.proc_, m.mtype), (KEEPALIVE, 2, 2));
+
+    // Three pipelined calls, each answered once with its serial.
+    let mut batch = frame(REMOTE, 3, 0, 10, 0, &[]);
+    batch.extend(frame(REMOTE, 59, 0, 11, 0, &[]));
+    batch.extend(frame(REMOTE, 60, 0, 12, 0, &be(&[10])));
+    s.write_all(&batch).unwrap();
+    let mut serials: Vec<u32> = (0..3).map(|_| read_msg(&mut s).unwrap().serial).collect();
+    serials.sort();
+    assert_eq!(serials, [10, 11, 12]);
+
+    // A missing domain: REPLY, status ERROR, code 42, domain 10, message.
+    s.write_all(&frame(REMOTE, 23, 0, 13, 0, &xdr_string("nosuch")))
+        .unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.mtype, m.serial, m.status), (1, 13, 1));
+    assert_eq!(&m.payload[..12], &be(&[42, 10, 1])[..]);
+    let text = String::from_utf8_lossy(&m.payload);
+    assert!(text.contains("Domain not found: no domain with matching name 'nosuch'"));
+
+    // An unknown procedure is refused, the connection stays usable.
+    s.write_all(&frame(REMOTE, 9999, 0, 14, 0, &[])).unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.serial, m.status), (14, 1));
+    assert_eq!(&m.payload[..4], &be(&[39])[..]);
+    // A procedure libvirt has but oxvirt does not serve: NO_SUPPORT.
+    s.write_all(&frame(REMOTE, 281, 0, 15, 0, &be(&[1, 0])))
+        .unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.serial, m.status), (15, 1));
+    assert_eq!(&m.payload[..4], &be(&[3])[..]);
+    // Undecodable arguments are an error reply, not a crash.
+    s.write_all(&frame(REMOTE, 23, 0, 16, 0, &be(&[0xffff_ffff])))
+        .unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.serial, m.status), (16, 1));
+    get_type_works(&mut s, 17);
+}
+
+#[test]
+fn calls_before_open_are_refused() {
+    let env = Env::start("preopen");
+    let mut s = connect(&env.sock());
+    s.write_all(&frame(REMOTE, 273, 0, 0, 0, &be(&[1, 0])))
+        .unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!(m.status, 1);
+    open(&mut s);
+    s.write_all(&frame(REMOTE, 273, 0, 5, 0, &be(&[1, 3])))
+        .unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.status, m.payload.clone()), (0, be(&[0, 0])));
+}
+
+#[test]
+fn read_only_socket_refuses_changes() {
+    let env = Env::start("ro");
+    let mut s = connect(&env.sock_ro());
+    open(&mut s);
+    get_type_works(&mut s, 2);
+    let xml =
+        "<domain type='kvm'><name>x</name><memory>65536</memory><os><type>hvm</type></os></domain>";
+    s.write_all(&frame(REMOTE, 11, 0, 3, 0, &xdr_string(xml)))
+        .unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.serial, m.status), (3, 1));
+    assert_eq!(&m.payload[..4], &be(&[29])[..]);
+}
+
+#[test]
+fn bad_frames_close_only_their_connection() {
+    let env = Env::start("bad");
+    let mut good = connect(&env.sock());
+    open(&mut good);
+
+    let bad_inputs: Vec<Vec<u8>> = vec![
+        // Length below the header size.
+        be(&[8, 0]),
+        // Length above 32 MiB + 4.
+        be(&[32 * 1024 * 1024 + 5, 0, 0, 0, 0, 0, 0]),
+        be(&[u32::MAX]),
+        // Unknown program.
+        frame(0x1234_5678, 1, 0, 0, 0, &[]),
+        // Wrong version.
+        {
+            let mut f = frame(REMOTE, 66, 0, 0, 0, &[]);
+            f[11] = 9;
+            f
+        },
+        // Reply type sent by a client.
+        frame(REMOTE, 66, 1, 0, 0, &[]),
+        // A well-sized frame of garbage.
+        {
+            let mut g: Vec<u8> = (0..200u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+                .collect();
+            g[..4].copy_from_slice(&200u32.to_be_bytes());
+            g
+        },
+    ];
+    for (i, bad) in bad_inputs.iter().enumerate() {
+        let mut s = connect(&env.sock());
+        s.write_all(bad).unwrap();
+        assert!(closed_by_server(&mut s), "input {i} did not close");
+        get_type_works(&mut good, 100 + i as u32);
+    }
+
+    // A truncated frame followed by the client hanging up.
+    {
+        let mut s = connect(&env.sock());
+        let f = frame(REMOTE, 66, 0, 0, 0, &[]);
+        s.write_all(&f[..f.len() - 3]).unwrap();
+    }
+    // A client that declares a large message and stops sending.
+    let mut stall = connect(&env.sock());
+    stall.write_all(&be(&[1024 * 1024])).unwrap();
+    get_type_works(&mut good, 200);
+    drop(stall);
+    get_type_works(&mut good, 201);
+
+    // A second daemon on the same socket refuses to start.
+    let out = Command::new(oxvirtd())
+        .arg("--bus-address")
+        .arg("unix:path=/nonexistent")
+        .arg("--config-dir")
+        .arg(env.root.join("c2"))
+        .arg("--run-dir")
+        .arg(env.root.join("r2"))
+        .arg("--state-dir")
+        .arg(env.root.join("s2"))
+        .arg("--rpc-socket")
+        .arg(env.sock())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already serving"), "{err}");
+    get_type_works(&mut good, 202);
+}
