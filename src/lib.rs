@@ -5,9 +5,12 @@
 //! on nothing of ours but [`error`]; `driver` on `xml` and the VMM's
 //! config types; the front ends on `driver`.
 
+pub mod daemon_config;
 pub mod dbus;
+pub mod docgen;
 pub mod driver;
 pub mod error;
 pub mod rpc;
+pub mod systemd;
 pub mod vmm;
 pub mod xml;
