@@ -859,6 +859,32 @@ async fn cockpit_like_lifecycle() {
         .await
         .unwrap();
     assert!(live.contains("id='1'"), "{live}");
+    // Defining a running domain changes only its persistent definition.
+    let bigger = domain_xml("flow", uuid, &kernel, "halt", &dirs.root.join("serial.log")).replace(
+        "<memory unit='MiB'>64</memory>",
+        "<memory unit='MiB'>96</memory>",
+    );
+    let _: OwnedObjectPath = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(bigger.as_str(),),
+    )
+    .await
+    .unwrap();
+    wait_event(&events, &p, 0, 1).await;
+    let live: String = call(&conn, &p, "org.libvirt.Domain", "GetXMLDesc", &(0u32,))
+        .await
+        .unwrap();
+    assert!(live.contains("<memory unit='KiB'>65536</memory>"), "{live}");
+    let inactive: String = call(&conn, &p, "org.libvirt.Domain", "GetXMLDesc", &(2u32,))
+        .await
+        .unwrap();
+    assert!(
+        inactive.contains("<memory unit='KiB'>98304</memory>"),
+        "{inactive}"
+    );
     let e = dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap_err();
     assert_eq!(
         e.1,
@@ -873,6 +899,18 @@ async fn cockpit_like_lifecycle() {
         other => panic!("state.state not double-wrapped: {other:?}"),
     }
     assert!(stats.contains_key("vcpu.0.time"));
+    let all: Vec<(String, HashMap<String, OwnedValue>)> = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "GetAllDomainStats",
+        &(1u32, 0u32),
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0, "flow");
+    assert!(all[0].1.contains_key("state.state"));
     assert!(stats.contains_key("balloon.current"));
 
     let addrs: Vec<IfaceAddrs> = call(
@@ -996,10 +1034,15 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
         )
         .await
         .unwrap();
-        dom_call(&conn, &dpath(u), "Create", &(0u32,))
-            .await
-            .unwrap();
     }
+    // Both start at once: no lock is shared between domains.
+    let (p0, p1) = (dpath(uuids[0]), dpath(uuids[1]));
+    let (a, b) = tokio::join!(
+        dom_call(&conn, &p0, "Create", &(0u32,)),
+        dom_call(&conn, &p1, "Create", &(0u32,))
+    );
+    a.unwrap();
+    b.unwrap();
     // A third domain, inactive but marked autostart.
     let auto = "eeeeeeee-1111-2222-3333-444444444443";
     let xml = domain_xml("auto", auto, &kernel, "halt", &dirs.root.join("s3.log"));
@@ -1052,16 +1095,23 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
     for u in &uuids {
         assert_eq!(state(&conn, &dpath(u)).await, (1, 1));
     }
-    let id: OwnedObjectPath = call(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainLookupByID",
-        &(2i32,),
-    )
-    .await
-    .unwrap();
-    assert_eq!(id.as_str(), dpath(uuids[1]));
+    let mut by_id = BTreeSet::new();
+    for id in [1i32, 2] {
+        let p: OwnedObjectPath = call(
+            &conn,
+            CONNECT,
+            "org.libvirt.Connect",
+            "DomainLookupByID",
+            &(id,),
+        )
+        .await
+        .unwrap();
+        by_id.insert(p.to_string());
+    }
+    assert_eq!(
+        by_id,
+        [dpath(uuids[0]), dpath(uuids[1])].into_iter().collect()
+    );
     // Still controllable.
     dom_call(&conn, &dpath(uuids[0]), "Suspend", &())
         .await

@@ -18,7 +18,7 @@ fn ticker(tag: &str) -> Option<(Guest, String)> {
     }
     let elf = testos()?;
     let name = abstract_name(tag);
-    let g = Guest::start(
+    let mut g = Guest::start(
         &elf,
         1,
         128,
@@ -210,4 +210,121 @@ fn kill_9_leaves_no_file_or_process() {
     ))
     .unwrap_or_default();
     assert!(!children.split_whitespace().any(|p| p == pid.to_string()));
+}
+
+fn spawn_raw(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(vmm_common::VMM)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn oxvirt-vmm")
+}
+
+fn wait_exit(child: &mut std::process::Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn pty_backend_is_reported_on_stderr_and_in_status() {
+    use std::io::{BufRead, BufReader, Read};
+    if !kvm_available() {
+        return;
+    }
+    let Some(elf) = testos() else { return };
+    let name = abstract_name("pty");
+    let cmdline = guest_cmdline(1, 128, "ticker");
+    let mut child = spawn_raw(&[
+        "--kernel",
+        elf.to_str().unwrap(),
+        "--cmdline",
+        &cmdline,
+        "--memory",
+        "128",
+        "--serial",
+        "pty",
+        "--control-socket",
+        &name,
+    ]);
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    let pty = first
+        .strip_prefix("char device redirected to ")
+        .and_then(|r| r.strip_suffix(" (label serial0)\n"))
+        .unwrap_or_else(|| panic!("unexpected stderr line: {first:?}"))
+        .to_string();
+    assert!(pty.starts_with("/dev/pts/"), "{pty}");
+    let mut c = vmm_common::Control::connect(&name, Duration::from_secs(10));
+    let st = c.execute("query-status");
+    assert_eq!(st["return"]["serial-pty"], pty.as_str(), "{st}");
+    // The guest's output comes out of the pty.
+    let mut f = std::fs::File::open(&pty).unwrap();
+    let mut got = Vec::new();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 256];
+    while std::time::Instant::now() < end && !String::from_utf8_lossy(&got).contains("TICK") {
+        let n = f.read(&mut buf).unwrap_or(0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).contains("TICK"));
+    c.execute("quit");
+    assert_eq!(wait_exit(&mut child, 10).and_then(|s| s.code()), Some(5));
+}
+
+#[test]
+fn unix_serial_backend_serves_the_console_and_is_removed() {
+    use std::io::Read;
+    if !kvm_available() {
+        return;
+    }
+    let Some(elf) = testos() else { return };
+    let dir = vmm_common::scratch("unixserial");
+    let sock = dir.join("console.sock");
+    let serial = format!("unix:{}", sock.display());
+    let cmdline = guest_cmdline(1, 128, "ticker");
+    let mut child = spawn_raw(&[
+        "--kernel",
+        elf.to_str().unwrap(),
+        "--cmdline",
+        &cmdline,
+        "--memory",
+        "128",
+        "--serial",
+        &serial,
+    ]);
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match std::os::unix::net::UnixStream::connect(&sock) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() > end => panic!("connect: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 256];
+    while !got.contains("TICK") {
+        let n = stream.read(&mut buf).expect("console output");
+        assert!(n > 0, "console closed");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // SIGTERM stops the guest with status 5 and removes the socket file.
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(wait_exit(&mut child, 10).and_then(|s| s.code()), Some(5));
+    assert!(!sock.exists(), "console socket left behind");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -65,8 +65,9 @@ fn early_boot(kernel_file: &str, bound: Duration, tag: &str) {
     let base = std::fs::read_to_string(dir.join("cmdline"))
         .unwrap_or_else(|_| "console=ttyS0 panic=-1".into());
     // earlyprintk sends the early lines to COM1 before the console driver
-    // is up, which is all this host gets to see.
-    let cmdline = format!("{} earlyprintk=ttyS0", base.trim());
+    // is up, which is all this host gets to see; `quiet` would hide them.
+    let kept: Vec<&str> = base.split_whitespace().filter(|w| *w != "quiet").collect();
+    let cmdline = format!("{} earlyprintk=ttyS0 loglevel=7", kept.join(" "));
     let cpus = 2;
     let name = format!("@oxvirt-vmm-test-{}-debian-{tag}", std::process::id());
     let initrd = dir.join("initramfs.cpio.gz");

@@ -136,12 +136,16 @@ impl Guest {
         std::fs::read_to_string(&self.serial).unwrap_or_default()
     }
 
-    /// Waits until the serial log satisfies `pred` or `timeout` passes.
-    pub fn wait_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+    /// Waits until the serial log satisfies `pred`, the VMM exits, or
+    /// `timeout` passes.
+    pub fn wait_log(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             if pred(&self.log()) {
                 return true;
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }

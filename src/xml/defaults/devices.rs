@@ -26,11 +26,7 @@ pub fn fill(dom: &mut Domain) {
         if disk.disk_type != DiskType::Volume || disk.driver.is_some() {
             let driver = disk.driver.get_or_insert_with(DiskDriver::default);
             driver.name.get_or_insert_with(|| "qemu".to_string());
-            // Without a source (an empty CD-ROM drive) there is no image
-            // whose format could be named.
-            if disk.source.is_some() {
-                driver.format.get_or_insert_with(|| "raw".to_string());
-            }
+            driver.format.get_or_insert_with(|| "raw".to_string());
         }
     }
     for input in &mut d.inputs {
@@ -66,5 +62,37 @@ pub fn fill(dom: &mut Domain) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::xml::model::input::InputBus;
+    use crate::xml::parse_domain;
+
+    #[test]
+    fn fills_macs_drivers_buses_balloon_and_rng_source() {
+        let d = parse_domain(
+            "<domain type='kvm'><name>d</name><memory>65536</memory><os><type>hvm</type></os><devices>\
+             <disk><source file='/a'/><target dev='vda'/></disk>\
+             <interface type='network'><source network='default'/></interface>\
+             <input type='tablet'/><input type='mouse'/>\
+             <rng model='virtio'><backend model='random'/></rng></devices></domain>",
+        )
+        .unwrap();
+        let dev = &d.devices;
+        let driver = dev.disks[0].driver.as_ref().unwrap();
+        assert_eq!(
+            (driver.name.as_deref(), driver.format.as_deref()),
+            (Some("qemu"), Some("raw"))
+        );
+        assert_eq!(dev.interfaces[0].mac.unwrap().0[..3], [0x52, 0x54, 0x00]);
+        assert_eq!(dev.inputs[0].bus, Some(InputBus::Usb));
+        assert_eq!(dev.inputs[1].bus, Some(InputBus::Ps2));
+        assert!(dev.memballoon.is_some());
+        assert_eq!(
+            dev.rngs[0].backend_path.as_deref(),
+            Some(super::DEFAULT_RNG_SOURCE)
+        );
     }
 }

@@ -43,6 +43,7 @@ pub fn check(dom: &Domain) -> Result<()> {
     check_usb(dom)?;
     check_uefi_acpi(dom)?;
     check_secondary_videos(dom)?;
+    dom.devices.validate()?;
     Ok(())
 }
 

@@ -37,3 +37,27 @@ pub fn fill(dom: &mut Domain) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::xml::model::display::VideoModel;
+    use crate::xml::parse_domain;
+
+    #[test]
+    fn fills_model_sizes_heads_and_primary() {
+        let d = parse_domain(
+            "<domain type='kvm'><name>v</name><memory>65536</memory><os><type>hvm</type></os>\
+             <devices><video/><video><model type='qxl'/></video></devices></domain>",
+        )
+        .unwrap();
+        let v = &d.devices.videos;
+        assert_eq!(
+            (v[0].model, v[0].vram, v[0].heads, v[0].primary),
+            (Some(VideoModel::Cirrus), Some(16384), Some(1), Some(true))
+        );
+        assert_eq!(
+            (v[1].ram, v[1].vram, v[1].vgamem, v[1].primary),
+            (Some(65536), Some(65536), Some(16384), None)
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! Device addresses (`<address type=...>`) and aliases.
 
 use crate::error::{Error, Result};
-use crate::xml::props::{on_off, on_off_attr, parse_uint_any_base, req_attr};
+use crate::xml::props::{on_off, on_off_attr, parse_uint_any_base};
 use crate::xml::tree::Element;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,7 +87,9 @@ impl PciAddress {
 
 impl Address {
     pub fn parse(elem: &Element) -> Result<Address> {
-        let kind = req_attr(elem, "type")?;
+        let kind = elem
+            .attr("type")
+            .ok_or_else(|| Error::internal("No type specified for device address"))?;
         let u32_of = |attr: &str| number(elem, attr, u64::from(u32::MAX)).map(|n| n as u32);
         Ok(match kind {
             "pci" => Address::Pci {

@@ -136,7 +136,9 @@ fn check_target_type(kind: ChardevKind, target_type: Option<&str>) -> Result<()>
 }
 
 /// The host-side attributes each back end cannot do without.
-fn check_source(t: CharSourceType, src: Option<&CharSource>) -> Result<()> {
+/// `generated_path`: the device is a virtio/xen channel, whose UNIX
+/// socket path the driver makes up when none is given.
+fn check_source(t: CharSourceType, src: Option<&CharSource>, generated_path: bool) -> Result<()> {
     let missing =
         |what: &str| Error::internal(format!("Missing source {what} attribute for char device"));
     match t {
@@ -152,6 +154,9 @@ fn check_source(t: CharSourceType, src: Option<&CharSource>) -> Result<()> {
             if src.and_then(|s| s.service.as_ref()).is_none() {
                 return Err(missing("service"));
             }
+        }
+        CharSourceType::Unix if !generated_path && src.and_then(|s| s.path.as_ref()).is_none() => {
+            return Err(missing("path"));
         }
         CharSourceType::Udp if src.and_then(|s| s.service.as_ref()).is_none() => {
             return Err(missing("service"));
@@ -195,8 +200,7 @@ impl Chardev {
             .children_named("source")
             .map(CharSource::parse)
             .collect::<Result<_>>()?;
-        check_source(source_type, raw.first())?;
-        for src in raw {
+        for src in &raw {
             if let Some(mode) = src.mode.as_deref()
                 && mode != "bind"
                 && mode != "connect"
@@ -215,7 +219,7 @@ impl Chardev {
                     && src.service.is_none()
                     && src.other.is_empty());
             if !generated {
-                sources.push(src);
+                sources.push(src.clone());
             }
         }
         if kind == ChardevKind::Channel && e.child("target").is_none() {
@@ -235,14 +239,9 @@ impl Chardev {
             },
         };
         check_target_type(kind, target.target_type.as_deref())?;
-        if let Some(mode) = sources.first().and_then(|s| s.mode.as_deref())
-            && mode != "bind"
-            && mode != "connect"
-        {
-            return Err(Error::xml(format!(
-                "Invalid value for attribute 'mode' in element 'source': '{mode}'."
-            )));
-        }
+        let generated_path = kind == ChardevKind::Channel
+            && matches!(target.target_type.as_deref(), Some("virtio") | Some("xen"));
+        check_source(source_type, raw.first(), generated_path)?;
         Ok(Chardev {
             kind,
             source_type,

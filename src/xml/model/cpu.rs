@@ -134,6 +134,12 @@ impl Cpu {
                 "Attribute migratable is only allowed for 'host-passthrough' / 'maximum' CPU mode",
             ));
         }
+        let custom = matches!(mode, None | Some(CpuMode::Custom));
+        if custom && cpu.child("model").is_none() && cpu.child("feature").is_some() {
+            return Err(Error::xml(
+                "Non-empty feature list specified without CPU model",
+            ));
+        }
         if cpu.child("vendor").is_some() && cpu.child("model").is_none() {
             return Err(Error::xml("CPU vendor specified without CPU model"));
         }

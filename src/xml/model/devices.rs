@@ -78,7 +78,10 @@ fn insert_disk(disks: &mut Vec<Disk>, disk: Disk) {
 }
 
 fn describe(src: &Option<DiskSource>) -> String {
-    src.as_ref().map(DiskSource::describe).unwrap_or_default()
+    src.as_ref()
+        .map(DiskSource::describe)
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "<null>".to_string())
 }
 
 impl Devices {
@@ -89,14 +92,6 @@ impl Devices {
                 "emulator" => d.emulator = Some(child.text.trim().to_string()),
                 "disk" => {
                     let disk = Disk::parse(child)?;
-                    if let Some(other) = d.disks.iter().find(|o| o.target.dev == disk.target.dev) {
-                        return Err(Error::xml(format!(
-                            "target '{}' duplicated for disk sources '{}' and '{}'",
-                            disk.target.dev,
-                            describe(&other.source),
-                            describe(&disk.source)
-                        )));
-                    }
                     insert_disk(&mut d.disks, disk);
                 }
                 "controller" => d.controllers.push(Controller::parse(child)?),
@@ -114,7 +109,14 @@ impl Devices {
                 "input" => d.inputs.push(Input::parse(child)?),
                 "graphics" => d.graphics.push(Graphics::parse(child)?),
                 "video" => d.videos.push(Video::parse(child)?),
-                "watchdog" => d.watchdogs.push(Watchdog::parse(child)?),
+                "watchdog" => {
+                    if !d.watchdogs.is_empty() {
+                        return Err(Error::internal(
+                            "only a single watchdog device is supported",
+                        ));
+                    }
+                    d.watchdogs.push(Watchdog::parse(child)?);
+                }
                 "memballoon" => {
                     if d.memballoon.is_some() {
                         return Err(Error::internal(
@@ -133,7 +135,7 @@ impl Devices {
                 name if KEPT_DEVICE_NAMES.contains(&name) => {
                     // Validate the address now so a bad one fails define.
                     kept_address(child)?;
-                    validate_kept(child, &d.kept)?;
+                    validate_kept(child)?;
                     d.kept.push(child.clone());
                 }
                 // libvirt ignores elements it does not know.
@@ -141,6 +143,40 @@ impl Devices {
             }
         }
         Ok(d)
+    }
+
+    /// Rules across devices, checked once defaults are filled: unique
+    /// disk targets and one panic device per model.
+    pub fn validate(&self) -> Result<()> {
+        for (i, disk) in self.disks.iter().enumerate() {
+            if let Some(other) = self
+                .disks
+                .iter()
+                .skip(i + 1)
+                .find(|o| o.target.dev == disk.target.dev)
+            {
+                return Err(Error::xml(format!(
+                    "target '{}' duplicated for disk sources '{}' and '{}'",
+                    disk.target.dev,
+                    describe(&disk.source),
+                    describe(&other.source)
+                )));
+            }
+        }
+        let panics: Vec<&str> = self
+            .kept
+            .iter()
+            .filter(|e| e.name == "panic")
+            .map(|e| e.attr("model").unwrap_or("default"))
+            .collect();
+        for (i, model) in panics.iter().enumerate() {
+            if panics.iter().skip(i + 1).any(|m| m == model) {
+                return Err(Error::xml(format!(
+                    "Multiple panic devices with model '{model}'"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn kept_named<'a>(
@@ -194,18 +230,7 @@ impl Devices {
 const PANIC_MODELS: &[&str] = &["default", "isa", "pseries", "hyperv", "s390", "pvpanic"];
 
 /// The few checks libvirt makes on devices oxvirt keeps as written.
-fn validate_kept(dev: &Element, earlier: &[Element]) -> Result<()> {
-    if dev.name == "panic" {
-        let model = dev.attr("model").unwrap_or("default");
-        let twin = earlier
-            .iter()
-            .any(|e| e.name == "panic" && e.attr("model").unwrap_or("default") == model);
-        if twin {
-            return Err(Error::xml(format!(
-                "Multiple panic devices with model '{model}'"
-            )));
-        }
-    }
+fn validate_kept(dev: &Element) -> Result<()> {
     if dev.name == "panic"
         && let Some(m) = dev.attr("model").filter(|m| !PANIC_MODELS.contains(m))
     {
@@ -293,7 +318,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            Devices::parse(&e).unwrap_err().message,
+            Devices::parse(&e).unwrap().validate().unwrap_err().message,
             "XML error: target 'vda' duplicated for disk sources '/a' and '/b'"
         );
     }

@@ -138,7 +138,9 @@ impl DiskSource {
             });
         }
         Ok(DiskSource {
-            path: source_path_attr(disk_type).and_then(|a| opt_string(src, a)),
+            path: source_path_attr(disk_type)
+                .and_then(|a| opt_string(src, a))
+                .filter(|p| !p.is_empty()),
             protocol: opt_string(src, "protocol"),
             name: opt_string(src, "name"),
             hosts,
@@ -210,6 +212,9 @@ impl BackingStore {
                 None => return Err(Error::xml("missing disk backing store source")),
             };
             let format = e.child("format").and_then(|f| opt_string(f, "type"));
+            if let Some(f) = format.as_deref().filter(|f| !KNOWN_FORMATS.contains(f)) {
+                return Err(Error::xml(format!("unknown storage source format '{f}'")));
+            }
             layers.push((disk_type, format, source));
             cur = e.child("backingStore");
         }

@@ -133,6 +133,15 @@ fn check_cputune(cputune: &Element) -> Result<()> {
     Ok(())
 }
 
+/// libvirt reads devices from every `<devices>` element, as one list.
+fn all_devices(dom: &Element) -> Element {
+    let mut merged = Element::new("devices");
+    for d in dom.children_named("devices") {
+        merged.children.extend(d.children.iter().cloned());
+    }
+    merged
+}
+
 fn parse_vcpu(dom: &Element) -> Result<Vcpu> {
     let Some(v) = dom.child("vcpu") else {
         return Ok(Vcpu {
@@ -314,11 +323,7 @@ impl Domain {
             on_reboot: parse_action(dom, "on_reboot", LifecycleAction::Restart)?,
             on_crash: parse_action(dom, "on_crash", CrashAction::Destroy)?,
             pm: dom.child("pm").map(Pm::parse).transpose()?,
-            devices: dom
-                .child("devices")
-                .map(Devices::parse)
-                .transpose()?
-                .unwrap_or_default(),
+            devices: Devices::parse(&all_devices(dom))?,
             kept: dom
                 .children
                 .iter()

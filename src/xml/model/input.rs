@@ -1,7 +1,7 @@
 //! `<input>`: mice, tablets and keyboards.
 
 use crate::error::{Error, Result};
-use crate::xml::props::{XmlEnum, enum_attr, xml_enum};
+use crate::xml::props::{XmlEnum, xml_enum};
 use crate::xml::tree::Element;
 
 use super::address::{Address, parse_alias, parse_device_address, with_alias_and_address};
@@ -34,7 +34,14 @@ impl Input {
             .ok_or_else(|| Error::unsupported(format!("unknown input device type '{t}'")))?;
         Ok(Input {
             input_type,
-            bus: enum_attr(e, "bus")?,
+            bus: match e.attr("bus") {
+                None => None,
+                Some(b) => {
+                    Some(InputBus::from_xml(b).ok_or_else(|| {
+                        Error::unsupported(format!("unknown input bus type '{b}'"))
+                    })?)
+                }
+            },
             extra: e
                 .children
                 .iter()

@@ -26,6 +26,10 @@ xml_enum! {
     WatchdogAction { Reset = "reset", Shutdown = "shutdown", Poweroff = "poweroff", Pause = "pause", Dump = "dump", None = "none", InjectNmi = "inject-nmi" }
 }
 
+fn rate_value(rate: &Element, attr: &str) -> Result<Option<u32>> {
+    uint_attr(rate, attr).map_err(|_| Error::xml(format!("invalid RNG rate {attr} value")))
+}
+
 const RNG_MODELS: &[&str] = &["virtio", "virtio-transitional", "virtio-non-transitional"];
 
 /// Entropy source for the guest.
@@ -67,8 +71,8 @@ impl Rng {
         })?;
         Ok(Rng {
             model: model.to_string(),
-            rate_bytes: rate.map(|r| uint_attr(r, "bytes")).transpose()?.flatten(),
-            rate_period: rate.map(|r| uint_attr(r, "period")).transpose()?.flatten(),
+            rate_bytes: rate.map(|r| rate_value(r, "bytes")).transpose()?.flatten(),
+            rate_period: rate.map(|r| rate_value(r, "period")).transpose()?.flatten(),
             backend: backend_kind,
             backend_path: Some(backend.text.trim().to_string()).filter(|p| !p.is_empty()),
             backend_type: opt_string(backend, "type"),
@@ -200,7 +204,9 @@ pub struct Watchdog {
 
 impl Watchdog {
     pub fn parse(e: &Element) -> Result<Watchdog> {
-        let m = e.attr("model").unwrap_or("");
+        let m = e
+            .attr("model")
+            .ok_or_else(|| Error::internal("watchdog must contain model name"))?;
         let model = WatchdogModel::from_xml(m)
             .ok_or_else(|| Error::unsupported(format!("unknown watchdog model '{m}'")))?;
         let action = match e.attr("action") {
