@@ -257,9 +257,7 @@ impl Value {
     fn string(self, key: &str) -> Result<String, String> {
         match self {
             Value::Str(s) => Ok(s),
-            Value::Int(i) => Err(format!(
-                "{key} takes a quoted string, not the number {i}"
-            )),
+            Value::Int(i) => Err(format!("{key} takes a quoted string, not the number {i}")),
         }
     }
 
@@ -287,11 +285,7 @@ fn split_line(raw: &str) -> Result<Option<(String, Value)>, String> {
         return Err(format!("expected 'key = value', found \"{line}\""));
     };
     let key = key.trim();
-    if key.is_empty()
-        || !key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!("'{key}' is not a setting name"));
     }
     let rest = rest.trim_start();
@@ -303,7 +297,9 @@ fn split_line(raw: &str) -> Result<Option<(String, Value)>, String> {
             match c {
                 '\\' => match chars.next() {
                     Some((_, e @ ('"' | '\\'))) => out.push(e),
-                    Some((_, e)) => return Err(format!("unknown escape '\\{e}' in the value of {key}")),
+                    Some((_, e)) => {
+                        return Err(format!("unknown escape '\\{e}' in the value of {key}"));
+                    }
                     None => break,
                 },
                 '"' => {
@@ -373,11 +369,17 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let e = apply("\nlog_level = \"info\"\nnosuch = 1\n").unwrap_err();
-        assert!(e.0.starts_with("test.conf:3: unknown setting 'nosuch'"), "{e}");
+        assert!(
+            e.0.starts_with("test.conf:3: unknown setting 'nosuch'"),
+            "{e}"
+        );
         let e = apply("run_dir = \"/x\nbus = \"system\"").unwrap_err();
         assert!(e.0.starts_with("test.conf:1: unterminated string"), "{e}");
         let e = apply("run_dir relative").unwrap_err();
-        assert!(e.0.starts_with("test.conf:1: expected 'key = value'"), "{e}");
+        assert!(
+            e.0.starts_with("test.conf:1: expected 'key = value'"),
+            "{e}"
+        );
         let e = apply("run_dir = \"relative\"").unwrap_err();
         assert!(e.0.contains("absolute path"), "{e}");
         let e = apply("rpc_enabled = 2").unwrap_err();
@@ -385,7 +387,10 @@ mod tests {
         let e = apply("bus = \"nowhere\"").unwrap_err();
         assert!(e.0.starts_with("test.conf:1: bus must be"), "{e}");
         let e = apply("bus = \"system\"\n\nbus = \"session\"").unwrap_err();
-        assert!(e.0.starts_with("test.conf:3: setting 'bus' given twice (first on line 1)"), "{e}");
+        assert!(
+            e.0.starts_with("test.conf:3: setting 'bus' given twice (first on line 1)"),
+            "{e}"
+        );
         let e = apply("log_level = \"info\" extra").unwrap_err();
         assert!(e.0.contains("unexpected"), "{e}");
         let e = apply("log_level = \"=,[\"").unwrap_err();

@@ -160,7 +160,12 @@ pub fn adopt(
         l.set_nonblocking(true)
             .and_then(|()| UnixListener::from_std(l))
             .map(|l| (l, path.clone()))
-            .map_err(|e| sys_err(format!("cannot use the passed socket {}", path.display()), e))
+            .map_err(|e| {
+                sys_err(
+                    format!("cannot use the passed socket {}", path.display()),
+                    e,
+                )
+            })
     };
     let (rw, rw_path) = wrap(rw)?;
     let mut paths = vec![rw_path];
