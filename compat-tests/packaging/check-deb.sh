@@ -65,7 +65,7 @@ dpkg-deb -f "$deb" Depends Conflicts Replaces Provides
 dpkg-deb -I "$deb" | grep -E '^ +(postinst|prerm|postrm|preinst|conffiles)' || true
 
 step "lintian"
-lintian --no-tag-display-limit --display-info "$deb" >"$out/lintian.txt" 2>&1 || true
+lintian --tag-display-limit 0 --display-info "$deb" >"$out/lintian.txt" 2>&1 || true
 cat "$out/lintian.txt"
 if grep -q '^E: ' "$out/lintian.txt"; then bad "lintian errors"; fi
 for tag in $(grep -E '^(W|I): ' "$out/lintian.txt" | awk '{print $3}' | sort -u); do
@@ -77,15 +77,21 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 dpkg-deb -x "$deb" "$root"
 units=("$root"/lib/systemd/system/oxvirtd.service "$root"/lib/systemd/system/oxvirtd.socket "$root"/lib/systemd/system/oxvirtd-ro.socket)
-# ExecStart= must resolve: point the verifier at the unpacked tree.
-if systemd-analyze verify --root="$root" "${units[@]}" >"$out/verify.txt" 2>&1; then
-    :
+# Verified in the host's unit tree (sysinit.target, /bin/kill, ...). The
+# package's own programs are not installed on the build host: a "not
+# executable" finding about a file the package ships is expected and
+# dropped. Man pages are checked by the file list above.
+systemd-analyze verify --man=no "${units[@]}" >"$out/verify.txt" 2>&1 || true
+while read -r line; do
+    prog=$(echo "$line" | sed -n 's/.*Command \(\/[^ ]*\) is not executable.*/\1/p')
+    if [ -n "$prog" ] && [ -x "$root$prog" ]; then continue; fi
+    echo "$line"
+done <"$out/verify.txt" >"$out/verify-findings.txt"
+if [ -s "$out/verify-findings.txt" ]; then
+    cat "$out/verify-findings.txt"; bad "systemd-analyze verify findings above"
 else
-    bad "systemd-analyze verify"
+    echo "units verify clean ($(wc -l <"$out/verify.txt") expected line(s) about uninstalled programs)"
 fi
-# Only findings about our own units count (the host's other units may be
-# incomplete inside an unpacked tree).
-grep -i 'oxvirtd' "$out/verify.txt" && bad "systemd-analyze findings above" || echo "units verify clean"
 systemd-analyze security --offline=true --root="$root" "$root"/lib/systemd/system/oxvirtd.service 2>/dev/null | tail -1 || true
 
 step "D-Bus files"
