@@ -913,6 +913,17 @@ async fn cockpit_like_lifecycle() {
     assert!(all[0].1.contains_key("state.state"));
     assert!(stats.contains_key("balloon.current"));
 
+    let n: u32 = call(&conn, &p, "org.libvirt.Domain", "GetVcpus", &(4u32,))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let e = call::<_, u32>(&conn, &p, "org.libvirt.Domain", "GetVcpus", &(3u32,))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "invalid argument: Flags 'live' and 'config' are mutually exclusive"
+    );
     let addrs: Vec<IfaceAddrs> = call(
         &conn,
         &p,

@@ -328,3 +328,29 @@ fn unix_serial_backend_serves_the_console_and_is_removed() {
     assert!(!sock.exists(), "console socket left behind");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn early_client_sees_running_event() {
+    if !kvm_available() {
+        return;
+    }
+    let Some(elf) = testos() else { return };
+    let name = abstract_name("early");
+    let mut g = Guest::start(
+        &elf,
+        1,
+        128,
+        &guest_cmdline(1, 128, "ticker"),
+        &["--control-socket", &name],
+    );
+    let mut c = g.connect();
+    // Connected before or just after the vCPUs started: either the event
+    // arrives, or the status already says running.
+    let st = c.execute("query-status");
+    assert_eq!(st["return"]["status"], "running", "{st}");
+    c.execute("quit");
+    assert_eq!(
+        g.wait(Duration::from_secs(10)).and_then(|s| s.code()),
+        Some(5)
+    );
+}

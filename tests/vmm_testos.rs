@@ -150,3 +150,23 @@ fn boots_from_config_fd() {
     assert_eq!(st.code(), Some(0));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn guest_with_ram_above_4g() {
+    if !kvm_available() {
+        return;
+    }
+    let Some(elf) = testos() else { return };
+    let mem = 5120;
+    let mut g = Guest::start(&elf, 2, mem, &guest_cmdline(2, mem, "poweroff"), &[]);
+    let st = g
+        .wait(Duration::from_secs(60))
+        .expect("guest did not power off");
+    let log = g.log();
+    assert!(
+        log.contains("0x0000000100000000-0x000000017fffffff ram"),
+        "{log}"
+    );
+    assert!(log.contains("DONE passed=4 failed=0"), "{log}");
+    assert_eq!(st.code(), Some(0));
+}

@@ -17,9 +17,6 @@ const MEM_RSS: i32 = 7;
 /// One `InterfaceAddresses` entry: name, MAC, (type, address, prefix)s.
 type IfaceAddrs = (String, String, Vec<(i32, String, u32)>);
 
-/// `VIR_DOMAIN_VCPU_MAXIMUM`.
-const VCPU_MAXIMUM: u32 = 4;
-
 fn flags_arg(call: &Call) -> Result<u32> {
     let (flags,): (u32,) = call.args()?;
     Ok(flags)
@@ -50,13 +47,7 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
         }
         "GetVcpus" => {
             let flags = flags_arg(call)?;
-            let i = obj.info()?;
-            let n = if flags & VCPU_MAXIMUM != 0 {
-                i.max_vcpus
-            } else {
-                i.vcpus
-            };
-            call.ok(&(n,)).await
+            call.ok(&(drv.vcpu_count(obj, flags)?,)).await
         }
         "MemoryStats" => {
             no_flags(flags_arg(call)?, m.libvirt)?;

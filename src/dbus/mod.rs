@@ -45,8 +45,10 @@ pub async fn serve(bus: Bus, driver: Driver) -> Result<()> {
     // Listen before the name is visible, so no early call is missed.
     let stream = zbus::MessageStream::from(&conn);
     let serve = tokio::spawn(server::run(stream, conn.clone(), driver.clone()));
-    tokio::spawn(signals::relay(conn.clone(), driver));
+    // Subscribed before autostart, so its STARTED events are relayed.
+    tokio::spawn(signals::relay(conn.clone(), signals::subscribe(&driver)));
     conn.request_name(BUS_NAME).await.map_err(bus_error)?;
+    driver.autostart();
     tracing::info!(?bus, "serving {BUS_NAME}");
     let _ = serve.await;
     Err(Error::internal("Disconnected from D-Bus."))

@@ -1,16 +1,21 @@
 //! Relays the driver's lifecycle events as `org.libvirt.Connect.DomainEvent`.
 
+use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 use zbus::Connection;
 use zbus::zvariant::ObjectPath;
 
-use crate::driver::Driver;
+use crate::driver::{Driver, LifecycleEvent};
 
 use super::paths::{CONNECT_PATH, domain_path};
 
+/// A subscription taken before any event is to be relayed.
+pub fn subscribe(driver: &Driver) -> Receiver<LifecycleEvent> {
+    driver.subscribe()
+}
+
 /// Emits a signal for every lifecycle event until the driver goes away.
-pub async fn relay(conn: Connection, driver: Driver) {
-    let mut rx = driver.subscribe();
+pub async fn relay(conn: Connection, mut rx: Receiver<LifecycleEvent>) {
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,

@@ -5,6 +5,7 @@
 //! they hold no domain logic of their own.
 
 pub mod control;
+mod definitions;
 pub mod domain;
 pub mod fsutil;
 pub mod host;
@@ -26,14 +27,13 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::xml::{Domain, FormatFlags, check_supported, parse_domain};
 
 pub use domain::{DomainInfo, DomainObj};
 pub use state::{DomainState, EventType, LifecycleEvent};
 
 use domain::DomainData;
 use registry::Registry;
-use state::{detail, list_flags, shutoff};
+use state::{list_flags, shutoff};
 use store::ConfigStore;
 
 /// Where the driver keeps things, and which VMM it runs.
@@ -75,6 +75,7 @@ pub(crate) struct Inner {
     pub registry: Registry,
     pub next_id: AtomicI32,
     pub generation: AtomicU64,
+    pub autostarted: std::sync::atomic::AtomicBool,
     pub events: broadcast::Sender<LifecycleEvent>,
 }
 
@@ -103,8 +104,8 @@ const START_PAUSED: u32 = 1;
 const UNDEFINE_KNOWN: u32 = 1 | 2 | 4 | 8 | 16 | 32 | 64;
 
 impl Driver {
-    /// Loads persistent definitions, re-attaches to running VMMs and
-    /// starts autostart domains.
+    /// Loads persistent definitions and re-attaches to running VMMs
+    /// (autostart follows with [`Driver::autostart`]).
     pub async fn open(cfg: DriverConfig) -> Result<Driver> {
         for d in [
             &cfg.config_dir,
@@ -121,6 +122,7 @@ impl Driver {
             registry: Registry::default(),
             next_id: AtomicI32::new(1),
             generation: AtomicU64::new(1),
+            autostarted: std::sync::atomic::AtomicBool::new(false),
             events,
         });
         let drv = Driver { inner };
@@ -145,8 +147,15 @@ impl Driver {
         lifecycle::reattach_all(&drv.inner).await;
         let next = drv.inner.registry.max_id() + 1;
         drv.inner.next_id.store(next, Ordering::SeqCst);
-        lifecycle::autostart_all(&drv.inner);
         Ok(drv)
+    }
+
+    /// Starts the domains marked autostart, once per daemon run. Front
+    /// ends call it when they are ready to relay the events it causes.
+    pub fn autostart(&self) {
+        if !self.inner.autostarted.swap(true, Ordering::SeqCst) {
+            lifecycle::autostart_all(&self.inner);
+        }
     }
 
     /// A receiver of every lifecycle event from now on.
@@ -204,344 +213,6 @@ impl Driver {
             }
         }
         Ok(out)
-    }
-
-    // ---- definitions --------------------------------------------------
-
-    /// `virDomainDefineXML`: a new domain, or a new definition of an
-    /// existing one (a running domain keeps its live definition).
-    pub async fn define_xml(&self, xml: &str) -> Result<Arc<DomainObj>> {
-        let def = parse_domain(xml)?;
-        check_supported(&def)?;
-        if let Some(obj) = self.inner.registry.by_uuid(&def.uuid) {
-            let job = obj.begin_job().await?;
-            {
-                let d = obj.data();
-                if d.removed {
-                    return Err(Error::no_domain_uuid(&def.uuid.to_string()));
-                }
-                if d.name != def.name {
-                    return Err(Error::new(
-                        crate::error::ErrorCode::OperationFailed,
-                        crate::error::ErrorDomain::Qemu,
-                        format!(
-                            "domain '{}' is already defined with uuid {}",
-                            d.name, obj.uuid
-                        ),
-                    ));
-                }
-            }
-            self.inner.store.save(&def)?;
-            let name = def.name.clone();
-            obj.data().persistent = Some(def);
-            self.inner
-                .emit(obj.uuid, &name, EventType::Defined, detail::DEFINED_UPDATED);
-            drop(job);
-            return Ok(obj);
-        }
-        if let Some(other) = self.inner.registry.by_name(&def.name) {
-            return Err(Error::new(
-                crate::error::ErrorCode::OperationFailed,
-                crate::error::ErrorDomain::Qemu,
-                format!(
-                    "domain '{}' already exists with uuid {}",
-                    def.name, other.uuid
-                ),
-            ));
-        }
-        let name = def.name.clone();
-        let uuid = def.uuid;
-        let saved = def.clone();
-        let obj = DomainObj::new(
-            uuid,
-            DomainData {
-                name: name.clone(),
-                persistent: Some(def),
-                live: None,
-                autostart: false,
-                state: DomainState::Shutoff,
-                reason: shutoff::UNKNOWN,
-                removed: false,
-            },
-        );
-        // Membership first (the registry checks name and UUID atomically),
-        // then the file: a losing concurrent define never touches the
-        // winner's file.
-        self.inner.registry.insert(obj.clone())?;
-        if let Err(e) = self.inner.store.save(&saved) {
-            self.inner.registry.remove(&obj);
-            return Err(e);
-        }
-        self.inner
-            .emit(uuid, &name, EventType::Defined, detail::DEFINED_ADDED);
-        Ok(obj)
-    }
-
-    /// `virDomainCreateXML`: a transient domain, started at once.
-    pub async fn create_xml(&self, xml: &str, flags: u32) -> Result<Arc<DomainObj>> {
-        // START_PAUSED 1, AUTODESTROY 2, BYPASS_CACHE 4, FORCE_BOOT 8, VALIDATE 16, RESET_NVRAM 32
-        if flags & !(START_PAUSED | 2 | 4 | 8 | 16 | 32) != 0 {
-            return Err(Error::invalid_arg(format!(
-                "unsupported flags (0x{flags:x}) in function virDomainCreateXML"
-            )));
-        }
-        let def = parse_domain(xml)?;
-        check_supported(&def)?;
-        if let Some(obj) = self
-            .inner
-            .registry
-            .by_uuid(&def.uuid)
-            .or_else(|| self.inner.registry.by_name(&def.name))
-        {
-            let d = obj.data();
-            if d.is_active() {
-                return Err(Error::operation_invalid(format!(
-                    "domain '{}' is already active",
-                    d.name
-                )));
-            }
-            return Err(Error::new(
-                crate::error::ErrorCode::OperationFailed,
-                crate::error::ErrorDomain::Qemu,
-                format!("domain '{}' already exists with uuid {}", d.name, obj.uuid),
-            ));
-        }
-        let obj = DomainObj::new(
-            def.uuid,
-            DomainData {
-                name: def.name.clone(),
-                persistent: None,
-                live: None,
-                autostart: false,
-                state: DomainState::Shutoff,
-                reason: shutoff::UNKNOWN,
-                removed: false,
-            },
-        );
-        self.inner.registry.insert(obj.clone())?;
-        let job = obj.begin_job().await?;
-        let mut r = lifecycle::start_locked(&self.inner, &obj, Some(def)).await;
-        if r.is_ok() && flags & START_PAUSED != 0 {
-            r = lifecycle::pause_locked(&self.inner, &obj, true).await;
-            if r.is_err() {
-                let _ = lifecycle::destroy_locked(&self.inner, &obj).await;
-            }
-        }
-        drop(job);
-        if let Err(e) = r {
-            self.inner.registry.remove(&obj);
-            return Err(e);
-        }
-        Ok(obj)
-    }
-
-    /// `virDomainUndefineFlags`.
-    pub async fn undefine(&self, obj: &Arc<DomainObj>, flags: u32) -> Result<()> {
-        if flags & !UNDEFINE_KNOWN != 0 {
-            return Err(Error::invalid_arg(format!(
-                "unsupported flags (0x{flags:x}) in function virDomainUndefineFlags"
-            )));
-        }
-        let _job = obj.begin_job().await?;
-        let (name, active) = {
-            let d = obj.data();
-            if d.removed {
-                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
-            }
-            if d.persistent.is_none() {
-                return Err(Error::operation_invalid("cannot undefine transient domain"));
-            }
-            (d.name.clone(), d.is_active())
-        };
-        self.inner.store.remove(&name)?;
-        {
-            let mut d = obj.data();
-            d.persistent = None;
-            d.autostart = false;
-        }
-        if !active {
-            self.inner.registry.remove(obj);
-        }
-        self.inner.emit(
-            obj.uuid,
-            &name,
-            EventType::Undefined,
-            detail::UNDEFINED_REMOVED,
-        );
-        Ok(())
-    }
-
-    /// `virDomainRename`: an inactive persistent domain gets a new name.
-    pub async fn rename(&self, obj: &Arc<DomainObj>, new_name: &str, flags: u32) -> Result<()> {
-        if flags != 0 {
-            return Err(Error::invalid_arg(format!(
-                "unsupported flags (0x{flags:x}) in function virDomainRename"
-            )));
-        }
-        if new_name.is_empty() {
-            return Err(Error::invalid_arg("new domain name must not be empty"));
-        }
-        if new_name.contains('/') {
-            return Err(Error::xml(format!("name {new_name} cannot contain '/'")));
-        }
-        let _job = obj.begin_job().await?;
-        let (old_name, mut def, autostart) = {
-            let d = obj.data();
-            if d.removed {
-                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
-            }
-            if d.is_active() {
-                return Err(Error::operation_invalid("cannot rename active domain"));
-            }
-            let Some(def) = d.persistent.clone() else {
-                return Err(Error::operation_invalid("cannot rename a transient domain"));
-            };
-            (d.name.clone(), def, d.autostart)
-        };
-        if old_name == new_name {
-            return Ok(());
-        }
-        self.inner.registry.rename(obj, new_name)?;
-        def.name = new_name.to_string();
-        let written = self.inner.store.save(&def).and_then(|()| {
-            if autostart {
-                self.inner.store.set_autostart(new_name, true)
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
-            let _ = self.inner.store.remove(new_name);
-            if let Err(back) = self.inner.registry.rename(obj, &old_name) {
-                tracing::error!("cannot restore the name '{old_name}': {back}");
-            }
-            return Err(e);
-        }
-        if let Err(e) = self.inner.store.remove(&old_name) {
-            tracing::warn!("cannot remove the old definition of '{old_name}': {e}");
-        }
-        obj.data().persistent = Some(def);
-        self.inner.emit(
-            obj.uuid,
-            &old_name,
-            EventType::Undefined,
-            detail::UNDEFINED_RENAMED,
-        );
-        self.inner.emit(
-            obj.uuid,
-            new_name,
-            EventType::Defined,
-            detail::DEFINED_RENAMED,
-        );
-        Ok(())
-    }
-
-    /// `virDomainSetMemoryFlags`. The persistent definition can change;
-    /// a running guest cannot, as the VMM has no balloon device yet.
-    pub async fn set_memory(&self, obj: &Arc<DomainObj>, kib: u64, flags: u32) -> Result<()> {
-        const LIVE: u32 = 1;
-        const CONFIG: u32 = 2;
-        const MAXIMUM: u32 = 4;
-        if flags & !(LIVE | CONFIG | MAXIMUM) != 0 {
-            return Err(Error::invalid_arg(format!(
-                "unsupported flags (0x{:x}) in function virDomainSetMemoryFlags",
-                flags & !(LIVE | CONFIG | MAXIMUM)
-            )));
-        }
-        let _job = obj.begin_job().await?;
-        let (name, mut def) = {
-            let d = obj.data();
-            if d.removed {
-                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
-            }
-            let (live, config) = match flags & (LIVE | CONFIG) {
-                0 => (d.is_active(), !d.is_active()),
-                f => (f & LIVE != 0, f & CONFIG != 0),
-            };
-            if live && !d.is_active() {
-                return Err(Error::operation_invalid("domain is not running"));
-            }
-            if live {
-                return Err(Error::operation_invalid(
-                    "Unable to change memory of active domain without the balloon device and guest OS balloon driver",
-                ));
-            }
-            if !config {
-                return Ok(());
-            }
-            let Some(def) = d.persistent.clone() else {
-                return Err(Error::operation_invalid(
-                    "transient domains do not have any persistent config",
-                ));
-            };
-            (d.name.clone(), def)
-        };
-        if kib == 0 {
-            return Err(Error::invalid_arg("memory size must be greater than zero"));
-        }
-        if flags & MAXIMUM != 0 {
-            def.memory_kib = kib;
-            if def.current_memory_kib > kib {
-                def.current_memory_kib = kib;
-            }
-        } else {
-            if kib > def.memory_kib {
-                return Err(Error::invalid_arg(
-                    "cannot set memory higher than max memory",
-                ));
-            }
-            def.current_memory_kib = kib;
-        }
-        self.inner.store.save(&def)?;
-        obj.data().persistent = Some(def);
-        tracing::info!(
-            domain = name,
-            kib,
-            "memory of the persistent definition changed"
-        );
-        Ok(())
-    }
-
-    /// `virDomainSetAutostart`.
-    pub async fn set_autostart(&self, obj: &Arc<DomainObj>, on: bool) -> Result<()> {
-        let _job = obj.begin_job().await?;
-        let name = {
-            let d = obj.data();
-            if d.removed {
-                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
-            }
-            if d.persistent.is_none() {
-                return Err(Error::operation_invalid(
-                    "cannot set autostart for transient domain",
-                ));
-            }
-            d.name.clone()
-        };
-        self.inner.store.set_autostart(&name, on)?;
-        obj.data().autostart = on;
-        Ok(())
-    }
-
-    /// `virDomainGetXMLDesc`.
-    pub fn xml_desc(&self, obj: &DomainObj, flags: u32) -> Result<String> {
-        if flags & !15 != 0 {
-            return Err(Error::invalid_arg(format!(
-                "unsupported flags (0x{:x}) in function virDomainGetXMLDesc",
-                flags & !15
-            )));
-        }
-        let f = FormatFlags::from_bits(flags);
-        let d = obj.data();
-        if d.removed {
-            return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
-        }
-        let def: &Domain = if f.inactive {
-            d.persistent.as_ref().or(d.live.as_ref().map(|l| &l.def))
-        } else {
-            d.current_def()
-        }
-        .ok_or_else(|| Error::internal("domain without a definition"))?;
-        Ok(def.to_xml(f))
     }
 
     // ---- lifecycle ----------------------------------------------------
@@ -692,6 +363,7 @@ fn list_matches(info: &DomainInfo, flags: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::state::detail;
 
     fn info(active: bool, persistent: bool, state: DomainState) -> DomainInfo {
         DomainInfo {

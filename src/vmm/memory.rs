@@ -73,6 +73,12 @@ pub fn check_size(memory_mib: u64) -> Result<u64> {
     let bytes = memory_mib
         .checked_mul(1 << 20)
         .ok_or_else(|| Error::Memory(format!("{memory_mib} MiB does not fit in 64 bits")))?;
+    // Far beyond any host; also keeps the address arithmetic below in range.
+    if bytes > 1 << 46 {
+        return Err(Error::Memory(format!(
+            "{memory_mib} MiB is more than the 64 TiB a guest can have"
+        )));
+    }
     if bytes < 16 << 20 {
         return Err(Error::Memory(format!(
             "{memory_mib} MiB is too little; at least 16 MiB are needed"

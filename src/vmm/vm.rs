@@ -272,6 +272,11 @@ impl Vm {
             }
         }
         if let Some(c) = control.as_mut() {
+            // Clients that connected while the machine was being built
+            // see the `running` event too.
+            for cfd in c.accept() {
+                add(cfd)?;
+            }
             c.broadcast(&control::event("running", None));
         }
 

@@ -81,7 +81,6 @@ pub fn opt_string(elem: &Element, attr: &str) -> Option<String> {
 /// Parse an unsigned number as C's strtoul with base 0 does (`0x` hex,
 /// leading `0` octal), which libvirt uses for addresses.
 pub fn parse_uint_any_base(s: &str) -> Option<u64> {
-    let s = s.trim();
     if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         u64::from_str_radix(hex, 16).ok()
     } else if s.len() > 1 && s.starts_with('0') {

@@ -19,11 +19,14 @@ use super::tree::Element;
 /// Fill every default, in the order libvirt's post-parse does.
 pub fn fill(dom: &mut Domain) -> Result<()> {
     validate::check_capabilities(dom)?;
+    // Indexes written in the XML first; those filled in are checked again.
+    super::model::devices::check_controller_indexes(&dom.devices.controllers)?;
     fill_os(dom)?;
     fill_numatune(dom);
     cpu::fill(dom);
     devices::fill(dom);
     video::fill(dom);
+    pci::check_duplicates(dom)?;
     validate::check(dom)?;
     chardevs::fill(dom)?;
     controllers::fill(dom)?;

@@ -113,22 +113,34 @@ fn fill_kept(alloc: &mut SlotAllocator, dom: &mut Domain, name: &str) -> Result<
     Ok(())
 }
 
+/// Every PCI address the XML gives is used once only.
+pub fn check_duplicates(dom: &Domain) -> Result<()> {
+    let mut given: Vec<PciAddress> = Vec::new();
+    for p in every_address(dom).iter().filter_map(Address::pci) {
+        if p.domain != 0 {
+            return Err(Error::xml(format!(
+                "Invalid PCI address {:04x}:{:02x}:{:02x}.{:x}. Only PCI domain 0 is available",
+                p.domain, p.bus, p.slot, p.function
+            )));
+        }
+        if given.contains(&p) {
+            return Err(Error::xml(format!(
+                "Attempted double use of PCI Address {:04x}:{:02x}:{:02x}.{:x}",
+                p.domain, p.bus, p.slot, p.function
+            )));
+        }
+        given.push(p);
+    }
+    Ok(())
+}
+
 pub fn assign(dom: &mut Domain) -> Result<()> {
+    check_duplicates(dom)?;
     let mut alloc = SlotAllocator {
         used: [false; LAST_SLOT as usize + 1],
     };
-    let mut given: Vec<PciAddress> = Vec::new();
-    for a in every_address(dom) {
-        if let Some(p) = a.pci() {
-            if given.contains(&p) {
-                return Err(Error::xml(format!(
-                    "Attempted double use of PCI Address {:04x}:{:02x}:{:02x}.{:x}",
-                    p.domain, p.bus, p.slot, p.function
-                )));
-            }
-            given.push(p);
-            alloc.reserve(&p);
-        }
+    for p in every_address(dom).iter().filter_map(Address::pci) {
+        alloc.reserve(&p);
     }
     let d = &mut dom.devices;
     for c in d

@@ -92,10 +92,38 @@ fn parse_port(target: &Element) -> Result<Option<u32>> {
     let Some(v) = target.attr("port") else {
         return Ok(None);
     };
+    if v.is_empty() {
+        return Err(Error::xml(
+            "Invalid value for attribute 'port' in element 'target': ''. Expected integer value",
+        ));
+    }
     let n: i64 = v
         .parse()
         .map_err(|_| Error::xml(format!("Invalid port number: {v}")))?;
     Ok(u32::try_from(n).ok())
+}
+
+/// Models of the emulated port behind a serial target.
+const TARGET_MODELS: &[&str] = &[
+    "isa-serial",
+    "usb-serial",
+    "pci-serial",
+    "spapr-vty",
+    "pl011",
+    "sclpconsole",
+    "sclplmconsole",
+    "16550a",
+    "isa-debugcon",
+];
+
+fn parse_target_model(m: &Element) -> Result<Option<String>> {
+    match m.attr("name") {
+        None => Ok(None),
+        Some(n) if TARGET_MODELS.contains(&n) => Ok(Some(n.to_string())),
+        Some(n) => Err(Error::unsupported(format!(
+            "unknown target model '{n}' specified for character device"
+        ))),
+    }
 }
 
 /// `<protocol type=...>` of a TCP device.
@@ -196,6 +224,11 @@ impl Chardev {
                 "only one source element is allowed for character device",
             ));
         }
+        if e.children_named("protocol").count() > 1 {
+            return Err(Error::xml(
+                "only one protocol element is allowed for character device",
+            ));
+        }
         let raw: Vec<CharSource> = e
             .children_named("source")
             .map(CharSource::parse)
@@ -235,7 +268,11 @@ impl Chardev {
                 port: parse_port(t)?,
                 name: opt_string(t, "name"),
                 address: opt_string(t, "address"),
-                model: t.child("model").and_then(|m| opt_string(m, "name")),
+                model: t
+                    .child("model")
+                    .map(parse_target_model)
+                    .transpose()?
+                    .flatten(),
             },
         };
         check_target_type(kind, target.target_type.as_deref())?;

@@ -124,6 +124,13 @@ impl Controller {
 
     pub fn parse(e: &Element) -> Result<Controller> {
         let ctrl_type: ControllerType = req_enum_attr(e, "type")?;
+        for child in ["model", "target", "driver"] {
+            if e.children_named(child).count() > 1 {
+                return Err(Error::xml(format!(
+                    "Multiple <{child}> elements in controller definition not allowed"
+                )));
+            }
+        }
         let model = opt_string(e, "model");
         if let (Some(m), Some(list)) = (&model, known_models(ctrl_type))
             && !list.contains(&m.as_str())

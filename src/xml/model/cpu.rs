@@ -89,7 +89,13 @@ impl Cpu {
         let model = cpu.child("model").map(|m| -> Result<CpuModel> {
             Ok(CpuModel {
                 name: m.text.trim().to_string(),
-                fallback: enum_attr(m, "fallback")?,
+                fallback: match m.attr("fallback") {
+                    None => None,
+                    Some(f) => Some(
+                        CpuFallback::from_xml(f)
+                            .ok_or_else(|| Error::unsupported("Invalid fallback attribute"))?,
+                    ),
+                },
                 vendor_id: opt_string(m, "vendor_id"),
             })
         });

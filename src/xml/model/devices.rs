@@ -163,6 +163,17 @@ impl Devices {
                 )));
             }
         }
+        let audio_ids: Vec<&str> = self
+            .kept
+            .iter()
+            .filter(|e| e.name == "audio")
+            .filter_map(|e| e.attr("id"))
+            .collect();
+        for (i, id) in audio_ids.iter().enumerate() {
+            if audio_ids.iter().skip(i + 1).any(|o| o == id) {
+                return Err(Error::xml(format!("audio ID {id} is used multiple times")));
+            }
+        }
         let panics: Vec<&str> = self
             .kept
             .iter()
@@ -229,8 +240,31 @@ impl Devices {
 
 const PANIC_MODELS: &[&str] = &["default", "isa", "pseries", "hyperv", "s390", "pvpanic"];
 
+const AUDIO_TYPES: &[&str] = &[
+    "none",
+    "alsa",
+    "coreaudio",
+    "jack",
+    "oss",
+    "pulseaudio",
+    "sdl",
+    "spice",
+    "file",
+    "dbus",
+    "pipewire",
+];
+
 /// The few checks libvirt makes on devices oxvirt keeps as written.
 fn validate_kept(dev: &Element) -> Result<()> {
+    if dev.name == "audio" {
+        crate::xml::props::req_attr(dev, "id")?;
+        crate::xml::props::req_attr(dev, "type")?;
+        crate::xml::props::uint_attr::<u32>(dev, "id")?;
+        let t = dev.attr("type").unwrap_or_default();
+        if !AUDIO_TYPES.contains(&t) {
+            return Err(crate::xml::props::invalid_attr(dev, "type", t));
+        }
+    }
     if dev.name == "panic"
         && let Some(m) = dev.attr("model").filter(|m| !PANIC_MODELS.contains(m))
     {

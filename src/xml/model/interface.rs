@@ -88,6 +88,16 @@ impl InterfaceSource {
     }
 }
 
+fn parse_link_state(link: &Element) -> Result<Option<String>> {
+    match link.attr("state") {
+        None => Ok(None),
+        Some(s @ ("up" | "down")) => Ok(Some(s.to_string())),
+        Some(s) => Err(Error::unsupported(format!(
+            "unknown interface link state '{s}'"
+        ))),
+    }
+}
+
 /// Interface types that cannot work without naming their host side.
 fn check_source(t: InterfaceType, source: Option<&Element>) -> Result<()> {
     let attr = match t {
@@ -152,7 +162,7 @@ impl Interface {
                 .map(|d| uint_attr(d, "queues"))
                 .transpose()?
                 .flatten(),
-            link_state: e.child("link").and_then(|l| opt_string(l, "state")),
+            link_state: e.child("link").map(parse_link_state).transpose()?.flatten(),
             mtu,
             boot_order: parse_boot_order(e)?,
             extra: e
