@@ -25,9 +25,15 @@ struct Env {
 
 impl Env {
     fn start(tag: &str) -> Env {
+        Env::start_with(tag, |_| {})
+    }
+
+    /// Starts the daemon after `prepare` ran on the fresh state dir.
+    fn start_with(tag: &str, prepare: impl FnOnce(&Path)) -> Env {
         let root = std::env::temp_dir().join(format!("oxvirt-rpc-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
+        prepare(&root);
         let mut bus = Command::new("dbus-daemon")
             .args(["--session", "--print-address=1", "--nofork"])
             .stdout(Stdio::piped())
@@ -327,4 +333,24 @@ fn bad_frames_close_only_their_connection() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already serving"), "{err}");
     get_type_works(&mut good, 202);
+}
+
+#[test]
+fn stale_sockets_are_replaced() {
+    let env = Env::start_with("stale", |root| {
+        // Sockets whose listeners are gone, as a crashed daemon leaves them.
+        for name in ["sock", "virtqemud-sock"] {
+            drop(std::os::unix::net::UnixListener::bind(root.join(name)).unwrap());
+        }
+    });
+    assert!(!env.root.join("virtqemud-sock").exists());
+    let mut s = connect(&env.sock());
+    open(&mut s);
+    get_type_works(&mut s, 2);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.sock_ro())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o666);
 }

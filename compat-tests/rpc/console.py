@@ -1,16 +1,20 @@
 #!/usr/bin/python3
 """Runs `virsh console DOMAIN` on a pseudo-terminal, waits for guest output
 to arrive, types a line, then presses Ctrl-] and checks virsh exits 0.
+With --shutdown, asks for a guest shutdown instead of pressing Ctrl-] and
+checks virsh ends by itself when the guest's console goes away.
 
-usage: console.py URI DOMAIN EXPECTED_TEXT
+usage: console.py URI DOMAIN EXPECTED_TEXT [--shutdown]
 """
 import os
 import pty
 import select
+import subprocess
 import sys
 import time
 
 uri, dom, expect = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+shutdown = "--shutdown" in sys.argv[4:]
 
 pid, fd = pty.fork()
 if pid == 0:
@@ -46,7 +50,10 @@ got = pump(expect, 20)
 print("guest output seen:", got)
 os.write(fd, b"hello-from-console\r")
 pump(None, 0.5)
-os.write(fd, b"\x1d")  # Ctrl-]
+if shutdown:
+    subprocess.run(["virsh", "-c", uri, "shutdown", dom], capture_output=True)
+else:
+    os.write(fd, b"\x1d")  # Ctrl-]
 deadline = time.time() + 10
 status = None
 while time.time() < deadline:

@@ -119,8 +119,17 @@ expect dumpxml-inactive 0 '<uuid>6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1a01</uuid>' --
 expect domuuid 0 '^6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1a01$' -- domuuid t1
 expect domname-by-uuid 0 '^t1$' -- domname 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1a01
 expect autostart 0 "Domain 't1' marked as autostarted" -- autostart t1
+expect list-autostart 0 ' -    t1     shut off' -- list --all --autostart
 expect dominfo-autostart 0 'Autostart: +enable' -- dominfo t1
 expect autostart-disable 0 "Domain 't1' unmarked as autostarted" -- autostart --disable t1
+expect list-no-autostart 0 ' -    t1     shut off' -- list --all --no-autostart
+expect setmem-config 0 '' -- setmem t1 32M --config
+expect setmem-shows 0 'Used memory: +32768 KiB' -- dominfo t1
+expect setmaxmem-config 0 '' -- setmaxmem t1 128M --config
+expect setmaxmem-shows 0 'Max memory: +131072 KiB' -- dominfo t1
+expect setmem-back 0 '' -- setmem t1 64M --config
+expect setmaxmem-back 0 '' -- setmaxmem t1 64M --config
+expect vcpucount 0 'current +config +1' -- vcpucount t1
 expect vcpuinfo-off 0 'CPU Affinity: +y' -- vcpuinfo t1
 
 echo "# errors"
@@ -154,6 +163,14 @@ fi
 
 expect shutdown 0 "Domain 't1' is being shutdown" -- shutdown t1
 if wait_state t1 "shut off"; then pass "guest powered off on the power button"; else fail "guest did not power off"; fi
+expect start-console-eof 0 "Domain 't1' started" -- start t1
+if timeout 60 "$PY" "$here/console.py" "$U" t1 'waiting for power button' --shutdown >"$tmp/console2.out" 2>&1; then
+    pass "console: virsh ends by itself when the guest powers off"
+else
+    fail "console at guest power-off"
+    sed 's/^/       | /' "$tmp/console2.out"
+fi
+wait_state t1 "shut off" || fail "guest did not power off under the console"
 expect domstate-shutdown 0 '^shut off \(shutdown\)' -- domstate t1 --reason
 expect start-2 0 "Domain 't1' started" -- start t1
 expect reboot 0 "Domain 't1' is being rebooted" -- reboot t1
@@ -218,6 +235,17 @@ if command -v virt-install >/dev/null; then
     expect virt-install-undefine 0 "Domain 'vi1' has been undefined" -- undefine vi1
 else
     echo "skip - virt-install not installed"
+fi
+
+echo "# default socket paths (private mount namespace)"
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+    mkdir -p "$tmp/defpaths"
+    out=$(timeout 60 "$here/default-paths.sh" "$OXVIRTD" "$(head -1 "$tmp/bus")" "$tmp/defpaths" 2>&1)
+    rc=$?
+    echo "$out"
+    [ $rc -eq 0 ] || fail "default socket paths"
+else
+    echo "skip - needs root and unshare"
 fi
 
 if ! kill -0 "${pids[1]}" 2>/dev/null; then

@@ -89,12 +89,12 @@ pub mod list_flags {
     pub const PAUSED: u32 = 32;
     pub const SHUTOFF: u32 = 64;
     pub const OTHER: u32 = 128;
-    pub const AUTOSTART: u32 = 256;
-    pub const NO_AUTOSTART: u32 = 512;
-    pub const HAS_SNAPSHOT: u32 = 1024;
-    pub const NO_SNAPSHOT: u32 = 2048;
-    pub const MANAGEDSAVE: u32 = 4096;
-    pub const NO_MANAGEDSAVE: u32 = 8192;
+    pub const MANAGEDSAVE: u32 = 256;
+    pub const NO_MANAGEDSAVE: u32 = 512;
+    pub const AUTOSTART: u32 = 1024;
+    pub const NO_AUTOSTART: u32 = 2048;
+    pub const HAS_SNAPSHOT: u32 = 4096;
+    pub const NO_SNAPSHOT: u32 = 8192;
     pub const HAS_CHECKPOINT: u32 = 16384;
     pub const NO_CHECKPOINT: u32 = 32768;
     /// Every flag libvirt knows.

@@ -53,6 +53,9 @@ pub fn is_write(p: i32) -> bool {
             | DOMAIN_UNDEFINE_FLAGS
             | DOMAIN_CREATE_WITH_FLAGS
             | DOMAIN_OPEN_CONSOLE
+            | DOMAIN_SET_MEMORY
+            | DOMAIN_SET_MAX_MEMORY
+            | DOMAIN_SET_MEMORY_FLAGS
     ) || function_name(p).is_some_and(|f| {
         [
             "Set", "Save", "Restore", "Attach", "Detach", "Abort", "Managed",
@@ -111,7 +114,9 @@ fn dom_of(obj: &DomainObj) -> Result<Dom> {
 pub fn unsupported(proc_: i32) -> Error {
     match function_name(proc_) {
         Some(f) => Error::no_support(f),
-        None => Error::new(
+        // libvirtd's wording exactly: the client library turns an RPC
+        // error starting with "unknown procedure" into NO_SUPPORT.
+        None => Error::with_message(
             ErrorCode::Rpc,
             ErrorDomain::Rpc,
             format!("unknown procedure: {proc_}"),
@@ -454,15 +459,25 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_GET_VCPUS_FLAGS => {
             let a: DomFlagsArgs = args(p)?;
-            // LIVE 1, CONFIG 2, MAXIMUM 4, GUEST 8
-            no_flags(a.flags, 1 | 2 | 4, "virDomainGetVcpusFlags")?;
-            let i = lookup(&a.dom)?.info()?;
-            let n = if a.flags & 4 != 0 {
-                i.max_vcpus
-            } else {
-                i.vcpus
-            };
+            let n = drv.vcpu_count(&*lookup(&a.dom)?, a.flags)?;
             reply(&I32Val { value: n as i32 })
+        }
+        DOMAIN_SET_MEMORY_FLAGS => {
+            let a: DomMemoryFlagsArgs = args(p)?;
+            drv.set_memory(&lookup(&a.dom)?, a.memory, a.flags).await?;
+            void()
+        }
+        DOMAIN_SET_MEMORY => {
+            // virDomainSetMemory is SetMemoryFlags on the live domain.
+            let a: DomMemoryArgs = args(p)?;
+            drv.set_memory(&lookup(&a.dom)?, a.memory, 1).await?;
+            void()
+        }
+        DOMAIN_SET_MAX_MEMORY => {
+            // virDomainSetMaxMemory is SetMemoryFlags with MEM_MAXIMUM.
+            let a: DomMemoryArgs = args(p)?;
+            drv.set_memory(&lookup(&a.dom)?, a.memory, 4).await?;
+            void()
         }
         DOMAIN_IS_ACTIVE => {
             let a: DomArgs = args(p)?;
@@ -657,4 +672,46 @@ fn host_cpu_bitmap(maplen: usize) -> Vec<u8> {
         }
     }
     bits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_classification() {
+        for p in [
+            procs::DOMAIN_DEFINE_XML,
+            procs::DOMAIN_CREATE,
+            procs::DOMAIN_DESTROY,
+            procs::DOMAIN_OPEN_CONSOLE,
+            procs::DOMAIN_SET_MEMORY_FLAGS,
+            199, // SET_VCPUS_FLAGS, not served but still a change
+        ] {
+            assert!(is_write(p), "{p}");
+        }
+        for p in [
+            procs::AUTH_LIST,
+            procs::CONNECT_OPEN,
+            procs::CONNECT_LIST_ALL_DOMAINS,
+            procs::DOMAIN_GET_STATE,
+            procs::DOMAIN_GET_XML_DESC,
+            procs::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
+        ] {
+            assert!(!is_write(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn unsupported_calls_map_to_what_clients_fall_back_on() {
+        let e = unsupported(281);
+        assert_eq!((e.code as i32, e.domain as i32), (3, 10));
+        assert_eq!(
+            e.message,
+            "this function is not supported by the connection driver: virConnectListAllStoragePools"
+        );
+        let e = unsupported(4242);
+        assert_eq!((e.code as i32, e.domain as i32), (39, 7));
+        assert_eq!(e.message, "unknown procedure: 4242");
+    }
 }

@@ -33,6 +33,8 @@ pub mod procs {
     pub const DOMAIN_REBOOT: i32 = 27;
     pub const DOMAIN_RESUME: i32 = 28;
     pub const DOMAIN_SET_AUTOSTART: i32 = 29;
+    pub const DOMAIN_SET_MAX_MEMORY: i32 = 30;
+    pub const DOMAIN_SET_MEMORY: i32 = 31;
     pub const DOMAIN_SHUTDOWN: i32 = 33;
     pub const DOMAIN_SUSPEND: i32 = 34;
     pub const DOMAIN_UNDEFINE: i32 = 35;
@@ -63,6 +65,7 @@ pub mod procs {
     pub const DOMAIN_OPEN_CONSOLE: i32 = 201;
     pub const DOMAIN_IS_UPDATED: i32 = 202;
     pub const CONNECT_GET_SYSINFO: i32 = 203;
+    pub const DOMAIN_SET_MEMORY_FLAGS: i32 = 204;
     pub const DOMAIN_GET_STATE: i32 = 212;
     pub const DOMAIN_GET_VCPU_PIN_INFO: i32 = 230;
     pub const DOMAIN_UNDEFINE_FLAGS: i32 = 231;
@@ -91,8 +94,6 @@ pub fn function_name(proc_: i32) -> Option<&'static str> {
         CONNECT_GET_MAX_VCPUS => "virConnectGetMaxVcpus",
         8 => "virDomainAttachDevice",
         13 => "virDomainDetachDevice",
-        30 => "virDomainSetMaxMemory",
-        31 => "virDomainSetMemory",
         32 => "virDomainSetVcpus",
         54 => "virDomainRestore",
         55 => "virDomainSave",
@@ -102,7 +103,6 @@ pub fn function_name(proc_: i32) -> Option<&'static str> {
         182 => "virDomainManagedSave",
         184 => "virDomainManagedSaveRemove",
         199 => "virDomainSetVcpusFlags",
-        204 => "virDomainSetMemoryFlags",
         232 => "virDomainSaveFlags",
         233 => "virDomainRestoreFlags",
         243 => "virDomainBlockStatsFlags",
@@ -140,6 +140,8 @@ xdr_struct! { pub struct DomArgs { pub dom: Dom } }
 xdr_struct! { pub struct DomFlagsArgs { pub dom: Dom, pub flags: u32 } }
 xdr_struct! { pub struct DomI32Args { pub dom: Dom, pub value: i32 } }
 xdr_struct! { pub struct DomStringArgs { pub dom: Dom, pub value: String } }
+xdr_struct! { pub struct DomMemoryArgs { pub dom: Dom, pub memory: u64 } }
+xdr_struct! { pub struct DomMemoryFlagsArgs { pub dom: Dom, pub memory: u64, pub flags: u32 } }
 xdr_struct! { pub struct XmlFlagsArgs { pub xml: String, pub flags: u32 } }
 xdr_struct! { pub struct UuidArgs { pub uuid: [u8; 16] } }
 xdr_struct! { pub struct AuthListRet { pub types: Vec<i32> } }

@@ -1,6 +1,7 @@
 //! Console streams: the bytes of a guest's serial pty travel as STREAM
 //! packets (status CONTINUE) both ways; a client "finish" (STREAM, OK,
-//! empty) is confirmed with the same; guest EOF is an empty CONTINUE.
+//! empty) is confirmed with the same; guest EOF is an empty CONTINUE,
+//! after which the client finishes the stream as usual.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -90,13 +91,16 @@ async fn guest_to_client(conn: std::sync::Weak<Conn>, call: Header, pty: AsyncFd
             Err(_) => 0,
         };
         let Some(conn) = conn.upgrade() else { return };
-        conn.send_msg(stream_header(&call, STATUS_CONTINUE), &buf[..n])
-            .await;
         if n == 0 {
-            // End of stream told; forget it so no later packet follows.
-            drop(conn.take_stream(call.serial));
+            // End of stream: an empty CONTINUE packet. The stream stays
+            // registered so that the client's finish or abort that follows
+            // is still confirmed (the client waits for that).
+            conn.send_msg(stream_header(&call, STATUS_CONTINUE), &[])
+                .await;
             return;
         }
+        conn.send_msg(stream_header(&call, STATUS_CONTINUE), &buf[..n])
+            .await;
     }
 }
 
