@@ -6,9 +6,12 @@
 //! config types; the front ends on `driver`.
 
 pub mod cli;
+pub mod daemon_config;
 pub mod dbus;
+pub mod docgen;
 pub mod driver;
 pub mod error;
 pub mod rpc;
+pub mod systemd;
 pub mod vmm;
 pub mod xml;

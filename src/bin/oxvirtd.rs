@@ -4,10 +4,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use oxvirt::daemon_config::{self, BusSetting, Settings};
 use oxvirt::dbus::{self, Bus};
 use oxvirt::driver::{Driver, DriverConfig};
-use oxvirt::rpc;
+use oxvirt::{docgen, rpc, systemd};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,30 +54,22 @@ struct Args {
     /// Print the introspection XML of an interface (Connect or Domain) and exit.
     #[arg(long, value_name = "INTERFACE")]
     print_introspection: Option<String>,
+    /// Configuration file [default: /etc/oxvirt/oxvirtd.conf, or
+    /// $XDG_CONFIG_HOME/oxvirt/oxvirtd.conf when not run as root].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the settings in effect (defaults, file, options) and exit;
+    /// a broken configuration file is reported with its line number.
+    #[arg(long)]
+    check_config: bool,
+    /// Write man pages and shell completions into DIR and exit.
+    #[arg(long, value_name = "DIR", hide = true)]
+    generate_docs: Option<PathBuf>,
 }
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// Unprivileged defaults under the XDG directories, as libvirt's session daemon.
-fn session_dirs(cfg: &mut DriverConfig) {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".config"));
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".cache"));
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".local/share"));
-    cfg.config_dir = config.join("oxvirt/qemu");
-    cfg.run_dir = runtime.join("oxvirt/qemu/run");
-    cfg.state_dir = data.join("oxvirt/qemu");
 }
 
 /// Waits for SIGTERM or SIGINT and names it.
@@ -93,7 +89,21 @@ async fn stop_signal() -> &'static str {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: take the sockets systemd passed (if any) and
+    // clear LISTEN_* so no child inherits them.
+    let passed_fds = systemd::take_listen_fds();
     let args = Args::parse();
+    if let Some(dir) = &args.generate_docs {
+        let r = docgen::write(Args::command(), "8", true, dir)
+            .and_then(|()| docgen::write_library_programs(dir));
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("oxvirtd: cannot write into {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(which) = &args.print_introspection {
         return match dbus::interface_xml(which) {
             Some(xml) => {
@@ -106,36 +116,89 @@ fn main() -> ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zbus=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let bus = if let Some(a) = &args.bus_address {
-        Bus::Address(a.clone())
-    } else if args.system || (!args.session && is_root()) {
-        Bus::System
+
+    // Compiled-in defaults, then the configuration file, then options.
+    let defaults = if is_root() {
+        Settings::system_default()
     } else {
-        Bus::Session
+        Settings::session_default()
+    };
+    let conf_path = args.config.clone().unwrap_or_else(|| {
+        if is_root() {
+            PathBuf::from(daemon_config::SYSTEM_CONFIG)
+        } else {
+            Settings::session_config_path()
+        }
+    });
+    let must_exist = args.config.is_some();
+    let mut from_file = defaults.clone();
+    if let Err(e) = from_file.load_file(&conf_path, must_exist) {
+        eprintln!("oxvirtd: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut s = from_file.clone();
+    if let Some(a) = &args.bus_address {
+        s.bus = BusSetting::Address(a.clone());
+    } else if args.system {
+        s.bus = BusSetting::System;
+    } else if args.session {
+        s.bus = BusSetting::Session;
+    }
+    if let Some(d) = &args.config_dir {
+        s.config_dir = d.clone();
+    }
+    if let Some(d) = &args.run_dir {
+        s.run_dir = d.clone();
+    }
+    if let Some(d) = &args.state_dir {
+        s.state_dir = d.clone();
+    }
+    if let Some(v) = &args.vmm {
+        s.vmm_path = v.clone();
+    }
+    if args.no_rpc {
+        s.rpc_enabled = false;
+    }
+    if args.rpc_socket.is_some() || args.rpc_socket_ro.is_some() {
+        if let Some(p) = &args.rpc_socket {
+            s.rpc_socket = p.clone();
+        }
+        s.rpc_socket_ro = args.rpc_socket_ro.clone();
+    }
+    if args.check_config {
+        print!("# {}\n{}", conf_path.display(), s.render());
+        return ExitCode::SUCCESS;
+    }
+
+    let log_filter = |level: &str| {
+        let mut f = level.to_string();
+        if !f.contains("zbus") {
+            f.push_str(",zbus=error");
+        }
+        EnvFilter::new(f)
+    };
+    let env_log = std::env::var_os("RUST_LOG").is_some();
+    let filter = if env_log {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| log_filter(&s.log_level))
+    } else {
+        log_filter(&s.log_level)
+    };
+    let (filter, log_handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+
+    let bus = match &s.bus {
+        BusSetting::System => Bus::System,
+        BusSetting::Session => Bus::Session,
+        BusSetting::Address(a) => Bus::Address(a.clone()),
     };
     let mut cfg = DriverConfig::system_default();
-    if !is_root() {
-        session_dirs(&mut cfg);
-    }
-    if let Some(d) = args.config_dir {
-        cfg.config_dir = d;
-    }
-    if let Some(d) = args.run_dir {
-        cfg.run_dir = d;
-    }
-    if let Some(d) = args.state_dir {
-        cfg.state_dir = d;
-    }
-    if let Some(v) = args.vmm {
-        cfg.vmm_path = v;
-    }
+    cfg.config_dir = s.config_dir.clone();
+    cfg.run_dir = s.run_dir.clone();
+    cfg.state_dir = s.state_dir.clone();
+    cfg.vmm_path = s.vmm_path.clone();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -147,27 +210,50 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rpc_cfg = (!args.no_rpc).then(|| match (&args.rpc_socket, &args.rpc_socket_ro) {
-        (None, None) => rpc::RpcConfig::system_default(),
-        (rw, ro) => rpc::RpcConfig {
-            socket: rw
-                .clone()
-                .unwrap_or_else(|| rpc::RpcConfig::system_default().socket),
-            socket_ro: ro.clone(),
-        },
+    let rpc_cfg = s.rpc_enabled.then(|| rpc::RpcConfig {
+        socket: s.rpc_socket.clone(),
+        socket_ro: s.rpc_socket_ro.clone(),
     });
     let result = rt.block_on(async move {
-        // Bind first: refuse to start when another daemon serves the socket.
-        let listeners = rpc_cfg.as_ref().map(rpc::bind).transpose()?;
+        // SIGHUP re-reads the configuration file.
+        let reload = Reload {
+            path: conf_path,
+            must_exist,
+            defaults,
+            loaded: from_file,
+            env_log,
+        };
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hup) => {
+                tokio::spawn(reload.run(hup, move |f| log_filter(f), log_handle));
+            }
+            Err(e) => tracing::warn!("cannot handle SIGHUP: {e}"),
+        }
+        // Sockets from systemd (socket activation) or bound here. Binding
+        // refuses to start when another daemon serves the socket.
+        let listeners = match &rpc_cfg {
+            None => None,
+            Some(c) => {
+                let (rw, ro) = systemd::rpc_sockets(passed_fds);
+                match rw {
+                    Some(rw) => Some(rpc::adopt(rw, ro)?),
+                    None => Some(rpc::bind(c)?),
+                }
+            }
+        };
         let driver = Driver::open(cfg).await?;
         if let Some(l) = listeners {
             tokio::spawn(rpc::serve(l, driver.clone()));
+        }
+        if std::env::var_os("NOTIFY_SOCKET").is_some() {
+            tokio::spawn(announce_ready(bus.clone()));
         }
         tokio::select! {
             r = dbus::serve(bus, driver) => r,
             sig = stop_signal() => {
                 // Guests keep running in their own VMMs; the next daemon
                 // re-attaches to them.
+                systemd::notify("STOPPING=1");
                 tracing::info!("{sig} received, exiting; guests keep running");
                 Ok(())
             }
@@ -178,6 +264,102 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Tells systemd the daemon is ready once this process owns `org.libvirt`
+/// (the RPC sockets are listening by then).
+async fn announce_ready(bus: Bus) {
+    use zbus::names::BusName;
+    let builder = match &bus {
+        Bus::System => zbus::connection::Builder::system(),
+        Bus::Session => zbus::connection::Builder::session(),
+        Bus::Address(a) => zbus::connection::Builder::address(a.as_str()),
+    };
+    let conn = match builder {
+        Ok(b) => b.build().await,
+        Err(e) => Err(e),
+    };
+    let proxy = match conn {
+        Ok(c) => zbus::fdo::DBusProxy::new(&c).await.map(|p| (c, p)),
+        Err(e) => Err(e),
+    };
+    let Ok((_conn, proxy)) = proxy else {
+        tracing::warn!("cannot watch the bus for readiness; reporting ready now");
+        systemd::notify("READY=1");
+        return;
+    };
+    let me = std::process::id();
+    let Ok(name) = BusName::from_static_str(dbus::BUS_NAME) else {
+        return;
+    };
+    loop {
+        if let Ok(owner) = proxy.get_name_owner(name.clone()).await
+            && let Ok(pid) = proxy
+                .get_connection_unix_process_id(BusName::from(owner.into_inner()))
+                .await
+            && pid == me
+        {
+            systemd::notify(&format!(
+                "READY=1\nSTATUS=serving {} and the libvirt RPC sockets",
+                dbus::BUS_NAME
+            ));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+type LogHandle = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// What SIGHUP needs to re-read the configuration file.
+struct Reload {
+    path: PathBuf,
+    must_exist: bool,
+    defaults: Settings,
+    loaded: Settings,
+    env_log: bool,
+}
+
+impl Reload {
+    async fn run(
+        self,
+        mut hup: tokio::signal::unix::Signal,
+        filter: impl Fn(&str) -> EnvFilter + Send + 'static,
+        handle: LogHandle,
+    ) {
+        while hup.recv().await.is_some() {
+            systemd::notify("RELOADING=1");
+            let mut fresh = self.defaults.clone();
+            match fresh.load_file(&self.path, self.must_exist) {
+                Ok(()) => {
+                    if self.env_log {
+                        tracing::info!(
+                            "reloaded {}; RUST_LOG sets the log level",
+                            self.path.display()
+                        );
+                    } else if let Err(e) = handle.reload(filter(&fresh.log_level)) {
+                        tracing::warn!("cannot change the log level: {e}");
+                    } else {
+                        tracing::info!(
+                            "reloaded {}; log level {}",
+                            self.path.display(),
+                            fresh.log_level
+                        );
+                    }
+                    let mut other = fresh.clone();
+                    other.log_level = self.loaded.log_level.clone();
+                    if other != self.loaded {
+                        tracing::warn!(
+                            "{} changes settings other than log_level; they take effect when oxvirtd restarts",
+                            self.path.display()
+                        );
+                    }
+                }
+                Err(e) => tracing::error!("{e}; keeping the previous settings"),
+            }
+            systemd::notify("READY=1");
         }
     }
 }

@@ -17,4 +17,4 @@ pub mod server;
 mod stream;
 pub mod xdr;
 
-pub use server::{Listeners, RpcConfig, bind, serve};
+pub use server::{Listeners, RpcConfig, adopt, bind, serve};

@@ -145,6 +145,41 @@ pub fn bind(cfg: &RpcConfig) -> Result<Listeners> {
     Ok(Listeners { rw, ro, paths })
 }
 
+/// Listeners the service manager bound for us (socket activation): used
+/// as they are, without touching the socket files' owner or mode.
+pub fn adopt(
+    rw: std::os::unix::net::UnixListener,
+    ro: Option<std::os::unix::net::UnixListener>,
+) -> Result<Listeners> {
+    let wrap = |l: std::os::unix::net::UnixListener| -> Result<(UnixListener, PathBuf)> {
+        let path = l
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("(passed socket)"));
+        l.set_nonblocking(true)
+            .and_then(|()| UnixListener::from_std(l))
+            .map(|l| (l, path.clone()))
+            .map_err(|e| {
+                sys_err(
+                    format!("cannot use the passed socket {}", path.display()),
+                    e,
+                )
+            })
+    };
+    let (rw, rw_path) = wrap(rw)?;
+    let mut paths = vec![rw_path];
+    let ro = match ro {
+        Some(l) => {
+            let (l, p) = wrap(l)?;
+            paths.push(p);
+            Some(l)
+        }
+        None => None,
+    };
+    Ok(Listeners { rw, ro, paths })
+}
+
 /// Serves connections until the process ends.
 pub async fn serve(listeners: Listeners, driver: Driver) {
     let shared = Arc::new(Shared {
