@@ -3,7 +3,8 @@
 # CI runs. With --install it first installs, through apt, what the tests use:
 # the Debian packages they compare against (libvirt's schemas and clients,
 # libvirt-dbus's interface files, xmllint, QEMU's image tools), the compiler
-# for the freestanding test guest, and the private D-Bus daemon.
+# for the freestanding test guest, the private D-Bus daemon, and the Debian
+# packaging tools (debhelper, lintian, debootstrap).
 #
 # Every test that boots a guest boots it for real on /dev/kvm: the
 # freestanding test guest (compat-tests/guest/testos) and a stock Debian
@@ -18,7 +19,8 @@ if [ "${1:-}" = "--install" ]; then
         gcc make binutils libc6-dev python3 \
         libvirt0 libxml2-utils libvirt-clients python3-libvirt virtinst \
         libvirt-dbus dbus python3-dbus \
-        qemu-utils lz4 socat tmux iproute2 >/dev/null
+        qemu-utils lz4 socat tmux iproute2 \
+        debhelper lintian debootstrap systemd util-linux >/dev/null
 fi
 
 export OXVIRT_DEBIAN_GUEST=${OXVIRT_DEBIAN_GUEST:-/var/lib/oxvirt/guest-debian}
@@ -37,3 +39,8 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
+
+echo "== Debian package: build, file list, lintian, systemd-analyze verify"
+compat-tests/packaging/check-deb.sh
+echo "== Debian package: install into a debootstrapped Debian 12 root and serve D-Bus there"
+compat-tests/packaging/install-test.sh

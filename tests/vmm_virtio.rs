@@ -374,6 +374,11 @@ fn net_on_a_tap_in_a_namespace() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("net-host.py");
+    // Start the guest only once the host side listens on the tap.
+    let mut host_out = std::io::BufReader::new(host.stdout.take().expect("net-host.py stdout"));
+    let mut first = String::new();
+    let _ = std::io::BufRead::read_line(&mut host_out, &mut first);
+    assert_eq!(first.trim(), "listening", "net-host.py did not start");
     let mut vmm = Command::new("ip")
         .args(["netns", "exec", &name, &vmm_common::vmm()])
         .arg("--kernel")
@@ -406,8 +411,9 @@ fn net_on_a_tap_in_a_namespace() {
         let _ = vmm.wait();
     }
     let _ = host.kill();
-    let out = host.wait_with_output().expect("net-host.py output");
-    let host_log = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut host_log = String::new();
+    let _ = host_out.read_to_string(&mut host_log);
+    let _ = host.wait();
     let log = std::fs::read_to_string(&serial).unwrap_or_default();
     assert_passes(
         &log,

@@ -64,6 +64,9 @@ def main():
     s.bind((ifname, 0x88B5))
     s.settimeout(0.2)
     mymac = s.getsockname()[4]
+    # The guest sends its frames as soon as it boots: whoever starts the guest
+    # waits for this line so that none is sent before the socket is bound.
+    print("listening", flush=True)
     if not wait(log, r"^INFO net-\S+ ready"):
         print("guest not ready")
         return 1
