@@ -6,6 +6,9 @@ use oxvirt::vmm::cli::Args;
 use oxvirt::vmm::control::{ControlAddr, ControlServer};
 use oxvirt::vmm::exit::EXIT_ERROR;
 use oxvirt::vmm::vm::Vm;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn fail(e: impl std::fmt::Display) -> ! {
     eprintln!("oxvirt-vmm: error: {e}");
@@ -13,11 +16,16 @@ fn fail(e: impl std::fmt::Display) -> ! {
 }
 
 fn main() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OXVIRT_VMM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // `Targets` rather than `EnvFilter`: the same `level,target=level`
+    // syntax without a regex engine, which keeps the per-guest process
+    // small.
+    let filter: Targets = std::env::var("OXVIRT_VMM_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::WARN));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
 
     let args = match Args::try_parse() {
@@ -28,6 +36,14 @@ fn main() {
         }
         Err(e) => fail(e.to_string().trim_start_matches("error: ").trim_end()),
     };
+    if args.probe_host {
+        let probe = oxvirt::vmm::probe::probe_host().unwrap_or_else(|e| fail(e));
+        println!(
+            "{}",
+            serde_json::to_string(&probe).unwrap_or_else(|e| fail(e))
+        );
+        std::process::exit(0);
+    }
     let cfg = args.to_config().unwrap_or_else(|e| fail(e));
     let control = match &args.control_socket {
         Some(s) => {

@@ -76,6 +76,63 @@ fn group_text(cmd: &clap::Command, title: &str, keyword: &str, names: &[&str]) -
     out
 }
 
+/// virsh's type word for an argument's value.
+fn value_type(arg: &clap::Arg) -> &'static str {
+    match arg.get_id().as_str() {
+        "size" | "count" | "timeout" | "period" => "<number>",
+        _ => "<string>",
+    }
+}
+
+/// One command's help in virsh's layout: NAME, SYNOPSIS, DESCRIPTION and
+/// OPTIONS, where a required positional argument is `<name>` in the
+/// synopsis and `[--name] <type>` among the options.
+fn command_help(cmd: &clap::Command) -> String {
+    let name = cmd.get_name();
+    let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+    let description = cmd
+        .get_long_about()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| about.clone());
+    let mut synopsis = vec![name.to_string()];
+    let mut options = Vec::new();
+    let args = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_global_set())
+        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"));
+    for arg in args {
+        let long = arg
+            .get_long()
+            .map(str::to_string)
+            .unwrap_or_else(|| arg.get_id().to_string());
+        let takes_value = arg.get_action().takes_values();
+        let (synopsis_word, option_word) = if arg.is_positional() && arg.is_required_set() {
+            (
+                format!("<{long}>"),
+                format!("[--{long}] {}", value_type(arg)),
+            )
+        } else if takes_value {
+            let w = format!("--{long} {}", value_type(arg));
+            (format!("[{w}]"), w)
+        } else {
+            (format!("[--{long}]"), format!("--{long}"))
+        };
+        synopsis.push(synopsis_word);
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        options.push(format!("    {option_word:<15}  {help}\n"));
+    }
+    let mut out = format!(
+        "  NAME\n    {name} - {about}\n\n  SYNOPSIS\n    {}\n\n  DESCRIPTION\n    {description}\n\n",
+        synopsis.join(" ")
+    );
+    if !options.is_empty() {
+        out.push_str("  OPTIONS\n");
+        out.extend(options);
+        out.push('\n');
+    }
+    out
+}
+
 pub fn help(topic: Option<&str>) -> Result<String> {
     let mut cmd = Cli::command();
     match topic {
@@ -92,7 +149,7 @@ pub fn help(topic: Option<&str>) -> Result<String> {
                 return Ok(group_text(&cmd, title, kw, names));
             }
             match cmd.find_subcommand_mut(t) {
-                Some(sub) if !sub.is_hide_set() => Ok(sub.render_help().to_string()),
+                Some(sub) if !sub.is_hide_set() => Ok(command_help(sub)),
                 _ => Err(CliError::ctx(format!(
                     "command or command group '{t}' doesn't exist"
                 ))),
@@ -116,6 +173,17 @@ mod tests {
             );
         }
         let text = help(None).unwrap();
+        let dominfo = help(Some("dominfo")).unwrap();
+        assert!(
+            dominfo.starts_with(
+                "  NAME\n    dominfo - domain information\n\n  SYNOPSIS\n    dominfo <domain>\n\n"
+            ),
+            "{dominfo}"
+        );
+        assert!(
+            dominfo.ends_with("  OPTIONS\n    [--domain] <string>  domain name, id or uuid\n\n"),
+            "{dominfo}"
+        );
         assert!(text.starts_with("Grouped commands:\n\n Domain Management (help keyword 'domain'):\n    autostart                      autostart a domain\n"));
     }
 }

@@ -55,10 +55,7 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             let obj = drv.lookup_by_id(id)?;
             call.ok(&(opath(&obj.uuid)?,)).await
         }
-        "GetCapabilities" => {
-            call.ok(&(host::capabilities_xml(&host::host_uuid()),))
-                .await
-        }
+        "GetCapabilities" => call.ok(&(drv.capabilities_xml(),)).await,
         "GetDomainCapabilities" => {
             let (emu, arch, machine, virt, _flags): (String, String, String, String, u32) =
                 call.args()?;

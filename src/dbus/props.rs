@@ -14,26 +14,13 @@ use super::call::{Call, INVALID_ARGS};
 use super::spec;
 use super::spec_types::Interface;
 
-/// Version numbers reported as libvirt's (`major * 1_000_000 + minor * 1000 + micro`).
-pub const LIB_VERSION: u64 = 9_000_000;
-
-fn crate_version() -> u64 {
-    let mut parts = env!("CARGO_PKG_VERSION")
-        .split('.')
-        .map(|p| p.parse::<u64>().unwrap_or(0));
-    let major = parts.next().unwrap_or(0);
-    let minor = parts.next().unwrap_or(0);
-    let micro = parts.next().unwrap_or(0);
-    major * 1_000_000 + minor * 1000 + micro
-}
-
 fn connect_prop(name: &str) -> Result<Value<'static>> {
     Ok(match name {
         "Encrypted" => Value::Bool(false),
         "Secure" => Value::Bool(true),
         "Hostname" => Value::Str(Str::from(host::hostname())),
-        "LibVersion" => Value::U64(LIB_VERSION),
-        "Version" => Value::U64(crate_version()),
+        "LibVersion" => Value::U64(host::LIB_VERSION),
+        "Version" => Value::U64(host::HYPERVISOR_VERSION),
         _ => return Err(Error::internal(format!("no property {name}"))),
     })
 }

@@ -1,9 +1,25 @@
 //! Facts about the host: CPUs, memory, capabilities XML, sysinfo. Read
-//! from /proc and /sys on each call.
+//! from /proc and /sys on each call; what only KVM knows comes once from
+//! `oxvirt-vmm --probe-host`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::vmm::probe::HostProbe;
 
 use crate::error::{Error, Result};
+
+/// The hypervisor version every front end reports (`virConnectGetVersion`),
+/// in libvirt's `major * 1_000_000 + minor * 1000 + micro` form. Clients
+/// such as virt-install gate features on the QEMU version behind the
+/// `qemu:///` URI, so this is the QEMU level whose features oxvirt's XML
+/// handling matches, not oxvirt's own version.
+pub const HYPERVISOR_VERSION: u64 = 7_002_000;
+
+/// The libvirt API level both front ends match (`virConnectGetLibVersion`).
+pub const LIB_VERSION: u64 = 9_000_000;
 
 /// The host's hostname.
 pub fn hostname() -> String {
@@ -144,9 +160,70 @@ fn xml_escape(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
+/// Runs `VMM --probe-host` (bounded to a few seconds); `None` if the VMM
+/// cannot tell, in which case the capabilities leave the TSC out as
+/// libvirt does when KVM gives no answer.
+pub fn probe_kvm(vmm: &Path) -> Option<HostProbe> {
+    let mut child = Command::new(vmm)
+        .arg("--probe-host")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// `sockets dies cores threads` of the host, from the CPU topology in sysfs.
+fn cpu_topology(cpus: usize) -> (usize, usize, usize) {
+    let read = |cpu: usize, leaf: &str| -> Option<String> {
+        std::fs::read_to_string(format!("/sys/devices/system/cpu/cpu{cpu}/topology/{leaf}"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let mut packages = std::collections::BTreeSet::new();
+    let mut cores = std::collections::BTreeSet::new();
+    for cpu in 0..cpus {
+        let pkg = read(cpu, "physical_package_id").unwrap_or_default();
+        cores.insert((pkg.clone(), read(cpu, "core_id").unwrap_or_default()));
+        packages.insert(pkg);
+    }
+    let sockets = packages.len().max(1);
+    let cores_per_socket = (cores.len() / sockets).max(1);
+    let threads = (cpus / (sockets * cores_per_socket)).max(1);
+    (sockets, cores_per_socket, threads)
+}
+
 /// `virConnectGetCapabilities`.
-pub fn capabilities_xml(host_uuid: &str) -> String {
+pub fn capabilities_xml(host_uuid: &str, kvm: Option<HostProbe>) -> String {
     let cpus = cpu_count();
+    let (sockets, cores, threads) = cpu_topology(cpus);
+    let counter = kvm
+        .filter(|k| k.tsc_khz > 0)
+        .map(|k| {
+            format!(
+                "      <counter name='tsc' frequency='{}' scaling='{}'/>\n",
+                u64::from(k.tsc_khz) * 1000,
+                if k.tsc_scaling { "yes" } else { "no" }
+            )
+        })
+        .unwrap_or_default();
     let mem = total_memory_kib();
     let mut cpu_list = String::new();
     for i in 0..cpus {
@@ -155,7 +232,7 @@ pub fn capabilities_xml(host_uuid: &str) -> String {
         ));
     }
     format!(
-        "<capabilities>\n\n  <host>\n    <uuid>{host_uuid}</uuid>\n    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n    <power_management/>\n    <iommu support='no'/>\n    <migration_features>\n      <live/>\n    </migration_features>\n    <topology>\n      <cells num='1'>\n        <cell id='0'>\n          <memory unit='KiB'>{mem}</memory>\n          <cpus num='{cpus}'>\n{cpu_list}          </cpus>\n        </cell>\n      </cells>\n    </topology>\n  </host>\n\n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n      <emulator>/usr/libexec/oxvirt-vmm</emulator>\n      <machine maxCpus='254'>pc</machine>\n      <domain type='kvm'/>\n    </arch>\n    <features>\n      <acpi default='on' toggle='yes'/>\n      <apic default='on' toggle='no'/>\n    </features>\n  </guest>\n\n</capabilities>\n"
+        "<capabilities>\n\n  <host>\n    <uuid>{host_uuid}</uuid>\n    <cpu>\n      <arch>x86_64</arch>\n{counter}      <topology sockets='{sockets}' dies='1' cores='{cores}' threads='{threads}'/>\n    </cpu>\n    <power_management/>\n    <iommu support='no'/>\n    <migration_features>\n      <live/>\n    </migration_features>\n    <topology>\n      <cells num='1'>\n        <cell id='0'>\n          <memory unit='KiB'>{mem}</memory>\n          <cpus num='{cpus}'>\n{cpu_list}          </cpus>\n        </cell>\n      </cells>\n    </topology>\n  </host>\n\n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n      <emulator>/usr/libexec/oxvirt-vmm</emulator>\n      <machine maxCpus='254'>pc</machine>\n      <domain type='kvm'/>\n    </arch>\n    <features>\n      <acpi default='on' toggle='yes'/>\n      <apic default='on' toggle='no'/>\n    </features>\n  </guest>\n\n</capabilities>\n"
     )
 }
 

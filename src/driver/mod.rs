@@ -77,9 +77,17 @@ pub(crate) struct Inner {
     pub generation: AtomicU64,
     pub autostarted: std::sync::atomic::AtomicBool,
     pub events: broadcast::Sender<LifecycleEvent>,
+    /// What `oxvirt-vmm --probe-host` said, asked once.
+    pub host_probe: std::sync::OnceLock<Option<crate::vmm::probe::HostProbe>>,
 }
 
 impl Inner {
+    fn host_probe(&self) -> Option<crate::vmm::probe::HostProbe> {
+        *self
+            .host_probe
+            .get_or_init(|| host::probe_kvm(&self.cfg.vmm_path))
+    }
+
     pub fn emit(&self, uuid: Uuid, name: &str, event: EventType, detail: i32) {
         tracing::info!(domain = name, ?event, detail, "lifecycle event");
         let _ = self.events.send(LifecycleEvent {
@@ -124,6 +132,7 @@ impl Driver {
             generation: AtomicU64::new(1),
             autostarted: std::sync::atomic::AtomicBool::new(false),
             events,
+            host_probe: std::sync::OnceLock::new(),
         });
         let drv = Driver { inner };
         for loaded in drv.inner.store.load_all() {
@@ -147,7 +156,16 @@ impl Driver {
         lifecycle::reattach_all(&drv.inner).await;
         let next = drv.inner.registry.max_id() + 1;
         drv.inner.next_id.store(next, Ordering::SeqCst);
+        // Ask KVM about the host in the background, so the first
+        // capabilities request finds the answer ready.
+        let probing = drv.inner.clone();
+        tokio::task::spawn_blocking(move || probing.host_probe());
         Ok(drv)
+    }
+
+    /// `virConnectGetCapabilities`.
+    pub fn capabilities_xml(&self) -> String {
+        host::capabilities_xml(&host::host_uuid(), self.inner.host_probe())
     }
 
     /// Starts the domains marked autostart, once per daemon run. Front

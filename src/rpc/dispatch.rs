@@ -21,13 +21,6 @@ pub enum Outcome {
     Console(std::fs::File),
 }
 
-/// The hypervisor version reported to clients, in libvirt's
-/// `major * 1_000_000 + minor * 1000 + micro` form. Clients such as
-/// virt-install gate features on a QEMU-like version, so report the QEMU
-/// level whose features oxvirt's XML handling matches.
-const HV_VERSION: u64 = 7_002_000;
-/// The libvirt API level the protocol matches.
-const LIB_VERSION: u64 = 9_000_000;
 /// The URI this driver answers to.
 const URI: &str = "qemu:///system";
 
@@ -180,8 +173,12 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         CONNECT_GET_TYPE => reply(&StringRet {
             value: "QEMU".into(),
         }),
-        CONNECT_GET_VERSION => reply(&U64Ret { value: HV_VERSION }),
-        CONNECT_GET_LIB_VERSION => reply(&U64Ret { value: LIB_VERSION }),
+        CONNECT_GET_VERSION => reply(&U64Ret {
+            value: host::HYPERVISOR_VERSION,
+        }),
+        CONNECT_GET_LIB_VERSION => reply(&U64Ret {
+            value: host::LIB_VERSION,
+        }),
         CONNECT_GET_URI => reply(&StringRet { value: URI.into() }),
         CONNECT_GET_HOSTNAME => reply(&StringRet {
             value: host::hostname(),
@@ -229,7 +226,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             })
         }
         CONNECT_GET_CAPABILITIES => reply(&StringRet {
-            value: host::capabilities_xml(&host::host_uuid()),
+            value: drv.capabilities_xml(),
         }),
         CONNECT_GET_DOMAIN_CAPABILITIES => {
             let a: DomainCapsArgs = args(p)?;

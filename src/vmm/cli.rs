@@ -20,6 +20,9 @@ use super::error::{Error, Result};
                   4 KVM internal error, 5 stopped by quit or a signal."
 )]
 pub struct Args {
+    /// Print what KVM reports about the host (TSC frequency) as JSON and exit.
+    #[arg(long, exclusive = true)]
+    pub probe_host: bool,
     /// Read the VmConfig (JSON) from this file.
     #[arg(long, conflicts_with_all = ["config_fd", "kernel"])]
     pub config: Option<PathBuf>,

@@ -17,6 +17,8 @@ pub mod error;
 pub mod exit;
 pub mod layout;
 pub mod memory;
+pub mod output_pump;
+pub mod probe;
 pub mod serial_backend;
 pub mod vcpu;
 pub mod virtio;

@@ -31,6 +31,7 @@ use super::error::{Error, Result};
 use super::exit::{ExitReason, ExitSignal};
 use super::layout;
 use super::memory::{self, GuestMemory};
+use super::output_pump::{self, PumpHandle};
 use super::serial_backend::{self, SerialBackend};
 use super::vcpu::{self, RunControl, Vcpu};
 use super::virtio;
@@ -49,6 +50,8 @@ pub struct Vm {
     serial: Arc<Mutex<SerialDevice>>,
     ged: Arc<Mutex<Ged>>,
     backend: SerialBackend,
+    /// Writer thread of COM1's output.
+    serial_pump: PumpHandle,
     vcpus: Vec<Vcpu>,
     virtio: virtio::setup::Devices,
 }
@@ -86,16 +89,9 @@ impl Vm {
             )));
         }
         let vm = Arc::new(kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?);
-        vm.set_tss_address(layout::KVM_TSS_ADDRESS as usize)
-            .map_err(Error::kvm("KVM_SET_TSS_ADDR"))?;
-        vm.create_irq_chip()
-            .map_err(Error::kvm("KVM_CREATE_IRQCHIP"))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        vm.create_pit2(pit).map_err(Error::kvm("KVM_CREATE_PIT2"))?;
-
+        // Guest RAM is registered before the irqchip and PIT exist: a memslot
+        // added to a VM that already has them costs a few milliseconds more
+        // (measured 5 ms vs 0.3 ms for 256 MiB), which dominates start-up.
         let mem = memory::create(mem_bytes)?;
         for (slot, region) in mem.iter().enumerate() {
             let r = kvm_userspace_memory_region {
@@ -110,6 +106,15 @@ impl Vm {
             unsafe { vm.set_user_memory_region(r) }
                 .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
         }
+        vm.set_tss_address(layout::KVM_TSS_ADDRESS as usize)
+            .map_err(Error::kvm("KVM_SET_TSS_ADDR"))?;
+        vm.create_irq_chip()
+            .map_err(Error::kvm("KVM_CREATE_IRQCHIP"))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        vm.create_pit2(pit).map_err(Error::kvm("KVM_CREATE_PIT2"))?;
 
         let topology = cfg.cpus.topology();
         let rsdp = acpi::write(
@@ -143,7 +148,9 @@ impl Vm {
 
         let mut backend = backend;
         let guest_out = std::mem::replace(&mut backend.out, Box::new(std::io::sink()));
-        let serial = shared(SerialDevice::new(serial_irq, guest_out));
+        let (guest_out, serial_pump) =
+            output_pump::spawn("serial-out", guest_out).map_err(Error::io("thread"))?;
+        let serial = shared(SerialDevice::new(serial_irq, Box::new(guest_out)));
         let ged = shared(Ged::new(ged_irq));
         let i8042 = Arc::new(Mutex::new(I8042::new(exit.clone())));
         let pci = Arc::new(Mutex::new(PciRoot::default()));
@@ -222,6 +229,7 @@ impl Vm {
             serial,
             ged,
             backend,
+            serial_pump,
             vcpus,
             virtio,
         })
@@ -362,6 +370,7 @@ impl Vm {
             c.cleanup();
         }
         self.backend.cleanup();
+        self.serial_pump.drain();
         self.virtio.shutdown();
         // Give the vCPU threads a moment to leave KVM_RUN cleanly.
         for _ in 0..100 {
