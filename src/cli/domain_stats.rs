@@ -104,31 +104,49 @@ fn find_entry(st: &super::bus::Params, group: &str, dev: &str) -> Option<u64> {
     })
 }
 
+/// virsh's lines for block statistics, in its order: (stats key, label).
+const BLKSTAT_LINES: [(&str, &str); 9] = [
+    ("rd.reqs", "rd_req"),
+    ("rd.bytes", "rd_bytes"),
+    ("wr.reqs", "wr_req"),
+    ("wr.bytes", "wr_bytes"),
+    ("errors", "errs"),
+    ("fl.reqs", "flush_operations"),
+    ("rd.times", "rd_total_times"),
+    ("wr.times", "wr_total_times"),
+    ("fl.times", "flush_total_times"),
+];
+
 pub fn domblkstat(bus: &Bus, name: &str, dev: Option<&str>) -> Result<String> {
     let d = lookup(bus, name)?;
     let devname = dev.unwrap_or("");
-    let ctx = format!("Failed to get block stats {} {devname}", d.name);
-    let st = d
-        .stats(bus, STATS_BLOCK)
-        .map_err(|e| e.with_ctx(ctx.clone()))?;
-    let Some(i) = find_entry(&st, "block", devname) else {
-        return Err(
-            CliError::ctx(ctx).with_msg(format!("invalid argument: invalid path: {devname}"))
-        );
+    if d.id(bus)?.is_none() {
+        return Err(CliError::msg(
+            "Requested operation is not valid: domain is not running",
+        ));
+    }
+    let st = d.stats(bus, STATS_BLOCK)?;
+    // No device: every disk summed, as libvirt reports it.
+    let entries: Vec<u64> = if devname.is_empty() {
+        (0..param_u64(&st, "block.count").unwrap_or(0)).collect()
+    } else {
+        match find_entry(&st, "block", devname) {
+            Some(i) => vec![i],
+            None => {
+                return Err(CliError::msg(format!(
+                    "invalid argument: invalid path: {devname}"
+                )));
+            }
+        }
     };
     let mut out = String::new();
-    for (key, label) in [
-        ("rd.reqs", "rd_req"),
-        ("rd.bytes", "rd_bytes"),
-        ("wr.reqs", "wr_req"),
-        ("wr.bytes", "wr_bytes"),
-        ("errors", "errs"),
-        ("fl.reqs", "flush_operations"),
-        ("rd.times", "rd_total_times"),
-        ("wr.times", "wr_total_times"),
-        ("fl.times", "flush_total_times"),
-    ] {
-        if let Some(v) = param_i64(&st, &format!("block.{i}.{key}")) {
+    for (key, label) in BLKSTAT_LINES {
+        let values: Vec<i64> = entries
+            .iter()
+            .filter_map(|i| param_i64(&st, &format!("block.{i}.{key}")))
+            .collect();
+        if values.len() == entries.len() {
+            let v: i64 = values.iter().sum();
             out.push_str(&format!("{devname} {label} {v}\n"));
         }
     }

@@ -53,11 +53,70 @@ pub fn stats_record(s: &DomainStats, groups: u32) -> HashMap<String, OwnedValue>
             }
         }
     }
-    if groups & INTERFACE != 0 {
-        put(&mut m, "net.count", Value::U32(0));
+    if groups & INTERFACE != 0 && active {
+        put(&mut m, "net.count", Value::U32(s.net.len() as u32));
+        for (i, n) in s.net.iter().enumerate() {
+            put(&mut m, format!("net.{i}.name"), Value::from(n.name.clone()));
+            if let Some(c) = &n.counters {
+                for (k, v) in [
+                    ("rx.bytes", c.rx_bytes),
+                    ("rx.pkts", c.rx_packets),
+                    ("rx.errs", c.rx_errs),
+                    ("rx.drop", c.rx_drop),
+                    ("tx.bytes", c.tx_bytes),
+                    ("tx.pkts", c.tx_packets),
+                    ("tx.errs", c.tx_errs),
+                    ("tx.drop", c.tx_drop),
+                ] {
+                    put(&mut m, format!("net.{i}.{k}"), Value::U64(v));
+                }
+            }
+        }
     }
     if groups & BLOCK != 0 {
-        put(&mut m, "block.count", Value::U32(0));
+        put(&mut m, "block.count", Value::U32(s.block.len() as u32));
+        for (i, b) in s.block.iter().enumerate() {
+            put(
+                &mut m,
+                format!("block.{i}.name"),
+                Value::from(b.name.clone()),
+            );
+            if let Some(p) = &b.path {
+                put(&mut m, format!("block.{i}.path"), Value::from(p.clone()));
+            }
+            if let Some(io) = &b.io {
+                for (k, v) in [
+                    ("rd.reqs", io.rd_reqs),
+                    ("rd.bytes", io.rd_bytes),
+                    ("rd.times", io.rd_times),
+                    ("wr.reqs", io.wr_reqs),
+                    ("wr.bytes", io.wr_bytes),
+                    ("wr.times", io.wr_times),
+                    ("fl.reqs", io.fl_reqs),
+                    ("fl.times", io.fl_times),
+                    ("errors", io.errors),
+                ] {
+                    put(&mut m, format!("block.{i}.{k}"), Value::U64(v));
+                }
+            }
+            if let Some(z) = &b.sizes {
+                put(
+                    &mut m,
+                    format!("block.{i}.allocation"),
+                    Value::U64(z.allocation),
+                );
+                put(
+                    &mut m,
+                    format!("block.{i}.capacity"),
+                    Value::U64(z.capacity),
+                );
+                put(
+                    &mut m,
+                    format!("block.{i}.physical"),
+                    Value::U64(z.physical),
+                );
+            }
+        }
     }
     m
 }
