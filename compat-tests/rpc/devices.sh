@@ -1,6 +1,6 @@
 #!/bin/bash
 # A guest with a raw disk, a qcow2 disk and a NIC on a bridge, driven by
-# the real virsh: domblkstat, domifstat, domiflist, setmem with the
+# the real virsh: domblkstat, domifstat, domiflist, domstats, setmem with the
 # balloon, domifaddr, the reboot and balloon-change events, and that no
 # tap outlives the guest or a failed start.
 #
@@ -132,6 +132,9 @@ expect dev-domblkstat-human 0 'number of bytes written: +4096' -- domblkstat dev
 expect dev-domblkstat-unknown 1 'invalid path: vdx' -- domblkstat dev1 vdx
 expect dev-domifstat 0 '^vnet0 tx_packets [4-9]' -- domifstat dev1 vnet0
 expect dev-domifstat-mac 0 '^52:54:00:6f:78:05 tx_bytes [1-9]' -- domifstat dev1 52:54:00:6f:78:05
+expect dev-domstats-net 0 'net\.0\.name=vnet0' -- domstats dev1 --interface
+expect dev-domstats-block 0 'block\.1\.path='"$tmp/disk.qcow2" -- domstats dev1 --block
+expect dev-domstats-all 0 'block\.0\.wr\.bytes=4096' -- domstats
 expect dev-setmem 0 '' -- setmem dev1 131008 --live
 used() { virsh -c "$U" dominfo dev1 | grep -Eq 'Used memory: +131008 KiB'; }
 wait_for "dominfo shows the ballooned memory" used && pass "dominfo Used memory follows the balloon"

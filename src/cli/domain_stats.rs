@@ -213,8 +213,9 @@ pub fn domifstat(bus: &Bus, name: &str, iface: &str) -> Result<String> {
     let d = lookup(bus, name)?;
     let ctx = format!("Failed to get interface stats {} {iface}", d.name);
     if d.id(bus)?.is_none() {
-        return Err(CliError::ctx(ctx)
-            .with_msg("Requested operation is not valid: domain is not running"));
+        return Err(
+            CliError::ctx(ctx).with_msg("Requested operation is not valid: domain is not running")
+        );
     }
     let st = d
         .stats(bus, STATS_INTERFACE)

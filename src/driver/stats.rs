@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+
 use crate::vmm::config::DiskFormat;
 
 use super::domain::{DomainInfo, DomainObj};
@@ -223,4 +224,140 @@ pub fn block_io(stats: &DomainStats, path: &str) -> Result<BlockIo> {
         .find(|b| b.name == path || b.path.as_deref() == Some(path))
         .map(|b| b.io.unwrap_or_default())
         .ok_or_else(|| Error::invalid_arg(format!("invalid path: {path}")))
+}
+
+/// `virDomainStatsTypes` groups.
+pub mod groups {
+    pub const STATE: u32 = 1;
+    pub const CPU_TOTAL: u32 = 2;
+    pub const BALLOON: u32 = 4;
+    pub const VCPU: u32 = 8;
+    pub const INTERFACE: u32 = 16;
+    pub const BLOCK: u32 = 32;
+}
+
+/// A typed parameter's value in a statistics record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatValue {
+    Int(i32),
+    UInt(u32),
+    ULLong(u64),
+    Str(String),
+}
+
+fn put(m: &mut Vec<(String, StatValue)>, key: impl Into<String>, v: StatValue) {
+    m.push((key.into(), v));
+}
+
+/// The typed parameters libvirt reports for `groups` (0 means every
+/// group oxvirt has), in libvirt's order.
+pub fn record(s: &DomainStats, wanted: u32) -> Vec<(String, StatValue)> {
+    let wanted = if wanted == 0 { u32::MAX } else { wanted };
+    let mut m = Vec::new();
+    let active = s.info.id.is_some();
+    if wanted & groups::STATE != 0 {
+        put(&mut m, "state.state", StatValue::Int(s.info.state as i32));
+        put(&mut m, "state.reason", StatValue::Int(s.info.reason));
+    }
+    if wanted & groups::CPU_TOTAL != 0 && active {
+        let t = s.cpu_time_ns();
+        put(&mut m, "cpu.time", StatValue::ULLong(t));
+        put(&mut m, "cpu.user", StatValue::ULLong(0));
+        put(&mut m, "cpu.system", StatValue::ULLong(t));
+    }
+    if wanted & groups::BALLOON != 0 {
+        put(
+            &mut m,
+            "balloon.current",
+            StatValue::ULLong(s.info.memory_kib),
+        );
+        put(
+            &mut m,
+            "balloon.maximum",
+            StatValue::ULLong(s.info.max_memory_kib),
+        );
+        if let Some(rss) = s.rss_kib {
+            put(&mut m, "balloon.rss", StatValue::ULLong(rss));
+        }
+    }
+    if wanted & groups::VCPU != 0 {
+        put(&mut m, "vcpu.current", StatValue::UInt(s.info.vcpus));
+        put(&mut m, "vcpu.maximum", StatValue::UInt(s.info.max_vcpus));
+        if active {
+            for (i, t) in s.vcpu_time_ns.iter().enumerate() {
+                put(&mut m, format!("vcpu.{i}.state"), StatValue::Int(1));
+                put(&mut m, format!("vcpu.{i}.time"), StatValue::ULLong(*t));
+            }
+        }
+    }
+    if wanted & groups::INTERFACE != 0 && active {
+        put(&mut m, "net.count", StatValue::UInt(s.net.len() as u32));
+        for (i, n) in s.net.iter().enumerate() {
+            put(
+                &mut m,
+                format!("net.{i}.name"),
+                StatValue::Str(n.name.clone()),
+            );
+            if let Some(c) = &n.counters {
+                for (k, v) in [
+                    ("rx.bytes", c.rx_bytes),
+                    ("rx.pkts", c.rx_packets),
+                    ("rx.errs", c.rx_errs),
+                    ("rx.drop", c.rx_drop),
+                    ("tx.bytes", c.tx_bytes),
+                    ("tx.pkts", c.tx_packets),
+                    ("tx.errs", c.tx_errs),
+                    ("tx.drop", c.tx_drop),
+                ] {
+                    put(&mut m, format!("net.{i}.{k}"), StatValue::ULLong(v));
+                }
+            }
+        }
+    }
+    if wanted & groups::BLOCK != 0 {
+        put(&mut m, "block.count", StatValue::UInt(s.block.len() as u32));
+        for (i, b) in s.block.iter().enumerate() {
+            put(
+                &mut m,
+                format!("block.{i}.name"),
+                StatValue::Str(b.name.clone()),
+            );
+            if let Some(p) = &b.path {
+                put(&mut m, format!("block.{i}.path"), StatValue::Str(p.clone()));
+            }
+            if let Some(io) = &b.io {
+                for (k, v) in [
+                    ("rd.reqs", io.rd_reqs),
+                    ("rd.bytes", io.rd_bytes),
+                    ("rd.times", io.rd_times),
+                    ("wr.reqs", io.wr_reqs),
+                    ("wr.bytes", io.wr_bytes),
+                    ("wr.times", io.wr_times),
+                    ("fl.reqs", io.fl_reqs),
+                    ("fl.times", io.fl_times),
+                    ("errors", io.errors),
+                ] {
+                    put(&mut m, format!("block.{i}.{k}"), StatValue::ULLong(v));
+                }
+            }
+            if let Some(z) = &b.sizes {
+                put(
+                    &mut m,
+                    format!("block.{i}.allocation"),
+                    StatValue::ULLong(z.allocation),
+                );
+                put(
+                    &mut m,
+                    format!("block.{i}.capacity"),
+                    StatValue::ULLong(z.capacity),
+                );
+                put(
+                    &mut m,
+                    format!("block.{i}.physical"),
+                    StatValue::ULLong(z.physical),
+                );
+            }
+        }
+    }
+    m
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::driver::stats::{self, StatValue};
 use crate::driver::{DomainObj, host};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
@@ -636,6 +637,39 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
                 params,
             })
         }
+        CONNECT_GET_ALL_DOMAIN_STATS => {
+            let a: GetAllDomainStatsArgs = args(p)?;
+            // List filters (ACTIVE ... OTHER); NOWAIT, BACKING and
+            // ENFORCE_STATS change nothing here.
+            no_flags(a.flags, 0xff | 7 << 29, "virConnectGetAllDomainStats")?;
+            let objs = if a.doms.is_empty() {
+                drv.list(a.flags & 0xff)?
+            } else {
+                a.doms.iter().map(&lookup).collect::<Result<Vec<_>>>()?
+            };
+            let mut ret_stats = Vec::new();
+            for obj in objs {
+                let Ok(s) = drv.stats(&obj).await else {
+                    continue;
+                };
+                ret_stats.push(DomainStatsRecord {
+                    dom: dom_of(&obj)?,
+                    params: stats::record(&s, a.stats)
+                        .into_iter()
+                        .map(|(field, v)| TypedParam {
+                            field,
+                            value: match v {
+                                StatValue::Int(x) => TypedValue::Int(x),
+                                StatValue::UInt(x) => TypedValue::UInt(x),
+                                StatValue::ULLong(x) => TypedValue::ULLong(x),
+                                StatValue::Str(x) => TypedValue::String(x),
+                            },
+                        })
+                        .collect(),
+                });
+            }
+            reply(&GetAllDomainStatsRet { ret_stats })
+        }
         DOMAIN_INTERFACE_STATS => {
             let a: DomStringArgs = args(p)?;
             let c = drv.interface_stats(&*lookup(&a.dom)?, &a.value)?;
@@ -717,7 +751,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
 const BLOCK_STATS_PARAMETERS_MAX: i32 = 16;
 
 /// `virDomainBlockStatsFlags` parameters (`VIR_DOMAIN_BLOCK_STATS_*`).
-fn block_params(io: &crate::driver::stats::BlockIo) -> Vec<TypedParam> {
+fn block_params(io: &stats::BlockIo) -> Vec<TypedParam> {
     [
         ("rd_operations", io.rd_reqs),
         ("rd_bytes", io.rd_bytes),

@@ -301,6 +301,19 @@ xdr_struct! {
 }
 
 xdr_struct! {
+    pub struct GetAllDomainStatsArgs { pub doms: Vec<Dom>, pub stats: u32, pub flags: u32 }
+}
+
+xdr_struct! {
+    /// `remote_domain_stats_record`.
+    pub struct DomainStatsRecord { pub dom: Dom, pub params: Vec<TypedParam> }
+}
+
+xdr_struct! {
+    pub struct GetAllDomainStatsRet { pub ret_stats: Vec<DomainStatsRecord> }
+}
+
+xdr_struct! {
     pub struct InterfaceStatsRet {
         pub rx_bytes: i64,
         pub rx_packets: i64,
