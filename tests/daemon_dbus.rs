@@ -1533,3 +1533,67 @@ async fn disks_and_a_nic_on_a_bridge() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     drop(d);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ethernet_taps_vsock_rng_and_a_virtio_console() {
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(ns) = netns_common::Netns::create("eth") else {
+        return;
+    };
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("ethernet");
+    let conn = client(&bus).await;
+    let _d = Daemon::start_in(&bus, &dirs, &conn, Some(&ns)).await;
+    // A tap made beforehand, for managed='no'.
+    assert!(ns.ip(&["tuntap", "add", "dev", "ext0", "mode", "tap"]));
+    let uuid = "cdcdcdcd-1111-2222-3333-444444444444";
+    let p = dpath(uuid);
+    let xml = domain_xml("eth", uuid, &kernel, "halt", &dirs.root.join("s.log")).replace(
+        "</devices>",
+        "<interface type='ethernet'><target dev='ext0' managed='no'/><model type='virtio'/></interface>\
+         <interface type='ethernet'><target dev='mine0'/><model type='virtio'/></interface>\
+         <interface type='ethernet'><model type='virtio'/></interface>\
+         <console type='pty'><target type='virtio'/></console>\
+         <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
+         <vsock model='virtio'><cid auto='yes'/></vsock></devices>",
+    );
+    define(&conn, &xml).await;
+    dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap();
+    let mut taps = ns.taps();
+    taps.sort();
+    assert_eq!(taps, ["ext0", "mine0", "vnet0"]);
+    assert!(ns.link("mine0").contains("UP"), "{}", ns.link("mine0"));
+    assert!(!ns.link("mine0").contains("master"));
+    let live = live_xml(&conn, &p).await;
+    for want in [
+        "<target dev='ext0' managed='no'/>",
+        "<target dev='mine0'/>",
+        "<target dev='vnet0'/>",
+        "<alias name='net2'/>",
+        "<cid auto='yes' address='3'/>",
+        "<alias name='vsock0'/>",
+        "<alias name='rng0'/>",
+        "<alias name='console1'/>",
+    ] {
+        assert!(live.contains(want), "{want} missing from\n{live}");
+    }
+    // The virtio console's pty, as the live XML names it.
+    let console = live
+        .split("<console type='pty' tty='")
+        .nth(1)
+        .and_then(|c| c.split('\'').next())
+        .unwrap_or_default();
+    assert!(console.starts_with("/dev/pts/"), "{live}");
+    assert!(
+        live.contains(&format!(
+            "<source path='{console}'/>\n      <target type='virtio' port='0'/>"
+        )),
+        "{live}"
+    );
+    let vsock = dirs.run().join(format!("{uuid}.vsock"));
+    assert!(vsock.exists());
+    dom_call(&conn, &p, "Destroy", &(0u32,)).await.unwrap();
+    // The taps made for the guest go; the one it was given stays.
+    assert_eq!(ns.taps(), ["ext0"]);
+    assert!(!vsock.exists());
+}
