@@ -739,6 +739,10 @@ fn device_stats_match_virsh() {
         &["dominfo", "d1"],
         &["dommemstat", "d1"],
         &["dumpxml", "d1"],
+        &["setmem", "d1", "131008"],
+        &["setmem", "d1", "1G", "--live"],
+        &["setmem", "d1", "64M", "--live", "--config"],
+        &["dominfo", "d1"],
     ] {
         env.same(q);
     }
