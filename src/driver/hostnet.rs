@@ -163,20 +163,7 @@ pub fn acquire(plans: &[NetPlan], names: &TapNames) -> Result<Taps> {
     let mut out = Taps::default();
     for p in plans {
         let (ifname, fd) = if p.managed {
-            let (name, fd) = create(p.ifname.as_deref(), names)?;
-            let record = NetRes {
-                index: p.index,
-                device: p.device,
-                ifname: name.clone(),
-                mac: p.mac.to_string(),
-                bridge: p.bridge.clone(),
-                created: true,
-                slot: p.slot,
-            };
-            // Recorded before it is configured, so a failure removes it.
-            out.taps.push((record, fd));
-            configure(&name, &p.mac, p.bridge.as_deref())?;
-            continue;
+            create(p.ifname.as_deref(), names)?
         } else {
             let name = p.ifname.clone().unwrap_or_default();
             if !netdev::exists(&name) {
@@ -187,18 +174,22 @@ pub fn acquire(plans: &[NetPlan], names: &TapNames) -> Result<Taps> {
             let fd = netdev::open_tap(&name, true)?;
             (name, fd)
         };
+        // Recorded before it is configured, so that a failure removes it.
         out.taps.push((
             NetRes {
                 index: p.index,
                 device: p.device,
-                ifname,
+                ifname: ifname.clone(),
                 mac: p.mac.to_string(),
                 bridge: p.bridge.clone(),
-                created: false,
+                created: p.managed,
                 slot: p.slot,
             },
             fd,
         ));
+        if p.managed {
+            configure(&ifname, &p.mac, p.bridge.as_deref())?;
+        }
     }
     Ok(out)
 }
