@@ -17,12 +17,16 @@ const OXVIRSH: &str = env!("CARGO_BIN_EXE_oxvirsh");
 const OXVIRTD: &str = env!("CARGO_BIN_EXE_oxvirtd");
 const VMM: &str = env!("CARGO_BIN_EXE_oxvirt-vmm");
 
+mod netns_common;
+
 struct Env {
     bus: Child,
     daemon: Option<Child>,
     address: String,
     root: PathBuf,
     rpc: Option<PathBuf>,
+    /// The network namespace the daemon runs in, if any.
+    netns: Option<String>,
 }
 
 fn has_virsh() -> bool {
@@ -36,6 +40,11 @@ fn has_virsh() -> bool {
 
 impl Env {
     fn start(tag: &str) -> Option<Env> {
+        Env::start_in(tag, None)
+    }
+
+    /// The daemon inside the network namespace `netns`, if given.
+    fn start_in(tag: &str, netns: Option<&netns_common::Netns>) -> Option<Env> {
         let mut bus = match Command::new("dbus-daemon")
             .args(["--session", "--print-address=1", "--nofork"])
             .stdout(Stdio::piped())
@@ -68,13 +77,21 @@ impl Env {
             address: line.trim().to_string(),
             root,
             rpc,
+            netns: netns.map(|n| n.name.clone()),
         };
         env.start_daemon();
         Some(env)
     }
 
     fn start_daemon(&mut self) {
-        let mut cmd = Command::new(OXVIRTD);
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, OXVIRTD]);
+                c
+            }
+            None => Command::new(OXVIRTD),
+        };
         cmd.arg("--bus-address")
             .arg(&self.address)
             .arg("--config-dir")
@@ -204,7 +221,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        for d in ["g1", "g2", "t1"] {
+        for d in ["g1", "g2", "t1", "d1"] {
             let _ = self.ox(&["destroy", d]);
         }
         if let Some(mut d) = self.daemon.take() {
@@ -660,5 +677,76 @@ fn events_match_virsh() {
     if let Some(t) = theirs {
         let v = t.wait_with_output().expect("virsh event output");
         assert_eq!(text, String::from_utf8_lossy(&v.stdout));
+    }
+}
+
+#[test]
+fn device_stats_match_virsh() {
+    use netns_common::*;
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(ns) = Netns::create("cli") else {
+        return;
+    };
+    let Some(env) = Env::start_in("devs", Some(&ns)) else {
+        return;
+    };
+    let Some(disks) = make_disks(&env.root) else {
+        return;
+    };
+    let serial = env.root.join("serial.log");
+    let f = env.write(
+        "d1.xml",
+        &devices_xml(
+            "d1",
+            "44444444-2222-3333-4444-555555555555",
+            &kernel,
+            &serial,
+            &disks,
+            "halt",
+        ),
+    );
+    env.ok(
+        &["define", &f],
+        &format!("Domain 'd1' defined from {f}\n\n"),
+    );
+    env.ok(&["start", "d1"], "Domain 'd1' started\n\n");
+    // Once the guest halts, nothing moves: both clients see the same counters.
+    wait_serial(&serial, "DONE");
+    let vda = env.same(&["domblkstat", "d1", "vda"]);
+    assert!(vda.starts_with("vda rd_req "), "{vda}");
+    assert!(vda.contains("vda wr_bytes 4096\n"), "{vda}");
+    assert!(vda.contains("vda flush_operations 1\n"), "{vda}");
+    let all = env.same(&["domblkstat", "d1"]);
+    assert!(all.contains(" wr_bytes 8192\n"), "{all}");
+    let vnet = env.same(&["domifstat", "d1", "vnet0"]);
+    assert!(vnet.starts_with("vnet0 rx_bytes "), "{vnet}");
+    for q in [
+        &["domblkstat", "d1", "vdb", "--human"][..],
+        &["domblkstat", "d1", "--device", "vda"],
+        &["domblkstat", "d1", &disks.0.display().to_string()],
+        &["domblkstat", "d1", "vdx"],
+        &["domifstat", "d1", GUEST_MAC],
+        &["domifstat", "--interface", "vnet0", "d1"],
+        &["domifstat", "d1", "vnet9"],
+        &["domiflist", "d1"],
+        &["domblklist", "d1", "--details"],
+        &["dominfo", "d1"],
+        &["dommemstat", "d1"],
+        &["dumpxml", "d1"],
+        &["setmem", "d1", "131008"],
+        &["setmem", "d1", "1G", "--live"],
+        &["setmem", "d1", "64M", "--live", "--config"],
+        &["dominfo", "d1"],
+    ] {
+        env.same(q);
+    }
+    env.ok(&["destroy", "d1"], "Domain 'd1' destroyed\n\n");
+    assert!(ns.taps().is_empty(), "{:?}", ns.taps());
+    for q in [
+        &["domblkstat", "d1", "vda"][..],
+        &["domifstat", "d1", "vnet0"],
+        &["domiflist", "d1"],
+    ] {
+        env.same(q);
     }
 }

@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 use zbus::zvariant::{DynamicType, OwnedObjectPath, OwnedValue, Type, Value};
 use zbus::{Connection, MatchRule, MessageStream};
 
+mod netns_common;
+
 const CONNECT: &str = "/org/libvirt/QEMU";
 const OXVIRTD: &str = env!("CARGO_BIN_EXE_oxvirtd");
 const VMM: &str = env!("CARGO_BIN_EXE_oxvirt-vmm");
@@ -120,7 +122,21 @@ struct Daemon {
 
 impl Daemon {
     async fn start(bus: &Bus, dirs: &Dirs, conn: &Connection) -> Daemon {
-        let child = Command::new(OXVIRTD)
+        Daemon::start_in(bus, dirs, conn, None).await
+    }
+
+    /// The daemon, inside the network namespace `netns` if given.
+    async fn start_in(
+        bus: &Bus,
+        dirs: &Dirs,
+        conn: &Connection,
+        netns: Option<&netns_common::Netns>,
+    ) -> Daemon {
+        let mut cmd = match netns {
+            Some(ns) => ns.exec(OXVIRTD),
+            None => Command::new(OXVIRTD),
+        };
+        let child = cmd
             .arg("--bus-address")
             .arg(&bus.address)
             .arg("--config-dir")
@@ -229,6 +245,36 @@ async fn dom_call<B: serde::Serialize + DynamicType>(
     body: &B,
 ) -> Result<(), (String, String)> {
     call::<B, ()>(conn, path, "org.libvirt.Domain", method, body).await
+}
+
+/// `Connect.DomainDefineXML`: the new domain's path, or the error.
+async fn try_define(conn: &Connection, xml: &str) -> Result<OwnedObjectPath, (String, String)> {
+    call(
+        conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "DomainDefineXML",
+        &(xml,),
+    )
+    .await
+}
+
+/// `Connect.DomainDefineXML`, which must succeed.
+async fn define(conn: &Connection, xml: &str) -> OwnedObjectPath {
+    try_define(conn, xml).await.expect("DomainDefineXML")
+}
+
+/// Sets the `Autostart` property of the domain at `path`.
+async fn set_autostart(conn: &Connection, path: &str, on: bool) {
+    conn.call_method(
+        Some("org.libvirt"),
+        path,
+        Some("org.freedesktop.DBus.Properties"),
+        "Set",
+        &("org.libvirt.Domain", "Autostart", Value::from(on)),
+    )
+    .await
+    .expect("set Autostart");
 }
 
 async fn state(conn: &Connection, path: &str) -> (i32, i32) {
@@ -511,25 +557,11 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .unwrap();
     assert_eq!(u64::try_from(v).unwrap(), 9_000_000);
 
-    let e = call::<_, OwnedObjectPath>(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainDefineXML",
-        &("<domain",),
-    )
-    .await
-    .unwrap_err();
+    let e = try_define(&conn, "<domain").await.unwrap_err();
     assert_eq!(e.0, lib);
-    let e = call::<_, OwnedObjectPath>(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainDefineXML",
-        &("<domain type='kvm'><memory>1024</memory></domain>",),
-    )
-    .await
-    .unwrap_err();
+    let e = try_define(&conn, "<domain type='kvm'><memory>1024</memory></domain>")
+        .await
+        .unwrap_err();
     assert_eq!(e.0, lib);
     let list: Vec<OwnedObjectPath> = call(
         &conn,
@@ -623,15 +655,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         "halt",
         &dirs.root.join("s.log"),
     );
-    let p: OwnedObjectPath = call(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainDefineXML",
-        &(xml.as_str(),),
-    )
-    .await
-    .unwrap();
+    let p = define(&conn, xml.as_str()).await;
     assert_eq!(p.as_str(), dpath(uuid));
     assert!(dirs.config().join("nokernel.xml").exists());
     let e = dom_call(&conn, &dpath(uuid), "Create", &(0u32,))
@@ -663,15 +687,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         "halt",
         Path::new("/tmp/x"),
     );
-    let e = call::<_, OwnedObjectPath>(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainDefineXML",
-        &(xml2.as_str(),),
-    )
-    .await
-    .unwrap_err();
+    let e = try_define(&conn, xml2.as_str()).await.unwrap_err();
     assert_eq!(
         e.1,
         format!("operation failed: domain 'nokernel' already exists with uuid {uuid}")
@@ -745,24 +761,8 @@ async fn definitions_survive_restart_and_broken_files_are_skipped() {
     let d = Daemon::start(&bus, &dirs, &conn).await;
     let uuid = "cccccccc-1111-2222-3333-444444444444";
     let xml = domain_xml("keep", uuid, Path::new("/k"), "halt", Path::new("/tmp/x"));
-    let _: OwnedObjectPath = call(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainDefineXML",
-        &(xml.as_str(),),
-    )
-    .await
-    .unwrap();
-    conn.call_method(
-        Some("org.libvirt"),
-        dpath(uuid).as_str(),
-        Some("org.freedesktop.DBus.Properties"),
-        "Set",
-        &("org.libvirt.Domain", "Autostart", Value::from(false)),
-    )
-    .await
-    .unwrap();
+    define(&conn, xml.as_str()).await;
+    set_autostart(&conn, dpath(uuid).as_str(), false).await;
     d.kill9();
     std::fs::write(dirs.config().join("broken.xml"), "<domain><name>broken").unwrap();
     let _d = Daemon::start(&bus, &dirs, &conn).await;
@@ -804,15 +804,7 @@ async fn cockpit_like_lifecycle() {
     let uuid = "dddddddd-1111-2222-3333-444444444444";
     let p = dpath(uuid);
     let xml = domain_xml("flow", uuid, &kernel, "halt", &dirs.root.join("serial.log"));
-    let got: OwnedObjectPath = call(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainDefineXML",
-        &(xml.as_str(),),
-    )
-    .await
-    .unwrap();
+    let got = define(&conn, xml.as_str()).await;
     assert_eq!(got.as_str(), p);
     wait_event(&events, &p, 0, 0).await;
 
@@ -866,15 +858,7 @@ async fn cockpit_like_lifecycle() {
         "<memory unit='MiB'>64</memory>",
         "<memory unit='MiB'>96</memory>",
     );
-    let _: OwnedObjectPath = call(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainDefineXML",
-        &(bigger.as_str(),),
-    )
-    .await
-    .unwrap();
+    define(&conn, bigger.as_str()).await;
     wait_event(&events, &p, 0, 1).await;
     let live: String = call(&conn, &p, "org.libvirt.Domain", "GetXMLDesc", &(0u32,))
         .await
@@ -973,15 +957,7 @@ async fn cockpit_like_lifecycle() {
         "poweroff",
         &dirs.root.join("serial.log"),
     );
-    let _: OwnedObjectPath = call(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainDefineXML",
-        &(xml.as_str(),),
-    )
-    .await
-    .unwrap();
+    define(&conn, xml.as_str()).await;
     wait_event(&events, &p, 0, 1).await;
     dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap();
     wait_event(&events, &p, 5, 0).await;
@@ -1038,15 +1014,7 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
             "halt",
             &dirs.root.join(format!("s{i}.log")),
         );
-        let _: OwnedObjectPath = call(
-            &conn,
-            CONNECT,
-            "org.libvirt.Connect",
-            "DomainDefineXML",
-            &(xml.as_str(),),
-        )
-        .await
-        .unwrap();
+        define(&conn, xml.as_str()).await;
     }
     // Both start at once: no lock is shared between domains.
     let (p0, p1) = (dpath(uuids[0]), dpath(uuids[1]));
@@ -1059,24 +1027,8 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
     // A third domain, inactive but marked autostart.
     let auto = "eeeeeeee-1111-2222-3333-444444444443";
     let xml = domain_xml("auto", auto, &kernel, "halt", &dirs.root.join("s3.log"));
-    let _: OwnedObjectPath = call(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainDefineXML",
-        &(xml.as_str(),),
-    )
-    .await
-    .unwrap();
-    conn.call_method(
-        Some("org.libvirt"),
-        dpath(auto).as_str(),
-        Some("org.freedesktop.DBus.Properties"),
-        "Set",
-        &("org.libvirt.Domain", "Autostart", Value::from(true)),
-    )
-    .await
-    .unwrap();
+    define(&conn, xml.as_str()).await;
+    set_autostart(&conn, dpath(auto).as_str(), true).await;
     assert!(dirs.config().join("autostart/auto.xml").exists());
     d.kill9();
     let d2 = Daemon::start(&bus, &dirs, &conn).await;
@@ -1217,15 +1169,7 @@ async fn shutdown_presses_the_power_button() {
         "powerbutton",
         &dirs.root.join("serial.log"),
     );
-    let _: OwnedObjectPath = call(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "DomainDefineXML",
-        &(xml.as_str(),),
-    )
-    .await
-    .unwrap();
+    define(&conn, xml.as_str()).await;
     dom_call(&conn, &dpath(uuid), "Create", &(0u32,))
         .await
         .unwrap();
@@ -1280,4 +1224,376 @@ async fn dbus_python_client_session() {
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "cockpit_flow.py failed");
     assert!(text.contains(" passed, 0 failed"));
+}
+
+// ---- devices: disks and a NIC on a bridge ------------------------------
+
+type Signals = Arc<Mutex<Vec<(String, String, Option<u64>)>>>;
+
+/// Records the per-domain signals of `org.libvirt.Domain`.
+async fn watch_domain_signals(conn: &Connection) -> Signals {
+    let rule = MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface("org.libvirt.Domain")
+        .unwrap()
+        .build();
+    let mut stream = MessageStream::for_match_rule(rule, conn, None)
+        .await
+        .unwrap();
+    let signals: Signals = Arc::default();
+    let sink = signals.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            let h = m.header();
+            let path = h.path().map(|p| p.to_string()).unwrap_or_default();
+            let member = h.member().map(|p| p.to_string()).unwrap_or_default();
+            let arg = m.body().deserialize::<(u64,)>().ok().map(|(v,)| v);
+            sink.lock().unwrap().push((path, member, arg));
+        }
+    });
+    signals
+}
+
+async fn wait_signal(signals: &Signals, path: &str, member: &str, arg: Option<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if signals
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(p, m, a)| p == path && m == member && *a == arg)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {member}({arg:?}) for {path}; saw {:?}",
+            signals.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn unwrapped(v: &Value<'_>) -> Value<'static> {
+    match v {
+        Value::Value(inner) => unwrapped(inner),
+        other => other
+            .try_to_owned()
+            .map(Value::from)
+            .unwrap_or(Value::Bool(false)),
+    }
+}
+
+fn stat_u64(stats: &HashMap<String, OwnedValue>, key: &str) -> u64 {
+    match unwrapped(
+        stats
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key}: {stats:?}")),
+    ) {
+        Value::U64(v) => v,
+        Value::U32(v) => u64::from(v),
+        other => panic!("{key} is {other:?}"),
+    }
+}
+
+fn stat_str(stats: &HashMap<String, OwnedValue>, key: &str) -> String {
+    match unwrapped(
+        stats
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key}: {stats:?}")),
+    ) {
+        Value::Str(v) => v.to_string(),
+        other => panic!("{key} is {other:?}"),
+    }
+}
+
+async fn get_stats(conn: &Connection, path: &str, groups: u32) -> HashMap<String, OwnedValue> {
+    call(
+        conn,
+        path,
+        "org.libvirt.Domain",
+        "GetStats",
+        &(groups, 0u32),
+    )
+    .await
+    .expect("GetStats")
+}
+
+async fn live_xml(conn: &Connection, path: &str) -> String {
+    call(conn, path, "org.libvirt.Domain", "GetXMLDesc", &(0u32,))
+        .await
+        .expect("GetXMLDesc")
+}
+
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disks_and_a_nic_on_a_bridge() {
+    use netns_common::*;
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(ns) = Netns::create("dbus") else {
+        return;
+    };
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("devices");
+    let Some(disks) = make_disks(&dirs.root) else {
+        return;
+    };
+    let conn = client(&bus).await;
+    let d = Daemon::start_in(&bus, &dirs, &conn, Some(&ns)).await;
+    let events = watch_events(&conn).await;
+    let signals = watch_domain_signals(&conn).await;
+    let uuid = "abababab-1111-2222-3333-444444444444";
+    let p = dpath(uuid);
+    let serial = dirs.root.join("serial.log");
+    let xml = devices_xml("devs", uuid, &kernel, &serial, &disks, "net-serve");
+    define(&conn, &xml).await;
+    dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap();
+
+    // The tap: made, named as libvirt names it, on the bridge, in the
+    // live XML with the device aliases.
+    assert_eq!(ns.taps(), vec!["vnet0".to_string()]);
+    let link = ns.link("vnet0");
+    assert!(link.contains("master br0") && link.contains("UP"), "{link}");
+    assert!(link.contains("fe:54:00:6f:78:05"), "{link}");
+    let live = live_xml(&conn, &p).await;
+    for want in [
+        "<target dev='vnet0'/>",
+        "<alias name='net0'/>",
+        "<alias name='virtio-disk0'/>",
+        "<alias name='virtio-disk1'/>",
+        "<alias name='balloon0'/>",
+    ] {
+        assert!(live.contains(want), "{want} missing from\n{live}");
+    }
+    let inactive: String = call(&conn, &p, "org.libvirt.Domain", "GetXMLDesc", &(2u32,))
+        .await
+        .unwrap();
+    assert!(!inactive.contains("vnet0"), "{inactive}");
+
+    // Block and interface statistics once the guest's checks ran.
+    blocking(|| wait_serial(&serial, "stats requested by the device"));
+    let st = get_stats(&conn, &p, 16 | 32).await;
+    assert_eq!(stat_u64(&st, "block.count"), 2);
+    assert_eq!(stat_str(&st, "block.0.name"), "vda");
+    assert_eq!(stat_str(&st, "block.0.path"), disks.0.display().to_string());
+    assert_eq!(stat_str(&st, "block.1.name"), "vdb");
+    for i in 0..2 {
+        // Three reads of 8 sectors and one 8-sector write with a flush.
+        assert!(stat_u64(&st, &format!("block.{i}.rd.reqs")) >= 3);
+        assert_eq!(stat_u64(&st, &format!("block.{i}.wr.reqs")), 1);
+        assert_eq!(stat_u64(&st, &format!("block.{i}.wr.bytes")), 4096);
+        assert_eq!(stat_u64(&st, &format!("block.{i}.fl.reqs")), 1);
+        assert_eq!(stat_u64(&st, &format!("block.{i}.errors")), 0);
+        assert_eq!(stat_u64(&st, &format!("block.{i}.capacity")), 16384 * 512);
+    }
+    assert_eq!(stat_u64(&st, "net.count"), 1);
+    assert_eq!(stat_str(&st, "net.0.name"), "vnet0");
+    // The guest broadcast its test frames: sent by the guest, as the
+    // guest sees it (the host counters swapped, like libvirt).
+    assert!(stat_u64(&st, "net.0.tx.pkts") >= 4, "{st:?}");
+    assert_eq!(stat_u64(&st, "net.0.tx.errs"), 0);
+
+    // Live memory through the balloon: the guest inflates, the domain
+    // follows with BalloonChange.
+    let e = dom_call(&conn, &p, "SetMemory", &(MEMORY_KIB * 2, 1u32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "invalid argument: cannot set memory higher than max memory"
+    );
+    let e = dom_call(&conn, &p, "SetMemory", &(MEMORY_KIB, 5u32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Requested operation is not valid: cannot resize the maximum memory on an active domain"
+    );
+    let target = MEMORY_KIB - BALLOON_KIB;
+    dom_call(&conn, &p, "SetMemory", &(target, 1u32))
+        .await
+        .unwrap();
+    wait_signal(&signals, &p, "BalloonChange", Some(target)).await;
+    let st = get_stats(&conn, &p, 4).await;
+    assert_eq!(stat_u64(&st, "balloon.current"), target);
+    assert_eq!(stat_u64(&st, "balloon.maximum"), MEMORY_KIB);
+    let mem: HashMap<i32, u64> = call(&conn, &p, "org.libvirt.Domain", "MemoryStats", &(0u32,))
+        .await
+        .unwrap();
+    assert_eq!(mem.get(&6), Some(&target));
+
+    // Addresses from the host's neighbour table while the guest serves.
+    blocking(|| wait_serial(&serial, "net-serve for"));
+    blocking(|| ns.resolve_guest());
+    for source in [2u32, 0] {
+        let addrs: Vec<IfaceAddrs> = call(
+            &conn,
+            &p,
+            "org.libvirt.Domain",
+            "InterfaceAddresses",
+            &(source, 0u32),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            addrs,
+            vec![(
+                "vnet0".to_string(),
+                GUEST_MAC.to_string(),
+                vec![(0, GUEST_IP.to_string(), 0)]
+            )]
+        );
+    }
+
+    // A reset boots a new VMM on the same tap, with the Reboot signal.
+    dom_call(&conn, &p, "Reset", &(0u32,)).await.unwrap();
+    wait_signal(&signals, &p, "Reboot", None).await;
+    assert_eq!(state(&conn, &p).await, (1, 1));
+    assert_eq!(ns.taps(), vec!["vnet0".to_string()]);
+
+    // The daemon goes and comes back: the guest keeps its tap, the
+    // live XML its name, and stopping it removes the tap.
+    d.kill9();
+    assert_eq!(ns.taps(), vec!["vnet0".to_string()]);
+    let d = Daemon::start_in(&bus, &dirs, &conn, Some(&ns)).await;
+    let events2 = watch_events(&conn).await;
+    assert!(live_xml(&conn, &p).await.contains("<target dev='vnet0'/>"));
+    let st = get_stats(&conn, &p, 16).await;
+    assert_eq!(stat_str(&st, "net.0.name"), "vnet0");
+    dom_call(&conn, &p, "Destroy", &(0u32,)).await.unwrap();
+    wait_event(&events2, &p, 5, 1).await;
+    assert!(ns.taps().is_empty(), "{:?}", ns.taps());
+
+    // A VMM that dies takes its tap along.
+    dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap();
+    assert_eq!(ns.taps().len(), 1);
+    let pid = vmm_pids(&dirs.run())[0];
+    // SAFETY: pid of a VMM this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_event(&events2, &p, 5, 5).await;
+    assert!(ns.taps().is_empty(), "{:?}", ns.taps());
+    drop(events);
+
+    // Starts that fail after a tap was made leave none behind.
+    let bad = [
+        (
+            "abababab-1111-2222-3333-444444444445",
+            xml.replace(
+                "</devices>",
+                "<interface type='bridge'><source bridge='nobr0'/><model type='virtio'/></interface></devices>",
+            ),
+            "Cannot get interface MTU on 'nobr0': No such device".to_string(),
+        ),
+        (
+            "abababab-1111-2222-3333-444444444446",
+            xml.replace(
+                "</devices>",
+                "<interface type='ethernet'><target dev='notap0' managed='no'/><model type='virtio'/></interface></devices>",
+            ),
+            "internal error: target managed='no' but specified dev doesn't exist".to_string(),
+        ),
+    ];
+    for (i, (u, x, want)) in bad.iter().enumerate() {
+        let x = x
+            .replace("<name>devs</name>", &format!("<name>bad{i}</name>"))
+            .replace(uuid, u);
+        define(&conn, &x).await;
+        let e = dom_call(&conn, &dpath(u), "Create", &(0u32,))
+            .await
+            .unwrap_err();
+        assert_eq!(&e.1, want);
+        assert!(ns.taps().is_empty(), "{:?}", ns.taps());
+        assert_eq!(state(&conn, &dpath(u)).await, (5, 0));
+    }
+    // The VMM itself fails (a disk that is not qcow2): the tap goes too.
+    let garbage = dirs.root.join("garbage.qcow2");
+    std::fs::write(&garbage, vec![0x5a; 65536]).unwrap();
+    let u = "abababab-1111-2222-3333-444444444447";
+    let x = xml
+        .replace("<name>devs</name>", "<name>bad2</name>")
+        .replace(uuid, u)
+        .replace(
+            &disks.1.display().to_string(),
+            &garbage.display().to_string(),
+        );
+    define(&conn, &x).await;
+    let e = dom_call(&conn, &dpath(u), "Create", &(0u32,))
+        .await
+        .unwrap_err();
+    assert!(e.1.contains("Not a qcow2 file"), "{e:?}");
+    assert!(ns.taps().is_empty(), "{:?}", ns.taps());
+    let leftovers: Vec<_> = std::fs::read_dir(dirs.run())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    drop(d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ethernet_taps_vsock_rng_and_a_virtio_console() {
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(ns) = netns_common::Netns::create("eth") else {
+        return;
+    };
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("ethernet");
+    let conn = client(&bus).await;
+    let _d = Daemon::start_in(&bus, &dirs, &conn, Some(&ns)).await;
+    // A tap made beforehand, for managed='no'.
+    assert!(ns.ip(&["tuntap", "add", "dev", "ext0", "mode", "tap"]));
+    let uuid = "cdcdcdcd-1111-2222-3333-444444444444";
+    let p = dpath(uuid);
+    let xml = domain_xml("eth", uuid, &kernel, "halt", &dirs.root.join("s.log")).replace(
+        "</devices>",
+        "<interface type='ethernet'><target dev='ext0' managed='no'/><model type='virtio'/></interface>\
+         <interface type='ethernet'><target dev='mine0'/><model type='virtio'/></interface>\
+         <interface type='ethernet'><model type='virtio'/></interface>\
+         <console type='pty'><target type='virtio'/></console>\
+         <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
+         <vsock model='virtio'><cid auto='yes'/></vsock></devices>",
+    );
+    define(&conn, &xml).await;
+    dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap();
+    let mut taps = ns.taps();
+    taps.sort();
+    assert_eq!(taps, ["ext0", "mine0", "vnet0"]);
+    assert!(ns.link("mine0").contains("UP"), "{}", ns.link("mine0"));
+    assert!(!ns.link("mine0").contains("master"));
+    let live = live_xml(&conn, &p).await;
+    for want in [
+        "<target dev='ext0' managed='no'/>",
+        "<target dev='mine0'/>",
+        "<target dev='vnet0'/>",
+        "<alias name='net2'/>",
+        "<cid auto='yes' address='3'/>",
+        "<alias name='vsock0'/>",
+        "<alias name='rng0'/>",
+        "<alias name='console1'/>",
+    ] {
+        assert!(live.contains(want), "{want} missing from\n{live}");
+    }
+    // The virtio console's pty, as the live XML names it.
+    let console = live
+        .split("<console type='pty' tty='")
+        .nth(1)
+        .and_then(|c| c.split('\'').next())
+        .unwrap_or_default();
+    assert!(console.starts_with("/dev/pts/"), "{live}");
+    assert!(
+        live.contains(&format!(
+            "<source path='{console}'/>\n      <target type='virtio' port='0'/>"
+        )),
+        "{live}"
+    );
+    let vsock = dirs.run().join(format!("{uuid}.vsock"));
+    assert!(vsock.exists());
+    dom_call(&conn, &p, "Destroy", &(0u32,)).await.unwrap();
+    // The taps made for the guest go; the one it was given stays.
+    assert_eq!(ns.taps(), ["ext0"]);
+    assert!(!vsock.exists());
 }

@@ -194,6 +194,10 @@ fn disks_rng_and_stats() {
     assert!(blk[0]["writes"].as_u64().unwrap() >= 1, "{stats}");
     assert!(blk[0]["flushes"].as_u64().unwrap() >= 1, "{stats}");
     assert!(blk[2]["errors"].as_u64().unwrap() >= 1, "{stats}");
+    // Time spent serving them.
+    assert!(blk[0]["read-time-ns"].as_u64().unwrap() > 0, "{stats}");
+    assert!(blk[0]["write-time-ns"].as_u64().unwrap() > 0, "{stats}");
+    assert!(blk[0]["flush-time-ns"].as_u64().is_some(), "{stats}");
     c.raw(r#"{"id":2,"execute":"quit"}"#, 2);
     assert!(g.wait(Duration::from_secs(10)).is_some());
 
@@ -304,6 +308,11 @@ fn console_echo_and_balloon() {
     let st = c.raw(r#"{"id":2,"execute":"query-stats"}"#, 2);
     let b = &st["return"]["balloon"];
     assert_eq!(b["actual-pages"], 16, "{st}");
+    // The guest's new `actual` was announced.
+    let ev = c
+        .wait_event("balloon-change")
+        .expect("balloon-change event");
+    assert_eq!(ev["actual-pages"], 16, "{ev}");
     assert!(b["stats"]["total-memory"].as_u64().unwrap() > 0, "{st}");
     c.raw(r#"{"id":3,"execute":"quit"}"#, 3);
     assert!(g.wait(Duration::from_secs(10)).is_some());

@@ -8,7 +8,8 @@
 #
 # usage: compat-tests/rpc/run.sh        (OXVIRTD=path to override the daemon)
 # needs: /dev/kvm, virsh, python3-libvirt, dbus-daemon,
-#        compat-tests/guest/out/testos.elf (make -C compat-tests/guest/testos)
+#        compat-tests/guest/out/testos.elf (make -C compat-tests/guest/testos);
+#        as root also ip and qemu-img for devices.sh
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -235,6 +236,13 @@ if command -v virt-install >/dev/null; then
     expect virt-install-undefine 0 "Domain 'vi1' has been undefined" -- undefine vi1
 else
     echo "skip - virt-install not installed"
+fi
+
+echo "# devices: disks and a NIC on a bridge (private network namespace)"
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v qemu-img >/dev/null; then
+    "$here/devices.sh" "$OXVIRTD" "$tmp/devices" || fails=$((fails + 1))
+else
+    echo "skip - needs root, ip and qemu-img"
 fi
 
 echo "# default socket paths (private mount namespace)"

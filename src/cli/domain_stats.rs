@@ -104,44 +104,129 @@ fn find_entry(st: &super::bus::Params, group: &str, dev: &str) -> Option<u64> {
     })
 }
 
-pub fn domblkstat(bus: &Bus, name: &str, dev: Option<&str>) -> Result<String> {
+/// virsh's lines for block statistics, in its order: (stats key, label,
+/// `--human` label).
+const BLKSTAT_LINES: [(&str, &str, &str); 9] = [
+    ("rd.reqs", "rd_req", "number of read operations:"),
+    ("rd.bytes", "rd_bytes", "number of bytes read:"),
+    ("wr.reqs", "wr_req", "number of write operations:"),
+    ("wr.bytes", "wr_bytes", "number of bytes written:"),
+    ("errors", "errs", "error count:"),
+    ("fl.reqs", "flush_operations", "number of flush operations:"),
+    (
+        "rd.times",
+        "rd_total_times",
+        "total duration of reads (ns):",
+    ),
+    (
+        "wr.times",
+        "wr_total_times",
+        "total duration of writes (ns):",
+    ),
+    (
+        "fl.times",
+        "flush_total_times",
+        "total duration of flushes (ns):",
+    ),
+];
+
+pub fn domblkstat(bus: &Bus, name: &str, dev: Option<&str>, human: bool) -> Result<String> {
     let d = lookup(bus, name)?;
     let devname = dev.unwrap_or("");
-    let ctx = format!("Failed to get block stats {} {devname}", d.name);
-    let st = d
-        .stats(bus, STATS_BLOCK)
-        .map_err(|e| e.with_ctx(ctx.clone()))?;
-    let Some(i) = find_entry(&st, "block", devname) else {
-        return Err(
-            CliError::ctx(ctx).with_msg(format!("invalid argument: invalid path: {devname}"))
-        );
+    if d.id(bus)?.is_none() {
+        return Err(CliError::msg(
+            "Requested operation is not valid: domain is not running",
+        ));
+    }
+    let st = d.stats(bus, STATS_BLOCK)?;
+    // No device: every disk summed, as libvirt reports it.
+    let entries: Vec<u64> = if devname.is_empty() {
+        (0..param_u64(&st, "block.count").unwrap_or(0)).collect()
+    } else {
+        match find_entry(&st, "block", devname) {
+            Some(i) => vec![i],
+            None => {
+                return Err(CliError::msg(format!(
+                    "invalid argument: invalid path: {devname}"
+                )));
+            }
+        }
     };
     let mut out = String::new();
-    for (key, label) in [
-        ("rd.reqs", "rd_req"),
-        ("rd.bytes", "rd_bytes"),
-        ("wr.reqs", "wr_req"),
-        ("wr.bytes", "wr_bytes"),
-        ("errors", "errs"),
-        ("fl.reqs", "flush_operations"),
-        ("rd.times", "rd_total_times"),
-        ("wr.times", "wr_total_times"),
-        ("fl.times", "flush_total_times"),
-    ] {
-        if let Some(v) = param_i64(&st, &format!("block.{i}.{key}")) {
-            out.push_str(&format!("{devname} {label} {v}\n"));
+    // Human output names the device once, then leaves it out of each line.
+    let prefix = if human {
+        out.push_str(&format!("Device: {devname}\n"));
+        ""
+    } else {
+        devname
+    };
+    for (key, label, human_label) in BLKSTAT_LINES {
+        let values: Vec<i64> = entries
+            .iter()
+            .filter_map(|i| param_i64(&st, &format!("block.{i}.{key}")))
+            .collect();
+        if values.len() == entries.len() {
+            let v: i64 = values.iter().sum();
+            if human {
+                out.push_str(&format!("{prefix} {human_label:<31} {v}\n"));
+            } else {
+                out.push_str(&format!("{prefix} {label} {v}\n"));
+            }
         }
     }
     Ok(out)
 }
 
+/// Whether `s` is spelled as a MAC address (six hex octets).
+fn looks_like_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The tap name of the interface whose MAC is `mac`, from the live XML.
+fn tap_of_mac(bus: &Bus, d: &super::domain::Dom, mac: &str) -> Option<String> {
+    let xml = d.xml(bus, 0).ok()?;
+    let doc = Doc::parse(&xml).ok()?;
+    let octets = |m: &str| -> Vec<u8> {
+        m.split(':')
+            .map(|p| u8::from_str_radix(p, 16).unwrap_or(0))
+            .collect()
+    };
+    let want = octets(mac);
+    devices(&doc)
+        .into_iter()
+        .filter(|&n| doc.nodes[n].name == "interface")
+        .find(|&n| {
+            doc.child(n, "mac")
+                .and_then(|m| doc.attr(m, "address"))
+                .is_some_and(|a| octets(a) == want)
+        })
+        .and_then(|n| doc.child(n, "target"))
+        .and_then(|t| doc.attr(t, "dev"))
+        .map(str::to_string)
+}
+
 pub fn domifstat(bus: &Bus, name: &str, iface: &str) -> Result<String> {
     let d = lookup(bus, name)?;
     let ctx = format!("Failed to get interface stats {} {iface}", d.name);
+    if d.id(bus)?.is_none() {
+        return Err(
+            CliError::ctx(ctx).with_msg("Requested operation is not valid: domain is not running")
+        );
+    }
     let st = d
         .stats(bus, STATS_INTERFACE)
         .map_err(|e| e.with_ctx(ctx.clone()))?;
-    let Some(i) = find_entry(&st, "net", iface) else {
+    // An interface may be named by its MAC, as libvirt allows.
+    let tap = if looks_like_mac(iface) {
+        tap_of_mac(bus, &d, iface).unwrap_or_else(|| iface.to_string())
+    } else {
+        iface.to_string()
+    };
+    let Some(i) = find_entry(&st, "net", &tap) else {
         return Err(CliError::ctx(ctx).with_msg(format!(
             "invalid argument: '{iface}' is not a known interface"
         )));

@@ -258,7 +258,10 @@ pub enum Cmd {
         d: DomArg,
         /// block device
         device: Option<String>,
-        /// print sizes in human readable format (accepted)
+        /// block device (named form)
+        #[arg(long = "device", value_name = "DEVICE", conflicts_with = "device")]
+        device_opt: Option<String>,
+        /// print a legend with each statistic
         #[arg(long)]
         human: bool,
     },
@@ -275,7 +278,15 @@ pub enum Cmd {
         #[command(flatten)]
         d: DomArg,
         /// interface device specified by name or MAC Address
-        interface: String,
+        #[arg(required_unless_present = "interface_opt")]
+        interface: Option<String>,
+        /// interface device (named form)
+        #[arg(
+            long = "interface",
+            value_name = "INTERFACE",
+            conflicts_with = "interface"
+        )]
+        interface_opt: Option<String>,
     },
     /// get memory statistics for a domain
     Dommemstat {
@@ -534,11 +545,30 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             inactive,
             details,
         } => domain_stats::domblklist(s.bus()?, &d.domain, *inactive, *details)?,
-        Cmd::Domblkstat { d, device, .. } => {
-            domain_stats::domblkstat(s.bus()?, &d.domain, device.as_deref())?
-        }
+        Cmd::Domblkstat {
+            d,
+            device,
+            device_opt,
+            human,
+        } => domain_stats::domblkstat(
+            s.bus()?,
+            &d.domain,
+            device.as_deref().or(device_opt.as_deref()),
+            *human,
+        )?,
         Cmd::Domiflist { d, inactive } => domain_stats::domiflist(s.bus()?, &d.domain, *inactive)?,
-        Cmd::Domifstat { d, interface } => domain_stats::domifstat(s.bus()?, &d.domain, interface)?,
+        Cmd::Domifstat {
+            d,
+            interface,
+            interface_opt,
+        } => domain_stats::domifstat(
+            s.bus()?,
+            &d.domain,
+            interface
+                .as_deref()
+                .or(interface_opt.as_deref())
+                .unwrap_or(""),
+        )?,
         Cmd::Dommemstat { d } => domain_stats::dommemstat(s.bus()?, &d.domain)?,
         Cmd::Vcpuinfo { d } => domain_stats::vcpuinfo(s.bus()?, &d.domain)?,
         Cmd::Setmem {

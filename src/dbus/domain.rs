@@ -120,25 +120,12 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
         }
         "InterfaceAddresses" => {
             let (source, flags): (u32, u32) = call.args()?;
-            no_flags(flags, m.libvirt)?;
-            if obj.info()?.id.is_none() {
-                return Err(Error::operation_invalid("domain is not running"));
-            }
-            match source {
-                // Lease and ARP: the VMM has no NICs, so no addresses.
-                0 | 2 => {
-                    let none: Vec<IfaceAddrs> = Vec::new();
-                    call.ok(&(none,)).await
-                }
-                1 => Err(Error::new(
-                    crate::error::ErrorCode::AgentUnresponsive,
-                    crate::error::ErrorDomain::Qemu,
-                    "QEMU guest agent is not connected",
-                )),
-                other => Err(Error::invalid_arg(format!(
-                    "Unknown IP address data source {other}"
-                ))),
-            }
+            let list: Vec<IfaceAddrs> = drv
+                .interface_addresses(obj, source, flags)?
+                .into_iter()
+                .map(|i| (i.name, i.hwaddr, i.addrs))
+                .collect();
+            call.ok(&(list,)).await
         }
         "HasManagedSaveImage" => {
             no_flags(flags_arg(call)?, m.libvirt)?;

@@ -1,26 +1,29 @@
-//! Relays the driver's lifecycle events as `org.libvirt.Connect.DomainEvent`.
+//! Relays the driver's domain events: lifecycle events as
+//! `org.libvirt.Connect.DomainEvent`, the others as the per-domain
+//! signals of `org.libvirt.Domain` (`Reboot`, `BalloonChange`), as
+//! libvirt-dbus does.
 
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 use zbus::Connection;
 use zbus::zvariant::ObjectPath;
 
-use crate::driver::{Driver, LifecycleEvent};
+use crate::driver::{DomainEvent, Driver, EventKind};
 
 use super::paths::{CONNECT_PATH, domain_path};
 
 /// A subscription taken before any event is to be relayed.
-pub fn subscribe(driver: &Driver) -> Receiver<LifecycleEvent> {
+pub fn subscribe(driver: &Driver) -> Receiver<DomainEvent> {
     driver.subscribe()
 }
 
-/// Emits a signal for every lifecycle event until the driver goes away.
-pub async fn relay(conn: Connection, mut rx: Receiver<LifecycleEvent>) {
+/// Emits a signal for every domain event until the driver goes away.
+pub async fn relay(conn: Connection, mut rx: Receiver<DomainEvent>) {
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
             Err(RecvError::Lagged(n)) => {
-                tracing::warn!("dropped {n} lifecycle events");
+                tracing::warn!("dropped {n} domain events");
                 continue;
             }
             Err(RecvError::Closed) => return,
@@ -29,18 +32,34 @@ pub async fn relay(conn: Connection, mut rx: Receiver<LifecycleEvent>) {
         let Ok(opath) = ObjectPath::try_from(path.as_str()) else {
             continue;
         };
-        let body = (opath, ev.event as i32, ev.detail);
-        if let Err(e) = conn
-            .emit_signal(
-                None::<&str>,
-                CONNECT_PATH,
-                "org.libvirt.Connect",
-                "DomainEvent",
-                &body,
-            )
-            .await
-        {
-            tracing::warn!("cannot emit DomainEvent: {e}");
+        let sent = match ev.kind {
+            EventKind::Lifecycle { event, detail } => {
+                conn.emit_signal(
+                    None::<&str>,
+                    CONNECT_PATH,
+                    "org.libvirt.Connect",
+                    "DomainEvent",
+                    &(opath, event as i32, detail),
+                )
+                .await
+            }
+            EventKind::Reboot => {
+                conn.emit_signal(None::<&str>, &opath, "org.libvirt.Domain", "Reboot", &())
+                    .await
+            }
+            EventKind::BalloonChange { actual_kib } => {
+                conn.emit_signal(
+                    None::<&str>,
+                    &opath,
+                    "org.libvirt.Domain",
+                    "BalloonChange",
+                    &(actual_kib,),
+                )
+                .await
+            }
+        };
+        if let Err(e) = sent {
+            tracing::warn!("cannot emit a domain signal: {e}");
         }
     }
 }

@@ -19,10 +19,12 @@ use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An event pushed by the VMM.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct VmmEvent {
     pub name: String,
     pub reason: Option<String>,
+    /// The whole event line.
+    pub data: Value,
 }
 
 type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>>;
@@ -73,12 +75,21 @@ impl ControlClient {
 
     /// Runs one command and returns its `return` value.
     pub async fn execute(&self, command: &str) -> Result<Value> {
+        self.execute_with(command, None).await
+    }
+
+    /// Runs one command with `arguments`.
+    pub async fn execute_with(&self, command: &str, arguments: Option<Value>) -> Result<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
             p.insert(id, tx);
         }
-        let line = format!("{}\n", json!({ "id": id, "execute": command }));
+        let mut request = json!({ "id": id, "execute": command });
+        if let Some(a) = arguments {
+            request["arguments"] = a;
+        }
+        let line = format!("{request}\n");
         let sent = {
             let mut w = self.writer.lock().await;
             w.write_all(line.as_bytes()).await
@@ -118,6 +129,7 @@ fn handle_line(line: &str, pending: &Pending, events: &mpsc::UnboundedSender<Vmm
         let _ = events.send(VmmEvent {
             name: name.to_string(),
             reason,
+            data: v.clone(),
         });
         return;
     }

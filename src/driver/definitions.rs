@@ -241,8 +241,10 @@ impl Driver {
         Ok(())
     }
 
-    /// `virDomainSetMemoryFlags`. The persistent definition can change;
-    /// a running guest cannot, as the VMM has no balloon device yet.
+    /// `virDomainSetMemoryFlags`. A running guest's memory changes
+    /// through its balloon: the VMM asks the guest, and the live
+    /// definition follows when the guest's balloon driver answers (with a
+    /// balloon-change event), as with libvirt's QEMU driver.
     pub async fn set_memory(&self, obj: &Arc<DomainObj>, kib: u64, flags: u32) -> Result<()> {
         const LIVE: u32 = 1;
         const CONFIG: u32 = 2;
@@ -254,7 +256,7 @@ impl Driver {
             )));
         }
         let _job = obj.begin_job().await?;
-        let (name, mut def) = {
+        let (name, live_vmm, config_def) = {
             let d = obj.data();
             if d.removed {
                 return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
@@ -266,44 +268,77 @@ impl Driver {
             if live && !d.is_active() {
                 return Err(Error::operation_invalid("domain is not running"));
             }
-            if live {
-                return Err(Error::operation_invalid(
-                    "Unable to change memory of active domain without the balloon device and guest OS balloon driver",
-                ));
-            }
-            if !config {
-                return Ok(());
-            }
-            let Some(def) = d.persistent.clone() else {
-                return Err(Error::operation_invalid(
-                    "transient domains do not have any persistent config",
-                ));
+            let config_def = if config {
+                Some(d.persistent.clone().ok_or_else(|| {
+                    Error::operation_invalid("transient domains do not have any persistent config")
+                })?)
+            } else {
+                None
             };
-            (d.name.clone(), def)
+            let live_vmm = match d.live.as_ref().filter(|_| live) {
+                None => None,
+                Some(l) => {
+                    if flags & MAXIMUM != 0 {
+                        return Err(Error::operation_invalid(
+                            "cannot resize the maximum memory on an active domain",
+                        ));
+                    }
+                    if kib > l.def.memory_kib {
+                        return Err(Error::invalid_arg(
+                            "cannot set memory higher than max memory",
+                        ));
+                    }
+                    let balloon = l
+                        .def
+                        .devices
+                        .memballoon
+                        .as_ref()
+                        .is_some_and(super::devices::balloon_is_virtio);
+                    if !balloon {
+                        return Err(Error::operation_invalid(
+                            "Unable to change memory of active domain without the balloon device and guest OS balloon driver",
+                        ));
+                    }
+                    Some(l.vmm.clone())
+                }
+            };
+            (d.name.clone(), live_vmm, config_def)
         };
         if kib == 0 {
             return Err(Error::invalid_arg("memory size must be greater than zero"));
         }
-        if flags & MAXIMUM != 0 {
-            def.memory_kib = kib;
-            if def.current_memory_kib > kib {
-                def.current_memory_kib = kib;
+        let config_def = match config_def {
+            None => None,
+            Some(mut def) => {
+                if flags & MAXIMUM != 0 {
+                    def.memory_kib = kib;
+                    if def.current_memory_kib > kib {
+                        def.current_memory_kib = kib;
+                    }
+                } else {
+                    if kib > def.memory_kib {
+                        return Err(Error::invalid_arg(
+                            "cannot set memory higher than max memory",
+                        ));
+                    }
+                    def.current_memory_kib = kib;
+                }
+                Some(def)
             }
-        } else {
-            if kib > def.memory_kib {
-                return Err(Error::invalid_arg(
-                    "cannot set memory higher than max memory",
-                ));
-            }
-            def.current_memory_kib = kib;
+        };
+        if let Some(vmm) = live_vmm {
+            lifecycle::balloon_to(&vmm, kib).await?;
+            tracing::info!(domain = name, kib, "balloon target set");
         }
-        self.inner.store.save(&def)?;
-        obj.data().persistent = Some(def);
-        tracing::info!(
-            domain = name,
-            kib,
-            "memory of the persistent definition changed"
-        );
+        if let Some(def) = config_def {
+            self.inner.store.save(&def)?;
+            obj.data().persistent = Some(def);
+            tracing::info!(
+                domain = name,
+                kib,
+                "memory of the persistent definition changed"
+            );
+        }
         Ok(())
     }
 

@@ -14,6 +14,8 @@ use uuid::Uuid;
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::xml::Domain;
 
+use super::hostnet::Taps;
+use super::runtime::HostResources;
 use super::state::DomainState;
 use super::vmm::Vmm;
 
@@ -32,6 +34,10 @@ pub struct Live {
     pub restart_requested: bool,
     /// A power-button press was sent by the host.
     pub shutdown_requested: bool,
+    /// Disks, taps and vsock CID, as the status file records them.
+    pub host: HostResources,
+    /// The driver's fds on the taps (none after a daemon restart).
+    pub taps: Taps,
 }
 
 /// Fields guarded by the short lock.

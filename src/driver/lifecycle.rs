@@ -15,10 +15,11 @@ use crate::xml::{Domain, FormatFlags, assign_aliases, check_supported, parse_dom
 
 use super::Inner;
 use super::domain::{DomainObj, Live};
+use super::hostnet::{self, Taps};
 use super::pidfd::ExitStatus;
-use super::resolve::resolve;
-use super::runtime::{self, Status};
-use super::state::{DomainState, EventType, detail, paused, running, shutoff};
+use super::resolve::{self, Context, resolve};
+use super::runtime::{self, HostResources, Status};
+use super::state::{DomainState, EventKind, EventType, detail, paused, running, shutoff};
 use super::vmm::{self, Vmm, VmmPaths, VmmWatch};
 
 fn not_running() -> Error {
@@ -33,25 +34,90 @@ fn paths(inner: &Inner, name: &str, uuid: &Uuid) -> VmmPaths {
     }
 }
 
+fn set_pty(dev: &mut crate::xml::model::chardev::Chardev, pty: &str) {
+    if dev.source_type == CharSourceType::Pty {
+        if dev.sources.is_empty() {
+            dev.sources.push(Default::default());
+        }
+        dev.sources[0].path = Some(pty.to_string());
+    }
+}
+
 /// Fills what the VMM reported into the live definition (pty paths).
 fn apply_status(def: &mut Domain, status: &serde_json::Value) {
-    let Some(pty) = status.get("serial-pty").and_then(|v| v.as_str()) else {
-        return;
-    };
     let d = &mut def.devices;
-    for dev in d
-        .serials
-        .iter_mut()
-        .take(1)
-        .chain(d.consoles.iter_mut().take(1))
-    {
-        if dev.source_type == CharSourceType::Pty {
-            if dev.sources.is_empty() {
-                dev.sources.push(Default::default());
-            }
-            dev.sources[0].path = Some(pty.to_string());
+    if let Some(pty) = status.get("serial-pty").and_then(|v| v.as_str()) {
+        for dev in d.serials.iter_mut().take(1).chain(
+            d.consoles
+                .iter_mut()
+                .take(1)
+                .filter(|c| c.target.target_type.as_deref() != Some("virtio")),
+        ) {
+            set_pty(dev, pty);
         }
     }
+    // One virtio console at most (the resolver says so).
+    let virtio_pty = status
+        .get("console-ptys")
+        .and_then(|v| v.as_array())
+        .and_then(|a| a.first())
+        .and_then(|c| c.get("path"))
+        .and_then(|p| p.as_str());
+    if let Some(pty) = virtio_pty
+        && let Some(dev) = d
+            .consoles
+            .iter_mut()
+            .find(|c| c.target.target_type.as_deref() == Some("virtio"))
+    {
+        set_pty(dev, pty);
+    }
+}
+
+/// Fills the host resources a start made into the live definition: tap
+/// names and the vsock CID.
+fn apply_host(def: &mut Domain, host: &HostResources) {
+    for n in &host.nets {
+        if let Some(i) = def.devices.interfaces.get_mut(n.index) {
+            i.target_dev = Some(n.ifname.clone());
+        }
+    }
+    if let (Some(v), Some(cid)) = (def.devices.vsock.as_mut(), host.vsock_cid) {
+        v.cid = Some(cid);
+        if v.cid_auto.is_none() {
+            v.cid_auto = Some(false);
+        }
+    }
+}
+
+/// vsock CIDs of the running guests other than `except`.
+fn cids_in_use(inner: &Inner, except: &uuid::Uuid) -> Vec<u32> {
+    inner
+        .registry
+        .all()
+        .iter()
+        .filter(|o| o.uuid != *except)
+        .filter_map(|o| o.data().live.as_ref().and_then(|l| l.host.vsock_cid))
+        .collect()
+}
+
+/// Asks the guest's balloon for `kib` of memory (the VMM's size in
+/// pages minus what it should keep).
+pub(super) async fn balloon_to(vmm: &Vmm, kib: u64) -> Result<()> {
+    let vmm_kib = vmm.config.memory_mib.saturating_mul(1024);
+    let pages = vmm_kib.saturating_sub(kib) / 4;
+    vmm.control
+        .execute_with(
+            "balloon-set",
+            Some(serde_json::json!({ "num-pages": pages })),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The memory a guest has when its balloon holds `pages` 4 KiB pages.
+fn ballooned_kib(vmm: &Vmm, max_kib: u64, pages: u64) -> u64 {
+    let vmm_kib = vmm.config.memory_mib.saturating_mul(1024);
+    vmm_kib.saturating_sub(pages.saturating_mul(4)).min(max_kib)
 }
 
 fn write_status(inner: &Inner, obj: &DomainObj) {
@@ -71,6 +137,7 @@ fn write_status(inner: &Inner, obj: &DomainObj) {
             ..FormatFlags::default()
         }),
         transient: d.persistent.is_none(),
+        host: live.host.clone(),
     };
     drop(d);
     runtime::save(&inner.cfg.run_dir, &st);
@@ -101,14 +168,36 @@ pub(super) async fn start_locked(
         (d.name.clone(), def)
     };
     check_supported(&def)?;
-    let config = resolve(&def)?;
+    let cids = cids_in_use(inner, &obj.uuid);
+    let plan = resolve(
+        &def,
+        &Context {
+            run_dir: &inner.cfg.run_dir,
+            cids_in_use: &cids,
+        },
+    )?;
+    // From here on, whatever fails drops `taps`, which removes them.
+    let taps = hostnet::acquire(&plan.nets, &inner.tap_names)?;
+    let mut config = plan.config;
+    taps.bind(&mut config);
     let p = paths(inner, &name, &obj.uuid);
-    let (vmm, watch, status) = spawn_checked(inner, &p, config).await?;
+    let (vmm, watch, status) = spawn_checked(inner, &p, config, &taps.fds()).await?;
+    if let Some(kib) = plan.balloon_target_kib
+        && let Err(e) = balloon_to(&vmm, kib).await
+    {
+        tracing::warn!(domain = name, "cannot set the balloon: {e}");
+    }
+    let host = HostResources {
+        disks: plan.disks,
+        nets: taps.records(),
+        vsock_cid: plan.vsock_cid,
+    };
     let id = inner.next_id.fetch_add(1, Ordering::SeqCst);
     let mut live_def = def;
     live_def.id = Some(id);
     assign_aliases(&mut live_def);
     apply_status(&mut live_def, &status);
+    apply_host(&mut live_def, &host);
     let generation = inner.generation.fetch_add(1, Ordering::SeqCst);
     let vmm = Arc::new(vmm);
     {
@@ -120,6 +209,8 @@ pub(super) async fn start_locked(
             generation,
             restart_requested: false,
             shutdown_requested: false,
+            host,
+            taps,
         });
         d.state = DomainState::Running;
         d.reason = running::BOOTED;
@@ -134,6 +225,7 @@ async fn spawn_checked(
     inner: &Inner,
     p: &VmmPaths,
     config: VmConfig,
+    fds: &[std::os::fd::RawFd],
 ) -> Result<(Vmm, VmmWatch, serde_json::Value)> {
     if !inner.cfg.vmm_path.exists() {
         return Err(Error::new(
@@ -145,7 +237,7 @@ async fn spawn_checked(
             ),
         ));
     }
-    let (vmm, watch) = vmm::spawn(&inner.cfg.vmm_path, p, config).await?;
+    let (vmm, watch) = vmm::spawn(&inner.cfg.vmm_path, p, config, fds).await?;
     let status = vmm
         .control
         .execute("query-status")
@@ -178,6 +270,12 @@ fn spawn_monitor(
                                 *r = ev.reason.clone();
                             }
                         }
+                        Some(ev) if ev.name == "balloon-change" => {
+                            let pages = ev.data.get("actual-pages").and_then(|p| p.as_u64());
+                            if let Some(pages) = pages {
+                                balloon_changed(&inner, &obj, &vmm, generation, pages);
+                            }
+                        }
                         Some(ev) => tracing::debug!(?ev, "VMM event"),
                         None => {
                             // Control socket closed: the exit follows.
@@ -208,6 +306,29 @@ fn spawn_monitor(
             handle_exit(&inner, &obj, &vmm, status).await;
         }
     });
+}
+
+/// The guest changed its balloon: its live memory follows, with an event.
+fn balloon_changed(inner: &Inner, obj: &Arc<DomainObj>, vmm: &Vmm, generation: u64, pages: u64) {
+    let (name, kib) = {
+        let mut d = obj.data();
+        let name = d.name.clone();
+        let Some(live) = d.live.as_mut().filter(|l| l.generation == generation) else {
+            return;
+        };
+        let kib = ballooned_kib(vmm, live.def.memory_kib, pages);
+        if live.def.current_memory_kib == kib {
+            return;
+        }
+        live.def.current_memory_kib = kib;
+        (name, kib)
+    };
+    write_status(inner, obj);
+    inner.emit_kind(
+        obj.uuid,
+        &name,
+        EventKind::BalloonChange { actual_kib: kib },
+    );
 }
 
 /// Why a VMM stopped, from its last event and its exit status.
@@ -267,6 +388,9 @@ async fn handle_exit(inner: &Arc<Inner>, obj: &Arc<DomainObj>, vmm: &Arc<Vmm>, s
     };
     vmm.remove_files();
     if restart && restart_vmm(inner, obj, vmm).await {
+        if cause == StopCause::Reboot {
+            inner.emit_kind(obj.uuid, &name, EventKind::Reboot);
+        }
         return;
     }
     let (reason, ev_detail) = match cause {
@@ -292,8 +416,41 @@ async fn handle_exit(inner: &Arc<Inner>, obj: &Arc<DomainObj>, vmm: &Arc<Vmm>, s
 async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -> bool {
     let name = obj.name();
     let p = paths(inner, &name, &obj.uuid);
-    match spawn_checked(inner, &p, old.config.clone()).await {
+    let mut config = old.config.clone();
+    // The taps: the driver's fds, or made again after a daemon restart.
+    let (fds, balloon_kib) = {
+        let mut d = obj.data();
+        let Some(live) = d.live.as_mut() else {
+            return false;
+        };
+        if live.taps.is_empty() && !live.host.nets.is_empty() {
+            match hostnet::reacquire(&live.host.nets) {
+                Ok(t) => live.taps = t,
+                Err(e) => {
+                    tracing::error!(domain = name, "cannot restart the guest: {e}");
+                    return false;
+                }
+            }
+        }
+        live.taps.bind(&mut config);
+        let kib = live.def.current_memory_kib;
+        let ballooned = live
+            .def
+            .devices
+            .memballoon
+            .as_ref()
+            .is_some_and(super::devices::balloon_is_virtio)
+            && kib > 0
+            && kib < live.def.memory_kib;
+        (live.taps.fds(), ballooned.then_some(kib))
+    };
+    match spawn_checked(inner, &p, config, &fds).await {
         Ok((vmm, watch, status)) => {
+            if let Some(kib) = balloon_kib
+                && let Err(e) = balloon_to(&vmm, kib).await
+            {
+                tracing::warn!(domain = name, "cannot set the balloon: {e}");
+            }
             let generation = inner.generation.fetch_add(1, Ordering::SeqCst);
             let vmm = Arc::new(vmm);
             {
@@ -321,15 +478,21 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
 
 /// Leaves the domain shut off with `reason`; a transient one is forgotten.
 fn finish_stop(inner: &Inner, obj: &Arc<DomainObj>, reason: i32) {
-    let (name, transient) = {
+    let (name, transient, live) = {
         let mut d = obj.data();
-        if let Some(live) = d.live.take() {
-            live.vmm.remove_files();
-        }
+        let live = d.live.take();
         d.state = DomainState::Shutoff;
         d.reason = reason;
-        (d.name.clone(), d.persistent.is_none())
+        (d.name.clone(), d.persistent.is_none(), live)
     };
+    if let Some(live) = live {
+        live.vmm.remove_files();
+        let Live { taps, host, .. } = live;
+        // Closing the driver's fds removes the taps; after a daemon
+        // restart there are none, and the records say what to remove.
+        drop(taps);
+        hostnet::release(&host.nets);
+    }
     runtime::remove(&inner.cfg.run_dir, &name);
     if transient {
         inner.registry.remove(obj);
@@ -437,6 +600,10 @@ pub(super) async fn reattach_all(inner: &Arc<Inner>) {
             runtime::remove(&inner.cfg.run_dir, &st.name);
             let _ = std::fs::remove_file(&st.config_file);
             let _ = std::fs::remove_file(&st.control_socket);
+            for f in resolve::created_files(&st.config) {
+                let _ = std::fs::remove_file(f);
+            }
+            hostnet::release(&st.host.nets);
         }
     }
 }
@@ -444,6 +611,11 @@ pub(super) async fn reattach_all(inner: &Arc<Inner>) {
 async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
     let mut live_def = parse_domain(&st.live_xml)?;
     live_def.id = Some(st.id);
+    // The parser drops generated tap names; the records keep them.
+    apply_host(&mut live_def, &st.host);
+    for n in &st.host.nets {
+        inner.tap_names.reserve(&n.ifname);
+    }
     let (vmm, watch, status) = vmm::attach(
         st.pid,
         &st.control_socket,
@@ -461,6 +633,8 @@ async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
         generation,
         restart_requested: false,
         shutdown_requested: false,
+        host: st.host.clone(),
+        taps: Taps::default(),
     };
     let (state, reason) = if is_paused {
         (DomainState::Paused, paused::USER)

@@ -6,11 +6,16 @@
 
 pub mod control;
 mod definitions;
+pub mod devices;
 pub mod domain;
 pub mod fsutil;
 pub mod host;
+pub mod hostnet;
+pub mod image;
 mod lifecycle;
+pub mod netdev;
 pub mod pidfd;
+pub mod queries;
 pub mod registry;
 pub mod resolve;
 pub mod runtime;
@@ -29,7 +34,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 pub use domain::{DomainInfo, DomainObj};
-pub use state::{DomainState, EventType, LifecycleEvent};
+pub use state::{DomainEvent, DomainState, EventKind, EventType};
 
 use domain::DomainData;
 use registry::Registry;
@@ -76,7 +81,9 @@ pub(crate) struct Inner {
     pub next_id: AtomicI32,
     pub generation: AtomicU64,
     pub autostarted: std::sync::atomic::AtomicBool,
-    pub events: broadcast::Sender<LifecycleEvent>,
+    pub events: broadcast::Sender<DomainEvent>,
+    /// Names for the taps the driver makes.
+    pub tap_names: hostnet::TapNames,
     /// What `oxvirt-vmm --probe-host` said, asked once.
     pub host_probe: std::sync::OnceLock<Option<crate::vmm::probe::HostProbe>>,
 }
@@ -88,13 +95,18 @@ impl Inner {
             .get_or_init(|| host::probe_kvm(&self.cfg.vmm_path))
     }
 
+    /// Broadcasts a lifecycle event.
     pub fn emit(&self, uuid: Uuid, name: &str, event: EventType, detail: i32) {
-        tracing::info!(domain = name, ?event, detail, "lifecycle event");
-        let _ = self.events.send(LifecycleEvent {
+        self.emit_kind(uuid, name, EventKind::Lifecycle { event, detail });
+    }
+
+    /// Broadcasts any domain event.
+    pub fn emit_kind(&self, uuid: Uuid, name: &str, kind: EventKind) {
+        tracing::info!(domain = name, ?kind, "domain event");
+        let _ = self.events.send(DomainEvent {
             uuid,
             name: name.to_string(),
-            event,
-            detail,
+            kind,
         });
     }
 }
@@ -132,6 +144,7 @@ impl Driver {
             generation: AtomicU64::new(1),
             autostarted: std::sync::atomic::AtomicBool::new(false),
             events,
+            tap_names: hostnet::TapNames::default(),
             host_probe: std::sync::OnceLock::new(),
         });
         let drv = Driver { inner };
@@ -176,8 +189,8 @@ impl Driver {
         }
     }
 
-    /// A receiver of every lifecycle event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<LifecycleEvent> {
+    /// A receiver of every domain event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<DomainEvent> {
         self.inner.events.subscribe()
     }
 
@@ -435,8 +448,11 @@ mod tests {
         let obj = drv.define_xml(xml).await.unwrap();
         let ev = events.recv().await.unwrap();
         assert_eq!(
-            (ev.event, ev.detail),
-            (EventType::Defined, detail::DEFINED_ADDED)
+            ev.kind,
+            EventKind::Lifecycle {
+                event: EventType::Defined,
+                detail: detail::DEFINED_ADDED
+            }
         );
         assert!(drv.define_xml("<domain").await.is_err());
         assert!(drv.start(&obj, 0).await.is_err());

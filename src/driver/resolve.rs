@@ -1,18 +1,59 @@
 //! Host resolution: from a domain definition to the `VmConfig` the VMM
 //! runs, with every host resource checked first (files exist and can be
-//! read) so that a start fails before anything is spawned.
+//! read, backing chains are complete) so that a start fails before
+//! anything is made. Taps are only planned here; `hostnet` makes them.
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
-use crate::vmm::config::{BootConfig, CONFIG_VERSION, CpuConfig, SerialConfig, Topology, VmConfig};
+use crate::vmm::config::{
+    BootConfig, CONFIG_VERSION, CpuConfig, DeviceConfig, DiskFormat, SerialConfig, Topology,
+    VmConfig,
+};
 use crate::xml::Domain;
 use crate::xml::model::chardev::{CharSourceType, Chardev};
 
+use super::devices::{self, SlotMap};
 use super::fsutil::os_text;
+use super::hostnet::NetPlan;
+
+/// A disk of a running domain: where its counters come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskRes {
+    /// `<target dev>`.
+    pub target: String,
+    pub path: PathBuf,
+    pub format: DiskFormat,
+    /// PCI slot of its virtio-blk function.
+    pub slot: u8,
+}
+
+/// What a start resolved, beyond the VMM's configuration.
+pub struct Plan {
+    pub config: VmConfig,
+    pub disks: Vec<DiskRes>,
+    /// One per `<interface>`, in order; their devices in `config` get
+    /// tap fds once the taps exist.
+    pub nets: Vec<NetPlan>,
+    /// The vsock CID given to the guest.
+    pub vsock_cid: Option<u32>,
+    /// Memory (KiB) the balloon leaves the guest after boot, when the
+    /// current memory is below the maximum.
+    pub balloon_target_kib: Option<u64>,
+}
+
+/// What resolution needs to know about the host.
+pub struct Context<'a> {
+    /// Where the domain's runtime sockets go.
+    pub run_dir: &'a Path,
+    /// vsock CIDs other running guests have.
+    pub cids_in_use: &'a [u32],
+}
 
 /// Checks that `path` can be opened for reading, worded as libvirt words it.
-fn check_readable(path: &str, storage: bool) -> Result<()> {
+pub fn check_readable(path: &str, storage: bool) -> Result<()> {
     match std::fs::File::open(path) {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -30,7 +71,8 @@ fn check_readable(path: &str, storage: bool) -> Result<()> {
     }
 }
 
-fn serial_backend(dev: &Chardev) -> Result<SerialConfig> {
+/// The VMM backend of a character device.
+pub fn char_backend(dev: &Chardev) -> Result<SerialConfig> {
     let path = dev.sources.first().and_then(|s| s.path.clone());
     Ok(match dev.source_type {
         CharSourceType::Pty => SerialConfig::Pty,
@@ -47,14 +89,22 @@ fn serial_backend(dev: &Chardev) -> Result<SerialConfig> {
         },
         other => {
             return Err(Error::unsupported(format!(
-                "serial backend '{other}' is not supported by the VMM yet"
+                "{} backend '{other}' is not supported by the VMM yet",
+                dev.kind
             )));
         }
     })
 }
 
+fn has_balloon(def: &Domain) -> bool {
+    def.devices
+        .memballoon
+        .as_ref()
+        .is_some_and(devices::balloon_is_virtio)
+}
+
 /// Builds the VMM configuration of `def`, checking host files.
-pub fn resolve(def: &Domain) -> Result<VmConfig> {
+pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
     let kernel = def.os.kernel.as_deref().ok_or_else(|| {
         Error::unsupported("oxvirt can only boot a kernel directly: <os><kernel> is required")
     })?;
@@ -62,24 +112,8 @@ pub fn resolve(def: &Domain) -> Result<VmConfig> {
     if let Some(initrd) = def.os.initrd.as_deref() {
         check_readable(initrd, false)?;
     }
-    for disk in &def.devices.disks {
-        if let Some(p) = disk.source.as_ref().and_then(|s| s.path.as_deref()) {
-            check_readable(p, true)?;
-        }
-    }
-    if let Some(disk) = def.devices.disks.first() {
-        return Err(Error::unsupported(format!(
-            "disk '{}': the VMM has no block devices yet",
-            disk.target.dev
-        )));
-    }
-    if !def.devices.interfaces.is_empty() {
-        return Err(Error::unsupported(
-            "network interfaces: the VMM has no network devices yet",
-        ));
-    }
     let serial = match def.devices.serials.first() {
-        Some(s) => serial_backend(s)?,
+        Some(s) => char_backend(s)?,
         None => SerialConfig::Null,
     };
     let count = def.vcpu.current.unwrap_or(def.vcpu.max).max(1);
@@ -96,11 +130,53 @@ pub fn resolve(def: &Domain) -> Result<VmConfig> {
         .filter(|t| {
             u64::from(t.sockets) * u64::from(t.cores) * u64::from(t.threads) == u64::from(count)
         });
-    let memory_kib = if def.current_memory_kib > 0 {
+    let current_kib = if def.current_memory_kib > 0 {
         def.current_memory_kib
     } else {
         def.memory_kib
     };
+    // With a balloon the guest gets its maximum and gives the rest back
+    // through the balloon, as libvirt does with QEMU; without one it
+    // simply has its current memory.
+    let (memory_kib, balloon_target_kib) = if has_balloon(def) {
+        (
+            def.memory_kib,
+            (current_kib < def.memory_kib).then_some(current_kib),
+        )
+    } else {
+        (current_kib, None)
+    };
+
+    let mut slots = SlotMap::new(def);
+    let mut dev_configs: Vec<DeviceConfig> = Vec::new();
+    let mut disks = Vec::new();
+    for disk in &def.devices.disks {
+        let (cfg, res) = devices::disk(disk, &mut slots)?;
+        dev_configs.push(DeviceConfig::Block(cfg));
+        disks.push(res);
+    }
+    let mut nets = Vec::new();
+    for (index, iface) in def.devices.interfaces.iter().enumerate() {
+        let (cfg, mut plan) = devices::interface(iface, index, &mut slots)?;
+        plan.device = dev_configs.len();
+        dev_configs.push(DeviceConfig::Net(cfg));
+        nets.push(plan);
+    }
+    dev_configs.extend(devices::console(def, &mut slots)?);
+    if let Some(b) = def.devices.memballoon.as_ref() {
+        dev_configs.extend(devices::balloon(b, &mut slots)?);
+    }
+    for rng in &def.devices.rngs {
+        dev_configs.push(devices::rng(rng, &mut slots)?);
+    }
+    let mut vsock_cid = None;
+    if let Some(v) = def.devices.vsock.as_ref() {
+        let uds = ctx.run_dir.join(format!("{}.vsock", def.uuid));
+        let (cfg, cid) = devices::vsock(v, uds, ctx.cids_in_use, &mut slots)?;
+        vsock_cid = Some(cid);
+        dev_configs.push(cfg);
+    }
+
     let cfg = VmConfig {
         version: CONFIG_VERSION,
         name: def.name.clone(),
@@ -113,18 +189,175 @@ pub fn resolve(def: &Domain) -> Result<VmConfig> {
             cmdline: def.os.cmdline.clone().unwrap_or_default(),
         },
         serial,
-        devices: Vec::new(),
+        devices: dev_configs,
         on_reboot: Default::default(),
     };
-    cfg.validate()
+    // Taps are bound later; validate with placeholders so the rest is checked now.
+    let mut check = cfg.clone();
+    for d in &mut check.devices {
+        if let DeviceConfig::Net(n) = d {
+            n.tap_name = Some("tap".into());
+        }
+    }
+    check
+        .validate()
         .map_err(|e| Error::unsupported(e.to_string()))?;
-    Ok(cfg)
+    Ok(Plan {
+        config: cfg,
+        disks,
+        nets,
+        vsock_cid,
+        balloon_target_kib,
+    })
 }
 
 /// Files a start creates for this configuration and a stop removes.
 pub fn created_files(cfg: &VmConfig) -> Vec<&Path> {
-    match &cfg.serial {
-        SerialConfig::Unix { path } => vec![path.as_path()],
-        _ => Vec::new(),
+    let mut out = Vec::new();
+    if let SerialConfig::Unix { path } = &cfg.serial {
+        out.push(path.as_path());
+    }
+    for d in &cfg.devices {
+        match d {
+            DeviceConfig::Console(c) => {
+                if let SerialConfig::Unix { path } = &c.backend {
+                    out.push(path.as_path());
+                }
+            }
+            DeviceConfig::Vsock(v) => out.push(v.uds_path.as_path()),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::parse_domain;
+
+    fn plan(devs: &str) -> Result<Plan> {
+        let def = parse_domain(&format!(
+            "<domain type='kvm'><name>t</name><uuid>11111111-2222-3333-4444-555555555555</uuid>\
+             <memory unit='MiB'>128</memory><currentMemory unit='MiB'>100</currentMemory>\
+             <os><type>hvm</type><kernel>/proc/self/exe</kernel></os><devices>{devs}</devices></domain>"
+        ))?;
+        resolve(
+            &def,
+            &Context {
+                run_dir: Path::new("/run/x"),
+                cids_in_use: &[3],
+            },
+        )
+    }
+
+    #[test]
+    fn maps_devices_to_the_vmm() {
+        let p = plan(
+            "<disk type='file'><driver name='qemu' type='raw'/><source file='/proc/self/exe'/>\
+             <target dev='vda' bus='virtio'/><serial>S1</serial><readonly/>\
+             <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></disk>\
+             <interface type='bridge'><mac address='52:54:00:11:22:33'/><source bridge='br0'/>\
+             <model type='virtio'/></interface>\
+             <interface type='ethernet'><target dev='tap7' managed='no'/><model type='virtio'/></interface>\
+             <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
+             <memballoon model='virtio'><stats period='2'/></memballoon>\
+             <vsock model='virtio'><cid auto='yes'/></vsock>\
+             <console type='pty'><target type='virtio'/></console>",
+        )
+        .unwrap();
+        let c = &p.config;
+        assert_eq!(c.memory_mib, 128);
+        assert_eq!(p.balloon_target_kib, Some(100 * 1024));
+        let DeviceConfig::Block(b) = &c.devices[0] else {
+            panic!("{:?}", c.devices)
+        };
+        assert_eq!(
+            (b.readonly, b.serial.as_deref(), b.pci_slot, b.format),
+            (true, Some("S1"), Some(5), DiskFormat::Raw)
+        );
+        assert_eq!(p.disks[0].target, "vda");
+        assert_eq!(p.nets.len(), 2);
+        assert_eq!(p.nets[0].bridge.as_deref(), Some("br0"));
+        assert_eq!(p.nets[0].mac.to_string(), "52:54:00:11:22:33");
+        assert!(p.nets[0].managed);
+        assert_eq!(p.nets[1].ifname.as_deref(), Some("tap7"));
+        assert!(!p.nets[1].managed);
+        assert_eq!(p.nets[1].device, 2);
+        assert_eq!(p.vsock_cid, Some(4));
+        let slots: Vec<Option<u8>> = c.devices.iter().map(|d| d.pci_slot()).collect();
+        assert!(slots.iter().all(|s| s.is_some()), "{slots:?}");
+        let mut unique = slots.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), slots.len());
+        assert!(
+            c.devices
+                .iter()
+                .any(|d| matches!(d, DeviceConfig::Balloon(b) if b.stats_period == Some(2)))
+        );
+        assert!(
+            c.devices
+                .iter()
+                .any(|d| matches!(d, DeviceConfig::Console(c) if c.backend == SerialConfig::Pty))
+        );
+    }
+
+    #[test]
+    fn refuses_what_the_vmm_cannot_do() {
+        let msg = |devs: &str| plan(devs).err().map(|e| e.message).unwrap_or_default();
+        assert_eq!(
+            msg(
+                "<disk type='file'><source file='/nonexistent.img'/><target dev='vda' bus='virtio'/></disk>"
+            ),
+            "Cannot access storage file '/nonexistent.img': No such file or directory"
+        );
+        assert_eq!(
+            msg(
+                "<disk type='file'><source file='/proc/self/exe'/><target dev='sda' bus='sata'/></disk>"
+            ),
+            "unsupported configuration: disk bus 'sata' is not supported"
+        );
+        assert_eq!(
+            msg(
+                "<disk type='file'><driver name='qemu' type='vmdk'/><source file='/proc/self/exe'/><target dev='vda'/></disk>"
+            ),
+            "unsupported configuration: disk format 'vmdk' is not supported"
+        );
+        assert_eq!(
+            msg("<interface type='network'><source network='default'/></interface>"),
+            "Network not found: no network with matching name 'default'"
+        );
+        assert_eq!(
+            msg("<interface type='user'/>"),
+            "unsupported configuration: interface type 'user' is not supported"
+        );
+        assert_eq!(
+            msg("<interface type='bridge'><source bridge='br0'/><model type='e1000'/></interface>"),
+            "unsupported configuration: interface model 'e1000' is not supported"
+        );
+        assert_eq!(
+            msg(
+                "<interface type='ethernet'><target dev='t0' managed='no'/><bandwidth/></interface>"
+            ),
+            "unsupported configuration: interface <bandwidth> is not supported"
+        );
+        assert_eq!(
+            msg(
+                "<interface type='ethernet'><target dev='t0' managed='no'/><model type='virtio'/>\
+                 <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/></interface>"
+            ),
+            "unsupported configuration: interface 'net0': only PCI addresses on bus 0, function 0 are supported"
+        );
+        assert_eq!(
+            msg(
+                "<rng model='virtio'><backend model='egd' type='tcp'><source mode='connect' host='h' service='1'/></backend></rng>"
+            ),
+            "unsupported configuration: rng backend 'egd' is not supported"
+        );
+        assert_eq!(
+            msg("<vsock model='virtio'><cid auto='no' address='3'/></vsock>"),
+            "operation failed: guest CID 3 is already in use"
+        );
     }
 }

@@ -8,6 +8,20 @@ use serde::{Deserialize, Serialize};
 use crate::vmm::config::VmConfig;
 
 use super::fsutil::write_atomic;
+use super::hostnet::NetRes;
+use super::resolve::DiskRes;
+
+/// Host resources a running domain holds beyond its VMM process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostResources {
+    #[serde(default)]
+    pub disks: Vec<DiskRes>,
+    /// Its taps.
+    #[serde(default)]
+    pub nets: Vec<NetRes>,
+    #[serde(default)]
+    pub vsock_cid: Option<u32>,
+}
 
 /// Format version of the status file.
 pub const STATUS_VERSION: u32 = 1;
@@ -26,6 +40,9 @@ pub struct Status {
     pub live_xml: String,
     /// Whether the domain had no persistent definition.
     pub transient: bool,
+    /// Disks, taps and vsock CID of the guest.
+    #[serde(default)]
+    pub host: HostResources,
 }
 
 pub fn path(run_dir: &Path, name: &str) -> PathBuf {

@@ -70,13 +70,24 @@ pub mod detail {
     pub const SHUTDOWN_HOST: i32 = 2;
 }
 
-/// One lifecycle event, as every front end relays it.
+/// What happened, by libvirt's event ids (`virDomainEventID`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LifecycleEvent {
+pub enum EventKind {
+    /// `VIR_DOMAIN_EVENT_ID_LIFECYCLE`: an event type and its detail.
+    Lifecycle { event: EventType, detail: i32 },
+    /// `VIR_DOMAIN_EVENT_ID_REBOOT`: the guest was reset and boots again.
+    Reboot,
+    /// `VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE`: the memory the guest now
+    /// has, in KiB.
+    BalloonChange { actual_kib: u64 },
+}
+
+/// One domain event, as every front end relays it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainEvent {
     pub uuid: uuid::Uuid,
     pub name: String,
-    pub event: EventType,
-    pub detail: i32,
+    pub kind: EventKind,
 }
 
 /// `virConnectListAllDomains` filter flags.

@@ -2,6 +2,7 @@
 //! socket, re-attaching to it after a daemon restart, stopping it.
 
 use std::fs::OpenOptions;
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -56,8 +57,15 @@ fn tail_of_log(path: &Path) -> String {
     lines[start..].join("\n")
 }
 
-/// Spawns the VMM for `config` and waits until it reports the guest running.
-pub async fn spawn(vmm_path: &Path, paths: &VmmPaths, config: VmConfig) -> Result<(Vmm, VmmWatch)> {
+/// Spawns the VMM for `config` and waits until it reports the guest
+/// running. The VMM inherits `fds` (tap fds the config names) under the
+/// same numbers.
+pub async fn spawn(
+    vmm_path: &Path,
+    paths: &VmmPaths,
+    config: VmConfig,
+    fds: &[RawFd],
+) -> Result<(Vmm, VmmWatch)> {
     let json = serde_json::to_vec_pretty(&config)
         .map_err(|e| Error::internal(format!("cannot serialise the VMM config: {e}")))?;
     write_atomic(&paths.config_file, &json).map_err(|e| {
@@ -80,7 +88,22 @@ pub async fn spawn(vmm_path: &Path, paths: &VmmPaths, config: VmConfig) -> Resul
         .try_clone()
         .map_err(|e| system_error("cannot duplicate the log fd", &e))?;
     let _ = std::fs::remove_file(&paths.socket);
-    let child = Command::new(vmm_path)
+    let mut cmd = Command::new(vmm_path);
+    let inherit: Vec<RawFd> = fds.to_vec();
+    // SAFETY: the closure runs in the child between fork and exec and
+    // only calls fcntl, which is async-signal-safe, on fds the parent
+    // holds open for the whole spawn; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &inherit {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
         .arg("--config")
         .arg(&paths.config_file)
         .arg("--control-socket")

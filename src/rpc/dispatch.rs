@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::driver::stats::{self, StatValue};
 use crate::driver::{DomainObj, host};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
@@ -598,16 +599,110 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_BLOCK_STATS => {
             let a: DomStringArgs = args(p)?;
-            lookup(&a.dom)?.info()?;
-            Err(Error::invalid_arg(format!("invalid path: {}", a.value)))
+            let io = drv.block_stats(&lookup(&a.dom)?, &a.value).await?;
+            let v = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+            reply(&BlockStatsRet {
+                rd_req: v(io.rd_reqs),
+                rd_bytes: v(io.rd_bytes),
+                wr_req: v(io.wr_reqs),
+                wr_bytes: v(io.wr_bytes),
+                errs: v(io.errors),
+            })
+        }
+        DOMAIN_BLOCK_STATS_FLAGS => {
+            let a: BlockStatsFlagsArgs = args(p)?;
+            // VIR_TYPED_PARAM_STRING_OKAY
+            no_flags(a.flags, 4, "virDomainBlockStatsFlags")?;
+            if !(0..=BLOCK_STATS_PARAMETERS_MAX).contains(&a.nparams) {
+                return Err(Error::new(
+                    ErrorCode::Rpc,
+                    ErrorDomain::Rpc,
+                    "nparams too large",
+                ));
+            }
+            let io = drv.block_stats(&lookup(&a.dom)?, &a.path).await?;
+            let all = block_params(&io);
+            if a.nparams == 0 {
+                return reply(&TypedParamsRet {
+                    params: Vec::new(),
+                    nparams: all.len() as i32,
+                });
+            }
+            let params: Vec<TypedParam> = all.into_iter().take(a.nparams as usize).collect();
+            reply(&TypedParamsRet {
+                nparams: params.len() as i32,
+                params,
+            })
+        }
+        CONNECT_GET_ALL_DOMAIN_STATS => {
+            let a: GetAllDomainStatsArgs = args(p)?;
+            // List filters (ACTIVE ... OTHER); NOWAIT, BACKING and
+            // ENFORCE_STATS change nothing here.
+            no_flags(a.flags, 0xff | 7 << 29, "virConnectGetAllDomainStats")?;
+            let objs = if a.doms.is_empty() {
+                drv.list(a.flags & 0xff)?
+            } else {
+                a.doms.iter().map(&lookup).collect::<Result<Vec<_>>>()?
+            };
+            let mut ret_stats = Vec::new();
+            for obj in objs {
+                let Ok(s) = drv.stats(&obj).await else {
+                    continue;
+                };
+                ret_stats.push(DomainStatsRecord {
+                    dom: dom_of(&obj)?,
+                    params: stats::record(&s, a.stats)
+                        .into_iter()
+                        .map(|(field, v)| TypedParam {
+                            field,
+                            value: match v {
+                                StatValue::Int(x) => TypedValue::Int(x),
+                                StatValue::UInt(x) => TypedValue::UInt(x),
+                                StatValue::ULLong(x) => TypedValue::ULLong(x),
+                                StatValue::Str(x) => TypedValue::String(x),
+                            },
+                        })
+                        .collect(),
+                });
+            }
+            reply(&GetAllDomainStatsRet { ret_stats })
         }
         DOMAIN_INTERFACE_STATS => {
             let a: DomStringArgs = args(p)?;
-            lookup(&a.dom)?.info()?;
-            Err(Error::invalid_arg(format!(
-                "'{}' is not a known interface",
-                a.value
-            )))
+            let c = drv.interface_stats(&*lookup(&a.dom)?, &a.value)?;
+            let v = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+            reply(&InterfaceStatsRet {
+                rx_bytes: v(c.rx_bytes),
+                rx_packets: v(c.rx_packets),
+                rx_errs: v(c.rx_errs),
+                rx_drop: v(c.rx_drop),
+                tx_bytes: v(c.tx_bytes),
+                tx_packets: v(c.tx_packets),
+                tx_errs: v(c.tx_errs),
+                tx_drop: v(c.tx_drop),
+            })
+        }
+        DOMAIN_INTERFACE_ADDRESSES => {
+            let a: InterfaceAddressesArgs = args(p)?;
+            let list = drv.interface_addresses(&*lookup(&a.dom)?, a.source, a.flags)?;
+            reply(&InterfaceAddressesRet {
+                ifaces: list
+                    .into_iter()
+                    .map(|i| DomainInterface {
+                        name: i.name,
+                        hwaddr: Some(i.hwaddr),
+                        addrs: i
+                            .addrs
+                            .into_iter()
+                            .map(|(t, addr, prefix)| IpAddr {
+                                addr_type: t,
+                                addr,
+                                prefix,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
         }
 
         // ---- events --------------------------------------------------
@@ -647,6 +742,30 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
 
         _ => Err(unsupported(proc_)),
     }
+}
+
+/// `REMOTE_DOMAIN_BLOCK_STATS_PARAMETERS_MAX`.
+const BLOCK_STATS_PARAMETERS_MAX: i32 = 16;
+
+/// `virDomainBlockStatsFlags` parameters (`VIR_DOMAIN_BLOCK_STATS_*`).
+fn block_params(io: &stats::BlockIo) -> Vec<TypedParam> {
+    [
+        ("rd_operations", io.rd_reqs),
+        ("rd_bytes", io.rd_bytes),
+        ("wr_operations", io.wr_reqs),
+        ("wr_bytes", io.wr_bytes),
+        ("errs", io.errors),
+        ("flush_operations", io.fl_reqs),
+        ("rd_total_times", io.rd_times),
+        ("wr_total_times", io.wr_times),
+        ("flush_total_times", io.fl_times),
+    ]
+    .into_iter()
+    .map(|(field, v)| TypedParam {
+        field: field.into(),
+        value: TypedValue::LLong(i64::try_from(v).unwrap_or(i64::MAX)),
+    })
+    .collect()
 }
 
 fn max_list(n: i32) -> Result<usize> {

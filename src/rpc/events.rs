@@ -1,20 +1,28 @@
 //! Domain event callbacks: registration bookkeeping and forwarding the
-//! driver's lifecycle events as MESSAGEs to the connections that asked.
+//! driver's domain events (lifecycle, reboot, balloon change) as
+//! MESSAGEs to the connections that asked.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::driver::{EventType, LifecycleEvent};
+use crate::driver::{DomainEvent, EventKind, EventType};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
 use super::conn::{Callback, Conn};
-use super::protocol::{CallbackLifecycleMsg, Dom, LifecycleMsg, procs};
+use super::protocol::{
+    BalloonChangeMsg, CallbackBalloonChangeMsg, CallbackDomMsg, CallbackLifecycleMsg, Dom,
+    LifecycleMsg, procs,
+};
 use super::xdr::to_bytes;
 
 /// `VIR_DOMAIN_EVENT_ID_LIFECYCLE`.
 const EVENT_ID_LIFECYCLE: i32 = 0;
+/// `VIR_DOMAIN_EVENT_ID_REBOOT`.
+const EVENT_ID_REBOOT: i32 = 1;
+/// `VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE`.
+const EVENT_ID_BALLOON_CHANGE: i32 = 13;
 /// Number of event ids libvirt 9.0 knows (0..=26).
 const EVENT_ID_LAST: i32 = 27;
 
@@ -95,7 +103,7 @@ fn ensure_forwarder(conn: &Arc<Conn>) {
 
 async fn forward(
     conn: std::sync::Weak<Conn>,
-    mut rx: tokio::sync::broadcast::Receiver<LifecycleEvent>,
+    mut rx: tokio::sync::broadcast::Receiver<DomainEvent>,
 ) {
     loop {
         let ev = match rx.recv().await {
@@ -112,8 +120,15 @@ async fn forward(
 }
 
 /// The domain as an event shows it: the id it has now, -1 once stopped.
-fn event_dom(conn: &Conn, ev: &LifecycleEvent) -> Dom {
-    let id = if matches!(ev.event, EventType::Stopped | EventType::Undefined) {
+fn event_dom(conn: &Conn, ev: &DomainEvent) -> Dom {
+    let stopped = matches!(
+        ev.kind,
+        EventKind::Lifecycle {
+            event: EventType::Stopped | EventType::Undefined,
+            ..
+        }
+    );
+    let id = if stopped {
         -1
     } else {
         conn.driver()
@@ -130,27 +145,65 @@ fn event_dom(conn: &Conn, ev: &LifecycleEvent) -> Dom {
     }
 }
 
-async fn deliver(conn: &Conn, ev: &LifecycleEvent) {
+/// The event id of an event, and its MESSAGE (procedure and payload)
+/// for a callback, or for the legacy registration without one.
+fn message(ev: &DomainEvent, dom: Dom, callback: Option<i32>) -> (i32, i32, Vec<u8>) {
+    match (&ev.kind, callback) {
+        (EventKind::Lifecycle { event, detail }, cb) => {
+            let msg = LifecycleMsg {
+                dom,
+                event: *event as i32,
+                detail: *detail,
+            };
+            match cb {
+                Some(callback_id) => (
+                    EVENT_ID_LIFECYCLE,
+                    procs::DOMAIN_EVENT_CALLBACK_LIFECYCLE,
+                    to_bytes(&CallbackLifecycleMsg { callback_id, msg }),
+                ),
+                None => (
+                    EVENT_ID_LIFECYCLE,
+                    procs::DOMAIN_EVENT_LIFECYCLE,
+                    to_bytes(&msg),
+                ),
+            }
+        }
+        (EventKind::Reboot, Some(callback_id)) => (
+            EVENT_ID_REBOOT,
+            procs::DOMAIN_EVENT_CALLBACK_REBOOT,
+            to_bytes(&CallbackDomMsg { callback_id, dom }),
+        ),
+        (EventKind::Reboot, None) => (EVENT_ID_REBOOT, procs::DOMAIN_EVENT_REBOOT, to_bytes(&dom)),
+        (EventKind::BalloonChange { actual_kib }, cb) => {
+            let msg = BalloonChangeMsg {
+                dom,
+                actual: *actual_kib,
+            };
+            match cb {
+                Some(callback_id) => (
+                    EVENT_ID_BALLOON_CHANGE,
+                    procs::DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE,
+                    to_bytes(&CallbackBalloonChangeMsg { callback_id, msg }),
+                ),
+                None => (
+                    EVENT_ID_BALLOON_CHANGE,
+                    procs::DOMAIN_EVENT_BALLOON_CHANGE,
+                    to_bytes(&msg),
+                ),
+            }
+        }
+    }
+}
+
+async fn deliver(conn: &Conn, ev: &DomainEvent) {
     let dom = event_dom(conn, ev);
-    let msg = LifecycleMsg {
-        dom,
-        event: ev.event as i32,
-        detail: ev.detail,
-    };
     for (id, cb) in conn.callbacks() {
-        if cb.event_id != EVENT_ID_LIFECYCLE || cb.filter.is_some_and(|u| u != ev.uuid) {
+        if cb.filter.is_some_and(|u| u != ev.uuid) {
             continue;
         }
-        if cb.legacy {
-            conn.send_event(procs::DOMAIN_EVENT_LIFECYCLE, &to_bytes(&msg))
-                .await;
-        } else {
-            let m = CallbackLifecycleMsg {
-                callback_id: id,
-                msg: msg.clone(),
-            };
-            conn.send_event(procs::DOMAIN_EVENT_CALLBACK_LIFECYCLE, &to_bytes(&m))
-                .await;
+        let (event_id, proc_, payload) = message(ev, dom.clone(), (!cb.legacy).then_some(id));
+        if cb.event_id == event_id {
+            conn.send_event(proc_, &payload).await;
         }
     }
 }

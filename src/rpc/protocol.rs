@@ -78,13 +78,20 @@ pub mod procs {
     pub const CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: i32 = 316;
     pub const CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: i32 = 317;
     pub const DOMAIN_EVENT_CALLBACK_LIFECYCLE: i32 = 318;
+    pub const DOMAIN_EVENT_CALLBACK_REBOOT: i32 = 319;
+    pub const DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE: i32 = 331;
+    pub const CONNECT_GET_ALL_DOMAIN_STATS: i32 = 344;
+    pub const DOMAIN_INTERFACE_ADDRESSES: i32 = 353;
     pub const CONNECT_GET_DOMAIN_CAPABILITIES: i32 = 342;
     pub const DOMAIN_DEFINE_XML_FLAGS: i32 = 350;
     pub const CONNECT_REGISTER_CLOSE_CALLBACK: i32 = 360;
     pub const CONNECT_UNREGISTER_CLOSE_CALLBACK: i32 = 361;
     pub const DOMAIN_GET_MESSAGES: i32 = 426;
-    /// Legacy (non-callback) lifecycle event message.
+    /// Legacy (non-callback) event messages.
     pub const DOMAIN_EVENT_LIFECYCLE: i32 = 107;
+    pub const DOMAIN_EVENT_REBOOT: i32 = 169;
+    pub const DOMAIN_EVENT_BALLOON_CHANGE: i32 = 276;
+    pub const DOMAIN_BLOCK_STATS_FLAGS: i32 = 243;
 }
 
 /// The public C function behind a procedure, for "not supported" errors.
@@ -105,7 +112,6 @@ pub fn function_name(proc_: i32) -> Option<&'static str> {
         199 => "virDomainSetVcpusFlags",
         232 => "virDomainSaveFlags",
         233 => "virDomainRestoreFlags",
-        243 => "virDomainBlockStatsFlags",
         277 => "virDomainGetHostname",
         281 => "virConnectListAllStoragePools",
         283 => "virConnectListAllNetworks",
@@ -217,6 +223,128 @@ xdr_struct! {
 }
 
 xdr_struct! {
+    pub struct BlockStatsFlagsArgs { pub dom: Dom, pub path: String, pub nparams: i32, pub flags: u32 }
+}
+
+/// `remote_typed_param_value`: a union on `virTypedParameterType`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TypedValue {
+    Int(i32),
+    UInt(u32),
+    LLong(i64),
+    ULLong(u64),
+    Double(f64),
+    Boolean(bool),
+    String(String),
+}
+
+impl Default for TypedValue {
+    fn default() -> Self {
+        TypedValue::Int(0)
+    }
+}
+
+impl Xdr for TypedValue {
+    fn encode(&self, w: &mut Vec<u8>) {
+        match self {
+            TypedValue::Int(v) => {
+                1i32.encode(w);
+                v.encode(w);
+            }
+            TypedValue::UInt(v) => {
+                2i32.encode(w);
+                v.encode(w);
+            }
+            TypedValue::LLong(v) => {
+                3i32.encode(w);
+                v.encode(w);
+            }
+            TypedValue::ULLong(v) => {
+                4i32.encode(w);
+                v.encode(w);
+            }
+            TypedValue::Double(v) => {
+                5i32.encode(w);
+                v.encode(w);
+            }
+            TypedValue::Boolean(v) => {
+                6i32.encode(w);
+                i32::from(*v).encode(w);
+            }
+            TypedValue::String(v) => {
+                7i32.encode(w);
+                v.encode(w);
+            }
+        }
+    }
+    fn decode(r: &mut Reader<'_>) -> XResult<Self> {
+        Ok(match i32::decode(r)? {
+            1 => TypedValue::Int(i32::decode(r)?),
+            2 => TypedValue::UInt(u32::decode(r)?),
+            3 => TypedValue::LLong(i64::decode(r)?),
+            4 => TypedValue::ULLong(u64::decode(r)?),
+            5 => TypedValue::Double(f64::decode(r)?),
+            6 => TypedValue::Boolean(i32::decode(r)? != 0),
+            7 => TypedValue::String(String::decode(r)?),
+            d => return Err(XdrError::BadDiscriminant(d)),
+        })
+    }
+}
+
+xdr_struct! {
+    /// `remote_typed_param`.
+    pub struct TypedParam { pub field: String, pub value: TypedValue }
+}
+
+xdr_struct! {
+    pub struct TypedParamsRet { pub params: Vec<TypedParam>, pub nparams: i32 }
+}
+
+xdr_struct! {
+    pub struct GetAllDomainStatsArgs { pub doms: Vec<Dom>, pub stats: u32, pub flags: u32 }
+}
+
+xdr_struct! {
+    /// `remote_domain_stats_record`.
+    pub struct DomainStatsRecord { pub dom: Dom, pub params: Vec<TypedParam> }
+}
+
+xdr_struct! {
+    pub struct GetAllDomainStatsRet { pub ret_stats: Vec<DomainStatsRecord> }
+}
+
+xdr_struct! {
+    pub struct InterfaceStatsRet {
+        pub rx_bytes: i64,
+        pub rx_packets: i64,
+        pub rx_errs: i64,
+        pub rx_drop: i64,
+        pub tx_bytes: i64,
+        pub tx_packets: i64,
+        pub tx_errs: i64,
+        pub tx_drop: i64,
+    }
+}
+
+xdr_struct! {
+    pub struct InterfaceAddressesArgs { pub dom: Dom, pub source: u32, pub flags: u32 }
+}
+
+xdr_struct! {
+    /// `remote_domain_ip_addr`.
+    pub struct IpAddr { pub addr_type: i32, pub addr: String, pub prefix: u32 }
+}
+
+xdr_struct! {
+    /// `remote_domain_interface`.
+    pub struct DomainInterface { pub name: String, pub hwaddr: Option<String>, pub addrs: Vec<IpAddr> }
+}
+
+xdr_struct! {
+    pub struct InterfaceAddressesRet { pub ifaces: Vec<DomainInterface> }
+}
+
+xdr_struct! {
     pub struct MemoryStat { pub tag: i32, pub val: u64 }
 }
 
@@ -306,6 +434,20 @@ xdr_struct! {
 }
 
 xdr_struct! {
+    /// `remote_domain_event_callback_reboot_msg` and other events that
+    /// carry only the domain.
+    pub struct CallbackDomMsg { pub callback_id: i32, pub dom: Dom }
+}
+
+xdr_struct! {
+    pub struct BalloonChangeMsg { pub dom: Dom, pub actual: u64 }
+}
+
+xdr_struct! {
+    pub struct CallbackBalloonChangeMsg { pub callback_id: i32, pub msg: BalloonChangeMsg }
+}
+
+xdr_struct! {
     pub struct NetworkRef { pub name: String, pub uuid: [u8; 16] }
 }
 
@@ -376,6 +518,31 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(to_bytes(&n).len(), 128 + 8 + 6 * 4);
+    }
+
+    #[test]
+    fn typed_params_round_trip() {
+        let ret = TypedParamsRet {
+            params: vec![
+                TypedParam {
+                    field: "rd_bytes".into(),
+                    value: TypedValue::LLong(-1),
+                },
+                TypedParam {
+                    field: "s".into(),
+                    value: TypedValue::String("x".into()),
+                },
+            ],
+            nparams: 2,
+        };
+        let b = to_bytes(&ret);
+        // count, "rd_bytes" (4 + 8), type 3, hyper, "s" (4 + 4), type 7, "x" (4 + 4), nparams
+        assert_eq!(b.len(), 4 + 12 + 4 + 8 + 8 + 4 + 8 + 4);
+        assert_eq!(&b[16..20], &[0, 0, 0, 3]);
+        assert_eq!(from_bytes::<TypedParamsRet>(&b).unwrap(), ret);
+        let mut bad = b.clone();
+        bad[19] = 9;
+        assert!(from_bytes::<TypedParamsRet>(&bad).is_err());
     }
 
     #[test]

@@ -273,6 +273,10 @@ impl Vm {
         if let Some(fd) = serial_listener {
             add(fd)?;
         }
+        let balloon_fd = self.virtio.balloon().and_then(|b| b.changed_fd());
+        if let Some(fd) = balloon_fd {
+            add(fd)?;
+        }
 
         let n = self.vcpus.len();
         tracing::info!("starting {n} vCPUs");
@@ -342,6 +346,16 @@ impl Vm {
                     }
                 } else if Some(fd) == serial_in {
                     self.pump_serial_input(fd, &epoll, &mut serial_in);
+                } else if Some(fd) == balloon_fd {
+                    if let Some(b) = self.virtio.balloon() {
+                        let pages = b.take_change();
+                        if let Some(c) = control.as_mut() {
+                            c.broadcast(&control::event(
+                                "balloon-change",
+                                Some(("actual-pages", json!(pages))),
+                            ));
+                        }
+                    }
                 } else if let Some(c) = control.as_mut() {
                     match c.read(fd) {
                         ClientInput::Closed => {}
@@ -511,6 +525,10 @@ impl Vm {
         });
         if let Some(p) = &self.backend.pty_path {
             v["serial-pty"] = json!(p);
+        }
+        let consoles = self.virtio.console_ptys();
+        if !consoles.is_empty() {
+            v["console-ptys"] = json!(consoles);
         }
         v
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use virtio_queue::QueueT;
 use vm_memory::{GuestAddress, GuestMemoryBackend};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::worker::{Handler, Poll, WorkQueue, Worker};
 use super::{Activation, Interrupt, TYPE_BALLOON, VirtioDevice};
@@ -41,6 +42,8 @@ pub struct BalloonState {
     period_s: u32,
     stats: Mutex<Option<StatsSample>>,
     irq: Mutex<Option<Arc<Interrupt>>>,
+    /// Signalled when the guest changes `actual` (the main loop reports it).
+    changed: Option<EventFd>,
 }
 
 impl BalloonState {
@@ -51,7 +54,22 @@ impl BalloonState {
             period_s,
             stats: Mutex::new(None),
             irq: Mutex::new(None),
+            changed: EventFd::new(libc::EFD_NONBLOCK).ok(),
         }
+    }
+
+    /// The eventfd signalled when the guest changes `actual`, if any.
+    pub fn changed_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.changed.as_ref().map(|e| e.as_raw_fd())
+    }
+
+    /// Clears the change notification; returns the pages the guest has
+    /// given up now.
+    pub fn take_change(&self) -> u32 {
+        if let Some(e) = &self.changed {
+            let _ = e.read();
+        }
+        self.actual.load(Ordering::Acquire)
     }
 
     /// Asks the guest to hold `pages` 4 KiB pages.
@@ -243,7 +261,12 @@ impl VirtioDevice for Balloon {
     fn write_config(&mut self, offset: u64, data: &[u8]) {
         if offset == 4 && data.len() == 4 {
             let v = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-            self.state.actual.store(v, Ordering::Release);
+            let old = self.state.actual.swap(v, Ordering::AcqRel);
+            if old != v
+                && let Some(e) = &self.state.changed
+            {
+                let _ = e.write(1);
+            }
         }
     }
     fn activate(&mut self, act: Activation) -> Result<(), String> {

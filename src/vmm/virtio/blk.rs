@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use virtio_queue::{DescriptorChain, QueueT};
 
@@ -39,6 +40,10 @@ pub const S_UNSUPP: u8 = 2;
 
 /// Length of the GET_ID answer.
 const ID_LEN: usize = 20;
+
+fn elapsed_ns(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// The request logic, shared by the worker and the tests.
 pub struct BlkCore {
@@ -112,9 +117,11 @@ impl BlkCore {
                     return S_IOERR;
                 };
                 let mut buf = vec![0u8; len];
+                let started = Instant::now();
                 if self.disk.read_at(&mut buf, off).is_err() || writer.write_all(&buf).is_err() {
                     return S_IOERR;
                 }
+                self.stats.read_ns.add(elapsed_ns(started));
                 self.stats.reads.inc();
                 self.stats.read_bytes.add(len as u64);
                 S_OK
@@ -131,20 +138,21 @@ impl BlkCore {
                     return S_IOERR;
                 };
                 let mut buf = vec![0u8; len];
+                let started = Instant::now();
                 if reader.read_exact(&mut buf).is_err() || self.disk.write_at(&buf, off).is_err() {
                     return S_IOERR;
                 }
+                self.stats.write_ns.add(elapsed_ns(started));
                 self.stats.writes.inc();
                 self.stats.write_bytes.add(len as u64);
                 S_OK
             }
             T_FLUSH => {
                 self.stats.flushes.inc();
-                if self.readonly || self.disk.flush().is_ok() {
-                    S_OK
-                } else {
-                    S_IOERR
-                }
+                let started = Instant::now();
+                let ok = self.readonly || self.disk.flush().is_ok();
+                self.stats.flush_ns.add(elapsed_ns(started));
+                if ok { S_OK } else { S_IOERR }
             }
             T_GET_ID => {
                 let n = writer.available_bytes().min(ID_LEN);

@@ -45,6 +45,11 @@ impl Console {
         })
     }
 
+    /// The pty slave of the backend, if it is a pty.
+    pub fn pty_path(&self) -> Option<String> {
+        self.backend.as_ref().and_then(|b| b.pty_path.clone())
+    }
+
     /// The unix socket the backend listens on, if any.
     pub fn socket_path(&self) -> Option<std::path::PathBuf> {
         self.socket.clone()

@@ -79,6 +79,7 @@ pub enum Handle {
     Block { slot: u8, stats: Arc<BlkStats> },
     Net { slot: u8, stats: Arc<NetStats> },
     Balloon { slot: u8, state: Arc<BalloonState> },
+    Console { slot: u8, pty: Option<String> },
     Other { slot: u8 },
 }
 
@@ -111,10 +112,21 @@ impl Devices {
                     net.push(v);
                 }
                 Handle::Balloon { state, .. } => balloon = state.json(),
-                Handle::Other { .. } => {}
+                Handle::Console { .. } | Handle::Other { .. } => {}
             }
         }
         json!({ "block": blk, "net": net, "balloon": balloon })
+    }
+
+    /// The pty of each virtio console that has one: `{slot, path}`.
+    pub fn console_ptys(&self) -> Vec<Value> {
+        self.handles
+            .iter()
+            .filter_map(|h| match h {
+                Handle::Console { slot, pty: Some(p) } => Some(json!({ "slot": slot, "path": p })),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The balloon's state, if there is one.
@@ -242,7 +254,8 @@ pub fn build(
                 if let Some(p) = con.socket_path() {
                     out.cleanup.push(p);
                 }
-                (Box::new(con), Handle::Other { slot })
+                let pty = con.pty_path();
+                (Box::new(con), Handle::Console { slot, pty })
             }
             DeviceConfig::Balloon(c) => {
                 let state = Arc::new(BalloonState::new(c.stats_period.unwrap_or(0)));

@@ -28,6 +28,10 @@ pub struct BlkStats {
     pub write_bytes: Counter,
     pub flushes: Counter,
     pub errors: Counter,
+    /// Nanoseconds spent serving reads, writes and flushes.
+    pub read_ns: Counter,
+    pub write_ns: Counter,
+    pub flush_ns: Counter,
 }
 
 impl BlkStats {
@@ -36,6 +40,8 @@ impl BlkStats {
             "reads": self.reads.get(), "writes": self.writes.get(),
             "read-bytes": self.read_bytes.get(), "write-bytes": self.write_bytes.get(),
             "flushes": self.flushes.get(), "errors": self.errors.get(),
+            "read-time-ns": self.read_ns.get(), "write-time-ns": self.write_ns.get(),
+            "flush-time-ns": self.flush_ns.get(),
         })
     }
 }

@@ -5,7 +5,7 @@ mod chardevs;
 mod controllers;
 mod cpu;
 mod devices;
-mod pci;
+pub mod pci;
 mod validate;
 mod video;
 

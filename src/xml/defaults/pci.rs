@@ -63,7 +63,8 @@ impl SlotAllocator {
     }
 }
 
-fn every_address(dom: &Domain) -> Vec<Address> {
+/// Every device address the definition names.
+pub fn every_address(dom: &Domain) -> Vec<Address> {
     let d = &dom.devices;
     let mut all: Vec<Option<Address>> = Vec::new();
     all.extend(d.disks.iter().map(|x| x.address.clone()));

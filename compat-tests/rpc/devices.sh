@@ -1,0 +1,172 @@
+#!/bin/bash
+# A guest with a raw disk, a qcow2 disk and a NIC on a bridge, driven by
+# the real virsh: domblkstat, domifstat, domiflist, domstats, setmem with the
+# balloon, domifaddr, the reboot and balloon-change events, and that no
+# tap outlives the guest or a failed start.
+#
+# oxvirtd runs inside a private network namespace holding the bridge
+# br0 (10.0.2.2/24), so its taps stay there; virsh reaches it through
+# the RPC socket's path. Called by run.sh (as root).
+#
+# usage: devices.sh OXVIRTD TMPDIR
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+OXVIRTD=$1
+tmp=$2
+KERNEL=$top/compat-tests/guest/out/testos.elf
+PY=/usr/bin/python3
+mkdir -p "$tmp"
+sock=$tmp/sock
+U="qemu+unix:///system?socket=$sock"
+ns=oxrpc$$
+fails=0
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    ip netns del "$ns" 2>/dev/null
+}
+trap cleanup EXIT
+
+pass() { echo "ok   - $1"; }
+fail() {
+    echo "FAIL - $1"
+    fails=$((fails + 1))
+}
+expect() {
+    local name=$1 rc=$2 pat=$3
+    shift 4
+    local out got
+    out=$(timeout 30 virsh -c "$U" "$@" 2>&1)
+    got=$?
+    if [ "$got" = "$rc" ] && grep -Eq -- "$pat" <<<"$out"; then
+        pass "$name"
+    else
+        fail "$name (rc $got, want $rc)"
+        sed 's/^/       | /' <<<"$out"
+    fi
+}
+taps() { ip -n "$ns" -o link show | awk -F': ' '{print $2}' | grep -v -x -e lo -e br0; }
+# wait_for WHAT COMMAND...: until COMMAND succeeds (30 s at most)
+wait_for() {
+    local what=$1
+    shift
+    for _ in $(seq 300); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    fail "$what"
+    return 1
+}
+
+ip netns add "$ns" || { echo "skip - cannot create a network namespace"; exit 0; }
+ip -n "$ns" link set lo up
+ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+ip -n "$ns" link add br0 type bridge
+ip -n "$ns" addr add 10.0.2.2/24 dev br0
+ip -n "$ns" link set br0 up
+
+"$PY" "$top/compat-tests/guest/make-pattern-disk.py" write "$tmp/disk.raw" 16384
+"$PY" "$top/compat-tests/guest/make-pattern-disk.py" write "$tmp/base.raw" 16384
+qemu-img convert -O qcow2 "$tmp/base.raw" "$tmp/disk.qcow2"
+
+dbus-daemon --session --print-address=3 --nofork 3>"$tmp/bus" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$tmp/bus" ] && break; sleep 0.1; done
+ip netns exec "$ns" "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
+    --config-dir "$tmp/config" --run-dir "$tmp/run" --state-dir "$tmp/state" \
+    --rpc-socket "$sock" 2>"$tmp/oxvirtd.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+
+# devxml NAME UUID [EXTRA-DEVICES]
+devxml() {
+    cat <<XML
+<domain type='kvm'>
+  <name>$1</name>
+  <uuid>$2</uuid>
+  <memory unit='KiB'>131072</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
+    <cmdline>oxtest.checks=pci,blk,net,balloon oxtest.devs=03:blk,04:blk,05:net,06:balloon oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.balloonpages=16 oxtest.balloonwait=60000 oxtest.then=net-serve oxtest.netserve=120</cmdline></os>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$tmp/disk.raw'/><target dev='vda' bus='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/></disk>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$tmp/disk.qcow2'/><target dev='vdb' bus='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/></disk>
+    <interface type='bridge'><mac address='52:54:00:6f:78:05'/><source bridge='br0'/><model type='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>
+    <serial type='file'><source path='$tmp/serial-$1.log'/></serial>
+    <memballoon model='virtio'><stats period='1'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x06' function='0x0'/></memballoon>
+    ${3:-}
+  </devices>
+</domain>
+XML
+}
+devxml dev1 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b01 >"$tmp/dev1.xml"
+devxml dev2 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b02 \
+    "<interface type='bridge'><source bridge='nobr0'/><model type='virtio'/></interface>" >"$tmp/dev2.xml"
+serial=$tmp/serial-dev1.log
+
+timeout 120 virsh -c "$U" event --all --loop --timeout 90 >"$tmp/events" 2>&1 &
+evpid=$!
+sleep 0.5
+
+expect dev-define 0 "Domain 'dev1' defined" -- define "$tmp/dev1.xml"
+expect dev-start 0 "Domain 'dev1' started" -- start dev1
+expect dev-domiflist 0 ' vnet0 +bridge +br0 +virtio +52:54:00:6f:78:05' -- domiflist dev1
+expect dev-domblklist 0 " vdb +$tmp/disk.qcow2" -- domblklist dev1
+if [ "$(taps)" = vnet0 ] && ip -n "$ns" link show vnet0 | grep -q 'master br0'; then
+    pass "tap vnet0 made and on the bridge"
+else
+    fail "tap vnet0 made and on the bridge"
+fi
+wait_for "guest checks its devices" grep -q 'stats requested by the device' "$serial"
+expect dev-domblkstat 0 '^vda wr_bytes 4096$' -- domblkstat dev1 vda
+expect dev-domblkstat-flush 0 '^vda flush_operations 1$' -- domblkstat dev1 vda
+expect dev-domblkstat-qcow2 0 '^vdb rd_req [1-9]' -- domblkstat dev1 vdb
+expect dev-domblkstat-all 0 '^ wr_bytes 8192$' -- domblkstat dev1
+expect dev-domblkstat-human 0 'number of bytes written: +4096' -- domblkstat dev1 vda --human
+expect dev-domblkstat-unknown 1 'invalid path: vdx' -- domblkstat dev1 vdx
+expect dev-domifstat 0 '^vnet0 tx_packets [4-9]' -- domifstat dev1 vnet0
+expect dev-domifstat-mac 0 '^52:54:00:6f:78:05 tx_bytes [1-9]' -- domifstat dev1 52:54:00:6f:78:05
+expect dev-domstats-net 0 'net\.0\.name=vnet0' -- domstats dev1 --interface
+expect dev-domstats-block 0 'block\.1\.path='"$tmp/disk.qcow2" -- domstats dev1 --block
+expect dev-domstats-all 0 'block\.0\.wr\.bytes=4096' -- domstats
+expect dev-setmem 0 '' -- setmem dev1 131008 --live
+used() { virsh -c "$U" dominfo dev1 | grep -Eq 'Used memory: +131008 KiB'; }
+wait_for "dominfo shows the ballooned memory" used && pass "dominfo Used memory follows the balloon"
+expect dev-dommemstat 0 '^actual 131008$' -- dommemstat dev1
+expect dev-setmem-too-big 1 'cannot set memory higher than max memory' -- setmem dev1 262144 --live
+wait_for "guest serves the network" grep -q 'net-serve for' "$serial"
+arp() {
+    ip netns exec "$ns" "$PY" -c "import socket,time
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b'x',('10.0.2.15',9)); time.sleep(0.2)"
+    grep -q '^10.0.2.15 .*52:54:00:6f:78:05' <(ip netns exec "$ns" cat /proc/net/arp)
+}
+wait_for "guest answers ARP" arp
+expect dev-domifaddr-arp 0 ' vnet0 +52:54:00:6f:78:05 +ipv4 +10.0.2.15/0' -- domifaddr dev1 --source arp
+expect dev-domifaddr 0 ' vnet0 +52:54:00:6f:78:05 +ipv4 +10.0.2.15/0' -- domifaddr dev1
+expect dev-reboot 0 "Domain 'dev1' is being rebooted" -- reboot dev1
+wait_for "reboot event" grep -q "event 'reboot' for domain 'dev1'" "$tmp/events" && pass "event: reboot"
+[ "$(taps)" = vnet0 ] && pass "the tap stays across the reboot" || fail "the tap stays across the reboot"
+expect dev-destroy 0 "Domain 'dev1' destroyed" -- destroy dev1
+[ -z "$(taps)" ] && pass "no tap after destroy" || fail "no tap after destroy: $(taps)"
+expect dev-failed-start 1 "Cannot get interface MTU on 'nobr0': No such device" -- create "$tmp/dev2.xml"
+[ -z "$(taps)" ] && pass "no tap after a failed start" || fail "no tap after a failed start: $(taps)"
+
+kill -INT $evpid 2>/dev/null
+wait $evpid 2>/dev/null
+if grep -q "event 'balloon-change' for domain 'dev1': 131008KiB" "$tmp/events"; then
+    pass "event: balloon-change"
+else
+    fail "event: balloon-change"
+    sed 's/^/       | /' "$tmp/events"
+fi
+if [ $fails -ne 0 ]; then
+    echo "--- oxvirtd log (tail)"
+    tail -20 "$tmp/oxvirtd.log"
+fi
+[ $fails -eq 0 ]

@@ -1,0 +1,243 @@
+//! The host side of a domain's `<interface>`s: the taps a start makes
+//! (or opens by name), held by the driver while the domain runs so that
+//! a new VMM after a reboot gets them again, and removed when it stops.
+//!
+//! Taps are made without `TUNSETPERSIST`: the kernel removes one when
+//! the last fd on it closes, so a VMM that dies while the daemon is
+//! down takes its taps with it. The driver still deletes the taps it
+//! made when a domain stops, in case some other process kept one open.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::vmm::config::{DeviceConfig, VmConfig};
+use crate::xml::mac::MacAddr;
+
+use super::netdev;
+
+/// Prefix of the tap names the driver makes up, as libvirt's.
+const GENERATED_PREFIX: &str = "vnet";
+
+/// An interface as resolution plans it.
+#[derive(Clone, Debug)]
+pub struct NetPlan {
+    /// Position among the domain's `<interface>`s.
+    pub index: usize,
+    /// Position of its device in `VmConfig.devices`.
+    pub device: usize,
+    /// `<target dev>`, if the definition names the tap.
+    pub ifname: Option<String>,
+    pub mac: MacAddr,
+    /// The bridge to join (`type='bridge'`).
+    pub bridge: Option<String>,
+    /// The driver makes and removes the tap (all but `type='ethernet'`
+    /// with `managed='no'`, whose tap must exist).
+    pub managed: bool,
+    pub slot: u8,
+}
+
+/// An interface of a running domain, as its status file records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetRes {
+    /// Position among the domain's `<interface>`s.
+    pub index: usize,
+    /// Position of its device in `VmConfig.devices`.
+    pub device: usize,
+    pub ifname: String,
+    pub mac: String,
+    pub bridge: Option<String>,
+    /// Made for this domain (removed when it stops).
+    pub created: bool,
+    pub slot: u8,
+}
+
+/// Hands out `vnetN` names, never twice while the daemon runs.
+#[derive(Default)]
+pub struct TapNames {
+    next: AtomicU32,
+}
+
+impl TapNames {
+    fn take(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        format!("{GENERATED_PREFIX}{n}")
+    }
+
+    /// Notes a name in use, so that later names come after it.
+    pub fn reserve(&self, name: &str) {
+        if let Some(n) = name
+            .strip_prefix(GENERATED_PREFIX)
+            .and_then(|d| d.parse::<u32>().ok())
+        {
+            self.next.fetch_max(n.saturating_add(1), Ordering::SeqCst);
+        }
+    }
+}
+
+/// The taps a domain holds. Dropping them closes the driver's fds and
+/// removes the taps made for the domain that no process holds any more.
+#[derive(Default)]
+pub struct Taps {
+    taps: Vec<(NetRes, OwnedFd)>,
+}
+
+impl Taps {
+    /// What the status file records of them.
+    pub fn records(&self) -> Vec<NetRes> {
+        self.taps.iter().map(|(r, _)| r.clone()).collect()
+    }
+
+    /// The fds a VMM must inherit.
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.taps.iter().map(|(_, fd)| fd.as_raw_fd()).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.taps.is_empty()
+    }
+
+    /// Points the net devices of `cfg` at the inherited tap fds.
+    pub fn bind(&self, cfg: &mut VmConfig) {
+        for (res, fd) in &self.taps {
+            if let Some(DeviceConfig::Net(n)) = cfg.devices.get_mut(res.device) {
+                n.tap_fd = Some(fd.as_raw_fd());
+                n.tap_name = None;
+            }
+        }
+    }
+}
+
+impl Drop for Taps {
+    fn drop(&mut self) {
+        let taps = std::mem::take(&mut self.taps);
+        let (records, fds): (Vec<NetRes>, Vec<OwnedFd>) = taps.into_iter().unzip();
+        drop(fds);
+        release(&records);
+    }
+}
+
+/// The MAC a tap gets: the guest's with the first byte 0xFE (0xFA if it
+/// already is 0xFE), so that a bridge never takes the tap's MAC as its
+/// own address and the guest's stays unique (libvirt's rule).
+fn tap_mac(guest: &MacAddr) -> MacAddr {
+    let mut m = *guest;
+    m.0[0] = if m.0[0] == 0xFE { 0xFA } else { 0xFE };
+    m
+}
+
+/// MAC, MTU and bridge port of a tap made for a guest, then link up.
+fn configure(name: &str, mac: &MacAddr, bridge: Option<&str>) -> Result<()> {
+    netdev::set_mac(name, &tap_mac(mac))?;
+    if let Some(br) = bridge {
+        // The tap takes the bridge's MTU so that joining never lowers it.
+        let mtu = netdev::mtu(br)?;
+        netdev::set_mtu(name, mtu)?;
+        netdev::bridge_add_port(br, name)?;
+    }
+    netdev::set_online(name)
+}
+
+/// A new tap, named `wanted` or `vnetN`.
+fn create(wanted: Option<&str>, names: &TapNames) -> Result<(String, OwnedFd)> {
+    if let Some(name) = wanted {
+        return Ok((name.to_string(), netdev::open_tap(name, false)?));
+    }
+    // Names other programs took are skipped.
+    for _ in 0..1024 {
+        let name = names.take();
+        if netdev::exists(&name) {
+            continue;
+        }
+        if let Some(fd) = netdev::try_create_tap(&name)? {
+            return Ok((name, fd));
+        }
+    }
+    Err(Error::internal("no free tap device name"))
+}
+
+/// Makes (or opens) the taps of `plans`. On failure nothing is left.
+pub fn acquire(plans: &[NetPlan], names: &TapNames) -> Result<Taps> {
+    let mut out = Taps::default();
+    for p in plans {
+        let (ifname, fd) = if p.managed {
+            create(p.ifname.as_deref(), names)?
+        } else {
+            let name = p.ifname.clone().unwrap_or_default();
+            if !netdev::exists(&name) {
+                return Err(Error::internal(
+                    "target managed='no' but specified dev doesn't exist",
+                ));
+            }
+            let fd = netdev::open_tap(&name, true)?;
+            (name, fd)
+        };
+        // Recorded before it is configured, so that a failure removes it.
+        out.taps.push((
+            NetRes {
+                index: p.index,
+                device: p.device,
+                ifname: ifname.clone(),
+                mac: p.mac.to_string(),
+                bridge: p.bridge.clone(),
+                created: p.managed,
+                slot: p.slot,
+            },
+            fd,
+        ));
+        if p.managed {
+            configure(&ifname, &p.mac, p.bridge.as_deref())?;
+        }
+    }
+    Ok(out)
+}
+
+/// The taps of a running domain once more, after the daemon restarted
+/// (it held no fds then): made again where the old VMM took them along.
+pub fn reacquire(records: &[NetRes]) -> Result<Taps> {
+    let mut out = Taps::default();
+    for r in records {
+        let fresh = !netdev::exists(&r.ifname);
+        if fresh && !r.created {
+            return Err(Error::internal(
+                "target managed='no' but specified dev doesn't exist",
+            ));
+        }
+        let fd = netdev::open_tap(&r.ifname, true)?;
+        out.taps.push((r.clone(), fd));
+        if fresh {
+            let mac = MacAddr::parse(&r.mac)?;
+            configure(&r.ifname, &mac, r.bridge.as_deref())?;
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the taps made for a domain, where no process holds them.
+pub fn release(records: &[NetRes]) {
+    for r in records.iter().filter(|r| r.created) {
+        if !netdev::delete_tap(&r.ifname) {
+            tracing::warn!(tap = r.ifname, "tap still in use, not removed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_macs_follow_libvirt() {
+        let names = TapNames::default();
+        assert_eq!(names.take(), "vnet0");
+        names.reserve("vnet7");
+        names.reserve("eth0");
+        assert_eq!(names.take(), "vnet8");
+        let m = MacAddr::parse("52:54:00:01:02:03").unwrap();
+        assert_eq!(tap_mac(&m).to_string(), "fe:54:00:01:02:03");
+        let m = MacAddr::parse("fe:54:00:01:02:03").unwrap();
+        assert_eq!(tap_mac(&m).to_string(), "fa:54:00:01:02:03");
+    }
+}

@@ -1,0 +1,208 @@
+//! What the driver reads of disk images without the VMM: the qcow2
+//! header (virtual size, backing file), the backing chain's presence,
+//! and the sizes libvirt reports (capacity, allocation, physical).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+use crate::vmm::config::DiskFormat;
+use crate::xml::model::disk::MAX_BACKING_CHAIN;
+
+use super::fsutil::os_text;
+
+const QCOW2_MAGIC: u32 = 0x5146_49fb;
+/// Longest backing file name the qcow2 format allows.
+const MAX_BACKING_NAME: u32 = 1023;
+
+/// The fields of a qcow2 header used here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Qcow2Header {
+    pub virtual_size: u64,
+    /// The backing file as the image names it.
+    pub backing: Option<String>,
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// The qcow2 header of `f`, or `None` when it is not a qcow2 image.
+pub fn qcow2_header(f: &mut File) -> io::Result<Option<Qcow2Header>> {
+    let mut h = [0u8; 32];
+    f.seek(SeekFrom::Start(0))?;
+    if f.read_exact(&mut h).is_err() || be32(&h[0..4]) != QCOW2_MAGIC {
+        return Ok(None);
+    }
+    let offset = be64(&h[8..16]);
+    let len = be32(&h[16..20]);
+    let backing = if offset == 0 || len == 0 || len > MAX_BACKING_NAME {
+        None
+    } else {
+        let mut name = vec![0u8; len as usize];
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(&mut name)?;
+        Some(String::from_utf8_lossy(&name).into_owned())
+    };
+    Ok(Some(Qcow2Header {
+        virtual_size: be64(&h[24..32]),
+        backing,
+    }))
+}
+
+fn system(detail: String, e: &io::Error) -> Error {
+    Error::new(
+        ErrorCode::SystemError,
+        ErrorDomain::Storage,
+        format!("{detail}: {}", os_text(e)),
+    )
+}
+
+/// Checks that every backing file of a qcow2 image can be read, as
+/// libvirt does before it starts a guest.
+pub fn check_backing_chain(path: &Path, format: DiskFormat) -> Result<()> {
+    if format != DiskFormat::Qcow2 {
+        return Ok(());
+    }
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_BACKING_CHAIN {
+        let mut f = File::open(&current).map_err(|e| {
+            system(
+                format!("Cannot access storage file '{}'", current.display()),
+                &e,
+            )
+        })?;
+        let header = qcow2_header(&mut f).map_err(|e| {
+            system(
+                format!("Cannot read storage file '{}'", current.display()),
+                &e,
+            )
+        })?;
+        let Some(name) = header.and_then(|h| h.backing) else {
+            return Ok(());
+        };
+        let next = backing_path(&current, &name);
+        if let Err(e) = File::open(&next) {
+            return Err(system(
+                format!(
+                    "Cannot access backing file '{}' of storage file '{}'",
+                    next.display(),
+                    current.display()
+                ),
+                &e,
+            ));
+        }
+        current = next;
+    }
+    Err(Error::new(
+        ErrorCode::InvalidArg,
+        ErrorDomain::Storage,
+        format!(
+            "backing chains more than {MAX_BACKING_CHAIN} layers deep are not supported for disk '{}'",
+            path.display()
+        ),
+    ))
+}
+
+/// A backing file name resolved against the directory of its image.
+fn backing_path(image: &Path, name: &str) -> PathBuf {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        image.parent().unwrap_or(Path::new("/")).join(p)
+    }
+}
+
+/// libvirt's three sizes of a disk source, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// What the guest sees.
+    pub capacity: u64,
+    /// Host storage in use.
+    pub allocation: u64,
+    /// Size of the file or device on the host.
+    pub physical: u64,
+}
+
+/// The sizes of `path`, `None` if it cannot be read.
+pub fn sizes(path: &Path, format: DiskFormat) -> Option<Sizes> {
+    let mut f = File::open(path).ok()?;
+    let meta = f.metadata().ok()?;
+    let physical = if meta.file_type().is_file() {
+        meta.len()
+    } else {
+        // A block device: its size is where it ends.
+        f.seek(SeekFrom::End(0)).ok()?
+    };
+    let allocation = if meta.file_type().is_file() {
+        meta.blocks().saturating_mul(512)
+    } else {
+        physical
+    };
+    let capacity = match format {
+        DiskFormat::Qcow2 => qcow2_header(&mut f).ok()??.virtual_size,
+        DiskFormat::Raw => physical,
+    };
+    Some(Sizes {
+        capacity,
+        allocation,
+        physical,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qcow2_with_backing(path: &Path, size: u64, backing: Option<&str>) {
+        let mut h = vec![0u8; 512];
+        h[0..4].copy_from_slice(&QCOW2_MAGIC.to_be_bytes());
+        h[4..8].copy_from_slice(&3u32.to_be_bytes());
+        if let Some(b) = backing {
+            h[8..16].copy_from_slice(&256u64.to_be_bytes());
+            h[16..20].copy_from_slice(&(b.len() as u32).to_be_bytes());
+            h[256..256 + b.len()].copy_from_slice(b.as_bytes());
+        }
+        h[24..32].copy_from_slice(&size.to_be_bytes());
+        std::fs::write(path, h).unwrap();
+    }
+
+    #[test]
+    fn reads_qcow2_headers_and_checks_chains() {
+        let dir = std::env::temp_dir().join(format!("oxvirt-image-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let top = dir.join("top.qcow2");
+        qcow2_with_backing(&top, 1 << 30, Some("base.raw"));
+        let mut f = File::open(&top).unwrap();
+        let h = qcow2_header(&mut f).unwrap().unwrap();
+        assert_eq!(h.virtual_size, 1 << 30);
+        assert_eq!(h.backing.as_deref(), Some("base.raw"));
+        let err = check_backing_chain(&top, DiskFormat::Qcow2).unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "Cannot access backing file '{}' of storage file '{}': No such file or directory",
+                dir.join("base.raw").display(),
+                top.display()
+            )
+        );
+        std::fs::write(dir.join("base.raw"), [0u8; 4096]).unwrap();
+        check_backing_chain(&top, DiskFormat::Qcow2).unwrap();
+        assert_eq!(sizes(&top, DiskFormat::Qcow2).unwrap().capacity, 1 << 30);
+        let raw = sizes(&dir.join("base.raw"), DiskFormat::Raw).unwrap();
+        assert_eq!((raw.capacity, raw.physical), (4096, 4096));
+        // A loop ends at the depth limit instead of running forever.
+        let looped = dir.join("loop.qcow2");
+        qcow2_with_backing(&looped, 512, Some("loop.qcow2"));
+        assert!(check_backing_chain(&looped, DiskFormat::Qcow2).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,133 @@
+//! Questions about a running guest's devices that every front end asks
+//! the same way: block and interface statistics, interface addresses.
+
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+use crate::xml::mac::MacAddr;
+
+use super::Driver;
+use super::domain::DomainObj;
+use super::netdev::{self, Counters};
+use super::stats::{self, BlockIo};
+
+/// `virDomainInterfaceAddresses` sources.
+pub mod addr_source {
+    pub const LEASE: u32 = 0;
+    pub const AGENT: u32 = 1;
+    pub const ARP: u32 = 2;
+}
+
+/// `VIR_IP_ADDR_TYPE_IPV4`.
+const IP_ADDR_TYPE_IPV4: i32 = 0;
+
+/// One interface with its addresses (`virDomainInterface`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfaceAddrs {
+    pub name: String,
+    pub hwaddr: String,
+    /// (type, address, prefix).
+    pub addrs: Vec<(i32, String, u32)>,
+}
+
+impl Driver {
+    /// `virDomainBlockStats(Flags)`: one disk's counters (by target or
+    /// source path), or every disk's summed for an empty `path`.
+    pub async fn block_stats(&self, obj: &Arc<DomainObj>, path: &str) -> Result<BlockIo> {
+        let s = self.stats(obj).await?;
+        stats::block_io(&s, path)
+    }
+
+    /// `virDomainInterfaceStats`: the counters of the interface whose
+    /// tap is `device` (or whose MAC it is), as the guest sees them.
+    pub fn interface_stats(&self, obj: &DomainObj, device: &str) -> Result<Counters> {
+        let ifname = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            let live = d
+                .live
+                .as_ref()
+                .ok_or_else(|| Error::operation_invalid("domain is not running"))?;
+            let ifaces = &live.def.devices.interfaces;
+            let found = match MacAddr::parse(device) {
+                Ok(mac) => ifaces.iter().find(|i| i.mac == Some(mac)),
+                Err(_) => ifaces
+                    .iter()
+                    .find(|i| i.target_dev.as_deref() == Some(device)),
+            };
+            found
+                .and_then(|i| i.target_dev.clone())
+                .ok_or_else(|| Error::invalid_arg(format!("'{device}' is not a known interface")))?
+        };
+        netdev::counters(&ifname)
+            .map(Counters::swapped)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InternalError,
+                    ErrorDomain::None,
+                    "/proc/net/dev: Interface not found",
+                )
+            })
+    }
+
+    /// `virDomainInterfaceAddresses`. oxvirt runs no DHCP server, so the
+    /// lease source answers from the host's neighbour table as the ARP
+    /// source does: one entry per address seen for an interface's MAC.
+    pub fn interface_addresses(
+        &self,
+        obj: &DomainObj,
+        source: u32,
+        flags: u32,
+    ) -> Result<Vec<IfaceAddrs>> {
+        if flags != 0 {
+            return Err(Error::invalid_arg(format!(
+                "unsupported flags (0x{flags:x}) in function virDomainInterfaceAddresses"
+            )));
+        }
+        let nets: Vec<(String, MacAddr)> = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            let live = d
+                .live
+                .as_ref()
+                .ok_or_else(|| Error::operation_invalid("domain is not running"))?;
+            live.def
+                .devices
+                .interfaces
+                .iter()
+                .filter_map(|i| Some((i.target_dev.clone().unwrap_or_default(), i.mac?)))
+                .collect()
+        };
+        match source {
+            addr_source::LEASE | addr_source::ARP => {}
+            addr_source::AGENT => {
+                return Err(Error::new(
+                    ErrorCode::AgentUnresponsive,
+                    ErrorDomain::Qemu,
+                    "QEMU guest agent is not connected",
+                ));
+            }
+            other => {
+                return Err(Error::invalid_arg(format!(
+                    "Unknown IP address data source {other}"
+                )));
+            }
+        }
+        let table = netdev::neighbours();
+        let mut out = Vec::new();
+        for (name, mac) in &nets {
+            for (ip, _) in table.iter().filter(|(_, m)| m == mac) {
+                out.push(IfaceAddrs {
+                    name: name.clone(),
+                    hwaddr: mac.to_string(),
+                    addrs: vec![(IP_ADDR_TYPE_IPV4, ip.clone(), 0)],
+                });
+            }
+        }
+        Ok(out)
+    }
+}
