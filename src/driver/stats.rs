@@ -335,7 +335,6 @@ pub fn record(s: &DomainStats, wanted: u32) -> Vec<(String, StatValue)> {
                     ("wr.times", io.wr_times),
                     ("fl.reqs", io.fl_reqs),
                     ("fl.times", io.fl_times),
-                    ("errors", io.errors),
                 ] {
                     put(&mut m, format!("block.{i}.{k}"), StatValue::ULLong(v));
                 }
