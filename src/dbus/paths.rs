@@ -12,11 +12,15 @@ pub const DOMAIN_PREFIX: &str = "/org/libvirt/QEMU/domain";
 /// The object path of a domain.
 pub fn domain_path(uuid: &Uuid) -> String {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid.hyphenated().encode_lower(&mut buf);
-    let mut path = String::with_capacity(DOMAIN_PREFIX.len() + 2 + text.len());
+    uuid.hyphenated().encode_lower(&mut buf);
+    for b in buf.iter_mut().filter(|b| **b == b'-') {
+        *b = b'_';
+    }
+    let mut path = String::with_capacity(DOMAIN_PREFIX.len() + 2 + buf.len());
     path.push_str(DOMAIN_PREFIX);
     path.push_str("/_");
-    path.extend(text.chars().map(|c| if c == '-' { '_' } else { c }));
+    // Hex digits and '_' only.
+    path.push_str(std::str::from_utf8(&buf).unwrap_or_default());
     path
 }
 
