@@ -233,7 +233,8 @@ impl Driver {
             )));
         }
         let _job = obj.begin_job().await?;
-        lifecycle::start_locked(&self.inner, obj, None).await?;
+        // Boxed: see `create_xml`.
+        Box::pin(lifecycle::start_locked(&self.inner, obj, None)).await?;
         if flags & START_PAUSED != 0
             && let Err(e) = lifecycle::pause_locked(&self.inner, obj, true).await
         {
