@@ -59,6 +59,8 @@ class Target:
 
 
 def interleaved(targets, name, fn, n, warmup=WARMUP):
+    if n == 0:
+        return
     for _ in range(warmup):
         for t in targets:
             fn(t)
