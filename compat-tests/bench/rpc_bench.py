@@ -7,10 +7,10 @@ usage: rpc_bench.py ROUNDS VIRSH_ROUNDS LABEL=URI...
 One client process drives every server with the same calls; each
 measurement is preceded by a warm-up, and the servers take turns call by
 call (the order alternating every round), so that a change in the
-machine's load hits all of them alike.  `virsh list --all` runs in turn
-against every URI and against test:///default, virsh's own driver with no
-daemon: that one is the floor of virsh's start-up and exit, which every
-run pays whatever the daemon.
+machine's load hits all of them alike.  A whole connection (open,
+listAllDomains, close: the handshake and close procedures that
+`virsh list --all` issues too) is timed the same way in-process, then
+`virsh list --all` itself, whose time is mostly virsh's own start-up.
 
 Prints one line per measurement: LABEL NAME MEDIAN_US.
 """
@@ -35,7 +35,7 @@ def xml(name):
 class Target:
     def __init__(self, label, uri):
         self.label, self.uri = label, uri
-        self.conn = libvirt.open(uri) if uri != "test:///default" else None
+        self.conn = libvirt.open(uri)
         self.keep = None
         self.n = 0
 
@@ -48,6 +48,11 @@ class Target:
     def define_undefine(self):
         self.n += 1
         self.conn.defineXML(xml(f"rpcbench-{self.n}")).undefine()
+
+    def connection(self):
+        c = libvirt.open(self.uri)
+        c.listAllDomains()
+        c.close()
 
     def virsh(self):
         subprocess.run(
@@ -85,5 +90,5 @@ finally:
     for t in targets:
         if t.keep is not None:
             t.keep.undefine()
-floor = Target("floor", "test:///default")
-interleaved(targets + [floor], "virsh", Target.virsh, virsh_rounds, warmup=2)
+interleaved(targets, "connection", Target.connection, max(rounds // 5, 1), warmup=5)
+interleaved(targets, "virsh", Target.virsh, virsh_rounds, warmup=2)
