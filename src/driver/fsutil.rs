@@ -36,7 +36,8 @@ pub enum Durability {
     Persistent,
     /// Runtime state (`/run`, normally a tmpfs) that describes processes a
     /// host crash ends anyway: rename for atomicity against a daemon crash,
-    /// no fsync.
+    /// no fsync. (libvirt fsyncs its status XML as well, but it lives on
+    /// the tmpfs of `/run`, where an fsync does nothing.)
     Runtime,
 }
 
