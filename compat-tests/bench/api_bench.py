@@ -1,16 +1,28 @@
 #!/usr/bin/python3
-"""Per-call latency of the libvirt-dbus API on one D-Bus bus.
+"""Per-call latency of the libvirt-dbus API on one or more D-Bus buses.
 
-usage: api_bench.py BUS_ADDRESS ROUNDS CREATES GUEST_ELF [NAME_PREFIX]
+usage: api_bench.py ROUNDS CREATES GUEST_ELF NAME_PREFIX LABEL=BUS_ADDRESS...
 
-Against whatever owns org.libvirt on BUS_ADDRESS (oxvirtd, or libvirt-dbus
-in front of libvirtd), measures the median wall time of:
+Against whatever owns org.libvirt on each BUS_ADDRESS (oxvirtd, or
+libvirt-dbus in front of libvirtd), measures the median wall time of:
   ListDomains(0), Domain.GetState(0), DomainDefineXML + Domain.Undefine(0)
 with 1 and with 100 domains of ours defined, then DomainCreateXML of a
 transient domain booting GUEST_ELF (returning with the guest running),
 each followed by an unmeasured Domain.Destroy().
-Prints one line per measurement: NAME MEDIAN_US.  Every domain it defines
-or creates is removed before it exits.
+
+Fairness: one client process drives every server with the same calls
+(python-dbus's `call_blocking`, without proxy objects, so that the client's
+own cost is small beside the servers'), each measurement is preceded by a
+warm-up, and the servers take turns call by call (the order alternating
+every round), so that a change in the machine's load hits all of them
+alike.  Two floors are measured the same way: the round trip to the bus
+daemon itself (org.freedesktop.DBus.GetId), and Peer.Ping to the server,
+which its D-Bus library answers without any libvirt work (GDBus in
+libvirt-dbus, zbus in oxvirtd): the cost of any answered call through the
+bus.
+
+Prints one line per measurement: LABEL NAME MEDIAN_US.  Every domain it
+defines or creates is removed before it exits.
 """
 import statistics
 import sys
@@ -19,15 +31,71 @@ import uuid
 
 import dbus
 
-bus_address, rounds, creates, guest = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-prefix = sys.argv[5] if len(sys.argv) > 5 else "apibench"
+rounds, creates, guest, prefix = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+WARMUP = 20
+CONNECT = ("/org/libvirt/QEMU", "org.libvirt.Connect")
+DOMAIN = "org.libvirt.Domain"
 
-bus = dbus.bus.BusConnection(bus_address)
-connect = dbus.Interface(bus.get_object("org.libvirt", "/org/libvirt/QEMU", introspect=False), "org.libvirt.Connect")
 
+class Target:
+    def __init__(self, label, address):
+        self.label = label
+        self.bus = dbus.bus.BusConnection(address)
+        self.defined = []  # object paths of the persistent domains we defined
+        self.created = []
+        self.counter = 0
 
-def domain(path):
-    return dbus.Interface(bus.get_object("org.libvirt", path, introspect=False), "org.libvirt.Domain")
+    def call(self, path, iface, method, sig="", args=()):
+        return self.bus.call_blocking("org.libvirt", path, iface, method, sig, args)
+
+    def connect(self, method, sig="", args=()):
+        return self.call(CONNECT[0], CONNECT[1], method, sig, args)
+
+    def floor(self):
+        self.bus.call_blocking(
+            "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId", "", ()
+        )
+
+    def ping(self):
+        self.call(CONNECT[0], "org.freedesktop.DBus.Peer", "Ping")
+
+    def list_domains(self):
+        self.connect("ListDomains", "u", (0,))
+
+    def get_state(self):
+        self.call(self.defined[0], DOMAIN, "GetState", "u", (0,))
+
+    def define_undefine(self):
+        self.counter += 1
+        path = self.connect("DomainDefineXML", "s", (define_xml(f"{prefix}-du-{self.counter}"),))
+        self.call(path, DOMAIN, "Undefine", "u", (0,))
+
+    def define(self, name):
+        self.defined.append(self.connect("DomainDefineXML", "s", (define_xml(name),)))
+
+    def create(self, i):
+        t = time.perf_counter()
+        path = self.connect("DomainCreateXML", "su", (create_xml(f"{prefix}-create-{i}"), 0))
+        elapsed = time.perf_counter() - t
+        self.created.append(path)
+        state = self.call(path, DOMAIN, "GetState", "u", (0,))
+        if int(state[0]) != 1:  # VIR_DOMAIN_RUNNING
+            raise SystemExit(f"{self.label}: created domain not running: state {tuple(int(x) for x in state)}")
+        self.call(path, DOMAIN, "Destroy", "u", (0,))
+        self.created.remove(path)
+        return elapsed
+
+    def cleanup(self):
+        for path in self.created:
+            try:
+                self.call(path, DOMAIN, "Destroy", "u", (0,))
+            except dbus.DBusException:
+                pass
+        for path in self.defined:
+            try:
+                self.call(path, DOMAIN, "Undefine", "u", (0,))
+            except dbus.DBusException:
+                pass
 
 
 def define_xml(name):
@@ -45,70 +113,47 @@ def create_xml(name):
 <devices><serial type='null'/></devices></domain>"""
 
 
-def median_us(samples):
-    return statistics.median(samples) * 1e6
+def interleaved(targets, name, fn, n, warmup=WARMUP):
+    """fn(target) -> seconds, or None to time the call itself."""
+    if n == 0:
+        return
+    def once(t):
+        start = time.perf_counter()
+        r = fn(t)
+        return r if r is not None else time.perf_counter() - start
+
+    for _ in range(warmup):
+        for t in targets:
+            once(t)
+    samples = {t.label: [] for t in targets}
+    for i in range(n):
+        order = targets if i % 2 == 0 else targets[::-1]
+        for t in order:
+            samples[t.label].append(once(t))
+    for t in targets:
+        results.append((t.label, name, statistics.median(samples[t.label]) * 1e6))
 
 
-def measure(fn, n=rounds):
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return median_us(samples)
-
-
-defined = []  # object paths of the persistent domains we defined
-counter = [0]
-
-
-def define_undefine():
-    counter[0] += 1
-    path = connect.DomainDefineXML(define_xml(f"{prefix}-du-{counter[0]}"))
-    domain(path).Undefine(dbus.UInt32(0))
-
-
-def per_call(suffix, keep):
-    d = domain(keep)
-    return {
-        f"ListDomains/{suffix}": measure(lambda: connect.ListDomains(dbus.UInt32(0))),
-        f"GetState/{suffix}": measure(lambda: d.GetState(dbus.UInt32(0))),
-        f"Define+Undefine/{suffix}": measure(define_undefine),
-    }
-
-
-results = {}
-created = []
+targets = [Target(*arg.split("=", 1)) for arg in sys.argv[5:]]
+results = []
 try:
-    defined.append(connect.DomainDefineXML(define_xml(f"{prefix}-keep")))
-    results.update(per_call("1", defined[0]))
-    for i in range(1, 100):
-        defined.append(connect.DomainDefineXML(define_xml(f"{prefix}-many-{i}")))
-    results.update(per_call("100", defined[0]))
-
-    samples = []
-    for i in range(creates):
-        t = time.perf_counter()
-        path = connect.DomainCreateXML(create_xml(f"{prefix}-create-{i}"), dbus.UInt32(0))
-        samples.append(time.perf_counter() - t)
-        created.append(path)
-        state = domain(path).GetState(dbus.UInt32(0))
-        if int(state[0]) != 1:  # VIR_DOMAIN_RUNNING
-            raise SystemExit(f"created domain not running: state {tuple(int(x) for x in state)}")
-        domain(path).Destroy(dbus.UInt32(0))
-        created.remove(path)
-    results["DomainCreateXML"] = median_us(samples)
+    interleaved(targets, "floor", Target.floor, rounds)
+    interleaved(targets, "ping", Target.ping, rounds)
+    for t in targets:
+        t.define(f"{prefix}-keep")
+    for suffix in ("1", "100"):
+        if suffix == "100":
+            for t in targets:
+                for i in range(1, 100):
+                    t.define(f"{prefix}-many-{i}")
+        interleaved(targets, f"ListDomains/{suffix}", Target.list_domains, rounds)
+        interleaved(targets, f"GetState/{suffix}", Target.get_state, rounds)
+        interleaved(targets, f"Define+Undefine/{suffix}", Target.define_undefine, rounds, warmup=5)
+    counter = iter(range(10**6))
+    interleaved(targets, "DomainCreateXML", lambda t: t.create(next(counter)), creates, warmup=1)
 finally:
-    for path in created:
-        try:
-            domain(path).Destroy(dbus.UInt32(0))
-        except dbus.DBusException:
-            pass
-    for path in defined:
-        try:
-            domain(path).Undefine(dbus.UInt32(0))
-        except dbus.DBusException:
-            pass
+    for t in targets:
+        t.cleanup()
 
-for k, v in results.items():
-    print(k, f"{v:.1f}")
+for label, name, v in results:
+    print(label, name, f"{v:.1f}")

@@ -8,13 +8,12 @@ use crate::driver::host;
 use crate::error::{Error, Result};
 
 use super::call::{Call, not_supported};
-use super::paths::domain_path;
+use super::paths::domain_object_path;
 use super::spec_types::Method;
 use super::stats::stats_record;
 
 fn opath(uuid: &uuid::Uuid) -> Result<OwnedObjectPath> {
-    OwnedObjectPath::try_from(domain_path(uuid))
-        .map_err(|e| Error::internal(format!("bad object path: {e}")))
+    Ok(domain_object_path(uuid))
 }
 
 /// Handles a Connect method whose name and signature were checked.

@@ -2,6 +2,7 @@
 //! libvirt-dbus's UUID encoding (`_` + UUID with `-` as `_`).
 
 use uuid::Uuid;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
@@ -10,7 +11,24 @@ pub const DOMAIN_PREFIX: &str = "/org/libvirt/QEMU/domain";
 
 /// The object path of a domain.
 pub fn domain_path(uuid: &Uuid) -> String {
-    format!("{DOMAIN_PREFIX}/_{}", uuid.to_string().replace('-', "_"))
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid.hyphenated().encode_lower(&mut buf);
+    for b in buf.iter_mut().filter(|b| **b == b'-') {
+        *b = b'_';
+    }
+    let mut path = String::with_capacity(DOMAIN_PREFIX.len() + 2 + buf.len());
+    path.push_str(DOMAIN_PREFIX);
+    path.push_str("/_");
+    // Hex digits and '_' only.
+    path.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+    path
+}
+
+/// The object path of a domain, as a D-Bus value. Built without zvariant's
+/// validation (a parser, costly once per domain in a long list): the path
+/// is the fixed prefix, `/_`, and hex digits and `_`, always valid.
+pub fn domain_object_path(uuid: &Uuid) -> OwnedObjectPath {
+    OwnedObjectPath::from(ObjectPath::from_string_unchecked(domain_path(uuid)))
 }
 
 /// The UUID a domain path names; the error is libvirt-dbus's.
@@ -74,6 +92,10 @@ mod tests {
             Target::Domain(seg) => assert_eq!(uuid_from_segment(&seg).unwrap(), u),
             other => panic!("unexpected {other:?}"),
         }
+        assert_eq!(
+            domain_object_path(&u).as_str(),
+            ObjectPath::try_from(p.as_str()).unwrap().as_str()
+        );
         assert!(uuid_from_segment("garbage").is_err());
         assert!(uuid_from_segment("_").is_err());
         assert_eq!(classify("/org/libvirt/Nope"), Target::Unknown);

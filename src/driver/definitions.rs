@@ -125,7 +125,9 @@ impl Driver {
         );
         self.inner.registry.insert(obj.clone())?;
         let job = obj.begin_job().await?;
-        let mut r = lifecycle::start_locked(&self.inner, &obj, Some(def)).await;
+        // Boxed: a start's future is large, and every front end's dispatch
+        // future would otherwise carry its size for every call.
+        let mut r = Box::pin(lifecycle::start_locked(&self.inner, &obj, Some(def))).await;
         if r.is_ok() && flags & START_PAUSED != 0 {
             r = lifecycle::pause_locked(&self.inner, &obj, true).await;
             if r.is_err() {

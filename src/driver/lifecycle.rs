@@ -237,13 +237,7 @@ async fn spawn_checked(
             ),
         ));
     }
-    let (vmm, watch) = vmm::spawn(&inner.cfg.vmm_path, p, config, fds).await?;
-    let status = vmm
-        .control
-        .execute("query-status")
-        .await
-        .unwrap_or(serde_json::Value::Null);
-    Ok((vmm, watch, status))
+    vmm::spawn(&inner.cfg.vmm_path, p, config, fds).await
 }
 
 fn spawn_monitor(

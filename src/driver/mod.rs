@@ -236,14 +236,22 @@ impl Driver {
                 flags & !list_flags::ALL
             )));
         }
-        let mut out = Vec::new();
-        for obj in self.inner.registry.all() {
-            let Ok(info) = obj.info() else { continue };
-            if list_matches(&info, flags) {
-                out.push(obj);
-            }
-        }
-        Ok(out)
+        let mut all = self.inner.registry.all();
+        all.retain(|obj| {
+            let d = obj.data();
+            !d.removed
+                && d.current_def().is_some()
+                && list_matches(
+                    &ListKey {
+                        active: d.is_active(),
+                        persistent: d.persistent.is_some(),
+                        autostart: d.autostart,
+                        state: d.state,
+                    },
+                    flags,
+                )
+        });
+        Ok(all)
     }
 
     // ---- lifecycle ----------------------------------------------------
@@ -256,7 +264,8 @@ impl Driver {
             )));
         }
         let _job = obj.begin_job().await?;
-        lifecycle::start_locked(&self.inner, obj, None).await?;
+        // Boxed: see `create_xml`.
+        Box::pin(lifecycle::start_locked(&self.inner, obj, None)).await?;
         if flags & START_PAUSED != 0
             && let Err(e) = lifecycle::pause_locked(&self.inner, obj, true).await
         {
@@ -354,9 +363,17 @@ impl Driver {
     }
 }
 
-fn list_matches(info: &DomainInfo, flags: u32) -> bool {
+/// What the list filters look at.
+struct ListKey {
+    active: bool,
+    persistent: bool,
+    autostart: bool,
+    state: DomainState,
+}
+
+fn list_matches(info: &ListKey, flags: u32) -> bool {
     use list_flags::*;
-    let active = info.id.is_some();
+    let active = info.active;
     let pair = |yes: u32, no: u32, v: bool| {
         let (y, n) = (flags & yes != 0, flags & no != 0);
         !(y || n) || (y && v) || (n && !v)
@@ -396,20 +413,12 @@ mod tests {
     use super::*;
     use crate::driver::state::detail;
 
-    fn info(active: bool, persistent: bool, state: DomainState) -> DomainInfo {
-        DomainInfo {
-            uuid: Uuid::nil(),
-            name: "x".into(),
-            id: active.then_some(1),
-            state,
-            reason: 0,
+    fn info(active: bool, persistent: bool, state: DomainState) -> ListKey {
+        ListKey {
+            active,
             persistent,
             autostart: false,
-            os_type: "hvm".into(),
-            max_memory_kib: 1,
-            memory_kib: 1,
-            vcpus: 1,
-            max_vcpus: 1,
+            state,
         }
     }
 

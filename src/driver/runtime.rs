@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::vmm::config::VmConfig;
 
-use super::fsutil::write_atomic;
+use super::fsutil::{Durability, write_atomic};
 use super::hostnet::NetRes;
 use super::resolve::DiskRes;
 
@@ -53,7 +53,7 @@ pub fn save(run_dir: &Path, st: &Status) {
     let p = path(run_dir, &st.name);
     match serde_json::to_vec_pretty(st) {
         Ok(data) => {
-            if let Err(e) = write_atomic(&p, &data) {
+            if let Err(e) = write_atomic(&p, &data, Durability::Runtime) {
                 tracing::error!(file = %p.display(), "cannot write status file: {e}");
             }
         }

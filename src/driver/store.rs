@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::xml::{Domain, FormatFlags, parse_domain};
 
-use super::fsutil::{ensure_dir, system_error, write_atomic};
+use super::fsutil::{Durability, ensure_dir, system_error, write_atomic};
 
 /// The directory of persistent definitions.
 #[derive(Clone, Debug)]
@@ -39,17 +39,24 @@ impl ConfigStore {
         self.autostart_dir().join(format!("{name}.xml"))
     }
 
-    /// Writes the inactive XML of `def` atomically.
+    /// Writes the inactive XML of `def` atomically and durably. The
+    /// directory is made again only if it went away.
     pub fn save(&self, def: &Domain) -> Result<()> {
-        ensure_dir(&self.dir)?;
         let path = self.xml_path(&def.name);
         let xml = def.to_xml(FormatFlags {
             secure: true,
             inactive: true,
             ..FormatFlags::default()
         });
-        write_atomic(&path, xml.as_bytes())
-            .map_err(|e| system_error(format!("cannot write file '{}'", path.display()), &e))
+        let write = || write_atomic(&path, xml.as_bytes(), Durability::Persistent);
+        let written = match write() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ensure_dir(&self.dir)?;
+                write()
+            }
+            other => other,
+        };
+        written.map_err(|e| system_error(format!("cannot write file '{}'", path.display()), &e))
     }
 
     /// Removes the definition and its autostart link.

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::vmm::config::VmConfig;
 
 use super::control::{ControlClient, VmmEvent};
-use super::fsutil::{system_error, write_atomic};
+use super::fsutil::{Durability, system_error, write_atomic};
 use super::pidfd::{ExitStatus, PidFd};
 
 /// How long a new VMM has to answer on its control socket.
@@ -59,16 +59,16 @@ fn tail_of_log(path: &Path) -> String {
 
 /// Spawns the VMM for `config` and waits until it reports the guest
 /// running. The VMM inherits `fds` (tap fds the config names) under the
-/// same numbers.
+/// same numbers. Returns its `query-status` answer along with the handle.
 pub async fn spawn(
     vmm_path: &Path,
     paths: &VmmPaths,
     config: VmConfig,
     fds: &[RawFd],
-) -> Result<(Vmm, VmmWatch)> {
+) -> Result<(Vmm, VmmWatch, Value)> {
     let json = serde_json::to_vec_pretty(&config)
         .map_err(|e| Error::internal(format!("cannot serialise the VMM config: {e}")))?;
-    write_atomic(&paths.config_file, &json).map_err(|e| {
+    write_atomic(&paths.config_file, &json, Durability::Runtime).map_err(|e| {
         system_error(
             format!("cannot write file '{}'", paths.config_file.display()),
             &e,
@@ -134,8 +134,9 @@ async fn connect_new(
     pid: i32,
     paths: &VmmPaths,
     config: VmConfig,
-) -> Result<(Vmm, VmmWatch)> {
-    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+) -> Result<(Vmm, VmmWatch, Value)> {
+    let started = tokio::time::Instant::now();
+    let deadline = started + START_TIMEOUT;
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let control = loop {
         if !super::pidfd::alive(pid) || pidfd_exited(&pidfd) {
@@ -158,7 +159,7 @@ async fn connect_new(
                 "the VMM did not open its control socket in time",
             ));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(connect_retry(started.elapsed())).await;
     };
     let status = match control.execute("query-status").await {
         Ok(s) => s,
@@ -189,7 +190,20 @@ async fn connect_new(
             exited_tx,
             events: ev_rx,
         },
+        status,
     ))
+}
+
+/// How long to wait before looking for a new VMM's control socket again.
+/// The VMM binds it a few milliseconds after exec, before it builds the
+/// machine, so the first 100 ms are polled every millisecond (a start
+/// returns as soon as the guest runs); a slow start is polled less often.
+fn connect_retry(elapsed: Duration) -> Duration {
+    if elapsed < Duration::from_millis(100) {
+        Duration::from_millis(1)
+    } else {
+        Duration::from_millis(20)
+    }
 }
 
 /// Whether a pidfd already reports exit (non-blocking poll).

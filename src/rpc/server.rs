@@ -214,7 +214,10 @@ async fn accept_loop(l: UnixListener, shared: Arc<Shared>, readonly: bool) {
 
 /// Serves one client until it goes away or breaks the protocol.
 pub async fn connection(s: UnixStream, shared: Arc<Shared>, readonly: bool) {
-    let (mut rd, mut wr) = s.into_split();
+    let (rd, mut wr) = s.into_split();
+    // Buffered: a whole call usually arrives in one read, instead of one
+    // read for the length word and one for the rest.
+    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
