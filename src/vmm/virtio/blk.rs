@@ -1,12 +1,12 @@
 //! virtio-blk: requests on one queue, served from a raw file/block device
 //! or a qcow2 image (through imago, backing chains included).
 
-use std::io::{Read, Write};
 use std::sync::Arc;
 
 use virtio_queue::{DescriptorChain, QueueT};
 
 use super::disk::Disk;
+use super::iov;
 use super::stats::BlkStats;
 use super::worker::{Handler, Poll, WorkQueue, Worker};
 use super::{Activation, Interrupt, TYPE_BLOCK, VirtioDevice};
@@ -63,114 +63,109 @@ impl BlkCore {
     /// Any malformed chain is answered without touching the disk (or
     /// dropped with length 0 if not even a status byte fits).
     pub fn handle(&mut self, mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>) -> u32 {
-        if !super::worker::chain_complete(&chain) {
-            self.stats.errors.inc();
-            return 0;
-        }
-        let (Ok(mut reader), Ok(mut writer)) = (chain.clone().reader(mem), chain.writer(mem))
-        else {
+        let Some(b) = iov::chain_buffers(mem, chain) else {
             self.stats.errors.inc();
             return 0;
         };
-        let avail = writer.available_bytes();
-        if avail == 0 {
+        let wlen = iov::total(&b.writable);
+        if wlen == 0 {
             self.stats.errors.inc();
             return 0;
         }
-        let Ok(mut status_w) = writer.split_at(avail - 1) else {
+        let Some(status_at) = iov::range(&b.writable, wlen - 1, 1) else {
+            self.stats.errors.inc();
             return 0;
         };
+        let rlen = iov::total(&b.readable);
         let mut hdr = [0u8; 16];
-        let status = if reader.read_exact(&mut hdr).is_err() {
-            S_IOERR
+        let (status, written) = if iov::read_into(&b.readable, &mut hdr) < hdr.len() {
+            (S_IOERR, 0)
         } else {
             let ty = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
             let sector = u64::from_le_bytes(hdr[8..16].try_into().unwrap_or([0; 8]));
-            self.dispatch(ty, sector, &mut reader, &mut writer)
+            let data_in = iov::range(&b.writable, 0, wlen - 1).unwrap_or_default();
+            let data_out = iov::range(&b.readable, 16, rlen - 16).unwrap_or_default();
+            self.dispatch(ty, sector, &data_out, &data_in)
         };
         if status != S_OK {
             self.stats.errors.inc();
         }
-        let _ = status_w.write_all(&[status]);
-        (writer.bytes_written() + 1) as u32
+        iov::write_from(&status_at, &[status]);
+        (written + 1) as u32
     }
 
+    /// Runs one request; returns its status and the data bytes it wrote
+    /// to the guest.
     fn dispatch(
         &mut self,
         ty: u32,
         sector: u64,
-        reader: &mut virtio_queue::Reader<'_, ()>,
-        writer: &mut virtio_queue::Writer<'_, ()>,
-    ) -> u8 {
+        out: &[iov::Slice<'_>],
+        inp: &[iov::Slice<'_>],
+    ) -> (u8, usize) {
         match ty {
             T_IN => {
-                let len = writer.available_bytes();
+                let len = iov::total(inp);
                 if len > MAX_REQUEST || !(len as u64).is_multiple_of(SECTOR) {
-                    return S_IOERR;
+                    return (S_IOERR, 0);
                 }
                 let Some(off) = self.range(sector, len as u64) else {
-                    return S_IOERR;
+                    return (S_IOERR, 0);
                 };
-                let mut buf = vec![0u8; len];
-                if self.disk.read_at(&mut buf, off).is_err() || writer.write_all(&buf).is_err() {
-                    return S_IOERR;
+                if self.disk.read_vectored(inp, off).is_err() {
+                    return (S_IOERR, 0);
                 }
                 self.stats.reads.inc();
                 self.stats.read_bytes.add(len as u64);
-                S_OK
+                (S_OK, len)
             }
             T_OUT => {
                 if self.readonly {
-                    return S_IOERR;
+                    return (S_IOERR, 0);
                 }
-                let len = reader.available_bytes();
+                let len = iov::total(out);
                 if len > MAX_REQUEST || !(len as u64).is_multiple_of(SECTOR) {
-                    return S_IOERR;
+                    return (S_IOERR, 0);
                 }
                 let Some(off) = self.range(sector, len as u64) else {
-                    return S_IOERR;
+                    return (S_IOERR, 0);
                 };
-                let mut buf = vec![0u8; len];
-                if reader.read_exact(&mut buf).is_err() || self.disk.write_at(&buf, off).is_err() {
-                    return S_IOERR;
+                if self.disk.write_vectored(out, off).is_err() {
+                    return (S_IOERR, 0);
                 }
                 self.stats.writes.inc();
                 self.stats.write_bytes.add(len as u64);
-                S_OK
+                (S_OK, 0)
             }
             T_FLUSH => {
                 self.stats.flushes.inc();
                 if self.readonly || self.disk.flush().is_ok() {
-                    S_OK
+                    (S_OK, 0)
                 } else {
-                    S_IOERR
+                    (S_IOERR, 0)
                 }
             }
             T_GET_ID => {
-                let n = writer.available_bytes().min(ID_LEN);
-                match writer.write_all(&self.serial[..n]) {
-                    Ok(()) => S_OK,
-                    Err(_) => S_IOERR,
-                }
+                let n = iov::total(inp).min(ID_LEN);
+                (S_OK, iov::write_from(inp, &self.serial[..n]))
             }
             T_WRITE_ZEROES | T_DISCARD => {
                 if self.readonly {
-                    return S_IOERR;
+                    return (S_IOERR, 0);
                 }
-                self.segments(ty, reader)
+                (self.segments(ty, out), 0)
             }
-            _ => S_UNSUPP,
+            _ => (S_UNSUPP, 0),
         }
     }
 
-    fn segments(&mut self, ty: u32, reader: &mut virtio_queue::Reader<'_, ()>) -> u8 {
-        let count = reader.available_bytes() / 16;
-        if count == 0 || count > 1 {
-            // One segment per request (max_*_seg = 1 in the config).
+    fn segments(&mut self, ty: u32, out: &[iov::Slice<'_>]) -> u8 {
+        // One segment per request (max_*_seg = 1 in the config).
+        if iov::total(out) != 16 {
             return S_IOERR;
         }
         let mut seg = [0u8; 16];
-        if reader.read_exact(&mut seg).is_err() {
+        if iov::read_into(out, &mut seg) != seg.len() {
             return S_IOERR;
         }
         let sector = u64::from_le_bytes(seg[0..8].try_into().unwrap_or([0; 8]));

@@ -8,7 +8,7 @@ use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::blk::{self, BlkCore};
-use super::disk::Disk;
+use super::disk::MemDisk;
 use super::stats::BlkStats;
 use crate::vmm::bus::BusDevice;
 use crate::vmm::memory::GuestMemory;
@@ -25,34 +25,6 @@ impl Rng {
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-struct MemDisk(Vec<u8>);
-
-impl Disk for MemDisk {
-    fn size(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&mut self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
-        let o = off as usize;
-        buf.copy_from_slice(&self.0[o..o + buf.len()]);
-        Ok(())
-    }
-    fn write_at(&mut self, buf: &[u8], off: u64) -> std::io::Result<()> {
-        let o = off as usize;
-        self.0[o..o + buf.len()].copy_from_slice(buf);
-        Ok(())
-    }
-    fn flush(&self) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn write_zeroes(&mut self, off: u64, len: u64) -> std::io::Result<()> {
-        self.0[off as usize..(off + len) as usize].fill(0);
-        Ok(())
-    }
-    fn discard(&mut self, _off: u64, _len: u64) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -73,6 +45,14 @@ fn core(readonly: bool) -> BlkCore {
         readonly,
         serial: *b"FUZZSERIAL0000000000",
         stats: Arc::new(BlkStats::default()),
+    }
+}
+
+fn intx_line() -> super::interrupt::IntxLine {
+    super::interrupt::IntxLine {
+        lines: Arc::new(super::interrupt::IntxLines::new(None)),
+        gsi: 17,
+        slot: 3,
     }
 }
 
@@ -238,7 +218,7 @@ fn random_config_space_and_bar_accesses_never_panic() {
     let mem = guest();
     let root = Arc::new(Mutex::new(PciRoot::default()));
     let irq = Arc::new(super::Interrupt::new(
-        EventFd::new(libc::EFD_NONBLOCK).unwrap(),
+        intx_line(),
         (0..3)
             .map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap())
             .collect(),
@@ -313,7 +293,6 @@ fn bar_sizing_and_moving() {
     use crate::vmm::devices::pci::{PciBarSpace, PciEcam, PciRoot};
     use crate::vmm::layout;
     use crate::vmm::virtio::transport::{BAR_SIZE, Placement, VirtioPci};
-    use vmm_sys_util::eventfd::EventFd;
 
     let Ok(kvm) = kvm_ioctls::Kvm::new() else {
         eprintln!("SKIP: no /dev/kvm");
@@ -321,10 +300,7 @@ fn bar_sizing_and_moving() {
     };
     let vm = Arc::new(kvm.create_vm().unwrap());
     let root = Arc::new(Mutex::new(PciRoot::default()));
-    let irq = Arc::new(super::Interrupt::new(
-        EventFd::new(libc::EFD_NONBLOCK).unwrap(),
-        Vec::new(),
-    ));
+    let irq = Arc::new(super::Interrupt::new(intx_line(), Vec::new()));
     let f = VirtioPci::new(
         Box::new(super::rng::Rng::default()),
         vm,
