@@ -44,6 +44,9 @@ const ID_LEN: usize = 20;
 pub struct BlkCore {
     pub disk: Box<dyn Disk>,
     pub readonly: bool,
+    /// The driver did not negotiate FLUSH: every write reaches stable
+    /// storage before it completes (virtio 1.2, 5.2.6.2).
+    pub writethrough: bool,
     pub serial: [u8; ID_LEN],
     pub stats: Arc<BlkStats>,
 }
@@ -130,7 +133,9 @@ impl BlkCore {
                 let Some(off) = self.range(sector, len as u64) else {
                     return (S_IOERR, 0);
                 };
-                if self.disk.write_vectored(out, off).is_err() {
+                if self.disk.write_vectored(out, off).is_err()
+                    || (self.writethrough && self.disk.flush().is_err())
+                {
                     return (S_IOERR, 0);
                 }
                 self.stats.writes.inc();
@@ -183,7 +188,11 @@ impl BlkCore {
         } else {
             self.disk.write_zeroes(off, len)
         };
-        if r.is_ok() { S_OK } else { S_IOERR }
+        if r.is_ok() && (!self.writethrough || self.disk.flush().is_ok()) {
+            S_OK
+        } else {
+            S_IOERR
+        }
     }
 
     /// The device configuration structure (60 bytes).
@@ -286,7 +295,8 @@ impl VirtioDevice for Blk {
         super::read_config_bytes(&self.config, offset, data);
     }
     fn activate(&mut self, act: Activation) -> Result<(), String> {
-        let core = self.core.take().ok_or("disk not available")?;
+        let mut core = self.core.take().ok_or("disk not available")?;
+        core.writethrough = !core.readonly && act.features & F_FLUSH == 0;
         let (q, ev) = act.queues.into_iter().next().ok_or("no queue")?;
         let w = BlkWorker {
             core: Some(core),

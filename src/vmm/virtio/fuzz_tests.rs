@@ -43,6 +43,7 @@ fn core(readonly: bool) -> BlkCore {
     BlkCore {
         disk: Box::new(MemDisk(disk)),
         readonly,
+        writethrough: false,
         serial: *b"FUZZSERIAL0000000000",
         stats: Arc::new(BlkStats::default()),
     }

@@ -230,6 +230,7 @@ pub fn build(
                 let core = BlkCore {
                     disk: open_disk(b)?,
                     readonly: b.readonly,
+                    writethrough: false,
                     serial: serial_id(b.serial.as_deref()),
                     stats: stats.clone(),
                 };
