@@ -11,6 +11,7 @@ pub mod balloon;
 pub mod blk;
 pub mod console;
 pub mod disk;
+pub mod fuzz;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod interrupt;
