@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use virtio_queue::{DescriptorChain, QueueT};
 
+use super::blk_pool::IoPool;
 use super::disk::Disk;
 use super::iov;
 use super::stats::BlkStats;
@@ -40,6 +41,24 @@ pub const S_UNSUPP: u8 = 2;
 /// Length of the GET_ID answer.
 const ID_LEN: usize = 20;
 
+/// A read or write taken out of its chain: guest memory, disk offset and
+/// where its status byte goes.
+pub struct Transfer<'a> {
+    pub write: bool,
+    pub off: u64,
+    pub len: usize,
+    pub data: Vec<iov::Slice<'a>>,
+    status: Vec<iov::Slice<'a>>,
+}
+
+/// What [`BlkCore::begin`] made of a chain.
+pub enum Step<'a> {
+    /// Served; the used length.
+    Done(u32),
+    /// A read or write to run, then [`BlkCore::finish`].
+    Transfer(Transfer<'a>),
+}
+
 /// The request logic, shared by the worker and the tests.
 pub struct BlkCore {
     pub disk: Box<dyn Disk>,
@@ -66,18 +85,37 @@ impl BlkCore {
     /// Any malformed chain is answered without touching the disk (or
     /// dropped with length 0 if not even a status byte fits).
     pub fn handle(&mut self, mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>) -> u32 {
+        match self.begin(mem, chain, false) {
+            Step::Done(n) => n,
+            Step::Transfer(t) => {
+                let r = self.transfer(&t);
+                self.finish(t, r)
+            }
+        }
+    }
+
+    /// Parses a chain. With `defer`, a well-formed read or write comes
+    /// back as a [`Transfer`] for the caller to run (perhaps on another
+    /// thread) and [`finish`](Self::finish); everything else is served at
+    /// once.
+    pub fn begin<'a>(
+        &mut self,
+        mem: &'a GuestMemory,
+        chain: DescriptorChain<&'a GuestMemory>,
+        defer: bool,
+    ) -> Step<'a> {
         let Some(b) = iov::chain_buffers(mem, chain) else {
             self.stats.errors.inc();
-            return 0;
+            return Step::Done(0);
         };
         let wlen = iov::total(&b.writable);
         if wlen == 0 {
             self.stats.errors.inc();
-            return 0;
+            return Step::Done(0);
         }
         let Some(status_at) = iov::range(&b.writable, wlen - 1, 1) else {
             self.stats.errors.inc();
-            return 0;
+            return Step::Done(0);
         };
         let rlen = iov::total(&b.readable);
         let mut hdr = [0u8; 16];
@@ -88,60 +126,80 @@ impl BlkCore {
             let sector = u64::from_le_bytes(hdr[8..16].try_into().unwrap_or([0; 8]));
             let data_in = iov::range(&b.writable, 0, wlen - 1).unwrap_or_default();
             let data_out = iov::range(&b.readable, 16, rlen - 16).unwrap_or_default();
-            self.dispatch(ty, sector, &data_out, &data_in)
+            let write = ty == T_OUT && !self.readonly;
+            if ty == T_IN || write {
+                let data = if write { data_out } else { data_in };
+                let len = iov::total(&data);
+                let off = (len <= MAX_REQUEST && (len as u64).is_multiple_of(SECTOR))
+                    .then(|| self.range(sector, len as u64))
+                    .flatten();
+                if let Some(off) = off {
+                    let t = Transfer {
+                        write,
+                        off,
+                        len,
+                        data,
+                        status: status_at,
+                    };
+                    if defer {
+                        return Step::Transfer(t);
+                    }
+                    let r = self.transfer(&t);
+                    return Step::Done(self.finish(t, r));
+                }
+                (S_IOERR, 0)
+            } else {
+                self.dispatch(ty, &data_out, &data_in)
+            }
         };
         if status != S_OK {
             self.stats.errors.inc();
         }
         iov::write_from(&status_at, &[status]);
+        Step::Done((written + 1) as u32)
+    }
+
+    /// Runs a read or write on this thread.
+    pub fn transfer(&mut self, t: &Transfer<'_>) -> std::io::Result<()> {
+        if t.write {
+            self.disk.write_vectored(&t.data, t.off)?;
+            if self.writethrough {
+                self.disk.flush()?;
+            }
+            Ok(())
+        } else {
+            self.disk.read_vectored(&t.data, t.off)
+        }
+    }
+
+    /// Completes a transfer that ran with result `r`: counters, status
+    /// byte; returns the bytes written to the guest.
+    pub fn finish(&mut self, t: Transfer<'_>, r: std::io::Result<()>) -> u32 {
+        let (status, written) = match (r, t.write) {
+            (Ok(()), true) => {
+                self.stats.writes.inc();
+                self.stats.write_bytes.add(t.len as u64);
+                (S_OK, 0)
+            }
+            (Ok(()), false) => {
+                self.stats.reads.inc();
+                self.stats.read_bytes.add(t.len as u64);
+                (S_OK, t.len)
+            }
+            (Err(_), _) => {
+                self.stats.errors.inc();
+                (S_IOERR, 0)
+            }
+        };
+        iov::write_from(&t.status, &[status]);
         (written + 1) as u32
     }
 
-    /// Runs one request; returns its status and the data bytes it wrote
-    /// to the guest.
-    fn dispatch(
-        &mut self,
-        ty: u32,
-        sector: u64,
-        out: &[iov::Slice<'_>],
-        inp: &[iov::Slice<'_>],
-    ) -> (u8, usize) {
+    /// Runs a request other than a read or write; returns its status and
+    /// the data bytes it wrote to the guest.
+    fn dispatch(&mut self, ty: u32, out: &[iov::Slice<'_>], inp: &[iov::Slice<'_>]) -> (u8, usize) {
         match ty {
-            T_IN => {
-                let len = iov::total(inp);
-                if len > MAX_REQUEST || !(len as u64).is_multiple_of(SECTOR) {
-                    return (S_IOERR, 0);
-                }
-                let Some(off) = self.range(sector, len as u64) else {
-                    return (S_IOERR, 0);
-                };
-                if self.disk.read_vectored(inp, off).is_err() {
-                    return (S_IOERR, 0);
-                }
-                self.stats.reads.inc();
-                self.stats.read_bytes.add(len as u64);
-                (S_OK, len)
-            }
-            T_OUT => {
-                if self.readonly {
-                    return (S_IOERR, 0);
-                }
-                let len = iov::total(out);
-                if len > MAX_REQUEST || !(len as u64).is_multiple_of(SECTOR) {
-                    return (S_IOERR, 0);
-                }
-                let Some(off) = self.range(sector, len as u64) else {
-                    return (S_IOERR, 0);
-                };
-                if self.disk.write_vectored(out, off).is_err()
-                    || (self.writethrough && self.disk.flush().is_err())
-                {
-                    return (S_IOERR, 0);
-                }
-                self.stats.writes.inc();
-                self.stats.write_bytes.add(len as u64);
-                (S_OK, 0)
-            }
+            T_OUT => (S_IOERR, 0),
             T_FLUSH => {
                 self.stats.flushes.inc();
                 if self.readonly || self.disk.flush().is_ok() {
@@ -247,6 +305,8 @@ struct BlkWorker {
     queue: WorkQueue,
     irq: Arc<Interrupt>,
     home: Arc<std::sync::Mutex<Option<BlkCore>>>,
+    /// Raw images with write-back: a helper for batches of transfers.
+    pool: Option<IoPool>,
 }
 
 impl Handler for BlkWorker {
@@ -264,8 +324,40 @@ impl Handler for BlkWorker {
             return;
         }
         let mem = &self.mem;
-        self.queue
-            .process(mem, &self.irq, |chain| core.handle(mem, chain));
+        let q = &mut self.queue;
+        let mut used = false;
+        // Like WorkQueue::process, but reads and writes are gathered per
+        // sweep of the ring and run together (half on the helper).
+        loop {
+            let _ = q.queue.disable_notification(mem);
+            let mut heads = Vec::new();
+            let mut transfers = Vec::new();
+            while let Some(chain) = q.queue.pop_descriptor_chain(mem) {
+                let head = chain.head_index();
+                match core.begin(mem, chain, self.pool.is_some()) {
+                    Step::Done(n) => q.complete(mem, head, n),
+                    Step::Transfer(t) => {
+                        heads.push(head);
+                        transfers.push(t);
+                    }
+                }
+                used = true;
+            }
+            if let Some(pool) = &self.pool {
+                let results = pool.run(&transfers, |t| core.transfer(t));
+                for ((head, t), r) in heads.into_iter().zip(transfers).zip(results) {
+                    let n = core.finish(t, r);
+                    q.complete(mem, head, n);
+                }
+            }
+            match q.queue.enable_notification(mem) {
+                Ok(true) => continue,
+                _ => break,
+            }
+        }
+        if used {
+            q.notify(mem, &self.irq);
+        }
     }
 }
 
@@ -297,6 +389,10 @@ impl VirtioDevice for Blk {
     fn activate(&mut self, act: Activation) -> Result<(), String> {
         let mut core = self.core.take().ok_or("disk not available")?;
         core.writethrough = !core.readonly && act.features & F_FLUSH == 0;
+        let pool = match core.disk.clone_file() {
+            Some(f) if !core.writethrough => IoPool::new(f, &format!("{}-io", self.label)).ok(),
+            _ => None,
+        };
         let (q, ev) = act.queues.into_iter().next().ok_or("no queue")?;
         let w = BlkWorker {
             core: Some(core),
@@ -304,6 +400,7 @@ impl VirtioDevice for Blk {
             queue: WorkQueue::new(0, q, ev),
             irq: act.interrupt,
             home: self.returned.clone(),
+            pool,
         };
         self.worker = Some(Worker::spawn(&self.label, w).map_err(|e| e.to_string())?);
         Ok(())

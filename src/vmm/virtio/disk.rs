@@ -24,6 +24,11 @@ pub trait Disk: Send {
     fn write_zeroes(&mut self, off: u64, len: u64) -> io::Result<()>;
     /// Drops the data of a range (may be a no-op).
     fn discard(&mut self, off: u64, len: u64) -> io::Result<()>;
+    /// A second handle on a plain image file, for parallel reads and
+    /// writes (`None` for formats with metadata).
+    fn clone_file(&self) -> Option<File> {
+        None
+    }
 }
 
 /// A raw image: a regular file or a block device.
@@ -61,7 +66,12 @@ const IOV_MAX: usize = 1024;
 
 /// `preadv`/`pwritev` until every byte of `iovs` moved; a short transfer
 /// at the end of the file is an error.
-fn rw_all(fd: i32, iovs: &mut [libc::iovec], mut off: u64, write: bool) -> io::Result<()> {
+pub(crate) fn rw_all(
+    fd: i32,
+    iovs: &mut [libc::iovec],
+    mut off: u64,
+    write: bool,
+) -> io::Result<()> {
     let mut i = 0;
     while i < iovs.len() {
         if iovs[i].iov_len == 0 {
@@ -110,20 +120,26 @@ fn rw_all(fd: i32, iovs: &mut [libc::iovec], mut off: u64, write: bool) -> io::R
     Ok(())
 }
 
-fn raw_vectored(file: &File, bufs: &[Slice<'_>], off: u64, write: bool) -> io::Result<()> {
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter()
+/// The iovecs of guest memory slices (valid while the memory is mapped).
+pub(crate) fn iovecs(bufs: &[Slice<'_>]) -> Vec<libc::iovec> {
+    bufs.iter()
         .map(|s| libc::iovec {
             iov_base: s.ptr_guard_mut().as_ptr().cast(),
             iov_len: s.len(),
         })
-        .collect();
-    rw_all(file.as_raw_fd(), &mut iovs, off, write)
+        .collect()
+}
+
+fn raw_vectored(file: &File, bufs: &[Slice<'_>], off: u64, write: bool) -> io::Result<()> {
+    rw_all(file.as_raw_fd(), &mut iovecs(bufs), off, write)
 }
 
 impl Disk for RawDisk {
     fn size(&self) -> u64 {
         self.size
+    }
+    fn clone_file(&self) -> Option<File> {
+        self.file.try_clone().ok()
     }
     fn read_vectored(&mut self, bufs: &[Slice<'_>], off: u64) -> io::Result<()> {
         raw_vectored(&self.file, bufs, off, false)

@@ -9,6 +9,7 @@
 
 pub mod balloon;
 pub mod blk;
+pub mod blk_pool;
 pub mod console;
 pub mod disk;
 pub mod fuzz;
