@@ -113,7 +113,7 @@ struct options {
 	int event_idx;   /* oxtest.eventidx=1: negotiate VIRTIO_F_RING_EVENT_IDX */
 	int indirect;    /* oxtest.indirect=1: negotiate and use VIRTIO_F_RING_INDIRECT_DESC */
 	/* throughput modes */
-	char blkbench[128];        /* oxtest.blkbench=MODE:SIZE:QD:MS,... */
+	char blkbench[512];        /* oxtest.blkbench=MODE:SIZE:QD:MS,... */
 	i64 blkspan_mib;           /* oxtest.blkspan=MIB: bench region from sector 0 */
 	char netbench[64];         /* oxtest.netbench=tx:MS[:LEN],... */
 };
