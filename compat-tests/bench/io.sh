@@ -99,6 +99,10 @@ def med(vals):
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else None
 
+def spread(vals):
+    vals = [v for v in vals if v is not None]
+    return "%.0f-%.0f" % (min(vals), max(vals)) if vals else "n/a"
+
 def ratio(a, b):
     return "n/a" if a is None or not b else "%.2f" % (a / b)
 
@@ -124,16 +128,18 @@ try:
         print()
         print("blk (MiB/s, median of %d; %d MiB %s files, page cache warm)"
               % (RUNS, DISK_MIB, "raw and qcow2"))
-        print("%-6s %-5s %-4s %-4s %12s %12s %8s" % ("format", "op", "size", "qd",
-                                                  "oxvirt-vmm", "qemu", "ratio"))
+        print("%-6s %-5s %-4s %-4s %12s %12s %8s   %-13s %-13s" % (
+            "format", "op", "size", "qd", "oxvirt-vmm", "qemu", "ratio", "oxvirt range",
+            "qemu range"))
         for fmt in ("raw", "qcow2"):
             for item in BLK_ITEMS:
                 op, size, qd, _ = item.split(":")
                 k = (fmt, op, size, int(qd))
-                a, b = med(res.get(k + ("oxvirt",), [])), med(res.get(k + ("qemu",), []))
-                print("%-6s %-5s %-4s %-4s %12s %12s %8s" % (
+                va, vb = res.get(k + ("oxvirt",), []), res.get(k + ("qemu",), [])
+                a, b = med(va), med(vb)
+                print("%-6s %-5s %-4s %-4s %12s %12s %8s   %-13s %-13s" % (
                     fmt, op, size, "qd" + qd, "n/a" if a is None else "%.1f" % a,
-                    "n/a" if b is None else "%.1f" % b, ratio(a, b)))
+                    "n/a" if b is None else "%.1f" % b, ratio(a, b), spread(va), spread(vb)))
     if not os.environ.get("SKIP_NET"):
         if os.geteuid() != 0:
             print("\nnet: skipped (needs root for the tap)")
@@ -153,9 +159,12 @@ try:
             a, b = med(pps["oxvirt"]), med(pps["qemu"])
             print()
             print("net (frames/s to a tap, 60-byte frames, median of %d)" % RUNS)
-            print("%-22s %12s %12s %8s" % ("", "oxvirt-vmm", "qemu", "ratio"))
-            print("%-22s %12s %12s %8s" % ("tx frames/s", "n/a" if a is None else "%d" % a,
-                                           "n/a" if b is None else "%d" % b, ratio(a, b)))
+            print("%-22s %12s %12s %8s   %-13s %-13s" % ("", "oxvirt-vmm", "qemu", "ratio",
+                                                        "oxvirt range", "qemu range"))
+            print("%-22s %12s %12s %8s   %-13s %-13s" % (
+                "tx frames/s", "n/a" if a is None else "%d" % a,
+                "n/a" if b is None else "%d" % b, ratio(a, b), spread(pps["oxvirt"]),
+                spread(pps["qemu"])))
             print("tap rx counter / guest-sent frames: oxvirt-vmm %s; qemu %s"
                   % (" ".join(host["oxvirt"]), " ".join(host["qemu"])))
 finally:
