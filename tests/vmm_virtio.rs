@@ -485,3 +485,85 @@ fn requests_survive_pause_and_resume() {
     g.wait(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Boots the test guest on one raw pattern disk at slot 3 with `cmdline`
+/// and returns its serial log once DONE is complete.
+fn one_disk_guest(tag: &str, cmdline: &str) -> Option<String> {
+    let elf = ready()?;
+    let dir = vmm_common::scratch(tag);
+    let py = Command::new("python3")
+        .arg(pattern())
+        .arg("write")
+        .arg(dir.join("d.raw"))
+        .arg(SECTORS.to_string())
+        .status();
+    assert!(matches!(py, Ok(s) if s.success()));
+    let disk = format!("path={},slot=3", dir.join("d.raw").display());
+    let mut g = Guest::start(&elf, 1, 256, cmdline, &["--disk", &disk]);
+    assert!(g.wait_log(Duration::from_secs(60), done), "{}", g.log());
+    let log = g.log();
+    let _ = g.child.kill();
+    g.wait(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(dir);
+    Some(log)
+}
+
+#[test]
+fn blk_completions_by_msix_with_event_idx_and_indirect_descriptors() {
+    let Some(log) = one_disk_guest(
+        "msix",
+        "oxtest.checks=pci,blk oxtest.devs=03:blk oxtest.irq=msix oxtest.eventidx=1 \
+         oxtest.indirect=1 oxtest.then=halt",
+    ) else {
+        return;
+    };
+    assert_passes(
+        &log,
+        &["blk-03-id", "blk-03-read", "blk-03-write", "blk-03-msix"],
+    );
+    assert!(
+        log.contains("INFO blk-03 ring features: event-idx indirect"),
+        "{log}"
+    );
+    assert!(
+        log.contains("8 of 8 completions announced by msix"),
+        "{log}"
+    );
+}
+
+#[test]
+fn blk_completions_by_level_intx() {
+    let Some(log) = one_disk_guest(
+        "intx",
+        "oxtest.checks=pci,blk oxtest.devs=03:blk oxtest.irq=intx oxtest.then=halt",
+    ) else {
+        return;
+    };
+    assert_passes(
+        &log,
+        &[
+            "blk-03-read",
+            "blk-03-write",
+            "blk-03-intx",
+            "blk-03-intx-level",
+        ],
+    );
+}
+
+#[test]
+fn throughput_mode_completes_every_request() {
+    // The benchmark's guest side (compat-tests/bench/io.sh), briefly:
+    // every request completes with status 0; no figures are judged here.
+    let Some(log) = one_disk_guest(
+        "bench",
+        "oxtest.checks=pci,blkbench oxtest.devs=03:blk oxtest.blkspan=4 \
+         oxtest.blkbench=read:64k:1:50,read:4k:32:50,write:64k:32:50,write:4k:1:50 \
+         oxtest.then=halt",
+    ) else {
+        return;
+    };
+    assert_passes(&log, &["blkbench-03"]);
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("BENCH")).collect();
+    assert_eq!(lines.len(), 4, "{log}");
+    assert!(lines.iter().all(|l| l.ends_with("errors=0")), "{log}");
+}

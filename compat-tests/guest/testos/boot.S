@@ -42,9 +42,10 @@ pvh_entry:
 	xorl %eax, %eax
 	rep stosl
 
-	/* PML4[0] -> PDPT; PDPT[0..3] -> four page directories of 2 MiB pages. */
-	movl $pdpt + 3, pml4
-	movl $pd + 3, %eax
+	/* PML4[0] -> PDPT; PDPT[0..3] -> four page directories of 2 MiB pages. Every
+	 * level allows user mode (bit 2): the throughput modes run in ring 3 (ring3.S). */
+	movl $pdpt + 7, pml4
+	movl $pd + 7, %eax
 	movl %eax, pdpt
 	addl $4096, %eax
 	movl %eax, pdpt + 8
@@ -55,7 +56,7 @@ pvh_entry:
 	xorl %ecx, %ecx
 2:	movl %ecx, %eax
 	shll $21, %eax
-	orl $0x83, %eax                 /* present, writable, 2 MiB page */
+	orl $0x87, %eax                 /* present, writable, user, 2 MiB page */
 	cmpl $1536, %ecx                /* 3 GiB and up: MMIO, uncached */
 	jb 3f
 	orl $0x18, %eax
@@ -115,7 +116,7 @@ triple_fault:
 	ud2
 	jmp triple_fault
 
-	.section .rodata
+	.section .data
 	.balign 8
 	.globl gdt
 gdt:
@@ -123,6 +124,11 @@ gdt:
 	.quad 0x00cf9a000000ffff        /* 0x08: 32-bit code */
 	.quad 0x00cf92000000ffff        /* 0x10: data */
 	.quad 0x00af9a000000ffff        /* 0x18: 64-bit code */
+	.quad 0x00cff2000000ffff        /* 0x20: user data (DPL 3) */
+	.quad 0x00affa000000ffff        /* 0x28: user 64-bit code (DPL 3) */
+	.globl gdt_tss
+gdt_tss:
+	.quad 0, 0                      /* 0x30: TSS, filled in by user.c */
 gdt_end:
 	.balign 8
 	.word 0

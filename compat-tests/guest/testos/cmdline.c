@@ -94,6 +94,7 @@ void cmdline_parse(const char *cl)
 	opt.netserve_s = 30;
 	opt.balloonwait_ms = 10000;
 	opt.timeout_ms = 5000;
+	opt.intx_gsi = -1;
 	copy_val(opt.checks, sizeof(opt.checks), "e820,acpi,smp,rtc", 17);
 	copy_val(opt.then, sizeof(opt.then), "halt", 4);
 	if (!cl)
@@ -169,6 +170,21 @@ void cmdline_parse(const char *cl)
 			opt.balloonwait_ms = n;
 		else if (KEY("oxtest.timeout") && parse_int(v, vlen, &n))
 			opt.timeout_ms = n;
+		else if (KEY("oxtest.irq"))
+			opt.irq = vlen == 4 && memcmp(v, "msix", 4) == 0 ? IRQ_MSIX :
+				  vlen == 4 && memcmp(v, "intx", 4) == 0 ? IRQ_INTX : IRQ_POLL;
+		else if (KEY("oxtest.intxgsi") && parse_int(v, vlen, &n))
+			opt.intx_gsi = (int)n;
+		else if (KEY("oxtest.eventidx") && parse_int(v, vlen, &n))
+			opt.event_idx = n != 0;
+		else if (KEY("oxtest.indirect") && parse_int(v, vlen, &n))
+			opt.indirect = n != 0;
+		else if (KEY("oxtest.blkbench"))
+			copy_val(opt.blkbench, sizeof(opt.blkbench), v, vlen);
+		else if (KEY("oxtest.blkspan") && parse_int(v, vlen, &n))
+			opt.blkspan_mib = n;
+		else if (KEY("oxtest.netbench"))
+			copy_val(opt.netbench, sizeof(opt.netbench), v, vlen);
 #undef KEY
 	}
 }

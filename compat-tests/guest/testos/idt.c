@@ -53,6 +53,7 @@ void isr_dispatch(struct frame *f);
 void isr_dispatch(struct frame *f)
 {
 	if (f->vec < 32) {
+		user_exception(f->vec, f->rip, f->cs);
 		u64 cr2;
 		__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
 		println("FAIL exception: vector %llu error 0x%llx at rip 0x%llx cr2 0x%llx", f->vec,

@@ -24,7 +24,7 @@ static const struct {
 } multi[] = {
 	{ "pci", check_pci }, { "blk", check_blk }, { "rng", check_rng },
 	{ "console", check_console }, { "balloon", check_balloon }, { "vsock", check_vsock },
-	{ "net", check_net },
+	{ "net", check_net }, { "blkbench", check_blkbench }, { "netbench", check_netbench },
 };
 
 static void run_check(const char *name)

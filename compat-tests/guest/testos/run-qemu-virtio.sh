@@ -55,6 +55,15 @@ run q35-virtio-blk q35 1 \
 	"oxtest.checks=pci,blk,rng oxtest.devs=03:blk:ro,04:rng oxtest.then=poweroff" \
 	"$done_ok|MCFG|^PASS pci-03-blk|^PASS blk-03-ro|^PASS rng-04" "$guest_off"
 
+# MSI-X (table in QEMU's BAR 1) with EVENT_IDX and indirect descriptors, then the
+# throughput mode briefly (ring 3), on a fresh pattern disk
+python3 "$pat" write "$tmp/msix.raw" $sectors
+qextra=(-drive "file=$tmp/msix.raw,format=raw,if=none,id=d3"
+	-device "virtio-blk-pci,drive=d3,addr=0x3,$vd")
+run microvm-virtio-msix microvm 1 \
+	"oxtest.checks=pci,blk,blkbench oxtest.devs=03:blk oxtest.irq=msix oxtest.eventidx=1 oxtest.indirect=1 oxtest.blkspan=4 oxtest.blkbench=read:64k:32:100,write:4k:1:100 oxtest.then=poweroff" \
+	"$done_ok|^PASS blk-03-msix|ring features: event-idx indirect|^PASS blkbench-03" "$guest_off"
+
 # console echo through a unix socket + balloon statistics through QMP
 python3 - "$tmp/con.sock" >"$tmp/echo.out" 2>&1 <<'PY' &
 import socket, sys, time

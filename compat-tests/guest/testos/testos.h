@@ -107,7 +107,19 @@ struct options {
 	u32 ip;          /* oxtest.ip=A.B.C.D, network byte order in memory */
 	int netsend, netrecv, netping, balloon_pages;
 	i64 nettime_ms, netserve_s, balloonwait_ms, timeout_ms;
+	/* interrupts and ring features of the blk check (see README) */
+	int irq;         /* oxtest.irq=poll|msix|intx: IRQ_* */
+	int intx_gsi;    /* oxtest.intxgsi=N: INTx GSI if the interrupt line register has none */
+	int event_idx;   /* oxtest.eventidx=1: negotiate VIRTIO_F_RING_EVENT_IDX */
+	int indirect;    /* oxtest.indirect=1: negotiate and use VIRTIO_F_RING_INDIRECT_DESC */
+	/* throughput modes */
+	char blkbench[512];        /* oxtest.blkbench=MODE:SIZE:QD:MS,... */
+	i64 blkspan_mib;           /* oxtest.blkspan=MIB: bench region from sector 0 */
+	char netbench[64];         /* oxtest.netbench=tx:MS[:LEN],... */
 };
+#define IRQ_POLL 0
+#define IRQ_MSIX 1
+#define IRQ_INTX 2
 extern struct options opt;
 void cmdline_parse(const char *cmdline);
 /* Iterate a comma list: copies the next item into item, returns the rest or NULL. */
@@ -175,6 +187,11 @@ typedef void (*irq_handler)(u8 vector);
 void idt_init(void);
 void idt_load_current(void);
 void irq_set_handler(u8 vector, irq_handler h);
+/* user.c: runs fn(arg) in ring 3 (natively fast on a paravirtualised KVM that emulates
+ * ring 0) and returns its result. */
+u64 run_user(u64 (*fn)(void *), void *arg);
+/* From the exception path: returns to run_user's caller if this is the user side's exit. */
+void user_exception(u64 vector, u64 rip, u64 cs);
 #define VEC_TIMER 0xE0
 #define VEC_GED 0x30
 #define VEC_SPURIOUS 0xFF
@@ -224,10 +241,15 @@ int acpi_dev_mem(const char *id, int nth, u64 *base, u64 *len, int max);
 struct vring_desc { u64 addr; u32 len; u16 flags, next; };
 struct vq {
 	u16 size, index, free_head, nfree, last_used;
+	u16 kicked;              /* avail idx at the last notification (EVENT_IDX) */
+	bool event_idx;          /* VIRTIO_F_RING_EVENT_IDX negotiated */
+	bool indirect;           /* chains of more than one buffer go in an indirect table */
 	struct vring_desc *desc;
+	struct vring_desc *itab; /* indirect tables: 4 descriptors per ring descriptor */
 	volatile u16 *avail;     /* flags, idx, ring[size], used_event */
 	volatile u8 *used;       /* flags, idx, {id, len}[size], avail_event */
 	u64 notify;
+	u8 vector;               /* IDT vector of its interrupt (MSI-X or INTx), 0: polled */
 };
 struct vbuf { void *addr; u32 len; };
 #define VDEV_MAXQ 4
@@ -240,7 +262,24 @@ struct vdev {
 	u64 features;            /* negotiated */
 	struct vq q[VDEV_MAXQ];
 	const struct pci_expect *exp;
+	int irq_mode;            /* IRQ_POLL, IRQ_MSIX, IRQ_INTX */
+	u8 vec_config;           /* MSI-X: configuration-change vector */
+	u8 vec_base;             /* MSI-X: queue q on vec_base + q; INTx: the one vector */
+	u32 gsi;                 /* INTx */
+	volatile u32 isr_seen;   /* INTx: ISR bits the handler read */
+	volatile u32 intx_hold;  /* INTx: deliveries left whose ISR the handler leaves unread */
+#define ISR_LOG 8
+	volatile u8 isr_log[ISR_LOG];   /* INTx: ISR read per delivery, 0xFF: left unread */
+	volatile u32 isr_n;
 };
+#define VIRTIO_F_INDIRECT_DESC (1ull << 28)
+#define VIRTIO_F_EVENT_IDX (1ull << 29)
+/* Interrupts taken per IDT vector (virtio_irq.c). */
+extern volatile u32 irq_count[256];
+/* MSI-X (one vector per queue plus configuration) or level INTx through the IOAPIC;
+ * call after vdev_start, before vq_setup. */
+bool vdev_irq_setup(struct vdev *d, int mode, int nqueues, struct why *w);
+void vdev_irq_off(struct vdev *d);
 void *dma_alloc(usize size, usize align);
 /* Finds the devices of a virtio type (from oxtest.devs, else every matching function). */
 int virtio_find(int type, struct vdev *out, int max);
@@ -264,6 +303,9 @@ void check_balloon(void);
 void check_vsock(void);
 void check_net(void);
 void net_serve(void);
+void check_blkbench(void);
+void check_netbench(void);
+
 
 /* ---- power.c ---- */
 void do_action(const char *action);

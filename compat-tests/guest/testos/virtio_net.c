@@ -138,7 +138,7 @@ static bool net_up(struct why *w)
 		return false;
 	}
 	nd = &netdev[0];
-	if (!vdev_start(nd, F_MAC, w) || !vq_setup(nd, 0, NRX, w) || !vq_setup(nd, 1, 8, w))
+	if (!vdev_start(nd, F_MAC, w) || !vq_setup(nd, 0, NRX, w) || !vq_setup(nd, 1, opt.netbench[0] ? 256 : 8, w))
 		return false;
 	for (int i = 0; i < NRX; i++) {
 		struct vbuf b = { dma_alloc(BUFLEN, 64), BUFLEN };
@@ -243,4 +243,115 @@ void net_serve(void)
 	}
 	println("INFO net-serve done: %u arp, %u echo, %u test frames", rx_arp, rx_icmp, rx_test);
 	poweroff();
+}
+
+/* Throughput mode (check `netbench`, oxtest.netbench=tx:MS[:LEN],...): broadcast frames
+ * of LEN bytes (default 60; ethertype 0x88b5, payload "OXNET bench") transmitted for MS
+ * ms with the transmit ring kept full. All chains point at one buffer (the device only
+ * reads it). After each sweep of the used ring the freed entries are refilled and the
+ * device is notified once. Prints
+ *     BENCH net-08 tx 60B pps=123456 frames=123456 ms=1000
+ * and PASS netbench-SS when every frame completed. */
+/* The transmit loop; runs in ring 3 (see ring3.S), so it prints nothing. */
+struct txrun {
+	struct vbuf b;
+	u64 ms, sent, t0, t1;
+	bool ok;
+};
+
+static u64 tx_loop(void *arg)
+{
+	struct txrun *r = arg;
+	struct vq *q = &nd->q[1];
+	int inflight = 0;
+	r->t0 = rdtsc();
+	u64 t = r->t0, stop = r->t0 + ms_to_tsc(r->ms);
+	u64 limit = stop + ms_to_tsc((u64)opt.timeout_ms);
+	while (q->nfree && vq_add(q, &r->b, 1, 0) >= 0)
+		inflight++;
+	vq_kick(q);
+	r->ok = true;
+	while (inflight) {
+		int h = vq_get(q, NULL);
+		t = rdtsc();
+		if (h < 0) {
+			if (t > limit) {
+				r->ok = false;
+				break;
+			}
+			cpu_relax();
+			continue;
+		}
+		inflight--;
+		r->sent++;
+		if (t < stop && vq_add(q, &r->b, 1, 0) >= 0)
+			inflight++;
+		if (*(volatile u16 *)(q->used + 2) == q->last_used)
+			vq_kick(q);
+	}
+	r->t1 = t;
+	return 0;
+}
+
+static bool bench_tx(u64 ms, u32 len)
+{
+	struct vq *q = &nd->q[1];
+	u8 *f = dma_alloc(VHDR + len, 64);
+	if (!f)
+		return false;
+	u8 *e = f + VHDR;
+	memset(e, 0xff, 6);
+	memcpy(e + 6, mac, 6);
+	put16(e + 12, ETH_TEST);
+	memcpy(e + 14, "OXNET bench", 12);
+	while (vq_get(q, NULL) >= 0)
+		;
+	struct txrun r = { .b = { f, VHDR + len }, .ms = ms };
+	run_user(tx_loop, &r);
+	u64 us = (r.t1 - r.t0) / (tsc_hz / 1000000);
+	if (!us)
+		us = 1;
+	println("BENCH %s tx %uB pps=%llu frames=%llu ms=%llu%s", nd->name, len,
+		r.sent * 1000000 / us, r.sent, us / 1000, r.ok ? "" : " (timed out)");
+	return r.ok && r.sent > 0;
+}
+
+void check_netbench(void)
+{
+	struct why w = { .len = 0 };
+	w.buf[0] = 0;
+	char name[40];
+	if (!net_up(&w)) {
+		report("netbench", false, &w);
+		return;
+	}
+	snprintf(name, sizeof(name), "netbench-%02x", nd->pci->dev);
+	char item[32];
+	for (const char *p = next_item(opt.netbench, item, sizeof(item)); p;
+	     p = next_item(p, item, sizeof(item))) {
+		if (!item[0])
+			continue;
+		u64 ms = 0, len = 60;
+		const char *s = item;
+		bool good = strncmp(s, "tx:", 3) == 0;
+		s += 3;
+		if (good) {
+			int nd_ = 0;
+			for (; *s >= '0' && *s <= '9'; s++, nd_++)
+				ms = ms * 10 + (u64)(*s - '0');
+			if (*s == ':') {
+				len = 0;
+				for (s++; *s >= '0' && *s <= '9'; s++)
+					len = len * 10 + (u64)(*s - '0');
+			}
+			good = nd_ && !*s && ms && len >= 60 && len <= 1514;
+		}
+		if (!good) {
+			why_add(&w, "bad item '%s'", item);
+			continue;
+		}
+		if (!bench_tx(ms, (u32)len))
+			why_add(&w, "%s: frames did not complete", item);
+	}
+	report(name, w.len == 0, &w);
 }

@@ -1,6 +1,10 @@
 /* Modern (virtio 1.x) PCI transport: capability walk, common configuration, feature
  * negotiation, split virtqueues. Completion is found by polling the used ring with a
- * TSC timeout; no interrupts are enabled (avail flags ask the device not to send any). */
+ * TSC timeout. By default no interrupts are enabled (avail flags ask the device not to
+ * send any); a driver that called vdev_irq_setup gets MSI-X or INTx (virtio_irq.c).
+ * Optional ring features: EVENT_IDX (oxtest.eventidx=1) and indirect descriptors
+ * (oxtest.indirect=1). Notifications honour the device's suppression (used flags
+ * NO_NOTIFY, or avail_event with EVENT_IDX). */
 #include "testos.h"
 
 /* common configuration structure offsets */
@@ -27,8 +31,10 @@
 #define ST_FEATURES_OK 8
 #define ST_FAILED      128
 
-#define DESC_NEXT  1
-#define DESC_WRITE 2
+#define DESC_NEXT     1
+#define DESC_WRITE    2
+#define DESC_INDIRECT 4
+#define ITAB_N        4      /* descriptors per indirect table */
 
 /* Buffers the devices read and write: not part of .bss so boot does not clear it. */
 static u8 pool[256 * 1024] __attribute__((section(".dma"), aligned(4096)));
@@ -154,6 +160,10 @@ bool vdev_start(struct vdev *d, u64 wanted, struct why *w)
 		set_status(d, ST_FAILED);
 		return false;
 	}
+	if (opt.event_idx)
+		wanted |= VIRTIO_F_EVENT_IDX;
+	if (opt.indirect)
+		wanted |= VIRTIO_F_INDIRECT_DESC;
 	d->features = offered & (wanted | VIRTIO_F_VERSION_1);
 	mmio_w32(d->common + CC_GFSELECT, 0);
 	mmio_w32(d->common + CC_GF, (u32)d->features);
@@ -191,7 +201,10 @@ bool vq_setup(struct vdev *d, int qi, u16 max, struct why *w)
 	q->desc = dma_alloc(16u * size, 64);
 	q->avail = dma_alloc(6u + 2u * size, 64);
 	q->used = dma_alloc(6u + 8u * size, 64);
-	if (!q->desc || !q->avail || !q->used) {
+	q->event_idx = (d->features & VIRTIO_F_EVENT_IDX) != 0;
+	q->indirect = (d->features & VIRTIO_F_INDIRECT_DESC) != 0;
+	q->itab = q->indirect ? dma_alloc(16u * ITAB_N * size, 64) : NULL;
+	if (!q->desc || !q->avail || !q->used || (q->indirect && !q->itab)) {
 		why_add(w, "queue %d: out of DMA memory", qi);
 		return false;
 	}
@@ -200,9 +213,21 @@ bool vq_setup(struct vdev *d, int qi, u16 max, struct why *w)
 	q->free_head = 0;
 	q->nfree = size;
 	q->last_used = 0;
-	q->avail[0] = 1;                /* VIRTQ_AVAIL_F_NO_INTERRUPT: we poll */
+	q->kicked = 0;
+	q->vector = 0;
+	/* VIRTQ_AVAIL_F_NO_INTERRUPT when polled; with EVENT_IDX used_event (0) rules */
+	q->avail[0] = d->irq_mode == IRQ_POLL ? 1 : 0;
 	mmio_w16(d->common + CC_QSIZE, size);
-	mmio_w16(d->common + CC_QMSIX, 0xFFFF);
+	u16 vec = d->irq_mode == IRQ_MSIX ? (u16)(1 + qi) : 0xFFFF;
+	mmio_w16(d->common + CC_QMSIX, vec);
+	if (mmio_r16(d->common + CC_QMSIX) != vec) {
+		why_add(w, "queue %d: MSI-X vector %u not accepted", qi, vec);
+		return false;
+	}
+	if (d->irq_mode == IRQ_MSIX)
+		q->vector = (u8)(d->vec_base + qi);
+	else if (d->irq_mode == IRQ_INTX)
+		q->vector = d->vec_base;
 	vw64(d->common + CC_QDESC, (u64)(usize)q->desc);
 	vw64(d->common + CC_QDRIVER, (u64)(usize)q->avail);
 	vw64(d->common + CC_QDEVICE, (u64)(usize)q->used);
@@ -223,13 +248,28 @@ int vq_add(struct vq *q, const struct vbuf *b, int nout, int nin)
 	if (n <= 0 || n > q->nfree)
 		return -1;
 	u16 head = q->free_head, i = head, last = head;
-	for (int k = 0; k < n; k++) {
-		struct vring_desc *dsc = &q->desc[i];
-		dsc->addr = (u64)(usize)b[k].addr;
-		dsc->len = b[k].len;
-		dsc->flags = (u16)((k >= nout ? DESC_WRITE : 0) | (k + 1 < n ? DESC_NEXT : 0));
-		last = i;
-		i = dsc->next;
+	if (q->indirect && n > 1 && n <= ITAB_N) {
+		/* one ring descriptor pointing at a table of n */
+		struct vring_desc *t = &q->itab[(usize)head * ITAB_N];
+		for (int k = 0; k < n; k++) {
+			t[k].addr = (u64)(usize)b[k].addr;
+			t[k].len = b[k].len;
+			t[k].flags = (u16)((k >= nout ? DESC_WRITE : 0) | (k + 1 < n ? DESC_NEXT : 0));
+			t[k].next = (u16)(k + 1);
+		}
+		q->desc[head].addr = (u64)(usize)t;
+		q->desc[head].len = (u32)(16 * n);
+		q->desc[head].flags = DESC_INDIRECT;
+		n = 1;
+	} else {
+		for (int k = 0; k < n; k++) {
+			struct vring_desc *dsc = &q->desc[i];
+			dsc->addr = (u64)(usize)b[k].addr;
+			dsc->len = b[k].len;
+			dsc->flags = (u16)((k >= nout ? DESC_WRITE : 0) | (k + 1 < n ? DESC_NEXT : 0));
+			last = i;
+			i = dsc->next;
+		}
 	}
 	q->free_head = q->desc[last].next;
 	q->nfree = (u16)(q->nfree - n);
@@ -240,10 +280,22 @@ int vq_add(struct vq *q, const struct vbuf *b, int nout, int nin)
 	return head;
 }
 
+/* Notifies the device unless it asked not to be: used flags VIRTQ_USED_F_NO_NOTIFY, or
+ * with EVENT_IDX, when avail_event is not among the entries added since the last kick. */
 void vq_kick(struct vq *q)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	mmio_w16(q->notify, q->index);
+	u16 now = q->avail[1];
+	bool kick;
+	if (q->event_idx) {
+		u16 ev = *(volatile u16 *)(q->used + 4 + 8u * q->size);
+		kick = (u16)(now - ev - 1) < (u16)(now - q->kicked);
+	} else {
+		kick = !(*(volatile u16 *)q->used & 1);
+	}
+	q->kicked = now;
+	if (kick)
+		mmio_w16(q->notify, q->index);
 }
 
 /* One completed chain, or -1: frees its descriptors, *len = bytes the device wrote. */
@@ -258,6 +310,8 @@ int vq_get(struct vq *q, u32 *len)
 	if (len)
 		*len = *(const volatile u32 *)(e + 4);
 	q->last_used++;
+	if (q->event_idx)
+		q->avail[2 + q->size] = q->last_used;    /* used_event: interrupt on the next */
 	if (id >= q->size)
 		return -1;
 	u16 i = (u16)id;

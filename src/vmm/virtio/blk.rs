@@ -1,13 +1,14 @@
 //! virtio-blk: requests on one queue, served from a raw file/block device
 //! or a qcow2 image (through imago, backing chains included).
 
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
 use virtio_queue::{DescriptorChain, QueueT};
 
+use super::blk_pool::IoPool;
 use super::disk::Disk;
+use super::iov;
 use super::stats::BlkStats;
 use super::worker::{Handler, Poll, WorkQueue, Worker};
 use super::{Activation, Interrupt, TYPE_BLOCK, VirtioDevice};
@@ -41,14 +42,38 @@ pub const S_UNSUPP: u8 = 2;
 /// Length of the GET_ID answer.
 const ID_LEN: usize = 20;
 
+/// A read or write taken out of its chain: guest memory, disk offset and
+/// where its status byte goes.
+pub struct Transfer<'a> {
+    pub write: bool,
+    pub off: u64,
+    pub len: usize,
+    pub data: Vec<iov::Slice<'a>>,
+    status: Vec<iov::Slice<'a>>,
+    /// When the request was taken from the ring, for the time counters
+    /// (submission to completion, as QEMU's `rd_total_time_ns`).
+    started: Instant,
+}
+
 fn elapsed_ns(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What [`BlkCore::begin`] made of a chain.
+pub enum Step<'a> {
+    /// Served; the used length.
+    Done(u32),
+    /// A read or write to run, then [`BlkCore::finish`].
+    Transfer(Transfer<'a>),
 }
 
 /// The request logic, shared by the worker and the tests.
 pub struct BlkCore {
     pub disk: Box<dyn Disk>,
     pub readonly: bool,
+    /// The driver did not negotiate FLUSH: every write reaches stable
+    /// storage before it completes (virtio 1.2, 5.2.6.2).
+    pub writethrough: bool,
     pub serial: [u8; ID_LEN],
     pub stats: Arc<BlkStats>,
 }
@@ -68,117 +93,152 @@ impl BlkCore {
     /// Any malformed chain is answered without touching the disk (or
     /// dropped with length 0 if not even a status byte fits).
     pub fn handle(&mut self, mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>) -> u32 {
-        if !super::worker::chain_complete(&chain) {
-            self.stats.errors.inc();
-            return 0;
+        match self.begin(mem, chain, false) {
+            Step::Done(n) => n,
+            Step::Transfer(t) => {
+                let r = self.transfer(&t);
+                self.finish(t, r)
+            }
         }
-        let (Ok(mut reader), Ok(mut writer)) = (chain.clone().reader(mem), chain.writer(mem))
-        else {
+    }
+
+    /// Parses a chain. With `defer`, a well-formed read or write comes
+    /// back as a [`Transfer`] for the caller to run (perhaps on another
+    /// thread) and [`finish`](Self::finish); everything else is served at
+    /// once.
+    pub fn begin<'a>(
+        &mut self,
+        mem: &'a GuestMemory,
+        chain: DescriptorChain<&'a GuestMemory>,
+        defer: bool,
+    ) -> Step<'a> {
+        let Some(b) = iov::chain_buffers(mem, chain) else {
             self.stats.errors.inc();
-            return 0;
+            return Step::Done(0);
         };
-        let avail = writer.available_bytes();
-        if avail == 0 {
+        let wlen = iov::total(&b.writable);
+        if wlen == 0 {
             self.stats.errors.inc();
-            return 0;
+            return Step::Done(0);
         }
-        let Ok(mut status_w) = writer.split_at(avail - 1) else {
-            return 0;
+        let Some(status_at) = iov::range(&b.writable, wlen - 1, 1) else {
+            self.stats.errors.inc();
+            return Step::Done(0);
         };
+        let rlen = iov::total(&b.readable);
         let mut hdr = [0u8; 16];
-        let status = if reader.read_exact(&mut hdr).is_err() {
-            S_IOERR
+        let (status, written) = if iov::read_into(&b.readable, &mut hdr) < hdr.len() {
+            (S_IOERR, 0)
         } else {
             let ty = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
             let sector = u64::from_le_bytes(hdr[8..16].try_into().unwrap_or([0; 8]));
-            self.dispatch(ty, sector, &mut reader, &mut writer)
+            let data_in = iov::range(&b.writable, 0, wlen - 1).unwrap_or_default();
+            let data_out = iov::range(&b.readable, 16, rlen - 16).unwrap_or_default();
+            let write = ty == T_OUT && !self.readonly;
+            if ty == T_IN || write {
+                let data = if write { data_out } else { data_in };
+                let len = iov::total(&data);
+                let off = (len <= MAX_REQUEST && (len as u64).is_multiple_of(SECTOR))
+                    .then(|| self.range(sector, len as u64))
+                    .flatten();
+                if let Some(off) = off {
+                    let t = Transfer {
+                        write,
+                        off,
+                        len,
+                        data,
+                        status: status_at,
+                        started: Instant::now(),
+                    };
+                    if defer {
+                        return Step::Transfer(t);
+                    }
+                    let r = self.transfer(&t);
+                    return Step::Done(self.finish(t, r));
+                }
+                (S_IOERR, 0)
+            } else {
+                self.dispatch(ty, &data_out, &data_in)
+            }
         };
         if status != S_OK {
             self.stats.errors.inc();
         }
-        let _ = status_w.write_all(&[status]);
-        (writer.bytes_written() + 1) as u32
+        iov::write_from(&status_at, &[status]);
+        Step::Done((written + 1) as u32)
     }
 
-    fn dispatch(
-        &mut self,
-        ty: u32,
-        sector: u64,
-        reader: &mut virtio_queue::Reader<'_, ()>,
-        writer: &mut virtio_queue::Writer<'_, ()>,
-    ) -> u8 {
-        match ty {
-            T_IN => {
-                let len = writer.available_bytes();
-                if len > MAX_REQUEST || !(len as u64).is_multiple_of(SECTOR) {
-                    return S_IOERR;
-                }
-                let Some(off) = self.range(sector, len as u64) else {
-                    return S_IOERR;
-                };
-                let mut buf = vec![0u8; len];
-                let started = Instant::now();
-                if self.disk.read_at(&mut buf, off).is_err() || writer.write_all(&buf).is_err() {
-                    return S_IOERR;
-                }
-                self.stats.read_ns.add(elapsed_ns(started));
-                self.stats.reads.inc();
-                self.stats.read_bytes.add(len as u64);
-                S_OK
+    /// Runs a read or write on this thread.
+    pub fn transfer(&mut self, t: &Transfer<'_>) -> std::io::Result<()> {
+        if t.write {
+            self.disk.write_vectored(&t.data, t.off)?;
+            if self.writethrough {
+                self.disk.flush()?;
             }
-            T_OUT => {
-                if self.readonly {
-                    return S_IOERR;
-                }
-                let len = reader.available_bytes();
-                if len > MAX_REQUEST || !(len as u64).is_multiple_of(SECTOR) {
-                    return S_IOERR;
-                }
-                let Some(off) = self.range(sector, len as u64) else {
-                    return S_IOERR;
-                };
-                let mut buf = vec![0u8; len];
-                let started = Instant::now();
-                if reader.read_exact(&mut buf).is_err() || self.disk.write_at(&buf, off).is_err() {
-                    return S_IOERR;
-                }
-                self.stats.write_ns.add(elapsed_ns(started));
+            Ok(())
+        } else {
+            self.disk.read_vectored(&t.data, t.off)
+        }
+    }
+
+    /// Completes a transfer that ran with result `r`: counters, status
+    /// byte; returns the bytes written to the guest.
+    pub fn finish(&mut self, t: Transfer<'_>, r: std::io::Result<()>) -> u32 {
+        let (status, written) = match (r, t.write) {
+            (Ok(()), true) => {
+                self.stats.write_ns.add(elapsed_ns(t.started));
                 self.stats.writes.inc();
-                self.stats.write_bytes.add(len as u64);
-                S_OK
+                self.stats.write_bytes.add(t.len as u64);
+                (S_OK, 0)
             }
+            (Ok(()), false) => {
+                self.stats.read_ns.add(elapsed_ns(t.started));
+                self.stats.reads.inc();
+                self.stats.read_bytes.add(t.len as u64);
+                (S_OK, t.len)
+            }
+            (Err(_), _) => {
+                self.stats.errors.inc();
+                (S_IOERR, 0)
+            }
+        };
+        iov::write_from(&t.status, &[status]);
+        (written + 1) as u32
+    }
+
+    /// Runs a request other than a read or write; returns its status and
+    /// the data bytes it wrote to the guest.
+    fn dispatch(&mut self, ty: u32, out: &[iov::Slice<'_>], inp: &[iov::Slice<'_>]) -> (u8, usize) {
+        match ty {
+            T_OUT => (S_IOERR, 0),
             T_FLUSH => {
                 self.stats.flushes.inc();
                 let started = Instant::now();
                 let ok = self.readonly || self.disk.flush().is_ok();
                 self.stats.flush_ns.add(elapsed_ns(started));
-                if ok { S_OK } else { S_IOERR }
+                if ok { (S_OK, 0) } else { (S_IOERR, 0) }
             }
             T_GET_ID => {
-                let n = writer.available_bytes().min(ID_LEN);
-                match writer.write_all(&self.serial[..n]) {
-                    Ok(()) => S_OK,
-                    Err(_) => S_IOERR,
-                }
+                let n = iov::total(inp).min(ID_LEN);
+                (S_OK, iov::write_from(inp, &self.serial[..n]))
             }
             T_WRITE_ZEROES | T_DISCARD => {
                 if self.readonly {
-                    return S_IOERR;
+                    return (S_IOERR, 0);
                 }
-                self.segments(ty, reader)
+                (self.segments(ty, out), 0)
             }
-            _ => S_UNSUPP,
+            _ => (S_UNSUPP, 0),
         }
     }
 
-    fn segments(&mut self, ty: u32, reader: &mut virtio_queue::Reader<'_, ()>) -> u8 {
-        let count = reader.available_bytes() / 16;
-        if count == 0 || count > 1 {
-            // One segment per request (max_*_seg = 1 in the config).
+    fn segments(&mut self, ty: u32, out: &[iov::Slice<'_>]) -> u8 {
+        // One segment per request (max_*_seg = 1 in the config).
+        if iov::total(out) != 16 {
             return S_IOERR;
         }
         let mut seg = [0u8; 16];
-        if reader.read_exact(&mut seg).is_err() {
+        if iov::read_into(out, &mut seg) != seg.len() {
             return S_IOERR;
         }
         let sector = u64::from_le_bytes(seg[0..8].try_into().unwrap_or([0; 8]));
@@ -196,7 +256,11 @@ impl BlkCore {
         } else {
             self.disk.write_zeroes(off, len)
         };
-        if r.is_ok() { S_OK } else { S_IOERR }
+        if r.is_ok() && (!self.writethrough || self.disk.flush().is_ok()) {
+            S_OK
+        } else {
+            S_IOERR
+        }
     }
 
     /// The device configuration structure (60 bytes).
@@ -251,6 +315,8 @@ struct BlkWorker {
     queue: WorkQueue,
     irq: Arc<Interrupt>,
     home: Arc<std::sync::Mutex<Option<BlkCore>>>,
+    /// Raw images with write-back: a helper for batches of transfers.
+    pool: Option<IoPool>,
 }
 
 impl Handler for BlkWorker {
@@ -268,8 +334,40 @@ impl Handler for BlkWorker {
             return;
         }
         let mem = &self.mem;
-        self.queue
-            .process(mem, &self.irq, |chain| core.handle(mem, chain));
+        let q = &mut self.queue;
+        let mut used = false;
+        // Like WorkQueue::process, but reads and writes are gathered per
+        // sweep of the ring and run together (half on the helper).
+        loop {
+            let _ = q.queue.disable_notification(mem);
+            let mut heads = Vec::new();
+            let mut transfers = Vec::new();
+            while let Some(chain) = q.queue.pop_descriptor_chain(mem) {
+                let head = chain.head_index();
+                match core.begin(mem, chain, self.pool.is_some()) {
+                    Step::Done(n) => q.complete(mem, head, n),
+                    Step::Transfer(t) => {
+                        heads.push(head);
+                        transfers.push(t);
+                    }
+                }
+                used = true;
+            }
+            if let Some(pool) = &self.pool {
+                let results = pool.run(&transfers, |t| core.transfer(t));
+                for ((head, t), r) in heads.into_iter().zip(transfers).zip(results) {
+                    let n = core.finish(t, r);
+                    q.complete(mem, head, n);
+                }
+            }
+            match q.queue.enable_notification(mem) {
+                Ok(true) => continue,
+                _ => break,
+            }
+        }
+        if used {
+            q.notify(mem, &self.irq);
+        }
     }
 }
 
@@ -299,7 +397,12 @@ impl VirtioDevice for Blk {
         super::read_config_bytes(&self.config, offset, data);
     }
     fn activate(&mut self, act: Activation) -> Result<(), String> {
-        let core = self.core.take().ok_or("disk not available")?;
+        let mut core = self.core.take().ok_or("disk not available")?;
+        core.writethrough = !core.readonly && act.features & F_FLUSH == 0;
+        let pool = match core.disk.clone_file() {
+            Some(f) if !core.writethrough => IoPool::new(f, &format!("{}-io", self.label)).ok(),
+            _ => None,
+        };
         let (q, ev) = act.queues.into_iter().next().ok_or("no queue")?;
         let w = BlkWorker {
             core: Some(core),
@@ -307,6 +410,7 @@ impl VirtioDevice for Blk {
             queue: WorkQueue::new(0, q, ev),
             irq: act.interrupt,
             home: self.returned.clone(),
+            pool,
         };
         self.worker = Some(Worker::spawn(&self.label, w).map_err(|e| e.to_string())?);
         Ok(())

@@ -1,4 +1,6 @@
-//! Disk backends for virtio-blk: raw files/block devices and qcow2.
+//! Disk backends for virtio-blk: raw files/block devices and qcow2. Data
+//! moves between the image and guest memory directly: `preadv`/`pwritev`
+//! on guest memory for raw images, imago's vectored I/O for qcow2.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -6,17 +8,27 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use imago::io_buffers::{IoVector, IoVectorMut};
 use imago::{FormatDriverBuilder, PermissiveImplicitOpenGate, SyncFormatAccess};
+
+use super::iov::Slice;
 
 /// Byte-addressed disk storage.
 pub trait Disk: Send {
     fn size(&self) -> u64;
-    fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<()>;
-    fn write_at(&mut self, buf: &[u8], off: u64) -> io::Result<()>;
+    /// Fills `bufs` (guest memory) from `off`.
+    fn read_vectored(&mut self, bufs: &[Slice<'_>], off: u64) -> io::Result<()>;
+    /// Writes `bufs` (guest memory) at `off`.
+    fn write_vectored(&mut self, bufs: &[Slice<'_>], off: u64) -> io::Result<()>;
     fn flush(&self) -> io::Result<()>;
     fn write_zeroes(&mut self, off: u64, len: u64) -> io::Result<()>;
     /// Drops the data of a range (may be a no-op).
     fn discard(&mut self, off: u64, len: u64) -> io::Result<()>;
+    /// A second handle on a plain image file, for parallel reads and
+    /// writes (`None` for formats with metadata).
+    fn clone_file(&self) -> Option<File> {
+        None
+    }
 }
 
 /// A raw image: a regular file or a block device.
@@ -49,21 +61,97 @@ impl RawDisk {
     }
 }
 
+/// Largest iovec count per call (the kernel's UIO_MAXIOV).
+const IOV_MAX: usize = 1024;
+
+/// `preadv`/`pwritev` until every byte of `iovs` moved; a short transfer
+/// at the end of the file is an error.
+pub(crate) fn rw_all(
+    fd: i32,
+    iovs: &mut [libc::iovec],
+    mut off: u64,
+    write: bool,
+) -> io::Result<()> {
+    let mut i = 0;
+    while i < iovs.len() {
+        if iovs[i].iov_len == 0 {
+            i += 1;
+            continue;
+        }
+        let n = (iovs.len() - i).min(IOV_MAX) as libc::c_int;
+        let at = libc::off_t::try_from(off)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        // SAFETY: iovs[i..i + n] are valid iovecs describing mapped guest
+        // memory (kept mapped by the caller's slices) or zero-length ones;
+        // the kernel only reads or writes within them.
+        let r = unsafe {
+            if write {
+                libc::pwritev(fd, iovs[i..].as_ptr(), n, at)
+            } else {
+                libc::preadv(fd, iovs[i..].as_ptr(), n, at)
+            }
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut left = r as usize;
+        off += left as u64;
+        while left > 0 && i < iovs.len() {
+            let v = &mut iovs[i];
+            if left >= v.iov_len {
+                left -= v.iov_len;
+                v.iov_len = 0;
+                i += 1;
+            } else {
+                // SAFETY: advancing within the same iovec (left < iov_len).
+                v.iov_base = unsafe { v.iov_base.cast::<u8>().add(left).cast() };
+                v.iov_len -= left;
+                left = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The iovecs of guest memory slices (valid while the memory is mapped).
+pub(crate) fn iovecs(bufs: &[Slice<'_>]) -> Vec<libc::iovec> {
+    bufs.iter()
+        .map(|s| libc::iovec {
+            iov_base: s.ptr_guard_mut().as_ptr().cast(),
+            iov_len: s.len(),
+        })
+        .collect()
+}
+
+fn raw_vectored(file: &File, bufs: &[Slice<'_>], off: u64, write: bool) -> io::Result<()> {
+    rw_all(file.as_raw_fd(), &mut iovecs(bufs), off, write)
+}
+
 impl Disk for RawDisk {
     fn size(&self) -> u64 {
         self.size
     }
-    fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, off)
+    fn clone_file(&self) -> Option<File> {
+        self.file.try_clone().ok()
     }
-    fn write_at(&mut self, buf: &[u8], off: u64) -> io::Result<()> {
-        self.file.write_all_at(buf, off)
+    fn read_vectored(&mut self, bufs: &[Slice<'_>], off: u64) -> io::Result<()> {
+        raw_vectored(&self.file, bufs, off, false)
+    }
+    fn write_vectored(&mut self, bufs: &[Slice<'_>], off: u64) -> io::Result<()> {
+        raw_vectored(&self.file, bufs, off, true)
     }
     fn flush(&self) -> io::Result<()> {
         self.file.sync_data()
     }
     fn write_zeroes(&mut self, off: u64, len: u64) -> io::Result<()> {
-        zero_fill(self, off, len)
+        zero_fill(&self.file, off, len)
     }
     fn discard(&mut self, off: u64, len: u64) -> io::Result<()> {
         let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
@@ -77,12 +165,12 @@ impl Disk for RawDisk {
     }
 }
 
-fn zero_fill(d: &mut dyn Disk, off: u64, len: u64) -> io::Result<()> {
+fn zero_fill(f: &File, off: u64, len: u64) -> io::Result<()> {
     let chunk = vec![0u8; 64 << 10];
     let mut done = 0u64;
     while done < len {
         let n = (len - done).min(chunk.len() as u64) as usize;
-        d.write_at(&chunk[..n], off + done)?;
+        f.write_all_at(&chunk[..n], off + done)?;
         done += n as u64;
     }
     Ok(())
@@ -108,11 +196,13 @@ impl Disk for Qcow2Disk {
     fn size(&self) -> u64 {
         self.img.size()
     }
-    fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<()> {
-        self.img.read(buf, off)
+    fn read_vectored(&mut self, bufs: &[Slice<'_>], off: u64) -> io::Result<()> {
+        let (v, _mapped) = IoVectorMut::from_volatile_slice(bufs.iter());
+        self.img.readv(v, off)
     }
-    fn write_at(&mut self, buf: &[u8], off: u64) -> io::Result<()> {
-        self.img.write(buf, off)
+    fn write_vectored(&mut self, bufs: &[Slice<'_>], off: u64) -> io::Result<()> {
+        let (v, _mapped) = IoVector::from_volatile_slice(bufs.iter());
+        self.img.writev(v, off)
     }
     fn flush(&self) -> io::Result<()> {
         self.img.flush()?;
@@ -129,5 +219,49 @@ impl Disk for Qcow2Disk {
 impl Drop for Qcow2Disk {
     fn drop(&mut self) {
         let _ = self.img.flush();
+    }
+}
+
+/// A disk held in memory (tests and fuzz targets).
+pub struct MemDisk(pub Vec<u8>);
+
+impl MemDisk {
+    fn span(&self, off: u64, len: usize) -> io::Result<std::ops::Range<usize>> {
+        let start = usize::try_from(off).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let end = start.checked_add(len).ok_or(io::ErrorKind::InvalidInput)?;
+        if end > self.0.len() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(start..end)
+    }
+}
+
+impl Disk for MemDisk {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_vectored(&mut self, bufs: &[Slice<'_>], off: u64) -> io::Result<()> {
+        let r = self.span(off, super::iov::total(bufs))?;
+        super::iov::write_from(bufs, &self.0[r]);
+        Ok(())
+    }
+    fn write_vectored(&mut self, bufs: &[Slice<'_>], off: u64) -> io::Result<()> {
+        let r = self.span(off, super::iov::total(bufs))?;
+        super::iov::read_into(bufs, &mut self.0[r]);
+        Ok(())
+    }
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn write_zeroes(&mut self, off: u64, len: u64) -> io::Result<()> {
+        let r = self.span(
+            off,
+            usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?,
+        )?;
+        self.0[r].fill(0);
+        Ok(())
+    }
+    fn discard(&mut self, _off: u64, _len: u64) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -1,15 +1,17 @@
 //! Randomised robustness tests: arbitrary descriptor tables and rings fed
-//! to the virtio-blk request parser, and arbitrary configuration-space and
-//! BAR accesses to a virtio-pci function. Nothing may panic or hang.
+//! to the virtio-blk request parser, malicious chains (loops, indirect
+//! tables that nest or point outside memory, huge lengths, addresses out
+//! of range), and arbitrary configuration-space and BAR accesses to
+//! virtio-pci functions. Nothing may panic or hang, and a rejected chain
+//! leaves the disk untouched. The harnesses are in `fuzz.rs`, shared with
+//! the cargo-fuzz targets.
 
 use std::sync::{Arc, Mutex};
 
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use virtio_queue::Queue;
+use vm_memory::{Bytes, GuestAddress};
 
 use super::blk::{self, BlkCore};
-use super::disk::Disk;
-use super::stats::BlkStats;
 use crate::vmm::bus::BusDevice;
 use crate::vmm::memory::GuestMemory;
 
@@ -28,51 +30,21 @@ impl Rng {
     }
 }
 
-struct MemDisk(Vec<u8>);
+use super::fuzz::{AVAIL, DESC, MEM_SIZE, QSIZE, USED, blk_core as core, guest};
 
-impl Disk for MemDisk {
-    fn size(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&mut self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
-        let o = off as usize;
-        buf.copy_from_slice(&self.0[o..o + buf.len()]);
-        Ok(())
-    }
-    fn write_at(&mut self, buf: &[u8], off: u64) -> std::io::Result<()> {
-        let o = off as usize;
-        self.0[o..o + buf.len()].copy_from_slice(buf);
-        Ok(())
-    }
-    fn flush(&self) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn write_zeroes(&mut self, off: u64, len: u64) -> std::io::Result<()> {
-        self.0[off as usize..(off + len) as usize].fill(0);
-        Ok(())
-    }
-    fn discard(&mut self, _off: u64, _len: u64) -> std::io::Result<()> {
-        Ok(())
-    }
+fn queue(mem: &GuestMemory) -> Queue {
+    super::fuzz::blk_queue(mem)
 }
 
-const MEM_SIZE: u64 = 0x10_0000;
-const DESC: u64 = 0x1000;
-const AVAIL: u64 = 0x2000;
-const USED: u64 = 0x3000;
-const QSIZE: u16 = 16;
-
-fn guest() -> GuestMemory {
-    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap()
+fn drain(mem: &GuestMemory, q: &mut Queue, c: &mut BlkCore) -> Vec<u32> {
+    super::fuzz::blk_drain(mem, q, c)
 }
 
-fn core(readonly: bool) -> BlkCore {
-    let disk: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
-    BlkCore {
-        disk: Box::new(MemDisk(disk)),
-        readonly,
-        serial: *b"FUZZSERIAL0000000000",
-        stats: Arc::new(BlkStats::default()),
+fn intx_line() -> super::interrupt::IntxLine {
+    super::interrupt::IntxLine {
+        lines: Arc::new(super::interrupt::IntxLines::new(None)),
+        gsi: 17,
+        slot: 3,
     }
 }
 
@@ -84,17 +56,6 @@ fn desc(mem: &GuestMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
     mem.write_obj(next, GuestAddress(base + 14)).unwrap();
 }
 
-fn queue(mem: &GuestMemory) -> Queue {
-    let mut q = Queue::new(QSIZE).unwrap();
-    q.set_size(QSIZE);
-    q.set_desc_table_address(Some(DESC as u32), Some(0));
-    q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-    q.set_used_ring_address(Some(USED as u32), Some(0));
-    q.set_ready(true);
-    assert!(q.is_valid(mem));
-    q
-}
-
 fn publish(mem: &GuestMemory, heads: &[u16]) {
     for (i, h) in heads.iter().enumerate() {
         mem.write_obj(*h, GuestAddress(AVAIL + 4 + 2 * i as u64))
@@ -102,23 +63,6 @@ fn publish(mem: &GuestMemory, heads: &[u16]) {
     }
     mem.write_obj(heads.len() as u16, GuestAddress(AVAIL + 2))
         .unwrap();
-}
-
-/// Runs every published chain through the parser; returns used lengths.
-fn drain(mem: &GuestMemory, q: &mut Queue, c: &mut BlkCore) -> Vec<u32> {
-    let mut lens = Vec::new();
-    for _ in 0..64 {
-        let chain = match q.iter(mem) {
-            Ok(mut it) => it.next(),
-            Err(_) => None,
-        };
-        let Some(chain) = chain else { break };
-        let head = chain.head_index();
-        let n = c.handle(mem, chain);
-        let _ = q.add_used(mem, head, n);
-        lens.push(n);
-    }
-    lens
 }
 
 fn header(mem: &GuestMemory, at: u64, ty: u32, sector: u64) {
@@ -225,87 +169,49 @@ fn random_descriptor_tables_never_panic() {
 
 #[test]
 fn random_config_space_and_bar_accesses_never_panic() {
-    use crate::vmm::devices::pci::{PciBarSpace, PciConfigIo, PciEcam, PciRoot};
-    use crate::vmm::layout;
-    use crate::vmm::virtio::transport::VirtioPci;
-    use vmm_sys_util::eventfd::EventFd;
-
-    let Ok(kvm) = kvm_ioctls::Kvm::new() else {
+    let Some(mut h) = super::fuzz::PciHarness::new() else {
         eprintln!("SKIP: no /dev/kvm");
         return;
     };
-    let vm = Arc::new(kvm.create_vm().unwrap());
-    let mem = guest();
-    let root = Arc::new(Mutex::new(PciRoot::default()));
-    let irq = Arc::new(super::Interrupt::new(
-        EventFd::new(libc::EFD_NONBLOCK).unwrap(),
-        (0..3)
-            .map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap())
-            .collect(),
-    ));
-    vm.create_irq_chip().unwrap();
-    let router = Arc::new(super::msix::GsiRouter::new(vm.clone()));
-    let windows = vec![(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE)];
-    for (slot, dev) in [
-        (
-            3u8,
-            Box::new(super::rng::Rng::default()) as Box<dyn super::VirtioDevice>,
-        ),
-        (4u8, Box::new(super::blk::Blk::new(core(false), "f".into()))),
-    ] {
-        let f = VirtioPci::new(
-            dev,
-            vm.clone(),
-            mem.clone(),
-            irq.clone(),
-            super::transport::Placement {
-                bar: layout::PCI_MMIO32_START + u64::from(slot) * 0x8000,
-                irq_line: 17,
-                windows: windows.clone(),
-            },
-            Some(super::msix::MsixTable::new(
-                router.clone(),
-                vec![router.alloc(), router.alloc(), router.alloc()],
-            )),
-        )
-        .unwrap();
-        root.lock()
-            .unwrap()
-            .plug(slot, Arc::new(Mutex::new(f)))
-            .unwrap();
-    }
-    let mut io = PciConfigIo::new(root.clone());
-    let mut ecam = PciEcam::new(root.clone());
-    let mut bars = PciBarSpace::new(root.clone(), layout::PCI_MMIO32_START);
     let mut r = Rng(0x6f78_7063_6900_0002);
     let sizes = [1usize, 2, 4, 8];
     for _ in 0..40000 {
         let len = sizes[r.below(4) as usize];
-        let mut buf = vec![0u8; len];
-        for b in buf.iter_mut() {
-            *b = r.next() as u8;
-        }
-        match r.below(6) {
-            0 => {
-                let a = 0x8000_0000u32 | (r.below(6) as u32) << 11 | (r.below(256) as u32 & 0xfc);
-                io.write(0, &a.to_le_bytes());
-                if r.below(2) == 0 {
-                    io.write(4 + r.below(4), &buf);
-                } else {
-                    io.read(4 + r.below(4), &mut buf);
-                }
-            }
-            1 => io.read(r.below(8), &mut buf),
-            2 => ecam.write(r.below(6 << 15), &buf),
-            3 => ecam.read(r.below(6 << 15), &mut buf),
-            4 => bars.write(r.below(0x30000), &buf),
-            _ => bars.read(r.below(0x30000), &mut buf),
-        }
+        let data = r.next().to_le_bytes();
+        let addr = match r.below(3) {
+            0 => r.next() as u32,
+            1 => (r.below(6) as u32) << 11 | (r.below(256) as u32 & 0xfc),
+            _ => (r.below(6) as u32) << 15 | r.below(0x1000) as u32,
+        };
+        h.access(r.below(7) as u8, addr, len, data);
     }
     // Still answers sensibly: vendor id of slot 3.
     let mut v = [0u8; 2];
-    ecam.read(3 << 15, &mut v);
+    h.ecam.read(3 << 15, &mut v);
     assert_eq!(u16::from_le_bytes(v), super::transport::VENDOR_VIRTIO);
+}
+
+#[test]
+fn random_fuzz_inputs_never_panic() {
+    // The cargo-fuzz targets' entry points, fed seeded random bytes.
+    let mut r = Rng(0x6f78_6675_7a7a_0003);
+    for round in 0..400 {
+        let n = r.below(0x3000) as usize;
+        let mut data: Vec<u8> = (0..n).map(|_| r.next() as u8).collect();
+        // Small indices and addresses inside memory now and then, so that
+        // chains get past the first checks.
+        if round % 2 == 0 {
+            for d in data.chunks_mut(16).take(usize::from(QSIZE)) {
+                if d.len() == 16 {
+                    d[0..8].copy_from_slice(&(0x10000 + r.below(0x8000)).to_le_bytes());
+                    d[8..12].copy_from_slice(&(r.below(0x3000) as u32).to_le_bytes());
+                    d[14..16].copy_from_slice(&(r.below(u64::from(QSIZE)) as u16).to_le_bytes());
+                }
+            }
+        }
+        super::fuzz::blk_input(&data);
+        super::fuzz::pci_input(&data);
+    }
 }
 
 #[test]
@@ -313,7 +219,6 @@ fn bar_sizing_and_moving() {
     use crate::vmm::devices::pci::{PciBarSpace, PciEcam, PciRoot};
     use crate::vmm::layout;
     use crate::vmm::virtio::transport::{BAR_SIZE, Placement, VirtioPci};
-    use vmm_sys_util::eventfd::EventFd;
 
     let Ok(kvm) = kvm_ioctls::Kvm::new() else {
         eprintln!("SKIP: no /dev/kvm");
@@ -321,10 +226,7 @@ fn bar_sizing_and_moving() {
     };
     let vm = Arc::new(kvm.create_vm().unwrap());
     let root = Arc::new(Mutex::new(PciRoot::default()));
-    let irq = Arc::new(super::Interrupt::new(
-        EventFd::new(libc::EFD_NONBLOCK).unwrap(),
-        Vec::new(),
-    ));
+    let irq = Arc::new(super::Interrupt::new(intx_line(), Vec::new()));
     let f = VirtioPci::new(
         Box::new(super::rng::Rng::default()),
         vm,
@@ -370,4 +272,69 @@ fn bar_sizing_and_moving() {
     ecam.write(3 << 15 | 4, &6u16.to_le_bytes());
     assert_eq!(num_queues(&mut bars, new), 1);
     assert_eq!(num_queues(&mut bars, layout::PCI_MMIO32_START), 0xffff);
+}
+
+const INDIRECT: u16 = 4;
+
+/// Writes one indirect-table entry at `table` + 16 * `i`.
+fn idesc(mem: &GuestMemory, table: u64, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+    let base = table + u64::from(i) * 16;
+    mem.write_obj(addr, GuestAddress(base)).unwrap();
+    mem.write_obj(len, GuestAddress(base + 8)).unwrap();
+    mem.write_obj(flags, GuestAddress(base + 12)).unwrap();
+    mem.write_obj(next, GuestAddress(base + 14)).unwrap();
+}
+
+#[test]
+fn malicious_indirect_chains_are_rejected() {
+    let mem = guest();
+    let mut q = queue(&mem);
+    let mut c = core(false);
+    let (t0, t1, t2, t3, t4) = (0x20000u64, 0x20100, 0x20200, 0x20300, 0x20400);
+    // 0: a well-formed OUT through an indirect table: accepted.
+    header(&mem, 0x10000, blk::T_OUT, 2);
+    idesc(&mem, t0, 0, 0x10000, 16, NEXT, 1);
+    idesc(&mem, t0, 1, 0x11000, 512, NEXT, 2);
+    idesc(&mem, t0, 2, 0x12000, 1, WRITE, 0);
+    desc(&mem, 0, t0, 48, INDIRECT, 0);
+    // 1: an indirect table whose entries loop (0 -> 1 -> 0).
+    header(&mem, 0x10100, blk::T_OUT, 3);
+    idesc(&mem, t1, 0, 0x10100, 16, NEXT, 1);
+    idesc(&mem, t1, 1, 0x11000, 512, NEXT, 0);
+    desc(&mem, 1, t1, 32, INDIRECT, 0);
+    // 2: an indirect table naming another indirect table.
+    idesc(&mem, t2, 0, t0, 48, INDIRECT, 0);
+    desc(&mem, 2, t2, 16, INDIRECT, 0);
+    // 3: an indirect table outside guest memory, and one of odd length.
+    desc(&mem, 3, MEM_SIZE + 0x1000, 48, INDIRECT, 0);
+    desc(&mem, 4, t0, 47, INDIRECT, 0);
+    // 5: a data buffer of nearly 4 GiB, and one wrapping the address space.
+    header(&mem, 0x10200, blk::T_OUT, 4);
+    idesc(&mem, t3, 0, 0x10200, 16, NEXT, 1);
+    idesc(&mem, t3, 1, 0x11000, 0xffff_f000, NEXT, 2);
+    idesc(&mem, t3, 2, 0x12005, 1, WRITE, 0);
+    desc(&mem, 5, t3, 48, INDIRECT, 0);
+    header(&mem, 0x10300, blk::T_OUT, 5);
+    idesc(&mem, t4, 0, 0x10300, 16, NEXT, 1);
+    idesc(&mem, t4, 1, u64::MAX - 0x100, 0x200, NEXT, 2);
+    idesc(&mem, t4, 2, 0x12006, 1, WRITE, 0);
+    desc(&mem, 6, t4, 48, INDIRECT, 0);
+    // 7: a readable descriptor after a writable one (status in the middle).
+    header(&mem, 0x10400, blk::T_OUT, 6);
+    desc(&mem, 7, 0x10400, 16, NEXT, 8);
+    desc(&mem, 8, 0x12007, 1, WRITE | NEXT, 9);
+    desc(&mem, 9, 0x11000, 512, 0, 0);
+    publish(&mem, &[0, 1, 2, 3, 4, 5, 6, 7]);
+    let lens = drain(&mem, &mut q, &mut c);
+    assert_eq!(lens.len(), 8);
+    assert_eq!(lens[0], 1, "the indirect OUT completes with its status");
+    assert_eq!(
+        mem.read_obj::<u8>(GuestAddress(0x12000)).unwrap(),
+        blk::S_OK
+    );
+    assert_eq!(&lens[1..], &[0; 7], "{lens:?}");
+    // Only the well-formed write reached the disk.
+    assert_eq!(c.stats.writes.get(), 1);
+    assert_eq!(c.stats.write_bytes.get(), 512);
+    assert_eq!(c.stats.errors.get(), 7);
 }

@@ -1,9 +1,17 @@
 //! Interrupts from a virtio-pci function: the ISR status byte plus a
-//! legacy INTx line (an irqfd on an IOAPIC pin) or MSI-X vectors.
+//! legacy INTx line on an IOAPIC pin, or MSI-X vectors (irqfds).
+//!
+//! INTx is level-triggered: the line is high exactly while the function's
+//! ISR byte has bits set. A signal sets the bit and raises the line, the
+//! driver's ISR read clears the byte and lowers it, both under one lock
+//! with `KVM_IRQ_LINE`, so the guest never sees a stale level. Functions
+//! sharing a GSI are ORed ([`IntxLines`]).
 
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
+use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::EventFd;
 
 /// ISR bit for a used-buffer notification.
@@ -13,10 +21,58 @@ pub const ISR_CONFIG: u8 = 2;
 /// "No vector" in the MSI-X vector registers.
 pub const NO_VECTOR: u16 = 0xffff;
 
+/// The levels of the VM's INTx lines: per GSI, which functions (by
+/// slot) hold it high. Also the lock that keeps a function's ISR byte and
+/// its line in step.
+pub struct IntxLines {
+    vm: Option<Arc<VmFd>>,
+    levels: Mutex<HashMap<u32, u32>>,
+}
+
+impl IntxLines {
+    /// Lines driven through `KVM_IRQ_LINE` on `vm` (`None`: levels are
+    /// only tracked, for tests).
+    pub fn new(vm: Option<Arc<VmFd>>) -> Self {
+        IntxLines {
+            vm,
+            levels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `f` under the lock; `f` returns whether `slot` wants the line
+    /// high, and the GSI follows the OR of its functions.
+    fn update(&self, gsi: u32, slot: u8, f: impl FnOnce() -> bool) {
+        let mut l = self.levels.lock().unwrap_or_else(|p| p.into_inner());
+        let before = l.get(&gsi).copied().unwrap_or(0);
+        let bit = 1u32.checked_shl(u32::from(slot)).unwrap_or(0);
+        let after = if f() { before | bit } else { before & !bit };
+        l.insert(gsi, after);
+        if (before != 0) != (after != 0)
+            && let Some(vm) = &self.vm
+            && let Err(e) = vm.set_irq_line(gsi, after != 0)
+        {
+            tracing::warn!("KVM_IRQ_LINE {gsi}: {e}");
+        }
+    }
+
+    /// Whether `gsi` is high.
+    pub fn level(&self, gsi: u32) -> bool {
+        let l = self.levels.lock().unwrap_or_else(|p| p.into_inner());
+        l.get(&gsi).is_some_and(|v| *v != 0)
+    }
+}
+
+/// One function's INTx pin.
+pub struct IntxLine {
+    pub lines: Arc<IntxLines>,
+    pub gsi: u32,
+    pub slot: u8,
+}
+
 /// Shared between the transport (vCPU side) and the device worker.
 pub struct Interrupt {
     isr: AtomicU8,
-    intx: EventFd,
+    intx: IntxLine,
     /// One irqfd per MSI-X vector (signalled when MSI-X is enabled).
     msix: Mutex<MsixRoute>,
 }
@@ -51,7 +107,7 @@ impl MsixRoute {
 
 impl Interrupt {
     /// `vector_fds`: one irqfd per MSI-X vector (may be empty).
-    pub fn new(intx: EventFd, vector_fds: Vec<EventFd>) -> Self {
+    pub fn new(intx: IntxLine, vector_fds: Vec<EventFd>) -> Self {
         let n = vector_fds.len();
         Interrupt {
             isr: AtomicU8::new(0),
@@ -81,12 +137,19 @@ impl Interrupt {
         r.fire_pending();
     }
 
-    /// Sets MSI-X enable and function mask.
+    /// Sets MSI-X enable and function mask. With MSI-X on, INTx is
+    /// silent.
     pub fn set_msix_control(&self, enabled: bool, masked: bool) {
-        let mut r = self.route();
-        r.enabled = enabled;
-        r.masked = masked;
-        r.fire_pending();
+        {
+            let mut r = self.route();
+            r.enabled = enabled;
+            r.masked = masked;
+            r.fire_pending();
+        }
+        let isr = &self.isr;
+        self.intx.lines.update(self.intx.gsi, self.intx.slot, || {
+            !enabled && isr.load(Ordering::Acquire) != 0
+        });
     }
 
     /// Pending bits, one per vector (for the PBA).
@@ -101,9 +164,15 @@ impl Interrupt {
             })
     }
 
-    /// Reads and clears the ISR byte.
+    /// Reads and clears the ISR byte, lowering INTx.
     pub fn take_isr(&self) -> u8 {
-        self.isr.swap(0, Ordering::AcqRel)
+        let mut v = 0;
+        let isr = &self.isr;
+        self.intx.lines.update(self.intx.gsi, self.intx.slot, || {
+            v = isr.swap(0, Ordering::AcqRel);
+            false
+        });
+        v
     }
 
     /// Signals a used-buffer notification for queue `q`.
@@ -131,8 +200,11 @@ impl Interrupt {
     fn signal(&self, vector: Option<u16>, isr: u8) {
         match vector {
             None => {
-                self.isr.fetch_or(isr, Ordering::AcqRel);
-                let _ = self.intx.write(1);
+                let bits = &self.isr;
+                self.intx.lines.update(self.intx.gsi, self.intx.slot, || {
+                    bits.fetch_or(isr, Ordering::AcqRel);
+                    true
+                });
             }
             Some(NO_VECTOR) => {}
             Some(v) => {
@@ -158,18 +230,47 @@ mod tests {
         EventFd::new(libc::EFD_NONBLOCK).unwrap()
     }
 
+    fn line(lines: &Arc<IntxLines>, slot: u8) -> IntxLine {
+        IntxLine {
+            lines: lines.clone(),
+            gsi: 20,
+            slot,
+        }
+    }
+
+    #[test]
+    fn intx_is_a_level_shared_by_functions() {
+        let lines = Arc::new(IntxLines::new(None));
+        let a = Interrupt::new(line(&lines, 3), vec![]);
+        let b = Interrupt::new(line(&lines, 10), vec![]);
+        a.signal_queue(0);
+        assert!(lines.level(20));
+        // Still high after a second reason and until the ISR is read.
+        a.signal_config();
+        b.signal_queue(0);
+        assert_eq!(a.take_isr(), ISR_QUEUE | ISR_CONFIG);
+        assert!(lines.level(20), "b still holds the line");
+        assert_eq!(b.take_isr(), ISR_QUEUE);
+        assert!(!lines.level(20));
+        assert_eq!(a.take_isr(), 0);
+        // MSI-X on: the pending INTx reason no longer drives the line.
+        a.signal_queue(0);
+        a.set_msix_control(true, false);
+        assert!(!lines.level(20));
+    }
+
     #[test]
     fn intx_then_msix_with_masking() {
         let v0 = fd();
         let v0c = v0.try_clone().unwrap();
-        let intx = fd();
-        let intxc = intx.try_clone().unwrap();
-        let irq = Interrupt::new(intx, vec![v0, fd()]);
+        let lines = Arc::new(IntxLines::new(None));
+        let irq = Interrupt::new(line(&lines, 3), vec![v0, fd()]);
         // MSI-X off: INTx and the ISR byte.
         irq.signal_queue(0);
-        assert_eq!(intxc.read().unwrap(), 1);
+        assert!(lines.level(20));
         assert_eq!(irq.take_isr(), ISR_QUEUE);
         assert_eq!(irq.take_isr(), 0);
+        assert!(!lines.level(20));
         // MSI-X on, queue 0 on vector 0, masked: pending until unmasked.
         irq.route().queue_vectors = vec![0];
         irq.set_msix_control(true, false);
@@ -185,6 +286,6 @@ mod tests {
         irq.route().queue_vectors = vec![NO_VECTOR];
         irq.signal_queue(0);
         assert!(v0c.read().is_err());
-        assert!(intxc.read().is_err());
+        assert!(!lines.level(20));
     }
 }

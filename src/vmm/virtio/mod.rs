@@ -9,11 +9,14 @@
 
 pub mod balloon;
 pub mod blk;
+pub mod blk_pool;
 pub mod console;
 pub mod disk;
+pub mod fuzz;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod interrupt;
+pub mod iov;
 pub mod msix;
 pub mod net;
 pub mod options;
@@ -42,6 +45,11 @@ pub const TYPE_VSOCK: u32 = 19;
 
 /// Feature bits common to every device.
 pub const F_VERSION_1: u64 = 1 << 32;
+/// Descriptors may point at tables of descriptors (virtio-queue's chain
+/// iterator follows them).
+pub const F_INDIRECT_DESC: u64 = 1 << 28;
+/// Notification suppression through the used/avail event indices.
+pub const F_EVENT_IDX: u64 = 1 << 29;
 
 /// What a device gets when the driver has finished setting it up.
 pub struct Activation {

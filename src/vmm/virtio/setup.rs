@@ -13,6 +13,7 @@ use super::balloon::{Balloon, BalloonState};
 use super::blk::{Blk, BlkCore};
 use super::console::Console;
 use super::disk::{Disk, Qcow2Disk, RawDisk};
+use super::interrupt::{IntxLine, IntxLines};
 use super::msix::{GsiRouter, MsixTable};
 use super::net::Net;
 use super::rng::Rng;
@@ -233,6 +234,7 @@ pub fn build(
     let windows = vec![(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE), mmio64];
     let slots = assign_slots(devices);
     let router = Arc::new(GsiRouter::new(vm.clone()));
+    let lines = Arc::new(IntxLines::new(Some(vm.clone())));
     for (d, &slot) in devices.iter().zip(&slots) {
         let (dev, handle): (Box<dyn VirtioDevice>, Handle) = match d {
             DeviceConfig::Block(b) => {
@@ -240,6 +242,7 @@ pub fn build(
                 let core = BlkCore {
                     disk: open_disk(b)?,
                     readonly: b.readonly,
+                    writethrough: false,
                     serial: serial_id(b.serial.as_deref()),
                     stats: stats.clone(),
                 };
@@ -285,10 +288,12 @@ pub fn build(
             )
             .map_err(|e| Error::Boot(format!("no room for a BAR: {e}")))?
             .start();
-        let intx = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::io("eventfd"))?;
         let gsi = intx_gsi(slot);
-        vm.register_irqfd(&intx, gsi)
-            .map_err(Error::kvm("KVM_IRQFD (PCI INTx)"))?;
+        let intx = IntxLine {
+            lines: lines.clone(),
+            gsi,
+            slot,
+        };
         // One MSI-X vector per queue plus one for configuration changes.
         let nvec = dev.queue_max_sizes().len() + 1;
         let mut gsis = Vec::with_capacity(nvec);

@@ -83,6 +83,27 @@ impl Tap {
         }
     }
 
+    /// Writes one frame gathered from guest memory.
+    pub fn write_vectored(&self, bufs: &[super::iov::Slice<'_>]) -> io::Result<usize> {
+        let iovs: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|s| libc::iovec {
+                iov_base: s.ptr_guard().as_ptr().cast_mut().cast(),
+                iov_len: s.len(),
+            })
+            .collect();
+        let n = libc::c_int::try_from(iovs.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"))?;
+        // SAFETY: the iovecs describe mapped guest memory kept alive by
+        // `bufs`; writev only reads from them.
+        let r = unsafe { libc::writev(self.file.as_raw_fd(), iovs.as_ptr(), n) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
     /// Opens (or creates) the tap called `name`.
     pub fn open(name: &str) -> io::Result<Tap> {
         if name.is_empty() || name.len() > 15 {

@@ -21,7 +21,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::interrupt::NO_VECTOR;
 use super::msix::MsixTable;
-use super::{Activation, F_VERSION_1, Interrupt, VirtioDevice};
+use super::{Activation, F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, Interrupt, VirtioDevice};
 use crate::vmm::devices::pci::PciFunction;
 use crate::vmm::memory::GuestMemory;
 
@@ -214,7 +214,7 @@ impl VirtioPci {
     }
 
     fn offered(&self) -> u64 {
-        self.dev.features() | F_VERSION_1
+        self.dev.features() | F_VERSION_1 | F_INDIRECT_DESC | F_EVENT_IDX
     }
 
     fn decoding(&self) -> bool {
@@ -318,6 +318,7 @@ impl VirtioPci {
                 q.set_desc_table_address(Some(r.desc as u32), Some((r.desc >> 32) as u32));
                 q.set_avail_ring_address(Some(r.driver as u32), Some((r.driver >> 32) as u32));
                 q.set_used_ring_address(Some(r.device as u32), Some((r.device >> 32) as u32));
+                q.set_event_idx(self.driver_features & F_EVENT_IDX != 0);
                 q.set_ready(true);
                 if !q.is_valid(&self.mem) {
                     return Err(format!("queue {i} set up with invalid addresses or size"));

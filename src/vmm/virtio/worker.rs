@@ -6,6 +6,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::thread::JoinHandle;
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::Bytes;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -13,6 +14,8 @@ use super::Interrupt;
 use crate::vmm::memory::GuestMemory;
 
 const KILL_TOKEN: u64 = u64::MAX;
+/// Avail ring flag: the driver polls and wants no interrupts.
+const VIRTQ_AVAIL_F_NO_INTERRUPT: u16 = 1;
 
 /// The epoll set a handler may change while it runs.
 pub struct Poll {
@@ -142,48 +145,77 @@ impl WorkQueue {
     }
 
     /// Pops every available chain and completes it with the length
-    /// `f` returns; signals the driver if it wants it. A malformed ring
-    /// (bad index) stops the loop instead of crashing.
+    /// `f` returns; signals the driver if it wants it. While it works the
+    /// driver is asked not to notify (used flags, or the avail event with
+    /// EVENT_IDX); afterwards the ring is checked once more so that no
+    /// chain added meanwhile waits for a notification that never comes.
+    /// A malformed ring (bad index) stops the loop instead of crashing.
     pub fn process<F>(&mut self, mem: &GuestMemory, irq: &Interrupt, mut f: F)
     where
         F: FnMut(virtio_queue::DescriptorChain<&GuestMemory>) -> u32,
     {
         let mut used = false;
-        loop {
-            let chain = match self.queue.iter(mem) {
-                Ok(mut it) => it.next(),
-                Err(e) => {
-                    tracing::warn!("virtio queue {}: {e}", self.index);
-                    None
+        'outer: loop {
+            let _ = self.queue.disable_notification(mem);
+            loop {
+                let chain = match self.queue.iter(mem) {
+                    Ok(mut it) => it.next(),
+                    Err(e) => {
+                        tracing::warn!("virtio queue {}: {e}", self.index);
+                        None
+                    }
+                };
+                let Some(chain) = chain else { break };
+                let head = chain.head_index();
+                let len = if chain_complete(&chain) { f(chain) } else { 0 };
+                if let Err(e) = self.queue.add_used(mem, head, len) {
+                    tracing::warn!("virtio queue {}: add_used: {e}", self.index);
+                    let _ = self.queue.enable_notification(mem);
+                    break 'outer;
                 }
-            };
-            let Some(chain) = chain else { break };
-            let head = chain.head_index();
-            let len = if chain_complete(&chain) { f(chain) } else { 0 };
-            if let Err(e) = self.queue.add_used(mem, head, len) {
-                tracing::warn!("virtio queue {}: add_used: {e}", self.index);
-                break;
+                used = true;
             }
-            used = true;
+            match self.queue.enable_notification(mem) {
+                Ok(true) => continue,
+                _ => break,
+            }
         }
         if used {
             self.notify(mem, irq);
         }
     }
 
-    /// Signals the driver if the queue's suppression flags allow.
+    /// Signals the driver unless it asked not to be: avail flags
+    /// VIRTQ_AVAIL_F_NO_INTERRUPT, or the used event with EVENT_IDX.
     pub fn notify(&mut self, mem: &GuestMemory, irq: &Interrupt) {
-        if self.queue.needs_notification(mem).unwrap_or(true) {
+        let wanted = if self.queue.event_idx_enabled() {
+            self.queue.needs_notification(mem).unwrap_or(true)
+        } else {
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            let flags: u16 = mem
+                .read_obj(vm_memory::GuestAddress(self.queue.avail_ring()))
+                .unwrap_or(0);
+            flags & VIRTQ_AVAIL_F_NO_INTERRUPT == 0
+        };
+        if wanted {
             irq.signal_queue(self.index);
         }
     }
 
-    /// Takes one chain, if any.
+    /// Takes one chain, if any. When the ring is empty, notifications are
+    /// (re-)enabled so the driver tells us about the next chain; a chain
+    /// that arrived meanwhile is returned.
     pub fn pop<'a>(
         &mut self,
         mem: &'a GuestMemory,
     ) -> Option<virtio_queue::DescriptorChain<&'a GuestMemory>> {
-        self.queue.pop_descriptor_chain(mem)
+        if let Some(c) = self.queue.pop_descriptor_chain(mem) {
+            return Some(c);
+        }
+        match self.queue.enable_notification(mem) {
+            Ok(true) => self.queue.pop_descriptor_chain(mem),
+            _ => None,
+        }
     }
 
     /// Returns a chain to the used ring.
