@@ -70,6 +70,8 @@ virsh start testos
 for _ in $(seq 100); do grep -q '^DONE' "$tmp/console.log" 2>/dev/null && break; sleep 0.05; done
 echo "== the guest's console"
 cat "$tmp/console.log"
+# The guest may be in the middle of a line.
+[ -z "$(tail -c 1 "$tmp/console.log")" ] || echo
 echo "== oxvirsh dominfo testos"
 virsh dominfo testos
 uuid=$(virsh domuuid testos | head -1)
