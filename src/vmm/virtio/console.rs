@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use virtio_queue::{QueueOwnedT, QueueT};
 
-use super::worker::{Handler, Poll, WorkQueue, Worker};
+use super::worker::{Handler, Home, Lent, Poll, WorkQueue, Worker, reclaim};
 use super::{Activation, Interrupt, TYPE_CONSOLE, VirtioDevice};
 use crate::vmm::config::SerialConfig;
 use crate::vmm::error::Result;
@@ -21,11 +21,9 @@ const INPUT: u64 = 11;
 /// Bytes taken from one transmit chain at most.
 const MAX_TX: usize = 64 << 10;
 
-type Home = Arc<Mutex<Option<SerialBackend>>>;
-
 pub struct Console {
     backend: Option<SerialBackend>,
-    home: Home,
+    home: Home<SerialBackend>,
     worker: Option<Worker>,
     socket: Option<std::path::PathBuf>,
 }
@@ -57,8 +55,7 @@ impl Console {
 }
 
 struct ConsoleWorker {
-    backend: Option<SerialBackend>,
-    home: Home,
+    backend: Lent<SerialBackend>,
     mem: GuestMemory,
     rx: WorkQueue,
     tx: WorkQueue,
@@ -180,14 +177,6 @@ impl Handler for ConsoleWorker {
     }
 }
 
-impl Drop for ConsoleWorker {
-    fn drop(&mut self) {
-        if let (Some(b), Ok(mut h)) = (self.backend.take(), self.home.lock()) {
-            *h = Some(b);
-        }
-    }
-}
-
 impl VirtioDevice for Console {
     fn device_type(&self) -> u32 {
         TYPE_CONSOLE
@@ -208,8 +197,7 @@ impl VirtioDevice for Console {
         let (tq, te) = qs.next().ok_or("no transmit queue")?;
         let input = backend.input;
         let w = ConsoleWorker {
-            backend: Some(backend),
-            home: self.home.clone(),
+            backend: Lent::new(backend, self.home.clone()),
             mem: act.mem,
             rx: WorkQueue::new(0, rq, re),
             tx: WorkQueue::new(1, tq, te),
@@ -224,10 +212,6 @@ impl VirtioDevice for Console {
         if let Some(mut w) = self.worker.take() {
             w.stop();
         }
-        if self.backend.is_none()
-            && let Ok(mut h) = self.home.lock()
-        {
-            self.backend = h.take();
-        }
+        reclaim(&mut self.backend, &self.home);
     }
 }

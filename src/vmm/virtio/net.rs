@@ -11,7 +11,7 @@ use virtio_queue::{QueueOwnedT, QueueT};
 use super::iov;
 use super::stats::NetStats;
 use super::tap::{Tap, VNET_HDR_LEN};
-use super::worker::{Handler, Poll, WorkQueue, Worker};
+use super::worker::{Handler, Home, Lent, Poll, WorkQueue, Worker, reclaim};
 use super::{Activation, Interrupt, TYPE_NET, VirtioDevice};
 use crate::vmm::config::NetConfig;
 use crate::vmm::error::{Error, Result};
@@ -77,11 +77,9 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
-type Home = Arc<Mutex<Option<Tap>>>;
-
 pub struct Net {
     tap: Option<Tap>,
-    home: Home,
+    home: Home<Tap>,
     mac: [u8; 6],
     stats: Arc<NetStats>,
     worker: Option<Worker>,
@@ -113,8 +111,7 @@ impl Net {
 }
 
 struct NetWorker {
-    tap: Option<Tap>,
-    home: Home,
+    tap: Lent<Tap>,
     mem: GuestMemory,
     rx: WorkQueue,
     tx: WorkQueue,
@@ -218,7 +215,7 @@ impl Handler for NetWorker {
     fn register(&mut self, poll: &Poll) -> std::io::Result<()> {
         poll.add(self.rx.event.as_raw_fd(), RX)?;
         poll.add(self.tx.event.as_raw_fd(), TX)?;
-        if let Some(t) = &self.tap {
+        if let Some(t) = self.tap.as_ref() {
             poll.add(t.file.as_raw_fd(), TAP)?;
         }
         Ok(())
@@ -229,7 +226,7 @@ impl Handler for NetWorker {
             RX => {
                 self.rx.ack();
                 if self.tap_paused
-                    && let Some(t) = &self.tap
+                    && let Some(t) = self.tap.as_ref()
                 {
                     self.tap_paused = false;
                     let _ = poll.add(t.file.as_raw_fd(), TAP);
@@ -241,14 +238,6 @@ impl Handler for NetWorker {
                 self.transmit();
             }
             _ => self.receive(poll),
-        }
-    }
-}
-
-impl Drop for NetWorker {
-    fn drop(&mut self) {
-        if let (Some(t), Ok(mut h)) = (self.tap.take(), self.home.lock()) {
-            *h = Some(t);
         }
     }
 }
@@ -288,8 +277,7 @@ impl VirtioDevice for Net {
         let (rq, re) = qs.next().ok_or("no receive queue")?;
         let (tq, te) = qs.next().ok_or("no transmit queue")?;
         let w = NetWorker {
-            tap: Some(tap),
-            home: self.home.clone(),
+            tap: Lent::new(tap, self.home.clone()),
             mem: act.mem,
             rx: WorkQueue::new(0, rq, re),
             tx: WorkQueue::new(1, tq, te),
@@ -305,11 +293,7 @@ impl VirtioDevice for Net {
         if let Some(mut w) = self.worker.take() {
             w.stop();
         }
-        if self.tap.is_none()
-            && let Ok(mut h) = self.home.lock()
-        {
-            self.tap = h.take();
-        }
+        reclaim(&mut self.tap, &self.home);
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
@@ -16,6 +17,52 @@ use crate::vmm::memory::GuestMemory;
 const KILL_TOKEN: u64 = u64::MAX;
 /// Avail ring flag: the driver polls and wants no interrupts.
 const VIRTQ_AVAIL_F_NO_INTERRUPT: u16 = 1;
+
+/// Where a device keeps a host resource (a tap, a console backend) while
+/// a worker has it.
+pub type Home<T> = Arc<Mutex<Option<T>>>;
+
+/// A host resource a device lends to its worker. It goes back to the
+/// device's [`Home`] when the worker ends, so that after a reset the next
+/// activation finds it again.
+pub struct Lent<T> {
+    value: Option<T>,
+    home: Home<T>,
+}
+
+impl<T> Lent<T> {
+    pub fn new(value: T, home: Home<T>) -> Self {
+        Lent {
+            value: Some(value),
+            home,
+        }
+    }
+
+    pub fn as_ref(&self) -> Option<&T> {
+        self.value.as_ref()
+    }
+
+    pub fn as_mut(&mut self) -> Option<&mut T> {
+        self.value.as_mut()
+    }
+}
+
+impl<T> Drop for Lent<T> {
+    fn drop(&mut self) {
+        if let (Some(v), Ok(mut h)) = (self.value.take(), self.home.lock()) {
+            *h = Some(v);
+        }
+    }
+}
+
+/// Puts what a finished worker returned back into an empty `slot`.
+pub fn reclaim<T>(slot: &mut Option<T>, home: &Home<T>) {
+    if slot.is_none()
+        && let Ok(mut h) = home.lock()
+    {
+        *slot = h.take();
+    }
+}
 
 /// The epoll set a handler may change while it runs.
 pub struct Poll {
