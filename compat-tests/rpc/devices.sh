@@ -29,24 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { echo "ok   - $1"; }
-fail() {
-    echo "FAIL - $1"
-    fails=$((fails + 1))
-}
-expect() {
-    local name=$1 rc=$2 pat=$3
-    shift 4
-    local out got
-    out=$(timeout 30 virsh -c "$U" "$@" 2>&1)
-    got=$?
-    if [ "$got" = "$rc" ] && grep -Eq -- "$pat" <<<"$out"; then
-        pass "$name"
-    else
-        fail "$name (rc $got, want $rc)"
-        sed 's/^/       | /' <<<"$out"
-    fi
-}
+. "$here/lib.sh"
 taps() { ip -n "$ns" -o link show | awk -F': ' '{print $2}' | grep -v -x -e lo -e br0; }
 # wait_for WHAT COMMAND...: until COMMAND succeeds (30 s at most)
 wait_for() {

@@ -46,27 +46,7 @@ for _ in $(seq 50); do [ -s "$tmp/bus" ] && break; sleep 0.1; done
 pids+=($!)
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 
-pass() { echo "ok   - $1"; }
-fail() {
-    echo "FAIL - $1"
-    fails=$((fails + 1))
-}
-
-# expect NAME RC PATTERN -- virsh args...: exit code RC and output
-# (stdout+stderr) matching the extended regex PATTERN.
-expect() {
-    local name=$1 rc=$2 pat=$3
-    shift 4
-    local out got
-    out=$(timeout 30 virsh -c "$U" "$@" 2>&1)
-    got=$?
-    if [ "$got" = "$rc" ] && grep -Eq -- "$pat" <<<"$out"; then
-        pass "$name"
-    else
-        fail "$name (rc $got, want $rc)"
-        sed 's/^/       | /' <<<"$out"
-    fi
-}
+. "$here/lib.sh"
 
 wait_state() {
     local dom=$1 want=$2
