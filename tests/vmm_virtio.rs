@@ -21,6 +21,20 @@ fn pattern() -> PathBuf {
     repo().join("compat-tests/guest/make-pattern-disk.py")
 }
 
+/// Writes a raw pattern disk `d.raw` in `dir`; returns its `--disk`
+/// argument at slot 3.
+fn pattern_disk_at_slot3(dir: &std::path::Path) -> String {
+    let raw = dir.join("d.raw");
+    assert!(run_ok(
+        Command::new("python3")
+            .arg(pattern())
+            .arg("write")
+            .arg(&raw)
+            .arg(SECTORS.to_string())
+    ));
+    format!("path={},slot=3", raw.display())
+}
+
 fn run_ok(cmd: &mut Command) -> bool {
     matches!(cmd.status(), Ok(s) if s.success())
 }
@@ -448,14 +462,7 @@ fn net_on_a_tap_in_a_namespace() {
 fn requests_survive_pause_and_resume() {
     let Some(elf) = ready() else { return };
     let dir = vmm_common::scratch("pause");
-    let py = Command::new("python3")
-        .arg(pattern())
-        .arg("write")
-        .arg(dir.join("d.raw"))
-        .arg(SECTORS.to_string())
-        .status();
-    assert!(matches!(py, Ok(s) if s.success()));
-    let disk = format!("path={},slot=3", dir.join("d.raw").display());
+    let disk = pattern_disk_at_slot3(&dir);
     let ctl = format!("@oxvirt-virtio-pause-{}", std::process::id());
     let mut g = Guest::start(
         &elf,
@@ -491,14 +498,7 @@ fn requests_survive_pause_and_resume() {
 fn one_disk_guest(tag: &str, cmdline: &str) -> Option<String> {
     let elf = ready()?;
     let dir = vmm_common::scratch(tag);
-    let py = Command::new("python3")
-        .arg(pattern())
-        .arg("write")
-        .arg(dir.join("d.raw"))
-        .arg(SECTORS.to_string())
-        .status();
-    assert!(matches!(py, Ok(s) if s.success()));
-    let disk = format!("path={},slot=3", dir.join("d.raw").display());
+    let disk = pattern_disk_at_slot3(&dir);
     let mut g = Guest::start(&elf, 1, 256, cmdline, &["--disk", &disk]);
     assert!(g.wait_log(Duration::from_secs(60), done), "{}", g.log());
     let log = g.log();
