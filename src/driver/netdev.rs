@@ -9,6 +9,11 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 
+use libc::{
+    ARPHRD_ETHER, SIOCGIFFLAGS, SIOCGIFMTU, SIOCSIFFLAGS, SIOCSIFHWADDR, SIOCSIFMTU, TUNSETIFF,
+    TUNSETPERSIST,
+};
+
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::xml::mac::MacAddr;
 
@@ -16,21 +21,14 @@ use super::fsutil::os_text;
 
 const TUN_PATH: &str = "/dev/net/tun";
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
-const IFF_TAP: u16 = 0x0002;
-const IFF_NO_PI: u16 = 0x1000;
-const IFF_VNET_HDR: u16 = 0x4000;
-const IFF_TUN_EXCL: u16 = 0x8000;
-
-const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
-const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
-const SIOCGIFMTU: libc::c_ulong = 0x8921;
-const SIOCSIFMTU: libc::c_ulong = 0x8922;
-const SIOCSIFHWADDR: libc::c_ulong = 0x8924;
+// `ifr_flags` is 16 bits wide; the ioctl numbers are libc's.
+const IFF_TAP: u16 = libc::IFF_TAP as u16;
+const IFF_NO_PI: u16 = libc::IFF_NO_PI as u16;
+const IFF_VNET_HDR: u16 = libc::IFF_VNET_HDR as u16;
+const IFF_TUN_EXCL: u16 = libc::IFF_TUN_EXCL as u16;
+const IFF_UP: u16 = libc::IFF_UP as u16;
+/// Not in libc for this target.
 const SIOCBRADDIF: libc::c_ulong = 0x89a2;
-const IFF_UP: u16 = 0x1;
-const ARPHRD_ETHER: u16 = 1;
 
 /// Longest interface name (IFNAMSIZ - 1).
 pub const MAX_NAME: usize = 15;

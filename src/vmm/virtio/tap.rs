@@ -4,19 +4,14 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
-const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
-const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
-const IFF_VNET_HDR: libc::c_short = 0x4000;
+use libc::{TUNGETIFF, TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ};
+// `ifr_flags` is a C short.
+const IFF_TAP: libc::c_short = libc::IFF_TAP as libc::c_short;
+const IFF_NO_PI: libc::c_short = libc::IFF_NO_PI as libc::c_short;
+const IFF_VNET_HDR: libc::c_short = libc::IFF_VNET_HDR as libc::c_short;
 
 /// TUNSETOFFLOAD bits.
-pub const TUN_F_CSUM: u32 = 0x01;
-pub const TUN_F_TSO4: u32 = 0x02;
-pub const TUN_F_TSO6: u32 = 0x04;
-pub const TUN_F_TSO_ECN: u32 = 0x08;
+pub use libc::{TUN_F_CSUM, TUN_F_TSO_ECN, TUN_F_TSO4, TUN_F_TSO6};
 
 /// Length of the virtio-net header (VERSION_1, with num_buffers).
 pub const VNET_HDR_LEN: usize = 12;
