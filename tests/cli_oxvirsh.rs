@@ -411,8 +411,49 @@ fn domain_commands_match_virsh() {
         "shut off (unknown)\n\n"
     );
 
+    // vCPU counts of the definition; both clients apply each change, so
+    // each one is idempotent or an error.
+    for q in [
+        &["setvcpus", "g1", "2", "--maximum", "--config"][..],
+        &["vcpucount", "g1"],
+        &["setvcpus", "g1", "2", "--config"],
+        &["setvcpus", "g1", "1", "--current"],
+        &["dumpxml", "g1", "--xpath", "//vcpu"],
+        &["setvcpus", "g1", "3", "--config"],
+        &["setvcpus", "g1", "0", "--config"],
+        &["setvcpus", "g1", "1"],
+        &["setvcpus", "g1", "1", "--guest"],
+        &["setvcpus", "g1", "1", "--current", "--live"],
+        &["setvcpus", "g1", "1", "--guest", "--config"],
+        &["setvcpus", "g1", "two"],
+    ] {
+        env.same(q);
+    }
+    assert!(
+        env.same(&["dumpxml", "g1", "--xpath", "//vcpu"])
+            .contains("current=\"1\">2</vcpu>")
+    );
+
     env.ok(&["start", "g1"], "Domain 'g1' started\n\n");
     env.fails(&["start", "g1"], "error: Domain is already active\n");
+    // A running guest keeps the vCPUs it booted with.
+    for q in [
+        &["setvcpus", "g1", "1"][..],
+        &["setvcpus", "g1", "2", "--live"],
+        &["setvcpus", "g1", "2", "--maximum", "--live"],
+        &["setvcpus", "g1", "2", "--maximum", "--live", "--config"],
+        &["setvcpus", "g1", "2", "--config"],
+        &["vcpucount", "g1"],
+        &["vcpucount", "g1", "--live"],
+        &["vcpucount", "g1", "--config", "--maximum"],
+        &["vcpucount", "g1", "--current"],
+        &["vcpucount", "g1", "--maximum", "--current"],
+        &["vcpucount", "g1", "--active", "--maximum"],
+        &["vcpucount", "g1", "--guest"],
+        &["setvcpus", "g1", "1", "--config"],
+    ] {
+        env.same(q);
+    }
     env.ok(&["start", U2], "Domain 'g2' started\n\n");
     assert_eq!(
         env.same(&["domstate", "g1", "--reason"]),

@@ -722,6 +722,46 @@ async fn bad_input_is_refused_and_changes_nothing() {
         e.1,
         "Requested operation is not valid: domain is not running"
     );
+    // vCPUs of the definition: a new maximum, then a count within it; a
+    // count of 0, one above the maximum and unknown flags change nothing.
+    dom_call(&conn, &dpath(uuid), "SetVcpus", &(4u32, 2u32 | 4))
+        .await
+        .unwrap();
+    dom_call(&conn, &dpath(uuid), "SetVcpus", &(3u32, 2u32))
+        .await
+        .unwrap();
+    for (n, flags, err) in [
+        (
+            0u32,
+            2u32,
+            "invalid argument: nvcpus in virDomainSetVcpusFlags must not be zero",
+        ),
+        (
+            5,
+            2,
+            "invalid argument: requested vcpus is greater than max allowable vcpus for the persistent domain: 5 > 4",
+        ),
+        (
+            2,
+            1 << 7,
+            "invalid argument: unsupported flags (0x80) in function qemuDomainSetVcpusFlags",
+        ),
+        (
+            2,
+            1,
+            "Requested operation is not valid: domain is not running",
+        ),
+    ] {
+        let e = dom_call(&conn, &dpath(uuid), "SetVcpus", &(n, flags))
+            .await
+            .unwrap_err();
+        assert_eq!(e.1, err);
+    }
+    let stored = std::fs::read_to_string(dirs.config().join("nokernel.xml")).unwrap();
+    assert!(
+        stored.contains("<vcpu placement='static' current='3'>4</vcpu>"),
+        "{stored}"
+    );
     dom_call(&conn, &dpath(uuid), "Rename", &("renamed", 0u32))
         .await
         .unwrap();

@@ -111,6 +111,14 @@ expect setmaxmem-shows 0 'Max memory: +131072 KiB' -- dominfo t1
 expect setmem-back 0 '' -- setmem t1 64M --config
 expect setmaxmem-back 0 '' -- setmaxmem t1 64M --config
 expect vcpucount 0 'current +config +1' -- vcpucount t1
+expect setvcpus-max 0 '' -- setvcpus t1 2 --maximum --config
+expect vcpucount-max 0 'maximum +config +2' -- vcpucount t1
+expect setvcpus-config 0 '' -- setvcpus t1 2 --config
+expect setvcpus-shows 0 "<vcpu placement='static'>2</vcpu>" -- dumpxml t1
+expect setvcpus-over-max 1 'requested vcpus is greater than max allowable vcpus for the persistent domain: 3 > 2' -- setvcpus t1 3 --config
+expect setvcpus-off-live 1 'domain is not running' -- setvcpus t1 1
+expect setvcpus-back 0 '' -- setvcpus t1 1 --maximum --config
+expect vcpucount-back 0 'maximum +config +1' -- vcpucount t1
 expect vcpuinfo-off 0 'CPU Affinity: +y' -- vcpuinfo t1
 
 echo "# errors"

@@ -1,4 +1,4 @@
-//! dominfo, domstate, domid, domname, domuuid, dumpxml.
+//! dominfo, domstate, domid, domname, domuuid, dumpxml, vcpucount.
 
 use super::bus::{Bus, DOMAIN, param_u64};
 use super::domain::{Dom, STATS_BALLOON, STATS_CPU, STATS_STATE, STATS_VCPU, lookup};
@@ -134,4 +134,84 @@ pub fn dumpxml(
         }
     }
     Ok(out)
+}
+
+/// The options of `vcpucount`.
+pub struct VcpuCountQuery {
+    pub maximum: bool,
+    pub active: bool,
+    pub live: bool,
+    pub config: bool,
+    pub current: bool,
+    pub guest: bool,
+}
+
+const VCPU_LIVE: u32 = 1;
+const VCPU_CONFIG: u32 = 2;
+const VCPU_MAXIMUM: u32 = 4;
+const VCPU_GUEST: u32 = 8;
+
+impl VcpuCountQuery {
+    /// `virDomainVcpuFlags` for one count, or `None` for virsh's table of
+    /// every count that applies.
+    fn flags(&self) -> Result<Option<u32>> {
+        let all = !(self.maximum
+            || self.active
+            || self.live
+            || self.config
+            || self.current
+            || self.guest);
+        // Before `--current` meant the domain's state, it meant "not
+        // --maximum"; virsh still reads it so when alone.
+        let current = self.current && (self.maximum || self.active);
+        for (a, b, on) in [
+            ("current", "live", current && self.live),
+            ("current", "config", current && self.config),
+            ("active", "maximum", self.active && self.maximum),
+            ("guest", "config", self.guest && self.config),
+        ] {
+            if on {
+                return Err(CliError::ctx(format!(
+                    "Options --{a} and --{b} are mutually exclusive"
+                )));
+            }
+        }
+        if all {
+            return Ok(None);
+        }
+        Ok(Some(
+            [
+                (self.live, VCPU_LIVE),
+                (self.config, VCPU_CONFIG),
+                (self.maximum, VCPU_MAXIMUM),
+                (self.guest, VCPU_GUEST),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .fold(0, |f, (_, bit)| f | bit),
+        ))
+    }
+}
+
+pub fn vcpucount(bus: &Bus, name: &str, q: &VcpuCountQuery) -> Result<String> {
+    let flags = q.flags()?;
+    let d = lookup(bus, name)?;
+    let count = |flags: u32| -> Result<u32> { bus.call(&d.path, DOMAIN, "GetVcpus", &(flags,)) };
+    let Some(flags) = flags else {
+        let active: bool = bus.prop(&d.path, DOMAIN, "Active")?;
+        let persistent: bool = bus.prop(&d.path, DOMAIN, "Persistent")?;
+        let mut out = String::new();
+        for (which, state, f, applies) in [
+            ("maximum", "config", VCPU_CONFIG | VCPU_MAXIMUM, persistent),
+            ("maximum", "live", VCPU_LIVE | VCPU_MAXIMUM, active),
+            ("current", "config", VCPU_CONFIG, persistent),
+            ("current", "live", VCPU_LIVE, active),
+        ] {
+            if applies {
+                out += &format!("{which:<12} {state:<12} {:>3}\n", count(f)?);
+            }
+        }
+        return Ok(out);
+    };
+    Ok(format!("{}\n", count(flags)?))
 }

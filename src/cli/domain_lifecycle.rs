@@ -221,14 +221,65 @@ pub fn setmem(bus: &Bus, name: &str, size: &str, flags: u32) -> Result<String> {
     Ok(String::new())
 }
 
-pub fn setvcpus(bus: &Bus, name: &str, count: &str, flags: u32) -> Result<String> {
+/// The options of `setvcpus`.
+pub struct VcpuOpts {
+    pub maximum: bool,
+    pub config: bool,
+    pub live: bool,
+    pub current: bool,
+    pub guest: bool,
+    pub hotpluggable: bool,
+}
+
+impl VcpuOpts {
+    /// `virDomainVcpuFlags`, or `None` when no option was given, where
+    /// virsh calls the flagless `virDomainSetVcpus` (the running domain).
+    fn flags(&self) -> Result<Option<u32>> {
+        for (a, b, on) in [
+            ("current", "live", self.current && self.live),
+            ("current", "config", self.current && self.config),
+            ("guest", "config", self.guest && self.config),
+        ] {
+            if on {
+                return Err(CliError::ctx(format!(
+                    "Options --{a} and --{b} are mutually exclusive"
+                )));
+            }
+        }
+        if self.maximum && !self.config {
+            return Err(CliError::ctx(
+                "Option --config is required by option --maximum",
+            ));
+        }
+        let f = [
+            (self.live, AFFECT_LIVE),
+            (self.config, AFFECT_CONFIG),
+            (self.maximum, 4),
+            (self.guest, 8),
+            (self.hotpluggable, 16),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |f, (_, bit)| f | bit);
+        Ok((f != 0 || self.current).then_some(f))
+    }
+}
+
+pub fn setvcpus(bus: &Bus, name: &str, count: &str, opts: &VcpuOpts) -> Result<String> {
+    let flags = opts.flags()?;
     let d = lookup(bus, name)?;
-    let n: u32 = count.parse().map_err(|_| {
+    let n: i32 = count.parse().map_err(|_| {
         CliError::ctx(format!(
             "Numeric value '{count}' for <count> option is malformed or out of range"
         ))
     })?;
-    d.act(bus, "SetVcpus", &(n, flags))?;
+    let n = u32::try_from(n).map_err(|_| CliError::ctx("Invalid number of virtual CPUs"))?;
+    if n == 0 {
+        return Err(CliError::ctx("Can't set 0 processors for a VM"));
+    }
+    // The D-Bus API has only the flags call; virDomainSetVcpus is its
+    // live form.
+    d.act(bus, "SetVcpus", &(n, flags.unwrap_or(AFFECT_LIVE)))?;
     Ok(String::new())
 }
 

@@ -27,6 +27,7 @@ const GROUPS: &[(&str, &str, &[&str])] = &[
             "start",
             "suspend",
             "undefine",
+            "vcpucount",
         ],
     ),
     (

@@ -293,6 +293,29 @@ pub enum Cmd {
         #[command(flatten)]
         d: DomArg,
     },
+    /// domain vcpu counts
+    Vcpucount {
+        #[command(flatten)]
+        d: DomArg,
+        /// get maximum count of vcpus
+        #[arg(long)]
+        maximum: bool,
+        /// get number of currently active vcpus
+        #[arg(long)]
+        active: bool,
+        /// get value from running domain
+        #[arg(long)]
+        live: bool,
+        /// get value to be used on next boot
+        #[arg(long)]
+        config: bool,
+        /// get value according to current domain state
+        #[arg(long)]
+        current: bool,
+        /// retrieve vcpu count from the guest instead of the hypervisor
+        #[arg(long)]
+        guest: bool,
+    },
     /// detailed domain vcpu information
     Vcpuinfo {
         #[command(flatten)]
@@ -332,9 +355,12 @@ pub enum Cmd {
         /// affect current domain
         #[arg(long)]
         current: bool,
-        /// modify cpu state in the guest (accepted)
+        /// modify cpu state in the guest
         #[arg(long)]
         guest: bool,
+        /// make added vcpus hot(un)pluggable
+        #[arg(long)]
+        hotpluggable: bool,
     },
     /// connect to the guest console
     Console {
@@ -570,6 +596,25 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
                 .unwrap_or(""),
         )?,
         Cmd::Dommemstat { d } => domain_stats::dommemstat(s.bus()?, &d.domain)?,
+        Cmd::Vcpucount {
+            d,
+            maximum,
+            active,
+            live,
+            config,
+            current,
+            guest,
+        } => {
+            let q = domain_info::VcpuCountQuery {
+                maximum: *maximum,
+                active: *active,
+                live: *live,
+                config: *config,
+                current: *current,
+                guest: *guest,
+            };
+            domain_info::vcpucount(s.bus()?, &d.domain, &q)?
+        }
         Cmd::Vcpuinfo { d } => domain_stats::vcpuinfo(s.bus()?, &d.domain)?,
         Cmd::Setmem {
             d,
@@ -588,13 +633,18 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             config,
             live,
             current,
-            ..
+            guest,
+            hotpluggable,
         } => {
-            let mut f = lc::affect(*config, *live, *current)?;
-            if *maximum {
-                f |= 4;
-            }
-            lc::setvcpus(s.bus()?, &d.domain, count, f)?
+            let opts = lc::VcpuOpts {
+                maximum: *maximum,
+                config: *config,
+                live: *live,
+                current: *current,
+                guest: *guest,
+                hotpluggable: *hotpluggable,
+            };
+            lc::setvcpus(s.bus()?, &d.domain, count, &opts)?
         }
         Cmd::Console {
             d,

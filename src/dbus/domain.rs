@@ -146,6 +146,11 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             drv.set_memory(obj, kib, flags).await?;
             call.ok(&()).await
         }
+        "SetVcpus" => {
+            let (n, flags): (u32, u32) = call.args()?;
+            drv.set_vcpus(obj, n, flags).await?;
+            call.ok(&()).await
+        }
         "Rename" => {
             let (name, flags): (String, u32) = call.args()?;
             drv.rename(obj, &name, flags).await?;

@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod vcpus;
 pub mod vmm;
 
 use std::path::PathBuf;

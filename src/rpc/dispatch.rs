@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::driver::stats::{self, StatValue};
+use crate::driver::vcpus::AFFECT_LIVE;
 use crate::driver::{DomainObj, host};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
@@ -50,6 +51,8 @@ pub fn is_write(p: i32) -> bool {
             | DOMAIN_SET_MEMORY
             | DOMAIN_SET_MAX_MEMORY
             | DOMAIN_SET_MEMORY_FLAGS
+            | DOMAIN_SET_VCPUS
+            | DOMAIN_SET_VCPUS_FLAGS
     ) || function_name(p).is_some_and(|f| {
         [
             "Set", "Save", "Restore", "Attach", "Detach", "Abort", "Managed",
@@ -477,6 +480,18 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             drv.set_memory(&lookup(&a.dom)?, a.memory, 4).await?;
             void()
         }
+        DOMAIN_SET_VCPUS_FLAGS => {
+            let a: DomVcpusFlagsArgs = args(p)?;
+            drv.set_vcpus(&lookup(&a.dom)?, a.nvcpus, a.flags).await?;
+            void()
+        }
+        DOMAIN_SET_VCPUS => {
+            // virDomainSetVcpus is SetVcpusFlags on the live domain.
+            let a: DomVcpusArgs = args(p)?;
+            drv.set_vcpus(&lookup(&a.dom)?, a.nvcpus, AFFECT_LIVE)
+                .await?;
+            void()
+        }
         DOMAIN_IS_ACTIVE => {
             let a: DomArgs = args(p)?;
             reply(&I32Val {
@@ -804,7 +819,7 @@ mod tests {
             procs::DOMAIN_DESTROY,
             procs::DOMAIN_OPEN_CONSOLE,
             procs::DOMAIN_SET_MEMORY_FLAGS,
-            199, // SET_VCPUS_FLAGS, not served but still a change
+            procs::DOMAIN_SET_VCPUS_FLAGS,
         ] {
             assert!(is_write(p), "{p}");
         }

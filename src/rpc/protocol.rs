@@ -35,6 +35,7 @@ pub mod procs {
     pub const DOMAIN_SET_AUTOSTART: i32 = 29;
     pub const DOMAIN_SET_MAX_MEMORY: i32 = 30;
     pub const DOMAIN_SET_MEMORY: i32 = 31;
+    pub const DOMAIN_SET_VCPUS: i32 = 32;
     pub const DOMAIN_SHUTDOWN: i32 = 33;
     pub const DOMAIN_SUSPEND: i32 = 34;
     pub const DOMAIN_UNDEFINE: i32 = 35;
@@ -61,6 +62,7 @@ pub mod procs {
     pub const DOMAIN_HAS_MANAGED_SAVE_IMAGE: i32 = 183;
     pub const DOMAIN_SNAPSHOT_NUM: i32 = 187;
     pub const DOMAIN_CREATE_WITH_FLAGS: i32 = 196;
+    pub const DOMAIN_SET_VCPUS_FLAGS: i32 = 199;
     pub const DOMAIN_GET_VCPUS_FLAGS: i32 = 200;
     pub const DOMAIN_OPEN_CONSOLE: i32 = 201;
     pub const DOMAIN_IS_UPDATED: i32 = 202;
@@ -148,6 +150,8 @@ xdr_struct! { pub struct DomI32Args { pub dom: Dom, pub value: i32 } }
 xdr_struct! { pub struct DomStringArgs { pub dom: Dom, pub value: String } }
 xdr_struct! { pub struct DomMemoryArgs { pub dom: Dom, pub memory: u64 } }
 xdr_struct! { pub struct DomMemoryFlagsArgs { pub dom: Dom, pub memory: u64, pub flags: u32 } }
+xdr_struct! { pub struct DomVcpusArgs { pub dom: Dom, pub nvcpus: u32 } }
+xdr_struct! { pub struct DomVcpusFlagsArgs { pub dom: Dom, pub nvcpus: u32, pub flags: u32 } }
 xdr_struct! { pub struct XmlFlagsArgs { pub xml: String, pub flags: u32 } }
 xdr_struct! { pub struct UuidArgs { pub uuid: [u8; 16] } }
 xdr_struct! { pub struct AuthListRet { pub types: Vec<i32> } }

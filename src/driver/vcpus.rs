@@ -1,0 +1,260 @@
+//! `virDomainSetVcpusFlags`: the vCPU count of the persistent definition,
+//! and of a running guest as far as a VMM without vCPU hotplug allows.
+
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+use crate::xml::{Domain, FormatFlags, check_supported, parse_domain};
+
+use super::Driver;
+use super::domain::DomainObj;
+
+/// `virDomainModificationImpact` and `virDomainVcpuFlags`.
+pub const AFFECT_LIVE: u32 = 1;
+pub const AFFECT_CONFIG: u32 = 2;
+pub const VCPU_MAXIMUM: u32 = 4;
+pub const VCPU_GUEST: u32 = 8;
+pub const VCPU_HOTPLUGGABLE: u32 = 16;
+const KNOWN: u32 = AFFECT_LIVE | AFFECT_CONFIG | VCPU_MAXIMUM | VCPU_GUEST | VCPU_HOTPLUGGABLE;
+
+impl Driver {
+    /// `virDomainSetVcpusFlags` (and `virDomainSetVcpus`, which is this
+    /// with `AFFECT_LIVE`). The persistent definition takes any count up to
+    /// its maximum, or a new maximum; a running guest keeps the vCPUs it
+    /// booted with, so a live change succeeds only when it changes nothing.
+    pub async fn set_vcpus(&self, obj: &Arc<DomainObj>, nvcpus: u32, flags: u32) -> Result<()> {
+        check_call(nvcpus, flags)?;
+        let _job = obj.begin_job().await?;
+        let (name, config_def) = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            let (live, config) = match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
+                0 => (d.is_active(), !d.is_active()),
+                f => (f & AFFECT_LIVE != 0, f & AFFECT_CONFIG != 0),
+            };
+            if (live || flags & VCPU_GUEST != 0) && !d.is_active() {
+                return Err(Error::operation_invalid("domain is not running"));
+            }
+            if flags & VCPU_GUEST != 0 {
+                return Err(Error::new(
+                    ErrorCode::ArgumentUnsupported,
+                    ErrorDomain::Qemu,
+                    "QEMU guest agent is not configured",
+                ));
+            }
+            let persistent = match config {
+                false => None,
+                true => Some(d.persistent.as_ref().ok_or_else(|| {
+                    Error::operation_invalid("transient domains do not have any persistent config")
+                })?),
+            };
+            let live_def = d.live.as_ref().map(|l| &l.def).filter(|_| live);
+            if flags & VCPU_MAXIMUM != 0 {
+                if live_def.is_some() {
+                    return Err(Error::new(
+                        ErrorCode::OperationUnsupported,
+                        ErrorDomain::Qemu,
+                        "maximum vcpu count of a live domain can't be modified",
+                    ));
+                }
+            } else {
+                if let Some(def) = live_def {
+                    check_below_max(nvcpus, def, "live")?;
+                }
+                if let Some(def) = persistent {
+                    check_below_max(nvcpus, def, "persistent")?;
+                }
+                if let Some(def) = live_def {
+                    check_live_unchanged(nvcpus, def)?;
+                }
+            }
+            let config_def = match persistent {
+                None => None,
+                Some(def) if flags & VCPU_MAXIMUM != 0 => Some(with_maximum(def, nvcpus)?),
+                Some(def) => Some(with_current(def, nvcpus)),
+            };
+            (d.name.clone(), config_def)
+        };
+        if let Some(def) = config_def {
+            self.inner.store.save(&def)?;
+            obj.data().persistent = Some(def);
+            tracing::info!(
+                domain = name,
+                nvcpus,
+                flags,
+                "vCPUs of the persistent definition changed"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The checks libvirt's public API makes before any driver sees the call.
+fn check_call(nvcpus: u32, flags: u32) -> Result<()> {
+    if flags & !KNOWN != 0 {
+        return Err(Error::invalid_arg(format!(
+            "unsupported flags (0x{:x}) in function qemuDomainSetVcpusFlags",
+            flags & !KNOWN
+        )));
+    }
+    if flags & VCPU_MAXIMUM != 0 && flags & VCPU_GUEST != 0 {
+        return Err(Error::invalid_arg(
+            "Flags 'VIR_DOMAIN_VCPU_MAXIMUM' and 'VIR_DOMAIN_VCPU_GUEST' are mutually exclusive",
+        ));
+    }
+    if nvcpus == 0 {
+        return Err(Error::invalid_arg(
+            "nvcpus in virDomainSetVcpusFlags must not be zero",
+        ));
+    }
+    if flags & VCPU_HOTPLUGGABLE != 0 {
+        // The definition would need per-vCPU `<vcpus>` entries, which the
+        // domain model does not carry.
+        return Err(Error::new(
+            ErrorCode::ArgumentUnsupported,
+            ErrorDomain::Qemu,
+            "hotpluggable vCPUs are not supported",
+        ));
+    }
+    Ok(())
+}
+
+fn check_below_max(nvcpus: u32, def: &Domain, which: &str) -> Result<()> {
+    if nvcpus > def.vcpu.max {
+        return Err(Error::invalid_arg(format!(
+            "requested vcpus is greater than max allowable vcpus for the {which} domain: {nvcpus} > {}",
+            def.vcpu.max
+        )));
+    }
+    Ok(())
+}
+
+/// oxvirt-vmm has no vCPU hotplug: the running count is fixed at boot.
+fn check_live_unchanged(nvcpus: u32, def: &Domain) -> Result<()> {
+    let online = def.vcpu.current.unwrap_or(def.vcpu.max);
+    if nvcpus != online {
+        return Err(Error::new(
+            ErrorCode::OperationUnsupported,
+            ErrorDomain::Qemu,
+            format!(
+                "cannot change the vCPU count of a running domain from {online} to {nvcpus}: vCPU hotplug is not available"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The definition with `nvcpus` online at boot (at most its maximum).
+fn with_current(def: &Domain, nvcpus: u32) -> Domain {
+    let mut def = def.clone();
+    def.vcpu.current = (nvcpus != def.vcpu.max).then_some(nvcpus);
+    def
+}
+
+/// The definition with a new maximum; the boot count shrinks with it.
+fn with_maximum(def: &Domain, nvcpus: u32) -> Result<Domain> {
+    if let Some(topology) = def.cpu.as_ref().and_then(|c| c.topology)
+        && topology.vcpus() != Some(nvcpus)
+    {
+        return Err(Error::invalid_arg(
+            "CPU topology doesn't match the desired vcpu count",
+        ));
+    }
+    let mut new = def.clone();
+    let online = def.vcpu.current.unwrap_or(def.vcpu.max).min(nvcpus);
+    new.vcpu.max = nvcpus;
+    new.vcpu.current = (online != nvcpus).then_some(online);
+    // What is saved must load again when the daemon starts: the new
+    // definition goes through the same parser and checks as a define.
+    let saved = new.to_xml(FormatFlags {
+        secure: true,
+        inactive: true,
+        ..FormatFlags::default()
+    });
+    let new = parse_domain(&saved)?;
+    check_supported(&new)?;
+    Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(vcpu: &str, cpu: &str) -> Domain {
+        parse_domain(&format!(
+            "<domain type='kvm'><name>v</name><memory>65536</memory>{vcpu}<os><type>hvm</type></os>{cpu}</domain>"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn current_count_drops_the_attribute_at_the_maximum() {
+        let d = def("<vcpu current='1'>4</vcpu>", "");
+        assert_eq!(with_current(&d, 2).vcpu.current, Some(2));
+        assert_eq!(with_current(&d, 4).vcpu.current, None);
+    }
+
+    #[test]
+    fn lower_maximum_takes_the_boot_count_down() {
+        let d = def("<vcpu current='3'>4</vcpu>", "");
+        let n = with_maximum(&d, 2).unwrap();
+        assert_eq!((n.vcpu.max, n.vcpu.current), (2, None));
+        let n = with_maximum(&d, 8).unwrap();
+        assert_eq!((n.vcpu.max, n.vcpu.current), (8, Some(3)));
+    }
+
+    #[test]
+    fn maximum_must_fit_topology_and_machine() {
+        let d = def(
+            "<vcpu>4</vcpu>",
+            "<cpu><topology sockets='1' cores='4' threads='1'/></cpu>",
+        );
+        let e = with_maximum(&d, 2).unwrap_err();
+        assert_eq!(
+            e.message,
+            "invalid argument: CPU topology doesn't match the desired vcpu count"
+        );
+        assert!(with_maximum(&d, 4).is_ok());
+        let e = with_maximum(&def("<vcpu>1</vcpu>", ""), 1000).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ConfigUnsupported);
+    }
+
+    #[test]
+    fn call_checks_come_first() {
+        assert!(
+            check_call(0, 0)
+                .unwrap_err()
+                .message
+                .contains("must not be zero")
+        );
+        assert!(
+            check_call(1, VCPU_MAXIMUM | VCPU_GUEST)
+                .unwrap_err()
+                .message
+                .contains("mutually exclusive")
+        );
+        assert_eq!(
+            check_call(1, 64).unwrap_err().message,
+            "invalid argument: unsupported flags (0x40) in function qemuDomainSetVcpusFlags"
+        );
+        assert!(check_call(2, AFFECT_CONFIG | VCPU_MAXIMUM).is_ok());
+    }
+
+    #[test]
+    fn live_count_cannot_move() {
+        let d = def("<vcpu current='2'>4</vcpu>", "");
+        assert!(check_live_unchanged(2, &d).is_ok());
+        assert_eq!(
+            check_live_unchanged(3, &d).unwrap_err().code,
+            ErrorCode::OperationUnsupported
+        );
+        assert!(
+            check_below_max(5, &d, "live")
+                .unwrap_err()
+                .message
+                .ends_with("for the live domain: 5 > 4")
+        );
+    }
+}
