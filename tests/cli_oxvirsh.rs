@@ -115,7 +115,15 @@ impl Env {
         self.daemon = Some(cmd.spawn().expect("spawn oxvirtd"));
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.ox(&["list"]).status.success() {
-            assert!(Instant::now() < deadline, "oxvirtd did not come up");
+            if Instant::now() >= deadline {
+                let exited = self
+                    .daemon
+                    .as_mut()
+                    .and_then(|d| d.try_wait().ok().flatten());
+                let log =
+                    std::fs::read_to_string(self.root.join("oxvirtd.log")).unwrap_or_default();
+                panic!("oxvirtd did not come up (exit: {exited:?}); its log:\n{log}");
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
