@@ -119,6 +119,9 @@ expect setvcpus-over-max 1 'requested vcpus is greater than max allowable vcpus 
 expect setvcpus-off-live 1 'domain is not running' -- setvcpus t1 1
 expect setvcpus-back 0 '' -- setvcpus t1 1 --maximum --config
 expect vcpucount-back 0 'maximum +config +1' -- vcpucount t1
+expect domrename 0 'Domain successfully renamed' -- domrename t1 t1-renamed
+expect domrename-shows 0 't1-renamed +shut off' -- list --all
+expect domrename-back 0 'Domain successfully renamed' -- domrename t1-renamed t1
 expect vcpuinfo-off 0 'CPU Affinity: +y' -- vcpuinfo t1
 
 echo "# errors"

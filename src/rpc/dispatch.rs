@@ -53,6 +53,7 @@ pub fn is_write(p: i32) -> bool {
             | DOMAIN_SET_MEMORY_FLAGS
             | DOMAIN_SET_VCPUS
             | DOMAIN_SET_VCPUS_FLAGS
+            | DOMAIN_RENAME
     ) || function_name(p).is_some_and(|f| {
         [
             "Set", "Save", "Restore", "Attach", "Detach", "Abort", "Managed",
@@ -479,6 +480,16 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             let a: DomMemoryArgs = args(p)?;
             drv.set_memory(&lookup(&a.dom)?, a.memory, 4).await?;
             void()
+        }
+        DOMAIN_RENAME => {
+            let a: DomRenameArgs = args(p)?;
+            let Some(name) = a.new_name else {
+                return Err(Error::invalid_arg(
+                    "new_name in virDomainRename must not be NULL",
+                ));
+            };
+            drv.rename(&lookup(&a.dom)?, &name, a.flags).await?;
+            reply(&I32Val { value: 0 })
         }
         DOMAIN_SET_VCPUS_FLAGS => {
             let a: DomVcpusFlagsArgs = args(p)?;

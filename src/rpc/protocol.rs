@@ -76,6 +76,7 @@ pub mod procs {
     pub const DOMAIN_SHUTDOWN_FLAGS: i32 = 258;
     pub const DOMAIN_GET_METADATA: i32 = 265;
     pub const CONNECT_LIST_ALL_DOMAINS: i32 = 273;
+    pub const DOMAIN_RENAME: i32 = 358;
     pub const NODE_GET_CPU_MAP: i32 = 293;
     pub const CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: i32 = 316;
     pub const CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: i32 = 317;
@@ -150,6 +151,7 @@ xdr_struct! { pub struct DomI32Args { pub dom: Dom, pub value: i32 } }
 xdr_struct! { pub struct DomStringArgs { pub dom: Dom, pub value: String } }
 xdr_struct! { pub struct DomMemoryArgs { pub dom: Dom, pub memory: u64 } }
 xdr_struct! { pub struct DomMemoryFlagsArgs { pub dom: Dom, pub memory: u64, pub flags: u32 } }
+xdr_struct! { pub struct DomRenameArgs { pub dom: Dom, pub new_name: Option<String>, pub flags: u32 } }
 xdr_struct! { pub struct DomVcpusArgs { pub dom: Dom, pub nvcpus: u32 } }
 xdr_struct! { pub struct DomVcpusFlagsArgs { pub dom: Dom, pub nvcpus: u32, pub flags: u32 } }
 xdr_struct! { pub struct XmlFlagsArgs { pub xml: String, pub flags: u32 } }
