@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Host side of testos's net check, run inside the network namespace that holds the tap.
 
-  net-host.py SERIAL_LOG IFNAME GUEST_IP NSEND NRECV
+  net-host.py SERIAL_LOG IFNAME GUEST_IP NSEND NRECV [NUDP]
 
 Waits for the guest's "INFO net-.. ready" line, sends NSEND broadcast frames of
-ethertype 0x88b5 ("OXNET host <n>"), collects NRECV such frames from the guest, sends 3
-ICMP echo requests to GUEST_IP, and 2 more once the guest prints "INFO net-serve for".
-Exit 0 when every frame and echo reply arrived."""
+ethertype 0x88b5 ("OXNET host <n>"), collects NRECV such frames from the guest, sends
+NUDP UDP datagrams to GUEST_IP port 7 from as many source ports (separate flows, which
+a multi-queue tap spreads over its queues by their hash) and waits for each echo, sends
+3 ICMP echo requests to GUEST_IP, and 2 more once the guest prints "INFO net-serve for".
+Exit 0 when every frame, datagram and echo reply arrived."""
 import os
 import re
 import socket
@@ -49,6 +51,26 @@ def ping(addr, count):
     return ok
 
 
+def udp_flows(addr, count):
+    """One datagram per source port to addr:7; returns how many came back."""
+    ok = 0
+    for i in range(count):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.settimeout(2)
+        u.bind(("", 0))
+        body = b"OXNET udp %d" % (i + 1)
+        u.sendto(body, (addr, 7))
+        try:
+            r, src = u.recvfrom(2048)
+            if r == body and src == (addr, 7):
+                ok += 1
+        except socket.timeout:
+            pass
+        u.close()
+    print("udp echo %d of %d" % (ok, count))
+    return ok
+
+
 def wait(log, rx, t=60):
     end = time.time() + t
     while time.time() < end:
@@ -60,6 +82,7 @@ def wait(log, rx, t=60):
 
 def main():
     log, ifname, ip, nsend, nrecv = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    nudp = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5))
     s.bind((ifname, 0x88B5))
     s.settimeout(0.2)
@@ -82,9 +105,10 @@ def main():
         if f[6:12] != mymac:
             got.append(f[14:40].split(b"\0")[0].decode(errors="replace"))
     print("received %d test frames: %s" % (len(got), got))
+    u = udp_flows(ip, nudp)
     r1 = ping(ip, 3)
     r2 = ping(ip, 2) if wait(log, r"^INFO net-serve for", 30) else 0
-    return 0 if len(got) >= nrecv and r1 == 3 and r2 == 2 else 1
+    return 0 if len(got) >= nrecv and u == nudp and r1 == 3 and r2 == 2 else 1
 
 
 if __name__ == "__main__":
