@@ -463,7 +463,10 @@ fn net_in_a_namespace(queues: u16) {
         &log,
         &["pci-08-net", "net-08-tx", "net-08-rx", "net-08-ping"],
     );
-    for l in log.lines().filter(|l| l.contains("queue pair") || l.contains("pairs")) {
+    for l in log
+        .lines()
+        .filter(|l| l.contains("queue pair") || l.contains("pairs"))
+    {
         eprintln!("{l}");
     }
     if mq {
