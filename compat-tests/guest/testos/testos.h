@@ -260,6 +260,7 @@ struct vdev {
 	u64 common, notify, isr, cfg;
 	u32 notify_mult, cfg_len;
 	u64 features;            /* negotiated */
+	u64 offered;             /* offered by the device */
 	struct vq q[VDEV_MAXQ];
 	const struct pci_expect *exp;
 	int irq_mode;            /* IRQ_POLL, IRQ_MSIX, IRQ_INTX */

@@ -15,6 +15,7 @@
 
 #define F_MAC (1ull << 5)
 #define F_CTRL_VQ (1ull << 17)
+#define F_CTRL_RX (1ull << 18)
 #define F_MQ (1ull << 22)
 #define VHDR 12
 #define NRX 16
@@ -203,7 +204,8 @@ static int ctrl_cmd(u8 class, u8 cmd, const void *data, u32 len)
 	return buf[48];
 }
 
-/* VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET and the refusals the device owes. */
+/* VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET and the refusals the device owes (an RX-mode command
+ * only where the device does not offer CTRL_RX). Returns whether NPAIRS are in use. */
 static bool mq_setup(u16 maxp, struct why *w)
 {
 	u8 d[2];
@@ -217,7 +219,7 @@ static bool mq_setup(u16 maxp, struct why *w)
 	if ((st = ctrl_cmd(4, 0, d, 2)) != 1)
 		why_add(w, "VQ_PAIRS_SET 0 answered %d, not ERR", st);
 	u8 on = 1;
-	if ((st = ctrl_cmd(0, 0, &on, 1)) != 1)
+	if (!(nd->offered & F_CTRL_RX) && (st = ctrl_cmd(0, 0, &on, 1)) != 1)
 		why_add(w, "RX PROMISC (CTRL_RX not offered) answered %d, not ERR", st);
 	if ((st = ctrl_cmd(4, 0, d, 1)) != 1)
 		why_add(w, "VQ_PAIRS_SET with 1 data byte answered %d, not ERR", st);
@@ -227,7 +229,7 @@ static bool mq_setup(u16 maxp, struct why *w)
 		why_add(w, "VQ_PAIRS_SET %d answered %d, not OK", NPAIRS, st);
 		return false;
 	}
-	return w->len == 0;
+	return true;
 }
 
 static bool net_up(struct why *w)
@@ -284,9 +286,9 @@ static bool net_up(struct why *w)
 	if (pairs > 1) {
 		struct why m = { .len = 0 };
 		m.buf[0] = 0;
-		bool ok = mq_setup(maxp, &m);
-		if (ok)
+		if (mq_setup(maxp, &m))
 			npairs = pairs;
+		bool ok = m.len == 0;
 		char name[40];
 		snprintf(name, sizeof(name), "%s-mq", nd->name);
 		println("INFO %s max_virtqueue_pairs %u, %d in use", nd->name, maxp, npairs);
