@@ -280,4 +280,17 @@ mod tests {
         let m = MacAddr::parse("fe:54:00:01:02:03").unwrap();
         assert_eq!(tap_mac(&m).to_string(), "fa:54:00:01:02:03");
     }
+
+    #[test]
+    fn status_records_keep_the_queue_count() {
+        // Records written before multiqueue have no count: one queue.
+        let old = r#"{"index":0,"device":1,"ifname":"vnet0","mac":"52:54:00:01:02:03",
+            "bridge":"br0","created":true,"slot":5}"#;
+        let r: NetRes = serde_json::from_str(old).unwrap();
+        assert_eq!(r.queues, 1);
+        assert!(!serde_json::to_string(&r).unwrap().contains("queues"));
+        let r = NetRes { queues: 4, ..r };
+        let back: NetRes = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
 }
