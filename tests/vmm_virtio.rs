@@ -368,13 +368,26 @@ impl Drop for Netns {
 
 #[test]
 fn net_on_a_tap_in_a_namespace() {
+    net_in_a_namespace(1);
+}
+
+/// Two queue pairs on a multi-queue tap: the guest enables both through
+/// the control queue (and sees bad commands refused); UDP flows from the
+/// host land on both tap queues by their hash and are echoed on the pair
+/// they came in on; the guest's test frames go out on both pairs.
+#[test]
+fn net_two_queue_pairs_on_a_multi_queue_tap() {
+    net_in_a_namespace(2);
+}
+
+fn net_in_a_namespace(queues: u16) {
     let Some(elf) = ready() else { return };
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIP: needs root for a network namespace");
         return;
     }
-    let name = format!("oxvt{}", std::process::id());
+    let name = format!("oxvt{}q{queues}", std::process::id());
     if !run_ok(Command::new("ip").args(["netns", "add", &name])) {
         eprintln!("SKIP: cannot create a network namespace");
         return;
@@ -382,7 +395,12 @@ fn net_on_a_tap_in_a_namespace() {
     let _ns = Netns(name.clone());
     let ipn = |args: &[&str]| run_ok(Command::new("ip").arg("-n").arg(&name).args(args));
     assert!(ipn(&["link", "set", "lo", "up"]));
-    assert!(ipn(&["tuntap", "add", "dev", "oxtap0", "mode", "tap"]));
+    let mq = queues > 1;
+    let mut add = vec!["tuntap", "add", "dev", "oxtap0", "mode", "tap"];
+    if mq {
+        add.push("multi_queue");
+    }
+    assert!(ipn(&add));
     assert!(ipn(&["link", "set", "oxtap0", "up"]));
     assert!(ipn(&["addr", "add", "10.0.2.2/24", "dev", "oxtap0"]));
     let dir = vmm_common::scratch("net");
@@ -392,7 +410,9 @@ fn net_on_a_tap_in_a_namespace() {
         .args(["netns", "exec", &name, "python3"])
         .arg(repo().join("compat-tests/guest/testos/net-host.py"))
         .arg(&serial)
-        .args(["oxtap0", "10.0.2.15", "4", "4"])
+        .args(["oxtap0", "10.0.2.15", "4"])
+        .arg(if mq { "8" } else { "4" })
+        .arg(if mq { "32" } else { "0" })
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -410,14 +430,15 @@ fn net_on_a_tap_in_a_namespace() {
         .arg(format!("file:{}", serial.display()))
         .args([
             "--net",
-            "tap=oxtap0,mac=52:54:00:6f:78:08,slot=8",
+            &format!("tap=oxtap0,mac=52:54:00:6f:78:08,slot=8,queues={queues}"),
             "--cmdline",
         ])
-        .arg(
+        .arg(format!(
             "oxtest.checks=pci,net oxtest.devs=08:net oxtest.ip=10.0.2.15 oxtest.netsend=4 \
-             oxtest.netrecv=4 oxtest.netping=3 oxtest.nettime=15000 oxtest.then=net-serve \
-             oxtest.netserve=3",
-        )
+             oxtest.netrecv=4 oxtest.netping=3 oxtest.netudp={} oxtest.nettime=15000 \
+             oxtest.then=net-serve oxtest.netserve=3",
+            if mq { 32 } else { 0 }
+        ))
         .stdin(std::process::Stdio::null())
         .spawn()
         .expect("spawn oxvirt-vmm");
@@ -442,10 +463,28 @@ fn net_on_a_tap_in_a_namespace() {
         &log,
         &["pci-08-net", "net-08-tx", "net-08-rx", "net-08-ping"],
     );
+    for l in log
+        .lines()
+        .filter(|l| l.contains("queue pair") || l.contains("pairs"))
+    {
+        eprintln!("{l}");
+    }
+    if mq {
+        assert_passes(&log, &["net-08-mq", "net-08-udp", "net-08-pair1"]);
+        assert!(log.contains("max_virtqueue_pairs 2, 2 in use"), "{log}");
+        assert!(host_log.contains("udp echo 32 of 32"), "{host_log}\n{log}");
+        assert!(host_log.contains("OXNET q1 tx 4"), "{host_log}\n{log}");
+    } else {
+        assert!(!log.contains("net-08-mq"), "{log}");
+    }
     assert!(log.contains("INFO net-serve done"), "{log}");
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
     assert!(
-        host_log.contains("received 4 test frames"),
+        host_log.contains(if mq {
+            "received 8 test frames"
+        } else {
+            "received 4 test frames"
+        }),
         "{host_log}\n{log}"
     );
     assert!(host_log.matches("echo reply").count() >= 5, "{host_log}");

@@ -2,7 +2,10 @@
 # A guest with a raw disk, a qcow2 disk and a NIC on a bridge, driven by
 # the real virsh: domblkstat, domifstat, domiflist, domstats, setmem with the
 # balloon, domifaddr, the reboot and balloon-change events, and that no
-# tap outlives the guest or a failed start.
+# tap outlives the guest or a failed start. Then a guest whose NIC has
+# <driver queues='2'/>: a multi-queue tap, the guest using both queue
+# pairs (frames both ways on each, also after a reboot), the live XML; and
+# type='ethernet' with queues.
 #
 # oxvirtd runs inside a private network namespace holding the bridge
 # br0 (10.0.2.2/24), so its taps stay there; virsh reaches it through
@@ -139,6 +142,89 @@ expect dev-destroy 0 "Domain 'dev1' destroyed" -- destroy dev1
 [ -z "$(taps)" ] && pass "no tap after destroy" || fail "no tap after destroy: $(taps)"
 expect dev-failed-start 1 "Cannot get interface MTU on 'nobr0': No such device" -- create "$tmp/dev2.xml"
 [ -z "$(taps)" ] && pass "no tap after a failed start" || fail "no tap after a failed start: $(taps)"
+
+# mqxml NAME UUID TYPE-AND-SOURCE QUEUES
+mqxml() {
+    cat <<XML
+<domain type='kvm'>
+  <name>$1</name>
+  <uuid>$2</uuid>
+  <memory unit='KiB'>131072</memory>
+  <vcpu>2</vcpu>
+  <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
+    <cmdline>oxtest.checks=pci,net oxtest.devs=05:net oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.netrecv=4 oxtest.netping=3 oxtest.netudp=32 oxtest.nettime=30000 oxtest.then=net-serve oxtest.netserve=120</cmdline></os>
+  <devices>
+    <interface $3><mac address='52:54:00:6f:78:07'/><model type='virtio'/><driver queues='$4'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>
+    <serial type='file'><source path='$tmp/serial-$1.log'/></serial>
+  </devices>
+</domain>
+XML
+}
+mqxml dev3 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b03 "type='bridge'><source bridge='br0'/" 2 >"$tmp/dev3.xml"
+mqxml dev4 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b04 "type='ethernet'" 3 >"$tmp/dev4.xml"
+mqxml dev5 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b05 "type='bridge'><source bridge='br0'/" 200 >"$tmp/dev5.xml"
+serial3=$tmp/serial-dev3.log
+# net-host.py on the bridge: sends 4 test frames, collects the guest's 8
+# (4 per pair), sends 32 UDP flows to be echoed and pings; exit 0 when
+# all came back.
+nethost() {
+    : >"$tmp/nethost-$1.out"
+    ip netns exec "$ns" "$PY" "$top/compat-tests/guest/testos/net-host.py" "$2" br0 10.0.2.15 4 8 32 "$1" \
+        >"$tmp/nethost-$1.out" 2>&1 &
+    nhpid=$!
+    wait_for "net-host.py listens" grep -q listening "$tmp/nethost-$1.out"
+}
+mq_passes() {
+    local n=$1 what=$2
+    for c in mq tx rx udp ping pair1; do
+        if [ "$(grep -c "^PASS net-05-$c" "$serial3")" -ge "$n" ]; then
+            pass "$what: guest PASS net-05-$c"
+        else
+            fail "$what: guest PASS net-05-$c"
+            grep -E '^(FAIL|INFO net)' "$serial3" | sed 's/^/       | /'
+        fi
+    done
+}
+: >"$serial3"
+nethost 1 "$serial3"
+expect dev-mq-define 0 "Domain 'dev3' defined" -- define "$tmp/dev3.xml"
+expect dev-mq-start 0 "Domain 'dev3' started" -- start dev3
+expect dev-mq-live-xml 0 "<driver queues='2'/>" -- dumpxml dev3
+t3=$(taps)
+expect dev-mq-domiflist 0 " $t3 +bridge +br0 +virtio +52:54:00:6f:78:07" -- domiflist dev3
+l3=$(ip -n "$ns" -d link show "$t3" 2>&1)
+if [ -n "$t3" ] && grep -q 'master br0' <<<"$l3" && grep -q 'tun type tap.*multi_queue' <<<"$l3"; then
+    pass "tap $t3 is a multi-queue tap on the bridge"
+else
+    fail "tap $t3 is a multi-queue tap on the bridge: $l3"
+fi
+wait_for "guest serves the network (queues=2)" grep -q 'net-serve for' "$serial3"
+if wait "$nhpid"; then pass "net-host.py: frames, UDP flows and pings both ways"; else
+    fail "net-host.py: frames, UDP flows and pings both ways"
+    sed 's/^/       | /' "$tmp/nethost-1.out"
+fi
+grep -q 'OXNET q1 tx 4' "$tmp/nethost-1.out" && pass "host got pair 1's frames" || fail "host got pair 1's frames"
+mq_passes 1 "queues=2"
+nethost 2 "$serial3"
+expect dev-mq-reboot 0 "Domain 'dev3' is being rebooted" -- reboot dev3
+wait_for "guest uses both pairs after the reboot" \
+    bash -c "[ \$(grep -c '^PASS net-05-pair1' '$serial3') -ge 2 ]"
+wait "$nhpid" && pass "net-host.py after the reboot" || fail "net-host.py after the reboot"
+mq_passes 2 "queues=2 after a reboot"
+expect dev-mq-destroy 0 "Domain 'dev3' destroyed" -- destroy dev3
+[ -z "$(taps)" ] && pass "no tap after destroy (queues=2)" || fail "no tap after destroy (queues=2): $(taps)"
+expect dev-mq-ethernet 0 "Domain 'dev4' created" -- create "$tmp/dev4.xml"
+if ip -n "$ns" -d link show | grep -q 'tun type tap.*multi_queue'; then
+    pass "type='ethernet' queues=3: a multi-queue tap"
+else
+    fail "type='ethernet' queues=3: a multi-queue tap"
+fi
+expect dev-mq-ethernet-xml 0 "<driver queues='3'/>" -- dumpxml dev4
+expect dev-mq-ethernet-destroy 0 "Domain 'dev4' destroyed" -- destroy dev4
+[ -z "$(taps)" ] && pass "no tap after destroy (ethernet)" || fail "no tap after destroy (ethernet): $(taps)"
+expect dev-mq-too-many 1 "interface queues '200' is not supported" -- create "$tmp/dev5.xml"
+[ -z "$(taps)" ] && pass "no tap after a refused start" || fail "no tap after a refused start: $(taps)"
 
 kill -INT $evpid 2>/dev/null
 wait $evpid 2>/dev/null

@@ -9,6 +9,7 @@ use crate::vmm::config::{
     BalloonConfig, BlockConfig, ConsoleConfig, DeviceConfig, DiskFormat, NetConfig, RngConfig,
     VsockConfig,
 };
+use crate::vmm::virtio::net::MAX_QUEUE_PAIRS;
 use crate::xml::Domain;
 use crate::xml::defaults::pci::every_address;
 use crate::xml::mac::MacAddr;
@@ -160,9 +161,19 @@ pub fn interface(i: &Interface, index: usize, slots: &mut SlotMap) -> Result<(Ne
     if let Some(d) = i.driver_name.as_deref().filter(|d| *d != "qemu") {
         return Err(not_supported("interface driver", d));
     }
-    if let Some(q) = i.driver_queues.filter(|q| *q > 1) {
-        return Err(not_supported("interface queues", q));
-    }
+    // Queue pairs: each is a queue of a multi-queue tap; 2N queues, the
+    // control queue and the configuration vector need an MSI-X vector each.
+    let queues = match i.driver_queues {
+        None | Some(0) => 1,
+        Some(q) => u16::try_from(q)
+            .ok()
+            .filter(|q| *q <= MAX_QUEUE_PAIRS)
+            .ok_or_else(|| {
+                Error::unsupported(format!(
+                    "interface queues '{q}' is not supported (at most {MAX_QUEUE_PAIRS})"
+                ))
+            })?,
+    };
     if let Some(l) = i.link_state.as_deref().filter(|l| *l != "up") {
         return Err(not_supported("interface link state", l));
     }
@@ -189,10 +200,11 @@ pub fn interface(i: &Interface, index: usize, slots: &mut SlotMap) -> Result<(Ne
     Ok((
         NetConfig {
             tap_fd: None,
+            tap_fds: Vec::new(),
             tap_name: None,
             mac: Some(mac.to_string()),
             pci_slot: Some(slot),
-            queues: None,
+            queues: (queues > 1).then_some(queues),
         },
         NetPlan {
             index,
@@ -202,6 +214,7 @@ pub fn interface(i: &Interface, index: usize, slots: &mut SlotMap) -> Result<(Ne
             bridge,
             managed,
             slot,
+            queues,
         },
     ))
 }

@@ -37,6 +37,16 @@ pub struct NetPlan {
     /// with `managed='no'`, whose tap must exist).
     pub managed: bool,
     pub slot: u8,
+    /// Queue pairs: one tap queue (fd) each, `IFF_MULTI_QUEUE` when > 1.
+    pub queues: u16,
+}
+
+fn one() -> u16 {
+    1
+}
+
+fn is_one(q: &u16) -> bool {
+    *q == 1
 }
 
 /// An interface of a running domain, as its status file records it.
@@ -52,6 +62,9 @@ pub struct NetRes {
     /// Made for this domain (removed when it stops).
     pub created: bool,
     pub slot: u8,
+    /// Tap queues held (a multi-queue tap when > 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub queues: u16,
 }
 
 /// Hands out `vnetN` names, never twice while the daemon runs.
@@ -81,7 +94,8 @@ impl TapNames {
 /// removes the taps made for the domain that no process holds any more.
 #[derive(Default)]
 pub struct Taps {
-    taps: Vec<(NetRes, OwnedFd)>,
+    /// Each interface with one fd per tap queue.
+    taps: Vec<(NetRes, Vec<OwnedFd>)>,
 }
 
 impl Taps {
@@ -92,7 +106,10 @@ impl Taps {
 
     /// The fds a VMM must inherit.
     pub fn fds(&self) -> Vec<RawFd> {
-        self.taps.iter().map(|(_, fd)| fd.as_raw_fd()).collect()
+        self.taps
+            .iter()
+            .flat_map(|(_, fds)| fds.iter().map(AsRawFd::as_raw_fd))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,10 +118,19 @@ impl Taps {
 
     /// Points the net devices of `cfg` at the inherited tap fds.
     pub fn bind(&self, cfg: &mut VmConfig) {
-        for (res, fd) in &self.taps {
+        for (res, fds) in &self.taps {
             if let Some(DeviceConfig::Net(n)) = cfg.devices.get_mut(res.device) {
-                n.tap_fd = Some(fd.as_raw_fd());
+                let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
                 n.tap_name = None;
+                if let [fd] = raw[..] {
+                    n.tap_fd = Some(fd);
+                    n.tap_fds = Vec::new();
+                    n.queues = None;
+                } else {
+                    n.tap_fd = None;
+                    n.queues = u16::try_from(raw.len()).ok();
+                    n.tap_fds = raw;
+                }
             }
         }
     }
@@ -113,7 +139,7 @@ impl Taps {
 impl Drop for Taps {
     fn drop(&mut self) {
         let taps = std::mem::take(&mut self.taps);
-        let (records, fds): (Vec<NetRes>, Vec<OwnedFd>) = taps.into_iter().unzip();
+        let (records, fds): (Vec<NetRes>, Vec<Vec<OwnedFd>>) = taps.into_iter().unzip();
         drop(fds);
         release(&records);
     }
@@ -140,10 +166,10 @@ fn configure(name: &str, mac: &MacAddr, bridge: Option<&str>) -> Result<()> {
     netdev::set_online(name)
 }
 
-/// A new tap, named `wanted` or `vnetN`.
-fn create(wanted: Option<&str>, names: &TapNames) -> Result<(String, OwnedFd)> {
+/// A new tap, named `wanted` or `vnetN` (its first queue).
+fn create(wanted: Option<&str>, names: &TapNames, mq: bool) -> Result<(String, OwnedFd)> {
     if let Some(name) = wanted {
-        return Ok((name.to_string(), netdev::open_tap(name, false)?));
+        return Ok((name.to_string(), netdev::open_tap(name, false, mq)?));
     }
     // Names other programs took are skipped.
     for _ in 0..1024 {
@@ -151,7 +177,7 @@ fn create(wanted: Option<&str>, names: &TapNames) -> Result<(String, OwnedFd)> {
         if netdev::exists(&name) {
             continue;
         }
-        if let Some(fd) = netdev::try_create_tap(&name)? {
+        if let Some(fd) = netdev::try_create_tap(&name, mq)? {
             return Ok((name, fd));
         }
     }
@@ -162,8 +188,10 @@ fn create(wanted: Option<&str>, names: &TapNames) -> Result<(String, OwnedFd)> {
 pub fn acquire(plans: &[NetPlan], names: &TapNames) -> Result<Taps> {
     let mut out = Taps::default();
     for p in plans {
+        let queues = p.queues.max(1);
+        let mq = queues > 1;
         let (ifname, fd) = if p.managed {
-            create(p.ifname.as_deref(), names)?
+            create(p.ifname.as_deref(), names, mq)?
         } else {
             let name = p.ifname.clone().unwrap_or_default();
             if !netdev::exists(&name) {
@@ -171,10 +199,11 @@ pub fn acquire(plans: &[NetPlan], names: &TapNames) -> Result<Taps> {
                     "target managed='no' but specified dev doesn't exist",
                 ));
             }
-            let fd = netdev::open_tap(&name, true)?;
+            let fd = netdev::open_tap(&name, true, mq)?;
             (name, fd)
         };
-        // Recorded before it is configured, so that a failure removes it.
+        // Recorded before the other queues are opened and it is
+        // configured, so that a failure removes it.
         out.taps.push((
             NetRes {
                 index: p.index,
@@ -184,9 +213,16 @@ pub fn acquire(plans: &[NetPlan], names: &TapNames) -> Result<Taps> {
                 bridge: p.bridge.clone(),
                 created: p.managed,
                 slot: p.slot,
+                queues,
             },
-            fd,
+            vec![fd],
         ));
+        for _ in 1..queues {
+            let fd = netdev::open_tap(&ifname, true, true)?;
+            if let Some((_, fds)) = out.taps.last_mut() {
+                fds.push(fd);
+            }
+        }
         if p.managed {
             configure(&ifname, &p.mac, p.bridge.as_deref())?;
         }
@@ -205,8 +241,12 @@ pub fn reacquire(records: &[NetRes]) -> Result<Taps> {
                 "target managed='no' but specified dev doesn't exist",
             ));
         }
-        let fd = netdev::open_tap(&r.ifname, true)?;
-        out.taps.push((r.clone(), fd));
+        let queues = r.queues.max(1);
+        let mut fds = Vec::with_capacity(usize::from(queues));
+        for _ in 0..queues {
+            fds.push(netdev::open_tap(&r.ifname, true, queues > 1)?);
+        }
+        out.taps.push((r.clone(), fds));
         if fresh {
             let mac = MacAddr::parse(&r.mac)?;
             configure(&r.ifname, &mac, r.bridge.as_deref())?;
@@ -239,5 +279,18 @@ mod tests {
         assert_eq!(tap_mac(&m).to_string(), "fe:54:00:01:02:03");
         let m = MacAddr::parse("fe:54:00:01:02:03").unwrap();
         assert_eq!(tap_mac(&m).to_string(), "fa:54:00:01:02:03");
+    }
+
+    #[test]
+    fn status_records_keep_the_queue_count() {
+        // Records written before multiqueue have no count: one queue.
+        let old = r#"{"index":0,"device":1,"ifname":"vnet0","mac":"52:54:00:01:02:03",
+            "bridge":"br0","created":true,"slot":5}"#;
+        let r: NetRes = serde_json::from_str(old).unwrap();
+        assert_eq!(r.queues, 1);
+        assert!(!serde_json::to_string(&r).unwrap().contains("queues"));
+        let r = NetRes { queues: 4, ..r };
+        let back: NetRes = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 }

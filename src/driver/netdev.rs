@@ -26,6 +26,7 @@ const IFF_TAP: u16 = libc::IFF_TAP as u16;
 const IFF_NO_PI: u16 = libc::IFF_NO_PI as u16;
 const IFF_VNET_HDR: u16 = libc::IFF_VNET_HDR as u16;
 const IFF_TUN_EXCL: u16 = libc::IFF_TUN_EXCL as u16;
+const IFF_MULTI_QUEUE: u16 = libc::IFF_MULTI_QUEUE as u16;
 const IFF_UP: u16 = libc::IFF_UP as u16;
 /// Not in libc for this target.
 const SIOCBRADDIF: libc::c_ulong = 0x89a2;
@@ -136,33 +137,43 @@ fn open_tun() -> Result<File> {
 
 /// Creates the tap `name` (IFF_TAP, no packet info, virtio-net headers),
 /// or with `attach_existing` also takes over an existing one that no
-/// process holds. The tap is not persistent: it goes away when the last
-/// fd on it closes.
-pub fn open_tap(name: &str, attach_existing: bool) -> Result<OwnedFd> {
+/// process holds. With `multi_queue` the tap is (or must be) an
+/// `IFF_MULTI_QUEUE` one and the fd is one of its queues; further queues
+/// are opened with `attach_existing`. The tap is not persistent: it goes
+/// away when the last fd on it closes.
+pub fn open_tap(name: &str, attach_existing: bool, multi_queue: bool) -> Result<OwnedFd> {
     check_name(name)?;
     let file = open_tun()?;
-    tun_set_iff(&file, name, attach_existing)
+    tun_set_iff(&file, name, attach_existing, multi_queue)
         .map_err(|e| net_error(format!("Unable to create tap device {name}"), &e))?;
     Ok(OwnedFd::from(file))
 }
 
 /// [`open_tap`] for a new tap whose name may be taken: `Ok(None)` when
 /// an interface of that name exists already.
-pub fn try_create_tap(name: &str) -> Result<Option<OwnedFd>> {
+pub fn try_create_tap(name: &str, multi_queue: bool) -> Result<Option<OwnedFd>> {
     check_name(name)?;
     let file = open_tun()?;
-    match tun_set_iff(&file, name, false) {
+    match tun_set_iff(&file, name, false, multi_queue) {
         Ok(()) => Ok(Some(OwnedFd::from(file))),
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(None),
         Err(e) => Err(net_error(format!("Unable to create tap device {name}"), &e)),
     }
 }
 
-fn tun_set_iff(file: &File, name: &str, attach_existing: bool) -> io::Result<()> {
+fn tun_set_iff(
+    file: &File,
+    name: &str,
+    attach_existing: bool,
+    multi_queue: bool,
+) -> io::Result<()> {
     let mut ifr = IfReq::new(name);
     let mut flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
     if !attach_existing {
         flags |= IFF_TUN_EXCL;
+    }
+    if multi_queue {
+        flags |= IFF_MULTI_QUEUE;
     }
     ifr.set_u16(flags);
     ioctl(file.as_raw_fd(), TUNSETIFF, &mut ifr)
@@ -175,9 +186,19 @@ pub fn delete_tap(name: &str) -> bool {
         return true;
     }
     let Ok(file) = open_tun() else { return false };
-    let mut ifr = IfReq::new(name);
-    ifr.set_u16(IFF_TAP | IFF_NO_PI);
-    if ioctl(file.as_raw_fd(), TUNSETIFF, &mut ifr).is_err() {
+    let attach = |flags: u16| {
+        let mut ifr = IfReq::new(name);
+        ifr.set_u16(flags);
+        ioctl(file.as_raw_fd(), TUNSETIFF, &mut ifr)
+    };
+    let attached = match attach(IFF_TAP | IFF_NO_PI) {
+        // EINVAL: a multi-queue tap (or not a tap at all).
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            attach(IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE)
+        }
+        r => r,
+    };
+    if attached.is_err() {
         // EBUSY: a VMM still has it; EINVAL: not a tap.
         return false;
     }
@@ -368,8 +389,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_names() {
-        assert!(open_tap("", false).is_err());
-        assert!(open_tap("a-name-that-is-far-too-long", false).is_err());
+        assert!(open_tap("", false, false).is_err());
+        assert!(open_tap("a-name-that-is-far-too-long", false, true).is_err());
         assert!(delete_tap("no/such"));
     }
 }

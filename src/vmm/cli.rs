@@ -56,7 +56,7 @@ pub struct Args {
     /// virtio-blk: path=P[,ro=on][,serial=S][,format=raw|qcow2][,slot=N] (repeatable).
     #[arg(long)]
     pub disk: Vec<String>,
-    /// virtio-net: tap=NAME|fd=N[,mac=M][,slot=N] (repeatable).
+    /// virtio-net: tap=NAME|fd=N|fds=N:M:...[,queues=Q][,mac=M][,slot=N] (repeatable).
     #[arg(long)]
     pub net: Vec<String>,
     /// virtio-rng: [slot=N].

@@ -139,18 +139,22 @@ pub struct BlockConfig {
     pub pci_slot: Option<u8>,
 }
 
-/// virtio-net on a tap: an inherited fd or a tap name to open.
+/// virtio-net on a tap: an inherited fd, one inherited fd per queue pair
+/// of a multi-queue tap, or a tap name to open (`queues` times).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetConfig {
     #[serde(default)]
     pub tap_fd: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tap_fds: Vec<i32>,
     #[serde(default)]
     pub tap_name: Option<String>,
     #[serde(default)]
     pub mac: Option<String>,
     #[serde(default)]
     pub pci_slot: Option<u8>,
+    /// Queue pairs (1 when absent); with `tap_fds`, one fd each.
     #[serde(default)]
     pub queues: Option<u16>,
 }

@@ -160,6 +160,8 @@ void cmdline_parse(const char *cl)
 			opt.netrecv = (int)n;
 		else if (KEY("oxtest.netping") && parse_int(v, vlen, &n))
 			opt.netping = (int)n;
+		else if (KEY("oxtest.netudp") && parse_int(v, vlen, &n))
+			opt.netudp = (int)n;
 		else if (KEY("oxtest.nettime") && parse_int(v, vlen, &n))
 			opt.nettime_ms = n;
 		else if (KEY("oxtest.netserve") && parse_int(v, vlen, &n))

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Host side of testos's net check, run inside the network namespace that holds the tap.
 
-  net-host.py SERIAL_LOG IFNAME GUEST_IP NSEND NRECV
+  net-host.py SERIAL_LOG IFNAME GUEST_IP NSEND NRECV [NUDP [BOOT]]
 
 Waits for the guest's "INFO net-.. ready" line, sends NSEND broadcast frames of
-ethertype 0x88b5 ("OXNET host <n>"), collects NRECV such frames from the guest, sends 3
-ICMP echo requests to GUEST_IP, and 2 more once the guest prints "INFO net-serve for".
-Exit 0 when every frame and echo reply arrived."""
+ethertype 0x88b5 ("OXNET host <n>"), collects NRECV such frames from the guest, sends
+NUDP UDP datagrams to GUEST_IP port 7 from as many source ports (separate flows, which
+a multi-queue tap spreads over its queues by their hash) and waits for each echo, sends
+3 ICMP echo requests to GUEST_IP, and 2 more once the guest prints "INFO net-serve for".
+BOOT (default 1) says which boot's lines to wait for when the log is appended to
+across reboots. Exit 0 when every frame, datagram and echo reply arrived."""
 import os
 import re
 import socket
@@ -49,10 +52,30 @@ def ping(addr, count):
     return ok
 
 
-def wait(log, rx, t=60):
+def udp_flows(addr, count):
+    """One datagram per source port to addr:7; returns how many came back."""
+    ok = 0
+    for i in range(count):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.settimeout(2)
+        u.bind(("", 0))
+        body = b"OXNET udp %d" % (i + 1)
+        u.sendto(body, (addr, 7))
+        try:
+            r, src = u.recvfrom(2048)
+            if r == body and src == (addr, 7):
+                ok += 1
+        except socket.timeout:
+            pass
+        u.close()
+    print("udp echo %d of %d" % (ok, count))
+    return ok
+
+
+def wait(log, rx, t=60, count=1):
     end = time.time() + t
     while time.time() < end:
-        if re.search(rx, open(log, errors="replace").read(), re.M):
+        if len(re.findall(rx, open(log, errors="replace").read(), re.M)) >= count:
             return True
         time.sleep(0.02)
     return False
@@ -60,6 +83,8 @@ def wait(log, rx, t=60):
 
 def main():
     log, ifname, ip, nsend, nrecv = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    nudp = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+    boot = int(sys.argv[7]) if len(sys.argv) > 7 else 1
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5))
     s.bind((ifname, 0x88B5))
     s.settimeout(0.2)
@@ -67,7 +92,7 @@ def main():
     # The guest sends its frames as soon as it boots: whoever starts the guest
     # waits for this line so that none is sent before the socket is bound.
     print("listening", flush=True)
-    if not wait(log, r"^INFO net-\S+ ready"):
+    if not wait(log, r"^INFO net-\S+ ready", count=boot):
         print("guest not ready")
         return 1
     for i in range(nsend):
@@ -82,9 +107,10 @@ def main():
         if f[6:12] != mymac:
             got.append(f[14:40].split(b"\0")[0].decode(errors="replace"))
     print("received %d test frames: %s" % (len(got), got))
+    u = udp_flows(ip, nudp)
     r1 = ping(ip, 3)
-    r2 = ping(ip, 2) if wait(log, r"^INFO net-serve for", 30) else 0
-    return 0 if len(got) >= nrecv and r1 == 3 and r2 == 2 else 1
+    r2 = ping(ip, 2) if wait(log, r"^INFO net-serve for", 30, boot) else 0
+    return 0 if len(got) >= nrecv and u == nudp and r1 == 3 and r2 == 2 else 1
 
 
 if __name__ == "__main__":

@@ -128,6 +128,38 @@ else
 	echo "skip microvm-virtio-net (needs root and ip netns)"
 fi
 
+# net with two queue pairs (mq=on, a multi-queue tap): the guest enables both through
+# the control queue; 32 UDP flows spread over the tap's queues and are echoed on the
+# pair they came in on; the guest's test frames leave on both pairs
+if [ "$(id -u)" = 0 ] && ip netns add "oxtest$$" 2>/dev/null; then
+	netns="oxtest$$"
+	ip -n "$netns" link set lo up
+	ip netns exec "$netns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+	ip -n "$netns" tuntap add dev oxtap0 mode tap multi_queue
+	ip -n "$netns" link set oxtap0 up
+	ip -n "$netns" addr add 10.0.2.2/24 dev oxtap0
+	: >"$tmp/microvm-virtio-net-mq.log"
+	ip netns exec "$netns" python3 "$here/net-host.py" "$tmp/microvm-virtio-net-mq.log" oxtap0 \
+		10.0.2.15 4 8 32 >"$tmp/net-host-mq.out" 2>&1 &
+	host_pid=$!
+	wrap=(ip netns exec "$netns")
+	qextra=(-netdev tap,id=n0,ifname=oxtap0,script=no,downscript=no,queues=2
+		-device "virtio-net-pci,netdev=n0,addr=0x8,mac=52:54:00:6f:78:08,mq=on,vectors=6,$vd")
+	run microvm-virtio-net-mq microvm 2 \
+		"oxtest.checks=pci,net oxtest.devs=08:net oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.netrecv=4 oxtest.netping=3 oxtest.netudp=32 oxtest.nettime=15000 oxtest.then=net-serve oxtest.netserve=3" \
+		"$done_ok|^PASS net-08-mq|^PASS net-08-tx|^PASS net-08-rx|^PASS net-08-udp|^PASS net-08-pair1|^PASS net-08-ping|^INFO net-serve done" "$guest_off"
+	wrap=()
+	if wait "$host_pid"; then
+		pass=$((pass + 1)); echo "ok   microvm-virtio-net-mq-host        $(grep -o 'udp echo [0-9]* of [0-9]*' "$tmp/net-host-mq.out"), $(grep -o 'received [0-9]* test frames' "$tmp/net-host-mq.out")"
+	else
+		fail=$((fail + 1)); echo "FAIL microvm-virtio-net-mq-host"; sed 's/^/    | /' "$tmp/net-host-mq.out"
+	fi
+	ip netns del "$netns"
+	netns=""
+else
+	echo "skip microvm-virtio-net-mq (needs root and ip netns)"
+fi
+
 # vsock: no /dev/vhost-vsock here, so QEMU's vhost-user-vsock-pci talks to vsock-host.py,
 # a small vhost-user backend that bridges guest streams to CID 2 port P onto the unix
 # socket <prefix>_P, where an echo server listens (guest memory must be shared: memfd)

@@ -105,7 +105,7 @@ struct options {
 	int console_echo;          /* oxtest.console=echo */
 	u32 vsock_port, vsock_cid; /* oxtest.vsockport, oxtest.vsockcid */
 	u32 ip;          /* oxtest.ip=A.B.C.D, network byte order in memory */
-	int netsend, netrecv, netping, balloon_pages;
+	int netsend, netrecv, netping, netudp, balloon_pages;
 	i64 nettime_ms, netserve_s, balloonwait_ms, timeout_ms;
 	/* interrupts and ring features of the blk check (see README) */
 	int irq;         /* oxtest.irq=poll|msix|intx: IRQ_* */
@@ -252,7 +252,7 @@ struct vq {
 	u8 vector;               /* IDT vector of its interrupt (MSI-X or INTx), 0: polled */
 };
 struct vbuf { void *addr; u32 len; };
-#define VDEV_MAXQ 4
+#define VDEV_MAXQ 9             /* virtio-net: 4 queue pairs and the control queue */
 struct vdev {
 	struct pci_dev *pci;
 	int type;
@@ -260,6 +260,7 @@ struct vdev {
 	u64 common, notify, isr, cfg;
 	u32 notify_mult, cfg_len;
 	u64 features;            /* negotiated */
+	u64 offered;             /* offered by the device */
 	struct vq q[VDEV_MAXQ];
 	const struct pci_expect *exp;
 	int irq_mode;            /* IRQ_POLL, IRQ_MSIX, IRQ_INTX */

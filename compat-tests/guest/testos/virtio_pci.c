@@ -154,6 +154,7 @@ bool vdev_start(struct vdev *d, u64 wanted, struct why *w)
 	u64 offered = mmio_r32(d->common + CC_DF);
 	mmio_w32(d->common + CC_DFSELECT, 1);
 	offered |= (u64)mmio_r32(d->common + CC_DF) << 32;
+	d->offered = offered;
 	println("INFO %s features offered 0x%llx", d->name, offered);
 	if (!(offered & VIRTIO_F_VERSION_1)) {
 		why_add(w, "VIRTIO_F_VERSION_1 not offered");

@@ -2,7 +2,8 @@
 //! the cargo-fuzz targets (`fuzz/fuzz_targets/`): arbitrary bytes become
 //! the descriptor table, rings and buffers seen by the virtio-blk request
 //! parser, or a sequence of PCI configuration-space and BAR accesses to
-//! virtio-pci functions. Nothing may panic or hang.
+//! virtio-pci functions, or a virtio-net control-queue request. Nothing
+//! may panic or hang.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -219,4 +220,19 @@ pub fn pci_input(data: &[u8]) {
         u16::from_le_bytes(v),
         crate::vmm::virtio::transport::VENDOR_VIRTIO
     );
+}
+
+/// One fuzz input for the virtio-net control-queue parser: byte 0 says
+/// whether MQ was negotiated (bit 0), byte 1 is the device's pair count,
+/// the rest is the request. A pair count it accepts is always in range.
+pub fn net_ctrl_input(data: &[u8]) {
+    use super::net_ctrl::{Command, parse};
+    let [flags, max, req @ ..] = data else {
+        return;
+    };
+    let max = u16::from(*max);
+    if let Command::SetPairs(n) = parse(req, flags & 1 == 1, max) {
+        assert!(n >= 1 && n <= max, "pairs {n} outside 1..={max}");
+        assert!(flags & 1 == 1 && req.len() == 4);
+    }
 }

@@ -211,6 +211,12 @@ fn random_fuzz_inputs_never_panic() {
         }
         super::fuzz::blk_input(&data);
         super::fuzz::pci_input(&data);
+        super::fuzz::net_ctrl_input(&data[..data.len().min(8)]);
+        if let Some(d) = data.get_mut(2..4) {
+            // A VQ_PAIRS_SET header now and then.
+            d.copy_from_slice(&[4, 0]);
+        }
+        super::fuzz::net_ctrl_input(&data[..data.len().min(6)]);
     }
 }
 

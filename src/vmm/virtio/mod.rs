@@ -19,6 +19,7 @@ pub mod interrupt;
 pub mod iov;
 pub mod msix;
 pub mod net;
+pub mod net_ctrl;
 pub mod options;
 pub mod rng;
 pub mod setup;

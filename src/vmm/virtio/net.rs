@@ -1,14 +1,24 @@
 //! virtio-net on a tap: receive queue 0, transmit queue 1, the 12-byte
 //! header passed through to the tap (or added/stripped if the tap has
 //! no virtio-net header), MAC from the configuration.
+//!
+//! With N > 1 queue pairs (`VIRTIO_NET_F_MQ`, `VIRTIO_NET_F_CTRL_VQ`):
+//! receive queue p is 2p, transmit queue p is 2p + 1, the control queue
+//! is 2N, and pair p moves frames through queue p of a multi-queue tap
+//! (one fd each). Pair 0 alone is used until the driver sets the number
+//! of pairs through the control queue; the tap queues of unused pairs are
+//! detached so that the kernel steers no frames to them. One worker
+//! thread serves every pair and the control queue.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
-use virtio_queue::{QueueOwnedT, QueueT};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::iov;
+use super::net_ctrl::{self, Command};
 use super::stats::NetStats;
 use super::tap::{Tap, VNET_HDR_LEN};
 use super::worker::{Handler, Home, Lent, Poll, WorkQueue, Worker, reclaim};
@@ -26,6 +36,12 @@ pub const F_GUEST_ECN: u64 = 1 << 9;
 pub const F_HOST_TSO4: u64 = 1 << 11;
 pub const F_HOST_TSO6: u64 = 1 << 12;
 pub const F_HOST_ECN: u64 = 1 << 13;
+pub const F_CTRL_VQ: u64 = 1 << 17;
+pub const F_MQ: u64 = 1 << 22;
+
+/// Most queue pairs: 2N queues, the control queue and the configuration
+/// vector must fit the 256-entry MSI-X table with a vector each.
+pub const MAX_QUEUE_PAIRS: u16 = 127;
 /// Offloads that need the header on the tap side.
 const OFFLOADS: u64 = F_CSUM
     | F_GUEST_CSUM
@@ -54,11 +70,16 @@ pub fn tap_offload_flags(features: u64) -> u32 {
     }
     f
 }
+/// Worker tokens: pair p uses 3p (receive queue), 3p + 1 (transmit
+/// queue) and 3p + 2 (its tap fd).
 const RX: u64 = 0;
 const TX: u64 = 1;
 const TAP: u64 = 2;
+const CTRL_TOKEN: u64 = u64::MAX - 1;
 /// Largest frame plus header accepted either way.
 const MAX_FRAME: usize = 65562;
+/// Size of the control queue.
+const CTRL_QUEUE_SIZE: u16 = 64;
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
@@ -77,21 +98,84 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
+/// The number of queue pairs a configuration asks for (1 when unsaid).
+pub fn queue_pairs(cfg: &NetConfig) -> u16 {
+    match (cfg.queues, cfg.tap_fds.len()) {
+        (Some(q), _) => q,
+        (None, 0) => 1,
+        (None, n) => u16::try_from(n).unwrap_or(u16::MAX),
+    }
+}
+
+/// Checks the tap and queue settings of a net device.
+pub fn validate(cfg: &NetConfig) -> Result<()> {
+    let sources = usize::from(cfg.tap_fd.is_some())
+        + usize::from(cfg.tap_name.is_some())
+        + usize::from(!cfg.tap_fds.is_empty());
+    if sources != 1 {
+        return Err(Error::Config(
+            "a net device needs exactly one of tap_fd, tap_fds and tap_name".into(),
+        ));
+    }
+    let q = queue_pairs(cfg);
+    if q == 0 || q > MAX_QUEUE_PAIRS {
+        return Err(Error::Config(format!(
+            "virtio-net queues {q} is out of range 1..={MAX_QUEUE_PAIRS}"
+        )));
+    }
+    if cfg.tap_fd.is_some() && q != 1 {
+        return Err(Error::Config(
+            "a net device with one tap_fd has one queue pair; pass tap_fds".into(),
+        ));
+    }
+    if !cfg.tap_fds.is_empty() && usize::from(q) != cfg.tap_fds.len() {
+        return Err(Error::Config(format!(
+            "virtio-net queues {q} but {} tap fds",
+            cfg.tap_fds.len()
+        )));
+    }
+    if let Some(m) = &cfg.mac {
+        parse_mac(m)?;
+    }
+    Ok(())
+}
+
 pub struct Net {
-    tap: Option<Tap>,
-    home: Home<Tap>,
+    /// One tap queue per queue pair (all on one tap).
+    taps: Vec<Option<Tap>>,
+    homes: Vec<Home<Tap>>,
+    vnet_hdr: bool,
     mac: [u8; 6],
     stats: Arc<NetStats>,
     worker: Option<Worker>,
 }
 
+fn open_taps(cfg: &NetConfig) -> Result<Vec<Tap>> {
+    let pairs = queue_pairs(cfg);
+    if let Some(n) = &cfg.tap_name {
+        return (0..pairs)
+            .map(|_| Tap::open(n, pairs > 1).map_err(Error::io(format!("opening tap {n}"))))
+            .collect();
+    }
+    let fds: Vec<i32> = cfg.tap_fd.into_iter().chain(cfg.tap_fds.clone()).collect();
+    if fds.is_empty() {
+        return Err(Error::Config("net device without a tap".into()));
+    }
+    fds.into_iter()
+        .map(|fd| Tap::from_fd(fd).map_err(Error::io(format!("tap fd {fd}"))))
+        .collect()
+}
+
 impl Net {
     pub fn new(cfg: &NetConfig, stats: Arc<NetStats>) -> Result<Self> {
-        let tap = match (&cfg.tap_name, cfg.tap_fd) {
-            (Some(n), _) => Tap::open(n).map_err(Error::io(format!("opening tap {n}")))?,
-            (None, Some(fd)) => Tap::from_fd(fd).map_err(Error::io(format!("tap fd {fd}")))?,
-            (None, None) => return Err(Error::Config("net device without a tap".into())),
-        };
+        validate(cfg)?;
+        let taps = open_taps(cfg)?;
+        let vnet_hdr = taps[0].vnet_hdr;
+        if taps.iter().any(|t| t.vnet_hdr != vnet_hdr) {
+            return Err(Error::Config(
+                "the tap fds of a net device disagree on IFF_VNET_HDR".into(),
+            ));
+        }
         let mac = match &cfg.mac {
             Some(m) => parse_mac(m)?,
             None => {
@@ -100,76 +184,137 @@ impl Net {
                 m
             }
         };
-        Ok(Net {
-            tap: Some(tap),
-            home: Arc::new(Mutex::new(None)),
+        let n = taps.len();
+        let mut net = Net {
+            taps: taps.into_iter().map(Some).collect(),
+            homes: (0..n).map(|_| Arc::new(Mutex::new(None))).collect(),
+            vnet_hdr,
             mac,
             stats,
             worker: None,
-        })
+        };
+        net.detach_unused(1).map_err(Error::io("TUNSETQUEUE"))?;
+        Ok(net)
+    }
+
+    fn pairs(&self) -> usize {
+        self.taps.len()
+    }
+
+    /// Attaches the tap queues of the first `used` pairs, detaches the rest
+    /// (multi-queue only).
+    fn detach_unused(&mut self, used: usize) -> std::io::Result<()> {
+        if self.pairs() < 2 {
+            return Ok(());
+        }
+        for (i, t) in self.taps.iter().enumerate() {
+            if let Some(t) = t {
+                t.set_queue_attached(i < used)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One receive/transmit queue pair and its tap queue.
+struct Pair {
+    tap: Lent<Tap>,
+    rx: WorkQueue,
+    tx: WorkQueue,
+    /// The kernel steers frames to this tap queue.
+    attached: bool,
+    /// The receive queue ran out of buffers.
+    rx_full: bool,
+    /// The tap fd is in the epoll set.
+    watching: bool,
+}
+
+impl Pair {
+    fn tap_fd(&self) -> Option<i32> {
+        self.tap.as_ref().map(|t| t.file.as_raw_fd())
+    }
+
+    /// Watches the tap exactly while it is attached and the guest has
+    /// receive buffers (a detached tap queue polls as an error).
+    fn update_watch(&mut self, poll: &Poll, token: u64) {
+        let want = self.attached && !self.rx_full && self.rx.queue.ready();
+        if want == self.watching {
+            return;
+        }
+        let Some(fd) = self.tap_fd() else { return };
+        if want {
+            if poll.add(fd, token).is_ok() {
+                self.watching = true;
+            }
+        } else {
+            poll.remove(fd);
+            self.watching = false;
+        }
     }
 }
 
 struct NetWorker {
-    tap: Lent<Tap>,
+    pairs: Vec<Pair>,
+    ctrl: Option<WorkQueue>,
+    /// The driver accepted VIRTIO_NET_F_MQ.
+    mq: bool,
     mem: GuestMemory,
-    rx: WorkQueue,
-    tx: WorkQueue,
     irq: Arc<Interrupt>,
     stats: Arc<NetStats>,
-    tap_paused: bool,
     buf: Vec<u8>,
 }
 
-impl NetWorker {
-    fn transmit(&mut self) {
-        let Some(tap) = self.tap.as_mut() else {
-            return;
-        };
-        if !self.tx.queue.ready() {
-            return;
-        }
-        let mem = &self.mem;
-        let stats = &self.stats;
-        self.tx.process(mem, &self.irq, |chain| {
-            // Straight from guest memory to the tap: one writev per frame.
-            let Some(b) = iov::chain_buffers(mem, chain) else {
-                stats.tx_drops.inc();
-                return 0;
-            };
-            let len = iov::total(&b.readable);
-            if !(VNET_HDR_LEN..=MAX_FRAME).contains(&len) {
-                stats.tx_drops.inc();
-                return 0;
-            }
-            let skip = if tap.vnet_hdr { 0 } else { VNET_HDR_LEN };
-            let Some(out) = iov::range(&b.readable, skip, len - skip) else {
-                stats.tx_drops.inc();
-                return 0;
-            };
-            match tap.write_vectored(&out) {
-                Ok(_) => {
-                    stats.tx_packets.inc();
-                    stats.tx_bytes.add((len - VNET_HDR_LEN) as u64);
-                }
-                Err(_) => stats.tx_drops.inc(),
-            }
-            0
-        });
+fn transmit(pair: &mut Pair, mem: &GuestMemory, irq: &Interrupt, stats: &NetStats) {
+    let Some(tap) = pair.tap.as_ref() else {
+        return;
+    };
+    if !pair.tx.queue.ready() {
+        return;
     }
+    pair.tx.process(mem, irq, |chain| {
+        // Straight from guest memory to the tap: one writev per frame.
+        let Some(b) = iov::chain_buffers(mem, chain) else {
+            stats.tx_drops.inc();
+            return 0;
+        };
+        let len = iov::total(&b.readable);
+        if !(VNET_HDR_LEN..=MAX_FRAME).contains(&len) {
+            stats.tx_drops.inc();
+            return 0;
+        }
+        let skip = if tap.vnet_hdr { 0 } else { VNET_HDR_LEN };
+        let Some(out) = iov::range(&b.readable, skip, len - skip) else {
+            stats.tx_drops.inc();
+            return 0;
+        };
+        match tap.write_vectored(&out) {
+            Ok(_) => {
+                stats.tx_packets.inc();
+                stats.tx_bytes.add((len - VNET_HDR_LEN) as u64);
+            }
+            Err(_) => stats.tx_drops.inc(),
+        }
+        0
+    });
+}
 
-    fn receive(&mut self, poll: &Poll) {
-        let Some(tap) = self.tap.as_mut() else {
+impl NetWorker {
+    fn receive(&mut self, p: usize, poll: &Poll) {
+        let Some(pair) = self.pairs.get_mut(p) else {
             return;
         };
-        if !self.rx.queue.ready() {
+        let token = 3 * p as u64 + TAP;
+        if !pair.rx.queue.ready() || !pair.attached {
+            pair.update_watch(poll, token);
             return;
         }
+        let Some(tap) = pair.tap.as_mut() else {
+            return;
+        };
         let mut completed = false;
         loop {
-            let Some(chain) = self.rx.pop(&self.mem) else {
-                poll.remove(tap.file.as_raw_fd());
-                self.tap_paused = true;
+            let Some(chain) = pair.rx.pop(&self.mem) else {
+                pair.rx_full = true;
                 break;
             };
             let head = chain.head_index();
@@ -179,7 +324,7 @@ impl NetWorker {
             let n = match tap.file.read(&mut self.buf[skip..]) {
                 Ok(n) => n + skip,
                 Err(_) => {
-                    self.rx.queue.go_to_previous_position();
+                    pair.rx.queue.go_to_previous_position();
                     break;
                 }
             };
@@ -202,42 +347,119 @@ impl NetWorker {
                 self.stats.rx_drops.inc();
                 0
             };
-            self.rx.complete(&self.mem, head, written);
+            pair.rx.complete(&self.mem, head, written);
             completed = true;
         }
         if completed {
-            self.rx.notify(&self.mem, &self.irq);
+            pair.rx.notify(&self.mem, &self.irq);
         }
+        pair.update_watch(poll, token);
+    }
+
+    /// Uses the first `n` pairs: their tap queues attached, the others
+    /// detached. Refused (false) when one of them has a queue the driver
+    /// did not set up, or the tap refuses.
+    fn set_pairs(pairs: &mut [Pair], n: usize, poll: &Poll) -> bool {
+        if n > pairs.len()
+            || pairs[..n]
+                .iter()
+                .any(|p| !p.rx.queue.ready() || !p.tx.queue.ready())
+        {
+            return false;
+        }
+        for (i, p) in pairs.iter_mut().enumerate() {
+            let want = i < n;
+            if want != p.attached {
+                let Some(t) = p.tap.as_ref() else {
+                    return false;
+                };
+                if let Err(e) = t.set_queue_attached(want) {
+                    tracing::warn!("virtio-net: TUNSETQUEUE on queue pair {i}: {e}");
+                    return false;
+                }
+                p.attached = want;
+            }
+            p.update_watch(poll, 3 * i as u64 + TAP);
+        }
+        true
+    }
+
+    /// Answers every request on the control queue.
+    fn control(&mut self, poll: &Poll) {
+        let Some(ctrl) = self.ctrl.as_mut() else {
+            return;
+        };
+        if !ctrl.queue.ready() {
+            return;
+        }
+        let mem = &self.mem;
+        let pairs = &mut self.pairs;
+        let mq = self.mq;
+        let max = u16::try_from(pairs.len()).unwrap_or(u16::MAX);
+        ctrl.process(mem, &self.irq, |chain| {
+            let Some(b) = iov::chain_buffers(mem, chain) else {
+                return 0;
+            };
+            // No room for the status byte: nothing to answer with.
+            if iov::total(&b.writable) == 0 {
+                return 0;
+            }
+            let len = iov::total(&b.readable);
+            let cmd = if len > net_ctrl::MAX_REQUEST {
+                Command::Refused
+            } else {
+                let mut req = [0u8; net_ctrl::MAX_REQUEST];
+                let n = iov::read_into(&b.readable, &mut req[..len]);
+                net_ctrl::parse(&req[..n], mq, max)
+            };
+            let status = match cmd {
+                Command::SetPairs(n) if Self::set_pairs(pairs, usize::from(n), poll) => {
+                    net_ctrl::OK
+                }
+                _ => net_ctrl::ERR,
+            };
+            iov::write_from(&b.writable, &[status]) as u32
+        });
     }
 }
 
 impl Handler for NetWorker {
     fn register(&mut self, poll: &Poll) -> std::io::Result<()> {
-        poll.add(self.rx.event.as_raw_fd(), RX)?;
-        poll.add(self.tx.event.as_raw_fd(), TX)?;
-        if let Some(t) = self.tap.as_ref() {
-            poll.add(t.file.as_raw_fd(), TAP)?;
+        for (i, p) in self.pairs.iter_mut().enumerate() {
+            let base = 3 * i as u64;
+            poll.add(p.rx.event.as_raw_fd(), base + RX)?;
+            poll.add(p.tx.event.as_raw_fd(), base + TX)?;
+            p.update_watch(poll, base + TAP);
+        }
+        if let Some(c) = &self.ctrl {
+            poll.add(c.event.as_raw_fd(), CTRL_TOKEN)?;
         }
         Ok(())
     }
 
     fn event(&mut self, token: u64, poll: &Poll) {
-        match token {
+        if token == CTRL_TOKEN {
+            if let Some(c) = &self.ctrl {
+                c.ack();
+            }
+            self.control(poll);
+            return;
+        }
+        let p = usize::try_from(token / 3).unwrap_or(usize::MAX);
+        let Some(pair) = self.pairs.get_mut(p) else {
+            return;
+        };
+        match token % 3 {
             RX => {
-                self.rx.ack();
-                if self.tap_paused
-                    && let Some(t) = self.tap.as_ref()
-                {
-                    self.tap_paused = false;
-                    let _ = poll.add(t.file.as_raw_fd(), TAP);
-                }
-                self.receive(poll);
+                pair.rx.ack();
+                pair.rx_full = false;
+                self.receive(p, poll);
             }
             TX => {
-                self.tx.ack();
-                self.transmit();
+                pair.tx.ack();
+                transmit(pair, &self.mem, &self.irq, &self.stats);
             }
-            _ => self.receive(poll),
+            _ => self.receive(p, poll),
         }
     }
 }
@@ -247,43 +469,74 @@ impl VirtioDevice for Net {
         TYPE_NET
     }
     fn queue_max_sizes(&self) -> Vec<u16> {
-        vec![256, 256]
+        let mut q = vec![256; 2 * self.pairs()];
+        if self.pairs() > 1 {
+            q.push(CTRL_QUEUE_SIZE);
+        }
+        q
     }
     fn features(&self) -> u64 {
         // Offloads only when the tap carries the header; the kernel then
         // does the checksums and segmentation the guest leaves undone.
-        match &self.tap {
-            Some(t) if t.vnet_hdr => F_MAC | OFFLOADS,
-            _ => F_MAC,
+        let mut f = if self.vnet_hdr {
+            F_MAC | OFFLOADS
+        } else {
+            F_MAC
+        };
+        if self.pairs() > 1 {
+            f |= F_CTRL_VQ | F_MQ;
         }
+        f
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let mut c = [0u8; 12];
         c[..6].copy_from_slice(&self.mac);
-        // status: link up; max_virtqueue_pairs: 1; mtu: 1500.
+        // status: link up; max_virtqueue_pairs; mtu: 1500.
         c[6] = 1;
-        c[8] = 1;
+        c[8..10].copy_from_slice(&(self.pairs() as u16).to_le_bytes());
         c[10..12].copy_from_slice(&1500u16.to_le_bytes());
         super::read_config_bytes(&c, offset, data);
     }
     fn activate(&mut self, act: Activation) -> std::result::Result<(), String> {
-        let tap = self.tap.take().ok_or("tap not available")?;
-        if tap.vnet_hdr
-            && let Err(e) = tap.set_offload(tap_offload_flags(act.features))
-        {
-            tracing::warn!("TUNSETOFFLOAD: {e}");
+        let mq = self.pairs() > 1 && act.features & F_MQ != 0;
+        let used = if mq { self.pairs() } else { 1 };
+        if self.taps[..used].iter().any(Option::is_none) {
+            return Err("tap not available".into());
         }
-        let mut qs = act.queues.into_iter();
-        let (rq, re) = qs.next().ok_or("no receive queue")?;
-        let (tq, te) = qs.next().ok_or("no transmit queue")?;
+        let mut qs: Vec<Option<(Queue, EventFd)>> = act.queues.into_iter().map(Some).collect();
+        let mut take = |i: usize| qs.get_mut(i).and_then(Option::take);
+        let mut pairs = Vec::with_capacity(used);
+        for p in 0..used {
+            let (rq, re) = take(2 * p).ok_or("no receive queue")?;
+            let (tq, te) = take(2 * p + 1).ok_or("no transmit queue")?;
+            let tap = self.taps[p].take().ok_or("tap not available")?;
+            if tap.vnet_hdr
+                && let Err(e) = tap.set_offload(tap_offload_flags(act.features))
+            {
+                tracing::warn!("TUNSETOFFLOAD: {e}");
+            }
+            pairs.push(Pair {
+                tap: Lent::new(tap, self.homes[p].clone()),
+                rx: WorkQueue::new(2 * p, rq, re),
+                tx: WorkQueue::new(2 * p + 1, tq, te),
+                attached: p == 0,
+                rx_full: false,
+                watching: false,
+            });
+        }
+        let ctrl = if act.features & F_CTRL_VQ != 0 {
+            let (cq, ce) = take(2 * used).ok_or("no control queue")?;
+            Some(WorkQueue::new(2 * used, cq, ce))
+        } else {
+            None
+        };
         let w = NetWorker {
-            tap: Lent::new(tap, self.home.clone()),
+            pairs,
+            ctrl,
+            mq,
             mem: act.mem,
-            rx: WorkQueue::new(0, rq, re),
-            tx: WorkQueue::new(1, tq, te),
             irq: act.interrupt,
             stats: self.stats.clone(),
-            tap_paused: false,
             buf: Vec::new(),
         };
         self.worker = Some(Worker::spawn("virtio-net", w).map_err(|e| e.to_string())?);
@@ -293,7 +546,13 @@ impl VirtioDevice for Net {
         if let Some(mut w) = self.worker.take() {
             w.stop();
         }
-        reclaim(&mut self.tap, &self.home);
+        for (slot, home) in self.taps.iter_mut().zip(&self.homes) {
+            reclaim(slot, home);
+        }
+        // Back to one pair, as a fresh device starts.
+        if let Err(e) = self.detach_unused(1) {
+            tracing::warn!("virtio-net: TUNSETQUEUE: {e}");
+        }
     }
 }
 

@@ -91,9 +91,20 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
         }));
     }
     for s in a.nets {
-        let kv = Kv::parse("net", s, &["tap", "fd", "mac", "slot", "queues"])?;
+        let kv = Kv::parse("net", s, &["tap", "fd", "fds", "mac", "slot", "queues"])?;
+        let tap_fds = match kv.get("fds") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(':')
+                .map(|f| {
+                    f.parse()
+                        .map_err(|_| Error::Config(format!("--net: bad fds '{v}'")))
+                })
+                .collect::<Result<Vec<i32>>>()?,
+        };
         out.push(DeviceConfig::Net(NetConfig {
             tap_fd: kv.num("fd")?,
+            tap_fds,
             tap_name: kv.get("tap").map(str::to_string),
             mac: kv.get("mac").map(str::to_string),
             pci_slot: kv.num("slot")?,
@@ -200,11 +211,13 @@ mod tests {
         let ok = base(
             r#"{"type":"block","path":"/d","format":"qcow2","pci_slot":3},
                {"type":"net","tap_name":"t0","mac":"52:54:00:00:00:01"},
+               {"type":"net","tap_name":"t1","queues":4},
+               {"type":"net","tap_fds":[5,6],"queues":2},
                {"type":"rng"},{"type":"console","backend":{"type":"pty"}},
                {"type":"balloon","stats_period":2},
                {"type":"vsock","cid":3,"uds_path":"/v"}"#,
         );
-        assert_eq!(VmConfig::from_json(&ok).unwrap().devices.len(), 6);
+        assert_eq!(VmConfig::from_json(&ok).unwrap().devices.len(), 8);
         for bad in [
             r#"{"type":"rng","pci_slot":3},{"type":"rng","pci_slot":3}"#,
             r#"{"type":"rng","pci_slot":0}"#,
@@ -212,7 +225,11 @@ mod tests {
             r#"{"type":"net","tap_name":"t0","tap_fd":3}"#,
             r#"{"type":"net"}"#,
             r#"{"type":"net","tap_name":"t0","mac":"zz"}"#,
-            r#"{"type":"net","tap_name":"t0","queues":4}"#,
+            r#"{"type":"net","tap_name":"t0","queues":0}"#,
+            r#"{"type":"net","tap_name":"t0","queues":128}"#,
+            r#"{"type":"net","tap_fd":3,"queues":2}"#,
+            r#"{"type":"net","tap_fds":[3,4],"queues":3}"#,
+            r#"{"type":"net","tap_fds":[3],"tap_name":"t0"}"#,
             r#"{"type":"vsock","cid":2,"uds_path":"/v"}"#,
             r#"{"type":"block","path":"/d","bogus":1}"#,
             r#"{"type":"floppy"}"#,

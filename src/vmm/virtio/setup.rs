@@ -45,21 +45,7 @@ pub fn validate(devices: &[DeviceConfig]) -> Result<()> {
             }
         }
         match d {
-            DeviceConfig::Net(n) if n.tap_fd.is_none() == n.tap_name.is_none() => {
-                return Err(Error::Config(
-                    "a net device needs exactly one of tap_fd and tap_name".into(),
-                ));
-            }
-            DeviceConfig::Net(n) if n.queues.is_some_and(|q| q != 1) => {
-                return Err(Error::Config(
-                    "virtio-net multiqueue is not supported (queues must be 1)".into(),
-                ));
-            }
-            DeviceConfig::Net(n) => {
-                if let Some(m) = &n.mac {
-                    super::net::parse_mac(m)?;
-                }
-            }
+            DeviceConfig::Net(n) => super::net::validate(n)?,
             DeviceConfig::Vsock(v) if v.cid < 3 || v.cid > u64::from(u32::MAX) => {
                 return Err(Error::Config(format!("vsock cid {} is invalid", v.cid)));
             }

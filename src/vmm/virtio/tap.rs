@@ -1,14 +1,20 @@
 //! Tap devices for virtio-net: opening by name or adopting an inherited fd.
+//! A multi-queue tap (`IFF_MULTI_QUEUE`) has one fd per queue pair;
+//! queues the guest does not use are detached (`TUNSETQUEUE`) so that the
+//! kernel steers no frames to them.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 
-use libc::{TUNGETIFF, TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ};
+use libc::{TUNGETIFF, TUNSETIFF, TUNSETOFFLOAD, TUNSETQUEUE, TUNSETVNETHDRSZ};
 // `ifr_flags` is a C short.
 const IFF_TAP: libc::c_short = libc::IFF_TAP as libc::c_short;
 const IFF_NO_PI: libc::c_short = libc::IFF_NO_PI as libc::c_short;
 const IFF_VNET_HDR: libc::c_short = libc::IFF_VNET_HDR as libc::c_short;
+const IFF_MULTI_QUEUE: libc::c_short = libc::IFF_MULTI_QUEUE as libc::c_short;
+const IFF_ATTACH_QUEUE: libc::c_short = libc::IFF_ATTACH_QUEUE as libc::c_short;
+const IFF_DETACH_QUEUE: libc::c_short = libc::IFF_DETACH_QUEUE as libc::c_short;
 
 /// TUNSETOFFLOAD bits.
 pub use libc::{TUN_F_CSUM, TUN_F_TSO_ECN, TUN_F_TSO4, TUN_F_TSO6};
@@ -78,6 +84,25 @@ impl Tap {
         }
     }
 
+    /// Attaches this queue of a multi-queue tap (frames are steered to
+    /// it) or detaches it. Doing what is already done is not an error.
+    pub fn set_queue_attached(&self, attached: bool) -> io::Result<()> {
+        let mut req = IfReq {
+            name: [0; 16],
+            flags: if attached {
+                IFF_ATTACH_QUEUE
+            } else {
+                IFF_DETACH_QUEUE
+            },
+            _pad: [0; 22],
+        };
+        match ioctl_ptr(&self.file, TUNSETQUEUE, &mut req) {
+            // EINVAL: already in that state (or not a multi-queue tap).
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            r => r,
+        }
+    }
+
     /// Writes one frame gathered from guest memory.
     pub fn write_vectored(&self, bufs: &[super::iov::Slice<'_>]) -> io::Result<usize> {
         let iovs: Vec<libc::iovec> = bufs
@@ -99,8 +124,9 @@ impl Tap {
         }
     }
 
-    /// Opens (or creates) the tap called `name`.
-    pub fn open(name: &str) -> io::Result<Tap> {
+    /// Opens (or creates) the tap called `name`: one queue, or with
+    /// `multi_queue` one queue of a multi-queue tap.
+    pub fn open(name: &str, multi_queue: bool) -> io::Result<Tap> {
         if name.is_empty() || name.len() > 15 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad tap name"));
         }
@@ -110,7 +136,10 @@ impl Tap {
             .open("/dev/net/tun")?;
         let mut req = IfReq {
             name: [0; 16],
-            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+            flags: IFF_TAP
+                | IFF_NO_PI
+                | IFF_VNET_HDR
+                | if multi_queue { IFF_MULTI_QUEUE } else { 0 },
             _pad: [0; 22],
         };
         req.name[..name.len()].copy_from_slice(name.as_bytes());

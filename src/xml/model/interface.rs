@@ -158,10 +158,13 @@ impl Interface {
             target_dev,
             model: e.child("model").and_then(|m| opt_string(m, "type")),
             driver_name: driver.and_then(|d| opt_string(d, "name")),
+            // There is always one queue pair: 0 and 1 are dropped, as
+            // libvirt's parser does.
             driver_queues: driver
-                .map(|d| uint_attr(d, "queues"))
+                .map(|d| uint_attr::<u32>(d, "queues"))
                 .transpose()?
-                .flatten(),
+                .flatten()
+                .filter(|q| *q > 1),
             link_state: e.child("link").map(parse_link_state).transpose()?.flatten(),
             mtu,
             boot_order: parse_boot_order(e)?,
@@ -239,6 +242,28 @@ mod tests {
         assert_eq!(i.target_dev, None);
         assert_eq!(i.mtu, Some(1500));
         assert_eq!(Interface::parse(&i.to_element(true)).unwrap(), i);
+    }
+
+    #[test]
+    fn one_queue_pair_is_not_written() {
+        let queues = |q: &str| {
+            let x = format!(
+                "<interface type='bridge'><source bridge='br0'/><driver queues='{q}'/></interface>"
+            );
+            let i = Interface::parse(&parse_document(&x).unwrap()).unwrap();
+            (
+                i.driver_queues,
+                i.to_element(false).child("driver").is_some(),
+            )
+        };
+        assert_eq!(queues("0"), (None, false));
+        assert_eq!(queues("1"), (None, false));
+        assert_eq!(queues("2"), (Some(2), true));
+        let e = parse_document(
+            "<interface type='bridge'><source bridge='br0'/><driver queues='-1'/></interface>",
+        )
+        .unwrap();
+        assert!(Interface::parse(&e).is_err());
     }
 
     #[test]
