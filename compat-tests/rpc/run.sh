@@ -87,6 +87,16 @@ expect nodeinfo-mem 0 'Memory size: +[0-9]+ KiB' -- nodeinfo
 expect capabilities 0 '<capabilities>' -- capabilities
 expect sysinfo 0 '<sysinfo' -- sysinfo
 expect domcapabilities 0 '<domainCapabilities>' -- domcapabilities
+# Host counters as virsh prints them on libvirt (nanoseconds, KiB).
+for f in user system idle iowait; do
+    expect "nodecpustats-$f" 0 "^$f: +[0-9]+\$" -- nodecpustats
+done
+expect nodecpustats-cpu0 0 '^idle: +[0-9]+$' -- nodecpustats 0
+expect nodecpustats-percent 0 '^usage: +[0-9]+\.[0-9]%$' -- nodecpustats --percent
+expect nodecpustats-bad-cpu 1 'Invalid cpuNum in virNodeGetCPUStats: 9999' -- nodecpustats 9999
+for f in 'total  ' 'free   ' 'buffers' 'cached '; do
+    expect "nodememstats-${f%% *}" 0 "^$f: +[0-9]+ KiB\$" -- nodememstats
+done
 
 echo "# definitions"
 expect define 0 "Domain 't1' defined from $tmp/t1.xml" -- define "$tmp/t1.xml"
@@ -120,6 +130,13 @@ expect setvcpus-off-live 1 'domain is not running' -- setvcpus t1 1
 expect setvcpus-back 0 '' -- setvcpus t1 1 --maximum --config
 expect vcpucount-back 0 'maximum +config +1' -- vcpucount t1
 expect vcpuinfo-off 0 'CPU Affinity: +y' -- vcpuinfo t1
+# What this driver has no part for: libvirt's "not supported" error
+# naming the call, after virsh's own fallbacks.
+nosup='^error: this function is not supported by the connection driver'
+expect net-list-unsupported 1 "$nosup: virConnectNumOfNetworks\$" -- net-list --all
+expect pool-list-unsupported 1 "$nosup: virConnectNumOfStoragePools\$" -- pool-list --all
+expect domtime-unsupported 1 "$nosup: virDomainGetTime\$" -- domtime t1
+expect memtune-unsupported 1 "$nosup: virDomainGetMemoryParameters\$" -- memtune t1
 
 echo "# errors"
 expect dominfo-missing 1 "error: failed to get domain 'nosuch'" -- dominfo nosuch

@@ -62,10 +62,10 @@ pub fn read_only_refusal(p: i32, payload: &[u8]) -> Option<Error> {
     const XML_SECURE: u32 = 1;
     const VCPU_GUEST: u32 = 8;
     const ADDRESSES_SRC_AGENT: u32 = 1;
-    let (function, access) = procnames::lookup(p)?;
-    let denied = match (access, p) {
-        (Access::Write, _) => true,
-        (_, procs::DOMAIN_GET_XML_DESC) => {
+    let (function, _) = procnames::lookup(p)?;
+    let denied = match p {
+        _ if is_write(p) => true,
+        procs::DOMAIN_GET_XML_DESC => {
             let a: DomFlagsArgs = from_bytes(payload).ok()?;
             if a.flags & XML_SECURE != 0 {
                 return Some(read_only_error(
@@ -75,11 +75,11 @@ pub fn read_only_refusal(p: i32, payload: &[u8]) -> Option<Error> {
             }
             false
         }
-        (_, procs::DOMAIN_GET_VCPUS_FLAGS) => {
+        procs::DOMAIN_GET_VCPUS_FLAGS => {
             let a: DomFlagsArgs = from_bytes(payload).ok()?;
             a.flags & VCPU_GUEST != 0
         }
-        (_, procs::DOMAIN_INTERFACE_ADDRESSES) => {
+        procs::DOMAIN_INTERFACE_ADDRESSES => {
             let a: InterfaceAddressesArgs = from_bytes(payload).ok()?;
             a.source == ADDRESSES_SRC_AGENT
         }
