@@ -200,6 +200,12 @@ if [ $? -ne 0 ] && grep -q 'read only' <<<"$out"; then pass "virsh -r define ref
     fail "virsh -r define refused"
     echo "$out"
 fi
+# Host counters are reads: served on the read-only socket too.
+rw=$U
+U="qemu+unix:///system?socket=$sock-ro"
+expect ro-nodecpustats 0 '^idle: +[0-9]+$' -- -r nodecpustats
+expect ro-nodememstats 0 '^total  : +[0-9]+ KiB$' -- -r nodememstats
+U=$rw
 
 echo "# events"
 sleep 1
