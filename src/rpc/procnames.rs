@@ -17,9 +17,9 @@
 //!
 //! Not in the table, as they are no calls: event messages (`*_EVENT_*`
 //! apart from the registration calls), which only the server sends and
-//! libvirtd has no handler for; and the SASL and polkit steps (67-70),
-//! answered by dispatch like libvirtd answers an authentication it did
-//! not offer.
+//! libvirtd has no handler for; and the authentication procedures
+//! (66-70): AUTH_LIST is served, the SASL and polkit steps are answered
+//! as libvirtd answers a step of an authentication it did not offer.
 
 /// Whether a call may run on a read-only connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
