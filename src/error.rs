@@ -134,7 +134,12 @@ pub enum ErrorDomain {
     Storage = 18,
     Network = 19,
     Domain = 20,
+    NodeDev = 22,
     Security = 24,
+    Interface = 26,
+    Secret = 30,
+    NwFilter = 33,
+    DomainSnapshot = 35,
     Capabilities = 44,
     Uri = 45,
     Dbus = 47,
@@ -142,6 +147,7 @@ pub enum ErrorDomain {
     Identity = 53,
     Access = 55,
     Logging = 63,
+    DomainCheckpoint = 69,
 }
 
 /// An error as libvirt reports it: code, domain, and the composed message.

@@ -226,6 +226,18 @@ fn handshake_keepalive_pipelining_and_errors() {
     let m = read_msg(&mut s).unwrap();
     assert_eq!((m.serial, m.status), (15, 1));
     assert_eq!(&m.payload[..4], &be(&[3])[..]);
+    s.write_all(&frame(REMOTE, 52, 0, 150, 0, &[])).unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.serial, m.status), (150, 1));
+    assert_eq!(
+        error_message(&m),
+        "this function is not supported by the connection driver: virConnectNumOfNetworks"
+    );
+    // An event message is no call: unknown procedure.
+    s.write_all(&frame(REMOTE, 107, 0, 151, 0, &[])).unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.serial, m.status), (151, 1));
+    assert_eq!(error_message(&m), "unknown procedure: 107");
     // Undecodable arguments are an error reply, not a crash.
     s.write_all(&frame(REMOTE, 23, 0, 16, 0, &be(&[0xffff_ffff])))
         .unwrap();
@@ -261,7 +273,36 @@ fn read_only_socket_refuses_changes() {
         .unwrap();
     let m = read_msg(&mut s).unwrap();
     assert_eq!((m.serial, m.status), (3, 1));
-    assert_eq!(&m.payload[..4], &be(&[29])[..]);
+    assert_eq!(&m.payload[..8], &be(&[29, 20])[..]);
+    assert_eq!(
+        error_message(&m),
+        "operation forbidden: read only access prevents virDomainDefineXML"
+    );
+    // Refused before its arguments are read, as libvirt's API does.
+    s.write_all(&frame(REMOTE, 337, 0, 4, 0, &[])).unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.serial, m.status), (4, 1));
+    assert_eq!(
+        error_message(&m),
+        "operation forbidden: read only access prevents virDomainGetTime"
+    );
+    // Host counters are reads: nparams 0 asks for the number of fields.
+    s.write_all(&frame(REMOTE, 227, 0, 5, 0, &be(&[u32::MAX, 0, 0])))
+        .unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.serial, m.status, m.payload), (5, 0, be(&[0, 4])));
+    s.write_all(&frame(REMOTE, 228, 0, 6, 0, &be(&[0, u32::MAX, 0])))
+        .unwrap();
+    let m = read_msg(&mut s).unwrap();
+    assert_eq!((m.serial, m.status, m.payload), (6, 0, be(&[0, 4])));
+}
+
+/// The message of an error reply (`remote_error`: code, domain, message).
+fn error_message(m: &Msg) -> String {
+    let p = &m.payload;
+    assert_eq!(&p[8..12], &be(&[1])[..], "message present");
+    let len = u32::from_be_bytes([p[12], p[13], p[14], p[15]]) as usize;
+    String::from_utf8(p[16..16 + len].to_vec()).unwrap()
 }
 
 #[test]

@@ -87,6 +87,16 @@ expect nodeinfo-mem 0 'Memory size: +[0-9]+ KiB' -- nodeinfo
 expect capabilities 0 '<capabilities>' -- capabilities
 expect sysinfo 0 '<sysinfo' -- sysinfo
 expect domcapabilities 0 '<domainCapabilities>' -- domcapabilities
+# Host counters as virsh prints them on libvirt (nanoseconds, KiB).
+for f in user system idle iowait; do
+    expect "nodecpustats-$f" 0 "^$f: +[0-9]+\$" -- nodecpustats
+done
+expect nodecpustats-cpu0 0 '^idle: +[0-9]+$' -- nodecpustats 0
+expect nodecpustats-percent 0 '^usage: +[0-9]+\.[0-9]%$' -- nodecpustats --percent
+expect nodecpustats-bad-cpu 1 'Invalid cpuNum in virNodeGetCPUStats: 9999' -- nodecpustats 9999
+for f in 'total  ' 'free   ' 'buffers' 'cached '; do
+    expect "nodememstats-${f%% *}" 0 "^$f: +[0-9]+ KiB\$" -- nodememstats
+done
 
 echo "# definitions"
 expect define 0 "Domain 't1' defined from $tmp/t1.xml" -- define "$tmp/t1.xml"
@@ -123,6 +133,13 @@ expect domrename 0 'Domain successfully renamed' -- domrename t1 t1-renamed
 expect domrename-shows 0 't1-renamed +shut off' -- list --all
 expect domrename-back 0 'Domain successfully renamed' -- domrename t1-renamed t1
 expect vcpuinfo-off 0 'CPU Affinity: +y' -- vcpuinfo t1
+# What this driver has no part for: libvirt's "not supported" error
+# naming the call, after virsh's own fallbacks.
+nosup='^error: this function is not supported by the connection driver'
+expect net-list-unsupported 1 "$nosup: virConnectNumOfNetworks\$" -- net-list --all
+expect pool-list-unsupported 1 "$nosup: virConnectNumOfStoragePools\$" -- pool-list --all
+expect domtime-unsupported 1 "$nosup: virDomainGetTime\$" -- domtime t1
+expect memtune-unsupported 1 "$nosup: virDomainGetMemoryParameters\$" -- memtune t1
 
 echo "# errors"
 expect dominfo-missing 1 "error: failed to get domain 'nosuch'" -- dominfo nosuch
@@ -186,6 +203,12 @@ if [ $? -ne 0 ] && grep -q 'read only' <<<"$out"; then pass "virsh -r define ref
     fail "virsh -r define refused"
     echo "$out"
 fi
+# Host counters are reads: served on the read-only socket too.
+rw=$U
+U="qemu+unix:///system?socket=$sock-ro"
+expect ro-nodecpustats 0 '^idle: +[0-9]+$' -- -r nodecpustats
+expect ro-nodememstats 0 '^total  : +[0-9]+ KiB$' -- -r nodememstats
+U=$rw
 
 echo "# events"
 sleep 1

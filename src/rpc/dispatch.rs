@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
 use super::conn::Conn;
 use super::events;
+use super::procnames::{self, Access};
 use super::protocol::*;
 use super::xdr::{CharArray, Opaque, Xdr, from_bytes, to_bytes};
 
@@ -26,48 +27,79 @@ pub enum Outcome {
 /// The URI this driver answers to.
 const URI: &str = "qemu:///system";
 
-/// Procedures that change something, refused on a read-only connection.
+/// Procedures libvirt refuses on a read-only connection whatever their
+/// flags (from the procedure table).
 pub fn is_write(p: i32) -> bool {
-    use procs::*;
-    matches!(
-        p,
-        DOMAIN_CREATE
-            | DOMAIN_CREATE_XML
-            | DOMAIN_DEFINE_XML
-            | DOMAIN_DEFINE_XML_FLAGS
-            | DOMAIN_DESTROY
-            | DOMAIN_DESTROY_FLAGS
-            | DOMAIN_REBOOT
-            | DOMAIN_RESET
-            | DOMAIN_RESUME
-            | DOMAIN_SUSPEND
-            | DOMAIN_SET_AUTOSTART
-            | DOMAIN_SHUTDOWN
-            | DOMAIN_SHUTDOWN_FLAGS
-            | DOMAIN_UNDEFINE
-            | DOMAIN_UNDEFINE_FLAGS
-            | DOMAIN_CREATE_WITH_FLAGS
-            | DOMAIN_OPEN_CONSOLE
-            | DOMAIN_SET_MEMORY
-            | DOMAIN_SET_MAX_MEMORY
-            | DOMAIN_SET_MEMORY_FLAGS
-            | DOMAIN_SET_VCPUS
-            | DOMAIN_SET_VCPUS_FLAGS
-            | DOMAIN_RENAME
-    ) || function_name(p).is_some_and(|f| {
-        [
-            "Set", "Save", "Restore", "Attach", "Detach", "Abort", "Managed",
-        ]
-        .iter()
-        .any(|w| f.contains(w))
-    })
+    matches!(procnames::lookup(p), Some((_, Access::Write)))
+}
+
+/// libvirt's refusal of `function` on a read-only connection, raised by
+/// the part of libvirt the function belongs to.
+fn read_only_error(function: &str, detail: String) -> Error {
+    let domain = [
+        ("virStorage", ErrorDomain::Storage),
+        ("virConnectFindStoragePoolSources", ErrorDomain::Storage),
+        ("virNetwork", ErrorDomain::Network),
+        ("virNodeDevice", ErrorDomain::NodeDev),
+        ("virInterface", ErrorDomain::Interface),
+        ("virSecret", ErrorDomain::Secret),
+        ("virNWFilter", ErrorDomain::NwFilter),
+        ("virDomainSnapshot", ErrorDomain::DomainSnapshot),
+        ("virDomainRevertToSnapshot", ErrorDomain::DomainSnapshot),
+        ("virDomainCheckpoint", ErrorDomain::DomainCheckpoint),
+    ]
+    .iter()
+    .find(|(prefix, _)| function.starts_with(prefix))
+    .map_or(ErrorDomain::Domain, |(_, d)| *d);
+    Error::new(ErrorCode::OperationDenied, domain, detail)
+}
+
+/// Why a call may not run on a read-only connection, if it may not: a
+/// write procedure, or a read procedure with a flag that libvirt only
+/// allows on a read-write connection. Undecodable arguments are left to
+/// the call to report.
+pub fn read_only_refusal(p: i32, payload: &[u8]) -> Option<Error> {
+    const XML_SECURE: u32 = 1;
+    const VCPU_GUEST: u32 = 8;
+    const ADDRESSES_SRC_AGENT: u32 = 1;
+    let (function, _) = procnames::lookup(p)?;
+    let denied = match p {
+        _ if is_write(p) => true,
+        procs::DOMAIN_GET_XML_DESC => {
+            let a: DomFlagsArgs = from_bytes(payload).ok()?;
+            if a.flags & XML_SECURE != 0 {
+                return Some(read_only_error(
+                    function,
+                    format!("{function} with secure flag"),
+                ));
+            }
+            false
+        }
+        procs::DOMAIN_GET_VCPUS_FLAGS => {
+            let a: DomFlagsArgs = from_bytes(payload).ok()?;
+            a.flags & VCPU_GUEST != 0
+        }
+        procs::DOMAIN_INTERFACE_ADDRESSES => {
+            let a: InterfaceAddressesArgs = from_bytes(payload).ok()?;
+            a.source == ADDRESSES_SRC_AGENT
+        }
+        _ => false,
+    };
+    denied.then(|| read_only_error(function, format!("read only access prevents {function}")))
 }
 
 /// Procedures allowed before CONNECT_OPEN.
 fn allowed_before_open(p: i32) -> bool {
+    use procs::*;
     matches!(
         p,
-        procs::AUTH_LIST | procs::CONNECT_SUPPORTS_FEATURE | procs::CONNECT_OPEN
+        AUTH_LIST
+            | AUTH_SASL_INIT
+            | AUTH_SASL_START
+            | AUTH_SASL_STEP
+            | AUTH_POLKIT
+            | CONNECT_SUPPORTS_FEATURE
+            | CONNECT_OPEN
     )
 }
 
@@ -124,12 +156,10 @@ pub fn unsupported(proc_: i32) -> Error {
 
 /// Runs one call of the remote program.
 pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
-    if conn.readonly && is_write(proc_) {
-        return Err(Error::new(
-            ErrorCode::OperationDenied,
-            ErrorDomain::None,
-            "read only access prevents this operation",
-        ));
+    if conn.readonly
+        && let Some(e) = read_only_refusal(proc_, p)
+    {
+        return Err(e);
     }
     if !conn.is_open() && !allowed_before_open(proc_) {
         return Err(Error::new(
@@ -143,6 +173,13 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
     use procs::*;
     match proc_ {
         AUTH_LIST => reply(&AuthListRet { types: vec![0] }),
+        // Only "none" is offered, so a SASL or polkit step is answered as
+        // libvirtd answers a step of an authentication it did not offer.
+        AUTH_SASL_INIT | AUTH_SASL_START | AUTH_SASL_STEP | AUTH_POLKIT => Err(Error::new(
+            ErrorCode::AuthFailed,
+            ErrorDomain::Rpc,
+            "authentication failed",
+        )),
         CONNECT_SUPPORTS_FEATURE => {
             let a: I32Val = args(p)?;
             // 9 typed-param strings, 10 keepalive, 14 event callbacks,
@@ -213,6 +250,18 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             model: CharArray::default(),
             doi: CharArray::default(),
         }),
+        NODE_GET_CPU_STATS => {
+            let a: NodeCpuStatsArgs = args(p)?;
+            no_flags(a.flags, 0, "virNodeGetCPUStats")?;
+            let s = host::cpu_stats(a.cpu_num)?;
+            node_stats(&s, &["kernel", "user", "idle", "iowait"], a.nparams)
+        }
+        NODE_GET_MEMORY_STATS => {
+            let a: NodeMemoryStatsArgs = args(p)?;
+            no_flags(a.flags, 0, "virNodeGetMemoryStats")?;
+            let s = host::memory_stats(a.cell_num)?;
+            node_stats(&s, &["total", "free", "buffers", "cached"], a.nparams)
+        }
         NODE_GET_CPU_MAP => {
             let a: CpuMapArgs = args(p)?;
             no_flags(a.flags, 0, "virNodeGetCPUMap")?;
@@ -808,6 +857,43 @@ fn max_list(n: i32) -> Result<usize> {
 }
 
 /// A cpumap of `maplen` bytes with every online host CPU set.
+/// Most fields a NODE_GET_*_STATS reply may carry.
+const NODE_STATS_MAX: i32 = 16;
+
+/// A node stats reply in libvirt's field order: with `nparams` 0 only the
+/// number of fields, else up to `nparams` fields.
+fn node_stats(
+    s: &std::collections::BTreeMap<String, u64>,
+    order: &[&str],
+    nparams: i32,
+) -> Result<Outcome> {
+    if !(0..=NODE_STATS_MAX).contains(&nparams) {
+        return Err(Error::new(
+            ErrorCode::InternalError,
+            ErrorDomain::Rpc,
+            "nparams too large",
+        ));
+    }
+    let all: Vec<NodeStat> = order
+        .iter()
+        .filter_map(|f| {
+            s.get(*f).map(|v| NodeStat {
+                field: (*f).to_string(),
+                value: *v,
+            })
+        })
+        .collect();
+    if nparams == 0 {
+        return reply(&NodeStatsRet {
+            params: Vec::new(),
+            nparams: all.len() as i32,
+        });
+    }
+    let params: Vec<NodeStat> = all.into_iter().take(nparams as usize).collect();
+    let n = params.len() as i32;
+    reply(&NodeStatsRet { params, nparams: n })
+}
+
 fn host_cpu_bitmap(maplen: usize) -> Vec<u8> {
     let mut bits = vec![0u8; maplen];
     for (i, on) in host::cpu_map().iter().enumerate() {
@@ -824,26 +910,166 @@ mod tests {
 
     #[test]
     fn read_only_classification() {
+        // Everything served here that changes something.
         for p in [
             procs::DOMAIN_DEFINE_XML,
+            procs::DOMAIN_DEFINE_XML_FLAGS,
             procs::DOMAIN_CREATE,
+            procs::DOMAIN_CREATE_XML,
+            procs::DOMAIN_CREATE_WITH_FLAGS,
             procs::DOMAIN_DESTROY,
+            procs::DOMAIN_DESTROY_FLAGS,
+            procs::DOMAIN_REBOOT,
+            procs::DOMAIN_RESET,
+            procs::DOMAIN_RESUME,
+            procs::DOMAIN_SUSPEND,
+            procs::DOMAIN_SHUTDOWN,
+            procs::DOMAIN_SHUTDOWN_FLAGS,
+            procs::DOMAIN_UNDEFINE,
+            procs::DOMAIN_UNDEFINE_FLAGS,
+            procs::DOMAIN_SET_AUTOSTART,
             procs::DOMAIN_OPEN_CONSOLE,
+            procs::DOMAIN_SET_MEMORY,
+            procs::DOMAIN_SET_MAX_MEMORY,
             procs::DOMAIN_SET_MEMORY_FLAGS,
+            procs::DOMAIN_SET_VCPUS,
             procs::DOMAIN_SET_VCPUS_FLAGS,
+            // Getters libvirt refuses read-only: they ask the guest agent
+            // or the hypervisor for something privileged.
+            procs::CONNECT_GET_DOMAIN_CAPABILITIES,
+            337, // virDomainGetTime
+            349, // virDomainGetFSInfo
+            371, // virDomainGetGuestVcpus
+            418, // virDomainGetGuestInfo
+            277, // virDomainGetHostname
+            235, // virDomainSaveImageGetXMLDesc
+            // Not served, still refused first.
+            8,   // virDomainAttachDevice
+            55,  // virDomainSave
+            182, // virDomainManagedSave
+            226, // virDomainSendKey
+            211, // virDomainScreenshot
         ] {
             assert!(is_write(p), "{p}");
         }
+        // Reads, including ones whose names look like writes.
         for p in [
             procs::AUTH_LIST,
             procs::CONNECT_OPEN,
+            procs::CONNECT_CLOSE,
             procs::CONNECT_LIST_ALL_DOMAINS,
+            procs::CONNECT_GET_ALL_DOMAIN_STATS,
             procs::DOMAIN_GET_STATE,
+            procs::DOMAIN_GET_INFO,
             procs::DOMAIN_GET_XML_DESC,
+            procs::DOMAIN_GET_VCPUS_FLAGS,
+            procs::DOMAIN_GET_SECURITY_LABEL,
+            procs::DOMAIN_HAS_MANAGED_SAVE_IMAGE,
+            procs::DOMAIN_SNAPSHOT_NUM,
+            procs::DOMAIN_BLOCK_STATS_FLAGS,
+            procs::DOMAIN_MEMORY_STATS,
+            procs::DOMAIN_INTERFACE_ADDRESSES,
+            procs::DOMAIN_GET_METADATA,
+            procs::NODE_GET_SECURITY_MODEL,
+            procs::NODE_GET_CPU_STATS,
+            procs::NODE_GET_MEMORY_STATS,
             procs::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
+            procs::CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY,
+            procs::CONNECT_REGISTER_CLOSE_CALLBACK,
+            procs::CONNECT_UNREGISTER_CLOSE_CALLBACK,
+            procs::DOMAIN_GET_MESSAGES,
+            283, // virConnectListAllNetworks
+            191, // virDomainSnapshotCurrent
+            // Not calls at all.
+            procs::AUTH_SASL_INIT,
+            procs::DOMAIN_EVENT_CALLBACK_LIFECYCLE,
+            4242,
         ] {
             assert!(!is_write(p), "{p}");
         }
+    }
+
+    #[test]
+    fn read_only_refusals_quote_the_function_and_flag() {
+        let dom = Dom {
+            name: "d".into(),
+            uuid: [0; 16],
+            id: -1,
+        };
+        let e = read_only_refusal(
+            337,
+            &to_bytes(&DomFlagsArgs {
+                dom: dom.clone(),
+                flags: 0,
+            }),
+        )
+        .unwrap();
+        assert_eq!((e.code as i32, e.domain as i32), (29, 20));
+        assert_eq!(
+            e.message,
+            "operation forbidden: read only access prevents virDomainGetTime"
+        );
+        // virNetworkCreateXMLFlags: refused by the network part of libvirt.
+        let e = read_only_refusal(437, &[]).unwrap();
+        assert_eq!(e.domain as i32, 19);
+        // GetXMLDesc: a read, unless the secure flag asks for secrets.
+        let xml = |flags| {
+            to_bytes(&DomFlagsArgs {
+                dom: dom.clone(),
+                flags,
+            })
+        };
+        assert!(read_only_refusal(procs::DOMAIN_GET_XML_DESC, &xml(2)).is_none());
+        let e = read_only_refusal(procs::DOMAIN_GET_XML_DESC, &xml(1)).unwrap();
+        assert_eq!(
+            e.message,
+            "operation forbidden: virDomainGetXMLDesc with secure flag"
+        );
+        assert!(read_only_refusal(procs::DOMAIN_GET_VCPUS_FLAGS, &xml(4)).is_none());
+        assert!(read_only_refusal(procs::DOMAIN_GET_VCPUS_FLAGS, &xml(8)).is_some());
+        let addrs = |source| {
+            to_bytes(&InterfaceAddressesArgs {
+                dom: dom.clone(),
+                source,
+                flags: 0,
+            })
+        };
+        assert!(read_only_refusal(procs::DOMAIN_INTERFACE_ADDRESSES, &addrs(0)).is_none());
+        assert!(read_only_refusal(procs::DOMAIN_INTERFACE_ADDRESSES, &addrs(1)).is_some());
+        // Bad arguments are the call's to report.
+        assert!(read_only_refusal(procs::DOMAIN_GET_XML_DESC, &[1, 2]).is_none());
+        assert!(read_only_refusal(procs::DOMAIN_EVENT_LIFECYCLE, &[]).is_none());
+    }
+
+    #[test]
+    fn node_stats_count_then_fields_in_libvirt_order() {
+        let s: std::collections::BTreeMap<String, u64> =
+            [("idle", 3), ("iowait", 4), ("kernel", 1), ("user", 2)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+        let order = ["kernel", "user", "idle", "iowait"];
+        let decode = |o: Outcome| match o {
+            Outcome::Reply(b) => from_bytes::<NodeStatsRet>(&b).unwrap(),
+            Outcome::Console(_) => panic!("no console here"),
+        };
+        let r = decode(node_stats(&s, &order, 0).unwrap());
+        assert_eq!((r.params.len(), r.nparams), (0, 4));
+        let r = decode(node_stats(&s, &order, 4).unwrap());
+        let got: Vec<(&str, u64)> = r
+            .params
+            .iter()
+            .map(|p| (p.field.as_str(), p.value))
+            .collect();
+        assert_eq!(
+            got,
+            [("kernel", 1), ("user", 2), ("idle", 3), ("iowait", 4)]
+        );
+        assert_eq!(r.nparams, 4);
+        let r = decode(node_stats(&s, &order, 2).unwrap());
+        assert_eq!((r.params.len(), r.nparams), (2, 2));
+        assert!(node_stats(&s, &order, 17).is_err());
+        assert!(node_stats(&s, &order, -1).is_err());
     }
 
     #[test]
@@ -854,6 +1080,36 @@ mod tests {
             e.message,
             "this function is not supported by the connection driver: virConnectListAllStoragePools"
         );
+        // The calls virsh makes for commands this driver has no part for.
+        for (p, f) in [
+            (52, "virConnectNumOfNetworks"),
+            (71, "virConnectNumOfStoragePools"),
+            (285, "virConnectListAllNodeDevices"),
+            (287, "virConnectListAllSecrets"),
+            (284, "virConnectListAllInterfaces"),
+            (286, "virConnectListAllNWFilters"),
+            (337, "virDomainGetTime"),
+            (263, "virDomainGetDiskErrors"),
+            (229, "virDomainGetControlInfo"),
+            (280, "virDomainGetEmulatorPinInfo"),
+            (255, "virDomainGetNumaParameters"),
+            (198, "virDomainGetMemoryParameters"),
+            (206, "virDomainGetBlkioParameters"),
+            (349, "virDomainGetFSInfo"),
+            (351, "virDomainGetIOThreadInfo"),
+            (312, "virConnectGetCPUModelNames"),
+            (413, "virDomainListAllCheckpoints"),
+            (418, "virDomainGetGuestInfo"),
+            (226, "virDomainSendKey"),
+            (211, "virDomainScreenshot"),
+        ] {
+            let e = unsupported(p);
+            assert_eq!(e.code as i32, 3);
+            assert_eq!(
+                e.message,
+                format!("this function is not supported by the connection driver: {f}")
+            );
+        }
         let e = unsupported(4242);
         assert_eq!((e.code as i32, e.domain as i32), (39, 7));
         assert_eq!(e.message, "unknown procedure: 4242");

@@ -47,6 +47,10 @@ pub mod procs {
     pub const DOMAIN_BLOCK_STATS: i32 = 64;
     pub const DOMAIN_INTERFACE_STATS: i32 = 65;
     pub const AUTH_LIST: i32 = 66;
+    pub const AUTH_SASL_INIT: i32 = 67;
+    pub const AUTH_SASL_START: i32 = 68;
+    pub const AUTH_SASL_STEP: i32 = 69;
+    pub const AUTH_POLKIT: i32 = 70;
     pub const NODE_GET_FREE_MEMORY: i32 = 102;
     pub const CONNECT_GET_URI: i32 = 110;
     pub const DOMAIN_GET_SECURITY_LABEL: i32 = 121;
@@ -69,6 +73,8 @@ pub mod procs {
     pub const CONNECT_GET_SYSINFO: i32 = 203;
     pub const DOMAIN_SET_MEMORY_FLAGS: i32 = 204;
     pub const DOMAIN_GET_STATE: i32 = 212;
+    pub const NODE_GET_CPU_STATS: i32 = 227;
+    pub const NODE_GET_MEMORY_STATS: i32 = 228;
     pub const DOMAIN_GET_VCPU_PIN_INFO: i32 = 230;
     pub const DOMAIN_UNDEFINE_FLAGS: i32 = 231;
     pub const DOMAIN_DESTROY_FLAGS: i32 = 234;
@@ -97,30 +103,11 @@ pub mod procs {
     pub const DOMAIN_BLOCK_STATS_FLAGS: i32 = 243;
 }
 
-/// The public C function behind a procedure, for "not supported" errors.
+/// The public C function behind a call procedure, for "not supported"
+/// errors; None for event messages, authentication steps and numbers
+/// past libvirt 9.0 (see [`super::procnames`]).
 pub fn function_name(proc_: i32) -> Option<&'static str> {
-    use procs::*;
-    Some(match proc_ {
-        CONNECT_GET_MAX_VCPUS => "virConnectGetMaxVcpus",
-        8 => "virDomainAttachDevice",
-        13 => "virDomainDetachDevice",
-        32 => "virDomainSetVcpus",
-        54 => "virDomainRestore",
-        55 => "virDomainSave",
-        57 => "virDomainGetSchedulerParameters",
-        121 => "virDomainGetSecurityLabel",
-        164 => "virDomainAbortJob",
-        182 => "virDomainManagedSave",
-        184 => "virDomainManagedSaveRemove",
-        199 => "virDomainSetVcpusFlags",
-        232 => "virDomainSaveFlags",
-        233 => "virDomainRestoreFlags",
-        277 => "virDomainGetHostname",
-        281 => "virConnectListAllStoragePools",
-        283 => "virConnectListAllNetworks",
-        97 => "virStorageVolLookupByPath",
-        _ => return None,
-    })
+    super::procnames::lookup(proc_).map(|(f, _)| f)
 }
 
 xdr_struct! {
@@ -472,6 +459,25 @@ xdr_struct! {
         pub int2: i32,
         pub net: Option<NetworkRef>,
     }
+}
+
+xdr_struct! {
+    pub struct NodeCpuStatsArgs { pub cpu_num: i32, pub nparams: i32, pub flags: u32 }
+}
+
+xdr_struct! {
+    pub struct NodeMemoryStatsArgs { pub nparams: i32, pub cell_num: i32, pub flags: u32 }
+}
+
+xdr_struct! {
+    /// `remote_node_get_cpu_stats` / `remote_node_get_memory_stats`.
+    pub struct NodeStat { pub field: String, pub value: u64 }
+}
+
+xdr_struct! {
+    /// The reply of NODE_GET_CPU_STATS and NODE_GET_MEMORY_STATS: the
+    /// fields (none when the call asked for nparams 0) and their count.
+    pub struct NodeStatsRet { pub params: Vec<NodeStat>, pub nparams: i32 }
 }
 
 #[cfg(test)]
