@@ -1,6 +1,7 @@
 //! virtio-blk: requests on one queue, served from a raw file/block device
 //! or a qcow2 image (through imago, backing chains included).
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -123,7 +124,7 @@ impl BlkCore {
             Step::Done(n) => n,
             Step::Transfer(t) => {
                 let r = self.transfer(&t);
-                self.finish(t, r)
+                self.finish(&t, r)
             }
             Step::Other(o) => self.other(o),
         }
@@ -221,17 +222,19 @@ impl BlkCore {
     /// Runs the reads and writes taken from the ring in one sweep, in ring
     /// order, requests that follow each other merged into one call (see
     /// `blk_merge.rs`); with `pool`, the calls are shared with the image's
-    /// second thread. Returns one result per transfer: when a merged call
-    /// fails, its requests are run again one by one, so that each gets its
-    /// own status.
+    /// second thread. As each call ends, its requests are finished and
+    /// handed to `done` (index in `ts`, used length), so the driver can
+    /// reuse them while later calls run. When a merged call fails, its
+    /// requests are run again one by one, so that each gets its own status.
     pub fn run_batch(
         &mut self,
         ts: &[Transfer<'_>],
         pool: Option<&IoPool>,
-    ) -> Vec<std::io::Result<()>> {
+        done: &mut dyn FnMut(usize, u32),
+    ) {
         let spans: Vec<Span> = ts.iter().map(Transfer::span).collect();
         let runs = blk_merge::runs(&spans, blk_merge::IOV_MAX, blk_merge::MAX_MERGE_BYTES);
-        let results = match pool {
+        match pool {
             Some(p) if runs.len() > 1 => {
                 let jobs = runs
                     .iter()
@@ -244,31 +247,57 @@ impl BlkCore {
                             .collect(),
                     })
                     .collect();
-                p.run(jobs, |i| self.transfer_run(&ts[runs[i].clone()]))
-            }
-            _ => runs
-                .iter()
-                .map(|r| self.transfer_run(&ts[r.clone()]))
-                .collect(),
-        };
-        let mut out = Vec::with_capacity(ts.len());
-        for (r, res) in runs.into_iter().zip(results) {
-            match res {
-                Ok(()) => out.extend(r.map(|_| Ok(()))),
-                Err(e) if r.len() == 1 => out.push(Err(e)),
-                Err(_) => {
-                    for t in &ts[r] {
-                        out.push(self.transfer(t));
+                let helper = p.run(jobs, |k| {
+                    let res = self.transfer_run(&ts[runs[k].clone()]);
+                    self.settle(ts, runs[k].clone(), res, done);
+                });
+                for (r, res) in runs.into_iter().zip(helper) {
+                    if let Some(res) = res {
+                        self.settle(ts, r, res, done);
                     }
                 }
             }
+            _ => {
+                for r in runs {
+                    let res = self.transfer_run(&ts[r.clone()]);
+                    self.settle(ts, r, res, done);
+                }
+            }
         }
-        out
+    }
+
+    /// Finishes the requests `r` of `ts` after their call ended with `res`.
+    fn settle(
+        &mut self,
+        ts: &[Transfer<'_>],
+        r: Range<usize>,
+        res: std::io::Result<()>,
+        done: &mut dyn FnMut(usize, u32),
+    ) {
+        match res {
+            Err(e) if r.len() == 1 => {
+                let n = self.finish(&ts[r.start], Err(e));
+                done(r.start, n);
+            }
+            Err(_) => {
+                for i in r {
+                    let res = self.transfer(&ts[i]);
+                    let n = self.finish(&ts[i], res);
+                    done(i, n);
+                }
+            }
+            Ok(()) => {
+                for i in r {
+                    let n = self.finish(&ts[i], Ok(()));
+                    done(i, n);
+                }
+            }
+        }
     }
 
     /// Completes a transfer that ran with result `r`: counters, status
     /// byte; returns the bytes written to the guest.
-    pub fn finish(&mut self, t: Transfer<'_>, r: std::io::Result<()>) -> u32 {
+    pub fn finish(&mut self, t: &Transfer<'_>, r: std::io::Result<()>) -> u32 {
         let (status, written) = match (r, t.write) {
             (Ok(()), true) => {
                 self.stats.write_ns.add(elapsed_ns(t.started));
@@ -495,11 +524,9 @@ fn serve<'a>(
     if transfers.is_empty() {
         return;
     }
-    let results = core.run_batch(transfers, pool);
-    for ((head, t), r) in heads.drain(..).zip(transfers.drain(..)).zip(results) {
-        let n = core.finish(t, r);
-        complete(q, mem, head, n);
-    }
+    core.run_batch(transfers, pool, &mut |i, n| complete(q, mem, heads[i], n));
+    heads.clear();
+    transfers.clear();
 }
 
 impl Drop for BlkWorker {

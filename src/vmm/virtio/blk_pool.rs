@@ -89,15 +89,17 @@ impl IoPool {
         })
     }
 
-    /// Runs `jobs`, sharing them with the helper; returns one result per
-    /// job, in order. `local(i)` runs job `i` on this thread.
-    pub fn run<F>(&self, jobs: Vec<Job>, mut local: F) -> Vec<io::Result<()>>
+    /// Runs `jobs`, sharing them with the helper: `local(i)` runs job `i`
+    /// on this thread (and deals with its result). Returns, in order, the
+    /// result of each job the helper ran, `None` for the others.
+    pub fn run<F>(&self, jobs: Vec<Job>, mut local: F) -> Vec<Option<io::Result<()>>>
     where
-        F: FnMut(usize) -> io::Result<()>,
+        F: FnMut(usize),
     {
         let n = jobs.len();
         if n < 2 {
-            return (0..n).map(&mut local).collect();
+            (0..n).for_each(&mut local);
+            return (0..n).map(|_| None).collect();
         }
         let batch = Arc::new(Batch {
             state: (0..n).map(|_| AtomicU8::new(FREE)).collect(),
@@ -108,11 +110,12 @@ impl IoPool {
         if let Some(j) = &self.jobs {
             let _ = j.send(batch.clone());
         }
-        let mut out: Vec<Option<io::Result<()>>> = (0..n).map(|_| None).collect();
+        let mut ran_here = vec![false; n];
         let mut mine = 0;
         for i in (0..n).rev() {
             if batch.claim(i) {
-                out[i] = Some(local(i));
+                local(i);
+                ran_here[i] = true;
                 mine += 1;
             }
         }
@@ -127,14 +130,14 @@ impl IoPool {
                 };
             }
         }
-        out.into_iter()
+        ran_here
+            .into_iter()
             .enumerate()
-            .map(|(i, r)| match r {
-                Some(r) => r,
-                None => match batch.state[i].load(Ordering::Acquire) {
+            .map(|(i, here)| {
+                (!here).then(|| match batch.state[i].load(Ordering::Acquire) {
                     DONE_OK => Ok(()),
                     _ => Err(io::Error::other("I/O error")),
-                },
+                })
             })
             .collect()
     }
@@ -173,16 +176,20 @@ mod tests {
             })
             .collect();
         let fd = f.as_raw_fd();
+        let mut local = 0;
         let results = pool.run(jobs, |i| {
             let mut b = vec![i as u8; 8192];
             let mut iov = [libc::iovec {
                 iov_base: b.as_mut_ptr().cast(),
                 iov_len: b.len(),
             }];
-            disk::rw_all(fd, &mut iov, i as u64 * 8192, true)
+            disk::rw_all(fd, &mut iov, i as u64 * 8192, true).unwrap();
+            local += 1;
         });
         assert_eq!(results.len(), 8);
-        assert!(results.iter().all(|r| r.is_ok()));
+        // Each job ran on exactly one thread.
+        assert_eq!(results.iter().filter(|r| r.is_none()).count(), local);
+        assert!(results.iter().flatten().all(|r| r.is_ok()));
         let mut all = Vec::new();
         f.rewind().unwrap();
         f.read_to_end(&mut all).unwrap();
