@@ -1,13 +1,15 @@
 //! virtio-blk: requests on one queue, served from a raw file/block device
 //! or a qcow2 image (through imago, backing chains included).
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use virtio_queue::{DescriptorChain, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueT};
 
-use super::blk_pool::IoPool;
-use super::disk::Disk;
+use super::blk_merge::{self, Span};
+use super::blk_pool::{IoPool, Job};
+use super::disk::{self, Disk};
 use super::iov;
 use super::stats::BlkStats;
 use super::worker::{Handler, Poll, WorkQueue, Worker};
@@ -59,12 +61,37 @@ fn elapsed_ns(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+impl Transfer<'_> {
+    /// What merging looks at.
+    pub fn span(&self) -> Span {
+        Span {
+            write: self.write,
+            off: self.off,
+            len: self.len,
+            segs: self.data.len(),
+        }
+    }
+}
+
+/// Any request other than a well-formed read or write (flush, GET_ID,
+/// discard, write zeroes, unknown types), parsed.
+pub struct Other<'a> {
+    ty: u32,
+    out: Vec<iov::Slice<'a>>,
+    inp: Vec<iov::Slice<'a>>,
+    status: Vec<iov::Slice<'a>>,
+}
+
 /// What [`BlkCore::begin`] made of a chain.
 pub enum Step<'a> {
-    /// Served; the used length.
+    /// Answered already (malformed, out of range, refused); the used length.
     Done(u32),
-    /// A read or write to run, then [`BlkCore::finish`].
+    /// A read or write to run (alone, or in a batch through
+    /// [`BlkCore::run_batch`]), then [`BlkCore::finish`].
     Transfer(Transfer<'a>),
+    /// To serve with [`BlkCore::other`] once the reads and writes taken
+    /// before it completed, so that a FLUSH covers them.
+    Other(Other<'a>),
 }
 
 /// The request logic, shared by the worker and the tests.
@@ -93,24 +120,23 @@ impl BlkCore {
     /// Any malformed chain is answered without touching the disk (or
     /// dropped with length 0 if not even a status byte fits).
     pub fn handle(&mut self, mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>) -> u32 {
-        match self.begin(mem, chain, false) {
+        match self.begin(mem, chain) {
             Step::Done(n) => n,
             Step::Transfer(t) => {
                 let r = self.transfer(&t);
-                self.finish(t, r)
+                self.finish(&t, r)
             }
+            Step::Other(o) => self.other(o),
         }
     }
 
-    /// Parses a chain. With `defer`, a well-formed read or write comes
-    /// back as a [`Transfer`] for the caller to run (perhaps on another
-    /// thread) and [`finish`](Self::finish); everything else is served at
-    /// once.
+    /// Parses a chain. A malformed one, a read or write out of range and a
+    /// write to a read-only disk are answered at once; the rest comes back
+    /// to be run.
     pub fn begin<'a>(
         &mut self,
         mem: &'a GuestMemory,
         chain: DescriptorChain<&'a GuestMemory>,
-        defer: bool,
     ) -> Step<'a> {
         let Some(b) = iov::chain_buffers(mem, chain) else {
             self.stats.errors.inc();
@@ -127,9 +153,7 @@ impl BlkCore {
         };
         let rlen = iov::total(&b.readable);
         let mut hdr = [0u8; 16];
-        let (status, written) = if iov::read_into(&b.readable, &mut hdr) < hdr.len() {
-            (S_IOERR, 0)
-        } else {
+        if iov::read_into(&b.readable, &mut hdr) == hdr.len() {
             let ty = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
             let sector = u64::from_le_bytes(hdr[8..16].try_into().unwrap_or([0; 8]));
             let data_in = iov::range(&b.writable, 0, wlen - 1).unwrap_or_default();
@@ -142,48 +166,138 @@ impl BlkCore {
                     .then(|| self.range(sector, len as u64))
                     .flatten();
                 if let Some(off) = off {
-                    let t = Transfer {
+                    return Step::Transfer(Transfer {
                         write,
                         off,
                         len,
                         data,
                         status: status_at,
                         started: Instant::now(),
-                    };
-                    if defer {
-                        return Step::Transfer(t);
-                    }
-                    let r = self.transfer(&t);
-                    return Step::Done(self.finish(t, r));
+                    });
                 }
-                (S_IOERR, 0)
-            } else {
-                self.dispatch(ty, &data_out, &data_in)
+            } else if ty != T_OUT {
+                return Step::Other(Other {
+                    ty,
+                    out: data_out,
+                    inp: data_in,
+                    status: status_at,
+                });
             }
-        };
-        if status != S_OK {
-            self.stats.errors.inc();
         }
-        iov::write_from(&status_at, &[status]);
-        Step::Done((written + 1) as u32)
+        // Short header, bad range or size, write to a read-only disk.
+        self.stats.errors.inc();
+        iov::write_from(&status_at, &[S_IOERR]);
+        Step::Done(1)
     }
 
     /// Runs a read or write on this thread.
     pub fn transfer(&mut self, t: &Transfer<'_>) -> std::io::Result<()> {
-        if t.write {
-            self.disk.write_vectored(&t.data, t.off)?;
+        self.transfer_run(std::slice::from_ref(t))
+    }
+
+    /// Runs transfers that follow each other on the disk, in one
+    /// direction, as one vectored call.
+    fn transfer_run(&mut self, ts: &[Transfer<'_>]) -> std::io::Result<()> {
+        let Some(first) = ts.first() else {
+            return Ok(());
+        };
+        let merged;
+        let data = if ts.len() == 1 {
+            &first.data
+        } else {
+            merged = ts.iter().flat_map(|t| t.data.iter().copied()).collect();
+            &merged
+        };
+        if first.write {
+            self.disk.write_vectored(data, first.off)?;
             if self.writethrough {
                 self.disk.flush()?;
             }
             Ok(())
         } else {
-            self.disk.read_vectored(&t.data, t.off)
+            self.disk.read_vectored(data, first.off)
+        }
+    }
+
+    /// Runs the reads and writes taken from the ring in one sweep, in ring
+    /// order, requests that follow each other merged into one call (see
+    /// `blk_merge.rs`); with `pool`, the calls are shared with the image's
+    /// second thread. As each call ends, its requests are finished and
+    /// handed to `done` (index in `ts`, used length), so the driver can
+    /// reuse them while later calls run. When a merged call fails, its
+    /// requests are run again one by one, so that each gets its own status.
+    pub fn run_batch(
+        &mut self,
+        ts: &[Transfer<'_>],
+        pool: Option<&IoPool>,
+        done: &mut dyn FnMut(usize, u32),
+    ) {
+        let spans: Vec<Span> = ts.iter().map(Transfer::span).collect();
+        let runs = blk_merge::runs(&spans, blk_merge::IOV_MAX, blk_merge::MAX_MERGE_BYTES);
+        match pool {
+            Some(p) if runs.len() > 1 => {
+                let jobs = runs
+                    .iter()
+                    .map(|r| Job {
+                        write: ts[r.start].write,
+                        off: ts[r.start].off,
+                        iovs: ts[r.clone()]
+                            .iter()
+                            .flat_map(|t| disk::iovecs(&t.data))
+                            .collect(),
+                    })
+                    .collect();
+                let helper = p.run(jobs, |k| {
+                    let res = self.transfer_run(&ts[runs[k].clone()]);
+                    self.settle(ts, runs[k].clone(), res, done);
+                });
+                for (r, res) in runs.into_iter().zip(helper) {
+                    if let Some(res) = res {
+                        self.settle(ts, r, res, done);
+                    }
+                }
+            }
+            _ => {
+                for r in runs {
+                    let res = self.transfer_run(&ts[r.clone()]);
+                    self.settle(ts, r, res, done);
+                }
+            }
+        }
+    }
+
+    /// Finishes the requests `r` of `ts` after their call ended with `res`.
+    fn settle(
+        &mut self,
+        ts: &[Transfer<'_>],
+        r: Range<usize>,
+        res: std::io::Result<()>,
+        done: &mut dyn FnMut(usize, u32),
+    ) {
+        match res {
+            Err(e) if r.len() == 1 => {
+                let n = self.finish(&ts[r.start], Err(e));
+                done(r.start, n);
+            }
+            Err(_) => {
+                for i in r {
+                    let res = self.transfer(&ts[i]);
+                    let n = self.finish(&ts[i], res);
+                    done(i, n);
+                }
+            }
+            Ok(()) => {
+                for i in r {
+                    let n = self.finish(&ts[i], Ok(()));
+                    done(i, n);
+                }
+            }
         }
     }
 
     /// Completes a transfer that ran with result `r`: counters, status
     /// byte; returns the bytes written to the guest.
-    pub fn finish(&mut self, t: Transfer<'_>, r: std::io::Result<()>) -> u32 {
+    pub fn finish(&mut self, t: &Transfer<'_>, r: std::io::Result<()>) -> u32 {
         let (status, written) = match (r, t.write) {
             (Ok(()), true) => {
                 self.stats.write_ns.add(elapsed_ns(t.started));
@@ -203,6 +317,17 @@ impl BlkCore {
             }
         };
         iov::write_from(&t.status, &[status]);
+        (written + 1) as u32
+    }
+
+    /// Serves a request other than a read or write; returns the bytes
+    /// written to the guest.
+    pub fn other(&mut self, o: Other<'_>) -> u32 {
+        let (status, written) = self.dispatch(o.ty, &o.out, &o.inp);
+        if status != S_OK {
+            self.stats.errors.inc();
+        }
+        iov::write_from(&o.status, &[status]);
         (written + 1) as u32
     }
 
@@ -315,7 +440,8 @@ struct BlkWorker {
     queue: WorkQueue,
     irq: Arc<Interrupt>,
     home: Arc<std::sync::Mutex<Option<BlkCore>>>,
-    /// Raw images with write-back: a helper for batches of transfers.
+    /// Raw images with write-back: a second thread for the calls of a
+    /// sweep.
     pool: Option<IoPool>,
 }
 
@@ -335,31 +461,12 @@ impl Handler for BlkWorker {
         }
         let mem = &self.mem;
         let q = &mut self.queue;
+        let pool = self.pool.as_ref();
         let mut used = false;
-        // Like WorkQueue::process, but reads and writes are gathered per
-        // sweep of the ring and run together (half on the helper).
+        // Like WorkQueue::process, with `sweep` serving the chains.
         loop {
             let _ = q.queue.disable_notification(mem);
-            let mut heads = Vec::new();
-            let mut transfers = Vec::new();
-            while let Some(chain) = q.queue.pop_descriptor_chain(mem) {
-                let head = chain.head_index();
-                match core.begin(mem, chain, self.pool.is_some()) {
-                    Step::Done(n) => q.complete(mem, head, n),
-                    Step::Transfer(t) => {
-                        heads.push(head);
-                        transfers.push(t);
-                    }
-                }
-                used = true;
-            }
-            if let Some(pool) = &self.pool {
-                let results = pool.run(&transfers, |t| core.transfer(t));
-                for ((head, t), r) in heads.into_iter().zip(transfers).zip(results) {
-                    let n = core.finish(t, r);
-                    q.complete(mem, head, n);
-                }
-            }
+            used |= sweep(core, pool, &mut q.queue, mem);
             match q.queue.enable_notification(mem) {
                 Ok(true) => continue,
                 _ => break,
@@ -369,6 +476,57 @@ impl Handler for BlkWorker {
             q.notify(mem, &self.irq);
         }
     }
+}
+
+/// Takes every available chain off the ring and serves it. Reads and
+/// writes are gathered and run together ([`BlkCore::run_batch`]); any
+/// other request first waits for those taken before it, so a FLUSH covers
+/// every write that came before it. Returns whether a chain was used.
+pub fn sweep(core: &mut BlkCore, pool: Option<&IoPool>, q: &mut Queue, mem: &GuestMemory) -> bool {
+    let mut used = false;
+    let mut heads = Vec::new();
+    let mut transfers = Vec::new();
+    while let Some(chain) = q.pop_descriptor_chain(mem) {
+        used = true;
+        let head = chain.head_index();
+        match core.begin(mem, chain) {
+            Step::Done(n) => complete(q, mem, head, n),
+            Step::Transfer(t) => {
+                heads.push(head);
+                transfers.push(t);
+            }
+            Step::Other(o) => {
+                serve(core, pool, q, mem, &mut heads, &mut transfers);
+                let n = core.other(o);
+                complete(q, mem, head, n);
+            }
+        }
+    }
+    serve(core, pool, q, mem, &mut heads, &mut transfers);
+    used
+}
+
+fn complete(q: &mut Queue, mem: &GuestMemory, head: u16, len: u32) {
+    if let Err(e) = q.add_used(mem, head, len) {
+        tracing::warn!("virtio-blk: add_used: {e}");
+    }
+}
+
+/// Runs the gathered reads and writes and puts them in the used ring.
+fn serve<'a>(
+    core: &mut BlkCore,
+    pool: Option<&IoPool>,
+    q: &mut Queue,
+    mem: &'a GuestMemory,
+    heads: &mut Vec<u16>,
+    transfers: &mut Vec<Transfer<'a>>,
+) {
+    if transfers.is_empty() {
+        return;
+    }
+    core.run_batch(transfers, pool, &mut |i, n| complete(q, mem, heads[i], n));
+    heads.clear();
+    transfers.clear();
 }
 
 impl Drop for BlkWorker {

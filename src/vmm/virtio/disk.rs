@@ -11,6 +11,7 @@ use std::path::Path;
 use imago::io_buffers::{IoVector, IoVectorMut};
 use imago::{FormatDriverBuilder, PermissiveImplicitOpenGate, SyncFormatAccess};
 
+use super::blk_merge::IOV_MAX;
 use super::iov::Slice;
 
 /// Byte-addressed disk storage.
@@ -60,9 +61,6 @@ impl RawDisk {
         Ok(RawDisk { file, size })
     }
 }
-
-/// Largest iovec count per call (the kernel's UIO_MAXIOV).
-const IOV_MAX: usize = 1024;
 
 /// `preadv`/`pwritev` until every byte of `iovs` moved; a short transfer
 /// at the end of the file is an error.

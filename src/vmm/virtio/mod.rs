@@ -9,6 +9,9 @@
 
 pub mod balloon;
 pub mod blk;
+#[cfg(test)]
+mod blk_batch_tests;
+pub mod blk_merge;
 pub mod blk_pool;
 pub mod console;
 pub mod disk;
