@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 
 use libc::{
@@ -31,39 +31,8 @@ const IFF_UP: u16 = libc::IFF_UP as u16;
 /// Not in libc for this target.
 const SIOCBRADDIF: libc::c_ulong = 0x89a2;
 
-/// Longest interface name (IFNAMSIZ - 1).
-pub const MAX_NAME: usize = 15;
-
-/// `struct ifreq`: a name and a 24-byte union, filled per request.
-#[repr(C)]
-struct IfReq {
-    name: [u8; 16],
-    data: [u8; 24],
-}
-
-impl IfReq {
-    fn new(name: &str) -> IfReq {
-        let mut r = IfReq {
-            name: [0; 16],
-            data: [0; 24],
-        };
-        let n = name.len().min(MAX_NAME);
-        r.name[..n].copy_from_slice(&name.as_bytes()[..n]);
-        r
-    }
-    fn set_u16(&mut self, v: u16) {
-        self.data[..2].copy_from_slice(&v.to_ne_bytes());
-    }
-    fn u16(&self) -> u16 {
-        u16::from_ne_bytes([self.data[0], self.data[1]])
-    }
-    fn set_i32(&mut self, v: i32) {
-        self.data[..4].copy_from_slice(&v.to_ne_bytes());
-    }
-    fn i32(&self) -> i32 {
-        i32::from_ne_bytes([self.data[0], self.data[1], self.data[2], self.data[3]])
-    }
-}
+use crate::vmm::ifreq::IfReq;
+pub use crate::vmm::ifreq::MAX_NAME;
 
 /// A libvirt system error ("detail: strerror"), from the host-network
 /// code (`VIR_FROM_NONE`).
@@ -73,17 +42,6 @@ fn net_error(what: impl AsRef<str>, err: &io::Error) -> Error {
         ErrorDomain::None,
         format!("{}: {}", what.as_ref(), os_text(err)),
     )
-}
-
-fn ioctl(fd: RawFd, req: libc::c_ulong, ifr: &mut IfReq) -> io::Result<()> {
-    // SAFETY: every request used here takes a `struct ifreq *`; `ifr`
-    // is a live, correctly sized ifreq for the duration of the call.
-    let rc = unsafe { libc::ioctl(fd, req, ifr as *mut IfReq) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// A socket to send interface ioctls through (`virNetDevSetupControl`).
@@ -175,8 +133,8 @@ fn tun_set_iff(
     if multi_queue {
         flags |= IFF_MULTI_QUEUE;
     }
-    ifr.set_u16(flags);
-    ioctl(file.as_raw_fd(), TUNSETIFF, &mut ifr)
+    ifr.set_flags(flags);
+    ifr.ioctl(file.as_raw_fd(), TUNSETIFF)
 }
 
 /// Deletes the tap `name` unless some process still holds it
@@ -188,8 +146,8 @@ pub fn delete_tap(name: &str) -> bool {
     let Ok(file) = open_tun() else { return false };
     let attach = |flags: u16| {
         let mut ifr = IfReq::new(name);
-        ifr.set_u16(flags);
-        ioctl(file.as_raw_fd(), TUNSETIFF, &mut ifr)
+        ifr.set_flags(flags);
+        ifr.ioctl(file.as_raw_fd(), TUNSETIFF)
     };
     let attached = match attach(IFF_TAP | IFF_NO_PI) {
         // EINVAL: a multi-queue tap (or not a tap at all).
@@ -212,9 +170,8 @@ pub fn delete_tap(name: &str) -> bool {
 pub fn set_mac(name: &str, mac: &MacAddr) -> Result<()> {
     let s = control().map_err(|e| net_error("Cannot open network interface control socket", &e))?;
     let mut ifr = IfReq::new(name);
-    ifr.data[..2].copy_from_slice(&ARPHRD_ETHER.to_ne_bytes());
-    ifr.data[2..8].copy_from_slice(&mac.0);
-    ioctl(s.as_raw_fd(), SIOCSIFHWADDR, &mut ifr)
+    ifr.set_hwaddr(ARPHRD_ETHER, &mac.0);
+    ifr.ioctl(s.as_raw_fd(), SIOCSIFHWADDR)
         .map_err(|e| net_error(format!("Cannot set interface MAC on '{name}'"), &e))
 }
 
@@ -222,17 +179,17 @@ pub fn set_mac(name: &str, mac: &MacAddr) -> Result<()> {
 pub fn mtu(name: &str) -> Result<u32> {
     let s = control().map_err(|e| net_error("Cannot open network interface control socket", &e))?;
     let mut ifr = IfReq::new(name);
-    ioctl(s.as_raw_fd(), SIOCGIFMTU, &mut ifr)
+    ifr.ioctl(s.as_raw_fd(), SIOCGIFMTU)
         .map_err(|e| net_error(format!("Cannot get interface MTU on '{name}'"), &e))?;
-    Ok(ifr.i32().max(0) as u32)
+    Ok(ifr.int().max(0) as u32)
 }
 
 /// Sets the MTU of `name`.
 pub fn set_mtu(name: &str, mtu: u32) -> Result<()> {
     let s = control().map_err(|e| net_error("Cannot open network interface control socket", &e))?;
     let mut ifr = IfReq::new(name);
-    ifr.set_i32(i32::try_from(mtu).unwrap_or(i32::MAX));
-    ioctl(s.as_raw_fd(), SIOCSIFMTU, &mut ifr)
+    ifr.set_int(i32::try_from(mtu).unwrap_or(i32::MAX));
+    ifr.ioctl(s.as_raw_fd(), SIOCSIFMTU)
         .map_err(|e| net_error(format!("Cannot set interface MTU on '{name}'"), &e))
 }
 
@@ -240,11 +197,11 @@ pub fn set_mtu(name: &str, mtu: u32) -> Result<()> {
 pub fn set_online(name: &str) -> Result<()> {
     let s = control().map_err(|e| net_error("Cannot open network interface control socket", &e))?;
     let mut ifr = IfReq::new(name);
-    ioctl(s.as_raw_fd(), SIOCGIFFLAGS, &mut ifr)
+    ifr.ioctl(s.as_raw_fd(), SIOCGIFFLAGS)
         .map_err(|e| net_error(format!("Cannot get interface flags on '{name}'"), &e))?;
-    let flags = ifr.u16() | IFF_UP;
-    ifr.set_u16(flags);
-    ioctl(s.as_raw_fd(), SIOCSIFFLAGS, &mut ifr)
+    let flags = ifr.flags() | IFF_UP;
+    ifr.set_flags(flags);
+    ifr.ioctl(s.as_raw_fd(), SIOCSIFFLAGS)
         .map_err(|e| net_error(format!("Cannot set interface flags on '{name}'"), &e))
 }
 
@@ -255,8 +212,9 @@ pub fn bridge_add_port(bridge: &str, port: &str) -> Result<()> {
     let idx = index(port)
         .map_err(|e| net_error(format!("Unable to get interface index for {port}"), &e))?;
     let mut ifr = IfReq::new(bridge);
-    ifr.set_i32(idx);
-    ioctl(s.as_raw_fd(), SIOCBRADDIF, &mut ifr).map_err(|e| net_error(what(), &e))
+    ifr.set_int(idx);
+    ifr.ioctl(s.as_raw_fd(), SIOCBRADDIF)
+        .map_err(|e| net_error(what(), &e))
 }
 
 /// Interface counters as the host sees them (`/proc/net/dev`).

@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod devices;
 pub mod error;
 pub mod exit;
+pub mod ifreq;
 pub mod layout;
 pub mod memory;
 pub mod output_pump;

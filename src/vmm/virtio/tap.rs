@@ -8,26 +8,21 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 
 use libc::{TUNGETIFF, TUNSETIFF, TUNSETOFFLOAD, TUNSETQUEUE, TUNSETVNETHDRSZ};
-// `ifr_flags` is a C short.
-const IFF_TAP: libc::c_short = libc::IFF_TAP as libc::c_short;
-const IFF_NO_PI: libc::c_short = libc::IFF_NO_PI as libc::c_short;
-const IFF_VNET_HDR: libc::c_short = libc::IFF_VNET_HDR as libc::c_short;
-const IFF_MULTI_QUEUE: libc::c_short = libc::IFF_MULTI_QUEUE as libc::c_short;
-const IFF_ATTACH_QUEUE: libc::c_short = libc::IFF_ATTACH_QUEUE as libc::c_short;
-const IFF_DETACH_QUEUE: libc::c_short = libc::IFF_DETACH_QUEUE as libc::c_short;
+
+use crate::vmm::ifreq::IfReq;
+// `ifr_flags` is 16 bits wide.
+const IFF_TAP: u16 = libc::IFF_TAP as u16;
+const IFF_NO_PI: u16 = libc::IFF_NO_PI as u16;
+const IFF_VNET_HDR: u16 = libc::IFF_VNET_HDR as u16;
+const IFF_MULTI_QUEUE: u16 = libc::IFF_MULTI_QUEUE as u16;
+const IFF_ATTACH_QUEUE: u16 = libc::IFF_ATTACH_QUEUE as u16;
+const IFF_DETACH_QUEUE: u16 = libc::IFF_DETACH_QUEUE as u16;
 
 /// TUNSETOFFLOAD bits.
 pub use libc::{TUN_F_CSUM, TUN_F_TSO_ECN, TUN_F_TSO4, TUN_F_TSO6};
 
 /// Length of the virtio-net header (VERSION_1, with num_buffers).
 pub const VNET_HDR_LEN: usize = 12;
-
-#[repr(C)]
-struct IfReq {
-    name: [u8; 16],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
 
 /// An open tap.
 pub struct Tap {
@@ -87,16 +82,13 @@ impl Tap {
     /// Attaches this queue of a multi-queue tap (frames are steered to
     /// it) or detaches it. Doing what is already done is not an error.
     pub fn set_queue_attached(&self, attached: bool) -> io::Result<()> {
-        let mut req = IfReq {
-            name: [0; 16],
-            flags: if attached {
-                IFF_ATTACH_QUEUE
-            } else {
-                IFF_DETACH_QUEUE
-            },
-            _pad: [0; 22],
-        };
-        match ioctl_ptr(&self.file, TUNSETQUEUE, &mut req) {
+        let mut req = IfReq::new("");
+        req.set_flags(if attached {
+            IFF_ATTACH_QUEUE
+        } else {
+            IFF_DETACH_QUEUE
+        });
+        match req.ioctl(self.file.as_raw_fd(), TUNSETQUEUE) {
             // EINVAL: already in that state (or not a multi-queue tap).
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
             r => r,
@@ -134,16 +126,11 @@ impl Tap {
             .read(true)
             .write(true)
             .open("/dev/net/tun")?;
-        let mut req = IfReq {
-            name: [0; 16],
-            flags: IFF_TAP
-                | IFF_NO_PI
-                | IFF_VNET_HDR
-                | if multi_queue { IFF_MULTI_QUEUE } else { 0 },
-            _pad: [0; 22],
-        };
-        req.name[..name.len()].copy_from_slice(name.as_bytes());
-        ioctl_ptr(&file, TUNSETIFF, &mut req)?;
+        let mut req = IfReq::new(name);
+        req.set_flags(
+            IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | if multi_queue { IFF_MULTI_QUEUE } else { 0 },
+        );
+        req.ioctl(file.as_raw_fd(), TUNSETIFF)?;
         setup(file, true)
     }
 
@@ -159,13 +146,9 @@ impl Tap {
         // SAFETY: the fd is open and was handed to this process for the
         // tap; nothing else in the VMM uses it.
         let file = unsafe { File::from_raw_fd(fd) };
-        let mut req = IfReq {
-            name: [0; 16],
-            flags: 0,
-            _pad: [0; 22],
-        };
-        ioctl_ptr(&file, TUNGETIFF, &mut req)?;
-        let vnet = req.flags & IFF_VNET_HDR != 0;
+        let mut req = IfReq::new("");
+        req.ioctl(file.as_raw_fd(), TUNGETIFF)?;
+        let vnet = req.flags() & IFF_VNET_HDR != 0;
         setup(file, vnet)
     }
 }
