@@ -235,7 +235,9 @@ impl BlkCore {
         let spans: Vec<Span> = ts.iter().map(Transfer::span).collect();
         let runs = blk_merge::runs(&spans, blk_merge::IOV_MAX, blk_merge::MAX_MERGE_BYTES);
         match pool {
-            Some(p) if runs.len() > 1 => {
+            // Buffered writes to one file take the inode's lock in turn, so a
+            // second thread only adds contention to a sweep of writes.
+            Some(p) if runs.len() > 1 && runs.iter().any(|r| !ts[r.start].write) => {
                 let jobs = runs
                     .iter()
                     .map(|r| Job {
