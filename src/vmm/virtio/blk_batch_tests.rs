@@ -15,6 +15,7 @@ use virtio_queue::{Queue, QueueT};
 use super::fuzz::{AVAIL, DESC, USED, guest};
 use super::iov::Slice;
 use super::stats::BlkStats;
+use super::test_ring::{NEXT, WRITE, desc, publish};
 use crate::vmm::memory::GuestMemory;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +97,6 @@ fn core(bad: Range<u64>) -> (BlkCore, Arc<Mutex<Vec<Op>>>) {
 const HDRS: u64 = 0x10000;
 const STATUS: u64 = 0x11000;
 const DATA: u64 = 0x20000;
-const NEXT: u16 = 1;
-const WRITE: u16 = 2;
 
 /// Request `i` of a sweep: header, `len` data bytes at DATA + i * 4 KiB
 /// (in two pieces when `split`), status byte; three or four descriptors
@@ -131,23 +130,6 @@ fn request(mem: &GuestMemory, i: u16, ty: u32, sector: u64, len: u32, split: boo
         desc(mem, d0 + 2, STATUS + u64::from(i), 1, WRITE, 0);
     }
     d0
-}
-
-fn desc(mem: &GuestMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-    let base = DESC + u64::from(i) * 16;
-    mem.write_obj(addr, GuestAddress(base)).unwrap();
-    mem.write_obj(len, GuestAddress(base + 8)).unwrap();
-    mem.write_obj(flags, GuestAddress(base + 12)).unwrap();
-    mem.write_obj(next, GuestAddress(base + 14)).unwrap();
-}
-
-fn publish(mem: &GuestMemory, heads: &[u16]) {
-    for (i, h) in heads.iter().enumerate() {
-        mem.write_obj(*h, GuestAddress(AVAIL + 4 + 2 * i as u64))
-            .unwrap();
-    }
-    mem.write_obj(heads.len() as u16, GuestAddress(AVAIL + 2))
-        .unwrap();
 }
 
 fn status(mem: &GuestMemory, i: u64) -> u8 {

@@ -30,7 +30,8 @@ impl Rng {
     }
 }
 
-use super::fuzz::{AVAIL, DESC, MEM_SIZE, QSIZE, USED, blk_core as core, guest};
+use super::fuzz::{AVAIL, MEM_SIZE, QSIZE, USED, blk_core as core, guest};
+use super::test_ring::{INDIRECT, NEXT, WRITE, desc, desc_at, publish};
 
 fn queue(mem: &GuestMemory) -> Queue {
     super::fuzz::blk_queue(mem)
@@ -48,31 +49,11 @@ fn intx_line() -> super::interrupt::IntxLine {
     }
 }
 
-fn desc(mem: &GuestMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-    let base = DESC + u64::from(i) * 16;
-    mem.write_obj(addr, GuestAddress(base)).unwrap();
-    mem.write_obj(len, GuestAddress(base + 8)).unwrap();
-    mem.write_obj(flags, GuestAddress(base + 12)).unwrap();
-    mem.write_obj(next, GuestAddress(base + 14)).unwrap();
-}
-
-fn publish(mem: &GuestMemory, heads: &[u16]) {
-    for (i, h) in heads.iter().enumerate() {
-        mem.write_obj(*h, GuestAddress(AVAIL + 4 + 2 * i as u64))
-            .unwrap();
-    }
-    mem.write_obj(heads.len() as u16, GuestAddress(AVAIL + 2))
-        .unwrap();
-}
-
 fn header(mem: &GuestMemory, at: u64, ty: u32, sector: u64) {
     mem.write_obj(ty, GuestAddress(at)).unwrap();
     mem.write_obj(0u32, GuestAddress(at + 4)).unwrap();
     mem.write_obj(sector, GuestAddress(at + 8)).unwrap();
 }
-
-const NEXT: u16 = 1;
-const WRITE: u16 = 2;
 
 #[test]
 fn well_formed_read_and_rejections() {
@@ -280,17 +261,6 @@ fn bar_sizing_and_moving() {
     assert_eq!(num_queues(&mut bars, layout::PCI_MMIO32_START), 0xffff);
 }
 
-const INDIRECT: u16 = 4;
-
-/// Writes one indirect-table entry at `table` + 16 * `i`.
-fn idesc(mem: &GuestMemory, table: u64, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-    let base = table + u64::from(i) * 16;
-    mem.write_obj(addr, GuestAddress(base)).unwrap();
-    mem.write_obj(len, GuestAddress(base + 8)).unwrap();
-    mem.write_obj(flags, GuestAddress(base + 12)).unwrap();
-    mem.write_obj(next, GuestAddress(base + 14)).unwrap();
-}
-
 #[test]
 fn malicious_indirect_chains_are_rejected() {
     let mem = guest();
@@ -299,31 +269,31 @@ fn malicious_indirect_chains_are_rejected() {
     let (t0, t1, t2, t3, t4) = (0x20000u64, 0x20100, 0x20200, 0x20300, 0x20400);
     // 0: a well-formed OUT through an indirect table: accepted.
     header(&mem, 0x10000, blk::T_OUT, 2);
-    idesc(&mem, t0, 0, 0x10000, 16, NEXT, 1);
-    idesc(&mem, t0, 1, 0x11000, 512, NEXT, 2);
-    idesc(&mem, t0, 2, 0x12000, 1, WRITE, 0);
+    desc_at(&mem, t0, 0, 0x10000, 16, NEXT, 1);
+    desc_at(&mem, t0, 1, 0x11000, 512, NEXT, 2);
+    desc_at(&mem, t0, 2, 0x12000, 1, WRITE, 0);
     desc(&mem, 0, t0, 48, INDIRECT, 0);
     // 1: an indirect table whose entries loop (0 -> 1 -> 0).
     header(&mem, 0x10100, blk::T_OUT, 3);
-    idesc(&mem, t1, 0, 0x10100, 16, NEXT, 1);
-    idesc(&mem, t1, 1, 0x11000, 512, NEXT, 0);
+    desc_at(&mem, t1, 0, 0x10100, 16, NEXT, 1);
+    desc_at(&mem, t1, 1, 0x11000, 512, NEXT, 0);
     desc(&mem, 1, t1, 32, INDIRECT, 0);
     // 2: an indirect table naming another indirect table.
-    idesc(&mem, t2, 0, t0, 48, INDIRECT, 0);
+    desc_at(&mem, t2, 0, t0, 48, INDIRECT, 0);
     desc(&mem, 2, t2, 16, INDIRECT, 0);
     // 3: an indirect table outside guest memory, and one of odd length.
     desc(&mem, 3, MEM_SIZE + 0x1000, 48, INDIRECT, 0);
     desc(&mem, 4, t0, 47, INDIRECT, 0);
     // 5: a data buffer of nearly 4 GiB, and one wrapping the address space.
     header(&mem, 0x10200, blk::T_OUT, 4);
-    idesc(&mem, t3, 0, 0x10200, 16, NEXT, 1);
-    idesc(&mem, t3, 1, 0x11000, 0xffff_f000, NEXT, 2);
-    idesc(&mem, t3, 2, 0x12005, 1, WRITE, 0);
+    desc_at(&mem, t3, 0, 0x10200, 16, NEXT, 1);
+    desc_at(&mem, t3, 1, 0x11000, 0xffff_f000, NEXT, 2);
+    desc_at(&mem, t3, 2, 0x12005, 1, WRITE, 0);
     desc(&mem, 5, t3, 48, INDIRECT, 0);
     header(&mem, 0x10300, blk::T_OUT, 5);
-    idesc(&mem, t4, 0, 0x10300, 16, NEXT, 1);
-    idesc(&mem, t4, 1, u64::MAX - 0x100, 0x200, NEXT, 2);
-    idesc(&mem, t4, 2, 0x12006, 1, WRITE, 0);
+    desc_at(&mem, t4, 0, 0x10300, 16, NEXT, 1);
+    desc_at(&mem, t4, 1, u64::MAX - 0x100, 0x200, NEXT, 2);
+    desc_at(&mem, t4, 2, 0x12006, 1, WRITE, 0);
     desc(&mem, 6, t4, 48, INDIRECT, 0);
     // 7: a readable descriptor after a writable one (status in the middle).
     header(&mem, 0x10400, blk::T_OUT, 6);

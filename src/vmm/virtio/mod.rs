@@ -28,6 +28,8 @@ pub mod rng;
 pub mod setup;
 pub mod stats;
 pub mod tap;
+#[cfg(test)]
+mod test_ring;
 pub mod transport;
 pub mod vsock;
 pub mod worker;
