@@ -21,18 +21,13 @@ use super::fsutil::os_text;
 
 const TUN_PATH: &str = "/dev/net/tun";
 
-// `ifr_flags` is 16 bits wide; the ioctl numbers are libc's.
-const IFF_TAP: u16 = libc::IFF_TAP as u16;
-const IFF_NO_PI: u16 = libc::IFF_NO_PI as u16;
-const IFF_VNET_HDR: u16 = libc::IFF_VNET_HDR as u16;
-const IFF_TUN_EXCL: u16 = libc::IFF_TUN_EXCL as u16;
-const IFF_MULTI_QUEUE: u16 = libc::IFF_MULTI_QUEUE as u16;
-const IFF_UP: u16 = libc::IFF_UP as u16;
 /// Not in libc for this target.
 const SIOCBRADDIF: libc::c_ulong = 0x89a2;
 
-use crate::vmm::ifreq::IfReq;
 pub use crate::vmm::ifreq::MAX_NAME;
+use crate::vmm::ifreq::{
+    IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_TUN_EXCL, IFF_UP, IFF_VNET_HDR, IfReq,
+};
 
 /// A libvirt system error ("detail: strerror"), from the host-network
 /// code (`VIR_FROM_NONE`).

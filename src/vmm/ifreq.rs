@@ -5,6 +5,16 @@
 use std::io;
 use std::os::fd::RawFd;
 
+/// `ifr_flags` bits as its 16-bit field holds them (libc has them as ints).
+pub const IFF_UP: u16 = libc::IFF_UP as u16;
+pub const IFF_TAP: u16 = libc::IFF_TAP as u16;
+pub const IFF_NO_PI: u16 = libc::IFF_NO_PI as u16;
+pub const IFF_VNET_HDR: u16 = libc::IFF_VNET_HDR as u16;
+pub const IFF_TUN_EXCL: u16 = libc::IFF_TUN_EXCL as u16;
+pub const IFF_MULTI_QUEUE: u16 = libc::IFF_MULTI_QUEUE as u16;
+pub const IFF_ATTACH_QUEUE: u16 = libc::IFF_ATTACH_QUEUE as u16;
+pub const IFF_DETACH_QUEUE: u16 = libc::IFF_DETACH_QUEUE as u16;
+
 /// Longest interface name (IFNAMSIZ - 1).
 pub const MAX_NAME: usize = 15;
 

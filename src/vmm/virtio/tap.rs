@@ -9,14 +9,9 @@ use std::os::fd::{AsRawFd, FromRawFd};
 
 use libc::{TUNGETIFF, TUNSETIFF, TUNSETOFFLOAD, TUNSETQUEUE, TUNSETVNETHDRSZ};
 
-use crate::vmm::ifreq::IfReq;
-// `ifr_flags` is 16 bits wide.
-const IFF_TAP: u16 = libc::IFF_TAP as u16;
-const IFF_NO_PI: u16 = libc::IFF_NO_PI as u16;
-const IFF_VNET_HDR: u16 = libc::IFF_VNET_HDR as u16;
-const IFF_MULTI_QUEUE: u16 = libc::IFF_MULTI_QUEUE as u16;
-const IFF_ATTACH_QUEUE: u16 = libc::IFF_ATTACH_QUEUE as u16;
-const IFF_DETACH_QUEUE: u16 = libc::IFF_DETACH_QUEUE as u16;
+use crate::vmm::ifreq::{
+    IFF_ATTACH_QUEUE, IFF_DETACH_QUEUE, IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IfReq,
+};
 
 /// TUNSETOFFLOAD bits.
 pub use libc::{TUN_F_CSUM, TUN_F_TSO_ECN, TUN_F_TSO4, TUN_F_TSO6};
