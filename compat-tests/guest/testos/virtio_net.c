@@ -91,6 +91,28 @@ static void arp(const u8 *dst_mac, u16 op, const u8 *tha, const u8 *tpa)
 	send_frame(42);
 }
 
+/*
+ * Copies the IPv4 frame f (IP total length tot, header length ihl) into
+ * txbuf as its reply: MACs and IP addresses swapped, TTL 64, header
+ * checksum redone. Returns the reply's IP payload, for the caller to turn
+ * into its answer.
+ */
+static u8 *ip_reply(const u8 *f, u32 tot, u32 ihl)
+{
+	const u8 *ip = f + 14;
+	u8 *o = txbuf + VHDR;
+	memcpy(o, f + 6, 6);
+	memcpy(o + 6, mac, 6);
+	memcpy(o + 12, f + 12, 2 + tot);
+	u8 *oip = o + 14;
+	memcpy(oip + 12, ip + 16, 4);
+	memcpy(oip + 16, ip + 12, 4);
+	oip[8] = 64;
+	put16(oip + 10, 0);
+	put16(oip + 10, csum(oip, ihl));
+	return oip + ihl;
+}
+
 static void handle(const u8 *f, u32 len)
 {
 	if (len < 14)
@@ -115,18 +137,8 @@ static void handle(const u8 *f, u32 len)
 		    memcmp(ip + 16, &opt.ip, 4) != 0 || 14 + tot > BUFLEN - VHDR)
 			return;
 		if (ip[9] == 17 && be16(ip + ihl + 2) == 7) {
-			/* UDP echo: addresses and ports swapped, checksum 0 (none) */
-			u8 *o = txbuf + VHDR;
-			memcpy(o, f + 6, 6);
-			memcpy(o + 6, mac, 6);
-			memcpy(o + 12, f + 12, 2 + tot);
-			u8 *oip = o + 14;
-			memcpy(oip + 12, ip + 16, 4);
-			memcpy(oip + 16, ip + 12, 4);
-			oip[8] = 64;
-			put16(oip + 10, 0);
-			put16(oip + 10, csum(oip, ihl));
-			u8 *udp = oip + ihl;
+			/* UDP echo: ports swapped, checksum 0 (none) */
+			u8 *udp = ip_reply(f, tot, ihl);
 			memcpy(udp, ip + ihl + 2, 2);
 			memcpy(udp + 2, ip + ihl, 2);
 			put16(udp + 6, 0);
@@ -136,17 +148,7 @@ static void handle(const u8 *f, u32 len)
 		}
 		if (ip[9] != 1 || ip[ihl] != 8)
 			return;
-		u8 *o = txbuf + VHDR;
-		memcpy(o, f + 6, 6);
-		memcpy(o + 6, mac, 6);
-		memcpy(o + 12, f + 12, 2 + tot);
-		u8 *oip = o + 14;
-		memcpy(oip + 12, ip + 16, 4);
-		memcpy(oip + 16, ip + 12, 4);
-		oip[8] = 64;
-		put16(oip + 10, 0);
-		put16(oip + 10, csum(oip, ihl));
-		u8 *icmp = oip + ihl;
+		u8 *icmp = ip_reply(f, tot, ihl);
 		icmp[0] = 0;                   /* echo reply */
 		put16(icmp + 2, 0);
 		put16(icmp + 2, csum(icmp, tot - ihl));
