@@ -4,6 +4,7 @@ use super::bus::{Bus, DOMAIN, param_u64};
 use super::domain::{Dom, STATS_BALLOON, STATS_CPU, STATS_STATE, STATS_VCPU, lookup};
 use super::error::{CliError, Result};
 use super::format::{kv, reason_name, state_name};
+use super::options::{exclusive, flag_bits};
 use super::xpath::Doc;
 
 /// `VIR_DOMAIN_XML_*`.
@@ -164,32 +165,21 @@ impl VcpuCountQuery {
         // Before `--current` meant the domain's state, it meant "not
         // --maximum"; virsh still reads it so when alone.
         let current = self.current && (self.maximum || self.active);
-        for (a, b, on) in [
+        exclusive(&[
             ("current", "live", current && self.live),
             ("current", "config", current && self.config),
             ("active", "maximum", self.active && self.maximum),
             ("guest", "config", self.guest && self.config),
-        ] {
-            if on {
-                return Err(CliError::ctx(format!(
-                    "Options --{a} and --{b} are mutually exclusive"
-                )));
-            }
-        }
+        ])?;
         if all {
             return Ok(None);
         }
-        Ok(Some(
-            [
-                (self.live, VCPU_LIVE),
-                (self.config, VCPU_CONFIG),
-                (self.maximum, VCPU_MAXIMUM),
-                (self.guest, VCPU_GUEST),
-            ]
-            .iter()
-            .filter(|(on, _)| *on)
-            .fold(0, |f, (_, bit)| f | bit),
-        ))
+        Ok(Some(flag_bits(&[
+            (self.live, VCPU_LIVE),
+            (self.config, VCPU_CONFIG),
+            (self.maximum, VCPU_MAXIMUM),
+            (self.guest, VCPU_GUEST),
+        ])))
     }
 }
 

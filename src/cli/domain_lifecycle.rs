@@ -6,6 +6,7 @@ use zbus::zvariant::{OwnedObjectPath, Value};
 use super::bus::{Bus, DOMAIN};
 use super::domain::{Dom, lookup};
 use super::error::{CliError, Result};
+use super::options::{exclusive, flag_bits};
 
 /// `VIR_DOMAIN_AFFECT_*`.
 pub const AFFECT_LIVE: u32 = 1;
@@ -235,32 +236,23 @@ impl VcpuOpts {
     /// `virDomainVcpuFlags`, or `None` when no option was given, where
     /// virsh calls the flagless `virDomainSetVcpus` (the running domain).
     fn flags(&self) -> Result<Option<u32>> {
-        for (a, b, on) in [
+        exclusive(&[
             ("current", "live", self.current && self.live),
             ("current", "config", self.current && self.config),
             ("guest", "config", self.guest && self.config),
-        ] {
-            if on {
-                return Err(CliError::ctx(format!(
-                    "Options --{a} and --{b} are mutually exclusive"
-                )));
-            }
-        }
+        ])?;
         if self.maximum && !self.config {
             return Err(CliError::ctx(
                 "Option --config is required by option --maximum",
             ));
         }
-        let f = [
+        let f = flag_bits(&[
             (self.live, AFFECT_LIVE),
             (self.config, AFFECT_CONFIG),
             (self.maximum, 4),
             (self.guest, 8),
             (self.hotpluggable, 16),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |f, (_, bit)| f | bit);
+        ]);
         Ok((f != 0 || self.current).then_some(f))
     }
 }

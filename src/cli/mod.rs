@@ -50,6 +50,7 @@ pub mod events;
 pub mod format;
 pub mod help;
 pub mod host;
+pub mod options;
 pub mod shell;
 pub mod xpath;
 
