@@ -434,6 +434,8 @@ fn domain_commands_match_virsh() {
         &["setvcpus", "g1", "1", "--current", "--live"],
         &["setvcpus", "g1", "1", "--guest", "--config"],
         &["setvcpus", "g1", "two"],
+        &["setmem", "g1", "64M", "--current", "--config"],
+        &["setmem", "g1", "64M", "--current", "--live"],
     ] {
         env.same(q);
     }

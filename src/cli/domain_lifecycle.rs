@@ -169,11 +169,10 @@ pub fn autostart(bus: &Bus, name: &str, disable: bool) -> Result<String> {
 /// `--config`, `--live`, `--current` as `VIR_DOMAIN_AFFECT_*` flags;
 /// none of them means the live domain, as `virDomainSetMemory` does.
 pub fn affect(config: bool, live: bool, current: bool) -> Result<u32> {
-    if current && (config || live) {
-        return Err(CliError::ctx(
-            "Options --current and --live are mutually exclusive",
-        ));
-    }
+    exclusive(&[
+        ("current", "live", current && live),
+        ("current", "config", current && config),
+    ])?;
     let mut f = 0;
     if config {
         f |= AFFECT_CONFIG;
