@@ -189,7 +189,20 @@ impl Xdr for String {
         encode_padded(self.as_bytes(), w);
     }
     fn decode(r: &mut Reader<'_>) -> XResult<Self> {
-        let len = r.length(STRING_MAX)?;
+        Self::decode_max(r, STRING_MAX)
+    }
+}
+
+/// A variable-length value (`x<N>`) that can be decoded with the limit of
+/// its declaration instead of its type's default. `xdr_struct!` uses it for
+/// fields written `pub x: T [max = N]`.
+pub trait Bounded: Xdr {
+    fn decode_max(r: &mut Reader<'_>, max: usize) -> XResult<Self>;
+}
+
+impl Bounded for String {
+    fn decode_max(r: &mut Reader<'_>, max: usize) -> XResult<Self> {
+        let len = r.length(max)?;
         let b = r.bytes_padded(len)?;
         String::from_utf8(b.to_vec()).map_err(|_| XdrError::BadUtf8)
     }
@@ -228,6 +241,12 @@ impl<T: Xdr> Xdr for Vec<T> {
     }
 }
 
+impl<T: Xdr> Bounded for Vec<T> {
+    fn decode_max(r: &mut Reader<'_>, max: usize) -> XResult<Self> {
+        decode_array(r, max)
+    }
+}
+
 /// A variable array with an explicit limit. Each element takes at least
 /// 4 bytes, so a count larger than a quarter of what is left is rejected
 /// before allocating.
@@ -243,14 +262,15 @@ pub fn decode_array<T: Xdr>(r: &mut Reader<'_>, max: usize) -> XResult<Vec<T>> {
     Ok(out)
 }
 
-/// Fixed opaque (`opaque x[16]`), e.g. a UUID: raw bytes, no length.
-impl Xdr for [u8; 16] {
+/// Fixed opaque (`opaque x[N]`), e.g. a UUID: raw bytes and their
+/// padding, no length.
+impl<const N: usize> Xdr for [u8; N] {
     fn encode(&self, w: &mut Vec<u8>) {
-        w.extend_from_slice(self);
+        encode_padded(self, w);
     }
     fn decode(r: &mut Reader<'_>) -> XResult<Self> {
-        let s = r.take(16)?;
-        let mut b = [0u8; 16];
+        let s = r.bytes_padded(N)?;
+        let mut b = [0u8; N];
         b.copy_from_slice(s);
         Ok(b)
     }
@@ -266,7 +286,13 @@ impl Xdr for Opaque {
         encode_padded(&self.0, w);
     }
     fn decode(r: &mut Reader<'_>) -> XResult<Self> {
-        let len = r.length(OPAQUE_MAX)?;
+        Self::decode_max(r, OPAQUE_MAX)
+    }
+}
+
+impl Bounded for Opaque {
+    fn decode_max(r: &mut Reader<'_>, max: usize) -> XResult<Self> {
+        let len = r.length(max)?;
         Ok(Opaque(r.bytes_padded(len)?.to_vec()))
     }
 }
@@ -289,15 +315,49 @@ impl Xdr for CharArray {
         }
     }
     fn decode(r: &mut Reader<'_>) -> XResult<Self> {
-        let chars: Vec<i32> = decode_array(r, 4097)?;
-        let bytes: Vec<u8> = chars
-            .into_iter()
-            .map(|c| c as u8)
-            .take_while(|&b| b != 0)
-            .collect();
-        String::from_utf8(bytes)
-            .map(CharArray)
-            .map_err(|_| XdrError::BadUtf8)
+        // The longest text libvirt sends this way, REMOTE_SECURITY_LABEL_MAX.
+        Self::decode_max(r, 4097)
+    }
+}
+
+impl Bounded for CharArray {
+    fn decode_max(r: &mut Reader<'_>, max: usize) -> XResult<Self> {
+        let chars: Vec<i32> = decode_array(r, max)?;
+        text_until_nul(chars).map(CharArray)
+    }
+}
+
+/// The characters up to the first NUL, as UTF-8.
+fn text_until_nul(chars: Vec<i32>) -> XResult<String> {
+    let bytes: Vec<u8> = chars
+        .into_iter()
+        .map(|c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    String::from_utf8(bytes).map_err(|_| XdrError::BadUtf8)
+}
+
+/// A `char` array that carries bytes rather than text (the SASL data): a
+/// count, then one word per byte, kept as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CharBytes(pub Vec<u8>);
+
+impl Xdr for CharBytes {
+    fn encode(&self, w: &mut Vec<u8>) {
+        (self.0.len() as u32).encode(w);
+        for &b in &self.0 {
+            i32::from(b as i8).encode(w);
+        }
+    }
+    fn decode(r: &mut Reader<'_>) -> XResult<Self> {
+        Self::decode_max(r, ARRAY_MAX)
+    }
+}
+
+impl Bounded for CharBytes {
+    fn decode_max(r: &mut Reader<'_>, max: usize) -> XResult<Self> {
+        let chars: Vec<i32> = decode_array(r, max)?;
+        Ok(CharBytes(chars.into_iter().map(|c| c as u8).collect()))
     }
 }
 
@@ -315,6 +375,26 @@ pub fn encode_char_fixed(s: &str, n: usize, w: &mut Vec<u8>) {
     }
 }
 
+/// A fixed `char x[N]` array holding text (`remote_node_get_info_ret`'s
+/// model): exactly N words, NUL-padded, the last one always NUL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CharFixed<const N: usize>(pub String);
+
+impl<const N: usize> Xdr for CharFixed<N> {
+    fn encode(&self, w: &mut Vec<u8>) {
+        encode_char_fixed(&self.0, N, w);
+    }
+    fn decode(r: &mut Reader<'_>) -> XResult<Self> {
+        let mut chars = Vec::with_capacity(N.min(r.remaining() / 4));
+        for _ in 0..N {
+            chars.push(i32::decode(r)?);
+        }
+        // The last slot is the terminator, whatever the sender put there.
+        chars.truncate(N.saturating_sub(1));
+        text_until_nul(chars).map(CharFixed)
+    }
+}
+
 /// An empty payload.
 impl Xdr for () {
     fn encode(&self, _w: &mut Vec<u8>) {}
@@ -324,8 +404,20 @@ impl Xdr for () {
 }
 
 /// Declares a struct whose XDR encoding is its fields in order.
+///
+/// A field declared with its own limit in the `.x` file (`T x<N>`) is
+/// written `pub x: T [max = N]`: it is decoded with [`Bounded::decode_max`]
+/// and that limit instead of the default limit of its type.
 macro_rules! xdr_struct {
-    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty),* $(,)? }) => {
+    (@decode $r:ident) => {
+        $crate::rpc::xdr::Xdr::decode($r)?
+    };
+    (@decode $r:ident $max:expr) => {
+        $crate::rpc::xdr::Bounded::decode_max($r, $max)?
+    };
+    ($(#[$m:meta])* pub struct $name:ident {
+        $($(#[$fm:meta])* pub $f:ident : $t:ty $([max = $max:expr])?),* $(,)?
+    }) => {
         $(#[$m])*
         #[derive(Clone, Debug, Default, PartialEq)]
         pub struct $name { $($(#[$fm])* pub $f: $t),* }
@@ -337,7 +429,7 @@ macro_rules! xdr_struct {
             }
             #[allow(unused_variables)]
             fn decode(r: &mut $crate::rpc::xdr::Reader<'_>) -> $crate::rpc::xdr::XResult<Self> {
-                Ok($name { $($f: $crate::rpc::xdr::Xdr::decode(r)?),* })
+                Ok($name { $($f: $crate::rpc::xdr::xdr_struct!(@decode r $($max)?)),* })
             }
         }
     };
@@ -474,6 +566,99 @@ mod tests {
         let mut w = Vec::new();
         encode_char_fixed(&"y".repeat(40), 4, &mut w);
         assert_eq!(w, [0, 0, 0, b'y', 0, 0, 0, b'y', 0, 0, 0, b'y', 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn fixed_opaques_of_any_size_are_padded() {
+        rt([1u8, 2, 3], &[1, 2, 3, 0]);
+        rt([5u8; 4], &[5; 4]);
+        rt([0u8; 0], &[]);
+    }
+
+    #[test]
+    fn fixed_char_arrays() {
+        let mut w = Vec::new();
+        encode_char_fixed("ab", 4, &mut w);
+        rt(CharFixed::<4>("ab".into()), &w);
+        // Text after the first NUL is not part of the value.
+        let mut b = w.clone();
+        b[15] = b'z';
+        assert_eq!(from_bytes::<CharFixed<4>>(&b).unwrap().0, "ab");
+        // Nor is a character in the terminator's slot.
+        let full: Vec<u8> = [b'a', b'b', b'c', b'd']
+            .iter()
+            .flat_map(|&c| i32::from(c).to_be_bytes())
+            .collect();
+        assert_eq!(from_bytes::<CharFixed<4>>(&full).unwrap().0, "abc");
+    }
+
+    #[test]
+    fn char_bytes_keep_nul_and_high_bytes() {
+        rt(
+            CharBytes(vec![0, 0xff]),
+            &[0, 0, 0, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff],
+        );
+    }
+
+    xdr_struct! {
+        pub struct Limited {
+            pub name: String [max = 2],
+            pub ids: Vec<u32> [max = 1],
+            pub raw: Opaque [max = 3],
+            pub text: CharArray [max = 2],
+            pub plain: Vec<u32>,
+        }
+    }
+
+    #[test]
+    fn field_limits_replace_the_default() {
+        let v = Limited {
+            name: "ab".into(),
+            ids: vec![7],
+            raw: Opaque(vec![1, 2, 3]),
+            text: CharArray("x".into()),
+            plain: vec![1, 2],
+        };
+        let ok = to_bytes(&v);
+        assert_eq!(from_bytes::<Limited>(&ok).unwrap(), v);
+        let over = |v: Limited, max: usize| {
+            assert!(
+                matches!(
+                    from_bytes::<Limited>(&to_bytes(&v)),
+                    Err(XdrError::TooLong { max: m, .. }) if m == max
+                ),
+                "{v:?}"
+            );
+        };
+        over(
+            Limited {
+                name: "abc".into(),
+                ..v.clone()
+            },
+            2,
+        );
+        over(
+            Limited {
+                ids: vec![1, 2],
+                ..v.clone()
+            },
+            1,
+        );
+        over(
+            Limited {
+                raw: Opaque(vec![0; 4]),
+                ..v.clone()
+            },
+            3,
+        );
+        // "xy" goes out with its NUL: three characters.
+        over(
+            Limited {
+                text: CharArray("xy".into()),
+                ..v.clone()
+            },
+            2,
+        );
     }
 
     xdr_struct! {
