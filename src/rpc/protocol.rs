@@ -1,107 +1,13 @@
-//! Procedure numbers of the remote program and the argument, return and
-//! message structures served here. Field order is wire order.
+//! Procedure numbers of the remote program (from [`super::generated`]) and
+//! the argument, return and message structures served here. Field order is
+//! wire order.
 
 use super::xdr::{
     CharArray, Opaque, Reader, XResult, Xdr, XdrError, encode_char_fixed, xdr_struct,
 };
 
-/// Procedure numbers (`REMOTE_PROC_*`).
-pub mod procs {
-    pub const CONNECT_OPEN: i32 = 1;
-    pub const CONNECT_CLOSE: i32 = 2;
-    pub const CONNECT_GET_TYPE: i32 = 3;
-    pub const CONNECT_GET_VERSION: i32 = 4;
-    pub const CONNECT_GET_MAX_VCPUS: i32 = 5;
-    pub const NODE_GET_INFO: i32 = 6;
-    pub const CONNECT_GET_CAPABILITIES: i32 = 7;
-    pub const DOMAIN_CREATE: i32 = 9;
-    pub const DOMAIN_CREATE_XML: i32 = 10;
-    pub const DOMAIN_DEFINE_XML: i32 = 11;
-    pub const DOMAIN_DESTROY: i32 = 12;
-    pub const DOMAIN_GET_XML_DESC: i32 = 14;
-    pub const DOMAIN_GET_AUTOSTART: i32 = 15;
-    pub const DOMAIN_GET_INFO: i32 = 16;
-    pub const DOMAIN_GET_MAX_MEMORY: i32 = 17;
-    pub const DOMAIN_GET_MAX_VCPUS: i32 = 18;
-    pub const DOMAIN_GET_OS_TYPE: i32 = 19;
-    pub const DOMAIN_GET_VCPUS: i32 = 20;
-    pub const CONNECT_LIST_DEFINED_DOMAINS: i32 = 21;
-    pub const DOMAIN_LOOKUP_BY_ID: i32 = 22;
-    pub const DOMAIN_LOOKUP_BY_NAME: i32 = 23;
-    pub const DOMAIN_LOOKUP_BY_UUID: i32 = 24;
-    pub const CONNECT_NUM_OF_DEFINED_DOMAINS: i32 = 25;
-    pub const DOMAIN_REBOOT: i32 = 27;
-    pub const DOMAIN_RESUME: i32 = 28;
-    pub const DOMAIN_SET_AUTOSTART: i32 = 29;
-    pub const DOMAIN_SET_MAX_MEMORY: i32 = 30;
-    pub const DOMAIN_SET_MEMORY: i32 = 31;
-    pub const DOMAIN_SET_VCPUS: i32 = 32;
-    pub const DOMAIN_SHUTDOWN: i32 = 33;
-    pub const DOMAIN_SUSPEND: i32 = 34;
-    pub const DOMAIN_UNDEFINE: i32 = 35;
-    pub const CONNECT_LIST_DOMAINS: i32 = 37;
-    pub const CONNECT_NUM_OF_DOMAINS: i32 = 51;
-    pub const DOMAIN_GET_SCHEDULER_TYPE: i32 = 56;
-    pub const CONNECT_GET_HOSTNAME: i32 = 59;
-    pub const CONNECT_SUPPORTS_FEATURE: i32 = 60;
-    pub const DOMAIN_BLOCK_STATS: i32 = 64;
-    pub const DOMAIN_INTERFACE_STATS: i32 = 65;
-    pub const AUTH_LIST: i32 = 66;
-    pub const AUTH_SASL_INIT: i32 = 67;
-    pub const AUTH_SASL_START: i32 = 68;
-    pub const AUTH_SASL_STEP: i32 = 69;
-    pub const AUTH_POLKIT: i32 = 70;
-    pub const NODE_GET_FREE_MEMORY: i32 = 102;
-    pub const CONNECT_GET_URI: i32 = 110;
-    pub const DOMAIN_GET_SECURITY_LABEL: i32 = 121;
-    pub const NODE_GET_SECURITY_MODEL: i32 = 122;
-    pub const CONNECT_IS_SECURE: i32 = 149;
-    pub const DOMAIN_IS_ACTIVE: i32 = 150;
-    pub const DOMAIN_IS_PERSISTENT: i32 = 151;
-    pub const CONNECT_GET_LIB_VERSION: i32 = 157;
-    pub const DOMAIN_MEMORY_STATS: i32 = 159;
-    pub const DOMAIN_GET_JOB_INFO: i32 = 163;
-    pub const CONNECT_DOMAIN_EVENT_REGISTER_ANY: i32 = 167;
-    pub const CONNECT_DOMAIN_EVENT_DEREGISTER_ANY: i32 = 168;
-    pub const DOMAIN_HAS_MANAGED_SAVE_IMAGE: i32 = 183;
-    pub const DOMAIN_SNAPSHOT_NUM: i32 = 187;
-    pub const DOMAIN_CREATE_WITH_FLAGS: i32 = 196;
-    pub const DOMAIN_SET_VCPUS_FLAGS: i32 = 199;
-    pub const DOMAIN_GET_VCPUS_FLAGS: i32 = 200;
-    pub const DOMAIN_OPEN_CONSOLE: i32 = 201;
-    pub const DOMAIN_IS_UPDATED: i32 = 202;
-    pub const CONNECT_GET_SYSINFO: i32 = 203;
-    pub const DOMAIN_SET_MEMORY_FLAGS: i32 = 204;
-    pub const DOMAIN_GET_STATE: i32 = 212;
-    pub const NODE_GET_CPU_STATS: i32 = 227;
-    pub const NODE_GET_MEMORY_STATS: i32 = 228;
-    pub const DOMAIN_GET_VCPU_PIN_INFO: i32 = 230;
-    pub const DOMAIN_UNDEFINE_FLAGS: i32 = 231;
-    pub const DOMAIN_DESTROY_FLAGS: i32 = 234;
-    pub const DOMAIN_RESET: i32 = 245;
-    pub const DOMAIN_SHUTDOWN_FLAGS: i32 = 258;
-    pub const DOMAIN_GET_METADATA: i32 = 265;
-    pub const CONNECT_LIST_ALL_DOMAINS: i32 = 273;
-    pub const DOMAIN_RENAME: i32 = 358;
-    pub const NODE_GET_CPU_MAP: i32 = 293;
-    pub const CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: i32 = 316;
-    pub const CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: i32 = 317;
-    pub const DOMAIN_EVENT_CALLBACK_LIFECYCLE: i32 = 318;
-    pub const DOMAIN_EVENT_CALLBACK_REBOOT: i32 = 319;
-    pub const DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE: i32 = 331;
-    pub const CONNECT_GET_ALL_DOMAIN_STATS: i32 = 344;
-    pub const DOMAIN_INTERFACE_ADDRESSES: i32 = 353;
-    pub const CONNECT_GET_DOMAIN_CAPABILITIES: i32 = 342;
-    pub const DOMAIN_DEFINE_XML_FLAGS: i32 = 350;
-    pub const CONNECT_REGISTER_CLOSE_CALLBACK: i32 = 360;
-    pub const CONNECT_UNREGISTER_CLOSE_CALLBACK: i32 = 361;
-    pub const DOMAIN_GET_MESSAGES: i32 = 426;
-    /// Legacy (non-callback) event messages.
-    pub const DOMAIN_EVENT_LIFECYCLE: i32 = 107;
-    pub const DOMAIN_EVENT_REBOOT: i32 = 169;
-    pub const DOMAIN_EVENT_BALLOON_CHANGE: i32 = 276;
-    pub const DOMAIN_BLOCK_STATS_FLAGS: i32 = 243;
-}
+/// Procedure numbers (`REMOTE_PROC_*`), all of libvirt 9.0's.
+pub use super::generated::procs;
 
 /// The public C function behind a call procedure, for "not supported"
 /// errors; None for event messages, authentication steps and numbers
