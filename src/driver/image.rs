@@ -18,12 +18,27 @@ const QCOW2_MAGIC: u32 = 0x5146_49fb;
 const MAX_BACKING_NAME: u32 = 1023;
 
 /// The fields of a qcow2 header used here.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Qcow2Header {
     pub virtual_size: u64,
     /// The backing file as the image names it.
     pub backing: Option<String>,
+    /// 2 or 3.
+    pub version: u32,
+    pub cluster_bits: u32,
+    /// Version 3 feature bits (zero for version 2).
+    pub incompatible_features: u64,
+    pub compatible_features: u64,
+    /// The backing file's format from the header extension, if recorded.
+    pub backing_format: Option<String>,
 }
+
+/// Header extension naming the backing file's format.
+const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
+/// Compatible feature bit: lazy refcounts.
+pub const QCOW2_COMPAT_LAZY_REFCOUNTS: u64 = 1;
+/// Incompatible feature bit: extended L2 entries.
+pub const QCOW2_INCOMPAT_EXTENDED_L2: u64 = 1 << 4;
 
 fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
@@ -35,11 +50,23 @@ fn be64(b: &[u8]) -> u64 {
 
 /// The qcow2 header of `f`, or `None` when it is not a qcow2 image.
 pub fn qcow2_header(f: &mut File) -> io::Result<Option<Qcow2Header>> {
-    let mut h = [0u8; 32];
+    let mut h = [0u8; 104];
     f.seek(SeekFrom::Start(0))?;
-    if f.read_exact(&mut h).is_err() || be32(&h[0..4]) != QCOW2_MAGIC {
+    let got = read_up_to(f, &mut h)?;
+    if got < 72 || be32(&h[0..4]) != QCOW2_MAGIC {
         return Ok(None);
     }
+    let version = be32(&h[4..8]);
+    let (incompatible_features, compatible_features, header_len) = if version >= 3 && got >= 104 {
+        (
+            be64(&h[72..80]),
+            be64(&h[80..88]),
+            u64::from(be32(&h[100..104])),
+        )
+    } else {
+        (0, 0, 72)
+    };
+    let backing_format = read_backing_format(f, header_len)?;
     let offset = be64(&h[8..16]);
     let len = be32(&h[16..20]);
     let backing = if offset == 0 || len == 0 || len > MAX_BACKING_NAME {
@@ -53,7 +80,48 @@ pub fn qcow2_header(f: &mut File) -> io::Result<Option<Qcow2Header>> {
     Ok(Some(Qcow2Header {
         virtual_size: be64(&h[24..32]),
         backing,
+        version,
+        cluster_bits: be32(&h[20..24]),
+        incompatible_features,
+        compatible_features,
+        backing_format,
     }))
+}
+
+/// Reads as much of `buf` as the file holds.
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Walks the header extensions after `start` for the backing format.
+fn read_backing_format(f: &mut File, start: u64) -> io::Result<Option<String>> {
+    let mut offset = start;
+    // A header's extensions end within its first cluster; bound the walk.
+    for _ in 0..64 {
+        let mut ext = [0u8; 8];
+        f.seek(SeekFrom::Start(offset))?;
+        if read_up_to(f, &mut ext)? < 8 {
+            return Ok(None);
+        }
+        let (kind, len) = (be32(&ext[0..4]), be32(&ext[4..8]));
+        if kind == 0 {
+            return Ok(None);
+        }
+        if kind == EXT_BACKING_FORMAT && len <= 64 {
+            let mut name = vec![0u8; len as usize];
+            f.read_exact(&mut name)?;
+            return Ok(Some(String::from_utf8_lossy(&name).into_owned()));
+        }
+        offset += 8 + u64::from(len).div_ceil(8) * 8;
+    }
+    Ok(None)
 }
 
 fn system(detail: String, e: &io::Error) -> Error {

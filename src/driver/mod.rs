@@ -21,6 +21,7 @@ pub mod resolve;
 pub mod runtime;
 pub mod state;
 pub mod stats;
+pub mod storage;
 pub mod store;
 pub mod vcpus;
 pub mod vmm;
@@ -73,6 +74,25 @@ impl DriverConfig {
     fn log_dir(&self) -> PathBuf {
         self.state_dir.join("log")
     }
+
+    /// Where the storage driver keeps pool definitions and active-pool
+    /// state: beside `qemu/` as libvirt does (`/etc/oxvirt/storage`,
+    /// `/run/oxvirt/storage`), or inside a directory named otherwise.
+    pub fn storage_dirs(&self) -> (PathBuf, PathBuf) {
+        (
+            beside_qemu(&self.config_dir, "storage"),
+            beside_qemu(&self.run_dir, "storage"),
+        )
+    }
+}
+
+/// `dir/../name` when `dir` is libvirt's per-driver `qemu` directory,
+/// otherwise `dir/name`.
+fn beside_qemu(dir: &std::path::Path, name: &str) -> PathBuf {
+    match (dir.file_name(), dir.parent()) {
+        (Some(f), Some(parent)) if f == "qemu" => parent.join(name),
+        _ => dir.join(name),
+    }
 }
 
 pub(crate) struct Inner {
@@ -87,6 +107,8 @@ pub(crate) struct Inner {
     pub tap_names: hostnet::TapNames,
     /// What `oxvirt-vmm --probe-host` said, asked once.
     pub host_probe: std::sync::OnceLock<Option<crate::vmm::probe::HostProbe>>,
+    /// The storage sub-driver (pools and volumes).
+    pub storage: storage::Storage,
 }
 
 impl Inner {
@@ -137,6 +159,8 @@ impl Driver {
             fsutil::ensure_dir(d)?;
         }
         let (events, _) = broadcast::channel(1024);
+        let (storage_config, storage_run) = cfg.storage_dirs();
+        let storage = storage::Storage::open(storage_config, storage_run)?;
         let inner = Arc::new(Inner {
             store: ConfigStore::new(cfg.config_dir.clone()),
             cfg,
@@ -147,6 +171,7 @@ impl Driver {
             events,
             tap_names: hostnet::TapNames::default(),
             host_probe: std::sync::OnceLock::new(),
+            storage,
         });
         let drv = Driver { inner };
         for loaded in drv.inner.store.load_all() {
@@ -193,6 +218,11 @@ impl Driver {
     /// A receiver of every domain event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<DomainEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// The storage sub-driver.
+    pub fn storage(&self) -> &storage::Storage {
+        &self.inner.storage
     }
 
     pub fn config(&self) -> &DriverConfig {

@@ -38,6 +38,9 @@ pub struct StreamHandle {
     pub proc_: i32,
     pub to_guest: mpsc::UnboundedSender<Vec<u8>>,
     pub tasks: Vec<AbortHandle>,
+    /// The pump confirms the client's finish itself once its work is
+    /// done (uploads); otherwise the finish is confirmed at once.
+    pub confirms_own_finish: bool,
 }
 
 impl Drop for StreamHandle {

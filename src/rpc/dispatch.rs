@@ -22,6 +22,13 @@ pub enum Outcome {
     Reply(Vec<u8>),
     /// Reply void, then start a console stream on this pty.
     Console(std::fs::File),
+    /// Reply void, then send the volume's bytes.
+    VolDownload(crate::driver::storage::VolStream),
+    /// Reply void, then write the client's bytes to the volume.
+    VolUpload(
+        crate::driver::storage::VolStream,
+        crate::driver::storage::VolRef,
+    ),
 }
 
 /// The URI this driver answers to.
@@ -818,7 +825,10 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             Ok(Outcome::Console(super::stream::open_pty(&path)?))
         }
 
-        _ => Err(unsupported(proc_)),
+        _ => match super::storage::call(drv.storage(), proc_, p).await {
+            Some(r) => r,
+            None => Err(unsupported(proc_)),
+        },
     }
 }
 
@@ -1051,7 +1061,7 @@ mod tests {
         let order = ["kernel", "user", "idle", "iowait"];
         let decode = |o: Outcome| match o {
             Outcome::Reply(b) => from_bytes::<NodeStatsRet>(&b).unwrap(),
-            Outcome::Console(_) => panic!("no console here"),
+            _ => panic!("a reply, not a stream"),
         };
         let r = decode(node_stats(&s, &order, 0).unwrap());
         assert_eq!((r.params.len(), r.nparams), (0, 4));

@@ -23,7 +23,9 @@ mod generated_tests;
 mod procnames;
 pub mod protocol;
 pub mod server;
+mod storage;
 mod stream;
+mod vol_stream;
 pub mod xdr;
 
 pub use server::{Listeners, RpcConfig, adopt, bind, serve};

@@ -21,7 +21,7 @@ use super::frame::{
     self, Header, KEEPALIVE_PING, MsgType, PROGRAM_KEEPALIVE, PROGRAM_QEMU, PROGRAM_REMOTE,
     PROTOCOL_VERSION, STATUS_OK,
 };
-use super::stream;
+use super::{stream, vol_stream};
 
 /// Where to listen.
 #[derive(Clone, Debug)]
@@ -327,6 +327,17 @@ async fn run_call(conn: &Arc<Conn>, h: Header, payload: Vec<u8>) {
                 // The reply is out; report the failure on the stream.
                 conn.send_error(&h, MsgType::Stream, &e).await;
             }
+        }
+        Ok(Outcome::VolDownload(s)) => {
+            conn.send_msg(Header::answer(&h, MsgType::Reply, STATUS_OK), &[])
+                .await;
+            vol_stream::start_download(conn, h, s);
+        }
+        Ok(Outcome::VolUpload(s, vol)) => {
+            conn.send_msg(Header::answer(&h, MsgType::Reply, STATUS_OK), &[])
+                .await;
+            let storage = conn.driver().storage().clone();
+            vol_stream::start_upload(conn, h, s, storage, vol);
         }
         Err(e) => {
             tracing::debug!(proc_ = h.proc_, "call failed: {e}");

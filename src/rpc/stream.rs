@@ -73,6 +73,7 @@ pub fn start(conn: &Arc<Conn>, call: Header, pty: File) -> Result<()> {
             proc_: call.proc_,
             to_guest: tx,
             tasks: vec![out, inp],
+            confirms_own_finish: false,
         },
     );
     Ok(())
@@ -131,10 +132,16 @@ pub async fn incoming(conn: &Arc<Conn>, h: &Header, payload: Vec<u8>) {
                 tracing::debug!(serial = h.serial, "data for an unknown stream dropped");
             }
         }
-        // Finish (OK) or abort (ERROR): stop pumping and confirm.
+        // Finish (OK) or abort (ERROR): stop pumping and confirm, or let
+        // a pump that must finish its work first confirm the finish.
         _ => {
-            if conn.take_stream(h.serial).is_some() {
-                conn.send_msg(stream_header(h, STATUS_OK), &[]).await;
+            if let Some(mut handle) = conn.take_stream(h.serial) {
+                if handle.confirms_own_finish && h.status == STATUS_OK {
+                    // Detach the pump: dropping the handle closes its input.
+                    handle.tasks.clear();
+                } else {
+                    conn.send_msg(stream_header(h, STATUS_OK), &[]).await;
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ pub mod format;
 pub mod mac;
 pub mod model;
 pub mod props;
+pub mod storage;
 pub mod tree;
 pub mod units;
 pub mod uuid_text;

@@ -98,13 +98,37 @@ impl Element {
 }
 
 fn syntax_error(detail: impl std::fmt::Display) -> Error {
-    // libvirt reports libxml2's parse failures as VIR_ERR_XML_DETAIL with
-    // the document name it uses for domain XML.
+    syntax_error_in("(domain_definition)", detail)
+}
+
+/// libvirt reports libxml2's parse failures as VIR_ERR_XML_DETAIL, naming
+/// the document as the parser of that kind of XML does.
+fn syntax_error_in(document: &str, detail: impl std::fmt::Display) -> Error {
     Error::new(
         ErrorCode::XmlDetail,
         ErrorDomain::Xml,
-        format!("(domain_definition):1: {detail}"),
+        format!("{document}:1: {detail}"),
     )
+}
+
+/// Parses a document of another kind than a domain (`document` is the
+/// name libvirt's parser gives it in syntax errors, such as
+/// `(storage_pool_definition)`) whose root must be `root`.
+pub fn parse_document_as(xml: &str, document: &str, root: &str) -> Result<Element> {
+    let elem = parse_document(xml).map_err(|e| {
+        match e.message.strip_prefix("(domain_definition):1: ") {
+            Some(detail) if e.code == ErrorCode::XmlDetail => syntax_error_in(document, detail),
+            _ => e,
+        }
+    })?;
+    if elem.name != root {
+        return Err(Error::new(
+            ErrorCode::XmlError,
+            ErrorDomain::Xml,
+            format!("expecting root element of '{root}', not '{}'", elem.name),
+        ));
+    }
+    Ok(elem)
 }
 
 fn start_element(start: &BytesStart<'_>) -> Result<Element> {

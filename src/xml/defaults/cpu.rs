@@ -2,12 +2,17 @@
 //! check, fallback and migratable values libvirt fills per mode.
 
 use crate::xml::model::Domain;
-use crate::xml::model::cpu::{CpuCheck, CpuFallback, CpuMatch, CpuMode};
+use crate::xml::model::cpu::{Cpu, CpuCheck, CpuFallback, CpuMatch, CpuMode};
 
 pub fn fill(dom: &mut Domain) {
-    let Some(cpu) = dom.cpu.as_mut() else {
-        return;
-    };
+    // Without <cpu>, libvirt's QEMU driver writes the model QEMU would
+    // give (qemu64). oxvirt-vmm gives the guest the host's CPUID, filtered
+    // to what it can run, so the element that describes that is
+    // host-passthrough; clients such as Cockpit read the mode from it.
+    let cpu = dom.cpu.get_or_insert_with(|| Cpu {
+        mode: Some(CpuMode::HostPassthrough),
+        ..Cpu::default()
+    });
     if cpu.mode.is_none() && cpu.model.is_some() {
         cpu.mode = Some(CpuMode::Custom);
     }

@@ -58,11 +58,24 @@ fn fill_os(dom: &mut Domain) -> Result<()> {
         if dom.os.arch.is_none() {
             dom.os.arch = Some("x86_64".to_string());
         }
+        dom.os.machine = Some(canonical_machine(dom.os.machine.as_deref()).to_string());
         if !per_device && dom.os.boot_devs.is_empty() {
             dom.os.boot_devs.push(BootDev::Hd);
         }
     }
     Ok(())
+}
+
+/// The machine type as libvirt's QEMU driver records it: QEMU's aliases
+/// `pc` and `q35` (and no machine at all, which means `pc`) become the
+/// versioned names of QEMU 7.2, the version libvirt reports here; any
+/// other name is kept as written. oxvirt runs every one on its platform.
+pub fn canonical_machine(machine: Option<&str>) -> &str {
+    match machine {
+        None | Some("pc") => "pc-i440fx-7.2",
+        Some("q35") => "pc-q35-7.2",
+        Some(other) => other,
+    }
 }
 
 /// Where a guest's UEFI variable store lives unless the XML says.

@@ -1,0 +1,137 @@
+//! Volume upload and download streams (`vol-upload`, `vol-download`).
+//!
+//! Download: the file's bytes go out as STREAM packets (CONTINUE), then an
+//! empty CONTINUE marks the end; the client's finish is confirmed as for
+//! consoles. Upload: the client's packets are written in order; its
+//! finish (OK) is confirmed only once every byte is on disk, so that
+//! `virStreamFinish` returning means the data is there. A failed write is
+//! reported on the stream and the rest of the data is dropped.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::driver::storage::{Storage, VolRef, VolStream};
+use crate::error::{Error, ErrorCode, ErrorDomain};
+
+use super::conn::{Conn, StreamHandle};
+use super::frame::{Header, MsgType, STATUS_CONTINUE, STATUS_OK, STREAM_CHUNK_MAX};
+
+fn packet(call: &Header, status: u32) -> Header {
+    Header::answer(call, MsgType::Stream, status)
+}
+
+fn io_error(what: &str, e: &std::io::Error) -> Error {
+    Error::new(
+        ErrorCode::SystemError,
+        ErrorDomain::Storage,
+        format!("{what}: {}", crate::driver::fsutil::os_text(e)),
+    )
+}
+
+/// Starts sending a volume to the client (after the call's reply).
+pub fn start_download(conn: &Arc<Conn>, call: Header, s: VolStream) {
+    let weak = Arc::downgrade(conn);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let (file, length, in_use) = s.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut left = if length == 0 { u64::MAX } else { length };
+        let mut buf = vec![0u8; STREAM_CHUNK_MAX];
+        while left > 0 {
+            let want = (buf.len() as u64).min(left) as usize;
+            let n = match file.read(&mut buf[..want]).await {
+                Ok(n) => n,
+                Err(e) => {
+                    if let Some(conn) = weak.upgrade() {
+                        conn.send_error(
+                            &call,
+                            MsgType::Stream,
+                            &io_error("cannot read volume", &e),
+                        )
+                        .await;
+                    }
+                    return;
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            left -= n as u64;
+            let Some(conn) = weak.upgrade() else { return };
+            conn.send_msg(packet(&call, STATUS_CONTINUE), &buf[..n])
+                .await;
+        }
+        if let Some(conn) = weak.upgrade() {
+            conn.send_msg(packet(&call, STATUS_CONTINUE), &[]).await;
+        }
+        drop(in_use);
+    });
+    conn.add_stream(
+        call.serial,
+        StreamHandle {
+            proc_: call.proc_,
+            to_guest: tx,
+            tasks: vec![task.abort_handle()],
+            confirms_own_finish: false,
+        },
+    );
+}
+
+/// Starts receiving a volume from the client (after the call's reply).
+pub fn start_upload(conn: &Arc<Conn>, call: Header, s: VolStream, storage: Storage, vol: VolRef) {
+    let weak = Arc::downgrade(conn);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let task = tokio::spawn(async move {
+        let (file, length, in_use) = s.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut left = if length == 0 { u64::MAX } else { length };
+        let mut failed: Option<Error> = None;
+        while let Some(data) = rx.recv().await {
+            if failed.is_some() {
+                continue;
+            }
+            let n = (data.len() as u64).min(left) as usize;
+            if let Err(e) = file.write_all(&data[..n]).await {
+                failed = Some(io_error("cannot write volume", &e));
+                if let Some(conn) = weak.upgrade() {
+                    conn.take_stream(call.serial);
+                    conn.send_error(
+                        &call,
+                        MsgType::Stream,
+                        failed.as_ref().unwrap_or(&Error::internal("write failed")),
+                    )
+                    .await;
+                }
+                return;
+            }
+            left -= n as u64;
+        }
+        // The client finished: the sender went away with the handle.
+        let synced = match file.flush().await {
+            Ok(()) => file.sync_all().await,
+            Err(e) => Err(e),
+        };
+        drop(file);
+        drop(in_use);
+        storage.storage_vol_upload_done(&vol);
+        let Some(conn) = weak.upgrade() else { return };
+        match synced {
+            Ok(()) => conn.send_msg(packet(&call, STATUS_OK), &[]).await,
+            Err(e) => {
+                conn.send_error(&call, MsgType::Stream, &io_error("cannot sync volume", &e))
+                    .await
+            }
+        }
+    });
+    conn.add_stream(
+        call.serial,
+        StreamHandle {
+            proc_: call.proc_,
+            to_guest: tx,
+            tasks: vec![task.abort_handle()],
+            confirms_own_finish: true,
+        },
+    );
+}
