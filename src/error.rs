@@ -160,6 +160,7 @@ pub enum ErrorDomain {
     Security = 24,
     Interface = 26,
     Secret = 30,
+    Cpu = 31,
     NwFilter = 33,
     DomainSnapshot = 35,
     Capabilities = 44,

@@ -78,6 +78,10 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             call.ok(&(s,)).await
         }
         "NodeGetFreeMemory" => call.ok(&(host::free_memory_bytes(),)).await,
+        "GetCPUModelNames" => {
+            let (arch, flags): (String, u32) = call.args()?;
+            call.ok(&(host::cpu_model_names(&arch, flags)?,)).await
+        }
         "NodeGetMemoryStats" => {
             let (cell, flags): (i32, u32) = call.args()?;
             check_no_flags(flags, "virNodeGetMemoryStats")?;

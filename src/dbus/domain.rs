@@ -157,9 +157,36 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&()).await
         }
         "ListDomainSnapshots" => {
-            obj.info()?;
+            let flags = flags_arg(call)?;
+            // No snapshot has an object path yet: the list is always empty.
+            let _none = drv.list_all_snapshots(obj, flags)?;
             let empty: Vec<zbus::zvariant::OwnedObjectPath> = Vec::new();
             call.ok(&(empty,)).await
+        }
+        "GetMetadata" => {
+            let (kind, uri, flags): (i32, String, u32) = call.args()?;
+            let uri = (!uri.is_empty()).then_some(uri.as_str());
+            call.ok(&(drv.get_metadata(obj, kind, uri, flags)?,)).await
+        }
+        "SetMetadata" => {
+            let (kind, metadata, key, uri, flags): (i32, String, String, String, u32) =
+                call.args()?;
+            let opt = |s: &str| (!s.is_empty()).then_some(s.to_string());
+            drv.set_metadata(
+                obj,
+                kind,
+                opt(&metadata).as_deref(),
+                opt(&key).as_deref(),
+                opt(&uri).as_deref(),
+                flags,
+            )
+            .await?;
+            call.ok(&()).await
+        }
+        "GetSchedulerParameters" => {
+            let flags = flags_arg(call)?;
+            let params = drv.get_scheduler_parameters(obj, i32::MAX, flags)?;
+            call.ok(&(super::stats::typed_params(params),)).await
         }
         _ => Err(not_supported(m.libvirt)),
     }

@@ -34,7 +34,9 @@ fn domain_prop(obj: &DomainObj, name: &str) -> Result<Value<'static>> {
         "Name" => Value::Str(Str::from(info.name)),
         "OSType" => Value::Str(Str::from(info.os_type)),
         "Persistent" => Value::Bool(info.persistent),
-        "SchedulerType" => Value::Structure(Structure::from(("posix".to_string(), 0i32))),
+        "SchedulerType" => {
+            Value::Structure(Structure::from(crate::driver::tuning::get_scheduler_type(obj)?))
+        }
         "Updated" => Value::Bool(false),
         "UUID" => Value::Str(Str::from(info.uuid.to_string())),
         _ => return Err(Error::internal(format!("no property {name}"))),

@@ -9,17 +9,28 @@ use crate::driver::stats::{DomainStats, StatValue, record};
 
 /// The record for `groups` (0 means every group oxvirt has).
 pub fn stats_record(s: &DomainStats, groups: u32) -> HashMap<String, OwnedValue> {
+    typed_params(record(s, groups))
+}
+
+/// Typed parameters as libvirt-dbus returns them: `a{sv}` with each value
+/// wrapped twice.
+pub fn typed_params(list: Vec<(String, StatValue)>) -> HashMap<String, OwnedValue> {
     let mut m = HashMap::new();
-    for (key, v) in record(s, groups) {
-        let v = match v {
-            StatValue::Int(x) => Value::I32(x),
-            StatValue::UInt(x) => Value::U32(x),
-            StatValue::ULLong(x) => Value::U64(x),
-            StatValue::Str(x) => Value::from(x),
-        };
-        if let Ok(ov) = OwnedValue::try_from(Value::Value(Box::new(v))) {
+    for (key, v) in list {
+        if let Ok(ov) = OwnedValue::try_from(Value::Value(Box::new(value(v)))) {
             m.insert(key, ov);
         }
     }
     m
+}
+
+/// A typed-parameter value as its D-Bus variant.
+pub fn value(v: StatValue) -> Value<'static> {
+    match v {
+        StatValue::Int(x) => Value::I32(x),
+        StatValue::UInt(x) => Value::U32(x),
+        StatValue::LLong(x) => Value::I64(x),
+        StatValue::ULLong(x) => Value::U64(x),
+        StatValue::Str(x) => Value::from(x),
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::vmm::probe::HostProbe;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
 /// The hypervisor version every front end reports (`virConnectGetVersion`),
 /// in libvirt's `major * 1_000_000 + minor * 1000 + micro` form. Clients
@@ -305,4 +305,100 @@ pub fn host_uuid() -> String {
     uuid::Uuid::parse_str(id)
         .map(|u| u.to_string())
         .unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".to_string())
+}
+
+/// libvirt 9.0's x86 CPU model names, in the order of its CPU map
+/// (`virsh cpu-models x86_64`).
+const X86_CPU_MODELS: [&str; 58] = [
+    "486",
+    "pentium",
+    "pentium2",
+    "pentium3",
+    "pentiumpro",
+    "coreduo",
+    "n270",
+    "core2duo",
+    "qemu32",
+    "kvm32",
+    "cpu64-rhel5",
+    "cpu64-rhel6",
+    "qemu64",
+    "kvm64",
+    "Conroe",
+    "Penryn",
+    "Nehalem",
+    "Nehalem-IBRS",
+    "Westmere",
+    "Westmere-IBRS",
+    "SandyBridge",
+    "SandyBridge-IBRS",
+    "IvyBridge",
+    "IvyBridge-IBRS",
+    "Haswell-noTSX",
+    "Haswell-noTSX-IBRS",
+    "Haswell",
+    "Haswell-IBRS",
+    "Broadwell-noTSX",
+    "Broadwell-noTSX-IBRS",
+    "Broadwell",
+    "Broadwell-IBRS",
+    "Skylake-Client",
+    "Skylake-Client-IBRS",
+    "Skylake-Client-noTSX-IBRS",
+    "Skylake-Server",
+    "Skylake-Server-IBRS",
+    "Skylake-Server-noTSX-IBRS",
+    "Cascadelake-Server",
+    "Cascadelake-Server-noTSX",
+    "Icelake-Client",
+    "Icelake-Client-noTSX",
+    "Icelake-Server",
+    "Icelake-Server-noTSX",
+    "Cooperlake",
+    "Snowridge",
+    "athlon",
+    "phenom",
+    "Opteron_G1",
+    "Opteron_G2",
+    "Opteron_G3",
+    "Opteron_G4",
+    "Opteron_G5",
+    "EPYC",
+    "EPYC-IBPB",
+    "EPYC-Rome",
+    "EPYC-Milan",
+    "Dhyana",
+];
+
+/// `virConnectGetCPUModelNames`.
+pub fn cpu_model_names(arch: &str, flags: u32) -> Result<Vec<String>> {
+    if flags != 0 {
+        return Err(Error::invalid_arg(format!(
+            "unsupported flags (0x{flags:x}) in function qemuConnectGetCPUModelNames"
+        )));
+    }
+    match arch {
+        "x86_64" | "i686" => Ok(X86_CPU_MODELS.iter().map(|m| m.to_string()).collect()),
+        other => Err(Error::new(
+            ErrorCode::InvalidArg,
+            ErrorDomain::Cpu,
+            format!("cannot find architecture {other}"),
+        )),
+    }
+}
+
+/// `virNodeGetCellsFreeMemory`: one NUMA cell (the whole host) here.
+pub fn cells_free_memory(start_cell: i32, max_cells: i32) -> Result<Vec<u64>> {
+    if start_cell != 0 {
+        return Err(Error::new(
+            ErrorCode::InternalError,
+            ErrorDomain::None,
+            format!("start cell {start_cell} out of range (0-0)"),
+        ));
+    }
+    Ok(if max_cells > 0 {
+        vec![free_memory_bytes()]
+    } else {
+        Vec::new()
+    })
 }

@@ -174,6 +174,7 @@ pub(super) async fn start_locked(
         &Context {
             run_dir: &inner.cfg.run_dir,
             cids_in_use: &cids,
+            storage: &inner.storage,
         },
     )?;
     // From here on, whatever fails drops `taps`, which removes them.
@@ -530,14 +531,41 @@ pub(super) async fn destroy_locked(inner: &Arc<Inner>, obj: &Arc<DomainObj>) -> 
     Ok(())
 }
 
+/// Resets the guest: its VMM exits and a fresh one boots the guest again.
+/// Returns once the new VMM runs (or the domain stopped), still holding
+/// the caller's job, so that the next call reaches the new VMM and never
+/// the control connection of the one that is going away.
 pub(super) async fn reset_locked(obj: &Arc<DomainObj>) -> Result<()> {
     let vmm = live_vmm(obj)?;
-    if let Some(l) = obj.data().live.as_mut() {
+    let before = {
+        let mut d = obj.data();
+        let Some(l) = d.live.as_mut() else {
+            return Err(Error::operation_invalid("domain is not running"));
+        };
         l.restart_requested = true;
-    }
+        l.generation
+    };
     vmm.control.execute("reset").await?;
-    Ok(())
+    let deadline = tokio::time::Instant::now() + RESET_WAIT;
+    loop {
+        let replaced = obj
+            .data()
+            .live
+            .as_ref()
+            .is_none_or(|l| l.generation != before);
+        if replaced {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(domain = obj.name(), "the reset guest has not come back yet");
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
+
+/// How long a reset waits for the new VMM.
+const RESET_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub(super) async fn pause_locked(
     inner: &Arc<Inner>,

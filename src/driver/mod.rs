@@ -13,6 +13,7 @@ pub mod host;
 pub mod hostnet;
 pub mod image;
 mod lifecycle;
+pub mod metadata;
 pub mod netdev;
 pub mod pidfd;
 pub mod queries;
@@ -23,6 +24,7 @@ pub mod state;
 pub mod stats;
 pub mod storage;
 pub mod store;
+pub mod tuning;
 pub mod vcpus;
 pub mod vmm;
 

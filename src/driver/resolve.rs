@@ -50,6 +50,42 @@ pub struct Context<'a> {
     pub run_dir: &'a Path,
     /// vsock CIDs other running guests have.
     pub cids_in_use: &'a [u32],
+    /// Where `<disk type='volume'>` sources are found.
+    pub storage: &'a super::storage::Storage,
+}
+
+/// A `<disk type='volume'>` as the file its storage volume is, the way
+/// libvirt translates a pool source before it starts a guest; other disks
+/// are returned as they are.
+fn translate_volume<'d>(
+    disk: &'d crate::xml::model::disk::Disk,
+    storage: &super::storage::Storage,
+) -> Result<std::borrow::Cow<'d, crate::xml::model::disk::Disk>> {
+    use crate::xml::model::disk::{DiskDriver, DiskType};
+    if disk.disk_type != DiskType::Volume {
+        return Ok(std::borrow::Cow::Borrowed(disk));
+    }
+    let src = disk.source.as_ref();
+    let (Some(pool), Some(volume)) = (
+        src.and_then(|s| s.pool.as_deref()),
+        src.and_then(|s| s.volume.as_deref()),
+    ) else {
+        return Err(Error::xml(format!(
+            "missing pool or volume of disk '{}'",
+            disk.target.dev
+        )));
+    };
+    let (path, format, vol_type) = storage.volume_source(pool, volume)?;
+    let mut file = disk.clone();
+    file.disk_type = if vol_type == "dir" { DiskType::Dir } else { DiskType::File };
+    if let Some(s) = file.source.as_mut() {
+        s.path = Some(path);
+    }
+    let driver = file.driver.get_or_insert_with(DiskDriver::default);
+    if driver.format.is_none() {
+        driver.format = Some(format);
+    }
+    Ok(std::borrow::Cow::Owned(file))
 }
 
 /// Checks that `path` can be opened for reading, worded as libvirt words it.
@@ -151,7 +187,8 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
     let mut dev_configs: Vec<DeviceConfig> = Vec::new();
     let mut disks = Vec::new();
     for disk in &def.devices.disks {
-        let (cfg, res) = devices::disk(disk, &mut slots)?;
+        let disk = translate_volume(disk, ctx.storage)?;
+        let (cfg, res) = devices::disk(&disk, &mut slots)?;
         dev_configs.push(DeviceConfig::Block(cfg));
         disks.push(res);
     }
@@ -242,13 +279,78 @@ mod tests {
              <memory unit='MiB'>128</memory><currentMemory unit='MiB'>100</currentMemory>\
              <os><type>hvm</type><kernel>/proc/self/exe</kernel></os><devices>{devs}</devices></domain>"
         ))?;
+        let dir = std::env::temp_dir().join(format!("oxvirt-resolve-{}", std::process::id()));
+        let storage = crate::driver::storage::Storage::open(dir.join("c"), dir.join("r"))?;
         resolve(
             &def,
             &Context {
                 run_dir: Path::new("/run/x"),
                 cids_in_use: &[3],
+                storage: &storage,
             },
         )
+    }
+
+    #[tokio::test]
+    async fn a_volume_disk_uses_its_volumes_file_and_format() {
+        let dir = std::env::temp_dir().join(format!("oxvirt-resolve-vol-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let storage =
+            crate::driver::storage::Storage::open(dir.join("c"), dir.join("r")).unwrap();
+        let pool_dir = dir.join("pool");
+        let pool = storage
+            .storage_pool_create_xml(
+                &format!(
+                    "<pool type='dir'><name>p</name><target><path>{}</path></target></pool>",
+                    pool_dir.display()
+                ),
+                1,
+            )
+            .await
+            .unwrap();
+        storage
+            .storage_vol_create_xml(
+                &pool,
+                "<volume><name>d.qcow2</name><capacity>1048576</capacity>\
+                 <target><format type='qcow2'/></target></volume>",
+                0,
+            )
+            .await
+            .unwrap();
+        let def = parse_domain(
+            "<domain type='kvm'><name>t</name><memory unit='MiB'>128</memory>\
+             <os><type>hvm</type><kernel>/proc/self/exe</kernel></os><devices>\
+             <disk type='volume'><source pool='p' volume='d.qcow2'/><target dev='vda' bus='virtio'/></disk>\
+             </devices></domain>",
+        )
+        .unwrap();
+        let p = resolve(
+            &def,
+            &Context {
+                run_dir: Path::new("/run/x"),
+                cids_in_use: &[],
+                storage: &storage,
+            },
+        )
+        .unwrap();
+        assert_eq!(p.disks[0].path, pool_dir.join("d.qcow2"));
+        assert_eq!(p.disks[0].format, DiskFormat::Qcow2);
+        let missing = def.to_xml(crate::xml::FormatFlags::default()).replace("d.qcow2", "nope");
+        let err = resolve(
+            &parse_domain(&missing).unwrap(),
+            &Context {
+                run_dir: Path::new("/run/x"),
+                cids_in_use: &[],
+                storage: &storage,
+            },
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "Storage volume not found: no storage vol with matching name 'nope'"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -241,6 +241,7 @@ pub mod groups {
 pub enum StatValue {
     Int(i32),
     UInt(u32),
+    LLong(i64),
     ULLong(u64),
     Str(String),
 }

@@ -147,6 +147,17 @@ fn dom_of(obj: &DomainObj) -> Result<Dom> {
     })
 }
 
+/// A driver's typed-parameter value on the wire.
+fn typed_value(v: StatValue) -> TypedValue {
+    match v {
+        StatValue::Int(x) => TypedValue::Int(x),
+        StatValue::UInt(x) => TypedValue::UInt(x),
+        StatValue::LLong(x) => TypedValue::LLong(x),
+        StatValue::ULLong(x) => TypedValue::ULLong(x),
+        StatValue::Str(x) => TypedValue::String(x),
+    }
+}
+
 /// The error for a call this driver does not serve.
 pub fn unsupported(proc_: i32) -> Error {
     match function_name(proc_) {
@@ -576,7 +587,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             lookup(&a.dom)?.info()?;
             reply(&I32Val { value: 0 })
         }
-        DOMAIN_HAS_MANAGED_SAVE_IMAGE | DOMAIN_SNAPSHOT_NUM => {
+        DOMAIN_HAS_MANAGED_SAVE_IMAGE => {
             let a: DomFlagsArgs = args(p)?;
             lookup(&a.dom)?.info()?;
             reply(&I32Val { value: 0 })
@@ -585,23 +596,6 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             let a: DomFlagsArgs = args(p)?;
             lookup(&a.dom)?.info()?;
             reply(&NamesRet { names: Vec::new() })
-        }
-        DOMAIN_GET_SCHEDULER_TYPE => {
-            let a: DomArgs = args(p)?;
-            lookup(&a.dom)?.info()?;
-            reply(&SchedulerTypeRet {
-                sched_type: "posix".into(),
-                nparams: 0,
-            })
-        }
-        DOMAIN_GET_METADATA => {
-            let a: MetadataArgs = args(p)?;
-            lookup(&a.dom)?.info()?;
-            Err(Error::new(
-                ErrorCode::NoDomainMetadata,
-                ErrorDomain::Domain,
-                "Requested metadata element is not present",
-            ))
         }
         DOMAIN_GET_JOB_INFO => {
             let a: DomArgs = args(p)?;
@@ -740,12 +734,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
                         .into_iter()
                         .map(|(field, v)| TypedParam {
                             field,
-                            value: match v {
-                                StatValue::Int(x) => TypedValue::Int(x),
-                                StatValue::UInt(x) => TypedValue::UInt(x),
-                                StatValue::ULLong(x) => TypedValue::ULLong(x),
-                                StatValue::Str(x) => TypedValue::String(x),
-                            },
+                            value: typed_value(v),
                         })
                         .collect(),
                 });
@@ -825,10 +814,15 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             Ok(Outcome::Console(super::stream::open_pty(&path)?))
         }
 
-        _ => match super::storage::call(drv.storage(), proc_, p).await {
-            Some(r) => r,
-            None => Err(unsupported(proc_)),
-        },
+        _ => {
+            if let Some(r) = super::storage::call(drv.storage(), proc_, p).await {
+                return r;
+            }
+            if let Some(r) = super::domain_queries::call(drv, proc_, p).await {
+                return r;
+            }
+            Err(unsupported(proc_))
+        }
     }
 }
 

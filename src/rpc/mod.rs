@@ -14,6 +14,7 @@
 
 mod conn;
 mod dispatch;
+mod domain_queries;
 mod events;
 pub mod frame;
 // Written by compat-tests/rpc/gen_protocol.py; most of it is not served yet.

@@ -68,9 +68,10 @@ fn check_machine(dom: &Domain) -> Result<()> {
 fn check_devices(dom: &Domain) -> Result<()> {
     let d = &dom.devices;
     for disk in &d.disks {
+        // A volume of a storage pool is its file, found when the guest starts.
         if !matches!(
             disk.disk_type,
-            DiskType::File | DiskType::Block | DiskType::Dir
+            DiskType::File | DiskType::Block | DiskType::Dir | DiskType::Volume
         ) {
             return Err(not_supported("disk type", disk.disk_type));
         }

@@ -1412,11 +1412,19 @@ impl Storage {
         }
     }
 
-    /// The path of a domain disk `<source pool= volume=>`.
-    pub fn volume_source_path(&self, pool: &str, volume: &str) -> Result<String> {
+    /// What a domain disk `<source pool= volume=>` uses: the volume's
+    /// path, format and volume type.
+    pub fn volume_source(&self, pool: &str, volume: &str) -> Result<(String, String, &'static str)> {
         let p = self.storage_pool_lookup_by_name(pool)?;
         let v = self.storage_vol_lookup_by_name(&p, volume)?;
-        self.storage_vol_get_path(&v)
+        self.with_vol(&v, |pool, i| {
+            let d = &pool.volumes[i].def;
+            Ok((
+                d.path.clone().unwrap_or_default(),
+                d.format.as_str().to_string(),
+                d.vol_type,
+            ))
+        })
     }
 }
 

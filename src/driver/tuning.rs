@@ -1,0 +1,223 @@
+//! CPU scheduler questions (`virDomainGetSchedulerType`,
+//! `virDomainGetSchedulerParameters[Flags]`) answered from the
+//! definition's `<cputune>`, as libvirt's QEMU driver reports them for a
+//! persistent definition.
+
+use crate::error::{Error, Result};
+use crate::xml::model::Domain;
+
+use super::Driver;
+use super::domain::DomainObj;
+use super::stats::StatValue;
+use super::vcpus::{AFFECT_CONFIG, AFFECT_LIVE};
+
+/// The parameters libvirt's QEMU driver reports, in its order.
+const SCHED_PARAMS: [(&str, bool); 9] = [
+    ("cpu_shares", false),
+    ("vcpu_period", false),
+    ("vcpu_quota", true),
+    ("emulator_period", false),
+    ("emulator_quota", true),
+    ("global_period", false),
+    ("global_quota", true),
+    ("iothread_period", false),
+    ("iothread_quota", true),
+];
+
+/// `<cputune>` child `name` as a number (0 when absent).
+fn cputune_value(def: &Domain, name: &str) -> i64 {
+    let tag = match name {
+        "cpu_shares" => "shares",
+        "vcpu_period" => "period",
+        "vcpu_quota" => "quota",
+        other => other,
+    };
+    def.kept
+        .iter()
+        .find(|e| e.name == "cputune")
+        .and_then(|c| c.child_text(tag))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `virDomainGetSchedulerType`: the scheduler and its parameter count.
+pub fn get_scheduler_type(obj: &DomainObj) -> Result<(String, i32)> {
+    obj.info()?;
+    Ok(("posix".to_string(), SCHED_PARAMS.len() as i32))
+}
+
+impl Driver {
+    /// `virDomainGetSchedulerParametersFlags`: at most `max` parameters.
+    pub fn get_scheduler_parameters(
+        &self,
+        obj: &DomainObj,
+        max: i32,
+        flags: u32,
+    ) -> Result<Vec<(String, StatValue)>> {
+        const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
+        let extra = flags & !(AFFECT_LIVE | AFFECT_CONFIG | TYPED_PARAM_STRING_OKAY);
+        if extra != 0 {
+            return Err(Error::invalid_arg(format!(
+                "unsupported flags (0x{extra:x}) in function qemuDomainGetSchedulerParametersFlags"
+            )));
+        }
+        let d = obj.data();
+        if d.removed {
+            return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+        }
+        let def = match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
+            AFFECT_CONFIG => d.persistent.as_ref(),
+            AFFECT_LIVE => {
+                if !d.is_active() {
+                    return Err(Error::operation_invalid("domain is not running"));
+                }
+                d.live.as_ref().map(|l| &l.def)
+            }
+            0 => d.current_def(),
+            _ => {
+                return Err(Error::invalid_arg(
+                    "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
+                ));
+            }
+        }
+        .ok_or_else(|| {
+            Error::operation_invalid("transient domains do not have any persistent config")
+        })?;
+        Ok(SCHED_PARAMS
+            .iter()
+            .take(max.max(0) as usize)
+            .map(|(name, signed)| {
+                let v = cputune_value(def, name);
+                let value = if *signed {
+                    StatValue::LLong(v)
+                } else {
+                    StatValue::ULLong(v.max(0) as u64)
+                };
+                (name.to_string(), value)
+            })
+            .collect())
+    }
+}
+
+/// One thread's CPU time and the CPU it last ran on.
+struct ThreadTime {
+    ns: u64,
+    user_ns: u64,
+    system_ns: u64,
+    cpu: usize,
+    is_vcpu: bool,
+}
+
+/// Clock ticks to nanoseconds.
+fn tick_ns() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    1_000_000_000 / hz
+}
+
+/// Every thread of process `pid` from `/proc/PID/task/*/stat`.
+fn thread_times(pid: i32) -> Vec<ThreadTime> {
+    let ns = tick_ns();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            // Fields after the parenthesised command name, from field 3.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i - 3).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            Some(ThreadTime {
+                ns: (num(14) + num(15)) * ns,
+                user_ns: num(14) * ns,
+                system_ns: num(15) * ns,
+                cpu: num(39) as usize,
+                is_vcpu: comm.starts_with("vcpu"),
+            })
+        })
+        .collect()
+}
+
+/// `VIR_TYPED_PARAM_STRING_OKAY`, the only flag of `virDomainGetCPUStats`.
+const CPU_STATS_STRING_OKAY: u32 = 1 << 2;
+
+impl Driver {
+    /// `virDomainGetCPUStats`: with `start_cpu` -1 the VMM's total
+    /// (`cpu_time`, `user_time`, `system_time`); otherwise per host CPU
+    /// (`cpu_time`, `vcpu_time`) from `start_cpu` on, each thread's time
+    /// counted on the CPU it last ran on (there is no per-CPU accounting
+    /// without a cgroup). With `nparams` 0 it answers how many values
+    /// there are (or, with `ncpus` 0 as well, how many host CPUs). Returns
+    /// libvirt's return value and the values, `nparams` per CPU at most.
+    pub fn get_cpu_stats(
+        &self,
+        obj: &DomainObj,
+        nparams: u32,
+        start_cpu: i32,
+        ncpus: u32,
+        flags: u32,
+    ) -> Result<(i32, Vec<(String, StatValue)>)> {
+        let extra = flags & !CPU_STATS_STRING_OKAY;
+        if extra != 0 {
+            return Err(Error::invalid_arg(format!(
+                "unsupported flags (0x{extra:x}) in function qemuDomainGetCPUStats"
+            )));
+        }
+        let pid = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            d.live
+                .as_ref()
+                .map(|l| l.vmm.pid)
+                .ok_or_else(|| Error::operation_invalid("domain is not running"))?
+        };
+        let threads = thread_times(pid);
+        if start_cpu == -1 {
+            const TOTAL: [&str; 3] = ["cpu_time", "user_time", "system_time"];
+            if nparams == 0 {
+                return Ok((TOTAL.len() as i32, Vec::new()));
+            }
+            let sum = |f: fn(&ThreadTime) -> u64| threads.iter().map(f).sum::<u64>();
+            let values = [sum(|t| t.ns), sum(|t| t.user_ns), sum(|t| t.system_ns)];
+            let out: Vec<(String, StatValue)> = TOTAL
+                .iter()
+                .zip(values)
+                .take(nparams as usize)
+                .map(|(k, v)| (k.to_string(), StatValue::ULLong(v)))
+                .collect();
+            return Ok((out.len() as i32, out));
+        }
+        let host_cpus = super::host::cpu_map().len();
+        if nparams == 0 && ncpus == 0 {
+            return Ok((host_cpus as i32, Vec::new()));
+        }
+        const PER_CPU: [&str; 2] = ["cpu_time", "vcpu_time"];
+        if nparams == 0 {
+            return Ok((PER_CPU.len() as i32, Vec::new()));
+        }
+        let start = usize::try_from(start_cpu)
+            .map_err(|_| Error::invalid_arg("start_cpu must be -1 or at least 0"))?;
+        if start >= host_cpus {
+            return Err(Error::invalid_arg(format!(
+                "start_cpu {start} larger than maximum of {}",
+                host_cpus.saturating_sub(1)
+            )));
+        }
+        let per = (nparams as usize).min(PER_CPU.len());
+        let mut out = Vec::new();
+        for cpu in start..(start + ncpus as usize).min(host_cpus) {
+            let on = threads.iter().filter(|t| t.cpu == cpu);
+            let all: u64 = on.clone().map(|t| t.ns).sum();
+            let vcpu: u64 = on.filter(|t| t.is_vcpu).map(|t| t.ns).sum();
+            for (k, v) in PER_CPU.iter().zip([all, vcpu]).take(per) {
+                out.push((k.to_string(), StatValue::ULLong(v)));
+            }
+        }
+        Ok((per as i32, out))
+    }
+}

@@ -1,0 +1,167 @@
+//! Domain and host queries served on the generated protocol structures:
+//! metadata, scheduler parameters, block info, snapshots, CPU statistics,
+//! NUMA cell memory and CPU model names. Semantics are the driver's.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::driver::stats::StatValue;
+use crate::driver::{DomainObj, Driver, host, tuning};
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+
+use super::dispatch::Outcome;
+use super::generated::{self as g, procs};
+use super::xdr::{Xdr, from_bytes, to_bytes};
+
+fn args<T: Xdr>(payload: &[u8]) -> Result<T> {
+    from_bytes(payload).map_err(|e| {
+        Error::new(
+            ErrorCode::Rpc,
+            ErrorDomain::Rpc,
+            format!("Unable to decode message payload: {e}"),
+        )
+    })
+}
+
+fn reply<T: Xdr>(v: &T) -> Result<Outcome> {
+    Ok(Outcome::Reply(to_bytes(v)))
+}
+
+fn typed(params: Vec<(String, StatValue)>) -> Vec<g::TypedParam> {
+    params
+        .into_iter()
+        .map(|(field, v)| g::TypedParam {
+            field,
+            value: match v {
+                StatValue::Int(x) => g::TypedParamValue::Int(x),
+                StatValue::UInt(x) => g::TypedParamValue::Uint(x),
+                StatValue::LLong(x) => g::TypedParamValue::Llong(x),
+                StatValue::ULLong(x) => g::TypedParamValue::Ullong(x),
+                StatValue::Str(x) => g::TypedParamValue::String(x),
+            },
+        })
+        .collect()
+}
+
+fn nparams_limit(n: i32, max: usize) -> Result<i32> {
+    if n < 0 || n as usize > max {
+        return Err(Error::new(
+            ErrorCode::Rpc,
+            ErrorDomain::Rpc,
+            "nparams too large",
+        ));
+    }
+    Ok(n)
+}
+
+/// Runs one of these procedures; `None` when `proc_` is not one.
+pub async fn call(drv: &Driver, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
+    let dom = |d: &g::NonnullDomain| -> Result<Arc<DomainObj>> {
+        drv.lookup_by_uuid(&Uuid::from_bytes(d.uuid))
+    };
+    let r = match proc_ {
+        procs::DOMAIN_GET_METADATA => (|| {
+            let a: g::DomainGetMetadataArgs = args(p)?;
+            let metadata = drv.get_metadata(&*dom(&a.dom)?, a.r#type, a.uri.as_deref(), a.flags)?;
+            reply(&g::DomainGetMetadataRet { metadata })
+        })(),
+        procs::DOMAIN_SET_METADATA => {
+            async {
+                let a: g::DomainSetMetadataArgs = args(p)?;
+                drv.set_metadata(
+                    &dom(&a.dom)?,
+                    a.r#type,
+                    a.metadata.as_deref(),
+                    a.key.as_deref(),
+                    a.uri.as_deref(),
+                    a.flags,
+                )
+                .await?;
+                Ok(Outcome::Reply(Vec::new()))
+            }
+            .await
+        }
+        procs::DOMAIN_GET_SCHEDULER_TYPE => (|| {
+            let a: g::DomainGetSchedulerTypeArgs = args(p)?;
+            let (r#type, nparams) = tuning::get_scheduler_type(&*dom(&a.dom)?)?;
+            reply(&g::DomainGetSchedulerTypeRet { r#type, nparams })
+        })(),
+        procs::DOMAIN_GET_SCHEDULER_PARAMETERS => (|| {
+            let a: g::DomainGetSchedulerParametersArgs = args(p)?;
+            let n = nparams_limit(a.nparams, g::REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX)?;
+            let params = drv.get_scheduler_parameters(&*dom(&a.dom)?, n, 0)?;
+            reply(&g::DomainGetSchedulerParametersRet {
+                params: typed(params),
+            })
+        })(),
+        procs::DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS => (|| {
+            let a: g::DomainGetSchedulerParametersFlagsArgs = args(p)?;
+            let n = nparams_limit(a.nparams, g::REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX)?;
+            let params = drv.get_scheduler_parameters(&*dom(&a.dom)?, n, a.flags)?;
+            reply(&g::DomainGetSchedulerParametersFlagsRet {
+                params: typed(params),
+            })
+        })(),
+        procs::DOMAIN_GET_BLOCK_INFO => (|| {
+            let a: g::DomainGetBlockInfoArgs = args(p)?;
+            let s = drv.get_block_info(&*dom(&a.dom)?, &a.path, a.flags)?;
+            reply(&g::DomainGetBlockInfoRet {
+                allocation: s.allocation,
+                capacity: s.capacity,
+                physical: s.physical,
+            })
+        })(),
+        procs::DOMAIN_SNAPSHOT_NUM => (|| {
+            let a: g::DomainSnapshotNumArgs = args(p)?;
+            let num = drv.list_all_snapshots(&*dom(&a.dom)?, a.flags)?.len() as i32;
+            reply(&g::DomainSnapshotNumRet { num })
+        })(),
+        procs::DOMAIN_LIST_ALL_SNAPSHOTS => (|| {
+            let a: g::DomainListAllSnapshotsArgs = args(p)?;
+            let names = drv.list_all_snapshots(&*dom(&a.dom)?, a.flags)?;
+            reply(&g::DomainListAllSnapshotsRet {
+                snapshots: Vec::new(),
+                ret: names.len() as i32,
+            })
+        })(),
+        procs::DOMAIN_GET_CPU_STATS => (|| {
+            let a: g::DomainGetCpuStatsArgs = args(p)?;
+            if a.nparams as usize > g::REMOTE_NODE_CPU_STATS_MAX {
+                return Err(Error::internal("nparams too large"));
+            }
+            if a.ncpus as usize > g::REMOTE_DOMAIN_GET_CPU_STATS_NCPUS_MAX {
+                return Err(Error::internal("ncpus too large"));
+            }
+            let (nparams, params) =
+                drv.get_cpu_stats(&*dom(&a.dom)?, a.nparams, a.start_cpu, a.ncpus, a.flags)?;
+            reply(&g::DomainGetCpuStatsRet {
+                params: typed(params),
+                nparams,
+            })
+        })(),
+        procs::NODE_GET_CELLS_FREE_MEMORY => (|| {
+            let a: g::NodeGetCellsFreeMemoryArgs = args(p)?;
+            if a.maxcells < 0 || a.maxcells as usize > g::REMOTE_NODE_MAX_CELLS {
+                return Err(Error::new(
+                    ErrorCode::Rpc,
+                    ErrorDomain::Rpc,
+                    "maxCells > REMOTE_NODE_MAX_CELLS",
+                ));
+            }
+            let cells = host::cells_free_memory(a.start_cell, a.maxcells)?;
+            reply(&g::NodeGetCellsFreeMemoryRet { cells })
+        })(),
+        procs::CONNECT_GET_CPU_MODEL_NAMES => (|| {
+            let a: g::ConnectGetCpuModelNamesArgs = args(p)?;
+            let models = host::cpu_model_names(&a.arch, a.flags)?;
+            let ret = models.len() as i32;
+            reply(&g::ConnectGetCpuModelNamesRet {
+                models: if a.need_results != 0 { models } else { Vec::new() },
+                ret,
+            })
+        })(),
+        _ => return None,
+    };
+    Some(r)
+}
