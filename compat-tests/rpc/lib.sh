@@ -1,7 +1,11 @@
 # Shared by run.sh and devices.sh: TAP-like result lines and the virsh
 # check. Callers set U (the connection URI) and fails (a counter).
 
-pass() { echo "ok   - $1"; }
+passes=0
+pass() {
+    echo "ok   - $1"
+    passes=$((passes + 1))
+}
 fail() {
     echo "FAIL - $1"
     fails=$((fails + 1))

@@ -137,7 +137,6 @@ expect vcpuinfo-off 0 'CPU Affinity: +y' -- vcpuinfo t1
 # naming the call, after virsh's own fallbacks.
 nosup='^error: this function is not supported by the connection driver'
 expect net-list-unsupported 1 "$nosup: virConnectNumOfNetworks\$" -- net-list --all
-expect pool-list-unsupported 1 "$nosup: virConnectNumOfStoragePools\$" -- pool-list --all
 expect domtime-unsupported 1 "$nosup: virDomainGetTime\$" -- domtime t1
 expect memtune-unsupported 1 "$nosup: virDomainGetMemoryParameters\$" -- memtune t1
 
