@@ -827,7 +827,10 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
 
         _ => match super::storage::call(drv.storage(), proc_, p).await {
             Some(r) => r,
-            None => Err(unsupported(proc_)),
+            None => match super::nodedev::call(drv.nodedev(), proc_, p).await {
+                Some(r) => r,
+                None => Err(unsupported(proc_)),
+            },
         },
     }
 }
