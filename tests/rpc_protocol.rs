@@ -221,7 +221,7 @@ fn handshake_keepalive_pipelining_and_errors() {
     assert_eq!((m.serial, m.status), (14, 1));
     assert_eq!(&m.payload[..4], &be(&[39])[..]);
     // A procedure libvirt has but oxvirt does not serve: NO_SUPPORT.
-    s.write_all(&frame(REMOTE, 281, 0, 15, 0, &be(&[1, 0])))
+    s.write_all(&frame(REMOTE, 284, 0, 15, 0, &be(&[1, 0])))
         .unwrap();
     let m = read_msg(&mut s).unwrap();
     assert_eq!((m.serial, m.status), (15, 1));

@@ -15,6 +15,7 @@ pub mod image;
 mod lifecycle;
 pub mod metadata;
 pub mod netdev;
+pub mod nodedev;
 pub mod pidfd;
 pub mod queries;
 pub mod registry;
@@ -111,6 +112,8 @@ pub(crate) struct Inner {
     pub host_probe: std::sync::OnceLock<Option<crate::vmm::probe::HostProbe>>,
     /// The storage sub-driver (pools and volumes).
     pub storage: storage::Storage,
+    /// The node-device sub-driver (the host's devices, read-only).
+    pub nodedev: nodedev::NodeDev,
 }
 
 impl Inner {
@@ -174,6 +177,7 @@ impl Driver {
             tap_names: hostnet::TapNames::default(),
             host_probe: std::sync::OnceLock::new(),
             storage,
+            nodedev: nodedev::NodeDev::system(),
         });
         let drv = Driver { inner };
         for loaded in drv.inner.store.load_all() {
@@ -225,6 +229,11 @@ impl Driver {
     /// The storage sub-driver.
     pub fn storage(&self) -> &storage::Storage {
         &self.inner.storage
+    }
+
+    /// The node-device sub-driver.
+    pub fn nodedev(&self) -> &nodedev::NodeDev {
+        &self.inner.nodedev
     }
 
     pub fn config(&self) -> &DriverConfig {

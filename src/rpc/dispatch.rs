@@ -818,6 +818,9 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             if let Some(r) = super::storage::call(drv.storage(), proc_, p).await {
                 return r;
             }
+            if let Some(r) = super::nodedev::call(drv.nodedev(), proc_, p).await {
+                return r;
+            }
             if let Some(r) = super::domain_queries::call(drv, proc_, p).await {
                 return r;
             }

@@ -21,6 +21,7 @@ pub mod frame;
 pub mod generated;
 #[cfg(test)]
 mod generated_tests;
+mod nodedev;
 mod procnames;
 pub mod protocol;
 pub mod server;

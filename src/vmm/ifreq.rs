@@ -63,6 +63,12 @@ impl IfReq {
         self.data[2..8].copy_from_slice(addr);
     }
 
+    /// `ifr_data`, a pointer (as SIOCETHTOOL takes its command).
+    pub fn set_ptr(&mut self, p: *mut libc::c_void) {
+        let n = std::mem::size_of::<usize>();
+        self.data[..n].copy_from_slice(&(p as usize).to_ne_bytes());
+    }
+
     /// Issues `req`, which must be one of the requests taking a
     /// `struct ifreq *`, on `fd`.
     pub fn ioctl(&mut self, fd: RawFd, req: libc::c_ulong) -> io::Result<()> {

@@ -14,6 +14,7 @@ pub mod defaults;
 pub mod format;
 pub mod mac;
 pub mod model;
+pub mod nodedev;
 pub mod props;
 pub mod storage;
 pub mod tree;

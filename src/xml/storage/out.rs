@@ -2,13 +2,13 @@
 //! its buffer API: two-space indentation, single-quoted attributes.
 
 #[derive(Default)]
-pub(super) struct Out {
+pub(in crate::xml) struct Out {
     buf: String,
     level: usize,
 }
 
 /// Escapes text or an attribute value as libvirt's `virBufferEscapeString` does.
-pub(super) fn esc(s: &str) -> String {
+pub(in crate::xml) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
