@@ -73,6 +73,9 @@ pub struct DiskSource {
     pub startup_policy: Option<StartupPolicy>,
     /// Children not modelled (auth, encryption, ...), kept as written.
     pub extra: Vec<Element>,
+    /// Attributes not modelled (an NVMe source's type, managed and
+    /// namespace, a vhost-user socket's type, ...), kept as written.
+    pub other_attrs: Vec<(String, String)>,
 }
 
 /// One layer below a disk image. An explicit empty `<backingStore/>`
@@ -153,6 +156,15 @@ impl DiskSource {
                 .filter(|c| c.name != "host")
                 .cloned()
                 .collect(),
+            other_attrs: src
+                .attrs
+                .iter()
+                .filter(|(k, _)| {
+                    let modelled = ["protocol", "name", "pool", "volume", "startupPolicy"];
+                    !modelled.contains(&k.as_str()) && Some(k.as_str()) != source_path_attr(disk_type)
+                })
+                .cloned()
+                .collect(),
         })
     }
 
@@ -167,6 +179,7 @@ impl DiskSource {
             .with_opt_attr("pool", self.pool.as_ref())
             .with_opt_attr("volume", self.volume.as_ref())
             .with_opt_attr("startupPolicy", self.startup_policy);
+        e.attrs.extend(self.other_attrs.iter().cloned());
         for h in &self.hosts {
             e.children.push(
                 Element::new("host")

@@ -56,7 +56,8 @@ impl Input {
     pub fn to_element(&self, inactive: bool) -> Element {
         let mut e = Element::new("input")
             .with_attr("type", self.input_type.as_str())
-            .with_opt_attr("bus", self.bus);
+            // libvirt writes no bus='none' (an evdev input's bus).
+            .with_opt_attr("bus", self.bus.filter(|b| *b != InputBus::None));
         e.children.extend(self.extra.iter().cloned());
         with_alias_and_address(e, &self.alias, &self.address, inactive)
     }

@@ -30,6 +30,9 @@ pub struct InterfaceSource {
     pub mode: Option<String>,
     /// Other attributes (address, port, path, ...) kept as written.
     pub other: Vec<(String, String)>,
+    /// Child elements (`<local>` of a udp source, `<reconnect>`, ...)
+    /// kept as written.
+    pub children: Vec<Element>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +76,7 @@ impl InterfaceSource {
             };
             *slot = Some(v.clone());
         }
+        src.children = s.children.clone();
         src
     }
 
@@ -84,6 +88,7 @@ impl InterfaceSource {
             .with_opt_attr("dev", self.dev.as_ref())
             .with_opt_attr("mode", self.mode.as_ref());
         e.attrs.extend(self.other.iter().cloned());
+        e.children = self.children.clone();
         e
     }
 }
