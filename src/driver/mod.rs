@@ -15,6 +15,7 @@ pub mod image;
 mod lifecycle;
 pub mod metadata;
 pub mod netdev;
+pub mod objects;
 pub mod pidfd;
 pub mod queries;
 pub mod registry;

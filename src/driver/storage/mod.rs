@@ -406,6 +406,18 @@ impl Storage {
             })
     }
 
+    /// `virStoragePoolLookupByUUIDString`: the UUID read with libvirt's
+    /// leniency (dashes anywhere, any case, blanks around).
+    pub fn storage_pool_lookup_by_uuid_string(&self, text: &str) -> Result<PoolRef> {
+        let uuid = crate::xml::uuid_text::parse_uuid(text).ok_or_else(|| {
+            err(
+                ErrorCode::InvalidArg,
+                "uuidstr in virStoragePoolLookupByUUIDString must be a valid UUID",
+            )
+        })?;
+        self.storage_pool_lookup_by_uuid(&uuid)
+    }
+
     /// `virStoragePoolLookupByVolume`.
     pub fn storage_pool_lookup_by_volume(&self, v: &VolRef) -> Result<PoolRef> {
         self.lock()
