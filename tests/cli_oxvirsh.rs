@@ -801,3 +801,383 @@ fn device_stats_match_virsh() {
         env.same(q);
     }
 }
+
+#[test]
+fn storage_commands_match_virsh() {
+    let Some(env) = Env::start("storage") else {
+        return;
+    };
+    let dir = |name: &str| env.root.join(name).display().to_string();
+    let t1 = dir("p1");
+    let not_found = "error: failed to get pool 'nosuch'\n\
+                     error: Storage pool not found: no storage pool with matching name 'nosuch'\n";
+
+    // No pools yet; lookups fail as virsh's do.
+    assert_eq!(
+        env.same(&["pool-list"]),
+        " Name   State   Autostart\n---------------------------\n\n"
+    );
+    for q in [
+        &["pool-list", "--all", "--details"][..],
+        &["pool-info", "nosuch"],
+        &["pool-dumpxml", "nosuch"],
+        &["pool-uuid", "nosuch"],
+        &["pool-name", "nosuch"],
+        &["pool-name", "480e39f3-571a-4ec9-bab1-9ddf97b33884"],
+        &["vol-list", "nosuch"],
+        &["vol-info", "nosuch"],
+        &["vol-info", "/no/such/path"],
+        &["vol-info", "v1", "--pool", "nosuch"],
+        &["pool-define", "/nonexistent/pool.xml"],
+    ] {
+        env.same(q);
+    }
+    env.fails(&["pool-info", "nosuch"], not_found);
+    env.fails(
+        &["pool-name", "nosuch"],
+        "error: failed to get pool 'nosuch'\n",
+    );
+    env.fails(
+        &["vol-info", "nosuch"],
+        "error: failed to get vol 'nosuch', specifying --pool might help\n\
+         error: Storage volume not found: no storage vol with matching path 'nosuch'\n",
+    );
+
+    // Define, build, start.
+    env.ok(
+        &["pool-define-as", "p1", "dir", "--target", &t1],
+        "Pool p1 defined\n\n",
+    );
+    assert_eq!(
+        env.same(&[
+            "pool-define-as",
+            "p1",
+            "dir",
+            "--target",
+            &t1,
+            "--print-xml"
+        ]),
+        format!(
+            "<pool type='dir'>\n  <name>p1</name>\n  <target>\n    <path>{t1}</path>\n  </target>\n</pool>\n\n"
+        )
+    );
+    let info = env.same(&["pool-info", "p1"]);
+    assert!(
+        info.starts_with("Name:           p1\nUUID:           "),
+        "{info}"
+    );
+    assert!(
+        info.ends_with("State:          inactive\nPersistent:     yes\nAutostart:      no\n\n"),
+        "{info}"
+    );
+    let uuid = env.same(&["pool-uuid", "p1"]);
+    let uuid = uuid.trim();
+    assert_eq!(uuid.len(), 36, "{uuid}");
+    for q in [
+        &["pool-define-as", "p1", "dir", "--target", &t1][..],
+        &["pool-define-as", "p2", "dir", "--target", &t1],
+        &["pool-dumpxml", "p1"],
+        &["pool-dumpxml", "--inactive", "p1"],
+        &["pool-list", "--all"],
+        &["pool-list", "--inactive", "--details"],
+        &["pool-name", uuid],
+        &["pool-info", uuid],
+        &["pool-start", "p1"],
+        &["pool-build", "p1", "--overwrite"],
+        &["vol-list", "p1"],
+        &["vol-info", "v1", "--pool", "p1"],
+        &["pool-destroy", "p1"],
+    ] {
+        env.same(q);
+    }
+    env.ok(&["pool-build", "p1"], "Pool p1 built\n\n");
+    env.ok(&["pool-start", "--pool", "p1"], "Pool p1 started\n\n");
+    let info = env.same(&["pool-info", "p1"]);
+    assert!(info.contains("\nState:          running\n"), "{info}");
+    assert!(info.contains("\nCapacity:       "), "{info}");
+    for q in [
+        &["pool-info", "p1", "--bytes"][..],
+        &["pool-list"],
+        &["pool-list", "--all", "--details"],
+        &["pool-list", "--name", "--uuid"],
+        &["pool-list", "--uuid"],
+        &["pool-list", "--name"],
+        &["pool-list", "--details", "--name"],
+        &["pool-list", "--type", "dir,nosuch"],
+        &["pool-list", "--type", "dir", "--persistent"],
+        &["pool-list", "--transient"],
+        &["pool-start", "p1"],
+        &["pool-undefine", "p1"],
+        &["pool-delete", "p1"],
+        &["pool-dumpxml", "p1"],
+    ] {
+        env.same(q);
+    }
+
+    // Volumes: qcow2, fully allocated raw, a sparse raw, a backed qcow2.
+    env.ok(
+        &["vol-create-as", "p1", "v1", "10M", "--format", "qcow2"],
+        "Vol v1 created\n\n",
+    );
+    env.ok(&["vol-create-as", "p1", "v2", "10M"], "Vol v2 created\n\n");
+    env.ok(
+        &[
+            "vol-create-as",
+            "--pool",
+            "p1",
+            "sp",
+            "1M",
+            "--allocation",
+            "0",
+        ],
+        "Vol sp created\n\n",
+    );
+    env.ok(
+        &[
+            "vol-create-as",
+            "p1",
+            "v3",
+            "10M",
+            "--format",
+            "qcow2",
+            "--backing-vol",
+            "v1",
+            "--backing-vol-format",
+            "qcow2",
+        ],
+        "Vol v3 created\n\n",
+    );
+    assert_eq!(
+        env.same(&["vol-list", "p1"]),
+        format!(
+            " Name   Path\n{}\n sp     {t1}/sp\n v1     {t1}/v1\n v2     {t1}/v2\n v3     {t1}/v3\n\n",
+            "-".repeat(t1.len() + 13)
+        )
+    );
+    let v1 = format!("{t1}/v1");
+    let v2 = format!("{t1}/v2");
+    for q in [
+        &["vol-list", "p1", "--details"][..],
+        &["vol-list", "--pool", "p1"],
+        &["vol-info", "v1", "--pool", "p1"],
+        &["vol-info", "--vol", "v2", "--pool", "p1"],
+        &["vol-info", &v2],
+        &["vol-info", "sp", "--pool", "p1", "--bytes"],
+        &["vol-info", "sp", "--pool", "p1", "--bytes", "--physical"],
+        &["vol-info", "v1", "--pool", "p1", "--physical"],
+        &["vol-info", "nosuch", "--pool", "p1"],
+        &["vol-dumpxml", "v2", "--pool", "p1"],
+        &["vol-dumpxml", &v1],
+        &["vol-path", "v1", "--pool", "p1"],
+        &["vol-key", "v1", "--pool", "p1"],
+        &["vol-name", &v1],
+        &["vol-name", "v1"],
+        &["vol-pool", &v1],
+        &["vol-pool", &v1, "--uuid"],
+        &["vol-create-as", "p1", "v1", "10M", "--format", "qcow2"],
+        &["vol-create-as", "p1", "v4", "10X"],
+        &["vol-create-as", "p1", "v4", "ten"],
+        &["vol-create-as", "p1", "v4", "20E"],
+        &[
+            "vol-create-as",
+            "p1",
+            "v4",
+            "1M",
+            "--backing-vol",
+            "/no/such",
+        ],
+        &[
+            "vol-create-as",
+            "p1",
+            "v4",
+            "1M",
+            "--allocation",
+            "1K",
+            "--print-xml",
+        ],
+        &["vol-create-as", "nosuch", "v4", "1M"],
+    ] {
+        env.same(q);
+    }
+    env.fails(
+        &["vol-create-as", "p1", "v4", "10X"],
+        "error: Malformed size 10X\nerror: invalid argument: unknown suffix 'X'\n",
+    );
+    let info = env.same(&["vol-info", "v2", "--pool", "p1"]);
+    assert_eq!(
+        info,
+        "Name:           v2\nType:           file\nCapacity:       10.00 MiB\nAllocation:     10.00 MiB\n\n"
+    );
+
+    // Clone, resize, wipe.
+    env.ok(
+        &["vol-clone", "v1", "v1c", "--pool", "p1"],
+        "Vol v1c cloned from v1\n\n",
+    );
+    env.ok(&["vol-clone", &v2, "v2c"], "Vol v2c cloned from v2\n\n");
+    env.ok(
+        &["vol-resize", "v2", "20M", "--pool", "p1"],
+        "Size of volume 'v2' successfully changed to 20M\n\n",
+    );
+    env.ok(
+        &["vol-resize", "v2", "1M", "--pool", "p1", "--delta"],
+        "Size of volume 'v2' successfully changed by 1M\n\n",
+    );
+    env.ok(
+        &["vol-resize", "sp", "-512K", "--pool", "p1", "--shrink"],
+        "Size of volume 'sp' successfully changed by 512K\n\n",
+    );
+    env.ok(&["vol-wipe", "v2", "--pool", "p1"], "Vol v2 wiped\n\n");
+    for q in [
+        &["vol-clone", "v1", "v1c", "--pool", "p1"][..],
+        &["vol-clone", "nosuch", "x", "--pool", "p1"],
+        &["vol-resize", "v2", "5M", "--pool", "p1"],
+        &["vol-resize", "v2", "-1M", "--pool", "p1"],
+        &["vol-resize", "v2", "1X", "--pool", "p1"],
+        &["vol-wipe", "v2", "--pool", "p1", "--algorithm", "nosuch"],
+        &["vol-wipe", "v2", "--pool", "p1", "--algorithm", "dod"],
+        &["vol-info", "v2", "--pool", "p1"],
+        &["vol-info", "sp", "--pool", "p1"],
+        &["vol-list", "p1", "--details"],
+    ] {
+        env.same(q);
+    }
+
+    // A file made behind the pool's back appears after pool-refresh.
+    std::fs::write(env.root.join("p1/extern.img"), vec![0u8; 4096]).unwrap();
+    assert!(!env.same(&["vol-list", "p1"]).contains("extern.img"));
+    env.ok(&["pool-refresh", "p1"], "Pool p1 refreshed\n\n");
+    assert!(env.same(&["vol-list", "p1"]).contains("extern.img"));
+    env.same(&["pool-refresh", "nosuch"]);
+
+    // Autostart.
+    env.ok(
+        &["pool-autostart", "p1"],
+        "Pool p1 marked as autostarted\n\n",
+    );
+    assert!(
+        env.same(&["pool-info", "p1"])
+            .contains("\nAutostart:      yes\n")
+    );
+    env.same(&["pool-list", "--autostart"]);
+    env.ok(
+        &["pool-autostart", "p1", "--disable"],
+        "Pool p1 unmarked as autostarted\n\n",
+    );
+    env.same(&["pool-list", "--no-autostart", "--details"]);
+
+    // A transient pool, built as it is created.
+    let tp = dir("pt");
+    env.same(&[
+        "pool-create-as",
+        "pt",
+        "dir",
+        "--target",
+        &tp,
+        "--overwrite",
+        "--no-overwrite",
+    ]);
+    env.ok(
+        &["pool-create-as", "pt", "dir", "--target", &tp, "--build"],
+        "Pool pt created\n\n",
+    );
+    for q in [
+        &["pool-autostart", "pt"][..],
+        &["pool-undefine", "pt"],
+        &["pool-list", "--all", "--details"],
+        &["pool-list", "--transient", "--name"],
+        &["pool-info", "pt"],
+    ] {
+        env.same(q);
+    }
+    env.ok(&["pool-destroy", "pt"], "Pool pt destroyed\n\n");
+    env.same(&["pool-info", "pt"]);
+
+    // Pools and volumes from XML files.
+    let t2 = dir("p2");
+    std::fs::create_dir(&t2).unwrap();
+    let p2 = env.write(
+        "p2.xml",
+        &format!("<pool type='dir'><name>p2</name><target><path>{t2}</path></target></pool>"),
+    );
+    let bad = env.write(
+        "bad.xml",
+        "<pool type='dir'><name>bad</name><target><path>/tmp/x</path></target>",
+    );
+    let vol = env.write(
+        "vol.xml",
+        "<volume><name>good</name><capacity>1024</capacity></volume>",
+    );
+    let vbad = env.write("vbad.xml", "<volume><name>bv</name>");
+    for q in [
+        &["pool-define", &bad][..],
+        &["pool-create", &bad],
+        &["pool-create", &p2, "--overwrite", "--no-overwrite"],
+    ] {
+        env.same(q);
+    }
+    env.ok(
+        &["pool-define", &p2],
+        &format!("Pool p2 defined from {p2}\n\n"),
+    );
+    env.same(&["vol-list", "p2"]);
+    env.same(&["vol-info", "x", "--pool", "p2"]);
+    env.ok(&["pool-start", "p2"], "Pool p2 started\n\n");
+    env.ok(
+        &["vol-create", "p2", &vol],
+        &format!("Vol good created from {vol}\n\n"),
+    );
+    for q in [
+        &["vol-create", "p2", &vol][..],
+        &["vol-create", "p2", &vbad],
+        &["vol-create", "p2", "/nonexistent/vol.xml"],
+        &["vol-info", &v1, "--pool", "p2"],
+        &["vol-list", "p2", "--details"],
+    ] {
+        env.same(q);
+    }
+    env.fails(
+        &["vol-info", &v1, "--pool", "p2"],
+        &format!("error: Requested volume '{v1}' is not in pool 'p2'\n"),
+    );
+
+    // Delete the volumes, then stop, delete and undefine the pools.
+    env.ok(
+        &["vol-delete", "v1c", "--pool", "p1"],
+        "Vol v1c deleted\n\n",
+    );
+    env.same(&["vol-delete", "v1c", "--pool", "p1"]);
+    let v2c = format!("{t1}/v2c");
+    env.ok(&["vol-delete", &v2c], &format!("Vol {v2c} deleted\n\n"));
+    for v in ["v3", "v1", "v2", "sp", "extern.img"] {
+        env.ok(
+            &["vol-delete", v, "--pool", "p1"],
+            &format!("Vol {v} deleted\n\n"),
+        );
+    }
+    env.ok(
+        &["vol-delete", "good", "--pool", "p2"],
+        "Vol good deleted\n\n",
+    );
+    assert_eq!(
+        env.same(&["vol-list", "p1"]),
+        " Name   Path\n--------------\n\n"
+    );
+    for p in ["p1", "p2"] {
+        env.ok(&["pool-destroy", p], &format!("Pool {p} destroyed\n\n"));
+        env.same(&["pool-destroy", p]);
+        env.same(&["vol-list", p]);
+        env.ok(&["pool-delete", p], &format!("Pool {p} deleted\n\n"));
+        env.same(&["pool-delete", p]);
+        env.ok(
+            &["pool-undefine", p],
+            &format!("Pool {p} has been undefined\n\n"),
+        );
+        env.same(&["pool-undefine", p]);
+    }
+    assert!(!Path::new(&t1).exists());
+    assert_eq!(
+        env.same(&["pool-list", "--all"]),
+        " Name   State   Autostart\n---------------------------\n\n"
+    );
+}

@@ -372,6 +372,23 @@ fn dpath(uuid: &str) -> String {
     format!("{CONNECT}/domain/_{}", uuid.replace('-', "_"))
 }
 
+fn pool_path(uuid: &str) -> String {
+    format!("{CONNECT}/storagepool/_{}", uuid.replace('-', "_"))
+}
+
+/// A volume's path: its key with libvirt-dbus's byte rule.
+fn vol_path(key: &str) -> String {
+    let mut p = format!("{CONNECT}/storagevol/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() {
+            p.push(char::from(b));
+        } else {
+            p.push_str(&format!("_{b:02x}"));
+        }
+    }
+    p
+}
+
 // ---- interface compatibility -----------------------------------------
 
 /// Members of one interface: methods with named in/out args, properties
@@ -482,7 +499,18 @@ async fn interfaces_match_libvirt_dbus() {
     let conn = client(&bus).await;
     let _d = Daemon::start(&bus, &dirs, &conn).await;
     let missing_domain = dpath("00000000-1111-2222-3333-444444444444");
-    for (name, path) in [("Connect", CONNECT.to_string()), ("Domain", missing_domain)] {
+    // Objects that do not exist: introspection is the interface all the same.
+    let missing_pool = pool_path("00000000-1111-2222-3333-444444444444");
+    let missing_vol = format!("{CONNECT}/storagevol/_2fno_2fsuch_2fvol");
+    for (name, path) in [
+        ("Connect", CONNECT.to_string()),
+        ("Domain", missing_domain),
+        ("StoragePool", missing_pool),
+        ("StorageVol", missing_vol),
+        // The collection nodes carry the interface too.
+        ("StoragePool", format!("{CONNECT}/storagepool")),
+        ("StorageVol", format!("{CONNECT}/storagevol")),
+    ] {
         let iface = format!("org.libvirt.{name}");
         let theirs_xml = std::fs::read_to_string(dir.join(format!("{iface}.xml"))).unwrap();
         let theirs = parse_interface(&theirs_xml, &iface);
@@ -624,23 +652,43 @@ async fn bad_input_is_refused_and_changes_nothing() {
     .unwrap_err();
     assert_eq!(e, (lib.clone(), "Invalid UUID".to_string()));
 
-    let e = call::<_, Vec<OwnedObjectPath>>(
-        &conn,
-        CONNECT,
-        "org.libvirt.Connect",
-        "ListNetworks",
-        &(0u32,),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(
-        e,
+    // No networks, host interfaces, secrets, filters or node devices: empty
+    // lists, after the flag check of libvirt's driver for each.
+    for (method, flags, bad, function) in [
         (
-            lib.clone(),
-            "this function is not supported by the connection driver: virConnectListAllNetworks"
-                .to_string()
-        )
-    );
+            "ListNetworks",
+            0x3fu32,
+            0x40u32,
+            "networkConnectListAllNetworks",
+        ),
+        ("ListInterfaces", 3, 4, "udevConnectListAllInterfaces"),
+        ("ListSecrets", 0xf, 0x10, "secretConnectListAllSecrets"),
+        ("ListNWFilters", 0, 1, "nwfilterConnectListAllNWFilters"),
+        (
+            "ListNodeDevices",
+            0,
+            1 << 22,
+            "nodeConnectListAllNodeDevices",
+        ),
+    ] {
+        let list: Vec<OwnedObjectPath> =
+            call(&conn, CONNECT, "org.libvirt.Connect", method, &(flags,))
+                .await
+                .unwrap();
+        assert!(list.is_empty(), "{method}");
+        let e =
+            call::<_, Vec<OwnedObjectPath>>(&conn, CONNECT, "org.libvirt.Connect", method, &(bad,))
+                .await
+                .unwrap_err();
+        assert_eq!(
+            e,
+            (
+                lib.clone(),
+                format!("invalid argument: unsupported flags (0x{bad:x}) in function {function}")
+            ),
+            "{method}"
+        );
+    }
     let e = call::<_, (i32, i32)>(&conn, &missing, "org.libvirt.Domain", "GetState", &("s",))
         .await
         .unwrap_err();
@@ -669,7 +717,12 @@ async fn bad_input_is_refused_and_changes_nothing() {
         )
     );
     assert_eq!(state(&conn, &dpath(uuid)).await, (5, 0));
-    let leftovers: Vec<_> = std::fs::read_dir(dirs.run()).unwrap().collect();
+    // Nothing beside the storage driver's own state directory.
+    let leftovers: Vec<_> = std::fs::read_dir(dirs.run())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "storage")
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let e = dom_call(&conn, &dpath(uuid), "Destroy", &(0u32,))
         .await
@@ -789,6 +842,746 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .await
         .unwrap_err();
     assert!(e.1.starts_with("Domain not found"));
+}
+
+// ---- storage pools and volumes ----------------------------------------
+
+const POOL_UUID: &str = "480e39f3-571a-4ec9-bab1-9ddf97b33884";
+
+/// Storage signals seen: (object path the signal is about, member, args
+/// of `StoragePoolEvent`). For `Refresh` the path is the signal's own.
+type PoolSignals = Arc<Mutex<Vec<(String, String, Option<(i32, i32)>)>>>;
+
+async fn watch_pool_signals(conn: &Connection) -> PoolSignals {
+    let rule = MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.libvirt")
+        .unwrap()
+        .build();
+    let mut stream = MessageStream::for_match_rule(rule, conn, None)
+        .await
+        .unwrap();
+    let signals: PoolSignals = Arc::default();
+    let sink = signals.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            let h = m.header();
+            let iface = h.interface().map(|i| i.to_string()).unwrap_or_default();
+            let member = h.member().map(|p| p.to_string()).unwrap_or_default();
+            let path = h.path().map(|p| p.to_string()).unwrap_or_default();
+            match (iface.as_str(), member.as_str()) {
+                ("org.libvirt.Connect", "StoragePoolEvent") => {
+                    if let Ok((p, e, d)) = m.body().deserialize::<(OwnedObjectPath, i32, i32)>() {
+                        sink.lock()
+                            .unwrap()
+                            .push((p.to_string(), member, Some((e, d))));
+                    }
+                }
+                ("org.libvirt.StoragePool", _) => {
+                    sink.lock().unwrap().push((path, member, None));
+                }
+                _ => {}
+            }
+        }
+    });
+    signals
+}
+
+/// Waits until `n` signals `member` with `args` were seen for `path`.
+async fn wait_pool_signal(
+    signals: &PoolSignals,
+    path: &str,
+    member: &str,
+    args: Option<(i32, i32)>,
+    n: usize,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = signals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, m, a)| p == path && m == member && *a == args)
+            .count();
+        if seen >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {member}{args:?} for {path}; saw {:?}",
+            signals.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn pool_call<B, R>(
+    conn: &Connection,
+    path: &str,
+    method: &str,
+    body: &B,
+) -> Result<R, (String, String)>
+where
+    B: serde::Serialize + DynamicType,
+    R: DeserializeOwned + Type,
+{
+    call(conn, path, "org.libvirt.StoragePool", method, body).await
+}
+
+async fn vol_call<B, R>(
+    conn: &Connection,
+    path: &str,
+    method: &str,
+    body: &B,
+) -> Result<R, (String, String)>
+where
+    B: serde::Serialize + DynamicType,
+    R: DeserializeOwned + Type,
+{
+    call(conn, path, "org.libvirt.StorageVol", method, body).await
+}
+
+async fn get_all(conn: &Connection, path: &str, iface: &str) -> HashMap<String, OwnedValue> {
+    conn.call_method(
+        Some("org.libvirt"),
+        path,
+        Some("org.freedesktop.DBus.Properties"),
+        "GetAll",
+        &(iface,),
+    )
+    .await
+    .unwrap()
+    .body()
+    .deserialize()
+    .unwrap()
+}
+
+/// A `GetAll` value, which must be double-wrapped as libvirt-dbus sends it.
+fn all_bool(all: &HashMap<String, OwnedValue>, key: &str) -> bool {
+    let v = all
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in {all:?}"));
+    assert!(
+        matches!(&**v, Value::Value(_)),
+        "{key} is not double-wrapped"
+    );
+    matches!(unwrapped(v), Value::Bool(true))
+}
+
+async fn get_prop(conn: &Connection, path: &str, iface: &str, name: &str) -> OwnedValue {
+    call(
+        conn,
+        path,
+        "org.freedesktop.DBus.Properties",
+        "Get",
+        &(iface, name),
+    )
+    .await
+    .unwrap()
+}
+
+/// The pool definitions stored in the daemon's configuration directory.
+fn stored_pools(dirs: &Dirs) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dirs.config().join("storage"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".xml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_pools_and_volumes() {
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("storage");
+    let conn = client(&bus).await;
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    let signals = watch_pool_signals(&conn).await;
+    let lib = "org.libvirt.Error".to_string();
+    let target = dirs.root.join("pool");
+    let pool_xml = format!(
+        "<pool type='dir'><name>p1</name><uuid>{POOL_UUID}</uuid>\
+         <target><path>{}</path></target></pool>",
+        target.display()
+    );
+    let pool = pool_path(POOL_UUID);
+    let connect = |method: &'static str| {
+        let conn = conn.clone();
+        move |body: (String, u32)| {
+            let conn = conn.clone();
+            async move {
+                call::<_, OwnedObjectPath>(&conn, CONNECT, "org.libvirt.Connect", method, &body)
+                    .await
+            }
+        }
+    };
+    let define = connect("StoragePoolDefineXML");
+    let create_xml = connect("StoragePoolCreateXML");
+
+    // Bad input is refused with libvirt's messages and creates nothing.
+    let e = define(("<pool type='dir'><name>bad</name>".into(), 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, lib);
+    assert!(
+        e.1.starts_with("(storage_pool_definition):1: Premature end of data"),
+        "{e:?}"
+    );
+    let e = create_xml(("<pool type='dir'><name>bad</name>".into(), 0))
+        .await
+        .unwrap_err();
+    assert!(
+        e.1.starts_with("(storage_pool_definition):1: Premature end of data"),
+        "{e:?}"
+    );
+    let e = define(("<pool type='dir'><name>bad</name></pool>".into(), 0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        (
+            lib.clone(),
+            "XML error: missing storage pool target path".into()
+        )
+    );
+    let e = define((pool_xml.clone(), 8)).await.unwrap_err();
+    assert_eq!(
+        e.1,
+        "invalid argument: unsupported flags (0x8) in function storagePoolDefineXML"
+    );
+    let e = pool_call::<_, String>(&conn, &pool, "GetXMLDesc", &(0u32,))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        (
+            lib.clone(),
+            format!("Storage pool not found: no storage pool with matching uuid '{POOL_UUID}'")
+        )
+    );
+    let e = pool_call::<_, ()>(&conn, &pool, "Create", &(0u32,))
+        .await
+        .unwrap_err();
+    assert!(e.1.starts_with("Storage pool not found"), "{e:?}");
+    let e = pool_call::<_, (i32, u64, u64, u64)>(
+        &conn,
+        &format!("{CONNECT}/storagepool/garbage"),
+        "GetInfo",
+        &(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.1,
+        "invalid argument: uuidstr in virStoragePoolLookupByUUIDString must be a valid UUID"
+    );
+    assert!(
+        get_all(&conn, &pool, "org.libvirt.StoragePool")
+            .await
+            .is_empty()
+    );
+    let e = call::<_, OwnedObjectPath>(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "StoragePoolLookupByName",
+        &("nosuch",),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Storage pool not found: no storage pool with matching name 'nosuch'"
+    );
+    let e = call::<_, OwnedObjectPath>(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "StorageVolLookupByPath",
+        &("/no/such",),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Storage volume not found: no storage vol with matching path '/no/such'"
+    );
+    let e = vol_call::<_, ()>(&conn, &vol_path("/no/such/vol"), "Delete", &(0u32,))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        (
+            lib.clone(),
+            "Storage volume not found: no storage vol with matching key /no/such/vol".into()
+        )
+    );
+    let e = pool_call::<_, ()>(&conn, &pool, "Refresh", &("s",))
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, "org.freedesktop.DBus.Error.InvalidArgs");
+    let list: Vec<OwnedObjectPath> = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "ListStoragePools",
+        &(0u32,),
+    )
+    .await
+    .unwrap();
+    assert!(list.is_empty());
+    assert!(stored_pools(&dirs).is_empty());
+    assert!(!target.exists());
+
+    // Define, build, start: DEFINED, CREATED, STARTED.
+    let p = define((pool_xml.clone(), 0)).await.unwrap();
+    assert_eq!(p.as_str(), pool);
+    assert_eq!(stored_pools(&dirs), ["p1.xml"]);
+    wait_pool_signal(&signals, &pool, "StoragePoolEvent", Some((0, 0)), 1).await;
+    let all = get_all(&conn, &pool, "org.libvirt.StoragePool").await;
+    assert!(!all_bool(&all, "Active"));
+    assert!(all_bool(&all, "Persistent"));
+    assert!(!all_bool(&all, "Autostart"));
+    let info: (i32, u64, u64, u64) = pool_call(&conn, &pool, "GetInfo", &()).await.unwrap();
+    assert_eq!(info, (0, 0, 0, 0));
+    let e = pool_call::<_, ()>(&conn, &pool, "Create", &(0u32,))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        format!(
+            "cannot open directory '{}': No such file or directory",
+            target.display()
+        )
+    );
+    pool_call::<_, ()>(&conn, &pool, "Build", &(0u32,))
+        .await
+        .unwrap();
+    assert!(target.is_dir());
+    wait_pool_signal(&signals, &pool, "StoragePoolEvent", Some((4, 0)), 1).await;
+    pool_call::<_, ()>(&conn, &pool, "Create", &(0u32,))
+        .await
+        .unwrap();
+    wait_pool_signal(&signals, &pool, "StoragePoolEvent", Some((2, 0)), 1).await;
+    let active: bool = get_prop(&conn, &pool, "org.libvirt.StoragePool", "Active")
+        .await
+        .try_into()
+        .unwrap();
+    assert!(active);
+    let name: String = get_prop(&conn, &pool, "org.libvirt.StoragePool", "Name")
+        .await
+        .try_into()
+        .unwrap();
+    assert_eq!(name, "p1");
+    let info: (i32, u64, u64, u64) = pool_call(&conn, &pool, "GetInfo", &()).await.unwrap();
+    assert_eq!(info.0, 2);
+    assert!(info.1 > 0 && info.1 >= info.2, "{info:?}");
+    let xml: String = pool_call(&conn, &pool, "GetXMLDesc", &(0u32,))
+        .await
+        .unwrap();
+    assert!(
+        xml.starts_with("<pool type='dir'>\n  <name>p1</name>\n"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(&format!("<path>{}</path>", target.display())),
+        "{xml}"
+    );
+    let e = pool_call::<_, String>(&conn, &pool, "GetXMLDesc", &(2u32,))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "invalid argument: unsupported flags (0x2) in function storagePoolGetXMLDesc"
+    );
+    for (method, uuid_or_name) in [
+        ("StoragePoolLookupByName", "p1"),
+        ("StoragePoolLookupByUUID", POOL_UUID),
+        (
+            "StoragePoolLookupByUUID",
+            "480E39F3571A4EC9BAB19DDF97B33884",
+        ),
+    ] {
+        let p: OwnedObjectPath = call(
+            &conn,
+            CONNECT,
+            "org.libvirt.Connect",
+            method,
+            &(uuid_or_name,),
+        )
+        .await
+        .unwrap();
+        assert_eq!(p.as_str(), pool, "{method}({uuid_or_name})");
+    }
+    let list: Vec<OwnedObjectPath> = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "ListStoragePools",
+        &(0u32,),
+    )
+    .await
+    .unwrap();
+    assert_eq!(list.len(), 1);
+    // Introspecting the collection lists the pool.
+    let node = introspect(&conn, &format!("{CONNECT}/storagepool")).await;
+    assert!(
+        node.contains(&format!(
+            "<node name=\"_{}\"/>",
+            POOL_UUID.replace('-', "_")
+        )),
+        "{node}"
+    );
+
+    // Volumes: a sparse raw one and a qcow2 one.
+    let raw_file = target.join("r1.img");
+    let qcow_file = target.join("q1.qcow2");
+    let raw = vol_path(&raw_file.display().to_string());
+    let qcow = vol_path(&qcow_file.display().to_string());
+    let v: OwnedObjectPath = pool_call(
+        &conn,
+        &pool,
+        "StorageVolCreateXML",
+        &(
+            "<volume><name>r1.img</name><capacity unit='MiB'>1</capacity>\
+             <allocation>0</allocation></volume>",
+            0u32,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.as_str(), raw);
+    let v: OwnedObjectPath = pool_call(
+        &conn,
+        &pool,
+        "StorageVolCreateXML",
+        &(
+            "<volume><name>q1.qcow2</name><capacity unit='MiB'>10</capacity>\
+             <target><format type='qcow2'/></target></volume>",
+            0u32,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.as_str(), qcow);
+    assert_eq!(std::fs::metadata(&raw_file).unwrap().len(), 1 << 20);
+    let head = std::fs::read(&qcow_file).unwrap();
+    assert_eq!(&head[..4], b"QFI\xfb");
+    // Bad volumes: refused, no file left behind.
+    for (xml, err) in [
+        (
+            "<volume><name>bv</name><capacity>1024</capacity>",
+            "(storage_volume_definition):1: Premature end of data",
+        ),
+        (
+            "<volume><name>bv</name></volume>",
+            "XML error: missing capacity element",
+        ),
+        (
+            "<volume><name>a/b</name><capacity>1024</capacity></volume>",
+            "Requested operation is not valid: volume name 'a/b' cannot contain '/'",
+        ),
+        (
+            "<volume><name>r1.img</name><capacity>1024</capacity></volume>",
+            "storage volume 'r1.img' exists already",
+        ),
+    ] {
+        let e = pool_call::<_, OwnedObjectPath>(&conn, &pool, "StorageVolCreateXML", &(xml, 0u32))
+            .await
+            .unwrap_err();
+        assert_eq!(e.0, lib);
+        assert!(e.1.starts_with(err), "{xml}: {e:?}");
+    }
+    assert!(!target.join("bv").exists());
+    let listed: Vec<OwnedObjectPath> = pool_call(&conn, &pool, "ListStorageVolumes", &(0u32,))
+        .await
+        .unwrap();
+    let mut listed: Vec<String> = listed.iter().map(|p| p.to_string()).collect();
+    listed.sort();
+    let mut want = vec![raw.clone(), qcow.clone()];
+    want.sort();
+    assert_eq!(listed, want);
+    let info: (i32, u64, u64) = vol_call(&conn, &raw, "GetInfo", &(0u32,)).await.unwrap();
+    assert_eq!((info.0, info.1), (0, 1 << 20));
+    assert!(info.2 < 1 << 20, "sparse: {info:?}");
+    let info: (i32, u64, u64) = vol_call(&conn, &qcow, "GetInfo", &(0u32,)).await.unwrap();
+    assert_eq!((info.0, info.1), (0, 10 << 20));
+    let xml: String = vol_call(&conn, &qcow, "GetXMLDesc", &(0u32,))
+        .await
+        .unwrap();
+    assert!(
+        xml.starts_with("<volume type='file'>\n  <name>q1.qcow2</name>\n"),
+        "{xml}"
+    );
+    assert!(xml.contains("<format type='qcow2'/>"), "{xml}");
+    assert!(
+        xml.contains(&format!("<key>{}</key>", qcow_file.display())),
+        "{xml}"
+    );
+    for (prop, want) in [
+        ("Name", "r1.img".to_string()),
+        ("Key", raw_file.display().to_string()),
+        ("Path", raw_file.display().to_string()),
+    ] {
+        let v: String = get_prop(&conn, &raw, "org.libvirt.StorageVol", prop)
+            .await
+            .try_into()
+            .unwrap();
+        assert_eq!(v, want, "{prop}");
+    }
+    for (method, arg) in [
+        ("StorageVolLookupByPath", raw_file.display().to_string()),
+        ("StorageVolLookupByKey", raw_file.display().to_string()),
+    ] {
+        let p: OwnedObjectPath = call(
+            &conn,
+            CONNECT,
+            "org.libvirt.Connect",
+            method,
+            &(arg.as_str(),),
+        )
+        .await
+        .unwrap();
+        assert_eq!(p.as_str(), raw, "{method}");
+    }
+    let p: OwnedObjectPath = pool_call(&conn, &pool, "StorageVolLookupByName", &("q1.qcow2",))
+        .await
+        .unwrap();
+    assert_eq!(p.as_str(), qcow);
+    let node = introspect(&conn, &format!("{CONNECT}/storagevol")).await;
+    assert!(
+        node.contains(&format!(
+            "<node name=\"{}\"/>",
+            &qcow[qcow.rfind('/').unwrap() + 1..]
+        )),
+        "{node}"
+    );
+
+    // A clone of the raw volume by its key; resize and wipe.
+    let raw2_file = target.join("r2.img");
+    let raw2: OwnedObjectPath = pool_call(
+        &conn,
+        &pool,
+        "StorageVolCreateXMLFrom",
+        &(
+            "<volume><name>r2.img</name><capacity>1048576</capacity></volume>",
+            raw_file.display().to_string(),
+            0u32,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(raw2.as_str(), vol_path(&raw2_file.display().to_string()));
+    assert_eq!(std::fs::metadata(&raw2_file).unwrap().len(), 1 << 20);
+    let e = pool_call::<_, OwnedObjectPath>(
+        &conn,
+        &pool,
+        "StorageVolCreateXMLFrom",
+        &(
+            "<volume><name>r3.img</name><capacity>1048576</capacity></volume>",
+            "/no/such",
+            0u32,
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Storage volume not found: no storage vol with matching key /no/such"
+    );
+    vol_call::<_, ()>(&conn, &raw, "Resize", &(2u64 << 20, 0u32))
+        .await
+        .unwrap();
+    let info: (i32, u64, u64) = vol_call(&conn, &raw, "GetInfo", &(0u32,)).await.unwrap();
+    assert_eq!(info.1, 2 << 20);
+    let e = vol_call::<_, ()>(&conn, &raw, "Resize", &(1u64 << 20, 0u32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "invalid argument: Can't shrink capacity below current capacity unless shrink flag explicitly specified"
+    );
+    vol_call::<_, ()>(&conn, &raw2, "Wipe", &(0u32, 0u32))
+        .await
+        .unwrap();
+    let e = vol_call::<_, ()>(&conn, &raw2, "Wipe", &(0u32, 1u32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "invalid argument: unsupported flags (0x1) in function storageVolWipePattern"
+    );
+
+    // A file made behind the pool's back shows after Refresh, and the
+    // pool's Refresh signal arrives (Cockpit waits for it).
+    let extern_file = target.join("extern.img");
+    std::fs::write(&extern_file, vec![0u8; 4096]).unwrap();
+    pool_call::<_, ()>(&conn, &pool, "Refresh", &(0u32,))
+        .await
+        .unwrap();
+    wait_pool_signal(&signals, &pool, "Refresh", None, 1).await;
+    let listed: Vec<OwnedObjectPath> = pool_call(&conn, &pool, "ListStorageVolumes", &(0u32,))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 4);
+    assert!(
+        listed
+            .iter()
+            .any(|p| p.as_str() == vol_path(&extern_file.display().to_string()))
+    );
+
+    // Autostart is the one writable property.
+    conn.call_method(
+        Some("org.libvirt"),
+        pool.as_str(),
+        Some("org.freedesktop.DBus.Properties"),
+        "Set",
+        &("org.libvirt.StoragePool", "Autostart", Value::from(true)),
+    )
+    .await
+    .unwrap();
+    assert!(all_bool(
+        &get_all(&conn, &pool, "org.libvirt.StoragePool").await,
+        "Autostart"
+    ));
+    let e = conn
+        .call_method(
+            Some("org.libvirt"),
+            pool.as_str(),
+            Some("org.freedesktop.DBus.Properties"),
+            "Set",
+            &("org.libvirt.StoragePool", "Name", Value::from("x")),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, zbus::Error::MethodError(n, _, _) if n.as_str() == "org.freedesktop.DBus.Error.InvalidArgs"),
+        "{e:?}"
+    );
+
+    // Active pools are neither undefined nor deleted.
+    let e = pool_call::<_, ()>(&conn, &pool, "Undefine", &())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Requested operation is not valid: storage pool 'p1' is still active"
+    );
+    let e = pool_call::<_, ()>(&conn, &pool, "Delete", &(0u32,))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Requested operation is not valid: storage pool 'p1' is still active"
+    );
+
+    // Delete every volume; a deleted volume is not found any more.
+    for (path, file) in [
+        (raw.clone(), raw_file.clone()),
+        (raw2.to_string(), raw2_file.clone()),
+        (qcow.clone(), qcow_file.clone()),
+        (
+            vol_path(&extern_file.display().to_string()),
+            extern_file.clone(),
+        ),
+    ] {
+        vol_call::<_, ()>(&conn, &path, "Delete", &(0u32,))
+            .await
+            .unwrap();
+        assert!(!file.exists(), "{}", file.display());
+    }
+    let e = vol_call::<_, (i32, u64, u64)>(&conn, &raw, "GetInfo", &(0u32,))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        format!(
+            "Storage volume not found: no storage vol with matching key {}",
+            raw_file.display()
+        )
+    );
+
+    // Destroy, delete the directory, undefine: STOPPED, DELETED, UNDEFINED.
+    pool_call::<_, ()>(&conn, &pool, "Destroy", &())
+        .await
+        .unwrap();
+    wait_pool_signal(&signals, &pool, "StoragePoolEvent", Some((3, 0)), 1).await;
+    let e = pool_call::<_, ()>(&conn, &pool, "Destroy", &())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Requested operation is not valid: storage pool 'p1' is not active"
+    );
+    let e = pool_call::<_, Vec<OwnedObjectPath>>(&conn, &pool, "ListStorageVolumes", &(0u32,))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.1,
+        "Requested operation is not valid: storage pool 'p1' is not active"
+    );
+    pool_call::<_, ()>(&conn, &pool, "Delete", &(0u32,))
+        .await
+        .unwrap();
+    assert!(!target.exists());
+    wait_pool_signal(&signals, &pool, "StoragePoolEvent", Some((5, 0)), 1).await;
+    pool_call::<_, ()>(&conn, &pool, "Undefine", &())
+        .await
+        .unwrap();
+    wait_pool_signal(&signals, &pool, "StoragePoolEvent", Some((1, 0)), 1).await;
+    assert!(stored_pools(&dirs).is_empty());
+    let e = pool_call::<_, (i32, u64, u64, u64)>(&conn, &pool, "GetInfo", &())
+        .await
+        .unwrap_err();
+    assert!(e.1.starts_with("Storage pool not found"), "{e:?}");
+    // The lifecycle events came in the order of the calls.
+    let order: Vec<i32> = signals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, m, _)| p == &pool && m == "StoragePoolEvent")
+        .filter_map(|(_, _, a)| a.map(|(e, _)| e))
+        .collect();
+    assert_eq!(order, [0, 4, 2, 3, 5, 1]);
+
+    // A transient pool, built as it starts: STARTED, then gone once stopped.
+    let t_uuid = "580e39f3-571a-4ec9-bab1-9ddf97b33884";
+    let t_target = dirs.root.join("transient");
+    let t = create_xml((
+        format!(
+            "<pool type='dir'><name>t1</name><uuid>{t_uuid}</uuid>\
+             <target><path>{}</path></target></pool>",
+            t_target.display()
+        ),
+        1,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(t.as_str(), pool_path(t_uuid));
+    assert!(t_target.is_dir());
+    wait_pool_signal(&signals, t.as_str(), "StoragePoolEvent", Some((2, 0)), 1).await;
+    let all = get_all(&conn, t.as_str(), "org.libvirt.StoragePool").await;
+    assert!(all_bool(&all, "Active"));
+    assert!(!all_bool(&all, "Persistent"));
+    assert!(stored_pools(&dirs).is_empty());
+    pool_call::<_, ()>(&conn, t.as_str(), "Destroy", &())
+        .await
+        .unwrap();
+    wait_pool_signal(&signals, t.as_str(), "StoragePoolEvent", Some((3, 0)), 1).await;
+    let list: Vec<OwnedObjectPath> = call(
+        &conn,
+        CONNECT,
+        "org.libvirt.Connect",
+        "ListStoragePools",
+        &(0u32,),
+    )
+    .await
+    .unwrap();
+    assert!(list.is_empty());
 }
 
 // ---- persistence -----------------------------------------------------
@@ -1176,7 +1969,7 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
 
 #[test]
 fn shipped_introspection_files_are_current() {
-    for name in ["Connect", "Domain"] {
+    for name in ["Connect", "Domain", "StoragePool", "StorageVol"] {
         let out = Command::new(OXVIRTD)
             .args(["--print-introspection", name])
             .output()
@@ -1566,10 +2359,12 @@ async fn disks_and_a_nic_on_a_bridge() {
         .unwrap_err();
     assert!(e.1.contains("Not a qcow2 file"), "{e:?}");
     assert!(ns.taps().is_empty(), "{:?}", ns.taps());
+    // Nothing beside the storage driver's own state directory.
     let leftovers: Vec<_> = std::fs::read_dir(dirs.run())
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name())
+        .filter(|n| n != "storage")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     drop(d);

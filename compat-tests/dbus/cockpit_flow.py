@@ -5,13 +5,23 @@ dbus-python reads the introspection data to marshal arguments, as
 libvirt-dbus's own test suite does, so this also checks that the
 introspection oxvirtd serves is usable by that client library.
 
+After the domain part, the storage page's calls: define and start a
+directory pool, Refresh(0) and wait for the pool's Refresh signal (as
+Cockpit does before it reads an active pool), create, look up and
+delete a volume, and the StoragePoolEvent signals of all that.
+
 Usage: cockpit_flow.py BUS_ADDRESS KERNEL SERIAL_LOG
 Prints one line per check and "N passed, N failed" at the end.
 """
+import os
+import shutil
 import sys
+import tempfile
 import time
 
 import dbus
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
 
 ADDR, KERNEL, SERIAL = sys.argv[1:4]
 UUID = "12345678-1111-2222-3333-444444444444"
@@ -24,7 +34,8 @@ XML = (
     % (UUID, KERNEL, SERIAL)
 )
 
-bus = dbus.bus.BusConnection(ADDR)
+# A main loop only to receive signals; calls stay synchronous.
+bus = dbus.bus.BusConnection(ADDR, mainloop=DBusGMainLoop())
 conn_obj = bus.get_object("org.libvirt", "/org/libvirt/QEMU")
 connect = dbus.Interface(conn_obj, "org.libvirt.Connect")
 props = dbus.Interface(conn_obj, "org.freedesktop.DBus.Properties")
@@ -117,6 +128,82 @@ except dbus.exceptions.DBusException as e:
     check("lookup unknown", e.get_dbus_message().startswith("Domain not found"))
 dom.Undefine(0)
 check("Undefine", len(connect.ListDomains(0)) == 0)
+
+# ---- storage pools and volumes, as Cockpit's storage page uses them ----
+
+POOL_UUID = "87654321-1111-2222-3333-444444444444"
+POOL_PATH = "/org/libvirt/QEMU/storagepool/_" + POOL_UUID.replace("-", "_")
+pool_events = []
+refreshes = []
+bus.add_signal_receiver(lambda p, e, d: pool_events.append((str(p), int(e), int(d))),
+                        signal_name="StoragePoolEvent", dbus_interface="org.libvirt.Connect")
+bus.add_signal_receiver(lambda path=None: refreshes.append(str(path)),
+                        signal_name="Refresh", dbus_interface="org.libvirt.StoragePool",
+                        path_keyword="path")
+
+
+def pump(until, secs=5):
+    """Runs the main loop until until() holds or secs pass."""
+    ctx = GLib.MainContext.default()
+    end = time.time() + secs
+    while not until() and time.time() < end:
+        ctx.iteration(False)
+        time.sleep(0.01)
+    return until()
+
+
+tmp = tempfile.mkdtemp(prefix="cockpit-flow-")
+try:
+    target = os.path.join(tmp, "pool")
+    os.mkdir(target)
+    pxml = ("<pool type='dir'><name>cockpit</name><uuid>%s</uuid>"
+            "<target><path>%s</path></target></pool>" % (POOL_UUID, target))
+    ppath = connect.StoragePoolDefineXML(pxml, 0)
+    check("StoragePoolDefineXML path", str(ppath) == POOL_PATH, str(ppath))
+    pobj = bus.get_object("org.libvirt", ppath)
+    pool = dbus.Interface(pobj, "org.libvirt.StoragePool")
+    pprops = dbus.Interface(pobj, "org.freedesktop.DBus.Properties")
+    pprops.Set("org.libvirt.StoragePool", "Autostart", True)
+    pool.Create(0)
+    check("ListStoragePools", [str(p) for p in connect.ListStoragePools(0)] == [POOL_PATH])
+    check("Get Active", bool(pprops.Get("org.libvirt.StoragePool", "Active")))
+    pool.Refresh(0)
+    check("Refresh signal", pump(lambda: POOL_PATH in refreshes), repr(refreshes))
+    check("pool GetXMLDesc", "<name>cockpit</name>" in pool.GetXMLDesc(0))
+    pall = pprops.GetAll("org.libvirt.StoragePool")
+    check("pool GetAll", pall["Active"].variant_level == 2 and bool(pall["Active"])
+          and bool(pall["Persistent"]) and bool(pall["Autostart"]), repr(pall))
+    check("StoragePoolLookupByName", str(connect.StoragePoolLookupByName("cockpit")) == POOL_PATH)
+    check("ListStorageVolumes empty", len(pool.ListStorageVolumes(0)) == 0)
+    vpath = pool.StorageVolCreateXML(
+        "<volume><name>disk.qcow2</name><capacity unit='MiB'>8</capacity>"
+        "<target><format type='qcow2'/></target></volume>", 0)
+    check("StorageVolCreateXML", str(vpath).startswith("/org/libvirt/QEMU/storagevol/_2f"), str(vpath))
+    check("StorageVolLookupByName", str(pool.StorageVolLookupByName("disk.qcow2")) == str(vpath))
+    check("StorageVolLookupByPath",
+          str(connect.StorageVolLookupByPath(os.path.join(target, "disk.qcow2"))) == str(vpath))
+    vol = dbus.Interface(bus.get_object("org.libvirt", vpath), "org.libvirt.StorageVol")
+    check("vol GetXMLDesc", "<format type='qcow2'/>" in vol.GetXMLDesc(0))
+    vol.Delete(0)
+    check("vol Delete", not os.path.exists(os.path.join(target, "disk.qcow2")))
+    pool.Destroy()
+    pool.Undefine()
+    check("pool gone", len(connect.ListStoragePools(0)) == 0)
+    want = [(POOL_PATH, e, 0) for e in (0, 2, 3, 1)]
+    check("StoragePoolEvent signals", pump(lambda: pool_events == want), repr(pool_events))
+    try:
+        pool.GetXMLDesc(0)
+        check("undefined pool not found", False)
+    except dbus.exceptions.DBusException as e:
+        check("undefined pool not found",
+              e.get_dbus_name() == "org.libvirt.Error"
+              and e.get_dbus_message().startswith("Storage pool not found"),
+              e.get_dbus_message())
+    check("ListNetworks empty", len(connect.ListNetworks(0)) == 0)
+    check("ListNodeDevices answers", isinstance(connect.ListNodeDevices(0), dbus.Array))
+    check("ListInterfaces empty", len(connect.ListInterfaces(3)) == 0)
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
 
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)

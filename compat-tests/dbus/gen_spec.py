@@ -10,7 +10,8 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-IFACES = ["Connect", "Domain"]
+IFACES = ["Connect", "Domain", "StoragePool", "StorageVol", "NodeDevice", "Network",
+          "Interface", "Secret", "NWFilter"]
 DIR = sys.argv[1] if len(sys.argv) > 1 else "/usr/share/dbus-1/interfaces"
 
 
@@ -40,7 +41,8 @@ print()
 for name in IFACES:
     root = ET.parse("%s/org.libvirt.%s.xml" % (DIR, name)).getroot()
     iface = root.find("interface")
-    up = name.upper()
+    # StoragePool -> STORAGE_POOL, NWFilter -> NWFILTER.
+    up = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).upper()
     print("/// `org.libvirt.%s`." % name)
     print("pub static %s: Interface = Interface {" % up)
     print('    name: "%s",' % iface.get("name"))

@@ -51,7 +51,8 @@ struct Args {
     /// Do not serve the libvirt RPC protocol.
     #[arg(long, conflicts_with_all = ["rpc_socket", "rpc_socket_ro"])]
     no_rpc: bool,
-    /// Print the introspection XML of an interface (Connect or Domain) and exit.
+    /// Print the introspection XML of an interface (Connect, Domain, StoragePool or
+    /// StorageVol) and exit.
     #[arg(long, value_name = "INTERFACE")]
     print_introspection: Option<String>,
     /// Configuration file [default: /etc/oxvirt/oxvirtd.conf, or
@@ -111,7 +112,10 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             None => {
-                eprintln!("oxvirtd: unknown interface '{which}' (use Connect or Domain)");
+                eprintln!(
+                    "oxvirtd: unknown interface '{which}' (use one of {})",
+                    dbus::SERVED.join(", ")
+                );
                 ExitCode::FAILURE
             }
         };

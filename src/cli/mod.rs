@@ -51,7 +51,10 @@ pub mod format;
 pub mod help;
 pub mod host;
 pub mod options;
+pub mod pool;
 pub mod shell;
+pub mod storage;
+pub mod volume;
 pub mod xpath;
 
 use std::io::Write;
@@ -101,6 +104,20 @@ pub struct DomArg {
     /// domain name, id or uuid
     #[arg(value_name = "DOMAIN")]
     pub domain: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PoolArg {
+    /// pool name or uuid
+    #[arg(value_name = "POOL")]
+    pub pool: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct VolArg {
+    /// vol name, key or path
+    #[arg(value_name = "VOL")]
+    pub vol: String,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -379,6 +396,214 @@ pub enum Cmd {
     },
     /// Domain Events
     Event(events::EventArgs),
+    /// list pools
+    PoolList(pool::PoolListArgs),
+    /// storage pool information
+    PoolInfo {
+        #[command(flatten)]
+        p: PoolArg,
+        /// Reture pool info in bytes
+        #[arg(long)]
+        bytes: bool,
+    },
+    /// pool information in XML
+    PoolDumpxml {
+        #[command(flatten)]
+        p: PoolArg,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// define an inactive persistent storage pool or modify an existing persistent one from an XML file
+    PoolDefine {
+        /// file containing an XML pool description
+        file: String,
+    },
+    /// define a pool from a set of args
+    PoolDefineAs(pool::PoolAsArgs),
+    /// create a pool from an XML file
+    PoolCreate {
+        /// file containing an XML pool description
+        file: String,
+        #[command(flatten)]
+        b: pool::BuildArgs,
+    },
+    /// create a pool from a set of args
+    PoolCreateAs {
+        #[command(flatten)]
+        a: pool::PoolAsArgs,
+        #[command(flatten)]
+        b: pool::BuildArgs,
+    },
+    /// build a pool
+    PoolBuild {
+        #[command(flatten)]
+        p: PoolArg,
+        /// do not overwrite any existing data
+        #[arg(long = "no-overwrite")]
+        no_overwrite: bool,
+        /// overwrite any existing data
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// start a (previously defined) inactive pool
+    PoolStart {
+        #[command(flatten)]
+        p: PoolArg,
+        #[command(flatten)]
+        b: pool::BuildArgs,
+    },
+    /// destroy (stop) a pool
+    PoolDestroy {
+        #[command(flatten)]
+        p: PoolArg,
+    },
+    /// delete a pool
+    PoolDelete {
+        #[command(flatten)]
+        p: PoolArg,
+    },
+    /// undefine an inactive pool
+    PoolUndefine {
+        #[command(flatten)]
+        p: PoolArg,
+    },
+    /// refresh a pool
+    PoolRefresh {
+        #[command(flatten)]
+        p: PoolArg,
+    },
+    /// autostart a pool
+    PoolAutostart {
+        #[command(flatten)]
+        p: PoolArg,
+        /// disable autostarting
+        #[arg(long)]
+        disable: bool,
+    },
+    /// convert a pool name to pool UUID
+    PoolUuid {
+        #[command(flatten)]
+        p: PoolArg,
+    },
+    /// convert a pool UUID to pool name
+    PoolName {
+        #[command(flatten)]
+        p: PoolArg,
+    },
+    /// list vols
+    VolList {
+        #[command(flatten)]
+        p: PoolArg,
+        /// display extended details for volumes
+        #[arg(long)]
+        details: bool,
+    },
+    /// storage vol information
+    VolInfo {
+        #[command(flatten)]
+        v: VolArg,
+        /// pool name or uuid
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+        /// sizes are represented in bytes rather than pretty units
+        #[arg(long)]
+        bytes: bool,
+        /// return the physical size of the volume in allocation field
+        #[arg(long)]
+        physical: bool,
+    },
+    /// vol information in XML
+    VolDumpxml {
+        #[command(flatten)]
+        v: VolArg,
+        /// pool name or uuid
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// create a vol from an XML file
+    VolCreate {
+        #[command(flatten)]
+        p: PoolArg,
+        /// file containing an XML vol description
+        file: String,
+        /// preallocate metadata (for qcow2 instead of full allocation)
+        #[arg(long = "prealloc-metadata")]
+        prealloc_metadata: bool,
+    },
+    /// create a volume from a set of args
+    VolCreateAs(volume::VolCreateAsArgs),
+    /// clone a volume.
+    #[command(about = "clone a volume.")]
+    VolClone {
+        #[command(flatten)]
+        v: VolArg,
+        /// clone name
+        #[arg(value_name = "NEWNAME")]
+        newname: String,
+        /// pool name or uuid
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+        /// preallocate metadata (for qcow2 instead of full allocation)
+        #[arg(long = "prealloc-metadata")]
+        prealloc_metadata: bool,
+        /// use btrfs COW lightweight copy
+        #[arg(long)]
+        reflink: bool,
+    },
+    /// delete a vol
+    VolDelete {
+        #[command(flatten)]
+        v: VolArg,
+        /// pool name or uuid
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+        /// delete snapshots associated with volume (must be supported by storage driver)
+        #[arg(long = "delete-snapshots")]
+        delete_snapshots: bool,
+    },
+    /// wipe a vol
+    VolWipe {
+        #[command(flatten)]
+        v: VolArg,
+        /// pool name or uuid
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+        /// perform selected wiping algorithm
+        #[arg(long, value_name = "ALGORITHM")]
+        algorithm: Option<String>,
+    },
+    /// resize a vol
+    VolResize(volume::VolResizeArgs),
+    /// returns the volume path for a given volume name or key
+    VolPath {
+        #[command(flatten)]
+        v: VolArg,
+        /// pool name or uuid
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// returns the volume key for a given volume name or path
+    VolKey {
+        #[command(flatten)]
+        v: VolArg,
+        /// pool name or uuid
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// returns the volume name for a given volume key or path
+    VolName {
+        #[command(flatten)]
+        v: VolArg,
+    },
+    /// returns the storage pool for a given volume key or path
+    VolPool {
+        #[command(flatten)]
+        v: VolArg,
+        /// return the pool uuid rather than pool name
+        #[arg(long)]
+        uuid: bool,
+    },
     /// node information
     Nodeinfo,
     /// capabilities
@@ -432,6 +657,9 @@ pub fn normalize_args(args: Vec<String>) -> Vec<String> {
     else {
         return args;
     };
+    if let Some((_, data)) = DATA_OPTIONS.iter().find(|(c, _)| *c == args[cmd_at]) {
+        return lift_data_options(&args, cmd_at, data);
+    }
     let mut head: Vec<String> = args[..=cmd_at].to_vec();
     let mut rest: Vec<String> = Vec::new();
     let mut lifted: Vec<String> = Vec::new();
@@ -455,6 +683,106 @@ pub fn normalize_args(args: Vec<String>) -> Vec<String> {
     head.extend(lifted);
     head.extend(rest);
     head
+}
+
+/// The positional arguments of the storage commands, in virsh's order;
+/// virsh takes each of them as `--<name> value` too.
+const DATA_OPTIONS: &[(&str, &[&str])] = &[
+    ("pool-info", &["pool"]),
+    ("pool-dumpxml", &["pool"]),
+    ("pool-define", &["file"]),
+    ("pool-define-as", &["name", "type"]),
+    ("pool-create", &["file"]),
+    ("pool-create-as", &["name", "type"]),
+    ("pool-build", &["pool"]),
+    ("pool-start", &["pool"]),
+    ("pool-destroy", &["pool"]),
+    ("pool-delete", &["pool"]),
+    ("pool-undefine", &["pool"]),
+    ("pool-refresh", &["pool"]),
+    ("pool-autostart", &["pool"]),
+    ("pool-uuid", &["pool"]),
+    ("pool-name", &["pool"]),
+    ("vol-list", &["pool"]),
+    ("vol-info", &["vol"]),
+    ("vol-dumpxml", &["vol"]),
+    ("vol-create", &["pool", "file"]),
+    ("vol-create-as", &["pool", "name", "capacity"]),
+    ("vol-clone", &["vol", "newname"]),
+    ("vol-delete", &["vol"]),
+    ("vol-wipe", &["vol"]),
+    ("vol-resize", &["vol", "capacity"]),
+    ("vol-path", &["vol"]),
+    ("vol-key", &["vol"]),
+    ("vol-name", &["vol"]),
+    ("vol-pool", &["vol"]),
+];
+
+/// Puts the positional arguments `data` of the command at `cmd_at` in
+/// their places, whether given bare or as `--<name> value`: named ones
+/// where they belong, bare ones filling the rest in order. Every other
+/// argument follows, unchanged.
+fn lift_data_options(args: &[String], cmd_at: usize, data: &[&str]) -> Vec<String> {
+    let cli = Cli::command();
+    let sub = cli.find_subcommand(&args[cmd_at]);
+    let takes_value = |long: &str| {
+        matches!(long, "connect" | "bus-address")
+            || sub
+                .and_then(|s| s.get_arguments().find(|a| a.get_long() == Some(long)))
+                .is_some_and(|a| a.get_action().takes_values())
+    };
+    let mut named: Vec<(&str, String)> = Vec::new();
+    let mut bare: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut other: Vec<String> = Vec::new();
+    let mut it = args[cmd_at + 1..].iter().cloned();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            bare.extend(it.by_ref());
+            break;
+        }
+        if let Some(long) = a.strip_prefix("--") {
+            let (key, value) = match long.split_once('=') {
+                Some((k, v)) => (k, Some(v.to_string())),
+                None => (long, None),
+            };
+            if let Some(d) = data.iter().find(|d| **d == key) {
+                if let Some(v) = value.or_else(|| it.next()) {
+                    named.push((d, v));
+                }
+                continue;
+            }
+            let wants = value.is_none() && takes_value(key);
+            other.push(a.clone());
+            if wants && let Some(v) = it.next() {
+                other.push(v);
+            }
+            continue;
+        }
+        let negative_number = a.len() > 1 && a[1..].starts_with(|c: char| c.is_ascii_digit());
+        if a.starts_with('-') && a.len() > 1 && !negative_number {
+            let wants = a == "-c";
+            other.push(a);
+            if wants && let Some(v) = it.next() {
+                other.push(v);
+            }
+            continue;
+        }
+        bare.push_back(a);
+    }
+    let mut out: Vec<String> = args[..=cmd_at].to_vec();
+    for d in data {
+        match named.iter().position(|(n, _)| n == d) {
+            Some(i) => out.push(named.remove(i).1),
+            None => {
+                if let Some(v) = bare.pop_front() {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    out.extend(bare);
+    out.extend(other);
+    out
 }
 
 /// The connection, opened on first use.
@@ -660,6 +988,67 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             events::event(s.bus()?, a)?;
             String::new()
         }
+        Cmd::PoolList(a) => pool::pool_list(s.bus()?, a)?,
+        Cmd::PoolInfo { p, bytes } => pool::pool_info(s.bus()?, &p.pool, *bytes)?,
+        Cmd::PoolDumpxml { p, inactive } => pool::pool_dumpxml(s.bus()?, &p.pool, *inactive)?,
+        Cmd::PoolDefine { file } => pool::pool_define(s.bus()?, file)?,
+        Cmd::PoolDefineAs(a) => pool::pool_define_as(s.bus()?, a)?,
+        Cmd::PoolCreate { file, b } => pool::pool_create(s.bus()?, file, b)?,
+        Cmd::PoolCreateAs { a, b } => pool::pool_create_as(s.bus()?, a, b)?,
+        Cmd::PoolBuild {
+            p,
+            no_overwrite,
+            overwrite,
+        } => pool::pool_build(s.bus()?, &p.pool, *overwrite, *no_overwrite)?,
+        Cmd::PoolStart { p, b } => pool::pool_start(s.bus()?, &p.pool, b)?,
+        Cmd::PoolDestroy { p } => pool::simple(s.bus()?, &p.pool, &pool::DESTROY)?,
+        Cmd::PoolDelete { p } => pool::simple(s.bus()?, &p.pool, &pool::DELETE)?,
+        Cmd::PoolUndefine { p } => pool::simple(s.bus()?, &p.pool, &pool::UNDEFINE)?,
+        Cmd::PoolRefresh { p } => pool::simple(s.bus()?, &p.pool, &pool::REFRESH)?,
+        Cmd::PoolAutostart { p, disable } => pool::pool_autostart(s.bus()?, &p.pool, *disable)?,
+        Cmd::PoolUuid { p } => pool::pool_uuid(s.bus()?, &p.pool)?,
+        Cmd::PoolName { p } => pool::pool_name(s.bus()?, &p.pool)?,
+        Cmd::VolList { p, details } => volume::vol_list(s.bus()?, &p.pool, *details)?,
+        Cmd::VolInfo {
+            v,
+            pool,
+            bytes,
+            physical,
+        } => volume::vol_info(s.bus()?, &v.vol, pool.as_deref(), *bytes, *physical)?,
+        Cmd::VolDumpxml { v, pool } => volume::vol_dumpxml(s.bus()?, &v.vol, pool.as_deref())?,
+        Cmd::VolCreate {
+            p,
+            file,
+            prealloc_metadata,
+        } => volume::vol_create(s.bus()?, &p.pool, file, *prealloc_metadata)?,
+        Cmd::VolCreateAs(a) => volume::vol_create_as(s.bus()?, a)?,
+        Cmd::VolClone {
+            v,
+            newname,
+            pool,
+            prealloc_metadata,
+            reflink,
+        } => volume::vol_clone(
+            s.bus()?,
+            &v.vol,
+            newname,
+            pool.as_deref(),
+            *prealloc_metadata,
+            *reflink,
+        )?,
+        Cmd::VolDelete {
+            v,
+            pool,
+            delete_snapshots,
+        } => volume::vol_delete(s.bus()?, &v.vol, pool.as_deref(), *delete_snapshots)?,
+        Cmd::VolWipe { v, pool, algorithm } => {
+            volume::vol_wipe(s.bus()?, &v.vol, pool.as_deref(), algorithm.as_deref())?
+        }
+        Cmd::VolResize(a) => volume::vol_resize(s.bus()?, a)?,
+        Cmd::VolPath { v, pool } => volume::vol_path(s.bus()?, &v.vol, pool.as_deref())?,
+        Cmd::VolKey { v, pool } => volume::vol_key(s.bus()?, &v.vol, pool.as_deref())?,
+        Cmd::VolName { v } => volume::vol_name(s.bus()?, &v.vol)?,
+        Cmd::VolPool { v, uuid } => volume::vol_pool(s.bus()?, &v.vol, *uuid)?,
         Cmd::Nodeinfo => host::nodeinfo(s.bus()?)?,
         Cmd::Capabilities => host::capabilities(s.bus()?)?,
         Cmd::Version => host::version(s.bus()?)?,
@@ -789,6 +1178,71 @@ mod tests {
             normalize_args(v(&["oxvirsh", "event", "--domain", "a", "--all"])),
             v(&["oxvirsh", "event", "--domain", "a", "--all"])
         );
+    }
+
+    #[test]
+    fn storage_arguments_by_name_or_place() {
+        assert_eq!(
+            normalize_args(v(&["oxvirsh", "vol-info", "--pool", "p1", "v1"])),
+            v(&["oxvirsh", "vol-info", "v1", "--pool", "p1"])
+        );
+        assert_eq!(
+            normalize_args(v(&[
+                "oxvirsh",
+                "vol-create-as",
+                "--format",
+                "qcow2",
+                "p1",
+                "--capacity=10M",
+                "v1"
+            ])),
+            v(&[
+                "oxvirsh",
+                "vol-create-as",
+                "p1",
+                "v1",
+                "10M",
+                "--format",
+                "qcow2"
+            ])
+        );
+        assert_eq!(
+            normalize_args(v(&["oxvirsh", "vol-list", "--pool", "p1", "--details"])),
+            v(&["oxvirsh", "vol-list", "p1", "--details"])
+        );
+        assert_eq!(
+            normalize_args(v(&["oxvirsh", "vol-create", "--file", "f.xml", "p1"])),
+            v(&["oxvirsh", "vol-create", "p1", "f.xml"])
+        );
+        assert_eq!(
+            normalize_args(v(&["oxvirsh", "vol-resize", "v", "-1M", "--shrink"])),
+            v(&["oxvirsh", "vol-resize", "v", "-1M", "--shrink"])
+        );
+        for argv in [
+            &["oxvirsh", "pool-define-as", "p", "dir", "--target", "/t"][..],
+            &["oxvirsh", "pool-list", "--all", "--details"],
+            &[
+                "oxvirsh",
+                "vol-create-as",
+                "p",
+                "v",
+                "1M",
+                "--backing-vol",
+                "b",
+            ],
+            &[
+                "oxvirsh",
+                "vol-resize",
+                "v",
+                "-1M",
+                "--shrink",
+                "--pool",
+                "p",
+            ],
+        ] {
+            let args = normalize_args(v(argv));
+            assert!(Cli::try_parse_from(&args).is_ok(), "{args:?}");
+        }
     }
 
     #[test]

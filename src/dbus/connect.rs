@@ -4,13 +4,17 @@ use std::collections::HashMap;
 
 use zbus::zvariant::OwnedObjectPath;
 
-use crate::driver::host;
+use crate::driver::{host, objects};
 use crate::error::{Error, Result};
 
 use super::call::{Call, not_supported};
-use super::paths::domain_object_path;
+use super::paths::{
+    domain_object_path, interface_object_path, network_object_path, node_device_object_path,
+    nwfilter_object_path, pool_object_path, secret_object_path, vol_object_path,
+};
 use super::spec_types::Method;
 use super::stats::stats_record;
+use super::storage::pool_paths;
 
 fn opath(uuid: &uuid::Uuid) -> Result<OwnedObjectPath> {
     Ok(domain_object_path(uuid))
@@ -100,8 +104,116 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             }
             call.ok(&(out,)).await
         }
-        // Everything else: no networks, storage, secrets, filters, node
-        // devices, host interfaces or save images in this driver yet.
+        "ListStoragePools" => {
+            let (flags,): (u32,) = call.args()?;
+            let pools = drv.storage().connect_list_all_storage_pools(flags)?;
+            call.ok(&(pool_paths(&pools),)).await
+        }
+        "StoragePoolCreateXML" => {
+            let (xml, flags): (String, u32) = call.args()?;
+            let p = drv.storage().storage_pool_create_xml(&xml, flags).await?;
+            call.ok(&(pool_object_path(&p.uuid),)).await
+        }
+        "StoragePoolDefineXML" => {
+            let (xml, flags): (String, u32) = call.args()?;
+            let p = drv.storage().storage_pool_define_xml(&xml, flags)?;
+            call.ok(&(pool_object_path(&p.uuid),)).await
+        }
+        "StoragePoolLookupByName" => {
+            let (name,): (String,) = call.args()?;
+            let p = drv.storage().storage_pool_lookup_by_name(&name)?;
+            call.ok(&(pool_object_path(&p.uuid),)).await
+        }
+        "StoragePoolLookupByUUID" => {
+            let (uuid,): (String,) = call.args()?;
+            let p = drv.storage().storage_pool_lookup_by_uuid_string(&uuid)?;
+            call.ok(&(pool_object_path(&p.uuid),)).await
+        }
+        "StorageVolLookupByKey" => {
+            let (key,): (String,) = call.args()?;
+            let v = drv.storage().storage_vol_lookup_by_key(&key)?;
+            call.ok(&(vol_object_path(&v.key)?,)).await
+        }
+        "StorageVolLookupByPath" => {
+            let (path,): (String,) = call.args()?;
+            let v = drv.storage().storage_vol_lookup_by_path(&path)?;
+            call.ok(&(vol_object_path(&v.key)?,)).await
+        }
+        "ListNetworks" => {
+            let (flags,): (u32,) = call.args()?;
+            let paths: Vec<OwnedObjectPath> = objects::connect_list_all_networks(flags)?
+                .iter()
+                .map(|n| network_object_path(&n.uuid))
+                .collect();
+            call.ok(&(paths,)).await
+        }
+        "ListInterfaces" => {
+            let (flags,): (u32,) = call.args()?;
+            let paths = objects::connect_list_all_interfaces(flags)?
+                .iter()
+                .map(|i| interface_object_path(&i.mac))
+                .collect::<Result<Vec<_>>>()?;
+            call.ok(&(paths,)).await
+        }
+        "ListSecrets" => {
+            let (flags,): (u32,) = call.args()?;
+            let paths: Vec<OwnedObjectPath> = objects::connect_list_all_secrets(flags)?
+                .iter()
+                .map(|s| secret_object_path(&s.uuid))
+                .collect();
+            call.ok(&(paths,)).await
+        }
+        "ListNWFilters" => {
+            let (flags,): (u32,) = call.args()?;
+            let paths: Vec<OwnedObjectPath> = objects::connect_list_all_nwfilters(flags)?
+                .iter()
+                .map(|f| nwfilter_object_path(&f.uuid))
+                .collect();
+            call.ok(&(paths,)).await
+        }
+        "NetworkLookupByName" => {
+            let (name,): (String,) = call.args()?;
+            let n = objects::network_lookup_by_name(&name)?;
+            call.ok(&(network_object_path(&n.uuid),)).await
+        }
+        "NetworkLookupByUUID" => {
+            let (uuid,): (String,) = call.args()?;
+            let uuid = crate::xml::uuid_text::parse_uuid(&uuid).ok_or_else(|| {
+                Error::invalid_arg("uuidstr in virNetworkLookupByUUIDString must be a valid UUID")
+            })?;
+            let n = objects::network_lookup_by_uuid(&uuid)?;
+            call.ok(&(network_object_path(&n.uuid),)).await
+        }
+        "InterfaceLookupByName" => {
+            let (name,): (String,) = call.args()?;
+            let i = objects::interface_lookup_by_name(&name)?;
+            call.ok(&(interface_object_path(&i.mac)?,)).await
+        }
+        "SecretLookupByUUID" => {
+            let (uuid,): (String,) = call.args()?;
+            let uuid = crate::xml::uuid_text::parse_uuid(&uuid).ok_or_else(|| {
+                Error::invalid_arg("uuidstr in virSecretLookupByUUIDString must be a valid UUID")
+            })?;
+            let s = objects::secret_lookup_by_uuid(&uuid)?;
+            call.ok(&(secret_object_path(&s.uuid),)).await
+        }
+        "NWFilterLookupByName" => {
+            let (name,): (String,) = call.args()?;
+            let f = objects::nwfilter_lookup_by_name(&name)?;
+            call.ok(&(nwfilter_object_path(&f.uuid),)).await
+        }
+        "ListNodeDevices" => {
+            let (flags,): (u32,) = call.args()?;
+            let paths = drv
+                .nodedev()
+                .connect_list_all_node_devices(flags)?
+                .iter()
+                .map(|name| node_device_object_path(name))
+                .collect::<Result<Vec<_>>>()?;
+            call.ok(&(paths,)).await
+        }
+        // Everything else: no objects of those kinds (networks, secrets,
+        // filters, node devices, host interfaces, save images) yet.
         _ => Err(not_supported(m.libvirt)),
     }
 }

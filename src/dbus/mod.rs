@@ -1,6 +1,7 @@
 //! The libvirt-dbus compatible front end: `org.libvirt` with
-//! `org.libvirt.Connect` at `/org/libvirt/QEMU` and `org.libvirt.Domain`
-//! per domain, as libvirt-dbus 1.4.1 serves them.
+//! `org.libvirt.Connect` at `/org/libvirt/QEMU`, `org.libvirt.Domain` per
+//! domain, `org.libvirt.StoragePool` per storage pool and
+//! `org.libvirt.StorageVol` per volume, as libvirt-dbus 1.4.1 serves them.
 
 pub mod call;
 pub mod connect;
@@ -14,6 +15,7 @@ pub mod signals;
 pub mod spec;
 pub mod spec_types;
 pub mod stats;
+pub mod storage;
 
 use zbus::connection::Builder;
 
@@ -48,6 +50,10 @@ pub async fn serve(bus: Bus, driver: Driver) -> Result<()> {
     let serve = tokio::spawn(server::run(stream, conn.clone(), driver.clone()));
     // Subscribed before autostart, so its STARTED events are relayed.
     tokio::spawn(signals::relay(conn.clone(), signals::subscribe(&driver)));
+    tokio::spawn(signals::relay_storage(
+        conn.clone(),
+        signals::subscribe_storage(&driver),
+    ));
     conn.request_name(BUS_NAME).await.map_err(bus_error)?;
     driver.autostart();
     tracing::info!(?bus, "serving {BUS_NAME}");
@@ -55,11 +61,16 @@ pub async fn serve(bus: Bus, driver: Driver) -> Result<()> {
     Err(Error::internal("Disconnected from D-Bus."))
 }
 
-/// The introspection XML of the Connect and Domain interfaces, as served.
+/// The interfaces served whose XML `interface_xml` gives, by short name.
+pub const SERVED: &[&str] = &["Connect", "Domain", "StoragePool", "StorageVol"];
+
+/// The introspection XML of a served `org.libvirt.*` interface.
 pub fn interface_xml(which: &str) -> Option<String> {
     let iface = match which {
         "Connect" => &spec::CONNECT,
         "Domain" => &spec::DOMAIN,
+        "StoragePool" => &spec::STORAGE_POOL,
+        "StorageVol" => &spec::STORAGE_VOL,
         _ => return None,
     };
     let mut xml = String::from(introspect::DOCTYPE);

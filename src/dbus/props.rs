@@ -1,12 +1,14 @@
-//! `org.freedesktop.DBus.Properties` for the Connect and Domain objects,
-//! with libvirt-dbus's encoding: `Get` gives `v(value)`, `GetAll` gives
-//! `a{s v(v(value))}` and leaves out properties whose getter fails.
+//! `org.freedesktop.DBus.Properties` for the Connect, Domain, StoragePool
+//! and StorageVol objects, with libvirt-dbus's encoding: `Get` gives
+//! `v(value)`, `GetAll` gives `a{s v(v(value))}` and leaves out
+//! properties whose getter fails.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use zbus::zvariant::{OwnedValue, Str, Structure, Value};
 
+use crate::driver::storage::{PoolRef, Storage, VolRef};
 use crate::driver::{DomainObj, Driver, host};
 use crate::error::{Error, Result};
 
@@ -34,21 +36,43 @@ fn domain_prop(obj: &DomainObj, name: &str) -> Result<Value<'static>> {
         "Name" => Value::Str(Str::from(info.name)),
         "OSType" => Value::Str(Str::from(info.os_type)),
         "Persistent" => Value::Bool(info.persistent),
-        "SchedulerType" => {
-            Value::Structure(Structure::from(crate::driver::tuning::get_scheduler_type(obj)?))
-        }
+        "SchedulerType" => Value::Structure(Structure::from(
+            crate::driver::tuning::get_scheduler_type(obj)?,
+        )),
         "Updated" => Value::Bool(false),
         "UUID" => Value::Str(Str::from(info.uuid.to_string())),
         _ => return Err(Error::internal(format!("no property {name}"))),
     })
 }
 
-/// The object a Properties call is about.
+fn pool_prop(st: &Storage, p: &PoolRef, name: &str) -> Result<Value<'static>> {
+    Ok(match name {
+        "Active" => Value::Bool(st.storage_pool_is_active(p)?),
+        "Autostart" => Value::Bool(st.storage_pool_get_autostart(p)?),
+        "Name" => Value::Str(Str::from(p.name.clone())),
+        "Persistent" => Value::Bool(st.storage_pool_is_persistent(p)?),
+        "UUID" => Value::Str(Str::from(p.uuid.to_string())),
+        _ => return Err(Error::internal(format!("no property {name}"))),
+    })
+}
+
+fn vol_prop(st: &Storage, v: &VolRef, name: &str) -> Result<Value<'static>> {
+    Ok(match name {
+        "Name" => Value::Str(Str::from(v.name.clone())),
+        "Key" => Value::Str(Str::from(v.key.clone())),
+        "Path" => Value::Str(Str::from(st.storage_vol_get_path(v)?)),
+        _ => return Err(Error::internal(format!("no property {name}"))),
+    })
+}
+
+/// The object a Properties call is about. For an object path, the
+/// lookup's outcome: the object, or the error to report (a path that
+/// names no existing object).
 pub enum Holder {
     Connect,
-    /// A domain path; `None` if it names no existing domain (with the
-    /// lookup error to report).
     Domain(std::result::Result<Arc<DomainObj>, Error>),
+    StoragePool(std::result::Result<PoolRef, Error>),
+    StorageVol(std::result::Result<VolRef, Error>),
 }
 
 impl Holder {
@@ -56,14 +80,20 @@ impl Holder {
         match self {
             Holder::Connect => &spec::CONNECT,
             Holder::Domain(_) => &spec::DOMAIN,
+            Holder::StoragePool(_) => &spec::STORAGE_POOL,
+            Holder::StorageVol(_) => &spec::STORAGE_VOL,
         }
     }
 
-    fn get(&self, name: &str) -> Result<Value<'static>> {
+    fn get(&self, driver: &Driver, name: &str) -> Result<Value<'static>> {
         match self {
             Holder::Connect => connect_prop(name),
             Holder::Domain(Ok(obj)) => domain_prop(obj, name),
-            Holder::Domain(Err(e)) => Err(e.clone()),
+            Holder::StoragePool(Ok(p)) => pool_prop(driver.storage(), p, name),
+            Holder::StorageVol(Ok(v)) => vol_prop(driver.storage(), v, name),
+            Holder::Domain(Err(e)) | Holder::StoragePool(Err(e)) | Holder::StorageVol(Err(e)) => {
+                Err(e.clone())
+            }
         }
     }
 }
@@ -84,7 +114,7 @@ pub async fn handle(call: &Call, holder: Holder, member: &str) {
                     .dbus_error(INVALID_ARGS, &format!("No such property “{pname}”"))
                     .await;
             }
-            match holder.get(&pname) {
+            match holder.get(&call.driver, &pname) {
                 Ok(v) => {
                     let _ = call.ok(&(v,)).await;
                 }
@@ -98,7 +128,7 @@ pub async fn handle(call: &Call, holder: Holder, member: &str) {
             }
             let mut out: HashMap<String, OwnedValue> = HashMap::new();
             for p in iface.properties {
-                if let Ok(v) = holder.get(p.name) {
+                if let Ok(v) = holder.get(&call.driver, p.name) {
                     let wrapped = Value::Value(Box::new(v));
                     if let Ok(ov) = OwnedValue::try_from(wrapped) {
                         out.insert(p.name.to_string(), ov);
@@ -140,8 +170,13 @@ pub async fn handle(call: &Call, holder: Holder, member: &str) {
             };
             let r = match &holder {
                 Holder::Domain(Ok(obj)) => set_autostart(&call.driver, obj, on).await,
-                Holder::Domain(Err(e)) => Err(e.clone()),
-                Holder::Connect => Err(Error::internal("no writable property")),
+                Holder::StoragePool(Ok(p)) => call.driver.storage().storage_pool_set_autostart(p, on),
+                Holder::Domain(Err(e)) | Holder::StoragePool(Err(e)) | Holder::StorageVol(Err(e)) => {
+                    Err(e.clone())
+                }
+                Holder::Connect | Holder::StorageVol(Ok(_)) => {
+                    Err(Error::internal("no writable property"))
+                }
             };
             match r {
                 Ok(()) => {

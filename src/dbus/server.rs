@@ -8,16 +8,19 @@ use futures_util::StreamExt;
 use zbus::message::Type as MsgType;
 use zbus::{Connection, MessageStream};
 
+use crate::driver::storage::flags;
 use crate::driver::{DomainObj, Driver};
 use crate::error::Error;
 
 use super::call::{Call, INVALID_ARGS, UNKNOWN_METHOD};
 use super::introspect::node_xml;
-use super::paths::{Target, classify, domain_path, uuid_from_segment};
+use super::paths::{
+    CONNECT_CHILDREN, Target, classify, domain_path, pool_path, uuid_from_segment, vol_path,
+};
 use super::props::{self, Holder};
 use super::spec;
 use super::spec_types::Interface;
-use super::{connect, console, domain};
+use super::{connect, console, domain, storage};
 
 /// Serves calls until the connection closes.
 pub async fn run(mut stream: MessageStream, conn: Connection, driver: Driver) {
@@ -69,6 +72,7 @@ async fn dispatch(call: Call) {
         }
         return;
     }
+    let st = call.driver.storage();
     let (own, holder): (&'static Interface, Holder) = match &target {
         Target::Connect => (&spec::CONNECT, Holder::Connect),
         Target::Domain(seg) => (
@@ -78,6 +82,23 @@ async fn dispatch(call: Call) {
         Target::Domains => (
             &spec::DOMAIN,
             Holder::Domain(Err(Error::invalid_arg("Invalid UUID"))),
+        ),
+        // The collection nodes: libvirt-dbus reads an empty segment.
+        Target::StoragePool(seg) => (
+            &spec::STORAGE_POOL,
+            Holder::StoragePool(storage::resolve_pool(st, seg)),
+        ),
+        Target::StoragePools => (
+            &spec::STORAGE_POOL,
+            Holder::StoragePool(storage::resolve_pool(st, "")),
+        ),
+        Target::StorageVol(seg) => (
+            &spec::STORAGE_VOL,
+            Holder::StorageVol(storage::resolve_vol(st, seg)),
+        ),
+        Target::StorageVols => (
+            &spec::STORAGE_VOL,
+            Holder::StorageVol(storage::resolve_vol(st, "")),
         ),
         _ => {
             return call
@@ -122,7 +143,9 @@ async fn dispatch(call: Call) {
     let result = match holder {
         Holder::Connect => connect::handle(&call, method).await,
         Holder::Domain(Ok(obj)) => domain::handle(&call, method, &obj).await,
-        Holder::Domain(Err(e)) => Err(e),
+        Holder::StoragePool(Ok(p)) => storage::handle_pool(&call, method, &p).await,
+        Holder::StorageVol(Ok(v)) => storage::handle_vol(&call, method, &v).await,
+        Holder::Domain(Err(e)) | Holder::StoragePool(Err(e)) | Holder::StorageVol(Err(e)) => Err(e),
     };
     if let Err(e) = result {
         call.libvirt_error(&e).await;
@@ -135,27 +158,56 @@ async fn introspect(call: &Call, target: &Target) {
             let c: Vec<String> = children.iter().map(|s| s.to_string()).collect();
             node_xml(&[], &c)
         }
-        Target::Connect => node_xml(&[&spec::CONNECT], &["domain".to_string()]),
+        Target::Connect => {
+            let c: Vec<String> = CONNECT_CHILDREN.iter().map(|s| s.to_string()).collect();
+            node_xml(&[&spec::CONNECT], &c)
+        }
         Target::Domains => {
             let children: Vec<String> = call
                 .driver
                 .list(0)
                 .unwrap_or_default()
                 .iter()
-                .map(|d| {
-                    domain_path(&d.uuid)
-                        .rsplit('/')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                })
+                .map(|d| last_segment(&domain_path(&d.uuid)))
                 .collect();
             node_xml(&[&spec::DOMAIN], &children)
         }
         Target::Domain(_) => node_xml(&[&spec::DOMAIN, &console::CONSOLE], &[]),
+        Target::StoragePools => {
+            let st = call.driver.storage();
+            let children: Vec<String> = st
+                .connect_list_all_storage_pools(0)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| last_segment(&pool_path(&p.uuid)))
+                .collect();
+            node_xml(&[&spec::STORAGE_POOL], &children)
+        }
+        Target::StoragePool(_) => node_xml(&[&spec::STORAGE_POOL], &[]),
+        Target::StorageVols => {
+            // As libvirt-dbus enumerates them: the volumes of every
+            // active pool.
+            let st = call.driver.storage();
+            let pools = st
+                .connect_list_all_storage_pools(flags::list::ACTIVE)
+                .unwrap_or_default();
+            let children: Vec<String> = pools
+                .iter()
+                .flat_map(|p| st.storage_pool_list_all_volumes(p, 0).unwrap_or_default())
+                .filter_map(|v| vol_path(&v.key))
+                .map(|p| last_segment(&p))
+                .collect();
+            node_xml(&[&spec::STORAGE_VOL], &children)
+        }
+        Target::StorageVol(_) => node_xml(&[&spec::STORAGE_VOL], &[]),
         Target::Unknown => node_xml(&[], &[]),
     };
     let _ = call.ok(&(xml,)).await;
+}
+
+/// The last segment of an object path, as a child node's name.
+fn last_segment(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or_default().to_string()
 }
 
 async fn peer(call: &Call, member: &str) {

@@ -1,16 +1,19 @@
 //! Relays the driver's domain events: lifecycle events as
 //! `org.libvirt.Connect.DomainEvent`, the others as the per-domain
 //! signals of `org.libvirt.Domain` (`Reboot`, `BalloonChange`), as
-//! libvirt-dbus does.
+//! libvirt-dbus does; and the storage sub-driver's pool events: lifecycle
+//! events as `org.libvirt.Connect.StoragePoolEvent`, refreshes as the
+//! pool's own `org.libvirt.StoragePool.Refresh` signal.
 
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 use zbus::Connection;
 use zbus::zvariant::ObjectPath;
 
+use crate::driver::storage::{PoolEvent, PoolEventKind};
 use crate::driver::{DomainEvent, Driver, EventKind};
 
-use super::paths::{CONNECT_PATH, domain_path};
+use super::paths::{CONNECT_PATH, domain_path, pool_object_path};
 
 /// A subscription taken before any event is to be relayed.
 pub fn subscribe(driver: &Driver) -> Receiver<DomainEvent> {
@@ -60,6 +63,52 @@ pub async fn relay(conn: Connection, mut rx: Receiver<DomainEvent>) {
         };
         if let Err(e) = sent {
             tracing::warn!("cannot emit a domain signal: {e}");
+        }
+    }
+}
+
+/// A subscription to the storage sub-driver's pool events.
+pub fn subscribe_storage(driver: &Driver) -> Receiver<PoolEvent> {
+    driver.storage().subscribe()
+}
+
+/// Emits a signal for every storage pool event until the sub-driver goes
+/// away.
+pub async fn relay_storage(conn: Connection, mut rx: Receiver<PoolEvent>) {
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("dropped {n} storage pool events");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let path = pool_object_path(&ev.pool.uuid);
+        let sent = match ev.kind {
+            PoolEventKind::Lifecycle { event, detail } => {
+                conn.emit_signal(
+                    None::<&str>,
+                    CONNECT_PATH,
+                    "org.libvirt.Connect",
+                    "StoragePoolEvent",
+                    &(path, event, detail),
+                )
+                .await
+            }
+            PoolEventKind::Refresh => {
+                conn.emit_signal(
+                    None::<&str>,
+                    &path,
+                    "org.libvirt.StoragePool",
+                    "Refresh",
+                    &(),
+                )
+                .await
+            }
+        };
+        if let Err(e) = sent {
+            tracing::warn!("cannot emit a storage pool signal: {e}");
         }
     }
 }

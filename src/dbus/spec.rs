@@ -1161,3 +1161,454 @@ pub static DOMAIN: Interface = Interface {
         },
     ],
 };
+
+/// `org.libvirt.StoragePool`.
+pub static STORAGE_POOL: Interface = Interface {
+    name: "org.libvirt.StoragePool",
+    methods: &[
+        Method {
+            name: "Build",
+            input: &[("flags", "u")],
+            output: &[],
+            libvirt: "virStoragePoolBuild",
+        },
+        Method {
+            name: "Create",
+            input: &[("flags", "u")],
+            output: &[],
+            libvirt: "virStoragePoolCreate",
+        },
+        Method {
+            name: "Delete",
+            input: &[("flags", "u")],
+            output: &[],
+            libvirt: "virStoragePoolDelete",
+        },
+        Method {
+            name: "Destroy",
+            input: &[],
+            output: &[],
+            libvirt: "virStoragePoolDestroy",
+        },
+        Method {
+            name: "GetInfo",
+            input: &[],
+            output: &[("info", "(ittt)")],
+            libvirt: "virStoragePoolGetInfo",
+        },
+        Method {
+            name: "GetXMLDesc",
+            input: &[("flags", "u")],
+            output: &[("xml", "s")],
+            libvirt: "virStoragePoolGetXMLDesc",
+        },
+        Method {
+            name: "ListStorageVolumes",
+            input: &[("flags", "u")],
+            output: &[("storageVols", "ao")],
+            libvirt: "virStoragePoolListAllVolumes",
+        },
+        Method {
+            name: "Refresh",
+            input: &[("flags", "u")],
+            output: &[],
+            libvirt: "virStoragePoolRefresh",
+        },
+        Method {
+            name: "StorageVolCreateXML",
+            input: &[("xml", "s"), ("flags", "u")],
+            output: &[("storageVol", "o")],
+            libvirt: "virStorageVolCreateXML",
+        },
+        Method {
+            name: "StorageVolCreateXMLFrom",
+            input: &[("xml", "s"), ("key", "s"), ("flags", "u")],
+            output: &[("storageVol", "o")],
+            libvirt: "virStorageVolCreateXMLFrom",
+        },
+        Method {
+            name: "StorageVolLookupByName",
+            input: &[("name", "s")],
+            output: &[("storageVol", "o")],
+            libvirt: "virStorageVolLookupByName",
+        },
+        Method {
+            name: "Undefine",
+            input: &[],
+            output: &[],
+            libvirt: "virStoragePoolUndefine",
+        },
+    ],
+    properties: &[
+        Property {
+            name: "Active",
+            ty: "b",
+            writable: false,
+            libvirt: "virStoragePoolIsActive",
+        },
+        Property {
+            name: "Autostart",
+            ty: "b",
+            writable: true,
+            libvirt: "virStoragePoolGetAutostart",
+        },
+        Property {
+            name: "Name",
+            ty: "s",
+            writable: false,
+            libvirt: "virStoragePoolGetName",
+        },
+        Property {
+            name: "Persistent",
+            ty: "b",
+            writable: false,
+            libvirt: "virStoragePoolIsPersistent",
+        },
+        Property {
+            name: "UUID",
+            ty: "s",
+            writable: false,
+            libvirt: "virStoragePoolGetUUIDString",
+        },
+    ],
+    signals: &[Signal {
+        name: "Refresh",
+        args: &[],
+    }],
+};
+
+/// `org.libvirt.StorageVol`.
+pub static STORAGE_VOL: Interface = Interface {
+    name: "org.libvirt.StorageVol",
+    methods: &[
+        Method {
+            name: "Delete",
+            input: &[("flags", "u")],
+            output: &[],
+            libvirt: "virStorageVolDelete",
+        },
+        Method {
+            name: "GetInfo",
+            input: &[("flags", "u")],
+            output: &[("info", "(itt)")],
+            libvirt: "virStorageVolGetInfoFlags",
+        },
+        Method {
+            name: "GetXMLDesc",
+            input: &[("flags", "u")],
+            output: &[("xml", "s")],
+            libvirt: "virStorageVolGetXMLDesc",
+        },
+        Method {
+            name: "Resize",
+            input: &[("capacity", "t"), ("flags", "u")],
+            output: &[],
+            libvirt: "virStorageVolResize",
+        },
+        Method {
+            name: "Wipe",
+            input: &[("pattern", "u"), ("flags", "u")],
+            output: &[],
+            libvirt: "virStorageVolWipePattern",
+        },
+    ],
+    properties: &[
+        Property {
+            name: "Name",
+            ty: "s",
+            writable: false,
+            libvirt: "virStorageVolGetName",
+        },
+        Property {
+            name: "Key",
+            ty: "s",
+            writable: false,
+            libvirt: "virStorageVolGetKey",
+        },
+        Property {
+            name: "Path",
+            ty: "s",
+            writable: false,
+            libvirt: "virStorageVolGetPath",
+        },
+    ],
+    signals: &[],
+};
+
+/// `org.libvirt.NodeDevice`.
+pub static NODE_DEVICE: Interface = Interface {
+    name: "org.libvirt.NodeDevice",
+    methods: &[
+        Method {
+            name: "Destroy",
+            input: &[],
+            output: &[],
+            libvirt: "virNodeDeviceDestroy",
+        },
+        Method {
+            name: "Detach",
+            input: &[("driverName", "s"), ("flags", "u")],
+            output: &[],
+            libvirt: "virNodeDeviceDetachFlags",
+        },
+        Method {
+            name: "GetXMLDesc",
+            input: &[("flags", "u")],
+            output: &[("xml", "s")],
+            libvirt: "virNodeDeviceGetXMLDesc",
+        },
+        Method {
+            name: "ListCaps",
+            input: &[],
+            output: &[("names", "as")],
+            libvirt: "virNodeDeviceListCaps",
+        },
+        Method {
+            name: "ReAttach",
+            input: &[],
+            output: &[],
+            libvirt: "virNodeDeviceReAttach",
+        },
+        Method {
+            name: "Reset",
+            input: &[],
+            output: &[],
+            libvirt: "virNodeDeviceReset",
+        },
+    ],
+    properties: &[
+        Property {
+            name: "Name",
+            ty: "s",
+            writable: false,
+            libvirt: "virNodeDeviceGetName",
+        },
+        Property {
+            name: "Parent",
+            ty: "s",
+            writable: false,
+            libvirt: "virNodeDeviceGetParent",
+        },
+    ],
+    signals: &[],
+};
+
+/// `org.libvirt.Network`.
+pub static NETWORK: Interface = Interface {
+    name: "org.libvirt.Network",
+    methods: &[
+        Method {
+            name: "Create",
+            input: &[],
+            output: &[],
+            libvirt: "virNetworkCreate",
+        },
+        Method {
+            name: "Destroy",
+            input: &[],
+            output: &[],
+            libvirt: "virNetworkDestroy",
+        },
+        Method {
+            name: "GetDHCPLeases",
+            input: &[("mac", "s"), ("flags", "u")],
+            output: &[("leases", "a(sxisssuss)")],
+            libvirt: "virNetworkGetDHCPLeases",
+        },
+        Method {
+            name: "GetXMLDesc",
+            input: &[("flags", "u")],
+            output: &[("xml", "s")],
+            libvirt: "virNetworkGetXMLDesc",
+        },
+        Method {
+            name: "Undefine",
+            input: &[],
+            output: &[],
+            libvirt: "virNetworkUndefine",
+        },
+        Method {
+            name: "Update",
+            input: &[
+                ("command", "u"),
+                ("section", "u"),
+                ("parentIndex", "i"),
+                ("xml", "s"),
+                ("flags", "u"),
+            ],
+            output: &[],
+            libvirt: "virNetworkUpdate",
+        },
+    ],
+    properties: &[
+        Property {
+            name: "Active",
+            ty: "b",
+            writable: false,
+            libvirt: "virNetworkIsActive",
+        },
+        Property {
+            name: "Autostart",
+            ty: "b",
+            writable: true,
+            libvirt: "virNetworkGetAutostart",
+        },
+        Property {
+            name: "Name",
+            ty: "s",
+            writable: false,
+            libvirt: "virNetworkGetName",
+        },
+        Property {
+            name: "Persistent",
+            ty: "b",
+            writable: false,
+            libvirt: "virNetworkIsPersistent",
+        },
+        Property {
+            name: "UUID",
+            ty: "s",
+            writable: false,
+            libvirt: "virNetworkGetUUIDString",
+        },
+    ],
+    signals: &[],
+};
+
+/// `org.libvirt.Interface`.
+pub static INTERFACE: Interface = Interface {
+    name: "org.libvirt.Interface",
+    methods: &[
+        Method {
+            name: "Create",
+            input: &[("flags", "u")],
+            output: &[],
+            libvirt: "virInterfaceCreate",
+        },
+        Method {
+            name: "Destroy",
+            input: &[("flags", "u")],
+            output: &[],
+            libvirt: "virInterfaceDestroy",
+        },
+        Method {
+            name: "GetXMLDesc",
+            input: &[("flags", "u")],
+            output: &[("xml", "s")],
+            libvirt: "virInterfaceGetXMLDesc",
+        },
+        Method {
+            name: "Undefine",
+            input: &[],
+            output: &[],
+            libvirt: "virInterfaceUndefine",
+        },
+    ],
+    properties: &[
+        Property {
+            name: "Active",
+            ty: "b",
+            writable: false,
+            libvirt: "virInterfaceIsActive",
+        },
+        Property {
+            name: "MAC",
+            ty: "s",
+            writable: false,
+            libvirt: "virInterfaceGetMACString",
+        },
+        Property {
+            name: "Name",
+            ty: "s",
+            writable: false,
+            libvirt: "virInterfaceGetName",
+        },
+    ],
+    signals: &[],
+};
+
+/// `org.libvirt.Secret`.
+pub static SECRET: Interface = Interface {
+    name: "org.libvirt.Secret",
+    methods: &[
+        Method {
+            name: "GetValue",
+            input: &[("flags", "u")],
+            output: &[("value", "ay")],
+            libvirt: "virSecretGetValue",
+        },
+        Method {
+            name: "GetXMLDesc",
+            input: &[("flags", "u")],
+            output: &[("xml", "s")],
+            libvirt: "virSecretGetXMLDesc",
+        },
+        Method {
+            name: "SetValue",
+            input: &[("value", "ay"), ("flags", "u")],
+            output: &[],
+            libvirt: "virSecretSetValue",
+        },
+        Method {
+            name: "Undefine",
+            input: &[],
+            output: &[],
+            libvirt: "virSecretUndefine",
+        },
+    ],
+    properties: &[
+        Property {
+            name: "UUID",
+            ty: "s",
+            writable: false,
+            libvirt: "virSecretGetUUIDString",
+        },
+        Property {
+            name: "UsageID",
+            ty: "s",
+            writable: false,
+            libvirt: "virSecretGetUsageID",
+        },
+        Property {
+            name: "UsageType",
+            ty: "i",
+            writable: false,
+            libvirt: "virSecretGetUsageType",
+        },
+    ],
+    signals: &[],
+};
+
+/// `org.libvirt.NWFilter`.
+pub static NWFILTER: Interface = Interface {
+    name: "org.libvirt.NWFilter",
+    methods: &[
+        Method {
+            name: "GetXMLDesc",
+            input: &[("flags", "u")],
+            output: &[("xml", "s")],
+            libvirt: "virNWFilterGetXMLDesc",
+        },
+        Method {
+            name: "Undefine",
+            input: &[],
+            output: &[],
+            libvirt: "virNWFilterUndefine",
+        },
+    ],
+    properties: &[
+        Property {
+            name: "Name",
+            ty: "s",
+            writable: false,
+            libvirt: "virNWFilterGetName",
+        },
+        Property {
+            name: "UUID",
+            ty: "s",
+            writable: false,
+            libvirt: "virNWFilterGetUUIDString",
+        },
+    ],
+    signals: &[],
+};

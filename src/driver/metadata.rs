@@ -64,7 +64,9 @@ fn read(def: &Domain, which: i32, uri: Option<&str>) -> Result<String> {
         kind::DESCRIPTION => def.description.clone().ok_or_else(not_present),
         kind::TITLE => def.title.clone().ok_or_else(not_present),
         kind::ELEMENT => {
-            let uri = uri.ok_or_else(|| Error::invalid_arg("uri in virDomainGetMetadata must not be NULL"))?;
+            let uri = uri.ok_or_else(|| {
+                Error::invalid_arg("uri in virDomainGetMetadata must not be NULL")
+            })?;
             let e = def
                 .metadata
                 .iter()
@@ -74,10 +76,17 @@ fn read(def: &Domain, which: i32, uri: Option<&str>) -> Result<String> {
             let mut bare = e.clone();
             strip_prefix(&mut bare);
             let mut out = String::new();
-            crate::xml::writer::write_element(&mut out, &bare, 0, crate::xml::writer::Style::Libxml);
+            crate::xml::writer::write_element(
+                &mut out,
+                &bare,
+                0,
+                crate::xml::writer::Style::Libxml,
+            );
             Ok(out.trim_end().to_string())
         }
-        other => Err(Error::invalid_arg(format!("unknown metadata type '{other}'"))),
+        other => Err(Error::invalid_arg(format!(
+            "unknown metadata type '{other}'"
+        ))),
     }
 }
 
@@ -101,7 +110,13 @@ fn set_prefix(e: &mut Element, key: &str) {
     }
 }
 
-fn write(def: &mut Domain, which: i32, value: Option<&str>, key: Option<&str>, uri: Option<&str>) -> Result<()> {
+fn write(
+    def: &mut Domain,
+    which: i32,
+    value: Option<&str>,
+    key: Option<&str>,
+    uri: Option<&str>,
+) -> Result<()> {
     let value = value.filter(|v| !v.is_empty());
     match which {
         kind::DESCRIPTION => def.description = value.map(str::to_string),
@@ -112,10 +127,14 @@ fn write(def: &mut Domain, which: i32, value: Option<&str>, key: Option<&str>, u
             def.title = value.map(str::to_string);
         }
         kind::ELEMENT => {
-            let uri = uri.ok_or_else(|| Error::invalid_arg("uri in virDomainSetMetadata must not be NULL"))?;
+            let uri = uri.ok_or_else(|| {
+                Error::invalid_arg("uri in virDomainSetMetadata must not be NULL")
+            })?;
             def.metadata.retain(|e| namespace_of(e) != Some(uri));
             if let Some(xml) = value {
-                let key = key.ok_or_else(|| Error::invalid_arg("key in virDomainSetMetadata must not be NULL"))?;
+                let key = key.ok_or_else(|| {
+                    Error::invalid_arg("key in virDomainSetMetadata must not be NULL")
+                })?;
                 let mut e = parse_document(xml)?;
                 strip_prefix(&mut e);
                 set_prefix(&mut e, key);
@@ -123,14 +142,24 @@ fn write(def: &mut Domain, which: i32, value: Option<&str>, key: Option<&str>, u
                 def.metadata.push(e);
             }
         }
-        other => return Err(Error::invalid_arg(format!("unknown metadata type '{other}'"))),
+        other => {
+            return Err(Error::invalid_arg(format!(
+                "unknown metadata type '{other}'"
+            )));
+        }
     }
     Ok(())
 }
 
 impl Driver {
     /// `virDomainGetMetadata`.
-    pub fn get_metadata(&self, obj: &DomainObj, which: i32, uri: Option<&str>, flags: u32) -> Result<String> {
+    pub fn get_metadata(
+        &self,
+        obj: &DomainObj,
+        which: i32,
+        uri: Option<&str>,
+        flags: u32,
+    ) -> Result<String> {
         check_flags(flags, "virDomainGetMetadata")?;
         if flags & AFFECT_LIVE != 0 && flags & AFFECT_CONFIG != 0 {
             return Err(Error::invalid_arg(

@@ -16,6 +16,7 @@ mod lifecycle;
 pub mod metadata;
 pub mod netdev;
 pub mod nodedev;
+pub mod objects;
 pub mod pidfd;
 pub mod queries;
 pub mod registry;

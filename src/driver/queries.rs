@@ -130,7 +130,12 @@ impl Driver {
 impl Driver {
     /// `virDomainGetBlockInfo`: capacity, allocation and physical size of
     /// the disk whose target or source path is `disk`.
-    pub fn get_block_info(&self, obj: &DomainObj, disk: &str, flags: u32) -> Result<crate::driver::image::Sizes> {
+    pub fn get_block_info(
+        &self,
+        obj: &DomainObj,
+        disk: &str,
+        flags: u32,
+    ) -> Result<crate::driver::image::Sizes> {
         if flags != 0 {
             return Err(Error::invalid_arg(format!(
                 "unsupported flags (0x{flags:x}) in function qemuDomainGetBlockInfo"
@@ -162,7 +167,10 @@ impl Driver {
         };
         let d = found.ok_or_else(not_assigned)?;
         let src = d.source.as_ref();
-        let (path, format) = match (src.and_then(|s| s.pool.as_deref()), src.and_then(|s| s.volume.as_deref())) {
+        let (path, format) = match (
+            src.and_then(|s| s.pool.as_deref()),
+            src.and_then(|s| s.volume.as_deref()),
+        ) {
             (Some(pool), Some(vol)) if d.disk_type == crate::xml::model::disk::DiskType::Volume => {
                 let (path, format, _) = self.storage().volume_source(pool, vol)?;
                 (Some(path), Some(format))
@@ -177,7 +185,9 @@ impl Driver {
             None | Some("raw") => crate::vmm::config::DiskFormat::Raw,
             Some("qcow2") => crate::vmm::config::DiskFormat::Qcow2,
             Some(other) => {
-                return Err(Error::unsupported(format!("disk format '{other}' is not supported")));
+                return Err(Error::unsupported(format!(
+                    "disk format '{other}' is not supported"
+                )));
             }
         };
         crate::driver::image::sizes(std::path::Path::new(&path), format).ok_or_else(|| {

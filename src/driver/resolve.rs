@@ -77,7 +77,11 @@ fn translate_volume<'d>(
     };
     let (path, format, vol_type) = storage.volume_source(pool, volume)?;
     let mut file = disk.clone();
-    file.disk_type = if vol_type == "dir" { DiskType::Dir } else { DiskType::File };
+    file.disk_type = if vol_type == "dir" {
+        DiskType::Dir
+    } else {
+        DiskType::File
+    };
     if let Some(s) = file.source.as_mut() {
         s.path = Some(path);
     }
@@ -295,8 +299,7 @@ mod tests {
     async fn a_volume_disk_uses_its_volumes_file_and_format() {
         let dir = std::env::temp_dir().join(format!("oxvirt-resolve-vol-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let storage =
-            crate::driver::storage::Storage::open(dir.join("c"), dir.join("r")).unwrap();
+        let storage = crate::driver::storage::Storage::open(dir.join("c"), dir.join("r")).unwrap();
         let pool_dir = dir.join("pool");
         let pool = storage
             .storage_pool_create_xml(
@@ -335,7 +338,9 @@ mod tests {
         .unwrap();
         assert_eq!(p.disks[0].path, pool_dir.join("d.qcow2"));
         assert_eq!(p.disks[0].format, DiskFormat::Qcow2);
-        let missing = def.to_xml(crate::xml::FormatFlags::default()).replace("d.qcow2", "nope");
+        let missing = def
+            .to_xml(crate::xml::FormatFlags::default())
+            .replace("d.qcow2", "nope");
         let err = resolve(
             &parse_domain(&missing).unwrap(),
             &Context {

@@ -129,7 +129,11 @@ fn thread_times(pid: i32) -> Vec<ThreadTime> {
             // Fields after the parenthesised command name, from field 3.
             let rest = &stat[stat.rfind(')')? + 2..];
             let f: Vec<&str> = rest.split_whitespace().collect();
-            let num = |i: usize| f.get(i - 3).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            let num = |i: usize| {
+                f.get(i - 3)
+                    .and_then(|x| x.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
             Some(ThreadTime {
                 ns: (num(14) + num(15)) * ns,
                 user_ns: num(14) * ns,

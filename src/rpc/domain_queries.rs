@@ -157,7 +157,11 @@ pub async fn call(drv: &Driver, proc_: i32, p: &[u8]) -> Option<Result<Outcome>>
             let models = host::cpu_model_names(&a.arch, a.flags)?;
             let ret = models.len() as i32;
             reply(&g::ConnectGetCpuModelNamesRet {
-                models: if a.need_results != 0 { models } else { Vec::new() },
+                models: if a.need_results != 0 {
+                    models
+                } else {
+                    Vec::new()
+                },
                 ret,
             })
         })(),

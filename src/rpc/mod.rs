@@ -22,6 +22,7 @@ pub mod generated;
 #[cfg(test)]
 mod generated_tests;
 mod nodedev;
+mod objects;
 mod procnames;
 pub mod protocol;
 pub mod server;

@@ -406,6 +406,18 @@ impl Storage {
             })
     }
 
+    /// `virStoragePoolLookupByUUIDString`: the UUID read with libvirt's
+    /// leniency (dashes anywhere, any case, blanks around).
+    pub fn storage_pool_lookup_by_uuid_string(&self, text: &str) -> Result<PoolRef> {
+        let uuid = crate::xml::uuid_text::parse_uuid(text).ok_or_else(|| {
+            err(
+                ErrorCode::InvalidArg,
+                "uuidstr in virStoragePoolLookupByUUIDString must be a valid UUID",
+            )
+        })?;
+        self.storage_pool_lookup_by_uuid(&uuid)
+    }
+
     /// `virStoragePoolLookupByVolume`.
     pub fn storage_pool_lookup_by_volume(&self, v: &VolRef) -> Result<PoolRef> {
         self.lock()
@@ -1414,7 +1426,11 @@ impl Storage {
 
     /// What a domain disk `<source pool= volume=>` uses: the volume's
     /// path, format and volume type.
-    pub fn volume_source(&self, pool: &str, volume: &str) -> Result<(String, String, &'static str)> {
+    pub fn volume_source(
+        &self,
+        pool: &str,
+        volume: &str,
+    ) -> Result<(String, String, &'static str)> {
         let p = self.storage_pool_lookup_by_name(pool)?;
         let v = self.storage_vol_lookup_by_name(&p, volume)?;
         self.with_vol(&v, |pool, i| {

@@ -161,7 +161,8 @@ impl DiskSource {
                 .iter()
                 .filter(|(k, _)| {
                     let modelled = ["protocol", "name", "pool", "volume", "startupPolicy"];
-                    !modelled.contains(&k.as_str()) && Some(k.as_str()) != source_path_attr(disk_type)
+                    !modelled.contains(&k.as_str())
+                        && Some(k.as_str()) != source_path_attr(disk_type)
                 })
                 .cloned()
                 .collect(),

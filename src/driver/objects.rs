@@ -1,0 +1,184 @@
+//! The listing and lookup entry points of the libvirt object kinds oxvirt
+//! has no objects of yet: virtual networks, host interfaces, secrets and
+//! network filters. Each checks its flags as the libvirt 9.0 driver behind
+//! it does (`virCheckFlags` in the network, udev interface, secret and
+//! nwfilter drivers) and lists nothing, and every lookup answers that
+//! driver's "not found" error, so that every front end answers the same.
+
+use uuid::Uuid;
+
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+
+/// A virtual network as clients name it (`virNetworkPtr`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkRef {
+    pub name: String,
+    pub uuid: Uuid,
+}
+
+/// A host interface as clients name it (`virInterfacePtr`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceRef {
+    pub name: String,
+    pub mac: String,
+}
+
+/// A secret as clients name it (`virSecretPtr`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretRef {
+    pub uuid: Uuid,
+    pub usage_type: i32,
+    pub usage_id: String,
+}
+
+/// A network filter as clients name it (`virNWFilterPtr`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NwFilterRef {
+    pub name: String,
+    pub uuid: Uuid,
+}
+
+/// `virConnectListAllNetworksFlags`: INACTIVE, ACTIVE, PERSISTENT,
+/// TRANSIENT, AUTOSTART, NO_AUTOSTART.
+pub const LIST_NETWORKS_ALL: u32 = (1 << 6) - 1;
+/// `virConnectListAllInterfacesFlags`: INACTIVE, ACTIVE.
+pub const LIST_INTERFACES_ALL: u32 = 1 | 2;
+/// `virConnectListAllSecretsFlags`: EPHEMERAL, NO_EPHEMERAL, PRIVATE,
+/// NO_PRIVATE.
+pub const LIST_SECRETS_ALL: u32 = (1 << 4) - 1;
+/// `virCheckFlags` as the driver named `function` words it.
+fn check_flags(flags: u32, allowed: u32, function: &str, domain: ErrorDomain) -> Result<()> {
+    let bad = flags & !allowed;
+    if bad != 0 {
+        return Err(Error::new(
+            ErrorCode::InvalidArg,
+            domain,
+            format!("unsupported flags (0x{bad:x}) in function {function}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `virConnectListAllNetworks`: no virtual networks yet.
+pub fn connect_list_all_networks(flags: u32) -> Result<Vec<NetworkRef>> {
+    check_flags(
+        flags,
+        LIST_NETWORKS_ALL,
+        "networkConnectListAllNetworks",
+        ErrorDomain::Network,
+    )?;
+    Ok(Vec::new())
+}
+
+/// `virConnectListAllInterfaces`: no host interfaces are managed yet.
+pub fn connect_list_all_interfaces(flags: u32) -> Result<Vec<InterfaceRef>> {
+    check_flags(
+        flags,
+        LIST_INTERFACES_ALL,
+        "udevConnectListAllInterfaces",
+        ErrorDomain::Interface,
+    )?;
+    Ok(Vec::new())
+}
+
+/// `virConnectListAllSecrets`: no secrets yet.
+pub fn connect_list_all_secrets(flags: u32) -> Result<Vec<SecretRef>> {
+    check_flags(
+        flags,
+        LIST_SECRETS_ALL,
+        "secretConnectListAllSecrets",
+        ErrorDomain::Secret,
+    )?;
+    Ok(Vec::new())
+}
+
+/// `virConnectListAllNWFilters`: no network filters yet.
+pub fn connect_list_all_nwfilters(flags: u32) -> Result<Vec<NwFilterRef>> {
+    check_flags(
+        flags,
+        0,
+        "nwfilterConnectListAllNWFilters",
+        ErrorDomain::NwFilter,
+    )?;
+    Ok(Vec::new())
+}
+
+/// `virNetworkLookupByName`.
+pub fn network_lookup_by_name(name: &str) -> Result<NetworkRef> {
+    Err(Error::new(
+        ErrorCode::NoNetwork,
+        ErrorDomain::Network,
+        format!("no network with matching name '{name}'"),
+    ))
+}
+
+/// `virNetworkLookupByUUID`.
+pub fn network_lookup_by_uuid(uuid: &Uuid) -> Result<NetworkRef> {
+    Err(Error::new(
+        ErrorCode::NoNetwork,
+        ErrorDomain::Network,
+        format!("no network with matching uuid '{uuid}'"),
+    ))
+}
+
+/// `virInterfaceLookupByName`.
+pub fn interface_lookup_by_name(name: &str) -> Result<InterfaceRef> {
+    Err(Error::new(
+        ErrorCode::NoInterface,
+        ErrorDomain::Interface,
+        format!("couldn't find interface named '{name}'"),
+    ))
+}
+
+/// `virSecretLookupByUUID`.
+pub fn secret_lookup_by_uuid(uuid: &Uuid) -> Result<SecretRef> {
+    Err(Error::new(
+        ErrorCode::NoSecret,
+        ErrorDomain::Secret,
+        format!("no secret with matching uuid '{uuid}'"),
+    ))
+}
+
+/// `virNWFilterLookupByName`.
+pub fn nwfilter_lookup_by_name(name: &str) -> Result<NwFilterRef> {
+    Err(Error::new(
+        ErrorCode::NoNwfilter,
+        ErrorDomain::NwFilter,
+        format!("no nwfilter with matching name '{name}'"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_lists_and_libvirts_flag_errors() {
+        assert_eq!(connect_list_all_networks(0x3f).unwrap(), vec![]);
+        let e = connect_list_all_networks(0x40).unwrap_err();
+        assert_eq!(
+            e.message,
+            "invalid argument: unsupported flags (0x40) in function networkConnectListAllNetworks"
+        );
+        assert_eq!((e.code as i32, e.domain as i32), (8, 19));
+        assert!(connect_list_all_interfaces(3).unwrap().is_empty());
+        assert_eq!(
+            connect_list_all_interfaces(4).unwrap_err().message,
+            "invalid argument: unsupported flags (0x4) in function udevConnectListAllInterfaces"
+        );
+        assert!(connect_list_all_secrets(0xf).unwrap().is_empty());
+        assert_eq!(
+            connect_list_all_secrets(0x30).unwrap_err().message,
+            "invalid argument: unsupported flags (0x30) in function secretConnectListAllSecrets"
+        );
+        assert!(connect_list_all_nwfilters(0).unwrap().is_empty());
+        assert_eq!(
+            connect_list_all_nwfilters(1).unwrap_err().message,
+            "invalid argument: unsupported flags (0x1) in function nwfilterConnectListAllNWFilters"
+        );
+        assert_eq!(
+            network_lookup_by_name("default").unwrap_err().message,
+            "Network not found: no network with matching name 'default'"
+        );
+    }
+}

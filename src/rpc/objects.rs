@@ -1,0 +1,210 @@
+//! Networks, host interfaces, secrets and network filters on the RPC
+//! socket: the driver's listings and lookups (`driver::objects`).
+
+use uuid::Uuid;
+
+use crate::driver::objects;
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+
+use super::dispatch::Outcome;
+use super::generated::{self as g, procs};
+use super::xdr::{Xdr, from_bytes, to_bytes};
+
+fn args<T: Xdr>(payload: &[u8]) -> Result<T> {
+    from_bytes(payload).map_err(|e| {
+        Error::new(
+            ErrorCode::Rpc,
+            ErrorDomain::Rpc,
+            format!("Unable to decode message payload: {e}"),
+        )
+    })
+}
+
+fn reply<T: Xdr>(v: &T) -> Result<Outcome> {
+    Ok(Outcome::Reply(to_bytes(v)))
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Runs one of these procedures; `None` when `proc_` is not one.
+pub fn call(proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
+    let r = match proc_ {
+        procs::CONNECT_LIST_ALL_NETWORKS => (|| {
+            let a: g::ConnectListAllNetworksArgs = args(p)?;
+            let list = objects::connect_list_all_networks(a.flags)?;
+            let ret = list.len() as u32;
+            let nets = list
+                .iter()
+                .filter(|_| a.need_results != 0)
+                .map(|n| g::NonnullNetwork {
+                    name: n.name.clone(),
+                    uuid: *n.uuid.as_bytes(),
+                })
+                .collect();
+            reply(&g::ConnectListAllNetworksRet { nets, ret })
+        })(),
+        procs::CONNECT_LIST_ALL_INTERFACES => (|| {
+            let a: g::ConnectListAllInterfacesArgs = args(p)?;
+            let list = objects::connect_list_all_interfaces(a.flags)?;
+            let ret = list.len() as u32;
+            let ifaces = list
+                .iter()
+                .filter(|_| a.need_results != 0)
+                .map(|i| g::NonnullInterface {
+                    name: i.name.clone(),
+                    mac: i.mac.clone(),
+                })
+                .collect();
+            reply(&g::ConnectListAllInterfacesRet { ifaces, ret })
+        })(),
+        procs::CONNECT_LIST_ALL_SECRETS => (|| {
+            let a: g::ConnectListAllSecretsArgs = args(p)?;
+            let list = objects::connect_list_all_secrets(a.flags)?;
+            let ret = list.len() as u32;
+            let secrets = list
+                .iter()
+                .filter(|_| a.need_results != 0)
+                .map(|s| g::NonnullSecret {
+                    uuid: *s.uuid.as_bytes(),
+                    usage_type: s.usage_type,
+                    usage_id: s.usage_id.clone(),
+                })
+                .collect();
+            reply(&g::ConnectListAllSecretsRet { secrets, ret })
+        })(),
+        procs::CONNECT_LIST_ALL_NWFILTERS => (|| {
+            let a: g::ConnectListAllNwfiltersArgs = args(p)?;
+            let list = objects::connect_list_all_nwfilters(a.flags)?;
+            let ret = list.len() as u32;
+            let filters = list
+                .iter()
+                .filter(|_| a.need_results != 0)
+                .map(|f| g::NonnullNwfilter {
+                    name: f.name.clone(),
+                    uuid: *f.uuid.as_bytes(),
+                })
+                .collect();
+            reply(&g::ConnectListAllNwfiltersRet { filters, ret })
+        })(),
+        // The older counting and naming calls, answered from the same lists.
+        procs::CONNECT_NUM_OF_NETWORKS | procs::CONNECT_NUM_OF_DEFINED_NETWORKS => {
+            let active = proc_ == procs::CONNECT_NUM_OF_NETWORKS;
+            objects::connect_list_all_networks(if active { 2 } else { 1 }).and_then(|l| {
+                reply(&g::ConnectNumOfNetworksRet {
+                    num: count(l.len()),
+                })
+            })
+        }
+        procs::CONNECT_LIST_NETWORKS | procs::CONNECT_LIST_DEFINED_NETWORKS => (|| {
+            let a: g::ConnectListNetworksArgs = args(p)?;
+            let active = proc_ == procs::CONNECT_LIST_NETWORKS;
+            let names = objects::connect_list_all_networks(if active { 2 } else { 1 })?
+                .into_iter()
+                .take(a.maxnames.max(0) as usize)
+                .map(|n| n.name)
+                .collect();
+            reply(&g::ConnectListNetworksRet { names })
+        })(),
+        procs::CONNECT_NUM_OF_INTERFACES | procs::CONNECT_NUM_OF_DEFINED_INTERFACES => {
+            let active = proc_ == procs::CONNECT_NUM_OF_INTERFACES;
+            objects::connect_list_all_interfaces(if active { 2 } else { 1 }).and_then(|l| {
+                reply(&g::ConnectNumOfInterfacesRet {
+                    num: count(l.len()),
+                })
+            })
+        }
+        procs::CONNECT_LIST_INTERFACES | procs::CONNECT_LIST_DEFINED_INTERFACES => (|| {
+            let a: g::ConnectListInterfacesArgs = args(p)?;
+            let active = proc_ == procs::CONNECT_LIST_INTERFACES;
+            let names = objects::connect_list_all_interfaces(if active { 2 } else { 1 })?
+                .into_iter()
+                .take(a.maxnames.max(0) as usize)
+                .map(|i| i.name)
+                .collect();
+            reply(&g::ConnectListInterfacesRet { names })
+        })(),
+        procs::CONNECT_NUM_OF_SECRETS => objects::connect_list_all_secrets(0).and_then(|l| {
+            reply(&g::ConnectNumOfSecretsRet {
+                num: count(l.len()),
+            })
+        }),
+        procs::CONNECT_LIST_SECRETS => (|| {
+            let a: g::ConnectListSecretsArgs = args(p)?;
+            let uuids = objects::connect_list_all_secrets(0)?
+                .into_iter()
+                .take(a.maxuuids.max(0) as usize)
+                .map(|s| s.uuid.to_string())
+                .collect();
+            reply(&g::ConnectListSecretsRet { uuids })
+        })(),
+        procs::CONNECT_NUM_OF_NWFILTERS => objects::connect_list_all_nwfilters(0).and_then(|l| {
+            reply(&g::ConnectNumOfNwfiltersRet {
+                num: count(l.len()),
+            })
+        }),
+        procs::CONNECT_LIST_NWFILTERS => (|| {
+            let a: g::ConnectListNwfiltersArgs = args(p)?;
+            let names = objects::connect_list_all_nwfilters(0)?
+                .into_iter()
+                .take(a.maxnames.max(0) as usize)
+                .map(|f| f.name)
+                .collect();
+            reply(&g::ConnectListNwfiltersRet { names })
+        })(),
+        procs::NETWORK_LOOKUP_BY_NAME => (|| {
+            let a: g::NetworkLookupByNameArgs = args(p)?;
+            let n = objects::network_lookup_by_name(&a.name)?;
+            reply(&g::NetworkLookupByNameRet {
+                net: g::NonnullNetwork {
+                    name: n.name,
+                    uuid: *n.uuid.as_bytes(),
+                },
+            })
+        })(),
+        procs::NETWORK_LOOKUP_BY_UUID => (|| {
+            let a: g::NetworkLookupByUuidArgs = args(p)?;
+            let n = objects::network_lookup_by_uuid(&Uuid::from_bytes(a.uuid))?;
+            reply(&g::NetworkLookupByUuidRet {
+                net: g::NonnullNetwork {
+                    name: n.name,
+                    uuid: *n.uuid.as_bytes(),
+                },
+            })
+        })(),
+        procs::INTERFACE_LOOKUP_BY_NAME => (|| {
+            let a: g::InterfaceLookupByNameArgs = args(p)?;
+            let i = objects::interface_lookup_by_name(&a.name)?;
+            reply(&g::InterfaceLookupByNameRet {
+                iface: g::NonnullInterface {
+                    name: i.name,
+                    mac: i.mac,
+                },
+            })
+        })(),
+        procs::SECRET_LOOKUP_BY_UUID => (|| {
+            let a: g::SecretLookupByUuidArgs = args(p)?;
+            let s = objects::secret_lookup_by_uuid(&Uuid::from_bytes(a.uuid))?;
+            reply(&g::SecretLookupByUuidRet {
+                secret: g::NonnullSecret {
+                    uuid: *s.uuid.as_bytes(),
+                    usage_type: s.usage_type,
+                    usage_id: s.usage_id,
+                },
+            })
+        })(),
+        procs::NWFILTER_LOOKUP_BY_NAME => (|| {
+            let a: g::NwfilterLookupByNameArgs = args(p)?;
+            let f = objects::nwfilter_lookup_by_name(&a.name)?;
+            reply(&g::NwfilterLookupByNameRet {
+                nwfilter: g::NonnullNwfilter {
+                    name: f.name,
+                    uuid: *f.uuid.as_bytes(),
+                },
+            })
+        })(),
+        _ => return None,
+    };
+    Some(r)
+}
