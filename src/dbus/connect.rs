@@ -202,6 +202,11 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             let f = objects::nwfilter_lookup_by_name(&name)?;
             call.ok(&(nwfilter_object_path(&f.uuid),)).await
         }
+        "NodeDeviceLookupByName" => {
+            let (name,): (String,) = call.args()?;
+            let found = drv.nodedev().node_device_lookup_by_name(&name)?;
+            call.ok(&(node_device_object_path(&found)?,)).await
+        }
         "ListNodeDevices" => {
             let (flags,): (u32,) = call.args()?;
             let paths = drv

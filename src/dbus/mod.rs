@@ -8,6 +8,7 @@ pub mod connect;
 pub mod console;
 pub mod domain;
 pub mod introspect;
+pub mod nodedev;
 pub mod paths;
 pub mod props;
 pub mod server;
@@ -62,7 +63,13 @@ pub async fn serve(bus: Bus, driver: Driver) -> Result<()> {
 }
 
 /// The interfaces served whose XML `interface_xml` gives, by short name.
-pub const SERVED: &[&str] = &["Connect", "Domain", "StoragePool", "StorageVol"];
+pub const SERVED: &[&str] = &[
+    "Connect",
+    "Domain",
+    "NodeDevice",
+    "StoragePool",
+    "StorageVol",
+];
 
 /// The introspection XML of a served `org.libvirt.*` interface.
 pub fn interface_xml(which: &str) -> Option<String> {
@@ -71,6 +78,7 @@ pub fn interface_xml(which: &str) -> Option<String> {
         "Domain" => &spec::DOMAIN,
         "StoragePool" => &spec::STORAGE_POOL,
         "StorageVol" => &spec::STORAGE_VOL,
+        "NodeDevice" => &spec::NODE_DEVICE,
         _ => return None,
     };
     let mut xml = String::from(introspect::DOCTYPE);

@@ -73,6 +73,7 @@ pub enum Holder {
     Domain(std::result::Result<Arc<DomainObj>, Error>),
     StoragePool(std::result::Result<PoolRef, Error>),
     StorageVol(std::result::Result<VolRef, Error>),
+    NodeDevice(std::result::Result<String, Error>),
 }
 
 impl Holder {
@@ -82,6 +83,7 @@ impl Holder {
             Holder::Domain(_) => &spec::DOMAIN,
             Holder::StoragePool(_) => &spec::STORAGE_POOL,
             Holder::StorageVol(_) => &spec::STORAGE_VOL,
+            Holder::NodeDevice(_) => &spec::NODE_DEVICE,
         }
     }
 
@@ -91,9 +93,11 @@ impl Holder {
             Holder::Domain(Ok(obj)) => domain_prop(obj, name),
             Holder::StoragePool(Ok(p)) => pool_prop(driver.storage(), p, name),
             Holder::StorageVol(Ok(v)) => vol_prop(driver.storage(), v, name),
-            Holder::Domain(Err(e)) | Holder::StoragePool(Err(e)) | Holder::StorageVol(Err(e)) => {
-                Err(e.clone())
-            }
+            Holder::NodeDevice(Ok(d)) => super::nodedev::property(driver.nodedev(), d, name),
+            Holder::Domain(Err(e))
+            | Holder::StoragePool(Err(e))
+            | Holder::StorageVol(Err(e))
+            | Holder::NodeDevice(Err(e)) => Err(e.clone()),
         }
     }
 }
@@ -171,10 +175,11 @@ pub async fn handle(call: &Call, holder: Holder, member: &str) {
             let r = match &holder {
                 Holder::Domain(Ok(obj)) => set_autostart(&call.driver, obj, on).await,
                 Holder::StoragePool(Ok(p)) => call.driver.storage().storage_pool_set_autostart(p, on),
-                Holder::Domain(Err(e)) | Holder::StoragePool(Err(e)) | Holder::StorageVol(Err(e)) => {
-                    Err(e.clone())
-                }
-                Holder::Connect | Holder::StorageVol(Ok(_)) => {
+                Holder::Domain(Err(e))
+                | Holder::StoragePool(Err(e))
+                | Holder::StorageVol(Err(e))
+                | Holder::NodeDevice(Err(e)) => Err(e.clone()),
+                Holder::Connect | Holder::StorageVol(Ok(_)) | Holder::NodeDevice(Ok(_)) => {
                     Err(Error::internal("no writable property"))
                 }
             };

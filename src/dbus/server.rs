@@ -15,12 +15,13 @@ use crate::error::Error;
 use super::call::{Call, INVALID_ARGS, UNKNOWN_METHOD};
 use super::introspect::node_xml;
 use super::paths::{
-    CONNECT_CHILDREN, Target, classify, domain_path, pool_path, uuid_from_segment, vol_path,
+    CONNECT_CHILDREN, Target, classify, domain_path, node_device_object_path, pool_path,
+    uuid_from_segment, vol_path,
 };
 use super::props::{self, Holder};
 use super::spec;
 use super::spec_types::Interface;
-use super::{connect, console, domain, storage};
+use super::{connect, console, domain, nodedev, storage};
 
 /// Serves calls until the connection closes.
 pub async fn run(mut stream: MessageStream, conn: Connection, driver: Driver) {
@@ -100,6 +101,14 @@ async fn dispatch(call: Call) {
             &spec::STORAGE_VOL,
             Holder::StorageVol(storage::resolve_vol(st, "")),
         ),
+        Target::NodeDevice(seg) => (
+            &spec::NODE_DEVICE,
+            Holder::NodeDevice(nodedev::resolve(call.driver.nodedev(), seg)),
+        ),
+        Target::NodeDevices => (
+            &spec::NODE_DEVICE,
+            Holder::NodeDevice(nodedev::resolve(call.driver.nodedev(), "")),
+        ),
         _ => {
             return call
                 .dbus_error(
@@ -145,7 +154,11 @@ async fn dispatch(call: Call) {
         Holder::Domain(Ok(obj)) => domain::handle(&call, method, &obj).await,
         Holder::StoragePool(Ok(p)) => storage::handle_pool(&call, method, &p).await,
         Holder::StorageVol(Ok(v)) => storage::handle_vol(&call, method, &v).await,
-        Holder::Domain(Err(e)) | Holder::StoragePool(Err(e)) | Holder::StorageVol(Err(e)) => Err(e),
+        Holder::NodeDevice(Ok(d)) => nodedev::handle(&call, method, &d).await,
+        Holder::Domain(Err(e))
+        | Holder::StoragePool(Err(e))
+        | Holder::StorageVol(Err(e))
+        | Holder::NodeDevice(Err(e)) => Err(e),
     };
     if let Err(e) = result {
         call.libvirt_error(&e).await;
@@ -200,6 +213,19 @@ async fn introspect(call: &Call, target: &Target) {
             node_xml(&[&spec::STORAGE_VOL], &children)
         }
         Target::StorageVol(_) => node_xml(&[&spec::STORAGE_VOL], &[]),
+        Target::NodeDevices => {
+            let children: Vec<String> = call
+                .driver
+                .nodedev()
+                .connect_list_all_node_devices(0)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|n| node_device_object_path(n).ok())
+                .map(|p| last_segment(p.as_str()))
+                .collect();
+            node_xml(&[&spec::NODE_DEVICE], &children)
+        }
+        Target::NodeDevice(_) => node_xml(&[&spec::NODE_DEVICE], &[]),
         Target::Unknown => node_xml(&[], &[]),
     };
     let _ = call.ok(&(xml,)).await;
