@@ -101,14 +101,38 @@ def uncaught(since):
             if e.get("level") == "SEVERE" and "Uncaught " in e.get("message", "")]
 
 
+# Keeps each uncaught exception's stack in the frame, for the report.
+STACK_HOOK = """
+if (!window.__oxStacks) {
+    window.__oxStacks = [];
+    window.addEventListener('error', function (ev) {
+        window.__oxStacks.push(String(ev.error && ev.error.stack || ev.message));
+    });
+}
+"""
+
+
 def frame():
     """Switch into the Machines page's iframe (its name ends in /machines)."""
     driver.switch_to.default_content()
     for f in driver.find_elements(By.TAG_NAME, "iframe"):
         if (f.get_attribute("name") or "").endswith("/machines"):
             driver.switch_to.frame(f)
+            try:
+                driver.execute_script(STACK_HOOK)
+            except WebDriverException:
+                pass
             return
     raise Fail("no iframe whose name ends in /machines")
+
+
+def stacks():
+    """The stacks of the uncaught exceptions seen in the frame."""
+    try:
+        frame()
+        return driver.execute_script("return window.__oxStacks || []") or []
+    except (WebDriverException, Fail):
+        return []
 
 
 def wait(cond, what, secs=30):
@@ -552,6 +576,12 @@ def _create_or_import(button, name, source_type, source, button_done):
             more.append("the dialog says %r" % dialog_errors())
         rc, out = virsh("domstate", name)
         more.append("virsh domstate %s: %s" % (name, out.splitlines()[0] if out else rc))
+        rc, xml = virsh("dumpxml", name)
+        if rc == 0:
+            with open(os.path.join(ART, name + ".xml"), "w") as f:
+                f.write(xml + "\n")
+        for st in stacks():
+            print("# stack: " + st.replace("\n", "\n#   "))
         raise Fail("%s; %s" % (e, "; ".join(more))) from e
     rc, out = virsh("dominfo", name)
     if rc != 0:

@@ -237,6 +237,10 @@ pub fn capabilities_xml(host_uuid: &str, kvm: Option<HostProbe>) -> String {
 }
 
 /// `virConnectGetDomainCapabilities` (empty strings mean "default").
+///
+/// No firmware can be loaded yet, so `<loader>` says so; it still lists a
+/// `readonly` value, because Cockpit 288 reads that enum (and the first
+/// `<value>` below each loader) without checking that they exist.
 pub fn domain_capabilities_xml(
     emulator: &str,
     arch: &str,
@@ -264,7 +268,7 @@ pub fn domain_capabilities_xml(
         emulator
     };
     Ok(format!(
-        "<domainCapabilities>\n  <path>{}</path>\n  <domain>kvm</domain>\n  <machine>{}</machine>\n  <arch>x86_64</arch>\n  <vcpu max='254'/>\n  <iothreads supported='no'/>\n  <os supported='yes'>\n    <enum name='firmware'/>\n  </os>\n  <cpu>\n    <mode name='host-passthrough' supported='yes'>\n      <enum name='hostPassthroughMigratable'>\n        <value>off</value>\n      </enum>\n    </mode>\n    <mode name='maximum' supported='no'/>\n    <mode name='host-model' supported='no'/>\n    <mode name='custom' supported='no'/>\n  </cpu>\n  <devices>\n    <disk supported='yes'>\n      <enum name='diskDevice'>\n        <value>disk</value>\n      </enum>\n      <enum name='bus'>\n        <value>virtio</value>\n      </enum>\n      <enum name='model'/>\n    </disk>\n    <graphics supported='no'/>\n    <video supported='no'/>\n    <hostdev supported='no'/>\n    <rng supported='yes'>\n      <enum name='model'>\n        <value>virtio</value>\n      </enum>\n      <enum name='backendModel'>\n        <value>random</value>\n      </enum>\n    </rng>\n  </devices>\n  <features>\n    <gic supported='no'/>\n    <vmcoreinfo supported='no'/>\n    <genid supported='no'/>\n    <sev supported='no'/>\n  </features>\n</domainCapabilities>\n",
+        "<domainCapabilities>\n  <path>{}</path>\n  <domain>kvm</domain>\n  <machine>{}</machine>\n  <arch>x86_64</arch>\n  <vcpu max='254'/>\n  <iothreads supported='no'/>\n  <os supported='yes'>\n    <enum name='firmware'/>\n    <loader supported='no'>\n      <enum name='type'/>\n      <enum name='readonly'>\n        <value>yes</value>\n      </enum>\n    </loader>\n  </os>\n  <cpu>\n    <mode name='host-passthrough' supported='yes'>\n      <enum name='hostPassthroughMigratable'>\n        <value>off</value>\n      </enum>\n    </mode>\n    <mode name='maximum' supported='no'/>\n    <mode name='host-model' supported='no'/>\n    <mode name='custom' supported='no'/>\n  </cpu>\n  <devices>\n    <disk supported='yes'>\n      <enum name='diskDevice'>\n        <value>disk</value>\n      </enum>\n      <enum name='bus'>\n        <value>virtio</value>\n      </enum>\n      <enum name='model'/>\n    </disk>\n    <graphics supported='no'/>\n    <video supported='no'/>\n    <hostdev supported='no'/>\n    <rng supported='yes'>\n      <enum name='model'>\n        <value>virtio</value>\n      </enum>\n      <enum name='backendModel'>\n        <value>random</value>\n      </enum>\n    </rng>\n  </devices>\n  <features>\n    <gic supported='no'/>\n    <vmcoreinfo supported='no'/>\n    <genid supported='no'/>\n    <sev supported='no'/>\n  </features>\n</domainCapabilities>\n",
         xml_escape(emulator),
         xml_escape(machine)
     ))
