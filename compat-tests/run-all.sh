@@ -17,7 +17,7 @@ if [ "${1:-}" = "--install" ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         gcc make binutils libc6-dev python3 \
-        libvirt0 libxml2-utils libvirt-clients python3-libvirt virtinst \
+        libvirt0 libxml2-utils libvirt-clients python3-libvirt virtinst osinfo-db \
         libvirt-dbus dbus python3-dbus \
         qemu-utils lz4 socat tmux iproute2 \
         debhelper lintian debootstrap systemd util-linux >/dev/null
@@ -39,6 +39,11 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
+
+echo "== libvirt's own test domains, formatted by oxvirt-xml, against libvirt's schema"
+compat-tests/xml/libvirt-test-corpus.sh "${CARGO_TARGET_DIR:-target}/debug/oxvirt-xml"
+echo "== Cockpit's Machines page in headless Chromium"
+compat-tests/cockpit/run.sh
 
 echo "== Debian package: build, file list, lintian, systemd-analyze verify"
 compat-tests/packaging/check-deb.sh

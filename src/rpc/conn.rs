@@ -34,9 +34,15 @@ pub struct Callback {
 }
 
 /// A console stream's handle, as the reader needs it.
+/// Packets a stream's pump may have waiting.
+pub const STREAM_BACKLOG: usize = 64;
+
 pub struct StreamHandle {
     pub proc_: i32,
-    pub to_guest: mpsc::UnboundedSender<Vec<u8>>,
+    /// Client data for the pump. Bounded: a pump that falls behind holds
+    /// up the connection's reader, so a fast client cannot pile data up
+    /// in the daemon's memory.
+    pub to_guest: mpsc::Sender<Vec<u8>>,
     pub tasks: Vec<AbortHandle>,
     /// The pump confirms the client's finish itself once its work is
     /// done (uploads); otherwise the finish is confirmed at once.
@@ -166,12 +172,14 @@ impl Conn {
         lock(&self.streams).remove(&serial)
     }
 
-    /// Passes client data to a stream; false if no such stream.
-    pub fn stream_data(&self, serial: u32, proc_: i32, data: Vec<u8>) -> bool {
-        match lock(&self.streams).get(&serial) {
-            Some(s) if s.proc_ == proc_ => s.to_guest.send(data).is_ok(),
-            _ => false,
-        }
+    /// Passes client data to a stream, waiting while the stream's pump is
+    /// behind; false if no such stream.
+    pub async fn stream_data(&self, serial: u32, proc_: i32, data: Vec<u8>) -> bool {
+        let tx = match lock(&self.streams).get(&serial) {
+            Some(s) if s.proc_ == proc_ => s.to_guest.clone(),
+            _ => return false,
+        };
+        tx.send(data).await.is_ok()
     }
 
     /// Drops everything tied to the connection: callbacks, streams,

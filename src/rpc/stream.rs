@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 
-use super::conn::{Conn, StreamHandle};
+use super::conn::{Conn, STREAM_BACKLOG, StreamHandle};
 use super::frame::{Header, MsgType, STATUS_CONTINUE, STATUS_OK, STREAM_CHUNK_MAX};
 
 /// Opens the pty slave non-blocking and puts it in raw mode, so that the
@@ -63,7 +63,7 @@ pub fn start(conn: &Arc<Conn>, call: Header, pty: File) -> Result<()> {
         .map_err(|e| Error::internal(format!("cannot duplicate pty: {e}")))?;
     let reader = register(pty)?;
     let writer = register(writer_file)?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(STREAM_BACKLOG);
     let weak = Arc::downgrade(conn);
     let out = tokio::spawn(guest_to_client(weak, call, reader)).abort_handle();
     let inp = tokio::spawn(client_to_guest(writer, rx)).abort_handle();
@@ -105,7 +105,7 @@ async fn guest_to_client(conn: std::sync::Weak<Conn>, call: Header, pty: AsyncFd
     }
 }
 
-async fn client_to_guest(pty: AsyncFd<File>, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn client_to_guest(pty: AsyncFd<File>, mut rx: mpsc::Receiver<Vec<u8>>) {
     while let Some(data) = rx.recv().await {
         let mut off = 0;
         while off < data.len() {
@@ -128,7 +128,7 @@ async fn client_to_guest(pty: AsyncFd<File>, mut rx: mpsc::UnboundedReceiver<Vec
 pub async fn incoming(conn: &Arc<Conn>, h: &Header, payload: Vec<u8>) {
     match h.status {
         STATUS_CONTINUE => {
-            if !conn.stream_data(h.serial, h.proc_, payload) {
+            if !conn.stream_data(h.serial, h.proc_, payload).await {
                 tracing::debug!(serial = h.serial, "data for an unknown stream dropped");
             }
         }

@@ -9,13 +9,13 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::driver::storage::{Storage, VolRef, VolStream};
 use crate::error::{Error, ErrorCode, ErrorDomain};
 
-use super::conn::{Conn, StreamHandle};
+use super::conn::{Conn, STREAM_BACKLOG, StreamHandle};
 use super::frame::{Header, MsgType, STATUS_CONTINUE, STATUS_OK, STREAM_CHUNK_MAX};
 
 fn packet(call: &Header, status: u32) -> Header {
@@ -33,7 +33,8 @@ fn io_error(what: &str, e: &std::io::Error) -> Error {
 /// Starts sending a volume to the client (after the call's reply).
 pub fn start_download(conn: &Arc<Conn>, call: Header, s: VolStream) {
     let weak = Arc::downgrade(conn);
-    let (tx, _rx) = mpsc::unbounded_channel();
+    // A download takes no client data; the channel only completes the handle.
+    let (tx, _rx) = mpsc::channel(1);
     let task = tokio::spawn(async move {
         let (file, length, in_use) = s.into_parts();
         let mut file = tokio::fs::File::from_std(file);
@@ -80,48 +81,38 @@ pub fn start_download(conn: &Arc<Conn>, call: Header, s: VolStream) {
 }
 
 /// Starts receiving a volume from the client (after the call's reply).
+/// A thread of its own writes the packets in order with plain `write`s
+/// (no extra copy) and syncs the data when the client finishes.
 pub fn start_upload(conn: &Arc<Conn>, call: Header, s: VolStream, storage: Storage, vol: VolRef) {
     let weak = Arc::downgrade(conn);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(STREAM_BACKLOG);
     let task = tokio::spawn(async move {
         let (file, length, in_use) = s.into_parts();
-        let mut file = tokio::fs::File::from_std(file);
-        let mut left = if length == 0 { u64::MAX } else { length };
-        let mut failed: Option<Error> = None;
-        while let Some(data) = rx.recv().await {
-            if failed.is_some() {
-                continue;
+        let written = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut file = file;
+            let mut left = if length == 0 { u64::MAX } else { length };
+            while let Some(data) = rx.blocking_recv() {
+                let n = (data.len() as u64).min(left) as usize;
+                file.write_all(&data[..n])
+                    .map_err(|e| io_error("cannot write volume", &e))?;
+                left -= n as u64;
             }
-            let n = (data.len() as u64).min(left) as usize;
-            if let Err(e) = file.write_all(&data[..n]).await {
-                failed = Some(io_error("cannot write volume", &e));
-                if let Some(conn) = weak.upgrade() {
-                    conn.take_stream(call.serial);
-                    conn.send_error(
-                        &call,
-                        MsgType::Stream,
-                        failed.as_ref().unwrap_or(&Error::internal("write failed")),
-                    )
-                    .await;
-                }
-                return;
-            }
-            left -= n as u64;
-        }
-        // The client finished: the sender went away with the handle.
-        let synced = match file.flush().await {
-            Ok(()) => file.sync_all().await,
-            Err(e) => Err(e),
-        };
-        drop(file);
+            // The client finished: the sender went away with the handle.
+            file.sync_data()
+                .map_err(|e| io_error("cannot sync volume", &e))
+        })
+        .await
+        .unwrap_or_else(|e| Err(Error::internal(format!("upload writer failed: {e}"))));
         drop(in_use);
         storage.storage_vol_upload_done(&vol);
         let Some(conn) = weak.upgrade() else { return };
-        match synced {
+        match written {
             Ok(()) => conn.send_msg(packet(&call, STATUS_OK), &[]).await,
             Err(e) => {
-                conn.send_error(&call, MsgType::Stream, &io_error("cannot sync volume", &e))
-                    .await
+                // Data still coming for this stream is dropped.
+                conn.take_stream(call.serial);
+                conn.send_error(&call, MsgType::Stream, &e).await
             }
         }
     });
