@@ -60,25 +60,23 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
         }
         "GetCapabilities" => call.ok(&(drv.capabilities_xml(),)).await,
         "GetDomainCapabilities" => {
-            let (emu, arch, machine, virt, _flags): (String, String, String, String, u32) =
+            let (emu, arch, machine, virt, flags): (String, String, String, String, u32) =
                 call.args()?;
-            let xml = host::domain_capabilities_xml(&emu, &arch, &machine, &virt)?;
+            let xml = host::domain_capabilities_xml(flags, &emu, &arch, &machine, &virt)?;
             call.ok(&(xml,)).await
         }
         "GetSysinfo" => {
             let (flags,): (u32,) = call.args()?;
-            check_no_flags(flags, "virConnectGetSysinfo")?;
-            call.ok(&(host::sysinfo_xml(),)).await
+            call.ok(&(host::connect_get_sysinfo(flags)?,)).await
         }
         "NodeGetCPUMap" => {
             let (flags,): (u32,) = call.args()?;
-            check_no_flags(flags, "virNodeGetCPUMap")?;
-            call.ok(&(host::cpu_map(),)).await
+            call.ok(&(host::node_get_cpu_map(flags)?,)).await
         }
         "NodeGetCPUStats" => {
             let (cpu, flags): (i32, u32) = call.args()?;
-            check_no_flags(flags, "virNodeGetCPUStats")?;
-            let s: HashMap<String, u64> = host::cpu_stats(cpu)?.into_iter().collect();
+            let s: HashMap<String, u64> =
+                host::node_get_cpu_stats(cpu, flags)?.into_iter().collect();
             call.ok(&(s,)).await
         }
         "NodeGetFreeMemory" => call.ok(&(host::free_memory_bytes(),)).await,
@@ -88,8 +86,9 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
         }
         "NodeGetMemoryStats" => {
             let (cell, flags): (i32, u32) = call.args()?;
-            check_no_flags(flags, "virNodeGetMemoryStats")?;
-            let s: HashMap<String, u64> = host::memory_stats(cell)?.into_iter().collect();
+            let s: HashMap<String, u64> = host::node_get_memory_stats(cell, flags)?
+                .into_iter()
+                .collect();
             call.ok(&(s,)).await
         }
         "NodeGetSecurityModel" => call.ok(&((String::new(), String::new()),)).await,
@@ -221,13 +220,4 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
         // filters, node devices, host interfaces, save images) yet.
         _ => Err(not_supported(m.libvirt)),
     }
-}
-
-fn check_no_flags(flags: u32, function: &str) -> Result<()> {
-    if flags != 0 {
-        return Err(Error::invalid_arg(format!(
-            "unsupported flags (0x{flags:x}) in function {function}"
-        )));
-    }
-    Ok(())
 }

@@ -28,9 +28,6 @@ pub static CONSOLE: Interface = Interface {
     signals: &[],
 };
 
-/// `VIR_DOMAIN_CONSOLE_FORCE | VIR_DOMAIN_CONSOLE_SAFE`.
-const KNOWN_FLAGS: u32 = 1 | 2;
-
 /// Opens the pty slave in raw mode, so that the line discipline neither
 /// echoes nor rewrites the guest's bytes.
 fn open_pty(path: &str) -> Result<std::fs::File> {
@@ -59,14 +56,8 @@ pub async fn handle(call: &Call, member: &str, obj: &Arc<DomainObj>) -> Result<(
         return Err(Error::no_support(member));
     }
     let (dev, flags): (String, u32) = call.args()?;
-    if flags & !KNOWN_FLAGS != 0 {
-        return Err(Error::invalid_arg(format!(
-            "unsupported flags (0x{:x}) in function virDomainOpenConsole",
-            flags & !KNOWN_FLAGS
-        )));
-    }
     let dev = (!dev.is_empty()).then_some(dev.as_str());
-    let path = call.driver.console_pty(obj, dev)?;
+    let path = call.driver.console_pty(obj, dev, flags)?;
     let file = open_pty(&path)?;
     let fd = OwnedFd::from(std::os::fd::OwnedFd::from(file));
     call.ok(&(fd,)).await

@@ -8,11 +8,7 @@ use crate::error::{Error, Result};
 
 use super::call::{Call, not_supported};
 use super::spec_types::Method;
-use super::stats::stats_record;
-
-/// `virDomainMemoryStatTags` used here.
-const MEM_ACTUAL_BALLOON: i32 = 6;
-const MEM_RSS: i32 = 7;
+use super::stats::typed_params;
 
 /// One `InterfaceAddresses` entry: name, MAC, (type, address, prefix)s.
 type IfaceAddrs = (String, String, Vec<(i32, String, u32)>);
@@ -20,15 +16,6 @@ type IfaceAddrs = (String, String, Vec<(i32, String, u32)>);
 fn flags_arg(call: &Call) -> Result<u32> {
     let (flags,): (u32,) = call.args()?;
     Ok(flags)
-}
-
-fn no_flags(flags: u32, function: &str) -> Result<()> {
-    if flags != 0 {
-        return Err(Error::invalid_arg(format!(
-            "unsupported flags (0x{flags:x}) in function {function}"
-        )));
-    }
-    Ok(())
 }
 
 /// Handles a Domain method whose name and signature were checked, on an
@@ -41,25 +28,19 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&(drv.xml_desc(obj, flags)?,)).await
         }
         "GetState" => {
-            no_flags(flags_arg(call)?, m.libvirt)?;
-            let i = obj.info()?;
-            call.ok(&((i.state as i32, i.reason),)).await
+            let (state, reason) = drv.get_state(obj, flags_arg(call)?)?;
+            call.ok(&((state as i32, reason),)).await
         }
         "GetVcpus" => {
             let flags = flags_arg(call)?;
             call.ok(&(drv.vcpu_count(obj, flags)?,)).await
         }
         "MemoryStats" => {
-            no_flags(flags_arg(call)?, m.libvirt)?;
-            let s = drv.stats(obj).await?;
-            if s.info.id.is_none() {
-                return Err(Error::operation_invalid("domain is not running"));
-            }
-            let mut out: HashMap<i32, u64> = HashMap::new();
-            out.insert(MEM_ACTUAL_BALLOON, s.info.memory_kib);
-            if let Some(rss) = s.rss_kib {
-                out.insert(MEM_RSS, rss);
-            }
+            let out: HashMap<i32, u64> = drv
+                .memory_stats(obj, u32::MAX, flags_arg(call)?)
+                .await?
+                .into_iter()
+                .collect();
             call.ok(&(out,)).await
         }
         "GetJobInfo" => {
@@ -68,9 +49,14 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&((0i32, z, z, z, z, z, z, z, z, z, z, z),)).await
         }
         "GetStats" => {
-            let (stats, _flags): (u32, u32) = call.args()?;
-            let s = drv.stats(obj).await?;
-            call.ok(&(stats_record(&s, stats),)).await
+            let (stats, flags): (u32, u32) = call.args()?;
+            let record = drv
+                .get_all_domain_stats(Some(vec![obj.clone()]), stats, flags)
+                .await?
+                .pop()
+                .map(|(_, r)| r)
+                .unwrap_or_default();
+            call.ok(&(typed_params(record),)).await
         }
         "Create" => {
             let flags = flags_arg(call)?;
@@ -78,23 +64,19 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&()).await
         }
         "Shutdown" => {
-            no_flags(flags_arg(call)? & !1, m.libvirt)?;
-            drv.shutdown(obj).await?;
+            drv.shutdown(obj, flags_arg(call)?).await?;
             call.ok(&()).await
         }
         "Destroy" => {
-            no_flags(flags_arg(call)? & !1, m.libvirt)?;
-            drv.destroy(obj).await?;
+            drv.destroy(obj, flags_arg(call)?).await?;
             call.ok(&()).await
         }
         "Reboot" => {
-            no_flags(flags_arg(call)? & !1, m.libvirt)?;
-            drv.reboot(obj).await?;
+            drv.reboot(obj, flags_arg(call)?).await?;
             call.ok(&()).await
         }
         "Reset" => {
-            no_flags(flags_arg(call)?, m.libvirt)?;
-            drv.reset(obj).await?;
+            drv.reset(obj, flags_arg(call)?).await?;
             call.ok(&()).await
         }
         "Suspend" => {
@@ -111,12 +93,8 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&()).await
         }
         "GetControlInfo" => {
-            no_flags(flags_arg(call)?, m.libvirt)?;
-            if obj.info()?.id.is_none() {
-                return Err(Error::operation_invalid("domain is not running"));
-            }
-            // VIR_DOMAIN_CONTROL_OK: the VMM answers its control socket.
-            call.ok(&((0u32, 0u32, 0u64),)).await
+            call.ok(&(drv.get_control_info(obj, flags_arg(call)?)?,))
+                .await
         }
         "InterfaceAddresses" => {
             let (source, flags): (u32, u32) = call.args()?;
@@ -128,13 +106,11 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&(list,)).await
         }
         "HasManagedSaveImage" => {
-            no_flags(flags_arg(call)?, m.libvirt)?;
-            obj.info()?;
-            call.ok(&(false,)).await
+            call.ok(&(drv.has_managed_save_image(obj, flags_arg(call)?)?,))
+                .await
         }
         "ManagedSaveRemove" => {
-            no_flags(flags_arg(call)?, m.libvirt)?;
-            obj.info()?;
+            drv.managed_save_remove(obj, flags_arg(call)?)?;
             call.ok(&()).await
         }
         "AbortJob" => {

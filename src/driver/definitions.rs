@@ -15,6 +15,13 @@ impl Driver {
 
     /// `virDomainDefineXML`: a new domain, or a new definition of an
     /// existing one (a running domain keeps its live definition).
+    /// `virDomainDefineXMLFlags`; `VIR_DOMAIN_DEFINE_VALIDATE` changes
+    /// nothing: every definition is validated.
+    pub async fn define_xml_flags(&self, xml: &str, flags: u32) -> Result<Arc<DomainObj>> {
+        super::check_flags(flags, 1, "virDomainDefineXMLFlags")?;
+        self.define_xml(xml).await
+    }
+
     pub async fn define_xml(&self, xml: &str) -> Result<Arc<DomainObj>> {
         let def = parse_domain(xml)?;
         check_supported(&def)?;

@@ -36,6 +36,30 @@ pub fn cpu_count() -> usize {
 }
 
 /// Which CPUs are online, indexed by CPU number.
+/// `virNodeGetCPUMap`: which host CPUs are online.
+pub fn node_get_cpu_map(flags: u32) -> Result<Vec<bool>> {
+    super::check_flags(flags, 0, "virNodeGetCPUMap")?;
+    Ok(cpu_map())
+}
+
+/// `virNodeGetCPUStats` of `cpu` (-1: all), nanoseconds.
+pub fn node_get_cpu_stats(cpu: i32, flags: u32) -> Result<BTreeMap<String, u64>> {
+    super::check_flags(flags, 0, "virNodeGetCPUStats")?;
+    cpu_stats(cpu)
+}
+
+/// `virNodeGetMemoryStats` of `cell` (-1: all), KiB.
+pub fn node_get_memory_stats(cell: i32, flags: u32) -> Result<BTreeMap<String, u64>> {
+    super::check_flags(flags, 0, "virNodeGetMemoryStats")?;
+    memory_stats(cell)
+}
+
+/// `virConnectGetSysinfo`.
+pub fn connect_get_sysinfo(flags: u32) -> Result<String> {
+    super::check_flags(flags, 0, "virConnectGetSysinfo")?;
+    Ok(sysinfo_xml())
+}
+
 pub fn cpu_map() -> Vec<bool> {
     let text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
     let mut online = Vec::new();
@@ -242,11 +266,13 @@ pub fn capabilities_xml(host_uuid: &str, kvm: Option<HostProbe>) -> String {
 /// `readonly` value, because Cockpit 288 reads that enum (and the first
 /// `<value>` below each loader) without checking that they exist.
 pub fn domain_capabilities_xml(
+    flags: u32,
     emulator: &str,
     arch: &str,
     machine: &str,
     virttype: &str,
 ) -> Result<String> {
+    super::check_flags(flags, 0, "virConnectGetDomainCapabilities")?;
     let arch = if arch.is_empty() { "x86_64" } else { arch };
     if arch != "x86_64" {
         return Err(Error::new(

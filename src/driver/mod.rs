@@ -146,6 +146,19 @@ pub struct Driver {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// libvirt's `virCheckFlags`: an error naming `function` for any flag
+/// outside `allowed`. Every entry point that takes flags checks them
+/// here, never in a front end.
+pub fn check_flags(flags: u32, allowed: u32, function: &str) -> Result<()> {
+    let extra = flags & !allowed;
+    if extra != 0 {
+        return Err(Error::invalid_arg(format!(
+            "unsupported flags (0x{extra:x}) in function {function}"
+        )));
+    }
+    Ok(())
+}
+
 /// `VIR_DOMAIN_START_PAUSED`.
 const START_PAUSED: u32 = 1;
 
@@ -207,6 +220,24 @@ impl Driver {
         let probing = drv.inner.clone();
         tokio::task::spawn_blocking(move || probing.host_probe());
         Ok(drv)
+    }
+
+    /// `virConnectOpen(Auth)` on the daemon's side: `name` is the URI the
+    /// client opened (empty: the default). Returns whether the connection
+    /// is read-only from now on (`VIR_CONNECT_RO`).
+    pub fn connect_open(&self, name: &str, flags: u32) -> Result<bool> {
+        const RO: u32 = 1;
+        const NO_ALIASES: u32 = 2;
+        check_flags(flags, RO | NO_ALIASES, "virConnectOpen")?;
+        let served = ["", "qemu:///system", "qemu:///", "qemu://", "qemu"];
+        if !served.contains(&name) {
+            return Err(Error::new(
+                crate::error::ErrorCode::NoConnect,
+                crate::error::ErrorDomain::None,
+                format!("no connection driver available for {name}"),
+            ));
+        }
+        Ok(flags & RO != 0)
     }
 
     /// `virConnectGetCapabilities`.
@@ -318,27 +349,32 @@ impl Driver {
         Ok(())
     }
 
-    /// `virDomainShutdownFlags`: presses the ACPI power button.
-    pub async fn shutdown(&self, obj: &Arc<DomainObj>) -> Result<()> {
+    /// `virDomainShutdownFlags`: presses the ACPI power button, the only
+    /// way (`VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN`) oxvirt shuts down.
+    pub async fn shutdown(&self, obj: &Arc<DomainObj>, flags: u32) -> Result<()> {
+        check_flags(flags, 1, "virDomainShutdownFlags")?;
         let _job = obj.begin_job().await?;
         lifecycle::shutdown_locked(obj).await
     }
 
-    /// `virDomainDestroyFlags`.
-    pub async fn destroy(&self, obj: &Arc<DomainObj>) -> Result<()> {
+    /// `virDomainDestroyFlags` (`VIR_DOMAIN_DESTROY_GRACEFUL` accepted).
+    pub async fn destroy(&self, obj: &Arc<DomainObj>, flags: u32) -> Result<()> {
+        check_flags(flags, 1, "virDomainDestroyFlags")?;
         let _job = obj.begin_job().await?;
         lifecycle::destroy_locked(&self.inner, obj).await
     }
 
     /// `virDomainReboot`: the VMM resets the guest (a fresh VMM boots it
     /// again); oxvirt has no ACPI reboot request, so the guest is not asked.
-    pub async fn reboot(&self, obj: &Arc<DomainObj>) -> Result<()> {
+    pub async fn reboot(&self, obj: &Arc<DomainObj>, flags: u32) -> Result<()> {
+        check_flags(flags, 1, "virDomainReboot")?;
         let _job = obj.begin_job().await?;
         lifecycle::reset_locked(obj).await
     }
 
     /// `virDomainReset`.
-    pub async fn reset(&self, obj: &Arc<DomainObj>) -> Result<()> {
+    pub async fn reset(&self, obj: &Arc<DomainObj>, flags: u32) -> Result<()> {
+        check_flags(flags, 0, "virDomainReset")?;
         let _job = obj.begin_job().await?;
         lifecycle::reset_locked(obj).await
     }
@@ -358,8 +394,15 @@ impl Driver {
     /// The host pty backing a running domain's console: the first serial
     /// or console device, or the one whose alias is `dev_name`
     /// (`virDomainOpenConsole`). Errors are worded as libvirt's.
-    pub fn console_pty(&self, obj: &DomainObj, dev_name: Option<&str>) -> Result<String> {
+    pub fn console_pty(
+        &self,
+        obj: &DomainObj,
+        dev_name: Option<&str>,
+        flags: u32,
+    ) -> Result<String> {
         use crate::xml::model::chardev::CharSourceType;
+        // VIR_DOMAIN_CONSOLE_FORCE, VIR_DOMAIN_CONSOLE_SAFE.
+        check_flags(flags, 1 | 2, "virDomainOpenConsole")?;
         let d = obj.data();
         if d.removed {
             return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
@@ -398,6 +441,86 @@ impl Driver {
             .first()
             .and_then(|s| s.path.clone())
             .ok_or_else(|| Error::operation_invalid("console is not available for this domain"))
+    }
+
+    /// `virDomainGetState`: the state and its reason.
+    pub fn get_state(&self, obj: &DomainObj, flags: u32) -> Result<(DomainState, i32)> {
+        check_flags(flags, 0, "virDomainGetState")?;
+        let i = obj.info()?;
+        Ok((i.state, i.reason))
+    }
+
+    /// `virDomainMemoryStats`: (tag, value) pairs, at most `max`: the
+    /// balloon's actual size (6) and the VMM's resident memory (7), KiB.
+    pub async fn memory_stats(
+        &self,
+        obj: &Arc<DomainObj>,
+        max: u32,
+        flags: u32,
+    ) -> Result<Vec<(i32, u64)>> {
+        check_flags(flags, 0, "virDomainMemoryStats")?;
+        const ACTUAL_BALLOON: i32 = 6;
+        const RSS: i32 = 7;
+        let s = self.stats(obj).await?;
+        if s.info.id.is_none() {
+            return Err(Error::operation_invalid("domain is not running"));
+        }
+        let mut out = vec![(ACTUAL_BALLOON, s.info.memory_kib)];
+        if let Some(rss) = s.rss_kib {
+            out.push((RSS, rss));
+        }
+        out.truncate(max as usize);
+        Ok(out)
+    }
+
+    /// `virConnectGetAllDomainStats` and `virDomainListGetStats`: the
+    /// domains' statistics records for the `stats` groups. `doms` None
+    /// means every domain the list flags select.
+    pub async fn get_all_domain_stats(
+        &self,
+        doms: Option<Vec<Arc<DomainObj>>>,
+        stats: u32,
+        flags: u32,
+    ) -> Result<Vec<(Arc<DomainObj>, Vec<(String, stats::StatValue)>)>> {
+        // List filters (ACTIVE ... OTHER); NOWAIT, BACKING and
+        // ENFORCE_STATS change nothing here.
+        check_flags(flags, 0xff | 7 << 29, "virConnectGetAllDomainStats")?;
+        let objs = match doms {
+            Some(d) => d,
+            None => self.list(flags & 0xff)?,
+        };
+        let mut out = Vec::new();
+        for obj in objs {
+            // A domain that went away meanwhile is left out.
+            if let Ok(s) = self.stats(&obj).await {
+                out.push((obj, stats::record(&s, stats)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `virDomainGetControlInfo`: the VMM answers its control socket.
+    pub fn get_control_info(&self, obj: &DomainObj, flags: u32) -> Result<(u32, u32, u64)> {
+        check_flags(flags, 0, "virDomainGetControlInfo")?;
+        if obj.info()?.id.is_none() {
+            return Err(Error::operation_invalid("domain is not running"));
+        }
+        // VIR_DOMAIN_CONTROL_OK, no details, no time in that state.
+        Ok((0, 0, 0))
+    }
+
+    /// `virDomainHasManagedSaveImage`: oxvirt keeps no saved images yet.
+    pub fn has_managed_save_image(&self, obj: &DomainObj, flags: u32) -> Result<bool> {
+        check_flags(flags, 0, "virDomainHasManagedSaveImage")?;
+        obj.info()?;
+        Ok(false)
+    }
+
+    /// `virDomainManagedSaveRemove`: nothing to remove.
+    pub fn managed_save_remove(&self, obj: &DomainObj, flags: u32) -> Result<()> {
+        check_flags(flags, 0, "virDomainManagedSaveRemove")?;
+        obj.info()?;
+        Ok(())
     }
 
     /// Per-domain statistics (see [`stats`]).

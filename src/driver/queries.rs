@@ -48,7 +48,14 @@ fn live_interfaces<T>(obj: &DomainObj, f: impl FnOnce(&[Interface]) -> T) -> Res
 impl Driver {
     /// `virDomainBlockStats(Flags)`: one disk's counters (by target or
     /// source path), or every disk's summed for an empty `path`.
-    pub async fn block_stats(&self, obj: &Arc<DomainObj>, path: &str) -> Result<BlockIo> {
+    pub async fn block_stats(
+        &self,
+        obj: &Arc<DomainObj>,
+        path: &str,
+        flags: u32,
+    ) -> Result<BlockIo> {
+        // VIR_TYPED_PARAM_STRING_OKAY
+        super::check_flags(flags, 4, "virDomainBlockStatsFlags")?;
         let s = self.stats(obj).await?;
         stats::block_io(&s, path)
     }

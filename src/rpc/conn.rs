@@ -59,7 +59,9 @@ impl Drop for StreamHandle {
 
 pub struct Conn {
     pub shared: std::sync::Arc<Shared>,
-    pub readonly: bool,
+    /// A read-only socket's connection, or one opened with
+    /// `VIR_CONNECT_RO`.
+    readonly: AtomicBool,
     pub opened: AtomicBool,
     out: mpsc::Sender<Vec<u8>>,
     callbacks: Mutex<HashMap<i32, Callback>>,
@@ -78,13 +80,23 @@ impl Conn {
     pub fn new(shared: std::sync::Arc<Shared>, readonly: bool, out: mpsc::Sender<Vec<u8>>) -> Self {
         Conn {
             shared,
-            readonly,
+            readonly: AtomicBool::new(readonly),
             opened: AtomicBool::new(false),
             out,
             callbacks: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             event_task: Mutex::new(None),
         }
+    }
+
+    pub fn is_readonly(&self) -> bool {
+        self.readonly.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Makes the connection read-only from now on.
+    pub fn set_readonly(&self) {
+        self.readonly
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn driver(&self) -> &Driver {

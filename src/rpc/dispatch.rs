@@ -128,16 +128,6 @@ fn void() -> Result<Outcome> {
     Ok(Outcome::Reply(Vec::new()))
 }
 
-fn no_flags(flags: u32, mask: u32, function: &str) -> Result<()> {
-    if flags & !mask != 0 {
-        return Err(Error::invalid_arg(format!(
-            "unsupported flags (0x{:x}) in function {function}",
-            flags & !mask
-        )));
-    }
-    Ok(())
-}
-
 fn dom_of(obj: &DomainObj) -> Result<Dom> {
     let i = obj.info()?;
     Ok(Dom {
@@ -174,7 +164,7 @@ pub fn unsupported(proc_: i32) -> Error {
 
 /// Runs one call of the remote program.
 pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
-    if conn.readonly
+    if conn.is_readonly()
         && let Some(e) = read_only_refusal(proc_, p)
     {
         return Err(e);
@@ -209,18 +199,8 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         CONNECT_OPEN => {
             let a: OpenArgs = args(p)?;
-            let name = a.name.unwrap_or_default();
-            let ok = name.is_empty()
-                || name == URI
-                || name == "qemu:///"
-                || name == "qemu://"
-                || name == "qemu";
-            if !ok {
-                return Err(Error::new(
-                    ErrorCode::NoConnect,
-                    ErrorDomain::None,
-                    format!("no connection driver available for {name}"),
-                ));
+            if drv.connect_open(a.name.as_deref().unwrap_or_default(), a.flags)? {
+                conn.set_readonly();
             }
             conn.opened.store(true, Ordering::SeqCst);
             void()
@@ -270,20 +250,17 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }),
         NODE_GET_CPU_STATS => {
             let a: NodeCpuStatsArgs = args(p)?;
-            no_flags(a.flags, 0, "virNodeGetCPUStats")?;
-            let s = host::cpu_stats(a.cpu_num)?;
+            let s = host::node_get_cpu_stats(a.cpu_num, a.flags)?;
             node_stats(&s, &["kernel", "user", "idle", "iowait"], a.nparams)
         }
         NODE_GET_MEMORY_STATS => {
             let a: NodeMemoryStatsArgs = args(p)?;
-            no_flags(a.flags, 0, "virNodeGetMemoryStats")?;
-            let s = host::memory_stats(a.cell_num)?;
+            let s = host::node_get_memory_stats(a.cell_num, a.flags)?;
             node_stats(&s, &["total", "free", "buffers", "cached"], a.nparams)
         }
         NODE_GET_CPU_MAP => {
             let a: CpuMapArgs = args(p)?;
-            no_flags(a.flags, 0, "virNodeGetCPUMap")?;
-            let map = host::cpu_map();
+            let map = host::node_get_cpu_map(a.flags)?;
             let mut bits = vec![0u8; map.len().div_ceil(8)];
             for (i, on) in map.iter().enumerate() {
                 if *on {
@@ -302,9 +279,9 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }),
         CONNECT_GET_DOMAIN_CAPABILITIES => {
             let a: DomainCapsArgs = args(p)?;
-            no_flags(a.flags, 0, "virConnectGetDomainCapabilities")?;
             let s = |o: &Option<String>| o.clone().unwrap_or_default();
             let xml = host::domain_capabilities_xml(
+                a.flags,
                 &s(&a.emulatorbin),
                 &s(&a.arch),
                 &s(&a.machine),
@@ -314,9 +291,8 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         CONNECT_GET_SYSINFO => {
             let a: U32Val = args(p)?;
-            no_flags(a.value, 0, "virConnectGetSysinfo")?;
             reply(&StringRet {
-                value: host::sysinfo_xml(),
+                value: host::connect_get_sysinfo(a.value)?,
             })
         }
 
@@ -386,9 +362,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_DEFINE_XML_FLAGS => {
             let a: XmlFlagsArgs = args(p)?;
-            // VALIDATE (1): the parser validates every definition anyway.
-            no_flags(a.flags, 1, "virDomainDefineXMLFlags")?;
-            let obj = drv.define_xml(&a.xml).await?;
+            let obj = drv.define_xml_flags(&a.xml, a.flags).await?;
             reply(&DomRet { dom: dom_of(&obj)? })
         }
         DOMAIN_CREATE_XML => {
@@ -439,37 +413,32 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_SHUTDOWN => {
             let a: DomArgs = args(p)?;
-            drv.shutdown(&lookup(&a.dom)?).await?;
+            drv.shutdown(&lookup(&a.dom)?, 0).await?;
             void()
         }
         DOMAIN_SHUTDOWN_FLAGS => {
             let a: DomFlagsArgs = args(p)?;
-            // ACPI power button (1) is the only way oxvirt shuts down.
-            no_flags(a.flags, 1, "virDomainShutdownFlags")?;
-            drv.shutdown(&lookup(&a.dom)?).await?;
+            drv.shutdown(&lookup(&a.dom)?, a.flags).await?;
             void()
         }
         DOMAIN_DESTROY => {
             let a: DomArgs = args(p)?;
-            drv.destroy(&lookup(&a.dom)?).await?;
+            drv.destroy(&lookup(&a.dom)?, 0).await?;
             void()
         }
         DOMAIN_DESTROY_FLAGS => {
             let a: DomFlagsArgs = args(p)?;
-            no_flags(a.flags, 1, "virDomainDestroyFlags")?;
-            drv.destroy(&lookup(&a.dom)?).await?;
+            drv.destroy(&lookup(&a.dom)?, a.flags).await?;
             void()
         }
         DOMAIN_REBOOT => {
             let a: DomFlagsArgs = args(p)?;
-            no_flags(a.flags, 1, "virDomainReboot")?;
-            drv.reboot(&lookup(&a.dom)?).await?;
+            drv.reboot(&lookup(&a.dom)?, a.flags).await?;
             void()
         }
         DOMAIN_RESET => {
             let a: DomFlagsArgs = args(p)?;
-            no_flags(a.flags, 0, "virDomainReset")?;
-            drv.reset(&lookup(&a.dom)?).await?;
+            drv.reset(&lookup(&a.dom)?, a.flags).await?;
             void()
         }
         DOMAIN_SUSPEND => {
@@ -497,11 +466,10 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_GET_STATE => {
             let a: DomFlagsArgs = args(p)?;
-            no_flags(a.flags, 0, "virDomainGetState")?;
-            let i = lookup(&a.dom)?.info()?;
+            let (state, reason) = drv.get_state(&*lookup(&a.dom)?, a.flags)?;
             reply(&StateRet {
-                state: i.state as i32,
-                reason: i.reason,
+                state: state as i32,
+                reason,
             })
         }
         DOMAIN_GET_OS_TYPE => {
@@ -589,8 +557,10 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_HAS_MANAGED_SAVE_IMAGE => {
             let a: DomFlagsArgs = args(p)?;
-            lookup(&a.dom)?.info()?;
-            reply(&I32Val { value: 0 })
+            let has = drv.has_managed_save_image(&*lookup(&a.dom)?, a.flags)?;
+            reply(&I32Val {
+                value: i32::from(has),
+            })
         }
         DOMAIN_GET_MESSAGES => {
             let a: DomFlagsArgs = args(p)?;
@@ -604,20 +574,13 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_MEMORY_STATS => {
             let a: MemoryStatsArgs = args(p)?;
-            no_flags(a.flags, 0, "virDomainMemoryStats")?;
-            let s = drv.stats(&lookup(&a.dom)?).await?;
-            if s.info.id.is_none() {
-                return Err(Error::operation_invalid("domain is not running"));
-            }
-            // Tags: 6 actual balloon, 7 rss.
-            let mut stats = vec![MemoryStat {
-                tag: 6,
-                val: s.info.memory_kib,
-            }];
-            if let Some(rss) = s.rss_kib {
-                stats.push(MemoryStat { tag: 7, val: rss });
-            }
-            stats.truncate(a.max_stats.min(13) as usize);
+            // REMOTE_DOMAIN_MEMORY_STATS_MAX
+            let stats = drv
+                .memory_stats(&lookup(&a.dom)?, a.max_stats.min(1024), a.flags)
+                .await?
+                .into_iter()
+                .map(|(tag, val)| MemoryStat { tag, val })
+                .collect();
             reply(&MemoryStatsRet { stats })
         }
         DOMAIN_GET_VCPUS => {
@@ -675,7 +638,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_BLOCK_STATS => {
             let a: DomStringArgs = args(p)?;
-            let io = drv.block_stats(&lookup(&a.dom)?, &a.value).await?;
+            let io = drv.block_stats(&lookup(&a.dom)?, &a.value, 0).await?;
             let v = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
             reply(&BlockStatsRet {
                 rd_req: v(io.rd_reqs),
@@ -690,8 +653,6 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_BLOCK_STATS_FLAGS => {
             let a: BlockStatsFlagsArgs = args(p)?;
-            // VIR_TYPED_PARAM_STRING_OKAY
-            no_flags(a.flags, 4, "virDomainBlockStatsFlags")?;
             if !(0..=BLOCK_STATS_PARAMETERS_MAX).contains(&a.nparams) {
                 return Err(Error::new(
                     ErrorCode::Rpc,
@@ -699,7 +660,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
                     "nparams too large",
                 ));
             }
-            let io = drv.block_stats(&lookup(&a.dom)?, &a.path).await?;
+            let io = drv.block_stats(&lookup(&a.dom)?, &a.path, a.flags).await?;
             let all = block_params(&io);
             if a.nparams == 0 {
                 return reply(&TypedParamsRet {
@@ -715,22 +676,16 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         CONNECT_GET_ALL_DOMAIN_STATS => {
             let a: GetAllDomainStatsArgs = args(p)?;
-            // List filters (ACTIVE ... OTHER); NOWAIT, BACKING and
-            // ENFORCE_STATS change nothing here.
-            no_flags(a.flags, 0xff | 7 << 29, "virConnectGetAllDomainStats")?;
-            let objs = if a.doms.is_empty() {
-                drv.list(a.flags & 0xff)?
+            let doms = if a.doms.is_empty() {
+                None
             } else {
-                a.doms.iter().map(&lookup).collect::<Result<Vec<_>>>()?
+                Some(a.doms.iter().map(&lookup).collect::<Result<Vec<_>>>()?)
             };
             let mut ret_stats = Vec::new();
-            for obj in objs {
-                let Ok(s) = drv.stats(&obj).await else {
-                    continue;
-                };
+            for (obj, record) in drv.get_all_domain_stats(doms, a.stats, a.flags).await? {
                 ret_stats.push(DomainStatsRecord {
                     dom: dom_of(&obj)?,
-                    params: stats::record(&s, a.stats)
+                    params: record
                         .into_iter()
                         .map(|(field, v)| TypedParam {
                             field,
@@ -808,9 +763,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         // ---- console -------------------------------------------------
         DOMAIN_OPEN_CONSOLE => {
             let a: OpenConsoleArgs = args(p)?;
-            // FORCE 1, SAFE 2
-            no_flags(a.flags, 1 | 2, "virDomainOpenConsole")?;
-            let path = drv.console_pty(&*lookup(&a.dom)?, a.dev_name.as_deref())?;
+            let path = drv.console_pty(&*lookup(&a.dom)?, a.dev_name.as_deref(), a.flags)?;
             Ok(Outcome::Console(super::stream::open_pty(&path)?))
         }
 
