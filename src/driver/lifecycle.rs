@@ -100,26 +100,6 @@ fn cids_in_use(inner: &Inner, except: &uuid::Uuid) -> Vec<u32> {
         .collect()
 }
 
-/// Asks the guest's balloon for `kib` of memory (the VMM's size in
-/// pages minus what it should keep).
-pub(super) async fn balloon_to(vmm: &Vmm, kib: u64) -> Result<()> {
-    let vmm_kib = vmm.config.memory_mib.saturating_mul(1024);
-    let pages = vmm_kib.saturating_sub(kib) / 4;
-    vmm.control
-        .execute_with(
-            "balloon-set",
-            Some(serde_json::json!({ "num-pages": pages })),
-        )
-        .await
-        .map(|_| ())
-}
-
-/// The memory a guest has when its balloon holds `pages` 4 KiB pages.
-fn ballooned_kib(vmm: &Vmm, max_kib: u64, pages: u64) -> u64 {
-    let vmm_kib = vmm.config.memory_mib.saturating_mul(1024);
-    vmm_kib.saturating_sub(pages.saturating_mul(4)).min(max_kib)
-}
-
 fn write_status(inner: &Inner, obj: &DomainObj) {
     let d = obj.data();
     let Some(live) = d.live.as_ref() else { return };
@@ -184,7 +164,7 @@ pub(super) async fn start_locked(
     let p = paths(inner, &name, &obj.uuid);
     let (vmm, watch, status) = spawn_checked(inner, &p, config, &taps.fds()).await?;
     if let Some(kib) = plan.balloon_target_kib
-        && let Err(e) = balloon_to(&vmm, kib).await
+        && let Err(e) = vmm.balloon_to(kib).await
     {
         tracing::warn!(domain = name, "cannot set the balloon: {e}");
     }
@@ -311,7 +291,7 @@ fn balloon_changed(inner: &Inner, obj: &Arc<DomainObj>, vmm: &Vmm, generation: u
         let Some(live) = d.live.as_mut().filter(|l| l.generation == generation) else {
             return;
         };
-        let kib = ballooned_kib(vmm, live.def.memory_kib, pages);
+        let kib = vmm.ballooned_kib(live.def.memory_kib, pages);
         if live.def.current_memory_kib == kib {
             return;
         }
@@ -442,7 +422,7 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
     match spawn_checked(inner, &p, config, &fds).await {
         Ok((vmm, watch, status)) => {
             if let Some(kib) = balloon_kib
-                && let Err(e) = balloon_to(&vmm, kib).await
+                && let Err(e) = vmm.balloon_to(kib).await
             {
                 tracing::warn!(domain = name, "cannot set the balloon: {e}");
             }
