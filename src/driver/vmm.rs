@@ -1,6 +1,6 @@
 //! One `oxvirt-vmm` process: spawning it, connecting to its control
 //! socket, re-attaching to it after a daemon restart, setting its balloon,
-//! stopping it.
+//! stopping it. `supervise.rs` decides when; this is the mechanism.
 
 use std::fs::OpenOptions;
 use std::os::fd::RawFd;
