@@ -336,7 +336,7 @@ impl Driver {
             }
         };
         if let Some(vmm) = live_vmm {
-            lifecycle::balloon_to(&vmm, kib).await?;
+            vmm.balloon_to(kib).await?;
             tracing::info!(domain = name, kib, "balloon target set");
         }
         if let Some(def) = config_def {

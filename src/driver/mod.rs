@@ -26,6 +26,7 @@ pub mod state;
 pub mod stats;
 pub mod storage;
 pub mod store;
+mod supervise;
 pub mod tuning;
 pub mod vcpus;
 pub mod vmm;
@@ -212,7 +213,7 @@ impl Driver {
                 tracing::error!(domain = name, "skipping domain config: {e}");
             }
         }
-        lifecycle::reattach_all(&drv.inner).await;
+        supervise::reattach_all(&drv.inner).await;
         let next = drv.inner.registry.max_id() + 1;
         drv.inner.next_id.store(next, Ordering::SeqCst);
         // Ask KVM about the host in the background, so the first

@@ -1,5 +1,6 @@
-//! Questions about a running guest's devices that every front end asks
-//! the same way: block and interface statistics, interface addresses.
+//! Questions about a guest's devices that every front end asks the same
+//! way: block and interface statistics, interface addresses, block info,
+//! and the (empty) snapshot list.
 
 use std::sync::Arc;
 

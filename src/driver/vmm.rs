@@ -1,5 +1,6 @@
 //! One `oxvirt-vmm` process: spawning it, connecting to its control
-//! socket, re-attaching to it after a daemon restart, stopping it.
+//! socket, re-attaching to it after a daemon restart, setting its balloon,
+//! stopping it. `supervise.rs` decides when; this is the mechanism.
 
 use std::fs::OpenOptions;
 use std::os::fd::RawFd;
@@ -285,6 +286,26 @@ impl Vmm {
                 ),
             ))
         }
+    }
+
+    /// Asks the guest's balloon for `kib` of memory (the VMM's size in
+    /// pages minus what it should keep).
+    pub async fn balloon_to(&self, kib: u64) -> Result<()> {
+        let vmm_kib = self.config.memory_mib.saturating_mul(1024);
+        let pages = vmm_kib.saturating_sub(kib) / 4;
+        self.control
+            .execute_with(
+                "balloon-set",
+                Some(serde_json::json!({ "num-pages": pages })),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// The memory a guest has when its balloon holds `pages` 4 KiB pages.
+    pub fn ballooned_kib(&self, max_kib: u64, pages: u64) -> u64 {
+        let vmm_kib = self.config.memory_mib.saturating_mul(1024);
+        vmm_kib.saturating_sub(pages.saturating_mul(4)).min(max_kib)
     }
 
     /// Removes the files this VMM's start created.

@@ -8,15 +8,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+use virtio_bindings::virtio_ids::VIRTIO_ID_BALLOON;
 use virtio_queue::QueueT;
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::worker::{Handler, Poll, WorkQueue, Worker};
-use super::{Activation, Interrupt, TYPE_BALLOON, VirtioDevice};
+use super::{Activation, Interrupt, VirtioDevice};
 use crate::vmm::memory::GuestMemory;
 
-pub const F_STATS_VQ: u64 = 1 << 1;
+/// `VIRTIO_BALLOON_F_STATS_VQ`: kept here, `virtio_bindings` has no
+/// `virtio_balloon` module.
+pub const F_STATS_VQ: u64 = super::feature(1);
 const PAGE: u64 = 4096;
 
 const STAT_NAMES: [&str; 10] = [
@@ -244,7 +247,7 @@ impl Handler for BalloonWorker {
 
 impl VirtioDevice for Balloon {
     fn device_type(&self) -> u32 {
-        TYPE_BALLOON
+        VIRTIO_ID_BALLOON
     }
     fn queue_max_sizes(&self) -> Vec<u16> {
         vec![128, 128, 16]

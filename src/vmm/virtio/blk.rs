@@ -5,6 +5,13 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO,
+    VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR,
+    VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH,
+    VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_WRITE_ZEROES,
+};
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::{DescriptorChain, Queue, QueueT};
 
 use super::blk_merge::{self, Span};
@@ -13,7 +20,7 @@ use super::disk::{self, Disk};
 use super::iov;
 use super::stats::BlkStats;
 use super::worker::{Handler, Poll, WorkQueue, Worker};
-use super::{Activation, Interrupt, TYPE_BLOCK, VirtioDevice};
+use super::{Activation, Interrupt, VirtioDevice, feature};
 use crate::vmm::memory::GuestMemory;
 
 pub const SECTOR: u64 = 512;
@@ -23,26 +30,20 @@ pub const MAX_REQUEST: usize = 16 << 20;
 const SEG_MAX: u32 = 126;
 const MAX_WRITE_ZEROES_SECTORS: u32 = 1 << 16;
 
-pub const F_SEG_MAX: u64 = 1 << 2;
-pub const F_RO: u64 = 1 << 5;
-pub const F_BLK_SIZE: u64 = 1 << 6;
-pub const F_FLUSH: u64 = 1 << 9;
-pub const F_DISCARD: u64 = 1 << 13;
-pub const F_WRITE_ZEROES: u64 = 1 << 14;
+pub const F_SEG_MAX: u64 = feature(VIRTIO_BLK_F_SEG_MAX);
+pub const F_RO: u64 = feature(VIRTIO_BLK_F_RO);
+pub const F_BLK_SIZE: u64 = feature(VIRTIO_BLK_F_BLK_SIZE);
+pub const F_FLUSH: u64 = feature(VIRTIO_BLK_F_FLUSH);
+pub const F_DISCARD: u64 = feature(VIRTIO_BLK_F_DISCARD);
+pub const F_WRITE_ZEROES: u64 = feature(VIRTIO_BLK_F_WRITE_ZEROES);
 
-pub const T_IN: u32 = 0;
-pub const T_OUT: u32 = 1;
-pub const T_FLUSH: u32 = 4;
-pub const T_GET_ID: u32 = 8;
-pub const T_DISCARD: u32 = 11;
-pub const T_WRITE_ZEROES: u32 = 13;
-
-pub const S_OK: u8 = 0;
-pub const S_IOERR: u8 = 1;
-pub const S_UNSUPP: u8 = 2;
+/// Status bytes (`VIRTIO_BLK_S_*`, which `virtio_bindings` types `u32`).
+pub const S_OK: u8 = VIRTIO_BLK_S_OK as u8;
+pub const S_IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
+pub const S_UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
 
 /// Length of the GET_ID answer.
-const ID_LEN: usize = 20;
+const ID_LEN: usize = VIRTIO_BLK_ID_BYTES as usize;
 
 /// A read or write taken out of its chain: guest memory, disk offset and
 /// where its status byte goes.
@@ -158,8 +159,8 @@ impl BlkCore {
             let sector = u64::from_le_bytes(hdr[8..16].try_into().unwrap_or([0; 8]));
             let data_in = iov::range(&b.writable, 0, wlen - 1).unwrap_or_default();
             let data_out = iov::range(&b.readable, 16, rlen - 16).unwrap_or_default();
-            let write = ty == T_OUT && !self.readonly;
-            if ty == T_IN || write {
+            let write = ty == VIRTIO_BLK_T_OUT && !self.readonly;
+            if ty == VIRTIO_BLK_T_IN || write {
                 let data = if write { data_out } else { data_in };
                 let len = iov::total(&data);
                 let off = (len <= MAX_REQUEST && (len as u64).is_multiple_of(SECTOR))
@@ -175,7 +176,7 @@ impl BlkCore {
                         started: Instant::now(),
                     });
                 }
-            } else if ty != T_OUT {
+            } else if ty != VIRTIO_BLK_T_OUT {
                 return Step::Other(Other {
                     ty,
                     out: data_out,
@@ -337,19 +338,19 @@ impl BlkCore {
     /// the data bytes it wrote to the guest.
     fn dispatch(&mut self, ty: u32, out: &[iov::Slice<'_>], inp: &[iov::Slice<'_>]) -> (u8, usize) {
         match ty {
-            T_OUT => (S_IOERR, 0),
-            T_FLUSH => {
+            VIRTIO_BLK_T_OUT => (S_IOERR, 0),
+            VIRTIO_BLK_T_FLUSH => {
                 self.stats.flushes.inc();
                 let started = Instant::now();
                 let ok = self.readonly || self.disk.flush().is_ok();
                 self.stats.flush_ns.add(elapsed_ns(started));
                 if ok { (S_OK, 0) } else { (S_IOERR, 0) }
             }
-            T_GET_ID => {
+            VIRTIO_BLK_T_GET_ID => {
                 let n = iov::total(inp).min(ID_LEN);
                 (S_OK, iov::write_from(inp, &self.serial[..n]))
             }
-            T_WRITE_ZEROES | T_DISCARD => {
+            VIRTIO_BLK_T_WRITE_ZEROES | VIRTIO_BLK_T_DISCARD => {
                 if self.readonly {
                     return (S_IOERR, 0);
                 }
@@ -378,7 +379,7 @@ impl BlkCore {
         let Some(off) = self.range(sector, len) else {
             return S_IOERR;
         };
-        let r = if ty == T_DISCARD {
+        let r = if ty == VIRTIO_BLK_T_DISCARD {
             self.disk.discard(off, len)
         } else {
             self.disk.write_zeroes(off, len)
@@ -545,7 +546,7 @@ impl Drop for BlkWorker {
 
 impl VirtioDevice for Blk {
     fn device_type(&self) -> u32 {
-        TYPE_BLOCK
+        VIRTIO_ID_BLOCK
     }
     fn queue_max_sizes(&self) -> Vec<u16> {
         vec![QUEUE_SIZE]

@@ -6,6 +6,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
+use virtio_bindings::virtio_blk::{VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::blk::{self, BlkCore, sweep};
@@ -106,11 +107,15 @@ fn request(mem: &GuestMemory, i: u16, ty: u32, sector: u64, len: u32, split: boo
     mem.write_obj(ty, GuestAddress(hdr)).unwrap();
     mem.write_obj(0u32, GuestAddress(hdr + 4)).unwrap();
     mem.write_obj(sector, GuestAddress(hdr + 8)).unwrap();
-    let data_flags = if ty == blk::T_IN { NEXT | WRITE } else { NEXT };
+    let data_flags = if ty == VIRTIO_BLK_T_IN {
+        NEXT | WRITE
+    } else {
+        NEXT
+    };
     let d0 = 4 * i;
     let data = DATA + u64::from(i) * 4096;
     desc(mem, d0, hdr, 16, NEXT, d0 + 1);
-    if ty == blk::T_FLUSH {
+    if ty == VIRTIO_BLK_T_FLUSH {
         desc(mem, d0 + 1, STATUS + u64::from(i), 1, WRITE, 0);
         return d0;
     }
@@ -174,12 +179,12 @@ fn adjacent_writes_and_reads_merge_per_direction() {
     // Three adjacent writes (the second in two pieces), then two adjacent
     // reads of what they wrote, then a read elsewhere.
     let heads = [
-        request(&mem, 0, blk::T_OUT, 8, 1024, false),
-        request(&mem, 1, blk::T_OUT, 10, 1024, true),
-        request(&mem, 2, blk::T_OUT, 12, 1024, false),
-        request(&mem, 3, blk::T_IN, 8, 1024, false),
-        request(&mem, 4, blk::T_IN, 10, 2048, false),
-        request(&mem, 5, blk::T_IN, 40, 512, false),
+        request(&mem, 0, VIRTIO_BLK_T_OUT, 8, 1024, false),
+        request(&mem, 1, VIRTIO_BLK_T_OUT, 10, 1024, true),
+        request(&mem, 2, VIRTIO_BLK_T_OUT, 12, 1024, false),
+        request(&mem, 3, VIRTIO_BLK_T_IN, 8, 1024, false),
+        request(&mem, 4, VIRTIO_BLK_T_IN, 10, 2048, false),
+        request(&mem, 5, VIRTIO_BLK_T_IN, 40, 512, false),
     ];
     publish(&mem, &heads);
     assert!(sweep(&mut c, None, &mut q, &mem));
@@ -226,7 +231,7 @@ fn a_failing_request_fails_alone() {
     let (mut c, log) = core(6 * 512..7 * 512);
     let stats = c.stats.clone();
     let heads: Vec<u16> = (0..4u16)
-        .map(|i| request(&mem, i, blk::T_IN, 4 + u64::from(i), 512, false))
+        .map(|i| request(&mem, i, VIRTIO_BLK_T_IN, 4 + u64::from(i), 512, false))
         .collect();
     publish(&mem, &heads);
     sweep(&mut c, None, &mut q, &mem);
@@ -264,10 +269,10 @@ fn flush_waits_for_the_writes_before_it() {
     let mut q = blk_queue(&mem);
     let (mut c, log) = core(0..0);
     let heads = [
-        request(&mem, 0, blk::T_OUT, 0, 512, false),
-        request(&mem, 1, blk::T_OUT, 1, 512, false),
-        request(&mem, 2, blk::T_FLUSH, 0, 0, false),
-        request(&mem, 3, blk::T_OUT, 2, 512, false),
+        request(&mem, 0, VIRTIO_BLK_T_OUT, 0, 512, false),
+        request(&mem, 1, VIRTIO_BLK_T_OUT, 1, 512, false),
+        request(&mem, 2, VIRTIO_BLK_T_FLUSH, 0, 0, false),
+        request(&mem, 3, VIRTIO_BLK_T_OUT, 2, 512, false),
     ];
     publish(&mem, &heads);
     sweep(&mut c, None, &mut q, &mem);
@@ -292,9 +297,9 @@ fn read_only_disk_fails_writes_inside_a_sweep() {
     let (mut c, log) = core(0..0);
     c.readonly = true;
     let heads = [
-        request(&mem, 0, blk::T_IN, 0, 512, false),
-        request(&mem, 1, blk::T_OUT, 1, 512, false),
-        request(&mem, 2, blk::T_IN, 1, 512, false),
+        request(&mem, 0, VIRTIO_BLK_T_IN, 0, 512, false),
+        request(&mem, 1, VIRTIO_BLK_T_OUT, 1, 512, false),
+        request(&mem, 2, VIRTIO_BLK_T_IN, 1, 512, false),
     ];
     publish(&mem, &heads);
     sweep(&mut c, None, &mut q, &mem);

@@ -5,10 +5,11 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
+use virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE;
 use virtio_queue::{QueueOwnedT, QueueT};
 
 use super::worker::{Handler, Home, Lent, Poll, WorkQueue, Worker, reclaim};
-use super::{Activation, Interrupt, TYPE_CONSOLE, VirtioDevice};
+use super::{Activation, Interrupt, VirtioDevice};
 use crate::vmm::config::SerialConfig;
 use crate::vmm::error::Result;
 use crate::vmm::memory::GuestMemory;
@@ -179,7 +180,7 @@ impl Handler for ConsoleWorker {
 
 impl VirtioDevice for Console {
     fn device_type(&self) -> u32 {
-        TYPE_CONSOLE
+        VIRTIO_ID_CONSOLE
     }
     fn queue_max_sizes(&self) -> Vec<u16> {
         vec![64, 64]

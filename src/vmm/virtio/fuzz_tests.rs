@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use virtio_bindings::virtio_blk::{VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
 use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -61,17 +62,17 @@ fn well_formed_read_and_rejections() {
     let mut q = queue(&mem);
     let mut c = core(true);
     // IN of one sector at sector 1.
-    header(&mem, 0x10000, blk::T_IN, 1);
+    header(&mem, 0x10000, VIRTIO_BLK_T_IN, 1);
     desc(&mem, 0, 0x10000, 16, NEXT, 1);
     desc(&mem, 1, 0x11000, 512, NEXT | WRITE, 2);
     desc(&mem, 2, 0x12000, 1, WRITE, 0);
     // OUT on a read-only disk.
-    header(&mem, 0x10100, blk::T_OUT, 0);
+    header(&mem, 0x10100, VIRTIO_BLK_T_OUT, 0);
     desc(&mem, 3, 0x10100, 16, NEXT, 4);
     desc(&mem, 4, 0x13000, 512, NEXT, 5);
     desc(&mem, 5, 0x12001, 1, WRITE, 0);
     // IN beyond the end of the disk.
-    header(&mem, 0x10200, blk::T_IN, 1 << 40);
+    header(&mem, 0x10200, VIRTIO_BLK_T_IN, 1 << 40);
     desc(&mem, 6, 0x10200, 16, NEXT, 7);
     desc(&mem, 7, 0x14000, 512, NEXT | WRITE, 8);
     desc(&mem, 8, 0x12002, 1, WRITE, 0);
@@ -79,7 +80,7 @@ fn well_formed_read_and_rejections() {
     desc(&mem, 9, 0x10000, 16, NEXT, 10);
     desc(&mem, 10, 0x12003, 1, NEXT | WRITE, 9);
     // Data outside guest memory.
-    header(&mem, 0x10300, blk::T_IN, 0);
+    header(&mem, 0x10300, VIRTIO_BLK_T_IN, 0);
     desc(&mem, 11, 0x10300, 16, NEXT, 12);
     desc(&mem, 12, MEM_SIZE - 16, 4096, NEXT | WRITE, 13);
     desc(&mem, 13, 0x12004, 1, WRITE, 0);
@@ -268,13 +269,13 @@ fn malicious_indirect_chains_are_rejected() {
     let mut c = core(false);
     let (t0, t1, t2, t3, t4) = (0x20000u64, 0x20100, 0x20200, 0x20300, 0x20400);
     // 0: a well-formed OUT through an indirect table: accepted.
-    header(&mem, 0x10000, blk::T_OUT, 2);
+    header(&mem, 0x10000, VIRTIO_BLK_T_OUT, 2);
     desc_at(&mem, t0, 0, 0x10000, 16, NEXT, 1);
     desc_at(&mem, t0, 1, 0x11000, 512, NEXT, 2);
     desc_at(&mem, t0, 2, 0x12000, 1, WRITE, 0);
     desc(&mem, 0, t0, 48, INDIRECT, 0);
     // 1: an indirect table whose entries loop (0 -> 1 -> 0).
-    header(&mem, 0x10100, blk::T_OUT, 3);
+    header(&mem, 0x10100, VIRTIO_BLK_T_OUT, 3);
     desc_at(&mem, t1, 0, 0x10100, 16, NEXT, 1);
     desc_at(&mem, t1, 1, 0x11000, 512, NEXT, 0);
     desc(&mem, 1, t1, 32, INDIRECT, 0);
@@ -285,18 +286,18 @@ fn malicious_indirect_chains_are_rejected() {
     desc(&mem, 3, MEM_SIZE + 0x1000, 48, INDIRECT, 0);
     desc(&mem, 4, t0, 47, INDIRECT, 0);
     // 5: a data buffer of nearly 4 GiB, and one wrapping the address space.
-    header(&mem, 0x10200, blk::T_OUT, 4);
+    header(&mem, 0x10200, VIRTIO_BLK_T_OUT, 4);
     desc_at(&mem, t3, 0, 0x10200, 16, NEXT, 1);
     desc_at(&mem, t3, 1, 0x11000, 0xffff_f000, NEXT, 2);
     desc_at(&mem, t3, 2, 0x12005, 1, WRITE, 0);
     desc(&mem, 5, t3, 48, INDIRECT, 0);
-    header(&mem, 0x10300, blk::T_OUT, 5);
+    header(&mem, 0x10300, VIRTIO_BLK_T_OUT, 5);
     desc_at(&mem, t4, 0, 0x10300, 16, NEXT, 1);
     desc_at(&mem, t4, 1, u64::MAX - 0x100, 0x200, NEXT, 2);
     desc_at(&mem, t4, 2, 0x12006, 1, WRITE, 0);
     desc(&mem, 6, t4, 48, INDIRECT, 0);
     // 7: a readable descriptor after a writable one (status in the middle).
-    header(&mem, 0x10400, blk::T_OUT, 6);
+    header(&mem, 0x10400, VIRTIO_BLK_T_OUT, 6);
     desc(&mem, 7, 0x10400, 16, NEXT, 8);
     desc(&mem, 8, 0x12007, 1, WRITE | NEXT, 9);
     desc(&mem, 9, 0x11000, 512, 0, 0);

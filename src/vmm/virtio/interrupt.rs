@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::EventFd;
 
+// The ISR bits stay here: `virtio_bindings` has no `virtio_pci` module
+// (Linux's `VIRTIO_PCI_ISR_CONFIG`); its `VIRTIO_MMIO_INT_*` have the same
+// values but belong to the MMIO transport's register.
+
 /// ISR bit for a used-buffer notification.
 pub const ISR_QUEUE: u8 = 1;
 /// ISR bit for a configuration change.

@@ -39,23 +39,24 @@ use vmm_sys_util::eventfd::EventFd;
 pub use interrupt::Interrupt;
 
 use super::memory::GuestMemory;
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use virtio_queue::Queue;
 
-/// virtio device types.
-pub const TYPE_NET: u32 = 1;
-pub const TYPE_BLOCK: u32 = 2;
-pub const TYPE_CONSOLE: u32 = 3;
-pub const TYPE_RNG: u32 = 4;
-pub const TYPE_BALLOON: u32 = 5;
-pub const TYPE_VSOCK: u32 = 19;
+/// The mask of feature bit number `bit`. `virtio_bindings` gives feature
+/// bits as numbers, as Linux's headers do; this is the one place where a
+/// number becomes a mask.
+pub const fn feature(bit: u32) -> u64 {
+    1 << bit
+}
 
 /// Feature bits common to every device.
-pub const F_VERSION_1: u64 = 1 << 32;
+pub const F_VERSION_1: u64 = feature(VIRTIO_F_VERSION_1);
 /// Descriptors may point at tables of descriptors (virtio-queue's chain
 /// iterator follows them).
-pub const F_INDIRECT_DESC: u64 = 1 << 28;
+pub const F_INDIRECT_DESC: u64 = feature(VIRTIO_RING_F_INDIRECT_DESC);
 /// Notification suppression through the used/avail event indices.
-pub const F_EVENT_IDX: u64 = 1 << 29;
+pub const F_EVENT_IDX: u64 = feature(VIRTIO_RING_F_EVENT_IDX);
 
 /// What a device gets when the driver has finished setting it up.
 pub struct Activation {
@@ -70,7 +71,7 @@ pub struct Activation {
 
 /// One kind of virtio device, independent of the transport.
 pub trait VirtioDevice: Send {
-    /// virtio device type (`TYPE_*`).
+    /// virtio device type (`virtio_bindings::virtio_ids::VIRTIO_ID_*`).
     fn device_type(&self) -> u32;
     /// Maximum size of each queue; the length is the number of queues.
     fn queue_max_sizes(&self) -> Vec<u16>;

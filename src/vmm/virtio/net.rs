@@ -14,6 +14,13 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
+use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
+use virtio_bindings::virtio_net::{
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_ECN,
+    VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_ECN,
+    VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MQ,
+    VIRTIO_NET_S_LINK_UP,
+};
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -22,22 +29,22 @@ use super::net_ctrl::{self, Command};
 use super::stats::NetStats;
 use super::tap::{Tap, VNET_HDR_LEN};
 use super::worker::{Handler, Home, Lent, Poll, WorkQueue, Worker, reclaim};
-use super::{Activation, Interrupt, TYPE_NET, VirtioDevice};
+use super::{Activation, Interrupt, VirtioDevice, feature};
 use crate::vmm::config::NetConfig;
 use crate::vmm::error::{Error, Result};
 use crate::vmm::memory::GuestMemory;
 
-pub const F_CSUM: u64 = 1 << 0;
-pub const F_GUEST_CSUM: u64 = 1 << 1;
-pub const F_MAC: u64 = 1 << 5;
-pub const F_GUEST_TSO4: u64 = 1 << 7;
-pub const F_GUEST_TSO6: u64 = 1 << 8;
-pub const F_GUEST_ECN: u64 = 1 << 9;
-pub const F_HOST_TSO4: u64 = 1 << 11;
-pub const F_HOST_TSO6: u64 = 1 << 12;
-pub const F_HOST_ECN: u64 = 1 << 13;
-pub const F_CTRL_VQ: u64 = 1 << 17;
-pub const F_MQ: u64 = 1 << 22;
+pub const F_CSUM: u64 = feature(VIRTIO_NET_F_CSUM);
+pub const F_GUEST_CSUM: u64 = feature(VIRTIO_NET_F_GUEST_CSUM);
+pub const F_MAC: u64 = feature(VIRTIO_NET_F_MAC);
+pub const F_GUEST_TSO4: u64 = feature(VIRTIO_NET_F_GUEST_TSO4);
+pub const F_GUEST_TSO6: u64 = feature(VIRTIO_NET_F_GUEST_TSO6);
+pub const F_GUEST_ECN: u64 = feature(VIRTIO_NET_F_GUEST_ECN);
+pub const F_HOST_TSO4: u64 = feature(VIRTIO_NET_F_HOST_TSO4);
+pub const F_HOST_TSO6: u64 = feature(VIRTIO_NET_F_HOST_TSO6);
+pub const F_HOST_ECN: u64 = feature(VIRTIO_NET_F_HOST_ECN);
+pub const F_CTRL_VQ: u64 = feature(VIRTIO_NET_F_CTRL_VQ);
+pub const F_MQ: u64 = feature(VIRTIO_NET_F_MQ);
 
 /// Most queue pairs: 2N queues, the control queue and the configuration
 /// vector must fit the 256-entry MSI-X table with a vector each.
@@ -466,7 +473,7 @@ impl Handler for NetWorker {
 
 impl VirtioDevice for Net {
     fn device_type(&self) -> u32 {
-        TYPE_NET
+        VIRTIO_ID_NET
     }
     fn queue_max_sizes(&self) -> Vec<u16> {
         let mut q = vec![256; 2 * self.pairs()];
@@ -492,7 +499,7 @@ impl VirtioDevice for Net {
         let mut c = [0u8; 12];
         c[..6].copy_from_slice(&self.mac);
         // status: link up; max_virtqueue_pairs; mtu: 1500.
-        c[6] = 1;
+        c[6] = VIRTIO_NET_S_LINK_UP as u8;
         c[8..10].copy_from_slice(&(self.pairs() as u16).to_le_bytes());
         c[10..12].copy_from_slice(&1500u16.to_le_bytes());
         super::read_config_bytes(&c, offset, data);

@@ -5,17 +5,24 @@
 //! every other class needs a feature the device does not offer, so it is
 //! answered `VIRTIO_NET_ERR`, as are malformed requests.
 
+use virtio_bindings::virtio_net::{
+    VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, VIRTIO_NET_CTRL_RX,
+    VIRTIO_NET_ERR, VIRTIO_NET_OK,
+};
+
+// The request's bytes, from `virtio_bindings` (which types them `u32`).
+
 /// Status byte: done.
-pub const OK: u8 = 0;
+pub const OK: u8 = VIRTIO_NET_OK as u8;
 /// Status byte: refused.
-pub const ERR: u8 = 1;
+pub const ERR: u8 = VIRTIO_NET_ERR as u8;
 
 /// Command classes.
-pub const CLASS_RX: u8 = 0;
-pub const CLASS_MAC: u8 = 1;
-pub const CLASS_MQ: u8 = 4;
+pub const CLASS_RX: u8 = VIRTIO_NET_CTRL_RX as u8;
+pub const CLASS_MAC: u8 = VIRTIO_NET_CTRL_MAC as u8;
+pub const CLASS_MQ: u8 = VIRTIO_NET_CTRL_MQ as u8;
 /// `VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET`: data is a le16 pair count.
-pub const MQ_VQ_PAIRS_SET: u8 = 0;
+pub const MQ_VQ_PAIRS_SET: u8 = VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET as u8;
 
 /// Longest request looked at; longer ones are refused unread.
 pub const MAX_REQUEST: usize = 64;

@@ -4,10 +4,11 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
+use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
 use virtio_queue::QueueT;
 
 use super::worker::{Handler, Poll, WorkQueue, Worker};
-use super::{Activation, Interrupt, TYPE_RNG, VirtioDevice};
+use super::{Activation, Interrupt, VirtioDevice};
 use crate::vmm::memory::GuestMemory;
 
 /// Most random bytes handed out per buffer.
@@ -58,7 +59,7 @@ impl Handler for RngWorker {
 
 impl VirtioDevice for Rng {
     fn device_type(&self) -> u32 {
-        TYPE_RNG
+        VIRTIO_ID_RNG
     }
     fn queue_max_sizes(&self) -> Vec<u16> {
         vec![256]

@@ -2,15 +2,16 @@
 //! memory by hand, for tests that play the driver (at the fuzz harness's
 //! DESC/AVAIL addresses).
 
+use virtio_bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::fuzz::{AVAIL, DESC};
 use crate::vmm::memory::GuestMemory;
 
-/// `VIRTQ_DESC_F_*`.
-pub const NEXT: u16 = 1;
-pub const WRITE: u16 = 2;
-pub const INDIRECT: u16 = 4;
+/// Descriptor flags (`VRING_DESC_F_*`, `u32` in `virtio_bindings`).
+pub const NEXT: u16 = VRING_DESC_F_NEXT as u16;
+pub const WRITE: u16 = VRING_DESC_F_WRITE as u16;
+pub const INDIRECT: u16 = VRING_DESC_F_INDIRECT as u16;
 
 /// Writes entry `i` of the descriptor table at `table`.
 pub fn desc_at(mem: &GuestMemory, table: u64, i: u16, addr: u64, len: u32, flags: u16, next: u16) {

@@ -16,6 +16,10 @@
 use std::sync::Arc;
 
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
+};
+use virtio_bindings::virtio_ids::{VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_NET};
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -47,10 +51,11 @@ const CMD_MASK: u16 = 0x0407;
 /// Status: capability list present.
 const STATUS_CAPS: u32 = 1 << 4;
 
-/// Device status bits.
-const S_FEATURES_OK: u8 = 8;
-const S_DRIVER_OK: u8 = 4;
-const S_NEEDS_RESET: u8 = 0x40;
+/// Device status bits (`VIRTIO_CONFIG_S_*`, a byte here, `u32` in
+/// `virtio_bindings`).
+const S_FEATURES_OK: u8 = VIRTIO_CONFIG_S_FEATURES_OK as u8;
+const S_DRIVER_OK: u8 = VIRTIO_CONFIG_S_DRIVER_OK as u8;
+const S_NEEDS_RESET: u8 = VIRTIO_CONFIG_S_NEEDS_RESET as u8;
 
 /// virtio vendor capability types.
 const CAP_COMMON: u8 = 1;
@@ -135,9 +140,9 @@ impl VirtioPci {
         c[0] = u32::from(DEVICE_ID_BASE + ty as u16) << 16 | u32::from(VENDOR_VIRTIO);
         c[1] = STATUS_CAPS << 16;
         let class: u32 = match ty {
-            super::TYPE_NET => 0x02_00_00,
-            super::TYPE_BLOCK => 0x01_80_00,
-            super::TYPE_CONSOLE => 0x07_80_00,
+            VIRTIO_ID_NET => 0x02_00_00,
+            VIRTIO_ID_BLOCK => 0x01_80_00,
+            VIRTIO_ID_CONSOLE => 0x07_80_00,
             _ => 0xff_00_00,
         };
         c[2] = class << 8 | 1;

@@ -17,16 +17,19 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use virtio_bindings::virtio_ids::VIRTIO_ID_VSOCK;
 use virtio_queue::QueueT;
 
 use super::worker::{Handler, Poll, WorkQueue, Worker};
-use super::{Activation, Interrupt, TYPE_VSOCK, VirtioDevice};
+use super::{Activation, Interrupt, VirtioDevice};
 use crate::vmm::config::VsockConfig;
 use crate::vmm::error::{Error, Result};
 use crate::vmm::memory::GuestMemory;
 
 pub const HOST_CID: u64 = 2;
 const HDR_LEN: usize = 44;
+// The socket type and operations stay here: `virtio_bindings` has no
+// `virtio_vsock` module (Linux's `VIRTIO_VSOCK_TYPE_STREAM`, `VIRTIO_VSOCK_OP_*`).
 const TYPE_STREAM: u16 = 1;
 pub const OP_REQUEST: u16 = 1;
 pub const OP_RESPONSE: u16 = 2;
@@ -557,7 +560,7 @@ impl Drop for VsockWorker {
 
 impl VirtioDevice for Vsock {
     fn device_type(&self) -> u32 {
-        TYPE_VSOCK
+        VIRTIO_ID_VSOCK
     }
     fn queue_max_sizes(&self) -> Vec<u16> {
         vec![128, 128, 16]

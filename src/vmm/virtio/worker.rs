@@ -6,6 +6,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use virtio_bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::Bytes;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
@@ -15,8 +16,9 @@ use super::Interrupt;
 use crate::vmm::memory::GuestMemory;
 
 const KILL_TOKEN: u64 = u64::MAX;
-/// Avail ring flag: the driver polls and wants no interrupts.
-const VIRTQ_AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// Avail ring flag: the driver polls and wants no interrupts (a `u16`
+/// flag, `u32` in `virtio_bindings`).
+const AVAIL_F_NO_INTERRUPT: u16 = VRING_AVAIL_F_NO_INTERRUPT as u16;
 
 /// Where a device keeps a host resource (a tap, a console backend) while
 /// a worker has it.
@@ -233,7 +235,7 @@ impl WorkQueue {
     }
 
     /// Signals the driver unless it asked not to be: avail flags
-    /// VIRTQ_AVAIL_F_NO_INTERRUPT, or the used event with EVENT_IDX.
+    /// VRING_AVAIL_F_NO_INTERRUPT, or the used event with EVENT_IDX.
     pub fn notify(&mut self, mem: &GuestMemory, irq: &Interrupt) {
         let wanted = if self.queue.event_idx_enabled() {
             self.queue.needs_notification(mem).unwrap_or(true)
@@ -242,7 +244,7 @@ impl WorkQueue {
             let flags: u16 = mem
                 .read_obj(vm_memory::GuestAddress(self.queue.avail_ring()))
                 .unwrap_or(0);
-            flags & VIRTQ_AVAIL_F_NO_INTERRUPT == 0
+            flags & AVAIL_F_NO_INTERRUPT == 0
         };
         if wanted {
             irq.signal_queue(self.index);

@@ -1,0 +1,580 @@
+//! Supervision of the VMM processes that run domains: launching one with
+//! the taps and files its start made, watching it through its pidfd and
+//! the events of its control socket, applying `on_poweroff`, `on_reboot`
+//! and `on_crash` when it exits, booting the guest again in a fresh VMM
+//! after a reset, and re-attaching to the VMMs that outlived a daemon
+//! restart.
+//!
+//! `lifecycle.rs` comes in through [`launch`], [`terminate`] and
+//! [`reattach_all`]; the monitor and what happens on an exit are private.
+//! [`launch`] and [`terminate`] run with the domain's job lock held by
+//! their caller; the monitor takes the job lock itself before it handles
+//! an exit. `vmm.rs` is the process and control-socket wrapper underneath.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::vmm::config::VmConfig;
+use crate::xml::model::chardev::CharSourceType;
+use crate::xml::model::lifecycle::{CrashAction, LifecycleAction};
+use crate::xml::{Domain, FormatFlags, assign_aliases, parse_domain};
+
+use super::Inner;
+use super::domain::{DomainObj, Live};
+use super::hostnet::{self, Taps};
+use super::pidfd::ExitStatus;
+use super::resolve::{self, Plan};
+use super::runtime::{self, HostResources, Status};
+use super::state::{DomainState, EventKind, EventType, detail, paused, running, shutoff};
+use super::vmm::{self, Vmm, VmmPaths, VmmWatch};
+
+/// Runs `def` in a new VMM as `plan` resolved it: makes the taps, spawns
+/// the VMM with their fds and waits until the guest runs, sets the
+/// balloon, then leaves the domain running with the next id, its live
+/// definition (aliases, pty paths, tap names, vsock CID) and a status
+/// file, watched until its VMM exits. Whatever fails removes the taps and
+/// files made so far and kills the VMM. The caller holds the job lock and
+/// emits the STARTED event.
+pub(super) async fn launch(
+    inner: &Arc<Inner>,
+    obj: &Arc<DomainObj>,
+    def: Domain,
+    plan: Plan,
+) -> Result<()> {
+    let name = obj.name();
+    // From here on, whatever fails drops `taps`, which removes them.
+    let taps = hostnet::acquire(&plan.nets, &inner.tap_names)?;
+    let mut config = plan.config;
+    taps.bind(&mut config);
+    let p = paths(inner, &name, &obj.uuid);
+    let (vmm, watch, status) = spawn_checked(inner, &p, config, &taps.fds()).await?;
+    if let Some(kib) = plan.balloon_target_kib
+        && let Err(e) = vmm.balloon_to(kib).await
+    {
+        tracing::warn!(domain = name, "cannot set the balloon: {e}");
+    }
+    let host = HostResources {
+        disks: plan.disks,
+        nets: taps.records(),
+        vsock_cid: plan.vsock_cid,
+    };
+    let id = inner.next_id.fetch_add(1, Ordering::SeqCst);
+    let mut live_def = def;
+    live_def.id = Some(id);
+    assign_aliases(&mut live_def);
+    apply_status(&mut live_def, &status);
+    apply_host(&mut live_def, &host);
+    let generation = inner.generation.fetch_add(1, Ordering::SeqCst);
+    let vmm = Arc::new(vmm);
+    {
+        let mut d = obj.data();
+        d.live = Some(Live {
+            id,
+            def: live_def,
+            vmm: vmm.clone(),
+            generation,
+            restart_requested: false,
+            shutdown_requested: false,
+            host,
+            taps,
+        });
+        d.state = DomainState::Running;
+        d.reason = running::BOOTED;
+    }
+    write_status(inner, obj);
+    spawn_monitor(inner.clone(), obj.clone(), vmm, watch, generation);
+    Ok(())
+}
+
+/// Ends the domain's VMM (SIGTERM, then SIGKILL) and leaves the domain
+/// shut off as destroyed, its taps and runtime files removed (a transient
+/// domain is forgotten). The caller holds the job lock and emits the event.
+pub(super) async fn terminate(inner: &Arc<Inner>, obj: &Arc<DomainObj>, vmm: &Vmm) -> Result<()> {
+    vmm.terminate().await?;
+    finish_stop(inner, obj, shutoff::DESTROYED);
+    Ok(())
+}
+
+/// Re-attaches to every VMM named by a status file that still runs.
+pub(super) async fn reattach_all(inner: &Arc<Inner>) {
+    for st in runtime::load_all(&inner.cfg.run_dir) {
+        if let Err(e) = reattach_one(inner, &st).await {
+            tracing::warn!(domain = st.name, "not re-attaching: {e}");
+            runtime::remove(&inner.cfg.run_dir, &st.name);
+            let _ = std::fs::remove_file(&st.config_file);
+            let _ = std::fs::remove_file(&st.control_socket);
+            for f in resolve::created_files(&st.config) {
+                let _ = std::fs::remove_file(f);
+            }
+            hostnet::release(&st.host.nets);
+        }
+    }
+}
+
+async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
+    let mut live_def = parse_domain(&st.live_xml)?;
+    live_def.id = Some(st.id);
+    // The parser drops generated tap names; the records keep them.
+    apply_host(&mut live_def, &st.host);
+    for n in &st.host.nets {
+        inner.tap_names.reserve(&n.ifname);
+    }
+    let (vmm, watch, status) = vmm::attach(
+        st.pid,
+        &st.control_socket,
+        &st.config_file,
+        st.config.clone(),
+    )
+    .await?;
+    let is_paused = status.get("status").and_then(|s| s.as_str()) == Some("paused");
+    let vmm = Arc::new(vmm);
+    let generation = inner.generation.fetch_add(1, Ordering::SeqCst);
+    let live = Live {
+        id: st.id,
+        def: live_def.clone(),
+        vmm: vmm.clone(),
+        generation,
+        restart_requested: false,
+        shutdown_requested: false,
+        host: st.host.clone(),
+        taps: Taps::default(),
+    };
+    let (state, reason) = if is_paused {
+        (DomainState::Paused, paused::USER)
+    } else {
+        (DomainState::Running, running::BOOTED)
+    };
+    let obj = match inner.registry.by_uuid(&live_def.uuid) {
+        Some(obj) => obj,
+        None => {
+            let obj = DomainObj::new(
+                live_def.uuid,
+                super::domain::DomainData {
+                    name: live_def.name.clone(),
+                    persistent: None,
+                    live: None,
+                    autostart: false,
+                    state,
+                    reason,
+                    removed: false,
+                },
+            );
+            if let Err(e) = inner.registry.insert(obj.clone()) {
+                // Nobody could manage this guest: stop it rather than
+                // leave an unwatched VMM behind.
+                tracing::error!(
+                    domain = st.name,
+                    "cannot take back the guest, stopping it: {e}"
+                );
+                let _ = vmm.pidfd.kill(libc::SIGKILL);
+                return Err(e);
+            }
+            obj
+        }
+    };
+    {
+        let mut d = obj.data();
+        d.live = Some(live);
+        d.state = state;
+        d.reason = reason;
+    }
+    tracing::info!(domain = st.name, pid = st.pid, "re-attached to running VMM");
+    spawn_monitor(inner.clone(), obj, vmm, watch, generation);
+    Ok(())
+}
+
+/// Where the VMM of domain `name` keeps its socket, config and log.
+fn paths(inner: &Inner, name: &str, uuid: &Uuid) -> VmmPaths {
+    VmmPaths {
+        socket: inner.cfg.run_dir.join(format!("{uuid}.ctl")),
+        config_file: inner.cfg.run_dir.join(format!("{uuid}.vmconfig")),
+        log_file: inner.cfg.log_dir().join(format!("{name}.log")),
+    }
+}
+
+fn set_pty(dev: &mut crate::xml::model::chardev::Chardev, pty: &str) {
+    if dev.source_type == CharSourceType::Pty {
+        if dev.sources.is_empty() {
+            dev.sources.push(Default::default());
+        }
+        dev.sources[0].path = Some(pty.to_string());
+    }
+}
+
+/// Fills what the VMM reported into the live definition (pty paths).
+fn apply_status(def: &mut Domain, status: &serde_json::Value) {
+    let d = &mut def.devices;
+    if let Some(pty) = status.get("serial-pty").and_then(|v| v.as_str()) {
+        for dev in d.serials.iter_mut().take(1).chain(
+            d.consoles
+                .iter_mut()
+                .take(1)
+                .filter(|c| c.target.target_type.as_deref() != Some("virtio")),
+        ) {
+            set_pty(dev, pty);
+        }
+    }
+    // One virtio console at most (the resolver says so).
+    let virtio_pty = status
+        .get("console-ptys")
+        .and_then(|v| v.as_array())
+        .and_then(|a| a.first())
+        .and_then(|c| c.get("path"))
+        .and_then(|p| p.as_str());
+    if let Some(pty) = virtio_pty
+        && let Some(dev) = d
+            .consoles
+            .iter_mut()
+            .find(|c| c.target.target_type.as_deref() == Some("virtio"))
+    {
+        set_pty(dev, pty);
+    }
+}
+
+/// Fills the host resources a start made into the live definition: tap
+/// names and the vsock CID.
+fn apply_host(def: &mut Domain, host: &HostResources) {
+    for n in &host.nets {
+        if let Some(i) = def.devices.interfaces.get_mut(n.index) {
+            i.target_dev = Some(n.ifname.clone());
+        }
+    }
+    if let (Some(v), Some(cid)) = (def.devices.vsock.as_mut(), host.vsock_cid) {
+        v.cid = Some(cid);
+        if v.cid_auto.is_none() {
+            v.cid_auto = Some(false);
+        }
+    }
+}
+
+/// Writes the domain's runtime status file (what a re-attach reads back).
+fn write_status(inner: &Inner, obj: &DomainObj) {
+    let d = obj.data();
+    let Some(live) = d.live.as_ref() else { return };
+    let st = Status {
+        version: runtime::STATUS_VERSION,
+        name: d.name.clone(),
+        uuid: obj.uuid.to_string(),
+        id: live.id,
+        pid: live.vmm.pid,
+        control_socket: live.vmm.socket.clone(),
+        config_file: live.vmm.config_file.clone(),
+        config: live.vmm.config.clone(),
+        live_xml: live.def.to_xml(FormatFlags {
+            secure: true,
+            ..FormatFlags::default()
+        }),
+        transient: d.persistent.is_none(),
+        host: live.host.clone(),
+    };
+    drop(d);
+    runtime::save(&inner.cfg.run_dir, &st);
+}
+
+/// Spawns the VMM, or fails as libvirt does when its binary is missing.
+async fn spawn_checked(
+    inner: &Inner,
+    p: &VmmPaths,
+    config: VmConfig,
+    fds: &[std::os::fd::RawFd],
+) -> Result<(Vmm, VmmWatch, serde_json::Value)> {
+    if !inner.cfg.vmm_path.exists() {
+        return Err(Error::new(
+            crate::error::ErrorCode::SystemError,
+            crate::error::ErrorDomain::Qemu,
+            format!(
+                "Cannot find VMM binary {}: No such file or directory",
+                inner.cfg.vmm_path.display()
+            ),
+        ));
+    }
+    vmm::spawn(&inner.cfg.vmm_path, p, config, fds).await
+}
+
+/// Watches one VMM until it exits: keeps its last shutdown reason, follows
+/// its balloon, then takes the domain's job lock and, if this is still the
+/// domain's current VMM, handles the exit.
+fn spawn_monitor(
+    inner: Arc<Inner>,
+    obj: Arc<DomainObj>,
+    vmm: Arc<Vmm>,
+    watch: VmmWatch,
+    generation: u64,
+) {
+    tokio::spawn(async move {
+        let VmmWatch {
+            exited_tx,
+            mut events,
+        } = watch;
+        let status = {
+            let wait = vmm.pidfd.wait();
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    st = &mut wait => break st,
+                    ev = events.recv() => match ev {
+                        Some(ev) if ev.name == "shutdown" => {
+                            if let Ok(mut r) = vmm.last_reason.lock() {
+                                *r = ev.reason.clone();
+                            }
+                        }
+                        Some(ev) if ev.name == "balloon-change" => {
+                            let pages = ev.data.get("actual-pages").and_then(|p| p.as_u64());
+                            if let Some(pages) = pages {
+                                balloon_changed(&inner, &obj, &vmm, generation, pages);
+                            }
+                        }
+                        Some(ev) => tracing::debug!(?ev, "VMM event"),
+                        None => {
+                            // Control socket closed: the exit follows.
+                            let st = (&mut wait).await;
+                            break st;
+                        }
+                    }
+                }
+            }
+        };
+        // Events still queued (the shutdown reason may arrive with the close).
+        while let Ok(ev) = events.try_recv() {
+            if ev.name == "shutdown"
+                && let Ok(mut r) = vmm.last_reason.lock()
+            {
+                *r = ev.reason.clone();
+            }
+        }
+        tracing::info!(pid = vmm.pid, ?status, "VMM exited");
+        let _ = exited_tx.send(Some(status));
+        let _job = obj.begin_job_unbounded().await;
+        let current = obj
+            .data()
+            .live
+            .as_ref()
+            .is_some_and(|l| l.generation == generation);
+        if current {
+            handle_exit(&inner, &obj, &vmm, status).await;
+        }
+    });
+}
+
+/// The guest changed its balloon: its live memory follows, with an event.
+fn balloon_changed(inner: &Inner, obj: &Arc<DomainObj>, vmm: &Vmm, generation: u64, pages: u64) {
+    let (name, kib) = {
+        let mut d = obj.data();
+        let name = d.name.clone();
+        let Some(live) = d.live.as_mut().filter(|l| l.generation == generation) else {
+            return;
+        };
+        let kib = vmm.ballooned_kib(live.def.memory_kib, pages);
+        if live.def.current_memory_kib == kib {
+            return;
+        }
+        live.def.current_memory_kib = kib;
+        (name, kib)
+    };
+    write_status(inner, obj);
+    inner.emit_kind(
+        obj.uuid,
+        &name,
+        EventKind::BalloonChange { actual_kib: kib },
+    );
+}
+
+/// Why a VMM stopped, from its last event and its exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopCause {
+    Poweroff,
+    Reboot,
+    Crash,
+    Quit,
+    Unexpected,
+}
+
+fn stop_cause(reason: Option<&str>, status: ExitStatus) -> StopCause {
+    match reason {
+        Some("poweroff") => return StopCause::Poweroff,
+        Some("reboot") => return StopCause::Reboot,
+        Some("crash" | "triple-fault" | "internal-error") => return StopCause::Crash,
+        Some("quit") => return StopCause::Quit,
+        _ => {}
+    }
+    match status {
+        ExitStatus::Code(0) => StopCause::Poweroff,
+        ExitStatus::Code(2) => StopCause::Reboot,
+        ExitStatus::Code(3 | 4) => StopCause::Crash,
+        ExitStatus::Code(5) => StopCause::Quit,
+        _ => StopCause::Unexpected,
+    }
+}
+
+async fn handle_exit(inner: &Arc<Inner>, obj: &Arc<DomainObj>, vmm: &Arc<Vmm>, status: ExitStatus) {
+    let reason = vmm.last_reason.lock().ok().and_then(|r| r.clone());
+    let cause = stop_cause(reason.as_deref(), status);
+    let (name, restart_requested, shutdown_requested, on_poweroff, on_reboot, on_crash) = {
+        let d = obj.data();
+        let Some(live) = d.live.as_ref() else { return };
+        (
+            d.name.clone(),
+            live.restart_requested,
+            live.shutdown_requested,
+            live.def.on_poweroff,
+            live.def.on_reboot,
+            live.def.on_crash,
+        )
+    };
+    tracing::info!(domain = name, ?cause, "guest stopped");
+    let restart = match cause {
+        StopCause::Reboot => restart_requested || on_reboot != LifecycleAction::Destroy,
+        StopCause::Poweroff => matches!(
+            on_poweroff,
+            LifecycleAction::Restart | LifecycleAction::RenameRestart
+        ),
+        StopCause::Crash => matches!(
+            on_crash,
+            CrashAction::Restart | CrashAction::RenameRestart | CrashAction::CoredumpRestart
+        ),
+        StopCause::Quit | StopCause::Unexpected => false,
+    };
+    vmm.remove_files();
+    if restart && restart_vmm(inner, obj, vmm).await {
+        if cause == StopCause::Reboot {
+            inner.emit_kind(obj.uuid, &name, EventKind::Reboot);
+        }
+        return;
+    }
+    let (reason, ev_detail) = match cause {
+        StopCause::Poweroff | StopCause::Reboot => {
+            let d = if shutdown_requested {
+                detail::SHUTDOWN_HOST
+            } else {
+                detail::SHUTDOWN_GUEST
+            };
+            inner.emit(obj.uuid, &name, EventType::Shutdown, d);
+            (shutoff::SHUTDOWN, detail::STOPPED_SHUTDOWN)
+        }
+        StopCause::Crash => (shutoff::CRASHED, detail::STOPPED_CRASHED),
+        StopCause::Quit => (shutoff::DESTROYED, detail::STOPPED_DESTROYED),
+        StopCause::Unexpected => (shutoff::CRASHED, detail::STOPPED_FAILED),
+    };
+    finish_stop(inner, obj, reason);
+    inner.emit(obj.uuid, &name, EventType::Stopped, ev_detail);
+}
+
+/// Boots the guest again in a new VMM with the same configuration (the
+/// domain stays running, with the same id). Returns false on failure.
+async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -> bool {
+    let name = obj.name();
+    let p = paths(inner, &name, &obj.uuid);
+    let mut config = old.config.clone();
+    // The taps: the driver's fds, or made again after a daemon restart.
+    let (fds, balloon_kib) = {
+        let mut d = obj.data();
+        let Some(live) = d.live.as_mut() else {
+            return false;
+        };
+        if live.taps.is_empty() && !live.host.nets.is_empty() {
+            match hostnet::reacquire(&live.host.nets) {
+                Ok(t) => live.taps = t,
+                Err(e) => {
+                    tracing::error!(domain = name, "cannot restart the guest: {e}");
+                    return false;
+                }
+            }
+        }
+        live.taps.bind(&mut config);
+        let kib = live.def.current_memory_kib;
+        let ballooned = live
+            .def
+            .devices
+            .memballoon
+            .as_ref()
+            .is_some_and(super::devices::balloon_is_virtio)
+            && kib > 0
+            && kib < live.def.memory_kib;
+        (live.taps.fds(), ballooned.then_some(kib))
+    };
+    match spawn_checked(inner, &p, config, &fds).await {
+        Ok((vmm, watch, status)) => {
+            if let Some(kib) = balloon_kib
+                && let Err(e) = vmm.balloon_to(kib).await
+            {
+                tracing::warn!(domain = name, "cannot set the balloon: {e}");
+            }
+            let generation = inner.generation.fetch_add(1, Ordering::SeqCst);
+            let vmm = Arc::new(vmm);
+            {
+                let mut d = obj.data();
+                if let Some(live) = d.live.as_mut() {
+                    live.vmm = vmm.clone();
+                    live.generation = generation;
+                    live.restart_requested = false;
+                    live.shutdown_requested = false;
+                    apply_status(&mut live.def, &status);
+                }
+                d.state = DomainState::Running;
+                d.reason = running::BOOTED;
+            }
+            write_status(inner, obj);
+            spawn_monitor(inner.clone(), obj.clone(), vmm, watch, generation);
+            true
+        }
+        Err(e) => {
+            tracing::error!(domain = name, "cannot restart the guest: {e}");
+            false
+        }
+    }
+}
+
+/// Leaves the domain shut off with `reason`; a transient one is forgotten.
+fn finish_stop(inner: &Inner, obj: &Arc<DomainObj>, reason: i32) {
+    let (name, transient, live) = {
+        let mut d = obj.data();
+        let live = d.live.take();
+        d.state = DomainState::Shutoff;
+        d.reason = reason;
+        (d.name.clone(), d.persistent.is_none(), live)
+    };
+    if let Some(live) = live {
+        live.vmm.remove_files();
+        let Live { taps, host, .. } = live;
+        // Closing the driver's fds removes the taps; after a daemon
+        // restart there are none, and the records say what to remove.
+        drop(taps);
+        hostnet::release(&host.nets);
+    }
+    runtime::remove(&inner.cfg.run_dir, &name);
+    if transient {
+        inner.registry.remove(obj);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_cause_prefers_the_reported_reason() {
+        assert_eq!(
+            stop_cause(Some("poweroff"), ExitStatus::Code(5)),
+            StopCause::Poweroff
+        );
+        assert_eq!(
+            stop_cause(Some("triple-fault"), ExitStatus::Unknown),
+            StopCause::Crash
+        );
+        assert_eq!(stop_cause(None, ExitStatus::Code(2)), StopCause::Reboot);
+        assert_eq!(stop_cause(None, ExitStatus::Code(0)), StopCause::Poweroff);
+        assert_eq!(stop_cause(None, ExitStatus::Code(5)), StopCause::Quit);
+        assert_eq!(
+            stop_cause(None, ExitStatus::Signal(9)),
+            StopCause::Unexpected
+        );
+        assert_eq!(stop_cause(None, ExitStatus::Unknown), StopCause::Unexpected);
+        assert_eq!(
+            stop_cause(Some("bogus"), ExitStatus::Code(1)),
+            StopCause::Unexpected
+        );
+    }
+}
