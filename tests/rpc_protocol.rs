@@ -221,17 +221,17 @@ fn handshake_keepalive_pipelining_and_errors() {
     assert_eq!((m.serial, m.status), (14, 1));
     assert_eq!(&m.payload[..4], &be(&[39])[..]);
     // A procedure libvirt has but oxvirt does not serve: NO_SUPPORT.
-    s.write_all(&frame(REMOTE, 284, 0, 15, 0, &be(&[1, 0])))
+    s.write_all(&frame(REMOTE, 337, 0, 15, 0, &be(&[1, 0])))
         .unwrap();
     let m = read_msg(&mut s).unwrap();
     assert_eq!((m.serial, m.status), (15, 1));
     assert_eq!(&m.payload[..4], &be(&[3])[..]);
-    s.write_all(&frame(REMOTE, 52, 0, 150, 0, &[])).unwrap();
+    s.write_all(&frame(REMOTE, 75, 0, 150, 0, &[])).unwrap();
     let m = read_msg(&mut s).unwrap();
     assert_eq!((m.serial, m.status), (150, 1));
     assert_eq!(
         error_message(&m),
-        "this function is not supported by the connection driver: virConnectNumOfNetworks"
+        "this function is not supported by the connection driver: virConnectFindStoragePoolSources"
     );
     // An event message is no call: unknown procedure.
     s.write_all(&frame(REMOTE, 107, 0, 151, 0, &[])).unwrap();

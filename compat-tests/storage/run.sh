@@ -86,6 +86,15 @@ check() { # NAME COMMAND...: passes when the command succeeds
 }
 vxml() { virsh -c "$U" "$@"; }
 
+# Every pool event of the run, as `virsh pool-event` prints them.
+timeout 600 virsh -c "$U" pool-event --event lifecycle --loop >"$tmp/pool-events" 2>&1 &
+evpid=$!
+pids+=($evpid)
+timeout 600 virsh -c "$U" pool-event --event refresh --loop >"$tmp/pool-refresh-events" 2>&1 &
+refpid=$!
+pids+=($refpid)
+sleep 0.3
+
 P=$tmp/p1
 echo "# pools"
 expect pool-define-as 0 '^Pool p1 defined$' -- pool-define-as p1 dir --target "$P"
@@ -227,6 +236,15 @@ expect volume-disk-running 0 '^running$' -- domstate vd
 expect volume-disk-blklist 0 "^ vda +v2\$|^ vda +$P/v2\$" -- domblklist vd
 expect volume-disk-destroy 0 "Domain 'vd' destroyed" -- destroy vd
 expect volume-disk-undefine 0 "Domain 'vd' has been undefined" -- undefine vd
+
+echo "# pool events (virsh pool-event)"
+kill "$evpid" "$refpid" 2>/dev/null
+cat "$tmp/pool-refresh-events" >>"$tmp/pool-events"
+for ev in "lifecycle' for storage pool p1: Defined" "lifecycle' for storage pool p1: Created" \
+    "lifecycle' for storage pool p1: Started" "'refresh' for storage pool p1" \
+    "lifecycle' for storage pool pf: Undefined"; do
+    check "pool-event: $ev" grep -qF "$ev" "$tmp/pool-events"
+done
 
 echo "# pools survive a daemon restart; autostart"
 expect pool-autostart 0 '^Pool p1 marked as autostarted$' -- pool-autostart p1

@@ -65,8 +65,11 @@ pub struct Conn {
     pub opened: AtomicBool,
     out: mpsc::Sender<Vec<u8>>,
     callbacks: Mutex<HashMap<i32, Callback>>,
+    /// Storage pool event callbacks: id → (event id, only this pool).
+    pool_callbacks: Mutex<HashMap<i32, (i32, Option<uuid::Uuid>)>>,
     streams: Mutex<HashMap<u32, StreamHandle>>,
     event_task: Mutex<Option<AbortHandle>>,
+    pool_event_task: Mutex<Option<AbortHandle>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,8 +87,10 @@ impl Conn {
             opened: AtomicBool::new(false),
             out,
             callbacks: Mutex::new(HashMap::new()),
+            pool_callbacks: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             event_task: Mutex::new(None),
+            pool_event_task: Mutex::new(None),
         }
     }
 
@@ -137,6 +142,29 @@ impl Conn {
     }
 
     // ---- event callbacks ---------------------------------------------
+
+    pub fn add_pool_callback(&self, id: i32, event_id: i32, filter: Option<uuid::Uuid>) {
+        lock(&self.pool_callbacks).insert(id, (event_id, filter));
+    }
+
+    pub fn remove_pool_callback(&self, id: i32) -> bool {
+        lock(&self.pool_callbacks).remove(&id).is_some()
+    }
+
+    pub fn pool_callbacks(&self) -> Vec<(i32, i32, Option<uuid::Uuid>)> {
+        lock(&self.pool_callbacks)
+            .iter()
+            .map(|(id, (ev, f))| (*id, *ev, *f))
+            .collect()
+    }
+
+    /// Starts the pool event forwarder once per connection.
+    pub fn set_pool_event_task_if_none(&self, make: impl FnOnce() -> AbortHandle) {
+        let mut t = lock(&self.pool_event_task);
+        if t.is_none() {
+            *t = Some(make());
+        }
+    }
 
     pub fn add_callback(&self, id: i32, cb: Callback) {
         lock(&self.callbacks).insert(id, cb);
@@ -198,6 +226,10 @@ impl Conn {
     /// the event task.
     pub fn teardown(&self) {
         lock(&self.callbacks).clear();
+        lock(&self.pool_callbacks).clear();
+        if let Some(t) = lock(&self.pool_event_task).take() {
+            t.abort();
+        }
         lock(&self.streams).clear();
         if let Some(t) = lock(&self.event_task).take() {
             t.abort();

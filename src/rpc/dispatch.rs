@@ -780,6 +780,9 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             if let Some(r) = super::objects::call(proc_, p) {
                 return r;
             }
+            if let Some(r) = super::pool_events::call(conn, proc_, p) {
+                return r;
+            }
             Err(unsupported(proc_))
         }
     }

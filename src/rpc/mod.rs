@@ -23,6 +23,7 @@ pub mod generated;
 mod generated_tests;
 mod nodedev;
 mod objects;
+mod pool_events;
 mod procnames;
 pub mod protocol;
 pub mod server;

@@ -1,0 +1,115 @@
+//! Storage pool event callbacks (`virConnectStoragePoolEventRegisterAny`):
+//! the storage sub-driver's lifecycle and refresh events, as MESSAGEs to
+//! the connections that registered for them.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::driver::storage::{PoolEvent, PoolEventKind};
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+
+use super::conn::Conn;
+use super::dispatch::Outcome;
+use super::generated::{self as g, procs};
+use super::xdr::{Xdr, from_bytes, to_bytes};
+
+/// `VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE`, `_REFRESH`, `_LAST`.
+const EVENT_ID_LIFECYCLE: i32 = 0;
+const EVENT_ID_REFRESH: i32 = 1;
+const EVENT_ID_LAST: i32 = 2;
+
+fn args<T: Xdr>(payload: &[u8]) -> Result<T> {
+    from_bytes(payload).map_err(|e| {
+        Error::new(
+            ErrorCode::Rpc,
+            ErrorDomain::Rpc,
+            format!("Unable to decode message payload: {e}"),
+        )
+    })
+}
+
+/// Runs a storage pool event procedure; `None` when `proc_` is not one.
+pub fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
+    let r = match proc_ {
+        procs::CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY => (|| {
+            let a: g::ConnectStoragePoolEventRegisterAnyArgs = args(p)?;
+            if !(0..EVENT_ID_LAST).contains(&a.event_id) {
+                return Err(Error::invalid_arg(format!(
+                    "unsupported storage pool event ID {}",
+                    a.event_id
+                )));
+            }
+            let id = conn.shared.next_callback.fetch_add(1, Ordering::SeqCst);
+            conn.add_pool_callback(id, a.event_id, a.pool.map(|p| Uuid::from_bytes(p.uuid)));
+            conn.set_pool_event_task_if_none(|| {
+                let rx = conn.driver().storage().subscribe();
+                tokio::spawn(forward(Arc::downgrade(conn), rx)).abort_handle()
+            });
+            Ok(Outcome::Reply(to_bytes(
+                &g::ConnectStoragePoolEventRegisterAnyRet { callback_id: id },
+            )))
+        })(),
+        procs::CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY => (|| {
+            let a: g::ConnectStoragePoolEventDeregisterAnyArgs = args(p)?;
+            if !conn.remove_pool_callback(a.callback_id) {
+                return Err(Error::new(
+                    ErrorCode::InvalidArg,
+                    ErrorDomain::Remote,
+                    format!(
+                        "storage pool event callback {} not registered",
+                        a.callback_id
+                    ),
+                ));
+            }
+            Ok(Outcome::Reply(Vec::new()))
+        })(),
+        _ => return None,
+    };
+    Some(r)
+}
+
+async fn forward(conn: std::sync::Weak<Conn>, mut rx: tokio::sync::broadcast::Receiver<PoolEvent>) {
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("storage event listener lagged, {n} events lost");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Some(conn) = conn.upgrade() else { return };
+        let pool = g::NonnullStoragePool {
+            name: ev.pool.name.clone(),
+            uuid: *ev.pool.uuid.as_bytes(),
+        };
+        for (callback_id, event_id, filter) in conn.pool_callbacks() {
+            if filter.is_some_and(|u| u != ev.pool.uuid) {
+                continue;
+            }
+            let msg = match (&ev.kind, event_id) {
+                (PoolEventKind::Lifecycle { event, detail }, EVENT_ID_LIFECYCLE) => (
+                    procs::STORAGE_POOL_EVENT_LIFECYCLE,
+                    to_bytes(&g::StoragePoolEventLifecycleMsg {
+                        callback_id,
+                        pool: pool.clone(),
+                        event: *event,
+                        detail: *detail,
+                    }),
+                ),
+                (PoolEventKind::Refresh, EVENT_ID_REFRESH) => (
+                    procs::STORAGE_POOL_EVENT_REFRESH,
+                    to_bytes(&g::StoragePoolEventRefreshMsg {
+                        callback_id,
+                        pool: pool.clone(),
+                    }),
+                ),
+                _ => continue,
+            };
+            conn.send_event(msg.0, &msg.1).await;
+        }
+    }
+}
