@@ -44,6 +44,8 @@ echo "== libvirt's own test domains, formatted by oxvirt-xml, against libvirt's 
 compat-tests/xml/libvirt-test-corpus.sh "${CARGO_TARGET_DIR:-target}/debug/oxvirt-xml"
 echo "== Cockpit's Machines page in headless Chromium"
 compat-tests/cockpit/run.sh
+echo "== Ansible's community.libvirt modules"
+compat-tests/ansible/run.sh
 
 echo "== Debian package: build, file list, lintian, systemd-analyze verify"
 compat-tests/packaging/check-deb.sh
