@@ -8,6 +8,7 @@
 //! (`make -C compat-tests/guest/testos`); without them they say why and
 //! return early.
 
+mod ci_common;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -53,7 +54,7 @@ impl Env {
         {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("skipping: cannot run dbus-daemon ({e})");
+                ci_common::skip(&format!("cannot run dbus-daemon ({e})"));
                 return None;
             }
         };
@@ -255,11 +256,11 @@ fn steady(s: &str) -> String {
 fn guest_kernel() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat-tests/guest/out/testos.elf");
     if !Path::new("/dev/kvm").exists() {
-        eprintln!("skipping: /dev/kvm is not available");
+        ci_common::skip("/dev/kvm is not available");
         return None;
     }
     if !p.exists() {
-        eprintln!("skipping: build the test guest with `make -C compat-tests/guest/testos`");
+        ci_common::skip("build the test guest with `make -C compat-tests/guest/testos`");
         return None;
     }
     Some(p)
@@ -1179,5 +1180,33 @@ fn storage_commands_match_virsh() {
     assert_eq!(
         env.same(&["pool-list", "--all"]),
         " Name   State   Autostart\n---------------------------\n\n"
+    );
+}
+
+/// nodedev-list (plain, tree, by capability) and nodedev-dumpxml: the
+/// host's devices, printed as virsh prints them from the same daemon.
+#[test]
+fn node_device_commands_match_virsh() {
+    let Some(env) = Env::start("nodedev") else {
+        return;
+    };
+    let list = env.same(&["nodedev-list"]);
+    assert!(list.lines().any(|l| l == "computer"), "{list}");
+    for q in [
+        &["nodedev-list", "--tree"][..],
+        &["nodedev-list", "--cap", "pci"],
+        &["nodedev-list", "--cap", "net,storage"],
+        &["nodedev-list", "--all"],
+        &["nodedev-dumpxml", "computer"],
+        &["nodedev-dumpxml", "nosuch"],
+        &["nodedev-list", "--tree", "--cap", "pci"],
+        &["nodedev-list", "--cap", "bogus"],
+    ] {
+        env.same(q);
+    }
+    env.fails(
+        &["nodedev-dumpxml", "nosuch"],
+        "error: Could not find matching device 'nosuch'\n\
+         error: Node device not found: no node device with matching name 'nosuch'\n",
     );
 }

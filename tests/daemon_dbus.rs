@@ -6,6 +6,7 @@
 //! (`make -C compat-tests/guest/testos`); without them they print why and
 //! return early.
 
+mod ci_common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -42,7 +43,9 @@ impl Bus {
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("skipping: cannot run dbus-daemon ({e}); install package dbus-daemon");
+                ci_common::skip(&format!(
+                    "cannot run dbus-daemon ({e}); install package dbus-daemon"
+                ));
                 return None;
             }
         };
@@ -344,13 +347,11 @@ async fn wait_event(events: &Events, path: &str, ev: i32, detail: i32) {
 fn guest_kernel() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat-tests/guest/out/testos.elf");
     if !Path::new("/dev/kvm").exists() {
-        eprintln!("skipping: /dev/kvm is not available");
+        ci_common::skip("/dev/kvm is not available");
         return None;
     }
     if !p.exists() {
-        eprintln!(
-            "skipping: test guest missing; build it with `make -C compat-tests/guest/testos`"
-        );
+        ci_common::skip("test guest missing; build it with `make -C compat-tests/guest/testos`");
         return None;
     }
     Some(p)
@@ -491,7 +492,7 @@ async fn introspect(conn: &Connection, path: &str) -> String {
 async fn interfaces_match_libvirt_dbus() {
     let dir = Path::new("/usr/share/dbus-1/interfaces");
     if !dir.join("org.libvirt.Connect.xml").exists() {
-        eprintln!("skipping: libvirt-dbus interface XML is not installed");
+        ci_common::skip("libvirt-dbus interface XML is not installed");
         return;
     }
     let Some(bus) = Bus::start() else { return };
@@ -2062,7 +2063,7 @@ async fn dbus_python_client_session() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_dbus {
-        eprintln!("skipping: python3-dbus is not installed");
+        ci_common::skip("python3-dbus is not installed");
         return;
     }
     let Some(bus) = Bus::start() else { return };

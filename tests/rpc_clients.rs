@@ -4,6 +4,7 @@
 //! and fails if any of their checks fails. Skips (passes with a note)
 //! when a prerequisite is missing.
 
+mod ci_common;
 use std::path::Path;
 use std::process::Command;
 
@@ -21,7 +22,7 @@ fn run_script(script: &str, what: &str) {
     println!("{text}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     if out.status.code() == Some(77) {
-        eprintln!("skipped: {}", text.trim());
+        ci_common::skip(text.trim());
         return;
     }
     assert!(out.status.success(), "{what} checks failed");

@@ -62,6 +62,11 @@ const GROUPS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "Node Device",
+        "nodedev",
+        &["nodedev-dumpxml", "nodedev-list"],
+    ),
+    (
         "Storage Pool",
         "pool",
         &[

@@ -50,6 +50,7 @@ pub mod events;
 pub mod format;
 pub mod help;
 pub mod host;
+mod nodedev;
 pub mod options;
 pub mod pool;
 pub mod shell;
@@ -396,6 +397,13 @@ pub enum Cmd {
     },
     /// Domain Events
     Event(events::EventArgs),
+    /// enumerate devices on this host
+    NodedevList(nodedev::NodedevListArgs),
+    /// node device details in XML
+    NodedevDumpxml {
+        /// device name or wwn pair in 'wwnn,wwpn' format
+        device: String,
+    },
     /// list pools
     PoolList(pool::PoolListArgs),
     /// storage pool information
@@ -988,6 +996,8 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             events::event(s.bus()?, a)?;
             String::new()
         }
+        Cmd::NodedevList(a) => nodedev::nodedev_list(s.bus()?, a)?,
+        Cmd::NodedevDumpxml { device } => nodedev::nodedev_dumpxml(s.bus()?, device)?,
         Cmd::PoolList(a) => pool::pool_list(s.bus()?, a)?,
         Cmd::PoolInfo { p, bytes } => pool::pool_info(s.bus()?, &p.pool, *bytes)?,
         Cmd::PoolDumpxml { p, inactive } => pool::pool_dumpxml(s.bus()?, &p.pool, *inactive)?,
