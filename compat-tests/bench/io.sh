@@ -20,6 +20,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 runs=${1:-3}
+# shellcheck source=anchors.sh
+. "$here/compat-tests/bench/anchors.sh"
+[ -n "${QEMU:-}" ] || install_qemu
 make -s -C "$here/compat-tests/guest/testos"
 elf="$here/compat-tests/guest/out/testos.elf"
 vmm=${OXVIRT_VMM:-${CARGO_TARGET_DIR:-$here/target}/release/oxvirt-vmm}

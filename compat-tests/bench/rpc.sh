@@ -2,8 +2,8 @@
 # Latency of the libvirt RPC front end against a real libvirtd, in one run:
 # python-libvirt per-call medians (listAllDomains, info, define+undefine)
 # and `virsh list --all` whole-process time, for oxvirtd and for the
-# libvirtd started by /work/shared/reference/anchor-recipes/start-libvirt.sh
-# (its socket from /var/lib/oxvirt-bench/libvirt/env, or LIBVIRT_SOCK=PATH).
+# private libvirtd 9.0 this script installs and starts (anchors.sh), or the
+# one whose socket LIBVIRT_SOCK=PATH names.
 # One client (rpc_bench.py) drives both daemons with the same calls, call by
 # call in turn, after a warm-up; see there.  A whole connection (open,
 # listAllDomains, close) is timed in-process too: that is the part of
@@ -19,15 +19,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 OXVIRTD=${OXVIRTD:-${CARGO_TARGET_DIR:-$top/target}/release/oxvirtd}
 [ -x "$OXVIRTD" ] || { echo "rpc.sh: $OXVIRTD missing: cargo build --release --bins" >&2; exit 1; }
-if [ -z "${LIBVIRT_SOCK:-}" ] && [ -r /var/lib/oxvirt-bench/libvirt/env ]; then
-    # shellcheck disable=SC1091
-    . /var/lib/oxvirt-bench/libvirt/env
-    LIBVIRT_SOCK=${LIBVIRT_DEFAULT_URI#*socket=}
-fi
+# shellcheck source=anchors.sh
+. "$here/anchors.sh"
 
 tmp=$(mktemp -d /tmp/oxvirt-rpc-bench-XXXXXX)
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'stop_libvirtd; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+if [ -z "${LIBVIRT_SOCK:-}" ]; then
+    start_libvirtd "$tmp/libvirtd" || { echo "rpc.sh: libvirtd did not start" >&2; exit 1; }
+    LIBVIRT_SOCK=${LIBVIRTD_URI#*socket=}
+fi
 dbus-daemon --session --print-address=3 --nofork 3>"$tmp/bus" >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$tmp/bus" ] && break; sleep 0.1; done

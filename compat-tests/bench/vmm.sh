@@ -15,6 +15,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 runs=${1:-10}
+# shellcheck source=anchors.sh
+. "$here/compat-tests/bench/anchors.sh"
+[ -n "${QEMU:-}" ] || install_qemu
 make -s -C "$here/compat-tests/guest/testos"
 elf="$here/compat-tests/guest/out/testos.elf"
 vmm=${OXVIRT_VMM:-}

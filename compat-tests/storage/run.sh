@@ -198,6 +198,14 @@ check vol-download-same cmp -n 3000000 "$tmp/blob" "$tmp/down"
 check vol-download-whole test "$(stat -c %s "$tmp/down")" = 10485760
 expect vol-download-range 0 '' -- vol-download v2c "$tmp/range" --pool p1 --offset 4096 --length 30
 check vol-download-range-bytes cmp "$tmp/range" <(tail -c +4097 "$tmp/blob" | head -c 30)
+# A sparse upload over old data: its holes read back as zeros.
+truncate -s 4M "$tmp/sparse"
+printf 'first' | dd of="$tmp/sparse" bs=1 seek=1048576 conv=notrunc status=none
+printf 'second' | dd of="$tmp/sparse" bs=1 seek=3145728 conv=notrunc status=none
+expect vol-upload-sparse 0 '' -- vol-upload v2c "$tmp/sparse" --pool p1 --sparse
+check vol-upload-sparse-bytes cmp -n 4194304 "$tmp/sparse" "$P/v2c"
+expect vol-download-sparse 0 '' -- vol-download v2c "$tmp/sparse-down" --pool p1 --sparse
+check vol-download-sparse-bytes cmp -n 4194304 "$tmp/sparse" "$tmp/sparse-down"
 expect vol-wipe 0 '^Vol v2c wiped$' -- vol-wipe v2c --pool p1
 check vol-wiped-zero cmp -n 10485760 "$P/v2c" /dev/zero
 echo extern >"$P/outside.img"

@@ -34,6 +34,14 @@ pub struct Callback {
 }
 
 /// A console stream's handle, as the reader needs it.
+/// What a client sends on a stream: bytes, or a hole of that many bytes
+/// (a sparse upload's STREAM_HOLE).
+#[derive(Debug)]
+pub enum StreamChunk {
+    Data(Vec<u8>),
+    Hole(u64),
+}
+
 /// Packets a stream's pump may have waiting.
 pub const STREAM_BACKLOG: usize = 64;
 
@@ -42,7 +50,7 @@ pub struct StreamHandle {
     /// Client data for the pump. Bounded: a pump that falls behind holds
     /// up the connection's reader, so a fast client cannot pile data up
     /// in the daemon's memory.
-    pub to_guest: mpsc::Sender<Vec<u8>>,
+    pub to_guest: mpsc::Sender<StreamChunk>,
     pub tasks: Vec<AbortHandle>,
     /// The pump confirms the client's finish itself once its work is
     /// done (uploads); otherwise the finish is confirmed at once.
@@ -214,7 +222,7 @@ impl Conn {
 
     /// Passes client data to a stream, waiting while the stream's pump is
     /// behind; false if no such stream.
-    pub async fn stream_data(&self, serial: u32, proc_: i32, data: Vec<u8>) -> bool {
+    pub async fn stream_data(&self, serial: u32, proc_: i32, data: StreamChunk) -> bool {
         let tx = match lock(&self.streams).get(&serial) {
             Some(s) if s.proc_ == proc_ => s.to_guest.clone(),
             _ => return false,

@@ -291,7 +291,11 @@ async fn handle_message(conn: &Arc<Conn>, h: Header, payload: Vec<u8>) -> bool {
                 stream::incoming(conn, &h, payload).await;
                 true
             }
-            Some(MsgType::Message) | Some(MsgType::StreamHole) => true,
+            Some(MsgType::StreamHole) => {
+                stream::incoming_hole(conn, &h, &payload).await;
+                true
+            }
+            Some(MsgType::Message) => true,
             _ => {
                 tracing::warn!(mtype = h.mtype, "unexpected message type; closing");
                 false

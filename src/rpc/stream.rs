@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 
-use super::conn::{Conn, STREAM_BACKLOG, StreamHandle};
+use super::conn::{Conn, STREAM_BACKLOG, StreamChunk, StreamHandle};
 use super::frame::{Header, MsgType, STATUS_CONTINUE, STATUS_OK, STREAM_CHUNK_MAX};
 
 /// Opens the pty slave non-blocking and puts it in raw mode, so that the
@@ -105,8 +105,12 @@ async fn guest_to_client(conn: std::sync::Weak<Conn>, call: Header, pty: AsyncFd
     }
 }
 
-async fn client_to_guest(pty: AsyncFd<File>, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(data) = rx.recv().await {
+async fn client_to_guest(pty: AsyncFd<File>, mut rx: mpsc::Receiver<StreamChunk>) {
+    while let Some(chunk) = rx.recv().await {
+        // A console has no holes.
+        let StreamChunk::Data(data) = chunk else {
+            continue;
+        };
         let mut off = 0;
         while off < data.len() {
             let Ok(mut guard) = pty.writable().await else {
@@ -124,11 +128,32 @@ async fn client_to_guest(pty: AsyncFd<File>, mut rx: mpsc::Receiver<Vec<u8>>) {
     }
 }
 
+/// A STREAM_HOLE packet from the client (`remote_stream_hole`: a hyper
+/// length, then flags): the next bytes of a sparse upload are a hole.
+pub async fn incoming_hole(conn: &Arc<Conn>, h: &Header, payload: &[u8]) {
+    let Some(len) = payload
+        .get(..8)
+        .map(|b| i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    else {
+        return;
+    };
+    if len > 0
+        && !conn
+            .stream_data(h.serial, h.proc_, StreamChunk::Hole(len as u64))
+            .await
+    {
+        tracing::debug!(serial = h.serial, "hole for an unknown stream dropped");
+    }
+}
+
 /// A STREAM packet from the client.
 pub async fn incoming(conn: &Arc<Conn>, h: &Header, payload: Vec<u8>) {
     match h.status {
         STATUS_CONTINUE => {
-            if !conn.stream_data(h.serial, h.proc_, payload).await {
+            if !conn
+                .stream_data(h.serial, h.proc_, StreamChunk::Data(payload))
+                .await
+            {
                 tracing::debug!(serial = h.serial, "data for an unknown stream dropped");
             }
         }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::driver::storage::{Storage, VolRef, VolStream};
 use crate::error::{Error, ErrorCode, ErrorDomain};
 
-use super::conn::{Conn, STREAM_BACKLOG, StreamHandle};
+use super::conn::{Conn, STREAM_BACKLOG, StreamChunk, StreamHandle};
 use super::frame::{Header, MsgType, STATUS_CONTINUE, STATUS_OK, STREAM_CHUNK_MAX};
 
 fn packet(call: &Header, status: u32) -> Header {
@@ -85,18 +85,44 @@ pub fn start_download(conn: &Arc<Conn>, call: Header, s: VolStream) {
 /// (no extra copy) and syncs the data when the client finishes.
 pub fn start_upload(conn: &Arc<Conn>, call: Header, s: VolStream, storage: Storage, vol: VolRef) {
     let weak = Arc::downgrade(conn);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(STREAM_BACKLOG);
+    let (tx, mut rx) = mpsc::channel::<StreamChunk>(STREAM_BACKLOG);
     let task = tokio::spawn(async move {
         let (file, length, in_use) = s.into_parts();
         let written = tokio::task::spawn_blocking(move || {
-            use std::io::Write;
+            use std::io::{Seek, SeekFrom, Write};
             let mut file = file;
             let mut left = if length == 0 { u64::MAX } else { length };
-            while let Some(data) = rx.blocking_recv() {
-                let n = (data.len() as u64).min(left) as usize;
-                file.write_all(&data[..n])
-                    .map_err(|e| io_error("cannot write volume", &e))?;
-                left -= n as u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                match chunk {
+                    StreamChunk::Data(data) => {
+                        let n = (data.len() as u64).min(left) as usize;
+                        file.write_all(&data[..n])
+                            .map_err(|e| io_error("cannot write volume", &e))?;
+                        left -= n as u64;
+                    }
+                    // A sparse upload's hole reads as zeros afterwards:
+                    // the range is deallocated, or zeroed where the
+                    // filesystem cannot.
+                    StreamChunk::Hole(len) => {
+                        let n = len.min(left);
+                        let at = file
+                            .stream_position()
+                            .map_err(|e| io_error("cannot seek in volume", &e))?;
+                        punch_hole(&file, at, n)
+                            .map_err(|e| io_error("cannot punch a hole in volume", &e))?;
+                        file.seek(SeekFrom::Current(n as i64))
+                            .map_err(|e| io_error("cannot seek in volume", &e))?;
+                        left -= n;
+                    }
+                }
+            }
+            // A hole at the end still makes the file that long.
+            let end = file
+                .stream_position()
+                .map_err(|e| io_error("cannot seek in volume", &e))?;
+            if file.metadata().map(|m| m.len() < end).unwrap_or(false) {
+                file.set_len(end)
+                    .map_err(|e| io_error("cannot extend volume", &e))?;
             }
             // The client finished: the sender went away with the handle.
             file.sync_data()
@@ -125,4 +151,36 @@ pub fn start_upload(conn: &Arc<Conn>, call: Header, s: VolStream, storage: Stora
             confirms_own_finish: true,
         },
     );
+}
+
+/// Makes `len` bytes at `offset` read as zeros without allocating them.
+fn punch_hole(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let size = file.metadata()?.len();
+    // Beyond the end there is nothing to clear: the file grows sparse.
+    let len = len.min(size.saturating_sub(offset));
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: fallocate on a descriptor `file` owns for the call.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
 }
