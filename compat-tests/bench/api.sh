@@ -33,10 +33,14 @@ die() { echo "api.sh: $*" >&2; exit 1; }
 [ -f "$guest" ] || make -s -C "$top/compat-tests/guest/testos" || die "cannot build $guest"
 /usr/bin/python3 -c 'import dbus' 2>/dev/null || die "python3-dbus is needed"
 
+# shellcheck source=anchors.sh
+. "$here/anchors.sh"
+
 tmp=$(mktemp -d /tmp/oxvirt-api-bench-XXXXXX)
 pids=()
 cleanup() {
     local p
+    stop_libvirtd
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
     rm -rf "$tmp"
@@ -94,6 +98,13 @@ if [ -r "$LV_STATE/env" ]; then
     # shellcheck disable=SC1091
     lv_pid=$(. "$LV_STATE/env" && echo "${LV_PID:-}")
 fi
+if [ -z "$lv_pid" ] || ! kill -0 "$lv_pid" 2>/dev/null; then
+    # No running anchor: install and start a private libvirtd here.
+    start_libvirtd "$tmp/libvirtd" || die "libvirtd did not start"
+    lv_pid=$LIBVIRTD_PID
+fi
+command -v libvirt-dbus >/dev/null || [ -x /usr/sbin/libvirt-dbus ] ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libvirt-dbus >/dev/null
 LVDBUS=$(command -v libvirt-dbus || echo /usr/sbin/libvirt-dbus)
 if [ -n "$lv_pid" ] && kill -0 "$lv_pid" 2>/dev/null && [ -x "$LVDBUS" ]; then
     start_bus "$tmp/lvbus"
