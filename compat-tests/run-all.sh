@@ -19,7 +19,7 @@ if [ "${1:-}" = "--install" ]; then
         gcc make binutils libc6-dev python3 \
         libvirt0 libxml2-utils libvirt-clients python3-libvirt virtinst osinfo-db \
         libvirt-dbus dbus python3-dbus \
-        qemu-utils lz4 socat tmux iproute2 \
+        qemu-utils lz4 socat tmux iproute2 e2fsprogs \
         debhelper lintian debootstrap systemd util-linux >/dev/null
 fi
 

@@ -139,6 +139,27 @@ expect pool-file-build 0 '^Pool pf built$' -- pool-build pf
 expect pool-file-start 1 "cannot open directory '$tmp/afile': Not a directory" -- pool-start pf
 expect pool-file-undefine 0 '^Pool pf has been undefined$' -- pool-undefine pf
 
+echo "# a filesystem pool: a device (here an image file) mounted on the target"
+F=$tmp/fsimg
+truncate -s 64M "$F"
+expect fs-define 0 '^Pool fp defined$' -- pool-define-as fp fs --source-dev "$F" --source-format ext4 --target "$tmp/fsmnt"
+vxml pool-dumpxml fp >"$tmp/fp.xml"
+check fs-xml-valid xmllint --noout --relaxng "$SCHEMAS/storagepool.rng" "$tmp/fp.xml"
+check fs-xml-source grep -q "<device path='$F'/>" "$tmp/fp.xml"
+expect fs-build-overwrite 0 '^Pool fp built$' -- pool-build fp --overwrite
+check fs-is-ext4 grep -q '^ext4$' <(blkid -o value -s TYPE "$F")
+expect fs-build-no-overwrite 1 "Storage pool already built: Device '$F' already formatted using 'ext4'" -- pool-build fp --no-overwrite
+expect fs-start 0 '^Pool fp started$' -- pool-start fp
+check fs-mounted grep -q " $tmp/fsmnt ext4 " /proc/self/mounts
+expect fs-vol-create 0 '^Vol fv created$' -- vol-create-as fp fv 8M --format qcow2
+expect fs-destroy 0 '^Pool fp destroyed$' -- pool-destroy fp
+check fs-unmounted test "$(grep -c " $tmp/fsmnt " /proc/self/mounts)" = 0
+expect fs-restart 0 '^Pool fp started$' -- pool-start fp
+expect fs-vol-kept 0 "^ fv +$tmp/fsmnt/fv\$" -- vol-list fp
+expect fs-destroy-again 0 '^Pool fp destroyed$' -- pool-destroy fp
+expect fs-device-conflict 1 "operation failed: Storage source conflict with pool: 'fp'" -- pool-define-as fq fs --source-dev "$F" --target "$tmp/other"
+expect fs-undefine 0 '^Pool fp has been undefined$' -- pool-undefine fp
+
 echo "# volumes"
 expect vol-create-qcow2 0 '^Vol v1 created$' -- vol-create-as p1 v1 10M --format qcow2
 expect vol-create-raw 0 '^Vol v2 created$' -- vol-create-as p1 v2 10M

@@ -16,8 +16,8 @@ pub mod list {
 
 /// `virStoragePoolBuildFlags`.
 pub mod build {
-    pub const OVERWRITE: u32 = 1 << 2;
-    pub const NO_OVERWRITE: u32 = 1 << 3;
+    pub const NO_OVERWRITE: u32 = 1 << 2;
+    pub const OVERWRITE: u32 = 1 << 3;
 }
 
 /// `virStoragePoolCreateFlags`.

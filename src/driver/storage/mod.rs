@@ -10,6 +10,7 @@
 
 pub mod dir;
 pub mod flags;
+mod fs;
 pub mod probe;
 mod store;
 
@@ -480,10 +481,15 @@ impl Storage {
                 ),
             ));
         }
-        if let Some(p) = pools
-            .iter()
-            .find(|p| p.def.pool_type == def.pool_type && p.def.target_path == def.target_path)
-        {
+        if let Some(p) = pools.iter().find(|p| {
+            p.def.pool_type == def.pool_type
+                && (p.def.target_path == def.target_path
+                    || (def.pool_type == PoolType::Fs
+                        && p.def
+                            .source_devices
+                            .iter()
+                            .any(|d| def.source_devices.contains(d))))
+        }) {
             return Err(err(
                 ErrorCode::OperationFailed,
                 format!("Storage source conflict with pool: '{}'", p.def.name),
@@ -500,7 +506,7 @@ impl Storage {
                 "name 'name' contains illegal character '\n'",
             ));
         }
-        if def.pool_type != PoolType::Dir {
+        if !matches!(def.pool_type, PoolType::Dir | PoolType::Fs) {
             return Err(missing_backend(def.pool_type));
         }
         Ok(def)
@@ -699,7 +705,7 @@ impl Storage {
             }
             Ok(pool.def.clone())
         })?;
-        if flags & (OVERWRITE | NO_OVERWRITE) != 0 {
+        if flags & (OVERWRITE | NO_OVERWRITE) != 0 && def.pool_type != PoolType::Fs {
             // Only pools on a source device can be formatted.
             return Err(err(
                 ErrorCode::OperationInvalid,
@@ -709,7 +715,14 @@ impl Storage {
                 ),
             ));
         }
-        blocking(move || dir::build(&def)).await?;
+        blocking(move || {
+            dir::build(&def)?;
+            if flags & (OVERWRITE | NO_OVERWRITE) != 0 {
+                fs::make_filesystem(&def, flags & OVERWRITE != 0)?;
+            }
+            Ok(())
+        })
+        .await?;
         self.lifecycle(p.clone(), flags::event::CREATED);
         Ok(())
     }
@@ -731,6 +744,9 @@ impl Storage {
                     ErrorCode::InternalError,
                     format!("pool '{}' has asynchronous jobs running.", pool.def.name),
                 ));
+            }
+            if pool.def.pool_type == PoolType::Fs {
+                fs::unmount(&pool.def)?;
             }
             pool.active = false;
             pool.volumes.clear();
@@ -1545,8 +1561,24 @@ fn activate(pool: &mut Pool, create_flags: u32) -> Result<()> {
     use flags::create::*;
     if create_flags & (WITH_BUILD | WITH_BUILD_OVERWRITE | WITH_BUILD_NO_OVERWRITE) != 0 {
         dir::build(&pool.def)?;
+        if pool.def.pool_type == PoolType::Fs
+            && create_flags & (WITH_BUILD_OVERWRITE | WITH_BUILD_NO_OVERWRITE) != 0
+        {
+            fs::make_filesystem(&pool.def, create_flags & WITH_BUILD_OVERWRITE != 0)?;
+        }
     }
-    let scan = dir::scan(&pool.def)?;
+    if pool.def.pool_type == PoolType::Fs {
+        fs::mount(&pool.def)?;
+    }
+    let scan = match dir::scan(&pool.def) {
+        Ok(s) => s,
+        Err(e) => {
+            if pool.def.pool_type == PoolType::Fs {
+                let _ = fs::unmount(&pool.def);
+            }
+            return Err(e);
+        }
+    };
     apply_scan(pool, scan);
     pool.active = true;
     Ok(())

@@ -53,6 +53,12 @@ impl PoolType {
     }
 }
 
+/// `virStoragePoolFormatFileSystem`: the filesystems of an fs pool.
+const FS_FORMATS: [&str; 14] = [
+    "auto", "ext2", "ext3", "ext4", "ufs", "iso9660", "udf", "gfs", "gfs2", "vfat", "hfs+", "xfs",
+    "ocfs2", "vmfs",
+];
+
 /// A pool definition. Sizes are what the last refresh found (zero in a
 /// definition read from a file).
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +68,10 @@ pub struct PoolDef {
     pub uuid: uuid::Uuid,
     pub target_path: String,
     pub target_perms: Perms,
+    /// `<source><device path=.../>`: a filesystem pool's block device.
+    pub source_devices: Vec<String>,
+    /// `<source><format type=.../>`: a filesystem pool's filesystem type.
+    pub source_format: Option<String>,
     /// `<features><cow state=.../></features>`.
     pub cow: Option<bool>,
     /// `<refresh><volume allocation='default|capacity'/></refresh>`.
@@ -150,6 +160,27 @@ impl PoolDef {
                 v
             }
         };
+        let source = root.child("source");
+        let source_devices: Vec<String> = source
+            .map(|s| {
+                s.children_named("device")
+                    .filter_map(|d| d.attr("path"))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let source_format = match source
+            .and_then(|s| s.child("format"))
+            .and_then(|f| f.attr("type"))
+        {
+            _ if pool_type != PoolType::Fs => None,
+            None => Some("auto".to_string()),
+            Some(f) if FS_FORMATS.contains(&f) => Some(f.to_string()),
+            Some(f) => return Err(xml_error(format!("unknown pool format type {f}"))),
+        };
+        if pool_type == PoolType::Fs && source_devices.is_empty() {
+            return Err(xml_error("missing storage pool source device name"));
+        }
         let target = root.child("target");
         let target_path = target
             .and_then(|t| t.child("path"))
@@ -177,6 +208,8 @@ impl PoolDef {
             uuid,
             target_path: sanitize_path(&target_path),
             target_perms,
+            source_devices,
+            source_format,
             cow,
             refresh_allocation,
             capacity: 0,
@@ -213,6 +246,12 @@ impl PoolDef {
         }
         // A dir pool has no source, yet libvirt writes the element.
         o.open("<source>");
+        for d in &self.source_devices {
+            o.line(&format!("<device path='{}'/>", esc(d)));
+        }
+        if let Some(f) = &self.source_format {
+            o.line(&format!("<format type='{f}'/>"));
+        }
         o.close("</source>");
         o.open("<target>");
         o.line(&format!("<path>{}</path>", esc(&self.target_path)));
