@@ -114,18 +114,24 @@ pub fn unmount(def: &PoolDef) -> Result<()> {
 /// (the latter only on a device with none).
 pub fn make_filesystem(def: &PoolDef, overwrite: bool) -> Result<()> {
     let Some(dev) = def.source_devices.first() else {
-        return Err(Error::operation_invalid(format!(
-            "No source device specified when formatting pool '{}'",
-            def.name
-        )))
-        .map_err(storage_domain);
+        return Err(Error::new(
+            ErrorCode::OperationInvalid,
+            ErrorDomain::Storage,
+            format!(
+                "No source device specified when formatting pool '{}'",
+                def.name
+            ),
+        ));
     };
     if !Path::new(dev).exists() {
-        return Err(Error::operation_invalid(format!(
-            "Source device does not exist when formatting pool '{}'",
-            def.name
-        )))
-        .map_err(storage_domain);
+        return Err(Error::new(
+            ErrorCode::OperationInvalid,
+            ErrorDomain::Storage,
+            format!(
+                "Source device does not exist when formatting pool '{}'",
+                def.name
+            ),
+        ));
     }
     // "auto" is handed to mkfs as it is, as libvirt does (mkfs fails).
     let fmt = format(def);
@@ -163,9 +169,4 @@ pub fn make_filesystem(def: &PoolDef, overwrite: bool) -> Result<()> {
     }
     argv.push(dev);
     run(&argv).map(|_| ())
-}
-
-fn storage_domain(mut e: Error) -> Error {
-    e.domain = ErrorDomain::Storage;
-    e
 }
