@@ -47,7 +47,11 @@ impl Env {
     /// The daemon inside the network namespace `netns`, if given.
     fn start_in(tag: &str, netns: Option<&netns_common::Netns>) -> Option<Env> {
         let mut bus = match Command::new("dbus-daemon")
-            .args(["--session", "--print-address=1", "--nofork"])
+            .arg(format!(
+                "--config-file={}",
+                ci_common::private_bus_config().display()
+            ))
+            .args(["--print-address=1", "--nofork"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -36,7 +36,11 @@ impl Bus {
     /// A private bus, or `None` (with the reason printed) without dbus-daemon.
     fn start() -> Option<Bus> {
         let spawned = Command::new("dbus-daemon")
-            .args(["--session", "--print-address=1", "--nofork"])
+            .arg(format!(
+                "--config-file={}",
+                ci_common::private_bus_config().display()
+            ))
+            .args(["--print-address=1", "--nofork"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn();

@@ -3,6 +3,7 @@
 //! socket, and bad input (garbage, truncated and oversized frames,
 //! unknown programs) that must close only the offending connection.
 
+mod ci_common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,11 @@ impl Env {
         std::fs::create_dir_all(&root).unwrap();
         prepare(&root);
         let mut bus = Command::new("dbus-daemon")
-            .args(["--session", "--print-address=1", "--nofork"])
+            .arg(format!(
+                "--config-file={}",
+                ci_common::private_bus_config().display()
+            ))
+            .args(["--print-address=1", "--nofork"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
