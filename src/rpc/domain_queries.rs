@@ -10,23 +10,9 @@ use crate::driver::stats::StatValue;
 use crate::driver::{DomainObj, Driver, host, tuning};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
+use super::codec::{args, reply};
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
-use super::xdr::{Xdr, from_bytes, to_bytes};
-
-fn args<T: Xdr>(payload: &[u8]) -> Result<T> {
-    from_bytes(payload).map_err(|e| {
-        Error::new(
-            ErrorCode::Rpc,
-            ErrorDomain::Rpc,
-            format!("Unable to decode message payload: {e}"),
-        )
-    })
-}
-
-fn reply<T: Xdr>(v: &T) -> Result<Outcome> {
-    Ok(Outcome::Reply(to_bytes(v)))
-}
 
 fn typed(params: Vec<(String, StatValue)>) -> Vec<g::TypedParam> {
     params

@@ -12,8 +12,11 @@
 //! (listeners and per-connection tasks). Domain logic lives in the
 //! driver; this module only translates.
 
+mod codec;
 mod conn;
+mod connect;
 mod dispatch;
+mod domain;
 mod domain_queries;
 mod events;
 pub mod frame;

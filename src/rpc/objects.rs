@@ -4,25 +4,11 @@
 use uuid::Uuid;
 
 use crate::driver::objects;
-use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+use crate::error::Result;
 
+use super::codec::{args, reply};
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
-use super::xdr::{Xdr, from_bytes, to_bytes};
-
-fn args<T: Xdr>(payload: &[u8]) -> Result<T> {
-    from_bytes(payload).map_err(|e| {
-        Error::new(
-            ErrorCode::Rpc,
-            ErrorDomain::Rpc,
-            format!("Unable to decode message payload: {e}"),
-        )
-    })
-}
-
-fn reply<T: Xdr>(v: &T) -> Result<Outcome> {
-    Ok(Outcome::Reply(to_bytes(v)))
-}
 
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)

@@ -11,25 +11,16 @@ use uuid::Uuid;
 use crate::driver::storage::{PoolEvent, PoolEventKind};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
+use super::codec::args;
 use super::conn::Conn;
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
-use super::xdr::{Xdr, from_bytes, to_bytes};
+use super::xdr::to_bytes;
 
 /// `VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE`, `_REFRESH`, `_LAST`.
 const EVENT_ID_LIFECYCLE: i32 = 0;
 const EVENT_ID_REFRESH: i32 = 1;
 const EVENT_ID_LAST: i32 = 2;
-
-fn args<T: Xdr>(payload: &[u8]) -> Result<T> {
-    from_bytes(payload).map_err(|e| {
-        Error::new(
-            ErrorCode::Rpc,
-            ErrorDomain::Rpc,
-            format!("Unable to decode message payload: {e}"),
-        )
-    })
-}
 
 /// Runs a storage pool event procedure; `None` when `proc_` is not one.
 pub fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {

@@ -343,6 +343,10 @@ async fn run_call(conn: &Arc<Conn>, h: Header, payload: Vec<u8>) {
             let storage = conn.driver().storage().clone();
             vol_stream::start_upload(conn, h, s, storage, vol);
         }
+        Ok(Outcome::NotMine) => {
+            conn.send_error(&h, MsgType::Reply, &dispatch::unsupported(h.proc_))
+                .await;
+        }
         Err(e) => {
             tracing::debug!(proc_ = h.proc_, "call failed: {e}");
             conn.send_error(&h, MsgType::Reply, &e).await;

@@ -6,27 +6,9 @@ use uuid::Uuid;
 use crate::driver::storage::{PoolRef, Storage, VolRef};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
+use super::codec::{args, reply, void};
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
-use super::xdr::{Xdr, from_bytes, to_bytes};
-
-fn args<T: Xdr>(payload: &[u8]) -> Result<T> {
-    from_bytes(payload).map_err(|e| {
-        Error::new(
-            ErrorCode::Rpc,
-            ErrorDomain::Rpc,
-            format!("Unable to decode message payload: {e}"),
-        )
-    })
-}
-
-fn reply<T: Xdr>(v: &T) -> Result<Outcome> {
-    Ok(Outcome::Reply(to_bytes(v)))
-}
-
-fn void() -> Result<Outcome> {
-    Ok(Outcome::Reply(Vec::new()))
-}
 
 fn pool_of(p: &g::NonnullStoragePool) -> PoolRef {
     PoolRef {
