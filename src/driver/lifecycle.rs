@@ -106,11 +106,10 @@ pub(super) async fn destroy_locked(inner: &Arc<Inner>, obj: &Arc<DomainObj>) -> 
     Ok(())
 }
 
-/// Resets the guest: its VMM exits and a fresh one boots the guest again.
-/// Returns once the new VMM runs (or the domain stopped), still holding
-/// the caller's job, so that the next call reaches the new VMM and never
-/// the control connection of the one that is going away.
-pub(super) async fn reset_locked(obj: &Arc<DomainObj>) -> Result<()> {
+/// Asks the VMM to reset the guest: it exits and the supervisor boots the
+/// guest again in a fresh VMM once it holds the job lock. Returns the
+/// generation of the VMM that is going away, for [`wait_replaced`].
+pub(super) async fn reset_locked(obj: &Arc<DomainObj>) -> Result<u64> {
     let vmm = live_vmm(obj)?;
     let before = {
         let mut d = obj.data();
@@ -121,6 +120,14 @@ pub(super) async fn reset_locked(obj: &Arc<DomainObj>) -> Result<()> {
         l.generation
     };
     vmm.control.execute("reset").await?;
+    Ok(before)
+}
+
+/// Waits, without the job lock (the supervisor needs it to restart the
+/// guest), until the VMM of generation `before` was replaced or the
+/// domain stopped, so that the next call reaches the new VMM and never
+/// the control connection of the one that went away.
+pub(super) async fn wait_replaced(obj: &Arc<DomainObj>, before: u64) {
     let deadline = tokio::time::Instant::now() + RESET_WAIT;
     loop {
         let replaced = obj
@@ -129,11 +136,11 @@ pub(super) async fn reset_locked(obj: &Arc<DomainObj>) -> Result<()> {
             .as_ref()
             .is_none_or(|l| l.generation != before);
         if replaced {
-            return Ok(());
+            return;
         }
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!(domain = obj.name(), "the reset guest has not come back yet");
-            return Ok(());
+            return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }

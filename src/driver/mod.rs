@@ -369,15 +369,23 @@ impl Driver {
     /// again); oxvirt has no ACPI reboot request, so the guest is not asked.
     pub async fn reboot(&self, obj: &Arc<DomainObj>, flags: u32) -> Result<()> {
         check_flags(flags, 1, "virDomainReboot")?;
-        let _job = obj.begin_job().await?;
-        lifecycle::reset_locked(obj).await
+        let before = {
+            let _job = obj.begin_job().await?;
+            lifecycle::reset_locked(obj).await?
+        };
+        lifecycle::wait_replaced(obj, before).await;
+        Ok(())
     }
 
     /// `virDomainReset`.
     pub async fn reset(&self, obj: &Arc<DomainObj>, flags: u32) -> Result<()> {
         check_flags(flags, 0, "virDomainReset")?;
-        let _job = obj.begin_job().await?;
-        lifecycle::reset_locked(obj).await
+        let before = {
+            let _job = obj.begin_job().await?;
+            lifecycle::reset_locked(obj).await?
+        };
+        lifecycle::wait_replaced(obj, before).await;
+        Ok(())
     }
 
     /// `virDomainSuspend`.

@@ -75,6 +75,9 @@ pub struct Conn {
     callbacks: Mutex<HashMap<i32, Callback>>,
     /// Storage pool event callbacks: id → (event id, only this pool).
     pool_callbacks: Mutex<HashMap<i32, (i32, Option<uuid::Uuid>)>>,
+    /// Network and node device event callbacks: id → the procedure that
+    /// removes it. Nothing of those kinds changes yet, so they only wait.
+    quiet_callbacks: Mutex<HashMap<i32, i32>>,
     streams: Mutex<HashMap<u32, StreamHandle>>,
     event_task: Mutex<Option<AbortHandle>>,
     pool_event_task: Mutex<Option<AbortHandle>>,
@@ -96,6 +99,7 @@ impl Conn {
             out,
             callbacks: Mutex::new(HashMap::new()),
             pool_callbacks: Mutex::new(HashMap::new()),
+            quiet_callbacks: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             event_task: Mutex::new(None),
             pool_event_task: Mutex::new(None),
@@ -153,6 +157,21 @@ impl Conn {
 
     pub fn add_pool_callback(&self, id: i32, event_id: i32, filter: Option<uuid::Uuid>) {
         lock(&self.pool_callbacks).insert(id, (event_id, filter));
+    }
+
+    pub fn add_quiet_callback(&self, id: i32, deregister_proc: i32) {
+        lock(&self.quiet_callbacks).insert(id, deregister_proc);
+    }
+
+    /// Removes callback `id` if `deregister_proc` is the procedure for it.
+    pub fn remove_quiet_callback(&self, id: i32, deregister_proc: i32) -> bool {
+        let mut cbs = lock(&self.quiet_callbacks);
+        if cbs.get(&id) == Some(&deregister_proc) {
+            cbs.remove(&id);
+            true
+        } else {
+            false
+        }
     }
 
     pub fn remove_pool_callback(&self, id: i32) -> bool {
@@ -235,6 +254,7 @@ impl Conn {
     pub fn teardown(&self) {
         lock(&self.callbacks).clear();
         lock(&self.pool_callbacks).clear();
+        lock(&self.quiet_callbacks).clear();
         if let Some(t) = lock(&self.pool_event_task).take() {
             t.abort();
         }

@@ -1,6 +1,8 @@
 //! Storage pool event callbacks (`virConnectStoragePoolEventRegisterAny`):
 //! the storage sub-driver's lifecycle and refresh events, as MESSAGEs to
-//! the connections that registered for them.
+//! the connections that registered for them. Network and node device
+//! callbacks are registered too; nothing of those kinds changes yet, so
+//! they never fire.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,7 +13,7 @@ use uuid::Uuid;
 use crate::driver::storage::{PoolEvent, PoolEventKind};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
-use super::codec::args;
+use super::codec::{args, reply, void};
 use super::conn::Conn;
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
@@ -43,6 +45,32 @@ pub fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
                 &g::ConnectStoragePoolEventRegisterAnyRet { callback_id: id },
             )))
         })(),
+        procs::CONNECT_NETWORK_EVENT_REGISTER_ANY => (|| {
+            let a: g::ConnectNetworkEventRegisterAnyArgs = args(p)?;
+            // VIR_NETWORK_EVENT_ID_LAST of libvirt 9.0.
+            check_id(a.event_id, 1, "network")?;
+            let id = quiet(conn, procs::CONNECT_NETWORK_EVENT_DEREGISTER_ANY);
+            reply(&g::ConnectNetworkEventRegisterAnyRet { callback_id: id })
+        })(),
+        procs::CONNECT_NODE_DEVICE_EVENT_REGISTER_ANY => (|| {
+            let a: g::ConnectNodeDeviceEventRegisterAnyArgs = args(p)?;
+            // VIR_NODE_DEVICE_EVENT_ID_LAST of libvirt 9.0.
+            check_id(a.event_id, 2, "node device")?;
+            let id = quiet(conn, procs::CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY);
+            reply(&g::ConnectNodeDeviceEventRegisterAnyRet { callback_id: id })
+        })(),
+        procs::CONNECT_NETWORK_EVENT_DEREGISTER_ANY
+        | procs::CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY => (|| {
+            let a: g::ConnectNetworkEventDeregisterAnyArgs = args(p)?;
+            if !conn.remove_quiet_callback(a.callback_id, proc_) {
+                return Err(Error::new(
+                    ErrorCode::InvalidArg,
+                    ErrorDomain::Remote,
+                    format!("event callback {} not registered", a.callback_id),
+                ));
+            }
+            void()
+        })(),
         procs::CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY => (|| {
             let a: g::ConnectStoragePoolEventDeregisterAnyArgs = args(p)?;
             if !conn.remove_pool_callback(a.callback_id) {
@@ -60,6 +88,22 @@ pub fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
         _ => return None,
     };
     Some(r)
+}
+
+fn check_id(event_id: i32, last: i32, kind: &str) -> Result<()> {
+    if !(0..last).contains(&event_id) {
+        return Err(Error::invalid_arg(format!(
+            "unsupported {kind} event ID {event_id}"
+        )));
+    }
+    Ok(())
+}
+
+/// Registers a callback of a kind without events; returns its id.
+fn quiet(conn: &Arc<Conn>, deregister_proc: i32) -> i32 {
+    let id = conn.shared.next_callback.fetch_add(1, Ordering::SeqCst);
+    conn.add_quiet_callback(id, deregister_proc);
+    id
 }
 
 async fn forward(conn: std::sync::Weak<Conn>, mut rx: tokio::sync::broadcast::Receiver<PoolEvent>) {

@@ -338,10 +338,13 @@ async fn run_call(conn: &Arc<Conn>, h: Header, payload: Vec<u8>) {
             vol_stream::start_download(conn, h, s);
         }
         Ok(Outcome::VolUpload(s, vol)) => {
-            conn.send_msg(Header::answer(&h, MsgType::Reply, STATUS_OK), &[])
-                .await;
+            // The stream is registered before the reply goes out: the
+            // client sends its data as soon as it has the reply, and
+            // data for a stream not yet known would be dropped.
             let storage = conn.driver().storage().clone();
             vol_stream::start_upload(conn, h, s, storage, vol);
+            conn.send_msg(Header::answer(&h, MsgType::Reply, STATUS_OK), &[])
+                .await;
         }
         Ok(Outcome::NotMine) => {
             conn.send_error(&h, MsgType::Reply, &dispatch::unsupported(h.proc_))
