@@ -46,6 +46,8 @@ echo "== Cockpit's Machines page in headless Chromium"
 compat-tests/cockpit/run.sh
 echo "== Ansible's community.libvirt modules"
 compat-tests/ansible/run.sh
+echo "== virt-manager under Xvfb"
+compat-tests/virt-manager/run.sh
 
 echo "== Debian package: build, file list, lintian, systemd-analyze verify"
 compat-tests/packaging/check-deb.sh

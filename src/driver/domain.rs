@@ -38,6 +38,10 @@ pub struct Live {
     pub host: HostResources,
     /// The driver's fds on the taps (none after a daemon restart).
     pub taps: Taps,
+    /// The serial port's pty master, which the driver keeps so that the
+    /// terminal (and a console on it) outlives the VMMs of a reset; none
+    /// after a daemon restart.
+    pub serial_pty: Option<std::os::fd::OwnedFd>,
 }
 
 /// Fields guarded by the short lock.

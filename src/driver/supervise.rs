@@ -11,6 +11,7 @@
 //! their caller; the monitor takes the job lock itself before it handles
 //! an exit. `vmm.rs` is the process and control-socket wrapper underneath.
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -49,8 +50,11 @@ pub(super) async fn launch(
     let taps = hostnet::acquire(&plan.nets, &inner.tap_names)?;
     let mut config = plan.config;
     taps.bind(&mut config);
+    let serial_pty = serial_pty(&mut config)?;
+    let mut fds = taps.fds();
+    fds.extend(serial_pty.as_ref().map(|m| m.as_raw_fd()));
     let p = paths(inner, &name, &obj.uuid);
-    let (vmm, watch, status) = spawn_checked(inner, &p, config, &taps.fds()).await?;
+    let (vmm, watch, status) = spawn_checked(inner, &p, config, &fds).await?;
     if let Some(kib) = plan.balloon_target_kib
         && let Err(e) = vmm.balloon_to(kib).await
     {
@@ -80,6 +84,7 @@ pub(super) async fn launch(
             shutdown_requested: false,
             host,
             taps,
+            serial_pty,
         });
         d.state = DomainState::Running;
         d.reason = running::BOOTED;
@@ -87,6 +92,22 @@ pub(super) async fn launch(
     write_status(inner, obj);
     spawn_monitor(inner.clone(), obj.clone(), vmm, watch, generation);
     Ok(())
+}
+
+/// For a serial port on a pty, opens the terminal here and hands the VMM
+/// its master: the driver keeps one too, so that the terminal, and a
+/// console connected to it, outlive the VMM.
+fn serial_pty(config: &mut VmConfig) -> Result<Option<std::os::fd::OwnedFd>> {
+    if config.serial != crate::vmm::config::SerialConfig::Pty {
+        return Ok(None);
+    }
+    let (master, path) = crate::vmm::serial_backend::open_pty()
+        .map_err(|e| super::fsutil::system_error("cannot open a pty for the serial port", &e))?;
+    config.serial = crate::vmm::config::SerialConfig::PtyFd {
+        fd: master.as_raw_fd(),
+        path,
+    };
+    Ok(Some(master))
 }
 
 /// Ends the domain's VMM (SIGTERM, then SIGKILL) and leaves the domain
@@ -141,6 +162,7 @@ async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
         shutdown_requested: false,
         host: st.host.clone(),
         taps: Taps::default(),
+        serial_pty: None,
     };
     let (state, reason) = if is_paused {
         (DomainState::Paused, paused::USER)
@@ -484,6 +506,20 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
             }
         }
         live.taps.bind(&mut config);
+        // The same terminal again; after a daemon restart the driver has
+        // none and the new VMM opens its own.
+        let mut fds = live.taps.fds();
+        match &live.serial_pty {
+            Some(m) => fds.push(m.as_raw_fd()),
+            None => {
+                if matches!(
+                    config.serial,
+                    crate::vmm::config::SerialConfig::PtyFd { .. }
+                ) {
+                    config.serial = crate::vmm::config::SerialConfig::Pty;
+                }
+            }
+        }
         let kib = live.def.current_memory_kib;
         let ballooned = live
             .def
@@ -493,7 +529,7 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
             .is_some_and(super::devices::balloon_is_virtio)
             && kib > 0
             && kib < live.def.memory_kib;
-        (live.taps.fds(), ballooned.then_some(kib))
+        (fds, ballooned.then_some(kib))
     };
     match spawn_checked(inner, &p, config, &fds).await {
         Ok((vmm, watch, status)) => {

@@ -91,6 +91,10 @@ pub enum SerialConfig {
     File { path: PathBuf },
     /// A new pseudo-terminal; its path is reported in `query-status`.
     Pty,
+    /// The master of a pseudo-terminal the VMM inherits as descriptor
+    /// `fd` (its slave is `path`): the daemon keeps the terminal across
+    /// the VMMs a guest reset goes through, so a console stays connected.
+    PtyFd { fd: i32, path: String },
     /// A listening unix socket; one client at a time gets the console.
     Unix { path: PathBuf },
     /// The VMM's own stdin/stdout.

@@ -82,7 +82,7 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 /// Opens a pseudo-terminal in raw mode; returns the master and the slave path.
-fn open_pty() -> io::Result<(OwnedFd, String)> {
+pub fn open_pty() -> io::Result<(OwnedFd, String)> {
     // SAFETY: posix_openpt has no memory-safety preconditions.
     let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
     if fd < 0 {
@@ -142,9 +142,20 @@ impl SerialBackend {
                 b.out = Box::new(io::stdout());
                 b.input = Some(io::stdin().as_raw_fd());
             }
-            SerialConfig::Pty => {
-                let (master, path) =
-                    open_pty().map_err(|e| Error::Serial(format!("cannot open a pty: {e}")))?;
+            SerialConfig::Pty | SerialConfig::PtyFd { .. } => {
+                let (master, path) = match cfg {
+                    SerialConfig::PtyFd { fd, path } => {
+                        // SAFETY: the daemon passed this descriptor for the
+                        // serial port alone; nothing else in the VMM owns it.
+                        let master = unsafe { OwnedFd::from_raw_fd(*fd) };
+                        set_nonblocking(master.as_raw_fd())
+                            .map_err(|e| Error::Serial(format!("inherited pty: {e}")))?;
+                        (master, path.clone())
+                    }
+                    _ => {
+                        open_pty().map_err(|e| Error::Serial(format!("cannot open a pty: {e}")))?
+                    }
+                };
                 let dup = master
                     .try_clone()
                     .map_err(|e| Error::Serial(format!("cannot duplicate the pty: {e}")))?;
