@@ -108,6 +108,26 @@ impl Pool {
         }
     }
 
+    /// libvirt's refusal to change a pool while operations run on its
+    /// volumes.
+    fn check_no_jobs(&self) -> Result<()> {
+        if self.jobs > 0 {
+            return Err(err(
+                ErrorCode::InternalError,
+                format!("pool '{}' has asynchronous jobs running.", self.def.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// libvirt's refusal of a call that needs the pool active.
+    fn check_active(&self) -> Result<()> {
+        if !self.active {
+            return Err(not_active(&self.def.name));
+        }
+        Ok(())
+    }
+
     fn persistent_def(&self) -> &PoolDef {
         self.new_def.as_ref().unwrap_or(&self.def)
     }
@@ -323,9 +343,7 @@ impl Storage {
                     format!("no storage pool with matching name '{}'", v.pool),
                 )
             })?;
-        if !pool.active {
-            return Err(not_active(&pool.def.name));
-        }
+        pool.check_active()?;
         let i = pool
             .volumes
             .iter()
@@ -620,12 +638,7 @@ impl Storage {
                     format!("storage pool '{}' is still active", pool.def.name),
                 ));
             }
-            if pool.jobs > 0 {
-                return Err(err(
-                    ErrorCode::InternalError,
-                    format!("pool '{}' has asynchronous jobs running.", pool.def.name),
-                ));
-            }
+            pool.check_no_jobs()?;
             if !pool.persistent {
                 return Err(err(
                     ErrorCode::OperationInvalid,
@@ -736,15 +749,8 @@ impl Storage {
                 .position(|x| x.def.uuid == p.uuid)
                 .ok_or_else(|| no_pool_uuid(p))?;
             let pool = &mut pools[i];
-            if !pool.active {
-                return Err(not_active(&pool.def.name));
-            }
-            if pool.jobs > 0 {
-                return Err(err(
-                    ErrorCode::InternalError,
-                    format!("pool '{}' has asynchronous jobs running.", pool.def.name),
-                ));
-            }
+            pool.check_active()?;
+            pool.check_no_jobs()?;
             if pool.def.pool_type == PoolType::Fs {
                 fs::unmount(&pool.def)?;
             }
@@ -775,12 +781,7 @@ impl Storage {
                     format!("storage pool '{}' is still active", pool.def.name),
                 ));
             }
-            if pool.jobs > 0 {
-                return Err(err(
-                    ErrorCode::InternalError,
-                    format!("pool '{}' has asynchronous jobs running.", pool.def.name),
-                ));
-            }
+            pool.check_no_jobs()?;
             Ok(pool.def.clone())
         })?;
         if flags & flags::DELETE_ZEROED != 0 {
@@ -798,15 +799,8 @@ impl Storage {
     pub async fn storage_pool_refresh(&self, p: &PoolRef, flags: u32) -> Result<()> {
         check_flags(flags, 0, "storagePoolRefresh")?;
         let def = self.with_pool(p, |pool| {
-            if !pool.active {
-                return Err(not_active(&pool.def.name));
-            }
-            if pool.jobs > 0 {
-                return Err(err(
-                    ErrorCode::InternalError,
-                    format!("pool '{}' has asynchronous jobs running.", pool.def.name),
-                ));
-            }
+            pool.check_active()?;
+            pool.check_no_jobs()?;
             Ok(pool.def.clone())
         })?;
         let scanned = blocking(move || dir::scan(&def)).await;
@@ -892,9 +886,7 @@ impl Storage {
     /// `virStoragePoolNumOfVolumes`.
     pub fn storage_pool_num_of_volumes(&self, p: &PoolRef) -> Result<i32> {
         self.with_pool(p, |pool| {
-            if !pool.active {
-                return Err(not_active(&pool.def.name));
-            }
+            pool.check_active()?;
             Ok(pool.volumes.iter().filter(|v| !v.building).count() as i32)
         })
     }
@@ -902,9 +894,7 @@ impl Storage {
     /// `virStoragePoolListVolumes`.
     pub fn storage_pool_list_volumes(&self, p: &PoolRef, max: i32) -> Result<Vec<String>> {
         self.with_pool(p, |pool| {
-            if !pool.active {
-                return Err(not_active(&pool.def.name));
-            }
+            pool.check_active()?;
             Ok(pool
                 .volumes
                 .iter()
@@ -919,9 +909,7 @@ impl Storage {
     pub fn storage_pool_list_all_volumes(&self, p: &PoolRef, flags: u32) -> Result<Vec<VolRef>> {
         check_flags(flags, 0, "storagePoolListAllVolumes")?;
         self.with_pool(p, |pool| {
-            if !pool.active {
-                return Err(not_active(&pool.def.name));
-            }
+            pool.check_active()?;
             Ok(pool
                 .volumes
                 .iter()
@@ -936,9 +924,7 @@ impl Storage {
     /// `virStorageVolLookupByName`.
     pub fn storage_vol_lookup_by_name(&self, p: &PoolRef, name: &str) -> Result<VolRef> {
         self.with_pool(p, |pool| {
-            if !pool.active {
-                return Err(not_active(&pool.def.name));
-            }
+            pool.check_active()?;
             pool.vol(name)
                 .map(|v| pool.vref(&v.def))
                 .ok_or_else(|| no_vol_name(name))
@@ -1001,9 +987,7 @@ impl Storage {
             .iter_mut()
             .find(|x| x.def.uuid == p.uuid)
             .ok_or_else(|| no_pool_uuid(p))?;
-        if !pool.active {
-            return Err(not_active(&pool.def.name));
-        }
+        pool.check_active()?;
         if pool.vol(&vol.name).is_some() {
             return Err(Error::with_message(
                 ErrorCode::StorageVolExist,
