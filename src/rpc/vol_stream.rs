@@ -12,22 +12,14 @@ use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use crate::driver::storage::{Storage, VolRef, VolStream};
-use crate::error::{Error, ErrorCode, ErrorDomain};
+use crate::driver::storage::{Storage, VolRef, VolStream, dir};
+use crate::error::Error;
 
 use super::conn::{Conn, STREAM_BACKLOG, StreamChunk, StreamHandle};
 use super::frame::{Header, MsgType, STATUS_CONTINUE, STATUS_OK, STREAM_CHUNK_MAX};
 
 fn packet(call: &Header, status: u32) -> Header {
     Header::answer(call, MsgType::Stream, status)
-}
-
-fn io_error(what: &str, e: &std::io::Error) -> Error {
-    Error::new(
-        ErrorCode::SystemError,
-        ErrorDomain::Storage,
-        format!("{what}: {}", crate::driver::fsutil::os_text(e)),
-    )
 }
 
 /// Starts sending a volume to the client (after the call's reply).
@@ -49,7 +41,7 @@ pub fn start_download(conn: &Arc<Conn>, call: Header, s: VolStream) {
                         conn.send_error(
                             &call,
                             MsgType::Stream,
-                            &io_error("cannot read volume", &e),
+                            &dir::sys("cannot read volume", &e),
                         )
                         .await;
                     }
@@ -97,7 +89,7 @@ pub fn start_upload(conn: &Arc<Conn>, call: Header, s: VolStream, storage: Stora
                     StreamChunk::Data(data) => {
                         let n = (data.len() as u64).min(left) as usize;
                         file.write_all(&data[..n])
-                            .map_err(|e| io_error("cannot write volume", &e))?;
+                            .map_err(|e| dir::sys("cannot write volume", &e))?;
                         left -= n as u64;
                     }
                     // A sparse upload's hole reads as zeros afterwards:
@@ -107,11 +99,11 @@ pub fn start_upload(conn: &Arc<Conn>, call: Header, s: VolStream, storage: Stora
                         let n = len.min(left);
                         let at = file
                             .stream_position()
-                            .map_err(|e| io_error("cannot seek in volume", &e))?;
-                        punch_hole(&file, at, n)
-                            .map_err(|e| io_error("cannot punch a hole in volume", &e))?;
+                            .map_err(|e| dir::sys("cannot seek in volume", &e))?;
+                        dir::punch_hole(&file, at, n)
+                            .map_err(|e| dir::sys("cannot punch a hole in volume", &e))?;
                         file.seek(SeekFrom::Current(n as i64))
-                            .map_err(|e| io_error("cannot seek in volume", &e))?;
+                            .map_err(|e| dir::sys("cannot seek in volume", &e))?;
                         left -= n;
                     }
                 }
@@ -119,14 +111,14 @@ pub fn start_upload(conn: &Arc<Conn>, call: Header, s: VolStream, storage: Stora
             // A hole at the end still makes the file that long.
             let end = file
                 .stream_position()
-                .map_err(|e| io_error("cannot seek in volume", &e))?;
+                .map_err(|e| dir::sys("cannot seek in volume", &e))?;
             if file.metadata().map(|m| m.len() < end).unwrap_or(false) {
                 file.set_len(end)
-                    .map_err(|e| io_error("cannot extend volume", &e))?;
+                    .map_err(|e| dir::sys("cannot extend volume", &e))?;
             }
             // The client finished: the sender went away with the handle.
             file.sync_data()
-                .map_err(|e| io_error("cannot sync volume", &e))
+                .map_err(|e| dir::sys("cannot sync volume", &e))
         })
         .await
         .unwrap_or_else(|e| Err(Error::internal(format!("upload writer failed: {e}"))));
@@ -151,36 +143,4 @@ pub fn start_upload(conn: &Arc<Conn>, call: Header, s: VolStream, storage: Stora
             confirms_own_finish: true,
         },
     );
-}
-
-/// Makes `len` bytes at `offset` read as zeros without allocating them.
-fn punch_hole(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::FileExt;
-    let size = file.metadata()?.len();
-    // Beyond the end there is nothing to clear: the file grows sparse.
-    let len = len.min(size.saturating_sub(offset));
-    if len == 0 {
-        return Ok(());
-    }
-    // SAFETY: fallocate on a descriptor `file` owns for the call.
-    let rc = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            offset as libc::off_t,
-            len as libc::off_t,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let zeros = vec![0u8; 1 << 20];
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(zeros.len() as u64) as usize;
-        file.write_all_at(&zeros[..n], offset + done)?;
-        done += n as u64;
-    }
-    Ok(())
 }

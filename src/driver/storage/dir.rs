@@ -5,7 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use imago::{
@@ -451,6 +451,36 @@ pub fn delete_volume(vol: &VolDef) -> Result<()> {
         fs::remove_file(&path)
     };
     r.map_err(|e| sys(format!("cannot unlink file '{path}'"), &e))
+}
+
+/// Makes `len` bytes at `offset` read as zeros without allocating them.
+pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let size = file.metadata()?.len();
+    // Beyond the end there is nothing to clear: the file grows sparse.
+    let len = len.min(size.saturating_sub(offset));
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: fallocate on a descriptor `file` owns for the call.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// `vol-wipe` with zeros: the file is emptied and extended back to its
