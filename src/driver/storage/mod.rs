@@ -79,6 +79,19 @@ struct Volume {
     building: bool,
 }
 
+impl Volume {
+    /// libvirt's refusal to use a volume still being created.
+    fn check_built(&self) -> Result<()> {
+        if self.building {
+            return Err(err(
+                ErrorCode::OperationInvalid,
+                format!("volume '{}' is still being allocated.", self.def.name),
+            ));
+        }
+        Ok(())
+    }
+}
+
 struct Pool {
     def: PoolDef,
     /// A persistent definition given while the pool was active, applied
@@ -93,6 +106,19 @@ struct Pool {
 }
 
 impl Pool {
+    /// A pool not yet started, with no volumes known.
+    fn new(def: PoolDef, persistent: bool) -> Pool {
+        Pool {
+            def,
+            new_def: None,
+            active: false,
+            persistent,
+            autostart: false,
+            volumes: Vec::new(),
+            jobs: 0,
+        }
+    }
+
     fn pref(&self) -> PoolRef {
         PoolRef {
             name: self.def.name.clone(),
@@ -124,6 +150,17 @@ impl Pool {
     fn check_active(&self) -> Result<()> {
         if !self.active {
             return Err(not_active(&self.def.name));
+        }
+        Ok(())
+    }
+
+    /// libvirt's refusal to undefine or delete a running pool.
+    fn check_inactive(&self) -> Result<()> {
+        if self.active {
+            return Err(err(
+                ErrorCode::OperationInvalid,
+                format!("storage pool '{}' is still active", self.def.name),
+            ));
         }
         Ok(())
     }
@@ -174,6 +211,24 @@ fn exclusive(flags: u32, a: (u32, &str), b: (u32, &str)) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The flags of `virStoragePoolCreate` and `virStoragePoolCreateXML`.
+fn check_create_flags(flags: u32, function: &str) -> Result<()> {
+    use flags::create::*;
+    check_flags(
+        flags,
+        WITH_BUILD | WITH_BUILD_OVERWRITE | WITH_BUILD_NO_OVERWRITE,
+        function,
+    )?;
+    exclusive(
+        flags,
+        (WITH_BUILD_OVERWRITE, "VIR_STORAGE_POOL_BUILD_OVERWRITE"),
+        (
+            WITH_BUILD_NO_OVERWRITE,
+            "VIR_STORAGE_POOL_BUILD_NO_OVERWRITE",
+        ),
+    )
 }
 
 fn not_active(name: &str) -> Error {
@@ -264,13 +319,9 @@ impl Storage {
         let mut pools = Vec::new();
         for l in store.load_all() {
             let mut pool = Pool {
-                def: l.def,
                 new_def: l.new_def,
-                active: false,
-                persistent: l.persistent,
                 autostart: l.autostart,
-                volumes: Vec::new(),
-                jobs: 0,
+                ..Pool::new(l.def, l.persistent)
             };
             if l.was_active || l.autostart {
                 match activate(&mut pool, 0) {
@@ -319,15 +370,7 @@ impl Storage {
         let pool = pools
             .iter_mut()
             .find(|x| x.def.uuid == p.uuid)
-            .ok_or_else(|| {
-                err(
-                    ErrorCode::NoStoragePool,
-                    format!(
-                        "no storage pool with matching uuid '{}' ({})",
-                        p.uuid, p.name
-                    ),
-                )
-            })?;
+            .ok_or_else(|| no_pool_uuid(p))?;
         f(pool)
     }
 
@@ -337,12 +380,7 @@ impl Storage {
         let pool = pools
             .iter_mut()
             .find(|x| x.def.name == v.pool)
-            .ok_or_else(|| {
-                err(
-                    ErrorCode::NoStoragePool,
-                    format!("no storage pool with matching name '{}'", v.pool),
-                )
-            })?;
+            .ok_or_else(|| no_pool_name(&v.pool))?;
         pool.check_active()?;
         let i = pool
             .volumes
@@ -403,12 +441,7 @@ impl Storage {
             .iter()
             .find(|p| p.def.name == name)
             .map(Pool::pref)
-            .ok_or_else(|| {
-                err(
-                    ErrorCode::NoStoragePool,
-                    format!("no storage pool with matching name '{name}'"),
-                )
-            })
+            .ok_or_else(|| no_pool_name(name))
     }
 
     /// `virStoragePoolLookupByUUID`.
@@ -443,12 +476,7 @@ impl Storage {
             .iter()
             .find(|p| p.def.name == v.pool)
             .map(Pool::pref)
-            .ok_or_else(|| {
-                err(
-                    ErrorCode::NoStoragePool,
-                    format!("no storage pool with matching name '{}'", v.pool),
-                )
-            })
+            .ok_or_else(|| no_pool_name(&v.pool))
     }
 
     /// `virStoragePoolLookupByTargetPath`.
@@ -551,15 +579,7 @@ impl Storage {
                     p.def = def;
                 }
             }
-            None => pools.push(Pool {
-                def,
-                new_def: None,
-                active: false,
-                persistent: true,
-                autostart: false,
-                volumes: Vec::new(),
-                jobs: 0,
-            }),
+            None => pools.push(Pool::new(def, true)),
         }
         drop(pools);
         self.lifecycle(pref.clone(), flags::event::DEFINED);
@@ -568,37 +588,12 @@ impl Storage {
 
     /// `virStoragePoolCreateXML`: a transient pool, started.
     pub async fn storage_pool_create_xml(&self, xml: &str, flags: u32) -> Result<PoolRef> {
-        use flags::create::*;
-        check_flags(
-            flags,
-            WITH_BUILD | WITH_BUILD_OVERWRITE | WITH_BUILD_NO_OVERWRITE,
-            "storagePoolCreateXML",
-        )?;
-        exclusive(
-            flags,
-            (WITH_BUILD_OVERWRITE, "VIR_STORAGE_POOL_BUILD_OVERWRITE"),
-            (
-                WITH_BUILD_NO_OVERWRITE,
-                "VIR_STORAGE_POOL_BUILD_NO_OVERWRITE",
-            ),
-        )?;
+        check_create_flags(flags, "storagePoolCreateXML")?;
         let def = Self::parse_served(xml)?;
-        let mut pool = {
-            let pools = self.lock();
-            if Self::check_duplicate(&pools, &def, true)?.is_some() {
-                // Same name and UUID as an inactive persistent pool:
-                // libvirt starts that pool with the given definition.
-            }
-            Pool {
-                def,
-                new_def: None,
-                active: false,
-                persistent: false,
-                autostart: false,
-                volumes: Vec::new(),
-                jobs: 0,
-            }
-        };
+        // A match by name and UUID with an inactive persistent pool is
+        // allowed: libvirt starts that pool with the given definition.
+        Self::check_duplicate(&self.lock(), &def, true)?;
+        let mut pool = Pool::new(def, false);
         let pool = blocking(move || {
             activate(&mut pool, flags)?;
             Ok(pool)
@@ -632,12 +627,7 @@ impl Storage {
                 .position(|x| x.def.uuid == p.uuid)
                 .ok_or_else(|| no_pool_uuid(p))?;
             let pool = &mut pools[i];
-            if pool.active {
-                return Err(err(
-                    ErrorCode::OperationInvalid,
-                    format!("storage pool '{}' is still active", pool.def.name),
-                ));
-            }
+            pool.check_inactive()?;
             pool.check_no_jobs()?;
             if !pool.persistent {
                 return Err(err(
@@ -656,35 +646,14 @@ impl Storage {
 
     /// `virStoragePoolCreate`: starts a defined pool.
     pub async fn storage_pool_create(&self, p: &PoolRef, flags: u32) -> Result<()> {
-        use flags::create::*;
-        check_flags(
-            flags,
-            WITH_BUILD | WITH_BUILD_OVERWRITE | WITH_BUILD_NO_OVERWRITE,
-            "storagePoolCreate",
-        )?;
-        exclusive(
-            flags,
-            (WITH_BUILD_OVERWRITE, "VIR_STORAGE_POOL_BUILD_OVERWRITE"),
-            (
-                WITH_BUILD_NO_OVERWRITE,
-                "VIR_STORAGE_POOL_BUILD_NO_OVERWRITE",
-            ),
-        )?;
+        check_create_flags(flags, "storagePoolCreate")?;
         let def = self.with_pool(p, |pool| {
             if pool.active {
                 return Err(already_active(&pool.def.name));
             }
             Ok(pool.def.clone())
         })?;
-        let mut scratch = Pool {
-            def,
-            new_def: None,
-            active: false,
-            persistent: true,
-            autostart: false,
-            volumes: Vec::new(),
-            jobs: 0,
-        };
+        let mut scratch = Pool::new(def, true);
         let scratch = blocking(move || {
             activate(&mut scratch, flags)?;
             Ok(scratch)
@@ -742,7 +711,7 @@ impl Storage {
 
     /// `virStoragePoolDestroy`: stops the pool (its files stay).
     pub fn storage_pool_destroy(&self, p: &PoolRef) -> Result<()> {
-        let removed = {
+        {
             let mut pools = self.lock();
             let i = pools
                 .iter()
@@ -763,11 +732,8 @@ impl Storage {
             if !pool.persistent {
                 pools.remove(i);
             }
-            true
-        };
-        if removed {
-            self.lifecycle(p.clone(), flags::event::STOPPED);
         }
+        self.lifecycle(p.clone(), flags::event::STOPPED);
         Ok(())
     }
 
@@ -775,12 +741,7 @@ impl Storage {
     pub async fn storage_pool_delete(&self, p: &PoolRef, flags: u32) -> Result<()> {
         check_flags(flags, flags::DELETE_ZEROED, "storagePoolDelete")?;
         let def = self.with_pool(p, |pool| {
-            if pool.active {
-                return Err(err(
-                    ErrorCode::OperationInvalid,
-                    format!("storage pool '{}' is still active", pool.def.name),
-                ));
-            }
+            pool.check_inactive()?;
             pool.check_no_jobs()?;
             Ok(pool.def.clone())
         })?;
@@ -989,11 +950,7 @@ impl Storage {
             .ok_or_else(|| no_pool_uuid(p))?;
         pool.check_active()?;
         if pool.vol(&vol.name).is_some() {
-            return Err(Error::with_message(
-                ErrorCode::StorageVolExist,
-                ErrorDomain::Storage,
-                format!("storage volume '{}' exists already", vol.name),
-            ));
+            return Err(vol_exists(&vol.name));
         }
         if vol.name.contains('/') || vol.name.is_empty() || vol.name == "." || vol.name == ".." {
             return Err(err(
@@ -1009,11 +966,7 @@ impl Storage {
         }
         let path = dir::vol_path(&pool.def, &vol.name);
         if path.exists() {
-            return Err(Error::with_message(
-                ErrorCode::StorageVolExist,
-                ErrorDomain::Storage,
-                format!("storage volume '{}' exists already", vol.name),
-            ));
+            return Err(vol_exists(&vol.name));
         }
         let mut placeholder = vol.clone();
         placeholder.key = Some(path.to_string_lossy().into_owned());
@@ -1062,15 +1015,7 @@ impl Storage {
 
     fn vol_def_for_create(xml: &str) -> Result<VolDef> {
         let vol = parse_volume(xml)?;
-        if vol.format != VolFormat::RAW && vol.format != VolFormat::QCOW2 {
-            return Err(err(
-                ErrorCode::OperationUnsupported,
-                format!(
-                    "creating volumes of format '{}' is not supported",
-                    vol.format.as_str()
-                ),
-            ));
-        }
+        check_creatable_format(&vol)?;
         if vol.backing.is_some() && vol.format != VolFormat::QCOW2 {
             return Err(err(
                 ErrorCode::ConfigUnsupported,
@@ -1130,23 +1075,10 @@ impl Storage {
         let mut vol = parse_volume(xml)?;
         let src_def = self.with_vol(src, |pool, i| {
             let v = &mut pool.volumes[i];
-            if v.building {
-                return Err(err(
-                    ErrorCode::OperationInvalid,
-                    format!("volume '{}' is still being allocated.", v.def.name),
-                ));
-            }
+            v.check_built()?;
             Ok(v.def.clone())
         })?;
-        if vol.format != VolFormat::RAW && vol.format != VolFormat::QCOW2 {
-            return Err(err(
-                ErrorCode::OperationUnsupported,
-                format!(
-                    "creating volumes of format '{}' is not supported",
-                    vol.format.as_str()
-                ),
-            ));
-        }
+        check_creatable_format(&vol)?;
         if src_def.format != VolFormat::RAW && src_def.format != VolFormat::QCOW2 {
             return Err(err(
                 ErrorCode::OperationUnsupported,
@@ -1191,12 +1123,7 @@ impl Storage {
         check_flags(flags, ZEROED | WITH_SNAPSHOTS, "storageVolDelete")?;
         let def = self.with_vol(v, |pool, i| {
             let vol = &pool.volumes[i];
-            if vol.building {
-                return Err(err(
-                    ErrorCode::OperationInvalid,
-                    format!("volume '{}' is still being allocated.", vol.def.name),
-                ));
-            }
+            vol.check_built()?;
             if vol.in_use > 0 {
                 return Err(err(
                     ErrorCode::OperationInvalid,
@@ -1236,12 +1163,7 @@ impl Storage {
     fn start_vol_job(&self, v: &VolRef) -> Result<(VolDef, PoolDef, VolJob)> {
         self.with_vol(v, |pool, i| {
             let vol = &mut pool.volumes[i];
-            if vol.building {
-                return Err(err(
-                    ErrorCode::OperationInvalid,
-                    format!("volume '{}' is still being allocated.", vol.def.name),
-                ));
-            }
+            vol.check_built()?;
             vol.in_use += 1;
             let def = vol.def.clone();
             pool.jobs += 1;
@@ -1464,6 +1386,35 @@ fn no_pool_uuid(p: &PoolRef) -> Error {
             "no storage pool with matching uuid '{}' ({})",
             p.uuid, p.name
         ),
+    )
+}
+
+/// Volumes are created as raw files or qcow2 images only.
+fn check_creatable_format(vol: &VolDef) -> Result<()> {
+    if vol.format != VolFormat::RAW && vol.format != VolFormat::QCOW2 {
+        return Err(err(
+            ErrorCode::OperationUnsupported,
+            format!(
+                "creating volumes of format '{}' is not supported",
+                vol.format.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn vol_exists(name: &str) -> Error {
+    Error::with_message(
+        ErrorCode::StorageVolExist,
+        ErrorDomain::Storage,
+        format!("storage volume '{name}' exists already"),
+    )
+}
+
+fn no_pool_name(name: &str) -> Error {
+    err(
+        ErrorCode::NoStoragePool,
+        format!("no storage pool with matching name '{name}'"),
     )
 }
 
