@@ -3,10 +3,12 @@
 //! here as libvirt's storage driver checks them). Directory pools are
 //! served; volumes are raw or qcow2 files (qcow2 made through imago).
 //!
-//! Locking: one short mutex over every pool, never held across I/O. Long
-//! operations (creating, copying, wiping, streaming a volume) mark the
-//! pool busy and the volume in use while they run unlocked, so that a
-//! concurrent destroy, delete or undefine is refused as libvirt refuses it.
+//! Locking: one short mutex over every pool, never held across volume I/O
+//! (only stopping a filesystem pool unmounts it under the lock, so that
+//! nothing starts on the pool meanwhile). Long operations (creating,
+//! copying, wiping, streaming a volume) mark the pool busy and the volume
+//! in use while they run unlocked, so that a concurrent destroy, delete or
+//! undefine is refused as libvirt refuses it.
 
 pub mod dir;
 pub mod flags;
@@ -987,30 +989,25 @@ impl Storage {
 
     /// Ends a volume build: the new file is described, or the placeholder
     /// goes away.
-    fn finish_build(&self, pool: &str, name: &str, path: &Path, ok: bool) -> Option<VolRef> {
+    fn finish_build(&self, pool: &PoolDef, name: &str, path: &Path, ok: bool) -> Option<VolRef> {
+        // The file is read before the lock is taken.
+        let described = ok.then(|| probe::describe(name, path).ok()).flatten();
+        let sizes = described.as_ref().and_then(|_| pool_sizes(pool).ok());
         let mut pools = self.lock();
-        let p = pools.iter_mut().find(|p| p.def.name == pool)?;
+        let p = pools.iter_mut().find(|p| p.def.name == pool.name)?;
         let i = p.volumes.iter().position(|v| v.def.name == name)?;
-        if !ok {
+        let Some(def) = described else {
             p.volumes.remove(i);
             return None;
+        };
+        p.volumes[i].def = def;
+        p.volumes[i].building = false;
+        p.volumes.sort_by(|a, b| a.def.name.cmp(&b.def.name));
+        if let Some((c, a, av)) = sizes {
+            (p.def.capacity, p.def.allocation, p.def.available) = (c, a, av);
         }
-        match probe::describe(name, path) {
-            Ok(def) => {
-                p.volumes[i].def = def;
-                p.volumes[i].building = false;
-                p.volumes.sort_by(|a, b| a.def.name.cmp(&b.def.name));
-                if let Ok((c, a, av)) = pool_sizes(&p.def) {
-                    (p.def.capacity, p.def.allocation, p.def.available) = (c, a, av);
-                }
-                let v = p.vol(name)?;
-                Some(p.vref(&v.def))
-            }
-            Err(_) => {
-                p.volumes.remove(i);
-                None
-            }
-        }
+        let v = p.vol(name)?;
+        Some(p.vref(&v.def))
     }
 
     fn vol_def_for_create(xml: &str) -> Result<VolDef> {
@@ -1052,7 +1049,7 @@ impl Storage {
         let (pv, pp) = (vol.clone(), path.clone());
         let prealloc = flags & PREALLOC_METADATA != 0;
         let made = blocking(move || dir::create_volume(&pp, &pv, backing_capacity, prealloc)).await;
-        let vref = self.finish_build(&pool_def.name, &vol.name, &path, made.is_ok());
+        let vref = self.finish_build(&pool_def, &vol.name, &path, made.is_ok());
         drop(job);
         made?;
         vref.ok_or_else(|| no_vol_name(&vol.name))
@@ -1110,7 +1107,7 @@ impl Storage {
         });
         let (sv, dv, dp) = (src_def.clone(), vol.clone(), path.clone());
         let made = blocking(move || dir::clone_volume(&sv, &dp, &dv)).await;
-        let vref = self.finish_build(&pool_def.name, &vol.name, &path, made.is_ok());
+        let vref = self.finish_build(&pool_def, &vol.name, &path, made.is_ok());
         drop(job);
         drop(src_job);
         made?;
@@ -1181,15 +1178,23 @@ impl Storage {
 
     /// Describes a volume again after its file changed.
     fn reprobe(&self, v: &VolRef) {
+        let Some((pool_def, path)) = self.lock().iter().find(|p| p.def.name == v.pool).map(|p| {
+            let path = p.vol(&v.name).and_then(|x| x.def.path.clone());
+            (p.def.clone(), path)
+        }) else {
+            return;
+        };
+        // The file and the filesystem are read without the lock.
+        let described = path.and_then(|path| probe::describe(&v.name, Path::new(&path)).ok());
+        let sizes = pool_sizes(&pool_def).ok();
         let mut pools = self.lock();
         if let Some(p) = pools.iter_mut().find(|p| p.def.name == v.pool) {
-            if let Some(vol) = p.volumes.iter_mut().find(|x| x.def.name == v.name)
-                && let Some(path) = vol.def.path.clone()
-                && let Ok(d) = probe::describe(&v.name, Path::new(&path))
+            if let Some(d) = described
+                && let Some(vol) = p.volumes.iter_mut().find(|x| x.def.name == v.name)
             {
                 vol.def = d;
             }
-            if let Ok((c, a, av)) = pool_sizes(&p.def) {
+            if let Some((c, a, av)) = sizes {
                 (p.def.capacity, p.def.allocation, p.def.available) = (c, a, av);
             }
         }
