@@ -28,6 +28,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+. "$top/compat-tests/lib/private-run.sh"
 target=${CARGO_TARGET_DIR:-$top/target}
 OXVIRTD=${OXVIRTD:-$target/debug/oxvirtd}
 KERNEL=$top/compat-tests/guest/out/testos.elf
@@ -114,9 +115,7 @@ setup_fail() {
 }
 
 # --- private bus and oxvirtd
-dbus-daemon --session --print-address=3 --nofork 3>"$tmp/bus" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$tmp/bus" ] && break; sleep 0.1; done
+start_private_bus "$tmp"
 [ -s "$tmp/bus" ] || setup_fail "dbus-daemon did not start"
 "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
     --config-dir "$tmp/config" --run-dir "$tmp/run" --state-dir "$tmp/state" \

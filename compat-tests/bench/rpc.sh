@@ -21,17 +21,16 @@ OXVIRTD=${OXVIRTD:-${CARGO_TARGET_DIR:-$top/target}/release/oxvirtd}
 [ -x "$OXVIRTD" ] || { echo "rpc.sh: $OXVIRTD missing: cargo build --release --bins" >&2; exit 1; }
 # shellcheck source=anchors.sh
 . "$here/anchors.sh"
+. "$top/compat-tests/lib/private-run.sh"
 
 tmp=$(mktemp -d /tmp/oxvirt-rpc-bench-XXXXXX)
 pids=()
-trap 'stop_libvirtd; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'stop_libvirtd; stop_pids_and_remove "$tmp"' EXIT
 if [ -z "${LIBVIRT_SOCK:-}" ]; then
     start_libvirtd "$tmp/libvirtd" || { echo "rpc.sh: libvirtd did not start" >&2; exit 1; }
     LIBVIRT_SOCK=${LIBVIRTD_URI#*socket=}
 fi
-dbus-daemon --session --print-address=3 --nofork 3>"$tmp/bus" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$tmp/bus" ] && break; sleep 0.1; done
+start_private_bus "$tmp"
 RUST_LOG=warn "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
     --config-dir "$tmp/config" --run-dir "$tmp/run" --state-dir "$tmp/state" \
     --rpc-socket "$tmp/sock" 2>"$tmp/oxvirtd.log" &

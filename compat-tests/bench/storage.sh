@@ -15,21 +15,14 @@ top=$(cd "$here/../.." && pwd)
 OXVIRTD=${OXVIRTD:-${CARGO_TARGET_DIR:-$top/target}/release/oxvirtd}
 [ -x "$OXVIRTD" ] || { echo "storage.sh: $OXVIRTD missing: cargo build --release --bins" >&2; exit 1; }
 . "$here/anchors.sh"
+. "$top/compat-tests/lib/private-run.sh"
 
 work=$(mktemp -d /var/tmp/oxvirt-storage-bench-XXXXXX)
 pids=()
-cleanup() {
-    stop_libvirtd
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'stop_libvirtd; stop_pids_and_remove "$work"' EXIT
 
 start_libvirtd "$work/libvirtd" || { echo "storage.sh: libvirtd did not start" >&2; exit 1; }
-dbus-daemon --session --print-address=3 --nofork 3>"$work/bus" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$work/bus" ] && break; sleep 0.1; done
+start_private_bus "$work"
 RUST_LOG=warn "$OXVIRTD" --bus-address "$(head -1 "$work/bus")" \
     --config-dir "$work/ox/config/qemu" --run-dir "$work/ox/run/qemu" --state-dir "$work/ox/state" \
     --rpc-socket "$work/ox.sock" 2>"$work/oxvirtd.log" &

@@ -36,6 +36,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+. "$top/compat-tests/lib/private-run.sh"
 target=${CARGO_TARGET_DIR:-$top/target}
 OXVIRTD=${OXVIRTD:-$target/debug/oxvirtd}
 KERNEL=$top/compat-tests/guest/out/testos.elf
@@ -122,12 +123,7 @@ descendants() {
 
 cleanup() {
     trap - EXIT INT TERM
-    # Guests outlive their daemon by design: stop them while it runs.
-    if [ -S "$TESTDIR/libvirt-sock" ]; then
-        for d in $(timeout 10 virsh -c "$U" list --name 2>/dev/null); do
-            timeout 10 virsh -c "$U" destroy "$d" >/dev/null 2>&1
-        done
-    fi
+    destroy_running_guests "$TESTDIR/libvirt-sock" "$U"
     # cockpit-ws and what it spawned (bridge, virsh console, virt-install);
     # the mount namespace goes with the last of them.
     if [ -n "$cockpit_pid" ]; then
@@ -135,24 +131,11 @@ cleanup() {
         tree=$(descendants "$cockpit_pid")
         kill "$cockpit_pid" $tree 2>/dev/null
     fi
-    local i
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        kill "${pids[i]}" 2>/dev/null
-    done
+    kill_pids_reverse
     sleep 0.5
-    # Whatever is left that belongs to this run names $TESTDIR on its
-    # command line (VMMs, chromium with its profile here, chromedriver's log)
-    # or in its environment (the session bus that cockpit-bridge launches,
-    # which leaves the tree).
-    local p
-    for p in /proc/[0-9]*; do
-        p=${p#/proc/}
-        [ "$p" = $$ ] && continue
-        if cat "/proc/$p/cmdline" "/proc/$p/environ" 2>/dev/null | tr '\0' '\n' |
-            grep -qF -- "$TESTDIR"; then
-            kill -9 "$p" 2>/dev/null
-        fi
-    done
+    # Left over: VMMs, chromium with its profile here, chromedriver, the
+    # session bus that cockpit-bridge launches outside the tree.
+    kill_run_leftovers "$TESTDIR"
     wait 2>/dev/null
     if [ $made_run_libvirt = 1 ]; then rmdir /run/libvirt 2>/dev/null; fi
     # The artifacts stay; the temp dir too when they are in it and a check

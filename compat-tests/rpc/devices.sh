@@ -15,6 +15,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+. "$top/compat-tests/lib/private-run.sh"
 OXVIRTD=$1
 tmp=$2
 KERNEL=$top/compat-tests/guest/out/testos.elf
@@ -57,9 +58,7 @@ ip -n "$ns" link set br0 up
 "$PY" "$top/compat-tests/guest/make-pattern-disk.py" write "$tmp/base.raw" 16384
 qemu-img convert -O qcow2 "$tmp/base.raw" "$tmp/disk.qcow2"
 
-dbus-daemon --session --print-address=3 --nofork 3>"$tmp/bus" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$tmp/bus" ] && break; sleep 0.1; done
+start_private_bus "$tmp"
 ip netns exec "$ns" "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
     --config-dir "$tmp/config" --run-dir "$tmp/run" --state-dir "$tmp/state" \
     --rpc-socket "$sock" 2>"$tmp/oxvirtd.log" &

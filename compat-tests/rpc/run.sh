@@ -18,28 +18,17 @@ OXVIRTD=${OXVIRTD:-$target/debug/oxvirtd}
 KERNEL=$top/compat-tests/guest/out/testos.elf
 PY=/usr/bin/python3
 
-for need in virsh dbus-daemon "$OXVIRTD" "$KERNEL" /dev/kvm; do
-    if ! command -v "$need" >/dev/null 2>&1 && [ ! -e "$need" ]; then
-        echo "SKIP: $need is missing"
-        exit 77
-    fi
-done
+. "$top/compat-tests/lib/private-run.sh"
+skip_unless_present virsh dbus-daemon "$OXVIRTD" "$KERNEL" /dev/kvm
 
 tmp=$(mktemp -d /tmp/oxvirt-rpc-XXXXXX)
 sock=$tmp/libvirt-sock
 U="qemu+unix:///system?socket=$sock"
 fails=0
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap 'stop_pids_and_remove "$tmp"' EXIT
 
-dbus-daemon --session --print-address=3 --nofork 3>"$tmp/bus" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$tmp/bus" ] && break; sleep 0.1; done
+start_private_bus "$tmp"
 "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
     --config-dir "$tmp/config" --run-dir "$tmp/run" --state-dir "$tmp/state" \
     --rpc-socket "$sock" --rpc-socket-ro "$sock-ro" 2>"$tmp/oxvirtd.log" &

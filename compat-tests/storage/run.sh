@@ -23,25 +23,16 @@ if [ -z "${OX_STORAGE_NS:-}" ]; then
     exec env OX_STORAGE_NS=1 unshare -m --propagation private "$0" "$@"
 fi
 
-for need in virsh virt-install virt-clone qemu-img xmllint dbus-daemon \
-    "$OXVIRTD" "$KERNEL" /dev/kvm "$SCHEMAS/storagepool.rng"; do
-    if ! command -v "$need" >/dev/null 2>&1 && [ ! -e "$need" ]; then
-        echo "SKIP: $need is missing"
-        exit 77
-    fi
-done
+. "$top/compat-tests/lib/private-run.sh"
+skip_unless_present virsh virt-install virt-clone qemu-img xmllint dbus-daemon \
+    "$OXVIRTD" "$KERNEL" /dev/kvm "$SCHEMAS/storagepool.rng"
 
 tmp=$(mktemp -d /tmp/oxvirt-storage-XXXXXX)
 sock=$tmp/libvirt-sock
 U="qemu+unix:///system?socket=$sock"
 fails=0
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap 'stop_pids_and_remove "$tmp"' EXIT
 
 # virt-install's default pool lives here; keep it private to this run.
 mkdir -p /var/lib/libvirt/images "$tmp/images"
@@ -55,9 +46,7 @@ start_daemon() {
     pids+=($daemon)
     for _ in $(seq 100); do [ -S "$sock" ] && virsh -c "$U" uri >/dev/null 2>&1 && break; sleep 0.1; done
 }
-dbus-daemon --session --print-address=3 --nofork 3>"$tmp/bus" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$tmp/bus" ] && break; sleep 0.1; done
+start_private_bus "$tmp"
 start_daemon
 
 . "$top/compat-tests/rpc/lib.sh"

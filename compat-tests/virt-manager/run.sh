@@ -43,6 +43,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+. "$top/compat-tests/lib/private-run.sh"
 target=${CARGO_TARGET_DIR:-$top/target}
 OXVIRTD=${OXVIRTD:-$target/debug/oxvirtd}
 KERNEL=$top/compat-tests/guest/out/testos.elf
@@ -129,28 +130,10 @@ result=1
 cleanup() {
     trap - EXIT INT TERM
     declare -F stop_vmgr >/dev/null && stop_vmgr
-    # Guests outlive their daemon by design: stop them while it runs.
-    if [ -S "$sock" ]; then
-        for d in $(timeout 10 virsh -c "$U" list --name 2>/dev/null); do
-            timeout 10 virsh -c "$U" destroy "$d" >/dev/null 2>&1
-        done
-    fi
-    local i
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        kill "${pids[i]}" 2>/dev/null
-    done
+    destroy_running_guests "$sock" "$U"
+    kill_pids_reverse
     sleep 0.5
-    # Whatever is left that belongs to this run names $TESTDIR on its command
-    # line or in its environment (a VMM, a bus that a client launched).
-    local p
-    for p in /proc/[0-9]*; do
-        p=${p#/proc/}
-        [ "$p" = $$ ] && continue
-        if cat "/proc/$p/cmdline" "/proc/$p/environ" 2>/dev/null | tr '\0' '\n' |
-            grep -qF -- "$TESTDIR"; then
-            kill -9 "$p" 2>/dev/null
-        fi
-    done
+    kill_run_leftovers "$TESTDIR"
     wait 2>/dev/null
     cp -r "$TESTDIR/state/log" "$ART/vmm-logs" 2>/dev/null
     # The artifacts stay; the temp dir too when they are in it and a check
@@ -166,10 +149,7 @@ mkdir -p /var/lib/libvirt/images "$TESTDIR/images"
 mount --bind "$TESTDIR/images" /var/lib/libvirt/images
 
 # --- private bus
-dbus-daemon --session --print-address=3 --nofork --nopidfile 3>"$TESTDIR/bus" \
-    >"$TESTDIR/dbus-daemon.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$TESTDIR/bus" ] && break; sleep 0.1; done
+start_private_bus "$TESTDIR" "$TESTDIR/dbus-daemon.log"
 BUS=$(head -1 "$TESTDIR/bus")
 [ -n "$BUS" ] || setup_fail "dbus-daemon did not start: $(cat "$TESTDIR/dbus-daemon.log")"
 
