@@ -302,7 +302,55 @@ async fn wait_state(conn: &Connection, path: &str, want: (i32, i32), secs: u64) 
     }
 }
 
-type Events = Arc<Mutex<Vec<(String, i32, i32)>>>;
+/// What a watcher took from the signals it saw, in arrival order.
+type Recorded<T> = Arc<Mutex<Vec<T>>>;
+
+/// Records what `take` finds in each message matching `rule`.
+async fn record_signals<T: Send + 'static>(
+    conn: &Connection,
+    rule: MatchRule<'static>,
+    take: impl Fn(&zbus::Message) -> Option<T> + Send + 'static,
+) -> Recorded<T> {
+    let mut stream = MessageStream::for_match_rule(rule, conn, None)
+        .await
+        .unwrap();
+    let recorded: Recorded<T> = Arc::default();
+    let sink = recorded.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            if let Some(v) = take(&m) {
+                sink.lock().unwrap().push(v);
+            }
+        }
+    });
+    recorded
+}
+
+/// Waits until at least `n` recorded items satisfy `want`; fails after
+/// `limit` with `missing` and what was seen.
+async fn wait_recorded<T: std::fmt::Debug>(
+    recorded: &Recorded<T>,
+    limit: Duration,
+    n: usize,
+    want: impl Fn(&T) -> bool,
+    missing: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if recorded.lock().unwrap().iter().filter(|x| want(x)).count() >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}; saw {:?}",
+            missing(),
+            recorded.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+type Events = Recorded<(String, i32, i32)>;
 type IfaceAddrs = (String, String, Vec<(i32, String, u32)>);
 
 async fn watch_events(conn: &Connection) -> Events {
@@ -313,39 +361,22 @@ async fn watch_events(conn: &Connection) -> Events {
         .member("DomainEvent")
         .unwrap()
         .build();
-    let mut stream = MessageStream::for_match_rule(rule, conn, None)
-        .await
-        .unwrap();
-    let events: Events = Arc::default();
-    let sink = events.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(m)) = stream.next().await {
-            if let Ok((p, e, d)) = m.body().deserialize::<(OwnedObjectPath, i32, i32)>() {
-                sink.lock().unwrap().push((p.to_string(), e, d));
-            }
-        }
-    });
-    events
+    record_signals(conn, rule, |m| {
+        let (p, e, d) = m.body().deserialize::<(OwnedObjectPath, i32, i32)>().ok()?;
+        Some((p.to_string(), e, d))
+    })
+    .await
 }
 
 async fn wait_event(events: &Events, path: &str, ev: i32, detail: i32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if events
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(p, e, d)| p == path && *e == ev && *d == detail)
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no event ({ev},{detail}) for {path}; saw {:?}",
-            events.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_recorded(
+        events,
+        Duration::from_secs(10),
+        1,
+        |(p, e, d)| p == path && *e == ev && *d == detail,
+        || format!("no event ({ev},{detail}) for {path}"),
+    )
+    .await
 }
 
 fn guest_kernel() -> Option<PathBuf> {
@@ -881,7 +912,7 @@ const POOL_UUID: &str = "480e39f3-571a-4ec9-bab1-9ddf97b33884";
 
 /// Storage signals seen: (object path the signal is about, member, args
 /// of `StoragePoolEvent`). For `Refresh` the path is the signal's own.
-type PoolSignals = Arc<Mutex<Vec<(String, String, Option<(i32, i32)>)>>>;
+type PoolSignals = Recorded<(String, String, Option<(i32, i32)>)>;
 
 async fn watch_pool_signals(conn: &Connection) -> PoolSignals {
     let rule = MatchRule::builder()
@@ -889,33 +920,21 @@ async fn watch_pool_signals(conn: &Connection) -> PoolSignals {
         .sender("org.libvirt")
         .unwrap()
         .build();
-    let mut stream = MessageStream::for_match_rule(rule, conn, None)
-        .await
-        .unwrap();
-    let signals: PoolSignals = Arc::default();
-    let sink = signals.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(m)) = stream.next().await {
-            let h = m.header();
-            let iface = h.interface().map(|i| i.to_string()).unwrap_or_default();
-            let member = h.member().map(|p| p.to_string()).unwrap_or_default();
-            let path = h.path().map(|p| p.to_string()).unwrap_or_default();
-            match (iface.as_str(), member.as_str()) {
-                ("org.libvirt.Connect", "StoragePoolEvent") => {
-                    if let Ok((p, e, d)) = m.body().deserialize::<(OwnedObjectPath, i32, i32)>() {
-                        sink.lock()
-                            .unwrap()
-                            .push((p.to_string(), member, Some((e, d))));
-                    }
-                }
-                ("org.libvirt.StoragePool", _) => {
-                    sink.lock().unwrap().push((path, member, None));
-                }
-                _ => {}
+    record_signals(conn, rule, |m| {
+        let h = m.header();
+        let iface = h.interface().map(|i| i.to_string()).unwrap_or_default();
+        let member = h.member().map(|p| p.to_string()).unwrap_or_default();
+        let path = h.path().map(|p| p.to_string()).unwrap_or_default();
+        match (iface.as_str(), member.as_str()) {
+            ("org.libvirt.Connect", "StoragePoolEvent") => {
+                let (p, e, d) = m.body().deserialize::<(OwnedObjectPath, i32, i32)>().ok()?;
+                Some((p.to_string(), member, Some((e, d))))
             }
+            ("org.libvirt.StoragePool", _) => Some((path, member, None)),
+            _ => None,
         }
-    });
-    signals
+    })
+    .await
 }
 
 /// Waits until `n` signals `member` with `args` were seen for `path`.
@@ -926,24 +945,14 @@ async fn wait_pool_signal(
     args: Option<(i32, i32)>,
     n: usize,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let seen = signals
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, m, a)| p == path && m == member && *a == args)
-            .count();
-        if seen >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {member}{args:?} for {path}; saw {:?}",
-            signals.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_recorded(
+        signals,
+        Duration::from_secs(10),
+        n,
+        |(p, m, a)| p == path && m == member && *a == args,
+        || format!("no {member}{args:?} for {path}"),
+    )
+    .await
 }
 
 async fn pool_call<B, R>(
@@ -2092,7 +2101,7 @@ async fn dbus_python_client_session() {
 
 // ---- devices: disks and a NIC on a bridge ------------------------------
 
-type Signals = Arc<Mutex<Vec<(String, String, Option<u64>)>>>;
+type Signals = Recorded<(String, String, Option<u64>)>;
 
 /// Records the per-domain signals of `org.libvirt.Domain`.
 async fn watch_domain_signals(conn: &Connection) -> Signals {
@@ -2101,41 +2110,25 @@ async fn watch_domain_signals(conn: &Connection) -> Signals {
         .interface("org.libvirt.Domain")
         .unwrap()
         .build();
-    let mut stream = MessageStream::for_match_rule(rule, conn, None)
-        .await
-        .unwrap();
-    let signals: Signals = Arc::default();
-    let sink = signals.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(m)) = stream.next().await {
-            let h = m.header();
-            let path = h.path().map(|p| p.to_string()).unwrap_or_default();
-            let member = h.member().map(|p| p.to_string()).unwrap_or_default();
-            let arg = m.body().deserialize::<(u64,)>().ok().map(|(v,)| v);
-            sink.lock().unwrap().push((path, member, arg));
-        }
-    });
-    signals
+    record_signals(conn, rule, |m| {
+        let h = m.header();
+        let path = h.path().map(|p| p.to_string()).unwrap_or_default();
+        let member = h.member().map(|p| p.to_string()).unwrap_or_default();
+        let arg = m.body().deserialize::<(u64,)>().ok().map(|(v,)| v);
+        Some((path, member, arg))
+    })
+    .await
 }
 
 async fn wait_signal(signals: &Signals, path: &str, member: &str, arg: Option<u64>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if signals
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(p, m, a)| p == path && m == member && *a == arg)
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {member}({arg:?}) for {path}; saw {:?}",
-            signals.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_recorded(
+        signals,
+        Duration::from_secs(20),
+        1,
+        |(p, m, a)| p == path && m == member && *a == arg,
+        || format!("no {member}({arg:?}) for {path}"),
+    )
+    .await
 }
 
 fn unwrapped(v: &Value<'_>) -> Value<'static> {
