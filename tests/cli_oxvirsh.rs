@@ -9,7 +9,7 @@
 //! return early.
 
 mod ci_common;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -46,25 +46,7 @@ impl Env {
 
     /// The daemon inside the network namespace `netns`, if given.
     fn start_in(tag: &str, netns: Option<&netns_common::Netns>) -> Option<Env> {
-        let mut bus = match Command::new("dbus-daemon")
-            .arg(format!(
-                "--config-file={}",
-                ci_common::private_bus_config().display()
-            ))
-            .args(["--print-address=1", "--nofork"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                ci_common::skip(&format!("cannot run dbus-daemon ({e})"));
-                return None;
-            }
-        };
-        let mut line = String::new();
-        let out = bus.stdout.take()?;
-        BufReader::new(out).read_line(&mut line).ok()?;
+        let (bus, address) = ci_common::start_private_bus()?;
         let root = std::env::temp_dir().join(format!(
             "oxvirsh-test-{tag}-{}-{}",
             std::process::id(),
@@ -79,7 +61,7 @@ impl Env {
         let mut env = Env {
             bus,
             daemon: None,
-            address: line.trim().to_string(),
+            address,
             root,
             rpc,
             netns: netns.map(|n| n.name.clone()),

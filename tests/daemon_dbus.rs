@@ -8,7 +8,6 @@
 
 mod ci_common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -35,33 +34,8 @@ struct Bus {
 impl Bus {
     /// A private bus, or `None` (with the reason printed) without dbus-daemon.
     fn start() -> Option<Bus> {
-        let spawned = Command::new("dbus-daemon")
-            .arg(format!(
-                "--config-file={}",
-                ci_common::private_bus_config().display()
-            ))
-            .args(["--print-address=1", "--nofork"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) => {
-                ci_common::skip(&format!(
-                    "cannot run dbus-daemon ({e}); install package dbus-daemon"
-                ));
-                return None;
-            }
-        };
-        let mut line = String::new();
-        let out = child.stdout.take().expect("stdout");
-        BufReader::new(out)
-            .read_line(&mut line)
-            .expect("bus address");
-        Some(Bus {
-            child,
-            address: line.trim().to_string(),
-        })
+        let (child, address) = ci_common::start_private_bus()?;
+        Some(Bus { child, address })
     }
 }
 

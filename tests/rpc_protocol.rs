@@ -4,7 +4,7 @@
 //! unknown programs) that must close only the offending connection.
 
 mod ci_common;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,26 +35,13 @@ impl Env {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         prepare(&root);
-        let mut bus = Command::new("dbus-daemon")
-            .arg(format!(
-                "--config-file={}",
-                ci_common::private_bus_config().display()
-            ))
-            .args(["--print-address=1", "--nofork"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon must be installed");
-        let mut addr = String::new();
-        BufReader::new(bus.stdout.take().unwrap())
-            .read_line(&mut addr)
-            .unwrap();
+        let (bus, addr) = ci_common::start_private_bus().expect("dbus-daemon must be installed");
         let mut env = Env {
             root,
             bus,
             daemon: None,
         };
-        env.daemon = Some(env.spawn_daemon(addr.trim()));
+        env.daemon = Some(env.spawn_daemon(&addr));
         let deadline = Instant::now() + Duration::from_secs(10);
         while UnixStream::connect(env.sock()).is_err() {
             assert!(Instant::now() < deadline, "oxvirtd did not listen");
