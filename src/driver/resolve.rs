@@ -283,16 +283,24 @@ mod tests {
              <memory unit='MiB'>128</memory><currentMemory unit='MiB'>100</currentMemory>\
              <os><type>hvm</type><kernel>/proc/self/exe</kernel></os><devices>{devs}</devices></domain>"
         ))?;
-        let dir = std::env::temp_dir().join(format!("oxvirt-resolve-{}", std::process::id()));
+        // A directory per call: the tests run in parallel.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "oxvirt-resolve-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let storage = crate::driver::storage::Storage::open(dir.join("c"), dir.join("r"))?;
-        resolve(
+        let plan = resolve(
             &def,
             &Context {
                 run_dir: Path::new("/run/x"),
                 cids_in_use: &[3],
                 storage: &storage,
             },
-        )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        plan
     }
 
     #[tokio::test]
