@@ -21,9 +21,9 @@ const VMM: &str = env!("CARGO_BIN_EXE_oxvirt-vmm");
 mod netns_common;
 
 struct Env {
-    bus: Child,
+    /// Dropped after the daemon is stopped.
+    bus: ci_common::PrivateBus,
     daemon: Option<Child>,
-    address: String,
     root: PathBuf,
     rpc: Option<PathBuf>,
     /// The network namespace the daemon runs in, if any.
@@ -46,7 +46,7 @@ impl Env {
 
     /// The daemon inside the network namespace `netns`, if given.
     fn start_in(tag: &str, netns: Option<&netns_common::Netns>) -> Option<Env> {
-        let (bus, address) = ci_common::start_private_bus()?;
+        let bus = ci_common::PrivateBus::start()?;
         let root = std::env::temp_dir().join(format!(
             "oxvirsh-test-{tag}-{}-{}",
             std::process::id(),
@@ -61,7 +61,6 @@ impl Env {
         let mut env = Env {
             bus,
             daemon: None,
-            address,
             root,
             rpc,
             netns: netns.map(|n| n.name.clone()),
@@ -80,7 +79,7 @@ impl Env {
             None => Command::new(OXVIRTD),
         };
         cmd.arg("--bus-address")
-            .arg(&self.address)
+            .arg(&self.bus.address)
             .arg("--config-dir")
             .arg(self.root.join("config"))
             .arg("--run-dir")
@@ -117,7 +116,7 @@ impl Env {
 
     fn ox_cmd(&self) -> Command {
         let mut c = Command::new(OXVIRSH);
-        c.arg("--bus-address").arg(&self.address);
+        c.arg("--bus-address").arg(&self.bus.address);
         c.env_remove("LIBVIRT_DEFAULT_URI");
         c
     }
@@ -223,8 +222,6 @@ impl Drop for Env {
             let _ = d.kill();
             let _ = d.wait();
         }
-        let _ = self.bus.kill();
-        let _ = self.bus.wait();
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
@@ -615,7 +612,7 @@ fn console_through_a_pty() {
         .arg(script("console_pty.py"))
         .arg(OXVIRSH)
         .arg("--bus-address")
-        .arg(&env.address)
+        .arg(&env.bus.address)
         .arg("console")
         .arg("g1")
         .output()

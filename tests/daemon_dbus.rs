@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 use zbus::zvariant::{DynamicType, OwnedObjectPath, OwnedValue, Type, Value};
 use zbus::{Connection, MatchRule, MessageStream};
 
+use ci_common::PrivateBus as Bus;
+
 mod netns_common;
 
 const CONNECT: &str = "/org/libvirt/QEMU";
@@ -25,26 +27,6 @@ const OXVIRTD: &str = env!("CARGO_BIN_EXE_oxvirtd");
 const VMM: &str = env!("CARGO_BIN_EXE_oxvirt-vmm");
 
 // ---- harness ---------------------------------------------------------
-
-struct Bus {
-    child: Child,
-    address: String,
-}
-
-impl Bus {
-    /// A private bus, or `None` (with the reason printed) without dbus-daemon.
-    fn start() -> Option<Bus> {
-        let (child, address) = ci_common::start_private_bus()?;
-        Some(Bus { child, address })
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Dirs {
     root: PathBuf,

@@ -20,7 +20,8 @@ const KEEPALIVE: u32 = 0x6b65_6570;
 
 struct Env {
     root: PathBuf,
-    bus: Child,
+    /// Dropped after the daemon is stopped.
+    _bus: ci_common::PrivateBus,
     daemon: Option<Child>,
 }
 
@@ -35,10 +36,11 @@ impl Env {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         prepare(&root);
-        let (bus, addr) = ci_common::start_private_bus().expect("dbus-daemon must be installed");
+        let bus = ci_common::PrivateBus::start().expect("dbus-daemon must be installed");
+        let addr = bus.address.clone();
         let mut env = Env {
             root,
-            bus,
+            _bus: bus,
             daemon: None,
         };
         env.daemon = Some(env.spawn_daemon(&addr));
@@ -84,8 +86,6 @@ impl Drop for Env {
             let _ = d.kill();
             let _ = d.wait();
         }
-        let _ = self.bus.kill();
-        let _ = self.bus.wait();
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }

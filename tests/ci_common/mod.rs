@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -18,53 +19,74 @@ pub fn skip(reason: &str) {
     eprintln!("skipping: {reason}");
 }
 
-/// A private bus's configuration: a session bus that activates no
-/// services, so that nothing installed on the host (libvirt-dbus's own
-/// `org.libvirt` activation file, say) can take the daemon's name before
-/// the daemon under test does.
-fn private_bus_config() -> std::path::PathBuf {
-    // One file per bus: parallel tests never rewrite a file being read.
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "oxvirt-test-bus-{}-{}.conf",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let conf = "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n \
-        \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
-        <busconfig>\n  <type>session</type>\n  <listen>unix:tmpdir=/tmp</listen>\n  \
-        <auth>EXTERNAL</auth>\n  <policy context=\"default\">\n    \
-        <allow send_destination=\"*\" eavesdrop=\"true\"/>\n    <allow eavesdrop=\"true\"/>\n    \
-        <allow own=\"*\"/>\n  </policy>\n</busconfig>\n";
-    std::fs::write(&path, conf).expect("write the bus configuration");
-    path
+/// A private session bus for one test, gone (daemon, socket and
+/// configuration) when dropped. It activates no services, so that
+/// nothing installed on the host (libvirt-dbus's own `org.libvirt`
+/// activation file, say) can take the daemon's name before the daemon
+/// under test does.
+pub struct PrivateBus {
+    child: Child,
+    pub address: String,
+    /// Holds the configuration and the bus socket.
+    dir: PathBuf,
 }
 
-/// Starts a private bus: the dbus-daemon and its address, or `None`
-/// (reported through `skip`) when dbus-daemon cannot run.
-pub fn start_private_bus() -> Option<(Child, String)> {
-    let config = private_bus_config();
-    let spawned = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config.display()))
-        .args(["--print-address=1", "--nofork"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = std::fs::remove_file(&config);
-            skip(&format!(
-                "cannot run dbus-daemon ({e}); install package dbus-daemon"
-            ));
-            return None;
-        }
-    };
-    let mut address = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut address)
-        .expect("bus address");
-    // The daemon read its configuration before it printed its address.
-    let _ = std::fs::remove_file(&config);
-    Some((child, address.trim().to_string()))
+impl PrivateBus {
+    /// Starts the bus, or returns `None` (reported through `skip`) when
+    /// dbus-daemon cannot run.
+    pub fn start() -> Option<PrivateBus> {
+        // A directory per bus: parallel tests share nothing.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "oxvirt-test-bus-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the bus directory");
+        let config = dir.join("bus.conf");
+        let conf = format!(
+            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n \
+            \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+            <busconfig>\n  <type>session</type>\n  <listen>unix:dir={}</listen>\n  \
+            <auth>EXTERNAL</auth>\n  <policy context=\"default\">\n    \
+            <allow send_destination=\"*\" eavesdrop=\"true\"/>\n    <allow eavesdrop=\"true\"/>\n    \
+            <allow own=\"*\"/>\n  </policy>\n</busconfig>\n",
+            dir.display()
+        );
+        std::fs::write(&config, conf).expect("write the bus configuration");
+        let spawned = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--print-address=1", "--nofork"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                skip(&format!(
+                    "cannot run dbus-daemon ({e}); install package dbus-daemon"
+                ));
+                return None;
+            }
+        };
+        let mut address = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut address)
+            .expect("bus address");
+        Some(PrivateBus {
+            child,
+            address: address.trim().to_string(),
+            dir,
+        })
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
