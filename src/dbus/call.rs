@@ -30,6 +30,12 @@ impl Call {
             .map_err(|e| Error::invalid_arg(format!("cannot decode arguments: {e}")))
     }
 
+    /// The sole argument of a method that takes only `flags`.
+    pub fn flags(&self) -> Result<u32, Error> {
+        let (flags,): (u32,) = self.args()?;
+        Ok(flags)
+    }
+
     /// The signature of the call's arguments, without outer parentheses.
     pub fn signature(&self) -> String {
         self.msg.body().signature().to_string_no_parens()

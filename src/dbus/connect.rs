@@ -25,7 +25,7 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
     let drv = &call.driver;
     match m.name {
         "ListDomains" => {
-            let (flags,): (u32,) = call.args()?;
+            let flags = call.flags()?;
             let paths = drv
                 .list(flags)?
                 .iter()
@@ -66,11 +66,11 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             call.ok(&(xml,)).await
         }
         "GetSysinfo" => {
-            let (flags,): (u32,) = call.args()?;
+            let flags = call.flags()?;
             call.ok(&(host::connect_get_sysinfo(flags)?,)).await
         }
         "NodeGetCPUMap" => {
-            let (flags,): (u32,) = call.args()?;
+            let flags = call.flags()?;
             call.ok(&(host::node_get_cpu_map(flags)?,)).await
         }
         "NodeGetCPUStats" => {
@@ -104,7 +104,7 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             call.ok(&(out,)).await
         }
         "ListStoragePools" => {
-            let (flags,): (u32,) = call.args()?;
+            let flags = call.flags()?;
             let pools = drv.storage().connect_list_all_storage_pools(flags)?;
             call.ok(&(pool_paths(&pools),)).await
         }
@@ -139,7 +139,7 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             call.ok(&(vol_object_path(&v.key)?,)).await
         }
         "ListNetworks" => {
-            let (flags,): (u32,) = call.args()?;
+            let flags = call.flags()?;
             let paths: Vec<OwnedObjectPath> = objects::connect_list_all_networks(flags)?
                 .iter()
                 .map(|n| network_object_path(&n.uuid))
@@ -147,7 +147,7 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             call.ok(&(paths,)).await
         }
         "ListInterfaces" => {
-            let (flags,): (u32,) = call.args()?;
+            let flags = call.flags()?;
             let paths = objects::connect_list_all_interfaces(flags)?
                 .iter()
                 .map(|i| interface_object_path(&i.mac))
@@ -155,7 +155,7 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             call.ok(&(paths,)).await
         }
         "ListSecrets" => {
-            let (flags,): (u32,) = call.args()?;
+            let flags = call.flags()?;
             let paths: Vec<OwnedObjectPath> = objects::connect_list_all_secrets(flags)?
                 .iter()
                 .map(|s| secret_object_path(&s.uuid))
@@ -163,7 +163,7 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             call.ok(&(paths,)).await
         }
         "ListNWFilters" => {
-            let (flags,): (u32,) = call.args()?;
+            let flags = call.flags()?;
             let paths: Vec<OwnedObjectPath> = objects::connect_list_all_nwfilters(flags)?
                 .iter()
                 .map(|f| nwfilter_object_path(&f.uuid))
@@ -207,7 +207,7 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             call.ok(&(node_device_object_path(&found)?,)).await
         }
         "ListNodeDevices" => {
-            let (flags,): (u32,) = call.args()?;
+            let flags = call.flags()?;
             let paths = drv
                 .nodedev()
                 .connect_list_all_node_devices(flags)?

@@ -13,31 +13,26 @@ use super::stats::typed_params;
 /// One `InterfaceAddresses` entry: name, MAC, (type, address, prefix)s.
 type IfaceAddrs = (String, String, Vec<(i32, String, u32)>);
 
-fn flags_arg(call: &Call) -> Result<u32> {
-    let (flags,): (u32,) = call.args()?;
-    Ok(flags)
-}
-
 /// Handles a Domain method whose name and signature were checked, on an
 /// existing domain.
 pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()> {
     let drv = &call.driver;
     match m.name {
         "GetXMLDesc" => {
-            let flags = flags_arg(call)?;
+            let flags = call.flags()?;
             call.ok(&(drv.xml_desc(obj, flags)?,)).await
         }
         "GetState" => {
-            let (state, reason) = drv.get_state(obj, flags_arg(call)?)?;
+            let (state, reason) = drv.get_state(obj, call.flags()?)?;
             call.ok(&((state as i32, reason),)).await
         }
         "GetVcpus" => {
-            let flags = flags_arg(call)?;
+            let flags = call.flags()?;
             call.ok(&(drv.vcpu_count(obj, flags)?,)).await
         }
         "MemoryStats" => {
             let out: HashMap<i32, u64> = drv
-                .memory_stats(obj, u32::MAX, flags_arg(call)?)
+                .memory_stats(obj, u32::MAX, call.flags()?)
                 .await?
                 .into_iter()
                 .collect();
@@ -59,24 +54,24 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&(typed_params(record),)).await
         }
         "Create" => {
-            let flags = flags_arg(call)?;
+            let flags = call.flags()?;
             drv.start(obj, flags).await?;
             call.ok(&()).await
         }
         "Shutdown" => {
-            drv.shutdown(obj, flags_arg(call)?).await?;
+            drv.shutdown(obj, call.flags()?).await?;
             call.ok(&()).await
         }
         "Destroy" => {
-            drv.destroy(obj, flags_arg(call)?).await?;
+            drv.destroy(obj, call.flags()?).await?;
             call.ok(&()).await
         }
         "Reboot" => {
-            drv.reboot(obj, flags_arg(call)?).await?;
+            drv.reboot(obj, call.flags()?).await?;
             call.ok(&()).await
         }
         "Reset" => {
-            drv.reset(obj, flags_arg(call)?).await?;
+            drv.reset(obj, call.flags()?).await?;
             call.ok(&()).await
         }
         "Suspend" => {
@@ -88,14 +83,11 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&()).await
         }
         "Undefine" => {
-            let flags = flags_arg(call)?;
+            let flags = call.flags()?;
             drv.undefine(obj, flags).await?;
             call.ok(&()).await
         }
-        "GetControlInfo" => {
-            call.ok(&(drv.get_control_info(obj, flags_arg(call)?)?,))
-                .await
-        }
+        "GetControlInfo" => call.ok(&(drv.get_control_info(obj, call.flags()?)?,)).await,
         "InterfaceAddresses" => {
             let (source, flags): (u32, u32) = call.args()?;
             let list: Vec<IfaceAddrs> = drv
@@ -106,11 +98,11 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&(list,)).await
         }
         "HasManagedSaveImage" => {
-            call.ok(&(drv.has_managed_save_image(obj, flags_arg(call)?)?,))
+            call.ok(&(drv.has_managed_save_image(obj, call.flags()?)?,))
                 .await
         }
         "ManagedSaveRemove" => {
-            drv.managed_save_remove(obj, flags_arg(call)?)?;
+            drv.managed_save_remove(obj, call.flags()?)?;
             call.ok(&()).await
         }
         "AbortJob" => {
@@ -133,7 +125,7 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&()).await
         }
         "ListDomainSnapshots" => {
-            let flags = flags_arg(call)?;
+            let flags = call.flags()?;
             // No snapshot has an object path yet: the list is always empty.
             let _none = drv.list_all_snapshots(obj, flags)?;
             let empty: Vec<zbus::zvariant::OwnedObjectPath> = Vec::new();
@@ -160,7 +152,7 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&()).await
         }
         "GetSchedulerParameters" => {
-            let flags = flags_arg(call)?;
+            let flags = call.flags()?;
             let params = drv.get_scheduler_parameters(obj, i32::MAX, flags)?;
             call.ok(&(super::stats::typed_params(params),)).await
         }

@@ -20,7 +20,7 @@ pub async fn handle(call: &Call, m: &Method, name: &str) -> Result<()> {
     let nd = call.driver.nodedev();
     match m.name {
         "GetXMLDesc" => {
-            let (flags,): (u32,) = call.args()?;
+            let flags = call.flags()?;
             call.ok(&(nd.node_device_get_xml_desc(name, flags)?,)).await
         }
         "ListCaps" => {

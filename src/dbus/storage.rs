@@ -33,26 +33,21 @@ pub fn vol_paths(vols: &[VolRef]) -> Result<Vec<OwnedObjectPath>> {
     vols.iter().map(|v| vol_object_path(&v.key)).collect()
 }
 
-fn flags_arg(call: &Call) -> Result<u32> {
-    let (flags,): (u32,) = call.args()?;
-    Ok(flags)
-}
-
 /// Handles a StoragePool method whose name and signature were checked,
 /// on an existing pool.
 pub async fn handle_pool(call: &Call, m: &Method, p: &PoolRef) -> Result<()> {
     let st = call.driver.storage();
     match m.name {
         "Build" => {
-            st.storage_pool_build(p, flags_arg(call)?).await?;
+            st.storage_pool_build(p, call.flags()?).await?;
             call.ok(&()).await
         }
         "Create" => {
-            st.storage_pool_create(p, flags_arg(call)?).await?;
+            st.storage_pool_create(p, call.flags()?).await?;
             call.ok(&()).await
         }
         "Delete" => {
-            st.storage_pool_delete(p, flags_arg(call)?).await?;
+            st.storage_pool_delete(p, call.flags()?).await?;
             call.ok(&()).await
         }
         "Destroy" => {
@@ -65,15 +60,15 @@ pub async fn handle_pool(call: &Call, m: &Method, p: &PoolRef) -> Result<()> {
                 .await
         }
         "GetXMLDesc" => {
-            let xml = st.storage_pool_get_xml_desc(p, flags_arg(call)?)?;
+            let xml = st.storage_pool_get_xml_desc(p, call.flags()?)?;
             call.ok(&(xml,)).await
         }
         "ListStorageVolumes" => {
-            let vols = st.storage_pool_list_all_volumes(p, flags_arg(call)?)?;
+            let vols = st.storage_pool_list_all_volumes(p, call.flags()?)?;
             call.ok(&(vol_paths(&vols)?,)).await
         }
         "Refresh" => {
-            st.storage_pool_refresh(p, flags_arg(call)?).await?;
+            st.storage_pool_refresh(p, call.flags()?).await?;
             call.ok(&()).await
         }
         "StorageVolCreateXML" => {
@@ -106,15 +101,15 @@ pub async fn handle_vol(call: &Call, m: &Method, v: &VolRef) -> Result<()> {
     let st = call.driver.storage();
     match m.name {
         "Delete" => {
-            st.storage_vol_delete(v, flags_arg(call)?).await?;
+            st.storage_vol_delete(v, call.flags()?).await?;
             call.ok(&()).await
         }
         "GetInfo" => {
-            let i = st.storage_vol_get_info_flags(v, flags_arg(call)?)?;
+            let i = st.storage_vol_get_info_flags(v, call.flags()?)?;
             call.ok(&((i.vol_type, i.capacity, i.allocation),)).await
         }
         "GetXMLDesc" => {
-            let xml = st.storage_vol_get_xml_desc(v, flags_arg(call)?)?;
+            let xml = st.storage_vol_get_xml_desc(v, call.flags()?)?;
             call.ok(&(xml,)).await
         }
         "Resize" => {
