@@ -27,3 +27,16 @@ pub fn reply<T: Xdr>(v: &T) -> Result<Outcome> {
 pub fn void() -> Result<Outcome> {
     Ok(Outcome::Reply(Vec::new()))
 }
+
+/// The server's own check of a list's length (libvirt's generated
+/// dispatcher), before the driver sees the call.
+pub fn check_max_names(n: i32, limit: usize, what: &str) -> Result<()> {
+    if n > 0 && n as usize > limit {
+        return Err(Error::new(
+            ErrorCode::Rpc,
+            ErrorDomain::Rpc,
+            format!("maxnames > {what}"),
+        ));
+    }
+    Ok(())
+}

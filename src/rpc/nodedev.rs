@@ -5,25 +5,12 @@
 use crate::driver::nodedev::NodeDev;
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
-use super::codec::{args, reply, void};
+use super::codec::{args, check_max_names, reply, void};
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
 
 fn dev(name: String) -> g::NonnullNodeDevice {
     g::NonnullNodeDevice { name }
-}
-
-/// The server's own check of a list's length (libvirt's generated
-/// dispatcher), before the driver sees the call.
-fn max_names(n: i32, limit: usize, what: &str) -> Result<()> {
-    if n > 0 && n as usize > limit {
-        return Err(Error::new(
-            ErrorCode::Rpc,
-            ErrorDomain::Rpc,
-            format!("maxnames > {what}"),
-        ));
-    }
-    Ok(())
 }
 
 fn call_blocking(nd: &NodeDev, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
@@ -46,7 +33,7 @@ fn call_blocking(nd: &NodeDev, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> 
         })(),
         procs::NODE_LIST_DEVICES => (|| {
             let a: g::NodeListDevicesArgs = args(p)?;
-            max_names(
+            check_max_names(
                 a.maxnames,
                 g::REMOTE_NODE_DEVICE_LIST_MAX,
                 "REMOTE_NODE_DEVICE_LIST_MAX",
@@ -76,7 +63,7 @@ fn call_blocking(nd: &NodeDev, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> 
         })(),
         procs::NODE_DEVICE_LIST_CAPS => (|| {
             let a: g::NodeDeviceListCapsArgs = args(p)?;
-            max_names(
+            check_max_names(
                 a.maxnames,
                 g::REMOTE_NODE_DEVICE_CAPS_LIST_MAX,
                 "REMOTE_NODE_DEVICE_CAPS_LIST_MAX",

@@ -4,9 +4,9 @@
 use uuid::Uuid;
 
 use crate::driver::storage::{PoolRef, Storage, VolRef};
-use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+use crate::error::Result;
 
-use super::codec::{args, reply, void};
+use super::codec::{args, check_max_names, reply, void};
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
 
@@ -40,17 +40,6 @@ fn wire_vol(v: &VolRef) -> g::NonnullStorageVol {
     }
 }
 
-fn max_names(n: i32, limit: usize, what: &str) -> Result<i32> {
-    if n < 0 || n as usize > limit {
-        return Err(Error::new(
-            ErrorCode::Rpc,
-            ErrorDomain::Rpc,
-            format!("maxnames > {what} ({n})"),
-        ));
-    }
-    Ok(n)
-}
-
 /// Runs a storage procedure; `None` when `proc_` is not one.
 pub async fn call(st: &Storage, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
     let r = match proc_ {
@@ -75,24 +64,24 @@ pub async fn call(st: &Storage, proc_: i32, p: &[u8]) -> Option<Result<Outcome>>
         }
         procs::CONNECT_LIST_STORAGE_POOLS => (|| {
             let a: g::ConnectListStoragePoolsArgs = args(p)?;
-            let max = max_names(
+            check_max_names(
                 a.maxnames,
                 g::REMOTE_STORAGE_POOL_LIST_MAX,
                 "REMOTE_STORAGE_POOL_LIST_MAX",
             )?;
             reply(&g::ConnectListStoragePoolsRet {
-                names: st.connect_list_storage_pools(true, max),
+                names: st.connect_list_storage_pools(true, a.maxnames),
             })
         })(),
         procs::CONNECT_LIST_DEFINED_STORAGE_POOLS => (|| {
             let a: g::ConnectListDefinedStoragePoolsArgs = args(p)?;
-            let max = max_names(
+            check_max_names(
                 a.maxnames,
                 g::REMOTE_STORAGE_POOL_LIST_MAX,
                 "REMOTE_STORAGE_POOL_LIST_MAX",
             )?;
             reply(&g::ConnectListDefinedStoragePoolsRet {
-                names: st.connect_list_storage_pools(false, max),
+                names: st.connect_list_storage_pools(false, a.maxnames),
             })
         })(),
         procs::STORAGE_POOL_LOOKUP_BY_NAME => (|| {
@@ -218,12 +207,12 @@ pub async fn call(st: &Storage, proc_: i32, p: &[u8]) -> Option<Result<Outcome>>
         })(),
         procs::STORAGE_POOL_LIST_VOLUMES => (|| {
             let a: g::StoragePoolListVolumesArgs = args(p)?;
-            let max = max_names(
+            check_max_names(
                 a.maxnames,
                 g::REMOTE_STORAGE_VOL_LIST_MAX,
                 "REMOTE_STORAGE_VOL_LIST_MAX",
             )?;
-            let names = st.storage_pool_list_volumes(&pool_of(&a.pool), max)?;
+            let names = st.storage_pool_list_volumes(&pool_of(&a.pool), a.maxnames)?;
             reply(&g::StoragePoolListVolumesRet { names })
         })(),
         procs::STORAGE_POOL_LIST_ALL_VOLUMES => (|| {
