@@ -96,6 +96,13 @@ pub fn param_i64(p: &Params, key: &str) -> Option<i64> {
     }
 }
 
+pub fn param_bool(p: &Params, key: &str) -> Option<bool> {
+    match unwrap_value(p.get(key)?) {
+        Value::Bool(b) => Some(*b),
+        _ => None,
+    }
+}
+
 pub fn param_str(p: &Params, key: &str) -> Option<String> {
     match unwrap_value(p.get(key)?) {
         Value::Str(s) => Some(s.to_string()),

@@ -3,17 +3,13 @@
 use super::bus::{Bus, DOMAIN, param_u64};
 use super::domain::{Dom, STATS_BALLOON, STATS_CPU, STATS_STATE, STATS_VCPU, lookup};
 use super::error::{CliError, Result};
-use super::format::{kv, reason_name, state_name};
+use super::format::{kv, reason_name, state_name, yes_no};
 use super::options::{exclusive, flag_bits};
 use super::xpath::Doc;
 
 /// `VIR_DOMAIN_XML_*`.
 pub const XML_SECURE: u32 = 1;
 pub const XML_INACTIVE: u32 = 2;
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
-}
 
 pub fn dominfo(bus: &Bus, name: &str) -> Result<String> {
     let d = lookup(bus, name)?;

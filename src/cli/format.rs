@@ -113,6 +113,11 @@ pub fn reason_name(state: i32, reason: i32) -> &'static str {
         .unwrap_or("unknown")
 }
 
+/// virsh's `yes`/`no` for a boolean.
+pub fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,17 +4,15 @@
 //! pool-autostart, pool-uuid, pool-name. Messages and layouts are virsh
 //! 9.0's; where virsh prints the name the user gave, so do these.
 
-use std::collections::HashMap;
+use zbus::zvariant::{OwnedObjectPath, Value};
 
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
-
-use super::bus::{Bus, unwrap_value};
+use super::bus::{Bus, Params, param_bool, param_str};
 use super::domain_lifecycle::read_file;
 use super::error::{CliError, Result};
-use super::format::{kv, table};
+use super::format::{table, yes_no};
 use super::options::exclusive;
 use super::storage::{
-    By, POOL, Pool, lookup_pool, lookup_pool_by, pool_state_name, pretty, pretty_capacity,
+    By, POOL, Pool, info_line as line, lookup_pool, lookup_pool_by, pool_state_name, pretty,
 };
 
 /// `virConnectListAllStoragePoolsFlags`.
@@ -157,27 +155,9 @@ impl BuildArgs {
 }
 
 /// A `GetAll` of a pool, values unwrapped.
-fn pool_props(bus: &Bus, path: &str) -> HashMap<String, OwnedValue> {
+fn pool_props(bus: &Bus, path: &str) -> Params {
     bus.call(path, "org.freedesktop.DBus.Properties", "GetAll", &(POOL,))
         .unwrap_or_default()
-}
-
-fn prop_bool(props: &HashMap<String, OwnedValue>, key: &str) -> Option<bool> {
-    match unwrap_value(props.get(key)?) {
-        Value::Bool(b) => Some(*b),
-        _ => None,
-    }
-}
-
-fn prop_str(props: &HashMap<String, OwnedValue>, key: &str) -> Option<String> {
-    match unwrap_value(props.get(key)?) {
-        Value::Str(s) => Some(s.to_string()),
-        _ => None,
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
 }
 
 struct Row {
@@ -229,19 +209,19 @@ pub fn pool_list(bus: &Bus, a: &PoolListArgs) -> Result<String> {
     for p in paths {
         let props = pool_props(bus, p.as_str());
         // A pool that vanished since the listing is left out.
-        let Some(name) = prop_str(&props, "Name") else {
+        let Some(name) = param_str(&props, "Name") else {
             continue;
         };
-        let autostart = match prop_bool(&props, "Autostart") {
+        let autostart = match param_bool(&props, "Autostart") {
             Some(b) => yes_no(b).to_string(),
             None => "no autostart".to_string(),
         };
-        let persistent = match prop_bool(&props, "Persistent") {
+        let persistent = match param_bool(&props, "Persistent") {
             Some(b) => yes_no(b).to_string(),
             None => "unknown".to_string(),
         };
         let mut row = Row {
-            uuid: prop_str(&props, "UUID").unwrap_or_default(),
+            uuid: param_str(&props, "UUID").unwrap_or_default(),
             name,
             state: "unknown".into(),
             autostart,
@@ -269,7 +249,7 @@ pub fn pool_list(bus: &Bus, a: &PoolListArgs) -> Result<String> {
                 }
             }
             Ok(_) => {
-                let active = prop_bool(&props, "Active").unwrap_or(false);
+                let active = param_bool(&props, "Active").unwrap_or(false);
                 row.state = if active { "active" } else { "inactive" }.into();
             }
         }
@@ -328,17 +308,11 @@ pub fn pool_list(bus: &Bus, a: &PoolListArgs) -> Result<String> {
     ))
 }
 
-/// `"%-15s %s\n"`: the label padded to 15 columns, a space, the value.
-fn line(label: &str, value: impl std::fmt::Display) -> String {
-    kv(label, format!(" {value}"), 15)
-}
-
 fn sized_line(label: &str, bytes: u64, as_bytes: bool) -> String {
     if as_bytes {
         line(label, bytes)
     } else {
-        let (v, unit) = pretty_capacity(bytes);
-        line(label, format!("{v:.2} {unit}"))
+        line(label, pretty(bytes))
     }
 }
 

@@ -254,6 +254,12 @@ pub fn pretty_capacity(val: u64) -> (f64, &'static str) {
     (v, "B")
 }
 
+/// `"%-15s %s\n"`: the label padded to 15 columns, a space, the value,
+/// as `pool-info` and `vol-info` print their lines.
+pub fn info_line(label: &str, value: impl std::fmt::Display) -> String {
+    super::format::kv(label, format!(" {value}"), 15)
+}
+
 /// `"%.2lf %s"` of [`pretty_capacity`].
 pub fn pretty(val: u64) -> String {
     let (v, unit) = pretty_capacity(val);
@@ -326,29 +332,8 @@ fn scale_of(suffix: &str) -> std::result::Result<u64, String> {
     if suffix.is_empty() {
         return Ok(1);
     }
-    let lower = suffix.to_ascii_lowercase();
-    if matches!(lower.as_str(), "b" | "byte" | "bytes") {
-        return Ok(1);
-    }
-    let unknown = || format!("invalid argument: unknown suffix '{suffix}'");
-    let b = suffix.as_bytes();
-    let base: u64 = if b.len() == 1 || lower[1..] == *"ib" {
-        1024
-    } else if b.len() == 2 && lower.as_bytes()[1] == b'b' {
-        1000
-    } else {
-        return Err(unknown());
-    };
-    let power = match lower.as_bytes()[0] {
-        b'k' => 1,
-        b'm' => 2,
-        b'g' => 3,
-        b't' => 4,
-        b'p' => 5,
-        b'e' => 6,
-        _ => return Err(unknown()),
-    };
-    Ok(base.pow(power))
+    crate::xml::units::unit_scale(suffix)
+        .ok_or_else(|| format!("invalid argument: unknown suffix '{suffix}'"))
 }
 
 #[cfg(test)]

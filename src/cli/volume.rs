@@ -8,9 +8,9 @@ use zbus::zvariant::OwnedObjectPath;
 use super::bus::Bus;
 use super::domain_lifecycle::read_file;
 use super::error::{CliError, Result};
-use super::format::{kv, table};
+use super::format::table;
 use super::storage::{
-    By, Vol, lookup_pool, lookup_vol, lookup_vol_by, parse_size, pretty, pretty_capacity,
+    By, Vol, info_line as line, lookup_pool, lookup_vol, lookup_vol_by, parse_size, pretty,
     vol_type_name,
 };
 
@@ -150,11 +150,6 @@ pub fn vol_list(bus: &Bus, pool_arg: &str, details: bool) -> Result<String> {
     ))
 }
 
-/// `"%-15s %s\n"`.
-fn line(label: &str, value: impl std::fmt::Display) -> String {
-    kv(label, format!(" {value}"), 15)
-}
-
 pub fn vol_info(
     bus: &Bus,
     arg: &str,
@@ -178,8 +173,7 @@ pub fn vol_info(
         if bytes {
             out.push_str(&line(label, format!("{v} bytes")));
         } else {
-            let (x, unit) = pretty_capacity(v);
-            out.push_str(&line(label, format!("{x:.2} {unit}")));
+            out.push_str(&line(label, pretty(v)));
         }
     }
     Ok(out)

@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 /// `KB`, `MB`, ... are powers of 1000, `k`, `KiB`, ... powers of 1024.
 pub fn unit_scale(unit: &str) -> Option<u64> {
     let lower = unit.to_ascii_lowercase();
-    if lower == "b" || lower == "bytes" {
+    if lower == "b" || lower == "byte" || lower == "bytes" {
         return Some(1);
     }
     let mut chars = lower.chars();
@@ -74,6 +74,7 @@ mod tests {
         assert_eq!(kib("1", "G").unwrap(), 1_048_576);
         assert_eq!(kib("1", "b").unwrap(), 1);
         assert_eq!(kib("2048", "bytes").unwrap(), 2);
+        assert_eq!(kib("4096", "Byte").unwrap(), 4);
         assert_eq!(kib("1", "KB").unwrap(), 1);
         assert_eq!(kib("1", "k").unwrap(), 1);
         assert_eq!(kib("1", "TiB").unwrap(), 1 << 30);
