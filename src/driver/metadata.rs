@@ -28,13 +28,7 @@ fn not_present() -> Error {
 }
 
 fn check_flags(flags: u32, function: &str) -> Result<()> {
-    let extra = flags & !(AFFECT_LIVE | AFFECT_CONFIG);
-    if extra != 0 {
-        return Err(Error::invalid_arg(format!(
-            "unsupported flags (0x{extra:x}) in function {function}"
-        )));
-    }
-    Ok(())
+    super::check_flags(flags, AFFECT_LIVE | AFFECT_CONFIG, function)
 }
 
 /// Which definitions a call with `flags` reads or changes: (live, config).

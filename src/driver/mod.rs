@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
 pub use domain::{DomainInfo, DomainObj};
 pub use state::{DomainEvent, DomainState, EventKind, EventType};
@@ -147,15 +147,22 @@ pub struct Driver {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// libvirt's `virCheckFlags`: an error naming `function` for any flag
-/// outside `allowed`. Every entry point that takes flags checks them
-/// here, never in a front end.
+/// libvirt's `virCheckFlags` for a domain function: an error naming
+/// `function` for any flag outside `allowed`. Every entry point that takes
+/// flags checks them in the driver, never in a front end.
 pub fn check_flags(flags: u32, allowed: u32, function: &str) -> Result<()> {
+    check_flags_in(ErrorDomain::Domain, flags, allowed, function)
+}
+
+/// `virCheckFlags` as the sub-driver of `domain` reports it.
+pub fn check_flags_in(domain: ErrorDomain, flags: u32, allowed: u32, function: &str) -> Result<()> {
     let extra = flags & !allowed;
     if extra != 0 {
-        return Err(Error::invalid_arg(format!(
-            "unsupported flags (0x{extra:x}) in function {function}"
-        )));
+        return Err(Error::new(
+            ErrorCode::InvalidArg,
+            domain,
+            format!("unsupported flags (0x{extra:x}) in function {function}"),
+        ));
     }
     Ok(())
 }

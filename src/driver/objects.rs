@@ -48,15 +48,7 @@ pub const LIST_INTERFACES_ALL: u32 = 1 | 2;
 pub const LIST_SECRETS_ALL: u32 = (1 << 4) - 1;
 /// `virCheckFlags` as the driver named `function` words it.
 fn check_flags(flags: u32, allowed: u32, function: &str, domain: ErrorDomain) -> Result<()> {
-    let bad = flags & !allowed;
-    if bad != 0 {
-        return Err(Error::new(
-            ErrorCode::InvalidArg,
-            domain,
-            format!("unsupported flags (0x{bad:x}) in function {function}"),
-        ));
-    }
-    Ok(())
+    super::check_flags_in(domain, flags, allowed, function)
 }
 
 /// `virConnectListAllNetworks`: no virtual networks yet.

@@ -42,16 +42,7 @@ fn err(code: ErrorCode, detail: impl AsRef<str>) -> Error {
 
 /// `virCheckFlags`.
 fn check_flags(flags: u32, allowed: u32, function: &str) -> Result<()> {
-    if flags & !allowed != 0 {
-        return Err(err(
-            ErrorCode::InvalidArg,
-            format!(
-                "unsupported flags (0x{:x}) in function {function}",
-                flags & !allowed
-            ),
-        ));
-    }
-    Ok(())
+    crate::driver::check_flags_in(ErrorDomain::NodeDev, flags, allowed, function)
 }
 
 /// `virCheckNonNegativeArgGoto` on `maxnames`.

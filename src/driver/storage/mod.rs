@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+use crate::xml::storage::pool::sanitize_path;
 use crate::xml::storage::{PoolDef, PoolType, VolDef, VolFormat, parse_pool, parse_volume};
 
 use store::PoolStore;
@@ -193,16 +194,7 @@ fn err(code: ErrorCode, detail: impl AsRef<str>) -> Error {
 }
 
 fn check_flags(flags: u32, allowed: u32, function: &str) -> Result<()> {
-    if flags & !allowed != 0 {
-        return Err(err(
-            ErrorCode::InvalidArg,
-            format!(
-                "unsupported flags (0x{:x}) in function {function}",
-                flags & !allowed
-            ),
-        ));
-    }
-    Ok(())
+    crate::driver::check_flags_in(ErrorDomain::Storage, flags, allowed, function)
 }
 
 fn exclusive(flags: u32, a: (u32, &str), b: (u32, &str)) -> Result<()> {
@@ -483,7 +475,7 @@ impl Storage {
 
     /// `virStoragePoolLookupByTargetPath`.
     pub fn storage_pool_lookup_by_target_path(&self, path: &str) -> Result<PoolRef> {
-        let want = sanitize(path);
+        let want = sanitize_path(path);
         self.lock()
             .iter()
             .find(|p| p.active && p.def.target_path == want)
@@ -918,7 +910,7 @@ impl Storage {
     pub fn storage_vol_lookup_by_path(&self, path: &str) -> Result<VolRef> {
         let canon = std::fs::canonicalize(path)
             .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| sanitize(path));
+            .unwrap_or_else(|_| sanitize_path(path));
         let pools = self.lock();
         pools
             .iter()
@@ -1449,20 +1441,6 @@ fn type_flag(t: PoolType) -> u32 {
         PoolType::IscsiDirect => 13,
     };
     flags::list::TYPE_DIR << bit
-}
-
-fn sanitize(path: &str) -> String {
-    let mut out = String::new();
-    for c in path.chars() {
-        if c == '/' && out.ends_with('/') {
-            continue;
-        }
-        out.push(c);
-    }
-    while out.len() > 1 && out.ends_with('/') {
-        out.pop();
-    }
-    out
 }
 
 fn pool_sizes(def: &PoolDef) -> Result<(u64, u64, u64)> {

@@ -88,7 +88,7 @@ pub fn parse_pool(xml: &str) -> Result<PoolDef> {
 }
 
 /// Removes repeated and trailing slashes, as `virFileSanitizePath`.
-fn sanitize_path(p: &str) -> String {
+pub fn sanitize_path(p: &str) -> String {
     let mut out = String::with_capacity(p.len());
     for c in p.chars() {
         if c == '/' && out.ends_with('/') {
