@@ -90,3 +90,25 @@ impl Drop for PrivateBus {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Runs the compat-test script at `script` (relative to the source tree)
+/// against the built daemon; its checks failing fails the test, its exit
+/// code 77 (a missing prerequisite) goes to `skip`.
+pub fn run_compat_script(script: &str, what: &str) {
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let daemon =
+        std::env::var("OXVIRTD").unwrap_or_else(|_| env!("CARGO_BIN_EXE_oxvirtd").to_string());
+    let out = Command::new("bash")
+        .arg(top.join(script))
+        .env("OXVIRTD", daemon)
+        .output()
+        .expect("bash");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    if out.status.code() == Some(77) {
+        skip(text.trim());
+        return;
+    }
+    assert!(out.status.success(), "{what} checks failed");
+}
