@@ -56,25 +56,47 @@ static void parse_range(const char *v, usize n)
 	}
 }
 
-static void parse_ip(const char *v, usize n)
+bool parse_ipv4(const char *v, usize n, u32 *out)
 {
 	u32 ip = 0;
 	int part = 0, nd = 0, val = 0;
 	for (usize i = 0; i <= n; i++) {
 		if (i == n || v[i] == '.') {
 			if (!nd || val > 255 || part > 3)
-				return;
+				return false;
 			ip |= (u32)val << (8 * part++);
 			val = nd = 0;
-		} else if (v[i] >= '0' && v[i] <= '9') {
+		} else if (v[i] >= '0' && v[i] <= '9' && nd < 3) {
 			val = val * 10 + (v[i] - '0');
 			nd++;
 		} else {
-			return;
+			return false;
 		}
 	}
-	if (part == 4)
-		opt.ip = ip;
+	if (part != 4)
+		return false;
+	*out = ip;
+	return true;
+}
+
+/* oxtest.ip: dhcp, A.B.C.D or A.B.C.D/PREFIX */
+static void parse_ip(const char *v, usize n)
+{
+	if (n == 4 && memcmp(v, "dhcp", 4) == 0) {
+		opt.dhcp = 1;
+		return;
+	}
+	usize c = 0;
+	while (c < n && v[c] != '/')
+		c++;
+	u32 ip;
+	i64 prefix = 24;
+	if (!parse_ipv4(v, c, &ip) ||
+	    (c < n && (!parse_int(v + c + 1, n - c - 1, &prefix) || prefix < 0 || prefix > 32)))
+		return;
+	opt.ip = ip;
+	opt.prefix = (int)prefix;
+	opt.dhcp = 0;
 }
 
 void cmdline_parse(const char *cl)
@@ -89,6 +111,9 @@ void cmdline_parse(const char *cl)
 	opt.vsock_port = 1234;
 	opt.vsock_cid = 2;
 	opt.ip = 15u << 24 | 2u << 16 | 10u;   /* 10.0.2.15, bytes in wire order */
+	opt.prefix = 24;
+	copy_val(opt.hostname, sizeof(opt.hostname), "oxtest", 6);
+	opt.netreachcount = 3;
 	opt.netsend = 4;
 	opt.nettime_ms = 10000;
 	opt.netserve_s = 30;
@@ -154,6 +179,14 @@ void cmdline_parse(const char *cl)
 			opt.vsock_cid = (u32)n;
 		else if (KEY("oxtest.ip"))
 			parse_ip(v, vlen);
+		else if (KEY("oxtest.gw"))
+			parse_ipv4(v, vlen, &opt.gw);
+		else if (KEY("oxtest.hostname"))
+			copy_val(opt.hostname, sizeof(opt.hostname), v, vlen);
+		else if (KEY("oxtest.netreach"))
+			parse_ipv4(v, vlen, &opt.netreach);
+		else if (KEY("oxtest.netreachcount") && parse_int(v, vlen, &n))
+			opt.netreachcount = (int)n;
 		else if (KEY("oxtest.netsend") && parse_int(v, vlen, &n))
 			opt.netsend = (int)n;
 		else if (KEY("oxtest.netrecv") && parse_int(v, vlen, &n))

@@ -104,7 +104,13 @@ struct options {
 	i64 blkzero;     /* oxtest.blkzero=SECTOR: write-zeroes test, -1: off */
 	int console_echo;          /* oxtest.console=echo */
 	u32 vsock_port, vsock_cid; /* oxtest.vsockport, oxtest.vsockcid */
-	u32 ip;          /* oxtest.ip=A.B.C.D, network byte order in memory */
+	u32 ip;          /* oxtest.ip=A.B.C.D[/PREFIX], network byte order in memory */
+	int prefix;      /* its prefix length (default 24) */
+	int dhcp;        /* oxtest.ip=dhcp: lease the address with DHCPv4 instead */
+	u32 gw;          /* oxtest.gw=G.G.G.G: router for a static address, 0: none */
+	char hostname[64];         /* oxtest.hostname=NAME: DHCP option 12 (default oxtest) */
+	u32 netreach;    /* oxtest.netreach=A.B.C.D: ping it (through the router), 0: off */
+	int netreachcount;         /* oxtest.netreachcount=N: echo requests (default 3) */
 	int netsend, netrecv, netping, netudp, balloon_pages;
 	i64 nettime_ms, netserve_s, balloonwait_ms, timeout_ms;
 	/* interrupts and ring features of the blk check (see README) */
@@ -115,13 +121,15 @@ struct options {
 	/* throughput modes */
 	char blkbench[512];        /* oxtest.blkbench=MODE:SIZE:QD:MS,... */
 	i64 blkspan_mib;           /* oxtest.blkspan=MIB: bench region from sector 0 */
-	char netbench[64];         /* oxtest.netbench=tx:MS[:LEN],... */
+	char netbench[128];        /* oxtest.netbench=tx:MS[:LEN],udp:MS:LEN:A.B.C.D:PORT,... */
 };
 #define IRQ_POLL 0
 #define IRQ_MSIX 1
 #define IRQ_INTX 2
 extern struct options opt;
 void cmdline_parse(const char *cmdline);
+/* A.B.C.D (n bytes) into *out, network byte order in memory; false if malformed. */
+bool parse_ipv4(const char *v, usize n, u32 *out);
 /* Iterate a comma list: copies the next item into item, returns the rest or NULL. */
 const char *next_item(const char *list, char *item, usize itemsz);
 
