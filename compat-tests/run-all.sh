@@ -42,6 +42,8 @@ cargo test --locked --all-targets
 
 echo "== libvirt's own test domains, formatted by oxvirt-xml, against libvirt's schema"
 compat-tests/xml/libvirt-test-corpus.sh "${CARGO_TARGET_DIR:-target}/debug/oxvirt-xml"
+echo "== libvirt's own network tests: XML and dnsmasq configuration, byte for byte"
+compat-tests/xml/libvirt-network-corpus.sh "${CARGO_TARGET_DIR:-target}/debug/oxvirt-xml"
 echo "== Cockpit's Machines page in headless Chromium"
 compat-tests/cockpit/run.sh
 echo "== Ansible's community.libvirt modules"

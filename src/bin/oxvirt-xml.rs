@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
+use oxvirt::driver::network::dnsmasq;
+use oxvirt::xml::network::parse_network;
 use oxvirt::xml::{FormatFlags, check_supported, parse_domain};
 
 #[derive(Parser)]
@@ -35,6 +37,25 @@ enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print each network definition as `virsh net-dumpxml` would.
+    FormatNetwork {
+        /// As `net-dumpxml --inactive`.
+        #[arg(long)]
+        inactive: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the dnsmasq configuration a network would be served with
+    /// (bridge names and MACs as the files give them).
+    DnsmasqConf {
+        /// Directory of the hosts files named in it.
+        #[arg(long, default_value = "/var/lib/libvirt/dnsmasq")]
+        dir: PathBuf,
+        /// Also print the DHCP hosts file after a line `--- hostsfile`.
+        #[arg(long)]
+        hostsfile: bool,
+        file: PathBuf,
+    },
     /// Validate each file against oxvirt's RelaxNG schema with xmllint.
     Validate {
         /// Directory holding domain.rng.
@@ -62,6 +83,40 @@ fn format_files(files: &[PathBuf], flags: FormatFlags) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn format_networks(files: &[PathBuf], inactive: bool) -> ExitCode {
+    for f in files {
+        match read(f).and_then(|x| parse_network(&x).map_err(|e| e.to_string())) {
+            Ok(n) => print!("{}", n.to_xml(inactive, 0)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn dnsmasq_conf(file: &Path, dir: &Path, hostsfile: bool) -> ExitCode {
+    let conf = read(file).and_then(|x| {
+        let def = parse_network(&x).map_err(|e| e.to_string())?;
+        dnsmasq::Config::new(&def, dir, None).map_err(|e| e.to_string())
+    });
+    match conf {
+        Ok(c) => {
+            print!("{}", c.conf);
+            if hostsfile {
+                println!("--- hostsfile");
+                print!("{}", c.hostsfile);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check_files(files: &[PathBuf]) -> ExitCode {
@@ -141,6 +196,12 @@ fn main() -> ExitCode {
             },
         ),
         Cmd::Check { files } => check_files(&files),
+        Cmd::FormatNetwork { inactive, files } => format_networks(&files, inactive),
+        Cmd::DnsmasqConf {
+            dir,
+            hostsfile,
+            file,
+        } => dnsmasq_conf(&file, &dir, hostsfile),
         Cmd::Validate {
             schema_dir: dir,
             files,

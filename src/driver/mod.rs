@@ -15,6 +15,7 @@ pub mod image;
 mod lifecycle;
 pub mod metadata;
 pub mod netdev;
+pub mod network;
 pub mod nodedev;
 pub mod objects;
 pub mod pidfd;
@@ -91,6 +92,20 @@ impl DriverConfig {
     }
 }
 
+impl DriverConfig {
+    /// Where the network driver keeps definitions (`qemu/networks`, as
+    /// libvirt), state (`network` beside `qemu/` in the run directory)
+    /// and dnsmasq's files (`dnsmasq` beside `qemu/` in the state
+    /// directory).
+    pub fn network_dirs(&self) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            self.config_dir.join("networks"),
+            beside_qemu(&self.run_dir, "network"),
+            beside_qemu(&self.state_dir, "dnsmasq"),
+        )
+    }
+}
+
 /// `dir/../name` when `dir` is libvirt's per-driver `qemu` directory,
 /// otherwise `dir/name`.
 fn beside_qemu(dir: &std::path::Path, name: &str) -> PathBuf {
@@ -116,6 +131,8 @@ pub(crate) struct Inner {
     pub storage: storage::Storage,
     /// The node-device sub-driver (the host's devices, read-only).
     pub nodedev: nodedev::NodeDev,
+    /// The network sub-driver (virtual networks).
+    pub networks: network::Networks,
 }
 
 impl Inner {
@@ -188,6 +205,8 @@ impl Driver {
         let (events, _) = broadcast::channel(1024);
         let (storage_config, storage_run) = cfg.storage_dirs();
         let storage = storage::Storage::open(storage_config, storage_run)?;
+        let (net_config, net_run, net_dnsmasq) = cfg.network_dirs();
+        let networks = network::Networks::open(net_config, net_run, net_dnsmasq)?;
         let inner = Arc::new(Inner {
             store: ConfigStore::new(cfg.config_dir.clone()),
             cfg,
@@ -200,6 +219,7 @@ impl Driver {
             host_probe: std::sync::OnceLock::new(),
             storage,
             nodedev: nodedev::NodeDev::system(),
+            networks,
         });
         let drv = Driver { inner };
         for loaded in drv.inner.store.load_all() {
@@ -264,6 +284,11 @@ impl Driver {
     /// A receiver of every domain event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<DomainEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// The network sub-driver.
+    pub fn networks(&self) -> &network::Networks {
+        &self.inner.networks
     }
 
     /// The storage sub-driver.

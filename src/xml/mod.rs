@@ -14,6 +14,7 @@ pub mod defaults;
 pub mod format;
 pub mod mac;
 pub mod model;
+pub mod network;
 pub mod nodedev;
 pub mod props;
 pub mod storage;

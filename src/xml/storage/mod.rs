@@ -4,7 +4,7 @@
 //! them. No I/O: what the host says (sizes, permissions, timestamps) is
 //! filled in by the driver.
 
-pub(in crate::xml) mod out;
+pub(crate) mod out;
 pub mod perms;
 pub mod pool;
 pub mod volume;

@@ -8,7 +8,7 @@ pub(in crate::xml) struct Out {
 }
 
 /// Escapes text or an attribute value as libvirt's `virBufferEscapeString` does.
-pub(in crate::xml) fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -46,6 +46,16 @@ impl Out {
     pub fn close(&mut self, tag: &str) {
         self.level = self.level.saturating_sub(1);
         self.line(tag);
+    }
+
+    /// Text already indented and ended by a newline.
+    pub fn raw(&mut self, text: &str) {
+        self.buf.push_str(text);
+    }
+
+    /// The current indentation level.
+    pub fn level(&self) -> usize {
+        self.level
     }
 
     pub fn finish(self) -> String {
