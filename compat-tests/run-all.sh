@@ -44,6 +44,8 @@ echo "== libvirt's own test domains, formatted by oxvirt-xml, against libvirt's 
 compat-tests/xml/libvirt-test-corpus.sh "${CARGO_TARGET_DIR:-target}/debug/oxvirt-xml"
 echo "== libvirt's own network tests: XML and dnsmasq configuration, byte for byte"
 compat-tests/xml/libvirt-network-corpus.sh "${CARGO_TARGET_DIR:-target}/debug/oxvirt-xml"
+echo "== virtual networks: virsh net-*, a guest's DHCP lease and NAT, in a network namespace"
+compat-tests/network/run.sh
 echo "== Cockpit's Machines page in headless Chromium"
 compat-tests/cockpit/run.sh
 echo "== Ansible's community.libvirt modules"

@@ -140,11 +140,18 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
         }
         "ListNetworks" => {
             let flags = call.flags()?;
-            let paths: Vec<OwnedObjectPath> = objects::connect_list_all_networks(flags)?
-                .iter()
-                .map(|n| network_object_path(&n.uuid))
-                .collect();
-            call.ok(&(paths,)).await
+            let nets = drv.networks().connect_list_all_networks(flags)?;
+            call.ok(&(super::network::paths(&nets),)).await
+        }
+        "NetworkCreateXML" => {
+            let (xml,): (String,) = call.args()?;
+            let n = drv.networks().network_create_xml(&xml, 0).await?;
+            call.ok(&(network_object_path(&n.uuid),)).await
+        }
+        "NetworkDefineXML" => {
+            let (xml,): (String,) = call.args()?;
+            let n = drv.networks().network_define_xml(&xml, 0)?;
+            call.ok(&(network_object_path(&n.uuid),)).await
         }
         "ListInterfaces" => {
             let flags = call.flags()?;
@@ -172,15 +179,12 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
         }
         "NetworkLookupByName" => {
             let (name,): (String,) = call.args()?;
-            let n = objects::network_lookup_by_name(&name)?;
+            let n = drv.networks().network_lookup_by_name(&name)?;
             call.ok(&(network_object_path(&n.uuid),)).await
         }
         "NetworkLookupByUUID" => {
             let (uuid,): (String,) = call.args()?;
-            let uuid = crate::xml::uuid_text::parse_uuid(&uuid).ok_or_else(|| {
-                Error::invalid_arg("uuidstr in virNetworkLookupByUUIDString must be a valid UUID")
-            })?;
-            let n = objects::network_lookup_by_uuid(&uuid)?;
+            let n = drv.networks().network_lookup_by_uuid_string(&uuid)?;
             call.ok(&(network_object_path(&n.uuid),)).await
         }
         "InterfaceLookupByName" => {

@@ -8,6 +8,7 @@ pub mod connect;
 pub mod console;
 pub mod domain;
 pub mod introspect;
+pub mod network;
 pub mod nodedev;
 pub mod paths;
 pub mod props;
@@ -55,6 +56,10 @@ pub async fn serve(bus: Bus, driver: Driver) -> Result<()> {
         conn.clone(),
         signals::subscribe_storage(&driver),
     ));
+    tokio::spawn(signals::relay_networks(
+        conn.clone(),
+        driver.networks().subscribe(),
+    ));
     conn.request_name(BUS_NAME).await.map_err(bus_error)?;
     driver.autostart();
     tracing::info!(?bus, "serving {BUS_NAME}");
@@ -66,6 +71,7 @@ pub async fn serve(bus: Bus, driver: Driver) -> Result<()> {
 pub const SERVED: &[&str] = &[
     "Connect",
     "Domain",
+    "Network",
     "NodeDevice",
     "StoragePool",
     "StorageVol",
@@ -79,6 +85,7 @@ pub fn interface_xml(which: &str) -> Option<String> {
         "StoragePool" => &spec::STORAGE_POOL,
         "StorageVol" => &spec::STORAGE_VOL,
         "NodeDevice" => &spec::NODE_DEVICE,
+        "Network" => &spec::NETWORK,
         _ => return None,
     };
     let mut xml = String::from(introspect::DOCTYPE);

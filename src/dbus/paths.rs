@@ -19,7 +19,8 @@ pub const NWFILTER_PREFIX: &str = "/org/libvirt/QEMU/nwfilter";
 pub const NODE_DEVICE_PREFIX: &str = "/org/libvirt/QEMU/nodedev";
 
 /// The child nodes of the connect object, as `Introspect` lists them.
-pub const CONNECT_CHILDREN: &[&str] = &["domain", "nodedev", "storagepool", "storagevol"];
+pub const CONNECT_CHILDREN: &[&str] =
+    &["domain", "network", "nodedev", "storagepool", "storagevol"];
 
 /// `prefix` + `/_` + the UUID with `-` as `_` (libvirt-dbus's UUID rule).
 fn uuid_path(prefix: &str, uuid: &Uuid) -> String {
@@ -210,6 +211,10 @@ pub enum Target {
     StorageVols,
     /// A storage volume object (the segment after the collection).
     StorageVol(String),
+    /// `/org/libvirt/QEMU/network`: the collection node.
+    Networks,
+    /// A network object (the segment after the collection).
+    Network(String),
     /// `/org/libvirt/QEMU/nodedev`: the collection node.
     NodeDevices,
     /// A node device object (the segment after the collection).
@@ -235,6 +240,7 @@ pub fn classify(path: &str) -> Target {
         STORAGE_POOL_PREFIX => Target::StoragePools,
         STORAGE_VOL_PREFIX => Target::StorageVols,
         NODE_DEVICE_PREFIX => Target::NodeDevices,
+        NETWORK_PREFIX => Target::Networks,
         _ => {
             if let Some(seg) = child_of(path, DOMAIN_PREFIX) {
                 Target::Domain(seg)
@@ -242,6 +248,8 @@ pub fn classify(path: &str) -> Target {
                 Target::StoragePool(seg)
             } else if let Some(seg) = child_of(path, STORAGE_VOL_PREFIX) {
                 Target::StorageVol(seg)
+            } else if let Some(seg) = child_of(path, NETWORK_PREFIX) {
+                Target::Network(seg)
             } else if let Some(seg) = child_of(path, NODE_DEVICE_PREFIX) {
                 Target::NodeDevice(seg)
             } else {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use zbus::zvariant::{OwnedValue, Str, Structure, Value};
 
+use crate::driver::network::NetworkRef;
 use crate::driver::storage::{PoolRef, Storage, VolRef};
 use crate::driver::{DomainObj, Driver, host};
 use crate::error::{Error, Result};
@@ -74,6 +75,7 @@ pub enum Holder {
     StoragePool(std::result::Result<PoolRef, Error>),
     StorageVol(std::result::Result<VolRef, Error>),
     NodeDevice(std::result::Result<String, Error>),
+    Network(std::result::Result<NetworkRef, Error>),
 }
 
 impl Holder {
@@ -84,6 +86,7 @@ impl Holder {
             Holder::StoragePool(_) => &spec::STORAGE_POOL,
             Holder::StorageVol(_) => &spec::STORAGE_VOL,
             Holder::NodeDevice(_) => &spec::NODE_DEVICE,
+            Holder::Network(_) => &spec::NETWORK,
         }
     }
 
@@ -94,7 +97,9 @@ impl Holder {
             Holder::StoragePool(Ok(p)) => pool_prop(driver.storage(), p, name),
             Holder::StorageVol(Ok(v)) => vol_prop(driver.storage(), v, name),
             Holder::NodeDevice(Ok(d)) => super::nodedev::property(driver.nodedev(), d, name),
-            Holder::Domain(Err(e))
+            Holder::Network(Ok(n)) => super::network::property(driver.networks(), n, name),
+            Holder::Network(Err(e))
+            | Holder::Domain(Err(e))
             | Holder::StoragePool(Err(e))
             | Holder::StorageVol(Err(e))
             | Holder::NodeDevice(Err(e)) => Err(e.clone()),
@@ -175,7 +180,9 @@ pub async fn handle(call: &Call, holder: Holder, member: &str) {
             let r = match &holder {
                 Holder::Domain(Ok(obj)) => set_autostart(&call.driver, obj, on).await,
                 Holder::StoragePool(Ok(p)) => call.driver.storage().storage_pool_set_autostart(p, on),
-                Holder::Domain(Err(e))
+                Holder::Network(Ok(n)) => call.driver.networks().network_set_autostart(n, on),
+                Holder::Network(Err(e))
+                | Holder::Domain(Err(e))
                 | Holder::StoragePool(Err(e))
                 | Holder::StorageVol(Err(e))
                 | Holder::NodeDevice(Err(e)) => Err(e.clone()),

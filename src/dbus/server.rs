@@ -15,13 +15,13 @@ use crate::error::Error;
 use super::call::{Call, INVALID_ARGS, UNKNOWN_METHOD};
 use super::introspect::node_xml;
 use super::paths::{
-    CONNECT_CHILDREN, Target, classify, domain_path, node_device_object_path, pool_path,
-    uuid_from_segment, vol_path,
+    CONNECT_CHILDREN, Target, classify, domain_path, network_object_path, node_device_object_path,
+    pool_path, uuid_from_segment, vol_path,
 };
 use super::props::{self, Holder};
 use super::spec;
 use super::spec_types::Interface;
-use super::{connect, console, domain, nodedev, storage};
+use super::{connect, console, domain, network, nodedev, storage};
 
 /// Serves calls until the connection closes.
 pub async fn run(mut stream: MessageStream, conn: Connection, driver: Driver) {
@@ -105,6 +105,14 @@ async fn dispatch(call: Call) {
             &spec::NODE_DEVICE,
             Holder::NodeDevice(nodedev::resolve(call.driver.nodedev(), seg)),
         ),
+        Target::Network(seg) => (
+            &spec::NETWORK,
+            Holder::Network(network::resolve(call.driver.networks(), seg)),
+        ),
+        Target::Networks => (
+            &spec::NETWORK,
+            Holder::Network(network::resolve(call.driver.networks(), "")),
+        ),
         Target::NodeDevices => (
             &spec::NODE_DEVICE,
             Holder::NodeDevice(nodedev::resolve(call.driver.nodedev(), "")),
@@ -155,7 +163,9 @@ async fn dispatch(call: Call) {
         Holder::StoragePool(Ok(p)) => storage::handle_pool(&call, method, &p).await,
         Holder::StorageVol(Ok(v)) => storage::handle_vol(&call, method, &v).await,
         Holder::NodeDevice(Ok(d)) => nodedev::handle(&call, method, &d).await,
-        Holder::Domain(Err(e))
+        Holder::Network(Ok(n)) => network::handle(&call, method, &n).await,
+        Holder::Network(Err(e))
+        | Holder::Domain(Err(e))
         | Holder::StoragePool(Err(e))
         | Holder::StorageVol(Err(e))
         | Holder::NodeDevice(Err(e)) => Err(e),
@@ -213,6 +223,18 @@ async fn introspect(call: &Call, target: &Target) {
             node_xml(&[&spec::STORAGE_VOL], &children)
         }
         Target::StorageVol(_) => node_xml(&[&spec::STORAGE_VOL], &[]),
+        Target::Networks => {
+            let children: Vec<String> = call
+                .driver
+                .networks()
+                .connect_list_all_networks(0)
+                .unwrap_or_default()
+                .iter()
+                .map(|n| last_segment(network_object_path(&n.uuid).as_str()))
+                .collect();
+            node_xml(&[&spec::NETWORK], &children)
+        }
+        Target::Network(_) => node_xml(&[&spec::NETWORK], &[]),
         Target::NodeDevices => {
             let children: Vec<String> = call
                 .driver

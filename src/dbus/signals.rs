@@ -10,10 +10,11 @@ use tokio::sync::broadcast::error::RecvError;
 use zbus::Connection;
 use zbus::zvariant::ObjectPath;
 
+use crate::driver::network::NetworkEvent;
 use crate::driver::storage::{PoolEvent, PoolEventKind};
 use crate::driver::{DomainEvent, Driver, EventKind};
 
-use super::paths::{CONNECT_PATH, domain_path, pool_object_path};
+use super::paths::{CONNECT_PATH, domain_path, network_object_path, pool_object_path};
 
 /// A subscription taken before any event is to be relayed.
 pub fn subscribe(driver: &Driver) -> Receiver<DomainEvent> {
@@ -109,6 +110,35 @@ pub async fn relay_storage(conn: Connection, mut rx: Receiver<PoolEvent>) {
         };
         if let Err(e) = sent {
             tracing::warn!("cannot emit a storage pool signal: {e}");
+        }
+    }
+}
+
+/// Emits `org.libvirt.Connect.NetworkEvent` for every network lifecycle
+/// event until the sub-driver goes away (libvirt-dbus sends the event
+/// without its detail).
+pub async fn relay_networks(conn: Connection, mut rx: Receiver<NetworkEvent>) {
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("dropped {n} network events");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let path = network_object_path(&ev.net.uuid);
+        let sent = conn
+            .emit_signal(
+                None::<&str>,
+                CONNECT_PATH,
+                "org.libvirt.Connect",
+                "NetworkEvent",
+                &(path, ev.event),
+            )
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!("cannot emit a network signal: {e}");
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::xml::model::virtio_misc::{BalloonModel, Memballoon, Rng, RngBackendMo
 
 use super::hostnet::NetPlan;
 use super::image;
+use super::network::PortTarget;
 use super::resolve::{DiskRes, char_backend, check_readable};
 
 /// First slot given to a device that names none (as the VMM does).
@@ -132,22 +133,21 @@ pub fn disk(d: &Disk, slots: &mut SlotMap) -> Result<(BlockConfig, DiskRes)> {
 const IFACE_OK_CHILDREN: &[&str] = &["rom"];
 
 /// `<interface>` → virtio-net, with the tap still to be made.
-pub fn interface(i: &Interface, index: usize, slots: &mut SlotMap) -> Result<(NetConfig, NetPlan)> {
+/// `network` is where the virtual network of a `type='network'`
+/// interface attaches it.
+pub fn interface(
+    i: &Interface,
+    index: usize,
+    network: Option<&PortTarget>,
+    slots: &mut SlotMap,
+) -> Result<(NetConfig, NetPlan)> {
     let (bridge, managed) = match i.iface_type {
         InterfaceType::Bridge => (i.source.as_ref().and_then(|s| s.bridge.clone()), true),
         InterfaceType::Ethernet => (None, i.target_managed.as_deref() != Some("no")),
-        InterfaceType::Network => {
-            let name = i
-                .source
-                .as_ref()
-                .and_then(|s| s.network.clone())
-                .unwrap_or_default();
-            return Err(Error::new(
-                ErrorCode::NoNetwork,
-                ErrorDomain::Network,
-                format!("no network with matching name '{name}'"),
-            ));
-        }
+        InterfaceType::Network => match network {
+            Some(t) => (Some(t.bridge.clone()), true),
+            None => return Err(Error::internal("interface's network was not resolved")),
+        },
         other => return Err(not_supported("interface type", other)),
     };
     if let Some(m) = i.model.as_deref()
@@ -212,6 +212,7 @@ pub fn interface(i: &Interface, index: usize, slots: &mut SlotMap) -> Result<(Ne
             ifname: i.target_dev.clone(),
             mac,
             bridge,
+            network: network.and(i.source.as_ref().and_then(|s| s.network.clone())),
             managed,
             slot,
             queues,

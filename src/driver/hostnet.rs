@@ -31,8 +31,10 @@ pub struct NetPlan {
     /// `<target dev>`, if the definition names the tap.
     pub ifname: Option<String>,
     pub mac: MacAddr,
-    /// The bridge to join (`type='bridge'`).
+    /// The bridge to join (`type='bridge'`, or a network's).
     pub bridge: Option<String>,
+    /// The virtual network it is on (`type='network'`).
+    pub network: Option<String>,
     /// The driver makes and removes the tap (all but `type='ethernet'`
     /// with `managed='no'`, whose tap must exist).
     pub managed: bool,
@@ -59,6 +61,9 @@ pub struct NetRes {
     pub ifname: String,
     pub mac: String,
     pub bridge: Option<String>,
+    /// The virtual network it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// Made for this domain (removed when it stops).
     pub created: bool,
     pub slot: u8,
@@ -211,6 +216,7 @@ pub fn acquire(plans: &[NetPlan], names: &TapNames) -> Result<Taps> {
                 ifname: ifname.clone(),
                 mac: p.mac.to_string(),
                 bridge: p.bridge.clone(),
+                network: p.network.clone(),
                 created: p.managed,
                 slot: p.slot,
                 queues,

@@ -63,6 +63,7 @@ pub(super) async fn start_locked(
             run_dir: &inner.cfg.run_dir,
             cids_in_use: &cids,
             storage: &inner.storage,
+            networks: &inner.networks,
         },
     )?;
     supervise::launch(inner, obj, def, plan).await?;
@@ -198,6 +199,15 @@ pub(super) async fn pause_locked(
 
 /// Starts every inactive persistent domain marked autostart.
 pub(super) fn autostart_all(inner: &Arc<Inner>) {
+    // Networks first: autostart guests may be on them.
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        inner.networks.autostart().await;
+        autostart_domains(&inner);
+    });
+}
+
+fn autostart_domains(inner: &Arc<Inner>) {
     for obj in inner.registry.all() {
         let want = {
             let d = obj.data();

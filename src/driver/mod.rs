@@ -142,6 +142,20 @@ impl Inner {
             .get_or_init(|| host::probe_kvm(&self.cfg.vmm_path))
     }
 
+    /// Tells the network sub-driver which guest taps are on its networks
+    /// (`attached`) or have left them.
+    pub fn note_network_ports(&self, nets: &[hostnet::NetRes], attached: bool) {
+        for r in nets {
+            if let Some(n) = &r.network {
+                if attached {
+                    self.networks.port_attached(n, &r.ifname);
+                } else {
+                    self.networks.port_detached(n, &r.ifname);
+                }
+            }
+        }
+    }
+
     /// Broadcasts a lifecycle event.
     pub fn emit(&self, uuid: Uuid, name: &str, event: EventType, detail: i32) {
         self.emit_kind(uuid, name, EventKind::Lifecycle { event, detail });

@@ -1,20 +1,13 @@
 //! The listing and lookup entry points of the libvirt object kinds oxvirt
-//! has no objects of yet: virtual networks, host interfaces, secrets and
-//! network filters. Each checks its flags as the libvirt 9.0 driver behind
-//! it does (`virCheckFlags` in the network, udev interface, secret and
-//! nwfilter drivers) and lists nothing, and every lookup answers that
-//! driver's "not found" error, so that every front end answers the same.
+//! has no objects of yet: host interfaces, secrets and network filters.
+//! Each checks its flags as the libvirt 9.0 driver behind it does
+//! (`virCheckFlags` in the udev interface, secret and nwfilter drivers)
+//! and lists nothing, and every lookup answers that driver's "not found"
+//! error, so that every front end answers the same.
 
 use uuid::Uuid;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
-
-/// A virtual network as clients name it (`virNetworkPtr`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetworkRef {
-    pub name: String,
-    pub uuid: Uuid,
-}
 
 /// A host interface as clients name it (`virInterfacePtr`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,9 +31,6 @@ pub struct NwFilterRef {
     pub uuid: Uuid,
 }
 
-/// `virConnectListAllNetworksFlags`: INACTIVE, ACTIVE, PERSISTENT,
-/// TRANSIENT, AUTOSTART, NO_AUTOSTART.
-pub const LIST_NETWORKS_ALL: u32 = (1 << 6) - 1;
 /// `virConnectListAllInterfacesFlags`: INACTIVE, ACTIVE.
 pub const LIST_INTERFACES_ALL: u32 = 1 | 2;
 /// `virConnectListAllSecretsFlags`: EPHEMERAL, NO_EPHEMERAL, PRIVATE,
@@ -49,17 +39,6 @@ pub const LIST_SECRETS_ALL: u32 = (1 << 4) - 1;
 /// `virCheckFlags` as the driver named `function` words it.
 fn check_flags(flags: u32, allowed: u32, function: &str, domain: ErrorDomain) -> Result<()> {
     super::check_flags_in(domain, flags, allowed, function)
-}
-
-/// `virConnectListAllNetworks`: no virtual networks yet.
-pub fn connect_list_all_networks(flags: u32) -> Result<Vec<NetworkRef>> {
-    check_flags(
-        flags,
-        LIST_NETWORKS_ALL,
-        "networkConnectListAllNetworks",
-        ErrorDomain::Network,
-    )?;
-    Ok(Vec::new())
 }
 
 /// `virConnectListAllInterfaces`: no host interfaces are managed yet.
@@ -95,24 +74,6 @@ pub fn connect_list_all_nwfilters(flags: u32) -> Result<Vec<NwFilterRef>> {
     Ok(Vec::new())
 }
 
-/// `virNetworkLookupByName`.
-pub fn network_lookup_by_name(name: &str) -> Result<NetworkRef> {
-    Err(Error::new(
-        ErrorCode::NoNetwork,
-        ErrorDomain::Network,
-        format!("no network with matching name '{name}'"),
-    ))
-}
-
-/// `virNetworkLookupByUUID`.
-pub fn network_lookup_by_uuid(uuid: &Uuid) -> Result<NetworkRef> {
-    Err(Error::new(
-        ErrorCode::NoNetwork,
-        ErrorDomain::Network,
-        format!("no network with matching uuid '{uuid}'"),
-    ))
-}
-
 /// `virInterfaceLookupByName`.
 pub fn interface_lookup_by_name(name: &str) -> Result<InterfaceRef> {
     Err(Error::new(
@@ -146,13 +107,6 @@ mod tests {
 
     #[test]
     fn empty_lists_and_libvirts_flag_errors() {
-        assert_eq!(connect_list_all_networks(0x3f).unwrap(), vec![]);
-        let e = connect_list_all_networks(0x40).unwrap_err();
-        assert_eq!(
-            e.message,
-            "invalid argument: unsupported flags (0x40) in function networkConnectListAllNetworks"
-        );
-        assert_eq!((e.code as i32, e.domain as i32), (8, 19));
         assert!(connect_list_all_interfaces(3).unwrap().is_empty());
         assert_eq!(
             connect_list_all_interfaces(4).unwrap_err().message,
@@ -167,10 +121,6 @@ mod tests {
         assert_eq!(
             connect_list_all_nwfilters(1).unwrap_err().message,
             "invalid argument: unsupported flags (0x1) in function nwfilterConnectListAllNWFilters"
-        );
-        assert_eq!(
-            network_lookup_by_name("default").unwrap_err().message,
-            "Network not found: no network with matching name 'default'"
         );
     }
 }

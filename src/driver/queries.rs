@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::xml::mac::MacAddr;
-use crate::xml::model::interface::Interface;
+use crate::xml::model::interface::{Interface, InterfaceType};
 
 use super::Driver;
 use super::domain::DomainObj;
@@ -85,9 +85,9 @@ impl Driver {
             })
     }
 
-    /// `virDomainInterfaceAddresses`. oxvirt runs no DHCP server, so the
-    /// lease source answers from the host's neighbour table as the ARP
-    /// source does: one entry per address seen for an interface's MAC.
+    /// `virDomainInterfaceAddresses`: from the DHCP leases of the
+    /// interfaces' virtual networks (`LEASE`), or from the host's
+    /// neighbour table (`ARP`).
     pub fn interface_addresses(
         &self,
         obj: &DomainObj,
@@ -99,14 +99,52 @@ impl Driver {
                 "unsupported flags (0x{flags:x}) in function virDomainInterfaceAddresses"
             )));
         }
-        let nets: Vec<(String, MacAddr)> = live_interfaces(obj, |ifaces| {
+        let nets: Vec<(String, MacAddr, Option<String>)> = live_interfaces(obj, |ifaces| {
             ifaces
                 .iter()
-                .filter_map(|i| Some((i.target_dev.clone().unwrap_or_default(), i.mac?)))
+                .filter_map(|i| {
+                    let network = (i.iface_type == InterfaceType::Network)
+                        .then(|| i.source.as_ref().and_then(|s| s.network.clone()))
+                        .flatten();
+                    Some((i.target_dev.clone().unwrap_or_default(), i.mac?, network))
+                })
                 .collect()
         })?;
+        let mut out = Vec::new();
         match source {
-            addr_source::LEASE | addr_source::ARP => {}
+            addr_source::LEASE => {
+                for (name, mac, network) in &nets {
+                    let Some(network) = network else { continue };
+                    let nets = self.networks();
+                    let Ok(n) = nets.network_lookup_by_name(network) else {
+                        continue;
+                    };
+                    let leases = nets.network_get_dhcp_leases(&n, Some(&mac.to_string()), 0)?;
+                    if leases.is_empty() {
+                        continue;
+                    }
+                    out.push(IfaceAddrs {
+                        name: name.clone(),
+                        hwaddr: mac.to_string(),
+                        addrs: leases
+                            .into_iter()
+                            .map(|l| (l.ip_type, l.ipaddr, l.prefix))
+                            .collect(),
+                    });
+                }
+            }
+            addr_source::ARP => {
+                let table = netdev::neighbours();
+                for (name, mac, _) in &nets {
+                    for (ip, _) in table.iter().filter(|(_, m)| m == mac) {
+                        out.push(IfaceAddrs {
+                            name: name.clone(),
+                            hwaddr: mac.to_string(),
+                            addrs: vec![(IP_ADDR_TYPE_IPV4, ip.clone(), 0)],
+                        });
+                    }
+                }
+            }
             addr_source::AGENT => {
                 return Err(Error::new(
                     ErrorCode::AgentUnresponsive,
@@ -118,17 +156,6 @@ impl Driver {
                 return Err(Error::invalid_arg(format!(
                     "Unknown IP address data source {other}"
                 )));
-            }
-        }
-        let table = netdev::neighbours();
-        let mut out = Vec::new();
-        for (name, mac) in &nets {
-            for (ip, _) in table.iter().filter(|(_, m)| m == mac) {
-                out.push(IfaceAddrs {
-                    name: name.clone(),
-                    hwaddr: mac.to_string(),
-                    addrs: vec![(IP_ADDR_TYPE_IPV4, ip.clone(), 0)],
-                });
             }
         }
         Ok(out)

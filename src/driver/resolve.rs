@@ -13,6 +13,7 @@ use crate::vmm::config::{
     VmConfig,
 };
 use crate::xml::Domain;
+use crate::xml::model::InterfaceType;
 use crate::xml::model::chardev::{CharSourceType, Chardev};
 
 use super::devices::{self, SlotMap};
@@ -52,6 +53,8 @@ pub struct Context<'a> {
     pub cids_in_use: &'a [u32],
     /// Where `<disk type='volume'>` sources are found.
     pub storage: &'a super::storage::Storage,
+    /// Where `<interface type='network'>` attaches.
+    pub networks: &'a super::network::Networks,
 }
 
 /// A `<disk type='volume'>` as the file its storage volume is, the way
@@ -198,7 +201,14 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
     }
     let mut nets = Vec::new();
     for (index, iface) in def.devices.interfaces.iter().enumerate() {
-        let (cfg, mut plan) = devices::interface(iface, index, &mut slots)?;
+        let target = match iface.iface_type {
+            InterfaceType::Network => {
+                let name = iface.source.as_ref().and_then(|s| s.network.as_deref());
+                Some(ctx.networks.port_target(name.unwrap_or_default())?)
+            }
+            _ => None,
+        };
+        let (cfg, mut plan) = devices::interface(iface, index, target.as_ref(), &mut slots)?;
         plan.device = dev_configs.len();
         dev_configs.push(DeviceConfig::Net(cfg));
         nets.push(plan);
@@ -291,12 +301,15 @@ mod tests {
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let storage = crate::driver::storage::Storage::open(dir.join("c"), dir.join("r"))?;
+        let networks =
+            crate::driver::network::Networks::open(dir.join("nc"), dir.join("nr"), dir.join("nd"))?;
         let plan = resolve(
             &def,
             &Context {
                 run_dir: Path::new("/run/x"),
                 cids_in_use: &[3],
                 storage: &storage,
+                networks: &networks,
             },
         );
         let _ = std::fs::remove_dir_all(&dir);
@@ -308,6 +321,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("oxvirt-resolve-vol-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let storage = crate::driver::storage::Storage::open(dir.join("c"), dir.join("r")).unwrap();
+        let networks =
+            crate::driver::network::Networks::open(dir.join("nc"), dir.join("nr"), dir.join("nd"))
+                .unwrap();
         let pool_dir = dir.join("pool");
         let pool = storage
             .storage_pool_create_xml(
@@ -341,6 +357,7 @@ mod tests {
                 run_dir: Path::new("/run/x"),
                 cids_in_use: &[],
                 storage: &storage,
+                networks: &networks,
             },
         )
         .unwrap();
@@ -355,6 +372,7 @@ mod tests {
                 run_dir: Path::new("/run/x"),
                 cids_in_use: &[],
                 storage: &storage,
+                networks: &networks,
             },
         )
         .err()

@@ -60,6 +60,7 @@ pub(super) async fn launch(
     {
         tracing::warn!(domain = name, "cannot set the balloon: {e}");
     }
+    inner.note_network_ports(&taps.records(), true);
     let host = HostResources {
         disks: plan.disks,
         nets: taps.records(),
@@ -131,6 +132,7 @@ pub(super) async fn reattach_all(inner: &Arc<Inner>) {
                 let _ = std::fs::remove_file(f);
             }
             hostnet::release(&st.host.nets);
+            inner.note_network_ports(&st.host.nets, false);
         }
     }
 }
@@ -151,6 +153,7 @@ async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
     )
     .await?;
     let is_paused = status.get("status").and_then(|s| s.as_str()) == Some("paused");
+    inner.note_network_ports(&st.host.nets, true);
     let vmm = Arc::new(vmm);
     let generation = inner.generation.fetch_add(1, Ordering::SeqCst);
     let live = Live {
@@ -579,6 +582,7 @@ fn finish_stop(inner: &Inner, obj: &Arc<DomainObj>, reason: i32) {
         // restart there are none, and the records say what to remove.
         drop(taps);
         hostnet::release(&host.nets);
+        inner.note_network_ports(&host.nets, false);
     }
     runtime::remove(&inner.cfg.run_dir, &name);
     if transient {

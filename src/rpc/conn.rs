@@ -73,14 +73,24 @@ pub struct Conn {
     pub opened: AtomicBool,
     out: mpsc::Sender<Vec<u8>>,
     callbacks: Mutex<HashMap<i32, Callback>>,
-    /// Storage pool event callbacks: id → (event id, only this pool).
-    pool_callbacks: Mutex<HashMap<i32, (i32, Option<uuid::Uuid>)>>,
-    /// Network and node device event callbacks: id → the procedure that
-    /// removes it. Nothing of those kinds changes yet, so they only wait.
+    /// Storage pool and network event callbacks: id → (kind, event id,
+    /// only this object).
+    object_callbacks: Mutex<HashMap<i32, (ObjectKind, i32, Option<uuid::Uuid>)>>,
+    /// Node device event callbacks: id → the procedure that removes it.
+    /// No node device changes, so they only wait.
     quiet_callbacks: Mutex<HashMap<i32, i32>>,
     streams: Mutex<HashMap<u32, StreamHandle>>,
     event_task: Mutex<Option<AbortHandle>>,
-    pool_event_task: Mutex<Option<AbortHandle>>,
+    /// One event forwarder per object kind with callbacks.
+    object_event_tasks: Mutex<HashMap<ObjectKind, AbortHandle>>,
+}
+
+/// The kinds of objects whose events a connection forwards besides
+/// domains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    StoragePool,
+    Network,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,11 +108,11 @@ impl Conn {
             opened: AtomicBool::new(false),
             out,
             callbacks: Mutex::new(HashMap::new()),
-            pool_callbacks: Mutex::new(HashMap::new()),
+            object_callbacks: Mutex::new(HashMap::new()),
             quiet_callbacks: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             event_task: Mutex::new(None),
-            pool_event_task: Mutex::new(None),
+            object_event_tasks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -155,8 +165,14 @@ impl Conn {
 
     // ---- event callbacks ---------------------------------------------
 
-    pub fn add_pool_callback(&self, id: i32, event_id: i32, filter: Option<uuid::Uuid>) {
-        lock(&self.pool_callbacks).insert(id, (event_id, filter));
+    pub fn add_object_callback(
+        &self,
+        kind: ObjectKind,
+        id: i32,
+        event_id: i32,
+        filter: Option<uuid::Uuid>,
+    ) {
+        lock(&self.object_callbacks).insert(id, (kind, event_id, filter));
     }
 
     pub fn add_quiet_callback(&self, id: i32, deregister_proc: i32) {
@@ -174,23 +190,35 @@ impl Conn {
         }
     }
 
-    pub fn remove_pool_callback(&self, id: i32) -> bool {
-        lock(&self.pool_callbacks).remove(&id).is_some()
+    /// Removes callback `id` if it is one of `kind`.
+    pub fn remove_object_callback(&self, kind: ObjectKind, id: i32) -> bool {
+        let mut cbs = lock(&self.object_callbacks);
+        if cbs.get(&id).is_some_and(|(k, _, _)| *k == kind) {
+            cbs.remove(&id);
+            true
+        } else {
+            false
+        }
     }
 
-    pub fn pool_callbacks(&self) -> Vec<(i32, i32, Option<uuid::Uuid>)> {
-        lock(&self.pool_callbacks)
+    /// The callbacks of `kind`: (id, event id, only this object).
+    pub fn object_callbacks(&self, kind: ObjectKind) -> Vec<(i32, i32, Option<uuid::Uuid>)> {
+        lock(&self.object_callbacks)
             .iter()
-            .map(|(id, (ev, f))| (*id, *ev, *f))
+            .filter(|(_, (k, _, _))| *k == kind)
+            .map(|(id, (_, ev, f))| (*id, *ev, *f))
             .collect()
     }
 
-    /// Starts the pool event forwarder once per connection.
-    pub fn set_pool_event_task_if_none(&self, make: impl FnOnce() -> AbortHandle) {
-        let mut t = lock(&self.pool_event_task);
-        if t.is_none() {
-            *t = Some(make());
-        }
+    /// Starts the event forwarder of `kind` once per connection.
+    pub fn set_object_event_task_if_none(
+        &self,
+        kind: ObjectKind,
+        make: impl FnOnce() -> AbortHandle,
+    ) {
+        lock(&self.object_event_tasks)
+            .entry(kind)
+            .or_insert_with(make);
     }
 
     pub fn add_callback(&self, id: i32, cb: Callback) {
@@ -253,9 +281,9 @@ impl Conn {
     /// the event task.
     pub fn teardown(&self) {
         lock(&self.callbacks).clear();
-        lock(&self.pool_callbacks).clear();
+        lock(&self.object_callbacks).clear();
         lock(&self.quiet_callbacks).clear();
-        if let Some(t) = lock(&self.pool_event_task).take() {
+        for (_, t) in lock(&self.object_event_tasks).drain() {
             t.abort();
         }
         lock(&self.streams).clear();

@@ -148,6 +148,9 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
     if let Some(r) = super::storage::call(drv.storage(), proc_, p).await {
         return r;
     }
+    if let Some(r) = super::network::call(drv.networks(), proc_, p).await {
+        return r;
+    }
     if let Some(r) = super::nodedev::call(drv.nodedev(), proc_, p).await {
         return r;
     }
@@ -157,7 +160,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
     if let Some(r) = super::objects::call(proc_, p) {
         return r;
     }
-    if let Some(r) = super::pool_events::call(conn, proc_, p) {
+    if let Some(r) = super::object_events::call(conn, proc_, p) {
         return r;
     }
     Err(unsupported(proc_))

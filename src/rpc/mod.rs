@@ -24,9 +24,10 @@ pub mod frame;
 pub mod generated;
 #[cfg(test)]
 mod generated_tests;
+mod network;
 mod nodedev;
+mod object_events;
 mod objects;
-mod pool_events;
 mod procnames;
 pub mod protocol;
 pub mod server;

@@ -1,4 +1,4 @@
-//! Networks, host interfaces, secrets and network filters on the RPC
+//! Host interfaces, secrets and network filters on the RPC
 //! socket: the driver's listings and lookups (`driver::objects`).
 
 use uuid::Uuid;
@@ -17,20 +17,6 @@ fn count(n: usize) -> i32 {
 /// Runs one of these procedures; `None` when `proc_` is not one.
 pub fn call(proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
     let r = match proc_ {
-        procs::CONNECT_LIST_ALL_NETWORKS => (|| {
-            let a: g::ConnectListAllNetworksArgs = args(p)?;
-            let list = objects::connect_list_all_networks(a.flags)?;
-            let ret = list.len() as u32;
-            let nets = list
-                .iter()
-                .filter(|_| a.need_results != 0)
-                .map(|n| g::NonnullNetwork {
-                    name: n.name.clone(),
-                    uuid: *n.uuid.as_bytes(),
-                })
-                .collect();
-            reply(&g::ConnectListAllNetworksRet { nets, ret })
-        })(),
         procs::CONNECT_LIST_ALL_INTERFACES => (|| {
             let a: g::ConnectListAllInterfacesArgs = args(p)?;
             let list = objects::connect_list_all_interfaces(a.flags)?;
@@ -75,24 +61,6 @@ pub fn call(proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
             reply(&g::ConnectListAllNwfiltersRet { filters, ret })
         })(),
         // The older counting and naming calls, answered from the same lists.
-        procs::CONNECT_NUM_OF_NETWORKS | procs::CONNECT_NUM_OF_DEFINED_NETWORKS => {
-            let active = proc_ == procs::CONNECT_NUM_OF_NETWORKS;
-            objects::connect_list_all_networks(if active { 2 } else { 1 }).and_then(|l| {
-                reply(&g::ConnectNumOfNetworksRet {
-                    num: count(l.len()),
-                })
-            })
-        }
-        procs::CONNECT_LIST_NETWORKS | procs::CONNECT_LIST_DEFINED_NETWORKS => (|| {
-            let a: g::ConnectListNetworksArgs = args(p)?;
-            let active = proc_ == procs::CONNECT_LIST_NETWORKS;
-            let names = objects::connect_list_all_networks(if active { 2 } else { 1 })?
-                .into_iter()
-                .take(a.maxnames.max(0) as usize)
-                .map(|n| n.name)
-                .collect();
-            reply(&g::ConnectListNetworksRet { names })
-        })(),
         procs::CONNECT_NUM_OF_INTERFACES | procs::CONNECT_NUM_OF_DEFINED_INTERFACES => {
             let active = proc_ == procs::CONNECT_NUM_OF_INTERFACES;
             objects::connect_list_all_interfaces(if active { 2 } else { 1 }).and_then(|l| {
@@ -138,26 +106,6 @@ pub fn call(proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
                 .map(|f| f.name)
                 .collect();
             reply(&g::ConnectListNwfiltersRet { names })
-        })(),
-        procs::NETWORK_LOOKUP_BY_NAME => (|| {
-            let a: g::NetworkLookupByNameArgs = args(p)?;
-            let n = objects::network_lookup_by_name(&a.name)?;
-            reply(&g::NetworkLookupByNameRet {
-                net: g::NonnullNetwork {
-                    name: n.name,
-                    uuid: *n.uuid.as_bytes(),
-                },
-            })
-        })(),
-        procs::NETWORK_LOOKUP_BY_UUID => (|| {
-            let a: g::NetworkLookupByUuidArgs = args(p)?;
-            let n = objects::network_lookup_by_uuid(&Uuid::from_bytes(a.uuid))?;
-            reply(&g::NetworkLookupByUuidRet {
-                net: g::NonnullNetwork {
-                    name: n.name,
-                    uuid: *n.uuid.as_bytes(),
-                },
-            })
         })(),
         procs::INTERFACE_LOOKUP_BY_NAME => (|| {
             let a: g::InterfaceLookupByNameArgs = args(p)?;

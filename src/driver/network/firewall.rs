@@ -1,5 +1,6 @@
 //! A network's firewall rules, in one nftables table of its own
-//! (`inet oxvirt_<uuid>`): the rules libvirt's network driver installs
+//! (`inet oxvirt_<daemon>_<uuid>`, the daemon's tag telling apart the
+//! tables of daemons with other state directories): the rules libvirt's network driver installs
 //! for each forward mode (DHCP and DNS from guests, forwarding to and from
 //! the network's subnets, masquerading for `nat`), replaced atomically and
 //! removed with the table.
@@ -16,9 +17,19 @@ use crate::xml::network::{ForwardMode, NetworkDef};
 /// Tables this driver owns start with this.
 pub const TABLE_PREFIX: &str = "oxvirt_";
 
-/// The table of the network with this UUID.
-pub fn table_name(uuid: &uuid::Uuid) -> String {
-    format!("{TABLE_PREFIX}{}", uuid.simple())
+/// A daemon's tag: a hash of its network state directory.
+pub fn daemon_tag(state_dir: &std::path::Path) -> String {
+    // FNV-1a: stable across builds, unlike the std hasher.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in state_dir.as_os_str().as_encoded_bytes() {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
+}
+
+/// The table of the network with this UUID, of the daemon tagged `tag`.
+pub fn table_name(tag: &str, uuid: &uuid::Uuid) -> String {
+    format!("{TABLE_PREFIX}{tag}_{}", uuid.simple())
 }
 
 fn fail(detail: String) -> Error {
@@ -32,7 +43,7 @@ fn quoted(ifname: &str) -> String {
 /// The nftables script that installs (or replaces) the network's table;
 /// `None` when the mode needs no rules (`open`, and the modes on host
 /// devices).
-pub fn ruleset(def: &NetworkDef) -> Option<String> {
+pub fn ruleset(def: &NetworkDef, table: &str) -> Option<String> {
     let mode = def.forward.mode;
     if !matches!(
         mode,
@@ -41,7 +52,6 @@ pub fn ruleset(def: &NetworkDef) -> Option<String> {
         return None;
     }
     let bridge = quoted(def.bridge.name.as_deref()?);
-    let table = table_name(&def.uuid);
     let out_dev = def.forward.devs.first().map(|d| quoted(d));
     let mut input = String::new();
     let mut output = String::new();
@@ -214,8 +224,8 @@ fn nft(script: &str) -> Result<()> {
 }
 
 /// Installs (or replaces) the network's table.
-pub fn apply(def: &NetworkDef) -> Result<()> {
-    match ruleset(def) {
+pub fn apply(def: &NetworkDef, table: &str) -> Result<()> {
+    match ruleset(def, table) {
         Some(script) => nft(&script),
         None => Ok(()),
     }
@@ -226,15 +236,16 @@ pub fn remove(table: &str) {
     let _ = nft(&format!("table inet {table}\ndelete table inet {table}\n"));
 }
 
-/// The tables of this driver present in the kernel.
-pub fn owned_tables() -> Vec<String> {
+/// The tables of the daemon tagged `tag` present in the kernel.
+pub fn owned_tables(tag: &str) -> Vec<String> {
+    let prefix = format!("{TABLE_PREFIX}{tag}_");
     let Ok(out) = Command::new("nft").args(["list", "tables"]).output() else {
         return Vec::new();
     };
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix("table inet "))
-        .filter(|t| t.starts_with(TABLE_PREFIX))
+        .filter(|t| t.starts_with(&prefix))
         .map(str::to_string)
         .collect()
 }
@@ -252,8 +263,10 @@ mod tests {
              <ip address='192.168.122.1' netmask='255.255.255.0'/></network>",
         )
         .unwrap();
-        let s = ruleset(&def).unwrap();
-        assert!(s.starts_with("table inet oxvirt_81ff0d90c91e674264da4a736edb9a9b\n"));
+        let t = table_name("0badcafe", &def.uuid);
+        assert_eq!(t, "oxvirt_0badcafe_81ff0d90c91e674264da4a736edb9a9b");
+        let s = ruleset(&def, &t).unwrap();
+        assert!(s.starts_with(&format!("table inet {t}\n")));
         assert!(s.contains("iifname \"virbr0\" ip saddr 192.168.122.0/24 accept"));
         assert!(s.contains(
             "oifname \"virbr0\" ip daddr 192.168.122.0/24 ct state related,established accept"

@@ -65,8 +65,9 @@ fn sysctl_path(key: &str) -> PathBuf {
     Path::new("/proc/sys").join(key.replace('.', "/"))
 }
 
-/// Where a network's files live.
+/// Where a network's files live, and the daemon's firewall tag.
 pub struct Dirs<'a> {
+    pub tag: &'a str,
     /// dnsmasq configuration, hosts and lease files.
     pub dnsmasq: &'a Path,
     /// pid files.
@@ -114,11 +115,12 @@ fn steps(
         .bridge_name()
         .ok_or_else(|| fail("network has no bridge name"))?
         .to_string();
+    check_route_collision(def)?;
     if crate::driver::netdev::exists(&bridge) {
         return Err(Error::new(
             ErrorCode::SystemError,
             ErrorDomain::None,
-            format!("Unable to create bridge {bridge}: File exists"),
+            format!("error creating bridge interface {bridge}: File exists"),
         ));
     }
     rec.bridge = Some(bridge.clone());
@@ -138,7 +140,7 @@ fn steps(
             "forward_delay",
             &delay,
         ],
-        |r| format!("Unable to create bridge {bridge}: {r}"),
+        |r| format!("error creating bridge interface {bridge}: {r}"),
     )?;
     if let Some(mac) = &def.mac {
         let mac = mac.to_string();
@@ -173,12 +175,16 @@ fn steps(
     ip(&["link", "set", "dev", &bridge, "up"], |r| {
         format!("Cannot set interface flags on '{bridge}': {r}")
     })?;
-    if let Some(table) = firewall::ruleset(def).map(|_| firewall::table_name(&def.uuid)) {
-        rec.table = Some(table);
+    let table = firewall::table_name(dirs.tag, &def.uuid);
+    if firewall::ruleset(def, &table).is_some() {
+        rec.table = Some(table.clone());
         save(rec)?;
-        firewall::apply(def)?;
+        firewall::apply(def, &table)?;
     }
-    if matches!(def.forward.mode, ForwardMode::Nat | ForwardMode::Route) {
+    if matches!(
+        def.forward.mode,
+        ForwardMode::Nat | ForwardMode::Route | ForwardMode::Open
+    ) {
         let mut keys = vec!["net.ipv4.ip_forward"];
         if has_v6 {
             keys.push("net.ipv6.conf.all.forwarding");
@@ -189,6 +195,43 @@ fn steps(
     }
     if def.wants_dnsmasq() {
         start_dnsmasq(def, dirs, rec, save)?;
+    }
+    Ok(())
+}
+
+/// `networkCheckRouteCollision`: refuses an IPv4 subnet the host already
+/// routes through some interface.
+fn check_route_collision(def: &NetworkDef) -> Result<()> {
+    let routes = fs::read_to_string("/proc/net/route").unwrap_or_default();
+    // Addresses there are the in-memory bytes of the kernel's
+    // big-endian values, printed as native integers.
+    let addr = |hex: &str| {
+        u32::from_str_radix(hex, 16)
+            .ok()
+            .map(|v| u32::from(std::net::Ipv4Addr::from(v.to_ne_bytes())))
+    };
+    for line in routes.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(iface), Some(dest), Some(mask)) = (
+            f.first(),
+            f.get(1).and_then(|d| addr(d)),
+            f.get(7).and_then(|m| addr(m)),
+        ) else {
+            continue;
+        };
+        for ip in &def.ips {
+            let std::net::IpAddr::V4(a) = ip.address else {
+                continue;
+            };
+            let want = u32::from(crate::xml::network::addr::prefix_netmask(
+                ip.effective_prefix(),
+            ));
+            if mask == want && dest == u32::from(a) & want {
+                return Err(fail(format!(
+                    "Network is already in use by interface {iface}"
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -210,8 +253,7 @@ fn set_sysctl(
     }
     rec.sysctls.push((key.to_string(), old));
     save(rec)?;
-    fs::write(&path, value)
-        .map_err(|e| system_error(format!("cannot enable {}", path.display()), &e))
+    fs::write(&path, value).map_err(|e| system_error("failed to enable IP forwarding", &e))
 }
 
 /// Writes the network's dnsmasq files and starts it.

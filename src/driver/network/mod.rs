@@ -134,6 +134,8 @@ impl Net {
 
 struct Inner {
     store: NetStore,
+    /// This daemon's firewall table tag.
+    tag: String,
     dnsmasq_dir: PathBuf,
     nets: Mutex<Vec<Net>>,
     /// Guest taps on each network (by name), joined again when it starts.
@@ -176,6 +178,11 @@ fn not_active(name: &str) -> Error {
     )
 }
 
+fn state_dir_of(store: &NetStore) -> PathBuf {
+    let d = store.state_dir();
+    std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf())
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         err(
@@ -212,8 +219,10 @@ impl Networks {
         let store = NetStore::new(config_dir, state_dir);
         store.ensure_dirs()?;
         let (events, _) = broadcast::channel(256);
+        let tag = firewall::daemon_tag(&state_dir_of(&store));
         let nets_obj = Networks {
             inner: Arc::new(Inner {
+                tag,
                 store,
                 dnsmasq_dir,
                 nets: Mutex::new(Vec::new()),
@@ -241,8 +250,8 @@ impl Networks {
                 if bridge_there {
                     // Still up: put the rules back (they do not survive
                     // a firewall flush) and dnsmasq if it died.
-                    if rec.table.is_some()
-                        && let Err(e) = firewall::apply(&live)
+                    if let Some(t) = &rec.table
+                        && let Err(e) = firewall::apply(&live, t)
                     {
                         tracing::error!(network = live.name, "cannot restore firewall rules: {e}");
                     }
@@ -275,7 +284,7 @@ impl Networks {
             }
         }
         let owned: Vec<String> = nets.iter().filter_map(|n| n.host.table.clone()).collect();
-        for t in firewall::owned_tables() {
+        for t in firewall::owned_tables(&nets_obj.inner.tag) {
             if !owned.contains(&t) {
                 tracing::warn!(table = t, "removing a firewall table no network owns");
                 firewall::remove(&t);
@@ -302,6 +311,7 @@ impl Networks {
 
     fn dirs(&self) -> host::Dirs<'_> {
         host::Dirs {
+            tag: &self.inner.tag,
             dnsmasq: &self.inner.dnsmasq_dir,
             run: self.inner.store.state_dir(),
         }
@@ -634,7 +644,12 @@ impl Networks {
             nets: self.clone(),
             uuid: n.uuid,
         };
-        let def = self.with_net(n, |net| Ok(net.def.clone()))?;
+        let mut def = self.with_net(n, |net| Ok(net.def.clone()))?;
+        // A started NAT network shows the source ports it masquerades to.
+        if def.forward.mode == ForwardMode::Nat && def.forward.nat_ports.is_none() {
+            def.forward.nat_ports = Some((1024, 65535));
+        }
+        let live = def.clone();
         let this = self.clone();
         let rec = blocking(move || {
             let store = this.inner.store.clone();
@@ -649,6 +664,10 @@ impl Networks {
         })
         .await?;
         self.with_net(n, |net| {
+            if net.persistent && net.new_def.is_none() {
+                net.new_def = Some(net.def.clone());
+            }
+            net.def = live;
             net.active = true;
             net.host = rec;
             Ok(())
@@ -932,6 +951,11 @@ impl Networks {
         flags: u32,
     ) -> Result<Vec<DhcpLease>> {
         check_flags(flags, 0, "networkGetDHCPLeases")?;
+        if let Some(m) = mac
+            && MacAddr::parse(m).is_err()
+        {
+            return Err(err(ErrorCode::InvalidMac, m));
+        }
         let def = self.with_net(n, |net| Ok(net.def.clone()))?;
         let path = dnsmasq::leases_path(&self.inner.dnsmasq_dir, &def.name);
         let text = std::fs::read_to_string(&path).unwrap_or_default();

@@ -57,7 +57,7 @@ pub(super) fn from_element(root: &Element) -> Result<NetworkDef> {
         return Err(Error::new(
             ErrorCode::XmlDetail,
             ErrorDomain::Network,
-            format!("invalid argument: name '{name}' contains illegal character '/'"),
+            "invalid char in name: /",
         ));
     }
     let uuid = match root.child("uuid") {
@@ -845,7 +845,7 @@ pub fn validate(def: &NetworkDef) -> Result<()> {
         return Err(Error::new(
             ErrorCode::XmlDetail,
             ErrorDomain::Network,
-            format!("invalid argument: name '{name}' contains illegal character '\n'"),
+            "invalid char in name: \n",
         ));
     }
     if !def.makes_bridge() {

@@ -1,8 +1,9 @@
-//! Storage pool event callbacks (`virConnectStoragePoolEventRegisterAny`):
-//! the storage sub-driver's lifecycle and refresh events, as MESSAGEs to
-//! the connections that registered for them. Network and node device
-//! callbacks are registered too; nothing of those kinds changes yet, so
-//! they never fire.
+//! Storage pool and network event callbacks
+//! (`virConnectStoragePoolEventRegisterAny`,
+//! `virConnectNetworkEventRegisterAny`): the sub-drivers' lifecycle and
+//! refresh events, as MESSAGEs to the connections that registered for
+//! them. Node device callbacks are registered too; no node device
+//! changes, so they never fire.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,11 +11,12 @@ use std::sync::atomic::Ordering;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
+use crate::driver::network::NetworkEvent;
 use crate::driver::storage::{PoolEvent, PoolEventKind};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
 use super::codec::{args, reply, void};
-use super::conn::Conn;
+use super::conn::{Conn, ObjectKind};
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
 use super::xdr::to_bytes;
@@ -36,8 +38,13 @@ pub fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
                 )));
             }
             let id = conn.shared.next_callback.fetch_add(1, Ordering::SeqCst);
-            conn.add_pool_callback(id, a.event_id, a.pool.map(|p| Uuid::from_bytes(p.uuid)));
-            conn.set_pool_event_task_if_none(|| {
+            conn.add_object_callback(
+                ObjectKind::StoragePool,
+                id,
+                a.event_id,
+                a.pool.map(|p| Uuid::from_bytes(p.uuid)),
+            );
+            conn.set_object_event_task_if_none(ObjectKind::StoragePool, || {
                 let rx = conn.driver().storage().subscribe();
                 tokio::spawn(forward(Arc::downgrade(conn), rx)).abort_handle()
             });
@@ -49,7 +56,17 @@ pub fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
             let a: g::ConnectNetworkEventRegisterAnyArgs = args(p)?;
             // VIR_NETWORK_EVENT_ID_LAST of libvirt 9.0.
             check_id(a.event_id, 1, "network")?;
-            let id = quiet(conn, procs::CONNECT_NETWORK_EVENT_DEREGISTER_ANY);
+            let id = conn.shared.next_callback.fetch_add(1, Ordering::SeqCst);
+            conn.add_object_callback(
+                ObjectKind::Network,
+                id,
+                a.event_id,
+                a.net.map(|n| Uuid::from_bytes(n.uuid)),
+            );
+            conn.set_object_event_task_if_none(ObjectKind::Network, || {
+                let rx = conn.driver().networks().subscribe();
+                tokio::spawn(forward_network(Arc::downgrade(conn), rx)).abort_handle()
+            });
             reply(&g::ConnectNetworkEventRegisterAnyRet { callback_id: id })
         })(),
         procs::CONNECT_NODE_DEVICE_EVENT_REGISTER_ANY => (|| {
@@ -59,9 +76,19 @@ pub fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
             let id = quiet(conn, procs::CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY);
             reply(&g::ConnectNodeDeviceEventRegisterAnyRet { callback_id: id })
         })(),
-        procs::CONNECT_NETWORK_EVENT_DEREGISTER_ANY
-        | procs::CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY => (|| {
+        procs::CONNECT_NETWORK_EVENT_DEREGISTER_ANY => (|| {
             let a: g::ConnectNetworkEventDeregisterAnyArgs = args(p)?;
+            if !conn.remove_object_callback(ObjectKind::Network, a.callback_id) {
+                return Err(Error::new(
+                    ErrorCode::InvalidArg,
+                    ErrorDomain::Remote,
+                    format!("network event callback {} not registered", a.callback_id),
+                ));
+            }
+            void()
+        })(),
+        procs::CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY => (|| {
+            let a: g::ConnectNodeDeviceEventDeregisterAnyArgs = args(p)?;
             if !conn.remove_quiet_callback(a.callback_id, proc_) {
                 return Err(Error::new(
                     ErrorCode::InvalidArg,
@@ -73,7 +100,7 @@ pub fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
         })(),
         procs::CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY => (|| {
             let a: g::ConnectStoragePoolEventDeregisterAnyArgs = args(p)?;
-            if !conn.remove_pool_callback(a.callback_id) {
+            if !conn.remove_object_callback(ObjectKind::StoragePool, a.callback_id) {
                 return Err(Error::new(
                     ErrorCode::InvalidArg,
                     ErrorDomain::Remote,
@@ -121,7 +148,7 @@ async fn forward(conn: std::sync::Weak<Conn>, mut rx: tokio::sync::broadcast::Re
             name: ev.pool.name.clone(),
             uuid: *ev.pool.uuid.as_bytes(),
         };
-        for (callback_id, event_id, filter) in conn.pool_callbacks() {
+        for (callback_id, event_id, filter) in conn.object_callbacks(ObjectKind::StoragePool) {
             if filter.is_some_and(|u| u != ev.pool.uuid) {
                 continue;
             }
@@ -145,6 +172,38 @@ async fn forward(conn: std::sync::Weak<Conn>, mut rx: tokio::sync::broadcast::Re
                 _ => continue,
             };
             conn.send_event(msg.0, &msg.1).await;
+        }
+    }
+}
+
+async fn forward_network(
+    conn: std::sync::Weak<Conn>,
+    mut rx: tokio::sync::broadcast::Receiver<NetworkEvent>,
+) {
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("network event listener lagged, {n} events lost");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Some(conn) = conn.upgrade() else { return };
+        for (callback_id, _, filter) in conn.object_callbacks(ObjectKind::Network) {
+            if filter.is_some_and(|u| u != ev.net.uuid) {
+                continue;
+            }
+            let msg = to_bytes(&g::NetworkEventLifecycleMsg {
+                callback_id,
+                net: g::NonnullNetwork {
+                    name: ev.net.name.clone(),
+                    uuid: *ev.net.uuid.as_bytes(),
+                },
+                event: ev.event,
+                detail: ev.detail,
+            });
+            conn.send_event(procs::NETWORK_EVENT_LIFECYCLE, &msg).await;
         }
     }
 }
