@@ -1193,3 +1193,119 @@ fn node_device_commands_match_virsh() {
          error: Node device not found: no node device with matching name 'nosuch'\n",
     );
 }
+
+#[test]
+fn network_commands_match_virsh() {
+    let Some(ns) = netns_common::Netns::create("net") else {
+        return;
+    };
+    let Some(env) = Env::start_in("net", Some(&ns)) else {
+        return;
+    };
+    let not_found = "error: failed to get network 'nosuch'\n\
+                     error: Network not found: no network with matching name 'nosuch'\n";
+    assert_eq!(
+        env.same(&["net-list", "--all"]),
+        " Name   State   Autostart   Persistent\n----------------------------------------\n\n"
+    );
+    env.fails(&["net-info", "nosuch"], not_found);
+    for q in [
+        &["net-info", "nosuch"][..],
+        &["net-dumpxml", "nosuch"],
+        &["net-start", "nosuch"],
+        &["net-uuid", "nosuch"],
+        &["net-define", "/nonexistent/net.xml"],
+    ] {
+        env.same(q);
+    }
+    let file = env.write(
+        "n1.xml",
+        "<network><name>n1</name><uuid>6b0d4c5e-0f3a-4a57-9d0b-2b7f6d0c9a11</uuid>\
+         <bridge name='oxbr7'/><forward mode='route'/>\
+         <ip address='192.168.177.1' netmask='255.255.255.0'>\
+         <dhcp><range start='192.168.177.2' end='192.168.177.20'/></dhcp></ip></network>",
+    );
+    env.ok(
+        &["net-define", &file],
+        &format!("Network n1 defined from {file}\n\n"),
+    );
+    for q in [
+        &["net-define", &file][..],
+        &["net-list", "--all"],
+        &["net-list", "--inactive"],
+        &["net-list", "--all", "--name"],
+        &["net-list", "--all", "--uuid"],
+        &["net-info", "n1"],
+        &["net-info", "6b0d4c5e-0f3a-4a57-9d0b-2b7f6d0c9a11"],
+        &["net-dumpxml", "n1"],
+        &["net-uuid", "n1"],
+        &["net-name", "6b0d4c5e-0f3a-4a57-9d0b-2b7f6d0c9a11"],
+        &["net-destroy", "n1"],
+        &["net-dhcp-leases", "n1"],
+    ] {
+        env.same(q);
+    }
+    env.ok(&["net-start", "n1"], "Network n1 started\n\n");
+    for q in [
+        &["net-start", "n1"][..],
+        &["net-list"],
+        &["net-info", "n1"],
+        &["net-dumpxml", "n1"],
+        &["net-dumpxml", "n1", "--inactive"],
+        &["net-autostart", "n1"],
+        &["net-list", "--autostart"],
+        &["net-autostart", "n1", "--disable"],
+        &["net-dhcp-leases", "n1", "--mac", "zz:zz"],
+    ] {
+        env.same(q);
+    }
+    env.ok(
+        &[
+            "net-update",
+            "n1",
+            "add",
+            "ip-dhcp-host",
+            "<host mac='52:54:00:00:00:07' name='h7' ip='192.168.177.7'/>",
+            "--live",
+            "--config",
+        ],
+        "Updated network n1 persistent config and live state\n\n",
+    );
+    for q in [
+        &[
+            "net-update",
+            "n1",
+            "add",
+            "ip-dhcp-host",
+            "<host mac='52:54:00:00:00:07' name='h7' ip='192.168.177.7'/>",
+        ][..],
+        &["net-dumpxml", "n1", "--inactive"],
+        &[
+            "net-update",
+            "n1",
+            "modify",
+            "ip-dhcp-range",
+            "<range start='192.168.177.2' end='192.168.177.20'/>",
+        ],
+        &["net-update", "n1", "add", "bridge", "<bridge name='x'/>"],
+    ] {
+        env.same(q);
+    }
+    let delete = [
+        "net-update",
+        "n1",
+        "delete",
+        "ip-dhcp-host",
+        "<host mac='52:54:00:00:00:07'/>",
+        "--live",
+        "--config",
+    ];
+    env.ok(
+        &delete,
+        "Updated network n1 persistent config and live state\n\n",
+    );
+    env.same(&delete);
+    env.ok(&["net-destroy", "n1"], "Network n1 destroyed\n\n");
+    env.ok(&["net-undefine", "n1"], "Network n1 has been undefined\n\n");
+    env.same(&["net-list", "--all"]);
+}

@@ -1965,7 +1965,14 @@ async fn guests_outlive_the_daemon_and_vmm_crashes_are_seen() {
 
 #[test]
 fn shipped_introspection_files_are_current() {
-    for name in ["Connect", "Domain", "StoragePool", "StorageVol"] {
+    for name in [
+        "Connect",
+        "Domain",
+        "Network",
+        "NodeDevice",
+        "StoragePool",
+        "StorageVol",
+    ] {
         let out = Command::new(OXVIRTD)
             .args(["--print-introspection", name])
             .output()

@@ -133,6 +133,20 @@ leftovers() { # nothing of the network on the host
         ! pgrep -f "conf-file=$tmp/" >/dev/null
 }
 
+# Every network event of the run, as `virsh net-event` prints them and
+# as libvirt-dbus signals them.
+# (virsh's loop ends with its connection: it is started again after
+# each daemon restart.)
+watch_net_events() {
+    timeout 900 virsh -c "$U" net-event --event lifecycle --loop >>"$tmp/net-events" 2>&1 &
+    pids+=($!)
+}
+watch_net_events
+dbus-monitor --address "$(head -1 "$tmp/bus")" \
+    "type='signal',interface='org.libvirt.Connect',member='NetworkEvent'" >"$tmp/dbus-events" 2>&1 &
+pids+=($!)
+sleep 0.3
+
 echo "# bad input: libvirt's errors"
 printf '<network><uuid>11111111-2222-3333-4444-555555555501</uuid></network>' >"$tmp/noname.xml"
 printf '<network><name>a/b</name></network>' >"$tmp/slash.xml"
@@ -220,6 +234,7 @@ echo "# the daemon dies; the network and the guest stay"
 kill -9 "$daemon"
 wait "$daemon" 2>/dev/null
 start_daemon
+watch_net_events
 expect after-crash-active 0 '^ default +active' -- net-list --all
 expect after-crash-guest 0 '^running$' -- domstate netguest
 check after-crash-ping ping_ok "$gip"
@@ -235,6 +250,8 @@ sleep 0.3
 kill "$daemon"
 wait "$daemon" 2>/dev/null
 start_daemon
+watch_net_events
+sleep 0.3
 check dnsmasq-restarted pgrep -f "conf-file=$tmp/state/dnsmasq/default.conf"
 
 echo "# net-update"
@@ -260,6 +277,18 @@ expect vi-running 0 '^running$' -- domstate vi2
 expect vi-iflist 0 'network +default +virtio' -- domiflist vi2
 expect vi-destroy 0 'destroyed' -- destroy vi2
 
+echo "# a transient isolated network"
+printf "<network><name>iso</name><bridge name='oxiso0'/><ip address='192.168.150.1' netmask='255.255.255.0'><dhcp><range start='192.168.150.10' end='192.168.150.20'/></dhcp></ip></network>" >"$tmp/iso.xml"
+expect create-transient 0 "^Network iso created from $tmp/iso.xml\$" -- net-create "$tmp/iso.xml"
+expect transient-listed 0 '^ iso +active +no +no$' -- net-list --all
+check isolated-no-route grep -qx 'dhcp-option=3' "$tmp/state/dnsmasq/iso.conf"
+check isolated-rejects bash -c "nft list ruleset | grep -q 'iifname \"oxiso0\" reject'"
+expect err-undefine-transient 1 "error: Requested operation is not valid: can't undefine transient network" -- net-undefine iso
+expect err-autostart-transient 1 'error: Requested operation is not valid: cannot set autostart for transient network' -- net-autostart iso
+expect destroy-transient 0 'Network iso destroyed' -- net-destroy iso
+expect transient-gone 1 "Network not found: no network with matching name 'iso'" -- net-info iso
+check transient-bridge-gone bash -c '! ip link show oxiso0 2>/dev/null'
+
 echo "# tear down: nothing left"
 expect guest-destroy 0 'destroyed' -- destroy netguest
 expect net-destroy 0 'Network default destroyed' -- net-destroy default
@@ -267,6 +296,16 @@ check nothing-left leftovers
 check no-state-file test ! -e "$tmp/run/network/default.json"
 expect net-undefine 0 'Network default has been undefined' -- net-undefine default
 check daemon-alive kill -0 "$daemon"
+
+echo "# events: virsh net-event and the D-Bus NetworkEvent signal"
+sleep 0.5
+for ev in "default: Defined" "default: Started" "default: Stopped" "default: Undefined" "iso: Started" "iso: Stopped"; do
+    check "net-event: $ev" grep -qF "event 'lifecycle' for network $ev" "$tmp/net-events"
+done
+check net-event-no-iso-defined bash -c "! grep -q 'network iso: Defined' '$tmp/net-events'"
+for n in 0 1 2 3; do
+    check "dbus-NetworkEvent-$n" bash -c "grep -A3 'member=NetworkEvent' '$tmp/dbus-events' | grep -q 'int32 $n'"
+done
 
 echo "network: $passes passed, $fails failed"
 [ "$fails" = 0 ]

@@ -50,6 +50,7 @@ pub mod events;
 pub mod format;
 pub mod help;
 pub mod host;
+mod network;
 mod nodedev;
 pub mod options;
 pub mod pool;
@@ -112,6 +113,13 @@ pub struct PoolArg {
     /// pool name or uuid
     #[arg(value_name = "POOL")]
     pub pool: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetArg {
+    /// network name or uuid
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -403,6 +411,74 @@ pub enum Cmd {
     NodedevDumpxml {
         /// device name or wwn pair in 'wwnn,wwpn' format
         device: String,
+    },
+    /// list networks
+    NetList(network::NetListArgs),
+    /// network information
+    NetInfo {
+        #[command(flatten)]
+        n: NetArg,
+    },
+    /// network information in XML
+    NetDumpxml {
+        #[command(flatten)]
+        n: NetArg,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// define an inactive persistent virtual network or modify an existing persistent one from an XML file
+    NetDefine {
+        /// file containing an XML network description
+        file: String,
+    },
+    /// create a network from an XML file
+    NetCreate {
+        /// file containing an XML network description
+        file: String,
+    },
+    /// start a (previously defined) inactive network
+    NetStart {
+        #[command(flatten)]
+        n: NetArg,
+    },
+    /// destroy (stop) a network
+    NetDestroy {
+        #[command(flatten)]
+        n: NetArg,
+    },
+    /// undefine a persistent network
+    NetUndefine {
+        #[command(flatten)]
+        n: NetArg,
+    },
+    /// autostart a network
+    NetAutostart {
+        #[command(flatten)]
+        n: NetArg,
+        /// disable autostarting
+        #[arg(long)]
+        disable: bool,
+    },
+    /// convert a network name to network UUID
+    NetUuid {
+        #[command(flatten)]
+        n: NetArg,
+    },
+    /// convert a network UUID to network name
+    NetName {
+        #[command(flatten)]
+        n: NetArg,
+    },
+    /// update parts of an existing network's configuration
+    NetUpdate(network::NetUpdateArgs),
+    /// print lease info for a given network
+    NetDhcpLeases {
+        #[command(flatten)]
+        n: NetArg,
+        /// MAC address
+        #[arg(long)]
+        mac: Option<String>,
     },
     /// list pools
     PoolList(pool::PoolListArgs),
@@ -696,6 +772,18 @@ pub fn normalize_args(args: Vec<String>) -> Vec<String> {
 /// The positional arguments of the storage commands, in virsh's order;
 /// virsh takes each of them as `--<name> value` too.
 const DATA_OPTIONS: &[(&str, &[&str])] = &[
+    ("net-info", &["network"]),
+    ("net-dumpxml", &["network"]),
+    ("net-define", &["file"]),
+    ("net-create", &["file"]),
+    ("net-start", &["network"]),
+    ("net-destroy", &["network"]),
+    ("net-undefine", &["network"]),
+    ("net-autostart", &["network"]),
+    ("net-uuid", &["network"]),
+    ("net-name", &["network"]),
+    ("net-update", &["network", "command", "section", "xml"]),
+    ("net-dhcp-leases", &["network"]),
     ("pool-info", &["pool"]),
     ("pool-dumpxml", &["pool"]),
     ("pool-define", &["file"]),
@@ -998,6 +1086,21 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
         }
         Cmd::NodedevList(a) => nodedev::nodedev_list(s.bus()?, a)?,
         Cmd::NodedevDumpxml { device } => nodedev::nodedev_dumpxml(s.bus()?, device)?,
+        Cmd::NetList(a) => network::net_list(s.bus()?, a)?,
+        Cmd::NetInfo { n } => network::net_info(s.bus()?, &n.network)?,
+        Cmd::NetDumpxml { n, inactive } => network::net_dumpxml(s.bus()?, &n.network, *inactive)?,
+        Cmd::NetDefine { file } => network::net_define(s.bus()?, file)?,
+        Cmd::NetCreate { file } => network::net_create(s.bus()?, file)?,
+        Cmd::NetStart { n } => network::simple(s.bus()?, &n.network, &network::START)?,
+        Cmd::NetDestroy { n } => network::simple(s.bus()?, &n.network, &network::DESTROY)?,
+        Cmd::NetUndefine { n } => network::simple(s.bus()?, &n.network, &network::UNDEFINE)?,
+        Cmd::NetAutostart { n, disable } => network::net_autostart(s.bus()?, &n.network, *disable)?,
+        Cmd::NetUuid { n } => network::net_uuid(s.bus()?, &n.network)?,
+        Cmd::NetName { n } => network::net_name(s.bus()?, &n.network)?,
+        Cmd::NetUpdate(a) => network::net_update(s.bus()?, a)?,
+        Cmd::NetDhcpLeases { n, mac } => {
+            network::net_dhcp_leases(s.bus()?, &n.network, mac.as_deref())?
+        }
         Cmd::PoolList(a) => pool::pool_list(s.bus()?, a)?,
         Cmd::PoolInfo { p, bytes } => pool::pool_info(s.bus()?, &p.pool, *bytes)?,
         Cmd::PoolDumpxml { p, inactive } => pool::pool_dumpxml(s.bus()?, &p.pool, *inactive)?,
