@@ -22,6 +22,20 @@ pub fn paths(list: &[NetworkRef]) -> Vec<OwnedObjectPath> {
     list.iter().map(|n| network_object_path(&n.uuid)).collect()
 }
 
+/// A lease as libvirt-dbus sends it: interface, expiry, type, MAC, IAID,
+/// address, prefix, hostname, client id (`a(sxisssuss)`).
+type WireLease = (
+    String,
+    i64,
+    i32,
+    String,
+    String,
+    String,
+    u32,
+    String,
+    String,
+);
+
 /// An absent string of a lease, as libvirt-dbus sends it.
 fn text(s: Option<String>) -> String {
     s.unwrap_or_default()
@@ -42,17 +56,7 @@ pub async fn handle(call: &Call, m: &Method, n: &NetworkRef) -> Result<()> {
         "GetDHCPLeases" => {
             let (mac, flags): (String, u32) = call.args()?;
             let mac = (!mac.is_empty()).then_some(mac);
-            let leases: Vec<(
-                String,
-                i64,
-                i32,
-                String,
-                String,
-                String,
-                u32,
-                String,
-                String,
-            )> = nets
+            let leases: Vec<WireLease> = nets
                 .network_get_dhcp_leases(n, mac.as_deref(), flags)?
                 .into_iter()
                 .map(|l| {

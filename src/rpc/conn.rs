@@ -75,7 +75,7 @@ pub struct Conn {
     callbacks: Mutex<HashMap<i32, Callback>>,
     /// Storage pool and network event callbacks: id → (kind, event id,
     /// only this object).
-    object_callbacks: Mutex<HashMap<i32, (ObjectKind, i32, Option<uuid::Uuid>)>>,
+    object_callbacks: Mutex<HashMap<i32, ObjectCallback>>,
     /// Node device event callbacks: id → the procedure that removes it.
     /// No node device changes, so they only wait.
     quiet_callbacks: Mutex<HashMap<i32, i32>>,
@@ -84,6 +84,9 @@ pub struct Conn {
     /// One event forwarder per object kind with callbacks.
     object_event_tasks: Mutex<HashMap<ObjectKind, AbortHandle>>,
 }
+
+/// A callback for events of one kind: (kind, event id, only this object).
+type ObjectCallback = (ObjectKind, i32, Option<uuid::Uuid>);
 
 /// The kinds of objects whose events a connection forwards besides
 /// domains.
