@@ -99,6 +99,8 @@ wait_for() {
         grep -Eq -- "$2" "$1" 2>/dev/null && return 0
         sleep 0.1
     done
+    echo "$2 not in $1 after $3 s; it ends with:"
+    tail -5 "$1"
     return 1
 }
 # ping_ok ADDR: an ICMP echo answered (no ping binary needed).
@@ -276,6 +278,28 @@ check vi-network-default timeout 120 virt-install --connect "$U" --memory 64 --n
 expect vi-running 0 '^running$' -- domstate vi2
 expect vi-iflist 0 'network +default +virtio' -- domiflist vi2
 expect vi-destroy 0 'destroyed' -- destroy vi2
+
+echo "# user-mode networking through passt"
+# passt takes the host's default route and address for the guest, and
+# answers pings through ping sockets.
+ip route add default via 10.99.0.2
+echo "0 2147483647" >/proc/sys/net/ipv4/ping_group_range
+cat >"$tmp/user.xml" <<XML
+<domain type='kvm'><name>userguest</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+<os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
+<cmdline>oxtest.checks=pci,net oxtest.ip=dhcp oxtest.netsend=0 oxtest.netreach=10.99.0.2 oxtest.nettime=60000 oxtest.then=net-serve oxtest.netserve=600</cmdline></os>
+<devices><serial type='file'><source path='$tmp/user.log'/></serial>
+<interface type='user'><backend type='passt'/><model type='virtio'/></interface></devices></domain>
+XML
+expect user-define 0 'Domain .userguest. defined' -- define "$tmp/user.xml"
+expect user-start 0 'Domain .userguest. started' -- start userguest
+check user-passt-running pgrep passt
+check user-dhcp-from-passt wait_for "$tmp/user.log" '^PASS net-[0-9a-f]+-dhcp' 60
+check user-reaches-host-side wait_for "$tmp/user.log" '^PASS net-[0-9a-f]+-reach' 60
+expect user-iflist 0 ' +user +- +virtio ' -- domiflist userguest
+expect user-destroy 0 'destroyed' -- destroy userguest
+check user-passt-gone bash -c 'for i in $(seq 50); do pgrep passt >/dev/null || exit 0; sleep 0.1; done; exit 1'
+expect user-undefine 0 'undefined' -- undefine userguest
 
 echo "# a transient isolated network"
 printf "<network><name>iso</name><bridge name='oxiso0'/><ip address='192.168.150.1' netmask='255.255.255.0'><dhcp><range start='192.168.150.10' end='192.168.150.20'/></dhcp></ip></network>" >"$tmp/iso.xml"

@@ -148,6 +148,9 @@ pub fn interface(
             Some(t) => (Some(t.bridge.clone()), true),
             None => return Err(Error::internal("interface's network was not resolved")),
         },
+        // User-mode networking: passt, whatever the backend asked for
+        // (oxvirt has no slirp).
+        InterfaceType::User => (None, false),
         other => return Err(not_supported("interface type", other)),
     };
     if let Some(m) = i.model.as_deref()
@@ -180,17 +183,24 @@ pub fn interface(
     if i.mtu.is_some() {
         return Err(Error::unsupported("interface <mtu> is not supported"));
     }
+    let user = i.iface_type == InterfaceType::User;
+    // `<backend>` picks the user-mode stack, which is always passt here.
     if let Some(e) = i
         .extra
         .iter()
-        .find(|e| !IFACE_OK_CHILDREN.contains(&e.name.as_str()))
+        .find(|e| !(IFACE_OK_CHILDREN.contains(&e.name.as_str()) || (user && e.name == "backend")))
     {
         return Err(Error::unsupported(format!(
             "interface <{}> is not supported",
             e.name
         )));
     }
-    if !managed && i.target_dev.is_none() {
+    if user && i.driver_queues.is_some_and(|q| q > 1) {
+        return Err(Error::unsupported(
+            "multiple queues are not supported with interface type 'user'",
+        ));
+    }
+    if !managed && !user && i.target_dev.is_none() {
         return Err(Error::internal(
             "target dev must be supplied when managed='no'",
         ));
@@ -205,6 +215,7 @@ pub fn interface(
             mac: Some(mac.to_string()),
             pci_slot: Some(slot),
             queues: (queues > 1).then_some(queues),
+            stream_fd: None,
         },
         NetPlan {
             index,
@@ -213,6 +224,7 @@ pub fn interface(
             mac,
             bridge,
             network: network.and(i.source.as_ref().and_then(|s| s.network.clone())),
+            passt: user,
             managed,
             slot,
             queues,

@@ -17,6 +17,7 @@ use crate::vmm::config::{DeviceConfig, VmConfig};
 use crate::xml::mac::MacAddr;
 
 use super::netdev;
+use super::passt::{self, PasstRes};
 
 /// Prefix of the tap names the driver makes up, as libvirt's.
 const GENERATED_PREFIX: &str = "vnet";
@@ -35,6 +36,8 @@ pub struct NetPlan {
     pub bridge: Option<String>,
     /// The virtual network it is on (`type='network'`).
     pub network: Option<String>,
+    /// User-mode networking through passt (`type='user'`).
+    pub passt: bool,
     /// The driver makes and removes the tap (all but `type='ethernet'`
     /// with `managed='no'`, whose tap must exist).
     pub managed: bool,
@@ -64,6 +67,9 @@ pub struct NetRes {
     /// The virtual network it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// The passt serving a `type='user'` interface (no tap then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passt: Option<PasstRes>,
     /// Made for this domain (removed when it stops).
     pub created: bool,
     pub slot: u8,
@@ -127,7 +133,12 @@ impl Taps {
             if let Some(DeviceConfig::Net(n)) = cfg.devices.get_mut(res.device) {
                 let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
                 n.tap_name = None;
-                if let [fd] = raw[..] {
+                if res.passt.is_some() {
+                    n.stream_fd = raw.first().copied();
+                    n.tap_fd = None;
+                    n.tap_fds = Vec::new();
+                    n.queues = None;
+                } else if let [fd] = raw[..] {
                     n.tap_fd = Some(fd);
                     n.tap_fds = Vec::new();
                     n.queues = None;
@@ -193,6 +204,11 @@ fn create(wanted: Option<&str>, names: &TapNames, mq: bool) -> Result<(String, O
 pub fn acquire(plans: &[NetPlan], names: &TapNames) -> Result<Taps> {
     let mut out = Taps::default();
     for p in plans {
+        if p.passt {
+            let (res, fd) = passt::start(&p.mac.to_string())?;
+            out.taps.push((user_record(p, res), vec![fd]));
+            continue;
+        }
         let queues = p.queues.max(1);
         let mq = queues > 1;
         let (ifname, fd) = if p.managed {
@@ -217,6 +233,7 @@ pub fn acquire(plans: &[NetPlan], names: &TapNames) -> Result<Taps> {
                 mac: p.mac.to_string(),
                 bridge: p.bridge.clone(),
                 network: p.network.clone(),
+                passt: None,
                 created: p.managed,
                 slot: p.slot,
                 queues,
@@ -241,6 +258,19 @@ pub fn acquire(plans: &[NetPlan], names: &TapNames) -> Result<Taps> {
 pub fn reacquire(records: &[NetRes]) -> Result<Taps> {
     let mut out = Taps::default();
     for r in records {
+        if let Some(old) = &r.passt {
+            // The old passt went with the old VMM's connection.
+            passt::stop(old);
+            let (res, fd) = passt::start(&r.mac)?;
+            out.taps.push((
+                NetRes {
+                    passt: Some(res),
+                    ..r.clone()
+                },
+                vec![fd],
+            ));
+            continue;
+        }
         let fresh = !netdev::exists(&r.ifname);
         if fresh && !r.created {
             return Err(Error::internal(
@@ -261,8 +291,28 @@ pub fn reacquire(records: &[NetRes]) -> Result<Taps> {
     Ok(out)
 }
 
-/// Removes the taps made for a domain, where no process holds them.
+/// The record of a `type='user'` interface served by passt.
+fn user_record(p: &NetPlan, res: PasstRes) -> NetRes {
+    NetRes {
+        index: p.index,
+        device: p.device,
+        ifname: String::new(),
+        mac: p.mac.to_string(),
+        bridge: None,
+        network: None,
+        passt: Some(res),
+        created: false,
+        slot: p.slot,
+        queues: 1,
+    }
+}
+
+/// Removes the taps made for a domain, where no process holds them, and
+/// stops its passt processes.
 pub fn release(records: &[NetRes]) {
+    for r in records.iter().filter_map(|r| r.passt.as_ref()) {
+        passt::stop(r);
+    }
     for r in records.iter().filter(|r| r.created) {
         if !netdev::delete_tap(&r.ifname) {
             tracing::warn!(tap = r.ifname, "tap still in use, not removed");

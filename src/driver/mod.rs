@@ -18,6 +18,7 @@ pub mod netdev;
 pub mod network;
 pub mod nodedev;
 pub mod objects;
+pub mod passt;
 pub mod pidfd;
 pub mod queries;
 pub mod registry;

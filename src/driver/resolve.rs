@@ -462,8 +462,12 @@ mod tests {
             "Network not found: no network with matching name 'default'"
         );
         assert_eq!(
-            msg("<interface type='user'/>"),
-            "unsupported configuration: interface type 'user' is not supported"
+            msg("<interface type='mcast'><source address='230.0.0.1' port='5558'/></interface>"),
+            "unsupported configuration: interface type 'mcast' is not supported"
+        );
+        assert_eq!(
+            msg("<interface type='user'><model type='virtio'/><driver queues='2'/></interface>"),
+            "unsupported configuration: multiple queues are not supported with interface type 'user'"
         );
         assert_eq!(
             msg("<interface type='bridge'><source bridge='br0'/><model type='e1000'/></interface>"),

@@ -161,6 +161,11 @@ pub struct NetConfig {
     /// Queue pairs (1 when absent); with `tap_fds`, one fd each.
     #[serde(default)]
     pub queues: Option<u16>,
+    /// Instead of a tap: a connected unix stream socket carrying frames,
+    /// each after its length as 4 bytes big-endian (passt, QEMU's
+    /// `stream` netdev).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_fd: Option<i32>,
 }
 
 /// virtio-rng fed by getrandom(2).

@@ -10,7 +10,7 @@
 //! detached so that the kernel steers no frames to them. One worker
 //! thread serves every pair and the control queue.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
@@ -118,10 +118,16 @@ pub fn queue_pairs(cfg: &NetConfig) -> u16 {
 pub fn validate(cfg: &NetConfig) -> Result<()> {
     let sources = usize::from(cfg.tap_fd.is_some())
         + usize::from(cfg.tap_name.is_some())
-        + usize::from(!cfg.tap_fds.is_empty());
+        + usize::from(!cfg.tap_fds.is_empty())
+        + usize::from(cfg.stream_fd.is_some());
     if sources != 1 {
         return Err(Error::Config(
-            "a net device needs exactly one of tap_fd, tap_fds and tap_name".into(),
+            "a net device needs exactly one of tap_fd, tap_fds, tap_name and stream_fd".into(),
+        ));
+    }
+    if cfg.stream_fd.is_some() && queue_pairs(cfg) != 1 {
+        return Err(Error::Config(
+            "a net device on a stream socket has one queue pair".into(),
         ));
     }
     let q = queue_pairs(cfg);
@@ -158,6 +164,11 @@ pub struct Net {
 }
 
 fn open_taps(cfg: &NetConfig) -> Result<Vec<Tap>> {
+    if let Some(fd) = cfg.stream_fd {
+        return Ok(vec![
+            Tap::from_stream_fd(fd).map_err(Error::io(format!("stream fd {fd}")))?,
+        ]);
+    }
     let pairs = queue_pairs(cfg);
     if let Some(n) = &cfg.tap_name {
         return (0..pairs)
@@ -328,10 +339,16 @@ impl NetWorker {
             let skip = if tap.vnet_hdr { 0 } else { VNET_HDR_LEN };
             self.buf.resize(MAX_FRAME, 0);
             self.buf[..skip].fill(0);
-            let n = match tap.file.read(&mut self.buf[skip..]) {
+            let n = match tap.read_frame(&mut self.buf[skip..]) {
                 Ok(n) => n + skip,
-                Err(_) => {
+                Err(e) => {
                     pair.rx.queue.go_to_previous_position();
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        // The stream's peer is gone: stop polling a
+                        // socket that stays readable for good.
+                        tracing::warn!("virtio-net: {e}");
+                        pair.attached = false;
+                    }
                     break;
                 }
             };

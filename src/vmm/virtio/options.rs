@@ -91,7 +91,11 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
         }));
     }
     for s in a.nets {
-        let kv = Kv::parse("net", s, &["tap", "fd", "fds", "mac", "slot", "queues"])?;
+        let kv = Kv::parse(
+            "net",
+            s,
+            &["tap", "fd", "fds", "mac", "slot", "queues", "stream"],
+        )?;
         let tap_fds = match kv.get("fds") {
             None => Vec::new(),
             Some(v) => v
@@ -109,6 +113,7 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
             mac: kv.get("mac").map(str::to_string),
             pci_slot: kv.num("slot")?,
             queues: kv.num("queues")?,
+            stream_fd: kv.num("stream")?,
         }));
     }
     for s in a.rngs {

@@ -1,10 +1,12 @@
-//! Tap devices for virtio-net: opening by name or adopting an inherited fd.
+//! Tap devices for virtio-net: opening by name or adopting an inherited fd;
+//! or, in a tap's place, a unix stream socket to a user-mode network
+//! stack (passt) carrying length-prefixed frames.
 //! A multi-queue tap (`IFF_MULTI_QUEUE`) has one fd per queue pair;
 //! queues the guest does not use are detached (`TUNSETQUEUE`) so that the
 //! kernel steers no frames to them.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
 
 use libc::{TUNGETIFF, TUNSETIFF, TUNSETOFFLOAD, TUNSETQUEUE, TUNSETVNETHDRSZ};
@@ -19,12 +21,17 @@ pub use libc::{TUN_F_CSUM, TUN_F_TSO_ECN, TUN_F_TSO4, TUN_F_TSO6};
 /// Length of the virtio-net header (VERSION_1, with num_buffers).
 pub const VNET_HDR_LEN: usize = 12;
 
-/// An open tap.
+/// An open tap (or stream socket).
 pub struct Tap {
     pub file: File,
     /// Whether frames carry a virtio-net header on the tap side.
     pub vnet_hdr: bool,
+    /// For a stream socket: bytes read that do not make a whole frame yet.
+    stream: Option<Vec<u8>>,
 }
+
+/// Largest frame a stream peer may announce (an Ethernet jumbo frame).
+const MAX_STREAM_FRAME: usize = 65535;
 
 fn ioctl_ptr<T>(f: &File, req: libc::c_ulong, arg: *mut T) -> io::Result<()> {
     // SAFETY: callers pass a request whose argument is `*mut T` of the
@@ -52,7 +59,11 @@ fn setup(file: File, vnet_hdr: bool) -> io::Result<Tap> {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok(Tap { file, vnet_hdr })
+    Ok(Tap {
+        file,
+        vnet_hdr,
+        stream: None,
+    })
 }
 
 impl Tap {
@@ -90,15 +101,24 @@ impl Tap {
         }
     }
 
-    /// Writes one frame gathered from guest memory.
+    /// Writes one frame gathered from guest memory (after its length, on
+    /// a stream socket: the socket blocks, so the frame goes out whole).
     pub fn write_vectored(&self, bufs: &[super::iov::Slice<'_>]) -> io::Result<usize> {
-        let iovs: Vec<libc::iovec> = bufs
-            .iter()
-            .map(|s| libc::iovec {
-                iov_base: s.ptr_guard().as_ptr().cast_mut().cast(),
-                iov_len: s.len(),
-            })
-            .collect();
+        let total: usize = bufs.iter().map(|s| s.len()).sum();
+        let len = u32::try_from(total)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?
+            .to_be_bytes();
+        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(bufs.len() + 1);
+        if self.stream.is_some() {
+            iovs.push(libc::iovec {
+                iov_base: len.as_ptr().cast_mut().cast(),
+                iov_len: len.len(),
+            });
+        }
+        iovs.extend(bufs.iter().map(|s| libc::iovec {
+            iov_base: s.ptr_guard().as_ptr().cast_mut().cast(),
+            iov_len: s.len(),
+        }));
         let n = libc::c_int::try_from(iovs.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"))?;
         // SAFETY: the iovecs describe mapped guest memory kept alive by
@@ -109,6 +129,91 @@ impl Tap {
         } else {
             Ok(r as usize)
         }
+    }
+
+    /// Reads one frame into `buf`: from a tap, what one read gives; from
+    /// a stream socket, the next whole frame once all its bytes are in
+    /// (`WouldBlock` until then).
+    pub fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(pending) = self.stream.as_mut() else {
+            return self.file.read(buf);
+        };
+        loop {
+            if pending.len() >= 4 {
+                let len =
+                    u32::from_be_bytes([pending[0], pending[1], pending[2], pending[3]]) as usize;
+                if len > MAX_STREAM_FRAME {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "stream peer sent an oversized frame",
+                    ));
+                }
+                if pending.len() >= 4 + len {
+                    let n = len.min(buf.len());
+                    buf[..n].copy_from_slice(&pending[4..4 + n]);
+                    pending.drain(..4 + len);
+                    return Ok(n);
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            // SAFETY: recv writes at most chunk.len() bytes into chunk.
+            let r = unsafe {
+                libc::recv(
+                    self.file.as_raw_fd(),
+                    chunk.as_mut_ptr().cast(),
+                    chunk.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match r {
+                r if r < 0 => return Err(io::Error::last_os_error()),
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "stream peer closed the connection",
+                    ));
+                }
+                r => pending.extend_from_slice(&chunk[..r as usize]),
+            }
+        }
+    }
+
+    /// Adopts an inherited, connected unix stream socket (reads do not
+    /// block; writes do, so that a frame never goes out in part).
+    pub fn from_stream_fd(fd: i32) -> io::Result<Tap> {
+        // SAFETY: fcntl(F_GETFD) only checks the fd is open.
+        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "stream fd is not open",
+            ));
+        }
+        // SAFETY: the fd is open and was handed to this process for the
+        // device; nothing else in the VMM uses it.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let mut kind: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: SO_TYPE writes one c_int into `kind`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TYPE,
+                (&raw mut kind).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 || kind != libc::SOCK_STREAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a stream socket",
+            ));
+        }
+        Ok(Tap {
+            file,
+            vnet_hdr: false,
+            stream: Some(Vec::new()),
+        })
     }
 
     /// Opens (or creates) the tap called `name`: one queue, or with

@@ -1,0 +1,138 @@
+//! User-mode networking (`<interface type='user'>`) through passt, as
+//! libvirt 9.0 does with `<backend type='passt'/>`: a passt process per
+//! interface, unprivileged, translating the guest's frames to the host's
+//! sockets. The driver makes a socket pair, hands one end to passt
+//! (`--fd`) and keeps the other for the VMM, so that a guest reboot (a
+//! new VMM) keeps the same connection; passt exits when the last copy of
+//! the VMM's end closes. It runs as `nobody`, in the foreground as the
+//! daemon's child (reaped by a thread of its own).
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+
+/// Where Debian's `passt` package installs it.
+pub const PASST: &str = "/usr/bin/passt";
+
+/// A running passt, as the domain's status file records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasstRes {
+    pub pid: i32,
+}
+
+fn fail(detail: impl AsRef<str>) -> Error {
+    Error::new(ErrorCode::InternalError, ErrorDomain::Domain, detail)
+}
+
+/// Starts passt for a guest interface with MAC `mac`; returns the record
+/// and the VMM's end of the connection.
+pub fn start(mac: &str) -> Result<(PasstRes, OwnedFd)> {
+    if !Path::new(PASST).exists() {
+        return Err(Error::new(
+            ErrorCode::SystemError,
+            ErrorDomain::None,
+            format!("Cannot find '{PASST}' in path: No such file or directory"),
+        ));
+    }
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| fail(format!("cannot make a socket pair: {e}")))?;
+    let theirs: OwnedFd = theirs.into();
+    let fd = theirs.as_raw_fd();
+    let (uid, gid) = nobody();
+    let mut cmd = Command::new(PASST);
+    cmd.arg("--runas")
+        .arg(format!("{uid}:{gid}"))
+        .arg("--fd")
+        .arg(fd.to_string())
+        .arg("--mac-addr")
+        .arg(mac)
+        .arg("--foreground")
+        .arg("--quiet")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the closure only calls fcntl on an fd
+    // the child inherited, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("cannot run {PASST}: {e}")))?;
+    drop(theirs);
+    // A passt that cannot serve says so and exits at once.
+    let deadline = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut why = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut why);
+            }
+            return Err(fail(format!("passt exited with {status}: {}", why.trim())));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = child.id() as i32;
+    // passt lives as long as the guest's connection; a thread reaps it.
+    let _ = std::thread::Builder::new()
+        .name(format!("passt-{pid}"))
+        .spawn(move || {
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::copy(&mut e, &mut std::io::sink());
+            }
+            let _ = child.wait();
+        });
+    Ok((PasstRes { pid }, ours.into()))
+}
+
+/// The user passt runs as: `nobody` (65534 where there is none).
+fn nobody() -> (u32, u32) {
+    // SAFETY: getpwnam returns null or a pointer to a static record,
+    // read at once.
+    unsafe {
+        let pw = libc::getpwnam(c"nobody".as_ptr());
+        if pw.is_null() {
+            (65534, 65534)
+        } else {
+            ((*pw).pw_uid, (*pw).pw_gid)
+        }
+    }
+}
+
+/// Whether the recorded passt still runs (and is passt, not a recycled
+/// pid or a zombie).
+fn alive(r: &PasstRes) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{}/stat", r.pid)).unwrap_or_default();
+    let zombie = stat
+        .rsplit_once(')')
+        .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'));
+    !zombie
+        && fs::read(format!("/proc/{}/cmdline", r.pid)).is_ok_and(|c| {
+            c.split(|b| *b == 0)
+                .next()
+                .is_some_and(|argv0| argv0.windows(5).any(|w| w == b"passt"))
+        })
+}
+
+/// Stops the recorded passt.
+pub fn stop(r: &PasstRes) {
+    if alive(r) {
+        // SAFETY: a plain signal to a process verified to be passt.
+        unsafe { libc::kill(r.pid, libc::SIGTERM) };
+    }
+}
