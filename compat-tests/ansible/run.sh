@@ -8,7 +8,8 @@
 #   - ansible-playbook on a local inventory (connection: local), the modules
 #     given uri=qemu+unix:///system?socket=$tmp/libvirt-sock, running
 #     virt.yml (the freestanding test guest from define to undefine),
-#     virt_pool.yml (a dir pool in $tmp) and virt_net.yml.
+#     virt_pool.yml (a dir pool in $tmp) and virt_net.yml (a NAT network:
+#     the whole run is in a network namespace of its own).
 # Each check prints "PASS name" or "FAIL name: why" (the module's error
 # follows, indented); the oxcheck callback in callback_plugins/ makes the
 # lines. The last line is "N passed, M failed"; it exits 1 when a check
@@ -28,6 +29,12 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+# The daemon makes virt_net's bridge, dnsmasq and firewall table: all of
+# it stays in a network namespace of this run.
+if [ -z "${OX_ANSIBLE_NS:-}" ] && [ "$(id -u)" = 0 ]; then
+    exec env OX_ANSIBLE_NS=1 unshare --net --mount --propagation private "$0" "$@"
+fi
+[ -n "${OX_ANSIBLE_NS:-}" ] && ip link set lo up
 . "$top/compat-tests/lib/private-run.sh"
 target=${CARGO_TARGET_DIR:-$top/target}
 OXVIRTD=${OXVIRTD:-$target/debug/oxvirtd}
