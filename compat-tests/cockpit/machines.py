@@ -586,7 +586,31 @@ def _create_or_import(button, name, source_type, source, button_done):
     rc, out = virsh("dominfo", name)
     if rc != 0:
         raise Fail("listed, but virsh dominfo %s: %s" % (name, out))
-    return "%s defined (OS %s), its details page shown" % (name, os_name)
+    # virt-install, run by Cockpit, puts the guest on the default network.
+    rc, out = virsh("domiflist", name)
+    if rc != 0 or not any(l.split()[1:3] == ["network", "default"]
+                          for l in out.splitlines() if len(l.split()) > 2):
+        raise Fail("defined, but not on the default network: virsh domiflist %s: %r"
+                   % (name, out))
+    return "%s defined (OS %s) on the default network, its details page shown" % (name, os_name)
+
+
+@check("networks-listed", requires=("page-loads",))
+def _():
+    go_list()
+    frame()
+    driver.execute_script("cockpit.location.go(['networks'])")
+    listing = wait(lambda: by_id("networks-listing"), "the Networks page", 15)
+    rows = wait(lambda: [r for r in listing.find_elements(By.CSS_SELECTOR, "tbody tr")
+                         if r.text.split() and r.text.split()[0] == "default"],
+                "the default network in the list", 20)
+    words = rows[0].text.split()
+    if "active" not in [w.lower() for w in words]:
+        raise Fail("default is listed but not active: %r" % rows[0].text)
+    if "192.168.122.1" not in rows[0].text and "virbr0" not in rows[0].text:
+        # The row shows the network's device and address.
+        raise Fail("default's row shows neither virbr0 nor 192.168.122.1: %r" % rows[0].text)
+    return " ".join(words)
 
 
 @check("create-vm")

@@ -36,6 +36,13 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+# The daemon runs libvirt's `default` network for the page (bridge,
+# dnsmasq, firewall table): everything, browser included, stays in a
+# network namespace of this run.
+if [ -z "${OX_COCKPIT_NS:-}" ] && [ "$(id -u)" = 0 ]; then
+    exec env OX_COCKPIT_NS=1 unshare --net --mount --propagation private "$0" "$@"
+fi
+[ -n "${OX_COCKPIT_NS:-}" ] && ip link set lo up
 . "$top/compat-tests/lib/private-run.sh"
 target=${CARGO_TARGET_DIR:-$top/target}
 OXVIRTD=${OXVIRTD:-$target/debug/oxvirtd}
@@ -221,6 +228,10 @@ for d in testos-running testos-off; do
 done
 out=$(timeout 30 virsh -c "$U" start testos-running 2>&1) ||
     setup_fail "virsh start testos-running: $out"
+# libvirt's default network, as the package defines it, running.
+for a in "net-define /usr/share/libvirt/networks/default.xml" "net-start default"; do
+    out=$(timeout 30 virsh -c "$U" $a 2>&1) || setup_fail "virsh $a: $out"
+done
 timeout 10 virsh -c "$U" list --all | sed '/^$/d; s/^/# /'
 
 # --- cockpit-ws in a mount namespace where /run/libvirt is $TESTDIR
