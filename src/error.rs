@@ -67,6 +67,7 @@ pub enum ErrorCode {
     StorageVolExist = 90,
     XmlInvalidSchema = 92,
     DeviceMissing = 99,
+    MultipleInterfaces = 79,
     MultipleDomains = 110,
 }
 
@@ -131,6 +132,7 @@ impl ErrorCode {
             AccessDenied => "access denied",
             XmlInvalidSchema => "XML document failed to validate against schema",
             DeviceMissing => "device not found",
+            MultipleInterfaces => "multiple matching interfaces found",
             MultipleDomains => "multiple matching domains found",
         }
     }

@@ -1305,6 +1305,18 @@ fn network_commands_match_virsh() {
         "Updated network n1 persistent config and live state\n\n",
     );
     env.same(&delete);
+    // Host interfaces: the namespace's own devices, the network's bridge
+    // among them while it runs.
+    for q in [
+        &["iface-list"][..],
+        &["iface-list", "--all"],
+        &["iface-list", "--inactive"],
+        &["iface-dumpxml", "lo"],
+        &["iface-dumpxml", "oxbr7"],
+        &["iface-dumpxml", "nosuch"],
+    ] {
+        env.same(q);
+    }
     env.ok(&["net-destroy", "n1"], "Network n1 destroyed\n\n");
     env.ok(&["net-undefine", "n1"], "Network n1 has been undefined\n\n");
     env.same(&["net-list", "--all"]);

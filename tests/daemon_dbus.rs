@@ -1968,6 +1968,7 @@ fn shipped_introspection_files_are_current() {
     for name in [
         "Connect",
         "Domain",
+        "Interface",
         "Network",
         "NodeDevice",
         "StoragePool",

@@ -232,6 +232,17 @@ expect domifaddr-lease 0 "vnet[0-9]+ +$mac +ipv4 +$gip/24" -- domifaddr netguest
 check guest-answers-ping ping_ok "$gip"
 expect net-info-connections 0 "connections='1'" -- net-dumpxml default
 
+echo "# host interfaces, read-only"
+expect iface-list 0 "^ vup +active +$(cat /sys/class/net/vup/address 2>/dev/null || ip -o link show vup | sed 's/.*link.ether \([^ ]*\).*/\1/')" -- iface-list --all
+check iface-list-no-taps bash -c "! virsh -c '$U' iface-list --all | grep -q vnet"
+virsh -c "$U" iface-dumpxml virbr0 >"$tmp/virbr0-iface.xml" 2>&1
+check iface-bridge-schema xmllint --noout --relaxng "$SCHEMAS/interface.rng" "$tmp/virbr0-iface.xml"
+check iface-bridge-port grep -Eq "<interface type='ethernet' name='vnet[0-9]+'>" "$tmp/virbr0-iface.xml"
+expect iface-dumpxml-veth 0 "<interface type='ethernet' name='vup'>" -- iface-dumpxml vup
+expect err-iface-missing 1 "error: Interface not found: couldn't find interface named 'nosuch'" -- iface-dumpxml nosuch
+printf "<interface type='ethernet' name='eth9'><start mode='none'/></interface>" >"$tmp/iface.xml"
+expect err-iface-define 1 'error: this function is not supported by the connection driver: virInterfaceDefineXML' -- iface-define "$tmp/iface.xml"
+
 echo "# the daemon dies; the network and the guest stay"
 kill -9 "$daemon"
 wait "$daemon" 2>/dev/null

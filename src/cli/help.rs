@@ -61,6 +61,7 @@ const GROUPS: &[(&str, &str, &[&str])] = &[
             "version",
         ],
     ),
+    ("Interface", "interface", &["iface-dumpxml", "iface-list"]),
     (
         "Networking",
         "network",

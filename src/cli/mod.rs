@@ -412,6 +412,24 @@ pub enum Cmd {
         /// device name or wwn pair in 'wwnn,wwpn' format
         device: String,
     },
+    /// list physical host interfaces
+    IfaceList {
+        /// list inactive interfaces
+        #[arg(long)]
+        inactive: bool,
+        /// list inactive & active interfaces
+        #[arg(long)]
+        all: bool,
+    },
+    /// interface information in XML
+    IfaceDumpxml {
+        /// interface name or MAC address
+        #[arg(value_name = "INTERFACE")]
+        interface: String,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+    },
     /// list networks
     NetList(network::NetListArgs),
     /// network information
@@ -772,6 +790,7 @@ pub fn normalize_args(args: Vec<String>) -> Vec<String> {
 /// The positional arguments of the storage commands, in virsh's order;
 /// virsh takes each of them as `--<name> value` too.
 const DATA_OPTIONS: &[(&str, &[&str])] = &[
+    ("iface-dumpxml", &["interface"]),
     ("net-info", &["network"]),
     ("net-dumpxml", &["network"]),
     ("net-define", &["file"]),
@@ -1086,6 +1105,11 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
         }
         Cmd::NodedevList(a) => nodedev::nodedev_list(s.bus()?, a)?,
         Cmd::NodedevDumpxml { device } => nodedev::nodedev_dumpxml(s.bus()?, device)?,
+        Cmd::IfaceList { inactive, all } => network::iface_list(s.bus()?, *inactive, *all)?,
+        Cmd::IfaceDumpxml {
+            interface,
+            inactive,
+        } => network::iface_dumpxml(s.bus()?, interface, *inactive)?,
         Cmd::NetList(a) => network::net_list(s.bus()?, a)?,
         Cmd::NetInfo { n } => network::net_info(s.bus()?, &n.network)?,
         Cmd::NetDumpxml { n, inactive } => network::net_dumpxml(s.bus()?, &n.network, *inactive)?,

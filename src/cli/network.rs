@@ -477,3 +477,65 @@ pub fn net_dhcp_leases(bus: &Bus, arg: &str, mac: Option<&str>) -> Result<String
         &rows,
     ))
 }
+
+/// `iface-list`: host interfaces, active ones unless asked otherwise.
+pub fn iface_list(bus: &Bus, inactive: bool, all: bool) -> Result<String> {
+    const IFACE: &str = "org.libvirt.Interface";
+    let flags: u32 = if all {
+        1 | 2
+    } else if inactive {
+        1
+    } else {
+        2
+    };
+    let paths: Vec<OwnedObjectPath> = bus
+        .connect("ListInterfaces", &(flags,))
+        .map_err(|e| e.with_ctx("Failed to list interfaces"))?;
+    let mut rows: Vec<Vec<String>> = paths
+        .iter()
+        .filter_map(|p| {
+            let pr: Params = bus
+                .call(
+                    p.as_str(),
+                    "org.freedesktop.DBus.Properties",
+                    "GetAll",
+                    &(IFACE,),
+                )
+                .ok()?;
+            let active = param_bool(&pr, "Active").unwrap_or(false);
+            Some(vec![
+                param_str(&pr, "Name")?,
+                if active { "active" } else { "inactive" }.into(),
+                param_str(&pr, "MAC").unwrap_or_default(),
+            ])
+        })
+        .collect();
+    rows.sort();
+    Ok(table(&["Name", "State", "MAC Address"], &rows))
+}
+
+/// `iface-dumpxml`: by name, then by MAC address.
+pub fn iface_dumpxml(bus: &Bus, arg: &str, inactive: bool) -> Result<String> {
+    // virsh looks up by MAC only what reads as one.
+    let looks_like_mac = arg.split(':').count() == 6
+        && arg
+            .split(':')
+            .all(|p| !p.is_empty() && p.len() <= 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    let path: OwnedObjectPath = bus
+        .connect("InterfaceLookupByName", &(arg,))
+        .or_else(|e| {
+            if looks_like_mac {
+                bus.connect("InterfaceLookupByMAC", &(arg,))
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| e.with_ctx(format!("failed to get interface '{arg}'")))?;
+    let flags: u32 = if inactive { 1 } else { 0 };
+    bus.call(
+        path.as_str(),
+        "org.libvirt.Interface",
+        "GetXMLDesc",
+        &(flags,),
+    )
+}

@@ -155,7 +155,7 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
         }
         "ListInterfaces" => {
             let flags = call.flags()?;
-            let paths = objects::connect_list_all_interfaces(flags)?
+            let paths = crate::driver::interfaces::connect_list_all_interfaces(flags)?
                 .iter()
                 .map(|i| interface_object_path(&i.mac))
                 .collect::<Result<Vec<_>>>()?;
@@ -189,7 +189,12 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
         }
         "InterfaceLookupByName" => {
             let (name,): (String,) = call.args()?;
-            let i = objects::interface_lookup_by_name(&name)?;
+            let i = crate::driver::interfaces::interface_lookup_by_name(&name)?;
+            call.ok(&(interface_object_path(&i.mac)?,)).await
+        }
+        "InterfaceLookupByMAC" => {
+            let (mac,): (String,) = call.args()?;
+            let i = crate::driver::interfaces::interface_lookup_by_mac_string(&mac)?;
             call.ok(&(interface_object_path(&i.mac)?,)).await
         }
         "SecretLookupByUUID" => {

@@ -7,6 +7,7 @@ pub mod call;
 pub mod connect;
 pub mod console;
 pub mod domain;
+pub mod interface;
 pub mod introspect;
 pub mod network;
 pub mod nodedev;
@@ -71,6 +72,7 @@ pub async fn serve(bus: Bus, driver: Driver) -> Result<()> {
 pub const SERVED: &[&str] = &[
     "Connect",
     "Domain",
+    "Interface",
     "Network",
     "NodeDevice",
     "StoragePool",
@@ -86,6 +88,7 @@ pub fn interface_xml(which: &str) -> Option<String> {
         "StorageVol" => &spec::STORAGE_VOL,
         "NodeDevice" => &spec::NODE_DEVICE,
         "Network" => &spec::NETWORK,
+        "Interface" => &spec::INTERFACE,
         _ => return None,
     };
     let mut xml = String::from(introspect::DOCTYPE);

@@ -19,8 +19,14 @@ pub const NWFILTER_PREFIX: &str = "/org/libvirt/QEMU/nwfilter";
 pub const NODE_DEVICE_PREFIX: &str = "/org/libvirt/QEMU/nodedev";
 
 /// The child nodes of the connect object, as `Introspect` lists them.
-pub const CONNECT_CHILDREN: &[&str] =
-    &["domain", "network", "nodedev", "storagepool", "storagevol"];
+pub const CONNECT_CHILDREN: &[&str] = &[
+    "domain",
+    "interface",
+    "network",
+    "nodedev",
+    "storagepool",
+    "storagevol",
+];
 
 /// `prefix` + `/_` + the UUID with `-` as `_` (libvirt-dbus's UUID rule).
 fn uuid_path(prefix: &str, uuid: &Uuid) -> String {
@@ -211,6 +217,10 @@ pub enum Target {
     StorageVols,
     /// A storage volume object (the segment after the collection).
     StorageVol(String),
+    /// `/org/libvirt/QEMU/interface`: the collection node.
+    Interfaces,
+    /// A host interface object (the segment after the collection).
+    Interface(String),
     /// `/org/libvirt/QEMU/network`: the collection node.
     Networks,
     /// A network object (the segment after the collection).
@@ -241,6 +251,7 @@ pub fn classify(path: &str) -> Target {
         STORAGE_VOL_PREFIX => Target::StorageVols,
         NODE_DEVICE_PREFIX => Target::NodeDevices,
         NETWORK_PREFIX => Target::Networks,
+        INTERFACE_PREFIX => Target::Interfaces,
         _ => {
             if let Some(seg) = child_of(path, DOMAIN_PREFIX) {
                 Target::Domain(seg)
@@ -248,6 +259,8 @@ pub fn classify(path: &str) -> Target {
                 Target::StoragePool(seg)
             } else if let Some(seg) = child_of(path, STORAGE_VOL_PREFIX) {
                 Target::StorageVol(seg)
+            } else if let Some(seg) = child_of(path, INTERFACE_PREFIX) {
+                Target::Interface(seg)
             } else if let Some(seg) = child_of(path, NETWORK_PREFIX) {
                 Target::Network(seg)
             } else if let Some(seg) = child_of(path, NODE_DEVICE_PREFIX) {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use zbus::zvariant::{OwnedValue, Str, Structure, Value};
 
+use crate::driver::interfaces::InterfaceRef;
 use crate::driver::network::NetworkRef;
 use crate::driver::storage::{PoolRef, Storage, VolRef};
 use crate::driver::{DomainObj, Driver, host};
@@ -76,6 +77,7 @@ pub enum Holder {
     StorageVol(std::result::Result<VolRef, Error>),
     NodeDevice(std::result::Result<String, Error>),
     Network(std::result::Result<NetworkRef, Error>),
+    Interface(std::result::Result<InterfaceRef, Error>),
 }
 
 impl Holder {
@@ -87,6 +89,7 @@ impl Holder {
             Holder::StorageVol(_) => &spec::STORAGE_VOL,
             Holder::NodeDevice(_) => &spec::NODE_DEVICE,
             Holder::Network(_) => &spec::NETWORK,
+            Holder::Interface(_) => &spec::INTERFACE,
         }
     }
 
@@ -98,7 +101,9 @@ impl Holder {
             Holder::StorageVol(Ok(v)) => vol_prop(driver.storage(), v, name),
             Holder::NodeDevice(Ok(d)) => super::nodedev::property(driver.nodedev(), d, name),
             Holder::Network(Ok(n)) => super::network::property(driver.networks(), n, name),
-            Holder::Network(Err(e))
+            Holder::Interface(Ok(i)) => super::interface::property(i, name),
+            Holder::Interface(Err(e))
+            | Holder::Network(Err(e))
             | Holder::Domain(Err(e))
             | Holder::StoragePool(Err(e))
             | Holder::StorageVol(Err(e))
@@ -181,12 +186,16 @@ pub async fn handle(call: &Call, holder: Holder, member: &str) {
                 Holder::Domain(Ok(obj)) => set_autostart(&call.driver, obj, on).await,
                 Holder::StoragePool(Ok(p)) => call.driver.storage().storage_pool_set_autostart(p, on),
                 Holder::Network(Ok(n)) => call.driver.networks().network_set_autostart(n, on),
-                Holder::Network(Err(e))
+                Holder::Interface(Err(e))
+                | Holder::Network(Err(e))
                 | Holder::Domain(Err(e))
                 | Holder::StoragePool(Err(e))
                 | Holder::StorageVol(Err(e))
                 | Holder::NodeDevice(Err(e)) => Err(e.clone()),
-                Holder::Connect | Holder::StorageVol(Ok(_)) | Holder::NodeDevice(Ok(_)) => {
+                Holder::Connect
+                | Holder::StorageVol(Ok(_))
+                | Holder::NodeDevice(Ok(_))
+                | Holder::Interface(Ok(_)) => {
                     Err(Error::internal("no writable property"))
                 }
             };

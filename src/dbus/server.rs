@@ -15,13 +15,13 @@ use crate::error::Error;
 use super::call::{Call, INVALID_ARGS, UNKNOWN_METHOD};
 use super::introspect::node_xml;
 use super::paths::{
-    CONNECT_CHILDREN, Target, classify, domain_path, network_object_path, node_device_object_path,
-    pool_path, uuid_from_segment, vol_path,
+    CONNECT_CHILDREN, Target, classify, domain_path, interface_object_path, network_object_path,
+    node_device_object_path, pool_path, uuid_from_segment, vol_path,
 };
 use super::props::{self, Holder};
 use super::spec;
 use super::spec_types::Interface;
-use super::{connect, console, domain, network, nodedev, storage};
+use super::{connect, console, domain, interface, network, nodedev, storage};
 
 /// Serves calls until the connection closes.
 pub async fn run(mut stream: MessageStream, conn: Connection, driver: Driver) {
@@ -109,6 +109,8 @@ async fn dispatch(call: Call) {
             &spec::NETWORK,
             Holder::Network(network::resolve(call.driver.networks(), seg)),
         ),
+        Target::Interface(seg) => (&spec::INTERFACE, Holder::Interface(interface::resolve(seg))),
+        Target::Interfaces => (&spec::INTERFACE, Holder::Interface(interface::resolve(""))),
         Target::Networks => (
             &spec::NETWORK,
             Holder::Network(network::resolve(call.driver.networks(), "")),
@@ -164,7 +166,9 @@ async fn dispatch(call: Call) {
         Holder::StorageVol(Ok(v)) => storage::handle_vol(&call, method, &v).await,
         Holder::NodeDevice(Ok(d)) => nodedev::handle(&call, method, &d).await,
         Holder::Network(Ok(n)) => network::handle(&call, method, &n).await,
-        Holder::Network(Err(e))
+        Holder::Interface(Ok(i)) => interface::handle(&call, method, &i).await,
+        Holder::Interface(Err(e))
+        | Holder::Network(Err(e))
         | Holder::Domain(Err(e))
         | Holder::StoragePool(Err(e))
         | Holder::StorageVol(Err(e))
@@ -235,6 +239,16 @@ async fn introspect(call: &Call, target: &Target) {
             node_xml(&[&spec::NETWORK], &children)
         }
         Target::Network(_) => node_xml(&[&spec::NETWORK], &[]),
+        Target::Interfaces => {
+            let children: Vec<String> = crate::driver::interfaces::connect_list_all_interfaces(0)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|i| interface_object_path(&i.mac).ok())
+                .map(|p| last_segment(p.as_str()))
+                .collect();
+            node_xml(&[&spec::INTERFACE], &children)
+        }
+        Target::Interface(_) => node_xml(&[&spec::INTERFACE], &[]),
         Target::NodeDevices => {
             let children: Vec<String> = call
                 .driver

@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod host;
 pub mod hostnet;
 pub mod image;
+pub mod interfaces;
 mod lifecycle;
 pub mod metadata;
 pub mod netdev;

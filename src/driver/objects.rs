@@ -1,20 +1,13 @@
 //! The listing and lookup entry points of the libvirt object kinds oxvirt
-//! has no objects of yet: host interfaces, secrets and network filters.
-//! Each checks its flags as the libvirt 9.0 driver behind it does
-//! (`virCheckFlags` in the udev interface, secret and nwfilter drivers)
+//! has no objects of yet: secrets and network filters. Each checks its
+//! flags as the libvirt 9.0 driver behind it does (`virCheckFlags` in the
+//! secret and nwfilter drivers)
 //! and lists nothing, and every lookup answers that driver's "not found"
 //! error, so that every front end answers the same.
 
 use uuid::Uuid;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
-
-/// A host interface as clients name it (`virInterfacePtr`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InterfaceRef {
-    pub name: String,
-    pub mac: String,
-}
 
 /// A secret as clients name it (`virSecretPtr`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,25 +24,12 @@ pub struct NwFilterRef {
     pub uuid: Uuid,
 }
 
-/// `virConnectListAllInterfacesFlags`: INACTIVE, ACTIVE.
-pub const LIST_INTERFACES_ALL: u32 = 1 | 2;
 /// `virConnectListAllSecretsFlags`: EPHEMERAL, NO_EPHEMERAL, PRIVATE,
 /// NO_PRIVATE.
 pub const LIST_SECRETS_ALL: u32 = (1 << 4) - 1;
 /// `virCheckFlags` as the driver named `function` words it.
 fn check_flags(flags: u32, allowed: u32, function: &str, domain: ErrorDomain) -> Result<()> {
     super::check_flags_in(domain, flags, allowed, function)
-}
-
-/// `virConnectListAllInterfaces`: no host interfaces are managed yet.
-pub fn connect_list_all_interfaces(flags: u32) -> Result<Vec<InterfaceRef>> {
-    check_flags(
-        flags,
-        LIST_INTERFACES_ALL,
-        "udevConnectListAllInterfaces",
-        ErrorDomain::Interface,
-    )?;
-    Ok(Vec::new())
 }
 
 /// `virConnectListAllSecrets`: no secrets yet.
@@ -72,15 +52,6 @@ pub fn connect_list_all_nwfilters(flags: u32) -> Result<Vec<NwFilterRef>> {
         ErrorDomain::NwFilter,
     )?;
     Ok(Vec::new())
-}
-
-/// `virInterfaceLookupByName`.
-pub fn interface_lookup_by_name(name: &str) -> Result<InterfaceRef> {
-    Err(Error::new(
-        ErrorCode::NoInterface,
-        ErrorDomain::Interface,
-        format!("couldn't find interface named '{name}'"),
-    ))
 }
 
 /// `virSecretLookupByUUID`.
@@ -107,11 +78,6 @@ mod tests {
 
     #[test]
     fn empty_lists_and_libvirts_flag_errors() {
-        assert!(connect_list_all_interfaces(3).unwrap().is_empty());
-        assert_eq!(
-            connect_list_all_interfaces(4).unwrap_err().message,
-            "invalid argument: unsupported flags (0x4) in function udevConnectListAllInterfaces"
-        );
         assert!(connect_list_all_secrets(0xf).unwrap().is_empty());
         assert_eq!(
             connect_list_all_secrets(0x30).unwrap_err().message,

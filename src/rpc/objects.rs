@@ -1,14 +1,22 @@
-//! Host interfaces, secrets and network filters on the RPC
+//! Host interfaces (read-only), secrets and network filters on the RPC
 //! socket: the driver's listings and lookups (`driver::objects`).
 
 use uuid::Uuid;
 
+use crate::driver::interfaces::{self, InterfaceRef};
 use crate::driver::objects;
 use crate::error::Result;
 
 use super::codec::{args, reply};
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
+
+fn wire_iface(i: &InterfaceRef) -> g::NonnullInterface {
+    g::NonnullInterface {
+        name: i.name.clone(),
+        mac: i.mac.clone(),
+    }
+}
 
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -19,17 +27,57 @@ pub fn call(proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
     let r = match proc_ {
         procs::CONNECT_LIST_ALL_INTERFACES => (|| {
             let a: g::ConnectListAllInterfacesArgs = args(p)?;
-            let list = objects::connect_list_all_interfaces(a.flags)?;
+            let list = interfaces::connect_list_all_interfaces(a.flags)?;
             let ret = list.len() as u32;
             let ifaces = list
                 .iter()
                 .filter(|_| a.need_results != 0)
-                .map(|i| g::NonnullInterface {
-                    name: i.name.clone(),
-                    mac: i.mac.clone(),
-                })
+                .map(wire_iface)
                 .collect();
             reply(&g::ConnectListAllInterfacesRet { ifaces, ret })
+        })(),
+        procs::CONNECT_NUM_OF_INTERFACES | procs::CONNECT_NUM_OF_DEFINED_INTERFACES => {
+            let active = proc_ == procs::CONNECT_NUM_OF_INTERFACES;
+            interfaces::connect_list_interfaces(active).and_then(|l| {
+                reply(&g::ConnectNumOfInterfacesRet {
+                    num: count(l.len()),
+                })
+            })
+        }
+        procs::CONNECT_LIST_INTERFACES | procs::CONNECT_LIST_DEFINED_INTERFACES => (|| {
+            let a: g::ConnectListInterfacesArgs = args(p)?;
+            let active = proc_ == procs::CONNECT_LIST_INTERFACES;
+            let names = interfaces::connect_list_interfaces(active)?
+                .into_iter()
+                .take(a.maxnames.max(0) as usize)
+                .collect();
+            reply(&g::ConnectListInterfacesRet { names })
+        })(),
+        procs::INTERFACE_LOOKUP_BY_NAME => (|| {
+            let a: g::InterfaceLookupByNameArgs = args(p)?;
+            let i = interfaces::interface_lookup_by_name(&a.name)?;
+            reply(&g::InterfaceLookupByNameRet {
+                iface: wire_iface(&i),
+            })
+        })(),
+        procs::INTERFACE_LOOKUP_BY_MAC_STRING => (|| {
+            let a: g::InterfaceLookupByMacStringArgs = args(p)?;
+            let i = interfaces::interface_lookup_by_mac_string(&a.mac)?;
+            reply(&g::InterfaceLookupByMacStringRet {
+                iface: wire_iface(&i),
+            })
+        })(),
+        procs::INTERFACE_GET_XML_DESC => (|| {
+            let a: g::InterfaceGetXmlDescArgs = args(p)?;
+            let xml = interfaces::interface_get_xml_desc(&a.iface.name, a.flags)?;
+            reply(&g::InterfaceGetXmlDescRet { xml })
+        })(),
+        procs::INTERFACE_IS_ACTIVE => (|| {
+            let a: g::InterfaceIsActiveArgs = args(p)?;
+            let active = interfaces::interface_is_active(&a.iface.name)?;
+            reply(&g::InterfaceIsActiveRet {
+                active: i32::from(active),
+            })
         })(),
         procs::CONNECT_LIST_ALL_SECRETS => (|| {
             let a: g::ConnectListAllSecretsArgs = args(p)?;
@@ -61,24 +109,6 @@ pub fn call(proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
             reply(&g::ConnectListAllNwfiltersRet { filters, ret })
         })(),
         // The older counting and naming calls, answered from the same lists.
-        procs::CONNECT_NUM_OF_INTERFACES | procs::CONNECT_NUM_OF_DEFINED_INTERFACES => {
-            let active = proc_ == procs::CONNECT_NUM_OF_INTERFACES;
-            objects::connect_list_all_interfaces(if active { 2 } else { 1 }).and_then(|l| {
-                reply(&g::ConnectNumOfInterfacesRet {
-                    num: count(l.len()),
-                })
-            })
-        }
-        procs::CONNECT_LIST_INTERFACES | procs::CONNECT_LIST_DEFINED_INTERFACES => (|| {
-            let a: g::ConnectListInterfacesArgs = args(p)?;
-            let active = proc_ == procs::CONNECT_LIST_INTERFACES;
-            let names = objects::connect_list_all_interfaces(if active { 2 } else { 1 })?
-                .into_iter()
-                .take(a.maxnames.max(0) as usize)
-                .map(|i| i.name)
-                .collect();
-            reply(&g::ConnectListInterfacesRet { names })
-        })(),
         procs::CONNECT_NUM_OF_SECRETS => objects::connect_list_all_secrets(0).and_then(|l| {
             reply(&g::ConnectNumOfSecretsRet {
                 num: count(l.len()),
@@ -106,16 +136,6 @@ pub fn call(proc_: i32, p: &[u8]) -> Option<Result<Outcome>> {
                 .map(|f| f.name)
                 .collect();
             reply(&g::ConnectListNwfiltersRet { names })
-        })(),
-        procs::INTERFACE_LOOKUP_BY_NAME => (|| {
-            let a: g::InterfaceLookupByNameArgs = args(p)?;
-            let i = objects::interface_lookup_by_name(&a.name)?;
-            reply(&g::InterfaceLookupByNameRet {
-                iface: g::NonnullInterface {
-                    name: i.name,
-                    mac: i.mac,
-                },
-            })
         })(),
         procs::SECRET_LOOKUP_BY_UUID => (|| {
             let a: g::SecretLookupByUuidArgs = args(p)?;
