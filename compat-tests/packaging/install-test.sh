@@ -38,12 +38,12 @@ step() { echo "== $*"; }
 t_start=$(date +%s)
 
 # 1. The cached Debian 12 root.
-if [ ! -x "$cache/base/usr/bin/dbus-daemon" ]; then
+if [ ! -x "$cache/base/usr/bin/dbus-daemon" ] || [ ! -x "$cache/base/usr/sbin/dnsmasq" ]; then
     step "debootstrap bookworm into $cache/base"
     t0=$(date +%s)
-    rm -rf "$cache/base.tmp"; mkdir -p "$cache"
+    rm -rf "$cache/base.tmp" "$cache/base"; mkdir -p "$cache"
     debootstrap --variant=minbase \
-        --include=dbus,systemd-standalone-sysusers,systemd-standalone-tmpfiles \
+        --include=dbus,systemd-standalone-sysusers,systemd-standalone-tmpfiles,dnsmasq-base,iproute2,nftables \
         bookworm "$cache/base.tmp" "$mirror" >"$cache/debootstrap.log" 2>&1 \
         || { tail -20 "$cache/debootstrap.log"; exit 1; }
     mv "$cache/base.tmp" "$cache/base"
@@ -85,6 +85,12 @@ done
 in_root dpkg-query -W -f='${Conffiles}\n' oxvirt | grep -q /etc/oxvirt/oxvirtd.conf \
     && pass "oxvirtd.conf is a conffile" || bad "oxvirtd.conf is not a conffile"
 [ -d "$root/run/oxvirt" ] && pass "tmpfiles created /run/oxvirt" || bad "no /run/oxvirt"
+cmp -s "$root/usr/share/oxvirt/networks/default.xml" "$root/etc/oxvirt/qemu/networks/default.xml" \
+    && pass "the default network is defined" || bad "no /etc/oxvirt/qemu/networks/default.xml"
+[ -L "$root/etc/oxvirt/qemu/networks/autostart/default.xml" ] \
+    && pass "the default network autostarts" || bad "the default network does not autostart"
+# Not started here: the daemon runs in this host's network namespace.
+rm -f "$root/etc/oxvirt/qemu/networks/autostart/default.xml"
 in_root useradd --system --no-create-home -G libvirt oxtester
 tester_uid=$(in_root id -u oxtester)
 tester_gid=$(in_root id -g oxtester)
@@ -120,6 +126,10 @@ if grep -q READY=1 "$root/run/notify.log"; then
 else
     bad "no READY=1"; cat "$root/run/oxvirtd.log"
 fi
+grep -q '<uuid>' "$root/etc/oxvirt/qemu/networks/default.xml" \
+    && grep -q "<mac address='52:54:00:" "$root/etc/oxvirt/qemu/networks/default.xml" \
+    && pass "oxvirtd gave the default network a UUID and a MAC" \
+    || bad "the default network's definition was not completed"
 
 lib_version() { busctl --address="$bus" call org.libvirt /org/libvirt/QEMU \
     org.freedesktop.DBus.Properties Get ss org.libvirt.Connect LibVersion 2>&1; }

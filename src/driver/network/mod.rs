@@ -230,8 +230,18 @@ impl Networks {
                 events,
             }),
         };
-        let mut nets = Vec::new();
-        for l in nets_obj.inner.store.load_all() {
+        let mut nets: Vec<Net> = Vec::new();
+        for mut l in nets_obj.inner.store.load_all() {
+            if l.incomplete && l.status.is_none() {
+                // libvirt fills in and keeps a UUID, a bridge name and a
+                // MAC for a definition written by hand or by a package.
+                match Self::complete(&nets, &mut l.def)
+                    .and_then(|()| nets_obj.inner.store.save_config(&l.def))
+                {
+                    Ok(()) => {}
+                    Err(e) => tracing::error!(network = l.def.name, "cannot complete network: {e}"),
+                }
+            }
             let mut net = Net {
                 def: l.def,
                 new_def: None,

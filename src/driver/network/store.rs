@@ -32,6 +32,9 @@ pub struct Status {
 /// A network read back at daemon start.
 pub struct Loaded {
     pub def: NetworkDef,
+    /// Its file had no UUID or MAC (as the packaged `default` network):
+    /// those just made up must be written back.
+    pub incomplete: bool,
     pub persistent: bool,
     pub autostart: bool,
     /// What the state file says, if it was active.
@@ -172,10 +175,9 @@ impl NetStore {
     pub fn load_all(&self) -> Vec<Loaded> {
         let mut out: Vec<Loaded> = Vec::new();
         for path in files_with(&self.config_dir, "xml") {
-            let def = match fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| parse_network(&t).map_err(|e| e.to_string()))
-            {
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            let incomplete = !text.contains("<uuid") || !text.contains("<mac ");
+            let def = match parse_network(&text) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(file = %path.display(), "skipping network: {e}");
@@ -189,6 +191,7 @@ impl NetStore {
             let autostart = fs::symlink_metadata(self.autostart_link(&def.name)).is_ok();
             out.push(Loaded {
                 def,
+                incomplete,
                 persistent: true,
                 autostart,
                 status: None,
@@ -202,6 +205,7 @@ impl NetStore {
                 Some(l) => l.status = Some((def, host)),
                 None => out.push(Loaded {
                     def: def.clone(),
+                    incomplete: false,
                     persistent: false,
                     autostart: false,
                     status: Some((def, host)),
