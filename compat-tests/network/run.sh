@@ -312,6 +312,46 @@ expect user-destroy 0 'destroyed' -- destroy userguest
 check user-passt-gone bash -c 'for i in $(seq 50); do pgrep passt >/dev/null || exit 0; sleep 0.1; done; exit 1'
 expect user-undefine 0 'undefined' -- undefine userguest
 
+echo "# a routed network with IPv4 and IPv6 ranges"
+cat >"$tmp/r6.xml" <<'XML'
+<network><name>r6</name><forward mode='route'/><bridge name='oxr6'/><mtu size='9000'/>
+<ip address='192.168.160.1' prefix='24'><dhcp><range start='192.168.160.10' end='192.168.160.20'/><host mac='52:54:00:00:00:66' name='six' ip='192.168.160.66'/></dhcp></ip>
+<ip family='ipv6' address='fd00:160::1' prefix='64'><dhcp><range start='fd00:160::100' end='fd00:160::1ff'/></dhcp></ip>
+</network>
+XML
+expect r6-define 0 'Network r6 defined' -- net-define "$tmp/r6.xml"
+expect r6-start 0 'Network r6 started' -- net-start r6
+check r6-ipv6-address bash -c "ip -6 -o addr show dev oxr6 | grep -q 'fd00:160::1/64'"
+check r6-mtu bash -c "ip link show oxr6 | grep -q 'mtu 9000'"
+check r6-dnsmasq-ra grep -qx 'enable-ra' "$tmp/state/dnsmasq/r6.conf"
+check r6-dnsmasq-v6-range grep -qx 'dhcp-range=fd00:160::100,fd00:160::1ff,64' "$tmp/state/dnsmasq/r6.conf"
+check r6-static-host grep -qx '52:54:00:00:00:66,192.168.160.66,six' "$tmp/state/dnsmasq/r6.hostsfile"
+check r6-no-masquerade bash -c "! nft list ruleset | grep -q '192.168.160.0/24 masquerade'"
+check r6-routes-in bash -c "nft list ruleset | grep -q 'oifname \"oxr6\" ip daddr 192.168.160.0/24 accept'"
+check r6-v6-forwarding grep -qx 1 /proc/sys/net/ipv6/conf/all/forwarding
+expect r6-destroy 0 'Network r6 destroyed' -- net-destroy r6
+check r6-gone bash -c '! ip link show oxr6 2>/dev/null'
+expect r6-undefine 0 'Network r6 has been undefined' -- net-undefine r6
+
+echo "# a network on an existing host bridge"
+printf "<network><name>hostbr</name><forward mode='bridge'/><bridge name='br-host'/></network>" >"$tmp/hostbr.xml"
+expect hostbr-define 0 'Network hostbr defined' -- net-define "$tmp/hostbr.xml"
+expect err-hostbr-missing 1 "error: Cannot get interface MTU on 'br-host': No such device" -- net-start hostbr
+ip link add br-host type bridge && ip link set br-host up
+expect hostbr-start 0 'Network hostbr started' -- net-start hostbr
+expect hostbr-info 0 '^Bridge: +br-host$' -- net-info hostbr
+expect hostbr-dumpxml 0 "^  <forward mode='bridge'/>\$" -- net-dumpxml hostbr
+sed -e 's/netguest/brguest/' -e "s/network='default'/network='hostbr'/" -e "s|$tmp/guest.log|$tmp/brguest.log|" \
+    -e 's/oxtest.ip=dhcp/oxtest.ip=10.77.0.5/' "$tmp/guest.xml" >"$tmp/brguest.xml"
+expect hostbr-guest-define 0 'defined' -- define "$tmp/brguest.xml"
+expect hostbr-guest-start 0 'started' -- start brguest
+check hostbr-guest-tap bash -c "ip -o link show master br-host | grep -q vnet"
+expect hostbr-guest-destroy 0 'destroyed' -- destroy brguest
+expect hostbr-guest-undefine 0 'undefined' -- undefine brguest
+expect hostbr-destroy 0 'Network hostbr destroyed' -- net-destroy hostbr
+check hostbr-bridge-kept ip link show br-host
+expect hostbr-undefine 0 'Network hostbr has been undefined' -- net-undefine hostbr
+
 echo "# a transient isolated network"
 printf "<network><name>iso</name><bridge name='oxiso0'/><ip address='192.168.150.1' netmask='255.255.255.0'><dhcp><range start='192.168.150.10' end='192.168.150.20'/></dhcp></ip></network>" >"$tmp/iso.xml"
 expect create-transient 0 "^Network iso created from $tmp/iso.xml\$" -- net-create "$tmp/iso.xml"
