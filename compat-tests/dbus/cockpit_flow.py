@@ -201,7 +201,7 @@ try:
               e.get_dbus_message())
     check("ListNetworks empty", len(connect.ListNetworks(0)) == 0)
     check("ListNodeDevices answers", isinstance(connect.ListNodeDevices(0), dbus.Array))
-    check("ListInterfaces empty", len(connect.ListInterfaces(3)) == 0)
+    check("ListInterfaces answers", isinstance(connect.ListInterfaces(3), dbus.Array))
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 

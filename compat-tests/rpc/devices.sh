@@ -133,7 +133,9 @@ s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b'x',('10.0.2.15',9)
 }
 wait_for "guest answers ARP" arp
 expect dev-domifaddr-arp 0 ' vnet0 +52:54:00:6f:78:05 +ipv4 +10.0.2.15/0' -- domifaddr dev1 --source arp
-expect dev-domifaddr 0 ' vnet0 +52:54:00:6f:78:05 +ipv4 +10.0.2.15/0' -- domifaddr dev1
+# The lease source (the default) knows guests on virtual networks only.
+expect dev-domifaddr-lease 0 '^ Name +MAC address +Protocol +Address$' -- domifaddr dev1
+if virsh -c "$U" domifaddr dev1 2>&1 | grep -q vnet0; then fail dev-domifaddr-lease-empty; else pass dev-domifaddr-lease-empty; fi
 expect dev-reboot 0 "Domain 'dev1' is being rebooted" -- reboot dev1
 wait_for "reboot event" grep -q "event 'reboot' for domain 'dev1'" "$tmp/events" && pass "event: reboot"
 [ "$(taps)" = vnet0 ] && pass "the tap stays across the reboot" || fail "the tap stays across the reboot"

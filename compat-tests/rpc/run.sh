@@ -125,11 +125,12 @@ expect vcpuinfo-off 0 'CPU Affinity: +y' -- vcpuinfo t1
 # What this driver has no part for: libvirt's "not supported" error
 # naming the call, after virsh's own fallbacks.
 nosup='^error: this function is not supported by the connection driver'
-# Kinds of objects oxvirt has none of yet list empty, as libvirt does
-# with none defined; lookups give their driver's "not found".
+# Kinds of objects none of which is defined here list empty, as libvirt
+# does; lookups give their driver's "not found". (Host interfaces are
+# the host's.)
 expect net-list-empty 0 '^ Name   State   Autostart   Persistent$' -- net-list --all
 expect net-info-missing 1 "Network not found: no network with matching name 'default'" -- net-info default
-expect iface-list-empty 0 '^ Name   State   MAC Address$' -- iface-list --all
+expect iface-list 0 '^ Name +State +MAC Address$' -- iface-list --all
 expect secret-list-empty 0 '^ UUID   Usage$' -- secret-list
 expect nwfilter-list-empty 0 '^ UUID   Name$' -- nwfilter-list
 expect pool-list-empty 0 '^ Name   State   Autostart$' -- pool-list --all
