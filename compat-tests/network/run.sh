@@ -129,6 +129,9 @@ for seq in range(5):
 sys.exit(1)
 PY
 }
+# dnsmasq_of NAME: the pid of network NAME's dnsmasq (the brackets keep
+# the pattern from matching a shell that carries it).
+dnsmasq_of() { pgrep -f "[d]nsmasq --conf-file=$tmp/state/dnsmasq/$1.conf"; }
 leftovers() { # nothing of the network on the host
     ! ip link show virbr0 >/dev/null 2>&1 &&
         ! nft list tables 2>/dev/null | grep -q oxvirt_ &&
@@ -329,9 +332,39 @@ check r6-static-host grep -qx '52:54:00:00:00:66,192.168.160.66,six' "$tmp/state
 check r6-no-masquerade bash -c "! nft list ruleset | grep -q '192.168.160.0/24 masquerade'"
 check r6-routes-in bash -c "nft list ruleset | grep -q 'oifname \"oxr6\" ip daddr 192.168.160.0/24 accept'"
 check r6-v6-forwarding grep -qx 1 /proc/sys/net/ipv6/conf/all/forwarding
+old=$(dnsmasq_of r6)
+expect r6-update-range 0 'Updated network r6 live state' -- net-update r6 add ip-dhcp-range \
+    "<range start='192.168.160.100' end='192.168.160.120'/>" --live
+check r6-range-served grep -qx 'dhcp-range=192.168.160.100,192.168.160.120,255.255.255.0' "$tmp/state/dnsmasq/r6.conf"
+new=$(dnsmasq_of r6)
+check r6-dnsmasq-restarted test -n "$new" -a "$new" != "$old"
+expect r6-update-range-delete 0 'Updated network r6 live state' -- net-update r6 delete ip-dhcp-range \
+    "<range start='192.168.160.100' end='192.168.160.120'/>" --live
+expect err-r6-update-range-missing 1 "couldn't locate a matching dhcp range entry in network 'r6'" -- \
+    net-update r6 delete ip-dhcp-range "<range start='192.168.160.100' end='192.168.160.120'/>" --live
 expect r6-destroy 0 'Network r6 destroyed' -- net-destroy r6
 check r6-gone bash -c '! ip link show oxr6 2>/dev/null'
 expect r6-undefine 0 'Network r6 has been undefined' -- net-undefine r6
+
+echo "# an open network: no firewall rules at all"
+printf "<network><name>op</name><forward mode='open'/><bridge name='oxop0'/><ip address='192.168.161.1' netmask='255.255.255.0'/></network>" >"$tmp/open.xml"
+expect open-create 0 'Network op created' -- net-create "$tmp/open.xml"
+check open-no-table bash -c "! nft list tables | grep -q \"\$(virsh -c '$U' net-uuid op | tr -d '-' | head -c 32)\""
+check open-dns-only bash -c "grep -q 'addn-hosts' '$tmp/state/dnsmasq/op.conf' && ! grep -q dhcp-range '$tmp/state/dnsmasq/op.conf'"
+expect open-destroy 0 'Network op destroyed' -- net-destroy op
+
+echo "# a crash, then the bridge is gone: the daemon undoes the rest"
+printf "<network><name>gone</name><bridge name='oxgone0'/><forward/><ip address='192.168.162.1' netmask='255.255.255.0'><dhcp><range start='192.168.162.2' end='192.168.162.9'/></dhcp></ip></network>" >"$tmp/gone.xml"
+expect gone-create 0 'Network gone created' -- net-create "$tmp/gone.xml"
+kill -9 "$daemon"
+wait "$daemon" 2>/dev/null
+ip link del oxgone0
+start_daemon
+watch_net_events
+expect gone-forgotten 1 "Network not found: no network with matching name 'gone'" -- net-info gone
+check gone-dnsmasq-stopped test -z "$(dnsmasq_of gone)"
+check gone-no-table bash -c "! nft list ruleset | grep -q oxgone0"
+check gone-no-state test ! -e "$tmp/run/network/gone.json"
 
 echo "# a network on an existing host bridge"
 printf "<network><name>hostbr</name><forward mode='bridge'/><bridge name='br-host'/></network>" >"$tmp/hostbr.xml"

@@ -4,8 +4,9 @@
 //! sockets. The driver makes a socket pair, hands one end to passt
 //! (`--fd`) and keeps the other for the VMM, so that a guest reboot (a
 //! new VMM) keeps the same connection; passt exits when the last copy of
-//! the VMM's end closes. It runs as `nobody`, in the foreground as the
-//! daemon's child (reaped by a thread of its own).
+//! the VMM's end closes. It runs as `nobody` (as the daemon's user when
+//! that is not root), in the foreground as the daemon's child (reaped by
+//! a thread of its own).
 
 use std::fs;
 use std::io::Read;
@@ -47,11 +48,15 @@ pub fn start(mac: &str) -> Result<(PasstRes, OwnedFd)> {
         UnixStream::pair().map_err(|e| fail(format!("cannot make a socket pair: {e}")))?;
     let theirs: OwnedFd = theirs.into();
     let fd = theirs.as_raw_fd();
-    let (uid, gid) = nobody();
     let mut cmd = Command::new(PASST);
-    cmd.arg("--runas")
-        .arg(format!("{uid}:{gid}"))
-        .arg("--fd")
+    // A root daemon has passt drop to nobody; an unprivileged one runs it
+    // as itself.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let (uid, gid) = nobody();
+        cmd.arg("--runas").arg(format!("{uid}:{gid}"));
+    }
+    cmd.arg("--fd")
         .arg(fd.to_string())
         .arg("--mac-addr")
         .arg(mac)
