@@ -2445,3 +2445,64 @@ async fn ethernet_taps_vsock_rng_and_a_virtio_console() {
     assert_eq!(ns.taps(), ["ext0"]);
     assert!(!vsock.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_private_and_stale_temporaries_go() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(bus) = Bus::start() else { return };
+    let dirs = Dirs::new("files");
+    // What a daemon killed in the middle of a write leaves behind.
+    std::fs::create_dir_all(dirs.config()).unwrap();
+    let stale = dirs.config().join(".old.xml.tmp4242");
+    std::fs::write(&stale, "<domain").unwrap();
+    let conn = client(&bus).await;
+    let _d = Daemon::start(&bus, &dirs, &conn).await;
+    assert!(!stale.exists(), "the stale temporary file is still there");
+
+    let uuid = "f11e5000-1111-2222-3333-444444444444";
+    let serial = dirs.root.join("serial.log");
+    define(
+        &conn,
+        domain_xml("private", uuid, &kernel, "powerbutton", &serial).as_str(),
+    )
+    .await;
+    dom_call(&conn, &dpath(uuid), "Create", &(0u32,))
+        .await
+        .unwrap();
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for f in [
+        dirs.config().join("private.xml"),
+        dirs.run().join("private.json"),
+        dirs.state().join("log").join("private.log"),
+    ] {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    for d in [dirs.run(), dirs.state().join("log")] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    dom_call(&conn, &dpath(uuid), "Destroy", &(0u32,))
+        .await
+        .unwrap();
+
+    // A guest the host cannot hold: the VMM's own words, not a timeout.
+    let big = "f11e5000-1111-2222-3333-444444444445";
+    let xml = domain_xml("huge", big, &kernel, "halt", &dirs.root.join("huge.log")).replace(
+        "<memory unit='MiB'>64</memory>",
+        "<memory unit='TiB'>64</memory>",
+    );
+    define(&conn, xml.as_str()).await;
+    let e = dom_call(&conn, &dpath(big), "Create", &(0u32,))
+        .await
+        .unwrap_err();
+    assert!(
+        !e.1.contains("in time") && e.1.contains("process exited"),
+        "{e:?}"
+    );
+}

@@ -1,7 +1,8 @@
 //! Small file helpers: atomic writes and libvirt-style system errors.
 
-use std::fs::{self, File};
+use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, ErrorCode, ErrorDomain};
@@ -41,9 +42,27 @@ pub enum Durability {
     Runtime,
 }
 
-/// Writes `data` to `path` atomically: a temporary file beside it, then a
-/// rename over the target; [`Durability`] says what is fsynced.
+/// The mode of the files the daemon keeps (definitions, state, logs):
+/// they may hold passwords and secrets, as libvirt's 0600 files do.
+pub const PRIVATE_FILE: u32 = 0o600;
+/// The mode of the directories it makes for them.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+/// Writes `data` to `path` atomically with mode [`PRIVATE_FILE`]: a
+/// temporary file beside it, then a rename over the target;
+/// [`Durability`] says what is fsynced.
 pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> io::Result<()> {
+    write_atomic_mode(path, data, durability, PRIVATE_FILE)
+}
+
+/// [`write_atomic`] with the file's mode given (for files other programs
+/// read).
+pub fn write_atomic_mode(
+    path: &Path,
+    data: &[u8],
+    durability: Durability,
+    mode: u32,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
@@ -55,7 +74,12 @@ pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> io::Res
     tmp_name.push(format!(".tmp{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(data)?;
         if durability == Durability::Persistent {
             f.sync_all()?;
@@ -68,10 +92,41 @@ pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> io::Res
     result
 }
 
-/// Creates `dir` and its parents, reporting failure as libvirt does.
+/// Creates `dir` and its parents with mode [`PRIVATE_DIR`], reporting
+/// failure as libvirt does.
 pub fn ensure_dir(dir: &Path) -> Result<(), Error> {
-    fs::create_dir_all(dir)
+    ensure_dir_mode(dir, PRIVATE_DIR)
+}
+
+/// [`ensure_dir`] with the mode of the directories it makes given.
+pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<(), Error> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
         .map_err(|e| system_error(format!("cannot create directory '{}'", dir.display()), &e))
+}
+
+/// Removes the temporary files [`write_atomic`] leaves in `dir` when the
+/// daemon dies during a write (`.NAME.tmpPID`); returns how many.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = name.starts_with('.')
+            && name
+                .rsplit_once(".tmp")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if stale && e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(e.path()).is_ok() {
+            tracing::info!(file = %e.path().display(), "removed a stale temporary file");
+            removed += 1;
+        }
+    }
+    removed
 }
 
 #[cfg(test)]
@@ -87,6 +142,18 @@ mod tests {
         write_atomic(&p, b"two", Durability::Runtime).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // What a daemon killed during a write leaves, and what it does not
+        // touch.
+        fs::write(dir.join(".a.xml.tmp4242"), b"half").unwrap();
+        fs::write(dir.join(".hidden.tmpx"), b"keep").unwrap();
+        assert_eq!(remove_stale_temps(&dir), 1);
+        assert!(dir.join(".hidden.tmpx").exists());
+        fs::remove_file(dir.join(".hidden.tmpx")).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 

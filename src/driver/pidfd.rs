@@ -42,6 +42,18 @@ impl PidFd {
         self.pid
     }
 
+    /// Whether the process has exited, reaped or not (a zombie still
+    /// answers `kill(pid, 0)`; its pidfd is readable).
+    pub fn has_exited(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.fd.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        unsafe { libc::poll(&mut p, 1, 0) > 0 }
+    }
+
     /// Sends `sig` through the pidfd (no pid-reuse race).
     pub fn kill(&self, sig: i32) -> io::Result<()> {
         // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.

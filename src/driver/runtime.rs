@@ -67,6 +67,7 @@ pub fn remove(run_dir: &Path, name: &str) {
 
 /// Every readable status file; broken ones are logged and removed.
 pub fn load_all(run_dir: &Path) -> Vec<Status> {
+    super::fsutil::remove_stale_temps(run_dir);
     let Ok(entries) = std::fs::read_dir(run_dir) else {
         return Vec::new();
     };

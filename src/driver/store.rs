@@ -108,6 +108,7 @@ impl ConfigStore {
     /// Reads every `*.xml` in the directory. A file that does not parse, or
     /// whose name does not match its `<name>`, is logged and skipped.
     pub fn load_all(&self) -> Vec<Loaded> {
+        super::fsutil::remove_stale_temps(&self.dir);
         let mut out = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,

@@ -4,6 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::os::fd::RawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -78,6 +79,7 @@ pub async fn spawn(
     let log = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(super::fsutil::PRIVATE_FILE)
         .open(&paths.log_file)
         .map_err(|e| {
             system_error(
@@ -140,7 +142,7 @@ async fn connect_new(
     let deadline = started + START_TIMEOUT;
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let control = loop {
-        if !super::pidfd::alive(pid) || pidfd_exited(&pidfd) {
+        if pidfd.has_exited() {
             let status = pidfd.wait().await;
             tracing::warn!(pid, ?status, "VMM exited during start");
             return Err(Error::internal(format!(
@@ -205,11 +207,6 @@ fn connect_retry(elapsed: Duration) -> Duration {
     } else {
         Duration::from_millis(20)
     }
-}
-
-/// Whether a pidfd already reports exit (non-blocking poll).
-fn pidfd_exited(pidfd: &PidFd) -> bool {
-    !super::pidfd::alive(pidfd.pid())
 }
 
 /// Re-attaches to a VMM that outlived a daemon restart. Returns its

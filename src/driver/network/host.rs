@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::driver::fsutil::{Durability, ensure_dir, system_error, write_atomic};
+use crate::driver::fsutil::{
+    Durability, ensure_dir, ensure_dir_mode, system_error, write_atomic_mode,
+};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::xml::network::{ForwardMode, NetworkDef};
 
@@ -263,7 +265,8 @@ fn start_dnsmasq(
     rec: &mut HostRecord,
     save: &mut dyn FnMut(&HostRecord) -> Result<()>,
 ) -> Result<()> {
-    ensure_dir(dirs.dnsmasq)?;
+    // dnsmasq reads its hosts files again as nobody (on SIGHUP).
+    ensure_dir_mode(dirs.dnsmasq, 0o755)?;
     ensure_dir(dirs.run)?;
     let pidfile = dirs.run.join(format!("{}.pid", def.name));
     let cfg = dnsmasq::Config::new(def, dirs.dnsmasq, Some(&pidfile))?;
@@ -283,7 +286,7 @@ fn start_dnsmasq(
     rec.dnsmasq_pidfile = Some(pidfile.clone());
     save(rec)?;
     for (path, text) in &files {
-        write_atomic(path, text.as_bytes(), Durability::Runtime).map_err(|e| {
+        write_atomic_mode(path, text.as_bytes(), Durability::Runtime, 0o644).map_err(|e| {
             system_error(
                 format!("couldn't write dnsmasq config file '{}'", path.display()),
                 &e,

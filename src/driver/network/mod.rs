@@ -929,10 +929,11 @@ impl Networks {
                     (dnsmasq::hostsfile_path(dir, &live_def.name), cfg.hostsfile),
                     (dnsmasq::addnhosts_path(dir, &live_def.name), cfg.addnhosts),
                 ] {
-                    crate::driver::fsutil::write_atomic(
+                    crate::driver::fsutil::write_atomic_mode(
                         &path,
                         text.as_bytes(),
                         crate::driver::fsutil::Durability::Runtime,
+                        0o644,
                     )
                     .map_err(|e| {
                         crate::driver::fsutil::system_error(

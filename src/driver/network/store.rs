@@ -173,6 +173,9 @@ impl NetStore {
     /// Every network on disk: persistent definitions, then active
     /// transient networks known only from their state files.
     pub fn load_all(&self) -> Vec<Loaded> {
+        for d in [&self.config_dir, &self.state_dir] {
+            crate::driver::fsutil::remove_stale_temps(d);
+        }
         let mut out: Vec<Loaded> = Vec::new();
         for path in files_with(&self.config_dir, "xml") {
             let text = fs::read_to_string(&path).unwrap_or_default();

@@ -155,6 +155,9 @@ impl PoolStore {
     /// Every pool on disk: persistent definitions, then active transient
     /// pools known only from their state files.
     pub fn load_all(&self) -> Vec<LoadedPool> {
+        for d in [&self.config_dir, &self.state_dir] {
+            crate::driver::fsutil::remove_stale_temps(d);
+        }
         let mut out: Vec<LoadedPool> = Vec::new();
         for path in xml_files(&self.config_dir) {
             let Some(def) = read_def(&path, false) else {
