@@ -9,6 +9,7 @@
 #   - oxvirtd in its own network namespace (the guest's tap is made there),
 #     its RPC sockets at $TESTDIR/libvirt-sock(-ro), its config/run/state dirs
 #     in $TESTDIR; a dir storage pool `vmgr-pool` with a volume `disk0.img`;
+#     a virtual network `vmgr-net`, defined (not started);
 #     two domains from compat-tests/examples/testos-domain.xml:
 #     testos-running (started; a pty serial port and so a pty console, the
 #     pool's volume as its disk, an ethernet NIC) and testos-off (shut off);
@@ -171,6 +172,10 @@ POOL=$TESTDIR/pool
 out=$(vsh pool-define-as vmgr-pool dir --target "$POOL" 2>&1 && vsh pool-build vmgr-pool 2>&1 &&
     vsh pool-start vmgr-pool 2>&1 && vsh pool-autostart vmgr-pool 2>&1 &&
     vsh vol-create-as vmgr-pool disk0.img 16M 2>&1) || setup_fail "storage pool: $out"
+# A virtual network, defined only: started, it would make a bridge on
+# this host's network.
+printf "<network><name>vmgr-net</name><bridge name='vmgrbr0'/><ip address='192.168.219.1' netmask='255.255.255.0'/></network>" >"$TESTDIR/vmgr-net.xml"
+out=$(vsh net-define "$TESTDIR/vmgr-net.xml" 2>&1) || setup_fail "network: $out"
 
 domxml() { # NAME running|off
     sed -e "s|<name>testos</name>|<name>$1</name>|" \
@@ -568,10 +573,12 @@ fi
 if needs host-networks-tab host-summary-window; then
     if click '^LABEL [-0-9,]+ Virtual Networks$' && wait_for '^NOTEBOOK .* tab=Virtual Networks$' 10; then
         sleep 1
-        if [ -z "$(error_dialog)" ]; then
-            pass host-networks-tab "$(grep -cE '^  ROW' "$DUMP") networks listed"
-        else
+        if [ -n "$(error_dialog)" ]; then
             fail host-networks-tab "$(why_not)"
+        elif wait_for '^  ROW@[-0-9,]+ vmgr-net' 10; then
+            pass host-networks-tab "$(grep -cE '^  ROW' "$DUMP") networks listed: $(grep -E '^  ROW' "$DUMP" | sed 's/^  ROW@[^ ]* //' | paste -sd';' -)"
+        else
+            fail host-networks-tab "vmgr-net is not listed; $(why_not)"
         fi
     else
         fail host-networks-tab "no Virtual Networks page; $(why_not)"
