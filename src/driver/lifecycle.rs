@@ -56,6 +56,18 @@ pub(super) async fn start_locked(
         (d.name.clone(), def)
     };
     check_supported(&def)?;
+    if let Some(e) = def
+        .devices
+        .emulator
+        .as_deref()
+        .filter(|e| !e.ends_with("oxvirt-vmm"))
+    {
+        tracing::warn!(
+            domain = name,
+            emulator = e,
+            "<emulator> names another program; the guest runs in oxvirt-vmm"
+        );
+    }
     let cids = cids_in_use(inner, &obj.uuid);
     let plan = resolve(
         &def,

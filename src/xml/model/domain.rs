@@ -103,6 +103,33 @@ fn parse_name(dom: &Element) -> Result<String> {
     Ok(name.to_string())
 }
 
+/// libvirt's QEMU namespace (`<qemu:commandline>`, `<qemu:capabilities>`,
+/// `<qemu:override>`, `<qemu:deprecation>`).
+const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
+
+/// Refuses what the QEMU namespace asks for: it passes arguments and
+/// settings to QEMU, which oxvirt does not run; ignoring them would leave
+/// a guest without what its owner asked for.
+fn refuse_qemu_namespace(dom: &Element) -> Result<()> {
+    let prefixes: Vec<&str> = dom
+        .attrs
+        .iter()
+        .filter(|(_, v)| v == QEMU_NS)
+        .filter_map(|(k, _)| k.strip_prefix("xmlns:"))
+        .collect();
+    if let Some(c) = dom.children.iter().find(|c| {
+        c.name
+            .split_once(':')
+            .is_some_and(|(p, _)| prefixes.contains(&p))
+    }) {
+        return Err(Error::unsupported(format!(
+            "<{}> is not supported: it passes settings to QEMU, which oxvirt does not run",
+            c.name
+        )));
+    }
+    Ok(())
+}
+
 /// The parts of `<cputune>` libvirt checks although oxvirt keeps the
 /// element as written: pinning entries and their CPU lists.
 fn check_cputune(cputune: &Element) -> Result<()> {
@@ -236,6 +263,7 @@ impl Domain {
                 dom.name
             )));
         }
+        refuse_qemu_namespace(dom)?;
         let virt_type = match dom.attr("type") {
             None | Some("") => return Err(Error::internal("missing domain type attribute")),
             Some(t) => VirtType::from_xml(t)
@@ -452,6 +480,22 @@ mod tests {
         assert_eq!(d.vcpu.current, Some(2));
         let err = parse("<domain type='kvm'><name>a</name><memory>1</memory><vcpu current='3'>2</vcpu><os><type>hvm</type></os></domain>").unwrap_err();
         assert_eq!(err.code as i32, 67);
+    }
+
+    #[test]
+    fn the_qemu_namespace_is_refused() {
+        let e = parse(
+            "<domain type='kvm' xmlns:q='http://libvirt.org/schemas/domain/qemu/1.0'>\
+             <name>x</name><memory>1</memory><os><type>hvm</type></os>\
+             <q:commandline><q:arg value='-s'/></q:commandline></domain>",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "unsupported configuration: <q:commandline> is not supported: it passes settings to QEMU, which oxvirt does not run"
+        );
+        // Other namespaces' elements are not the QEMU driver's.
+        assert!(parse("<domain type='kvm' xmlns:o='urn:other'><name>x</name><memory>1</memory><os><type>hvm</type></os><o:thing/></domain>").is_ok());
     }
 
     #[test]
