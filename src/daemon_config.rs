@@ -36,6 +36,11 @@ pub struct Settings {
     pub rpc_socket: PathBuf,
     /// Read-only RPC socket, if any.
     pub rpc_socket_ro: Option<PathBuf>,
+    /// RPC clients served at once (libvirt's `max_clients`).
+    pub max_clients: usize,
+    /// Calls of one RPC client in progress at once (libvirt's
+    /// `max_client_requests`).
+    pub max_client_requests: usize,
     /// The bus to serve `org.libvirt` on.
     pub bus: BusSetting,
     /// A `tracing` filter: `info`, `debug`, `oxvirt=debug,zbus=warn`, ...
@@ -56,6 +61,10 @@ impl std::error::Error for ConfigError {}
 
 /// The system configuration file.
 pub const SYSTEM_CONFIG: &str = "/etc/oxvirt/oxvirtd.conf";
+
+/// libvirtd's defaults (`libvirtd.conf`).
+pub const DEFAULT_MAX_CLIENTS: usize = 5000;
+pub const DEFAULT_MAX_CLIENT_REQUESTS: usize = 5;
 /// Where the VMM is installed when it is not next to `oxvirtd`.
 pub const LIBEXEC_VMM: &str = "/usr/libexec/oxvirt-vmm";
 
@@ -91,6 +100,8 @@ impl Settings {
             rpc_enabled: true,
             rpc_socket: PathBuf::from("/run/libvirt/libvirt-sock"),
             rpc_socket_ro: Some(PathBuf::from("/run/libvirt/libvirt-sock-ro")),
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_client_requests: DEFAULT_MAX_CLIENT_REQUESTS,
             bus: BusSetting::System,
             log_level: "info".to_string(),
         }
@@ -111,6 +122,8 @@ impl Settings {
             rpc_enabled: true,
             rpc_socket: runtime.join("libvirt/libvirt-sock"),
             rpc_socket_ro: None,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_client_requests: DEFAULT_MAX_CLIENT_REQUESTS,
             bus: BusSetting::Session,
             log_level: "info".to_string(),
         }
@@ -170,6 +183,8 @@ impl Settings {
                     Some(absolute(key, s)?)
                 };
             }
+            "max_clients" => self.max_clients = value.count(key)?,
+            "max_client_requests" => self.max_client_requests = value.count(key)?,
             "bus" => {
                 let s = value.string(key)?;
                 self.bus = match s.as_str() {
@@ -193,7 +208,7 @@ impl Settings {
             }
             other => {
                 return Err(format!(
-                    "unknown setting '{other}' (known: config_dir, run_dir, state_dir, vmm_path, rpc_enabled, rpc_socket, rpc_socket_ro, bus, log_level)"
+                    "unknown setting '{other}' (known: config_dir, run_dir, state_dir, vmm_path, rpc_enabled, rpc_socket, rpc_socket_ro, max_clients, max_client_requests, bus, log_level)"
                 ));
             }
         }
@@ -209,7 +224,7 @@ impl Settings {
             BusSetting::Address(a) => a.clone(),
         };
         format!(
-            "config_dir = {}\nrun_dir = {}\nstate_dir = {}\nvmm_path = {}\nrpc_enabled = {}\nrpc_socket = {}\nrpc_socket_ro = {}\nbus = {}\nlog_level = {}\n",
+            "config_dir = {}\nrun_dir = {}\nstate_dir = {}\nvmm_path = {}\nrpc_enabled = {}\nrpc_socket = {}\nrpc_socket_ro = {}\nmax_clients = {}\nmax_client_requests = {}\nbus = {}\nlog_level = {}\n",
             q(&self.config_dir),
             q(&self.run_dir),
             q(&self.state_dir),
@@ -220,6 +235,8 @@ impl Settings {
                 .as_deref()
                 .map(q)
                 .unwrap_or_else(|| "\"\"".to_string()),
+            self.max_clients,
+            self.max_client_requests,
             quote(&bus),
             quote(&self.log_level),
         )
@@ -263,6 +280,15 @@ impl Value {
 
     fn path(self, key: &str) -> Result<PathBuf, String> {
         absolute(key, self.string(key)?)
+    }
+
+    /// A positive count.
+    fn count(self, key: &str) -> Result<usize, String> {
+        match self {
+            Value::Int(i) if i > 0 => usize::try_from(i).map_err(|_| format!("{key} is too large")),
+            Value::Int(i) => Err(format!("{key} takes a positive number, not {i}")),
+            Value::Str(s) => Err(format!("{key} takes a positive number, not \"{s}\"")),
+        }
     }
 
     fn flag(self, key: &str) -> Result<bool, String> {

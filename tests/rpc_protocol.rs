@@ -66,6 +66,13 @@ impl Env {
             .arg(self.sock())
             .arg("--rpc-socket-ro")
             .arg(self.sock_ro())
+            // A test's own settings, when it wrote some.
+            .args(
+                Some(self.root.join("oxvirtd.conf"))
+                    .filter(|c| c.exists())
+                    .map(|c| vec!["--config".into(), c.into_os_string()])
+                    .unwrap_or_default(),
+            )
             .stderr(Stdio::null())
             .spawn()
             .unwrap()
@@ -386,4 +393,67 @@ fn stale_sockets_are_replaced() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o666);
+}
+
+/// The daemon's resident memory, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_flood_of_read_only_clients_never_locks_root_out() {
+    let env = Env::start_with("flood", |root| {
+        std::fs::write(
+            root.join("oxvirtd.conf"),
+            "max_clients = 8\nmax_client_requests = 2\n",
+        )
+        .unwrap();
+    });
+    let pid = env.daemon.as_ref().unwrap().id();
+    let before = rss_kib(pid);
+    // Read-only clients up to max_clients are served ...
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = connect(&env.sock_ro());
+        open(&mut s);
+        held.push(s);
+    }
+    // ... the next ones are closed at once, and so are slow ones that
+    // never finish a message.
+    let mut refused = 0;
+    for _ in 0..40 {
+        let mut s = connect(&env.sock_ro());
+        let _ = s.write_all(&[0, 0, 1]);
+        if closed_by_server(&mut s) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 40);
+    // Root's socket still answers, calls pipelined past
+    // max_client_requests included.
+    let mut root = connect(&env.sock());
+    open(&mut root);
+    for serial in 10..16 {
+        root.write_all(&frame(REMOTE, 3, 0, serial, 0, &[]))
+            .unwrap();
+    }
+    for _ in 10..16 {
+        let m = read_msg(&mut root).unwrap();
+        assert_eq!((m.proc_, m.status), (3, 0));
+    }
+    get_type_works(&mut held[0], 5);
+    let after = rss_kib(pid);
+    eprintln!("daemon RSS: {before} KiB before the flood, {after} KiB with it");
+    // A read-only place frees when a client leaves (root's connection
+    // holds one of the eight too).
+    drop(root);
+    drop(held.pop());
+    std::thread::sleep(Duration::from_millis(200));
+    let mut s = connect(&env.sock_ro());
+    open(&mut s);
 }

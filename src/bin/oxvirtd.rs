@@ -89,6 +89,35 @@ async fn stop_signal() -> &'static str {
     }
 }
 
+/// Lifts the soft limit on open files to the hard one: each RPC client,
+/// guest console and tap takes descriptors, and the common default of
+/// 1024 would run out long before `max_clients`.
+fn raise_open_file_limit(max_clients: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    // Read-only and read-write clients may each reach max_clients.
+    let need = (max_clients as u64).saturating_mul(2).saturating_add(256);
+    if lim.rlim_cur < need {
+        tracing::warn!(
+            open_files = lim.rlim_cur,
+            max_clients,
+            "the open-file limit is below what max_clients may need"
+        );
+    }
+}
+
 fn main() -> ExitCode {
     // Before anything else: take the sockets systemd passed (if any) and
     // clear LISTEN_* so no child inherits them.
@@ -203,6 +232,7 @@ fn main() -> ExitCode {
     cfg.run_dir = s.run_dir.clone();
     cfg.state_dir = s.state_dir.clone();
     cfg.vmm_path = s.vmm_path.clone();
+    raise_open_file_limit(s.max_clients);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -217,6 +247,10 @@ fn main() -> ExitCode {
     let rpc_cfg = s.rpc_enabled.then(|| rpc::RpcConfig {
         socket: s.rpc_socket.clone(),
         socket_ro: s.rpc_socket_ro.clone(),
+        limits: rpc::ClientLimits {
+            max_clients: s.max_clients,
+            max_client_requests: s.max_client_requests,
+        },
     });
     let result = rt.block_on(async move {
         // SIGHUP re-reads the configuration file.
@@ -240,7 +274,7 @@ fn main() -> ExitCode {
             Some(c) => {
                 let (rw, ro) = systemd::rpc_sockets(passed_fds);
                 match rw {
-                    Some(rw) => Some(rpc::adopt(rw, ro)?),
+                    Some(rw) => Some(rpc::adopt(rw, ro, c.limits)?),
                     None => Some(rpc::bind(c)?),
                 }
             }

@@ -21,6 +21,10 @@ pub struct Shared {
     pub driver: Driver,
     /// Callback ids are allocated daemon-wide, as libvirtd does.
     pub next_callback: AtomicI32,
+    pub limits: super::server::ClientLimits,
+    /// Clients connected to the read-write and the read-only socket.
+    pub clients_rw: std::sync::atomic::AtomicUsize,
+    pub clients_ro: std::sync::atomic::AtomicUsize,
 }
 
 /// One registered event callback.
@@ -81,6 +85,8 @@ pub struct Conn {
     quiet_callbacks: Mutex<HashMap<i32, i32>>,
     streams: Mutex<HashMap<u32, StreamHandle>>,
     event_task: Mutex<Option<AbortHandle>>,
+    /// Calls in progress (`max_client_requests` permits).
+    pub requests: std::sync::Arc<tokio::sync::Semaphore>,
     /// One event forwarder per object kind with callbacks.
     object_event_tasks: Mutex<HashMap<ObjectKind, AbortHandle>>,
 }
@@ -106,7 +112,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Conn {
     pub fn new(shared: std::sync::Arc<Shared>, readonly: bool, out: mpsc::Sender<Vec<u8>>) -> Self {
         Conn {
-            shared,
             readonly: AtomicBool::new(readonly),
             opened: AtomicBool::new(false),
             out,
@@ -116,6 +121,10 @@ impl Conn {
             streams: Mutex::new(HashMap::new()),
             event_task: Mutex::new(None),
             object_event_tasks: Mutex::new(HashMap::new()),
+            requests: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                shared.limits.max_client_requests,
+            )),
+            shared,
         }
     }
 

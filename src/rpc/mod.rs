@@ -36,4 +36,4 @@ mod stream;
 mod vol_stream;
 pub mod xdr;
 
-pub use server::{Listeners, RpcConfig, adopt, bind, serve};
+pub use server::{ClientLimits, Listeners, RpcConfig, adopt, bind, serve};

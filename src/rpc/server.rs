@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicI32;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
@@ -30,6 +30,27 @@ pub struct RpcConfig {
     pub socket: PathBuf,
     /// Read-only socket (`/run/libvirt/libvirt-sock-ro`), if any.
     pub socket_ro: Option<PathBuf>,
+    /// How many clients may be served at once, and how many calls each.
+    pub limits: ClientLimits,
+}
+
+/// libvirt's `max_clients` and `max_client_requests`. At `max_clients`,
+/// new connections are closed at once, as libvirt closes them; the
+/// read-only socket's clients cannot take the read-write socket's places,
+/// so a flood of local users' connections never locks root out.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientLimits {
+    pub max_clients: usize,
+    pub max_client_requests: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_clients: crate::daemon_config::DEFAULT_MAX_CLIENTS,
+            max_client_requests: crate::daemon_config::DEFAULT_MAX_CLIENT_REQUESTS,
+        }
+    }
 }
 
 impl RpcConfig {
@@ -37,6 +58,7 @@ impl RpcConfig {
         RpcConfig {
             socket: PathBuf::from("/run/libvirt/libvirt-sock"),
             socket_ro: Some(PathBuf::from("/run/libvirt/libvirt-sock-ro")),
+            limits: ClientLimits::default(),
         }
     }
 }
@@ -46,6 +68,7 @@ pub struct Listeners {
     rw: UnixListener,
     ro: Option<UnixListener>,
     paths: Vec<PathBuf>,
+    limits: ClientLimits,
 }
 
 fn sys_err(what: String, e: std::io::Error) -> Error {
@@ -142,7 +165,12 @@ pub fn bind(cfg: &RpcConfig) -> Result<Listeners> {
         }
         None => None,
     };
-    Ok(Listeners { rw, ro, paths })
+    Ok(Listeners {
+        rw,
+        ro,
+        paths,
+        limits: cfg.limits,
+    })
 }
 
 /// Listeners the service manager bound for us (socket activation): used
@@ -150,6 +178,7 @@ pub fn bind(cfg: &RpcConfig) -> Result<Listeners> {
 pub fn adopt(
     rw: std::os::unix::net::UnixListener,
     ro: Option<std::os::unix::net::UnixListener>,
+    limits: ClientLimits,
 ) -> Result<Listeners> {
     let wrap = |l: std::os::unix::net::UnixListener| -> Result<(UnixListener, PathBuf)> {
         let path = l
@@ -177,7 +206,12 @@ pub fn adopt(
         }
         None => None,
     };
-    Ok(Listeners { rw, ro, paths })
+    Ok(Listeners {
+        rw,
+        ro,
+        paths,
+        limits,
+    })
 }
 
 /// Serves connections until the process ends.
@@ -185,6 +219,9 @@ pub async fn serve(listeners: Listeners, driver: Driver) {
     let shared = Arc::new(Shared {
         driver,
         next_callback: AtomicI32::new(0),
+        limits: listeners.limits,
+        clients_rw: AtomicUsize::new(0),
+        clients_ro: AtomicUsize::new(0),
     });
     for p in &listeners.paths {
         tracing::info!("libvirt RPC listening on {}", p.display());
@@ -202,7 +239,39 @@ async fn accept_loop(l: UnixListener, shared: Arc<Shared>, readonly: bool) {
     loop {
         match l.accept().await {
             Ok((s, _)) => {
-                tokio::spawn(connection(s, shared.clone(), readonly));
+                // Read-only clients count against the read-write ones'
+                // places too; read-write clients only against their own.
+                let (mine, others) = if readonly {
+                    (&shared.clients_ro, &shared.clients_rw)
+                } else {
+                    (&shared.clients_rw, &shared.clients_ro)
+                };
+                let held = mine.load(Ordering::SeqCst)
+                    + if readonly {
+                        others.load(Ordering::SeqCst)
+                    } else {
+                        0
+                    };
+                if held >= shared.limits.max_clients {
+                    tracing::warn!(
+                        readonly,
+                        max_clients = shared.limits.max_clients,
+                        "too many clients; closing a new connection"
+                    );
+                    drop(s);
+                    continue;
+                }
+                mine.fetch_add(1, Ordering::SeqCst);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    connection(s, shared.clone(), readonly).await;
+                    let count = if readonly {
+                        &shared.clients_ro
+                    } else {
+                        &shared.clients_rw
+                    };
+                    count.fetch_sub(1, Ordering::SeqCst);
+                });
             }
             Err(e) => {
                 tracing::warn!("accept: {e}");
@@ -277,8 +346,16 @@ async fn handle_message(conn: &Arc<Conn>, h: Header, payload: Vec<u8>) -> bool {
         }
         PROGRAM_REMOTE => match mtype {
             Some(MsgType::Call) => {
+                // At max_client_requests calls in progress, the client's
+                // next message waits (libvirt stops reading from it).
+                let Ok(permit) = conn.requests.clone().acquire_owned().await else {
+                    return false;
+                };
                 let conn = conn.clone();
-                tokio::spawn(async move { run_call(&conn, h, payload).await });
+                tokio::spawn(async move {
+                    run_call(&conn, h, payload).await;
+                    drop(permit);
+                });
                 true
             }
             Some(MsgType::CallWithFds) => {
