@@ -107,6 +107,36 @@ pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<(), Error> {
         .map_err(|e| system_error(format!("cannot create directory '{}'", dir.display()), &e))
 }
 
+/// Makes (`on`) or removes the autostart link `link` to the definition
+/// `target`, with libvirt's messages; the link's directory is made when
+/// needed, and removing a missing link is not an error.
+pub fn set_autostart_link(link: &Path, target: &Path, on: bool) -> Result<(), Error> {
+    if on {
+        if let Some(dir) = link.parent() {
+            ensure_dir(dir)?;
+        }
+        let _ = fs::remove_file(link);
+        std::os::unix::fs::symlink(target, link).map_err(|e| {
+            system_error(
+                format!(
+                    "Failed to create symlink '{}' to '{}'",
+                    link.display(),
+                    target.display()
+                ),
+                &e,
+            )
+        })
+    } else {
+        match fs::remove_file(link) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(system_error(
+                format!("Failed to delete symlink '{}'", link.display()),
+                &e,
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Removes the temporary files [`write_atomic`] leaves in `dir` when the
 /// daemon dies during a write (`.NAME.tmpPID`); returns how many.
 pub fn remove_stale_temps(dir: &Path) -> usize {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::xml::{Domain, FormatFlags, parse_domain};
 
-use super::fsutil::{Durability, ensure_dir, system_error, write_atomic};
+use super::fsutil::{Durability, ensure_dir, set_autostart_link, system_error, write_atomic};
 
 /// The directory of persistent definitions.
 #[derive(Clone, Debug)]
@@ -75,30 +75,7 @@ impl ConfigStore {
 
     /// Creates or removes the autostart link of `name`.
     pub fn set_autostart(&self, name: &str, on: bool) -> Result<()> {
-        let link = self.autostart_link(name);
-        if on {
-            ensure_dir(&self.autostart_dir())?;
-            let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(self.xml_path(name), &link).map_err(|e| {
-                system_error(
-                    format!(
-                        "Failed to create symlink '{}' to '{}'",
-                        link.display(),
-                        self.xml_path(name).display()
-                    ),
-                    &e,
-                )
-            })
-        } else {
-            match fs::remove_file(&link) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(system_error(
-                    format!("Failed to delete symlink '{}'", link.display()),
-                    &e,
-                )),
-            }
-        }
+        set_autostart_link(&self.autostart_link(name), &self.xml_path(name), on)
     }
 
     fn is_autostart(&self, name: &str) -> bool {

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::driver::fsutil::{Durability, ensure_dir, system_error, write_atomic};
+use crate::driver::fsutil::{
+    Durability, ensure_dir, set_autostart_link, system_error, write_atomic,
+};
 use crate::error::Result;
 use crate::xml::network::{NetworkDef, parse_network};
 
@@ -110,29 +112,7 @@ impl NetStore {
     }
 
     pub fn set_autostart(&self, name: &str, on: bool) -> Result<()> {
-        let link = self.autostart_link(name);
-        if on {
-            ensure_dir(&self.config_dir.join("autostart"))?;
-            let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(self.config_path(name), &link).map_err(|e| {
-                system_error(
-                    format!(
-                        "Failed to create symlink '{}' to '{}'",
-                        link.display(),
-                        self.config_path(name).display()
-                    ),
-                    &e,
-                )
-            })
-        } else {
-            match fs::remove_file(&link) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(system_error(
-                    format!("Failed to delete symlink '{}'", link.display()),
-                    &e,
-                )),
-                _ => Ok(()),
-            }
-        }
+        set_autostart_link(&self.autostart_link(name), &self.config_path(name), on)
     }
 
     /// Records an active (or starting) network and what it did to the host.

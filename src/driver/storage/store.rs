@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::driver::fsutil::{Durability, ensure_dir, write_atomic};
+use crate::driver::fsutil::{Durability, ensure_dir, set_autostart_link, write_atomic};
 use crate::error::Result;
 use crate::xml::storage::{PoolDef, parse_pool};
 
@@ -113,29 +113,7 @@ impl PoolStore {
     }
 
     pub fn set_autostart(&self, name: &str, on: bool) -> Result<()> {
-        let link = self.autostart_link(name);
-        if on {
-            ensure_dir(&self.autostart_dir())?;
-            let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(self.config_path(name), &link).map_err(|e| {
-                sys(
-                    format!(
-                        "Failed to create symlink '{}' to '{}'",
-                        link.display(),
-                        self.config_path(name).display()
-                    ),
-                    &e,
-                )
-            })
-        } else {
-            match fs::remove_file(&link) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(sys(
-                    format!("Failed to delete symlink '{}'", link.display()),
-                    &e,
-                )),
-                _ => Ok(()),
-            }
-        }
+        set_autostart_link(&self.autostart_link(name), &self.config_path(name), on)
     }
 
     /// Records that a pool is active, with its live definition.
