@@ -18,3 +18,11 @@ fn real_clients_against_oxvirtd() {
 fn node_devices_through_virsh() {
     ci_common::run_compat_script("compat-tests/rpc/nodedev.sh", "node device");
 }
+
+/// An unprivileged user floods the read-only socket: root's virsh still
+/// answers, connections beyond max_clients are closed at once and the
+/// daemon's memory stays bounded.
+#[test]
+fn a_local_user_cannot_lock_root_out() {
+    ci_common::run_compat_script("compat-tests/rpc/flood.sh", "client flood");
+}
