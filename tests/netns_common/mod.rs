@@ -136,6 +136,21 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // What a failed test left running in the namespace (a network's
+        // dnsmasq outlives its daemon by design) goes with it.
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                // SAFETY: a signal to a process inside this test's own
+                // namespace.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
