@@ -594,13 +594,18 @@ struct ListKey {
     state: DomainState,
 }
 
+/// One pair of libvirt's listing filter flags (ACTIVE/INACTIVE,
+/// PERSISTENT/TRANSIENT, ...): an object with property `v` passes when
+/// neither flag is given, or the one that matches `v` is.
+pub(crate) fn list_pair_matches(flags: u32, yes: u32, no: u32, v: bool) -> bool {
+    let (y, n) = (flags & yes != 0, flags & no != 0);
+    !(y || n) || (y && v) || (n && !v)
+}
+
 fn list_matches(info: &ListKey, flags: u32) -> bool {
     use list_flags::*;
     let active = info.active;
-    let pair = |yes: u32, no: u32, v: bool| {
-        let (y, n) = (flags & yes != 0, flags & no != 0);
-        !(y || n) || (y && v) || (n && !v)
-    };
+    let pair = |yes: u32, no: u32, v: bool| list_pair_matches(flags, yes, no, v);
     if !pair(ACTIVE, INACTIVE, active) || !pair(PERSISTENT, TRANSIENT, info.persistent) {
         return false;
     }

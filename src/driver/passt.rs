@@ -8,7 +8,6 @@
 //! that is not root), in the foreground as the daemon's child (reaped by
 //! a thread of its own).
 
-use std::fs;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -122,16 +121,10 @@ fn nobody() -> (u32, u32) {
 /// Whether the recorded passt still runs (and is passt, not a recycled
 /// pid or a zombie).
 fn alive(r: &PasstRes) -> bool {
-    let stat = fs::read_to_string(format!("/proc/{}/stat", r.pid)).unwrap_or_default();
-    let zombie = stat
-        .rsplit_once(')')
-        .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'));
-    !zombie
-        && fs::read(format!("/proc/{}/cmdline", r.pid)).is_ok_and(|c| {
-            c.split(|b| *b == 0)
-                .next()
-                .is_some_and(|argv0| argv0.windows(5).any(|w| w == b"passt"))
-        })
+    super::pidfd::running_as(r.pid, |args| {
+        args.first()
+            .is_some_and(|argv0| argv0.windows(5).any(|w| w == b"passt"))
+    })
 }
 
 /// Stops the recorded passt.

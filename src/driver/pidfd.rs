@@ -111,6 +111,23 @@ impl PidFd {
     }
 }
 
+/// Whether `pid` is a running process (not a zombie) whose command line
+/// (its arguments, NUL-split) satisfies `is_it`: a pid recorded for a
+/// helper such as dnsmasq or passt, checked not to be recycled.
+pub fn running_as(pid: i32, is_it: impl Fn(&[&[u8]]) -> bool) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let zombie = stat
+        .rsplit_once(')')
+        .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'));
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    !zombie && is_it(&args)
+}
+
 /// Whether a process with this pid exists.
 pub fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.

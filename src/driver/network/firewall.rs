@@ -200,7 +200,8 @@ fn masquerade(
     let _ = writeln!(out, "   {out_match} {src} {dst} {plain}");
 }
 
-fn nft(script: &str) -> Result<()> {
+/// Runs an nftables script (one atomic transaction).
+pub fn install(script: &str) -> Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -226,14 +227,14 @@ fn nft(script: &str) -> Result<()> {
 /// Installs (or replaces) the network's table.
 pub fn apply(def: &NetworkDef, table: &str) -> Result<()> {
     match ruleset(def, table) {
-        Some(script) => nft(&script),
+        Some(script) => install(&script),
         None => Ok(()),
     }
 }
 
 /// Removes the table `name` if it exists.
 pub fn remove(table: &str) {
-    let _ = nft(&format!("table inet {table}\ndelete table inet {table}\n"));
+    let _ = install(&format!("table inet {table}\ndelete table inet {table}\n"));
 }
 
 /// The tables of the daemon tagged `tag` present in the kernel.

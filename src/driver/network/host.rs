@@ -178,27 +178,35 @@ fn steps(
         format!("Cannot set interface flags on '{bridge}': {r}")
     })?;
     let table = firewall::table_name(dirs.tag, &def.uuid);
-    if firewall::ruleset(def, &table).is_some() {
-        rec.table = Some(table.clone());
+    if let Some(script) = firewall::ruleset(def, &table) {
+        rec.table = Some(table);
         save(rec)?;
-        firewall::apply(def, &table)?;
+        firewall::install(&script)?;
     }
-    if matches!(
-        def.forward.mode,
-        ForwardMode::Nat | ForwardMode::Route | ForwardMode::Open
-    ) {
-        let mut keys = vec!["net.ipv4.ip_forward"];
-        if has_v6 {
-            keys.push("net.ipv6.conf.all.forwarding");
-        }
-        for key in keys {
-            set_sysctl(rec, key, "1", save)?;
-        }
+    for key in forwarding_sysctls(def) {
+        set_sysctl(rec, key, "1", save)?;
     }
     if def.wants_dnsmasq() {
         start_dnsmasq(def, dirs, rec, save)?;
     }
     Ok(())
+}
+
+/// The kernel settings a running network needs at 1: IP forwarding for
+/// the modes that route (`nat`, `route`, `open`), IPv6's too when it has
+/// IPv6 addresses.
+pub fn forwarding_sysctls(def: &NetworkDef) -> Vec<&'static str> {
+    if !matches!(
+        def.forward.mode,
+        ForwardMode::Nat | ForwardMode::Route | ForwardMode::Open
+    ) {
+        return Vec::new();
+    }
+    let mut keys = vec!["net.ipv4.ip_forward"];
+    if def.ips.iter().any(|i| i.address.is_ipv6()) {
+        keys.push("net.ipv6.conf.all.forwarding");
+    }
+    keys
 }
 
 /// `networkCheckRouteCollision`: refuses an IPv4 subnet the host already
@@ -286,12 +294,7 @@ fn start_dnsmasq(
     rec.dnsmasq_pidfile = Some(pidfile.clone());
     save(rec)?;
     for (path, text) in &files {
-        write_atomic_mode(path, text.as_bytes(), Durability::Runtime, 0o644).map_err(|e| {
-            system_error(
-                format!("couldn't write dnsmasq config file '{}'", path.display()),
-                &e,
-            )
-        })?;
+        write_dnsmasq_file(path, text)?;
     }
     let _ = fs::remove_file(&pidfile);
     let leases = dnsmasq::leases_path(dirs.dnsmasq, &def.name);
@@ -316,6 +319,35 @@ fn start_dnsmasq(
     save(rec)
 }
 
+/// One of dnsmasq's files, readable by it after it drops privileges.
+fn write_dnsmasq_file(path: &Path, text: &str) -> Result<()> {
+    write_atomic_mode(path, text.as_bytes(), Durability::Runtime, 0o644).map_err(|e| {
+        system_error(
+            format!("couldn't write dnsmasq config file '{}'", path.display()),
+            &e,
+        )
+    })
+}
+
+/// Gives a running dnsmasq the hosts of a changed definition: its hosts
+/// files written again, then SIGHUP (which re-reads them).
+pub fn refresh_dnsmasq(def: &NetworkDef, dirs: &Dirs<'_>, rec: &HostRecord) -> Result<()> {
+    let cfg = dnsmasq::Config::new(def, dirs.dnsmasq, rec.dnsmasq_pidfile.as_deref())?;
+    write_dnsmasq_file(
+        &dnsmasq::hostsfile_path(dirs.dnsmasq, &def.name),
+        &cfg.hostsfile,
+    )?;
+    write_dnsmasq_file(
+        &dnsmasq::addnhosts_path(dirs.dnsmasq, &def.name),
+        &cfg.addnhosts,
+    )?;
+    if let (true, Some(pid)) = (dnsmasq_alive(rec), rec.dnsmasq_pid) {
+        // SAFETY: a plain signal to a process verified to be ours.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+    }
+    Ok(())
+}
+
 fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -326,15 +358,8 @@ pub fn dnsmasq_alive(rec: &HostRecord) -> bool {
     let (Some(pid), Some(conf)) = (rec.dnsmasq_pid, rec.files.first()) else {
         return false;
     };
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let zombie = stat
-        .rsplit_once(')')
-        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
     let want = format!("--conf-file={}", conf.display());
-    !zombie && cmdline.split(|b| *b == 0).any(|a| a == want.as_bytes())
+    crate::driver::pidfd::running_as(pid, |args| args.contains(&want.as_bytes()))
 }
 
 /// Stops the record's dnsmasq and waits (briefly) for it to go.
@@ -348,14 +373,6 @@ pub fn stop_dnsmasq(rec: &HostRecord) {
     let end = Instant::now() + Duration::from_secs(2);
     while dnsmasq_alive(rec) && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Asks the record's dnsmasq to read its hosts files again.
-pub fn reload_dnsmasq(rec: &HostRecord) {
-    if let (true, Some(pid)) = (dnsmasq_alive(rec), rec.dnsmasq_pid) {
-        // SAFETY: a plain signal to a process verified to be ours.
-        unsafe { libc::kill(pid, libc::SIGHUP) };
     }
 }
 

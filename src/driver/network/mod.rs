@@ -89,12 +89,11 @@ pub struct DhcpLease {
     pub clientid: Option<String>,
 }
 
-/// What a guest interface on a network joins.
+/// What a guest interface on a network joins. (Its tap takes the bridge's
+/// MTU, which is the network's.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortTarget {
     pub bridge: String,
-    /// The network's MTU (0: the bridge's).
-    pub mtu: u32,
 }
 
 struct Net {
@@ -110,6 +109,19 @@ struct Net {
 }
 
 impl Net {
+    /// A network not started, with nothing made on the host.
+    fn new(def: NetworkDef, persistent: bool) -> Net {
+        Net {
+            def,
+            new_def: None,
+            active: false,
+            persistent,
+            autostart: false,
+            host: HostRecord::default(),
+            busy: false,
+        }
+    }
+
     fn nref(&self) -> NetworkRef {
         NetworkRef {
             name: self.def.name.clone(),
@@ -213,8 +225,9 @@ impl Drop for BusyGuard {
 
 impl Networks {
     /// Loads network definitions and state: takes back the networks whose
-    /// bridge is still there, undoes what is left of the others, removes
-    /// firewall tables no network owns, and starts autostart networks.
+    /// bridge is still there, undoes what is left of the others and
+    /// removes firewall tables no network owns. ([`Networks::autostart`]
+    /// starts the autostart networks.)
     pub fn open(config_dir: PathBuf, state_dir: PathBuf, dnsmasq_dir: PathBuf) -> Result<Networks> {
         let store = NetStore::new(config_dir, state_dir);
         store.ensure_dirs()?;
@@ -243,13 +256,8 @@ impl Networks {
                 }
             }
             let mut net = Net {
-                def: l.def,
-                new_def: None,
-                active: false,
-                persistent: l.persistent,
                 autostart: l.autostart,
-                host: HostRecord::default(),
-                busy: false,
+                ..Net::new(l.def, l.persistent)
             };
             if let Some((live, mut rec)) = l.status {
                 let bridge_there = match (&rec.bridge, live.makes_bridge()) {
@@ -266,11 +274,10 @@ impl Networks {
                         tracing::error!(network = live.name, "cannot restore firewall rules: {e}");
                     }
                     if live.wants_dnsmasq() && !host::dnsmasq_alive(&rec) {
-                        let store = nets_obj.inner.store.clone();
-                        let live2 = live.clone();
+                        let store = &nets_obj.inner.store;
                         let r =
                             host::restart_dnsmasq(&live, &nets_obj.dirs(), &mut rec, &mut |r| {
-                                store.save_state(&live2, r)
+                                store.save_state(&live, r)
                             });
                         if let Err(e) = r {
                             tracing::error!(network = live.name, "cannot restart dnsmasq: {e}");
@@ -358,9 +365,7 @@ impl Networks {
     /// `virConnectListAllNetworks`.
     pub fn connect_list_all_networks(&self, flags: u32) -> Result<Vec<NetworkRef>> {
         check_flags(flags, list::ALL, "networkConnectListAllNetworks")?;
-        let pair = |yes: u32, no: u32, v: bool| {
-            flags & (yes | no) == 0 || (v && flags & yes != 0) || (!v && flags & no != 0)
-        };
+        let pair = |yes: u32, no: u32, v: bool| crate::driver::list_pair_matches(flags, yes, no, v);
         let mut out: Vec<NetworkRef> = self
             .lock()
             .iter()
@@ -534,15 +539,7 @@ impl Networks {
                     n.def = def;
                 }
             }
-            None => nets.push(Net {
-                def,
-                new_def: None,
-                active: false,
-                persistent: true,
-                autostart: false,
-                host: HostRecord::default(),
-                busy: false,
-            }),
+            None => nets.push(Net::new(def, true)),
         }
         drop(nets);
         self.emit(nref.clone(), event::DEFINED);
@@ -571,13 +568,8 @@ impl Networks {
                     n.busy = true;
                 }
                 None => nets.push(Net {
-                    def,
-                    new_def: None,
-                    active: false,
-                    persistent: false,
-                    autostart: false,
-                    host: HostRecord::default(),
                     busy: true,
+                    ..Net::new(def, false)
                 }),
             }
             nref
@@ -662,9 +654,8 @@ impl Networks {
         let live = def.clone();
         let this = self.clone();
         let rec = blocking(move || {
-            let store = this.inner.store.clone();
-            let d = def.clone();
-            let rec = host::bring_up(&def, &this.dirs(), &mut |r| store.save_state(&d, r));
+            let store = &this.inner.store;
+            let rec = host::bring_up(&def, &this.dirs(), &mut |r| store.save_state(&def, r));
             if rec.is_err() {
                 store.remove_state(&def.name);
             }
@@ -732,12 +723,11 @@ impl Networks {
             Ok(())
         })
         .await?;
-        let removed = {
+        {
             let mut nets = self.lock();
             match nets.iter().position(|x| x.def.uuid == n.uuid) {
                 Some(i) if !nets[i].persistent => {
                     nets.remove(i);
-                    true
                 }
                 Some(i) => {
                     let net = &mut nets[i];
@@ -746,12 +736,10 @@ impl Networks {
                     if let Some(d) = net.new_def.take() {
                         net.def = d;
                     }
-                    false
                 }
-                None => true,
+                None => {}
             }
-        };
-        let _ = removed;
+        }
         self.emit(n.clone(), event::STOPPED);
         Ok(())
     }
@@ -765,9 +753,7 @@ impl Networks {
             let heir = nets.iter_mut().find(|o| {
                 o.def.uuid != n.uuid
                     && o.active
-                    && matches!(o.def.forward.mode, ForwardMode::Nat | ForwardMode::Route)
-                    && (key == "net.ipv4.ip_forward"
-                        || o.def.ips.iter().any(|i| i.address.is_ipv6()))
+                    && host::forwarding_sysctls(&o.def).contains(&key.as_str())
             });
             match heir {
                 Some(h) => {
@@ -913,36 +899,12 @@ impl Networks {
         let rec = blocking(move || {
             let mut rec = rec;
             if restart {
-                let store = this.inner.store.clone();
-                let d = live_def.clone();
+                let store = &this.inner.store;
                 host::restart_dnsmasq(&live_def, &this.dirs(), &mut rec, &mut |r| {
-                    store.save_state(&d, r)
+                    store.save_state(&live_def, r)
                 })?;
             } else if live_def.wants_dnsmasq() {
-                let cfg = dnsmasq::Config::new(
-                    &live_def,
-                    &this.inner.dnsmasq_dir,
-                    rec.dnsmasq_pidfile.as_deref(),
-                )?;
-                let dir = &this.inner.dnsmasq_dir;
-                for (path, text) in [
-                    (dnsmasq::hostsfile_path(dir, &live_def.name), cfg.hostsfile),
-                    (dnsmasq::addnhosts_path(dir, &live_def.name), cfg.addnhosts),
-                ] {
-                    crate::driver::fsutil::write_atomic_mode(
-                        &path,
-                        text.as_bytes(),
-                        crate::driver::fsutil::Durability::Runtime,
-                        0o644,
-                    )
-                    .map_err(|e| {
-                        crate::driver::fsutil::system_error(
-                            format!("couldn't write file '{}'", path.display()),
-                            &e,
-                        )
-                    })?;
-                }
-                host::reload_dnsmasq(&rec);
+                host::refresh_dnsmasq(&live_def, &this.dirs(), &rec)?;
             }
             Ok(rec)
         })
@@ -1044,7 +1006,6 @@ impl Networks {
         })?;
         Ok(PortTarget {
             bridge: bridge.to_string(),
-            mtu: net.def.mtu,
         })
     }
 
@@ -1075,18 +1036,5 @@ impl Networks {
             .lock()
             .map(|p| p.get(name).map_or(0, |v| v.len() as u32))
             .unwrap_or(0)
-    }
-
-    /// Stops every active network (for tests tearing down a daemon).
-    pub async fn destroy_all(&self) {
-        let active: Vec<NetworkRef> = self
-            .lock()
-            .iter()
-            .filter(|n| n.active)
-            .map(Net::nref)
-            .collect();
-        for n in active {
-            let _ = self.network_destroy(&n).await;
-        }
     }
 }

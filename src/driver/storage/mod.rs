@@ -395,7 +395,7 @@ impl Storage {
             .iter()
             .filter(|p| {
                 let pair = |yes: u32, no: u32, v: bool| {
-                    flags & (yes | no) == 0 || (v && flags & yes != 0) || (!v && flags & no != 0)
+                    crate::driver::list_pair_matches(flags, yes, no, v)
                 };
                 let types = flags & !(TYPE_DIR - 1);
                 pair(ACTIVE, INACTIVE, p.active)
