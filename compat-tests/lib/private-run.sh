@@ -64,3 +64,16 @@ kill_run_leftovers() {
         fi
     done
 }
+
+# start_oxvirtd [ARG...]: oxvirtd ($OXVIRTD) on the private bus of $tmp,
+# its directories in $tmp and its RPC sockets at $sock and $sock-ro, with
+# ARGs added; sets `daemon`, adds it to `pids` and waits until it answers
+# virsh at $U. Its log goes to $tmp/oxvirtd.log.
+start_oxvirtd() {
+    "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
+        --config-dir "$tmp/config/qemu" --run-dir "$tmp/run/qemu" --state-dir "$tmp/state" \
+        --rpc-socket "$sock" --rpc-socket-ro "$sock-ro" "$@" 2>>"$tmp/oxvirtd.log" &
+    daemon=$!
+    pids+=($daemon)
+    for _ in $(seq 100); do [ -S "$sock" ] && virsh -c "$U" uri >/dev/null 2>&1 && break; sleep 0.1; done
+}

@@ -58,40 +58,10 @@ ip addr add 10.99.0.1/24 dev vup
 ip link set vup up
 nsenter -t "$outside" -n sh -c 'ip link set lo up; ip addr add 10.99.0.2/24 dev vout; ip link set vout up'
 
-start_daemon() {
-    "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
-        --config-dir "$tmp/config/qemu" --run-dir "$tmp/run/qemu" --state-dir "$tmp/state" \
-        --rpc-socket "$sock" --rpc-socket-ro "$sock-ro" 2>>"$tmp/oxvirtd.log" &
-    daemon=$!
-    pids+=($daemon)
-    for _ in $(seq 100); do [ -S "$sock" ] && virsh -c "$U" uri >/dev/null 2>&1 && break; sleep 0.1; done
-}
 start_private_bus "$tmp"
-start_daemon
+start_oxvirtd
 
 . "$top/compat-tests/rpc/lib.sh"
-check() { # NAME COMMAND...: passes when the command succeeds
-    local name=$1
-    shift
-    if "$@" >"$tmp/check.out" 2>&1; then pass "$name"; else
-        fail "$name"
-        sed 's/^/       | /' "$tmp/check.out" | head -20
-    fi
-}
-# exact NAME RC -- virsh args: stdout+stderr must equal the file $tmp/want.
-exact() {
-    local name=$1 rc=$2
-    shift 3
-    local out got
-    out=$(timeout 60 virsh -c "$U" "$@" 2>&1)
-    got=$?
-    if [ "$got" = "$rc" ] && [ "$out" = "$(cat "$tmp/want")" ]; then
-        pass "$name"
-    else
-        fail "$name (rc $got, want $rc)"
-        diff <(cat "$tmp/want") <(echo "$out") | sed 's/^/       | /'
-    fi
-}
 # wait_for FILE REGEX SECONDS
 wait_for() {
     local i
@@ -249,7 +219,7 @@ expect err-iface-define 1 'error: this function is not supported by the connecti
 echo "# the daemon dies; the network and the guest stay"
 kill -9 "$daemon"
 wait "$daemon" 2>/dev/null
-start_daemon
+start_oxvirtd
 watch_net_events
 expect after-crash-active 0 '^ default +active' -- net-list --all
 expect after-crash-guest 0 '^running$' -- domstate netguest
@@ -265,7 +235,7 @@ pkill -f "conf-file=$tmp/state/dnsmasq/default.conf"
 sleep 0.3
 kill "$daemon"
 wait "$daemon" 2>/dev/null
-start_daemon
+start_oxvirtd
 watch_net_events
 sleep 0.3
 check dnsmasq-restarted pgrep -f "conf-file=$tmp/state/dnsmasq/default.conf"
@@ -359,7 +329,7 @@ expect gone-create 0 'Network gone created' -- net-create "$tmp/gone.xml"
 kill -9 "$daemon"
 wait "$daemon" 2>/dev/null
 ip link del oxgone0
-start_daemon
+start_oxvirtd
 watch_net_events
 expect gone-forgotten 1 "Network not found: no network with matching name 'gone'" -- net-info gone
 check gone-dnsmasq-stopped test -z "$(dnsmasq_of gone)"

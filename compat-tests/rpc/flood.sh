@@ -29,12 +29,7 @@ trap 'kill_pids_reverse; stop_pids_and_remove "$tmp"' EXIT
 max=50
 printf 'max_clients = %d\n' $max >"$tmp/oxvirtd.conf"
 start_private_bus "$tmp"
-"$OXVIRTD" --config "$tmp/oxvirtd.conf" --bus-address "$(head -1 "$tmp/bus")" \
-    --config-dir "$tmp/config/qemu" --run-dir "$tmp/run/qemu" --state-dir "$tmp/state" \
-    --rpc-socket "$sock" --rpc-socket-ro "$sock-ro" 2>"$tmp/oxvirtd.log" &
-daemon=$!
-pids+=($daemon)
-for _ in $(seq 100); do [ -S "$sock-ro" ] && virsh -c "$U" uri >/dev/null 2>&1 && break; sleep 0.1; done
+start_oxvirtd --config "$tmp/oxvirtd.conf"
 chmod 666 "$sock-ro"
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$daemon/status"; }
 before=$(rss)

@@ -1,5 +1,6 @@
-# Shared by run.sh and devices.sh: TAP-like result lines and the virsh
-# check. Callers set U (the connection URI) and fails (a counter).
+# Shared by the RPC, storage and network compat scripts: TAP-like result
+# lines, the virsh checks (expect, exact) and check. Callers set U (the
+# connection URI), tmp (a scratch directory) and fails (a counter).
 
 passes=0
 pass() {
@@ -24,5 +25,28 @@ expect() {
     else
         fail "$name (rc $got, want $rc)"
         sed 's/^/       | /' <<<"$out"
+    fi
+}
+
+check() { # NAME COMMAND...: passes when the command succeeds
+    local name=$1
+    shift
+    if "$@" >"$tmp/check.out" 2>&1; then pass "$name"; else
+        fail "$name"
+        sed 's/^/       | /' "$tmp/check.out" | head -20
+    fi
+}
+# exact NAME RC -- virsh args: stdout+stderr must equal the file $tmp/want.
+exact() {
+    local name=$1 rc=$2
+    shift 3
+    local out got
+    out=$(timeout 60 virsh -c "$U" "$@" 2>&1)
+    got=$?
+    if [ "$got" = "$rc" ] && [ "$out" = "$(cat "$tmp/want")" ]; then
+        pass "$name"
+    else
+        fail "$name (rc $got, want $rc)"
+        diff <(cat "$tmp/want") <(echo "$out") | sed 's/^/       | /'
     fi
 }

@@ -38,41 +38,11 @@ trap 'stop_pids_and_remove "$tmp"' EXIT
 mkdir -p /var/lib/libvirt/images "$tmp/images"
 mount --bind "$tmp/images" /var/lib/libvirt/images
 
-start_daemon() {
-    "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
-        --config-dir "$tmp/config/qemu" --run-dir "$tmp/run/qemu" --state-dir "$tmp/state" \
-        --rpc-socket "$sock" --rpc-socket-ro "$sock-ro" 2>>"$tmp/oxvirtd.log" &
-    daemon=$!
-    pids+=($daemon)
-    for _ in $(seq 100); do [ -S "$sock" ] && virsh -c "$U" uri >/dev/null 2>&1 && break; sleep 0.1; done
-}
 start_private_bus "$tmp"
-start_daemon
+start_oxvirtd
 
 . "$top/compat-tests/rpc/lib.sh"
 
-# exact NAME RC -- virsh args: stdout+stderr must equal the file $tmp/want.
-exact() {
-    local name=$1 rc=$2
-    shift 3
-    local out got
-    out=$(timeout 60 virsh -c "$U" "$@" 2>&1)
-    got=$?
-    if [ "$got" = "$rc" ] && [ "$out" = "$(cat "$tmp/want")" ]; then
-        pass "$name"
-    else
-        fail "$name (rc $got, want $rc)"
-        diff <(cat "$tmp/want") <(echo "$out") | sed 's/^/       | /'
-    fi
-}
-check() { # NAME COMMAND...: passes when the command succeeds
-    local name=$1
-    shift
-    if "$@" >"$tmp/check.out" 2>&1; then pass "$name"; else
-        fail "$name"
-        sed 's/^/       | /' "$tmp/check.out" | head -20
-    fi
-}
 vxml() { virsh -c "$U" "$@"; }
 
 # Every pool event of the run, as `virsh pool-event` prints them.
@@ -267,7 +237,7 @@ done
 echo "# pools survive a daemon restart; autostart"
 expect pool-autostart 0 '^Pool p1 marked as autostarted$' -- pool-autostart p1
 kill "$daemon"; wait "$daemon" 2>/dev/null
-start_daemon
+start_oxvirtd
 expect pool-after-restart 0 '^ p1     active   yes$' -- pool-list --all
 expect vol-after-restart 0 "^ v2 +$P/v2\$" -- vol-list p1
 
