@@ -6,7 +6,7 @@
 use zbus::zvariant::{OwnedObjectPath, Value};
 
 use super::bus::{Bus, Params, param_bool, param_str};
-use super::domain_lifecycle::read_file;
+use super::domain_lifecycle::{Simple, read_file};
 use super::error::{CliError, Result};
 use super::format::{table, yes_no};
 use super::options::exclusive;
@@ -292,13 +292,7 @@ pub fn net_create(bus: &Bus, file: &str) -> Result<String> {
     Ok(format!("Network {name} created from {file}\n"))
 }
 
-/// A command that calls one network method and prints one line.
-pub struct Simple {
-    pub method: &'static str,
-    pub done: &'static str,
-    pub verb: &'static str,
-}
-
+// Commands that call one network method and print one line.
 pub const START: Simple = Simple {
     method: "Create",
     done: "started",

@@ -1,17 +1,10 @@
 //! Writing `<network>` as `virNetworkDefFormat` does.
 
 use super::{DNSMASQ_NS, DhcpHost, Dns, IpDef, LeaseTime, NetworkDef};
+use crate::xml::props::{on_off, yes_no};
 use crate::xml::storage::out::{Out, esc};
 use crate::xml::tree::Element;
 use crate::xml::writer::{Style, write_element};
-
-fn on_off(b: bool) -> &'static str {
-    if b { "on" } else { "off" }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
-}
 
 /// An element kept as given, at the writer's indentation.
 fn kept(out: &mut Out, e: &Element, level: usize) {

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::xml::mac::MacAddr;
+use crate::xml::props::opt_string;
 use crate::xml::tree::{Element, parse_document_as};
 use crate::xml::uuid_text;
 
@@ -36,10 +37,6 @@ fn yes_no(e: &Element, attr: &str) -> Result<Option<bool>> {
             ),
         )),
     }
-}
-
-fn opt_attr(e: &Element, attr: &str) -> Option<String> {
-    e.attr(attr).map(str::to_string)
 }
 
 /// Reads network XML as `virNetworkDefParse` does.
@@ -214,8 +211,8 @@ fn parse_bridge(b: Option<&Element>, name: &str) -> Result<BridgeDef> {
         }
     };
     Ok(BridgeDef {
-        name: opt_attr(b, "name"),
-        zone: opt_attr(b, "zone"),
+        name: opt_string(b, "name"),
+        zone: opt_string(b, "zone"),
         stp: b.attr("stp") != Some("off"),
         stp_given: b.attr("stp").is_some(),
         delay,
@@ -290,7 +287,7 @@ pub(super) fn parse_range(e: &Element, ip: &IpDef, name: &str) -> Result<DhcpRan
 /// identifies a host (for `net-update ... delete`).
 pub(super) fn parse_host(e: &Element, ip: &IpDef, name: &str, partial: bool) -> Result<DhcpHost> {
     let v6 = ip.address.is_ipv6();
-    let mac = opt_attr(e, "mac");
+    let mac = opt_string(e, "mac");
     if let Some(m) = &mac {
         if v6 {
             return Err(xml_err(format!(
@@ -308,7 +305,7 @@ pub(super) fn parse_host(e: &Element, ip: &IpDef, name: &str, partial: bool) -> 
             )));
         }
     }
-    let id = opt_attr(e, "id");
+    let id = opt_string(e, "id");
     if let Some(id) = &id
         && let Some(c) = id.chars().find(|c| !(c.is_ascii_hexdigit() || *c == ':'))
     {
@@ -316,7 +313,7 @@ pub(super) fn parse_host(e: &Element, ip: &IpDef, name: &str, partial: bool) -> 
             "Invalid character '{c}' in id '{id}' of network '{name}'"
         )));
     }
-    let host_name = opt_attr(e, "name");
+    let host_name = opt_string(e, "name");
     if let Some(n) = &host_name
         && !n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
     {
@@ -365,7 +362,7 @@ pub(super) fn parse_host(e: &Element, ip: &IpDef, name: &str, partial: bool) -> 
 }
 
 fn parse_ip_def(e: &Element, name: &str) -> Result<IpDef> {
-    let family = opt_attr(e, "family");
+    let family = opt_string(e, "family");
     let address_text = e.attr("address").ok_or_else(|| {
         xml_err(format!(
             "Missing required address attribute in network '{name}'"
@@ -550,7 +547,7 @@ fn parse_dns(d: &Element, name: &str) -> Result<Dns> {
                 ))
             })?),
         };
-        let domain = opt_attr(f, "domain");
+        let domain = opt_string(f, "domain");
         if addr.is_none() && domain.is_none() {
             return Err(xml_err(
                 "Invalid forwarder element, must contain at least one of addr or domain",
@@ -587,8 +584,8 @@ fn parse_dns(d: &Element, name: &str) -> Result<Dns> {
         dns.srvs.push(DnsSrv {
             service: service.to_string(),
             protocol: protocol.to_string(),
-            domain: opt_attr(s, "domain"),
-            target: opt_attr(s, "target"),
+            domain: opt_string(s, "domain"),
+            target: opt_string(s, "target"),
             port: num("port")?,
             priority: num("priority")?,
             weight: num("weight")?,
