@@ -2,7 +2,8 @@
 # The project's whole test run: what the README's test command runs and what
 # CI runs. With --install it first installs, through apt, what the tests use:
 # the Debian packages they compare against (libvirt's schemas and clients,
-# libvirt-dbus's interface files, xmllint, QEMU's image tools), the compiler
+# libvirt-dbus's interface files, xmllint, QEMU's image tools), what virtual
+# networks run (dnsmasq, nftables, passt), the compiler
 # for the freestanding test guest, the private D-Bus daemon, and the Debian
 # packaging tools (debhelper, lintian, debootstrap).
 #
@@ -20,6 +21,7 @@ if [ "${1:-}" = "--install" ]; then
         libvirt0 libxml2-utils libvirt-clients python3-libvirt virtinst osinfo-db \
         libvirt-dbus dbus python3-dbus \
         qemu-utils lz4 socat tmux iproute2 e2fsprogs \
+        dnsmasq-base nftables passt \
         debhelper lintian debootstrap systemd util-linux >/dev/null
 fi
 
