@@ -5,7 +5,8 @@
 # libvirt-dbus's interface files, xmllint, QEMU's image tools), what virtual
 # networks run (dnsmasq, nftables, passt), the compiler
 # for the freestanding test guest, the private D-Bus daemon, and the Debian
-# packaging tools (debhelper, lintian, debootstrap).
+# packaging tools (debhelper, lintian, debootstrap), and the oxvirt-qemu user the
+# package would create.
 #
 # Every test that boots a guest boots it for real on /dev/kvm: the
 # freestanding test guest (compat-tests/guest/testos) and a stock Debian
@@ -23,6 +24,11 @@ if [ "${1:-}" = "--install" ]; then
         qemu-utils lz4 socat tmux iproute2 e2fsprogs \
         dnsmasq-base nftables passt \
         debhelper lintian debootstrap systemd util-linux >/dev/null
+    # The user guests' VMMs run as, which the package creates
+    # (packaging/sysusers.d/oxvirt.conf).
+    getent passwd oxvirt-qemu >/dev/null ||
+        useradd --system --user-group --no-create-home --home-dir /var/lib/oxvirt \
+            --shell /usr/sbin/nologin --comment "oxvirt guest VMMs" oxvirt-qemu
 fi
 
 export OXVIRT_DEBIAN_GUEST=${OXVIRT_DEBIAN_GUEST:-/var/lib/oxvirt/guest-debian}
@@ -38,9 +44,9 @@ compat-tests/xml/check-libvirt-schema.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
-echo "== cargo test"
-cargo test --locked --all-targets
+cargo clippy --all-targets --all-features --locked -- -D warnings
+echo "== cargo test (with the VMM's test hooks: a forbidden syscall on demand)"
+cargo test --locked --all-targets --features test-hooks
 
 echo "== libvirt's own test domains, formatted by oxvirt-xml, against libvirt's schema"
 compat-tests/xml/libvirt-test-corpus.sh "${CARGO_TARGET_DIR:-target}/debug/oxvirt-xml"

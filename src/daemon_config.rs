@@ -45,6 +45,16 @@ pub struct Settings {
     pub bus: BusSetting,
     /// A `tracing` filter: `info`, `debug`, `oxvirt=debug,zbus=warn`, ...
     pub log_level: String,
+    /// The user guests' VMMs run as; None: [`DEFAULT_VMM_USER`] when it
+    /// exists (qemu.conf's `user`).
+    pub user: Option<String>,
+    /// Their group; None: the user's primary group (qemu.conf's `group`).
+    pub group: Option<String>,
+    /// Give guests' files to that user while they run (qemu.conf's
+    /// `dynamic_ownership`).
+    pub dynamic_ownership: bool,
+    /// Per-thread seccomp filters in VMMs (qemu.conf's `seccomp_sandbox`).
+    pub seccomp_sandbox: bool,
 }
 
 /// A configuration error, worded for the administrator.
@@ -65,6 +75,8 @@ pub const SYSTEM_CONFIG: &str = "/etc/oxvirt/oxvirtd.conf";
 /// libvirtd's defaults (`libvirtd.conf`).
 pub const DEFAULT_MAX_CLIENTS: usize = 5000;
 pub const DEFAULT_MAX_CLIENT_REQUESTS: usize = 5;
+/// The user the package creates for guests' VMMs (libvirt's `libvirt-qemu`).
+pub const DEFAULT_VMM_USER: &str = "oxvirt-qemu";
 /// Where the VMM is installed when it is not next to `oxvirtd`.
 pub const LIBEXEC_VMM: &str = "/usr/libexec/oxvirt-vmm";
 
@@ -104,6 +116,10 @@ impl Settings {
             max_client_requests: DEFAULT_MAX_CLIENT_REQUESTS,
             bus: BusSetting::System,
             log_level: "info".to_string(),
+            user: None,
+            group: None,
+            dynamic_ownership: true,
+            seccomp_sandbox: true,
         }
     }
 
@@ -126,6 +142,10 @@ impl Settings {
             max_client_requests: DEFAULT_MAX_CLIENT_REQUESTS,
             bus: BusSetting::Session,
             log_level: "info".to_string(),
+            user: None,
+            group: None,
+            dynamic_ownership: true,
+            seccomp_sandbox: true,
         }
     }
 
@@ -206,9 +226,13 @@ impl Settings {
                 check_filter(&s)?;
                 self.log_level = s;
             }
+            "user" => self.user = Some(non_empty(key, value.string(key)?)?),
+            "group" => self.group = Some(non_empty(key, value.string(key)?)?),
+            "dynamic_ownership" => self.dynamic_ownership = value.flag(key)?,
+            "seccomp_sandbox" => self.seccomp_sandbox = value.flag(key)?,
             other => {
                 return Err(format!(
-                    "unknown setting '{other}' (known: config_dir, run_dir, state_dir, vmm_path, rpc_enabled, rpc_socket, rpc_socket_ro, max_clients, max_client_requests, bus, log_level)"
+                    "unknown setting '{other}' (known: config_dir, run_dir, state_dir, vmm_path, rpc_enabled, rpc_socket, rpc_socket_ro, max_clients, max_client_requests, bus, log_level, user, group, dynamic_ownership, seccomp_sandbox)"
                 ));
             }
         }
@@ -224,7 +248,7 @@ impl Settings {
             BusSetting::Address(a) => a.clone(),
         };
         format!(
-            "config_dir = {}\nrun_dir = {}\nstate_dir = {}\nvmm_path = {}\nrpc_enabled = {}\nrpc_socket = {}\nrpc_socket_ro = {}\nmax_clients = {}\nmax_client_requests = {}\nbus = {}\nlog_level = {}\n",
+            "config_dir = {}\nrun_dir = {}\nstate_dir = {}\nvmm_path = {}\nrpc_enabled = {}\nrpc_socket = {}\nrpc_socket_ro = {}\nmax_clients = {}\nmax_client_requests = {}\nbus = {}\nlog_level = {}\n{}{}dynamic_ownership = {}\nseccomp_sandbox = {}\n",
             q(&self.config_dir),
             q(&self.run_dir),
             q(&self.state_dir),
@@ -239,7 +263,108 @@ impl Settings {
             self.max_client_requests,
             quote(&bus),
             quote(&self.log_level),
+            opt_line("user", self.user.as_deref(), DEFAULT_VMM_USER),
+            opt_line("group", self.group.as_deref(), DEFAULT_VMM_USER),
+            u8::from(self.dynamic_ownership),
+            u8::from(self.seccomp_sandbox),
         )
+    }
+}
+
+impl Settings {
+    /// How guests' VMMs are confined. A daemon not running as root keeps
+    /// its own identity and has no jail; the default user falls back to
+    /// root, with a warning, where it does not exist (a build tree run
+    /// before the package created it); a named user must exist.
+    pub fn confinement(&self) -> Result<crate::driver::Confinement, ConfigError> {
+        use crate::driver::Confinement;
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(Confinement {
+                seccomp: self.seccomp_sandbox,
+                ..Confinement::default()
+            });
+        }
+        let name = self.user.as_deref().unwrap_or(DEFAULT_VMM_USER);
+        let user = match lookup_user(name)? {
+            Some(u) if u.uid.is_root() => None,
+            Some(u) => Some(u),
+            None if self.user.is_none() => {
+                tracing::warn!(
+                    "user '{DEFAULT_VMM_USER}' does not exist: guests' VMMs run as root \
+                     (still without capabilities); set user in oxvirtd.conf"
+                );
+                None
+            }
+            None => return Err(ConfigError(format!("Failed to parse user '{name}'"))),
+        };
+        let identity = match user {
+            None => None,
+            Some(u) => {
+                let gid = match &self.group {
+                    Some(g) => lookup_group(g)?,
+                    None => u.gid,
+                };
+                let c_name = std::ffi::CString::new(u.name.as_str())
+                    .map_err(|_| ConfigError(format!("Failed to parse user '{name}'")))?;
+                let groups = nix::unistd::getgrouplist(&c_name, gid)
+                    .map_err(|e| ConfigError(format!("cannot list the groups of '{name}': {e}")))?;
+                Some(crate::vmm::config::Identity {
+                    uid: u.uid.as_raw(),
+                    gid: gid.as_raw(),
+                    groups: groups.iter().map(|g| g.as_raw()).collect(),
+                })
+            }
+        };
+        Ok(Confinement {
+            dynamic_ownership: self.dynamic_ownership,
+            seccomp: self.seccomp_sandbox,
+            ..Confinement::full(identity)
+        })
+    }
+}
+
+/// A user by name or, as libvirt accepts, `+UID`.
+fn lookup_user(name: &str) -> Result<Option<nix::unistd::User>, ConfigError> {
+    use nix::unistd::{Uid, User};
+    let found = match name.strip_prefix('+') {
+        Some(n) => {
+            let uid: u32 = n
+                .parse()
+                .map_err(|_| ConfigError(format!("Failed to parse user '{name}'")))?;
+            User::from_uid(Uid::from_raw(uid))
+        }
+        None => User::from_name(name),
+    };
+    found.map_err(|e| ConfigError(format!("Failed to parse user '{name}': {e}")))
+}
+
+/// A group by name or `+GID`.
+fn lookup_group(name: &str) -> Result<nix::unistd::Gid, ConfigError> {
+    use nix::unistd::{Gid, Group};
+    let bad = || ConfigError(format!("Failed to parse group '{name}'"));
+    if let Some(n) = name.strip_prefix('+') {
+        return n.parse().map(Gid::from_raw).map_err(|_| bad());
+    }
+    Group::from_name(name)
+        .map_err(|_| bad())?
+        .map(|g| g.gid)
+        .ok_or_else(bad)
+}
+
+fn non_empty(key: &str, s: String) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err(format!("{key} must not be empty"))
+    } else {
+        Ok(s)
+    }
+}
+
+/// `key = "value"` for a set optional setting, else the default as a
+/// comment (unset, it is looked up when the daemon starts).
+fn opt_line(key: &str, value: Option<&str>, default: &str) -> String {
+    match value {
+        Some(v) => format!("{key} = {}\n", quote(v)),
+        None => format!("#{key} = {}\n", quote(default)),
     }
 }
 
@@ -366,6 +491,32 @@ mod tests {
     fn apply(text: &str) -> Result<Settings, ConfigError> {
         let mut s = Settings::system_default();
         s.apply(text, "test.conf").map(|()| s)
+    }
+
+    #[test]
+    fn vmm_confinement_settings() {
+        let mut s = Settings::system_default();
+        assert!(s.dynamic_ownership && s.seccomp_sandbox && s.user.is_none());
+        s.apply(
+            "user = \"+65534\"\ngroup = \"+65534\"\ndynamic_ownership = 0\nseccomp_sandbox = 0\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.user.as_deref(), Some("+65534"));
+        assert!(!s.dynamic_ownership && !s.seccomp_sandbox);
+        if nix::unistd::geteuid().is_root() {
+            let c = s.confinement().unwrap();
+            let id = c.user.unwrap();
+            assert_eq!((id.uid, id.gid), (65534, 65534));
+            assert!(c.jail && !c.seccomp && !c.dynamic_ownership);
+            s.user = Some("no-such-user-here".into());
+            assert_eq!(
+                s.confinement().unwrap_err().0,
+                "Failed to parse user 'no-such-user-here'"
+            );
+        }
+        let mut t = Settings::system_default();
+        assert!(t.apply("user = \"\"\n", "t").is_err());
     }
 
     #[test]

@@ -7,8 +7,10 @@
 #        MiB/s as the guest measures it (TSC from first submission to last completion)
 #   net: 60-byte frames transmitted to a tap in a network namespace made here (deleted
 #        on exit); frames/s as the guest measures it, and the tap's rx counter as a check
-# Runs alternate between the two monitors; prints medians and oxvirt-vmm/QEMU ratios
-# (above 1.0: oxvirt-vmm is faster).
+# oxvirt-vmm runs unconfined and, as the daemon runs it, sandboxed (--sandbox: seccomp
+# filters, uid nobody, its own empty mount namespace). Runs rotate between the three;
+# prints medians, oxvirt-vmm/QEMU ratios (above 1.0: oxvirt-vmm is faster) and
+# sandboxed/unconfined ratios.
 #
 # QEMU: -M microvm,pcie=on with modern-only virtio-pci (disable-legacy=on), default
 # drive options (cache=writeback, aio=threads), no vhost (this host has no
@@ -55,15 +57,24 @@ def run(argv, timeout, netns=False):
                        stderr=subprocess.STDOUT, timeout=timeout)
     return p.stdout.decode(errors="replace")
 
+JAIL = os.path.join(TMP, "jail")
+os.makedirs(JAIL)
+SANDBOX = ["--sandbox", "seccomp,user=65534:65534,jail=%s" % JAIL]
+WHO = ("oxvirt", "oxvirt-sb", "qemu")
+
+def rotation(r):
+    return WHO[r % 3:] + WHO[:r % 3]
+
 def guest_cmdline(checks, extra):
     return "oxtest.checks=%s oxtest.then=poweroff %s" % (checks, extra)
 
 def blk_once(who, fmt, path):
     cl = guest_cmdline("pci,blkbench", "oxtest.devs=03:blk oxtest.blkbench=%s"
                        % ",".join(BLK_ITEMS))
-    if who == "oxvirt":
+    if who.startswith("oxvirt"):
         argv = [VMM, "--kernel", ELF, "--memory", "256", "--serial", "stdio",
                 "--disk", "path=%s,format=%s,slot=3" % (path, fmt), "--cmdline", cl]
+        argv += SANDBOX if who == "oxvirt-sb" else []
     else:
         argv = QBASE + ["-drive", "file=%s,format=%s,if=none,id=d0" % (path, fmt),
                         "-device", "virtio-blk-pci,drive=d0,addr=0x3,disable-legacy=on",
@@ -82,9 +93,10 @@ def tap_rx():
 
 def net_once(who):
     cl = guest_cmdline("pci,netbench", "oxtest.devs=08:net oxtest.netbench=tx:%d" % MS)
-    if who == "oxvirt":
+    if who.startswith("oxvirt"):
         argv = [VMM, "--kernel", ELF, "--memory", "256", "--serial", "stdio",
                 "--net", "tap=%s,mac=%s,slot=8" % (TAP, MAC), "--cmdline", cl]
+        argv += SANDBOX if who == "oxvirt-sb" else []
     else:
         argv = QBASE + ["-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % TAP,
                         "-device", "virtio-net-pci,netdev=n0,addr=0x8,disable-legacy=on,mac=%s"
@@ -123,26 +135,27 @@ try:
                        check=True)
         res = {}
         for r in range(RUNS):
-            order = ("oxvirt", "qemu") if r % 2 == 0 else ("qemu", "oxvirt")
             for fmt, path in (("raw", raw), ("qcow2", qcow)):
-                for who in order:
+                for who in rotation(r):
                     for k, v in blk_once(who, fmt, path).items():
                         res.setdefault((fmt,) + k + (who,), []).append(v)
         print()
         print("blk (MiB/s, median of %d; %d MiB %s files, page cache warm)"
               % (RUNS, DISK_MIB, "raw and qcow2"))
-        print("%-6s %-5s %-4s %-4s %12s %12s %8s   %-13s %-13s" % (
-            "format", "op", "size", "qd", "oxvirt-vmm", "qemu", "ratio", "oxvirt range",
-            "qemu range"))
+        print("%-6s %-5s %-4s %-4s %12s %12s %12s %8s %8s   %-13s %-13s" % (
+            "format", "op", "size", "qd", "oxvirt-vmm", "sandboxed", "qemu", "ox/qemu",
+            "sb/ox", "oxvirt range", "qemu range"))
         for fmt in ("raw", "qcow2"):
             for item in BLK_ITEMS:
                 op, size, qd, _ = item.split(":")
                 k = (fmt, op, size, int(qd))
                 va, vb = res.get(k + ("oxvirt",), []), res.get(k + ("qemu",), [])
                 a, b = med(va), med(vb)
-                print("%-6s %-5s %-4s %-4s %12s %12s %8s   %-13s %-13s" % (
-                    fmt, op, size, "qd" + qd, "n/a" if a is None else "%.1f" % a,
-                    "n/a" if b is None else "%.1f" % b, ratio(a, b), spread(va), spread(vb)))
+                c = med(res.get(k + ("oxvirt-sb",), []))
+                num = lambda v: "n/a" if v is None else "%.1f" % v
+                print("%-6s %-5s %-4s %-4s %12s %12s %12s %8s %8s   %-13s %-13s" % (
+                    fmt, op, size, "qd" + qd, num(a), num(c), num(b), ratio(a, b),
+                    ratio(c, a), spread(va), spread(vb)))
     if not os.environ.get("SKIP_NET"):
         if os.geteuid() != 0:
             print("\nnet: skipped (needs root for the tap)")
@@ -151,23 +164,25 @@ try:
             subprocess.run(["ip", "-n", NS, "tuntap", "add", "dev", TAP, "mode", "tap"],
                            check=True)
             subprocess.run(["ip", "-n", NS, "link", "set", TAP, "up"], check=True)
-            pps = {"oxvirt": [], "qemu": []}
-            host = {"oxvirt": [], "qemu": []}
+            pps = {w: [] for w in WHO}
+            host = {w: [] for w in WHO}
             for r in range(RUNS):
-                for who in (("oxvirt", "qemu") if r % 2 == 0 else ("qemu", "oxvirt")):
+                for who in rotation(r):
                     g, h = net_once(who)
                     pps[who].append(g[0] if g else None)
                     if g:
                         host[who].append("%d/%d" % (h, g[1]))
             a, b = med(pps["oxvirt"]), med(pps["qemu"])
+            c = med(pps["oxvirt-sb"])
+            num = lambda v: "n/a" if v is None else "%d" % v
             print()
             print("net (frames/s to a tap, 60-byte frames, median of %d)" % RUNS)
-            print("%-22s %12s %12s %8s   %-13s %-13s" % ("", "oxvirt-vmm", "qemu", "ratio",
-                                                        "oxvirt range", "qemu range"))
-            print("%-22s %12s %12s %8s   %-13s %-13s" % (
-                "tx frames/s", "n/a" if a is None else "%d" % a,
-                "n/a" if b is None else "%d" % b, ratio(a, b), spread(pps["oxvirt"]),
-                spread(pps["qemu"])))
+            print("%-14s %12s %12s %12s %8s %8s   %-13s %-13s" % (
+                "", "oxvirt-vmm", "sandboxed", "qemu", "ox/qemu", "sb/ox", "oxvirt range",
+                "qemu range"))
+            print("%-14s %12s %12s %12s %8s %8s   %-13s %-13s" % (
+                "tx frames/s", num(a), num(c), num(b), ratio(a, b), ratio(c, a),
+                spread(pps["oxvirt"]), spread(pps["qemu"])))
             print("tap rx counter / guest-sent frames: oxvirt-vmm %s; qemu %s"
                   % (" ".join(host["oxvirt"]), " ".join(host["qemu"])))
 finally:

@@ -7,7 +7,10 @@
 #       port: oxvirt-vmm vs qemu -M microvm and -M q35 (all -enable-kvm)
 #   (c) RSS of the monitor beyond guest RAM, from /proc/PID/smaps, once the
 #       test guest has run its checks and halted
-# Prints medians over RUNS runs (default 10) and oxvirt-vmm/qemu ratios.
+# oxvirt-vmm runs unconfined and, as the daemon runs it, sandboxed (seccomp
+# filters, uid nobody, its own empty mount namespace: --sandbox), both in the
+# same run. Prints medians over RUNS runs (default 10) and oxvirt-vmm/other
+# ratios (for the sandboxed rows: unconfined/sandboxed).
 #
 # usage: compat-tests/bench/vmm.sh [RUNS]
 # env: OXVIRT_VMM (default $CARGO_TARGET_DIR|target /release|/debug oxvirt-vmm),
@@ -69,10 +72,14 @@ def stop(p):
         pass
     p.wait()
 
-def vmm_to_vcpus():
+JAIL = os.path.join(TMP, "jail")
+os.makedirs(JAIL)
+SANDBOX = ["--sandbox", "seccomp,user=65534:65534,jail=%s" % JAIL]
+
+def vmm_to_vcpus(extra=()):
     t0 = time.monotonic()
     p = subprocess.Popen([VMM, "--kernel", ELF, "--cmdline", CMDLINE % "halt",
-                          "--memory", str(MEM), "--serial", "null"],
+                          "--memory", str(MEM), "--serial", "null"] + list(extra),
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, env=dict(os.environ, OXVIRT_VMM_LOG="info"))
     t = wait_line(p, p.stderr, "starting 1 vCPUs")
@@ -163,19 +170,25 @@ def ratio(a, b):
 
 rows = []
 a_vmm = median(vmm_to_vcpus); a_q = median(qemu_to_vcpus)
+a_sb = median(lambda: vmm_to_vcpus(SANDBOX))
 rows.append(("(a) start -> vCPUs ready", "oxvirt-vmm", a_vmm, "ms", None))
+rows.append(("", "oxvirt-vmm --sandbox", a_sb, "ms", a_vmm[0]))
 rows.append(("", "qemu microvm -S + QMP query-status", a_q, "ms", a_vmm[0]))
 b_vmm = median(lambda: to_first_pass(VMM_GUEST))
 b_mv = median(lambda: to_first_pass(qemu_guest("microvm")))
 b_q35 = median(lambda: to_first_pass(qemu_guest("q35")))
+b_sb = median(lambda: to_first_pass(VMM_GUEST + SANDBOX))
 rows.append(("(b) start -> first PASS", "oxvirt-vmm", b_vmm, "ms", None))
+rows.append(("", "oxvirt-vmm --sandbox", b_sb, "ms", b_vmm[0]))
 rows.append(("", "qemu -M microvm", b_mv, "ms", b_vmm[0]))
 rows.append(("", "qemu -M q35", b_q35, "ms", b_vmm[0]))
 n = max(3, RUNS // 3)
 c_vmm = median(lambda: rss_beyond_ram(VMM_GUEST), n)
 c_mv = median(lambda: rss_beyond_ram(qemu_guest("microvm")), n)
 c_q35 = median(lambda: rss_beyond_ram(qemu_guest("q35")), n)
+c_sb = median(lambda: rss_beyond_ram(VMM_GUEST + SANDBOX), n)
 rows.append(("(c) RSS beyond guest RAM", "oxvirt-vmm", c_vmm, "MiB", None))
+rows.append(("", "oxvirt-vmm --sandbox", c_sb, "MiB", c_vmm[0]))
 rows.append(("", "qemu -M microvm", c_mv, "MiB", c_vmm[0]))
 rows.append(("", "qemu -M q35", c_q35, "MiB", c_vmm[0]))
 

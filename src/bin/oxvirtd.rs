@@ -232,6 +232,13 @@ fn main() -> ExitCode {
     cfg.run_dir = s.run_dir.clone();
     cfg.state_dir = s.state_dir.clone();
     cfg.vmm_path = s.vmm_path.clone();
+    cfg.confinement = match s.confinement() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     raise_open_file_limit(s.max_clients);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -25,6 +25,7 @@ pub mod queries;
 pub mod registry;
 pub mod resolve;
 pub mod runtime;
+pub mod security_dac;
 pub mod state;
 pub mod stats;
 pub mod storage;
@@ -34,7 +35,7 @@ pub mod tuning;
 pub mod vcpus;
 pub mod vmm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
@@ -62,6 +63,52 @@ pub struct DriverConfig {
     pub state_dir: PathBuf,
     /// The `oxvirt-vmm` binary.
     pub vmm_path: PathBuf,
+    /// How guests' VMMs are confined.
+    pub confinement: Confinement,
+}
+
+/// How each guest's VMM is confined (`oxvirtd.conf`: `user`, `group`,
+/// `dynamic_ownership`, `seccomp_sandbox`, as in libvirt's `qemu.conf`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Confinement {
+    /// The identity VMMs take; None leaves them the daemon's uid.
+    pub user: Option<crate::vmm::config::Identity>,
+    /// Give disks, kernels and initrds to `user` while guests run.
+    pub dynamic_ownership: bool,
+    /// Per-thread seccomp filters.
+    pub seccomp: bool,
+    /// A private, empty mount namespace (needs a root daemon).
+    pub jail: bool,
+}
+
+impl Confinement {
+    /// Everything on, as a root daemon runs guests by default.
+    pub fn full(user: Option<crate::vmm::config::Identity>) -> Self {
+        Confinement {
+            user,
+            dynamic_ownership: true,
+            seccomp: true,
+            jail: true,
+        }
+    }
+
+    /// The sandbox section of a VMM's configuration.
+    pub fn sandbox(&self, run_dir: &Path) -> crate::vmm::config::SandboxConfig {
+        crate::vmm::config::SandboxConfig {
+            seccomp: self.seccomp,
+            user: self.user.clone(),
+            jail: self.jail.then(|| jail_dir(run_dir)),
+        }
+    }
+}
+
+/// The empty directory each VMM mounts its private root on (in its own
+/// mount namespace, so it stays empty on the host): beside the runtime
+/// directory, `/run/oxvirt/qemu-jail` for the system daemon.
+fn jail_dir(run_dir: &Path) -> PathBuf {
+    let mut name = run_dir.file_name().unwrap_or_default().to_os_string();
+    name.push("-jail");
+    run_dir.with_file_name(name)
 }
 
 impl DriverConfig {
@@ -76,6 +123,7 @@ impl DriverConfig {
             run_dir: PathBuf::from("/run/oxvirt/qemu"),
             state_dir: PathBuf::from("/var/lib/oxvirt/qemu"),
             vmm_path,
+            confinement: Confinement::default(),
         }
     }
 
@@ -217,6 +265,9 @@ impl Driver {
             &cfg.log_dir(),
         ] {
             fsutil::ensure_dir(d)?;
+        }
+        if cfg.confinement.jail {
+            fsutil::ensure_dir_mode(&jail_dir(&cfg.run_dir), 0o755)?;
         }
         let (events, _) = broadcast::channel(1024);
         let (storage_config, storage_run) = cfg.storage_dirs();
@@ -677,6 +728,7 @@ mod tests {
             run_dir: root.join("run"),
             state_dir: root.join("lib"),
             vmm_path: root.join("no-vmm"),
+            confinement: Confinement::default(),
         };
         let drv = Driver::open(cfg.clone()).await.unwrap();
         let mut events = drv.subscribe();

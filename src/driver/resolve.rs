@@ -242,6 +242,7 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
         serial,
         devices: dev_configs,
         on_reboot: Default::default(),
+        sandbox: Default::default(),
     };
     // Taps are bound later; validate with placeholders so the rest is checked now.
     let mut check = cfg.clone();

@@ -21,6 +21,9 @@ pub struct HostResources {
     pub nets: Vec<NetRes>,
     #[serde(default)]
     pub vsock_cid: Option<u32>,
+    /// Owners of the files given to the guest's user, to give back.
+    #[serde(default)]
+    pub owners: Vec<super::security_dac::OwnerRecord>,
 }
 
 /// Format version of the status file.

@@ -12,6 +12,7 @@
 //! an exit. `vmm.rs` is the process and control-socket wrapper underneath.
 
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -29,6 +30,7 @@ use super::hostnet::{self, Taps};
 use super::pidfd::ExitStatus;
 use super::resolve::{self, Plan};
 use super::runtime::{self, HostResources, Status};
+use super::security_dac;
 use super::state::{DomainState, EventKind, EventType, detail, paused, running, shutoff};
 use super::vmm::{self, Vmm, VmmPaths, VmmWatch};
 
@@ -49,6 +51,16 @@ pub(super) async fn launch(
     // From here on, whatever fails drops `taps`, which removes them.
     let taps = hostnet::acquire(&plan.nets, &inner.tap_names)?;
     let mut config = plan.config;
+    config.sandbox = inner.cfg.confinement.sandbox(&inner.cfg.run_dir);
+    // Undone on drop, as the taps are, until the guest runs.
+    let labels = match &inner.cfg.confinement.user {
+        Some(user) => security_dac::label(
+            user,
+            inner.cfg.confinement.dynamic_ownership,
+            &security_dac::guest_files(&config),
+        )?,
+        None => security_dac::Labels::default(),
+    };
     taps.bind(&mut config);
     let serial_pty = serial_pty(&mut config)?;
     let mut fds = taps.fds();
@@ -65,6 +77,7 @@ pub(super) async fn launch(
         disks: plan.disks,
         nets: taps.records(),
         vsock_cid: plan.vsock_cid,
+        owners: labels.keep(),
     };
     let id = inner.next_id.fetch_add(1, Ordering::SeqCst);
     let mut live_def = def;
@@ -133,8 +146,34 @@ pub(super) async fn reattach_all(inner: &Arc<Inner>) {
             }
             hostnet::release(&st.host.nets);
             inner.note_network_ports(&st.host.nets, false);
+            security_dac::restore(&st.host.owners, |p| file_in_use(inner, None, p));
         }
     }
+}
+
+/// Appends the daemon's word on a guest's end to the guest's log.
+fn note_in_log(log: &Path, line: &str) {
+    use std::io::Write;
+    let opened = std::fs::OpenOptions::new().append(true).open(log);
+    if let Ok(mut f) = opened {
+        let _ = writeln!(f, "oxvirtd: {line}");
+    }
+}
+
+/// Whether a running guest other than `except` opens `path`.
+fn file_in_use(inner: &Inner, except: Option<&Uuid>, path: &Path) -> bool {
+    inner
+        .registry
+        .all()
+        .iter()
+        .filter(|o| Some(&o.uuid) != except)
+        .any(|o| {
+            o.data().live.as_ref().is_some_and(|l| {
+                security_dac::guest_files(&l.vmm.config)
+                    .iter()
+                    .any(|(p, _)| p == path)
+            })
+        })
 }
 
 async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
@@ -450,6 +489,12 @@ async fn handle_exit(inner: &Arc<Inner>, obj: &Arc<DomainObj>, vmm: &Arc<Vmm>, s
         )
     };
     tracing::info!(domain = name, ?cause, "guest stopped");
+    if status == ExitStatus::Signal(libc::SIGSYS) {
+        let why = "the VMM was killed by SIGSYS: one of its threads made a system call \
+                   its seccomp filter forbids";
+        tracing::error!(domain = name, "{why}");
+        note_in_log(&paths(inner, &name, &obj.uuid).log_file, why);
+    }
     let restart = match cause {
         StopCause::Reboot => restart_requested || on_reboot != LifecycleAction::Destroy,
         StopCause::Poweroff => matches!(
@@ -583,6 +628,7 @@ fn finish_stop(inner: &Inner, obj: &Arc<DomainObj>, reason: i32) {
         drop(taps);
         hostnet::release(&host.nets);
         inner.note_network_ports(&host.nets, false);
+        security_dac::restore(&host.owners, |p| file_in_use(inner, Some(&obj.uuid), p));
     }
     runtime::remove(&inner.cfg.run_dir, &name);
     if transient {

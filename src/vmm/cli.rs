@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::config::{BootConfig, CONFIG_VERSION, CpuConfig, SerialConfig, VmConfig};
+use super::config::{
+    BootConfig, CONFIG_VERSION, CpuConfig, Identity, SandboxConfig, SerialConfig, VmConfig,
+};
 use super::error::{Error, Result};
 
 /// Arguments.
@@ -71,6 +73,32 @@ pub struct Args {
     /// virtio-vsock: cid=N,path=UDS[,slot=N].
     #[arg(long)]
     pub vsock: Vec<String>,
+    /// Confinement once the guest is built: seccomp[,user=UID:GID][,jail=DIR], or none.
+    #[arg(long)]
+    pub sandbox: Option<String>,
+}
+
+/// Parses a `--sandbox` value.
+pub fn parse_sandbox(s: &str) -> Result<SandboxConfig> {
+    let mut cfg = SandboxConfig::default();
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let bad = || Error::Config(format!("bad --sandbox item '{item}'"));
+        match item.split_once('=') {
+            None if item == "seccomp" => cfg.seccomp = true,
+            None if item == "none" => cfg = SandboxConfig::default(),
+            Some(("user", v)) => {
+                let (u, g) = v.split_once(':').ok_or_else(bad)?;
+                cfg.user = Some(Identity {
+                    uid: u.parse().map_err(|_| bad())?,
+                    gid: g.parse().map_err(|_| bad())?,
+                    groups: Vec::new(),
+                });
+            }
+            Some(("jail", v)) if !v.is_empty() => cfg.jail = Some(v.into()),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(cfg)
 }
 
 /// Parses a `--serial` value.
@@ -149,6 +177,12 @@ impl Args {
                     },
                 )?,
                 on_reboot: Default::default(),
+                sandbox: self
+                    .sandbox
+                    .as_deref()
+                    .map(parse_sandbox)
+                    .transpose()?
+                    .unwrap_or_default(),
             };
             cfg.validate()?;
             return Ok(cfg);
@@ -157,7 +191,12 @@ impl Args {
                 "nothing to run: give --config, --config-fd or --kernel".into(),
             ));
         };
-        VmConfig::from_json(&text)
+        let mut cfg = VmConfig::from_json(&text)?;
+        if let Some(s) = &self.sandbox {
+            cfg.sandbox = parse_sandbox(s)?;
+            cfg.validate()?;
+        }
+        Ok(cfg)
     }
 }
 

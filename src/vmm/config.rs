@@ -39,6 +39,46 @@ pub struct VmConfig {
     /// What to do when the guest reboots.
     #[serde(default)]
     pub on_reboot: RebootPolicy,
+    /// How the VMM confines itself before the guest runs.
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+}
+
+/// The confinement a VMM enters once its machine is built and before
+/// any guest code runs (everything off when absent). See
+/// `src/vmm/README.md` (Sandbox).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Install a seccomp filter on every thread.
+    #[serde(default)]
+    pub seccomp: bool,
+    /// Take this identity; without it the VMM stays uid 0, still
+    /// without capabilities once confined.
+    #[serde(default)]
+    pub user: Option<Identity>,
+    /// An existing empty directory to mount the VMM's private root on,
+    /// in a mount namespace of its own; none keeps the host's mounts.
+    #[serde(default)]
+    pub jail: Option<PathBuf>,
+}
+
+impl SandboxConfig {
+    /// Whether any confinement is asked for (privileges are given up
+    /// whenever it is).
+    pub fn enabled(&self) -> bool {
+        self.seccomp || self.user.is_some() || self.jail.is_some()
+    }
+}
+
+/// A user and group to run as, with its supplementary groups.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default)]
+    pub groups: Vec<u32>,
 }
 
 /// vCPU count and how they are arranged.
@@ -269,7 +309,32 @@ impl VmConfig {
         if self.boot.cmdline.contains('\0') {
             return Err(Error::Config("boot.cmdline contains a NUL byte".into()));
         }
+        if let Some(jail) = &self.sandbox.jail
+            && !jail.is_absolute()
+        {
+            return Err(Error::Config(format!(
+                "sandbox.jail '{}' is not an absolute path",
+                jail.display()
+            )));
+        }
         crate::vmm::virtio::setup::validate(&self.devices)
+    }
+
+    /// Host directories the VMM reaches by path after it is jailed: those
+    /// of vsock sockets, where host ports are `<uds_path>_<port>`.
+    pub fn runtime_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self
+            .devices
+            .iter()
+            .filter_map(|d| match d {
+                DeviceConfig::Vsock(v) => v.uds_path.parent().map(|p| p.to_path_buf()),
+                _ => None,
+            })
+            .filter(|p| p.is_absolute())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
     }
 }
 

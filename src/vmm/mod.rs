@@ -20,6 +20,7 @@ pub mod layout;
 pub mod memory;
 pub mod output_pump;
 pub mod probe;
+pub mod sandbox;
 pub mod serial_backend;
 pub mod vcpu;
 pub mod virtio;

@@ -41,51 +41,62 @@ pub struct OutputPump(Arc<Shared>);
 /// Owner of the writer thread.
 pub struct PumpHandle {
     shared: Arc<Shared>,
+    name: String,
+    /// The backend, until the writer thread takes it.
+    sink: Option<Box<dyn Write + Send>>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Starts a writer thread for `sink`.
-pub fn spawn(name: &str, mut sink: Box<dyn Write + Send>) -> io::Result<(OutputPump, PumpHandle)> {
+/// A pump for `sink` whose writer thread is not started yet (a VMM starts
+/// its threads once it is confined); output gathers until
+/// [`PumpHandle::start`].
+pub fn new(name: &str, sink: Box<dyn Write + Send>) -> (OutputPump, PumpHandle) {
     let shared = Arc::new(Shared::default());
-    let theirs = shared.clone();
-    let thread = std::thread::Builder::new()
-        .name(name.to_string())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            // Process signals (SIGTERM, SIGINT, SIGHUP) belong to the main
-            // thread's signalfd; a helper thread must never take them.
-            let _ = nix::sys::signal::SigSet::all().thread_block();
-            let mut batch = Vec::new();
-            loop {
-                let last = {
-                    let mut st = theirs.lock();
-                    while st.pending.is_empty() && !st.closed {
-                        st.writer_idle = true;
-                        st = theirs.wake.wait(st).unwrap_or_else(|p| p.into_inner());
-                    }
-                    st.writer_idle = false;
-                    std::mem::swap(&mut batch, &mut st.pending);
-                    st.closed
-                };
-                // Backends report their own errors (a lossy pty, a client
-                // gone); nothing here can do better than carry on.
-                let _ = sink.write_all(&batch);
-                let _ = sink.flush();
-                batch.clear();
-                // Output written after the drain began is not waited for:
-                // a guest still printing must not hold up the exit.
-                if last {
-                    return;
-                }
-            }
-        })?;
-    Ok((
+    (
         OutputPump(shared.clone()),
         PumpHandle {
             shared,
-            thread: Some(thread),
+            name: name.to_string(),
+            sink: Some(sink),
+            thread: None,
         },
-    ))
+    )
+}
+
+/// A pump for `sink` with its writer thread running.
+pub fn spawn(name: &str, sink: Box<dyn Write + Send>) -> io::Result<(OutputPump, PumpHandle)> {
+    let (pump, mut handle) = new(name, sink);
+    handle.start()?;
+    Ok((pump, handle))
+}
+
+fn write_out(theirs: &Shared, mut sink: Box<dyn Write + Send>) {
+    // Process signals (SIGTERM, SIGINT, SIGHUP) belong to the main
+    // thread's signalfd; a helper thread must never take them.
+    let _ = nix::sys::signal::SigSet::all().thread_block();
+    let mut batch = Vec::new();
+    loop {
+        let last = {
+            let mut st = theirs.lock();
+            while st.pending.is_empty() && !st.closed {
+                st.writer_idle = true;
+                st = theirs.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            st.writer_idle = false;
+            std::mem::swap(&mut batch, &mut st.pending);
+            st.closed
+        };
+        // Backends report their own errors (a lossy pty, a client
+        // gone); nothing here can do better than carry on.
+        let _ = sink.write_all(&batch);
+        let _ = sink.flush();
+        batch.clear();
+        // Output written after the drain began is not waited for:
+        // a guest still printing must not hold up the exit.
+        if last {
+            return;
+        }
+    }
 }
 
 impl Write for OutputPump {
@@ -106,12 +117,34 @@ impl Write for OutputPump {
 }
 
 impl PumpHandle {
-    /// Writes out everything pending and stops the writer thread.
+    /// Starts the writer thread (once).
+    pub fn start(&mut self) -> io::Result<()> {
+        let Some(sink) = self.sink.take() else {
+            return Ok(());
+        };
+        let theirs = self.shared.clone();
+        let thread = crate::vmm::sandbox::spawn(
+            crate::vmm::sandbox::ThreadKind::SerialOut,
+            &self.name,
+            Some(64 * 1024),
+            move || write_out(&theirs, sink),
+        )?;
+        self.thread = Some(thread);
+        Ok(())
+    }
+
+    /// Writes out everything pending and stops the writer thread (or,
+    /// if it never started, writes it out here).
     pub fn drain(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if let Some(mut sink) = self.sink.take() {
+            let pending = std::mem::take(&mut self.shared.lock().pending);
+            let _ = sink.write_all(&pending);
+            let _ = sink.flush();
         }
     }
 }

@@ -32,6 +32,7 @@ use super::exit::{ExitReason, ExitSignal};
 use super::layout;
 use super::memory::{self, GuestMemory};
 use super::output_pump::{self, PumpHandle};
+use super::sandbox::{self, ThreadKind};
 use super::serial_backend::{self, SerialBackend};
 use super::vcpu::{self, RunControl, Vcpu};
 use super::virtio;
@@ -54,6 +55,8 @@ pub struct Vm {
     serial_pump: PumpHandle,
     vcpus: Vec<Vcpu>,
     virtio: virtio::setup::Devices,
+    /// `/proc/self/statm`, opened before the VMM is jailed.
+    statm: Option<std::fs::File>,
 }
 
 fn shared<T: super::bus::BusDevice + 'static>(d: T) -> Arc<Mutex<T>> {
@@ -148,8 +151,7 @@ impl Vm {
 
         let mut backend = backend;
         let guest_out = std::mem::replace(&mut backend.out, Box::new(std::io::sink()));
-        let (guest_out, serial_pump) =
-            output_pump::spawn("serial-out", guest_out).map_err(Error::io("thread"))?;
+        let (guest_out, serial_pump) = output_pump::new("serial-out", guest_out);
         let serial = shared(SerialDevice::new(serial_irq, Box::new(guest_out)));
         let ged = shared(Ged::new(ged_irq));
         let i8042 = Arc::new(Mutex::new(I8042::new(exit.clone())));
@@ -232,6 +234,7 @@ impl Vm {
             serial_pump,
             vcpus,
             virtio,
+            statm: std::fs::File::open("/proc/self/statm").ok(),
         })
     }
 
@@ -278,14 +281,20 @@ impl Vm {
             add(fd)?;
         }
 
+        // Everything is open: confine the process before any guest code
+        // runs, then start the threads (each under its own filter).
+        let confined = self.cfg.sandbox.enabled();
+        sandbox::lock_down(&self.cfg.sandbox, &self.cfg.runtime_dirs())
+            .map_err(Error::io("confining the VMM"))?;
+        self.serial_pump
+            .start()
+            .map_err(Error::io("starting the serial output thread"))?;
         let n = self.vcpus.len();
         tracing::info!("starting {n} vCPUs");
         let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
         for v in self.vcpus.drain(..) {
             let name = format!("vcpu{}", v.index);
-            let handle = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || v.run())
+            let handle = sandbox::spawn(ThreadKind::Vcpu, &name, None, move || v.run())
                 .map_err(Error::io("spawning a vCPU thread"));
             match handle {
                 Ok(h) => threads.push(h),
@@ -303,6 +312,11 @@ impl Vm {
                 add(cfd)?;
             }
             c.broadcast(&control::event("running", None));
+        }
+        if let Err(e) = sandbox::confine_current(ThreadKind::Control) {
+            self.ctl.stop();
+            kick_all(&threads);
+            return Err(Error::io("confining the main thread")(e));
         }
 
         let mut state = LoopState {
@@ -381,11 +395,17 @@ impl Vm {
                 "shutdown",
                 Some(("reason", json!(reason.as_str()))),
             ));
-            c.cleanup();
+            // A confined VMM may no longer reach its socket paths (nor
+            // unlink anything); whoever started it removes them.
+            if !confined {
+                c.cleanup();
+            }
         }
-        self.backend.cleanup();
+        if !confined {
+            self.backend.cleanup();
+        }
         self.serial_pump.drain();
-        self.virtio.shutdown();
+        self.virtio.shutdown(!confined);
         // Give the vCPU threads a moment to leave KVM_RUN cleanly.
         for _ in 0..100 {
             if threads.iter().all(|t| t.is_finished()) {
@@ -492,7 +512,7 @@ impl Vm {
                 ok(json!({}))
             }
             "query-stats" => {
-                let mut v = self.stats();
+                let mut v = self.stats(threads);
                 v["devices"] = self.virtio.stats();
                 if let Some(b) = self.virtio.balloon() {
                     v["balloon"] = b.json();
@@ -506,6 +526,14 @@ impl Vm {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&e),
             },
+            #[cfg(feature = "test-hooks")]
+            "x-oxvirt-forbidden-syscall" => {
+                // A call no thread's filter allows: with seccomp on, the
+                // process dies of SIGSYS here.
+                // SAFETY: getppid has no preconditions.
+                let parent = unsafe { libc::syscall(libc::SYS_getppid) };
+                ok(json!({ "parent": parent }))
+            }
             other => control::reply_err(
                 id,
                 control::CLASS_NOT_FOUND,
@@ -533,10 +561,8 @@ impl Vm {
         v
     }
 
-    fn stats(&self) -> Value {
+    fn stats(&self, threads: &[JoinHandle<()>]) -> Value {
         // SAFETY: sysconf has no memory-safety preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        // SAFETY: as above.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
         let vcpus: Vec<Value> = self
             .ctl
@@ -545,13 +571,20 @@ impl Vm {
             .enumerate()
             .map(|(i, t)| {
                 let tid = t.load(std::sync::atomic::Ordering::SeqCst);
-                let ticks = thread_cpu_ticks(tid).unwrap_or(0);
-                json!({ "id": i, "tid": tid, "time-ns": ticks * (1_000_000_000 / hz) })
+                let ns = threads.get(i).and_then(thread_cpu_ns).unwrap_or(0);
+                json!({ "id": i, "tid": tid, "time-ns": ns })
             })
             .collect();
-        let rss = std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        let rss = self
+            .statm
+            .as_ref()
+            .and_then(|f| {
+                use std::os::unix::fs::FileExt;
+                let mut buf = [0u8; 128];
+                let n = f.read_at(&mut buf, 0).ok()?;
+                let text = std::str::from_utf8(&buf[..n]).ok()?;
+                text.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
             .unwrap_or(0)
             * page;
         json!({
@@ -566,19 +599,28 @@ struct LoopState {
     saved_clock: Option<kvm_clock_data>,
 }
 
-/// utime + stime of a thread of this process, in clock ticks.
-fn thread_cpu_ticks(tid: i32) -> Option<u64> {
-    if tid <= 0 {
+/// CPU time a running thread of this process has used, in ns (its
+/// CPU-time clock, which needs no /proc a jailed VMM cannot see).
+fn thread_cpu_ns(t: &JoinHandle<()>) -> Option<u64> {
+    use std::os::unix::thread::JoinHandleExt;
+    if t.is_finished() {
         return None;
     }
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    // Fields after the command name, which ends at the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: the pthread_t belongs to a thread that has not been joined;
+    // clock is a valid out-pointer.
+    if unsafe { libc::pthread_getcpuclockid(t.as_pthread_t(), &mut clock) } != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer for the call.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
 fn kick_all(threads: &[JoinHandle<()>]) {

@@ -111,6 +111,14 @@ impl Guest {
         let dir = scratch("guest");
         let serial = dir.join("serial.log");
         let mut cmd = Command::new(vmm());
+        if !extra.contains(&"--sandbox") {
+            // Guests run confined as the daemon runs them: filtered,
+            // unprivileged, jailed.
+            let jail = dir.join("jail");
+            std::fs::create_dir_all(&jail).expect("jail dir");
+            cmd.arg("--sandbox")
+                .arg(format!("seccomp,user=65534:65534,jail={}", jail.display()));
+        }
         cmd.arg("--kernel")
             .arg(kernel)
             .arg("--cmdline")

@@ -290,7 +290,14 @@ impl VirtioDevice for Balloon {
             held: None,
             next_poll: None,
         };
-        self.worker = Some(Worker::spawn("virtio-balloon", w).map_err(|e| e.to_string())?);
+        self.worker = Some(
+            Worker::spawn(
+                crate::vmm::sandbox::ThreadKind::Balloon,
+                "virtio-balloon",
+                w,
+            )
+            .map_err(|e| e.to_string())?,
+        );
         Ok(())
     }
     fn reset(&mut self) {

@@ -573,7 +573,10 @@ impl VirtioDevice for Blk {
             home: self.returned.clone(),
             pool,
         };
-        self.worker = Some(Worker::spawn(&self.label, w).map_err(|e| e.to_string())?);
+        self.worker = Some(
+            Worker::spawn(crate::vmm::sandbox::ThreadKind::BlockQueue, &self.label, w)
+                .map_err(|e| e.to_string())?,
+        );
         Ok(())
     }
     fn reset(&mut self) {

@@ -63,26 +63,24 @@ impl IoPool {
     /// Starts the helper on its own handle of the image.
     pub fn new(file: File, name: &str) -> io::Result<IoPool> {
         let (jobs, rx) = channel::<Arc<Batch>>();
-        let thread = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
-                let fd = file.as_raw_fd();
-                for batch in rx {
-                    for (i, job) in batch.jobs.iter().enumerate() {
-                        if !batch.claim(i) {
-                            continue;
-                        }
-                        let mut iovs = job.iovs.clone();
-                        let ok = disk::rw_all(fd, &mut iovs, job.off, job.write).is_ok();
-                        batch.state[i]
-                            .store(if ok { DONE_OK } else { DONE_ERR }, Ordering::Release);
-                        if let Ok(mut n) = batch.helper_done.lock() {
-                            *n += 1;
-                        }
-                        batch.cv.notify_one();
+        let kind = crate::vmm::sandbox::ThreadKind::BlockIo;
+        let thread = crate::vmm::sandbox::spawn(kind, name, None, move || {
+            let fd = file.as_raw_fd();
+            for batch in rx {
+                for (i, job) in batch.jobs.iter().enumerate() {
+                    if !batch.claim(i) {
+                        continue;
                     }
+                    let mut iovs = job.iovs.clone();
+                    let ok = disk::rw_all(fd, &mut iovs, job.off, job.write).is_ok();
+                    batch.state[i].store(if ok { DONE_OK } else { DONE_ERR }, Ordering::Release);
+                    if let Ok(mut n) = batch.helper_done.lock() {
+                        *n += 1;
+                    }
+                    batch.cv.notify_one();
                 }
-            })?;
+            }
+        })?;
         Ok(IoPool {
             jobs: Some(jobs),
             thread: Some(thread),

@@ -206,7 +206,14 @@ impl VirtioDevice for Console {
             input,
             input_paused: false,
         };
-        self.worker = Some(Worker::spawn("virtio-console", w).map_err(|e| e.to_string())?);
+        self.worker = Some(
+            Worker::spawn(
+                crate::vmm::sandbox::ThreadKind::Console,
+                "virtio-console",
+                w,
+            )
+            .map_err(|e| e.to_string())?,
+        );
         Ok(())
     }
     fn reset(&mut self) {

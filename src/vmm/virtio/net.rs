@@ -563,7 +563,10 @@ impl VirtioDevice for Net {
             stats: self.stats.clone(),
             buf: Vec::new(),
         };
-        self.worker = Some(Worker::spawn("virtio-net", w).map_err(|e| e.to_string())?);
+        self.worker = Some(
+            Worker::spawn(crate::vmm::sandbox::ThreadKind::Net, "virtio-net", w)
+                .map_err(|e| e.to_string())?,
+        );
         Ok(())
     }
     fn reset(&mut self) {

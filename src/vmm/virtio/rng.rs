@@ -77,7 +77,10 @@ impl VirtioDevice for Rng {
             queue: WorkQueue::new(0, q, ev),
             irq: act.interrupt,
         };
-        self.worker = Some(Worker::spawn("virtio-rng", w).map_err(|e| e.to_string())?);
+        self.worker = Some(
+            Worker::spawn(crate::vmm::sandbox::ThreadKind::Rng, "virtio-rng", w)
+                .map_err(|e| e.to_string())?,
+        );
         Ok(())
     }
     fn reset(&mut self) {

@@ -146,14 +146,16 @@ impl Devices {
         Ok(())
     }
 
-    /// Stops every device (disks are flushed) and removes the socket
-    /// files the devices created.
-    pub fn shutdown(&self) {
+    /// Stops every device (disks are flushed) and, when asked, removes
+    /// the socket files the devices created (a confined VMM cannot).
+    pub fn shutdown(&self, remove_sockets: bool) {
         for f in &self.functions {
             f.lock().unwrap_or_else(|p| p.into_inner()).stop();
         }
-        for p in &self.cleanup {
-            let _ = std::fs::remove_file(p);
+        if remove_sockets {
+            for p in &self.cleanup {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
 }

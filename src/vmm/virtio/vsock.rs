@@ -593,7 +593,10 @@ impl VirtioDevice for Vsock {
             next_token: 0,
             out: VecDeque::new(),
         };
-        self.worker = Some(Worker::spawn("virtio-vsock", w).map_err(|e| e.to_string())?);
+        self.worker = Some(
+            Worker::spawn(crate::vmm::sandbox::ThreadKind::Vsock, "virtio-vsock", w)
+                .map_err(|e| e.to_string())?,
+        );
         Ok(())
     }
     fn reset(&mut self) {

@@ -14,6 +14,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::Interrupt;
 use crate::vmm::memory::GuestMemory;
+use crate::vmm::sandbox::ThreadKind;
 
 const KILL_TOKEN: u64 = u64::MAX;
 /// Avail ring flag: the driver polls and wants no interrupts (a `u16`
@@ -110,17 +111,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts `handler` on a new thread called `name`.
-    pub fn spawn<H: Handler>(name: &str, mut handler: H) -> io::Result<Worker> {
+    /// Starts `handler` on a new thread of `kind` called `name`.
+    pub fn spawn<H: Handler>(kind: ThreadKind, name: &str, mut handler: H) -> io::Result<Worker> {
         let kill = EventFd::new(libc::EFD_NONBLOCK)?;
         let poll = Poll {
             epoll: Epoll::new()?,
         };
         poll.add(kill.as_raw_fd(), KILL_TOKEN)?;
         handler.register(&poll)?;
-        let handle = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || run(handler, poll))?;
+        let handle = crate::vmm::sandbox::spawn(kind, name, None, move || run(handler, poll))?;
         Ok(Worker {
             kill,
             handle: Some(handle),
