@@ -1600,3 +1600,59 @@ fn a_forbidden_syscall_kills_the_vmm_and_the_guest_crashes() {
     let log = std::fs::read_to_string(env.root.join("state/log/g1.log")).unwrap_or_default();
     assert!(log.contains("SIGSYS"), "{log}");
 }
+
+#[test]
+fn a_pause_answered_too_late_is_still_followed() {
+    let Some(kernel) = guest_kernel() else { return };
+    let Some(env) = Env::start("late-pause") else {
+        return;
+    };
+    let f = env.write("g1.xml", &guest_xml("g1", U1, &kernel, "halt"));
+    env.ok(
+        &["define", &f],
+        &format!("Domain 'g1' defined from {f}\n\n"),
+    );
+    env.ok(&["start", "g1"], "Domain 'g1' started\n\n");
+    let pid = vmm_status(&env, "g1")["pid"].as_i64().unwrap() as i32;
+    // A VMM stopped from outside cannot answer: the pause times out and
+    // the domain is still recorded running.
+    // SAFETY: signalling the VMM this test's daemon started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let o = env.ox(&["suspend", "g1"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("did not answer"),
+        "{o:?}"
+    );
+    env.ok(&["domstate", "g1"], "running\n\n");
+    // Continued, the VMM carries out the pause it had queued: the daemon
+    // learns of it and records it.
+    let events = env
+        .ox_cmd()
+        .args([
+            "event",
+            "--domain",
+            "g1",
+            "--event",
+            "lifecycle",
+            "--timeout",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("event");
+    std::thread::sleep(Duration::from_millis(1000));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    env.wait_state("g1", "paused");
+    env.ok(&["domstate", "g1", "--reason"], "paused (unknown)\n\n");
+    let o = events.wait_with_output().expect("event output");
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .starts_with("event 'lifecycle' for domain 'g1': Suspended Paused\n"),
+        "{o:?}"
+    );
+    env.ok(&["resume", "g1"], "Domain 'g1' resumed\n\n");
+    env.ok(&["domstate", "g1", "--reason"], "running (unpaused)\n\n");
+    env.ok(&["destroy", "g1"], "Domain 'g1' destroyed\n\n");
+}

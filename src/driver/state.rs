@@ -24,6 +24,7 @@ pub mod running {
 
 /// `virDomainPausedReason` values used here.
 pub mod paused {
+    pub const UNKNOWN: i32 = 0;
     pub const USER: i32 = 1;
 }
 

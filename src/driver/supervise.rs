@@ -385,6 +385,14 @@ fn spawn_monitor(
                                 *r = ev.reason.clone();
                             }
                         }
+                        Some(ev) if ev.name == "paused" || ev.name == "resumed" => {
+                            tokio::spawn(sync_run_state(
+                                inner.clone(),
+                                obj.clone(),
+                                vmm.clone(),
+                                generation,
+                            ));
+                        }
                         Some(ev) if ev.name == "balloon-change" => {
                             let pages = ev.data.get("actual-pages").and_then(|p| p.as_u64());
                             if let Some(pages) = pages {
@@ -421,6 +429,59 @@ fn spawn_monitor(
             handle_exit(&inner, &obj, &vmm, status).await;
         }
     });
+}
+
+/// The VMM paused or resumed the guest. What the daemon asked for is
+/// recorded by the job that asked; this catches the rest (a pause whose
+/// reply came too late, a VMM stopped and continued from outside): once no
+/// job runs, the VMM's own status is the truth, and a difference is
+/// recorded and announced.
+async fn sync_run_state(inner: Arc<Inner>, obj: Arc<DomainObj>, vmm: Arc<Vmm>, generation: u64) {
+    let _job = obj.begin_job_unbounded().await;
+    let Ok(status) = vmm.control.execute("query-status").await else {
+        return;
+    };
+    let vmm_paused = status.get("status").and_then(|s| s.as_str()) == Some("paused");
+    let changed = {
+        let mut d = obj.data();
+        let current = d.live.as_ref().is_some_and(|l| l.generation == generation);
+        let daemon_paused = d.state == DomainState::Paused;
+        if !current || daemon_paused == vmm_paused || !d.is_active() {
+            None
+        } else {
+            if vmm_paused {
+                d.state = DomainState::Paused;
+                d.reason = paused::UNKNOWN;
+            } else {
+                d.state = DomainState::Running;
+                d.reason = running::UNPAUSED;
+            }
+            Some(d.name.clone())
+        }
+    };
+    if let Some(name) = changed {
+        tracing::warn!(
+            domain = name,
+            vmm_paused,
+            "the VMM's run state changed on its own"
+        );
+        if vmm_paused {
+            inner.emit(
+                obj.uuid,
+                &name,
+                EventType::Suspended,
+                detail::SUSPENDED_PAUSED,
+            );
+        } else {
+            inner.emit(
+                obj.uuid,
+                &name,
+                EventType::Resumed,
+                detail::RESUMED_UNPAUSED,
+            );
+        }
+        write_status(&inner, &obj);
+    }
 }
 
 /// The guest changed its balloon: its live memory follows, with an event.
