@@ -180,33 +180,30 @@ pub(super) async fn pause_locked(
         }
         vmm.control.execute("resume").await?;
     }
+    record_run_state(inner, obj, pause, paused::USER);
+    Ok(())
+}
+
+/// Records the guest paused (with `paused_reason`) or running again, and
+/// announces it.
+pub(super) fn record_run_state(inner: &Inner, obj: &DomainObj, pause: bool, paused_reason: i32) {
     let name = {
         let mut d = obj.data();
         if pause {
             d.state = DomainState::Paused;
-            d.reason = paused::USER;
+            d.reason = paused_reason;
         } else {
             d.state = DomainState::Running;
             d.reason = running::UNPAUSED;
         }
         d.name.clone()
     };
-    if pause {
-        inner.emit(
-            obj.uuid,
-            &name,
-            EventType::Suspended,
-            detail::SUSPENDED_PAUSED,
-        );
+    let (event, why) = if pause {
+        (EventType::Suspended, detail::SUSPENDED_PAUSED)
     } else {
-        inner.emit(
-            obj.uuid,
-            &name,
-            EventType::Resumed,
-            detail::RESUMED_UNPAUSED,
-        );
-    }
-    Ok(())
+        (EventType::Resumed, detail::RESUMED_UNPAUSED)
+    };
+    inner.emit(obj.uuid, &name, event, why);
 }
 
 /// Starts every inactive persistent domain marked autostart.

@@ -442,44 +442,18 @@ async fn sync_run_state(inner: Arc<Inner>, obj: Arc<DomainObj>, vmm: Arc<Vmm>, g
         return;
     };
     let vmm_paused = status.get("status").and_then(|s| s.as_str()) == Some("paused");
-    let changed = {
-        let mut d = obj.data();
+    let differs = {
+        let d = obj.data();
         let current = d.live.as_ref().is_some_and(|l| l.generation == generation);
-        let daemon_paused = d.state == DomainState::Paused;
-        if !current || daemon_paused == vmm_paused || !d.is_active() {
-            None
-        } else {
-            if vmm_paused {
-                d.state = DomainState::Paused;
-                d.reason = paused::UNKNOWN;
-            } else {
-                d.state = DomainState::Running;
-                d.reason = running::UNPAUSED;
-            }
-            Some(d.name.clone())
-        }
+        current && d.is_active() && (d.state == DomainState::Paused) != vmm_paused
     };
-    if let Some(name) = changed {
+    if differs {
         tracing::warn!(
-            domain = name,
+            domain = obj.name(),
             vmm_paused,
             "the VMM's run state changed on its own"
         );
-        if vmm_paused {
-            inner.emit(
-                obj.uuid,
-                &name,
-                EventType::Suspended,
-                detail::SUSPENDED_PAUSED,
-            );
-        } else {
-            inner.emit(
-                obj.uuid,
-                &name,
-                EventType::Resumed,
-                detail::RESUMED_UNPAUSED,
-            );
-        }
+        super::lifecycle::record_run_state(&inner, &obj, vmm_paused, paused::UNKNOWN);
         write_status(&inner, &obj);
     }
 }
