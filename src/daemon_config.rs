@@ -316,9 +316,10 @@ impl Settings {
             }
         };
         Ok(Confinement {
+            user: identity,
             dynamic_ownership: self.dynamic_ownership,
             seccomp: self.seccomp_sandbox,
-            ..Confinement::full(identity)
+            jail: true,
         })
     }
 }

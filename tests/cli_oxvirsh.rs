@@ -231,6 +231,27 @@ impl Env {
         p.display().to_string()
     }
 
+    /// `oxvirsh event` on `dom`'s lifecycle for `secs` seconds, given a
+    /// second to subscribe before it returns.
+    fn lifecycle_events(&self, dom: &str, secs: u32) -> Child {
+        let child = self
+            .ox_cmd()
+            .args([
+                "event",
+                "--domain",
+                dom,
+                "--event",
+                "lifecycle",
+                "--timeout",
+            ])
+            .arg(secs.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("event");
+        std::thread::sleep(Duration::from_millis(1000));
+        child
+    }
+
     fn wait_state(&self, dom: &str, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -1565,21 +1586,7 @@ fn a_forbidden_syscall_kills_the_vmm_and_the_guest_crashes() {
         &format!("Domain 'g1' defined from {f}\n\n"),
     );
     env.ok(&["start", "g1"], "Domain 'g1' started\n\n");
-    let events = env
-        .ox_cmd()
-        .args([
-            "event",
-            "--domain",
-            "g1",
-            "--event",
-            "lifecycle",
-            "--timeout",
-            "15",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("event");
-    std::thread::sleep(Duration::from_millis(1000));
+    let events = env.lifecycle_events("g1", 15);
     let st = vmm_status(&env, "g1");
     let pid = st["pid"].as_i64().unwrap() as i32;
     let sock = st["control_socket"].as_str().unwrap().to_string();
@@ -1627,21 +1634,7 @@ fn a_pause_answered_too_late_is_still_followed() {
     env.ok(&["domstate", "g1"], "running\n\n");
     // Continued, the VMM carries out the pause it had queued: the daemon
     // learns of it and records it.
-    let events = env
-        .ox_cmd()
-        .args([
-            "event",
-            "--domain",
-            "g1",
-            "--event",
-            "lifecycle",
-            "--timeout",
-            "10",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("event");
-    std::thread::sleep(Duration::from_millis(1000));
+    let events = env.lifecycle_events("g1", 10);
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
     env.wait_state("g1", "paused");

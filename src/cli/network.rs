@@ -9,45 +9,26 @@ use super::bus::{Bus, Params, param_bool, param_str};
 use super::domain_lifecycle::{Simple, read_file};
 use super::error::{CliError, Result};
 use super::format::{table, yes_no};
-use super::options::exclusive;
+use super::options::{ListFilter, exclusive};
 use super::storage::info_line as line;
+use crate::dbus::network::WireLease;
+use crate::xml::network::update::{command, section_named};
 
 pub const NETWORK: &str = "org.libvirt.Network";
 
-/// `virConnectListAllNetworksFlags`.
-const LIST_INACTIVE: u32 = 1;
-const LIST_ACTIVE: u32 = 2;
-const LIST_PERSISTENT: u32 = 4;
-const LIST_TRANSIENT: u32 = 8;
-const LIST_AUTOSTART: u32 = 16;
-const LIST_NO_AUTOSTART: u32 = 32;
 /// `VIR_NETWORK_XML_INACTIVE`.
 const XML_INACTIVE: u32 = 1;
 /// `virNetworkUpdateFlags`.
 const UPDATE_LIVE: u32 = 1;
 const UPDATE_CONFIG: u32 = 2;
 
-/// virsh's `virNetworkUpdateCommand` and `virNetworkUpdateSection` names.
+/// virsh's `virNetworkUpdateCommand` names.
 const UPDATE_COMMANDS: &[(&str, u32)] = &[
-    ("modify", 1),
-    ("delete", 2),
-    ("add-last", 3),
-    ("add", 3),
-    ("add-first", 4),
-];
-const UPDATE_SECTIONS: &[&str] = &[
-    "bridge",
-    "domain",
-    "ip",
-    "ip-dhcp-host",
-    "ip-dhcp-range",
-    "forward",
-    "forward-interface",
-    "forward-pf",
-    "portgroup",
-    "dns-host",
-    "dns-txt",
-    "dns-srv",
+    ("modify", command::MODIFY),
+    ("delete", command::DELETE),
+    ("add-last", command::ADD_LAST),
+    ("add", command::ADD_LAST),
+    ("add-first", command::ADD_FIRST),
 ];
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -171,23 +152,15 @@ fn props(bus: &Bus, path: &str) -> Params {
 }
 
 pub fn net_list(bus: &Bus, a: &NetListArgs) -> Result<String> {
-    let mut flags = LIST_ACTIVE;
-    if a.inactive {
-        flags = LIST_INACTIVE;
+    let flags = ListFilter {
+        inactive: a.inactive,
+        all: a.all,
+        persistent: a.persistent,
+        transient: a.transient,
+        autostart: a.autostart,
+        no_autostart: a.no_autostart,
     }
-    if a.all {
-        flags = LIST_ACTIVE | LIST_INACTIVE;
-    }
-    for (given, bit) in [
-        (a.persistent, LIST_PERSISTENT),
-        (a.transient, LIST_TRANSIENT),
-        (a.autostart, LIST_AUTOSTART),
-        (a.no_autostart, LIST_NO_AUTOSTART),
-    ] {
-        if given {
-            flags |= bit;
-        }
-    }
+    .flags();
     exclusive(&[
         ("table", "name", a.table && a.name),
         ("table", "uuid", a.table && a.uuid),
@@ -355,10 +328,7 @@ pub fn net_update(bus: &Bus, a: &NetUpdateArgs) -> Result<String> {
         .find(|(n, _)| *n == a.command)
         .map(|(_, c)| *c)
         .ok_or_else(|| CliError::ctx(format!("unrecognized command name '{}'", a.command)))?;
-    let section = UPDATE_SECTIONS
-        .iter()
-        .position(|s| *s == a.section)
-        .map(|i| i as u32 + 1)
+    let section = section_named(&a.section)
         .ok_or_else(|| CliError::ctx(format!("unrecognized section name '{}'", a.section)))?;
     let xml = if a.xml.starts_with('<') {
         a.xml.clone()
@@ -419,21 +389,9 @@ fn local_time(secs: i64) -> String {
     )
 }
 
-type Lease = (
-    String,
-    i64,
-    i32,
-    String,
-    String,
-    String,
-    u32,
-    String,
-    String,
-);
-
 pub fn net_dhcp_leases(bus: &Bus, arg: &str, mac: Option<&str>) -> Result<String> {
     let net = lookup(bus, arg)?;
-    let mut leases: Vec<Lease> = bus
+    let mut leases: Vec<WireLease> = bus
         .call(
             &net.path,
             NETWORK,

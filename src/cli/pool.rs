@@ -10,18 +10,10 @@ use super::bus::{Bus, Params, param_bool, param_str};
 use super::domain_lifecycle::read_file;
 use super::error::{CliError, Result};
 use super::format::{table, yes_no};
-use super::options::exclusive;
+use super::options::{ListFilter, exclusive};
 use super::storage::{
     By, POOL, Pool, info_line as line, lookup_pool, lookup_pool_by, pool_state_name, pretty,
 };
-
-/// `virConnectListAllStoragePoolsFlags`.
-const LIST_INACTIVE: u32 = 1;
-const LIST_ACTIVE: u32 = 2;
-const LIST_PERSISTENT: u32 = 4;
-const LIST_TRANSIENT: u32 = 8;
-const LIST_AUTOSTART: u32 = 16;
-const LIST_NO_AUTOSTART: u32 = 32;
 
 /// virsh's pool type names and their listing flags.
 const POOL_TYPES: &[(&str, u32)] = &[
@@ -172,23 +164,15 @@ struct Row {
 }
 
 pub fn pool_list(bus: &Bus, a: &PoolListArgs) -> Result<String> {
-    let mut flags = LIST_ACTIVE;
-    if a.inactive {
-        flags = LIST_INACTIVE;
+    let mut flags = ListFilter {
+        inactive: a.inactive,
+        all: a.all,
+        persistent: a.persistent,
+        transient: a.transient,
+        autostart: a.autostart,
+        no_autostart: a.no_autostart,
     }
-    if a.all {
-        flags = LIST_ACTIVE | LIST_INACTIVE;
-    }
-    for (given, bit) in [
-        (a.autostart, LIST_AUTOSTART),
-        (a.no_autostart, LIST_NO_AUTOSTART),
-        (a.persistent, LIST_PERSISTENT),
-        (a.transient, LIST_TRANSIENT),
-    ] {
-        if given {
-            flags |= bit;
-        }
-    }
+    .flags();
     exclusive(&[
         ("details", "uuid", a.details && a.uuid),
         ("details", "name", a.details && a.name),

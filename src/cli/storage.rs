@@ -13,9 +13,6 @@ use super::error::{CliError, Result};
 pub const POOL: &str = "org.libvirt.StoragePool";
 pub const VOL: &str = "org.libvirt.StorageVol";
 
-/// `virConnectListAllStoragePoolsFlags`: ACTIVE.
-pub const LIST_ACTIVE: u32 = 2;
-
 /// A storage pool on the bus.
 pub struct Pool {
     pub path: String,
@@ -103,7 +100,8 @@ impl Vol {
 
     /// `virStoragePoolLookupByVolume`: the active pool listing it.
     pub fn pool(&self, bus: &Bus) -> Result<Pool> {
-        let pools: Vec<OwnedObjectPath> = bus.connect("ListStoragePools", &(LIST_ACTIVE,))?;
+        let pools: Vec<OwnedObjectPath> =
+            bus.connect("ListStoragePools", &(super::options::ListFilter::ACTIVE,))?;
         for p in pools {
             let pool = Pool {
                 path: p.to_string(),

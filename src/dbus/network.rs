@@ -24,7 +24,7 @@ pub fn paths(list: &[NetworkRef]) -> Vec<OwnedObjectPath> {
 
 /// A lease as libvirt-dbus sends it: interface, expiry, type, MAC, IAID,
 /// address, prefix, hostname, client id (`a(sxisssuss)`).
-type WireLease = (
+pub type WireLease = (
     String,
     i64,
     i32,

@@ -82,16 +82,6 @@ pub struct Confinement {
 }
 
 impl Confinement {
-    /// Everything on, as a root daemon runs guests by default.
-    pub fn full(user: Option<crate::vmm::config::Identity>) -> Self {
-        Confinement {
-            user,
-            dynamic_ownership: true,
-            seccomp: true,
-            jail: true,
-        }
-    }
-
     /// The sandbox section of a VMM's configuration.
     pub fn sandbox(&self, run_dir: &Path) -> crate::vmm::config::SandboxConfig {
         crate::vmm::config::SandboxConfig {

@@ -63,13 +63,6 @@ pub fn new(name: &str, sink: Box<dyn Write + Send>) -> (OutputPump, PumpHandle) 
     )
 }
 
-/// A pump for `sink` with its writer thread running.
-pub fn spawn(name: &str, sink: Box<dyn Write + Send>) -> io::Result<(OutputPump, PumpHandle)> {
-    let (pump, mut handle) = new(name, sink);
-    handle.start()?;
-    Ok((pump, handle))
-}
-
 fn write_out(theirs: &Shared, mut sink: Box<dyn Write + Send>) {
     // Process signals (SIGTERM, SIGINT, SIGHUP) belong to the main
     // thread's signalfd; a helper thread must never take them.
@@ -174,7 +167,8 @@ mod tests {
     #[test]
     fn keeps_order_and_drains_everything() {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (mut pump, mut handle) = spawn("test-pump", Box::new(Collect(seen.clone()))).unwrap();
+        let (mut pump, mut handle) = new("test-pump", Box::new(Collect(seen.clone())));
+        handle.start().unwrap();
         let mut want = Vec::new();
         for i in 0..20_000u32 {
             let b = (i % 251) as u8;
@@ -197,7 +191,8 @@ mod tests {
                 Ok(())
             }
         }
-        let (mut pump, mut handle) = spawn("test-pump", Box::new(Stuck)).unwrap();
+        let (mut pump, mut handle) = new("test-pump", Box::new(Stuck));
+        handle.start().unwrap();
         let chunk = vec![0u8; 64 * 1024];
         for _ in 0..64 {
             pump.write_all(&chunk).unwrap();

@@ -102,11 +102,6 @@ pub fn confine_current(kind: ThreadKind) -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("installing the {kind:?} seccomp filter: {e}")))
 }
 
-/// Whether seccomp filters are in force.
-pub fn seccomp_armed() -> bool {
-    FILTERS.get().is_some()
-}
-
 /// Starts a thread of `kind` called `name` running `body`, confined to
 /// its filter from its first instruction on.
 pub fn spawn<F>(

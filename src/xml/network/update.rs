@@ -47,6 +47,14 @@ const SECTION_NAMES: [&str; 13] = [
     "dns-srv",
 ];
 
+/// The section virsh calls `name` (`net-update`'s section argument).
+pub fn section_named(name: &str) -> Option<u32> {
+    SECTION_NAMES
+        .iter()
+        .position(|s| !s.is_empty() && *s == name)
+        .map(|i| i as u32)
+}
+
 fn unsupported(detail: impl AsRef<str>) -> Error {
     Error::new(
         ErrorCode::OperationUnsupported,
