@@ -1382,6 +1382,25 @@ fn confined_env(tag: &str, extra: &str) -> Option<Env> {
     )
 }
 
+/// A root daemon running guests as nobody (with `extra` settings), and
+/// `g1` defined on root-only copies of the test kernel and a disk, which
+/// are returned.
+fn confined_guest(tag: &str, extra: &str) -> Option<(Env, PathBuf, PathBuf)> {
+    let kernel = guest_kernel()?;
+    if !is_root() {
+        ci_common::skip("confinement needs a root daemon");
+        return None;
+    }
+    let env = confined_env(tag, extra)?;
+    let (k, d) = private_files(&env, &kernel);
+    let f = env.write("g1.xml", &guest_with_disk_xml(&k, &d));
+    env.ok(
+        &["define", &f],
+        &format!("Domain 'g1' defined from {f}\n\n"),
+    );
+    Some((env, k, d))
+}
+
 /// A guest of `kernel` with one raw disk.
 fn guest_with_disk_xml(kernel: &Path, disk: &Path) -> String {
     format!(
@@ -1450,20 +1469,9 @@ fn is_root() -> bool {
 
 #[test]
 fn guests_run_confined_as_their_user() {
-    let Some(kernel) = guest_kernel() else { return };
-    if !is_root() {
-        ci_common::skip("confinement needs a root daemon");
-        return;
-    }
-    let Some(env) = confined_env("confined", "") else {
+    let Some((env, k, d)) = confined_guest("confined", "") else {
         return;
     };
-    let (k, d) = private_files(&env, &kernel);
-    let f = env.write("g1.xml", &guest_with_disk_xml(&k, &d));
-    env.ok(
-        &["define", &f],
-        &format!("Domain 'g1' defined from {f}\n\n"),
-    );
     env.ok(&["start", "g1"], "Domain 'g1' started\n\n");
     // dynamic_ownership: the guest's files belong to its user while it runs.
     assert_eq!(owner(&d), (65534, 65534));
@@ -1528,23 +1536,12 @@ fn guests_run_confined_as_their_user() {
 
 #[test]
 fn without_dynamic_ownership_an_unreadable_disk_is_refused() {
-    let Some(kernel) = guest_kernel() else { return };
-    if !is_root() {
-        ci_common::skip("confinement needs a root daemon");
-        return;
-    }
-    let Some(env) = confined_env("dac-off", "dynamic_ownership = 0\n") else {
+    let Some((env, k, d)) = confined_guest("dac-off", "dynamic_ownership = 0\n") else {
         return;
     };
-    let (k, d) = private_files(&env, &kernel);
     // The kernel is readable by all; the disk only by root.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let f = env.write("g1.xml", &guest_with_disk_xml(&k, &d));
-    env.ok(
-        &["define", &f],
-        &format!("Domain 'g1' defined from {f}\n\n"),
-    );
     env.fails(
         &["start", "g1"],
         &format!(
@@ -1567,24 +1564,13 @@ fn without_dynamic_ownership_an_unreadable_disk_is_refused() {
 
 #[test]
 fn a_forbidden_syscall_kills_the_vmm_and_the_guest_crashes() {
-    let Some(kernel) = guest_kernel() else { return };
     if !cfg!(feature = "test-hooks") {
         ci_common::skip("needs the test-hooks feature (cargo test --features test-hooks)");
         return;
     }
-    if !is_root() {
-        ci_common::skip("confinement needs a root daemon");
-        return;
-    }
-    let Some(env) = confined_env("sigsys", "") else {
+    let Some((env, _, d)) = confined_guest("sigsys", "") else {
         return;
     };
-    let (k, d) = private_files(&env, &kernel);
-    let f = env.write("g1.xml", &guest_with_disk_xml(&k, &d));
-    env.ok(
-        &["define", &f],
-        &format!("Domain 'g1' defined from {f}\n\n"),
-    );
     env.ok(&["start", "g1"], "Domain 'g1' started\n\n");
     let events = env.lifecycle_events("g1", 15);
     let st = vmm_status(&env, "g1");
