@@ -36,11 +36,9 @@ pub struct Settings {
     pub rpc_socket: PathBuf,
     /// Read-only RPC socket, if any.
     pub rpc_socket_ro: Option<PathBuf>,
-    /// RPC clients served at once (libvirt's `max_clients`).
-    pub max_clients: usize,
-    /// Calls of one RPC client in progress at once (libvirt's
-    /// `max_client_requests`).
-    pub max_client_requests: usize,
+    /// How many RPC clients are served and queued, how many calls each,
+    /// and how dead ones are found.
+    pub clients: ClientLimits,
     /// The bus to serve `org.libvirt` on.
     pub bus: BusSetting,
     /// A `tracing` filter: `info`, `debug`, `oxvirt=debug,zbus=warn`, ...
@@ -72,9 +70,54 @@ impl std::error::Error for ConfigError {}
 /// The system configuration file.
 pub const SYSTEM_CONFIG: &str = "/etc/oxvirt/oxvirtd.conf";
 
-/// libvirtd's defaults (`libvirtd.conf`).
-pub const DEFAULT_MAX_CLIENTS: usize = 5000;
-pub const DEFAULT_MAX_CLIENT_REQUESTS: usize = 5;
+/// libvirt's limits on the clients of its RPC sockets (`libvirtd.conf`).
+/// At `max_clients`, the daemon stops accepting: new connections wait in
+/// the socket's queue, which holds `max_queued_clients`; the kernel
+/// refuses connections beyond it. Read-only clients cannot take the
+/// read-write socket's places, so a flood of local users' connections
+/// never locks root out. Clients that asked whether keepalive is
+/// supported get a ping after `keepalive_interval` seconds of silence and
+/// are dropped after `keepalive_count` pings unanswered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientLimits {
+    pub max_clients: usize,
+    /// Clients not yet authenticated. The Unix sockets authenticate by
+    /// the peer's credentials when they connect, so none wait.
+    pub max_anonymous_clients: usize,
+    pub max_queued_clients: usize,
+    pub max_client_requests: usize,
+    /// Seconds; 0 or less turns keepalive off.
+    pub keepalive_interval: i32,
+    pub keepalive_count: u32,
+}
+
+impl Default for ClientLimits {
+    /// libvirtd's defaults.
+    fn default() -> Self {
+        ClientLimits {
+            max_clients: 5000,
+            max_anonymous_clients: 20,
+            max_queued_clients: 1000,
+            max_client_requests: 5,
+            keepalive_interval: 5,
+            keepalive_count: 5,
+        }
+    }
+}
+
+impl ClientLimits {
+    /// Refuses combinations libvirt refuses.
+    fn check(&self) -> Result<(), String> {
+        if self.max_anonymous_clients > self.max_clients {
+            return Err(format!(
+                "The overall maximum number of clients must not be less than the number of clients waiting for authentication (max_clients {} < max_anonymous_clients {})",
+                self.max_clients, self.max_anonymous_clients
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The user the package creates for guests' VMMs (libvirt's `libvirt-qemu`).
 pub const DEFAULT_VMM_USER: &str = "oxvirt-qemu";
 /// Where the VMM is installed when it is not next to `oxvirtd`.
@@ -112,8 +155,7 @@ impl Settings {
             rpc_enabled: true,
             rpc_socket: PathBuf::from("/run/libvirt/libvirt-sock"),
             rpc_socket_ro: Some(PathBuf::from("/run/libvirt/libvirt-sock-ro")),
-            max_clients: DEFAULT_MAX_CLIENTS,
-            max_client_requests: DEFAULT_MAX_CLIENT_REQUESTS,
+            clients: ClientLimits::default(),
             bus: BusSetting::System,
             log_level: "info".to_string(),
             user: None,
@@ -138,8 +180,7 @@ impl Settings {
             rpc_enabled: true,
             rpc_socket: runtime.join("libvirt/libvirt-sock"),
             rpc_socket_ro: None,
-            max_clients: DEFAULT_MAX_CLIENTS,
-            max_client_requests: DEFAULT_MAX_CLIENT_REQUESTS,
+            clients: ClientLimits::default(),
             bus: BusSetting::Session,
             log_level: "info".to_string(),
             user: None,
@@ -184,7 +225,9 @@ impl Settings {
             self.set(&key, value).map_err(err)?;
             seen.push((key, n));
         }
-        Ok(())
+        self.clients
+            .check()
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))
     }
 
     fn set(&mut self, key: &str, value: Value) -> Result<(), String> {
@@ -203,8 +246,12 @@ impl Settings {
                     Some(absolute(key, s)?)
                 };
             }
-            "max_clients" => self.max_clients = value.count(key)?,
-            "max_client_requests" => self.max_client_requests = value.count(key)?,
+            "max_clients" => self.clients.max_clients = value.count(key)?,
+            "max_anonymous_clients" => self.clients.max_anonymous_clients = value.count(key)?,
+            "max_queued_clients" => self.clients.max_queued_clients = value.count(key)?,
+            "max_client_requests" => self.clients.max_client_requests = value.count(key)?,
+            "keepalive_interval" => self.clients.keepalive_interval = value.int(key)?,
+            "keepalive_count" => self.clients.keepalive_count = value.unsigned(key)?,
             "bus" => {
                 let s = value.string(key)?;
                 self.bus = match s.as_str() {
@@ -232,7 +279,7 @@ impl Settings {
             "seccomp_sandbox" => self.seccomp_sandbox = value.flag(key)?,
             other => {
                 return Err(format!(
-                    "unknown setting '{other}' (known: config_dir, run_dir, state_dir, vmm_path, rpc_enabled, rpc_socket, rpc_socket_ro, max_clients, max_client_requests, bus, log_level, user, group, dynamic_ownership, seccomp_sandbox)"
+                    "unknown setting '{other}' (known: config_dir, run_dir, state_dir, vmm_path, rpc_enabled, rpc_socket, rpc_socket_ro, max_clients, max_anonymous_clients, max_queued_clients, max_client_requests, keepalive_interval, keepalive_count, bus, log_level, user, group, dynamic_ownership, seccomp_sandbox)"
                 ));
             }
         }
@@ -248,7 +295,7 @@ impl Settings {
             BusSetting::Address(a) => a.clone(),
         };
         format!(
-            "config_dir = {}\nrun_dir = {}\nstate_dir = {}\nvmm_path = {}\nrpc_enabled = {}\nrpc_socket = {}\nrpc_socket_ro = {}\nmax_clients = {}\nmax_client_requests = {}\nbus = {}\nlog_level = {}\n{}{}dynamic_ownership = {}\nseccomp_sandbox = {}\n",
+            "config_dir = {}\nrun_dir = {}\nstate_dir = {}\nvmm_path = {}\nrpc_enabled = {}\nrpc_socket = {}\nrpc_socket_ro = {}\nmax_clients = {}\nmax_anonymous_clients = {}\nmax_queued_clients = {}\nmax_client_requests = {}\nkeepalive_interval = {}\nkeepalive_count = {}\nbus = {}\nlog_level = {}\n{}{}dynamic_ownership = {}\nseccomp_sandbox = {}\n",
             q(&self.config_dir),
             q(&self.run_dir),
             q(&self.state_dir),
@@ -259,8 +306,12 @@ impl Settings {
                 .as_deref()
                 .map(q)
                 .unwrap_or_else(|| "\"\"".to_string()),
-            self.max_clients,
-            self.max_client_requests,
+            self.clients.max_clients,
+            self.clients.max_anonymous_clients,
+            self.clients.max_queued_clients,
+            self.clients.max_client_requests,
+            self.clients.keepalive_interval,
+            self.clients.keepalive_count,
             quote(&bus),
             quote(&self.log_level),
             opt_line("user", self.user.as_deref(), DEFAULT_VMM_USER),
@@ -417,6 +468,23 @@ impl Value {
         }
     }
 
+    /// Any integer libvirt's `int` settings take.
+    fn int(self, key: &str) -> Result<i32, String> {
+        match self {
+            Value::Int(i) => i32::try_from(i).map_err(|_| format!("{key} is out of range: {i}")),
+            Value::Str(s) => Err(format!("{key} takes a number, not \"{s}\"")),
+        }
+    }
+
+    /// Zero or more.
+    fn unsigned(self, key: &str) -> Result<u32, String> {
+        match self {
+            Value::Int(i) => u32::try_from(i)
+                .map_err(|_| format!("{key} takes a number from 0 to {}, not {i}", u32::MAX)),
+            Value::Str(s) => Err(format!("{key} takes a number, not \"{s}\"")),
+        }
+    }
+
     fn flag(self, key: &str) -> Result<bool, String> {
         match self {
             Value::Int(0) => Ok(false),
@@ -542,6 +610,38 @@ mod tests {
         let mut again = Settings::system_default();
         again.apply(&s.render(), "rendered").unwrap();
         assert_eq!(again, s);
+    }
+
+    #[test]
+    fn client_limits() {
+        let s = apply(
+            "max_clients = 10\nmax_anonymous_clients = 10\nmax_queued_clients = 3\n\
+             keepalive_interval = -1\nkeepalive_count = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.clients,
+            ClientLimits {
+                max_clients: 10,
+                max_anonymous_clients: 10,
+                max_queued_clients: 3,
+                max_client_requests: 5,
+                keepalive_interval: -1,
+                keepalive_count: 0,
+            }
+        );
+        let mut again = Settings::system_default();
+        again.apply(&s.render(), "rendered").unwrap();
+        assert_eq!(again, s);
+        // libvirt refuses fewer clients than may wait for authentication
+        // (default 20), and so does oxvirtd.
+        let e = apply("max_clients = 8\n").unwrap_err();
+        assert!(
+            e.0.contains("must not be less than the number of clients waiting for authentication"),
+            "{e}"
+        );
+        assert!(apply("keepalive_count = -1\n").is_err());
+        assert!(apply("max_queued_clients = 0\n").is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ fn node_devices_through_virsh() {
 }
 
 /// An unprivileged user floods the read-only socket: root's virsh still
-/// answers, connections beyond max_clients are closed at once and the
+/// answers, connections beyond max_clients wait in the queue and the
 /// daemon's memory stays bounded.
 #[test]
 fn a_local_user_cannot_lock_root_out() {

@@ -405,12 +405,56 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A connection attempt that does not wait: `Some` when the socket took
+/// it (served or queued), `None` when its queue is full.
+fn connect_nowait(path: &Path) -> Option<UnixStream> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: a new socket; the address is a zeroed sockaddr_un filled
+    // with a path shorter than sun_path (asserted), its length passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let bytes = path.as_os_str().as_bytes();
+        assert!(bytes.len() < addr.sun_path.len());
+        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        let r = libc::connect(fd, (&raw const addr).cast(), len);
+        let s = UnixStream::from_raw_fd(fd);
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+            return None;
+        }
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Some(s)
+    }
+}
+
+/// Whether `s` got no answer within half a second.
+fn unanswered(s: &mut UnixStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut b = [0u8; 4];
+    let quiet = matches!(
+        s.read(&mut b),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    );
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    quiet
+}
+
 #[test]
 fn a_flood_of_read_only_clients_never_locks_root_out() {
     let env = Env::start_with("flood", |root| {
         std::fs::write(
             root.join("oxvirtd.conf"),
-            "max_clients = 8\nmax_client_requests = 2\n",
+            "max_clients = 8\nmax_anonymous_clients = 8\nmax_client_requests = 2\nmax_queued_clients = 4\n",
         )
         .unwrap();
     });
@@ -423,17 +467,24 @@ fn a_flood_of_read_only_clients_never_locks_root_out() {
         open(&mut s);
         held.push(s);
     }
-    // ... the next ones are closed at once, and so are slow ones that
-    // never finish a message.
+    // ... the next ones wait in the socket's queue, unanswered, and
+    // beyond max_queued_clients the kernel refuses them.
+    let mut queued = Vec::new();
     let mut refused = 0;
     for _ in 0..40 {
-        let mut s = connect(&env.sock_ro());
-        let _ = s.write_all(&[0, 0, 1]);
-        if closed_by_server(&mut s) {
-            refused += 1;
+        match connect_nowait(&env.sock_ro()) {
+            Some(mut s) => {
+                s.write_all(&frame(REMOTE, 66, 0, 0, 0, &[])).unwrap();
+                queued.push(s);
+            }
+            None => refused += 1,
         }
     }
-    assert_eq!(refused, 40);
+    eprintln!("{} queued, {refused} refused", queued.len());
+    // Linux lets one more than the queue length wait.
+    assert!((4..=5).contains(&queued.len()), "{} queued", queued.len());
+    assert_eq!(refused, 40 - queued.len());
+    assert!(unanswered(&mut queued[0]));
     // Root's socket still answers, calls pipelined past
     // max_client_requests included.
     let mut root = connect(&env.sock());
@@ -450,10 +501,89 @@ fn a_flood_of_read_only_clients_never_locks_root_out() {
     let after = rss_kib(pid);
     eprintln!("daemon RSS: {before} KiB before the flood, {after} KiB with it");
     // A read-only place frees when a client leaves (root's connection
-    // holds one of the eight too).
+    // holds one of the eight too): the first queued client is served.
     drop(root);
     drop(held.pop());
-    std::thread::sleep(Duration::from_millis(200));
-    let mut s = connect(&env.sock_ro());
-    open(&mut s);
+    let m = read_msg(&mut queued[0]).expect("a queued client is served once a place frees");
+    assert_eq!((m.proc_, m.status), (66, 0));
+}
+
+/// Reads messages until one that is not a keepalive ping; counts the pings.
+fn read_past_pings(s: &mut UnixStream, pings: &mut u32) -> Option<Msg> {
+    loop {
+        let m = read_msg(s)?;
+        if (m.prog, m.proc_, m.mtype) == (KEEPALIVE, 1, 2) {
+            *pings += 1;
+            continue;
+        }
+        return Some(m);
+    }
+}
+
+/// CONNECT_SUPPORTS_FEATURE(PROGRAM_KEEPALIVE) → 1.
+fn ask_for_keepalive(s: &mut UnixStream) {
+    s.write_all(&frame(REMOTE, 60, 0, 7, 0, &be(&[10])))
+        .unwrap();
+    let m = read_msg(s).unwrap();
+    assert_eq!((m.proc_, m.serial, m.status), (60, 7, 0));
+    assert_eq!(m.payload, be(&[1]));
+}
+
+#[test]
+fn keepalive_drops_clients_that_stop_answering() {
+    let env = Env::start_with("keepalive", |root| {
+        std::fs::write(
+            root.join("oxvirtd.conf"),
+            "keepalive_interval = 1\nkeepalive_count = 2\n",
+        )
+        .unwrap();
+    });
+    let mut dead = connect(&env.sock());
+    open(&mut dead);
+    ask_for_keepalive(&mut dead);
+    let mut alive = connect(&env.sock());
+    open(&mut alive);
+    ask_for_keepalive(&mut alive);
+    // Never asked: never pinged, never dropped.
+    let mut plain = connect(&env.sock());
+    open(&mut plain);
+
+    // The live client answers every ping for four seconds.
+    let responder = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(4);
+        let mut pings = 0;
+        alive
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        while Instant::now() < until {
+            if let Some(m) = read_msg(&mut alive) {
+                assert_eq!((m.prog, m.proc_, m.mtype), (KEEPALIVE, 1, 2), "{m:?}");
+                pings += 1;
+                alive.write_all(&frame(KEEPALIVE, 2, 2, 0, 0, &[])).unwrap();
+            }
+        }
+        alive
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        (alive, pings)
+    });
+
+    // The silent one is pinged twice, then dropped about three intervals
+    // after its last message.
+    let started = Instant::now();
+    let mut pings = 0;
+    assert!(read_past_pings(&mut dead, &mut pings).is_none());
+    let waited = started.elapsed();
+    eprintln!("silent client: {pings} pings, dropped after {waited:?}");
+    assert_eq!(pings, 2);
+
+    let (mut alive, answered) = responder.join().unwrap();
+    eprintln!("answering client: {answered} pings answered");
+    assert!(answered >= 2);
+    get_type_works(&mut alive, 30);
+    let mut none = 0;
+    plain.write_all(&frame(REMOTE, 3, 0, 31, 0, &[])).unwrap();
+    let m = read_past_pings(&mut plain, &mut none).unwrap();
+    assert_eq!((m.proc_, m.serial, m.status), (3, 31, 0));
+    assert_eq!(none, 0);
 }

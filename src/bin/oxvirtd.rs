@@ -239,7 +239,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    raise_open_file_limit(s.max_clients);
+    raise_open_file_limit(s.clients.max_clients);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -254,10 +254,7 @@ fn main() -> ExitCode {
     let rpc_cfg = s.rpc_enabled.then(|| rpc::RpcConfig {
         socket: s.rpc_socket.clone(),
         socket_ro: s.rpc_socket_ro.clone(),
-        limits: rpc::ClientLimits {
-            max_clients: s.max_clients,
-            max_client_requests: s.max_client_requests,
-        },
+        limits: s.clients,
     });
     let result = rt.block_on(async move {
         // SIGHUP re-reads the configuration file.

@@ -25,6 +25,8 @@ pub struct Shared {
     /// Clients connected to the read-write and the read-only socket.
     pub clients_rw: std::sync::atomic::AtomicUsize,
     pub clients_ro: std::sync::atomic::AtomicUsize,
+    /// Told whenever a client leaves and its place frees.
+    pub place_freed: tokio::sync::Notify,
 }
 
 /// One registered event callback.
@@ -89,6 +91,8 @@ pub struct Conn {
     pub requests: std::sync::Arc<tokio::sync::Semaphore>,
     /// One event forwarder per object kind with callbacks.
     object_event_tasks: Mutex<HashMap<ObjectKind, AbortHandle>>,
+    pub keepalive: super::keepalive::Keepalive,
+    keepalive_task: Mutex<Option<AbortHandle>>,
 }
 
 /// A callback for events of one kind: (kind, event id, only this object).
@@ -121,6 +125,8 @@ impl Conn {
             streams: Mutex::new(HashMap::new()),
             event_task: Mutex::new(None),
             object_event_tasks: Mutex::new(HashMap::new()),
+            keepalive: super::keepalive::Keepalive::default(),
+            keepalive_task: Mutex::new(None),
             requests: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 shared.limits.max_client_requests,
             )),
@@ -302,6 +308,24 @@ impl Conn {
         if let Some(t) = lock(&self.event_task).take() {
             t.abort();
         }
+        if let Some(t) = lock(&self.keepalive_task).take() {
+            t.abort();
+        }
+    }
+
+    /// Keeps the keepalive task's handle, for the teardown to end it.
+    pub fn keep_task(&self, task: AbortHandle) {
+        *lock(&self.keepalive_task) = Some(task);
+    }
+
+    /// Notes a message from the client (keepalive's sign of life).
+    pub fn note_received(&self) {
+        self.keepalive.received();
+    }
+
+    /// Resolves once keepalive found the client dead.
+    pub async fn keepalive_expired(&self) {
+        self.keepalive.expired().await;
     }
 }
 

@@ -35,6 +35,10 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             // 9 typed-param strings, 10 keepalive, 14 event callbacks,
             // 15 close callback.
             let yes = matches!(a.value, 9 | 10 | 14 | 15);
+            if a.value == 10 {
+                // As libvirtd: asking is what starts the server's pings.
+                super::keepalive::start(conn);
+            }
             reply(&I32Val {
                 value: i32::from(yes),
             })

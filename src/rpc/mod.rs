@@ -20,6 +20,7 @@ mod domain;
 mod domain_queries;
 mod events;
 pub mod frame;
+mod keepalive;
 // Written by compat-tests/rpc/gen_protocol.py; most of it is not served yet.
 pub mod generated;
 #[cfg(test)]

@@ -34,24 +34,7 @@ pub struct RpcConfig {
     pub limits: ClientLimits,
 }
 
-/// libvirt's `max_clients` and `max_client_requests`. At `max_clients`,
-/// new connections are closed at once, as libvirt closes them; the
-/// read-only socket's clients cannot take the read-write socket's places,
-/// so a flood of local users' connections never locks root out.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientLimits {
-    pub max_clients: usize,
-    pub max_client_requests: usize,
-}
-
-impl Default for ClientLimits {
-    fn default() -> Self {
-        ClientLimits {
-            max_clients: crate::daemon_config::DEFAULT_MAX_CLIENTS,
-            max_client_requests: crate::daemon_config::DEFAULT_MAX_CLIENT_REQUESTS,
-        }
-    }
-}
+pub use crate::daemon_config::ClientLimits;
 
 impl RpcConfig {
     pub fn system_default() -> Self {
@@ -114,7 +97,22 @@ fn group_id(name: &str) -> Option<u32> {
     })
 }
 
-fn bind_one(path: &Path, mode: u32, group: Option<u32>) -> Result<UnixListener> {
+/// Sets how many connections may wait to be accepted (listen(2) again on
+/// a listening socket changes its queue).
+fn set_queue_length(l: &UnixListener, queued: usize) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let backlog = i32::try_from(queued).unwrap_or(i32::MAX);
+    // SAFETY: listen on a descriptor the listener owns; no memory is passed.
+    if unsafe { libc::listen(l.as_raw_fd(), backlog) } < 0 {
+        return Err(sys_err(
+            "cannot set the socket's queue length".to_string(),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+fn bind_one(path: &Path, mode: u32, group: Option<u32>, queued: usize) -> Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| sys_err(format!("cannot create {}", dir.display()), e))?;
@@ -122,6 +120,7 @@ fn bind_one(path: &Path, mode: u32, group: Option<u32>) -> Result<UnixListener> 
     clear_stale(path)?;
     let l = UnixListener::bind(path)
         .map_err(|e| sys_err(format!("cannot listen on {}", path.display()), e))?;
+    set_queue_length(&l, queued)?;
     if let Some(gid) = group
         && let Err(e) = std::os::unix::fs::chown(path, None, Some(gid))
     {
@@ -155,11 +154,12 @@ pub fn bind(cfg: &RpcConfig) -> Result<Listeners> {
     }
     let group = group_id("libvirt");
     let rw_mode = if group.is_some() { 0o660 } else { 0o600 };
-    let rw = bind_one(&cfg.socket, rw_mode, group)?;
+    let queued = cfg.limits.max_queued_clients;
+    let rw = bind_one(&cfg.socket, rw_mode, group, queued)?;
     let mut paths = vec![cfg.socket.clone()];
     let ro = match &cfg.socket_ro {
         Some(p) => {
-            let l = bind_one(p, 0o666, None)?;
+            let l = bind_one(p, 0o666, None, queued)?;
             paths.push(p.clone());
             Some(l)
         }
@@ -174,7 +174,8 @@ pub fn bind(cfg: &RpcConfig) -> Result<Listeners> {
 }
 
 /// Listeners the service manager bound for us (socket activation): used
-/// as they are, without touching the socket files' owner or mode.
+/// as they are, without touching the socket files' owner or mode; their
+/// queue length is the unit's `Backlog=`.
 pub fn adopt(
     rw: std::os::unix::net::UnixListener,
     ro: Option<std::os::unix::net::UnixListener>,
@@ -222,6 +223,7 @@ pub async fn serve(listeners: Listeners, driver: Driver) {
         limits: listeners.limits,
         clients_rw: AtomicUsize::new(0),
         clients_ro: AtomicUsize::new(0),
+        place_freed: tokio::sync::Notify::new(),
     });
     for p in &listeners.paths {
         tracing::info!("libvirt RPC listening on {}", p.display());
@@ -235,33 +237,58 @@ pub async fn serve(listeners: Listeners, driver: Driver) {
     }
 }
 
+/// Clients that count against `readonly`'s places: read-only clients
+/// count against the read-write ones' places too, read-write clients
+/// only against their own.
+fn places_taken(shared: &Shared, readonly: bool) -> usize {
+    let rw = shared.clients_rw.load(Ordering::SeqCst);
+    if readonly {
+        rw + shared.clients_ro.load(Ordering::SeqCst)
+    } else {
+        rw
+    }
+}
+
+/// Waits until a client of this socket may be accepted. Meanwhile new
+/// connections wait in the socket's queue, as libvirt suspends its
+/// services at `max_clients`.
+async fn wait_for_place(shared: &Shared, readonly: bool) {
+    let mut suspended = false;
+    loop {
+        let freed = shared.place_freed.notified();
+        tokio::pin!(freed);
+        // Registered before the count is read, so a place freed between
+        // the two is not missed.
+        freed.as_mut().enable();
+        if places_taken(shared, readonly) < shared.limits.max_clients {
+            break;
+        }
+        if !suspended {
+            tracing::warn!(
+                readonly,
+                max_clients = shared.limits.max_clients,
+                "too many clients; temporarily not accepting new ones"
+            );
+            suspended = true;
+        }
+        freed.await;
+    }
+    if suspended {
+        tracing::info!(readonly, "accepting new clients again");
+    }
+}
+
 async fn accept_loop(l: UnixListener, shared: Arc<Shared>, readonly: bool) {
     loop {
+        wait_for_place(&shared, readonly).await;
         match l.accept().await {
             Ok((s, _)) => {
-                // Read-only clients count against the read-write ones'
-                // places too; read-write clients only against their own.
-                let (mine, others) = if readonly {
-                    (&shared.clients_ro, &shared.clients_rw)
+                let count = if readonly {
+                    &shared.clients_ro
                 } else {
-                    (&shared.clients_rw, &shared.clients_ro)
+                    &shared.clients_rw
                 };
-                let held = mine.load(Ordering::SeqCst)
-                    + if readonly {
-                        others.load(Ordering::SeqCst)
-                    } else {
-                        0
-                    };
-                if held >= shared.limits.max_clients {
-                    tracing::warn!(
-                        readonly,
-                        max_clients = shared.limits.max_clients,
-                        "too many clients; closing a new connection"
-                    );
-                    drop(s);
-                    continue;
-                }
-                mine.fetch_add(1, Ordering::SeqCst);
+                count.fetch_add(1, Ordering::SeqCst);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     connection(s, shared.clone(), readonly).await;
@@ -271,6 +298,7 @@ async fn accept_loop(l: UnixListener, shared: Arc<Shared>, readonly: bool) {
                         &shared.clients_rw
                     };
                     count.fetch_sub(1, Ordering::SeqCst);
+                    shared.place_freed.notify_waiters();
                 });
             }
             Err(e) => {
@@ -299,7 +327,14 @@ pub async fn connection(s: UnixStream, shared: Arc<Shared>, readonly: bool) {
     let conn = Arc::new(Conn::new(shared, readonly, tx));
     tracing::debug!(readonly, "client connected");
     loop {
-        let (h, payload) = match frame::read_message(&mut rd).await {
+        let read = tokio::select! {
+            r = frame::read_message(&mut rd) => r,
+            () = conn.keepalive_expired() => {
+                tracing::warn!("connection closed due to keepalive timeout");
+                break;
+            }
+        };
+        let (h, payload) = match read {
             Ok(Some(m)) => m,
             Ok(None) => break,
             Err(e) => {
@@ -307,6 +342,7 @@ pub async fn connection(s: UnixStream, shared: Arc<Shared>, readonly: bool) {
                 break;
             }
         };
+        conn.note_received();
         if !handle_message(&conn, h, payload).await {
             break;
         }
@@ -342,6 +378,7 @@ async fn handle_message(conn: &Arc<Conn>, h: Header, payload: Vec<u8>) -> bool {
                 };
                 conn.send_msg(pong, &[]).await;
             }
+            // A pong needs no answer: receiving it was the point.
             true
         }
         PROGRAM_REMOTE => match mtype {
