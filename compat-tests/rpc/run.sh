@@ -258,6 +258,16 @@ else
     echo "skip - needs root, ip and qemu-img"
 fi
 
+echo "# cgroups and tuning: schedinfo, memtune, blkiotune, a memory limit"
+if [ "$(id -u)" = 0 ] && grep -q cgroup /proc/self/mountinfo; then
+    "$here/tuning.sh" "$OXVIRTD" "$tmp/tuning" || fails=$((fails + 1))
+elif [ "${CI:-}" = true ]; then
+    echo "FAIL - tuning needs root and mounted cgroups"
+    fails=$((fails + 1))
+else
+    echo "skip - needs root and mounted cgroups"
+fi
+
 echo "# default socket paths (private mount namespace)"
 if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
     mkdir -p "$tmp/defpaths"

@@ -239,6 +239,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Guests' cgroups, as a root libvirtd keeps them; a daemon with a
+    // run directory of its own keeps its guests in a partition of its own.
+    if nix::unistd::geteuid().is_root() {
+        cfg.cgroups = oxvirt::driver::cgroup::Cgroups::detect();
+        cfg.cgroup_partition = oxvirt::driver::cgroup::partition_for(
+            &cfg.run_dir,
+            &DriverConfig::system_default().run_dir,
+        );
+        if cfg.cgroups.is_empty() {
+            tracing::warn!("no cgroup controller is mounted: guests run without cgroups");
+        } else {
+            tracing::info!(
+                partition = cfg.cgroup_partition,
+                "guest cgroups: {}",
+                cfg.cgroups.describe()
+            );
+        }
+    }
     raise_open_file_limit(s.clients.max_clients);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -156,6 +156,30 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             let params = drv.get_scheduler_parameters(obj, i32::MAX, flags)?;
             call.ok(&(super::stats::typed_params(params),)).await
         }
+        "SetSchedulerParameters" => {
+            let (params, flags): (HashMap<String, zbus::zvariant::OwnedValue>, u32) =
+                call.args()?;
+            drv.set_scheduler_parameters(obj, &super::stats::from_dbus(params)?, flags)
+                .await?;
+            call.ok(&()).await
+        }
+        "GetMemoryParameters" => {
+            let flags = call.flags()?;
+            let (_, params) = drv.get_memory_parameters(obj, usize::MAX, flags)?;
+            call.ok(&(super::stats::typed_params(params),)).await
+        }
+        "SetMemoryParameters" => {
+            let (params, flags): (HashMap<String, zbus::zvariant::OwnedValue>, u32) =
+                call.args()?;
+            drv.set_memory_parameters(obj, &super::stats::from_dbus(params)?, flags)
+                .await?;
+            call.ok(&()).await
+        }
+        "GetBlockIOParameters" => {
+            let flags = call.flags()?;
+            let (_, params) = drv.get_blkio_parameters(obj, usize::MAX, flags)?;
+            call.ok(&(super::stats::typed_params(params),)).await
+        }
         _ => Err(not_supported(m.libvirt)),
     }
 }

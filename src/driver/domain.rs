@@ -42,6 +42,8 @@ pub struct Live {
     /// terminal (and a console on it) outlives the VMMs of a reset; none
     /// after a daemon restart.
     pub serial_pty: Option<std::os::fd::OwnedFd>,
+    /// The guest's cgroup, when the host has controllers.
+    pub cgroup: Option<super::cgroup::GuestCgroup>,
 }
 
 /// Fields guarded by the short lock.

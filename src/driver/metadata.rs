@@ -32,7 +32,7 @@ fn check_flags(flags: u32, function: &str) -> Result<()> {
 }
 
 /// Which definitions a call with `flags` reads or changes: (live, config).
-fn targets(d: &DomainData, flags: u32) -> Result<(bool, bool)> {
+pub(super) fn targets(d: &DomainData, flags: u32) -> Result<(bool, bool)> {
     let (live, config) = match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
         0 => (d.is_active(), !d.is_active()),
         f => (f & AFFECT_LIVE != 0, f & AFFECT_CONFIG != 0),

@@ -4,6 +4,7 @@
 //! Front ends call [`Driver`]'s methods and relay its errors and events;
 //! they hold no domain logic of their own.
 
+pub mod cgroup;
 pub mod control;
 mod definitions;
 pub mod devices;
@@ -65,6 +66,10 @@ pub struct DriverConfig {
     pub vmm_path: PathBuf,
     /// How guests' VMMs are confined.
     pub confinement: Confinement,
+    /// The cgroup hierarchies guests go in (none: no cgroups).
+    pub cgroups: cgroup::Cgroups,
+    /// The partition guests go to unless their `<resource>` names one.
+    pub cgroup_partition: String,
 }
 
 /// How each guest's VMM is confined (`oxvirtd.conf`: `user`, `group`,
@@ -114,6 +119,8 @@ impl DriverConfig {
             state_dir: PathBuf::from("/var/lib/oxvirt/qemu"),
             vmm_path,
             confinement: Confinement::default(),
+            cgroups: cgroup::Cgroups::default(),
+            cgroup_partition: cgroup::DEFAULT_PARTITION.to_string(),
         }
     }
 
@@ -719,6 +726,8 @@ mod tests {
             state_dir: root.join("lib"),
             vmm_path: root.join("no-vmm"),
             confinement: Confinement::default(),
+            cgroups: cgroup::Cgroups::default(),
+            cgroup_partition: cgroup::DEFAULT_PARTITION.to_string(),
         };
         let drv = Driver::open(cfg.clone()).await.unwrap();
         let mut events = drv.subscribe();

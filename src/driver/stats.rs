@@ -92,11 +92,19 @@ pub struct DomainStats {
     pub block: Vec<BlockStat>,
     /// Interfaces; running domains only.
     pub net: Vec<NetStat>,
+    /// The guest cgroup's CPU time, ns: total, user, system.
+    pub cgroup_cpu_ns: Option<(u64, u64, u64)>,
 }
 
 impl DomainStats {
-    pub fn cpu_time_ns(&self) -> u64 {
-        self.vcpu_time_ns.iter().sum()
+    /// The guest's CPU time, ns: total, user, system. From its cgroup
+    /// where it has one, else the vCPUs' time (all counted as system
+    /// time: guest code runs in the kernel's KVM_RUN).
+    pub fn cpu_times_ns(&self) -> (u64, u64, u64) {
+        self.cgroup_cpu_ns.unwrap_or_else(|| {
+            let t = self.vcpu_time_ns.iter().sum();
+            (t, 0, t)
+        })
     }
 }
 
@@ -112,7 +120,7 @@ fn format_of(driver_format: Option<&str>) -> Option<DiskFormat> {
 /// runtime figures out.
 pub async fn collect(obj: &Arc<DomainObj>) -> Result<DomainStats> {
     let info = obj.info()?;
-    let (vmm, disks, host) = {
+    let (vmm, disks, host, cgroup) = {
         let d = obj.data();
         let def = d
             .current_def()
@@ -134,11 +142,15 @@ pub async fn collect(obj: &Arc<DomainObj>) -> Result<DomainStats> {
             live.map(|l| l.vmm.clone()),
             disks,
             live.map(|l| l.host.clone()),
+            live.and_then(|l| l.cgroup.clone()),
         )
     };
     let mut stats = DomainStats {
         info,
         vcpu_time_ns: Vec::new(),
+        cgroup_cpu_ns: cgroup
+            .as_ref()
+            .and_then(super::cgroup::GuestCgroup::cpu_time),
         rss_kib: None,
         block: Vec::new(),
         net: Vec::new(),
@@ -236,13 +248,15 @@ pub mod groups {
     pub const BLOCK: u32 = 32;
 }
 
-/// A typed parameter's value in a statistics record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A typed parameter's value (statistics records, tunables).
+#[derive(Clone, Debug, PartialEq)]
 pub enum StatValue {
     Int(i32),
     UInt(u32),
     LLong(i64),
     ULLong(u64),
+    Double(f64),
+    Boolean(bool),
     Str(String),
 }
 
@@ -261,10 +275,10 @@ pub fn record(s: &DomainStats, wanted: u32) -> Vec<(String, StatValue)> {
         put(&mut m, "state.reason", StatValue::Int(s.info.reason));
     }
     if wanted & groups::CPU_TOTAL != 0 && active {
-        let t = s.cpu_time_ns();
-        put(&mut m, "cpu.time", StatValue::ULLong(t));
-        put(&mut m, "cpu.user", StatValue::ULLong(0));
-        put(&mut m, "cpu.system", StatValue::ULLong(t));
+        let (total, user, system) = s.cpu_times_ns();
+        put(&mut m, "cpu.time", StatValue::ULLong(total));
+        put(&mut m, "cpu.user", StatValue::ULLong(user));
+        put(&mut m, "cpu.system", StatValue::ULLong(system));
     }
     if wanted & groups::BALLOON != 0 {
         put(

@@ -33,6 +33,7 @@ use super::runtime::{self, HostResources, Status};
 use super::security_dac;
 use super::state::{DomainState, EventKind, EventType, detail, paused, running, shutoff};
 use super::vmm::{self, Vmm, VmmPaths, VmmWatch};
+use super::{cgroup, tuning};
 
 /// Runs `def` in a new VMM as `plan` resolved it: makes the taps, spawns
 /// the VMM with their fds and waits until the guest runs, sets the
@@ -65,8 +66,17 @@ pub(super) async fn launch(
     let serial_pty = serial_pty(&mut config)?;
     let mut fds = taps.fds();
     fds.extend(serial_pty.as_ref().map(|m| m.as_raw_fd()));
+    // Removed on drop, until the guest runs.
+    let cgroup = make_cgroup(inner, &name, &def)?;
     let p = paths(inner, &name, &obj.uuid);
-    let (vmm, watch, status) = spawn_checked(inner, &p, config, &fds).await?;
+    let (vmm, watch, status) = spawn_checked(
+        inner,
+        &p,
+        config,
+        &fds,
+        cgroup.as_ref().map(|c| (c.get(), &def)),
+    )
+    .await?;
     if let Some(kib) = plan.balloon_target_kib
         && let Err(e) = vmm.balloon_to(kib).await
     {
@@ -99,6 +109,7 @@ pub(super) async fn launch(
             host,
             taps,
             serial_pty,
+            cgroup: cgroup.map(cgroup::Pending::keep),
         });
         d.state = DomainState::Running;
         d.reason = running::BOOTED;
@@ -147,6 +158,11 @@ pub(super) async fn reattach_all(inner: &Arc<Inner>) {
             hostnet::release(&st.host.nets);
             inner.note_network_ports(&st.host.nets, false);
             security_dac::restore(&st.host.owners, |p| file_in_use(inner, None, p));
+            if let Ok(Some(cg)) =
+                parse_domain(&st.live_xml).and_then(|def| cgroup_of(inner, &st.name, &def))
+            {
+                cg.remove();
+            }
         }
     }
 }
@@ -205,6 +221,11 @@ async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
         host: st.host.clone(),
         taps: Taps::default(),
         serial_pty: None,
+        // The group it was started in, if it was.
+        cgroup: cgroup_of(inner, &st.name, &live_def)
+            .ok()
+            .flatten()
+            .filter(|c| c.exists()),
     };
     let (state, reason) = if is_paused {
         (DomainState::Paused, paused::USER)
@@ -315,7 +336,7 @@ fn apply_host(def: &mut Domain, host: &HostResources) {
 }
 
 /// Writes the domain's runtime status file (what a re-attach reads back).
-fn write_status(inner: &Inner, obj: &DomainObj) {
+pub(super) fn write_status(inner: &Inner, obj: &DomainObj) {
     let d = obj.data();
     let Some(live) = d.live.as_ref() else { return };
     let st = Status {
@@ -339,11 +360,75 @@ fn write_status(inner: &Inner, obj: &DomainObj) {
 }
 
 /// Spawns the VMM, or fails as libvirt does when its binary is missing.
+/// The guest's cgroup under its partition (`<resource><partition>` or the
+/// daemon's), made and given the tunables that hold before the VMM runs;
+/// None when the host offers no controller.
+fn make_cgroup(inner: &Inner, name: &str, def: &Domain) -> Result<Option<cgroup::Pending>> {
+    let Some(cg) = cgroup_of(inner, name, def)? else {
+        return Ok(None);
+    };
+    let cg = cgroup::Pending::new(cg);
+    cg.get().create()?;
+    tuning::apply::before_start(cg.get(), def)?;
+    Ok(Some(cg))
+}
+
+/// Where the guest's cgroup is (nothing is made).
+fn cgroup_of(inner: &Inner, name: &str, def: &Domain) -> Result<Option<cgroup::GuestCgroup>> {
+    if inner.cfg.cgroups.is_empty() {
+        return Ok(None);
+    }
+    let partition = match def
+        .kept
+        .iter()
+        .find(|e| e.name == "resource")
+        .and_then(|r| r.child_text("partition"))
+    {
+        Some(p) => {
+            cgroup::check_partition(p)?;
+            p.to_string()
+        }
+        None => inner.cfg.cgroup_partition.clone(),
+    };
+    Ok(Some(cgroup::GuestCgroup::new(
+        &inner.cfg.cgroups,
+        &partition,
+        name,
+    )))
+}
+
+/// The thread ids of the VMM's vCPUs, once every vCPU thread started.
+async fn vcpu_tids(vmm: &Vmm) -> Result<Vec<i32>> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let stats = vmm.control.execute("query-stats").await?;
+        let tids: Vec<i32> = stats
+            .get("vcpus")
+            .and_then(|v| v.as_array())
+            .map(|l| {
+                l.iter()
+                    .map(|c| c.get("tid").and_then(|t| t.as_i64()).unwrap_or(0) as i32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !tids.is_empty() && tids.iter().all(|t| *t > 0) {
+            return Ok(tids);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error::internal("the VMM did not report its vCPU threads"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Spawns the VMM; with a cgroup, the VMM enters it before it runs and
+/// its threads are then placed and bounded as the definition asks.
 async fn spawn_checked(
     inner: &Inner,
     p: &VmmPaths,
     config: VmConfig,
     fds: &[std::os::fd::RawFd],
+    cgroup: Option<(&cgroup::GuestCgroup, &Domain)>,
 ) -> Result<(Vmm, VmmWatch, serde_json::Value)> {
     if !inner.cfg.vmm_path.exists() {
         return Err(Error::new(
@@ -355,7 +440,20 @@ async fn spawn_checked(
             ),
         ));
     }
-    vmm::spawn(&inner.cfg.vmm_path, p, config, fds).await
+    let procs = cgroup.map(|(cg, _)| cg.procs_files()).unwrap_or_default();
+    let (vmm, watch, status) = vmm::spawn(&inner.cfg.vmm_path, p, config, fds, procs).await?;
+    if let Some((cg, def)) = cgroup {
+        let placed = match vcpu_tids(&vmm).await {
+            Ok(tids) => tuning::apply::after_start(cg, def, vmm.pid, &tids),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = placed {
+            let _ = vmm.terminate().await;
+            vmm.remove_files();
+            return Err(e);
+        }
+    }
+    Ok((vmm, watch, status))
 }
 
 /// Watches one VMM until it exits: keeps its last shutdown reason, follows
@@ -574,7 +672,7 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
     let p = paths(inner, &name, &obj.uuid);
     let mut config = old.config.clone();
     // The taps: the driver's fds, or made again after a daemon restart.
-    let (fds, balloon_kib) = {
+    let restart = {
         let mut d = obj.data();
         let Some(live) = d.live.as_mut() else {
             return false;
@@ -612,9 +710,15 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
             .is_some_and(super::devices::balloon_is_virtio)
             && kib > 0
             && kib < live.def.memory_kib;
-        (fds, ballooned.then_some(kib))
+        (
+            fds,
+            ballooned.then_some(kib),
+            live.cgroup.clone(),
+            live.def.clone(),
+        )
     };
-    match spawn_checked(inner, &p, config, &fds).await {
+    let (fds, balloon_kib, cgroup, def) = restart;
+    match spawn_checked(inner, &p, config, &fds, cgroup.as_ref().map(|c| (c, &def))).await {
         Ok((vmm, watch, status)) => {
             if let Some(kib) = balloon_kib
                 && let Err(e) = vmm.balloon_to(kib).await
@@ -657,7 +761,12 @@ fn finish_stop(inner: &Inner, obj: &Arc<DomainObj>, reason: i32) {
     };
     if let Some(live) = live {
         live.vmm.remove_files();
-        let Live { taps, host, .. } = live;
+        let Live {
+            taps, host, cgroup, ..
+        } = live;
+        if let Some(cg) = cgroup {
+            cg.remove();
+        }
         // Closing the driver's fds removes the taps; after a daemon
         // restart there are none, and the records say what to remove.
         drop(taps);

@@ -61,12 +61,15 @@ fn tail_of_log(path: &Path) -> String {
 
 /// Spawns the VMM for `config` and waits until it reports the guest
 /// running. The VMM inherits `fds` (tap fds the config names) under the
-/// same numbers. Returns its `query-status` answer along with the handle.
+/// same numbers, and enters the cgroups whose `cgroup.procs` files
+/// `cgroup_procs` names before it runs. Returns its `query-status`
+/// answer along with the handle.
 pub async fn spawn(
     vmm_path: &Path,
     paths: &VmmPaths,
     config: VmConfig,
     fds: &[RawFd],
+    cgroup_procs: Vec<std::ffi::CString>,
 ) -> Result<(Vmm, VmmWatch, Value)> {
     let json = serde_json::to_vec_pretty(&config)
         .map_err(|e| Error::internal(format!("cannot serialise the VMM config: {e}")))?;
@@ -94,13 +97,28 @@ pub async fn spawn(
     let mut cmd = Command::new(vmm_path);
     let inherit: Vec<RawFd> = fds.to_vec();
     // SAFETY: the closure runs in the child between fork and exec and
-    // only calls fcntl, which is async-signal-safe, on fds the parent
-    // holds open for the whole spawn; it allocates nothing.
+    // only calls fcntl, open, write and close, which are
+    // async-signal-safe, on fds the parent holds open for the whole spawn
+    // and on paths allocated before the fork; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             for &fd in &inherit {
                 if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+            }
+            // "0" moves the writer: the VMM is in its cgroups, charged
+            // for its memory and time, before its first instruction.
+            for procs in &cgroup_procs {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let err = std::io::Error::last_os_error();
+                libc::close(fd);
+                if written != 1 {
+                    return Err(err);
                 }
             }
             Ok(())

@@ -31,6 +31,8 @@ fn typed_value(v: StatValue) -> TypedValue {
         StatValue::UInt(x) => TypedValue::UInt(x),
         StatValue::LLong(x) => TypedValue::LLong(x),
         StatValue::ULLong(x) => TypedValue::ULLong(x),
+        StatValue::Double(x) => TypedValue::Double(x),
+        StatValue::Boolean(x) => TypedValue::Boolean(x),
         StatValue::Str(x) => TypedValue::String(x),
     }
 }
@@ -206,7 +208,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
                 max_mem: s.info.max_memory_kib,
                 memory: s.info.memory_kib,
                 nr_virt_cpu: s.info.vcpus,
-                cpu_time: s.cpu_time_ns(),
+                cpu_time: s.cpu_times_ns().0,
             })
         }
         DOMAIN_GET_STATE => {

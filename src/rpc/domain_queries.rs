@@ -10,7 +10,7 @@ use crate::driver::stats::StatValue;
 use crate::driver::{DomainObj, Driver, host, tuning};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
-use super::codec::{args, reply};
+use super::codec::{args, reply, void};
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
 
@@ -24,8 +24,29 @@ fn typed(params: Vec<(String, StatValue)>) -> Vec<g::TypedParam> {
                 StatValue::UInt(x) => g::TypedParamValue::Uint(x),
                 StatValue::LLong(x) => g::TypedParamValue::Llong(x),
                 StatValue::ULLong(x) => g::TypedParamValue::Ullong(x),
+                StatValue::Double(x) => g::TypedParamValue::Double(x),
+                StatValue::Boolean(x) => g::TypedParamValue::Boolean(i32::from(x)),
                 StatValue::Str(x) => g::TypedParamValue::String(x),
             },
+        })
+        .collect()
+}
+
+/// Typed parameters from the wire, for the driver.
+fn untyped(params: Vec<g::TypedParam>) -> Vec<(String, StatValue)> {
+    params
+        .into_iter()
+        .map(|p| {
+            let v = match p.value {
+                g::TypedParamValue::Int(x) => StatValue::Int(x),
+                g::TypedParamValue::Uint(x) => StatValue::UInt(x),
+                g::TypedParamValue::Llong(x) => StatValue::LLong(x),
+                g::TypedParamValue::Ullong(x) => StatValue::ULLong(x),
+                g::TypedParamValue::Double(x) => StatValue::Double(x),
+                g::TypedParamValue::Boolean(x) => StatValue::Boolean(x != 0),
+                g::TypedParamValue::String(x) => StatValue::Str(x),
+            };
+            (p.field, v)
         })
         .collect()
 }
@@ -109,6 +130,60 @@ pub async fn call(drv: &Driver, proc_: i32, p: &[u8]) -> Option<Result<Outcome>>
             reply(&g::DomainListAllSnapshotsRet {
                 snapshots: Vec::new(),
                 ret: names.len() as i32,
+            })
+        })(),
+        procs::DOMAIN_SET_SCHEDULER_PARAMETERS => {
+            async {
+                let a: g::DomainSetSchedulerParametersArgs = args(p)?;
+                drv.set_scheduler_parameters(&dom(&a.dom)?, &untyped(a.params), 0)
+                    .await?;
+                void()
+            }
+            .await
+        }
+        procs::DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS => {
+            async {
+                let a: g::DomainSetSchedulerParametersFlagsArgs = args(p)?;
+                drv.set_scheduler_parameters(&dom(&a.dom)?, &untyped(a.params), a.flags)
+                    .await?;
+                void()
+            }
+            .await
+        }
+        procs::DOMAIN_SET_MEMORY_PARAMETERS => {
+            async {
+                let a: g::DomainSetMemoryParametersArgs = args(p)?;
+                drv.set_memory_parameters(&dom(&a.dom)?, &untyped(a.params), a.flags)
+                    .await?;
+                void()
+            }
+            .await
+        }
+        procs::DOMAIN_GET_MEMORY_PARAMETERS => (|| {
+            let a: g::DomainGetMemoryParametersArgs = args(p)?;
+            let n = nparams_limit(a.nparams, g::REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX)?;
+            let (count, params) = drv.get_memory_parameters(&*dom(&a.dom)?, n as usize, a.flags)?;
+            reply(&g::DomainGetMemoryParametersRet {
+                params: typed(params),
+                nparams: count as i32,
+            })
+        })(),
+        procs::DOMAIN_SET_BLKIO_PARAMETERS => {
+            async {
+                let a: g::DomainSetBlkioParametersArgs = args(p)?;
+                drv.set_blkio_parameters(&dom(&a.dom)?, &untyped(a.params), a.flags)
+                    .await?;
+                void()
+            }
+            .await
+        }
+        procs::DOMAIN_GET_BLKIO_PARAMETERS => (|| {
+            let a: g::DomainGetBlkioParametersArgs = args(p)?;
+            let n = nparams_limit(a.nparams, g::REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX)?;
+            let (count, params) = drv.get_blkio_parameters(&*dom(&a.dom)?, n as usize, a.flags)?;
+            reply(&g::DomainGetBlkioParametersRet {
+                params: typed(params),
+                nparams: count as i32,
             })
         })(),
         procs::DOMAIN_GET_CPU_STATS => (|| {

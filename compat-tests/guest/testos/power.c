@@ -1,4 +1,5 @@
-/* Final actions: poweroff, reset, i8042-reset, triple-fault, halt, ticker, powerbutton. */
+/* Final actions: poweroff, reset, i8042-reset, triple-fault, halt, ticker, powerbutton,
+ * memfill. */
 #include "testos.h"
 
 extern void triple_fault(void);
@@ -126,6 +127,31 @@ static void powerbutton(void)
 	poweroff();
 }
 
+/* Writes one byte into every 4 KiB page of RAM above 16 MiB (the image
+ * and its tables sit below) and under 4 GiB (the identity map), so that
+ * the host backs all of it; then halts. For memory limits on the VMM. */
+static void __attribute__((noreturn)) memfill(void)
+{
+	u64 touched = 0;
+	for (u32 i = 0; i < e820_count; i++) {
+		if (e820[i].type != 1)
+			continue;
+		u64 start = e820[i].addr, end = e820[i].addr + e820[i].size;
+		if (start < (16ull << 20))
+			start = 16ull << 20;
+		if (end > (4ull << 30))
+			end = 4ull << 30;
+		for (u64 a = start; a + 4096 <= end; a += 4096) {
+			*(volatile u8 *)a = 0xa5;
+			touched += 4096;
+			if (touched % (16ull << 20) == 0)
+				println("INFO memfill %u MiB", (u32)(touched >> 20));
+		}
+	}
+	println("PASS memfill %u MiB", (u32)(touched >> 20));
+	halt_forever();
+}
+
 void do_action(const char *a)
 {
 	if (strncmp(a, "poweroff", 9) == 0)
@@ -142,6 +168,8 @@ void do_action(const char *a)
 		powerbutton();
 	else if (strncmp(a, "net-serve", 10) == 0)
 		net_serve();
+	else if (strncmp(a, "memfill", 8) == 0)
+		memfill();
 	else if (strncmp(a, "halt", 5) != 0)
 		println("INFO unknown action \"%s\", halting", a);
 	halt_forever();

@@ -1,15 +1,27 @@
-//! CPU scheduler questions (`virDomainGetSchedulerType`,
-//! `virDomainGetSchedulerParameters[Flags]`) answered from the
-//! definition's `<cputune>`, as libvirt's QEMU driver reports them for a
-//! persistent definition.
+//! libvirt's tuning of a guest: the CPU scheduler's parameters
+//! (`virDomain{Get,Set}SchedulerParameters[Flags]`), memory and block I/O
+//! parameters, applied through the guest's cgroup and kept in
+//! `<cputune>`, `<memtune>` and `<blkiotune>`; and the guest's CPU time
+//! (`virDomainGetCPUStats`).
+
+pub mod apply;
+mod blkio;
+mod change;
+mod memory;
+mod params;
+pub mod tunables;
+
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::xml::model::Domain;
 
 use super::Driver;
+use super::cgroup::{GuestCgroup, Part};
 use super::domain::DomainObj;
 use super::stats::StatValue;
 use super::vcpus::{AFFECT_CONFIG, AFFECT_LIVE};
+use params::{ParamType, signed, unsigned, validate};
 
 /// The parameters libvirt's QEMU driver reports, in its order.
 const SCHED_PARAMS: [(&str, bool); 9] = [
@@ -24,20 +36,47 @@ const SCHED_PARAMS: [(&str, bool); 9] = [
     ("iothread_quota", true),
 ];
 
-/// `<cputune>` child `name` as a number (0 when absent).
-fn cputune_value(def: &Domain, name: &str) -> i64 {
-    let tag = match name {
+/// The `<cputune>` element a scheduler parameter is kept in.
+fn cputune_tag(name: &str) -> &str {
+    match name {
         "cpu_shares" => "shares",
         "vcpu_period" => "period",
         "vcpu_quota" => "quota",
         other => other,
-    };
-    def.kept
-        .iter()
-        .find(|e| e.name == "cputune")
-        .and_then(|c| c.child_text(tag))
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0)
+    }
+}
+
+/// `<cputune>` child `name` as a number (0 when absent).
+fn cputune_value(def: &Domain, name: &str) -> i64 {
+    tunables::cputune(def, cputune_tag(name)).unwrap_or(0)
+}
+
+/// A scheduler parameter of a running guest, from its cgroup: the part
+/// it addresses and whether it is the period (else the quota).
+fn bandwidth_part(name: &str) -> Option<(Part, bool)> {
+    Some(match name {
+        "vcpu_period" => (Part::Vcpu(0), true),
+        "vcpu_quota" => (Part::Vcpu(0), false),
+        "emulator_period" => (Part::Emulator, true),
+        "emulator_quota" => (Part::Emulator, false),
+        "global_period" => (Part::Guest, true),
+        "global_quota" => (Part::Guest, false),
+        _ => return None,
+    })
+}
+
+fn live_value(cg: &GuestCgroup, name: &str) -> Result<i64> {
+    if name == "cpu_shares" {
+        return Ok(cg.cpu_shares()? as i64);
+    }
+    match bandwidth_part(name) {
+        Some((part, period)) => {
+            let (p, q) = cg.cpu_bandwidth(part)?;
+            Ok(if period { p as i64 } else { q })
+        }
+        // No I/O threads: nothing to report.
+        None => Ok(0),
+    }
 }
 
 /// `virDomainGetSchedulerType`: the scheduler and its parameter count.
@@ -65,6 +104,10 @@ impl Driver {
         if d.removed {
             return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
         }
+        let live_cgroup = match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
+            AFFECT_LIVE | 0 => d.live.as_ref().and_then(|l| l.cgroup.clone()),
+            _ => None,
+        };
         let def = match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
             AFFECT_CONFIG => d.persistent.as_ref(),
             AFFECT_LIVE => {
@@ -83,19 +126,96 @@ impl Driver {
         .ok_or_else(|| {
             Error::operation_invalid("transient domains do not have any persistent config")
         })?;
-        Ok(SCHED_PARAMS
+        SCHED_PARAMS
             .iter()
             .take(max.max(0) as usize)
             .map(|(name, signed)| {
-                let v = cputune_value(def, name);
+                let v = match &live_cgroup {
+                    Some(cg) => live_value(cg, name)?,
+                    None => cputune_value(def, name),
+                };
                 let value = if *signed {
                     StatValue::LLong(v)
                 } else {
                     StatValue::ULLong(v.max(0) as u64)
                 };
-                (name.to_string(), value)
+                Ok((name.to_string(), value))
             })
-            .collect())
+            .collect()
+    }
+
+    /// `virDomainSetSchedulerParametersFlags`.
+    pub async fn set_scheduler_parameters(
+        &self,
+        obj: &Arc<DomainObj>,
+        params: &[(String, StatValue)],
+        flags: u32,
+    ) -> Result<()> {
+        change::check_flags(flags, 0, "qemuDomainSetSchedulerParametersFlags")?;
+        let known: Vec<(&str, ParamType)> = SCHED_PARAMS
+            .iter()
+            .map(|(n, s)| {
+                (
+                    *n,
+                    if *s {
+                        ParamType::LLong
+                    } else {
+                        ParamType::ULLong
+                    },
+                )
+            })
+            .collect();
+        validate(params, &known)?;
+        // The values as cgroups take them, checked before anything changes.
+        for (name, v) in params {
+            match name.as_str() {
+                "cpu_shares" => {}
+                n if n.ends_with("_period") && unsigned(v) != 0 => {
+                    super::cgroup::check_period(unsigned(v))?
+                }
+                n if n.ends_with("_quota") && signed(v) != 0 => {
+                    super::cgroup::check_quota(signed(v))?
+                }
+                _ => {}
+            }
+        }
+        let edit = |def: &mut Domain| {
+            for (name, v) in params {
+                let value = if name.ends_with("_quota") {
+                    signed(v)
+                } else {
+                    i64::try_from(unsigned(v)).unwrap_or(i64::MAX)
+                };
+                tunables::set_cputune(def, cputune_tag(name), value);
+            }
+            Ok(())
+        };
+        self.change_tunables(obj, flags, edit, |cg, def| {
+            for (name, v) in params {
+                if name == "cpu_shares" {
+                    cg.set_cpu_shares(unsigned(v))?;
+                    continue;
+                }
+                let Some((part, period)) = bandwidth_part(name) else {
+                    continue;
+                };
+                let parts: Vec<Part> = match part {
+                    Part::Vcpu(_) => (0..def.vcpu.current.unwrap_or(def.vcpu.max))
+                        .map(Part::Vcpu)
+                        .collect(),
+                    p => vec![p],
+                };
+                for p in parts {
+                    if period {
+                        cg.set_cpu_bandwidth(p, Some(unsigned(v)), None)?;
+                    } else {
+                        cg.set_cpu_bandwidth(p, None, Some(signed(v)))?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -153,7 +273,7 @@ impl Driver {
     /// (`cpu_time`, `user_time`, `system_time`); otherwise per host CPU
     /// (`cpu_time`, `vcpu_time`) from `start_cpu` on, each thread's time
     /// counted on the CPU it last ran on (there is no per-CPU accounting
-    /// without a cgroup). With `nparams` 0 it answers how many values
+    /// without a cgroup's accounting). With `nparams` 0 it answers how many values
     /// there are (or, with `ncpus` 0 as well, how many host CPUs). Returns
     /// libvirt's return value and the values, `nparams` per CPU at most.
     pub fn get_cpu_stats(
@@ -170,15 +290,17 @@ impl Driver {
                 "unsupported flags (0x{extra:x}) in function qemuDomainGetCPUStats"
             )));
         }
-        let pid = {
+        let (pid, cgroup, vcpus) = {
             let d = obj.data();
             if d.removed {
                 return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
             }
-            d.live
+            let live = d
+                .live
                 .as_ref()
-                .map(|l| l.vmm.pid)
-                .ok_or_else(|| Error::operation_invalid("domain is not running"))?
+                .ok_or_else(|| Error::operation_invalid("domain is not running"))?;
+            let vcpus = live.def.vcpu.current.unwrap_or(live.def.vcpu.max);
+            (live.vmm.pid, live.cgroup.clone(), vcpus)
         };
         let threads = thread_times(pid);
         if start_cpu == -1 {
@@ -187,7 +309,12 @@ impl Driver {
                 return Ok((TOTAL.len() as i32, Vec::new()));
             }
             let sum = |f: fn(&ThreadTime) -> u64| threads.iter().map(f).sum::<u64>();
-            let values = [sum(|t| t.ns), sum(|t| t.user_ns), sum(|t| t.system_ns)];
+            // The cgroup's accounting where there is one (it keeps the
+            // time of threads that ended too).
+            let values = match cgroup.as_ref().and_then(GuestCgroup::cpu_time) {
+                Some((total, user, system)) => [total, user, system],
+                None => [sum(|t| t.ns), sum(|t| t.user_ns), sum(|t| t.system_ns)],
+            };
             let out: Vec<(String, StatValue)> = TOTAL
                 .iter()
                 .zip(values)
@@ -213,11 +340,33 @@ impl Driver {
             )));
         }
         let per = (nparams as usize).min(PER_CPU.len());
+        // Per-CPU accounting of the cgroup (v1), else each thread's time
+        // counted on the CPU it last ran on.
+        let accounted = cgroup.as_ref().and_then(|cg| {
+            let all = cg.per_cpu_time(Part::Guest)?;
+            let mut vcpu = vec![0u64; all.len()];
+            for i in 0..vcpus {
+                for (sum, v) in vcpu.iter_mut().zip(cg.per_cpu_time(Part::Vcpu(i))?) {
+                    *sum += v;
+                }
+            }
+            Some((all, vcpu))
+        });
         let mut out = Vec::new();
         for cpu in start..(start + ncpus as usize).min(host_cpus) {
-            let on = threads.iter().filter(|t| t.cpu == cpu);
-            let all: u64 = on.clone().map(|t| t.ns).sum();
-            let vcpu: u64 = on.filter(|t| t.is_vcpu).map(|t| t.ns).sum();
+            let (all, vcpu) = match &accounted {
+                Some((all, vcpu)) => (
+                    all.get(cpu).copied().unwrap_or(0),
+                    vcpu.get(cpu).copied().unwrap_or(0),
+                ),
+                None => {
+                    let on = threads.iter().filter(|t| t.cpu == cpu);
+                    (
+                        on.clone().map(|t| t.ns).sum(),
+                        on.filter(|t| t.is_vcpu).map(|t| t.ns).sum(),
+                    )
+                }
+            };
             for (k, v) in PER_CPU.iter().zip([all, vcpu]).take(per) {
                 out.push((k.to_string(), StatValue::ULLong(v)));
             }

@@ -1,0 +1,82 @@
+//! The one way tunables change: checked on copies of the definitions the
+//! flags name, put into the running guest's cgroup, then kept (the
+//! persistent definition saved, the live one in the status file).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::xml::model::Domain;
+
+use super::super::Driver;
+use super::super::cgroup::GuestCgroup;
+use super::super::domain::DomainObj;
+use super::super::vcpus::{AFFECT_CONFIG, AFFECT_LIVE};
+
+/// Refuses flags other than `VIR_DOMAIN_AFFECT_*` (and `extra`).
+pub fn check_flags(flags: u32, extra: u32, function: &str) -> Result<()> {
+    let unknown = flags & !(AFFECT_LIVE | AFFECT_CONFIG | extra);
+    if unknown != 0 {
+        return Err(Error::invalid_arg(format!(
+            "unsupported flags (0x{unknown:x}) in function {function}"
+        )));
+    }
+    Ok(())
+}
+
+impl Driver {
+    /// Applies `edit` to the definitions `flags` name; for the live one,
+    /// `live` first puts the new values into the guest's cgroup.
+    pub(super) async fn change_tunables(
+        &self,
+        obj: &Arc<DomainObj>,
+        flags: u32,
+        edit: impl Fn(&mut Domain) -> Result<()>,
+        live: impl FnOnce(&GuestCgroup, &Domain) -> Result<()>,
+    ) -> Result<()> {
+        let _job = obj.begin_job().await?;
+        let (new_live, new_config, cgroup) = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            let (live_on, config_on) = super::super::metadata::targets(&d, flags)?;
+            let new_live = match d.live.as_ref().filter(|_| live_on) {
+                Some(l) => {
+                    let mut def = l.def.clone();
+                    edit(&mut def)?;
+                    Some(def)
+                }
+                None => None,
+            };
+            let new_config = match d.persistent.as_ref().filter(|_| config_on) {
+                Some(p) => {
+                    let mut def = p.clone();
+                    edit(&mut def)?;
+                    Some(def)
+                }
+                None => None,
+            };
+            let cgroup = d.live.as_ref().and_then(|l| l.cgroup.clone());
+            (new_live, new_config, cgroup)
+        };
+        if let Some(def) = &new_live {
+            live(&cgroup.unwrap_or_default(), def)?;
+        }
+        if let Some(def) = &new_config {
+            self.inner.store.save(def)?;
+        }
+        let mut d = obj.data();
+        if let Some(def) = new_config {
+            d.persistent = Some(def);
+        }
+        let changed_live = new_live.is_some();
+        if let (Some(def), Some(l)) = (new_live, d.live.as_mut()) {
+            l.def = def;
+        }
+        drop(d);
+        if changed_live {
+            super::super::supervise::write_status(&self.inner, obj);
+        }
+        Ok(())
+    }
+}
