@@ -138,7 +138,7 @@ expect nodedev-list 0 '^computer$' -- nodedev-list
 expect freecell 0 '^Total: +[0-9]+ KiB$' -- freecell
 expect cpu-models 0 '^qemu64$' -- cpu-models x86_64
 expect domtime-unsupported 1 "$nosup: virDomainGetTime\$" -- domtime t1
-expect memtune-unsupported 1 "$nosup: virDomainGetMemoryParameters\$" -- memtune t1
+expect memtune-config 0 "hard_limit +: unlimited" -- memtune t1 --config
 
 echo "# errors"
 expect dominfo-missing 1 "error: failed to get domain 'nosuch'" -- dominfo nosuch
