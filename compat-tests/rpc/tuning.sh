@@ -118,12 +118,49 @@ if [ -z "$out" ] && grep -Eq "soft_limit +: 200000" <<<"$mem"; then pass tune-db
 out=$(dbus GetBlockIOParameters u 1)
 if grep -q '"weight" v u' <<<"$out"; then pass tune-dbus-get-blkio; else fail "tune-dbus-get-blkio ($out)"; fi
 
+# Pinning: vcpupin/emulatorpin live in the cpuset groups and the
+# threads' affinity, --config only in the definition.
+cpus_of() { # GUEST PART → the cpuset group's CPUs
+    cat "$(group cpuset "$1" "$2")/cpuset.cpus"
+}
+affinity_of() { # TID → the kernel's allowed list
+    awk '/^Cpus_allowed_list/ {print $2}' "/proc/$1/status"
+}
+vcpu0_tid=$(head -1 "$(group cpu t1 vcpu0)/$threads_file")
+expect pin-vcpu-live 0 '' -- vcpupin t1 0 1 --live
+same pin-vcpu0-cpuset "$(cpus_of t1 vcpu0)" 1
+same pin-vcpu0-affinity "$(affinity_of "$vcpu0_tid")" 1
+expect pin-vcpupin-list 0 '^ 0 +1$' -- vcpupin t1
+expect pin-vcpupin-list-unpinned 0 '^ 1 +0-1$' -- vcpupin t1
+expect pin-vcpuinfo 0 'CPU Affinity: +-y' -- vcpuinfo t1
+expect pin-live-xml 0 "<vcpupin vcpu='0' cpuset='1'/>" -- dumpxml t1
+expect pin-config 0 '' -- vcpupin t1 1 0 --config
+expect pin-config-xml 0 "<vcpupin vcpu='1' cpuset='0'/>" -- dumpxml t1 --inactive
+same pin-config-not-live "$(cpus_of t1 vcpu1)" 0-1
+expect pin-emulator 0 '' -- emulatorpin t1 0 --live
+same pin-emulator-cpuset "$(cpus_of t1 emulator)" 0
+expect pin-emulator-show 0 '\*: +0' -- emulatorpin t1
+out=$(dbus PinVcpu uabu 1 2 false true 1)
+if [ -z "$out" ] && [ "$(cpus_of t1 vcpu1)" = 1 ]; then pass pin-dbus-vcpu; else fail "pin-dbus-vcpu ($out)"; fi
+out=$(dbus GetVcpuPinInfo u 1)
+same pin-dbus-info "$out" "aab 2 2 false true 2 false true"
+out=$(dbus GetEmulatorPinInfo u 1)
+same pin-dbus-emulator-info "$out" "ab 2 true false"
+expect pin-out-of-range 1 'vcpu 5 is out of range of live cpu count 2' -- vcpupin t1 5 0 --live
+same pin-unchanged "$(cpus_of t1 vcpu0)" 1
+
 # CPU time from the cgroup.
 expect tune-cpu-stats 0 'cpu_time +[0-9.]+ seconds' -- cpu-stats t1 --total
 expect tune-domstats-cpu 0 'cpu\.time=[1-9]' -- domstats t1 --cpu-total
 
 expect tune-destroy 0 "Domain 't1' destroyed" -- destroy t1
 if [ -e "$(group cpu t1)" ] || [ -e "$(group memory t1)" ]; then fail tune-group-removed; else pass tune-group-removed; fi
+
+# The definition's pins (vcpu 1 on CPU 0, from --config above) hold from the start.
+expect pin-xml-start 0 "Domain 't1' started" -- start t1
+same pin-xml-vcpu1 "$(cpus_of t1 vcpu1)" 0
+same pin-xml-vcpu1-affinity "$(affinity_of "$(head -1 "$(group cpu t1 vcpu1)/$threads_file")")" 0
+expect pin-xml-destroy 0 "Domain 't1' destroyed" -- destroy t1
 
 # A guest that touches more than its hard limit: the kernel kills its
 # VMM, and the guest is reported crashed.

@@ -175,6 +175,26 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
                 .await?;
             call.ok(&()).await
         }
+        "PinVcpu" => {
+            let (vcpu, map, flags): (u32, Vec<bool>, u32) = call.args()?;
+            drv.pin_vcpu(obj, vcpu, &map, flags).await?;
+            call.ok(&()).await
+        }
+        "GetVcpuPinInfo" => {
+            let flags = call.flags()?;
+            let maps = drv.get_vcpu_pin_info(obj, usize::MAX, flags)?;
+            call.ok(&(maps,)).await
+        }
+        "PinEmulator" => {
+            let (map, flags): (Vec<bool>, u32) = call.args()?;
+            drv.pin_emulator(obj, &map, flags).await?;
+            call.ok(&()).await
+        }
+        "GetEmulatorPinInfo" => {
+            let flags = call.flags()?;
+            let map = drv.get_emulator_pin_info(obj, flags)?;
+            call.ok(&(map,)).await
+        }
         "GetBlockIOParameters" => {
             let flags = call.flags()?;
             let (_, params) = drv.get_blkio_parameters(obj, usize::MAX, flags)?;

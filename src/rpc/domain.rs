@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::driver::DomainObj;
 use crate::driver::stats::{self, StatValue};
 use crate::driver::vcpus::AFFECT_LIVE;
-use crate::driver::{DomainObj, host};
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
 use super::codec::{args, reply, void};
@@ -332,55 +332,33 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         }
         DOMAIN_GET_VCPUS => {
             let a: GetVcpusArgs = args(p)?;
-            let s = drv.stats(&lookup(&a.dom)?).await?;
-            if s.info.id.is_none() {
-                return Err(Error::operation_invalid(
-                    "cannot list vcpu pinning for an inactive domain",
-                ));
-            }
             let maxinfo = a.maxinfo.clamp(0, 16384) as usize;
             let maplen = a.maplen.clamp(0, 8192) as usize;
-            let n = (s.info.vcpus as usize).min(maxinfo);
-            let info = (0..n)
-                .map(|i| VcpuInfo {
-                    number: i as u32,
+            if maxinfo.saturating_mul(maplen) > super::xdr::OPAQUE_MAX {
+                return Err(Error::invalid_arg("maxinfo * maplen is too large"));
+            }
+            let vcpus = drv.get_vcpus(&lookup(&a.dom)?).await?;
+            let shown = &vcpus[..vcpus.len().min(maxinfo)];
+            let info = shown
+                .iter()
+                .map(|v| VcpuInfo {
+                    number: v.number,
                     state: 1,
-                    cpu_time: s.vcpu_time_ns.get(i).copied().unwrap_or(0),
-                    cpu: 0,
+                    cpu_time: v.cpu_time_ns,
+                    cpu: v.cpu,
                 })
                 .collect();
-            let cpumaps = if maxinfo.saturating_mul(maplen) > super::xdr::OPAQUE_MAX {
-                return Err(Error::invalid_arg("maxinfo * maplen is too large"));
-            } else {
-                let one = host_cpu_bitmap(maplen);
-                let mut v = Vec::with_capacity(maxinfo * maplen);
-                for _ in 0..maxinfo {
-                    v.extend_from_slice(&one);
+            let mut cpumaps = vec![0u8; maxinfo * maplen];
+            for (i, v) in shown.iter().enumerate() {
+                for (c, on) in v.affinity.iter().enumerate() {
+                    if *on && c / 8 < maplen {
+                        cpumaps[i * maplen + c / 8] |= 1 << (c % 8);
+                    }
                 }
-                v
-            };
+            }
             reply(&GetVcpusRet {
                 info,
                 cpumaps: Opaque(cpumaps),
-            })
-        }
-        DOMAIN_GET_VCPU_PIN_INFO => {
-            let a: VcpuPinInfoArgs = args(p)?;
-            let i = lookup(&a.dom)?.info()?;
-            let ncpumaps = a.ncpumaps.clamp(0, 16384) as usize;
-            let maplen = a.maplen.clamp(0, 8192) as usize;
-            if ncpumaps.saturating_mul(maplen) > super::xdr::OPAQUE_MAX {
-                return Err(Error::invalid_arg("ncpumaps * maplen is too large"));
-            }
-            let n = (i.vcpus as usize).min(ncpumaps);
-            let one = host_cpu_bitmap(maplen);
-            let mut v = Vec::with_capacity(ncpumaps * maplen);
-            for _ in 0..ncpumaps {
-                v.extend_from_slice(&one);
-            }
-            reply(&VcpuPinInfoRet {
-                cpumaps: Opaque(v),
-                num: n as i32,
             })
         }
         DOMAIN_BLOCK_STATS => {
@@ -549,15 +527,4 @@ fn max_list(n: i32) -> Result<usize> {
         ));
     }
     Ok(n as usize)
-}
-
-/// A cpumap of `maplen` bytes with every online host CPU set.
-fn host_cpu_bitmap(maplen: usize) -> Vec<u8> {
-    let mut bits = vec![0u8; maplen];
-    for (i, on) in host::cpu_map().iter().enumerate() {
-        if *on && i / 8 < maplen {
-            bits[i / 8] |= 1 << (i % 8);
-        }
-    }
-    bits
 }

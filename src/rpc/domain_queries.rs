@@ -13,6 +13,7 @@ use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use super::codec::{args, reply, void};
 use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
+use super::xdr::Opaque;
 
 fn typed(params: Vec<(String, StatValue)>) -> Vec<g::TypedParam> {
     params
@@ -49,6 +50,44 @@ fn untyped(params: Vec<g::TypedParam>) -> Vec<(String, StatValue)> {
             (p.field, v)
         })
         .collect()
+}
+
+/// A client's CPU map (bit i of byte i/8: host CPU i).
+fn cpus_of(map: &[u8]) -> Vec<bool> {
+    (0..map.len() * 8)
+        .map(|i| map[i / 8] & (1 << (i % 8)) != 0)
+        .collect()
+}
+
+/// A CPU map of `maplen` bytes.
+fn map_of(cpus: &[bool], maplen: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; maplen];
+    for (i, on) in cpus.iter().enumerate() {
+        if *on && i / 8 < maplen {
+            bytes[i / 8] |= 1 << (i % 8);
+        }
+    }
+    bytes
+}
+
+/// `maplen` and `ncpumaps` as libvirt's remote driver bounds them.
+fn cpumaps_size(ncpumaps: i32, maplen: i32) -> Result<(usize, usize)> {
+    if maplen <= 0 || maplen as usize > g::REMOTE_CPUMAP_MAX {
+        return Err(Error::new(
+            ErrorCode::Rpc,
+            ErrorDomain::Rpc,
+            "maplen > REMOTE_CPUMAP_MAX",
+        ));
+    }
+    let n = usize::try_from(ncpumaps).unwrap_or(0);
+    if n.saturating_mul(maplen as usize) > g::REMOTE_CPUMAPS_MAX {
+        return Err(Error::new(
+            ErrorCode::Rpc,
+            ErrorDomain::Rpc,
+            "ncpumaps * maplen > REMOTE_CPUMAPS_MAX",
+        ));
+    }
+    Ok((n, maplen as usize))
 }
 
 fn nparams_limit(n: i32, max: usize) -> Result<i32> {
@@ -184,6 +223,57 @@ pub async fn call(drv: &Driver, proc_: i32, p: &[u8]) -> Option<Result<Outcome>>
             reply(&g::DomainGetBlkioParametersRet {
                 params: typed(params),
                 nparams: count as i32,
+            })
+        })(),
+        procs::DOMAIN_PIN_VCPU => {
+            async {
+                let a: g::DomainPinVcpuArgs = args(p)?;
+                let live = crate::driver::vcpus::AFFECT_LIVE;
+                drv.pin_vcpu(&dom(&a.dom)?, a.vcpu, &cpus_of(&a.cpumap.0), live)
+                    .await?;
+                void()
+            }
+            .await
+        }
+        procs::DOMAIN_PIN_VCPU_FLAGS => {
+            async {
+                let a: g::DomainPinVcpuFlagsArgs = args(p)?;
+                drv.pin_vcpu(&dom(&a.dom)?, a.vcpu, &cpus_of(&a.cpumap.0), a.flags)
+                    .await?;
+                void()
+            }
+            .await
+        }
+        procs::DOMAIN_PIN_EMULATOR => {
+            async {
+                let a: g::DomainPinEmulatorArgs = args(p)?;
+                drv.pin_emulator(&dom(&a.dom)?, &cpus_of(&a.cpumap.0), a.flags)
+                    .await?;
+                void()
+            }
+            .await
+        }
+        procs::DOMAIN_GET_VCPU_PIN_INFO => (|| {
+            let a: g::DomainGetVcpuPinInfoArgs = args(p)?;
+            let (n, maplen) = cpumaps_size(a.ncpumaps, a.maplen)?;
+            let maps = drv.get_vcpu_pin_info(&*dom(&a.dom)?, n, a.flags)?;
+            let mut bytes = Vec::with_capacity(n * maplen);
+            for m in &maps {
+                bytes.extend(map_of(m, maplen));
+            }
+            bytes.resize(n * maplen, 0);
+            reply(&g::DomainGetVcpuPinInfoRet {
+                cpumaps: Opaque(bytes),
+                num: maps.len() as i32,
+            })
+        })(),
+        procs::DOMAIN_GET_EMULATOR_PIN_INFO => (|| {
+            let a: g::DomainGetEmulatorPinInfoArgs = args(p)?;
+            let (_, maplen) = cpumaps_size(1, a.maplen)?;
+            let map = drv.get_emulator_pin_info(&*dom(&a.dom)?, a.flags)?;
+            reply(&g::DomainGetEmulatorPinInfoRet {
+                cpumaps: Opaque(map_of(&map, maplen)),
+                ret: 1,
             })
         })(),
         procs::DOMAIN_GET_CPU_STATS => (|| {

@@ -283,14 +283,6 @@ xdr_struct! {
 }
 
 xdr_struct! {
-    pub struct VcpuPinInfoArgs { pub dom: Dom, pub ncpumaps: i32, pub maplen: i32, pub flags: u32 }
-}
-
-xdr_struct! {
-    pub struct VcpuPinInfoRet { pub cpumaps: Opaque, pub num: i32 }
-}
-
-xdr_struct! {
     pub struct CpuMapArgs { pub need_map: i32, pub need_online: i32, pub flags: u32 }
 }
 

@@ -41,9 +41,41 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>> {
     Ok(set)
 }
 
+/// A set of CPUs as libvirt writes it: ranges where they run, `0-3,8`.
+pub fn format_cpu_list(cpus: &[u32]) -> String {
+    let mut sorted = cpus.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_as_libvirt() {
+        assert_eq!(format_cpu_list(&[0, 1, 2, 3, 8]), "0-3,8");
+        assert_eq!(format_cpu_list(&[5]), "5");
+        assert_eq!(format_cpu_list(&[3, 1]), "1,3");
+        assert_eq!(format_cpu_list(&[]), "");
+    }
 
     #[test]
     fn parses_ranges_and_exclusions() {

@@ -378,6 +378,16 @@ impl GuestCgroup {
         Ok((p, q))
     }
 
+    /// The host CPUs `part`'s threads may run on (a cpuset list); false
+    /// when the host has no cpuset controller.
+    pub fn set_cpus(&self, part: Part, cpus: &str) -> Result<bool> {
+        let Some(d) = self.dir(Controller::Cpuset, part) else {
+            return Ok(false);
+        };
+        write_file(&d.join("cpuset.cpus"), cpus)?;
+        Ok(true)
+    }
+
     /// A memory limit in KiB ([`UNLIMITED_KIB`] for none).
     pub fn set_memory(&self, which: MemoryLimit, kib: u64) -> Result<()> {
         let v2 = self.version2(Controller::Memory);

@@ -38,14 +38,15 @@ pub fn before_start(cg: &GuestCgroup, def: &Domain) -> Result<()> {
     Ok(())
 }
 
-/// Puts the VMM's threads in their parts and bounds the vCPUs and the
-/// emulator threads as `<cputune>` asks.
+/// Puts the VMM's threads in their parts, bounds the vCPUs and the
+/// emulator threads and pins them as `<cputune>` asks.
 pub fn after_start(cg: &GuestCgroup, def: &Domain, pid: i32, vcpu_tids: &[i32]) -> Result<()> {
     cg.place_threads(pid, vcpu_tids)?;
     for i in 0..vcpu_tids.len() {
         bandwidth(cg, def, Part::Vcpu(i as u32), "period", "quota")?;
     }
-    bandwidth(cg, def, Part::Emulator, "emulator_period", "emulator_quota")
+    bandwidth(cg, def, Part::Emulator, "emulator_period", "emulator_quota")?;
+    super::pinning::at_start(cg, def, pid, vcpu_tids.len() as u32)
 }
 
 fn bandwidth(cg: &GuestCgroup, def: &Domain, part: Part, period: &str, quota: &str) -> Result<()> {

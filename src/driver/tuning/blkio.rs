@@ -152,7 +152,7 @@ impl Driver {
                 "blkio device weight is valid only for bfq or cfq scheduler",
             ));
         }
-        let edit = |def: &mut crate::xml::model::Domain| {
+        let edit = |def: &mut crate::xml::model::Domain, _live: bool| {
             if let Some(w) = weight {
                 tunables::set_blkio_weight(def, w);
             }
@@ -163,7 +163,7 @@ impl Driver {
             }
             Ok(())
         };
-        self.change_tunables(obj, flags, edit, |cg, _| {
+        self.change_tunables(obj, flags, edit, |cg, _, _| {
             if let Some(w) = weight {
                 cg.set_blkio_weight(w)?;
             }

@@ -24,17 +24,18 @@ pub fn check_flags(flags: u32, extra: u32, function: &str) -> Result<()> {
 }
 
 impl Driver {
-    /// Applies `edit` to the definitions `flags` name; for the live one,
-    /// `live` first puts the new values into the guest's cgroup.
+    /// Applies `edit` to the definitions `flags` name (told whether it is
+    /// the live one); for the live one, `live` first puts the new values
+    /// into the running guest (its cgroup, its VMM's pid).
     pub(super) async fn change_tunables(
         &self,
         obj: &Arc<DomainObj>,
         flags: u32,
-        edit: impl Fn(&mut Domain) -> Result<()>,
-        live: impl FnOnce(&GuestCgroup, &Domain) -> Result<()>,
+        edit: impl Fn(&mut Domain, bool) -> Result<()>,
+        live: impl FnOnce(&GuestCgroup, &Domain, i32) -> Result<()>,
     ) -> Result<()> {
         let _job = obj.begin_job().await?;
-        let (new_live, new_config, cgroup) = {
+        let (new_live, new_config, cgroup, pid) = {
             let d = obj.data();
             if d.removed {
                 return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
@@ -43,7 +44,7 @@ impl Driver {
             let new_live = match d.live.as_ref().filter(|_| live_on) {
                 Some(l) => {
                     let mut def = l.def.clone();
-                    edit(&mut def)?;
+                    edit(&mut def, true)?;
                     Some(def)
                 }
                 None => None,
@@ -51,16 +52,17 @@ impl Driver {
             let new_config = match d.persistent.as_ref().filter(|_| config_on) {
                 Some(p) => {
                     let mut def = p.clone();
-                    edit(&mut def)?;
+                    edit(&mut def, false)?;
                     Some(def)
                 }
                 None => None,
             };
             let cgroup = d.live.as_ref().and_then(|l| l.cgroup.clone());
-            (new_live, new_config, cgroup)
+            let pid = d.live.as_ref().map_or(0, |l| l.vmm.pid);
+            (new_live, new_config, cgroup, pid)
         };
         if let Some(def) = &new_live {
-            live(&cgroup.unwrap_or_default(), def)?;
+            live(&cgroup.unwrap_or_default(), def, pid)?;
         }
         if let Some(def) = &new_config {
             self.inner.store.save(def)?;

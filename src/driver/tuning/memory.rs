@@ -91,7 +91,7 @@ impl Driver {
         for (_, kib) in &wanted {
             crate::driver::cgroup::check_memory_kib(*kib)?;
         }
-        let edit = |def: &mut crate::xml::model::Domain| {
+        let edit = |def: &mut crate::xml::model::Domain, _live: bool| {
             for (which, kib) in &wanted {
                 tunables::set_memtune(def, *which, Some(*kib));
             }
@@ -104,7 +104,7 @@ impl Driver {
             }
             Ok(())
         };
-        self.change_tunables(obj, flags, edit, |cg, _| {
+        self.change_tunables(obj, flags, edit, |cg, _, _| {
             // v1 keeps memsw ≥ limit at every step: a swap limit that
             // grows goes first, one that shrinks after the hard limit.
             let swap_grows = wanted.iter().any(|(w, kib)| {

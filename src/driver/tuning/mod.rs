@@ -9,6 +9,7 @@ mod blkio;
 mod change;
 mod memory;
 mod params;
+pub mod pinning;
 pub mod tunables;
 
 use std::sync::Arc;
@@ -79,6 +80,35 @@ fn live_value(cg: &GuestCgroup, name: &str) -> Result<i64> {
     }
 }
 
+/// The definition a query with `flags` reads: the persistent one
+/// (`VIR_DOMAIN_AFFECT_CONFIG`), the live one (`_LIVE`), or the current
+/// one; libvirt's errors otherwise.
+pub(super) fn definition_for<'a>(
+    d: &'a super::domain::DomainData,
+    uuid: &uuid::Uuid,
+    flags: u32,
+) -> Result<&'a Domain> {
+    if d.removed {
+        return Err(Error::no_domain_uuid(&uuid.to_string()));
+    }
+    match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
+        AFFECT_CONFIG => d.persistent.as_ref(),
+        AFFECT_LIVE => {
+            if !d.is_active() {
+                return Err(Error::operation_invalid("domain is not running"));
+            }
+            d.live.as_ref().map(|l| &l.def)
+        }
+        0 => d.current_def(),
+        _ => {
+            return Err(Error::invalid_arg(
+                "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
+            ));
+        }
+    }
+    .ok_or_else(|| Error::operation_invalid("transient domains do not have any persistent config"))
+}
+
 /// `virDomainGetSchedulerType`: the scheduler and its parameter count.
 pub fn get_scheduler_type(obj: &DomainObj) -> Result<(String, i32)> {
     obj.info()?;
@@ -101,31 +131,11 @@ impl Driver {
             )));
         }
         let d = obj.data();
-        if d.removed {
-            return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
-        }
         let live_cgroup = match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
             AFFECT_LIVE | 0 => d.live.as_ref().and_then(|l| l.cgroup.clone()),
             _ => None,
         };
-        let def = match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
-            AFFECT_CONFIG => d.persistent.as_ref(),
-            AFFECT_LIVE => {
-                if !d.is_active() {
-                    return Err(Error::operation_invalid("domain is not running"));
-                }
-                d.live.as_ref().map(|l| &l.def)
-            }
-            0 => d.current_def(),
-            _ => {
-                return Err(Error::invalid_arg(
-                    "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
-                ));
-            }
-        }
-        .ok_or_else(|| {
-            Error::operation_invalid("transient domains do not have any persistent config")
-        })?;
+        let def = definition_for(&d, &obj.uuid, flags)?;
         SCHED_PARAMS
             .iter()
             .take(max.max(0) as usize)
@@ -179,7 +189,7 @@ impl Driver {
                 _ => {}
             }
         }
-        let edit = |def: &mut Domain| {
+        let edit = |def: &mut Domain, _live: bool| {
             for (name, v) in params {
                 let value = if name.ends_with("_quota") {
                     signed(v)
@@ -190,7 +200,7 @@ impl Driver {
             }
             Ok(())
         };
-        self.change_tunables(obj, flags, edit, |cg, def| {
+        self.change_tunables(obj, flags, edit, |cg, def, _| {
             for (name, v) in params {
                 if name == "cpu_shares" {
                     cg.set_cpu_shares(unsigned(v))?;

@@ -86,6 +86,51 @@ pub fn set_cputune(def: &mut Domain, name: &str, value: i64) {
     drop_if_empty(def, "cputune");
 }
 
+/// The CPU list of `<cputune>`'s `<vcpupin vcpu='N'>` (`vcpu` Some) or
+/// `<emulatorpin>` (None).
+pub fn pin(def: &Domain, vcpu: Option<u32>) -> Option<String> {
+    let t = kept(def, "cputune")?;
+    match vcpu {
+        Some(n) => t
+            .children_named("vcpupin")
+            .find(|p| p.attr("vcpu").and_then(|v| v.parse::<u32>().ok()) == Some(n))?
+            .attr("cpuset")
+            .map(str::to_string),
+        None => t.child("emulatorpin")?.attr("cpuset").map(str::to_string),
+    }
+}
+
+/// Sets a `<vcpupin>` (`vcpu` Some) or the `<emulatorpin>`.
+pub fn set_pin(def: &mut Domain, vcpu: Option<u32>, cpuset: &str) {
+    let t = kept_mut(def, "cputune");
+    let mut e = match vcpu {
+        Some(n) => Element::new("vcpupin").with_attr("vcpu", n.to_string()),
+        None => Element::new("emulatorpin"),
+    };
+    e = e.with_attr("cpuset", cpuset);
+    let same = |c: &Element| match vcpu {
+        Some(n) => c.name == "vcpupin" && c.attr("vcpu").and_then(|v| v.parse().ok()) == Some(n),
+        None => c.name == "emulatorpin",
+    };
+    match t.children.iter().position(same) {
+        Some(i) => t.children[i] = e,
+        None => {
+            // After the numbers and the vCPU pins that come before it.
+            let at = t
+                .children
+                .iter()
+                .rposition(|c| {
+                    CPUTUNE_NUMBERS.contains(&c.name.as_str())
+                        || (c.name == "vcpupin"
+                            && (vcpu.is_none()
+                                || c.attr("vcpu").and_then(|v| v.parse::<u32>().ok()) < vcpu))
+                })
+                .map_or(0, |i| i + 1);
+            t.children.insert(at, e);
+        }
+    }
+}
+
 impl MemoryLimit {
     /// Its `<memtune>` element.
     pub fn element(self) -> &'static str {
