@@ -5,9 +5,11 @@
 # in vcpuN/emulator groups, live changes with schedinfo and memtune seen in
 # the files and in the live XML, --config changes only in the definition,
 # bad values refused with libvirt's errors and nothing changed, CPU time
-# from the cgroup (cpu-stats, domstats), the group gone after the guest
-# stops; and a guest whose hard limit is below what it touches: killed by
-# the kernel and reported crashed. Called by run.sh (as root).
+# from the cgroup (cpu-stats, domstats), vcpupin/emulatorpin (live,
+# --config, D-Bus) in the cpuset groups and the threads' affinity and pins
+# from the XML at start, the group gone after the guest stops; and a guest
+# whose hard limit is below what it touches: killed by the kernel and
+# reported crashed. Called by run.sh (as root).
 #
 # usage: tuning.sh OXVIRTD TMPDIR
 set -u
