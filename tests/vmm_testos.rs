@@ -5,7 +5,7 @@ mod vmm_common;
 
 use std::time::Duration;
 
-use vmm_common::{Guest, guest_cmdline, kvm_available, testos};
+use vmm_common::{Guest, guest_cmdline, host_emulates_ring0, kvm_available, testos};
 
 fn run_checks(cpus: u32) {
     if !kvm_available() {
@@ -169,4 +169,43 @@ fn guest_with_ram_above_4g() {
     );
     assert!(log.contains("DONE passed=4 failed=0"), "{log}");
     assert_eq!(st.code(), Some(0));
+}
+
+/// cmpxchg16b, int3, int n, popcnt, stac/clac, fwait and rdrand in guest
+/// ring 0 give the CPU's results; where the host's KVM cannot emulate
+/// them, the VMM finished them (its counts say so), under the sandbox's
+/// seccomp filters.
+#[test]
+fn instructions_the_host_cannot_emulate_are_finished() {
+    if !kvm_available() {
+        return;
+    }
+    let Some(elf) = testos() else { return };
+    let cmdline = "oxtest.checks=finish oxtest.then=halt";
+    let control = format!("@oxvirt-vmm-test-{}-finish", std::process::id());
+    let mut g = Guest::start(&elf, 1, 128, cmdline, &["--control-socket", &control]);
+    assert!(
+        g.wait_log(Duration::from_secs(60), |l| l.contains("DONE ")),
+        "the check did not finish:\n{}",
+        g.log()
+    );
+    let log = g.log();
+    assert!(log.contains("PASS finish"), "{log}");
+    let stats = g.connect().execute("query-stats");
+    let finished = &stats["return"]["finished-instructions"];
+    let count = |k: &str| finished[k].as_u64().unwrap_or(0);
+    eprintln!("finished by the VMM: {finished}");
+    if host_emulates_ring0() {
+        assert_eq!(count("cmpxchg16b"), 2, "{stats}");
+        assert_eq!((count("int3"), count("int")), (1, 1), "{stats}");
+        assert!(count("bit-count") >= 2, "{stats}");
+        assert_eq!(count("fwait"), 1, "{stats}");
+    } else {
+        // The CPU ran them all.
+        assert_eq!(
+            count("cmpxchg16b") + count("int3") + count("int"),
+            0,
+            "{stats}"
+        );
+    }
 }

@@ -64,6 +64,10 @@ fn main() {
     match vm.run(control) {
         Ok(reason) => {
             tracing::info!("guest stopped: {}", reason.as_str());
+            let finished = oxvirt::vmm::cpu::finish::FINISHED.summary();
+            if !finished.is_empty() {
+                tracing::info!("instructions KVM could not emulate, finished here: {finished}");
+            }
             std::process::exit(reason.exit_code());
         }
         Err(e) => fail(e),

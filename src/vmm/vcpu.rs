@@ -14,7 +14,9 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
 
 use super::bus::Bus;
+use super::cpu::finish;
 use super::exit::{ExitReason, ExitSignal};
+use super::memory::GuestMemory;
 
 const KVM_SYSTEM_EVENT_SHUTDOWN: u32 = 1;
 const KVM_SYSTEM_EVENT_RESET: u32 = 2;
@@ -137,6 +139,8 @@ pub struct Vcpu {
     pub mmio: Arc<Bus>,
     pub exit: Arc<ExitSignal>,
     pub ctl: Arc<RunControl>,
+    /// Guest RAM, for instructions finished here.
+    pub mem: GuestMemory,
 }
 
 enum Step {
@@ -212,8 +216,20 @@ impl Vcpu {
                 }
             },
             Ok(VcpuExit::InternalError) => {
+                let (suberror, data) = self.internal_error();
+                let why = if suberror == finish::SUBERROR_EMULATION {
+                    match finish::finish(&self.fd, &self.mem, &data) {
+                        Ok(what) => {
+                            tracing::debug!("vcpu{index}: finished {what}");
+                            return Step::Continue;
+                        }
+                        Err(why) => format!(" ({why})"),
+                    }
+                } else {
+                    String::new()
+                };
                 let detail = self.internal_error_detail();
-                eprintln!("oxvirt-vmm: error: vcpu{index}: KVM internal error: {detail}");
+                eprintln!("oxvirt-vmm: error: vcpu{index}: KVM internal error: {detail}{why}");
                 Step::Stop(ExitReason::InternalError)
             }
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
@@ -254,6 +270,16 @@ impl Vcpu {
             Ok(r) => format!("rip {:#x}", r.rip),
             Err(_) => "registers unavailable".into(),
         }
+    }
+
+    /// The suberror and data of a KVM_EXIT_INTERNAL_ERROR.
+    fn internal_error(&mut self) -> (u32, Vec<u64>) {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: after KVM_EXIT_INTERNAL_ERROR the kernel filled the
+        // `internal` member of the exit union.
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let n = (internal.ndata as usize).min(internal.data.len());
+        (internal.suberror, internal.data[..n].to_vec())
     }
 
     fn internal_error_detail(&mut self) -> String {

@@ -590,6 +590,7 @@ impl Vm {
         json!({
             "vcpus": vcpus,
             "memory": { "guest-bytes": self.mem_bytes, "rss-bytes": rss },
+            "finished-instructions": super::cpu::finish::FINISHED.to_json(),
         })
     }
 }
@@ -653,6 +654,11 @@ fn create_vcpus(
         .get_msr_index_list()
         .map_err(Error::kvm("KVM_GET_MSR_INDEX_LIST"))?;
     let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
+    if cpu::cpuid::host_emulates_ring0() {
+        tracing::debug!(
+            "this host's KVM emulates guest ring 0: instructions it lacks are finished here"
+        );
+    }
     let topo = cfg.cpus.topology();
     let mut out = Vec::new();
     for i in 0..cfg.cpus.count {
@@ -700,6 +706,7 @@ fn create_vcpus(
             mmio: mmio.clone(),
             exit: exit.clone(),
             ctl: ctl.clone(),
+            mem: mem.clone(),
         });
     }
     Ok(out)

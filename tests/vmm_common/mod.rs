@@ -85,6 +85,13 @@ pub fn scratch(tag: &str) -> PathBuf {
     d
 }
 
+/// Whether this host's KVM emulates guest ring 0: its CPU shows neither
+/// VMX nor SVM (a paravirtualised KVM such as PVM).
+pub fn host_emulates_ring0() -> bool {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    !info.split_whitespace().any(|w| w == "vmx" || w == "svm")
+}
+
 /// The test guest's command line.
 pub fn guest_cmdline(cpus: u32, mem: u64, then: &str) -> String {
     let now = std::time::SystemTime::now()

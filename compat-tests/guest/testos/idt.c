@@ -52,6 +52,11 @@ void irq_set_handler(u8 vector, irq_handler h)
 void isr_dispatch(struct frame *f);
 void isr_dispatch(struct frame *f)
 {
+	if (f->vec < 32 && handlers[f->vec]) {
+		/* An exception a check expects (int3): handled, no EOI. */
+		handlers[f->vec]((u8)f->vec);
+		return;
+	}
 	if (f->vec < 32) {
 		user_exception(f->vec, f->rip, f->cs);
 		u64 cr2;
@@ -63,6 +68,7 @@ void isr_dispatch(struct frame *f)
 	}
 	if (handlers[f->vec])
 		handlers[f->vec]((u8)f->vec);
-	if (f->vec != VEC_SPURIOUS)
+	/* Software interrupts (int n, n >= 32) are not in service at the LAPIC. */
+	if (f->vec != VEC_SPURIOUS && !(f->vec >= 0x80 && f->vec < 0x90))
 		lapic_eoi();
 }

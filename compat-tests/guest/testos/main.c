@@ -47,6 +47,8 @@ static void run_check(const char *name)
 		ok = check_smp(&w);
 	else if (strncmp(name, "rtc", 4) == 0)
 		ok = check_rtc(&w);
+	else if (strncmp(name, "finish", 7) == 0)
+		ok = check_finish(&w);
 	else {
 		ok = false;
 		why_add(&w, "unknown check");

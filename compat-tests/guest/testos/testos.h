@@ -180,6 +180,7 @@ void delay_us(u64 us);
 
 /* ---- rtc.c ---- */
 bool check_rtc(struct why *w);
+bool check_finish(struct why *w);
 
 /* ---- lapic.c / ioapic.c / idt.c ---- */
 void lapic_init(void);

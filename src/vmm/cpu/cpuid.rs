@@ -9,6 +9,9 @@ use crate::vmm::config::Topology;
 const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 const LEAF1_EDX_HTT: u32 = 1 << 28;
+const LEAF1_ECX_VMX: u32 = 1 << 5;
+// Leaf 0x8000_0001.
+const EXT_ECX_SVM: u32 = 1 << 2;
 // Leaf 7 subleaf 0: IA32_ARCH_CAPABILITIES is not offered (its MSR 0x10a
 // is not usable on every host this runs on).
 const LEAF7_EDX_ARCH_CAPABILITIES: u32 = 1 << 29;
@@ -39,6 +42,20 @@ pub fn apic_id(t: &Topology, index: u32) -> u32 {
     let core = (index / t.threads) % t.cores;
     let socket = index / (t.threads * t.cores);
     (socket << (tb + cb)) | (core << tb) | thread
+}
+
+/// Whether this host's KVM must emulate guest ring-0 code in software:
+/// its CPU offers neither VMX nor SVM (a paravirtualised KVM such as
+/// PVM). There the guest also reads the host's CPUID directly: the table
+/// given with KVM_SET_CPUID2 does not hide features from it, so a guest
+/// kernel is told on its command line what not to use (see the VMM's
+/// README).
+pub fn host_emulates_ring0() -> bool {
+    let basic = std::arch::x86_64::__cpuid(1);
+    let ext_max = std::arch::x86_64::__cpuid(0x8000_0000).eax;
+    let svm =
+        ext_max >= 0x8000_0001 && std::arch::x86_64::__cpuid(0x8000_0001).ecx & EXT_ECX_SVM != 0;
+    basic.ecx & LEAF1_ECX_VMX == 0 && !svm
 }
 
 /// Builds the CPUID of vCPU `index` from KVM's supported list.

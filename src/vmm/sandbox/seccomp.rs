@@ -14,7 +14,7 @@ use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
 };
-use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr};
+use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
 
 /// The kinds of thread a VMM runs, each with its own allow-list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -73,6 +73,24 @@ ioctl_iow_nr!(
 ioctl_iow_nr!(KVM_IRQFD, KVMIO, 0x76, kvm_bindings::kvm_irqfd);
 ioctl_iow_nr!(KVM_IOEVENTFD, KVMIO, 0x79, kvm_bindings::kvm_ioeventfd);
 ioctl_iow_nr!(KVM_SET_CLOCK, KVMIO, 0x7b, kvm_bindings::kvm_clock_data);
+ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
+ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_bindings::kvm_regs);
+ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
+ioctl_iow_nr!(KVM_SET_SREGS, KVMIO, 0x84, kvm_bindings::kvm_sregs);
+ioctl_ior_nr!(KVM_GET_FPU, KVMIO, 0x8c, kvm_bindings::kvm_fpu);
+ioctl_iowr_nr!(KVM_TRANSLATE, KVMIO, 0x85, kvm_bindings::kvm_translation);
+ioctl_ior_nr!(
+    KVM_GET_VCPU_EVENTS,
+    KVMIO,
+    0x9f,
+    kvm_bindings::kvm_vcpu_events
+);
+ioctl_iow_nr!(
+    KVM_SET_VCPU_EVENTS,
+    KVMIO,
+    0xa0,
+    kvm_bindings::kvm_vcpu_events
+);
 ioctl_ior_nr!(KVM_GET_CLOCK, KVMIO, 0x7c, kvm_bindings::kvm_clock_data);
 
 /// The rules of one filter being built: syscall number to conditions,
@@ -280,6 +298,16 @@ impl Allow {
                     KVM_IRQFD(),
                     KVM_IOEVENTFD(),
                     KVM_SET_GSI_ROUTING(),
+                    // Errors name RIP; instructions KVM could not emulate
+                    // are finished on the vCPU's state (cpu/finish.rs).
+                    KVM_GET_REGS(),
+                    KVM_SET_REGS(),
+                    KVM_GET_SREGS(),
+                    KVM_SET_SREGS(),
+                    KVM_GET_FPU(),
+                    KVM_TRANSLATE(),
+                    KVM_GET_VCPU_EVENTS(),
+                    KVM_SET_VCPU_EVENTS(),
                 ]),
             ThreadKind::SerialOut => self.base().calls(&[libc::SYS_sendto, libc::SYS_writev]),
             ThreadKind::BlockQueue => self.worker().calls(&[
