@@ -92,6 +92,21 @@ impl Vm {
             )));
         }
         let vm = Arc::new(kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?);
+        // Instructions KVM cannot emulate in guest user mode come to the
+        // VMM too (by default KVM turns them into #UD there), so that it
+        // can finish them (cpu/finish.rs); what it cannot finish there it
+        // still answers with #UD.
+        let exit_cap = kvm_bindings::KVM_CAP_EXIT_ON_EMULATION_FAILURE;
+        if vm.check_extension_raw(u64::from(exit_cap)) > 0 {
+            let cap = kvm_bindings::kvm_enable_cap {
+                cap: exit_cap,
+                args: [1, 0, 0, 0],
+                ..Default::default()
+            };
+            if let Err(e) = vm.enable_cap(&cap) {
+                tracing::debug!("KVM_CAP_EXIT_ON_EMULATION_FAILURE: {e}");
+            }
+        }
         // Guest RAM is registered before the irqchip and PIT exist: a memslot
         // added to a VM that already has them costs a few milliseconds more
         // (measured 5 ms vs 0.3 ms for 256 MiB), which dominates start-up.

@@ -36,6 +36,9 @@ const RFLAGS_STATUS: u64 = RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAG
 const EFER_LMA: u64 = 1 << 10;
 const VECTOR_BP: u32 = 3;
 const VECTOR_MF: u32 = 16;
+const VECTOR_UD: u32 = 6;
+const VECTOR_NP: u32 = 11;
+const VECTOR_GP: u32 = 13;
 
 /// What was finished, by kind, since the VMM started.
 pub struct Counts {
@@ -49,6 +52,8 @@ pub struct Counts {
     /// Everything else: `clac`/`stac`, `rdrand`/`rdseed`, cache-line
     /// write-backs, `invpcid`.
     pub other: AtomicU64,
+    /// Instructions of guest user mode answered with #UD.
+    pub user_ud: AtomicU64,
 }
 
 pub static FINISHED: Counts = Counts {
@@ -58,6 +63,7 @@ pub static FINISHED: Counts = Counts {
     bit_count: AtomicU64::new(0),
     fwait: AtomicU64::new(0),
     other: AtomicU64::new(0),
+    user_ud: AtomicU64::new(0),
 };
 
 impl Counts {
@@ -70,6 +76,7 @@ impl Counts {
             ("bit-count", &self.bit_count),
             ("fwait", &self.fwait),
             ("other", &self.other),
+            ("user #UD", &self.user_ud),
         ];
         kinds
             .iter()
@@ -89,6 +96,7 @@ impl Counts {
             "bit-count": self.bit_count.load(Ordering::Relaxed),
             "fwait": self.fwait.load(Ordering::Relaxed),
             "other": self.other.load(Ordering::Relaxed),
+            "user-ud": self.user_ud.load(Ordering::Relaxed),
         })
     }
 }
@@ -448,6 +456,41 @@ fn deliver(fd: &VcpuFd, vector: u32) -> Result<(), String> {
         .map_err(|e| format!("KVM_SET_VCPU_EVENTS: {e}"))
 }
 
+/// What a software interrupt `int n` from privilege level `cpl` raises
+/// instead of reaching its handler: #GP(n*8+2) when the IDT gate's DPL
+/// is below `cpl`, #NP(n*8+2) when the gate is not present.
+fn gate_check(
+    fd: &VcpuFd,
+    mem: &GuestMemory,
+    sregs: &kvm_sregs,
+    vector: u8,
+    cpl: u8,
+) -> Result<Option<(u32, u32)>, String> {
+    let entry = sregs.idt.base.wrapping_add(u64::from(vector) * 16);
+    let attributes = (read_linear(fd, mem, entry + 5, 1)? & 0xff) as u8;
+    let error = u32::from(vector) * 8 + 2;
+    if (attributes >> 5) & 3 < cpl {
+        return Ok(Some((VECTOR_GP, error)));
+    }
+    if attributes & 0x80 == 0 {
+        return Ok(Some((VECTOR_NP, error)));
+    }
+    Ok(None)
+}
+
+/// Has KVM deliver exception `vector` with `error` as its error code.
+fn deliver_fault(fd: &VcpuFd, vector: u32, error: u32) -> Result<(), String> {
+    let mut events = fd
+        .get_vcpu_events()
+        .map_err(|e| format!("KVM_GET_VCPU_EVENTS: {e}"))?;
+    events.exception.injected = 1;
+    events.exception.nr = vector as u8;
+    events.exception.has_error_code = 1;
+    events.exception.error_code = error;
+    fd.set_vcpu_events(&events)
+        .map_err(|e| format!("KVM_SET_VCPU_EVENTS: {e}"))
+}
+
 /// Reads the instruction at RIP when the exit did not carry it.
 fn read_instruction(fd: &VcpuFd, mem: &GuestMemory, linear: u64) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::with_capacity(15);
@@ -470,8 +513,25 @@ fn read_instruction(fd: &VcpuFd, mem: &GuestMemory, linear: u64) -> Result<Vec<u
 
 /// Finishes the instruction an emulation-failure exit stopped at, given
 /// the exit's data. Returns what it did (for the log), or why it could
-/// not, in which case nothing was changed.
+/// not, in which case nothing was changed. In guest user mode, what
+/// cannot be finished raises #UD, as KVM itself would have answered, so
+/// a program's bad instruction never stops the guest.
 pub fn finish(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<String, String> {
+    match finish_instruction(fd, mem, data) {
+        Ok(done) => Ok(done),
+        Err(why) => {
+            let user_mode = fd.get_sregs().is_ok_and(|s| s.cs.selector & 3 == 3);
+            if !user_mode {
+                return Err(why);
+            }
+            deliver(fd, VECTOR_UD)?;
+            FINISHED.user_ud.fetch_add(1, Ordering::Relaxed);
+            Ok(format!("#UD in user mode ({why})"))
+        }
+    }
+}
+
+fn finish_instruction(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<String, String> {
     let mut regs = fd.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
     let sregs = fd.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
     let bits = bitness(&sregs);
@@ -563,19 +623,28 @@ pub fn finish(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<String, St
                 .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
             FINISHED.other.fetch_add(1, Ordering::Relaxed);
         }
-        Mnemonic::Int3 => {
-            regs.rip = next;
-            fd.set_regs(&regs)
-                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
-            deliver(fd, VECTOR_BP)?;
-            FINISHED.int3.fetch_add(1, Ordering::Relaxed);
-        }
-        Mnemonic::Int => {
-            regs.rip = next;
-            fd.set_regs(&regs)
-                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
-            deliver(fd, u32::from(i.immediate8()))?;
-            FINISHED.int_n.fetch_add(1, Ordering::Relaxed);
+        Mnemonic::Int3 | Mnemonic::Int => {
+            let vector = if i.mnemonic() == Mnemonic::Int3 {
+                VECTOR_BP as u8
+            } else {
+                i.immediate8()
+            };
+            let cpl = (sregs.cs.selector & 3) as u8;
+            match gate_check(fd, mem, &sregs, vector, cpl)? {
+                // A fault: RIP stays on the instruction.
+                Some((fault, error)) => deliver_fault(fd, fault, error)?,
+                None => {
+                    regs.rip = next;
+                    fd.set_regs(&regs)
+                        .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+                    deliver(fd, u32::from(vector))?;
+                }
+            }
+            if i.mnemonic() == Mnemonic::Int3 {
+                FINISHED.int3.fetch_add(1, Ordering::Relaxed);
+            } else {
+                FINISHED.int_n.fetch_add(1, Ordering::Relaxed);
+            }
         }
         _ => return Err(format!("`{i}` (bytes {bytes:02x?}) is not finished here")),
     }
