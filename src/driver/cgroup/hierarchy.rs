@@ -88,8 +88,9 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
-    /// The hierarchies mounted here; none when cgroups cannot be used
-    /// (not root, nothing mounted).
+    /// The hierarchies mounted here and writable; none when cgroups
+    /// cannot be used (nothing mounted, or read-only as under systemd's
+    /// `ProtectControlGroups=`).
     pub fn detect() -> Cgroups {
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let hierarchies = parse_mountinfo(&text, |mount| {
@@ -143,10 +144,19 @@ fn parse_mountinfo(text: &str, v2_controllers: impl Fn(&Path) -> String) -> Vec<
         let Some((left, right)) = line.split_once(" - ") else {
             continue;
         };
-        // Field 5 is the mount point.
-        let Some(mount) = left.split(' ').nth(4) else {
+        // Field 5 is the mount point, field 6 its options.
+        let mut fields = left.split(' ');
+        let Some(mount) = fields.nth(4) else {
             continue;
         };
+        // A read-only cgroupfs (systemd's ProtectControlGroups=) takes no
+        // groups from this process.
+        if fields
+            .next()
+            .is_some_and(|o| o.split(',').any(|x| x == "ro"))
+        {
+            continue;
+        }
         let mut r = right.split(' ');
         let fstype = r.next().unwrap_or_default();
         let options = r.nth(1).unwrap_or_default();
@@ -246,6 +256,13 @@ mod tests {
         let h = parse_mountinfo(HYBRID, |_| "cpu io memory pids".to_string());
         let v2 = h.iter().find(|h| h.v2).unwrap();
         assert_eq!(v2.controllers, [Controller::Blkio, Controller::Pids]);
+    }
+
+    #[test]
+    fn read_only_hierarchies_are_not_used() {
+        let text = "30 23 0:26 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw,nsdelegate\n\
+                    32 31 0:29 / /sys/fs/cgroup/cpu ro,relatime - cgroup cgroup rw,cpu\n";
+        assert!(parse_mountinfo(text, |_| "cpu memory".into()).is_empty());
     }
 
     #[test]
