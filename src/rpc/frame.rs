@@ -68,6 +68,18 @@ pub struct Header {
 }
 
 impl Header {
+    /// A keepalive message (`KEEPALIVE_PING` or `KEEPALIVE_PONG`).
+    pub fn keepalive(proc_: i32) -> Header {
+        Header {
+            prog: PROGRAM_KEEPALIVE,
+            vers: PROTOCOL_VERSION,
+            proc_,
+            mtype: MsgType::Message as u32,
+            serial: 0,
+            status: STATUS_OK,
+        }
+    }
+
     /// A header answering `call` with `mtype` and `status`.
     pub fn answer(call: &Header, mtype: MsgType, status: u32) -> Header {
         Header {

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::conn::Conn;
-use super::frame::{self, Header, MsgType, PROGRAM_KEEPALIVE, PROTOCOL_VERSION, STATUS_OK};
+use super::frame::{self, Header};
 
 /// One connection's keepalive state.
 pub struct Keepalive {
@@ -92,14 +92,7 @@ async fn watch(conn: Arc<Conn>, interval: Duration, count: u32) {
         }
         pings_left -= 1;
         interval_start = Instant::now();
-        let ping = Header {
-            prog: PROGRAM_KEEPALIVE,
-            vers: PROTOCOL_VERSION,
-            proc_: frame::KEEPALIVE_PING,
-            mtype: MsgType::Message as u32,
-            serial: 0,
-            status: STATUS_OK,
-        };
-        conn.send_msg(ping, &[]).await;
+        conn.send_msg(Header::keepalive(frame::KEEPALIVE_PING), &[])
+            .await;
     }
 }

@@ -368,15 +368,8 @@ async fn handle_message(conn: &Arc<Conn>, h: Header, payload: Vec<u8>) -> bool {
     match h.prog {
         PROGRAM_KEEPALIVE => {
             if mtype == Some(MsgType::Message) && h.proc_ == KEEPALIVE_PING {
-                let pong = Header {
-                    prog: PROGRAM_KEEPALIVE,
-                    vers: PROTOCOL_VERSION,
-                    proc_: frame::KEEPALIVE_PONG,
-                    mtype: MsgType::Message as u32,
-                    serial: 0,
-                    status: STATUS_OK,
-                };
-                conn.send_msg(pong, &[]).await;
+                conn.send_msg(Header::keepalive(frame::KEEPALIVE_PONG), &[])
+                    .await;
             }
             // A pong needs no answer: receiving it was the point.
             true

@@ -61,27 +61,17 @@ pub fn cputune(def: &Domain, name: &str) -> Option<i64> {
 }
 
 /// Sets a `<cputune>` number; 0 removes it, as libvirt drops zero values.
+/// The numbers come first, in their order, before any pinning.
 pub fn set_cputune(def: &mut Domain, name: &str, value: i64) {
-    const ORDER: [&str; 13] = [
-        "shares",
-        "period",
-        "quota",
-        "global_period",
-        "global_quota",
-        "emulator_period",
-        "emulator_quota",
-        "iothread_period",
-        "iothread_quota",
-        "vcpupin",
-        "emulatorpin",
-        "iothreadpin",
-        "vcpusched",
-    ];
     let t = kept_mut(def, "cputune");
     if value == 0 {
         t.children.retain(|c| c.name != name);
     } else {
-        set_child(t, Element::new(name).with_text(value.to_string()), &ORDER);
+        set_child(
+            t,
+            Element::new(name).with_text(value.to_string()),
+            &CPUTUNE_NUMBERS,
+        );
     }
     drop_if_empty(def, "cputune");
 }
