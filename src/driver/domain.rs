@@ -138,6 +138,20 @@ pub struct DomainInfo {
 }
 
 impl DomainObj {
+    /// Runs `f` on the running domain's state under the short lock;
+    /// libvirt's errors for a removed or inactive domain.
+    pub fn with_live<T>(&self, f: impl FnOnce(&Live) -> T) -> Result<T> {
+        let d = self.data();
+        if d.removed {
+            return Err(Error::no_domain_uuid(&self.uuid.to_string()));
+        }
+        let live = d
+            .live
+            .as_ref()
+            .ok_or_else(|| Error::operation_invalid("domain is not running"))?;
+        Ok(f(live))
+    }
+
     /// Everything [`DomainInfo`] holds, read under the short lock.
     pub fn info(&self) -> Result<DomainInfo> {
         let d = self.data();

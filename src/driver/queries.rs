@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::xml::mac::MacAddr;
-use crate::xml::model::interface::{Interface, InterfaceType};
+use crate::xml::model::interface::InterfaceType;
 
 use super::Driver;
 use super::domain::DomainObj;
@@ -32,20 +32,6 @@ pub struct IfaceAddrs {
     pub addrs: Vec<(i32, String, u32)>,
 }
 
-/// Runs `f` on the interfaces of the running definition of `obj`, under
-/// its lock; libvirt's errors for a removed or inactive domain.
-fn live_interfaces<T>(obj: &DomainObj, f: impl FnOnce(&[Interface]) -> T) -> Result<T> {
-    let d = obj.data();
-    if d.removed {
-        return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
-    }
-    let live = d
-        .live
-        .as_ref()
-        .ok_or_else(|| Error::operation_invalid("domain is not running"))?;
-    Ok(f(&live.def.devices.interfaces))
-}
-
 impl Driver {
     /// `virDomainBlockStats(Flags)`: one disk's counters (by target or
     /// source path), or every disk's summed for an empty `path`.
@@ -55,8 +41,11 @@ impl Driver {
         path: &str,
         flags: u32,
     ) -> Result<BlockIo> {
-        // VIR_TYPED_PARAM_STRING_OKAY
-        super::check_flags(flags, 4, "virDomainBlockStatsFlags")?;
+        super::check_flags(
+            flags,
+            super::tuning::TYPED_PARAM_STRING_OKAY,
+            "virDomainBlockStatsFlags",
+        )?;
         let s = self.stats(obj).await?;
         stats::block_io(&s, path)
     }
@@ -64,16 +53,18 @@ impl Driver {
     /// `virDomainInterfaceStats`: the counters of the interface whose
     /// tap is `device` (or whose MAC it is), as the guest sees them.
     pub fn interface_stats(&self, obj: &DomainObj, device: &str) -> Result<Counters> {
-        let ifname = live_interfaces(obj, |ifaces| {
-            let found = match MacAddr::parse(device) {
-                Ok(mac) => ifaces.iter().find(|i| i.mac == Some(mac)),
-                Err(_) => ifaces
-                    .iter()
-                    .find(|i| i.target_dev.as_deref() == Some(device)),
-            };
-            found.and_then(|i| i.target_dev.clone())
-        })?
-        .ok_or_else(|| Error::invalid_arg(format!("'{device}' is not a known interface")))?;
+        let ifname = obj
+            .with_live(|live| {
+                let ifaces = &live.def.devices.interfaces;
+                let found = match MacAddr::parse(device) {
+                    Ok(mac) => ifaces.iter().find(|i| i.mac == Some(mac)),
+                    Err(_) => ifaces
+                        .iter()
+                        .find(|i| i.target_dev.as_deref() == Some(device)),
+                };
+                found.and_then(|i| i.target_dev.clone())
+            })?
+            .ok_or_else(|| Error::invalid_arg(format!("'{device}' is not a known interface")))?;
         netdev::counters(&ifname)
             .map(Counters::swapped)
             .ok_or_else(|| {
@@ -99,7 +90,8 @@ impl Driver {
                 "unsupported flags (0x{flags:x}) in function virDomainInterfaceAddresses"
             )));
         }
-        let nets: Vec<(String, MacAddr, Option<String>)> = live_interfaces(obj, |ifaces| {
+        let nets: Vec<(String, MacAddr, Option<String>)> = obj.with_live(|live| {
+            let ifaces = &live.def.devices.interfaces;
             ifaces
                 .iter()
                 .filter_map(|i| {

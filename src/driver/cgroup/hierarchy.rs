@@ -25,23 +25,29 @@ impl Hierarchy {
     /// hands its controllers down.
     pub fn prepare(&self, dir: &Path) -> Result<()> {
         if self.v2 {
-            let parent = dir.parent().unwrap_or(dir);
-            let wanted: Vec<String> = self
-                .controllers
-                .iter()
-                .map(|c| format!("+{}", c.v2_name()))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            if !wanted.is_empty() {
-                write_file(&parent.join("cgroup.subtree_control"), &wanted.join(" "))?;
-            }
-            return Ok(());
+            return self.enable_in_parent(dir, |_| true);
         }
         if self.has(Controller::Cpuset) {
             inherit_cpuset(dir)?;
         }
         Ok(())
+    }
+
+    /// v2: has `dir`'s parent hand down its controllers that `which`
+    /// picks (each named once: cpu and cpuacct are both `cpu` there).
+    fn enable_in_parent(&self, dir: &Path, which: impl Fn(Controller) -> bool) -> Result<()> {
+        let names: std::collections::BTreeSet<String> = self
+            .controllers
+            .iter()
+            .filter(|c| which(**c))
+            .map(|c| format!("+{}", c.v2_name()))
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let parent = dir.parent().unwrap_or(dir);
+        let list: Vec<String> = names.into_iter().collect();
+        write_file(&parent.join("cgroup.subtree_control"), &list.join(" "))
     }
 
     /// Readies a per-thread child (`vcpuN`, `emulator`): v2 makes it
@@ -52,19 +58,7 @@ impl Hierarchy {
             if read_file(&type_file)? != "threaded" {
                 write_file(&type_file, "threaded")?;
             }
-            let threaded: Vec<String> = self
-                .controllers
-                .iter()
-                .filter(|c| c.per_thread())
-                .map(|c| format!("+{}", c.v2_name()))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            if !threaded.is_empty() {
-                let parent = dir.parent().unwrap_or(dir);
-                write_file(&parent.join("cgroup.subtree_control"), &threaded.join(" "))?;
-            }
-            return Ok(());
+            return self.enable_in_parent(dir, Controller::per_thread);
         }
         self.prepare(dir)
     }

@@ -8,10 +8,9 @@ use crate::error::{Error, Result};
 
 use super::super::Driver;
 use super::super::cgroup::{BlkioDevice, DeviceLimit};
-use super::super::domain::DomainObj;
+use super::super::domain::{DomainData, DomainObj};
 use super::super::stats::StatValue;
-use super::change::check_flags;
-use super::params::{ParamType, unsigned, validate};
+use super::params::{ParamType, check_affect_flags, get_parameters, unsigned, validate};
 use super::tunables;
 
 /// The per-device parameters in libvirt's order (`None`: device_weight).
@@ -26,8 +25,6 @@ const DEVICE_PARAMS: [Option<DeviceLimit>; 5] = [
 fn param_name(limit: Option<DeviceLimit>) -> &'static str {
     limit.map(|l| l.names().1).unwrap_or("device_weight")
 }
-
-const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
 
 /// One per-device parameter's (path, value) pairs.
 type DeviceValues = (Option<DeviceLimit>, Vec<(String, u64)>);
@@ -72,42 +69,38 @@ impl Driver {
         nparams: usize,
         flags: u32,
     ) -> Result<(usize, Vec<(String, StatValue)>)> {
-        check_flags(
+        let read = |d: &DomainData, live: bool| {
+            let def = if live {
+                d.live.as_ref().map(|l| &l.def)
+            } else {
+                d.persistent.as_ref()
+            }
+            .ok_or_else(|| Error::operation_invalid("domain is not running"))?;
+            // The weight the scheduler applies, where it has one.
+            let weight = live
+                .then(|| d.live.as_ref().and_then(|l| l.cgroup.as_ref()))
+                .flatten()
+                .and_then(|cg| cg.blkio_weight().ok())
+                .or_else(|| tunables::blkio_weight(def))
+                .unwrap_or(0);
+            let mut out = vec![("weight".to_string(), StatValue::UInt(weight))];
+            for limit in DEVICE_PARAMS {
+                let list = tunables::blkio_devices(def, limit);
+                out.push((
+                    param_name(limit).to_string(),
+                    StatValue::Str(format_devices(&list)),
+                ));
+            }
+            Ok(out)
+        };
+        get_parameters(
+            obj,
+            nparams,
             flags,
-            TYPED_PARAM_STRING_OKAY,
             "qemuDomainGetBlkioParameters",
-        )?;
-        let d = obj.data();
-        if d.removed {
-            return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
-        }
-        if nparams == 0 {
-            return Ok((1 + DEVICE_PARAMS.len(), Vec::new()));
-        }
-        let (live, _) = super::super::metadata::targets(&d, flags)?;
-        let def = if live {
-            d.live.as_ref().map(|l| &l.def)
-        } else {
-            d.persistent.as_ref()
-        }
-        .ok_or_else(|| Error::operation_invalid("domain is not running"))?;
-        // The weight the scheduler applies, where it has one.
-        let weight = live
-            .then(|| d.live.as_ref().and_then(|l| l.cgroup.as_ref()))
-            .flatten()
-            .and_then(|cg| cg.blkio_weight().ok())
-            .or_else(|| tunables::blkio_weight(def))
-            .unwrap_or(0);
-        let mut out = vec![("weight".to_string(), StatValue::UInt(weight))];
-        for limit in DEVICE_PARAMS {
-            let list = tunables::blkio_devices(def, limit);
-            out.push((
-                param_name(limit).to_string(),
-                StatValue::Str(format_devices(&list)),
-            ));
-        }
-        out.truncate(nparams);
-        Ok((out.len(), out))
+            1 + DEVICE_PARAMS.len(),
+            read,
+        )
     }
 
     pub async fn set_blkio_parameters(
@@ -116,7 +109,7 @@ impl Driver {
         params: &[(String, StatValue)],
         flags: u32,
     ) -> Result<()> {
-        check_flags(flags, 0, "qemuDomainSetBlkioParameters")?;
+        check_affect_flags(flags, 0, "qemuDomainSetBlkioParameters")?;
         let mut known = vec![("weight", ParamType::UInt)];
         known.extend(
             DEVICE_PARAMS

@@ -10,18 +10,6 @@ use crate::xml::model::Domain;
 use super::super::Driver;
 use super::super::cgroup::GuestCgroup;
 use super::super::domain::DomainObj;
-use super::super::vcpus::{AFFECT_CONFIG, AFFECT_LIVE};
-
-/// Refuses flags other than `VIR_DOMAIN_AFFECT_*` (and `extra`).
-pub fn check_flags(flags: u32, extra: u32, function: &str) -> Result<()> {
-    let unknown = flags & !(AFFECT_LIVE | AFFECT_CONFIG | extra);
-    if unknown != 0 {
-        return Err(Error::invalid_arg(format!(
-            "unsupported flags (0x{unknown:x}) in function {function}"
-        )));
-    }
-    Ok(())
-}
 
 impl Driver {
     /// Applies `edit` to the definitions `flags` name (told whether it is

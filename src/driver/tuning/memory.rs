@@ -7,10 +7,9 @@ use crate::error::{Error, Result};
 
 use super::super::Driver;
 use super::super::cgroup::{MemoryLimit, UNLIMITED_KIB};
-use super::super::domain::DomainObj;
+use super::super::domain::{DomainData, DomainObj};
 use super::super::stats::StatValue;
-use super::change::check_flags;
-use super::params::{ParamType, unsigned, validate};
+use super::params::{ParamType, check_affect_flags, get_parameters, unsigned, validate};
 use super::tunables;
 
 /// The parameters, in libvirt's order.
@@ -20,8 +19,6 @@ const PARAMS: [(&str, MemoryLimit); 3] = [
     ("swap_hard_limit", MemoryLimit::SwapHard),
 ];
 
-const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
-
 impl Driver {
     /// With `nparams` 0, how many there are; else up to `nparams` values.
     pub fn get_memory_parameters(
@@ -30,37 +27,40 @@ impl Driver {
         nparams: usize,
         flags: u32,
     ) -> Result<(usize, Vec<(String, StatValue)>)> {
-        check_flags(
+        // Only the values asked for: a missing swap accounting file must not
+        // fail a query for the first two.
+        let read = |d: &DomainData, live: bool| {
+            PARAMS
+                .iter()
+                .take(nparams)
+                .map(|(name, which)| {
+                    let kib = if live {
+                        let cg = d
+                            .live
+                            .as_ref()
+                            .and_then(|l| l.cgroup.clone())
+                            .unwrap_or_default();
+                        cg.memory(*which)?
+                    } else {
+                        let def = d.persistent.as_ref().ok_or_else(|| {
+                            Error::operation_invalid(
+                                "transient domains do not have any persistent config",
+                            )
+                        })?;
+                        tunables::memtune(def, *which)?.unwrap_or(UNLIMITED_KIB)
+                    };
+                    Ok((name.to_string(), StatValue::ULLong(kib)))
+                })
+                .collect()
+        };
+        get_parameters(
+            obj,
+            nparams,
             flags,
-            TYPED_PARAM_STRING_OKAY,
             "qemuDomainGetMemoryParameters",
-        )?;
-        let d = obj.data();
-        if d.removed {
-            return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
-        }
-        if nparams == 0 {
-            return Ok((PARAMS.len(), Vec::new()));
-        }
-        let (live, _) = super::super::metadata::targets(&d, flags)?;
-        let mut out = Vec::new();
-        for (name, which) in PARAMS.iter().take(nparams) {
-            let kib = if live {
-                let cg = d
-                    .live
-                    .as_ref()
-                    .and_then(|l| l.cgroup.clone())
-                    .unwrap_or_default();
-                cg.memory(*which)?
-            } else {
-                let def = d.persistent.as_ref().ok_or_else(|| {
-                    Error::operation_invalid("transient domains do not have any persistent config")
-                })?;
-                tunables::memtune(def, *which)?.unwrap_or(UNLIMITED_KIB)
-            };
-            out.push((name.to_string(), StatValue::ULLong(kib)));
-        }
-        Ok((out.len(), out))
+            PARAMS.len(),
+            read,
+        )
     }
 
     pub async fn set_memory_parameters(
@@ -69,7 +69,7 @@ impl Driver {
         params: &[(String, StatValue)],
         flags: u32,
     ) -> Result<()> {
-        check_flags(flags, 0, "qemuDomainSetMemoryParameters")?;
+        check_affect_flags(flags, 0, "qemuDomainSetMemoryParameters")?;
         let known: Vec<(&str, ParamType)> = PARAMS
             .iter()
             .map(|(n, _)| (*n, ParamType::ULLong))

@@ -22,6 +22,7 @@ use super::cgroup::{GuestCgroup, Part};
 use super::domain::DomainObj;
 use super::stats::StatValue;
 use super::vcpus::{AFFECT_CONFIG, AFFECT_LIVE};
+pub use params::TYPED_PARAM_STRING_OKAY;
 use params::{ParamType, signed, unsigned, validate};
 
 /// The parameters libvirt's QEMU driver reports, in its order.
@@ -123,13 +124,11 @@ impl Driver {
         max: i32,
         flags: u32,
     ) -> Result<Vec<(String, StatValue)>> {
-        const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
-        let extra = flags & !(AFFECT_LIVE | AFFECT_CONFIG | TYPED_PARAM_STRING_OKAY);
-        if extra != 0 {
-            return Err(Error::invalid_arg(format!(
-                "unsupported flags (0x{extra:x}) in function qemuDomainGetSchedulerParametersFlags"
-            )));
-        }
+        params::check_affect_flags(
+            flags,
+            TYPED_PARAM_STRING_OKAY,
+            "qemuDomainGetSchedulerParametersFlags",
+        )?;
         let d = obj.data();
         let live_cgroup = match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
             AFFECT_LIVE | 0 => d.live.as_ref().and_then(|l| l.cgroup.clone()),
@@ -161,7 +160,7 @@ impl Driver {
         params: &[(String, StatValue)],
         flags: u32,
     ) -> Result<()> {
-        change::check_flags(flags, 0, "qemuDomainSetSchedulerParametersFlags")?;
+        params::check_affect_flags(flags, 0, "qemuDomainSetSchedulerParametersFlags")?;
         let known: Vec<(&str, ParamType)> = SCHED_PARAMS
             .iter()
             .map(|(n, s)| {
@@ -275,9 +274,6 @@ fn thread_times(pid: i32) -> Vec<ThreadTime> {
         .collect()
 }
 
-/// `VIR_TYPED_PARAM_STRING_OKAY`, the only flag of `virDomainGetCPUStats`.
-const CPU_STATS_STRING_OKAY: u32 = 1 << 2;
-
 impl Driver {
     /// `virDomainGetCPUStats`: with `start_cpu` -1 the VMM's total
     /// (`cpu_time`, `user_time`, `system_time`); otherwise per host CPU
@@ -294,24 +290,12 @@ impl Driver {
         ncpus: u32,
         flags: u32,
     ) -> Result<(i32, Vec<(String, StatValue)>)> {
-        let extra = flags & !CPU_STATS_STRING_OKAY;
-        if extra != 0 {
-            return Err(Error::invalid_arg(format!(
-                "unsupported flags (0x{extra:x}) in function qemuDomainGetCPUStats"
-            )));
-        }
-        let (pid, cgroup, vcpus) = {
-            let d = obj.data();
-            if d.removed {
-                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
-            }
-            let live = d
-                .live
-                .as_ref()
-                .ok_or_else(|| Error::operation_invalid("domain is not running"))?;
+        // VIR_TYPED_PARAM_STRING_OKAY is its only flag.
+        super::check_flags(flags, TYPED_PARAM_STRING_OKAY, "qemuDomainGetCPUStats")?;
+        let (pid, cgroup, vcpus) = obj.with_live(|live| {
             let vcpus = live.def.vcpu.current.unwrap_or(live.def.vcpu.max);
             (live.vmm.pid, live.cgroup.clone(), vcpus)
-        };
+        })?;
         let threads = thread_times(pid);
         if start_cpu == -1 {
             const TOTAL: [&str; 3] = ["cpu_time", "user_time", "system_time"];

@@ -3,7 +3,44 @@
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
+use super::super::domain::{DomainData, DomainObj};
 use super::super::stats::StatValue;
+use super::super::vcpus::{AFFECT_CONFIG, AFFECT_LIVE};
+
+/// `VIR_TYPED_PARAM_STRING_OKAY`: the caller takes string parameters.
+pub const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
+
+/// Refuses flags other than `VIR_DOMAIN_AFFECT_*` and `extra`, as
+/// `virCheckFlags` in `function`.
+pub fn check_affect_flags(flags: u32, extra: u32, function: &str) -> Result<()> {
+    super::super::check_flags(flags, AFFECT_LIVE | AFFECT_CONFIG | extra, function)
+}
+
+/// The preamble libvirt's `virDomainGet*Parameters` share: flags
+/// checked, with `nparams` 0 only the count of parameters, else `read`
+/// gives them from the definitions `flags` name (told whether the live
+/// one), at most `nparams`.
+pub fn get_parameters(
+    obj: &DomainObj,
+    nparams: usize,
+    flags: u32,
+    function: &str,
+    count: usize,
+    read: impl FnOnce(&DomainData, bool) -> Result<Vec<(String, StatValue)>>,
+) -> Result<(usize, Vec<(String, StatValue)>)> {
+    check_affect_flags(flags, TYPED_PARAM_STRING_OKAY, function)?;
+    let d = obj.data();
+    if d.removed {
+        return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+    }
+    if nparams == 0 {
+        return Ok((count, Vec::new()));
+    }
+    let (live, _) = super::super::metadata::targets(&d, flags)?;
+    let mut out = read(&d, live)?;
+    out.truncate(nparams);
+    Ok((out.len(), out))
+}
 
 /// A typed parameter's declared type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use super::super::Driver;
 use super::super::cgroup::{GuestCgroup, Part};
 use super::super::domain::DomainObj;
 use super::super::host;
-use super::change::check_flags;
+use super::params::check_affect_flags;
 use super::tunables;
 
 /// One host CPU per entry: may the thread run there.
@@ -179,7 +179,7 @@ impl Driver {
         ncpumaps: usize,
         flags: u32,
     ) -> Result<Vec<CpuMap>> {
-        check_flags(flags, 0, "qemuDomainGetVcpuPinInfo")?;
+        check_affect_flags(flags, 0, "qemuDomainGetVcpuPinInfo")?;
         let d = obj.data();
         let def = super::definition_for(&d, &obj.uuid, flags)?;
         (0..def.vcpu.max.min(ncpumaps as u32))
@@ -189,7 +189,7 @@ impl Driver {
 
     /// `virDomainGetEmulatorPinInfo`.
     pub fn get_emulator_pin_info(&self, obj: &DomainObj, flags: u32) -> Result<CpuMap> {
-        check_flags(flags, 0, "qemuDomainGetEmulatorPinInfo")?;
+        check_affect_flags(flags, 0, "qemuDomainGetEmulatorPinInfo")?;
         let d = obj.data();
         let def = super::definition_for(&d, &obj.uuid, flags)?;
         pinned(def, None).map(|l| to_map(&l))
@@ -203,7 +203,7 @@ impl Driver {
         map: &[bool],
         flags: u32,
     ) -> Result<()> {
-        check_flags(flags, 0, "qemuDomainPinVcpuFlags")?;
+        check_affect_flags(flags, 0, "qemuDomainPinVcpuFlags")?;
         let cpus = requested(map)?;
         let list = format_cpu_list(&cpus);
         let edit = |def: &mut Domain, live: bool| {
@@ -225,7 +225,7 @@ impl Driver {
 
     /// `virDomainPinEmulator`.
     pub async fn pin_emulator(&self, obj: &Arc<DomainObj>, map: &[bool], flags: u32) -> Result<()> {
-        check_flags(flags, 0, "qemuDomainPinEmulator")?;
+        check_affect_flags(flags, 0, "qemuDomainPinEmulator")?;
         let cpus = requested(map)?;
         let list = format_cpu_list(&cpus);
         let edit = |def: &mut Domain, _live: bool| {

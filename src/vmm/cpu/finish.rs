@@ -189,18 +189,27 @@ fn read_linear(fd: &VcpuFd, mem: &GuestMemory, linear: u64, size: usize) -> Resu
     let mut bytes = [0u8; 8];
     for (k, b) in bytes.iter_mut().take(size).enumerate() {
         let addr = linear.wrapping_add(k as u64);
-        let t = fd
-            .translate_gva(addr)
-            .map_err(|e| format!("KVM_TRANSLATE {addr:#x}: {e}"))?;
-        if t.valid == 0 {
-            return Err(format!("{addr:#x} is not mapped"));
-        }
-        let mut one = [0u8; 1];
-        vm_memory::Bytes::read_slice(mem, &mut one, GuestAddress(t.physical_address))
-            .map_err(|e| format!("guest address {:#x}: {e}", t.physical_address))?;
-        *b = one[0];
+        *b = read_byte(fd, mem, addr)?
+            .ok_or_else(|| format!("{addr:#x} is not mapped to guest RAM"))?;
     }
     Ok(u64::from_le_bytes(bytes))
+}
+
+/// The guest byte at linear `addr`; None where nothing of guest RAM is
+/// mapped there.
+fn read_byte(fd: &VcpuFd, mem: &GuestMemory, addr: u64) -> Result<Option<u8>, String> {
+    let t = fd
+        .translate_gva(addr)
+        .map_err(|e| format!("KVM_TRANSLATE {addr:#x}: {e}"))?;
+    if t.valid == 0 {
+        return Ok(None);
+    }
+    let mut one = [0u8; 1];
+    Ok(
+        vm_memory::Bytes::read_slice(mem, &mut one, GuestAddress(t.physical_address))
+            .ok()
+            .map(|()| one[0]),
+    )
 }
 
 /// `fwait`: raises #MF if an unmasked x87 exception is pending (FSW's
@@ -495,18 +504,10 @@ fn deliver_fault(fd: &VcpuFd, vector: u32, error: u32) -> Result<(), String> {
 fn read_instruction(fd: &VcpuFd, mem: &GuestMemory, linear: u64) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::with_capacity(15);
     for offset in 0..15u64 {
-        let addr = linear.wrapping_add(offset);
-        let t = fd
-            .translate_gva(addr)
-            .map_err(|e| format!("KVM_TRANSLATE {addr:#x}: {e}"))?;
-        if t.valid == 0 {
-            break;
+        match read_byte(fd, mem, linear.wrapping_add(offset))? {
+            Some(b) => bytes.push(b),
+            None => break,
         }
-        let mut b = [0u8; 1];
-        if vm_memory::Bytes::read_slice(mem, &mut b, GuestAddress(t.physical_address)).is_err() {
-            break;
-        }
-        bytes.push(b[0]);
     }
     Ok(bytes)
 }
