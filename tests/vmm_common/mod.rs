@@ -25,6 +25,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+#[path = "../ci_common/mod.rs"]
+mod ci_common;
+
 /// Builds the test guest once; `None` (with the reason printed) when it
 /// cannot be built here.
 pub fn testos() -> Option<PathBuf> {
@@ -33,21 +36,24 @@ pub fn testos() -> Option<PathBuf> {
         .get_or_init(|| {
             let dir = repo().join("compat-tests/guest/testos");
             if !dir.join("Makefile").exists() {
-                eprintln!("SKIP: test guest sources not present at {}", dir.display());
+                ci_common::skip(&format!(
+                    "test guest sources not present at {}",
+                    dir.display()
+                ));
                 return None;
             }
             let out = Command::new("make").arg("-s").arg("-C").arg(&dir).output();
             match out {
                 Ok(o) if o.status.success() => {}
                 Ok(o) => {
-                    eprintln!(
-                        "SKIP: building the test guest failed: {}",
+                    ci_common::skip(&format!(
+                        "building the test guest failed: {}",
                         String::from_utf8_lossy(&o.stderr)
-                    );
+                    ));
                     return None;
                 }
                 Err(e) => {
-                    eprintln!("SKIP: cannot run make: {e}");
+                    ci_common::skip(&format!("cannot run make: {e}"));
                     return None;
                 }
             }
@@ -66,7 +72,7 @@ pub fn kvm_available() -> bool {
     {
         Ok(_) => true,
         Err(e) => {
-            eprintln!("SKIP: /dev/kvm unavailable: {e}");
+            ci_common::skip(&format!("/dev/kvm unavailable: {e}"));
             false
         }
     }
