@@ -23,7 +23,9 @@ if [ "${1:-}" = "--install" ]; then
         libvirt-dbus dbus python3-dbus \
         qemu-utils lz4 socat tmux iproute2 e2fsprogs \
         dnsmasq-base nftables passt \
-        debhelper lintian debootstrap systemd util-linux >/dev/null
+        debhelper lintian debootstrap systemd util-linux \
+        seabios grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools xorriso \
+        fdisk gdisk >/dev/null
     # The user guests' VMMs run as, which the package creates
     # (packaging/sysusers.d/oxvirt.conf).
     getent passwd oxvirt-qemu >/dev/null ||
@@ -37,6 +39,8 @@ echo "== test guests"
 make -s -C compat-tests/guest/testos
 [ -f "$OXVIRT_DEBIAN_GUEST/vmlinux" ] ||
     compat-tests/guest/build-debian-guest.sh "$OXVIRT_DEBIAN_GUEST"
+echo "== UEFI firmware (edk2 CloudHv, cached)"
+export OXVIRT_UEFI_FIRMWARE=${OXVIRT_UEFI_FIRMWARE:-$(packaging/firmware/build-cloudhv.sh | tail -1)}
 
 echo "== domain XML corpus against libvirt's schema and ours"
 compat-tests/xml/check-libvirt-schema.sh

@@ -53,6 +53,9 @@ pub struct Settings {
     pub dynamic_ownership: bool,
     /// Per-thread seccomp filters in VMMs (qemu.conf's `seccomp_sandbox`).
     pub seccomp_sandbox: bool,
+    /// Firmware images guests boot without a kernel (`bios_firmware`,
+    /// `uefi_firmware`).
+    pub firmware: crate::driver::boot::Firmwares,
 }
 
 /// A configuration error, worded for the administrator.
@@ -162,6 +165,7 @@ impl Settings {
             group: None,
             dynamic_ownership: true,
             seccomp_sandbox: true,
+            firmware: Default::default(),
         }
     }
 
@@ -187,6 +191,7 @@ impl Settings {
             group: None,
             dynamic_ownership: true,
             seccomp_sandbox: true,
+            firmware: Default::default(),
         }
     }
 
@@ -277,9 +282,11 @@ impl Settings {
             "group" => self.group = Some(non_empty(key, value.string(key)?)?),
             "dynamic_ownership" => self.dynamic_ownership = value.flag(key)?,
             "seccomp_sandbox" => self.seccomp_sandbox = value.flag(key)?,
+            "bios_firmware" => self.firmware.bios = value.path(key)?,
+            "uefi_firmware" => self.firmware.uefi = value.path(key)?,
             other => {
                 return Err(format!(
-                    "unknown setting '{other}' (known: config_dir, run_dir, state_dir, vmm_path, rpc_enabled, rpc_socket, rpc_socket_ro, max_clients, max_anonymous_clients, max_queued_clients, max_client_requests, keepalive_interval, keepalive_count, bus, log_level, user, group, dynamic_ownership, seccomp_sandbox)"
+                    "unknown setting '{other}' (known: config_dir, run_dir, state_dir, vmm_path, rpc_enabled, rpc_socket, rpc_socket_ro, max_clients, max_anonymous_clients, max_queued_clients, max_client_requests, keepalive_interval, keepalive_count, bus, log_level, user, group, dynamic_ownership, seccomp_sandbox, bios_firmware, uefi_firmware)"
                 ));
             }
         }
@@ -295,7 +302,7 @@ impl Settings {
             BusSetting::Address(a) => a.clone(),
         };
         format!(
-            "config_dir = {}\nrun_dir = {}\nstate_dir = {}\nvmm_path = {}\nrpc_enabled = {}\nrpc_socket = {}\nrpc_socket_ro = {}\nmax_clients = {}\nmax_anonymous_clients = {}\nmax_queued_clients = {}\nmax_client_requests = {}\nkeepalive_interval = {}\nkeepalive_count = {}\nbus = {}\nlog_level = {}\n{}{}dynamic_ownership = {}\nseccomp_sandbox = {}\n",
+            "config_dir = {}\nrun_dir = {}\nstate_dir = {}\nvmm_path = {}\nrpc_enabled = {}\nrpc_socket = {}\nrpc_socket_ro = {}\nmax_clients = {}\nmax_anonymous_clients = {}\nmax_queued_clients = {}\nmax_client_requests = {}\nkeepalive_interval = {}\nkeepalive_count = {}\nbus = {}\nlog_level = {}\n{}{}dynamic_ownership = {}\nseccomp_sandbox = {}\nbios_firmware = {}\nuefi_firmware = {}\n",
             q(&self.config_dir),
             q(&self.run_dir),
             q(&self.state_dir),
@@ -318,6 +325,8 @@ impl Settings {
             opt_line("group", self.group.as_deref(), DEFAULT_VMM_USER),
             u8::from(self.dynamic_ownership),
             u8::from(self.seccomp_sandbox),
+            q(&self.firmware.bios),
+            q(&self.firmware.uefi),
         )
     }
 }

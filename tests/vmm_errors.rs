@@ -91,17 +91,17 @@ fn bad_config_files() {
         ),
         (
             "version",
-            r#"{"version":9,"name":"x","memory_mib":64,"cpus":{"count":1},"boot":{"kernel":"/k"}}"#,
+            r#"{"version":9,"name":"x","memory_mib":64,"cpus":{"count":1},"boot":{"type":"kernel","kernel":"/k"}}"#,
             "unsupported version",
         ),
         (
             "topology",
-            r#"{"version":1,"name":"x","memory_mib":64,"cpus":{"count":4,"topology":{"sockets":3,"cores":1,"threads":1}},"boot":{"kernel":"/k"}}"#,
+            r#"{"version":1,"name":"x","memory_mib":64,"cpus":{"count":4,"topology":{"sockets":3,"cores":1,"threads":1}},"boot":{"type":"kernel","kernel":"/k"}}"#,
             "topology",
         ),
         (
             "unknownfield",
-            r#"{"version":1,"name":"x","memory_mib":64,"cpus":{"count":1},"boot":{"kernel":"/k"},"bogus":1}"#,
+            r#"{"version":1,"name":"x","memory_mib":64,"cpus":{"count":1},"boot":{"type":"kernel","kernel":"/k"},"bogus":1}"#,
             "unknown field",
         ),
     ];

@@ -86,7 +86,7 @@ fn config_json(kernel: &std::path::Path, serial: &std::path::Path, cmdline: &str
         "uuid": "6f1c1a52-7a43-4b43-9a57-0c1f7a4e9b10",
         "memory_mib": 256,
         "cpus": { "count": 4, "topology": { "sockets": 2, "cores": 2, "threads": 1 } },
-        "boot": { "kernel": kernel, "cmdline": cmdline },
+        "boot": { "type": "kernel", "kernel": kernel, "cmdline": cmdline },
         "serial": { "type": "file", "path": serial },
         "devices": [],
         "on_reboot": "exit"

@@ -258,6 +258,16 @@ else
     echo "skip - needs root, ip and qemu-img"
 fi
 
+echo "# firmware boot: SeaBIOS, GRUB, boot order, <loader>, virt-install --import"
+if [ "$(id -u)" = 0 ] && [ -f /usr/share/seabios/bios-256k.bin ]; then
+    "$here/firmware.sh" "$OXVIRTD" "$tmp/firmware" || fails=$((fails + 1))
+elif [ "${CI:-}" = true ]; then
+    echo "FAIL - firmware boot needs root and Debian's seabios"
+    fails=$((fails + 1))
+else
+    echo "skip - needs root and Debian's seabios"
+fi
+
 echo "# cgroups and tuning: schedinfo, memtune, blkiotune, a memory limit"
 if [ "$(id -u)" = 0 ] && grep -q cgroup /proc/self/mountinfo; then
     "$here/tuning.sh" "$OXVIRTD" "$tmp/tuning" || fails=$((fails + 1))

@@ -232,6 +232,7 @@ fn main() -> ExitCode {
     cfg.run_dir = s.run_dir.clone();
     cfg.state_dir = s.state_dir.clone();
     cfg.vmm_path = s.vmm_path.clone();
+    cfg.firmware = s.firmware.clone();
     cfg.confinement = match s.confinement() {
         Ok(c) => c,
         Err(e) => {

@@ -62,7 +62,7 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
         "GetDomainCapabilities" => {
             let (emu, arch, machine, virt, flags): (String, String, String, String, u32) =
                 call.args()?;
-            let xml = host::domain_capabilities_xml(flags, &emu, &arch, &machine, &virt)?;
+            let xml = drv.domain_capabilities_xml(flags, &emu, &arch, &machine, &virt)?;
             call.ok(&(xml,)).await
         }
         "GetSysinfo" => {

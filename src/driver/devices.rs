@@ -118,6 +118,7 @@ pub fn disk(d: &Disk, slots: &mut SlotMap) -> Result<(BlockConfig, DiskRes)> {
             serial: d.serial.clone(),
             format,
             pci_slot: Some(slot),
+            boot_index: None,
         },
         DiskRes {
             target: d.target.dev.clone(),

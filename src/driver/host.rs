@@ -256,25 +256,52 @@ pub fn capabilities_xml(host_uuid: &str, kvm: Option<HostProbe>) -> String {
         ));
     }
     format!(
-        "<capabilities>\n\n  <host>\n    <uuid>{host_uuid}</uuid>\n    <cpu>\n      <arch>x86_64</arch>\n{counter}      <topology sockets='{sockets}' dies='1' cores='{cores}' threads='{threads}'/>\n    </cpu>\n    <power_management/>\n    <iommu support='no'/>\n    <migration_features>\n      <live/>\n    </migration_features>\n    <topology>\n      <cells num='1'>\n        <cell id='0'>\n          <memory unit='KiB'>{mem}</memory>\n          <cpus num='{cpus}'>\n{cpu_list}          </cpus>\n        </cell>\n      </cells>\n    </topology>\n  </host>\n\n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n      <emulator>/usr/libexec/oxvirt-vmm</emulator>\n      <machine maxCpus='254'>pc-i440fx-7.2</machine>\n      <machine canonical='pc-i440fx-7.2' maxCpus='254'>pc</machine>\n      <machine maxCpus='254'>pc-q35-7.2</machine>\n      <machine canonical='pc-q35-7.2' maxCpus='254'>q35</machine>\n      <domain type='kvm'/>\n    </arch>\n    <features>\n      <acpi default='on' toggle='yes'/>\n      <apic default='on' toggle='no'/>\n    </features>\n  </guest>\n\n</capabilities>\n"
+        "<capabilities>\n\n  <host>\n    <uuid>{host_uuid}</uuid>\n    <cpu>\n      <arch>x86_64</arch>\n{counter}      <topology sockets='{sockets}' dies='1' cores='{cores}' threads='{threads}'/>\n    </cpu>\n    <power_management/>\n    <iommu support='no'/>\n    <migration_features>\n      <live/>\n    </migration_features>\n    <topology>\n      <cells num='1'>\n        <cell id='0'>\n          <memory unit='KiB'>{mem}</memory>\n          <cpus num='{cpus}'>\n{cpu_list}          </cpus>\n        </cell>\n      </cells>\n    </topology>\n  </host>\n\n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='i686'>\n      <wordsize>32</wordsize>\n      <emulator>/usr/libexec/oxvirt-vmm</emulator>\n      <machine maxCpus='254'>pc-i440fx-7.2</machine>\n      <machine canonical='pc-i440fx-7.2' maxCpus='254'>pc</machine>\n      <machine maxCpus='254'>pc-q35-7.2</machine>\n      <machine canonical='pc-q35-7.2' maxCpus='254'>q35</machine>\n      <domain type='kvm'/>\n    </arch>\n    <features>\n      <acpi default='on' toggle='yes'/>\n      <apic default='on' toggle='no'/>\n      <pae/>\n      <nonpae/>\n    </features>\n  </guest>\n\n  <guest>\n    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n      <emulator>/usr/libexec/oxvirt-vmm</emulator>\n      <machine maxCpus='254'>pc-i440fx-7.2</machine>\n      <machine canonical='pc-i440fx-7.2' maxCpus='254'>pc</machine>\n      <machine maxCpus='254'>pc-q35-7.2</machine>\n      <machine canonical='pc-q35-7.2' maxCpus='254'>q35</machine>\n      <domain type='kvm'/>\n    </arch>\n    <features>\n      <acpi default='on' toggle='yes'/>\n      <apic default='on' toggle='no'/>\n    </features>\n  </guest>\n\n</capabilities>\n"
     )
+}
+
+/// The `<os>` element of the domain capabilities: BIOS always, UEFI when
+/// its image is installed. Like libvirt, `<loader>` lists the UEFI images
+/// (volatile variables: there is no `<nvram>` template to copy).
+fn os_capabilities(firmwares: &super::boot::Firmwares) -> String {
+    let uefi = firmwares.uefi_available();
+    let mut s = String::from(
+        "  <os supported='yes'>\n    <enum name='firmware'>\n      <value>bios</value>\n",
+    );
+    if uefi {
+        s.push_str("      <value>efi</value>\n");
+    }
+    s.push_str("    </enum>\n    <loader supported='yes'>\n");
+    if uefi {
+        s.push_str(&format!(
+            "      <value>{}</value>\n",
+            xml_escape(&firmwares.uefi.display().to_string())
+        ));
+    }
+    s.push_str("      <enum name='type'>\n        <value>rom</value>\n");
+    if uefi {
+        s.push_str("        <value>pflash</value>\n");
+    }
+    s.push_str("      </enum>\n      <enum name='readonly'>\n        <value>yes</value>\n      </enum>\n      <enum name='secure'>\n        <value>no</value>\n      </enum>\n    </loader>\n  </os>\n");
+    s
 }
 
 /// `virConnectGetDomainCapabilities` (empty strings mean "default").
 ///
-/// No firmware can be loaded yet, so `<loader>` says so; it still lists a
-/// `readonly` value, because Cockpit 288 reads that enum (and the first
-/// `<value>` below each loader) without checking that they exist.
+/// Guests boot a kernel directly or through SeaBIOS (`<loader>` lists it).
+/// Cockpit 288 reads the `readonly` enum and the first `<value>` below
+/// each loader without checking that they exist.
 pub fn domain_capabilities_xml(
     flags: u32,
     emulator: &str,
     arch: &str,
     machine: &str,
     virttype: &str,
+    firmwares: &super::boot::Firmwares,
 ) -> Result<String> {
     super::check_flags(flags, 0, "virConnectGetDomainCapabilities")?;
     let arch = if arch.is_empty() { "x86_64" } else { arch };
-    if arch != "x86_64" {
+    if arch != "x86_64" && arch != "i686" {
         return Err(Error::new(
             crate::error::ErrorCode::InvalidArg,
             crate::error::ErrorDomain::Qemu,
@@ -294,9 +321,11 @@ pub fn domain_capabilities_xml(
         emulator
     };
     Ok(format!(
-        "<domainCapabilities>\n  <path>{}</path>\n  <domain>kvm</domain>\n  <machine>{}</machine>\n  <arch>x86_64</arch>\n  <vcpu max='254'/>\n  <iothreads supported='no'/>\n  <os supported='yes'>\n    <enum name='firmware'/>\n    <loader supported='no'>\n      <enum name='type'/>\n      <enum name='readonly'>\n        <value>yes</value>\n      </enum>\n    </loader>\n  </os>\n  <cpu>\n    <mode name='host-passthrough' supported='yes'>\n      <enum name='hostPassthroughMigratable'>\n        <value>off</value>\n      </enum>\n    </mode>\n    <mode name='maximum' supported='no'/>\n    <mode name='host-model' supported='no'/>\n    <mode name='custom' supported='no'/>\n  </cpu>\n  <devices>\n    <disk supported='yes'>\n      <enum name='diskDevice'>\n        <value>disk</value>\n      </enum>\n      <enum name='bus'>\n        <value>virtio</value>\n      </enum>\n      <enum name='model'/>\n    </disk>\n    <graphics supported='no'/>\n    <video supported='no'/>\n    <hostdev supported='no'/>\n    <rng supported='yes'>\n      <enum name='model'>\n        <value>virtio</value>\n      </enum>\n      <enum name='backendModel'>\n        <value>random</value>\n      </enum>\n    </rng>\n  </devices>\n  <features>\n    <gic supported='no'/>\n    <vmcoreinfo supported='no'/>\n    <genid supported='no'/>\n    <sev supported='no'/>\n  </features>\n</domainCapabilities>\n",
+        "<domainCapabilities>\n  <path>{}</path>\n  <domain>kvm</domain>\n  <machine>{}</machine>\n  <arch>{}</arch>\n  <vcpu max='254'/>\n  <iothreads supported='no'/>\n{}  <cpu>\n    <mode name='host-passthrough' supported='yes'>\n      <enum name='hostPassthroughMigratable'>\n        <value>off</value>\n      </enum>\n    </mode>\n    <mode name='maximum' supported='no'/>\n    <mode name='host-model' supported='no'/>\n    <mode name='custom' supported='no'/>\n  </cpu>\n  <devices>\n    <disk supported='yes'>\n      <enum name='diskDevice'>\n        <value>disk</value>\n      </enum>\n      <enum name='bus'>\n        <value>virtio</value>\n      </enum>\n      <enum name='model'/>\n    </disk>\n    <graphics supported='no'/>\n    <video supported='no'/>\n    <hostdev supported='no'/>\n    <rng supported='yes'>\n      <enum name='model'>\n        <value>virtio</value>\n      </enum>\n      <enum name='backendModel'>\n        <value>random</value>\n      </enum>\n    </rng>\n  </devices>\n  <features>\n    <gic supported='no'/>\n    <vmcoreinfo supported='no'/>\n    <genid supported='no'/>\n    <sev supported='no'/>\n  </features>\n</domainCapabilities>\n",
         xml_escape(emulator),
-        xml_escape(machine)
+        xml_escape(machine),
+        arch,
+        os_capabilities(firmwares)
     ))
 }
 

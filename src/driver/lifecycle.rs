@@ -76,6 +76,7 @@ pub(super) async fn start_locked(
             cids_in_use: &cids,
             storage: &inner.storage,
             networks: &inner.networks,
+            firmware: &inner.cfg.firmware,
         },
     )?;
     supervise::launch(inner, obj, def, plan).await?;

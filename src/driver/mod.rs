@@ -4,6 +4,7 @@
 //! Front ends call [`Driver`]'s methods and relay its errors and events;
 //! they hold no domain logic of their own.
 
+pub mod boot;
 pub mod cgroup;
 pub mod control;
 mod definitions;
@@ -70,6 +71,8 @@ pub struct DriverConfig {
     pub cgroups: cgroup::Cgroups,
     /// The partition guests go to unless their `<resource>` names one.
     pub cgroup_partition: String,
+    /// Firmware images for guests without a kernel.
+    pub firmware: boot::Firmwares,
 }
 
 /// How each guest's VMM is confined (`oxvirtd.conf`: `user`, `group`,
@@ -121,6 +124,7 @@ impl DriverConfig {
             confinement: Confinement::default(),
             cgroups: cgroup::Cgroups::default(),
             cgroup_partition: cgroup::DEFAULT_PARTITION.to_string(),
+            firmware: boot::Firmwares::default(),
         }
     }
 
@@ -333,6 +337,25 @@ impl Driver {
     }
 
     /// `virConnectGetCapabilities`.
+    /// `virConnectGetDomainCapabilities` (empty strings mean "default").
+    pub fn domain_capabilities_xml(
+        &self,
+        flags: u32,
+        emulator: &str,
+        arch: &str,
+        machine: &str,
+        virttype: &str,
+    ) -> Result<String> {
+        host::domain_capabilities_xml(
+            flags,
+            emulator,
+            arch,
+            machine,
+            virttype,
+            &self.inner.cfg.firmware,
+        )
+    }
+
     pub fn capabilities_xml(&self) -> String {
         host::capabilities_xml(&host::host_uuid(), self.inner.host_probe())
     }
@@ -728,6 +751,7 @@ mod tests {
             confinement: Confinement::default(),
             cgroups: cgroup::Cgroups::default(),
             cgroup_partition: cgroup::DEFAULT_PARTITION.to_string(),
+            firmware: boot::Firmwares::default(),
         };
         let drv = Driver::open(cfg.clone()).await.unwrap();
         let mut events = drv.subscribe();

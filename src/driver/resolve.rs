@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::vmm::config::{
-    BootConfig, CONFIG_VERSION, CpuConfig, DeviceConfig, DiskFormat, SerialConfig, Topology,
-    VmConfig,
+    CONFIG_VERSION, CpuConfig, DeviceConfig, DiskFormat, SerialConfig, Topology, VmConfig,
 };
 use crate::xml::Domain;
 use crate::xml::model::InterfaceType;
 use crate::xml::model::chardev::{CharSourceType, Chardev};
 
+use super::boot;
 use super::devices::{self, SlotMap};
 use super::fsutil::os_text;
 use super::hostnet::NetPlan;
@@ -55,6 +55,8 @@ pub struct Context<'a> {
     pub storage: &'a super::storage::Storage,
     /// Where `<interface type='network'>` attaches.
     pub networks: &'a super::network::Networks,
+    /// Firmware for guests without a kernel.
+    pub firmware: &'a boot::Firmwares,
 }
 
 /// A `<disk type='volume'>` as the file its storage volume is, the way
@@ -148,12 +150,9 @@ fn has_balloon(def: &Domain) -> bool {
 
 /// Builds the VMM configuration of `def`, checking host files.
 pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
-    let kernel = def.os.kernel.as_deref().ok_or_else(|| {
-        Error::unsupported("oxvirt can only boot a kernel directly: <os><kernel> is required")
-    })?;
-    check_readable(kernel, false)?;
-    if let Some(initrd) = def.os.initrd.as_deref() {
-        check_readable(initrd, false)?;
+    let boot = boot::boot_config(def, ctx.firmware)?;
+    for file in boot.files() {
+        check_readable(&file.to_string_lossy(), false)?;
     }
     let serial = match def.devices.serials.first() {
         Some(s) => char_backend(s)?,
@@ -193,9 +192,11 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
     let mut slots = SlotMap::new(def);
     let mut dev_configs: Vec<DeviceConfig> = Vec::new();
     let mut disks = Vec::new();
-    for disk in &def.devices.disks {
+    let boot_indices = boot::disk_boot_indices(def, &def.devices.disks);
+    for (disk, boot_index) in def.devices.disks.iter().zip(boot_indices) {
         let disk = translate_volume(disk, ctx.storage)?;
-        let (cfg, res) = devices::disk(&disk, &mut slots)?;
+        let (mut cfg, res) = devices::disk(&disk, &mut slots)?;
+        cfg.boot_index = boot_index;
         dev_configs.push(DeviceConfig::Block(cfg));
         disks.push(res);
     }
@@ -234,11 +235,7 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
         uuid: Some(def.uuid.to_string()),
         memory_mib: memory_kib.div_ceil(1024).max(1),
         cpus: CpuConfig { count, topology },
-        boot: BootConfig {
-            kernel: PathBuf::from(kernel),
-            initrd: def.os.initrd.as_deref().map(PathBuf::from),
-            cmdline: def.os.cmdline.clone().unwrap_or_default(),
-        },
+        boot,
         serial,
         devices: dev_configs,
         on_reboot: Default::default(),
@@ -310,6 +307,7 @@ mod tests {
                 run_dir: Path::new("/run/x"),
                 cids_in_use: &[3],
                 storage: &storage,
+                firmware: &boot::Firmwares::default(),
                 networks: &networks,
             },
         );
@@ -358,6 +356,7 @@ mod tests {
                 run_dir: Path::new("/run/x"),
                 cids_in_use: &[],
                 storage: &storage,
+                firmware: &boot::Firmwares::default(),
                 networks: &networks,
             },
         )
@@ -373,6 +372,7 @@ mod tests {
                 run_dir: Path::new("/run/x"),
                 cids_in_use: &[],
                 storage: &storage,
+                firmware: &boot::Firmwares::default(),
                 networks: &networks,
             },
         )

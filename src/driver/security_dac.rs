@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
-use crate::vmm::config::{DeviceConfig, Identity, VmConfig};
+use crate::vmm::config::{BootConfig, DeviceConfig, Identity, VmConfig};
 
 use super::fsutil::os_text;
 
@@ -33,9 +33,17 @@ pub fn guest_files(config: &VmConfig) -> Vec<(PathBuf, bool)> {
             out.push((b.path.clone(), !b.readonly));
         }
     }
-    out.push((config.boot.kernel.clone(), false));
-    if let Some(i) = &config.boot.initrd {
-        out.push((i.clone(), false));
+    // Kernel and initrd are relabeled as libvirt does; a firmware image is
+    // shared by every guest and never is (the VMM reads it before it drops
+    // its privileges).
+    if let BootConfig::Kernel(_) = &config.boot {
+        out.extend(
+            config
+                .boot
+                .files()
+                .into_iter()
+                .map(|p| (p.to_path_buf(), false)),
+        );
     }
     out
 }

@@ -126,7 +126,7 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         CONNECT_GET_DOMAIN_CAPABILITIES => {
             let a: DomainCapsArgs = args(p)?;
             let s = |o: &Option<String>| o.clone().unwrap_or_default();
-            let xml = host::domain_capabilities_xml(
+            let xml = drv.domain_capabilities_xml(
                 a.flags,
                 &s(&a.emulatorbin),
                 &s(&a.arch),

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::config::{
-    BootConfig, CONFIG_VERSION, CpuConfig, Identity, SandboxConfig, SerialConfig, VmConfig,
+    BootConfig, CONFIG_VERSION, CpuConfig, FirmwareBoot, Identity, KernelBoot, SandboxConfig,
+    SerialConfig, VmConfig,
 };
 use super::error::{Error, Result};
 
@@ -26,11 +27,17 @@ pub struct Args {
     #[arg(long, exclusive = true)]
     pub probe_host: bool,
     /// Read the VmConfig (JSON) from this file.
-    #[arg(long, conflicts_with_all = ["config_fd", "kernel"])]
+    #[arg(long, conflicts_with_all = ["config_fd", "kernel", "bios", "uefi"])]
     pub config: Option<PathBuf>,
     /// Read the VmConfig (JSON) from this inherited file descriptor.
-    #[arg(long, conflicts_with = "kernel")]
+    #[arg(long, conflicts_with_all = ["kernel", "bios", "uefi"])]
     pub config_fd: Option<i32>,
+    /// Boot through this BIOS ROM (SeaBIOS) from the disks (`boot=N` orders them).
+    #[arg(long, conflicts_with = "kernel")]
+    pub bios: Option<PathBuf>,
+    /// Boot through this UEFI firmware (edk2 CloudHv, an ELF with a PVH entry).
+    #[arg(long, conflicts_with_all = ["kernel", "bios"])]
+    pub uefi: Option<PathBuf>,
     /// Control socket: a path, or @name for the abstract namespace.
     #[arg(long)]
     pub control_socket: Option<String>,
@@ -73,6 +80,13 @@ pub struct Args {
     /// virtio-vsock: cid=N,path=UDS[,slot=N].
     #[arg(long)]
     pub vsock: Vec<String>,
+    /// virtio-scsi CD-ROM: [path=ISO][,target=N][,boot=N][,slot=N][,id=NAME] (repeatable;
+    /// drives with the same slot share a controller).
+    #[arg(long)]
+    pub scsi_cdrom: Vec<String>,
+    /// SATA (AHCI) CD-ROM: [path=ISO][,port=N][,boot=N][,slot=N][,id=NAME] (repeatable).
+    #[arg(long)]
+    pub sata_cdrom: Vec<String>,
     /// Confinement once the guest is built: seccomp[,user=UID:GID][,jail=DIR], or none.
     #[arg(long)]
     pub sandbox: Option<String>,
@@ -150,7 +164,22 @@ impl Args {
                     source,
                 })?;
             s
-        } else if let Some(kernel) = &self.kernel {
+        } else if self.kernel.is_some() || self.bios.is_some() || self.uefi.is_some() {
+            let firmware = |path: &PathBuf| FirmwareBoot {
+                firmware: path.clone(),
+                menu_timeout_ms: None,
+                reboot_timeout_ms: None,
+                strict: false,
+            };
+            let boot = match (&self.kernel, &self.uefi) {
+                (Some(kernel), _) => BootConfig::Kernel(KernelBoot {
+                    kernel: kernel.clone(),
+                    initrd: self.initrd.clone(),
+                    cmdline: self.cmdline.clone(),
+                }),
+                (None, Some(uefi)) => BootConfig::Uefi(firmware(uefi)),
+                (None, None) => BootConfig::Bios(firmware(&self.bios.clone().unwrap_or_default())),
+            };
             let cfg = VmConfig {
                 version: CONFIG_VERSION,
                 name: self.name.clone(),
@@ -160,11 +189,7 @@ impl Args {
                     count: self.cpus,
                     topology: None,
                 },
-                boot: BootConfig {
-                    kernel: kernel.clone(),
-                    initrd: self.initrd.clone(),
-                    cmdline: self.cmdline.clone(),
-                },
+                boot,
                 serial: parse_serial(&self.serial)?,
                 devices: crate::vmm::virtio::options::devices(
                     &crate::vmm::virtio::options::DeviceArgs {
@@ -174,6 +199,8 @@ impl Args {
                         consoles: &self.console,
                         balloons: &self.balloon,
                         vsocks: &self.vsock,
+                        scsi_cdroms: &self.scsi_cdrom,
+                        sata_cdroms: &self.sata_cdrom,
                     },
                 )?,
                 on_reboot: Default::default(),
@@ -188,7 +215,7 @@ impl Args {
             return Ok(cfg);
         } else {
             return Err(Error::Config(
-                "nothing to run: give --config, --config-fd or --kernel".into(),
+                "nothing to run: give --config, --config-fd, --kernel, --bios or --uefi".into(),
             ));
         };
         let mut cfg = VmConfig::from_json(&text)?;

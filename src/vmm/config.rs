@@ -111,16 +111,61 @@ impl CpuConfig {
     }
 }
 
+/// What the boot vCPU runs first, tagged by `type`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum BootConfig {
+    /// Direct kernel boot.
+    Kernel(KernelBoot),
+    /// A BIOS ROM (SeaBIOS) started at the reset vector; it finds the
+    /// machine through fw_cfg and boots from the disks.
+    Bios(FirmwareBoot),
+    /// UEFI: edk2's CloudHv image, an ELF entered through PVH like a
+    /// kernel; it reads the VMM's ACPI tables and tries every disk (the
+    /// boot order and menu settings do not apply).
+    Uefi(FirmwareBoot),
+}
+
 /// Direct kernel boot. The kernel format (bzImage or ELF with a PVH note)
 /// is detected from the file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BootConfig {
+pub struct KernelBoot {
     pub kernel: PathBuf,
     #[serde(default)]
     pub initrd: Option<PathBuf>,
     #[serde(default)]
     pub cmdline: String,
+}
+
+/// Firmware boot: the image and what the firmware is told about booting.
+/// Which disks it tries first comes from the devices' `boot_index`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareBoot {
+    pub firmware: PathBuf,
+    /// Show the boot menu, waiting this many milliseconds for a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub menu_timeout_ms: Option<u32>,
+    /// After no device booted, wait this long and try again; absent or
+    /// negative: never retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_timeout_ms: Option<i32>,
+    /// Only the devices with a `boot_index` may boot.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+impl BootConfig {
+    /// Files the VMM opens to boot (the daemon grants access to them).
+    pub fn files(&self) -> Vec<&std::path::Path> {
+        match self {
+            BootConfig::Kernel(k) => std::iter::once(k.kernel.as_path())
+                .chain(k.initrd.as_deref())
+                .collect(),
+            BootConfig::Bios(f) | BootConfig::Uefi(f) => vec![f.firmware.as_path()],
+        }
+    }
 }
 
 /// Backend of the COM1 16550 UART.
@@ -145,8 +190,9 @@ pub enum SerialConfig {
 }
 
 /// A device beyond the fixed platform, tagged by `type`. Every device
-/// is a virtio-pci function on bus 0 at `pci_slot` (1..=31), or at the
-/// first free slot from 3 when the slot is not given.
+/// is a PCI function (virtio-pci, or AHCI for `sata`) on bus 0 at
+/// `pci_slot` (1..=31), or at the first free slot from 3 when the slot
+/// is not given.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -157,6 +203,10 @@ pub enum DeviceConfig {
     Console(ConsoleConfig),
     Balloon(BalloonConfig),
     Vsock(VsockConfig),
+    /// virtio-scsi controller with CD-ROM drives.
+    Scsi(ScsiConfig),
+    /// AHCI (SATA) controller with ATAPI CD-ROM drives; not virtio.
+    Sata(SataConfig),
 }
 
 /// Image format of a disk.
@@ -181,6 +231,9 @@ pub struct BlockConfig {
     pub format: DiskFormat,
     #[serde(default)]
     pub pci_slot: Option<u8>,
+    /// Position in the firmware's boot order (lowest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_index: Option<u16>,
 }
 
 /// virtio-net on a tap: an inherited fd, one inherited fd per queue pair
@@ -247,6 +300,48 @@ pub struct VsockConfig {
     pub pci_slot: Option<u8>,
 }
 
+/// A virtio-scsi controller; each CD-ROM drive is one target (its
+/// `unit`, 0..=255) with a single LUN 0.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScsiConfig {
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+    #[serde(default)]
+    pub cdroms: Vec<CdromConfig>,
+}
+
+/// An ICH9-compatible AHCI controller (8086:2922, six ports); each
+/// CD-ROM drive sits on one port (its `unit`, 0..=5).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SataConfig {
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+    #[serde(default)]
+    pub cdroms: Vec<CdromConfig>,
+}
+
+/// A CD-ROM drive (read-only, 2048-byte blocks).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdromConfig {
+    /// SCSI target on a virtio-scsi controller, port on a SATA one.
+    #[serde(default)]
+    pub unit: u16,
+    /// The image in the drive; none: the drive is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Position in the firmware's boot order (lowest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_index: Option<u16>,
+    /// The name `change-media` uses; by default `scsiC-0-T-0` or
+    /// `sataC-0-P` (C counts the controllers of that kind from 0), as
+    /// libvirt names the disks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
 impl DeviceConfig {
     /// The slot asked for, if any.
     pub fn pci_slot(&self) -> Option<u8> {
@@ -257,6 +352,8 @@ impl DeviceConfig {
             DeviceConfig::Console(c) => c.pci_slot,
             DeviceConfig::Balloon(c) => c.pci_slot,
             DeviceConfig::Vsock(c) => c.pci_slot,
+            DeviceConfig::Scsi(c) => c.pci_slot,
+            DeviceConfig::Sata(c) => c.pci_slot,
         }
     }
 }
@@ -303,11 +400,20 @@ impl VmConfig {
                 t.sockets, t.cores, t.threads
             )));
         }
-        if self.boot.kernel.as_os_str().is_empty() {
-            return Err(Error::Config("boot.kernel is empty".into()));
-        }
-        if self.boot.cmdline.contains('\0') {
-            return Err(Error::Config("boot.cmdline contains a NUL byte".into()));
+        match &self.boot {
+            BootConfig::Kernel(k) => {
+                if k.kernel.as_os_str().is_empty() {
+                    return Err(Error::Config("boot.kernel is empty".into()));
+                }
+                if k.cmdline.contains('\0') {
+                    return Err(Error::Config("boot.cmdline contains a NUL byte".into()));
+                }
+            }
+            BootConfig::Bios(f) | BootConfig::Uefi(f) => {
+                if f.firmware.as_os_str().is_empty() {
+                    return Err(Error::Config("boot.firmware is empty".into()));
+                }
+            }
         }
         if let Some(jail) = &self.sandbox.jail
             && !jail.is_absolute()
@@ -345,7 +451,7 @@ mod tests {
     fn sample() -> &'static str {
         r#"{"version":1,"name":"g","memory_mib":256,
             "cpus":{"count":4,"topology":{"sockets":2,"cores":2,"threads":1}},
-            "boot":{"kernel":"/k","cmdline":"console=ttyS0"},
+            "boot":{"type":"kernel","kernel":"/k","cmdline":"console=ttyS0"},
             "serial":{"type":"file","path":"/tmp/s"}}"#
     }
 

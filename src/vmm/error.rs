@@ -25,6 +25,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot open firmware {path}: {source}")]
+    FirmwareOpen {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot load kernel {path}: {reason}")]
     KernelLoad { path: PathBuf, reason: String },
     #[error("cannot load initrd {path}: {reason}")]

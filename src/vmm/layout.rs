@@ -4,11 +4,16 @@
 //! 0x0000_0000 ─ 0x0009_FBFF  RAM (boot structures live here)
 //! 0x0009_FC00 ─ 0x000F_FFFF  reserved: EBDA, BIOS area, ACPI tables at 0xE0000
 //! 0x0010_0000 ─ min(RAM, 3 GiB)  RAM
-//! 0xC000_0000 ─ 0xDFFF_FFFF  32-bit PCI MMIO window
+//! 0xC000_0000 ─ 0xDFFF_FFFF  32-bit PCI MMIO window (the VMM and edk2
+//!                            place BARs from its bottom up)
 //! 0xE000_0000 ─ 0xE00F_FFFF  PCI ECAM (bus 0)
-//! 0xFEB0_0000               Generic Event Device register
+//! 0xE010_0000 ─ 0xFEBF_FFFF  32-bit PCI MMIO window, upper part (SeaBIOS
+//!                            places BARs top-down from 0xFEC0_0000)
 //! 0xFEC0_0000               IOAPIC
 //! 0xFEE0_0000               local APIC
+//! 0xFEF0_0000               Generic Event Device register
+//! 4 GiB - ROM size ─ 4 GiB  firmware ROM (BIOS boot only), its last
+//!                            128 KiB also copied to 0xE0000
 //! 0x1_0000_0000 ─           RAM above 4 GiB, then the 64-bit PCI window
 //! ```
 
@@ -47,7 +52,15 @@ pub const HIGH_RAM_START: u64 = 0x10_0000;
 pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 /// 32-bit PCI memory window.
 pub const PCI_MMIO32_START: u64 = 0xc000_0000;
-pub const PCI_MMIO32_SIZE: u64 = 0x2000_0000;
+pub const PCI_MMIO32_SIZE: u64 = PCI_ECAM_START - PCI_MMIO32_START;
+/// The part of the 32-bit window above the ECAM.
+pub const PCI_MMIO32_HIGH_START: u64 = PCI_ECAM_START + PCI_ECAM_SIZE;
+pub const PCI_MMIO32_HIGH_SIZE: u64 = IOAPIC_START - PCI_MMIO32_HIGH_START;
+/// Both 32-bit windows: `(start, size)`.
+pub const PCI_MMIO32_WINDOWS: [(u64, u64); 2] = [
+    (PCI_MMIO32_START, PCI_MMIO32_SIZE),
+    (PCI_MMIO32_HIGH_START, PCI_MMIO32_HIGH_SIZE),
+];
 /// ECAM for bus 0 only.
 pub const PCI_ECAM_START: u64 = 0xe000_0000;
 pub const PCI_ECAM_SIZE: u64 = 0x10_0000;
@@ -55,14 +68,14 @@ pub const PCI_ECAM_SIZE: u64 = 0x10_0000;
 pub const PCI_BUS_MIN: u8 = 0;
 pub const PCI_BUS_MAX: u8 = 0;
 /// Generic Event Device: one byte of pending event bits, read-to-clear.
-pub const GED_START: u64 = 0xfeb0_0000;
+pub const GED_START: u64 = 0xfef0_0000;
 pub const GED_SIZE: u64 = 0x10;
 /// IOAPIC and local APIC.
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 pub const LAPIC_START: u64 = 0xfee0_0000;
 /// RAM above the hole starts at 4 GiB.
 pub const RAM_64BIT_START: u64 = 0x1_0000_0000;
-/// Size of the 64-bit PCI window placed after the top of RAM.
+/// The least room the 64-bit PCI window has after the top of RAM.
 pub const PCI_MMIO64_SIZE: u64 = 0x4_0000_0000;
 /// Identity map set up by `KVM_SET_TSS_ADDR` (three pages below the IOAPIC... for VMX only).
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
@@ -77,6 +90,8 @@ pub const CMOS_PORT: u16 = 0x70;
 pub const ACPI_SLEEP_CTL_PORT: u16 = 0x600;
 pub const ACPI_SLEEP_STS_PORT: u16 = 0x601;
 pub const ACPI_RESET_PORT: u16 = 0x604;
+/// ACPI PM timer (3.579545 MHz, 32-bit).
+pub const ACPI_PM_TIMER_PORT: u16 = 0x608;
 /// Value the guest writes to the reset register.
 pub const ACPI_RESET_VALUE: u8 = 0x1;
 /// PCI configuration mechanism #1.

@@ -48,6 +48,19 @@ pub fn pci_mmio64_start(mem_bytes: u64) -> u64 {
     layout::align_up(end, 1 << 30).unwrap_or(end)
 }
 
+/// The 64-bit PCI window: from [`pci_mmio64_start`] to the end of the
+/// guest's physical address space (its width is the host's, through
+/// CPUID). Firmware places 64-bit BARs at either end of it: SeaBIOS just
+/// above RAM, edk2's CloudHv in the top eighth of the address space.
+pub fn pci_mmio64_window(mem_bytes: u64) -> (u64, u64) {
+    let start = pci_mmio64_start(mem_bytes);
+    let end = 1u64 << host_phys_bits().min(63);
+    (
+        start,
+        end.saturating_sub(start).max(layout::PCI_MMIO64_SIZE),
+    )
+}
+
 /// Host physical address width, which bounds what the guest can address.
 pub fn host_phys_bits() -> u32 {
     let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
@@ -102,10 +115,12 @@ pub fn check_size(memory_mib: u64) -> Result<u64> {
     Ok(bytes)
 }
 
-/// Allocates guest RAM.
-pub fn create(mem_bytes: u64) -> Result<GuestMemory> {
+/// Allocates guest RAM, plus `extra` regions (a firmware ROM) that are
+/// guest memory but not RAM.
+pub fn create(mem_bytes: u64, extra: &[(u64, u64)]) -> Result<GuestMemory> {
     let ranges: Vec<(GuestAddress, usize)> = ram_regions(mem_bytes)
         .into_iter()
+        .chain(extra.iter().copied())
         .map(|(s, l)| {
             usize::try_from(l)
                 .map(|l| (GuestAddress(s), l))

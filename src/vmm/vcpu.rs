@@ -204,6 +204,11 @@ impl Vcpu {
             }
             Ok(VcpuExit::Shutdown) => {
                 tracing::warn!("vcpu{index}: triple fault");
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let regs = self.fd.get_regs().ok();
+                    let sregs = self.fd.get_sregs().ok();
+                    tracing::debug!("vcpu{index}: at the fault: {regs:?} {sregs:?}");
+                }
                 Step::Stop(ExitReason::TripleFault)
             }
             Ok(VcpuExit::SystemEvent(kind, _)) => match kind {

@@ -17,18 +17,21 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use super::acpi::{self, AcpiParams};
 use super::boot::{self, BootEntry};
 use super::bus::{Bus, SharedDevice};
-use super::config::VmConfig;
+use super::config::{BootConfig, KernelBoot, VmConfig};
 use super::control::{self, ClientInput, ControlServer, Line};
 use super::cpu;
 use super::devices::IrqLine;
 use super::devices::acpi_pm::{self, AcpiPm};
 use super::devices::cmos::Cmos;
+use super::devices::debugcon::{self, DebugCon};
+use super::devices::fw_cfg;
 use super::devices::ged::{self, Ged};
 use super::devices::i8042::{I8042, I8042Port};
 use super::devices::pci::{PciBarSpace, PciConfigIo, PciEcam, PciRoot};
 use super::devices::serial::SerialDevice;
 use super::error::{Error, Result};
 use super::exit::{ExitReason, ExitSignal};
+use super::firmware;
 use super::layout;
 use super::memory::{self, GuestMemory};
 use super::output_pump::{self, PumpHandle};
@@ -110,7 +113,12 @@ impl Vm {
         // Guest RAM is registered before the irqchip and PIT exist: a memslot
         // added to a VM that already has them costs a few milliseconds more
         // (measured 5 ms vs 0.3 ms for 256 MiB), which dominates start-up.
-        let mem = memory::create(mem_bytes)?;
+        let rom = match &cfg.boot {
+            BootConfig::Bios(f) => Some(firmware::Rom::read(&f.firmware)?),
+            BootConfig::Kernel(_) | BootConfig::Uefi(_) => None,
+        };
+        let extra: Vec<(u64, u64)> = rom.iter().map(firmware::Rom::region).collect();
+        let mem = memory::create(mem_bytes, &extra)?;
         for (slot, region) in mem.iter().enumerate() {
             let r = kvm_userspace_memory_region {
                 slot: slot as u32,
@@ -135,22 +143,72 @@ impl Vm {
         vm.create_pit2(pit).map_err(Error::kvm("KVM_CREATE_PIT2"))?;
 
         let topology = cfg.cpus.topology();
-        let rsdp = acpi::write(
-            &mem,
-            &AcpiParams {
-                vcpus: cfg.cpus.count,
-                topology,
-                pci_mmio64_start: memory::pci_mmio64_start(mem_bytes),
-                pci_mmio64_size: layout::PCI_MMIO64_SIZE,
-            },
-        )?;
-        let entry = boot::load(&mem, mem_bytes, &cfg.boot, rsdp)?;
-        tracing::info!(
-            "kernel {} loaded, entry {:#x} ({:?})",
-            cfg.boot.kernel.display(),
-            entry.entry,
-            entry.mode
-        );
+        let acpi_params = AcpiParams {
+            vcpus: cfg.cpus.count,
+            topology,
+            pci_mmio64_start: memory::pci_mmio64_window(mem_bytes).0,
+            pci_mmio64_size: memory::pci_mmio64_window(mem_bytes).1,
+        };
+        // Direct boot: the VMM loads the kernel and writes the ACPI tables.
+        // Firmware boot: the vCPUs start at the reset vector and the
+        // firmware reads the tables and the rest through fw_cfg.
+        let (entry, fw_cfg) = match (&cfg.boot, &rom) {
+            (BootConfig::Kernel(k), _) => {
+                let rsdp = acpi::write(&mem, &acpi_params)?;
+                let entry = boot::load(&mem, mem_bytes, k, rsdp)?;
+                tracing::info!(
+                    "kernel {} loaded, entry {:#x} ({:?})",
+                    k.kernel.display(),
+                    entry.entry,
+                    entry.mode
+                );
+                (Some(entry), None)
+            }
+            (BootConfig::Bios(f), Some(rom)) => {
+                rom.install(&mem)?;
+                let slots = virtio::setup::assign_slots(&cfg.devices);
+                let machine = firmware::Machine {
+                    boot: f,
+                    mem_bytes,
+                    vcpus: cfg.cpus.count,
+                    uuid: cfg.uuid.as_deref(),
+                    acpi: &acpi_params,
+                    boot_order: firmware::boot_order(&cfg.devices, &slots, f.strict),
+                };
+                tracing::info!("firmware {} at {:#x}", f.firmware.display(), rom.base());
+                (None, Some(firmware::fw_cfg(&mem, &machine)?))
+            }
+            (BootConfig::Uefi(f), _) => {
+                let elf = std::fs::File::open(&f.firmware)
+                    .and_then(|mut file| boot::detect(&mut file))
+                    .map_err(|source| Error::FirmwareOpen {
+                        path: f.firmware.clone(),
+                        source,
+                    })?;
+                if elf != boot::KernelKind::Elf {
+                    return Err(Error::Boot(format!(
+                        "UEFI firmware {} is not an ELF with a PVH entry (edk2's CloudHv build)",
+                        f.firmware.display()
+                    )));
+                }
+                let rsdp = acpi::write(&mem, &acpi_params)?;
+                let image = KernelBoot {
+                    kernel: f.firmware.clone(),
+                    initrd: None,
+                    cmdline: String::new(),
+                };
+                let entry = boot::load(&mem, mem_bytes, &image, rsdp)?;
+                if !matches!(entry.mode, boot::EntryMode::Pvh { .. }) {
+                    return Err(Error::Boot(format!(
+                        "UEFI firmware {} is not an ELF with a PVH entry",
+                        f.firmware.display()
+                    )));
+                }
+                tracing::info!("UEFI firmware {} loaded", f.firmware.display());
+                (Some(entry), None)
+            }
+            (BootConfig::Bios(_), None) => unreachable!("the ROM is read above"),
+        };
 
         let exit = Arc::new(ExitSignal::new().map_err(Error::io("eventfd"))?);
         let backend = SerialBackend::open(&cfg.serial)?;
@@ -171,7 +229,7 @@ impl Vm {
         let ged = shared(Ged::new(ged_irq));
         let i8042 = Arc::new(Mutex::new(I8042::new(exit.clone())));
         let pci = Arc::new(Mutex::new(PciRoot::default()));
-        let mmio64 = (memory::pci_mmio64_start(mem_bytes), layout::PCI_MMIO64_SIZE);
+        let mmio64 = memory::pci_mmio64_window(mem_bytes);
         let virtio = virtio::setup::build(&cfg.devices, &vm, &mem, &pci, mmio64)?;
         let low_ram = memory::ram_regions(mem_bytes)[0].1;
         let high_ram = mem_bytes - low_ram;
@@ -214,6 +272,20 @@ impl Vm {
             u64::from(layout::PCI_CONFIG_PORT),
             8,
         )?;
+        if let Some(fw_cfg) = fw_cfg {
+            insert(
+                &mut pio,
+                shared(fw_cfg),
+                u64::from(fw_cfg::PORT_BASE),
+                fw_cfg::PORT_COUNT,
+            )?;
+            insert(
+                &mut pio,
+                shared(DebugCon::default()),
+                u64::from(debugcon::PORT),
+                1,
+            )?;
+        }
         let mut mmio = Bus::default();
         insert(&mut mmio, ged.clone(), layout::GED_START, layout::GED_SIZE)?;
         insert(
@@ -222,7 +294,7 @@ impl Vm {
             layout::PCI_ECAM_START,
             layout::PCI_ECAM_SIZE,
         )?;
-        for (start, len) in [(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE), mmio64] {
+        for (start, len) in layout::PCI_MMIO32_WINDOWS.into_iter().chain([mmio64]) {
             insert(
                 &mut mmio,
                 shared(PciBarSpace::new(pci.clone(), start)),
@@ -233,7 +305,17 @@ impl Vm {
         let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
 
         let ctl = Arc::new(RunControl::new(cfg.cpus.count as usize));
-        let vcpus = create_vcpus(&kvm, &vm, &mem, &cfg, &entry, &pio, &mmio, &exit, &ctl)?;
+        let vcpus = create_vcpus(
+            &kvm,
+            &vm,
+            &mem,
+            &cfg,
+            entry.as_ref(),
+            &pio,
+            &mmio,
+            &exit,
+            &ctl,
+        )?;
 
         Ok(Vm {
             cfg,
@@ -541,6 +623,15 @@ impl Vm {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&e),
             },
+            // A path is opened here, on the main thread, which a seccomp
+            // filter forbids: a confined VMM can only eject.
+            "change-media" => match self
+                .virtio
+                .change_media(req.arguments.as_ref(), !self.cfg.sandbox.seccomp)
+            {
+                Ok(()) => ok(json!({})),
+                Err(e) => err(&e),
+            },
             #[cfg(feature = "test-hooks")]
             "x-oxvirt-forbidden-syscall" => {
                 // A call no thread's filter allows: with seccomp on, the
@@ -656,7 +747,7 @@ fn create_vcpus(
     vm: &VmFd,
     mem: &GuestMemory,
     cfg: &VmConfig,
-    entry: &BootEntry,
+    entry: Option<&BootEntry>,
     pio: &Arc<Bus>,
     mmio: &Arc<Bus>,
     exit: &Arc<ExitSignal>,
@@ -698,7 +789,9 @@ fn create_vcpus(
         let mut lapic = fd.get_lapic().map_err(Error::kvm("KVM_GET_LAPIC"))?;
         cpu::lapic::set_lint(&mut lapic);
         fd.set_lapic(&lapic).map_err(Error::kvm("KVM_SET_LAPIC"))?;
-        if i == 0 {
+        if i == 0
+            && let Some(entry) = entry
+        {
             let mut sregs = fd.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
             cpu::regs::setup_sregs(mem, entry, &mut sregs).map_err(Error::Boot)?;
             fd.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))?;
@@ -708,6 +801,12 @@ fn create_vcpus(
                 mp_state: KVM_MP_STATE_RUNNABLE,
             })
             .map_err(Error::kvm("KVM_SET_MP_STATE"))?;
+        } else if i == 0 {
+            let mut sregs = fd.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
+            cpu::regs::reset_sregs(&mut sregs);
+            fd.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))?;
+            fd.set_regs(&cpu::regs::reset_regs())
+                .map_err(Error::kvm("KVM_SET_REGS"))?;
         } else {
             fd.set_mp_state(kvm_mp_state {
                 mp_state: KVM_MP_STATE_UNINITIALIZED,

@@ -59,7 +59,14 @@ fn check_machine(dom: &Domain) -> Result<()> {
     if dom.virt_type != VirtType::Kvm {
         return Err(not_supported("domain type", dom.virt_type));
     }
-    if let Some(arch) = dom.os.arch.as_deref().filter(|a| *a != "x86_64") {
+    // A 32-bit guest runs in the same machine; firmware starts it in real
+    // mode like any other.
+    if let Some(arch) = dom
+        .os
+        .arch
+        .as_deref()
+        .filter(|a| !["x86_64", "i686"].contains(a))
+    {
         return Err(not_supported("architecture", arch));
     }
     Ok(())

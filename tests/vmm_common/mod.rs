@@ -63,6 +63,53 @@ pub fn testos() -> Option<PathBuf> {
         .clone()
 }
 
+/// The firmware-bootable images of `compat-tests/guest/build-boot-images.sh`
+/// (GRUB menus booting the test guest with `args`), built once into
+/// `compat-tests/guest/out/boot-images`; `None` (through `skip`) when they
+/// cannot be built here.
+pub fn boot_images(args: &str) -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            testos()?;
+            let out = repo().join("compat-tests/guest/out/boot-images");
+            let script = repo().join("compat-tests/guest/build-boot-images.sh");
+            let run = Command::new("bash")
+                .arg(&script)
+                .arg(&out)
+                .env("OXVIRT_TESTOS_ARGS", args)
+                .output();
+            match run {
+                Ok(o) if o.status.success() => Some(out),
+                Ok(o) => {
+                    ci_common::skip(&format!(
+                        "building the boot images failed: {}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    ));
+                    None
+                }
+                Err(e) => {
+                    ci_common::skip(&format!("cannot run {}: {e}", script.display()));
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// A firmware image the system provides (SeaBIOS from Debian's `seabios`
+/// package), or `None` through `skip`.
+pub fn system_firmware(path: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(path);
+    if p.is_file() {
+        Some(p)
+    } else {
+        ci_common::skip(&format!("{path} is not installed (Debian package seabios)"));
+        None
+    }
+}
+
 /// True when /dev/kvm is usable; prints why not otherwise.
 pub fn kvm_available() -> bool {
     match std::fs::OpenOptions::new()
@@ -121,6 +168,28 @@ pub struct Guest {
 impl Guest {
     /// Starts oxvirt-vmm on `kernel` with direct options plus `extra`.
     pub fn start(kernel: &Path, cpus: u32, mem: u64, cmdline: &str, extra: &[&str]) -> Guest {
+        let boot = [
+            "--kernel".to_string(),
+            kernel.display().to_string(),
+            "--cmdline".to_string(),
+            cmdline.to_string(),
+        ];
+        Guest::spawn(&boot, cpus, mem, extra)
+    }
+
+    /// Starts oxvirt-vmm booting `firmware` (`--bios` or `--uefi`).
+    pub fn start_firmware(
+        kind: &str,
+        firmware: &Path,
+        cpus: u32,
+        mem: u64,
+        extra: &[&str],
+    ) -> Guest {
+        let boot = [format!("--{kind}"), firmware.display().to_string()];
+        Guest::spawn(&boot, cpus, mem, extra)
+    }
+
+    fn spawn(boot: &[String], cpus: u32, mem: u64, extra: &[&str]) -> Guest {
         let dir = scratch("guest");
         let serial = dir.join("serial.log");
         let mut cmd = Command::new(vmm());
@@ -132,10 +201,7 @@ impl Guest {
             cmd.arg("--sandbox")
                 .arg(format!("seccomp,user=65534:65534,jail={}", jail.display()));
         }
-        cmd.arg("--kernel")
-            .arg(kernel)
-            .arg("--cmdline")
-            .arg(cmdline)
+        cmd.args(boot)
             .arg("--memory")
             .arg(mem.to_string())
             .arg("--cpus")

@@ -1,5 +1,6 @@
-/* testos boot: PVH entry (32-bit protected mode, paging off, %ebx = hvm_start_info),
- * own GDT, identity map of the low 4 GiB with 2 MiB pages, long mode, then kmain(). */
+/* testos boot: PVH entry (32-bit protected mode, paging off, %ebx = hvm_start_info) or
+ * multiboot2 entry (the same, %eax = 0x36d76289, %ebx = multiboot2 information), own GDT,
+ * identity map of the low 4 GiB with 2 MiB pages, long mode, then kmain(). */
 
 #define SEL_CODE32 0x08
 #define SEL_DATA   0x10
@@ -17,13 +18,53 @@
 	.balign 4
 	.quad pvh_entry
 
+/* Multiboot2 header (GRUB's `multiboot2`): 8-byte aligned within the file's first
+ * 32 KiB; linker.ld puts it first in the image, at file offset 0x1000. No address tag:
+ * the loader takes the PT_LOAD segment from the ELF headers. Tags: an optional
+ * information request (command line, memory map, EFI 64-bit system table, ACPI old and
+ * new RSDP) and the entry address, which is required: the ELF entry is the PVH entry. */
+#define MB2_HEADER_MAGIC 0xE85250D6
+	.section .multiboot2, "a"
+	.balign 8
+mb2_header:
+	.long MB2_HEADER_MAGIC
+	.long 0                         /* architecture: i386 protected mode */
+	.long mb2_header_end - mb2_header
+	.long 0x100000000 - (MB2_HEADER_MAGIC + (mb2_header_end - mb2_header))
+	.balign 8
+mb2_tag_request:
+	.word 1                         /* information request */
+	.word 1                         /* optional */
+	.long mb2_tag_request_end - mb2_tag_request
+	.long 1, 6, 12, 14, 15
+mb2_tag_request_end:
+	.balign 8
+	.word 3                         /* entry address */
+	.word 0
+	.long 12
+	.long mb2_entry
+	.balign 8
+	.word 0                         /* end */
+	.word 0
+	.long 8
+mb2_header_end:
+
 	.section .text.boot, "ax"
 	.code32
+/* Multiboot2 entry: keep the loader's %eax for kmain to check, then the PVH path. */
+	.globl mb2_entry
+mb2_entry:
+	cli
+	cld
+	movl %eax, boot_mb2_magic
+	movl $1, boot_protocol
+	jmp 0f
+
 	.globl pvh_entry
 pvh_entry:
 	cli
 	cld
-	movl %ebx, %esi                 /* keep start_info across the set-up */
+0:	movl %ebx, %esi                 /* keep start_info (or the multiboot2 info) */
 	lgdt gdt_ptr
 	ljmp $SEL_CODE32, $1f
 1:	movw $SEL_DATA, %ax
@@ -117,6 +158,13 @@ triple_fault:
 	jmp triple_fault
 
 	.section .data
+	/* Set by mb2_entry before .bss is cleared: 0 = PVH, 1 = multiboot2. */
+	.balign 4
+	.globl boot_protocol, boot_mb2_magic
+boot_protocol:
+	.long 0
+boot_mb2_magic:
+	.long 0
 	.balign 8
 	.globl gdt
 gdt:

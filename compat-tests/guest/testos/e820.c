@@ -1,4 +1,5 @@
-/* The memory map handed over in hvm_start_info (memmap_paddr/memmap_entries). */
+/* The memory map handed over in hvm_start_info (memmap_paddr/memmap_entries), or in the
+ * multiboot2 memory map tag (same entry layout, e820 types). */
 #include "testos.h"
 
 extern char __kernel_start[], __kernel_end[];
@@ -7,19 +8,26 @@ struct e820_entry e820[MAX_E820];
 u32 e820_count;
 static u32 e820_given;
 
-/* hvm_memmap_table_entry: u64 addr, u64 size, u32 type, u32 reserved. */
-void e820_capture(u64 paddr, u32 entries)
+/* Entries of `stride` bytes (≥ 20) starting u64 addr, u64 size, u32 type:
+ * hvm_memmap_table_entry (24 bytes, then u32 reserved) and multiboot2's mmap entry (the
+ * tag's entry_size, 24 today, then u32 zero). */
+void e820_capture_stride(u64 paddr, u32 entries, u32 stride)
 {
 	e820_given = entries;
 	if (!paddr)
 		return;
 	const u8 *p = (const u8 *)paddr;
 	for (u32 i = 0; i < entries && i < MAX_E820; i++) {
-		memcpy(&e820[i].addr, p + i * 24, 8);
-		memcpy(&e820[i].size, p + i * 24 + 8, 8);
-		memcpy(&e820[i].type, p + i * 24 + 16, 4);
+		memcpy(&e820[i].addr, p + i * stride, 8);
+		memcpy(&e820[i].size, p + i * stride + 8, 8);
+		memcpy(&e820[i].type, p + i * stride + 16, 4);
 		e820_count++;
 	}
+}
+
+void e820_capture(u64 paddr, u32 entries)
+{
+	e820_capture_stride(paddr, entries, 24);
 }
 
 static const char *type_name(u32 t)
@@ -77,7 +85,9 @@ bool check_e820(struct why *w)
 {
 	u64 ram = 0;
 	if (e820_count == 0) {
-		why_add(w, "no memory map in start info (version < 1 or no entries)");
+		why_add(w, boot_protocol == BOOT_MULTIBOOT2
+			? "no memory map in the multiboot2 information (no mmap tag or no entries)"
+			: "no memory map in start info (version < 1 or no entries)");
 		return false;
 	}
 	if (e820_given > MAX_E820)

@@ -141,8 +141,30 @@ struct e820_entry {
 extern struct e820_entry e820[MAX_E820];
 extern u32 e820_count;
 void e820_capture(u64 memmap_paddr, u32 entries);
+void e820_capture_stride(u64 paddr, u32 entries, u32 stride);
 bool check_e820(struct why *w);
 bool e820_is_ram(u64 start, u64 end);
+
+/* ---- how the guest was booted (boot.S, multiboot2.c) ---- */
+#define BOOT_PVH 0
+#define BOOT_MULTIBOOT2 1
+#define MB2_BOOT_MAGIC 0x36d76289u
+extern u32 boot_protocol;   /* set by the entry point in boot.S */
+extern u32 boot_mb2_magic;  /* %eax at the multiboot2 entry */
+struct boot_info {
+	const char *cmdline;    /* NUL-terminated, or NULL */
+	u64 rsdp;               /* hint for acpi_init, 0: scan */
+	u32 rsdp_tag;           /* multiboot2 tag it came from (14, 15), 0: none */
+	const char *rsdp_how;   /* how it was found */
+	u32 mbi_size, mmap_entries;
+	u64 efi_st;             /* EFI system table (tag 12), 0: none */
+	const char *loader;     /* boot loader name ("" if none) */
+	const char *tags;       /* tag types seen, "1,2,6,..." */
+};
+/* Reads the multiboot2 information at mbi: captures the memory map (e820.c), points
+ * bi->cmdline at the command line and finds the RSDP. A wrong %eax magic or a malformed
+ * structure prints FAIL boot and DONE, then halts. */
+void mb2_read(u32 mbi, struct boot_info *bi);
 
 /* ---- acpi.c ---- */
 struct gas {

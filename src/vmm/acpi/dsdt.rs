@@ -99,13 +99,15 @@ fn pci_host_bridge(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
     let cfg_io = IO::new(layout::PCI_CONFIG_PORT, layout::PCI_CONFIG_PORT, 1, 8);
     let io_low = AddressSpace::<u16>::new_io(0x0000, layout::PCI_CONFIG_PORT - 1, None);
     let io_high = AddressSpace::<u16>::new_io(layout::PCI_IO_START, layout::PCI_IO_END, None);
-    let mmio32 = AddressSpace::<u32>::new_memory(
-        AddressSpaceCacheable::NotCacheable,
-        true,
-        layout::PCI_MMIO32_START as u32,
-        (layout::PCI_MMIO32_START + layout::PCI_MMIO32_SIZE - 1) as u32,
-        None,
-    );
+    let [mmio32, mmio32_high] = layout::PCI_MMIO32_WINDOWS.map(|(start, size)| {
+        AddressSpace::<u32>::new_memory(
+            AddressSpaceCacheable::NotCacheable,
+            true,
+            start as u32,
+            (start + size - 1) as u32,
+            None,
+        )
+    });
     let mmio64 = AddressSpace::<u64>::new_memory(
         AddressSpaceCacheable::NotCacheable,
         true,
@@ -113,7 +115,15 @@ fn pci_host_bridge(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
         mmio64_start + mmio64_size - 1,
         None,
     );
-    let crs = ResourceTemplate::new(vec![&bus, &cfg_io, &io_low, &io_high, &mmio32, &mmio64]);
+    let crs = ResourceTemplate::new(vec![
+        &bus,
+        &cfg_io,
+        &io_low,
+        &io_high,
+        &mmio32,
+        &mmio32_high,
+        &mmio64,
+    ]);
     // Legacy INTx routing: every slot's pins A-D straight to IOAPIC GSIs.
     let routes: Vec<(u32, u8, u32)> = (1u8..32)
         .flat_map(|slot| {

@@ -1,7 +1,9 @@
 //! ACPI tables: built in memory, then written to the BIOS area with the
-//! RSDP at [`layout::ACPI_START`].
+//! RSDP at [`layout::ACPI_START`] (direct kernel boot), or handed to the
+//! firmware through fw_cfg with a loader script (firmware boot).
 
 pub mod dsdt;
+pub mod loader;
 pub mod tables;
 
 use vm_memory::{Bytes, GuestAddress};

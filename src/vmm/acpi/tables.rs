@@ -102,34 +102,130 @@ fn align8(v: u64) -> u64 {
     (v + 7) & !7
 }
 
-/// Lays out every table starting at `base` (the RSDP first) and returns
-/// `(address, bytes)` pairs.
-pub fn build(params: &AcpiParams, base: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+/// Where the pointer fields live, for firmware that relocates the tables.
+const FADT_X_DSDT_OFFSET: u64 = 140;
+const SDT_HEADER_LEN: u64 = 36;
+const SDT_CHECKSUM_OFFSET: u32 = 9;
+const RSDP_XSDT_OFFSET: u32 = 24;
+const RSDP_EXT_CHECKSUM_OFFSET: u32 = 32;
+const RSDP_LEN: u32 = 36;
+
+/// Every table but the RSDP, laid out from `first`: the tables with their
+/// addresses, and where the FADT and XSDT went.
+struct Laid {
+    tables: Vec<(u64, Vec<u8>)>,
+    fadt: u64,
+    xsdt: u64,
+    xsdt_entries: usize,
+}
+
+fn lay_out(params: &AcpiParams, first: u64) -> Result<Laid> {
     if params.vcpus == 0 || params.vcpus > 255 {
         return Err(Error::Acpi(format!(
             "{} vCPUs cannot be described",
             params.vcpus
         )));
     }
-    let mut out = Vec::new();
-    let mut cursor = align8(base + Rsdp::len() as u64);
+    let mut tables = Vec::new();
+    let mut cursor = first;
     let mut place = |bytes: Vec<u8>, out: &mut Vec<(u64, Vec<u8>)>| {
         let at = cursor;
         cursor = align8(cursor + bytes.len() as u64);
         out.push((at, bytes));
         at
     };
-    let dsdt_addr = place(dsdt(params), &mut out);
-    let fadt_addr = place(fadt(dsdt_addr), &mut out);
-    let madt_addr = place(madt(params), &mut out);
-    let mcfg_addr = place(mcfg(), &mut out);
+    let dsdt_addr = place(dsdt(params), &mut tables);
+    let fadt_addr = place(fadt(dsdt_addr), &mut tables);
+    let madt_addr = place(madt(params), &mut tables);
+    let mcfg_addr = place(mcfg(), &mut tables);
+    let entries = [fadt_addr, madt_addr, mcfg_addr];
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
-    for a in [fadt_addr, madt_addr, mcfg_addr] {
+    for a in entries {
         xsdt.add_entry(a);
     }
-    let xsdt_addr = place(aml_bytes(&xsdt), &mut out);
-    out.push((base, aml_bytes(&Rsdp::new(OEM_ID, xsdt_addr))));
+    let xsdt_addr = place(aml_bytes(&xsdt), &mut tables);
+    Ok(Laid {
+        tables,
+        fadt: fadt_addr,
+        xsdt: xsdt_addr,
+        xsdt_entries: entries.len(),
+    })
+}
+
+/// Lays out every table starting at `base` (the RSDP first) and returns
+/// `(address, bytes)` pairs.
+pub fn build(params: &AcpiParams, base: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+    let laid = lay_out(params, align8(base + Rsdp::len() as u64))?;
+    let mut out = laid.tables;
+    out.push((base, aml_bytes(&Rsdp::new(OEM_ID, laid.xsdt))));
     Ok(out)
+}
+
+/// The tables as firmware loads them through fw_cfg: every table in one
+/// blob at offsets from 0 (`etc/acpi/tables`), the RSDP on its own
+/// (`etc/acpi/rsdp`), and the table-loader script (`etc/table-loader`)
+/// that places both, turns the offsets into addresses and fixes the
+/// checksums that changed.
+pub struct FirmwareTables {
+    pub tables: Vec<u8>,
+    pub rsdp: Vec<u8>,
+    pub loader: Vec<u8>,
+}
+
+pub const TABLES_FILE: &str = "etc/acpi/tables";
+pub const RSDP_FILE: &str = "etc/acpi/rsdp";
+pub const LOADER_FILE: &str = "etc/table-loader";
+
+pub fn for_firmware(params: &AcpiParams) -> Result<FirmwareTables> {
+    use super::loader::{Loader, Zone};
+    let laid = lay_out(params, 0)?;
+    let mut blob = Vec::new();
+    for (at, bytes) in &laid.tables {
+        blob.resize(*at as usize, 0);
+        blob.extend_from_slice(bytes);
+    }
+    let len_of = |at: u64| {
+        laid.tables
+            .iter()
+            .find(|(a, _)| *a == at)
+            .map_or(0, |(_, b)| b.len() as u32)
+    };
+    let mut l = Loader::default();
+    l.allocate(RSDP_FILE, 16, Zone::FSeg);
+    l.allocate(TABLES_FILE, 64, Zone::High);
+    l.add_pointer(
+        TABLES_FILE,
+        TABLES_FILE,
+        (laid.fadt + FADT_X_DSDT_OFFSET) as u32,
+        8,
+    );
+    l.add_checksum(
+        TABLES_FILE,
+        laid.fadt as u32 + SDT_CHECKSUM_OFFSET,
+        laid.fadt as u32,
+        len_of(laid.fadt),
+    );
+    for i in 0..laid.xsdt_entries as u64 {
+        l.add_pointer(
+            TABLES_FILE,
+            TABLES_FILE,
+            (laid.xsdt + SDT_HEADER_LEN + 8 * i) as u32,
+            8,
+        );
+    }
+    l.add_checksum(
+        TABLES_FILE,
+        laid.xsdt as u32 + SDT_CHECKSUM_OFFSET,
+        laid.xsdt as u32,
+        len_of(laid.xsdt),
+    );
+    l.add_pointer(RSDP_FILE, TABLES_FILE, RSDP_XSDT_OFFSET, 8);
+    l.add_checksum(RSDP_FILE, RSDP_EXT_CHECKSUM_OFFSET, 0, RSDP_LEN);
+    Ok(FirmwareTables {
+        tables: blob,
+        rsdp: aml_bytes(&Rsdp::new(OEM_ID, laid.xsdt)),
+        loader: l.into_bytes(),
+    })
 }
 
 #[cfg(test)]
@@ -189,8 +285,74 @@ mod tests {
             }
         }
         let fadt = blobs.iter().find(|(_, b)| &b[0..4] == b"FACP").unwrap();
+        let dsdt = blobs.iter().find(|(_, b)| &b[0..4] == b"DSDT").unwrap();
+        let x_dsdt = &fadt.1[FADT_X_DSDT_OFFSET as usize..][..8];
+        assert_eq!(u64::from_le_bytes(x_dsdt.try_into().unwrap()), dsdt.0);
         let flags = u32::from_le_bytes([fadt.1[112], fadt.1[113], fadt.1[114], fadt.1[115]]);
         assert_ne!(flags & (1 << 20), 0);
         assert_ne!(flags & (1 << 10), 0);
+    }
+
+    /// Runs the loader script the way firmware does and checks that the
+    /// result is the same set of valid tables, now at the chosen addresses.
+    #[test]
+    fn firmware_tables_relocate() {
+        let fw = for_firmware(&params(2)).unwrap();
+        let (tables_at, rsdp_at) = (0x7ff0_0000u64, 0xf5a0u64);
+        let mut tables = fw.tables.clone();
+        let mut rsdp = fw.rsdp.clone();
+        for cmd in fw.loader.chunks(128) {
+            let name = |at: usize| {
+                let f = &cmd[at..at + 56];
+                String::from_utf8_lossy(&f[..f.iter().position(|&b| b == 0).unwrap()]).into_owned()
+            };
+            let u32_at = |at: usize| u32::from_le_bytes(cmd[at..at + 4].try_into().unwrap());
+            match u32_at(0) {
+                1 => {}
+                2 => {
+                    let src = if name(60) == TABLES_FILE {
+                        tables_at
+                    } else {
+                        rsdp_at
+                    };
+                    let dest = if name(4) == TABLES_FILE {
+                        &mut tables
+                    } else {
+                        &mut rsdp
+                    };
+                    let off = u32_at(116) as usize;
+                    assert_eq!(cmd[120], 8);
+                    let v = u64::from_le_bytes(dest[off..off + 8].try_into().unwrap()) + src;
+                    dest[off..off + 8].copy_from_slice(&v.to_le_bytes());
+                }
+                3 => {
+                    let f = if name(4) == TABLES_FILE {
+                        &mut tables
+                    } else {
+                        &mut rsdp
+                    };
+                    let (res, start, len) = (u32_at(60), u32_at(64), u32_at(68));
+                    let s = sum(&f[start as usize..(start + len) as usize]);
+                    f[res as usize] = f[res as usize].wrapping_sub(s);
+                }
+                other => panic!("unexpected command {other}"),
+            }
+        }
+        assert_eq!(sum(&rsdp[0..20]), 0);
+        assert_eq!(sum(&rsdp[0..36]), 0);
+        let xsdt = u64::from_le_bytes(rsdp[24..32].try_into().unwrap()) - tables_at;
+        let xsdt = &tables[xsdt as usize..];
+        let xlen = u32::from_le_bytes(xsdt[4..8].try_into().unwrap()) as usize;
+        assert_eq!(sum(&xsdt[..xlen]), 0);
+        for i in 0..3 {
+            let a = u64::from_le_bytes(xsdt[36 + 8 * i..44 + 8 * i].try_into().unwrap());
+            let t = &tables[(a - tables_at) as usize..];
+            let tlen = u32::from_le_bytes(t[4..8].try_into().unwrap()) as usize;
+            assert_eq!(sum(&t[..tlen]), 0, "{}", String::from_utf8_lossy(&t[0..4]));
+            if &t[0..4] == b"FACP" {
+                let d = u64::from_le_bytes(t[140..148].try_into().unwrap()) - tables_at;
+                assert_eq!(&tables[d as usize..d as usize + 4], b"DSDT");
+            }
+        }
     }
 }

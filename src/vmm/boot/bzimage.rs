@@ -10,7 +10,7 @@ use linux_loader::loader::{KernelLoader, bzimage::BzImage};
 use vm_memory::GuestAddress;
 
 use super::{BootEntry, EntryMode, initrd};
-use crate::vmm::config::BootConfig;
+use crate::vmm::config::KernelBoot;
 use crate::vmm::error::{Error, Result};
 use crate::vmm::layout;
 use crate::vmm::memory::{self, GuestMemory};
@@ -34,7 +34,7 @@ pub fn load(
     mem_bytes: u64,
     path: &Path,
     kernel: &mut File,
-    boot: &BootConfig,
+    boot: &KernelBoot,
     cmdline_len: u32,
     rsdp: u64,
 ) -> Result<BootEntry> {

@@ -17,7 +17,7 @@ use std::path::Path;
 use linux_loader::cmdline::Cmdline;
 use vm_memory::GuestAddress;
 
-use super::config::BootConfig;
+use super::config::KernelBoot;
 use super::error::{Error, Result};
 use super::layout;
 use super::memory::GuestMemory;
@@ -78,7 +78,7 @@ fn open(path: &Path) -> Result<File> {
 
 /// Loads kernel, initrd and command line into guest memory and writes the
 /// boot information block. `rsdp` is the ACPI RSDP address.
-pub fn load(mem: &GuestMemory, mem_bytes: u64, boot: &BootConfig, rsdp: u64) -> Result<BootEntry> {
+pub fn load(mem: &GuestMemory, mem_bytes: u64, boot: &KernelBoot, rsdp: u64) -> Result<BootEntry> {
     let mut kernel = open(&boot.kernel)?;
     if kernel
         .metadata()

@@ -13,7 +13,7 @@ use linux_loader::loader::{Elf, KernelLoader, elf::PvhBootCapability};
 use vm_memory::GuestAddress;
 
 use super::{BootEntry, EntryMode, initrd};
-use crate::vmm::config::BootConfig;
+use crate::vmm::config::KernelBoot;
 use crate::vmm::error::{Error, Result};
 use crate::vmm::layout;
 use crate::vmm::memory::{self, GuestMemory};
@@ -28,7 +28,7 @@ pub fn load(
     mem_bytes: u64,
     path: &Path,
     kernel: &mut File,
-    boot: &BootConfig,
+    boot: &KernelBoot,
     rsdp: u64,
 ) -> Result<BootEntry> {
     let fail = |reason: String| Error::KernelLoad {
@@ -73,7 +73,7 @@ type StartInfo = (
 fn start_info(
     mem: &GuestMemory,
     mem_bytes: u64,
-    boot: &BootConfig,
+    boot: &KernelBoot,
     kernel_end: u64,
     rsdp: u64,
 ) -> Result<StartInfo> {

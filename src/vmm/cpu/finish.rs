@@ -49,6 +49,9 @@ pub struct Counts {
     pub bit_count: AtomicU64,
     /// `fwait`.
     pub fwait: AtomicU64,
+    /// x87 and SSE control and state: `fninit`, `fnclex`, `fldcw`,
+    /// `fnstcw`, `fnstsw`, `ldmxcsr`, `stmxcsr`, `fxsave`, `fxrstor`.
+    pub x87: AtomicU64,
     /// Everything else: `clac`/`stac`, `rdrand`/`rdseed`, cache-line
     /// write-backs, `invpcid`.
     pub other: AtomicU64,
@@ -62,6 +65,7 @@ pub static FINISHED: Counts = Counts {
     int_n: AtomicU64::new(0),
     bit_count: AtomicU64::new(0),
     fwait: AtomicU64::new(0),
+    x87: AtomicU64::new(0),
     other: AtomicU64::new(0),
     user_ud: AtomicU64::new(0),
 };
@@ -75,6 +79,7 @@ impl Counts {
             ("int", &self.int_n),
             ("bit-count", &self.bit_count),
             ("fwait", &self.fwait),
+            ("x87", &self.x87),
             ("other", &self.other),
             ("user #UD", &self.user_ud),
         ];
@@ -95,6 +100,7 @@ impl Counts {
             "int": self.int_n.load(Ordering::Relaxed),
             "bit-count": self.bit_count.load(Ordering::Relaxed),
             "fwait": self.fwait.load(Ordering::Relaxed),
+            "x87": self.x87.load(Ordering::Relaxed),
             "other": self.other.load(Ordering::Relaxed),
             "user-ud": self.user_ud.load(Ordering::Relaxed),
         })
@@ -218,6 +224,206 @@ fn fwait(fd: &VcpuFd) -> Result<bool, String> {
     const FSW_ES: u16 = 1 << 7;
     let f = fd.get_fpu().map_err(|e| format!("KVM_GET_FPU: {e}"))?;
     Ok(f.fsw & FSW_ES != 0)
+}
+
+/// The pieces of `len` bytes at `linear` that do not cross a page:
+/// `(offset in the buffer, linear address, length)`.
+fn page_pieces(linear: u64, len: usize) -> impl Iterator<Item = (usize, u64, usize)> {
+    let mut done = 0usize;
+    std::iter::from_fn(move || {
+        (done < len).then(|| {
+            let at = linear.wrapping_add(done as u64);
+            let n = (0x1000 - (at & 0xfff) as usize).min(len - done);
+            let piece = (done, at, n);
+            done += n;
+            piece
+        })
+    })
+}
+
+/// Writes `bytes` at linear address `linear`, which must be mapped writable.
+fn write_linear(fd: &VcpuFd, mem: &GuestMemory, linear: u64, bytes: &[u8]) -> Result<(), String> {
+    for (off, at, n) in page_pieces(linear, bytes.len()) {
+        let addr = translate(fd, at)?;
+        vm_memory::Bytes::write_slice(mem, &bytes[off..off + n], GuestAddress(addr))
+            .map_err(|e| format!("{addr:#x}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Reads guest memory at linear address `linear` into `buf`.
+fn read_linear_into(
+    fd: &VcpuFd,
+    mem: &GuestMemory,
+    linear: u64,
+    buf: &mut [u8],
+) -> Result<(), String> {
+    for (off, at, n) in page_pieces(linear, buf.len()) {
+        let t = fd
+            .translate_gva(at)
+            .map_err(|e| format!("KVM_TRANSLATE {at:#x}: {e}"))?;
+        if t.valid == 0 {
+            return Err(format!("{at:#x} is not mapped"));
+        }
+        vm_memory::Bytes::read_slice(
+            mem,
+            &mut buf[off..off + n],
+            GuestAddress(t.physical_address),
+        )
+        .map_err(|e| format!("{at:#x}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// MXCSR bits a guest may set (all of them, DAZ included).
+const MXCSR_MASK: u32 = 0xffff;
+/// Size of the FXSAVE area.
+const FXSAVE_LEN: usize = 512;
+
+/// The vCPU's x87/SSE state in FXSAVE layout. `wide` is the 64-bit form
+/// (`fxsave64`): 64-bit instruction and data pointers instead of 32-bit
+/// offsets and selectors.
+fn fxsave_image(f: &kvm_bindings::kvm_fpu, wide: bool) -> [u8; FXSAVE_LEN] {
+    let mut a = [0u8; FXSAVE_LEN];
+    a[0..2].copy_from_slice(&f.fcw.to_le_bytes());
+    a[2..4].copy_from_slice(&f.fsw.to_le_bytes());
+    a[4] = f.ftwx;
+    a[6..8].copy_from_slice(&f.last_opcode.to_le_bytes());
+    if wide {
+        a[8..16].copy_from_slice(&f.last_ip.to_le_bytes());
+        a[16..24].copy_from_slice(&f.last_dp.to_le_bytes());
+    } else {
+        a[8..12].copy_from_slice(&(f.last_ip as u32).to_le_bytes());
+        a[16..20].copy_from_slice(&(f.last_dp as u32).to_le_bytes());
+    }
+    a[24..28].copy_from_slice(&f.mxcsr.to_le_bytes());
+    a[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
+    for (k, r) in f.fpr.iter().enumerate() {
+        a[32 + 16 * k..48 + 16 * k].copy_from_slice(r);
+    }
+    for (k, r) in f.xmm.iter().enumerate() {
+        a[160 + 16 * k..176 + 16 * k].copy_from_slice(r);
+    }
+    a
+}
+
+/// Loads an FXSAVE image into `f`; None when it sets reserved MXCSR bits
+/// (the CPU raises #GP for that).
+fn load_fxsave(f: &mut kvm_bindings::kvm_fpu, a: &[u8; FXSAVE_LEN], wide: bool) -> Option<()> {
+    let u16_at = |i: usize| u16::from_le_bytes([a[i], a[i + 1]]);
+    let mxcsr = u32::from_le_bytes([a[24], a[25], a[26], a[27]]);
+    if mxcsr & !MXCSR_MASK != 0 {
+        return None;
+    }
+    f.fcw = u16_at(0);
+    f.fsw = u16_at(2);
+    f.ftwx = a[4];
+    f.last_opcode = u16_at(6);
+    let u64_at = |i: usize| u64::from_le_bytes(a[i..i + 8].try_into().unwrap_or_default());
+    let u32_at = |i: usize| u64::from(u32::from_le_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]));
+    (f.last_ip, f.last_dp) = if wide {
+        (u64_at(8), u64_at(16))
+    } else {
+        (u32_at(8), u32_at(16))
+    };
+    f.mxcsr = mxcsr;
+    for (k, r) in f.fpr.iter_mut().enumerate() {
+        r.copy_from_slice(&a[32 + 16 * k..48 + 16 * k]);
+    }
+    for (k, r) in f.xmm.iter_mut().enumerate() {
+        r.copy_from_slice(&a[160 + 16 * k..176 + 16 * k]);
+    }
+    Some(())
+}
+
+/// `ldmxcsr`, `stmxcsr`, `fxsave[64]`, `fxrstor[64]`: the SSE control and
+/// state-save instructions firmware runs in ring 0. Ok(false): the
+/// instruction faults (#GP), RIP stays.
+fn sse_state(
+    fd: &VcpuFd,
+    mem: &GuestMemory,
+    i: &Instruction,
+    regs: &kvm_regs,
+    sregs: &kvm_sregs,
+) -> Result<bool, String> {
+    let mut f = fd.get_fpu().map_err(|e| format!("KVM_GET_FPU: {e}"))?;
+    let at = linear_address(i, regs, sregs)?;
+    let wide = matches!(i.mnemonic(), Mnemonic::Fxsave64 | Mnemonic::Fxrstor64);
+    match i.mnemonic() {
+        Mnemonic::Stmxcsr => write_linear(fd, mem, at, &f.mxcsr.to_le_bytes())?,
+        Mnemonic::Fxsave | Mnemonic::Fxsave64 => {
+            if at & 15 != 0 {
+                return Ok(false);
+            }
+            write_linear(fd, mem, at, &fxsave_image(&f, wide))?;
+        }
+        Mnemonic::Ldmxcsr => {
+            let v = read_linear(fd, mem, at, 4)? as u32;
+            if v & !MXCSR_MASK != 0 {
+                return Ok(false);
+            }
+            f.mxcsr = v;
+            fd.set_fpu(&f).map_err(|e| format!("KVM_SET_FPU: {e}"))?;
+        }
+        Mnemonic::Fxrstor | Mnemonic::Fxrstor64 => {
+            let mut a = [0u8; FXSAVE_LEN];
+            if at & 15 != 0 {
+                return Ok(false);
+            }
+            read_linear_into(fd, mem, at, &mut a)?;
+            if load_fxsave(&mut f, &a, wide).is_none() {
+                return Ok(false);
+            }
+            fd.set_fpu(&f).map_err(|e| format!("KVM_SET_FPU: {e}"))?;
+        }
+        _ => return Err(format!("`{i}` is not an SSE state instruction")),
+    }
+    Ok(true)
+}
+
+/// The x87 control instructions firmware runs in ring 0 and this host's
+/// emulator lacks (`fninit`, `fnclex`, `fldcw`, `fnstcw`, `fnstsw`), done
+/// on the vCPU's x87 state through KVM_GET_FPU/KVM_SET_FPU.
+fn x87_control(
+    fd: &VcpuFd,
+    mem: &GuestMemory,
+    i: &Instruction,
+    regs: &mut kvm_regs,
+    sregs: &kvm_sregs,
+) -> Result<(), String> {
+    /// FSW: the exception flags, the error summary and the busy bit.
+    const FSW_EXCEPTIONS: u16 = 0x80ff;
+    let mut f = fd.get_fpu().map_err(|e| format!("KVM_GET_FPU: {e}"))?;
+    match i.mnemonic() {
+        Mnemonic::Fninit => {
+            f.fcw = 0x37f;
+            f.fsw = 0;
+            // Abridged tag word: every register empty.
+            f.ftwx = 0;
+            f.last_opcode = 0;
+            f.last_ip = 0;
+            f.last_dp = 0;
+        }
+        Mnemonic::Fnclex => f.fsw &= !FSW_EXCEPTIONS,
+        Mnemonic::Fldcw => {
+            let at = linear_address(i, regs, sregs)?;
+            f.fcw = read_linear(fd, mem, at, 2)? as u16;
+        }
+        Mnemonic::Fnstcw => {
+            let at = linear_address(i, regs, sregs)?;
+            return write_linear(fd, mem, at, &f.fcw.to_le_bytes());
+        }
+        Mnemonic::Fnstsw if i.op0_kind() == OpKind::Register => {
+            return set_reg(regs, i.op0_register(), u64::from(f.fsw))
+                .ok_or_else(|| format!("cannot write the destination of `{i}`"));
+        }
+        Mnemonic::Fnstsw => {
+            let at = linear_address(i, regs, sregs)?;
+            return write_linear(fd, mem, at, &f.fsw.to_le_bytes());
+        }
+        _ => return Err(format!("`{i}` is not an x87 control instruction")),
+    }
+    fd.set_fpu(&f).map_err(|e| format!("KVM_SET_FPU: {e}"))
 }
 
 /// The value of operand 1 (a register or memory), `size` bytes wide.
@@ -582,6 +788,34 @@ fn finish_instruction(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<St
             }
             FINISHED.fwait.fetch_add(1, Ordering::Relaxed);
         }
+        Mnemonic::Fninit
+        | Mnemonic::Fnclex
+        | Mnemonic::Fldcw
+        | Mnemonic::Fnstcw
+        | Mnemonic::Fnstsw => {
+            x87_control(fd, mem, &i, &mut regs, &sregs)?;
+            regs.rip = next;
+            fd.set_regs(&regs)
+                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            FINISHED.x87.fetch_add(1, Ordering::Relaxed);
+        }
+        Mnemonic::Ldmxcsr
+        | Mnemonic::Stmxcsr
+        | Mnemonic::Fxsave
+        | Mnemonic::Fxsave64
+        | Mnemonic::Fxrstor
+        | Mnemonic::Fxrstor64
+            if i.op0_kind() == OpKind::Memory =>
+        {
+            if sse_state(fd, mem, &i, &regs, &sregs)? {
+                regs.rip = next;
+                fd.set_regs(&regs)
+                    .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            } else {
+                deliver_fault(fd, VECTOR_GP, 0)?;
+            }
+            FINISHED.x87.fetch_add(1, Ordering::Relaxed);
+        }
         Mnemonic::Clac | Mnemonic::Stac => {
             if i.mnemonic() == Mnemonic::Stac {
                 regs.rflags |= RFLAGS_AC;
@@ -745,5 +979,40 @@ mod tests {
         assert_eq!((i.mnemonic(), i.next_ip()), (Mnemonic::Int3, 1));
         let i = Decoder::with_ip(64, &[0xcd, 0x80], 0, DecoderOptions::NONE).decode();
         assert_eq!((i.mnemonic(), i.immediate8()), (Mnemonic::Int, 0x80));
+    }
+
+    #[test]
+    fn fxsave_round_trip_and_pieces() {
+        let mut f = kvm_bindings::kvm_fpu {
+            fcw: 0x37f,
+            fsw: 0x4000,
+            ftwx: 0x81,
+            last_opcode: 0x7ff,
+            last_ip: 0x1_2345_6789,
+            last_dp: 0xabcd,
+            mxcsr: 0x1f80,
+            ..Default::default()
+        };
+        f.fpr[7][9] = 0x40;
+        f.xmm[15][0] = 0x5a;
+        let img = fxsave_image(&f, true);
+        assert_eq!(&img[24..32], &[0x80, 0x1f, 0, 0, 0xff, 0xff, 0, 0]);
+        let mut g = kvm_bindings::kvm_fpu::default();
+        load_fxsave(&mut g, &img, true).unwrap();
+        assert_eq!(
+            (g.fcw, g.fsw, g.ftwx, g.last_ip),
+            (f.fcw, f.fsw, f.ftwx, f.last_ip)
+        );
+        assert_eq!((g.fpr[7][9], g.xmm[15][0], g.mxcsr), (0x40, 0x5a, 0x1f80));
+        // The 32-bit form keeps only the low half of the pointers.
+        let mut h = kvm_bindings::kvm_fpu::default();
+        load_fxsave(&mut h, &fxsave_image(&f, false), false).unwrap();
+        assert_eq!(h.last_ip, 0x2345_6789);
+        // Reserved MXCSR bits fault.
+        let mut bad = img;
+        bad[26] = 1;
+        assert!(load_fxsave(&mut g, &bad, true).is_none());
+        let pieces: Vec<_> = page_pieces(0xff0, 0x30).collect();
+        assert_eq!(pieces, vec![(0, 0xff0, 0x10), (0x10, 0x1000, 0x20)]);
     }
 }

@@ -10,6 +10,8 @@ use crate::vmm::memory::GuestMemory;
 
 const CR0_PE: u64 = 1;
 const CR0_ET: u64 = 1 << 4;
+const CR0_NW: u64 = 1 << 29;
+const CR0_CD: u64 = 1 << 30;
 const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const EFER_LME: u64 = 1 << 8;
@@ -128,6 +130,62 @@ pub fn setup_sregs(
         }
     }
     Ok(())
+}
+
+/// The architectural state after RESET, for firmware boot: real mode with
+/// CS based at 0xFFFF0000 and IP 0xFFF0, so the first fetch is the reset
+/// vector 16 bytes below 4 GiB. Written out in full rather than trusting
+/// what a new vCPU happens to hold.
+pub fn reset_sregs(sregs: &mut kvm_sregs) {
+    let seg = |selector: u16, base: u64, type_: u8| kvm_segment {
+        base,
+        limit: 0xffff,
+        selector,
+        type_,
+        present: 1,
+        s: 1,
+        ..Default::default()
+    };
+    sregs.cs = seg(0xf000, 0xffff_0000, 0xb);
+    for s in [
+        &mut sregs.ds,
+        &mut sregs.es,
+        &mut sregs.fs,
+        &mut sregs.gs,
+        &mut sregs.ss,
+    ] {
+        *s = seg(0, 0, 0x3);
+    }
+    sregs.ldt = kvm_segment {
+        limit: 0xffff,
+        type_: 0x2,
+        present: 1,
+        ..Default::default()
+    };
+    sregs.tr = kvm_segment {
+        limit: 0xffff,
+        type_: 0xb,
+        present: 1,
+        ..Default::default()
+    };
+    sregs.gdt.base = 0;
+    sregs.gdt.limit = 0xffff;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0xffff;
+    sregs.cr0 = CR0_ET | CR0_CD | CR0_NW;
+    sregs.cr2 = 0;
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+}
+
+/// General registers after RESET.
+pub fn reset_regs() -> kvm_regs {
+    kvm_regs {
+        rflags: 0x2,
+        rip: 0xfff0,
+        ..Default::default()
+    }
 }
 
 /// Identity map of the first 4 GiB with 2 MiB pages.

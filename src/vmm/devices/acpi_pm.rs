@@ -1,8 +1,10 @@
 //! Hardware-reduced ACPI registers in port I/O space: sleep control
 //! (offset 0), sleep status (offset 1) and reset (offset 4), as the FADT
-//! describes them.
+//! describes them, and a free-running ACPI PM timer (offset 8, 32-bit),
+//! which edk2's CloudHv firmware times every delay with.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::vmm::bus::BusDevice;
 use crate::vmm::exit::{ExitReason, ExitSignal};
@@ -16,18 +18,31 @@ const WAK_STS: u8 = 1 << 7;
 const SLEEP_CTL_OFFSET: u64 = 0;
 const SLEEP_STS_OFFSET: u64 = (layout::ACPI_SLEEP_STS_PORT - layout::ACPI_SLEEP_CTL_PORT) as u64;
 const RESET_OFFSET: u64 = (layout::ACPI_RESET_PORT - layout::ACPI_SLEEP_CTL_PORT) as u64;
+const PM_TIMER_OFFSET: u64 = (layout::ACPI_PM_TIMER_PORT - layout::ACPI_SLEEP_CTL_PORT) as u64;
+/// The PM timer's fixed rate.
+const PM_TIMER_HZ: u128 = 3_579_545;
 /// Ports covered, from the sleep control register on.
-pub const PORT_COUNT: u64 = RESET_OFFSET + 1;
+pub const PORT_COUNT: u64 = PM_TIMER_OFFSET + 4;
 
 /// The register block.
 pub struct AcpiPm {
     exit: Arc<ExitSignal>,
     sleep_sts: u8,
+    started: Instant,
 }
 
 impl AcpiPm {
     pub fn new(exit: Arc<ExitSignal>) -> Self {
-        AcpiPm { exit, sleep_sts: 0 }
+        AcpiPm {
+            exit,
+            sleep_sts: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// PM timer ticks since the machine was built, wrapping at 32 bits.
+    fn pm_timer(&self) -> u32 {
+        (self.started.elapsed().as_nanos() * PM_TIMER_HZ / 1_000_000_000) as u32
     }
 }
 
@@ -38,6 +53,12 @@ impl BusDevice for AcpiPm {
             && let Some(b) = data.first_mut()
         {
             *b = self.sleep_sts;
+        } else if (PM_TIMER_OFFSET..PM_TIMER_OFFSET + 4).contains(&offset) {
+            let shift = (offset - PM_TIMER_OFFSET) as usize;
+            let bytes = self.pm_timer().to_le_bytes();
+            for (d, s) in data.iter_mut().zip(bytes.iter().skip(shift)) {
+                *d = *s;
+            }
         }
     }
 

@@ -1,8 +1,10 @@
 //! Platform devices: COM1, i8042, CMOS RTC, ACPI registers, Generic Event
-//! Device, PCI host bridge.
+//! Device, PCI host bridge, firmware configuration (fw_cfg).
 
 pub mod acpi_pm;
 pub mod cmos;
+pub mod debugcon;
+pub mod fw_cfg;
 pub mod ged;
 pub mod i8042;
 pub mod pci;

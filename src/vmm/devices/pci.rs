@@ -6,8 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use crate::vmm::bus::BusDevice;
 
-const VENDOR_REDHAT: u16 = 0x1b36;
-const DEVICE_PCIE_HOST: u16 = 0x0008;
+/// The host bridge's identity: the one Cloud Hypervisor presents, which
+/// edk2's CloudHv firmware requires at 00:00.0 to recognise the platform.
+const VENDOR_INTEL: u16 = 0x8086;
+const DEVICE_HOST_BRIDGE: u16 = 0x0d57;
+/// Subsystem "QEMU virtual machine": SeaBIOS then takes the platform for
+/// the virtual one it is (its debug port, CD-ROM media probing).
+const SUBSYSTEM_QEMU: u32 = 0x1100 << 16 | 0x1af4;
 const CLASS_HOST_BRIDGE: u32 = 0x0600_0000;
 
 /// A function on bus 0: its configuration space and its memory BARs.
@@ -36,10 +41,11 @@ pub struct PciRoot {
 impl Default for PciRoot {
     fn default() -> Self {
         let mut h = [0u32; 16];
-        h[0] = u32::from(DEVICE_PCIE_HOST) << 16 | u32::from(VENDOR_REDHAT);
+        h[0] = u32::from(DEVICE_HOST_BRIDGE) << 16 | u32::from(VENDOR_INTEL);
         // Command: memory + I/O decode; status: 0.
         h[1] = 0x0000_0003;
         h[2] = CLASS_HOST_BRIDGE;
+        h[11] = SUBSYSTEM_QEMU;
         PciRoot {
             host_bridge: h,
             slots: std::array::from_fn(|_| None),
@@ -249,7 +255,7 @@ mod tests {
         io.write(0, &0x8000_0000u32.to_le_bytes());
         let mut w = [0u8; 2];
         io.read(4, &mut w);
-        assert_eq!(u16::from_le_bytes(w), VENDOR_REDHAT);
+        assert_eq!(u16::from_le_bytes(w), VENDOR_INTEL);
         io.write(0, &(0x8000_0000u32 | 1 << 11).to_le_bytes());
         io.read(4, &mut w);
         assert_eq!(w, [0xff, 0xff]);

@@ -78,6 +78,7 @@ ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_bindings::kvm_regs);
 ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
 ioctl_iow_nr!(KVM_SET_SREGS, KVMIO, 0x84, kvm_bindings::kvm_sregs);
 ioctl_ior_nr!(KVM_GET_FPU, KVMIO, 0x8c, kvm_bindings::kvm_fpu);
+ioctl_iow_nr!(KVM_SET_FPU, KVMIO, 0x8d, kvm_bindings::kvm_fpu);
 ioctl_iowr_nr!(KVM_TRANSLATE, KVMIO, 0x85, kvm_bindings::kvm_translation);
 ioctl_ior_nr!(
     KVM_GET_VCPU_EVENTS,
@@ -305,6 +306,7 @@ impl Allow {
                     KVM_GET_SREGS(),
                     KVM_SET_SREGS(),
                     KVM_GET_FPU(),
+                    KVM_SET_FPU(),
                     KVM_TRANSLATE(),
                     KVM_GET_VCPU_EVENTS(),
                     KVM_SET_VCPU_EVENTS(),

@@ -25,6 +25,8 @@ pub mod net;
 pub mod net_ctrl;
 pub mod options;
 pub mod rng;
+pub mod scsi;
+pub mod scsi_req;
 pub mod setup;
 pub mod stats;
 pub mod tap;

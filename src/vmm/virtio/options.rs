@@ -1,11 +1,11 @@
 //! Direct command-line options for devices (`--disk`, `--net`, `--rng`,
-//! `--console`, `--balloon`, `--vsock`): `key=value` lists turned into
-//! [`DeviceConfig`]s.
+//! `--console`, `--balloon`, `--vsock`, `--scsi-cdrom`, `--sata-cdrom`):
+//! `key=value` lists turned into [`DeviceConfig`]s.
 
 use crate::vmm::cli::parse_serial;
 use crate::vmm::config::{
-    BalloonConfig, BlockConfig, ConsoleConfig, DeviceConfig, DiskFormat, NetConfig, RngConfig,
-    VsockConfig,
+    BalloonConfig, BlockConfig, CdromConfig, ConsoleConfig, DeviceConfig, DiskFormat, NetConfig,
+    RngConfig, SataConfig, ScsiConfig, VsockConfig,
 };
 use crate::vmm::error::{Error, Result};
 
@@ -18,6 +18,8 @@ pub struct DeviceArgs<'a> {
     pub consoles: &'a [String],
     pub balloons: &'a [String],
     pub vsocks: &'a [String],
+    pub scsi_cdroms: &'a [String],
+    pub sata_cdroms: &'a [String],
 }
 
 struct Kv<'a> {
@@ -64,6 +66,43 @@ impl<'a> Kv<'a> {
     }
 }
 
+/// Drives of one controller kind, grouped by the slot their options
+/// name (no slot: one controller at a free slot). `unit_key` is the
+/// option naming the drive's unit (`target`, `port`); without it a drive
+/// takes the controller's first free unit.
+fn cdroms(
+    opt: &str,
+    unit_key: &str,
+    specs: &[String],
+) -> Result<Vec<(Option<u8>, Vec<CdromConfig>)>> {
+    let mut controllers: Vec<(Option<u8>, Vec<CdromConfig>)> = Vec::new();
+    for s in specs {
+        let kv = Kv::parse(opt, s, &["path", unit_key, "boot", "slot", "id"])?;
+        let slot = kv.num("slot")?;
+        let at = match controllers.iter().position(|(s, _)| *s == slot) {
+            Some(i) => i,
+            None => {
+                controllers.push((slot, Vec::new()));
+                controllers.len() - 1
+            }
+        };
+        let list = &mut controllers[at].1;
+        let unit = match kv.num(unit_key)? {
+            Some(u) => u,
+            None => (0..=u16::MAX)
+                .find(|u| !list.iter().any(|c| c.unit == *u))
+                .unwrap_or(u16::MAX),
+        };
+        list.push(CdromConfig {
+            unit,
+            path: kv.get("path").filter(|p| !p.is_empty()).map(Into::into),
+            boot_index: kv.num("boot")?,
+            id: kv.get("id").map(str::to_string),
+        });
+    }
+    Ok(controllers)
+}
+
 /// Parses every device option.
 pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
     let mut out = Vec::new();
@@ -71,7 +110,7 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
         let kv = Kv::parse(
             "disk",
             s,
-            &["path", "ro", "readonly", "serial", "format", "slot"],
+            &["path", "ro", "readonly", "serial", "format", "slot", "boot"],
         )?;
         let path = kv
             .get("path")
@@ -88,6 +127,7 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
             serial: kv.get("serial").map(str::to_string),
             format,
             pci_slot: kv.num("slot")?,
+            boot_index: kv.num("boot")?,
         }));
     }
     for s in a.nets {
@@ -161,6 +201,12 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
             pci_slot: kv.num("slot")?,
         }));
     }
+    for (pci_slot, cdroms) in cdroms("scsi-cdrom", "target", a.scsi_cdroms)? {
+        out.push(DeviceConfig::Scsi(ScsiConfig { pci_slot, cdroms }));
+    }
+    for (pci_slot, cdroms) in cdroms("sata-cdrom", "port", a.sata_cdroms)? {
+        out.push(DeviceConfig::Sata(SataConfig { pci_slot, cdroms }));
+    }
     Ok(out)
 }
 
@@ -182,6 +228,7 @@ mod tests {
             consoles: &consoles,
             balloons: &[],
             vsocks: &vsocks,
+            ..Default::default()
         };
         let d = devices(&a).unwrap();
         assert_eq!(d.len(), 5);
@@ -205,12 +252,57 @@ mod tests {
     }
 
     #[test]
+    fn cdrom_options_group_by_slot() {
+        let scsi = [
+            "path=/a.iso,boot=1".to_string(),
+            "target=4".to_string(),
+            "path=/b.iso,slot=9,id=cd9".to_string(),
+            "path=/c.iso".to_string(),
+        ];
+        let sata = ["path=/d.iso,port=2,slot=31".to_string()];
+        let d = devices(&DeviceArgs {
+            scsi_cdroms: &scsi,
+            sata_cdroms: &sata,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(d.len(), 3);
+        let DeviceConfig::Scsi(first) = &d[0] else {
+            panic!("not scsi")
+        };
+        assert_eq!(first.pci_slot, None);
+        let units: Vec<u16> = first.cdroms.iter().map(|c| c.unit).collect();
+        assert_eq!(units, vec![0, 4, 1]);
+        assert_eq!(first.cdroms[0].boot_index, Some(1));
+        assert_eq!(first.cdroms[1].path, None);
+        let DeviceConfig::Scsi(second) = &d[1] else {
+            panic!("not scsi")
+        };
+        assert_eq!(
+            (second.pci_slot, second.cdroms[0].id.as_deref()),
+            (Some(9), Some("cd9"))
+        );
+        let DeviceConfig::Sata(s) = &d[2] else {
+            panic!("not sata")
+        };
+        assert_eq!((s.pci_slot, s.cdroms[0].unit), (Some(31), 2));
+        let bad = ["path=/a.iso,lun=1".to_string()];
+        assert!(
+            devices(&DeviceArgs {
+                scsi_cdroms: &bad,
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
     fn json_devices_and_validation() {
         use crate::vmm::config::VmConfig;
         let base = |devs: &str| {
             format!(
                 r#"{{"version":1,"name":"g","memory_mib":64,"cpus":{{"count":1}},
-                    "boot":{{"kernel":"/k"}},"devices":[{devs}]}}"#
+                    "boot":{{"type":"kernel","kernel":"/k"}},"devices":[{devs}]}}"#
             )
         };
         let ok = base(
@@ -220,9 +312,11 @@ mod tests {
                {"type":"net","tap_fds":[5,6],"queues":2},
                {"type":"rng"},{"type":"console","backend":{"type":"pty"}},
                {"type":"balloon","stats_period":2},
-               {"type":"vsock","cid":3,"uds_path":"/v"}"#,
+               {"type":"vsock","cid":3,"uds_path":"/v"},
+               {"type":"scsi","cdroms":[{"unit":0,"path":"/a.iso","boot_index":1},{"unit":255}]},
+               {"type":"sata","pci_slot":31,"cdroms":[{"unit":5,"id":"x"}]}"#,
         );
-        assert_eq!(VmConfig::from_json(&ok).unwrap().devices.len(), 8);
+        assert_eq!(VmConfig::from_json(&ok).unwrap().devices.len(), 10);
         for bad in [
             r#"{"type":"rng","pci_slot":3},{"type":"rng","pci_slot":3}"#,
             r#"{"type":"rng","pci_slot":0}"#,
@@ -237,6 +331,12 @@ mod tests {
             r#"{"type":"net","tap_fds":[3],"tap_name":"t0"}"#,
             r#"{"type":"vsock","cid":2,"uds_path":"/v"}"#,
             r#"{"type":"block","path":"/d","bogus":1}"#,
+            r#"{"type":"scsi","cdroms":[{"unit":256}]}"#,
+            r#"{"type":"scsi","cdroms":[{"unit":1},{"unit":1}]}"#,
+            r#"{"type":"scsi","cdroms":[{"unit":1,"path":""}]}"#,
+            r#"{"type":"scsi","cdroms":[{"unit":1,"lun":0}]}"#,
+            r#"{"type":"sata","cdroms":[{"unit":6}]}"#,
+            r#"{"type":"scsi","cdroms":[{"id":"a"}]},{"type":"sata","cdroms":[{"id":"a"}]}"#,
             r#"{"type":"floppy"}"#,
         ] {
             assert!(VmConfig::from_json(&base(bad)).is_err(), "{bad}");

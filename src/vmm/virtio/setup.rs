@@ -17,15 +17,22 @@ use super::interrupt::{IntxLine, IntxLines};
 use super::msix::{GsiRouter, MsixTable};
 use super::net::Net;
 use super::rng::Rng;
+use super::scsi::Scsi;
+use super::scsi_req::Target;
 use super::stats::{BlkStats, NetStats};
 use super::transport::{self, VirtioPci};
 use super::vsock::Vsock;
 use super::{Interrupt, VirtioDevice};
-use crate::vmm::config::{DeviceConfig, DiskFormat};
+use crate::vmm::config::{CdromConfig, DeviceConfig, DiskFormat, SataConfig};
 use crate::vmm::devices::pci::PciRoot;
 use crate::vmm::error::{Error, Result};
 use crate::vmm::layout;
 use crate::vmm::memory::GuestMemory;
+use crate::vmm::storage::ahci::{self, Ahci, Hba};
+use crate::vmm::storage::ahci_port::PortDrive;
+use crate::vmm::storage::cdrom::{Cdrom, Media};
+use crate::vmm::storage::media_change::{self, Drive, MediaRequest};
+use crate::vmm::storage::mmc;
 
 /// First slot handed out to devices without an explicit one.
 const FIRST_AUTO_SLOT: u8 = 3;
@@ -52,13 +59,95 @@ pub fn validate(devices: &[DeviceConfig]) -> Result<()> {
             DeviceConfig::Block(b) if b.path.as_os_str().is_empty() => {
                 return Err(Error::Config("block device path is empty".into()));
             }
+            DeviceConfig::Scsi(c) => validate_cdroms("virtio-scsi target", &c.cdroms, 255)?,
+            DeviceConfig::Sata(c) => {
+                validate_cdroms("SATA port", &c.cdroms, ahci::PORTS as u16 - 1)?;
+            }
             _ => {}
         }
+    }
+    let mut ids: Vec<String> = media_change::drive_ids(devices).concat();
+    ids.sort();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::Config(format!("CD-ROM id '{}' is used twice", w[0])));
     }
     if devices.len() > 31 {
         return Err(Error::Config("more than 31 PCI devices".into()));
     }
     Ok(())
+}
+
+/// Checks the drives of one controller: units in range and distinct,
+/// image paths not empty.
+fn validate_cdroms(what: &str, cdroms: &[CdromConfig], max: u16) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for c in cdroms {
+        if c.unit > max {
+            return Err(Error::Config(format!(
+                "{what} {} is out of range 0..={max}",
+                c.unit
+            )));
+        }
+        if !seen.insert(c.unit) {
+            return Err(Error::Config(format!("{what} {} is used twice", c.unit)));
+        }
+        if c.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(Error::Config("CD-ROM image path is empty".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Opens a drive's image (if any) and makes the drive; its unit serial
+/// number is its id.
+fn open_cdrom(c: &CdromConfig, id: &str, interface: u32) -> Result<Arc<Mutex<Cdrom>>> {
+    let media = match &c.path {
+        Some(p) => {
+            let what = || format!("opening CD-ROM image {}", p.display());
+            let f = std::fs::File::open(p).map_err(Error::io(what()))?;
+            Some(Media::new(f).map_err(Error::io(what()))?)
+        }
+        None => None,
+    };
+    Ok(Arc::new(Mutex::new(Cdrom::new(id, interface, media))))
+}
+
+/// An AHCI controller with its drives on their ports, BAR 5 from the
+/// 32-bit window, INTx on its slot's GSI.
+fn build_ahci(
+    c: &SataConfig,
+    ids: &[String],
+    slot: u8,
+    mem: &GuestMemory,
+    intx: IntxLine,
+    alloc: &mut AddressAllocator,
+) -> Result<(Arc<Mutex<Ahci>>, Vec<Drive>)> {
+    let mut ports: Vec<Option<PortDrive>> = vec![None; ahci::PORTS];
+    let mut drives = Vec::new();
+    for (cd, id) in c.cdroms.iter().zip(ids) {
+        let unit = open_cdrom(cd, id, mmc::INTERFACE_ATAPI)?;
+        if let Some(p) = ports.get_mut(usize::from(cd.unit)) {
+            *p = Some(PortDrive {
+                unit: unit.clone(),
+                serial: id.clone(),
+            });
+        }
+        drives.push(Drive {
+            id: id.clone(),
+            unit,
+        });
+    }
+    let bar = alloc
+        .allocate(ahci::BAR_SIZE, ahci::BAR_SIZE, AllocPolicy::FirstMatch)
+        .map_err(|e| Error::Boot(format!("no room for a BAR: {e}")))?
+        .start();
+    let irq_line = intx.gsi as u8;
+    let irq = Arc::new(Interrupt::new(intx, Vec::new()));
+    let hba = Hba::new(ports, mem.clone(), irq);
+    let bar = u32::try_from(bar).map_err(|_| Error::Boot("AHCI BAR above 4 GiB".into()))?;
+    let f = Ahci::new(hba, mem.clone(), bar, irq_line, format!("ahci-{slot}"))
+        .map_err(Error::io("creating an AHCI controller"))?;
+    Ok((Arc::new(Mutex::new(f)), drives))
 }
 
 /// What the VMM keeps of each device after plugging it.
@@ -67,6 +156,7 @@ pub enum Handle {
     Net { slot: u8, stats: Arc<NetStats> },
     Balloon { slot: u8, state: Arc<BalloonState> },
     Console { slot: u8, pty: Option<String> },
+    Cdroms { slot: u8, drives: Vec<Drive> },
     Other { slot: u8 },
 }
 
@@ -78,6 +168,8 @@ pub struct Devices {
     pub cleanup: Vec<std::path::PathBuf>,
     /// The functions, to stop their workers (and flush disks) on exit.
     pub functions: Vec<Arc<Mutex<VirtioPci>>>,
+    /// The AHCI controllers, to stop their workers on exit.
+    pub ahci: Vec<Arc<Mutex<Ahci>>>,
 }
 
 impl Devices {
@@ -99,7 +191,7 @@ impl Devices {
                     net.push(v);
                 }
                 Handle::Balloon { state, .. } => balloon = state.json(),
-                Handle::Console { .. } | Handle::Other { .. } => {}
+                Handle::Console { .. } | Handle::Cdroms { .. } | Handle::Other { .. } => {}
             }
         }
         json!({ "block": blk, "net": net, "balloon": balloon })
@@ -146,11 +238,33 @@ impl Devices {
         Ok(())
     }
 
+    /// `change-media`: ejects or inserts a CD-ROM drive's medium.
+    /// `can_open` is false once seccomp forbids opening files.
+    pub fn change_media(
+        &self,
+        args: Option<&Value>,
+        can_open: bool,
+    ) -> std::result::Result<(), String> {
+        let req = MediaRequest::parse(args)?;
+        let drives: Vec<&Drive> = self
+            .handles
+            .iter()
+            .flat_map(|h| match h {
+                Handle::Cdroms { drives, .. } => drives.iter().collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        media_change::change_media(&drives, &req, can_open)
+    }
+
     /// Stops every device (disks are flushed) and, when asked, removes
     /// the socket files the devices created (a confined VMM cannot).
     pub fn shutdown(&self, remove_sockets: bool) {
         for f in &self.functions {
             f.lock().unwrap_or_else(|p| p.into_inner()).stop();
+        }
+        for a in &self.ahci {
+            a.lock().unwrap_or_else(|p| p.into_inner()).stop();
         }
         if remove_sockets {
             for p in &self.cleanup {
@@ -165,7 +279,7 @@ pub fn intx_gsi(slot: u8) -> u32 {
     layout::pci_intx_gsi(slot, 0)
 }
 
-fn assign_slots(devices: &[DeviceConfig]) -> Vec<u8> {
+pub fn assign_slots(devices: &[DeviceConfig]) -> Vec<u8> {
     let mut used = [false; 32];
     used[0] = true;
     for d in devices {
@@ -219,11 +333,30 @@ pub fn build(
     let mut out = Devices::default();
     let mut alloc = AddressAllocator::new(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE)
         .map_err(|e| Error::Boot(format!("BAR allocator: {e}")))?;
-    let windows = vec![(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE), mmio64];
+    let windows: Vec<(u64, u64)> = layout::PCI_MMIO32_WINDOWS
+        .into_iter()
+        .chain([mmio64])
+        .collect();
     let slots = assign_slots(devices);
     let router = Arc::new(GsiRouter::new(vm.clone()));
     let lines = Arc::new(IntxLines::new(Some(vm.clone())));
-    for (d, &slot) in devices.iter().zip(&slots) {
+    let drive_ids = media_change::drive_ids(devices);
+    for ((d, &slot), ids) in devices.iter().zip(&slots).zip(&drive_ids) {
+        if let DeviceConfig::Sata(c) = d {
+            let intx = IntxLine {
+                lines: lines.clone(),
+                gsi: intx_gsi(slot),
+                slot,
+            };
+            let (f, drives) = build_ahci(c, ids, slot, mem, intx, &mut alloc)?;
+            root.lock()
+                .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
+                .plug(slot, f.clone())
+                .map_err(Error::Config)?;
+            out.ahci.push(f);
+            out.handles.push(Handle::Cdroms { slot, drives });
+            continue;
+        }
         let (dev, handle): (Box<dyn VirtioDevice>, Handle) = match d {
             DeviceConfig::Block(b) => {
                 let stats = Arc::new(BlkStats::default());
@@ -267,6 +400,26 @@ pub fn build(
                 out.cleanup.push(vs.listener_path());
                 (Box::new(vs), Handle::Other { slot })
             }
+            DeviceConfig::Scsi(c) => {
+                let mut targets = Vec::new();
+                let mut drives = Vec::new();
+                for (cd, id) in c.cdroms.iter().zip(ids) {
+                    let unit = open_cdrom(cd, id, mmc::INTERFACE_SCSI)?;
+                    targets.push(Target {
+                        target: cd.unit,
+                        unit: unit.clone(),
+                    });
+                    drives.push(Drive {
+                        id: id.clone(),
+                        unit,
+                    });
+                }
+                (
+                    Box::new(Scsi::new(targets, format!("virtio-scsi-{slot}"))),
+                    Handle::Cdroms { slot, drives },
+                )
+            }
+            DeviceConfig::Sata(_) => unreachable!("SATA controllers are built above"),
         };
         let bar = alloc
             .allocate(

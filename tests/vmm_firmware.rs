@@ -1,0 +1,180 @@
+//! Firmware boot under oxvirt-vmm: SeaBIOS (Debian's builds) boots GRUB
+//! from raw and qcow2 disks built by `compat-tests/guest/build-boot-images.sh`,
+//! and GRUB boots the test guest through multiboot2, which then passes its
+//! platform checks on the tables and memory map the firmware handed on;
+//! boot order and a disk nothing boots from behave as with QEMU; UEFI
+//! (edk2's CloudHv build) starts.
+
+mod vmm_common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use vmm_common::{Guest, boot_images, kvm_available, scratch, system_firmware};
+
+/// What the test guest in the images checks: the platform (memory map from
+/// the firmware, ACPI tables through fw_cfg's loader, SMP, RTC) and PCI with
+/// the BARs the firmware placed (the boot disk in slot 3, an RNG in 4).
+const TESTOS_ARGS: &str = "oxtest.checks=e820,acpi,smp,rtc,pci,rng oxtest.pci=1 \
+                           oxtest.devs=03:blk,04:rng oxtest.then=poweroff";
+/// The six checks, plus one line for each device under `pci`.
+const CHECKS: usize = 8;
+
+const BIOS_PC: &str = "/usr/share/seabios/bios-256k.bin";
+const BIOS_MICROVM: &str = "/usr/share/seabios/bios-microvm.bin";
+
+fn image(name: &str) -> Option<PathBuf> {
+    if !kvm_available() {
+        return None;
+    }
+    boot_images(TESTOS_ARGS).map(|d| d.join(name))
+}
+
+fn disk(path: &std::path::Path, extra: &str) -> String {
+    format!("path={}{extra}", path.display())
+}
+
+/// Boots `firmware` from `disks` (with an RNG after them) and expects every
+/// check to pass and the guest to power off.
+fn boots_testos(kind: &str, firmware: &std::path::Path, disks: &[String]) -> String {
+    let mut args: Vec<&str> = Vec::new();
+    for d in disks {
+        args.extend(["--disk", d.as_str()]);
+    }
+    args.push("--rng");
+    args.push("slot=4");
+    let mut g = Guest::start_firmware(kind, firmware, 2, 256, &args);
+    let st = g.wait(Duration::from_secs(300));
+    let log = g.log();
+    let done = format!("DONE passed={CHECKS} failed=0");
+    assert!(
+        log.contains(&done),
+        "{kind} boot did not pass every check:\n{log}\n{}",
+        g.stderr()
+    );
+    assert!(log.contains("INFO boot multiboot2"), "{log}");
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{log}");
+    log
+}
+
+#[test]
+fn seabios_boots_grub_and_the_test_guest_from_a_raw_disk() {
+    let (Some(img), Some(bios)) = (image("bios.raw"), system_firmware(BIOS_PC)) else {
+        return;
+    };
+    let log = boots_testos("bios", &bios, &[disk(&img, ",slot=3,boot=1")]);
+    assert!(log.contains("SeaBIOS"), "{log}");
+    assert!(log.contains("Booting from Hard Disk"), "{log}");
+}
+
+#[test]
+fn seabios_boots_from_a_qcow2_disk() {
+    let (Some(img), Some(bios)) = (image("bios.qcow2"), system_firmware(BIOS_PC)) else {
+        return;
+    };
+    boots_testos("bios", &bios, &[disk(&img, ",format=qcow2,slot=3,boot=1")]);
+}
+
+#[test]
+fn microvm_seabios_boots_too() {
+    let (Some(img), Some(bios)) = (image("bios.raw"), system_firmware(BIOS_MICROVM)) else {
+        return;
+    };
+    boots_testos("bios", &bios, &[disk(&img, ",slot=3,boot=1")]);
+}
+
+/// The boot order, not the slot order, decides which disk the firmware
+/// boots as its first hard disk.
+#[test]
+fn boot_order_picks_the_disk() {
+    let (Some(img), Some(bios)) = (image("bios.raw"), system_firmware(BIOS_PC)) else {
+        return;
+    };
+    let empty = scratch("fw-order").join("empty.raw");
+    std::fs::write(&empty, vec![0u8; 1 << 20]).unwrap();
+    let log = boots_testos(
+        "bios",
+        &bios,
+        &[disk(&empty, ",slot=2,boot=2"), disk(&img, ",slot=3,boot=1")],
+    );
+    assert!(!log.contains("Boot failed"), "{log}");
+}
+
+/// An empty disk first in the boot order: SeaBIOS, as under QEMU, boots
+/// only the first hard disk, says it is not bootable and, with a strict
+/// order, stops with its message on the console.
+#[test]
+fn an_empty_first_disk_fails_the_boot() {
+    let (Some(img), Some(bios)) = (image("bios.raw"), system_firmware(BIOS_PC)) else {
+        return;
+    };
+    let empty = scratch("fw-first").join("empty.raw");
+    std::fs::write(&empty, vec![0u8; 1 << 20]).unwrap();
+    let (a, b) = (disk(&empty, ",boot=1"), disk(&img, ",boot=2"));
+    let mut g = Guest::start_firmware("bios", &bios, 1, 128, &["--disk", &a, "--disk", &b]);
+    let said = g.wait_log(Duration::from_secs(120), |l| {
+        l.contains("No bootable device")
+    });
+    let log = g.log();
+    let _ = g.child.kill();
+    let _ = g.child.wait();
+    assert!(said, "{log}");
+    assert!(log.contains("Boot failed: not a bootable disk"), "{log}");
+    assert!(!log.contains("GRUB"), "{log}");
+}
+
+/// Nothing bootable: the firmware's message on the console, the VMM still
+/// running (SeaBIOS waits, as libvirt's default `rebootTimeout` asks).
+#[test]
+fn no_bootable_device_is_reported_on_the_console() {
+    let Some(bios) = system_firmware(BIOS_PC) else {
+        return;
+    };
+    if !kvm_available() {
+        return;
+    }
+    let empty = scratch("fw-none").join("empty.raw");
+    std::fs::write(&empty, vec![0u8; 1 << 20]).unwrap();
+    let d = disk(&empty, ",boot=1");
+    let mut g = Guest::start_firmware("bios", &bios, 1, 128, &["--disk", &d]);
+    let said = g.wait_log(Duration::from_secs(120), |l| {
+        l.contains("No bootable device")
+    });
+    let log = g.log();
+    assert!(said, "{log}\n{}", g.stderr());
+    assert!(log.contains("Boot failed: not a bootable disk"), "{log}");
+    assert!(
+        g.child.try_wait().unwrap().is_none(),
+        "the VMM stopped:\n{log}"
+    );
+    let _ = g.child.kill();
+    let _ = g.child.wait();
+}
+
+/// A firmware file that cannot be a BIOS image is refused before anything
+/// runs, with the reason.
+#[test]
+fn a_bad_bios_image_is_refused() {
+    if !kvm_available() {
+        return;
+    }
+    let bad = scratch("fw-bad").join("bios.bin");
+    std::fs::write(&bad, vec![0u8; 1000]).unwrap();
+    let mut g = Guest::start_firmware("bios", &bad, 1, 64, &[]);
+    let st = g
+        .wait(Duration::from_secs(30))
+        .expect("the VMM did not exit");
+    let err = g.stderr();
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a BIOS image is 64, 128, 192 or 256 KiB"),
+        "{err}"
+    );
+    let mut g = Guest::start_firmware("bios", &bad.with_extension("missing"), 1, 64, &[]);
+    let st = g
+        .wait(Duration::from_secs(30))
+        .expect("the VMM did not exit");
+    let err = g.stderr();
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(err.contains("cannot open firmware"), "{err}");
+}
