@@ -38,12 +38,13 @@ step() { echo "== $*"; }
 t_start=$(date +%s)
 
 # 1. The cached Debian 12 root.
-if [ ! -x "$cache/base/usr/bin/dbus-daemon" ] || [ ! -x "$cache/base/usr/sbin/dnsmasq" ]; then
+if [ ! -x "$cache/base/usr/bin/dbus-daemon" ] || [ ! -x "$cache/base/usr/sbin/dnsmasq" ] ||
+    [ ! -f "$cache/base/usr/share/seabios/bios-256k.bin" ]; then
     step "debootstrap bookworm into $cache/base"
     t0=$(date +%s)
     rm -rf "$cache/base.tmp" "$cache/base"; mkdir -p "$cache"
     debootstrap --variant=minbase \
-        --include=dbus,systemd-standalone-sysusers,systemd-standalone-tmpfiles,dnsmasq-base,iproute2,nftables \
+        --include=dbus,systemd-standalone-sysusers,systemd-standalone-tmpfiles,dnsmasq-base,iproute2,nftables,seabios \
         bookworm "$cache/base.tmp" "$mirror" >"$cache/debootstrap.log" 2>&1 \
         || { tail -20 "$cache/debootstrap.log"; exit 1; }
     mv "$cache/base.tmp" "$cache/base"

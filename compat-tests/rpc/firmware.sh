@@ -45,6 +45,13 @@ wait_console() {
     tr -d '\033' <"$2" | sed 's/^/       | /' | tail -20
 }
 
+wait_shut_off() { # NAME: up to 60 s
+    for _ in $(seq 300); do
+        [ "$(virsh -c "$U" domstate "$1" 2>/dev/null | head -1)" = "shut off" ] && return
+        sleep 0.2
+    done
+}
+
 bios_domain() { # NAME OS-EXTRA DISK-FILE DISK-EXTRA [MORE-DEVICES]
     cat <<XML
 <domain type='kvm'>
@@ -78,10 +85,7 @@ expect fw-start 0 "Domain 'fw1' started" -- start fw1
 wait_console fw-seabios-banner "$tmp/fw1.log" "SeaBIOS"
 wait_console fw-grub "$tmp/fw1.log" "oxboot: testos"
 wait_console fw-checks-pass "$tmp/fw1.log" "DONE passed=8 failed=0"
-for _ in $(seq 100); do
-    [ "$(virsh -c "$U" domstate fw1 2>/dev/null | head -1)" = "shut off" ] && break
-    sleep 0.2
-done
+wait_shut_off fw1
 expect fw-guest-powered-off 0 "shut off" -- domstate fw1
 
 echo "# qcow2, per-device boot order, boot menu, an explicit <loader>"
@@ -123,11 +127,89 @@ expect fw6-define 0 "Domain 'fw6' defined" -- define "$tmp/fw6.xml"
 expect fw6-start 0 "Domain 'fw6' started" -- start fw6
 wait_console fw6-checks-pass "$tmp/fw6.log" "DONE passed=8 failed=0"
 
+echo "# CD-ROMs: the ISO on SATA and on virtio-scsi, booted with <boot dev='cdrom'/>"
+cp "$images/boot.iso" "$tmp/boot.iso"
+cdrom_domain() { # NAME BUS [CONTROLLER]
+    cat <<XML
+<domain type='kvm'>
+  <name>$1</name>
+  <memory unit='MiB'>256</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='cdrom'/></os>
+  <features><acpi/><apic/></features>
+  <devices>
+    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>
+      <source file='$tmp/boot.iso'/><target dev='sda' bus='$2'/><readonly/></disk>
+    ${3:-}
+    <serial type='file'><source path='$tmp/$1.log'/></serial>
+  </devices>
+</domain>
+XML
+}
+cdrom_domain cd1 sata >"$tmp/cd1.xml"
+expect cd-sata-define 0 "Domain 'cd1' defined" -- define "$tmp/cd1.xml"
+expect cd-sata-controller 0 "<controller type='sata' index='0'" -- dumpxml cd1
+expect cd-sata-start 0 "Domain 'cd1' started" -- start cd1
+wait_console cd-sata-boots "$tmp/cd1.log" "Booting from DVD/CD"
+wait_console cd-sata-grub "$tmp/cd1.log" "oxboot: testos"
+wait_console cd-sata-guest "$tmp/cd1.log" "PASS e820"
+wait_shut_off cd1
+expect cd-sata-powered-off 0 "shut off" -- domstate cd1
+cdrom_domain cd2 scsi "<controller type='scsi' index='0' model='virtio-scsi'/>" >"$tmp/cd2.xml"
+expect cd-scsi-define 0 "Domain 'cd2' defined" -- define "$tmp/cd2.xml"
+expect cd-scsi-start 0 "Domain 'cd2' started" -- start cd2
+wait_console cd-scsi-boots "$tmp/cd2.log" "Booting from DVD/CD"
+wait_console cd-scsi-guest "$tmp/cd2.log" "PASS e820"
+wait_shut_off cd2
+expect cd-scsi-powered-off 0 "shut off" -- domstate cd2
+cdrom_domain cd3 scsi "<controller type='scsi' index='0' model='lsilogic'/>" >"$tmp/cd3.xml"
+expect cd-lsilogic-define 0 "Domain 'cd3' defined" -- define "$tmp/cd3.xml"
+expect cd-lsilogic-refused 1 "SCSI controller model 'lsilogic' is not supported" -- start cd3
+expect cd-lsilogic-shut-off 0 "shut off" -- domstate cd3
+
+echo "# virsh change-media: an empty drive, the firmware retrying; insert, then eject"
+cat >"$tmp/cd4.xml" <<XML
+<domain type='kvm'>
+  <name>cd4</name>
+  <memory unit='MiB'>256</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='cdrom'/><bios rebootTimeout='1000'/></os>
+  <features><acpi/><apic/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <devices>
+    <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>
+    <serial type='file'><source path='$tmp/cd4.log'/></serial>
+  </devices>
+</domain>
+XML
+expect cm-define 0 "Domain 'cd4' defined" -- define "$tmp/cd4.xml"
+expect cm-start 0 "Domain 'cd4' started" -- start cd4
+wait_console cm-empty-drive-retries "$tmp/cd4.log" "Retrying in 1 seconds"
+expect cm-insert 0 "Successfully inserted media" -- change-media cd4 sda "$tmp/boot.iso" --insert
+expect cm-live-source 0 "<source file='$tmp/boot.iso'" -- dumpxml cd4
+expect cm-config-unchanged 0 "<target dev='sda' bus='sata'/>" -- dumpxml cd4 --inactive
+if virsh -c "$U" dumpxml cd4 --inactive | grep -q "boot.iso"; then
+    fail "cm-config-has-no-source"
+else
+    pass "cm-config-has-no-source"
+fi
+wait_console cm-boots-the-inserted-cd "$tmp/cd4.log" "oxboot: testos"
+wait_console cm-guest-runs "$tmp/cd4.log" "PASS e820"
+wait_shut_off cd4
+expect cm-start-again 0 "Domain 'cd4' started" -- start cd4
+expect cm-insert-again 0 "Successfully inserted media" -- change-media cd4 sda "$tmp/boot.iso" --insert --live
+expect cm-eject 0 "Successfully ejected media" -- change-media cd4 sda --eject
+if virsh -c "$U" dumpxml cd4 | grep -q "boot.iso"; then fail "cm-ejected-live"; else pass "cm-ejected-live"; fi
+expect cm-config-insert 0 "Successfully inserted media" -- change-media cd4 sda "$tmp/boot.iso" --insert --config
+expect cm-config-source 0 "boot.iso" -- dumpxml cd4 --inactive
+# virsh itself finds the drive in the domain's XML, as with libvirt.
+expect cm-not-removable 1 "No disk found whose source path or target is vda" -- change-media fw1 vda "$tmp/boot.iso" --insert --config
+expect cm-no-such-target 1 "No disk found whose source path or target is sdz" -- change-media cd4 sdz "$tmp/boot.iso" --insert --config
+expect cm-destroy 0 "destroyed" -- destroy cd4
+
 echo "# virt-install --import of a disk image"
 if command -v virt-install >/dev/null; then
     cp --sparse=always "$images/bios.raw" "$tmp/vi.raw"
     out=$(timeout 120 virt-install --connect "$U" --name vi1 --memory 256 --import \
-        --disk "path=$tmp/vi.raw,bus=virtio" --osinfo detect=on,require=off --boot hd \
+        --disk "path=$tmp/vi.raw" --osinfo detect=on,require=off --boot hd \
         --network none --graphics none --serial "file,path=$tmp/vi1.log" --noautoconsole 2>&1)
     if [ $? -eq 0 ] && grep -q 'Domain creation completed' <<<"$out"; then
         pass "virt-install --import --disk path"
@@ -137,6 +219,19 @@ if command -v virt-install >/dev/null; then
     fi
     wait_console virt-install-grub "$tmp/vi1.log" "oxboot: testos"
     wait_console virt-install-guest "$tmp/vi1.log" "PASS e820"
+    echo "# virt-install --cdrom"
+    out=$(timeout 120 virt-install --connect "$U" --name vi2 --memory 256 --cdrom "$tmp/boot.iso" \
+        --disk none --osinfo detect=on,require=off --network none --graphics none \
+        --serial "file,path=$tmp/vi2.log" --noautoconsole 2>&1)
+    if [ $? -eq 0 ] && grep -q 'Domain is still running' <<<"$out$(virsh -c "$U" domstate vi2)" ||
+        [ "$(virsh -c "$U" domstate vi2 2>/dev/null | head -1)" = running ]; then
+        pass "virt-install --cdrom"
+    else
+        fail "virt-install --cdrom"
+        sed 's/^/       | /' <<<"$out"
+    fi
+    wait_console virt-install-cdrom-boots "$tmp/vi2.log" "Booting from DVD/CD"
+    wait_console virt-install-cdrom-guest "$tmp/vi2.log" "PASS e820"
 else
     fail "virt-install is not installed"
 fi

@@ -136,6 +136,11 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             let uri = (!uri.is_empty()).then_some(uri.as_str());
             call.ok(&(drv.get_metadata(obj, kind, uri, flags)?,)).await
         }
+        "UpdateDevice" => {
+            let (xml, flags): (String, u32) = call.args()?;
+            drv.update_device_flags(obj, &xml, flags).await?;
+            call.ok(&()).await
+        }
         "SetMetadata" => {
             let (kind, metadata, key, uri, flags): (i32, String, String, String, u32) =
                 call.args()?;

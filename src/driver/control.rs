@@ -80,6 +80,26 @@ impl ControlClient {
 
     /// Runs one command with `arguments`.
     pub async fn execute_with(&self, command: &str, arguments: Option<Value>) -> Result<Value> {
+        self.request(command, arguments, None).await
+    }
+
+    /// Runs one command with `arguments` and `fd` sent along with it
+    /// (SCM_RIGHTS): how a confined VMM gets a file it may not open.
+    pub async fn execute_with_fd(
+        &self,
+        command: &str,
+        arguments: Value,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Value> {
+        self.request(command, Some(arguments), Some(fd)).await
+    }
+
+    async fn request(
+        &self,
+        command: &str,
+        arguments: Option<Value>,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
@@ -92,7 +112,10 @@ impl ControlClient {
         let line = format!("{request}\n");
         let sent = {
             let mut w = self.writer.lock().await;
-            w.write_all(line.as_bytes()).await
+            match fd {
+                None => w.write_all(line.as_bytes()).await,
+                Some(fd) => send_with_fd(&mut w, line.as_bytes(), fd).await,
+            }
         };
         if let Err(e) = sent {
             if let Ok(mut p) = self.pending.lock() {
@@ -117,6 +140,37 @@ impl ControlClient {
             }
         }
     }
+}
+
+/// Writes `bytes` with `fd` attached to their first byte.
+async fn send_with_fd(
+    w: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::{AsFd, AsRawFd};
+    let sock: &UnixStream = w.as_ref();
+    let raw = [fd.as_raw_fd()];
+    let sent = loop {
+        sock.writable().await?;
+        let r = sock.try_io(tokio::io::Interest::WRITABLE, || {
+            sendmsg::<()>(
+                sock.as_fd().as_raw_fd(),
+                &[std::io::IoSlice::new(bytes)],
+                &[ControlMessage::ScmRights(&raw)],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match r {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    w.write_all(&bytes[sent..]).await
 }
 
 fn handle_line(line: &str, pending: &Pending, events: &mpsc::UnboundedSender<VmmEvent>) {

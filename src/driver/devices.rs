@@ -49,6 +49,21 @@ impl SlotMap {
         SlotMap { used }
     }
 
+    /// The slot of a storage controller at `address`. libvirt puts q35's
+    /// built-in SATA controller at function 2 of slot 0x1f; the VMM puts
+    /// each controller at function 0 of the slot its address names.
+    pub fn controller_slot(&mut self, address: Option<&Address>, what: &str) -> Result<u8> {
+        match address {
+            Some(Address::Pci { addr, .. })
+                if addr.domain == 0 && addr.bus == 0 && addr.slot != 0 && addr.slot < 32 =>
+            {
+                self.used[usize::from(addr.slot)] = true;
+                Ok(addr.slot)
+            }
+            other => self.slot(other, what),
+        }
+    }
+
     /// The slot of a device at `address` (`what` names it in errors).
     fn slot(&mut self, address: Option<&Address>, what: &str) -> Result<u8> {
         match address {

@@ -17,6 +17,7 @@ use crate::xml::model::chardev::{CharSourceType, Chardev};
 
 use super::boot;
 use super::devices::{self, SlotMap};
+use super::drives::{self, Drives};
 use super::fsutil::os_text;
 use super::hostnet::NetPlan;
 
@@ -193,13 +194,19 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
     let mut dev_configs: Vec<DeviceConfig> = Vec::new();
     let mut disks = Vec::new();
     let boot_indices = boot::disk_boot_indices(def, &def.devices.disks);
+    let mut drives = Drives::default();
     for (disk, boot_index) in def.devices.disks.iter().zip(boot_indices) {
         let disk = translate_volume(disk, ctx.storage)?;
+        if drives::on_controller(&disk) {
+            drives.add(&disk, boot_index)?;
+            continue;
+        }
         let (mut cfg, res) = devices::disk(&disk, &mut slots)?;
         cfg.boot_index = boot_index;
         dev_configs.push(DeviceConfig::Block(cfg));
         disks.push(res);
     }
+    dev_configs.extend(drives.into_devices(def, &mut slots)?);
     let mut nets = Vec::new();
     for (index, iface) in def.devices.interfaces.iter().enumerate() {
         let target = match iface.iface_type {
@@ -448,9 +455,9 @@ mod tests {
         );
         assert_eq!(
             msg(
-                "<disk type='file'><source file='/proc/self/exe'/><target dev='sda' bus='sata'/></disk>"
+                "<disk type='file' device='lun'><source file='/proc/self/exe'/><target dev='sda' bus='scsi'/></disk>"
             ),
-            "unsupported configuration: disk bus 'sata' is not supported"
+            "unsupported configuration: disk 'sda': a lun on bus 'scsi' is not supported"
         );
         assert_eq!(
             msg(

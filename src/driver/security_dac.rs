@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
-use crate::vmm::config::{BootConfig, DeviceConfig, Identity, VmConfig};
+use crate::vmm::config::{BootConfig, DeviceConfig, Identity, SataConfig, ScsiConfig, VmConfig};
 
 use super::fsutil::os_text;
 
@@ -29,8 +29,18 @@ pub struct OwnerRecord {
 pub fn guest_files(config: &VmConfig) -> Vec<(PathBuf, bool)> {
     let mut out: Vec<(PathBuf, bool)> = Vec::new();
     for d in &config.devices {
-        if let DeviceConfig::Block(b) = d {
-            out.push((b.path.clone(), !b.readonly));
+        match d {
+            DeviceConfig::Block(b) => out.push((b.path.clone(), !b.readonly)),
+            DeviceConfig::Scsi(ScsiConfig { cdroms, .. })
+            | DeviceConfig::Sata(SataConfig { cdroms, .. }) => {
+                out.extend(
+                    cdroms
+                        .iter()
+                        .filter_map(|c| c.path.clone())
+                        .map(|p| (p, false)),
+                );
+            }
+            _ => {}
         }
     }
     // Kernel and initrd are relabeled as libvirt does; a firmware image is

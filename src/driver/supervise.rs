@@ -687,6 +687,7 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
             }
         }
         live.taps.bind(&mut config);
+        super::drives::apply_media(&mut config, &live.def);
         // The same terminal again; after a daemon restart the driver has
         // none and the new VMM opens its own.
         let mut fds = live.taps.fds();

@@ -317,6 +317,31 @@ impl Vmm {
             .map(|_| ())
     }
 
+    /// Ejects the medium of CD-ROM drive `id` or, with `image`, inserts it
+    /// (handed over as a descriptor: the VMM opens no files).
+    pub async fn change_media(&self, id: &str, image: Option<&std::fs::File>) -> Result<()> {
+        use std::os::fd::AsFd;
+        match image {
+            None => self
+                .control
+                .execute_with(
+                    "change-media",
+                    Some(serde_json::json!({ "device": id, "path": null })),
+                )
+                .await
+                .map(|_| ()),
+            Some(f) => self
+                .control
+                .execute_with_fd(
+                    "change-media",
+                    serde_json::json!({ "device": id, "fd": true }),
+                    f.as_fd(),
+                )
+                .await
+                .map(|_| ()),
+        }
+    }
+
     /// The memory a guest has when its balloon holds `pages` 4 KiB pages.
     pub fn ballooned_kib(&self, max_kib: u64, pages: u64) -> u64 {
         let vmm_kib = self.config.memory_mib.saturating_mul(1024);

@@ -128,6 +128,15 @@ pub async fn call(drv: &Driver, proc_: i32, p: &[u8]) -> Option<Result<Outcome>>
             }
             .await
         }
+        procs::DOMAIN_UPDATE_DEVICE_FLAGS => {
+            async {
+                let a: g::DomainUpdateDeviceFlagsArgs = args(p)?;
+                drv.update_device_flags(&dom(&a.dom)?, &a.xml, a.flags)
+                    .await?;
+                Ok(Outcome::Reply(Vec::new()))
+            }
+            .await
+        }
         procs::DOMAIN_GET_SCHEDULER_TYPE => (|| {
             let a: g::DomainGetSchedulerTypeArgs = args(p)?;
             let (r#type, nparams) = tuning::get_scheduler_type(&*dom(&a.dom)?)?;

@@ -87,6 +87,10 @@ pub struct Args {
     /// SATA (AHCI) CD-ROM: [path=ISO][,port=N][,boot=N][,slot=N][,id=NAME] (repeatable).
     #[arg(long)]
     pub sata_cdrom: Vec<String>,
+    /// SATA (AHCI) hard disk: path=IMG[,format=raw|qcow2][,ro=on][,port=N][,boot=N][,slot=N]
+    /// [,serial=S][,id=NAME] (repeatable; shares controllers with --sata-cdrom by slot).
+    #[arg(long)]
+    pub sata_disk: Vec<String>,
     /// Confinement once the guest is built: seccomp[,user=UID:GID][,jail=DIR], or none.
     #[arg(long)]
     pub sandbox: Option<String>,
@@ -201,6 +205,7 @@ impl Args {
                         vsocks: &self.vsock,
                         scsi_cdroms: &self.scsi_cdrom,
                         sata_cdroms: &self.sata_cdrom,
+                        sata_disks: &self.sata_disk,
                     },
                 )?,
                 on_reboot: Default::default(),

@@ -205,7 +205,8 @@ pub enum DeviceConfig {
     Vsock(VsockConfig),
     /// virtio-scsi controller with CD-ROM drives.
     Scsi(ScsiConfig),
-    /// AHCI (SATA) controller with ATAPI CD-ROM drives; not virtio.
+    /// AHCI (SATA) controller with ATA hard disks and ATAPI CD-ROM
+    /// drives; not virtio.
     Sata(SataConfig),
 }
 
@@ -311,8 +312,9 @@ pub struct ScsiConfig {
     pub cdroms: Vec<CdromConfig>,
 }
 
-/// An ICH9-compatible AHCI controller (8086:2922, six ports); each
-/// CD-ROM drive sits on one port (its `unit`, 0..=5).
+/// An ICH9-compatible AHCI controller (8086:2922, six ports); each hard
+/// disk and CD-ROM drive sits on one port (its `unit`, 0..=5, distinct
+/// across both lists).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SataConfig {
@@ -320,6 +322,34 @@ pub struct SataConfig {
     pub pci_slot: Option<u8>,
     #[serde(default)]
     pub cdroms: Vec<CdromConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<SataDiskConfig>,
+}
+
+/// An ATA hard disk on a SATA port: 512-byte sectors over a raw or qcow2
+/// image, as virtio-blk opens them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SataDiskConfig {
+    /// The port, 0..=5.
+    #[serde(default)]
+    pub unit: u16,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub format: DiskFormat,
+    /// Writes fail (the image is opened read-only).
+    #[serde(default)]
+    pub readonly: bool,
+    /// IDENTIFY DEVICE serial number: up to 20 printable ASCII
+    /// characters; by default the drive's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Position in the firmware's boot order (lowest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_index: Option<u16>,
+    /// The drive's name; by default `sataC-0-P` as for CD-ROM drives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// A CD-ROM drive (read-only, 2048-byte blocks).

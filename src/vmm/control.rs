@@ -18,7 +18,7 @@
 //! and the VMM's own uid may connect (checked with SO_PEERCRED).
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
@@ -130,6 +130,42 @@ pub fn parse_line(line: &str) -> std::result::Result<Request, String> {
 struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// Descriptors that came with the client's requests (SCM_RIGHTS),
+    /// oldest first, for the requests that take one.
+    fds: std::collections::VecDeque<std::os::fd::OwnedFd>,
+}
+
+/// Most descriptors taken from one message; more are closed.
+const MAX_FDS_PER_MESSAGE: usize = 4;
+/// Most descriptors a client may leave waiting.
+const MAX_PENDING_FDS: usize = 8;
+
+/// Reads what is there, with the descriptors that came with it.
+fn recv_with_fds(s: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::FromRawFd;
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let msg = recvmsg::<()>(
+        s.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(received) = c {
+            // SAFETY: the kernel installed these descriptors in this
+            // process for this message; nothing else owns them.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((msg.bytes, fds))
 }
 
 /// Listener plus connected clients.
@@ -239,6 +275,7 @@ impl ControlServer {
                 Client {
                     stream: s,
                     buf: Vec::new(),
+                    fds: Default::default(),
                 },
             );
             fds.push(fd);
@@ -254,12 +291,19 @@ impl ControlServer {
         let mut chunk = [0u8; 4096];
         let mut closed = false;
         loop {
-            match c.stream.read(&mut chunk) {
-                Ok(0) => {
+            match recv_with_fds(&c.stream, &mut chunk) {
+                Ok((0, _)) => {
                     closed = true;
                     break;
                 }
-                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+                Ok((n, fds)) => {
+                    c.buf.extend_from_slice(&chunk[..n]);
+                    for fd in fds {
+                        if c.fds.len() < MAX_PENDING_FDS {
+                            c.fds.push_back(fd);
+                        }
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -290,6 +334,11 @@ impl ControlServer {
             self.clients.remove(&fd);
         }
         ClientInput::Lines(lines)
+    }
+
+    /// The oldest descriptor client `fd` sent and no request took yet.
+    pub fn take_fd(&mut self, fd: RawFd) -> Option<std::os::fd::OwnedFd> {
+        self.clients.get_mut(&fd)?.fds.pop_front()
     }
 
     /// Sends one line to one client (dropping the client on failure).

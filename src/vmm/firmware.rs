@@ -92,7 +92,8 @@ fn e820_file(mem_bytes: u64) -> Vec<u8> {
 /// order, written as QEMU writes them; SeaBIOS matches its own globs
 /// against them as prefixes: `/pci@i0cf8/*@SLOT` for a virtio disk,
 /// `/pci@i0cf8/*@SLOT/*@0/*@TARGET,LUN` for a SCSI drive and
-/// `/pci@i0cf8/*@SLOT/drive@PORT/disk@0` for an AHCI port (numbers in hex).
+/// `/pci@i0cf8/*@SLOT/drive@PORT/disk@0` for an AHCI port, hard disk or
+/// CD-ROM (numbers in hex).
 pub fn boot_order(devices: &[DeviceConfig], slots: &[u8], strict: bool) -> String {
     let mut order: Vec<(u16, String)> = devices
         .iter()
@@ -112,9 +113,17 @@ pub fn boot_order(devices: &[DeviceConfig], slots: &[u8], strict: bool) -> Strin
                 DeviceConfig::Scsi(c) => cdroms(&c.cdroms, &|t| {
                     format!("/pci@i0cf8/scsi@{slot:x}/channel@0/disk@{t:x},0")
                 }),
-                DeviceConfig::Sata(c) => cdroms(&c.cdroms, &|p| {
-                    format!("/pci@i0cf8/pci8086,2922@{slot:x}/drive@{p:x}/disk@0")
-                }),
+                DeviceConfig::Sata(c) => {
+                    let port =
+                        |p: u16| format!("/pci@i0cf8/pci8086,2922@{slot:x}/drive@{p:x}/disk@0");
+                    let mut v = cdroms(&c.cdroms, &port);
+                    v.extend(
+                        c.disks
+                            .iter()
+                            .filter_map(|d| d.boot_index.map(|i| (i, port(d.unit)))),
+                    );
+                    v
+                }
                 _ => Vec::new(),
             }
         })
@@ -222,7 +231,7 @@ mod tests {
 
     #[test]
     fn boot_order_covers_cdroms() {
-        use crate::vmm::config::{SataConfig, ScsiConfig};
+        use crate::vmm::config::{SataConfig, SataDiskConfig, ScsiConfig};
         let cd = |unit, boot_index| CdromConfig {
             unit,
             boot_index,
@@ -236,6 +245,17 @@ mod tests {
             DeviceConfig::Sata(SataConfig {
                 pci_slot: None,
                 cdroms: vec![cd(2, Some(1))],
+                disks: vec![
+                    SataDiskConfig {
+                        unit: 0,
+                        boot_index: Some(4),
+                        ..Default::default()
+                    },
+                    SataDiskConfig {
+                        unit: 5,
+                        ..Default::default()
+                    },
+                ],
             }),
             disk(Some(2)),
         ];
@@ -243,7 +263,8 @@ mod tests {
             boot_order(&devs, &[4, 0x1f, 6], false),
             "/pci@i0cf8/pci8086,2922@1f/drive@2/disk@0\n\
              /pci@i0cf8/scsi@6/disk@0,0\n\
-             /pci@i0cf8/scsi@4/channel@0/disk@a,0\n"
+             /pci@i0cf8/scsi@4/channel@0/disk@a,0\n\
+             /pci@i0cf8/pci8086,2922@1f/drive@0/disk@0\n"
         );
     }
 

@@ -268,7 +268,7 @@ impl Vm {
         )?;
         insert(
             &mut pio,
-            shared(PciConfigIo::new(pci.clone())),
+            shared(PciConfigIo::new(pci.clone()).with_reset_control(exit.clone())),
             u64::from(layout::PCI_CONFIG_PORT),
             8,
         )?;
@@ -472,7 +472,7 @@ impl Vm {
                         ClientInput::Closed => {}
                         ClientInput::Lines(lines) => {
                             for line in &lines {
-                                let reply = self.handle_line(line, &mut state, &threads, c);
+                                let reply = self.handle_line(line, &mut state, &threads, c, fd);
                                 c.send(fd, &reply);
                             }
                         }
@@ -540,6 +540,7 @@ impl Vm {
         state: &mut LoopState,
         threads: &[JoinHandle<()>],
         ctl_server: &mut ControlServer,
+        client: RawFd,
     ) -> String {
         let line = match line {
             Line::Request(text) => text,
@@ -624,11 +625,12 @@ impl Vm {
                 Err(e) => err(&e),
             },
             // A path is opened here, on the main thread, which a seccomp
-            // filter forbids: a confined VMM can only eject.
-            "change-media" => match self
-                .virtio
-                .change_media(req.arguments.as_ref(), !self.cfg.sandbox.seccomp)
-            {
+            // filter forbids: a confined VMM takes a descriptor instead.
+            "change-media" => match self.virtio.change_media(
+                req.arguments.as_ref(),
+                !self.cfg.sandbox.seccomp,
+                ctl_server.take_fd(client),
+            ) {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&e),
             },

@@ -105,7 +105,7 @@ pub fn system_firmware(path: &str) -> Option<PathBuf> {
     if p.is_file() {
         Some(p)
     } else {
-        ci_common::skip(&format!("{path} is not installed (Debian package seabios)"));
+        ci_common::skip(&format!("firmware {path} is not installed"));
         None
     }
 }

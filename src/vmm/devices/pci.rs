@@ -148,11 +148,29 @@ fn extract(dword: u32, byte_off: u64, data: &mut [u8]) {
 pub struct PciConfigIo {
     root: Arc<Mutex<PciRoot>>,
     address: u32,
+    /// The reset control register at 0xCF9 (a byte between the two
+    /// configuration registers), which firmware writes to reset the
+    /// machine: SeaBIOS and edk2 both do.
+    reset: Option<Arc<crate::vmm::exit::ExitSignal>>,
 }
+
+/// 0xCF9: reset the CPU.
+const RESET_CONTROL_OFFSET: u64 = 1;
+const RESET_CONTROL_RST_CPU: u8 = 1 << 2;
 
 impl PciConfigIo {
     pub fn new(root: Arc<Mutex<PciRoot>>) -> Self {
-        PciConfigIo { root, address: 0 }
+        PciConfigIo {
+            root,
+            address: 0,
+            reset: None,
+        }
+    }
+
+    /// Also decodes the reset control register, asking for a reboot.
+    pub fn with_reset_control(mut self, exit: Arc<crate::vmm::exit::ExitSignal>) -> Self {
+        self.reset = Some(exit);
+        self
     }
 
     fn target(&self) -> Option<(u8, u8, u8, u16)> {
@@ -184,7 +202,14 @@ impl BusDevice for PciConfigIo {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if offset == 0 && data.len() == 4 {
+        if offset == RESET_CONTROL_OFFSET
+            && let [v] = data
+            && v & RESET_CONTROL_RST_CPU != 0
+            && let Some(exit) = &self.reset
+        {
+            tracing::info!("guest wrote the reset control register");
+            exit.request(crate::vmm::exit::ExitReason::Reboot);
+        } else if offset == 0 && data.len() == 4 {
             self.address = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
         } else if (4..=7).contains(&offset)
             && let (Some((b, d, f, r)), Ok(mut root)) = (self.target(), self.root.lock())

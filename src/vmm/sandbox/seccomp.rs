@@ -224,6 +224,13 @@ impl Allow {
                     libc::SYS_pread64,
                     libc::SYS_accept4,
                     libc::SYS_recvfrom,
+                    // Requests with descriptors (a CD-ROM image), which
+                    // are then inspected and sized.
+                    libc::SYS_recvmsg,
+                    libc::SYS_fstat,
+                    libc::SYS_statx,
+                    libc::SYS_newfstatat,
+                    libc::SYS_lseek,
                     libc::SYS_sendto,
                     libc::SYS_fcntl,
                     libc::SYS_geteuid,

@@ -1,12 +1,14 @@
 //! An ICH9-compatible AHCI controller (PCI 8086:2922, class 0x010601,
-//! ABAR in BAR 5, six ports) whose ports hold ATAPI CD-ROM drives.
+//! ABAR in BAR 5, six ports) whose ports hold ATA hard disks and ATAPI
+//! CD-ROM drives.
 //!
 //! vCPUs only touch registers: issuing a command (PxCI) wakes the
 //! controller's worker thread, which reads the command from guest
-//! memory, runs it on the drive (the image is read there, never on a
-//! vCPU), writes the data through the PRDT and posts the result FIS. The
-//! interrupt is level INTx on the slot's GSI (no MSI): high while GHC.IE
-//! is set and some port has an enabled PxIS bit. SeaBIOS polls instead.
+//! memory, runs it on the drive (images are read and written there,
+//! never on a vCPU), moves the data through the PRDT and posts the
+//! result FIS. The interrupt is level INTx on the slot's GSI (no MSI):
+//! high while GHC.IE is set and some port has an enabled PxIS bit.
+//! SeaBIOS polls instead.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -16,6 +18,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::ahci_cmd;
 use super::ahci_port::{self, Port, PortDrive};
+use super::ata_disk::AtaDisk;
 use crate::vmm::devices::pci::PciFunction;
 use crate::vmm::memory::GuestMemory;
 use crate::vmm::sandbox::ThreadKind;
@@ -155,6 +158,17 @@ impl Hba {
         None
     }
 
+    /// The hard disks on the ports.
+    pub fn disks(&self) -> Vec<Arc<Mutex<AtaDisk>>> {
+        self.ports
+            .iter()
+            .filter_map(|p| match p.drive() {
+                Some(PortDrive::Disk(d)) => Some(d.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Finishes a command the worker ran.
     pub fn complete(&mut self, port: usize, job: &ahci_port::Job, outcome: ahci_cmd::Outcome) {
         if let Some(p) = self.ports.get_mut(port) {
@@ -184,13 +198,7 @@ pub fn run_pending(hba: &Mutex<Hba>, mem: &GuestMemory) {
         let Some((port, job)) = next else {
             return;
         };
-        let drive = job.drive.as_ref();
-        let outcome = ahci_cmd::execute(
-            mem,
-            job.header_at,
-            drive.map(|d| &*d.unit),
-            drive.map_or("", |d| &d.serial),
-        );
+        let outcome = ahci_cmd::execute(mem, job.header_at, job.drive.as_ref());
         lock(hba).complete(port, &job, outcome);
     }
 }
@@ -199,6 +207,21 @@ struct AhciWorker {
     hba: Arc<Mutex<Hba>>,
     mem: GuestMemory,
     kick: EventFd,
+}
+
+impl Drop for AhciWorker {
+    /// The worker stops at VMM exit: what the disks were written is made
+    /// stable (and a qcow2 image's metadata written out), on this thread,
+    /// whose seccomp filter allows it.
+    fn drop(&mut self) {
+        let disks = lock(&self.hba).disks();
+        for d in disks {
+            let d = d.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = d.flush() {
+                tracing::warn!("AHCI disk: flush at exit failed: {e}");
+            }
+        }
+    }
 }
 
 impl Handler for AhciWorker {

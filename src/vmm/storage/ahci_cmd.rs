@@ -1,17 +1,21 @@
 //! One AHCI command slot carried out (AHCI 1.3.1, 4.2): the command
 //! header and table read from guest memory, the host-to-device register
-//! FIS decoded, the ATA or ATAPI command run on the port's drive with its
-//! data written through the PRDT, and the registers the device answers
-//! with. Every address and length comes from the guest and is checked by
-//! the guest-memory accessors; nothing here trusts the tables.
+//! FIS decoded, the ATA or ATAPI command run on the port's drive (a
+//! CD-ROM here, a disk in `ata_disk.rs`) with its data moved through the
+//! PRDT, and the registers the device answers with. Every address and
+//! length comes from the guest and is checked by the guest-memory
+//! accessors; nothing here trusts the tables.
 
 use std::sync::Mutex;
 
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
+use super::ahci_port::PortDrive;
+use super::ata_disk::Taskfile;
 use super::atapi;
 use super::cdrom::{Cdrom, DataIn};
 use crate::vmm::memory::GuestMemory;
+use crate::vmm::virtio::iov::Slice;
 
 /// Size of one command header in the command list.
 pub const HEADER_LEN: u64 = 32;
@@ -64,9 +68,10 @@ impl Registers {
         }
     }
 
-    /// What a packet device shows after a reset: its signature.
-    pub fn signature(status: u8) -> Registers {
-        let s = atapi::SIGNATURE.to_le_bytes();
+    /// What a device shows after a reset: its signature (sector count,
+    /// LBA low, mid, high from the low byte up).
+    pub fn signature(signature: u32, status: u8) -> Registers {
+        let s = signature.to_le_bytes();
         Registers {
             status,
             error: atapi::ERROR_DIAG_OK,
@@ -169,6 +174,25 @@ impl<'a> Prdt<'a> {
             capacity: total as usize,
         }
     }
+
+    /// The first `len` bytes of the regions as slices of guest memory, for
+    /// disk I/O straight between the image and the guest; `None` when the
+    /// regions hold less or one of them is not all guest memory.
+    pub fn slices(&self, len: usize) -> Option<Vec<Slice<'a>>> {
+        let mut out = Vec::new();
+        let mut left = len as u64;
+        for &(addr, region) in &self.regions {
+            if left == 0 {
+                break;
+            }
+            let n = region.min(left);
+            for s in GuestMemoryBackend::get_slices(self.mem, GuestAddress(addr), n as usize) {
+                out.push(s.ok()?);
+            }
+            left -= n;
+        }
+        (left == 0).then_some(out)
+    }
 }
 
 impl DataIn for Prdt<'_> {
@@ -207,19 +231,24 @@ impl DataIn for Prdt<'_> {
     }
 }
 
-fn lock(unit: &Mutex<Cdrom>) -> std::sync::MutexGuard<'_, Cdrom> {
+fn lock<T>(unit: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     unit.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The task file a host-to-device register FIS carries.
+pub fn taskfile(fis: &[u8; 20]) -> Taskfile {
+    Taskfile {
+        command: fis[2],
+        features: fis[3],
+        lba: [fis[4], fis[5], fis[6], fis[8], fis[9], fis[10]],
+        device: fis[7],
+        count: u16::from_le_bytes([fis[12], fis[13]]),
+    }
+}
+
 /// Carries out the command whose header is at `header_at` for the drive
-/// on the port (`None`: no device there). `serial` is the drive's serial
-/// number for IDENTIFY.
-pub fn execute(
-    mem: &GuestMemory,
-    header_at: u64,
-    drive: Option<&Mutex<Cdrom>>,
-    serial: &str,
-) -> Outcome {
+/// on the port (`None`: no device there).
+pub fn execute(mem: &GuestMemory, header_at: u64, drive: Option<&PortDrive>) -> Outcome {
     let Ok(h) = mem.read_obj::<[u32; 4]>(GuestAddress(header_at)) else {
         return Outcome::aborted();
     };
@@ -239,7 +268,23 @@ pub fn execute(
     let Some(drive) = drive else {
         return Outcome::aborted();
     };
-    let mut out = Prdt::read(mem, table.saturating_add(PRDT_OFF), prdtl);
+    let mut data = Prdt::read(mem, table.saturating_add(PRDT_OFF), prdtl);
+    match drive {
+        PortDrive::Cdrom { unit, serial } => packet_device(mem, table, &fis, unit, serial, data),
+        PortDrive::Disk(disk) => lock(disk).execute(&taskfile(&fis), &mut data),
+    }
+}
+
+/// A command for a CD-ROM drive; `serial` is its serial number for
+/// IDENTIFY PACKET DEVICE.
+fn packet_device(
+    mem: &GuestMemory,
+    table: u64,
+    fis: &[u8; 20],
+    drive: &Mutex<Cdrom>,
+    serial: &str,
+    mut out: Prdt<'_>,
+) -> Outcome {
     let done = |regs: Registers, bytes: usize, pio_in: bool| Outcome::Done {
         regs,
         bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
@@ -272,7 +317,7 @@ pub fn execute(
         // A packet device aborts IDENTIFY DEVICE and shows its signature,
         // which is how software tells it from a disk.
         atapi::CMD_IDENTIFY_DEVICE => {
-            let mut regs = Registers::signature(atapi::STATUS_FAILED);
+            let mut regs = Registers::signature(atapi::SIGNATURE, atapi::STATUS_FAILED);
             regs.error = atapi::ERROR_ABRT;
             done(regs, 0, false)
         }

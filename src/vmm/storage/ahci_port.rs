@@ -1,13 +1,14 @@
 //! One AHCI port (AHCI 1.3.1, 3.3): its registers, the command and FIS
 //! receive engines, COMRESET through PxSCTL, and the hand-over of issued
-//! command slots to the worker and back. The drive on a port is always
-//! an ATAPI CD-ROM, or nothing.
+//! command slots to the worker and back. The drive on a port is an ATAPI
+//! CD-ROM, an ATA hard disk, or nothing.
 
 use std::sync::{Arc, Mutex};
 
 use vm_memory::{Bytes, GuestAddress};
 
 use super::ahci_cmd::{HEADER_LEN, Outcome, Registers};
+use super::ata_disk::{self, AtaDisk};
 use super::atapi;
 use super::cdrom::Cdrom;
 use crate::vmm::memory::GuestMemory;
@@ -60,11 +61,27 @@ const SIG_NONE: u32 = 0xffff_ffff;
 const RX_PIO_SETUP: u64 = 0x20;
 const RX_D2H: u64 = 0x40;
 
-/// The drive on a port and its serial number (IDENTIFY).
+/// The drive on a port.
 #[derive(Clone)]
-pub struct PortDrive {
-    pub unit: Arc<Mutex<Cdrom>>,
-    pub serial: String,
+pub enum PortDrive {
+    /// An ATAPI CD-ROM drive and its serial number (IDENTIFY PACKET
+    /// DEVICE).
+    Cdrom {
+        unit: Arc<Mutex<Cdrom>>,
+        serial: String,
+    },
+    /// An ATA hard disk.
+    Disk(Arc<Mutex<AtaDisk>>),
+}
+
+impl PortDrive {
+    /// The signature the drive shows after a reset.
+    pub fn signature(&self) -> u32 {
+        match self {
+            PortDrive::Cdrom { .. } => atapi::SIGNATURE,
+            PortDrive::Disk(_) => ata_disk::SIGNATURE,
+        }
+    }
 }
 
 /// A command slot handed to the worker.
@@ -161,12 +178,20 @@ impl Port {
 
     /// Posts the pending reset signature if FIS receive is running.
     fn deliver_signature(&mut self, mem: &GuestMemory) {
+        let Some(signature) = self.drive.as_ref().map(PortDrive::signature) else {
+            return;
+        };
         if self.signature_pending && self.cmd & CMD_FRE != 0 {
             self.signature_pending = false;
-            let regs = Registers::signature(atapi::STATUS_OK);
-            self.sig = atapi::SIGNATURE;
+            let regs = Registers::signature(signature, atapi::STATUS_OK);
+            self.sig = signature;
             self.post(mem, &regs, None);
         }
+    }
+
+    /// The drive on the port.
+    pub fn drive(&self) -> Option<&PortDrive> {
+        self.drive.as_ref()
     }
 
     /// Posts a D2H register FIS (after a PIO setup FIS for `pio_bytes`)

@@ -32,12 +32,43 @@ struct Rig {
     hba: Mutex<Hba>,
     mem: GuestMemory,
     lines: Arc<IntxLines>,
-    image: std::path::PathBuf,
+    /// Image files, removed at the end.
+    images: Vec<std::path::PathBuf>,
 }
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.image);
+        for i in &self.images {
+            let _ = std::fs::remove_file(i);
+        }
+    }
+}
+
+/// A path for a temporary image.
+fn temp_image(ext: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("oxvirt-ahci-{}-{n}.{ext}", std::process::id()))
+}
+
+/// A controller with `drives` on its ports (index = port) over `images`.
+fn rig_with(drives: Vec<Option<PortDrive>>, images: Vec<std::path::PathBuf>) -> Rig {
+    let mem: GuestMemory =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]).unwrap();
+    let lines = Arc::new(IntxLines::new(None));
+    let irq = Arc::new(Interrupt::new(
+        IntxLine {
+            lines: lines.clone(),
+            gsi: GSI,
+            slot: 4,
+        },
+        vec![],
+    ));
+    Rig {
+        hba: Mutex::new(Hba::new(drives, mem.clone(), irq)),
+        mem,
+        lines,
+        images,
     }
 }
 
@@ -56,41 +87,23 @@ fn table(p: usize, slot: u32) -> u64 {
 /// A controller with a drive holding a 16-block image (block N filled
 /// with N) on port 1 and an empty drive on port 3.
 fn rig() -> Rig {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let image = std::env::temp_dir().join(format!("oxvirt-ahci-{}-{n}.iso", std::process::id()));
+    let image = temp_image("iso");
     let bytes: Vec<u8> = (0..16u8)
         .flat_map(|b| std::iter::repeat_n(b, 2048))
         .collect();
     std::fs::write(&image, bytes).unwrap();
     let media = Media::new(File::open(&image).unwrap()).unwrap();
-    let drive = |media, serial: &str| PortDrive {
+    let drive = |media, serial: &str| PortDrive::Cdrom {
         unit: Arc::new(Mutex::new(Cdrom::new(serial, INTERFACE_ATAPI, media))),
         serial: serial.into(),
     };
-    let mem: GuestMemory =
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]).unwrap();
-    let lines = Arc::new(IntxLines::new(None));
-    let irq = Arc::new(Interrupt::new(
-        IntxLine {
-            lines: lines.clone(),
-            gsi: GSI,
-            slot: 4,
-        },
-        vec![],
-    ));
     let drives = vec![
         None,
         Some(drive(Some(media), "cd1")),
         None,
         Some(drive(None, "cd3")),
     ];
-    Rig {
-        hba: Mutex::new(Hba::new(drives, mem.clone(), irq)),
-        mem,
-        lines,
-        image,
-    }
+    rig_with(drives, vec![image])
 }
 
 impl Rig {
@@ -310,7 +323,7 @@ fn resets_and_a_stopped_engine() {
     assert_eq!((port, job.slot), (1, 2));
     r.pw(1, P_CMD, 0x10);
     assert_eq!(r.pr(1, P_CI), 0);
-    let outcome = ahci_cmd::execute(&r.mem, job.header_at, None, "");
+    let outcome = ahci_cmd::execute(&r.mem, job.header_at, None);
     r.hba.lock().unwrap().complete(port, &job, outcome);
     assert_eq!(r.pr(1, P_IS), 0);
     // With the engine stopped, PxCI writes are ignored.
@@ -424,3 +437,6 @@ fn pci_function() {
     assert_eq!(f.bar_at(0xc020_0004), None, "memory decoding off");
     f.bar_write(5, 0x06, &[1, 2]);
 }
+
+#[path = "ahci_disk_tests.rs"]
+mod disk;

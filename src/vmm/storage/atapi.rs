@@ -39,7 +39,7 @@ pub const IDENTIFY_LEN: usize = 512;
 
 /// Puts `text` into IDENTIFY words as ATA strings are stored: padded
 /// with spaces, the two characters of each word swapped.
-fn ata_string(words: &mut [u16], text: &str) {
+pub(crate) fn ata_string(words: &mut [u16], text: &str) {
     let mut bytes: Vec<u8> = text.bytes().take(words.len() * 2).collect();
     bytes.resize(words.len() * 2, b' ');
     for (w, pair) in words.iter_mut().zip(bytes.chunks(2)) {

@@ -4,13 +4,13 @@
 //! ```text
 //! → {"execute":"change-media","arguments":{"device":"scsi0-0-1-0","path":"/isos/b.iso"}}
 //! → {"execute":"change-media","arguments":{"device":"sata0-0-2","path":null}}   (eject)
+//! → {"execute":"change-media","arguments":{"device":"sata0-0-2","fd":true}}   (+ SCM_RIGHTS)
 //! ```
 //!
-//! The image is opened by the main thread when the command arrives, which
+//! A path is opened by the main thread when the command arrives, which
 //! needs the `open` a seccomp-confined VMM no longer has: such a VMM
-//! refuses paths (ejecting still works). A source handed over as a file
-//! descriptor is the way for a confined VMM; [`MediaSource`] is where it
-//! goes.
+//! refuses paths (ejecting still works). A confined VMM takes the image as
+//! a descriptor sent with the request (`"fd": true`), as the daemon does.
 
 use std::fs::File;
 use std::os::unix::fs::FileTypeExt;
@@ -72,6 +72,8 @@ pub enum MediaSource {
     Eject,
     /// The image at this path, opened read-only.
     Path(PathBuf),
+    /// The descriptor sent with the request.
+    Passed,
 }
 
 /// A parsed `change-media` request.
@@ -88,9 +90,10 @@ impl MediaRequest {
             "change-media needs device (a drive's id) and path (an image, or null to eject)";
         let args = args.ok_or(usage)?;
         let device = args.get("device").and_then(Value::as_str).ok_or(usage)?;
-        let source = match args.get("path") {
-            Some(Value::Null) => MediaSource::Eject,
-            Some(Value::String(p)) if !p.is_empty() => MediaSource::Path(p.into()),
+        let source = match (args.get("path"), args.get("fd")) {
+            (None, Some(Value::Bool(true))) => MediaSource::Passed,
+            (Some(Value::Null), None) => MediaSource::Eject,
+            (Some(Value::String(p)), None) if !p.is_empty() => MediaSource::Path(p.into()),
             _ => return Err(usage.into()),
         };
         Ok(MediaRequest {
@@ -101,9 +104,17 @@ impl MediaRequest {
 
     /// Opens the source. `can_open` is false in a VMM whose seccomp
     /// filter forbids opening files.
-    pub fn open(&self, can_open: bool) -> Result<Option<File>, String> {
+    pub fn open(
+        &self,
+        can_open: bool,
+        passed: Option<std::os::fd::OwnedFd>,
+    ) -> Result<Option<File>, String> {
         let path = match &self.source {
             MediaSource::Eject => return Ok(None),
+            MediaSource::Passed => {
+                let fd = passed.ok_or("change-media: no descriptor came with the request")?;
+                return Ok(Some(File::from(fd)));
+            }
             MediaSource::Path(p) => p,
         };
         if !can_open {
@@ -129,12 +140,17 @@ impl MediaRequest {
 }
 
 /// Carries out `req` on the drive it names.
-pub fn change_media(drives: &[&Drive], req: &MediaRequest, can_open: bool) -> Result<(), String> {
+pub fn change_media(
+    drives: &[&Drive],
+    req: &MediaRequest,
+    can_open: bool,
+    passed: Option<std::os::fd::OwnedFd>,
+) -> Result<(), String> {
     let drive = drives
         .iter()
         .find(|d| d.id == req.device)
         .ok_or_else(|| format!("no CD-ROM drive '{}'", req.device))?;
-    let file = req.open(can_open)?;
+    let file = req.open(can_open, passed)?;
     let mut unit = drive.unit.lock().unwrap_or_else(|p| p.into_inner());
     unit.change_media(file)
         .map_err(|e| format!("cannot load the image into {}: {e}", req.device))?;
@@ -144,6 +160,7 @@ pub fn change_media(drives: &[&Drive], req: &MediaRequest, can_open: bool) -> Re
         match &req.source {
             MediaSource::Eject => "medium ejected".to_string(),
             MediaSource::Path(p) => format!("{} inserted", p.display()),
+            MediaSource::Passed => "medium inserted".to_string(),
         }
     );
     Ok(())
@@ -175,6 +192,7 @@ mod tests {
             DeviceConfig::Sata(SataConfig {
                 pci_slot: None,
                 cdroms: vec![cd(2, None)],
+                ..Default::default()
             }),
             DeviceConfig::Scsi(ScsiConfig {
                 pci_slot: None,
@@ -194,14 +212,22 @@ mod tests {
 
     #[test]
     fn requests_parse_and_open() {
+        let passed = MediaRequest::parse(Some(&json!({"device": "d", "fd": true}))).unwrap();
+        assert_eq!(passed.source, MediaSource::Passed);
+        assert!(passed.open(false, None).is_err());
+        let f = File::open("/proc/self/exe").unwrap();
+        assert!(passed.open(false, Some(f.into())).unwrap().is_some());
+        assert!(
+            MediaRequest::parse(Some(&json!({"device": "d", "fd": true, "path": "/x"}))).is_err()
+        );
         let r = MediaRequest::parse(Some(&json!({"device": "d", "path": null}))).unwrap();
         assert_eq!(r.source, MediaSource::Eject);
-        assert_eq!(r.open(false).unwrap().map(|_| ()), None);
+        assert_eq!(r.open(false, None).unwrap().map(|_| ()), None);
         let r = MediaRequest::parse(Some(&json!({"device": "d", "path": "/nonexistent"}))).unwrap();
-        assert!(r.open(false).unwrap_err().contains("confined"));
-        assert!(r.open(true).unwrap_err().contains("cannot open"));
+        assert!(r.open(false, None).unwrap_err().contains("confined"));
+        assert!(r.open(true, None).unwrap_err().contains("cannot open"));
         let dir = MediaRequest::parse(Some(&json!({"device": "d", "path": "/"}))).unwrap();
-        assert!(dir.open(true).unwrap_err().contains("neither"));
+        assert!(dir.open(true, None).unwrap_err().contains("neither"));
         for bad in [
             json!({"device": "d"}),
             json!({"path": null}),
@@ -225,8 +251,8 @@ mod tests {
             device: id.into(),
             source: MediaSource::Eject,
         };
-        assert!(change_media(&[&d], &eject("nope"), true).is_err());
-        change_media(&[&d], &eject("sata0-0-1"), false).unwrap();
+        assert!(change_media(&[&d], &eject("nope"), true, None).is_err());
+        change_media(&[&d], &eject("sata0-0-1"), false, None).unwrap();
         assert!(!unit.lock().unwrap().has_media());
     }
 }

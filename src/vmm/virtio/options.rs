@@ -1,11 +1,11 @@
 //! Direct command-line options for devices (`--disk`, `--net`, `--rng`,
-//! `--console`, `--balloon`, `--vsock`, `--scsi-cdrom`, `--sata-cdrom`):
-//! `key=value` lists turned into [`DeviceConfig`]s.
+//! `--console`, `--balloon`, `--vsock`, `--scsi-cdrom`, `--sata-cdrom`,
+//! `--sata-disk`): `key=value` lists turned into [`DeviceConfig`]s.
 
 use crate::vmm::cli::parse_serial;
 use crate::vmm::config::{
     BalloonConfig, BlockConfig, CdromConfig, ConsoleConfig, DeviceConfig, DiskFormat, NetConfig,
-    RngConfig, SataConfig, ScsiConfig, VsockConfig,
+    RngConfig, SataConfig, SataDiskConfig, ScsiConfig, VsockConfig,
 };
 use crate::vmm::error::{Error, Result};
 
@@ -20,6 +20,7 @@ pub struct DeviceArgs<'a> {
     pub vsocks: &'a [String],
     pub scsi_cdroms: &'a [String],
     pub sata_cdroms: &'a [String],
+    pub sata_disks: &'a [String],
 }
 
 struct Kv<'a> {
@@ -66,41 +67,143 @@ impl<'a> Kv<'a> {
     }
 }
 
-/// Drives of one controller kind, grouped by the slot their options
-/// name (no slot: one controller at a free slot). `unit_key` is the
-/// option naming the drive's unit (`target`, `port`); without it a drive
-/// takes the controller's first free unit.
-fn cdroms(
-    opt: &str,
-    unit_key: &str,
-    specs: &[String],
-) -> Result<Vec<(Option<u8>, Vec<CdromConfig>)>> {
-    let mut controllers: Vec<(Option<u8>, Vec<CdromConfig>)> = Vec::new();
-    for s in specs {
-        let kv = Kv::parse(opt, s, &["path", unit_key, "boot", "slot", "id"])?;
-        let slot = kv.num("slot")?;
-        let at = match controllers.iter().position(|(s, _)| *s == slot) {
-            Some(i) => i,
-            None => {
-                controllers.push((slot, Vec::new()));
-                controllers.len() - 1
-            }
-        };
-        let list = &mut controllers[at].1;
-        let unit = match kv.num(unit_key)? {
-            Some(u) => u,
-            None => (0..=u16::MAX)
-                .find(|u| !list.iter().any(|c| c.unit == *u))
-                .unwrap_or(u16::MAX),
-        };
-        list.push(CdromConfig {
-            unit,
-            path: kv.get("path").filter(|p| !p.is_empty()).map(Into::into),
-            boot_index: kv.num("boot")?,
-            id: kv.get("id").map(str::to_string),
-        });
+/// A drive option: the controller slot and unit it names (if any) and
+/// the drive.
+type Placed<T> = (Option<u8>, Option<u16>, T);
+
+/// A controller: the slot its drives name (if any) and the drives with
+/// their units.
+type Controller<U, T> = (Option<u8>, Vec<(U, T)>);
+
+/// Drives grouped by the slot their options name (no slot: one
+/// controller at a free slot), controllers in the order they first
+/// appear. A drive without a unit takes the first unit of its controller
+/// that no drive names, in option order.
+fn group<T>(drives: Vec<Placed<T>>) -> Vec<Controller<u16, T>> {
+    let mut controllers: Vec<Controller<Option<u16>, T>> = Vec::new();
+    for (slot, unit, d) in drives {
+        match controllers.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, list)) => list.push((unit, d)),
+            None => controllers.push((slot, vec![(unit, d)])),
+        }
     }
-    Ok(controllers)
+    controllers
+        .into_iter()
+        .map(|(slot, list)| {
+            let mut taken: std::collections::BTreeSet<u16> =
+                list.iter().filter_map(|(u, _)| *u).collect();
+            let list = list
+                .into_iter()
+                .map(|(unit, d)| {
+                    let unit = unit.unwrap_or_else(|| {
+                        let free = (0..=u16::MAX)
+                            .find(|u| !taken.contains(u))
+                            .unwrap_or(u16::MAX);
+                        taken.insert(free);
+                        free
+                    });
+                    (unit, d)
+                })
+                .collect();
+            (slot, list)
+        })
+        .collect()
+}
+
+/// CD-ROM drive options; `unit_key` is the option naming the drive's
+/// unit (`target`, `port`).
+fn cdroms(opt: &str, unit_key: &str, specs: &[String]) -> Result<Vec<Placed<CdromConfig>>> {
+    specs
+        .iter()
+        .map(|s| {
+            let kv = Kv::parse(opt, s, &["path", unit_key, "boot", "slot", "id"])?;
+            Ok((
+                kv.num("slot")?,
+                kv.num(unit_key)?,
+                CdromConfig {
+                    unit: 0,
+                    path: kv.get("path").filter(|p| !p.is_empty()).map(Into::into),
+                    boot_index: kv.num("boot")?,
+                    id: kv.get("id").map(str::to_string),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A disk image's `format`.
+fn disk_format(opt: &str, kv: &Kv) -> Result<DiskFormat> {
+    match kv.get("format") {
+        None | Some("raw") => Ok(DiskFormat::Raw),
+        Some("qcow2") => Ok(DiskFormat::Qcow2),
+        Some(f) => Err(Error::Config(format!("--{opt}: unknown format '{f}'"))),
+    }
+}
+
+/// `--sata-disk` options.
+fn sata_disks(specs: &[String]) -> Result<Vec<Placed<SataDiskConfig>>> {
+    let keys = [
+        "path", "format", "ro", "readonly", "port", "boot", "slot", "serial", "id",
+    ];
+    specs
+        .iter()
+        .map(|s| {
+            let kv = Kv::parse("sata-disk", s, &keys)?;
+            let path = kv
+                .get("path")
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| Error::Config("--sata-disk needs path=".into()))?;
+            Ok((
+                kv.num("slot")?,
+                kv.num("port")?,
+                SataDiskConfig {
+                    unit: 0,
+                    path: path.into(),
+                    format: disk_format("sata-disk", &kv)?,
+                    readonly: kv.flag("ro")? || kv.flag("readonly")?,
+                    serial: kv.get("serial").map(str::to_string),
+                    boot_index: kv.num("boot")?,
+                    id: kv.get("id").map(str::to_string),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A drive of a SATA controller.
+enum SataDrive {
+    Disk(SataDiskConfig),
+    Cdrom(CdromConfig),
+}
+
+/// SATA controllers from `--sata-disk` and `--sata-cdrom`: disks take
+/// the free ports before CD-ROM drives.
+fn sata(disks: &[String], cds: &[String]) -> Result<Vec<SataConfig>> {
+    let drives = sata_disks(disks)?
+        .into_iter()
+        .map(|(s, u, d)| (s, u, SataDrive::Disk(d)))
+        .chain(
+            cdroms("sata-cdrom", "port", cds)?
+                .into_iter()
+                .map(|(s, u, c)| (s, u, SataDrive::Cdrom(c))),
+        )
+        .collect();
+    Ok(group(drives)
+        .into_iter()
+        .map(|(pci_slot, list)| {
+            let mut c = SataConfig {
+                pci_slot,
+                ..Default::default()
+            };
+            for (unit, d) in list {
+                match d {
+                    SataDrive::Disk(d) => c.disks.push(SataDiskConfig { unit, ..d }),
+                    SataDrive::Cdrom(cd) => c.cdroms.push(CdromConfig { unit, ..cd }),
+                }
+            }
+            c
+        })
+        .collect())
 }
 
 /// Parses every device option.
@@ -116,11 +219,7 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
             .get("path")
             .filter(|p| !p.is_empty())
             .ok_or_else(|| Error::Config("--disk needs path=".into()))?;
-        let format = match kv.get("format") {
-            None | Some("raw") => DiskFormat::Raw,
-            Some("qcow2") => DiskFormat::Qcow2,
-            Some(f) => return Err(Error::Config(format!("--disk: unknown format '{f}'"))),
-        };
+        let format = disk_format("disk", &kv)?;
         out.push(DeviceConfig::Block(BlockConfig {
             path: path.into(),
             readonly: kv.flag("ro")? || kv.flag("readonly")?,
@@ -201,11 +300,15 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
             pci_slot: kv.num("slot")?,
         }));
     }
-    for (pci_slot, cdroms) in cdroms("scsi-cdrom", "target", a.scsi_cdroms)? {
+    for (pci_slot, list) in group(cdroms("scsi-cdrom", "target", a.scsi_cdroms)?) {
+        let cdroms = list
+            .into_iter()
+            .map(|(unit, cd)| CdromConfig { unit, ..cd })
+            .collect();
         out.push(DeviceConfig::Scsi(ScsiConfig { pci_slot, cdroms }));
     }
-    for (pci_slot, cdroms) in cdroms("sata-cdrom", "port", a.sata_cdroms)? {
-        out.push(DeviceConfig::Sata(SataConfig { pci_slot, cdroms }));
+    for c in sata(a.sata_disks, a.sata_cdroms)? {
+        out.push(DeviceConfig::Sata(c));
     }
     Ok(out)
 }
@@ -297,6 +400,68 @@ mod tests {
     }
 
     #[test]
+    fn sata_disks_share_controllers_with_cdroms() {
+        let disks = [
+            "path=/a.raw,boot=1,serial=S1".to_string(),
+            "path=/b.qcow2,format=qcow2,ro=on,port=1,slot=9,id=b".to_string(),
+            "path=/c.raw,slot=9".to_string(),
+        ];
+        // A CD-ROM drive naming port 0 of slot 9 keeps it: the disk without
+        // a port gets 2 (0 and 1 are named).
+        let cds = ["port=0,slot=9".to_string(), "path=/d.iso".to_string()];
+        let d = devices(&DeviceArgs {
+            sata_disks: &disks,
+            sata_cdroms: &cds,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(d.len(), 2);
+        let DeviceConfig::Sata(first) = &d[0] else {
+            panic!("not sata")
+        };
+        assert_eq!(first.pci_slot, None);
+        assert_eq!(first.disks[0].unit, 0);
+        assert_eq!(first.disks[0].serial.as_deref(), Some("S1"));
+        assert_eq!(first.disks[0].boot_index, Some(1));
+        assert_eq!(first.cdroms[0].unit, 1, "disks take ports first");
+        let DeviceConfig::Sata(second) = &d[1] else {
+            panic!("not sata")
+        };
+        assert_eq!(second.pci_slot, Some(9));
+        let b = &second.disks[0];
+        assert_eq!((b.unit, b.readonly, b.format), (1, true, DiskFormat::Qcow2));
+        assert_eq!(b.id.as_deref(), Some("b"));
+        assert_eq!(second.disks[1].unit, 2);
+        assert_eq!(second.cdroms[0].unit, 0);
+        for bad in [
+            "port=1",
+            "path=/a,format=vmdk",
+            "path=/a,lun=0",
+            "path=/a,ro=maybe",
+        ] {
+            let bad = [bad.to_string()];
+            assert!(
+                devices(&DeviceArgs {
+                    sata_disks: &bad,
+                    ..Default::default()
+                })
+                .is_err(),
+                "{bad:?}"
+            );
+        }
+        // Two drives on one port fail validation, not parsing.
+        let clash = ["path=/a,port=2".to_string()];
+        let cd = ["port=2".to_string()];
+        let d = devices(&DeviceArgs {
+            sata_disks: &clash,
+            sata_cdroms: &cd,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(crate::vmm::virtio::setup::validate(&d).is_err());
+    }
+
+    #[test]
     fn json_devices_and_validation() {
         use crate::vmm::config::VmConfig;
         let base = |devs: &str| {
@@ -314,7 +479,10 @@ mod tests {
                {"type":"balloon","stats_period":2},
                {"type":"vsock","cid":3,"uds_path":"/v"},
                {"type":"scsi","cdroms":[{"unit":0,"path":"/a.iso","boot_index":1},{"unit":255}]},
-               {"type":"sata","pci_slot":31,"cdroms":[{"unit":5,"id":"x"}]}"#,
+               {"type":"sata","pci_slot":31,"cdroms":[{"unit":5,"id":"x"}],
+                "disks":[{"unit":0,"path":"/d.raw"},
+                         {"unit":1,"path":"/e.qcow2","format":"qcow2","readonly":true,
+                          "serial":"QM00001","boot_index":2,"id":"e"}]}"#,
         );
         assert_eq!(VmConfig::from_json(&ok).unwrap().devices.len(), 10);
         for bad in [
@@ -336,6 +504,15 @@ mod tests {
             r#"{"type":"scsi","cdroms":[{"unit":1,"path":""}]}"#,
             r#"{"type":"scsi","cdroms":[{"unit":1,"lun":0}]}"#,
             r#"{"type":"sata","cdroms":[{"unit":6}]}"#,
+            r#"{"type":"sata","disks":[{"unit":6,"path":"/d"}]}"#,
+            r#"{"type":"sata","disks":[{"unit":1,"path":""}]}"#,
+            r#"{"type":"sata","disks":[{"unit":1}]}"#,
+            r#"{"type":"sata","disks":[{"unit":1,"path":"/d","lun":0}]}"#,
+            r#"{"type":"sata","disks":[{"unit":1,"path":"/d"},{"unit":1,"path":"/e"}]}"#,
+            r#"{"type":"sata","cdroms":[{"unit":3}],"disks":[{"unit":3,"path":"/d"}]}"#,
+            r#"{"type":"sata","disks":[{"path":"/d","serial":"twenty-one-characters"}]}"#,
+            r#"{"type":"sata","disks":[{"path":"/d","serial":"caf\u00e9"}]}"#,
+            r#"{"type":"sata","cdroms":[{"unit":1}],"disks":[{"path":"/d","id":"sata0-0-1"}]}"#,
             r#"{"type":"scsi","cdroms":[{"id":"a"}]},{"type":"sata","cdroms":[{"id":"a"}]}"#,
             r#"{"type":"floppy"}"#,
         ] {

@@ -23,13 +23,14 @@ use super::stats::{BlkStats, NetStats};
 use super::transport::{self, VirtioPci};
 use super::vsock::Vsock;
 use super::{Interrupt, VirtioDevice};
-use crate::vmm::config::{CdromConfig, DeviceConfig, DiskFormat, SataConfig};
+use crate::vmm::config::{CdromConfig, DeviceConfig, DiskFormat, SataConfig, SataDiskConfig};
 use crate::vmm::devices::pci::PciRoot;
 use crate::vmm::error::{Error, Result};
 use crate::vmm::layout;
 use crate::vmm::memory::GuestMemory;
 use crate::vmm::storage::ahci::{self, Ahci, Hba};
 use crate::vmm::storage::ahci_port::PortDrive;
+use crate::vmm::storage::ata_disk::{self, AtaDisk};
 use crate::vmm::storage::cdrom::{Cdrom, Media};
 use crate::vmm::storage::media_change::{self, Drive, MediaRequest};
 use crate::vmm::storage::mmc;
@@ -60,16 +61,15 @@ pub fn validate(devices: &[DeviceConfig]) -> Result<()> {
                 return Err(Error::Config("block device path is empty".into()));
             }
             DeviceConfig::Scsi(c) => validate_cdroms("virtio-scsi target", &c.cdroms, 255)?,
-            DeviceConfig::Sata(c) => {
-                validate_cdroms("SATA port", &c.cdroms, ahci::PORTS as u16 - 1)?;
-            }
+            DeviceConfig::Sata(c) => validate_sata(c)?,
             _ => {}
         }
     }
     let mut ids: Vec<String> = media_change::drive_ids(devices).concat();
+    ids.extend(sata_disk_ids(devices).concat());
     ids.sort();
     if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-        return Err(Error::Config(format!("CD-ROM id '{}' is used twice", w[0])));
+        return Err(Error::Config(format!("drive id '{}' is used twice", w[0])));
     }
     if devices.len() > 31 {
         return Err(Error::Config("more than 31 PCI devices".into()));
@@ -98,6 +98,77 @@ fn validate_cdroms(what: &str, cdroms: &[CdromConfig], max: u16) -> Result<()> {
     Ok(())
 }
 
+/// Checks a SATA controller's drives: ports in range and distinct across
+/// its disks and CD-ROM drives, image paths not empty, serial numbers
+/// IDENTIFY DEVICE can carry.
+fn validate_sata(c: &SataConfig) -> Result<()> {
+    let max = ahci::PORTS as u16 - 1;
+    validate_cdroms("SATA port", &c.cdroms, max)?;
+    let mut seen: std::collections::BTreeSet<u16> = c.cdroms.iter().map(|cd| cd.unit).collect();
+    for d in &c.disks {
+        if d.unit > max {
+            return Err(Error::Config(format!(
+                "SATA port {} is out of range 0..={max}",
+                d.unit
+            )));
+        }
+        if !seen.insert(d.unit) {
+            return Err(Error::Config(format!("SATA port {} is used twice", d.unit)));
+        }
+        if d.path.as_os_str().is_empty() {
+            return Err(Error::Config("SATA disk image path is empty".into()));
+        }
+        if let Some(s) = &d.serial
+            && (s.len() > ata_disk::SERIAL_LEN || !s.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        {
+            return Err(Error::Config(format!(
+                "SATA disk serial '{s}' is not at most {} printable ASCII characters",
+                ata_disk::SERIAL_LEN
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The names of every device's SATA disks, in device order (empty for
+/// other devices): the configured `id`, else `sataC-0-P` as for CD-ROM
+/// drives (C counting the SATA controllers from 0).
+pub fn sata_disk_ids(devices: &[DeviceConfig]) -> Vec<Vec<String>> {
+    let mut controllers = 0;
+    devices
+        .iter()
+        .map(|d| match d {
+            DeviceConfig::Sata(c) => {
+                controllers += 1;
+                c.disks
+                    .iter()
+                    .map(|k| {
+                        k.id.clone()
+                            .unwrap_or_else(|| media_change::sata_id(controllers - 1, k.unit))
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Opens a SATA disk's image and makes the disk; its serial number is
+/// the configured one, else its id.
+fn open_sata_disk(d: &SataDiskConfig, id: &str) -> Result<Arc<Mutex<AtaDisk>>> {
+    let image = open_image(&d.path, d.format, d.readonly)?;
+    if image.size() < ata_disk::SECTOR {
+        return Err(Error::Config(format!(
+            "SATA disk image {} is smaller than one sector",
+            d.path.display()
+        )));
+    }
+    let serial = d.serial.as_deref().unwrap_or(id);
+    Ok(Arc::new(Mutex::new(AtaDisk::new(
+        image, d.readonly, serial,
+    ))))
+}
+
 /// Opens a drive's image (if any) and makes the drive; its unit serial
 /// number is its id.
 fn open_cdrom(c: &CdromConfig, id: &str, interface: u32) -> Result<Arc<Mutex<Cdrom>>> {
@@ -117,6 +188,7 @@ fn open_cdrom(c: &CdromConfig, id: &str, interface: u32) -> Result<Arc<Mutex<Cdr
 fn build_ahci(
     c: &SataConfig,
     ids: &[String],
+    disk_ids: &[String],
     slot: u8,
     mem: &GuestMemory,
     intx: IntxLine,
@@ -127,7 +199,7 @@ fn build_ahci(
     for (cd, id) in c.cdroms.iter().zip(ids) {
         let unit = open_cdrom(cd, id, mmc::INTERFACE_ATAPI)?;
         if let Some(p) = ports.get_mut(usize::from(cd.unit)) {
-            *p = Some(PortDrive {
+            *p = Some(PortDrive::Cdrom {
                 unit: unit.clone(),
                 serial: id.clone(),
             });
@@ -136,6 +208,12 @@ fn build_ahci(
             id: id.clone(),
             unit,
         });
+    }
+    for (d, id) in c.disks.iter().zip(disk_ids) {
+        let disk = open_sata_disk(d, id)?;
+        if let Some(p) = ports.get_mut(usize::from(d.unit)) {
+            *p = Some(PortDrive::Disk(disk));
+        }
     }
     let bar = alloc
         .allocate(ahci::BAR_SIZE, ahci::BAR_SIZE, AllocPolicy::FirstMatch)
@@ -244,6 +322,7 @@ impl Devices {
         &self,
         args: Option<&Value>,
         can_open: bool,
+        passed: Option<std::os::fd::OwnedFd>,
     ) -> std::result::Result<(), String> {
         let req = MediaRequest::parse(args)?;
         let drives: Vec<&Drive> = self
@@ -254,7 +333,7 @@ impl Devices {
                 _ => Vec::new(),
             })
             .collect();
-        media_change::change_media(&drives, &req, can_open)
+        media_change::change_media(&drives, &req, can_open, passed)
     }
 
     /// Stops every device (disks are flushed) and, when asked, removes
@@ -302,13 +381,12 @@ pub fn assign_slots(devices: &[DeviceConfig]) -> Vec<u8> {
         .collect()
 }
 
-fn open_disk(b: &crate::vmm::config::BlockConfig) -> Result<Box<dyn Disk>> {
-    let what = || format!("opening disk {}", b.path.display());
-    Ok(match b.format {
-        DiskFormat::Raw => Box::new(RawDisk::open(&b.path, b.readonly).map_err(Error::io(what()))?),
-        DiskFormat::Qcow2 => {
-            Box::new(Qcow2Disk::open(&b.path, b.readonly).map_err(Error::io(what()))?)
-        }
+/// Opens a disk image (virtio-blk's, a SATA disk's) in its format.
+fn open_image(path: &std::path::Path, format: DiskFormat, readonly: bool) -> Result<Box<dyn Disk>> {
+    let what = || format!("opening disk {}", path.display());
+    Ok(match format {
+        DiskFormat::Raw => Box::new(RawDisk::open(path, readonly).map_err(Error::io(what()))?),
+        DiskFormat::Qcow2 => Box::new(Qcow2Disk::open(path, readonly).map_err(Error::io(what()))?),
     })
 }
 
@@ -341,14 +419,15 @@ pub fn build(
     let router = Arc::new(GsiRouter::new(vm.clone()));
     let lines = Arc::new(IntxLines::new(Some(vm.clone())));
     let drive_ids = media_change::drive_ids(devices);
-    for ((d, &slot), ids) in devices.iter().zip(&slots).zip(&drive_ids) {
+    let disk_ids = sata_disk_ids(devices);
+    for (((d, &slot), ids), disk_ids) in devices.iter().zip(&slots).zip(&drive_ids).zip(&disk_ids) {
         if let DeviceConfig::Sata(c) = d {
             let intx = IntxLine {
                 lines: lines.clone(),
                 gsi: intx_gsi(slot),
                 slot,
             };
-            let (f, drives) = build_ahci(c, ids, slot, mem, intx, &mut alloc)?;
+            let (f, drives) = build_ahci(c, ids, disk_ids, slot, mem, intx, &mut alloc)?;
             root.lock()
                 .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
                 .plug(slot, f.clone())
@@ -361,7 +440,7 @@ pub fn build(
             DeviceConfig::Block(b) => {
                 let stats = Arc::new(BlkStats::default());
                 let core = BlkCore {
-                    disk: open_disk(b)?,
+                    disk: open_image(&b.path, b.format, b.readonly)?,
                     readonly: b.readonly,
                     writethrough: false,
                     serial: serial_id(b.serial.as_deref()),

@@ -1,0 +1,172 @@
+//! `virDomainUpdateDeviceFlags` for what it is used for on removable
+//! drives: a CD-ROM's medium ejected or changed (`virsh change-media`),
+//! in the running guest (through its VMM, the image handed over as a
+//! descriptor), in the persistent definition, or both.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::xml::model::disk::{Disk, DiskDevice, DiskSource};
+use crate::xml::tree;
+
+use super::domain::DomainObj;
+use super::{Driver, drives};
+
+const AFFECT_LIVE: u32 = 1;
+const AFFECT_CONFIG: u32 = 2;
+const DEVICE_MODIFY_FORCE: u32 = 4;
+
+impl Driver {
+    /// `virDomainUpdateDeviceFlags`.
+    pub async fn update_device_flags(
+        &self,
+        obj: &Arc<DomainObj>,
+        xml: &str,
+        flags: u32,
+    ) -> Result<()> {
+        super::check_flags(
+            flags,
+            AFFECT_LIVE | AFFECT_CONFIG | DEVICE_MODIFY_FORCE,
+            "virDomainUpdateDeviceFlags",
+        )?;
+        let elem = tree::parse_document(xml)?;
+        if elem.name != "disk" {
+            return Err(Error::unsupported(format!(
+                "live update of device '{}' is not supported",
+                elem.name
+            )));
+        }
+        let new = Disk::parse(&elem)?;
+        let source = new.source.as_ref().and_then(|s| s.path.clone());
+        let _job = obj.begin_job().await?;
+        let (name, live, config_def) = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            let (live, config) = match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
+                0 => (d.is_active(), !d.is_active()),
+                f => (f & AFFECT_LIVE != 0, f & AFFECT_CONFIG != 0),
+            };
+            if live && !d.is_active() {
+                return Err(Error::operation_invalid("domain is not running"));
+            }
+            let config_def = if config {
+                let mut def = d.persistent.clone().ok_or_else(|| {
+                    Error::operation_invalid("transient domains do not have any persistent config")
+                })?;
+                let disk = def
+                    .devices
+                    .disks
+                    .iter_mut()
+                    .find(|x| x.target.dev == new.target.dev)
+                    .ok_or_else(|| {
+                        Error::invalid_arg(format!("target {} doesn't exist.", new.target.dev))
+                    })?;
+                set_source(disk, &new)?;
+                Some(def)
+            } else {
+                None
+            };
+            let live = match d.live.as_ref().filter(|_| live) {
+                None => None,
+                Some(l) => {
+                    let disk = l
+                        .def
+                        .devices
+                        .disks
+                        .iter()
+                        .find(|x| x.target.dev == new.target.dev)
+                        .ok_or_else(|| {
+                            Error::internal(format!("disk '{}' not found", new.target.dev))
+                        })?;
+                    check_removable(disk)?;
+                    let id = drives::drive_id(disk).ok_or_else(|| {
+                        Error::unsupported(format!(
+                            "disk '{}' is not on a drive oxvirt can change",
+                            new.target.dev
+                        ))
+                    })?;
+                    Some((l.vmm.clone(), id))
+                }
+            };
+            (d.name.clone(), live, config_def)
+        };
+        if let Some((mut vmm, id)) = live {
+            let image = match &source {
+                Some(p) => {
+                    super::resolve::check_readable(p, true)?;
+                    Some(
+                        std::fs::File::open(p)
+                            .map_err(|e| Error::internal(format!("cannot open '{p}': {e}")))?,
+                    )
+                }
+                None => None,
+            };
+            // The live definition first: a guest rebooting meanwhile (into
+            // a new VMM, which takes its media from it) gets the new
+            // medium either way; the VMM that answers is the current one.
+            let old = swap_live_source(obj, &new.target.dev, new.source.clone());
+            let mut tries = 0;
+            loop {
+                match vmm.change_media(&id, image.as_ref()).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        let current = obj.data().live.as_ref().map(|l| l.vmm.clone());
+                        match current {
+                            // A reboot in progress: wait for its VMM.
+                            Some(c) if tries < 10 => {
+                                tries += 1;
+                                if Arc::ptr_eq(&c, &vmm) {
+                                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                                }
+                                vmm = c;
+                            }
+                            _ => {
+                                swap_live_source(obj, &new.target.dev, old);
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+            }
+            super::supervise::write_status(&self.inner, obj);
+            tracing::info!(domain = name, drive = id, source = ?source, "medium changed");
+        }
+        if let Some(def) = config_def {
+            self.inner.store.save(&def)?;
+            obj.data().persistent = Some(def);
+        }
+        Ok(())
+    }
+}
+
+/// Puts `source` in the live definition's disk `dev`; returns the old one.
+fn swap_live_source(obj: &DomainObj, dev: &str, source: Option<DiskSource>) -> Option<DiskSource> {
+    let mut d = obj.data();
+    let disk = d
+        .live
+        .as_mut()?
+        .def
+        .devices
+        .disks
+        .iter_mut()
+        .find(|x| x.target.dev == dev)?;
+    std::mem::replace(&mut disk.source, source.filter(|s| s.path.is_some()))
+}
+
+fn check_removable(disk: &Disk) -> Result<()> {
+    if !matches!(disk.device, DiskDevice::Cdrom | DiskDevice::Floppy) {
+        return Err(Error::unsupported(
+            "disk source can be changed only in removable drives",
+        ));
+    }
+    Ok(())
+}
+
+/// Gives `disk` the medium of `new`, keeping the rest of its definition.
+fn set_source(disk: &mut Disk, new: &Disk) -> Result<()> {
+    check_removable(disk)?;
+    disk.source = new.source.clone().filter(|s: &DiskSource| s.path.is_some());
+    Ok(())
+}
