@@ -12,6 +12,8 @@
 #                      driver or autostarted networks, QEMU run as root.
 #                      Sets LIBVIRTD_URI and LIBVIRTD_PID.
 #   stop_libvirtd      Destroys its guests and stops it.
+#   find_vmm           Sets `vmm`: $OXVIRT_VMM, else the release build, else
+#                      the debug build (under $CARGO_TARGET_DIR or target/).
 
 install_qemu() {
     command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null &&
@@ -110,4 +112,17 @@ stop_libvirtd() {
     kill "$LIBVIRTD_PID" 2>/dev/null
     for _ in $(seq 100); do kill -0 "$LIBVIRTD_PID" 2>/dev/null || break; sleep 0.05; done
     LIBVIRTD_PID=
+}
+
+find_vmm() {
+    vmm=${OXVIRT_VMM:-}
+    [ -n "$vmm" ] && return 0
+    local top c
+    top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    for c in "${CARGO_TARGET_DIR:-$top/target}/release/oxvirt-vmm" \
+             "${CARGO_TARGET_DIR:-$top/target}/debug/oxvirt-vmm"; do
+        [ -x "$c" ] && vmm=$c && return 0
+    done
+    echo "$(basename "$0"): build oxvirt-vmm first" >&2
+    exit 1
 }

@@ -26,14 +26,7 @@ images="$here/compat-tests/guest/out/boot-images"
 OXVIRT_TESTOS_ARGS="oxtest.checks=e820,acpi,smp,rtc,pci,rng oxtest.pci=1 oxtest.devs=03:blk,04:rng oxtest.then=poweroff" \
     "$here/compat-tests/guest/build-boot-images.sh" "$images" >/dev/null
 uefi=${UEFI_FIRMWARE:-$("$here/packaging/firmware/build-cloudhv.sh" | tail -1)}
-vmm=${OXVIRT_VMM:-}
-if [ -z "$vmm" ]; then
-    for c in "${CARGO_TARGET_DIR:-$here/target}/release/oxvirt-vmm" \
-             "${CARGO_TARGET_DIR:-$here/target}/debug/oxvirt-vmm"; do
-        [ -x "$c" ] && vmm=$c && break
-    done
-fi
-[ -n "$vmm" ] || { echo "boot.sh: build oxvirt-vmm first" >&2; exit 1; }
+find_vmm
 export VMM="$vmm" RUNS="$runs" QEMU=${QEMU:-qemu-system-x86_64} IMAGES="$images" \
     UEFI="$uefi" LIMIT=${LIMIT:-1200}
 

@@ -23,14 +23,7 @@ runs=${1:-10}
 [ -n "${QEMU:-}" ] || install_qemu
 make -s -C "$here/compat-tests/guest/testos"
 elf="$here/compat-tests/guest/out/testos.elf"
-vmm=${OXVIRT_VMM:-}
-if [ -z "$vmm" ]; then
-    for c in "${CARGO_TARGET_DIR:-$here/target}/release/oxvirt-vmm" \
-             "${CARGO_TARGET_DIR:-$here/target}/debug/oxvirt-vmm"; do
-        [ -x "$c" ] && vmm=$c && break
-    done
-fi
-[ -n "$vmm" ] || { echo "vmm.sh: build oxvirt-vmm first" >&2; exit 1; }
+find_vmm
 export VMM="$vmm" ELF="$elf" RUNS="$runs" QEMU=${QEMU:-qemu-system-x86_64} MEMORY=${MEMORY:-256}
 
 exec python3 - <<'PY'

@@ -738,6 +738,12 @@ pub fn finish(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<String, St
     }
 }
 
+/// Moves RIP past a finished instruction.
+fn retire(fd: &VcpuFd, regs: &mut kvm_regs, next: u64) -> Result<(), String> {
+    regs.rip = next;
+    fd.set_regs(regs).map_err(|e| format!("KVM_SET_REGS: {e}"))
+}
+
 fn finish_instruction(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<String, String> {
     let mut regs = fd.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
     let sregs = fd.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
@@ -763,18 +769,14 @@ fn finish_instruction(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<St
     match i.mnemonic() {
         Mnemonic::Cmpxchg16b | Mnemonic::Cmpxchg8b if i.op0_kind() == OpKind::Memory => {
             compare_exchange(fd, mem, &i, &mut regs, &sregs)?;
-            regs.rip = next;
-            fd.set_regs(&regs)
-                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            retire(fd, &mut regs, next)?;
             FINISHED.cmpxchg.fetch_add(1, Ordering::Relaxed);
         }
         Mnemonic::Popcnt | Mnemonic::Lzcnt | Mnemonic::Tzcnt
             if i.op0_kind() == OpKind::Register =>
         {
             bit_count(fd, mem, &i, &mut regs, &sregs)?;
-            regs.rip = next;
-            fd.set_regs(&regs)
-                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            retire(fd, &mut regs, next)?;
             FINISHED.bit_count.fetch_add(1, Ordering::Relaxed);
         }
         Mnemonic::Wait => {
@@ -782,9 +784,7 @@ fn finish_instruction(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<St
             if fwait(fd)? {
                 deliver(fd, VECTOR_MF)?;
             } else {
-                regs.rip = next;
-                fd.set_regs(&regs)
-                    .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+                retire(fd, &mut regs, next)?;
             }
             FINISHED.fwait.fetch_add(1, Ordering::Relaxed);
         }
@@ -794,9 +794,7 @@ fn finish_instruction(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<St
         | Mnemonic::Fnstcw
         | Mnemonic::Fnstsw => {
             x87_control(fd, mem, &i, &mut regs, &sregs)?;
-            regs.rip = next;
-            fd.set_regs(&regs)
-                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            retire(fd, &mut regs, next)?;
             FINISHED.x87.fetch_add(1, Ordering::Relaxed);
         }
         Mnemonic::Ldmxcsr
@@ -808,9 +806,7 @@ fn finish_instruction(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<St
             if i.op0_kind() == OpKind::Memory =>
         {
             if sse_state(fd, mem, &i, &regs, &sregs)? {
-                regs.rip = next;
-                fd.set_regs(&regs)
-                    .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+                retire(fd, &mut regs, next)?;
             } else {
                 deliver_fault(fd, VECTOR_GP, 0)?;
             }
@@ -822,9 +818,7 @@ fn finish_instruction(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<St
             } else {
                 regs.rflags &= !RFLAGS_AC;
             }
-            regs.rip = next;
-            fd.set_regs(&regs)
-                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            retire(fd, &mut regs, next)?;
             FINISHED.other.fetch_add(1, Ordering::Relaxed);
         }
         Mnemonic::Rdrand | Mnemonic::Rdseed if i.op0_kind() == OpKind::Register => {
@@ -834,26 +828,20 @@ fn finish_instruction(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<St
             set_reg(&mut regs, i.op0_register(), value)
                 .ok_or_else(|| format!("cannot write the destination of `{i}`"))?;
             regs.rflags = (regs.rflags & !RFLAGS_STATUS) | RFLAGS_CF;
-            regs.rip = next;
-            fd.set_regs(&regs)
-                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            retire(fd, &mut regs, next)?;
             FINISHED.other.fetch_add(1, Ordering::Relaxed);
         }
         // Guest memory is ordinary coherent host memory: writing a cache
         // line back needs nothing more.
         Mnemonic::Clwb | Mnemonic::Clflushopt => {
-            regs.rip = next;
-            fd.set_regs(&regs)
-                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            retire(fd, &mut regs, next)?;
             FINISHED.other.fetch_add(1, Ordering::Relaxed);
         }
         Mnemonic::Invpcid => {
             // Writing the control registers back makes KVM drop the
             // vCPU's cached translations: more than any INVPCID type
             // asks, never less.
-            regs.rip = next;
-            fd.set_regs(&regs)
-                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            retire(fd, &mut regs, next)?;
             fd.set_sregs(&sregs)
                 .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
             FINISHED.other.fetch_add(1, Ordering::Relaxed);
@@ -876,9 +864,7 @@ fn finish_instruction(fd: &VcpuFd, mem: &GuestMemory, data: &[u64]) -> Result<St
                 // A fault: RIP stays on the instruction.
                 Some((fault, error)) => deliver_fault(fd, fault, error)?,
                 None => {
-                    regs.rip = next;
-                    fd.set_regs(&regs)
-                        .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+                    retire(fd, &mut regs, next)?;
                     deliver(fd, u32::from(vector))?;
                 }
             }
