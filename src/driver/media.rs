@@ -107,26 +107,24 @@ impl Driver {
             // a new VMM, which takes its media from it) gets the new
             // medium either way; the VMM that answers is the current one.
             let old = swap_live_source(obj, &new.target.dev, new.source.clone());
-            let mut tries = 0;
+            // A VMM that went away while the guest reboots has a
+            // successor within a few seconds; it is asked in its turn.
+            let mut vmms_tried = 0;
             loop {
-                match vmm.change_media(&id, image.as_ref()).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        let current = obj.data().live.as_ref().map(|l| l.vmm.clone());
-                        match current {
-                            // A reboot in progress: wait for its VMM.
-                            Some(c) if tries < 10 => {
-                                tries += 1;
-                                if Arc::ptr_eq(&c, &vmm) {
-                                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                                }
-                                vmm = c;
-                            }
-                            _ => {
-                                swap_live_source(obj, &new.target.dev, old);
-                                return Err(e);
-                            }
-                        }
+                let Err(e) = vmm.change_media(&id, image.as_ref()).await else {
+                    break;
+                };
+                vmms_tried += 1;
+                let next = if vmms_tried < 3 {
+                    next_vmm(obj, &vmm).await
+                } else {
+                    None
+                };
+                match next {
+                    Some(n) => vmm = n,
+                    None => {
+                        swap_live_source(obj, &new.target.dev, old);
+                        return Err(e);
                     }
                 }
             }
@@ -139,6 +137,19 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// The VMM that replaces `gone` when the guest reboots, if one comes
+/// within 15 s and the domain still runs.
+async fn next_vmm(obj: &DomainObj, gone: &Arc<super::vmm::Vmm>) -> Option<Arc<super::vmm::Vmm>> {
+    for _ in 0..75 {
+        let current = obj.data().live.as_ref().map(|l| l.vmm.clone())?;
+        if !Arc::ptr_eq(&current, gone) {
+            return Some(current);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    None
 }
 
 /// Puts `source` in the live definition's disk `dev`; returns the old one.
