@@ -227,10 +227,17 @@ impl GuestCgroup {
     /// parents hand their controllers down.
     pub fn create(&self) -> Result<()> {
         for (h, p) in self.partition_dirs.iter().chain(&self.dirs) {
-            if !p.exists() {
-                std::fs::create_dir(p).map_err(|e| {
-                    io_error(format!("Unable to create cgroup '{}'", p.display()), &e)
-                })?;
+            // A partition is shared: a guest starting at the same time
+            // may have made it between the check and the mkdir.
+            match std::fs::create_dir(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(io_error(
+                        format!("Unable to create cgroup '{}'", p.display()),
+                        &e,
+                    ));
+                }
             }
             h.prepare(p)?;
         }
