@@ -27,7 +27,7 @@ use super::resolve::{DiskRes, char_backend, check_readable};
 /// First slot given to a device that names none (as the VMM does).
 const FIRST_AUTO_SLOT: u8 = 3;
 
-fn not_supported(what: &str, value: impl std::fmt::Display) -> Error {
+pub(super) fn not_supported(what: &str, value: impl std::fmt::Display) -> Error {
     Error::unsupported(format!("{what} '{value}' is not supported"))
 }
 

@@ -17,7 +17,7 @@ use crate::xml::model::address::Address;
 use crate::xml::model::controller::ControllerType;
 use crate::xml::model::disk::{Disk, DiskBus, DiskDevice, DiskType};
 
-use super::devices::SlotMap;
+use super::devices::{SlotMap, not_supported};
 use super::resolve::check_readable;
 
 /// The controller kinds drives sit on.
@@ -239,8 +239,4 @@ impl Drives {
         }
         Ok(out)
     }
-}
-
-fn not_supported(what: &str, value: impl std::fmt::Display) -> Error {
-    Error::unsupported(format!("{what} '{value}' is not supported"))
 }

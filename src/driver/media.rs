@@ -12,8 +12,8 @@ use crate::xml::tree;
 use super::domain::DomainObj;
 use super::{Driver, drives};
 
-const AFFECT_LIVE: u32 = 1;
-const AFFECT_CONFIG: u32 = 2;
+use super::vcpus::{AFFECT_CONFIG, AFFECT_LIVE};
+
 const DEVICE_MODIFY_FORCE: u32 = 4;
 
 impl Driver {
@@ -44,17 +44,12 @@ impl Driver {
             if d.removed {
                 return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
             }
-            let (live, config) = match flags & (AFFECT_LIVE | AFFECT_CONFIG) {
-                0 => (d.is_active(), !d.is_active()),
-                f => (f & AFFECT_LIVE != 0, f & AFFECT_CONFIG != 0),
-            };
-            if live && !d.is_active() {
-                return Err(Error::operation_invalid("domain is not running"));
-            }
+            let (live, config) = super::metadata::targets(&d, flags)?;
             let config_def = if config {
-                let mut def = d.persistent.clone().ok_or_else(|| {
-                    Error::operation_invalid("transient domains do not have any persistent config")
-                })?;
+                let mut def = d
+                    .persistent
+                    .clone()
+                    .ok_or_else(|| Error::internal("no persistent definition"))?;
                 let disk = def
                     .devices
                     .disks

@@ -143,11 +143,12 @@ impl Vm {
         vm.create_pit2(pit).map_err(Error::kvm("KVM_CREATE_PIT2"))?;
 
         let topology = cfg.cpus.topology();
+        let mmio64 = memory::pci_mmio64_window(mem_bytes);
         let acpi_params = AcpiParams {
             vcpus: cfg.cpus.count,
             topology,
-            pci_mmio64_start: memory::pci_mmio64_window(mem_bytes).0,
-            pci_mmio64_size: memory::pci_mmio64_window(mem_bytes).1,
+            pci_mmio64_start: mmio64.0,
+            pci_mmio64_size: mmio64.1,
         };
         // Direct boot: the VMM loads the kernel and writes the ACPI tables.
         // Firmware boot: the vCPUs start at the reset vector and the
@@ -229,7 +230,6 @@ impl Vm {
         let ged = shared(Ged::new(ged_irq));
         let i8042 = Arc::new(Mutex::new(I8042::new(exit.clone())));
         let pci = Arc::new(Mutex::new(PciRoot::default()));
-        let mmio64 = memory::pci_mmio64_window(mem_bytes);
         let virtio = virtio::setup::build(&cfg.devices, &vm, &mem, &pci, mmio64)?;
         let low_ram = memory::ram_regions(mem_bytes)[0].1;
         let high_ram = mem_bytes - low_ram;
