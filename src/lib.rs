@@ -16,6 +16,7 @@ pub mod dbus;
 pub mod docgen;
 pub mod driver;
 pub mod error;
+pub mod keymap;
 pub mod rpc;
 pub mod systemd;
 pub mod vmm;

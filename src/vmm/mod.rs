@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod cpu;
 pub mod devices;
+pub mod display;
 pub mod error;
 pub mod exit;
 pub mod firmware;

@@ -1,0 +1,1 @@
+//! A VNC (RFB 3.8) server for one guest's screen.
