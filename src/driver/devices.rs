@@ -65,7 +65,7 @@ impl SlotMap {
     }
 
     /// The slot of a device at `address` (`what` names it in errors).
-    fn slot(&mut self, address: Option<&Address>, what: &str) -> Result<u8> {
+    pub fn slot(&mut self, address: Option<&Address>, what: &str) -> Result<u8> {
         match address {
             Some(Address::Pci { addr, .. }) => {
                 if addr.domain != 0 || addr.bus != 0 || addr.function != 0 || addr.slot == 0 {

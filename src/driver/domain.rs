@@ -44,6 +44,10 @@ pub struct Live {
     pub serial_pty: Option<std::os::fd::OwnedFd>,
     /// The guest's cgroup, when the host has controllers.
     pub cgroup: Option<super::cgroup::GuestCgroup>,
+    /// The VNC server's listening sockets, which the VMMs of the guest's
+    /// reboots inherit in turn (none after a daemon restart until the
+    /// next reboot binds them again).
+    pub vnc: Option<super::graphics::VncSockets>,
 }
 
 /// Fields guarded by the short lock.

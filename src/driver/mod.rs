@@ -7,11 +7,13 @@
 pub mod boot;
 pub mod cgroup;
 pub mod control;
+pub mod console;
 mod definitions;
 pub mod devices;
 pub mod domain;
 pub mod drives;
 pub mod fsutil;
+pub mod graphics;
 pub mod host;
 pub mod hostnet;
 pub mod image;

@@ -44,6 +44,8 @@ pub struct Plan {
     /// Memory (KiB) the balloon leaves the guest after boot, when the
     /// current memory is below the maximum.
     pub balloon_target_kib: Option<u64>,
+    /// The VNC server, whose sockets the start opens.
+    pub vnc: Option<super::graphics::VncPlan>,
 }
 
 /// What resolution needs to know about the host.
@@ -228,6 +230,8 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
     for rng in &def.devices.rngs {
         dev_configs.push(devices::rng(rng, &mut slots)?);
     }
+    dev_configs.extend(super::graphics::video(def, &mut slots)?);
+    let vnc = super::graphics::plan(def, ctx.run_dir)?;
     let mut vsock_cid = None;
     if let Some(v) = def.devices.vsock.as_ref() {
         let uds = ctx.run_dir.join(format!("{}.vsock", def.uuid));
@@ -247,6 +251,7 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
         devices: dev_configs,
         on_reboot: Default::default(),
         sandbox: Default::default(),
+        vnc: None,
     };
     // Taps are bound later; validate with placeholders so the rest is checked now.
     let mut check = cfg.clone();
@@ -264,6 +269,7 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
         nets,
         vsock_cid,
         balloon_target_kib,
+        vnc,
     })
 }
 

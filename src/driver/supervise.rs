@@ -26,6 +26,7 @@ use crate::xml::{Domain, FormatFlags, assign_aliases, parse_domain};
 
 use super::Inner;
 use super::domain::{DomainObj, Live};
+use super::graphics;
 use super::hostnet::{self, Taps};
 use super::pidfd::ExitStatus;
 use super::resolve::{self, Plan};
@@ -65,6 +66,16 @@ pub(super) async fn launch(
     taps.bind(&mut config);
     let serial_pty = serial_pty(&mut config)?;
     let mut fds = taps.fds();
+    // Closed (and a socket file removed) on drop, until the guest runs.
+    let vnc = match &plan.vnc {
+        Some(p) => {
+            let sockets = graphics::VncSockets::open(p)?;
+            sockets.bind(p, &mut config);
+            fds.extend(sockets.fds());
+            Some(sockets)
+        }
+        None => None,
+    };
     fds.extend(serial_pty.as_ref().map(|m| m.as_raw_fd()));
     // Removed on drop, until the guest runs.
     let cgroup = make_cgroup(inner, &name, &def)?;
@@ -95,6 +106,9 @@ pub(super) async fn launch(
     assign_aliases(&mut live_def);
     apply_status(&mut live_def, &status);
     apply_host(&mut live_def, &host);
+    if let (Some(sockets), Some(p)) = (&vnc, &plan.vnc) {
+        sockets.apply_live(p, &mut live_def);
+    }
     let generation = inner.generation.fetch_add(1, Ordering::SeqCst);
     let vmm = Arc::new(vmm);
     {
@@ -110,6 +124,7 @@ pub(super) async fn launch(
             taps,
             serial_pty,
             cgroup: cgroup.map(cgroup::Pending::keep),
+            vnc,
         });
         d.state = DomainState::Running;
         d.reason = running::BOOTED;
@@ -226,6 +241,7 @@ async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
             .ok()
             .flatten()
             .filter(|c| c.exists()),
+        vnc: None,
     };
     let (state, reason) = if is_paused {
         (DomainState::Paused, paused::USER)
@@ -691,6 +707,22 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
         // The same terminal again; after a daemon restart the driver has
         // none and the new VMM opens its own.
         let mut fds = live.taps.fds();
+        // The same VNC sockets; after a daemon restart, the same ports.
+        match reopen_vnc(inner, live) {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(domain = name, "cannot restart the guest: {e}");
+                return false;
+            }
+        }
+        config.vnc = None;
+        if let (Some(sockets), Ok(Some(p))) = (
+            &live.vnc,
+            graphics::plan(&live.def, &inner.cfg.run_dir),
+        ) {
+            sockets.bind(&p, &mut config);
+            fds.extend(sockets.fds());
+        }
         match &live.serial_pty {
             Some(m) => fds.push(m.as_raw_fd()),
             None => {
@@ -749,6 +781,18 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
             false
         }
     }
+}
+
+/// Binds the VNC sockets of a running guest again when the driver holds
+/// none (after a daemon restart), on the ports its live XML shows.
+fn reopen_vnc(inner: &Inner, live: &mut Live) -> Result<()> {
+    if live.vnc.is_some() {
+        return Ok(());
+    }
+    if let Some(p) = graphics::plan(&live.def, &inner.cfg.run_dir)? {
+        live.vnc = Some(graphics::VncSockets::reopen(&p, &live.def)?);
+    }
+    Ok(())
 }
 
 /// Leaves the domain shut off with `reason`; a transient one is forgotten.

@@ -342,6 +342,38 @@ impl Vmm {
         }
     }
 
+    /// Has the VMM write the screen as a PPM image into `out`.
+    pub async fn screendump(&self, out: &std::fs::File) -> Result<()> {
+        use std::os::fd::AsFd;
+        self.control
+            .execute_with_fd("screendump", serde_json::json!({ "fd": true }), out.as_fd())
+            .await
+            .map(|_| ())
+    }
+
+    /// Presses `keys` (Linux key codes) in order, holds them `hold_ms`
+    /// and releases them in reverse order.
+    pub async fn send_key(&self, keys: &[u16], hold_ms: u32) -> Result<()> {
+        self.control
+            .execute_with(
+                "send-key",
+                Some(serde_json::json!({ "keys": keys, "hold-ms": hold_ms })),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets (or with none, removes) the VNC server's password.
+    pub async fn set_vnc_password(&self, password: Option<&str>) -> Result<()> {
+        self.control
+            .execute_with(
+                "set-vnc-password",
+                Some(serde_json::json!({ "password": password })),
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// The memory a guest has when its balloon holds `pages` 4 KiB pages.
     pub fn ballooned_kib(&self, max_kib: u64, pages: u64) -> u64 {
         let vmm_kib = self.config.memory_mib.saturating_mul(1024);

@@ -33,3 +33,16 @@ pub fn from_linux(_set: Codeset, _linux: u16) -> Option<u32> {
 pub fn linux_from_keysym(_keysym: u32) -> Option<(u16, bool)> {
     None
 }
+
+impl TryFrom<u32> for Codeset {
+    type Error = ();
+    fn try_from(v: u32) -> Result<Self, ()> {
+        Err(drop(v))
+    }
+}
+
+impl std::fmt::Display for Codeset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}

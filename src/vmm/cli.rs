@@ -215,6 +215,7 @@ impl Args {
                     .map(parse_sandbox)
                     .transpose()?
                     .unwrap_or_default(),
+                vnc: None,
             };
             cfg.validate()?;
             return Ok(cfg);

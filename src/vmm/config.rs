@@ -42,6 +42,72 @@ pub struct VmConfig {
     /// How the VMM confines itself before the guest runs.
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    /// The VNC server showing the display adapter, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc: Option<VncConfig>,
+}
+
+/// A guest's VNC server.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VncConfig {
+    /// Where it accepts clients.
+    pub listeners: Vec<VncListenerConfig>,
+    /// VNC authentication with this password; none: no authentication.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub share_policy: VncSharePolicy,
+}
+
+/// One listening socket of the VNC server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum VncListenerConfig {
+    /// A socket bound and listening already, inherited from the daemon.
+    Fd {
+        fd: i32,
+        #[serde(default)]
+        websocket: bool,
+    },
+    /// A TCP address the VMM binds itself (standalone use).
+    Tcp {
+        address: std::net::SocketAddr,
+        #[serde(default)]
+        websocket: bool,
+    },
+    /// A Unix socket path the VMM binds itself (standalone use).
+    Unix { path: PathBuf },
+}
+
+/// libvirt's `sharePolicy` of a VNC output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VncSharePolicy {
+    /// A client asking for exclusive access disconnects the others.
+    #[default]
+    AllowExclusive,
+    /// Every client shares the screen whatever it asks.
+    ForceShared,
+    /// The client's wish is ignored: always shared.
+    Ignore,
+}
+
+/// The standard VGA adapter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VgaConfig {
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+    /// Framebuffer size in KiB (libvirt's `vram`).
+    #[serde(default = "VgaConfig::default_vram_kib")]
+    pub vram_kib: u32,
+}
+
+impl VgaConfig {
+    pub const fn default_vram_kib() -> u32 {
+        16 * 1024
+    }
 }
 
 /// The confinement a VMM enters once its machine is built and before
@@ -208,6 +274,8 @@ pub enum DeviceConfig {
     /// AHCI (SATA) controller with ATA hard disks and ATAPI CD-ROM
     /// drives; not virtio.
     Sata(SataConfig),
+    /// The standard VGA display adapter.
+    Vga(VgaConfig),
 }
 
 /// Image format of a disk.
@@ -384,6 +452,7 @@ impl DeviceConfig {
             DeviceConfig::Vsock(c) => c.pci_slot,
             DeviceConfig::Scsi(c) => c.pci_slot,
             DeviceConfig::Sata(c) => c.pci_slot,
+            DeviceConfig::Vga(c) => c.pci_slot,
         }
     }
 }

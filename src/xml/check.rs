@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use super::model::Domain;
 use super::model::chardev::{CharSourceType, Chardev};
 use super::model::disk::DiskType;
-use super::model::display::VideoModel;
+use super::model::display::{GraphicsType, Listen, VideoModel};
+use super::model::input::{InputBus, InputType};
 use super::model::domain::VirtType;
 
 fn not_supported(what: &str, value: impl std::fmt::Display) -> Error {
@@ -83,14 +84,7 @@ fn check_devices(dom: &Domain) -> Result<()> {
             return Err(not_supported("disk type", disk.disk_type));
         }
     }
-    if let Some(g) = d.graphics.first() {
-        return Err(not_supported("graphics type", g.graphics_type));
-    }
-    for v in &d.videos {
-        if let Some(model) = v.model.filter(|m| *m != VideoModel::None) {
-            return Err(not_supported("video model", model));
-        }
-    }
+    check_display(dom)?;
     for e in &d.kept {
         if UNSUPPORTED_DEVICES.contains(&e.name.as_str()) {
             return Err(Error::unsupported(format!(
@@ -113,6 +107,48 @@ fn check_devices(dom: &Domain) -> Result<()> {
     for c in chardevs {
         if display_chardev(c) {
             return Err(not_supported(&format!("{} type", c.kind), c.source_type));
+        }
+    }
+    Ok(())
+}
+
+/// One VNC server, the standard VGA adapter, and the PS/2 and USB input
+/// devices; SPICE and the other outputs are not offered.
+fn check_display(dom: &Domain) -> Result<()> {
+    let d = &dom.devices;
+    for g in &d.graphics {
+        if g.graphics_type != GraphicsType::Vnc {
+            return Err(not_supported("graphics type", g.graphics_type));
+        }
+        if let Some(Listen::Network(_)) = g.listens()?.first() {
+            return Err(not_supported("graphics listen type", "network"));
+        }
+    }
+    if d.graphics.len() > 1 {
+        return Err(Error::unsupported(
+            "only 1 graphics device of each type (sdl, vnc, spice, dbus) is supported",
+        ));
+    }
+    for v in &d.videos {
+        if let Some(model) = v
+            .model
+            .filter(|m| !matches!(m, VideoModel::None | VideoModel::Vga))
+        {
+            return Err(not_supported("video model", model));
+        }
+    }
+    if d.videos.iter().filter(|v| v.model == Some(VideoModel::Vga)).count() > 1 {
+        return Err(Error::unsupported("only one video adapter is supported"));
+    }
+    for i in &d.inputs {
+        match (i.input_type, i.bus) {
+            (InputType::Mouse | InputType::Keyboard, Some(InputBus::Ps2) | None) => {}
+            (InputType::Mouse | InputType::Keyboard | InputType::Tablet, Some(InputBus::Usb)) => {}
+            (InputType::Tablet, None) => {}
+            (InputType::Mouse | InputType::Keyboard | InputType::Tablet, Some(bus)) => {
+                return Err(not_supported("input bus", bus));
+            }
+            (t, _) => return Err(not_supported("input device type", t)),
         }
     }
     Ok(())
@@ -149,6 +185,17 @@ mod tests {
             check("<graphics type='spice'/>").unwrap_err().message,
             "unsupported configuration: graphics type 'spice' is not supported"
         );
+        assert_eq!(
+            check("<graphics type='vnc'/><graphics type='vnc'/>")
+                .unwrap_err()
+                .message,
+            "unsupported configuration: only 1 graphics device of each type (sdl, vnc, spice, dbus) is supported"
+        );
+        assert_eq!(
+            check("<input type='tablet' bus='virtio'/>").unwrap_err().message,
+            "unsupported configuration: input bus 'virtio' is not supported"
+        );
+        check("<graphics type='vnc' passwd='x'/><video><model type='vga'/></video>").unwrap();
         assert_eq!(
             check("<video><model type='virtio'/></video>")
                 .unwrap_err()

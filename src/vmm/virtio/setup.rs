@@ -436,6 +436,10 @@ pub fn build(
             out.handles.push(Handle::Cdroms { slot, drives });
             continue;
         }
+        if let DeviceConfig::Vga(_) = d {
+            // The display adapter is built with the display (vm.rs).
+            continue;
+        }
         let (dev, handle): (Box<dyn VirtioDevice>, Handle) = match d {
             DeviceConfig::Block(b) => {
                 let stats = Arc::new(BlkStats::default());
@@ -498,7 +502,9 @@ pub fn build(
                     Handle::Cdroms { slot, drives },
                 )
             }
-            DeviceConfig::Sata(_) => unreachable!("SATA controllers are built above"),
+            DeviceConfig::Sata(_) | DeviceConfig::Vga(_) => {
+                unreachable!("SATA controllers and the VGA adapter are built apart")
+            }
         };
         let bar = alloc
             .allocate(

@@ -4,7 +4,7 @@
 use crate::xml::mac::MacAddr;
 use crate::xml::model::Domain;
 use crate::xml::model::disk::{DiskDriver, DiskType};
-use crate::xml::model::input::{InputBus, InputType};
+use crate::xml::model::input::{Input, InputBus, InputType};
 use crate::xml::model::virtio_misc::{Memballoon, RngBackendModel};
 use crate::xml::tree::Element;
 
@@ -12,6 +12,28 @@ use crate::xml::tree::Element;
 /// (libvirt 9.0's QEMU driver fills `/dev/random`; `/dev/urandom` does
 /// not block and is what oxvirt's VMM reads.)
 pub const DEFAULT_RNG_SOURCE: &str = "/dev/urandom";
+
+/// An x86 machine always has the PS/2 mouse and keyboard of its i8042;
+/// libvirt lists them after the inputs the XML names.
+fn add_implicit_inputs(arch: Option<&str>, inputs: &mut Vec<Input>) {
+    if !matches!(arch, Some("x86_64" | "i686")) {
+        return;
+    }
+    for kind in [InputType::Mouse, InputType::Keyboard] {
+        let present = inputs
+            .iter()
+            .any(|i| i.input_type == kind && i.bus.is_none_or(|b| b == InputBus::Ps2));
+        if !present {
+            inputs.push(Input {
+                input_type: kind,
+                bus: Some(InputBus::Ps2),
+                extra: Vec::new(),
+                alias: None,
+                address: None,
+            });
+        }
+    }
+}
 
 pub fn fill(dom: &mut Domain) {
     let d = &mut dom.devices;
@@ -29,6 +51,8 @@ pub fn fill(dom: &mut Domain) {
             driver.format.get_or_insert_with(|| "raw".to_string());
         }
     }
+    add_implicit_inputs(dom.os.arch.as_deref(), &mut dom.devices.inputs);
+    let d = &mut dom.devices;
     for input in &mut d.inputs {
         if input.bus.is_none() {
             input.bus = Some(match input.input_type {

@@ -5,6 +5,7 @@ mod chardevs;
 mod controllers;
 mod cpu;
 mod devices;
+mod graphics;
 pub mod pci;
 mod validate;
 mod video;
@@ -25,6 +26,7 @@ pub fn fill(dom: &mut Domain) -> Result<()> {
     fill_numatune(dom);
     cpu::fill(dom);
     devices::fill(dom);
+    graphics::fill(dom)?;
     video::fill(dom);
     pci::check_duplicates(dom)?;
     validate::check(dom)?;

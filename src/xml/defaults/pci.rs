@@ -153,6 +153,15 @@ pub fn assign(dom: &mut Domain) -> Result<()> {
             alloc.fill(&mut c.address)?;
         }
     }
+    // The primary video adapter comes first, as libvirt reserves its slot
+    // before any other device's.
+    if let Some(v) = d
+        .videos
+        .first_mut()
+        .filter(|v| v.model != Some(VideoModel::None))
+    {
+        alloc.fill(&mut v.address)?;
+    }
     fill_kept(&mut alloc, dom, "filesystem")?;
     let d = &mut dom.devices;
     for n in d

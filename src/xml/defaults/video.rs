@@ -2,7 +2,7 @@
 //! flag, with the values libvirt fills.
 
 use crate::xml::model::Domain;
-use crate::xml::model::display::VideoModel;
+use crate::xml::model::display::{Video, VideoModel};
 
 /// VRAM in KiB libvirt gives a model that has a framebuffer size.
 fn default_vram(model: VideoModel) -> Option<u32> {
@@ -18,9 +18,23 @@ fn default_vram(model: VideoModel) -> Option<u32> {
 }
 
 pub fn fill(dom: &mut Domain) {
+    // A screen needs an adapter: libvirt adds one for graphics without.
+    if !dom.devices.graphics.is_empty() && dom.devices.videos.is_empty() {
+        dom.devices.videos.push(Video {
+            model: None,
+            ram: None,
+            vram: None,
+            vgamem: None,
+            heads: None,
+            primary: None,
+            alias: None,
+            address: None,
+        });
+    }
     for (i, v) in dom.devices.videos.iter_mut().enumerate() {
-        // libvirt 9.0's default adapter for x86 KVM guests.
-        let model = *v.model.get_or_insert(VideoModel::Cirrus);
+        // libvirt's default for x86 is Cirrus when the emulator has it,
+        // else the standard VGA; oxvirt's machine has no Cirrus adapter.
+        let model = *v.model.get_or_insert(VideoModel::Vga);
         if model == VideoModel::None {
             continue;
         }
@@ -53,7 +67,7 @@ mod tests {
         let v = &d.devices.videos;
         assert_eq!(
             (v[0].model, v[0].vram, v[0].heads, v[0].primary),
-            (Some(VideoModel::Cirrus), Some(16384), Some(1), Some(true))
+            (Some(VideoModel::Vga), Some(16384), Some(1), Some(true))
         );
         assert_eq!(
             (v[1].ram, v[1].vram, v[1].vgamem, v[1].primary),

@@ -110,6 +110,78 @@ impl Graphics {
     }
 }
 
+/// Where a graphics output listens (its `<listen>` children).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// `type='address'`, with the address when one is set.
+    Address(Option<String>),
+    /// `type='network'`: the address of a virtual network.
+    Network(String),
+    /// `type='socket'`, with the path when one is set.
+    Socket(Option<String>),
+    /// `type='none'`: no listener at all.
+    None,
+}
+
+impl Listen {
+    fn parse(e: &Element) -> Result<Listen> {
+        let owned = |n: &str| e.attr(n).map(str::to_string);
+        match e.attr("type") {
+            Some("address") => Ok(Listen::Address(owned("address"))),
+            Some("network") => Ok(Listen::Network(owned("network").ok_or_else(|| {
+                Error::xml("network attribute is required for listen type 'network'")
+            })?)),
+            Some("socket") => Ok(Listen::Socket(owned("socket"))),
+            Some("none") => Ok(Listen::None),
+            Some(other) => Err(Error::xml(format!("unknown graphics listen type '{other}'"))),
+            None => Err(Error::xml("graphics listen type must be specified")),
+        }
+    }
+}
+
+impl Graphics {
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets `name`, keeping the attributes in libvirt's order.
+    pub fn set_attr(&mut self, name: &str, value: impl ToString) {
+        let value = value.to_string();
+        if let Some(slot) = self.attrs.iter_mut().find(|(k, _)| k == name) {
+            slot.1 = value;
+            return;
+        }
+        let rank = attr_rank(name);
+        let pos = self
+            .attrs
+            .iter()
+            .position(|(k, _)| attr_rank(k) > rank)
+            .unwrap_or(self.attrs.len());
+        self.attrs.insert(pos, (name.to_string(), value));
+    }
+
+    pub fn remove_attr(&mut self, name: &str) {
+        self.attrs.retain(|(k, _)| k != name);
+    }
+
+    /// The `<listen>` children, in order.
+    pub fn listens(&self) -> Result<Vec<Listen>> {
+        self.children
+            .iter()
+            .filter(|c| c.name == "listen")
+            .map(Listen::parse)
+            .collect()
+    }
+
+    /// The first `<listen>` child, which the legacy attributes mirror.
+    pub fn first_listen_mut(&mut self) -> Option<&mut Element> {
+        self.children.iter_mut().find(|c| c.name == "listen")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Video {
     pub model: Option<VideoModel>,
