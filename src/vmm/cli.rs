@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::config::{
-    BootConfig, CONFIG_VERSION, CpuConfig, FirmwareBoot, Identity, KernelBoot, SandboxConfig,
-    SerialConfig, VmConfig,
+    BootConfig, CONFIG_VERSION, CpuConfig, DeviceConfig, FirmwareBoot, Identity, KernelBoot,
+    SandboxConfig, SerialConfig, VgaConfig, VmConfig, VncConfig, VncListenerConfig,
 };
 use super::error::{Error, Result};
 
@@ -94,6 +94,49 @@ pub struct Args {
     /// Confinement once the guest is built: seccomp[,user=UID:GID][,jail=DIR], or none.
     #[arg(long)]
     pub sandbox: Option<String>,
+    /// The standard VGA adapter: [vram=KiB][,slot=N].
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    pub vga: Option<String>,
+    /// A VNC server on HOST:PORT or unix:PATH, or ws:HOST:PORT for a
+    /// websocket (repeatable); implies --vga.
+    #[arg(long)]
+    pub vnc: Vec<String>,
+    /// VNC authentication with this password.
+    #[arg(long, requires = "vnc")]
+    pub vnc_password: Option<String>,
+}
+
+/// Parses a `--vga` value.
+fn parse_vga(s: &str) -> Result<VgaConfig> {
+    let mut cfg = VgaConfig {
+        pci_slot: None,
+        vram_kib: VgaConfig::default_vram_kib(),
+    };
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let bad = || Error::Config(format!("bad --vga item '{item}'"));
+        match item.split_once('=') {
+            Some(("vram", v)) => cfg.vram_kib = v.parse().map_err(|_| bad())?,
+            Some(("slot", v)) => cfg.pci_slot = Some(v.parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(cfg)
+}
+
+/// Parses a `--vnc` value.
+fn parse_vnc_listener(s: &str) -> Result<VncListenerConfig> {
+    let bad = || Error::Config(format!("bad --vnc address '{s}'"));
+    if let Some(path) = s.strip_prefix("unix:") {
+        return Ok(VncListenerConfig::Unix { path: path.into() });
+    }
+    let (websocket, addr) = match s.strip_prefix("ws:") {
+        Some(a) => (true, a),
+        None => (false, s),
+    };
+    Ok(VncListenerConfig::Tcp {
+        address: addr.parse().map_err(|_| bad())?,
+        websocket,
+    })
 }
 
 /// Parses a `--sandbox` value.
@@ -217,6 +260,23 @@ impl Args {
                     .unwrap_or_default(),
                 vnc: None,
             };
+            let mut cfg = cfg;
+            if self.vga.is_some() || !self.vnc.is_empty() {
+                cfg.devices.push(DeviceConfig::Vga(parse_vga(
+                    self.vga.as_deref().unwrap_or(""),
+                )?));
+            }
+            if !self.vnc.is_empty() {
+                cfg.vnc = Some(VncConfig {
+                    listeners: self
+                        .vnc
+                        .iter()
+                        .map(|v| parse_vnc_listener(v))
+                        .collect::<Result<_>>()?,
+                    password: self.vnc_password.clone(),
+                    share_policy: Default::default(),
+                });
+            }
             cfg.validate()?;
             return Ok(cfg);
         } else {

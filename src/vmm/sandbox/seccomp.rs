@@ -41,11 +41,14 @@ pub enum ThreadKind {
     Rng,
     /// The virtio-balloon worker.
     Balloon,
+    /// The VNC server: accepting clients on the listening sockets the
+    /// daemon passed, serving each, rendering the screen.
+    Vnc,
 }
 
 impl ThreadKind {
     /// Every kind, for building and checking all filters.
-    pub const ALL: [ThreadKind; 11] = [
+    pub const ALL: [ThreadKind; 12] = [
         ThreadKind::Control,
         ThreadKind::Launcher,
         ThreadKind::Vcpu,
@@ -57,6 +60,7 @@ impl ThreadKind {
         ThreadKind::Console,
         ThreadKind::Rng,
         ThreadKind::Balloon,
+        ThreadKind::Vnc,
     ];
 }
 
@@ -359,6 +363,27 @@ impl Allow {
             ThreadKind::Console => self.worker().stream_sockets(),
             ThreadKind::Rng => self.worker(),
             ThreadKind::Balloon => self.worker(),
+            // Input events reach the i8042 and USB devices from here, so
+            // their interrupt lines too.
+            ThreadKind::Vnc => self
+                .stream_sockets()
+                .base()
+                .calls(&[
+                    libc::SYS_read,
+                    libc::SYS_poll,
+                    libc::SYS_ppoll,
+                    libc::SYS_getsockname,
+                    libc::SYS_getpeername,
+                ])
+                .call_if(
+                    libc::SYS_setsockopt,
+                    rule(vec![cond(1, SeccompCmpOp::Eq, libc::IPPROTO_TCP as u64)]),
+                )
+                .call_if(
+                    libc::SYS_setsockopt,
+                    rule(vec![cond(1, SeccompCmpOp::Eq, libc::SOL_SOCKET as u64)]),
+                )
+                .ioctls(&[KVM_IRQ_LINE()]),
         }
     }
 }
