@@ -93,10 +93,7 @@ impl TryFrom<u32> for Codeset {
 
     /// The set of libvirt's number, or the number back if there is none.
     fn try_from(n: u32) -> Result<Self, u32> {
-        Codeset::ALL
-            .into_iter()
-            .find(|&c| c as u32 == n)
-            .ok_or(n)
+        Codeset::ALL.into_iter().find(|&c| c as u32 == n).ok_or(n)
     }
 }
 
