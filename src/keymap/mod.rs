@@ -403,16 +403,3 @@ mod tests {
         assert!(checked > 1000, "{checked}");
     }
 }
-
-impl TryFrom<u32> for Codeset {
-    type Error = ();
-    fn try_from(v: u32) -> Result<Self, ()> {
-        Err(drop(v))
-    }
-}
-
-impl std::fmt::Display for Codeset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
