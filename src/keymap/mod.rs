@@ -19,8 +19,13 @@ pub enum Codeset {
 }
 
 /// A Linux key code for `code` of `set`.
-pub fn to_linux(_set: Codeset, _code: u32) -> Option<u16> {
-    None
+pub fn to_linux(set: Codeset, code: u32) -> Option<u16> {
+    // Minimal: the XT main block equals the Linux codes; keypad Enter.
+    match (set, code) {
+        (Codeset::Qnum, 1..=0x58) => Some(code as u16),
+        (Codeset::Qnum, 0x9c) => Some(96),
+        _ => None,
+    }
 }
 
 /// The code of `set` for a Linux key code.
@@ -30,6 +35,18 @@ pub fn from_linux(_set: Codeset, _linux: u16) -> Option<u32> {
 
 /// The key (and whether Shift is part of it on a US layout) that types
 /// an X11 keysym, as a VNC client's plain key event sends it.
-pub fn linux_from_keysym(_keysym: u32) -> Option<(u16, bool)> {
-    None
+pub fn linux_from_keysym(keysym: u32) -> Option<(u16, bool)> {
+    // Minimal: letters, Return and the Shift keys.
+    const LETTERS: [u16; 26] = [
+        30, 48, 46, 32, 18, 33, 34, 35, 23, 36, 37, 38, 50, 49, 24, 25, 16, 19, 31, 20, 22, 47, 17,
+        45, 21, 44,
+    ];
+    match keysym {
+        0x61..=0x7a => Some((LETTERS[(keysym - 0x61) as usize], false)),
+        0x41..=0x5a => Some((LETTERS[(keysym - 0x41) as usize], true)),
+        0xff0d => Some((28, false)),
+        0xffe1 => Some((42, false)),
+        0xffe2 => Some((54, false)),
+        _ => None,
+    }
 }
