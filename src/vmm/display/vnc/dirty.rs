@@ -25,7 +25,7 @@ impl Rect {
     }
 }
 
-fn row<'a>(frame: &'a Frame, y: u32, x0: u32, x1: u32) -> &'a [u32] {
+fn row(frame: &Frame, y: u32, x0: u32, x1: u32) -> &[u32] {
     let base = y as usize * frame.width as usize;
     frame
         .pixels

@@ -23,6 +23,9 @@ mod server;
 mod session;
 mod websocket;
 
+#[cfg(test)]
+mod tests;
+
 pub use server::{MAX_CLIENTS, VncServer};
 
 /// A listening socket the daemon made for the server.

@@ -43,7 +43,7 @@ impl PixelFormat {
         blue_shift: 0,
     };
 
-    pub fn to_bytes(&self) -> [u8; 16] {
+    pub fn to_bytes(self) -> [u8; 16] {
         let [rh, rl] = self.red_max.to_be_bytes();
         let [gh, gl] = self.green_max.to_be_bytes();
         let [bh, bl] = self.blue_max.to_be_bytes();

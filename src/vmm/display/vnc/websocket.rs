@@ -151,6 +151,9 @@ impl Decoder {
                     let take = need.saturating_sub(self.header.len()).min(input.len());
                     self.header.extend_from_slice(&input[..take]);
                     input = &input[take..];
+                    if self.header.get(1).is_some_and(|b| b & 0x80 == 0) {
+                        return Err("unmasked client websocket frame");
+                    }
                     if self.header.len() == self.header_len() {
                         self.start_payload(controls)?;
                     }
@@ -201,9 +204,6 @@ impl Decoder {
         let (b0, b1) = (h[0], h[1]);
         if b0 & 0x70 != 0 {
             return Err("reserved websocket bits set");
-        }
-        if b1 & 0x80 == 0 {
-            return Err("unmasked client websocket frame");
         }
         let opcode = b0 & 0x0f;
         let (len, rest) = match b1 & 0x7f {
@@ -268,7 +268,7 @@ pub mod tests {
     fn accept_key_matches_rfc_example() {
         assert_eq!(
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaGeoAVNIvZ8cgMC0s="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
@@ -279,7 +279,7 @@ pub mod tests {
         let up = parse_upgrade(req).unwrap();
         assert!(up.binary_protocol);
         let resp = upgrade_response(&up);
-        assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaGeoAVNIvZ8cgMC0s=\r\n"));
+        assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(resp.contains("Sec-WebSocket-Protocol: binary\r\n"));
         assert!(resp.ends_with("\r\n\r\n"));
         assert!(parse_upgrade("GET / HTTP/1.1\r\nHost: x\r\n").is_err());

@@ -289,7 +289,7 @@ pub mod tests {
                 let n = (tw * th) as usize;
                 let sub = take(1)[0];
                 let mut px: Vec<u32> = Vec::with_capacity(n);
-                let mut run_len = |take: &mut dyn FnMut(usize) -> Vec<u8>| {
+                let run_len = |take: &mut dyn FnMut(usize) -> Vec<u8>| {
                     let mut len = 1usize;
                     loop {
                         let b = take(1)[0];
