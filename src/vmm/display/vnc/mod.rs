@@ -26,7 +26,7 @@ mod websocket;
 #[cfg(test)]
 mod tests;
 
-pub use server::{MAX_CLIENTS, VncServer};
+pub use server::{MAX_CLIENTS, Spawner, VncServer, plain_threads};
 
 /// A listening socket the daemon made for the server.
 pub enum Listener {

@@ -33,6 +33,16 @@ struct ClientEntry {
     mode: Mode,
 }
 
+/// Starts a named thread running a body: how the server gets threads.
+pub type Spawner = Arc<
+    dyn Fn(&str, Box<dyn FnOnce() + Send>) -> io::Result<std::thread::JoinHandle<()>> + Send + Sync,
+>;
+
+/// A [`Spawner`] of plain threads.
+pub fn plain_threads() -> Spawner {
+    Arc::new(|name, body| std::thread::Builder::new().name(name.into()).spawn(body))
+}
+
 /// What every thread of one server sees.
 pub struct Shared {
     password: Mutex<Option<String>>,
@@ -44,7 +54,7 @@ pub struct Shared {
     clients: Mutex<Vec<ClientEntry>>,
     total_bytes: Arc<AtomicU64>,
     stop: AtomicBool,
-    thread_setup: Arc<dyn Fn() + Send + Sync>,
+    spawn: Spawner,
     next_id: AtomicU64,
 }
 
@@ -125,14 +135,14 @@ pub struct VncServer {
 }
 
 impl VncServer {
-    /// Starts accepting on every endpoint. `thread_setup` runs first in
-    /// every thread the server spawns.
+    /// Starts accepting on every endpoint. Every thread of the server is
+    /// started through `spawn` (the VMM's confined thread launcher).
     pub fn start(
         endpoints: Vec<Endpoint>,
         opts: VncOptions,
         source: Arc<dyn DisplaySource>,
         input: Arc<dyn InputSink>,
-        thread_setup: Arc<dyn Fn() + Send + Sync>,
+        spawn: Spawner,
     ) -> io::Result<VncServer> {
         let shared = Arc::new(Shared {
             password: Mutex::new(opts.password),
@@ -144,7 +154,7 @@ impl VncServer {
             clients: Mutex::new(Vec::new()),
             total_bytes: Arc::default(),
             stop: AtomicBool::new(false),
-            thread_setup,
+            spawn,
             next_id: AtomicU64::new(1),
         });
         let mut server = VncServer {
@@ -156,10 +166,8 @@ impl VncServer {
                 Listener::Tcp(l) => l.set_nonblocking(true)?,
                 Listener::Unix(l) => l.set_nonblocking(true)?,
             }
-            let shared = shared.clone();
-            let thread = std::thread::Builder::new()
-                .name("vnc-accept".into())
-                .spawn(move || accept_loop(&shared, ep))?;
+            let accepting = shared.clone();
+            let thread = (shared.spawn)("vnc-accept", Box::new(move || accept_loop(&accepting, ep)))?;
             // On an error here, dropping `server` stops the threads started.
             server.accept_threads.push(thread);
         }
@@ -206,7 +214,6 @@ fn accept_one(listener: &Listener) -> io::Result<Socket> {
 }
 
 fn accept_loop(shared: &Arc<Shared>, ep: Endpoint) {
-    (shared.thread_setup)();
     while !shared.stopping() {
         let ready = {
             let fd = match &ep.listener {
@@ -252,13 +259,13 @@ fn start_client(shared: &Arc<Shared>, socket: Socket, websocket: bool) {
         total: shared.total_bytes.clone(),
     };
     let thread_shared = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name("vnc-client".into())
-        .spawn(move || {
-            (thread_shared.thread_setup)();
+    let spawned = (shared.spawn)(
+        "vnc-client",
+        Box::new(move || {
             session::serve(&thread_shared, id, socket, websocket, counters);
             thread_shared.unregister(id);
-        });
+        }),
+    );
     if let Err(e) = spawned {
         tracing::warn!("vnc: cannot start a client thread: {e}");
         shared.unregister(id);

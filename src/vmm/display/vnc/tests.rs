@@ -93,7 +93,7 @@ fn start(password: Option<&str>, share_policy: SharePolicy, websocket: bool) -> 
         opts,
         source.clone(),
         input.clone(),
-        Arc::new(|| {}),
+        super::server::plain_threads(),
     )
     .unwrap();
     Setup {
@@ -707,8 +707,9 @@ fn unix_socket_endpoint() {
         VncOptions::default(),
         source,
         Arc::new(Recorder::default()),
-        Arc::new(move || {
+        Arc::new(move |name: &str, body: Box<dyn FnOnce() + Send>| {
             counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::Builder::new().name(name.into()).spawn(body)
         }),
     )
     .unwrap();
@@ -720,7 +721,7 @@ fn unix_socket_endpoint() {
     c.request(false);
     c.update();
     assert_eq!(c.fb.pixels, pattern_frame(64, 48, 0));
-    // The accept thread and the client thread each ran the setup hook.
+    // The accept thread and the client thread each came from the spawner.
     assert_eq!(setups.load(Ordering::SeqCst), 2);
     drop(server);
     assert!(c.closed());
