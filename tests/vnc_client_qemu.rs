@@ -236,6 +236,7 @@ fn qemu_vnc_shows_the_pattern_and_carries_keys_pointer_and_resize() {
         mouse.iter().any(|l| !l.starts_with("INFO mouse dx=0 ")),
         "no movement in {mouse:?} (first {moved})"
     );
+    println!("{}", mouse.join("\n"));
     assert!(!log.contains("FAIL"), "{log}");
 }
 

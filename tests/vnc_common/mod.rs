@@ -805,6 +805,8 @@ mod vnc_common_tests {
         let p = testos_pattern(640, 480);
         // what the guest printed: PASS display 640x480x32 ... checksum=0x84d28000
         assert_eq!(testos_checksum(&p), 0x84d2_8000);
+        assert_eq!(testos_checksum(&testos_pattern(800, 600)), 0x19df_8000);
+        assert_eq!(testos_checksum(&testos_pattern(1024, 768)), 0x99e0_0000);
         assert_eq!(p[0], 0);
         assert_eq!(p[32], 0x0c_00ff); // R = floor(32 * 255 / 639) = 12, odd 32-block
         assert_eq!(p[639], 0xff_00ff); // block 19 of columns, block 0 of rows
