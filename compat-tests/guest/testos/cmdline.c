@@ -56,6 +56,20 @@ static void parse_range(const char *v, usize n)
 	}
 }
 
+/* WxH, both decimal; left unchanged if malformed */
+static void parse_size(const char *v, usize n, u32 *w, u32 *h)
+{
+	usize c = 0;
+	while (c < n && v[c] != 'x')
+		c++;
+	i64 a, b;
+	if (c < n && parse_int(v, c, &a) && parse_int(v + c + 1, n - c - 1, &b) && a > 0 &&
+	    b > 0 && a <= 0xFFFF && b <= 0xFFFF) {
+		*w = (u32)a;
+		*h = (u32)b;
+	}
+}
+
 bool parse_ipv4(const char *v, usize n, u32 *out)
 {
 	u32 ip = 0;
@@ -120,6 +134,8 @@ void cmdline_parse(const char *cl)
 	opt.balloonwait_ms = 10000;
 	opt.timeout_ms = 5000;
 	opt.intx_gsi = -1;
+	opt.disp_w = 640;
+	opt.disp_h = 480;
 	copy_val(opt.checks, sizeof(opt.checks), "e820,acpi,smp,rtc", 17);
 	copy_val(opt.then, sizeof(opt.then), "halt", 4);
 	if (!cl)
@@ -220,6 +236,10 @@ void cmdline_parse(const char *cl)
 			opt.blkspan_mib = n;
 		else if (KEY("oxtest.netbench"))
 			copy_val(opt.netbench, sizeof(opt.netbench), v, vlen);
+		else if (KEY("oxtest.display"))
+			parse_size(v, vlen, &opt.disp_w, &opt.disp_h);
+		else if (KEY("oxtest.display.resize"))
+			parse_size(v, vlen, &opt.resize_w, &opt.resize_h);
 #undef KEY
 	}
 }

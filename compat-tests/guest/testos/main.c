@@ -26,6 +26,7 @@ static const struct {
 	{ "pci", check_pci }, { "blk", check_blk }, { "rng", check_rng },
 	{ "console", check_console }, { "balloon", check_balloon }, { "vsock", check_vsock },
 	{ "net", check_net }, { "blkbench", check_blkbench }, { "netbench", check_netbench },
+	{ "display", check_display },
 };
 
 static void run_check(const char *name)

@@ -1,5 +1,5 @@
 /* Final actions: poweroff, reset, i8042-reset, triple-fault, halt, ticker, powerbutton,
- * memfill. */
+ * memfill; input and display-loop (input.c, display.c). */
 #include "testos.h"
 
 extern void triple_fault(void);
@@ -170,6 +170,10 @@ void do_action(const char *a)
 		net_serve();
 	else if (strncmp(a, "memfill", 8) == 0)
 		memfill();
+	else if (strncmp(a, "input", 6) == 0)
+		input_loop();
+	else if (strncmp(a, "display-loop", 13) == 0)
+		display_loop();
 	else if (strncmp(a, "halt", 5) != 0)
 		println("INFO unknown action \"%s\", halting", a);
 	halt_forever();

@@ -1,7 +1,8 @@
 /* Ring 3 for the throughput modes: on this project's paravirtualised /dev/kvm the
  * guest's ring-0 code is emulated instruction by instruction while ring-3 code runs
  * natively, so request loops run in user mode (the page tables allow user access
- * everywhere, RFLAGS.IOPL = 3 lets user code reach the serial port).
+ * everywhere; RFLAGS.IOPL is 3, yet port I/O from ring 3 raises #GP on this host's
+ * KVM, so user code prints nothing).
  *
  * u64 user_call(u64 (*fn)(void *), void *arg, void *stack_top): runs fn(arg) in ring 3
  * on stack_top and returns its result. The user side comes back through the invalid

@@ -122,6 +122,9 @@ struct options {
 	char blkbench[512];        /* oxtest.blkbench=MODE:SIZE:QD:MS,... */
 	i64 blkspan_mib;           /* oxtest.blkspan=MIB: bench region from sector 0 */
 	char netbench[128];        /* oxtest.netbench=tx:MS[:LEN],udp:MS:LEN:A.B.C.D:PORT,... */
+	/* display (see README) */
+	u32 disp_w, disp_h;        /* oxtest.display=WxH (default 640x480) */
+	u32 resize_w, resize_h;    /* oxtest.display.resize=WxH, 0: none */
 };
 #define IRQ_POLL 0
 #define IRQ_MSIX 1
@@ -338,6 +341,21 @@ void net_serve(void);
 void check_blkbench(void);
 void check_netbench(void);
 
+
+/* ---- display.c, input.c ---- */
+struct display {
+	u64 fb, fb_size;   /* BAR0 */
+	u64 mmio;          /* BAR2, 0: DISPI through ports 0x1CE/0x1CF */
+	u32 w, h, stride;  /* current mode; stride in pixels */
+	bool ok;           /* the display check passed */
+};
+extern struct display disp;
+void check_display(void);
+bool display_set_mode(u32 w, u32 h, struct why *why);
+bool display_draw_checked(u32 *checksum, struct why *why);
+void display_resize(void);
+void display_loop(void);
+void input_loop(void);
 
 /* ---- power.c ---- */
 void do_action(const char *action);
