@@ -26,6 +26,10 @@ if [ "${1:-}" = "--install" ]; then
         debhelper lintian debootstrap systemd util-linux \
         seabios grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools xorriso \
         fdisk gdisk >/dev/null
+    # QEMU 7.2: the graphical-console tests compare oxvirt's VNC server
+    # with its (tests/vnc_client_qemu.rs).
+    . compat-tests/bench/anchors.sh
+    install_qemu
     # The user guests' VMMs run as, which the package creates
     # (packaging/sysusers.d/oxvirt.conf).
     getent passwd oxvirt-qemu >/dev/null ||
