@@ -228,7 +228,14 @@ impl Vm {
         let (guest_out, serial_pump) = output_pump::new("serial-out", guest_out);
         let serial = shared(SerialDevice::new(serial_irq, Box::new(guest_out)));
         let ged = shared(Ged::new(ged_irq));
-        let i8042 = Arc::new(Mutex::new(I8042::new(exit.clone())));
+        let kbd_irq = IrqLine::new().map_err(Error::io("eventfd"))?;
+        vm.register_irqfd(&kbd_irq.0, layout::I8042_KBD_IRQ)
+            .map_err(Error::kvm("KVM_IRQFD (i8042 keyboard)"))?;
+        let aux_irq = IrqLine::new().map_err(Error::io("eventfd"))?;
+        vm.register_irqfd(&aux_irq.0, layout::I8042_AUX_IRQ)
+            .map_err(Error::kvm("KVM_IRQFD (i8042 mouse)"))?;
+        let i8042 = Arc::new(Mutex::new(I8042::with_irqs(exit.clone(), kbd_irq, aux_irq)));
+        let ps2_input = Arc::new(Ps2Input::new(i8042.clone()));
         let pci = Arc::new(Mutex::new(PciRoot::default()));
         let virtio = virtio::setup::build(&cfg.devices, &vm, &mem, &pci, mmio64)?;
         let low_ram = memory::ram_regions(mem_bytes)[0].1;

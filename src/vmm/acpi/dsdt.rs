@@ -41,6 +41,35 @@ fn rtc() -> Vec<u8> {
     out
 }
 
+/// The i8042's keyboard and mouse, which firmware and Linux look for in
+/// the DSDT before they touch the controller.
+fn ps2() -> Vec<u8> {
+    let mut out = Vec::new();
+    let data = IO::new(layout::I8042_DATA_PORT, layout::I8042_DATA_PORT, 1, 1);
+    let cmd = IO::new(layout::I8042_CMD_PORT, layout::I8042_CMD_PORT, 1, 1);
+    let kbd_irq = Interrupt::new(true, true, false, false, layout::I8042_KBD_IRQ);
+    let kbd_crs = ResourceTemplate::new(vec![&data, &cmd, &kbd_irq]);
+    Device::new(
+        "PS2K".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0303")),
+            &Name::new("_CRS".into(), &kbd_crs),
+        ],
+    )
+    .to_aml_bytes(&mut out);
+    let aux_irq = Interrupt::new(true, true, false, false, layout::I8042_AUX_IRQ);
+    let aux_crs = ResourceTemplate::new(vec![&aux_irq]);
+    Device::new(
+        "PS2M".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0F13")),
+            &Name::new("_CRS".into(), &aux_crs),
+        ],
+    )
+    .to_aml_bytes(&mut out);
+    out
+}
+
 fn power_button() -> Vec<u8> {
     let mut out = Vec::new();
     Device::new(
@@ -164,6 +193,7 @@ pub fn body(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
     let mut sb = Vec::new();
     sb.extend(com1());
     sb.extend(rtc());
+    sb.extend(ps2());
     sb.extend(power_button());
     sb.extend(ged());
     sb.extend(pci_host_bridge(mmio64_start, mmio64_size));
@@ -189,6 +219,9 @@ mod tests {
         assert!(find(&b, &[0x0c, 0x41, 0xd0, 0x05, 0x01]).is_some());
         // EisaId("PNP0C0C").
         assert!(find(&b, &[0x0c, 0x41, 0xd0, 0x0c, 0x0c]).is_some());
+        // EisaId("PNP0303") and EisaId("PNP0F13").
+        assert!(find(&b, &[0x0c, 0x41, 0xd0, 0x03, 0x03]).is_some());
+        assert!(find(&b, &[0x0c, 0x41, 0xd0, 0x0f, 0x13]).is_some());
         assert!(find(&b, b"ACPI0013").is_some());
         // Name(_S5_, Package(2) { 5, 0 }).
         let s5 = find(&b, b"_S5_").unwrap();

@@ -7,6 +7,7 @@
 //! Input arrives as Linux input event codes (`KEY_*`, what virtio-input and
 //! evdev speak) and is turned into each device's own codes at the device.
 
+pub mod console;
 pub mod vga;
 pub mod vnc;
 
