@@ -85,6 +85,9 @@ pub const COM1_PORT: u16 = 0x3f8;
 pub const COM1_IRQ: u32 = 4;
 pub const I8042_DATA_PORT: u16 = 0x60;
 pub const I8042_CMD_PORT: u16 = 0x64;
+/// The KVM memory slot of the display adapter's video memory (guest RAM
+/// takes the first few).
+pub const VGA_VRAM_SLOT: u32 = 16;
 /// The i8042's keyboard and mouse (aux) interrupts.
 pub const I8042_KBD_IRQ: u32 = 1;
 pub const I8042_AUX_IRQ: u32 = 12;

@@ -26,7 +26,7 @@ use super::devices::cmos::Cmos;
 use super::devices::debugcon::{self, DebugCon};
 use super::devices::fw_cfg;
 use super::devices::ged::{self, Ged};
-use super::devices::i8042::{I8042, I8042Port};
+use super::devices::i8042::{I8042, I8042Port, Ps2Input};
 use super::devices::pci::{PciBarSpace, PciConfigIo, PciEcam, PciRoot};
 use super::devices::serial::SerialDevice;
 use super::error::{Error, Result};

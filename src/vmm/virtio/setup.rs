@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use kvm_ioctls::VmFd;
 use serde_json::{Value, json};
 use vm_allocator::{AddressAllocator, AllocPolicy};
+
+use crate::vmm::display::vga::{self, GuestMapper, Vga, VgaBars};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::balloon::{Balloon, BalloonState};
@@ -228,6 +230,69 @@ fn build_ahci(
     Ok((Arc::new(Mutex::new(f)), drives))
 }
 
+/// The KVM memory slot of the display adapter's video memory.
+struct VramSlot {
+    vm: Arc<VmFd>,
+}
+
+impl VramSlot {
+    fn region(gpa: u64, host_addr: u64, len: u64) -> kvm_bindings::kvm_userspace_memory_region {
+        kvm_bindings::kvm_userspace_memory_region {
+            slot: layout::VGA_VRAM_SLOT,
+            flags: 0,
+            guest_phys_addr: gpa,
+            memory_size: len,
+            userspace_addr: host_addr,
+        }
+    }
+}
+
+impl GuestMapper for VramSlot {
+    fn map(&self, gpa: u64, host_addr: *mut u8, len: u64) -> std::result::Result<(), String> {
+        let r = Self::region(gpa, host_addr as u64, len);
+        // SAFETY: the adapter keeps `host_addr..+len` mapped until it has
+        // called `unmap` (GuestMapper's contract), so KVM never sees the
+        // slot's memory go away while it is in use.
+        unsafe { self.vm.set_user_memory_region(r) }
+            .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION (video memory): {e}"))
+    }
+
+    fn unmap(&self) -> std::result::Result<(), String> {
+        // SAFETY: a zero-sized region deletes the slot; no memory is named.
+        unsafe { self.vm.set_user_memory_region(Self::region(0, 0, 0)) }
+            .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION (video memory): {e}"))
+    }
+}
+
+/// The standard VGA adapter, its BARs placed in the 32-bit window (where
+/// firmware may move them) and its video memory mapped into the guest.
+fn build_vga(
+    c: &crate::vmm::config::VgaConfig,
+    vm: &Arc<VmFd>,
+    mem: &GuestMemory,
+    alloc: &mut AddressAllocator,
+) -> Result<Vga> {
+    let vram = vga::vram_bytes_from_kib(u64::from(c.vram_kib));
+    let mut bar = |size: u64| -> Result<u32> {
+        let at = alloc
+            .allocate(size, size, AllocPolicy::FirstMatch)
+            .map_err(|e| Error::Boot(format!("no room for a BAR: {e}")))?
+            .start();
+        u32::try_from(at).map_err(|_| Error::Boot("VGA BAR above 4 GiB".into()))
+    };
+    let bars = VgaBars {
+        framebuffer: bar(vram)?,
+        mmio: bar(vga::MMIO_BAR_SIZE)?,
+    };
+    Vga::new(
+        vram,
+        mem.clone(),
+        Some(Box::new(VramSlot { vm: vm.clone() })),
+        Some(bars),
+    )
+    .map_err(Error::Config)
+}
+
 /// What the VMM keeps of each device after plugging it.
 pub enum Handle {
     Block { slot: u8, stats: Arc<BlkStats> },
@@ -248,6 +313,8 @@ pub struct Devices {
     pub functions: Vec<Arc<Mutex<VirtioPci>>>,
     /// The AHCI controllers, to stop their workers on exit.
     pub ahci: Vec<Arc<Mutex<Ahci>>>,
+    /// The display adapter, whose ports and screen the VM wires up.
+    pub vga: Option<Vga>,
 }
 
 impl Devices {
@@ -436,8 +503,13 @@ pub fn build(
             out.handles.push(Handle::Cdroms { slot, drives });
             continue;
         }
-        if let DeviceConfig::Vga(_) = d {
-            // The display adapter is built with the display (vm.rs).
+        if let DeviceConfig::Vga(c) = d {
+            let vga = build_vga(c, vm, mem, &mut alloc)?;
+            root.lock()
+                .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
+                .plug(slot, vga.pci.clone())
+                .map_err(Error::Config)?;
+            out.vga = Some(vga);
             continue;
         }
         let (dev, handle): (Box<dyn VirtioDevice>, Handle) = match d {
