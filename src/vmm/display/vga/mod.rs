@@ -10,6 +10,20 @@
 //! - `dispi_ports`: the DISPI index/data pair, at [`DISPI_PORTS`].
 //! - `display`: what the VNC server renders from.
 //!
+//! Registering, roughly:
+//!
+//! ```text
+//! let vga = Vga::new(vram_bytes_from_kib(kib), mem.clone(), Some(mapper), bars)?;
+//! pci_root.plug(slot, vga.pci.clone())?;
+//! io_bus.insert(vga.ports.clone(), LEGACY_PORTS.0, LEGACY_PORTS.1)?;
+//! io_bus.insert(vga.dispi_ports.clone(), DISPI_PORTS.0, DISPI_PORTS.1)?;
+//! fw_cfg.add_file(ROM_FILE, std::fs::read(VGABIOS_PATH)?);   // firmware boot
+//! vnc.set_source(vga.display.clone());
+//! ```
+//!
+//! Locks: the PCI function's lock is taken before the shared register
+//! lock; the port devices and the renderer take only the latter.
+//!
 //! Video memory is an anonymous mapping the VMM maps into the guest at
 //! BAR 0 through a [`GuestMapper`], so framebuffer access never exits.
 //! The legacy window 0xA0000-0xBFFFF is plain guest RAM: text mode, fonts
