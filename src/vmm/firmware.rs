@@ -157,6 +157,9 @@ pub struct Machine<'a> {
     pub uuid: Option<&'a str>,
     pub acpi: &'a AcpiParams,
     pub boot_order: String,
+    /// Option ROMs of PCI devices, by the fw_cfg name SeaBIOS looks up
+    /// (`pciVVVV,DDDD.rom`): the display adapter's VGA BIOS.
+    pub option_roms: Vec<(&'static str, Vec<u8>)>,
 }
 
 /// Builds the fw_cfg device with every item SeaBIOS reads.
@@ -192,6 +195,9 @@ pub fn fw_cfg(mem: &GuestMemory, m: &Machine) -> Result<FwCfg> {
     if let Some(ms) = m.boot.menu_timeout_ms {
         let ms = ms.min(u32::from(u16::MAX)) as u16;
         file(&mut d, "etc/boot-menu-wait", ms.to_le_bytes().to_vec())?;
+    }
+    for (name, rom) in &m.option_roms {
+        file(&mut d, name, rom.clone())?;
     }
     Ok(d)
 }

@@ -27,6 +27,8 @@ use super::devices::debugcon::{self, DebugCon};
 use super::devices::fw_cfg;
 use super::devices::ged::{self, Ged};
 use super::devices::i8042::{I8042, I8042Port, Ps2Input};
+use super::display::console::{Console, InputRouter};
+use super::display::vga;
 use super::devices::pci::{PciBarSpace, PciConfigIo, PciEcam, PciRoot};
 use super::devices::serial::SerialDevice;
 use super::error::{Error, Result};
@@ -58,6 +60,8 @@ pub struct Vm {
     serial_pump: PumpHandle,
     vcpus: Vec<Vcpu>,
     virtio: virtio::setup::Devices,
+    /// The screen and input of a guest with a display adapter.
+    console: Option<Console>,
     /// `/proc/self/statm`, opened before the VMM is jailed.
     statm: Option<std::fs::File>,
 }
@@ -175,6 +179,7 @@ impl Vm {
                     uuid: cfg.uuid.as_deref(),
                     acpi: &acpi_params,
                     boot_order: firmware::boot_order(&cfg.devices, &slots, f.strict),
+                    option_roms: vga_bios(&cfg),
                 };
                 tracing::info!("firmware {} at {:#x}", f.firmware.display(), rom.base());
                 (None, Some(firmware::fw_cfg(&mem, &machine)?))
@@ -309,6 +314,36 @@ impl Vm {
                 len,
             )?;
         }
+        let console = match &virtio.vga {
+            Some(vga) => {
+                insert(
+                    &mut pio,
+                    vga.ports.clone(),
+                    vga::LEGACY_PORTS.0,
+                    vga::LEGACY_PORTS.1,
+                )?;
+                insert(
+                    &mut pio,
+                    vga.dispi_ports.clone(),
+                    vga::DISPI_PORTS.0,
+                    vga::DISPI_PORTS.1,
+                )?;
+                let input = Arc::new(InputRouter {
+                    keyboard: ps2_input.clone(),
+                    pointer: ps2_input,
+                });
+                Some(Console::new(
+                    cfg.vnc.as_ref(),
+                    &cfg.name,
+                    vga.display.clone(),
+                    input,
+                )?)
+            }
+            None if cfg.vnc.is_some() => {
+                return Err(Error::Config("a VNC server needs a display adapter".into()));
+            }
+            None => None,
+        };
         let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
 
         let ctl = Arc::new(RunControl::new(cfg.cpus.count as usize));
@@ -338,6 +373,7 @@ impl Vm {
             serial_pump,
             vcpus,
             virtio,
+            console,
             statm: std::fs::File::open("/proc/self/statm").ok(),
         })
     }
@@ -423,13 +459,28 @@ impl Vm {
             return Err(Error::io("confining the main thread")(e));
         }
 
+        if let Some(c) = self.console.as_mut()
+            && let Err(e) = c.start()
+        {
+            self.ctl.stop();
+            kick_all(&threads);
+            return Err(Error::io("starting the VNC server")(e));
+        }
         let mut state = LoopState {
             paused: false,
             saved_clock: None,
+            held_keys: None,
         };
         let mut events = vec![EpollEvent::default(); 32];
         let reason = 'main: loop {
-            let count = match epoll.wait(-1, &mut events) {
+            let timeout = match &state.held_keys {
+                Some((at, _)) => {
+                    let left = at.saturating_duration_since(std::time::Instant::now());
+                    i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
+                }
+                None => -1,
+            };
+            let count = match epoll.wait(timeout, &mut events) {
                 Ok(c) => c,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -437,6 +488,9 @@ impl Vm {
                     break ExitReason::InternalError;
                 }
             };
+            if count == 0 {
+                self.release_held_keys(&mut state);
+            }
             for ev in &events[..count] {
                 let fd = ev.data() as RawFd;
                 if fd == exit_fd {
@@ -641,6 +695,33 @@ impl Vm {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&e),
             },
+            "screendump" => match (self.console.as_ref(), ctl_server.take_fd(client)) {
+                (None, _) => err("the guest has no display"),
+                (Some(_), None) => err("screendump needs a file descriptor"),
+                (Some(c), Some(fd)) => match c.screendump(fd) {
+                    Ok(()) => ok(json!({})),
+                    Err(e) => err(&format!("cannot write the screen: {e}")),
+                },
+            },
+            "send-key" => match self.send_key(req.arguments.as_ref(), state) {
+                Ok(()) => ok(json!({})),
+                Err(e) => err(&e),
+            },
+            "set-vnc-password" => {
+                let password = req
+                    .arguments
+                    .as_ref()
+                    .and_then(|a| a.get("password"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                match self.console.as_ref() {
+                    Some(c) => {
+                        c.set_password(password);
+                        ok(json!({}))
+                    }
+                    None => err("the guest has no display"),
+                }
+            }
             #[cfg(feature = "test-hooks")]
             "x-oxvirt-forbidden-syscall" => {
                 // A call no thread's filter allows: with seccomp on, the
@@ -654,6 +735,46 @@ impl Vm {
                 control::CLASS_NOT_FOUND,
                 &format!("the command {other} has not been found"),
             ),
+        }
+    }
+
+    /// Presses the keys of a `send-key` request, to be released after
+    /// its hold time (keys still held from an earlier one go first).
+    fn send_key(
+        &self,
+        args: Option<&Value>,
+        state: &mut LoopState,
+    ) -> std::result::Result<(), String> {
+        let console = self.console.as_ref().ok_or("the guest has no display")?;
+        let keys: Vec<u16> = args
+            .and_then(|a| a.get("keys"))
+            .and_then(Value::as_array)
+            .ok_or("send-key needs 'keys'")?
+            .iter()
+            .map(|k| k.as_u64().and_then(|k| u16::try_from(k).ok()))
+            .collect::<Option<_>>()
+            .ok_or("send-key: keys are Linux key codes")?;
+        if keys.is_empty() || keys.len() > 16 {
+            return Err("send-key takes 1 to 16 keys".into());
+        }
+        let hold = args
+            .and_then(|a| a.get("hold-ms"))
+            .and_then(Value::as_u64)
+            .unwrap_or(100);
+        self.release_held_keys(state);
+        for &k in &keys {
+            console.input().key(k, true);
+        }
+        let at = std::time::Instant::now() + Duration::from_millis(hold);
+        state.held_keys = Some((at, keys));
+        Ok(())
+    }
+
+    fn release_held_keys(&self, state: &mut LoopState) {
+        if let (Some((_, keys)), Some(c)) = (state.held_keys.take(), self.console.as_ref()) {
+            for &k in keys.iter().rev() {
+                c.input().key(k, false);
+            }
         }
     }
 
@@ -713,6 +834,28 @@ impl Vm {
 struct LoopState {
     paused: bool,
     saved_clock: Option<kvm_clock_data>,
+    /// Keys `send-key` pressed, released (in reverse order) at the instant.
+    held_keys: Option<(std::time::Instant, Vec<u16>)>,
+}
+
+/// The VGA BIOS for firmware to run, when the guest has the adapter; a
+/// missing file leaves the adapter without one (Linux and the test guest
+/// set modes themselves), with a warning.
+fn vga_bios(cfg: &VmConfig) -> Vec<(&'static str, Vec<u8>)> {
+    if !cfg
+        .devices
+        .iter()
+        .any(|d| matches!(d, super::config::DeviceConfig::Vga(_)))
+    {
+        return Vec::new();
+    }
+    match std::fs::read(vga::VGABIOS_PATH) {
+        Ok(rom) => vec![(vga::ROM_FILE, rom)],
+        Err(e) => {
+            tracing::warn!("no VGA BIOS ({}): {e}", vga::VGABIOS_PATH);
+            Vec::new()
+        }
+    }
 }
 
 /// CPU time a running thread of this process has used, in ns (its

@@ -110,10 +110,10 @@ impl Console {
     }
 
     /// Sets the password new VNC clients must give (none: no login).
-    pub fn set_password(&mut self, password: Option<String>) {
-        match &self.server {
-            Some(s) => s.set_password(password),
-            None => self.options.password = password,
+    /// Without listening sockets there are no clients to ask.
+    pub fn set_password(&self, password: Option<String>) {
+        if let Some(s) = &self.server {
+            s.set_password(password);
         }
     }
 
