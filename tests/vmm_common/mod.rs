@@ -353,6 +353,54 @@ impl Control {
         )
     }
 
+    /// Executes a command with arguments and returns the reply.
+    pub fn execute_args(&mut self, cmd: &str, arguments: serde_json::Value) -> serde_json::Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.raw(
+            &serde_json::json!({"id": id, "execute": cmd, "arguments": arguments}).to_string(),
+            id,
+        )
+    }
+
+    /// Executes a command that takes a descriptor (sent with the line as
+    /// SCM_RIGHTS) and returns the reply.
+    pub fn execute_with_fd(
+        &mut self,
+        cmd: &str,
+        arguments: serde_json::Value,
+        fd: impl std::os::fd::AsRawFd,
+    ) -> serde_json::Value {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        use std::os::fd::AsRawFd;
+        let id = self.next_id;
+        self.next_id += 1;
+        let line = serde_json::json!({"id": id, "execute": cmd, "arguments": arguments})
+            .to_string()
+            + "\n";
+        let fds = [fd.as_raw_fd()];
+        let iov = [std::io::IoSlice::new(line.as_bytes())];
+        sendmsg::<()>(
+            self.stream.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .expect("sendmsg");
+        drop(fd);
+        loop {
+            let v = self.read().expect("control socket closed before the reply");
+            if v.get("event").is_some() {
+                self.events.push(v);
+                continue;
+            }
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+
     /// Waits for an event named `name`.
     pub fn wait_event(&mut self, name: &str) -> Option<serde_json::Value> {
         if let Some(i) = self.events.iter().position(|e| e["event"] == name) {

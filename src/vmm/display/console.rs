@@ -96,11 +96,19 @@ impl Console {
         Ok(())
     }
 
-    /// Writes the screen as a PPM image to `out`.
+    /// Writes the screen as a PPM image to `out`, which must be a regular
+    /// file: a pipe or socket whose reader stalls would stall the VMM's
+    /// control loop with it.
     pub fn screendump(&self, out: OwnedFd) -> io::Result<()> {
+        let mut file = std::fs::File::from(out);
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the screendump target is not a regular file",
+            ));
+        }
         let mut frame = Frame::default();
         self.source.render(&mut frame);
-        let mut file = std::fs::File::from(out);
         file.write_all(&frame.to_ppm())?;
         file.flush()
     }

@@ -85,6 +85,17 @@ fn fix_malloc_arena_limit() {
     let arenas = libc::c_int::try_from(cpus.saturating_mul(8)).unwrap_or(libc::c_int::MAX);
     // SAFETY: mallopt only changes a malloc tunable.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+    // glibc reads /proc/sys/vm/overcommit_memory the first time it
+    // shrinks a thread arena's heap, which a confined thread may not open
+    // either. Large blocks (frames of the display) are kept out of the
+    // arenas by pinning the mmap threshold (glibc raises it after each
+    // free of an mmapped block otherwise), and a trim threshold of a whole
+    // arena heap (64 MiB) means a thread arena is never shrunk.
+    // SAFETY: as above.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
 }
 
 /// Installs the filter of `kind` on the calling thread, if seccomp is

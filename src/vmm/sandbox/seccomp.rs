@@ -75,6 +75,12 @@ ioctl_iow_nr!(
     kvm_bindings::kvm_irq_routing
 );
 ioctl_iow_nr!(KVM_IRQFD, KVMIO, 0x76, kvm_bindings::kvm_irqfd);
+ioctl_iow_nr!(
+    KVM_SET_USER_MEMORY_REGION,
+    KVMIO,
+    0x46,
+    kvm_bindings::kvm_userspace_memory_region
+);
 ioctl_iow_nr!(KVM_IOEVENTFD, KVMIO, 0x79, kvm_bindings::kvm_ioeventfd);
 ioctl_iow_nr!(KVM_SET_CLOCK, KVMIO, 0x7b, kvm_bindings::kvm_clock_data);
 ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
@@ -310,6 +316,9 @@ impl Allow {
                     KVM_IRQFD(),
                     KVM_IOEVENTFD(),
                     KVM_SET_GSI_ROUTING(),
+                    // The display adapter's video memory follows its BAR
+                    // wherever the guest's firmware or driver puts it.
+                    KVM_SET_USER_MEMORY_REGION(),
                     // Errors name RIP; instructions KVM could not emulate
                     // are finished on the vCPU's state (cpu/finish.rs).
                     KVM_GET_REGS(),

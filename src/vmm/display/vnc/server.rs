@@ -167,7 +167,8 @@ impl VncServer {
                 Listener::Unix(l) => l.set_nonblocking(true)?,
             }
             let accepting = shared.clone();
-            let thread = (shared.spawn)("vnc-accept", Box::new(move || accept_loop(&accepting, ep)))?;
+            let thread =
+                (shared.spawn)("vnc-accept", Box::new(move || accept_loop(&accepting, ep)))?;
             // On an error here, dropping `server` stops the threads started.
             server.accept_threads.push(thread);
         }

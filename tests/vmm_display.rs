@@ -1,0 +1,299 @@
+//! oxvirt-vmm's display: the test guest sets a mode on the standard VGA
+//! adapter and draws its pattern; a VNC client sees it pixel for pixel,
+//! its keys and pointer moves reach the guest's PS/2 devices, a mode
+//! change reaches it, passwords are checked, a screendump over the
+//! control socket gives the same pixels, and send-key presses keys.
+//! The same client and guest run against QEMU in vnc_client_qemu.rs.
+
+#[allow(clippy::duplicate_mod)]
+mod ci_common;
+mod vmm_common;
+mod vnc_common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use vmm_common::Guest;
+use vnc_common::{
+    VncClient, VncError, encoding, first_difference, testos_checksum, testos_pattern,
+};
+
+/// A guest with a VGA adapter and a VNC server on a Unix socket.
+struct Screen {
+    guest: Guest,
+    vnc: PathBuf,
+}
+
+impl Screen {
+    fn start(append: &str, extra: &[&str]) -> Option<Screen> {
+        if !vmm_common::kvm_available() {
+            return None;
+        }
+        let elf = vmm_common::testos()?;
+        let dir = vmm_common::scratch("display");
+        let vnc = dir.join("vnc.sock");
+        let control = dir.join("control.sock");
+        let mut args = vec![
+            "--vnc".to_string(),
+            format!("unix:{}", vnc.display()),
+            "--control-socket".to_string(),
+            control.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let guest = Guest::start(&elf, 1, 256, append, &refs);
+        Some(Screen { guest, vnc })
+    }
+
+    fn lines(&self) -> usize {
+        self.guest.log().lines().count()
+    }
+
+    fn wait_line(&mut self, from: usize, prefix: &str, timeout: Duration) -> String {
+        let found = self.guest.wait_log(timeout, |log| {
+            log.lines().skip(from).any(|l| l.starts_with(prefix))
+        });
+        let log = self.guest.log();
+        if !found {
+            let err = self.guest.stderr();
+            panic!("no line \"{prefix}\"; serial:\n{log}\nstderr:\n{err}");
+        }
+        log.lines()
+            .skip(from)
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn connect(&self, password: Option<&str>) -> Result<VncClient, VncError> {
+        VncClient::connect_with(UnixStream::connect(&self.vnc)?, password)
+    }
+}
+
+fn checksum_of(line: &str) -> u32 {
+    let hex = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("checksum=0x"))
+        .unwrap_or_else(|| panic!("no checksum in {line:?}"));
+    u32::from_str_radix(hex, 16).expect("checksum")
+}
+
+fn expect_pattern(c: &mut VncClient, w: u32, h: u32) {
+    let want = testos_pattern(w, h);
+    let ok = c
+        .update_until(Duration::from_secs(30), |c| {
+            c.size() == (w, h) && c.frame() == want.as_slice()
+        })
+        .expect("VNC updates");
+    if !ok {
+        let diff = first_difference(c.frame(), &want);
+        panic!(
+            "client shows {:?}, want {w}x{h} with the pattern; first difference (index, got, want): {diff:x?}",
+            c.size()
+        );
+    }
+}
+
+const ALL_ENCODINGS: [i32; 6] = [
+    encoding::ZRLE,
+    encoding::COPY_RECT,
+    encoding::RAW,
+    encoding::EXT_DESKTOP_SIZE,
+    encoding::DESKTOP_SIZE,
+    encoding::QEMU_EXT_KEY,
+];
+
+#[test]
+fn vnc_shows_the_pattern_and_carries_keys_pointer_and_resize() {
+    let append = "oxtest.checks=display oxtest.then=input oxtest.display=640x480 \
+                  oxtest.display.resize=800x600";
+    let Some(mut s) = Screen::start(append, &[]) else {
+        return;
+    };
+    let pass = s.wait_line(0, "PASS display 640x480x32", Duration::from_secs(120));
+    s.wait_line(0, "INFO input ready", Duration::from_secs(60));
+
+    let mut c = s.connect(None).expect("VNC connect");
+    c.set_encodings(&ALL_ENCODINGS).unwrap();
+    c.request_update(false).unwrap();
+    expect_pattern(&mut c, 640, 480);
+    assert_eq!(testos_checksum(c.frame()), checksum_of(&pass), "{pass}");
+    assert!(
+        c.has_qemu_ext_key(),
+        "the server announces extended key events"
+    );
+    let first = c.bytes_received();
+    println!("first 640x480 frame in {first} bytes");
+    assert!(first > 0 && first < 640 * 480, "ZRLE compresses the frame");
+
+    // An extended key event ('a', XT 0x1e); its make code makes the guest
+    // switch to 800x600.
+    let from = s.lines();
+    c.qemu_key(0x61, 0x1e, true).unwrap();
+    c.qemu_key(0x61, 0x1e, false).unwrap();
+    s.wait_line(from, "INFO key make 0x1e", Duration::from_secs(30));
+    s.wait_line(from, "INFO key break 0x1e", Duration::from_secs(30));
+    let resized = s.wait_line(
+        from,
+        "PASS display resized 800x600x32",
+        Duration::from_secs(60),
+    );
+    expect_pattern(&mut c, 800, 600);
+    assert_eq!(testos_checksum(c.frame()), checksum_of(&resized));
+
+    // A plain key event (keysym 'b') and an extended one with a prefix
+    // (right Ctrl).
+    let from = s.lines();
+    c.key(0x62, true).unwrap();
+    c.key(0x62, false).unwrap();
+    s.wait_line(from, "INFO key make 0x30", Duration::from_secs(30));
+    c.qemu_key(0xffe4, 0x9d, true).unwrap();
+    c.qemu_key(0xffe4, 0x9d, false).unwrap();
+    s.wait_line(from, "INFO key make 0xe01d", Duration::from_secs(30));
+
+    // The pointer: a move, then a click.
+    let from = s.lines();
+    c.pointer(100, 100, 0).unwrap();
+    c.pointer(120, 100, 0).unwrap();
+    c.pointer(120, 100, 1).unwrap();
+    s.wait_line(from, "INFO mouse dx=20 dy=0", Duration::from_secs(30));
+    s.wait_line(
+        from,
+        "INFO mouse dx=0 dy=0 buttons=1",
+        Duration::from_secs(30),
+    );
+
+    // A second client at the same time sees the same screen.
+    let mut other = s.connect(None).expect("second client");
+    other.set_encodings(&[encoding::RAW]).unwrap();
+    other.request_update(false).unwrap();
+    expect_pattern(&mut other, 800, 600);
+
+    // The control socket: a screendump is the same picture, send-key
+    // presses and releases keys.
+    let mut ctl = s.guest.connect();
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let reply = ctl.execute_with_fd("screendump", serde_json::json!({ "fd": true }), writer);
+    assert!(reply.get("error").is_some(), "a socket is refused: {reply}");
+    drop(reader);
+    let path = s.vnc.with_file_name("screen.ppm");
+    let file = std::fs::File::create(&path).unwrap();
+    let reply = ctl.execute_with_fd("screendump", serde_json::json!({ "fd": true }), file);
+    assert!(reply.get("return").is_some(), "{reply}");
+    let ppm = std::fs::read(&path).unwrap();
+    let (w, h, pixels) = parse_ppm(&ppm);
+    assert_eq!((w, h), (800, 600));
+    assert_eq!(pixels, testos_pattern(800, 600));
+    let from = s.lines();
+    let reply = ctl.execute_args(
+        "send-key",
+        serde_json::json!({ "keys": [29, 56, 111], "hold-ms": 50 }),
+    );
+    assert!(reply.get("return").is_some(), "{reply}");
+    // Ctrl, Alt, Delete in set 1, then their releases in reverse order.
+    s.wait_line(from, "INFO key make 0x1d", Duration::from_secs(30));
+    s.wait_line(from, "INFO key make 0x38", Duration::from_secs(30));
+    s.wait_line(from, "INFO key make 0xe053", Duration::from_secs(30));
+    s.wait_line(from, "INFO key break 0xe053", Duration::from_secs(30));
+    s.wait_line(from, "INFO key break 0x1d", Duration::from_secs(30));
+    let log = s.guest.log();
+    let tail: Vec<&str> = log
+        .lines()
+        .skip(from)
+        .filter(|l| l.starts_with("INFO key"))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "INFO key make 0x1d",
+            "INFO key make 0x38",
+            "INFO key make 0xe053",
+            "INFO key break 0xe053",
+            "INFO key break 0x38",
+            "INFO key break 0x1d"
+        ]
+    );
+}
+
+#[test]
+fn vnc_password_is_checked_and_can_change() {
+    let append = "oxtest.checks=display oxtest.then=input";
+    let Some(mut s) = Screen::start(append, &["--vnc-password", "s3cret"]) else {
+        return;
+    };
+    s.wait_line(0, "PASS display 640x480x32", Duration::from_secs(120));
+    match s.connect(Some("wrong")) {
+        Err(VncError::Refused(reason)) => println!("refused: {reason}"),
+        Err(e) => panic!("wrong password: unexpected error {e:?}"),
+        Ok(_) => panic!("a wrong password was accepted"),
+    }
+    assert!(s.connect(None).is_err(), "no password must be refused");
+    let mut c = s.connect(Some("s3cret")).expect("right password");
+    c.set_encodings(&[encoding::RAW]).unwrap();
+    c.request_update(false).unwrap();
+    expect_pattern(&mut c, 640, 480);
+    // A new password holds for new clients.
+    let mut ctl = s.guest.connect();
+    let reply = ctl.execute_args("set-vnc-password", serde_json::json!({ "password": "n3w" }));
+    assert!(reply.get("return").is_some(), "{reply}");
+    let start = Instant::now();
+    assert!(s.connect(Some("s3cret")).is_err());
+    // The failure delay applies (the server doubles it per failure).
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    s.connect(Some("n3w")).expect("the new password");
+}
+
+#[test]
+fn garbage_from_a_client_leaves_guest_and_server_running() {
+    let append = "oxtest.checks=display oxtest.then=input";
+    let Some(mut s) = Screen::start(append, &[]) else {
+        return;
+    };
+    s.wait_line(0, "PASS display 640x480x32", Duration::from_secs(120));
+    for junk in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"RFB 003.008\n\x01\x01\xff\xff\xff\xff\xff",
+        b"RFB 003.008\n\x01\x01\x06\0\0\0\x7f\xff\xff\xff",
+        &[0u8; 4096][..],
+    ] {
+        let mut raw = UnixStream::connect(&s.vnc).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = raw.write_all(junk);
+        let mut sink = Vec::new();
+        let _ = raw.read_to_end(&mut sink);
+    }
+    let mut c = s.connect(None).expect("VNC still serves");
+    c.set_encodings(&[encoding::ZRLE]).unwrap();
+    c.request_update(false).unwrap();
+    expect_pattern(&mut c, 640, 480);
+    assert!(s.guest.child.try_wait().unwrap().is_none(), "the VMM runs");
+}
+
+/// Width, height and 0x00RRGGBB pixels of a binary PPM.
+fn parse_ppm(data: &[u8]) -> (u32, u32, Vec<u32>) {
+    let mut fields = Vec::new();
+    let mut pos = 0;
+    while fields.len() < 4 {
+        while data[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        let start = pos;
+        while !data[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        fields.push(String::from_utf8_lossy(&data[start..pos]).to_string());
+    }
+    pos += 1;
+    assert_eq!(fields[0], "P6");
+    assert_eq!(fields[3], "255");
+    let w: u32 = fields[1].parse().unwrap();
+    let h: u32 = fields[2].parse().unwrap();
+    let pixels = data[pos..]
+        .chunks_exact(3)
+        .map(|p| u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2]))
+        .collect::<Vec<_>>();
+    assert_eq!(pixels.len(), (w * h) as usize);
+    (w, h, pixels)
+}
