@@ -134,7 +134,10 @@ impl HidConfiguration {
 
     /// The HID descriptor alone (GET_DESCRIPTOR(HID) to the interface).
     pub fn hid_descriptor(&self) -> Vec<u8> {
-        self.bytes().get(18..27).map(<[u8]>::to_vec).unwrap_or_default()
+        self.bytes()
+            .get(18..27)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
     }
 }
 

@@ -155,13 +155,7 @@ impl Controller {
             // 4 KiB pages only.
             PAGESIZE => 1,
             DNCTRL => self.dnctrl,
-            CRCR_LO => {
-                if self.command_ring_running {
-                    CRCR_CRR
-                } else {
-                    0
-                }
-            }
+            CRCR_LO if self.command_ring_running => CRCR_CRR,
             DCBAAP_LO => self.dcbaap as u32,
             DCBAAP_HI => (self.dcbaap >> 32) as u32,
             CONFIG => self.config,
@@ -197,11 +191,7 @@ impl Controller {
             _ if off < CAP_LENGTH => {}
             _ if off < PORT_REGISTERS => self.write_operational(off - OPERATIONAL, v),
             _ if off < RUNTIME => match port_register(off) {
-                Some((p, 0)) => {
-                    if self.ports[p].write(v) {
-                        self.port_changed(p);
-                    }
-                }
+                Some((p, 0)) => self.write_port(p, v),
                 Some((p, 4)) => self.ports[p].pmsc = v,
                 _ => {}
             },
@@ -212,6 +202,12 @@ impl Controller {
                 self.doorbell(((off - DOORBELLS) / 4) as usize, v)
             }
             _ => {}
+        }
+    }
+
+    fn write_port(&mut self, p: usize, v: u32) {
+        if self.ports[p].write(v) {
+            self.port_changed(p);
         }
     }
 
@@ -236,8 +232,7 @@ impl Controller {
                     }
                 } else {
                     let high = self.command_ring.dequeue & !0xffff_ffff;
-                    self.command_ring =
-                        Ring::new(high | u64::from(v & !0x3f), v & CRCR_RCS != 0);
+                    self.command_ring = Ring::new(high | u64::from(v & !0x3f), v & CRCR_RCS != 0);
                 }
             }
             CRCR_HI if !self.command_ring_running => {

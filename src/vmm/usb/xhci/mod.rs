@@ -220,7 +220,7 @@ impl PciFunction for Xhci {
             return;
         }
         // Registers take aligned dwords (a qword is two, low first).
-        if offset & 3 != 0 || data.len() % 4 != 0 {
+        if offset & 3 != 0 || !data.len().is_multiple_of(4) {
             return;
         }
         let mut c = lock(&self.controller);

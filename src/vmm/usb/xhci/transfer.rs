@@ -8,9 +8,7 @@ use vm_memory::{Bytes, GuestAddress};
 use super::context;
 use super::controller::{Controller, transfer_event};
 use super::port::PLS_U3;
-use super::rings::{
-    BEI, CHAIN, Fetch, IDT, IOC, ISP, Ring, Trb, completion, trb_type,
-};
+use super::rings::{BEI, CHAIN, Fetch, IDT, IOC, ISP, Ring, Trb, completion, trb_type};
 use crate::vmm::usb::hid::{HidDevice, INTERRUPT_ENDPOINT};
 use crate::vmm::usb::{ControlOutcome, SetupPacket};
 
@@ -105,8 +103,7 @@ impl Controller {
             if !self.running() {
                 break;
             }
-            let Some(mut ring) = self.slot(id).and_then(|s| s.endpoint(dci)).map(|e| e.ring)
-            else {
+            let Some(mut ring) = self.slot(id).and_then(|s| s.endpoint(dci)).map(|e| e.ring) else {
                 break;
             };
             let td = match gather(&self.mem, &mut ring, dci == 1) {
