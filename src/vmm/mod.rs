@@ -25,6 +25,7 @@ pub mod probe;
 pub mod sandbox;
 pub mod serial_backend;
 pub mod storage;
+pub mod usb;
 pub mod vcpu;
 pub mod virtio;
 pub mod vm;

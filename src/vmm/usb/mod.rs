@@ -1,0 +1,66 @@
+//! USB: an xHCI host controller (QEMU's `qemu-xhci`) with HID devices
+//! (tablet, keyboard, mouse) on its root ports.
+//!
+//! The controller ([`xhci`]) owns the root ports and moves data between
+//! guest memory and the devices; the devices ([`hid`]) answer control
+//! requests and produce interrupt reports; [`descriptors`] builds the
+//! byte layouts both share.
+
+pub mod descriptors;
+pub mod hid;
+pub mod xhci;
+
+/// The eight bytes of a control transfer's SETUP stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetupPacket {
+    pub request_type: u8,
+    pub request: u8,
+    pub value: u16,
+    pub index: u16,
+    pub length: u16,
+}
+
+impl SetupPacket {
+    /// Decodes the packet as it sits, little-endian, in a Setup TRB.
+    pub fn from_u64(raw: u64) -> SetupPacket {
+        SetupPacket {
+            request_type: raw as u8,
+            request: (raw >> 8) as u8,
+            value: (raw >> 16) as u16,
+            index: (raw >> 32) as u16,
+            length: (raw >> 48) as u16,
+        }
+    }
+
+    pub fn to_u64(self) -> u64 {
+        u64::from(self.request_type)
+            | u64::from(self.request) << 8
+            | u64::from(self.value) << 16
+            | u64::from(self.index) << 32
+            | u64::from(self.length) << 48
+    }
+
+    /// Whether the data stage goes to the host.
+    pub fn is_in(&self) -> bool {
+        self.request_type & 0x80 != 0
+    }
+}
+
+/// What a device makes of a control request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlOutcome {
+    /// Accepted; the IN data (empty for OUT and no-data requests), never
+    /// longer than the request's wLength.
+    Done(Vec<u8>),
+    /// The device does not support the request: the endpoint stalls.
+    Stall,
+}
+
+/// Link speeds as the xHCI PORTSC and slot context number them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speed {
+    Full = 1,
+    Low = 2,
+    High = 3,
+    Super = 4,
+}
