@@ -9,7 +9,8 @@ use clap::Parser;
 
 use super::config::{
     BootConfig, CONFIG_VERSION, CpuConfig, DeviceConfig, FirmwareBoot, Identity, KernelBoot,
-    SandboxConfig, SerialConfig, VgaConfig, VmConfig, VncConfig, VncListenerConfig,
+    SandboxConfig, SerialConfig, UsbDeviceConfig, UsbDeviceKind, VgaConfig, VmConfig, VncConfig,
+    VncListenerConfig, XhciConfig,
 };
 use super::error::{Error, Result};
 
@@ -104,6 +105,31 @@ pub struct Args {
     /// VNC authentication with this password.
     #[arg(long, requires = "vnc")]
     pub vnc_password: Option<String>,
+    /// An xHCI controller with these USB input devices, in port order:
+    /// tablet, mouse or keyboard, comma-separated.
+    #[arg(long)]
+    pub xhci: Option<String>,
+}
+
+/// Parses an `--xhci` value.
+fn parse_xhci(s: &str) -> Result<XhciConfig> {
+    let devices = s
+        .split(',')
+        .filter(|i| !i.is_empty())
+        .map(|item| {
+            let kind = match item {
+                "tablet" => UsbDeviceKind::Tablet,
+                "mouse" => UsbDeviceKind::Mouse,
+                "keyboard" => UsbDeviceKind::Keyboard,
+                _ => return Err(Error::Config(format!("bad --xhci device '{item}'"))),
+            };
+            Ok(UsbDeviceConfig { kind, port: None })
+        })
+        .collect::<Result<_>>()?;
+    Ok(XhciConfig {
+        pci_slot: None,
+        devices,
+    })
 }
 
 /// Parses a `--vga` value.
@@ -265,6 +291,9 @@ impl Args {
                 cfg.devices.push(DeviceConfig::Vga(parse_vga(
                     self.vga.as_deref().unwrap_or(""),
                 )?));
+            }
+            if let Some(x) = &self.xhci {
+                cfg.devices.push(DeviceConfig::Xhci(parse_xhci(x)?));
             }
             if !self.vnc.is_empty() {
                 cfg.vnc = Some(VncConfig {

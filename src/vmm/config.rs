@@ -276,6 +276,35 @@ pub enum DeviceConfig {
     Sata(SataConfig),
     /// The standard VGA display adapter.
     Vga(VgaConfig),
+    /// A USB 3 (xHCI) controller with USB input devices.
+    Xhci(XhciConfig),
+}
+
+/// An xHCI controller and the HID devices on its ports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XhciConfig {
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+    #[serde(default)]
+    pub devices: Vec<UsbDeviceConfig>,
+}
+
+/// A USB input device: its kind and port (1-4; the first free when none).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsbDeviceConfig {
+    pub kind: UsbDeviceKind,
+    #[serde(default)]
+    pub port: Option<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UsbDeviceKind {
+    Tablet,
+    Mouse,
+    Keyboard,
 }
 
 /// Image format of a disk.
@@ -453,6 +482,7 @@ impl DeviceConfig {
             DeviceConfig::Scsi(c) => c.pci_slot,
             DeviceConfig::Sata(c) => c.pci_slot,
             DeviceConfig::Vga(c) => c.pci_slot,
+            DeviceConfig::Xhci(c) => c.pci_slot,
         }
     }
 }

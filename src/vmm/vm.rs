@@ -17,6 +17,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use super::acpi::{self, AcpiParams};
 use super::boot::{self, BootEntry};
 use super::bus::{Bus, SharedDevice};
+use super::config::UsbDeviceKind;
 use super::config::{BootConfig, KernelBoot, VmConfig};
 use super::control::{self, ClientInput, ControlServer, Line};
 use super::cpu;
@@ -29,6 +30,7 @@ use super::devices::ged::{self, Ged};
 use super::devices::i8042::{I8042, I8042Port, Ps2Input};
 use super::devices::pci::{PciBarSpace, PciConfigIo, PciEcam, PciRoot};
 use super::devices::serial::SerialDevice;
+use super::display::InputSink;
 use super::display::console::{Console, InputRouter};
 use super::display::vga;
 use super::error::{Error, Result};
@@ -39,6 +41,7 @@ use super::memory::{self, GuestMemory};
 use super::output_pump::{self, PumpHandle};
 use super::sandbox::{self, ThreadKind};
 use super::serial_backend::{self, SerialBackend};
+use super::usb::xhci::XhciInput;
 use super::vcpu::{self, RunControl, Vcpu};
 use super::virtio;
 
@@ -328,10 +331,7 @@ impl Vm {
                     vga::DISPI_PORTS.0,
                     vga::DISPI_PORTS.1,
                 )?;
-                let input = Arc::new(InputRouter {
-                    keyboard: ps2_input.clone(),
-                    pointer: ps2_input,
-                });
+                let input = Arc::new(input_router(ps2_input, virtio.usb_input.as_ref()));
                 Some(Console::new(
                     cfg.vnc.as_ref(),
                     &cfg.name,
@@ -836,6 +836,20 @@ struct LoopState {
     saved_clock: Option<kvm_clock_data>,
     /// Keys `send-key` pressed, released (in reverse order) at the instant.
     held_keys: Option<(std::time::Instant, Vec<u16>)>,
+}
+
+/// Where a console's keys and pointer go: to the USB keyboard and the USB
+/// tablet or mouse when the guest has them (as QEMU prefers the devices
+/// added last), else to the PS/2 keyboard and mouse.
+fn input_router(ps2: Arc<Ps2Input>, usb: Option<&(XhciInput, Vec<UsbDeviceKind>)>) -> InputRouter {
+    let usb_sink = |wanted: &[UsbDeviceKind]| -> Option<Arc<dyn InputSink>> {
+        usb.filter(|(_, kinds)| kinds.iter().any(|k| wanted.contains(k)))
+            .map(|(input, _)| Arc::new(input.clone()) as Arc<dyn InputSink>)
+    };
+    InputRouter {
+        keyboard: usb_sink(&[UsbDeviceKind::Keyboard]).unwrap_or_else(|| ps2.clone()),
+        pointer: usb_sink(&[UsbDeviceKind::Tablet, UsbDeviceKind::Mouse]).unwrap_or(ps2),
+    }
 }
 
 /// The VGA BIOS for firmware to run, when the guest has the adapter; a

@@ -8,7 +8,10 @@ use kvm_ioctls::VmFd;
 use serde_json::{Value, json};
 use vm_allocator::{AddressAllocator, AllocPolicy};
 
+use crate::vmm::config::UsbDeviceKind;
 use crate::vmm::display::vga::{self, GuestMapper, Vga, VgaBars};
+use crate::vmm::usb::hid::HidKind;
+use crate::vmm::usb::xhci::{self, AttachedDevice, Xhci, XhciInput};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::balloon::{Balloon, BalloonState};
@@ -315,6 +318,8 @@ pub struct Devices {
     pub ahci: Vec<Arc<Mutex<Ahci>>>,
     /// The display adapter, whose ports and screen the VM wires up.
     pub vga: Option<Vga>,
+    /// The USB input devices, when the guest has an xHCI controller.
+    pub usb_input: Option<(XhciInput, Vec<UsbDeviceKind>)>,
 }
 
 impl Devices {
@@ -503,6 +508,44 @@ pub fn build(
             out.handles.push(Handle::Cdroms { slot, drives });
             continue;
         }
+        if let DeviceConfig::Xhci(c) = d {
+            let bar = alloc
+                .allocate(xhci::BAR_SIZE, xhci::BAR_SIZE, AllocPolicy::FirstMatch)
+                .map_err(|e| Error::Boot(format!("no room for a BAR: {e}")))?
+                .start();
+            let gsi = intx_gsi(slot);
+            let intx = IntxLine {
+                lines: lines.clone(),
+                gsi,
+                slot,
+            };
+            let fd = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::io("eventfd"))?;
+            let g = router.alloc();
+            vm.register_irqfd(&fd, g)
+                .map_err(Error::kvm("KVM_IRQFD (MSI-X)"))?;
+            let irq = Arc::new(Interrupt::new(intx, vec![fd]));
+            let table = MsixTable::new(router.clone(), vec![g]);
+            let attached: Vec<AttachedDevice> = c
+                .devices
+                .iter()
+                .map(|u| AttachedDevice {
+                    port: u.port,
+                    kind: match u.kind {
+                        UsbDeviceKind::Tablet => HidKind::Tablet,
+                        UsbDeviceKind::Mouse => HidKind::Mouse,
+                        UsbDeviceKind::Keyboard => HidKind::Keyboard,
+                    },
+                })
+                .collect();
+            let f = Xhci::new(&attached, mem.clone(), irq, Some(table), bar, gsi as u8)
+                .map_err(Error::Config)?;
+            out.usb_input = Some((f.input(), c.devices.iter().map(|u| u.kind).collect()));
+            root.lock()
+                .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
+                .plug(slot, Arc::new(Mutex::new(f)))
+                .map_err(Error::Config)?;
+            continue;
+        }
         if let DeviceConfig::Vga(c) = d {
             let vga = build_vga(c, vm, mem, &mut alloc)?;
             root.lock()
@@ -574,8 +617,8 @@ pub fn build(
                     Handle::Cdroms { slot, drives },
                 )
             }
-            DeviceConfig::Sata(_) | DeviceConfig::Vga(_) => {
-                unreachable!("SATA controllers and the VGA adapter are built apart")
+            DeviceConfig::Sata(_) | DeviceConfig::Vga(_) | DeviceConfig::Xhci(_) => {
+                unreachable!("SATA, xHCI controllers and the VGA adapter are built apart")
             }
         };
         let bar = alloc

@@ -131,7 +131,12 @@ impl VgaPci {
 
     /// Keeps the guest mapping of video memory where BAR 0 decodes.
     fn update_mapping(&mut self) {
-        let want = (self.memory_decode() && self.bar0 != 0).then_some(u64::from(self.bar0));
+        // A BAR that reaches the top of the 32-bit space holds the sizing
+        // pattern firmware writes (all ones), not an address: it decodes
+        // nothing, as on QEMU's bus.
+        let end = u64::from(self.bar0) + self.vram.len() - 1;
+        let want = (self.memory_decode() && self.bar0 != 0 && end < u64::from(u32::MAX))
+            .then_some(u64::from(self.bar0));
         if want == self.mapped_at {
             return;
         }
