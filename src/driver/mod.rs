@@ -38,6 +38,7 @@ pub mod storage;
 pub mod store;
 mod supervise;
 pub mod tuning;
+pub mod usb;
 pub mod vcpus;
 pub mod vmm;
 
