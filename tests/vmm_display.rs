@@ -297,3 +297,68 @@ fn parse_ppm(data: &[u8]) -> (u32, u32, Vec<u32>) {
     assert_eq!(pixels.len(), (w * h) as usize);
     (w, h, pixels)
 }
+
+/// SeaBIOS with its VGA BIOS on the adapter: the boot menu, opened with
+/// Escape from a VNC client through `keyboard` (`usb` on the xHCI, or the
+/// PS/2 keyboard), and the text screen of 720x400 it draws.
+fn seabios_boot_menu_through(keyboard: &str) {
+    let Some(bios) = vmm_common::system_firmware("/usr/share/seabios/bios-256k.bin") else {
+        return;
+    };
+    if !vmm_common::kvm_available() {
+        return;
+    }
+    let dir = vmm_common::scratch("display-bios");
+    let vnc = dir.join("vnc.sock");
+    let control = dir.join("control.sock");
+    let vnc_arg = format!("unix:{}", vnc.display());
+    let ctl_arg = control.display().to_string();
+    let mut args = vec![
+        "--vnc",
+        vnc_arg.as_str(),
+        "--control-socket",
+        ctl_arg.as_str(),
+        "--boot-menu",
+        "20000",
+    ];
+    if keyboard == "usb" {
+        args.extend(["--xhci", "tablet,keyboard"]);
+    }
+    let mut guest = Guest::start_firmware("bios", &bios, 1, 256, &args);
+    let prompt = guest.wait_log(Duration::from_secs(60), |l| {
+        l.contains("Press ESC for boot menu")
+    });
+    assert!(prompt, "no boot menu prompt; serial:\n{}", guest.log());
+    let mut c = VncClient::connect_with(UnixStream::connect(&vnc).unwrap(), None).expect("VNC");
+    c.set_encodings(&ALL_ENCODINGS).unwrap();
+    c.request_update(false).unwrap();
+    // Escape, as a plain key event.
+    c.key(0xff1b, true).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    c.key(0xff1b, false).unwrap();
+    let menu = guest.wait_log(Duration::from_secs(30), |l| {
+        l.contains("Select boot device")
+    });
+    assert!(
+        menu,
+        "Escape through {keyboard} did not open the menu; serial:\n{}",
+        guest.log()
+    );
+    // The text console: 80x25 cells of 9x16 pixels, some of them lit.
+    let lit = c
+        .update_until(Duration::from_secs(20), |c| {
+            c.size() == (720, 400) && c.frame()[..720 * 16].iter().any(|p| *p != 0)
+        })
+        .expect("VNC updates");
+    assert!(lit, "no text screen: {:?}", c.size());
+}
+
+#[test]
+fn seabios_boot_menu_through_the_usb_keyboard() {
+    seabios_boot_menu_through("usb");
+}
+
+#[test]
+fn seabios_boot_menu_through_the_ps2_keyboard() {
+    seabios_boot_menu_through("ps2");
+}

@@ -127,7 +127,10 @@ mod tests {
             plan("<input type='tablet' bus='usb'/>").unwrap(),
             Some(DeviceConfig::Xhci(_))
         ));
-        assert_eq!(plan("<controller type='usb' model='ich9-ehci1'/>").unwrap(), None);
+        assert_eq!(
+            plan("<controller type='usb' model='ich9-ehci1'/>").unwrap(),
+            None
+        );
     }
 
     #[test]

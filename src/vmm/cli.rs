@@ -105,6 +105,9 @@ pub struct Args {
     /// VNC authentication with this password.
     #[arg(long, requires = "vnc")]
     pub vnc_password: Option<String>,
+    /// Firmware shows its boot menu, waiting this many milliseconds.
+    #[arg(long)]
+    pub boot_menu: Option<u32>,
     /// An xHCI controller with these USB input devices, in port order:
     /// tablet, mouse or keyboard, comma-separated.
     #[arg(long)]
@@ -240,7 +243,7 @@ impl Args {
         } else if self.kernel.is_some() || self.bios.is_some() || self.uefi.is_some() {
             let firmware = |path: &PathBuf| FirmwareBoot {
                 firmware: path.clone(),
-                menu_timeout_ms: None,
+                menu_timeout_ms: self.boot_menu,
                 reboot_timeout_ms: None,
                 strict: false,
             };
