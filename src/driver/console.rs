@@ -35,15 +35,15 @@ impl Driver {
                 .devices
                 .videos
                 .iter()
-                .filter(|v| {
-                    v.model != Some(crate::xml::model::display::VideoModel::None)
-                })
+                .filter(|v| v.model != Some(crate::xml::model::display::VideoModel::None))
                 .map(|v| v.heads.unwrap_or(1))
                 .sum::<u32>();
             (l.vmm.clone(), heads)
         })?;
         if heads == 0 {
-            return Err(Error::operation_invalid("no screens to take screenshot from"));
+            return Err(Error::operation_invalid(
+                "no screens to take screenshot from",
+            ));
         }
         if screen >= heads {
             return Err(Error::operation_invalid("no such screen ID"));
@@ -89,7 +89,11 @@ impl Driver {
             .collect::<Result<Vec<u16>>>()?;
         let _job = obj.begin_job().await?;
         let vmm = obj.with_live(|l| l.vmm.clone())?;
-        let hold = if holdtime == 0 { DEFAULT_HOLD_MS } else { holdtime };
+        let hold = if holdtime == 0 {
+            DEFAULT_HOLD_MS
+        } else {
+            holdtime
+        };
         vmm.send_key(&keys, hold).await
     }
 }

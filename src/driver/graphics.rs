@@ -116,9 +116,7 @@ pub fn plan(def: &Domain, socket_dir: &Path) -> Result<Option<VncPlan>> {
     let port = match (autoport, int_attr(g, "port")?) {
         (false, Some(p)) if p > 0 => Some(port_number(p, "port")?),
         (false, _) if matches!(listen, VncListen::Address { .. }) => {
-            return Err(Error::unsupported(
-                "vnc port must be in range [5900,65535]",
-            ));
+            return Err(Error::unsupported("vnc port must be in range [5900,65535]"));
         }
         _ => None,
     };
@@ -131,7 +129,11 @@ pub fn plan(def: &Domain, socket_dir: &Path) -> Result<Option<VncPlan>> {
         None | Some("allow-exclusive") => VncSharePolicy::AllowExclusive,
         Some("force-shared") => VncSharePolicy::ForceShared,
         Some("ignore") => VncSharePolicy::Ignore,
-        Some(other) => return Err(Error::xml(format!("unknown vnc display sharing policy '{other}'"))),
+        Some(other) => {
+            return Err(Error::xml(format!(
+                "unknown vnc display sharing policy '{other}'"
+            )));
+        }
     };
     Ok(Some(VncPlan {
         listen,
@@ -233,7 +235,10 @@ impl VncSockets {
     }
 
     pub fn fds(&self) -> Vec<RawFd> {
-        self.listeners.iter().map(|(fd, _)| fd.as_raw_fd()).collect()
+        self.listeners
+            .iter()
+            .map(|(fd, _)| fd.as_raw_fd())
+            .collect()
     }
 
     /// Gives the VMM's configuration the server with these sockets.
@@ -282,8 +287,7 @@ impl VncSockets {
             if let Some(l) = g.first_listen_mut()
                 && l.attr("socket").is_none()
             {
-                l.attrs
-                    .push(("socket".into(), path.display().to_string()));
+                l.attrs.push(("socket".into(), path.display().to_string()));
             }
         }
     }
@@ -322,7 +326,9 @@ fn bind_tcp(
                     }
                 }
             }
-            Err(Error::internal("Unable to find an unused port in range 'display' (5900-65535)"))
+            Err(Error::internal(
+                "Unable to find an unused port in range 'display' (5900-65535)",
+            ))
         }
     }
 }
@@ -375,14 +381,21 @@ mod tests {
                 generated: true
             }
         );
-        assert!(plan(&def("<graphics type='vnc' listen='not-an-ip'/>"), Path::new("/")).is_err());
+        assert!(
+            plan(
+                &def("<graphics type='vnc' listen='not-an-ip'/>"),
+                Path::new("/")
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn automatic_ports_skip_ports_in_use_and_show_in_the_live_xml() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let busy = taken.local_addr().unwrap().port();
-        let (fd, port) = bind_tcp(DEFAULT_VNC_LISTEN, None, busy..=busy.saturating_add(50)).unwrap();
+        let (fd, port) =
+            bind_tcp(DEFAULT_VNC_LISTEN, None, busy..=busy.saturating_add(50)).unwrap();
         assert_ne!(port, busy);
         drop(fd);
         let d = def("<graphics type='vnc'/>");

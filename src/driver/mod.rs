@@ -6,8 +6,8 @@
 
 pub mod boot;
 pub mod cgroup;
-pub mod control;
 pub mod console;
+pub mod control;
 mod definitions;
 pub mod devices;
 pub mod domain;

@@ -716,10 +716,9 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
             }
         }
         config.vnc = None;
-        if let (Some(sockets), Ok(Some(p))) = (
-            &live.vnc,
-            graphics::plan(&live.def, &inner.cfg.run_dir),
-        ) {
+        if let (Some(sockets), Ok(Some(p))) =
+            (&live.vnc, graphics::plan(&live.def, &inner.cfg.run_dir))
+        {
             sockets.bind(&p, &mut config);
             fds.extend(sockets.fds());
         }

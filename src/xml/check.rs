@@ -13,8 +13,8 @@ use super::model::Domain;
 use super::model::chardev::{CharSourceType, Chardev};
 use super::model::disk::DiskType;
 use super::model::display::{GraphicsType, Listen, VideoModel};
-use super::model::input::{InputBus, InputType};
 use super::model::domain::VirtType;
+use super::model::input::{InputBus, InputType};
 
 fn not_supported(what: &str, value: impl std::fmt::Display) -> Error {
     Error::unsupported(format!("{what} '{value}' is not supported"))
@@ -137,7 +137,12 @@ fn check_display(dom: &Domain) -> Result<()> {
             return Err(not_supported("video model", model));
         }
     }
-    if d.videos.iter().filter(|v| v.model == Some(VideoModel::Vga)).count() > 1 {
+    if d.videos
+        .iter()
+        .filter(|v| v.model == Some(VideoModel::Vga))
+        .count()
+        > 1
+    {
         return Err(Error::unsupported("only one video adapter is supported"));
     }
     for i in &d.inputs {
@@ -192,7 +197,9 @@ mod tests {
             "unsupported configuration: only 1 graphics device of each type (sdl, vnc, spice, dbus) is supported"
         );
         assert_eq!(
-            check("<input type='tablet' bus='virtio'/>").unwrap_err().message,
+            check("<input type='tablet' bus='virtio'/>")
+                .unwrap_err()
+                .message,
             "unsupported configuration: input bus 'virtio' is not supported"
         );
         check("<graphics type='vnc' passwd='x'/><video><model type='vga'/></video>").unwrap();

@@ -121,7 +121,9 @@ mod tests {
     #[test]
     fn fixed_ports_listen_addresses_and_sockets_as_libvirt_writes_them() {
         assert_eq!(
-            graphics("<graphics type='vnc' port='5903' autoport='no'><listen type='address' address='::1'/></graphics>"),
+            graphics(
+                "<graphics type='vnc' port='5903' autoport='no'><listen type='address' address='::1'/></graphics>"
+            ),
             "<graphics type='vnc' port='5903' autoport='no' listen='::1'><listen type='address' address='::1'/></graphics>"
         );
         assert_eq!(
@@ -129,7 +131,9 @@ mod tests {
             "<graphics type='vnc' port='5900' autoport='no' websocket='5700' listen='127.0.0.1'><listen type='address' address='127.0.0.1'/></graphics>"
         );
         assert_eq!(
-            graphics("<graphics type='vnc'><listen type='socket' socket='/tmp/vnc.sock'/></graphics>"),
+            graphics(
+                "<graphics type='vnc'><listen type='socket' socket='/tmp/vnc.sock'/></graphics>"
+            ),
             "<graphics type='vnc' socket='/tmp/vnc.sock'><listen type='socket' socket='/tmp/vnc.sock'/></graphics>"
         );
     }

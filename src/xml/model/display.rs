@@ -133,7 +133,9 @@ impl Listen {
             })?)),
             Some("socket") => Ok(Listen::Socket(owned("socket"))),
             Some("none") => Ok(Listen::None),
-            Some(other) => Err(Error::xml(format!("unknown graphics listen type '{other}'"))),
+            Some(other) => Err(Error::xml(format!(
+                "unknown graphics listen type '{other}'"
+            ))),
             None => Err(Error::xml("graphics listen type must be specified")),
         }
     }
