@@ -34,15 +34,43 @@ pub fn linux_from_keysym(_keysym: u32) -> Option<(u16, bool)> {
     None
 }
 
+/// The code of the key named `name` in `set` (`KEY_A` in linux), as
+/// virsh's `send-key` reads key names.
+pub fn code_by_name(_set: Codeset, _name: &str) -> Option<u32> {
+    None
+}
+
+/// libvirt's names of the code sets, in its numbering.
+const NAMES: [(&str, Codeset); 10] = [
+    ("linux", Codeset::Linux),
+    ("xt", Codeset::Xt),
+    ("atset1", Codeset::Atset1),
+    ("atset2", Codeset::Atset2),
+    ("atset3", Codeset::Atset3),
+    ("os_x", Codeset::Osx),
+    ("xt_kbd", Codeset::XtKbd),
+    ("usb", Codeset::Usb),
+    ("win32", Codeset::Win32),
+    ("qnum", Codeset::Qnum),
+];
+
 impl TryFrom<u32> for Codeset {
     type Error = ();
     fn try_from(v: u32) -> Result<Self, ()> {
-        Err(drop(v))
+        NAMES.get(v as usize).map(|(_, c)| *c).ok_or(())
+    }
+}
+
+impl std::str::FromStr for Codeset {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        NAMES.iter().find(|(n, _)| *n == s).map(|(_, c)| *c).ok_or(())
     }
 }
 
 impl std::fmt::Display for Codeset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
+        let name = NAMES.iter().find(|(_, c)| c == self).map_or("?", |(n, _)| n);
+        f.write_str(name)
     }
 }
