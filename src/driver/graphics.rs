@@ -413,8 +413,15 @@ mod tests {
             name: "g".into(),
             uuid: None,
             memory_mib: 1,
-            cpus: Default::default(),
-            boot: crate::vmm::config::BootConfig::Kernel(Default::default()),
+            cpus: crate::vmm::config::CpuConfig {
+                count: 1,
+                topology: None,
+            },
+            boot: crate::vmm::config::BootConfig::Kernel(crate::vmm::config::KernelBoot {
+                kernel: "/k".into(),
+                initrd: None,
+                cmdline: String::new(),
+            }),
             serial: Default::default(),
             devices: Vec::new(),
             on_reboot: Default::default(),
