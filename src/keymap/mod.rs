@@ -64,13 +64,20 @@ impl TryFrom<u32> for Codeset {
 impl std::str::FromStr for Codeset {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        NAMES.iter().find(|(n, _)| *n == s).map(|(_, c)| *c).ok_or(())
+        NAMES
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, c)| *c)
+            .ok_or(())
     }
 }
 
 impl std::fmt::Display for Codeset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = NAMES.iter().find(|(_, c)| c == self).map_or("?", |(n, _)| n);
+        let name = NAMES
+            .iter()
+            .find(|(_, c)| c == self)
+            .map_or("?", |(n, _)| n);
         f.write_str(name)
     }
 }
