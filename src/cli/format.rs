@@ -118,6 +118,26 @@ pub fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
+/// `%Y-%m-%d %H:%M:%S` of a Unix time, local time as virsh prints it.
+pub fn local_time(secs: i64) -> String {
+    // SAFETY: localtime_r writes only into the tm it is given.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        let t: libc::time_t = secs;
+        libc::localtime_r(&t, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

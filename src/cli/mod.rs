@@ -39,6 +39,7 @@ macro_rules! esayln {
 
 pub mod bus;
 pub mod console;
+pub mod display;
 pub mod domain;
 pub mod domain_info;
 pub mod domain_lifecycle;
@@ -402,6 +403,50 @@ pub enum Cmd {
         /// only connect if safe console handling is supported
         #[arg(long)]
         safe: bool,
+    },
+    /// take a screenshot of a current domain console and store it into a file
+    Screenshot {
+        #[command(flatten)]
+        d: DomArg,
+        /// where to store the screenshot
+        #[arg(value_name = "FILE")]
+        file: Option<String>,
+        /// ID of a screen to take screenshot of
+        #[arg(long, value_name = "NUMBER", allow_hyphen_values = true)]
+        screen: Option<String>,
+    },
+    /// Send keycodes to the guest
+    SendKey {
+        #[command(flatten)]
+        d: DomArg,
+        /// the codeset of keycodes, default:linux
+        #[arg(long, value_name = "STRING")]
+        codeset: Option<String>,
+        /// the time (in milliseconds) how long the keys will be held
+        #[arg(long, value_name = "NUMBER", allow_hyphen_values = true)]
+        holdtime: Option<String>,
+        /// the key code
+        #[arg(value_name = "KEYCODE", required = true, num_args = 1.., allow_hyphen_values = true)]
+        keycode: Vec<String>,
+    },
+    /// domain display connection URI
+    Domdisplay {
+        #[command(flatten)]
+        d: DomArg,
+        /// includes the password into the connection URI if available
+        #[arg(long)]
+        include_password: bool,
+        /// select particular graphical display (e.g. "vnc", "spice", "rdp", "dbus")
+        #[arg(long = "type", value_name = "STRING")]
+        kind: Option<String>,
+        /// show all possible graphical displays
+        #[arg(long)]
+        all: bool,
+    },
+    /// vnc display
+    Vncdisplay {
+        #[command(flatten)]
+        d: DomArg,
     },
     /// Domain Events
     Event(events::EventArgs),
@@ -1099,6 +1144,36 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             console::console(s.bus()?, &d.domain, devname.as_deref(), *force, *safe)?;
             String::new()
         }
+        Cmd::Screenshot { d, file, screen } => {
+            let msg = display::screenshot(s.bus()?, &d.domain, file.as_deref(), screen.as_deref())?;
+            // virsh prints it as an "extra" message, which --quiet drops.
+            if s.quiet { String::new() } else { msg }
+        }
+        Cmd::SendKey {
+            d,
+            codeset,
+            holdtime,
+            keycode,
+        } => display::send_key(
+            s.bus()?,
+            &d.domain,
+            codeset.as_deref(),
+            holdtime.as_deref(),
+            keycode,
+        )?,
+        Cmd::Domdisplay {
+            d,
+            include_password,
+            kind,
+            all,
+        } => display::domdisplay(
+            s.bus()?,
+            &d.domain,
+            *include_password,
+            kind.as_deref(),
+            *all,
+        )?,
+        Cmd::Vncdisplay { d } => display::vncdisplay(s.bus()?, &d.domain)?,
         Cmd::Event(a) => {
             events::event(s.bus()?, a)?;
             String::new()

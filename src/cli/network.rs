@@ -8,7 +8,7 @@ use zbus::zvariant::{OwnedObjectPath, Value};
 use super::bus::{Bus, Params, param_bool, param_str};
 use super::domain_lifecycle::{Simple, read_file};
 use super::error::{CliError, Result};
-use super::format::{table, yes_no};
+use super::format::{local_time, table, yes_no};
 use super::options::{ListFilter, exclusive};
 use super::storage::info_line as line;
 use crate::dbus::network::WireLease;
@@ -367,26 +367,6 @@ pub fn net_update(bus: &Bus, a: &NetUpdateArgs) -> Result<String> {
         _ => "persistent config",
     };
     Ok(format!("Updated network {} {what}\n", a.network))
-}
-
-/// `%Y-%m-%d %H:%M:%S` of a Unix time, local time as virsh prints it.
-fn local_time(secs: i64) -> String {
-    // SAFETY: localtime_r writes only into the tm it is given.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        let t: libc::time_t = secs;
-        libc::localtime_r(&t, &mut tm);
-        tm
-    };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
 }
 
 pub fn net_dhcp_leases(bus: &Bus, arg: &str, mac: Option<&str>) -> Result<String> {

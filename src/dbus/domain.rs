@@ -87,6 +87,12 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             drv.undefine(obj, flags).await?;
             call.ok(&()).await
         }
+        "SendKey" => {
+            let (codeset, holdtime, keycodes, flags): (u32, u32, Vec<u32>, u32) = call.args()?;
+            drv.send_key(obj, codeset, holdtime, &keycodes, flags)
+                .await?;
+            call.ok(&()).await
+        }
         "GetControlInfo" => call.ok(&(drv.get_control_info(obj, call.flags()?)?,)).await,
         "InterfaceAddresses" => {
             let (source, flags): (u32, u32) = call.args()?;

@@ -321,7 +321,7 @@ pub fn domain_capabilities_xml(
         emulator
     };
     Ok(format!(
-        "<domainCapabilities>\n  <path>{}</path>\n  <domain>kvm</domain>\n  <machine>{}</machine>\n  <arch>{}</arch>\n  <vcpu max='254'/>\n  <iothreads supported='no'/>\n{}  <cpu>\n    <mode name='host-passthrough' supported='yes'>\n      <enum name='hostPassthroughMigratable'>\n        <value>off</value>\n      </enum>\n    </mode>\n    <mode name='maximum' supported='no'/>\n    <mode name='host-model' supported='no'/>\n    <mode name='custom' supported='no'/>\n  </cpu>\n  <devices>\n    <disk supported='yes'>\n      <enum name='diskDevice'>\n        <value>disk</value>\n        <value>cdrom</value>\n      </enum>\n      <enum name='bus'>\n        <value>ide</value>\n        <value>scsi</value>\n        <value>virtio</value>\n        <value>sata</value>\n      </enum>\n      <enum name='model'/>\n    </disk>\n    <graphics supported='no'/>\n    <video supported='no'/>\n    <hostdev supported='no'/>\n    <rng supported='yes'>\n      <enum name='model'>\n        <value>virtio</value>\n      </enum>\n      <enum name='backendModel'>\n        <value>random</value>\n      </enum>\n    </rng>\n  </devices>\n  <features>\n    <gic supported='no'/>\n    <vmcoreinfo supported='no'/>\n    <genid supported='no'/>\n    <sev supported='no'/>\n  </features>\n</domainCapabilities>\n",
+        "<domainCapabilities>\n  <path>{}</path>\n  <domain>kvm</domain>\n  <machine>{}</machine>\n  <arch>{}</arch>\n  <vcpu max='254'/>\n  <iothreads supported='no'/>\n{}  <cpu>\n    <mode name='host-passthrough' supported='yes'>\n      <enum name='hostPassthroughMigratable'>\n        <value>off</value>\n      </enum>\n    </mode>\n    <mode name='maximum' supported='no'/>\n    <mode name='host-model' supported='no'/>\n    <mode name='custom' supported='no'/>\n  </cpu>\n  <devices>\n    <disk supported='yes'>\n      <enum name='diskDevice'>\n        <value>disk</value>\n        <value>cdrom</value>\n      </enum>\n      <enum name='bus'>\n        <value>ide</value>\n        <value>scsi</value>\n        <value>virtio</value>\n        <value>sata</value>\n      </enum>\n      <enum name='model'/>\n    </disk>\n    <graphics supported='yes'>\n      <enum name='type'>\n        <value>vnc</value>\n      </enum>\n    </graphics>\n    <video supported='yes'>\n      <enum name='modelType'>\n        <value>vga</value>\n        <value>none</value>\n      </enum>\n    </video>\n    <hostdev supported='no'/>\n    <rng supported='yes'>\n      <enum name='model'>\n        <value>virtio</value>\n      </enum>\n      <enum name='backendModel'>\n        <value>random</value>\n      </enum>\n    </rng>\n  </devices>\n  <features>\n    <gic supported='no'/>\n    <vmcoreinfo supported='no'/>\n    <genid supported='no'/>\n    <sev supported='no'/>\n  </features>\n</domainCapabilities>\n",
         xml_escape(emulator),
         xml_escape(machine),
         arch,
@@ -460,4 +460,29 @@ pub fn cells_free_memory(start_cell: i32, max_cells: i32) -> Result<Vec<u64>> {
     } else {
         Vec::new()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_capabilities_list_vnc_and_vga_in_libvirts_order() {
+        let xml =
+            domain_capabilities_xml(0, "", "", "", "", &super::super::boot::Firmwares::default())
+                .unwrap();
+        let graphics = "    <graphics supported='yes'>\n      <enum name='type'>\n        <value>vnc</value>\n      </enum>\n    </graphics>\n";
+        let video = "    <video supported='yes'>\n      <enum name='modelType'>\n        <value>vga</value>\n        <value>none</value>\n      </enum>\n    </video>\n";
+        let at = |s: &str| {
+            xml.find(s)
+                .unwrap_or_else(|| panic!("{s} missing from {xml}"))
+        };
+        // disk, graphics, video, hostdev, rng: libvirt's element order.
+        assert!(at("</disk>") < at(graphics));
+        assert!(at(graphics) < at(video));
+        assert!(at(video) < at("<hostdev"));
+        assert!(at("<hostdev") < at("<rng"));
+        // libvirt 9.0 has no <input> in domain capabilities.
+        assert!(!xml.contains("<input"));
+    }
 }

@@ -24,6 +24,8 @@ pub enum Outcome {
         crate::driver::storage::VolStream,
         crate::driver::storage::VolRef,
     ),
+    /// Reply this payload, then send the image file on the stream.
+    Screenshot(Vec<u8>, std::fs::File),
     /// The procedure belongs to another part of the remote program.
     NotMine,
 }
@@ -152,6 +154,9 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         return r;
     }
     if let Some(r) = super::nodedev::call(drv.nodedev(), proc_, p).await {
+        return r;
+    }
+    if let Some(r) = super::display::call(drv, proc_, p).await {
         return r;
     }
     if let Some(r) = super::domain_queries::call(drv, proc_, p).await {
@@ -332,8 +337,7 @@ mod tests {
             (312, "virConnectGetCPUModelNames"),
             (413, "virDomainListAllCheckpoints"),
             (418, "virDomainGetGuestInfo"),
-            (226, "virDomainSendKey"),
-            (211, "virDomainScreenshot"),
+            (182, "virDomainManagedSave"),
         ] {
             let e = unsupported(p);
             assert_eq!(e.code as i32, 3);

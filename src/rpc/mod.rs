@@ -16,6 +16,7 @@ mod codec;
 mod conn;
 mod connect;
 mod dispatch;
+mod display;
 mod domain;
 mod domain_queries;
 mod events;

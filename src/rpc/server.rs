@@ -444,6 +444,11 @@ async fn run_call(conn: &Arc<Conn>, h: Header, payload: Vec<u8>) {
                 .await;
             vol_stream::start_download(conn, h, s);
         }
+        Ok(Outcome::Screenshot(ret, file)) => {
+            conn.send_msg(Header::answer(&h, MsgType::Reply, STATUS_OK), &ret)
+                .await;
+            vol_stream::send_file(conn, h, file, 0, "unable to read screenshot", ());
+        }
         Ok(Outcome::VolUpload(s, vol)) => {
             // The stream is registered before the reply goes out: the
             // client sends its data as soon as it has the reply, and

@@ -1,4 +1,5 @@
-//! Volume upload and download streams (`vol-upload`, `vol-download`).
+//! Volume upload and download streams (`vol-upload`, `vol-download`),
+//! and the sending of any file on a stream (screenshots).
 //!
 //! Download: the file's bytes go out as STREAM packets (CONTINUE), then an
 //! empty CONTINUE marks the end; the client's finish is confirmed as for
@@ -24,11 +25,25 @@ fn packet(call: &Header, status: u32) -> Header {
 
 /// Starts sending a volume to the client (after the call's reply).
 pub fn start_download(conn: &Arc<Conn>, call: Header, s: VolStream) {
+    let (file, length, in_use) = s.into_parts();
+    send_file(conn, call, file, length, "cannot read volume", in_use);
+}
+
+/// Starts sending `length` bytes of `file` (0: up to its end) as the
+/// stream of `call`, then the empty packet that ends it. `guard` is held
+/// until the last byte is out; `what` names a read failure.
+pub fn send_file<G: Send + 'static>(
+    conn: &Arc<Conn>,
+    call: Header,
+    file: std::fs::File,
+    length: u64,
+    what: &'static str,
+    guard: G,
+) {
     let weak = Arc::downgrade(conn);
     // A download takes no client data; the channel only completes the handle.
     let (tx, _rx) = mpsc::channel(1);
     let task = tokio::spawn(async move {
-        let (file, length, in_use) = s.into_parts();
         let mut file = tokio::fs::File::from_std(file);
         let mut left = if length == 0 { u64::MAX } else { length };
         let mut buf = vec![0u8; STREAM_CHUNK_MAX];
@@ -38,12 +53,8 @@ pub fn start_download(conn: &Arc<Conn>, call: Header, s: VolStream) {
                 Ok(n) => n,
                 Err(e) => {
                     if let Some(conn) = weak.upgrade() {
-                        conn.send_error(
-                            &call,
-                            MsgType::Stream,
-                            &dir::sys("cannot read volume", &e),
-                        )
-                        .await;
+                        conn.send_error(&call, MsgType::Stream, &dir::sys(what, &e))
+                            .await;
                     }
                     return;
                 }
@@ -59,7 +70,7 @@ pub fn start_download(conn: &Arc<Conn>, call: Header, s: VolStream) {
         if let Some(conn) = weak.upgrade() {
             conn.send_msg(packet(&call, STATUS_CONTINUE), &[]).await;
         }
-        drop(in_use);
+        drop(guard);
     });
     conn.add_stream(
         call.serial,
