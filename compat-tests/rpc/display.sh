@@ -16,7 +16,7 @@ top=$(cd "$here/../.." && pwd)
 . "$top/compat-tests/lib/private-run.sh"
 OXVIRTD=$1
 tmp=$2
-OXVIRSH=$(dirname "$OXVIRTD")/oxvirsh
+OXVIRSH=$(cd "$(dirname "$OXVIRTD")" && pwd)/oxvirsh
 KERNEL=$top/compat-tests/guest/out/testos.elf
 skip_unless_present virsh python3 "$KERNEL" "$OXVIRSH"
 mkdir -p "$tmp"
@@ -162,16 +162,20 @@ head = data.split(None, 4)
 assert head[:4] == [b'P6', b'640', b'480', b'255'], head[:4]
 assert len(data) >= 640 * 480 * 3, len(data)
 PY
-# TODO: the guest's pattern formula is not in compat-tests/guest/testos
-# README yet (its `display` check is being added); compare the pixels then.
-if grep -q "oxtest.checks=display\|display\` check\|### display" "$top/compat-tests/guest/testos/README.md" 2>/dev/null &&
-    grep -qi "pattern" "$top/compat-tests/guest/testos/README.md"; then
-    fail "screenshot-pixels: the README documents the pattern now; write the comparison"
-elif [ "${CI:-}" = true ]; then
-    fail "screenshot-pixels: TODO, the guest's pattern is not documented yet"
-else
-    echo "skip - screenshot-pixels: TODO, the guest's pattern is not documented yet"
-fi
+# Every pixel is the test guest's pattern (compat-tests/guest/testos
+# README, "Display and input"): R from x, G from y, B a 32x32 checkerboard.
+check screenshot-pixels python3 - "$tmp/shot.ppm" <<'PY'
+import sys
+data = open(sys.argv[1], 'rb').read()
+w, h = 640, 480
+pixels = data[len(b'P6\n640 480\n255\n'):]
+for y in range(h):
+    for x in range(w):
+        want = (x * 255 // (w - 1), y * 255 // (h - 1), 0xff if ((x >> 5) ^ (y >> 5)) & 1 else 0)
+        i = (y * w + x) * 3
+        got = tuple(pixels[i:i + 3])
+        assert got == want, f"pixel ({x},{y}) is {got}, want {want}"
+PY
 (cd "$tmp" && timeout 30 virsh -c "$U" screenshot d1 >"$tmp/gen.out" 2>&1)
 check screenshot-generated-name grep -Eq "^Screenshot saved to d1-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}:[0-9]{2}:[0-9]{2}\.ppm, with type of image/x-portable-pixmap" "$tmp/gen.out"
 expect screenshot-no-such-screen 1 "^error: Requested operation is not valid: no such screen ID" -- screenshot d1 "$tmp/s1.ppm" --screen 1

@@ -268,6 +268,9 @@ else
     echo "skip - needs root and Debian's seabios"
 fi
 
+echo "# graphical console: VNC ports, domdisplay, screenshot, send-key"
+"$here/display.sh" "$OXVIRTD" "$tmp/display" || fails=$((fails + 1))
+
 echo "# cgroups and tuning: schedinfo, memtune, blkiotune, a memory limit"
 if [ "$(id -u)" = 0 ] && grep -q cgroup /proc/self/mountinfo; then
     "$here/tuning.sh" "$OXVIRTD" "$tmp/tuning" || fails=$((fails + 1))

@@ -30,9 +30,9 @@ use super::devices::ged::{self, Ged};
 use super::devices::i8042::{I8042, I8042Port, Ps2Input};
 use super::devices::pci::{PciBarSpace, PciConfigIo, PciEcam, PciRoot};
 use super::devices::serial::SerialDevice;
-use super::display::InputSink;
 use super::display::console::{Console, InputRouter};
 use super::display::vga;
+use super::display::{InputSink, NoDisplay};
 use super::error::{Error, Result};
 use super::exit::{ExitReason, ExitSignal};
 use super::firmware;
@@ -339,9 +339,14 @@ impl Vm {
                     input,
                 )?)
             }
-            None if cfg.vnc.is_some() => {
-                return Err(Error::Config("a VNC server needs a display adapter".into()));
-            }
+            // A VNC server without an adapter (libvirt's video 'none')
+            // shows a black screen and still takes keys and the pointer.
+            None if cfg.vnc.is_some() => Some(Console::new(
+                cfg.vnc.as_ref(),
+                &cfg.name,
+                Arc::new(NoDisplay),
+                Arc::new(input_router(ps2_input, virtio.usb_input.as_ref())),
+            )?),
             None => None,
         };
         let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));

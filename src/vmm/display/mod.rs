@@ -47,6 +47,16 @@ pub trait DisplaySource: Send + Sync {
     fn render(&self, frame: &mut Frame);
 }
 
+/// The screen of a guest without a display adapter: black, 640x480.
+pub struct NoDisplay;
+
+impl DisplaySource for NoDisplay {
+    fn render(&self, frame: &mut Frame) {
+        frame.resize(640, 480);
+        frame.pixels.fill(0);
+    }
+}
+
 /// Mouse buttons as RFB numbers them: bit 0 left, 1 middle, 2 right, 3 and
 /// 4 wheel up and down.
 pub type Buttons = u8;
