@@ -144,15 +144,6 @@ pub fn assign(dom: &mut Domain) -> Result<()> {
         alloc.reserve(&p);
     }
     let d = &mut dom.devices;
-    for c in d
-        .controllers
-        .iter_mut()
-        .filter(|c| c.ctrl_type == ControllerType::Pci)
-    {
-        if controller_needs_slot(c.ctrl_type, c.model.as_deref(), c.index) {
-            alloc.fill(&mut c.address)?;
-        }
-    }
     // The primary video adapter comes first, as libvirt reserves its slot
     // before any other device's.
     if let Some(v) = d
@@ -161,6 +152,15 @@ pub fn assign(dom: &mut Domain) -> Result<()> {
         .filter(|v| v.model != Some(VideoModel::None))
     {
         alloc.fill(&mut v.address)?;
+    }
+    for c in d
+        .controllers
+        .iter_mut()
+        .filter(|c| c.ctrl_type == ControllerType::Pci)
+    {
+        if controller_needs_slot(c.ctrl_type, c.model.as_deref(), c.index) {
+            alloc.fill(&mut c.address)?;
+        }
     }
     fill_kept(&mut alloc, dom, "filesystem")?;
     let d = &mut dom.devices;
