@@ -261,5 +261,42 @@ p3=$(port_of d1)
 if [ "$p3" = "$p1" ]; then pass "restart-lowest-port-again ($p3)"; else fail "restart-lowest-port-again '$p1' '$p3'"; fi
 expect restart-destroy 0 "destroyed" -- destroy d1
 
+echo "# virt-install as people type it: graphics, video and a USB tablet by default"
+images=$top/compat-tests/guest/out/boot-images
+OXVIRT_TESTOS_ARGS="oxtest.checks=e820,acpi,smp,rtc,pci,rng oxtest.pci=1 oxtest.devs=03:blk,04:rng oxtest.then=poweroff" \
+    "$top/compat-tests/guest/build-boot-images.sh" "$images" >"$tmp/images.log" 2>&1 ||
+    fail "boot images"
+cp --sparse=always "$images/bios.raw" "$tmp/vi.raw"
+out=$(timeout 120 virt-install --connect "$U" --name vig --memory 256 --import \
+    --disk "path=$tmp/vi.raw" --osinfo debian11 --network none --noautoconsole 2>&1)
+if grep -q 'Domain creation completed' <<<"$out"; then
+    pass "virt-install-default-graphics"
+else
+    fail "virt-install-default-graphics"
+    sed 's/^/       | /' <<<"$out"
+fi
+expect vig-vnc 0 "<graphics type='vnc' port='[0-9]+' autoport='yes' listen='127.0.0.1'>" -- dumpxml vig
+expect vig-xhci 0 "<controller type='usb' index='0' model='qemu-xhci'" -- dumpxml vig
+expect vig-tablet 0 "<input type='tablet' bus='usb'>" -- dumpxml vig
+expect vig-video 0 "<model type='vga'" -- dumpxml vig
+expect vig-domdisplay 0 "^vnc://127.0.0.1:[0-9]+" -- domdisplay vig
+# SeaBIOS's VGA BIOS draws its text screen: 80x25 cells of 9x16 pixels.
+vig_text() {
+    virsh -c "$U" screenshot vig "$tmp/vig.ppm" >/dev/null 2>&1 &&
+        python3 - "$tmp/vig.ppm" 2>/dev/null <<'PY'
+import sys
+data = open(sys.argv[1], 'rb').read()
+head = data.split(None, 4)
+assert head[:4] == [b'P6', b'720', b'400', b'255'], head[:4]
+first_row = data[len(b'P6\n720 400\n255\n'):][:720 * 16 * 3]
+assert any(first_row), "nothing on the first text row"
+PY
+}
+ok=
+for _ in $(seq 60); do vig_text && { ok=1; break; }; sleep 0.5; done
+if [ -n "$ok" ]; then pass "vig-text-screen"; else fail "vig-text-screen"; fi
+expect vig-destroy 0 "destroyed" -- destroy vig
+expect vig-undefine 0 "undefined" -- undefine vig
+
 echo "# $passes passed, $fails failed"
 [ "$fails" = 0 ]
