@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn bar_sizing_relocation_and_mapping() {
         let rec = Recorder {
-            refuse: 0xff00_0000,
+            refuse: 0xfe00_0000,
             ..Default::default()
         };
         let vga = Vga::new(16 << 20, mem(), Some(Box::new(rec.clone())), None).unwrap();
@@ -376,13 +376,17 @@ mod tests {
         // Relocating moves the mapping; a failed map leaves BAR 0 trapped.
         f.write_config(0x10, 0xc100_0000);
         assert_eq!(calls(&rec), ["unmap", "map 0xc1000000 0x1000000"]);
-        f.write_config(0x10, 0xff00_0000);
-        assert_eq!(calls(&rec), ["unmap", "map 0xff000000 0x1000000"]);
+        f.write_config(0x10, 0xfe00_0000);
+        assert_eq!(calls(&rec), ["unmap", "map 0xfe000000 0x1000000"]);
         assert_eq!(f.framebuffer_mapped_at(), None);
         f.bar_write(0, 0x20, &[1, 2]);
         let mut b = [0u8; 2];
         f.bar_read(0, 0x20, &mut b);
         assert_eq!(b, [1, 2]);
+        // A BAR reaching 4 GiB (firmware sizing with decoding on) maps nothing.
+        f.write_config(0x10, 0xffff_ffff);
+        assert!(calls(&rec).is_empty());
+        assert_eq!(f.framebuffer_mapped_at(), None);
         // Memory decode off unmaps and stops decoding.
         f.write_config(0x10, 0xc000_0000);
         f.write_config(0x04, 0x1);
