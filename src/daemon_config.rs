@@ -56,6 +56,8 @@ pub struct Settings {
     /// Firmware images guests boot without a kernel (`bios_firmware`,
     /// `uefi_firmware`).
     pub firmware: crate::driver::boot::Firmwares,
+    /// `vnc_listen` and `vnc_password`, as in libvirt's `qemu.conf`.
+    pub graphics: crate::driver::graphics::GraphicsDefaults,
 }
 
 /// A configuration error, worded for the administrator.
@@ -166,6 +168,7 @@ impl Settings {
             dynamic_ownership: true,
             seccomp_sandbox: true,
             firmware: Default::default(),
+            graphics: Default::default(),
         }
     }
 
@@ -192,6 +195,7 @@ impl Settings {
             dynamic_ownership: true,
             seccomp_sandbox: true,
             firmware: Default::default(),
+            graphics: Default::default(),
         }
     }
 
@@ -284,9 +288,19 @@ impl Settings {
             "seccomp_sandbox" => self.seccomp_sandbox = value.flag(key)?,
             "bios_firmware" => self.firmware.bios = value.path(key)?,
             "uefi_firmware" => self.firmware.uefi = value.path(key)?,
+            "vnc_listen" => {
+                let s = value.string(key)?;
+                self.graphics.vnc_listen = s
+                    .parse()
+                    .map_err(|_| format!("vnc_listen must be an IP address, not \"{s}\""))?;
+            }
+            "vnc_password" => {
+                let s = value.string(key)?;
+                self.graphics.vnc_password = (!s.is_empty()).then_some(s);
+            }
             other => {
                 return Err(format!(
-                    "unknown setting '{other}' (known: config_dir, run_dir, state_dir, vmm_path, rpc_enabled, rpc_socket, rpc_socket_ro, max_clients, max_anonymous_clients, max_queued_clients, max_client_requests, keepalive_interval, keepalive_count, bus, log_level, user, group, dynamic_ownership, seccomp_sandbox, bios_firmware, uefi_firmware)"
+                    "unknown setting '{other}' (known: config_dir, run_dir, state_dir, vmm_path, rpc_enabled, rpc_socket, rpc_socket_ro, max_clients, max_anonymous_clients, max_queued_clients, max_client_requests, keepalive_interval, keepalive_count, bus, log_level, user, group, dynamic_ownership, seccomp_sandbox, bios_firmware, uefi_firmware, vnc_listen, vnc_password)"
                 ));
             }
         }
@@ -302,7 +316,7 @@ impl Settings {
             BusSetting::Address(a) => a.clone(),
         };
         format!(
-            "config_dir = {}\nrun_dir = {}\nstate_dir = {}\nvmm_path = {}\nrpc_enabled = {}\nrpc_socket = {}\nrpc_socket_ro = {}\nmax_clients = {}\nmax_anonymous_clients = {}\nmax_queued_clients = {}\nmax_client_requests = {}\nkeepalive_interval = {}\nkeepalive_count = {}\nbus = {}\nlog_level = {}\n{}{}dynamic_ownership = {}\nseccomp_sandbox = {}\nbios_firmware = {}\nuefi_firmware = {}\n",
+            "config_dir = {}\nrun_dir = {}\nstate_dir = {}\nvmm_path = {}\nrpc_enabled = {}\nrpc_socket = {}\nrpc_socket_ro = {}\nmax_clients = {}\nmax_anonymous_clients = {}\nmax_queued_clients = {}\nmax_client_requests = {}\nkeepalive_interval = {}\nkeepalive_count = {}\nbus = {}\nlog_level = {}\n{}{}dynamic_ownership = {}\nseccomp_sandbox = {}\nbios_firmware = {}\nuefi_firmware = {}\nvnc_listen = {}\n{}",
             q(&self.config_dir),
             q(&self.run_dir),
             q(&self.state_dir),
@@ -327,6 +341,13 @@ impl Settings {
             u8::from(self.seccomp_sandbox),
             q(&self.firmware.bios),
             q(&self.firmware.uefi),
+            quote(&self.graphics.vnc_listen.to_string()),
+            // The password is a secret: only whether one is set.
+            if self.graphics.vnc_password.is_some() {
+                "vnc_password = (set)\n"
+            } else {
+                ""
+            },
         )
     }
 }

@@ -233,6 +233,7 @@ fn main() -> ExitCode {
     cfg.state_dir = s.state_dir.clone();
     cfg.vmm_path = s.vmm_path.clone();
     cfg.firmware = s.firmware.clone();
+    cfg.graphics = s.graphics.clone();
     cfg.confinement = match s.confinement() {
         Ok(c) => c,
         Err(e) => {

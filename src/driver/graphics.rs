@@ -30,6 +30,24 @@ const WEBSOCKET_PORTS: std::ops::RangeInclusive<u16> = 5700..=65535;
 /// libvirt's `vnc_listen` default.
 pub const DEFAULT_VNC_LISTEN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
+/// The host's VNC settings (libvirt's `qemu.conf`: `vnc_listen`, the
+/// address of servers whose XML names none, and `vnc_password`, the
+/// password of those whose XML sets none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphicsDefaults {
+    pub vnc_listen: IpAddr,
+    pub vnc_password: Option<String>,
+}
+
+impl Default for GraphicsDefaults {
+    fn default() -> Self {
+        GraphicsDefaults {
+            vnc_listen: DEFAULT_VNC_LISTEN,
+            vnc_password: None,
+        }
+    }
+}
+
 /// Where a VNC server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VncListen {
@@ -83,7 +101,7 @@ fn vram_kib(v: &Video) -> Result<u32> {
 
 /// The VNC server of `def`, if it has one. `socket_dir` is where a
 /// generated Unix socket goes.
-pub fn plan(def: &Domain, socket_dir: &Path) -> Result<Option<VncPlan>> {
+pub fn plan(def: &Domain, socket_dir: &Path, host: &GraphicsDefaults) -> Result<Option<VncPlan>> {
     let Some(g) = def
         .devices
         .graphics
@@ -98,7 +116,7 @@ pub fn plan(def: &Domain, socket_dir: &Path) -> Result<Option<VncPlan>> {
             from_config: false,
         },
         Some(Listen::Address(None)) | None => VncListen::Address {
-            ip: DEFAULT_VNC_LISTEN,
+            ip: host.vnc_listen,
             from_config: true,
         },
         Some(Listen::Socket(Some(p))) => VncListen::Socket {
@@ -139,7 +157,7 @@ pub fn plan(def: &Domain, socket_dir: &Path) -> Result<Option<VncPlan>> {
         listen,
         port,
         websocket,
-        password: g.passwd.clone(),
+        password: g.passwd.clone().or_else(|| host.vnc_password.clone()),
         share_policy,
     }))
 }
@@ -347,9 +365,13 @@ mod tests {
 
     #[test]
     fn plans_what_the_xml_asks_for() {
-        let p = plan(&def("<graphics type='vnc'/>"), Path::new("/run/x"))
-            .unwrap()
-            .unwrap();
+        let p = plan(
+            &def("<graphics type='vnc'/>"),
+            Path::new("/run/x"),
+            &GraphicsDefaults::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(
             p.listen,
             VncListen::Address {
@@ -361,6 +383,7 @@ mod tests {
         let p = plan(
             &def("<graphics type='vnc' port='5907' autoport='no' websocket='-1' passwd='pw' sharePolicy='force-shared' listen='::1'/>"),
             Path::new("/run/x"),
+            &GraphicsDefaults::default(),
         )
         .unwrap()
         .unwrap();
@@ -371,6 +394,7 @@ mod tests {
         let p = plan(
             &def("<graphics type='vnc'><listen type='socket'/></graphics>"),
             Path::new("/run/x"),
+            &GraphicsDefaults::default(),
         )
         .unwrap()
         .unwrap();
@@ -384,10 +408,45 @@ mod tests {
         assert!(
             plan(
                 &def("<graphics type='vnc' listen='not-an-ip'/>"),
-                Path::new("/")
+                Path::new("/"),
+                &GraphicsDefaults::default()
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_hosts_listen_address_and_password_fill_what_the_xml_leaves_out() {
+        let host = GraphicsDefaults {
+            vnc_listen: "0.0.0.0".parse().unwrap(),
+            vnc_password: Some("hostpw".into()),
+        };
+        let p = plan(&def("<graphics type='vnc'/>"), Path::new("/"), &host)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            p.listen,
+            VncListen::Address {
+                ip: host.vnc_listen,
+                from_config: true
+            }
+        );
+        assert_eq!(p.password.as_deref(), Some("hostpw"));
+        let p = plan(
+            &def("<graphics type='vnc' passwd='own' listen='127.0.0.1'/>"),
+            Path::new("/"),
+            &host,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.password.as_deref(), Some("own"));
+        assert!(matches!(
+            p.listen,
+            VncListen::Address {
+                from_config: false,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -399,7 +458,9 @@ mod tests {
         assert_ne!(port, busy);
         drop(fd);
         let d = def("<graphics type='vnc'/>");
-        let p = plan(&d, Path::new("/")).unwrap().unwrap();
+        let p = plan(&d, Path::new("/"), &GraphicsDefaults::default())
+            .unwrap()
+            .unwrap();
         let s = VncSockets::open(&p).unwrap();
         let port = s.port.unwrap();
         assert!(port >= 5900);
@@ -441,7 +502,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("oxvirt-vnc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let d = def("<graphics type='vnc'><listen type='socket'/></graphics>");
-        let p = plan(&d, &dir).unwrap().unwrap();
+        let p = plan(&d, &dir, &GraphicsDefaults::default())
+            .unwrap()
+            .unwrap();
         let s = VncSockets::open(&p).unwrap();
         let VncListen::Socket { path, .. } = &p.listen else {
             panic!()

@@ -77,6 +77,7 @@ pub(super) async fn start_locked(
             storage: &inner.storage,
             networks: &inner.networks,
             firmware: &inner.cfg.firmware,
+            graphics: &inner.cfg.graphics,
         },
     )?;
     supervise::launch(inner, obj, def, plan).await?;

@@ -78,6 +78,8 @@ pub struct DriverConfig {
     pub cgroup_partition: String,
     /// Firmware images for guests without a kernel.
     pub firmware: boot::Firmwares,
+    /// VNC listen address and password of guests whose XML names none.
+    pub graphics: graphics::GraphicsDefaults,
 }
 
 /// How each guest's VMM is confined (`oxvirtd.conf`: `user`, `group`,
@@ -130,6 +132,7 @@ impl DriverConfig {
             cgroups: cgroup::Cgroups::default(),
             cgroup_partition: cgroup::DEFAULT_PARTITION.to_string(),
             firmware: boot::Firmwares::default(),
+            graphics: graphics::GraphicsDefaults::default(),
         }
     }
 
@@ -757,6 +760,7 @@ mod tests {
             cgroups: cgroup::Cgroups::default(),
             cgroup_partition: cgroup::DEFAULT_PARTITION.to_string(),
             firmware: boot::Firmwares::default(),
+            graphics: graphics::GraphicsDefaults::default(),
         };
         let drv = Driver::open(cfg.clone()).await.unwrap();
         let mut events = drv.subscribe();

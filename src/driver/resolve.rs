@@ -60,6 +60,8 @@ pub struct Context<'a> {
     pub networks: &'a super::network::Networks,
     /// Firmware for guests without a kernel.
     pub firmware: &'a boot::Firmwares,
+    /// The host's VNC listen address and password.
+    pub graphics: &'a super::graphics::GraphicsDefaults,
 }
 
 /// A `<disk type='volume'>` as the file its storage volume is, the way
@@ -232,7 +234,7 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
     }
     dev_configs.extend(super::graphics::video(def, &mut slots)?);
     dev_configs.extend(super::usb::xhci(def, &mut slots)?);
-    let vnc = super::graphics::plan(def, ctx.run_dir)?;
+    let vnc = super::graphics::plan(def, ctx.run_dir, ctx.graphics)?;
     let mut vsock_cid = None;
     if let Some(v) = def.devices.vsock.as_ref() {
         let uds = ctx.run_dir.join(format!("{}.vsock", def.uuid));
@@ -322,6 +324,7 @@ mod tests {
                 cids_in_use: &[3],
                 storage: &storage,
                 firmware: &boot::Firmwares::default(),
+                graphics: &crate::driver::graphics::GraphicsDefaults::default(),
                 networks: &networks,
             },
         );
@@ -371,6 +374,7 @@ mod tests {
                 cids_in_use: &[],
                 storage: &storage,
                 firmware: &boot::Firmwares::default(),
+                graphics: &crate::driver::graphics::GraphicsDefaults::default(),
                 networks: &networks,
             },
         )
@@ -387,6 +391,7 @@ mod tests {
                 cids_in_use: &[],
                 storage: &storage,
                 firmware: &boot::Firmwares::default(),
+                graphics: &crate::driver::graphics::GraphicsDefaults::default(),
                 networks: &networks,
             },
         )

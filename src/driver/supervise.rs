@@ -716,9 +716,10 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
             }
         }
         config.vnc = None;
-        if let (Some(sockets), Ok(Some(p))) =
-            (&live.vnc, graphics::plan(&live.def, &inner.cfg.run_dir))
-        {
+        if let (Some(sockets), Ok(Some(p))) = (
+            &live.vnc,
+            graphics::plan(&live.def, &inner.cfg.run_dir, &inner.cfg.graphics),
+        ) {
             sockets.bind(&p, &mut config);
             fds.extend(sockets.fds());
         }
@@ -788,7 +789,7 @@ fn reopen_vnc(inner: &Inner, live: &mut Live) -> Result<()> {
     if live.vnc.is_some() {
         return Ok(());
     }
-    if let Some(p) = graphics::plan(&live.def, &inner.cfg.run_dir)? {
+    if let Some(p) = graphics::plan(&live.def, &inner.cfg.run_dir, &inner.cfg.graphics)? {
         live.vnc = Some(graphics::VncSockets::reopen(&p, &live.def)?);
     }
     Ok(())
