@@ -191,6 +191,31 @@ fi
 check oxvirsh-screenshot-generated-name grep -Eq "^Screenshot saved to d1-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}:[0-9]{2}:[0-9]{2}\.ppm, with type of image/x-portable-pixmap" "$tmp/gen2.out"
 same screenshot-no-such-screen screenshot d1 "$tmp/s2.ppm" --screen 1
 
+echo "# the VNC password: update-device, live and in the definition"
+# security_types PORT: the RFB security types the server offers (3.8).
+security_types() {
+    python3 - "$1" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
+s.recv(12)
+s.sendall(b"RFB 003.008\n")
+n = s.recv(1)[0]
+print(" ".join(str(b) for b in s.recv(n)))
+PY
+}
+[ "$(security_types "$p1")" = 1 ] && pass "no-password-type-none" || fail "no-password-type-none"
+printf "<graphics type='vnc' passwd='s3cret'/>\n" >"$tmp/pw.xml"
+expect update-password 0 "Device updated successfully" -- update-device d1 "$tmp/pw.xml" --live --config
+[ "$(security_types "$p1")" = 2 ] && pass "password-type-vnc-auth" || fail "password-type-vnc-auth"
+if virsh -c "$U" dumpxml d1 | grep -q "passwd="; then fail "password-hidden"; else pass "password-hidden"; fi
+expect password-secure 0 "passwd='s3cret'" -- dumpxml d1 --security-info
+expect password-in-definition 0 "passwd='s3cret'" -- dumpxml d1 --inactive --security-info
+printf "<graphics type='vnc' port='5999' autoport='no'/>\n" >"$tmp/port.xml"
+expect update-port-refused 1 "cannot change port settings on vnc graphics" -- update-device d1 "$tmp/port.xml" --live
+printf "<graphics type='vnc'/>\n" >"$tmp/nopw.xml"
+expect update-no-password 0 "Device updated successfully" -- update-device d1 "$tmp/nopw.xml" --live --config
+[ "$(security_types "$p1")" = 1 ] && pass "password-removed" || fail "password-removed"
+
 echo "# send-key"
 expect send-key 0 "" -- send-key d1 --codeset linux KEY_A
 wait_log send-key-reaches-guest "$tmp/d1.log" "INFO key make 0x1e"

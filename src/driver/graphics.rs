@@ -351,6 +351,97 @@ fn bind_tcp(
     }
 }
 
+impl super::Driver {
+    /// `virDomainUpdateDeviceFlags` of a `<graphics>`: a new VNC password
+    /// (or none), live and/or in the definition. Anything else of the
+    /// output cannot change while it exists, as in libvirt.
+    pub(super) async fn update_graphics(
+        &self,
+        obj: &std::sync::Arc<super::domain::DomainObj>,
+        elem: &crate::xml::tree::Element,
+        flags: u32,
+    ) -> Result<()> {
+        let new = Graphics::parse(elem)?;
+        if new.graphics_type != GraphicsType::Vnc {
+            return Err(not_supported("graphics type", new.graphics_type));
+        }
+        let (vmm, live_def, config_def) = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            let (live, config) = super::metadata::targets(&d, flags)?;
+            let live = match d.live.as_ref().filter(|_| live) {
+                Some(l) => {
+                    let mut def = l.def.clone();
+                    set_password(&mut def, &new)?;
+                    Some((l.vmm.clone(), def))
+                }
+                None => None,
+            };
+            let config_def = match config {
+                true => {
+                    let mut def = d
+                        .persistent
+                        .clone()
+                        .ok_or_else(|| Error::internal("no persistent definition"))?;
+                    set_password(&mut def, &new)?;
+                    Some(def)
+                }
+                false => None,
+            };
+            let (vmm, live_def) = live.unzip();
+            (vmm, live_def, config_def)
+        };
+        if let (Some(vmm), Some(def)) = (vmm, live_def) {
+            vmm.set_vnc_password(new.passwd.as_deref()).await?;
+            if let Some(l) = obj.data().live.as_mut() {
+                l.def = def;
+            }
+            super::supervise::write_status(&self.inner, obj);
+        }
+        if let Some(def) = config_def {
+            self.inner.store.save(&def)?;
+            obj.data().persistent = Some(def);
+        }
+        Ok(())
+    }
+}
+
+/// Gives the VNC output of `def` the password of `new`, which must name
+/// the same output otherwise.
+fn set_password(def: &mut Domain, new: &Graphics) -> Result<()> {
+    let g = def
+        .devices
+        .graphics
+        .iter_mut()
+        .find(|g| g.graphics_type == GraphicsType::Vnc)
+        .ok_or_else(|| {
+            Error::operation_invalid("cannot find existing graphics device to modify")
+        })?;
+    let fixed = |g: &Graphics, name: &str| g.attr(name).map(str::to_string);
+    for name in ["port", "websocket", "keymap", "sharePolicy"] {
+        if let Some(v) = fixed(new, name)
+            && v != "-1"
+            && fixed(g, name).is_some_and(|old| old != v)
+        {
+            return Err(Error::new(
+                crate::error::ErrorCode::OperationUnsupported,
+                crate::error::ErrorDomain::Qemu,
+                format!("cannot change {name} settings on vnc graphics"),
+            ));
+        }
+    }
+    g.passwd = new.passwd.clone();
+    for name in ["passwdValidTo", "connected"] {
+        match new.attr(name) {
+            Some(v) => g.set_attr(name, v),
+            None => g.remove_attr(name),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

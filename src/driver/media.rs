@@ -30,6 +30,10 @@ impl Driver {
             "virDomainUpdateDeviceFlags",
         )?;
         let elem = tree::parse_document(xml)?;
+        if elem.name == "graphics" {
+            let _job = obj.begin_job().await?;
+            return self.update_graphics(obj, &elem, flags).await;
+        }
         if elem.name != "disk" {
             return Err(Error::unsupported(format!(
                 "live update of device '{}' is not supported",
