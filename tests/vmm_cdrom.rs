@@ -17,8 +17,6 @@ use vmm_common::{Control, Guest, boot_images, kvm_available, scratch, system_fir
 /// The test guest's checks, as `vmm_firmware.rs` builds the images (one
 /// set of images for both): platform, PCI with a disk in slot 3 and an
 /// RNG in slot 4.
-const TESTOS_ARGS: &str = "oxtest.checks=e820,acpi,smp,rtc,pci,rng oxtest.pci=1 \
-                           oxtest.devs=03:blk,04:rng oxtest.then=poweroff";
 const DONE: &str = "DONE passed=8 failed=0";
 const BIOS_PC: &str = "/usr/share/seabios/bios-256k.bin";
 
@@ -34,7 +32,7 @@ fn setup() -> Option<Setup> {
     if !kvm_available() {
         return None;
     }
-    let iso = boot_images(TESTOS_ARGS)?.join("boot.iso");
+    let iso = boot_images()?.join("boot.iso");
     let bios = system_firmware(BIOS_PC)?;
     let disk = scratch("cd-disk").join("blank.raw");
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();

@@ -15,8 +15,6 @@ use vmm_common::{Guest, boot_images, kvm_available, scratch, system_firmware};
 /// What the test guest in the images checks: the platform (memory map from
 /// the firmware, ACPI tables through fw_cfg's loader, SMP, RTC) and PCI with
 /// the BARs the firmware placed (the boot disk in slot 3, an RNG in 4).
-const TESTOS_ARGS: &str = "oxtest.checks=e820,acpi,smp,rtc,pci,rng oxtest.pci=1 \
-                           oxtest.devs=03:blk,04:rng oxtest.then=poweroff";
 /// The six checks, plus one line for each device under `pci`.
 const CHECKS: usize = 8;
 
@@ -27,7 +25,7 @@ fn image(name: &str) -> Option<PathBuf> {
     if !kvm_available() {
         return None;
     }
-    boot_images(TESTOS_ARGS).map(|d| d.join(name))
+    boot_images().map(|d| d.join(name))
 }
 
 fn disk(path: &std::path::Path, extra: &str) -> String {

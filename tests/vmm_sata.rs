@@ -15,8 +15,6 @@ use vmm_common::{Guest, boot_images, kvm_available, scratch, system_firmware};
 /// The test guest's checks, as `vmm_firmware.rs` builds the images (one
 /// set of images for all): platform, PCI with a disk in slot 3 and an
 /// RNG in slot 4.
-const TESTOS_ARGS: &str = "oxtest.checks=e820,acpi,smp,rtc,pci,rng oxtest.pci=1 \
-                           oxtest.devs=03:blk,04:rng oxtest.then=poweroff";
 const DONE: &str = "DONE passed=8 failed=0";
 const BIOS_PC: &str = "/usr/share/seabios/bios-256k.bin";
 /// The AHCI controller as the test guest lists it, in slot 6.
@@ -34,7 +32,7 @@ fn setup(name: &str) -> Option<Setup> {
     if !kvm_available() {
         return None;
     }
-    let built = boot_images(TESTOS_ARGS)?.join(name);
+    let built = boot_images()?.join(name);
     let bios = system_firmware(BIOS_PC)?;
     let dir = scratch("sata");
     let image = dir.join(name);

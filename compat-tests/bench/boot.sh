@@ -23,8 +23,7 @@ runs=${1:-5}
 command -v apt-get >/dev/null && [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ] &&
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ovmf >/dev/null
 images="$here/compat-tests/guest/out/boot-images"
-OXVIRT_TESTOS_ARGS="oxtest.checks=e820,acpi,smp,rtc,pci,rng oxtest.pci=1 oxtest.devs=03:blk,04:rng oxtest.then=poweroff" \
-    "$here/compat-tests/guest/build-boot-images.sh" "$images" >/dev/null
+"$here/compat-tests/guest/build-boot-images.sh" "$images" >/dev/null
 uefi=${UEFI_FIRMWARE:-$("$here/packaging/firmware/build-cloudhv.sh" | tail -1)}
 find_vmm
 export VMM="$vmm" RUNS="$runs" QEMU=${QEMU:-qemu-system-x86_64} IMAGES="$images" \

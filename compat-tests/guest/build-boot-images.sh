@@ -18,8 +18,8 @@
 #            (only if the Debian guest exists: $OXVIRT_DEBIAN_GUEST, default
 #            /var/lib/oxvirt/guest-debian, made by build-debian-guest.sh)
 # Environment:
-#   OXVIRT_TESTOS_ARGS   testos command line (default
-#                        "oxtest.checks=e820,acpi,smp,rtc oxtest.then=poweroff")
+#   OXVIRT_TESTOS_ARGS   testos command line (default, what the tests and
+#                        benchmarks share the cached images with: "oxtest.checks=e820,acpi,smp,rtc,pci,rng oxtest.pci=1 oxtest.devs=03:blk,04:rng oxtest.then=poweroff")
 #   OXVIRT_TESTOS_ARGS_EFI  testos command line when GRUB runs on UEFI (uefi.* and the
 #                        ISO's EFI boot; default: OXVIRT_TESTOS_ARGS). UEFI firmware keeps
 #                        MiBs for itself (OVMF with -m 512: 6000 KiB less usable RAM, as
@@ -43,7 +43,7 @@ out=${1:?usage: build-boot-images.sh OUTDIR}
 here=$(cd "$(dirname "$0")" && pwd)
 self="$here/$(basename "$0")"
 deb_dir=${OXVIRT_DEBIAN_GUEST:-/var/lib/oxvirt/guest-debian}
-args=${OXVIRT_TESTOS_ARGS:-oxtest.checks=e820,acpi,smp,rtc oxtest.then=poweroff}
+args=${OXVIRT_TESTOS_ARGS:-oxtest.checks=e820,acpi,smp,rtc,pci,rng oxtest.pci=1 oxtest.devs=03:blk,04:rng oxtest.then=poweroff}
 efi_args=${OXVIRT_TESTOS_ARGS_EFI:-$args}
 entry=${OXVIRT_BOOT_ENTRY:-testos}
 timeout=${OXVIRT_BOOT_TIMEOUT:-0}

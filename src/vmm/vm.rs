@@ -708,6 +708,22 @@ impl Vm {
                     Err(e) => err(&format!("cannot write the screen: {e}")),
                 },
             },
+            "vnc-add-client" => {
+                let skip_auth = req
+                    .arguments
+                    .as_ref()
+                    .and_then(|a| a.get("skipauth"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                match (self.console.as_ref(), ctl_server.take_fd(client)) {
+                    (None, _) => err("the guest has no display"),
+                    (Some(_), None) => err("vnc-add-client needs a socket"),
+                    (Some(c), Some(fd)) => match c.add_client(fd, skip_auth) {
+                        Ok(()) => ok(json!({})),
+                        Err(e) => err(&format!("cannot add the VNC client: {e}")),
+                    },
+                }
+            }
             "send-key" => match self.send_key(req.arguments.as_ref(), state) {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&e),

@@ -64,10 +64,11 @@ pub fn testos() -> Option<PathBuf> {
 }
 
 /// The firmware-bootable images of `compat-tests/guest/build-boot-images.sh`
-/// (GRUB menus booting the test guest with `args`), built once into
+/// (GRUB menus booting the test guest with the script's default arguments),
+/// built once into
 /// `compat-tests/guest/out/boot-images`; `None` (through `skip`) when they
 /// cannot be built here.
-pub fn boot_images(args: &str) -> Option<PathBuf> {
+pub fn boot_images() -> Option<PathBuf> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
@@ -77,7 +78,7 @@ pub fn boot_images(args: &str) -> Option<PathBuf> {
             let run = Command::new("bash")
                 .arg(&script)
                 .arg(&out)
-                .env("OXVIRT_TESTOS_ARGS", args)
+                .env_remove("OXVIRT_TESTOS_ARGS")
                 .output();
             match run {
                 Ok(o) if o.status.success() => Some(out),

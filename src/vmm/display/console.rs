@@ -113,6 +113,15 @@ impl Console {
         file.flush()
     }
 
+    /// Serves a VNC client on a connected socket the host passed.
+    pub fn add_client(&self, fd: OwnedFd, skip_auth: bool) -> io::Result<()> {
+        let server = self.server.as_ref().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "the guest has no VNC server")
+        })?;
+        server.add_client(std::os::unix::net::UnixStream::from(fd), skip_auth);
+        Ok(())
+    }
+
     pub fn input(&self) -> &Arc<dyn InputSink> {
         &self.input
     }

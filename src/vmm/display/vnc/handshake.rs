@@ -26,13 +26,14 @@ fn reason(text: &str) -> Vec<u8> {
 }
 
 /// Runs the handshake up to and including ServerInit; returns the
-/// framebuffer size announced.
-pub fn run(conn: &mut Conn, shared: &Shared, id: u64) -> io::Result<(u32, u32)> {
+/// framebuffer size announced. A client the host handed over with
+/// `skip_auth` gets no password question.
+pub fn run(conn: &mut Conn, shared: &Shared, id: u64, skip_auth: bool) -> io::Result<(u32, u32)> {
     conn.write_all(b"RFB 003.008\n")?;
     let version = conn.read_array::<12>(Instant::now() + STEP_TIME)?;
     let minor = parse_version(&version)
         .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, "not an RFB 3.x client"))?;
-    let password = shared.password();
+    let password = if skip_auth { None } else { shared.password() };
     let security = if password.is_some() {
         SECURITY_VNC_AUTH
     } else {

@@ -184,6 +184,13 @@ impl VncServer {
             .unwrap_or_else(|e| e.into_inner()) = password;
     }
 
+    /// Serves a client connected through a socket the host hands over
+    /// (libvirt's `virDomainOpenGraphicsFD`); with `skip_auth` it is not
+    /// asked for the password.
+    pub fn add_client(&self, stream: std::os::unix::net::UnixStream, skip_auth: bool) {
+        start_client(&self.shared, Socket::Unix(stream), false, skip_auth);
+    }
+
     /// Open connections, including ones still in the handshake.
     pub fn client_count(&self) -> usize {
         self.shared.clients().len()
@@ -234,7 +241,7 @@ fn accept_loop(shared: &Arc<Shared>, ep: Endpoint) {
             }
         }
         match accept_one(&ep.listener) {
-            Ok(socket) => start_client(shared, socket, ep.websocket),
+            Ok(socket) => start_client(shared, socket, ep.websocket, false),
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
                     || e.kind() == io::ErrorKind::Interrupted => {}
@@ -247,7 +254,7 @@ fn accept_loop(shared: &Arc<Shared>, ep: Endpoint) {
     }
 }
 
-fn start_client(shared: &Arc<Shared>, socket: Socket, websocket: bool) {
+fn start_client(shared: &Arc<Shared>, socket: Socket, websocket: bool, skip_auth: bool) {
     let Some(id) = shared.register(&socket) else {
         tracing::warn!(
             "vnc: refused {}: {MAX_CLIENTS} clients already",
@@ -263,7 +270,7 @@ fn start_client(shared: &Arc<Shared>, socket: Socket, websocket: bool) {
     let spawned = (shared.spawn)(
         "vnc-client",
         Box::new(move || {
-            session::serve(&thread_shared, id, socket, websocket, counters);
+            session::serve(&thread_shared, id, socket, websocket, skip_auth, counters);
             thread_shared.unregister(id);
         }),
     );

@@ -23,7 +23,14 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 const MESSAGE_BURST: usize = 64;
 
 /// Serves one connection until it ends; errors end up in the log.
-pub fn serve(shared: &Shared, id: u64, socket: Socket, websocket: bool, counters: Counters) {
+pub fn serve(
+    shared: &Shared,
+    id: u64,
+    socket: Socket,
+    websocket: bool,
+    skip_auth: bool,
+    counters: Counters,
+) {
     let peer = socket.peer();
     let client = counters.client.clone();
     let mut session = None;
@@ -32,7 +39,7 @@ pub fn serve(shared: &Shared, id: u64, socket: Socket, websocket: bool, counters
         if websocket {
             websocket_handshake(&mut conn)?;
         }
-        let view = handshake::run(&mut conn, shared, id)?;
+        let view = handshake::run(&mut conn, shared, id, skip_auth)?;
         tracing::info!("vnc: client {id} ({peer}) connected");
         session.insert(Session::new(conn, shared, view)).run()
     })();
