@@ -251,7 +251,8 @@ impl GpuState {
     }
 
     /// Copies `rect` of the resource from its backing, whose rows are the
-    /// resource's stride apart starting at `offset`. Rows the backing
+    /// resource's stride apart starting at `offset` (a resource without
+    /// backing is refused before the rectangle is looked at, as QEMU does). Rows the backing
     /// does not fully cover are copied as far as it reaches.
     pub fn transfer_to_host(
         &mut self,
@@ -264,13 +265,13 @@ impl GpuState {
             .resources
             .get_mut(&id)
             .ok_or(Refusal::InvalidResource)?;
-        if !rect.fits(r.width, r.height) {
-            return Err(Refusal::InvalidParameter);
-        }
         let stride = r.stride();
         let Some(backing) = r.backing.as_ref() else {
             return Err(Refusal::Unspec);
         };
+        if !rect.fits(r.width, r.height) {
+            return Err(Refusal::InvalidParameter);
+        }
         let row_bytes = (u64::from(rect.width) * BPP) as usize;
         for row in 0..u64::from(rect.height) {
             let Some(src) = row.checked_mul(stride).and_then(|o| o.checked_add(offset)) else {
