@@ -264,7 +264,7 @@ mod tests {
         );
         // The image as 0x00RRGGBB words in 4 KiB pages 8 KiB apart from
         // 0x10000, listed in order.
-        let pixels: Vec<u32> = (0..w * h).map(|i| i * 0x0001_0203 & 0xff_ffff).collect();
+        let pixels: Vec<u32> = (0..w * h).map(|i| (i * 0x0001_0203) & 0xff_ffff).collect();
         let bytes: Vec<u8> = pixels.iter().flat_map(|p| p.to_le_bytes()).collect();
         let pages = bytes.len() / 4096;
         let mut attach = req(p::CMD_RESOURCE_ATTACH_BACKING, None, &[1, pages as u32]);
@@ -404,6 +404,22 @@ mod tests {
                 &req(p::CMD_SET_SCANOUT, None, &[0, 0, 4, 4, 3, 1])
             ),
             p::RESP_ERR_INVALID_SCANOUT_ID
+        );
+        // A transfer needs backing first, then a rectangle inside the
+        // resource.
+        let wide = req(p::CMD_TRANSFER_TO_HOST_2D, None, &[0, 0, 5, 4, 0, 0, 1, 0]);
+        assert_eq!(run(&mut s, &m, &wide), p::RESP_ERR_UNSPEC);
+        assert_eq!(
+            run(
+                &mut s,
+                &m,
+                &req(
+                    p::CMD_RESOURCE_ATTACH_BACKING,
+                    None,
+                    &[1, 1, 0x1000, 0, 64, 0]
+                )
+            ),
+            p::RESP_OK_NODATA
         );
         assert_eq!(
             run(

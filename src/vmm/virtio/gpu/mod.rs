@@ -268,6 +268,78 @@ mod tests {
         assert_eq!(plain.features(), 0);
     }
 
+    /// Requests through the control queue: a header and body split over
+    /// two readable descriptors, a response buffer too short for the
+    /// display information (filled as far as it goes), and the used
+    /// lengths in the used ring.
+    #[test]
+    fn the_worker_serves_chains_from_the_control_queue() {
+        use crate::vmm::virtio::fuzz::{USED, blk_queue, guest};
+        use crate::vmm::virtio::interrupt::{IntxLine, IntxLines};
+        use crate::vmm::virtio::test_ring::{NEXT, WRITE, desc, publish};
+        use vm_memory::{Bytes, GuestAddress};
+        use vmm_sys_util::eventfd::EventFd;
+
+        let mem = guest();
+        let hdr = |kind: u32| {
+            let mut h = [0u8; protocol::HDR_LEN];
+            h[0..4].copy_from_slice(&kind.to_le_bytes());
+            h
+        };
+        // Chain 0: CREATE_2D, header and body in separate descriptors.
+        mem.write_slice(&hdr(protocol::CMD_RESOURCE_CREATE_2D), GuestAddress(0x8000))
+            .unwrap();
+        let body: Vec<u8> = [1u32, protocol::FORMAT_B8G8R8X8, 16, 16]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        mem.write_slice(&body, GuestAddress(0x8100)).unwrap();
+        desc(&mem, 0, 0x8000, 24, NEXT, 1);
+        desc(&mem, 1, 0x8100, 16, NEXT, 2);
+        desc(&mem, 2, 0x9000, 24, WRITE, 0);
+        // Chain 1: GET_DISPLAY_INFO into 40 bytes.
+        mem.write_slice(&hdr(protocol::CMD_GET_DISPLAY_INFO), GuestAddress(0x8200))
+            .unwrap();
+        mem.write_slice(&[0xaa; 48], GuestAddress(0xa000)).unwrap();
+        desc(&mem, 3, 0x8200, 24, NEXT, 4);
+        desc(&mem, 4, 0xa000, 40, WRITE, 0);
+        publish(&mem, &[0, 3]);
+
+        let g = Gpu::new(&config());
+        let lines = Arc::new(IntxLines::new(None));
+        let irq = Arc::new(Interrupt::new(
+            IntxLine {
+                lines: lines.clone(),
+                gsi: 20,
+                slot: 3,
+            },
+            Vec::new(),
+        ));
+        let mut w = GpuWorker {
+            mem: mem.clone(),
+            control: WorkQueue::new(0, blk_queue(&mem), EventFd::new(0).unwrap()),
+            cursor: WorkQueue::new(1, blk_queue(&mem), EventFd::new(0).unwrap()),
+            irq,
+            shared: g.shared.clone(),
+            neg: Negotiated::default(),
+        };
+        w.control();
+        let used_len = |i: u64| mem.read_obj::<u32>(GuestAddress(USED + 8 + 8 * i)).unwrap();
+        assert_eq!(mem.read_obj::<u16>(GuestAddress(USED + 2)).unwrap(), 2);
+        assert_eq!(used_len(0), 24);
+        assert_eq!(used_len(1), 40);
+        let r: u32 = mem.read_obj(GuestAddress(0x9000)).unwrap();
+        assert_eq!(r, protocol::RESP_OK_NODATA);
+        let r: u32 = mem.read_obj(GuestAddress(0xa000)).unwrap();
+        assert_eq!(r, protocol::RESP_OK_DISPLAY_INFO);
+        let width: u32 = mem.read_obj(GuestAddress(0xa000 + 24 + 8)).unwrap();
+        assert_eq!(width, 800);
+        let after: [u8; 8] = mem.read_obj(GuestAddress(0xa000 + 40)).unwrap();
+        assert_eq!(after, [0xaa; 8], "nothing written past the buffer");
+        assert_eq!(g.shared.state().used, 16 * 16 * 4);
+        assert!(lines.level(20), "the driver was interrupted");
+    }
+
     #[test]
     fn reset_drops_resources_and_the_display_goes_black() {
         let mut g = Gpu::new(&config());
