@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::config::{
-    BootConfig, CONFIG_VERSION, CpuConfig, DeviceConfig, FirmwareBoot, Identity, KernelBoot,
-    SandboxConfig, SerialConfig, UsbDeviceConfig, UsbDeviceKind, VgaConfig, VmConfig, VncConfig,
-    VncListenerConfig, XhciConfig,
+    BootConfig, CONFIG_VERSION, CpuConfig, DeviceConfig, FirmwareBoot, GpuConfig, Identity,
+    KernelBoot, SandboxConfig, SerialConfig, UsbDeviceConfig, UsbDeviceKind, VgaConfig, VmConfig,
+    VncConfig, VncListenerConfig, XhciConfig,
 };
 use super::error::{Error, Result};
 
@@ -98,8 +98,11 @@ pub struct Args {
     /// The standard VGA adapter: [vram=KiB][,slot=N].
     #[arg(long, num_args = 0..=1, default_missing_value = "")]
     pub vga: Option<String>,
+    /// A virtio-gpu device: [xres=W][,yres=H][,mem=MIB][,edid=on|off][,slot=N].
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    pub gpu: Option<String>,
     /// A VNC server on HOST:PORT or unix:PATH, or ws:HOST:PORT for a
-    /// websocket (repeatable); implies --vga.
+    /// websocket (repeatable); implies --vga unless --gpu is given.
     #[arg(long)]
     pub vnc: Vec<String>,
     /// VNC authentication with this password.
@@ -145,6 +148,24 @@ fn parse_vga(s: &str) -> Result<VgaConfig> {
         let bad = || Error::Config(format!("bad --vga item '{item}'"));
         match item.split_once('=') {
             Some(("vram", v)) => cfg.vram_kib = v.parse().map_err(|_| bad())?,
+            Some(("slot", v)) => cfg.pci_slot = Some(v.parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(cfg)
+}
+
+/// Parses a `--gpu` value.
+fn parse_gpu(s: &str) -> Result<GpuConfig> {
+    let mut cfg = GpuConfig::with_defaults();
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let bad = || Error::Config(format!("bad --gpu item '{item}'"));
+        match item.split_once('=') {
+            Some(("xres", v)) => cfg.xres = v.parse().map_err(|_| bad())?,
+            Some(("yres", v)) => cfg.yres = v.parse().map_err(|_| bad())?,
+            Some(("mem", v)) => cfg.max_hostmem_mib = v.parse().map_err(|_| bad())?,
+            Some(("edid", "on")) => cfg.edid = true,
+            Some(("edid", "off")) => cfg.edid = false,
             Some(("slot", v)) => cfg.pci_slot = Some(v.parse().map_err(|_| bad())?),
             _ => return Err(bad()),
         }
@@ -290,10 +311,13 @@ impl Args {
                 vnc: None,
             };
             let mut cfg = cfg;
-            if self.vga.is_some() || !self.vnc.is_empty() {
+            if self.vga.is_some() || (!self.vnc.is_empty() && self.gpu.is_none()) {
                 cfg.devices.push(DeviceConfig::Vga(parse_vga(
                     self.vga.as_deref().unwrap_or(""),
                 )?));
+            }
+            if let Some(g) = &self.gpu {
+                cfg.devices.push(DeviceConfig::Gpu(parse_gpu(g)?));
             }
             if let Some(x) = &self.xhci {
                 cfg.devices.push(DeviceConfig::Xhci(parse_xhci(x)?));
@@ -356,5 +380,33 @@ mod tests {
         assert_eq!(c.serial, SerialConfig::Null);
         let none = Args::parse_from(["oxvirt-vmm"]);
         assert!(none.to_config().is_err());
+    }
+
+    #[test]
+    fn gpu_option_replaces_the_implied_vga() {
+        let base = ["oxvirt-vmm", "--kernel", "/k", "--vnc", "unix:/v"];
+        let kinds = |extra: &[&str]| {
+            let a = Args::parse_from(base.iter().chain(extra));
+            a.to_config()
+                .unwrap()
+                .devices
+                .into_iter()
+                .map(|d| match d {
+                    DeviceConfig::Vga(_) => "vga".to_string(),
+                    DeviceConfig::Gpu(g) => format!("gpu {}x{} {}", g.xres, g.yres, g.edid),
+                    _ => "other".to_string(),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(&[]), ["vga"]);
+        assert_eq!(kinds(&["--gpu"]), ["gpu 1024x768 true"]);
+        assert_eq!(
+            kinds(&["--gpu", "xres=800,yres=600,edid=off,mem=32"]),
+            ["gpu 800x600 false"]
+        );
+        assert_eq!(kinds(&["--gpu", "--vga"]), ["vga", "gpu 1024x768 true"]);
+        assert!(parse_gpu("xres=wide").is_err());
+        assert!(parse_gpu("edid=maybe").is_err());
+        assert_eq!(parse_gpu("slot=7").unwrap().pci_slot, Some(7));
     }
 }

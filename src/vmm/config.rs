@@ -110,6 +110,75 @@ impl VgaConfig {
     }
 }
 
+/// A virtio-gpu device (2D), libvirt's `<video><model type='virtio'/>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuConfig {
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+    /// The mode the device reports as preferred (display information,
+    /// EDID).
+    #[serde(default = "GpuConfig::default_xres")]
+    pub xres: u32,
+    #[serde(default = "GpuConfig::default_yres")]
+    pub yres: u32,
+    /// Most host memory the guest's resources may take, in MiB.
+    #[serde(default = "GpuConfig::default_max_hostmem_mib")]
+    pub max_hostmem_mib: u64,
+    /// Offer VIRTIO_GPU_F_EDID.
+    #[serde(default = "GpuConfig::default_edid")]
+    pub edid: bool,
+}
+
+impl GpuConfig {
+    /// Largest preferred width or height.
+    pub const MAX_DIM: u32 = 16384;
+
+    pub const fn default_xres() -> u32 {
+        1024
+    }
+    pub const fn default_yres() -> u32 {
+        768
+    }
+    pub const fn default_max_hostmem_mib() -> u64 {
+        256
+    }
+    pub const fn default_edid() -> bool {
+        true
+    }
+
+    /// A device with every default.
+    pub fn with_defaults() -> Self {
+        GpuConfig {
+            pci_slot: None,
+            xres: Self::default_xres(),
+            yres: Self::default_yres(),
+            max_hostmem_mib: Self::default_max_hostmem_mib(),
+            edid: Self::default_edid(),
+        }
+    }
+
+    /// Checks the mode and the memory bound.
+    pub fn validate(&self) -> Result<()> {
+        let dims = 1..=Self::MAX_DIM;
+        if !dims.contains(&self.xres) || !dims.contains(&self.yres) {
+            return Err(Error::Config(format!(
+                "virtio-gpu mode {}x{} is out of range 1..={}",
+                self.xres,
+                self.yres,
+                Self::MAX_DIM
+            )));
+        }
+        if self.max_hostmem_mib == 0 || self.max_hostmem_mib > 64 * 1024 {
+            return Err(Error::Config(format!(
+                "virtio-gpu max_hostmem_mib {} is out of range 1..=65536",
+                self.max_hostmem_mib
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The confinement a VMM enters once its machine is built and before
 /// any guest code runs (everything off when absent). See
 /// `src/vmm/README.md` (Sandbox).
@@ -276,6 +345,8 @@ pub enum DeviceConfig {
     Sata(SataConfig),
     /// The standard VGA display adapter.
     Vga(VgaConfig),
+    /// A virtio-gpu device (2D).
+    Gpu(GpuConfig),
     /// A USB 3 (xHCI) controller with USB input devices.
     Xhci(XhciConfig),
 }
@@ -482,6 +553,7 @@ impl DeviceConfig {
             DeviceConfig::Scsi(c) => c.pci_slot,
             DeviceConfig::Sata(c) => c.pci_slot,
             DeviceConfig::Vga(c) => c.pci_slot,
+            DeviceConfig::Gpu(c) => c.pci_slot,
             DeviceConfig::Xhci(c) => c.pci_slot,
         }
     }
@@ -601,5 +673,31 @@ mod tests {
         assert!(VmConfig::from_json(&bad_version).is_err());
         let no_cpus = sample().replace("\"count\":4", "\"count\":0");
         assert!(VmConfig::from_json(&no_cpus).is_err());
+    }
+
+    #[test]
+    fn a_gpu_takes_defaults_and_checks_its_mode() {
+        let with = |dev: &str| {
+            sample().replace("\"serial\":", &format!("\"devices\":[{dev}],\"serial\":"))
+        };
+        let cfg = VmConfig::from_json(&with(r#"{"type":"gpu","pci_slot":5}"#)).unwrap();
+        let want = GpuConfig {
+            pci_slot: Some(5),
+            ..GpuConfig::with_defaults()
+        };
+        assert_eq!(cfg.devices, vec![DeviceConfig::Gpu(want)]);
+        let mode =
+            with(r#"{"type":"gpu","xres":1280,"yres":800,"max_hostmem_mib":64,"edid":false}"#);
+        let DeviceConfig::Gpu(g) = &VmConfig::from_json(&mode).unwrap().devices[0] else {
+            panic!("not a gpu");
+        };
+        assert_eq!(
+            (g.xres, g.yres, g.max_hostmem_mib, g.edid),
+            (1280, 800, 64, false)
+        );
+        assert!(VmConfig::from_json(&with(r#"{"type":"gpu","xres":0}"#)).is_err());
+        assert!(VmConfig::from_json(&with(r#"{"type":"gpu","yres":16385}"#)).is_err());
+        assert!(VmConfig::from_json(&with(r#"{"type":"gpu","max_hostmem_mib":0}"#)).is_err());
+        assert!(VmConfig::from_json(&with(r#"{"type":"gpu","bogus":1}"#)).is_err());
     }
 }

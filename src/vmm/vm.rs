@@ -339,12 +339,16 @@ impl Vm {
                     input,
                 )?)
             }
-            // A VNC server without an adapter (libvirt's video 'none')
-            // shows a black screen and still takes keys and the pointer.
+            // A VNC server without an adapter shows the virtio-gpu's
+            // scanout, else (libvirt's video 'none') a black screen; it
+            // still takes keys and the pointer.
             None if cfg.vnc.is_some() => Some(Console::new(
                 cfg.vnc.as_ref(),
                 &cfg.name,
-                Arc::new(NoDisplay),
+                virtio
+                    .gpu_display
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(NoDisplay)),
                 Arc::new(input_router(ps2_input, virtio.usb_input.as_ref())),
             )?),
             None => None,

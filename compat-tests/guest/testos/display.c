@@ -188,8 +188,14 @@ bool display_set_mode(u32 w, u32 h, struct why *why)
 /* Draws the pattern for the current mode and compares the frame read back. */
 bool display_draw_checked(u32 *checksum, struct why *why)
 {
-	struct draw d = { .fb = (volatile u32 *)(usize)disp.fb, .w = disp.w, .h = disp.h,
-			  .stride = disp.stride };
+	return display_draw_into((volatile u32 *)(usize)disp.fb, disp.w, disp.h, disp.stride,
+				 checksum, why);
+}
+
+bool display_draw_into(volatile u32 *fb, u32 w, u32 h, u32 stride, u32 *checksum,
+		       struct why *why)
+{
+	struct draw d = { .fb = fb, .w = w, .h = h, .stride = stride };
 	u64 t0 = rdtsc();
 	run_user(draw_and_read_back, &d);
 	println("INFO display %ux%u drawn and read back in %llu ms", d.w, d.h,

@@ -272,7 +272,7 @@ static int kind_type(const char *k, usize n)
 {
 	static const struct { const char *name; int type; } kinds[] = {
 		{ "net", 1 }, { "blk", 2 }, { "console", 3 }, { "rng", 4 },
-		{ "balloon", 5 }, { "vsock", 19 },
+		{ "balloon", 5 }, { "gpu", 16 }, { "vsock", 19 },
 	};
 	for (usize i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (strlen(kinds[i].name) == n && memcmp(kinds[i].name, k, n) == 0)
@@ -288,6 +288,7 @@ const char *virtio_kind(int type)
 	case 3: return "console";
 	case 4: return "rng";
 	case 5: return "balloon";
+	case 16: return "gpu";
 	case 19: return "vsock";
 	default: return "virtio";
 	}

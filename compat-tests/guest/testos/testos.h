@@ -340,6 +340,7 @@ void check_net(void);
 void net_serve(void);
 void check_blkbench(void);
 void check_netbench(void);
+void check_gpu(void);
 
 
 /* ---- display.c, input.c ---- */
@@ -353,6 +354,9 @@ extern struct display disp;
 void check_display(void);
 bool display_set_mode(u32 w, u32 h, struct why *why);
 bool display_draw_checked(u32 *checksum, struct why *why);
+/* Draws the pattern (README, Display) into any 32-bit buffer and checks it reads back. */
+bool display_draw_into(volatile u32 *fb, u32 w, u32 h, u32 stride, u32 *checksum,
+		       struct why *why);
 void display_resize(void);
 void display_loop(void);
 void input_loop(void);

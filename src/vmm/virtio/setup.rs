@@ -18,6 +18,7 @@ use super::balloon::{Balloon, BalloonState};
 use super::blk::{Blk, BlkCore};
 use super::console::Console;
 use super::disk::{Disk, Qcow2Disk, RawDisk};
+use super::gpu::Gpu;
 use super::interrupt::{IntxLine, IntxLines};
 use super::msix::{GsiRouter, MsixTable};
 use super::net::Net;
@@ -67,6 +68,7 @@ pub fn validate(devices: &[DeviceConfig]) -> Result<()> {
             }
             DeviceConfig::Scsi(c) => validate_cdroms("virtio-scsi target", &c.cdroms, 255)?,
             DeviceConfig::Sata(c) => validate_sata(c)?,
+            DeviceConfig::Gpu(g) => g.validate()?,
             _ => {}
         }
     }
@@ -318,6 +320,8 @@ pub struct Devices {
     pub ahci: Vec<Arc<Mutex<Ahci>>>,
     /// The display adapter, whose ports and screen the VM wires up.
     pub vga: Option<Vga>,
+    /// The virtio-gpu's scanout, shown when there is no display adapter.
+    pub gpu_display: Option<Arc<dyn crate::vmm::display::DisplaySource>>,
     /// The USB input devices, when the guest has an xHCI controller.
     pub usb_input: Option<(XhciInput, Vec<UsbDeviceKind>)>,
 }
@@ -571,6 +575,11 @@ pub fn build(
                 )
             }
             DeviceConfig::Rng(_) => (Box::new(Rng::default()), Handle::Other { slot }),
+            DeviceConfig::Gpu(c) => {
+                let gpu = Gpu::new(c);
+                out.gpu_display.get_or_insert_with(|| gpu.display());
+                (Box::new(gpu), Handle::Other { slot })
+            }
             DeviceConfig::Console(c) => {
                 let con = Console::new(&c.backend)?;
                 if let Some(p) = con.socket_path() {
