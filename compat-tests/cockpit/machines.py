@@ -20,7 +20,9 @@ import time
 import traceback
 
 from selenium import webdriver
-from selenium.common.exceptions import ElementClickInterceptedException, WebDriverException
+from selenium.common.exceptions import (ElementClickInterceptedException,
+                                        ElementNotInteractableException,
+                                        StaleElementReferenceException, WebDriverException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -28,6 +30,7 @@ from selenium.webdriver.support.ui import Select
 
 RUNNING = "testos-running"
 OFF = "testos-off"
+VNC = "testos-vnc"
 CONN = "system"
 CREATED = "cockpit-created"
 IMPORTED = "cockpit-imported"
@@ -465,6 +468,140 @@ def _():
             pass
 
 
+# Reads the noVNC canvas's own pixels (its backing store: noVNC scales the
+# canvas with CSS only, so these are the framebuffer's pixels 1:1) and
+# compares them with the test guest's pattern (compat-tests/guest/testos,
+# "Display and input"): every pixel, and separately a 41x31 grid of sample
+# points, counted for the report. Returns the canvas's size, its size on
+# the page, the number of pixels that differ and the first few of them.
+PATTERN_JS = """
+const c = arguments[0];
+const w = c.width, h = c.height;
+const out = {w: w, h: h, cssW: c.clientWidth, cssH: c.clientHeight, bad: 0, first: [],
+             grid: 0, gridBad: 0};
+if (w !== 640 || h !== 480) return out;
+const d = c.getContext('2d').getImageData(0, 0, w, h).data;
+for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+        const r = Math.floor(x * 255 / (w - 1)), g = Math.floor(y * 255 / (h - 1));
+        const b = ((x >> 5) ^ (y >> 5)) & 1 ? 255 : 0;
+        const i = (y * w + x) * 4;
+        const ok = d[i] === r && d[i + 1] === g && d[i + 2] === b;
+        const onGrid = (x % 16 === 0 || x === w - 1) && (y % 16 === 0 || y === h - 1);
+        if (onGrid) { out.grid++; if (!ok) out.gridBad++; }
+        if (!ok) {
+            out.bad++;
+            if (out.first.length < 4)
+                out.first.push([x, y, [d[i], d[i + 1], d[i + 2]], [r, g, b]]);
+        }
+    }
+}
+return out;
+"""
+
+
+def vnc_canvas(container):
+    """The noVNC canvas in the console container, once it has a frame."""
+    for c in driver.find_elements(By.CSS_SELECTOR, "#%s canvas" % container):
+        if c.is_displayed() and int(c.get_attribute("width") or 0) > 0:
+            return c
+    return None
+
+
+def pattern_on(container, what, secs=30):
+    """Wait until the canvas in the container shows the guest's pattern."""
+    last = {}
+
+    def shows():
+        c = vnc_canvas(container)
+        if not c:
+            return None
+        last.clear()
+        last.update(driver.execute_script(PATTERN_JS, c))
+        return last if last["w"] == 640 and last["h"] == 480 and last["bad"] == 0 else None
+    try:
+        return wait(shows, "the guest's pattern in the %s" % what, secs)
+    except Fail as e:
+        if not last:
+            raise
+        raise Fail("%s: the canvas is %dx%d, %d pixels differ, first (x, y, got, want): %s" % (
+            e, last["w"], last["h"], last["bad"], last["first"])) from e
+
+
+def save_canvas(container, name):
+    """The canvas's own pixels as a PNG, beside the screenshots."""
+    import base64
+    c = vnc_canvas(container)
+    if c:
+        url = driver.execute_script("return arguments[0].toDataURL('image/png')", c)
+        with open(os.path.join(ART, name), "wb") as f:
+            f.write(base64.b64decode(url.split(",", 1)[1]))
+
+
+@check("vnc-console", requires=("vms-listed",))
+def _():
+    go_list()
+    frame()
+    driver.execute_script("cockpit.location.go(['vm'], {name: %s, connection: %s})"
+                          % (json.dumps(VNC), json.dumps(CONN)))
+    pre = "vm-" + VNC
+    card = wait(lambda: by_id(pre + "-consoles"), "the Console card of " + VNC, 30)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", card)
+    # A guest with VNC graphics gets the VNC console by default; noVNC
+    # reaches the guest's VNC port through a stream channel of the bridge.
+    try:
+        got = pattern_on("vnc-display-container-minimized", "Console card's VNC console")
+    except Fail as e:
+        frame()
+        raise Fail("%s; the card says %r; alerts: %s" % (
+            e, " ".join(card.text.split())[:200], alerts())) from e
+    return "Console card: noVNC canvas %dx%d (shown at %dx%d), all %d pixels are the " \
+        "guest's pattern (%d of %d grid points)" % (
+            got["w"], got["h"], got["cssW"], got["cssH"], got["w"] * got["h"],
+            got["grid"] - got["gridBad"], got["grid"])
+
+
+@check("vnc-console-expanded", requires=("vnc-console",))
+def _():
+    # "Expand": the console alone on the page, as large as it fits.
+    pre = "vm-" + VNC
+    frame()
+    expand = wait(lambda: [b for b in driver.find_elements(
+        By.CSS_SELECTOR, "#%s-consoles button" % pre) if b.text.strip() == "Expand"],
+        "the Console card's Expand button", 10)[0]
+    driver.execute_script("arguments[0].click()", expand)
+    got = pattern_on("vnc-display-container-expanded", "expanded VNC console")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'end'})",
+                          vnc_canvas("vnc-display-container-expanded"))
+    time.sleep(0.5)
+    save_canvas("vnc-display-container-expanded", "vnc-canvas.png")
+    return "noVNC canvas %dx%d shown at %dx%d, every pixel the guest's pattern; " \
+        "canvas saved as vnc-canvas.png" % (got["w"], got["h"], got["cssW"], got["cssH"])
+
+
+@check("vnc-console-key", requires=("vnc-console-expanded",))
+def _():
+    # A key typed into the console reaches the guest's PS/2 keyboard: the
+    # guest prints the make code (0x1e is 'a') on its serial port.
+    frame()
+    c = vnc_canvas("vnc-display-container-expanded")
+    if not c:
+        raise Fail("no VNC canvas on the expanded console")
+    driver.execute_script("arguments[0].focus()", c)
+    from selenium.webdriver.common.action_chains import ActionChains
+    ActionChains(driver).move_to_element(c).click().send_keys("a").perform()
+    if not console_log_says(VNC, "INFO key make 0x1e", 15):
+        log = os.path.join(args.testdir, VNC + ".console.log")
+        try:
+            with open(log, errors="replace") as f:
+                tail = [l for l in f.read().splitlines() if l.strip()][-3:]
+        except OSError:
+            tail = []
+        raise Fail("the guest did not print 'INFO key make 0x1e' within 15 s; "
+                   "its serial log ends: %s" % tail)
+    return "'a' typed into the console: the guest printed 'INFO key make 0x1e'"
+
+
 @check("force-off", requires=("vms-listed",))
 def _():
     go_list()
@@ -479,11 +616,22 @@ def _():
 
 def choose_os(dialog_text_hint="Debian"):
     """Type into the OS typeahead and take the first offered entry."""
-    box = wait(lambda: (driver.find_elements(By.CSS_SELECTOR,
-                                             "#os-select-group input") or [None])[0],
-               "the operating system field", 10)
-    box.click()
-    box.send_keys(dialog_text_hint)
+    # The field is disabled while Cockpit runs osinfo-detect on the
+    # installation source just chosen (which may start just after the field
+    # was found enabled): wait for it, and type again, as a user would.
+    for attempt in range(5):
+        box = wait(lambda: [b for b in driver.find_elements(By.CSS_SELECTOR, "#os-select-group input")
+                            if b.is_displayed() and b.is_enabled()] or None,
+                   "the operating system field, enabled", 20)[0]
+        try:
+            box.click()
+            box.send_keys(Keys.CONTROL, "a")
+            box.send_keys(dialog_text_hint)
+            break
+        except (ElementNotInteractableException, StaleElementReferenceException):
+            if attempt == 4:
+                raise
+            time.sleep(1)
     opt = wait(lambda: (driver.find_elements(
         By.CSS_SELECTOR, "#os-select-group .pf-c-select__menu button, "
         "#os-select-group .pf-c-select__menu-item") or [None])[0],
@@ -592,7 +740,15 @@ def _create_or_import(button, name, source_type, source, button_done):
                           for l in out.splitlines() if len(l.split()) > 2):
         raise Fail("defined, but not on the default network: virsh domiflist %s: %r"
                    % (name, out))
-    return "%s defined (OS %s) on the default network, its details page shown" % (name, os_name)
+    # Domain capabilities list VNC and the vga model: virt-install gives
+    # the guest a graphical console, as it does on libvirt.
+    rc, xml = virsh("dumpxml", name)
+    with open(os.path.join(ART, name + ".xml"), "w") as f:
+        f.write(xml + "\n")
+    extra = [d for d, t in (("VNC graphics", "<graphics type='vnc'"),
+                            ("a vga adapter", "<model type='vga'")) if t in xml]
+    return "%s defined (OS %s) on the default network%s, its details page shown" % (
+        name, os_name, ", with " + " and ".join(extra) if extra else "")
 
 
 @check("networks-listed", requires=("page-loads",))

@@ -10,7 +10,9 @@
 #   - oxvirtd on that bus, its RPC sockets at $TESTDIR/libvirt-sock(-ro),
 #     its config/run/state dirs in $TESTDIR; two domains defined from
 #     compat-tests/examples/testos-domain.xml, as a user writes it (no
-#     machine=): testos-running (started) and testos-off (shut off);
+#     machine=): testos-running (started) and testos-off (shut off); and
+#     testos-vnc (started; VNC, a vga adapter, a USB tablet; the guest draws
+#     its test pattern and echoes keys to its serial log);
 #   - cockpit-ws --no-tls --local-session=cockpit-bridge on 127.0.0.1, in its
 #     own mount namespace where $TESTDIR is bind-mounted on /run/libvirt, so
 #     the `virsh -c qemu:///system` and `virt-install` that Cockpit spawns
@@ -42,7 +44,19 @@ top=$(cd "$here/../.." && pwd)
 if [ -z "${OX_COCKPIT_NS:-}" ] && [ "$(id -u)" = 0 ]; then
     exec env OX_COCKPIT_NS=1 unshare --net --mount --propagation private "$0" "$@"
 fi
-[ -n "${OX_COCKPIT_NS:-}" ] && ip link set lo up
+if [ -n "${OX_COCKPIT_NS:-}" ]; then
+    ip link set lo up
+    # sysfs as this namespace's: /sys/class/net must list the interfaces
+    # `ip link` shows here (the default network's bridge: Cockpit's NIC
+    # list looks each bridge `ip` shows up in /sys/class/net and throws
+    # when it is missing). The cgroup mounts under it (the daemon puts
+    # guests in cgroups) are moved onto the new one.
+    cg=$(mktemp -d /tmp/oxvirt-cockpit-cg-XXXXXX)
+    mount --rbind /sys/fs/cgroup "$cg" &&
+        mount -t sysfs sysfs /sys &&
+        mount --move "$cg" /sys/fs/cgroup
+    rmdir "$cg" 2>/dev/null
+fi
 . "$top/compat-tests/lib/private-run.sh"
 target=${CARGO_TARGET_DIR:-$top/target}
 OXVIRTD=${OXVIRTD:-$target/debug/oxvirtd}
@@ -183,9 +197,14 @@ pids+=($!)
 # --- oxvirtd
 sock=$TESTDIR/libvirt-sock
 U="qemu+unix:///system?socket=$sock"
-# In a network namespace of its own, so the guest's tap is made there.
+# In the run's network namespace (the guest's tap, the default network's
+# bridge and dnsmasq are made there), the one cockpit-bridge is in: the
+# VNC console's stream channel connects to the guest's VNC port on
+# 127.0.0.1. Run without that namespace (not root), it gets one of its own.
 # (unshare execs the daemon: $! is oxvirtd's pid.)
-unshare -n "$OXVIRTD" --bus-address "$BUS" \
+netns=(unshare -n)
+[ -n "${OX_COCKPIT_NS:-}" ] && netns=()
+"${netns[@]}" "$OXVIRTD" --bus-address "$BUS" \
     --config-dir "$TESTDIR/config" --run-dir "$TESTDIR/run" --state-dir "$TESTDIR/state" \
     --rpc-socket "$sock" --rpc-socket-ro "$sock-ro" >"$ART/oxvirtd.log" 2>&1 &
 pids+=($!)
@@ -218,16 +237,33 @@ domxml() { # NAME running|off
             cat
         fi
 }
+# testos-vnc: the graphical console. VNC, a VGA adapter and a USB tablet
+# (what virt-install gives a new guest); the guest draws its pattern
+# (compat-tests/guest/testos, "Display and input") and prints the keys it
+# gets to its serial log.
+vncxml() {
+    sed -e "s|<name>testos</name>|<name>testos-vnc</name>|" \
+        -e "s|/usr/share/oxvirt/testos.elf|$KERNEL|" \
+        -e "s|<cmdline>.*</cmdline>|<cmdline>oxtest.checks=display oxtest.then=input</cmdline>|" \
+        -e "s|CONSOLE_LOG|$TESTDIR/testos-vnc.console.log|" \
+        -e "s|<devices>|<devices>\\
+    <graphics type='vnc'/>\\
+    <video><model type='vga'/></video>\\
+    <controller type='usb' model='qemu-xhci'/>\\
+    <input type='tablet' bus='usb'/>|" "$EXAMPLE"
+}
 truncate -s 16M "$TESTDIR/testos-running.img"
 domxml testos-running running >"$TESTDIR/testos-running.xml"
 domxml testos-off off >"$TESTDIR/testos-off.xml"
+vncxml >"$TESTDIR/testos-vnc.xml"
 cp "$TESTDIR"/testos-*.xml "$ART/"
-for d in testos-running testos-off; do
+for d in testos-running testos-off testos-vnc; do
     out=$(timeout 30 virsh -c "$U" define "$TESTDIR/$d.xml" 2>&1) ||
         setup_fail "virsh define $d: $out"
 done
-out=$(timeout 30 virsh -c "$U" start testos-running 2>&1) ||
-    setup_fail "virsh start testos-running: $out"
+for d in testos-running testos-vnc; do
+    out=$(timeout 30 virsh -c "$U" start $d 2>&1) || setup_fail "virsh start $d: $out"
+done
 # libvirt's default network, as the package defines it, running.
 for a in "net-define /usr/share/libvirt/networks/default.xml" "net-start default"; do
     out=$(timeout 30 virsh -c "$U" $a 2>&1) || setup_fail "virsh $a: $out"

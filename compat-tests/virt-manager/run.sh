@@ -10,9 +10,12 @@
 #     its RPC sockets at $TESTDIR/libvirt-sock(-ro), its config/run/state dirs
 #     in $TESTDIR; a dir storage pool `vmgr-pool` with a volume `disk0.img`;
 #     a virtual network `vmgr-net`, defined (not started);
-#     two domains from compat-tests/examples/testos-domain.xml:
+#     three domains from compat-tests/examples/testos-domain.xml:
 #     testos-running (started; a pty serial port and so a pty console, the
-#     pool's volume as its disk, an ethernet NIC) and testos-off (shut off);
+#     pool's volume as its disk, an ethernet NIC), testos-off (shut off) and
+#     testos-vnc (started; VNC, a vga adapter, a USB tablet; the guest draws
+#     its test pattern and echoes keys to its serial log); $TESTDIR on
+#     /run/libvirt, so qemu:///system is this daemon;
 #   - Xvfb on the first free display from :91 (1280x800x24, -nolisten tcp);
 #   - virt-manager, one run per check, through vmgr_probe.py: virt-manager
 #     unchanged, plus a dump of the text of its windows once a second (what
@@ -126,6 +129,7 @@ sock=$TESTDIR/libvirt-sock
 U="qemu+unix:///system?socket=$sock"
 pids=()     # bus, oxvirtd, Xvfb: killed in reverse order
 vm_pid=     # the virt-manager of the moment
+made_run_libvirt=0
 result=1
 
 cleanup() {
@@ -137,6 +141,7 @@ cleanup() {
     kill_run_leftovers "$TESTDIR"
     wait 2>/dev/null
     cp -r "$TESTDIR/state/log" "$ART/vmm-logs" 2>/dev/null
+    if [ $made_run_libvirt = 1 ]; then umount /run/libvirt 2>/dev/null; rmdir /run/libvirt 2>/dev/null; fi
     # The artifacts stay; the temp dir too when they are in it and a check
     # failed.
     if [ -n "${OXVIRT_ARTIFACTS:-}" ] || [ "$result" = 0 ]; then
@@ -148,6 +153,10 @@ trap 'exit 130' INT TERM
 
 mkdir -p /var/lib/libvirt/images "$TESTDIR/images"
 mount --bind "$TESTDIR/images" /var/lib/libvirt/images
+# qemu:///system reaches this run's oxvirtd: its RPC sockets are
+# $TESTDIR/libvirt-sock(-ro), and $TESTDIR is /run/libvirt here.
+[ -d /run/libvirt ] || { mkdir -p /run/libvirt && made_run_libvirt=1; }
+mount --bind "$TESTDIR" /run/libvirt
 
 # --- private bus
 start_private_bus "$TESTDIR" "$TESTDIR/dbus-daemon.log"
@@ -165,6 +174,9 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [ -S "$sock" ] || setup_fail "oxvirtd did not start: $(tail -3 "$ART/oxvirtd.log")"
+# Its loopback up, as on any host: the guests' VNC servers listen on
+# 127.0.0.1 there.
+nsenter --net="/proc/$daemon_pid/ns/net" ip link set lo up || setup_fail "lo in oxvirtd's network namespace"
 vsh() { timeout 30 virsh -c "$U" "$@"; }
 
 # --- a dir pool with a volume, two domains
@@ -198,13 +210,32 @@ domxml() { # NAME running|off
             cat
         fi
 }
+# testos-vnc: the graphical console. VNC, a VGA adapter and a USB tablet
+# (what virt-install gives a new guest); the guest draws its pattern
+# (compat-tests/guest/testos, "Display and input") and prints the keys it
+# gets to its serial log.
+vncxml() {
+    sed -e "s|<name>testos</name>|<name>testos-vnc</name>|" \
+        -e "s|<title>.*</title>|<title>testos-vnc: oxvirt's test guest</title>|" \
+        -e "s|/usr/share/oxvirt/testos.elf|$KERNEL|" \
+        -e "s|<cmdline>.*</cmdline>|<cmdline>oxtest.checks=display oxtest.then=input</cmdline>|" \
+        -e "s|CONSOLE_LOG|$TESTDIR/testos-vnc.console.log|" \
+        -e "s|<devices>|<devices>\\
+    <graphics type='vnc'/>\\
+    <video><model type='vga'/></video>\\
+    <controller type='usb' model='qemu-xhci'/>\\
+    <input type='tablet' bus='usb'/>|" "$EXAMPLE"
+}
 domxml testos-running running >"$TESTDIR/testos-running.xml"
 domxml testos-off off >"$TESTDIR/testos-off.xml"
+vncxml >"$TESTDIR/testos-vnc.xml"
 cp "$TESTDIR"/testos-*.xml "$ART/"
-for d in testos-running testos-off; do
+for d in testos-running testos-off testos-vnc; do
     out=$(vsh define "$TESTDIR/$d.xml" 2>&1) || setup_fail "virsh define $d: $out"
 done
-out=$(vsh start testos-running 2>&1) || setup_fail "virsh start testos-running: $out"
+for d in testos-running testos-vnc; do
+    out=$(vsh start $d 2>&1) || setup_fail "virsh start $d: $out"
+done
 vsh list --all | sed '/^$/d; s/^/# /'
 vsh pool-list --all | sed '/^$/d; s/^/# /'
 
@@ -240,13 +271,15 @@ vm_env=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 DISPLAY="$DISPLAY
 DUMP=$TESTDIR/windows.txt
 vm_run=
 vm_extra_env=()
+vm_netns=()  # a command to run virt-manager in another network namespace
+vm_uri=$U
 
 start_vmgr() { # RUN-NAME virt-manager-args...: start it, wait for a window
     vm_run=$1
     shift
     rm -f "$DUMP"
-    "${vm_env[@]}" "${vm_extra_env[@]}" "$PY" "$here/vmgr_probe.py" "$DUMP" \
-        --connect "$U" --no-fork --debug "$@" >"$ART/vm-$vm_run.log" 2>&1 &
+    "${vm_netns[@]}" "${vm_env[@]}" "${vm_extra_env[@]}" "$PY" "$here/vmgr_probe.py" "$DUMP" \
+        --connect "$vm_uri" --no-fork --debug "$@" >"$ART/vm-$vm_run.log" 2>&1 &
     vm_pid=$!
 }
 
@@ -505,6 +538,89 @@ if needs serial-console-after-reboot console-window; then
 fi
 no_error console
 stop_vmgr
+
+# The graphical console (--show-domain-console testos-vnc): gtk-vnc shows
+# the guest's screen. virt-manager draws a VNC console only on a connection
+# whose URI names no transport (with qemu+unix://... it refuses a console
+# that listens on 127.0.0.1 as "on a remote host"): these runs connect to
+# qemu:///system, whose socket is this daemon's ($TESTDIR on /run/libvirt in
+# this mount namespace). Console scaling "never" (Preferences > Console;
+# the default, "only in full screen", does not scale a window either): the
+# guest's 640x480 screen is drawn 1:1 and compared pixel for pixel.
+vnc_line() { grep -E '^VNC ' "$DUMP" 2>/dev/null | head -1; }
+# The console page's message when it has no viewer (e.g. "Error connecting
+# to graphical console: ...").
+console_message() {
+    grep -E '^LABEL [-0-9,]+ .*(rror|not|nable)' "$DUMP" 2>/dev/null | sed 's/^LABEL [^ ]* //' | head -2 | paste -sd' ' -
+}
+# vnc_checks RUN PREFIX HOW: the console window with an open gtk-vnc
+# display of 640x480 (PREFIX-window), the guest's pattern in a screenshot
+# of the screen (PREFIX-pattern; find_pattern.py), a key typed into it
+# reaching the guest (PREFIX-key), no error (RUN-no-error-dialog).
+vnc_checks() {
+    local run=$1 pre=$2 how=$3 vx vy matched found got
+    vm_uri=qemu:///system
+    vm_extra_env+=(VMGR_CONSOLE_SCALING=0 VMGR_VNC_DEBUG=1)
+    if vm_window "$run" "$pre-window" testos-vnc '^VNC .* open=1 desktop=640x480' --show-domain-console testos-vnc; then
+        pass "$pre-window" "$how; gtk-vnc connected: $(vnc_line | sed 's/^VNC //')"
+    else
+        fail "$pre-window" "$how: no open gtk-vnc display of 640x480; $(why_not); gtk-vnc: '$(vnc_line)'; the console says: '$(console_message)'"
+    fi
+    # The screen as a user sees it: the guest's pattern in the window,
+    # searched for anywhere on the screen and compared where it is.
+    if needs "$pre-pattern" "$pre-window"; then
+        IFS=, read -r vx vy _ <<<"$(vnc_line | awk '{print $2}')"
+        matched=0
+        for _ in $(seq 10); do
+            xdotool mousemove $((ROOT_W - 1)) $((ROOT_H - 1))
+            sleep 1
+            import -window root "$ART/$run-console.png" 2>/dev/null
+            found=$("$PY" "$here/find_pattern.py" "$ART/$run-console.png" "${vx:-0}" "${vy:-0}" 2>&1) &&
+                matched=1 && break
+        done
+        if [ $matched = 1 ]; then
+            pass "$pre-pattern" "$run-console.png: the guest's screen $found (gtk-vnc widget at ${vx:-?},${vy:-?})"
+        else
+            fail "$pre-pattern" "$run-console.png: $found"
+        fi
+    fi
+    # A key typed into the console reaches the guest's PS/2 keyboard: the
+    # guest prints the make code (0x1e is 'a') on its serial port.
+    if needs "$pre-key" "$pre-pattern"; then
+        local log=$TESTDIR/testos-vnc.console.log before
+        before=$(grep -c 'INFO key make 0x1e' "$log" 2>/dev/null)
+        xdotool mousemove $((vx + 320)) $((vy + 240)) click 1
+        sleep 0.5
+        xdotool key a
+        got=
+        for _ in $(seq 50); do
+            [ "$(grep -c 'INFO key make 0x1e' "$log" 2>/dev/null)" -gt "${before:-0}" ] && got=1 && break
+            sleep 0.2
+        done
+        if [ -n "$got" ]; then
+            pass "$pre-key" "'a' typed into the console: the guest printed 'INFO key make 0x1e'"
+        else
+            fail "$pre-key" "no new 'INFO key make 0x1e' in the guest's serial log within 10 s; it ends: $(grep -a . "$log" | tail -2 | paste -sd'|' -)"
+        fi
+    fi
+    no_error "$run"
+    stop_vmgr
+    vm_uri=$U
+    vm_extra_env=()
+}
+echo "# the graphical console (--show-domain-console testos-vnc): gtk-vnc, as virt-manager opens it"
+# On a local connection virt-manager asks libvirt for a connected socket
+# (virDomainOpenGraphicsFD) and gives it to gtk-vnc.
+vnc_checks vnc vnc-console "through virDomainOpenGraphicsFD"
+echo "# the graphical console, gtk-vnc connecting to the port itself"
+# What virt-manager does when libvirt has no virDomainOpenGraphicsFD
+# (before 1.2.8): gtk-vnc connects to the address and port of the live XML
+# (VMGR_NO_GRAPHICS_FD=1 makes its support check say so). oxvirtd listens
+# in its own network namespace: virt-manager runs in that one.
+vm_extra_env=(VMGR_NO_GRAPHICS_FD=1)
+vm_netns=(nsenter --net=/proc/$daemon_pid/ns/net)
+vnc_checks vnc-direct vnc-direct-console "gtk-vnc connecting to the live XML's 127.0.0.1:PORT"
+vm_netns=()
 
 echo "# the domain details window (--show-domain-editor)"
 if vm_window editor editor-window testos-running '^LABEL [-0-9,]+ Running' --show-domain-editor testos-running &&

@@ -10,7 +10,8 @@ two watchers added for the test:
 * once a second (and on SIGUSR1) the text of every top-level window is written to
   DUMP (atomically): window title, type, X window id, and what is on screen in it
   (labels, entries, tree/list rows, notebook pages, the serial console's terminal,
-  message dialogs with their kind), and of open menus (POPUP); labels and rows
+  message dialogs with their kind, the graphical console's gtk-vnc widget with its
+  place and the guest desktop's size), and of open menus (POPUP); labels and rows
   carry their rectangle in root coordinates (x,y,w,h), for xdotool to click.
 
 usage: vmgr_probe.py DUMP virt-manager-args...
@@ -144,6 +145,23 @@ def _dump_windows():
             page = w.get_nth_page(n) if n >= 0 else None
             tab = w.get_tab_label_text(page) if page is not None else None
             lines.append("NOTEBOOK %s page=%d tab=%s" % (w.get_name(), n, esc(tab)))
+        elif kind == "Display" and hasattr(w, "get_width"):  # gtk-vnc's widget
+            # Where the guest's screen is drawn (root coordinates) and the
+            # size of the guest's desktop as the VNC server announced it.
+            xy = w.translate_coordinates(top, 0, 0)
+            x, y = (xy[-2], xy[-1]) if xy else (0, 0)
+            ox, oy = 0, 0
+            gw = top.get_window()
+            if gw is not None:
+                _, ox, oy = gw.get_origin()
+            a = w.get_allocation()
+            try:
+                is_open, dw, dh = int(w.is_open()), w.get_width(), w.get_height()
+                scaling = int(w.get_scaling())
+            except Exception:
+                is_open, dw, dh, scaling = 0, -1, -1, -1
+            lines.append("VNC %d,%d,%d,%d open=%d desktop=%dx%d scaling=%d" % (
+                ox + x, oy + y, a.width, a.height, is_open, dw, dh, scaling))
         elif kind == "Terminal":  # the VTE serial console
             try:
                 txt = w.get_text_range(0, 0, w.get_row_count() + 200, 200, None)
@@ -212,6 +230,27 @@ if os.environ.get("VMGR_ALL_STATS") == "1":
     for _key in ("enable-cpu-poll", "enable-memory-poll", "enable-disk-poll", "enable-net-poll"):
         _stats.set_boolean(_key, True)
     _stats.set_int("update-interval", 1)
+
+# VMGR_CONSOLE_SCALING=N: Preferences > Console > Graphical console
+# scaling (0 never, 1 only in full screen, the default, 2 always).
+if os.environ.get("VMGR_CONSOLE_SCALING"):
+    from gi.repository import Gio
+    Gio.Settings.new("org.virt-manager.virt-manager.console").set_int(
+        "scaling", int(os.environ["VMGR_CONSOLE_SCALING"]))
+
+# VMGR_VNC_DEBUG=1: gtk-vnc's debug messages (the RFB handshake, encodings,
+# why a connection ended) in the log.
+if os.environ.get("VMGR_VNC_DEBUG") == "1":
+    gi.require_version("GVnc", "1.0")
+    from gi.repository import GVnc
+    GVnc.util_set_debug(True)
+
+# VMGR_NO_GRAPHICS_FD=1: virt-manager's support check for
+# virDomainOpenGraphicsFD says no, as with libvirt before 1.2.8: gtk-vnc
+# then connects to the address and port of the domain's live XML itself.
+if os.environ.get("VMGR_NO_GRAPHICS_FD") == "1":
+    from virtinst import support as _support
+    _support.SupportCache.domain_open_graphics = lambda self, data=None: False
 
 # virt-manager imports Gtk itself (after parsing its options); the timer only
 # needs GLib's default main context, which its Gtk.Application runs.
