@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::vmm::config::{
-    DeviceConfig, VgaConfig, VmConfig, VncConfig, VncListenerConfig, VncSharePolicy,
+    DeviceConfig, GpuConfig, VgaConfig, VmConfig, VncConfig, VncListenerConfig, VncSharePolicy,
 };
 use crate::xml::model::Domain;
 use crate::xml::model::display::{Graphics, GraphicsType, Listen, Video, VideoModel};
@@ -82,6 +82,15 @@ pub fn video(def: &Domain, slots: &mut SlotMap) -> Result<Option<DeviceConfig>> 
         Some(VideoModel::Vga) | None => Ok(Some(DeviceConfig::Vga(VgaConfig {
             pci_slot: Some(slots.slot(v.address.as_ref(), "video")?),
             vram_kib: vram_kib(v)?,
+        }))),
+        // virtio-gpu without QEMU's VGA compatibility (virtio-vga): the
+        // guest's driver draws; firmware has no text screen on it.
+        Some(VideoModel::Virtio) => Ok(Some(DeviceConfig::Gpu(GpuConfig {
+            pci_slot: Some(slots.slot(v.address.as_ref(), "video")?),
+            xres: GpuConfig::default_xres(),
+            yres: GpuConfig::default_yres(),
+            max_hostmem_mib: GpuConfig::default_max_hostmem_mib(),
+            edid: GpuConfig::default_edid(),
         }))),
         Some(other) => Err(not_supported("video model", other)),
     }

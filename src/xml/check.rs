@@ -132,14 +132,14 @@ fn check_display(dom: &Domain) -> Result<()> {
     for v in &d.videos {
         if let Some(model) = v
             .model
-            .filter(|m| !matches!(m, VideoModel::None | VideoModel::Vga))
+            .filter(|m| !matches!(m, VideoModel::None | VideoModel::Vga | VideoModel::Virtio))
         {
             return Err(not_supported("video model", model));
         }
     }
     if d.videos
         .iter()
-        .filter(|v| v.model == Some(VideoModel::Vga))
+        .filter(|v| v.model.is_some_and(|m| m != VideoModel::None))
         .count()
         > 1
     {
@@ -204,10 +204,10 @@ mod tests {
         );
         check("<graphics type='vnc' passwd='x'/><video><model type='vga'/></video>").unwrap();
         assert_eq!(
-            check("<video><model type='virtio'/></video>")
+            check("<video><model type='qxl'/></video>")
                 .unwrap_err()
                 .message,
-            "unsupported configuration: video model 'virtio' is not supported"
+            "unsupported configuration: video model 'qxl' is not supported"
         );
         assert_eq!(
             check("<sound model='ich9'/>").unwrap_err().message,
