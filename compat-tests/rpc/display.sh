@@ -191,6 +191,25 @@ fi
 check oxvirsh-screenshot-generated-name grep -Eq "^Screenshot saved to d1-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}:[0-9]{2}:[0-9]{2}\.ppm, with type of image/x-portable-pixmap" "$tmp/gen2.out"
 same screenshot-no-such-screen screenshot d1 "$tmp/s2.ppm" --screen 1
 
+echo "# virDomainOpenGraphicsFD (virt-manager's console): a socket to the VNC server"
+check open-graphics-fd /usr/bin/python3 - "$U" <<'PY'
+import os, socket, sys, libvirt
+conn = libvirt.open(sys.argv[1])
+assert conn.getLibVersion() and conn.getType()
+dom = conn.lookupByName("d1")
+fd = dom.openGraphicsFD(0, 0)
+s = socket.socket(fileno=fd)
+s.settimeout(10)
+assert s.recv(12) == b"RFB 003.008\n"
+s.sendall(b"RFB 003.008\n")
+assert s.recv(2) == b"\x01\x01", "security type None"
+try:
+    dom.openGraphicsFD(1, 0)
+    raise SystemExit("index 1 accepted")
+except libvirt.libvirtError as e:
+    assert "No graphics backend with index 1" in str(e), e
+PY
+
 echo "# the VNC password: update-device, live and in the definition"
 # security_types PORT: the RFB security types the server offers (3.8).
 security_types() {
@@ -211,6 +230,17 @@ if virsh -c "$U" dumpxml d1 | grep -q "passwd="; then fail "password-hidden"; el
 expect password-secure 0 "passwd='s3cret'" -- dumpxml d1 --security-info
 expect password-in-definition 0 "passwd='s3cret'" -- dumpxml d1 --inactive --security-info
 printf "<graphics type='vnc' port='5999' autoport='no'/>\n" >"$tmp/port.xml"
+check open-graphics-fd-skipauth /usr/bin/python3 - "$U" <<'PY'
+import socket, sys, libvirt
+dom = libvirt.open(sys.argv[1]).lookupByName("d1")
+for flags, want in ((0, b"\x01\x02"), (libvirt.VIR_DOMAIN_OPEN_GRAPHICS_SKIPAUTH, b"\x01\x01")):
+    s = socket.socket(fileno=dom.openGraphicsFD(0, flags))
+    s.settimeout(10)
+    s.recv(12)
+    s.sendall(b"RFB 003.008\n")
+    got = s.recv(2)
+    assert got == want, (flags, got)
+PY
 expect update-port-refused 1 "cannot change port settings on vnc graphics" -- update-device d1 "$tmp/port.xml" --live
 printf "<graphics type='vnc'/>\n" >"$tmp/nopw.xml"
 expect update-no-password 0 "Device updated successfully" -- update-device d1 "$tmp/nopw.xml" --live --config

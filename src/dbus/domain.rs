@@ -87,6 +87,11 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             drv.undefine(obj, flags).await?;
             call.ok(&()).await
         }
+        "OpenGraphicsFD" => {
+            let (idx, flags): (u32, u32) = call.args()?;
+            let fd = drv.open_graphics_fd(obj, idx, flags).await?;
+            call.ok(&(zbus::zvariant::OwnedFd::from(fd),)).await
+        }
         "SendKey" => {
             let (codeset, holdtime, keycodes, flags): (u32, u32, Vec<u32>, u32) = call.args()?;
             drv.send_key(obj, codeset, holdtime, &keycodes, flags)

@@ -363,6 +363,19 @@ impl Vmm {
             .map(|_| ())
     }
 
+    /// Hands the VNC server a connected socket to serve as a client.
+    pub async fn vnc_add_client(&self, fd: std::os::fd::OwnedFd, skip_auth: bool) -> Result<()> {
+        use std::os::fd::AsFd;
+        self.control
+            .execute_with_fd(
+                "vnc-add-client",
+                serde_json::json!({ "fd": true, "skipauth": skip_auth }),
+                fd.as_fd(),
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// Sets (or with none, removes) the VNC server's password.
     pub async fn set_vnc_password(&self, password: Option<&str>) -> Result<()> {
         self.control

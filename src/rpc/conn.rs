@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use std::os::fd::OwnedFd;
+
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -77,7 +79,7 @@ pub struct Conn {
     /// `VIR_CONNECT_RO`.
     readonly: AtomicBool,
     pub opened: AtomicBool,
-    out: mpsc::Sender<Vec<u8>>,
+    out: mpsc::Sender<Outgoing>,
     callbacks: Mutex<HashMap<i32, Callback>>,
     /// Storage pool and network event callbacks: id → (kind, event id,
     /// only this object).
@@ -106,6 +108,13 @@ pub enum ObjectKind {
     Network,
 }
 
+/// A message for the connection's writer, with the descriptors that
+/// follow it.
+pub struct Outgoing {
+    pub bytes: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -114,7 +123,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Conn {
-    pub fn new(shared: std::sync::Arc<Shared>, readonly: bool, out: mpsc::Sender<Vec<u8>>) -> Self {
+    pub fn new(
+        shared: std::sync::Arc<Shared>,
+        readonly: bool,
+        out: mpsc::Sender<Outgoing>,
+    ) -> Self {
         Conn {
             readonly: AtomicBool::new(readonly),
             opened: AtomicBool::new(false),
@@ -154,7 +167,28 @@ impl Conn {
 
     /// Queues a whole message; a closed connection drops it.
     pub async fn send(&self, msg: Vec<u8>) {
-        let _ = self.out.send(msg).await;
+        let _ = self
+            .out
+            .send(Outgoing {
+                bytes: msg,
+                fds: Vec::new(),
+            })
+            .await;
+    }
+
+    /// Queues a `*_WITH_FDS` message: the payload after the descriptor
+    /// count, the descriptors themselves after the message.
+    pub async fn send_with_fds(&self, header: Header, payload: &[u8], fds: Vec<OwnedFd>) {
+        let mut body = Vec::with_capacity(4 + payload.len());
+        body.extend_from_slice(&(fds.len() as u32).to_be_bytes());
+        body.extend_from_slice(payload);
+        let _ = self
+            .out
+            .send(Outgoing {
+                bytes: frame::encode(&header, &body),
+                fds,
+            })
+            .await;
     }
 
     /// Queues a message with `header` and `payload`.

@@ -32,9 +32,9 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
         )),
         CONNECT_SUPPORTS_FEATURE => {
             let a: I32Val = args(p)?;
-            // 9 typed-param strings, 10 keepalive, 14 event callbacks,
-            // 15 close callback.
-            let yes = matches!(a.value, 9 | 10 | 14 | 15);
+            // 8 fd passing, 9 typed-param strings, 10 keepalive, 14 event
+            // callbacks, 15 close callback.
+            let yes = matches!(a.value, 8 | 9 | 10 | 14 | 15);
             if a.value == 10 {
                 // As libvirtd: asking is what starts the server's pings.
                 super::keepalive::start(conn);

@@ -26,6 +26,8 @@ pub enum Outcome {
     ),
     /// Reply this payload, then send the image file on the stream.
     Screenshot(Vec<u8>, std::fs::File),
+    /// A reply carrying descriptors (`REPLY_WITH_FDS`).
+    ReplyWithFds(Vec<u8>, Vec<std::os::fd::OwnedFd>),
     /// The procedure belongs to another part of the remote program.
     NotMine,
 }

@@ -31,6 +31,14 @@ pub async fn call(drv: &Driver, proc_: i32, p: &[u8]) -> Option<Result<Outcome>>
             }
             .await
         }
+        procs::DOMAIN_OPEN_GRAPHICS_FD => {
+            async {
+                let a: g::DomainOpenGraphicsFdArgs = args(p)?;
+                let fd = drv.open_graphics_fd(&dom(&a.dom)?, a.idx, a.flags).await?;
+                Ok(Outcome::ReplyWithFds(Vec::new(), vec![fd]))
+            }
+            .await
+        }
         procs::DOMAIN_SEND_KEY => {
             async {
                 let a: g::DomainSendKeyArgs = args(p)?;

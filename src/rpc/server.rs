@@ -309,16 +309,53 @@ async fn accept_loop(l: UnixListener, shared: Arc<Shared>, readonly: bool) {
     }
 }
 
+/// Sends descriptors after their message as libvirt's client reads them:
+/// each with one byte of data.
+async fn send_fds(
+    wr: &tokio::net::unix::OwnedWriteHalf,
+    fds: &[std::os::fd::OwnedFd],
+) -> std::io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let stream: &UnixStream = wr.as_ref();
+    for fd in fds {
+        let raw = [fd.as_raw_fd()];
+        loop {
+            stream.writable().await?;
+            let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
+                let iov = [std::io::IoSlice::new(&[0u8])];
+                sendmsg::<()>(
+                    stream.as_raw_fd(),
+                    &iov,
+                    &[ControlMessage::ScmRights(&raw)],
+                    MsgFlags::MSG_NOSIGNAL,
+                    None,
+                )
+                .map_err(std::io::Error::from)
+            });
+            match sent {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Serves one client until it goes away or breaks the protocol.
 pub async fn connection(s: UnixStream, shared: Arc<Shared>, readonly: bool) {
     let (rd, mut wr) = s.into_split();
     // Buffered: a whole call usually arrives in one read, instead of one
     // read for the length word and one for the rest.
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+    let (tx, mut rx) = mpsc::channel::<super::conn::Outgoing>(1024);
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
-            if wr.write_all(&m).await.is_err() {
+            if wr.write_all(&m.bytes).await.is_err() {
+                break;
+            }
+            if send_fds(&wr, &m.fds).await.is_err() {
                 break;
             }
         }
@@ -443,6 +480,14 @@ async fn run_call(conn: &Arc<Conn>, h: Header, payload: Vec<u8>) {
             conn.send_msg(Header::answer(&h, MsgType::Reply, STATUS_OK), &[])
                 .await;
             vol_stream::start_download(conn, h, s);
+        }
+        Ok(Outcome::ReplyWithFds(ret, fds)) => {
+            conn.send_with_fds(
+                Header::answer(&h, MsgType::ReplyWithFds, STATUS_OK),
+                &ret,
+                fds,
+            )
+            .await;
         }
         Ok(Outcome::Screenshot(ret, file)) => {
             conn.send_msg(Header::answer(&h, MsgType::Reply, STATUS_OK), &ret)
