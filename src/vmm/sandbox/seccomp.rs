@@ -41,6 +41,8 @@ pub enum ThreadKind {
     Rng,
     /// The virtio-balloon worker.
     Balloon,
+    /// A virtio-input worker.
+    Input,
     /// The VNC server: accepting clients on the listening sockets the
     /// daemon passed, serving each, rendering the screen.
     Vnc,
@@ -48,7 +50,7 @@ pub enum ThreadKind {
 
 impl ThreadKind {
     /// Every kind, for building and checking all filters.
-    pub const ALL: [ThreadKind; 12] = [
+    pub const ALL: [ThreadKind; 13] = [
         ThreadKind::Control,
         ThreadKind::Launcher,
         ThreadKind::Vcpu,
@@ -60,6 +62,7 @@ impl ThreadKind {
         ThreadKind::Console,
         ThreadKind::Rng,
         ThreadKind::Balloon,
+        ThreadKind::Input,
         ThreadKind::Vnc,
     ];
 }
@@ -372,6 +375,7 @@ impl Allow {
             ThreadKind::Console => self.worker().stream_sockets(),
             ThreadKind::Rng => self.worker(),
             ThreadKind::Balloon => self.worker(),
+            ThreadKind::Input => self.worker(),
             // Input events reach the i8042 and USB devices from here, so
             // their interrupt lines too.
             ThreadKind::Vnc => self

@@ -18,6 +18,7 @@ pub mod disk;
 pub mod fuzz;
 #[cfg(test)]
 mod fuzz_tests;
+pub mod input;
 pub mod interrupt;
 pub mod iov;
 pub mod msix;

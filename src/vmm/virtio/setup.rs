@@ -8,7 +8,7 @@ use kvm_ioctls::VmFd;
 use serde_json::{Value, json};
 use vm_allocator::{AddressAllocator, AllocPolicy};
 
-use crate::vmm::config::UsbDeviceKind;
+use crate::vmm::config::{InputKind, UsbDeviceKind};
 use crate::vmm::display::vga::{self, GuestMapper, Vga, VgaBars};
 use crate::vmm::usb::hid::HidKind;
 use crate::vmm::usb::xhci::{self, AttachedDevice, Xhci, XhciInput};
@@ -18,6 +18,7 @@ use super::balloon::{Balloon, BalloonState};
 use super::blk::{Blk, BlkCore};
 use super::console::Console;
 use super::disk::{Disk, Qcow2Disk, RawDisk};
+use super::input::{Input, VirtioInputHandle};
 use super::interrupt::{IntxLine, IntxLines};
 use super::msix::{GsiRouter, MsixTable};
 use super::net::Net;
@@ -320,6 +321,8 @@ pub struct Devices {
     pub vga: Option<Vga>,
     /// The USB input devices, when the guest has an xHCI controller.
     pub usb_input: Option<(XhciInput, Vec<UsbDeviceKind>)>,
+    /// The virtio-input devices, in configuration order.
+    pub virtio_inputs: Vec<(InputKind, VirtioInputHandle)>,
 }
 
 impl Devices {
@@ -616,6 +619,12 @@ pub fn build(
                     Box::new(Scsi::new(targets, format!("virtio-scsi-{slot}"))),
                     Handle::Cdroms { slot, drives },
                 )
+            }
+            DeviceConfig::Input(c) => {
+                let dev =
+                    Input::new(c.kind).map_err(Error::io("creating a virtio-input device"))?;
+                out.virtio_inputs.push((c.kind, dev.handle()));
+                (Box::new(dev), Handle::Other { slot })
             }
             DeviceConfig::Sata(_) | DeviceConfig::Vga(_) | DeviceConfig::Xhci(_) => {
                 unreachable!("SATA, xHCI controllers and the VGA adapter are built apart")
