@@ -288,6 +288,7 @@ const char *virtio_kind(int type)
 	case 3: return "console";
 	case 4: return "rng";
 	case 5: return "balloon";
+	case 18: return "input";
 	case 19: return "vsock";
 	default: return "virtio";
 	}

@@ -356,6 +356,8 @@ bool display_draw_checked(u32 *checksum, struct why *why);
 void display_resize(void);
 void display_loop(void);
 void input_loop(void);
+/* ---- virtio_input.c ---- */
+void vinput_loop(void);
 
 /* ---- power.c ---- */
 void do_action(const char *action);
