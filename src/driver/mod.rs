@@ -40,6 +40,7 @@ mod supervise;
 pub mod tuning;
 pub mod usb;
 pub mod vcpus;
+pub mod virtio_input;
 pub mod vmm;
 
 use std::path::{Path, PathBuf};

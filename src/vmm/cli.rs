@@ -9,8 +9,8 @@ use clap::Parser;
 
 use super::config::{
     BootConfig, CONFIG_VERSION, CpuConfig, DeviceConfig, FirmwareBoot, GpuConfig, Identity,
-    KernelBoot, SandboxConfig, SerialConfig, UsbDeviceConfig, UsbDeviceKind, VgaConfig, VmConfig,
-    VncConfig, VncListenerConfig, XhciConfig,
+    InputConfig, InputKind, KernelBoot, SandboxConfig, SerialConfig, UsbDeviceConfig,
+    UsbDeviceKind, VgaConfig, VmConfig, VncConfig, VncListenerConfig, XhciConfig,
 };
 use super::error::{Error, Result};
 
@@ -115,6 +115,29 @@ pub struct Args {
     /// tablet, mouse or keyboard, comma-separated.
     #[arg(long)]
     pub xhci: Option<String>,
+    /// A virtio-input device: keyboard, mouse or tablet[,slot=N] (repeatable).
+    #[arg(long)]
+    pub virtio_input: Vec<String>,
+}
+
+/// Parses a `--virtio-input` value.
+fn parse_virtio_input(s: &str) -> Result<InputConfig> {
+    let bad = || Error::Config(format!("bad --virtio-input '{s}'"));
+    let mut items = s.split(',');
+    let kind = match items.next() {
+        Some("keyboard") => InputKind::Keyboard,
+        Some("mouse") => InputKind::Mouse,
+        Some("tablet") => InputKind::Tablet,
+        _ => return Err(bad()),
+    };
+    let mut pci_slot = None;
+    for item in items {
+        match item.split_once('=') {
+            Some(("slot", v)) => pci_slot = Some(v.parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(InputConfig { pci_slot, kind })
 }
 
 /// Parses an `--xhci` value.
@@ -322,6 +345,10 @@ impl Args {
             if let Some(x) = &self.xhci {
                 cfg.devices.push(DeviceConfig::Xhci(parse_xhci(x)?));
             }
+            for v in &self.virtio_input {
+                cfg.devices
+                    .push(DeviceConfig::Input(parse_virtio_input(v)?));
+            }
             if !self.vnc.is_empty() {
                 cfg.vnc = Some(VncConfig {
                     listeners: self
@@ -378,6 +405,33 @@ mod tests {
         let c = a.to_config().unwrap();
         assert_eq!(c.cpus.count, 2);
         assert_eq!(c.serial, SerialConfig::Null);
+        let none = Args::parse_from(["oxvirt-vmm"]);
+        assert!(none.to_config().is_err());
+        let inputs = Args::parse_from([
+            "oxvirt-vmm",
+            "--kernel",
+            "/k",
+            "--virtio-input",
+            "keyboard",
+            "--virtio-input",
+            "tablet,slot=9",
+        ]);
+        let devices = inputs.to_config().unwrap().devices;
+        assert_eq!(
+            devices,
+            [
+                DeviceConfig::Input(InputConfig {
+                    pci_slot: None,
+                    kind: InputKind::Keyboard
+                }),
+                DeviceConfig::Input(InputConfig {
+                    pci_slot: Some(9),
+                    kind: InputKind::Tablet
+                }),
+            ]
+        );
+        assert!(parse_virtio_input("joystick").is_err());
+        assert!(parse_virtio_input("mouse,port=1").is_err());
         let none = Args::parse_from(["oxvirt-vmm"]);
         assert!(none.to_config().is_err());
     }

@@ -349,6 +349,26 @@ pub enum DeviceConfig {
     Gpu(GpuConfig),
     /// A USB 3 (xHCI) controller with USB input devices.
     Xhci(XhciConfig),
+    /// A virtio-input keyboard, mouse or tablet.
+    Input(InputConfig),
+}
+
+/// A virtio-input device (virtio 1.2 section 5.8) of one kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+    pub kind: InputKind,
+}
+
+/// What a virtio-input device presents itself as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputKind {
+    Keyboard,
+    Mouse,
+    Tablet,
 }
 
 /// An xHCI controller and the HID devices on its ports.
@@ -555,6 +575,7 @@ impl DeviceConfig {
             DeviceConfig::Vga(c) => c.pci_slot,
             DeviceConfig::Gpu(c) => c.pci_slot,
             DeviceConfig::Xhci(c) => c.pci_slot,
+            DeviceConfig::Input(c) => c.pci_slot,
         }
     }
 }

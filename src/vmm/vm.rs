@@ -17,8 +17,8 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use super::acpi::{self, AcpiParams};
 use super::boot::{self, BootEntry};
 use super::bus::{Bus, SharedDevice};
-use super::config::UsbDeviceKind;
 use super::config::{BootConfig, KernelBoot, VmConfig};
+use super::config::{InputKind, UsbDeviceKind};
 use super::control::{self, ClientInput, ControlServer, Line};
 use super::cpu;
 use super::devices::IrqLine;
@@ -44,6 +44,7 @@ use super::serial_backend::{self, SerialBackend};
 use super::usb::xhci::XhciInput;
 use super::vcpu::{self, RunControl, Vcpu};
 use super::virtio;
+use super::virtio::input::{VirtioInputHandle, WhenActive};
 
 /// A built machine, ready to run.
 pub struct Vm {
@@ -331,7 +332,11 @@ impl Vm {
                     vga::DISPI_PORTS.0,
                     vga::DISPI_PORTS.1,
                 )?;
-                let input = Arc::new(input_router(ps2_input, virtio.usb_input.as_ref()));
+                let input = Arc::new(input_router(
+                    ps2_input,
+                    virtio.usb_input.as_ref(),
+                    &virtio.virtio_inputs,
+                ));
                 Some(Console::new(
                     cfg.vnc.as_ref(),
                     &cfg.name,
@@ -349,7 +354,11 @@ impl Vm {
                     .gpu_display
                     .clone()
                     .unwrap_or_else(|| Arc::new(NoDisplay)),
-                Arc::new(input_router(ps2_input, virtio.usb_input.as_ref())),
+                Arc::new(input_router(
+                    ps2_input,
+                    virtio.usb_input.as_ref(),
+                    &virtio.virtio_inputs,
+                )),
             )?),
             None => None,
         };
@@ -863,17 +872,34 @@ struct LoopState {
     held_keys: Option<(std::time::Instant, Vec<u16>)>,
 }
 
-/// Where a console's keys and pointer go: to the USB keyboard and the USB
-/// tablet or mouse when the guest has them (as QEMU prefers the devices
-/// added last), else to the PS/2 keyboard and mouse.
-fn input_router(ps2: Arc<Ps2Input>, usb: Option<&(XhciInput, Vec<UsbDeviceKind>)>) -> InputRouter {
+/// Where a console's keys and pointer go: to a virtio-input keyboard and
+/// tablet or mouse while the guest's driver runs them, else to the USB
+/// keyboard and the USB tablet or mouse when the guest has them (as QEMU
+/// prefers the devices added last), else to the PS/2 keyboard and mouse.
+fn input_router(
+    ps2: Arc<Ps2Input>,
+    usb: Option<&(XhciInput, Vec<UsbDeviceKind>)>,
+    virtio_inputs: &[(InputKind, VirtioInputHandle)],
+) -> InputRouter {
     let usb_sink = |wanted: &[UsbDeviceKind]| -> Option<Arc<dyn InputSink>> {
         usb.filter(|(_, kinds)| kinds.iter().any(|k| wanted.contains(k)))
             .map(|(input, _)| Arc::new(input.clone()) as Arc<dyn InputSink>)
     };
+    let virtio_sink = |wanted: &[InputKind], otherwise: Arc<dyn InputSink>| match wanted
+        .iter()
+        .find_map(|w| virtio_inputs.iter().find(|(k, _)| k == w))
+    {
+        Some((_, h)) => Arc::new(WhenActive {
+            device: h.clone(),
+            otherwise,
+        }) as Arc<dyn InputSink>,
+        None => otherwise,
+    };
+    let keyboard = usb_sink(&[UsbDeviceKind::Keyboard]).unwrap_or_else(|| ps2.clone());
+    let pointer = usb_sink(&[UsbDeviceKind::Tablet, UsbDeviceKind::Mouse]).unwrap_or(ps2);
     InputRouter {
-        keyboard: usb_sink(&[UsbDeviceKind::Keyboard]).unwrap_or_else(|| ps2.clone()),
-        pointer: usb_sink(&[UsbDeviceKind::Tablet, UsbDeviceKind::Mouse]).unwrap_or(ps2),
+        keyboard: virtio_sink(&[InputKind::Keyboard], keyboard),
+        pointer: virtio_sink(&[InputKind::Tablet, InputKind::Mouse], pointer),
     }
 }
 

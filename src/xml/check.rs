@@ -112,8 +112,8 @@ fn check_devices(dom: &Domain) -> Result<()> {
     Ok(())
 }
 
-/// One VNC server, the standard VGA adapter, and the PS/2 and USB input
-/// devices; SPICE and the other outputs are not offered.
+/// One VNC server, the standard VGA adapter, and the PS/2, USB and virtio
+/// input devices; SPICE and the other outputs are not offered.
 fn check_display(dom: &Domain) -> Result<()> {
     let d = &dom.devices;
     for g in &d.graphics {
@@ -148,7 +148,10 @@ fn check_display(dom: &Domain) -> Result<()> {
     for i in &d.inputs {
         match (i.input_type, i.bus) {
             (InputType::Mouse | InputType::Keyboard, Some(InputBus::Ps2) | None) => {}
-            (InputType::Mouse | InputType::Keyboard | InputType::Tablet, Some(InputBus::Usb)) => {}
+            (
+                InputType::Mouse | InputType::Keyboard | InputType::Tablet,
+                Some(InputBus::Usb | InputBus::Virtio),
+            ) => {}
             (InputType::Tablet, None) => {}
             (InputType::Mouse | InputType::Keyboard | InputType::Tablet, Some(bus)) => {
                 return Err(not_supported("input bus", bus));
@@ -196,11 +199,20 @@ mod tests {
                 .message,
             "unsupported configuration: only 1 graphics device of each type (sdl, vnc, spice, dbus) is supported"
         );
+        check("<input type='tablet' bus='virtio'/><input type='keyboard' bus='virtio'/>").unwrap();
         assert_eq!(
-            check("<input type='tablet' bus='virtio'/>")
+            check(
+                "<input type='passthrough' bus='virtio'><source evdev='/dev/input/event1'/></input>"
+            )
+            .unwrap_err()
+            .message,
+            "unsupported configuration: input device type 'passthrough' is not supported"
+        );
+        assert_eq!(
+            check("<input type='mouse' bus='xen'/>")
                 .unwrap_err()
                 .message,
-            "unsupported configuration: input bus 'virtio' is not supported"
+            "unsupported configuration: input bus 'xen' is not supported"
         );
         check("<graphics type='vnc' passwd='x'/><video><model type='vga'/></video>").unwrap();
         assert_eq!(

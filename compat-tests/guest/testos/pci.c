@@ -289,6 +289,7 @@ const char *virtio_kind(int type)
 	case 4: return "rng";
 	case 5: return "balloon";
 	case 16: return "gpu";
+	case 18: return "input";
 	case 19: return "vsock";
 	default: return "virtio";
 	}

@@ -174,6 +174,8 @@ void do_action(const char *a)
 		input_loop();
 	else if (strncmp(a, "display-loop", 13) == 0)
 		display_loop();
+	else if (strncmp(a, "vinput", 7) == 0)
+		vinput_loop();
 	else if (strncmp(a, "halt", 5) != 0)
 		println("INFO unknown action \"%s\", halting", a);
 	halt_forever();

@@ -360,6 +360,8 @@ bool display_draw_into(volatile u32 *fb, u32 w, u32 h, u32 stride, u32 *checksum
 void display_resize(void);
 void display_loop(void);
 void input_loop(void);
+/* ---- virtio_input.c ---- */
+void vinput_loop(void);
 
 /* ---- power.c ---- */
 void do_action(const char *action);

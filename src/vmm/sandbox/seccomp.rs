@@ -43,6 +43,8 @@ pub enum ThreadKind {
     Balloon,
     /// The virtio-gpu worker.
     Gpu,
+    /// A virtio-input worker.
+    Input,
     /// The VNC server: accepting clients on the listening sockets the
     /// daemon passed, serving each, rendering the screen.
     Vnc,
@@ -50,7 +52,7 @@ pub enum ThreadKind {
 
 impl ThreadKind {
     /// Every kind, for building and checking all filters.
-    pub const ALL: [ThreadKind; 13] = [
+    pub const ALL: [ThreadKind; 14] = [
         ThreadKind::Control,
         ThreadKind::Launcher,
         ThreadKind::Vcpu,
@@ -63,6 +65,7 @@ impl ThreadKind {
         ThreadKind::Rng,
         ThreadKind::Balloon,
         ThreadKind::Gpu,
+        ThreadKind::Input,
         ThreadKind::Vnc,
     ];
 }
@@ -376,6 +379,7 @@ impl Allow {
             ThreadKind::Rng => self.worker(),
             ThreadKind::Balloon => self.worker(),
             ThreadKind::Gpu => self.worker(),
+            ThreadKind::Input => self.worker(),
             // Input events reach the i8042 and USB devices from here, so
             // their interrupt lines too.
             ThreadKind::Vnc => self

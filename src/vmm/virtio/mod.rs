@@ -19,6 +19,7 @@ pub mod fuzz;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod gpu;
+pub mod input;
 pub mod interrupt;
 pub mod iov;
 pub mod msix;

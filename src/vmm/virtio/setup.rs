@@ -8,7 +8,7 @@ use kvm_ioctls::VmFd;
 use serde_json::{Value, json};
 use vm_allocator::{AddressAllocator, AllocPolicy};
 
-use crate::vmm::config::UsbDeviceKind;
+use crate::vmm::config::{InputKind, UsbDeviceKind};
 use crate::vmm::display::vga::{self, GuestMapper, Vga, VgaBars};
 use crate::vmm::usb::hid::HidKind;
 use crate::vmm::usb::xhci::{self, AttachedDevice, Xhci, XhciInput};
@@ -19,6 +19,7 @@ use super::blk::{Blk, BlkCore};
 use super::console::Console;
 use super::disk::{Disk, Qcow2Disk, RawDisk};
 use super::gpu::Gpu;
+use super::input::{Input, VirtioInputHandle};
 use super::interrupt::{IntxLine, IntxLines};
 use super::msix::{GsiRouter, MsixTable};
 use super::net::Net;
@@ -324,6 +325,8 @@ pub struct Devices {
     pub gpu_display: Option<Arc<dyn crate::vmm::display::DisplaySource>>,
     /// The USB input devices, when the guest has an xHCI controller.
     pub usb_input: Option<(XhciInput, Vec<UsbDeviceKind>)>,
+    /// The virtio-input devices, in configuration order.
+    pub virtio_inputs: Vec<(InputKind, VirtioInputHandle)>,
 }
 
 impl Devices {
@@ -625,6 +628,12 @@ pub fn build(
                     Box::new(Scsi::new(targets, format!("virtio-scsi-{slot}"))),
                     Handle::Cdroms { slot, drives },
                 )
+            }
+            DeviceConfig::Input(c) => {
+                let dev =
+                    Input::new(c.kind).map_err(Error::io("creating a virtio-input device"))?;
+                out.virtio_inputs.push((c.kind, dev.handle()));
+                (Box::new(dev), Handle::Other { slot })
             }
             DeviceConfig::Sata(_) | DeviceConfig::Vga(_) | DeviceConfig::Xhci(_) => {
                 unreachable!("SATA, xHCI controllers and the VGA adapter are built apart")

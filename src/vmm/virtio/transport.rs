@@ -20,7 +20,7 @@ use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
 };
 use virtio_bindings::virtio_ids::{
-    VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_GPU, VIRTIO_ID_NET,
+    VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_GPU, VIRTIO_ID_INPUT, VIRTIO_ID_NET,
 };
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
@@ -146,6 +146,8 @@ impl VirtioPci {
             VIRTIO_ID_BLOCK => 0x01_80_00,
             VIRTIO_ID_CONSOLE => 0x07_80_00,
             VIRTIO_ID_GPU => 0x03_80_00,
+            // Input device, other (QEMU's class for virtio-input).
+            VIRTIO_ID_INPUT => 0x09_80_00,
             _ => 0xff_00_00,
         };
         c[2] = class << 8 | 1;
