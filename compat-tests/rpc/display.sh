@@ -305,6 +305,33 @@ expect novideo-screenshot 1 "^error: Requested operation is not valid: no screen
 same novideo-screenshot screenshot nv "$tmp/nv.ppm"
 expect novideo-destroy 0 "destroyed" -- destroy nv
 
+echo "# a websocket listener (noVNC without a proxy)"
+guest ws "<graphics type='vnc' websocket='-1'/>" >"$tmp/ws.xml"
+expect ws-define 0 "Domain 'ws' defined" -- define "$tmp/ws.xml"
+expect ws-inactive 0 "<graphics type='vnc' port='-1' autoport='yes' websocket='-1'" -- dumpxml ws
+expect ws-start 0 "Domain 'ws' started" -- start ws
+wsport=$(virsh -c "$U" dumpxml ws | sed -n "s/.*<graphics type='vnc'.* websocket='\([0-9]*\)'.*/\1/p" | head -1)
+if [ -n "$wsport" ] && [ "$wsport" -ge 5700 ]; then pass "ws-port ($wsport)"; else fail "ws-port '$wsport'"; fi
+check ws-handshake python3 - "$wsport" <<'PY'
+import base64, hashlib, os, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
+s.settimeout(10)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n" % key).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+assert head.startswith(b"HTTP/1.1 101"), head
+accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+assert ("Sec-WebSocket-Accept: " + accept).encode() in head, head
+frame = s.recv(2)
+assert frame[0] == 0x82, frame
+payload = s.recv(frame[1] & 0x7f)
+assert payload == b"RFB 003.008\n", payload
+PY
+expect ws-destroy 0 "destroyed" -- destroy ws
+
 echo "# ports are given back"
 expect destroy 0 "Domain 'd1' destroyed" -- destroy d1
 check port-free-after-destroy port_free "$p1"
