@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use vmm_common::Guest;
 use vnc_common::{
-    VncClient, VncError, encoding, first_difference, testos_checksum, testos_pattern,
+    VncClient, VncError, checksum_of, encoding, expect_pattern, parse_ppm, testos_checksum,
+    testos_pattern,
 };
 
 /// A guest with a VGA adapter and a VNC server on a Unix socket.
@@ -69,30 +70,6 @@ impl Screen {
 
     fn connect(&self, password: Option<&str>) -> Result<VncClient, VncError> {
         VncClient::connect_with(UnixStream::connect(&self.vnc)?, password)
-    }
-}
-
-fn checksum_of(line: &str) -> u32 {
-    let hex = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("checksum=0x"))
-        .unwrap_or_else(|| panic!("no checksum in {line:?}"));
-    u32::from_str_radix(hex, 16).expect("checksum")
-}
-
-fn expect_pattern(c: &mut VncClient, w: u32, h: u32) {
-    let want = testos_pattern(w, h);
-    let ok = c
-        .update_until(Duration::from_secs(30), |c| {
-            c.size() == (w, h) && c.frame() == want.as_slice()
-        })
-        .expect("VNC updates");
-    if !ok {
-        let diff = first_difference(c.frame(), &want);
-        panic!(
-            "client shows {:?}, want {w}x{h} with the pattern; first difference (index, got, want): {diff:x?}",
-            c.size()
-        );
     }
 }
 
@@ -269,33 +246,6 @@ fn garbage_from_a_client_leaves_guest_and_server_running() {
     c.request_update(false).unwrap();
     expect_pattern(&mut c, 640, 480);
     assert!(s.guest.child.try_wait().unwrap().is_none(), "the VMM runs");
-}
-
-/// Width, height and 0x00RRGGBB pixels of a binary PPM.
-fn parse_ppm(data: &[u8]) -> (u32, u32, Vec<u32>) {
-    let mut fields = Vec::new();
-    let mut pos = 0;
-    while fields.len() < 4 {
-        while data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        let start = pos;
-        while !data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        fields.push(String::from_utf8_lossy(&data[start..pos]).to_string());
-    }
-    pos += 1;
-    assert_eq!(fields[0], "P6");
-    assert_eq!(fields[3], "255");
-    let w: u32 = fields[1].parse().unwrap();
-    let h: u32 = fields[2].parse().unwrap();
-    let pixels = data[pos..]
-        .chunks_exact(3)
-        .map(|p| u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2]))
-        .collect::<Vec<_>>();
-    assert_eq!(pixels.len(), (w * h) as usize);
-    (w, h, pixels)
 }
 
 /// SeaBIOS with its VGA BIOS on the adapter: the boot menu, opened with

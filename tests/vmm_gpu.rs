@@ -16,15 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vmm_common::Guest;
-use vnc_common::{VncClient, encoding, first_difference, testos_checksum, testos_pattern};
-
-fn checksum_of(line: &str) -> u32 {
-    let hex = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("checksum=0x"))
-        .unwrap_or_else(|| panic!("no checksum in {line:?}"));
-    u32::from_str_radix(hex, 16).expect("checksum")
-}
+use vnc_common::{
+    VncClient, checksum_of, encoding, expect_pattern, parse_ppm, testos_checksum, testos_pattern,
+};
 
 /// The first line of `log` from `prefix` on, if any.
 fn line_with(log: &str, prefix: &str) -> Option<String> {
@@ -41,44 +35,8 @@ fn expect_pattern_over_vnc(socket: &Path, w: u32, h: u32) -> VncClient {
     c.set_encodings(&[encoding::ZRLE, encoding::RAW, encoding::DESKTOP_SIZE])
         .unwrap();
     c.request_update(false).unwrap();
-    let want = testos_pattern(w, h);
-    let ok = c
-        .update_until(Duration::from_secs(30), |c| {
-            c.size() == (w, h) && c.frame() == want.as_slice()
-        })
-        .expect("VNC updates");
-    if !ok {
-        let diff = first_difference(c.frame(), &want);
-        panic!(
-            "client shows {:?}, want {w}x{h} with the pattern; first difference (index, got, want): {diff:x?}",
-            c.size()
-        );
-    }
+    expect_pattern(&mut c, w, h);
     c
-}
-
-fn parse_ppm(data: &[u8]) -> (u32, u32, Vec<u32>) {
-    let mut fields = Vec::new();
-    let mut pos = 0;
-    while fields.len() < 4 {
-        while data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        let start = pos;
-        while !data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        fields.push(String::from_utf8_lossy(&data[start..pos]).to_string());
-    }
-    pos += 1;
-    assert_eq!(fields[0], "P6");
-    let w: u32 = fields[1].parse().unwrap();
-    let h: u32 = fields[2].parse().unwrap();
-    let pixels = data[pos..]
-        .chunks_exact(3)
-        .map(|p| u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2]))
-        .collect::<Vec<_>>();
-    (w, h, pixels)
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vnc_common::{
-    VncClient, VncError, encoding, first_difference, testos_checksum, testos_pattern,
+    VncClient, VncError, checksum_of, encoding, expect_pattern, testos_checksum, testos_pattern,
 };
 
 /// A QEMU process with its serial log and VNC socket in a scratch directory.
@@ -124,15 +124,6 @@ impl Drop for Qemu {
     }
 }
 
-/// The checksum of a `PASS display ...` line.
-fn checksum_of(line: &str) -> u32 {
-    let hex = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("checksum=0x"))
-        .unwrap_or_else(|| panic!("no checksum in {line:?}"));
-    u32::from_str_radix(hex, 16).expect("checksum")
-}
-
 fn all_encodings() -> [i32; 6] {
     [
         encoding::ZRLE,
@@ -142,24 +133,6 @@ fn all_encodings() -> [i32; 6] {
         encoding::DESKTOP_SIZE,
         encoding::QEMU_EXT_KEY,
     ]
-}
-
-/// Updates the client until it shows the pattern for `w`x`h`; panics with
-/// the first differing pixel otherwise.
-fn expect_pattern(c: &mut VncClient, w: u32, h: u32) {
-    let want = testos_pattern(w, h);
-    let ok = c
-        .update_until(Duration::from_secs(20), |c| {
-            c.size() == (w, h) && c.frame() == want.as_slice()
-        })
-        .expect("VNC updates");
-    if !ok {
-        let diff = first_difference(c.frame(), &want);
-        panic!(
-            "client shows {:?}, want {w}x{h} with the pattern; first difference (index, got, want): {diff:x?}",
-            c.size()
-        );
-    }
 }
 
 #[test]

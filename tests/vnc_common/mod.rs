@@ -776,6 +776,60 @@ pub fn first_difference(a: &[u32], b: &[u32]) -> Option<(usize, u32, u32)> {
         .map(|(i, (x, y))| (i, *x, *y))
 }
 
+/// The checksum of a `PASS display ...` or `PASS gpu ...` line.
+pub fn checksum_of(line: &str) -> u32 {
+    let hex = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("checksum=0x"))
+        .unwrap_or_else(|| panic!("no checksum in {line:?}"));
+    u32::from_str_radix(hex, 16).expect("checksum")
+}
+
+/// Updates the client until it shows the test guest's pattern for `w`x`h`;
+/// panics with the first differing pixel otherwise.
+pub fn expect_pattern(c: &mut VncClient, w: u32, h: u32) {
+    let want = testos_pattern(w, h);
+    let ok = c
+        .update_until(Duration::from_secs(30), |c| {
+            c.size() == (w, h) && c.frame() == want.as_slice()
+        })
+        .expect("VNC updates");
+    if !ok {
+        let diff = first_difference(c.frame(), &want);
+        panic!(
+            "client shows {:?}, want {w}x{h} with the pattern; first difference (index, got, want): {diff:x?}",
+            c.size()
+        );
+    }
+}
+
+/// Width, height and 0x00RRGGBB pixels of a binary PPM (a screendump).
+pub fn parse_ppm(data: &[u8]) -> (u32, u32, Vec<u32>) {
+    let mut fields = Vec::new();
+    let mut pos = 0;
+    while fields.len() < 4 {
+        while data[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        let start = pos;
+        while !data[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        fields.push(String::from_utf8_lossy(&data[start..pos]).to_string());
+    }
+    pos += 1;
+    assert_eq!(fields[0], "P6");
+    assert_eq!(fields[3], "255");
+    let w: u32 = fields[1].parse().unwrap();
+    let h: u32 = fields[2].parse().unwrap();
+    let pixels = data[pos..]
+        .chunks_exact(3)
+        .map(|p| u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2]))
+        .collect::<Vec<_>>();
+    assert_eq!(pixels.len(), (w * h) as usize);
+    (w, h, pixels)
+}
+
 #[cfg(test)]
 mod vnc_common_tests {
     use super::*;
