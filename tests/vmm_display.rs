@@ -73,15 +73,6 @@ impl Screen {
     }
 }
 
-const ALL_ENCODINGS: [i32; 6] = [
-    encoding::ZRLE,
-    encoding::COPY_RECT,
-    encoding::RAW,
-    encoding::EXT_DESKTOP_SIZE,
-    encoding::DESKTOP_SIZE,
-    encoding::QEMU_EXT_KEY,
-];
-
 #[test]
 fn vnc_shows_the_pattern_and_carries_keys_pointer_and_resize() {
     let append = "oxtest.checks=display oxtest.then=input oxtest.display=640x480 \
@@ -93,7 +84,7 @@ fn vnc_shows_the_pattern_and_carries_keys_pointer_and_resize() {
     s.wait_line(0, "INFO input ready", Duration::from_secs(60));
 
     let mut c = s.connect(None).expect("VNC connect");
-    c.set_encodings(&ALL_ENCODINGS).unwrap();
+    c.set_encodings(&encoding::ALL).unwrap();
     c.request_update(false).unwrap();
     expect_pattern(&mut c, 640, 480);
     assert_eq!(testos_checksum(c.frame()), checksum_of(&pass), "{pass}");
@@ -280,7 +271,7 @@ fn seabios_boot_menu_through(keyboard: &str) {
     });
     assert!(prompt, "no boot menu prompt; serial:\n{}", guest.log());
     let mut c = VncClient::connect_with(UnixStream::connect(&vnc).unwrap(), None).expect("VNC");
-    c.set_encodings(&ALL_ENCODINGS).unwrap();
+    c.set_encodings(&encoding::ALL).unwrap();
     c.request_update(false).unwrap();
     // Escape, as a plain key event.
     c.key(0xff1b, true).unwrap();

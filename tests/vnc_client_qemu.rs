@@ -124,17 +124,6 @@ impl Drop for Qemu {
     }
 }
 
-fn all_encodings() -> [i32; 6] {
-    [
-        encoding::ZRLE,
-        encoding::COPY_RECT,
-        encoding::RAW,
-        encoding::EXT_DESKTOP_SIZE,
-        encoding::DESKTOP_SIZE,
-        encoding::QEMU_EXT_KEY,
-    ]
-}
-
 #[test]
 fn qemu_vnc_shows_the_pattern_and_carries_keys_pointer_and_resize() {
     let append = "oxtest.checks=display oxtest.then=input oxtest.display=640x480 \
@@ -146,7 +135,7 @@ fn qemu_vnc_shows_the_pattern_and_carries_keys_pointer_and_resize() {
     q.wait_line(0, "INFO input ready", Duration::from_secs(20));
 
     let mut c = q.connect(None).expect("VNC connect");
-    c.set_encodings(&all_encodings()).unwrap();
+    c.set_encodings(&encoding::ALL).unwrap();
     c.request_update(false).unwrap();
     expect_pattern(&mut c, 640, 480);
     assert_eq!(testos_checksum(c.frame()), checksum_of(&pass), "{pass}");
@@ -252,7 +241,7 @@ fn qemu_vnc_follows_the_display_loop() {
     };
     q.wait_line(0, "INFO display-loop", Duration::from_secs(60));
     let mut c = q.connect(None).expect("VNC connect");
-    c.set_encodings(&all_encodings()).unwrap();
+    c.set_encodings(&encoding::ALL).unwrap();
     c.request_update(false).unwrap();
     let frames_at = |log: &str| -> u64 {
         log.lines()

@@ -32,7 +32,7 @@ use super::devices::pci::{PciBarSpace, PciConfigIo, PciEcam, PciRoot};
 use super::devices::serial::SerialDevice;
 use super::display::console::{Console, InputRouter};
 use super::display::vga;
-use super::display::{InputSink, NoDisplay};
+use super::display::{DisplaySource, InputSink, NoDisplay};
 use super::error::{Error, Result};
 use super::exit::{ExitReason, ExitSignal};
 use super::firmware;
@@ -318,50 +318,35 @@ impl Vm {
                 len,
             )?;
         }
-        let console = match &virtio.vga {
-            Some(vga) => {
-                insert(
-                    &mut pio,
-                    vga.ports.clone(),
-                    vga::LEGACY_PORTS.0,
-                    vga::LEGACY_PORTS.1,
-                )?;
-                insert(
-                    &mut pio,
-                    vga.dispi_ports.clone(),
-                    vga::DISPI_PORTS.0,
-                    vga::DISPI_PORTS.1,
-                )?;
-                let input = Arc::new(input_router(
-                    ps2_input,
-                    virtio.usb_input.as_ref(),
-                    &virtio.virtio_inputs,
-                ));
-                Some(Console::new(
-                    cfg.vnc.as_ref(),
-                    &cfg.name,
-                    vga.display.clone(),
-                    input,
-                )?)
-            }
-            // A VNC server without an adapter shows the virtio-gpu's
-            // scanout, else (libvirt's video 'none') a black screen; it
-            // still takes keys and the pointer.
-            None if cfg.vnc.is_some() => Some(Console::new(
-                cfg.vnc.as_ref(),
-                &cfg.name,
-                virtio
-                    .gpu_display
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(NoDisplay)),
-                Arc::new(input_router(
-                    ps2_input,
-                    virtio.usb_input.as_ref(),
-                    &virtio.virtio_inputs,
-                )),
-            )?),
-            None => None,
+        if let Some(vga) = &virtio.vga {
+            insert(
+                &mut pio,
+                vga.ports.clone(),
+                vga::LEGACY_PORTS.0,
+                vga::LEGACY_PORTS.1,
+            )?;
+            insert(
+                &mut pio,
+                vga.dispi_ports.clone(),
+                vga::DISPI_PORTS.0,
+                vga::DISPI_PORTS.1,
+            )?;
+        }
+        // What the console shows: the VGA adapter, else the virtio-gpu's
+        // scanout, else, for a VNC server without an adapter (libvirt's
+        // video 'none'), a black screen that still takes keys and pointer.
+        let screen: Option<Arc<dyn DisplaySource>> = match (&virtio.vga, &virtio.gpu_display) {
+            (Some(vga), _) => Some(vga.display.clone()),
+            (None, Some(gpu)) => Some(gpu.clone()),
+            (None, None) => cfg.vnc.is_some().then(|| Arc::new(NoDisplay) as _),
         };
+        let console = screen
+            .map(|screen| {
+                let input =
+                    input_router(ps2_input, virtio.usb_input.as_ref(), &virtio.virtio_inputs);
+                Console::new(cfg.vnc.as_ref(), &cfg.name, screen, Arc::new(input))
+            })
+            .transpose()?;
         let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
 
         let ctl = Arc::new(RunControl::new(cfg.cpus.count as usize));

@@ -26,6 +26,16 @@ pub mod encoding {
     pub const DESKTOP_SIZE: i32 = -223;
     pub const QEMU_EXT_KEY: i32 = -258;
     pub const EXT_DESKTOP_SIZE: i32 = -308;
+
+    /// Everything the tests' client understands, in its order of preference.
+    pub const ALL: [i32; 6] = [
+        ZRLE,
+        COPY_RECT,
+        RAW,
+        EXT_DESKTOP_SIZE,
+        DESKTOP_SIZE,
+        QEMU_EXT_KEY,
+    ];
 }
 
 /// Largest screen the client accepts (pixels), so that a server cannot make
