@@ -703,7 +703,8 @@ def _create_or_import(button, name, source_type, source, button_done):
         mem.send_keys(Keys.CONTROL, "a")
         mem.send_keys("128")
     click_id(button_done, None, 10)
-    # "... and edit" defines the VM and opens its details page.
+    # "Create and run" defines the VM through virt-install, starts it and
+    # closes the dialog; the VM then shows in the list.
     try:
         def done():
             failed = [a for a in alerts() if "of VM %s failed" % name in a]
@@ -711,7 +712,7 @@ def _create_or_import(button, name, source_type, source, button_done):
                 raise Fail(failed[0])
             return not by_id("create-vm-dialog") and (by_id("vm-%s-overview" % name)
                                                       or state_of(name))
-        wait(done, "the details page of " + name, 90)
+        wait(done, name + " in the list", 90)
         mark = len(console_log)
         time.sleep(2)
         threw = uncaught(mark)
@@ -734,6 +735,13 @@ def _create_or_import(button, name, source_type, source, button_done):
     rc, out = virsh("dominfo", name)
     if rc != 0:
         raise Fail("listed, but virsh dominfo %s: %s" % (name, out))
+    # The guest runs (its firmware finds nothing to boot on the empty
+    # media, and keeps running), and the page says so.
+    try:
+        wait(lambda: domstate(name) == "running" and state_of(name) == "Running",
+             name + " running", 60)
+    except Fail as e:
+        raise Fail("%s (virsh domstate: %s, page: %s)" % (e, domstate(name), state_of(name))) from e
     # virt-install, run by Cockpit, puts the guest on the default network.
     rc, out = virsh("domiflist", name)
     if rc != 0 or not any(l.split()[1:3] == ["network", "default"]
@@ -747,7 +755,7 @@ def _create_or_import(button, name, source_type, source, button_done):
         f.write(xml + "\n")
     extra = [d for d, t in (("VNC graphics", "<graphics type='vnc'"),
                             ("a vga adapter", "<model type='vga'")) if t in xml]
-    return "%s defined (OS %s) on the default network%s, its details page shown" % (
+    return "%s running (OS %s) on the default network%s" % (
         name, os_name, ", with " + " and ".join(extra) if extra else "")
 
 
@@ -775,7 +783,7 @@ def _():
     open(iso, "wb").close()
     return create_or_import("create-new-vm", CREATED,
                             "Local install media (ISO image or distro install tree)",
-                            iso, "create-and-edit")
+                            iso, "create-and-run")
 
 
 @check("import-vm")
@@ -783,7 +791,7 @@ def _():
     disk = os.path.join(args.testdir, "import.img")
     with open(disk, "wb") as f:
         f.truncate(16 << 20)
-    return create_or_import("import-existing-vm", IMPORTED, None, disk, "create-and-edit")
+    return create_or_import("import-existing-vm", IMPORTED, None, disk, "create-and-run")
 
 
 @check("oxvirtd-still-running")

@@ -79,17 +79,15 @@ pub struct Media {
 
 impl Media {
     /// Takes an open image (a file or a block device); its size is
-    /// rounded down to whole blocks.
+    /// rounded down to whole blocks. An image without one whole block
+    /// (an empty file, as management tools create for "no disc yet") is
+    /// held, and the drive answers as if empty, as QEMU's does.
     pub fn new(file: File) -> io::Result<Media> {
         let size = (&file).seek(SeekFrom::End(0))?;
-        let blocks = size / BLOCK_SIZE;
-        if blocks == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the image is smaller than one 2048-byte block",
-            ));
-        }
-        Ok(Media { file, blocks })
+        Ok(Media {
+            file,
+            blocks: size / BLOCK_SIZE,
+        })
     }
 
     pub fn blocks(&self) -> u64 {
@@ -195,7 +193,7 @@ impl Cdrom {
     /// nothing changed.
     pub fn change_media(&mut self, file: Option<File>) -> io::Result<()> {
         let media = file.map(Media::new).transpose()?;
-        let inserted = media.is_some();
+        let inserted = media.as_ref().is_some_and(|m| m.blocks > 0);
         self.media = media;
         self.tray_open = false;
         self.locked = false;
@@ -229,7 +227,13 @@ impl Cdrom {
         if self.tray_open {
             return Err(Sense::NO_MEDIUM_TRAY_OPEN);
         }
-        self.media.as_ref().ok_or(Sense::NO_MEDIUM_TRAY_CLOSED)
+        self.disc().ok_or(Sense::NO_MEDIUM_TRAY_CLOSED)
+    }
+
+    /// The medium in the tray, if it has a block to read: an image shorter
+    /// than one block is a drive without a disc.
+    fn disc(&self) -> Option<&Media> {
+        self.media.as_ref().filter(|m| m.blocks > 0)
     }
 
     fn profile(&self) -> u16 {
@@ -342,7 +346,7 @@ impl Cdrom {
                 if c.byte(1) & 1 == 0 {
                     return Err(Sense::INVALID_FIELD);
                 }
-                let present = self.media.is_some() && !self.tray_open;
+                let present = self.has_media();
                 let data = mmc::event_status(c.byte(4), self.event, self.tray_open, present);
                 if data.len() > 4 {
                     self.event = mmc::EVENT_NONE;
@@ -382,7 +386,7 @@ impl Cdrom {
             return Ok(());
         }
         if !start && !self.tray_open && self.locked {
-            return Err(if self.media.is_some() {
+            return Err(if self.disc().is_some() {
                 Sense::REMOVAL_PREVENTED
             } else {
                 Sense::NOT_READY_REMOVAL_PREVENTED

@@ -91,6 +91,33 @@ fn test_unit_ready_and_request_sense() {
     assert_eq!(run(&mut empty, &[0x03, 0, 0, 0, 8, 0], 64).1.len(), 8);
 }
 
+/// An image without one whole block (the empty file a management tool
+/// creates as "install media to come") is a drive without a disc, as
+/// with QEMU: accepted, and every media command answers "medium not
+/// present" until a real image goes in.
+#[test]
+fn an_image_shorter_than_a_block_is_an_empty_drive() {
+    let img = Image::new("short", 0);
+    std::fs::write(&img.path, [0u8; 100]).unwrap();
+    let mut d = drive(Some(&img));
+    assert!(!d.has_media());
+    let (c, _) = run(&mut d, &[0; 6], 0);
+    assert_eq!(sense_of(&c), Sense::NO_MEDIUM_TRAY_CLOSED);
+    let (c, _) = run(&mut d, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], 8);
+    assert_eq!(sense_of(&c), Sense::NO_MEDIUM_TRAY_CLOSED);
+    let (c, _) = run(&mut d, &read10(0, 1), 2048);
+    assert_eq!(sense_of(&c), Sense::NO_MEDIUM_TRAY_CLOSED);
+    // Inserting a real disc later works as from an empty drive.
+    let disc = Image::new("after-short", 2);
+    d.change_media(Some(disc.open())).unwrap();
+    assert_eq!(
+        sense_of(&run(&mut d, &[0; 6], 0).0),
+        Sense::NO_MEDIUM_ATTENTION
+    );
+    assert_eq!(sense_of(&run(&mut d, &[0; 6], 0).0), Sense::MEDIUM_CHANGED);
+    assert!(run(&mut d, &[0; 6], 0).0.is_good());
+}
+
 #[test]
 fn inquiry_standard_and_vpd() {
     let mut d = drive(None);
@@ -291,15 +318,21 @@ fn host_media_change_raises_attentions_and_events() {
     assert_eq!((s[2], s[12]), (6, 0x3a));
     let (c, _) = run(&mut d, &[0; 6], 0);
     assert_eq!(sense_of(&c), Sense::NO_MEDIUM_TRAY_CLOSED);
-    // An unusable image changes nothing.
+    // An image shorter than a block goes in as "no disc": no new-media
+    // event or attention, the drive stays empty.
     let empty_file = std::env::temp_dir().join(format!("oxvirt-cdrom-{}-0", std::process::id()));
     std::fs::write(&empty_file, b"tiny").unwrap();
-    assert!(
-        d.change_media(Some(File::open(&empty_file).unwrap()))
-            .is_err()
-    );
+    d.change_media(Some(File::open(&empty_file).unwrap()))
+        .unwrap();
     std::fs::remove_file(&empty_file).unwrap();
-    assert!(run(&mut d, &[0; 6], 0).0.status == CHECK_CONDITION);
+    assert_eq!(
+        sense_of(&run(&mut d, &[0; 6], 0).0),
+        Sense::NO_MEDIUM_ATTENTION
+    );
+    assert_eq!(
+        sense_of(&run(&mut d, &[0; 6], 0).0),
+        Sense::NO_MEDIUM_TRAY_CLOSED
+    );
     assert!(!d.has_media());
 }
 
