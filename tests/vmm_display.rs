@@ -239,6 +239,26 @@ fn garbage_from_a_client_leaves_guest_and_server_running() {
     assert!(s.guest.child.try_wait().unwrap().is_none(), "the VMM runs");
 }
 
+/// A guest with the adapter that powers off ends the VMM cleanly: taking
+/// the video memory out of the guest at teardown is allowed to the
+/// thread that tears the machine down (it was once killed by seccomp).
+#[test]
+fn a_guest_with_a_display_powers_off_cleanly() {
+    let append = "oxtest.checks=display oxtest.then=poweroff";
+    let Some(mut s) = Screen::start(append, &[]) else {
+        return;
+    };
+    let st = s.guest.wait(Duration::from_secs(120));
+    let log = s.guest.log();
+    assert!(log.contains("PASS display 640x480x32"), "{log}");
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "{log}\n{}",
+        s.guest.stderr()
+    );
+}
+
 /// SeaBIOS with its VGA BIOS on the adapter: the boot menu, opened with
 /// Escape from a VNC client through `keyboard` (`usb` on the xHCI, or the
 /// PS/2 keyboard), and the text screen of 720x400 it draws.

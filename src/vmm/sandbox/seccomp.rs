@@ -268,11 +268,15 @@ impl Allow {
                     ]),
                 )
                 // KVM_IRQ_LINE: a balloon's config change on INTx.
+                // KVM_SET_USER_MEMORY_REGION: the machine is torn down on
+                // this thread, and the display adapter takes its video
+                // memory's slot out of the guest before freeing it.
                 .ioctls(&[
                     libc::FIONBIO,
                     KVM_GET_CLOCK(),
                     KVM_SET_CLOCK(),
                     KVM_IRQ_LINE(),
+                    KVM_SET_USER_MEMORY_REGION(),
                 ]),
             ThreadKind::Launcher => {
                 for other in ThreadKind::ALL {
