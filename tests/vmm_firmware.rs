@@ -6,11 +6,13 @@
 //! (edk2's CloudHv build) starts.
 
 mod vmm_common;
+mod vnc_common;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use vmm_common::{Guest, boot_images, kvm_available, scratch, system_firmware};
+use vnc_common::parse_ppm;
 
 /// What the test guest in the images checks: the platform (memory map from
 /// the firmware, ACPI tables through fw_cfg's loader, SMP, RTC) and PCI with
@@ -180,9 +182,11 @@ fn a_bad_bios_image_is_refused() {
 /// UEFI: edk2's CloudHv build (`packaging/firmware/build-cloudhv.sh`,
 /// found through `OXVIRT_UEFI_FIRMWARE` or its cache) boots GRUB from the
 /// EFI system partition of a GPT disk, and GRUB the test guest, whose
-/// checks pass on the tables and memory map UEFI handed on. All of UEFI
-/// runs in guest ring 0, which this kind of host emulates: about five
-/// minutes here.
+/// checks pass on the tables and memory map UEFI handed on. The machine
+/// has the standard VGA adapter: the firmware's display driver sets a
+/// graphics mode on it and its console draws what GRUB prints, seen in a
+/// screendump. All of UEFI runs in guest ring 0, which this kind of host
+/// emulates: about five minutes here.
 #[test]
 fn uefi_boots_grub_and_the_test_guest_from_a_gpt_disk() {
     let Some(img) = image("uefi.raw") else {
@@ -194,12 +198,40 @@ fn uefi_boots_grub_and_the_test_guest_from_a_gpt_disk() {
     let Some(fw) = system_firmware(&fw.display().to_string()) else {
         return;
     };
+    let control = scratch("uefi-control").join("control.sock");
     let mut g = Guest::start_firmware(
         "uefi",
         &fw,
         2,
         512,
-        &["--disk", &disk(&img, ",slot=3"), "--rng", "slot=4"],
+        &[
+            "--disk",
+            &disk(&img, ",slot=3"),
+            "--rng",
+            "slot=4",
+            "--vga",
+            "slot=5",
+            "--control-socket",
+            &control.display().to_string(),
+        ],
+    );
+    // GRUB's line reaches the serial port and the graphics console
+    // alike; the guest then runs on until it powers off.
+    assert!(
+        g.wait_log(Duration::from_secs(1500), |l| l.contains("oxboot: testos")),
+        "GRUB never ran:\n{}\n{}",
+        g.log(),
+        g.stderr()
+    );
+    let (w, h, lit) = uefi_screen(&mut g);
+    println!("UEFI screen: {w}x{h}, {lit} pixels lit");
+    assert!(
+        w >= 640 && h >= 480 && (w, h) != (720, 400),
+        "the firmware left the adapter in {w}x{h}, not a graphics mode"
+    );
+    assert!(
+        lit >= 100,
+        "{w}x{h} screen with {lit} lit pixels: the console drew nothing"
     );
     let st = g.wait(Duration::from_secs(1500));
     let log = g.log();
@@ -208,4 +240,24 @@ fn uefi_boots_grub_and_the_test_guest_from_a_gpt_disk() {
     assert!(log.contains(&done), "{log}\n{}", g.stderr());
     assert!(log.contains("found through the EFI system table"), "{log}");
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{log}");
+}
+
+/// Screendumps the running guest until its screen shows something (or
+/// ten seconds pass); returns the size and the number of pixels that are
+/// not black.
+fn uefi_screen(g: &mut Guest) -> (u32, u32, usize) {
+    let mut ctl = g.connect();
+    let path = scratch("uefi-screen").join("screen.ppm");
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let file = std::fs::File::create(&path).unwrap();
+        let reply = ctl.execute_with_fd("screendump", serde_json::json!({ "fd": true }), file);
+        assert!(reply.get("return").is_some(), "screendump: {reply}");
+        let (w, h, pixels) = parse_ppm(&std::fs::read(&path).unwrap());
+        let lit = pixels.iter().filter(|&&p| p != 0).count();
+        if lit > 0 || std::time::Instant::now() > end {
+            return (w, h, lit);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

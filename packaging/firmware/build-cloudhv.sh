@@ -8,7 +8,7 @@
 # oxvirt-vmm provides; Debian's `ovmf` package ships only QEMU pflash builds.
 #
 # Output: $CACHE/CLOUDHV.fd (a PVH ELF image) and $CACHE/CLOUDHV.fd.version
-# (the Debian edk2 version it was built from), where
+# (the Debian edk2 version it was built from and this recipe's revision), where
 # CACHE=${OXVIRT_FIRMWARE_CACHE:-/var/cache/oxvirt/firmware}. When the cached
 # image matches the edk2 version apt currently offers, the script exits at once.
 # The last line printed is the image's path. Needs root to install build deps.
@@ -37,7 +37,9 @@ version=$(apt-get "${o[@]}" source --print-uris edk2 |
           sed -n "s/.* edk2_\([^ ]*\)\.dsc .*/\1/p")
 [ -n "$version" ] || { echo "no edk2 source package found" >&2; exit 1; }
 
-if [ -s "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
+# Bumped whenever the recipe changes what goes into the image.
+recipe=2
+if [ -s "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version recipe $recipe" ]; then
   echo "$out"
   exit 0
 fi
@@ -75,6 +77,20 @@ cd edk2
 # without Secure Boot, so that one patch is taken back out.
 patch -R -s -p1 <debian/patches/Disable-the-Shell-when-SecureBoot-is-enabled.patch
 dsc=OvmfPkg/CloudHv/CloudHvX64.dsc
+fdf=OvmfPkg/CloudHv/CloudHvX64.fdf
+
+# CloudHv has no display driver (Cloud Hypervisor has no display), so a guest's
+# firmware menu and boot loader would draw nothing. oxvirt offers the standard
+# VGA adapter (Bochs VBE) and virtio-gpu: add the two drivers OVMF uses for
+# them, next to the graphics console that CloudHv already builds.
+grep -q QemuVideoDxe "$dsc" || sed -i '\|^  MdeModulePkg/Universal/Console/TerminalDxe/TerminalDxe.inf|i\
+  OvmfPkg/QemuVideoDxe/QemuVideoDxe.inf\
+  OvmfPkg/VirtioGpuDxe/VirtioGpu.inf' "$dsc"
+grep -q QemuVideoDxe "$fdf" || sed -i '\|^INF  MdeModulePkg/Universal/Console/TerminalDxe/TerminalDxe.inf|i\
+INF  OvmfPkg/QemuVideoDxe/QemuVideoDxe.inf\
+INF  OvmfPkg/VirtioGpuDxe/VirtioGpu.inf' "$fdf"
+grep -q QemuVideoDxe "$dsc" && grep -q QemuVideoDxe "$fdf" ||
+  { echo "could not add the display drivers to $dsc/$fdf" >&2; exit 1; }
 
 # Same steps as Debian's debian/rules, for the CloudHv platform.
 unset WORKSPACE EDK_TOOLS_PATH CONF_PATH
@@ -87,7 +103,7 @@ build -a X64 -t GCC5 -b RELEASE -n "$(nproc)" -p "$dsc"
 
 install -m 0644 Build/CloudHvX64/RELEASE_GCC5/FV/CLOUDHV.fd "$out.tmp"
 mv "$out.tmp" "$out"
-echo "$version" >"$stamp"
+echo "$version recipe $recipe" >"$stamp"
 cd "$cache"
 rm -rf "$scratch"
 echo "$out"
