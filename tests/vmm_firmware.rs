@@ -189,41 +189,63 @@ fn a_bad_bios_image_is_refused() {
 /// emulates: about five minutes here.
 #[test]
 fn uefi_boots_grub_and_the_test_guest_from_a_gpt_disk() {
-    let Some(img) = image("uefi.raw") else {
+    let Some(mut g) = start_uefi(&["--vga", "slot=5"]) else {
         return;
     };
+    expect_uefi_console(&mut g);
+    let st = g.wait(Duration::from_secs(1500));
+    let log = g.log();
+    let done = format!("DONE passed={CHECKS} failed=0");
+    assert!(log.contains("BdsDxe: starting"), "{log}\n{}", g.stderr());
+    assert!(log.contains(&done), "{log}\n{}", g.stderr());
+    assert!(log.contains("found through the EFI system table"), "{log}");
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{log}");
+}
+
+/// The same firmware draws on a virtio-gpu (edk2's VirtioGpuDxe), the
+/// only adapter of this guest; its console is seen up to GRUB.
+#[test]
+fn uefi_draws_its_console_on_a_virtio_gpu() {
+    let Some(mut g) = start_uefi(&["--gpu", "slot=5"]) else {
+        return;
+    };
+    expect_uefi_console(&mut g);
+}
+
+/// Boots the UEFI image with the test guest's disk and RNG, a control
+/// socket and `display` (the adapter's options).
+fn start_uefi(display: &[&str]) -> Option<Guest> {
+    let img = image("uefi.raw")?;
     let fw = std::env::var("OXVIRT_UEFI_FIRMWARE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("/var/cache/oxvirt/firmware/CLOUDHV.fd"));
-    let Some(fw) = system_firmware(&fw.display().to_string()) else {
-        return;
-    };
+    let fw = system_firmware(&fw.display().to_string())?;
     let control = scratch("uefi-control").join("control.sock");
-    let mut g = Guest::start_firmware(
-        "uefi",
-        &fw,
-        2,
-        512,
-        &[
-            "--disk",
-            &disk(&img, ",slot=3"),
-            "--rng",
-            "slot=4",
-            "--vga",
-            "slot=5",
-            "--control-socket",
-            &control.display().to_string(),
-        ],
-    );
-    // GRUB's line reaches the serial port and the graphics console
-    // alike; the guest then runs on until it powers off.
+    let disk = disk(&img, ",slot=3");
+    let control = control.display().to_string();
+    let mut args = vec![
+        "--disk",
+        &disk,
+        "--rng",
+        "slot=4",
+        "--control-socket",
+        &control,
+    ];
+    args.extend(display);
+    Some(Guest::start_firmware("uefi", &fw, 2, 512, &args))
+}
+
+/// Waits for GRUB's line on the serial port (the firmware's console
+/// sends it to the screen as well) and expects the screen in a graphics
+/// mode with text on it.
+fn expect_uefi_console(g: &mut Guest) {
     assert!(
         g.wait_log(Duration::from_secs(1500), |l| l.contains("oxboot: testos")),
         "GRUB never ran:\n{}\n{}",
         g.log(),
         g.stderr()
     );
-    let (w, h, lit) = uefi_screen(&mut g);
+    let (w, h, lit) = uefi_screen(g);
     println!("UEFI screen: {w}x{h}, {lit} pixels lit");
     assert!(
         w >= 640 && h >= 480 && (w, h) != (720, 400),
@@ -233,13 +255,6 @@ fn uefi_boots_grub_and_the_test_guest_from_a_gpt_disk() {
         lit >= 100,
         "{w}x{h} screen with {lit} lit pixels: the console drew nothing"
     );
-    let st = g.wait(Duration::from_secs(1500));
-    let log = g.log();
-    let done = format!("DONE passed={CHECKS} failed=0");
-    assert!(log.contains("BdsDxe: starting"), "{log}\n{}", g.stderr());
-    assert!(log.contains(&done), "{log}\n{}", g.stderr());
-    assert!(log.contains("found through the EFI system table"), "{log}");
-    assert_eq!(st.and_then(|s| s.code()), Some(0), "{log}");
 }
 
 /// Screendumps the running guest until its screen shows something (or
