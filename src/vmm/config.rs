@@ -425,11 +425,14 @@ pub struct BlockConfig {
     pub boot_index: Option<u16>,
 }
 
-/// virtio-net on a tap: an inherited fd, one inherited fd per queue pair
+/// A NIC on a tap: an inherited fd, one inherited fd per queue pair
 /// of a multi-queue tap, or a tap name to open (`queues` times).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetConfig {
+    /// What the guest sees: virtio-net (the default) or an e1000.
+    #[serde(default, skip_serializing_if = "NetModel::is_virtio")]
+    pub model: NetModel,
     #[serde(default)]
     pub tap_fd: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -448,6 +451,23 @@ pub struct NetConfig {
     /// `stream` netdev).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_fd: Option<i32>,
+}
+
+/// The NIC a [`NetConfig`] gives the guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetModel {
+    /// virtio-net (PCI 1af4:1041).
+    #[default]
+    Virtio,
+    /// The Intel 82540EM (PCI 8086:100e), QEMU's `e1000`: one queue.
+    E1000,
+}
+
+impl NetModel {
+    pub fn is_virtio(&self) -> bool {
+        *self == NetModel::Virtio
+    }
 }
 
 /// virtio-rng fed by getrandom(2).
