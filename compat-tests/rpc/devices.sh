@@ -65,30 +65,36 @@ ip netns exec "$ns" "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
 pids+=($!)
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 
-# devxml NAME UUID [EXTRA-DEVICES]
-devxml() {
+# domxml NAME UUID VCPUS CMDLINE DEVICES: a test-guest domain, its serial
+# port in $tmp/serial-NAME.log
+domxml() {
     cat <<XML
 <domain type='kvm'>
   <name>$1</name>
   <uuid>$2</uuid>
   <memory unit='KiB'>131072</memory>
-  <vcpu>1</vcpu>
+  <vcpu>$3</vcpu>
   <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
-    <cmdline>oxtest.checks=pci,blk,net,balloon oxtest.devs=03:blk,04:blk,05:net,06:balloon oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.balloonpages=16 oxtest.balloonwait=60000 oxtest.then=net-serve oxtest.netserve=120</cmdline></os>
+    <cmdline>$4</cmdline></os>
   <devices>
-    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$tmp/disk.raw'/><target dev='vda' bus='virtio'/>
+    $5
+    <serial type='file'><source path='$tmp/serial-$1.log'/></serial>
+  </devices>
+</domain>
+XML
+}
+# devxml NAME UUID [EXTRA-DEVICES]
+devxml() {
+    domxml "$1" "$2" 1 "oxtest.checks=pci,blk,net,balloon oxtest.devs=03:blk,04:blk,05:net,06:balloon oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.balloonpages=16 oxtest.balloonwait=60000 oxtest.then=net-serve oxtest.netserve=120" \
+        "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$tmp/disk.raw'/><target dev='vda' bus='virtio'/>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/></disk>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$tmp/disk.qcow2'/><target dev='vdb' bus='virtio'/>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/></disk>
     <interface type='bridge'><mac address='52:54:00:6f:78:05'/><source bridge='br0'/><model type='virtio'/>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>
-    <serial type='file'><source path='$tmp/serial-$1.log'/></serial>
     <memballoon model='virtio'><stats period='1'/>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x06' function='0x0'/></memballoon>
-    ${3:-}
-  </devices>
-</domain>
-XML
+    ${3:-}"
 }
 devxml dev1 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b01 >"$tmp/dev1.xml"
 devxml dev2 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b02 \
@@ -146,21 +152,9 @@ expect dev-failed-start 1 "Cannot get interface MTU on 'nobr0': No such device" 
 
 # mqxml NAME UUID TYPE-AND-SOURCE QUEUES
 mqxml() {
-    cat <<XML
-<domain type='kvm'>
-  <name>$1</name>
-  <uuid>$2</uuid>
-  <memory unit='KiB'>131072</memory>
-  <vcpu>2</vcpu>
-  <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
-    <cmdline>oxtest.checks=pci,net oxtest.devs=05:net oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.netrecv=4 oxtest.netping=3 oxtest.netudp=32 oxtest.nettime=30000 oxtest.then=net-serve oxtest.netserve=120</cmdline></os>
-  <devices>
-    <interface $3><mac address='52:54:00:6f:78:07'/><model type='virtio'/><driver queues='$4'/>
-      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>
-    <serial type='file'><source path='$tmp/serial-$1.log'/></serial>
-  </devices>
-</domain>
-XML
+    domxml "$1" "$2" 2 "oxtest.checks=pci,net oxtest.devs=05:net oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.netrecv=4 oxtest.netping=3 oxtest.netudp=32 oxtest.nettime=30000 oxtest.then=net-serve oxtest.netserve=120" \
+        "<interface $3><mac address='52:54:00:6f:78:07'/><model type='virtio'/><driver queues='$4'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>"
 }
 mqxml dev3 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b03 "type='bridge'><source bridge='br0'/" 2 >"$tmp/dev3.xml"
 mqxml dev4 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b04 "type='ethernet'" 3 >"$tmp/dev4.xml"
@@ -231,22 +225,11 @@ expect dev-mq-too-many 1 "interface queues '200' is not supported" -- create "$t
 # check exchanges frames and pings with net-host.py over the bridge, then
 # serves the network; virtio-only <driver> settings are dropped as libvirt
 # drops them for other models, iommu is refused with libvirt's message.
+# e1kxml NAME UUID MODEL DRIVER-ELEMENT
 e1kxml() {
-    cat <<XML
-<domain type='kvm'>
-  <name>$1</name>
-  <uuid>$2</uuid>
-  <memory unit='KiB'>131072</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
-    <cmdline>oxtest.checks=pci,e1000 oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.netrecv=4 oxtest.netping=3 oxtest.nettime=30000 oxtest.then=net-serve oxtest.netserve=120</cmdline></os>
-  <devices>
-    <interface type='bridge'><mac address='52:54:00:6f:78:09'/><source bridge='br0'/><model type='$3'/>$4
-      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>
-    <serial type='file'><source path='$tmp/serial-$1.log'/></serial>
-  </devices>
-</domain>
-XML
+    domxml "$1" "$2" 1 "oxtest.checks=pci,e1000 oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.netrecv=4 oxtest.netping=3 oxtest.nettime=30000 oxtest.then=net-serve oxtest.netserve=120" \
+        "<interface type='bridge'><mac address='52:54:00:6f:78:09'/><source bridge='br0'/><model type='$3'/>$4
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>"
 }
 e1kxml dev6 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b06 e1000 "<driver name='vhost' queues='4'/>" >"$tmp/dev6.xml"
 e1kxml dev7 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b07 e1000 "<driver iommu='on'/>" >"$tmp/dev7.xml"

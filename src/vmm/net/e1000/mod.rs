@@ -26,6 +26,8 @@ mod eeprom;
 mod filter;
 mod offload;
 mod phy;
+#[cfg(test)]
+mod random_tests;
 mod register_file;
 mod regs;
 mod rx;

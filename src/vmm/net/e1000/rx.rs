@@ -91,6 +91,7 @@ fn prepare(dev: &mut Device, frame: &[u8], out: &mut Vec<u8>) -> Result<Prepared
     };
     if out.len() > MAX_LONG_FRAME || (out.len() > limit && rctl & RCTL_SBP == 0) {
         dev.regs.count(ROC, 1);
+        dev.stats.rx_drops.inc();
         return Err(Delivery::Dropped);
     }
     let Some(cast) = filter::accept(&dev.regs, out) else {

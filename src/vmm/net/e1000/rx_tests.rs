@@ -163,6 +163,7 @@ fn oversized_frames_are_dropped_unless_long_frames_are_on() {
     r.dev.write(RCTL, RCTL_EN | RCTL_LPE);
     assert_eq!(put(&mut r, &big), Delivery::Delivered);
     assert_eq!(put(&mut r, &frame(MAC, 20000)), Delivery::Dropped);
+    assert_eq!(r.dev.stats.rx_drops.get(), 2);
 }
 
 #[test]
