@@ -10,11 +10,12 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use vmm_sys_util::eventfd::EventFd;
 
 use super::device::Device;
+use super::lock;
 use super::regs::{ICR_RXO, RNBC};
 use super::rx::{self, Delivery};
 use super::tx::{self, Outbox};
@@ -32,10 +33,6 @@ const TX_BATCH: usize = 64;
 const RX_BATCH: usize = 64;
 /// Largest frame read from the tap (with its virtio-net header).
 const MAX_READ: usize = 65562;
-
-fn lock(d: &Mutex<Device>) -> MutexGuard<'_, Device> {
-    d.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A frame read from the tap that found no room in the receive ring.
 struct Waiting {
@@ -169,6 +166,8 @@ impl NicWorker {
             };
             self.waiting = Some(Waiting { generation, len });
         }
+        // The frame read last goes in now, not at the next event.
+        self.deliver_waiting();
     }
 
     /// Watches the tap exactly while a frame read from it could go into
