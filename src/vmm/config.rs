@@ -741,4 +741,23 @@ mod tests {
         assert!(VmConfig::from_json(&with(r#"{"type":"gpu","max_hostmem_mib":0}"#)).is_err());
         assert!(VmConfig::from_json(&with(r#"{"type":"gpu","bogus":1}"#)).is_err());
     }
+
+    #[test]
+    fn a_nic_is_virtio_unless_its_model_says_e1000() {
+        let nic = |json: &str| -> Option<NetConfig> {
+            let dev: DeviceConfig = serde_json::from_str(json).ok()?;
+            match dev {
+                DeviceConfig::Net(n) => Some(n),
+                _ => None,
+            }
+        };
+        let e1000 = nic(r#"{"type":"net","model":"e1000","tap_fd":7}"#).unwrap();
+        assert_eq!(e1000.model, NetModel::E1000);
+        let virtio = nic(r#"{"type":"net","tap_fd":7}"#).unwrap();
+        assert_eq!(virtio.model, NetModel::Virtio);
+        // The default is left out, so older VMMs read what newer daemons write.
+        let json = serde_json::to_string(&DeviceConfig::Net(virtio)).unwrap();
+        assert!(!json.contains("model"), "{json}");
+        assert!(nic(r#"{"type":"net","model":"rtl8139","tap_fd":7}"#).is_none());
+    }
 }
