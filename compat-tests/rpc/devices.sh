@@ -5,7 +5,7 @@
 # tap outlives the guest or a failed start. Then a guest whose NIC has
 # <driver queues='2'/>: a multi-queue tap, the guest using both queue
 # pairs (frames both ways on each, also after a reboot), the live XML; and
-# type='ethernet' with queues.
+# type='ethernet' with queues. Then a guest with an e1000 NIC.
 #
 # oxvirtd runs inside a private network namespace holding the bridge
 # br0 (10.0.2.2/24), so its taps stay there; virsh reaches it through
@@ -65,30 +65,36 @@ ip netns exec "$ns" "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
 pids+=($!)
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 
-# devxml NAME UUID [EXTRA-DEVICES]
-devxml() {
+# domxml NAME UUID VCPUS CMDLINE DEVICES: a test-guest domain, its serial
+# port in $tmp/serial-NAME.log
+domxml() {
     cat <<XML
 <domain type='kvm'>
   <name>$1</name>
   <uuid>$2</uuid>
   <memory unit='KiB'>131072</memory>
-  <vcpu>1</vcpu>
+  <vcpu>$3</vcpu>
   <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
-    <cmdline>oxtest.checks=pci,blk,net,balloon oxtest.devs=03:blk,04:blk,05:net,06:balloon oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.balloonpages=16 oxtest.balloonwait=60000 oxtest.then=net-serve oxtest.netserve=120</cmdline></os>
+    <cmdline>$4</cmdline></os>
   <devices>
-    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$tmp/disk.raw'/><target dev='vda' bus='virtio'/>
+    $5
+    <serial type='file'><source path='$tmp/serial-$1.log'/></serial>
+  </devices>
+</domain>
+XML
+}
+# devxml NAME UUID [EXTRA-DEVICES]
+devxml() {
+    domxml "$1" "$2" 1 "oxtest.checks=pci,blk,net,balloon oxtest.devs=03:blk,04:blk,05:net,06:balloon oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.balloonpages=16 oxtest.balloonwait=60000 oxtest.then=net-serve oxtest.netserve=120" \
+        "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$tmp/disk.raw'/><target dev='vda' bus='virtio'/>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/></disk>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$tmp/disk.qcow2'/><target dev='vdb' bus='virtio'/>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/></disk>
     <interface type='bridge'><mac address='52:54:00:6f:78:05'/><source bridge='br0'/><model type='virtio'/>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>
-    <serial type='file'><source path='$tmp/serial-$1.log'/></serial>
     <memballoon model='virtio'><stats period='1'/>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x06' function='0x0'/></memballoon>
-    ${3:-}
-  </devices>
-</domain>
-XML
+    ${3:-}"
 }
 devxml dev1 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b01 >"$tmp/dev1.xml"
 devxml dev2 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b02 \
@@ -146,21 +152,9 @@ expect dev-failed-start 1 "Cannot get interface MTU on 'nobr0': No such device" 
 
 # mqxml NAME UUID TYPE-AND-SOURCE QUEUES
 mqxml() {
-    cat <<XML
-<domain type='kvm'>
-  <name>$1</name>
-  <uuid>$2</uuid>
-  <memory unit='KiB'>131072</memory>
-  <vcpu>2</vcpu>
-  <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
-    <cmdline>oxtest.checks=pci,net oxtest.devs=05:net oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.netrecv=4 oxtest.netping=3 oxtest.netudp=32 oxtest.nettime=30000 oxtest.then=net-serve oxtest.netserve=120</cmdline></os>
-  <devices>
-    <interface $3><mac address='52:54:00:6f:78:07'/><model type='virtio'/><driver queues='$4'/>
-      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>
-    <serial type='file'><source path='$tmp/serial-$1.log'/></serial>
-  </devices>
-</domain>
-XML
+    domxml "$1" "$2" 2 "oxtest.checks=pci,net oxtest.devs=05:net oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.netrecv=4 oxtest.netping=3 oxtest.netudp=32 oxtest.nettime=30000 oxtest.then=net-serve oxtest.netserve=120" \
+        "<interface $3><mac address='52:54:00:6f:78:07'/><model type='virtio'/><driver queues='$4'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>"
 }
 mqxml dev3 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b03 "type='bridge'><source bridge='br0'/" 2 >"$tmp/dev3.xml"
 mqxml dev4 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b04 "type='ethernet'" 3 >"$tmp/dev4.xml"
@@ -226,6 +220,54 @@ expect dev-mq-ethernet-destroy 0 "Domain 'dev4' destroyed" -- destroy dev4
 [ -z "$(taps)" ] && pass "no tap after destroy (ethernet)" || fail "no tap after destroy (ethernet): $(taps)"
 expect dev-mq-too-many 1 "interface queues '200' is not supported" -- create "$tmp/dev5.xml"
 [ -z "$(taps)" ] && pass "no tap after a refused start" || fail "no tap after a refused start: $(taps)"
+
+# An e1000 NIC, as virt-install --osinfo generic writes it: the guest's e1000
+# check exchanges frames and pings with net-host.py over the bridge, then
+# serves the network; virtio-only <driver> settings are dropped as libvirt
+# drops them for other models, iommu is refused with libvirt's message.
+# e1kxml NAME UUID MODEL DRIVER-ELEMENT
+e1kxml() {
+    domxml "$1" "$2" 1 "oxtest.checks=pci,e1000 oxtest.ip=10.0.2.15 oxtest.netsend=4 oxtest.netrecv=4 oxtest.netping=3 oxtest.nettime=30000 oxtest.then=net-serve oxtest.netserve=120" \
+        "<interface type='bridge'><mac address='52:54:00:6f:78:09'/><source bridge='br0'/><model type='$3'/>$4
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></interface>"
+}
+e1kxml dev6 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b06 e1000 "<driver name='vhost' queues='4'/>" >"$tmp/dev6.xml"
+e1kxml dev7 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b07 e1000 "<driver iommu='on'/>" >"$tmp/dev7.xml"
+e1kxml dev8 6f1c0b52-7a4e-4c1b-9d55-0d2f4b7c1b08 e1000e "" >"$tmp/dev8.xml"
+serial6=$tmp/serial-dev6.log
+: >"$serial6"
+: >"$tmp/nethost-e1000.out"
+ip netns exec "$ns" "$PY" "$top/compat-tests/guest/testos/net-host.py" "$serial6" br0 10.0.2.15 4 4 \
+    >"$tmp/nethost-e1000.out" 2>&1 &
+nhpid=$!
+wait_for "net-host.py listens" grep -q listening "$tmp/nethost-e1000.out"
+expect dev-e1000-define 0 "Domain 'dev6' defined" -- define "$tmp/dev6.xml"
+if virsh -c "$U" dumpxml dev6 | grep -q '<driver'; then
+    fail "e1000: virtio-net's <driver> settings dropped"
+else
+    pass "e1000: virtio-net's <driver> settings dropped"
+fi
+expect dev-e1000-start 0 "Domain 'dev6' started" -- start dev6
+t6=$(taps)
+expect dev-e1000-domiflist 0 " $t6 +bridge +br0 +e1000 +52:54:00:6f:78:09" -- domiflist dev6
+wait_for "e1000 guest serves the network" grep -q 'net-serve for' "$serial6"
+if wait "$nhpid"; then pass "e1000: frames and pings both ways"; else
+    fail "e1000: frames and pings both ways"
+    sed 's/^/       | /' "$tmp/nethost-e1000.out"
+fi
+for c in pci reset eeprom link io intx tx rx ping irq; do
+    if grep -q "^PASS e1000-05-$c\$" "$serial6"; then pass "e1000: guest PASS e1000-05-$c"; else
+        fail "e1000: guest PASS e1000-05-$c"
+        grep -E '^(FAIL|INFO e1000)' "$serial6" | sed 's/^/       | /'
+    fi
+done
+expect dev-e1000-domifstat 0 "^$t6 rx_packets [1-9]" -- domifstat dev6 "$t6"
+expect dev-e1000-destroy 0 "Domain 'dev6' destroyed" -- destroy dev6
+[ -z "$(taps)" ] && pass "no tap after destroy (e1000)" || fail "no tap after destroy (e1000): $(taps)"
+expect dev-e1000-iommu 1 "unsupported configuration: iommu driver option is only supported for virtio devices" \
+    -- define "$tmp/dev7.xml"
+expect dev-e1000e 1 "unsupported configuration: interface model 'e1000e' is not supported" -- create "$tmp/dev8.xml"
+[ -z "$(taps)" ] && pass "no tap after a refused start (e1000e)" || fail "no tap after a refused start (e1000e): $(taps)"
 
 kill -INT $evpid 2>/dev/null
 wait $evpid 2>/dev/null

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::vmm::config::{
-    BalloonConfig, BlockConfig, ConsoleConfig, DeviceConfig, DiskFormat, NetConfig, RngConfig,
-    VsockConfig,
+    BalloonConfig, BlockConfig, ConsoleConfig, DeviceConfig, DiskFormat, NetConfig, NetModel,
+    RngConfig, VsockConfig,
 };
 use crate::vmm::virtio::net::MAX_QUEUE_PAIRS;
 use crate::xml::Domain;
@@ -16,7 +16,7 @@ use crate::xml::mac::MacAddr;
 use crate::xml::model::address::Address;
 use crate::xml::model::controller::ControllerType;
 use crate::xml::model::disk::{Disk, DiskBus, DiskDevice, DiskType};
-use crate::xml::model::interface::{Interface, InterfaceType};
+use crate::xml::model::interface::{Interface, InterfaceType, is_virtio_model};
 use crate::xml::model::virtio_misc::{BalloonModel, Memballoon, Rng, RngBackendModel, Vsock};
 
 use super::hostnet::NetPlan;
@@ -148,7 +148,7 @@ pub fn disk(d: &Disk, slots: &mut SlotMap) -> Result<(BlockConfig, DiskRes)> {
 /// and oxvirt does not do.
 const IFACE_OK_CHILDREN: &[&str] = &["rom"];
 
-/// `<interface>` → virtio-net, with the tap still to be made.
+/// `<interface>` → virtio-net or an e1000, with the tap still to be made.
 /// `network` is where the virtual network of a `type='network'`
 /// interface attaches it.
 pub fn interface(
@@ -169,14 +169,12 @@ pub fn interface(
         InterfaceType::User => (None, false),
         other => return Err(not_supported("interface type", other)),
     };
-    if let Some(m) = i.model.as_deref()
-        && !matches!(
-            m,
-            "virtio" | "virtio-transitional" | "virtio-non-transitional"
-        )
-    {
-        return Err(not_supported("interface model", m));
-    }
+    let model = match i.model.as_deref() {
+        None => NetModel::Virtio,
+        Some(m) if is_virtio_model(m) => NetModel::Virtio,
+        Some("e1000") => NetModel::E1000,
+        Some(m) => return Err(not_supported("interface model", m)),
+    };
     if let Some(d) = i.driver_name.as_deref().filter(|d| *d != "qemu") {
         return Err(not_supported("interface driver", d));
     }
@@ -225,6 +223,7 @@ pub fn interface(
     let slot = slots.slot(i.address.as_ref(), &format!("interface 'net{index}'"))?;
     Ok((
         NetConfig {
+            model,
             tap_fd: None,
             tap_fds: Vec::new(),
             tap_name: None,

@@ -300,6 +300,7 @@ pub fn created_files(cfg: &VmConfig) -> Vec<&Path> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vmm::config::NetModel;
     use crate::xml::parse_domain;
 
     fn plan(devs: &str) -> Result<Plan> {
@@ -413,7 +414,8 @@ mod tests {
              <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></disk>\
              <interface type='bridge'><mac address='52:54:00:11:22:33'/><source bridge='br0'/>\
              <model type='virtio'/></interface>\
-             <interface type='ethernet'><target dev='tap7' managed='no'/><model type='virtio'/></interface>\
+             <interface type='ethernet'><target dev='tap7' managed='no'/><model type='e1000'/>\
+             <driver queues='4'/></interface>\
              <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
              <memballoon model='virtio'><stats period='2'/></memballoon>\
              <vsock model='virtio'><cid auto='yes'/></vsock>\
@@ -438,6 +440,17 @@ mod tests {
         assert_eq!(p.nets[1].ifname.as_deref(), Some("tap7"));
         assert!(!p.nets[1].managed);
         assert_eq!(p.nets[1].device, 2);
+        // virtio-net's queues mean nothing to an e1000 (libvirt drops them).
+        assert_eq!(p.nets[1].queues, 1);
+        let models: Vec<NetModel> = c
+            .devices
+            .iter()
+            .filter_map(|d| match d {
+                DeviceConfig::Net(n) => Some(n.model),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(models, [NetModel::Virtio, NetModel::E1000]);
         assert_eq!(p.vsock_cid, Some(4));
         let slots: Vec<Option<u8>> = c.devices.iter().map(|d| d.pci_slot()).collect();
         assert!(slots.iter().all(|s| s.is_some()), "{slots:?}");
@@ -490,9 +503,17 @@ mod tests {
             msg("<interface type='user'><model type='virtio'/><driver queues='2'/></interface>"),
             "unsupported configuration: multiple queues are not supported with interface type 'user'"
         );
+        for model in ["rtl8139", "e1000e", "ne2k_pci", "pcnet"] {
+            assert_eq!(
+                msg(&format!(
+                    "<interface type='bridge'><source bridge='br0'/><model type='{model}'/></interface>"
+                )),
+                format!("unsupported configuration: interface model '{model}' is not supported")
+            );
+        }
         assert_eq!(
-            msg("<interface type='bridge'><source bridge='br0'/><model type='e1000'/></interface>"),
-            "unsupported configuration: interface model 'e1000' is not supported"
+            msg("<interface type='user'><model type='e1000'/><driver iommu='on'/></interface>"),
+            "unsupported configuration: iommu driver option is only supported for virtio devices"
         );
         assert_eq!(
             msg(

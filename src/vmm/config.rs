@@ -425,11 +425,14 @@ pub struct BlockConfig {
     pub boot_index: Option<u16>,
 }
 
-/// virtio-net on a tap: an inherited fd, one inherited fd per queue pair
+/// A NIC on a tap: an inherited fd, one inherited fd per queue pair
 /// of a multi-queue tap, or a tap name to open (`queues` times).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetConfig {
+    /// What the guest sees: virtio-net (the default) or an e1000.
+    #[serde(default, skip_serializing_if = "NetModel::is_virtio")]
+    pub model: NetModel,
     #[serde(default)]
     pub tap_fd: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -448,6 +451,23 @@ pub struct NetConfig {
     /// `stream` netdev).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_fd: Option<i32>,
+}
+
+/// The NIC a [`NetConfig`] gives the guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetModel {
+    /// virtio-net (PCI 1af4:1041).
+    #[default]
+    Virtio,
+    /// The Intel 82540EM (PCI 8086:100e), QEMU's `e1000`: one queue.
+    E1000,
+}
+
+impl NetModel {
+    pub fn is_virtio(&self) -> bool {
+        *self == NetModel::Virtio
+    }
 }
 
 /// virtio-rng fed by getrandom(2).
@@ -720,5 +740,24 @@ mod tests {
         assert!(VmConfig::from_json(&with(r#"{"type":"gpu","yres":16385}"#)).is_err());
         assert!(VmConfig::from_json(&with(r#"{"type":"gpu","max_hostmem_mib":0}"#)).is_err());
         assert!(VmConfig::from_json(&with(r#"{"type":"gpu","bogus":1}"#)).is_err());
+    }
+
+    #[test]
+    fn a_nic_is_virtio_unless_its_model_says_e1000() {
+        let nic = |json: &str| -> Option<NetConfig> {
+            let dev: DeviceConfig = serde_json::from_str(json).ok()?;
+            match dev {
+                DeviceConfig::Net(n) => Some(n),
+                _ => None,
+            }
+        };
+        let e1000 = nic(r#"{"type":"net","model":"e1000","tap_fd":7}"#).unwrap();
+        assert_eq!(e1000.model, NetModel::E1000);
+        let virtio = nic(r#"{"type":"net","tap_fd":7}"#).unwrap();
+        assert_eq!(virtio.model, NetModel::Virtio);
+        // The default is left out, so older VMMs read what newer daemons write.
+        let json = serde_json::to_string(&DeviceConfig::Net(virtio)).unwrap();
+        assert!(!json.contains("model"), "{json}");
+        assert!(nic(r#"{"type":"net","model":"rtl8139","tap_fd":7}"#).is_none());
     }
 }

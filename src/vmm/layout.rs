@@ -105,6 +105,9 @@ pub const PCI_CONFIG_PORT: u16 = 0xcf8;
 /// PCI I/O window handed to the root bridge.
 pub const PCI_IO_START: u16 = 0x1000;
 pub const PCI_IO_END: u16 = 0xffff;
+/// Where the VMM places I/O BARs (where SeaBIOS would: from 0xC000).
+pub const PCI_IO_BAR_START: u64 = 0xc000;
+pub const PCI_IO_BAR_SIZE: u64 = 0x4000;
 /// Interrupt of the Generic Event Device (GSI, edge, active high). Above
 /// the ISA range, so it reaches only the IOAPIC and never the 8259, whose
 /// unprogrammed vector base would turn it into an exception vector in a

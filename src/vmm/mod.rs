@@ -20,6 +20,7 @@ pub mod firmware;
 pub mod ifreq;
 pub mod layout;
 pub mod memory;
+pub mod net;
 pub mod output_pump;
 pub mod probe;
 pub mod sandbox;

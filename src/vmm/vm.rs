@@ -288,6 +288,17 @@ impl Vm {
             u64::from(layout::PCI_CONFIG_PORT),
             8,
         )?;
+        // I/O BARs (the e1000's) go wherever the guest puts them in the
+        // root bridge's I/O window.
+        insert(
+            &mut pio,
+            shared(PciBarSpace::io(
+                pci.clone(),
+                u64::from(layout::PCI_IO_START),
+            )),
+            u64::from(layout::PCI_IO_START),
+            u64::from(layout::PCI_IO_END - layout::PCI_IO_START) + 1,
+        )?;
         if let Some(fw_cfg) = fw_cfg {
             insert(
                 &mut pio,

@@ -226,6 +226,8 @@ void cmdline_parse(const char *cl)
 				  vlen == 4 && memcmp(v, "intx", 4) == 0 ? IRQ_INTX : IRQ_POLL;
 		else if (KEY("oxtest.intxgsi") && parse_int(v, vlen, &n))
 			opt.intx_gsi = (int)n;
+		else if (KEY("oxtest.e1000garbage") && parse_int(v, vlen, &n))
+			opt.e1000_garbage = n != 0;
 		else if (KEY("oxtest.eventidx") && parse_int(v, vlen, &n))
 			opt.event_idx = n != 0;
 		else if (KEY("oxtest.indirect") && parse_int(v, vlen, &n))

@@ -26,7 +26,7 @@ static const struct {
 	{ "pci", check_pci }, { "blk", check_blk }, { "rng", check_rng },
 	{ "console", check_console }, { "balloon", check_balloon }, { "vsock", check_vsock },
 	{ "net", check_net }, { "blkbench", check_blkbench }, { "netbench", check_netbench },
-	{ "display", check_display }, { "gpu", check_gpu },
+	{ "display", check_display }, { "gpu", check_gpu }, { "e1000", check_e1000 },
 };
 
 static void run_check(const char *name)

@@ -3,7 +3,7 @@
 
   net-host.py SERIAL_LOG IFNAME GUEST_IP NSEND NRECV [NUDP [BOOT]]
 
-Waits for the guest's "INFO net-.. ready" line, sends NSEND broadcast frames of
+Waits for the guest's "INFO net-.. ready" line (or "INFO e1000-.. ready"), sends NSEND broadcast frames of
 ethertype 0x88b5 ("OXNET host <n>"), collects NRECV such frames from the guest, sends
 NUDP UDP datagrams to GUEST_IP port 7 from as many source ports (separate flows, which
 a multi-queue tap spreads over its queues by their hash) and waits for each echo, sends
@@ -92,7 +92,7 @@ def main():
     # The guest sends its frames as soon as it boots: whoever starts the guest
     # waits for this line so that none is sent before the socket is bound.
     print("listening", flush=True)
-    if not wait(log, r"^INFO net-\S+ ready", count=boot):
+    if not wait(log, r"^INFO (?:net|e1000)-\S+ ready", count=boot):
         print("guest not ready")
         return 1
     for i in range(nsend):

@@ -116,6 +116,7 @@ struct options {
 	/* interrupts and ring features of the blk check (see README) */
 	int irq;         /* oxtest.irq=poll|msix|intx: IRQ_* */
 	int intx_gsi;    /* oxtest.intxgsi=N: INTx GSI if the interrupt line register has none */
+	int e1000_garbage;         /* oxtest.e1000garbage=1: the e1000 check feeds the NIC garbage first */
 	int event_idx;   /* oxtest.eventidx=1: negotiate VIRTIO_F_RING_EVENT_IDX */
 	int indirect;    /* oxtest.indirect=1: negotiate and use VIRTIO_F_RING_INDIRECT_DESC */
 	/* throughput modes */
@@ -311,6 +312,8 @@ struct vdev {
 #define VIRTIO_F_EVENT_IDX (1ull << 29)
 /* Interrupts taken per IDT vector (virtio_irq.c). */
 extern volatile u32 irq_count[256];
+/* n consecutive free IDT vectors for device interrupts; the first, or -1. */
+int irq_vectors(int n);
 /* MSI-X (one vector per queue plus configuration) or level INTx through the IOAPIC;
  * call after vdev_start, before vq_setup. */
 bool vdev_irq_setup(struct vdev *d, int mode, int nqueues, struct why *w);
@@ -338,6 +341,19 @@ void check_balloon(void);
 void check_vsock(void);
 void check_net(void);
 void net_serve(void);
+/* A NIC other than virtio-net under the network stack of virtio_net.c. */
+struct net_link {
+	const char *name;                  /* in results: "e1000-08" */
+	u8 mac[6];
+	/* Sends one frame (at least 60 bytes); true once the device is done with it. */
+	bool (*send)(const u8 *frame, u32 len);
+	/* Hands every received frame to handle; returns how many there were. */
+	int (*poll)(void (*handle)(const u8 *frame, u32 len));
+};
+/* The net check's exchange (test frames, echo requests, datagrams; oxtest.net*) on
+ * link; afterwards net-serve serves on it too. */
+void net_run_link(const struct net_link *link);
+void check_e1000(void);
 void check_blkbench(void);
 void check_netbench(void);
 void check_gpu(void);

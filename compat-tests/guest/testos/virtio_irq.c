@@ -42,7 +42,7 @@ static void intx_irq(u8 v)
 	d->isr_log[d->isr_n++ % ISR_LOG] = isr;
 }
 
-static int alloc_vectors(int n)
+int irq_vectors(int n)
 {
 	if (next_vec + n - 1 > VEC_LAST)
 		return -1;
@@ -72,7 +72,7 @@ static bool msix_setup(struct vdev *d, int nqueues, struct why *w)
 		return false;
 	}
 	u64 t = p->bar[bir] + (tab & ~7u);
-	int vec = alloc_vectors((int)nvec);
+	int vec = irq_vectors((int)nvec);
 	if (vec < 0) {
 		why_add(w, "out of IDT vectors");
 		return false;
@@ -121,7 +121,7 @@ static bool intx_setup(struct vdev *d, struct why *w)
 		why_add(w, "no ISR capability");
 		return false;
 	}
-	int vec = alloc_vectors(1);
+	int vec = irq_vectors(1);
 	if (vec < 0) {
 		why_add(w, "out of IDT vectors");
 		return false;

@@ -24,7 +24,12 @@ pub trait PciFunction: Send {
     /// If `addr` falls into one of this function's decoded memory BARs,
     /// the BAR index and the offset inside it.
     fn bar_at(&self, addr: u64) -> Option<(usize, u64)>;
-    /// MMIO access to a BAR.
+    /// The same for I/O port `port` and the function's I/O BARs (most
+    /// functions have none).
+    fn io_bar_at(&self, _port: u64) -> Option<(usize, u64)> {
+        None
+    }
+    /// Access to a BAR (MMIO or port I/O, as the BAR is).
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]);
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]);
 }
@@ -92,10 +97,16 @@ impl PciRoot {
         }
     }
 
-    /// The function whose memory BAR holds `addr`.
-    pub fn bar_owner(&self, addr: u64) -> Option<(SharedFunction, usize, u64)> {
+    /// The function whose memory BAR (or, with `io`, I/O BAR) holds
+    /// `addr`.
+    pub fn bar_owner(&self, addr: u64, io: bool) -> Option<(SharedFunction, usize, u64)> {
         self.slots.iter().flatten().find_map(|f| {
-            let (bar, off) = lock(f).bar_at(addr)?;
+            let func = lock(f);
+            let (bar, off) = if io {
+                func.io_bar_at(addr)?
+            } else {
+                func.bar_at(addr)?
+            };
             Some((f.clone(), bar, off))
         })
     }
@@ -105,20 +116,36 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The PCI memory windows: forwards accesses to whichever BAR the guest
-/// placed there. `base` is where this range starts in guest physical space.
+/// The PCI memory windows (and the I/O window): forwards accesses to
+/// whichever BAR the guest placed there. `base` is where this range
+/// starts in guest physical (or port) space.
 pub struct PciBarSpace {
     root: Arc<Mutex<PciRoot>>,
     base: u64,
+    io: bool,
 }
 
 impl PciBarSpace {
+    /// A memory window.
     pub fn new(root: Arc<Mutex<PciRoot>>, base: u64) -> Self {
-        PciBarSpace { root, base }
+        PciBarSpace {
+            root,
+            base,
+            io: false,
+        }
+    }
+
+    /// The I/O port window.
+    pub fn io(root: Arc<Mutex<PciRoot>>, base: u64) -> Self {
+        PciBarSpace {
+            root,
+            base,
+            io: true,
+        }
     }
 
     fn owner(&self, offset: u64) -> Option<(SharedFunction, usize, u64)> {
-        lock(&self.root).bar_owner(self.base.checked_add(offset)?)
+        lock(&self.root).bar_owner(self.base.checked_add(offset)?, self.io)
     }
 }
 

@@ -23,7 +23,7 @@ use crate::vmm::devices::pci::PciFunction;
 use crate::vmm::memory::GuestMemory;
 use crate::vmm::sandbox::ThreadKind;
 use crate::vmm::virtio::Interrupt;
-use crate::vmm::virtio::worker::{Handler, Poll, Worker};
+use crate::vmm::virtio::worker::{Handler, LazyWorker, Poll};
 
 /// Ports of the controller.
 pub const PORTS: usize = 6;
@@ -243,10 +243,8 @@ pub struct Ahci {
     bar: u32,
     command: u32,
     irq_line: u8,
-    /// Wakes the worker; the worker starts with the first command.
-    kick: EventFd,
-    worker: Option<Worker>,
-    label: String,
+    /// Started with the first command.
+    worker: LazyWorker,
 }
 
 impl Ahci {
@@ -265,35 +263,18 @@ impl Ahci {
             // controller works for a guest that leaves PCI alone.
             command: PCI_CMD_MEMORY | 1 << 2,
             irq_line,
-            kick: EventFd::new(libc::EFD_NONBLOCK)?,
-            worker: None,
-            label,
+            worker: LazyWorker::new(ThreadKind::BlockQueue, label)?,
         })
     }
 
     /// Stops the worker (at VMM exit).
     pub fn stop(&mut self) {
-        if let Some(mut w) = self.worker.take() {
-            w.stop();
-        }
+        self.worker.stop();
     }
 
     fn kick_worker(&mut self) {
-        if self.worker.is_none() {
-            let w = self.kick.try_clone().map(|kick| AhciWorker {
-                hba: self.hba.clone(),
-                mem: self.mem.clone(),
-                kick,
-            });
-            match w.and_then(|w| Worker::spawn(ThreadKind::BlockQueue, &self.label, w)) {
-                Ok(w) => self.worker = Some(w),
-                Err(e) => {
-                    tracing::error!("{}: cannot start the worker: {e}", self.label);
-                    return;
-                }
-            }
-        }
-        let _ = self.kick.write(1);
+        let (hba, mem) = (self.hba.clone(), self.mem.clone());
+        self.worker.kick(|kick| Some(AhciWorker { hba, mem, kick }));
     }
 
     fn decoding(&self) -> bool {

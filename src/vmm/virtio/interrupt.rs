@@ -73,6 +73,14 @@ pub struct IntxLine {
     pub slot: u8,
 }
 
+impl IntxLine {
+    /// Drives the pin (a function that keeps its own level, not a virtio
+    /// ISR byte); the GSI follows the OR of the functions sharing it.
+    pub fn set(&self, high: bool) {
+        self.lines.update(self.gsi, self.slot, || high);
+    }
+}
+
 /// Shared between the transport (vCPU side) and the device worker.
 pub struct Interrupt {
     isr: AtomicU8,

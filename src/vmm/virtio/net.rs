@@ -30,7 +30,7 @@ use super::stats::NetStats;
 use super::tap::{Tap, VNET_HDR_LEN};
 use super::worker::{Handler, Home, Lent, Poll, WorkQueue, Worker, reclaim};
 use super::{Activation, Interrupt, VirtioDevice, feature};
-use crate::vmm::config::NetConfig;
+use crate::vmm::config::{NetConfig, NetModel};
 use crate::vmm::error::{Error, Result};
 use crate::vmm::memory::GuestMemory;
 
@@ -105,6 +105,18 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
+/// The configured MAC, or a random one in 52:54:00 (QEMU's prefix).
+pub fn mac_of(cfg: &NetConfig) -> Result<[u8; 6]> {
+    match &cfg.mac {
+        Some(m) => parse_mac(m),
+        None => {
+            let mut m = [0x52, 0x54, 0, 0, 0, 0];
+            super::rng::fill_random(&mut m[3..]);
+            Ok(m)
+        }
+    }
+}
+
 /// The number of queue pairs a configuration asks for (1 when unsaid).
 pub fn queue_pairs(cfg: &NetConfig) -> u16 {
     match (cfg.queues, cfg.tap_fds.len()) {
@@ -131,6 +143,11 @@ pub fn validate(cfg: &NetConfig) -> Result<()> {
         ));
     }
     let q = queue_pairs(cfg);
+    if cfg.model == NetModel::E1000 && q != 1 {
+        return Err(Error::Config(format!(
+            "an e1000 NIC has one queue, not {q}"
+        )));
+    }
     if q == 0 || q > MAX_QUEUE_PAIRS {
         return Err(Error::Config(format!(
             "virtio-net queues {q} is out of range 1..={MAX_QUEUE_PAIRS}"
@@ -163,7 +180,8 @@ pub struct Net {
     worker: Option<Worker>,
 }
 
-fn open_taps(cfg: &NetConfig) -> Result<Vec<Tap>> {
+/// Opens the taps (or the stream socket) of a NIC: one per queue pair.
+pub fn open_taps(cfg: &NetConfig) -> Result<Vec<Tap>> {
     if let Some(fd) = cfg.stream_fd {
         return Ok(vec![
             Tap::from_stream_fd(fd).map_err(Error::io(format!("stream fd {fd}")))?,
@@ -194,14 +212,7 @@ impl Net {
                 "the tap fds of a net device disagree on IFF_VNET_HDR".into(),
             ));
         }
-        let mac = match &cfg.mac {
-            Some(m) => parse_mac(m)?,
-            None => {
-                let mut m = [0x52, 0x54, 0, 0, 0, 0];
-                super::rng::fill_random(&mut m[3..]);
-                m
-            }
-        };
+        let mac = mac_of(cfg)?;
         let n = taps.len();
         let mut net = Net {
             taps: taps.into_iter().map(Some).collect(),

@@ -5,7 +5,7 @@
 use crate::vmm::cli::parse_serial;
 use crate::vmm::config::{
     BalloonConfig, BlockConfig, CdromConfig, ConsoleConfig, DeviceConfig, DiskFormat, NetConfig,
-    RngConfig, SataConfig, SataDiskConfig, ScsiConfig, VsockConfig,
+    NetModel, RngConfig, SataConfig, SataDiskConfig, ScsiConfig, VsockConfig,
 };
 use crate::vmm::error::{Error, Result};
 
@@ -233,8 +233,15 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
         let kv = Kv::parse(
             "net",
             s,
-            &["tap", "fd", "fds", "mac", "slot", "queues", "stream"],
+            &[
+                "tap", "fd", "fds", "mac", "slot", "queues", "stream", "model",
+            ],
         )?;
+        let model = match kv.get("model") {
+            None | Some("virtio") => NetModel::Virtio,
+            Some("e1000") => NetModel::E1000,
+            Some(m) => return Err(Error::Config(format!("--net: unknown model '{m}'"))),
+        };
         let tap_fds = match kv.get("fds") {
             None => Vec::new(),
             Some(v) => v
@@ -246,6 +253,7 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
                 .collect::<Result<Vec<i32>>>()?,
         };
         out.push(DeviceConfig::Net(NetConfig {
+            model,
             tap_fd: kv.num("fd")?,
             tap_fds,
             tap_name: kv.get("tap").map(str::to_string),
@@ -352,6 +360,38 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn net_model() {
+        let nets = [
+            "tap=t0,model=e1000,slot=4".to_string(),
+            "tap=t1,model=virtio".to_string(),
+            "tap=t2".to_string(),
+        ];
+        let d = devices(&DeviceArgs {
+            nets: &nets,
+            ..Default::default()
+        })
+        .unwrap();
+        let models: Vec<NetModel> = d
+            .iter()
+            .map(|d| match d {
+                DeviceConfig::Net(n) => n.model,
+                _ => panic!("not a NIC"),
+            })
+            .collect();
+        assert_eq!(
+            models,
+            [NetModel::E1000, NetModel::Virtio, NetModel::Virtio]
+        );
+        let bad = ["tap=t0,model=rtl8139".to_string()];
+        let e = devices(&DeviceArgs {
+            nets: &bad,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown model 'rtl8139'"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use kvm_ioctls::VmFd;
 use serde_json::{Value, json};
 use vm_allocator::{AddressAllocator, AllocPolicy};
 
-use crate::vmm::config::{InputKind, UsbDeviceKind};
+use crate::vmm::config::{InputKind, NetConfig, NetModel, UsbDeviceKind};
 use crate::vmm::display::vga::{self, GuestMapper, Vga, VgaBars};
 use crate::vmm::usb::hid::HidKind;
 use crate::vmm::usb::xhci::{self, AttachedDevice, Xhci, XhciInput};
@@ -35,6 +35,7 @@ use crate::vmm::devices::pci::PciRoot;
 use crate::vmm::error::{Error, Result};
 use crate::vmm::layout;
 use crate::vmm::memory::GuestMemory;
+use crate::vmm::net::e1000::{self, E1000};
 use crate::vmm::storage::ahci::{self, Ahci, Hba};
 use crate::vmm::storage::ahci_port::PortDrive;
 use crate::vmm::storage::ata_disk::{self, AtaDisk};
@@ -236,6 +237,55 @@ fn build_ahci(
     Ok((Arc::new(Mutex::new(f)), drives))
 }
 
+/// An e1000 NIC on its tap, BAR 0 from the 32-bit window, BAR 1 from
+/// the I/O window, INTx on its slot's GSI.
+fn build_e1000(
+    n: &NetConfig,
+    slot: u8,
+    mem: &GuestMemory,
+    intx: IntxLine,
+    alloc: &mut AddressAllocator,
+    io_alloc: &mut AddressAllocator,
+) -> Result<(Arc<Mutex<E1000>>, Arc<NetStats>)> {
+    let mac = super::net::mac_of(n)?;
+    let tap = super::net::open_taps(n)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Config("net device without a tap".into()))?;
+    let mmio = alloc
+        .allocate(
+            e1000::MMIO_BAR_SIZE,
+            e1000::MMIO_BAR_SIZE,
+            AllocPolicy::FirstMatch,
+        )
+        .map_err(|e| Error::Boot(format!("no room for a BAR: {e}")))?
+        .start();
+    let io = io_alloc
+        .allocate(
+            e1000::IO_BAR_SIZE,
+            e1000::IO_BAR_SIZE,
+            AllocPolicy::FirstMatch,
+        )
+        .map_err(|e| Error::Boot(format!("no room for an I/O BAR: {e}")))?
+        .start();
+    let at = e1000::Placement {
+        mmio: u32::try_from(mmio).map_err(|_| Error::Boot("e1000 BAR above 4 GiB".into()))?,
+        io: u16::try_from(io).map_err(|_| Error::Boot("e1000 I/O BAR above 64 KiB".into()))?,
+    };
+    let stats = Arc::new(NetStats::default());
+    let f = E1000::new(
+        mac,
+        tap,
+        mem.clone(),
+        intx,
+        at,
+        stats.clone(),
+        format!("e1000-{slot}"),
+    )
+    .map_err(Error::io("creating an e1000 NIC"))?;
+    Ok((Arc::new(Mutex::new(f)), stats))
+}
+
 /// The KVM memory slot of the display adapter's video memory.
 struct VramSlot {
     vm: Arc<VmFd>,
@@ -319,6 +369,8 @@ pub struct Devices {
     pub functions: Vec<Arc<Mutex<VirtioPci>>>,
     /// The AHCI controllers, to stop their workers on exit.
     pub ahci: Vec<Arc<Mutex<Ahci>>>,
+    /// The e1000 NICs, to stop their workers on exit.
+    pub e1000: Vec<Arc<Mutex<E1000>>>,
     /// The display adapter, whose ports and screen the VM wires up.
     pub vga: Option<Vga>,
     /// The virtio-gpu's scanout, shown when there is no display adapter.
@@ -424,6 +476,9 @@ impl Devices {
         for a in &self.ahci {
             a.lock().unwrap_or_else(|p| p.into_inner()).stop();
         }
+        for n in &self.e1000 {
+            n.lock().unwrap_or_else(|p| p.into_inner()).stop();
+        }
         if remove_sockets {
             for p in &self.cleanup {
                 let _ = std::fs::remove_file(p);
@@ -490,6 +545,8 @@ pub fn build(
     let mut out = Devices::default();
     let mut alloc = AddressAllocator::new(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE)
         .map_err(|e| Error::Boot(format!("BAR allocator: {e}")))?;
+    let mut io_alloc = AddressAllocator::new(layout::PCI_IO_BAR_START, layout::PCI_IO_BAR_SIZE)
+        .map_err(|e| Error::Boot(format!("I/O BAR allocator: {e}")))?;
     let windows: Vec<(u64, u64)> = layout::PCI_MMIO32_WINDOWS
         .into_iter()
         .chain([mmio64])
@@ -513,6 +570,23 @@ pub fn build(
                 .map_err(Error::Config)?;
             out.ahci.push(f);
             out.handles.push(Handle::Cdroms { slot, drives });
+            continue;
+        }
+        if let DeviceConfig::Net(n) = d
+            && n.model == NetModel::E1000
+        {
+            let intx = IntxLine {
+                lines: lines.clone(),
+                gsi: intx_gsi(slot),
+                slot,
+            };
+            let (f, stats) = build_e1000(n, slot, mem, intx, &mut alloc, &mut io_alloc)?;
+            root.lock()
+                .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
+                .plug(slot, f.clone())
+                .map_err(Error::Config)?;
+            out.e1000.push(f);
+            out.handles.push(Handle::Net { slot, stats });
             continue;
         }
         if let DeviceConfig::Xhci(c) = d {

@@ -1,4 +1,4 @@
-//! Tap devices for virtio-net: opening by name or adopting an inherited fd;
+//! Tap devices for the NICs (virtio-net, e1000): opening by name or adopting an inherited fd;
 //! or, in a tap's place, a unix stream socket to a user-mode network
 //! stack (passt) carrying length-prefixed frames.
 //! A multi-queue tap (`IFF_MULTI_QUEUE`) has one fd per queue pair;
@@ -104,25 +104,57 @@ impl Tap {
     /// Writes one frame gathered from guest memory (after its length, on
     /// a stream socket: the socket blocks, so the frame goes out whole).
     pub fn write_vectored(&self, bufs: &[super::iov::Slice<'_>]) -> io::Result<usize> {
-        let total: usize = bufs.iter().map(|s| s.len()).sum();
+        let iovs = bufs.iter().map(|s| libc::iovec {
+            iov_base: s.ptr_guard().as_ptr().cast_mut().cast(),
+            iov_len: s.len(),
+        });
+        // SAFETY: the iovecs describe mapped guest memory kept alive by
+        // `bufs`.
+        unsafe { self.writev_frame(iovs.collect()) }
+    }
+
+    /// Writes one frame without a virtio-net header of its own: a tap
+    /// that carries headers gets an empty one (no offloads) first.
+    pub fn write_frame(&self, frame: &[u8]) -> io::Result<usize> {
+        let header = [0u8; VNET_HDR_LEN];
+        let mut iovs = Vec::with_capacity(2);
+        if self.vnet_hdr {
+            iovs.push(libc::iovec {
+                iov_base: header.as_ptr().cast_mut().cast(),
+                iov_len: header.len(),
+            });
+        }
+        iovs.push(libc::iovec {
+            iov_base: frame.as_ptr().cast_mut().cast(),
+            iov_len: frame.len(),
+        });
+        // SAFETY: the iovecs describe `header` and `frame`, alive here.
+        unsafe { self.writev_frame(iovs) }
+    }
+
+    /// Writes the frame the iovecs make up, after its length on a stream
+    /// socket.
+    ///
+    /// # Safety
+    /// Every iovec must describe readable memory that stays valid for
+    /// the call.
+    unsafe fn writev_frame(&self, frame: Vec<libc::iovec>) -> io::Result<usize> {
+        let total: usize = frame.iter().map(|v| v.iov_len).sum();
         let len = u32::try_from(total)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?
             .to_be_bytes();
-        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(bufs.len() + 1);
+        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(frame.len() + 1);
         if self.stream.is_some() {
             iovs.push(libc::iovec {
                 iov_base: len.as_ptr().cast_mut().cast(),
                 iov_len: len.len(),
             });
         }
-        iovs.extend(bufs.iter().map(|s| libc::iovec {
-            iov_base: s.ptr_guard().as_ptr().cast_mut().cast(),
-            iov_len: s.len(),
-        }));
+        iovs.extend(frame);
         let n = libc::c_int::try_from(iovs.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"))?;
-        // SAFETY: the iovecs describe mapped guest memory kept alive by
-        // `bufs`; writev only reads from them.
+        // SAFETY: the caller vouches for the frame's iovecs; the length's
+        // is `len`, alive here; writev only reads from them.
         let r = unsafe { libc::writev(self.file.as_raw_fd(), iovs.as_ptr(), n) };
         if r < 0 {
             Err(io::Error::last_os_error())

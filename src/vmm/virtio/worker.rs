@@ -141,6 +141,63 @@ impl Drop for Worker {
     }
 }
 
+/// A device's worker that starts with the first kick (the first register
+/// write that gives it work) and is woken through an eventfd after that.
+pub struct LazyWorker {
+    kick: EventFd,
+    worker: Option<Worker>,
+    kind: ThreadKind,
+    label: String,
+}
+
+impl LazyWorker {
+    pub fn new(kind: ThreadKind, label: String) -> io::Result<Self> {
+        Ok(LazyWorker {
+            kick: EventFd::new(libc::EFD_NONBLOCK)?,
+            worker: None,
+            kind,
+            label,
+        })
+    }
+
+    /// Wakes the worker; the first time, `start` makes its handler from
+    /// a copy of the eventfd to watch (`None`: nothing to start with).
+    pub fn kick<H: Handler>(&mut self, start: impl FnOnce(EventFd) -> Option<H>) {
+        if self.worker.is_none() {
+            let handler = match self.kick.try_clone() {
+                Ok(fd) => start(fd),
+                Err(e) => {
+                    tracing::error!("{}: cannot start the worker: {e}", self.label);
+                    return;
+                }
+            };
+            let Some(handler) = handler else { return };
+            match Worker::spawn(self.kind, &self.label, handler) {
+                Ok(w) => self.worker = Some(w),
+                Err(e) => {
+                    tracing::error!("{}: cannot start the worker: {e}", self.label);
+                    return;
+                }
+            }
+        }
+        self.wake();
+    }
+
+    /// Wakes the worker if it runs.
+    pub fn wake(&self) {
+        if self.worker.is_some() {
+            let _ = self.kick.write(1);
+        }
+    }
+
+    /// Stops the worker (at VMM exit).
+    pub fn stop(&mut self) {
+        if let Some(mut w) = self.worker.take() {
+            w.stop();
+        }
+    }
+}
+
 fn run<H: Handler>(mut handler: H, poll: Poll) {
     let mut events = vec![EpollEvent::default(); 16];
     loop {

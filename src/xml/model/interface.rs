@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::xml::mac::MacAddr;
-use crate::xml::props::{XmlEnum, enum_attr, opt_string, uint_attr, xml_enum};
+use crate::xml::props::{XmlEnum, enum_attr, on_off_attr, opt_string, uint_attr, xml_enum};
 use crate::xml::tree::Element;
 
 use super::address::{Address, parse_alias, parse_device_address, with_alias_and_address};
@@ -93,6 +93,32 @@ impl InterfaceSource {
     }
 }
 
+/// Whether `model` is one of virtio-net's names.
+pub fn is_virtio_model(model: &str) -> bool {
+    matches!(
+        model,
+        "virtio" | "virtio-transitional" | "virtio-non-transitional"
+    )
+}
+
+/// The `<driver>` options every virtio device has, which libvirt refuses
+/// on any other NIC model, with its messages.
+fn refuse_virtio_options(driver: &Element) -> Result<()> {
+    for (attr, what) in [
+        ("iommu", "iommu driver option is"),
+        ("ats", "ats driver option is"),
+        ("packed", "packed driver option is"),
+        ("page_per_vq", "page_per_vq option is"),
+    ] {
+        if on_off_attr(driver, attr)?.is_some() {
+            return Err(Error::unsupported(format!(
+                "{what} only supported for virtio devices"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn parse_link_state(link: &Element) -> Result<Option<String>> {
     match link.attr("state") {
         None => Ok(None),
@@ -151,7 +177,18 @@ impl Interface {
                     .ok_or_else(|| Error::xml("malformed mtu size"))?,
             ),
         };
-        let driver = e.child("driver");
+        let model = e.child("model").and_then(|m| opt_string(m, "type"));
+        // As libvirt's parser: `<driver>`'s virtio-net settings (name,
+        // queues, ...) are read for virtio models only and dropped for
+        // others (an e1000); the virtio device options are refused there.
+        // Without a model the NIC is virtio-net here.
+        let driver = match (e.child("driver"), model.as_deref()) {
+            (Some(d), Some(m)) if !is_virtio_model(m) => {
+                refuse_virtio_options(d)?;
+                None
+            }
+            (d, _) => d,
+        };
         Ok(Interface {
             iface_type,
             mac,
@@ -161,7 +198,7 @@ impl Interface {
                 .and(target)
                 .and_then(|t| opt_string(t, "managed")),
             target_dev,
-            model: e.child("model").and_then(|m| opt_string(m, "type")),
+            model,
             driver_name: driver.and_then(|d| opt_string(d, "name")),
             // There is always one queue pair: 0 and 1 are dropped, as
             // libvirt's parser does.
@@ -269,6 +306,45 @@ mod tests {
         )
         .unwrap();
         assert!(Interface::parse(&e).is_err());
+    }
+
+    #[test]
+    fn virtio_driver_settings_are_dropped_for_other_models() {
+        let parse = |x: &str| Interface::parse(&parse_document(x).unwrap());
+        let i = parse(
+            "<interface type='bridge'><source bridge='br0'/><model type='e1000'/>\
+             <driver name='vhost' queues='4' txmode='iothread'/></interface>",
+        )
+        .unwrap();
+        assert_eq!((i.driver_name.as_deref(), i.driver_queues), (None, None));
+        assert!(i.to_element(false).child("driver").is_none());
+        let i = parse(
+            "<interface type='bridge'><source bridge='br0'/><model type='virtio-transitional'/>\
+             <driver name='qemu' queues='4'/></interface>",
+        )
+        .unwrap();
+        assert_eq!(i.driver_queues, Some(4));
+        for (attr, msg) in [
+            ("iommu='on'", "iommu driver option is"),
+            ("ats='off'", "ats driver option is"),
+            ("packed='on'", "packed driver option is"),
+            ("page_per_vq='on'", "page_per_vq option is"),
+        ] {
+            let e = parse(&format!(
+                "<interface type='user'><model type='e1000'/><driver {attr}/></interface>"
+            ))
+            .unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("unsupported configuration: {msg} only supported for virtio devices")
+            );
+            assert!(
+                parse(&format!(
+                    "<interface type='user'><model type='virtio'/><driver {attr}/></interface>"
+                ))
+                .is_ok()
+            );
+        }
     }
 
     #[test]
