@@ -1803,6 +1803,22 @@ async fn cockpit_like_lifecycle() {
     wait_event(&events, &p, 5, 0).await;
     wait_state(&conn, &p, (5, 1), 10).await;
 
+    // A triple fault resets the machine, as under QEMU: with
+    // <on_reboot>destroy</on_reboot> the guest is shut off as after a
+    // reboot request (reason shutdown), not crashed.
+    let xml = domain_xml(
+        "flow",
+        uuid,
+        &kernel,
+        "triple-fault",
+        &dirs.root.join("serial.log"),
+    )
+    .replace("</os>", "</os><on_reboot>destroy</on_reboot>");
+    define(&conn, xml.as_str()).await;
+    dom_call(&conn, &p, "Create", &(0u32,)).await.unwrap();
+    wait_event(&events, &p, 5, 0).await;
+    wait_state(&conn, &p, (5, 1), 10).await;
+
     dom_call(&conn, &p, "Undefine", &(0u32,)).await.unwrap();
     wait_event(&events, &p, 1, 0).await;
     assert!(!dirs.config().join("flow.xml").exists());

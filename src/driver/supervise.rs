@@ -608,8 +608,9 @@ enum StopCause {
 fn stop_cause(reason: Option<&str>, status: ExitStatus) -> StopCause {
     match reason {
         Some("poweroff") => return StopCause::Poweroff,
-        Some("reboot") => return StopCause::Reboot,
-        Some("crash" | "triple-fault" | "internal-error") => return StopCause::Crash,
+        // A triple fault resets the machine (QEMU's `guest-reset`).
+        Some("reboot" | "triple-fault") => return StopCause::Reboot,
+        Some("crash" | "internal-error") => return StopCause::Crash,
         Some("quit") => return StopCause::Quit,
         _ => {}
     }
@@ -837,6 +838,10 @@ mod tests {
         );
         assert_eq!(
             stop_cause(Some("triple-fault"), ExitStatus::Unknown),
+            StopCause::Reboot
+        );
+        assert_eq!(
+            stop_cause(Some("crash"), ExitStatus::Unknown),
             StopCause::Crash
         );
         assert_eq!(stop_cause(None, ExitStatus::Code(2)), StopCause::Reboot);

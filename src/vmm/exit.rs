@@ -4,8 +4,8 @@
 //! | ------ | ------ |
 //! | 0 | guest powered off (ACPI S5 through the FADT sleep control register) |
 //! | 1 | error: bad configuration, missing kernel, KVM refused an operation, ... |
-//! | 2 | guest asked for a reboot (ACPI reset register, i8042 0xFE, `reset` command) |
-//! | 3 | guest crashed: triple fault (KVM_EXIT_SHUTDOWN) or KVM_SYSTEM_EVENT_CRASH |
+//! | 2 | guest asked for a reboot (ACPI reset register, i8042 0xFE, `reset` command) or triple-faulted (KVM_EXIT_SHUTDOWN: a processor shutdown resets the machine, as on a PC and under QEMU) |
+//! | 3 | guest reported a crash (KVM_SYSTEM_EVENT_CRASH) |
 //! | 4 | KVM internal error or emulation failure (details on stderr) |
 //! | 5 | stopped by the host: `quit` command, SIGTERM, SIGINT or SIGHUP |
 
@@ -22,7 +22,7 @@ pub enum ExitReason {
     Poweroff,
     /// Guest or host asked for a reset; the daemon restarts the VMM.
     Reboot,
-    /// The guest triple-faulted.
+    /// The guest triple-faulted: the machine resets, as a reboot does.
     TripleFault,
     /// The guest reported a crash (KVM_SYSTEM_EVENT_CRASH).
     Crash,
@@ -37,8 +37,8 @@ impl ExitReason {
     pub fn exit_code(self) -> i32 {
         match self {
             ExitReason::Poweroff => 0,
-            ExitReason::Reboot => 2,
-            ExitReason::TripleFault | ExitReason::Crash => 3,
+            ExitReason::Reboot | ExitReason::TripleFault => 2,
+            ExitReason::Crash => 3,
             ExitReason::InternalError => 4,
             ExitReason::Quit => 5,
         }
