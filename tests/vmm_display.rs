@@ -239,6 +239,28 @@ fn garbage_from_a_client_leaves_guest_and_server_running() {
     assert!(s.guest.child.try_wait().unwrap().is_none(), "the VMM runs");
 }
 
+/// `keymap` (`--vnc-keymap`): a client's plain key events are typed on
+/// that layout, as QEMU's `-k` does: on a German layout 'z' is the key a
+/// US keyboard calls Y, and '@' is AltGr+Q.
+#[test]
+fn plain_key_events_follow_the_keymap() {
+    let append = "oxtest.checks=display oxtest.then=input";
+    let Some(mut s) = Screen::start(append, &["--vnc-keymap", "de"]) else {
+        return;
+    };
+    s.wait_line(0, "PASS display 640x480x32", Duration::from_secs(120));
+    let mut c = s.connect(None).expect("VNC connect");
+    let from = s.lines();
+    c.key('z' as u32, true).unwrap();
+    c.key('z' as u32, false).unwrap();
+    s.wait_line(from, "INFO key make 0x15", Duration::from_secs(30));
+    let from = s.lines();
+    c.key('@' as u32, true).unwrap();
+    c.key('@' as u32, false).unwrap();
+    s.wait_line(from, "INFO key make 0xe038", Duration::from_secs(30));
+    s.wait_line(from, "INFO key make 0x10", Duration::from_secs(30));
+}
+
 /// A guest with the adapter that powers off ends the VMM cleanly: taking
 /// the video memory out of the guest at teardown is allowed to the
 /// thread that tears the machine down (it was once killed by seccomp).

@@ -5,7 +5,8 @@
 # domdisplay, vncdisplay), screenshot writes a 640x480 PPM of the test
 # guest's pattern, send-key reaches the guest's keyboard; virsh's and
 # libvirt's errors for a shut-off guest, a wrong code set, too many keys,
-# a second screen; SPICE refused; a socket listener (vnc+unix://); two
+# a second screen; SPICE refused; keymap (a known layout starts, another
+# fails the start); a socket listener (vnc+unix://); two
 # guests on different ports, a port free again after destroy. oxvirsh's
 # output must equal virsh's for the same commands.
 #
@@ -287,6 +288,19 @@ p2=$(port_of d2)
 if [ -n "$p2" ] && [ "$p2" != "$p1" ] && [ "$p2" -ge 5900 ]; then pass "d2-other-port ($p1, $p2)"; else fail "d2-other-port '$p1' '$p2'"; fi
 guest sp "<graphics type='spice'/>" >"$tmp/sp.xml"
 expect spice-refused 1 "unsupported configuration: graphics type 'spice' is not supported" -- define "$tmp/sp.xml"
+# keymap: a layout QEMU has is taken (plain key events are typed on it:
+# tests/vmm_display.rs); another fails the start with QEMU's words.
+guest km "<graphics type='vnc' keymap='de'/>" >"$tmp/km.xml"
+expect keymap-define 0 "Domain 'km' defined" -- define "$tmp/km.xml"
+expect keymap-start 0 "Domain 'km' started" -- start km
+expect keymap-live-xml 0 "keymap='de'" -- dumpxml km
+expect keymap-destroy 0 "Domain 'km' destroyed" -- destroy km
+expect keymap-undefine 0 "Domain 'km' has been undefined" -- undefine km
+guest kx "<graphics type='vnc' keymap='xx'/>" >"$tmp/kx.xml"
+expect keymap-unknown-define 0 "Domain 'kx' defined" -- define "$tmp/kx.xml"
+expect keymap-unknown 1 "could not read keymap file: 'xx'" -- start kx
+expect keymap-unknown-shut-off 0 "^shut off" -- domstate kx
+expect keymap-unknown-undefine 0 "Domain 'kx' has been undefined" -- undefine kx
 guest us "<graphics type='vnc'><listen type='socket'/></graphics>" >"$tmp/us.xml"
 expect socket-define 0 "Domain 'us' defined" -- define "$tmp/us.xml"
 expect socket-start 0 "Domain 'us' started" -- start us

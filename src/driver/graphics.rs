@@ -70,6 +70,8 @@ pub struct VncPlan {
     pub websocket: Option<Option<u16>>,
     pub password: Option<String>,
     pub share_policy: VncSharePolicy,
+    /// `keymap`: the layout clients' plain key events are typed on.
+    pub keymap: Option<String>,
 }
 
 /// The display adapter of `def` as the VMM builds it.
@@ -162,12 +164,23 @@ pub fn plan(def: &Domain, socket_dir: &Path, host: &GraphicsDefaults) -> Result<
             )));
         }
     };
+    // QEMU reads `-k NAME` from its keymap files when it starts; so a
+    // name it has none for fails the start with its words.
+    let keymap = g.attr("keymap").map(str::to_string);
+    if let Some(k) = &keymap
+        && crate::keymap::Layout::named(k).is_none()
+    {
+        return Err(Error::internal(format!(
+            "could not read keymap file: '{k}'"
+        )));
+    }
     Ok(Some(VncPlan {
         listen,
         port,
         websocket,
         password: g.passwd.clone().or_else(|| host.vnc_password.clone()),
         share_policy,
+        keymap,
     }))
 }
 
@@ -281,6 +294,7 @@ impl VncSockets {
                 .collect(),
             password: plan.password.clone(),
             share_policy: plan.share_policy,
+            keymap: plan.keymap.clone(),
         });
     }
 
@@ -461,6 +475,26 @@ mod tests {
             "<domain type='kvm'><name>g</name><uuid>c7a5fdbd-edaf-9455-926a-d65c16db1809</uuid><memory>65536</memory><os><type>hvm</type></os><devices>{g}</devices></domain>"
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn keymap_names_a_layout_or_fails_the_start_as_qemu_does() {
+        let planned = |k: &str| {
+            plan(
+                &def(&format!("<graphics type='vnc' keymap='{k}'/>")),
+                Path::new("/"),
+                &GraphicsDefaults::default(),
+            )
+        };
+        assert_eq!(
+            planned("de").unwrap().unwrap().keymap.as_deref(),
+            Some("de")
+        );
+        let e = planned("xx").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "internal error: could not read keymap file: 'xx'"
+        );
     }
 
     #[test]

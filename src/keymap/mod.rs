@@ -7,6 +7,7 @@
 //! is AT set 1 with the prefix as 0x100 | xx and `qnum` with it as
 //! 0x80 | xx.
 
+mod layouts;
 mod tables;
 
 use std::fmt;
@@ -218,6 +219,62 @@ pub fn linux_from_keysym(keysym: u32) -> Option<(u16, bool)> {
     Some((linux, shifted))
 }
 
+/// A keyboard layout of `<graphics keymap='NAME'>`: which key, with
+/// which modifiers, types a keysym on that layout (the tables QEMU's
+/// `-k NAME` reads, generated in [`layouts`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    name: &'static str,
+    entries: &'static [(u32, u16)],
+}
+
+/// One way of typing a keysym on a [`Layout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayoutKey {
+    /// The key, as a Linux key code.
+    pub linux: u16,
+    /// Modifiers held with it.
+    pub shift: bool,
+    pub altgr: bool,
+    pub ctrl: bool,
+}
+
+impl Layout {
+    /// The layout QEMU names `name` (`de`, `fr-ch`, `en-us`, ...).
+    pub fn named(name: &str) -> Option<Layout> {
+        layouts::LAYOUTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(name, entries)| Layout { name, entries })
+    }
+
+    /// Every layout's name.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        layouts::LAYOUTS.iter().map(|(n, _)| *n)
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The keys that type `keysym`, in the layout's order of preference.
+    pub fn keys(&self, keysym: u32) -> impl Iterator<Item = LayoutKey> + '_ {
+        let start = self.entries.partition_point(|e| e.0 < keysym);
+        self.entries[start..]
+            .iter()
+            .take_while(move |e| e.0 == keysym)
+            .filter_map(|&(_, code)| {
+                let scan = u32::from(code & 0xff);
+                Some(LayoutKey {
+                    linux: to_linux(Codeset::Qnum, scan)?,
+                    shift: code & 0x100 != 0,
+                    altgr: code & 0x200 != 0,
+                    ctrl: code & 0x400 != 0,
+                })
+            })
+    }
+}
+
 /// Linux key codes whose PS/2 bytes are not a plain (prefixed) scan code.
 const KEY_SYSRQ: u16 = 99;
 const KEY_PAUSE: u16 = 119;
@@ -274,6 +331,32 @@ mod tests {
     const KEY_ENTER: u16 = 28;
     const KEY_1: u16 = 2;
     const KEY_F1: u16 = 59;
+
+    #[test]
+    fn layouts_type_keysyms_with_their_keys_and_modifiers() {
+        let de = Layout::named("de").unwrap();
+        let first = |l: &Layout, sym: u32| l.keys(sym).next().unwrap();
+        let key = |linux, shift, altgr| LayoutKey {
+            linux,
+            shift,
+            altgr,
+            ctrl: false,
+        };
+        // German: Y and Z swapped, '/' is Shift+7, '@' is AltGr+Q, and
+        // the upper case from `addupper`.
+        assert_eq!(first(&de, 'z' as u32), key(21, false, false));
+        assert_eq!(first(&de, 'y' as u32), key(44, false, false));
+        assert_eq!(first(&de, 'Z' as u32), key(21, true, false));
+        assert_eq!(first(&de, '/' as u32), key(8, true, false));
+        assert_eq!(first(&de, '@' as u32), key(16, false, true));
+        let us = Layout::named("en-us").unwrap();
+        assert_eq!(first(&us, 'z' as u32), key(44, false, false));
+        assert_eq!(first(&us, '/' as u32), key(53, false, false));
+        assert!(de.keys(0x10ff_ffff).next().is_none());
+        assert!(Layout::named("xx").is_none());
+        assert_eq!(Layout::names().count(), 34);
+        assert_eq!(de.name(), "de");
+    }
 
     #[test]
     fn key_a_in_every_set() {

@@ -110,6 +110,10 @@ pub struct Args {
     /// VNC authentication with this password.
     #[arg(long, requires = "vnc")]
     pub vnc_password: Option<String>,
+    /// The keyboard layout of VNC clients' plain key events (de, fr,
+    /// en-gb, ... as QEMU's -k names them); US without it.
+    #[arg(long, requires = "vnc")]
+    pub vnc_keymap: Option<String>,
     /// Firmware shows its boot menu, waiting this many milliseconds.
     #[arg(long)]
     pub boot_menu: Option<u32>,
@@ -360,6 +364,7 @@ impl Args {
                         .collect::<Result<_>>()?,
                     password: self.vnc_password.clone(),
                     share_policy: Default::default(),
+                    keymap: self.vnc_keymap.clone(),
                 });
             }
             cfg.validate()?;

@@ -58,6 +58,10 @@ pub struct VncConfig {
     pub password: Option<String>,
     #[serde(default)]
     pub share_policy: VncSharePolicy,
+    /// The keyboard layout of clients' plain key events (QEMU's `-k`
+    /// names: `de`, `fr`, `en-us`, ...); none: US.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keymap: Option<String>,
 }
 
 /// One listening socket of the VNC server.

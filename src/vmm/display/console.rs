@@ -15,6 +15,7 @@ use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage, getsockname
 
 use super::vnc::{Endpoint, Listener, SharePolicy, Spawner, VncOptions, VncServer};
 use super::{Buttons, DisplaySource, Frame, InputSink};
+use crate::keymap::Layout;
 use crate::vmm::config::{VncConfig, VncListenerConfig, VncSharePolicy};
 use crate::vmm::error::{Error, Result};
 use crate::vmm::sandbox::{self, ThreadKind};
@@ -63,6 +64,13 @@ impl Console {
                 endpoints.push(endpoint(l)?);
             }
             options.password = v.password.clone();
+            options.layout = match &v.keymap {
+                Some(name) => Some(
+                    Layout::named(name)
+                        .ok_or_else(|| Error::Config(format!("unknown keymap '{name}'")))?,
+                ),
+                None => None,
+            };
             options.share_policy = match v.share_policy {
                 VncSharePolicy::AllowExclusive => SharePolicy::AllowExclusive,
                 VncSharePolicy::ForceShared => SharePolicy::ForceShared,

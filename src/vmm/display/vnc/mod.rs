@@ -61,4 +61,7 @@ pub struct VncOptions {
     pub share_policy: SharePolicy,
     /// The name clients show, usually the domain name.
     pub desktop_name: String,
+    /// The keyboard layout plain key events (keysyms) are typed on;
+    /// none: the US layout.
+    pub layout: Option<crate::keymap::Layout>,
 }

@@ -150,7 +150,7 @@ impl<'a> Session<'a> {
             pending: None,
             view,
             last: None,
-            keys: KeyState::default(),
+            keys: KeyState::new(shared.layout),
             zrle: ZrleEncoder::default(),
             out: Vec::new(),
         }

@@ -84,6 +84,7 @@ fn start(password: Option<&str>, share_policy: SharePolicy, websocket: bool) -> 
         password: password.map(String::from),
         share_policy,
         desktop_name: "guest-one".into(),
+        layout: None,
     };
     let server = VncServer::start(
         vec![Endpoint {
