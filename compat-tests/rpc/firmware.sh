@@ -5,7 +5,9 @@
 # <boot order>, <loader> and the machine names users write; a missing
 # UEFI image refused with libvirt's error and nothing started; the domain
 # capabilities' firmware list; virt-install --import of a disk image as
-# people type it. Called by run.sh (as root).
+# people type it, and --boot uefi (the guest reaches GRUB and the test
+# guest, and its screen is in the UEFI console's graphics mode). Called by
+# run.sh (as root).
 #
 # usage: firmware.sh OXVIRTD TMPDIR
 set -u
@@ -30,8 +32,41 @@ cp --sparse=always "$images/bios.raw" "$tmp/disk.raw"
 cp "$images/bios.qcow2" "$tmp/disk.qcow2"
 truncate -s 1M "$tmp/empty.raw"
 
-printf 'uefi_firmware = "%s"\n' "$tmp/no-such-CLOUDHV.fd" >"$tmp/oxvirtd.conf"
+# First a daemon with the UEFI image installed (oxvirtd.conf's
+# uefi_firmware): `virt-install --boot uefi` starts a guest that takes
+# minutes to reach GRUB here (all of UEFI is guest ring-0 code, which this
+# host emulates), so it is started first and its console checked last.
+uefi_fw=${OXVIRT_UEFI_FIRMWARE:-/var/cache/oxvirt/firmware/CLOUDHV.fd}
+printf 'uefi_firmware = "%s"\n' "$uefi_fw" >"$tmp/uefi.conf"
 start_private_bus "$tmp"
+start_oxvirtd --config "$tmp/uefi.conf"
+uefi_started=0
+if [ ! -f "$uefi_fw" ]; then
+    if [ "${CI:-}" = true ]; then fail "uefi image $uefi_fw (packaging/firmware/build-cloudhv.sh)"
+    else echo "skip: no UEFI image at $uefi_fw: virt-install --boot uefi not checked"; fi
+elif command -v virt-install >/dev/null; then
+    echo "# virt-install --boot uefi (its console is checked at the end)"
+    expect uefi-domcaps-efi 0 "<value>efi</value>" -- domcapabilities
+    cp --sparse=always "$images/uefi.raw" "$tmp/vu.raw"
+    out=$(timeout 120 virt-install --connect "$U" --name vu --memory 512 --vcpus 2 --import \
+        --disk "path=$tmp/vu.raw" --boot uefi --osinfo debian11 --network none \
+        --graphics vnc --serial "file,path=$tmp/vu.log" --noautoconsole 2>&1)
+    if [ $? -eq 0 ] && grep -q 'Domain creation completed' <<<"$out"; then
+        pass "virt-install --boot uefi"
+        uefi_started=1
+    else
+        fail "virt-install --boot uefi"
+        sed 's/^/       | /' <<<"$out"
+    fi
+    expect uefi-firmware-efi 0 "<os firmware=.efi.>" -- dumpxml --inactive vu
+    expect uefi-running 0 "^running" -- domstate vu
+fi
+
+# Then the same daemon state under a daemon whose UEFI image is missing
+# (the UEFI guest keeps running across the restart).
+kill "$daemon"
+wait "$daemon" 2>/dev/null
+printf 'uefi_firmware = "%s"\n' "$tmp/no-such-CLOUDHV.fd" >"$tmp/oxvirtd.conf"
 start_oxvirtd --config "$tmp/oxvirtd.conf"
 
 # wait_console NAME FILE PATTERN: up to 120 s for PATTERN in the log.
@@ -233,6 +268,20 @@ if command -v virt-install >/dev/null; then
     wait_console virt-install-cdrom-guest "$tmp/vi2.log" "PASS e820"
 else
     fail "virt-install is not installed"
+fi
+
+if [ "$uefi_started" = 1 ]; then
+    echo "# the UEFI guest virt-install started: GRUB, then the test guest"
+    expect uefi-still-running 0 "^running" -- domstate vu
+    for _ in $(seq 3000); do
+        grep -q "oxboot: testos" "$tmp/vu.log" 2>/dev/null && break
+        sleep 0.2
+    done
+    wait_console uefi-grub "$tmp/vu.log" "oxboot: testos"
+    # At once: the test guest powers off after its checks.
+    expect uefi-screenshot 0 "" -- screenshot vu "$tmp/vu.ppm"
+    check uefi-screenshot-graphics-mode grep -qa "^800 600" "$tmp/vu.ppm"
+    wait_console uefi-guest "$tmp/vu.log" "PASS e820"
 fi
 
 [ "$fails" = 0 ]
