@@ -21,6 +21,7 @@ use virtio_bindings::virtio_config::{
 };
 use virtio_bindings::virtio_ids::{
     VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_GPU, VIRTIO_ID_INPUT, VIRTIO_ID_NET,
+    VIRTIO_ID_SCSI, VIRTIO_ID_VSOCK,
 };
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
@@ -141,13 +142,15 @@ impl VirtioPci {
         let mut c = [0u32; CONFIG_WORDS];
         c[0] = u32::from(DEVICE_ID_BASE + ty as u16) << 16 | u32::from(VENDOR_VIRTIO);
         c[1] = STATUS_CAPS << 16;
+        // The classes QEMU gives its virtio-*-pci devices, as guests'
+        // tools show them (lspci: "SCSI storage controller" for virtio-blk).
         let class: u32 = match ty {
             VIRTIO_ID_NET => 0x02_00_00,
-            VIRTIO_ID_BLOCK => 0x01_80_00,
-            VIRTIO_ID_CONSOLE => 0x07_80_00,
+            VIRTIO_ID_BLOCK | VIRTIO_ID_SCSI => 0x01_00_00,
+            VIRTIO_ID_CONSOLE | VIRTIO_ID_VSOCK => 0x07_80_00,
             VIRTIO_ID_GPU => 0x03_80_00,
-            // Input device, other (QEMU's class for virtio-input).
             VIRTIO_ID_INPUT => 0x09_80_00,
+            // rng, balloon: "unclassified".
             _ => 0xff_00_00,
         };
         c[2] = class << 8 | 1;
