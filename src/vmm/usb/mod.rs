@@ -1,13 +1,22 @@
-//! USB: an xHCI host controller (QEMU's `qemu-xhci`) with HID devices
-//! (tablet, keyboard, mouse) on its root ports.
+//! USB: host controllers with HID devices (tablet, keyboard, mouse) on
+//! their root ports: an xHCI (QEMU's `qemu-xhci`), and ICH9's EHCI with
+//! its UHCI companions (`ich9-ehci1`, `ich9-uhci1..3`).
 //!
-//! The controller ([`xhci`]) owns the root ports and moves data between
-//! guest memory and the devices; the devices ([`hid`]) answer control
-//! requests and produce interrupt reports; [`descriptors`] builds the
-//! byte layouts both share.
+//! The controllers ([`xhci`], [`ehci`], [`uhci`], the EHCI set in
+//! [`ich9`]) own the root ports and move data between guest memory and
+//! the devices; the devices ([`hid`]) answer control requests and
+//! produce interrupt reports, reached packet by packet through
+//! [`packet`] by the UHCI and EHCI; [`descriptors`] builds the byte
+//! layouts they share; [`frame_clock`] counts the UHCI's and EHCI's
+//! frames.
 
 pub mod descriptors;
+pub mod ehci;
+pub mod frame_clock;
 pub mod hid;
+pub mod ich9;
+pub mod packet;
+pub mod uhci;
 pub mod xhci;
 
 /// The eight bytes of a control transfer's SETUP stage.
