@@ -189,10 +189,7 @@ mod tests {
         controller(&d, &mut SlotMap::new(&d))
     }
 
-    const USB2: &str = "<controller type='usb' model='ich9-ehci1'/>\
-        <controller type='usb' model='ich9-uhci1'><master startport='0'/></controller>\
-        <controller type='usb' model='ich9-uhci2'><master startport='2'/></controller>\
-        <controller type='usb' model='ich9-uhci3'><master startport='4'/></controller>";
+    use crate::xml::model::controller::VIRT_INSTALL_USB2 as USB2;
 
     #[test]
     fn usb_inputs_on_qemu_xhci_or_the_machines_own() {

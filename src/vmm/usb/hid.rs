@@ -548,14 +548,7 @@ mod tests {
     use super::*;
 
     fn get(dev: &mut HidDevice, rt: u8, req: u8, value: u16, len: u16) -> ControlOutcome {
-        let s = SetupPacket {
-            request_type: rt,
-            request: req,
-            value,
-            index: 0,
-            length: len,
-        };
-        dev.control(&s, &[])
+        dev.control(&crate::vmm::usb::testing::setup(rt, req, value, len), &[])
     }
 
     fn data(o: ControlOutcome) -> Vec<u8> {

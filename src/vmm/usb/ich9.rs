@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::eventfd::EventFd;
 
+pub use super::AttachedDevice;
 use super::ehci::pci::{EhciConfigSpace, INTERRUPT_PIN as EHCI_PIN};
 use super::ehci::regs::{PORTS, PORTS_PER_COMPANION};
 use super::ehci::{self, Ehci};
-use super::hid::HidKind;
 use super::packet::PacketDevice;
 use super::uhci::pci::{ICH9_COMPANIONS, UhciConfigSpace};
 use super::uhci::{self, Uhci};
@@ -39,39 +39,6 @@ use crate::vmm::virtio::worker::{Handler, Poll, Worker};
 
 /// The EHCI's function number; the companions are 0, 1, 2.
 pub const EHCI_FUNCTION: u8 = 7;
-
-/// A device to plug into a root port: `port` 1..=6 (libvirt's `<address
-/// type='usb' port='N'/>`), or `None` for the first free one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AttachedDevice {
-    pub port: Option<u8>,
-    pub kind: HidKind,
-}
-
-/// Assigns devices to root ports: explicit ports first, then the rest
-/// in order.
-fn place(devices: &[AttachedDevice]) -> Result<Vec<Option<PacketDevice>>, String> {
-    let mut ports: Vec<Option<PacketDevice>> = (0..PORTS).map(|_| None).collect();
-    for d in devices {
-        let Some(n) = d.port else { continue };
-        let slot = usize::from(n)
-            .checked_sub(1)
-            .and_then(|i| ports.get_mut(i))
-            .ok_or_else(|| format!("USB port {n} is out of range 1..={PORTS}"))?;
-        if slot.is_some() {
-            return Err(format!("USB port {n} is already in use"));
-        }
-        *slot = Some(PacketDevice::new(d.kind));
-    }
-    for d in devices.iter().filter(|d| d.port.is_none()) {
-        let free = ports
-            .iter_mut()
-            .find(|p| p.is_none())
-            .ok_or_else(|| format!("more than {PORTS} USB devices"))?;
-        *free = Some(PacketDevice::new(d.kind));
-    }
-    Ok(ports)
-}
 
 /// The controllers and the devices on their ports.
 pub struct Usb2Set {
@@ -424,7 +391,7 @@ pub fn build(
         gsi: layout::pci_intx_gsi(at.slot, pin - 1),
         slot: at.slot,
     };
-    let ports = place(devices)?;
+    let ports = super::place(devices, PORTS, PacketDevice::new)?;
     let ehci = Ehci::new(intx(EHCI_PIN), companions);
     let uhci: Vec<Uhci> = if companions {
         ICH9_COMPANIONS

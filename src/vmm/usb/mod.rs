@@ -16,8 +16,49 @@ pub mod frame_clock;
 pub mod hid;
 pub mod ich9;
 pub mod packet;
+#[cfg(test)]
+mod testing;
 pub mod uhci;
 pub mod xhci;
+
+use hid::HidKind;
+
+/// A device to plug into a root port: `port` (1-based; libvirt's
+/// `<address type='usb' port='N'/>`), or `None` for the first free one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttachedDevice {
+    pub port: Option<u8>,
+    pub kind: HidKind,
+}
+
+/// Assigns devices to `count` root ports, explicit ports first, then the
+/// rest in order; `make` builds each.
+pub fn place<T>(
+    devices: &[AttachedDevice],
+    count: usize,
+    make: impl Fn(HidKind) -> T,
+) -> Result<Vec<Option<T>>, String> {
+    let mut ports: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    for d in devices {
+        let Some(n) = d.port else { continue };
+        let slot = usize::from(n)
+            .checked_sub(1)
+            .and_then(|i| ports.get_mut(i))
+            .ok_or_else(|| format!("USB port {n} is out of range 1..={count}"))?;
+        if slot.is_some() {
+            return Err(format!("USB port {n} is already in use"));
+        }
+        *slot = Some(make(d.kind));
+    }
+    for d in devices.iter().filter(|d| d.port.is_none()) {
+        let free = ports
+            .iter_mut()
+            .find(|p| p.is_none())
+            .ok_or_else(|| format!("more than {count} USB devices"))?;
+        *free = Some(make(d.kind));
+    }
+    Ok(ports)
+}
 
 /// The eight bytes of a control transfer's SETUP stage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -185,11 +185,11 @@ impl PacketDevice {
 
 /// The device at `address` among `ports`, where `reachable(i)` says
 /// whether the controller reaches port `i` (connected and enabled).
-pub fn find<'a>(
-    ports: &'a mut [Option<PacketDevice>],
+pub fn find(
+    ports: &mut [Option<PacketDevice>],
     address: u8,
     reachable: impl Fn(usize) -> bool,
-) -> Option<&'a mut PacketDevice> {
+) -> Option<&mut PacketDevice> {
     ports
         .iter_mut()
         .enumerate()
@@ -202,13 +202,7 @@ mod tests {
     use super::*;
 
     fn setup(rt: u8, req: u8, value: u16, len: u16) -> Vec<u8> {
-        let s = SetupPacket {
-            request_type: rt,
-            request: req,
-            value,
-            index: 0,
-            length: len,
-        };
+        let s = crate::vmm::usb::testing::setup(rt, req, value, len);
         s.to_u64().to_le_bytes().to_vec()
     }
 

@@ -149,16 +149,13 @@ fn usb2_function(c: &Controller) -> (u8, Option<bool>) {
 /// new slot. On q35 the first UHCI1 goes to slot 0x1D (else 0x1A) if
 /// free, as on the real chipset.
 fn assign_usb2(alloc: &mut SlotAllocator, ctrls: &mut [Controller], q35: bool) -> Result<()> {
-    if q35 {
-        for i in 0..ctrls.len() {
-            let c = &ctrls[i];
-            if c.model_is("ich9-uhci1") && c.address.is_none() {
-                if let Some(slot) = [0x1d, 0x1a].into_iter().find(|s| alloc.take(*s)) {
-                    ctrls[i].address = Some(pci_address(0, slot, 0, Some(true)));
-                }
-                break;
-            }
-        }
+    if q35
+        && let Some(c) = ctrls
+            .iter_mut()
+            .find(|c| c.model_is("ich9-uhci1") && c.address.is_none())
+        && let Some(slot) = [0x1d, 0x1a].into_iter().find(|s| alloc.take(*s))
+    {
+        c.address = Some(pci_address(0, slot, 0, Some(true)));
     }
     for i in 0..ctrls.len() {
         if !ctrls[i].is_usb2() || ctrls[i].address.is_some() {
@@ -359,10 +356,7 @@ mod tests {
             .collect()
     }
 
-    const VIRT_INSTALL_USB2: &str = "<controller type='usb' model='ich9-ehci1'/>\
-        <controller type='usb' model='ich9-uhci1'><master startport='0'/></controller>\
-        <controller type='usb' model='ich9-uhci2'><master startport='2'/></controller>\
-        <controller type='usb' model='ich9-uhci3'><master startport='4'/></controller>";
+    use crate::xml::model::controller::VIRT_INSTALL_USB2;
 
     #[test]
     fn an_ich9_usb2_set_shares_one_slot() {

@@ -63,6 +63,12 @@ const SCSI_MODELS: &[&str] = &[
 pub const ICH9_EHCI: &str = "ich9-ehci1";
 pub const ICH9_COMPANIONS: [(&str, u32); 3] =
     [("ich9-uhci1", 0), ("ich9-uhci2", 2), ("ich9-uhci3", 4)];
+/// The USB controllers virt-install writes for an OS without USB 3.
+#[cfg(test)]
+pub const VIRT_INSTALL_USB2: &str = "<controller type='usb' model='ich9-ehci1'/>\
+    <controller type='usb' model='ich9-uhci1'><master startport='0'/></controller>\
+    <controller type='usb' model='ich9-uhci2'><master startport='2'/></controller>\
+    <controller type='usb' model='ich9-uhci3'><master startport='4'/></controller>";
 const VIRTIO_SERIAL_MODELS: &[&str] = &["virtio", "virtio-transitional", "virtio-non-transitional"];
 const IDE_MODELS: &[&str] = &["piix3", "piix4", "ich6"];
 

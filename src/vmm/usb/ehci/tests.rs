@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use super::queue::{endpoint, token};
 use super::regs::{portsc, *};
@@ -12,9 +12,9 @@ use super::*;
 use crate::vmm::memory::GuestMemory;
 use crate::vmm::usb::hid::HidKind;
 use crate::vmm::usb::packet::PacketDevice;
+use crate::vmm::usb::testing;
 use crate::vmm::virtio::interrupt::{IntxLine, IntxLines};
 
-const MEM_SIZE: usize = 0x10_0000;
 const FRAME_LIST: u32 = 0x1000;
 const HEAD_QH: u32 = 0x2000;
 const CONTROL_QH: u32 = 0x2040;
@@ -43,7 +43,7 @@ struct Driver {
 
 impl Driver {
     fn new(kinds: &[HidKind]) -> Driver {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+        let mem = testing::memory();
         let lines = Arc::new(IntxLines::new(None));
         let irq = IntxLine {
             lines: lines.clone(),
@@ -88,51 +88,34 @@ impl Driver {
     }
 
     fn put(&self, addr: u32, dwords: &[u32]) {
-        for (i, d) in dwords.iter().enumerate() {
-            self.mem
-                .write_obj(*d, GuestAddress(u64::from(addr) + 4 * i as u64))
-                .unwrap();
-        }
+        testing::put(&self.mem, addr, dwords);
     }
 
     fn get(&self, addr: u32) -> u32 {
-        self.mem.read_obj(GuestAddress(u64::from(addr))).unwrap()
+        testing::get(&self.mem, addr)
     }
 
     /// A queue head for endpoint `ep` of device `address` whose overlay
     /// leads to `first`.
-    fn qh(&self, at: u32, next: u32, address: u32, ep: u32, head: bool, smask: u32, first: u32) {
-        let h = if head { 1 << 15 } else { 0 };
+    fn qh(&self, at: u32, next: u32, address: u32, ep: u32, smask: u32, first: u32) {
         let dtc = if ep == 0 { endpoint::DTC } else { 0 };
-        let chars = address | ep << 8 | 2 << 12 | dtc | h | 64 << 16;
+        let chars = address | ep << 8 | 2 << 12 | dtc | 64 << 16;
         self.put(
             at,
             &[next, chars, 1 << 30 | smask, 0, first, T, 0, 0, 0, 0, 0, 0],
         );
     }
 
-    /// A qTD: PID (0 OUT, 1 IN, 2 SETUP), length, toggle, IOC, buffer.
-    fn qtd(&self, at: u32, next: u32, pid: u32, len: u32, toggle: bool, ioc: bool, buf: u32) {
-        let t = len << 16
-            | pid << 8
-            | token::ACTIVE
-            | 3 << 10
-            | if toggle { token::TOGGLE } else { 0 }
-            | if ioc { token::IOC } else { 0 };
+    /// A qTD: PID (0 OUT, 1 IN, 2 SETUP), length, token `flags` (toggle,
+    /// IOC), buffer.
+    fn qtd(&self, at: u32, next: u32, pid: u32, len: u32, flags: u32, buf: u32) {
+        let t = len << 16 | pid << 8 | token::ACTIVE | 3 << 10 | flags;
         self.put(at, &[next, T, t, buf, (buf & !0xfff) + 0x1000, 0, 0, 0]);
     }
 
     fn setup_packet(&self, at: u32, rt: u8, req: u8, value: u16, len: u16) {
-        let s = crate::vmm::usb::SetupPacket {
-            request_type: rt,
-            request: req,
-            value,
-            index: 0,
-            length: len,
-        };
-        self.mem
-            .write_obj(s.to_u64(), GuestAddress(u64::from(at)))
-            .unwrap();
+        let s = testing::setup(rt, req, value, len).to_u64();
+        self.put(at, &[s as u32, (s >> 32) as u32]);
     }
 
     /// Resets, points the schedules at the structures, runs, routes the
@@ -188,19 +171,19 @@ impl Driver {
     fn control_in(&mut self, address: u32, rt: u8, req: u8, value: u16, len: u16) -> Vec<u32> {
         self.setup_packet(BUFFER, rt, req, value, len);
         let (setup, data, status) = (QTDS, QTDS + 0x20, QTDS + 0x40);
+        let after_setup = if len > 0 { data } else { status };
+        self.qtd(setup, after_setup, 2, 8, 0, BUFFER);
         self.qtd(
-            setup,
-            if len > 0 { data } else { status },
-            2,
-            8,
-            false,
-            false,
-            BUFFER,
+            data,
+            status,
+            1,
+            u32::from(len),
+            token::TOGGLE,
+            BUFFER + 0x100,
         );
-        self.qtd(data, status, 1, u32::from(len), true, false, BUFFER + 0x100);
         let status_pid = if len > 0 { 0 } else { 1 };
-        self.qtd(status, T, status_pid, 0, true, true, 0);
-        self.qh(CONTROL_QH, HEAD_QH | 2, address, 0, false, 0, setup);
+        self.qtd(status, T, status_pid, 0, token::TOGGLE | token::IOC, 0);
+        self.qh(CONTROL_QH, HEAD_QH | 2, address, 0, 0, setup);
         self.put(HEAD_QH, &[CONTROL_QH | 2]);
         self.wait(1);
         let tokens = vec![
@@ -339,8 +322,8 @@ fn interrupt_reports_through_the_periodic_schedule() {
     d.write(OP + USBSTS, STS_CAUSES);
     // An interrupt QH for endpoint 1 in every 8th frame, with a qTD
     // for one 8-byte report.
-    d.qh(INTERRUPT_QH, T, 2, 1, false, 0x01, QTDS + 0x80);
-    d.qtd(QTDS + 0x80, T, 1, 8, false, true, REPORT);
+    d.qh(INTERRUPT_QH, T, 2, 1, 0x01, QTDS + 0x80);
+    d.qtd(QTDS + 0x80, T, 1, 8, token::IOC, REPORT);
     for i in (0..1024).step_by(8) {
         d.put(FRAME_LIST + 4 * i, &[INTERRUPT_QH | 2]);
     }
@@ -406,9 +389,9 @@ fn garbage_schedules_end_with_host_system_error_or_are_bounded() {
     d.start();
     d.reset_port(0);
     d.setup_packet(BUFFER, 0x80, 6, 0x0100, 18);
-    d.qtd(QTDS, QTDS + 0x20, 2, 8, false, false, BUFFER);
-    d.qtd(QTDS + 0x20, T, 1, 18, true, false, 0xfff0_0000);
-    d.qh(CONTROL_QH, HEAD_QH | 2, 0, 0, false, 0, QTDS);
+    d.qtd(QTDS, QTDS + 0x20, 2, 8, 0, BUFFER);
+    d.qtd(QTDS + 0x20, T, 1, 18, token::TOGGLE, 0xfff0_0000);
+    d.qh(CONTROL_QH, HEAD_QH | 2, 0, 0, 0, QTDS);
     d.put(HEAD_QH, &[CONTROL_QH | 2]);
     d.wait(1);
     assert_ne!(d.read(OP + USBSTS) & STS_HSE, 0);
@@ -419,9 +402,9 @@ fn garbage_schedules_end_with_host_system_error_or_are_bounded() {
     let mut d = Driver::new(&[HidKind::Keyboard]);
     d.start();
     d.reset_port(0);
-    d.qh(CONTROL_QH, INTERRUPT_QH | 2, 0, 1, false, 1, QTDS);
-    d.qtd(QTDS, QTDS, 1, 8, false, false, REPORT);
-    d.qh(INTERRUPT_QH, CONTROL_QH | 2, 0, 1, false, 1, QTDS);
+    d.qh(CONTROL_QH, INTERRUPT_QH | 2, 0, 1, 1, QTDS);
+    d.qtd(QTDS, QTDS, 1, 8, 0, REPORT);
+    d.qh(INTERRUPT_QH, CONTROL_QH | 2, 0, 1, 1, QTDS);
     d.put(HEAD_QH, &[CONTROL_QH | 2]);
     d.put(FRAME_LIST + 8, &[0x6000]);
     d.put(0x6000, &[0x6040]);
@@ -435,8 +418,8 @@ fn garbage_schedules_end_with_host_system_error_or_are_bounded() {
     let mut d = Driver::new(&[HidKind::Keyboard]);
     d.start();
     d.reset_port(0);
-    d.qtd(QTDS, T, 1, 0x5001, false, false, BUFFER);
-    d.qh(CONTROL_QH, HEAD_QH | 2, 0, 0, false, 0, QTDS);
+    d.qtd(QTDS, T, 1, 0x5001, 0, BUFFER);
+    d.qh(CONTROL_QH, HEAD_QH | 2, 0, 0, 0, QTDS);
     d.put(HEAD_QH, &[CONTROL_QH | 2]);
     d.wait(1);
     let t = d.get(QTDS + 8);

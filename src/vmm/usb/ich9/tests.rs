@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use vm_memory::{GuestAddress, GuestMemoryMmap};
-
 use super::*;
 use crate::vmm::devices::pci::PciRoot;
 use crate::vmm::usb::ehci::regs::{CAP_LENGTH, CONFIGFLAG, PORTSC0, USBCMD, USBSTS, portsc};
+use crate::vmm::usb::hid::HidKind;
 use crate::vmm::usb::uhci::regs::{self as uhci_regs, portsc as uhci_portsc};
 
 const SLOT: u8 = 5;
@@ -22,7 +21,7 @@ struct Bench {
 
 impl Bench {
     fn new(devices: &[AttachedDevice]) -> Bench {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let mem = crate::vmm::usb::testing::memory();
         let lines = Arc::new(IntxLines::new(None));
         let at = Placement {
             slot: SLOT,
@@ -210,7 +209,7 @@ fn input_reaches_the_devices() {
     let two_on_one = build(
         &[tablet_on(2), tablet_on(2)],
         true,
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap(),
+        crate::vmm::usb::testing::memory(),
         &b.lines,
         Placement {
             slot: 6,

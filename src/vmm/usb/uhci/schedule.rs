@@ -28,25 +28,25 @@ const FRAME_LINKS: usize = 256;
 /// Queue heads remembered per frame to notice a ring.
 const QH_RING_LIMIT: usize = 128;
 
-const LINK_TERMINATE: u32 = 1 << 0;
-const LINK_QH: u32 = 1 << 1;
-const LINK_DEPTH_FIRST: u32 = 1 << 2;
+pub(super) const LINK_TERMINATE: u32 = 1 << 0;
+pub(super) const LINK_QH: u32 = 1 << 1;
+pub(super) const LINK_DEPTH_FIRST: u32 = 1 << 2;
 const LINK_ADDRESS: u32 = !0xf;
 
 /// TD control and status.
 const TD_ACTUAL_MASK: u32 = 0x7ff;
-const TD_TIMEOUT: u32 = 1 << 18;
-const TD_NAK: u32 = 1 << 19;
-const TD_STALLED: u32 = 1 << 22;
-const TD_ACTIVE: u32 = 1 << 23;
-const TD_IOC: u32 = 1 << 24;
-const TD_ERROR_COUNT: u32 = 3 << 27;
+pub(super) const TD_TIMEOUT: u32 = 1 << 18;
+pub(super) const TD_NAK: u32 = 1 << 19;
+pub(super) const TD_STALLED: u32 = 1 << 22;
+pub(super) const TD_ACTIVE: u32 = 1 << 23;
+pub(super) const TD_IOC: u32 = 1 << 24;
+pub(super) const TD_ERROR_COUNT: u32 = 3 << 27;
 const TD_SPD: u32 = 1 << 29;
 
 /// PIDs in the TD token.
-const PID_IN: u32 = 0x69;
-const PID_OUT: u32 = 0xe1;
-const PID_SETUP: u32 = 0x2d;
+pub(super) const PID_IN: u32 = 0x69;
+pub(super) const PID_OUT: u32 = 0xe1;
+pub(super) const PID_SETUP: u32 = 0x2d;
 
 /// A transfer descriptor.
 #[derive(Clone, Copy, Debug)]

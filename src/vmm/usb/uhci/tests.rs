@@ -4,18 +4,21 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-
 use super::regs::portsc::{PE, RESET};
 use super::regs::*;
+use super::schedule::{
+    LINK_DEPTH_FIRST as DEPTH, LINK_QH, LINK_TERMINATE as T, PID_IN as IN, PID_OUT as OUT,
+    PID_SETUP as SETUP, TD_ACTIVE as ACTIVE, TD_ERROR_COUNT as CERR3, TD_IOC as IOC, TD_NAK as NAK,
+    TD_STALLED as STALLED, TD_TIMEOUT as TIMEOUT,
+};
 use super::*;
 use crate::vmm::memory::GuestMemory;
-use crate::vmm::usb::SetupPacket;
 use crate::vmm::usb::hid::HidKind;
 use crate::vmm::usb::packet::PacketDevice;
+use crate::vmm::usb::testing;
 use crate::vmm::virtio::interrupt::{IntxLine, IntxLines};
+use vm_memory::{Bytes, GuestAddress};
 
-const MEM_SIZE: usize = 0x10_0000;
 const FRAME_LIST: u32 = 0x1000;
 const QH: u32 = 0x2000;
 const QH2: u32 = 0x2010;
@@ -23,18 +26,11 @@ const TDS: u32 = 0x3000;
 const BUFFER: u32 = 0x4000;
 const GSI: u32 = 18;
 
-const T: u32 = 1;
-const LINK_QH: u32 = 2;
-const DEPTH: u32 = 4;
-const ACTIVE: u32 = 1 << 23;
-const IOC: u32 = 1 << 24;
-const STALLED: u32 = 1 << 22;
-const NAK: u32 = 1 << 19;
-const TIMEOUT: u32 = 1 << 18;
-const CERR3: u32 = 3 << 27;
-const IN: u32 = 0x69;
-const OUT: u32 = 0xe1;
-const SETUP: u32 = 0x2d;
+/// A TD token: PID, device, endpoint, length.
+fn token(pid: u32, addr: u32, ep: u32, len: u32) -> u32 {
+    let max = len.wrapping_sub(1) & 0x7ff;
+    max << 21 | ep << 15 | addr << 8 | pid
+}
 
 struct Driver {
     mem: GuestMemory,
@@ -48,7 +44,7 @@ struct Driver {
 impl Driver {
     /// A controller with a `kind` device on port 1, reset, enabled, run.
     fn new(kind: HidKind) -> Driver {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+        let mem = testing::memory();
         let lines = Arc::new(IntxLines::new(None));
         let mut uhci = Uhci::new(IntxLine {
             lines: lines.clone(),
@@ -98,40 +94,16 @@ impl Driver {
     }
 
     fn put(&self, addr: u32, dwords: &[u32]) {
-        for (i, d) in dwords.iter().enumerate() {
-            self.mem
-                .write_obj(*d, GuestAddress(u64::from(addr) + 4 * i as u64))
-                .unwrap();
-        }
+        testing::put(&self.mem, addr, dwords);
     }
 
     fn get(&self, addr: u32) -> u32 {
-        self.mem.read_obj(GuestAddress(u64::from(addr))).unwrap()
+        testing::get(&self.mem, addr)
     }
 
-    /// A TD: `link`, extra control bits, PID, device, endpoint, length.
-    #[allow(clippy::too_many_arguments)]
-    fn td(
-        &self,
-        at: u32,
-        link: u32,
-        control: u32,
-        pid: u32,
-        addr: u32,
-        ep: u32,
-        len: u32,
-        buf: u32,
-    ) {
-        let max = len.wrapping_sub(1) & 0x7ff;
-        self.put(
-            at,
-            &[
-                link,
-                ACTIVE | CERR3 | control,
-                max << 21 | ep << 15 | addr << 8 | pid,
-                buf,
-            ],
-        );
+    /// An active TD: `link`, extra control bits, its token (see `token`).
+    fn td(&self, at: u32, link: u32, control: u32, token: u32, buf: u32) {
+        self.put(at, &[link, ACTIVE | CERR3 | control, token, buf]);
     }
 
     /// Every frame list entry points to `link`.
@@ -145,31 +117,15 @@ impl Driver {
 #[test]
 fn a_control_read_in_eight_byte_packets() {
     let mut d = Driver::new(HidKind::Tablet);
-    let setup = SetupPacket {
-        request_type: 0x80,
-        request: 6,
-        value: 0x0100,
-        index: 0,
-        length: 18,
-    };
-    d.mem
-        .write_obj(setup.to_u64(), GuestAddress(u64::from(BUFFER)))
-        .unwrap();
+    let setup = testing::setup(0x80, 6, 0x0100, 18).to_u64();
+    d.put(BUFFER, &[setup as u32, (setup >> 32) as u32]);
     let td = |i: u32| TDS + 0x10 * i;
-    d.td(td(0), td(1) | DEPTH, 0, SETUP, 0, 0, 8, BUFFER);
+    d.td(td(0), td(1) | DEPTH, 0, token(SETUP, 0, 0, 8), BUFFER);
     for i in 0..3 {
-        d.td(
-            td(1 + i),
-            td(2 + i) | DEPTH,
-            0,
-            IN,
-            0,
-            0,
-            8,
-            BUFFER + 0x100 + 8 * i,
-        );
+        let buf = BUFFER + 0x100 + 8 * i;
+        d.td(td(1 + i), td(2 + i) | DEPTH, 0, token(IN, 0, 0, 8), buf);
     }
-    d.td(td(4), T, IOC, OUT, 0, 0, 0, 0);
+    d.td(td(4), T, IOC, token(OUT, 0, 0, 0), 0);
     d.put(QH, &[T, td(0)]);
     d.schedule(QH | LINK_QH);
     d.wait(1);
@@ -195,7 +151,7 @@ fn a_control_read_in_eight_byte_packets() {
 #[test]
 fn an_interrupt_td_waits_for_a_report() {
     let mut d = Driver::new(HidKind::Keyboard);
-    d.td(TDS, T, IOC, IN, 0, 1, 8, BUFFER);
+    d.td(TDS, T, IOC, token(IN, 0, 1, 8), BUFFER);
     d.put(QH, &[T, TDS]);
     d.schedule(QH | LINK_QH);
     d.wait(3);
@@ -221,8 +177,8 @@ fn an_interrupt_td_waits_for_a_report() {
 fn stalls_timeouts_and_bad_tds() {
     let mut d = Driver::new(HidKind::Mouse);
     // An OUT to the interrupt endpoint stalls; nobody is at address 9.
-    d.td(TDS, TDS + 0x10, 0, OUT, 0, 1, 4, BUFFER);
-    d.td(TDS + 0x10, T, 0, IN, 9, 0, 8, BUFFER);
+    d.td(TDS, TDS + 0x10, 0, token(OUT, 0, 1, 4), BUFFER);
+    d.td(TDS + 0x10, T, 0, token(IN, 9, 0, 8), BUFFER);
     d.schedule(TDS);
     d.wait(1);
     assert_eq!(d.get(TDS + 4) & (ACTIVE | STALLED), STALLED);
@@ -233,7 +189,7 @@ fn stalls_timeouts_and_bad_tds() {
 
     // A PID the controller does not know: process error, halted.
     let mut d = Driver::new(HidKind::Mouse);
-    d.td(TDS, T, 0, 0x55, 0, 0, 8, BUFFER);
+    d.td(TDS, T, 0, token(0x55, 0, 0, 8), BUFFER);
     d.schedule(TDS);
     d.wait(1);
     let sts = d.read(USBSTS);
@@ -255,7 +211,7 @@ fn rings_of_queue_heads_end_the_frame() {
     let mut d = Driver::new(HidKind::Keyboard);
     // Two QHs pointing to each other, each with a NAKing TD that links
     // back to itself.
-    d.td(TDS, TDS | DEPTH, 0, IN, 0, 1, 8, BUFFER);
+    d.td(TDS, TDS | DEPTH, 0, token(IN, 0, 1, 8), BUFFER);
     d.put(QH, &[QH2 | LINK_QH, TDS]);
     d.put(QH2, &[QH | LINK_QH, TDS]);
     d.schedule(QH | LINK_QH);
