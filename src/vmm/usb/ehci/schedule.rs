@@ -237,7 +237,7 @@ impl Ehci {
                     Pid::In => write_segments(mem, &segments, &data)?,
                     _ => total,
                 } as u32;
-                o.set_bytes(total as u32 - moved);
+                o.set_bytes((total as u32).saturating_sub(moved));
                 o.advance(moved);
                 // The toggle flips with every packet (a zero-length
                 // packet is one too).
