@@ -35,7 +35,7 @@ use crate::vmm::layout;
 use crate::vmm::memory::GuestMemory;
 use crate::vmm::sandbox::ThreadKind;
 use crate::vmm::virtio::interrupt::{IntxLine, IntxLines};
-use crate::vmm::virtio::worker::{Handler, Poll, Worker};
+use crate::vmm::virtio::worker::{Handler, LazyWorker, Poll};
 
 /// The EHCI's function number; the companions are 0, 1, 2.
 pub const EHCI_FUNCTION: u8 = 7;
@@ -166,9 +166,7 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The set and its worker, shared by its PCI functions.
 pub struct Usb2Shared {
     set: Mutex<Usb2Set>,
-    kick: EventFd,
-    worker: Mutex<Option<Worker>>,
-    label: String,
+    worker: Mutex<LazyWorker>,
 }
 
 impl Usb2Shared {
@@ -178,29 +176,13 @@ impl Usb2Shared {
 
     /// Wakes the worker (starting it the first time).
     fn wake(self: &Arc<Self>) {
-        let mut w = lock(&self.worker);
-        if w.is_none() {
-            let handler = self.kick.try_clone().map(|kick| FrameWorker {
-                usb: self.clone(),
-                kick,
-            });
-            match handler.and_then(|h| Worker::spawn(ThreadKind::UsbHost, &self.label, h)) {
-                Ok(worker) => *w = Some(worker),
-                Err(e) => {
-                    tracing::error!("{}: cannot start the worker: {e}", self.label);
-                    return;
-                }
-            }
-        }
-        let _ = self.kick.write(1);
+        let usb = self.clone();
+        lock(&self.worker).kick(|kick| Some(FrameWorker { usb, kick }));
     }
 
     /// Stops the worker (at VMM exit).
     pub fn stop(&self) {
-        let worker = lock(&self.worker).take();
-        if let Some(mut w) = worker {
-            w.stop();
-        }
+        lock(&self.worker).stop();
     }
 }
 
@@ -401,11 +383,11 @@ pub fn build(
     } else {
         Vec::new()
     };
+    let worker = LazyWorker::new(ThreadKind::UsbHost, format!("usb2-{}", at.slot))
+        .map_err(|e| format!("eventfd: {e}"))?;
     let shared = Arc::new(Usb2Shared {
         set: Mutex::new(Usb2Set::new(mem, ehci, uhci, ports)),
-        kick: EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?,
-        worker: Mutex::new(None),
-        label: format!("usb2-{}", at.slot),
+        worker: Mutex::new(worker),
     });
     let mut functions: Vec<(u8, SharedFunction)> = Vec::new();
     let gsi_of = |pin: u8| layout::pci_intx_gsi(at.slot, pin - 1) as u8;
