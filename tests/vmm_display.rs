@@ -282,8 +282,9 @@ fn a_guest_with_a_display_powers_off_cleanly() {
 }
 
 /// SeaBIOS with its VGA BIOS on the adapter: the boot menu, opened with
-/// Escape from a VNC client through `keyboard` (`usb` on the xHCI, or the
-/// PS/2 keyboard), and the text screen of 720x400 it draws.
+/// Escape from a VNC client through `keyboard` (`usb` on the xHCI,
+/// `ehci` on ICH9's EHCI with its UHCI companions, or the PS/2
+/// keyboard), and the text screen of 720x400 it draws.
 fn seabios_boot_menu_through(keyboard: &str) {
     let Some(bios) = vmm_common::system_firmware("/usr/share/seabios/bios-256k.bin") else {
         return;
@@ -304,8 +305,10 @@ fn seabios_boot_menu_through(keyboard: &str) {
         "--boot-menu",
         "20000",
     ];
-    if keyboard == "usb" {
-        args.extend(["--xhci", "tablet,keyboard"]);
+    match keyboard {
+        "usb" => args.extend(["--xhci", "tablet,keyboard"]),
+        "ehci" => args.extend(["--ehci", "tablet,keyboard"]),
+        _ => {}
     }
     let mut guest = Guest::start_firmware("bios", &bios, 1, 256, &args);
     let prompt = guest.wait_log(Duration::from_secs(60), |l| {
@@ -339,6 +342,11 @@ fn seabios_boot_menu_through(keyboard: &str) {
 #[test]
 fn seabios_boot_menu_through_the_usb_keyboard() {
     seabios_boot_menu_through("usb");
+}
+
+#[test]
+fn seabios_boot_menu_through_the_usb_keyboard_on_ehci() {
+    seabios_boot_menu_through("ehci");
 }
 
 #[test]

@@ -7,8 +7,10 @@
 # libvirt's errors for a shut-off guest, a wrong code set, too many keys,
 # a second screen; SPICE refused; keymap (a known layout starts, another
 # fails the start); a socket listener (vnc+unix://); two
-# guests on different ports, a port free again after destroy. oxvirsh's
-# output must equal virsh's for the same commands.
+# guests on different ports, a port free again after destroy; guests of
+# virt-install with its default USB tablet, on an xHCI and (--osinfo
+# generic) on ICH9's EHCI with its companions. oxvirsh's output must
+# equal virsh's for the same commands.
 #
 # usage: display.sh OXVIRTD TMPDIR   (oxvirsh is taken from OXVIRTD's directory)
 set -u
@@ -375,10 +377,11 @@ expect vig-xhci 0 "<controller type='usb' index='0' model='qemu-xhci'" -- dumpxm
 expect vig-tablet 0 "<input type='tablet' bus='usb'>" -- dumpxml vig
 expect vig-video 0 "<model type='vga'" -- dumpxml vig
 expect vig-domdisplay 0 "^vnc://127.0.0.1:[0-9]+" -- domdisplay vig
-# SeaBIOS's VGA BIOS draws its text screen: 80x25 cells of 9x16 pixels.
-vig_text() {
-    virsh -c "$U" screenshot vig "$tmp/vig.ppm" >/dev/null 2>&1 &&
-        python3 - "$tmp/vig.ppm" 2>/dev/null <<'PY'
+# text_screen NAME: SeaBIOS's VGA BIOS draws its text screen on NAME's
+# adapter: 80x25 cells of 9x16 pixels, something on the first row.
+text_screen() {
+    virsh -c "$U" screenshot "$1" "$tmp/$1.ppm" >/dev/null 2>&1 &&
+        python3 - "$tmp/$1.ppm" 2>/dev/null <<'PY'
 import sys
 data = open(sys.argv[1], 'rb').read()
 head = data.split(None, 4)
@@ -387,11 +390,65 @@ first_row = data[len(b'P6\n720 400\n255\n'):][:720 * 16 * 3]
 assert any(first_row), "nothing on the first text row"
 PY
 }
-ok=
-for _ in $(seq 60); do vig_text && { ok=1; break; }; sleep 0.5; done
-if [ -n "$ok" ]; then pass "vig-text-screen"; else fail "vig-text-screen"; fi
+# wait_text_screen NAME: up to 30 s for it.
+wait_text_screen() {
+    local ok=
+    for _ in $(seq 60); do text_screen "$1" && { ok=1; break; }; sleep 0.5; done
+    if [ -n "$ok" ]; then pass "$1-text-screen"; else fail "$1-text-screen"; fi
+}
+wait_text_screen vig
 expect vig-destroy 0 "destroyed" -- destroy vig
 expect vig-undefine 0 "undefined" -- undefine vig
+
+echo "# virt-install for an OS without USB 3: ICH9's EHCI, its UHCI companions, a USB tablet"
+cp --sparse=always "$images/bios.raw" "$tmp/vgen.raw"
+# --osinfo generic also picks an e1000 NIC; --network none leaves it out.
+out=$(timeout 120 /usr/bin/python3 /usr/bin/virt-install --connect "$U" --name vgen \
+    --memory 256 --import --disk "path=$tmp/vgen.raw" --osinfo generic --network none \
+    --noautoconsole 2>&1)
+if grep -q 'Domain creation completed' <<<"$out"; then
+    pass "virt-install-generic-usb2"
+else
+    fail "virt-install-generic-usb2"
+    sed 's/^/       | /' <<<"$out"
+fi
+expect vgen-running 0 " [0-9]+ +vgen +running" -- list
+# The set as libvirt 9.0 lays it out: one slot, the EHCI at function 7,
+# UHCI1-3 at 0 (multi-function), 1, 2 with master start ports 0, 2, 4;
+# index 0 for all four, alias 'usb' while running.
+usb2_layout() { # FILE LIVE
+    python3 - "$1" "$2" <<'PY'
+import sys, xml.etree.ElementTree as ET
+devices = ET.parse(sys.argv[1]).getroot().find('devices')
+live = sys.argv[2] == 'live'
+usb = [c for c in devices.findall('controller') if c.get('type') == 'usb']
+got = []
+for c in usb:
+    a = c.find('address')
+    m = c.find('master')
+    got.append((c.get('model'), c.get('index'), m.get('startport') if m is not None else None,
+                a.get('type'), a.get('slot'), a.get('function'), a.get('multifunction')))
+    if live:
+        assert c.find('alias').get('name') == 'usb', ET.tostring(c)
+slots = {g[4] for g in got}
+assert len(slots) == 1, got
+slot = slots.pop()
+want = [('ich9-ehci1', '0', None, 'pci', slot, '0x7', None),
+        ('ich9-uhci1', '0', '0', 'pci', slot, '0x0', 'on'),
+        ('ich9-uhci2', '0', '2', 'pci', slot, '0x1', None),
+        ('ich9-uhci3', '0', '4', 'pci', slot, '0x2', None)]
+assert got == want, got
+tablets = [i for i in devices.findall('input') if i.get('type') == 'tablet']
+assert [t.get('bus') for t in tablets] == ['usb'], tablets
+PY
+}
+virsh -c "$U" dumpxml --inactive vgen >"$tmp/vgen-inactive.xml" 2>&1
+check vgen-usb2-persistent usb2_layout "$tmp/vgen-inactive.xml" inactive
+virsh -c "$U" dumpxml vgen >"$tmp/vgen-live.xml" 2>&1
+check vgen-usb2-live usb2_layout "$tmp/vgen-live.xml" live
+wait_text_screen vgen
+expect vgen-destroy 0 "destroyed" -- destroy vgen
+expect vgen-undefine 0 "undefined" -- undefine vgen
 
 echo "# $passes passed, $fails failed"
 [ "$fails" = 0 ]

@@ -233,7 +233,7 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
         dev_configs.push(devices::rng(rng, &mut slots)?);
     }
     dev_configs.extend(super::graphics::video(def, &mut slots)?);
-    dev_configs.extend(super::usb::xhci(def, &mut slots)?);
+    dev_configs.extend(super::usb::controller(def, &mut slots)?);
     dev_configs.extend(super::virtio_input::devices(def, &mut slots)?);
     let vnc = super::graphics::plan(def, ctx.run_dir, ctx.graphics)?;
     let mut vsock_cid = None;

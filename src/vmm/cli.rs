@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::config::{
-    BootConfig, CONFIG_VERSION, CpuConfig, DeviceConfig, FirmwareBoot, GpuConfig, Identity,
-    InputConfig, InputKind, KernelBoot, SandboxConfig, SerialConfig, UsbDeviceConfig,
+    BootConfig, CONFIG_VERSION, CpuConfig, DeviceConfig, EhciConfig, FirmwareBoot, GpuConfig,
+    Identity, InputConfig, InputKind, KernelBoot, SandboxConfig, SerialConfig, UsbDeviceConfig,
     UsbDeviceKind, VgaConfig, VmConfig, VncConfig, VncListenerConfig, XhciConfig,
 };
 use super::error::{Error, Result};
@@ -121,6 +121,10 @@ pub struct Args {
     /// tablet, mouse or keyboard, comma-separated.
     #[arg(long)]
     pub xhci: Option<String>,
+    /// ICH9's EHCI with its three UHCI companions and these USB input
+    /// devices, in port order (as --xhci).
+    #[arg(long)]
+    pub ehci: Option<String>,
     /// A virtio-input device: keyboard, mouse or tablet[,slot=N] (repeatable).
     #[arg(long)]
     pub virtio_input: Vec<String>,
@@ -146,25 +150,20 @@ fn parse_virtio_input(s: &str) -> Result<InputConfig> {
     Ok(InputConfig { pci_slot, kind })
 }
 
-/// Parses an `--xhci` value.
-fn parse_xhci(s: &str) -> Result<XhciConfig> {
-    let devices = s
-        .split(',')
+/// Parses the USB devices of an `--xhci` or `--ehci` value.
+fn parse_usb_devices(option: &str, s: &str) -> Result<Vec<UsbDeviceConfig>> {
+    s.split(',')
         .filter(|i| !i.is_empty())
         .map(|item| {
             let kind = match item {
                 "tablet" => UsbDeviceKind::Tablet,
                 "mouse" => UsbDeviceKind::Mouse,
                 "keyboard" => UsbDeviceKind::Keyboard,
-                _ => return Err(Error::Config(format!("bad --xhci device '{item}'"))),
+                _ => return Err(Error::Config(format!("bad --{option} device '{item}'"))),
             };
             Ok(UsbDeviceConfig { kind, port: None })
         })
-        .collect::<Result<_>>()?;
-    Ok(XhciConfig {
-        pci_slot: None,
-        devices,
-    })
+        .collect()
 }
 
 /// Parses a `--vga` value.
@@ -349,7 +348,17 @@ impl Args {
                 cfg.devices.push(DeviceConfig::Gpu(parse_gpu(g)?));
             }
             if let Some(x) = &self.xhci {
-                cfg.devices.push(DeviceConfig::Xhci(parse_xhci(x)?));
+                cfg.devices.push(DeviceConfig::Xhci(XhciConfig {
+                    pci_slot: None,
+                    devices: parse_usb_devices("xhci", x)?,
+                }));
+            }
+            if let Some(x) = &self.ehci {
+                cfg.devices.push(DeviceConfig::Ehci(EhciConfig {
+                    pci_slot: None,
+                    companions: true,
+                    devices: parse_usb_devices("ehci", x)?,
+                }));
             }
             for v in &self.virtio_input {
                 cfg.devices

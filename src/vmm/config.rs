@@ -353,6 +353,9 @@ pub enum DeviceConfig {
     Gpu(GpuConfig),
     /// A USB 3 (xHCI) controller with USB input devices.
     Xhci(XhciConfig),
+    /// A USB 2 (EHCI) controller, with its USB 1.1 (UHCI) companions,
+    /// and USB input devices.
+    Ehci(EhciConfig),
     /// A virtio-input keyboard, mouse or tablet.
     Input(InputConfig),
 }
@@ -385,7 +388,27 @@ pub struct XhciConfig {
     pub devices: Vec<UsbDeviceConfig>,
 }
 
-/// A USB input device: its kind and port (1-4; the first free when none).
+/// ICH9's EHCI at function 7 of its slot and (with `companions`) the
+/// three UHCIs at functions 0-2, with the HID devices on its ports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EhciConfig {
+    #[serde(default)]
+    pub pci_slot: Option<u8>,
+    #[serde(default = "EhciConfig::default_companions")]
+    pub companions: bool,
+    #[serde(default)]
+    pub devices: Vec<UsbDeviceConfig>,
+}
+
+impl EhciConfig {
+    fn default_companions() -> bool {
+        true
+    }
+}
+
+/// A USB input device: its kind and port (1-4 on the xHCI, 1-6 on the
+/// EHCI; the first free when none).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsbDeviceConfig {
@@ -599,6 +622,7 @@ impl DeviceConfig {
             DeviceConfig::Vga(c) => c.pci_slot,
             DeviceConfig::Gpu(c) => c.pci_slot,
             DeviceConfig::Xhci(c) => c.pci_slot,
+            DeviceConfig::Ehci(c) => c.pci_slot,
             DeviceConfig::Input(c) => c.pci_slot,
         }
     }

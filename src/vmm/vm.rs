@@ -41,7 +41,6 @@ use super::memory::{self, GuestMemory};
 use super::output_pump::{self, PumpHandle};
 use super::sandbox::{self, ThreadKind};
 use super::serial_backend::{self, SerialBackend};
-use super::usb::xhci::XhciInput;
 use super::vcpu::{self, RunControl, Vcpu};
 use super::virtio;
 use super::virtio::input::{VirtioInputHandle, WhenActive};
@@ -288,8 +287,8 @@ impl Vm {
             u64::from(layout::PCI_CONFIG_PORT),
             8,
         )?;
-        // I/O BARs (the e1000's) go wherever the guest puts them in the
-        // root bridge's I/O window.
+        // I/O BARs (the e1000's, the UHCIs') go wherever the guest puts
+        // them in the root bridge's I/O window.
         insert(
             &mut pio,
             shared(PciBarSpace::io(
@@ -874,12 +873,12 @@ struct LoopState {
 /// prefers the devices added last), else to the PS/2 keyboard and mouse.
 fn input_router(
     ps2: Arc<Ps2Input>,
-    usb: Option<&(XhciInput, Vec<UsbDeviceKind>)>,
+    usb: Option<&(Arc<dyn InputSink>, Vec<UsbDeviceKind>)>,
     virtio_inputs: &[(InputKind, VirtioInputHandle)],
 ) -> InputRouter {
     let usb_sink = |wanted: &[UsbDeviceKind]| -> Option<Arc<dyn InputSink>> {
         usb.filter(|(_, kinds)| kinds.iter().any(|k| wanted.contains(k)))
-            .map(|(input, _)| Arc::new(input.clone()) as Arc<dyn InputSink>)
+            .map(|(input, _)| input.clone())
     };
     let virtio_sink = |wanted: &[InputKind], otherwise: Arc<dyn InputSink>| match wanted
         .iter()

@@ -1,6 +1,7 @@
 //! PCI configuration space: mechanism #1 (0xCF8/0xCFC) and ECAM, with a
-//! host bridge at 00:00.0 and the functions plugged into bus 0 (function 0
-//! of each slot). Empty slots read as all ones.
+//! host bridge at 00:00.0 and the functions plugged into bus 0: up to
+//! eight per slot, function 0's header type saying so (multi-function)
+//! when a slot has more. Absent functions read as all ones.
 
 use std::sync::{Arc, Mutex};
 
@@ -37,10 +38,15 @@ pub trait PciFunction: Send {
 /// Shared handle to a plugged function.
 pub type SharedFunction = Arc<Mutex<dyn PciFunction>>;
 
+/// Functions per slot.
+pub const FUNCTIONS: usize = 8;
+/// The header type byte's multi-function bit, in the dword at 0x0C.
+const HEADER_MULTI_FUNCTION: u32 = 0x80 << 16;
+
 /// The root complex's configuration space.
 pub struct PciRoot {
     host_bridge: [u32; 16],
-    slots: [Option<SharedFunction>; 32],
+    slots: [[Option<SharedFunction>; FUNCTIONS]; 32],
 }
 
 impl Default for PciRoot {
@@ -53,7 +59,7 @@ impl Default for PciRoot {
         h[11] = SUBSYSTEM_QEMU;
         PciRoot {
             host_bridge: h,
-            slots: std::array::from_fn(|_| None),
+            slots: std::array::from_fn(|_| std::array::from_fn(|_| None)),
         }
     }
 }
@@ -65,7 +71,12 @@ impl PciRoot {
             let i = usize::from(reg / 4);
             self.host_bridge.get(i).copied().unwrap_or(0)
         } else if let Some(f) = self.function(bus, dev, func) {
-            lock(&f).read_config(reg & 0xffc)
+            let v = lock(&f).read_config(reg & 0xffc);
+            if func == 0 && reg & 0xffc == 0x0c && self.multi_function(dev) {
+                v | HEADER_MULTI_FUNCTION
+            } else {
+                v
+            }
         } else {
             0xffff_ffff
         }
@@ -79,28 +90,53 @@ impl PciRoot {
     }
 
     fn function(&self, bus: u8, dev: u8, func: u8) -> Option<SharedFunction> {
-        if bus != 0 || func != 0 {
+        if bus != 0 {
             return None;
         }
-        self.slots.get(usize::from(dev))?.clone()
+        self.slots
+            .get(usize::from(dev))?
+            .get(usize::from(func))?
+            .clone()
     }
 
-    /// Plugs a function into slot `dev` (1..=31) of bus 0.
+    /// Whether slot `dev` holds functions besides function 0.
+    fn multi_function(&self, dev: u8) -> bool {
+        self.slots
+            .get(usize::from(dev))
+            .is_some_and(|s| s.iter().skip(1).any(Option::is_some))
+    }
+
+    /// Plugs a single-function device into slot `dev` (1..=31) of bus 0.
     pub fn plug(&mut self, dev: u8, f: SharedFunction) -> Result<(), String> {
-        match self.slots.get_mut(usize::from(dev)) {
-            Some(s @ None) if dev != 0 => {
+        if self
+            .slots
+            .get(usize::from(dev))
+            .is_some_and(|s| s.iter().any(Option::is_some))
+        {
+            return Err(format!("PCI slot {dev} is already in use"));
+        }
+        self.plug_function(dev, 0, f)
+    }
+
+    /// Plugs function `func` (0..=7) into slot `dev` (1..=31) of bus 0.
+    pub fn plug_function(&mut self, dev: u8, func: u8, f: SharedFunction) -> Result<(), String> {
+        if dev == 0 || usize::from(dev) >= self.slots.len() {
+            return Err(format!("PCI slot {dev} is out of range 1..=31"));
+        }
+        match self.slots[usize::from(dev)].get_mut(usize::from(func)) {
+            Some(s @ None) => {
                 *s = Some(f);
                 Ok(())
             }
-            Some(Some(_)) => Err(format!("PCI slot {dev} is already in use")),
-            _ => Err(format!("PCI slot {dev} is out of range 1..=31")),
+            Some(Some(_)) => Err(format!("PCI address {dev:02x}.{func} is already in use")),
+            None => Err(format!("PCI function {func} is out of range 0..=7")),
         }
     }
 
     /// The function whose memory BAR (or, with `io`, I/O BAR) holds
     /// `addr`.
     pub fn bar_owner(&self, addr: u64, io: bool) -> Option<(SharedFunction, usize, u64)> {
-        self.slots.iter().flatten().find_map(|f| {
+        self.slots.iter().flatten().flatten().find_map(|f| {
             let func = lock(f);
             let (bar, off) = if io {
                 func.io_bar_at(addr)?
@@ -317,5 +353,65 @@ mod tests {
         assert_eq!(u32::from_le_bytes(d) >> 8, CLASS_HOST_BRIDGE >> 8);
         ecam.read(1 << 15, &mut d);
         assert_eq!(d, [0xff; 4]);
+    }
+
+    /// A function with an ID and an I/O BAR of 32 ports.
+    struct Fake {
+        id: u32,
+        io: u64,
+        last: Option<(usize, u64)>,
+    }
+
+    impl PciFunction for Fake {
+        fn read_config(&self, reg: u16) -> u32 {
+            if reg == 0 { self.id } else { 0 }
+        }
+        fn write_config(&mut self, _reg: u16, _value: u32) {}
+        fn bar_at(&self, _addr: u64) -> Option<(usize, u64)> {
+            None
+        }
+        fn io_bar_at(&self, port: u64) -> Option<(usize, u64)> {
+            let off = port.checked_sub(self.io)?;
+            (off < 32).then_some((4, off))
+        }
+        fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+            data.fill(bar as u8 + offset as u8);
+        }
+        fn bar_write(&mut self, bar: usize, offset: u64, _data: &[u8]) {
+            self.last = Some((bar, offset));
+        }
+    }
+
+    fn fake(id: u32, io: u64) -> Arc<Mutex<Fake>> {
+        Arc::new(Mutex::new(Fake { id, io, last: None }))
+    }
+
+    #[test]
+    fn functions_of_a_slot_and_the_multi_function_bit() {
+        let mut root = PciRoot::default();
+        root.plug(3, fake(0x1111_8086, 0)).unwrap();
+        assert_eq!(root.read_dword(0, 3, 0, 0xc), 0, "single function");
+        let f7 = fake(0x293a_8086, 0xc000);
+        root.plug_function(4, 7, f7.clone()).unwrap();
+        root.plug_function(4, 0, fake(0x2934_8086, 0xc020)).unwrap();
+        assert_eq!(root.read_dword(0, 4, 0, 0), 0x2934_8086);
+        assert_eq!(root.read_dword(0, 4, 7, 0), 0x293a_8086);
+        assert_eq!(root.read_dword(0, 4, 0, 0xc), HEADER_MULTI_FUNCTION);
+        assert_eq!(root.read_dword(0, 4, 7, 0xc), 0, "only function 0 says so");
+        assert_eq!(root.read_dword(0, 4, 3, 0), 0xffff_ffff, "absent function");
+        assert!(root.plug_function(4, 7, fake(0, 0)).is_err());
+        assert!(root.plug(4, fake(0, 0)).is_err(), "slot taken");
+        assert!(root.plug_function(4, 8, fake(0, 0)).is_err());
+        assert!(root.plug_function(0, 1, fake(0, 0)).is_err());
+        // I/O BARs of any function through the I/O window.
+        let root = Arc::new(Mutex::new(root));
+        let mut io = PciBarSpace::io(root, 0x1000);
+        let mut b = [0u8; 2];
+        io.read(0xc000 - 0x1000 + 2, &mut b);
+        assert_eq!(b, [6, 6]);
+        io.write(0xc000 - 0x1000 + 0x10, &[1]);
+        assert_eq!(f7.lock().unwrap().last, Some((4, 0x10)));
+        io.read(0xd000 - 0x1000, &mut b);
+        assert_eq!(b, [0xff, 0xff], "no BAR there");
     }
 }

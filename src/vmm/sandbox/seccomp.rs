@@ -45,6 +45,9 @@ pub enum ThreadKind {
     Gpu,
     /// A virtio-input worker.
     Input,
+    /// The frame worker of USB 1.1/2.0 host controllers (UHCI, EHCI):
+    /// walks their schedules in guest memory, raises their INTx lines.
+    UsbHost,
     /// The VNC server: accepting clients on the listening sockets the
     /// daemon passed, serving each, rendering the screen.
     Vnc,
@@ -52,7 +55,7 @@ pub enum ThreadKind {
 
 impl ThreadKind {
     /// Every kind, for building and checking all filters.
-    pub const ALL: [ThreadKind; 14] = [
+    pub const ALL: [ThreadKind; 15] = [
         ThreadKind::Control,
         ThreadKind::Launcher,
         ThreadKind::Vcpu,
@@ -66,6 +69,7 @@ impl ThreadKind {
         ThreadKind::Balloon,
         ThreadKind::Gpu,
         ThreadKind::Input,
+        ThreadKind::UsbHost,
         ThreadKind::Vnc,
     ];
 }
@@ -384,6 +388,7 @@ impl Allow {
             ThreadKind::Balloon => self.worker(),
             ThreadKind::Gpu => self.worker(),
             ThreadKind::Input => self.worker(),
+            ThreadKind::UsbHost => self.worker(),
             // Input events reach the i8042 and USB devices from here, so
             // their interrupt lines too.
             ThreadKind::Vnc => self

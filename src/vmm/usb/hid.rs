@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::descriptors::{self, DeviceDescriptor, HidConfiguration};
-use super::{ControlOutcome, SetupPacket};
+use super::{ControlOutcome, SetupPacket, Speed};
 
 /// Which HID device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +127,9 @@ struct PointerReport {
 /// A HID device on a root port.
 pub struct HidDevice {
     kind: HidKind,
+    /// The speed of the port it is attached at, which picks its
+    /// descriptors (QEMU's full-speed and high-speed variants).
+    speed: Speed,
     configuration: u8,
     protocol: u8,
     idle: u8,
@@ -148,6 +151,7 @@ impl HidDevice {
     pub fn new(kind: HidKind) -> HidDevice {
         HidDevice {
             kind,
+            speed: Speed::High,
             configuration: 0,
             protocol: PROTOCOL_REPORT,
             idle: 0,
@@ -165,6 +169,16 @@ impl HidDevice {
 
     pub fn kind(&self) -> HidKind {
         self.kind
+    }
+
+    /// Attaches the device at `speed`: full speed behind a USB 1.1
+    /// controller (UHCI), high speed otherwise. Low speed is not a
+    /// speed these devices have; it is taken as full speed.
+    pub fn set_speed(&mut self, speed: Speed) {
+        self.speed = match speed {
+            Speed::Low => Speed::Full,
+            other => other,
+        };
     }
 
     /// A bus reset: unconfigured, report protocol, nothing queued.
@@ -188,10 +202,21 @@ impl HidDevice {
         self.remote_wakeup
     }
 
+    fn full_speed(&self) -> bool {
+        self.speed == Speed::Full
+    }
+
+    /// USB 1.0 with 8-byte control packets at full speed, USB 2.0 with
+    /// 64-byte ones at high speed, as QEMU's devices describe themselves.
     fn device_descriptor(&self) -> DeviceDescriptor {
+        let (bcd_usb, max_packet_size0) = if self.full_speed() {
+            (0x0100, 8)
+        } else {
+            (0x0200, 64)
+        };
         DeviceDescriptor {
-            bcd_usb: 0x0200,
-            max_packet_size0: 64,
+            bcd_usb,
+            max_packet_size0,
             vendor: 0x0627,
             product: 0x0001,
             bcd_device: 0,
@@ -209,13 +234,19 @@ impl HidDevice {
         }
     }
 
-    /// The high-speed configuration QEMU gives these devices (intervals
-    /// in 2^(n-1) microframes: 1 ms for the tablet, 8 ms otherwise).
+    /// The configuration QEMU gives these devices. The interrupt
+    /// endpoint's interval is 10 frames at full speed; at high speed it
+    /// counts 2^(n-1) microframes: 1 ms for the tablet, 8 ms otherwise.
     fn configuration(&self) -> HidConfiguration {
-        let (subclass, protocol, max_packet_size, interval) = match self.kind {
+        let (subclass, protocol, max_packet_size, high_speed_interval) = match self.kind {
             HidKind::Tablet => (0, 0, 8, 4),
             HidKind::Mouse => (1, 2, 4, 7),
             HidKind::Keyboard => (1, 1, 8, 7),
+        };
+        let interval = if self.full_speed() {
+            10
+        } else {
+            high_speed_interval
         };
         HidConfiguration {
             configuration_string: STR_CONFIGURATION,
@@ -517,14 +548,7 @@ mod tests {
     use super::*;
 
     fn get(dev: &mut HidDevice, rt: u8, req: u8, value: u16, len: u16) -> ControlOutcome {
-        let s = SetupPacket {
-            request_type: rt,
-            request: req,
-            value,
-            index: 0,
-            length: len,
-        };
-        dev.control(&s, &[])
+        dev.control(&crate::vmm::usb::testing::setup(rt, req, value, len), &[])
     }
 
     fn data(o: ControlOutcome) -> Vec<u8> {
@@ -566,6 +590,21 @@ mod tests {
         let c = data(get(&mut k, 0x80, GET_DESCRIPTOR, 0x0200, 255));
         assert_eq!(&c[14..17], &[3, 1, 1], "boot keyboard");
         assert_eq!(u16::from_le_bytes([c[25], c[26]]), 63);
+    }
+
+    #[test]
+    fn full_speed_descriptors() {
+        let mut k = HidDevice::new(HidKind::Keyboard);
+        k.set_speed(Speed::Full);
+        let d = data(get(&mut k, 0x80, GET_DESCRIPTOR, 0x0100, 18));
+        assert_eq!((&d[2..4], d[7]), (&[0x00, 0x01][..], 8));
+        let c = data(get(&mut k, 0x80, GET_DESCRIPTOR, 0x0200, 255));
+        assert_eq!(c[33], 10, "interval in frames");
+        k.set_speed(Speed::High);
+        let d = data(get(&mut k, 0x80, GET_DESCRIPTOR, 0x0100, 18));
+        assert_eq!((&d[2..4], d[7]), (&[0x00, 0x02][..], 64));
+        let c = data(get(&mut k, 0x80, GET_DESCRIPTOR, 0x0200, 255));
+        assert_eq!(c[33], 7, "2^(7-1) microframes");
     }
 
     #[test]

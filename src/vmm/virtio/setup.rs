@@ -8,10 +8,12 @@ use kvm_ioctls::VmFd;
 use serde_json::{Value, json};
 use vm_allocator::{AddressAllocator, AllocPolicy};
 
-use crate::vmm::config::{InputKind, NetConfig, NetModel, UsbDeviceKind};
+use crate::vmm::config::{InputKind, NetConfig, NetModel, UsbDeviceConfig, UsbDeviceKind};
+use crate::vmm::display::InputSink;
 use crate::vmm::display::vga::{self, GuestMapper, Vga, VgaBars};
 use crate::vmm::usb::hid::HidKind;
-use crate::vmm::usb::xhci::{self, AttachedDevice, Xhci, XhciInput};
+use crate::vmm::usb::ich9::{self, Usb2Shared};
+use crate::vmm::usb::xhci::{self, AttachedDevice, Xhci};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::balloon::{Balloon, BalloonState};
@@ -30,7 +32,9 @@ use super::stats::{BlkStats, NetStats};
 use super::transport::{self, VirtioPci};
 use super::vsock::Vsock;
 use super::{Interrupt, VirtioDevice};
-use crate::vmm::config::{CdromConfig, DeviceConfig, DiskFormat, SataConfig, SataDiskConfig};
+use crate::vmm::config::{
+    CdromConfig, DeviceConfig, DiskFormat, EhciConfig, SataConfig, SataDiskConfig,
+};
 use crate::vmm::devices::pci::PciRoot;
 use crate::vmm::error::{Error, Result};
 use crate::vmm::layout;
@@ -286,6 +290,56 @@ fn build_e1000(
     Ok((Arc::new(Mutex::new(f)), stats))
 }
 
+fn hid_kind(k: UsbDeviceKind) -> HidKind {
+    match k {
+        UsbDeviceKind::Tablet => HidKind::Tablet,
+        UsbDeviceKind::Mouse => HidKind::Mouse,
+        UsbDeviceKind::Keyboard => HidKind::Keyboard,
+    }
+}
+
+fn usb_kinds(devices: &[UsbDeviceConfig]) -> Vec<UsbDeviceKind> {
+    devices.iter().map(|u| u.kind).collect()
+}
+
+/// ICH9's EHCI with its companions in one slot: the EHCI's BAR 0 from
+/// the 32-bit window, the companions' I/O BARs from the I/O window.
+fn build_usb2(
+    c: &EhciConfig,
+    slot: u8,
+    mem: &GuestMemory,
+    lines: &Arc<IntxLines>,
+    alloc: &mut AddressAllocator,
+    io_alloc: &mut AddressAllocator,
+) -> Result<ich9::Usb2Functions> {
+    let bar = alloc
+        .allocate(
+            crate::vmm::usb::ehci::BAR_SIZE,
+            crate::vmm::usb::ehci::BAR_SIZE,
+            AllocPolicy::FirstMatch,
+        )
+        .map_err(|e| Error::Boot(format!("no room for a BAR: {e}")))?
+        .start();
+    let io = io_alloc
+        .allocate(ich9::COMPANION_IO_SIZE, 0x20, AllocPolicy::FirstMatch)
+        .map_err(|e| Error::Boot(format!("no room for an I/O BAR: {e}")))?
+        .start();
+    let at = ich9::Placement {
+        slot,
+        ehci_bar: u32::try_from(bar).map_err(|_| Error::Boot("EHCI BAR above 4 GiB".into()))?,
+        uhci_io: u16::try_from(io).map_err(|_| Error::Boot("UHCI I/O BAR above 64 KiB".into()))?,
+    };
+    let devices: Vec<ich9::AttachedDevice> = c
+        .devices
+        .iter()
+        .map(|u| ich9::AttachedDevice {
+            port: u.port,
+            kind: hid_kind(u.kind),
+        })
+        .collect();
+    ich9::build(&devices, c.companions, mem.clone(), lines, at).map_err(Error::Config)
+}
+
 /// The KVM memory slot of the display adapter's video memory.
 struct VramSlot {
     vm: Arc<VmFd>,
@@ -375,8 +429,10 @@ pub struct Devices {
     pub vga: Option<Vga>,
     /// The virtio-gpu's scanout, shown when there is no display adapter.
     pub gpu_display: Option<Arc<dyn crate::vmm::display::DisplaySource>>,
-    /// The USB input devices, when the guest has an xHCI controller.
-    pub usb_input: Option<(XhciInput, Vec<UsbDeviceKind>)>,
+    /// The USB input devices, when the guest has a USB controller.
+    pub usb_input: Option<(Arc<dyn InputSink>, Vec<UsbDeviceKind>)>,
+    /// The USB 2 sets (EHCI and companions), to stop their workers.
+    pub usb2: Vec<Arc<Usb2Shared>>,
     /// The virtio-input devices, in configuration order.
     pub virtio_inputs: Vec<(InputKind, VirtioInputHandle)>,
 }
@@ -478,6 +534,9 @@ impl Devices {
         }
         for n in &self.e1000 {
             n.lock().unwrap_or_else(|p| p.into_inner()).stop();
+        }
+        for u in &self.usb2 {
+            u.stop();
         }
         if remove_sockets {
             for p in &self.cleanup {
@@ -611,20 +670,29 @@ pub fn build(
                 .iter()
                 .map(|u| AttachedDevice {
                     port: u.port,
-                    kind: match u.kind {
-                        UsbDeviceKind::Tablet => HidKind::Tablet,
-                        UsbDeviceKind::Mouse => HidKind::Mouse,
-                        UsbDeviceKind::Keyboard => HidKind::Keyboard,
-                    },
+                    kind: hid_kind(u.kind),
                 })
                 .collect();
             let f = Xhci::new(&attached, mem.clone(), irq, Some(table), bar, gsi as u8)
                 .map_err(Error::Config)?;
-            out.usb_input = Some((f.input(), c.devices.iter().map(|u| u.kind).collect()));
+            out.usb_input = Some((Arc::new(f.input()), usb_kinds(&c.devices)));
             root.lock()
                 .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
                 .plug(slot, Arc::new(Mutex::new(f)))
                 .map_err(Error::Config)?;
+            continue;
+        }
+        if let DeviceConfig::Ehci(c) = d {
+            let set = build_usb2(c, slot, mem, &lines, &mut alloc, &mut io_alloc)?;
+            let mut root = root
+                .lock()
+                .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?;
+            for (function, f) in set.functions {
+                root.plug_function(slot, function, f)
+                    .map_err(Error::Config)?;
+            }
+            out.usb_input = Some((Arc::new(set.input), usb_kinds(&c.devices)));
+            out.usb2.push(set.shared);
             continue;
         }
         if let DeviceConfig::Vga(c) = d {
@@ -709,8 +777,11 @@ pub fn build(
                 out.virtio_inputs.push((c.kind, dev.handle()));
                 (Box::new(dev), Handle::Other { slot })
             }
-            DeviceConfig::Sata(_) | DeviceConfig::Vga(_) | DeviceConfig::Xhci(_) => {
-                unreachable!("SATA, xHCI controllers and the VGA adapter are built apart")
+            DeviceConfig::Sata(_)
+            | DeviceConfig::Vga(_)
+            | DeviceConfig::Xhci(_)
+            | DeviceConfig::Ehci(_) => {
+                unreachable!("SATA and USB controllers and the VGA adapter are built apart")
             }
         };
         let bar = alloc

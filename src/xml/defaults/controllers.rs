@@ -9,6 +9,25 @@ use crate::xml::model::controller::{Controller, ControllerType};
 use crate::xml::model::devices::check_controller_indexes;
 use crate::xml::model::disk::{DiskBus, dev_name_index};
 
+/// The index of a USB 2 controller without one that belongs to the
+/// group before it, as libvirt decides: the USB controller just before
+/// it in the list is USB 2 too, and no controller of its model has that
+/// index yet.
+fn usb2_group_index(ctrls: &[Controller], i: usize) -> Option<u32> {
+    let c = ctrls.get(i).filter(|c| c.is_usb2())?;
+    let prev = ctrls
+        .get(..i)?
+        .iter()
+        .rev()
+        .find(|p| p.ctrl_type == ControllerType::Usb)
+        .filter(|p| p.is_usb2())?;
+    let index = prev.index?;
+    let taken = ctrls
+        .iter()
+        .any(|o| o.is_usb2() && o.index == Some(index) && o.model == c.model);
+    (!taken).then_some(index)
+}
+
 fn fill_indexes(dom: &mut Domain) {
     let ctrls = &mut dom.devices.controllers;
     for i in 0..ctrls.len() {
@@ -24,6 +43,8 @@ fn fill_indexes(dom: &mut Domain) {
             .is_some_and(|c| c.model_is("pci-root") || c.model_is("pcie-root"));
         let next = if root {
             0
+        } else if let Some(index) = usb2_group_index(ctrls, i) {
+            index
         } else {
             ctrls
                 .iter()
@@ -199,6 +220,54 @@ mod tests {
         assert_eq!(
             err.message,
             "XML error: Unknown disk name 'xyz' and no address specified"
+        );
+    }
+
+    #[test]
+    fn usb2_companions_share_their_ehci_index() {
+        // virt-install's set, then a second set, then an xHCI.
+        let d = devices(
+            "<controller type='usb' model='ich9-ehci1'/>\
+             <controller type='usb' model='ich9-uhci1'><master startport='0'/></controller>\
+             <controller type='usb' model='ich9-uhci2'><master startport='2'/></controller>\
+             <controller type='usb' model='ich9-uhci3'><master startport='4'/></controller>\
+             <controller type='usb' model='ich9-ehci1'/>\
+             <controller type='usb' model='ich9-uhci1'/>\
+             <controller type='usb' model='qemu-xhci'/>",
+        )
+        .unwrap();
+        let indexes: Vec<_> = d
+            .devices
+            .controllers
+            .iter()
+            .filter(|c| c.ctrl_type == ControllerType::Usb)
+            .map(|c| {
+                (
+                    c.model.clone().unwrap(),
+                    c.index.unwrap(),
+                    c.master_startport,
+                )
+            })
+            .collect();
+        let want = [
+            ("ich9-ehci1", 0, None),
+            ("ich9-uhci1", 0, Some(0)),
+            ("ich9-uhci2", 0, Some(2)),
+            ("ich9-uhci3", 0, Some(4)),
+            ("ich9-ehci1", 1, None),
+            ("ich9-uhci1", 1, Some(0)),
+            ("qemu-xhci", 2, None),
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(m, i, p)| (m.to_string(), *i, *p))
+            .collect();
+        assert_eq!(indexes, want);
+        assert_eq!(
+            devices("<controller type='usb' index='0' model='qemu-xhci'/><controller type='usb' index='0' model='ich9-ehci1'/>")
+                .unwrap_err()
+                .message,
+            "XML error: Duplicate USB controllers with index 0"
         );
     }
 

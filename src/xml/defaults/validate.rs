@@ -114,7 +114,8 @@ fn check_boot_orders(dom: &Domain) -> Result<()> {
     Ok(())
 }
 
-/// `<controller type='usb' model='none'>` disables USB for the guest.
+/// `<controller type='usb' model='none'>` disables USB for the guest;
+/// companion controllers need a master.
 fn check_usb(dom: &Domain) -> Result<()> {
     let d = &dom.devices;
     let usb: Vec<_> = d
@@ -122,6 +123,14 @@ fn check_usb(dom: &Domain) -> Result<()> {
         .iter()
         .filter(|c| c.ctrl_type == ControllerType::Usb)
         .collect();
+    let others: Vec<_> = usb.iter().filter(|c| !c.model_is("none")).collect();
+    if !others.is_empty() && others.iter().all(|c| c.master_startport.is_some()) {
+        return Err(Error::new(
+            ErrorCode::XmlDetail,
+            ErrorDomain::Domain,
+            "No master USB controller specified",
+        ));
+    }
     if !usb.iter().any(|c| c.model_is("none")) {
         return Ok(());
     }
@@ -209,6 +218,18 @@ mod tests {
             "unsupported configuration: UEFI requires ACPI on this architecture"
         );
         parse(os, "<features><acpi/></features>").unwrap();
+    }
+
+    #[test]
+    fn a_companion_needs_a_master() {
+        let err = parse(
+            "",
+            "<devices><controller type='usb' index='0' model='ich9-uhci2'><master startport='2'/></controller></devices>",
+        )
+        .unwrap_err();
+        assert_eq!(err.code as i32, 35);
+        assert_eq!(err.message, "No master USB controller specified");
+        parse("", "<devices><controller type='usb' model='ich9-ehci1'/><controller type='usb' model='ich9-uhci1'/></devices>").unwrap();
     }
 
     #[test]

@@ -176,6 +176,14 @@ pub fn alias_is_persistent(alias: &str) -> bool {
     alias.starts_with("ua-")
 }
 
+/// The `<alias>` element, if the alias is formatted.
+pub fn alias_element(alias: &Option<String>, inactive: bool) -> Option<Element> {
+    alias
+        .as_ref()
+        .filter(|a| !inactive || alias_is_persistent(a))
+        .map(|a| Element::new("alias").with_attr("name", a.clone()))
+}
+
 /// Append the alias and address children a device formats last.
 pub fn with_alias_and_address(
     elem: Element,
@@ -183,11 +191,7 @@ pub fn with_alias_and_address(
     address: &Option<Address>,
     inactive: bool,
 ) -> Element {
-    let alias = alias
-        .as_ref()
-        .filter(|a| !inactive || alias_is_persistent(a))
-        .map(|a| Element::new("alias").with_attr("name", a.clone()));
-    elem.with_opt_child(alias)
+    elem.with_opt_child(alias_element(alias, inactive))
         .with_opt_child(address.as_ref().map(Address::to_element))
 }
 

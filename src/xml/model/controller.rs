@@ -1,10 +1,10 @@
 //! `<controller>`: PCI topology, USB, SCSI, SATA, IDE and virtio-serial.
 
 use crate::error::{Error, Result};
-use crate::xml::props::{XmlEnum, int_attr, opt_string, req_enum_attr, xml_enum};
+use crate::xml::props::{XmlEnum, int_attr, opt_string, req_enum_attr, uint_attr, xml_enum};
 use crate::xml::tree::Element;
 
-use super::address::{Address, parse_alias, parse_device_address, with_alias_and_address};
+use super::address::{Address, alias_element, parse_alias, parse_device_address};
 
 xml_enum! {
     ControllerType {
@@ -57,6 +57,18 @@ const SCSI_MODELS: &[&str] = &[
     "am53c974",
     "dc390",
 ];
+/// ICH9's USB 2 set: the EHCI and its UHCI companions with the first
+/// root port each takes (libvirt fills `<master startport>` with these
+/// when a companion has none).
+pub const ICH9_EHCI: &str = "ich9-ehci1";
+pub const ICH9_COMPANIONS: [(&str, u32); 3] =
+    [("ich9-uhci1", 0), ("ich9-uhci2", 2), ("ich9-uhci3", 4)];
+/// The USB controllers virt-install writes for an OS without USB 3.
+#[cfg(test)]
+pub const VIRT_INSTALL_USB2: &str = "<controller type='usb' model='ich9-ehci1'/>\
+    <controller type='usb' model='ich9-uhci1'><master startport='0'/></controller>\
+    <controller type='usb' model='ich9-uhci2'><master startport='2'/></controller>\
+    <controller type='usb' model='ich9-uhci3'><master startport='4'/></controller>";
 const VIRTIO_SERIAL_MODELS: &[&str] = &["virtio", "virtio-transitional", "virtio-non-transitional"];
 const IDE_MODELS: &[&str] = &["piix3", "piix4", "ich6"];
 
@@ -74,6 +86,9 @@ pub struct Controller {
     pub driver: Option<Element>,
     pub target: Option<Element>,
     pub alias: Option<String>,
+    /// `<master startport>`: the first root port of the master USB
+    /// controller a companion controller takes.
+    pub master_startport: Option<u32>,
     pub address: Option<Address>,
 }
 
@@ -118,6 +133,7 @@ impl Controller {
             driver: None,
             target: None,
             alias: None,
+            master_startport: None,
             address: None,
         }
     }
@@ -137,6 +153,17 @@ impl Controller {
         {
             return Err(Error::unsupported(format!("Unknown model type '{m}'")));
         }
+        let master_startport = match e.child("master") {
+            Some(m) => Some(uint_attr::<u32>(m, "startport")?.unwrap_or(0)),
+            // A companion without one starts where it does on ICH9.
+            None if ctrl_type == ControllerType::Usb => model.as_deref().and_then(|m| {
+                ICH9_COMPANIONS
+                    .iter()
+                    .find(|(c, _)| *c == m)
+                    .map(|(_, port)| *port)
+            }),
+            None => None,
+        };
         Ok(Controller {
             ctrl_type,
             index: parse_index(e)?,
@@ -147,12 +174,25 @@ impl Controller {
             driver: e.child("driver").cloned(),
             target: e.child("target").cloned(),
             alias: parse_alias(e),
+            master_startport,
             address: parse_device_address(e)?,
         })
     }
 
     pub fn model_is(&self, model: &str) -> bool {
         self.model.as_deref() == Some(model)
+    }
+
+    /// One of ICH9's USB 2 set (libvirt's IS_USB2_CONTROLLER).
+    pub fn is_usb2(&self) -> bool {
+        self.ctrl_type == ControllerType::Usb
+            && (self.model_is(ICH9_EHCI) || self.is_ich9_companion())
+    }
+
+    /// One of ICH9's UHCI companions, which share their EHCI's index.
+    pub fn is_ich9_companion(&self) -> bool {
+        self.ctrl_type == ControllerType::Usb
+            && ICH9_COMPANIONS.iter().any(|(m, _)| self.model_is(m))
     }
 
     pub fn to_element(&self, inactive: bool) -> Element {
@@ -169,7 +209,12 @@ impl Controller {
             )
             .with_opt_child(self.driver.clone())
             .with_opt_child(self.target.clone());
-        with_alias_and_address(e, &self.alias, &self.address, inactive)
+        e.with_opt_child(alias_element(&self.alias, inactive))
+            .with_opt_child(
+                self.master_startport
+                    .map(|p| Element::new("master").with_attr("startport", p.to_string())),
+            )
+            .with_opt_child(self.address.as_ref().map(Address::to_element))
     }
 }
 
@@ -190,6 +235,26 @@ mod tests {
         assert_eq!(
             Controller::parse(&e).unwrap_err().message,
             "unsupported configuration: Unknown model type 'foo'"
+        );
+        // Companions get their ICH9 start port; it sits before the address.
+        let e = parse_document("<controller type='usb' model='ich9-uhci2'><address type='pci' slot='4' function='1'/></controller>").unwrap();
+        let c = Controller::parse(&e).unwrap();
+        assert_eq!(c.master_startport, Some(2));
+        assert!(c.is_usb2() && c.is_ich9_companion());
+        let names: Vec<String> = c
+            .to_element(true)
+            .children
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        assert_eq!(names, ["master", "address"]);
+        let e = parse_document(
+            "<controller type='usb' model='ich9-uhci1'><master startport='x'/></controller>",
+        )
+        .unwrap();
+        assert_eq!(
+            Controller::parse(&e).unwrap_err().message,
+            "XML error: Invalid value for attribute 'startport' in element 'master': 'x'. Expected non-negative integer value"
         );
         let e = parse_document("<controller type='foo'/>").unwrap();
         assert_eq!(

@@ -5,7 +5,7 @@ use crate::xml::tree::Element;
 
 use super::address::{Address, alias_is_persistent};
 use super::chardev::{Chardev, ChardevKind};
-use super::controller::Controller;
+use super::controller::{Controller, ControllerType};
 use super::disk::{Disk, DiskSource, dev_name_index};
 use super::display::{Graphics, Video};
 use super::input::Input;
@@ -273,7 +273,8 @@ fn validate_kept(dev: &Element) -> Result<()> {
     Ok(())
 }
 
-/// Controller indexes are unique per type; the root bus is index 0.
+/// Controller indexes are unique per type; the root bus is index 0. USB
+/// companion controllers (ICH9's UHCIs) share their EHCI's index.
 pub fn check_controller_indexes(ctrls: &[Controller]) -> Result<()> {
     for (i, c) in ctrls.iter().enumerate() {
         let Some(index) = c.index else { continue };
@@ -283,10 +284,17 @@ pub fn check_controller_indexes(ctrls: &[Controller]) -> Result<()> {
                 "pci-root and pcie-root controllers should have index 0",
             ));
         }
-        let twin = ctrls
-            .iter()
-            .skip(i + 1)
-            .any(|o| o.ctrl_type == c.ctrl_type && o.index == Some(index));
+        let twin = ctrls.iter().skip(i + 1).any(|o| {
+            o.ctrl_type == c.ctrl_type
+                && o.index == Some(index)
+                && !c.is_ich9_companion()
+                && !o.is_ich9_companion()
+        });
+        if twin && c.ctrl_type == ControllerType::Usb {
+            return Err(Error::xml(format!(
+                "Duplicate USB controllers with index {index}"
+            )));
+        }
         if twin {
             return Err(Error::xml(format!(
                 "Multiple '{}' controllers with index '{index}'",

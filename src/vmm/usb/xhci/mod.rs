@@ -23,7 +23,8 @@ pub use regs::BAR_SIZE;
 use controller::Controller;
 use regs::{MSIX_PBA, MSIX_TABLE, USB2_PORTS};
 
-use super::hid::{HidDevice, HidKind};
+pub use super::AttachedDevice;
+use super::hid::HidDevice;
 use crate::keymap::{self, Codeset};
 use crate::vmm::devices::pci::PciFunction;
 use crate::vmm::display::{Buttons, InputSink};
@@ -51,39 +52,6 @@ const PCI_CAP_ID_MSIX: u32 = 0x11;
 const STATUS_CAP_LIST: u32 = 1 << 20;
 const PCI_CMD_MEMORY: u32 = 1 << 1;
 const PCI_CMD_MASK: u32 = 0x0407;
-
-/// A device to plug into a root port: `port` 1..=4 (a USB 2 port; libvirt's
-/// `<address type='usb' port='N'/>`), or `None` for the first free one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AttachedDevice {
-    pub port: Option<u8>,
-    pub kind: HidKind,
-}
-
-/// Assigns devices to USB 2 ports: explicit ports first, then the rest
-/// in order.
-fn place(devices: &[AttachedDevice]) -> Result<Vec<Option<HidDevice>>, String> {
-    let mut ports: Vec<Option<HidDevice>> = (0..USB2_PORTS).map(|_| None).collect();
-    for d in devices.iter().filter(|d| d.port.is_some()) {
-        let n = d.port.unwrap_or(0);
-        let slot = usize::from(n)
-            .checked_sub(1)
-            .and_then(|i| ports.get_mut(i))
-            .ok_or_else(|| format!("USB port {n} is out of range 1..={USB2_PORTS}"))?;
-        if slot.is_some() {
-            return Err(format!("USB port {n} is already in use"));
-        }
-        *slot = Some(HidDevice::new(d.kind));
-    }
-    for d in devices.iter().filter(|d| d.port.is_none()) {
-        let free = ports
-            .iter_mut()
-            .find(|p| p.is_none())
-            .ok_or_else(|| format!("more than {USB2_PORTS} USB devices"))?;
-        *free = Some(HidDevice::new(d.kind));
-    }
-    Ok(ports)
-}
 
 fn lock(c: &Mutex<Controller>) -> MutexGuard<'_, Controller> {
     c.lock().unwrap_or_else(|p| p.into_inner())
@@ -113,7 +81,7 @@ impl Xhci {
         bar: u64,
         irq_line: u8,
     ) -> Result<Xhci, String> {
-        let ports = place(devices)?;
+        let ports = super::place(devices, USB2_PORTS, HidDevice::new)?;
         Ok(Xhci {
             controller: Arc::new(Mutex::new(Controller::new(ports, mem, irq.clone()))),
             irq,

@@ -7,6 +7,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::rings::{CHAIN, CYCLE, IDT, IOC, ISP, LINK_TOGGLE, Trb, completion, trb_type};
 use super::*;
+use crate::vmm::usb::hid::HidKind;
 use crate::vmm::virtio::interrupt::{IntxLine, IntxLines};
 
 const MEM_SIZE: usize = 0x10_0000;
@@ -338,17 +339,8 @@ impl Driver {
     }
 }
 
-fn setup(request_type: u8, request: u8, value: u16, length: u16) -> SetupPacket {
-    SetupPacket {
-        request_type,
-        request,
-        value,
-        index: 0,
-        length,
-    }
-}
-
 use crate::vmm::usb::SetupPacket;
+use crate::vmm::usb::testing::setup;
 
 fn tablet_and_keyboard() -> Vec<AttachedDevice> {
     vec![
@@ -737,6 +729,7 @@ fn placement_follows_the_configuration() {
             kind: HidKind::Tablet,
         },
     ];
+    let place = |d: &[AttachedDevice]| crate::vmm::usb::place(d, USB2_PORTS, HidDevice::new);
     let p = place(&devs).unwrap();
     assert_eq!(p[0].as_ref().map(|d| d.kind()), Some(HidKind::Tablet));
     assert_eq!(p[2].as_ref().map(|d| d.kind()), Some(HidKind::Mouse));
