@@ -257,12 +257,15 @@ impl Layout {
         self.name
     }
 
-    /// The keys that type `keysym`, in the layout's order of preference.
+    /// The keys that type `keysym`, in the layout's order of preference
+    /// (a keysym is either the layout's own or common to all).
     pub fn keys(&self, keysym: u32) -> impl Iterator<Item = LayoutKey> + '_ {
-        let start = self.entries.partition_point(|e| e.0 < keysym);
-        self.entries[start..]
-            .iter()
-            .take_while(move |e| e.0 == keysym)
+        let of = move |table: &'static [(u32, u16)]| {
+            let start = table.partition_point(|e| e.0 < keysym);
+            table[start..].iter().take_while(move |e| e.0 == keysym)
+        };
+        of(self.entries)
+            .chain(of(layouts::COMMON))
             .filter_map(|&(_, code)| {
                 let scan = u32::from(code & 0xff);
                 Some(LayoutKey {
