@@ -12,8 +12,10 @@
 #                      driver or autostarted networks, QEMU run as root.
 #                      Sets LIBVIRTD_URI and LIBVIRTD_PID.
 #   stop_libvirtd      Destroys its guests and stops it.
-#   find_vmm           Sets `vmm`: $OXVIRT_VMM, else the release build, else
-#                      the debug build (under $CARGO_TARGET_DIR or target/).
+#   find_vmm           Sets `vmm`: $OXVIRT_VMM, else the release build,
+#                      built or refreshed first when cargo is there (a stale
+#                      one would be measured as it is), else the debug build
+#                      (under $CARGO_TARGET_DIR or target/).
 
 install_qemu() {
     command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null &&
@@ -119,6 +121,9 @@ find_vmm() {
     [ -n "$vmm" ] && return 0
     local top c
     top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    if command -v cargo >/dev/null; then
+        (cd "$top" && cargo build -q --release --bin oxvirt-vmm) || exit 1
+    fi
     for c in "${CARGO_TARGET_DIR:-$top/target}/release/oxvirt-vmm" \
              "${CARGO_TARGET_DIR:-$top/target}/debug/oxvirt-vmm"; do
         [ -x "$c" ] && vmm=$c && return 0

@@ -31,10 +31,6 @@ runs=${1:-${RUNS:-3}}
 make -s -C "$here/compat-tests/guest/testos"
 elf="$here/compat-tests/guest/out/testos.elf"
 cd "$here"
-if [ -z "${OXVIRT_VMM:-}" ]; then
-    # find_vmm would take a stale release build as it is: measure a fresh one.
-    cargo build -q --release --bin oxvirt-vmm
-fi
 find_vmm
 case $vmm in
 */release/*) ;;
