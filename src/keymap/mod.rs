@@ -228,15 +228,19 @@ pub struct Layout {
     entries: &'static [(u32, u16)],
 }
 
+/// Modifier bits of a [`LayoutKey`] (the generated tables keep them in
+/// bits 8-10 of each code, in this order).
+pub const MOD_SHIFT: u8 = 1;
+pub const MOD_ALTGR: u8 = 2;
+pub const MOD_CTRL: u8 = 4;
+
 /// One way of typing a keysym on a [`Layout`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayoutKey {
     /// The key, as a Linux key code.
     pub linux: u16,
-    /// Modifiers held with it.
-    pub shift: bool,
-    pub altgr: bool,
-    pub ctrl: bool,
+    /// Modifiers held with it ([`MOD_SHIFT`], [`MOD_ALTGR`], [`MOD_CTRL`]).
+    pub modifiers: u8,
 }
 
 impl Layout {
@@ -270,9 +274,7 @@ impl Layout {
                 let scan = u32::from(code & 0xff);
                 Some(LayoutKey {
                     linux: to_linux(Codeset::Qnum, scan)?,
-                    shift: code & 0x100 != 0,
-                    altgr: code & 0x200 != 0,
-                    ctrl: code & 0x400 != 0,
+                    modifiers: (code >> 8) as u8,
                 })
             })
     }
@@ -339,22 +341,17 @@ mod tests {
     fn layouts_type_keysyms_with_their_keys_and_modifiers() {
         let de = Layout::named("de").unwrap();
         let first = |l: &Layout, sym: u32| l.keys(sym).next().unwrap();
-        let key = |linux, shift, altgr| LayoutKey {
-            linux,
-            shift,
-            altgr,
-            ctrl: false,
-        };
+        let key = |linux, modifiers| LayoutKey { linux, modifiers };
         // German: Y and Z swapped, '/' is Shift+7, '@' is AltGr+Q, and
         // the upper case from `addupper`.
-        assert_eq!(first(&de, 'z' as u32), key(21, false, false));
-        assert_eq!(first(&de, 'y' as u32), key(44, false, false));
-        assert_eq!(first(&de, 'Z' as u32), key(21, true, false));
-        assert_eq!(first(&de, '/' as u32), key(8, true, false));
-        assert_eq!(first(&de, '@' as u32), key(16, false, true));
+        assert_eq!(first(&de, 'z' as u32), key(21, 0));
+        assert_eq!(first(&de, 'y' as u32), key(44, 0));
+        assert_eq!(first(&de, 'Z' as u32), key(21, MOD_SHIFT));
+        assert_eq!(first(&de, '/' as u32), key(8, MOD_SHIFT));
+        assert_eq!(first(&de, '@' as u32), key(16, MOD_ALTGR));
         let us = Layout::named("en-us").unwrap();
-        assert_eq!(first(&us, 'z' as u32), key(44, false, false));
-        assert_eq!(first(&us, '/' as u32), key(53, false, false));
+        assert_eq!(first(&us, 'z' as u32), key(44, 0));
+        assert_eq!(first(&us, '/' as u32), key(53, 0));
         assert!(de.keys(0x10ff_ffff).next().is_none());
         assert!(Layout::named("xx").is_none());
         assert_eq!(Layout::names().count(), 34);

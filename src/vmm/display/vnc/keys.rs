@@ -4,7 +4,7 @@
 //! it; QEMU extended key events through their scan code. Keys still down
 //! when the client goes are released.
 
-use crate::keymap::{self, Codeset, Layout, LayoutKey};
+use crate::keymap::{self, Codeset, Layout, LayoutKey, MOD_ALTGR, MOD_CTRL, MOD_SHIFT};
 use crate::vmm::display::InputSink;
 use std::collections::BTreeSet;
 
@@ -13,19 +13,15 @@ const XK_ISO_LEFT_TAB: u32 = 0xfe20;
 const KEY_LEFTSHIFT: u16 = 42;
 const KEY_RIGHTALT: u16 = 100;
 
-const SHIFT: u8 = 1;
-const ALTGR: u8 = 2;
-const CTRL: u8 = 4;
-
 /// The modifier keysyms whose state decides which key types a keysym,
 /// and the modifier each is.
 const MODIFIER_KEYSYMS: [(u32, u8); 6] = [
-    (0xffe1, SHIFT), // Shift_L
-    (0xffe2, SHIFT), // Shift_R
-    (0xfe03, ALTGR), // ISO_Level3_Shift
-    (0xff7e, ALTGR), // Mode_switch
-    (0xffe3, CTRL),  // Control_L
-    (0xffe4, CTRL),  // Control_R
+    (0xffe1, MOD_SHIFT), // Shift_L
+    (0xffe2, MOD_SHIFT), // Shift_R
+    (0xfe03, MOD_ALTGR), // ISO_Level3_Shift
+    (0xff7e, MOD_ALTGR), // Mode_switch
+    (0xffe3, MOD_CTRL),  // Control_L
+    (0xffe4, MOD_CTRL),  // Control_R
 ];
 
 pub struct KeyState {
@@ -66,7 +62,7 @@ impl KeyState {
         }
     }
 
-    /// Which modifiers (SHIFT, ALTGR, CTRL) the client holds.
+    /// Which modifiers (`MOD_*` bits) the client holds.
     fn modifiers(&self) -> u8 {
         MODIFIER_KEYSYMS
             .iter()
@@ -79,8 +75,9 @@ impl KeyState {
     /// does not hold, released again right after), or releases it.
     fn type_key(&mut self, input: &dyn InputSink, key: LayoutKey, down: bool) {
         let held = self.modifiers();
-        let add_shift = down && key.shift && held & SHIFT == 0;
-        let add_altgr = down && key.altgr && held & ALTGR == 0;
+        let missing = if down { key.modifiers & !held } else { 0 };
+        let add_shift = missing & MOD_SHIFT != 0;
+        let add_altgr = missing & MOD_ALTGR != 0;
         if add_shift {
             input.key(KEY_LEFTSHIFT, true);
         }
@@ -109,11 +106,7 @@ impl KeyState {
         let mut first = None;
         for k in layout.keys(keysym) {
             first.get_or_insert(k);
-            let mods = [(k.shift, SHIFT), (k.altgr, ALTGR), (k.ctrl, CTRL)]
-                .iter()
-                .filter(|(on, _)| *on)
-                .fold(0, |m, (_, bit)| m | bit);
-            if (down && mods == held) || (!down && self.down.contains(&k.linux)) {
+            if (down && k.modifiers == held) || (!down && self.down.contains(&k.linux)) {
                 return Some(k);
             }
         }
@@ -131,9 +124,7 @@ impl KeyState {
             .or_else(|| {
                 keymap::linux_from_keysym(keysym).map(|(linux, shift)| LayoutKey {
                     linux,
-                    shift,
-                    altgr: false,
-                    ctrl: false,
+                    modifiers: u8::from(shift) * MOD_SHIFT,
                 })
             });
         match key {
