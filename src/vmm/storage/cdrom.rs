@@ -192,9 +192,8 @@ impl Cdrom {
     /// and media event. An image that cannot be used is refused with
     /// nothing changed.
     pub fn change_media(&mut self, file: Option<File>) -> io::Result<()> {
-        let media = file.map(Media::new).transpose()?;
-        let inserted = media.as_ref().is_some_and(|m| m.blocks > 0);
-        self.media = media;
+        self.media = file.map(Media::new).transpose()?;
+        let inserted = self.disc().is_some();
         self.tray_open = false;
         self.locked = false;
         self.attention.clear();
