@@ -262,7 +262,7 @@ fn expect_uefi_console(g: &mut Guest) {
 /// not black.
 fn uefi_screen(g: &mut Guest) -> (u32, u32, usize) {
     let mut ctl = g.connect();
-    let path = scratch("uefi-screen").join("screen.ppm");
+    let path = g.dir.join("screen.ppm");
     let end = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let file = std::fs::File::create(&path).unwrap();
