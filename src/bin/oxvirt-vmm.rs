@@ -52,7 +52,15 @@ fn main() {
         }
         None => None,
     };
-    let vm = match Vm::build(cfg) {
+    let restore = args.restore_source();
+    let built = restore.and_then(|source| {
+        let mut vm = Vm::build(cfg)?;
+        if let Some(mut source) = source {
+            vm.restore(&mut std::io::BufReader::with_capacity(1 << 20, &mut source))?;
+        }
+        Ok(vm)
+    });
+    let vm = match built {
         Ok(vm) => vm,
         Err(e) => {
             if let Some(c) = &control {
@@ -61,7 +69,7 @@ fn main() {
             fail(e)
         }
     };
-    match vm.run(control) {
+    match vm.run(control, args.paused) {
         Ok(reason) => {
             tracing::info!("guest stopped: {}", reason.as_str());
             let finished = oxvirt::vmm::cpu::finish::FINISHED.summary();

@@ -39,6 +39,18 @@ pub struct Args {
     /// Boot through this UEFI firmware (edk2 CloudHv, an ELF with a PVH entry).
     #[arg(long, conflicts_with_all = ["kernel", "bios"])]
     pub uefi: Option<PathBuf>,
+    /// Start from the guest state read from this file (see `save`): the
+    /// machine is built from the configuration as usual, then every vCPU,
+    /// device and RAM page is loaded from it before anything runs.
+    #[arg(long, conflicts_with = "restore_fd")]
+    pub restore: Option<PathBuf>,
+    /// The same, from this inherited file descriptor (read from its offset).
+    #[arg(long)]
+    pub restore_fd: Option<i32>,
+    /// Start with the vCPUs paused (`cont` runs them); the guest runs no
+    /// instruction before.
+    #[arg(long)]
+    pub paused: bool,
     /// Control socket: a path, or @name for the abstract namespace.
     #[arg(long)]
     pub control_socket: Option<String>,
@@ -262,6 +274,28 @@ pub fn parse_serial(s: &str) -> Result<SerialConfig> {
 
 impl Args {
     /// The configuration these arguments describe.
+    /// The state file to start from, opened (or taken over from the fd).
+    pub fn restore_source(&self) -> Result<Option<std::fs::File>> {
+        if let Some(path) = &self.restore {
+            return std::fs::File::open(path)
+                .map(Some)
+                .map_err(|source| Error::ConfigRead {
+                    what: path.display().to_string(),
+                    source,
+                });
+        }
+        let Some(fd) = self.restore_fd else {
+            return Ok(None);
+        };
+        // SAFETY: fcntl(F_GETFD) only checks that the fd is open.
+        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(Error::Config(format!("--restore-fd {fd} is not open")));
+        }
+        // SAFETY: the fd is open (checked above) and was handed to this
+        // process to be consumed; nothing else in the process uses it.
+        Ok(Some(unsafe { std::fs::File::from_raw_fd(fd) }))
+    }
+
     pub fn to_config(&self) -> Result<VmConfig> {
         let text = if let Some(path) = &self.config {
             std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {

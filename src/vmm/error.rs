@@ -47,6 +47,8 @@ pub enum Error {
     KvmMissing(&'static str),
     #[error("boot setup: {0}")]
     Boot(String),
+    #[error("cannot restore the guest state: {0}")]
+    Restore(String),
     #[error("ACPI tables: {0}")]
     Acpi(String),
     #[error("serial backend: {0}")]

@@ -25,6 +25,7 @@ pub mod output_pump;
 pub mod probe;
 pub mod sandbox;
 pub mod serial_backend;
+pub mod snapshot;
 pub mod storage;
 pub mod usb;
 pub mod vcpu;

@@ -17,6 +17,7 @@ use super::bus::Bus;
 use super::cpu::finish;
 use super::exit::{ExitReason, ExitSignal};
 use super::memory::GuestMemory;
+use super::snapshot::VcpuState;
 
 const KVM_SYSTEM_EVENT_SHUTDOWN: u32 = 1;
 const KVM_SYSTEM_EVENT_RESET: u32 = 2;
@@ -59,6 +60,10 @@ pub struct RunControl {
 struct RunState {
     pause: bool,
     parked: usize,
+    /// Raised to ask parked vCPUs for their state.
+    capture_gen: u64,
+    /// Each vCPU's answer to the latest request.
+    captured: Vec<Option<Result<VcpuState, String>>>,
 }
 
 impl RunControl {
@@ -96,6 +101,38 @@ impl RunControl {
         }
     }
 
+    /// Whether a pause is requested (a vCPU about to park settles first).
+    fn pause_requested(&self) -> bool {
+        self.lock().pause
+    }
+
+    /// Asks the `n` parked vCPUs for their state and waits for it.
+    pub fn capture_all(&self, n: usize, timeout: Duration) -> Result<Vec<VcpuState>, String> {
+        let mut g = self.lock();
+        if !g.pause || g.parked < n {
+            return Err("the vCPUs are not paused".into());
+        }
+        g.capture_gen += 1;
+        g.captured = (0..n).map(|_| None).collect();
+        self.cond.notify_all();
+        let (mut g, _) = self
+            .cond
+            .wait_timeout_while(g, timeout, |s| {
+                s.captured.iter().any(Option::is_none) && !self.stopped()
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        let answers = std::mem::take(&mut g.captured);
+        answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| match a {
+                Some(Ok(s)) => Ok(s),
+                Some(Err(e)) => Err(format!("vcpu{i}: {e}")),
+                None => Err(format!("vcpu{i} did not report its state")),
+            })
+            .collect()
+    }
+
     /// Lets parked vCPUs run again.
     pub fn resume(&self) {
         self.lock().pause = false;
@@ -112,14 +149,31 @@ impl RunControl {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// Parks the calling vCPU while a pause is requested. Returns false
-    /// when the vCPU must stop.
-    fn park_if_paused(&self) -> bool {
+    /// Parks the calling vCPU while a pause is requested, answering
+    /// state requests with `capture` meanwhile (`served`: the last request
+    /// this vCPU answered). Returns false when the vCPU must stop.
+    fn park_if_paused(
+        &self,
+        index: usize,
+        served: &mut u64,
+        capture: impl Fn() -> Result<VcpuState, String>,
+    ) -> bool {
         let mut g = self.lock();
         if g.pause {
             g.parked += 1;
             self.cond.notify_all();
             while g.pause && !self.stopped() {
+                if g.capture_gen != *served {
+                    *served = g.capture_gen;
+                    drop(g);
+                    let answer = capture();
+                    g = self.lock();
+                    if let Some(slot) = g.captured.get_mut(index) {
+                        *slot = Some(answer);
+                    }
+                    self.cond.notify_all();
+                    continue;
+                }
                 g = match self.cond.wait(g) {
                     Ok(g) => g,
                     Err(p) => p.into_inner(),
@@ -141,6 +195,8 @@ pub struct Vcpu {
     pub ctl: Arc<RunControl>,
     /// Guest RAM, for instructions finished here.
     pub mem: GuestMemory,
+    /// The MSRs a state image keeps (KVM's list).
+    pub msr_list: Arc<Vec<u32>>,
 }
 
 enum Step {
@@ -158,8 +214,17 @@ impl Vcpu {
         }
         let run_ptr: *mut kvm_run = self.fd.get_kvm_run();
         KVM_RUN_PTR.with(|c| c.set(run_ptr));
+        let mut served = 0;
         loop {
-            if !self.ctl.park_if_paused() {
+            if self.ctl.pause_requested()
+                && let Step::Stop(reason) = self.settle()
+            {
+                self.exit.request(reason);
+                break;
+            }
+            let (fd, msrs) = (&self.fd, &self.msr_list);
+            let capture = || VcpuState::capture(fd, msrs);
+            if !self.ctl.park_if_paused(self.index, &mut served, capture) {
                 break;
             }
             match self.step() {
@@ -268,6 +333,25 @@ impl Vcpu {
                 Step::Stop(ExitReason::InternalError)
             }
         }
+    }
+
+    /// Completes the port or MMIO access of the last exit (KVM finishes
+    /// it on the next KVM_RUN, which immediate_exit turns back before the
+    /// guest runs), so that the registers are whole while parked.
+    fn settle(&mut self) -> Step {
+        for _ in 0..64 {
+            self.fd.set_kvm_immediate_exit(1);
+            match self.step() {
+                // KVM_RUN gave EINTR: nothing is left pending.
+                Step::Continue if self.fd.get_kvm_run().immediate_exit == 0 => {
+                    return Step::Continue;
+                }
+                Step::Continue => {}
+                stop => return stop,
+            }
+        }
+        self.fd.set_kvm_immediate_exit(0);
+        Step::Continue
     }
 
     fn where_now(&self) -> String {

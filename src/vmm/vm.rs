@@ -45,28 +45,44 @@ use super::vcpu::{self, RunControl, Vcpu};
 use super::virtio;
 use super::virtio::input::{VirtioInputHandle, WhenActive};
 
+mod state;
+
+pub use state::unsaveable_device;
+
 /// A built machine, ready to run.
 pub struct Vm {
-    cfg: VmConfig,
+    pub(super) cfg: VmConfig,
     // Keeps /dev/kvm open for the VM's lifetime.
     _kvm: Kvm,
-    vm: Arc<VmFd>,
+    pub(super) vm: Arc<VmFd>,
     // Guest RAM must outlive every vCPU thread; it is only dropped at exit.
-    _mem: GuestMemory,
+    pub(super) mem: GuestMemory,
     mem_bytes: u64,
     exit: Arc<ExitSignal>,
-    ctl: Arc<RunControl>,
-    serial: Arc<Mutex<SerialDevice>>,
-    ged: Arc<Mutex<Ged>>,
+    pub(super) ctl: Arc<RunControl>,
+    pub(super) serial: Arc<Mutex<SerialDevice>>,
+    pub(super) ged: Arc<Mutex<Ged>>,
+    /// The other platform devices whose state a state image keeps.
+    pub(super) platform: Platform,
     backend: SerialBackend,
     /// Writer thread of COM1's output.
     serial_pump: PumpHandle,
-    vcpus: Vec<Vcpu>,
-    virtio: virtio::setup::Devices,
+    pub(super) vcpus: Vec<Vcpu>,
+    pub(super) virtio: virtio::setup::Devices,
     /// The screen and input of a guest with a display adapter.
     console: Option<Console>,
     /// `/proc/self/statm`, opened before the VMM is jailed.
     statm: Option<std::fs::File>,
+    /// The guest clock of a restored state, set when the vCPUs start.
+    pub(super) restored_clock: Option<u64>,
+}
+
+/// Platform devices kept for their state (they are also on the buses).
+pub(super) struct Platform {
+    pub cmos: Arc<Mutex<Cmos>>,
+    pub i8042: Arc<Mutex<I8042>>,
+    pub acpi_pm: Arc<Mutex<AcpiPm>>,
+    pub pci_io: Arc<Mutex<PciConfigIo>>,
 }
 
 fn shared<T: super::bus::BusDevice + 'static>(d: T) -> Arc<Mutex<T>> {
@@ -249,6 +265,12 @@ impl Vm {
         let low_ram = memory::ram_regions(mem_bytes)[0].1;
         let high_ram = mem_bytes - low_ram;
 
+        let platform = Platform {
+            cmos: shared(Cmos::new(low_ram, high_ram)),
+            i8042: i8042.clone(),
+            acpi_pm: shared(AcpiPm::new(exit.clone())),
+            pci_io: shared(PciConfigIo::new(pci.clone()).with_reset_control(exit.clone())),
+        };
         let mut pio = Bus::default();
         insert(&mut pio, serial.clone(), u64::from(layout::COM1_PORT), 8)?;
         insert(
@@ -271,19 +293,19 @@ impl Vm {
         )?;
         insert(
             &mut pio,
-            shared(Cmos::new(low_ram, high_ram)),
+            platform.cmos.clone(),
             u64::from(layout::CMOS_PORT),
             2,
         )?;
         insert(
             &mut pio,
-            shared(AcpiPm::new(exit.clone())),
+            platform.acpi_pm.clone(),
             u64::from(layout::ACPI_SLEEP_CTL_PORT),
             acpi_pm::PORT_COUNT,
         )?;
         insert(
             &mut pio,
-            shared(PciConfigIo::new(pci.clone()).with_reset_control(exit.clone())),
+            platform.pci_io.clone(),
             u64::from(layout::PCI_CONFIG_PORT),
             8,
         )?;
@@ -376,18 +398,20 @@ impl Vm {
             cfg,
             _kvm: kvm,
             vm,
-            _mem: mem,
+            mem,
             mem_bytes,
             exit,
             ctl,
             serial,
             ged,
+            platform,
             backend,
             serial_pump,
             vcpus,
             virtio,
             console,
             statm: std::fs::File::open("/proc/self/statm").ok(),
+            restored_clock: None,
         })
     }
 
@@ -398,7 +422,9 @@ impl Vm {
 
     /// Runs the guest until it stops; returns why. The control socket, if
     /// any, is served meanwhile and removed before returning.
-    pub fn run(mut self, mut control: Option<ControlServer>) -> Result<ExitReason> {
+    /// Runs the guest until it stops; with `paused` the vCPUs wait for
+    /// `cont` before their first instruction.
+    pub fn run(mut self, mut control: Option<ControlServer>, paused: bool) -> Result<ExitReason> {
         vcpu::install_kick_handler().map_err(Error::io("installing the vCPU kick handler"))?;
         let sigfd = HostSignals::new().map_err(Error::io("signalfd"))?;
         let epoll = Epoll::new().map_err(Error::io("epoll"))?;
@@ -443,6 +469,12 @@ impl Vm {
             .start()
             .map_err(Error::io("starting the serial output thread"))?;
         let n = self.vcpus.len();
+        let start_clock = self.restored_clock.take();
+        if paused {
+            self.ctl.request_pause();
+        } else if let Some(clock) = start_clock {
+            self.set_clock(clock);
+        }
         tracing::info!("starting {n} vCPUs");
         let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
         for v in self.vcpus.drain(..) {
@@ -464,7 +496,8 @@ impl Vm {
             for cfd in c.accept() {
                 add(cfd)?;
             }
-            c.broadcast(&control::event("running", None));
+            let now = if paused { "paused" } else { "running" };
+            c.broadcast(&control::event(now, None));
         }
         if let Err(e) = sandbox::confine_current(ThreadKind::Control) {
             self.ctl.stop();
@@ -479,9 +512,14 @@ impl Vm {
             kick_all(&threads);
             return Err(Error::io("starting the VNC server")(e));
         }
+        let saved_clock = match (paused, start_clock) {
+            (false, _) => None,
+            (true, Some(clock)) => Some(clock),
+            (true, None) => self.vm.get_clock().ok().map(|c| c.clock),
+        };
         let mut state = LoopState {
-            paused: false,
-            saved_clock: None,
+            paused,
+            saved_clock,
             held_keys: None,
         };
         let mut events = vec![EpollEvent::default(); 32];
@@ -635,15 +673,9 @@ impl Vm {
                 if state.paused {
                     return ok(json!({}));
                 }
-                self.ctl.request_pause();
-                kick_all(threads);
-                if !self.ctl.wait_parked(threads.len(), Duration::from_secs(5)) {
-                    self.ctl.resume();
-                    return err("vCPUs did not stop within 5 s");
+                if let Err(e) = self.pause_vcpus(state, threads) {
+                    return err(&e);
                 }
-                // Freeze the guest's kvmclock while paused.
-                state.saved_clock = self.vm.get_clock().ok();
-                state.paused = true;
                 ctl_server.broadcast(&control::event("paused", None));
                 ok(json!({}))
             }
@@ -651,19 +683,24 @@ impl Vm {
                 if !state.paused {
                     return ok(json!({}));
                 }
-                if let Some(clock) = state.saved_clock.take() {
-                    let c = kvm_clock_data {
-                        clock: clock.clock,
-                        ..Default::default()
-                    };
-                    if let Err(e) = self.vm.set_clock(&c) {
-                        tracing::warn!("KVM_SET_CLOCK on resume: {e}");
-                    }
-                }
-                state.paused = false;
-                self.ctl.resume();
+                self.resume_vcpus(state);
                 ctl_server.broadcast(&control::event("resumed", None));
                 ok(json!({}))
+            }
+            "save" => {
+                let Some(fd) = ctl_server.take_fd(client) else {
+                    return err("save needs a file descriptor");
+                };
+                let resume = req
+                    .arguments
+                    .as_ref()
+                    .and_then(|a| a.get("resume"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                match self.save(fd, resume, state, threads) {
+                    Ok(v) => ok(v),
+                    Err(e) => err(&e),
+                }
             }
             "powerdown" | "system_powerdown" => {
                 let r = match self.ged.lock() {
@@ -807,6 +844,45 @@ impl Vm {
         }
     }
 
+    /// Stops every vCPU (parked, its last exit completed) and notes the
+    /// guest clock.
+    fn pause_vcpus(
+        &self,
+        state: &mut LoopState,
+        threads: &[JoinHandle<()>],
+    ) -> std::result::Result<(), String> {
+        self.ctl.request_pause();
+        kick_all(threads);
+        if !self.ctl.wait_parked(threads.len(), Duration::from_secs(5)) {
+            self.ctl.resume();
+            return Err("vCPUs did not stop within 5 s".into());
+        }
+        // Freeze the guest's kvmclock while paused.
+        state.saved_clock = self.vm.get_clock().ok().map(|c| c.clock);
+        state.paused = true;
+        Ok(())
+    }
+
+    /// Lets the vCPUs run again, the guest clock carrying on from where
+    /// it stopped.
+    fn resume_vcpus(&self, state: &mut LoopState) {
+        if let Some(clock) = state.saved_clock.take() {
+            self.set_clock(clock);
+        }
+        state.paused = false;
+        self.ctl.resume();
+    }
+
+    pub(super) fn set_clock(&self, clock: u64) {
+        let c = kvm_clock_data {
+            clock,
+            ..Default::default()
+        };
+        if let Err(e) = self.vm.set_clock(&c) {
+            tracing::warn!("KVM_SET_CLOCK: {e}");
+        }
+    }
+
     fn status(&self, state: &LoopState) -> Value {
         let mut v = json!({
             "status": if state.paused { "paused" } else { "running" },
@@ -860,9 +936,10 @@ impl Vm {
     }
 }
 
-struct LoopState {
-    paused: bool,
-    saved_clock: Option<kvm_clock_data>,
+pub(super) struct LoopState {
+    pub paused: bool,
+    /// The guest clock (KVM_GET_CLOCK) when the vCPUs were paused.
+    pub saved_clock: Option<u64>,
     /// Keys `send-key` pressed, released (in reverse order) at the instant.
     held_keys: Option<(std::time::Instant, Vec<u16>)>,
 }
@@ -971,6 +1048,7 @@ fn create_vcpus(
     let msr_list = kvm
         .get_msr_index_list()
         .map_err(Error::kvm("KVM_GET_MSR_INDEX_LIST"))?;
+    let saved_msrs = Arc::new(msr_list.as_slice().to_vec());
     let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
     if cpu::cpuid::host_emulates_ring0() {
         tracing::debug!(
@@ -1033,6 +1111,7 @@ fn create_vcpus(
             exit: exit.clone(),
             ctl: ctl.clone(),
             mem: mem.clone(),
+            msr_list: saved_msrs.clone(),
         });
     }
     Ok(out)

@@ -416,10 +416,11 @@ impl Control {
     }
 }
 
-/// Numbers of the `TICK n` lines in a log.
+/// Numbers of the `TICK n` lines in a log (`TICK n sum=...` with
+/// `oxtest.tickmem`).
 pub fn ticks(log: &str) -> Vec<u64> {
     log.lines()
         .filter_map(|l| l.trim().strip_prefix("TICK "))
-        .filter_map(|n| n.trim().parse().ok())
+        .filter_map(|n| n.split_whitespace().next()?.parse().ok())
         .collect()
 }

@@ -175,6 +175,10 @@ void cmdline_parse(const char *cl)
 			opt.x2apic = n != 0;
 		else if (KEY("oxtest.e820"))
 			opt.e820_lax = vlen == 3 && memcmp(v, "lax", 3) == 0;
+		else if (KEY("oxtest.tickdev") && parse_int(v, vlen, &n))
+			opt.tickdev = n != 0;
+		else if (KEY("oxtest.tickmem") && parse_int(v, vlen, &n))
+			opt.tickmem_mib = (u32)n;
 		else if (KEY("oxtest.gedirq") && parse_int(v, vlen, &n))
 			opt.gedirq = (int)n;
 		else if (KEY("oxtest.devs"))

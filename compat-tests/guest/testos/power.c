@@ -75,17 +75,75 @@ static void wait_until(u64 t, bool deadline)
 	cli();
 }
 
+/* oxtest.tickmem: a region from 32 MiB that the ticker checks and partly rewrites
+ * every tick (in ring 3, which runs at native speed here), so that a guest saved
+ * and restored shows whether its memory came back whole. */
+#define TICKMEM_BASE (32ull << 20)
+#define TICKMEM_PARTS 16
+
+struct tickmem {
+	u64 *words;
+	u64 nwords;
+	u64 sum;   /* what the region must add up to */
+	u64 tick;
+	u64 bad;   /* set when the region did not add up */
+	u64 init;  /* the first step takes the region as it finds it */
+};
+
+static u64 tickmem_step(void *arg)
+{
+	struct tickmem *t = arg;
+	u64 sum = 0;
+	for (u64 i = 0; i < t->nwords; i++)
+		sum += t->words[i];
+	t->bad = !t->init && sum != t->sum;
+	t->init = 0;
+	u64 part = t->nwords / TICKMEM_PARTS;
+	u64 *w = t->words + (t->tick % TICKMEM_PARTS) * part;
+	for (u64 i = 0; i < part; i++) {
+		u64 v = (t->tick + 1) * 0x9E3779B97F4A7C15ull ^ i;
+		sum += v - w[i];
+		w[i] = v;
+	}
+	t->sum = sum;
+	return 0;
+}
+
+static struct tickmem tickmem;
+
 static void ticker(void)
 {
 	bool deadline = lapic_tsc_deadline();
 	lapic_init();
 	irq_set_handler(VEC_TIMER, timer_irq);
 	println("INFO ticker every 100 ms (%s)", deadline ? "tsc-deadline timer, hlt" : "tsc poll");
+	if (opt.tickmem_mib) {
+		tickmem.words = (u64 *)(usize)TICKMEM_BASE;
+		tickmem.nwords = ((u64)opt.tickmem_mib << 20) / 8;
+		tickmem.init = 1;
+		println("INFO ticker keeps %u MiB at 0x%llx", opt.tickmem_mib, TICKMEM_BASE);
+	}
+	if (opt.tickdev)
+		tickdev_init();
 	u64 period = ms_to_tsc(100);
 	u64 next = rdtsc() + period;
 	for (u64 n = 1;; n++) {
 		wait_until(next, deadline);
-		println("TICK %llu", n);
+		if (opt.tickdev) {
+			struct why w = { .len = 0 };
+			w.buf[0] = 0;
+			if (!tickdev_step(n, &w))
+				println("FAIL tickdev at tick %llu: %s", n, w.buf);
+		}
+		if (opt.tickmem_mib) {
+			tickmem.tick = n;
+			run_user(tickmem_step, &tickmem);
+			if (tickmem.bad)
+				println("FAIL tickmem: the region does not add up at tick %llu", n);
+			println("TICK %llu sum=%llx", n, tickmem.sum);
+		} else {
+			println("TICK %llu", n);
+		}
 		next += period;
 		u64 now = rdtsc();
 		if (now > next)           /* after a pause: carry on from now, never skip numbers */

@@ -126,6 +126,9 @@ struct options {
 	/* display (see README) */
 	u32 disp_w, disp_h;        /* oxtest.display=WxH (default 640x480) */
 	u32 resize_w, resize_h;    /* oxtest.display.resize=WxH, 0: none */
+	/* ticker */
+	u32 tickmem_mib;           /* oxtest.tickmem=MIB: the ticker keeps a region's checksum */
+	int tickdev;               /* oxtest.tickdev=1: the ticker uses virtio-rng and -blk (tickdev.c) */
 };
 #define IRQ_POLL 0
 #define IRQ_MSIX 1
@@ -335,6 +338,8 @@ u16 vcfg16(const struct vdev *d, u32 off);
 u32 vcfg32(const struct vdev *d, u32 off);
 u64 vcfg64(const struct vdev *d, u32 off);
 void check_blk(void);
+void tickdev_init(void);
+bool tickdev_step(u64 tick, struct why *w);
 void check_rng(void);
 void check_console(void);
 void check_balloon(void);

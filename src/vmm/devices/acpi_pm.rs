@@ -31,7 +31,31 @@ pub struct AcpiPm {
     started: Instant,
 }
 
+/// The PM block's state: the sleep status and where the PM timer stood.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcpiPmState {
+    pub sleep_sts: u8,
+    pub timer_ns: u64,
+}
+
 impl AcpiPm {
+    pub fn state(&self) -> AcpiPmState {
+        AcpiPmState {
+            sleep_sts: self.sleep_sts,
+            timer_ns: self.started.elapsed().as_nanos() as u64,
+        }
+    }
+
+    /// The PM timer carries on from the saved count.
+    pub fn restore(&mut self, s: &AcpiPmState) {
+        self.sleep_sts = s.sleep_sts;
+        let elapsed = std::time::Duration::from_nanos(s.timer_ns);
+        self.started = Instant::now()
+            .checked_sub(elapsed)
+            .unwrap_or_else(Instant::now);
+    }
+
     pub fn new(exit: Arc<ExitSignal>) -> Self {
         AcpiPm {
             exit,

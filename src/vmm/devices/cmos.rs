@@ -70,6 +70,15 @@ fn to_bcd(v: u8) -> u8 {
     ((v / 10) << 4) | (v % 10)
 }
 
+/// What a state image keeps of the CMOS: the index register and NVRAM
+/// (the clock itself follows the host).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmosState {
+    pub index: u8,
+    pub nvram: Vec<u8>,
+}
+
 /// The RTC/NVRAM device.
 pub struct Cmos {
     index: u8,
@@ -85,6 +94,23 @@ fn host_now() -> i64 {
 }
 
 impl Cmos {
+    pub fn state(&self) -> CmosState {
+        CmosState {
+            index: self.index,
+            nvram: self.nvram.to_vec(),
+        }
+    }
+
+    pub fn restore(&mut self, s: &CmosState) -> Result<(), String> {
+        self.nvram = s
+            .nvram
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("CMOS state has {} NVRAM bytes, not 128", s.nvram.len()))?;
+        self.index = s.index;
+        Ok(())
+    }
+
     /// A CMOS reporting the host's time, with NVRAM memory sizes filled in.
     pub fn new(mem_below_4g: u64, mem_above_4g: u64) -> Self {
         Self::with_clock(mem_below_4g, mem_above_4g, host_now)

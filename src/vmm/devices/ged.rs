@@ -19,6 +19,15 @@ impl Ged {
         Ged { pending: 0, irq }
     }
 
+    /// Events latched and not yet read.
+    pub fn pending(&self) -> u8 {
+        self.pending
+    }
+
+    pub fn restore(&mut self, pending: u8) {
+        self.pending = pending;
+    }
+
     /// Latches `event` and interrupts the guest.
     pub fn notify(&mut self, event: u8) -> std::io::Result<()> {
         self.pending |= event;

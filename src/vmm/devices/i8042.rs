@@ -57,10 +57,28 @@ const WRITE_TO_AUX: u8 = 0xd4;
 const CONTROLLER_QUEUE_BYTES: usize = 16;
 
 /// Which side a byte in the output buffer belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Side {
     Kbd,
     Aux,
+}
+
+/// The controller's and both devices' state, as a state image keeps it.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct I8042State {
+    command_byte: u8,
+    output_port: u8,
+    system_flag: bool,
+    last_write_command: bool,
+    awaiting: Option<u8>,
+    output: Option<(u8, Side)>,
+    last_read: u8,
+    answers: VecDeque<(u8, Side)>,
+    kbd: Keyboard,
+    aux: Mouse,
+    kbd_level: bool,
+    aux_level: bool,
 }
 
 /// The controller, registered at 0x60 (offset 0) and 0x64 (offset 4).
@@ -117,6 +135,41 @@ impl I8042 {
             aux_irq: Some(aux_irq),
             ..I8042::new(exit)
         }
+    }
+
+    pub fn state(&self) -> I8042State {
+        I8042State {
+            command_byte: self.command_byte,
+            output_port: self.output_port,
+            system_flag: self.system_flag,
+            last_write_command: self.last_write_command,
+            awaiting: self.awaiting,
+            output: self.output,
+            last_read: self.last_read,
+            answers: self.answers.clone(),
+            kbd: self.kbd.clone(),
+            aux: self.aux.clone(),
+            kbd_level: self.kbd_level,
+            aux_level: self.aux_level,
+        }
+    }
+
+    /// Loads a saved state; the interrupt lines stay as they are (the
+    /// interrupt controller's saved state has their levels).
+    pub fn restore(&mut self, s: &I8042State) {
+        let s = s.clone();
+        self.command_byte = s.command_byte;
+        self.output_port = s.output_port;
+        self.system_flag = s.system_flag;
+        self.last_write_command = s.last_write_command;
+        self.awaiting = s.awaiting;
+        self.output = s.output;
+        self.last_read = s.last_read;
+        self.answers = s.answers;
+        self.kbd = s.kbd;
+        self.aux = s.aux;
+        self.kbd_level = s.kbd_level;
+        self.aux_level = s.aux_level;
     }
 
     /// The status register (port 0x64).

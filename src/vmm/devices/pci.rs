@@ -236,6 +236,15 @@ impl PciConfigIo {
         self
     }
 
+    /// The address register (0xCF8), which a state image keeps.
+    pub fn address(&self) -> u32 {
+        self.address
+    }
+
+    pub fn set_address(&mut self, address: u32) {
+        self.address = address;
+    }
+
     fn target(&self) -> Option<(u8, u8, u8, u16)> {
         let a = self.address;
         (a & 0x8000_0000 != 0).then_some({

@@ -2,8 +2,9 @@
 
 use std::io::Write;
 
+use serde::{Deserialize, Serialize};
 use vm_superio::Serial;
-use vm_superio::serial::NoEvents;
+use vm_superio::serial::{NoEvents, SerialState};
 
 use super::IrqLine;
 use crate::vmm::bus::BusDevice;
@@ -34,6 +35,72 @@ impl SerialDevice {
                 0
             }
         }
+    }
+}
+
+/// The UART's registers and receive FIFO, as a state image keeps them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialDeviceState {
+    pub divisor_low: u8,
+    pub divisor_high: u8,
+    pub interrupt_enable: u8,
+    pub interrupt_identification: u8,
+    pub line_control: u8,
+    pub line_status: u8,
+    pub modem_control: u8,
+    pub modem_status: u8,
+    pub scratch: u8,
+    pub rx_fifo: Vec<u8>,
+}
+
+impl SerialDevice {
+    pub fn state(&self) -> SerialDeviceState {
+        let s = self.uart.state();
+        SerialDeviceState {
+            divisor_low: s.baud_divisor_low,
+            divisor_high: s.baud_divisor_high,
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            rx_fifo: s.in_buffer,
+        }
+    }
+
+    /// Loads saved registers, keeping the interrupt line and the output.
+    pub fn restore(&mut self, s: &SerialDeviceState) -> Result<(), String> {
+        let state = SerialState {
+            baud_divisor_low: s.divisor_low,
+            baud_divisor_high: s.divisor_high,
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            in_buffer: s.rx_fifo.clone(),
+        };
+        let irq = || {
+            self.uart
+                .interrupt_evt()
+                .0
+                .try_clone()
+                .map(IrqLine)
+                .map_err(|e| format!("serial interrupt: {e}"))
+        };
+        let (irq, spare) = (irq()?, irq()?);
+        let old = std::mem::replace(
+            &mut self.uart,
+            Serial::new(spare, Box::new(std::io::sink())),
+        );
+        self.uart = Serial::from_state(&state, irq, NoEvents, old.into_writer())
+            .map_err(|e| format!("serial state: {e:?}"))?;
+        Ok(())
     }
 }
 

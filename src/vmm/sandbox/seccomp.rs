@@ -113,6 +113,15 @@ ioctl_iow_nr!(
     kvm_bindings::kvm_vcpu_events
 );
 ioctl_ior_nr!(KVM_GET_CLOCK, KVMIO, 0x7c, kvm_bindings::kvm_clock_data);
+// Reading a guest's state for `save`.
+ioctl_iowr_nr!(KVM_GET_IRQCHIP, KVMIO, 0x62, kvm_bindings::kvm_irqchip);
+ioctl_ior_nr!(KVM_GET_PIT2, KVMIO, 0x9f, kvm_bindings::kvm_pit_state2);
+ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_bindings::kvm_msrs);
+ioctl_ior_nr!(KVM_GET_LAPIC, KVMIO, 0x8e, kvm_bindings::kvm_lapic_state);
+ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_bindings::kvm_mp_state);
+ioctl_ior_nr!(KVM_GET_DEBUGREGS, KVMIO, 0xa1, kvm_bindings::kvm_debugregs);
+ioctl_ior_nr!(KVM_GET_XSAVE, KVMIO, 0xa4, kvm_bindings::kvm_xsave);
+ioctl_ior_nr!(KVM_GET_XCRS, KVMIO, 0xa6, kvm_bindings::kvm_xcrs);
 
 /// The rules of one filter being built: syscall number to conditions,
 /// where an empty list allows the call whatever its arguments.
@@ -254,6 +263,10 @@ impl Allow {
                     libc::SYS_sendto,
                     libc::SYS_fcntl,
                     libc::SYS_geteuid,
+                    // Devices started again after `save` (as a vCPU
+                    // starts them): worker epoll sets and eventfds.
+                    libc::SYS_epoll_create1,
+                    libc::SYS_eventfd2,
                 ])
                 // Control clients are checked by their credentials, and
                 // replies to them have a send timeout.
@@ -275,12 +288,18 @@ impl Allow {
                 // KVM_SET_USER_MEMORY_REGION: the machine is torn down on
                 // this thread, and the display adapter takes its video
                 // memory's slot out of the guest before freeing it.
+                // KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_SET_GSI_ROUTING: `save`
+                // reads the in-kernel devices; devices started again after
+                // it route their MSI-X vectors.
                 .ioctls(&[
                     libc::FIONBIO,
                     KVM_GET_CLOCK(),
                     KVM_SET_CLOCK(),
                     KVM_IRQ_LINE(),
                     KVM_SET_USER_MEMORY_REGION(),
+                    KVM_GET_IRQCHIP(),
+                    KVM_GET_PIT2(),
+                    KVM_SET_GSI_ROUTING(),
                 ]),
             ThreadKind::Launcher => {
                 for other in ThreadKind::ALL {
@@ -344,6 +363,13 @@ impl Allow {
                     KVM_TRANSLATE(),
                     KVM_GET_VCPU_EVENTS(),
                     KVM_SET_VCPU_EVENTS(),
+                    // A parked vCPU reads its own state for `save`.
+                    KVM_GET_MSRS(),
+                    KVM_GET_LAPIC(),
+                    KVM_GET_MP_STATE(),
+                    KVM_GET_DEBUGREGS(),
+                    KVM_GET_XSAVE(),
+                    KVM_GET_XCRS(),
                 ]),
             ThreadKind::SerialOut => self.base().calls(&[libc::SYS_sendto, libc::SYS_writev]),
             ThreadKind::BlockQueue => self.worker().calls(&[

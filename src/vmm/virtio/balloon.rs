@@ -272,6 +272,25 @@ impl VirtioDevice for Balloon {
             }
         }
     }
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::json!({
+            "num_pages": self.state.num_pages.load(Ordering::Acquire),
+            "actual": self.state.actual.load(Ordering::Acquire),
+        })
+    }
+    fn restore_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Saved {
+            num_pages: u32,
+            actual: u32,
+        }
+        let s: Saved = serde_json::from_value(state.clone())
+            .map_err(|e| format!("virtio-balloon state: {e}"))?;
+        self.state.num_pages.store(s.num_pages, Ordering::Release);
+        self.state.actual.store(s.actual, Ordering::Release);
+        Ok(())
+    }
     fn activate(&mut self, act: Activation) -> Result<(), String> {
         if let Ok(mut g) = self.state.irq.lock() {
             *g = Some(act.interrupt.clone());

@@ -89,6 +89,15 @@ pub struct Interrupt {
     msix: Mutex<MsixRoute>,
 }
 
+/// What a state image keeps of a function's interrupt state.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptState {
+    pub isr: u8,
+    pub vector_masked: Vec<bool>,
+    pub pending: Vec<bool>,
+}
+
 /// Which vectors the driver chose, and whether MSI-X is on.
 #[derive(Default)]
 pub struct MsixRoute {
@@ -174,6 +183,42 @@ impl Interrupt {
             .fold(0u64, |acc, (i, _)| {
                 acc | 1u64.checked_shl(i as u32).unwrap_or(0)
             })
+    }
+
+    /// The ISR byte and per-vector masks and pending bits, for a state
+    /// image.
+    pub fn state(&self) -> InterruptState {
+        let r = self.route();
+        InterruptState {
+            isr: self.isr.load(Ordering::Acquire),
+            vector_masked: r.vector_masked.clone(),
+            pending: r.pending.clone(),
+        }
+    }
+
+    /// Loads saved bits (the caller sets the vectors and MSI-X control);
+    /// INTx goes high again if the ISR byte was set and MSI-X is off.
+    pub fn restore(&self, s: &InterruptState) -> Result<(), String> {
+        {
+            let mut r = self.route();
+            if s.vector_masked.len() != r.vector_fds.len() || s.pending.len() != r.vector_fds.len()
+            {
+                return Err(format!(
+                    "{} MSI-X vectors saved, the device has {}",
+                    s.vector_masked.len(),
+                    r.vector_fds.len()
+                ));
+            }
+            r.vector_masked = s.vector_masked.clone();
+            r.pending = s.pending.clone();
+        }
+        let enabled = self.route().enabled;
+        let isr = &self.isr;
+        self.intx.lines.update(self.intx.gsi, self.intx.slot, || {
+            isr.store(s.isr, Ordering::Release);
+            !enabled && s.isr != 0
+        });
+        Ok(())
     }
 
     /// Reads and clears the ISR byte, lowering INTx.

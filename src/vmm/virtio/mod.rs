@@ -88,6 +88,15 @@ pub trait VirtioDevice: Send {
     fn activate(&mut self, act: Activation) -> std::result::Result<(), String>;
     /// Stops processing; the device must be ready for a new activation.
     fn reset(&mut self);
+    /// What the device keeps beyond the transport's registers (what the
+    /// driver wrote to its configuration space), for a state image.
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Loads what [`VirtioDevice::save_state`] gave.
+    fn restore_state(&mut self, _state: &serde_json::Value) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Copies `data` out of a byte image of a configuration structure.

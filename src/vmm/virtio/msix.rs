@@ -121,6 +121,32 @@ impl MsixTable {
         self.entries.is_empty()
     }
 
+    /// The table's entries (address low, high, data, control).
+    pub fn entries(&self) -> &[[u32; 4]] {
+        &self.entries
+    }
+
+    /// Loads saved entries: routes for the programmed ones, and each
+    /// vector's mask.
+    pub fn restore(&mut self, entries: &[[u32; 4]], irq: &Interrupt) -> Result<(), String> {
+        if entries.len() != self.entries.len() {
+            return Err(format!(
+                "{} MSI-X entries saved, the table has {}",
+                entries.len(),
+                self.entries.len()
+            ));
+        }
+        self.entries = entries.to_vec();
+        for (i, (e, &gsi)) in self.entries.iter().zip(&self.gsis).enumerate() {
+            let addr = u64::from(e[0]) | u64::from(e[1]) << 32;
+            if addr != 0 {
+                self.router.set_msi(gsi, addr, e[2]);
+            }
+            irq.set_vector_mask(i, e[3] & CTRL_MASKED != 0);
+        }
+        Ok(())
+    }
+
     pub fn read(&self, offset: u64, data: &mut [u8]) {
         let mut img = Vec::with_capacity(self.entries.len() * 16);
         for e in &self.entries {

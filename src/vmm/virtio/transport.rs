@@ -26,7 +26,7 @@ use virtio_bindings::virtio_ids::{
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::interrupt::NO_VECTOR;
+use super::interrupt::{InterruptState, NO_VECTOR};
 use super::msix::MsixTable;
 use super::{Activation, F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, Interrupt, VirtioDevice};
 use crate::vmm::devices::pci::PciFunction;
@@ -68,14 +68,36 @@ const CAP_DEVICE: u8 = 4;
 
 const CONFIG_WORDS: usize = 64;
 
-#[derive(Clone, Copy, Default)]
-struct QueueRegs {
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueRegs {
     size: u16,
     vector: u16,
     enable: bool,
     desc: u64,
     driver: u64,
     device: u64,
+}
+
+/// A function's transport state and its device's own, for a state image.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtioPciState {
+    pub device_type: u32,
+    pub config: Vec<u32>,
+    pub bar: u64,
+    pub queue_select: u16,
+    pub dfeature_select: u32,
+    pub gfeature_select: u32,
+    pub driver_features: u64,
+    pub status: u8,
+    pub generation: u8,
+    pub msix_control: u16,
+    pub config_vector: u16,
+    pub queues: Vec<QueueRegs>,
+    pub msix: Vec<[u32; 4]>,
+    pub interrupt: InterruptState,
+    pub device: serde_json::Value,
 }
 
 /// Where a function sits: its BAR's first address, the interrupt line
@@ -108,6 +130,8 @@ pub struct VirtioPci {
     status: u8,
     generation: u8,
     active: bool,
+    /// Stopped for a state image while the driver had it running.
+    quiesced: bool,
     msix: Option<MsixTable>,
     msix_control: u16,
     config_vector: u16,
@@ -208,6 +232,7 @@ impl VirtioPci {
             status: 0,
             generation: 0,
             active: false,
+            quiesced: false,
             msix,
             msix_control: 0,
             config_vector: NO_VECTOR,
@@ -224,6 +249,109 @@ impl VirtioPci {
     pub fn stop(&mut self) {
         self.dev.reset();
         self.active = false;
+    }
+
+    /// Stops the device's worker for a state image, keeping every
+    /// register: each request the worker took is finished first, so the
+    /// used ring holds all that was done.
+    pub fn quiesce(&mut self) {
+        if self.active {
+            self.dev.reset();
+            self.active = false;
+            self.quiesced = true;
+        }
+    }
+
+    /// Starts a quiesced device again where its rings stand.
+    pub fn resume(&mut self) {
+        if std::mem::take(&mut self.quiesced)
+            && let Err(e) = self.activate(true)
+        {
+            tracing::warn!("virtio device type {}: {e}", self.dev.device_type());
+            self.status |= S_NEEDS_RESET;
+        }
+    }
+
+    /// The state a [`VirtioPci::restore`] rebuilds (taken while quiesced).
+    pub fn state(&self) -> VirtioPciState {
+        VirtioPciState {
+            device_type: self.dev.device_type(),
+            config: self.config.to_vec(),
+            bar: self.bar,
+            queue_select: self.queue_select,
+            dfeature_select: self.dfeature_select,
+            gfeature_select: self.gfeature_select,
+            driver_features: self.driver_features,
+            status: self.status,
+            generation: self.generation,
+            msix_control: self.msix_control,
+            config_vector: self.config_vector,
+            queues: self.queues.clone(),
+            msix: self
+                .msix
+                .as_ref()
+                .map(|t| t.entries().to_vec())
+                .unwrap_or_default(),
+            interrupt: self.interrupt.state(),
+            device: self.dev.save_state(),
+        }
+    }
+
+    /// Loads a saved state into a function of a fresh machine built from
+    /// the same configuration, and starts the device if the driver had.
+    pub fn restore(&mut self, s: &VirtioPciState) -> Result<(), String> {
+        let ty = self.dev.device_type();
+        if s.device_type != ty || s.queues.len() != self.queues.len() {
+            return Err(format!(
+                "saved virtio device type {} with {} queues does not match type {ty} with {}",
+                s.device_type,
+                s.queues.len(),
+                self.queues.len()
+            ));
+        }
+        self.config = s
+            .config
+            .as_slice()
+            .try_into()
+            .map_err(|_| "virtio configuration space of the wrong size".to_string())?;
+        if s.driver_features & !self.offered() != 0 {
+            return Err(format!(
+                "saved virtio device type {ty} uses features {:#x} this device does not offer",
+                s.driver_features & !self.offered()
+            ));
+        }
+        self.dev.restore_state(&s.device)?;
+        self.bar = s.bar;
+        self.queue_select = s.queue_select;
+        self.dfeature_select = s.dfeature_select;
+        self.gfeature_select = s.gfeature_select;
+        self.driver_features = s.driver_features;
+        self.status = s.status;
+        self.generation = s.generation;
+        self.config_vector = s.config_vector;
+        self.queues = s.queues.clone();
+        self.interrupt.restore(&s.interrupt)?;
+        {
+            let mut r = self.interrupt.route();
+            r.config_vector = s.config_vector;
+            r.queue_vectors = s.queues.iter().map(|q| q.vector).collect();
+        }
+        if let Some(t) = self.msix.as_mut() {
+            t.restore(&s.msix, &self.interrupt)?;
+        } else if !s.msix.is_empty() {
+            return Err("saved MSI-X table for a function without one".into());
+        }
+        self.msix_control = s.msix_control;
+        self.interrupt.set_msix_control(
+            self.msix_control & 0x8000 != 0,
+            self.msix_control & 0x4000 != 0,
+        );
+        self.update_ioevents();
+        let running = S_FEATURES_OK | S_DRIVER_OK;
+        if self.status & running == running && self.status & S_NEEDS_RESET == 0 {
+            self.activate(true)?;
+        }
+        Ok(())
     }
 
     fn offered(&self) -> u64 {
@@ -315,14 +443,18 @@ impl VirtioPci {
         if newly & S_DRIVER_OK != 0
             && v & S_FEATURES_OK != 0
             && !self.active
-            && let Err(e) = self.activate()
+            && let Err(e) = self.activate(false)
         {
             tracing::warn!("virtio device type {}: {e}", self.dev.device_type());
             self.status |= S_NEEDS_RESET;
         }
     }
 
-    fn activate(&mut self) -> Result<(), String> {
+    /// Hands the queues to the device. `resume`: the rings are already
+    /// in use (a restored or quiesced device), so the device carries on
+    /// from the used index in guest memory; every chain it took before
+    /// was finished, so the next one to take is the next one used.
+    fn activate(&mut self, resume: bool) -> Result<(), String> {
         let mut queues = Vec::with_capacity(self.queues.len());
         for (i, r) in self.queues.iter().enumerate() {
             let mut q = Queue::new(self.max_sizes[i]).map_err(|e| e.to_string())?;
@@ -335,6 +467,13 @@ impl VirtioPci {
                 q.set_ready(true);
                 if !q.is_valid(&self.mem) {
                     return Err(format!("queue {i} set up with invalid addresses or size"));
+                }
+                if resume {
+                    let used = q
+                        .used_idx(&self.mem, std::sync::atomic::Ordering::Acquire)
+                        .map_err(|e| format!("queue {i}: used index: {e}"))?;
+                    q.set_next_avail(used.0);
+                    q.set_next_used(used.0);
                 }
             }
             let fd = self.notify[i].try_clone().map_err(|e| e.to_string())?;

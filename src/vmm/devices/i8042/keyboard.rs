@@ -23,6 +23,8 @@ const TYPEMATIC: u8 = 0xf3;
 /// set: the set-2 byte the controller turns into these set-1 bytes.
 const TRANSLATED_SET_ID: [u8; 4] = [0, 0x43, 0x41, 0x3f];
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Keyboard {
     /// Answers to the last command; a new command discards them.
     replies: VecDeque<u8>,

@@ -27,6 +27,8 @@ const LEFT: u8 = 0x01;
 const RIGHT: u8 = 0x02;
 const MIDDLE: u8 = 0x04;
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Mouse {
     replies: VecDeque<u8>,
     packets: VecDeque<u8>,

@@ -1,0 +1,145 @@
+//! Guest RAM in a state image: the pages that are not all zero, as runs
+//! of `(guest address, length)` followed by their bytes, ended by a run
+//! of length zero. A fresh VM's memory is zero, so a restore only reads
+//! what was written.
+
+use std::io::{self, Read, Write};
+
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+
+use super::super::memory::GuestMemory;
+
+const PAGE: usize = 4096;
+/// Runs are cut at this length so that progress moves and no single
+/// write is huge.
+const MAX_RUN: usize = 8 << 20;
+/// The address of the closing run.
+const END: u64 = u64::MAX;
+
+fn zero(page: &[u8]) -> bool {
+    page.chunks_exact(16)
+        .all(|c| u128::from_ne_bytes(c.try_into().unwrap_or([1; 16])) == 0)
+}
+
+/// One guest memory region as bytes.
+///
+/// Only called while nothing else touches guest memory (vCPUs parked,
+/// device workers stopped, or before either exists).
+fn region_bytes(start: *mut u8, len: usize) -> &'static mut [u8] {
+    // SAFETY: `start`/`len` describe a live mapping owned by the VM's
+    // GuestMemory, which outlives every save and restore; no vCPU or device
+    // worker runs while the slice is used (see the callers).
+    unsafe { std::slice::from_raw_parts_mut(start, len) }
+}
+
+/// Writes every non-zero page of `mem`; returns the bytes of page data
+/// written.
+pub fn write(mem: &GuestMemory, out: &mut impl Write) -> io::Result<u64> {
+    let mut written = 0u64;
+    for region in mem.iter() {
+        let base = region.start_addr().0;
+        let bytes = region_bytes(region.as_ptr(), region.len() as usize);
+        let mut page = 0;
+        let pages = bytes.len() / PAGE;
+        while page < pages {
+            let at = |p: usize| &bytes[p * PAGE..(p + 1) * PAGE];
+            if zero(at(page)) {
+                page += 1;
+                continue;
+            }
+            let first = page;
+            while page < pages && !zero(at(page)) && (page - first) * PAGE < MAX_RUN {
+                page += 1;
+            }
+            let run = &bytes[first * PAGE..page * PAGE];
+            out.write_all(&(base + (first * PAGE) as u64).to_le_bytes())?;
+            out.write_all(&(run.len() as u64).to_le_bytes())?;
+            out.write_all(run)?;
+            written += run.len() as u64;
+        }
+    }
+    out.write_all(&END.to_le_bytes())?;
+    out.write_all(&0u64.to_le_bytes())?;
+    Ok(written)
+}
+
+fn read_u64(input: &mut impl Read) -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    input.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn bad(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// Reads runs into `mem` (which must be fresh: zero everywhere else)
+/// until the closing run.
+pub fn read(mem: &GuestMemory, input: &mut impl Read) -> io::Result<u64> {
+    let mut read = 0u64;
+    loop {
+        let gpa = read_u64(input)?;
+        let len = read_u64(input)?;
+        if gpa == END && len == 0 {
+            return Ok(read);
+        }
+        let region = mem
+            .iter()
+            .find(|r| {
+                let s = r.start_addr().0;
+                gpa >= s && gpa.checked_add(len).is_some_and(|e| e <= s + r.len())
+            })
+            .ok_or_else(|| bad(format!("memory run {gpa:#x}+{len:#x} is not in guest RAM")))?;
+        let off = (gpa - region.start_addr().0) as usize;
+        let bytes = region_bytes(region.as_ptr(), region.len() as usize);
+        input.read_exact(&mut bytes[off..off + len as usize])?;
+        read += len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::{Bytes, GuestAddress};
+
+    #[test]
+    fn only_non_zero_pages_are_written_and_read_back() {
+        let mem = crate::vmm::memory::create(8 << 20, &[]).unwrap();
+        mem.write_obj(0x1234_5678_u32, GuestAddress(0x3000))
+            .unwrap();
+        mem.write_slice(&[7u8; 3 * PAGE], GuestAddress(0x10_0000))
+            .unwrap();
+        let mut image = Vec::new();
+        let data = write(&mem, &mut image).unwrap();
+        assert_eq!(data, 4 * PAGE as u64);
+        // Two runs (one page, three pages) and the end record.
+        assert_eq!(image.len(), 4 * PAGE + 3 * 16);
+
+        let fresh = crate::vmm::memory::create(8 << 20, &[]).unwrap();
+        assert_eq!(read(&fresh, &mut image.as_slice()).unwrap(), data);
+        let v: u32 = fresh.read_obj(GuestAddress(0x3000)).unwrap();
+        assert_eq!(v, 0x1234_5678);
+        let b: u8 = fresh
+            .read_obj(GuestAddress(0x10_0000 + 3 * PAGE as u64 - 1))
+            .unwrap();
+        assert_eq!(b, 7);
+    }
+
+    #[test]
+    fn truncated_and_misplaced_runs_are_errors() {
+        let mem = crate::vmm::memory::create(8 << 20, &[]).unwrap();
+        mem.write_slice(&[1u8; PAGE], GuestAddress(0)).unwrap();
+        let mut image = Vec::new();
+        write(&mem, &mut image).unwrap();
+        let fresh = crate::vmm::memory::create(8 << 20, &[]).unwrap();
+        let cut = &image[..image.len() - 20];
+        assert!(read(&fresh, &mut &cut[..]).is_err());
+
+        let mut outside = Vec::new();
+        outside.extend_from_slice(&(64u64 << 20).to_le_bytes());
+        outside.extend_from_slice(&(PAGE as u64).to_le_bytes());
+        outside.extend_from_slice(&[0u8; PAGE]);
+        let e = read(&fresh, &mut outside.as_slice()).unwrap_err();
+        assert!(e.to_string().contains("not in guest RAM"), "{e}");
+    }
+}

@@ -1,0 +1,152 @@
+//! A running guest's state as a stream: every vCPU, the in-kernel
+//! interrupt controllers and PIT, the clock, every device, then guest RAM.
+//! `oxvirt-vmm` writes it for `save` on a descriptor the daemon passes,
+//! and reads it back with `--restore-fd` into a machine built from the
+//! same configuration, before any vCPU runs.
+//!
+//! Stream layout (integers little-endian):
+//!
+//! ```text
+//! "OXVMSTAT"  u32 format  u64 length  JSON MachineState (length bytes)
+//! memory runs (memory.rs)
+//! "OXVMEND\0"
+//! ```
+
+pub mod memory;
+pub mod vcpu;
+
+use std::io::{self, Read, Write};
+
+use kvm_bindings::{kvm_irqchip, kvm_pit_state2};
+use serde::{Deserialize, Serialize};
+
+use super::devices::acpi_pm::AcpiPmState;
+use super::devices::cmos::CmosState;
+use super::devices::i8042::I8042State;
+use super::devices::serial::SerialDeviceState;
+use super::memory::GuestMemory;
+use super::virtio::transport::VirtioPciState;
+pub use vcpu::VcpuState;
+
+/// The stream's format; a VMM reads only its own.
+pub const FORMAT: u32 = 1;
+const MAGIC: &[u8; 8] = b"OXVMSTAT";
+const END_MAGIC: &[u8; 8] = b"OXVMEND\0";
+/// A state description larger than this is not one of ours.
+const MAX_STATE_LEN: u64 = 64 << 20;
+
+/// What the machine was built from, checked on restore so that a state
+/// never lands in a different machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineShape {
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// Each device's kind and PCI slot.
+    pub devices: Vec<String>,
+}
+
+/// The in-kernel devices KVM keeps for the VM.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvmVmState {
+    /// `KVM_GET_CLOCK` when the guest stopped.
+    pub clock_ns: u64,
+    /// The two 8259s and the IOAPIC.
+    pub irqchips: Vec<kvm_irqchip>,
+    pub pit: kvm_pit_state2,
+}
+
+/// The platform devices every machine has.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformState {
+    pub serial: SerialDeviceState,
+    pub cmos: CmosState,
+    pub i8042: I8042State,
+    pub acpi_pm: AcpiPmState,
+    pub ged_pending: u8,
+    pub pci_config_address: u32,
+}
+
+/// Everything but RAM.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineState {
+    pub format: u32,
+    pub shape: MachineShape,
+    pub kvm: KvmVmState,
+    pub vcpus: Vec<VcpuState>,
+    pub platform: PlatformState,
+    /// The virtio functions, in the order the machine plugs them.
+    pub virtio: Vec<VirtioPciState>,
+}
+
+fn invalid(what: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.into())
+}
+
+/// Writes the state and RAM; returns the bytes of RAM data written.
+pub fn write(state: &MachineState, mem: &GuestMemory, out: &mut impl Write) -> io::Result<u64> {
+    let json = serde_json::to_vec(state).map_err(|e| invalid(e.to_string()))?;
+    out.write_all(MAGIC)?;
+    out.write_all(&FORMAT.to_le_bytes())?;
+    out.write_all(&(json.len() as u64).to_le_bytes())?;
+    out.write_all(&json)?;
+    let data = memory::write(mem, out)?;
+    out.write_all(END_MAGIC)?;
+    out.flush()?;
+    Ok(data)
+}
+
+/// Reads the state description; the caller checks it against its machine
+/// and then reads RAM with [`read_memory`].
+pub fn read_state(input: &mut impl Read) -> io::Result<MachineState> {
+    let mut magic = [0u8; 8];
+    input.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(invalid("not a guest state stream (bad magic)"));
+    }
+    let mut word = [0u8; 4];
+    input.read_exact(&mut word)?;
+    let format = u32::from_le_bytes(word);
+    if format != FORMAT {
+        return Err(invalid(format!(
+            "guest state format {format} is not this VMM's format {FORMAT}"
+        )));
+    }
+    let mut len = [0u8; 8];
+    input.read_exact(&mut len)?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_STATE_LEN {
+        return Err(invalid(format!("guest state description of {len} bytes")));
+    }
+    let mut json = vec![0u8; len as usize];
+    input.read_exact(&mut json)?;
+    let state: MachineState =
+        serde_json::from_slice(&json).map_err(|e| invalid(format!("guest state: {e}")))?;
+    if state.format != FORMAT {
+        return Err(invalid("guest state format mismatch"));
+    }
+    Ok(state)
+}
+
+/// Reads RAM into a fresh machine's memory, and the closing magic.
+pub fn read_memory(mem: &GuestMemory, input: &mut impl Read) -> io::Result<u64> {
+    let data = memory::read(mem, input)?;
+    let mut end = [0u8; 8];
+    input.read_exact(&mut end)?;
+    if &end != END_MAGIC {
+        return Err(invalid("guest state stream does not end where it should"));
+    }
+    Ok(data)
+}
+
+/// What an unexpected end of the stream means to a user.
+pub fn describe(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        "the image is truncated".into()
+    } else {
+        e.to_string()
+    }
+}

@@ -1,0 +1,239 @@
+//! Saving a running machine's state to a descriptor and loading it into a
+//! freshly built one (see `snapshot/`).
+
+use std::io::{BufWriter, Read};
+use std::os::fd::OwnedFd;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kvm_bindings::kvm_irqchip;
+use serde_json::{Value, json};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+
+use super::{LoopState, Vm};
+use crate::vmm::config::{DeviceConfig, NetModel, VmConfig};
+use crate::vmm::error::{Error, Result};
+use crate::vmm::snapshot::{
+    self, FORMAT, KvmVmState, MachineShape, MachineState, PlatformState, describe,
+};
+
+/// The in-kernel irqchips: the two 8259s and the IOAPIC.
+const IRQCHIPS: [u32; 3] = [0, 1, 2];
+
+fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The first device whose state a state image cannot hold yet, named as
+/// users know it.
+pub fn unsaveable_device(cfg: &VmConfig) -> Option<&'static str> {
+    cfg.devices.iter().find_map(|d| match d {
+        DeviceConfig::Scsi(_) => Some("a virtio-scsi controller"),
+        DeviceConfig::Sata(_) => Some("a SATA controller"),
+        DeviceConfig::Vga(_) => Some("a VGA display adapter"),
+        DeviceConfig::Gpu(_) => Some("a virtio-gpu display adapter"),
+        DeviceConfig::Xhci(_) => Some("a USB controller"),
+        DeviceConfig::Ehci(_) => Some("a USB controller"),
+        DeviceConfig::Net(n) if n.model == NetModel::E1000 => Some("an e1000 network card"),
+        _ => None,
+    })
+}
+
+/// What the machine is made of, which a restored state must match.
+fn shape(cfg: &VmConfig) -> MachineShape {
+    let slots = crate::vmm::virtio::setup::assign_slots(&cfg.devices);
+    let devices = cfg
+        .devices
+        .iter()
+        .zip(slots)
+        .map(|(d, slot)| {
+            let v = serde_json::to_value(d).unwrap_or(Value::Null);
+            let kind = v.get("type").and_then(Value::as_str).unwrap_or("device");
+            format!("{kind}@{slot}")
+        })
+        .collect();
+    MachineShape {
+        memory_mib: cfg.memory_mib,
+        vcpus: cfg.cpus.count,
+        devices,
+    }
+}
+
+impl Vm {
+    /// `save`: writes the whole guest to `out`. The guest is paused for
+    /// it; afterwards it runs again if it ran before and either `resume`
+    /// was asked or the save failed, and stays paused otherwise (the
+    /// daemon then stops it).
+    pub(super) fn save(
+        &self,
+        out: OwnedFd,
+        resume: bool,
+        state: &mut LoopState,
+        threads: &[JoinHandle<()>],
+    ) -> std::result::Result<Value, String> {
+        if let Some(what) = unsaveable_device(&self.cfg) {
+            return Err(format!(
+                "saving the state of a guest with {what} is not supported"
+            ));
+        }
+        let was_running = !state.paused;
+        if was_running {
+            self.pause_vcpus(state, threads)?;
+        }
+        for f in &self.virtio.functions {
+            lock(f).quiesce();
+        }
+        let started = std::time::Instant::now();
+        let written = self.write_state(out, state);
+        for f in &self.virtio.functions {
+            lock(f).resume();
+        }
+        if was_running && (resume || written.is_err()) {
+            self.resume_vcpus(state);
+        }
+        let data = written?;
+        tracing::info!(
+            "guest state written: {} MiB of RAM in {} ms",
+            data >> 20,
+            started.elapsed().as_millis()
+        );
+        Ok(json!({ "ram-bytes": data, "paused": state.paused }))
+    }
+
+    fn write_state(&self, out: OwnedFd, state: &LoopState) -> std::result::Result<u64, String> {
+        let vcpus = self
+            .ctl
+            .capture_all(self.vcpus_count(), Duration::from_secs(10))?;
+        let mut irqchips = Vec::with_capacity(IRQCHIPS.len());
+        for chip_id in IRQCHIPS {
+            let mut c = kvm_irqchip {
+                chip_id,
+                ..Default::default()
+            };
+            self.vm
+                .get_irqchip(&mut c)
+                .map_err(|e| format!("KVM_GET_IRQCHIP {chip_id}: {e}"))?;
+            irqchips.push(c);
+        }
+        let pit = self
+            .vm
+            .get_pit2()
+            .map_err(|e| format!("KVM_GET_PIT2: {e}"))?;
+        let clock_ns = match state.saved_clock {
+            Some(c) => c,
+            None => {
+                self.vm
+                    .get_clock()
+                    .map_err(|e| format!("KVM_GET_CLOCK: {e}"))?
+                    .clock
+            }
+        };
+        let machine = MachineState {
+            format: FORMAT,
+            shape: shape(&self.cfg),
+            kvm: KvmVmState {
+                clock_ns,
+                irqchips,
+                pit,
+            },
+            vcpus,
+            platform: PlatformState {
+                serial: lock(&self.serial).state(),
+                cmos: lock(&self.platform.cmos).state(),
+                i8042: lock(&self.platform.i8042).state(),
+                acpi_pm: lock(&self.platform.acpi_pm).state(),
+                ged_pending: lock(&self.ged).pending(),
+                pci_config_address: lock(&self.platform.pci_io).address(),
+            },
+            virtio: self
+                .virtio
+                .functions
+                .iter()
+                .map(|f| lock(f).state())
+                .collect(),
+        };
+        let file = std::fs::File::from(out);
+        let mut w = BufWriter::with_capacity(1 << 20, &file);
+        let data = snapshot::write(&machine, &self.mem, &mut w)
+            .map_err(|e| format!("cannot write the guest state: {e}"))?;
+        w.into_inner()
+            .map_err(|e| format!("cannot write the guest state: {}", e.error()))?;
+        Ok(data)
+    }
+
+    fn vcpus_count(&self) -> usize {
+        self.cfg.cpus.count as usize
+    }
+
+    /// Loads a state written by [`Vm::save`] into this machine, which was
+    /// just built from the same configuration and has not run.
+    pub fn restore(&mut self, input: &mut impl Read) -> Result<()> {
+        let fail = |what: String| Error::Restore(what);
+        let machine = snapshot::read_state(input).map_err(|e| fail(describe(&e)))?;
+        let want = shape(&self.cfg);
+        if machine.shape != want {
+            return Err(fail(format!(
+                "the state is of a different machine ({} MiB, {} vCPUs, devices {:?}; \
+                 this one: {} MiB, {} vCPUs, devices {:?})",
+                machine.shape.memory_mib,
+                machine.shape.vcpus,
+                machine.shape.devices,
+                want.memory_mib,
+                want.vcpus,
+                want.devices
+            )));
+        }
+        if machine.vcpus.len() != self.vcpus.len() {
+            return Err(fail("vCPU count differs from the state".into()));
+        }
+        // What building the machine loaded (kernel, tables) goes: RAM is
+        // exactly the saved pages, zero elsewhere.
+        for region in self.mem.iter() {
+            // SAFETY: the range is one anonymous private mapping of guest
+            // RAM that nothing uses yet (no vCPU has run); MADV_DONTNEED
+            // only drops its pages, which then read as zero.
+            let r = unsafe {
+                libc::madvise(
+                    region.as_ptr().cast(),
+                    region.len() as usize,
+                    libc::MADV_DONTNEED,
+                )
+            };
+            if r != 0 {
+                return Err(fail(format!(
+                    "clearing guest RAM: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+        snapshot::read_memory(&self.mem, input).map_err(|e| fail(describe(&e)))?;
+
+        self.vm
+            .set_pit2(&machine.kvm.pit)
+            .map_err(|e| fail(format!("KVM_SET_PIT2: {e}")))?;
+        for chip in &machine.kvm.irqchips {
+            self.vm
+                .set_irqchip(chip)
+                .map_err(|e| fail(format!("KVM_SET_IRQCHIP {}: {e}", chip.chip_id)))?;
+        }
+        for (v, s) in self.vcpus.iter().zip(&machine.vcpus) {
+            s.apply(&v.fd)
+                .map_err(|e| fail(format!("vcpu{}: {e}", v.index)))?;
+        }
+        let p = &machine.platform;
+        lock(&self.serial).restore(&p.serial).map_err(fail)?;
+        lock(&self.platform.cmos).restore(&p.cmos).map_err(fail)?;
+        lock(&self.platform.i8042).restore(&p.i8042);
+        lock(&self.platform.acpi_pm).restore(&p.acpi_pm);
+        lock(&self.ged).restore(p.ged_pending);
+        lock(&self.platform.pci_io).set_address(p.pci_config_address);
+        if machine.virtio.len() != self.virtio.functions.len() {
+            return Err(fail("virtio device count differs from the state".into()));
+        }
+        for (f, s) in self.virtio.functions.iter().zip(&machine.virtio) {
+            lock(f).restore(s).map_err(fail)?;
+        }
+        self.restored_clock = Some(machine.kvm.clock_ns);
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! Saving a running guest's whole state (`save` on the control socket)
+//! and starting a new VMM process from it (`--restore`): the test guest's
+//! ticks carry on where they stopped, the memory region it keeps
+//! rewriting still adds up, and its virtio-rng and virtio-blk queues,
+//! set up once before the save, keep serving requests after it.
+
+mod vmm_common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vmm_common::{Guest, kvm_available, scratch, testos, ticks};
+
+const MEM_MIB: u64 = 256;
+
+fn abstract_name(tag: &str) -> String {
+    format!("@oxvirt-vmm-save-{}-{tag}", std::process::id())
+}
+
+fn cmdline(cpus: u32) -> String {
+    format!(
+        "oxtest.checks=e820 oxtest.cpus={cpus} oxtest.mem={MEM_MIB} oxtest.pci=1 \
+         oxtest.then=ticker oxtest.tickmem=16 oxtest.tickdev=1"
+    )
+}
+
+/// A scratch disk of random bytes for the guest's virtio-blk.
+fn disk(dir: &Path) -> PathBuf {
+    let p = dir.join("disk.img");
+    let bytes: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Starts the ticker with a disk and an rng; `extra` adds VMM options.
+fn start(tag: &str, cpus: u32, disk: &Path, extra: &[&str]) -> Option<Guest> {
+    if !kvm_available() {
+        return None;
+    }
+    let elf = testos()?;
+    let name = abstract_name(tag);
+    let disk_opt = format!("path={}", disk.display());
+    let mut args: Vec<&str> = vec!["--control-socket", &name, "--disk", &disk_opt, "--rng"];
+    args.extend_from_slice(extra);
+    Some(Guest::start(&elf, cpus, MEM_MIB, &cmdline(cpus), &args))
+}
+
+fn failures(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.starts_with("FAIL")).collect()
+}
+
+/// Saves `g` into `image`; returns the reply.
+fn save(g: &Guest, image: &Path, resume: bool) -> serde_json::Value {
+    let file = std::fs::File::create(image).unwrap();
+    g.connect()
+        .execute_with_fd("save", serde_json::json!({ "resume": resume }), file)
+}
+
+fn save_and_restore(cpus: u32) {
+    let dir = scratch("save");
+    let disk = disk(&dir);
+    let Some(mut a) = start(&format!("a{cpus}"), cpus, &disk, &[]) else {
+        return;
+    };
+    assert!(
+        a.wait_log(Duration::from_secs(60), |l| ticks(l).len() >= 5),
+        "no ticks:\n{}",
+        a.log()
+    );
+    let image = dir.join("state.img");
+    let reply = save(&a, &image, false);
+    assert_eq!(reply["return"]["paused"], true, "{reply}");
+    // Paused after the save: no tick comes.
+    std::thread::sleep(Duration::from_millis(400));
+    let before = a.log();
+    let last = *ticks(&before).last().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        ticks(&a.log()).last(),
+        Some(&last),
+        "the guest ran on after save"
+    );
+    drop(a);
+
+    let image_arg = image.display().to_string();
+    let mut b = start(&format!("b{cpus}"), cpus, &disk, &["--restore", &image_arg]).unwrap();
+    assert!(
+        b.wait_log(Duration::from_secs(30), |l| ticks(l).len() >= 5),
+        "the restored guest does not tick:\n{}\n{}",
+        b.log(),
+        b.stderr()
+    );
+    let after = b.log();
+    assert_eq!(
+        ticks(&after).first(),
+        Some(&(last + 1)),
+        "ticks do not carry on:\nbefore:\n{before}\nafter:\n{after}"
+    );
+    // A restored guest does not boot again.
+    assert!(!after.contains("INFO testos"), "{after}");
+    assert!(before.contains("PASS tickdev"), "{before}");
+    assert!(failures(&before).is_empty(), "{before}");
+    assert!(failures(&after).is_empty(), "{after}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn one_vcpu_carries_on_after_restore() {
+    save_and_restore(1);
+}
+
+#[test]
+fn two_vcpus_carry_on_after_restore() {
+    save_and_restore(2);
+}
+
+#[test]
+fn four_vcpus_carry_on_after_restore() {
+    save_and_restore(4);
+}
+
+#[test]
+fn restored_paused_the_guest_waits_for_cont() {
+    let dir = scratch("save-paused");
+    let disk = disk(&dir);
+    let Some(mut a) = start("pa", 1, &disk, &[]) else {
+        return;
+    };
+    assert!(a.wait_log(Duration::from_secs(60), |l| ticks(l).len() >= 3));
+    let image = dir.join("state.img");
+    let reply = save(&a, &image, false);
+    assert!(reply.get("return").is_some(), "{reply}");
+    let last = *ticks(&a.log()).last().unwrap();
+    drop(a);
+
+    let image_arg = image.display().to_string();
+    let mut b = start("pb", 1, &disk, &["--restore", &image_arg, "--paused"]).unwrap();
+    let mut c = b.connect();
+    let st = c.execute("query-status");
+    assert_eq!(st["return"]["status"], "paused", "{st}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(ticks(&b.log()).is_empty(), "ran while paused:\n{}", b.log());
+    assert_eq!(c.execute("cont")["return"], serde_json::json!({}));
+    assert!(b.wait_log(Duration::from_secs(30), |l| ticks(l).len() >= 2));
+    assert_eq!(ticks(&b.log()).first(), Some(&(last + 1)));
+    assert!(failures(&b.log()).is_empty(), "{}", b.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn save_with_resume_keeps_the_guest_running() {
+    let dir = scratch("save-resume");
+    let disk = disk(&dir);
+    let Some(mut a) = start("resume", 1, &disk, &[]) else {
+        return;
+    };
+    assert!(a.wait_log(Duration::from_secs(60), |l| ticks(l).len() >= 3));
+    let reply = save(&a, &dir.join("state.img"), true);
+    assert_eq!(reply["return"]["paused"], false, "{reply}");
+    let n = ticks(&a.log()).len();
+    assert!(
+        a.wait_log(Duration::from_secs(10), |l| ticks(l).len() >= n + 5),
+        "no ticks after the save:\n{}",
+        a.log()
+    );
+    // The devices run again after their queues were handed back.
+    assert!(failures(&a.log()).is_empty(), "{}", a.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A state that does not fit, or is damaged, stops the VMM with an error
+/// before the guest runs.
+#[test]
+fn bad_images_are_refused() {
+    let dir = scratch("save-bad");
+    let disk = disk(&dir);
+    let Some(mut a) = start("bad", 1, &disk, &[]) else {
+        return;
+    };
+    assert!(a.wait_log(Duration::from_secs(60), |l| ticks(l).len() >= 2));
+    let image = dir.join("state.img");
+    assert!(save(&a, &image, false).get("return").is_some());
+    drop(a);
+    let good = std::fs::read(&image).unwrap();
+
+    let cases: Vec<(&str, Vec<u8>, Vec<&str>, &str)> = vec![
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            vec![],
+            "truncated",
+        ),
+        (
+            "not-a-state",
+            b"hello world, not a state".to_vec(),
+            vec![],
+            "bad magic",
+        ),
+        (
+            "other-format",
+            {
+                let mut v = good.clone();
+                v[8] = 99;
+                v
+            },
+            vec![],
+            "format 99",
+        ),
+        (
+            "other-machine",
+            good.clone(),
+            vec!["--balloon"],
+            "different machine",
+        ),
+    ];
+    for (what, bytes, extra, want) in cases {
+        let path = dir.join(format!("{what}.img"));
+        std::fs::write(&path, &bytes).unwrap();
+        let p = path.display().to_string();
+        let mut args = vec!["--restore", p.as_str()];
+        args.extend(extra);
+        let mut g = start(what, 1, &disk, &args).unwrap();
+        let status = g.wait(Duration::from_secs(30)).expect("VMM did not exit");
+        assert_eq!(status.code(), Some(1), "{what}");
+        let err = g.stderr();
+        assert!(
+            err.contains("cannot restore the guest state") && err.contains(want),
+            "{what}: {err}"
+        );
+        assert!(ticks(&g.log()).is_empty(), "{what}: the guest ran");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Devices whose state cannot be saved yet make `save` fail cleanly: the
+/// guest keeps running.
+#[test]
+fn a_guest_with_a_device_without_state_is_not_saved() {
+    let dir = scratch("save-unsupported");
+    let disk = disk(&dir);
+    let Some(mut a) = start("vga", 1, &disk, &["--vga"]) else {
+        return;
+    };
+    assert!(a.wait_log(Duration::from_secs(60), |l| ticks(l).len() >= 2));
+    let reply = save(&a, &dir.join("state.img"), false);
+    let desc = reply["error"]["desc"].as_str().unwrap_or_default();
+    assert!(desc.contains("VGA display adapter"), "{reply}");
+    let n = ticks(&a.log()).len();
+    assert!(a.wait_log(Duration::from_secs(10), |l| ticks(l).len() >= n + 3));
+    let _ = std::fs::remove_dir_all(&dir);
+}
