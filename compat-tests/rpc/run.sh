@@ -271,6 +271,9 @@ fi
 echo "# graphical console: VNC ports, domdisplay, screenshot, send-key"
 "$here/display.sh" "$OXVIRTD" "$tmp/display" || fails=$((fails + 1))
 
+echo "# guest state: save, restore, managedsave, save images"
+"$here/save.sh" "$OXVIRTD" "$tmp/save" || fails=$((fails + 1))
+
 echo "# cgroups and tuning: schedinfo, memtune, blkiotune, a memory limit"
 if [ "$(id -u)" = 0 ] && grep -q cgroup /proc/self/mountinfo; then
     "$here/tuning.sh" "$OXVIRTD" "$tmp/tuning" || fails=$((fails + 1))

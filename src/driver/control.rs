@@ -80,7 +80,8 @@ impl ControlClient {
 
     /// Runs one command with `arguments`.
     pub async fn execute_with(&self, command: &str, arguments: Option<Value>) -> Result<Value> {
-        self.request(command, arguments, None).await
+        self.request(command, arguments, None, COMMAND_TIMEOUT)
+            .await
     }
 
     /// Runs one command with `arguments` and `fd` sent along with it
@@ -91,7 +92,21 @@ impl ControlClient {
         arguments: Value,
         fd: std::os::fd::BorrowedFd<'_>,
     ) -> Result<Value> {
-        self.request(command, Some(arguments), Some(fd)).await
+        self.request(command, Some(arguments), Some(fd), COMMAND_TIMEOUT)
+            .await
+    }
+
+    /// The same, for a command that may take up to `timeout` (`save`
+    /// writes all of guest RAM).
+    pub async fn execute_long_with_fd(
+        &self,
+        command: &str,
+        arguments: Value,
+        fd: std::os::fd::BorrowedFd<'_>,
+        timeout: Duration,
+    ) -> Result<Value> {
+        self.request(command, Some(arguments), Some(fd), timeout)
+            .await
     }
 
     async fn request(
@@ -99,6 +114,7 @@ impl ControlClient {
         command: &str,
         arguments: Option<Value>,
         fd: Option<std::os::fd::BorrowedFd<'_>>,
+        timeout: Duration,
     ) -> Result<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -125,7 +141,7 @@ impl ControlClient {
                 "cannot send '{command}' to the VMM: {e}"
             )));
         }
-        match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(monitor_error("the VMM closed its control socket")),
             Err(_) => {

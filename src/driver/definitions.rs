@@ -8,7 +8,7 @@ use crate::xml::{Domain, FormatFlags, check_supported, parse_domain};
 
 use super::domain::{DomainData, DomainObj};
 use super::state::{DomainState, EventType, detail, shutoff};
-use super::{Driver, START_PAUSED, UNDEFINE_KNOWN, lifecycle};
+use super::{Driver, START_PAUSED, UNDEFINE_KNOWN, UNDEFINE_MANAGED_SAVE, lifecycle};
 
 impl Driver {
     // ---- definitions --------------------------------------------------
@@ -134,13 +134,8 @@ impl Driver {
         let job = obj.begin_job().await?;
         // Boxed: a start's future is large, and every front end's dispatch
         // future would otherwise carry its size for every call.
-        let mut r = Box::pin(lifecycle::start_locked(&self.inner, &obj, Some(def))).await;
-        if r.is_ok() && flags & START_PAUSED != 0 {
-            r = lifecycle::pause_locked(&self.inner, &obj, true).await;
-            if r.is_err() {
-                let _ = lifecycle::destroy_locked(&self.inner, &obj).await;
-            }
-        }
+        let start = super::supervise::Launch::boot(flags & START_PAUSED != 0);
+        let r = Box::pin(lifecycle::start_locked(&self.inner, &obj, Some(def), start)).await;
         drop(job);
         if let Err(e) = r {
             self.inner.registry.remove(&obj);
@@ -167,6 +162,16 @@ impl Driver {
             }
             (d.name.clone(), d.is_active())
         };
+        if !active && super::save::has_managed_image(&self.inner, &name) {
+            if flags & UNDEFINE_MANAGED_SAVE == 0 {
+                return Err(Error::operation_invalid(
+                    "Refusing to undefine while domain managed save image exists",
+                ));
+            }
+            std::fs::remove_file(super::save::managed_path(&self.inner, &name)).map_err(|e| {
+                super::fsutil::system_error("Failed to remove domain managed save image", &e)
+            })?;
+        }
         self.inner.store.remove(&name)?;
         {
             let mut d = obj.data();

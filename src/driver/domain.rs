@@ -82,6 +82,8 @@ pub struct DomainObj {
     pub uuid: Uuid,
     data: Mutex<DomainData>,
     job: tokio::sync::Mutex<()>,
+    /// The save running under the job lock, for `virDomainGetJobInfo`.
+    progress: Mutex<Option<super::save::JobProgress>>,
 }
 
 impl DomainObj {
@@ -90,7 +92,13 @@ impl DomainObj {
             uuid,
             data: Mutex::new(data),
             job: tokio::sync::Mutex::new(()),
+            progress: Mutex::new(None),
         })
+    }
+
+    /// The progress of the running save, if one runs.
+    pub fn progress(&self) -> MutexGuard<'_, Option<super::save::JobProgress>> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The short lock; a poisoned lock still yields its data.

@@ -37,6 +37,7 @@ pub(super) async fn start_locked(
     inner: &Arc<Inner>,
     obj: &Arc<DomainObj>,
     transient_def: Option<Domain>,
+    start: supervise::Launch,
 ) -> Result<()> {
     let (name, def) = {
         let d = obj.data();
@@ -80,8 +81,34 @@ pub(super) async fn start_locked(
             graphics: &inner.cfg.graphics,
         },
     )?;
-    supervise::launch(inner, obj, def, plan).await?;
-    inner.emit(obj.uuid, &name, EventType::Started, detail::STARTED_BOOTED);
+    let restored = start.from.restore_fd.is_some();
+    let paused_start = start.from.paused;
+    supervise::launch(inner, obj, def, plan, start).await?;
+    if restored {
+        inner.emit(
+            obj.uuid,
+            &name,
+            EventType::Started,
+            detail::STARTED_RESTORED,
+        );
+        // As libvirt, whose restored guest starts paused and then runs.
+        let (event, why) = if paused_start {
+            (EventType::Suspended, detail::SUSPENDED_RESTORED)
+        } else {
+            (EventType::Resumed, detail::RESUMED_FROM_SNAPSHOT)
+        };
+        inner.emit(obj.uuid, &name, event, why);
+    } else {
+        inner.emit(obj.uuid, &name, EventType::Started, detail::STARTED_BOOTED);
+        if paused_start {
+            inner.emit(
+                obj.uuid,
+                &name,
+                EventType::Suspended,
+                detail::SUSPENDED_PAUSED,
+            );
+        }
+    }
     Ok(())
 }
 
@@ -232,7 +259,7 @@ fn autostart_domains(inner: &Arc<Inner>) {
             let Ok(_job) = obj.begin_job().await else {
                 return;
             };
-            if let Err(e) = start_locked(&inner, &obj, None).await {
+            if let Err(e) = start_locked(&inner, &obj, None, supervise::Launch::boot(false)).await {
                 tracing::error!(domain = obj.name(), "autostart failed: {e}");
             }
         });

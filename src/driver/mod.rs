@@ -31,6 +31,8 @@ pub mod queries;
 pub mod registry;
 pub mod resolve;
 pub mod runtime;
+pub mod save;
+pub mod save_image;
 pub mod security_dac;
 pub mod state;
 pub mod stats;
@@ -259,10 +261,12 @@ pub fn check_flags_in(domain: ErrorDomain, flags: u32, allowed: u32, function: &
 }
 
 /// `VIR_DOMAIN_START_PAUSED`.
-const START_PAUSED: u32 = 1;
+pub(crate) const START_PAUSED: u32 = 1;
 
 /// `virDomainUndefineFlags` flags oxvirt accepts (nothing to remove for them).
 const UNDEFINE_KNOWN: u32 = 1 | 2 | 4 | 8 | 16 | 32 | 64;
+/// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE`: remove the managed save image too.
+const UNDEFINE_MANAGED_SAVE: u32 = 1;
 
 impl Driver {
     /// Loads persistent definitions and re-attaches to running VMMs
@@ -450,6 +454,10 @@ impl Driver {
                         persistent: d.persistent.is_some(),
                         autostart: d.autostart,
                         state: d.state,
+                        managed_save: flags
+                            & (list_flags::MANAGEDSAVE | list_flags::NO_MANAGEDSAVE)
+                            != 0
+                            && save::has_managed_image(&self.inner, &d.name),
                     },
                     flags,
                 )
@@ -468,14 +476,7 @@ impl Driver {
         }
         let _job = obj.begin_job().await?;
         // Boxed: see `create_xml`.
-        Box::pin(lifecycle::start_locked(&self.inner, obj, None)).await?;
-        if flags & START_PAUSED != 0
-            && let Err(e) = lifecycle::pause_locked(&self.inner, obj, true).await
-        {
-            let _ = lifecycle::destroy_locked(&self.inner, obj).await;
-            return Err(e);
-        }
-        Ok(())
+        Box::pin(self.start_from_managed_or_boot(obj, flags)).await
     }
 
     /// `virDomainShutdownFlags`: presses the ACPI power button, the only
@@ -646,20 +647,6 @@ impl Driver {
         Ok((0, 0, 0))
     }
 
-    /// `virDomainHasManagedSaveImage`: oxvirt keeps no saved images yet.
-    pub fn has_managed_save_image(&self, obj: &DomainObj, flags: u32) -> Result<bool> {
-        check_flags(flags, 0, "virDomainHasManagedSaveImage")?;
-        obj.info()?;
-        Ok(false)
-    }
-
-    /// `virDomainManagedSaveRemove`: nothing to remove.
-    pub fn managed_save_remove(&self, obj: &DomainObj, flags: u32) -> Result<()> {
-        check_flags(flags, 0, "virDomainManagedSaveRemove")?;
-        obj.info()?;
-        Ok(())
-    }
-
     /// Per-domain statistics (see [`stats`]).
     pub async fn stats(&self, obj: &Arc<DomainObj>) -> Result<stats::DomainStats> {
         stats::collect(obj).await
@@ -672,6 +659,8 @@ struct ListKey {
     persistent: bool,
     autostart: bool,
     state: DomainState,
+    /// Only looked up when a flag asks about it.
+    managed_save: bool,
 }
 
 /// One pair of libvirt's listing filter flags (ACTIVE/INACTIVE,
@@ -695,7 +684,7 @@ fn list_matches(info: &ListKey, flags: u32) -> bool {
     if flags & HAS_SNAPSHOT != 0 && flags & NO_SNAPSHOT == 0 {
         return false;
     }
-    if flags & MANAGEDSAVE != 0 && flags & NO_MANAGEDSAVE == 0 {
+    if !pair(MANAGEDSAVE, NO_MANAGEDSAVE, info.managed_save) {
         return false;
     }
     if flags & HAS_CHECKPOINT != 0 && flags & NO_CHECKPOINT == 0 {
@@ -727,6 +716,7 @@ mod tests {
             persistent,
             autostart: false,
             state,
+            managed_save: false,
         }
     }
 

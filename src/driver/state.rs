@@ -19,6 +19,7 @@ pub enum DomainState {
 /// `virDomainRunningReason` values used here.
 pub mod running {
     pub const BOOTED: i32 = 1;
+    pub const RESTORED: i32 = 3;
     pub const UNPAUSED: i32 = 5;
 }
 
@@ -26,6 +27,10 @@ pub mod running {
 pub mod paused {
     pub const UNKNOWN: i32 = 0;
     pub const USER: i32 = 1;
+    /// Started from a saved state and not resumed.
+    pub const MIGRATION: i32 = 2;
+    /// Paused while its state is written (`virsh save`).
+    pub const SAVE: i32 = 3;
 }
 
 /// `virDomainShutoffReason` values used here.
@@ -34,6 +39,7 @@ pub mod shutoff {
     pub const SHUTDOWN: i32 = 1;
     pub const DESTROYED: i32 = 2;
     pub const CRASHED: i32 = 3;
+    pub const SAVED: i32 = 5;
     pub const FAILED: i32 = 6;
 }
 
@@ -60,6 +66,10 @@ pub mod detail {
     pub const UNDEFINED_REMOVED: i32 = 0;
     pub const UNDEFINED_RENAMED: i32 = 1;
     pub const STARTED_BOOTED: i32 = 0;
+    pub const STARTED_RESTORED: i32 = 2;
+    pub const SUSPENDED_RESTORED: i32 = 4;
+    pub const RESUMED_FROM_SNAPSHOT: i32 = 2;
+    pub const STOPPED_SAVED: i32 = 4;
     pub const SUSPENDED_PAUSED: i32 = 0;
     pub const RESUMED_UNPAUSED: i32 = 0;
     pub const STOPPED_SHUTDOWN: i32 = 0;

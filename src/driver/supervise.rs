@@ -48,6 +48,7 @@ pub(super) async fn launch(
     obj: &Arc<DomainObj>,
     def: Domain,
     plan: Plan,
+    start: Launch,
 ) -> Result<()> {
     let name = obj.name();
     // From here on, whatever fails drops `taps`, which removes them.
@@ -86,6 +87,7 @@ pub(super) async fn launch(
         config,
         &fds,
         cgroup.as_ref().map(|c| (c.get(), &def)),
+        start.from,
     )
     .await?;
     if let Some(kib) = plan.balloon_target_kib
@@ -126,12 +128,40 @@ pub(super) async fn launch(
             cgroup: cgroup.map(cgroup::Pending::keep),
             vnc,
         });
-        d.state = DomainState::Running;
-        d.reason = running::BOOTED;
+        if start.from.paused {
+            d.state = DomainState::Paused;
+            d.reason = start.paused_reason;
+        } else {
+            d.state = DomainState::Running;
+            d.reason = start.running_reason;
+        }
     }
     write_status(inner, obj);
     spawn_monitor(inner.clone(), obj.clone(), vmm, watch, generation);
     Ok(())
+}
+
+/// How [`launch`] starts the guest and the state it records.
+pub(super) struct Launch {
+    pub from: vmm::StartFrom,
+    /// `virDomainRunningReason` when it runs.
+    pub running_reason: i32,
+    /// `virDomainPausedReason` when it starts paused.
+    pub paused_reason: i32,
+}
+
+impl Launch {
+    /// A boot, running or paused.
+    pub fn boot(paused: bool) -> Launch {
+        Launch {
+            from: vmm::StartFrom {
+                restore_fd: None,
+                paused,
+            },
+            running_reason: running::BOOTED,
+            paused_reason: paused::USER,
+        }
+    }
 }
 
 /// For a serial port on a pty, opens the terminal here and hands the VMM
@@ -148,6 +178,14 @@ fn serial_pty(config: &mut VmConfig) -> Result<Option<std::os::fd::OwnedFd>> {
         path,
     };
     Ok(Some(master))
+}
+
+/// Ends the VMM of a guest whose state was just saved, leaving the domain
+/// shut off as saved. The caller holds the job lock and emits the event.
+pub(super) async fn stop_saved(inner: &Arc<Inner>, obj: &Arc<DomainObj>, vmm: &Vmm) -> Result<()> {
+    vmm.terminate().await?;
+    finish_stop(inner, obj, shutoff::SAVED);
+    Ok(())
 }
 
 /// Ends the domain's VMM (SIGTERM, then SIGKILL) and leaves the domain
@@ -445,6 +483,7 @@ async fn spawn_checked(
     config: VmConfig,
     fds: &[std::os::fd::RawFd],
     cgroup: Option<(&cgroup::GuestCgroup, &Domain)>,
+    start: vmm::StartFrom,
 ) -> Result<(Vmm, VmmWatch, serde_json::Value)> {
     if !inner.cfg.vmm_path.exists() {
         return Err(Error::new(
@@ -457,7 +496,8 @@ async fn spawn_checked(
         ));
     }
     let procs = cgroup.map(|(cg, _)| cg.procs_files()).unwrap_or_default();
-    let (vmm, watch, status) = vmm::spawn(&inner.cfg.vmm_path, p, config, fds, procs).await?;
+    let (vmm, watch, status) =
+        vmm::spawn(&inner.cfg.vmm_path, p, config, fds, procs, start).await?;
     if let Some((cg, def)) = cgroup {
         let placed = match vcpu_tids(&vmm).await {
             Ok(tids) => tuning::apply::after_start(cg, def, vmm.pid, &tids),
@@ -752,7 +792,8 @@ async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -
         )
     };
     let (fds, balloon_kib, cgroup, def) = restart;
-    match spawn_checked(inner, &p, config, &fds, cgroup.as_ref().map(|c| (c, &def))).await {
+    let cgroup = cgroup.as_ref().map(|c| (c, &def));
+    match spawn_checked(inner, &p, config, &fds, cgroup, vmm::StartFrom::default()).await {
         Ok((vmm, watch, status)) => {
             if let Some(kib) = balloon_kib
                 && let Err(e) = vmm.balloon_to(kib).await

@@ -45,6 +45,14 @@ pub struct VmmWatch {
     pub events: mpsc::UnboundedReceiver<VmmEvent>,
 }
 
+/// How a new VMM begins: booting the guest, or from a saved state read
+/// from `restore_fd`; with `paused`, no guest instruction runs until `cont`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StartFrom {
+    pub restore_fd: Option<RawFd>,
+    pub paused: bool,
+}
+
 /// Where one domain's runtime files go.
 pub struct VmmPaths {
     pub socket: PathBuf,
@@ -70,6 +78,7 @@ pub async fn spawn(
     config: VmConfig,
     fds: &[RawFd],
     cgroup_procs: Vec<std::ffi::CString>,
+    start: StartFrom,
 ) -> Result<(Vmm, VmmWatch, Value)> {
     let json = serde_json::to_vec_pretty(&config)
         .map_err(|e| Error::internal(format!("cannot serialise the VMM config: {e}")))?;
@@ -95,7 +104,13 @@ pub async fn spawn(
         .map_err(|e| system_error("cannot duplicate the log fd", &e))?;
     let _ = std::fs::remove_file(&paths.socket);
     let mut cmd = Command::new(vmm_path);
-    let inherit: Vec<RawFd> = fds.to_vec();
+    let inherit: Vec<RawFd> = fds.iter().copied().chain(start.restore_fd).collect();
+    if let Some(fd) = start.restore_fd {
+        cmd.arg("--restore-fd").arg(fd.to_string());
+    }
+    if start.paused {
+        cmd.arg("--paused");
+    }
     // SAFETY: the closure runs in the child between fork and exec and
     // only calls fcntl, open, write and close, which are
     // async-signal-safe, on fds the parent holds open for the whole spawn

@@ -314,11 +314,6 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
             lookup(&a.dom)?.info()?;
             reply(&NamesRet { names: Vec::new() })
         }
-        DOMAIN_GET_JOB_INFO => {
-            let a: DomArgs = args(p)?;
-            lookup(&a.dom)?.info()?;
-            reply(&JobInfoRet::default())
-        }
         DOMAIN_MEMORY_STATS => {
             let a: MemoryStatsArgs = args(p)?;
             // REMOTE_DOMAIN_MEMORY_STATS_MAX

@@ -15,7 +15,7 @@ use super::dispatch::Outcome;
 use super::generated::{self as g, procs};
 use super::xdr::Opaque;
 
-fn typed(params: Vec<(String, StatValue)>) -> Vec<g::TypedParam> {
+pub(super) fn typed(params: Vec<(String, StatValue)>) -> Vec<g::TypedParam> {
     params
         .into_iter()
         .map(|(field, v)| g::TypedParam {

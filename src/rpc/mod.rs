@@ -19,6 +19,7 @@ mod dispatch;
 mod display;
 mod domain;
 mod domain_queries;
+mod domain_save;
 mod events;
 pub mod frame;
 mod keepalive;

@@ -73,6 +73,9 @@ pub struct Vm {
     console: Option<Console>,
     /// `/proc/self/statm`, opened before the VMM is jailed.
     statm: Option<std::fs::File>,
+    /// `/proc/self/pagemap`, opened before the VMM is jailed: `save`
+    /// skips the guest pages never touched.
+    pagemap: Option<std::fs::File>,
     /// The guest clock of a restored state, set when the vCPUs start.
     pub(super) restored_clock: Option<u64>,
 }
@@ -411,6 +414,7 @@ impl Vm {
             virtio,
             console,
             statm: std::fs::File::open("/proc/self/statm").ok(),
+            pagemap: std::fs::File::open("/proc/self/pagemap").ok(),
             restored_clock: None,
         })
     }

@@ -87,13 +87,18 @@ fn invalid(what: impl Into<String>) -> io::Error {
 }
 
 /// Writes the state and RAM; returns the bytes of RAM data written.
-pub fn write(state: &MachineState, mem: &GuestMemory, out: &mut impl Write) -> io::Result<u64> {
+pub fn write(
+    state: &MachineState,
+    mem: &GuestMemory,
+    pagemap: Option<&std::fs::File>,
+    out: &mut impl Write,
+) -> io::Result<u64> {
     let json = serde_json::to_vec(state).map_err(|e| invalid(e.to_string()))?;
     out.write_all(MAGIC)?;
     out.write_all(&FORMAT.to_le_bytes())?;
     out.write_all(&(json.len() as u64).to_le_bytes())?;
     out.write_all(&json)?;
-    let data = memory::write(mem, out)?;
+    let data = memory::write(mem, pagemap, out)?;
     out.write_all(END_MAGIC)?;
     out.flush()?;
     Ok(data)

@@ -76,6 +76,7 @@ impl Vm {
                 "saving the state of a guest with {what} is not supported"
             ));
         }
+        let started = std::time::Instant::now();
         let was_running = !state.paused;
         if was_running {
             self.pause_vcpus(state, threads)?;
@@ -83,7 +84,10 @@ impl Vm {
         for f in &self.virtio.functions {
             lock(f).quiesce();
         }
-        let started = std::time::Instant::now();
+        tracing::info!(
+            "guest paused and devices stopped in {} ms",
+            started.elapsed().as_millis()
+        );
         let written = self.write_state(out, state);
         for f in &self.virtio.functions {
             lock(f).resume();
@@ -101,9 +105,11 @@ impl Vm {
     }
 
     fn write_state(&self, out: OwnedFd, state: &LoopState) -> std::result::Result<u64, String> {
+        let started = std::time::Instant::now();
         let vcpus = self
             .ctl
             .capture_all(self.vcpus_count(), Duration::from_secs(10))?;
+        tracing::info!("vCPU state read in {} ms", started.elapsed().as_millis());
         let mut irqchips = Vec::with_capacity(IRQCHIPS.len());
         for chip_id in IRQCHIPS {
             let mut c = kvm_irqchip {
@@ -154,7 +160,7 @@ impl Vm {
         };
         let file = std::fs::File::from(out);
         let mut w = BufWriter::with_capacity(1 << 20, &file);
-        let data = snapshot::write(&machine, &self.mem, &mut w)
+        let data = snapshot::write(&machine, &self.mem, self.pagemap.as_ref(), &mut w)
             .map_err(|e| format!("cannot write the guest state: {e}"))?;
         w.into_inner()
             .map_err(|e| format!("cannot write the guest state: {}", e.error()))?;
