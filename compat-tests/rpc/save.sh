@@ -7,7 +7,10 @@
 # keeps rewriting still adds up after each restore. Bad images and bad
 # calls get libvirt's errors and change nothing. Called by run.sh.
 #
-# usage: save.sh OXVIRTD TMPDIR
+# The same through oxvirsh (D-Bus), whose output must be virsh's, and
+# libvirt-dbus's methods called directly.
+#
+# usage: save.sh OXVIRTD TMPDIR   (oxvirsh is taken from OXVIRTD's directory)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -15,6 +18,7 @@ top=$(cd "$here/../.." && pwd)
 OXVIRTD=$1
 tmp=$2
 KERNEL=$top/compat-tests/guest/out/testos.elf
+OXVIRSH=$(cd "$(dirname "$OXVIRTD")" && pwd)/oxvirsh
 mkdir -p "$tmp"
 sock=$tmp/sock
 U="qemu+unix:///system?socket=$sock"
@@ -156,6 +160,57 @@ expect transient-gone 1 "failed to get domain 't1'" -- dominfo t1
 expect transient-restore 0 "Domain restored from" -- restore "$tmp/t1.save"
 expect transient-back 0 'running' -- domstate t1
 virsh -c "$U" destroy t1 >/dev/null 2>&1
+
+# oxvirsh prints what virsh prints; libvirt-dbus's methods directly.
+BUS=$(head -1 "$tmp/bus")
+ox() { timeout 60 "$OXVIRSH" --bus-address "$BUS" "$@" 2>&1; }
+same() { # NAME ARGS...: a read-only command, both clients
+    local name=$1 v o
+    shift
+    v=$(cd "$tmp" && timeout 30 virsh -c "$U" "$@" 2>&1)
+    o=$(cd "$tmp" && ox "$@")
+    if [ "$v" = "$o" ]; then pass "oxvirsh-$name"; else
+        fail "oxvirsh-$name"
+        diff <(echo "$v") <(echo "$o") | sed 's/^/       | /'
+    fi
+}
+saw() { # NAME WANT ARGS...: oxvirsh's output is exactly WANT
+    local name=$1 want=$2 out
+    shift 2
+    out=$(cd "$tmp" && ox "$@")
+    if [ "$out" = "$want" ]; then pass "oxvirsh-$name"; else fail "oxvirsh-$name (got '$out', want '$want')"; fi
+}
+virsh -c "$U" start s1 >/dev/null 2>&1
+before=$(last_tick)
+saw save "$(printf '\nDomain %s saved to ox.save' "'s1'")" save s1 ox.save
+same save-image-dumpxml save-image-dumpxml ox.save
+saw restore "Domain restored from ox.save" restore ox.save
+ticks_carry_on "$before" oxvirsh-restored-ticks
+saw managedsave "$(printf '\nDomain %s state saved by libvirt' "'s1'")" managedsave s1
+same dominfo-managed dominfo s1
+same list-managed-save list --all --managed-save
+same list-with-managed-save list --all --with-managed-save --name
+same undefine-refused undefine s1
+saw managedsave-remove "Removed managedsave image for domain 's1'" managedsave-remove s1
+same managedsave-remove-none managedsave-remove s1
+same restore-bad restore "$tmp/bad.save"
+same save-both-flags save s1 x.save --running --paused
+uuid=$(virsh -c "$U" domuuid s1 | head -1)
+obj=/org/libvirt/QEMU/domain/_${uuid//-/_}
+dbus() { busctl --address="$BUS" call org.libvirt "$obj" org.libvirt.Domain "$@" 2>&1; }
+virsh -c "$U" start s1 >/dev/null 2>&1
+out=$(dbus GetJobInfo)
+if [ "$out" = "(ittttttttttt) 0 0 0 0 0 0 0 0 0 0 0 0" ]; then pass dbus-job-info-none; else fail "dbus-job-info-none ($out)"; fi
+out=$(dbus ManagedSave u 0)
+if [ -z "$out" ] && [ "$(dbus HasManagedSaveImage u 0)" = "b true" ]; then pass dbus-managed-save; else fail "dbus-managed-save ($out)"; fi
+out=$(busctl --address="$BUS" call org.libvirt /org/libvirt/QEMU org.libvirt.Connect DomainSaveImageGetXMLDesc su "$tmp/state/save/s1.save" 0 2>&1)
+if grep -q '<name>s1</name>' <<<"$out"; then pass dbus-save-image-xml; else fail "dbus-save-image-xml ($out)"; fi
+out=$(dbus Create u 0)
+if [ -z "$out" ] && virsh -c "$U" domstate s1 --reason | grep -q 'running (restored)'; then pass dbus-create-restores; else fail "dbus-create-restores ($out)"; fi
+out=$(dbus Save ssu "$tmp/dbus.save" "" 0)
+out2=$(busctl --address="$BUS" call org.libvirt /org/libvirt/QEMU org.libvirt.Connect DomainRestore ssu "$tmp/dbus.save" "" 4 2>&1)
+if [ -z "$out$out2" ] && virsh -c "$U" domstate s1 | grep -q paused; then pass dbus-save-restore-paused; else fail "dbus-save-restore-paused ($out $out2)"; fi
+virsh -c "$U" destroy s1 >/dev/null 2>&1
 
 # The same through python-libvirt's API.
 if /usr/bin/python3 -c 'import libvirt' 2>/dev/null; then

@@ -104,15 +104,27 @@ pub fn simple(bus: &Bus, name: &str, s: &Simple) -> Result<String> {
 /// `undefine`; with `remove_storage`, the domain's disk images are
 /// reported as virsh reports volumes that no storage pool manages (oxvirt
 /// has no pools, so it never deletes a file itself).
-pub fn undefine(bus: &Bus, name: &str, remove_storage: bool) -> Result<String> {
+pub fn undefine(bus: &Bus, name: &str, remove_storage: bool, managed_save: bool) -> Result<String> {
     let d = lookup(bus, name)?;
+    // virsh looks before it asks: an image left behind is its own error.
+    if !managed_save
+        && bus
+            .call::<_, bool>(&d.path, DOMAIN, "HasManagedSaveImage", &(0u32,))
+            .unwrap_or(false)
+    {
+        return Err(CliError::msg(
+            "Refusing to undefine while domain managed save image exists",
+        ));
+    }
     let disks = if remove_storage {
         let xml = d.xml(bus, super::domain_info::XML_INACTIVE)?;
         disk_sources(&xml)
     } else {
         Vec::new()
     };
-    d.act(bus, "Undefine", &(0u32,))
+    // VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    let flags = u32::from(managed_save);
+    d.act(bus, "Undefine", &(flags,))
         .map_err(|e| e.with_ctx(format!("Failed to undefine domain '{}'", d.name)))?;
     let mut out = format!("Domain '{}' has been undefined\n", d.name);
     for (target, source) in disks {

@@ -12,6 +12,10 @@ const RUNNING: u32 = 16;
 const PAUSED: u32 = 32;
 const SHUTOFF: u32 = 64;
 const OTHER: u32 = 128;
+const MANAGEDSAVE: u32 = 256;
+const NO_MANAGEDSAVE: u32 = 512;
+/// `VIR_DOMAIN_SHUTOFF` in `GetState`.
+const STATE_SHUTOFF: i32 = 5;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ListArgs {
@@ -42,6 +46,15 @@ pub struct ListArgs {
     /// list table (default)
     #[arg(long)]
     pub table: bool,
+    /// mark inactive domains with managed save state
+    #[arg(long = "managed-save")]
+    pub managed_save: bool,
+    /// list domains with managed save state
+    #[arg(long = "with-managed-save")]
+    pub with_managed_save: bool,
+    /// list domains without managed save
+    #[arg(long = "without-managed-save")]
+    pub without_managed_save: bool,
 }
 
 impl ListArgs {
@@ -59,14 +72,22 @@ impl ListArgs {
         if self.state_other {
             f |= OTHER;
         }
+        if self.with_managed_save {
+            f |= MANAGEDSAVE;
+        }
+        if self.without_managed_save {
+            f |= NO_MANAGEDSAVE;
+        }
         if self.all {
             return f;
         }
         if self.inactive {
             f |= INACTIVE;
         }
-        if f == 0 {
-            f = ACTIVE;
+        // Only the active ones unless a state was asked for (the managed
+        // save filters narrow the active list, as in virsh).
+        if f & !(MANAGEDSAVE | NO_MANAGEDSAVE) == 0 {
+            f |= ACTIVE;
         }
         f
     }
@@ -77,6 +98,7 @@ struct Row {
     name: String,
     uuid: String,
     state: i32,
+    saved: bool,
 }
 
 pub fn list(bus: &Bus, a: &ListArgs) -> Result<String> {
@@ -91,6 +113,12 @@ pub fn list(bus: &Bus, a: &ListArgs) -> Result<String> {
         let Ok((state, _)) = d.state(bus) else {
             continue;
         };
+        // As virsh: a shut-off domain with a managed save image is "saved".
+        let saved = a.managed_save
+            && state == STATE_SHUTOFF
+            && bus
+                .call::<_, bool>(&d.path, DOMAIN, "HasManagedSaveImage", &(0u32,))
+                .unwrap_or(false);
         let uuid = if a.uuid {
             bus.prop(&d.path, DOMAIN, "UUID").unwrap_or_default()
         } else {
@@ -101,6 +129,7 @@ pub fn list(bus: &Bus, a: &ListArgs) -> Result<String> {
             name: d.name,
             uuid,
             state,
+            saved,
         });
     }
     // Running domains by ID first, then the others by name.
@@ -144,7 +173,11 @@ pub fn list(bus: &Bus, a: &ListArgs) -> Result<String> {
             vec![
                 id_str(r.id),
                 r.name.clone(),
-                state_name(r.state).to_string(),
+                if r.saved {
+                    "saved".to_string()
+                } else {
+                    state_name(r.state).to_string()
+                },
             ]
         })
         .collect();

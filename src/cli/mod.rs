@@ -44,6 +44,7 @@ pub mod domain;
 pub mod domain_info;
 pub mod domain_lifecycle;
 pub mod domain_list;
+pub mod domain_save;
 pub mod domain_stats;
 pub mod edit;
 pub mod error;
@@ -155,6 +156,9 @@ pub enum Cmd {
         /// remove nvram file (accepted)
         #[arg(long)]
         nvram: bool,
+        /// remove domain managed state file
+        #[arg(long = "managed-save")]
+        managed_save: bool,
     },
     /// create a domain from an XML file
     Create {
@@ -200,6 +204,91 @@ pub enum Cmd {
     Reset {
         #[command(flatten)]
         d: DomArg,
+    },
+    /// save a domain state to a file
+    Save {
+        #[command(flatten)]
+        d: DomArg,
+        /// where to save the data
+        file: String,
+        /// avoid file system cache when saving
+        #[arg(long = "bypass-cache")]
+        bypass_cache: bool,
+        /// filename containing updated XML for the target
+        #[arg(long)]
+        xml: Option<String>,
+        /// set domain to be running on restore
+        #[arg(long)]
+        running: bool,
+        /// set domain to be paused on restore
+        #[arg(long)]
+        paused: bool,
+        /// display the progress of save (accepted)
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// restore a domain from a saved state in a file
+    Restore {
+        /// the state to restore
+        file: String,
+        /// avoid file system cache when restoring
+        #[arg(long = "bypass-cache")]
+        bypass_cache: bool,
+        /// filename containing updated XML for the target
+        #[arg(long)]
+        xml: Option<String>,
+        /// restore domain into running state
+        #[arg(long)]
+        running: bool,
+        /// restore domain into paused state
+        #[arg(long)]
+        paused: bool,
+    },
+    /// managed save of a domain state
+    Managedsave {
+        #[command(flatten)]
+        d: DomArg,
+        /// avoid file system cache when saving
+        #[arg(long = "bypass-cache")]
+        bypass_cache: bool,
+        /// set domain to be running on next start
+        #[arg(long)]
+        running: bool,
+        /// set domain to be paused on next start
+        #[arg(long)]
+        paused: bool,
+        /// display the progress of save (accepted)
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Remove managed save of a domain
+    #[command(name = "managedsave-remove")]
+    ManagedsaveRemove {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// saved state domain information in XML
+    #[command(name = "save-image-dumpxml")]
+    SaveImageDumpxml {
+        /// saved state file to read
+        file: String,
+        /// include security sensitive information in XML dump
+        #[arg(long = "security-info")]
+        security_info: bool,
+    },
+    /// redefine the XML for a domain's saved state file
+    #[command(name = "save-image-define")]
+    SaveImageDefine {
+        /// saved state file to modify
+        file: String,
+        /// filename containing updated XML for the target
+        xml: String,
+        /// set domain to be running on restore
+        #[arg(long)]
+        running: bool,
+        /// set domain to be paused on restore
+        #[arg(long)]
+        paused: bool,
     },
     /// suspend a domain
     Suspend {
@@ -996,8 +1085,9 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
         Cmd::Undefine {
             d,
             remove_all_storage,
+            managed_save,
             ..
-        } => lc::undefine(s.bus()?, &d.domain, *remove_all_storage)?,
+        } => lc::undefine(s.bus()?, &d.domain, *remove_all_storage, *managed_save)?,
         Cmd::Create {
             file,
             console: con,
@@ -1032,6 +1122,68 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
         Cmd::Destroy { d, .. } => lc::simple(s.bus()?, &d.domain, &lc::DESTROY)?,
         Cmd::Reboot { d } => lc::simple(s.bus()?, &d.domain, &lc::REBOOT)?,
         Cmd::Reset { d } => lc::simple(s.bus()?, &d.domain, &lc::RESET)?,
+        Cmd::Save {
+            d,
+            file,
+            bypass_cache,
+            xml,
+            running,
+            paused,
+            ..
+        } => {
+            let f = domain_save::SaveFlags {
+                bypass_cache: *bypass_cache,
+                running: *running,
+                paused: *paused,
+            };
+            domain_save::save(s.bus()?, &d.domain, file, xml.as_deref(), f)?
+        }
+        Cmd::Restore {
+            file,
+            bypass_cache,
+            xml,
+            running,
+            paused,
+        } => {
+            let f = domain_save::SaveFlags {
+                bypass_cache: *bypass_cache,
+                running: *running,
+                paused: *paused,
+            };
+            domain_save::restore(s.bus()?, file, xml.as_deref(), f)?
+        }
+        Cmd::Managedsave {
+            d,
+            bypass_cache,
+            running,
+            paused,
+            ..
+        } => {
+            let f = domain_save::SaveFlags {
+                bypass_cache: *bypass_cache,
+                running: *running,
+                paused: *paused,
+            };
+            domain_save::managedsave(s.bus()?, &d.domain, f)?
+        }
+        Cmd::ManagedsaveRemove { d } => domain_save::managedsave_remove(s.bus()?, &d.domain)?,
+        Cmd::SaveImageDumpxml {
+            file,
+            security_info,
+        } => domain_save::save_image_dumpxml(s.bus()?, file, *security_info)?,
+        Cmd::SaveImageDefine {
+            file,
+            xml,
+            running,
+            paused,
+        } => {
+            let f = domain_save::SaveFlags {
+                bypass_cache: false,
+                running: *running,
+                paused: *paused,
+            };
+            domain_save::save_image_define(s.bus()?, file, xml, f)?
+        }
         Cmd::Suspend { d } => lc::simple(s.bus()?, &d.domain, &lc::SUSPEND)?,
         Cmd::Resume { d } => lc::simple(s.bus()?, &d.domain, &lc::RESUME)?,
         Cmd::Dominfo { d } => domain_info::dominfo(s.bus()?, &d.domain)?,

@@ -43,6 +43,21 @@ pub async fn handle(call: &Call, m: &Method) -> Result<()> {
             let obj = drv.create_xml(&xml, flags).await?;
             call.ok(&(opath(&obj.uuid)?,)).await
         }
+        "DomainRestore" => {
+            let (from, xml, flags): (String, String, u32) = call.args()?;
+            let xml = (!xml.is_empty()).then_some(xml);
+            drv.restore(&from, xml.as_deref(), flags).await?;
+            call.ok(&()).await
+        }
+        "DomainSaveImageGetXMLDesc" => {
+            let (file, flags): (String, u32) = call.args()?;
+            call.ok(&(drv.save_image_xml(&file, flags)?,)).await
+        }
+        "DomainSaveImageDefineXML" => {
+            let (file, xml, flags): (String, String, u32) = call.args()?;
+            drv.save_image_define(&file, &xml, flags)?;
+            call.ok(&()).await
+        }
         "DomainLookupByName" => {
             let (name,): (String,) = call.args()?;
             let obj = drv.lookup_by_name(&name)?;

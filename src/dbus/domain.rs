@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::driver::DomainObj;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 use super::call::{Call, not_supported};
 use super::spec_types::Method;
@@ -39,9 +39,37 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&(out,)).await
         }
         "GetJobInfo" => {
-            obj.info()?;
-            let z = 0u64;
-            call.ok(&((0i32, z, z, z, z, z, z, z, z, z, z, z),)).await
+            let j = drv.job_info(obj)?;
+            let (t, p, r) = (j.data_total, j.data_processed, j.data_remaining);
+            let info = (
+                j.job_type,
+                j.elapsed_ms,
+                0u64,
+                t,
+                p,
+                r,
+                t,
+                p,
+                r,
+                0u64,
+                0u64,
+                0u64,
+            );
+            call.ok(&(info,)).await
+        }
+        "GetJobStats" => {
+            let (job_type, params) = drv.job_stats(obj, call.flags()?)?;
+            call.ok(&((job_type, typed_params(params)),)).await
+        }
+        "ManagedSave" => {
+            drv.managed_save(obj, call.flags()?).await?;
+            call.ok(&()).await
+        }
+        "Save" => {
+            let (to, xml, flags): (String, String, u32) = call.args()?;
+            let xml = (!xml.is_empty()).then_some(xml);
+            drv.save(obj, &to, xml.as_deref(), flags).await?;
+            call.ok(&()).await
         }
         "GetStats" => {
             let (stats, flags): (u32, u32) = call.args()?;
@@ -117,8 +145,8 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             call.ok(&()).await
         }
         "AbortJob" => {
-            obj.info()?;
-            Err(Error::operation_invalid("no job is active on the domain"))
+            drv.abort_job(obj)?;
+            call.ok(&()).await
         }
         "SetMemory" => {
             let (kib, flags): (u64, u32) = call.args()?;
