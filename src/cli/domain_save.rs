@@ -20,9 +20,8 @@ pub fn flags(bypass_cache: bool, running: bool, paused: bool) -> Result<u32> {
             "Flags 'VIR_DOMAIN_SAVE_RUNNING' and 'VIR_DOMAIN_SAVE_PAUSED' are mutually exclusive",
         ));
     }
-    Ok(u32::from(bypass_cache) * BYPASS_CACHE
-        | u32::from(running) * RUNNING
-        | u32::from(paused) * PAUSED)
+    let bit = |on: bool, flag: u32| if on { flag } else { 0 };
+    Ok(bit(bypass_cache, BYPASS_CACHE) | bit(running, RUNNING) | bit(paused, PAUSED))
 }
 
 /// What `--bypass-cache`, `--running` and `--paused` ask for.

@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn foreign_and_damaged_files_are_refused_in_libvirts_words() {
         let p = tmp("bad");
-        std::fs::write(&p, &[b"LibvirtQemudSave".as_slice(), &[0u8; 80]].concat()).unwrap();
+        std::fs::write(&p, [b"LibvirtQemudSave".as_slice(), &[0u8; 80]].concat()).unwrap();
         assert_eq!(
             open(&p).unwrap_err().message,
             "operation failed: image magic is incorrect"
