@@ -114,6 +114,21 @@ expect save-xml-other-machine 1 "Target domain max memory 262144 does not match 
 [ -e "$tmp/y.save" ] && fail save-xml-other-no-file || pass save-xml-other-no-file
 expect save-xml-other-still-running 0 '^running' -- domstate s1
 
+# A save that cannot be written (a full file system): the guest runs on,
+# no file is left behind.
+if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$tmp/full"
+    mount -t tmpfs -o size=4m tmpfs "$tmp/full"
+    before=$(last_tick)
+    expect save-full-disk 1 "No space left on device" -- save s1 "$tmp/full/s1.save"
+    ls "$tmp/full" | grep -q . && fail save-full-disk-no-file || pass save-full-disk-no-file
+    expect save-full-disk-running 0 '^running' -- domstate s1
+    wait_ticks 3 && pass save-full-disk-guest-ticks || fail save-full-disk-guest-ticks
+    umount "$tmp/full"
+elif [ "${CI:-}" = true ]; then
+    fail "save-full-disk (needs root to mount a small tmpfs)"
+fi
+
 # Bad images: libvirt's errors, nothing started.
 echo "not a save image at all, just some text of sufficient length for a header....." >"$tmp/bad.save"
 expect save-bad-magic 1 "image magic is incorrect" -- restore "$tmp/bad.save"
@@ -128,6 +143,10 @@ out=$(virsh -c "$U" list --all --without-managed-save --name 2>&1)
 if grep -qx s1 <<<"$out"; then fail "managedsave-list-without ($out)"; else pass managedsave-list-without; fi
 expect managedsave-dumpxml 0 "<name>s1</name>" -- managedsave-dumpxml s1
 expect managedsave-undefine-refused 1 "Refusing to undefine while domain managed save image exists" -- undefine s1
+# The image outlives a daemon restart.
+kill "$daemon"; wait "$daemon" 2>/dev/null
+start_oxvirtd
+expect managedsave-after-restart 0 'Managed save: +yes' -- dominfo s1
 before=$(last_tick)
 expect managedsave-start 0 "Domain 's1' started" -- start s1
 expect managedsave-started-restored 0 'running \(restored\)' -- domstate s1 --reason
