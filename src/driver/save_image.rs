@@ -94,14 +94,18 @@ pub fn create(path: &Path, xml: &str, was_running: bool, bypass_cache: bool) -> 
     Ok(f)
 }
 
-/// Makes a fully written image durable and marks it complete.
+/// Marks a fully written image complete. As libvirt, the data then goes
+/// to disk with the page cache's writeback; with `bypass_cache` it is on
+/// disk (and out of the cache) before the image is marked complete.
 pub fn complete(f: &File, path: &Path, bypass_cache: bool) -> Result<()> {
     let fail =
         |e: &std::io::Error| system_error(format!("failed to write '{}'", path.display()), e);
-    f.sync_data().map_err(|e| fail(&e))?;
-    f.write_all_at(MAGIC, 0).map_err(|e| fail(&e))?;
-    f.sync_data().map_err(|e| fail(&e))?;
     if bypass_cache {
+        f.sync_data().map_err(|e| fail(&e))?;
+    }
+    f.write_all_at(MAGIC, 0).map_err(|e| fail(&e))?;
+    if bypass_cache {
+        f.sync_data().map_err(|e| fail(&e))?;
         // SAFETY: posix_fadvise only advises the kernel about this open fd.
         unsafe {
             libc::posix_fadvise(

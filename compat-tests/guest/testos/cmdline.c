@@ -175,6 +175,8 @@ void cmdline_parse(const char *cl)
 			opt.x2apic = n != 0;
 		else if (KEY("oxtest.e820"))
 			opt.e820_lax = vlen == 3 && memcmp(v, "lax", 3) == 0;
+		else if (KEY("oxtest.fillmib") && parse_int(v, vlen, &n))
+			opt.fill_mib = (u32)n;
 		else if (KEY("oxtest.tickdev") && parse_int(v, vlen, &n))
 			opt.tickdev = n != 0;
 		else if (KEY("oxtest.tickmem") && parse_int(v, vlen, &n))

@@ -200,6 +200,8 @@ static void __attribute__((noreturn)) memfill(void)
 		if (end > (4ull << 30))
 			end = 4ull << 30;
 		for (u64 a = start; a + 4096 <= end; a += 4096) {
+			if (opt.fill_mib && touched >= (u64)opt.fill_mib << 20)
+				break;
 			*(volatile u8 *)a = 0xa5;
 			touched += 4096;
 			if (touched % (16ull << 20) == 0)

@@ -129,6 +129,7 @@ struct options {
 	/* ticker */
 	u32 tickmem_mib;           /* oxtest.tickmem=MIB: the ticker keeps a region's checksum */
 	int tickdev;               /* oxtest.tickdev=1: the ticker uses virtio-rng and -blk (tickdev.c) */
+	u32 fill_mib;              /* oxtest.fillmib=MIB: memfill stops after this much, 0: all */
 };
 #define IRQ_POLL 0
 #define IRQ_MSIX 1
