@@ -1,7 +1,7 @@
-//! Guest RAM in a state image: the pages that are not all zero, as runs
-//! of `(guest address, length)` followed by their bytes, ended by a run
-//! of length zero. A fresh VM's memory is zero, so a restore only reads
-//! what was written.
+//! Guest RAM (or a device's memory) in a state image: the pages that are
+//! not all zero, as runs of `(address, length)` followed by their bytes,
+//! ended by a run of length zero. Fresh memory is zero, so a restore only
+//! reads what was written.
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -66,20 +66,50 @@ fn touched(pagemap: Option<&std::fs::File>, start: *mut u8, pages: usize) -> Vec
     out
 }
 
-/// Writes every non-zero page of `mem`; returns the bytes of page data
-/// written. `pagemap` is this process's `/proc/self/pagemap`, if open.
+/// One stretch of memory in the image: where it starts in the address
+/// space its runs name, and where it is mapped in the VMM.
+#[derive(Clone, Copy)]
+pub struct Block {
+    pub base: u64,
+    pub host: *mut u8,
+    pub len: usize,
+}
+
+/// Guest RAM as blocks.
+pub fn ram_blocks(mem: &GuestMemory) -> Vec<Block> {
+    mem.iter()
+        .map(|r| Block {
+            base: r.start_addr().0,
+            host: r.as_ptr(),
+            len: r.len() as usize,
+        })
+        .collect()
+}
+
+/// Writes every non-zero page of guest RAM; returns the bytes of page
+/// data written. `pagemap` is this process's `/proc/self/pagemap`, if
+/// open.
 pub fn write(
     mem: &GuestMemory,
     pagemap: Option<&std::fs::File>,
     out: &mut impl Write,
 ) -> io::Result<u64> {
+    write_blocks(&ram_blocks(mem), pagemap, out)
+}
+
+/// Writes every non-zero page of `blocks`, then the closing run.
+pub fn write_blocks(
+    blocks: &[Block],
+    pagemap: Option<&std::fs::File>,
+    out: &mut impl Write,
+) -> io::Result<u64> {
     let mut written = 0u64;
-    for region in mem.iter() {
-        let base = region.start_addr().0;
-        let bytes = region_bytes(region.as_ptr(), region.len() as usize);
+    for block in blocks {
+        let base = block.base;
+        let bytes = region_bytes(block.host, block.len);
         let mut page = 0;
         let pages = bytes.len() / PAGE;
-        let used = touched(pagemap, region.as_ptr(), pages);
+        let used = touched(pagemap, block.host, pages);
         let data = |p: usize| used[p] && !zero(&bytes[p * PAGE..(p + 1) * PAGE]);
         while page < pages {
             if !data(page) {
@@ -112,9 +142,15 @@ fn bad(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
-/// Reads runs into `mem` (which must be fresh: zero everywhere else)
+/// Reads runs into guest RAM (which must be fresh: zero everywhere else)
 /// until the closing run.
 pub fn read(mem: &GuestMemory, input: &mut impl Read) -> io::Result<u64> {
+    read_blocks(&ram_blocks(mem), "guest RAM", input)
+}
+
+/// Reads runs into `blocks` until the closing run; a run outside them is
+/// an error naming `what`.
+pub fn read_blocks(blocks: &[Block], what: &str, input: &mut impl Read) -> io::Result<u64> {
     let mut read = 0u64;
     loop {
         let gpa = read_u64(input)?;
@@ -122,15 +158,17 @@ pub fn read(mem: &GuestMemory, input: &mut impl Read) -> io::Result<u64> {
         if gpa == END && len == 0 {
             return Ok(read);
         }
-        let region = mem
+        let block = blocks
             .iter()
-            .find(|r| {
-                let s = r.start_addr().0;
-                gpa >= s && gpa.checked_add(len).is_some_and(|e| e <= s + r.len())
+            .find(|b| {
+                gpa >= b.base
+                    && gpa
+                        .checked_add(len)
+                        .is_some_and(|e| e <= b.base + b.len as u64)
             })
-            .ok_or_else(|| bad(format!("memory run {gpa:#x}+{len:#x} is not in guest RAM")))?;
-        let off = (gpa - region.start_addr().0) as usize;
-        let bytes = region_bytes(region.as_ptr(), region.len() as usize);
+            .ok_or_else(|| bad(format!("memory run {gpa:#x}+{len:#x} is not in {what}")))?;
+        let off = (gpa - block.base) as usize;
+        let bytes = region_bytes(block.host, block.len);
         input.read_exact(&mut bytes[off..off + len as usize])?;
         read += len;
     }

@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! "OXVMSTAT"  u32 format  u64 length  JSON MachineState (length bytes)
-//! memory runs (memory.rs)
+//! memory runs of guest RAM (memory.rs)
+//! memory runs of the display adapter's video memory (none without one)
 //! "OXVMEND\0"
 //! ```
 
@@ -24,6 +25,7 @@ use super::devices::acpi_pm::AcpiPmState;
 use super::devices::cmos::CmosState;
 use super::devices::i8042::I8042State;
 use super::devices::serial::SerialDeviceState;
+use super::display::vga::VgaPciState;
 use super::memory::GuestMemory;
 use super::virtio::transport::VirtioPciState;
 pub use vcpu::VcpuState;
@@ -80,6 +82,8 @@ pub struct MachineState {
     pub platform: PlatformState,
     /// The virtio functions, in the order the machine plugs them.
     pub virtio: Vec<VirtioPciState>,
+    /// The VGA adapter, if the machine has one.
+    pub vga: Option<VgaPciState>,
 }
 
 fn invalid(what: impl Into<String>) -> io::Error {
@@ -90,6 +94,7 @@ fn invalid(what: impl Into<String>) -> io::Error {
 pub fn write(
     state: &MachineState,
     mem: &GuestMemory,
+    vram: Option<memory::Block>,
     pagemap: Option<&std::fs::File>,
     out: &mut impl Write,
 ) -> io::Result<u64> {
@@ -99,6 +104,8 @@ pub fn write(
     out.write_all(&(json.len() as u64).to_le_bytes())?;
     out.write_all(&json)?;
     let data = memory::write(mem, pagemap, out)?;
+    let vram: Vec<memory::Block> = vram.into_iter().collect();
+    memory::write_blocks(&vram, pagemap, out)?;
     out.write_all(END_MAGIC)?;
     out.flush()?;
     Ok(data)
@@ -136,9 +143,16 @@ pub fn read_state(input: &mut impl Read) -> io::Result<MachineState> {
     Ok(state)
 }
 
-/// Reads RAM into a fresh machine's memory, and the closing magic.
-pub fn read_memory(mem: &GuestMemory, input: &mut impl Read) -> io::Result<u64> {
+/// Reads RAM (and video memory) into a fresh machine, and the closing
+/// magic.
+pub fn read_memory(
+    mem: &GuestMemory,
+    vram: Option<memory::Block>,
+    input: &mut impl Read,
+) -> io::Result<u64> {
     let data = memory::read(mem, input)?;
+    let vram: Vec<memory::Block> = vram.into_iter().collect();
+    memory::read_blocks(&vram, "video memory", input)?;
     let mut end = [0u8; 8];
     input.read_exact(&mut end)?;
     if &end != END_MAGIC {

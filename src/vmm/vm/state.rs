@@ -30,7 +30,6 @@ pub fn unsaveable_device(cfg: &VmConfig) -> Option<&'static str> {
     cfg.devices.iter().find_map(|d| match d {
         DeviceConfig::Scsi(_) => Some("a virtio-scsi controller"),
         DeviceConfig::Sata(_) => Some("a SATA controller"),
-        DeviceConfig::Vga(_) => Some("a VGA display adapter"),
         DeviceConfig::Gpu(_) => Some("a virtio-gpu display adapter"),
         DeviceConfig::Xhci(_) => Some("a USB controller"),
         DeviceConfig::Ehci(_) => Some("a USB controller"),
@@ -157,14 +156,29 @@ impl Vm {
                 .iter()
                 .map(|f| lock(f).state())
                 .collect(),
+            vga: self.virtio.vga.as_ref().map(|v| lock(&v.pci).state()),
         };
         let file = std::fs::File::from(out);
         let mut w = BufWriter::with_capacity(1 << 20, &file);
-        let data = snapshot::write(&machine, &self.mem, self.pagemap.as_ref(), &mut w)
-            .map_err(|e| format!("cannot write the guest state: {e}"))?;
+        let data = snapshot::write(
+            &machine,
+            &self.mem,
+            self.vram_block(),
+            self.pagemap.as_ref(),
+            &mut w,
+        )
+        .map_err(|e| format!("cannot write the guest state: {e}"))?;
         w.into_inner()
             .map_err(|e| format!("cannot write the guest state: {}", e.error()))?;
         Ok(data)
+    }
+
+    /// The VGA adapter's video memory, which the image holds after RAM.
+    fn vram_block(&self) -> Option<snapshot::memory::Block> {
+        self.virtio.vga.as_ref().map(|v| {
+            let (host, len) = lock(&v.pci).vram_block();
+            snapshot::memory::Block { base: 0, host, len }
+        })
     }
 
     fn vcpus_count(&self) -> usize {
@@ -212,7 +226,8 @@ impl Vm {
                 )));
             }
         }
-        snapshot::read_memory(&self.mem, input).map_err(|e| fail(describe(&e)))?;
+        snapshot::read_memory(&self.mem, self.vram_block(), input)
+            .map_err(|e| fail(describe(&e)))?;
 
         self.vm
             .set_pit2(&machine.kvm.pit)
@@ -238,6 +253,11 @@ impl Vm {
         }
         for (f, s) in self.virtio.functions.iter().zip(&machine.virtio) {
             lock(f).restore(s).map_err(fail)?;
+        }
+        match (&self.virtio.vga, &machine.vga) {
+            (Some(v), Some(s)) => lock(&v.pci).restore(s).map_err(fail)?,
+            (None, None) => {}
+            _ => return Err(fail("the display adapter differs from the state's".into())),
         }
         self.restored_clock = Some(machine.kvm.clock_ns);
         Ok(())

@@ -31,11 +31,21 @@ pub const MAX_XRES: u16 = 16000;
 pub const MAX_YRES: u16 = 12000;
 pub const MAX_BPP: u16 = 32;
 
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dispi {
     index: u16,
     regs: [u16; REG_COUNT],
     vram_size: u64,
+}
+
+impl Dispi {
+    /// The same registers for video memory of `bytes` (to compare a saved
+    /// adapter's size with this one's).
+    pub fn with_vram_size(mut self, bytes: u64) -> Dispi {
+        self.vram_size = bytes;
+        self
+    }
 }
 
 /// A validated linear framebuffer mode.

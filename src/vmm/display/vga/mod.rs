@@ -43,6 +43,8 @@ mod render;
 mod text;
 mod vram;
 
+pub use pci::VgaPciState;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use pci::{

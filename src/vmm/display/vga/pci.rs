@@ -62,6 +62,21 @@ pub trait GuestMapper: Send {
     fn unmap(&self) -> Result<(), String>;
 }
 
+/// The adapter's registers and PCI function, as a state image keeps them
+/// (video memory goes into the image as memory runs).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VgaPciState {
+    regs: super::regs::VgaRegsState,
+    dispi: super::dispi::Dispi,
+    io_decode: bool,
+    command: u32,
+    bar0: u32,
+    bar2: u32,
+    interrupt_line: u8,
+    big_endian_fb: bool,
+}
+
 pub struct VgaPci {
     state: Arc<Mutex<VgaState>>,
     vram: Arc<Vram>,
@@ -107,6 +122,44 @@ impl VgaPci {
             f.set_command(CMD_IO | CMD_MEMORY);
         }
         Ok(f)
+    }
+
+    pub fn state(&self) -> VgaPciState {
+        let st = lock(&self.state);
+        VgaPciState {
+            regs: st.regs.state(),
+            dispi: st.dispi.clone(),
+            io_decode: st.io_decode,
+            command: self.command,
+            bar0: self.bar0,
+            bar2: self.bar2,
+            interrupt_line: self.interrupt_line,
+            big_endian_fb: self.big_endian_fb,
+        }
+    }
+
+    /// Loads saved registers and maps video memory where BAR 0 was.
+    pub fn restore(&mut self, s: &VgaPciState) -> Result<(), String> {
+        if s.dispi != s.dispi.clone().with_vram_size(self.vram.len()) {
+            return Err("the saved VGA adapter has a different video memory size".into());
+        }
+        {
+            let mut st = lock(&self.state);
+            st.regs = super::regs::VgaRegs::from_state(&s.regs)?;
+            st.dispi = s.dispi.clone();
+        }
+        self.bar0 = s.bar0;
+        self.bar2 = s.bar2;
+        self.interrupt_line = s.interrupt_line;
+        self.big_endian_fb = s.big_endian_fb;
+        self.set_command(s.command);
+        lock(&self.state).io_decode = s.io_decode;
+        Ok(())
+    }
+
+    /// Video memory: where it is in the VMM and how long.
+    pub fn vram_block(&self) -> (*mut u8, usize) {
+        (self.vram.host_addr(), self.vram.len() as usize)
     }
 
     /// Where BAR 0 is mapped into the guest, if it is.

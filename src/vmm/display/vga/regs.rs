@@ -51,6 +51,37 @@ pub const ATTR_COUNT: usize = 0x15;
 pub const ATTR_MODE: usize = 0x10;
 const ATTR_COLOR_SELECT: usize = 0x14;
 
+/// [`VgaRegs`] as a state image keeps them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VgaRegsState {
+    misc: u8,
+    feature: u8,
+    enable: u8,
+    seq_index: u8,
+    seq: Vec<u8>,
+    gc_index: u8,
+    gc: Vec<u8>,
+    attr_index: u8,
+    attr_flip_flop: bool,
+    attr: Vec<u8>,
+    crtc_index: u8,
+    crtc: Vec<u8>,
+    dac_mask: u8,
+    dac_read_index: u8,
+    dac_write_index: u8,
+    dac_sub_index: u8,
+    dac_state: u8,
+    dac_cache: Vec<u8>,
+    palette: Vec<u8>,
+    status1: u8,
+}
+
+fn array<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N], String> {
+    v.try_into()
+        .map_err(|_| format!("VGA state: {what} has {} bytes, not {N}", v.len()))
+}
+
 #[derive(Clone)]
 pub struct VgaRegs {
     pub misc: u8,
@@ -74,6 +105,58 @@ pub struct VgaRegs {
     /// 256 RGB triples as written (6 or 8 significant bits).
     pub palette: [u8; 768],
     status1: u8,
+}
+
+impl VgaRegs {
+    pub fn state(&self) -> VgaRegsState {
+        VgaRegsState {
+            misc: self.misc,
+            feature: self.feature,
+            enable: self.enable,
+            seq_index: self.seq_index,
+            seq: self.seq.to_vec(),
+            gc_index: self.gc_index,
+            gc: self.gc.to_vec(),
+            attr_index: self.attr_index,
+            attr_flip_flop: self.attr_flip_flop,
+            attr: self.attr.to_vec(),
+            crtc_index: self.crtc_index,
+            crtc: self.crtc.to_vec(),
+            dac_mask: self.dac_mask,
+            dac_read_index: self.dac_read_index,
+            dac_write_index: self.dac_write_index,
+            dac_sub_index: self.dac_sub_index,
+            dac_state: self.dac_state,
+            dac_cache: self.dac_cache.to_vec(),
+            palette: self.palette.to_vec(),
+            status1: self.status1,
+        }
+    }
+
+    pub fn from_state(s: &VgaRegsState) -> Result<VgaRegs, String> {
+        Ok(VgaRegs {
+            misc: s.misc,
+            feature: s.feature,
+            enable: s.enable,
+            seq_index: s.seq_index,
+            seq: array(&s.seq, "sequencer")?,
+            gc_index: s.gc_index,
+            gc: array(&s.gc, "graphics controller")?,
+            attr_index: s.attr_index,
+            attr_flip_flop: s.attr_flip_flop,
+            attr: array(&s.attr, "attribute controller")?,
+            crtc_index: s.crtc_index,
+            crtc: array(&s.crtc, "CRT controller")?,
+            dac_mask: s.dac_mask,
+            dac_read_index: s.dac_read_index,
+            dac_write_index: s.dac_write_index,
+            dac_sub_index: s.dac_sub_index,
+            dac_state: s.dac_state,
+            dac_cache: array(&s.dac_cache, "DAC cache")?,
+            palette: array(&s.palette, "palette")?,
+            status1: s.status1,
+        })
+    }
 }
 
 impl Default for VgaRegs {
