@@ -314,3 +314,64 @@ fn a_guest_with_a_device_without_state_is_not_saved() {
     assert!(a.wait_log(Duration::from_secs(10), |l| ticks(l).len() >= n + 3));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SeaBIOS waiting at its boot menu prompt on the VGA text screen, with a
+/// USB keyboard on the xHCI that it drives: saved there and restored into
+/// a new VMM, the keyboard's Escape still opens the menu (the controller's
+/// rings, slots and ports, the firmware's memory and the screen all came
+/// back).
+#[test]
+fn seabios_at_its_prompt_takes_the_usb_keyboard_after_restore() {
+    let Some(bios) = vmm_common::system_firmware("/usr/share/seabios/bios-256k.bin") else {
+        return;
+    };
+    if !kvm_available() {
+        return;
+    }
+    let dir = scratch("save-bios");
+    let start = |tag: &str, restore: Option<&Path>| {
+        let name = abstract_name(tag);
+        let mut args = vec![
+            "--control-socket".to_string(),
+            name,
+            "--vga".to_string(),
+            "--xhci".to_string(),
+            "tablet,keyboard".to_string(),
+            "--boot-menu".to_string(),
+            "60000".to_string(),
+        ];
+        if let Some(p) = restore {
+            args.extend(["--restore".to_string(), p.display().to_string()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Guest::start_firmware("bios", &bios, 1, 256, &refs)
+    };
+    let mut a = start("bios-a", None);
+    let prompt = a.wait_log(Duration::from_secs(60), |l| {
+        l.contains("Press ESC for boot menu")
+    });
+    assert!(prompt, "no boot menu prompt; serial:\n{}", a.log());
+    let image = dir.join("state.img");
+    let reply = save(&a, &image, false);
+    assert!(reply.get("return").is_some(), "{reply}");
+    drop(a);
+
+    let mut b = start("bios-b", Some(&image));
+    let mut c = b.connect();
+    // KEY_ESC, pressed and released by the VMM's console.
+    let reply = c.execute_args(
+        "send-key",
+        serde_json::json!({ "keys": [1], "hold-ms": 100 }),
+    );
+    assert!(reply.get("return").is_some(), "{reply}");
+    let menu = b.wait_log(Duration::from_secs(30), |l| {
+        l.contains("Select boot device")
+    });
+    assert!(
+        menu,
+        "Escape did not open the menu after the restore; serial:\n{}\n{}",
+        b.log(),
+        b.stderr()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,6 +27,7 @@ use super::devices::i8042::I8042State;
 use super::devices::serial::SerialDeviceState;
 use super::display::vga::VgaPciState;
 use super::memory::GuestMemory;
+use super::usb::xhci::XhciState;
 use super::virtio::transport::VirtioPciState;
 pub use vcpu::VcpuState;
 
@@ -84,6 +85,8 @@ pub struct MachineState {
     pub virtio: Vec<VirtioPciState>,
     /// The VGA adapter, if the machine has one.
     pub vga: Option<VgaPciState>,
+    /// The xHCI controllers, in configuration order.
+    pub xhci: Vec<XhciState>,
 }
 
 fn invalid(what: impl Into<String>) -> io::Error {

@@ -9,7 +9,7 @@ use super::descriptors::{self, DeviceDescriptor, HidConfiguration};
 use super::{ControlOutcome, SetupPacket, Speed};
 
 /// Which HID device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum HidKind {
     Tablet,
     Mouse,
@@ -116,7 +116,7 @@ const HELD_LIMIT: usize = 32;
 
 /// One pointer report waiting for the guest: HID button bits and either
 /// an absolute position (tablet) or motion still to report (mouse).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct PointerReport {
     buttons: u8,
     x: i32,
@@ -125,6 +125,8 @@ struct PointerReport {
 }
 
 /// A HID device on a root port.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HidDevice {
     kind: HidKind,
     /// The speed of the port it is attached at, which picks its

@@ -107,7 +107,7 @@ pub enum ControlOutcome {
 }
 
 /// Link speeds as the xHCI PORTSC and slot context number them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Speed {
     Full = 1,
     Low = 2,

@@ -431,6 +431,8 @@ pub struct Devices {
     pub gpu_display: Option<Arc<dyn crate::vmm::display::DisplaySource>>,
     /// The USB input devices, when the guest has a USB controller.
     pub usb_input: Option<(Arc<dyn InputSink>, Vec<UsbDeviceKind>)>,
+    /// The xHCI controllers, for their state.
+    pub xhci: Vec<Arc<Mutex<crate::vmm::usb::xhci::Xhci>>>,
     /// The USB 2 sets (EHCI and companions), to stop their workers.
     pub usb2: Vec<Arc<Usb2Shared>>,
     /// The virtio-input devices, in configuration order.
@@ -676,9 +678,11 @@ pub fn build(
             let f = Xhci::new(&attached, mem.clone(), irq, Some(table), bar, gsi as u8)
                 .map_err(Error::Config)?;
             out.usb_input = Some((Arc::new(f.input()), usb_kinds(&c.devices)));
+            let f = Arc::new(Mutex::new(f));
+            out.xhci.push(f.clone());
             root.lock()
                 .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
-                .plug(slot, Arc::new(Mutex::new(f)))
+                .plug(slot, f)
                 .map_err(Error::Config)?;
             continue;
         }

@@ -31,7 +31,6 @@ pub fn unsaveable_device(cfg: &VmConfig) -> Option<&'static str> {
         DeviceConfig::Scsi(_) => Some("a virtio-scsi controller"),
         DeviceConfig::Sata(_) => Some("a SATA controller"),
         DeviceConfig::Gpu(_) => Some("a virtio-gpu display adapter"),
-        DeviceConfig::Xhci(_) => Some("a USB controller"),
         DeviceConfig::Ehci(_) => Some("a USB controller"),
         DeviceConfig::Net(n) if n.model == NetModel::E1000 => Some("an e1000 network card"),
         _ => None,
@@ -157,6 +156,7 @@ impl Vm {
                 .map(|f| lock(f).state())
                 .collect(),
             vga: self.virtio.vga.as_ref().map(|v| lock(&v.pci).state()),
+            xhci: self.virtio.xhci.iter().map(|x| lock(x).state()).collect(),
         };
         let file = std::fs::File::from(out);
         let mut w = BufWriter::with_capacity(1 << 20, &file);
@@ -258,6 +258,12 @@ impl Vm {
             (Some(v), Some(s)) => lock(&v.pci).restore(s).map_err(fail)?,
             (None, None) => {}
             _ => return Err(fail("the display adapter differs from the state's".into())),
+        }
+        if machine.xhci.len() != self.virtio.xhci.len() {
+            return Err(fail("USB controllers differ from the state's".into()));
+        }
+        for (x, s) in self.virtio.xhci.iter().zip(&machine.xhci) {
+            lock(x).restore(s).map_err(fail)?;
         }
         self.restored_clock = Some(machine.kvm.clock_ns);
         Ok(())

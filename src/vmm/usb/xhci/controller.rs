@@ -24,14 +24,15 @@ pub const ENDPOINTS: usize = 31;
 
 /// An endpoint's state and transfer ring, as the controller keeps them
 /// (and mirrors into the output endpoint context).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     pub state: u32,
     pub ring: Ring,
 }
 
 /// A device slot.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Slot {
     pub enabled: bool,
     pub state: u32,
@@ -50,6 +51,25 @@ impl Slot {
     pub fn endpoint_mut(&mut self, dci: u8) -> Option<&mut Endpoint> {
         self.endpoints.get_mut(usize::from(dci).checked_sub(1)?)
     }
+}
+
+/// The controller's registers, ports, slots and event ring, as a state
+/// image keeps them.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerState {
+    usbcmd: u32,
+    usbsts: u32,
+    dnctrl: u32,
+    command_ring: Ring,
+    command_ring_running: bool,
+    dcbaap: u64,
+    config: u32,
+    ports: Vec<Port>,
+    slots: Vec<Slot>,
+    interrupter: Interrupter,
+    /// Microseconds the controller had run (MFINDEX), if it runs.
+    running_us: Option<u64>,
 }
 
 /// The controller.
@@ -98,6 +118,44 @@ impl Controller {
             interrupter: Interrupter::new(),
             started: None,
         }
+    }
+
+    pub fn state(&self) -> ControllerState {
+        ControllerState {
+            usbcmd: self.usbcmd,
+            usbsts: self.usbsts,
+            dnctrl: self.dnctrl,
+            command_ring: self.command_ring,
+            command_ring_running: self.command_ring_running,
+            dcbaap: self.dcbaap,
+            config: self.config,
+            ports: self.ports.clone(),
+            slots: self.slots.clone(),
+            interrupter: self.interrupter.clone(),
+            running_us: self.started.map(|t| t.elapsed().as_micros() as u64),
+        }
+    }
+
+    /// Loads a saved state into a controller with the same ports.
+    pub fn restore(&mut self, s: &ControllerState) -> Result<(), String> {
+        if s.ports.len() != self.ports.len() || s.slots.len() != self.slots.len() {
+            return Err("the saved USB controller has other ports or slots".into());
+        }
+        self.usbcmd = s.usbcmd;
+        self.usbsts = s.usbsts;
+        self.dnctrl = s.dnctrl;
+        self.command_ring = s.command_ring;
+        self.command_ring_running = s.command_ring_running;
+        self.dcbaap = s.dcbaap;
+        self.config = s.config;
+        self.ports = s.ports.clone();
+        self.slots = s.slots.clone();
+        self.interrupter = s.interrupter.clone();
+        self.started = s.running_us.map(|us| {
+            let ran = std::time::Duration::from_micros(us);
+            Instant::now().checked_sub(ran).unwrap_or_else(Instant::now)
+        });
+        Ok(())
     }
 
     /// HCRST: everything back to the power-on state.

@@ -57,6 +57,19 @@ fn lock(c: &Mutex<Controller>) -> MutexGuard<'_, Controller> {
     c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The PCI function's state, as a state image keeps it.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XhciState {
+    controller: controller::ControllerState,
+    msix: Vec<[u32; 4]>,
+    msix_control: u16,
+    interrupt: crate::vmm::virtio::interrupt::InterruptState,
+    bar: u64,
+    command: u32,
+    irq_line: u8,
+}
+
 /// The PCI function.
 pub struct Xhci {
     controller: Arc<Mutex<Controller>>,
@@ -91,6 +104,39 @@ impl Xhci {
             command: PCI_CMD_MEMORY | 1 << 2,
             irq_line,
         })
+    }
+
+    pub fn state(&self) -> XhciState {
+        XhciState {
+            controller: lock(&self.controller).state(),
+            msix: self
+                .msix
+                .as_ref()
+                .map(|t| t.entries().to_vec())
+                .unwrap_or_default(),
+            msix_control: self.msix_control,
+            interrupt: self.irq.state(),
+            bar: self.bar,
+            command: self.command,
+            irq_line: self.irq_line,
+        }
+    }
+
+    /// Loads a saved state into a controller built from the same
+    /// configuration.
+    pub fn restore(&mut self, s: &XhciState) -> Result<(), String> {
+        lock(&self.controller).restore(&s.controller)?;
+        self.irq.restore(&s.interrupt)?;
+        if let Some(t) = self.msix.as_mut() {
+            t.restore(&s.msix, &self.irq)?;
+        }
+        self.msix_control = s.msix_control;
+        self.irq
+            .set_msix_control(s.msix_control & 0x8000 != 0, s.msix_control & 0x4000 != 0);
+        self.bar = s.bar;
+        self.command = s.command;
+        self.irq_line = s.irq_line;
+        Ok(())
     }
 
     /// Where the console's key and pointer events go.

@@ -35,6 +35,8 @@ pub const PLS_POLLING: u32 = 7;
 pub const PLS_RESUME: u32 = 15;
 
 /// One root hub port and what is plugged into it.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Port {
     usb3: bool,
     portsc: u32,

@@ -142,7 +142,7 @@ pub enum Fetch {
 }
 
 /// A ring the controller consumes: the command ring or a transfer ring.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ring {
     pub dequeue: u64,
     /// Consumer cycle state.
@@ -203,7 +203,8 @@ pub enum Produce {
 }
 
 /// Interrupter 0: its registers and the event ring it produces into.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Interrupter {
     pub iman: u32,
     pub imod: u32,
