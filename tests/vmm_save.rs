@@ -245,45 +245,47 @@ fn screendump(g: &Guest, dir: &Path, tag: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap()
 }
 
-/// The VGA adapter's registers and video memory come back: the restored
-/// guest's screen is the picture it drew before the save.
-#[test]
-fn the_vga_screen_comes_back() {
-    let dir = scratch("save-vga");
+/// A display adapter's state comes back: the restored guest's screen is
+/// the picture it drew before the save. `adapter` is the VMM option
+/// (`--vga`, `--gpu`) and `check` the test guest's drawing check.
+fn screen_comes_back(tag: &str, adapter: &[&str], check: &str) {
+    let dir = scratch(tag);
     if !kvm_available() {
         return;
     }
     let Some(elf) = testos() else { return };
-    let append = "oxtest.checks=display oxtest.display=800x600 oxtest.then=ticker";
-    let name = abstract_name("vga-a");
-    let args = ["--control-socket", name.as_str(), "--vga"];
-    let mut a = Guest::start(&elf, 1, MEM_MIB, append, &args);
+    let append = format!("oxtest.checks={check} oxtest.display=800x600 oxtest.then=ticker");
+    let name = abstract_name(&format!("{tag}-a"));
+    let mut args = vec!["--control-socket", name.as_str()];
+    args.extend_from_slice(adapter);
+    let mut a = Guest::start(&elf, 1, MEM_MIB, &append, &args);
     assert!(
         a.wait_log(Duration::from_secs(120), |l| ticks(l).len() >= 2),
         "{}",
         a.log()
     );
-    assert!(a.log().contains("PASS display"), "{}", a.log());
+    assert!(failures(&a.log()).is_empty(), "{}", a.log());
     let before = screendump(&a, &dir, "before");
     assert!(
         before[20..].iter().filter(|&&b| b != 0).count() > 10_000,
         "nothing on the screen to compare"
     );
     let image = dir.join("state.img");
-    assert!(save(&a, &image, false).get("return").is_some());
+    let reply = save(&a, &image, false);
+    assert!(reply.get("return").is_some(), "{reply}");
     let last = *ticks(&a.log()).last().unwrap();
     drop(a);
 
     let image_arg = image.display().to_string();
-    let name = abstract_name("vga-b");
-    let args = [
+    let name = abstract_name(&format!("{tag}-b"));
+    let mut args = vec![
         "--control-socket",
         name.as_str(),
-        "--vga",
         "--restore",
         image_arg.as_str(),
     ];
-    let mut b = Guest::start(&elf, 1, MEM_MIB, append, &args);
+    args.extend_from_slice(adapter);
+    let mut b = Guest::start(&elf, 1, MEM_MIB, &append, &args);
     assert!(
         b.wait_log(Duration::from_secs(30), |l| ticks(l).len() >= 2),
         "{}\n{}",
@@ -295,6 +297,18 @@ fn the_vga_screen_comes_back() {
     assert_eq!(before.len(), after.len());
     assert!(before == after, "the screen differs after the restore");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The VGA adapter's registers and video memory.
+#[test]
+fn the_vga_screen_comes_back() {
+    screen_comes_back("save-vga", &["--vga"], "display");
+}
+
+/// virtio-gpu's resources, their images and backing, and the scanout.
+#[test]
+fn the_virtio_gpu_screen_comes_back() {
+    screen_comes_back("save-gpu", &["--gpu", "xres=800,yres=600"], "pci,gpu");
 }
 
 /// Devices whose state cannot be saved yet make `save` fail cleanly: the

@@ -278,7 +278,11 @@ impl VirtioDevice for Balloon {
             "actual": self.state.actual.load(Ordering::Acquire),
         })
     }
-    fn restore_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
+    fn restore_state(
+        &mut self,
+        state: &serde_json::Value,
+        _mem: &crate::vmm::memory::GuestMemory,
+    ) -> Result<(), String> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Saved {

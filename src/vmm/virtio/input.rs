@@ -586,6 +586,11 @@ impl VirtioDevice for Input {
         self.shared.active.store(true, Ordering::Release);
         Ok(())
     }
+    fn quiesce(&mut self) {
+        if let Some(mut w) = self.worker.take() {
+            w.stop();
+        }
+    }
     fn reset(&mut self) {
         self.shared.active.store(false, Ordering::Release);
         if let Some(mut w) = self.worker.take() {

@@ -88,13 +88,24 @@ pub trait VirtioDevice: Send {
     fn activate(&mut self, act: Activation) -> std::result::Result<(), String>;
     /// Stops processing; the device must be ready for a new activation.
     fn reset(&mut self);
+    /// Stops processing for a state image, keeping what the driver made
+    /// (the guest's view of the device does not change); by default the
+    /// same as [`VirtioDevice::reset`], for devices whose reset keeps it.
+    fn quiesce(&mut self) {
+        self.reset();
+    }
     /// What the device keeps beyond the transport's registers (what the
     /// driver wrote to its configuration space), for a state image.
     fn save_state(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
-    /// Loads what [`VirtioDevice::save_state`] gave.
-    fn restore_state(&mut self, _state: &serde_json::Value) -> std::result::Result<(), String> {
+    /// Loads what [`VirtioDevice::save_state`] gave (`mem`: guest RAM,
+    /// already restored).
+    fn restore_state(
+        &mut self,
+        _state: &serde_json::Value,
+        _mem: &GuestMemory,
+    ) -> std::result::Result<(), String> {
         Ok(())
     }
 }

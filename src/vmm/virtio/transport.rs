@@ -256,7 +256,7 @@ impl VirtioPci {
     /// used ring holds all that was done.
     pub fn quiesce(&mut self) {
         if self.active {
-            self.dev.reset();
+            self.dev.quiesce();
             self.active = false;
             self.quiesced = true;
         }
@@ -320,7 +320,7 @@ impl VirtioPci {
                 s.driver_features & !self.offered()
             ));
         }
-        self.dev.restore_state(&s.device)?;
+        self.dev.restore_state(&s.device, &self.mem)?;
         self.bar = s.bar;
         self.queue_select = s.queue_select;
         self.dfeature_select = s.dfeature_select;

@@ -30,7 +30,6 @@ pub fn unsaveable_device(cfg: &VmConfig) -> Option<&'static str> {
     cfg.devices.iter().find_map(|d| match d {
         DeviceConfig::Scsi(_) => Some("a virtio-scsi controller"),
         DeviceConfig::Sata(_) => Some("a SATA controller"),
-        DeviceConfig::Gpu(_) => Some("a virtio-gpu display adapter"),
         DeviceConfig::Ehci(_) => Some("a USB controller"),
         DeviceConfig::Net(n) if n.model == NetModel::E1000 => Some("an e1000 network card"),
         _ => None,

@@ -216,6 +216,23 @@ impl VirtioDevice for Gpu {
         Ok(())
     }
 
+    fn quiesce(&mut self) {
+        if let Some(mut w) = self.worker.take() {
+            w.stop();
+        }
+    }
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::to_value(self.shared.state().saved()).unwrap_or_default()
+    }
+    fn restore_state(
+        &mut self,
+        state: &serde_json::Value,
+        mem: &GuestMemory,
+    ) -> Result<(), String> {
+        let saved: resources::GpuSaved =
+            serde_json::from_value(state.clone()).map_err(|e| format!("virtio-gpu state: {e}"))?;
+        self.shared.state().restore(&saved, mem)
+    }
     fn reset(&mut self) {
         if let Some(mut w) = self.worker.take() {
             w.stop();

@@ -122,6 +122,31 @@ pub struct Scanout {
     pub rect: Rect,
 }
 
+/// One resource as a state image keeps it: the host copy (base64) and
+/// the guest memory behind it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSaved {
+    id: u32,
+    format: u32,
+    width: u32,
+    height: u32,
+    pixels: String,
+    backing: Option<Vec<(u64, u64)>>,
+}
+
+/// [`GpuState`] as a state image keeps it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSaved {
+    resources: Vec<ResourceSaved>,
+    scanout: Option<(u32, [u32; 4])>,
+    used: u64,
+    preferred: (u32, u32),
+    flushes: u64,
+    cursor: (u32, u32, u32),
+}
+
 /// Resources, the scanout and the memory they take.
 #[derive(Debug)]
 pub struct GpuState {
@@ -153,6 +178,90 @@ impl GpuState {
     }
 
     /// Drops every resource and the scanout (device reset).
+    pub fn saved(&self) -> GpuSaved {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        GpuSaved {
+            resources: self
+                .resources
+                .iter()
+                .map(|(&id, r)| ResourceSaved {
+                    id,
+                    format: r.format,
+                    width: r.width,
+                    height: r.height,
+                    pixels: b64.encode(&r.pixels),
+                    backing: r
+                        .backing
+                        .as_ref()
+                        .map(|b| b.entries.iter().map(|&(a, l)| (a.0, l)).collect()),
+                })
+                .collect(),
+            scanout: self.scanout.map(|s| {
+                (
+                    s.resource_id,
+                    [s.rect.x, s.rect.y, s.rect.width, s.rect.height],
+                )
+            }),
+            used: self.used,
+            preferred: self.preferred,
+            flushes: self.flushes,
+            cursor: self.cursor,
+        }
+    }
+
+    /// Loads a saved state; backing entries must lie in guest RAM.
+    pub fn restore(&mut self, s: &GpuSaved, mem: &GuestMemory) -> Result<(), String> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        self.clear();
+        for r in &s.resources {
+            let pixels = b64
+                .decode(&r.pixels)
+                .map_err(|e| format!("virtio-gpu resource {}: {e}", r.id))?;
+            if pixels.len() as u64 != u64::from(r.width) * u64::from(r.height) * BPP {
+                return Err(format!(
+                    "virtio-gpu resource {}: image of the wrong size",
+                    r.id
+                ));
+            }
+            self.resources.insert(
+                r.id,
+                Resource {
+                    format: r.format,
+                    width: r.width,
+                    height: r.height,
+                    pixels,
+                    backing: None,
+                },
+            );
+            if let Some(entries) = &r.backing {
+                let entries: Vec<(u64, u32)> = entries
+                    .iter()
+                    .map(|&(a, l)| (a, u32::try_from(l).unwrap_or(u32::MAX)))
+                    .collect();
+                self.attach_backing(mem, r.id, &entries)
+                    .map_err(|_| format!("virtio-gpu resource {}: bad backing", r.id))?;
+            }
+        }
+        self.scanout = s
+            .scanout
+            .map(|(resource_id, [x, y, width, height])| Scanout {
+                resource_id,
+                rect: Rect {
+                    x,
+                    y,
+                    width,
+                    height,
+                },
+            });
+        self.used = s.used;
+        self.preferred = s.preferred;
+        self.flushes = s.flushes;
+        self.cursor = s.cursor;
+        Ok(())
+    }
+
     pub fn clear(&mut self) {
         self.resources.clear();
         self.scanout = None;
