@@ -27,6 +27,7 @@ use super::devices::i8042::I8042State;
 use super::devices::serial::SerialDeviceState;
 use super::display::vga::VgaPciState;
 use super::memory::GuestMemory;
+use super::storage::ahci::AhciState;
 use super::usb::xhci::XhciState;
 use super::virtio::transport::VirtioPciState;
 pub use vcpu::VcpuState;
@@ -87,6 +88,8 @@ pub struct MachineState {
     pub vga: Option<VgaPciState>,
     /// The xHCI controllers, in configuration order.
     pub xhci: Vec<XhciState>,
+    /// The SATA (AHCI) controllers, in configuration order.
+    pub ahci: Vec<AhciState>,
 }
 
 fn invalid(what: impl Into<String>) -> io::Error {

@@ -60,6 +60,19 @@ const GHC_IE: u32 = 1 << 1;
 const GHC_AE: u32 = 1 << 31;
 const VERSION_1_0: u32 = 0x0001_0000;
 
+/// The controller's state, as a state image keeps it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AhciState {
+    ghc: u32,
+    next_port: usize,
+    ports: Vec<ahci_port::PortState>,
+    interrupt: crate::vmm::virtio::interrupt::InterruptState,
+    bar: u32,
+    command: u32,
+    irq_line: u8,
+}
+
 /// The host bus adapter's registers, shared by vCPUs and the worker.
 pub struct Hba {
     ghc: u32,
@@ -267,9 +280,54 @@ impl Ahci {
         })
     }
 
-    /// Stops the worker (at VMM exit).
+    /// Stops the worker (at VMM exit, and for a state image: the command
+    /// it runs finishes first).
     pub fn stop(&mut self) {
         self.worker.stop();
+    }
+
+    /// The controller's state; the worker is stopped.
+    pub fn state(&self) -> AhciState {
+        let hba = lock(&self.hba);
+        AhciState {
+            ghc: hba.ghc,
+            next_port: hba.next_port,
+            ports: hba.ports.iter().map(ahci_port::Port::state).collect(),
+            interrupt: hba.irq.state(),
+            bar: self.bar,
+            command: self.command,
+            irq_line: self.irq_line,
+        }
+    }
+
+    /// Loads a saved state into a controller with the same drives, and
+    /// runs the commands that were issued and not yet taken.
+    pub fn restore(&mut self, s: &AhciState) -> Result<(), String> {
+        {
+            let mut hba = lock(&self.hba);
+            if s.ports.len() != hba.ports.len() {
+                return Err("the saved SATA controller has other ports".into());
+            }
+            for (p, st) in hba.ports.iter_mut().zip(&s.ports) {
+                p.restore(st)?;
+            }
+            hba.ghc = s.ghc;
+            hba.next_port = s.next_port % PORTS;
+            hba.irq.restore(&s.interrupt)?;
+        }
+        self.bar = s.bar;
+        self.command = s.command;
+        self.irq_line = s.irq_line;
+        self.resume();
+        Ok(())
+    }
+
+    /// Starts the worker again if commands wait for it.
+    pub fn resume(&mut self) {
+        let waiting = lock(&self.hba).ports.iter().any(ahci_port::Port::has_work);
+        if waiting {
+            self.kick_worker();
+        }
     }
 
     fn kick_worker(&mut self) {

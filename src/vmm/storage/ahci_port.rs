@@ -95,6 +95,38 @@ pub struct Job {
     generation: u64,
 }
 
+/// A drive's own state in a state image.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum DriveState {
+    Cdrom(super::cdrom::CdromState),
+    Disk(super::ata_disk::AtaDiskState),
+}
+
+/// A port's registers and its drive, as a state image keeps them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortState {
+    clb: u64,
+    fb: u64,
+    is: u32,
+    ie: u32,
+    cmd: u32,
+    tfd: u32,
+    sig: u32,
+    sctl: u32,
+    serr: u32,
+    sact: u32,
+    ci: u32,
+    signature_pending: bool,
+    srst: bool,
+    drive: Option<DriveState>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub struct Port {
     drive: Option<PortDrive>,
     clb: u64,
@@ -147,6 +179,56 @@ impl Port {
         };
         p.hba_reset(None);
         p
+    }
+
+    /// The port's state; its worker is stopped (no slot is busy).
+    pub fn state(&self) -> PortState {
+        PortState {
+            clb: self.clb,
+            fb: self.fb,
+            is: self.is,
+            ie: self.ie,
+            cmd: self.cmd,
+            tfd: self.tfd,
+            sig: self.sig,
+            sctl: self.sctl,
+            serr: self.serr,
+            sact: self.sact,
+            ci: self.ci,
+            signature_pending: self.signature_pending,
+            srst: self.srst,
+            drive: self.drive.as_ref().map(|d| match d {
+                PortDrive::Cdrom { unit, .. } => DriveState::Cdrom(locked(unit).state()),
+                PortDrive::Disk(d) => DriveState::Disk(locked(d).state()),
+            }),
+        }
+    }
+
+    /// Loads a saved state into a port with the same kind of drive.
+    pub fn restore(&mut self, s: &PortState) -> Result<(), String> {
+        match (&self.drive, &s.drive) {
+            (None, None) => {}
+            (Some(PortDrive::Cdrom { unit, .. }), Some(DriveState::Cdrom(c))) => {
+                locked(unit).restore(c)
+            }
+            (Some(PortDrive::Disk(d)), Some(DriveState::Disk(st))) => locked(d).restore(st),
+            _ => return Err("a SATA port's drive differs from the state's".into()),
+        }
+        self.clb = s.clb;
+        self.fb = s.fb;
+        self.is = s.is;
+        self.ie = s.ie;
+        self.cmd = s.cmd;
+        self.tfd = s.tfd;
+        self.sig = s.sig;
+        self.sctl = s.sctl;
+        self.serr = s.serr;
+        self.sact = s.sact;
+        self.ci = s.ci;
+        self.busy = 0;
+        self.signature_pending = s.signature_pending;
+        self.srst = s.srst;
+        Ok(())
     }
 
     /// The HBA was reset: registers to their power-on values (spun up,

@@ -116,6 +116,18 @@ enum Protocol {
 type Geometry = (u16, u16, u16);
 
 /// A hard disk.
+/// What a state image keeps of a disk (its image is the configuration's).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AtaDiskState {
+    write_cache: bool,
+    multiple: u8,
+    dma_mode: u8,
+    standby: bool,
+    heads: u16,
+    sectors_per_track: u16,
+}
+
 pub struct AtaDisk {
     disk: Box<dyn Disk>,
     readonly: bool,
@@ -144,6 +156,26 @@ fn default_geometry(sectors: u64) -> Geometry {
 }
 
 impl AtaDisk {
+    pub fn state(&self) -> AtaDiskState {
+        AtaDiskState {
+            write_cache: self.write_cache,
+            multiple: self.multiple,
+            dma_mode: self.dma_mode,
+            standby: self.standby,
+            heads: self.heads,
+            sectors_per_track: self.sectors_per_track,
+        }
+    }
+
+    pub fn restore(&mut self, s: &AtaDiskState) {
+        self.write_cache = s.write_cache;
+        self.multiple = s.multiple;
+        self.dma_mode = s.dma_mode;
+        self.standby = s.standby;
+        self.heads = s.heads;
+        self.sectors_per_track = s.sectors_per_track;
+    }
+
     /// A disk over `disk` (at least one sector); `serial` for IDENTIFY
     /// (20 characters kept, any but printable ASCII as `_`).
     pub fn new(disk: Box<dyn Disk>, readonly: bool, serial: &str) -> AtaDisk {

@@ -142,6 +142,18 @@ fn ignores_attention(op: u8) -> bool {
 }
 
 /// The drive: its medium, tray, lock and pending conditions.
+/// What a state image keeps of a drive (its medium comes from the
+/// configuration the restored machine is built from).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdromState {
+    tray_open: bool,
+    locked: bool,
+    attention: Vec<Sense>,
+    sense: Option<Sense>,
+    event: u8,
+}
+
 pub struct Cdrom {
     /// Unit serial number (VPD page 0x80).
     serial: String,
@@ -162,6 +174,24 @@ pub struct Cdrom {
 }
 
 impl Cdrom {
+    pub fn state(&self) -> CdromState {
+        CdromState {
+            tray_open: self.tray_open,
+            locked: self.locked,
+            attention: self.attention.iter().copied().collect(),
+            sense: self.sense,
+            event: self.event,
+        }
+    }
+
+    pub fn restore(&mut self, s: &CdromState) {
+        self.tray_open = s.tray_open;
+        self.locked = s.locked;
+        self.attention = s.attention.iter().copied().collect();
+        self.sense = s.sense;
+        self.event = s.event;
+    }
+
     /// A drive, with `media` loaded or empty. `interface` is
     /// [`mmc::INTERFACE_SCSI`] or [`mmc::INTERFACE_ATAPI`].
     pub fn new(serial: impl Into<String>, interface: u32, media: Option<Media>) -> Cdrom {

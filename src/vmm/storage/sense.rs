@@ -10,7 +10,7 @@ pub const CHECK_CONDITION: u8 = 0x02;
 pub const FIXED_LEN: usize = 18;
 
 /// Sense key, additional sense code and qualifier of one condition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sense {
     pub key: u8,
     pub asc: u8,

@@ -29,7 +29,6 @@ fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn unsaveable_device(cfg: &VmConfig) -> Option<&'static str> {
     cfg.devices.iter().find_map(|d| match d {
         DeviceConfig::Scsi(_) => Some("a virtio-scsi controller"),
-        DeviceConfig::Sata(_) => Some("a SATA controller"),
         DeviceConfig::Ehci(_) => Some("a USB controller"),
         DeviceConfig::Net(n) if n.model == NetModel::E1000 => Some("an e1000 network card"),
         _ => None,
@@ -81,6 +80,9 @@ impl Vm {
         for f in &self.virtio.functions {
             lock(f).quiesce();
         }
+        for a in &self.virtio.ahci {
+            lock(a).stop();
+        }
         tracing::info!(
             "guest paused and devices stopped in {} ms",
             started.elapsed().as_millis()
@@ -88,6 +90,9 @@ impl Vm {
         let written = self.write_state(out, state);
         for f in &self.virtio.functions {
             lock(f).resume();
+        }
+        for a in &self.virtio.ahci {
+            lock(a).resume();
         }
         if was_running && (resume || written.is_err()) {
             self.resume_vcpus(state);
@@ -156,6 +161,7 @@ impl Vm {
                 .collect(),
             vga: self.virtio.vga.as_ref().map(|v| lock(&v.pci).state()),
             xhci: self.virtio.xhci.iter().map(|x| lock(x).state()).collect(),
+            ahci: self.virtio.ahci.iter().map(|a| lock(a).state()).collect(),
         };
         let file = std::fs::File::from(out);
         let mut w = BufWriter::with_capacity(1 << 20, &file);
@@ -263,6 +269,12 @@ impl Vm {
         }
         for (x, s) in self.virtio.xhci.iter().zip(&machine.xhci) {
             lock(x).restore(s).map_err(fail)?;
+        }
+        if machine.ahci.len() != self.virtio.ahci.len() {
+            return Err(fail("SATA controllers differ from the state's".into()));
+        }
+        for (a, s) in self.virtio.ahci.iter().zip(&machine.ahci) {
+            lock(a).restore(s).map_err(fail)?;
         }
         self.restored_clock = Some(machine.kvm.clock_ns);
         Ok(())
