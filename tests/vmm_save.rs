@@ -317,13 +317,13 @@ fn the_virtio_gpu_screen_comes_back() {
 fn a_guest_with_a_device_without_state_is_not_saved() {
     let dir = scratch("save-unsupported");
     let disk = disk(&dir);
-    let Some(mut a) = start("scsi", 1, &disk, &["--scsi-cdrom", "target=0"]) else {
+    let Some(mut a) = start("ehci", 1, &disk, &["--ehci", "tablet"]) else {
         return;
     };
     assert!(a.wait_log(Duration::from_secs(60), |l| ticks(l).len() >= 2));
     let reply = save(&a, &dir.join("state.img"), false);
     let desc = reply["error"]["desc"].as_str().unwrap_or_default();
-    assert!(desc.contains("virtio-scsi"), "{reply}");
+    assert!(desc.contains("USB controller"), "{reply}");
     let n = ticks(&a.log()).len();
     assert!(a.wait_log(Duration::from_secs(10), |l| ticks(l).len() >= n + 3));
     let _ = std::fs::remove_dir_all(&dir);
@@ -390,12 +390,13 @@ fn seabios_at_its_prompt_takes_the_usb_keyboard_after_restore() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// SeaBIOS saved at its boot menu prompt, after it set up the SATA
-/// controller and found the disk: the restored VMM's firmware times the
-/// prompt out, boots the disk through the controller's restored ports
-/// (GRUB, then the test guest, which passes its checks and powers off).
-#[test]
-fn seabios_boots_the_sata_disk_after_restore() {
+/// SeaBIOS saved at its boot menu prompt, after it set up the storage
+/// controller of `drive` and found its medium: the restored VMM's firmware
+/// times the prompt out and boots it through the controller's restored
+/// state (GRUB, then the test guest, which passes its checks and powers
+/// off). `drive(dir, images)` gives the VMM options of the drive and what
+/// SeaBIOS prints when it boots it.
+fn seabios_boots_after_restore(tag: &str, drive: impl Fn(&Path) -> (Vec<String>, &'static str)) {
     let Some(bios) = vmm_common::system_firmware("/usr/share/seabios/bios-256k.bin") else {
         return;
     };
@@ -405,31 +406,29 @@ fn seabios_boots_the_sata_disk_after_restore() {
     if !kvm_available() {
         return;
     }
-    let dir = scratch("save-sata");
+    let dir = scratch(tag);
     let blank = dir.join("blank.raw");
     std::fs::write(&blank, vec![0u8; 1 << 20]).unwrap();
-    let image = dir.join("bios.raw");
-    std::fs::copy(images.join("bios.raw"), &image).unwrap();
-    let start = |tag: &str, restore: Option<&Path>| {
+    let (drive_args, booting) = drive(&images);
+    let start = |side: &str, restore: Option<&Path>| {
         let mut args = vec![
             "--control-socket".to_string(),
-            abstract_name(tag),
+            abstract_name(&format!("{tag}-{side}")),
             "--disk".to_string(),
             format!("path={},ro=on,slot=3", blank.display()),
             "--rng".to_string(),
             "slot=4".to_string(),
-            "--sata-disk".to_string(),
-            format!("path={},ro=on,port=0,boot=1,slot=6", image.display()),
             "--boot-menu".to_string(),
             "4000".to_string(),
         ];
+        args.extend(drive_args.iter().cloned());
         if let Some(p) = restore {
             args.extend(["--restore".to_string(), p.display().to_string()]);
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         Guest::start_firmware("bios", &bios, 1, 256, &refs)
     };
-    let mut a = start("sata-a", None);
+    let mut a = start("a", None);
     let prompt = a.wait_log(Duration::from_secs(60), |l| {
         l.contains("Press ESC for boot menu")
     });
@@ -444,15 +443,30 @@ fn seabios_boots_the_sata_disk_after_restore() {
     );
     drop(a);
 
-    let mut b = start("sata-b", Some(&state));
+    let mut b = start("b", Some(&state));
     let status = b.wait(Duration::from_secs(300));
     let log = b.log();
-    assert!(
-        log.contains("Booting from Hard Disk"),
-        "{log}\n{}",
-        b.stderr()
-    );
+    assert!(log.contains(booting), "{log}\n{}", b.stderr());
     assert!(log.contains("DONE passed=8 failed=0"), "{log}");
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn seabios_boots_the_sata_disk_after_restore() {
+    seabios_boots_after_restore("save-sata", |images| {
+        let disk = format!(
+            "path={},ro=on,port=0,boot=1,slot=6",
+            images.join("bios.raw").display()
+        );
+        (vec!["--sata-disk".into(), disk], "Booting from Hard Disk")
+    });
+}
+
+#[test]
+fn seabios_boots_the_virtio_scsi_cd_after_restore() {
+    seabios_boots_after_restore("save-scsi", |images| {
+        let cd = format!("path={},boot=1,slot=5", images.join("boot.iso").display());
+        (vec!["--scsi-cdrom".into(), cd], "Booting from DVD/CD")
+    });
 }

@@ -40,6 +40,19 @@ const DEFAULT_SIZES: Sizes = Sizes {
 const CONFIG_SENSE_SIZE: u64 = 20;
 const CONFIG_CDB_SIZE: u64 = 24;
 
+/// What a state image keeps beyond the transport: the sizes the driver
+/// set and each drive's state, in target order.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScsiSaved {
+    sizes: Sizes,
+    drives: Vec<(u16, crate::vmm::storage::cdrom::CdromState)>,
+}
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The device as the transport sees it.
 pub struct Scsi {
     targets: Arc<[Target]>,
@@ -165,6 +178,47 @@ impl VirtioDevice for Scsi {
         };
         self.worker =
             Some(Worker::spawn(ThreadKind::BlockQueue, &self.label, w).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    fn quiesce(&mut self) {
+        if let Some(mut w) = self.worker.take() {
+            w.stop();
+        }
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        let saved = ScsiSaved {
+            sizes: self.sizes,
+            drives: self
+                .targets
+                .iter()
+                .map(|t| (t.target, locked(&t.unit).state()))
+                .collect(),
+        };
+        serde_json::to_value(saved).unwrap_or_default()
+    }
+
+    fn restore_state(
+        &mut self,
+        state: &serde_json::Value,
+        _mem: &crate::vmm::memory::GuestMemory,
+    ) -> Result<(), String> {
+        let saved: ScsiSaved =
+            serde_json::from_value(state.clone()).map_err(|e| format!("virtio-scsi state: {e}"))?;
+        if saved.drives.len() != self.targets.len()
+            || saved
+                .drives
+                .iter()
+                .zip(self.targets.iter())
+                .any(|((t, _), x)| *t != x.target)
+        {
+            return Err("the saved virtio-scsi controller has other drives".into());
+        }
+        for ((_, st), t) in saved.drives.iter().zip(self.targets.iter()) {
+            locked(&t.unit).restore(st);
+        }
+        self.sizes = saved.sizes;
         Ok(())
     }
 

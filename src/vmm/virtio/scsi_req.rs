@@ -43,7 +43,7 @@ pub struct Target {
 }
 
 /// The CDB and sense sizes the driver uses (configuration space).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sizes {
     pub cdb: usize,
     pub sense: usize,

@@ -28,7 +28,6 @@ fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// users know it.
 pub fn unsaveable_device(cfg: &VmConfig) -> Option<&'static str> {
     cfg.devices.iter().find_map(|d| match d {
-        DeviceConfig::Scsi(_) => Some("a virtio-scsi controller"),
         DeviceConfig::Ehci(_) => Some("a USB controller"),
         DeviceConfig::Net(n) if n.model == NetModel::E1000 => Some("an e1000 network card"),
         _ => None,
