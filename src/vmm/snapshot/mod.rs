@@ -27,6 +27,7 @@ use super::devices::i8042::I8042State;
 use super::devices::serial::SerialDeviceState;
 use super::display::vga::VgaPciState;
 use super::memory::GuestMemory;
+use super::net::e1000::E1000State;
 use super::storage::ahci::AhciState;
 use super::usb::xhci::XhciState;
 use super::virtio::transport::VirtioPciState;
@@ -90,6 +91,8 @@ pub struct MachineState {
     pub xhci: Vec<XhciState>,
     /// The SATA (AHCI) controllers, in configuration order.
     pub ahci: Vec<AhciState>,
+    /// The e1000 NICs, in configuration order.
+    pub e1000: Vec<E1000State>,
 }
 
 fn invalid(what: impl Into<String>) -> io::Error {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::{LoopState, Vm};
-use crate::vmm::config::{DeviceConfig, NetModel, VmConfig};
+use crate::vmm::config::{DeviceConfig, VmConfig};
 use crate::vmm::error::{Error, Result};
 use crate::vmm::snapshot::{
     self, FORMAT, KvmVmState, MachineShape, MachineState, PlatformState, describe,
@@ -29,7 +29,6 @@ fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn unsaveable_device(cfg: &VmConfig) -> Option<&'static str> {
     cfg.devices.iter().find_map(|d| match d {
         DeviceConfig::Ehci(_) => Some("a USB controller"),
-        DeviceConfig::Net(n) if n.model == NetModel::E1000 => Some("an e1000 network card"),
         _ => None,
     })
 }
@@ -82,6 +81,9 @@ impl Vm {
         for a in &self.virtio.ahci {
             lock(a).stop();
         }
+        for n in &self.virtio.e1000 {
+            lock(n).stop();
+        }
         tracing::info!(
             "guest paused and devices stopped in {} ms",
             started.elapsed().as_millis()
@@ -92,6 +94,9 @@ impl Vm {
         }
         for a in &self.virtio.ahci {
             lock(a).resume();
+        }
+        for n in &self.virtio.e1000 {
+            lock(n).resume();
         }
         if was_running && (resume || written.is_err()) {
             self.resume_vcpus(state);
@@ -161,6 +166,7 @@ impl Vm {
             vga: self.virtio.vga.as_ref().map(|v| lock(&v.pci).state()),
             xhci: self.virtio.xhci.iter().map(|x| lock(x).state()).collect(),
             ahci: self.virtio.ahci.iter().map(|a| lock(a).state()).collect(),
+            e1000: self.virtio.e1000.iter().map(|n| lock(n).state()).collect(),
         };
         let file = std::fs::File::from(out);
         let mut w = BufWriter::with_capacity(1 << 20, &file);
@@ -274,6 +280,12 @@ impl Vm {
         }
         for (a, s) in self.virtio.ahci.iter().zip(&machine.ahci) {
             lock(a).restore(s).map_err(fail)?;
+        }
+        if machine.e1000.len() != self.virtio.e1000.len() {
+            return Err(fail("e1000 NICs differ from the state's".into()));
+        }
+        for (n, s) in self.virtio.e1000.iter().zip(&machine.e1000) {
+            lock(n).restore(s).map_err(fail)?;
         }
         self.restored_clock = Some(machine.kvm.clock_ns);
         Ok(())

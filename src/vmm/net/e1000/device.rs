@@ -67,6 +67,20 @@ fn plain_mask(off: u32) -> Option<u32> {
 /// The 64-bit statistics whose high half's read clears both halves.
 const STAT_PAIRS: [(u32, u32); 4] = [(GORCL, GORCH), (GOTCL, GOTCH), (TORL, TORH), (TOTL, TOTH)];
 
+/// The MAC's state, as a state image keeps it (counters of the host side
+/// are not part of it).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceState {
+    regs: Vec<u32>,
+    eeprom: super::eeprom::EepromState,
+    phy: Phy,
+    tx: TxState,
+    command: u16,
+    generation: u64,
+    rx_starved: bool,
+}
+
 pub struct Device {
     pub regs: RegisterFile,
     eeprom: Eeprom,
@@ -87,6 +101,35 @@ pub struct Device {
 }
 
 impl Device {
+    pub fn state(&self) -> DeviceState {
+        DeviceState {
+            regs: self.regs.words(),
+            eeprom: self.eeprom.state(),
+            phy: self.phy.clone(),
+            tx: self.tx.clone(),
+            command: self.command,
+            generation: self.generation,
+            rx_starved: self.rx_starved,
+        }
+    }
+
+    pub fn restore(&mut self, s: &DeviceState) -> Result<(), String> {
+        self.regs = RegisterFile::from_words(&s.regs)?;
+        self.eeprom.restore(&s.eeprom)?;
+        self.phy = s.phy.clone();
+        self.tx = s.tx.clone();
+        self.command = s.command;
+        self.generation = s.generation;
+        self.rx_starved = s.rx_starved;
+        Ok(())
+    }
+
+    /// Whether the driver turned receive or transmit on (its worker must
+    /// run).
+    pub fn enabled(&self) -> bool {
+        self.regs.get(RCTL) & RCTL_EN != 0 || self.regs.get(TCTL) & TCTL_EN != 0
+    }
+
     /// A device with MAC `mac` whose INTx pin is `irq` (`None`: no line,
     /// for tests), just after power-on.
     pub fn new(mac: [u8; 6], irq: Option<IntxLine>, stats: Arc<NetStats>) -> Device {

@@ -46,7 +46,7 @@ const TEMPLATE: [u16; WORDS] = [
 const DEVICE_ID_WORDS: [usize; 2] = [0x0b, 0x0d];
 
 /// Where a Microwire transaction is.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Wire {
     /// SK, CS, DI, FWE and REQ as last written.
     pins: u32,
@@ -61,6 +61,33 @@ struct Wire {
 pub struct Eeprom {
     words: [u16; WORDS],
     wire: Wire,
+}
+
+/// The EEPROM as a state image keeps it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EepromState {
+    words: Vec<u16>,
+    wire: Wire,
+}
+
+impl Eeprom {
+    pub fn state(&self) -> EepromState {
+        EepromState {
+            words: self.words.to_vec(),
+            wire: self.wire,
+        }
+    }
+
+    pub fn restore(&mut self, s: &EepromState) -> Result<(), String> {
+        self.words = s
+            .words
+            .as_slice()
+            .try_into()
+            .map_err(|_| "e1000 state: EEPROM of the wrong size".to_string())?;
+        self.wire = s.wire;
+        Ok(())
+    }
 }
 
 impl Eeprom {

@@ -85,6 +85,20 @@ pub struct Placement {
     pub io: u16,
 }
 
+/// The NIC's state, as a state image keeps it.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct E1000State {
+    device: device::DeviceState,
+    bar0: u32,
+    bar1: u32,
+    command: u16,
+    cache_line: u8,
+    latency: u8,
+    irq_line: u8,
+    ioaddr: u32,
+}
+
 /// The PCI function.
 pub struct E1000 {
     dev: Arc<Mutex<Device>>,
@@ -141,9 +155,48 @@ impl E1000 {
         })
     }
 
-    /// Stops the worker (at VMM exit).
+    /// Stops the worker (at VMM exit, and for a state image; the tap
+    /// comes back to the function).
     pub fn stop(&mut self) {
         self.worker.stop();
+        reclaim(&mut self.tap, &self.home);
+    }
+
+    /// The NIC's state; the worker is stopped.
+    pub fn state(&self) -> E1000State {
+        E1000State {
+            device: lock(&self.dev).state(),
+            bar0: self.bar0,
+            bar1: self.bar1,
+            command: self.command,
+            cache_line: self.cache_line,
+            latency: self.latency,
+            irq_line: self.irq_line,
+            ioaddr: self.ioaddr,
+        }
+    }
+
+    /// Loads a saved state; the worker starts if the driver had the NIC
+    /// on.
+    pub fn restore(&mut self, s: &E1000State) -> Result<(), String> {
+        lock(&self.dev).restore(&s.device)?;
+        self.bar0 = s.bar0;
+        self.bar1 = s.bar1;
+        self.command = s.command;
+        self.cache_line = s.cache_line;
+        self.latency = s.latency;
+        self.irq_line = s.irq_line;
+        self.ioaddr = s.ioaddr;
+        lock(&self.dev).set_command(s.command);
+        self.resume();
+        Ok(())
+    }
+
+    /// Starts the worker again after a state image was taken.
+    pub fn resume(&mut self) {
+        if lock(&self.dev).enabled() {
+            self.kick_worker();
+        }
     }
 
     /// Wakes the worker, starting it the first time.

@@ -9,7 +9,7 @@ pub const POPTS_IXSM: u8 = 1 << 0;
 pub const POPTS_TXSM: u8 = 1 << 1;
 
 /// A context descriptor's settings.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Context {
     pub ipcss: u8,
     pub ipcso: u8,

@@ -58,6 +58,8 @@ fn access(reg: usize) -> u8 {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Phy {
     regs: [u16; 32],
 }

@@ -10,6 +10,25 @@ pub struct RegisterFile {
     words: Box<[u32]>,
 }
 
+impl RegisterFile {
+    /// Every register, for a state image.
+    pub fn words(&self) -> Vec<u32> {
+        self.words.to_vec()
+    }
+
+    pub fn from_words(words: &[u32]) -> Result<RegisterFile, String> {
+        if words.len() != DWORDS {
+            return Err(format!(
+                "e1000 state: {} registers, not {DWORDS}",
+                words.len()
+            ));
+        }
+        Ok(RegisterFile {
+            words: words.into(),
+        })
+    }
+}
+
 impl Default for RegisterFile {
     fn default() -> Self {
         RegisterFile {

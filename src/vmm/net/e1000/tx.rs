@@ -43,7 +43,8 @@ pub const MAX_PACKET: usize = 256 * 1024;
 /// What the transmit side keeps between descriptors: the two offload
 /// contexts (a driver may keep one for checksums and one for TSO, as
 /// QEMU does) and the packet being gathered.
-#[derive(Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TxState {
     csum_ctx: Context,
     tso_ctx: Context,
