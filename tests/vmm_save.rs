@@ -311,45 +311,26 @@ fn the_virtio_gpu_screen_comes_back() {
     screen_comes_back("save-gpu", &["--gpu", "xres=800,yres=600"], "pci,gpu");
 }
 
-/// Devices whose state cannot be saved yet make `save` fail cleanly: the
-/// guest keeps running.
-#[test]
-fn a_guest_with_a_device_without_state_is_not_saved() {
-    let dir = scratch("save-unsupported");
-    let disk = disk(&dir);
-    let Some(mut a) = start("ehci", 1, &disk, &["--ehci", "tablet"]) else {
-        return;
-    };
-    assert!(a.wait_log(Duration::from_secs(60), |l| ticks(l).len() >= 2));
-    let reply = save(&a, &dir.join("state.img"), false);
-    let desc = reply["error"]["desc"].as_str().unwrap_or_default();
-    assert!(desc.contains("USB controller"), "{reply}");
-    let n = ticks(&a.log()).len();
-    assert!(a.wait_log(Duration::from_secs(10), |l| ticks(l).len() >= n + 3));
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 /// SeaBIOS waiting at its boot menu prompt on the VGA text screen, with a
-/// USB keyboard on the xHCI that it drives: saved there and restored into
-/// a new VMM, the keyboard's Escape still opens the menu (the controller's
-/// rings, slots and ports, the firmware's memory and the screen all came
-/// back).
-#[test]
-fn seabios_at_its_prompt_takes_the_usb_keyboard_after_restore() {
+/// USB keyboard on the controller `usb` (`--xhci`, `--ehci`) that it
+/// drives: saved there and restored into a new VMM, the keyboard's Escape
+/// still opens the menu (the controller's schedules or rings, its ports
+/// and devices, the firmware's memory and the screen all came back).
+fn seabios_takes_the_usb_keyboard_after_restore(tag: &str, usb: &str) {
     let Some(bios) = vmm_common::system_firmware("/usr/share/seabios/bios-256k.bin") else {
         return;
     };
     if !kvm_available() {
         return;
     }
-    let dir = scratch("save-bios");
-    let start = |tag: &str, restore: Option<&Path>| {
-        let name = abstract_name(tag);
+    let dir = scratch(tag);
+    let start = |side: &str, restore: Option<&Path>| {
+        let name = abstract_name(&format!("{tag}-{side}"));
         let mut args = vec![
             "--control-socket".to_string(),
             name,
             "--vga".to_string(),
-            "--xhci".to_string(),
+            usb.to_string(),
             "tablet,keyboard".to_string(),
             "--boot-menu".to_string(),
             "60000".to_string(),
@@ -360,7 +341,7 @@ fn seabios_at_its_prompt_takes_the_usb_keyboard_after_restore() {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         Guest::start_firmware("bios", &bios, 1, 256, &refs)
     };
-    let mut a = start("bios-a", None);
+    let mut a = start("a", None);
     let prompt = a.wait_log(Duration::from_secs(60), |l| {
         l.contains("Press ESC for boot menu")
     });
@@ -370,7 +351,7 @@ fn seabios_at_its_prompt_takes_the_usb_keyboard_after_restore() {
     assert!(reply.get("return").is_some(), "{reply}");
     drop(a);
 
-    let mut b = start("bios-b", Some(&image));
+    let mut b = start("b", Some(&image));
     let mut c = b.connect();
     // KEY_ESC, pressed and released by the VMM's console.
     let reply = c.execute_args(
@@ -388,6 +369,16 @@ fn seabios_at_its_prompt_takes_the_usb_keyboard_after_restore() {
         b.stderr()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn seabios_takes_the_xhci_keyboard_after_restore() {
+    seabios_takes_the_usb_keyboard_after_restore("save-xhci", "--xhci");
+}
+
+#[test]
+fn seabios_takes_the_ehci_keyboard_after_restore() {
+    seabios_takes_the_usb_keyboard_after_restore("save-ehci", "--ehci");
 }
 
 /// SeaBIOS saved at its boot menu prompt, after it set up the storage

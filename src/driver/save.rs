@@ -177,13 +177,6 @@ async fn save_locked(
             .ok_or_else(|| Error::operation_invalid("domain is not running"))?;
         (live.vmm.clone(), d.state, live.def.clone(), d.name.clone())
     };
-    if let Some(what) = crate::vmm::vm::unsaveable_device(&vmm.config) {
-        return Err(Error::new(
-            ErrorCode::OperationUnsupported,
-            ErrorDomain::Qemu,
-            format!("cannot save the state of a domain with {what}"),
-        ));
-    }
     let mut def = live_def;
     if let Some(x) = dxml {
         let new = parse_domain(x)?;

@@ -47,8 +47,6 @@ use super::virtio::input::{VirtioInputHandle, WhenActive};
 
 mod state;
 
-pub use state::unsaveable_device;
-
 /// A built machine, ready to run.
 pub struct Vm {
     pub(super) cfg: VmConfig,
@@ -64,6 +62,8 @@ pub struct Vm {
     pub(super) ged: Arc<Mutex<Ged>>,
     /// The other platform devices whose state a state image keeps.
     pub(super) platform: Platform,
+    /// The PCI root, whose functions a state image visits.
+    pci: Arc<Mutex<PciRoot>>,
     backend: SerialBackend,
     /// Writer thread of COM1's output.
     serial_pump: PumpHandle,
@@ -408,6 +408,7 @@ impl Vm {
             serial,
             ged,
             platform,
+            pci,
             backend,
             serial_pump,
             vcpus,

@@ -33,6 +33,15 @@ pub trait PciFunction: Send {
     /// Access to a BAR (MMIO or port I/O, as the BAR is).
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]);
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]);
+    /// The configuration registers a state image keeps, for functions
+    /// whose device state is kept elsewhere (`None`: nothing here).
+    fn config_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Loads what [`PciFunction::config_state`] gave.
+    fn restore_config_state(&mut self, _state: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Shared handle to a plugged function.
@@ -131,6 +140,19 @@ impl PciRoot {
             Some(Some(_)) => Err(format!("PCI address {dev:02x}.{func} is already in use")),
             None => Err(format!("PCI function {func} is out of range 0..=7")),
         }
+    }
+
+    /// Every plugged function with its slot and function number.
+    pub fn functions(&self) -> Vec<(u8, u8, SharedFunction)> {
+        let mut out = Vec::new();
+        for (slot, fs) in self.slots.iter().enumerate() {
+            for (func, f) in fs.iter().enumerate() {
+                if let Some(f) = f {
+                    out.push((slot as u8, func as u8, f.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// The function whose memory BAR (or, with `io`, I/O BAR) holds

@@ -29,6 +29,7 @@ use super::display::vga::VgaPciState;
 use super::memory::GuestMemory;
 use super::net::e1000::E1000State;
 use super::storage::ahci::AhciState;
+use super::usb::ich9::Usb2State;
 use super::usb::xhci::XhciState;
 use super::virtio::transport::VirtioPciState;
 pub use vcpu::VcpuState;
@@ -93,6 +94,11 @@ pub struct MachineState {
     pub ahci: Vec<AhciState>,
     /// The e1000 NICs, in configuration order.
     pub e1000: Vec<E1000State>,
+    /// The USB 2 sets (EHCI and companions), in configuration order.
+    pub usb2: Vec<Usb2State>,
+    /// Configuration registers of the PCI functions that keep them apart
+    /// from their device's state: `(slot, function, registers)`.
+    pub pci_configs: Vec<(u8, u8, serde_json::Value)>,
 }
 
 fn invalid(what: impl Into<String>) -> io::Error {

@@ -7,6 +7,13 @@
 
 use std::time::{Duration, Instant};
 
+/// A counter's value and whether it runs, as a state image keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FrameClockState {
+    pub count: u64,
+    pub running: bool,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct FrameClock {
     tick: Duration,
@@ -40,6 +47,19 @@ impl FrameClock {
 
     pub fn running(&self) -> bool {
         self.started.is_some()
+    }
+
+    pub fn state(&self, now: Instant) -> FrameClockState {
+        FrameClockState {
+            count: self.at(now),
+            running: self.running(),
+        }
+    }
+
+    /// Continues from a saved count (running from `now` if it ran).
+    pub fn restore(&mut self, s: FrameClockState, now: Instant) {
+        self.base = s.count;
+        self.started = s.running.then_some(now);
     }
 
     pub fn start(&mut self, now: Instant) {

@@ -163,6 +163,16 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The set's controllers and devices, as a state image keeps them (the
+/// functions' configuration registers are kept with the PCI functions).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usb2State {
+    ehci: ehci::EhciState,
+    uhci: Vec<super::uhci::UhciState>,
+    devices: Vec<Option<PacketDevice>>,
+}
+
 /// The set and its worker, shared by its PCI functions.
 pub struct Usb2Shared {
     set: Mutex<Usb2Set>,
@@ -180,9 +190,50 @@ impl Usb2Shared {
         lock(&self.worker).kick(|kick| Some(FrameWorker { usb, kick }));
     }
 
-    /// Stops the worker (at VMM exit).
+    /// Stops the worker (at VMM exit, and for a state image).
     pub fn stop(&self) {
         lock(&self.worker).stop();
+    }
+
+    /// The controllers' and devices' state; the worker is stopped.
+    pub fn state(&self) -> Usb2State {
+        let now = Instant::now();
+        let set = lock(&self.set);
+        Usb2State {
+            ehci: set.ehci.state(now),
+            uhci: set.uhci.iter().map(|u| u.state(now)).collect(),
+            devices: set.devices.clone(),
+        }
+    }
+
+    /// Loads a saved state into a set built from the same configuration;
+    /// its worker runs again if a controller runs.
+    pub fn restore(self: &Arc<Self>, s: Usb2State) -> Result<(), String> {
+        let now = Instant::now();
+        {
+            let mut set = lock(&self.set);
+            if s.uhci.len() != set.uhci.len() || s.devices.len() != set.devices.len() {
+                return Err("the saved USB 2 controllers differ".into());
+            }
+            set.ehci.restore(&s.ehci, now)?;
+            for (u, st) in set.uhci.iter_mut().zip(&s.uhci) {
+                u.restore(st, now)?;
+            }
+            set.devices = s.devices;
+        }
+        self.resume();
+        Ok(())
+    }
+
+    /// Starts the worker again if a controller runs.
+    pub fn resume(self: &Arc<Self>) {
+        let running = {
+            let set = lock(&self.set);
+            set.ehci.running() || set.uhci.iter().any(Uhci::running)
+        };
+        if running {
+            self.wake();
+        }
     }
 }
 
@@ -225,6 +276,16 @@ impl PciFunction for EhciFunction {
 
     fn write_config(&mut self, reg: u16, value: u32) {
         self.config.write(reg, value);
+    }
+
+    fn config_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.config).ok()
+    }
+
+    fn restore_config_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
+        self.config = serde_json::from_value(state.clone())
+            .map_err(|e| format!("EHCI configuration state: {e}"))?;
+        Ok(())
     }
 
     fn bar_at(&self, addr: u64) -> Option<(usize, u64)> {
@@ -274,6 +335,16 @@ impl PciFunction for UhciFunction {
 
     fn write_config(&mut self, reg: u16, value: u32) {
         self.config.write(reg, value);
+    }
+
+    fn config_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.config).ok()
+    }
+
+    fn restore_config_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
+        self.config = serde_json::from_value(state.clone())
+            .map_err(|e| format!("UHCI configuration state: {e}"))?;
+        Ok(())
     }
 
     fn bar_at(&self, _addr: u64) -> Option<(usize, u64)> {

@@ -61,7 +61,7 @@ pub fn place<T>(
 }
 
 /// The eight bytes of a control transfer's SETUP stage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SetupPacket {
     pub request_type: u8,
     pub request: u8,

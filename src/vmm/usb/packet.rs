@@ -29,7 +29,7 @@ pub enum Handshake {
 }
 
 /// Where a control transfer on endpoint 0 stands.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 enum ControlStage {
     #[default]
     Idle,
@@ -45,6 +45,8 @@ enum ControlStage {
 const SET_ADDRESS: (u8, u8) = (0x00, 5);
 
 /// A device on a root port of a UHCI or EHCI controller.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PacketDevice {
     hid: HidDevice,
     address: u8,

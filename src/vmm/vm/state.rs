@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::{LoopState, Vm};
-use crate::vmm::config::{DeviceConfig, VmConfig};
+use crate::vmm::config::VmConfig;
 use crate::vmm::error::{Error, Result};
 use crate::vmm::snapshot::{
     self, FORMAT, KvmVmState, MachineShape, MachineState, PlatformState, describe,
@@ -22,15 +22,6 @@ const IRQCHIPS: [u32; 3] = [0, 1, 2];
 
 fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The first device whose state a state image cannot hold yet, named as
-/// users know it.
-pub fn unsaveable_device(cfg: &VmConfig) -> Option<&'static str> {
-    cfg.devices.iter().find_map(|d| match d {
-        DeviceConfig::Ehci(_) => Some("a USB controller"),
-        _ => None,
-    })
 }
 
 /// What the machine is made of, which a restored state must match.
@@ -65,11 +56,6 @@ impl Vm {
         state: &mut LoopState,
         threads: &[JoinHandle<()>],
     ) -> std::result::Result<Value, String> {
-        if let Some(what) = unsaveable_device(&self.cfg) {
-            return Err(format!(
-                "saving the state of a guest with {what} is not supported"
-            ));
-        }
         let started = std::time::Instant::now();
         let was_running = !state.paused;
         if was_running {
@@ -84,6 +70,9 @@ impl Vm {
         for n in &self.virtio.e1000 {
             lock(n).stop();
         }
+        for u in &self.virtio.usb2 {
+            u.stop();
+        }
         tracing::info!(
             "guest paused and devices stopped in {} ms",
             started.elapsed().as_millis()
@@ -97,6 +86,9 @@ impl Vm {
         }
         for n in &self.virtio.e1000 {
             lock(n).resume();
+        }
+        for u in &self.virtio.usb2 {
+            u.resume();
         }
         if was_running && (resume || written.is_err()) {
             self.resume_vcpus(state);
@@ -167,6 +159,12 @@ impl Vm {
             xhci: self.virtio.xhci.iter().map(|x| lock(x).state()).collect(),
             ahci: self.virtio.ahci.iter().map(|a| lock(a).state()).collect(),
             e1000: self.virtio.e1000.iter().map(|n| lock(n).state()).collect(),
+            usb2: self.virtio.usb2.iter().map(|u| u.state()).collect(),
+            pci_configs: lock(&self.pci)
+                .functions()
+                .into_iter()
+                .filter_map(|(slot, func, f)| Some((slot, func, lock(&f).config_state()?)))
+                .collect(),
         };
         let file = std::fs::File::from(out);
         let mut w = BufWriter::with_capacity(1 << 20, &file);
@@ -286,6 +284,20 @@ impl Vm {
         }
         for (n, s) in self.virtio.e1000.iter().zip(&machine.e1000) {
             lock(n).restore(s).map_err(fail)?;
+        }
+        let functions = lock(&self.pci).functions();
+        for (slot, func, s) in &machine.pci_configs {
+            let f = functions
+                .iter()
+                .find(|(sl, fu, _)| sl == slot && fu == func)
+                .ok_or_else(|| fail(format!("no PCI function {slot:02x}.{func} to restore")))?;
+            lock(&f.2).restore_config_state(s).map_err(fail)?;
+        }
+        if machine.usb2.len() != self.virtio.usb2.len() {
+            return Err(fail("USB 2 controllers differ from the state's".into()));
+        }
+        for (u, s) in self.virtio.usb2.iter().zip(machine.usb2) {
+            u.restore(s).map_err(fail)?;
         }
         self.restored_clock = Some(machine.kvm.clock_ns);
         Ok(())

@@ -14,6 +14,22 @@ const MICROFRAME: Duration = Duration::from_micros(125);
 /// Interrupt threshold after reset: 8 microframes.
 const DEFAULT_ITC: u32 = 8;
 
+/// The controller's registers, ports and frame counter, as a state image
+/// keeps them.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EhciState {
+    usbcmd: u32,
+    usbsts: u32,
+    usbintr: u32,
+    periodic_base: u32,
+    async_address: u32,
+    configflag: u32,
+    ports: Vec<Port>,
+    clock: crate::vmm::usb::frame_clock::FrameClockState,
+    done_uframe: u64,
+}
+
 pub struct Ehci {
     irq: IntxLine,
     companions: bool,
@@ -47,6 +63,37 @@ impl Ehci {
             clock: FrameClock::new(MICROFRAME),
             done_uframe: 0,
         }
+    }
+
+    pub fn state(&self, now: std::time::Instant) -> EhciState {
+        EhciState {
+            usbcmd: self.usbcmd,
+            usbsts: self.usbsts,
+            usbintr: self.usbintr,
+            periodic_base: self.periodic_base,
+            async_address: self.async_address,
+            configflag: self.configflag,
+            ports: self.ports.to_vec(),
+            clock: self.clock.state(now),
+            done_uframe: self.done_uframe,
+        }
+    }
+
+    pub fn restore(&mut self, s: &EhciState, now: std::time::Instant) -> Result<(), String> {
+        self.ports = s
+            .ports
+            .as_slice()
+            .try_into()
+            .map_err(|_| "the saved EHCI has another number of ports".to_string())?;
+        self.usbcmd = s.usbcmd;
+        self.usbsts = s.usbsts;
+        self.usbintr = s.usbintr;
+        self.periodic_base = s.periodic_base;
+        self.async_address = s.async_address;
+        self.configflag = s.configflag;
+        self.clock.restore(s.clock, now);
+        self.done_uframe = s.done_uframe;
+        Ok(())
     }
 
     pub fn has_companions(&self) -> bool {

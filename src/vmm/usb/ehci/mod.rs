@@ -16,7 +16,7 @@ mod queue;
 pub mod regs;
 mod schedule;
 
-pub use controller::Ehci;
+pub use controller::{Ehci, EhciState};
 pub use regs::BAR_SIZE;
 
 #[cfg(test)]

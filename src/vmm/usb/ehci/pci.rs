@@ -31,6 +31,8 @@ const CMD_MEMORY: u32 = 1 << 1;
 const CMD_MASK: u32 = 0x0547;
 
 /// The function's configuration registers.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EhciConfigSpace {
     command: u32,
     bar: u32,

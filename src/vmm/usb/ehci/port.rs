@@ -6,7 +6,7 @@
 use super::regs::portsc::*;
 
 /// A root port.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Port {
     portsc: u32,
     /// Whether a companion controller can take the port.

@@ -12,6 +12,22 @@ use crate::vmm::virtio::interrupt::IntxLine;
 
 const FRAME: Duration = Duration::from_millis(1);
 
+/// A UHCI's registers, ports and frame counter, as a state image keeps
+/// them.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UhciState {
+    usbcmd: u16,
+    usbsts: u16,
+    usbint_causes: u8,
+    usbintr: u16,
+    frame_list: u32,
+    sofmod: u8,
+    ports: Vec<u16>,
+    clock: crate::vmm::usb::frame_clock::FrameClockState,
+    done_frame: u64,
+}
+
 pub struct Uhci {
     irq: IntxLine,
     pub(super) usbcmd: u16,
@@ -45,6 +61,37 @@ impl Uhci {
             clock: FrameClock::new(FRAME),
             done_frame: 0,
         }
+    }
+
+    pub fn state(&self, now: std::time::Instant) -> UhciState {
+        UhciState {
+            usbcmd: self.usbcmd,
+            usbsts: self.usbsts,
+            usbint_causes: self.usbint_causes,
+            usbintr: self.usbintr,
+            frame_list: self.frame_list,
+            sofmod: self.sofmod,
+            ports: self.ports.to_vec(),
+            clock: self.clock.state(now),
+            done_frame: self.done_frame,
+        }
+    }
+
+    pub fn restore(&mut self, s: &UhciState, now: std::time::Instant) -> Result<(), String> {
+        self.ports = s
+            .ports
+            .as_slice()
+            .try_into()
+            .map_err(|_| "the saved UHCI has another number of ports".to_string())?;
+        self.usbcmd = s.usbcmd;
+        self.usbsts = s.usbsts;
+        self.usbint_causes = s.usbint_causes;
+        self.usbintr = s.usbintr;
+        self.frame_list = s.frame_list;
+        self.sofmod = s.sofmod;
+        self.clock.restore(s.clock, now);
+        self.done_frame = s.done_frame;
+        Ok(())
     }
 
     pub fn running(&self) -> bool {

@@ -12,7 +12,7 @@ pub mod pci;
 pub mod regs;
 mod schedule;
 
-pub use controller::Uhci;
+pub use controller::{Uhci, UhciState};
 pub use regs::IO_SIZE;
 
 #[cfg(test)]

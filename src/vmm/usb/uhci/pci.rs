@@ -30,6 +30,8 @@ const CMD_MASK: u32 = 0x0547;
 pub const ICH9_COMPANIONS: [(u16, u8); 3] = [(0x2934, 1), (0x2935, 2), (0x2936, 3)];
 
 /// One UHCI function's configuration registers.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UhciConfigSpace {
     device: u16,
     pin: u8,
