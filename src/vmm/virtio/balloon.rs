@@ -38,6 +38,15 @@ const STAT_NAMES: [&str; 10] = [
 /// The guest's latest statistics (tag, value) and when they came.
 type StatsSample = (Vec<(u16, u64)>, Instant);
 
+/// What a state image keeps of the balloon beyond the transport: the
+/// target the host set and the size the guest reported.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BalloonSaved {
+    num_pages: u32,
+    actual: u32,
+}
+
 /// State shared between the device, its worker and the control socket.
 pub struct BalloonState {
     num_pages: AtomicU32,
@@ -273,23 +282,18 @@ impl VirtioDevice for Balloon {
         }
     }
     fn save_state(&self) -> serde_json::Value {
-        serde_json::json!({
-            "num_pages": self.state.num_pages.load(Ordering::Acquire),
-            "actual": self.state.actual.load(Ordering::Acquire),
-        })
+        let saved = BalloonSaved {
+            num_pages: self.state.num_pages.load(Ordering::Acquire),
+            actual: self.state.actual.load(Ordering::Acquire),
+        };
+        serde_json::to_value(saved).unwrap_or_default()
     }
     fn restore_state(
         &mut self,
         state: &serde_json::Value,
         _mem: &crate::vmm::memory::GuestMemory,
     ) -> Result<(), String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Saved {
-            num_pages: u32,
-            actual: u32,
-        }
-        let s: Saved = serde_json::from_value(state.clone())
+        let s: BalloonSaved = serde_json::from_value(state.clone())
             .map_err(|e| format!("virtio-balloon state: {e}"))?;
         self.state.num_pages.store(s.num_pages, Ordering::Release);
         self.state.actual.store(s.actual, Ordering::Release);

@@ -178,6 +178,17 @@ pub struct Net {
     mac: [u8; 6],
     stats: Arc<NetStats>,
     worker: Option<Worker>,
+    /// Queue pairs the driver has in use (VIRTIO_NET_CTRL_MQ), kept
+    /// across a state image: the worker sets it, activation starts with it.
+    active_pairs: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What a state image keeps of virtio-net beyond the transport.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetSaved {
+    /// Queue pairs the driver has in use.
+    pairs: usize,
 }
 
 /// Opens the taps (or the stream socket) of a NIC: one per queue pair.
@@ -221,6 +232,7 @@ impl Net {
             mac,
             stats,
             worker: None,
+            active_pairs: Arc::new(std::sync::atomic::AtomicUsize::new(1)),
         };
         net.detach_unused(1).map_err(Error::io("TUNSETQUEUE"))?;
         Ok(net)
@@ -291,6 +303,8 @@ struct NetWorker {
     irq: Arc<Interrupt>,
     stats: Arc<NetStats>,
     buf: Vec<u8>,
+    /// The device's count of pairs in use, updated on VIRTIO_NET_CTRL_MQ.
+    active: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn transmit(pair: &mut Pair, mem: &GuestMemory, irq: &Interrupt, stats: &NetStats) {
@@ -429,6 +443,7 @@ impl NetWorker {
         }
         let mem = &self.mem;
         let pairs = &mut self.pairs;
+        let active = &self.active;
         let mq = self.mq;
         let max = u16::try_from(pairs.len()).unwrap_or(u16::MAX);
         ctrl.process(mem, &self.irq, |chain| {
@@ -449,6 +464,7 @@ impl NetWorker {
             };
             let status = match cmd {
                 Command::SetPairs(n) if Self::set_pairs(pairs, usize::from(n), poll) => {
+                    active.store(usize::from(n), std::sync::atomic::Ordering::Release);
                     net_ctrl::OK
                 }
                 _ => net_ctrl::ERR,
@@ -565,6 +581,21 @@ impl VirtioDevice for Net {
         } else {
             None
         };
+        // A device that ran before a state image was taken carries on
+        // with the pairs its driver had in use; a fresh one with one.
+        let in_use = self
+            .active_pairs
+            .load(std::sync::atomic::Ordering::Acquire)
+            .clamp(1, pairs.len());
+        for (i, p) in pairs.iter_mut().enumerate().skip(1) {
+            if i < in_use
+                && let Some(t) = p.tap.as_ref()
+            {
+                t.set_queue_attached(true)
+                    .map_err(|e| format!("TUNSETQUEUE on queue pair {i}: {e}"))?;
+                p.attached = true;
+            }
+        }
         let w = NetWorker {
             pairs,
             ctrl,
@@ -573,6 +604,7 @@ impl VirtioDevice for Net {
             irq: act.interrupt,
             stats: self.stats.clone(),
             buf: Vec::new(),
+            active: self.active_pairs.clone(),
         };
         self.worker = Some(
             Worker::spawn(crate::vmm::sandbox::ThreadKind::Net, "virtio-net", w)
@@ -580,7 +612,39 @@ impl VirtioDevice for Net {
         );
         Ok(())
     }
+    fn quiesce(&mut self) {
+        let in_use = self.active_pairs.load(std::sync::atomic::Ordering::Acquire);
+        self.reset();
+        self.active_pairs
+            .store(in_use, std::sync::atomic::Ordering::Release);
+    }
+    fn save_state(&self) -> serde_json::Value {
+        let saved = NetSaved {
+            pairs: self.active_pairs.load(std::sync::atomic::Ordering::Acquire),
+        };
+        serde_json::to_value(saved).unwrap_or_default()
+    }
+    fn restore_state(
+        &mut self,
+        state: &serde_json::Value,
+        _mem: &GuestMemory,
+    ) -> std::result::Result<(), String> {
+        let saved: NetSaved =
+            serde_json::from_value(state.clone()).map_err(|e| format!("virtio-net state: {e}"))?;
+        if !(1..=self.pairs()).contains(&saved.pairs) {
+            return Err(format!(
+                "virtio-net state: {} queue pairs in use, the device has {}",
+                saved.pairs,
+                self.pairs()
+            ));
+        }
+        self.active_pairs
+            .store(saved.pairs, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
     fn reset(&mut self) {
+        self.active_pairs
+            .store(1, std::sync::atomic::Ordering::Release);
         if let Some(mut w) = self.worker.take() {
             w.stop();
         }

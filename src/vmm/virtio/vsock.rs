@@ -106,12 +106,20 @@ impl Hdr {
     }
 }
 
+/// `VIRTIO_VSOCK_EVENT_TRANSPORT_RESET`: the guest drops every
+/// connection and reads the CID again.
+const EVENT_TRANSPORT_RESET: u32 = 0;
+
 pub struct Vsock {
     cid: u64,
     uds: PathBuf,
     listener: Option<UnixListener>,
     home: Arc<Mutex<Option<UnixListener>>>,
     worker: Option<Worker>,
+    /// The host ends of the guest's connections went away (a state image
+    /// was taken, or the guest was restored from one): the next worker
+    /// tells the guest, as a migrated guest is told.
+    announce_reset: bool,
 }
 
 impl Vsock {
@@ -127,6 +135,7 @@ impl Vsock {
             listener: Some(l),
             home: Arc::new(Mutex::new(None)),
             worker: None,
+            announce_reset: false,
         })
     }
 
@@ -178,6 +187,8 @@ struct VsockWorker {
     next_host_port: u32,
     next_token: u32,
     out: VecDeque<(Hdr, Vec<u8>)>,
+    /// A transport reset event waits for an event buffer.
+    announce_reset: bool,
 }
 
 fn mkhdr(cid: u64, c: &Conn, op: u16, len: u32, flags: u32) -> Hdr {
@@ -541,12 +552,38 @@ impl Handler for VsockWorker {
                 self.tx.ack();
                 self.transmit(poll);
             }
-            TOK_EV => self.ev.ack(),
+            TOK_EV => {
+                self.ev.ack();
+                self.announce();
+            }
             TOK_LISTENER => self.accept(poll),
             t if t & TOK_PENDING != 0 => self.pending_readable(t & 0xffff_ffff, poll),
             t => self.host_readable(t, poll),
         }
         self.deliver(poll);
+    }
+}
+
+impl VsockWorker {
+    /// Sends the transport reset event, if one waits and the guest has
+    /// an event buffer out.
+    fn announce(&mut self) {
+        if !self.announce_reset || !self.ev.queue.ready() {
+            return;
+        }
+        let Some(chain) = self.ev.pop(&self.mem) else {
+            return;
+        };
+        let head = chain.head_index();
+        let mut len = 0;
+        if let Ok(mut w) = chain.writer(&self.mem)
+            && w.write_all(&EVENT_TRANSPORT_RESET.to_le_bytes()).is_ok()
+        {
+            len = 4;
+        }
+        self.ev.complete(&self.mem, head, len);
+        self.ev.notify(&self.mem, &self.irq);
+        self.announce_reset = false;
     }
 }
 
@@ -592,11 +629,27 @@ impl VirtioDevice for Vsock {
             next_host_port: 1 << 30,
             next_token: 0,
             out: VecDeque::new(),
+            announce_reset: std::mem::take(&mut self.announce_reset),
         };
+        let mut w = w;
+        w.announce();
         self.worker = Some(
             Worker::spawn(crate::vmm::sandbox::ThreadKind::Vsock, "virtio-vsock", w)
                 .map_err(|e| e.to_string())?,
         );
+        Ok(())
+    }
+    fn quiesce(&mut self) {
+        self.reset();
+        self.announce_reset = true;
+    }
+    fn restore_state(
+        &mut self,
+        _state: &serde_json::Value,
+        _mem: &GuestMemory,
+    ) -> std::result::Result<(), String> {
+        // Connections live on host sockets, which a restored VMM has not.
+        self.announce_reset = true;
         Ok(())
     }
     fn reset(&mut self) {
@@ -608,5 +661,83 @@ impl VirtioDevice for Vsock {
         {
             self.listener = h.take();
         }
+    }
+}
+
+#[cfg(test)]
+mod announce_tests {
+    use vm_memory::{Bytes, GuestAddress};
+
+    use super::super::fuzz::{self, USED};
+    use super::super::interrupt::{IntxLine, IntxLines};
+    use super::super::test_ring::{WRITE, desc, publish};
+    use super::*;
+
+    fn worker(mem: &GuestMemory, announce_reset: bool) -> VsockWorker {
+        let irq = Arc::new(Interrupt::new(
+            IntxLine {
+                lines: Arc::new(IntxLines::new(None)),
+                gsi: 20,
+                slot: 3,
+            },
+            vec![],
+        ));
+        let q = |i| {
+            WorkQueue::new(
+                i,
+                fuzz::blk_queue(mem),
+                vmm_sys_util::eventfd::EventFd::new(0).unwrap(),
+            )
+        };
+        VsockWorker {
+            cid: 3,
+            uds: PathBuf::from("/nonexistent"),
+            listener: None,
+            home: Arc::new(Mutex::new(None)),
+            mem: mem.clone(),
+            rx: q(0),
+            tx: q(1),
+            ev: q(2),
+            irq,
+            conns: HashMap::new(),
+            pending: HashMap::new(),
+            next_pending: 0,
+            next_host_port: 1 << 30,
+            next_token: 0,
+            out: VecDeque::new(),
+            announce_reset,
+        }
+    }
+
+    /// After a state image the guest is told its connections are gone,
+    /// in the first event buffer it offers, and only once.
+    #[test]
+    fn a_transport_reset_goes_into_the_first_event_buffer() {
+        let mem = fuzz::guest();
+        let mut w = worker(&mem, true);
+        // No buffer yet: the event waits.
+        w.announce();
+        assert!(w.announce_reset);
+        mem.write_obj(0xffff_ffffu32, GuestAddress(0x5000)).unwrap();
+        desc(&mem, 0, 0x5000, 8, WRITE, 0);
+        publish(&mem, &[0]);
+        w.announce();
+        assert!(!w.announce_reset);
+        let used_idx: u16 = mem.read_obj(GuestAddress(USED + 2)).unwrap();
+        let used_len: u32 = mem.read_obj(GuestAddress(USED + 8)).unwrap();
+        let event: u32 = mem.read_obj(GuestAddress(0x5000)).unwrap();
+        assert_eq!((used_idx, used_len, event), (1, 4, EVENT_TRANSPORT_RESET));
+        w.announce();
+        let used_idx: u16 = mem.read_obj(GuestAddress(USED + 2)).unwrap();
+        assert_eq!(used_idx, 1);
+
+        // A worker with nothing to announce leaves the buffer alone.
+        let mem = fuzz::guest();
+        let mut quiet = worker(&mem, false);
+        desc(&mem, 0, 0x5000, 8, WRITE, 0);
+        publish(&mem, &[0]);
+        quiet.announce();
+        let used_idx: u16 = mem.read_obj(GuestAddress(USED + 2)).unwrap();
+        assert_eq!(used_idx, 0);
     }
 }
