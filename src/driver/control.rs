@@ -14,6 +14,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+use crate::vmm::protocol::{Command, Status};
 
 /// How long one control command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,40 +74,30 @@ impl ControlClient {
         })
     }
 
-    /// Runs one command and returns its `return` value.
-    pub async fn execute(&self, command: &str) -> Result<Value> {
-        self.execute_with(command, None).await
-    }
-
-    /// Runs one command with `arguments`.
-    pub async fn execute_with(&self, command: &str, arguments: Option<Value>) -> Result<Value> {
-        self.request(command, arguments, None, COMMAND_TIMEOUT)
+    /// Runs one command (`protocol::Command`), its reply as JSON.
+    pub async fn run(&self, command: &Command) -> Result<Value> {
+        self.request(command.name(), command.arguments(), None, COMMAND_TIMEOUT)
             .await
     }
 
-    /// Runs one command with `arguments` and `fd` sent along with it
-    /// (SCM_RIGHTS): how a confined VMM gets a file it may not open.
-    pub async fn execute_with_fd(
+    /// Runs one command with `fd` sent along with it (SCM_RIGHTS), for
+    /// at most `timeout`.
+    pub async fn run_with_fd(
         &self,
-        command: &str,
-        arguments: Value,
+        command: &Command,
         fd: std::os::fd::BorrowedFd<'_>,
+        timeout: Option<Duration>,
     ) -> Result<Value> {
-        self.request(command, Some(arguments), Some(fd), COMMAND_TIMEOUT)
+        let timeout = timeout.unwrap_or(COMMAND_TIMEOUT);
+        self.request(command.name(), command.arguments(), Some(fd), timeout)
             .await
     }
 
-    /// The same, for a command that may take up to `timeout` (`save`
-    /// writes all of guest RAM).
-    pub async fn execute_long_with_fd(
-        &self,
-        command: &str,
-        arguments: Value,
-        fd: std::os::fd::BorrowedFd<'_>,
-        timeout: Duration,
-    ) -> Result<Value> {
-        self.request(command, Some(arguments), Some(fd), timeout)
-            .await
+    /// `query-status`, typed.
+    pub async fn status(&self) -> Result<Status> {
+        let v = self.run(&Command::QueryStatus).await?;
+        serde_json::from_value(v)
+            .map_err(|e| monitor_error(format!("cannot read the VMM's status: {e}")))
     }
 
     async fn request(

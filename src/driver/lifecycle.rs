@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::vmm::protocol::Command;
 use crate::xml::{Domain, check_supported};
 
 use super::Inner;
@@ -128,7 +129,7 @@ pub(super) async fn shutdown_locked(obj: &Arc<DomainObj>) -> Result<()> {
     if obj.data().state != DomainState::Running {
         return Err(Error::operation_invalid("domain is not running"));
     }
-    vmm.control.execute("powerdown").await?;
+    vmm.control.run(&Command::Powerdown).await?;
     if let Some(l) = obj.data().live.as_mut() {
         l.shutdown_requested = true;
     }
@@ -161,7 +162,7 @@ pub(super) async fn reset_locked(obj: &Arc<DomainObj>) -> Result<u64> {
         l.restart_requested = true;
         l.generation
     };
-    vmm.control.execute("reset").await?;
+    vmm.control.run(&Command::Reset).await?;
     Ok(before)
 }
 
@@ -202,12 +203,12 @@ pub(super) async fn pause_locked(
         if state == DomainState::Paused {
             return Ok(());
         }
-        vmm.control.execute("pause").await?;
+        vmm.control.run(&Command::Pause).await?;
     } else {
         if state != DomainState::Paused {
             return Err(Error::operation_invalid("domain is not paused"));
         }
-        vmm.control.execute("resume").await?;
+        vmm.control.run(&Command::Resume).await?;
     }
     record_run_state(inner, obj, pause, paused::USER);
     Ok(())

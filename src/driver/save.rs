@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use crate::vmm::protocol::{Command, Save};
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::xml::{Domain, FormatFlags, check_supported, parse_domain};
@@ -201,14 +201,10 @@ async fn save_locked(
         start_len,
     });
     *obj.progress() = progress;
+    let save = Command::Save(Save { resume: false });
     let written = vmm
         .control
-        .execute_long_with_fd(
-            "save",
-            json!({ "resume": false }),
-            file.as_fd(),
-            SAVE_TIMEOUT,
-        )
+        .run_with_fd(&save, file.as_fd(), Some(SAVE_TIMEOUT))
         .await;
     *obj.progress() = None;
     let finished = written.and_then(|_| save_image::complete(&file, path, bypass));
@@ -217,7 +213,7 @@ async fn save_locked(
         // The VMM resumes a guest it paused when its own part fails; when
         // the daemon's part failed, the guest is paused there still.
         if state == DomainState::Running {
-            let _ = vmm.control.execute("cont").await;
+            let _ = vmm.control.run(&Command::Resume).await;
         }
         return Err(e);
     }

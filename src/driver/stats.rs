@@ -2,6 +2,7 @@
 //! use, disk I/O counters reported by its VMM while it runs, and its
 //! interface counters as the host sees its taps.
 
+use crate::vmm::protocol::Command;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -157,7 +158,7 @@ pub async fn collect(obj: &Arc<DomainObj>) -> Result<DomainStats> {
     };
     let mut io_by_slot: HashMap<u64, BlockIo> = HashMap::new();
     if let Some(vmm) = vmm {
-        match vmm.control.execute("query-stats").await {
+        match vmm.control.run(&Command::QueryStats).await {
             Ok(v) => {
                 if let Some(list) = v.get("vcpus").and_then(|x| x.as_array()) {
                     stats.vcpu_time_ns = list

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::vmm::config::VmConfig;
+use crate::vmm::protocol::{self, Command, RunStatus};
 use crate::xml::model::chardev::CharSourceType;
 use crate::xml::model::lifecycle::{CrashAction, LifecycleAction};
 use crate::xml::{Domain, FormatFlags, assign_aliases, parse_domain};
@@ -260,7 +261,7 @@ async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
         st.config.clone(),
     )
     .await?;
-    let is_paused = status.get("status").and_then(|s| s.as_str()) == Some("paused");
+    let is_paused = status.status == RunStatus::Paused;
     inner.note_network_ports(&st.host.nets, true);
     let vmm = Arc::new(vmm);
     let generation = inner.generation.fetch_add(1, Ordering::SeqCst);
@@ -344,9 +345,9 @@ fn set_pty(dev: &mut crate::xml::model::chardev::Chardev, pty: &str) {
 }
 
 /// Fills what the VMM reported into the live definition (pty paths).
-fn apply_status(def: &mut Domain, status: &serde_json::Value) {
+fn apply_status(def: &mut Domain, status: &protocol::Status) {
     let d = &mut def.devices;
-    if let Some(pty) = status.get("serial-pty").and_then(|v| v.as_str()) {
+    if let Some(pty) = status.serial_pty.as_deref() {
         for dev in d.serials.iter_mut().take(1).chain(
             d.consoles
                 .iter_mut()
@@ -357,12 +358,7 @@ fn apply_status(def: &mut Domain, status: &serde_json::Value) {
         }
     }
     // One virtio console at most (the resolver says so).
-    let virtio_pty = status
-        .get("console-ptys")
-        .and_then(|v| v.as_array())
-        .and_then(|a| a.first())
-        .and_then(|c| c.get("path"))
-        .and_then(|p| p.as_str());
+    let virtio_pty = status.console_ptys.first().map(|c| c.path.as_str());
     if let Some(pty) = virtio_pty
         && let Some(dev) = d
             .consoles
@@ -455,7 +451,7 @@ fn cgroup_of(inner: &Inner, name: &str, def: &Domain) -> Result<Option<cgroup::G
 async fn vcpu_tids(vmm: &Vmm) -> Result<Vec<i32>> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let stats = vmm.control.execute("query-stats").await?;
+        let stats = vmm.control.run(&Command::QueryStats).await?;
         let tids: Vec<i32> = stats
             .get("vcpus")
             .and_then(|v| v.as_array())
@@ -484,7 +480,7 @@ async fn spawn_checked(
     fds: &[std::os::fd::RawFd],
     cgroup: Option<(&cgroup::GuestCgroup, &Domain)>,
     start: vmm::StartFrom,
-) -> Result<(Vmm, VmmWatch, serde_json::Value)> {
+) -> Result<(Vmm, VmmWatch, protocol::Status)> {
     if !inner.cfg.vmm_path.exists() {
         return Err(Error::new(
             crate::error::ErrorCode::SystemError,
@@ -592,10 +588,10 @@ fn spawn_monitor(
 /// recorded and announced.
 async fn sync_run_state(inner: Arc<Inner>, obj: Arc<DomainObj>, vmm: Arc<Vmm>, generation: u64) {
     let _job = obj.begin_job_unbounded().await;
-    let Ok(status) = vmm.control.execute("query-status").await else {
+    let Ok(status) = vmm.control.status().await else {
         return;
     };
-    let vmm_paused = status.get("status").and_then(|s| s.as_str()) == Some("paused");
+    let vmm_paused = status.status == RunStatus::Paused;
     let differs = {
         let d = obj.data();
         let current = d.live.as_ref().is_some_and(|l| l.generation == generation);

@@ -2,6 +2,9 @@
 //! socket, re-attaching to it after a daemon restart, setting its balloon,
 //! stopping it. `supervise.rs` decides when; this is the mechanism.
 
+use crate::vmm::protocol::{
+    self, BalloonSet, ChangeMedia, SendKey, SetVncPassword, Status, VncAddClient, WithFd,
+};
 use std::fs::OpenOptions;
 use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -11,7 +14,6 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
@@ -79,7 +81,7 @@ pub async fn spawn(
     fds: &[RawFd],
     cgroup_procs: Vec<std::ffi::CString>,
     start: StartFrom,
-) -> Result<(Vmm, VmmWatch, Value)> {
+) -> Result<(Vmm, VmmWatch, Status)> {
     let json = serde_json::to_vec_pretty(&config)
         .map_err(|e| Error::internal(format!("cannot serialise the VMM config: {e}")))?;
     write_atomic(&paths.config_file, &json, Durability::Runtime).map_err(|e| {
@@ -170,7 +172,7 @@ async fn connect_new(
     pid: i32,
     paths: &VmmPaths,
     config: VmConfig,
-) -> Result<(Vmm, VmmWatch, Value)> {
+) -> Result<(Vmm, VmmWatch, Status)> {
     let started = tokio::time::Instant::now();
     let deadline = started + START_TIMEOUT;
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -197,7 +199,7 @@ async fn connect_new(
         }
         tokio::time::sleep(connect_retry(started.elapsed())).await;
     };
-    let status = match control.execute("query-status").await {
+    let status = match control.status().await {
         Ok(s) => s,
         Err(e) => {
             let _ = pidfd.kill(libc::SIGKILL);
@@ -209,7 +211,7 @@ async fn connect_new(
             )));
         }
     };
-    tracing::debug!(pid, %status, "VMM is up");
+    tracing::debug!(pid, ?status, "VMM is up");
     let (exited_tx, exited) = watch::channel(None);
     Ok((
         Vmm {
@@ -249,7 +251,7 @@ pub async fn attach(
     socket: &Path,
     config_file: &Path,
     config: VmConfig,
-) -> Result<(Vmm, VmmWatch, Value)> {
+) -> Result<(Vmm, VmmWatch, Status)> {
     let pidfd = PidFd::open(pid).map_err(|e| system_error(format!("VMM pid {pid} is gone"), &e))?;
     if !cmdline_mentions(pid, socket) {
         return Err(Error::internal(format!(
@@ -259,7 +261,7 @@ pub async fn attach(
     }
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let control = ControlClient::connect(socket, ev_tx).await?;
-    let status = control.execute("query-status").await?;
+    let status = control.status().await?;
     let (exited_tx, exited) = watch::channel(None);
     Ok((
         Vmm {
@@ -323,11 +325,12 @@ impl Vmm {
     pub async fn balloon_to(&self, kib: u64) -> Result<()> {
         let vmm_kib = self.config.memory_mib.saturating_mul(1024);
         let pages = vmm_kib.saturating_sub(kib) / 4;
+        let set = BalloonSet {
+            num_pages: Some(pages),
+            target_mib: None,
+        };
         self.control
-            .execute_with(
-                "balloon-set",
-                Some(serde_json::json!({ "num-pages": pages })),
-            )
+            .run(&protocol::Command::BalloonSet(set))
             .await
             .map(|_| ())
     }
@@ -337,23 +340,28 @@ impl Vmm {
     pub async fn change_media(&self, id: &str, image: Option<&std::fs::File>) -> Result<()> {
         use std::os::fd::AsFd;
         match image {
-            None => self
-                .control
-                .execute_with(
-                    "change-media",
-                    Some(serde_json::json!({ "device": id, "path": null })),
-                )
-                .await
-                .map(|_| ()),
-            Some(f) => self
-                .control
-                .execute_with_fd(
-                    "change-media",
-                    serde_json::json!({ "device": id, "fd": true }),
-                    f.as_fd(),
-                )
-                .await
-                .map(|_| ()),
+            None => {
+                let eject = ChangeMedia {
+                    device: id.to_string(),
+                    path: Some(None),
+                    fd: false,
+                };
+                self.control
+                    .run(&protocol::Command::ChangeMedia(eject))
+                    .await
+                    .map(|_| ())
+            }
+            Some(f) => {
+                let insert = ChangeMedia {
+                    device: id.to_string(),
+                    path: None,
+                    fd: true,
+                };
+                self.control
+                    .run_with_fd(&protocol::Command::ChangeMedia(insert), f.as_fd(), None)
+                    .await
+                    .map(|_| ())
+            }
         }
     }
 
@@ -361,7 +369,11 @@ impl Vmm {
     pub async fn screendump(&self, out: &std::fs::File) -> Result<()> {
         use std::os::fd::AsFd;
         self.control
-            .execute_with_fd("screendump", serde_json::json!({ "fd": true }), out.as_fd())
+            .run_with_fd(
+                &protocol::Command::Screendump(WithFd { fd: true }),
+                out.as_fd(),
+                None,
+            )
             .await
             .map(|_| ())
     }
@@ -369,11 +381,12 @@ impl Vmm {
     /// Presses `keys` (Linux key codes) in order, holds them `hold_ms`
     /// and releases them in reverse order.
     pub async fn send_key(&self, keys: &[u16], hold_ms: u32) -> Result<()> {
+        let keys = SendKey {
+            keys: keys.to_vec(),
+            hold_ms: u64::from(hold_ms),
+        };
         self.control
-            .execute_with(
-                "send-key",
-                Some(serde_json::json!({ "keys": keys, "hold-ms": hold_ms })),
-            )
+            .run(&protocol::Command::SendKey(keys))
             .await
             .map(|_| ())
     }
@@ -381,23 +394,23 @@ impl Vmm {
     /// Hands the VNC server a connected socket to serve as a client.
     pub async fn vnc_add_client(&self, fd: std::os::fd::OwnedFd, skip_auth: bool) -> Result<()> {
         use std::os::fd::AsFd;
+        let add = VncAddClient {
+            fd: true,
+            skipauth: skip_auth,
+        };
         self.control
-            .execute_with_fd(
-                "vnc-add-client",
-                serde_json::json!({ "fd": true, "skipauth": skip_auth }),
-                fd.as_fd(),
-            )
+            .run_with_fd(&protocol::Command::VncAddClient(add), fd.as_fd(), None)
             .await
             .map(|_| ())
     }
 
     /// Sets (or with none, removes) the VNC server's password.
     pub async fn set_vnc_password(&self, password: Option<&str>) -> Result<()> {
+        let set = SetVncPassword {
+            password: password.map(str::to_string),
+        };
         self.control
-            .execute_with(
-                "set-vnc-password",
-                Some(serde_json::json!({ "password": password })),
-            )
+            .run(&protocol::Command::SetVncPassword(set))
             .await
             .map(|_| ())
     }

@@ -23,6 +23,7 @@ pub mod memory;
 pub mod net;
 pub mod output_pump;
 pub mod probe;
+pub mod protocol;
 pub mod sandbox;
 pub mod serial_backend;
 pub mod snapshot;

@@ -39,6 +39,7 @@ use super::firmware;
 use super::layout;
 use super::memory::{self, GuestMemory};
 use super::output_pump::{self, PumpHandle};
+use super::protocol::{Command, PROTOCOL_VERSION, ParseError, RunStatus, SendKey, Status};
 use super::sandbox::{self, ThreadKind};
 use super::serial_backend::{self, SerialBackend};
 use super::vcpu::{self, RunControl, Vcpu};
@@ -672,9 +673,22 @@ impl Vm {
         let id = &req.id;
         let ok = |v: Value| control::reply_ok(id, v);
         let err = |d: &str| control::reply_err(id, control::CLASS_GENERIC, d);
-        match req.execute.as_str() {
-            "query-status" => ok(self.status(state)),
-            "pause" => {
+        let command = match Command::parse(&req.execute, req.arguments) {
+            Ok(c) => c,
+            Err(ParseError::UnknownCommand(name)) => {
+                return control::reply_err(
+                    id,
+                    control::CLASS_NOT_FOUND,
+                    &format!("the command {name} has not been found"),
+                );
+            }
+            Err(ParseError::BadArguments(why)) => return err(&why),
+        };
+        match command {
+            Command::QueryStatus => {
+                ok(serde_json::to_value(self.status(state)).unwrap_or_default())
+            }
+            Command::Pause => {
                 if state.paused {
                     return ok(json!({}));
                 }
@@ -684,7 +698,7 @@ impl Vm {
                 ctl_server.broadcast(&control::event("paused", None));
                 ok(json!({}))
             }
-            "resume" | "cont" => {
+            Command::Resume => {
                 if !state.paused {
                     return ok(json!({}));
                 }
@@ -692,22 +706,16 @@ impl Vm {
                 ctl_server.broadcast(&control::event("resumed", None));
                 ok(json!({}))
             }
-            "save" => {
+            Command::Save(a) => {
                 let Some(fd) = ctl_server.take_fd(client) else {
                     return err("save needs a file descriptor");
                 };
-                let resume = req
-                    .arguments
-                    .as_ref()
-                    .and_then(|a| a.get("resume"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                match self.save(fd, resume, state, threads) {
-                    Ok(v) => ok(v),
+                match self.save(fd, a.resume, state, threads) {
+                    Ok(saved) => ok(serde_json::to_value(saved).unwrap_or_default()),
                     Err(e) => err(&e),
                 }
             }
-            "powerdown" | "system_powerdown" => {
+            Command::Powerdown => {
                 let r = match self.ged.lock() {
                     Ok(mut g) => g.notify(ged::EVENT_POWER_BUTTON),
                     Err(_) => Err(std::io::Error::other("device lock poisoned")),
@@ -717,15 +725,15 @@ impl Vm {
                     Err(e) => err(&format!("cannot raise the GED interrupt: {e}")),
                 }
             }
-            "reset" | "system_reset" => {
+            Command::Reset => {
                 self.exit.request(ExitReason::Reboot);
                 ok(json!({}))
             }
-            "quit" => {
+            Command::Quit => {
                 self.exit.request(ExitReason::Quit);
                 ok(json!({}))
             }
-            "query-stats" => {
+            Command::QueryStats => {
                 let mut v = self.stats(threads);
                 v["devices"] = self.virtio.stats();
                 if let Some(b) = self.virtio.balloon() {
@@ -733,24 +741,21 @@ impl Vm {
                 }
                 ok(v)
             }
-            "balloon-set" => match self
-                .virtio
-                .balloon_set(req.arguments.as_ref(), self.cfg.memory_mib)
-            {
+            Command::BalloonSet(a) => match self.virtio.balloon_set(&a, self.cfg.memory_mib) {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&e),
             },
             // A path is opened here, on the main thread, which a seccomp
             // filter forbids: a confined VMM takes a descriptor instead.
-            "change-media" => match self.virtio.change_media(
-                req.arguments.as_ref(),
+            Command::ChangeMedia(a) => match self.virtio.change_media(
+                a,
                 !self.cfg.sandbox.seccomp,
                 ctl_server.take_fd(client),
             ) {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&e),
             },
-            "screendump" => match (self.console.as_ref(), ctl_server.take_fd(client)) {
+            Command::Screendump(_) => match (self.console.as_ref(), ctl_server.take_fd(client)) {
                 (None, _) => err("the guest has no display"),
                 (Some(_), None) => err("screendump needs a file descriptor"),
                 (Some(c), Some(fd)) => match c.screendump(fd) {
@@ -758,80 +763,44 @@ impl Vm {
                     Err(e) => err(&format!("cannot write the screen: {e}")),
                 },
             },
-            "vnc-add-client" => {
-                let skip_auth = req
-                    .arguments
-                    .as_ref()
-                    .and_then(|a| a.get("skipauth"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                match (self.console.as_ref(), ctl_server.take_fd(client)) {
-                    (None, _) => err("the guest has no display"),
-                    (Some(_), None) => err("vnc-add-client needs a socket"),
-                    (Some(c), Some(fd)) => match c.add_client(fd, skip_auth) {
-                        Ok(()) => ok(json!({})),
-                        Err(e) => err(&format!("cannot add the VNC client: {e}")),
-                    },
-                }
-            }
-            "send-key" => match self.send_key(req.arguments.as_ref(), state) {
+            Command::VncAddClient(a) => match (self.console.as_ref(), ctl_server.take_fd(client)) {
+                (None, _) => err("the guest has no display"),
+                (Some(_), None) => err("vnc-add-client needs a socket"),
+                (Some(c), Some(fd)) => match c.add_client(fd, a.skipauth) {
+                    Ok(()) => ok(json!({})),
+                    Err(e) => err(&format!("cannot add the VNC client: {e}")),
+                },
+            },
+            Command::SendKey(a) => match self.send_key(a, state) {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&e),
             },
-            "set-vnc-password" => {
-                let password = req
-                    .arguments
-                    .as_ref()
-                    .and_then(|a| a.get("password"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                match self.console.as_ref() {
-                    Some(c) => {
-                        c.set_password(password);
-                        ok(json!({}))
-                    }
-                    None => err("the guest has no display"),
+            Command::SetVncPassword(a) => match self.console.as_ref() {
+                Some(c) => {
+                    c.set_password(a.password);
+                    ok(json!({}))
                 }
-            }
-            #[cfg(feature = "test-hooks")]
-            "x-oxvirt-forbidden-syscall" => {
+                None => err("the guest has no display"),
+            },
+            Command::ForbiddenSyscall => {
                 // A call no thread's filter allows: with seccomp on, the
-                // process dies of SIGSYS here.
+                // process dies of SIGSYS here (only test builds parse it).
                 // SAFETY: getppid has no preconditions.
                 let parent = unsafe { libc::syscall(libc::SYS_getppid) };
                 ok(json!({ "parent": parent }))
             }
-            other => control::reply_err(
-                id,
-                control::CLASS_NOT_FOUND,
-                &format!("the command {other} has not been found"),
-            ),
         }
     }
 
     /// Presses the keys of a `send-key` request, to be released after
     /// its hold time (keys still held from an earlier one go first).
-    fn send_key(
-        &self,
-        args: Option<&Value>,
-        state: &mut LoopState,
-    ) -> std::result::Result<(), String> {
+    fn send_key(&self, a: SendKey, state: &mut LoopState) -> std::result::Result<(), String> {
         let console = self.console.as_ref().ok_or("the guest has no display")?;
-        let keys: Vec<u16> = args
-            .and_then(|a| a.get("keys"))
-            .and_then(Value::as_array)
-            .ok_or("send-key needs 'keys'")?
-            .iter()
-            .map(|k| k.as_u64().and_then(|k| u16::try_from(k).ok()))
-            .collect::<Option<_>>()
-            .ok_or("send-key: keys are Linux key codes")?;
+        let keys = a.keys;
         if keys.is_empty() || keys.len() > 16 {
             return Err("send-key takes 1 to 16 keys".into());
         }
-        let hold = args
-            .and_then(|a| a.get("hold-ms"))
-            .and_then(Value::as_u64)
-            .unwrap_or(100);
+        let hold = a.hold_ms;
         self.release_held_keys(state);
         for &k in &keys {
             console.input().key(k, true);
@@ -888,23 +857,22 @@ impl Vm {
         }
     }
 
-    fn status(&self, state: &LoopState) -> Value {
-        let mut v = json!({
-            "status": if state.paused { "paused" } else { "running" },
-            "running": !state.paused,
-            "name": self.cfg.name,
-            "vcpus": self.cfg.cpus.count,
-            "memory-mib": self.cfg.memory_mib,
-            "pid": std::process::id(),
-        });
-        if let Some(p) = &self.backend.pty_path {
-            v["serial-pty"] = json!(p);
+    fn status(&self, state: &LoopState) -> Status {
+        Status {
+            status: if state.paused {
+                RunStatus::Paused
+            } else {
+                RunStatus::Running
+            },
+            running: !state.paused,
+            name: self.cfg.name.clone(),
+            vcpus: self.cfg.cpus.count,
+            memory_mib: self.cfg.memory_mib,
+            pid: std::process::id(),
+            protocol: PROTOCOL_VERSION,
+            serial_pty: self.backend.pty_path.clone(),
+            console_ptys: self.virtio.console_ptys(),
         }
-        let consoles = self.virtio.console_ptys();
-        if !consoles.is_empty() {
-            v["console-ptys"] = json!(consoles);
-        }
-        v
     }
 
     fn stats(&self, threads: &[JoinHandle<()>]) -> Value {

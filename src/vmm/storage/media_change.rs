@@ -17,8 +17,6 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
-
 use super::cdrom::Cdrom;
 use crate::vmm::config::DeviceConfig;
 
@@ -84,20 +82,19 @@ pub struct MediaRequest {
 }
 
 impl MediaRequest {
-    /// Reads `{"device": ID, "path": PATH | null}`.
-    pub fn parse(args: Option<&Value>) -> Result<MediaRequest, String> {
+    /// What a `change-media` command asks: `path` an image or `null` to
+    /// eject, or `fd` for the descriptor that came with it.
+    pub fn from_command(c: crate::vmm::protocol::ChangeMedia) -> Result<MediaRequest, String> {
         let usage =
             "change-media needs device (a drive's id) and path (an image, or null to eject)";
-        let args = args.ok_or(usage)?;
-        let device = args.get("device").and_then(Value::as_str).ok_or(usage)?;
-        let source = match (args.get("path"), args.get("fd")) {
-            (None, Some(Value::Bool(true))) => MediaSource::Passed,
-            (Some(Value::Null), None) => MediaSource::Eject,
-            (Some(Value::String(p)), None) if !p.is_empty() => MediaSource::Path(p.into()),
+        let source = match (c.path, c.fd) {
+            (None, true) => MediaSource::Passed,
+            (Some(None), false) => MediaSource::Eject,
+            (Some(Some(p)), false) if !p.is_empty() => MediaSource::Path(p.into()),
             _ => return Err(usage.into()),
         };
         Ok(MediaRequest {
-            device: device.to_string(),
+            device: c.device,
             source,
         })
     }
@@ -171,7 +168,7 @@ mod tests {
     use super::*;
     use crate::vmm::config::{CdromConfig, RngConfig, SataConfig, ScsiConfig};
     use crate::vmm::storage::mmc::INTERFACE_SCSI;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn cd(unit: u16, id: Option<&str>) -> CdromConfig {
         CdromConfig {
@@ -210,23 +207,31 @@ mod tests {
         );
     }
 
+    /// A request as the VMM gets it off the wire.
+    fn parse(v: Option<&Value>) -> Result<MediaRequest, String> {
+        use crate::vmm::protocol::{Command, ParseError};
+        match Command::parse("change-media", v.cloned()) {
+            Ok(Command::ChangeMedia(c)) => MediaRequest::from_command(c),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(ParseError::BadArguments(e) | ParseError::UnknownCommand(e)) => Err(e),
+        }
+    }
+
     #[test]
     fn requests_parse_and_open() {
-        let passed = MediaRequest::parse(Some(&json!({"device": "d", "fd": true}))).unwrap();
+        let passed = parse(Some(&json!({"device": "d", "fd": true}))).unwrap();
         assert_eq!(passed.source, MediaSource::Passed);
         assert!(passed.open(false, None).is_err());
         let f = File::open("/proc/self/exe").unwrap();
         assert!(passed.open(false, Some(f.into())).unwrap().is_some());
-        assert!(
-            MediaRequest::parse(Some(&json!({"device": "d", "fd": true, "path": "/x"}))).is_err()
-        );
-        let r = MediaRequest::parse(Some(&json!({"device": "d", "path": null}))).unwrap();
+        assert!(parse(Some(&json!({"device": "d", "fd": true, "path": "/x"}))).is_err());
+        let r = parse(Some(&json!({"device": "d", "path": null}))).unwrap();
         assert_eq!(r.source, MediaSource::Eject);
         assert_eq!(r.open(false, None).unwrap().map(|_| ()), None);
-        let r = MediaRequest::parse(Some(&json!({"device": "d", "path": "/nonexistent"}))).unwrap();
+        let r = parse(Some(&json!({"device": "d", "path": "/nonexistent"}))).unwrap();
         assert!(r.open(false, None).unwrap_err().contains("confined"));
         assert!(r.open(true, None).unwrap_err().contains("cannot open"));
-        let dir = MediaRequest::parse(Some(&json!({"device": "d", "path": "/"}))).unwrap();
+        let dir = parse(Some(&json!({"device": "d", "path": "/"}))).unwrap();
         assert!(dir.open(true, None).unwrap_err().contains("neither"));
         for bad in [
             json!({"device": "d"}),
@@ -235,9 +240,9 @@ mod tests {
             json!({"device": "d", "path": ""}),
             json!({"device": "d", "path": 5}),
         ] {
-            assert!(MediaRequest::parse(Some(&bad)).is_err(), "{bad}");
+            assert!(parse(Some(&bad)).is_err(), "{bad}");
         }
-        assert!(MediaRequest::parse(None).is_err());
+        assert!(parse(None).is_err());
     }
 
     #[test]

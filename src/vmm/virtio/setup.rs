@@ -464,12 +464,15 @@ impl Devices {
         json!({ "block": blk, "net": net, "balloon": balloon })
     }
 
-    /// The pty of each virtio console that has one: `{slot, path}`.
-    pub fn console_ptys(&self) -> Vec<Value> {
+    /// The pty of each virtio console that has one.
+    pub fn console_ptys(&self) -> Vec<crate::vmm::protocol::ConsolePty> {
         self.handles
             .iter()
             .filter_map(|h| match h {
-                Handle::Console { slot, pty: Some(p) } => Some(json!({ "slot": slot, "path": p })),
+                Handle::Console { slot, pty: Some(p) } => Some(crate::vmm::protocol::ConsolePty {
+                    slot: *slot,
+                    path: p.clone(),
+                }),
                 _ => None,
             })
             .collect()
@@ -487,12 +490,11 @@ impl Devices {
     /// `num-pages` (4 KiB pages it gives up).
     pub fn balloon_set(
         &self,
-        args: Option<&Value>,
+        args: &crate::vmm::protocol::BalloonSet,
         memory_mib: u64,
     ) -> std::result::Result<(), String> {
         let b = self.balloon().ok_or("no balloon device")?;
-        let arg = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_u64);
-        let pages = match (arg("target-mib"), arg("num-pages")) {
+        let pages = match (args.target_mib, args.num_pages) {
             (Some(m), _) if m <= memory_mib => (memory_mib - m) * 256,
             (None, Some(p)) if p <= memory_mib * 256 => p,
             _ => {
@@ -509,11 +511,11 @@ impl Devices {
     /// `can_open` is false once seccomp forbids opening files.
     pub fn change_media(
         &self,
-        args: Option<&Value>,
+        args: crate::vmm::protocol::ChangeMedia,
         can_open: bool,
         passed: Option<std::os::fd::OwnedFd>,
     ) -> std::result::Result<(), String> {
-        let req = MediaRequest::parse(args)?;
+        let req = MediaRequest::from_command(args)?;
         let drives: Vec<&Drive> = self
             .handles
             .iter()

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use kvm_bindings::kvm_irqchip;
-use serde_json::{Value, json};
+use serde_json::Value;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::{LoopState, Vm};
@@ -55,7 +55,7 @@ impl Vm {
         resume: bool,
         state: &mut LoopState,
         threads: &[JoinHandle<()>],
-    ) -> std::result::Result<Value, String> {
+    ) -> std::result::Result<crate::vmm::protocol::Saved, String> {
         let started = std::time::Instant::now();
         let was_running = !state.paused;
         if was_running {
@@ -99,7 +99,10 @@ impl Vm {
             data >> 20,
             started.elapsed().as_millis()
         );
-        Ok(json!({ "ram-bytes": data, "paused": state.paused }))
+        Ok(crate::vmm::protocol::Saved {
+            ram_bytes: data,
+            paused: state.paused,
+        })
     }
 
     fn write_state(&self, out: OwnedFd, state: &LoopState) -> std::result::Result<u64, String> {
