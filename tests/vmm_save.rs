@@ -311,6 +311,29 @@ fn the_virtio_gpu_screen_comes_back() {
     screen_comes_back("save-gpu", &["--gpu", "xres=800,yres=600"], "pci,gpu");
 }
 
+/// SeaBIOS with `extra` options and a boot menu prompt of `menu_ms`, its
+/// control socket called `name`, from the state at `restore` if given.
+fn bios_guest(
+    bios: &Path,
+    name: &str,
+    menu_ms: u32,
+    extra: &[String],
+    restore: Option<&Path>,
+) -> Guest {
+    let mut args = vec![
+        "--control-socket".to_string(),
+        abstract_name(name),
+        "--boot-menu".to_string(),
+        menu_ms.to_string(),
+    ];
+    args.extend_from_slice(extra);
+    if let Some(p) = restore {
+        args.extend(["--restore".to_string(), p.display().to_string()]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Guest::start_firmware("bios", bios, 1, 256, &refs)
+}
+
 /// SeaBIOS waiting at its boot menu prompt on the VGA text screen, with a
 /// USB keyboard on the controller `usb` (`--xhci`, `--ehci`) that it
 /// drives: saved there and restored into a new VMM, the keyboard's Escape
@@ -324,22 +347,13 @@ fn seabios_takes_the_usb_keyboard_after_restore(tag: &str, usb: &str) {
         return;
     }
     let dir = scratch(tag);
+    let extra = [
+        "--vga".to_string(),
+        usb.to_string(),
+        "tablet,keyboard".to_string(),
+    ];
     let start = |side: &str, restore: Option<&Path>| {
-        let name = abstract_name(&format!("{tag}-{side}"));
-        let mut args = vec![
-            "--control-socket".to_string(),
-            name,
-            "--vga".to_string(),
-            usb.to_string(),
-            "tablet,keyboard".to_string(),
-            "--boot-menu".to_string(),
-            "60000".to_string(),
-        ];
-        if let Some(p) = restore {
-            args.extend(["--restore".to_string(), p.display().to_string()]);
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        Guest::start_firmware("bios", &bios, 1, 256, &refs)
+        bios_guest(&bios, &format!("{tag}-{side}"), 60000, &extra, restore)
     };
     let mut a = start("a", None);
     let prompt = a.wait_log(Duration::from_secs(60), |l| {
@@ -401,23 +415,15 @@ fn seabios_boots_after_restore(tag: &str, drive: impl Fn(&Path) -> (Vec<String>,
     let blank = dir.join("blank.raw");
     std::fs::write(&blank, vec![0u8; 1 << 20]).unwrap();
     let (drive_args, booting) = drive(&images);
+    let mut extra = vec![
+        "--disk".to_string(),
+        format!("path={},ro=on,slot=3", blank.display()),
+        "--rng".to_string(),
+        "slot=4".to_string(),
+    ];
+    extra.extend(drive_args);
     let start = |side: &str, restore: Option<&Path>| {
-        let mut args = vec![
-            "--control-socket".to_string(),
-            abstract_name(&format!("{tag}-{side}")),
-            "--disk".to_string(),
-            format!("path={},ro=on,slot=3", blank.display()),
-            "--rng".to_string(),
-            "slot=4".to_string(),
-            "--boot-menu".to_string(),
-            "4000".to_string(),
-        ];
-        args.extend(drive_args.iter().cloned());
-        if let Some(p) = restore {
-            args.extend(["--restore".to_string(), p.display().to_string()]);
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        Guest::start_firmware("bios", &bios, 1, 256, &refs)
+        bios_guest(&bios, &format!("{tag}-{side}"), 4000, &extra, restore)
     };
     let mut a = start("a", None);
     let prompt = a.wait_log(Duration::from_secs(60), |l| {

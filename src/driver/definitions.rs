@@ -118,18 +118,7 @@ impl Driver {
                 format!("domain '{}' already exists with uuid {}", d.name, obj.uuid),
             ));
         }
-        let obj = DomainObj::new(
-            def.uuid,
-            DomainData {
-                name: def.name.clone(),
-                persistent: None,
-                live: None,
-                autostart: false,
-                state: DomainState::Shutoff,
-                reason: shutoff::UNKNOWN,
-                removed: false,
-            },
-        );
+        let obj = DomainObj::new(def.uuid, DomainData::transient(def.name.clone()));
         self.inner.registry.insert(obj.clone())?;
         let job = obj.begin_job().await?;
         // Boxed: a start's future is large, and every front end's dispatch

@@ -64,6 +64,20 @@ pub struct DomainData {
 }
 
 impl DomainData {
+    /// A transient domain not started yet (`virDomainCreateXML`, a
+    /// restore of a domain nobody defined).
+    pub fn transient(name: String) -> DomainData {
+        DomainData {
+            name,
+            persistent: None,
+            live: None,
+            autostart: false,
+            state: DomainState::Shutoff,
+            reason: super::state::shutoff::UNKNOWN,
+            removed: false,
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         self.live.is_some()
     }

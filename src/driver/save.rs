@@ -17,7 +17,7 @@ use crate::xml::{Domain, FormatFlags, check_supported, parse_domain};
 use super::domain::{DomainData, DomainObj};
 use super::lifecycle;
 use super::save_image;
-use super::state::{DomainState, EventType, detail, paused, running, shutoff};
+use super::state::{DomainState, EventType, detail, paused, running};
 use super::supervise::{self, Launch};
 use super::vmm::StartFrom;
 use super::{Driver, Inner, check_flags};
@@ -250,18 +250,7 @@ fn restore_target(inner: &Inner, def: &Domain) -> Result<(Arc<DomainObj>, bool)>
             def.name, obj.uuid
         )));
     }
-    let obj = DomainObj::new(
-        def.uuid,
-        DomainData {
-            name: def.name.clone(),
-            persistent: None,
-            live: None,
-            autostart: false,
-            state: DomainState::Shutoff,
-            reason: shutoff::UNKNOWN,
-            removed: false,
-        },
-    );
+    let obj = DomainObj::new(def.uuid, DomainData::transient(def.name.clone()));
     inner.registry.insert(obj.clone())?;
     Ok((obj, true))
 }
