@@ -14,7 +14,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
-use crate::vmm::protocol::{Command, Status};
+use crate::vmm::protocol::{Command, Stats, Status};
 
 /// How long one control command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,6 +91,13 @@ impl ControlClient {
         let timeout = timeout.unwrap_or(COMMAND_TIMEOUT);
         self.request(command.name(), command.arguments(), Some(fd), timeout)
             .await
+    }
+
+    /// `query-stats`, typed.
+    pub async fn stats(&self) -> Result<Stats> {
+        let v = self.run(&Command::QueryStats).await?;
+        serde_json::from_value(v)
+            .map_err(|e| monitor_error(format!("cannot read the VMM's statistics: {e}")))
     }
 
     /// `query-status`, typed.

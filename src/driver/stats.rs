@@ -2,11 +2,9 @@
 //! use, disk I/O counters reported by its VMM while it runs, and its
 //! interface counters as the host sees its taps.
 
-use crate::vmm::protocol::Command;
+use crate::vmm::protocol::BlockCounters;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -33,18 +31,17 @@ pub struct BlockIo {
 }
 
 impl BlockIo {
-    fn from_vmm(v: &Value) -> BlockIo {
-        let g = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    fn from_vmm(c: &BlockCounters) -> BlockIo {
         BlockIo {
-            rd_reqs: g("reads"),
-            rd_bytes: g("read-bytes"),
-            rd_times: g("read-time-ns"),
-            wr_reqs: g("writes"),
-            wr_bytes: g("write-bytes"),
-            wr_times: g("write-time-ns"),
-            fl_reqs: g("flushes"),
-            fl_times: g("flush-time-ns"),
-            errors: g("errors"),
+            rd_reqs: c.reads,
+            rd_bytes: c.read_bytes,
+            rd_times: c.read_time_ns,
+            wr_reqs: c.writes,
+            wr_bytes: c.write_bytes,
+            wr_times: c.write_time_ns,
+            fl_reqs: c.flushes,
+            fl_times: c.flush_time_ns,
+            errors: c.errors,
         }
     }
 
@@ -158,27 +155,12 @@ pub async fn collect(obj: &Arc<DomainObj>) -> Result<DomainStats> {
     };
     let mut io_by_slot: HashMap<u64, BlockIo> = HashMap::new();
     if let Some(vmm) = vmm {
-        match vmm.control.run(&Command::QueryStats).await {
+        match vmm.control.stats().await {
             Ok(v) => {
-                if let Some(list) = v.get("vcpus").and_then(|x| x.as_array()) {
-                    stats.vcpu_time_ns = list
-                        .iter()
-                        .map(|c| c.get("time-ns").and_then(|t| t.as_u64()).unwrap_or(0))
-                        .collect();
-                }
-                stats.rss_kib = v
-                    .pointer("/memory/rss-bytes")
-                    .and_then(|x| x.as_u64())
-                    .map(|b| b / 1024);
-                for b in v
-                    .pointer("/devices/block")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(slot) = b.get("slot").and_then(Value::as_u64) {
-                        io_by_slot.insert(slot, BlockIo::from_vmm(b));
-                    }
+                stats.vcpu_time_ns = v.vcpus.iter().map(|c| c.time_ns).collect();
+                stats.rss_kib = Some(v.memory.rss_bytes / 1024);
+                for b in &v.devices.block {
+                    io_by_slot.insert(u64::from(b.slot), BlockIo::from_vmm(b));
                 }
             }
             Err(e) => tracing::debug!("query-stats failed: {e}"),

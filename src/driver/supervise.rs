@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::vmm::config::VmConfig;
-use crate::vmm::protocol::{self, Command, RunStatus};
+use crate::vmm::protocol::{self, RunStatus};
 use crate::xml::model::chardev::CharSourceType;
 use crate::xml::model::lifecycle::{CrashAction, LifecycleAction};
 use crate::xml::{Domain, FormatFlags, assign_aliases, parse_domain};
@@ -451,16 +451,8 @@ fn cgroup_of(inner: &Inner, name: &str, def: &Domain) -> Result<Option<cgroup::G
 async fn vcpu_tids(vmm: &Vmm) -> Result<Vec<i32>> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let stats = vmm.control.run(&Command::QueryStats).await?;
-        let tids: Vec<i32> = stats
-            .get("vcpus")
-            .and_then(|v| v.as_array())
-            .map(|l| {
-                l.iter()
-                    .map(|c| c.get("tid").and_then(|t| t.as_i64()).unwrap_or(0) as i32)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let stats = vmm.control.stats().await?;
+        let tids: Vec<i32> = stats.vcpus.iter().map(|c| c.tid).collect();
         if !tids.is_empty() && tids.iter().all(|t| *t > 0) {
             return Ok(tids);
         }

@@ -225,6 +225,79 @@ pub struct Status {
     pub console_ptys: Vec<ConsolePty>,
 }
 
+/// One vCPU in `query-stats`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct VcpuStats {
+    pub id: usize,
+    /// Its thread's id (0 before it started).
+    pub tid: i32,
+    /// CPU time of its thread.
+    pub time_ns: u64,
+}
+
+/// Guest RAM and the VMM's resident memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MemoryStats {
+    pub guest_bytes: u64,
+    pub rss_bytes: u64,
+}
+
+/// A virtio-blk device's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockCounters {
+    pub slot: u8,
+    pub reads: u64,
+    pub writes: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub flushes: u64,
+    pub errors: u64,
+    pub read_time_ns: u64,
+    pub write_time_ns: u64,
+    pub flush_time_ns: u64,
+}
+
+/// A NIC's counters (virtio-net or e1000).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NetCounters {
+    pub slot: u8,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_drops: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_drops: u64,
+}
+
+/// The devices' counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceStats {
+    pub block: Vec<BlockCounters>,
+    pub net: Vec<NetCounters>,
+    /// The balloon's report (`virtio/README.md`), null without one.
+    #[serde(default)]
+    pub balloon: Value,
+}
+
+/// `query-stats`' answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Stats {
+    pub vcpus: Vec<VcpuStats>,
+    pub memory: MemoryStats,
+    pub devices: DeviceStats,
+    /// The balloon's report again, where the first clients read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balloon: Option<Value>,
+    /// Instructions KVM could not emulate, finished here, by kind.
+    #[serde(default)]
+    pub finished_instructions: Value,
+}
+
 /// `save`'s answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

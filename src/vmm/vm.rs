@@ -39,7 +39,10 @@ use super::firmware;
 use super::layout;
 use super::memory::{self, GuestMemory};
 use super::output_pump::{self, PumpHandle};
-use super::protocol::{Command, PROTOCOL_VERSION, ParseError, RunStatus, SendKey, Status};
+use super::protocol::{
+    Command, MemoryStats, PROTOCOL_VERSION, ParseError, RunStatus, SendKey, Stats, Status,
+    VcpuStats,
+};
 use super::sandbox::{self, ThreadKind};
 use super::serial_backend::{self, SerialBackend};
 use super::vcpu::{self, RunControl, Vcpu};
@@ -734,12 +737,7 @@ impl Vm {
                 ok(json!({}))
             }
             Command::QueryStats => {
-                let mut v = self.stats(threads);
-                v["devices"] = self.virtio.stats();
-                if let Some(b) = self.virtio.balloon() {
-                    v["balloon"] = b.json();
-                }
-                ok(v)
+                ok(serde_json::to_value(self.stats(threads)).unwrap_or_default())
             }
             Command::BalloonSet(a) => match self.virtio.balloon_set(&a, self.cfg.memory_mib) {
                 Ok(()) => ok(json!({})),
@@ -875,18 +873,18 @@ impl Vm {
         }
     }
 
-    fn stats(&self, threads: &[JoinHandle<()>]) -> Value {
+    fn stats(&self, threads: &[JoinHandle<()>]) -> Stats {
         // SAFETY: sysconf has no memory-safety preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-        let vcpus: Vec<Value> = self
+        let vcpus: Vec<VcpuStats> = self
             .ctl
             .tids
             .iter()
             .enumerate()
-            .map(|(i, t)| {
-                let tid = t.load(std::sync::atomic::Ordering::SeqCst);
-                let ns = threads.get(i).and_then(thread_cpu_ns).unwrap_or(0);
-                json!({ "id": i, "tid": tid, "time-ns": ns })
+            .map(|(i, t)| VcpuStats {
+                id: i,
+                tid: t.load(std::sync::atomic::Ordering::SeqCst),
+                time_ns: threads.get(i).and_then(thread_cpu_ns).unwrap_or(0),
             })
             .collect();
         let rss = self
@@ -901,11 +899,16 @@ impl Vm {
             })
             .unwrap_or(0)
             * page;
-        json!({
-            "vcpus": vcpus,
-            "memory": { "guest-bytes": self.mem_bytes, "rss-bytes": rss },
-            "finished-instructions": super::cpu::finish::FINISHED.to_json(),
-        })
+        Stats {
+            vcpus,
+            memory: MemoryStats {
+                guest_bytes: self.mem_bytes,
+                rss_bytes: rss,
+            },
+            devices: self.virtio.stats(),
+            balloon: self.virtio.balloon().map(|b| b.json()),
+            finished_instructions: super::cpu::finish::FINISHED.to_json(),
+        }
     }
 }
 

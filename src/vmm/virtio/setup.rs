@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 
 use kvm_ioctls::VmFd;
-use serde_json::{Value, json};
 use vm_allocator::{AddressAllocator, AllocPolicy};
 
 use crate::vmm::config::{InputKind, NetConfig, NetModel, UsbDeviceConfig, UsbDeviceKind};
@@ -441,27 +440,17 @@ pub struct Devices {
 
 impl Devices {
     /// Per-device counters for `query-stats`.
-    pub fn stats(&self) -> Value {
-        let mut blk = Vec::new();
-        let mut net = Vec::new();
-        let mut balloon = Value::Null;
+    pub fn stats(&self) -> crate::vmm::protocol::DeviceStats {
+        let mut out = crate::vmm::protocol::DeviceStats::default();
         for h in &self.handles {
             match h {
-                Handle::Block { slot, stats } => {
-                    let mut v = stats.json();
-                    v["slot"] = json!(slot);
-                    blk.push(v);
-                }
-                Handle::Net { slot, stats } => {
-                    let mut v = stats.json();
-                    v["slot"] = json!(slot);
-                    net.push(v);
-                }
-                Handle::Balloon { state, .. } => balloon = state.json(),
+                Handle::Block { slot, stats } => out.block.push(stats.counters(*slot)),
+                Handle::Net { slot, stats } => out.net.push(stats.counters(*slot)),
+                Handle::Balloon { state, .. } => out.balloon = state.json(),
                 Handle::Console { .. } | Handle::Cdroms { .. } | Handle::Other { .. } => {}
             }
         }
-        json!({ "block": blk, "net": net, "balloon": balloon })
+        out
     }
 
     /// The pty of each virtio console that has one.

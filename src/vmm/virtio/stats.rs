@@ -2,8 +2,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::{Value, json};
-
 /// A monotonically increasing counter.
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -35,14 +33,20 @@ pub struct BlkStats {
 }
 
 impl BlkStats {
-    pub fn json(&self) -> Value {
-        json!({
-            "reads": self.reads.get(), "writes": self.writes.get(),
-            "read-bytes": self.read_bytes.get(), "write-bytes": self.write_bytes.get(),
-            "flushes": self.flushes.get(), "errors": self.errors.get(),
-            "read-time-ns": self.read_ns.get(), "write-time-ns": self.write_ns.get(),
-            "flush-time-ns": self.flush_ns.get(),
-        })
+    /// The counters of the device in `slot`, for `query-stats`.
+    pub fn counters(&self, slot: u8) -> crate::vmm::protocol::BlockCounters {
+        crate::vmm::protocol::BlockCounters {
+            slot,
+            reads: self.reads.get(),
+            writes: self.writes.get(),
+            read_bytes: self.read_bytes.get(),
+            write_bytes: self.write_bytes.get(),
+            flushes: self.flushes.get(),
+            errors: self.errors.get(),
+            read_time_ns: self.read_ns.get(),
+            write_time_ns: self.write_ns.get(),
+            flush_time_ns: self.flush_ns.get(),
+        }
     }
 }
 
@@ -57,11 +61,16 @@ pub struct NetStats {
 }
 
 impl NetStats {
-    pub fn json(&self) -> Value {
-        json!({
-            "rx-packets": self.rx_packets.get(), "rx-bytes": self.rx_bytes.get(),
-            "rx-drops": self.rx_drops.get(), "tx-packets": self.tx_packets.get(),
-            "tx-bytes": self.tx_bytes.get(), "tx-drops": self.tx_drops.get(),
-        })
+    /// The counters of the NIC in `slot`, for `query-stats`.
+    pub fn counters(&self, slot: u8) -> crate::vmm::protocol::NetCounters {
+        crate::vmm::protocol::NetCounters {
+            slot,
+            rx_packets: self.rx_packets.get(),
+            rx_bytes: self.rx_bytes.get(),
+            rx_drops: self.rx_drops.get(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+            tx_drops: self.tx_drops.get(),
+        }
     }
 }
