@@ -16,7 +16,7 @@ use crate::xml::{Domain, FormatFlags, check_supported, parse_domain};
 
 use super::domain::{DomainData, DomainObj};
 use super::lifecycle;
-use super::save_image;
+use super::save_image::{self, failed};
 use super::state::{DomainState, EventType, detail, paused, running};
 use super::supervise::{self, Launch};
 use super::vmm::StartFrom;
@@ -39,7 +39,6 @@ const SAVE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// A save in progress, as `virDomainGetJobInfo` reports it.
 pub struct JobProgress {
-    operation: i32,
     started: Instant,
     /// Guest RAM: what the image holds at most.
     total: u64,
@@ -70,17 +69,13 @@ impl JobProgress {
         let processed = written.min(self.total);
         JobInfo {
             job_type: JOB_UNBOUNDED,
-            operation: self.operation,
+            operation: JOB_OPERATION_SAVE,
             elapsed_ms: self.started.elapsed().as_millis() as u64,
             data_total: self.total,
             data_processed: processed,
             data_remaining: self.total - processed,
         }
     }
-}
-
-fn failed(detail: impl AsRef<str>) -> Error {
-    Error::new(ErrorCode::OperationFailed, ErrorDomain::Qemu, detail)
 }
 
 /// Where a domain's managed save image lives (libvirt's
@@ -183,18 +178,11 @@ async fn save_locked(
         check_same_machine(&def, &new)?;
         def = new;
     }
-    let was_running = if flags & SAVE_RUNNING != 0 {
-        true
-    } else if flags & SAVE_PAUSED != 0 {
-        false
-    } else {
-        state == DomainState::Running
-    };
+    let was_running = runs_after(flags, state == DomainState::Running);
     let bypass = flags & SAVE_BYPASS_CACHE != 0;
     let file = save_image::create(path, &image_xml(&def), was_running, bypass)?;
     let start_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let progress = file.try_clone().ok().map(|f| JobProgress {
-        operation: JOB_OPERATION_SAVE,
         started: Instant::now(),
         total: vmm.config.memory_mib << 20,
         file: f,
@@ -278,14 +266,16 @@ async fn restore_locked(
     r
 }
 
-/// Whether the running flag of a restore asks for a paused guest.
-fn start_paused(flags: u32, was_running: bool) -> bool {
-    if flags & SAVE_PAUSED != 0 {
+/// Whether the guest runs after a restore: as `VIR_DOMAIN_SAVE_RUNNING`
+/// or `_PAUSED` say, else as `otherwise` (how it was, or how the image
+/// says it was).
+fn runs_after(flags: u32, otherwise: bool) -> bool {
+    if flags & SAVE_RUNNING != 0 {
         true
-    } else if flags & SAVE_RUNNING != 0 {
+    } else if flags & SAVE_PAUSED != 0 {
         false
     } else {
-        !was_running
+        otherwise
     }
 }
 
@@ -356,7 +346,7 @@ impl Driver {
         }
         let (obj, created) = restore_target(&self.inner, &def)?;
         let job = obj.begin_job().await?;
-        let paused = start_paused(flags, head.was_running);
+        let paused = !runs_after(flags, head.was_running);
         let r = restore_locked(&self.inner, &obj, file, def, paused).await;
         drop(job);
         if r.is_err() && created {
@@ -477,13 +467,7 @@ impl Driver {
         let old = parse_domain(&head.xml)?;
         let new = parse_domain(dxml)?;
         check_same_machine(&old, &new)?;
-        let was_running = if flags & SAVE_RUNNING != 0 {
-            true
-        } else if flags & SAVE_PAUSED != 0 {
-            false
-        } else {
-            head.was_running
-        };
+        let was_running = runs_after(flags, head.was_running);
         save_image::rewrite(path, &image_xml(&new), was_running)
     }
 
@@ -613,9 +597,9 @@ mod tests {
 
     #[test]
     fn restore_runs_as_saved_unless_told() {
-        assert!(!start_paused(0, true));
-        assert!(start_paused(0, false));
-        assert!(start_paused(SAVE_PAUSED, true));
-        assert!(!start_paused(SAVE_RUNNING, false));
+        assert!(runs_after(0, true));
+        assert!(!runs_after(0, false));
+        assert!(!runs_after(SAVE_PAUSED, true));
+        assert!(runs_after(SAVE_RUNNING, false));
     }
 }

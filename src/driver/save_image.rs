@@ -36,7 +36,8 @@ const PAGE: u64 = 4096;
 /// No domain XML is this large.
 const MAX_XML: u32 = 16 << 20;
 
-fn failed(detail: impl AsRef<str>) -> Error {
+/// libvirt's "operation failed: ..." of the QEMU driver.
+pub(super) fn failed(detail: impl AsRef<str>) -> Error {
     Error::new(ErrorCode::OperationFailed, ErrorDomain::Qemu, detail)
 }
 

@@ -208,7 +208,7 @@ impl Usb2Shared {
 
     /// Loads a saved state into a set built from the same configuration;
     /// its worker runs again if a controller runs.
-    pub fn restore(self: &Arc<Self>, s: Usb2State) -> Result<(), String> {
+    pub fn restore(self: &Arc<Self>, s: &Usb2State) -> Result<(), String> {
         let now = Instant::now();
         {
             let mut set = lock(&self.set);
@@ -219,7 +219,7 @@ impl Usb2Shared {
             for (u, st) in set.uhci.iter_mut().zip(&s.uhci) {
                 u.restore(st, now)?;
             }
-            set.devices = s.devices;
+            set.devices = s.devices.clone();
         }
         self.resume();
         Ok(())

@@ -81,6 +81,10 @@ impl IntxLine {
     }
 }
 
+/// MSI-X message control: enable, and the function mask.
+const MSIX_ENABLE: u16 = 0x8000;
+const MSIX_FUNCTION_MASK: u16 = 0x4000;
+
 /// Shared between the transport (vCPU side) and the device worker.
 pub struct Interrupt {
     isr: AtomicU8,
@@ -156,6 +160,15 @@ impl Interrupt {
             *m = masked;
         }
         r.fire_pending();
+    }
+
+    /// Sets MSI-X enable and function mask from the capability's message
+    /// control word.
+    pub fn set_msix_control_word(&self, control: u16) {
+        self.set_msix_control(
+            control & MSIX_ENABLE != 0,
+            control & MSIX_FUNCTION_MASK != 0,
+        );
     }
 
     /// Sets MSI-X enable and function mask. With MSI-X on, INTx is

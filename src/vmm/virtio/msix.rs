@@ -185,3 +185,25 @@ impl MsixTable {
         }
     }
 }
+
+/// Loads a function's saved interrupt state: the ISR, pending and mask
+/// bits, its table's entries (routes set up again) and the message
+/// control word.
+pub fn restore_function(
+    irq: &Interrupt,
+    table: Option<&mut MsixTable>,
+    state: &super::interrupt::InterruptState,
+    entries: &[[u32; 4]],
+    control: u16,
+) -> Result<(), String> {
+    irq.restore(state)?;
+    match table {
+        Some(t) => t.restore(entries, irq)?,
+        None if !entries.is_empty() => {
+            return Err("saved MSI-X table for a function without one".into());
+        }
+        None => {}
+    }
+    irq.set_msix_control_word(control);
+    Ok(())
+}

@@ -412,6 +412,10 @@ pub enum Handle {
     Other { slot: u8 },
 }
 
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// All virtio devices of a VM.
 #[derive(Default)]
 pub struct Devices {
@@ -516,17 +520,51 @@ impl Devices {
         media_change::change_media(&drives, &req, can_open, passed)
     }
 
+    /// Stops every device's worker for a state image, keeping what the
+    /// guest's drivers set up; each finishes the request it runs first.
+    pub fn quiesce(&self) {
+        for f in &self.functions {
+            lock(f).quiesce();
+        }
+        for a in &self.ahci {
+            lock(a).stop();
+        }
+        for n in &self.e1000 {
+            lock(n).stop();
+        }
+        for u in &self.usb2 {
+            u.stop();
+        }
+    }
+
+    /// Starts again the workers [`Devices::quiesce`] stopped, where their
+    /// drivers had them running.
+    pub fn resume(&self) {
+        for f in &self.functions {
+            lock(f).resume();
+        }
+        for a in &self.ahci {
+            lock(a).resume();
+        }
+        for n in &self.e1000 {
+            lock(n).resume();
+        }
+        for u in &self.usb2 {
+            u.resume();
+        }
+    }
+
     /// Stops every device (disks are flushed) and, when asked, removes
     /// the socket files the devices created (a confined VMM cannot).
     pub fn shutdown(&self, remove_sockets: bool) {
         for f in &self.functions {
-            f.lock().unwrap_or_else(|p| p.into_inner()).stop();
+            lock(f).stop();
         }
         for a in &self.ahci {
-            a.lock().unwrap_or_else(|p| p.into_inner()).stop();
+            lock(a).stop();
         }
         for n in &self.e1000 {
-            n.lock().unwrap_or_else(|p| p.into_inner()).stop();
+            lock(n).stop();
         }
         for u in &self.usb2 {
             u.stop();

@@ -330,22 +330,19 @@ impl VirtioPci {
         self.generation = s.generation;
         self.config_vector = s.config_vector;
         self.queues = s.queues.clone();
-        self.interrupt.restore(&s.interrupt)?;
         {
             let mut r = self.interrupt.route();
             r.config_vector = s.config_vector;
             r.queue_vectors = s.queues.iter().map(|q| q.vector).collect();
         }
-        if let Some(t) = self.msix.as_mut() {
-            t.restore(&s.msix, &self.interrupt)?;
-        } else if !s.msix.is_empty() {
-            return Err("saved MSI-X table for a function without one".into());
-        }
+        super::msix::restore_function(
+            &self.interrupt,
+            self.msix.as_mut(),
+            &s.interrupt,
+            &s.msix,
+            s.msix_control,
+        )?;
         self.msix_control = s.msix_control;
-        self.interrupt.set_msix_control(
-            self.msix_control & 0x8000 != 0,
-            self.msix_control & 0x4000 != 0,
-        );
         self.update_ioevents();
         let running = S_FEATURES_OK | S_DRIVER_OK;
         if self.status & running == running && self.status & S_NEEDS_RESET == 0 {
@@ -632,10 +629,7 @@ impl PciFunction for VirtioPci {
             0x3c => self.config[15] = (self.config[15] & !0xff) | (value & 0xff),
             r if usize::from(r) == MSIX_CAP && self.msix.is_some() => {
                 self.msix_control = (value >> 16) as u16 & 0xc000;
-                self.interrupt.set_msix_control(
-                    self.msix_control & 0x8000 != 0,
-                    self.msix_control & 0x4000 != 0,
-                );
+                self.interrupt.set_msix_control_word(self.msix_control);
                 return;
             }
             _ => return,

@@ -44,6 +44,23 @@ fn shape(cfg: &VmConfig) -> MachineShape {
     }
 }
 
+/// Loads `states` into `devices`, one each in order; another number of
+/// them than the machine has is an error naming `what`.
+fn restore_each<D, S>(
+    what: &str,
+    devices: &[D],
+    states: &[S],
+    restore: impl Fn(&D, &S) -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    if devices.len() != states.len() {
+        return Err(format!("{what} differ from the state's"));
+    }
+    devices
+        .iter()
+        .zip(states)
+        .try_for_each(|(d, s)| restore(d, s))
+}
+
 impl Vm {
     /// `save`: writes the whole guest to `out`. The guest is paused for
     /// it; afterwards it runs again if it ran before and either `resume`
@@ -61,35 +78,13 @@ impl Vm {
         if was_running {
             self.pause_vcpus(state, threads)?;
         }
-        for f in &self.virtio.functions {
-            lock(f).quiesce();
-        }
-        for a in &self.virtio.ahci {
-            lock(a).stop();
-        }
-        for n in &self.virtio.e1000 {
-            lock(n).stop();
-        }
-        for u in &self.virtio.usb2 {
-            u.stop();
-        }
+        self.virtio.quiesce();
         tracing::info!(
             "guest paused and devices stopped in {} ms",
             started.elapsed().as_millis()
         );
         let written = self.write_state(out, state);
-        for f in &self.virtio.functions {
-            lock(f).resume();
-        }
-        for a in &self.virtio.ahci {
-            lock(a).resume();
-        }
-        for n in &self.virtio.e1000 {
-            lock(n).resume();
-        }
-        for u in &self.virtio.usb2 {
-            u.resume();
-        }
+        self.virtio.resume();
         if was_running && (resume || written.is_err()) {
             self.resume_vcpus(state);
         }
@@ -259,35 +254,28 @@ impl Vm {
         lock(&self.platform.acpi_pm).restore(&p.acpi_pm);
         lock(&self.ged).restore(p.ged_pending);
         lock(&self.platform.pci_io).set_address(p.pci_config_address);
-        if machine.virtio.len() != self.virtio.functions.len() {
-            return Err(fail("virtio device count differs from the state".into()));
-        }
-        for (f, s) in self.virtio.functions.iter().zip(&machine.virtio) {
-            lock(f).restore(s).map_err(fail)?;
-        }
+        let d = &self.virtio;
+        restore_each("virtio devices", &d.functions, &machine.virtio, |f, s| {
+            lock(f).restore(s)
+        })
+        .map_err(fail)?;
         match (&self.virtio.vga, &machine.vga) {
             (Some(v), Some(s)) => lock(&v.pci).restore(s).map_err(fail)?,
             (None, None) => {}
             _ => return Err(fail("the display adapter differs from the state's".into())),
         }
-        if machine.xhci.len() != self.virtio.xhci.len() {
-            return Err(fail("USB controllers differ from the state's".into()));
-        }
-        for (x, s) in self.virtio.xhci.iter().zip(&machine.xhci) {
-            lock(x).restore(s).map_err(fail)?;
-        }
-        if machine.ahci.len() != self.virtio.ahci.len() {
-            return Err(fail("SATA controllers differ from the state's".into()));
-        }
-        for (a, s) in self.virtio.ahci.iter().zip(&machine.ahci) {
-            lock(a).restore(s).map_err(fail)?;
-        }
-        if machine.e1000.len() != self.virtio.e1000.len() {
-            return Err(fail("e1000 NICs differ from the state's".into()));
-        }
-        for (n, s) in self.virtio.e1000.iter().zip(&machine.e1000) {
-            lock(n).restore(s).map_err(fail)?;
-        }
+        restore_each("USB controllers", &d.xhci, &machine.xhci, |x, s| {
+            lock(x).restore(s)
+        })
+        .map_err(fail)?;
+        restore_each("SATA controllers", &d.ahci, &machine.ahci, |a, s| {
+            lock(a).restore(s)
+        })
+        .map_err(fail)?;
+        restore_each("e1000 NICs", &d.e1000, &machine.e1000, |n, s| {
+            lock(n).restore(s)
+        })
+        .map_err(fail)?;
         let functions = lock(&self.pci).functions();
         for (slot, func, s) in &machine.pci_configs {
             let f = functions
@@ -296,12 +284,10 @@ impl Vm {
                 .ok_or_else(|| fail(format!("no PCI function {slot:02x}.{func} to restore")))?;
             lock(&f.2).restore_config_state(s).map_err(fail)?;
         }
-        if machine.usb2.len() != self.virtio.usb2.len() {
-            return Err(fail("USB 2 controllers differ from the state's".into()));
-        }
-        for (u, s) in self.virtio.usb2.iter().zip(machine.usb2) {
-            u.restore(s).map_err(fail)?;
-        }
+        restore_each("USB 2 controllers", &d.usb2, &machine.usb2, |u, s| {
+            u.restore(s)
+        })
+        .map_err(fail)?;
         self.restored_clock = Some(machine.kvm.clock_ns);
         Ok(())
     }

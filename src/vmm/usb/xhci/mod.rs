@@ -126,13 +126,14 @@ impl Xhci {
     /// configuration.
     pub fn restore(&mut self, s: &XhciState) -> Result<(), String> {
         lock(&self.controller).restore(&s.controller)?;
-        self.irq.restore(&s.interrupt)?;
-        if let Some(t) = self.msix.as_mut() {
-            t.restore(&s.msix, &self.irq)?;
-        }
+        crate::vmm::virtio::msix::restore_function(
+            &self.irq,
+            self.msix.as_mut(),
+            &s.interrupt,
+            &s.msix,
+            s.msix_control,
+        )?;
         self.msix_control = s.msix_control;
-        self.irq
-            .set_msix_control(s.msix_control & 0x8000 != 0, s.msix_control & 0x4000 != 0);
         self.bar = s.bar;
         self.command = s.command;
         self.irq_line = s.irq_line;
@@ -199,10 +200,7 @@ impl PciFunction for Xhci {
             0x3c => self.irq_line = value as u8,
             MSIX_CAP if self.msix.is_some() => {
                 self.msix_control = (value >> 16) as u16 & 0xc000;
-                self.irq.set_msix_control(
-                    self.msix_control & 0x8000 != 0,
-                    self.msix_control & 0x4000 != 0,
-                );
+                self.irq.set_msix_control_word(self.msix_control);
             }
             _ => {}
         }
