@@ -75,7 +75,7 @@ one() {
     t3=$(now)
     virsh -c "$uri" destroy "$name" >/dev/null
     rm -f "$img"
-    echo "$(echo "$t1 - $t0" | bc) $(echo "$t3 - $t2" | bc) $size"
+    awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v n="$size" 'BEGIN {print b - a, d - c, n}'
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -94,8 +94,8 @@ for mib in $sizes; do
         case $col in
         1) what="save s" ;;
         2) what="restore s" ;;
-        3) what="image MiB"; o=$(echo "scale=1; $o / 1048576" | bc); l=$(echo "scale=1; $l / 1048576" | bc) ;;
+        3) what="image MiB"; o=$(awk -v x="$o" 'BEGIN {print x / 1048576}'); l=$(awk -v x="$l" 'BEGIN {print x / 1048576}') ;;
         esac
-        printf '%-8s %-9s %9.3f %10.3f %7.2f\n' "${mib}M" "$what" "$o" "$l" "$(echo "scale=4; $o / $l" | bc)"
+        printf '%-8s %-9s %9.3f %10.3f %7.2f\n' "${mib}M" "$what" "$o" "$l" "$(awk -v a="$o" -v b="$l" 'BEGIN {print a / b}')"
     done
 done
