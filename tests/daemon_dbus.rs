@@ -502,6 +502,10 @@ async fn interfaces_match_libvirt_dbus() {
         // The collection nodes carry the interface too.
         ("StoragePool", format!("{CONNECT}/storagepool")),
         ("StorageVol", format!("{CONNECT}/storagevol")),
+        (
+            "DomainSnapshot",
+            format!("{CONNECT}/domainsnapshot/_00000000_1111_2222_3333_444444444444_s"),
+        ),
     ] {
         let iface = format!("org.libvirt.{name}");
         let theirs_xml = std::fs::read_to_string(dir.join(format!("{iface}.xml"))).unwrap();
@@ -1995,6 +1999,7 @@ fn shipped_introspection_files_are_current() {
     for name in [
         "Connect",
         "Domain",
+        "DomainSnapshot",
         "Interface",
         "Network",
         "NodeDevice",

@@ -274,6 +274,9 @@ echo "# graphical console: VNC ports, domdisplay, screenshot, send-key"
 echo "# guest state: save, restore, managedsave, save images"
 "$here/save.sh" "$OXVIRTD" "$tmp/save" || fails=$((fails + 1))
 
+echo "# snapshots: disk-only and with memory, the tree, revert, delete with commit"
+"$here/snapshot.sh" "$OXVIRTD" "$tmp/snapshot" || fails=$((fails + 1))
+
 echo "# cgroups and tuning: schedinfo, memtune, blkiotune, a memory limit"
 if [ "$(id -u)" = 0 ] && grep -q cgroup /proc/self/mountinfo; then
     "$here/tuning.sh" "$OXVIRTD" "$tmp/tuning" || fails=$((fails + 1))

@@ -7,6 +7,7 @@ use crate::driver::DomainObj;
 use crate::error::Result;
 
 use super::call::{Call, not_supported};
+use super::paths::snapshot_object_path;
 use super::spec_types::Method;
 use super::stats::typed_params;
 
@@ -165,10 +166,26 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
         }
         "ListDomainSnapshots" => {
             let flags = call.flags()?;
-            // No snapshot has an object path yet: the list is always empty.
-            let _none = drv.list_all_snapshots(obj, flags)?;
-            let empty: Vec<zbus::zvariant::OwnedObjectPath> = Vec::new();
-            call.ok(&(empty,)).await
+            let paths: Vec<_> = drv
+                .snapshot_list(obj, flags)?
+                .iter()
+                .map(|n| snapshot_object_path(&obj.uuid, n))
+                .collect();
+            call.ok(&(paths,)).await
+        }
+        "SnapshotCreateXML" => {
+            let (xml, flags): (String, u32) = call.args()?;
+            let name = drv.snapshot_create(obj, &xml, flags).await?;
+            call.ok(&(snapshot_object_path(&obj.uuid, &name),)).await
+        }
+        "SnapshotCurrent" => {
+            let name = drv.snapshot_current(obj, call.flags()?)?;
+            call.ok(&(snapshot_object_path(&obj.uuid, &name),)).await
+        }
+        "SnapshotLookupByName" => {
+            let (name, flags): (String, u32) = call.args()?;
+            let name = drv.snapshot_lookup(obj, &name, flags)?;
+            call.ok(&(snapshot_object_path(&obj.uuid, &name),)).await
         }
         "GetMetadata" => {
             let (kind, uri, flags): (i32, String, u32) = call.args()?;

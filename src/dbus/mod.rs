@@ -15,6 +15,7 @@ pub mod paths;
 pub mod props;
 pub mod server;
 pub mod signals;
+pub mod snapshot;
 pub mod spec;
 pub mod spec_types;
 pub mod stats;
@@ -72,6 +73,7 @@ pub async fn serve(bus: Bus, driver: Driver) -> Result<()> {
 pub const SERVED: &[&str] = &[
     "Connect",
     "Domain",
+    "DomainSnapshot",
     "Interface",
     "Network",
     "NodeDevice",
@@ -84,6 +86,7 @@ pub fn interface_xml(which: &str) -> Option<String> {
     let iface = match which {
         "Connect" => &spec::CONNECT,
         "Domain" => &spec::DOMAIN,
+        "DomainSnapshot" => &spec::DOMAIN_SNAPSHOT,
         "StoragePool" => &spec::STORAGE_POOL,
         "StorageVol" => &spec::STORAGE_VOL,
         "NodeDevice" => &spec::NODE_DEVICE,

@@ -17,10 +17,12 @@ pub const INTERFACE_PREFIX: &str = "/org/libvirt/QEMU/interface";
 pub const SECRET_PREFIX: &str = "/org/libvirt/QEMU/secret";
 pub const NWFILTER_PREFIX: &str = "/org/libvirt/QEMU/nwfilter";
 pub const NODE_DEVICE_PREFIX: &str = "/org/libvirt/QEMU/nodedev";
+pub const DOMAIN_SNAPSHOT_PREFIX: &str = "/org/libvirt/QEMU/domainsnapshot";
 
 /// The child nodes of the connect object, as `Introspect` lists them.
 pub const CONNECT_CHILDREN: &[&str] = &[
     "domain",
+    "domainsnapshot",
     "interface",
     "network",
     "nodedev",
@@ -184,6 +186,28 @@ pub fn domain_object_path(uuid: &Uuid) -> OwnedObjectPath {
     OwnedObjectPath::from(ObjectPath::from_string_unchecked(domain_path(uuid)))
 }
 
+/// The object path of a domain snapshot: its domain's UUID segment, `_`,
+/// and the snapshot's name in libvirt-dbus's byte encoding.
+pub fn snapshot_object_path(uuid: &Uuid, name: &str) -> OwnedObjectPath {
+    let dom = uuid_path(DOMAIN_SNAPSHOT_PREFIX, uuid);
+    // The prefix, `_`, hex digits, and `[A-Za-z0-9_]`: always valid.
+    OwnedObjectPath::from(ObjectPath::from_string_unchecked(format!(
+        "{dom}_{}",
+        encode_str(name)
+    )))
+}
+
+/// The domain UUID and snapshot name a snapshot path names, read as
+/// libvirt-dbus reads them (37 characters of UUID, one separator, the
+/// encoded name).
+pub fn snapshot_from_segment(segment: &str) -> Result<(Uuid, String)> {
+    let (uuid, rest) = match (segment.get(..37), segment.get(38..)) {
+        (Some(u), Some(r)) => (u, r),
+        _ => (segment, ""),
+    };
+    Ok((uuid_from_segment(uuid)?, decode_str(rest)))
+}
+
 /// The UUID a domain path names; the error is libvirt-dbus's.
 pub fn uuid_from_segment(segment: &str) -> Result<Uuid> {
     let text: String = segment
@@ -225,6 +249,10 @@ pub enum Target {
     Networks,
     /// A network object (the segment after the collection).
     Network(String),
+    /// `/org/libvirt/QEMU/domainsnapshot`: the collection node.
+    DomainSnapshots,
+    /// A domain snapshot object (the segment after the collection).
+    DomainSnapshot(String),
     /// `/org/libvirt/QEMU/nodedev`: the collection node.
     NodeDevices,
     /// A node device object (the segment after the collection).
@@ -252,8 +280,11 @@ pub fn classify(path: &str) -> Target {
         NODE_DEVICE_PREFIX => Target::NodeDevices,
         NETWORK_PREFIX => Target::Networks,
         INTERFACE_PREFIX => Target::Interfaces,
+        DOMAIN_SNAPSHOT_PREFIX => Target::DomainSnapshots,
         _ => {
-            if let Some(seg) = child_of(path, DOMAIN_PREFIX) {
+            if let Some(seg) = child_of(path, DOMAIN_SNAPSHOT_PREFIX) {
+                Target::DomainSnapshot(seg)
+            } else if let Some(seg) = child_of(path, DOMAIN_PREFIX) {
                 Target::Domain(seg)
             } else if let Some(seg) = child_of(path, STORAGE_POOL_PREFIX) {
                 Target::StoragePool(seg)

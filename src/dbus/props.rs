@@ -78,6 +78,7 @@ pub enum Holder {
     NodeDevice(std::result::Result<String, Error>),
     Network(std::result::Result<NetworkRef, Error>),
     Interface(std::result::Result<InterfaceRef, Error>),
+    DomainSnapshot(std::result::Result<super::snapshot::SnapshotRef, Error>),
 }
 
 impl Holder {
@@ -90,6 +91,7 @@ impl Holder {
             Holder::NodeDevice(_) => &spec::NODE_DEVICE,
             Holder::Network(_) => &spec::NETWORK,
             Holder::Interface(_) => &spec::INTERFACE,
+            Holder::DomainSnapshot(_) => &spec::DOMAIN_SNAPSHOT,
         }
     }
 
@@ -102,7 +104,9 @@ impl Holder {
             Holder::NodeDevice(Ok(d)) => super::nodedev::property(driver.nodedev(), d, name),
             Holder::Network(Ok(n)) => super::network::property(driver.networks(), n, name),
             Holder::Interface(Ok(i)) => super::interface::property(i, name),
-            Holder::Interface(Err(e))
+            Holder::DomainSnapshot(Ok(_)) => Err(Error::internal("no such property")),
+            Holder::DomainSnapshot(Err(e))
+            | Holder::Interface(Err(e))
             | Holder::Network(Err(e))
             | Holder::Domain(Err(e))
             | Holder::StoragePool(Err(e))
@@ -187,12 +191,14 @@ pub async fn handle(call: &Call, holder: Holder, member: &str) {
                 Holder::StoragePool(Ok(p)) => call.driver.storage().storage_pool_set_autostart(p, on),
                 Holder::Network(Ok(n)) => call.driver.networks().network_set_autostart(n, on),
                 Holder::Interface(Err(e))
+                | Holder::DomainSnapshot(Err(e))
                 | Holder::Network(Err(e))
                 | Holder::Domain(Err(e))
                 | Holder::StoragePool(Err(e))
                 | Holder::StorageVol(Err(e))
                 | Holder::NodeDevice(Err(e)) => Err(e.clone()),
                 Holder::Connect
+                | Holder::DomainSnapshot(Ok(_))
                 | Holder::StorageVol(Ok(_))
                 | Holder::NodeDevice(Ok(_))
                 | Holder::Interface(Ok(_)) => {

@@ -16,12 +16,12 @@ use super::call::{Call, INVALID_ARGS, UNKNOWN_METHOD};
 use super::introspect::node_xml;
 use super::paths::{
     CONNECT_CHILDREN, Target, classify, domain_path, interface_object_path, network_object_path,
-    node_device_object_path, pool_path, uuid_from_segment, vol_path,
+    node_device_object_path, pool_path, snapshot_object_path, uuid_from_segment, vol_path,
 };
 use super::props::{self, Holder};
 use super::spec;
 use super::spec_types::Interface;
-use super::{connect, console, domain, interface, network, nodedev, storage};
+use super::{connect, console, domain, interface, network, nodedev, snapshot, storage};
 
 /// Serves calls until the connection closes.
 pub async fn run(mut stream: MessageStream, conn: Connection, driver: Driver) {
@@ -119,6 +119,14 @@ async fn dispatch(call: Call) {
             &spec::NODE_DEVICE,
             Holder::NodeDevice(nodedev::resolve(call.driver.nodedev(), "")),
         ),
+        Target::DomainSnapshot(seg) => (
+            &spec::DOMAIN_SNAPSHOT,
+            Holder::DomainSnapshot(snapshot::resolve(&call.driver, seg)),
+        ),
+        Target::DomainSnapshots => (
+            &spec::DOMAIN_SNAPSHOT,
+            Holder::DomainSnapshot(snapshot::resolve(&call.driver, "")),
+        ),
         _ => {
             return call
                 .dbus_error(
@@ -167,7 +175,9 @@ async fn dispatch(call: Call) {
         Holder::NodeDevice(Ok(d)) => nodedev::handle(&call, method, &d).await,
         Holder::Network(Ok(n)) => network::handle(&call, method, &n).await,
         Holder::Interface(Ok(i)) => interface::handle(&call, method, &i).await,
-        Holder::Interface(Err(e))
+        Holder::DomainSnapshot(Ok(s)) => snapshot::handle(&call, method, &s).await,
+        Holder::DomainSnapshot(Err(e))
+        | Holder::Interface(Err(e))
         | Holder::Network(Err(e))
         | Holder::Domain(Err(e))
         | Holder::StoragePool(Err(e))
@@ -262,6 +272,25 @@ async fn introspect(call: &Call, target: &Target) {
             node_xml(&[&spec::NODE_DEVICE], &children)
         }
         Target::NodeDevice(_) => node_xml(&[&spec::NODE_DEVICE], &[]),
+        Target::DomainSnapshots => {
+            // As libvirt-dbus enumerates them: every snapshot of every
+            // domain.
+            let drv = &call.driver;
+            let children: Vec<String> = drv
+                .list(0)
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|d| {
+                    drv.snapshot_list(d, 0)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|n| last_segment(snapshot_object_path(&d.uuid, &n).as_str()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            node_xml(&[&spec::DOMAIN_SNAPSHOT], &children)
+        }
+        Target::DomainSnapshot(_) => node_xml(&[&spec::DOMAIN_SNAPSHOT], &[]),
         Target::Unknown => node_xml(&[], &[]),
     };
     let _ = call.ok(&(xml,)).await;

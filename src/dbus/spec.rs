@@ -1527,6 +1527,51 @@ pub static INTERFACE: Interface = Interface {
     signals: &[],
 };
 
+/// `org.libvirt.DomainSnapshot`.
+pub static DOMAIN_SNAPSHOT: Interface = Interface {
+    name: "org.libvirt.DomainSnapshot",
+    methods: &[
+        Method {
+            name: "Delete",
+            input: &[("flags", "u")],
+            output: &[],
+            libvirt: "virDomainSnapshotDelete",
+        },
+        Method {
+            name: "GetParent",
+            input: &[("flags", "u")],
+            output: &[("domainSnapshot", "o")],
+            libvirt: "virDomainSnapshotGetParent",
+        },
+        Method {
+            name: "GetXMLDesc",
+            input: &[("flags", "u")],
+            output: &[("xml", "s")],
+            libvirt: "virDomainSnapshotGetXMLDesc",
+        },
+        Method {
+            name: "IsCurrent",
+            input: &[("flags", "u")],
+            output: &[("domainSnapshot", "b")],
+            libvirt: "virDomainSnapshotIsCurrent",
+        },
+        Method {
+            name: "ListChildren",
+            input: &[("flags", "u")],
+            output: &[("domainSnapshots", "ao")],
+            libvirt: "virDomainSnapshotListAllChildren",
+        },
+        Method {
+            name: "Revert",
+            input: &[("flags", "u")],
+            output: &[],
+            libvirt: "virDomainRevertToSnapshot",
+        },
+    ],
+    properties: &[],
+    signals: &[],
+};
+
 /// `org.libvirt.Secret`.
 pub static SECRET: Interface = Interface {
     name: "org.libvirt.Secret",

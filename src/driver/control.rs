@@ -76,7 +76,7 @@ impl ControlClient {
 
     /// Runs one command (`protocol::Command`), its reply as JSON.
     pub async fn run(&self, command: &Command) -> Result<Value> {
-        self.request(command.name(), command.arguments(), None, COMMAND_TIMEOUT)
+        self.request(command.name(), command.arguments(), &[], COMMAND_TIMEOUT)
             .await
     }
 
@@ -88,8 +88,18 @@ impl ControlClient {
         fd: std::os::fd::BorrowedFd<'_>,
         timeout: Option<Duration>,
     ) -> Result<Value> {
+        self.run_with_fds(command, &[fd], timeout).await
+    }
+
+    /// Runs one command with `fds` sent along with it, in order.
+    pub async fn run_with_fds(
+        &self,
+        command: &Command,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+        timeout: Option<Duration>,
+    ) -> Result<Value> {
         let timeout = timeout.unwrap_or(COMMAND_TIMEOUT);
-        self.request(command.name(), command.arguments(), Some(fd), timeout)
+        self.request(command.name(), command.arguments(), fds, timeout)
             .await
     }
 
@@ -111,7 +121,7 @@ impl ControlClient {
         &self,
         command: &str,
         arguments: Option<Value>,
-        fd: Option<std::os::fd::BorrowedFd<'_>>,
+        fds: &[std::os::fd::BorrowedFd<'_>],
         timeout: Duration,
     ) -> Result<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -126,9 +136,10 @@ impl ControlClient {
         let line = format!("{request}\n");
         let sent = {
             let mut w = self.writer.lock().await;
-            match fd {
-                None => w.write_all(line.as_bytes()).await,
-                Some(fd) => send_with_fd(&mut w, line.as_bytes(), fd).await,
+            if fds.is_empty() {
+                w.write_all(line.as_bytes()).await
+            } else {
+                send_with_fds(&mut w, line.as_bytes(), fds).await
             }
         };
         if let Err(e) = sent {
@@ -157,15 +168,15 @@ impl ControlClient {
 }
 
 /// Writes `bytes` with `fd` attached to their first byte.
-async fn send_with_fd(
+async fn send_with_fds(
     w: &mut OwnedWriteHalf,
     bytes: &[u8],
-    fd: std::os::fd::BorrowedFd<'_>,
+    fds: &[std::os::fd::BorrowedFd<'_>],
 ) -> std::io::Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     use std::os::fd::{AsFd, AsRawFd};
     let sock: &UnixStream = w.as_ref();
-    let raw = [fd.as_raw_fd()];
+    let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let sent = loop {
         sock.writable().await?;
         let r = sock.try_io(tokio::io::Interest::WRITABLE, || {

@@ -8,7 +8,10 @@ use crate::xml::{Domain, FormatFlags, check_supported, parse_domain};
 
 use super::domain::{DomainData, DomainObj};
 use super::state::{DomainState, EventType, detail, shutoff};
-use super::{Driver, START_PAUSED, UNDEFINE_KNOWN, UNDEFINE_MANAGED_SAVE, lifecycle};
+use super::{
+    Driver, START_PAUSED, UNDEFINE_KNOWN, UNDEFINE_MANAGED_SAVE, UNDEFINE_SNAPSHOTS_METADATA,
+    lifecycle,
+};
 
 impl Driver {
     // ---- definitions --------------------------------------------------
@@ -161,6 +164,15 @@ impl Driver {
                 super::fsutil::system_error("Failed to remove domain managed save image", &e)
             })?;
         }
+        let snapshots = self.snapshot_count(&name);
+        if snapshots > 0 && !active {
+            if flags & UNDEFINE_SNAPSHOTS_METADATA == 0 {
+                return Err(Error::operation_invalid(format!(
+                    "cannot delete inactive domain with {snapshots} snapshots"
+                )));
+            }
+            super::snapshot::remove_all(&self.inner, &name);
+        }
         self.inner.store.remove(&name)?;
         {
             let mut d = obj.data();
@@ -200,6 +212,11 @@ impl Driver {
             }
             if d.is_active() {
                 return Err(Error::operation_invalid("cannot rename active domain"));
+            }
+            if self.snapshot_count(&d.name) > 0 {
+                return Err(Error::operation_invalid(
+                    "cannot rename domain with snapshots",
+                ));
             }
             let Some(def) = d.persistent.clone() else {
                 return Err(Error::operation_invalid("cannot rename a transient domain"));

@@ -135,8 +135,15 @@ fn system(detail: String, e: &io::Error) -> Error {
 /// Checks that every backing file of a qcow2 image can be read, as
 /// libvirt does before it starts a guest.
 pub fn check_backing_chain(path: &Path, format: DiskFormat) -> Result<()> {
+    backing_chain(path, format).map(|_| ())
+}
+
+/// The layers of an image, itself first and then each backing file with
+/// its format (as the image records it, else as the file looks).
+pub fn backing_chain(path: &Path, format: DiskFormat) -> Result<Vec<(PathBuf, DiskFormat)>> {
+    let mut chain = vec![(path.to_path_buf(), format)];
     if format != DiskFormat::Qcow2 {
-        return Ok(());
+        return Ok(chain);
     }
     let mut current = path.to_path_buf();
     for _ in 0..MAX_BACKING_CHAIN {
@@ -152,19 +159,34 @@ pub fn check_backing_chain(path: &Path, format: DiskFormat) -> Result<()> {
                 &e,
             )
         })?;
-        let Some(name) = header.and_then(|h| h.backing) else {
-            return Ok(());
+        let Some(header) = header else {
+            return Ok(chain);
+        };
+        let Some(name) = header.backing else {
+            return Ok(chain);
         };
         let next = backing_path(&current, &name);
-        if let Err(e) = File::open(&next) {
-            return Err(system(
+        let mut next_file = File::open(&next).map_err(|e| {
+            system(
                 format!(
                     "Cannot access backing file '{}' of storage file '{}'",
                     next.display(),
                     current.display()
                 ),
                 &e,
-            ));
+            )
+        })?;
+        let next_format = match header.backing_format.as_deref() {
+            Some("qcow2") => DiskFormat::Qcow2,
+            Some(_) => DiskFormat::Raw,
+            None => match qcow2_header(&mut next_file) {
+                Ok(Some(_)) => DiskFormat::Qcow2,
+                _ => DiskFormat::Raw,
+            },
+        };
+        chain.push((next.clone(), next_format));
+        if next_format != DiskFormat::Qcow2 {
+            return Ok(chain);
         }
         current = next;
     }

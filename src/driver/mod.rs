@@ -34,6 +34,7 @@ pub mod runtime;
 pub mod save;
 pub mod save_image;
 pub mod security_dac;
+pub mod snapshot;
 pub mod state;
 pub mod stats;
 pub mod storage;
@@ -267,6 +268,8 @@ pub(crate) const START_PAUSED: u32 = 1;
 const UNDEFINE_KNOWN: u32 = 1 | 2 | 4 | 8 | 16 | 32 | 64;
 /// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE`: remove the managed save image too.
 const UNDEFINE_MANAGED_SAVE: u32 = 1;
+/// `VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA`: forget the snapshots too.
+const UNDEFINE_SNAPSHOTS_METADATA: u32 = 2;
 
 impl Driver {
     /// Loads persistent definitions and re-attaches to running VMMs
@@ -458,6 +461,9 @@ impl Driver {
                             & (list_flags::MANAGEDSAVE | list_flags::NO_MANAGEDSAVE)
                             != 0
                             && save::has_managed_image(&self.inner, &d.name),
+                        snapshots: flags & (list_flags::HAS_SNAPSHOT | list_flags::NO_SNAPSHOT)
+                            != 0
+                            && self.snapshot_count(&d.name) > 0,
                     },
                     flags,
                 )
@@ -661,6 +667,8 @@ struct ListKey {
     state: DomainState,
     /// Only looked up when a flag asks about it.
     managed_save: bool,
+    /// Whether it has snapshots, looked up likewise.
+    snapshots: bool,
 }
 
 /// One pair of libvirt's listing filter flags (ACTIVE/INACTIVE,
@@ -681,7 +689,7 @@ fn list_matches(info: &ListKey, flags: u32) -> bool {
     if !pair(AUTOSTART, NO_AUTOSTART, info.autostart) {
         return false;
     }
-    if flags & HAS_SNAPSHOT != 0 && flags & NO_SNAPSHOT == 0 {
+    if !pair(HAS_SNAPSHOT, NO_SNAPSHOT, info.snapshots) {
         return false;
     }
     if !pair(MANAGEDSAVE, NO_MANAGEDSAVE, info.managed_save) {
@@ -717,6 +725,7 @@ mod tests {
             autostart: false,
             state,
             managed_save: false,
+            snapshots: false,
         }
     }
 

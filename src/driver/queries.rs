@@ -225,19 +225,4 @@ impl Driver {
             )
         })
     }
-
-    /// `virDomainSnapshotNum` and `virDomainListAllSnapshots`: oxvirt
-    /// keeps no snapshots yet, so every domain has none.
-    pub fn list_all_snapshots(&self, obj: &DomainObj, flags: u32) -> Result<Vec<String>> {
-        // Every virDomainSnapshotListFlags bit of libvirt 9.0.
-        const KNOWN: u32 = (1 << 11) - 1;
-        if flags & !KNOWN != 0 {
-            return Err(Error::invalid_arg(format!(
-                "unsupported flags (0x{:x}) in function qemuDomainListAllSnapshots",
-                flags & !KNOWN
-            )));
-        }
-        obj.info()?;
-        Ok(Vec::new())
-    }
 }

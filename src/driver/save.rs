@@ -88,7 +88,7 @@ pub(super) fn managed_path(inner: &Inner, name: &str) -> PathBuf {
         .join(format!("{name}.save"))
 }
 
-pub(super) fn has_managed_image(inner: &Inner, name: &str) -> bool {
+pub(crate) fn has_managed_image(inner: &Inner, name: &str) -> bool {
     managed_path(inner, name).exists()
 }
 

@@ -20,6 +20,7 @@ pub enum DomainState {
 pub mod running {
     pub const BOOTED: i32 = 1;
     pub const RESTORED: i32 = 3;
+    pub const FROM_SNAPSHOT: i32 = 4;
     pub const UNPAUSED: i32 = 5;
 }
 
@@ -31,6 +32,9 @@ pub mod paused {
     pub const MIGRATION: i32 = 2;
     /// Paused while its state is written (`virsh save`).
     pub const SAVE: i32 = 3;
+    pub const FROM_SNAPSHOT: i32 = 7;
+    /// Paused while a snapshot is taken.
+    pub const SNAPSHOT: i32 = 9;
 }
 
 /// `virDomainShutoffReason` values used here.
@@ -41,6 +45,7 @@ pub mod shutoff {
     pub const CRASHED: i32 = 3;
     pub const SAVED: i32 = 5;
     pub const FAILED: i32 = 6;
+    pub const FROM_SNAPSHOT: i32 = 7;
 }
 
 /// `virDomainEventType`.
@@ -69,6 +74,10 @@ pub mod detail {
     pub const STARTED_RESTORED: i32 = 2;
     pub const SUSPENDED_RESTORED: i32 = 4;
     pub const RESUMED_FROM_SNAPSHOT: i32 = 2;
+    pub const DEFINED_FROM_SNAPSHOT: i32 = 3;
+    pub const STARTED_FROM_SNAPSHOT: i32 = 3;
+    pub const SUSPENDED_FROM_SNAPSHOT: i32 = 5;
+    pub const STOPPED_FROM_SNAPSHOT: i32 = 6;
     pub const STOPPED_SAVED: i32 = 4;
     pub const SUSPENDED_PAUSED: i32 = 0;
     pub const RESUMED_UNPAUSED: i32 = 0;

@@ -184,8 +184,19 @@ fn serial_pty(config: &mut VmConfig) -> Result<Option<std::os::fd::OwnedFd>> {
 /// Ends the VMM of a guest whose state was just saved, leaving the domain
 /// shut off as saved. The caller holds the job lock and emits the event.
 pub(super) async fn stop_saved(inner: &Arc<Inner>, obj: &Arc<DomainObj>, vmm: &Vmm) -> Result<()> {
+    stop_as(inner, obj, vmm, shutoff::SAVED).await
+}
+
+/// Ends the domain's VMM and leaves it shut off for `reason`. The caller
+/// holds the job lock and emits the event.
+pub(super) async fn stop_as(
+    inner: &Arc<Inner>,
+    obj: &Arc<DomainObj>,
+    vmm: &Vmm,
+    reason: i32,
+) -> Result<()> {
     vmm.terminate().await?;
-    finish_stop(inner, obj, shutoff::SAVED);
+    finish_stop(inner, obj, reason);
     Ok(())
 }
 

@@ -337,6 +337,25 @@ impl Vmm {
 
     /// Ejects the medium of CD-ROM drive `id` or, with `image`, inserts it
     /// (handed over as a descriptor: the VMM opens no files).
+    /// `disk-reopen`: the virtio disk in `slot` goes on with the image
+    /// `layers` open, the image first and its backing chain after it.
+    pub async fn disk_reopen(
+        &self,
+        slot: u8,
+        layers: &[(std::fs::File, crate::vmm::config::DiskFormat)],
+    ) -> Result<()> {
+        use std::os::fd::AsFd;
+        let command = protocol::Command::DiskReopen(protocol::DiskReopen {
+            slot,
+            formats: layers.iter().map(|(_, f)| *f).collect(),
+        });
+        let fds: Vec<_> = layers.iter().map(|(f, _)| f.as_fd()).collect();
+        self.control
+            .run_with_fds(&command, &fds, None)
+            .await
+            .map(|_| ())
+    }
+
     pub async fn change_media(&self, id: &str, image: Option<&std::fs::File>) -> Result<()> {
         use std::os::fd::AsFd;
         match image {

@@ -167,6 +167,9 @@ pub async fn call(conn: &Arc<Conn>, proc_: i32, p: &[u8]) -> Result<Outcome> {
     if let Some(r) = super::domain_save::call(drv, proc_, p).await {
         return r;
     }
+    if let Some(r) = super::domain_snapshot::call(drv, proc_, p).await {
+        return r;
+    }
     if let Some(r) = super::objects::call(proc_, p) {
         return r;
     }

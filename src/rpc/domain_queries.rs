@@ -167,19 +167,6 @@ pub async fn call(drv: &Driver, proc_: i32, p: &[u8]) -> Option<Result<Outcome>>
                 physical: s.physical,
             })
         })(),
-        procs::DOMAIN_SNAPSHOT_NUM => (|| {
-            let a: g::DomainSnapshotNumArgs = args(p)?;
-            let num = drv.list_all_snapshots(&*dom(&a.dom)?, a.flags)?.len() as i32;
-            reply(&g::DomainSnapshotNumRet { num })
-        })(),
-        procs::DOMAIN_LIST_ALL_SNAPSHOTS => (|| {
-            let a: g::DomainListAllSnapshotsArgs = args(p)?;
-            let names = drv.list_all_snapshots(&*dom(&a.dom)?, a.flags)?;
-            reply(&g::DomainListAllSnapshotsRet {
-                snapshots: Vec::new(),
-                ret: names.len() as i32,
-            })
-        })(),
         procs::DOMAIN_SET_SCHEDULER_PARAMETERS => {
             async {
                 let a: g::DomainSetSchedulerParametersArgs = args(p)?;

@@ -20,6 +20,7 @@ mod display;
 mod domain;
 mod domain_queries;
 mod domain_save;
+mod domain_snapshot;
 mod events;
 pub mod frame;
 mod keepalive;

@@ -135,10 +135,11 @@ struct Client {
     fds: std::collections::VecDeque<std::os::fd::OwnedFd>,
 }
 
-/// Most descriptors taken from one message; more are closed.
-const MAX_FDS_PER_MESSAGE: usize = 4;
+/// Most descriptors taken from one message; more are closed. A disk
+/// snapshot sends an overlay and its whole backing chain.
+const MAX_FDS_PER_MESSAGE: usize = 1 + crate::xml::model::disk::MAX_BACKING_CHAIN;
 /// Most descriptors a client may leave waiting.
-const MAX_PENDING_FDS: usize = 8;
+const MAX_PENDING_FDS: usize = 2 * MAX_FDS_PER_MESSAGE;
 
 /// Reads what is there, with the descriptors that came with it.
 fn recv_with_fds(s: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {

@@ -91,6 +91,18 @@ pub struct Save {
     pub resume: bool,
 }
 
+/// `disk-reopen`: the virtio disk in PCI slot `slot` goes on with another
+/// image: a new overlay whose backing chain holds the image it used (a
+/// snapshot), or an image that took in its overlay's data (a commit).
+/// The chain's descriptors come with the request, the image first and
+/// each backing layer after it, one format per descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskReopen {
+    pub slot: u8,
+    pub formats: Vec<crate::vmm::config::DiskFormat>,
+}
+
 /// A request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -111,6 +123,7 @@ pub enum Command {
     SetVncPassword(SetVncPassword),
     VncAddClient(VncAddClient),
     Save(Save),
+    DiskReopen(DiskReopen),
     /// Test builds only: a system call no filter allows.
     ForbiddenSyscall,
 }
@@ -145,6 +158,7 @@ impl Command {
             Command::SetVncPassword(_) => "set-vnc-password",
             Command::VncAddClient(_) => "vnc-add-client",
             Command::Save(_) => "save",
+            Command::DiskReopen(_) => "disk-reopen",
             Command::ForbiddenSyscall => "x-oxvirt-forbidden-syscall",
         }
     }
@@ -159,6 +173,7 @@ impl Command {
             Command::SetVncPassword(a) => serde_json::to_value(a),
             Command::VncAddClient(a) => serde_json::to_value(a),
             Command::Save(a) => serde_json::to_value(a),
+            Command::DiskReopen(a) => serde_json::to_value(a),
             _ => return None,
         };
         v.ok()
@@ -181,6 +196,7 @@ impl Command {
             "set-vnc-password" => Command::SetVncPassword(args(name, arguments)?),
             "vnc-add-client" => Command::VncAddClient(args(name, arguments)?),
             "save" => Command::Save(args(name, arguments)?),
+            "disk-reopen" => Command::DiskReopen(args(name, arguments)?),
             "x-oxvirt-forbidden-syscall" if cfg!(feature = "test-hooks") => {
                 Command::ForbiddenSyscall
             }
@@ -353,6 +369,13 @@ mod tests {
                 skipauth: true,
             }),
             Command::Save(Save { resume: true }),
+            Command::DiskReopen(DiskReopen {
+                slot: 4,
+                formats: vec![
+                    crate::vmm::config::DiskFormat::Qcow2,
+                    crate::vmm::config::DiskFormat::Raw,
+                ],
+            }),
         ];
         for c in all {
             assert_eq!(

@@ -718,6 +718,19 @@ impl Vm {
                     Err(e) => err(&e),
                 }
             }
+            Command::DiskReopen(a) => {
+                let mut layers = Vec::with_capacity(a.formats.len());
+                for format in &a.formats {
+                    let Some(fd) = ctl_server.take_fd(client) else {
+                        return err("disk-reopen needs one file descriptor per layer");
+                    };
+                    layers.push((std::fs::File::from(fd), *format));
+                }
+                match self.virtio.reopen_disk(a.slot, layers) {
+                    Ok(()) => ok(json!({})),
+                    Err(e) => err(&format!("disk-reopen: {e}")),
+                }
+            }
             Command::Powerdown => {
                 let r = match self.ged.lock() {
                     Ok(mut g) => g.notify(ged::EVENT_POWER_BUTTON),

@@ -17,6 +17,7 @@ pub mod model;
 pub mod network;
 pub mod nodedev;
 pub mod props;
+pub mod snapshot;
 pub mod storage;
 pub mod tree;
 pub mod units;

@@ -267,6 +267,14 @@ impl Allow {
                     // starts them): worker epoll sets and eventfds.
                     libc::SYS_epoll_create1,
                     libc::SYS_eventfd2,
+                    // `disk-reopen`: the old image flushed (qcow2 metadata
+                    // written out) and synced, the new chain opened.
+                    libc::SYS_pwrite64,
+                    libc::SYS_fsync,
+                    libc::SYS_fdatasync,
+                    libc::SYS_fstatfs,
+                    libc::SYS_preadv,
+                    libc::SYS_pwritev,
                 ])
                 // Control clients are checked by their credentials, and
                 // replies to them have a send timeout.
@@ -300,6 +308,8 @@ impl Allow {
                     KVM_GET_IRQCHIP(),
                     KVM_GET_PIT2(),
                     KVM_SET_GSI_ROUTING(),
+                    // BLKGETSIZE64: `disk-reopen` onto a block device.
+                    0x8008_1272,
                 ]),
             ThreadKind::Launcher => {
                 for other in ThreadKind::ALL {

@@ -579,6 +579,25 @@ impl VirtioDevice for Blk {
         );
         Ok(())
     }
+    fn replace_disk(&mut self, open: super::DiskOpener<'_>) -> Result<(), String> {
+        if self.worker.is_some() {
+            return Err("the disk is in use".into());
+        }
+        let core = self.core.as_mut().ok_or("disk not available")?;
+        core.disk
+            .flush()
+            .map_err(|e| format!("cannot flush the disk: {e}"))?;
+        let new = open().map_err(|e| e.to_string())?;
+        if new.size() != core.disk.size() {
+            return Err(format!(
+                "the new image's size {} is not the disk's {}",
+                new.size(),
+                core.disk.size()
+            ));
+        }
+        core.disk = new;
+        Ok(())
+    }
     fn reset(&mut self) {
         if let Some(mut w) = self.worker.take() {
             w.stop();

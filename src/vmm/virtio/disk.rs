@@ -51,7 +51,11 @@ fn block_device_size(f: &File) -> io::Result<u64> {
 
 impl RawDisk {
     pub fn open(path: &Path, readonly: bool) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(!readonly).open(path)?;
+        Self::from_file(OpenOptions::new().read(true).write(!readonly).open(path)?)
+    }
+
+    /// The image open as `file` (a regular file or a block device).
+    pub fn from_file(file: File) -> io::Result<Self> {
         let meta = file.metadata()?;
         let size = if std::os::unix::fs::FileTypeExt::is_block_device(&meta.file_type()) {
             block_device_size(&file)?
@@ -218,6 +222,54 @@ impl Drop for Qcow2Disk {
     fn drop(&mut self) {
         let _ = self.img.flush();
     }
+}
+
+/// A disk reopened on an image whose layers are all open already:
+/// `layers` are the files of the chain, the image the guest writes to
+/// first (opened for writing) and each backing layer after it (read-only).
+/// Every layer's backing is the next one given here, never a path from an
+/// image header, so the chain opens without opening any file (in a
+/// confined VMM, from descriptors).
+pub fn open_chain(
+    layers: Vec<(File, crate::vmm::config::DiskFormat)>,
+) -> io::Result<Box<dyn Disk>> {
+    use crate::vmm::config::DiskFormat;
+    use imago::FormatAccess;
+    type Storage = imago::file::File;
+
+    let invalid = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_string());
+    if layers.is_empty() {
+        return Err(invalid("no image"));
+    }
+    if let [(file, DiskFormat::Raw)] = &layers[..] {
+        return Ok(Box::new(RawDisk::from_file(file.try_clone()?)?));
+    }
+    let mut below: Option<FormatAccess<Storage>> = None;
+    for (i, (file, format)) in layers.into_iter().enumerate().rev() {
+        let top = i == 0;
+        let storage = Storage::try_from(file)?;
+        let layer = match format {
+            DiskFormat::Raw if below.is_some() || top => {
+                return Err(invalid("a raw image cannot have a backing layer"));
+            }
+            DiskFormat::Raw => FormatAccess::new(
+                imago::raw::Raw::builder(storage)
+                    .write(false)
+                    .open_sync(imago::DenyImplicitOpenGate::default())?,
+            ),
+            DiskFormat::Qcow2 => FormatAccess::new(
+                imago::qcow2::Qcow2::<Storage>::builder(storage)
+                    .write(top)
+                    .backing(below.take())
+                    .open_sync(imago::DenyImplicitOpenGate::default())?,
+            ),
+        };
+        below = Some(layer);
+    }
+    let img = below.ok_or_else(|| invalid("no image"))?;
+    Ok(Box::new(Qcow2Disk {
+        img: SyncFormatAccess::try_from(img)?,
+    }))
 }
 
 /// A disk held in memory (tests and fuzz targets).

@@ -73,6 +73,9 @@ pub struct Activation {
     pub features: u64,
 }
 
+/// Opens a disk image for [`VirtioDevice::replace_disk`].
+pub type DiskOpener<'a> = Box<dyn FnOnce() -> std::io::Result<Box<dyn disk::Disk>> + 'a>;
+
 /// One kind of virtio device, independent of the transport.
 pub trait VirtioDevice: Send {
     /// virtio device type (`virtio_bindings::virtio_ids::VIRTIO_ID_*`).
@@ -93,6 +96,12 @@ pub trait VirtioDevice: Send {
     /// same as [`VirtioDevice::reset`], for devices whose reset keeps it.
     fn quiesce(&mut self) {
         self.reset();
+    }
+    /// A disk device's image replaced, while quiesced: the old one is
+    /// flushed first, then `open` makes the new one (which may read the
+    /// old through its backing chain). Other devices have no image.
+    fn replace_disk(&mut self, _open: DiskOpener<'_>) -> std::result::Result<(), String> {
+        Err("the device has no disk image".into())
     }
     /// What the device keeps beyond the transport's registers (what the
     /// driver wrote to its configuration space), for a state image.

@@ -424,6 +424,8 @@ pub struct Devices {
     pub cleanup: Vec<std::path::PathBuf>,
     /// The functions, to stop their workers (and flush disks) on exit.
     pub functions: Vec<Arc<Mutex<VirtioPci>>>,
+    /// The virtio disks' functions by PCI slot, for `disk-reopen`.
+    pub disks: Vec<(u8, Arc<Mutex<VirtioPci>>)>,
     /// The AHCI controllers, to stop their workers on exit.
     pub ahci: Vec<Arc<Mutex<Ahci>>>,
     /// The e1000 NICs, to stop their workers on exit.
@@ -518,6 +520,21 @@ impl Devices {
             })
             .collect();
         media_change::change_media(&drives, &req, can_open, passed)
+    }
+
+    /// `disk-reopen`: the virtio disk in PCI slot `slot` goes on with the
+    /// image `layers` open (see [`super::disk::open_chain`]).
+    pub fn reopen_disk(
+        &self,
+        slot: u8,
+        layers: Vec<(std::fs::File, DiskFormat)>,
+    ) -> std::result::Result<(), String> {
+        let function = self
+            .disks
+            .iter()
+            .find_map(|(s, f)| (*s == slot).then_some(f))
+            .ok_or_else(|| format!("no virtio disk in slot {slot}"))?;
+        lock(function).replace_disk(Box::new(move || super::disk::open_chain(layers)))
     }
 
     /// Stops every device's worker for a state image, keeping what the
@@ -863,6 +880,9 @@ pub fn build(
             .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
             .plug(slot, f.clone())
             .map_err(Error::Config)?;
+        if matches!(handle, Handle::Block { .. }) {
+            out.disks.push((slot, f.clone()));
+        }
         out.functions.push(f);
         out.handles.push(handle);
     }

@@ -272,6 +272,19 @@ impl VirtioPci {
         }
     }
 
+    /// The device's disk image replaced ([`VirtioDevice::replace_disk`])
+    /// between requests: the worker stops after the one it runs and starts
+    /// again on the new image where the rings stand.
+    pub fn replace_disk(&mut self, open: super::DiskOpener<'_>) -> Result<(), String> {
+        let was_active = self.active;
+        self.quiesce();
+        let r = self.dev.replace_disk(open);
+        if was_active {
+            self.resume();
+        }
+        r
+    }
+
     /// The state a [`VirtioPci::restore`] rebuilds (taken while quiesced).
     pub fn state(&self) -> VirtioPciState {
         VirtioPciState {

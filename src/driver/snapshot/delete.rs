@@ -1,0 +1,320 @@
+//! `virDomainSnapshotDelete`: the metadata (children move up to the
+//! parent, the current mark goes to the parent) and, for an external
+//! snapshot whose overlays the domain runs on, a block commit of each
+//! overlay into the image below it, which the domain then uses again
+//! (through its VMM when it runs). The memory file stays, as in libvirt.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+use crate::vmm::config::DiskFormat;
+use crate::vmm::protocol::Command;
+use crate::xml::snapshot::{DomainSnapshot, Location};
+
+use super::super::domain::DomainObj;
+use super::super::state::DomainState;
+use super::super::{Driver, Inner, check_flags, image};
+use super::create::{record_disk_image, slot_of};
+use super::overlay;
+
+/// `virDomainSnapshotDeleteFlags`.
+pub const CHILDREN: u32 = 1;
+pub const METADATA_ONLY: u32 = 2;
+pub const CHILDREN_ONLY: u32 = 4;
+
+fn unsupported(detail: impl AsRef<str>) -> Error {
+    Error::new(ErrorCode::ConfigUnsupported, ErrorDomain::Qemu, detail)
+}
+
+/// One overlay to merge down: (target, overlay, image below it).
+struct Merge {
+    dev: String,
+    overlay: PathBuf,
+    base: PathBuf,
+    base_format: DiskFormat,
+}
+
+fn disk_image(def: &crate::xml::Domain, dev: &str) -> Option<(String, DiskFormat)> {
+    let d = def.devices.disks.iter().find(|d| d.target.dev == dev)?;
+    let path = d.source.as_ref()?.path.clone()?;
+    let format = match d.driver.as_ref().and_then(|x| x.format.as_deref()) {
+        Some("qcow2") => DiskFormat::Qcow2,
+        _ => DiskFormat::Raw,
+    };
+    Some((path, format))
+}
+
+/// The overlays of `snap` to merge, checked as libvirt checks them: each
+/// must be the image the domain uses now, and no other snapshot may have
+/// frozen it.
+fn plan(
+    all: &[DomainSnapshot],
+    snap: &DomainSnapshot,
+    current: &crate::xml::Domain,
+) -> Result<Vec<Merge>> {
+    let mut out = Vec::new();
+    let def = snap
+        .domain
+        .as_ref()
+        .ok_or_else(|| Error::internal(format!("snapshot '{}' has no domain", snap.name)))?;
+    for d in &snap.disks {
+        if d.location != Some(Location::External) {
+            continue;
+        }
+        let Some(overlay) = d.source.clone() else {
+            continue;
+        };
+        let (base, base_format) = disk_image(def, &d.name).ok_or_else(|| {
+            Error::new(
+                ErrorCode::OperationFailed,
+                ErrorDomain::Qemu,
+                format!("failed to find disk '{}' in snapshot VM XML", d.name),
+            )
+        })?;
+        let in_use = disk_image(current, &d.name).map(|(p, _)| p);
+        if in_use.as_deref() != Some(overlay.as_str()) {
+            return Err(Error::new(
+                ErrorCode::OperationFailed,
+                ErrorDomain::Qemu,
+                "VM disk source and snapshot disk source are not the same",
+            ));
+        }
+        let frozen_by = all.iter().find(|s| {
+            s.name != snap.name
+                && s.domain
+                    .as_ref()
+                    .and_then(|dom| disk_image(dom, &d.name))
+                    .is_some_and(|(p, _)| p == overlay)
+        });
+        if let Some(other) = frozen_by {
+            return Err(Error::new(
+                ErrorCode::OperationUnsupported,
+                ErrorDomain::Qemu,
+                format!(
+                    "cannot delete external snapshot '{}': snapshot '{}' is based on its overlay \
+                     of disk '{}'",
+                    snap.name, other.name, d.name
+                ),
+            ));
+        }
+        if let Some(other) = all
+            .iter()
+            .find(|s| s.name != snap.name && refers_to(s, Path::new(&base)))
+        {
+            return Err(Error::new(
+                ErrorCode::OperationUnsupported,
+                ErrorDomain::Qemu,
+                format!(
+                    "cannot delete external snapshot '{}': snapshot '{}' depends on the image \
+                     '{base}' of disk '{}'",
+                    snap.name, other.name, d.name
+                ),
+            ));
+        }
+        out.push(Merge {
+            dev: d.name.clone(),
+            overlay: PathBuf::from(overlay),
+            base: PathBuf::from(base),
+            base_format,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether `s` keeps an image on top of `image`: a disk image it froze
+/// that is `image` or lies above it, or an overlay it made above it. (An
+/// overlay that is `image` itself is merely where `s`'s changes went.)
+fn refers_to(s: &DomainSnapshot, image: &Path) -> bool {
+    let above = |p: &str, f: DiskFormat, from: usize| {
+        image::backing_chain(Path::new(p), f)
+            .is_ok_and(|chain| chain.iter().skip(from).any(|(c, _)| c == image))
+    };
+    let froze = s.domain.iter().any(|d| {
+        d.devices
+            .disks
+            .iter()
+            .filter_map(|x| disk_image(d, &x.target.dev))
+            .any(|(p, f)| above(&p, f, 0))
+    });
+    let made = s
+        .disks
+        .iter()
+        .filter_map(|d| d.source.as_deref())
+        .any(|p| above(p, DiskFormat::Qcow2, 1));
+    froze || made
+}
+
+/// Takes `name` out of the tree: its children move up to its parent and
+/// so does the current mark.
+fn discard_metadata(
+    inner: &Inner,
+    domain: &str,
+    all: &mut Vec<DomainSnapshot>,
+    name: &str,
+) -> Result<()> {
+    let Some(pos) = all.iter().position(|s| s.name == name) else {
+        return Ok(());
+    };
+    let gone = all.remove(pos);
+    for s in all.iter_mut().filter(|s| s.parent.as_deref() == Some(name)) {
+        s.parent = gone.parent.clone();
+        super::write(inner, domain, s)?;
+    }
+    if gone.current {
+        let parent = gone.parent.clone();
+        super::set_current(inner, domain, all, parent.as_deref())?;
+    }
+    super::remove(inner, domain, name)
+}
+
+impl Driver {
+    /// `virDomainSnapshotDelete`.
+    pub async fn snapshot_delete(
+        &self,
+        obj: &Arc<DomainObj>,
+        name: &str,
+        flags: u32,
+    ) -> Result<()> {
+        check_flags(
+            flags,
+            CHILDREN | METADATA_ONLY | CHILDREN_ONLY,
+            "qemuDomainSnapshotDelete",
+        )?;
+        if flags & CHILDREN != 0 && flags & CHILDREN_ONLY != 0 {
+            return Err(Error::invalid_arg(
+                "Flags 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN' and \
+                 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY' are mutually exclusive",
+            ));
+        }
+        let inner = &self.inner;
+        let _job = obj.begin_job().await?;
+        let (dom_name, current_def) = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
+            }
+            let def = d
+                .current_def()
+                .cloned()
+                .ok_or_else(|| Error::internal("domain without a definition"))?;
+            (d.name.clone(), def)
+        };
+        let mut all = super::load(inner, &dom_name);
+        let snap = super::find(&all, name)?.clone();
+        let descendants: Vec<String> = super::descendants(&all, name)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        let with_children = flags & (CHILDREN | CHILDREN_ONLY) != 0;
+        let metadata_only = flags & METADATA_ONLY != 0;
+        if !metadata_only && with_children {
+            let kinds: Vec<bool> = descendants
+                .iter()
+                .filter_map(|n| all.iter().find(|s| &s.name == n))
+                .map(DomainSnapshot::is_external)
+                .collect();
+            match (kinds.iter().any(|e| *e), kinds.iter().any(|e| !*e)) {
+                (true, true) => {
+                    return Err(unsupported(
+                        "deletion of external and internal children disk snapshots not supported",
+                    ));
+                }
+                (true, false) => {
+                    return Err(unsupported(
+                        "deletion of external children disk snapshots not supported",
+                    ));
+                }
+                _ => {}
+            }
+            if flags & CHILDREN != 0 && snap.is_external() && !descendants.is_empty() {
+                return Err(unsupported(
+                    "deletion of external disk snapshots with children not supported",
+                ));
+            }
+        }
+        if !metadata_only && flags & CHILDREN_ONLY == 0 && snap.is_external() {
+            let merges = plan(&all, &snap, &current_def)?;
+            self.merge_overlays(obj, &merges).await?;
+        }
+        // Deepest first, so that each goes with its children moved up.
+        let mut doomed: Vec<String> = if with_children {
+            descendants.into_iter().rev().collect()
+        } else {
+            Vec::new()
+        };
+        if flags & CHILDREN_ONLY == 0 {
+            doomed.push(name.to_string());
+        }
+        for n in doomed {
+            discard_metadata(inner, &dom_name, &mut all, &n)?;
+        }
+        Ok(())
+    }
+
+    /// Commits each overlay into the image below it and points the domain
+    /// back at that image; a running guest is paused meanwhile and its VMM
+    /// lets go of the overlay before the commit and opens the merged image
+    /// after it.
+    async fn merge_overlays(&self, obj: &Arc<DomainObj>, merges: &[Merge]) -> Result<()> {
+        if merges.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        let live = {
+            let d = obj.data();
+            d.live.as_ref().map(|l| {
+                (
+                    l.vmm.clone(),
+                    l.host.disks.clone(),
+                    d.state == DomainState::Running,
+                )
+            })
+        };
+        if let Some((vmm, _, running)) = &live
+            && *running
+        {
+            vmm.control.run(&Command::Pause).await?;
+        }
+        let mut result = Ok(());
+        for m in merges {
+            let step = async {
+                if let Some((vmm, disks, _)) = &live {
+                    // Reopened on itself: the VMM's cached metadata of the
+                    // overlay is written out and nothing of the image below
+                    // stays cached across the commit.
+                    let slot = slot_of(disks, &m.dev)?;
+                    vmm.disk_reopen(slot, &overlay::open_chain(&m.overlay, DiskFormat::Qcow2)?)
+                        .await?;
+                    overlay::commit(m.overlay.clone(), m.base.clone(), m.base_format).await?;
+                    vmm.disk_reopen(slot, &overlay::open_chain(&m.base, m.base_format)?)
+                        .await?;
+                } else {
+                    overlay::commit(m.overlay.clone(), m.base.clone(), m.base_format).await?;
+                }
+                record_disk_image(inner, obj, &m.dev, &m.base, m.base_format)?;
+                if let Err(e) = std::fs::remove_file(&m.overlay) {
+                    tracing::warn!("cannot remove {}: {e}", m.overlay.display());
+                }
+                Ok::<(), Error>(())
+            };
+            if let Err(e) = step.await {
+                result = Err(Error::new(
+                    ErrorCode::OperationFailed,
+                    ErrorDomain::Qemu,
+                    format!(
+                        "block commit failed while deleting disk '{}' snapshot: '{}'",
+                        m.dev, e.message
+                    ),
+                ));
+                break;
+            }
+        }
+        if let Some((vmm, _, running)) = &live
+            && *running
+        {
+            vmm.control.run(&Command::Resume).await?;
+        }
+        result
+    }
+}
