@@ -198,6 +198,75 @@ virsh -c "$U" destroy n1 >/dev/null 2>&1
 expect snap-offline-delete 0 "Domain snapshot off1 deleted" -- snapshot-delete n1 off1
 expect snap-offline-back 0 "vda +$tmp/n1.img" -- domblklist n1
 
+# Internal snapshots of a qcow2 volume (the default of snapshot-create-as):
+# inside the image, as qemu-img reads them; the guest state beside the
+# metadata.
+virsh -c "$U" pool-define-as p dir --target "$tmp/pool" >/dev/null 2>&1
+virsh -c "$U" pool-build p >/dev/null 2>&1
+virsh -c "$U" pool-start p >/dev/null 2>&1
+expect int-vol 0 "Vol q1.qcow2 created" -- vol-create-as p q1.qcow2 8M --format qcow2
+qimg=$tmp/pool/q1.qcow2
+sed "s|<name>n1</name>|<name>q1</name>|; s|n1.serial|q1.serial|; s|<driver name='qemu' type='raw'/><source file='[^']*'/>|<driver name='qemu' type='qcow2'/><source file='$qimg'/>|" "$tmp/n1.xml" >"$tmp/q1.xml"
+serial=$tmp/q1.serial
+expect int-define 0 "Domain 'q1' defined" -- define "$tmp/q1.xml"
+expect int-start 0 "Domain 'q1' started" -- start q1
+wait_ticks 3
+b1=$(last_tick)
+expect int-create 0 "Domain snapshot i1 created" -- snapshot-create-as q1 i1
+b2=$(last_tick)
+expect int-running 0 '^running' -- domstate q1
+wait_ticks 3 && no_fail && pass int-guest-ticks-on || fail int-guest-ticks-on
+expect int-same-image 0 "vda +$qimg" -- domblklist q1
+virsh -c "$U" snapshot-dumpxml q1 i1 >"$tmp/i1.snap.xml" 2>&1
+check int-dumpxml-valid xmllint --noout --relaxng "$RNG" "$tmp/i1.snap.xml"
+grep -q "<memory snapshot='internal'/>" "$tmp/i1.snap.xml" && grep -q "<disk name='vda' snapshot='internal'/>" "$tmp/i1.snap.xml" &&
+    pass int-dumpxml-internal || fail int-dumpxml-internal
+virsh -c "$U" snapshot-info q1 i1 | tr '\n' ' ' >"$tmp/info.out"
+grep -Eq 'State: +running +Location: +internal' "$tmp/info.out" && pass int-info || fail "int-info ($(cat "$tmp/info.out"))"
+qemu_img_has() { # NAME SNAPSHOTS...: qemu-img lists exactly these and finds no error
+    local name=$1 out
+    shift
+    if ! command -v qemu-img >/dev/null; then
+        [ "${CI:-}" = true ] && fail "$name (qemu-img is missing)"
+        return
+    fi
+    out=$(qemu-img snapshot -U -l "$qimg" 2>&1 | awk 'NR > 2 { print $2 }' | tr '\n' ' ')
+    if [ "$out" = "$*${*:+ }" ] && qemu-img check -U "$qimg" 2>&1 | grep -q "No errors were found"; then
+        pass "$name"
+    else
+        fail "$name (qemu-img lists '$out'; $(qemu-img check -U "$qimg" 2>&1 | head -3 | tr '\n' ' '))"
+    fi
+}
+qemu_img_has int-qemu-img-sees-i1 i1
+wait_ticks 3
+lines=$(wc -l <"$serial")
+expect int-revert 0 "Domain snapshot i1 reverted" -- snapshot-revert q1 i1
+wait_ticks 2
+first=$(tail -n +"$((lines + 1))" "$serial" | grep -o '^TICK [0-9]*' |
+    awk -v top="$((b2 + 1))" '$2 <= top { print $2; exit }')
+if [ -n "$first" ] && [ "$first" -ge "$((b1 + 1))" ] && no_fail; then
+    pass int-revert-ticks-from-snapshot
+else
+    fail "int-revert-ticks-from-snapshot (first tick $first, snapshot between $b1 and $b2)"
+fi
+virsh -c "$U" destroy q1 >/dev/null 2>&1
+expect int-offline 0 "Domain snapshot i2 created" -- snapshot-create-as q1 i2
+expect int-offline-state 0 "<state>shutoff</state>" -- snapshot-dumpxml q1 i2
+qemu_img_has int-qemu-img-sees-both i1 i2
+expect int-revert-offline-to-memory 0 "Domain snapshot i1 reverted" -- snapshot-revert q1 i1
+expect int-revert-offline-running 0 'running \(from snapshot\)' -- domstate q1 --reason
+expect int-delete-live 0 "Domain snapshot i2 deleted" -- snapshot-delete q1 i2
+wait_ticks 2 && no_fail && pass int-guest-after-live-delete || fail int-guest-after-live-delete
+qemu_img_has int-qemu-img-after-delete i1
+expect int-revert-to-shutoff 0 "Domain snapshot i1 reverted" -- snapshot-revert q1 i1 --paused
+expect int-reverted-paused 0 'paused \(from snapshot\)' -- domstate q1 --reason
+virsh -c "$U" destroy q1 >/dev/null 2>&1
+expect int-delete-offline 0 "Domain snapshot i1 deleted" -- snapshot-delete q1 i1
+qemu_img_has int-qemu-img-none
+ls "$tmp/state/snapshot/q1" 2>/dev/null | grep -q . && fail int-metadata-gone || pass int-metadata-gone
+expect int-undefine 0 "Domain 'q1' has been undefined" -- undefine q1
+serial=$tmp/n1.serial
+
 # libvirt-dbus's DomainSnapshot interface.
 BUS=$(head -1 "$tmp/bus")
 uuid=$(virsh -c "$U" domuuid n1 | head -1)

@@ -343,11 +343,13 @@ impl Vmm {
         &self,
         slot: u8,
         layers: &[(std::fs::File, crate::vmm::config::DiskFormat)],
+        internal: Option<protocol::InternalSnapshot>,
     ) -> Result<()> {
         use std::os::fd::AsFd;
         let command = protocol::Command::DiskReopen(protocol::DiskReopen {
             slot,
             formats: layers.iter().map(|(_, f)| *f).collect(),
+            internal,
         });
         let fds: Vec<_> = layers.iter().map(|(f, _)| f.as_fd()).collect();
         self.control

@@ -101,6 +101,19 @@ pub struct Save {
 pub struct DiskReopen {
     pub slot: u8,
     pub formats: Vec<crate::vmm::config::DiskFormat>,
+    /// An internal snapshot taken, applied or deleted in the image (the
+    /// first descriptor, a qcow2 image) between letting go of the old
+    /// handle and opening the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<InternalSnapshot>,
+}
+
+/// `disk-reopen`'s work in a qcow2 image's own snapshot table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalSnapshot {
+    pub op: crate::vmm::storage::qcow2_snapshot::Op,
+    pub name: String,
 }
 
 /// A request.
@@ -375,6 +388,15 @@ mod tests {
                     crate::vmm::config::DiskFormat::Qcow2,
                     crate::vmm::config::DiskFormat::Raw,
                 ],
+                internal: None,
+            }),
+            Command::DiskReopen(DiskReopen {
+                slot: 5,
+                formats: vec![crate::vmm::config::DiskFormat::Qcow2],
+                internal: Some(InternalSnapshot {
+                    op: crate::vmm::storage::qcow2_snapshot::Op::Create,
+                    name: "s1".into(),
+                }),
             }),
         ];
         for c in all {

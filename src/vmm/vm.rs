@@ -726,7 +726,7 @@ impl Vm {
                     };
                     layers.push((std::fs::File::from(fd), *format));
                 }
-                match self.virtio.reopen_disk(a.slot, layers) {
+                match self.virtio.reopen_disk(a.slot, layers, a.internal) {
                     Ok(()) => ok(json!({})),
                     Err(e) => err(&format!("disk-reopen: {e}")),
                 }
@@ -829,8 +829,9 @@ impl Vm {
         }
     }
 
-    /// Stops every vCPU (parked, its last exit completed) and notes the
-    /// guest clock.
+    /// Stops every vCPU (parked, its last exit completed), then every
+    /// device worker (after the request it runs), and notes the guest
+    /// clock: a paused guest does no I/O, so its images may be worked on.
     fn pause_vcpus(
         &self,
         state: &mut LoopState,
@@ -842,18 +843,20 @@ impl Vm {
             self.ctl.resume();
             return Err("vCPUs did not stop within 5 s".into());
         }
+        self.virtio.quiesce();
         // Freeze the guest's kvmclock while paused.
         state.saved_clock = self.vm.get_clock().ok().map(|c| c.clock);
         state.paused = true;
         Ok(())
     }
 
-    /// Lets the vCPUs run again, the guest clock carrying on from where
-    /// it stopped.
+    /// Lets the devices and the vCPUs run again, the guest clock carrying
+    /// on from where it stopped.
     fn resume_vcpus(&self, state: &mut LoopState) {
         if let Some(clock) = state.saved_clock.take() {
             self.set_clock(clock);
         }
+        self.virtio.resume();
         state.paused = false;
         self.ctl.resume();
     }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::vmm::config::DiskFormat;
-use crate::vmm::protocol::{Command, Save};
+use crate::vmm::protocol::{Command, InternalSnapshot, Save};
+use crate::vmm::storage::qcow2_snapshot::{self, Op};
 use crate::xml::Domain;
 use crate::xml::model::disk::{Disk, DiskDevice, DiskType};
 use crate::xml::snapshot::{DomainSnapshot, Location, ParseMode, SnapshotDisk, SnapshotState};
@@ -169,25 +170,16 @@ pub(super) struct OverlayPlan {
     pub create: bool,
 }
 
-/// libvirt's checks of internal locations, with oxvirt's answer for what
-/// libvirt could do and oxvirt does not.
-fn check_internal(snap: &DomainSnapshot, def: &Domain) -> Result<()> {
+/// The qcow2 images that take an internal snapshot, as (target, image);
+/// libvirt's errors for raw images and pflash firmware.
+fn plan_internal(snap: &DomainSnapshot, def: &Domain) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
     for (e, d) in snap.disks.iter().zip(&def.devices.disks) {
         if e.location != Some(Location::Internal) {
             continue;
         }
         match source_of(d) {
-            Some((_, DiskFormat::Qcow2)) => {
-                return Err(Error::new(
-                    ErrorCode::OperationUnsupported,
-                    ErrorDomain::Qemu,
-                    format!(
-                        "internal snapshot of disk {} is not supported; take an external \
-                         snapshot (--disk-only, or --memspec with --diskspec)",
-                        e.name
-                    ),
-                ));
-            }
+            Some((image, DiskFormat::Qcow2)) => out.push((e.name.clone(), PathBuf::from(image))),
             _ => {
                 return Err(Error::new(
                     ErrorCode::ConfigUnsupported,
@@ -200,14 +192,64 @@ fn check_internal(snap: &DomainSnapshot, def: &Domain) -> Result<()> {
             }
         }
     }
-    if snap.memory == Some(Location::Internal) {
+    let pflash = def.os.loader.as_ref().and_then(|l| l.loader_type)
+        == Some(crate::xml::model::os::LoaderType::Pflash);
+    if pflash && (!out.is_empty() || snap.memory == Some(Location::Internal)) {
         return Err(Error::new(
             ErrorCode::OperationUnsupported,
             ErrorDomain::Qemu,
-            "internal memory snapshots are not supported; take an external one (--memspec)",
+            "internal snapshots of a VM with pflash based firmware are not supported",
         ));
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Where the guest state of an internal full system snapshot is kept (in
+/// its metadata directory: oxvirt keeps no VM state in qcow2 images).
+pub(super) fn internal_memory_path(inner: &Inner, domain: &str, snapshot: &str) -> PathBuf {
+    super::metadata_dir(inner, domain).join(format!("{snapshot}.memory"))
+}
+
+/// Runs an internal snapshot operation on a shut off domain's image.
+pub(super) async fn internal_offline(image: PathBuf, op: Op, name: String) -> Result<()> {
+    let what = format!(
+        "cannot {op:?} internal snapshot '{name}' of '{}'",
+        image.display()
+    )
+    .to_lowercase();
+    let run = tokio::task::spawn_blocking(move || {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&image)?;
+        qcow2_snapshot::run(&f, op, &name)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("{what}: {e}")))?;
+    run.map_err(|e| {
+        Error::new(
+            ErrorCode::OperationFailed,
+            ErrorDomain::Qemu,
+            format!("{what}: {e}"),
+        )
+    })
+}
+
+/// Runs an internal snapshot operation on a running domain's image, in
+/// its VMM between two requests (the guest is paused by the caller).
+pub(super) async fn internal_live(
+    vmm: &super::super::vmm::Vmm,
+    slot: u8,
+    image: &Path,
+    op: Op,
+    name: &str,
+) -> Result<()> {
+    let chain = overlay::open_chain(image, DiskFormat::Qcow2)?;
+    let internal = InternalSnapshot {
+        op,
+        name: name.to_string(),
+    };
+    vmm.disk_reopen(slot, &chain, Some(internal)).await
 }
 
 /// Names and checks the overlay of every external disk.
@@ -588,11 +630,15 @@ impl Driver {
                 "nothing selected for snapshot"
             }));
         }
-        check_internal(&snap, &def)?;
+        let internals = plan_internal(&snap, &def)?;
         let plans = plan_overlays(&mut snap, &def, flags)?;
         if let Some((_, disks)) = &live {
-            for p in &plans {
-                slot_of(disks, &p.dev)?;
+            for dev in plans
+                .iter()
+                .map(|p| &p.dev)
+                .chain(internals.iter().map(|(d, _)| d))
+            {
+                slot_of(disks, dev)?;
             }
         }
         if flags & QUIESCE != 0 {
@@ -610,11 +656,35 @@ impl Driver {
         snap.domain = Some(def.clone());
         snap.inactive_domain = persistent.filter(|_| active);
 
+        if snap.memory == Some(Location::Internal) {
+            snap.memory_file = None;
+        }
+        let memory = match snap.memory {
+            Some(Location::External) => snap.memory_file.clone().map(PathBuf::from),
+            Some(Location::Internal) => {
+                super::super::fsutil::ensure_dir_mode(
+                    &super::metadata_dir(inner, &dom_name),
+                    0o700,
+                )?;
+                Some(internal_memory_path(inner, &dom_name, &snap.name))
+            }
+            _ => None,
+        };
         match &live {
             Some((vmm, disks)) => {
-                take_running(vmm, disks, &plans, &snap, state == DomainState::Running).await?
+                let running = state == DomainState::Running;
+                take_running(
+                    vmm,
+                    disks,
+                    &plans,
+                    &internals,
+                    memory.as_deref(),
+                    &snap,
+                    running,
+                )
+                .await?
             }
-            None => take_offline(&plans).await?,
+            None => take_offline(&plans, &internals, &snap.name).await?,
         }
         for p in &plans {
             record_disk_image(inner, obj, &p.dev, &p.overlay, DiskFormat::Qcow2)?;
@@ -641,22 +711,41 @@ impl Driver {
     }
 }
 
-/// Makes the overlays of a shut off domain.
-async fn take_offline(plans: &[OverlayPlan]) -> Result<()> {
+/// Makes the overlays and internal snapshots of a shut off domain; undoes
+/// what it made when a step fails.
+async fn take_offline(
+    plans: &[OverlayPlan],
+    internals: &[(String, PathBuf)],
+    name: &str,
+) -> Result<()> {
     let mut made: Vec<&Path> = Vec::new();
-    for p in plans {
-        if p.create {
-            let r = overlay::create(p.overlay.clone(), p.image.clone(), p.format).await;
-            if let Err(e) = r {
-                for m in made {
-                    let _ = std::fs::remove_file(m);
-                }
-                return Err(e);
+    let mut taken: Vec<&Path> = Vec::new();
+    let mut result = Ok(());
+    for p in plans.iter().filter(|p| p.create) {
+        result = overlay::create(p.overlay.clone(), p.image.clone(), p.format).await;
+        if result.is_err() {
+            break;
+        }
+        made.push(&p.overlay);
+    }
+    if result.is_ok() {
+        for (_, image) in internals {
+            result = internal_offline(image.clone(), Op::Create, name.to_string()).await;
+            if result.is_err() {
+                break;
             }
-            made.push(&p.overlay);
+            taken.push(image);
         }
     }
-    Ok(())
+    if result.is_err() {
+        for m in made {
+            let _ = std::fs::remove_file(m);
+        }
+        for t in taken {
+            let _ = internal_offline(t.to_path_buf(), Op::Delete, name.to_string()).await;
+        }
+    }
+    result
 }
 
 /// Takes the snapshot of a running guest: paused, each disk moved onto
@@ -667,6 +756,8 @@ async fn take_running(
     vmm: &Arc<super::super::vmm::Vmm>,
     disks: &[DiskRes],
     plans: &[OverlayPlan],
+    internals: &[(String, PathBuf)],
+    memory: Option<&Path>,
     snap: &DomainSnapshot,
     was_running: bool,
 ) -> Result<()> {
@@ -685,7 +776,7 @@ async fn take_running(
             made.push(&p.overlay);
         }
         let reopened = match overlay::open_chain(&p.overlay, DiskFormat::Qcow2) {
-            Ok(chain) => vmm.disk_reopen(slot_of(disks, &p.dev)?, &chain).await,
+            Ok(chain) => vmm.disk_reopen(slot_of(disks, &p.dev)?, &chain, None).await,
             Err(e) => Err(e),
         };
         if let Err(e) = reopened {
@@ -694,14 +785,31 @@ async fn take_running(
         }
         moved.push(p);
     }
-    let memory = snap.memory_file.as_deref().filter(|_| result.is_ok());
-    if let Some(path) = memory {
-        result = save_memory(vmm, Path::new(path), snap, was_running).await;
+    let mut taken: Vec<&(String, PathBuf)> = Vec::new();
+    if result.is_ok() {
+        for t in internals {
+            let (dev, image) = t;
+            result = internal_live(vmm, slot_of(disks, dev)?, image, Op::Create, &snap.name).await;
+            if result.is_err() {
+                break;
+            }
+            taken.push(t);
+        }
+    }
+    if let Some(path) = memory.filter(|_| result.is_ok()) {
+        result = save_memory(vmm, path, snap, was_running).await;
     }
     if result.is_err() {
+        for (dev, image) in taken {
+            let undo =
+                internal_live(vmm, slot_of(disks, dev)?, image, Op::Delete, &snap.name).await;
+            if let Err(e) = undo {
+                tracing::error!(disk = dev, "cannot drop the internal snapshot again: {e}");
+            }
+        }
         for p in moved {
             let back = match overlay::open_chain(&p.image, p.format) {
-                Ok(chain) => vmm.disk_reopen(slot_of(disks, &p.dev)?, &chain).await,
+                Ok(chain) => vmm.disk_reopen(slot_of(disks, &p.dev)?, &chain, None).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = back {

@@ -15,8 +15,11 @@ use crate::xml::snapshot::{DomainSnapshot, Location};
 use super::super::domain::DomainObj;
 use super::super::state::DomainState;
 use super::super::{Driver, Inner, check_flags, image};
-use super::create::{record_disk_image, slot_of};
+use super::create::{
+    internal_live, internal_memory_path, internal_offline, record_disk_image, slot_of,
+};
 use super::overlay;
+use crate::vmm::storage::qcow2_snapshot::Op;
 
 /// `virDomainSnapshotDeleteFlags`.
 pub const CHILDREN: u32 = 1;
@@ -247,7 +250,63 @@ impl Driver {
             doomed.push(name.to_string());
         }
         for n in doomed {
+            if !metadata_only && let Some(s) = all.iter().find(|s| s.name == n && !s.is_external())
+            {
+                let s = s.clone();
+                self.drop_internal(obj, &dom_name, &s).await?;
+            }
             discard_metadata(inner, &dom_name, &mut all, &n)?;
+        }
+        Ok(())
+    }
+
+    /// Drops an internal snapshot from each image that holds it (through
+    /// the VMM for an image a running guest writes to) and its memory.
+    async fn drop_internal(
+        &self,
+        obj: &Arc<DomainObj>,
+        domain: &str,
+        snap: &DomainSnapshot,
+    ) -> Result<()> {
+        let Some(def) = snap.domain.as_ref() else {
+            return Ok(());
+        };
+        let live = {
+            let d = obj.data();
+            d.live
+                .as_ref()
+                .map(|l| (l.vmm.clone(), l.host.disks.clone()))
+        };
+        for d in snap
+            .disks
+            .iter()
+            .filter(|d| d.location == Some(Location::Internal))
+        {
+            let Some((image, _)) = disk_image(def, &d.name) else {
+                continue;
+            };
+            let image = PathBuf::from(image);
+            let in_use = live.as_ref().and_then(|(vmm, disks)| {
+                disks
+                    .iter()
+                    .find(|r| r.target == d.name && r.path == image)
+                    .map(|r| (vmm.clone(), r.slot))
+            });
+            match in_use {
+                Some((vmm, slot)) => {
+                    internal_live(&vmm, slot, &image, Op::Delete, &snap.name).await?
+                }
+                None if image.exists() => {
+                    internal_offline(image, Op::Delete, snap.name.clone()).await?
+                }
+                None => {}
+            }
+        }
+        let memory = internal_memory_path(&self.inner, domain, &snap.name);
+        if let Err(e) = std::fs::remove_file(&memory)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove {}: {e}", memory.display());
         }
         Ok(())
     }
@@ -284,10 +343,14 @@ impl Driver {
                     // overlay is written out and nothing of the image below
                     // stays cached across the commit.
                     let slot = slot_of(disks, &m.dev)?;
-                    vmm.disk_reopen(slot, &overlay::open_chain(&m.overlay, DiskFormat::Qcow2)?)
-                        .await?;
+                    vmm.disk_reopen(
+                        slot,
+                        &overlay::open_chain(&m.overlay, DiskFormat::Qcow2)?,
+                        None,
+                    )
+                    .await?;
                     overlay::commit(m.overlay.clone(), m.base.clone(), m.base_format).await?;
-                    vmm.disk_reopen(slot, &overlay::open_chain(&m.base, m.base_format)?)
+                    vmm.disk_reopen(slot, &overlay::open_chain(&m.base, m.base_format)?, None)
                         .await?;
                 } else {
                     overlay::commit(m.overlay.clone(), m.base.clone(), m.base_format).await?;

@@ -6,7 +6,7 @@
 //! kept, or boots, or stays off, as the snapshot and flags say.
 
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
@@ -19,8 +19,9 @@ use super::super::state::{EventType, detail, paused, running, shutoff};
 use super::super::supervise::{self, Launch};
 use super::super::vmm::StartFrom;
 use super::super::{Driver, check_flags, lifecycle, save, save_image};
-use super::create::set_disk_image;
+use super::create::{internal_memory_path, internal_offline, set_disk_image};
 use super::overlay;
+use crate::vmm::storage::qcow2_snapshot::Op;
 
 /// `virDomainSnapshotRevertFlags`.
 pub const RUNNING: u32 = 1;
@@ -171,18 +172,29 @@ impl Driver {
                 "qemu doesn't support reversion of snapshot taken in PMSUSPENDED state",
             ));
         }
-        if !snap.is_external() {
-            return Err(Error::new(
-                ErrorCode::OperationUnsupported,
-                ErrorDomain::Qemu,
-                format!("snapshot '{name}' is internal; internal snapshots are not supported"),
-            ));
-        }
-        let memory = match (&snap.memory_file, with_memory) {
-            (Some(f), true) => Some(save_image::open(Path::new(f))?),
-            _ => None,
+        let memory_path = match snap.memory {
+            _ if !with_memory => None,
+            Some(Location::Internal) => Some(internal_memory_path(inner, &dom_name, name)),
+            _ => snap.memory_file.as_ref().map(PathBuf::from),
+        };
+        let memory = match &memory_path {
+            Some(p) => Some(save_image::open(p)?),
+            None => None,
         };
         let disks = plan(&all, &snap, &def)?;
+        let internals: Vec<PathBuf> = snap
+            .disks
+            .iter()
+            .filter(|d| d.location == Some(Location::Internal))
+            .filter_map(|d| {
+                def.devices
+                    .disks
+                    .iter()
+                    .find(|x| x.target.dev == d.name)
+                    .and_then(|x| x.source.as_ref()?.path.clone())
+            })
+            .map(PathBuf::from)
+            .collect();
 
         if let Some(vmm) = live_vmm {
             supervise::stop_as(inner, obj, &vmm, shutoff::FROM_SNAPSHOT).await?;
@@ -196,6 +208,9 @@ impl Driver {
         let mut persistent = snap.inactive_domain.clone().unwrap_or_else(|| def.clone());
         def.name = dom_name.clone();
         persistent.name = dom_name.clone();
+        for image in &internals {
+            internal_offline(image.clone(), Op::Apply, name.to_string()).await?;
+        }
         let mut reverted = snap.clone();
         for (dev, overlay_path, image, format) in &disks {
             overlay::create(overlay_path.clone(), image.clone(), *format).await?;

@@ -275,6 +275,8 @@ impl Allow {
                     libc::SYS_fstatfs,
                     libc::SYS_preadv,
                     libc::SYS_pwritev,
+                    // An internal snapshot grows the image.
+                    libc::SYS_ftruncate,
                 ])
                 // Control clients are checked by their credentials, and
                 // replies to them have a send timeout.

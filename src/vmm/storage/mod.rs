@@ -15,4 +15,5 @@ pub mod atapi;
 pub mod cdrom;
 pub mod media_change;
 pub mod mmc;
+pub mod qcow2_snapshot;
 pub mod sense;

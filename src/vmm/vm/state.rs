@@ -84,7 +84,7 @@ impl Vm {
             started.elapsed().as_millis()
         );
         let written = self.write_state(out, state);
-        self.virtio.resume();
+        // The devices start again with the vCPUs.
         if was_running && (resume || written.is_err()) {
             self.resume_vcpus(state);
         }
