@@ -7,11 +7,14 @@
 # domainsnapshot.rng, revert to the memory snapshot (the guest's ticks
 # carry on from the snapshot) and to the disk-only one (shut off, boots
 # from the frozen image), delete with the overlay committed back into the
-# image below it, metadata that outlives a daemon restart, and libvirt's
-# errors for what cannot be done (internal snapshots of raw images,
-# --quiesce without an agent, duplicate names, undefine with snapshots).
-# Then the same tree through libvirt-dbus's DomainSnapshot interface and
-# python-libvirt. Called by run.sh.
+# image below it, metadata that outlives a daemon restart; internal
+# snapshots of a qcow2 volume (the default), which qemu-img lists and
+# checks, taken, reverted to and deleted running and shut off; and
+# libvirt's errors for what cannot be done (internal snapshots of raw
+# images, --quiesce without an agent, duplicate names, undefine with
+# snapshots). Then the same through libvirt-dbus's DomainSnapshot
+# interface, oxvirsh (whose output must be virsh's) and python-libvirt.
+# Called by run.sh.
 #
 # usage: snapshot.sh OXVIRTD TMPDIR
 set -u
@@ -303,6 +306,48 @@ out=$(busctl --address="$BUS" introspect org.libvirt "$spath" org.libvirt.Domain
 grep -q '\.ListChildren' <<<"$out" && pass dbus-snapshot-introspect || fail "dbus-snapshot-introspect ($out)"
 virsh -c "$U" destroy n1 >/dev/null 2>&1
 virsh -c "$U" snapshot-delete n1 d-1 --metadata >/dev/null 2>&1
+
+# oxvirsh prints what virsh prints.
+OXVIRSH=$(cd "$(dirname "$OXVIRTD")" && pwd)/oxvirsh
+ox() { timeout 60 "$OXVIRSH" --bus-address "$BUS" "$@" 2>&1; }
+same() { # NAME ARGS...: both clients, the same output
+    local name=$1 v o
+    shift
+    v=$(timeout 30 virsh -c "$U" "$@" 2>&1)
+    o=$(ox "$@")
+    if [ "$v" = "$o" ]; then pass "oxvirsh-$name"; else
+        fail "oxvirsh-$name"
+        diff <(echo "$v") <(echo "$o") | sed 's/^/       | /'
+    fi
+}
+saw() { # NAME WANT ARGS...: oxvirsh's output is exactly WANT
+    local name=$1 want=$2 out
+    shift 2
+    out=$(ox "$@")
+    if [ "$out" = "$want" ]; then pass "oxvirsh-$name"; else fail "oxvirsh-$name (got '$out', want '$want')"; fi
+}
+virsh -c "$U" start n1 >/dev/null 2>&1
+wait_ticks 2
+saw snapshot-create-as "Domain snapshot o1 created" snapshot-create-as n1 o1 --disk-only
+saw snapshot-create-as-memory "Domain snapshot o2 created" snapshot-create-as n1 o2 "second one" --memspec "$tmp/n1.o2.mem" --diskspec vda,snapshot=external
+saw snapshot-create-dup "$(printf 'error: operation failed: domain moment o2 already exists')" snapshot-create-as n1 o2 --disk-only --diskspec "vda,file=$tmp/x.qcow2"
+for args in "snapshot-list n1" "snapshot-list n1 --parent" "snapshot-list n1 --tree" "snapshot-list n1 --name" \
+    "snapshot-list n1 --roots" "snapshot-list n1 --leaves --name" "snapshot-list n1 --from o1" \
+    "snapshot-list n1 --current --descendants" "snapshot-info n1 o1" "snapshot-info n1 --current" \
+    "snapshot-current n1 --name" "snapshot-parent n1 o2" "snapshot-parent n1 o1" "snapshot-dumpxml n1 o2" \
+    "snapshot-info n1" "snapshot-dumpxml n1 nope" "snapshot-create-as n1 --print-xml x y --memspec /m --diskspec vda,snapshot=external"; do
+    # shellcheck disable=SC2086
+    same "${args// /-}" $args
+done
+saw snapshot-current-set "Snapshot o1 set as current" snapshot-current n1 o1
+expect snapshot-current-set-seen 0 '^o1$' -- snapshot-current n1 --name
+saw snapshot-revert "$(printf 'Domain snapshot o2 reverted')" snapshot-revert n1 o2
+expect snapshot-revert-running 0 'running \(from snapshot\)' -- domstate n1 --reason
+saw snapshot-delete-metadata "Domain snapshot o1 deleted" snapshot-delete n1 o1 --metadata
+saw snapshot-delete "Domain snapshot o2 deleted" snapshot-delete n1 --current
+# o1 went with --metadata: its overlay stays, now holding o2's data too.
+expect snapshot-delete-back 0 "vda +$tmp/n1.o1" -- domblklist n1
+virsh -c "$U" destroy n1 >/dev/null 2>&1
 
 # python-libvirt.
 if /usr/bin/python3 -c 'import libvirt' 2>/dev/null; then

@@ -138,6 +138,25 @@ pub fn local_time(secs: i64) -> String {
     )
 }
 
+/// [`local_time`] with the zone offset (`%z`), as `snapshot-list` prints it.
+pub fn local_time_zone(secs: i64) -> String {
+    // SAFETY: localtime_r writes only into the tm it is given.
+    let off = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        let t: libc::time_t = secs;
+        libc::localtime_r(&t, &mut tm);
+        tm.tm_gmtoff
+    };
+    let sign = if off < 0 { '-' } else { '+' };
+    let off = off.unsigned_abs();
+    format!(
+        "{} {sign}{:02}{:02}",
+        local_time(secs),
+        off / 3600,
+        off % 3600 / 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,6 +97,21 @@ const GROUPS: &[(&str, &str, &[&str])] = &[
         &["nodedev-dumpxml", "nodedev-list"],
     ),
     (
+        "Snapshot",
+        "snapshot",
+        &[
+            "snapshot-create",
+            "snapshot-create-as",
+            "snapshot-current",
+            "snapshot-delete",
+            "snapshot-dumpxml",
+            "snapshot-info",
+            "snapshot-list",
+            "snapshot-parent",
+            "snapshot-revert",
+        ],
+    ),
+    (
         "Storage Pool",
         "pool",
         &[

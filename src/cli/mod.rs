@@ -45,6 +45,7 @@ pub mod domain_info;
 pub mod domain_lifecycle;
 pub mod domain_list;
 pub mod domain_save;
+pub mod domain_snapshot;
 pub mod domain_stats;
 pub mod edit;
 pub mod error;
@@ -108,6 +109,58 @@ pub struct DomArg {
     /// domain name, id or uuid
     #[arg(value_name = "DOMAIN")]
     pub domain: String,
+}
+
+/// The flags `snapshot-create` and `snapshot-create-as` share.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SnapshotCreateArgs {
+    /// redefine metadata for existing snapshot
+    #[arg(long)]
+    redefine: bool,
+    /// with redefine, set current snapshot
+    #[arg(long)]
+    current: bool,
+    /// take snapshot but create no metadata
+    #[arg(long = "no-metadata")]
+    no_metadata: bool,
+    /// halt domain after snapshot is created
+    #[arg(long)]
+    halt: bool,
+    /// capture disk state but not vm state
+    #[arg(long = "disk-only")]
+    disk_only: bool,
+    /// reuse any existing external files
+    #[arg(long = "reuse-external")]
+    reuse_external: bool,
+    /// quiesce guest's file systems
+    #[arg(long)]
+    quiesce: bool,
+    /// require atomic operation
+    #[arg(long)]
+    atomic: bool,
+    /// take a live snapshot
+    #[arg(long)]
+    live: bool,
+    /// validate the XML against the schema
+    #[arg(long)]
+    validate: bool,
+}
+
+impl SnapshotCreateArgs {
+    fn flags(&self) -> domain_snapshot::CreateFlags {
+        domain_snapshot::CreateFlags {
+            redefine: self.redefine,
+            current: self.current,
+            no_metadata: self.no_metadata,
+            halt: self.halt,
+            disk_only: self.disk_only,
+            reuse_external: self.reuse_external,
+            quiesce: self.quiesce,
+            atomic: self.atomic,
+            live: self.live,
+            validate: self.validate,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -243,6 +296,193 @@ pub enum Cmd {
         /// restore domain into paused state
         #[arg(long)]
         paused: bool,
+    },
+    /// Create a snapshot from XML
+    #[command(name = "snapshot-create")]
+    SnapshotCreate {
+        #[command(flatten)]
+        d: DomArg,
+        /// domain snapshot XML
+        #[arg(long = "xmlfile")]
+        xmlfile: Option<String>,
+        #[command(flatten)]
+        f: SnapshotCreateArgs,
+    },
+    /// Create a snapshot from a set of args
+    #[command(name = "snapshot-create-as")]
+    SnapshotCreateAs {
+        #[command(flatten)]
+        d: DomArg,
+        /// name of snapshot
+        #[arg(long = "name", value_name = "NAME")]
+        name: Option<String>,
+        /// description of snapshot
+        #[arg(long = "description", value_name = "DESCRIPTION")]
+        description: Option<String>,
+        /// the name, given without --name
+        #[arg(value_name = "NAME", conflicts_with = "name")]
+        name_arg: Option<String>,
+        /// the description, given without --description
+        #[arg(value_name = "DESCRIPTION", conflicts_with = "description")]
+        description_arg: Option<String>,
+        /// print XML document rather than create
+        #[arg(long = "print-xml")]
+        print_xml: bool,
+        /// memory attributes: [file=]name[,snapshot=type]
+        #[arg(long)]
+        memspec: Option<String>,
+        /// disk attributes: disk[,snapshot=type][,driver=type][,stype=type][,file=name]
+        #[arg(long)]
+        diskspec: Vec<String>,
+        #[command(flatten)]
+        f: SnapshotCreateArgs,
+    },
+    /// Get or set the current snapshot
+    #[command(name = "snapshot-current")]
+    SnapshotCurrent {
+        #[command(flatten)]
+        d: DomArg,
+        /// list the name, rather than the full xml
+        #[arg(long)]
+        name: bool,
+        /// include security sensitive information in XML dump
+        #[arg(long = "security-info")]
+        security_info: bool,
+        /// name of existing snapshot to make current
+        snapshotname: Option<String>,
+    },
+    /// Delete a domain snapshot
+    #[command(name = "snapshot-delete")]
+    SnapshotDelete {
+        #[command(flatten)]
+        d: DomArg,
+        /// snapshot name
+        snapshotname: Option<String>,
+        /// delete current snapshot
+        #[arg(long)]
+        current: bool,
+        /// delete snapshot and all children
+        #[arg(long)]
+        children: bool,
+        /// delete children but not snapshot
+        #[arg(long = "children-only")]
+        children_only: bool,
+        /// delete only libvirt metadata, leaving snapshot contents behind
+        #[arg(long)]
+        metadata: bool,
+    },
+    /// Dump XML for a domain snapshot
+    #[command(name = "snapshot-dumpxml")]
+    SnapshotDumpxml {
+        #[command(flatten)]
+        d: DomArg,
+        /// snapshot name
+        snapshotname: String,
+        /// include security sensitive information in XML dump
+        #[arg(long = "security-info")]
+        security_info: bool,
+    },
+    /// snapshot information
+    #[command(name = "snapshot-info")]
+    SnapshotInfo {
+        #[command(flatten)]
+        d: DomArg,
+        /// snapshot name
+        snapshotname: Option<String>,
+        /// info on current snapshot
+        #[arg(long)]
+        current: bool,
+    },
+    /// List snapshots for a domain
+    #[command(name = "snapshot-list")]
+    SnapshotList {
+        #[command(flatten)]
+        d: DomArg,
+        /// add a column showing parent snapshot
+        #[arg(long)]
+        parent: bool,
+        /// list only snapshots without parents
+        #[arg(long)]
+        roots: bool,
+        /// list only snapshots without children
+        #[arg(long)]
+        leaves: bool,
+        /// list only snapshots that are not leaves (with children)
+        #[arg(long = "no-leaves")]
+        no_leaves: bool,
+        /// list only snapshots that have metadata that would prevent undefine
+        #[arg(long)]
+        metadata: bool,
+        /// list only snapshots that have no metadata managed by libvirt
+        #[arg(long = "no-metadata")]
+        no_metadata: bool,
+        /// filter by snapshots taken while inactive
+        #[arg(long)]
+        inactive: bool,
+        /// filter by snapshots taken while active (full system snapshots)
+        #[arg(long)]
+        active: bool,
+        /// filter by disk-only snapshots
+        #[arg(long = "disk-only")]
+        disk_only: bool,
+        /// filter by internal snapshots
+        #[arg(long)]
+        internal: bool,
+        /// filter by external snapshots
+        #[arg(long)]
+        external: bool,
+        /// list snapshots in a tree
+        #[arg(long)]
+        tree: bool,
+        /// limit list to children of given snapshot
+        #[arg(long)]
+        from: Option<String>,
+        /// limit list to children of current snapshot
+        #[arg(long)]
+        current: bool,
+        /// with --from, list all descendants
+        #[arg(long)]
+        descendants: bool,
+        /// list snapshot names only
+        #[arg(long)]
+        name: bool,
+        /// sort list topologically rather than by name
+        #[arg(long)]
+        topological: bool,
+    },
+    /// Get the name of the parent of a snapshot
+    #[command(name = "snapshot-parent")]
+    SnapshotParent {
+        #[command(flatten)]
+        d: DomArg,
+        /// find parent of snapshot name
+        snapshotname: Option<String>,
+        /// find parent of current snapshot
+        #[arg(long)]
+        current: bool,
+    },
+    /// Revert a domain to a snapshot
+    #[command(name = "snapshot-revert")]
+    SnapshotRevert {
+        #[command(flatten)]
+        d: DomArg,
+        /// snapshot name
+        snapshotname: Option<String>,
+        /// revert to current snapshot
+        #[arg(long)]
+        current: bool,
+        /// after reverting, change state to running
+        #[arg(long)]
+        running: bool,
+        /// after reverting, change state to paused
+        #[arg(long)]
+        paused: bool,
+        /// try harder on risky reverts
+        #[arg(long)]
+        force: bool,
+        /// re-initialize NVRAM from its pristine template
+        #[arg(long = "reset-nvram")]
+        reset_nvram: bool,
     },
     /// managed save of a domain state
     Managedsave {
@@ -1151,6 +1391,140 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
                 paused: *paused,
             };
             domain_save::restore(s.bus()?, file, xml.as_deref(), f)?
+        }
+        Cmd::SnapshotCreate { d, xmlfile, f } => {
+            domain_snapshot::create(s.bus()?, &d.domain, xmlfile.as_deref(), f.flags())?
+        }
+        Cmd::SnapshotCreateAs {
+            d,
+            name,
+            description,
+            name_arg,
+            description_arg,
+            print_xml,
+            memspec,
+            diskspec,
+            f,
+        } => {
+            let a = domain_snapshot::CreateAs {
+                name: name.clone().or_else(|| name_arg.clone()),
+                description: description.clone().or_else(|| description_arg.clone()),
+                print_xml: *print_xml,
+                memspec: memspec.clone(),
+                diskspec: diskspec.clone(),
+            };
+            if *print_xml {
+                domain_snapshot::create_as_xml(&a)?
+            } else {
+                domain_snapshot::create_as(s.bus()?, &d.domain, &a, f.flags())?
+            }
+        }
+        Cmd::SnapshotCurrent {
+            d,
+            name,
+            security_info,
+            snapshotname,
+        } => domain_snapshot::current(
+            s.bus()?,
+            &d.domain,
+            *name,
+            *security_info,
+            snapshotname.as_deref(),
+        )?,
+        Cmd::SnapshotDelete {
+            d,
+            snapshotname,
+            current,
+            children,
+            children_only,
+            metadata,
+        } => {
+            let flags =
+                u32::from(*children) | u32::from(*metadata) << 1 | u32::from(*children_only) << 2;
+            domain_snapshot::delete(
+                s.bus()?,
+                &d.domain,
+                snapshotname.as_deref(),
+                *current,
+                flags,
+            )?
+        }
+        Cmd::SnapshotDumpxml {
+            d,
+            snapshotname,
+            security_info,
+        } => domain_snapshot::dumpxml(s.bus()?, &d.domain, snapshotname, *security_info)?,
+        Cmd::SnapshotInfo {
+            d,
+            snapshotname,
+            current,
+        } => domain_snapshot::info(s.bus()?, &d.domain, snapshotname.as_deref(), *current)?,
+        Cmd::SnapshotList {
+            d,
+            parent,
+            roots,
+            leaves,
+            no_leaves,
+            metadata,
+            no_metadata,
+            inactive,
+            active,
+            disk_only,
+            internal,
+            external,
+            tree,
+            from,
+            current,
+            descendants,
+            name,
+            topological,
+        } => {
+            let o = domain_snapshot::ListOpts {
+                parent: *parent,
+                roots: *roots,
+                leaves: *leaves,
+                no_leaves: *no_leaves,
+                metadata: *metadata,
+                no_metadata: *no_metadata,
+                inactive: *inactive,
+                active: *active,
+                disk_only: *disk_only,
+                internal: *internal,
+                external: *external,
+                tree: *tree,
+                from: from.clone(),
+                current: *current,
+                descendants: *descendants,
+                name: *name,
+                topological: *topological,
+            };
+            domain_snapshot::list(s.bus()?, &d.domain, &o)?
+        }
+        Cmd::SnapshotParent {
+            d,
+            snapshotname,
+            current,
+        } => domain_snapshot::parent(s.bus()?, &d.domain, snapshotname.as_deref(), *current)?,
+        Cmd::SnapshotRevert {
+            d,
+            snapshotname,
+            current,
+            running,
+            paused,
+            force,
+            reset_nvram,
+        } => {
+            let flags = u32::from(*running)
+                | u32::from(*paused) << 1
+                | u32::from(*force) << 2
+                | u32::from(*reset_nvram) << 3;
+            domain_snapshot::revert(
+                s.bus()?,
+                &d.domain,
+                snapshotname.as_deref(),
+                *current,
+                flags,
+            )?
         }
         Cmd::Managedsave {
             d,
