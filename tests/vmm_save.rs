@@ -17,9 +17,9 @@ fn abstract_name(tag: &str) -> String {
     format!("@oxvirt-vmm-save-{}-{tag}", std::process::id())
 }
 
-fn cmdline(cpus: u32) -> String {
+fn cmdline(cpus: u32, mem_mib: u64) -> String {
     format!(
-        "oxtest.checks=e820 oxtest.cpus={cpus} oxtest.mem={MEM_MIB} oxtest.pci=1 \
+        "oxtest.checks=e820 oxtest.cpus={cpus} oxtest.mem={mem_mib} oxtest.pci=1 \
          oxtest.then=ticker oxtest.tickmem=16 oxtest.tickdev=1"
     )
 }
@@ -36,6 +36,10 @@ fn disk(dir: &Path) -> PathBuf {
 
 /// Starts the ticker with a disk and an rng; `extra` adds VMM options.
 fn start(tag: &str, cpus: u32, disk: &Path, extra: &[&str]) -> Option<Guest> {
+    start_with(tag, cpus, MEM_MIB, disk, extra)
+}
+
+fn start_with(tag: &str, cpus: u32, mem_mib: u64, disk: &Path, extra: &[&str]) -> Option<Guest> {
     if !kvm_available() {
         return None;
     }
@@ -44,7 +48,13 @@ fn start(tag: &str, cpus: u32, disk: &Path, extra: &[&str]) -> Option<Guest> {
     let disk_opt = format!("path={}", disk.display());
     let mut args: Vec<&str> = vec!["--control-socket", &name, "--disk", &disk_opt, "--rng"];
     args.extend_from_slice(extra);
-    Some(Guest::start(&elf, cpus, MEM_MIB, &cmdline(cpus), &args))
+    Some(Guest::start(
+        &elf,
+        cpus,
+        mem_mib,
+        &cmdline(cpus, mem_mib),
+        &args,
+    ))
 }
 
 fn failures(log: &str) -> Vec<&str> {
@@ -59,9 +69,13 @@ fn save(g: &Guest, image: &Path, resume: bool) -> serde_json::Value {
 }
 
 fn save_and_restore(cpus: u32) {
+    save_and_restore_with(cpus, MEM_MIB)
+}
+
+fn save_and_restore_with(cpus: u32, mem_mib: u64) {
     let dir = scratch("save");
     let disk = disk(&dir);
-    let Some(mut a) = start(&format!("a{cpus}"), cpus, &disk, &[]) else {
+    let Some(mut a) = start_with(&format!("a{cpus}-{mem_mib}"), cpus, mem_mib, &disk, &[]) else {
         return;
     };
     assert!(
@@ -85,7 +99,15 @@ fn save_and_restore(cpus: u32) {
     drop(a);
 
     let image_arg = image.display().to_string();
-    let mut b = start(&format!("b{cpus}"), cpus, &disk, &["--restore", &image_arg]).unwrap();
+    let restore = ["--restore", image_arg.as_str()];
+    let mut b = start_with(
+        &format!("b{cpus}-{mem_mib}"),
+        cpus,
+        mem_mib,
+        &disk,
+        &restore,
+    )
+    .unwrap();
     assert!(
         b.wait_log(Duration::from_secs(30), |l| ticks(l).len() >= 5),
         "the restored guest does not tick:\n{}\n{}",
@@ -104,6 +126,13 @@ fn save_and_restore(cpus: u32) {
     assert!(failures(&before).is_empty(), "{before}");
     assert!(failures(&after).is_empty(), "{after}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A machine whose RAM goes on above the 4 GiB boundary (after the PCI
+/// hole): both regions are saved and laid out again.
+#[test]
+fn a_guest_with_ram_above_4_gib_carries_on_after_restore() {
+    save_and_restore_with(2, 5 << 10);
 }
 
 #[test]

@@ -30,6 +30,7 @@ from selenium.webdriver.support.ui import Select
 
 RUNNING = "testos-running"
 OFF = "testos-off"
+SNAP = "testos-snap"
 VNC = "testos-vnc"
 CONN = "system"
 CREATED = "cockpit-created"
@@ -775,6 +776,76 @@ def _():
         # The row shows the network's device and address.
         raise Fail("default's row shows neither virbr0 nor 192.168.122.1: %r" % rows[0].text)
     return " ".join(words)
+
+
+def modal_button(text, what):
+    """The button labelled `text` in the open dialog's footer."""
+    return wait(lambda: [b for b in driver.find_elements(
+        By.CSS_SELECTOR, ".pf-c-modal-box__footer button")
+        if b.text.strip() == text and b.is_displayed() and b.is_enabled()], what, 15)[0]
+
+
+def modal_errors():
+    return " ".join(" ".join(e.text for e in driver.find_elements(
+        By.CSS_SELECTOR, ".pf-c-modal-box .pf-c-alert")).split())
+
+
+def snapshot_row_name():
+    return text_of("vm-%s-snapshot-0-name" % SNAP)
+
+
+@check("snapshot-create", requires=("vms-listed",))
+def _():
+    go_list()
+    click_id("vm-%s-%s-name" % (SNAP, CONN), "the name link of " + SNAP)
+    pre = "vm-" + SNAP
+    click_id(pre + "-add-snapshot-button", "the Create snapshot button")
+    name = wait(lambda: by_id("snapshot-create-dialog-name"), "the snapshot dialog", 10)
+    name.send_keys(Keys.CONTROL, "a")
+    name.send_keys("before-upgrade")
+    desc = by_id("snapshot-create-dialog-description")
+    if desc:
+        desc.send_keys("taken in Cockpit")
+    modal_button("Create", "the dialog's Create button").click()
+    try:
+        wait(lambda: snapshot_row_name() == "before-upgrade",
+             "the snapshot in the Snapshots card", 60)
+    except Fail as e:
+        raise Fail("%s; the dialog says %r; alerts: %s" % (e, modal_errors(), alerts())) from e
+    rc, info = virsh("snapshot-info", SNAP, "before-upgrade")
+    if rc != 0 or "Location:       internal" not in info or "State:          running" not in info:
+        raise Fail("virsh snapshot-info says: %r" % info)
+    if domstate(SNAP) != "running":
+        raise Fail("the guest is %s after the snapshot" % domstate(SNAP))
+    return "internal snapshot with memory, listed as %s" % " ".join(
+        (text_of("vm-%s-snapshot-0-type" % SNAP) or "").split())
+
+
+@check("snapshot-revert", requires=("snapshot-create",))
+def _():
+    pre = "vm-" + SNAP
+    click_id(pre + "-snapshot-0-revert", "the Revert button")
+    modal_button("Revert", "the dialog's Revert button").click()
+    wait(lambda: not driver.find_elements(By.CSS_SELECTOR, ".pf-c-modal-box"),
+         "the revert dialog to close", 60)
+    rc, out = virsh("domstate", SNAP, "--reason")
+    if "running (from snapshot)" not in out:
+        raise Fail("virsh domstate --reason: %r; alerts: %s" % (out, alerts()))
+    rc, cur = virsh("snapshot-current", SNAP, "--name")
+    if cur.strip() != "before-upgrade":
+        raise Fail("current snapshot is %r" % cur)
+
+
+@check("snapshot-delete", requires=("snapshot-create",))
+def _():
+    click_id("delete-vm-%s-snapshot-0" % SNAP, "the snapshot's Delete button")
+    modal_button("Delete", "the confirmation's Delete button").click()
+    wait(lambda: not snapshot_row_name(), "the snapshot to leave the card", 60)
+    rc, out = virsh("snapshot-list", SNAP, "--name")
+    if rc != 0 or out.strip():
+        raise Fail("virsh snapshot-list --name: %r" % out)
+    if domstate(SNAP) != "running":
+        raise Fail("the guest is %s after the delete" % domstate(SNAP))
 
 
 @check("create-vm")

@@ -10,7 +10,8 @@
 #   - oxvirtd on that bus, its RPC sockets at $TESTDIR/libvirt-sock(-ro),
 #     its config/run/state dirs in $TESTDIR; two domains defined from
 #     compat-tests/examples/testos-domain.xml, as a user writes it (no
-#     machine=): testos-running (started) and testos-off (shut off); and
+#     machine=): testos-running (started), testos-off (shut off) and
+#     testos-snap (started, on a qcow2 volume, for the Snapshots card); and
 #     testos-vnc (started; VNC, a vga adapter, a USB tablet; the guest draws
 #     its test pattern and echoes keys to its serial log);
 #   - cockpit-ws --no-tls --local-session=cockpit-bridge on 127.0.0.1, in its
@@ -255,13 +256,23 @@ vncxml() {
 truncate -s 16M "$TESTDIR/testos-running.img"
 domxml testos-running running >"$TESTDIR/testos-running.xml"
 domxml testos-off off >"$TESTDIR/testos-off.xml"
+# testos-snap: testos-off on a qcow2 volume, for the Snapshots card. The
+# volume comes from oxvirt's storage driver, through a transient pool that
+# is gone again before Cockpit looks.
+for a in "pool-create-as snaptmp dir --target $TESTDIR" \
+    "vol-create-as snaptmp testos-snap.qcow2 16M --format qcow2" "pool-destroy snaptmp"; do
+    # shellcheck disable=SC2086
+    out=$(timeout 30 virsh -c "$U" $a 2>&1) || setup_fail "virsh $a: $out"
+done
+domxml testos-snap off | sed "s|<devices>|<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$TESTDIR/testos-snap.qcow2'/><target dev='vda' bus='virtio'/></disk>|" \
+    >"$TESTDIR/testos-snap.xml"
 vncxml >"$TESTDIR/testos-vnc.xml"
 cp "$TESTDIR"/testos-*.xml "$ART/"
-for d in testos-running testos-off testos-vnc; do
+for d in testos-running testos-off testos-vnc testos-snap; do
     out=$(timeout 30 virsh -c "$U" define "$TESTDIR/$d.xml" 2>&1) ||
         setup_fail "virsh define $d: $out"
 done
-for d in testos-running testos-vnc; do
+for d in testos-running testos-vnc testos-snap; do
     out=$(timeout 30 virsh -c "$U" start $d 2>&1) || setup_fail "virsh start $d: $out"
 done
 # libvirt's default network, as the package defines it, running.

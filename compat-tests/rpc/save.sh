@@ -4,7 +4,8 @@
 # and the restore a start does from it, dominfo's "Managed save", list
 # --with-managed-save and the "saved" state, undefine refused while an
 # image exists; the test guest's ticks carry on and the memory region it
-# keeps rewriting still adds up after each restore. Bad images and bad
+# keeps rewriting still adds up after each restore; domjobabort stops a
+# save, the guest running on. Bad images and bad
 # calls get libvirt's errors and change nothing. Called by run.sh.
 #
 # The same through oxvirsh (D-Bus), whose output must be virsh's, and
@@ -179,6 +180,33 @@ expect transient-gone 1 "failed to get domain 't1'" -- dominfo t1
 expect transient-restore 0 "Domain restored from" -- restore "$tmp/t1.save"
 expect transient-back 0 'running' -- domstate t1
 virsh -c "$U" destroy t1 >/dev/null 2>&1
+
+# domjobabort during a save: the save stops with libvirt's error, the guest
+# runs on, no image is left. The guest has 2.5 GiB of touched memory, so
+# that the save lasts long enough to be caught.
+sed -e 's|<name>s1</name>|<name>big</name>|; /<uuid>/d' \
+    -e "s|<memory unit='MiB'>128</memory>|<memory unit='MiB'>3072</memory>|" \
+    -e 's|<cmdline>.*</cmdline>|<cmdline>oxtest.checks=e820 oxtest.then=memfill oxtest.fillmib=2560</cmdline>|' \
+    -e "s|$tmp/s1.serial|$tmp/big.serial|" "$tmp/s1.xml" >"$tmp/big.xml"
+virsh -c "$U" create "$tmp/big.xml" >/dev/null 2>&1
+for _ in $(seq 300); do grep -q '^INFO memfill 2560 MiB' "$tmp/big.serial" 2>/dev/null && break; sleep 0.1; done
+(timeout 120 virsh -c "$U" save big "$tmp/big.save" >"$tmp/big.out" 2>&1; echo "rc=$?" >>"$tmp/big.out") &
+saver=$!
+for _ in $(seq 200); do
+    virsh -c "$U" domjobinfo big 2>/dev/null | grep -q 'Unbounded' && break
+    sleep 0.02
+done
+expect save-abort 0 '' -- domjobabort big
+wait "$saver"
+if grep -q "operation aborted: job 'domain save' canceled by client" "$tmp/big.out" && grep -q 'rc=1' "$tmp/big.out"; then
+    pass save-aborted-with-libvirts-error
+else
+    fail "save-aborted-with-libvirts-error ($(tr '\n' ' ' <"$tmp/big.out"))"
+fi
+[ -e "$tmp/big.save" ] && fail save-aborted-no-image || pass save-aborted-no-image
+expect save-aborted-still-running 0 '^running' -- domstate big
+expect save-abort-no-job 1 'no job is active on the domain' -- domjobabort big
+virsh -c "$U" destroy big >/dev/null 2>&1
 
 # oxvirsh prints what virsh prints; libvirt-dbus's methods directly.
 BUS=$(head -1 "$tmp/bus")

@@ -111,192 +111,10 @@ pub struct DomArg {
     pub domain: String,
 }
 
-/// The flags `snapshot-create` and `snapshot-create-as` share.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct SnapshotCreateArgs {
-    /// redefine metadata for existing snapshot
-    #[arg(long)]
-    redefine: bool,
-    /// with redefine, set current snapshot
-    #[arg(long)]
-    current: bool,
-    /// take snapshot but create no metadata
-    #[arg(long = "no-metadata")]
-    no_metadata: bool,
-    /// halt domain after snapshot is created
-    #[arg(long)]
-    halt: bool,
-    /// capture disk state but not vm state
-    #[arg(long = "disk-only")]
-    disk_only: bool,
-    /// reuse any existing external files
-    #[arg(long = "reuse-external")]
-    reuse_external: bool,
-    /// quiesce guest's file systems
-    #[arg(long)]
-    quiesce: bool,
-    /// require atomic operation
-    #[arg(long)]
-    atomic: bool,
-    /// take a live snapshot
-    #[arg(long)]
-    live: bool,
-    /// validate the XML against the schema
-    #[arg(long)]
-    validate: bool,
-}
-
-impl SnapshotCreateArgs {
-    fn flags(&self) -> domain_snapshot::CreateFlags {
-        domain_snapshot::CreateFlags {
-            redefine: self.redefine,
-            current: self.current,
-            no_metadata: self.no_metadata,
-            halt: self.halt,
-            disk_only: self.disk_only,
-            reuse_external: self.reuse_external,
-            quiesce: self.quiesce,
-            atomic: self.atomic,
-            live: self.live,
-            validate: self.validate,
-        }
-    }
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct PoolArg {
-    /// pool name or uuid
-    #[arg(value_name = "POOL")]
-    pub pool: String,
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct NetArg {
-    /// network name or uuid
-    #[arg(value_name = "NETWORK")]
-    pub network: String,
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct VolArg {
-    /// vol name, key or path
-    #[arg(value_name = "VOL")]
-    pub vol: String,
-}
-
+/// The snapshot commands (their own enum, flattened into [`Cmd`], so that
+/// building the command line does not take one huge stack frame).
 #[derive(Subcommand, Debug, Clone)]
-pub enum Cmd {
-    /// list domains
-    List(domain_list::ListArgs),
-    /// define (but don't start) a domain from an XML file
-    Define {
-        /// file containing an XML domain description
-        file: String,
-        /// validate the XML against the schema (accepted)
-        #[arg(long)]
-        validate: bool,
-    },
-    /// undefine a domain
-    Undefine {
-        #[command(flatten)]
-        d: DomArg,
-        /// remove all associated storage volumes (use with caution)
-        #[arg(long = "remove-all-storage")]
-        remove_all_storage: bool,
-        /// remove all domain snapshot metadata (accepted)
-        #[arg(long = "snapshots-metadata")]
-        snapshots_metadata: bool,
-        /// remove nvram file (accepted)
-        #[arg(long)]
-        nvram: bool,
-        /// remove domain managed state file
-        #[arg(long = "managed-save")]
-        managed_save: bool,
-    },
-    /// create a domain from an XML file
-    Create {
-        /// file containing an XML domain description
-        file: String,
-        /// attach to console after creation
-        #[arg(long)]
-        console: bool,
-        /// leave the guest paused after creation
-        #[arg(long)]
-        paused: bool,
-    },
-    /// start a (previously defined) inactive domain
-    Start {
-        #[command(flatten)]
-        d: DomArg,
-        /// attach to console after creation
-        #[arg(long)]
-        console: bool,
-        /// leave the guest paused after creation
-        #[arg(long)]
-        paused: bool,
-    },
-    /// gracefully shutdown a domain
-    Shutdown {
-        #[command(flatten)]
-        d: DomArg,
-    },
-    /// destroy (stop) a domain
-    Destroy {
-        #[command(flatten)]
-        d: DomArg,
-        /// terminate gracefully (accepted)
-        #[arg(long)]
-        graceful: bool,
-    },
-    /// reboot a domain
-    Reboot {
-        #[command(flatten)]
-        d: DomArg,
-    },
-    /// reset a domain
-    Reset {
-        #[command(flatten)]
-        d: DomArg,
-    },
-    /// save a domain state to a file
-    Save {
-        #[command(flatten)]
-        d: DomArg,
-        /// where to save the data
-        file: String,
-        /// avoid file system cache when saving
-        #[arg(long = "bypass-cache")]
-        bypass_cache: bool,
-        /// filename containing updated XML for the target
-        #[arg(long)]
-        xml: Option<String>,
-        /// set domain to be running on restore
-        #[arg(long)]
-        running: bool,
-        /// set domain to be paused on restore
-        #[arg(long)]
-        paused: bool,
-        /// display the progress of save (accepted)
-        #[arg(long)]
-        verbose: bool,
-    },
-    /// restore a domain from a saved state in a file
-    Restore {
-        /// the state to restore
-        file: String,
-        /// avoid file system cache when restoring
-        #[arg(long = "bypass-cache")]
-        bypass_cache: bool,
-        /// filename containing updated XML for the target
-        #[arg(long)]
-        xml: Option<String>,
-        /// restore domain into running state
-        #[arg(long)]
-        running: bool,
-        /// restore domain into paused state
-        #[arg(long)]
-        paused: bool,
-    },
+pub enum SnapshotCmd {
     /// Create a snapshot from XML
     #[command(name = "snapshot-create")]
     SnapshotCreate {
@@ -484,6 +302,196 @@ pub enum Cmd {
         #[arg(long = "reset-nvram")]
         reset_nvram: bool,
     },
+}
+
+/// The flags `snapshot-create` and `snapshot-create-as` share.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SnapshotCreateArgs {
+    /// redefine metadata for existing snapshot
+    #[arg(long)]
+    redefine: bool,
+    /// with redefine, set current snapshot
+    #[arg(long)]
+    current: bool,
+    /// take snapshot but create no metadata
+    #[arg(long = "no-metadata")]
+    no_metadata: bool,
+    /// halt domain after snapshot is created
+    #[arg(long)]
+    halt: bool,
+    /// capture disk state but not vm state
+    #[arg(long = "disk-only")]
+    disk_only: bool,
+    /// reuse any existing external files
+    #[arg(long = "reuse-external")]
+    reuse_external: bool,
+    /// quiesce guest's file systems
+    #[arg(long)]
+    quiesce: bool,
+    /// require atomic operation
+    #[arg(long)]
+    atomic: bool,
+    /// take a live snapshot
+    #[arg(long)]
+    live: bool,
+    /// validate the XML against the schema
+    #[arg(long)]
+    validate: bool,
+}
+
+impl SnapshotCreateArgs {
+    fn flags(&self) -> domain_snapshot::CreateFlags {
+        domain_snapshot::CreateFlags {
+            redefine: self.redefine,
+            current: self.current,
+            no_metadata: self.no_metadata,
+            halt: self.halt,
+            disk_only: self.disk_only,
+            reuse_external: self.reuse_external,
+            quiesce: self.quiesce,
+            atomic: self.atomic,
+            live: self.live,
+            validate: self.validate,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PoolArg {
+    /// pool name or uuid
+    #[arg(value_name = "POOL")]
+    pub pool: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetArg {
+    /// network name or uuid
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct VolArg {
+    /// vol name, key or path
+    #[arg(value_name = "VOL")]
+    pub vol: String,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Cmd {
+    /// list domains
+    List(domain_list::ListArgs),
+    /// define (but don't start) a domain from an XML file
+    Define {
+        /// file containing an XML domain description
+        file: String,
+        /// validate the XML against the schema (accepted)
+        #[arg(long)]
+        validate: bool,
+    },
+    /// undefine a domain
+    Undefine {
+        #[command(flatten)]
+        d: DomArg,
+        /// remove all associated storage volumes (use with caution)
+        #[arg(long = "remove-all-storage")]
+        remove_all_storage: bool,
+        /// remove all domain snapshot metadata (accepted)
+        #[arg(long = "snapshots-metadata")]
+        snapshots_metadata: bool,
+        /// remove nvram file (accepted)
+        #[arg(long)]
+        nvram: bool,
+        /// remove domain managed state file
+        #[arg(long = "managed-save")]
+        managed_save: bool,
+    },
+    /// create a domain from an XML file
+    Create {
+        /// file containing an XML domain description
+        file: String,
+        /// attach to console after creation
+        #[arg(long)]
+        console: bool,
+        /// leave the guest paused after creation
+        #[arg(long)]
+        paused: bool,
+    },
+    /// start a (previously defined) inactive domain
+    Start {
+        #[command(flatten)]
+        d: DomArg,
+        /// attach to console after creation
+        #[arg(long)]
+        console: bool,
+        /// leave the guest paused after creation
+        #[arg(long)]
+        paused: bool,
+    },
+    /// gracefully shutdown a domain
+    Shutdown {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// destroy (stop) a domain
+    Destroy {
+        #[command(flatten)]
+        d: DomArg,
+        /// terminate gracefully (accepted)
+        #[arg(long)]
+        graceful: bool,
+    },
+    /// reboot a domain
+    Reboot {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// reset a domain
+    Reset {
+        #[command(flatten)]
+        d: DomArg,
+    },
+    /// save a domain state to a file
+    Save {
+        #[command(flatten)]
+        d: DomArg,
+        /// where to save the data
+        file: String,
+        /// avoid file system cache when saving
+        #[arg(long = "bypass-cache")]
+        bypass_cache: bool,
+        /// filename containing updated XML for the target
+        #[arg(long)]
+        xml: Option<String>,
+        /// set domain to be running on restore
+        #[arg(long)]
+        running: bool,
+        /// set domain to be paused on restore
+        #[arg(long)]
+        paused: bool,
+        /// display the progress of save (accepted)
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// restore a domain from a saved state in a file
+    Restore {
+        /// the state to restore
+        file: String,
+        /// avoid file system cache when restoring
+        #[arg(long = "bypass-cache")]
+        bypass_cache: bool,
+        /// filename containing updated XML for the target
+        #[arg(long)]
+        xml: Option<String>,
+        /// restore domain into running state
+        #[arg(long)]
+        running: bool,
+        /// restore domain into paused state
+        #[arg(long)]
+        paused: bool,
+    },
+    #[command(flatten)]
+    Snapshot(SnapshotCmd),
     /// managed save of a domain state
     Managedsave {
         #[command(flatten)]
@@ -1392,140 +1400,7 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             };
             domain_save::restore(s.bus()?, file, xml.as_deref(), f)?
         }
-        Cmd::SnapshotCreate { d, xmlfile, f } => {
-            domain_snapshot::create(s.bus()?, &d.domain, xmlfile.as_deref(), f.flags())?
-        }
-        Cmd::SnapshotCreateAs {
-            d,
-            name,
-            description,
-            name_arg,
-            description_arg,
-            print_xml,
-            memspec,
-            diskspec,
-            f,
-        } => {
-            let a = domain_snapshot::CreateAs {
-                name: name.clone().or_else(|| name_arg.clone()),
-                description: description.clone().or_else(|| description_arg.clone()),
-                print_xml: *print_xml,
-                memspec: memspec.clone(),
-                diskspec: diskspec.clone(),
-            };
-            if *print_xml {
-                domain_snapshot::create_as_xml(&a)?
-            } else {
-                domain_snapshot::create_as(s.bus()?, &d.domain, &a, f.flags())?
-            }
-        }
-        Cmd::SnapshotCurrent {
-            d,
-            name,
-            security_info,
-            snapshotname,
-        } => domain_snapshot::current(
-            s.bus()?,
-            &d.domain,
-            *name,
-            *security_info,
-            snapshotname.as_deref(),
-        )?,
-        Cmd::SnapshotDelete {
-            d,
-            snapshotname,
-            current,
-            children,
-            children_only,
-            metadata,
-        } => {
-            let flags =
-                u32::from(*children) | u32::from(*metadata) << 1 | u32::from(*children_only) << 2;
-            domain_snapshot::delete(
-                s.bus()?,
-                &d.domain,
-                snapshotname.as_deref(),
-                *current,
-                flags,
-            )?
-        }
-        Cmd::SnapshotDumpxml {
-            d,
-            snapshotname,
-            security_info,
-        } => domain_snapshot::dumpxml(s.bus()?, &d.domain, snapshotname, *security_info)?,
-        Cmd::SnapshotInfo {
-            d,
-            snapshotname,
-            current,
-        } => domain_snapshot::info(s.bus()?, &d.domain, snapshotname.as_deref(), *current)?,
-        Cmd::SnapshotList {
-            d,
-            parent,
-            roots,
-            leaves,
-            no_leaves,
-            metadata,
-            no_metadata,
-            inactive,
-            active,
-            disk_only,
-            internal,
-            external,
-            tree,
-            from,
-            current,
-            descendants,
-            name,
-            topological,
-        } => {
-            let o = domain_snapshot::ListOpts {
-                parent: *parent,
-                roots: *roots,
-                leaves: *leaves,
-                no_leaves: *no_leaves,
-                metadata: *metadata,
-                no_metadata: *no_metadata,
-                inactive: *inactive,
-                active: *active,
-                disk_only: *disk_only,
-                internal: *internal,
-                external: *external,
-                tree: *tree,
-                from: from.clone(),
-                current: *current,
-                descendants: *descendants,
-                name: *name,
-                topological: *topological,
-            };
-            domain_snapshot::list(s.bus()?, &d.domain, &o)?
-        }
-        Cmd::SnapshotParent {
-            d,
-            snapshotname,
-            current,
-        } => domain_snapshot::parent(s.bus()?, &d.domain, snapshotname.as_deref(), *current)?,
-        Cmd::SnapshotRevert {
-            d,
-            snapshotname,
-            current,
-            running,
-            paused,
-            force,
-            reset_nvram,
-        } => {
-            let flags = u32::from(*running)
-                | u32::from(*paused) << 1
-                | u32::from(*force) << 2
-                | u32::from(*reset_nvram) << 3;
-            domain_snapshot::revert(
-                s.bus()?,
-                &d.domain,
-                snapshotname.as_deref(),
-                *current,
-                flags,
-            )?
-        }
+        Cmd::Snapshot(c) => run_snapshot(s.bus()?, c)?,
         Cmd::Managedsave {
             d,
             bypass_cache,
@@ -1818,6 +1693,134 @@ fn trailing_blank(cmd: &Cmd) -> bool {
         cmd,
         Cmd::Completions { .. } | Cmd::Manpage | Cmd::Quit | Cmd::Exit
     )
+}
+
+/// Runs one of the snapshot commands.
+fn run_snapshot(bus: &Bus, cmd: &SnapshotCmd) -> Result<String> {
+    Ok(match cmd {
+        SnapshotCmd::SnapshotCreate { d, xmlfile, f } => {
+            domain_snapshot::create(bus, &d.domain, xmlfile.as_deref(), f.flags())?
+        }
+        SnapshotCmd::SnapshotCreateAs {
+            d,
+            name,
+            description,
+            name_arg,
+            description_arg,
+            print_xml,
+            memspec,
+            diskspec,
+            f,
+        } => {
+            let a = domain_snapshot::CreateAs {
+                name: name.clone().or_else(|| name_arg.clone()),
+                description: description.clone().or_else(|| description_arg.clone()),
+                print_xml: *print_xml,
+                memspec: memspec.clone(),
+                diskspec: diskspec.clone(),
+            };
+            if *print_xml {
+                domain_snapshot::create_as_xml(&a)?
+            } else {
+                domain_snapshot::create_as(bus, &d.domain, &a, f.flags())?
+            }
+        }
+        SnapshotCmd::SnapshotCurrent {
+            d,
+            name,
+            security_info,
+            snapshotname,
+        } => domain_snapshot::current(
+            bus,
+            &d.domain,
+            *name,
+            *security_info,
+            snapshotname.as_deref(),
+        )?,
+        SnapshotCmd::SnapshotDelete {
+            d,
+            snapshotname,
+            current,
+            children,
+            children_only,
+            metadata,
+        } => {
+            let flags =
+                u32::from(*children) | u32::from(*metadata) << 1 | u32::from(*children_only) << 2;
+            domain_snapshot::delete(bus, &d.domain, snapshotname.as_deref(), *current, flags)?
+        }
+        SnapshotCmd::SnapshotDumpxml {
+            d,
+            snapshotname,
+            security_info,
+        } => domain_snapshot::dumpxml(bus, &d.domain, snapshotname, *security_info)?,
+        SnapshotCmd::SnapshotInfo {
+            d,
+            snapshotname,
+            current,
+        } => domain_snapshot::info(bus, &d.domain, snapshotname.as_deref(), *current)?,
+        SnapshotCmd::SnapshotList {
+            d,
+            parent,
+            roots,
+            leaves,
+            no_leaves,
+            metadata,
+            no_metadata,
+            inactive,
+            active,
+            disk_only,
+            internal,
+            external,
+            tree,
+            from,
+            current,
+            descendants,
+            name,
+            topological,
+        } => {
+            let o = domain_snapshot::ListOpts {
+                parent: *parent,
+                roots: *roots,
+                leaves: *leaves,
+                no_leaves: *no_leaves,
+                metadata: *metadata,
+                no_metadata: *no_metadata,
+                inactive: *inactive,
+                active: *active,
+                disk_only: *disk_only,
+                internal: *internal,
+                external: *external,
+                tree: *tree,
+                from: from.clone(),
+                current: *current,
+                descendants: *descendants,
+                name: *name,
+                topological: *topological,
+            };
+            domain_snapshot::list(bus, &d.domain, &o)?
+        }
+        SnapshotCmd::SnapshotParent {
+            d,
+            snapshotname,
+            current,
+        } => domain_snapshot::parent(bus, &d.domain, snapshotname.as_deref(), *current)?,
+        SnapshotCmd::SnapshotRevert {
+            d,
+            snapshotname,
+            current,
+            running,
+            paused,
+            force,
+            reset_nvram,
+        } => {
+            let flags = u32::from(*running)
+                | u32::from(*paused) << 1
+                | u32::from(*force) << 2
+                | u32::from(*reset_nvram) << 3;
+            domain_snapshot::revert(bus, &d.domain, snapshotname.as_deref(), *current, flags)?
+        }
+    })
 }
 
 /// Runs `cmd`, prints its output and errors; whether it succeeded.

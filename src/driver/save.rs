@@ -45,6 +45,9 @@ pub struct JobProgress {
     /// The image, whose growing size is the data processed.
     file: std::fs::File,
     start_len: u64,
+    /// The VMM stops the save once this pipe has something to read.
+    abort: std::io::PipeWriter,
+    aborted: bool,
 }
 
 /// `virDomainGetJobInfo`'s answer.
@@ -182,19 +185,39 @@ async fn save_locked(
     let bypass = flags & SAVE_BYPASS_CACHE != 0;
     let file = save_image::create(path, &image_xml(&def), was_running, bypass)?;
     let start_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let (abort_read, abort) =
+        std::io::pipe().map_err(|e| super::fsutil::system_error("cannot make a pipe", &e))?;
     let progress = file.try_clone().ok().map(|f| JobProgress {
         started: Instant::now(),
         total: vmm.config.memory_mib << 20,
         file: f,
         start_len,
+        abort,
+        aborted: false,
     });
     *obj.progress() = progress;
-    let save = Command::Save(Save { resume: false });
+    let save = Command::Save(Save {
+        resume: false,
+        cancel: true,
+    });
     let written = vmm
         .control
-        .run_with_fd(&save, file.as_fd(), Some(SAVE_TIMEOUT))
+        .run_with_fds(
+            &save,
+            &[file.as_fd(), abort_read.as_fd()],
+            Some(SAVE_TIMEOUT),
+        )
         .await;
-    *obj.progress() = None;
+    drop(abort_read);
+    let aborted = obj.progress().take().is_some_and(|p| p.aborted);
+    let written = match written {
+        Err(_) if aborted => Err(Error::new(
+            ErrorCode::OperationAborted,
+            ErrorDomain::Qemu,
+            "job 'domain save' canceled by client",
+        )),
+        other => other,
+    };
     let finished = written.and_then(|_| save_image::complete(&file, path, bypass));
     if let Err(e) = finished {
         let _ = std::fs::remove_file(path);
@@ -500,20 +523,22 @@ impl Driver {
         self.save_image_define(&path.to_string_lossy(), dxml, flags)
     }
 
-    /// `virDomainAbortJob`. A save runs to its end once the VMM writes
-    /// RAM, so there is nothing a client can stop yet.
+    /// `virDomainAbortJob`: the save in progress stops; the guest runs on
+    /// as it was and no image is left.
     pub fn abort_job(&self, obj: &DomainObj) -> Result<()> {
+        use std::io::Write;
         if obj.info()?.id.is_none() {
             return Err(Error::operation_invalid("domain is not running"));
         }
-        if obj.progress().is_none() {
+        let mut progress = obj.progress();
+        let Some(job) = progress.as_mut() else {
             return Err(Error::operation_invalid("no job is active on the domain"));
-        }
-        Err(Error::new(
-            ErrorCode::OperationUnsupported,
-            ErrorDomain::Qemu,
-            "cannot abort a save while the guest's memory is written",
-        ))
+        };
+        job.abort
+            .write_all(b"x")
+            .map_err(|e| super::fsutil::system_error("cannot abort the save", &e))?;
+        job.aborted = true;
+        Ok(())
     }
 
     /// `virDomainGetJobStats`: [`Driver::job_info`] as typed parameters.

@@ -83,12 +83,16 @@ pub struct VncAddClient {
 }
 
 /// `save`: the guest state into the descriptor that came with the
-/// request; the guest runs on afterwards only with `resume`.
+/// request; the guest runs on afterwards only with `resume`. With
+/// `cancel`, a second descriptor comes too: the save stops, and the guest
+/// runs on as it was, once it turns readable (`virDomainAbortJob`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Save {
     #[serde(default)]
     pub resume: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel: bool,
 }
 
 /// `disk-reopen`: the virtio disk in PCI slot `slot` goes on with another
@@ -381,7 +385,14 @@ mod tests {
                 fd: true,
                 skipauth: true,
             }),
-            Command::Save(Save { resume: true }),
+            Command::Save(Save {
+                resume: true,
+                cancel: false,
+            }),
+            Command::Save(Save {
+                resume: false,
+                cancel: true,
+            }),
             Command::DiskReopen(DiskReopen {
                 slot: 4,
                 formats: vec![

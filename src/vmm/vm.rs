@@ -713,7 +713,14 @@ impl Vm {
                 let Some(fd) = ctl_server.take_fd(client) else {
                     return err("save needs a file descriptor");
                 };
-                match self.save(fd, a.resume, state, threads) {
+                let cancel = match a.cancel {
+                    false => None,
+                    true => match ctl_server.take_fd(client) {
+                        Some(c) => Some(c),
+                        None => return err("save with cancel needs a second file descriptor"),
+                    },
+                };
+                match self.save(fd, cancel, a.resume, state, threads) {
                     Ok(saved) => ok(serde_json::to_value(saved).unwrap_or_default()),
                     Err(e) => err(&e),
                 }

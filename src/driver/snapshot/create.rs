@@ -849,7 +849,10 @@ async fn save_memory(
         update_cpu: false,
     });
     let file = save_image::create(path, &xml, was_running, false)?;
-    let save = Command::Save(Save { resume: false });
+    let save = Command::Save(Save {
+        resume: false,
+        cancel: false,
+    });
     use std::os::fd::AsFd;
     let written = vmm
         .control

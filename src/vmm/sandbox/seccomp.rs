@@ -277,6 +277,9 @@ impl Allow {
                     libc::SYS_pwritev,
                     // An internal snapshot grows the image.
                     libc::SYS_ftruncate,
+                    // A save looks whether its job was aborted.
+                    libc::SYS_poll,
+                    libc::SYS_ppoll,
                 ])
                 // Control clients are checked by their credentials, and
                 // replies to them have a send timeout.

@@ -101,6 +101,60 @@ pub struct MachineState {
     pub pci_configs: Vec<(u8, u8, serde_json::Value)>,
 }
 
+/// A writer that stops with an error once its cancel descriptor turns
+/// readable (looked at every [`Cancellable::CHECK_EVERY`] bytes).
+pub struct Cancellable<W> {
+    inner: W,
+    cancel: Option<std::os::fd::OwnedFd>,
+    unchecked: usize,
+}
+
+impl<W> Cancellable<W> {
+    const CHECK_EVERY: usize = 16 << 20;
+
+    pub fn new(inner: W, cancel: Option<std::os::fd::OwnedFd>) -> Self {
+        Cancellable {
+            inner,
+            cancel,
+            unchecked: 0,
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let Some(fd) = &self.cancel else {
+            return false;
+        };
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no timeout.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n > 0 && p.revents & (libc::POLLIN | libc::POLLHUP) != 0
+    }
+}
+
+impl<W: Write> Write for Cancellable<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.unchecked >= Self::CHECK_EVERY {
+            self.unchecked = 0;
+            if self.cancelled() {
+                // Not `Interrupted`: `write_all` would try again.
+                return Err(io::Error::other("save aborted"));
+            }
+        }
+        let n = self.inner.write(buf)?;
+        self.unchecked += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn invalid(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.into())
 }

@@ -69,6 +69,7 @@ impl Vm {
     pub(super) fn save(
         &self,
         out: OwnedFd,
+        cancel: Option<OwnedFd>,
         resume: bool,
         state: &mut LoopState,
         threads: &[JoinHandle<()>],
@@ -83,7 +84,7 @@ impl Vm {
             "guest paused and devices stopped in {} ms",
             started.elapsed().as_millis()
         );
-        let written = self.write_state(out, state);
+        let written = self.write_state(out, cancel, state);
         // The devices start again with the vCPUs.
         if was_running && (resume || written.is_err()) {
             self.resume_vcpus(state);
@@ -100,7 +101,12 @@ impl Vm {
         })
     }
 
-    fn write_state(&self, out: OwnedFd, state: &LoopState) -> std::result::Result<u64, String> {
+    fn write_state(
+        &self,
+        out: OwnedFd,
+        cancel: Option<OwnedFd>,
+        state: &LoopState,
+    ) -> std::result::Result<u64, String> {
         let started = std::time::Instant::now();
         let vcpus = self
             .ctl
@@ -165,7 +171,7 @@ impl Vm {
                 .collect(),
         };
         let file = std::fs::File::from(out);
-        let mut w = BufWriter::with_capacity(1 << 20, &file);
+        let mut w = BufWriter::with_capacity(1 << 20, snapshot::Cancellable::new(&file, cancel));
         let data = snapshot::write(
             &machine,
             &self.mem,
