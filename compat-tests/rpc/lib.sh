@@ -50,3 +50,17 @@ exact() {
         diff <(cat "$tmp/want") <(echo "$out") | sed 's/^/       | /'
     fi
 }
+
+# The test guest's ticker (oxtest.then=ticker) on its serial log, $serial:
+# the last tick printed, and waiting for N more.
+last_tick() { grep -o '^TICK [0-9]*' "$serial" | tail -1 | cut -d' ' -f2; }
+wait_ticks() {
+    local from to
+    from=$(last_tick)
+    to=$(( ${from:-0} + $1 ))
+    for _ in $(seq 300); do
+        [ "$(last_tick)" -ge "$to" ] 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}

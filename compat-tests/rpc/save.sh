@@ -48,17 +48,6 @@ cat >"$tmp/s1.xml" <<XML
 </domain>
 XML
 
-last_tick() { grep -o '^TICK [0-9]*' "$serial" | tail -1 | cut -d' ' -f2; }
-wait_ticks() { # N: until N more ticks than now
-    local from to
-    from=$(last_tick)
-    to=$(( ${from:-0} + $1 ))
-    for _ in $(seq 300); do
-        [ "$(last_tick)" -ge "$to" ] 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 ticks_carry_on() { # NAME: the guest ticks again, from where it stopped, memory intact
     local before=$1 name=$2
     if wait_ticks 3; then

@@ -53,17 +53,6 @@ cat >"$tmp/n1.xml" <<XML
 </domain>
 XML
 
-last_tick() { grep -o '^TICK [0-9]*' "$serial" | tail -1 | cut -d' ' -f2; }
-wait_ticks() { # N: until N more ticks than now
-    local from to
-    from=$(last_tick)
-    to=$(( ${from:-0} + $1 ))
-    for _ in $(seq 300); do
-        [ "$(last_tick)" -ge "$to" ] 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 no_fail() { ! grep -q '^FAIL' "$serial"; }
 valid() { # NAME SNAPSHOT: snapshot-dumpxml validates against libvirt's schema
     virsh -c "$U" snapshot-dumpxml n1 "$2" >"$tmp/$2.snap.xml" 2>&1

@@ -30,9 +30,17 @@ pub struct CreateFlags {
     pub validate: bool,
 }
 
+/// The flag word of `(set, bit)` pairs.
+fn bits(pairs: &[(bool, u32)]) -> u32 {
+    pairs
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |a, (_, b)| a | b)
+}
+
 impl CreateFlags {
     fn bits(self) -> u32 {
-        [
+        bits(&[
             (self.redefine, 1),
             (self.current, 2),
             (self.no_metadata, 4),
@@ -43,10 +51,7 @@ impl CreateFlags {
             (self.atomic, 128),
             (self.live, 256),
             (self.validate, 512),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |a, (_, b)| a | b)
+        ])
     }
 }
 
@@ -333,7 +338,7 @@ impl ListOpts {
     }
 
     fn flags(&self) -> u32 {
-        [
+        bits(&[
             (
                 self.roots
                     || (self.descendants || self.tree) && (self.from.is_some() || self.current),
@@ -349,10 +354,7 @@ impl ListOpts {
             (self.internal, 256),
             (self.external, 512),
             (self.topological, 1024),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |a, (_, b)| a | b)
+        ])
     }
 }
 

@@ -19,7 +19,7 @@ use super::lifecycle;
 use super::save_image::{self, failed};
 use super::state::{DomainState, EventType, detail, paused, running};
 use super::supervise::{self, Launch};
-use super::vmm::StartFrom;
+use super::vmm::{StartFrom, Vmm};
 use super::{Driver, Inner, check_flags};
 
 /// `virDomainSaveRestoreFlags`.
@@ -155,6 +155,60 @@ fn check_running_paused(flags: u32) -> Result<()> {
     Ok(())
 }
 
+/// Has the VMM write the guest's state into a new save image at `path`
+/// holding `def`; the guest is left paused. With `job`, the save is that
+/// domain's job: `virDomainGetJobInfo` follows it and `virDomainAbortJob`
+/// stops it. The image is complete afterwards, or removed.
+pub(super) async fn write_image(
+    vmm: &Vmm,
+    path: &Path,
+    def: &Domain,
+    was_running: bool,
+    bypass: bool,
+    job: Option<&DomainObj>,
+) -> Result<()> {
+    let file = save_image::create(path, &image_xml(def), was_running, bypass)?;
+    let start_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let (abort_read, abort) =
+        std::io::pipe().map_err(|e| super::fsutil::system_error("cannot make a pipe", &e))?;
+    if let Some(obj) = job {
+        *obj.progress() = file.try_clone().ok().map(|f| JobProgress {
+            started: Instant::now(),
+            total: vmm.config.memory_mib << 20,
+            file: f,
+            start_len,
+            abort,
+            aborted: false,
+        });
+    }
+    let save = Command::Save(Save {
+        resume: false,
+        cancel: true,
+    });
+    let written = vmm
+        .control
+        .run_with_fds(
+            &save,
+            &[file.as_fd(), abort_read.as_fd()],
+            Some(SAVE_TIMEOUT),
+        )
+        .await;
+    let aborted = job.is_some_and(|obj| obj.progress().take().is_some_and(|p| p.aborted));
+    let written = match written {
+        Err(_) if aborted => Err(Error::new(
+            ErrorCode::OperationAborted,
+            ErrorDomain::Qemu,
+            "job 'domain save' canceled by client",
+        )),
+        other => other,
+    };
+    let finished = written.and_then(|_| save_image::complete(&file, path, bypass));
+    if finished.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    finished
+}
+
 /// Writes the running domain to `path` and stops it (shut off, saved).
 /// On failure the image is removed and the guest runs on as it was.
 async fn save_locked(
@@ -183,44 +237,8 @@ async fn save_locked(
     }
     let was_running = runs_after(flags, state == DomainState::Running);
     let bypass = flags & SAVE_BYPASS_CACHE != 0;
-    let file = save_image::create(path, &image_xml(&def), was_running, bypass)?;
-    let start_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let (abort_read, abort) =
-        std::io::pipe().map_err(|e| super::fsutil::system_error("cannot make a pipe", &e))?;
-    let progress = file.try_clone().ok().map(|f| JobProgress {
-        started: Instant::now(),
-        total: vmm.config.memory_mib << 20,
-        file: f,
-        start_len,
-        abort,
-        aborted: false,
-    });
-    *obj.progress() = progress;
-    let save = Command::Save(Save {
-        resume: false,
-        cancel: true,
-    });
-    let written = vmm
-        .control
-        .run_with_fds(
-            &save,
-            &[file.as_fd(), abort_read.as_fd()],
-            Some(SAVE_TIMEOUT),
-        )
-        .await;
-    drop(abort_read);
-    let aborted = obj.progress().take().is_some_and(|p| p.aborted);
-    let written = match written {
-        Err(_) if aborted => Err(Error::new(
-            ErrorCode::OperationAborted,
-            ErrorDomain::Qemu,
-            "job 'domain save' canceled by client",
-        )),
-        other => other,
-    };
-    let finished = written.and_then(|_| save_image::complete(&file, path, bypass));
+    let finished = write_image(&vmm, path, &def, was_running, bypass, Some(obj)).await;
     if let Err(e) = finished {
-        let _ = std::fs::remove_file(path);
         // The VMM resumes a guest it paused when its own part fails; when
         // the daemon's part failed, the guest is paused there still.
         if state == DomainState::Running {
@@ -228,7 +246,6 @@ async fn save_locked(
         }
         return Err(e);
     }
-    drop(file);
     supervise::stop_saved(inner, obj, &vmm).await?;
     inner.emit(obj.uuid, &name, EventType::Stopped, detail::STOPPED_SAVED);
     Ok(())

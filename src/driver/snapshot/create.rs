@@ -10,17 +10,17 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::vmm::config::DiskFormat;
-use crate::vmm::protocol::{Command, InternalSnapshot, Save};
+use crate::vmm::protocol::{Command, InternalSnapshot};
 use crate::vmm::storage::qcow2_snapshot::{self, Op};
 use crate::xml::Domain;
-use crate::xml::model::disk::{Disk, DiskDevice, DiskType};
+use crate::xml::model::disk::{DiskDevice, DiskType};
 use crate::xml::snapshot::{DomainSnapshot, Location, ParseMode, SnapshotDisk, SnapshotState};
 
 use super::super::domain::DomainObj;
 use super::super::fsutil::system_error;
 use super::super::resolve::DiskRes;
 use super::super::state::{DomainState, EventType, detail, shutoff};
-use super::super::{Driver, Inner, check_flags, save_image, supervise};
+use super::super::{Driver, Inner, check_flags, save, supervise};
 use super::overlay;
 
 /// `virDomainSnapshotCreateFlags`.
@@ -95,16 +95,6 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// A disk's image as the domain uses it.
-fn source_of(d: &Disk) -> Option<(&str, DiskFormat)> {
-    let path = d.source.as_ref()?.path.as_deref()?;
-    let format = match d.driver.as_ref().and_then(|x| x.format.as_deref()) {
-        Some("qcow2") => DiskFormat::Qcow2,
-        _ => DiskFormat::Raw,
-    };
-    Some((path, format))
-}
-
 /// The snapshot's `<disks>`: one entry per domain disk, in the domain's
 /// order, the client's requests matched to them (by target or source),
 /// the rest given the default location.
@@ -113,7 +103,7 @@ fn align_disks(snap: &mut DomainSnapshot, def: &Domain, default: Location) -> Re
     let mut out = Vec::with_capacity(def.devices.disks.len());
     for d in &def.devices.disks {
         let dev = &d.target.dev;
-        let src = source_of(d).map(|(p, _)| p);
+        let src = super::image_of(d).map(|(p, _)| p);
         let mut mine = asked
             .iter()
             .enumerate()
@@ -142,7 +132,7 @@ fn align_disks(snap: &mut DomainSnapshot, def: &Domain, default: Location) -> Re
     for (e, d) in out.iter_mut().zip(&def.devices.disks) {
         let removable = matches!(d.device, DiskDevice::Cdrom | DiskDevice::Floppy);
         if e.location.is_none() {
-            e.location = Some(if removable || d.readonly || source_of(d).is_none() {
+            e.location = Some(if removable || d.readonly || super::image_of(d).is_none() {
                 Location::No
             } else {
                 default
@@ -178,7 +168,7 @@ fn plan_internal(snap: &DomainSnapshot, def: &Domain) -> Result<Vec<(String, Pat
         if e.location != Some(Location::Internal) {
             continue;
         }
-        match source_of(d) {
+        match super::image_of(d) {
             Some((image, DiskFormat::Qcow2)) => out.push((e.name.clone(), PathBuf::from(image))),
             _ => {
                 return Err(Error::new(
@@ -212,20 +202,23 @@ pub(super) fn internal_memory_path(inner: &Inner, domain: &str, snapshot: &str) 
 
 /// Runs an internal snapshot operation on a shut off domain's image.
 pub(super) async fn internal_offline(image: PathBuf, op: Op, name: String) -> Result<()> {
+    let verb = match op {
+        Op::Create => "create",
+        Op::Apply => "apply",
+        Op::Delete => "delete",
+    };
     let what = format!(
-        "cannot {op:?} internal snapshot '{name}' of '{}'",
+        "cannot {verb} internal snapshot '{name}' of '{}'",
         image.display()
-    )
-    .to_lowercase();
-    let run = tokio::task::spawn_blocking(move || {
+    );
+    let run = overlay::blocking(move || {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&image)?;
         qcow2_snapshot::run(&f, op, &name)
     })
-    .await
-    .map_err(|e| Error::internal(format!("{what}: {e}")))?;
+    .await?;
     run.map_err(|e| {
         Error::new(
             ErrorCode::OperationFailed,
@@ -260,7 +253,7 @@ fn plan_overlays(snap: &mut DomainSnapshot, def: &Domain, flags: u32) -> Result<
             continue;
         }
         let dev = e.name.clone();
-        let Some((image, format)) = source_of(d) else {
+        let Some((image, format)) = super::image_of(d) else {
             return Err(unsupported(format!(
                 "cannot generate external snapshot name for disk '{dev}' without source"
             )));
@@ -830,7 +823,7 @@ async fn take_running(
     result
 }
 
-/// The guest's state (and the definition it runs with) into `path`, in
+/// The guest's state (and the definition it ran with) into `path`, in
 /// the save image format.
 async fn save_memory(
     vmm: &super::super::vmm::Vmm,
@@ -842,29 +835,5 @@ async fn save_memory(
         .domain
         .as_ref()
         .ok_or_else(|| Error::internal("snapshot without a domain"))?;
-    let xml = def.to_xml(crate::xml::FormatFlags {
-        secure: true,
-        inactive: true,
-        migratable: true,
-        update_cpu: false,
-    });
-    let file = save_image::create(path, &xml, was_running, false)?;
-    let save = Command::Save(Save {
-        resume: false,
-        cancel: false,
-    });
-    use std::os::fd::AsFd;
-    let written = vmm
-        .control
-        .run_with_fd(
-            &save,
-            file.as_fd(),
-            Some(std::time::Duration::from_secs(30 * 60)),
-        )
-        .await;
-    let done = written.and_then(|_| save_image::complete(&file, path, false));
-    if done.is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    done
+    save::write_image(vmm, path, def, was_running, false, None).await
 }

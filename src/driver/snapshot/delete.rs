@@ -18,7 +18,7 @@ use super::super::{Driver, Inner, check_flags, image};
 use super::create::{
     internal_live, internal_memory_path, internal_offline, record_disk_image, slot_of,
 };
-use super::overlay;
+use super::{disk_image, overlay};
 use crate::vmm::storage::qcow2_snapshot::Op;
 
 /// `virDomainSnapshotDeleteFlags`.
@@ -36,16 +36,6 @@ struct Merge {
     overlay: PathBuf,
     base: PathBuf,
     base_format: DiskFormat,
-}
-
-fn disk_image(def: &crate::xml::Domain, dev: &str) -> Option<(String, DiskFormat)> {
-    let d = def.devices.disks.iter().find(|d| d.target.dev == dev)?;
-    let path = d.source.as_ref()?.path.clone()?;
-    let format = match d.driver.as_ref().and_then(|x| x.format.as_deref()) {
-        Some("qcow2") => DiskFormat::Qcow2,
-        _ => DiskFormat::Raw,
-    };
-    Some((path, format))
 }
 
 /// The overlays of `snap` to merge, checked as libvirt checks them: each

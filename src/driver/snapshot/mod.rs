@@ -14,6 +14,7 @@ mod revert;
 use std::path::PathBuf;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
+use crate::vmm::config::DiskFormat;
 use crate::xml::snapshot::{DomainSnapshot, ParseMode, SnapshotState};
 
 use super::domain::DomainObj;
@@ -161,6 +162,22 @@ pub(super) fn set_current(
         }
     }
     Ok(())
+}
+
+/// A disk's image as the domain uses it: its path and format.
+pub(super) fn image_of(d: &crate::xml::model::disk::Disk) -> Option<(&str, DiskFormat)> {
+    let path = d.source.as_ref()?.path.as_deref()?;
+    let format = match d.driver.as_ref().and_then(|x| x.format.as_deref()) {
+        Some("qcow2") => DiskFormat::Qcow2,
+        _ => DiskFormat::Raw,
+    };
+    Some((path, format))
+}
+
+/// The image of disk `dev` of `def`.
+pub(super) fn disk_image(def: &crate::xml::Domain, dev: &str) -> Option<(String, DiskFormat)> {
+    let d = def.devices.disks.iter().find(|d| d.target.dev == dev)?;
+    image_of(d).map(|(p, f)| (p.to_string(), f))
 }
 
 pub(super) fn not_found(name: &str) -> Error {

@@ -20,6 +20,16 @@ use super::super::image;
 
 type Storage = imago::file::File;
 
+/// Runs image I/O on a blocking thread (imago's synchronous calls bring a
+/// runtime of their own, which must not start inside the daemon's).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<io::Result<T>> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("image task failed: {e}")))
+}
+
 /// libvirt's name for a disk's overlay: the image's path without its
 /// last extension, then `.SNAPSHOT`.
 pub fn default_name(source: &str, snapshot: &str) -> String {
@@ -36,10 +46,9 @@ pub fn default_name(source: &str, snapshot: &str) -> String {
 /// refused by the caller before this runs.
 pub async fn create(path: PathBuf, backing: PathBuf, backing_format: DiskFormat) -> Result<()> {
     let what = format!("cannot create overlay '{}'", path.display());
-    let run = tokio::task::spawn_blocking(move || create_blocking(&path, &backing, backing_format))
-        .await
-        .map_err(|e| Error::internal(format!("{what}: {e}")))?;
-    run.map_err(|e| system_error(what, &e))
+    blocking(move || create_blocking(&path, &backing, backing_format))
+        .await?
+        .map_err(|e| system_error(what, &e))
 }
 
 fn create_blocking(path: &Path, backing: &Path, backing_format: DiskFormat) -> io::Result<()> {
@@ -80,16 +89,15 @@ pub async fn commit(overlay: PathBuf, base: PathBuf, base_format: DiskFormat) ->
         overlay.display(),
         base.display()
     );
-    let run = tokio::task::spawn_blocking(move || commit_blocking(&overlay, &base, base_format))
-        .await
-        .map_err(|e| Error::internal(format!("{what}: {e}")))?;
-    run.map_err(|e| {
-        Error::new(
-            ErrorCode::OperationFailed,
-            ErrorDomain::Qemu,
-            format!("{what}: {e}"),
-        )
-    })
+    blocking(move || commit_blocking(&overlay, &base, base_format))
+        .await?
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::OperationFailed,
+                ErrorDomain::Qemu,
+                format!("{what}: {e}"),
+            )
+        })
 }
 
 fn open_sync(

@@ -75,28 +75,12 @@ fn plan(
         let Some(own) = d.source.as_deref() else {
             continue;
         };
-        let disk = def
-            .devices
-            .disks
-            .iter()
-            .find(|x| x.target.dev == d.name)
-            .ok_or_else(|| {
-                Error::internal(format!(
-                    "failed to find disk '{}' in snapshot VM XML",
-                    d.name
-                ))
-            })?;
-        let image = disk
-            .source
-            .as_ref()
-            .and_then(|s| s.path.clone())
-            .ok_or_else(|| {
-                Error::internal(format!("disk '{}' of the snapshot has no image", d.name))
-            })?;
-        let format = match disk.driver.as_ref().and_then(|x| x.format.as_deref()) {
-            Some("qcow2") => DiskFormat::Qcow2,
-            _ => DiskFormat::Raw,
-        };
+        let (image, format) = super::disk_image(def, &d.name).ok_or_else(|| {
+            Error::internal(format!(
+                "failed to find disk '{}' in snapshot VM XML",
+                d.name
+            ))
+        })?;
         out.push((
             d.name.clone(),
             overlay_for(all, own),
@@ -186,13 +170,7 @@ impl Driver {
             .disks
             .iter()
             .filter(|d| d.location == Some(Location::Internal))
-            .filter_map(|d| {
-                def.devices
-                    .disks
-                    .iter()
-                    .find(|x| x.target.dev == d.name)
-                    .and_then(|x| x.source.as_ref()?.path.clone())
-            })
+            .filter_map(|d| super::disk_image(&def, &d.name).map(|(p, _)| p))
             .map(PathBuf::from)
             .collect();
 
