@@ -8,7 +8,7 @@
 #     `dbus-monitor` on it records every call Cockpit makes and each error
 #     it gets (artifacts/dbus-monitor.log);
 #   - oxvirtd on that bus, its RPC sockets at $TESTDIR/libvirt-sock(-ro),
-#     its config/run/state dirs in $TESTDIR; two domains defined from
+#     its config/run/state dirs in $TESTDIR; domains defined from
 #     compat-tests/examples/testos-domain.xml, as a user writes it (no
 #     machine=): testos-running (started), testos-off (shut off) and
 #     testos-snap (started, on a qcow2 volume, for the Snapshots card); and
