@@ -142,11 +142,12 @@ lines=$(wc -l <"$serial")
 expect snap-revert-memory 0 "Domain snapshot s2 reverted" -- snapshot-revert n1 s2
 expect snap-reverted-running 0 'running \(from snapshot\)' -- domstate n1 --reason
 wait_ticks 3
-# The old guest may finish a line after the count; the restored one
-# starts again below where the old one was.
+# The old guest may finish a line after the count, and its last, cut short
+# by its end, may swallow the restored guest's first tick; the restored
+# guest starts again below where the old one was.
 first=$(tail -n +"$((lines + 1))" "$serial" | grep -o '^TICK [0-9]*' |
-    awk -v top="$((b2 + 1))" '$2 <= top { print $2; exit }')
-if [ -n "$first" ] && [ "$first" -ge "$((b1 + 1))" ] && [ "$first" -le "$((b2 + 1))" ] && no_fail; then
+    awk -v top="$((b2 + 2))" '$2 <= top { print $2; exit }')
+if [ -n "$first" ] && [ "$first" -ge "$((b1 + 1))" ] && no_fail; then
     pass snap-revert-memory-ticks-from-snapshot
 else
     fail "snap-revert-memory-ticks-from-snapshot (first tick $first, snapshot between $b1 and $b2; $(wc -l <"$serial") lines, $lines before: $(tail -n +"$((lines - 1))" "$serial" | head -4 | tr '\n' '|'))"
@@ -174,6 +175,27 @@ expect snap-delete-back-on-image 0 "vda +$tmp/n1.img" -- domblklist n1
 wait_ticks 3 && no_fail && pass snap-guest-after-commit || fail snap-guest-after-commit
 exact_names snap-all-deleted ""
 expect snap-deleted-none 1 "no domain snapshot with matching name 's1'" -- snapshot-dumpxml n1 s1
+
+# Delete the older of two external snapshots while the guest runs on the
+# newer one's overlay: the older overlay is committed into the image and
+# the newer one now stands on that image.
+expect snap-chain-1 0 "Domain snapshot c1 created" -- snapshot-create-as n1 c1 --disk-only
+expect snap-chain-2 0 "Domain snapshot c2 created" -- snapshot-create-as n1 c2 --disk-only
+expect snap-chain-delete-older 0 "Domain snapshot c1 deleted" -- snapshot-delete n1 c1
+[ -e "$tmp/n1.c1" ] && fail snap-chain-older-overlay-removed || pass snap-chain-older-overlay-removed
+expect snap-chain-still-on-newer 0 "vda +$tmp/n1.c2" -- domblklist n1
+if command -v qemu-img >/dev/null; then
+    out=$(qemu-img info -U --output=json "$tmp/n1.c2" 2>&1)
+    grep -q "\"backing-filename\": \"$tmp/n1.img\"" <<<"$out" && pass snap-chain-rebased || fail "snap-chain-rebased ($out)"
+elif [ "${CI:-}" = true ]; then
+    fail "snap-chain-rebased (qemu-img is missing)"
+fi
+expect snap-chain-newer-xml 0 "<source file='$tmp/n1.img'/>" -- snapshot-dumpxml n1 c2
+expect snap-chain-parent-gone 1 "snapshot 'c2' has no parent" -- snapshot-parent n1 c2
+wait_ticks 3 && no_fail && pass snap-chain-guest-ticks || fail snap-chain-guest-ticks
+expect snap-chain-delete-newer 0 "Domain snapshot c2 deleted" -- snapshot-delete n1 c2
+expect snap-chain-back-on-image 0 "vda +$tmp/n1.img" -- domblklist n1
+wait_ticks 3 && no_fail && pass snap-chain-guest-ticks-on-image || fail snap-chain-guest-ticks-on-image
 
 # A shut off domain: the overlay is made offline; undefine needs
 # --snapshots-metadata.
@@ -235,11 +257,11 @@ lines=$(wc -l <"$serial")
 expect int-revert 0 "Domain snapshot i1 reverted" -- snapshot-revert q1 i1
 wait_ticks 2
 first=$(tail -n +"$((lines + 1))" "$serial" | grep -o '^TICK [0-9]*' |
-    awk -v top="$((b2 + 1))" '$2 <= top { print $2; exit }')
+    awk -v top="$((b2 + 2))" '$2 <= top { print $2; exit }')
 if [ -n "$first" ] && [ "$first" -ge "$((b1 + 1))" ] && no_fail; then
     pass int-revert-ticks-from-snapshot
 else
-    fail "int-revert-ticks-from-snapshot (first tick $first, snapshot between $b1 and $b2)"
+    fail "int-revert-ticks-from-snapshot (first tick $first, snapshot between $b1 and $b2; after line $lines: $(tail -n +"$((lines - 1))" "$serial" | head -5 | tr '\n' '|'))"
 fi
 virsh -c "$U" destroy q1 >/dev/null 2>&1
 expect int-offline 0 "Domain snapshot i2 created" -- snapshot-create-as q1 i2

@@ -30,12 +30,27 @@ fn unsupported(detail: impl AsRef<str>) -> Error {
     Error::new(ErrorCode::ConfigUnsupported, ErrorDomain::Qemu, detail)
 }
 
-/// One overlay to merge down: (target, overlay, image below it).
+/// One overlay to merge down into the image below it.
 struct Merge {
     dev: String,
     overlay: PathBuf,
     base: PathBuf,
     base_format: DiskFormat,
+    /// The image the domain uses for the disk: the overlay itself, or an
+    /// image above it (a later snapshot's overlay).
+    top: PathBuf,
+    top_format: DiskFormat,
+    /// Images whose backing file is the overlay: they go onto the base.
+    rebase: Vec<PathBuf>,
+}
+
+/// The backing file of a qcow2 image, as its chain resolves it.
+fn backing_of(p: &Path) -> Option<PathBuf> {
+    image::backing_chain(p, DiskFormat::Qcow2)
+        .ok()?
+        .into_iter()
+        .nth(1)
+        .map(|(b, _)| b)
 }
 
 /// The overlays of `snap` to merge, checked as libvirt checks them: each
@@ -65,35 +80,38 @@ fn plan(
                 format!("failed to find disk '{}' in snapshot VM XML", d.name),
             )
         })?;
-        let in_use = disk_image(current, &d.name).map(|(p, _)| p);
-        if in_use.as_deref() != Some(overlay.as_str()) {
+        // The overlay must be in the chain the domain uses now.
+        let (top, top_format) = disk_image(current, &d.name).ok_or_else(|| {
+            Error::new(
+                ErrorCode::OperationFailed,
+                ErrorDomain::Qemu,
+                "VM disk source and snapshot disk source are not the same",
+            )
+        })?;
+        let overlay_path = PathBuf::from(&overlay);
+        let chain = image::backing_chain(Path::new(&top), top_format).unwrap_or_default();
+        if !chain.iter().any(|(p, _)| *p == overlay_path) {
             return Err(Error::new(
                 ErrorCode::OperationFailed,
                 ErrorDomain::Qemu,
                 "VM disk source and snapshot disk source are not the same",
             ));
         }
-        let frozen_by = all.iter().find(|s| {
-            s.name != snap.name
-                && s.domain
-                    .as_ref()
-                    .and_then(|dom| disk_image(dom, &d.name))
-                    .is_some_and(|(p, _)| p == overlay)
-        });
-        if let Some(other) = frozen_by {
-            return Err(Error::new(
-                ErrorCode::OperationUnsupported,
-                ErrorDomain::Qemu,
-                format!(
-                    "cannot delete external snapshot '{}': snapshot '{}' is based on its overlay \
-                     of disk '{}'",
-                    snap.name, other.name, d.name
-                ),
-            ));
-        }
+        // Every image known to stand on the overlay: in the domain's chain,
+        // and the overlays of the other snapshots.
+        let mut rebase: Vec<PathBuf> = chain.iter().map(|(p, _)| p.clone()).collect();
+        rebase.extend(
+            all.iter()
+                .filter(|s| s.name != snap.name)
+                .flat_map(|s| s.disks.iter().filter_map(|x| x.source.clone()))
+                .map(PathBuf::from),
+        );
+        rebase.sort();
+        rebase.dedup();
+        rebase.retain(|p| *p != overlay_path && backing_of(p).as_ref() == Some(&overlay_path));
         if let Some(other) = all
             .iter()
-            .find(|s| s.name != snap.name && refers_to(s, Path::new(&base)))
+            .find(|s| s.name != snap.name && refers_to(s, Path::new(&base), &overlay_path))
         {
             return Err(Error::new(
                 ErrorCode::OperationUnsupported,
@@ -107,21 +125,28 @@ fn plan(
         }
         out.push(Merge {
             dev: d.name.clone(),
-            overlay: PathBuf::from(overlay),
+            overlay: overlay_path,
             base: PathBuf::from(base),
             base_format,
+            top: PathBuf::from(top),
+            top_format,
+            rebase,
         });
     }
     Ok(out)
 }
 
-/// Whether `s` keeps an image on top of `image`: a disk image it froze
-/// that is `image` or lies above it, or an overlay it made above it. (An
-/// overlay that is `image` itself is merely where `s`'s changes went.)
-fn refers_to(s: &DomainSnapshot, image: &Path) -> bool {
+/// Whether `s` keeps an image on top of `image` other than through
+/// `overlay` (which is merged into `image`, and whose dependents move onto
+/// it): a disk image it froze that is `image` or lies above it, or an
+/// overlay it made above it. (An overlay that is `image` itself is merely
+/// where `s`'s changes went.)
+fn refers_to(s: &DomainSnapshot, image: &Path, overlay: &Path) -> bool {
     let above = |p: &str, f: DiskFormat, from: usize| {
-        image::backing_chain(Path::new(p), f)
-            .is_ok_and(|chain| chain.iter().skip(from).any(|(c, _)| c == image))
+        image::backing_chain(Path::new(p), f).is_ok_and(|chain| {
+            chain.iter().skip(from).any(|(c, _)| c == image)
+                && !chain.iter().any(|(c, _)| c == overlay)
+        })
     };
     let froze = s.domain.iter().any(|d| {
         d.devices
@@ -229,6 +254,8 @@ impl Driver {
         if !metadata_only && flags & CHILDREN_ONLY == 0 && snap.is_external() {
             let merges = plan(&all, &snap, &current_def)?;
             self.merge_overlays(obj, &merges).await?;
+            // The merge pointed other snapshots at the merged image.
+            all = super::load(inner, &dom_name);
         }
         // Deepest first, so that each goes with its children moved up.
         let mut doomed: Vec<String> = if with_children {
@@ -301,6 +328,39 @@ impl Driver {
         Ok(())
     }
 
+    /// Points every snapshot that froze `from` (for disk `dev`) at `to`,
+    /// which now holds its data.
+    fn repoint_snapshots(
+        &self,
+        obj: &DomainObj,
+        dev: &str,
+        from: &Path,
+        to: &Path,
+        format: DiskFormat,
+    ) -> Result<()> {
+        let domain = obj.name();
+        for mut s in super::load(&self.inner, &domain) {
+            let uses = |d: &Option<crate::xml::Domain>| {
+                d.as_ref()
+                    .and_then(|d| disk_image(d, dev))
+                    .is_some_and(|(p, _)| Path::new(&p) == from)
+            };
+            if !uses(&s.domain) && !uses(&s.inactive_domain) {
+                continue;
+            }
+            for d in [s.domain.as_mut(), s.inactive_domain.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if disk_image(d, dev).is_some_and(|(p, _)| Path::new(&p) == from) {
+                    super::create::set_disk_image(d, dev, to, format);
+                }
+            }
+            super::write(&self.inner, &domain, &s)?;
+        }
+        Ok(())
+    }
+
     /// Commits each overlay into the image below it and points the domain
     /// back at that image; a running guest is paused meanwhile and its VMM
     /// lets go of the overlay before the commit and opens the merged image
@@ -328,24 +388,41 @@ impl Driver {
         let mut result = Ok(());
         for m in merges {
             let step = async {
-                if let Some((vmm, disks, _)) = &live {
-                    // Reopened on itself: the VMM's cached metadata of the
-                    // overlay is written out and nothing of the image below
-                    // stays cached across the commit.
-                    let slot = slot_of(disks, &m.dev)?;
-                    vmm.disk_reopen(
-                        slot,
-                        &overlay::open_chain(&m.overlay, DiskFormat::Qcow2)?,
-                        None,
-                    )
-                    .await?;
-                    overlay::commit(m.overlay.clone(), m.base.clone(), m.base_format).await?;
-                    vmm.disk_reopen(slot, &overlay::open_chain(&m.base, m.base_format)?, None)
-                        .await?;
+                let on_top = m.top == m.overlay;
+                // The domain goes on with the base when the overlay was its
+                // image, else with the same image over a shorter chain.
+                let (next, next_format) = if on_top {
+                    (&m.base, m.base_format)
                 } else {
-                    overlay::commit(m.overlay.clone(), m.base.clone(), m.base_format).await?;
+                    (&m.top, m.top_format)
+                };
+                let vmm_slot = match &live {
+                    Some((vmm, disks, _)) => Some((vmm, slot_of(disks, &m.dev)?)),
+                    None => None,
+                };
+                if let Some((vmm, slot)) = vmm_slot {
+                    // Reopened on itself: the VMM's cached metadata is
+                    // written out and nothing of the images below stays
+                    // cached across the commit.
+                    vmm.disk_reopen(slot, &overlay::open_chain(&m.top, m.top_format)?, None)
+                        .await?;
                 }
-                record_disk_image(inner, obj, &m.dev, &m.base, m.base_format)?;
+                overlay::commit(m.overlay.clone(), m.base.clone(), m.base_format).await?;
+                for r in &m.rebase {
+                    let (r, base) = (r.clone(), m.base.clone());
+                    let format = m.base_format;
+                    overlay::blocking(move || overlay::set_backing(&r, &base, format))
+                        .await?
+                        .map_err(|e| Error::internal(format!("cannot rebase: {e}")))?;
+                }
+                if let Some((vmm, slot)) = vmm_slot {
+                    vmm.disk_reopen(slot, &overlay::open_chain(next, next_format)?, None)
+                        .await?;
+                }
+                if on_top {
+                    record_disk_image(inner, obj, &m.dev, &m.base, m.base_format)?;
+                }
+                self.repoint_snapshots(obj, &m.dev, &m.overlay, &m.base, m.base_format)?;
                 if let Err(e) = std::fs::remove_file(&m.overlay) {
                     tracing::warn!("cannot remove {}: {e}", m.overlay.display());
                 }

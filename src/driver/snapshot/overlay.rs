@@ -158,6 +158,82 @@ fn commit_blocking(overlay: &Path, base: &Path, base_format: DiskFormat) -> io::
     bottom.sync()
 }
 
+/// Header extension naming the backing file's format.
+const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
+
+/// Points the qcow2 image at `path` at another backing file (what
+/// `qemu-img rebase -u` does: the data is not looked at; the new backing
+/// must read as the old one did). The header extensions are written again
+/// with the new backing format and the name after them, all within the
+/// image's first cluster.
+pub fn set_backing(path: &Path, backing: &Path, format: DiskFormat) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut h = [0u8; 104];
+    f.read_exact_at(&mut h[..72], 0)?;
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let version = be32(&h[4..]);
+    let cluster = 1u64 << be32(&h[20..]).min(21);
+    let header_len = if version >= 3 {
+        f.read_exact_at(&mut h[72..104], 72)?;
+        u64::from(be32(&h[100..]))
+    } else {
+        72
+    };
+    // The extensions other than the backing format, as they are.
+    let mut kept = Vec::new();
+    let mut at = header_len;
+    loop {
+        let mut eh = [0u8; 8];
+        f.read_exact_at(&mut eh, at)?;
+        let (kind, len) = (be32(&eh[..4]), u64::from(be32(&eh[4..])));
+        if kind == 0 {
+            break;
+        }
+        let padded = len.div_ceil(8) * 8;
+        if at + 8 + padded > cluster {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "bad header extensions",
+            ));
+        }
+        if kind != EXT_BACKING_FORMAT {
+            let mut e = vec![0u8; (8 + padded) as usize];
+            f.read_exact_at(&mut e, at)?;
+            kept.extend_from_slice(&e);
+        }
+        at += 8 + padded;
+    }
+    let fmt: &[u8] = match format {
+        DiskFormat::Raw => b"raw",
+        DiskFormat::Qcow2 => b"qcow2",
+    };
+    let mut area = kept;
+    area.extend_from_slice(&EXT_BACKING_FORMAT.to_be_bytes());
+    area.extend_from_slice(&(fmt.len() as u32).to_be_bytes());
+    area.extend_from_slice(fmt);
+    area.resize(area.len().div_ceil(8) * 8, 0);
+    area.extend_from_slice(&[0u8; 8]);
+    let name = backing.to_string_lossy().into_owned();
+    let name_at = header_len + area.len() as u64;
+    area.extend_from_slice(name.as_bytes());
+    if header_len + area.len() as u64 > cluster {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the backing file name does not fit in the image's first cluster",
+        ));
+    }
+    f.write_all_at(&area, header_len)?;
+    let mut fields = [0u8; 12];
+    fields[..8].copy_from_slice(&name_at.to_be_bytes());
+    fields[8..].copy_from_slice(&(name.len() as u32).to_be_bytes());
+    f.write_all_at(&fields, 8)?;
+    f.sync_data()
+}
+
 /// The layers of `path`'s chain, opened for the VMM: the image for
 /// writing, its backing files read-only.
 pub fn open_chain(path: &Path, format: DiskFormat) -> Result<Vec<(std::fs::File, DiskFormat)>> {
@@ -230,6 +306,51 @@ mod tests {
         assert_eq!(&after[..5], b"later");
         assert_eq!(&after[3 << 20..(3 << 20) + 4], &[0, 0, 0, 0]);
         assert_eq!(after.len(), 4 << 20);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn an_overlay_moves_onto_another_backing_file() {
+        let dir = std::env::temp_dir().join(format!("oxvirt-rebase-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.img"), dir.join("b.qcow2"));
+        std::fs::write(&a, vec![7u8; 1 << 20]).unwrap();
+        create(b.clone(), a.clone(), DiskFormat::Raw).await.unwrap();
+        let top = dir.join("top.qcow2");
+        create(top.clone(), b.clone(), DiskFormat::Qcow2)
+            .await
+            .unwrap();
+        // A longer name, and another format.
+        let c = dir.join("a-much-longer-name-for-the-new-backing-file.img");
+        std::fs::copy(&a, &c).unwrap();
+        set_backing(&top, &c, DiskFormat::Raw).unwrap();
+        let chain = image::backing_chain(&top, DiskFormat::Qcow2).unwrap();
+        assert_eq!(
+            chain,
+            vec![
+                (top.clone(), DiskFormat::Qcow2),
+                (c.clone(), DiskFormat::Raw)
+            ]
+        );
+        let mut f = std::fs::File::open(&top).unwrap();
+        let h = image::qcow2_header(&mut f).unwrap().unwrap();
+        assert_eq!(h.backing_format.as_deref(), Some("raw"));
+        // qemu-img reads the header as written.
+        if let Ok(out) = std::process::Command::new("qemu-img")
+            .args(["info", "--output=json", top.to_str().unwrap()])
+            .output()
+        {
+            let info = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                info.contains(&format!("\"backing-filename\": \"{}\"", c.display())),
+                "{info}"
+            );
+            assert!(
+                info.contains("\"backing-filename-format\": \"raw\""),
+                "{info}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
