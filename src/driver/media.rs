@@ -42,7 +42,7 @@ impl Driver {
         }
         let new = Disk::parse(&elem)?;
         let source = new.source.as_ref().and_then(|s| s.path.clone());
-        let _job = obj.begin_job().await?;
+        let mut _job = obj.begin_job().await?;
         let (name, live, config_def) = {
             let d = obj.data();
             if d.removed {
@@ -115,7 +115,12 @@ impl Driver {
                 };
                 vmms_tried += 1;
                 let next = if vmms_tried < 3 {
-                    next_vmm(obj, &vmm).await
+                    // The supervisor starts the successor under the job
+                    // lock: let go of it meanwhile.
+                    drop(_job);
+                    let next = next_vmm(obj, &vmm).await;
+                    _job = obj.begin_job().await?;
+                    next
                 } else {
                     None
                 };
