@@ -15,9 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--install" ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends \
+    . compat-tests/lib/apt.sh
+    apt-get update -qq || true
+    apt_install \
         gcc make binutils libc6-dev python3 \
         libvirt0 libxml2-utils libvirt-clients python3-libvirt virtinst osinfo-db \
         libvirt-dbus dbus python3-dbus \

@@ -63,9 +63,8 @@ done
 if [ ${#need_pkgs[@]} -gt 0 ] && [ "${ANSIBLE_NO_INSTALL:-}" != 1 ] && [ "$(id -u)" = 0 ]; then
     echo "# installing ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    { apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" ||
-        { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"; }; } \
-        >/tmp/oxvirt-ansible-apt.log 2>&1 ||
+    . "$top/compat-tests/lib/apt.sh"
+    apt_install "${need_pkgs[@]}" >/tmp/oxvirt-ansible-apt.log 2>&1 ||
         { tail -20 /tmp/oxvirt-ansible-apt.log; missing "apt-get install ${need_pkgs[*]} failed"; }
 fi
 for need in ansible-playbook dbus-daemon "$COLL/plugins/modules/virt.py" "$OXVIRTD" /dev/kvm; do

@@ -20,28 +20,20 @@
 install_qemu() {
     command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null &&
         qemu-system-x86_64 --version >/dev/null 2>&1 && return 0
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    local v
-    v=$(apt-cache policy qemu-system-common | awk '/Candidate/ {print $2}')
-    apt-get install -y -qq --no-install-recommends --allow-downgrades \
-        qemu-system-x86 "qemu-utils=$v" "qemu-block-extra=$v" >/dev/null
+    . "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
+    apt_install_pinned_qemu qemu-system-x86 >/dev/null
 }
 
 install_libvirtd() {
     install_qemu
     command -v libvirtd >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] &&
         return 0
-    export DEBIAN_FRONTEND=noninteractive
-    local v
-    v=$(apt-cache policy qemu-system-common | awk '/Candidate/ {print $2}')
     # No daemon may start from the package scripts on a machine without
     # systemd, and the real libvirt must not take /run/libvirt.
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
-    apt-get install -y -qq --no-install-recommends --allow-downgrades \
-        libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
-        "qemu-utils=$v" "qemu-block-extra=$v" >/dev/null
+    . "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
+    apt_install_pinned_qemu libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients >/dev/null
     rm -f /usr/sbin/policy-rc.d
 }
 

@@ -102,9 +102,8 @@ if [ ${#need_pkgs[@]} -gt 0 ] && [ "${COCKPIT_NO_INSTALL:-}" != 1 ]; then
         chmod 755 /usr/sbin/policy-rc.d
         policy_made=1
     fi
-    { apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" ||
-        { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"; }; } \
-        >/tmp/oxvirt-cockpit-apt.log 2>&1
+    . "$top/compat-tests/lib/apt.sh"
+    apt_install "${need_pkgs[@]}" >/tmp/oxvirt-cockpit-apt.log 2>&1
     rc=$?
     [ $policy_made = 1 ] && rm -f /usr/sbin/policy-rc.d
     [ $rc = 0 ] || { tail -20 /tmp/oxvirt-cockpit-apt.log; missing "apt-get install ${need_pkgs[*]} failed"; }

@@ -98,11 +98,8 @@ if [ ${#need_pkgs[@]} -gt 0 ] && [ "${VMGR_NO_INSTALL:-}" != 1 ]; then
         chmod 755 /usr/sbin/policy-rc.d
         policy_made=1
     fi
-    # Another apt may hold the lock (other tests install too): wait for it.
-    apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
-    { apt_get install -y -qq --no-install-recommends "${need_pkgs[@]}" ||
-        { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${need_pkgs[@]}"; }; } \
-        >/tmp/oxvirt-virt-manager-apt.log 2>&1
+    . "$top/compat-tests/lib/apt.sh"
+    apt_install "${need_pkgs[@]}" >/tmp/oxvirt-virt-manager-apt.log 2>&1
     rc=$?
     [ $policy_made = 1 ] && rm -f /usr/sbin/policy-rc.d
     [ $rc = 0 ] || { tail -20 /tmp/oxvirt-virt-manager-apt.log; missing "apt-get install ${need_pkgs[*]} failed"; }
