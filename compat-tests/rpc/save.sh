@@ -168,6 +168,19 @@ expect transient-save 0 "saved to" -- save t1 "$tmp/t1.save"
 expect transient-gone 1 "failed to get domain 't1'" -- dominfo t1
 expect transient-restore 0 "Domain restored from" -- restore "$tmp/t1.save"
 expect transient-back 0 'running' -- domstate t1
+# A restore whose disk has gone: libvirt's error, nothing started, the
+# image kept; with the disk back the same image restores.
+expect transient-save-2 0 "saved to" -- save t1 "$tmp/t1.save"
+mv "$tmp/s1.img" "$tmp/s1.img.away"
+vmms_before=$(pgrep -c -x oxvirt-vmm || true)
+expect restore-disk-gone 1 "Cannot access storage file '$tmp/s1.img'" -- restore "$tmp/t1.save"
+expect restore-disk-gone-no-domain 1 "failed to get domain 't1'" -- dominfo t1
+[ "$(pgrep -c -x oxvirt-vmm || true)" = "$vmms_before" ] && pass restore-disk-gone-no-vmm ||
+    fail "restore-disk-gone-no-vmm ($(pgrep -a -x oxvirt-vmm))"
+[ -s "$tmp/t1.save" ] && pass restore-disk-gone-image-kept || fail restore-disk-gone-image-kept
+mv "$tmp/s1.img.away" "$tmp/s1.img"
+expect restore-disk-back 0 "Domain restored from" -- restore "$tmp/t1.save"
+expect restore-disk-back-running 0 'running' -- domstate t1
 virsh -c "$U" destroy t1 >/dev/null 2>&1
 
 # domjobabort during a save: the save stops with libvirt's error, the guest

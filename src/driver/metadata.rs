@@ -155,11 +155,11 @@ impl Driver {
         flags: u32,
     ) -> Result<String> {
         check_flags(flags, "virDomainGetMetadata")?;
-        if flags & AFFECT_LIVE != 0 && flags & AFFECT_CONFIG != 0 {
-            return Err(Error::invalid_arg(
-                "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
-            ));
-        }
+        super::exclusive_flags(
+            flags,
+            (AFFECT_LIVE, "VIR_DOMAIN_AFFECT_LIVE"),
+            (AFFECT_CONFIG, "VIR_DOMAIN_AFFECT_CONFIG"),
+        )?;
         let d = obj.data();
         if d.removed {
             return Err(Error::no_domain_uuid(&obj.uuid.to_string()));

@@ -261,6 +261,29 @@ pub fn check_flags_in(domain: ErrorDomain, flags: u32, allowed: u32, function: &
     Ok(())
 }
 
+/// `VIR_EXCLUSIVE_FLAGS_RET`: refuses flags `a` and `b` (each its bit and
+/// libvirt's name for it) given together.
+pub fn exclusive_flags(flags: u32, a: (u32, &str), b: (u32, &str)) -> Result<()> {
+    exclusive_flags_in(ErrorDomain::Domain, flags, a, b)
+}
+
+/// [`exclusive_flags`] as the sub-driver of `domain` reports it.
+pub fn exclusive_flags_in(
+    domain: ErrorDomain,
+    flags: u32,
+    a: (u32, &str),
+    b: (u32, &str),
+) -> Result<()> {
+    if flags & a.0 != 0 && flags & b.0 != 0 {
+        return Err(Error::new(
+            ErrorCode::InvalidArg,
+            domain,
+            format!("Flags '{}' and '{}' are mutually exclusive", a.1, b.1),
+        ));
+    }
+    Ok(())
+}
+
 /// `VIR_DOMAIN_START_PAUSED`.
 pub(crate) const START_PAUSED: u32 = 1;
 

@@ -147,12 +147,11 @@ fn image_xml(def: &Domain) -> String {
 
 /// The client library's check, repeated for callers that skip it.
 fn check_running_paused(flags: u32) -> Result<()> {
-    if flags & SAVE_RUNNING != 0 && flags & SAVE_PAUSED != 0 {
-        return Err(Error::invalid_arg(
-            "Flags 'VIR_DOMAIN_SAVE_RUNNING' and 'VIR_DOMAIN_SAVE_PAUSED' are mutually exclusive",
-        ));
-    }
-    Ok(())
+    super::exclusive_flags(
+        flags,
+        (SAVE_RUNNING, "VIR_DOMAIN_SAVE_RUNNING"),
+        (SAVE_PAUSED, "VIR_DOMAIN_SAVE_PAUSED"),
+    )
 }
 
 /// Has the VMM write the guest's state into a new save image at `path`

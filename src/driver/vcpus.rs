@@ -99,11 +99,11 @@ fn check_call(nvcpus: u32, flags: u32) -> Result<()> {
             flags & !KNOWN
         )));
     }
-    if flags & VCPU_MAXIMUM != 0 && flags & VCPU_GUEST != 0 {
-        return Err(Error::invalid_arg(
-            "Flags 'VIR_DOMAIN_VCPU_MAXIMUM' and 'VIR_DOMAIN_VCPU_GUEST' are mutually exclusive",
-        ));
-    }
+    super::exclusive_flags(
+        flags,
+        (VCPU_MAXIMUM, "VIR_DOMAIN_VCPU_MAXIMUM"),
+        (VCPU_GUEST, "VIR_DOMAIN_VCPU_GUEST"),
+    )?;
     if nvcpus == 0 {
         return Err(Error::invalid_arg(
             "nvcpus in virDomainSetVcpusFlags must not be zero",

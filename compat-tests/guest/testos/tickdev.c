@@ -1,7 +1,10 @@
 /* oxtest.tickdev=1: the ticker uses a virtio-rng and the first virtio-blk disk on
  * every tick, on queues set up once (MSI-X interrupts), so that a guest saved and
  * restored shows its devices carrying on where they stood: each tick reads 16 random
- * bytes (not all zero) and sector 0, which must read as it did at the first tick. */
+ * bytes (not all zero) and sector 0, which must read as it did at the first tick.
+ * When the machine has them, the first console, vsock, NIC and balloon take part too
+ * (virtio_console.c, virtio_vsock.c, virtio_net.c, virtio_balloon.c: console_tick
+ * and the others). */
 #include "testos.h"
 
 struct blk_hdr {
@@ -11,6 +14,7 @@ struct blk_hdr {
 
 static struct vdev rng, blk;
 static bool have_rng, have_blk;
+static int have_con, have_vsock, have_net, have_bal;   /* 1 in use, 0 absent, -1 failed */
 static u8 *rbuf, *status, *sect, *first;
 static struct blk_hdr *hdr;
 
@@ -38,7 +42,15 @@ void tickdev_init(void)
 	first = dma_alloc(512, 512);
 	have_rng = start(&rng, 4, &w);
 	have_blk = start(&blk, 2, &w);
-	report("tickdev", have_rng && have_blk, &w);
+	have_con = console_tick_init(&w);
+	have_vsock = vsock_tick_init(&w);
+	have_net = net_tick_init(&w);
+	have_bal = balloon_tick_init(&w);
+	println("INFO tickdev rng blk%s%s%s%s", have_con > 0 ? " console" : "",
+		have_vsock > 0 ? " vsock" : "", have_net > 0 ? " net" : "",
+		have_bal > 0 ? " balloon" : "");
+	bool optional_ok = have_con >= 0 && have_vsock >= 0 && have_net >= 0 && have_bal >= 0;
+	report("tickdev", have_rng && have_blk && optional_ok, &w);
 }
 
 static bool blk_read0(u8 *into)
@@ -79,5 +91,13 @@ bool tickdev_step(u64 tick, struct why *w)
 			}
 		}
 	}
+	if (have_con > 0)
+		console_tick(tick, w);
+	if (have_vsock > 0)
+		vsock_tick(tick, w);
+	if (have_net > 0)
+		net_tick();
+	if (have_bal > 0)
+		balloon_tick(tick, w);
 	return w->len == 0;
 }

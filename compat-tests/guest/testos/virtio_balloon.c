@@ -132,3 +132,50 @@ void check_balloon(void)
 	if (opt.balloon_pages > 0)
 		inflate(d);
 }
+
+/* The ticker's balloon (oxtest.tickdev=1, tickdev.c): on every tick it follows the
+ * device's num_pages (at most MAX_INFLATE), inflating or deflating by page frame
+ * numbers on queue 0 or 1, sets actual and prints INFO balloon actual N at tick T. */
+static struct vdev tbal;
+static u32 tbal_actual;
+static u32 *tbal_pfns;
+static u8 *tbal_pages[MAX_INFLATE];
+
+int balloon_tick_init(struct why *w)
+{
+	if (virtio_find(5, &tbal, 1) < 1)
+		return 0;
+	if (!vdev_start(&tbal, 0, w) || !vq_setup(&tbal, 0, 8, w) || !vq_setup(&tbal, 1, 8, w))
+		return -1;
+	tbal_pfns = dma_alloc(4 * MAX_INFLATE, 64);
+	for (int i = 0; i < MAX_INFLATE; i++) {
+		tbal_pages[i] = dma_alloc(4096, 4096);
+		if (!tbal_pages[i]) {
+			why_add(w, "balloon: out of pages");
+			return -1;
+		}
+	}
+	vdev_ready(&tbal);
+	return 1;
+}
+
+void balloon_tick(u64 tick, struct why *w)
+{
+	u32 want = vcfg32(&tbal, 0);
+	if (want > MAX_INFLATE)
+		want = MAX_INFLATE;
+	if (want == tbal_actual)
+		return;
+	bool grow = want > tbal_actual;
+	u32 from = grow ? tbal_actual : want, to = grow ? want : tbal_actual;
+	for (u32 i = from; i < to; i++)
+		tbal_pfns[i - from] = (u32)((usize)tbal_pages[i] >> 12);
+	struct vbuf b = { tbal_pfns, 4 * (to - from) };
+	if (!vq_xfer(&tbal.q[grow ? 0 : 1], &b, 1, 0, NULL)) {
+		why_add(w, "balloon: %s queue timeout", grow ? "inflate" : "deflate");
+		return;
+	}
+	tbal_actual = want;
+	mmio_w32(tbal.cfg + 4, want);
+	println("INFO balloon actual %u at tick %llu", want, tick);
+}

@@ -90,3 +90,56 @@ void check_console(void)
 	for (int i = 0; i < n; i++)
 		one_console(&devs[i], i + 1);
 }
+
+/* The ticker's console (oxtest.tickdev=1, tickdev.c): port 0 of the first console
+ * sends "CON <tick>\n" on every tick, once; whatever the host sends is printed, a line
+ * at a time, as INFO console rx "<line>". */
+static struct vdev tcon;
+static char *tcon_out;
+static char tcon_in[128];
+static int tcon_inlen;
+
+int console_tick_init(struct why *w)
+{
+	if (virtio_find(3, &tcon, 1) < 1)
+		return 0;
+	if (!vdev_start(&tcon, 0, w) || !vq_setup(&tcon, 0, 8, w) || !vq_setup(&tcon, 1, 8, w))
+		return -1;
+	for (int i = 0; i < NRX; i++) {
+		struct vbuf b = { dma_alloc(RXLEN, 64), RXLEN };
+		vq_add(&tcon.q[0], &b, 0, 1);
+	}
+	tcon_out = dma_alloc(32, 32);
+	vdev_ready(&tcon);
+	vq_kick(&tcon.q[0]);
+	return 1;
+}
+
+void console_tick(u64 tick, struct why *w)
+{
+	int len = snprintf(tcon_out, 32, "CON %llu\n", tick);
+	struct vbuf tb = { tcon_out, (u32)len };
+	if (!vq_xfer(&tcon.q[1], &tb, 1, 0, NULL))
+		why_add(w, "console: transmit timeout");
+	bool reposted = false;
+	u32 l = 0;
+	int h;
+	while ((h = vq_get(&tcon.q[0], &l)) >= 0) {
+		u8 *b = (u8 *)(usize)tcon.q[0].desc[h].addr;
+		for (u32 i = 0; i < l && i < RXLEN; i++) {
+			char c = (char)b[i];
+			if (c == '\n') {
+				tcon_in[tcon_inlen] = 0;
+				println("INFO console rx \"%s\"", tcon_in);
+				tcon_inlen = 0;
+			} else if (c != '\r' && tcon_inlen < (int)sizeof(tcon_in) - 1) {
+				tcon_in[tcon_inlen++] = c;
+			}
+		}
+		struct vbuf rb = { b, RXLEN };
+		vq_add(&tcon.q[0], &rb, 0, 1);
+		reposted = true;
+	}
+	if (reposted)
+		vq_kick(&tcon.q[0]);
+}

@@ -48,23 +48,35 @@ static bool vs_send(u16 op, u32 flags, const void *data, u32 len)
 	return vq_xfer(&vs->q[1], &b, 1, 0, NULL);
 }
 
-/* Next packet for our connection (others are dropped), copied to out; false on timeout. */
+/* Set when the device announced a transport reset (after a snapshot or a restore:
+ * every connection is gone); the wait in progress gives up. */
+static bool vs_reset;
+
+/* Next packet for our connection (others are dropped), copied to out; false on
+ * timeout or transport reset. */
 static bool vs_recv(struct vs_hdr *out, u8 *data, u32 max, u32 *dlen, u64 timeout_ms)
 {
 	u64 end = rdtsc() + ms_to_tsc(timeout_ms);
 	while (rdtsc() < end) {
+		/* Events first (a device announces a reset before it answers for the
+		 * connections it no longer has); their buffers are re-posted. */
+		u32 el;
+		int e = vq_get(&vs->q[2], &el);
+		if (e >= 0) {
+			u8 *eb = (u8 *)(usize)vs->q[2].desc[e].addr;
+			u32 id = *(u32 *)eb;
+			println("INFO %s event id %u", vs->name, id);
+			struct vbuf b = { eb, 4 };
+			vq_add(&vs->q[2], &b, 0, 1);
+			vq_kick(&vs->q[2]);
+			if (id == 0) {
+				vs_reset = true;
+				return false;
+			}
+		}
 		u32 l = 0;
 		int hd = vq_get(&vs->q[0], &l);
 		if (hd < 0) {
-			u32 el;
-			int e = vq_get(&vs->q[2], &el);   /* events (transport reset): re-post */
-			if (e >= 0) {
-				u8 *eb = (u8 *)(usize)vs->q[2].desc[e].addr;
-				println("INFO %s event id %u", vs->name, *(u32 *)eb);
-				struct vbuf b = { eb, 4 };
-				vq_add(&vs->q[2], &b, 0, 1);
-				vq_kick(&vs->q[2]);
-			}
 			cpu_relax();
 			continue;
 		}
@@ -92,24 +104,16 @@ static bool vs_recv(struct vs_hdr *out, u8 *data, u32 max, u32 *dlen, u64 timeou
 	return false;
 }
 
-void check_vsock(void)
+/* Finds the first vsock device and sets it up: 0 when there is none, -1 (with why)
+ * when it fails. */
+static int vs_setup(struct vdev *d, struct why *w)
 {
-	static struct vdev devs[1];
-	struct why w = { .len = 0 };
-	w.buf[0] = 0;
-	if (!virtio_find(19, devs, 1)) {
-		why_add(&w, "no virtio-vsock device");
-		report("vsock", false, &w);
-		return;
-	}
-	vs = &devs[0];
-	char name[40];
-	snprintf(name, sizeof(name), "%s-echo", vs->name);
-	if (!vdev_start(vs, 0, &w) || !vq_setup(vs, 0, 8, &w) || !vq_setup(vs, 1, 8, &w) ||
-	    !vq_setup(vs, 2, 4, &w)) {
-		report(name, false, &w);
-		return;
-	}
+	if (!virtio_find(19, d, 1))
+		return 0;
+	if (!vdev_start(d, 0, w) || !vq_setup(d, 0, 8, w) || !vq_setup(d, 1, 8, w) ||
+	    !vq_setup(d, 2, 4, w))
+		return -1;
+	vs = d;
 	for (int i = 0; i < NRX; i++) {
 		struct vbuf b = { dma_alloc(RXLEN, 64), RXLEN };
 		vq_add(&vs->q[0], &b, 0, 1);
@@ -125,43 +129,49 @@ void check_vsock(void)
 	our_cid = vcfg64(vs, 0);
 	println("INFO %s guest cid %llu, connecting to cid %u port %u", vs->name, our_cid,
 		opt.vsock_cid, opt.vsock_port);
+	return 1;
+}
 
+/* One connection from our_port: connect, send msg (plen bytes, at most 63), expect
+ * the same bytes back, shut down. Prints the echo when loud. */
+static void vs_exchange(const char *msg, u32 plen, bool loud, struct why *w)
+{
 	struct vs_hdr h;
 	u8 data[256];
 	u32 dl = 0;
-	static const char ping[] = "OXVSOCK ping\n";
-	const u32 plen = sizeof(ping) - 1;
+	fwd_cnt = 0;
 	if (!vs_send(OP_REQUEST, 0, NULL, 0)) {
-		why_add(&w, "request: transmit timeout");
-		goto out;
+		why_add(w, "request: transmit timeout");
+		return;
 	}
 	for (;;) {
 		if (!vs_recv(&h, data, sizeof(data), &dl, (u64)opt.timeout_ms)) {
-			why_add(&w, "no response within %lld ms", opt.timeout_ms);
-			goto out;
+			why_add(w, "no response within %lld ms", opt.timeout_ms);
+			return;
 		}
 		if (h.op == OP_RESPONSE)
 			break;
 		if (h.op == OP_RST) {
-			why_add(&w, "connection refused (RST)");
-			goto out;
+			why_add(w, "connection refused (RST)");
+			return;
 		}
 	}
-	println("INFO %s connected, peer buf_alloc %u fwd_cnt %u", vs->name, h.buf_alloc,
-		h.fwd_cnt);
+	if (loud)
+		println("INFO %s connected, peer buf_alloc %u fwd_cnt %u", vs->name, h.buf_alloc,
+			h.fwd_cnt);
 	if (h.buf_alloc < plen) {
-		why_add(&w, "peer credit %u too small", h.buf_alloc);
-		goto out;
+		why_add(w, "peer credit %u too small", h.buf_alloc);
+		return;
 	}
-	if (!vs_send(OP_RW, 0, ping, plen)) {
-		why_add(&w, "send: transmit timeout");
-		goto out;
+	if (!vs_send(OP_RW, 0, msg, plen)) {
+		why_add(w, "send: transmit timeout");
+		return;
 	}
 	char got[64];
 	u32 have = 0;
 	while (have < plen) {
 		if (!vs_recv(&h, data, sizeof(data), &dl, (u64)opt.timeout_ms)) {
-			why_add(&w, "echo: %u of %u bytes within %lld ms", have, plen, opt.timeout_ms);
+			why_add(w, "echo: %u of %u bytes within %lld ms", have, plen, opt.timeout_ms);
 			break;
 		}
 		if (h.op == OP_RW) {
@@ -171,17 +181,20 @@ void check_vsock(void)
 		} else if (h.op == OP_CREDIT_REQUEST) {
 			vs_send(OP_CREDIT_UPDATE, 0, NULL, 0);
 		} else if (h.op == OP_RST || h.op == OP_SHUTDOWN) {
-			why_add(&w, "peer closed (op %u) after %u bytes", h.op, have);
+			why_add(w, "peer closed (op %u) after %u bytes", h.op, have);
 			break;
 		}
 	}
 	got[have] = 0;
 	if (have >= plen) {
-		if (memcmp(got, ping, plen) != 0)
-			why_add(&w, "echo differs");
+		if (memcmp(got, msg, plen) != 0)
+			why_add(w, "echo differs");
 		got[plen - 1] = 0;
-		println("INFO %s rx \"%s\"", vs->name, got);
+		if (loud)
+			println("INFO %s rx \"%s\"", vs->name, got);
 	}
+	if (vs_reset)
+		return;
 	/* orderly close: SHUTDOWN (no more sending or receiving), wait briefly for the
 	 * peer's RST, then reset our side anyway */
 	vs_send(OP_SHUTDOWN, 3, NULL, 0);
@@ -189,6 +202,53 @@ void check_vsock(void)
 		if (vs_recv(&h, data, sizeof(data), &dl, 250) && h.op == OP_RST)
 			break;
 	vs_send(OP_RST, 0, NULL, 0);
-out:
+}
+
+void check_vsock(void)
+{
+	static struct vdev devs[1];
+	struct why w = { .len = 0 };
+	w.buf[0] = 0;
+	int found = vs_setup(&devs[0], &w);
+	if (!found) {
+		why_add(&w, "no virtio-vsock device");
+		report("vsock", false, &w);
+		return;
+	}
+	char name[40];
+	snprintf(name, sizeof(name), "%s-echo", devs[0].name);
+	if (found > 0) {
+		static const char ping[] = "OXVSOCK ping\n";
+		vs_exchange(ping, sizeof(ping) - 1, true, &w);
+	}
 	report(name, w.len == 0, &w);
+}
+
+/* The ticker's vsock (oxtest.tickdev=1, tickdev.c): one connection per tick from a
+ * new port, echoing "V <tick>\n". A transport reset in the middle (the guest was
+ * restored) is announced and the exchange tried once more, as a driver reconnects. */
+int vsock_tick_init(struct why *w)
+{
+	static struct vdev dev;
+	return vs_setup(&dev, w);
+}
+
+void vsock_tick(u64 tick, struct why *w)
+{
+	char msg[32];
+	int len = snprintf(msg, sizeof(msg), "V %llu\n", tick);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct why e = { .len = 0 };
+		e.buf[0] = 0;
+		our_port++;
+		vs_reset = false;
+		vs_exchange(msg, (u32)len, false, &e);
+		if (!e.len)
+			return;
+		if (!vs_reset || attempt) {
+			why_add(w, "vsock: %s", e.buf);
+			return;
+		}
+		println("INFO vsock transport reset at tick %llu: connecting again", tick);
+	}
 }

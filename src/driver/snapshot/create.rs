@@ -55,14 +55,7 @@ fn flag_name(f: u32) -> &'static str {
 /// The client library's flag rules, repeated for callers that skip it.
 fn check_combination(flags: u32) -> Result<()> {
     let exclusive = |a: u32, b: u32| {
-        if flags & a != 0 && flags & b != 0 {
-            return Err(Error::invalid_arg(format!(
-                "Flags '{}' and '{}' are mutually exclusive",
-                flag_name(a),
-                flag_name(b)
-            )));
-        }
-        Ok(())
+        crate::driver::exclusive_flags(flags, (a, flag_name(a)), (b, flag_name(b)))
     };
     let requires = |needs: u32, by: u32| {
         if flags & by != 0 && flags & needs == 0 {

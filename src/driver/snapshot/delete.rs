@@ -199,12 +199,11 @@ impl Driver {
             CHILDREN | METADATA_ONLY | CHILDREN_ONLY,
             "qemuDomainSnapshotDelete",
         )?;
-        if flags & CHILDREN != 0 && flags & CHILDREN_ONLY != 0 {
-            return Err(Error::invalid_arg(
-                "Flags 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN' and \
-                 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY' are mutually exclusive",
-            ));
-        }
+        crate::driver::exclusive_flags(
+            flags,
+            (CHILDREN, "VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN"),
+            (CHILDREN_ONLY, "VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY"),
+        )?;
         let inner = &self.inner;
         let _job = obj.begin_job().await?;
         let (dom_name, current_def) = {

@@ -104,12 +104,11 @@ impl Driver {
             RUNNING | PAUSED | FORCE | RESET_NVRAM,
             "qemuDomainRevertToSnapshot",
         )?;
-        if flags & RUNNING != 0 && flags & PAUSED != 0 {
-            return Err(Error::invalid_arg(
-                "Flags 'VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING' and \
-                 'VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED' are mutually exclusive",
-            ));
-        }
+        crate::driver::exclusive_flags(
+            flags,
+            (RUNNING, "VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING"),
+            (PAUSED, "VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED"),
+        )?;
         let inner = &self.inner;
         let _job = obj.begin_job().await?;
         let (dom_name, transient, live_vmm) = {

@@ -198,13 +198,7 @@ fn check_flags(flags: u32, allowed: u32, function: &str) -> Result<()> {
 }
 
 fn exclusive(flags: u32, a: (u32, &str), b: (u32, &str)) -> Result<()> {
-    if flags & a.0 != 0 && flags & b.0 != 0 {
-        return Err(err(
-            ErrorCode::InvalidArg,
-            format!("Flags '{}' and '{}' are mutually exclusive", a.1, b.1),
-        ));
-    }
-    Ok(())
+    crate::driver::exclusive_flags_in(ErrorDomain::Storage, flags, a, b)
 }
 
 /// The flags of `virStoragePoolCreate` and `virStoragePoolCreateXML`.
