@@ -716,6 +716,32 @@ vm_extra_env=()
 no_error perf
 stop_vmgr
 
+echo "# the snapshots page of the details window (View > Snapshots)"
+# A snapshot of the running testos-running (its memory and device state in a
+# file of its own, its disk moved onto a qcow2 overlay), made with virsh,
+# then listed and shown by virt-manager. Last, as it changes the guest's disk.
+out=$(vsh snapshot-create-as testos-running vmgr-snap "made for virt-manager" \
+    --memspec "file=$TESTDIR/vmgr-snap.mem,snapshot=external" 2>&1)
+if [ $? != 0 ]; then
+    fail snapshots-page "virsh snapshot-create-as: $out"
+elif vm_window snapshots snapshots-window testos-running '^NOTEBOOK ' --show-domain-editor testos-running &&
+    click '^LABEL [-0-9,]+ View$' && wait_for '^POPUP ' 5 &&
+    click '^LABEL [-0-9,]+ Snapshots$' &&
+    wait_for '^  ROW@[-0-9,]+ vmgr-snap \| .*Running \(External\) \| made for virt-manager' 15 &&
+    click '^  ROW@[-0-9,]+ vmgr-snap \|' &&
+    wait_for '^(LABEL [-0-9,]+ |TEXT )made for virt-manager$' 10; then
+    sleep 1
+    if [ -n "$(error_dialog)" ]; then
+        fail snapshots-page "$(why_not)"
+    else
+        pass snapshots-page "vmgr-snap listed (Running, External) and shown with its description"
+    fi
+else
+    fail snapshots-page "$(why_not)"
+fi
+no_error snapshots
+stop_vmgr
+
 if kill -0 "$daemon_pid" 2>/dev/null; then
     pass oxvirtd-still-running
 else

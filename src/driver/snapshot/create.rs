@@ -52,6 +52,48 @@ fn flag_name(f: u32) -> &'static str {
         .map_or("?", |(_, n)| n)
 }
 
+/// libvirt's rules for what a snapshot selects (after its disks are
+/// aligned), checked in libvirt's order so that the same error comes first.
+fn check_selection(
+    snap: &DomainSnapshot,
+    def: &Domain,
+    internal: bool,
+    external: bool,
+) -> Result<()> {
+    let memory = snap.memory.unwrap_or(Location::No);
+    if !internal && !external && memory == Location::No {
+        return Err(unsupported("nothing selected for snapshot"));
+    }
+    // A writable disk left out keeps an internal snapshot from being whole.
+    let left_out = snap.disks.iter().any(|d| {
+        d.location == Some(Location::No)
+            && def
+                .devices
+                .disks
+                .iter()
+                .any(|dd| dd.target.dev == d.name && !dd.readonly && super::image_of(dd).is_some())
+    });
+    if (memory == Location::Internal && !internal) || (internal && left_out) {
+        return Err(unsupported(
+            "internal and full system snapshots require all disks to be selected for snapshot",
+        ));
+    }
+    if snap.state == Some(SnapshotState::DiskSnapshot) && !external {
+        return Err(unsupported(
+            "disk-only snapshots require at least one disk to be selected for snapshot",
+        ));
+    }
+    if (internal && external)
+        || (memory == Location::Internal && external)
+        || (memory == Location::External && internal)
+    {
+        return Err(unsupported(
+            "mixing internal and external targets for a snapshot is not yet supported",
+        ));
+    }
+    Ok(())
+}
+
 /// The client library's flag rules, repeated for callers that skip it.
 fn check_combination(flags: u32) -> Result<()> {
     let exclusive = |a: u32, b: u32| {
@@ -604,18 +646,7 @@ impl Driver {
             .disks
             .iter()
             .any(|d| d.location == Some(Location::Internal));
-        if default == Location::Internal && external {
-            return Err(unsupported(
-                "mixing internal and external targets for a snapshot is not yet supported",
-            ));
-        }
-        if !external && !internal && snap.memory != Some(Location::External) {
-            return Err(unsupported(if disk_only {
-                "disk-only snapshots require at least one disk to be selected for snapshot"
-            } else {
-                "nothing selected for snapshot"
-            }));
-        }
+        check_selection(&snap, &def, internal, external)?;
         let internals = plan_internal(&snap, &def)?;
         let plans = plan_overlays(&mut snap, &def, flags)?;
         if let Some((_, disks)) = &live {
