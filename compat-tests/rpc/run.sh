@@ -277,6 +277,9 @@ echo "# guest state: save, restore, managedsave, save images"
 echo "# snapshots: disk-only and with memory, the tree, revert, delete with commit"
 "$here/snapshot.sh" "$OXVIRTD" "$tmp/snapshot" || fails=$((fails + 1))
 
+echo "# devices added to and removed from definitions: attach-disk, attach-interface, attach-device"
+"$here/attach.sh" "$OXVIRTD" "$tmp/attach" || fails=$((fails + 1))
+
 echo "# cgroups and tuning: schedinfo, memtune, blkiotune, a memory limit"
 if [ "$(id -u)" = 0 ] && grep -q cgroup /proc/self/mountinfo; then
     "$here/tuning.sh" "$OXVIRTD" "$tmp/tuning" || fails=$((fails + 1))

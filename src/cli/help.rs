@@ -11,11 +11,13 @@ const GROUPS: &[(&str, &str, &[&str])] = &[
         "Domain Management",
         "domain",
         &[
+            "attach-device",
             "autostart",
             "console",
             "create",
             "define",
             "destroy",
+            "detach-device",
             "domdisplay",
             "dumpxml",
             "edit",
@@ -276,6 +278,6 @@ mod tests {
             dominfo.ends_with("  OPTIONS\n    [--domain] <string>  domain name, id or uuid\n\n"),
             "{dominfo}"
         );
-        assert!(text.starts_with("Grouped commands:\n\n Domain Management (help keyword 'domain'):\n    autostart                      autostart a domain\n"));
+        assert!(text.starts_with("Grouped commands:\n\n Domain Management (help keyword 'domain'):\n    attach-device                  attach device from an XML file\n    autostart                      autostart a domain\n"));
     }
 }

@@ -41,6 +41,7 @@ pub mod bus;
 pub mod console;
 pub mod display;
 pub mod domain;
+pub mod domain_device;
 pub mod domain_info;
 pub mod domain_lifecycle;
 pub mod domain_list;
@@ -109,6 +110,34 @@ pub struct DomArg {
     /// domain name, id or uuid
     #[arg(value_name = "DOMAIN")]
     pub domain: String,
+}
+
+/// Which definitions attach-device and detach-device change.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceAffectArgs {
+    /// make device change persistent
+    #[arg(long)]
+    persistent: bool,
+    /// affect next boot
+    #[arg(long)]
+    config: bool,
+    /// affect running domain
+    #[arg(long)]
+    live: bool,
+    /// affect current domain
+    #[arg(long)]
+    current: bool,
+}
+
+impl DeviceAffectArgs {
+    fn affect(&self) -> domain_device::Affect {
+        domain_device::Affect {
+            config: self.config,
+            live: self.live,
+            current: self.current,
+            persistent: self.persistent,
+        }
+    }
 }
 
 /// The snapshot commands (their own enum, flattened into [`Cmd`], so that
@@ -450,6 +479,26 @@ pub enum Cmd {
     Reset {
         #[command(flatten)]
         d: DomArg,
+    },
+    /// attach device from an XML file
+    #[command(name = "attach-device")]
+    AttachDevice {
+        #[command(flatten)]
+        d: DomArg,
+        /// XML file
+        file: String,
+        #[command(flatten)]
+        a: DeviceAffectArgs,
+    },
+    /// detach device from an XML file
+    #[command(name = "detach-device")]
+    DetachDevice {
+        #[command(flatten)]
+        d: DomArg,
+        /// XML file
+        file: String,
+        #[command(flatten)]
+        a: DeviceAffectArgs,
     },
     /// save a domain state to a file
     Save {
@@ -1370,6 +1419,12 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
         Cmd::Destroy { d, .. } => lc::simple(s.bus()?, &d.domain, &lc::DESTROY)?,
         Cmd::Reboot { d } => lc::simple(s.bus()?, &d.domain, &lc::REBOOT)?,
         Cmd::Reset { d } => lc::simple(s.bus()?, &d.domain, &lc::RESET)?,
+        Cmd::AttachDevice { d, file, a } => {
+            domain_device::attach_device(s.bus()?, &d.domain, file, a.affect())?
+        }
+        Cmd::DetachDevice { d, file, a } => {
+            domain_device::detach_device(s.bus()?, &d.domain, file, a.affect())?
+        }
         Cmd::Save {
             d,
             file,

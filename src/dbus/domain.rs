@@ -192,6 +192,16 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             let uri = (!uri.is_empty()).then_some(uri.as_str());
             call.ok(&(drv.get_metadata(obj, kind, uri, flags)?,)).await
         }
+        "AttachDevice" => {
+            let (xml, flags): (String, u32) = call.args()?;
+            drv.attach_device_flags(obj, &xml, flags).await?;
+            call.ok(&()).await
+        }
+        "DetachDevice" => {
+            let (xml, flags): (String, u32) = call.args()?;
+            drv.detach_device_flags(obj, &xml, flags).await?;
+            call.ok(&()).await
+        }
         "UpdateDevice" => {
             let (xml, flags): (String, u32) = call.args()?;
             drv.update_device_flags(obj, &xml, flags).await?;

@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod console;
 pub mod control;
 mod definitions;
+mod device_config;
 pub mod devices;
 pub mod domain;
 pub mod drives;

@@ -219,8 +219,8 @@ mod tests {
             418, // virDomainGetGuestInfo
             277, // virDomainGetHostname
             235, // virDomainSaveImageGetXMLDesc
+            procs::DOMAIN_ATTACH_DEVICE,
             // Not served, still refused first.
-            8,   // virDomainAttachDevice
             55,  // virDomainSave
             182, // virDomainManagedSave
             226, // virDomainSendKey

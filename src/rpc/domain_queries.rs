@@ -128,6 +128,49 @@ pub async fn call(drv: &Driver, proc_: i32, p: &[u8]) -> Option<Result<Outcome>>
             }
             .await
         }
+        procs::DOMAIN_ATTACH_DEVICE => {
+            async {
+                let a: g::DomainAttachDeviceArgs = args(p)?;
+                drv.attach_device(&dom(&a.dom)?, &a.xml).await?;
+                Ok(Outcome::Reply(Vec::new()))
+            }
+            .await
+        }
+        procs::DOMAIN_ATTACH_DEVICE_FLAGS => {
+            async {
+                let a: g::DomainAttachDeviceFlagsArgs = args(p)?;
+                drv.attach_device_flags(&dom(&a.dom)?, &a.xml, a.flags)
+                    .await?;
+                Ok(Outcome::Reply(Vec::new()))
+            }
+            .await
+        }
+        procs::DOMAIN_DETACH_DEVICE => {
+            async {
+                let a: g::DomainDetachDeviceArgs = args(p)?;
+                drv.detach_device(&dom(&a.dom)?, &a.xml).await?;
+                Ok(Outcome::Reply(Vec::new()))
+            }
+            .await
+        }
+        procs::DOMAIN_DETACH_DEVICE_FLAGS => {
+            async {
+                let a: g::DomainDetachDeviceFlagsArgs = args(p)?;
+                drv.detach_device_flags(&dom(&a.dom)?, &a.xml, a.flags)
+                    .await?;
+                Ok(Outcome::Reply(Vec::new()))
+            }
+            .await
+        }
+        procs::DOMAIN_DETACH_DEVICE_ALIAS => {
+            async {
+                let a: g::DomainDetachDeviceAliasArgs = args(p)?;
+                drv.detach_device_alias(&dom(&a.dom)?, &a.alias, a.flags)
+                    .await?;
+                Ok(Outcome::Reply(Vec::new()))
+            }
+            .await
+        }
         procs::DOMAIN_UPDATE_DEVICE_FLAGS => {
             async {
                 let a: g::DomainUpdateDeviceFlagsArgs = args(p)?;

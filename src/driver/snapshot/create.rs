@@ -65,14 +65,13 @@ fn check_selection(
         return Err(unsupported("nothing selected for snapshot"));
     }
     // A writable disk left out keeps an internal snapshot from being whole.
-    let left_out = snap.disks.iter().any(|d| {
-        d.location == Some(Location::No)
-            && def
-                .devices
-                .disks
-                .iter()
-                .any(|dd| dd.target.dev == d.name && !dd.readonly && super::image_of(dd).is_some())
-    });
+    let left_out =
+        snap.disks.iter().any(|d| {
+            d.location == Some(Location::No)
+                && def.devices.disks.iter().any(|dd| {
+                    dd.target.dev == d.name && !dd.readonly && super::image_of(dd).is_some()
+                })
+        });
     if (memory == Location::Internal && !internal) || (internal && left_out) {
         return Err(unsupported(
             "internal and full system snapshots require all disks to be selected for snapshot",
@@ -83,8 +82,7 @@ fn check_selection(
             "disk-only snapshots require at least one disk to be selected for snapshot",
         ));
     }
-    if (internal && external)
-        || (memory == Location::Internal && external)
+    if ((internal || memory == Location::Internal) && external)
         || (memory == Location::External && internal)
     {
         return Err(unsupported(

@@ -57,7 +57,7 @@ pub struct Devices {
 
 /// Insert `disk` where libvirt puts it: grouped with disks of the same
 /// bus, ordered by the index its target name encodes.
-fn insert_disk(disks: &mut Vec<Disk>, disk: Disk) {
+pub fn insert_disk(disks: &mut Vec<Disk>, disk: Disk) {
     let bus = disk.bus();
     let index = dev_name_index(&disk.target.dev);
     let mut insert_at: Option<usize> = None;
