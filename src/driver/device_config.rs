@@ -395,16 +395,7 @@ impl Driver {
         xml: &str,
         flags: u32,
     ) -> Result<()> {
-        super::check_flags(
-            flags,
-            AFFECT_LIVE | AFFECT_CONFIG,
-            "qemuDomainAttachDeviceFlags",
-        )?;
-        let (_, kind, new) = parse_device(xml)?;
-        self.change_config(obj, flags, Action::Attach, kind, |def| {
-            attach(def, kind, new)
-        })
-        .await
+        self.device_xml(obj, xml, flags, Action::Attach).await
     }
 
     /// `virDomainDetachDeviceFlags` (`virDomainDetachDevice`: flags
@@ -415,14 +406,25 @@ impl Driver {
         xml: &str,
         flags: u32,
     ) -> Result<()> {
-        super::check_flags(
-            flags,
-            AFFECT_LIVE | AFFECT_CONFIG,
-            "qemuDomainDetachDeviceFlags",
-        )?;
+        self.device_xml(obj, xml, flags, Action::Detach).await
+    }
+
+    async fn device_xml(
+        &self,
+        obj: &Arc<DomainObj>,
+        xml: &str,
+        flags: u32,
+        action: Action,
+    ) -> Result<()> {
+        let function = match action {
+            Action::Attach => "qemuDomainAttachDeviceFlags",
+            Action::Detach => "qemuDomainDetachDeviceFlags",
+        };
+        super::check_flags(flags, AFFECT_LIVE | AFFECT_CONFIG, function)?;
         let (_, kind, new) = parse_device(xml)?;
-        self.change_config(obj, flags, Action::Detach, kind, |def| {
-            detach(def, kind, new)
+        self.change_config(obj, flags, action, kind, |def| match action {
+            Action::Attach => attach(def, kind, new),
+            Action::Detach => detach(def, kind, new),
         })
         .await
     }
