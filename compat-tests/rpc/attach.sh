@@ -116,6 +116,14 @@ expect detach-interface-config 0 "Interface detached successfully" -- \
     detach-interface d1 bridge --mac 52:54:00:aa:bb:01 --config
 n=$(inactive d1 | grep -c "<interface ")
 [ "$n" = 1 ] && pass detach-interface-one-left || fail "detach-interface-one-left ($n)"
+# domif-setlink --config: update-device with the NIC's XML, link state changed.
+mac=$(inactive d1 | sed -n "s/.*<mac address='\([^']*\)'.*/\1/p" | head -1)
+expect domif-setlink-config 0 "Device updated successfully" -- domif-setlink d1 "$mac" down --config
+expect domif-setlink-in-definition 0 "<link state='down'/>" -- dumpxml --inactive d1
+expect domif-getlink-config 0 "$mac down" -- domif-getlink d1 "$mac" --config
+expect domif-setlink-up 0 "Device updated successfully" -- domif-setlink d1 "$mac" up --config
+n=$(inactive d1 | grep -c "<link state='down'/>")
+[ "$n" = 0 ] && pass domif-setlink-up-in-definition || fail "domif-setlink-up-in-definition ($n)"
 expect detach-interface-last 0 "Interface detached successfully" -- detach-interface d1 bridge --config
 
 # Other devices through attach-device / detach-device.

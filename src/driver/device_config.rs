@@ -25,6 +25,7 @@ use super::vcpus::{AFFECT_CONFIG, AFFECT_LIVE};
 enum Action {
     Attach,
     Detach,
+    Update,
 }
 
 impl Action {
@@ -32,6 +33,7 @@ impl Action {
         match self {
             Action::Attach => "attach",
             Action::Detach => "detach",
+            Action::Update => "update",
         }
     }
 }
@@ -418,13 +420,44 @@ impl Driver {
     ) -> Result<()> {
         let function = match action {
             Action::Attach => "qemuDomainAttachDeviceFlags",
-            Action::Detach => "qemuDomainDetachDeviceFlags",
+            _ => "qemuDomainDetachDeviceFlags",
         };
         super::check_flags(flags, AFFECT_LIVE | AFFECT_CONFIG, function)?;
         let (_, kind, new) = parse_device(xml)?;
         self.change_config(obj, flags, action, kind, |def| match action {
             Action::Attach => attach(def, kind, new),
-            Action::Detach => detach(def, kind, new),
+            _ => detach(def, kind, new),
+        })
+        .await
+    }
+
+    /// `virDomainUpdateDeviceFlags` for an interface (what `virsh
+    /// domif-setlink` and `update-device` send): the definition's NIC found
+    /// as libvirt finds it and replaced, keeping its MAC and address when
+    /// the new one names none. The caller checked the flags.
+    pub(super) async fn update_interface(
+        &self,
+        obj: &Arc<DomainObj>,
+        xml: &str,
+        flags: u32,
+    ) -> Result<()> {
+        let (_, kind, new) = parse_device(xml)?;
+        let mut iface = new
+            .interfaces
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::internal("no interface in the device XML"))?;
+        self.change_config(obj, flags, Action::Update, kind, |def| {
+            let i = find_interface(def, &iface)?;
+            let old = &def.devices.interfaces[i];
+            if iface.mac.is_none() {
+                iface.mac = old.mac.clone();
+            }
+            if iface.address.is_none() {
+                iface.address = old.address.clone();
+            }
+            def.devices.interfaces[i] = iface;
+            Ok(())
         })
         .await
     }

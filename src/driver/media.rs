@@ -1,7 +1,8 @@
 //! `virDomainUpdateDeviceFlags` for what it is used for on removable
 //! drives: a CD-ROM's medium ejected or changed (`virsh change-media`),
 //! in the running guest (through its VMM, the image handed over as a
-//! descriptor), in the persistent definition, or both.
+//! descriptor), in the persistent definition, or both. Graphics and
+//! interfaces are handed on (`graphics.rs`, `device_config.rs`).
 
 use std::sync::Arc;
 
@@ -33,6 +34,9 @@ impl Driver {
         if elem.name == "graphics" {
             let _job = obj.begin_job().await?;
             return self.update_graphics(obj, &elem, flags).await;
+        }
+        if elem.name == "interface" {
+            return self.update_interface(obj, xml, flags).await;
         }
         if elem.name != "disk" {
             return Err(Error::unsupported(format!(
