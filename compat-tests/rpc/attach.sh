@@ -259,6 +259,18 @@ same attach-unknown attach-device d1 "$tmp/frob.xml" --config
 same attach-no-file attach-device d1 "$tmp/none.xml" --config
 same attach-current-live attach-device d1 "$tmp/rng.xml" --current --live
 same attach-persistent-current attach-device d1 "$tmp/rng.xml" --persistent --current
+pair attach-disk-detach-disk attach-disk d1 "$tmp/c.img" vdg --config -- detach-disk d1 vdg --config
+pair attach-disk-options attach-disk d1 "$tmp/c.img" sdc --targetbus sata --driver qemu --subdriver raw \
+    --cache none --mode readonly --serial S123 --config -- detach-disk d1 "$tmp/c.img" --persistent
+same attach-disk-print-xml attach-disk d1 "$tmp/c.img" vdh --driver qemu --subdriver raw --cache none \
+    --io native --type disk --mode shareable --serial S-1 --alias ua-x --wwn 0123456789abcdef --print-xml
+same attach-disk-bad-mode attach-disk d1 "$tmp/c.img" vdh --mode wronly --config
+same attach-disk-bad-wwn attach-disk d1 "$tmp/c.img" vdh --wwn 12 --config
+same attach-disk-bad-sourcetype attach-disk d1 "$tmp/c.img" vdh --sourcetype floppy --config
+same attach-disk-duplicate attach-disk d1 "$tmp/c.img" vdb --config
+same attach-disk-shutoff attach-disk d1 "$tmp/c.img" vdh
+same detach-disk-missing detach-disk d1 vdz --config
+same detach-disk-print-xml detach-disk d1 vdb --config --print-xml
 expect oxvirsh-left-nothing 1 "no matching RNG device was found" -- detach-device d1 "$tmp/rng.xml" --config
 
 echo "attach: $passes passed, $fails failed"

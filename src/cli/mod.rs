@@ -500,6 +500,77 @@ pub enum Cmd {
         #[command(flatten)]
         a: DeviceAffectArgs,
     },
+    /// attach disk device
+    #[command(name = "attach-disk")]
+    AttachDisk {
+        #[command(flatten)]
+        d: DomArg,
+        /// source of disk device or name of network disk
+        #[arg(allow_hyphen_values = true)]
+        source: String,
+        /// target of disk device
+        target: String,
+        /// target bus of disk device
+        #[arg(long)]
+        targetbus: Option<String>,
+        /// driver of disk device
+        #[arg(long)]
+        driver: Option<String>,
+        /// subdriver of disk device
+        #[arg(long)]
+        subdriver: Option<String>,
+        /// IOThread to be used by supported device
+        #[arg(long)]
+        iothread: Option<String>,
+        /// cache mode of disk device
+        #[arg(long)]
+        cache: Option<String>,
+        /// io policy of disk device
+        #[arg(long)]
+        io: Option<String>,
+        /// target device type
+        #[arg(long = "type")]
+        device: Option<String>,
+        /// mode of device reading and writing
+        #[arg(long)]
+        mode: Option<String>,
+        /// mode=shareable
+        #[arg(long)]
+        shareable: bool,
+        /// type of source (block|file|network)
+        #[arg(long)]
+        sourcetype: Option<String>,
+        /// serial of disk device
+        #[arg(long)]
+        serial: Option<String>,
+        /// wwn of disk device
+        #[arg(long)]
+        wwn: Option<String>,
+        /// custom alias name of disk device
+        #[arg(long)]
+        alias: Option<String>,
+        /// needs rawio capability
+        #[arg(long)]
+        rawio: bool,
+        /// print XML document rather than attach the disk
+        #[arg(long = "print-xml")]
+        print_xml: bool,
+        #[command(flatten)]
+        a: DeviceAffectArgs,
+    },
+    /// detach disk device
+    #[command(name = "detach-disk")]
+    DetachDisk {
+        #[command(flatten)]
+        d: DomArg,
+        /// target of disk device
+        target: String,
+        /// print XML document rather than detach the disk
+        #[arg(long = "print-xml")]
+        print_xml: bool,
+        #[command(flatten)]
+        a: DeviceAffectArgs,
+    },
     /// save a domain state to a file
     Save {
         #[command(flatten)]
@@ -1425,6 +1496,54 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
         Cmd::DetachDevice { d, file, a } => {
             domain_device::detach_device(s.bus()?, &d.domain, file, a.affect())?
         }
+        Cmd::AttachDisk {
+            d,
+            source,
+            target,
+            targetbus,
+            driver,
+            subdriver,
+            iothread,
+            cache,
+            io,
+            device,
+            mode,
+            shareable,
+            sourcetype,
+            serial,
+            wwn,
+            alias,
+            rawio,
+            print_xml,
+            a,
+        } => {
+            let spec = domain_device::DiskSpec {
+                source: source.clone(),
+                target: target.clone(),
+                targetbus: targetbus.clone(),
+                driver: driver.clone(),
+                subdriver: subdriver.clone(),
+                iothread: iothread.clone(),
+                cache: cache.clone(),
+                io: io.clone(),
+                device: device.clone(),
+                mode: mode
+                    .clone()
+                    .or_else(|| shareable.then(|| "shareable".to_string())),
+                sourcetype: sourcetype.clone(),
+                serial: serial.clone(),
+                wwn: wwn.clone(),
+                alias: alias.clone(),
+                rawio: *rawio,
+            };
+            domain_device::attach_disk(s.bus()?, &d.domain, &spec, a.affect(), *print_xml)?
+        }
+        Cmd::DetachDisk {
+            d,
+            target,
+            print_xml,
+            a,
+        } => domain_device::detach_disk(s.bus()?, &d.domain, target, a.affect(), *print_xml)?,
         Cmd::Save {
             d,
             file,
