@@ -271,6 +271,25 @@ same attach-disk-duplicate attach-disk d1 "$tmp/c.img" vdb --config
 same attach-disk-shutoff attach-disk d1 "$tmp/c.img" vdh
 same detach-disk-missing detach-disk d1 vdz --config
 same detach-disk-print-xml detach-disk d1 vdb --config --print-xml
+pair attach-interface attach-interface d1 bridge br0 --model virtio --mac 52:54:00:aa:bb:07 --config -- \
+    detach-interface d1 bridge --mac 52:54:00:AA:BB:07 --config
+same attach-interface-print-xml attach-interface d1 network default --target vnet7 --mac 52:54:00:aa:bb:08 \
+    --script /bin/true --model virtio --alias ua-n --inbound 100,200,,50 --outbound 300 --managed --print-xml
+same attach-interface-vhostuser-xml attach-interface d1 vhostuser /run/vu.sock --source-mode client --print-xml
+same attach-interface-vhostuser-no-mode attach-interface d1 vhostuser /run/vu.sock --print-xml
+same attach-interface-user attach-interface d1 user x --config
+same attach-interface-bad-rate attach-interface d1 bridge br0 --inbound 1,2,3,4,5 --config
+same attach-interface-bad-field attach-interface d1 bridge br0 --inbound x --config
+same attach-interface-no-average attach-interface d1 bridge br0 --outbound ,5 --config
+same detach-interface-none detach-interface d1 bridge --config
+same detach-interface-shutoff detach-interface d1 bridge
+virsh -c "$U" attach-interface d1 bridge br0 --mac 52:54:00:aa:bb:09 --config >/dev/null
+virsh -c "$U" attach-interface d1 bridge br0 --mac 52:54:00:aa:bb:0a --config >/dev/null
+same detach-interface-ambiguous detach-interface d1 bridge --config
+same detach-interface-no-mac detach-interface d1 bridge --mac 52:54:00:aa:bb:0b --config
+same detach-interface-print-xml detach-interface d1 bridge --mac 52:54:00:aa:bb:09 --config --print-xml
+virsh -c "$U" detach-interface d1 bridge --mac 52:54:00:aa:bb:09 --config >/dev/null
+virsh -c "$U" detach-interface d1 bridge --mac 52:54:00:aa:bb:0a --config >/dev/null
 expect oxvirsh-left-nothing 1 "no matching RNG device was found" -- detach-device d1 "$tmp/rng.xml" --config
 
 echo "attach: $passes passed, $fails failed"

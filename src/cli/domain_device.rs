@@ -1,5 +1,6 @@
-//! attach-device, detach-device, attach-disk, detach-disk: virsh's words
-//! (and, for the disk commands, the XML virsh writes or picks out) around
+//! attach-device, detach-device, attach-disk, detach-disk,
+//! attach-interface, detach-interface: virsh's words (and, for the disk and
+//! interface commands, the XML virsh writes or picks out) around
 //! libvirt-dbus's `AttachDevice` and `DetachDevice`.
 
 use crate::xml::tree::{self, Element};
@@ -238,4 +239,233 @@ pub fn detach_disk(
     d.act(bus, "DetachDevice", &(xml, flags))
         .map_err(|e| e.with_ctx("Failed to detach disk"))?;
     Ok("Disk detached successfully\n".into())
+}
+
+/// What `attach-interface` puts in the interface's XML.
+#[derive(Clone, Debug, Default)]
+pub struct InterfaceSpec {
+    pub kind: String,
+    pub source: String,
+    pub target: Option<String>,
+    pub mac: Option<String>,
+    pub script: Option<String>,
+    pub model: Option<String>,
+    pub alias: Option<String>,
+    pub inbound: Option<String>,
+    pub outbound: Option<String>,
+    pub managed: bool,
+    pub source_mode: Option<String>,
+}
+
+/// `average,peak,burst,floor` (any but the first may be empty or left
+/// out), as virsh reads `--inbound` and `--outbound`.
+fn rate(s: &str) -> Result<[u64; 4]> {
+    let fields: Vec<&str> = s.split(',').collect();
+    if fields.len() > 4 {
+        return Err(CliError::msg(format!(
+            "Rate string '{s}' has too many fields"
+        )));
+    }
+    let mut r = [0u64; 4];
+    for (i, (f, name)) in fields
+        .iter()
+        .zip(["average", "peak", "burst", "floor"])
+        .enumerate()
+    {
+        if !f.is_empty() {
+            r[i] = f
+                .parse()
+                .map_err(|_| CliError::msg(format!("field '{name}' is malformed")))?;
+        }
+    }
+    Ok(r)
+}
+
+fn rate_element(name: &str, r: [u64; 4]) -> Element {
+    let mut e = Element::new(name);
+    for (v, attr) in r.iter().zip(["average", "peak", "burst", "floor"]) {
+        if *v > 0 {
+            e = e.with_attr(attr, v.to_string());
+        }
+    }
+    e
+}
+
+/// The `<interface>` element virsh's attach-interface writes for `s`.
+pub fn interface_xml(s: &InterfaceSpec) -> Result<String> {
+    let no_support = || {
+        CliError::msg(format!(
+            "No support for {} in command 'attach-interface'",
+            s.kind
+        ))
+    };
+    let mode = match s.source_mode.as_deref() {
+        None => None,
+        Some(m @ ("server" | "client")) => Some(m),
+        Some(m) => return Err(CliError::msg(format!("Invalid source mode: {m}"))),
+    };
+    let inbound = s.inbound.as_deref().map(rate).transpose()?;
+    if let Some(r) = inbound
+        && r[0] == 0
+        && r[3] == 0
+    {
+        return Err(CliError::msg(
+            "either inbound average or floor is mandatory",
+        ));
+    }
+    let outbound = s.outbound.as_deref().map(rate).transpose()?;
+    if let Some(r) = outbound {
+        if r[0] == 0 {
+            return Err(CliError::msg("outbound average is mandatory"));
+        }
+        if r[3] != 0 {
+            return Err(CliError::msg("outbound floor is unsupported yet"));
+        }
+    }
+    let source = match s.kind.as_str() {
+        "network" => Element::new("source").with_attr("network", s.source.clone()),
+        "bridge" => Element::new("source").with_attr("bridge", s.source.clone()),
+        "direct" => Element::new("source").with_attr("dev", s.source.clone()),
+        "vhostuser" => Element::new("source")
+            .with_attr("type", "unix")
+            .with_attr("path", s.source.clone())
+            .with_attr(
+                "mode",
+                mode.ok_or_else(|| CliError::msg("source-mode is mandatory"))?,
+            ),
+        _ => return Err(no_support()),
+    };
+    let mut iface = Element::new("interface").with_attr("type", s.kind.clone());
+    if s.managed {
+        iface = iface.with_attr("managed", "yes");
+    }
+    iface = iface.with_child(source);
+    let child = |name: &str, attr: &str, v: &Option<String>| {
+        v.as_ref()
+            .map(|v| Element::new(name).with_attr(attr, v.clone()))
+    };
+    iface = iface
+        .with_opt_child(child("target", "dev", &s.target))
+        .with_opt_child(child("mac", "address", &s.mac))
+        .with_opt_child(child("script", "path", &s.script))
+        .with_opt_child(child("model", "type", &s.model))
+        .with_opt_child(child("alias", "name", &s.alias));
+    if inbound.is_some() || outbound.is_some() {
+        iface = iface.with_child(
+            Element::new("bandwidth")
+                .with_opt_child(inbound.map(|r| rate_element("inbound", r)))
+                .with_opt_child(outbound.map(|r| rate_element("outbound", r))),
+        );
+    }
+    let mut out = String::new();
+    write_element(&mut out, &iface, 0, Style::Libvirt);
+    Ok(out)
+}
+
+pub fn attach_interface(
+    bus: &Bus,
+    name: &str,
+    s: &InterfaceSpec,
+    a: Affect,
+    print_xml: bool,
+) -> Result<String> {
+    let xml = interface_xml(s)?;
+    if print_xml {
+        return Ok(xml);
+    }
+    let d = lookup(bus, name)?;
+    let flags = a.flags(bus, &d)?;
+    d.act(bus, "AttachDevice", &(xml, flags))
+        .map_err(|e| e.with_ctx("Failed to attach interface"))?;
+    Ok("Interface attached successfully\n".into())
+}
+
+/// The interface of type `kind` (and MAC `mac`) in `doc`, as virsh picks
+/// it out; its own error otherwise.
+fn find_interface(doc: &str, kind: &str, mac: Option<&str>) -> Result<Element> {
+    let root = tree::parse_document(doc)
+        .map_err(|_| CliError::msg("Failed to get interface information"))?;
+    let nics: Vec<&Element> = root
+        .child("devices")
+        .into_iter()
+        .flat_map(|d| d.children_named("interface"))
+        .filter(|i| i.attr("type") == Some(kind))
+        .collect();
+    if nics.is_empty() {
+        return Err(CliError::msg(format!(
+            "No interface found whose type is {kind}"
+        )));
+    }
+    let Some(mac) = mac else {
+        if nics.len() > 1 {
+            return Err(CliError::msg(format!(
+                "Domain has {} interfaces. Please specify which one to detach using --mac",
+                nics.len()
+            )));
+        }
+        return Ok(nics[0].clone());
+    };
+    let same = |i: &&&Element| {
+        i.child("mac")
+            .and_then(|m| m.attr("address"))
+            .is_some_and(|a| a.eq_ignore_ascii_case(mac))
+    };
+    let mut matching = nics.iter().filter(same);
+    let found = matching
+        .next()
+        .ok_or_else(|| CliError::msg(format!("No interface with MAC address {mac} was found")))?;
+    if matching.next().is_some() {
+        return Err(CliError::msg(format!(
+            "Domain has multiple interfaces matching MAC address {mac}. You must use \
+             detach-device and specify the device pci address to remove it."
+        )));
+    }
+    Ok((*found).clone())
+}
+
+pub fn detach_interface(
+    bus: &Bus,
+    name: &str,
+    kind: &str,
+    mac: Option<&str>,
+    a: Affect,
+    print_xml: bool,
+) -> Result<String> {
+    exclusive(&[("persistent", "current", a.persistent && a.current)])?;
+    exclusive(&[
+        ("current", "live", a.current && a.live),
+        ("current", "config", a.current && a.config),
+    ])?;
+    let d = lookup(bus, name)?;
+    let failed = |e: CliError| CliError {
+        context: e.message.clone().filter(|_| e.context.is_none()),
+        message: Some("Failed to detach interface".into()),
+    };
+    let mut printed = String::new();
+    let mut one = |doc: &str, flags: u32| -> Result<()> {
+        let nic = find_interface(doc, kind, mac).map_err(failed)?;
+        if print_xml {
+            let mut out = String::new();
+            write_element(&mut out, &nic, 2, Style::Libxml);
+            printed.push_str(out.trim_start());
+            return Ok(());
+        }
+        let mut xml = String::new();
+        write_element(&mut xml, &nic, 0, Style::Libvirt);
+        d.act(bus, "DetachDevice", &(xml, flags))
+            .map_err(|e| e.with_ctx("Failed to detach interface"))
+    };
+    let config = a.config || a.persistent;
+    if config {
+        one(&d.xml(bus, XML_INACTIVE)?, AFFECT_CONFIG)?;
+    }
+    let live = a.live || (a.persistent && d.id(bus)?.is_some());
+    if live || !config {
+        // Neither: the running guest, as virDomainDetachDevice.
+        one(&d.xml(bus, 0)?, AFFECT_LIVE)?;
+    }
+    if print_xml {
+        return Ok(printed);
+    }
+    Ok("Interface detached successfully\n".into())
 }

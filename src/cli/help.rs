@@ -13,6 +13,7 @@ const GROUPS: &[(&str, &str, &[&str])] = &[
         &[
             "attach-device",
             "attach-disk",
+            "attach-interface",
             "autostart",
             "console",
             "create",
@@ -20,6 +21,7 @@ const GROUPS: &[(&str, &str, &[&str])] = &[
             "destroy",
             "detach-device",
             "detach-disk",
+            "detach-interface",
             "domdisplay",
             "dumpxml",
             "edit",
@@ -280,6 +282,6 @@ mod tests {
             dominfo.ends_with("  OPTIONS\n    [--domain] <string>  domain name, id or uuid\n\n"),
             "{dominfo}"
         );
-        assert!(text.starts_with("Grouped commands:\n\n Domain Management (help keyword 'domain'):\n    attach-device                  attach device from an XML file\n    autostart                      autostart a domain\n"));
+        assert!(text.starts_with("Grouped commands:\n\n Domain Management (help keyword 'domain'):\n    attach-device                  attach device from an XML file\n    attach-disk                    attach disk device\n"));
     }
 }

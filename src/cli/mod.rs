@@ -571,6 +571,66 @@ pub enum Cmd {
         #[command(flatten)]
         a: DeviceAffectArgs,
     },
+    /// attach network interface
+    #[command(name = "attach-interface")]
+    AttachInterface {
+        #[command(flatten)]
+        d: DomArg,
+        /// network interface type
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// source of network interface
+        source: String,
+        /// target network name
+        #[arg(long)]
+        target: Option<String>,
+        /// MAC address
+        #[arg(long)]
+        mac: Option<String>,
+        /// script used to bridge network interface
+        #[arg(long)]
+        script: Option<String>,
+        /// model type
+        #[arg(long)]
+        model: Option<String>,
+        /// custom alias name of interface device
+        #[arg(long)]
+        alias: Option<String>,
+        /// control domain's incoming traffics
+        #[arg(long)]
+        inbound: Option<String>,
+        /// control domain's outgoing traffics
+        #[arg(long)]
+        outbound: Option<String>,
+        /// print XML document rather than attach the interface
+        #[arg(long = "print-xml")]
+        print_xml: bool,
+        /// libvirt will automatically detach/attach the device from/to host
+        #[arg(long)]
+        managed: bool,
+        /// mode attribute of <source/> element
+        #[arg(long = "source-mode")]
+        source_mode: Option<String>,
+        #[command(flatten)]
+        a: DeviceAffectArgs,
+    },
+    /// detach network interface
+    #[command(name = "detach-interface")]
+    DetachInterface {
+        #[command(flatten)]
+        d: DomArg,
+        /// network interface type
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// MAC address
+        #[arg(long)]
+        mac: Option<String>,
+        /// print XML document rather than detach the interface
+        #[arg(long = "print-xml")]
+        print_xml: bool,
+        #[command(flatten)]
+        a: DeviceAffectArgs,
+    },
     /// save a domain state to a file
     Save {
         #[command(flatten)]
@@ -1544,6 +1604,51 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             print_xml,
             a,
         } => domain_device::detach_disk(s.bus()?, &d.domain, target, a.affect(), *print_xml)?,
+        Cmd::AttachInterface {
+            d,
+            kind,
+            source,
+            target,
+            mac,
+            script,
+            model,
+            alias,
+            inbound,
+            outbound,
+            print_xml,
+            managed,
+            source_mode,
+            a,
+        } => {
+            let spec = domain_device::InterfaceSpec {
+                kind: kind.clone(),
+                source: source.clone(),
+                target: target.clone(),
+                mac: mac.clone(),
+                script: script.clone(),
+                model: model.clone(),
+                alias: alias.clone(),
+                inbound: inbound.clone(),
+                outbound: outbound.clone(),
+                managed: *managed,
+                source_mode: source_mode.clone(),
+            };
+            domain_device::attach_interface(s.bus()?, &d.domain, &spec, a.affect(), *print_xml)?
+        }
+        Cmd::DetachInterface {
+            d,
+            kind,
+            mac,
+            print_xml,
+            a,
+        } => domain_device::detach_interface(
+            s.bus()?,
+            &d.domain,
+            kind,
+            mac.as_deref(),
+            a.affect(),
+            *print_xml,
+        )?,
         Cmd::Save {
             d,
             file,

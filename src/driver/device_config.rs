@@ -451,7 +451,7 @@ impl Driver {
             let i = find_interface(def, &iface)?;
             let old = &def.devices.interfaces[i];
             if iface.mac.is_none() {
-                iface.mac = old.mac.clone();
+                iface.mac = old.mac;
             }
             if iface.address.is_none() {
                 iface.address = old.address.clone();
