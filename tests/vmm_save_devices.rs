@@ -2,8 +2,9 @@
 //! a save and a restore into a new VMM process: the console (each tick's
 //! line arrives once, none lost or repeated, and input still reaches the
 //! guest), vsock (a connection per tick; the restored guest is told of the
-//! transport reset and connects again), the NIC (UDP echo), the balloon
-//! (its size kept, and a new target followed) besides the rng and the disk.
+//! transport reset and connects again), the NIC (UDP echo; its link set
+//! down and up, and kept down across the restore), the balloon (its size
+//! kept, and a new target followed) besides the rng and the disk.
 
 mod vmm_common;
 
@@ -114,11 +115,15 @@ impl Host {
     /// Sends a UDP datagram to the guest's echo port until its echo comes
     /// back (or 15 s pass).
     fn udp_echo(&mut self, payload: &[u8]) -> bool {
+        self.udp_echo_within(payload, Duration::from_secs(15))
+    }
+
+    fn udp_echo_within(&mut self, payload: &[u8], time: Duration) -> bool {
         let frame = udp_frame(payload);
         let mut sent = Vec::with_capacity(frame.len() + 4);
         sent.extend_from_slice(&(frame.len() as u32).to_be_bytes());
         sent.extend_from_slice(&frame);
-        let end = Instant::now() + Duration::from_secs(15);
+        let end = Instant::now() + time;
         while Instant::now() < end {
             self.wire.write_all(&sent).unwrap();
             let resend = Instant::now() + Duration::from_millis(500);
@@ -297,6 +302,19 @@ fn say(console: &mut ConsoleClient, g: &mut Guest, what: &str) {
     );
 }
 
+/// Sets the NIC's link and waits for the guest to see it.
+fn link(g: &mut Guest, c: &mut Control, up: bool, nth: usize) {
+    let r = c.execute_args("set-link", serde_json::json!({ "slot": 8, "up": up }));
+    assert!(r.get("return").is_some(), "{r}");
+    let line = format!("INFO net link {}", if up { "up" } else { "down" });
+    assert!(
+        g.wait_log(Duration::from_secs(20), |l| l.matches(&line).count() >= nth),
+        "the guest did not see the link {}:\n{}",
+        if up { "up" } else { "down" },
+        g.log()
+    );
+}
+
 fn failures(log: &str) -> Vec<&str> {
     log.lines().filter(|l| l.starts_with("FAIL")).collect()
 }
@@ -327,6 +345,16 @@ fn every_device_carries_on_after_restore() {
     );
     balloon_to(&mut a, &mut ca, 8);
     assert!(ha.udp_echo(b"before save"), "no UDP echo:\n{}", a.log());
+    // The link down: nothing comes back; up again: echoes again.
+    link(&mut a, &mut ca, false, 1);
+    assert!(
+        !ha.udp_echo_within(b"link down", Duration::from_secs(2)),
+        "an echo through a link that is down"
+    );
+    link(&mut a, &mut ca, true, 1);
+    assert!(ha.udp_echo(b"link up"), "no UDP echo:\n{}", a.log());
+    // Saved with the link down: it stays down in the new VMM.
+    link(&mut a, &mut ca, false, 2);
     say(&mut con_a, &mut a, "HELLO-A");
     assert!(ha.vsock_echoes.load(Ordering::SeqCst) > 0, "{}", a.log());
 
@@ -353,6 +381,11 @@ fn every_device_carries_on_after_restore() {
     assert_eq!(ticks(&b.log()).first(), Some(&(last + 1)), "{}", b.log());
     assert_eq!(balloon_actual(&mut cb), 8, "the balloon's size was lost");
     balloon_to(&mut b, &mut cb, 16);
+    assert!(
+        !hb.udp_echo_within(b"still down", Duration::from_secs(2)),
+        "the link came back up by itself"
+    );
+    link(&mut b, &mut cb, true, 1);
     assert!(hb.udp_echo(b"after restore"), "no UDP echo:\n{}", b.log());
     say(&mut con_b, &mut b, "HELLO-B");
     assert!(hb.vsock_echoes.load(Ordering::SeqCst) > 0, "{}", b.log());

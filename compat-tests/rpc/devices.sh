@@ -142,6 +142,33 @@ expect dev-domifaddr-arp 0 ' vnet0 +52:54:00:6f:78:05 +ipv4 +10.0.2.15/0' -- dom
 # The lease source (the default) knows guests on virtual networks only.
 expect dev-domifaddr-lease 0 '^ Name +MAC address +Protocol +Address$' -- domifaddr dev1
 if virsh -c "$U" domifaddr dev1 2>&1 | grep -q vnet0; then fail dev-domifaddr-lease-empty; else pass dev-domifaddr-lease-empty; fi
+# The NIC's link (domif-setlink): down, the guest gets and sends nothing;
+# up again, it answers again. The definition keeps its link.
+udp_echo() {
+    ip netns exec "$ns" "$PY" -c "import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+for _ in range(6):
+    s.sendto(b'link', ('10.0.2.15', 7))
+    try:
+        s.recvfrom(64)
+        raise SystemExit(0)
+    except socket.timeout:
+        pass
+raise SystemExit(1)"
+}
+udp_echo && pass dev-udp-echo || fail dev-udp-echo
+expect dev-setlink-down 0 "Device updated successfully" -- domif-setlink dev1 vnet0 down
+expect dev-getlink-down 0 "vnet0 down" -- domif-getlink dev1 vnet0
+expect dev-link-live-xml 0 "<link state='down'/>" -- dumpxml dev1
+if virsh -c "$U" dumpxml --inactive dev1 | grep -q "<link state="; then fail dev-link-config-untouched; else pass dev-link-config-untouched; fi
+udp_echo && fail dev-link-down-no-echo || pass dev-link-down-no-echo
+expect dev-setlink-up 0 "Device updated successfully" -- domif-setlink dev1 52:54:00:6f:78:05 up
+expect dev-getlink-up 0 "vnet0 up" -- domif-getlink dev1 vnet0
+udp_echo && pass dev-link-up-echo || fail dev-link-up-echo
+sed "s|<model type='virtio'/>|<model type='e1000'/>|" <(virsh -c "$U" dumpxml dev1 | sed -n '/<interface/,/<\/interface>/p') >"$tmp/nic-e1000.xml"
+expect dev-update-nic-model-refused 1 "Operation not supported: live update of device 'net' is not supported" -- \
+    update-device dev1 "$tmp/nic-e1000.xml"
 expect dev-reboot 0 "Domain 'dev1' is being rebooted" -- reboot dev1
 wait_for "reboot event" grep -q "event 'reboot' for domain 'dev1'" "$tmp/events" && pass "event: reboot"
 [ "$(taps)" = vnet0 ] && pass "the tap stays across the reboot" || fail "the tap stays across the reboot"

@@ -6,13 +6,15 @@
 //! (addresses, MAC) and validation as a `define`, and is saved only when
 //! all of that passes. A running guest's devices cannot be changed yet: a
 //! request for the live guest gets libvirt's "not supported" error first,
-//! so `--live --config` changes nothing either.
+//! so `--live --config` changes nothing either; a NIC's link state is the
+//! one thing that changes live (`virDomainUpdateDeviceFlags`).
 
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::xml::model::address::Address;
 use crate::xml::model::devices::Devices;
+use crate::xml::model::interface::Interface;
 use crate::xml::tree::{self, Element};
 use crate::xml::{Domain, FormatFlags, check_supported, parse_domain};
 
@@ -116,7 +118,7 @@ fn parse_device(xml: &str) -> Result<(Element, &'static str, Devices)> {
 
 /// `virDomainNetFindIdx`: the interface `new` names by MAC, PCI address
 /// and alias, whichever it gives; exactly one must match.
-fn find_interface(def: &Domain, new: &crate::xml::model::interface::Interface) -> Result<usize> {
+fn find_interface(def: &Domain, new: &Interface) -> Result<usize> {
     let pci = pci_text(&new.address);
     let mut found = None;
     for (i, iface) in def.devices.interfaces.iter().enumerate() {
@@ -367,6 +369,50 @@ fn detach_alias(def: &mut Domain, alias: &str) -> Result<()> {
     Ok(())
 }
 
+/// `def` through the whole of a define: defaults (addresses, MAC) for
+/// what was added, and every check.
+fn as_defined(def: &Domain) -> Result<Domain> {
+    let xml = def.to_xml(FormatFlags {
+        secure: true,
+        inactive: true,
+        ..Default::default()
+    });
+    let def = parse_domain(&xml)?;
+    check_supported(&def)?;
+    Ok(def)
+}
+
+/// `new` (a NIC as an update names it) with what it leaves out taken from
+/// `old`, the NIC it updates: its MAC and address.
+fn updated_interface(old: &Interface, mut new: Interface) -> Interface {
+    if new.mac.is_none() {
+        new.mac = old.mac;
+    }
+    if new.address.is_none() {
+        new.address = old.address.clone();
+    }
+    new
+}
+
+/// Whether a running guest's NIC `old` becomes `new` by its link state
+/// alone (what can change live): the rest as it is, or left out.
+fn only_link_changes(old: &Interface, new: &Interface) -> bool {
+    let same = |a: &Option<String>, b: &Option<String>| a.is_none() || a == b;
+    new.iface_type == old.iface_type
+        && match (&new.source, &old.source) {
+            (None, _) => true,
+            (Some(n), Some(o)) => n.network == o.network && n.bridge == o.bridge && n.dev == o.dev,
+            (Some(_), None) => false,
+        }
+        && same(&new.model, &old.model)
+        && same(&new.target_dev, &old.target_dev)
+        && same(&new.alias, &old.alias)
+        && same(&new.driver_name, &old.driver_name)
+        && new
+            .driver_queues
+            .is_none_or(|q| Some(q) == old.driver_queues)
+}
+
 fn unsupported(scope: &str, action: Action, kind: &str) -> Error {
     Error::new(
         ErrorCode::OperationUnsupported,
@@ -432,9 +478,11 @@ impl Driver {
     }
 
     /// `virDomainUpdateDeviceFlags` for an interface (what `virsh
-    /// domif-setlink` and `update-device` send): the definition's NIC found
-    /// as libvirt finds it and replaced, keeping its MAC and address when
-    /// the new one names none. The caller checked the flags.
+    /// domif-setlink` and `update-device` send): the NIC found as libvirt
+    /// finds NICs. In the running guest only its link state can change
+    /// (through its VMM); in the definition it is replaced, keeping its MAC
+    /// and address when the new one names none. Both are checked before
+    /// either changes. The caller checked the flags.
     pub(super) async fn update_interface(
         &self,
         obj: &Arc<DomainObj>,
@@ -442,24 +490,60 @@ impl Driver {
         flags: u32,
     ) -> Result<()> {
         let (_, kind, new) = parse_device(xml)?;
-        let mut iface = new
+        let iface = new
             .interfaces
             .into_iter()
             .next()
             .ok_or_else(|| Error::internal("no interface in the device XML"))?;
-        self.change_config(obj, flags, Action::Update, kind, |def| {
-            let i = find_interface(def, &iface)?;
-            let old = &def.devices.interfaces[i];
-            if iface.mac.is_none() {
-                iface.mac = old.mac;
+        let _job = obj.begin_job().await?;
+        let (live, config_def) = {
+            let d = obj.data();
+            if d.removed {
+                return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
             }
-            if iface.address.is_none() {
-                iface.address = old.address.clone();
+            let (live, config) = super::metadata::targets(&d, flags)?;
+            let live = match d.live.as_ref().filter(|_| live) {
+                None => None,
+                Some(l) => {
+                    let i = find_interface(&l.def, &iface)?;
+                    let old = &l.def.devices.interfaces[i];
+                    if !only_link_changes(old, &iface) {
+                        return Err(unsupported("live", Action::Update, kind));
+                    }
+                    let slot = match &old.address {
+                        Some(Address::Pci { addr, .. }) => addr.slot,
+                        _ => return Err(Error::internal("the NIC has no PCI address")),
+                    };
+                    let up = iface.link_state.as_deref() != Some("down");
+                    Some((l.vmm.clone(), old.mac, slot, up))
+                }
+            };
+            let config_def = match d.persistent.as_ref().filter(|_| config) {
+                None => None,
+                Some(p) => {
+                    let mut def = p.clone();
+                    let i = find_interface(&def, &iface)?;
+                    let nic = updated_interface(&def.devices.interfaces[i], iface.clone());
+                    def.devices.interfaces[i] = nic;
+                    Some(as_defined(&def)?)
+                }
+            };
+            (live, config_def)
+        };
+        if let Some((vmm, mac, slot, up)) = live {
+            vmm.set_link(slot, up).await?;
+            if let Some(l) = obj.data().live.as_mut()
+                && let Some(nic) = l.def.devices.interfaces.iter_mut().find(|n| n.mac == mac)
+            {
+                nic.link_state = iface.link_state.clone();
             }
-            def.devices.interfaces[i] = iface;
-            Ok(())
-        })
-        .await
+            super::supervise::write_status(&self.inner, obj);
+        }
+        if let Some(def) = config_def {
+            self.inner.store.save(&def)?;
+            obj.data().persistent = Some(def);
+        }
+        Ok(())
     }
 
     /// `virDomainDetachDeviceAlias`.
@@ -507,15 +591,7 @@ impl Driver {
                 .ok_or_else(|| Error::internal("no persistent definition"))?
         };
         change(&mut def)?;
-        // Through the whole of a define: defaults (addresses, MAC) for
-        // what was added, and every check.
-        let xml = def.to_xml(FormatFlags {
-            secure: true,
-            inactive: true,
-            ..Default::default()
-        });
-        let def = parse_domain(&xml)?;
-        check_supported(&def)?;
+        let def = as_defined(&def)?;
         self.inner.store.save(&def)?;
         obj.data().persistent = Some(def);
         Ok(())

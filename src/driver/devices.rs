@@ -231,6 +231,7 @@ pub fn interface(
             pci_slot: Some(slot),
             queues: (queues > 1).then_some(queues),
             stream_fd: None,
+            link_down: i.link_state.as_deref() == Some("down"),
         },
         NetPlan {
             index,

@@ -358,6 +358,14 @@ impl Vmm {
             .map(|_| ())
     }
 
+    /// The link of the virtio NIC in PCI slot `slot`.
+    pub async fn set_link(&self, slot: u8, up: bool) -> Result<()> {
+        self.control
+            .run(&protocol::Command::SetLink(protocol::SetLink { slot, up }))
+            .await
+            .map(|_| ())
+    }
+
     pub async fn change_media(&self, id: &str, image: Option<&std::fs::File>) -> Result<()> {
         use std::os::fd::AsFd;
         match image {

@@ -78,7 +78,7 @@ pub struct Args {
     /// virtio-blk: path=P[,ro=on][,serial=S][,format=raw|qcow2][,slot=N] (repeatable).
     #[arg(long)]
     pub disk: Vec<String>,
-    /// NIC: tap=NAME|fd=N|fds=N:M:...|stream=N[,model=virtio|e1000][,queues=Q][,mac=M][,slot=N]
+    /// NIC: tap=NAME|fd=N|fds=N:M:...|stream=N[,model=virtio|e1000][,queues=Q][,mac=M][,slot=N][,link=down]
     /// (repeatable). model=e1000 is an Intel 82540EM with one queue; the
     /// default is virtio-net.
     #[arg(long)]

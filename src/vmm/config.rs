@@ -478,6 +478,9 @@ pub struct NetConfig {
     /// `stream` netdev).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_fd: Option<i32>,
+    /// The link starts down (`<link state='down'/>`); virtio only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link_down: bool,
 }
 
 /// The NIC a [`NetConfig`] gives the guest.

@@ -120,6 +120,14 @@ pub struct InternalSnapshot {
     pub name: String,
 }
 
+/// `set-link`: the link of the virtio NIC in PCI slot `slot` up or down.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetLink {
+    pub slot: u8,
+    pub up: bool,
+}
+
 /// A request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -141,6 +149,7 @@ pub enum Command {
     VncAddClient(VncAddClient),
     Save(Save),
     DiskReopen(DiskReopen),
+    SetLink(SetLink),
     /// Test builds only: a system call no filter allows.
     ForbiddenSyscall,
 }
@@ -176,6 +185,7 @@ impl Command {
             Command::VncAddClient(_) => "vnc-add-client",
             Command::Save(_) => "save",
             Command::DiskReopen(_) => "disk-reopen",
+            Command::SetLink(_) => "set-link",
             Command::ForbiddenSyscall => "x-oxvirt-forbidden-syscall",
         }
     }
@@ -191,6 +201,7 @@ impl Command {
             Command::VncAddClient(a) => serde_json::to_value(a),
             Command::Save(a) => serde_json::to_value(a),
             Command::DiskReopen(a) => serde_json::to_value(a),
+            Command::SetLink(a) => serde_json::to_value(a),
             _ => return None,
         };
         v.ok()
@@ -214,6 +225,7 @@ impl Command {
             "vnc-add-client" => Command::VncAddClient(args(name, arguments)?),
             "save" => Command::Save(args(name, arguments)?),
             "disk-reopen" => Command::DiskReopen(args(name, arguments)?),
+            "set-link" => Command::SetLink(args(name, arguments)?),
             "x-oxvirt-forbidden-syscall" if cfg!(feature = "test-hooks") => {
                 Command::ForbiddenSyscall
             }
@@ -409,6 +421,7 @@ mod tests {
                     name: "s1".into(),
                 }),
             }),
+            Command::SetLink(SetLink { slot: 3, up: false }),
         ];
         for c in all {
             assert_eq!(

@@ -738,6 +738,10 @@ impl Vm {
                     Err(e) => err(&format!("disk-reopen: {e}")),
                 }
             }
+            Command::SetLink(a) => match self.virtio.set_link(a.slot, a.up) {
+                Ok(()) => ok(json!({})),
+                Err(e) => err(&e),
+            },
             Command::Powerdown => {
                 let r = match self.ged.lock() {
                     Ok(mut g) => g.notify(ged::EVENT_POWER_BUTTON),

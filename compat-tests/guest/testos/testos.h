@@ -345,7 +345,7 @@ void console_tick(u64 tick, struct why *w);
 int vsock_tick_init(struct why *w);
 void vsock_tick(u64 tick, struct why *w);
 int net_tick_init(struct why *w);
-void net_tick(void);
+void net_tick(u64 tick);
 int balloon_tick_init(struct why *w);
 void balloon_tick(u64 tick, struct why *w);
 bool tickdev_step(u64 tick, struct why *w);

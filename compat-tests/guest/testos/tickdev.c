@@ -96,7 +96,7 @@ bool tickdev_step(u64 tick, struct why *w)
 	if (have_vsock > 0)
 		vsock_tick(tick, w);
 	if (have_net > 0)
-		net_tick();
+		net_tick(tick);
 	if (have_bal > 0)
 		balloon_tick(tick, w);
 	return w->len == 0;

@@ -25,6 +25,8 @@
 #define F_CTRL_VQ (1ull << 17)
 #define F_CTRL_RX (1ull << 18)
 #define F_MQ (1ull << 22)
+#define F_STATUS (1ull << 16)
+#define S_LINK_UP 1
 #define VHDR 12
 #define NRX 16
 #define NRX1 8                  /* receive buffers of pair 1 */
@@ -643,7 +645,7 @@ static bool net_up(struct why *w)
 		return false;
 	}
 	nd = &netdev[0];
-	if (!vdev_start(nd, F_MAC | F_CTRL_VQ | F_MQ, w))
+	if (!vdev_start(nd, F_MAC | F_CTRL_VQ | F_MQ | F_STATUS, w))
 		return false;
 	u16 maxp = 1;
 	bool mq = (nd->features & (F_MQ | F_CTRL_VQ)) == (F_MQ | F_CTRL_VQ);
@@ -1033,8 +1035,9 @@ void check_netbench(void)
 }
 
 /* The ticker's NIC (oxtest.tickdev=1, tickdev.c): brought up once with oxtest.ip;
- * every tick answers what came in (ARP, ICMP echo, UDP echo on port 7). 0 when there
- * is no virtio-net device, -1 (with why) when it fails. */
+ * every tick answers what came in (ARP, ICMP echo, UDP echo on port 7) and, with
+ * VIRTIO_NET_F_STATUS, prints INFO net link down|up at tick n when the link changes.
+ * 0 when there is no virtio-net device, -1 (with why) when it fails. */
 int net_tick_init(struct why *w)
 {
 	struct vdev probe;
@@ -1043,8 +1046,15 @@ int net_tick_init(struct why *w)
 	return net_up(w) ? 1 : -1;
 }
 
-void net_tick(void)
+void net_tick(u64 tick)
 {
+	static bool was_down;
+	if (nd->features & F_STATUS) {
+		bool down = !(vcfg16(nd, 6) & S_LINK_UP);
+		if (down != was_down)
+			println("INFO net link %s at tick %llu", down ? "down" : "up", tick);
+		was_down = down;
+	}
 	while (poll_rx())
 		;
 }

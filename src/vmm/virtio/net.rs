@@ -19,7 +19,7 @@ use virtio_bindings::virtio_net::{
     VIRTIO_NET_F_CSUM, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_ECN,
     VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_ECN,
     VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MQ,
-    VIRTIO_NET_S_LINK_UP,
+    VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP,
 };
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vmm_sys_util::eventfd::EventFd;
@@ -45,6 +45,43 @@ pub const F_HOST_TSO6: u64 = feature(VIRTIO_NET_F_HOST_TSO6);
 pub const F_HOST_ECN: u64 = feature(VIRTIO_NET_F_HOST_ECN);
 pub const F_CTRL_VQ: u64 = feature(VIRTIO_NET_F_CTRL_VQ);
 pub const F_MQ: u64 = feature(VIRTIO_NET_F_MQ);
+pub const F_STATUS: u64 = feature(VIRTIO_NET_F_STATUS);
+
+/// The NIC's link, as the host sets it (`virsh domif-setlink`): shared by
+/// the device (its configuration's status), its worker (a link that is
+/// down neither sends nor receives frames) and the control socket.
+pub struct NetLink {
+    up: std::sync::atomic::AtomicBool,
+    irq: Mutex<Option<Arc<Interrupt>>>,
+}
+
+impl Default for NetLink {
+    fn default() -> Self {
+        NetLink {
+            up: std::sync::atomic::AtomicBool::new(true),
+            irq: Mutex::new(None),
+        }
+    }
+}
+
+impl NetLink {
+    pub fn is_up(&self) -> bool {
+        self.up.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sets the link; a driver that runs is told by a configuration
+    /// change interrupt.
+    pub fn set(&self, up: bool) {
+        if self.up.swap(up, std::sync::atomic::Ordering::AcqRel) == up {
+            return;
+        }
+        if let Ok(g) = self.irq.lock()
+            && let Some(i) = g.as_ref()
+        {
+            i.signal_config();
+        }
+    }
+}
 
 /// Most queue pairs: 2N queues, the control queue and the configuration
 /// vector must fit the 256-entry MSI-X table with a vector each.
@@ -181,6 +218,7 @@ pub struct Net {
     /// Queue pairs the driver has in use (VIRTIO_NET_CTRL_MQ), kept
     /// across a state image: the worker sets it, activation starts with it.
     active_pairs: Arc<std::sync::atomic::AtomicUsize>,
+    link: Arc<NetLink>,
 }
 
 /// What a state image keeps of virtio-net beyond the transport.
@@ -189,6 +227,13 @@ pub struct Net {
 struct NetSaved {
     /// Queue pairs the driver has in use.
     pairs: usize,
+    /// The link as the host set it (up in images that predate it).
+    #[serde(default = "link_up")]
+    link_up: bool,
+}
+
+fn link_up() -> bool {
+    true
 }
 
 /// Opens the taps (or the stream socket) of a NIC: one per queue pair.
@@ -214,7 +259,7 @@ pub fn open_taps(cfg: &NetConfig) -> Result<Vec<Tap>> {
 }
 
 impl Net {
-    pub fn new(cfg: &NetConfig, stats: Arc<NetStats>) -> Result<Self> {
+    pub fn new(cfg: &NetConfig, stats: Arc<NetStats>, link: Arc<NetLink>) -> Result<Self> {
         validate(cfg)?;
         let taps = open_taps(cfg)?;
         let vnet_hdr = taps[0].vnet_hdr;
@@ -233,6 +278,7 @@ impl Net {
             stats,
             worker: None,
             active_pairs: Arc::new(std::sync::atomic::AtomicUsize::new(1)),
+            link,
         };
         net.detach_unused(1).map_err(Error::io("TUNSETQUEUE"))?;
         Ok(net)
@@ -305,9 +351,10 @@ struct NetWorker {
     buf: Vec<u8>,
     /// The device's count of pairs in use, updated on VIRTIO_NET_CTRL_MQ.
     active: Arc<std::sync::atomic::AtomicUsize>,
+    link: Arc<NetLink>,
 }
 
-fn transmit(pair: &mut Pair, mem: &GuestMemory, irq: &Interrupt, stats: &NetStats) {
+fn transmit(pair: &mut Pair, mem: &GuestMemory, irq: &Interrupt, stats: &NetStats, up: bool) {
     let Some(tap) = pair.tap.as_ref() else {
         return;
     };
@@ -315,6 +362,10 @@ fn transmit(pair: &mut Pair, mem: &GuestMemory, irq: &Interrupt, stats: &NetStat
         return;
     }
     pair.tx.process(mem, irq, |chain| {
+        // A link that is down loses what the guest sends.
+        if !up {
+            return 0;
+        }
         // Straight from guest memory to the tap: one writev per frame.
         let Some(b) = iov::chain_buffers(mem, chain) else {
             stats.tx_drops.inc();
@@ -354,6 +405,12 @@ impl NetWorker {
         let Some(tap) = pair.tap.as_mut() else {
             return;
         };
+        if !self.link.is_up() {
+            // A link that is down loses what arrives.
+            self.buf.resize(MAX_FRAME, 0);
+            while tap.read_frame(&mut self.buf).is_ok_and(|n| n > 0) {}
+            return;
+        }
         let mut completed = false;
         loop {
             let Some(chain) = pair.rx.pop(&self.mem) else {
@@ -508,7 +565,7 @@ impl Handler for NetWorker {
             }
             TX => {
                 pair.tx.ack();
-                transmit(pair, &self.mem, &self.irq, &self.stats);
+                transmit(pair, &self.mem, &self.irq, &self.stats, self.link.is_up());
             }
             _ => self.receive(p, poll),
         }
@@ -530,9 +587,9 @@ impl VirtioDevice for Net {
         // Offloads only when the tap carries the header; the kernel then
         // does the checksums and segmentation the guest leaves undone.
         let mut f = if self.vnet_hdr {
-            F_MAC | OFFLOADS
+            F_MAC | F_STATUS | OFFLOADS
         } else {
-            F_MAC
+            F_MAC | F_STATUS
         };
         if self.pairs() > 1 {
             f |= F_CTRL_VQ | F_MQ;
@@ -542,8 +599,12 @@ impl VirtioDevice for Net {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let mut c = [0u8; 12];
         c[..6].copy_from_slice(&self.mac);
-        // status: link up; max_virtqueue_pairs; mtu: 1500.
-        c[6] = VIRTIO_NET_S_LINK_UP as u8;
+        // status: the link; max_virtqueue_pairs; mtu: 1500.
+        c[6] = if self.link.is_up() {
+            VIRTIO_NET_S_LINK_UP as u8
+        } else {
+            0
+        };
         c[8..10].copy_from_slice(&(self.pairs() as u16).to_le_bytes());
         c[10..12].copy_from_slice(&1500u16.to_le_bytes());
         super::read_config_bytes(&c, offset, data);
@@ -596,6 +657,9 @@ impl VirtioDevice for Net {
                 p.attached = true;
             }
         }
+        if let Ok(mut g) = self.link.irq.lock() {
+            *g = Some(act.interrupt.clone());
+        }
         let w = NetWorker {
             pairs,
             ctrl,
@@ -605,6 +669,7 @@ impl VirtioDevice for Net {
             stats: self.stats.clone(),
             buf: Vec::new(),
             active: self.active_pairs.clone(),
+            link: self.link.clone(),
         };
         self.worker = Some(
             Worker::spawn(crate::vmm::sandbox::ThreadKind::Net, "virtio-net", w)
@@ -621,6 +686,7 @@ impl VirtioDevice for Net {
     fn save_state(&self) -> serde_json::Value {
         let saved = NetSaved {
             pairs: self.active_pairs.load(std::sync::atomic::Ordering::Acquire),
+            link_up: self.link.is_up(),
         };
         serde_json::to_value(saved).unwrap_or_default()
     }
@@ -640,6 +706,7 @@ impl VirtioDevice for Net {
         }
         self.active_pairs
             .store(saved.pairs, std::sync::atomic::Ordering::Release);
+        self.link.set(saved.link_up);
         Ok(())
     }
     fn reset(&mut self) {

@@ -234,7 +234,7 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
             "net",
             s,
             &[
-                "tap", "fd", "fds", "mac", "slot", "queues", "stream", "model",
+                "tap", "fd", "fds", "mac", "slot", "queues", "stream", "model", "link",
             ],
         )?;
         let model = match kv.get("model") {
@@ -261,6 +261,15 @@ pub fn devices(a: &DeviceArgs) -> Result<Vec<DeviceConfig>> {
             pci_slot: kv.num("slot")?,
             queues: kv.num("queues")?,
             stream_fd: kv.num("stream")?,
+            link_down: match kv.get("link") {
+                None | Some("up") => false,
+                Some("down") => true,
+                Some(l) => {
+                    return Err(Error::Config(format!(
+                        "--net: link '{l}' is not up or down"
+                    )));
+                }
+            },
         }));
     }
     for s in a.rngs {

@@ -23,7 +23,7 @@ use super::gpu::Gpu;
 use super::input::{Input, VirtioInputHandle};
 use super::interrupt::{IntxLine, IntxLines};
 use super::msix::{GsiRouter, MsixTable};
-use super::net::Net;
+use super::net::{Net, NetLink};
 use super::rng::Rng;
 use super::scsi::Scsi;
 use super::scsi_req::Target;
@@ -404,12 +404,31 @@ fn build_vga(
 
 /// What the VMM keeps of each device after plugging it.
 pub enum Handle {
-    Block { slot: u8, stats: Arc<BlkStats> },
-    Net { slot: u8, stats: Arc<NetStats> },
-    Balloon { slot: u8, state: Arc<BalloonState> },
-    Console { slot: u8, pty: Option<String> },
-    Cdroms { slot: u8, drives: Vec<Drive> },
-    Other { slot: u8 },
+    Block {
+        slot: u8,
+        stats: Arc<BlkStats>,
+    },
+    /// A NIC; `link` for a virtio one (an e1000's link cannot be set).
+    Net {
+        slot: u8,
+        stats: Arc<NetStats>,
+        link: Option<Arc<NetLink>>,
+    },
+    Balloon {
+        slot: u8,
+        state: Arc<BalloonState>,
+    },
+    Console {
+        slot: u8,
+        pty: Option<String>,
+    },
+    Cdroms {
+        slot: u8,
+        drives: Vec<Drive>,
+    },
+    Other {
+        slot: u8,
+    },
 }
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -451,7 +470,7 @@ impl Devices {
         for h in &self.handles {
             match h {
                 Handle::Block { slot, stats } => out.block.push(stats.counters(*slot)),
-                Handle::Net { slot, stats } => out.net.push(stats.counters(*slot)),
+                Handle::Net { slot, stats, .. } => out.net.push(stats.counters(*slot)),
                 Handle::Balloon { state, .. } => out.balloon = state.json(),
                 Handle::Console { .. } | Handle::Cdroms { .. } | Handle::Other { .. } => {}
             }
@@ -499,6 +518,22 @@ impl Devices {
             }
         };
         b.set_target_pages(u32::try_from(pages).unwrap_or(u32::MAX));
+        Ok(())
+    }
+
+    /// `set-link`: the link of the NIC in PCI slot `slot`.
+    pub fn set_link(&self, slot: u8, up: bool) -> std::result::Result<(), String> {
+        let link = self
+            .handles
+            .iter()
+            .find_map(|h| match h {
+                Handle::Net { slot: s, link, .. } if *s == slot => Some(link),
+                _ => None,
+            })
+            .ok_or_else(|| format!("no NIC in slot {slot}"))?;
+        link.as_ref()
+            .ok_or("the link of an e1000 NIC cannot be set")?
+            .set(up);
         Ok(())
     }
 
@@ -699,7 +734,11 @@ pub fn build(
                 .plug(slot, f.clone())
                 .map_err(Error::Config)?;
             out.e1000.push(f);
-            out.handles.push(Handle::Net { slot, stats });
+            out.handles.push(Handle::Net {
+                slot,
+                stats,
+                link: None,
+            });
             continue;
         }
         if let DeviceConfig::Xhci(c) = d {
@@ -798,9 +837,15 @@ pub fn build(
             }
             DeviceConfig::Net(n) => {
                 let stats = Arc::new(NetStats::default());
+                let link = Arc::new(NetLink::default());
+                link.set(!n.link_down);
                 (
-                    Box::new(Net::new(n, stats.clone())?),
-                    Handle::Net { slot, stats },
+                    Box::new(Net::new(n, stats.clone(), link.clone())?),
+                    Handle::Net {
+                        slot,
+                        stats,
+                        link: Some(link),
+                    },
                 )
             }
             DeviceConfig::Vsock(v) => {
