@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use vmm_common::Guest;
 use vnc_common::{
     VncClient, VncError, checksum_of, encoding, expect_pattern, parse_ppm, testos_checksum,
-    testos_pattern,
+    testos_pattern, whole_line,
 };
 
 /// A guest with a VGA adapter and a VNC server on a Unix socket.
@@ -53,17 +53,15 @@ impl Screen {
     }
 
     fn wait_line(&mut self, from: usize, prefix: &str, timeout: Duration) -> String {
-        let found = self.guest.wait_log(timeout, |log| {
-            log.lines().skip(from).any(|l| l.starts_with(prefix))
-        });
+        let found = self
+            .guest
+            .wait_log(timeout, |log| whole_line(log, from, prefix).is_some());
         let log = self.guest.log();
         if !found {
             let err = self.guest.stderr();
             panic!("no line \"{prefix}\"; serial:\n{log}\nstderr:\n{err}");
         }
-        log.lines()
-            .skip(from)
-            .find(|l| l.starts_with(prefix))
+        whole_line(&log, from, prefix)
             .unwrap_or_default()
             .to_string()
     }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use vnc_common::{
     VncClient, VncError, checksum_of, encoding, expect_pattern, testos_checksum, testos_pattern,
+    whole_line,
 };
 
 /// A QEMU process with its serial log and VNC socket in a scratch directory.
@@ -87,7 +88,7 @@ impl Qemu {
         let end = Instant::now() + timeout;
         loop {
             let log = self.log();
-            if let Some(l) = log.lines().skip(from).find(|l| l.starts_with(prefix)) {
+            if let Some(l) = whole_line(&log, from, prefix) {
                 return l.to_string();
             }
             let exited = matches!(self.child.try_wait(), Ok(Some(_)));

@@ -39,9 +39,10 @@ domain_xml() { # NAME
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
-    <cmdline>oxtest.checks=e820 oxtest.then=ticker</cmdline></os>
+    <cmdline>oxtest.checks=e820 oxtest.then=ticker oxtest.tickdev=1</cmdline></os>
   <devices>
     <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$tmp/a.img'/><target dev='vda' bus='virtio'/></disk>
+    <rng model='virtio'><backend model='random'>/dev/random</backend></rng>
     <serial type='file'><source path='$tmp/$1.serial'/></serial>
   </devices>
 </domain>
@@ -169,6 +170,17 @@ unchanged attach-live-refused-unchanged d1 "$before"
 expect attach-running-config 0 "Disk attached successfully" -- attach-disk d1 "$tmp/c.img" vdc --config
 expect attach-running-config-inactive 0 "<target dev='vdc' bus='virtio'/>" -- dumpxml --inactive d1
 if [ "$(virsh -c "$U" dumpxml d1 2>&1)" = "$live_before" ]; then pass attach-running-live-unchanged; else fail attach-running-live-unchanged; fi
+# blockresize: the raw image grows, the guest sees the new capacity.
+for _ in $(seq 300); do grep -q '^PASS tickdev' "$tmp/d1.serial" && break; sleep 0.1; done
+expect blockresize 0 "Block device 'vda' is resized" -- blockresize d1 vda 8M
+[ "$(stat -c %s "$tmp/a.img")" = 8388608 ] && pass blockresize-image-size || fail "blockresize-image-size ($(stat -c %s "$tmp/a.img"))"
+for _ in $(seq 100); do grep -q 'INFO blk capacity 16384 sectors' "$tmp/d1.serial" && break; sleep 0.1; done
+grep -q 'INFO blk capacity 16384 sectors' "$tmp/d1.serial" && pass blockresize-guest-sees-it ||
+    fail "blockresize-guest-sees-it ($(grep -E 'blk|FAIL' "$tmp/d1.serial" | tail -3))"
+expect blockresize-by-path 0 "Block device '$tmp/a.img' is resized" -- blockresize d1 "$tmp/a.img" 12M
+expect blockresize-missing 1 "invalid argument: disk 'vdz' was not found in the domain config" -- blockresize d1 vdz 8M
+expect blockresize-bad-size 1 "malformed" -- blockresize d1 vda 8Q
+if grep -q '^FAIL' "$tmp/d1.serial"; then fail "blockresize-guest-ok ($(grep '^FAIL' "$tmp/d1.serial" | head -2))"; else pass blockresize-guest-ok; fi
 expect detach-live-refused 1 "Operation not supported: live detach of device 'disk' is not supported" -- detach-disk d1 vdb
 expect detach-running-config 0 "Disk detached successfully" -- detach-disk d1 vdc --config
 virsh -c "$U" destroy d1 >/dev/null 2>&1
@@ -290,6 +302,14 @@ same detach-interface-no-mac detach-interface d1 bridge --mac 52:54:00:aa:bb:0b 
 same detach-interface-print-xml detach-interface d1 bridge --mac 52:54:00:aa:bb:09 --config --print-xml
 virsh -c "$U" detach-interface d1 bridge --mac 52:54:00:aa:bb:09 --config >/dev/null
 virsh -c "$U" detach-interface d1 bridge --mac 52:54:00:aa:bb:0a --config >/dev/null
+virsh -c "$U" start d1 >/dev/null 2>&1
+v=$(virsh -c "$U" blockresize d1 vda 16M 2>&1)
+o=$(ox blockresize d1 vda 20M)
+[ "$v" = "$o" ] && [ "$(stat -c %s "$tmp/a.img")" = 20971520 ] && pass oxvirsh-blockresize || fail "oxvirsh-blockresize ($v / $o)"
+same blockresize-missing blockresize d1 vdz 8M
+same blockresize-bad-size blockresize d1 vda 8Q
+virsh -c "$U" destroy d1 >/dev/null 2>&1
+same blockresize-shutoff blockresize d1 vda 8M
 expect oxvirsh-left-nothing 1 "no matching RNG device was found" -- detach-device d1 "$tmp/rng.xml" --config
 
 echo "attach: $passes passed, $fails failed"

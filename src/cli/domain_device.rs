@@ -1,7 +1,7 @@
 //! attach-device, detach-device, attach-disk, detach-disk,
-//! attach-interface, detach-interface: virsh's words (and, for the disk and
+//! attach-interface, detach-interface, blockresize: virsh's words (and, for the disk and
 //! interface commands, the XML virsh writes or picks out) around
-//! libvirt-dbus's `AttachDevice` and `DetachDevice`.
+//! libvirt-dbus's `AttachDevice`, `DetachDevice` and `BlockResize`.
 
 use crate::xml::tree::{self, Element};
 use crate::xml::writer::{Style, write_element};
@@ -17,6 +17,8 @@ const AFFECT_LIVE: u32 = 1;
 const AFFECT_CONFIG: u32 = 2;
 /// `VIR_DOMAIN_XML_INACTIVE`.
 const XML_INACTIVE: u32 = 2;
+/// `VIR_DOMAIN_BLOCK_RESIZE_BYTES`.
+const BLOCK_RESIZE_BYTES: u32 = 1;
 
 /// Which definitions a command changes, as its options say.
 #[derive(Clone, Copy, Debug, Default)]
@@ -468,4 +470,18 @@ pub fn detach_interface(
         return Ok(printed);
     }
     Ok("Interface detached successfully\n".into())
+}
+
+/// `blockresize`: `size` a scaled integer (KiB without a unit), handed on
+/// in bytes as virsh does.
+pub fn blockresize(bus: &Bus, name: &str, path: &str, size: &str) -> Result<String> {
+    let d = lookup(bus, name)?;
+    let bytes = super::storage::parse_scaled(size, 1024, || {
+        CliError::ctx(format!(
+            "Scaled numeric value '{size}' for <size> option is malformed or out of range"
+        ))
+    })?;
+    d.act(bus, "BlockResize", &(path, bytes, BLOCK_RESIZE_BYTES))
+        .map_err(|e| e.with_ctx(format!("Failed to resize block device '{path}'")))?;
+    Ok(format!("Block device '{path}' is resized\n"))
 }

@@ -15,6 +15,7 @@ const GROUPS: &[(&str, &str, &[&str])] = &[
             "attach-disk",
             "attach-interface",
             "autostart",
+            "blockresize",
             "console",
             "create",
             "define",

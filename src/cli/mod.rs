@@ -631,6 +631,15 @@ pub enum Cmd {
         #[command(flatten)]
         a: DeviceAffectArgs,
     },
+    /// Resize block device of domain.
+    Blockresize {
+        #[command(flatten)]
+        d: DomArg,
+        /// Fully-qualified path of block device
+        path: String,
+        /// New size of the block device, as scaled integer (default KiB)
+        size: String,
+    },
     /// save a domain state to a file
     Save {
         #[command(flatten)]
@@ -1649,6 +1658,9 @@ pub fn run(s: &mut Session, cmd: &Cmd) -> Result<(String, Flow)> {
             a.affect(),
             *print_xml,
         )?,
+        Cmd::Blockresize { d, path, size } => {
+            domain_device::blockresize(s.bus()?, &d.domain, path, size)?
+        }
         Cmd::Save {
             d,
             file,

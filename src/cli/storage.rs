@@ -293,7 +293,17 @@ pub fn vol_type_name(t: i32) -> &'static str {
 /// default). The error is `Malformed size X`, with libvirt's own message
 /// when the suffix or the value was refused.
 pub fn parse_size(text: &str) -> Result<u64> {
-    let malformed = || CliError::ctx(format!("Malformed size {text}"));
+    parse_scaled(text, 1, || CliError::ctx(format!("Malformed size {text}")))
+}
+
+/// `virStrToLong_ullp` then `virScaleInteger`, a bare number counting
+/// `default_scale` bytes; `malformed` is virsh's line when it fails, with
+/// libvirt's own message when the suffix or the value was refused.
+pub fn parse_scaled(
+    text: &str,
+    default_scale: u64,
+    malformed: impl Fn() -> CliError,
+) -> Result<u64> {
     // strtoull: leading blanks, an optional sign, then digits.
     let s = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
     let (neg, digits_at) = match s.as_bytes().first() {
@@ -310,7 +320,7 @@ pub fn parse_size(text: &str) -> Result<u64> {
     }
     let value: u64 = rest[..end].parse().map_err(|_| malformed())?;
     let suffix = &rest[end..];
-    let scale = scale_of(suffix).map_err(|m| {
+    let scale = scale_of(suffix, default_scale).map_err(|m| {
         let mut e = malformed();
         e.message = Some(m);
         e
@@ -326,9 +336,9 @@ pub fn parse_size(text: &str) -> Result<u64> {
 }
 
 /// `virScaleInteger`'s multiplier for a suffix, or libvirt's message.
-fn scale_of(suffix: &str) -> std::result::Result<u64, String> {
+fn scale_of(suffix: &str, default_scale: u64) -> std::result::Result<u64, String> {
     if suffix.is_empty() {
-        return Ok(1);
+        return Ok(default_scale);
     }
     crate::xml::units::unit_scale(suffix)
         .ok_or_else(|| format!("invalid argument: unknown suffix '{suffix}'"))

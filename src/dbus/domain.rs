@@ -192,6 +192,11 @@ pub async fn handle(call: &Call, m: &Method, obj: &Arc<DomainObj>) -> Result<()>
             let uri = (!uri.is_empty()).then_some(uri.as_str());
             call.ok(&(drv.get_metadata(obj, kind, uri, flags)?,)).await
         }
+        "BlockResize" => {
+            let (disk, size, flags): (String, u64, u32) = call.args()?;
+            drv.block_resize(obj, &disk, size, flags).await?;
+            call.ok(&()).await
+        }
         "AttachDevice" => {
             let (xml, flags): (String, u32) = call.args()?;
             drv.attach_device_flags(obj, &xml, flags).await?;

@@ -4,6 +4,7 @@
 //! Front ends call [`Driver`]'s methods and relay its errors and events;
 //! they hold no domain logic of their own.
 
+pub mod block_resize;
 pub mod boot;
 pub mod cgroup;
 pub mod console;

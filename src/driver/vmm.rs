@@ -345,11 +345,29 @@ impl Vmm {
         layers: &[(std::fs::File, crate::vmm::config::DiskFormat)],
         internal: Option<protocol::InternalSnapshot>,
     ) -> Result<()> {
+        self.reopen(slot, layers, internal, false).await
+    }
+
+    /// The virtio disk in PCI slot `slot` goes on with its image `image`
+    /// (raw) at the size it has now; the guest is told of the change.
+    pub async fn disk_resized(&self, slot: u8, image: std::fs::File) -> Result<()> {
+        let layers = [(image, crate::vmm::config::DiskFormat::Raw)];
+        self.reopen(slot, &layers, None, true).await
+    }
+
+    async fn reopen(
+        &self,
+        slot: u8,
+        layers: &[(std::fs::File, crate::vmm::config::DiskFormat)],
+        internal: Option<protocol::InternalSnapshot>,
+        resize: bool,
+    ) -> Result<()> {
         use std::os::fd::AsFd;
         let command = protocol::Command::DiskReopen(protocol::DiskReopen {
             slot,
             formats: layers.iter().map(|(_, f)| *f).collect(),
             internal,
+            resize,
         });
         let fds: Vec<_> = layers.iter().map(|(f, _)| f.as_fd()).collect();
         self.control

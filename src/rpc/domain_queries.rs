@@ -128,6 +128,15 @@ pub async fn call(drv: &Driver, proc_: i32, p: &[u8]) -> Option<Result<Outcome>>
             }
             .await
         }
+        procs::DOMAIN_BLOCK_RESIZE => {
+            async {
+                let a: g::DomainBlockResizeArgs = args(p)?;
+                drv.block_resize(&dom(&a.dom)?, &a.disk, a.size, a.flags)
+                    .await?;
+                Ok(Outcome::Reply(Vec::new()))
+            }
+            .await
+        }
         procs::DOMAIN_ATTACH_DEVICE => {
             async {
                 let a: g::DomainAttachDeviceArgs = args(p)?;

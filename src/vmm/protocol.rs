@@ -110,6 +110,9 @@ pub struct DiskReopen {
     /// handle and opening the new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal: Option<InternalSnapshot>,
+    /// The image may have another size (a resize): the guest is told.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resize: bool,
 }
 
 /// `disk-reopen`'s work in a qcow2 image's own snapshot table.
@@ -412,6 +415,7 @@ mod tests {
                     crate::vmm::config::DiskFormat::Raw,
                 ],
                 internal: None,
+                resize: true,
             }),
             Command::DiskReopen(DiskReopen {
                 slot: 5,
@@ -420,6 +424,7 @@ mod tests {
                     op: crate::vmm::storage::qcow2_snapshot::Op::Create,
                     name: "s1".into(),
                 }),
+                resize: false,
             }),
             Command::SetLink(SetLink { slot: 3, up: false }),
         ];

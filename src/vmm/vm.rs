@@ -733,7 +733,10 @@ impl Vm {
                     };
                     layers.push((std::fs::File::from(fd), *format));
                 }
-                match self.virtio.reopen_disk(a.slot, layers, a.internal) {
+                match self
+                    .virtio
+                    .reopen_disk(a.slot, layers, a.internal, a.resize)
+                {
                     Ok(()) => ok(json!({})),
                     Err(e) => err(&format!("disk-reopen: {e}")),
                 }

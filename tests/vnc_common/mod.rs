@@ -786,6 +786,16 @@ pub fn first_difference(a: &[u32], b: &[u32]) -> Option<(usize, u32, u32)> {
         .map(|(i, (x, y))| (i, *x, *y))
 }
 
+/// The first whole line of a serial log (its newline written: the guest
+/// prints a character at a time) from line `from` on that starts with
+/// `prefix`.
+pub fn whole_line<'a>(log: &'a str, from: usize, prefix: &str) -> Option<&'a str> {
+    log.split_inclusive('\n')
+        .skip(from)
+        .filter_map(|l| l.strip_suffix('\n'))
+        .find(|l| l.starts_with(prefix))
+}
+
 /// The checksum of a `PASS display ...` or `PASS gpu ...` line.
 pub fn checksum_of(line: &str) -> u32 {
     let hex = line

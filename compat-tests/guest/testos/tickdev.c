@@ -1,7 +1,8 @@
 /* oxtest.tickdev=1: the ticker uses a virtio-rng and the first virtio-blk disk on
  * every tick, on queues set up once (MSI-X interrupts), so that a guest saved and
  * restored shows its devices carrying on where they stood: each tick reads 16 random
- * bytes (not all zero) and sector 0, which must read as it did at the first tick.
+ * bytes (not all zero) and sector 0, which must read as it did at the first tick;
+ * a new disk capacity is printed (INFO blk capacity N sectors at tick n).
  * When the machine has them, the first console, vsock, NIC and balloon take part too
  * (virtio_console.c, virtio_vsock.c, virtio_net.c, virtio_balloon.c: console_tick
  * and the others). */
@@ -14,6 +15,7 @@ struct blk_hdr {
 
 static struct vdev rng, blk;
 static bool have_rng, have_blk;
+static u64 capacity;   /* of the disk, in sectors, as last seen */
 static int have_con, have_vsock, have_net, have_bal;   /* 1 in use, 0 absent, -1 failed */
 static u8 *rbuf, *status, *sect, *first;
 static struct blk_hdr *hdr;
@@ -42,6 +44,8 @@ void tickdev_init(void)
 	first = dma_alloc(512, 512);
 	have_rng = start(&rng, 4, &w);
 	have_blk = start(&blk, 2, &w);
+	if (have_blk)
+		capacity = vcfg64(&blk, 0);
 	have_con = console_tick_init(&w);
 	have_vsock = vsock_tick_init(&w);
 	have_net = net_tick_init(&w);
@@ -80,6 +84,10 @@ bool tickdev_step(u64 tick, struct why *w)
 			why_add(w, "rng: %u bytes, all zero", got);
 	}
 	if (have_blk) {
+		u64 now = vcfg64(&blk, 0);
+		if (now != capacity)
+			println("INFO blk capacity %llu sectors at tick %llu", now, tick);
+		capacity = now;
 		if (!blk_read0(tick == 1 ? first : sect)) {
 			why_add(w, "blk: read of sector 0 failed");
 		} else if (tick > 1) {

@@ -579,7 +579,7 @@ impl VirtioDevice for Blk {
         );
         Ok(())
     }
-    fn replace_disk(&mut self, open: super::DiskOpener<'_>) -> Result<(), String> {
+    fn replace_disk(&mut self, open: super::DiskOpener<'_>, resize: bool) -> Result<bool, String> {
         if self.worker.is_some() {
             return Err("the disk is in use".into());
         }
@@ -588,7 +588,8 @@ impl VirtioDevice for Blk {
             .flush()
             .map_err(|e| format!("cannot flush the disk: {e}"))?;
         let new = open().map_err(|e| e.to_string())?;
-        if new.size() != core.disk.size() {
+        let changed = new.size() != core.disk.size();
+        if changed && !resize {
             return Err(format!(
                 "the new image's size {} is not the disk's {}",
                 new.size(),
@@ -596,7 +597,10 @@ impl VirtioDevice for Blk {
             ));
         }
         core.disk = new;
-        Ok(())
+        if changed {
+            self.config = core.config();
+        }
+        Ok(changed)
     }
     fn reset(&mut self) {
         if let Some(mut w) = self.worker.take() {

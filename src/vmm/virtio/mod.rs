@@ -99,8 +99,14 @@ pub trait VirtioDevice: Send {
     }
     /// A disk device's image replaced, while quiesced: the old one is
     /// flushed first, then `open` makes the new one (which may read the
-    /// old through its backing chain). Other devices have no image.
-    fn replace_disk(&mut self, _open: DiskOpener<'_>) -> std::result::Result<(), String> {
+    /// old through its backing chain). Its size must be the old one's
+    /// unless `resize`; returns whether the size changed (the guest is
+    /// then told by a configuration change). Other devices have no image.
+    fn replace_disk(
+        &mut self,
+        _open: DiskOpener<'_>,
+        _resize: bool,
+    ) -> std::result::Result<bool, String> {
         Err("the device has no disk image".into())
     }
     /// What the device keeps beyond the transport's registers (what the

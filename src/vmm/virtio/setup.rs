@@ -564,18 +564,22 @@ impl Devices {
         slot: u8,
         layers: Vec<(std::fs::File, DiskFormat)>,
         internal: Option<crate::vmm::protocol::InternalSnapshot>,
+        resize: bool,
     ) -> std::result::Result<(), String> {
         let function = self
             .disks
             .iter()
             .find_map(|(s, f)| (*s == slot).then_some(f))
             .ok_or_else(|| format!("no virtio disk in slot {slot}"))?;
-        lock(function).replace_disk(Box::new(move || {
-            if let (Some(s), Some((top, _))) = (&internal, layers.first()) {
-                crate::vmm::storage::qcow2_snapshot::run(top, s.op, &s.name)?;
-            }
-            super::disk::open_chain(layers)
-        }))
+        lock(function).replace_disk(
+            Box::new(move || {
+                if let (Some(s), Some((top, _))) = (&internal, layers.first()) {
+                    crate::vmm::storage::qcow2_snapshot::run(top, s.op, &s.name)?;
+                }
+                super::disk::open_chain(layers)
+            }),
+            resize,
+        )
     }
 
     /// Stops every device's worker for a state image, keeping what the

@@ -275,14 +275,23 @@ impl VirtioPci {
     /// The device's disk image replaced ([`VirtioDevice::replace_disk`])
     /// between requests: the worker stops after the one it runs and starts
     /// again on the new image where the rings stand.
-    pub fn replace_disk(&mut self, open: super::DiskOpener<'_>) -> Result<(), String> {
+    pub fn replace_disk(
+        &mut self,
+        open: super::DiskOpener<'_>,
+        resize: bool,
+    ) -> Result<(), String> {
         let was_active = self.active;
         self.quiesce();
-        let r = self.dev.replace_disk(open);
+        let r = self.dev.replace_disk(open, resize);
         if was_active {
             self.resume();
         }
-        r
+        if r.as_ref().is_ok_and(|changed| *changed) {
+            // A new capacity: a new configuration generation, announced.
+            self.generation = self.generation.wrapping_add(1);
+            self.interrupt.signal_config();
+        }
+        r.map(|_| ())
     }
 
     /// The state a [`VirtioPci::restore`] rebuilds (taken while quiesced).
