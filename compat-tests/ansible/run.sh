@@ -29,12 +29,6 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-# The daemon makes virt_net's bridge, dnsmasq and firewall table: all of
-# it stays in a network namespace of this run.
-if [ -z "${OX_ANSIBLE_NS:-}" ] && [ "$(id -u)" = 0 ]; then
-    exec env OX_ANSIBLE_NS=1 unshare --net --mount --propagation private "$0" "$@"
-fi
-[ -n "${OX_ANSIBLE_NS:-}" ] && ip link set lo up
 . "$top/compat-tests/lib/private-run.sh"
 target=${CARGO_TARGET_DIR:-$top/target}
 OXVIRTD=${OXVIRTD:-$target/debug/oxvirtd}
@@ -67,6 +61,13 @@ if [ ${#need_pkgs[@]} -gt 0 ] && [ "${ANSIBLE_NO_INSTALL:-}" != 1 ] && [ "$(id -
     apt_install "${need_pkgs[@]}" >/tmp/oxvirt-ansible-apt.log 2>&1 ||
         { tail -20 /tmp/oxvirt-ansible-apt.log; missing "apt-get install ${need_pkgs[*]} failed"; }
 fi
+# The daemon makes virt_net's bridge, dnsmasq and firewall table: all of
+# it stays in a network namespace of this run, entered once the packages
+# are in (apt needs the host's network).
+if [ -z "${OX_ANSIBLE_NS:-}" ] && [ "$(id -u)" = 0 ]; then
+    exec env OX_ANSIBLE_NS=1 unshare --net --mount --propagation private "$0" "$@"
+fi
+[ -n "${OX_ANSIBLE_NS:-}" ] && ip link set lo up
 for need in ansible-playbook dbus-daemon "$COLL/plugins/modules/virt.py" "$OXVIRTD" /dev/kvm; do
     command -v "$need" >/dev/null 2>&1 || [ -e "$need" ] || missing "$need is missing"
 done

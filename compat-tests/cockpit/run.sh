@@ -39,12 +39,6 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-# The daemon runs libvirt's `default` network for the page (bridge,
-# dnsmasq, firewall table): everything, browser included, stays in a
-# network namespace of this run.
-if [ -z "${OX_COCKPIT_NS:-}" ] && [ "$(id -u)" = 0 ]; then
-    exec env OX_COCKPIT_NS=1 unshare --net --mount --propagation private "$0" "$@"
-fi
 if [ -n "${OX_COCKPIT_NS:-}" ]; then
     ip link set lo up
     # sysfs as this namespace's: /sys/class/net must list the interfaces
@@ -107,6 +101,13 @@ if [ ${#need_pkgs[@]} -gt 0 ] && [ "${COCKPIT_NO_INSTALL:-}" != 1 ]; then
     rc=$?
     [ $policy_made = 1 ] && rm -f /usr/sbin/policy-rc.d
     [ $rc = 0 ] || { tail -20 /tmp/oxvirt-cockpit-apt.log; missing "apt-get install ${need_pkgs[*]} failed"; }
+fi
+# The daemon runs libvirt's `default` network for the page (bridge,
+# dnsmasq, firewall table): everything, browser included, stays in a
+# network namespace of this run, entered once the packages are in (apt
+# needs the host's network).
+if [ -z "${OX_COCKPIT_NS:-}" ] && [ "$(id -u)" = 0 ]; then
+    exec env OX_COCKPIT_NS=1 unshare --net --mount --propagation private "$0" "$@"
 fi
 for need in /usr/lib/cockpit/cockpit-ws cockpit-bridge chromium chromedriver dbus-daemon \
     dbus-monitor virsh virt-install unshare /usr/bin/python3 "$OXVIRTD" /dev/kvm; do
