@@ -733,9 +733,12 @@ def _create_or_import(button, name, source_type, source, button_done):
         for st in stacks():
             print("# stack: " + st.replace("\n", "\n#   "))
         raise Fail("%s; %s" % (e, "; ".join(more))) from e
-    rc, out = virsh("dominfo", name)
-    if rc != 0:
-        raise Fail("listed, but virsh dominfo %s: %s" % (name, out))
+    # The page lists a guest it is creating before virt-install has defined
+    # it: the domain comes within a while.
+    try:
+        wait(lambda: virsh("dominfo", name)[0] == 0, name + " defined", 60)
+    except Fail:
+        raise Fail("listed, but virsh dominfo %s: %s" % (name, virsh("dominfo", name)[1]))
     # The guest runs (its firmware finds nothing to boot on the empty
     # media, and keeps running), and the page says so.
     try:
