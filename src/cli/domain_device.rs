@@ -433,11 +433,8 @@ pub fn detach_interface(
     a: Affect,
     print_xml: bool,
 ) -> Result<String> {
-    exclusive(&[("persistent", "current", a.persistent && a.current)])?;
-    exclusive(&[
-        ("current", "live", a.current && a.live),
-        ("current", "config", a.current && a.config),
-    ])?;
+    // Only the options' checks: each definition below gets its own flags.
+    a.flags_before_lookup()?;
     let d = lookup(bus, name)?;
     let failed = |e: CliError| CliError {
         context: e.message.clone().filter(|_| e.context.is_none()),

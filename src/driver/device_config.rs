@@ -109,11 +109,11 @@ fn pci_text(a: &Option<Address>) -> Option<String> {
 
 /// The one element of a device document, parsed as the definition's
 /// `<devices>` would hold it.
-fn parse_device(xml: &str) -> Result<(Element, &'static str, Devices)> {
+fn parse_device(xml: &str) -> Result<(&'static str, Devices)> {
     let elem = tree::parse_document(xml)?;
     let kind = device_type(&elem.name)?;
-    let devices = Devices::parse(&Element::new("devices").with_child(elem.clone()))?;
-    Ok((elem, kind, devices))
+    let devices = Devices::parse(&Element::new("devices").with_child(elem))?;
+    Ok((kind, devices))
 }
 
 /// `virDomainNetFindIdx`: the interface `new` names by MAC, PCI address
@@ -469,7 +469,7 @@ impl Driver {
             _ => "qemuDomainDetachDeviceFlags",
         };
         super::check_flags(flags, AFFECT_LIVE | AFFECT_CONFIG, function)?;
-        let (_, kind, new) = parse_device(xml)?;
+        let (kind, new) = parse_device(xml)?;
         self.change_config(obj, flags, action, kind, |def| match action {
             Action::Attach => attach(def, kind, new),
             _ => detach(def, kind, new),
@@ -489,7 +489,7 @@ impl Driver {
         xml: &str,
         flags: u32,
     ) -> Result<()> {
-        let (_, kind, new) = parse_device(xml)?;
+        let (kind, new) = parse_device(xml)?;
         let iface = new
             .interfaces
             .into_iter()
