@@ -145,7 +145,7 @@ fn wait_for(serial: &Path, what: &str, secs: u64) -> String {
     let end = Instant::now() + Duration::from_secs(secs);
     loop {
         let log = std::fs::read_to_string(serial).unwrap_or_default();
-        if log.lines().any(|l| l.contains(what)) || Instant::now() > end {
+        if netns_common::has_whole_line(&log, what) || Instant::now() > end {
             return log;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -238,12 +238,19 @@ pub fn devices_xml(
     )
 }
 
+/// Whether `log` has a complete (newline-terminated) line containing
+/// `what`: the guest may be half way through writing the last one.
+pub fn has_whole_line(log: &str, what: &str) -> bool {
+    log.split_inclusive('\n')
+        .any(|l| l.ends_with('\n') && l.contains(what))
+}
+
 /// Waits until the serial log has a line containing `what`.
 pub fn wait_serial(serial: &Path, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let log = std::fs::read_to_string(serial).unwrap_or_default();
-        if log.lines().any(|l| l.contains(what)) && log.ends_with('\n') {
+        if has_whole_line(&log, what) {
             return;
         }
         assert!(
