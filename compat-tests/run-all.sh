@@ -5,8 +5,8 @@
 # libvirt-dbus's interface files, xmllint, QEMU's image tools), what virtual
 # networks run (dnsmasq, nftables, passt), the compiler
 # for the freestanding test guest, the private D-Bus daemon, and the Debian
-# packaging tools (debhelper, lintian, debootstrap), and the oxvirt-qemu user the
-# package would create.
+# packaging tools (debhelper, lintian, debootstrap), ACPICA's disassembler (the
+# DSDT's check), and the oxvirt-qemu user the package would create.
 #
 # Every test that boots a guest boots it for real on /dev/kvm: the
 # freestanding test guest (compat-tests/guest/testos) and a stock Debian
@@ -25,7 +25,7 @@ if [ "${1:-}" = "--install" ]; then
         dnsmasq-base nftables passt \
         debhelper lintian debootstrap systemd util-linux \
         seabios grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools xorriso \
-        fdisk gdisk >/dev/null
+        fdisk gdisk acpica-tools >/dev/null
     # QEMU 7.2: the graphical-console tests compare oxvirt's VNC server
     # with its (tests/vnc_client_qemu.rs).
     . compat-tests/bench/anchors.sh

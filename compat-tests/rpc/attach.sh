@@ -6,9 +6,9 @@
 # the definition valid against libvirt's domain.rng and kept across a
 # daemon restart; libvirt's errors for a duplicate target, a device that is
 # not there, a kind that cannot be changed, an unknown element, a transient
-# domain, a shut-off guest asked for --live. A running guest's devices
-# cannot be changed yet: --live (and --live --config) gets libvirt's
-# "not supported" error and changes neither definition. python-libvirt's
+# domain, a shut-off guest asked for --live. A running guest's device of a
+# kind it cannot gain (a watchdog): --live (and --live --config) gets
+# libvirt's "not supported" error and changes neither definition. python-libvirt's
 # attachDeviceFlags and detachDeviceAlias, and libvirt-dbus's AttachDevice
 # and DetachDevice. Called by run.sh.
 #
@@ -157,15 +157,17 @@ wait "$daemon" 2>/dev/null
 start_oxvirtd
 expect attach-after-restart 0 "<target dev='vdb' bus='virtio'/>" -- dumpxml --inactive d1
 
-# A running guest: --config changes the next boot's definition only; --live
-# is refused and changes nothing.
+# A running guest: --config changes the next boot's definition only; a
+# kind that cannot be plugged into it is refused with --live, and with
+# --live --config changes neither definition (hotplug.sh plugs the rest).
 expect start-d1 0 "Domain 'd1' started" -- start d1
 live_before=$(virsh -c "$U" dumpxml d1 2>&1)
 before=$(inactive d1)
-expect attach-live-refused 1 "Operation not supported: live attach of device 'disk' is not supported" -- \
-    attach-disk d1 "$tmp/c.img" vdc
-expect attach-live-config-refused 1 "Operation not supported: live attach of device 'disk' is not supported" -- \
-    attach-disk d1 "$tmp/c.img" vdc --live --config
+echo "<watchdog model='i6300esb' action='reset'/>" >"$tmp/wd.xml"
+expect attach-live-refused 1 "Operation not supported: live attach of device 'watchdog' is not supported" -- \
+    attach-device d1 "$tmp/wd.xml"
+expect attach-live-config-refused 1 "Operation not supported: live attach of device 'watchdog' is not supported" -- \
+    attach-device d1 "$tmp/wd.xml" --live --config
 unchanged attach-live-refused-unchanged d1 "$before"
 expect attach-running-config 0 "Disk attached successfully" -- attach-disk d1 "$tmp/c.img" vdc --config
 expect attach-running-config-inactive 0 "<target dev='vdc' bus='virtio'/>" -- dumpxml --inactive d1
@@ -181,7 +183,8 @@ expect blockresize-by-path 0 "Block device '$tmp/a.img' is resized" -- blockresi
 expect blockresize-missing 1 "invalid argument: disk 'vdz' was not found in the domain config" -- blockresize d1 vdz 8M
 expect blockresize-bad-size 1 "malformed" -- blockresize d1 vda 8Q
 if grep -q '^FAIL' "$tmp/d1.serial"; then fail "blockresize-guest-ok ($(grep '^FAIL' "$tmp/d1.serial" | head -2))"; else pass blockresize-guest-ok; fi
-expect detach-live-refused 1 "Operation not supported: live detach of device 'disk' is not supported" -- detach-disk d1 vdb
+expect detach-live-refused 1 "Operation not supported: live detach of device 'watchdog' is not supported" -- \
+    detach-device d1 "$tmp/wd.xml" --live
 expect detach-running-config 0 "Disk detached successfully" -- detach-disk d1 vdc --config
 virsh -c "$U" destroy d1 >/dev/null 2>&1
 

@@ -280,6 +280,16 @@ echo "# snapshots: disk-only and with memory, the tree, revert, delete with comm
 echo "# devices added to and removed from definitions: attach-disk, attach-interface, attach-device"
 "$here/attach.sh" "$OXVIRTD" "$tmp/attach" || fails=$((fails + 1))
 
+echo "# hotplug: disks, NICs and rngs plugged into and released by a running guest"
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null; then
+    "$here/hotplug.sh" "$OXVIRTD" "$tmp/hotplug" || fails=$((fails + 1))
+elif [ "${CI:-}" = true ]; then
+    echo "FAIL - hotplug.sh needs root and ip"
+    fails=$((fails + 1))
+else
+    echo "skip - hotplug.sh needs root and ip"
+fi
+
 echo "# cgroups and tuning: schedinfo, memtune, blkiotune, a memory limit"
 if [ "$(id -u)" = 0 ] && grep -q cgroup /proc/self/mountinfo; then
     "$here/tuning.sh" "$OXVIRTD" "$tmp/tuning" || fails=$((fails + 1))

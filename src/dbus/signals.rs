@@ -1,6 +1,7 @@
 //! Relays the driver's domain events: lifecycle events as
 //! `org.libvirt.Connect.DomainEvent`, the others as the per-domain
-//! signals of `org.libvirt.Domain` (`Reboot`, `BalloonChange`), as
+//! signals of `org.libvirt.Domain` (`Reboot`, `BalloonChange`,
+//! `DeviceAdded`, `DeviceRemoved`), as
 //! libvirt-dbus does; and the storage sub-driver's pool events: lifecycle
 //! events as `org.libvirt.Connect.StoragePoolEvent`, refreshes as the
 //! pool's own `org.libvirt.StoragePool.Refresh` signal.
@@ -37,6 +38,26 @@ pub async fn relay(conn: Connection, mut rx: Receiver<DomainEvent>) {
             continue;
         };
         let sent = match ev.kind {
+            EventKind::DeviceAdded { alias } => {
+                conn.emit_signal(
+                    None::<&str>,
+                    &opath,
+                    "org.libvirt.Domain",
+                    "DeviceAdded",
+                    &(alias,),
+                )
+                .await
+            }
+            EventKind::DeviceRemoved { alias } => {
+                conn.emit_signal(
+                    None::<&str>,
+                    &opath,
+                    "org.libvirt.Domain",
+                    "DeviceRemoved",
+                    &(alias,),
+                )
+                .await
+            }
             EventKind::Lifecycle { event, detail } => {
                 conn.emit_signal(
                     None::<&str>,

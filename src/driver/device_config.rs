@@ -24,7 +24,7 @@ use super::vcpus::{AFFECT_CONFIG, AFFECT_LIVE};
 
 /// What a request does to a definition.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Action {
+pub(super) enum Action {
     Attach,
     Detach,
     Update,
@@ -371,7 +371,7 @@ fn detach_alias(def: &mut Domain, alias: &str) -> Result<()> {
 
 /// `def` through the whole of a define: defaults (addresses, MAC) for
 /// what was added, and every check.
-fn as_defined(def: &Domain) -> Result<Domain> {
+pub(super) fn as_defined(def: &Domain) -> Result<Domain> {
     let xml = def.to_xml(FormatFlags {
         secure: true,
         inactive: true,
@@ -413,7 +413,7 @@ fn only_link_changes(old: &Interface, new: &Interface) -> bool {
             .is_none_or(|q| Some(q) == old.driver_queues)
 }
 
-fn unsupported(scope: &str, action: Action, kind: &str) -> Error {
+pub(super) fn unsupported(scope: &str, action: Action, kind: &str) -> Error {
     Error::new(
         ErrorCode::OperationUnsupported,
         ErrorDomain::Domain,
@@ -470,10 +470,41 @@ impl Driver {
         };
         super::check_flags(flags, AFFECT_LIVE | AFFECT_CONFIG, function)?;
         let (kind, new) = parse_device(xml)?;
-        self.change_config(obj, flags, action, kind, |def| match action {
-            Action::Attach => attach(def, kind, new),
-            _ => detach(def, kind, new),
-        })
+        let live_new = new.clone();
+        let live = move |driver: &Driver, obj: &Arc<DomainObj>| {
+            let (obj, new) = (obj.clone(), live_new);
+            let driver = driver.clone();
+            async move {
+                if super::hotplug::LiveDevice::from_devices(new.clone()).is_none() {
+                    return Err(unsupported("live", action, kind));
+                }
+                match action {
+                    Action::Attach => {
+                        driver
+                            .attach_live(&obj, kind, new, |def, new| attach(def, kind, new))
+                            .await
+                    }
+                    _ => {
+                        driver
+                            .detach_live(&obj, kind, move |def| {
+                                let mut without = def.clone();
+                                detach(&mut without, kind, new)?;
+                                Ok(without)
+                            })
+                            .await
+                    }
+                }
+            }
+        };
+        self.change_config(
+            obj,
+            flags,
+            |def| match action {
+                Action::Attach => attach(def, kind, new),
+                _ => detach(def, kind, new),
+            },
+            live,
+        )
         .await
     }
 
@@ -558,42 +589,69 @@ impl Driver {
             AFFECT_LIVE | AFFECT_CONFIG,
             "qemuDomainDetachDeviceAlias",
         )?;
-        self.change_config(obj, flags, Action::Detach, "device", |def| {
-            detach_alias(def, alias)
-        })
-        .await
+        let live_alias = alias.to_string();
+        let live = move |driver: &Driver, obj: &Arc<DomainObj>| {
+            let (obj, alias) = (obj.clone(), live_alias);
+            let driver = driver.clone();
+            async move {
+                driver
+                    .detach_live(&obj, "device", move |def| {
+                        let mut without = def.clone();
+                        detach_alias(&mut without, &alias)?;
+                        Ok(without)
+                    })
+                    .await
+            }
+        };
+        self.change_config(obj, flags, |def| detach_alias(def, alias), live)
+            .await
     }
 
-    /// Applies `change` to a copy of the persistent definition, as `flags`
-    /// select it; the result is parsed and validated as a definition and
-    /// saved, or nothing changes.
-    async fn change_config(
+    /// Applies a device change as `flags` select it: `change` to a copy of
+    /// the persistent definition (parsed and validated as a definition),
+    /// then `live` to the running guest, then the persistent definition
+    /// saved. Nothing changes where a step fails before it.
+    async fn change_config<F>(
         &self,
         obj: &Arc<DomainObj>,
         flags: u32,
-        action: Action,
-        kind: &str,
         change: impl FnOnce(&mut Domain) -> Result<()>,
-    ) -> Result<()> {
+        live: impl FnOnce(&Driver, &Arc<DomainObj>) -> F,
+    ) -> Result<()>
+    where
+        F: std::future::Future<Output = Result<()>>,
+    {
         let _job = obj.begin_job().await?;
-        let mut def = {
+        let (to_live, def) = {
             let d = obj.data();
             if d.removed {
                 return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
             }
-            let (live, config) = super::metadata::targets(&d, flags)?;
-            if live {
-                return Err(unsupported("live", action, kind));
-            }
-            debug_assert!(config);
-            d.persistent
-                .clone()
-                .ok_or_else(|| Error::internal("no persistent definition"))?
+            let (to_live, config) = super::metadata::targets(&d, flags)?;
+            let def = match config {
+                false => None,
+                true => Some(
+                    d.persistent
+                        .clone()
+                        .ok_or_else(|| Error::internal("no persistent definition"))?,
+                ),
+            };
+            (to_live, def)
         };
-        change(&mut def)?;
-        let def = as_defined(&def)?;
-        self.inner.store.save(&def)?;
-        obj.data().persistent = Some(def);
+        let def = match def {
+            Some(mut def) => {
+                change(&mut def)?;
+                Some(as_defined(&def)?)
+            }
+            None => None,
+        };
+        if to_live {
+            live(self, obj).await?;
+        }
+        if let Some(def) = def {
+            self.inner.store.save(&def)?;
+            obj.data().persistent = Some(def);
+        }
         Ok(())
     }
 }

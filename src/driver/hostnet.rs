@@ -127,6 +127,40 @@ impl Taps {
         self.taps.is_empty()
     }
 
+    /// The fds, to hand to a running VMM.
+    pub fn borrowed_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.taps
+            .iter()
+            .flat_map(|(_, fds)| fds.iter().map(AsFd::as_fd))
+            .collect()
+    }
+
+    /// Takes over `other`'s taps (a NIC plugged into the running guest).
+    pub fn extend(&mut self, mut other: Taps) {
+        self.taps.append(&mut other.taps);
+    }
+
+    /// Takes out the taps of the NIC in PCI `slot` (released by the
+    /// guest); dropping them removes them.
+    pub fn take_slot(&mut self, slot: u8) -> Taps {
+        let (gone, kept) = std::mem::take(&mut self.taps)
+            .into_iter()
+            .partition(|(r, _)| r.slot == slot);
+        self.taps = kept;
+        Taps { taps: gone }
+    }
+
+    /// The VMM's device at `position` of its list is gone: those after
+    /// it moved up one place.
+    pub fn device_removed(&mut self, position: usize) {
+        for (r, _) in &mut self.taps {
+            if r.device > position {
+                r.device -= 1;
+            }
+        }
+    }
+
     /// Points the net devices of `cfg` at the inherited tap fds.
     pub fn bind(&self, cfg: &mut VmConfig) {
         for (res, fds) in &self.taps {

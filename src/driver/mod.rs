@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod graphics;
 pub mod host;
 pub mod hostnet;
+mod hotplug;
 pub mod image;
 pub mod interfaces;
 mod lifecycle;

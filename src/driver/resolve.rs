@@ -67,7 +67,7 @@ pub struct Context<'a> {
 /// A `<disk type='volume'>` as the file its storage volume is, the way
 /// libvirt translates a pool source before it starts a guest; other disks
 /// are returned as they are.
-fn translate_volume<'d>(
+pub(super) fn translate_volume<'d>(
     disk: &'d crate::xml::model::disk::Disk,
     storage: &super::storage::Storage,
 ) -> Result<std::borrow::Cow<'d, crate::xml::model::disk::Disk>> {

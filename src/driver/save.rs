@@ -173,7 +173,7 @@ pub(super) async fn write_image(
     if let Some(obj) = job {
         *obj.progress() = file.try_clone().ok().map(|f| JobProgress {
             started: Instant::now(),
-            total: vmm.config.memory_mib << 20,
+            total: vmm.config().memory_mib << 20,
             file: f,
             start_len,
             abort,

@@ -100,6 +100,12 @@ pub enum EventKind {
     /// `VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE`: the memory the guest now
     /// has, in KiB.
     BalloonChange { actual_kib: u64 },
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_ADDED`: a device plugged into the
+    /// running guest, by its alias.
+    DeviceAdded { alias: String },
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`: the guest released a device
+    /// and it is gone from the live definition.
+    DeviceRemoved { alias: String },
 }
 
 /// One domain event, as every front end relays it.

@@ -242,7 +242,7 @@ fn note_in_log(log: &Path, line: &str) {
 }
 
 /// Whether a running guest other than `except` opens `path`.
-fn file_in_use(inner: &Inner, except: Option<&Uuid>, path: &Path) -> bool {
+pub(super) fn file_in_use(inner: &Inner, except: Option<&Uuid>, path: &Path) -> bool {
     inner
         .registry
         .all()
@@ -250,7 +250,7 @@ fn file_in_use(inner: &Inner, except: Option<&Uuid>, path: &Path) -> bool {
         .filter(|o| Some(&o.uuid) != except)
         .any(|o| {
             o.data().live.as_ref().is_some_and(|l| {
-                security_dac::guest_files(&l.vmm.config)
+                security_dac::guest_files(&l.vmm.config())
                     .iter()
                     .any(|(p, _)| p == path)
             })
@@ -408,7 +408,7 @@ pub(super) fn write_status(inner: &Inner, obj: &DomainObj) {
         pid: live.vmm.pid,
         control_socket: live.vmm.socket.clone(),
         config_file: live.vmm.config_file.clone(),
-        config: live.vmm.config.clone(),
+        config: live.vmm.config(),
         live_xml: live.def.to_xml(FormatFlags {
             secure: true,
             ..FormatFlags::default()
@@ -550,6 +550,14 @@ fn spawn_monitor(
                             let pages = ev.data.get("actual-pages").and_then(|p| p.as_u64());
                             if let Some(pages) = pages {
                                 balloon_changed(&inner, &obj, &vmm, generation, pages);
+                            }
+                        }
+                        Some(ev) if ev.name == "device-deleted" => {
+                            let slot = ev.data.get("slot").and_then(|s| s.as_u64());
+                            if let Some(slot) = slot.and_then(|s| u8::try_from(s).ok()) {
+                                super::hotplug::device_released(
+                                    &inner, &obj, &vmm, generation, slot,
+                                );
                             }
                         }
                         Some(ev) => tracing::debug!(?ev, "VMM event"),
@@ -726,7 +734,7 @@ async fn handle_exit(inner: &Arc<Inner>, obj: &Arc<DomainObj>, vmm: &Arc<Vmm>, s
 async fn restart_vmm(inner: &Arc<Inner>, obj: &Arc<DomainObj>, old: &Arc<Vmm>) -> bool {
     let name = obj.name();
     let p = paths(inner, &name, &obj.uuid);
-    let mut config = old.config.clone();
+    let mut config = old.config();
     // The taps: the driver's fds, or made again after a daemon restart.
     let restart = {
         let mut d = obj.data();

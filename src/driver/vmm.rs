@@ -33,7 +33,12 @@ pub struct Vmm {
     pub control: ControlClient,
     pub socket: PathBuf,
     pub config_file: PathBuf,
-    pub config: VmConfig,
+    /// The configuration it runs: what it started with, and the devices
+    /// plugged in or released since (a reboot's VMM starts from it).
+    pub config: Mutex<VmConfig>,
+    /// Slots whose device the guest released (`device-deleted`), for a
+    /// detach waiting on it.
+    pub released: tokio::sync::broadcast::Sender<u8>,
     /// Becomes `Some` once the process has exited.
     pub exited: watch::Receiver<Option<ExitStatus>>,
     /// The reason of the last `shutdown` event seen.
@@ -220,7 +225,8 @@ async fn connect_new(
             control,
             socket: paths.socket.clone(),
             config_file: paths.config_file.clone(),
-            config,
+            config: Mutex::new(config),
+            released: tokio::sync::broadcast::channel(16).0,
             exited,
             last_reason: Mutex::new(None),
         },
@@ -270,7 +276,8 @@ pub async fn attach(
             control,
             socket: socket.to_path_buf(),
             config_file: config_file.to_path_buf(),
-            config,
+            config: Mutex::new(config),
+            released: tokio::sync::broadcast::channel(16).0,
             exited,
             last_reason: Mutex::new(None),
         },
@@ -320,10 +327,40 @@ impl Vmm {
         }
     }
 
+    /// A copy of the configuration it runs.
+    pub fn config(&self) -> VmConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Plugs `device` into the running guest (`fds`: a disk's image, a
+    /// NIC's taps); the PCI slot it went to.
+    pub async fn device_add(
+        &self,
+        device: crate::vmm::config::DeviceConfig,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<u8> {
+        let command = protocol::Command::DeviceAdd(Box::new(protocol::DeviceAdd { device }));
+        let reply = self.control.run_with_fds(&command, fds, None).await?;
+        serde_json::from_value::<protocol::DeviceAdded>(reply)
+            .map(|a| a.slot)
+            .map_err(|e| Error::internal(format!("unexpected device-add reply: {e}")))
+    }
+
+    /// Asks the guest to release the device in PCI slot `slot`.
+    pub async fn device_del(&self, slot: u8) -> Result<()> {
+        self.control
+            .run(&protocol::Command::DeviceDel(protocol::DeviceDel { slot }))
+            .await
+            .map(|_| ())
+    }
+
     /// Asks the guest's balloon for `kib` of memory (the VMM's size in
     /// pages minus what it should keep).
     pub async fn balloon_to(&self, kib: u64) -> Result<()> {
-        let vmm_kib = self.config.memory_mib.saturating_mul(1024);
+        let vmm_kib = self.config().memory_mib.saturating_mul(1024);
         let pages = vmm_kib.saturating_sub(kib) / 4;
         let set = BalloonSet {
             num_pages: Some(pages),
@@ -464,7 +501,7 @@ impl Vmm {
 
     /// The memory a guest has when its balloon holds `pages` 4 KiB pages.
     pub fn ballooned_kib(&self, max_kib: u64, pages: u64) -> u64 {
-        let vmm_kib = self.config.memory_mib.saturating_mul(1024);
+        let vmm_kib = self.config().memory_mib.saturating_mul(1024);
         vmm_kib.saturating_sub(pages.saturating_mul(4)).min(max_kib)
     }
 
@@ -472,7 +509,7 @@ impl Vmm {
     pub fn remove_files(&self) {
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.config_file);
-        for p in super::resolve::created_files(&self.config) {
+        for p in super::resolve::created_files(&self.config()) {
             let _ = std::fs::remove_file(p);
         }
     }

@@ -1,5 +1,6 @@
 //! Domain event callbacks: registration bookkeeping and forwarding the
-//! driver's domain events (lifecycle, reboot, balloon change) as
+//! driver's domain events (lifecycle, reboot, balloon change, devices
+//! added and removed) as
 //! MESSAGEs to the connections that asked.
 
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 
 use super::conn::{Callback, Conn};
 use super::protocol::{
-    BalloonChangeMsg, CallbackBalloonChangeMsg, CallbackDomMsg, CallbackLifecycleMsg, Dom,
-    LifecycleMsg, procs,
+    BalloonChangeMsg, CallbackBalloonChangeMsg, CallbackDeviceAliasMsg, CallbackDeviceRemovedMsg,
+    CallbackDomMsg, CallbackLifecycleMsg, DeviceRemovedMsg, Dom, LifecycleMsg, procs,
 };
 use super::xdr::to_bytes;
 
@@ -23,6 +24,10 @@ const EVENT_ID_LIFECYCLE: i32 = 0;
 const EVENT_ID_REBOOT: i32 = 1;
 /// `VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE`.
 const EVENT_ID_BALLOON_CHANGE: i32 = 13;
+/// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`.
+const EVENT_ID_DEVICE_REMOVED: i32 = 15;
+/// `VIR_DOMAIN_EVENT_ID_DEVICE_ADDED` (no legacy form).
+const EVENT_ID_DEVICE_ADDED: i32 = 19;
 /// Number of event ids libvirt 9.0 knows (0..=26).
 const EVENT_ID_LAST: i32 = 27;
 
@@ -192,6 +197,39 @@ fn message(ev: &DomainEvent, dom: Dom, callback: Option<i32>) -> (i32, i32, Vec<
                 ),
             }
         }
+        (EventKind::DeviceRemoved { alias }, cb) => {
+            let msg = DeviceRemovedMsg {
+                dom,
+                dev_alias: alias.clone(),
+            };
+            match cb {
+                Some(callback_id) => (
+                    EVENT_ID_DEVICE_REMOVED,
+                    procs::DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED,
+                    to_bytes(&CallbackDeviceRemovedMsg { callback_id, msg }),
+                ),
+                None => (
+                    EVENT_ID_DEVICE_REMOVED,
+                    procs::DOMAIN_EVENT_DEVICE_REMOVED,
+                    to_bytes(&msg),
+                ),
+            }
+        }
+        // libvirt has no legacy message for it: a legacy registration
+        // gets nothing (the id never matches).
+        (EventKind::DeviceAdded { alias }, cb) => (
+            if cb.is_some() {
+                EVENT_ID_DEVICE_ADDED
+            } else {
+                -1
+            },
+            procs::DOMAIN_EVENT_CALLBACK_DEVICE_ADDED,
+            to_bytes(&CallbackDeviceAliasMsg {
+                callback_id: cb.unwrap_or(-1),
+                dom,
+                dev_alias: alias.clone(),
+            }),
+        ),
     }
 }
 

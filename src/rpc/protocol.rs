@@ -339,6 +339,21 @@ xdr_struct! {
 }
 
 xdr_struct! {
+    /// `remote_domain_event_device_removed_msg`.
+    pub struct DeviceRemovedMsg { pub dom: Dom, pub dev_alias: String }
+}
+
+xdr_struct! {
+    pub struct CallbackDeviceRemovedMsg { pub callback_id: i32, pub msg: DeviceRemovedMsg }
+}
+
+xdr_struct! {
+    /// `remote_domain_event_callback_device_added_msg` (and the
+    /// removal-failed one, of the same shape).
+    pub struct CallbackDeviceAliasMsg { pub callback_id: i32, pub dom: Dom, pub dev_alias: String }
+}
+
+xdr_struct! {
     pub struct NetworkRef { pub name: String, pub uuid: [u8; 16] }
 }
 

@@ -629,6 +629,26 @@ impl DeviceConfig {
             DeviceConfig::Input(c) => c.pci_slot,
         }
     }
+
+    /// The same, to set (the VMM pins auto-assigned slots before a hot
+    /// unplug, so that the other devices keep theirs).
+    pub fn pci_slot_mut(&mut self) -> &mut Option<u8> {
+        match self {
+            DeviceConfig::Block(c) => &mut c.pci_slot,
+            DeviceConfig::Net(c) => &mut c.pci_slot,
+            DeviceConfig::Rng(c) => &mut c.pci_slot,
+            DeviceConfig::Console(c) => &mut c.pci_slot,
+            DeviceConfig::Balloon(c) => &mut c.pci_slot,
+            DeviceConfig::Vsock(c) => &mut c.pci_slot,
+            DeviceConfig::Scsi(c) => &mut c.pci_slot,
+            DeviceConfig::Sata(c) => &mut c.pci_slot,
+            DeviceConfig::Vga(c) => &mut c.pci_slot,
+            DeviceConfig::Gpu(c) => &mut c.pci_slot,
+            DeviceConfig::Xhci(c) => &mut c.pci_slot,
+            DeviceConfig::Ehci(c) => &mut c.pci_slot,
+            DeviceConfig::Input(c) => &mut c.pci_slot,
+        }
+    }
 }
 
 /// Policy on guest reboot. Only `exit` exists: the VMM reports the reboot

@@ -70,6 +70,8 @@ pub const PCI_BUS_MAX: u8 = 0;
 /// Generic Event Device: one byte of pending event bits, read-to-clear.
 pub const GED_START: u64 = 0xfef0_0000;
 pub const GED_SIZE: u64 = 0x10;
+/// PCI hotplug registers (`devices/pci_hotplug.rs`), right after the GED.
+pub const PCI_HOTPLUG_START: u64 = GED_START + GED_SIZE;
 /// IOAPIC and local APIC.
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 pub const LAPIC_START: u64 = 0xfee0_0000;

@@ -131,8 +131,31 @@ pub struct SetLink {
     pub up: bool,
 }
 
+/// `device-add`: plugs a device into the running guest (PCI hotplug).
+/// A virtio disk's image comes as the request's file descriptor, a NIC's
+/// taps as its descriptors (one per queue pair). The reply names the slot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceAdd {
+    pub device: crate::vmm::config::DeviceConfig,
+}
+
+/// `device-del`: asks the guest to release the device in PCI slot
+/// `slot`; the event `device-deleted` follows once it has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceDel {
+    pub slot: u8,
+}
+
+/// The reply to `device-add`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAdded {
+    pub slot: u8,
+}
+
 /// A request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     QueryStatus,
     QueryStats,
@@ -153,6 +176,8 @@ pub enum Command {
     Save(Save),
     DiskReopen(DiskReopen),
     SetLink(SetLink),
+    DeviceAdd(Box<DeviceAdd>),
+    DeviceDel(DeviceDel),
     /// Test builds only: a system call no filter allows.
     ForbiddenSyscall,
 }
@@ -189,6 +214,8 @@ impl Command {
             Command::Save(_) => "save",
             Command::DiskReopen(_) => "disk-reopen",
             Command::SetLink(_) => "set-link",
+            Command::DeviceAdd(_) => "device-add",
+            Command::DeviceDel(_) => "device-del",
             Command::ForbiddenSyscall => "x-oxvirt-forbidden-syscall",
         }
     }
@@ -205,6 +232,8 @@ impl Command {
             Command::Save(a) => serde_json::to_value(a),
             Command::DiskReopen(a) => serde_json::to_value(a),
             Command::SetLink(a) => serde_json::to_value(a),
+            Command::DeviceAdd(a) => serde_json::to_value(a),
+            Command::DeviceDel(a) => serde_json::to_value(a),
             _ => return None,
         };
         v.ok()
@@ -229,6 +258,8 @@ impl Command {
             "save" => Command::Save(args(name, arguments)?),
             "disk-reopen" => Command::DiskReopen(args(name, arguments)?),
             "set-link" => Command::SetLink(args(name, arguments)?),
+            "device-add" => Command::DeviceAdd(Box::new(args(name, arguments)?)),
+            "device-del" => Command::DeviceDel(args(name, arguments)?),
             "x-oxvirt-forbidden-syscall" if cfg!(feature = "test-hooks") => {
                 Command::ForbiddenSyscall
             }

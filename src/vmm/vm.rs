@@ -29,6 +29,7 @@ use super::devices::fw_cfg;
 use super::devices::ged::{self, Ged};
 use super::devices::i8042::{I8042, I8042Port, Ps2Input};
 use super::devices::pci::{PciBarSpace, PciConfigIo, PciEcam, PciRoot};
+use super::devices::pci_hotplug::{self, PciHotplug};
 use super::devices::serial::SerialDevice;
 use super::display::console::{Console, InputRouter};
 use super::display::vga;
@@ -49,6 +50,7 @@ use super::vcpu::{self, RunControl, Vcpu};
 use super::virtio;
 use super::virtio::input::{VirtioInputHandle, WhenActive};
 
+mod hotplug;
 mod state;
 
 /// A built machine, ready to run.
@@ -68,6 +70,8 @@ pub struct Vm {
     pub(super) platform: Platform,
     /// The PCI root, whose functions a state image visits.
     pci: Arc<Mutex<PciRoot>>,
+    /// The ACPI PCI hotplug registers.
+    hotplug: Arc<Mutex<PciHotplug>>,
     backend: SerialBackend,
     /// Writer thread of COM1's output.
     serial_pump: PumpHandle,
@@ -90,6 +94,10 @@ pub(super) struct Platform {
     pub i8042: Arc<Mutex<I8042>>,
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
     pub pci_io: Arc<Mutex<PciConfigIo>>,
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn shared<T: super::bus::BusDevice + 'static>(d: T) -> Arc<Mutex<T>> {
@@ -341,8 +349,21 @@ impl Vm {
                 1,
             )?;
         }
+        let hotplug = {
+            let mut h = PciHotplug::new(pci.clone()).map_err(Error::io("eventfd"))?;
+            for slot in virtio.removable_slots() {
+                h.set_removable(slot);
+            }
+            shared(h)
+        };
         let mut mmio = Bus::default();
         insert(&mut mmio, ged.clone(), layout::GED_START, layout::GED_SIZE)?;
+        insert(
+            &mut mmio,
+            hotplug.clone(),
+            layout::PCI_HOTPLUG_START,
+            pci_hotplug::SIZE,
+        )?;
         insert(
             &mut mmio,
             shared(PciEcam::new(pci.clone())),
@@ -413,6 +434,7 @@ impl Vm {
             ged,
             platform,
             pci,
+            hotplug,
             backend,
             serial_pump,
             vcpus,
@@ -468,6 +490,8 @@ impl Vm {
         if let Some(fd) = balloon_fd {
             add(fd)?;
         }
+        let ejected_fd = lock(&self.hotplug).ejected_fd().as_raw_fd();
+        add(ejected_fd)?;
 
         // Everything is open: confine the process before any guest code
         // runs, then start the threads (each under its own filter).
@@ -578,6 +602,8 @@ impl Vm {
                     }
                 } else if Some(fd) == serial_in {
                     self.pump_serial_input(fd, &epoll, &mut serial_in);
+                } else if fd == ejected_fd {
+                    self.finish_ejects(control.as_mut());
                 } else if Some(fd) == balloon_fd {
                     if let Some(b) = self.virtio.balloon() {
                         let pages = b.take_change();
@@ -656,7 +682,7 @@ impl Vm {
     }
 
     fn handle_line(
-        &self,
+        &mut self,
         line: &Line,
         state: &mut LoopState,
         threads: &[JoinHandle<()>],
@@ -741,6 +767,20 @@ impl Vm {
                     Err(e) => err(&format!("disk-reopen: {e}")),
                 }
             }
+            Command::DeviceAdd(a) => {
+                let mut fds = Vec::new();
+                while let Some(fd) = ctl_server.take_fd(client) {
+                    fds.push(fd);
+                }
+                match self.device_add(a.device, fds) {
+                    Ok(slot) => ok(json!({ "slot": slot })),
+                    Err(e) => err(&format!("device-add: {e}")),
+                }
+            }
+            Command::DeviceDel(a) => match self.device_del(a.slot) {
+                Ok(()) => ok(json!({})),
+                Err(e) => err(&format!("device-del: {e}")),
+            },
             Command::SetLink(a) => match self.virtio.set_link(a.slot, a.up) {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&e),

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

@@ -361,6 +361,13 @@ void pci_scan(void)
 		assign_bars(&pci_devs[i]);
 }
 
+void pci_rescan(void)
+{
+	scanned = false;
+	pci_ndevs = 0;
+	pci_scan();
+}
+
 struct pci_dev *pci_find(int bus, int dev, int fn)
 {
 	for (int i = 0; i < pci_ndevs; i++)

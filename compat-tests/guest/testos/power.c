@@ -162,20 +162,28 @@ static void ged_irq(u8 v)
 		ioapic_mask((u32)ged_gsi);
 }
 
-static void powerbutton(void)
+int ged_route(irq_handler h)
 {
 	u8 flags = 0;
 	int from_dsdt = acpi_ged_irq(&flags);
-	ged_gsi = opt.gedirq >= 0 ? opt.gedirq : from_dsdt;
+	int gsi = opt.gedirq >= 0 ? opt.gedirq : from_dsdt;
+	if (gsi < 0)
+		return -1;
+	if (from_dsdt != gsi)
+		flags = 0x02;             /* given on the command line: edge, active high */
+	lapic_init();
+	irq_set_handler(VEC_GED, h);
+	ioapic_route((u32)gsi, VEC_GED, lapic_id(), !(flags & 0x02), flags & 0x04);
+	return gsi;
+}
+
+static void powerbutton(void)
+{
+	ged_gsi = ged_route(ged_irq);
 	if (ged_gsi < 0) {
 		println("FAIL powerbutton: no Extended Interrupt in the GED's _CRS and no oxtest.gedirq");
 		halt_forever();
 	}
-	if (from_dsdt != ged_gsi)
-		flags = 0x02;             /* given on the command line: edge, active high */
-	lapic_init();
-	irq_set_handler(VEC_GED, ged_irq);
-	ioapic_route((u32)ged_gsi, VEC_GED, lapic_id(), !(flags & 0x02), flags & 0x04);
 	println("INFO waiting for power button");
 	cli();
 	while (!button_pressed)
@@ -228,6 +236,8 @@ void do_action(const char *a)
 		powerbutton();
 	else if (strncmp(a, "net-serve", 10) == 0)
 		net_serve();
+	else if (strncmp(a, "hotplug", 8) == 0)
+		hotplug_loop();
 	else if (strncmp(a, "memfill", 8) == 0)
 		memfill();
 	else if (strncmp(a, "input", 6) == 0)

@@ -269,6 +269,8 @@ u8 pci_read8(const struct pci_dev *d, u16 off);
 void pci_write32(const struct pci_dev *d, u16 off, u32 v);
 void pci_write16(const struct pci_dev *d, u16 off, u16 v);
 void pci_scan(void);
+/* Forgets what pci_scan found and scans again (after a hotplug event). */
+void pci_rescan(void);
 struct pci_dev *pci_find(int bus, int dev, int fn);
 bool virtio_caps_ok(const struct pci_dev *d, int type, struct why *w);
 const char *virtio_kind(int type);
@@ -323,6 +325,13 @@ int irq_vectors(int n);
 bool vdev_irq_setup(struct vdev *d, int mode, int nqueues, struct why *w);
 void vdev_irq_off(struct vdev *d);
 void *dma_alloc(usize size, usize align);
+/* The DMA pool's fill level, and going back to it once nothing uses what came after. */
+usize dma_mark(void);
+void dma_release(usize mark);
+/* Only the virtio device in this slot of bus 0 is found (-1: every one). */
+extern int virtio_only_slot;
+/* Resets the virtio device at p (status 0, read back); false without its capabilities. */
+bool vdev_reset_pci(struct pci_dev *p);
 /* Finds the devices of a virtio type (from oxtest.devs, else every matching function). */
 int virtio_find(int type, struct vdev *out, int max);
 bool vdev_start(struct vdev *d, u64 wanted, struct why *w);
@@ -355,6 +364,8 @@ void check_balloon(void);
 void check_vsock(void);
 void check_net(void);
 void net_serve(void);
+/* Forgets the NIC the net check set up (hot unplug): the next check starts afresh. */
+void net_forget(void);
 /* A NIC other than virtio-net under the network stack of virtio_net.c. */
 struct net_link {
 	const char *name;                  /* in results: "e1000-08" */
@@ -392,6 +403,13 @@ void display_loop(void);
 void input_loop(void);
 /* ---- virtio_input.c ---- */
 void vinput_loop(void);
+
+/* Routes the GED's interrupt (its _CRS, or oxtest.gedirq) to VEC_GED with handler h;
+ * its GSI, or -1 without one. */
+int ged_route(irq_handler h);
+
+/* ---- hotplug.c ---- */
+void hotplug_loop(void);
 
 /* ---- power.c ---- */
 void do_action(const char *action);

@@ -369,11 +369,11 @@ void check_blk(void)
 {
 	static struct vdev devs[8];
 	int n = virtio_find(2, devs, 8);
-	if (!hdr) {
-		hdr = dma_alloc(sizeof(*hdr), 16);
-		status = dma_alloc(1, 16);
-		buf = dma_alloc(NSECT * 512, 4096);
-	}
+	/* Outside the DMA pool, which a hotplug check gives back afterwards. */
+	static u8 io[NSECT * 512 + 4096] __attribute__((section(".dma"), aligned(4096)));
+	buf = (u64 *)io;
+	hdr = (struct req_hdr *)(io + NSECT * 512);
+	status = io + NSECT * 512 + 64;
 	if (!n) {
 		struct why w = { .len = 0 };
 		why_add(&w, "no virtio-blk device");

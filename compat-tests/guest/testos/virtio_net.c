@@ -806,6 +806,17 @@ static void net_exchange(void)
 	}
 }
 
+void net_forget(void)
+{
+	up = false;
+	npairs = 1;
+	ctrlq = -1;
+	nd = NULL;
+	memset(rx_pair, 0, sizeof(rx_pair));
+	memset(tx_pair, 0, sizeof(tx_pair));
+	rx_test = rx_arp = rx_icmp = rx_udp = rx_other = 0;
+}
+
 void check_net(void)
 {
 	struct why w = { .len = 0 };

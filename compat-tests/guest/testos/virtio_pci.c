@@ -40,6 +40,9 @@
 static u8 pool[256 * 1024] __attribute__((section(".dma"), aligned(4096)));
 static usize pool_used;
 
+usize dma_mark(void) { return pool_used; }
+void dma_release(usize mark) { if (mark <= pool_used) pool_used = mark; }
+
 void *dma_alloc(usize size, usize align)
 {
 	usize a = (pool_used + align - 1) & ~(align - 1);
@@ -99,12 +102,16 @@ static bool vdev_map(struct vdev *d, struct pci_dev *p)
 	return d->common && d->notify;
 }
 
+int virtio_only_slot = -1;
+
 int virtio_find(int type, struct vdev *out, int max)
 {
 	int n = 0;
 	for (int i = 0; i < pci_ndevs && n < max; i++) {
 		struct pci_dev *p = &pci_devs[i];
 		if (p->vendor != 0x1AF4 || p->device != 0x1040 + type)
+			continue;
+		if (virtio_only_slot >= 0 && (p->bus || p->dev != virtio_only_slot))
 			continue;
 		const struct pci_expect *e = NULL;
 		for (int k = 0; k < pci_nexpect; k++)
@@ -124,6 +131,19 @@ int virtio_find(int type, struct vdev *out, int max)
 		n++;
 	}
 	return n;
+}
+
+bool vdev_reset_pci(struct pci_dev *p)
+{
+	struct vdev d;
+	memset(&d, 0, sizeof(d));
+	if (!vdev_map(&d, p))
+		return false;
+	mmio_w8(d.common + CC_STATUS, 0);
+	/* The reset is done when the status reads back as 0. */
+	for (int i = 0; i < 1000000 && mmio_r8(d.common + CC_STATUS); i++)
+		cpu_relax();
+	return mmio_r8(d.common + CC_STATUS) == 0;
 }
 
 static void set_status(struct vdev *d, u8 s)

@@ -1,5 +1,6 @@
-//! The DSDT: COM1, RTC, power button behind the Generic Event Device,
-//! the PCI host bridge and the `_S5_` sleep package.
+//! The DSDT: COM1, RTC, power button and PCI hotplug behind the Generic
+//! Event Device, the PCI host bridge with its hotplug slots and the
+//! `_S5_` sleep package.
 
 use acpi_tables::Aml;
 use acpi_tables::aml::{
@@ -7,7 +8,17 @@ use acpi_tables::aml::{
     FieldLockRule, FieldUpdateRule, IO, Interrupt, Name, Package, Path, ResourceTemplate,
 };
 
+use crate::vmm::devices::{ged, pci_hotplug};
 use crate::vmm::layout;
+
+/// AML already encoded, placed as it is among an object's children.
+struct RawAml(Vec<u8>);
+
+impl Aml for RawAml {
+    fn to_aml_bytes(&self, sink: &mut dyn acpi_tables::AmlSink) {
+        sink.vec(&self.0);
+    }
+}
 
 fn com1() -> Vec<u8> {
     let mut out = Vec::new();
@@ -103,7 +114,16 @@ fn ged() -> Vec<u8> {
     let pwrb = Path::new("\\_SB_.PWRB");
     let notify = aml::Notify::new(&pwrb, &0x80u8);
     let test = aml::If::new(&aml::Local(1), vec![&notify]);
-    let evt = aml::Method::new("_EVT".into(), 1, true, vec![&store, &and, &test]);
+    let hotplug_bit = ged::EVENT_PCI_HOTPLUG;
+    let and_hotplug = aml::And::new(&aml::Local(2), &aml::Local(0), &hotplug_bit);
+    let pcnt = aml::MethodCall::new("\\_SB_.PCI0.PCNT".into(), vec![]);
+    let test_hotplug = aml::If::new(&aml::Local(2), vec![&pcnt]);
+    let evt = aml::Method::new(
+        "_EVT".into(),
+        1,
+        true,
+        vec![&store, &and, &test, &and_hotplug, &test_hotplug],
+    );
     Device::new(
         "GED0".into(),
         vec![
@@ -116,6 +136,141 @@ fn ged() -> Vec<u8> {
         ],
     )
     .to_aml_bytes(&mut out);
+    out
+}
+
+/// The PCI hotplug registers (`devices/pci_hotplug.rs`) and `PCEJ`,
+/// which ejects the slot given.
+fn pci_hotplug_controller() -> Vec<u8> {
+    let mut out = Vec::new();
+    let base = layout::PCI_HOTPLUG_START as u32;
+    let size = pci_hotplug::SIZE as u32;
+    let mem = aml::Memory32Fixed::new(true, base, size);
+    let crs = ResourceTemplate::new(vec![&mem]);
+    let (base, size) = (base as usize, size as usize);
+    let region = aml::OpRegion::new(
+        "PCST".into(),
+        aml::OpRegionSpace::SystemMemory,
+        &base,
+        &size,
+    );
+    let field = aml::Field::new(
+        "PCST".into(),
+        FieldAccessType::DWord,
+        FieldLockRule::NoLock,
+        FieldUpdateRule::WriteAsZeroes,
+        vec![
+            FieldEntry::Named(*b"PCIU", 32),
+            FieldEntry::Named(*b"PCID", 32),
+            FieldEntry::Named(*b"B0EJ", 32),
+            FieldEntry::Named(*b"PSEG", 32),
+        ],
+    );
+    let mutex = aml::Mutex::new("BLCK".into(), 0);
+    let acquire = aml::Acquire::new("BLCK".into(), 0xffff);
+    let one = 1u8;
+    let shifted = aml::ShiftLeft::new(&aml::Local(0), &one, &aml::Arg(0));
+    let b0ej = Path::new("B0EJ");
+    let store = aml::Store::new(&b0ej, &aml::Local(0));
+    let release = aml::Release::new("BLCK".into());
+    let zero = 0u8;
+    let ret = aml::Return::new(&zero);
+    let pcej = aml::Method::new(
+        "PCEJ".into(),
+        1,
+        true,
+        vec![&acquire, &shifted, &store, &release, &ret],
+    );
+    Device::new(
+        "PHPR".into(),
+        vec![
+            &Name::new("_HID".into(), &EISAName::new("PNP0A06")),
+            &Name::new("_UID".into(), &"PCI Hotplug Controller"),
+            &Name::new("_CRS".into(), &crs),
+            &mutex,
+            &region,
+            &field,
+            &pcej,
+        ],
+    )
+    .to_aml_bytes(&mut out);
+    out
+}
+
+/// The AML name of a hotplug slot's device.
+fn slot_name(slot: u8) -> String {
+    format!("S{slot:03X}")
+}
+
+/// One device object per slot of bus 0 with `_EJ0`, which makes it a
+/// hotplug slot for the guest (Linux's acpiphp), and `_SUN`, its number
+/// as guests show it.
+fn hotplug_slots() -> Vec<u8> {
+    let mut out = Vec::new();
+    for slot in 1..32u8 {
+        let adr = u32::from(slot) << 16;
+        let sun = u32::from(slot);
+        let pcej = aml::MethodCall::new("\\_SB_.PHPR.PCEJ".into(), vec![&sun]);
+        let ej0 = aml::Method::new("_EJ0".into(), 1, false, vec![&pcej]);
+        Device::new(
+            slot_name(slot).as_str().into(),
+            vec![
+                &Name::new("_ADR".into(), &adr),
+                &Name::new("_SUN".into(), &sun),
+                &ej0,
+            ],
+        )
+        .to_aml_bytes(&mut out);
+    }
+    out
+}
+
+/// `PCNT`, run on the GED's hotplug event: reads which slots gained a
+/// device (PCIU) and which the host wants back (PCID), and notifies
+/// each slot's device object: Device Check (1) or Eject Request (3).
+fn hotplug_notify_method() -> Vec<u8> {
+    let mut out = Vec::new();
+    let acquire = aml::Acquire::new("\\_SB_.PHPR.BLCK".into(), 0xffff);
+    let (pciu, pcid) = (Path::new("\\_SB_.PHPR.PCIU"), Path::new("\\_SB_.PHPR.PCID"));
+    let up = aml::Store::new(&aml::Local(0), &pciu);
+    let down = aml::Store::new(&aml::Local(1), &pcid);
+    let release = aml::Release::new("\\_SB_.PHPR.BLCK".into());
+    let names: Vec<(u32, Path)> = (1..32u8)
+        .map(|s| (1u32 << s, Path::new(&slot_name(s))))
+        .collect();
+    let (check, eject) = (1u8, 3u8);
+    let ands: Vec<[aml::And; 2]> = names
+        .iter()
+        .map(|(bit, _)| {
+            [
+                aml::And::new(&aml::Local(2), &aml::Local(0), bit),
+                aml::And::new(&aml::Local(3), &aml::Local(1), bit),
+            ]
+        })
+        .collect();
+    let notifies: Vec<[aml::Notify; 2]> = names
+        .iter()
+        .map(|(_, name)| {
+            [
+                aml::Notify::new(name, &check),
+                aml::Notify::new(name, &eject),
+            ]
+        })
+        .collect();
+    let ifs: Vec<[aml::If; 2]> = notifies
+        .iter()
+        .map(|[c, e]| {
+            [
+                aml::If::new(&aml::Local(2), vec![c]),
+                aml::If::new(&aml::Local(3), vec![e]),
+            ]
+        })
+        .collect();
+    let mut body: Vec<&dyn Aml> = vec![&acquire, &up, &down, &release];
+    for ([and_up, and_down], [if_up, if_down]) in ands.iter().zip(&ifs) {
+        body.extend([and_up as &dyn Aml, if_up, and_down, if_down]);
+    }
+    aml::Method::new("PCNT".into(), 0, true, body).to_aml_bytes(&mut out);
     out
 }
 
@@ -171,6 +326,8 @@ fn pci_host_bridge(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
         .map(|(addr, pin, gsi)| Package::new(vec![addr, pin, &zero, gsi]))
         .collect();
     let prt = Package::new(entries.iter().map(|e| e as &dyn Aml).collect());
+    let slots = RawAml(hotplug_slots());
+    let pcnt = RawAml(hotplug_notify_method());
     Device::new(
         "PCI0".into(),
         vec![
@@ -182,6 +339,8 @@ fn pci_host_bridge(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
             &Name::new("_BBN".into(), &layout::PCI_BUS_MIN),
             &Name::new("_CRS".into(), &crs),
             &Name::new("_PRT".into(), &prt),
+            &slots,
+            &pcnt,
         ],
     )
     .to_aml_bytes(&mut out);
@@ -196,6 +355,7 @@ pub fn body(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
     sb.extend(ps2());
     sb.extend(power_button());
     sb.extend(ged());
+    sb.extend(pci_hotplug_controller());
     sb.extend(pci_host_bridge(mmio64_start, mmio64_size));
     let mut out = aml::Scope::raw("\\_SB_".into(), sb);
     let s5_type = layout::S5_SLEEP_TYPE;

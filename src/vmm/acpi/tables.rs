@@ -250,6 +250,61 @@ mod tests {
         b.iter().fold(0u8, |a, x| a.wrapping_add(*x))
     }
 
+    /// ACPICA's disassembler reads the whole DSDT back without an error
+    /// and finds the hotplug slots and methods where Linux looks for
+    /// them.
+    #[test]
+    fn dsdt_disassembles_with_iasl() {
+        let Some(iasl) = which_iasl() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "iasl (acpica-tools) is missing"
+            );
+            eprintln!("iasl missing: DSDT not disassembled");
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("oxvirt-dsdt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let aml = dir.join("dsdt.aml");
+        std::fs::write(&aml, dsdt(&params(2))).unwrap();
+        let out = std::process::Command::new(iasl)
+            .current_dir(&dir)
+            .args(["-d", "dsdt.aml"])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
+        if std::env::var_os("OXVIRT_KEEP_DSDT").is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        assert!(out.status.success(), "{log}");
+        assert!(
+            !log.contains("Error") && !dsl.contains("ACPI Error"),
+            "{log}\n{dsl}"
+        );
+        for want in [
+            "Device (S005)",
+            "Name (_SUN, 0x05)",
+            "Method (_EJ0, 1, NotSerialized)",
+            "\\_SB.PHPR.PCEJ (0x05)",
+            "Method (PCNT, 0, Serialized)",
+            "Notify (S01F, 0x03)",
+            "Method (PCEJ, 1, Serialized)",
+            "\\_SB.PCI0.PCNT ()",
+            "Field (PCST, DWordAcc, NoLock, WriteAsZeros)",
+        ] {
+            assert!(dsl.contains(want), "no '{want}' in\n{dsl}");
+        }
+    }
+
+    fn which_iasl() -> Option<std::path::PathBuf> {
+        ["/usr/bin/iasl", "/usr/local/bin/iasl"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists())
+    }
+
     #[test]
     fn madt_lists_every_cpu() {
         let m = madt(&params(4));

@@ -7,6 +7,8 @@ use crate::vmm::bus::BusDevice;
 
 /// Event bit: power button pressed.
 pub const EVENT_POWER_BUTTON: u8 = 1 << 0;
+/// Event bit: a PCI slot gained a device or is asked to release one.
+pub const EVENT_PCI_HOTPLUG: u8 = 1 << 1;
 
 /// The device.
 pub struct Ged {

@@ -1,5 +1,5 @@
 //! Platform devices: COM1, i8042, CMOS RTC, ACPI registers, Generic Event
-//! Device, PCI host bridge, firmware configuration (fw_cfg).
+//! Device, PCI host bridge and its hotplug registers, firmware configuration (fw_cfg).
 
 pub mod acpi_pm;
 pub mod cmos;
@@ -8,6 +8,7 @@ pub mod fw_cfg;
 pub mod ged;
 pub mod i8042;
 pub mod pci;
+pub mod pci_hotplug;
 pub mod serial;
 
 use vmm_sys_util::eventfd::EventFd;

@@ -117,11 +117,7 @@ impl PciRoot {
 
     /// Plugs a single-function device into slot `dev` (1..=31) of bus 0.
     pub fn plug(&mut self, dev: u8, f: SharedFunction) -> Result<(), String> {
-        if self
-            .slots
-            .get(usize::from(dev))
-            .is_some_and(|s| s.iter().any(Option::is_some))
-        {
+        if self.occupied(dev) {
             return Err(format!("PCI slot {dev} is already in use"));
         }
         self.plug_function(dev, 0, f)
@@ -139,6 +135,22 @@ impl PciRoot {
             }
             Some(Some(_)) => Err(format!("PCI address {dev:02x}.{func} is already in use")),
             None => Err(format!("PCI function {func} is out of range 0..=7")),
+        }
+    }
+
+    /// Whether slot `dev` holds a function.
+    pub fn occupied(&self, dev: u8) -> bool {
+        self.slots
+            .get(usize::from(dev))
+            .is_some_and(|s| s.iter().any(Option::is_some))
+    }
+
+    /// Takes slot `dev`'s functions off the bus (hot unplug): from now on
+    /// its configuration space reads as absent and its BARs decode nothing.
+    pub fn unplug(&mut self, dev: u8) -> Vec<SharedFunction> {
+        match (dev, self.slots.get_mut(usize::from(dev))) {
+            (1.., Some(s)) => s.iter_mut().filter_map(Option::take).collect(),
+            _ => Vec::new(),
         }
     }
 

@@ -290,6 +290,14 @@ impl Allow {
                         cond(2, SeccompCmpOp::Eq, libc::SO_PEERCRED as u64),
                     ]),
                 )
+                // A NIC's `stream` backend plugged in is checked to be one.
+                .call_if(
+                    libc::SYS_getsockopt,
+                    rule(vec![
+                        cond(1, SeccompCmpOp::Eq, libc::SOL_SOCKET as u64),
+                        cond(2, SeccompCmpOp::Eq, libc::SO_TYPE as u64),
+                    ]),
+                )
                 .call_if(
                     libc::SYS_setsockopt,
                     rule(vec![
@@ -315,6 +323,13 @@ impl Allow {
                     KVM_SET_GSI_ROUTING(),
                     // BLKGETSIZE64: `disk-reopen` onto a block device.
                     0x8008_1272,
+                    // `device-add` and the end of an unplug: a function's
+                    // irqfds and notify ioeventfds come and go, and a
+                    // NIC's tap descriptors are set up.
+                    KVM_IRQFD(),
+                    KVM_IOEVENTFD(),
+                    libc::TUNGETIFF,
+                    libc::TUNSETVNETHDRSZ,
                 ]),
             ThreadKind::Launcher => {
                 for other in ThreadKind::ALL {

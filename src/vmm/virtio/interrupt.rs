@@ -245,6 +245,18 @@ impl Interrupt {
         v
     }
 
+    /// Silences the function for good (hot unplug): its INTx line goes
+    /// low and its vectors' irqfds (on `gsis`) leave `vm`.
+    pub fn detach(&self, vm: &VmFd, gsis: &[u32]) {
+        self.take_isr();
+        let r = self.route();
+        for (fd, &gsi) in r.vector_fds.iter().zip(gsis) {
+            if let Err(e) = vm.unregister_irqfd(fd, gsi) {
+                tracing::warn!("KVM_IRQFD deassign of GSI {gsi}: {e}");
+            }
+        }
+    }
+
     /// Signals a used-buffer notification for queue `q`.
     pub fn signal_queue(&self, q: usize) {
         let vector = {

@@ -27,6 +27,8 @@ pub struct GsiRouter {
     vm: Arc<VmFd>,
     next: AtomicU32,
     msi: Mutex<BTreeMap<u32, (u64, u32)>>,
+    /// GSIs of unplugged functions, handed out again first.
+    free: Mutex<Vec<u32>>,
 }
 
 fn irqchip(gsi: u32, chip: u32, pin: u32) -> kvm_irq_routing_entry {
@@ -46,12 +48,29 @@ impl GsiRouter {
             vm,
             next: AtomicU32::new(FIRST_MSI_GSI),
             msi: Mutex::new(BTreeMap::new()),
+            free: Mutex::new(Vec::new()),
         }
     }
 
     /// A fresh GSI for one vector.
     pub fn alloc(&self) -> u32 {
-        self.next.fetch_add(1, Ordering::Relaxed)
+        let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        reused.unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Gives back the GSIs of an unplugged function (their irqfds already
+    /// unregistered): their routes go, and later functions reuse them.
+    pub fn release(&self, gsis: &[u32]) {
+        let mut map = self.msi.lock().unwrap_or_else(|p| p.into_inner());
+        let had_route = gsis.iter().filter(|g| map.remove(g).is_some()).count() > 0;
+        if had_route {
+            self.commit(&map);
+        }
+        drop(map);
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(gsis);
     }
 
     /// Points `gsi` at an MSI message, and commits the whole table.
@@ -61,6 +80,11 @@ impl GsiRouter {
             return;
         }
         map.insert(gsi, (addr, data));
+        self.commit(&map);
+    }
+
+    /// Sets KVM's routing table to the irqchip routes and `map`'s.
+    fn commit(&self, map: &BTreeMap<u32, (u64, u32)>) {
         // The same as KVM's built-in table: GSI 0-15 on the 8259s and
         // the IOAPIC, 16-23 on the IOAPIC only.
         let mut entries: Vec<kvm_irq_routing_entry> = Vec::new();
@@ -115,6 +139,16 @@ impl MsixTable {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The GSI of each vector.
+    pub fn gsis(&self) -> &[u32] {
+        &self.gsis
+    }
+
+    /// Gives the vectors' GSIs back to the router (hot unplug).
+    pub fn release(&self) {
+        self.router.release(&self.gsis);
     }
 
     pub fn is_empty(&self) -> bool {

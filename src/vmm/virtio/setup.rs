@@ -431,6 +431,20 @@ pub enum Handle {
     },
 }
 
+impl Handle {
+    /// The PCI slot of the device.
+    pub fn slot(&self) -> u8 {
+        match self {
+            Handle::Block { slot, .. }
+            | Handle::Net { slot, .. }
+            | Handle::Balloon { slot, .. }
+            | Handle::Console { slot, .. }
+            | Handle::Cdroms { slot, .. }
+            | Handle::Other { slot } => *slot,
+        }
+    }
+}
+
 fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -441,8 +455,9 @@ pub struct Devices {
     pub handles: Vec<Handle>,
     /// Socket files to remove on exit.
     pub cleanup: Vec<std::path::PathBuf>,
-    /// The functions, to stop their workers (and flush disks) on exit.
-    pub functions: Vec<Arc<Mutex<VirtioPci>>>,
+    /// The virtio functions by PCI slot, to stop their workers (and
+    /// flush disks) on exit.
+    pub functions: Vec<(u8, Arc<Mutex<VirtioPci>>)>,
     /// The virtio disks' functions by PCI slot, for `disk-reopen`.
     pub disks: Vec<(u8, Arc<Mutex<VirtioPci>>)>,
     /// The AHCI controllers, to stop their workers on exit.
@@ -461,9 +476,107 @@ pub struct Devices {
     pub usb2: Vec<Arc<Usb2Shared>>,
     /// The virtio-input devices, in configuration order.
     pub virtio_inputs: Vec<(InputKind, VirtioInputHandle)>,
+    /// What plugging more virtio functions into the running machine uses.
+    pub plugger: Option<Plugger>,
+    /// The virtio functions' BARs by slot, given back on unplug.
+    bars: Vec<(u8, PlacedBar)>,
+}
+
+/// Whether a running guest may gain the device (`device-add`).
+/// (Devices that would create sockets, a console's or vsock's, are not:
+/// a confined VMM may not.)
+fn hotpluggable(d: &DeviceConfig) -> std::result::Result<(), String> {
+    match d {
+        DeviceConfig::Block(_) | DeviceConfig::Rng(_) => Ok(()),
+        DeviceConfig::Net(n) if n.model == NetModel::Virtio => Ok(()),
+        DeviceConfig::Net(_) => Err("hotplug of an e1000 NIC is not supported".into()),
+        other => {
+            let v = serde_json::to_value(other).unwrap_or_default();
+            let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("device");
+            Err(format!("hotplug of a {kind} device is not supported"))
+        }
+    }
 }
 
 impl Devices {
+    fn add_function(&mut self, slot: u8, f: Arc<Mutex<VirtioPci>>, handle: Handle) {
+        if matches!(handle, Handle::Block { .. }) {
+            self.disks.push((slot, f.clone()));
+        }
+        self.functions.push((slot, f));
+        self.handles.push(handle);
+    }
+
+    /// The virtio functions in slot order (as a state image keeps them).
+    pub fn functions_by_slot(&self) -> Vec<Arc<Mutex<VirtioPci>>> {
+        let mut f = self.functions.clone();
+        f.sort_by_key(|(slot, _)| *slot);
+        f.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// The slots whose device a guest may release (virtio functions).
+    pub fn removable_slots(&self) -> Vec<u8> {
+        self.functions.iter().map(|(s, _)| *s).collect()
+    }
+
+    /// Hotplug: builds the device `d` describes (`disk`: a virtio disk's
+    /// open image) and plugs it into its slot, or the first free one; the
+    /// slot. On error nothing is left registered.
+    pub fn hotplug(
+        &mut self,
+        d: &DeviceConfig,
+        root: &Mutex<PciRoot>,
+        disk: Option<std::fs::File>,
+    ) -> std::result::Result<u8, String> {
+        hotpluggable(d)?;
+        validate(std::slice::from_ref(d)).map_err(|e| e.to_string())?;
+        if matches!(d, DeviceConfig::Block(_)) && disk.is_none() {
+            return Err("device-add of a disk needs its image's file descriptor".into());
+        }
+        let slot = {
+            let r = root.lock().map_err(|_| "PCI root lock poisoned")?;
+            match d.pci_slot() {
+                Some(s) if r.occupied(s) => return Err(format!("PCI slot {s} is already in use")),
+                Some(s) => s,
+                None => (FIRST_AUTO_SLOT..32)
+                    .chain(1..FIRST_AUTO_SLOT)
+                    .find(|&s| !r.occupied(s))
+                    .ok_or("no free PCI slot")?,
+            }
+        };
+        let (dev, handle) = make_virtio(d, slot, &[], self, disk).map_err(|e| e.to_string())?;
+        let plugger = self
+            .plugger
+            .as_mut()
+            .ok_or("the machine cannot gain devices")?;
+        let (f, bar) = plugger
+            .plug_virtio(dev, slot, root)
+            .map_err(|e| e.to_string())?;
+        self.bars.push((slot, bar));
+        self.add_function(slot, f, handle);
+        Ok(slot)
+    }
+
+    /// After the guest ejected `slot` (its functions already off the
+    /// bus): stops its virtio function for good, frees its BAR, GSIs and
+    /// host resources (image, tap) and forgets it. Whether it had one.
+    pub fn unplugged(&mut self, slot: u8) -> bool {
+        let Some(i) = self.functions.iter().position(|(s, _)| *s == slot) else {
+            return false;
+        };
+        let (_, f) = self.functions.remove(i);
+        lock(&f).release();
+        self.disks.retain(|(s, _)| *s != slot);
+        self.handles.retain(|h| h.slot() != slot);
+        if let Some(i) = self.bars.iter().position(|(s, _)| *s == slot) {
+            let (_, bar) = self.bars.remove(i);
+            if let Some(p) = self.plugger.as_mut() {
+                p.free_bar(&bar);
+            }
+        }
+        true
+    }
+
     /// Per-device counters for `query-stats`.
     pub fn stats(&self) -> crate::vmm::protocol::DeviceStats {
         let mut out = crate::vmm::protocol::DeviceStats::default();
@@ -585,7 +698,7 @@ impl Devices {
     /// Stops every device's worker for a state image, keeping what the
     /// guest's drivers set up; each finishes the request it runs first.
     pub fn quiesce(&self) {
-        for f in &self.functions {
+        for (_, f) in &self.functions {
             lock(f).quiesce();
         }
         for a in &self.ahci {
@@ -602,7 +715,7 @@ impl Devices {
     /// Starts again the workers [`Devices::quiesce`] stopped, where their
     /// drivers had them running.
     pub fn resume(&self) {
-        for f in &self.functions {
+        for (_, f) in &self.functions {
             lock(f).resume();
         }
         for a in &self.ahci {
@@ -619,7 +732,7 @@ impl Devices {
     /// Stops every device (disks are flushed) and, when asked, removes
     /// the socket files the devices created (a confined VMM cannot).
     pub fn shutdown(&self, remove_sockets: bool) {
-        for f in &self.functions {
+        for (_, f) in &self.functions {
             lock(f).stop();
         }
         for a in &self.ahci {
@@ -686,6 +799,245 @@ fn serial_id(s: Option<&str>) -> [u8; 20] {
     id
 }
 
+/// What plugging a virtio function needs: the VM, guest memory, the
+/// 32-bit BAR window's allocator, the interrupt routing. Kept after the
+/// machine is built, for hotplug.
+pub struct Plugger {
+    vm: Arc<VmFd>,
+    mem: GuestMemory,
+    alloc: AddressAllocator,
+    io_alloc: AddressAllocator,
+    windows: Vec<(u64, u64)>,
+    router: Arc<GsiRouter>,
+    lines: Arc<IntxLines>,
+}
+
+/// Where a plugged virtio function's BAR came from, to give it back.
+pub struct PlacedBar(vm_allocator::RangeInclusive);
+
+impl Plugger {
+    fn new(vm: &Arc<VmFd>, mem: &GuestMemory, mmio64: (u64, u64)) -> Result<Self> {
+        Ok(Plugger {
+            vm: vm.clone(),
+            mem: mem.clone(),
+            alloc: AddressAllocator::new(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE)
+                .map_err(|e| Error::Boot(format!("BAR allocator: {e}")))?,
+            io_alloc: AddressAllocator::new(layout::PCI_IO_BAR_START, layout::PCI_IO_BAR_SIZE)
+                .map_err(|e| Error::Boot(format!("I/O BAR allocator: {e}")))?,
+            windows: layout::PCI_MMIO32_WINDOWS
+                .into_iter()
+                .chain([mmio64])
+                .collect(),
+            router: Arc::new(GsiRouter::new(vm.clone())),
+            lines: Arc::new(IntxLines::new(Some(vm.clone()))),
+        })
+    }
+
+    fn intx(&self, slot: u8) -> IntxLine {
+        IntxLine {
+            lines: self.lines.clone(),
+            gsi: intx_gsi(slot),
+            slot,
+        }
+    }
+
+    /// Wraps `dev` in a virtio-pci function with a BAR from the 32-bit
+    /// window, INTx on its slot's GSI and one MSI-X vector per queue plus
+    /// one for configuration changes, and plugs it into `slot`. On error
+    /// nothing stays registered.
+    fn plug_virtio(
+        &mut self,
+        dev: Box<dyn VirtioDevice>,
+        slot: u8,
+        root: &Mutex<PciRoot>,
+    ) -> Result<(Arc<Mutex<VirtioPci>>, PlacedBar)> {
+        let range = self
+            .alloc
+            .allocate(
+                transport::BAR_SIZE,
+                transport::BAR_SIZE,
+                AllocPolicy::FirstMatch,
+            )
+            .map_err(|e| Error::Boot(format!("no room for a BAR: {e}")))?;
+        let bar = range.start();
+        let nvec = dev.queue_max_sizes().len() + 1;
+        let mut gsis = Vec::with_capacity(nvec);
+        let mut fds = Vec::with_capacity(nvec);
+        let undo = |this: &mut Self, gsis: &[u32], fds: &[EventFd]| {
+            for (fd, &g) in fds.iter().zip(gsis) {
+                let _ = this.vm.unregister_irqfd(fd, g);
+            }
+            this.router.release(gsis);
+            let _ = this.alloc.free(&range);
+        };
+        for _ in 0..nvec {
+            let g = self.router.alloc();
+            let registered = EventFd::new(libc::EFD_NONBLOCK)
+                .map_err(Error::io("eventfd"))
+                .and_then(|fd| {
+                    self.vm
+                        .register_irqfd(&fd, g)
+                        .map_err(Error::kvm("KVM_IRQFD (MSI-X)"))?;
+                    Ok(fd)
+                });
+            match registered {
+                Ok(fd) => {
+                    gsis.push(g);
+                    fds.push(fd);
+                }
+                Err(e) => {
+                    self.router.release(&[g]);
+                    undo(self, &gsis, &fds);
+                    return Err(e);
+                }
+            }
+        }
+        let gsi = intx_gsi(slot);
+        let irq = Arc::new(Interrupt::new(self.intx(slot), fds));
+        let table = MsixTable::new(self.router.clone(), gsis.clone());
+        let function = VirtioPci::new(
+            dev,
+            self.vm.clone(),
+            self.mem.clone(),
+            irq.clone(),
+            transport::Placement {
+                bar,
+                irq_line: gsi as u8,
+                windows: self.windows.clone(),
+            },
+            Some(table),
+        );
+        let f = match function {
+            Ok(f) => Arc::new(Mutex::new(f)),
+            Err(e) => {
+                irq.detach(&self.vm, &gsis);
+                self.router.release(&gsis);
+                let _ = self.alloc.free(&range);
+                return Err(Error::io("creating a virtio-pci function")(e));
+            }
+        };
+        let plugged = root
+            .lock()
+            .map_err(|_| Error::Boot("PCI root lock poisoned".into()))
+            .and_then(|mut r| r.plug(slot, f.clone()).map_err(Error::Config));
+        if let Err(e) = plugged {
+            lock(&f).release();
+            let _ = self.alloc.free(&range);
+            return Err(e);
+        }
+        Ok((f, PlacedBar(range)))
+    }
+
+    /// Gives back the BAR of an unplugged function.
+    fn free_bar(&mut self, bar: &PlacedBar) {
+        if let Err(e) = self.alloc.free(&bar.0) {
+            tracing::warn!("freeing BAR {:#x}: {e}", bar.0.start());
+        }
+    }
+}
+
+/// The virtio device a configuration entry describes, and what the VMM
+/// keeps of it. `disk`: a virtio disk's image already open (hotplug: the
+/// daemon passes it), else its path is opened.
+fn make_virtio(
+    d: &DeviceConfig,
+    slot: u8,
+    drive_ids: &[String],
+    out: &mut Devices,
+    disk: Option<std::fs::File>,
+) -> Result<(Box<dyn VirtioDevice>, Handle)> {
+    Ok(match d {
+        DeviceConfig::Block(b) => {
+            let stats = Arc::new(BlkStats::default());
+            let image = match disk {
+                Some(f) => super::disk::open_chain(vec![(f, b.format)])
+                    .map_err(Error::io(format!("opening disk {}", b.path.display())))?,
+                None => open_image(&b.path, b.format, b.readonly)?,
+            };
+            let core = BlkCore {
+                disk: image,
+                readonly: b.readonly,
+                writethrough: false,
+                serial: serial_id(b.serial.as_deref()),
+                stats: stats.clone(),
+            };
+            (
+                Box::new(Blk::new(core, format!("virtio-blk-{slot}"))),
+                Handle::Block { slot, stats },
+            )
+        }
+        DeviceConfig::Rng(_) => (Box::new(Rng::default()), Handle::Other { slot }),
+        DeviceConfig::Gpu(c) => {
+            let gpu = Gpu::new(c);
+            out.gpu_display.get_or_insert_with(|| gpu.display());
+            (Box::new(gpu), Handle::Other { slot })
+        }
+        DeviceConfig::Console(c) => {
+            let con = Console::new(&c.backend)?;
+            if let Some(p) = con.socket_path() {
+                out.cleanup.push(p);
+            }
+            let pty = con.pty_path();
+            (Box::new(con), Handle::Console { slot, pty })
+        }
+        DeviceConfig::Balloon(c) => {
+            let state = Arc::new(BalloonState::new(c.stats_period.unwrap_or(0)));
+            (
+                Box::new(Balloon::new(state.clone())),
+                Handle::Balloon { slot, state },
+            )
+        }
+        DeviceConfig::Net(n) => {
+            let stats = Arc::new(NetStats::default());
+            let link = Arc::new(NetLink::default());
+            link.set(!n.link_down);
+            (
+                Box::new(Net::new(n, stats.clone(), link.clone())?),
+                Handle::Net {
+                    slot,
+                    stats,
+                    link: Some(link),
+                },
+            )
+        }
+        DeviceConfig::Vsock(v) => {
+            let vs = Vsock::new(v)?;
+            out.cleanup.push(vs.listener_path());
+            (Box::new(vs), Handle::Other { slot })
+        }
+        DeviceConfig::Scsi(c) => {
+            let mut targets = Vec::new();
+            let mut drives = Vec::new();
+            for (cd, id) in c.cdroms.iter().zip(drive_ids) {
+                let unit = open_cdrom(cd, id, mmc::INTERFACE_SCSI)?;
+                targets.push(Target {
+                    target: cd.unit,
+                    unit: unit.clone(),
+                });
+                drives.push(Drive {
+                    id: id.clone(),
+                    unit,
+                });
+            }
+            (
+                Box::new(Scsi::new(targets, format!("virtio-scsi-{slot}"))),
+                Handle::Cdroms { slot, drives },
+            )
+        }
+        DeviceConfig::Input(c) => {
+            let dev = Input::new(c.kind).map_err(Error::io("creating a virtio-input device"))?;
+            out.virtio_inputs.push((c.kind, dev.handle()));
+            (Box::new(dev), Handle::Other { slot })
+        }
+        DeviceConfig::Sata(_)
+        | DeviceConfig::Vga(_)
+        | DeviceConfig::Xhci(_)
+        | DeviceConfig::Ehci(_) => {
+            unreachable!("SATA and USB controllers and the VGA adapter are built apart")
+        }
+    })
+}
+
 /// Creates every configured device and plugs it into `root`.
 pub fn build(
     devices: &[DeviceConfig],
@@ -695,27 +1047,15 @@ pub fn build(
     mmio64: (u64, u64),
 ) -> Result<Devices> {
     let mut out = Devices::default();
-    let mut alloc = AddressAllocator::new(layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE)
-        .map_err(|e| Error::Boot(format!("BAR allocator: {e}")))?;
-    let mut io_alloc = AddressAllocator::new(layout::PCI_IO_BAR_START, layout::PCI_IO_BAR_SIZE)
-        .map_err(|e| Error::Boot(format!("I/O BAR allocator: {e}")))?;
-    let windows: Vec<(u64, u64)> = layout::PCI_MMIO32_WINDOWS
-        .into_iter()
-        .chain([mmio64])
-        .collect();
+    let mut plugger = Plugger::new(vm, mem, mmio64)?;
     let slots = assign_slots(devices);
-    let router = Arc::new(GsiRouter::new(vm.clone()));
-    let lines = Arc::new(IntxLines::new(Some(vm.clone())));
     let drive_ids = media_change::drive_ids(devices);
     let disk_ids = sata_disk_ids(devices);
     for (((d, &slot), ids), disk_ids) in devices.iter().zip(&slots).zip(&drive_ids).zip(&disk_ids) {
+        let p = &mut plugger;
         if let DeviceConfig::Sata(c) = d {
-            let intx = IntxLine {
-                lines: lines.clone(),
-                gsi: intx_gsi(slot),
-                slot,
-            };
-            let (f, drives) = build_ahci(c, ids, disk_ids, slot, mem, intx, &mut alloc)?;
+            let intx = p.intx(slot);
+            let (f, drives) = build_ahci(c, ids, disk_ids, slot, mem, intx, &mut p.alloc)?;
             root.lock()
                 .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
                 .plug(slot, f.clone())
@@ -727,12 +1067,8 @@ pub fn build(
         if let DeviceConfig::Net(n) = d
             && n.model == NetModel::E1000
         {
-            let intx = IntxLine {
-                lines: lines.clone(),
-                gsi: intx_gsi(slot),
-                slot,
-            };
-            let (f, stats) = build_e1000(n, slot, mem, intx, &mut alloc, &mut io_alloc)?;
+            let intx = p.intx(slot);
+            let (f, stats) = build_e1000(n, slot, mem, intx, &mut p.alloc, &mut p.io_alloc)?;
             root.lock()
                 .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
                 .plug(slot, f.clone())
@@ -746,22 +1082,18 @@ pub fn build(
             continue;
         }
         if let DeviceConfig::Xhci(c) = d {
-            let bar = alloc
+            let bar = p
+                .alloc
                 .allocate(xhci::BAR_SIZE, xhci::BAR_SIZE, AllocPolicy::FirstMatch)
                 .map_err(|e| Error::Boot(format!("no room for a BAR: {e}")))?
                 .start();
             let gsi = intx_gsi(slot);
-            let intx = IntxLine {
-                lines: lines.clone(),
-                gsi,
-                slot,
-            };
             let fd = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::io("eventfd"))?;
-            let g = router.alloc();
+            let g = p.router.alloc();
             vm.register_irqfd(&fd, g)
                 .map_err(Error::kvm("KVM_IRQFD (MSI-X)"))?;
-            let irq = Arc::new(Interrupt::new(intx, vec![fd]));
-            let table = MsixTable::new(router.clone(), vec![g]);
+            let irq = Arc::new(Interrupt::new(p.intx(slot), vec![fd]));
+            let table = MsixTable::new(p.router.clone(), vec![g]);
             let attached: Vec<AttachedDevice> = c
                 .devices
                 .iter()
@@ -782,7 +1114,7 @@ pub fn build(
             continue;
         }
         if let DeviceConfig::Ehci(c) = d {
-            let set = build_usb2(c, slot, mem, &lines, &mut alloc, &mut io_alloc)?;
+            let set = build_usb2(c, slot, mem, &p.lines, &mut p.alloc, &mut p.io_alloc)?;
             let mut root = root
                 .lock()
                 .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?;
@@ -795,7 +1127,7 @@ pub fn build(
             continue;
         }
         if let DeviceConfig::Vga(c) = d {
-            let vga = build_vga(c, vm, mem, &mut alloc)?;
+            let vga = build_vga(c, vm, mem, &mut p.alloc)?;
             root.lock()
                 .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
                 .plug(slot, vga.pci.clone())
@@ -803,143 +1135,11 @@ pub fn build(
             out.vga = Some(vga);
             continue;
         }
-        let (dev, handle): (Box<dyn VirtioDevice>, Handle) = match d {
-            DeviceConfig::Block(b) => {
-                let stats = Arc::new(BlkStats::default());
-                let core = BlkCore {
-                    disk: open_image(&b.path, b.format, b.readonly)?,
-                    readonly: b.readonly,
-                    writethrough: false,
-                    serial: serial_id(b.serial.as_deref()),
-                    stats: stats.clone(),
-                };
-                (
-                    Box::new(Blk::new(core, format!("virtio-blk-{slot}"))),
-                    Handle::Block { slot, stats },
-                )
-            }
-            DeviceConfig::Rng(_) => (Box::new(Rng::default()), Handle::Other { slot }),
-            DeviceConfig::Gpu(c) => {
-                let gpu = Gpu::new(c);
-                out.gpu_display.get_or_insert_with(|| gpu.display());
-                (Box::new(gpu), Handle::Other { slot })
-            }
-            DeviceConfig::Console(c) => {
-                let con = Console::new(&c.backend)?;
-                if let Some(p) = con.socket_path() {
-                    out.cleanup.push(p);
-                }
-                let pty = con.pty_path();
-                (Box::new(con), Handle::Console { slot, pty })
-            }
-            DeviceConfig::Balloon(c) => {
-                let state = Arc::new(BalloonState::new(c.stats_period.unwrap_or(0)));
-                (
-                    Box::new(Balloon::new(state.clone())),
-                    Handle::Balloon { slot, state },
-                )
-            }
-            DeviceConfig::Net(n) => {
-                let stats = Arc::new(NetStats::default());
-                let link = Arc::new(NetLink::default());
-                link.set(!n.link_down);
-                (
-                    Box::new(Net::new(n, stats.clone(), link.clone())?),
-                    Handle::Net {
-                        slot,
-                        stats,
-                        link: Some(link),
-                    },
-                )
-            }
-            DeviceConfig::Vsock(v) => {
-                let vs = Vsock::new(v)?;
-                out.cleanup.push(vs.listener_path());
-                (Box::new(vs), Handle::Other { slot })
-            }
-            DeviceConfig::Scsi(c) => {
-                let mut targets = Vec::new();
-                let mut drives = Vec::new();
-                for (cd, id) in c.cdroms.iter().zip(ids) {
-                    let unit = open_cdrom(cd, id, mmc::INTERFACE_SCSI)?;
-                    targets.push(Target {
-                        target: cd.unit,
-                        unit: unit.clone(),
-                    });
-                    drives.push(Drive {
-                        id: id.clone(),
-                        unit,
-                    });
-                }
-                (
-                    Box::new(Scsi::new(targets, format!("virtio-scsi-{slot}"))),
-                    Handle::Cdroms { slot, drives },
-                )
-            }
-            DeviceConfig::Input(c) => {
-                let dev =
-                    Input::new(c.kind).map_err(Error::io("creating a virtio-input device"))?;
-                out.virtio_inputs.push((c.kind, dev.handle()));
-                (Box::new(dev), Handle::Other { slot })
-            }
-            DeviceConfig::Sata(_)
-            | DeviceConfig::Vga(_)
-            | DeviceConfig::Xhci(_)
-            | DeviceConfig::Ehci(_) => {
-                unreachable!("SATA and USB controllers and the VGA adapter are built apart")
-            }
-        };
-        let bar = alloc
-            .allocate(
-                transport::BAR_SIZE,
-                transport::BAR_SIZE,
-                AllocPolicy::FirstMatch,
-            )
-            .map_err(|e| Error::Boot(format!("no room for a BAR: {e}")))?
-            .start();
-        let gsi = intx_gsi(slot);
-        let intx = IntxLine {
-            lines: lines.clone(),
-            gsi,
-            slot,
-        };
-        // One MSI-X vector per queue plus one for configuration changes.
-        let nvec = dev.queue_max_sizes().len() + 1;
-        let mut gsis = Vec::with_capacity(nvec);
-        let mut fds = Vec::with_capacity(nvec);
-        for _ in 0..nvec {
-            let fd = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::io("eventfd"))?;
-            let g = router.alloc();
-            vm.register_irqfd(&fd, g)
-                .map_err(Error::kvm("KVM_IRQFD (MSI-X)"))?;
-            gsis.push(g);
-            fds.push(fd);
-        }
-        let irq = Arc::new(Interrupt::new(intx, fds));
-        let table = MsixTable::new(router.clone(), gsis);
-        let f = VirtioPci::new(
-            dev,
-            vm.clone(),
-            mem.clone(),
-            irq,
-            transport::Placement {
-                bar,
-                irq_line: gsi as u8,
-                windows: windows.clone(),
-            },
-            Some(table),
-        )
-        .map_err(Error::io("creating a virtio-pci function"))?;
-        let f = Arc::new(Mutex::new(f));
-        root.lock()
-            .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
-            .plug(slot, f.clone())
-            .map_err(Error::Config)?;
-        if matches!(handle, Handle::Block { .. }) {
-            out.disks.push((slot, f.clone()));
-        }
-        out.functions.push(f);
-        out.handles.push(handle);
+        let (dev, handle) = make_virtio(d, slot, ids, &mut out, None)?;
+        let (f, bar) = p.plug_virtio(dev, slot, root)?;
+        out.bars.push((slot, bar));
+        out.add_function(slot, f, handle);
     }
+    out.plugger = Some(plugger);
     Ok(out)
 }

@@ -251,6 +251,23 @@ impl VirtioPci {
         self.active = false;
     }
 
+    /// Takes the function out of service for good (hot unplug, after it
+    /// left the bus): the device stops and KVM forgets its notify
+    /// ioeventfds, its irqfds and their GSIs' routes.
+    pub fn release(&mut self) {
+        self.stop();
+        self.unregister_ioevents();
+        let gsis = self
+            .msix
+            .as_ref()
+            .map(|t| t.gsis().to_vec())
+            .unwrap_or_default();
+        self.interrupt.detach(&self.vm, &gsis);
+        if let Some(t) = &self.msix {
+            t.release();
+        }
+    }
+
     /// Stops the device's worker for a state image, keeping every
     /// register: each request the worker took is finished first, so the
     /// used ring holds all that was done.
@@ -393,12 +410,7 @@ impl VirtioPci {
         if want == self.ioevent_base {
             return;
         }
-        if let Some(old) = self.ioevent_base.take() {
-            for (i, fd) in self.notify.iter().enumerate() {
-                let a = IoEventAddress::Mmio(old + NOTIFY_OFF + NOTIFY_MULT * i as u64);
-                let _ = self.vm.unregister_ioevent(fd, &a, NoDatamatch);
-            }
-        }
+        self.unregister_ioevents();
         if let Some(base) = want {
             for (i, fd) in self.notify.iter().enumerate() {
                 let a = IoEventAddress::Mmio(base + NOTIFY_OFF + NOTIFY_MULT * i as u64);
@@ -407,6 +419,15 @@ impl VirtioPci {
                 }
             }
             self.ioevent_base = want;
+        }
+    }
+
+    fn unregister_ioevents(&mut self) {
+        if let Some(old) = self.ioevent_base.take() {
+            for (i, fd) in self.notify.iter().enumerate() {
+                let a = IoEventAddress::Mmio(old + NOTIFY_OFF + NOTIFY_MULT * i as u64);
+                let _ = self.vm.unregister_ioevent(fd, &a, NoDatamatch);
+            }
         }
     }
 

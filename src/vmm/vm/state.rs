@@ -10,6 +10,7 @@ use kvm_bindings::kvm_irqchip;
 use serde_json::Value;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
+use super::lock;
 use super::{LoopState, Vm};
 use crate::vmm::config::VmConfig;
 use crate::vmm::error::{Error, Result};
@@ -20,23 +21,24 @@ use crate::vmm::snapshot::{
 /// The in-kernel irqchips: the two 8259s and the IOAPIC.
 const IRQCHIPS: [u32; 3] = [0, 1, 2];
 
-fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// What the machine is made of, which a restored state must match.
 fn shape(cfg: &VmConfig) -> MachineShape {
     let slots = crate::vmm::virtio::setup::assign_slots(&cfg.devices);
-    let devices = cfg
+    // In slot order: a device plugged in while the guest ran comes last in
+    // the configuration it had, and wherever its kind goes in the one a
+    // restore is given.
+    let mut devices: Vec<(u8, String)> = cfg
         .devices
         .iter()
         .zip(slots)
         .map(|(d, slot)| {
             let v = serde_json::to_value(d).unwrap_or(Value::Null);
             let kind = v.get("type").and_then(Value::as_str).unwrap_or("device");
-            format!("{kind}@{slot}")
+            (slot, format!("{kind}@{slot}"))
         })
         .collect();
+    devices.sort();
+    let devices = devices.into_iter().map(|(_, d)| d).collect();
     MachineShape {
         memory_mib: cfg.memory_mib,
         vcpus: cfg.cpus.count,
@@ -155,7 +157,7 @@ impl Vm {
             },
             virtio: self
                 .virtio
-                .functions
+                .functions_by_slot()
                 .iter()
                 .map(|f| lock(f).state())
                 .collect(),
@@ -261,9 +263,12 @@ impl Vm {
         lock(&self.ged).restore(p.ged_pending);
         lock(&self.platform.pci_io).set_address(p.pci_config_address);
         let d = &self.virtio;
-        restore_each("virtio devices", &d.functions, &machine.virtio, |f, s| {
-            lock(f).restore(s)
-        })
+        restore_each(
+            "virtio devices",
+            &d.functions_by_slot(),
+            &machine.virtio,
+            |f, s| lock(f).restore(s),
+        )
         .map_err(fail)?;
         match (&self.virtio.vga, &machine.vga) {
             (Some(v), Some(s)) => lock(&v.pci).restore(s).map_err(fail)?,

@@ -1,0 +1,278 @@
+#!/bin/bash
+# Devices plugged into and released by a running guest with the real virsh
+# and python-libvirt: attach-disk, detach-disk, attach-interface,
+# detach-interface, attach-device and detach-device with --live, --config,
+# --current and --persistent. The test guest (oxtest.then=hotplug) serves
+# ACPI PCI hotplug: it finds each new device, checks it (the disk's pattern,
+# UDP echo through the NIC from the bridge) and releases it when asked. The
+# live XML gains and loses the device with libvirt's alias and a PCI
+# address, the events device-added and device-removed arrive, a NIC's tap
+# is on the bridge while it is plugged and gone after; libvirt's errors for
+# a duplicate target, a missing file, a device that is not there, a slot in
+# use, a kind that cannot be plugged, with nothing changed; twenty
+# attach/detach cycles leave no tap, descriptor or thread behind.
+#
+# oxvirtd runs inside a private network namespace holding the bridge br0
+# (10.0.2.2/24). Called by run.sh (as root).
+#
+# usage: hotplug.sh OXVIRTD TMPDIR
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+. "$top/compat-tests/lib/private-run.sh"
+OXVIRTD=$1
+tmp=$2
+KERNEL=$top/compat-tests/guest/out/testos.elf
+PY=/usr/bin/python3
+mkdir -p "$tmp"
+sock=$tmp/sock
+U="qemu+unix:///system?socket=$sock"
+ns=oxhp$$
+fails=0
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    ip netns del "$ns" 2>/dev/null
+}
+trap cleanup EXIT
+. "$here/lib.sh"
+
+taps() { ip -n "$ns" -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -v -x -e lo -e br0; }
+# wait_for WHAT COMMAND...: until COMMAND succeeds (60 s at most)
+wait_for() {
+    local what=$1
+    shift
+    for _ in $(seq 600); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    fail "$what"
+    return 1
+}
+serial=$tmp/serial.log
+# lines PATTERN: how many whole lines of the guest's log match
+lines() { grep -c -- "$1" "$serial" 2>/dev/null; }
+# guest_says NAME PATTERN N: the guest printed a line matching PATTERN N times
+guest_says() {
+    local name=$1 pat=$2 n=$3
+    for _ in $(seq 600); do
+        [ "$(lines "$pat")" -ge "$n" ] && { pass "$name"; return 0; }
+        sleep 0.1
+    done
+    fail "$name (no '$pat' x$n: $(grep -E 'hotplug|FAIL' "$serial" | tail -3 | tr '\n' '|'))"
+    return 1
+}
+live() { virsh -c "$U" dumpxml h1 2>&1; }
+# slot_of PATTERN: the PCI slot (two hex digits) of the live device whose
+# element holds PATTERN
+slot_of() {
+    live | awk -v pat="$1" '/<(disk|interface|rng) /{dev=""} {dev=dev $0 "\n"}
+        /<\/(disk|interface|rng)>/{ if (index(dev, pat)) { if (match(dev, /slot=.0x[0-9a-f]+/)) print substr(dev, RSTART+8, RLENGTH-8) } }' |
+        head -1 | xargs printf '%02x'
+}
+inactive() { virsh -c "$U" dumpxml --inactive h1 2>&1; }
+
+ip netns add "$ns" || { echo "skip - cannot create a network namespace"; exit 0; }
+ip -n "$ns" link set lo up
+ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+ip -n "$ns" link add br0 type bridge
+ip -n "$ns" addr add 10.0.2.2/24 dev br0
+ip -n "$ns" link set br0 up
+
+"$PY" "$top/compat-tests/guest/make-pattern-disk.py" write "$tmp/disk.raw" 16384
+cp "$tmp/disk.raw" "$tmp/other.raw"
+
+start_private_bus "$tmp"
+ip netns exec "$ns" "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
+    --config-dir "$tmp/config" --run-dir "$tmp/run" --state-dir "$tmp/state" \
+    --rpc-socket "$sock" 2>"$tmp/oxvirtd.log" &
+daemon=$!
+pids+=("$daemon")
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+
+cat >"$tmp/h1.xml" <<XML
+<domain type='kvm'>
+  <name>h1</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
+    <cmdline>oxtest.pci=1 oxtest.then=hotplug oxtest.ip=10.0.2.15 oxtest.netudp=1 oxtest.nettime=60000</cmdline></os>
+  <devices>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/></rng>
+    <serial type='file'><source path='$serial'/></serial>
+  </devices>
+</domain>
+XML
+timeout 600 virsh -c "$U" event --all --loop --timeout 500 >"$tmp/events" 2>&1 &
+pids+=($!)
+BUS=$(head -1 "$tmp/bus")
+timeout 600 dbus-monitor --address "$BUS" "type='signal',interface='org.libvirt.Domain'" >"$tmp/signals" 2>&1 &
+pids+=($!)
+sleep 0.5
+expect define 0 "Domain 'h1' defined" -- define "$tmp/h1.xml"
+expect start 0 "Domain 'h1' started" -- start h1
+guest_says guest-ready '^INFO hotplug ready' 1
+defined=$(inactive)
+
+# A disk: plugged into the live guest only (the default for a running one).
+expect attach-disk-live 0 "Disk attached successfully" -- attach-disk h1 "$tmp/disk.raw" vdb
+s=$(slot_of "dev='vdb'")
+guest_says attach-disk-guest-sees-it "^INFO hotplug $s added" 1
+grep -q "^PASS blk-$s-read" "$serial" && pass attach-disk-guest-reads-pattern || fail attach-disk-guest-reads-pattern
+out=$(live)
+if grep -A6 "<target dev='vdb' bus='virtio'/>" <<<"$out" | grep -q "<alias name='virtio-disk1'/>" &&
+    [ "$s" != 03 ] && [ "$s" != 00 ]; then
+    pass "attach-disk-live-xml (slot $s)"
+else
+    fail "attach-disk-live-xml ($(grep -A6 'vdb' <<<"$out"))"
+fi
+[ "$(inactive)" = "$defined" ] && pass attach-disk-live-only || fail attach-disk-live-only
+expect domblklist 0 " vdb +$tmp/disk.raw" -- domblklist h1
+wait_for "device-added event" grep -q "event 'device-added' for domain 'h1': virtio-disk1" "$tmp/events" &&
+    pass event-device-added
+expect attach-disk-duplicate 1 "target vdb already exists" -- attach-disk h1 "$tmp/other.raw" vdb
+expect attach-disk-missing-file 1 "Cannot access storage file '$tmp/nothere.raw'" -- attach-disk h1 "$tmp/nothere.raw" vdc
+expect detach-disk-missing 1 "No disk found whose source path or target is vdz" -- detach-disk h1 vdz
+echo "<disk type='file' device='disk'><source file='$tmp/other.raw'/><target dev='vdz' bus='virtio'/></disk>" >"$tmp/vdz.xml"
+expect detach-device-missing 1 "no target device vdz" -- detach-device h1 "$tmp/vdz.xml"
+cat >"$tmp/busy.xml" <<XML
+<disk type='file' device='disk'><source file='$tmp/other.raw'/><target dev='vdc' bus='virtio'/>
+  <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/></disk>
+XML
+expect attach-slot-in-use 1 "0000:00:03.0" -- attach-device h1 "$tmp/busy.xml"
+cat >"$tmp/cdrom.xml" <<XML
+<disk type='file' device='cdrom'><target dev='sdb' bus='sata'/></disk>
+XML
+expect attach-cdrom-live-refused 1 "Operation not supported: live attach of device 'disk' is not supported" -- \
+    attach-device h1 "$tmp/cdrom.xml" --live
+echo "<watchdog model='i6300esb'/>" >"$tmp/watchdog.xml"
+expect attach-watchdog-live-refused 1 "Operation not supported: live attach of device 'watchdog' is not supported" -- \
+    attach-device h1 "$tmp/watchdog.xml"
+[ "$(lines '^INFO hotplug [0-9a-f]* added')" = 1 ] && pass bad-requests-reach-no-guest || fail bad-requests-reach-no-guest
+
+expect detach-disk-live 0 "Disk detached successfully" -- detach-disk h1 vdb
+guest_says detach-disk-guest-released "^INFO hotplug $s ejected" 1
+wait_for "device-removed event" grep -q "event 'device-removed' for domain 'h1': virtio-disk1" "$tmp/events" &&
+    pass event-device-removed
+if live | grep -q "vdb"; then fail detach-disk-live-xml; else pass detach-disk-live-xml; fi
+
+# --live --config: both definitions; then both lose it.
+expect attach-disk-live-config 0 "Disk attached successfully" -- attach-disk h1 "$tmp/other.raw" vdc --live --config
+s=$(slot_of "dev='vdc'")
+guest_says attach-live-config-guest "^INFO hotplug $s added" 2
+live | grep -q "<target dev='vdc' bus='virtio'/>" && pass attach-live-config-live || fail attach-live-config-live
+inactive | grep -q "<target dev='vdc' bus='virtio'/>" && pass attach-live-config-inactive || fail attach-live-config-inactive
+expect detach-disk-persistent 0 "Disk detached successfully" -- detach-disk h1 vdc --persistent
+guest_says detach-persistent-guest "^INFO hotplug $s ejected" 2
+if live | grep -q vdc || inactive | grep -q vdc; then fail detach-persistent-both; else pass detach-persistent-both; fi
+[ "$(inactive)" = "$defined" ] && pass definition-back-as-defined || fail definition-back-as-defined
+
+# A NIC on the bridge: UDP echo through it, its tap on br0, then gone.
+expect attach-interface-live 0 "Interface attached successfully" -- \
+    attach-interface h1 bridge br0 --model virtio --mac 52:54:00:6f:78:08 --live
+s=$(slot_of "52:54:00:6f:78:08")
+tap=$(taps)
+if [ -n "$tap" ] && ip -n "$ns" link show "$tap" | grep -q 'master br0'; then
+    pass "tap $tap made and on the bridge"
+else
+    fail "tap made and on the bridge ($tap)"
+fi
+udp_echo() {
+    ip netns exec "$ns" "$PY" -c "import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+for _ in range(60):
+    s.sendto(b'hotplug', ('10.0.2.15', 7))
+    try:
+        s.recvfrom(64)
+        raise SystemExit(0)
+    except socket.timeout:
+        pass
+raise SystemExit(1)"
+}
+guest_says attach-interface-guest-listens "^INFO net-$s ready, waiting" 1
+udp_echo && pass attach-interface-udp-echo || fail attach-interface-udp-echo
+guest_says attach-interface-guest "^INFO hotplug $s added" 3
+out=$(live)
+if grep -A8 "52:54:00:6f:78:08" <<<"$out" | grep -q "<alias name='net0'/>" &&
+    grep -A8 "52:54:00:6f:78:08" <<<"$out" | grep -q "<target dev='$tap'/>"; then
+    pass attach-interface-live-xml
+else
+    fail "attach-interface-live-xml ($(grep -A8 '52:54:00:6f:78:08' <<<"$out"))"
+fi
+expect domiflist 0 " $tap +bridge +br0 +virtio +52:54:00:6f:78:08" -- domiflist h1
+expect detach-interface-live 0 "Interface detached successfully" -- detach-interface h1 bridge --mac 52:54:00:6f:78:08
+guest_says detach-interface-guest "^INFO hotplug $s ejected" 3
+wait_for "no tap after the NIC's release" test -z "$(taps)" && pass detach-interface-tap-gone
+
+# libvirt-dbus's signals, and oxvirsh (over D-Bus) doing the same.
+grep -A1 "member=DeviceAdded" "$tmp/signals" | grep -q 'string "virtio-disk1"' && pass dbus-signal-device-added ||
+    fail dbus-signal-device-added
+grep -A1 "member=DeviceRemoved" "$tmp/signals" | grep -q 'string "net0"' && pass dbus-signal-device-removed ||
+    fail dbus-signal-device-removed
+OXVIRSH=$(cd "$(dirname "$OXVIRTD")" && pwd)/oxvirsh
+ox() { timeout 60 "$OXVIRSH" --bus-address "$BUS" "$@" 2>&1; }
+out=$(ox attach-disk h1 "$tmp/disk.raw" vdd --live)
+[ "$out" = "Disk attached successfully" ] && pass oxvirsh-attach-disk-live || fail "oxvirsh-attach-disk-live ($out)"
+s=$(slot_of "dev='vdd'")
+guest_says oxvirsh-attach-guest "^INFO hotplug $s added" 4
+out=$(ox detach-disk h1 vdd --live)
+[ "$out" = "Disk detached successfully" ] && pass oxvirsh-detach-disk-live || fail "oxvirsh-detach-disk-live ($out)"
+guest_says oxvirsh-detach-guest "^INFO hotplug $s ejected" 4
+
+# python-libvirt: attachDeviceFlags and detachDeviceFlags with
+# VIR_DOMAIN_AFFECT_LIVE, and the device-removed callback.
+if "$PY" -c 'import libvirt' 2>/dev/null; then
+    out=$(timeout 120 "$PY" - "$U" "$tmp" <<'PY' 2>&1
+import sys, threading, libvirt
+libvirt.virEventRegisterDefaultImpl()
+threading.Thread(target=lambda: [libvirt.virEventRunDefaultImpl() for _ in iter(int, 1)], daemon=True).start()
+c = libvirt.open(sys.argv[1])
+d = c.lookupByName("h1")
+removed = threading.Event()
+got = []
+def on_removed(conn, dom, alias, opaque):
+    got.append(alias)
+    removed.set()
+c.domainEventRegisterAny(d, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None)
+rng = "<rng model='virtio'><backend model='random'>/dev/random</backend></rng>"
+d.attachDeviceFlags(rng, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+assert "<alias name='rng1'/>" in d.XMLDesc(0), d.XMLDesc(0)
+d.detachDeviceFlags(rng, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+assert removed.wait(30), "no device-removed callback"
+assert got == ["rng1"], got
+assert "rng1" not in d.XMLDesc(0)
+print("python ok")
+PY
+)
+    grep -qx 'python ok' <<<"$out" && pass hotplug-python-libvirt || fail "hotplug-python-libvirt ($out)"
+elif [ "${CI:-}" = true ]; then
+    fail "hotplug-python-libvirt (python3-libvirt is missing)"
+fi
+
+# Twenty more cycles of a disk leave nothing behind in the daemon or VMM.
+vmm=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$tmp/run/h1.json")
+count() { echo "$(ls /proc/"$1"/fd | wc -l)/$(ls /proc/"$1"/task | wc -l)"; }
+# The daemon's runtime keeps idle blocking threads for 10 s: counted once
+# they are gone.
+sleep 11
+before="$(count "$daemon") $(count "$vmm")"
+added=$(lines '^INFO hotplug .. added')
+for i in $(seq 20); do
+    virsh -c "$U" attach-disk h1 "$tmp/disk.raw" vdb >/dev/null 2>&1 || { fail "cycle $i attach"; break; }
+    for _ in $(seq 300); do [ "$(lines '^INFO hotplug .. added')" -ge $((added + i)) ] && break; sleep 0.1; done
+    virsh -c "$U" detach-disk h1 vdb >/dev/null 2>&1 || { fail "cycle $i detach"; break; }
+done
+wait_for "last cycle released" sh -c "! virsh -c '$U' dumpxml h1 | grep -q vdb"
+sleep 11
+after="$(count "$daemon") $(count "$vmm")"
+[ "$before" = "$after" ] && pass "20 cycles: daemon and VMM fds/threads $before" ||
+    fail "20 cycles: fds/threads before $before, after $after"
+[ -z "$(taps)" ] && pass no-tap-left || fail "no-tap-left: $(taps)"
+if grep -q '^FAIL' "$serial"; then fail "guest-checks ($(grep '^FAIL' "$serial" | head -3))"; else pass guest-checks; fi
+expect destroy 0 "Domain 'h1' destroyed" -- destroy h1
+
+echo "# hotplug: $passes passed, $fails failed"
+[ "$fails" = 0 ]

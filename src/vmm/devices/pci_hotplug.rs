@@ -1,0 +1,181 @@
+//! ACPI PCI hotplug for the slots of bus 0: a block of four 32-bit
+//! registers the DSDT's methods use (`\_SB_.PHPR`, see `acpi/dsdt.rs`),
+//! announced through the Generic Event Device.
+//!
+//! | offset | name | access |
+//! | --- | --- | --- |
+//! | 0x0 | PCIU | read: slots given a device since the last read (then cleared) |
+//! | 0x4 | PCID | read: slots whose device the host asks the guest to release (then cleared) |
+//! | 0x8 | B0EJ | write: the guest ejects the slots whose bits are set |
+//! | 0xC | PSEG | PCI segment of the above; only segment 0 exists |
+//!
+//! An eject takes the slot's functions off the bus at once (the guest's
+//! next configuration read finds it empty) and hands them to the main
+//! loop, which stops their workers and frees what they held.
+
+use std::sync::{Arc, Mutex};
+
+use vmm_sys_util::eventfd::EventFd;
+
+use super::pci::{PciRoot, SharedFunction};
+use crate::vmm::bus::BusDevice;
+
+/// Size of the register block.
+pub const SIZE: u64 = 0x10;
+const PCIU: u64 = 0x0;
+const PCID: u64 = 0x4;
+const B0EJ: u64 = 0x8;
+
+/// The registers and the slots in flight.
+pub struct PciHotplug {
+    root: Arc<Mutex<PciRoot>>,
+    /// Slots with a new device, not yet read by the guest.
+    up: u32,
+    /// Slots whose removal was requested, not yet read by the guest.
+    down: u32,
+    /// Slots the guest may eject (those holding a removable device).
+    removable: u32,
+    /// Functions the guest ejected, for the main loop.
+    ejected: Vec<(u8, Vec<SharedFunction>)>,
+    /// Signalled when `ejected` gains an entry.
+    ejected_fd: EventFd,
+}
+
+fn bit(slot: u8) -> u32 {
+    1u32.checked_shl(u32::from(slot)).unwrap_or(0)
+}
+
+impl PciHotplug {
+    pub fn new(root: Arc<Mutex<PciRoot>>) -> std::io::Result<Self> {
+        Ok(PciHotplug {
+            root,
+            up: 0,
+            down: 0,
+            removable: 0,
+            ejected: Vec::new(),
+            ejected_fd: EventFd::new(libc::EFD_NONBLOCK)?,
+        })
+    }
+
+    /// The eventfd the main loop polls for ejected slots.
+    pub fn ejected_fd(&self) -> &EventFd {
+        &self.ejected_fd
+    }
+
+    /// A device was plugged into `slot`: the guest learns it at its next
+    /// read of PCIU; it may eject it when `removable`.
+    pub fn plugged(&mut self, slot: u8, removable: bool) {
+        self.up |= bit(slot);
+        self.down &= !bit(slot);
+        if removable {
+            self.removable |= bit(slot);
+        }
+    }
+
+    /// Marks the devices present at start that the guest may eject.
+    pub fn set_removable(&mut self, slot: u8) {
+        self.removable |= bit(slot);
+    }
+
+    /// Asks the guest to release `slot`'s device.
+    pub fn request_removal(&mut self, slot: u8) {
+        self.down |= bit(slot);
+    }
+
+    /// Whether a removal of `slot` is waiting for the guest.
+    pub fn removal_pending(&self, slot: u8) -> bool {
+        self.down & bit(slot) != 0
+    }
+
+    /// The slots the guest ejected since the last call, with their
+    /// functions (already off the bus).
+    pub fn take_ejected(&mut self) -> Vec<(u8, Vec<SharedFunction>)> {
+        let _ = self.ejected_fd.read();
+        std::mem::take(&mut self.ejected)
+    }
+
+    fn eject(&mut self, mask: u32) {
+        for slot in 1..32u8 {
+            if mask & bit(slot) == 0 {
+                continue;
+            }
+            if self.removable & bit(slot) == 0 {
+                tracing::info!("guest ejected PCI slot {slot}, which has no removable device");
+                continue;
+            }
+            self.removable &= !bit(slot);
+            self.down &= !bit(slot);
+            let functions = self
+                .root
+                .lock()
+                .map(|mut r| r.unplug(slot))
+                .unwrap_or_default();
+            self.ejected.push((slot, functions));
+            let _ = self.ejected_fd.write(1);
+        }
+    }
+}
+
+impl BusDevice for PciHotplug {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        let v = match offset {
+            PCIU => std::mem::take(&mut self.up),
+            // Unlike PCIU, a pending removal stays pending until the
+            // eject: the guest may read PCID again after a failed one.
+            PCID => self.down,
+            _ => 0,
+        };
+        let bytes = v.to_le_bytes();
+        for (d, b) in data
+            .iter_mut()
+            .zip(bytes.iter().chain(std::iter::repeat(&0)))
+        {
+            *d = *b;
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset == B0EJ {
+            let mut v = [0u8; 4];
+            for (d, s) in v.iter_mut().zip(data) {
+                *d = *s;
+            }
+            self.eject(u32::from_le_bytes(v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read32(h: &mut PciHotplug, off: u64) -> u32 {
+        let mut d = [0u8; 4];
+        h.read(off, &mut d);
+        u32::from_le_bytes(d)
+    }
+
+    #[test]
+    fn plug_announce_and_eject() {
+        let root = Arc::new(Mutex::new(PciRoot::default()));
+        let mut h = PciHotplug::new(root).unwrap();
+        h.plugged(5, true);
+        assert_eq!(read32(&mut h, PCIU), 1 << 5);
+        assert_eq!(read32(&mut h, PCIU), 0, "PCIU clears on read");
+        h.request_removal(5);
+        assert_eq!(read32(&mut h, PCID), 1 << 5);
+        assert!(h.removal_pending(5));
+        // Ejecting a slot without a removable device does nothing.
+        h.write(B0EJ, &(1u32 << 7).to_le_bytes());
+        assert!(h.take_ejected().is_empty());
+        h.write(B0EJ, &(1u32 << 5).to_le_bytes());
+        let e = h.take_ejected();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].0, 5);
+        assert_eq!(read32(&mut h, PCID), 0);
+        assert!(!h.removal_pending(5));
+        // A second eject of the same slot finds nothing to remove.
+        h.write(B0EJ, &(1u32 << 5).to_le_bytes());
+        assert!(h.take_ejected().is_empty());
+    }
+}
