@@ -188,6 +188,33 @@ static void size_bars(struct pci_dev *d)
 	pci_write16(d, 0x04, cmd);
 }
 
+/* Whether [a, a + sz) overlaps a memory BAR some function already has. */
+static bool bar_overlaps(u64 a, u64 sz)
+{
+	for (int i = 0; i < pci_ndevs; i++)
+		for (int b = 0; b < 6; b++) {
+			const struct pci_dev *o = &pci_devs[i];
+			if (o->bar_size[b] && !o->bar_io[b] && o->bar[b] &&
+			    a < o->bar[b] + o->bar_size[b] && o->bar[b] < a + sz)
+				return true;
+		}
+	return false;
+}
+
+/* An sz-aligned place for a BAR of sz bytes in the window: above every BAR
+ * firmware placed if there is room, else the lowest free gap (firmware that
+ * fills the window from its top, as SeaBIOS does, leaves room below). */
+static u64 window_place(u64 sz)
+{
+	u64 a = (win_next + sz - 1) & ~(sz - 1);
+	if (a + sz <= win_end)
+		return a;
+	for (a = (win_base + sz - 1) & ~(sz - 1); a + sz <= win_end; a += sz)
+		if (!bar_overlaps(a, sz))
+			return a;
+	return 0;
+}
+
 static void assign_bars(struct pci_dev *d)
 {
 	bool changed = false;
@@ -198,15 +225,16 @@ static void assign_bars(struct pci_dev *d)
 			continue;
 		if (d->bar[i] && d->bar[i] + sz <= 0x100000000ull)
 			continue;
-		u64 a = (win_next + sz - 1) & ~(sz - 1);
-		if (!win_base || a + sz > win_end) {
+		u64 a = win_base ? window_place(sz) : 0;
+		if (!a) {
 			d->bar_unassigned |= (u8)(1 << i);
 			continue;
 		}
 		if (!changed)
 			pci_write16(d, 0x04, cmd & ~3);
 		changed = true;
-		win_next = a + sz;
+		if (a + sz > win_next)
+			win_next = a + sz;
 		d->bar[i] = a;
 		pci_write32(d, (u16)(0x10 + 4 * i), (u32)a);
 		if (d->bar64[i])
