@@ -34,36 +34,15 @@ cleanup() {
 trap cleanup EXIT
 
 . "$here/lib.sh"
-taps() { ip -n "$ns" -o link show | awk -F': ' '{print $2}' | grep -v -x -e lo -e br0; }
-# wait_for WHAT COMMAND...: until COMMAND succeeds (30 s at most)
-wait_for() {
-    local what=$1
-    shift
-    for _ in $(seq 300); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    fail "$what"
-    return 1
-}
 
-ip netns add "$ns" || { echo "skip - cannot create a network namespace"; exit 0; }
-ip -n "$ns" link set lo up
-ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-ip -n "$ns" link add br0 type bridge
-ip -n "$ns" addr add 10.0.2.2/24 dev br0
-ip -n "$ns" link set br0 up
+bridge_netns
 
 "$PY" "$top/compat-tests/guest/make-pattern-disk.py" write "$tmp/disk.raw" 16384
 "$PY" "$top/compat-tests/guest/make-pattern-disk.py" write "$tmp/base.raw" 16384
 qemu-img convert -O qcow2 "$tmp/base.raw" "$tmp/disk.qcow2"
 
 start_private_bus "$tmp"
-ip netns exec "$ns" "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
-    --config-dir "$tmp/config" --run-dir "$tmp/run" --state-dir "$tmp/state" \
-    --rpc-socket "$sock" 2>"$tmp/oxvirtd.log" &
-pids+=($!)
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+start_oxvirtd_in_netns
 
 # domxml NAME UUID VCPUS CMDLINE DEVICES: a test-guest domain, its serial
 # port in $tmp/serial-NAME.log

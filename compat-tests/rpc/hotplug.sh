@@ -10,7 +10,8 @@
 # is on the bridge while it is plugged and gone after; libvirt's errors for
 # a duplicate target, a missing file, a device that is not there, a slot in
 # use, a kind that cannot be plugged, with nothing changed; twenty
-# attach/detach cycles leave no tap, descriptor or thread behind.
+# attach/detach cycles leave no tap, descriptor or thread behind; a
+# plugged-in disk outlives a save and restore and a daemon restart.
 #
 # oxvirtd runs inside a private network namespace holding the bridge br0
 # (10.0.2.2/24). Called by run.sh (as root).
@@ -38,18 +39,6 @@ cleanup() {
 trap cleanup EXIT
 . "$here/lib.sh"
 
-taps() { ip -n "$ns" -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -v -x -e lo -e br0; }
-# wait_for WHAT COMMAND...: until COMMAND succeeds (60 s at most)
-wait_for() {
-    local what=$1
-    shift
-    for _ in $(seq 600); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    fail "$what"
-    return 1
-}
 serial=$tmp/serial.log
 # lines PATTERN: how many whole lines of the guest's log match
 lines() { grep -c -- "$1" "$serial" 2>/dev/null; }
@@ -73,23 +62,13 @@ slot_of() {
 }
 inactive() { virsh -c "$U" dumpxml --inactive h1 2>&1; }
 
-ip netns add "$ns" || { echo "skip - cannot create a network namespace"; exit 0; }
-ip -n "$ns" link set lo up
-ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-ip -n "$ns" link add br0 type bridge
-ip -n "$ns" addr add 10.0.2.2/24 dev br0
-ip -n "$ns" link set br0 up
+bridge_netns
 
 "$PY" "$top/compat-tests/guest/make-pattern-disk.py" write "$tmp/disk.raw" 16384
 cp "$tmp/disk.raw" "$tmp/other.raw"
 
 start_private_bus "$tmp"
-ip netns exec "$ns" "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
-    --config-dir "$tmp/config" --run-dir "$tmp/run" --state-dir "$tmp/state" \
-    --rpc-socket "$sock" 2>"$tmp/oxvirtd.log" &
-daemon=$!
-pids+=("$daemon")
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+start_oxvirtd_in_netns
 
 cat >"$tmp/h1.xml" <<XML
 <domain type='kvm'>
@@ -271,6 +250,22 @@ after="$(count "$daemon") $(count "$vmm")"
 [ "$before" = "$after" ] && pass "20 cycles: daemon and VMM fds/threads $before" ||
     fail "20 cycles: fds/threads before $before, after $after"
 [ -z "$(taps)" ] && pass no-tap-left || fail "no-tap-left: $(taps)"
+
+# A plugged-in disk stays across a save and restore of the guest and a
+# daemon restart, and is released when asked after both.
+expect attach-before-save 0 "Disk attached successfully" -- attach-disk h1 "$tmp/disk.raw" vdb
+s=$(slot_of "dev='vdb'")
+expect managedsave 0 "Domain 'h1' state saved" -- managedsave h1
+expect restore 0 "Domain 'h1' started" -- start h1
+live | grep -q "<target dev='vdb' bus='virtio'/>" && pass restored-keeps-disk || fail restored-keeps-disk
+kill "$daemon"
+wait "$daemon" 2>/dev/null
+start_oxvirtd_in_netns
+live | grep -q "<target dev='vdb' bus='virtio'/>" && pass restarted-daemon-keeps-disk || fail restarted-daemon-keeps-disk
+m=$(lines "^INFO hotplug $s ejected")
+expect detach-after-restart 0 "Disk detached successfully" -- detach-disk h1 vdb
+guest_says detach-after-restart-guest "^INFO hotplug $s ejected" $((m + 1))
+wait_for "disk gone after restart" sh -c "! virsh -c '$U' dumpxml h1 | grep -q vdb" && pass detach-after-restart-xml
 if grep -q '^FAIL' "$serial"; then fail "guest-checks ($(grep '^FAIL' "$serial" | head -3))"; else pass guest-checks; fi
 expect destroy 0 "Domain 'h1' destroyed" -- destroy h1
 

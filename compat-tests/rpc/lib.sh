@@ -64,3 +64,37 @@ wait_ticks() {
     done
     return 1
 }
+
+# wait_for WHAT COMMAND...: until COMMAND succeeds (60 s at most), else a
+# failure named WHAT.
+wait_for() {
+    local what=$1
+    shift
+    for _ in $(seq 600); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    fail "$what"
+    return 1
+}
+
+# For the scripts whose guests have NICs on a bridge: the private network
+# namespace $ns with br0 (10.0.2.2/24), oxvirtd started inside it on the
+# RPC socket $sock (its pid in $daemon and pids), and the taps in it.
+bridge_netns() {
+    ip netns add "$ns" || { echo "skip - cannot create a network namespace"; exit 0; }
+    ip -n "$ns" link set lo up
+    ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$ns" link add br0 type bridge
+    ip -n "$ns" addr add 10.0.2.2/24 dev br0
+    ip -n "$ns" link set br0 up
+}
+start_oxvirtd_in_netns() {
+    ip netns exec "$ns" "$OXVIRTD" --bus-address "$(head -1 "$tmp/bus")" \
+        --config-dir "$tmp/config" --run-dir "$tmp/run" --state-dir "$tmp/state" \
+        --rpc-socket "$sock" 2>"$tmp/oxvirtd.log" &
+    daemon=$!
+    pids+=("$daemon")
+    for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+}
+taps() { ip -n "$ns" -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -v -x -e lo -e br0; }

@@ -39,24 +39,10 @@ pub async fn relay(conn: Connection, mut rx: Receiver<DomainEvent>) {
         };
         let sent = match ev.kind {
             EventKind::DeviceAdded { alias } => {
-                conn.emit_signal(
-                    None::<&str>,
-                    &opath,
-                    "org.libvirt.Domain",
-                    "DeviceAdded",
-                    &(alias,),
-                )
-                .await
+                device_signal(&conn, &opath, "DeviceAdded", alias).await
             }
             EventKind::DeviceRemoved { alias } => {
-                conn.emit_signal(
-                    None::<&str>,
-                    &opath,
-                    "org.libvirt.Domain",
-                    "DeviceRemoved",
-                    &(alias,),
-                )
-                .await
+                device_signal(&conn, &opath, "DeviceRemoved", alias).await
             }
             EventKind::Lifecycle { event, detail } => {
                 conn.emit_signal(
@@ -87,6 +73,23 @@ pub async fn relay(conn: Connection, mut rx: Receiver<DomainEvent>) {
             tracing::warn!("cannot emit a domain signal: {e}");
         }
     }
+}
+
+/// A domain's `DeviceAdded` or `DeviceRemoved` signal, naming the alias.
+async fn device_signal(
+    conn: &Connection,
+    domain: &ObjectPath<'_>,
+    member: &str,
+    alias: String,
+) -> zbus::Result<()> {
+    conn.emit_signal(
+        None::<&str>,
+        domain,
+        "org.libvirt.Domain",
+        member,
+        &(alias,),
+    )
+    .await
 }
 
 /// A subscription to the storage sub-driver's pool events.

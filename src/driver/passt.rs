@@ -5,16 +5,17 @@
 //! (`--fd`) and keeps the other for the VMM, so that a guest reboot (a
 //! new VMM) keeps the same connection; passt exits when the last copy of
 //! the VMM's end closes. It runs as `nobody` (as the daemon's user when
-//! that is not root), in the foreground as the daemon's child (reaped by
-//! a thread of its own).
+//! that is not root) and puts itself in the background once it is ready:
+//! the exit of the process the driver started is the answer (0: serving),
+//! and the pid of the one that serves comes back through a pipe passt
+//! takes for its PID file.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +47,12 @@ pub fn start(mac: &str) -> Result<(PasstRes, OwnedFd)> {
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| fail(format!("cannot make a socket pair: {e}")))?;
     let theirs: OwnedFd = theirs.into();
-    let fd = theirs.as_raw_fd();
+    let (pid_read, pid_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| fail(format!("cannot make a pipe: {e}")))?;
+    // passt opens its PID file after dropping its privileges.
+    nix::sys::stat::fchmod(&pid_write, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| fail(format!("cannot open the pipe to passt: {e}")))?;
+    let (fd, pid_fd) = (theirs.as_raw_fd(), pid_write.as_raw_fd());
     let mut cmd = Command::new(PASST);
     // A root daemon has passt drop to nobody; an unprivileged one runs it
     // as itself.
@@ -59,18 +65,21 @@ pub fn start(mac: &str) -> Result<(PasstRes, OwnedFd)> {
         .arg(fd.to_string())
         .arg("--mac-addr")
         .arg(mac)
-        .arg("--foreground")
+        .arg("--pid")
+        .arg(format!("/proc/self/fd/{pid_fd}"))
         .arg("--quiet")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: between fork and exec the closure only calls fcntl on an fd
+    // SAFETY: between fork and exec the closure only calls fcntl on fds
     // the child inherited, which is async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(std::io::Error::last_os_error());
+            for fd in [fd, pid_fd] {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -79,28 +88,35 @@ pub fn start(mac: &str) -> Result<(PasstRes, OwnedFd)> {
         .spawn()
         .map_err(|e| fail(format!("cannot run {PASST}: {e}")))?;
     drop(theirs);
-    // A passt that cannot serve says so and exits at once.
-    let deadline = Instant::now() + Duration::from_millis(100);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut why = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut why);
-            }
-            return Err(fail(format!("passt exited with {status}: {}", why.trim())));
+    drop(pid_write);
+    // The first process exits once passt serves (in the background), or
+    // says why it cannot.
+    let status = child
+        .wait()
+        .map_err(|e| fail(format!("cannot wait for {PASST}: {e}")))?;
+    if !status.success() {
+        let mut why = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut why);
         }
-        std::thread::sleep(Duration::from_millis(5));
+        return Err(fail(format!("passt exited with {status}: {}", why.trim())));
     }
-    let pid = child.id() as i32;
-    // passt lives as long as the guest's connection; a thread reaps it.
-    let _ = std::thread::Builder::new()
-        .name(format!("passt-{pid}"))
-        .spawn(move || {
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::copy(&mut e, &mut std::io::sink());
-            }
-            let _ = child.wait();
-        });
+    // The serving process writes its pid once it runs (and may keep the
+    // pipe open): one read, when there is something to read.
+    let mut buf = [0u8; 32];
+    let mut ready = [nix::poll::PollFd::new(
+        pid_read.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let n = match nix::poll::poll(&mut ready, nix::poll::PollTimeout::from(2000u16)) {
+        Ok(1..) => nix::unistd::read(&pid_read, &mut buf).unwrap_or(0),
+        _ => 0,
+    };
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let pid = text
+        .trim()
+        .parse::<i32>()
+        .map_err(|_| fail(format!("passt gave no pid ('{}')", text.trim())))?;
     Ok((PasstRes { pid }, ours.into()))
 }
 

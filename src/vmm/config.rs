@@ -610,44 +610,37 @@ pub struct CdromConfig {
     pub id: Option<String>,
 }
 
+/// `$body` on the configuration inside any [`DeviceConfig`], bound to `$c`.
+macro_rules! each_device_config {
+    ($d:expr, $c:ident => $body:expr) => {
+        match $d {
+            DeviceConfig::Block($c) => $body,
+            DeviceConfig::Net($c) => $body,
+            DeviceConfig::Rng($c) => $body,
+            DeviceConfig::Console($c) => $body,
+            DeviceConfig::Balloon($c) => $body,
+            DeviceConfig::Vsock($c) => $body,
+            DeviceConfig::Scsi($c) => $body,
+            DeviceConfig::Sata($c) => $body,
+            DeviceConfig::Vga($c) => $body,
+            DeviceConfig::Gpu($c) => $body,
+            DeviceConfig::Xhci($c) => $body,
+            DeviceConfig::Ehci($c) => $body,
+            DeviceConfig::Input($c) => $body,
+        }
+    };
+}
+
 impl DeviceConfig {
     /// The slot asked for, if any.
     pub fn pci_slot(&self) -> Option<u8> {
-        match self {
-            DeviceConfig::Block(c) => c.pci_slot,
-            DeviceConfig::Net(c) => c.pci_slot,
-            DeviceConfig::Rng(c) => c.pci_slot,
-            DeviceConfig::Console(c) => c.pci_slot,
-            DeviceConfig::Balloon(c) => c.pci_slot,
-            DeviceConfig::Vsock(c) => c.pci_slot,
-            DeviceConfig::Scsi(c) => c.pci_slot,
-            DeviceConfig::Sata(c) => c.pci_slot,
-            DeviceConfig::Vga(c) => c.pci_slot,
-            DeviceConfig::Gpu(c) => c.pci_slot,
-            DeviceConfig::Xhci(c) => c.pci_slot,
-            DeviceConfig::Ehci(c) => c.pci_slot,
-            DeviceConfig::Input(c) => c.pci_slot,
-        }
+        each_device_config!(self, c => c.pci_slot)
     }
 
     /// The same, to set (the VMM pins auto-assigned slots before a hot
     /// unplug, so that the other devices keep theirs).
     pub fn pci_slot_mut(&mut self) -> &mut Option<u8> {
-        match self {
-            DeviceConfig::Block(c) => &mut c.pci_slot,
-            DeviceConfig::Net(c) => &mut c.pci_slot,
-            DeviceConfig::Rng(c) => &mut c.pci_slot,
-            DeviceConfig::Console(c) => &mut c.pci_slot,
-            DeviceConfig::Balloon(c) => &mut c.pci_slot,
-            DeviceConfig::Vsock(c) => &mut c.pci_slot,
-            DeviceConfig::Scsi(c) => &mut c.pci_slot,
-            DeviceConfig::Sata(c) => &mut c.pci_slot,
-            DeviceConfig::Vga(c) => &mut c.pci_slot,
-            DeviceConfig::Gpu(c) => &mut c.pci_slot,
-            DeviceConfig::Xhci(c) => &mut c.pci_slot,
-            DeviceConfig::Ehci(c) => &mut c.pci_slot,
-            DeviceConfig::Input(c) => &mut c.pci_slot,
-        }
+        each_device_config!(self, c => &mut c.pci_slot)
     }
 }
 
