@@ -5,7 +5,8 @@
 # tap outlives the guest or a failed start. Then a guest whose NIC has
 # <driver queues='2'/>: a multi-queue tap, the guest using both queue
 # pairs (frames both ways on each, also after a reboot), the live XML; and
-# type='ethernet' with queues. Then a guest with an e1000 NIC.
+# type='ethernet' with queues. Then a guest with an e1000 NIC, its link set
+# down and up.
 #
 # oxvirtd runs inside a private network namespace holding the bridge
 # br0 (10.0.2.2/24), so its taps stay there; virsh reaches it through
@@ -268,6 +269,14 @@ for c in pci reset eeprom link io intx tx rx ping irq; do
     fi
 done
 expect dev-e1000-domifstat 0 "^$t6 rx_packets [1-9]" -- domifstat dev6 "$t6"
+# The e1000's link: its cable pulled, nothing gets through; plugged in again,
+# the guest answers again.
+udp_echo && pass dev-e1000-udp-echo || fail dev-e1000-udp-echo
+expect dev-e1000-setlink-down 0 "Device updated successfully" -- domif-setlink dev6 "$t6" down
+expect dev-e1000-getlink-down 0 "$t6 down" -- domif-getlink dev6 "$t6"
+udp_echo && fail dev-e1000-link-down-no-echo || pass dev-e1000-link-down-no-echo
+expect dev-e1000-setlink-up 0 "Device updated successfully" -- domif-setlink dev6 "$t6" up
+udp_echo && pass dev-e1000-link-up-echo || fail dev-e1000-link-up-echo
 expect dev-e1000-destroy 0 "Domain 'dev6' destroyed" -- destroy dev6
 [ -z "$(taps)" ] && pass "no tap after destroy (e1000)" || fail "no tap after destroy (e1000): $(taps)"
 expect dev-e1000-iommu 1 "unsupported configuration: iommu driver option is only supported for virtio devices" \

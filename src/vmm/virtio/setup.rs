@@ -408,7 +408,7 @@ pub enum Handle {
         slot: u8,
         stats: Arc<BlkStats>,
     },
-    /// A NIC; `link` for a virtio one (an e1000's link cannot be set).
+    /// A NIC; `link` for a virtio one (an e1000's is the device's own).
     Net {
         slot: u8,
         stats: Arc<NetStats>,
@@ -462,8 +462,8 @@ pub struct Devices {
     pub disks: Vec<(u8, Arc<Mutex<VirtioPci>>)>,
     /// The AHCI controllers, to stop their workers on exit.
     pub ahci: Vec<Arc<Mutex<Ahci>>>,
-    /// The e1000 NICs, to stop their workers on exit.
-    pub e1000: Vec<Arc<Mutex<E1000>>>,
+    /// The e1000 NICs by PCI slot, to stop their workers on exit.
+    pub e1000: Vec<(u8, Arc<Mutex<E1000>>)>,
     /// The display adapter, whose ports and screen the VM wires up.
     pub vga: Option<Vga>,
     /// The virtio-gpu's scanout, shown when there is no display adapter.
@@ -644,9 +644,17 @@ impl Devices {
                 _ => None,
             })
             .ok_or_else(|| format!("no NIC in slot {slot}"))?;
-        link.as_ref()
-            .ok_or("the link of an e1000 NIC cannot be set")?
-            .set(up);
+        match link {
+            Some(l) => l.set(up),
+            None => {
+                let (_, nic) = self
+                    .e1000
+                    .iter()
+                    .find(|(s, _)| *s == slot)
+                    .ok_or_else(|| format!("no NIC in slot {slot}"))?;
+                lock(nic).set_link(up);
+            }
+        }
         Ok(())
     }
 
@@ -704,7 +712,7 @@ impl Devices {
         for a in &self.ahci {
             lock(a).stop();
         }
-        for n in &self.e1000 {
+        for (_, n) in &self.e1000 {
             lock(n).stop();
         }
         for u in &self.usb2 {
@@ -721,7 +729,7 @@ impl Devices {
         for a in &self.ahci {
             lock(a).resume();
         }
-        for n in &self.e1000 {
+        for (_, n) in &self.e1000 {
             lock(n).resume();
         }
         for u in &self.usb2 {
@@ -738,7 +746,7 @@ impl Devices {
         for a in &self.ahci {
             lock(a).stop();
         }
-        for n in &self.e1000 {
+        for (_, n) in &self.e1000 {
             lock(n).stop();
         }
         for u in &self.usb2 {
@@ -1073,7 +1081,7 @@ pub fn build(
                 .map_err(|_| Error::Boot("PCI root lock poisoned".into()))?
                 .plug(slot, f.clone())
                 .map_err(Error::Config)?;
-            out.e1000.push(f);
+            out.e1000.push((slot, f));
             out.handles.push(Handle::Net {
                 slot,
                 stats,

@@ -164,7 +164,12 @@ impl Vm {
             vga: self.virtio.vga.as_ref().map(|v| lock(&v.pci).state()),
             xhci: self.virtio.xhci.iter().map(|x| lock(x).state()).collect(),
             ahci: self.virtio.ahci.iter().map(|a| lock(a).state()).collect(),
-            e1000: self.virtio.e1000.iter().map(|n| lock(n).state()).collect(),
+            e1000: self
+                .virtio
+                .e1000
+                .iter()
+                .map(|(_, n)| lock(n).state())
+                .collect(),
             usb2: self.virtio.usb2.iter().map(|u| u.state()).collect(),
             pci_configs: lock(&self.pci)
                 .functions()
@@ -283,7 +288,7 @@ impl Vm {
             lock(a).restore(s)
         })
         .map_err(fail)?;
-        restore_each("e1000 NICs", &d.e1000, &machine.e1000, |n, s| {
+        restore_each("e1000 NICs", &d.e1000, &machine.e1000, |(_, n), s| {
             lock(n).restore(s)
         })
         .map_err(fail)?;

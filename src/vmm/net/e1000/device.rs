@@ -79,6 +79,8 @@ pub struct DeviceState {
     command: u16,
     generation: u64,
     rx_starved: bool,
+    #[serde(default)]
+    link_down: bool,
 }
 
 pub struct Device {
@@ -95,6 +97,8 @@ pub struct Device {
     /// The receive ring was found full (RXO raised) and RDT has not moved
     /// since.
     pub rx_starved: bool,
+    /// The cable is out (see [`Device::set_link`]).
+    link_down: bool,
     /// Host-side counters: frames through the tap, and frames or
     /// descriptors the guest got wrong.
     pub stats: Arc<NetStats>,
@@ -110,6 +114,7 @@ impl Device {
             command: self.command,
             generation: self.generation,
             rx_starved: self.rx_starved,
+            link_down: self.link_down,
         }
     }
 
@@ -121,6 +126,7 @@ impl Device {
         self.command = s.command;
         self.generation = s.generation;
         self.rx_starved = s.rx_starved;
+        self.link_down = s.link_down;
         Ok(())
     }
 
@@ -143,6 +149,7 @@ impl Device {
             command: 0,
             generation: 0,
             rx_starved: false,
+            link_down: false,
             stats,
         };
         d.reset();
@@ -176,6 +183,7 @@ impl Device {
         r.set(RA, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
         r.set(RA + 4, RAH_AV | u32::from(u16::from_le_bytes([m[4], m[5]])));
         self.phy = Phy::default();
+        self.apply_link();
         self.eeprom.reset_wire();
         self.tx = TxState::default();
         self.generation = self.generation.wrapping_add(1);
@@ -215,6 +223,25 @@ impl Device {
 
     pub fn link_up(&self) -> bool {
         self.regs.get(STATUS) & STATUS_LU != 0
+    }
+
+    /// The cable plugged in or pulled (`domif-setlink`): STATUS.LU and
+    /// the PHY follow, and the driver gets a link status change. A reset
+    /// keeps it; while it is out nothing is sent or received.
+    pub fn set_link(&mut self, up: bool) {
+        self.link_down = !up;
+        self.apply_link();
+        self.raise(ICR_LSC);
+    }
+
+    fn apply_link(&mut self) {
+        if self.link_down {
+            let v = self.regs.get(STATUS) & !STATUS_LU;
+            self.regs.set(STATUS, v);
+        } else {
+            self.regs.or(STATUS, STATUS_LU);
+        }
+        self.phy.set_link(!self.link_down);
     }
 
     /// Frames may be put in the receive ring.

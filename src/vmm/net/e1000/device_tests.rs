@@ -164,3 +164,39 @@ fn masks_unknown_registers_and_kicks() {
     assert_eq!((ring.base, ring.count, ring.tail), (0x1000, 8, 5));
     assert_eq!(ring.pending(), 5);
 }
+
+#[test]
+fn a_pulled_cable_takes_the_link_down_until_plugged_again() {
+    let mut r = rig();
+    r.dev.write(IMS, ICR_LSC);
+    r.dev.set_link(false);
+    assert_eq!(r.dev.read(STATUS) & STATUS_LU, 0);
+    assert!(r.irq(), "a link status change");
+    assert_eq!(r.dev.read(ICR), ICR_LSC);
+    assert!(!r.dev.rx_enabled());
+    // The PHY's status register agrees.
+    let read_phy_status = |d: &mut Device| {
+        d.write(
+            MDIC,
+            mdic(1, super::super::phy::PHY_STATUS as u32) | MDIC_OP_READ,
+        );
+        d.read(MDIC) as u16
+    };
+    assert_eq!(
+        read_phy_status(&mut r.dev) & super::super::phy::SR_LINK_STATUS,
+        0
+    );
+    // A reset by the driver does not plug it in; a saved state keeps it.
+    r.dev.write(CTRL, CTRL_RST);
+    assert_eq!(r.dev.read(STATUS) & STATUS_LU, 0);
+    let state = r.dev.state();
+    let mut other = rig();
+    other.dev.restore(&state).unwrap();
+    assert_eq!(other.dev.read(STATUS) & STATUS_LU, 0);
+    r.dev.set_link(true);
+    assert_ne!(r.dev.read(STATUS) & STATUS_LU, 0);
+    assert_ne!(
+        read_phy_status(&mut r.dev) & super::super::phy::SR_LINK_STATUS,
+        0
+    );
+}

@@ -192,6 +192,19 @@ impl E1000 {
         Ok(())
     }
 
+    /// The cable plugged in or pulled (see [`Device::set_link`]).
+    pub fn set_link(&mut self, up: bool) {
+        let enabled = {
+            let mut dev = lock(&self.dev);
+            dev.set_link(up);
+            dev.enabled()
+        };
+        // A frame held back while the link was down goes in now.
+        if up && enabled {
+            self.kick_worker();
+        }
+    }
+
     /// Starts the worker again after a state image was taken.
     pub fn resume(&mut self) {
         if lock(&self.dev).enabled() {

@@ -64,6 +64,19 @@ pub struct Phy {
     regs: [u16; 32],
 }
 
+impl Phy {
+    /// The cable in or out: link status in the status register and the
+    /// M88's specific status (its bit 10, "link up in real time").
+    pub fn set_link(&mut self, up: bool) {
+        let set = |v: u16, bit: u16| if up { v | bit } else { v & !bit };
+        self.regs[PHY_STATUS] = set(self.regs[PHY_STATUS], SR_LINK_STATUS);
+        self.regs[M88_PHY_SPEC_STATUS] = set(self.regs[M88_PHY_SPEC_STATUS], M88_REAL_TIME_LINK);
+    }
+}
+
+/// The M88 PHY specific status register's real-time link bit.
+const M88_REAL_TIME_LINK: u16 = 1 << 10;
+
 /// What a register write did besides storing the value.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteEffect {

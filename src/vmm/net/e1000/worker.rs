@@ -88,9 +88,14 @@ impl NicWorker {
     fn transmit(&mut self) {
         loop {
             self.outbox.clear();
-            let more = tx::process(&mut lock(&self.dev), &self.mem, &mut self.outbox, TX_BATCH);
+            let (more, link) = {
+                let mut dev = lock(&self.dev);
+                let more = tx::process(&mut dev, &self.mem, &mut self.outbox, TX_BATCH);
+                (more, dev.link_up())
+            };
             for f in self.outbox.frames() {
-                match self.tap.as_ref().map(|t| t.write_frame(f)) {
+                // Without a link the frames go nowhere.
+                match self.tap.as_ref().filter(|_| link).map(|t| t.write_frame(f)) {
                     Some(Ok(_)) => {
                         self.stats.tx_packets.inc();
                         self.stats.tx_bytes.add(f.len() as u64);
