@@ -16,6 +16,7 @@
 #                      built or refreshed first when cargo is there (a stale
 #                      one would be measured as it is), else the debug build
 #                      (under $CARGO_TARGET_DIR or target/).
+#   median             The median of the numbers on stdin, one a line.
 
 install_qemu() {
     command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null &&
@@ -123,3 +124,5 @@ find_vmm() {
     echo "$(basename "$0"): build oxvirt-vmm first" >&2
     exit 1
 }
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }

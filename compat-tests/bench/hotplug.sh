@@ -108,8 +108,6 @@ one() {
     awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN {print b - a, d - c}'
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-
 printf '%-6s %-9s %10s %10s %7s\n' device what oxvirt libvirt ratio
 for kind in disk nic; do
     : >"$tmp/ox.$kind"

@@ -78,8 +78,6 @@ one() {
     awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v n="$size" 'BEGIN {print b - a, d - c, n}'
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-
 printf '%-8s %-8s %10s %10s %7s\n' size what oxvirt libvirt ratio
 for mib in $sizes; do
     : >"$tmp/ox.$mib"

@@ -27,14 +27,9 @@ U="qemu+unix:///system?socket=$sock"
 ns=oxrpc$$
 fails=0
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
-}
-trap cleanup EXIT
 
 . "$here/lib.sh"
+trap stop_netns EXIT
 
 bridge_netns
 

@@ -31,13 +31,8 @@ U="qemu+unix:///system?socket=$sock"
 ns=oxhp$$
 fails=0
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
-}
-trap cleanup EXIT
 . "$here/lib.sh"
+trap stop_netns EXIT
 
 serial=$tmp/serial.log
 # lines PATTERN: how many whole lines of the guest's log match

@@ -80,7 +80,13 @@ wait_for() {
 
 # For the scripts whose guests have NICs on a bridge: the private network
 # namespace $ns with br0 (10.0.2.2/24), oxvirtd started inside it on the
-# RPC socket $sock (its pid in $daemon and pids), and the taps in it.
+# RPC socket $sock (its pid in $daemon and pids), and the taps in it;
+# stop_netns (the callers' EXIT trap) stops what pids holds and removes it.
+stop_netns() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    ip netns del "$ns" 2>/dev/null
+}
 bridge_netns() {
     ip netns add "$ns" || { echo "skip - cannot create a network namespace"; exit 0; }
     ip -n "$ns" link set lo up

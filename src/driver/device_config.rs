@@ -471,28 +471,23 @@ impl Driver {
         super::check_flags(flags, AFFECT_LIVE | AFFECT_CONFIG, function)?;
         let (kind, new) = parse_device(xml)?;
         let live_new = new.clone();
-        let live = move |driver: &Driver, obj: &Arc<DomainObj>| {
-            let (obj, new) = (obj.clone(), live_new);
-            let driver = driver.clone();
-            async move {
-                if super::hotplug::LiveDevice::from_devices(new.clone()).is_none() {
-                    return Err(unsupported("live", action, kind));
+        let live = async move |driver: &Driver, obj: &Arc<DomainObj>| {
+            let device = super::hotplug::LiveDevice::from_devices(live_new.clone())
+                .ok_or_else(|| unsupported("live", action, kind))?;
+            match action {
+                Action::Attach => {
+                    driver
+                        .attach_live(obj, device, |def| attach(def, kind, live_new))
+                        .await
                 }
-                match action {
-                    Action::Attach => {
-                        driver
-                            .attach_live(&obj, kind, new, |def, new| attach(def, kind, new))
-                            .await
-                    }
-                    _ => {
-                        driver
-                            .detach_live(&obj, kind, move |def| {
-                                let mut without = def.clone();
-                                detach(&mut without, kind, new)?;
-                                Ok(without)
-                            })
-                            .await
-                    }
+                _ => {
+                    driver
+                        .detach_live(obj, kind, move |def| {
+                            let mut without = def.clone();
+                            detach(&mut without, kind, live_new)?;
+                            Ok(without)
+                        })
+                        .await
                 }
             }
         };
@@ -589,19 +584,14 @@ impl Driver {
             AFFECT_LIVE | AFFECT_CONFIG,
             "qemuDomainDetachDeviceAlias",
         )?;
-        let live_alias = alias.to_string();
-        let live = move |driver: &Driver, obj: &Arc<DomainObj>| {
-            let (obj, alias) = (obj.clone(), live_alias);
-            let driver = driver.clone();
-            async move {
-                driver
-                    .detach_live(&obj, "device", move |def| {
-                        let mut without = def.clone();
-                        detach_alias(&mut without, &alias)?;
-                        Ok(without)
-                    })
-                    .await
-            }
+        let live = async |driver: &Driver, obj: &Arc<DomainObj>| {
+            driver
+                .detach_live(obj, "device", |def| {
+                    let mut without = def.clone();
+                    detach_alias(&mut without, alias)?;
+                    Ok(without)
+                })
+                .await
         };
         self.change_config(obj, flags, |def| detach_alias(def, alias), live)
             .await
@@ -611,16 +601,13 @@ impl Driver {
     /// the persistent definition (parsed and validated as a definition),
     /// then `live` to the running guest, then the persistent definition
     /// saved. Nothing changes where a step fails before it.
-    async fn change_config<F>(
+    async fn change_config(
         &self,
         obj: &Arc<DomainObj>,
         flags: u32,
         change: impl FnOnce(&mut Domain) -> Result<()>,
-        live: impl FnOnce(&Driver, &Arc<DomainObj>) -> F,
-    ) -> Result<()>
-    where
-        F: std::future::Future<Output = Result<()>>,
-    {
+        live: impl AsyncFnOnce(&Driver, &Arc<DomainObj>) -> Result<()>,
+    ) -> Result<()> {
         let _job = obj.begin_job().await?;
         let (to_live, def) = {
             let d = obj.data();

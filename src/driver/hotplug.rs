@@ -22,8 +22,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, ErrorCode, ErrorDomain, Result};
-use crate::vmm::config::{DeviceConfig, VmConfig};
+use crate::error::{Error, Result};
+use crate::vmm::config::DeviceConfig;
 use crate::xml::Domain;
 use crate::xml::model::address::Address;
 use crate::xml::model::devices::{Devices, insert_disk};
@@ -34,6 +34,7 @@ use super::Inner;
 use super::device_config::Action;
 use super::domain::{DomainObj, Live};
 use super::hostnet::{self, Taps};
+use super::lifecycle::not_running;
 use super::resolve::DiskRes;
 use super::security_dac::{self, Labels};
 use super::state::EventKind;
@@ -105,16 +106,15 @@ impl Prepared {
 }
 
 impl super::Driver {
-    /// Plugs the device of `new` into the running guest `obj` (the caller
-    /// holds its job and has checked the flags). The live definition
-    /// gains it as a define would add it to `def` (its PCI address, a
-    /// generated MAC), with its live alias.
+    /// Plugs `device` into the running guest `obj` (the caller holds its
+    /// job and has checked the flags). The live definition gains it as a
+    /// define would add it (`add` puts it into a definition): its PCI
+    /// address, a generated MAC, then its live alias.
     pub(super) async fn attach_live(
         &self,
         obj: &Arc<DomainObj>,
-        kind: &str,
-        new: Devices,
-        with_device: impl FnOnce(&mut Domain, Devices) -> Result<()>,
+        device: LiveDevice,
+        add: impl FnOnce(&mut Domain) -> Result<()>,
     ) -> Result<()> {
         let (vmm, live_def) = {
             let d = obj.data();
@@ -124,33 +124,24 @@ impl super::Driver {
         // The device as a define places it: added to a copy of the live
         // definition that then goes through parsing and defaults.
         let mut probe = live_def.clone();
-        with_device(&mut probe, new.clone())?;
-        let defined = super::device_config::as_defined(&probe)?;
-        let unsupported = || super::device_config::unsupported("live", Action::Attach, kind);
-        let mut device =
-            match LiveDevice::from_devices(new).ok_or_else(unsupported)? {
-                LiveDevice::Disk(d) => LiveDevice::Disk(
-                    defined
-                        .devices
-                        .disks
-                        .iter()
-                        .find(|x| x.target.dev == d.target.dev)
-                        .cloned()
-                        .ok_or_else(|| {
-                            Error::internal("the attached disk is not in the definition")
-                        })?,
-                ),
-                LiveDevice::Interface(_) => {
-                    LiveDevice::Interface(defined.devices.interfaces.last().cloned().ok_or_else(
-                        || Error::internal("the attached NIC is not in the definition"),
-                    )?)
-                }
-                LiveDevice::Rng(_) => {
-                    LiveDevice::Rng(defined.devices.rngs.last().cloned().ok_or_else(|| {
-                        Error::internal("the attached rng is not in the definition")
-                    })?)
-                }
-            };
+        add(&mut probe)?;
+        let defined = super::device_config::as_defined(&probe)?.devices;
+        let missing = || Error::internal("the attached device is not in the definition");
+        let mut device = match device {
+            LiveDevice::Disk(d) => LiveDevice::Disk(
+                defined
+                    .disks
+                    .into_iter()
+                    .find(|x| x.target.dev == d.target.dev)
+                    .ok_or_else(missing)?,
+            ),
+            LiveDevice::Interface(_) => {
+                LiveDevice::Interface(defined.interfaces.into_iter().last().ok_or_else(missing)?)
+            }
+            LiveDevice::Rng(_) => {
+                LiveDevice::Rng(defined.rngs.into_iter().last().ok_or_else(missing)?)
+            }
+        };
         let position = vmm.config().devices.len();
         let prepared = self.prepare(&live_def, &mut device, position).await?;
         let slot = vmm
@@ -196,15 +187,7 @@ impl super::Driver {
                     .write(!cfg.readonly)
                     .open(&cfg.path)
                     .map_err(|e| {
-                        Error::new(
-                            ErrorCode::SystemError,
-                            ErrorDomain::None,
-                            format!(
-                                "Cannot access storage file '{}': {}",
-                                cfg.path.display(),
-                                super::fsutil::os_text(&e)
-                            ),
-                        )
+                        super::resolve::access_error(&cfg.path.to_string_lossy(), true, &e)
                     })?;
                 // Labelled as at start, so that a reboot's VMM opens it too.
                 if let Some(user) = &self.inner.cfg.confinement.user {
@@ -318,7 +301,7 @@ impl super::Driver {
             n.stream_fd = None;
             n.tap_fds.clear();
         }
-        lock_config(vmm).devices.push(cfg);
+        vmm.config_mut().devices.push(cfg);
         drop(d);
         self.inner.note_network_ports(&records, true);
         alias
@@ -363,36 +346,21 @@ impl super::Driver {
     }
 }
 
-fn not_running() -> Error {
-    Error::operation_invalid("domain is not running")
-}
-
-fn lock_config(vmm: &Vmm) -> std::sync::MutexGuard<'_, VmConfig> {
-    vmm.config.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The PCI slot of the device `before` has and `after` lacks (a disk, a
-/// NIC or an rng).
+/// NIC or an rng; no two share a slot).
 fn gone_slot(before: &Domain, after: &Domain) -> Option<u8> {
-    let (b, a) = (&before.devices, &after.devices);
-    let slots = |v: Vec<&Option<Address>>| v.into_iter().filter_map(slot_of).collect::<Vec<u8>>();
-    let gone = |before: Vec<u8>, after: Vec<u8>| before.into_iter().find(|s| !after.contains(s));
-    gone(
-        slots(b.disks.iter().map(|d| &d.address).collect()),
-        slots(a.disks.iter().map(|d| &d.address).collect()),
-    )
-    .or_else(|| {
-        gone(
-            slots(b.interfaces.iter().map(|i| &i.address).collect()),
-            slots(a.interfaces.iter().map(|i| &i.address).collect()),
-        )
-    })
-    .or_else(|| {
-        gone(
-            slots(b.rngs.iter().map(|r| &r.address).collect()),
-            slots(a.rngs.iter().map(|r| &r.address).collect()),
-        )
-    })
+    let slots = |def: &Domain| -> Vec<u8> {
+        let d = &def.devices;
+        d.disks
+            .iter()
+            .map(|x| &x.address)
+            .chain(d.interfaces.iter().map(|x| &x.address))
+            .chain(d.rngs.iter().map(|x| &x.address))
+            .filter_map(slot_of)
+            .collect()
+    };
+    let left = slots(after);
+    slots(before).into_iter().find(|s| !left.contains(s))
 }
 
 /// The guest released the device in PCI `slot` (the VMM's
@@ -443,7 +411,7 @@ pub(super) fn device_released(
             .partition(|o| paths.contains(&o.path));
         live.host.owners = kept;
         let taps = live.taps.take_slot(slot);
-        let mut cfg = lock_config(vmm);
+        let mut cfg = vmm.config_mut();
         let slots = crate::vmm::virtio::setup::assign_slots(&cfg.devices);
         if let Some(pos) = slots.iter().position(|s| *s == slot) {
             cfg.devices.remove(pos);

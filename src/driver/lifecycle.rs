@@ -17,7 +17,7 @@ use super::state::{DomainState, EventType, detail, paused, running};
 use super::supervise;
 use super::vmm::Vmm;
 
-fn not_running() -> Error {
+pub(super) fn not_running() -> Error {
     Error::operation_invalid("domain is not running")
 }
 

@@ -104,21 +104,23 @@ pub(super) fn translate_volume<'d>(
 
 /// Checks that `path` can be opened for reading, worded as libvirt words it.
 pub fn check_readable(path: &str, storage: bool) -> Result<()> {
-    match std::fs::File::open(path) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let what = if storage {
-                format!("Cannot access storage file '{path}'")
-            } else {
-                format!("Cannot access file '{path}'")
-            };
-            Err(Error::new(
-                ErrorCode::SystemError,
-                ErrorDomain::Qemu,
-                format!("{what}: {}", os_text(&e)),
-            ))
-        }
-    }
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| access_error(path, storage, &e))
+}
+
+/// libvirt's error for a file (`storage`: a disk's) that cannot be opened.
+pub fn access_error(path: &str, storage: bool, e: &std::io::Error) -> Error {
+    let what = if storage {
+        format!("Cannot access storage file '{path}'")
+    } else {
+        format!("Cannot access file '{path}'")
+    };
+    Error::new(
+        ErrorCode::SystemError,
+        ErrorDomain::Qemu,
+        format!("{what}: {}", os_text(e)),
+    )
 }
 
 /// The VMM backend of a character device.

@@ -329,10 +329,12 @@ impl Vmm {
 
     /// A copy of the configuration it runs.
     pub fn config(&self) -> VmConfig {
-        self.config
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.config_mut().clone()
+    }
+
+    /// The configuration it runs, to change as devices come and go.
+    pub fn config_mut(&self) -> std::sync::MutexGuard<'_, VmConfig> {
+        self.config.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Plugs `device` into the running guest (`fds`: a disk's image, a

@@ -632,6 +632,15 @@ macro_rules! each_device_config {
 }
 
 impl DeviceConfig {
+    /// Its kind as the configuration names it (`"type"`: `block`, `net`, ...).
+    pub fn kind(&self) -> String {
+        let v = serde_json::to_value(self).unwrap_or_default();
+        v.get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("device")
+            .to_string()
+    }
+
     /// The slot asked for, if any.
     pub fn pci_slot(&self) -> Option<u8> {
         each_device_config!(self, c => c.pci_slot)

@@ -490,11 +490,10 @@ fn hotpluggable(d: &DeviceConfig) -> std::result::Result<(), String> {
         DeviceConfig::Block(_) | DeviceConfig::Rng(_) => Ok(()),
         DeviceConfig::Net(n) if n.model == NetModel::Virtio => Ok(()),
         DeviceConfig::Net(_) => Err("hotplug of an e1000 NIC is not supported".into()),
-        other => {
-            let v = serde_json::to_value(other).unwrap_or_default();
-            let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("device");
-            Err(format!("hotplug of a {kind} device is not supported"))
-        }
+        other => Err(format!(
+            "hotplug of a {} device is not supported",
+            other.kind()
+        )),
     }
 }
 

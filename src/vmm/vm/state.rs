@@ -7,7 +7,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use kvm_bindings::kvm_irqchip;
-use serde_json::Value;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::lock;
@@ -31,11 +30,7 @@ fn shape(cfg: &VmConfig) -> MachineShape {
         .devices
         .iter()
         .zip(slots)
-        .map(|(d, slot)| {
-            let v = serde_json::to_value(d).unwrap_or(Value::Null);
-            let kind = v.get("type").and_then(Value::as_str).unwrap_or("device");
-            (slot, format!("{kind}@{slot}"))
-        })
+        .map(|(d, slot)| (slot, format!("{}@{slot}", d.kind())))
         .collect();
     devices.sort();
     let devices = devices.into_iter().map(|(_, d)| d).collect();
