@@ -8,7 +8,9 @@
 # not there, a kind that cannot be changed, an unknown element, a transient
 # domain, a shut-off guest asked for --live. A running guest's device of a
 # kind it cannot gain (a watchdog): --live (and --live --config) gets
-# libvirt's "not supported" error and changes neither definition. python-libvirt's
+# libvirt's "not supported" error and changes neither definition. blockresize
+# of raw and qcow2 images (grown and shrunk, the guest told), refused for a
+# qcow2 image with internal snapshots and for a read-only disk. python-libvirt's
 # attachDeviceFlags and detachDeviceAlias, and libvirt-dbus's AttachDevice
 # and DetachDevice. Called by run.sh.
 #
@@ -187,6 +189,42 @@ expect detach-live-refused 1 "Operation not supported: live detach of device 'wa
     detach-device d1 "$tmp/wd.xml" --live
 expect detach-running-config 0 "Disk detached successfully" -- detach-disk d1 vdc --config
 virsh -c "$U" destroy d1 >/dev/null 2>&1
+
+# blockresize of qcow2 images, which the VMM resizes as it holds them open:
+# grown (the guest sees it), shrunk to a size rounded up to whole sectors;
+# refused for an image with internal snapshots and for a read-only disk.
+qemu-img create -q -f qcow2 "$tmp/q.qcow2" 4M
+qemu-img create -q -f qcow2 "$tmp/qs.qcow2" 4M
+qemu-img snapshot -c s1 "$tmp/qs.qcow2"
+domain_xml q1 | sed -e "s|type='raw'/><source file='$tmp/a.img'/>|type='qcow2'/><source file='$tmp/q.qcow2'/>|" \
+    -e "s|<rng |<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$tmp/qs.qcow2'/><target dev='vdb' bus='virtio'/></disk>\n    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$tmp/b.img'/><target dev='vdc' bus='virtio'/><readonly/></disk>\n    <rng |" \
+    >"$tmp/q1.xml"
+expect create-q1 0 "Domain 'q1' created" -- create "$tmp/q1.xml"
+virtual_size() { qemu-img info -U --output=json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])'; }
+for _ in $(seq 300); do grep -q '^PASS tickdev' "$tmp/q1.serial" && break; sleep 0.1; done
+expect blockresize-qcow2 0 "Block device 'vda' is resized" -- blockresize q1 vda 8M
+[ "$(virtual_size "$tmp/q.qcow2")" = 8388608 ] && pass blockresize-qcow2-size || fail "blockresize-qcow2-size ($(virtual_size "$tmp/q.qcow2"))"
+for _ in $(seq 100); do grep -q 'INFO blk capacity 16384 sectors' "$tmp/q1.serial" && break; sleep 0.1; done
+grep -q 'INFO blk capacity 16384 sectors' "$tmp/q1.serial" && pass blockresize-qcow2-guest-sees-it ||
+    fail "blockresize-qcow2-guest-sees-it ($(grep -E 'blk|FAIL' "$tmp/q1.serial" | tail -3))"
+# 2 GiB: past one L1 entry (512 MiB), so the L1 table grows.
+expect blockresize-qcow2-l1 0 "is resized" -- blockresize q1 vda 2G
+[ "$(virtual_size "$tmp/q.qcow2")" = 2147483648 ] && pass blockresize-qcow2-l1-size || fail "blockresize-qcow2-l1-size ($(virtual_size "$tmp/q.qcow2"))"
+for _ in $(seq 100); do grep -q 'INFO blk capacity 4194304 sectors' "$tmp/q1.serial" && break; sleep 0.1; done
+grep -q 'INFO blk capacity 4194304 sectors' "$tmp/q1.serial" && pass blockresize-qcow2-l1-guest || fail blockresize-qcow2-l1-guest
+expect blockresize-qcow2-shrink 0 "is resized" -- blockresize q1 vda 6000001B
+[ "$(virtual_size "$tmp/q.qcow2")" = 6000128 ] && pass blockresize-qcow2-rounded || fail "blockresize-qcow2-rounded ($(virtual_size "$tmp/q.qcow2"))"
+for _ in $(seq 100); do grep -q 'INFO blk capacity 11719 sectors' "$tmp/q1.serial" && break; sleep 0.1; done
+grep -q 'INFO blk capacity 11719 sectors' "$tmp/q1.serial" && pass blockresize-qcow2-guest-sees-shrink ||
+    fail "blockresize-qcow2-guest-sees-shrink ($(grep -E 'blk|FAIL' "$tmp/q1.serial" | tail -3))"
+expect blockresize-qcow2-snapshots 1 "Can't resize an image which has snapshots" -- blockresize q1 vdb 8M
+[ "$(virtual_size "$tmp/qs.qcow2")" = 4194304 ] && pass blockresize-qcow2-snapshots-unchanged || fail blockresize-qcow2-snapshots-unchanged
+expect blockresize-readonly 1 "Operation not supported: can't resize empty or readonly disk 'vdc'" -- blockresize q1 vdc 8M
+[ "$(stat -c %s "$tmp/b.img")" = 4194304 ] && pass blockresize-readonly-unchanged || fail blockresize-readonly-unchanged
+sleep 1
+if grep -q '^FAIL' "$tmp/q1.serial"; then fail "blockresize-qcow2-guest-ok ($(grep '^FAIL' "$tmp/q1.serial" | head -2))"; else pass blockresize-qcow2-guest-ok; fi
+virsh -c "$U" destroy q1 >/dev/null 2>&1
+check blockresize-qcow2-image-ok qemu-img check -q "$tmp/q.qcow2"
 
 # A transient domain has no persistent definition.
 domain_xml t1 >"$tmp/t1.xml"

@@ -1,8 +1,9 @@
 //! `virDomainBlockResize`: a running guest's disk given a new size, the
-//! guest told through its device's configuration change. The image is
-//! resized here (a raw file's length, as QEMU's `block_resize` truncates
-//! it) and the VMM goes on with it at its new size (`disk-reopen` with
-//! `resize`). Virtio disks with raw images; others get libvirt's
+//! guest told through its device's configuration change. A raw image is
+//! resized here (the file's length, as QEMU's `block_resize` truncates it)
+//! and the VMM goes on with it at its new size (`disk-reopen` with
+//! `resize`); a qcow2 image is resized by the VMM, which holds its
+//! metadata (`disk-resize`). Virtio disks; others get libvirt's
 //! "not supported".
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::vmm::config::DiskFormat;
 use super::Driver;
 use super::domain::DomainObj;
 use super::fsutil::system_error;
+use super::resolve::DiskRes;
 
 /// `VIR_DOMAIN_BLOCK_RESIZE_BYTES`: the size is in bytes, not KiB.
 pub const BLOCK_RESIZE_BYTES: u32 = 1;
@@ -66,6 +68,11 @@ impl Driver {
                     Error::invalid_arg(format!("disk '{disk}' was not found in the domain config"))
                 })?;
             let target = def_disk.target.dev.clone();
+            if def_disk.readonly || def_disk.source.as_ref().is_none_or(|s| s.path.is_none()) {
+                return Err(unsupported(format!(
+                    "can't resize empty or readonly disk '{target}'"
+                )));
+            }
             let res = l.host.disks.iter().find(|r| r.target == target).cloned();
             (l.vmm.clone(), target, res)
         };
@@ -74,32 +81,59 @@ impl Driver {
                 "resizing disk '{target}' of a running domain is supported on the virtio bus only"
             ))
         })?;
-        if res.format != DiskFormat::Raw {
-            return Err(unsupported(format!(
-                "resizing the qcow2 image of disk '{target}' of a running domain is not supported"
-            )));
-        }
-        let path = res.path.display();
-        let failed = |what: &str, e: std::io::Error| system_error(format!("{what} '{path}'"), &e);
-        let image = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&res.path)
-            .map_err(|e| failed("cannot open", e))?;
-        let old = image
-            .metadata()
-            .map_err(|e| failed("cannot stat", e))?
-            .len();
-        let for_vmm = image.try_clone().map_err(|e| failed("cannot open", e))?;
-        image
-            .set_len(bytes)
-            .map_err(|e| failed("cannot resize", e))?;
-        if let Err(e) = vmm.disk_resized(res.slot, for_vmm).await {
-            // The guest keeps its disk as it was.
-            let _ = image.set_len(old);
-            return Err(e);
+        match res.format {
+            DiskFormat::Raw => resize_raw(&vmm, &res, bytes).await?,
+            DiskFormat::Qcow2 => {
+                // qcow2 sizes are whole sectors.
+                let bytes = bytes.div_ceil(512).checked_mul(512).ok_or_else(|| {
+                    Error::new(ErrorCode::Overflow, ErrorDomain::Qemu, "size is too large")
+                })?;
+                refuse_internal_snapshots(&res.path)?;
+                vmm.disk_resize(res.slot, bytes).await?;
+            }
         }
         tracing::info!(disk = target, bytes, "block device resized");
         Ok(())
     }
+}
+
+/// A raw image's file given its new length, and the VMM going on with it;
+/// the old length comes back if the VMM refuses.
+async fn resize_raw(vmm: &super::vmm::Vmm, res: &DiskRes, bytes: u64) -> Result<()> {
+    let path = res.path.display();
+    let failed = |what: &str, e: std::io::Error| system_error(format!("{what} '{path}'"), &e);
+    let image = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&res.path)
+        .map_err(|e| failed("cannot open", e))?;
+    let old = image
+        .metadata()
+        .map_err(|e| failed("cannot stat", e))?
+        .len();
+    let for_vmm = image.try_clone().map_err(|e| failed("cannot open", e))?;
+    image
+        .set_len(bytes)
+        .map_err(|e| failed("cannot resize", e))?;
+    if let Err(e) = vmm.disk_resized(res.slot, for_vmm).await {
+        // The guest keeps its disk as it was.
+        let _ = image.set_len(old);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// QEMU does not resize a qcow2 image that has internal snapshots (their
+/// tables keep the old size).
+fn refuse_internal_snapshots(path: &std::path::Path) -> Result<()> {
+    let image = std::fs::File::open(path)
+        .map_err(|e| system_error(format!("cannot open '{}'", path.display()), &e))?;
+    let snapshots = crate::vmm::storage::qcow2_snapshot::list(&image)
+        .map_err(|e| system_error(format!("cannot read '{}'", path.display()), &e))?;
+    if !snapshots.is_empty() {
+        return Err(Error::internal(
+            "unable to execute QEMU command 'block_resize': Can't resize an image which has snapshots",
+        ));
+    }
+    Ok(())
 }

@@ -394,6 +394,18 @@ impl Vmm {
         self.reopen(slot, &layers, None, true).await
     }
 
+    /// The open (qcow2) image of the virtio disk in PCI slot `slot` given
+    /// the virtual size `size`, the guest told.
+    pub async fn disk_resize(&self, slot: u8, size: u64) -> Result<()> {
+        self.control
+            .run(&protocol::Command::DiskResize(protocol::DiskResize {
+                slot,
+                size,
+            }))
+            .await
+            .map(|_| ())
+    }
+
     async fn reopen(
         &self,
         slot: u8,

@@ -115,6 +115,17 @@ pub struct DiskReopen {
     pub resize: bool,
 }
 
+/// `disk-resize`: the open image of the virtio disk in `slot` given a new
+/// virtual size (a qcow2 image; a raw file is resized by the daemon and
+/// reopened).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskResize {
+    pub slot: u8,
+    /// In bytes.
+    pub size: u64,
+}
+
 /// `disk-reopen`'s work in a qcow2 image's own snapshot table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,6 +186,7 @@ pub enum Command {
     VncAddClient(VncAddClient),
     Save(Save),
     DiskReopen(DiskReopen),
+    DiskResize(DiskResize),
     SetLink(SetLink),
     DeviceAdd(Box<DeviceAdd>),
     DeviceDel(DeviceDel),
@@ -213,6 +225,7 @@ impl Command {
             Command::VncAddClient(_) => "vnc-add-client",
             Command::Save(_) => "save",
             Command::DiskReopen(_) => "disk-reopen",
+            Command::DiskResize(_) => "disk-resize",
             Command::SetLink(_) => "set-link",
             Command::DeviceAdd(_) => "device-add",
             Command::DeviceDel(_) => "device-del",
@@ -231,6 +244,7 @@ impl Command {
             Command::VncAddClient(a) => serde_json::to_value(a),
             Command::Save(a) => serde_json::to_value(a),
             Command::DiskReopen(a) => serde_json::to_value(a),
+            Command::DiskResize(a) => serde_json::to_value(a),
             Command::SetLink(a) => serde_json::to_value(a),
             Command::DeviceAdd(a) => serde_json::to_value(a),
             Command::DeviceDel(a) => serde_json::to_value(a),
@@ -257,6 +271,7 @@ impl Command {
             "vnc-add-client" => Command::VncAddClient(args(name, arguments)?),
             "save" => Command::Save(args(name, arguments)?),
             "disk-reopen" => Command::DiskReopen(args(name, arguments)?),
+            "disk-resize" => Command::DiskResize(args(name, arguments)?),
             "set-link" => Command::SetLink(args(name, arguments)?),
             "device-add" => Command::DeviceAdd(Box::new(args(name, arguments)?)),
             "device-del" => Command::DeviceDel(args(name, arguments)?),
@@ -456,6 +471,10 @@ mod tests {
                     name: "s1".into(),
                 }),
                 resize: false,
+            }),
+            Command::DiskResize(DiskResize {
+                slot: 4,
+                size: 1 << 30,
             }),
             Command::SetLink(SetLink { slot: 3, up: false }),
         ];

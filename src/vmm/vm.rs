@@ -781,6 +781,10 @@ impl Vm {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&format!("device-del: {e}")),
             },
+            Command::DiskResize(a) => match self.virtio.resize_disk(a.slot, a.size) {
+                Ok(()) => ok(json!({})),
+                Err(e) => err(&format!("disk-resize: {e}")),
+            },
             Command::SetLink(a) => match self.virtio.set_link(a.slot, a.up) {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&e),

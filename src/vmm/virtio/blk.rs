@@ -579,24 +579,32 @@ impl VirtioDevice for Blk {
         );
         Ok(())
     }
-    fn replace_disk(&mut self, open: super::DiskOpener<'_>, resize: bool) -> Result<bool, String> {
+    fn change_disk(&mut self, change: super::DiskChange<'_>) -> Result<bool, String> {
         if self.worker.is_some() {
             return Err("the disk is in use".into());
         }
         let core = self.core.as_mut().ok_or("disk not available")?;
-        core.disk
-            .flush()
-            .map_err(|e| format!("cannot flush the disk: {e}"))?;
-        let new = open().map_err(|e| e.to_string())?;
-        let changed = new.size() != core.disk.size();
-        if changed && !resize {
-            return Err(format!(
-                "the new image's size {} is not the disk's {}",
-                new.size(),
-                core.disk.size()
-            ));
+        let old_size = core.disk.size();
+        match change {
+            super::DiskChange::Replace { open, resize } => {
+                core.disk
+                    .flush()
+                    .map_err(|e| format!("cannot flush the disk: {e}"))?;
+                let new = open().map_err(|e| e.to_string())?;
+                if new.size() != old_size && !resize {
+                    return Err(format!(
+                        "the new image's size {} is not the disk's {old_size}",
+                        new.size()
+                    ));
+                }
+                core.disk = new;
+            }
+            super::DiskChange::Resize(size) => core
+                .disk
+                .resize(size)
+                .map_err(|e| format!("cannot resize the image: {e}"))?,
         }
-        core.disk = new;
+        let changed = core.disk.size() != old_size;
         if changed {
             self.config = core.config();
         }

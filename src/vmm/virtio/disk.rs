@@ -25,6 +25,15 @@ pub trait Disk: Send {
     fn write_zeroes(&mut self, off: u64, len: u64) -> io::Result<()>;
     /// Drops the data of a range (may be a no-op).
     fn discard(&mut self, off: u64, len: u64) -> io::Result<()>;
+    /// Gives the image the virtual size `size`. Formats with metadata are
+    /// resized by whoever holds them open; a raw file is resized by the
+    /// daemon and reopened, so by default this is not supported.
+    fn resize(&mut self, _size: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the image is resized where it is opened",
+        ))
+    }
     /// A second handle on a plain image file, for parallel reads and
     /// writes (`None` for formats with metadata).
     fn clone_file(&self) -> Option<File> {
@@ -215,6 +224,14 @@ impl Disk for Qcow2Disk {
     }
     fn discard(&mut self, _off: u64, _len: u64) -> io::Result<()> {
         Ok(())
+    }
+    /// Growing writes the new size and, when the L1 table must cover more,
+    /// a larger table; shrinking discards the clusters past the end first.
+    fn resize(&mut self, size: u64) -> io::Result<()> {
+        self.img
+            .resize(size, imago::format::PreallocateMode::None)?;
+        self.img.flush()?;
+        self.img.sync()
     }
 }
 

@@ -73,8 +73,19 @@ pub struct Activation {
     pub features: u64,
 }
 
-/// Opens a disk image for [`VirtioDevice::replace_disk`].
+/// Opens a disk image for [`DiskChange::Replace`].
 pub type DiskOpener<'a> = Box<dyn FnOnce() -> std::io::Result<Box<dyn disk::Disk>> + 'a>;
+
+/// What [`VirtioDevice::change_disk`] does to a disk device's image.
+pub enum DiskChange<'a> {
+    /// Another image: the old one is flushed first, then `open` makes the
+    /// new one (which may read the old through its backing chain). Its
+    /// size must be the old one's unless `resize`.
+    Replace { open: DiskOpener<'a>, resize: bool },
+    /// The open image given a new virtual size (qcow2's header and L1
+    /// table, which only the holder of the open image may write).
+    Resize(u64),
+}
 
 /// One kind of virtio device, independent of the transport.
 pub trait VirtioDevice: Send {
@@ -97,16 +108,10 @@ pub trait VirtioDevice: Send {
     fn quiesce(&mut self) {
         self.reset();
     }
-    /// A disk device's image replaced, while quiesced: the old one is
-    /// flushed first, then `open` makes the new one (which may read the
-    /// old through its backing chain). Its size must be the old one's
-    /// unless `resize`; returns whether the size changed (the guest is
-    /// then told by a configuration change). Other devices have no image.
-    fn replace_disk(
-        &mut self,
-        _open: DiskOpener<'_>,
-        _resize: bool,
-    ) -> std::result::Result<bool, String> {
+    /// A disk device's image changed while quiesced; returns whether its
+    /// size changed (the guest is then told by a configuration change).
+    /// Other devices have no image.
+    fn change_disk(&mut self, _change: DiskChange<'_>) -> std::result::Result<bool, String> {
         Err("the device has no disk image".into())
     }
     /// What the device keeps beyond the transport's registers (what the

@@ -2,7 +2,7 @@
 //! BARs from the 32-bit window, INTx lines, and the per-device handles
 //! kept for statistics and control commands.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use kvm_ioctls::VmFd;
 use vm_allocator::{AddressAllocator, AllocPolicy};
@@ -686,20 +686,30 @@ impl Devices {
         internal: Option<crate::vmm::protocol::InternalSnapshot>,
         resize: bool,
     ) -> std::result::Result<(), String> {
-        let function = self
-            .disks
+        self.disk_function(slot)?
+            .change_disk(super::DiskChange::Replace {
+                open: Box::new(move || {
+                    if let (Some(s), Some((top, _))) = (&internal, layers.first()) {
+                        crate::vmm::storage::qcow2_snapshot::run(top, s.op, &s.name)?;
+                    }
+                    super::disk::open_chain(layers)
+                }),
+                resize,
+            })
+    }
+
+    /// The virtio disk in `slot` given the virtual size `size` (bytes).
+    pub fn resize_disk(&self, slot: u8, size: u64) -> std::result::Result<(), String> {
+        self.disk_function(slot)?
+            .change_disk(super::DiskChange::Resize(size))
+    }
+
+    fn disk_function(&self, slot: u8) -> std::result::Result<MutexGuard<'_, VirtioPci>, String> {
+        self.disks
             .iter()
             .find_map(|(s, f)| (*s == slot).then_some(f))
-            .ok_or_else(|| format!("no virtio disk in slot {slot}"))?;
-        lock(function).replace_disk(
-            Box::new(move || {
-                if let (Some(s), Some((top, _))) = (&internal, layers.first()) {
-                    crate::vmm::storage::qcow2_snapshot::run(top, s.op, &s.name)?;
-                }
-                super::disk::open_chain(layers)
-            }),
-            resize,
-        )
+            .map(|f| lock(f))
+            .ok_or_else(|| format!("no virtio disk in slot {slot}"))
     }
 
     /// Stops every device's worker for a state image, keeping what the

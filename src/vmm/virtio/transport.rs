@@ -289,17 +289,13 @@ impl VirtioPci {
         }
     }
 
-    /// The device's disk image replaced ([`VirtioDevice::replace_disk`])
+    /// The device's disk image changed ([`VirtioDevice::change_disk`])
     /// between requests: the worker stops after the one it runs and starts
-    /// again on the new image where the rings stand.
-    pub fn replace_disk(
-        &mut self,
-        open: super::DiskOpener<'_>,
-        resize: bool,
-    ) -> Result<(), String> {
+    /// again on the changed image where the rings stand.
+    pub fn change_disk(&mut self, change: super::DiskChange<'_>) -> Result<(), String> {
         let was_active = self.active;
         self.quiesce();
-        let r = self.dev.replace_disk(open, resize);
+        let r = self.dev.change_disk(change);
         if was_active {
             self.resume();
         }
