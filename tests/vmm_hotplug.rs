@@ -243,3 +243,68 @@ fn a_boot_device_released_and_its_slot_reused() {
     let _ = g.wait(Duration::from_secs(20));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// CPU hotplug: a machine of three vCPUs booted with one. `set-vcpus` plugs
+/// the other two in, and the guest starts each (INIT, SIPI) and runs a
+/// task on it; back down to one, the guest ejects both (highest first),
+/// each ending in `vcpu-removed`; one plugged in again starts again. Counts
+/// out of range change nothing.
+#[test]
+fn vcpus_plugged_started_and_ejected() {
+    if !kvm_available() || testos().is_none() {
+        return;
+    }
+    let elf = testos().expect("test guest");
+    let control = format!("@oxvirt-vmm-cpuhp-{}", std::process::id());
+    let mut g = Guest::start(
+        &elf,
+        1,
+        128,
+        "oxtest.then=hotplug",
+        &["--max-cpus", "3", "--control-socket", &control],
+    );
+    let mut c = g.connect();
+    wait_line(&mut g, "INFO hotplug ready", 1);
+    let vcpus = |c: &mut Control| c.execute("query-status")["return"]["vcpus"].clone();
+    assert_eq!(vcpus(&mut c), json!(1));
+
+    let r = c.execute_args("set-vcpus", json!({ "count": 3 }));
+    assert_eq!(r["return"], json!({}), "{r}");
+    wait_line(&mut g, "INFO cpuhp 1 online", 1);
+    wait_line(&mut g, "INFO cpuhp 2 online", 1);
+    assert_eq!(vcpus(&mut c), json!(3));
+
+    for bad in [0, 4] {
+        let r = c.execute_args("set-vcpus", json!({ "count": bad }));
+        assert!(
+            r["error"]["desc"]
+                .as_str()
+                .is_some_and(|d| d.contains("out of range 1..=3")),
+            "{r}"
+        );
+    }
+
+    let r = c.execute_args("set-vcpus", json!({ "count": 1 }));
+    assert_eq!(r["return"], json!({}), "{r}");
+    for want in [2, 1] {
+        let e = c.wait_event("vcpu-removed").expect("no vcpu-removed event");
+        assert_eq!(e["index"], json!(want), "{e}");
+    }
+    wait_line(&mut g, "INFO cpuhp 1 ejected", 1);
+    assert_eq!(vcpus(&mut c), json!(1));
+    let log = g.log();
+    let (two, one) = (
+        log.find("INFO cpuhp 2 ejected").unwrap(),
+        log.find("INFO cpuhp 1 ejected").unwrap(),
+    );
+    assert!(two < one, "ejected lowest first:\n{log}");
+
+    let r = c.execute_args("set-vcpus", json!({ "count": 2 }));
+    assert_eq!(r["return"], json!({}), "{r}");
+    wait_line(&mut g, "INFO cpuhp 1 online", 2);
+    assert_eq!(vcpus(&mut c), json!(2));
+    let log = g.log();
+    assert!(failures(&log).is_empty(), "{log}");
+    let _ = c.execute("quit");
+    let _ = g.wait(Duration::from_secs(20));
+}

@@ -12,6 +12,9 @@
 # use, a kind that cannot be plugged, with nothing changed; twenty
 # attach/detach cycles leave no tap, descriptor or thread behind; a
 # plugged-in disk outlives a save and restore and a daemon restart.
+# setvcpus --live (virsh, oxvirsh, python-libvirt): vCPUs plugged in up to
+# the maximum and started by the guest, given back and ejected by it, the
+# live count kept across the save, the restore and the restart.
 #
 # oxvirtd runs inside a private network namespace holding the bridge br0
 # (10.0.2.2/24). Called by run.sh (as root).
@@ -69,7 +72,7 @@ cat >"$tmp/h1.xml" <<XML
 <domain type='kvm'>
   <name>h1</name>
   <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
+  <vcpu current='1'>3</vcpu>
   <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
     <cmdline>oxtest.pci=1 oxtest.then=hotplug oxtest.ip=10.0.2.15 oxtest.netudp=1 oxtest.nettime=60000</cmdline></os>
   <devices>
@@ -226,6 +229,52 @@ elif [ "${CI:-}" = true ]; then
     fail "hotplug-python-libvirt (python3-libvirt is missing)"
 fi
 
+# vCPUs (ACPI CPU hotplug): plugged in up to the maximum, each started by
+# the guest and running a task; given back, each ejected by the guest; the
+# live definition follows, the persistent one only with --config.
+vcpus_live() { virsh -c "$U" vcpucount h1 --live --active 2>&1; }
+expect setvcpus-live-up 0 "" -- setvcpus h1 3 --live
+guest_says setvcpus-guest-starts-vcpu1 "^INFO cpuhp 1 online" 1
+guest_says setvcpus-guest-starts-vcpu2 "^INFO cpuhp 2 online" 1
+[ "$(vcpus_live)" = 3 ] && pass setvcpus-live-count || fail "setvcpus-live-count ($(vcpus_live))"
+live | grep -q "<vcpu placement='static'>3</vcpu>" && pass setvcpus-live-xml || fail "setvcpus-live-xml ($(live | grep '<vcpu'))"
+inactive | grep -q "<vcpu placement='static' current='1'>3</vcpu>" && pass setvcpus-live-only ||
+    fail "setvcpus-live-only ($(inactive | grep '<vcpu'))"
+expect vcpuinfo-three 0 "^VCPU: +2$" -- vcpuinfo h1
+expect domstats-vcpu 0 "vcpu.current=3" -- domstats --vcpu h1
+expect setvcpus-beyond-max 1 "requested vcpus is greater than max allowable vcpus for the live domain: 4 > 3" -- \
+    setvcpus h1 4 --live
+expect setvcpus-maximum-live 1 "maximum vcpu count of a live domain can't be modified" -- setvcpus h1 2 --live --config --maximum
+expect setvcpus-live-down 0 "" -- setvcpus h1 1 --live
+guest_says setvcpus-guest-ejects-vcpu2 "^INFO cpuhp 2 ejected" 1
+guest_says setvcpus-guest-ejects-vcpu1 "^INFO cpuhp 1 ejected" 1
+[ "$(vcpus_live)" = 1 ] && pass setvcpus-live-down-count || fail "setvcpus-live-down-count ($(vcpus_live))"
+live | grep -q "<vcpu placement='static' current='1'>3</vcpu>" && pass setvcpus-live-down-xml ||
+    fail "setvcpus-live-down-xml ($(live | grep '<vcpu'))"
+expect setvcpus-live-config 0 "" -- setvcpus h1 2 --live --config
+guest_says setvcpus-live-config-guest "^INFO cpuhp 1 online" 2
+inactive | grep -q "<vcpu placement='static' current='2'>3</vcpu>" && pass setvcpus-live-config-inactive ||
+    fail "setvcpus-live-config-inactive ($(inactive | grep '<vcpu'))"
+virsh -c "$U" setvcpus h1 1 --config >/dev/null 2>&1
+out=$(ox setvcpus h1 3 --live)
+[ -z "$out" ] && pass oxvirsh-setvcpus-live || fail "oxvirsh-setvcpus-live ($out)"
+guest_says oxvirsh-setvcpus-guest "^INFO cpuhp 2 online" 2
+if "$PY" -c 'import libvirt' 2>/dev/null; then
+    out=$(timeout 120 "$PY" - "$U" <<'PY' 2>&1
+import sys, libvirt
+d = libvirt.open(sys.argv[1]).lookupByName("h1")
+d.setVcpusFlags(2, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+assert d.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE) == 2, d.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+assert len(d.vcpus()[0]) == 2, d.vcpus()
+print("python ok")
+PY
+)
+    grep -qx 'python ok' <<<"$out" && pass setvcpus-python-libvirt || fail "setvcpus-python-libvirt ($out)"
+    guest_says setvcpus-python-guest "^INFO cpuhp 2 ejected" 2
+elif [ "${CI:-}" = true ]; then
+    fail "setvcpus-python-libvirt (python3-libvirt is missing)"
+fi
+
 # Twenty more cycles of a disk leave nothing behind in the daemon or VMM.
 vmm=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$tmp/run/h1.json")
 count() { echo "$(ls /proc/"$1"/fd | wc -l)/$(ls /proc/"$1"/task | wc -l)"; }
@@ -253,10 +302,15 @@ s=$(slot_of "dev='vdb'")
 expect managedsave 0 "Domain 'h1' state saved" -- managedsave h1
 expect restore 0 "Domain 'h1' started" -- start h1
 live | grep -q "<target dev='vdb' bus='virtio'/>" && pass restored-keeps-disk || fail restored-keeps-disk
+[ "$(vcpus_live)" = 2 ] && pass restored-keeps-vcpus || fail "restored-keeps-vcpus ($(vcpus_live))"
 kill "$daemon"
 wait "$daemon" 2>/dev/null
 start_oxvirtd_in_netns
 live | grep -q "<target dev='vdb' bus='virtio'/>" && pass restarted-daemon-keeps-disk || fail restarted-daemon-keeps-disk
+[ "$(vcpus_live)" = 2 ] && pass restarted-daemon-keeps-vcpus || fail "restarted-daemon-keeps-vcpus ($(vcpus_live))"
+m=$(lines "^INFO cpuhp 1 ejected")
+expect setvcpus-after-restart 0 "" -- setvcpus h1 1 --live
+guest_says setvcpus-after-restart-guest "^INFO cpuhp 1 ejected" $((m + 1))
 m=$(lines "^INFO hotplug $s ejected")
 expect detach-after-restart 0 "Disk detached successfully" -- detach-disk h1 vdb
 guest_says detach-after-restart-guest "^INFO hotplug $s ejected" $((m + 1))

@@ -610,6 +610,7 @@ mod tests {
             memory_mib: 1,
             cpus: crate::vmm::config::CpuConfig {
                 count: 1,
+                max: None,
                 topology: None,
             },
             boot: crate::vmm::config::BootConfig::Kernel(crate::vmm::config::KernelBoot {

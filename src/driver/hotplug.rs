@@ -43,7 +43,7 @@ use super::{devices, supervise};
 
 /// How long a detach waits for the guest to release the device
 /// (libvirt's `QEMU_UNPLUG_TIMEOUT`).
-const RELEASE_WAIT: Duration = Duration::from_secs(5);
+pub(super) const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// The one device of an attach or detach request that a running guest
 /// can gain or lose.

@@ -165,7 +165,9 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
         Some(s) => char_backend(s)?,
         None => SerialConfig::Null,
     };
-    let count = def.vcpu.current.unwrap_or(def.vcpu.max).max(1);
+    // vCPUs past the current count are there to be plugged in later.
+    let max = def.vcpu.max.max(1);
+    let count = def.vcpu.current.unwrap_or(max).clamp(1, max);
     let topology = def
         .cpu
         .as_ref()
@@ -177,7 +179,7 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
             threads: t.threads,
         })
         .filter(|t| {
-            u64::from(t.sockets) * u64::from(t.cores) * u64::from(t.threads) == u64::from(count)
+            u64::from(t.sockets) * u64::from(t.cores) * u64::from(t.threads) == u64::from(max)
         });
     let current_kib = if def.current_memory_kib > 0 {
         def.current_memory_kib
@@ -251,7 +253,11 @@ pub fn resolve(def: &Domain, ctx: &Context<'_>) -> Result<Plan> {
         name: def.name.clone(),
         uuid: Some(def.uuid.to_string()),
         memory_mib: memory_kib.div_ceil(1024).max(1),
-        cpus: CpuConfig { count, topology },
+        cpus: CpuConfig {
+            count,
+            max: (max > count).then_some(max),
+            topology,
+        },
         boot,
         serial,
         devices: dev_configs,

@@ -552,6 +552,14 @@ fn spawn_monitor(
                                 balloon_changed(&inner, &obj, &vmm, generation, pages);
                             }
                         }
+                        Some(ev) if ev.name == "vcpu-removed" => {
+                            let index = ev.data.get("index").and_then(|s| s.as_u64());
+                            if let Some(index) = index.and_then(|i| u32::try_from(i).ok()) {
+                                super::vcpus::vcpu_removed(
+                                    &inner, &obj, &vmm, generation, index,
+                                );
+                            }
+                        }
                         Some(ev) if ev.name == "device-deleted" => {
                             let slot = ev.data.get("slot").and_then(|s| s.as_u64());
                             if let Some(slot) = slot.and_then(|s| u8::try_from(s).ok()) {

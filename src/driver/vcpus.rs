@@ -1,13 +1,14 @@
 //! `virDomainSetVcpusFlags`: the vCPU count of the persistent definition,
-//! and of a running guest as far as a VMM without vCPU hotplug allows.
+//! and of a running guest (ACPI CPU hotplug up to its maximum).
 
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::xml::{Domain, FormatFlags, check_supported, parse_domain};
 
-use super::Driver;
 use super::domain::DomainObj;
+use super::vmm::Vmm;
+use super::{Driver, Inner};
 
 /// `virDomainModificationImpact` and `virDomainVcpuFlags`.
 pub const AFFECT_LIVE: u32 = 1;
@@ -20,12 +21,13 @@ const KNOWN: u32 = AFFECT_LIVE | AFFECT_CONFIG | VCPU_MAXIMUM | VCPU_GUEST | VCP
 impl Driver {
     /// `virDomainSetVcpusFlags` (and `virDomainSetVcpus`, which is this
     /// with `AFFECT_LIVE`). The persistent definition takes any count up to
-    /// its maximum, or a new maximum; a running guest keeps the vCPUs it
-    /// booted with, so a live change succeeds only when it changes nothing.
+    /// its maximum, or a new maximum; a running guest is given vCPUs up to
+    /// its maximum at once (ACPI CPU hotplug) or asked to give them back,
+    /// each awaited as libvirt awaits QEMU's.
     pub async fn set_vcpus(&self, obj: &Arc<DomainObj>, nvcpus: u32, flags: u32) -> Result<()> {
         check_call(nvcpus, flags)?;
         let _job = obj.begin_job().await?;
-        let (name, config_def) = {
+        let (name, config_def, live) = {
             let d = obj.data();
             if d.removed {
                 return Err(Error::no_domain_uuid(&obj.uuid.to_string()));
@@ -50,9 +52,9 @@ impl Driver {
                     Error::operation_invalid("transient domains do not have any persistent config")
                 })?),
             };
-            let live_def = d.live.as_ref().map(|l| &l.def).filter(|_| live);
+            let live = d.live.as_ref().filter(|_| live);
             if flags & VCPU_MAXIMUM != 0 {
-                if live_def.is_some() {
+                if live.is_some() {
                     return Err(Error::new(
                         ErrorCode::OperationUnsupported,
                         ErrorDomain::Qemu,
@@ -60,14 +62,11 @@ impl Driver {
                     ));
                 }
             } else {
-                if let Some(def) = live_def {
-                    check_below_max(nvcpus, def, "live")?;
+                if let Some(l) = live {
+                    check_below_max(nvcpus, &l.def, "live")?;
                 }
                 if let Some(def) = persistent {
                     check_below_max(nvcpus, def, "persistent")?;
-                }
-                if let Some(def) = live_def {
-                    check_live_unchanged(nvcpus, def)?;
                 }
             }
             let config_def = match persistent {
@@ -75,8 +74,12 @@ impl Driver {
                 Some(def) if flags & VCPU_MAXIMUM != 0 => Some(with_maximum(def, nvcpus)?),
                 Some(def) => Some(with_current(def, nvcpus)),
             };
-            (d.name.clone(), config_def)
+            let live = live.map(|l| (l.vmm.clone(), online(&l.def)));
+            (d.name.clone(), config_def, live)
         };
+        if let Some((vmm, from)) = live {
+            self.set_live_vcpus(obj, &vmm, from, nvcpus).await?;
+        }
         if let Some(def) = config_def {
             self.inner.store.save(&def)?;
             obj.data().persistent = Some(def);
@@ -89,6 +92,97 @@ impl Driver {
         }
         Ok(())
     }
+
+    /// The running guest's vCPUs from `from` to `to`: more are plugged in
+    /// at once; fewer are asked of the guest, each it ejects leaving the
+    /// live definition (`vcpu_removed`), each awaited as long as libvirt
+    /// awaits QEMU's `DEVICE_DELETED` for a vCPU.
+    async fn set_live_vcpus(
+        &self,
+        obj: &Arc<DomainObj>,
+        vmm: &Arc<Vmm>,
+        from: u32,
+        to: u32,
+    ) -> Result<()> {
+        if to == from {
+            return Ok(());
+        }
+        let mut removed = vmm.vcpus_removed.subscribe();
+        vmm.set_vcpus(to).await?;
+        if to > from {
+            set_online(&self.inner, obj, vmm, to);
+            tracing::info!(domain = obj.name(), from, to, "vCPUs plugged in");
+            return Ok(());
+        }
+        loop {
+            let now = obj.data().live.as_ref().map(|l| online(&l.def));
+            match now {
+                None => return Err(Error::operation_invalid("domain is not running")),
+                Some(n) if n <= to => return Ok(()),
+                Some(_) => {}
+            }
+            let next = async {
+                loop {
+                    match removed.recv().await {
+                        Ok(_) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                }
+            };
+            if tokio::time::timeout(super::hotplug::RELEASE_WAIT, next)
+                .await
+                .is_err()
+            {
+                return Err(Error::new(
+                    ErrorCode::OperationTimeout,
+                    ErrorDomain::Qemu,
+                    "vcpu unplug request timed out. Unplug result must be manually inspected in the domain",
+                ));
+            }
+        }
+    }
+}
+
+/// The vCPUs a definition has online.
+fn online(def: &Domain) -> u32 {
+    def.vcpu.current.unwrap_or(def.vcpu.max)
+}
+
+/// The live definition and the configuration a reboot's VMM starts from
+/// with `n` vCPUs online (a guest keeps its plugged-in vCPUs across a
+/// reboot, as QEMU's does).
+fn set_online(inner: &Inner, obj: &Arc<DomainObj>, vmm: &Vmm, n: u32) {
+    {
+        let mut d = obj.data();
+        let Some(live) = d.live.as_mut() else {
+            return;
+        };
+        live.def.vcpu.current = (n != live.def.vcpu.max).then_some(n);
+        vmm.config_mut().cpus.count = n;
+    }
+    super::supervise::write_status(inner, obj);
+}
+
+/// The guest ejected vCPU `index` (the VMM's `vcpu-removed`): one fewer
+/// online in the live definition.
+pub(super) fn vcpu_removed(
+    inner: &Inner,
+    obj: &Arc<DomainObj>,
+    vmm: &Vmm,
+    generation: u64,
+    index: u32,
+) {
+    let now = {
+        let d = obj.data();
+        match d.live.as_ref().filter(|l| l.generation == generation) {
+            Some(l) => online(&l.def),
+            None => return,
+        }
+    };
+    set_online(inner, obj, vmm, now.saturating_sub(1).max(1));
+    tracing::info!(domain = obj.name(), index, "vCPU ejected by the guest");
+    let _ = vmm.vcpus_removed.send(index);
 }
 
 /// The checks libvirt's public API makes before any driver sees the call.
@@ -127,21 +221,6 @@ fn check_below_max(nvcpus: u32, def: &Domain, which: &str) -> Result<()> {
             "requested vcpus is greater than max allowable vcpus for the {which} domain: {nvcpus} > {}",
             def.vcpu.max
         )));
-    }
-    Ok(())
-}
-
-/// oxvirt-vmm has no vCPU hotplug: the running count is fixed at boot.
-fn check_live_unchanged(nvcpus: u32, def: &Domain) -> Result<()> {
-    let online = def.vcpu.current.unwrap_or(def.vcpu.max);
-    if nvcpus != online {
-        return Err(Error::new(
-            ErrorCode::OperationUnsupported,
-            ErrorDomain::Qemu,
-            format!(
-                "cannot change the vCPU count of a running domain from {online} to {nvcpus}: vCPU hotplug is not available"
-            ),
-        ));
     }
     Ok(())
 }
@@ -243,13 +322,10 @@ mod tests {
     }
 
     #[test]
-    fn live_count_cannot_move() {
+    fn live_count_stays_within_the_maximum() {
         let d = def("<vcpu current='2'>4</vcpu>", "");
-        assert!(check_live_unchanged(2, &d).is_ok());
-        assert_eq!(
-            check_live_unchanged(3, &d).unwrap_err().code,
-            ErrorCode::OperationUnsupported
-        );
+        assert_eq!(online(&d), 2);
+        assert!(check_below_max(4, &d, "live").is_ok());
         assert!(
             check_below_max(5, &d, "live")
                 .unwrap_err()

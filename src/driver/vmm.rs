@@ -39,6 +39,8 @@ pub struct Vmm {
     /// Slots whose device the guest released (`device-deleted`), for a
     /// detach waiting on it.
     pub released: tokio::sync::broadcast::Sender<u8>,
+    /// vCPUs the guest ejected (`vcpu-removed`), by index.
+    pub vcpus_removed: tokio::sync::broadcast::Sender<u32>,
     /// Becomes `Some` once the process has exited.
     pub exited: watch::Receiver<Option<ExitStatus>>,
     /// The reason of the last `shutdown` event seen.
@@ -227,6 +229,7 @@ async fn connect_new(
             config_file: paths.config_file.clone(),
             config: Mutex::new(config),
             released: tokio::sync::broadcast::channel(16).0,
+            vcpus_removed: tokio::sync::broadcast::channel(16).0,
             exited,
             last_reason: Mutex::new(None),
         },
@@ -278,6 +281,7 @@ pub async fn attach(
             config_file: config_file.to_path_buf(),
             config: Mutex::new(config),
             released: tokio::sync::broadcast::channel(16).0,
+            vcpus_removed: tokio::sync::broadcast::channel(16).0,
             exited,
             last_reason: Mutex::new(None),
         },
@@ -392,6 +396,15 @@ impl Vmm {
     pub async fn disk_resized(&self, slot: u8, image: std::fs::File) -> Result<()> {
         let layers = [(image, crate::vmm::config::DiskFormat::Raw)];
         self.reopen(slot, &layers, None, true).await
+    }
+
+    /// The guest's vCPU count: vCPUs plugged in at once, or asked to go
+    /// (each leaves with the event `vcpu-removed`).
+    pub async fn set_vcpus(&self, count: u32) -> Result<()> {
+        self.control
+            .run(&protocol::Command::SetVcpus(protocol::SetVcpus { count }))
+            .await
+            .map(|_| ())
     }
 
     /// The open (qcow2) image of the virtio disk in PCI slot `slot` given

@@ -69,6 +69,9 @@ pub struct Args {
     /// Number of vCPUs.
     #[arg(long, default_value_t = 1)]
     pub cpus: u32,
+    /// vCPUs the guest may be given while it runs (CPU hotplug).
+    #[arg(long)]
+    pub max_cpus: Option<u32>,
     /// Guest name.
     #[arg(long, default_value = "guest")]
     pub name: String,
@@ -346,6 +349,7 @@ impl Args {
                 memory_mib: self.memory,
                 cpus: CpuConfig {
                     count: self.cpus,
+                    max: self.max_cpus,
                     topology: None,
                 },
                 boot,

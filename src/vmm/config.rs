@@ -224,7 +224,13 @@ pub struct Identity {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CpuConfig {
+    /// vCPUs present at boot.
     pub count: u32,
+    /// vCPUs the guest may have while it runs (ACPI CPU hotplug): the
+    /// machine is built with this many, those past `count` absent until
+    /// plugged in. Absent: `count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
     #[serde(default)]
     pub topology: Option<Topology>,
 }
@@ -239,12 +245,17 @@ pub struct Topology {
 }
 
 impl CpuConfig {
+    /// The number of vCPUs the machine is built with.
+    pub fn max(&self) -> u32 {
+        self.max.unwrap_or(self.count)
+    }
+
     /// The topology in force: the configured one, or one socket holding
-    /// `count` single-threaded cores.
+    /// `max` single-threaded cores.
     pub fn topology(&self) -> Topology {
         self.topology.unwrap_or(Topology {
             sockets: 1,
-            cores: self.count,
+            cores: self.max(),
             threads: 1,
         })
     }
@@ -681,10 +692,16 @@ impl VmConfig {
         if self.memory_mib == 0 {
             return Err(Error::Config("memory_mib must be at least 1".into()));
         }
-        let n = self.cpus.count;
+        let n = self.cpus.max();
         if n == 0 || n > MAX_VCPUS {
             return Err(Error::Config(format!(
                 "vCPU count {n} is out of range 1..={MAX_VCPUS}"
+            )));
+        }
+        if self.cpus.count == 0 || self.cpus.count > n {
+            return Err(Error::Config(format!(
+                "{} vCPUs present at boot, out of range 1..={n}",
+                self.cpus.count
             )));
         }
         let t = self.cpus.topology();

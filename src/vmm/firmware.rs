@@ -154,6 +154,8 @@ pub struct Machine<'a> {
     pub boot: &'a FirmwareBoot,
     pub mem_bytes: u64,
     pub vcpus: u32,
+    /// With CPU hotplug, more than `vcpus`.
+    pub max_vcpus: u32,
     pub uuid: Option<&'a str>,
     pub acpi: &'a AcpiParams,
     pub boot_order: String,
@@ -170,9 +172,11 @@ pub fn fw_cfg(mem: &GuestMemory, m: &Machine) -> Result<FwCfg> {
     d.add_item(fw_cfg::KEY_RAM_SIZE, m.mem_bytes.to_le_bytes().to_vec());
     // No display: the firmware mirrors its text screen on COM1.
     d.add_item(fw_cfg::KEY_NOGRAPHIC, 1u16.to_le_bytes().to_vec());
-    let cpus = (m.vcpus as u16).to_le_bytes().to_vec();
-    d.add_item(fw_cfg::KEY_NB_CPUS, cpus.clone());
-    d.add_item(fw_cfg::KEY_MAX_CPUS, cpus);
+    d.add_item(fw_cfg::KEY_NB_CPUS, (m.vcpus as u16).to_le_bytes().to_vec());
+    d.add_item(
+        fw_cfg::KEY_MAX_CPUS,
+        (m.max_vcpus as u16).to_le_bytes().to_vec(),
+    );
     d.add_item(
         fw_cfg::KEY_BOOT_MENU,
         u16::from(m.boot.menu_timeout_ms.is_some())

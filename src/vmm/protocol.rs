@@ -126,6 +126,15 @@ pub struct DiskResize {
     pub size: u64,
 }
 
+/// `set-vcpus`: the guest's vCPU count (CPU hotplug, up to the machine's
+/// maximum). vCPUs are plugged in at once; those asked to go leave when
+/// the guest ejects them (the event `vcpu-removed`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetVcpus {
+    pub count: u32,
+}
+
 /// `disk-reopen`'s work in a qcow2 image's own snapshot table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +199,7 @@ pub enum Command {
     SetLink(SetLink),
     DeviceAdd(Box<DeviceAdd>),
     DeviceDel(DeviceDel),
+    SetVcpus(SetVcpus),
     /// Test builds only: a system call no filter allows.
     ForbiddenSyscall,
 }
@@ -229,6 +239,7 @@ impl Command {
             Command::SetLink(_) => "set-link",
             Command::DeviceAdd(_) => "device-add",
             Command::DeviceDel(_) => "device-del",
+            Command::SetVcpus(_) => "set-vcpus",
             Command::ForbiddenSyscall => "x-oxvirt-forbidden-syscall",
         }
     }
@@ -248,6 +259,7 @@ impl Command {
             Command::SetLink(a) => serde_json::to_value(a),
             Command::DeviceAdd(a) => serde_json::to_value(a),
             Command::DeviceDel(a) => serde_json::to_value(a),
+            Command::SetVcpus(a) => serde_json::to_value(a),
             _ => return None,
         };
         v.ok()
@@ -272,6 +284,7 @@ impl Command {
             "save" => Command::Save(args(name, arguments)?),
             "disk-reopen" => Command::DiskReopen(args(name, arguments)?),
             "disk-resize" => Command::DiskResize(args(name, arguments)?),
+            "set-vcpus" => Command::SetVcpus(args(name, arguments)?),
             "set-link" => Command::SetLink(args(name, arguments)?),
             "device-add" => Command::DeviceAdd(Box::new(args(name, arguments)?)),
             "device-del" => Command::DeviceDel(args(name, arguments)?),

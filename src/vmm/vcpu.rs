@@ -1,4 +1,5 @@
-//! vCPU threads: the KVM_RUN loop, exit dispatch, and parking for pause.
+//! vCPU threads: the KVM_RUN loop, exit dispatch, and parking for pause
+//! and for as long as a vCPU is absent (CPU hotplug).
 //!
 //! A thread is kicked out of KVM_RUN by a real-time signal whose handler
 //! sets `immediate_exit` in the thread's own `kvm_run` page, so a kick
@@ -59,6 +60,8 @@ pub struct RunControl {
 #[derive(Default)]
 struct RunState {
     pause: bool,
+    /// vCPUs not plugged in (or ejected): parked until plugged in.
+    absent: Vec<bool>,
     parked: usize,
     /// Raised to ask parked vCPUs for their state.
     capture_gen: u64,
@@ -67,9 +70,13 @@ struct RunState {
 }
 
 impl RunControl {
-    pub fn new(vcpus: usize) -> Self {
+    /// `vcpus` threads, the first `present` of them plugged in.
+    pub fn new(vcpus: usize, present: usize) -> Self {
         RunControl {
-            state: Mutex::new(RunState::default()),
+            state: Mutex::new(RunState {
+                absent: (0..vcpus).map(|i| i >= present).collect(),
+                ..Default::default()
+            }),
             cond: Condvar::new(),
             stop: AtomicBool::new(false),
             tids: (0..vcpus).map(|_| AtomicI32::new(0)).collect(),
@@ -101,9 +108,21 @@ impl RunControl {
         }
     }
 
-    /// Whether a pause is requested (a vCPU about to park settles first).
-    fn pause_requested(&self) -> bool {
-        self.lock().pause
+    /// Whether vCPU `index` must park: a pause is requested or it is
+    /// absent (a vCPU about to park settles first).
+    fn must_park(&self, index: usize) -> bool {
+        let g = self.lock();
+        g.pause || g.absent.get(index) == Some(&true)
+    }
+
+    /// Plugs vCPU `index` in (its thread goes on to KVM_RUN, where it waits
+    /// for the guest's INIT and SIPI) or marks it absent (the caller kicks
+    /// its thread out of KVM_RUN, and it parks).
+    pub fn set_present(&self, index: usize, present: bool) {
+        if let Some(a) = self.lock().absent.get_mut(index) {
+            *a = !present;
+        }
+        self.cond.notify_all();
     }
 
     /// Asks the `n` parked vCPUs for their state and waits for it.
@@ -159,10 +178,11 @@ impl RunControl {
         capture: impl Fn() -> Result<VcpuState, String>,
     ) -> bool {
         let mut g = self.lock();
-        if g.pause {
+        let must = |s: &RunState| s.pause || s.absent.get(index) == Some(&true);
+        if must(&g) {
             g.parked += 1;
             self.cond.notify_all();
-            while g.pause && !self.stopped() {
+            while must(&g) && !self.stopped() {
                 if g.capture_gen != *served {
                     *served = g.capture_gen;
                     drop(g);
@@ -216,7 +236,7 @@ impl Vcpu {
         KVM_RUN_PTR.with(|c| c.set(run_ptr));
         let mut served = 0;
         loop {
-            if self.ctl.pause_requested()
+            if self.ctl.must_park(self.index)
                 && let Step::Stop(reason) = self.settle()
             {
                 self.exit.request(reason);

@@ -24,6 +24,7 @@ use super::cpu;
 use super::devices::IrqLine;
 use super::devices::acpi_pm::{self, AcpiPm};
 use super::devices::cmos::Cmos;
+use super::devices::cpu_hotplug::{self, CpuHotplug};
 use super::devices::debugcon::{self, DebugCon};
 use super::devices::fw_cfg;
 use super::devices::ged::{self, Ged};
@@ -52,6 +53,7 @@ use super::virtio::input::{VirtioInputHandle, WhenActive};
 
 mod hotplug;
 mod state;
+mod vcpu_hotplug;
 
 /// A built machine, ready to run.
 pub struct Vm {
@@ -72,6 +74,8 @@ pub struct Vm {
     pci: Arc<Mutex<PciRoot>>,
     /// The ACPI PCI hotplug registers.
     hotplug: Arc<Mutex<PciHotplug>>,
+    /// The ACPI CPU hotplug registers.
+    pub(super) cpu_hotplug: Arc<Mutex<CpuHotplug>>,
     backend: SerialBackend,
     /// Writer thread of COM1's output.
     serial_pump: PumpHandle,
@@ -126,10 +130,10 @@ impl Vm {
             }
         }
         let max = kvm.get_max_vcpus();
-        if cfg.cpus.count as usize > max {
+        if cfg.cpus.max() as usize > max {
             return Err(Error::Config(format!(
                 "{} vCPUs requested; KVM allows at most {max}",
-                cfg.cpus.count
+                cfg.cpus.max()
             )));
         }
         let vm = Arc::new(kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?);
@@ -184,6 +188,7 @@ impl Vm {
         let mmio64 = memory::pci_mmio64_window(mem_bytes);
         let acpi_params = AcpiParams {
             vcpus: cfg.cpus.count,
+            max_vcpus: cfg.cpus.max(),
             topology,
             pci_mmio64_start: mmio64.0,
             pci_mmio64_size: mmio64.1,
@@ -210,6 +215,7 @@ impl Vm {
                     boot: f,
                     mem_bytes,
                     vcpus: cfg.cpus.count,
+                    max_vcpus: cfg.cpus.max(),
                     uuid: cfg.uuid.as_deref(),
                     acpi: &acpi_params,
                     boot_order: firmware::boot_order(&cfg.devices, &slots, f.strict),
@@ -356,8 +362,18 @@ impl Vm {
             }
             shared(h)
         };
+        let cpu_hotplug = shared(
+            CpuHotplug::new(cfg.cpus.max() as usize, cfg.cpus.count as usize)
+                .map_err(Error::io("eventfd"))?,
+        );
         let mut mmio = Bus::default();
         insert(&mut mmio, ged.clone(), layout::GED_START, layout::GED_SIZE)?;
+        insert(
+            &mut mmio,
+            cpu_hotplug.clone(),
+            layout::CPU_HOTPLUG_START,
+            cpu_hotplug::SIZE,
+        )?;
         insert(
             &mut mmio,
             hotplug.clone(),
@@ -409,7 +425,10 @@ impl Vm {
             .transpose()?;
         let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
 
-        let ctl = Arc::new(RunControl::new(cfg.cpus.count as usize));
+        let ctl = Arc::new(RunControl::new(
+            cfg.cpus.max() as usize,
+            cfg.cpus.count as usize,
+        ));
         let vcpus = create_vcpus(
             &kvm,
             &vm,
@@ -435,6 +454,7 @@ impl Vm {
             platform,
             pci,
             hotplug,
+            cpu_hotplug,
             backend,
             serial_pump,
             vcpus,
@@ -492,6 +512,8 @@ impl Vm {
         }
         let ejected_fd = lock(&self.hotplug).ejected_fd().as_raw_fd();
         add(ejected_fd)?;
+        let cpu_ejected_fd = lock(&self.cpu_hotplug).ejected_fd().as_raw_fd();
+        add(cpu_ejected_fd)?;
 
         // Everything is open: confine the process before any guest code
         // runs, then start the threads (each under its own filter).
@@ -604,6 +626,8 @@ impl Vm {
                     self.pump_serial_input(fd, &epoll, &mut serial_in);
                 } else if fd == ejected_fd {
                     self.finish_ejects(control.as_mut());
+                } else if fd == cpu_ejected_fd {
+                    self.finish_cpu_ejects(&threads, control.as_mut());
                 } else if Some(fd) == balloon_fd {
                     if let Some(b) = self.virtio.balloon() {
                         let pages = b.take_change();
@@ -777,6 +801,10 @@ impl Vm {
                     Err(e) => err(&format!("device-add: {e}")),
                 }
             }
+            Command::SetVcpus(a) => match self.set_vcpus(a.count) {
+                Ok(()) => ok(json!({})),
+                Err(e) => err(&format!("set-vcpus: {e}")),
+            },
             Command::DeviceDel(a) => match self.device_del(a.slot) {
                 Ok(()) => ok(json!({})),
                 Err(e) => err(&format!("device-del: {e}")),
@@ -938,7 +966,7 @@ impl Vm {
             },
             running: !state.paused,
             name: self.cfg.name.clone(),
-            vcpus: self.cfg.cpus.count,
+            vcpus: lock(&self.cpu_hotplug).online() as u32,
             memory_mib: self.cfg.memory_mib,
             pid: std::process::id(),
             protocol: PROTOCOL_VERSION,
@@ -950,17 +978,21 @@ impl Vm {
     fn stats(&self, threads: &[JoinHandle<()>]) -> Stats {
         // SAFETY: sysconf has no memory-safety preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+        let hotplug = lock(&self.cpu_hotplug);
+        // Absent vCPUs (CPU hotplug) are not the guest's.
         let vcpus: Vec<VcpuStats> = self
             .ctl
             .tids
             .iter()
             .enumerate()
+            .filter(|(i, _)| hotplug.present(*i))
             .map(|(i, t)| VcpuStats {
                 id: i,
                 tid: t.load(std::sync::atomic::Ordering::SeqCst),
                 time_ns: threads.get(i).and_then(thread_cpu_ns).unwrap_or(0),
             })
             .collect();
+        drop(hotplug);
         let rss = self
             .statm
             .as_ref()
@@ -1107,7 +1139,7 @@ fn create_vcpus(
     }
     let topo = cfg.cpus.topology();
     let mut out = Vec::new();
-    for i in 0..cfg.cpus.count {
+    for i in 0..cfg.cpus.max() {
         let apic_id = cpu::apic_id(&topo, i);
         let fd = vm
             .create_vcpu(u64::from(apic_id))

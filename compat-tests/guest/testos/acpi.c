@@ -77,6 +77,11 @@ static void parse_madt(const u8 *m)
 		if (l < 2 || off + l > len)
 			break;
 		const u8 *e = m + off;
+		if (type == 0 && l >= 8 && (rd32(e + 4) & 3) && e[2] < MAX_CPUS) {
+			acpi.uid_apic[e[2]] = e[3];   /* enabled, or online capable */
+			if (e[2] + 1 > acpi.nuids)
+				acpi.nuids = e[2] + 1;
+		}
 		if (type == 0 && l >= 8 && (rd32(e + 4) & 1)) {
 			if (acpi.ncpus < MAX_CPUS)
 				acpi.apic_ids[acpi.ncpus] = e[3];

@@ -5,7 +5,11 @@
  * device asked for (resets it) before ejecting its slot through B0EJ, as the slot's
  * _EJ0 does. Two platforms: oxvirt's (\_SB_.PHPR, PNP0A06, registers in memory, the
  * GED's interrupt) and QEMU's PIIX4 (I/O ports 0xae00, bus selector at 0xae10, the
- * SCI on GPE0 bit 1), so that the same guest measures both. */
+ * SCI on GPE0 bit 1), so that the same guest measures both.
+ * On oxvirt's platform it serves ACPI CPU hotplug too (\_SB_.CPUS, ACPI0010, its
+ * registers in the container's _CRS): each vCPU plugged in is started (INIT, SIPI,
+ * its APIC ID from the MADT's online-capable entry of its UID) and runs a task;
+ * each the host asks back is left halted and ejected, as an OS offlines it first. */
 #include "testos.h"
 
 #define PHPR_PCIU 0x0
@@ -15,6 +19,14 @@
 #define PIIX_PCIHP_PORT 0xae00
 #define PIIX_PCIHP_SEL 0x10
 #define GPE_PCI_HOTPLUG 0x02
+
+#define CPHP_CSEL 0x0
+#define CPHP_CSTS 0x4
+#define CPHP_CMAX 0x8
+#define CPHP_PRESENT 1u
+#define CPHP_INSERT 2u
+#define CPHP_REMOVE 4u
+#define CPHP_EJECT 8u
 
 static volatile u32 ged_events;
 static u16 gpe0_sts, gpe0_en;   /* QEMU: the GPE0 block's halves, 0: oxvirt's GED */
@@ -119,8 +131,51 @@ static void device_removal(u64 base, int slot)
 	pci_rescan();
 }
 
+static u32 cpu_status(u64 base, u32 i)
+{
+	mmio_w32(base + CPHP_CSEL, i);
+	return mmio_r32(base + CPHP_CSTS);
+}
+
+/* The vCPUs plugged in since the last look are started, those asked for ejected
+ * (highest first, as the DSDT's CSCN tells an OS). */
+static void cpu_scan(u64 base)
+{
+	u32 n = mmio_r32(base + CPHP_CMAX);
+	if (n > MAX_CPUS)
+		n = MAX_CPUS;
+	for (u32 i = 0; i < n; i++) {
+		if (!(cpu_status(base, i) & CPHP_INSERT))
+			continue;
+		mmio_w32(base + CPHP_CSTS, CPHP_INSERT);
+		if ((int)i >= acpi.nuids) {
+			println("FAIL cpuhp-%u: no MADT entry for it", i);
+			continue;
+		}
+		u32 apic = acpi.uid_apic[i];
+		if (smp_start_ap((int)i, apic))
+			println("INFO cpuhp %u online (apic %u), task done", i, apic);
+		else
+			println("FAIL cpuhp-%u: the vCPU (apic %u) did not start or run its task", i,
+				apic);
+	}
+	for (u32 i = n; i-- > 0;) {
+		if (!(cpu_status(base, i) & CPHP_REMOVE))
+			continue;
+		/* The vCPU sits halted with interrupts off since its task: offline. */
+		mmio_w32(base + CPHP_CSTS, CPHP_EJECT);
+		if (cpu_status(base, i) & CPHP_PRESENT)
+			println("FAIL cpuhp-%u-eject: still present", i);
+		else
+			println("INFO cpuhp %u ejected", i);
+	}
+}
+
 void hotplug_loop(void)
 {
+	u64 cbase[1] = { 0 }, clen[1] = { 0 };
+	if (acpi_dev_mem("ACPI0010", 0, cbase, clen, 1) < 1 || clen[0] < 12)
+		cbase[0] = 0;
 	u64 base[4] = { 0 }, len[4] = { 0 };
 	if (acpi_dev_mem("PNP0A06", 0, base, len, 4) >= 1 && len[0] >= 12) {
 		if (ged_route(hotplug_irq) < 0) {
@@ -136,7 +191,8 @@ void hotplug_loop(void)
 	outb(0x21, 0xff);
 	outb(0xa1, 0xff);
 	pci_scan();
-	println("INFO hotplug ready, registers at 0x%llx", base[0] ? base[0] : PIIX_PCIHP_PORT);
+	println("INFO hotplug ready, registers at 0x%llx, CPU hotplug at 0x%llx",
+		base[0] ? base[0] : PIIX_PCIHP_PORT, cbase[0]);
 	u32 seen = 0;
 	for (;;) {
 		cli();
@@ -151,5 +207,7 @@ void hotplug_loop(void)
 		for (int slot = 1; slot < 32; slot++)
 			if (down & (1u << slot))
 				device_removal(base[0], slot);
+		if (cbase[0])
+			cpu_scan(cbase[0]);
 	}
 }

@@ -187,6 +187,10 @@ struct acpi_info {
 	u64 lapic_addr;
 	int ncpus;                  /* enabled LAPIC/x2APIC entries */
 	u32 apic_ids[MAX_CPUS];
+	/* APIC ID by processor UID of every entry enabled or online capable (CPU
+	 * hotplug), and one past the highest such UID. */
+	u32 uid_apic[MAX_CPUS];
+	int nuids;
 	int nioapics;
 	struct { u32 id; u64 addr; u32 gsi_base; } ioapic[MAX_IOAPICS];
 	bool sleep_ok, reset_ok;
@@ -238,6 +242,9 @@ void user_exception(u64 vector, u64 rip, u64 cs);
 /* ---- smp.c ---- */
 bool check_smp(struct why *w);
 void ap_main(void);
+/* Starts the AP with APIC ID apic_id on stack slot idx (INIT, SIPI) and waits until
+ * it ran its task; false if it did not. */
+bool smp_start_ap(int idx, u32 apic_id);
 
 /* ---- main.c ---- */
 /* Prints PASS name / FAIL name: why, and counts it. */

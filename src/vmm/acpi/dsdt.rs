@@ -8,7 +8,9 @@ use acpi_tables::aml::{
     FieldLockRule, FieldUpdateRule, IO, Interrupt, Name, Package, Path, ResourceTemplate,
 };
 
-use crate::vmm::devices::{ged, pci_hotplug};
+use super::AcpiParams;
+use crate::vmm::cpu;
+use crate::vmm::devices::{cpu_hotplug, ged, pci_hotplug};
 use crate::vmm::layout;
 
 /// AML already encoded, placed as it is among an object's children.
@@ -118,11 +120,23 @@ fn ged() -> Vec<u8> {
     let and_hotplug = aml::And::new(&aml::Local(2), &aml::Local(0), &hotplug_bit);
     let pcnt = aml::MethodCall::new("\\_SB_.PCI0.PCNT".into(), vec![]);
     let test_hotplug = aml::If::new(&aml::Local(2), vec![&pcnt]);
+    let cpu_bit = ged::EVENT_CPU_HOTPLUG;
+    let and_cpu = aml::And::new(&aml::Local(3), &aml::Local(0), &cpu_bit);
+    let cscn = aml::MethodCall::new("\\_SB_.CPUS.CSCN".into(), vec![]);
+    let test_cpu = aml::If::new(&aml::Local(3), vec![&cscn]);
     let evt = aml::Method::new(
         "_EVT".into(),
         1,
         true,
-        vec![&store, &and, &test, &and_hotplug, &test_hotplug],
+        vec![
+            &store,
+            &and,
+            &test,
+            &and_hotplug,
+            &test_hotplug,
+            &and_cpu,
+            &test_cpu,
+        ],
     );
     Device::new(
         "GED0".into(),
@@ -198,6 +212,182 @@ fn pci_hotplug_controller() -> Vec<u8> {
 }
 
 /// The AML name of a hotplug slot's device.
+fn cpu_name(index: u32) -> String {
+    format!("C{index:03X}")
+}
+
+/// `\_SB_.CPUS`, the processor container: one `ACPI0007` device per vCPU
+/// the machine has (`_STA` from the hotplug registers, `_MAT` its MADT
+/// entry, `_EJ0` the eject), and `CSCN`, run on the GED's CPU hotplug
+/// event, which tells the OS of each vCPU plugged in (Device Check) and of
+/// each the host wants back (Eject Request, highest first).
+fn cpus(params: &AcpiParams) -> Vec<u8> {
+    let max = params.max_vcpus;
+    let mem = aml::Memory32Fixed::new(
+        true,
+        layout::CPU_HOTPLUG_START as u32,
+        cpu_hotplug::SIZE as u32,
+    );
+    let crs = ResourceTemplate::new(vec![&mem]);
+    let base = layout::CPU_HOTPLUG_START as usize;
+    let size = cpu_hotplug::SIZE as usize;
+    let region = aml::OpRegion::new(
+        "CPST".into(),
+        aml::OpRegionSpace::SystemMemory,
+        &base,
+        &size,
+    );
+    let field = aml::Field::new(
+        "CPST".into(),
+        FieldAccessType::DWord,
+        FieldLockRule::NoLock,
+        FieldUpdateRule::WriteAsZeroes,
+        vec![
+            FieldEntry::Named(*b"CSEL", 32),
+            FieldEntry::Named(*b"CSTS", 32),
+            FieldEntry::Named(*b"CMAX", 32),
+        ],
+    );
+    let mutex = aml::Mutex::new("CPLK".into(), 0);
+    let acquire = aml::Acquire::new("CPLK".into(), 0xffff);
+    let release = aml::Release::new("CPLK".into());
+    let (csel, csts) = (Path::new("CSEL"), Path::new("CSTS"));
+    let (zero, one, sta_on) = (0u8, 1u8, 0xfu8);
+
+    // CSTA (index): _STA of a vCPU.
+    let select_arg = aml::Store::new(&csel, &aml::Arg(0));
+    let present = aml::And::new(&aml::Local(0), &csts, &cpu_hotplug::STS_PRESENT);
+    let ret_on = aml::Return::new(&sta_on);
+    let if_present = aml::If::new(&aml::Local(0), vec![&ret_on]);
+    let ret_off = aml::Return::new(&zero);
+    let csta = aml::Method::new(
+        "CSTA".into(),
+        1,
+        true,
+        vec![
+            &acquire,
+            &select_arg,
+            &present,
+            &release,
+            &if_present,
+            &ret_off,
+        ],
+    );
+
+    // CEJ0 (index): the eject.
+    let eject = aml::Store::new(&csts, &cpu_hotplug::CTL_EJECT);
+    let cej0 = aml::Method::new(
+        "CEJ0".into(),
+        1,
+        true,
+        vec![&acquire, &select_arg, &eject, &release],
+    );
+
+    // CTFY (index, event): Notify the vCPU's device.
+    let names: Vec<(u32, Path)> = (0..max).map(|i| (i, Path::new(&cpu_name(i)))).collect();
+    let notifies: Vec<aml::Notify> = names
+        .iter()
+        .map(|(_, n)| aml::Notify::new(n, &aml::Arg(1)))
+        .collect();
+    let equals: Vec<aml::Equal> = names
+        .iter()
+        .map(|(i, _)| aml::Equal::new(&aml::Arg(0), i))
+        .collect();
+    let ifs: Vec<aml::If> = equals
+        .iter()
+        .zip(&notifies)
+        .map(|(e, n)| aml::If::new(e, vec![n]))
+        .collect();
+    let ctfy = aml::Method::new(
+        "CTFY".into(),
+        2,
+        false,
+        ifs.iter().map(|i| i as &dyn Aml).collect(),
+    );
+
+    // CSCN: insertions from the lowest index, removals from the highest.
+    let (check, eject_request) = (1u8, 3u8);
+    let start = aml::Store::new(&aml::Local(0), &zero);
+    let select = aml::Store::new(&csel, &aml::Local(0));
+    let status = aml::Store::new(&aml::Local(1), &csts);
+    let inserted = aml::And::new(&aml::Local(2), &aml::Local(1), &cpu_hotplug::STS_INSERT);
+    let clear = aml::Store::new(&csts, &cpu_hotplug::STS_INSERT);
+    let tell_check = aml::MethodCall::new("CTFY".into(), vec![&aml::Local(0), &check]);
+    let if_inserted = aml::If::new(&aml::Local(2), vec![&clear, &tell_check]);
+    let next = aml::Add::new(&aml::Local(0), &aml::Local(0), &one);
+    let below_max = aml::LessThan::new(&aml::Local(0), &max);
+    let up = aml::While::new(
+        &below_max,
+        vec![&select, &status, &inserted, &if_inserted, &next],
+    );
+    let from_top = aml::Store::new(&aml::Local(0), &max);
+    let above_zero = aml::GreaterThan::new(&aml::Local(0), &zero);
+    let previous = aml::Subtract::new(&aml::Local(0), &aml::Local(0), &one);
+    let removing = aml::And::new(&aml::Local(2), &aml::Local(1), &cpu_hotplug::STS_REMOVE);
+    let tell_eject = aml::MethodCall::new("CTFY".into(), vec![&aml::Local(0), &eject_request]);
+    let if_removing = aml::If::new(&aml::Local(2), vec![&tell_eject]);
+    let down = aml::While::new(
+        &above_zero,
+        vec![&previous, &select, &status, &removing, &if_removing],
+    );
+    let cscn = aml::Method::new(
+        "CSCN".into(),
+        0,
+        true,
+        vec![&acquire, &start, &up, &from_top, &down, &release],
+    );
+
+    let mut devices = Vec::new();
+    for i in 0..max {
+        let apic_id = cpu::apic_id(&params.topology, i);
+        let mut mat = Vec::new();
+        acpi_tables::madt::ProcessorLocalApic::new(
+            i as u8,
+            apic_id as u8,
+            acpi_tables::madt::EnabledStatus::Enabled,
+        )
+        .to_aml_bytes(&mut mat);
+        let index = i;
+        let sta_call = aml::MethodCall::new("CSTA".into(), vec![&index]);
+        let sta_ret = aml::Return::new(&sta_call);
+        let sta = aml::Method::new("_STA".into(), 0, false, vec![&sta_ret]);
+        let ej_call = aml::MethodCall::new("CEJ0".into(), vec![&index]);
+        let ej0 = aml::Method::new("_EJ0".into(), 1, false, vec![&ej_call]);
+        let mat = aml::BufferData::new(mat);
+        Device::new(
+            cpu_name(i).as_str().into(),
+            vec![
+                &Name::new("_HID".into(), &"ACPI0007"),
+                &Name::new("_UID".into(), &index),
+                &sta,
+                &Name::new("_MAT".into(), &mat),
+                &ej0,
+            ],
+        )
+        .to_aml_bytes(&mut devices);
+    }
+    let devices = RawAml(devices);
+    let mut out = Vec::new();
+    Device::new(
+        "CPUS".into(),
+        vec![
+            &Name::new("_HID".into(), &"ACPI0010"),
+            &Name::new("_CID".into(), &EISAName::new("PNP0A05")),
+            &Name::new("_CRS".into(), &crs),
+            &mutex,
+            &region,
+            &field,
+            &csta,
+            &cej0,
+            &ctfy,
+            &cscn,
+            &devices,
+        ],
+    )
+    .to_aml_bytes(&mut out);
+    out
+}
+
 fn slot_name(slot: u8) -> String {
     format!("S{slot:03X}")
 }
@@ -348,15 +538,19 @@ fn pci_host_bridge(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
 }
 
 /// AML body of the DSDT (everything after the table header).
-pub fn body(mmio64_start: u64, mmio64_size: u64) -> Vec<u8> {
+pub fn body(params: &AcpiParams) -> Vec<u8> {
     let mut sb = Vec::new();
+    sb.extend(cpus(params));
     sb.extend(com1());
     sb.extend(rtc());
     sb.extend(ps2());
     sb.extend(power_button());
     sb.extend(ged());
     sb.extend(pci_hotplug_controller());
-    sb.extend(pci_host_bridge(mmio64_start, mmio64_size));
+    sb.extend(pci_host_bridge(
+        params.pci_mmio64_start,
+        params.pci_mmio64_size,
+    ));
     let mut out = aml::Scope::raw("\\_SB_".into(), sb);
     let s5_type = layout::S5_SLEEP_TYPE;
     let zero = 0u8;
@@ -374,7 +568,7 @@ mod tests {
 
     #[test]
     fn has_devices_and_s5() {
-        let b = body(0x1_4000_0000, 1 << 34);
+        let b = body(&crate::vmm::acpi::tables::tests::params(2));
         // EisaId("PNP0501") as DWordConst.
         assert!(find(&b, &[0x0c, 0x41, 0xd0, 0x05, 0x01]).is_some());
         // EisaId("PNP0C0C").

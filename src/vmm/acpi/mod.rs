@@ -15,7 +15,10 @@ use super::memory::GuestMemory;
 
 /// Inputs the tables depend on.
 pub struct AcpiParams {
+    /// vCPUs present at boot.
     pub vcpus: u32,
+    /// vCPUs the machine has, present or not.
+    pub max_vcpus: u32,
     pub topology: Topology,
     pub pci_mmio64_start: u64,
     pub pci_mmio64_size: u64,

@@ -30,18 +30,21 @@ fn aml_bytes(t: &dyn Aml) -> Vec<u8> {
     v
 }
 
-/// The MADT: one Local APIC entry per vCPU, the IOAPIC, the IRQ0 → GSI2
+/// The MADT: one Local APIC entry per vCPU the machine has (those absent
+/// at boot "online capable", for CPU hotplug), the IOAPIC, the IRQ0 → GSI2
 /// override and LINT1 as NMI on every CPU.
 pub fn madt(params: &AcpiParams) -> Vec<u8> {
     let mut t = Sdt::new(*b"APIC", 44, 5, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     t.write_u32(36, layout::LAPIC_START as u32);
     t.write_u32(40, MADT_PCAT_COMPAT);
-    for i in 0..params.vcpus {
+    for i in 0..params.max_vcpus {
         let id = cpu::apic_id(&params.topology, i);
+        let status = match i < params.vcpus {
+            true => EnabledStatus::Enabled,
+            false => EnabledStatus::DisabledOnlineCapable,
+        };
         t.append_slice(&aml_bytes(&ProcessorLocalApic::new(
-            i as u8,
-            id as u8,
-            EnabledStatus::Enabled,
+            i as u8, id as u8, status,
         )));
     }
     t.append_slice(&aml_bytes(&IoApic::new(0, layout::IOAPIC_START as u32, 0)));
@@ -93,7 +96,7 @@ pub fn mcfg() -> Vec<u8> {
 /// The DSDT.
 pub fn dsdt(params: &AcpiParams) -> Vec<u8> {
     let mut t = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
-    t.append_slice(&dsdt::body(params.pci_mmio64_start, params.pci_mmio64_size));
+    t.append_slice(&dsdt::body(params));
     t.update_checksum();
     t.as_slice().to_vec()
 }
@@ -229,13 +232,14 @@ pub fn for_firmware(params: &AcpiParams) -> Result<FirmwareTables> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::vmm::acpi) mod tests {
     use super::*;
     use crate::vmm::config::Topology;
 
-    fn params(n: u32) -> AcpiParams {
+    pub(in crate::vmm::acpi) fn params(n: u32) -> AcpiParams {
         AcpiParams {
             vcpus: n,
+            max_vcpus: n,
             topology: Topology {
                 sockets: 1,
                 cores: n,
@@ -293,6 +297,12 @@ mod tests {
             "Method (PCEJ, 1, Serialized)",
             "\\_SB.PCI0.PCNT ()",
             "Field (PCST, DWordAcc, NoLock, WriteAsZeros)",
+            "Name (_HID, \"ACPI0010\"",
+            "Method (CSCN, 0, Serialized)",
+            "Notify (C001, Arg1)",
+            "Return (CSTA (One))",
+            "CEJ0 (One)",
+            "\\_SB.CPUS.CSCN ()",
         ] {
             assert!(dsl.contains(want), "no '{want}' in\n{dsl}");
         }
@@ -303,6 +313,24 @@ mod tests {
             .iter()
             .map(std::path::PathBuf::from)
             .find(|p| p.exists())
+    }
+
+    /// vCPUs absent at boot are listed "online capable" (flags bit 1), the
+    /// others enabled (bit 0).
+    #[test]
+    fn madt_marks_hotpluggable_cpus_online_capable() {
+        let mut p = params(4);
+        p.vcpus = 1;
+        let m = madt(&p);
+        let mut flags = Vec::new();
+        let mut off = 44;
+        while off < m.len() {
+            if m[off] == 0 {
+                flags.push(m[off + 4]);
+            }
+            off += m[off + 1] as usize;
+        }
+        assert_eq!(flags, [1, 2, 2, 2]);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use crate::vmm::bus::BusDevice;
 pub const EVENT_POWER_BUTTON: u8 = 1 << 0;
 /// Event bit: a PCI slot gained a device or is asked to release one.
 pub const EVENT_PCI_HOTPLUG: u8 = 1 << 1;
+/// Event bit: a vCPU was plugged in or is asked to go.
+pub const EVENT_CPU_HOTPLUG: u8 = 1 << 2;
 
 /// The device.
 pub struct Ged {

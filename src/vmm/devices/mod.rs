@@ -3,6 +3,7 @@
 
 pub mod acpi_pm;
 pub mod cmos;
+pub mod cpu_hotplug;
 pub mod debugcon;
 pub mod fw_cfg;
 pub mod ged;

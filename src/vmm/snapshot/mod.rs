@@ -73,6 +73,10 @@ pub struct PlatformState {
     pub acpi_pm: AcpiPmState,
     pub ged_pending: u8,
     pub pci_config_address: u32,
+    /// Which vCPUs are present (absent from states of machines without
+    /// CPU hotplug: all are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_hotplug: Option<crate::vmm::devices::cpu_hotplug::CpuHotplugState>,
 }
 
 /// Everything but RAM.

@@ -36,7 +36,7 @@ fn shape(cfg: &VmConfig) -> MachineShape {
     let devices = devices.into_iter().map(|(_, d)| d).collect();
     MachineShape {
         memory_mib: cfg.memory_mib,
-        vcpus: cfg.cpus.count,
+        vcpus: cfg.cpus.max(),
         devices,
     }
 }
@@ -149,6 +149,7 @@ impl Vm {
                 acpi_pm: lock(&self.platform.acpi_pm).state(),
                 ged_pending: lock(&self.ged).pending(),
                 pci_config_address: lock(&self.platform.pci_io).address(),
+                cpu_hotplug: (self.cfg.cpus.max.is_some()).then(|| lock(&self.cpu_hotplug).state()),
             },
             virtio: self
                 .virtio
@@ -196,7 +197,7 @@ impl Vm {
     }
 
     fn vcpus_count(&self) -> usize {
-        self.cfg.cpus.count as usize
+        self.cfg.cpus.max() as usize
     }
 
     /// Loads a state written by [`Vm::save`] into this machine, which was
@@ -262,6 +263,13 @@ impl Vm {
         lock(&self.platform.acpi_pm).restore(&p.acpi_pm);
         lock(&self.ged).restore(p.ged_pending);
         lock(&self.platform.pci_io).set_address(p.pci_config_address);
+        if let Some(s) = &p.cpu_hotplug {
+            let mut h = lock(&self.cpu_hotplug);
+            h.restore(s).map_err(fail)?;
+            for i in 0..self.vcpus.len() {
+                self.ctl.set_present(i, h.present(i));
+            }
+        }
         let d = &self.virtio;
         restore_each(
             "virtio devices",
