@@ -40,13 +40,18 @@ fn cmdline() -> String {
 }
 
 fn start(tag: &str) -> (Guest, Control) {
+    start_with(tag, "")
+}
+
+/// [`start`], the guest's command line extended by `extra`.
+fn start_with(tag: &str, extra: &str) -> (Guest, Control) {
     let elf = testos().expect("test guest");
     let control = format!("@oxvirt-vmm-hotplug-{}-{tag}", std::process::id());
     let mut g = Guest::start(
         &elf,
         1,
         256,
-        &cmdline(),
+        &format!("{} {extra}", cmdline()),
         &["--rng", "slot=3", "--control-socket", &control],
     );
     let c = g.connect();
@@ -242,6 +247,30 @@ fn a_boot_device_released_and_its_slot_reused() {
     let _ = c.execute("quit");
     let _ = g.wait(Duration::from_secs(20));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A guest that cannot release a device says so through the slot's
+/// `_OST`: `device-unplug-guest-error`, the device stays and a later
+/// request is served.
+#[test]
+fn a_refused_removal_is_reported_and_the_device_stays() {
+    if !kvm_available() || testos().is_none() {
+        return;
+    }
+    let (mut g, mut c) = start_with("refuse", "oxtest.hprefuse=3");
+    let r = c.execute_args("device-del", json!({ "slot": 3 }));
+    assert_eq!(r["return"], json!({}), "{r}");
+    let e = c
+        .wait_event("device-unplug-guest-error")
+        .expect("no device-unplug-guest-error event");
+    assert_eq!(e["slot"], json!(3), "{e}");
+    wait_line(&mut g, "INFO hotplug 03 refused", 1);
+    assert!(!g.log().contains("INFO hotplug 03 ejected"));
+    del(&mut g, &mut c, 3, 1);
+    let log = g.log();
+    assert!(failures(&log).is_empty(), "{log}");
+    let _ = c.execute("quit");
+    let _ = g.wait(Duration::from_secs(20));
 }
 
 /// CPU hotplug: a machine of three vCPUs booted with one. `set-vcpus` plugs

@@ -11,7 +11,9 @@
 # a duplicate target, a missing file, a device that is not there, a slot in
 # use, a kind that cannot be plugged, with nothing changed; twenty
 # attach/detach cycles leave no tap, descriptor or thread behind; a
-# plugged-in disk outlives a save and restore and a daemon restart.
+# plugged-in disk outlives a save and restore and a daemon restart; a
+# removal the guest refuses (through _OST) fails as libvirt's does, with
+# device-removal-failed.
 # setvcpus --live (virsh, oxvirsh, python-libvirt): vCPUs plugged in up to
 # the maximum and started by the guest, given back and ejected by it, the
 # live count kept across the save, the restore and the restart.
@@ -74,7 +76,7 @@ cat >"$tmp/h1.xml" <<XML
   <memory unit='MiB'>128</memory>
   <vcpu current='1'>3</vcpu>
   <os><type arch='x86_64'>hvm</type><kernel>$KERNEL</kernel>
-    <cmdline>oxtest.pci=1 oxtest.then=hotplug oxtest.ip=10.0.2.15 oxtest.netudp=1 oxtest.nettime=60000</cmdline></os>
+    <cmdline>oxtest.pci=1 oxtest.then=hotplug oxtest.hprefuse=3 oxtest.ip=10.0.2.15 oxtest.netudp=1 oxtest.nettime=60000</cmdline></os>
   <devices>
     <rng model='virtio'><backend model='random'>/dev/urandom</backend>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/></rng>
@@ -228,6 +230,23 @@ PY
 elif [ "${CI:-}" = true ]; then
     fail "hotplug-python-libvirt (python3-libvirt is missing)"
 fi
+
+# A guest that refuses to release a device (its _OST answers the Eject
+# Request "busy", as Linux's does for a device in use): libvirt's error,
+# device-removal-failed on RPC and D-Bus, the device still there; a second
+# request is served.
+echo "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>" >"$tmp/rng0.xml"
+expect detach-refused-by-guest 1 "operation failed: unplug of device was rejected by the guest" -- \
+    detach-device h1 "$tmp/rng0.xml" --live
+guest_says detach-refused-guest "^INFO hotplug 03 refused" 1
+wait_for "device-removal-failed event" grep -q "event 'device-removal-failed' for domain 'h1': rng0" "$tmp/events" &&
+    pass event-device-removal-failed
+wait_for "DeviceRemovalFailed signal" sh -c "grep -A1 'member=DeviceRemovalFailed' '$tmp/signals' | grep -q 'string \"rng0\"'" &&
+    pass dbus-signal-device-removal-failed
+live | grep -q "<alias name='rng0'/>" && pass detach-refused-device-stays || fail detach-refused-device-stays
+expect detach-after-refusal 0 "Device detached successfully" -- detach-device h1 "$tmp/rng0.xml" --live
+guest_says detach-after-refusal-guest "^INFO hotplug 03 ejected" 1
+wait_for "rng0 gone" sh -c "! virsh -c '$U' dumpxml h1 | grep -q \"alias name='rng0'\"" && pass detach-after-refusal-xml
 
 # vCPUs (ACPI CPU hotplug): plugged in up to the maximum, each started by
 # the guest and running a task; given back, each ejected by the guest; the

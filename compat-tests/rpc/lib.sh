@@ -101,6 +101,7 @@ start_oxvirtd_in_netns() {
         --rpc-socket "$sock" 2>"$tmp/oxvirtd.log" &
     daemon=$!
     pids+=("$daemon")
-    for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+    # The socket's file appears before it accepts: wait for an answer.
+    for _ in $(seq 100); do [ -S "$sock" ] && virsh -c "$U" uri >/dev/null 2>&1 && break; sleep 0.1; done
 }
 taps() { ip -n "$ns" -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -v -x -e lo -e br0; }

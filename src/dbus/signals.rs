@@ -1,7 +1,7 @@
 //! Relays the driver's domain events: lifecycle events as
 //! `org.libvirt.Connect.DomainEvent`, the others as the per-domain
 //! signals of `org.libvirt.Domain` (`Reboot`, `BalloonChange`,
-//! `DeviceAdded`, `DeviceRemoved`), as
+//! `DeviceAdded`, `DeviceRemoved`, `DeviceRemovalFailed`), as
 //! libvirt-dbus does; and the storage sub-driver's pool events: lifecycle
 //! events as `org.libvirt.Connect.StoragePoolEvent`, refreshes as the
 //! pool's own `org.libvirt.StoragePool.Refresh` signal.
@@ -43,6 +43,9 @@ pub async fn relay(conn: Connection, mut rx: Receiver<DomainEvent>) {
             }
             EventKind::DeviceRemoved { alias } => {
                 device_signal(&conn, &opath, "DeviceRemoved", alias).await
+            }
+            EventKind::DeviceRemovalFailed { alias } => {
+                device_signal(&conn, &opath, "DeviceRemovalFailed", alias).await
             }
             EventKind::Lifecycle { event, detail } => {
                 conn.emit_signal(

@@ -22,7 +22,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, ErrorDomain, Result};
 use crate::vmm::config::DeviceConfig;
 use crate::xml::Domain;
 use crate::xml::model::address::Address;
@@ -38,7 +38,7 @@ use super::lifecycle::not_running;
 use super::resolve::DiskRes;
 use super::security_dac::{self, Labels};
 use super::state::EventKind;
-use super::vmm::Vmm;
+use super::vmm::{Release, Vmm};
 use super::{devices, supervise};
 
 /// How long a detach waits for the guest to release the device
@@ -329,20 +329,29 @@ impl super::Driver {
         let wait = async {
             loop {
                 match released.recv().await {
-                    Ok(s) if s == slot => return,
+                    Ok((s, answer)) if s == slot => return answer,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => std::future::pending::<()>().await,
                 }
             }
         };
-        if tokio::time::timeout(RELEASE_WAIT, wait).await.is_err() {
-            tracing::info!(
-                domain = obj.name(),
-                slot,
-                "the guest has not released the device yet"
-            );
+        match tokio::time::timeout(RELEASE_WAIT, wait).await {
+            Ok(Release::Ejected) => Ok(()),
+            Ok(Release::Refused) => Err(Error::new(
+                ErrorCode::OperationFailed,
+                ErrorDomain::Qemu,
+                "unplug of device was rejected by the guest",
+            )),
+            Err(_) => {
+                // libvirt returns too: the removal may still come.
+                tracing::info!(
+                    domain = obj.name(),
+                    slot,
+                    "the guest has not released the device yet"
+                );
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 
@@ -425,7 +434,7 @@ pub(super) fn device_released(
         }
         (name, alias, nets, owners, taps)
     };
-    let _ = vmm.released.send(slot);
+    let _ = vmm.released.send((slot, Release::Ejected));
     drop(taps);
     hostnet::release(&nets);
     inner.note_network_ports(&nets, false);
@@ -434,6 +443,55 @@ pub(super) fn device_released(
     });
     supervise::write_status(inner, obj);
     inner.emit_kind(obj.uuid, &name, EventKind::DeviceRemoved { alias });
+}
+
+/// The guest refused to release the device in PCI `slot` (its `_OST`
+/// answered the Eject Request with a failure): the device stays, a
+/// waiting detach fails, and `DEVICE_REMOVAL_FAILED` is emitted.
+pub(super) fn removal_refused(
+    inner: &Inner,
+    obj: &Arc<DomainObj>,
+    vmm: &Vmm,
+    generation: u64,
+    slot: u8,
+) {
+    let (name, alias) = {
+        let d = obj.data();
+        let Some(live) = d.live.as_ref().filter(|l| l.generation == generation) else {
+            return;
+        };
+        let devs = &live.def.devices;
+        let alias = devs
+            .disks
+            .iter()
+            .filter(|x| slot_of(&x.address) == Some(slot))
+            .map(|x| &x.alias)
+            .chain(
+                devs.interfaces
+                    .iter()
+                    .filter(|x| slot_of(&x.address) == Some(slot))
+                    .map(|x| &x.alias),
+            )
+            .chain(
+                devs.rngs
+                    .iter()
+                    .filter(|x| slot_of(&x.address) == Some(slot))
+                    .map(|x| &x.alias),
+            )
+            .next()
+            .cloned()
+            .flatten();
+        (d.name.clone(), alias)
+    };
+    let _ = vmm.released.send((slot, Release::Refused));
+    if let Some(alias) = alias {
+        tracing::info!(
+            domain = name,
+            alias,
+            "the guest refused to release a device"
+        );
+        inner.emit_kind(obj.uuid, &name, EventKind::DeviceRemovalFailed { alias });
+    }
 }
 
 /// Takes the device at PCI `slot` out of the live definition: its alias,

@@ -106,6 +106,9 @@ pub enum EventKind {
     /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`: the guest released a device
     /// and it is gone from the live definition.
     DeviceRemoved { alias: String },
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED`: the guest refused to
+    /// release a device, which stays.
+    DeviceRemovalFailed { alias: String },
 }
 
 /// One domain event, as every front end relays it.

@@ -560,6 +560,14 @@ fn spawn_monitor(
                                 );
                             }
                         }
+                        Some(ev) if ev.name == "device-unplug-guest-error" => {
+                            let slot = ev.data.get("slot").and_then(|s| s.as_u64());
+                            if let Some(slot) = slot.and_then(|s| u8::try_from(s).ok()) {
+                                super::hotplug::removal_refused(
+                                    &inner, &obj, &vmm, generation, slot,
+                                );
+                            }
+                        }
                         Some(ev) if ev.name == "device-deleted" => {
                             let slot = ev.data.get("slot").and_then(|s| s.as_u64());
                             if let Some(slot) = slot.and_then(|s| u8::try_from(s).ok()) {

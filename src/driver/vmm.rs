@@ -26,6 +26,15 @@ use super::pidfd::{ExitStatus, PidFd};
 /// How long a new VMM has to answer on its control socket.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How the guest answered a request to release a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// It ejected the device (`device-deleted`).
+    Ejected,
+    /// It refused, through the slot's `_OST` (`device-unplug-guest-error`).
+    Refused,
+}
+
 /// A VMM process the driver supervises.
 pub struct Vmm {
     pub pid: i32,
@@ -38,7 +47,7 @@ pub struct Vmm {
     pub config: Mutex<VmConfig>,
     /// Slots whose device the guest released (`device-deleted`), for a
     /// detach waiting on it.
-    pub released: tokio::sync::broadcast::Sender<u8>,
+    pub released: tokio::sync::broadcast::Sender<(u8, Release)>,
     /// vCPUs the guest ejected (`vcpu-removed`), by index.
     pub vcpus_removed: tokio::sync::broadcast::Sender<u32>,
     /// Becomes `Some` once the process has exited.

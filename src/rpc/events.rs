@@ -28,6 +28,8 @@ const EVENT_ID_BALLOON_CHANGE: i32 = 13;
 const EVENT_ID_DEVICE_REMOVED: i32 = 15;
 /// `VIR_DOMAIN_EVENT_ID_DEVICE_ADDED` (no legacy form).
 const EVENT_ID_DEVICE_ADDED: i32 = 19;
+/// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED` (no legacy form).
+const EVENT_ID_DEVICE_REMOVAL_FAILED: i32 = 22;
 /// Number of event ids libvirt 9.0 knows (0..=26).
 const EVENT_ID_LAST: i32 = 27;
 
@@ -215,7 +217,7 @@ fn message(ev: &DomainEvent, dom: Dom, callback: Option<i32>) -> (i32, i32, Vec<
                 ),
             }
         }
-        // libvirt has no legacy message for it: a legacy registration
+        // libvirt has no legacy message for these: a legacy registration
         // gets nothing (the id never matches).
         (EventKind::DeviceAdded { alias }, cb) => (
             if cb.is_some() {
@@ -224,6 +226,19 @@ fn message(ev: &DomainEvent, dom: Dom, callback: Option<i32>) -> (i32, i32, Vec<
                 -1
             },
             procs::DOMAIN_EVENT_CALLBACK_DEVICE_ADDED,
+            to_bytes(&CallbackDeviceAliasMsg {
+                callback_id: cb.unwrap_or(-1),
+                dom,
+                dev_alias: alias.clone(),
+            }),
+        ),
+        (EventKind::DeviceRemovalFailed { alias }, cb) => (
+            if cb.is_some() {
+                EVENT_ID_DEVICE_REMOVAL_FAILED
+            } else {
+                -1
+            },
+            procs::DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED,
             to_bytes(&CallbackDeviceAliasMsg {
                 callback_id: cb.unwrap_or(-1),
                 dom,

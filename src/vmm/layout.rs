@@ -73,7 +73,7 @@ pub const GED_SIZE: u64 = 0x10;
 /// PCI hotplug registers (`devices/pci_hotplug.rs`), right after the GED.
 pub const PCI_HOTPLUG_START: u64 = GED_START + GED_SIZE;
 /// CPU hotplug registers (`devices/cpu_hotplug.rs`), after those.
-pub const CPU_HOTPLUG_START: u64 = PCI_HOTPLUG_START + 0x10;
+pub const CPU_HOTPLUG_START: u64 = PCI_HOTPLUG_START + 0x20;
 /// IOAPIC and local APIC.
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 pub const LAPIC_START: u64 = 0xfee0_0000;

@@ -120,6 +120,7 @@ void cmdline_parse(const char *cl)
 	opt.mem_mib = -1;
 	opt.epoch = -1;
 	opt.gedirq = -1;
+	opt.hprefuse = -1;
 	opt.blkwrite = 64;
 	opt.blkzero = -1;
 	opt.vsock_port = 1234;
@@ -183,6 +184,8 @@ void cmdline_parse(const char *cl)
 			opt.tickmem_mib = (u32)n;
 		else if (KEY("oxtest.gedirq") && parse_int(v, vlen, &n))
 			opt.gedirq = (int)n;
+		else if (KEY("oxtest.hprefuse") && parse_int(v, vlen, &n))
+			opt.hprefuse = (int)n;
 		else if (KEY("oxtest.devs"))
 			copy_val(opt.devs, sizeof(opt.devs), v, vlen);
 		else if (KEY("oxtest.ecam") && parse_int(v, vlen, &n))

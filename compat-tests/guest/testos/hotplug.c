@@ -15,6 +15,9 @@
 #define PHPR_PCIU 0x0
 #define PHPR_PCID 0x4
 #define PHPR_B0EJ 0x8
+#define PHPR_POST 0x10
+#define OST_EJECT_REQUEST 3u
+#define OST_DEVICE_BUSY 0x81u
 
 #define PIIX_PCIHP_PORT 0xae00
 #define PIIX_PCIHP_SEL 0x10
@@ -116,6 +119,14 @@ static void device_added(int slot)
 
 static void device_removal(u64 base, int slot)
 {
+	/* oxtest.hprefuse: the first request for that slot is answered as a busy
+	 * device's is, through the slot's _OST (oxvirt's platform only). */
+	if (base && slot == opt.hprefuse) {
+		opt.hprefuse = -1;
+		hp_write(base, PHPR_POST, (u32)slot | OST_EJECT_REQUEST << 8 | OST_DEVICE_BUSY << 16);
+		println("INFO hotplug %02x refused", slot);
+		return;
+	}
 	struct pci_dev *d = pci_find(0, slot, 0);
 	if (d && virtio_type(d) && !vdev_reset_pci(d))
 		println("INFO hotplug %02x: the device did not reset before its eject", slot);

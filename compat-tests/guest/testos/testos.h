@@ -94,6 +94,7 @@ struct options {
 	i64 epoch;       /* -1 if not given */
 	int pci;         /* 0/1 */
 	int gedirq;      /* -1 if not given */
+	int hprefuse;    /* oxtest.hprefuse: the slot whose first removal is refused, -1 */
 	int x2apic;      /* oxtest.x2apic=1: switch the BSP's LAPIC to x2APIC mode first */
 	int e820_lax;    /* oxtest.e820=lax: tolerate an unsorted map and empty entries */
 	/* PCI and virtio (see README): */

@@ -178,6 +178,7 @@ fn pci_hotplug_controller() -> Vec<u8> {
             FieldEntry::Named(*b"PCID", 32),
             FieldEntry::Named(*b"B0EJ", 32),
             FieldEntry::Named(*b"PSEG", 32),
+            FieldEntry::Named(*b"POST", 32),
         ],
     );
     let mutex = aml::Mutex::new("BLCK".into(), 0);
@@ -195,6 +196,28 @@ fn pci_hotplug_controller() -> Vec<u8> {
         true,
         vec![&acquire, &shifted, &store, &release, &ret],
     );
+    // PCOS (slot, event, status): a slot's _OST, packed into POST.
+    let (eight, sixteen) = (8u8, 16u8);
+    let event = aml::ShiftLeft::new(&aml::Local(0), &aml::Arg(1), &eight);
+    let status = aml::ShiftLeft::new(&aml::Local(1), &aml::Arg(2), &sixteen);
+    let with_slot = aml::Or::new(&aml::Local(0), &aml::Local(0), &aml::Arg(0));
+    let with_status = aml::Or::new(&aml::Local(0), &aml::Local(0), &aml::Local(1));
+    let post = Path::new("POST");
+    let store_ost = aml::Store::new(&post, &aml::Local(0));
+    let pcos = aml::Method::new(
+        "PCOS".into(),
+        3,
+        true,
+        vec![
+            &acquire,
+            &event,
+            &status,
+            &with_slot,
+            &with_status,
+            &store_ost,
+            &release,
+        ],
+    );
     Device::new(
         "PHPR".into(),
         vec![
@@ -205,6 +228,7 @@ fn pci_hotplug_controller() -> Vec<u8> {
             &region,
             &field,
             &pcej,
+            &pcos,
         ],
     )
     .to_aml_bytes(&mut out);
@@ -402,12 +426,18 @@ fn hotplug_slots() -> Vec<u8> {
         let sun = u32::from(slot);
         let pcej = aml::MethodCall::new("\\_SB_.PHPR.PCEJ".into(), vec![&sun]);
         let ej0 = aml::Method::new("_EJ0".into(), 1, false, vec![&pcej]);
+        let pcos = aml::MethodCall::new(
+            "\\_SB_.PHPR.PCOS".into(),
+            vec![&sun, &aml::Arg(0), &aml::Arg(1)],
+        );
+        let ost = aml::Method::new("_OST".into(), 3, false, vec![&pcos]);
         Device::new(
             slot_name(slot).as_str().into(),
             vec![
                 &Name::new("_ADR".into(), &adr),
                 &Name::new("_SUN".into(), &sun),
                 &ej0,
+                &ost,
             ],
         )
         .to_aml_bytes(&mut out);

@@ -303,6 +303,9 @@ pub(in crate::vmm::acpi) mod tests {
             "Return (CSTA (One))",
             "CEJ0 (One)",
             "\\_SB.CPUS.CSCN ()",
+            "Method (_OST, 3, NotSerialized)",
+            "\\_SB.PHPR.PCOS (0x05, Arg0, Arg1)",
+            "POST = Local0",
         ] {
             assert!(dsl.contains(want), "no '{want}' in\n{dsl}");
         }

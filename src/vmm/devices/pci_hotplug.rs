@@ -1,6 +1,6 @@
-//! ACPI PCI hotplug for the slots of bus 0: a block of four 32-bit
-//! registers the DSDT's methods use (`\_SB_.PHPR`, see `acpi/dsdt.rs`),
-//! announced through the Generic Event Device.
+//! ACPI PCI hotplug for the slots of bus 0: a block of 32-bit registers
+//! the DSDT's methods use (`\_SB_.PHPR`, see `acpi/dsdt.rs`), announced
+//! through the Generic Event Device.
 //!
 //! | offset | name | access |
 //! | --- | --- | --- |
@@ -8,7 +8,11 @@
 //! | 0x4 | PCID | read: slots whose device the host asks the guest to release (then cleared) |
 //! | 0x8 | B0EJ | write: the guest ejects the slots whose bits are set |
 //! | 0xC | PSEG | PCI segment of the above; only segment 0 exists |
+//! | 0x10 | POST | write: a slot's `_OST`, slot in bits 0-7, the event it answers in bits 8-15, the status in bits 16-31 |
 //!
+//! A guest that cannot release a device answers the Eject Request with a
+//! failure status through `_OST` (Linux does when the device is in use):
+//! the removal is no longer pending and the main loop reports it.
 //! An eject takes the slot's functions off the bus at once (the guest's
 //! next configuration read finds it empty) and hands them to the main
 //! loop, which stops their workers and frees what they held.
@@ -21,10 +25,25 @@ use super::pci::{PciRoot, SharedFunction};
 use crate::vmm::bus::BusDevice;
 
 /// Size of the register block.
-pub const SIZE: u64 = 0x10;
+pub const SIZE: u64 = 0x20;
 const PCIU: u64 = 0x0;
 const PCID: u64 = 0x4;
 const B0EJ: u64 = 0x8;
+const POST: u64 = 0x10;
+
+const _: () =
+    assert!(crate::vmm::layout::PCI_HOTPLUG_START + SIZE <= crate::vmm::layout::CPU_HOTPLUG_START);
+
+/// `_OST` source event: Eject Request.
+pub const OST_EVENT_EJECT: u32 = 3;
+
+/// Whether an `_OST` status answering an Eject Request is a refusal: a
+/// non-specific failure, or the device in use, busy, its dependencies
+/// busy, or its eject still under way (ACPI 6.4, 6.3.5.1; the same codes
+/// libvirt takes as a guest's refusal of a DIMM's removal).
+fn eject_refused(status: u32) -> bool {
+    status == 1 || (0x80..=0x83).contains(&status)
+}
 
 /// The registers and the slots in flight.
 pub struct PciHotplug {
@@ -37,6 +56,8 @@ pub struct PciHotplug {
     removable: u32,
     /// Functions the guest ejected, for the main loop.
     ejected: Vec<(u8, Vec<SharedFunction>)>,
+    /// Slots whose removal the guest refused, for the main loop.
+    refused: Vec<u8>,
     /// Signalled when `ejected` gains an entry.
     ejected_fd: EventFd,
 }
@@ -53,11 +74,13 @@ impl PciHotplug {
             down: 0,
             removable: 0,
             ejected: Vec::new(),
+            refused: Vec::new(),
             ejected_fd: EventFd::new(libc::EFD_NONBLOCK)?,
         })
     }
 
-    /// The eventfd the main loop polls for ejected slots.
+    /// The eventfd the main loop polls for ejected slots (and refused
+    /// removals).
     pub fn ejected_fd(&self) -> &EventFd {
         &self.ejected_fd
     }
@@ -92,6 +115,24 @@ impl PciHotplug {
     pub fn take_ejected(&mut self) -> Vec<(u8, Vec<SharedFunction>)> {
         let _ = self.ejected_fd.read();
         std::mem::take(&mut self.ejected)
+    }
+
+    /// The slots whose removal the guest refused since the last call.
+    pub fn take_refused(&mut self) -> Vec<u8> {
+        let _ = self.ejected_fd.read();
+        std::mem::take(&mut self.refused)
+    }
+
+    /// A slot's `_OST`: a refused Eject Request ends the pending removal.
+    fn ost(&mut self, v: u32) {
+        let (slot, event, status) = ((v & 0xff) as u8, (v >> 8) & 0xff, v >> 16);
+        tracing::debug!("_OST of PCI slot {slot}: event {event:#x}, status {status:#x}");
+        if event != OST_EVENT_EJECT || !eject_refused(status) || !self.removal_pending(slot) {
+            return;
+        }
+        self.down &= !bit(slot);
+        self.refused.push(slot);
+        let _ = self.ejected_fd.write(1);
     }
 
     fn eject(&mut self, mask: u32) {
@@ -135,12 +176,15 @@ impl BusDevice for PciHotplug {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if offset == B0EJ {
-            let mut v = [0u8; 4];
-            for (d, s) in v.iter_mut().zip(data) {
-                *d = *s;
-            }
-            self.eject(u32::from_le_bytes(v));
+        let mut v = [0u8; 4];
+        for (d, s) in v.iter_mut().zip(data) {
+            *d = *s;
+        }
+        let v = u32::from_le_bytes(v);
+        match offset {
+            B0EJ => self.eject(v),
+            POST => self.ost(v),
+            _ => {}
         }
     }
 }
@@ -177,5 +221,25 @@ mod tests {
         // A second eject of the same slot finds nothing to remove.
         h.write(B0EJ, &(1u32 << 5).to_le_bytes());
         assert!(h.take_ejected().is_empty());
+    }
+
+    #[test]
+    fn a_refused_eject_ends_the_removal() {
+        let root = Arc::new(Mutex::new(PciRoot::default()));
+        let mut h = PciHotplug::new(root).unwrap();
+        h.plugged(6, true);
+        let ost = |slot: u32, event: u32, status: u32| slot | event << 8 | status << 16;
+        // Not asked to go: nothing to refuse.
+        h.write(POST, &ost(6, 3, 0x81).to_le_bytes());
+        assert!(h.take_refused().is_empty());
+        h.request_removal(6);
+        // Success, or another event's status: still pending.
+        h.write(POST, &ost(6, 3, 0).to_le_bytes());
+        h.write(POST, &ost(6, 1, 1).to_le_bytes());
+        assert!(h.removal_pending(6));
+        h.write(POST, &ost(6, 3, 0x81).to_le_bytes());
+        assert_eq!(h.take_refused(), vec![6]);
+        assert!(!h.removal_pending(6));
+        assert_eq!(read32(&mut h, PCID), 0);
     }
 }

@@ -1,7 +1,8 @@
 //! PCI hotplug of the running machine: `device-add` builds a device and
 //! announces its slot through the GED, `device-del` asks the guest to
 //! release one, and the guest's eject (`devices/pci_hotplug.rs`) ends
-//! with the device freed and the event `device-deleted`.
+//! with the device freed and the event `device-deleted` (or its refusal,
+//! through `_OST`, with `device-unplug-guest-error`).
 
 use std::os::fd::{IntoRawFd, OwnedFd};
 
@@ -85,9 +86,22 @@ impl Vm {
             .map_err(|e| format!("cannot raise the GED interrupt: {e}"))
     }
 
-    /// Frees the devices the guest ejected and reports each.
-    pub(super) fn finish_ejects(&mut self, control: Option<&mut ControlServer>) {
-        let ejected = lock(&self.hotplug).take_ejected();
+    /// Frees the devices the guest ejected and reports each, and each
+    /// removal the guest refused (`device-unplug-guest-error`).
+    pub(super) fn finish_ejects(&mut self, mut control: Option<&mut ControlServer>) {
+        let (ejected, refused) = {
+            let mut h = lock(&self.hotplug);
+            (h.take_ejected(), h.take_refused())
+        };
+        for slot in refused {
+            tracing::info!("the guest refused to release the device in PCI slot {slot}");
+            if let Some(c) = control.as_mut() {
+                c.broadcast(&control::event(
+                    "device-unplug-guest-error",
+                    Some(("slot", json!(slot))),
+                ));
+            }
+        }
         if ejected.is_empty() {
             return;
         }
