@@ -173,21 +173,11 @@ impl BusDevice for CpuHotplug {
             CMAX => self.s.present.len() as u32,
             _ => 0,
         };
-        let bytes = v.to_le_bytes();
-        for (d, b) in data
-            .iter_mut()
-            .zip(bytes.iter().chain(std::iter::repeat(&0)))
-        {
-            *d = *b;
-        }
+        super::fill_u32_read(data, v);
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        let mut v = [0u8; 4];
-        for (d, s) in v.iter_mut().zip(data) {
-            *d = *s;
-        }
-        let v = u32::from_le_bytes(v);
+        let v = super::written_u32(data);
         match offset {
             CSEL => self.s.selected = v,
             CSTS => self.control(v),
