@@ -11,7 +11,8 @@
 # a duplicate target, a missing file, a device that is not there, a slot in
 # use, a kind that cannot be plugged, with nothing changed; twenty
 # attach/detach cycles leave no tap, descriptor or thread behind; a
-# plugged-in disk outlives a save and restore and a daemon restart; a
+# plugged-in disk outlives a save and restore and a daemon restart; the
+# bus filled with rngs until libvirt's "No more available PCI slots"; a
 # removal the guest refuses (through _OST) fails as libvirt's does, with
 # device-removal-failed.
 # setvcpus --live (virsh, oxvirsh, python-libvirt): vCPUs plugged in up to
@@ -293,6 +294,29 @@ PY
 elif [ "${CI:-}" = true ]; then
     fail "setvcpus-python-libvirt (python3-libvirt is missing)"
 fi
+
+# The bus filled: rngs plugged in (each checked by the guest) until no slot
+# is left, then libvirt's error with nothing changed; all released by alias.
+added=$(lines '^INFO hotplug .. added')
+plugged=0
+while virsh -c "$U" attach-device h1 "$tmp/rng0.xml" --live >"$tmp/fill.out" 2>&1; do
+    plugged=$((plugged + 1))
+    [ "$plugged" -gt 40 ] && break
+done
+guest_says "bus-filled-guest-checks-$plugged" '^INFO hotplug .. added' $((added + plugged))
+before_full=$(live)
+if grep -q "internal error: No more available PCI slots" "$tmp/fill.out" && [ "$plugged" -ge 20 ]; then
+    pass "attach-beyond-slots ($plugged plugged first)"
+else
+    fail "attach-beyond-slots ($plugged plugged: $(cat "$tmp/fill.out"))"
+fi
+[ "$(live)" = "$before_full" ] && pass attach-beyond-slots-unchanged || fail attach-beyond-slots-unchanged
+ejected=$(lines '^INFO hotplug .. ejected')
+for a in $(live | grep -o "<alias name='rng[0-9]*'/>" | grep -o "rng[0-9]*"); do
+    virsh -c "$U" detach-device-alias h1 "$a" --live >/dev/null 2>&1 || fail "detach-device-alias $a"
+done
+guest_says bus-emptied-guest "^INFO hotplug .. ejected" $((ejected + plugged))
+wait_for "every rng gone" sh -c "! virsh -c '$U' dumpxml h1 | grep -q '<rng '" && pass bus-emptied-xml
 
 # Twenty more cycles of a disk leave nothing behind in the daemon or VMM.
 vmm=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$tmp/run/h1.json")
