@@ -539,6 +539,49 @@ def save_canvas(container, name):
             f.write(base64.b64decode(url.split(",", 1)[1]))
 
 
+@check("add-disk-live", requires=("details-page",))
+def _():
+    """Disks card, Add disk, Custom path: an image plugged into the running
+    guest (Cockpit's AttachDevice with the live flag), listed at once."""
+    pre = "vm-" + RUNNING
+    img = os.path.join(args.testdir, "added-live.img")
+    with open(img, "wb") as f:
+        f.truncate(4 << 20)
+    frame()
+    driver.execute_script("cockpit.location.go(['vm'], {name: %s, connection: %s})"
+                          % (json.dumps(RUNNING), json.dumps(CONN)))
+    wait(lambda: by_id(pre + "-disks"), "the Disks card", 30)
+    dlg = pre + "-disks-adddisk"
+    click_id(dlg, "the Add disk button")
+    click_id(dlg + "-custompath", "Custom path in the dialog")
+    box = wait(lambda: (driver.find_elements(
+        By.CSS_SELECTOR, "input[placeholder=\"Path to file on host's file system\"]")
+        or [None])[0], "the path field", 10)
+    box.send_keys(img)
+    # The field offers the matching files: take the image, as a user would.
+    option = wait(lambda: next((o for o in driver.find_elements(
+        By.CSS_SELECTOR, ".pf-c-select__menu-item") if o.text.strip() == img), None),
+        "the image offered by the path field", 15)
+    option.click()
+    click_id(dlg + "-dialog-add", "the Add button")
+    # The Source column wraps the path over several lines.
+    def card():
+        return "".join((text_of(pre + "-disks") or "").split())
+    try:
+        wait(lambda: not by_id(dlg + "-dialog-modal-window"), "the dialog to close", 30)
+        wait(lambda: img in card(), "the new disk in the Disks card", 30)
+    except Fail as e:
+        errors = " ".join(" ".join(e.text for e in driver.find_elements(
+            By.CSS_SELECTOR, ".pf-c-modal-box .pf-c-alert")).split())
+        raise Fail("%s; dialog errors: %s; alerts: %s; the card: %s" % (
+            e, errors, alerts(), card()[:300])) from e
+    _, live = virsh("domblklist", RUNNING)
+    if img not in live:
+        raise Fail("virsh domblklist does not list %s: %r" % (img, live))
+    target = next(l.split()[0] for l in live.splitlines() if img in l)
+    return "%s plugged in as %s" % (img, target)
+
+
 @check("vnc-console", requires=("vms-listed",))
 def _():
     go_list()

@@ -254,6 +254,23 @@ int acpi_s5_slp_typ(void)
  * and take the first Extended Interrupt descriptor (large item 0x89). If the buffer
  * cannot be walked, take the first plausible 0x89 descriptor after the _HID inside the
  * device. */
+u64 acpi_ged_events_reg(void)
+{
+	static const u8 pat[7] = { 0x5B, 0x80, 'G', 'D', 'S', 'T', 0x00 };
+	if (!acpi.dsdt)
+		return 0;
+	const u8 *aml = acpi.dsdt + 36;
+	usize n = acpi.dsdt_len > 36 ? acpi.dsdt_len - 36 : 0;
+	const u8 *r = memfind(aml, n, pat, sizeof(pat));
+	if (!r || r + 16 > aml + n)
+		return 0;
+	if (r[7] == 0x0C)   /* DWordConst */
+		return rd32(r + 8);
+	if (r[7] == 0x0E)   /* QWordConst */
+		return rd64(r + 8);
+	return 0;
+}
+
 int acpi_ged_irq(u8 *flags)
 {
 	if (!acpi.dsdt)

@@ -153,10 +153,15 @@ static void ticker(void)
 
 static volatile u32 button_pressed;
 static int ged_gsi = -1;
+static u64 ged_events;   /* oxvirt's GED event byte, 0: any GED interrupt is the button */
 
 static void ged_irq(u8 v)
 {
 	(void)v;
+	/* Other events (a device or vCPU plugged in) are not the button, as an OS's
+	 * _EVT tells them apart. */
+	if (ged_events && !(mmio_r8(ged_events) & 1))
+		return;
 	button_pressed = 1;
 	if (ged_gsi >= 0)
 		ioapic_mask((u32)ged_gsi);
@@ -179,6 +184,7 @@ int ged_route(irq_handler h)
 
 static void powerbutton(void)
 {
+	ged_events = acpi_ged_events_reg();
 	ged_gsi = ged_route(ged_irq);
 	if (ged_gsi < 0) {
 		println("FAIL powerbutton: no Extended Interrupt in the GED's _CRS and no oxtest.gedirq");

@@ -284,6 +284,9 @@ bool virtio_caps_ok(const struct pci_dev *d, int type, struct why *w);
 const char *virtio_kind(int type);
 void check_pci(void);
 int acpi_dev_mem(const char *id, int nth, u64 *base, u64 *len, int max);
+/* oxvirt's GED: the address of its event byte (OperationRegion GDST, bit 0 the power
+ * button, read clears), or 0 on other platforms. */
+u64 acpi_ged_events_reg(void);
 
 /* ---- virtio_pci.c: modern virtio-pci transport, split virtqueues, polled ---- */
 #define VIRTIO_F_VERSION_1 (1ull << 32)
