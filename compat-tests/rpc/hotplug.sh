@@ -10,7 +10,8 @@
 # is on the bridge while it is plugged and gone after; libvirt's errors for
 # a duplicate target, a missing file, a device that is not there, a slot in
 # use, a kind that cannot be plugged, with nothing changed; twenty
-# attach/detach cycles leave no tap, descriptor or thread behind; a
+# attach/detach cycles of a disk and twenty of a NIC leave no tap,
+# descriptor or thread behind; a
 # plugged-in disk outlives a save and restore and a daemon restart; the
 # bus filled with rngs until libvirt's "No more available PCI slots"; a
 # removal the guest refuses (through _OST) fails as libvirt's does, with
@@ -332,10 +333,25 @@ for i in $(seq 20); do
     virsh -c "$U" detach-disk h1 vdb >/dev/null 2>&1 || { fail "cycle $i detach"; break; }
 done
 wait_for "last cycle released" sh -c "! virsh -c '$U' dumpxml h1 | grep -q vdb"
+# And twenty of a NIC on the bridge, each with its tap (the guest's check of
+# each waits for a UDP echo through it).
+added=$(lines '^INFO hotplug .. added')
+ready=$(lines '^INFO net-.. ready, waiting')
+for i in $(seq 20); do
+    virsh -c "$U" attach-interface h1 bridge br0 --model virtio --mac 52:54:00:6f:78:09 --live >/dev/null 2>&1 ||
+        { fail "NIC cycle $i attach"; break; }
+    for _ in $(seq 300); do [ "$(lines '^INFO net-.. ready, waiting')" -ge $((ready + i)) ] && break; sleep 0.1; done
+    udp_echo || fail "NIC cycle $i: no UDP echo"
+    for _ in $(seq 300); do [ "$(lines '^INFO hotplug .. added')" -ge $((added + i)) ] && break; sleep 0.1; done
+    [ -n "$(taps)" ] || fail "NIC cycle $i: no tap"
+    virsh -c "$U" detach-interface h1 bridge --mac 52:54:00:6f:78:09 --live >/dev/null 2>&1 ||
+        { fail "NIC cycle $i detach"; break; }
+done
+wait_for "last NIC cycle released" sh -c "! virsh -c '$U' dumpxml h1 | grep -q 52:54:00:6f:78:09"
 sleep 11
 after="$(count "$daemon") $(count "$vmm")"
-[ "$before" = "$after" ] && pass "20 cycles: daemon and VMM fds/threads $before" ||
-    fail "20 cycles: fds/threads before $before, after $after"
+[ "$before" = "$after" ] && pass "20 disk and 20 NIC cycles: daemon and VMM fds/threads $before" ||
+    fail "20 disk and 20 NIC cycles: fds/threads before $before, after $after"
 [ -z "$(taps)" ] && pass no-tap-left || fail "no-tap-left: $(taps)"
 
 # A plugged-in disk stays across a save and restore of the guest and a
