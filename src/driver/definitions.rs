@@ -427,7 +427,7 @@ impl Driver {
         Ok(if flags & MAXIMUM != 0 {
             def.vcpu.max
         } else {
-            def.vcpu.current.unwrap_or(def.vcpu.max)
+            def.vcpu.online()
         })
     }
 

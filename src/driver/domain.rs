@@ -202,7 +202,7 @@ impl DomainObj {
             } else {
                 def.memory_kib
             },
-            vcpus: def.vcpu.current.unwrap_or(def.vcpu.max),
+            vcpus: def.vcpu.online(),
             max_vcpus: def.vcpu.max,
         })
     }

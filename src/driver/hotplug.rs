@@ -355,21 +355,24 @@ impl super::Driver {
     }
 }
 
-/// The PCI slot of the device `before` has and `after` lacks (a disk, a
-/// NIC or an rng; no two share a slot).
+/// The devices a running guest can lose (disks, NICs, rngs; no two share
+/// a slot): each one's PCI slot and alias.
+fn pluggable(devs: &Devices) -> impl Iterator<Item = (u8, &Option<String>)> {
+    let disks = devs.disks.iter().map(|x| (&x.address, &x.alias));
+    let nics = devs.interfaces.iter().map(|x| (&x.address, &x.alias));
+    let rngs = devs.rngs.iter().map(|x| (&x.address, &x.alias));
+    disks
+        .chain(nics)
+        .chain(rngs)
+        .filter_map(|(address, alias)| Some((slot_of(address)?, alias)))
+}
+
+/// The PCI slot of the device `before` has and `after` lacks.
 fn gone_slot(before: &Domain, after: &Domain) -> Option<u8> {
-    let slots = |def: &Domain| -> Vec<u8> {
-        let d = &def.devices;
-        d.disks
-            .iter()
-            .map(|x| &x.address)
-            .chain(d.interfaces.iter().map(|x| &x.address))
-            .chain(d.rngs.iter().map(|x| &x.address))
-            .filter_map(slot_of)
-            .collect()
-    };
-    let left = slots(after);
-    slots(before).into_iter().find(|s| !left.contains(s))
+    let left: Vec<u8> = pluggable(&after.devices).map(|(s, _)| s).collect();
+    pluggable(&before.devices)
+        .map(|(s, _)| s)
+        .find(|s| !left.contains(s))
 }
 
 /// The guest released the device in PCI `slot` (the VMM's
@@ -460,27 +463,9 @@ pub(super) fn removal_refused(
         let Some(live) = d.live.as_ref().filter(|l| l.generation == generation) else {
             return;
         };
-        let devs = &live.def.devices;
-        let alias = devs
-            .disks
-            .iter()
-            .filter(|x| slot_of(&x.address) == Some(slot))
-            .map(|x| &x.alias)
-            .chain(
-                devs.interfaces
-                    .iter()
-                    .filter(|x| slot_of(&x.address) == Some(slot))
-                    .map(|x| &x.alias),
-            )
-            .chain(
-                devs.rngs
-                    .iter()
-                    .filter(|x| slot_of(&x.address) == Some(slot))
-                    .map(|x| &x.alias),
-            )
-            .next()
-            .cloned()
-            .flatten();
+        let alias = pluggable(&live.def.devices)
+            .find(|(s, _)| *s == slot)
+            .and_then(|(_, alias)| alias.clone());
         (d.name.clone(), alias)
     };
     let _ = vmm.released.send((slot, Release::Refused));

@@ -74,7 +74,7 @@ impl Driver {
                 Some(def) if flags & VCPU_MAXIMUM != 0 => Some(with_maximum(def, nvcpus)?),
                 Some(def) => Some(with_current(def, nvcpus)),
             };
-            let live = live.map(|l| (l.vmm.clone(), online(&l.def)));
+            let live = live.map(|l| (l.vmm.clone(), l.def.vcpu.online()));
             (d.name.clone(), config_def, live)
         };
         if let Some((vmm, from)) = live {
@@ -115,7 +115,7 @@ impl Driver {
             return Ok(());
         }
         loop {
-            let now = obj.data().live.as_ref().map(|l| online(&l.def));
+            let now = obj.data().live.as_ref().map(|l| l.def.vcpu.online());
             match now {
                 None => return Err(Error::operation_invalid("domain is not running")),
                 Some(n) if n <= to => return Ok(()),
@@ -144,11 +144,6 @@ impl Driver {
     }
 }
 
-/// The vCPUs a definition has online.
-fn online(def: &Domain) -> u32 {
-    def.vcpu.current.unwrap_or(def.vcpu.max)
-}
-
 /// The live definition and the configuration a reboot's VMM starts from
 /// with `n` vCPUs online (a guest keeps its plugged-in vCPUs across a
 /// reboot, as QEMU's does).
@@ -158,7 +153,7 @@ fn set_online(inner: &Inner, obj: &Arc<DomainObj>, vmm: &Vmm, n: u32) {
         let Some(live) = d.live.as_mut() else {
             return;
         };
-        live.def.vcpu.current = (n != live.def.vcpu.max).then_some(n);
+        live.def.vcpu.set_online(n);
         vmm.config_mut().cpus.count = n;
     }
     super::supervise::write_status(inner, obj);
@@ -176,7 +171,7 @@ pub(super) fn vcpu_removed(
     let now = {
         let d = obj.data();
         match d.live.as_ref().filter(|l| l.generation == generation) {
-            Some(l) => online(&l.def),
+            Some(l) => l.def.vcpu.online(),
             None => return,
         }
     };
@@ -228,7 +223,7 @@ fn check_below_max(nvcpus: u32, def: &Domain, which: &str) -> Result<()> {
 /// The definition with `nvcpus` online at boot (at most its maximum).
 fn with_current(def: &Domain, nvcpus: u32) -> Domain {
     let mut def = def.clone();
-    def.vcpu.current = (nvcpus != def.vcpu.max).then_some(nvcpus);
+    def.vcpu.set_online(nvcpus);
     def
 }
 
@@ -242,9 +237,9 @@ fn with_maximum(def: &Domain, nvcpus: u32) -> Result<Domain> {
         ));
     }
     let mut new = def.clone();
-    let online = def.vcpu.current.unwrap_or(def.vcpu.max).min(nvcpus);
+    let online = def.vcpu.online().min(nvcpus);
     new.vcpu.max = nvcpus;
-    new.vcpu.current = (online != nvcpus).then_some(online);
+    new.vcpu.set_online(online);
     // What is saved must load again when the daemon starts: the new
     // definition goes through the same parser and checks as a define.
     let saved = new.to_xml(FormatFlags {
@@ -324,7 +319,7 @@ mod tests {
     #[test]
     fn live_count_stays_within_the_maximum() {
         let d = def("<vcpu current='2'>4</vcpu>", "");
-        assert_eq!(online(&d), 2);
+        assert_eq!(d.vcpu.online(), 2);
         assert!(check_below_max(4, &d, "live").is_ok());
         assert!(
             check_below_max(5, &d, "live")

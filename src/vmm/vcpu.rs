@@ -69,6 +69,14 @@ struct RunState {
     captured: Vec<Option<Result<VcpuState, String>>>,
 }
 
+impl RunState {
+    /// Whether vCPU `index` must stay parked: a pause is requested or it
+    /// is absent.
+    fn must_park(&self, index: usize) -> bool {
+        self.pause || self.absent.get(index) == Some(&true)
+    }
+}
+
 impl RunControl {
     /// `vcpus` threads, the first `present` of them plugged in.
     pub fn new(vcpus: usize, present: usize) -> Self {
@@ -111,8 +119,7 @@ impl RunControl {
     /// Whether vCPU `index` must park: a pause is requested or it is
     /// absent (a vCPU about to park settles first).
     fn must_park(&self, index: usize) -> bool {
-        let g = self.lock();
-        g.pause || g.absent.get(index) == Some(&true)
+        self.lock().must_park(index)
     }
 
     /// Plugs vCPU `index` in (its thread goes on to KVM_RUN, where it waits
@@ -178,11 +185,10 @@ impl RunControl {
         capture: impl Fn() -> Result<VcpuState, String>,
     ) -> bool {
         let mut g = self.lock();
-        let must = |s: &RunState| s.pause || s.absent.get(index) == Some(&true);
-        if must(&g) {
+        if g.must_park(index) {
             g.parked += 1;
             self.cond.notify_all();
-            while must(&g) && !self.stopped() {
+            while g.must_park(index) && !self.stopped() {
                 if g.capture_gen != *served {
                     *served = g.capture_gen;
                     drop(g);

@@ -209,9 +209,7 @@ impl Driver {
                     continue;
                 };
                 let parts: Vec<Part> = match part {
-                    Part::Vcpu(_) => (0..def.vcpu.current.unwrap_or(def.vcpu.max))
-                        .map(Part::Vcpu)
-                        .collect(),
+                    Part::Vcpu(_) => (0..def.vcpu.online()).map(Part::Vcpu).collect(),
                     p => vec![p],
                 };
                 for p in parts {
@@ -293,7 +291,7 @@ impl Driver {
         // VIR_TYPED_PARAM_STRING_OKAY is its only flag.
         super::check_flags(flags, TYPED_PARAM_STRING_OKAY, "qemuDomainGetCPUStats")?;
         let (pid, cgroup, vcpus) = obj.with_live(|live| {
-            let vcpus = live.def.vcpu.current.unwrap_or(live.def.vcpu.max);
+            let vcpus = live.def.vcpu.online();
             (live.vmm.pid, live.cgroup.clone(), vcpus)
         })?;
         let threads = thread_times(pid);

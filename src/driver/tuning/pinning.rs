@@ -207,7 +207,7 @@ impl Driver {
         let cpus = requested(map)?;
         let list = format_cpu_list(&cpus);
         let edit = |def: &mut Domain, live: bool| {
-            let count = def.vcpu.current.unwrap_or(def.vcpu.max);
+            let count = def.vcpu.online();
             if vcpu >= count {
                 let which = if live { "live" } else { "persistent" };
                 return Err(Error::invalid_arg(format!(

@@ -63,6 +63,19 @@ pub struct Vcpu {
     pub cpuset: Option<String>,
 }
 
+impl Vcpu {
+    /// The vCPUs online: `current`, or all of them.
+    pub fn online(&self) -> u32 {
+        self.current.unwrap_or(self.max)
+    }
+
+    /// `n` online; `current` is written only below the maximum, as libvirt
+    /// formats it.
+    pub fn set_online(&mut self, n: u32) {
+        self.current = (n != self.max).then_some(n);
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Domain {
     pub virt_type: VirtType,
