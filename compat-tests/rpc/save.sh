@@ -181,6 +181,19 @@ expect restore-disk-gone-no-domain 1 "failed to get domain 't1'" -- dominfo t1
 mv "$tmp/s1.img.away" "$tmp/s1.img"
 expect restore-disk-back 0 "Domain restored from" -- restore "$tmp/t1.save"
 expect restore-disk-back-running 0 'running' -- domstate t1
+# A restore whose disk changed size since the save: the saved guest's
+# driver knows the old size, so the VMM refuses it before the guest runs;
+# nothing started, the image kept; at its old size the image restores.
+expect transient-save-3 0 "saved to" -- save t1 "$tmp/t1.save"
+size=$(stat -c %s "$tmp/s1.img")
+truncate -s +1M "$tmp/s1.img"
+expect restore-disk-resized 1 "changed since the state was saved" -- restore "$tmp/t1.save"
+expect restore-disk-resized-no-domain 1 "failed to get domain 't1'" -- dominfo t1
+[ "$(pgrep -c -x oxvirt-vmm || true)" = "$vmms_before" ] && pass restore-disk-resized-no-vmm ||
+    fail "restore-disk-resized-no-vmm ($(pgrep -a -x oxvirt-vmm))"
+[ -s "$tmp/t1.save" ] && pass restore-disk-resized-image-kept || fail restore-disk-resized-image-kept
+truncate -s "$size" "$tmp/s1.img"
+expect restore-disk-size-back 0 "Domain restored from" -- restore "$tmp/t1.save"
 virsh -c "$U" destroy t1 >/dev/null 2>&1
 
 # domjobabort during a save: the save stops with libvirt's error, the guest

@@ -610,6 +610,33 @@ impl VirtioDevice for Blk {
         }
         Ok(changed)
     }
+    fn save_state(&self) -> serde_json::Value {
+        match &self.core {
+            Some(core) => serde_json::json!({ "size": core.disk.size() }),
+            None => serde_json::Value::Null,
+        }
+    }
+    /// The driver restored knows the disk's size from before: a disk whose
+    /// image grew or shrank since is refused rather than shown to a guest
+    /// that would read past its end or miss the new space.
+    fn restore_state(
+        &mut self,
+        state: &serde_json::Value,
+        _mem: &GuestMemory,
+    ) -> Result<(), String> {
+        let (Some(saved), Some(core)) = (state.get("size").and_then(|v| v.as_u64()), &self.core)
+        else {
+            return Ok(());
+        };
+        let now = core.disk.size();
+        if saved != now {
+            return Err(format!(
+                "disk '{}' changed since the state was saved: its image holds {now} bytes, the saved guest knew {saved}",
+                self.label
+            ));
+        }
+        Ok(())
+    }
     fn reset(&mut self) {
         if let Some(mut w) = self.worker.take() {
             w.stop();

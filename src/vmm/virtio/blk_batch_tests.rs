@@ -310,3 +310,20 @@ fn read_only_disk_fails_writes_inside_a_sweep() {
     assert_eq!(*log.lock().unwrap(), vec![Op::Read(0, 1024, 2)]);
     assert_eq!(c.stats.errors.get(), 1);
 }
+
+#[test]
+fn a_state_restores_only_onto_a_disk_of_its_size() {
+    use super::VirtioDevice;
+    let mem = guest();
+    let saved = blk::Blk::new(super::fuzz::blk_core(false), "vda".into()).save_state();
+    let mut same = blk::Blk::new(super::fuzz::blk_core(false), "vda".into());
+    assert_eq!(same.restore_state(&saved, &mem), Ok(()));
+    let mut grown = super::fuzz::blk_core(false);
+    grown.disk = Box::new(MemDisk(vec![0; 128 * 1024]));
+    let err = blk::Blk::new(grown, "vda".into())
+        .restore_state(&saved, &mem)
+        .unwrap_err();
+    assert!(err.contains("changed since the state was saved"), "{err}");
+    // States written before the size was recorded restore as before.
+    assert_eq!(same.restore_state(&serde_json::Value::Null, &mem), Ok(()));
+}
