@@ -221,6 +221,35 @@ fi
 [ -e "$tmp/big.save" ] && fail save-aborted-no-image || pass save-aborted-no-image
 expect save-aborted-still-running 0 '^running' -- domstate big
 expect save-abort-no-job 1 'no job is active on the domain' -- domjobabort big
+
+# The restore of that guest is its job while the image is read:
+# domjobinfo shows libvirt's Restore operation and how much is read, and
+# domjobabort gets libvirt's refusal (a start is not aborted).
+expect save-big 0 "saved to" -- save big "$tmp/big.save"
+(timeout 120 virsh -c "$U" restore "$tmp/big.save" >"$tmp/big.out" 2>&1; echo "rc=$?" >>"$tmp/big.out") &
+restorer=$!
+: >"$tmp/big.jobs"
+for _ in $(seq 400); do
+    virsh -c "$U" domjobinfo big >>"$tmp/big.jobs" 2>&1
+    grep -q 'Operation: *Restore' "$tmp/big.jobs" && break
+    sleep 0.01
+done
+if grep -q 'Operation: *Restore' "$tmp/big.jobs" && grep -q 'Job type: *Unbounded' "$tmp/big.jobs" &&
+    grep -q 'Data total:' "$tmp/big.jobs"; then
+    pass restore-job-info
+else
+    fail "restore-job-info ($(sort -u "$tmp/big.jobs" | tr '\n' ' '))"
+fi
+abort_out=$(virsh -c "$U" domjobabort big 2>&1)
+case $abort_out in
+*"cannot abort VM start; use virDomainDestroy instead"*) pass restore-abort-refused ;;
+*"no job is active"*) pass restore-abort-refused ;; # the restore was already over
+*) fail "restore-abort-refused ($abort_out)" ;;
+esac
+wait "$restorer"
+grep -q 'rc=0' "$tmp/big.out" && pass restore-big || fail "restore-big ($(tr '\n' ' ' <"$tmp/big.out"))"
+expect restore-big-running 0 '^running' -- domstate big
+expect restore-big-no-job 0 'Job type: *None' -- domjobinfo big
 virsh -c "$U" destroy big >/dev/null 2>&1
 
 # oxvirsh prints what virsh prints; libvirt-dbus's methods directly.

@@ -77,6 +77,7 @@ impl Driver {
                 state: DomainState::Shutoff,
                 reason: shutoff::UNKNOWN,
                 removed: false,
+                starting: None,
             },
         );
         // Membership first (the registry checks name and UUID atomically),
@@ -121,7 +122,7 @@ impl Driver {
                 format!("domain '{}' already exists with uuid {}", d.name, obj.uuid),
             ));
         }
-        let obj = DomainObj::new(def.uuid, DomainData::transient(def.name.clone()));
+        let obj = DomainObj::new(def.uuid, DomainData::transient(&def));
         self.inner.registry.insert(obj.clone())?;
         let job = obj.begin_job().await?;
         // Boxed: a start's future is large, and every front end's dispatch

@@ -61,14 +61,19 @@ pub struct DomainData {
     pub reason: i32,
     /// Set once the domain left the registry; later calls see "not found".
     pub removed: bool,
+    /// A transient domain's definition while its start runs (`create`, a
+    /// restore), before it has a live one: it is listed and looked up
+    /// meanwhile, as libvirt's is.
+    pub starting: Option<Domain>,
 }
 
 impl DomainData {
     /// A transient domain not started yet (`virDomainCreateXML`, a
     /// restore of a domain nobody defined).
-    pub fn transient(name: String) -> DomainData {
+    pub fn transient(def: &Domain) -> DomainData {
         DomainData {
-            name,
+            name: def.name.clone(),
+            starting: Some(def.clone()),
             persistent: None,
             live: None,
             autostart: false,
@@ -88,6 +93,7 @@ impl DomainData {
             .as_ref()
             .map(|l| &l.def)
             .or(self.persistent.as_ref())
+            .or(self.starting.as_ref())
     }
 }
 

@@ -326,15 +326,10 @@ impl super::Driver {
             .ok_or_else(|| super::device_config::unsupported("live", Action::Detach, kind))?;
         let mut released = vmm.released.subscribe();
         vmm.device_del(slot).await?;
-        let wait = async {
-            loop {
-                match released.recv().await {
-                    Ok((s, answer)) if s == slot => return answer,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            }
-        };
+        let wait = super::vmm::next_announcement(&mut released, |seen| match seen {
+            Some((s, answer)) if s == slot => Some(answer),
+            _ => None,
+        });
         match tokio::time::timeout(RELEASE_WAIT, wait).await {
             Ok(Release::Ejected) => Ok(()),
             Ok(Release::Refused) => Err(Error::new(

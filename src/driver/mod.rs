@@ -344,6 +344,7 @@ impl Driver {
                     state: DomainState::Shutoff,
                     reason: shutoff::UNKNOWN,
                     removed: false,
+                    starting: None,
                 },
             );
             if let Err(e) = drv.inner.registry.insert(obj) {

@@ -33,21 +33,38 @@ pub const START_FORCE_BOOT: u32 = 8;
 const JOB_NONE: i32 = 0;
 const JOB_UNBOUNDED: i32 = 2;
 /// `virDomainJobOperation`.
+const JOB_OPERATION_START: i32 = 1;
 const JOB_OPERATION_SAVE: i32 = 2;
+const JOB_OPERATION_RESTORE: i32 = 3;
 /// How long the VMM may take to write a guest's state.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// A save in progress, as `virDomainGetJobInfo` reports it.
+/// A save or restore in progress, as `virDomainGetJobInfo` reports it.
 pub struct JobProgress {
     started: Instant,
-    /// Guest RAM: what the image holds at most.
-    total: u64,
-    /// The image, whose growing size is the data processed.
-    file: std::fs::File,
-    start_len: u64,
-    /// The VMM stops the save once this pipe has something to read.
-    abort: std::io::PipeWriter,
-    aborted: bool,
+    job: Job,
+}
+
+enum Job {
+    Save {
+        /// Guest RAM: what the image holds at most.
+        total: u64,
+        /// The image, whose growing size is the data processed.
+        file: std::fs::File,
+        start_len: u64,
+        /// The VMM stops the save once this pipe has something to read.
+        abort: std::io::PipeWriter,
+        aborted: bool,
+    },
+    Restore {
+        /// `virsh restore`'s, or `start`'s from a managed save image.
+        operation: i32,
+        /// The image as the VMM reads it: the same open file, so its
+        /// offset is how far the VMM got.
+        file: std::fs::File,
+        start: u64,
+        total: u64,
+    },
 }
 
 /// `virDomainGetJobInfo`'s answer.
@@ -62,21 +79,60 @@ pub struct JobInfo {
 }
 
 impl JobProgress {
+    /// The restore of the image `file` reads from its current offset on.
+    fn restore(file: &std::fs::File, operation: i32) -> Option<Self> {
+        use std::io::Seek;
+        let mut file = file.try_clone().ok()?;
+        let start = file.stream_position().ok()?;
+        let total = file.metadata().ok()?.len().saturating_sub(start);
+        Some(JobProgress {
+            started: Instant::now(),
+            job: Job::Restore {
+                operation,
+                file,
+                start,
+                total,
+            },
+        })
+    }
+
     fn info(&self) -> JobInfo {
-        let written = self
-            .file
-            .metadata()
-            .map(|m| m.len().saturating_sub(self.start_len))
-            .unwrap_or(0);
-        // Zero pages are not written: the image can finish short of RAM.
-        let processed = written.min(self.total);
+        let (operation, total, done) = match &self.job {
+            Job::Save {
+                total,
+                file,
+                start_len,
+                ..
+            } => {
+                let written = file
+                    .metadata()
+                    .map(|m| m.len().saturating_sub(*start_len))
+                    .unwrap_or(0);
+                (JOB_OPERATION_SAVE, *total, written)
+            }
+            Job::Restore {
+                operation,
+                file,
+                start,
+                total,
+            } => {
+                use std::io::Seek;
+                let read = (&*file)
+                    .stream_position()
+                    .map(|p| p.saturating_sub(*start))
+                    .unwrap_or(0);
+                (*operation, *total, read)
+            }
+        };
+        // Zero pages are not written: a save can finish short of RAM.
+        let processed = done.min(total);
         JobInfo {
             job_type: JOB_UNBOUNDED,
-            operation: JOB_OPERATION_SAVE,
+            operation,
             elapsed_ms: self.started.elapsed().as_millis() as u64,
-            data_total: self.total,
+            data_total: total,
             data_processed: processed,
-            data_remaining: self.total - processed,
+            data_remaining: total - processed,
         }
     }
 }
@@ -173,11 +229,13 @@ pub(super) async fn write_image(
     if let Some(obj) = job {
         *obj.progress() = file.try_clone().ok().map(|f| JobProgress {
             started: Instant::now(),
-            total: vmm.config().memory_mib << 20,
-            file: f,
-            start_len,
-            abort,
-            aborted: false,
+            job: Job::Save {
+                total: vmm.config().memory_mib << 20,
+                file: f,
+                start_len,
+                abort,
+                aborted: false,
+            },
         });
     }
     let save = Command::Save(Save {
@@ -192,7 +250,11 @@ pub(super) async fn write_image(
             Some(SAVE_TIMEOUT),
         )
         .await;
-    let aborted = job.is_some_and(|obj| obj.progress().take().is_some_and(|p| p.aborted));
+    let aborted = job.is_some_and(|obj| {
+        obj.progress()
+            .take()
+            .is_some_and(|p| matches!(p.job, Job::Save { aborted: true, .. }))
+    });
     let written = match written {
         Err(_) if aborted => Err(Error::new(
             ErrorCode::OperationAborted,
@@ -277,20 +339,24 @@ fn restore_target(inner: &Inner, def: &Domain) -> Result<(Arc<DomainObj>, bool)>
             def.name, obj.uuid
         )));
     }
-    let obj = DomainObj::new(def.uuid, DomainData::transient(def.name.clone()));
+    let obj = DomainObj::new(def.uuid, DomainData::transient(def));
     inner.registry.insert(obj.clone())?;
     Ok((obj, true))
 }
 
-/// Starts `obj` from the image at `path` (its head already read).
+/// Starts `obj` from the image at `path` (its head already read), as
+/// the job `operation` (`virDomainJobOperation`).
 async fn restore_locked(
     inner: &Arc<Inner>,
     obj: &Arc<DomainObj>,
     file: std::fs::File,
     def: Domain,
     paused_start: bool,
+    operation: i32,
 ) -> Result<()> {
     check_supported(&def)?;
+    // The restore is the domain's job while the VMM reads the image.
+    *obj.progress() = JobProgress::restore(&file, operation);
     let start = Launch {
         from: StartFrom {
             restore_fd: Some(file.as_raw_fd()),
@@ -301,6 +367,7 @@ async fn restore_locked(
         paused_reason: paused::MIGRATION,
     };
     let r = Box::pin(lifecycle::start_locked(inner, obj, Some(def), start)).await;
+    obj.progress().take();
     drop(file);
     r
 }
@@ -386,7 +453,7 @@ impl Driver {
         let (obj, created) = restore_target(&self.inner, &def)?;
         let job = obj.begin_job().await?;
         let paused = !runs_after(flags, head.was_running);
-        let r = restore_locked(&self.inner, &obj, file, def, paused).await;
+        let r = restore_locked(&self.inner, &obj, file, def, paused, JOB_OPERATION_RESTORE).await;
         drop(job);
         if r.is_err() && created {
             self.inner.registry.remove(&obj);
@@ -454,7 +521,8 @@ impl Driver {
                 obj.uuid, def.name, def.uuid
             )));
         }
-        restore_locked(&self.inner, obj, file, def, paused || !head.was_running).await
+        let paused = paused || !head.was_running;
+        restore_locked(&self.inner, obj, file, def, paused, JOB_OPERATION_START).await
     }
 
     /// `virDomainHasManagedSaveImage`.
@@ -540,21 +608,33 @@ impl Driver {
     }
 
     /// `virDomainAbortJob`: the save in progress stops; the guest runs on
-    /// as it was and no image is left.
+    /// as it was and no image is left. A restore is a start, which
+    /// libvirt does not abort.
     pub fn abort_job(&self, obj: &DomainObj) -> Result<()> {
         use std::io::Write;
+        let restoring = matches!(
+            obj.progress().as_ref().map(|p| &p.job),
+            Some(Job::Restore { .. })
+        );
+        if restoring {
+            return Err(Error::operation_invalid(
+                "cannot abort VM start; use virDomainDestroy instead",
+            ));
+        }
         if obj.info()?.id.is_none() {
             return Err(Error::operation_invalid("domain is not running"));
         }
         let mut progress = obj.progress();
-        let Some(job) = progress.as_mut() else {
-            return Err(Error::operation_invalid("no job is active on the domain"));
-        };
-        job.abort
-            .write_all(b"x")
-            .map_err(|e| super::fsutil::system_error("cannot abort the save", &e))?;
-        job.aborted = true;
-        Ok(())
+        match progress.as_mut().map(|p| &mut p.job) {
+            Some(Job::Save { abort, aborted, .. }) => {
+                abort
+                    .write_all(b"x")
+                    .map_err(|e| super::fsutil::system_error("cannot abort the save", &e))?;
+                *aborted = true;
+                Ok(())
+            }
+            _ => Err(Error::operation_invalid("no job is active on the domain")),
+        }
     }
 
     /// `virDomainGetJobStats`: [`Driver::job_info`] as typed parameters.
@@ -590,20 +670,21 @@ impl Driver {
         ))
     }
 
-    /// `virDomainGetJobInfo`: the save in progress, or no job.
+    /// `virDomainGetJobInfo`: the save or restore in progress (a
+    /// restoring domain counts as running, as libvirt's does while QEMU
+    /// reads the image), or no job.
     pub fn job_info(&self, obj: &DomainObj) -> Result<JobInfo> {
-        let active = obj.info()?.id.is_some();
-        if !active {
+        let info = obj.info()?;
+        if let Some(job) = obj.progress().as_ref() {
+            return Ok(job.info());
+        }
+        if info.id.is_none() {
             return Err(Error::operation_invalid("domain is not running"));
         }
-        Ok(obj
-            .progress()
-            .as_ref()
-            .map(JobProgress::info)
-            .unwrap_or(JobInfo {
-                job_type: JOB_NONE,
-                ..Default::default()
-            }))
+        Ok(JobInfo {
+            job_type: JOB_NONE,
+            ..Default::default()
+        })
     }
 }
 

@@ -116,6 +116,7 @@ pub(super) async fn launch(
     let vmm = Arc::new(vmm);
     {
         let mut d = obj.data();
+        d.starting = None;
         d.live = Some(Live {
             id,
             def: live_def,
@@ -311,6 +312,7 @@ async fn reattach_one(inner: &Arc<Inner>, st: &Status) -> Result<()> {
                     state,
                     reason,
                     removed: false,
+                    starting: None,
                 },
             );
             if let Err(e) = inner.registry.insert(obj.clone()) {

@@ -121,15 +121,8 @@ impl Driver {
                 Some(n) if n <= to => return Ok(()),
                 Some(_) => {}
             }
-            let next = async {
-                loop {
-                    match removed.recv().await {
-                        Ok(_) => return,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                        Err(_) => std::future::pending::<()>().await,
-                    }
-                }
-            };
+            // Any removal (or a missed one) is a reason to count again.
+            let next = super::vmm::next_announcement(&mut removed, |_| Some(()));
             if tokio::time::timeout(super::hotplug::RELEASE_WAIT, next)
                 .await
                 .is_err()

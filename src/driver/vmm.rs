@@ -78,6 +78,27 @@ pub struct VmmPaths {
     pub log_file: PathBuf,
 }
 
+/// The next of a VMM's announcements (`released`, `vcpus_removed`) that
+/// `pick` takes; `pick(None)` is asked when some were missed (the receiver
+/// lagged), so that the caller can look at the state again. The channel
+/// lives as long as the VMM: once closed, nothing more comes.
+pub async fn next_announcement<T: Clone, R>(
+    rx: &mut tokio::sync::broadcast::Receiver<T>,
+    mut pick: impl FnMut(Option<T>) -> Option<R>,
+) -> R {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let seen = match rx.recv().await {
+            Ok(m) => Some(m),
+            Err(RecvError::Lagged(_)) => None,
+            Err(RecvError::Closed) => std::future::pending().await,
+        };
+        if let Some(r) = pick(seen) {
+            return r;
+        }
+    }
+}
+
 fn tail_of_log(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
