@@ -171,6 +171,13 @@ expect attach-live-refused 1 "Operation not supported: live attach of device 'wa
 expect attach-live-config-refused 1 "Operation not supported: live attach of device 'watchdog' is not supported" -- \
     attach-device d1 "$tmp/wd.xml" --live --config
 unchanged attach-live-refused-unchanged d1 "$before"
+# A virtio console needs a virtio-serial controller the guest has.
+echo "<console type='pty'><target type='virtio'/></console>" >"$tmp/vcon.xml"
+expect attach-console-no-controller 1 "internal error: no virtio-serial controllers are available" -- \
+    attach-device d1 "$tmp/vcon.xml" --live
+if [ "$(virsh -c "$U" dumpxml d1 2>&1)" = "$live_before" ]; then pass attach-console-no-controller-unchanged; else
+    fail attach-console-no-controller-unchanged
+fi
 expect attach-running-config 0 "Disk attached successfully" -- attach-disk d1 "$tmp/c.img" vdc --config
 expect attach-running-config-inactive 0 "<target dev='vdc' bus='virtio'/>" -- dumpxml --inactive d1
 if [ "$(virsh -c "$U" dumpxml d1 2>&1)" = "$live_before" ]; then pass attach-running-live-unchanged; else fail attach-running-live-unchanged; fi

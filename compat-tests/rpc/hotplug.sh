@@ -83,6 +83,8 @@ cat >"$tmp/h1.xml" <<XML
     <rng model='virtio'><backend model='random'>/dev/urandom</backend>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/></rng>
     <serial type='file'><source path='$serial'/></serial>
+    <controller type='virtio-serial' index='0'>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x1e' function='0x0'/></controller>
   </devices>
 </domain>
 XML
@@ -232,6 +234,47 @@ PY
 elif [ "${CI:-}" = true ]; then
     fail "hotplug-python-libvirt (python3-libvirt is missing)"
 fi
+
+# A virtio console: a port of the guest's virtio-serial controller (the
+# virtio-console function on the controller's slot), its pty opened by the
+# daemon. The guest's line comes out of the pty named in the live XML;
+# detached, the console leaves the live XML. On a file and on a unix socket
+# too (the socket file goes with it); libvirt's errors for a second one and
+# for a guest without a controller.
+echo "<console type='pty'><target type='virtio'/></console>" >"$tmp/con-pty.xml"
+expect attach-console-live 0 "Device attached successfully" -- attach-device h1 "$tmp/con-pty.xml" --live
+guest_says attach-console-guest-sees-it "^INFO hotplug 1e added" 1
+grep -q "^PASS console-1e-tx" "$serial" && pass attach-console-guest-writes || fail attach-console-guest-writes
+con=$(live | awk "/<console type='pty'/,/<\/console>/")
+pty=$(grep -o "/dev/pts/[0-9]*" <<<"$con" | head -1)
+if [ -n "$pty" ] && grep -q "<target type='virtio' port='0'/>" <<<"$con" &&
+    grep -q "<alias name='console1'/>" <<<"$con"; then
+    pass "attach-console-live-xml ($pty)"
+else
+    fail "attach-console-live-xml ($con)"
+fi
+got=$(timeout 3 head -c 18 "$pty" 2>/dev/null | tr -d '\r')
+[ "$got" = "OXCONSOLE hello 1" ] && pass attach-console-pty-carries-the-line || fail "attach-console-pty-carries-the-line ($got)"
+inactive | grep -q "<console type='pty'" && fail attach-console-live-only || pass attach-console-live-only
+expect attach-console-second 1 "only one virtio console is supported" -- attach-device h1 "$tmp/con-pty.xml" --live
+wait_for "device-added console1" grep -q "event 'device-added' for domain 'h1': console1" "$tmp/events" &&
+    pass event-device-added-console
+expect detach-console-live 0 "Device detached successfully" -- detach-device h1 "$tmp/con-pty.xml" --live
+guest_says detach-console-guest "^INFO hotplug 1e ejected" 1
+wait_for "console1 gone" sh -c "! virsh -c '$U' dumpxml h1 | grep -q \"alias name='console1'\"" && pass detach-console-xml
+echo "<console type='file'><source path='$tmp/console.log'/><target type='virtio'/></console>" >"$tmp/con-file.xml"
+expect attach-console-file 0 "Device attached successfully" -- attach-device h1 "$tmp/con-file.xml" --live
+guest_says attach-console-file-guest "^INFO hotplug 1e added" 2
+wait_for "the console's file" grep -q "^OXCONSOLE hello 1" "$tmp/console.log" && pass attach-console-file-carries-the-line
+expect detach-console-file 0 "Device detached successfully" -- detach-device h1 "$tmp/con-file.xml" --live
+guest_says detach-console-file-guest "^INFO hotplug 1e ejected" 2
+echo "<console type='unix'><source mode='bind' path='$tmp/console.sock'/><target type='virtio'/></console>" >"$tmp/con-unix.xml"
+expect attach-console-unix 0 "Device attached successfully" -- attach-device h1 "$tmp/con-unix.xml" --live
+[ -S "$tmp/console.sock" ] && pass attach-console-unix-socket || fail attach-console-unix-socket
+guest_says attach-console-unix-guest "^INFO hotplug 1e added" 3
+expect detach-console-unix 0 "Device detached successfully" -- detach-device h1 "$tmp/con-unix.xml" --live
+guest_says detach-console-unix-guest "^INFO hotplug 1e ejected" 3
+wait_for "the console's socket gone" sh -c "[ ! -e '$tmp/console.sock' ]" && pass detach-console-unix-socket-gone
 
 # A guest that refuses to release a device (its _OST answers the Eject
 # Request "busy", as Linux's does for a device in use): libvirt's error,

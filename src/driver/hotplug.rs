@@ -1,7 +1,9 @@
 //! Devices plugged into and released by a running guest: the live half of
 //! `virDomainAttachDeviceFlags` and `virDomainDetachDeviceFlags` as
-//! libvirt's QEMU driver applies them. Virtio disks, NICs and rngs go
-//! through the VMM's PCI hotplug (`device-add`, `device-del`).
+//! libvirt's QEMU driver applies them. Virtio disks, NICs, rngs and
+//! consoles go through the VMM's PCI hotplug (`device-add`,
+//! `device-del`); a console is the function on its virtio-serial
+//! controller's slot.
 //!
 //! An attach prepares everything the device needs on the host (the image
 //! opened and labelled for the guest's user, the tap made and plugged into
@@ -23,14 +25,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, ErrorDomain, Result};
-use crate::vmm::config::DeviceConfig;
+use crate::vmm::config::{DeviceConfig, SerialConfig};
 use crate::xml::Domain;
 use crate::xml::model::address::Address;
+use crate::xml::model::chardev::Chardev;
+use crate::xml::model::controller::ControllerType;
 use crate::xml::model::devices::{Devices, insert_disk};
 use crate::xml::model::disk::{DiskBus, dev_name_index};
 use crate::xml::model::interface::InterfaceType;
 
 use super::Inner;
+use super::console_host::ConsoleHost;
 use super::device_config::Action;
 use super::domain::{DomainObj, Live};
 use super::hostnet::{self, Taps};
@@ -51,11 +56,17 @@ pub(super) enum LiveDevice {
     Disk(crate::xml::model::disk::Disk),
     Interface(crate::xml::model::interface::Interface),
     Rng(crate::xml::model::virtio_misc::Rng),
+    Console(Chardev),
+}
+
+/// Whether `c` is a console on virtio-serial (not the serial port's).
+fn is_virtio_console(c: &Chardev) -> bool {
+    c.target.target_type.as_deref() == Some("virtio")
 }
 
 impl LiveDevice {
     /// The device `new` holds, if it is one a running guest can gain or
-    /// lose: a virtio disk (not a CD-ROM), a NIC, an rng.
+    /// lose: a virtio disk (not a CD-ROM), a NIC, an rng, a virtio console.
     pub(super) fn from_devices(mut new: Devices) -> Option<LiveDevice> {
         if let Some(d) = new.disks.pop() {
             let plain = d.device == crate::xml::model::disk::DiskDevice::Disk;
@@ -63,6 +74,9 @@ impl LiveDevice {
         }
         if let Some(i) = new.interfaces.pop() {
             return Some(LiveDevice::Interface(i));
+        }
+        if let Some(c) = new.consoles.pop() {
+            return is_virtio_console(&c).then_some(LiveDevice::Console(c));
         }
         new.rngs.pop().map(LiveDevice::Rng)
     }
@@ -80,12 +94,21 @@ fn slot_of(address: &Option<Address>) -> Option<u8> {
 /// libvirt's alias for a device plugged in: `prefix` and the number after
 /// the highest one in use.
 fn next_alias<'a>(prefix: &str, used: impl Iterator<Item = &'a Option<String>>) -> String {
-    let next = used
-        .filter_map(|a| a.as_deref()?.strip_prefix(prefix)?.parse::<u32>().ok())
-        .map(|n| n + 1)
-        .max()
-        .unwrap_or(0);
-    format!("{prefix}{next}")
+    format!("{prefix}{}", next_index(&[prefix], used))
+}
+
+/// The number after the highest one of the aliases `used` that start
+/// with one of `prefixes`.
+fn next_index<'a>(prefixes: &[&str], used: impl Iterator<Item = &'a Option<String>>) -> u32 {
+    used.filter_map(|a| {
+        let a = a.as_deref()?;
+        prefixes
+            .iter()
+            .find_map(|p| a.strip_prefix(p)?.parse::<u32>().ok())
+    })
+    .map(|n| n + 1)
+    .max()
+    .unwrap_or(0)
 }
 
 /// What an attach prepared on the host, undone on drop until recorded.
@@ -95,12 +118,18 @@ struct Prepared {
     taps: Taps,
     labels: Labels,
     disk: Option<DiskRes>,
+    console: Option<ConsoleHost>,
 }
 
 impl Prepared {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
         let mut fds: Vec<BorrowedFd<'_>> = self.image.iter().map(AsFd::as_fd).collect();
         fds.extend(self.taps.borrowed_fds());
+        fds.extend(
+            self.console
+                .iter()
+                .filter_map(|c| c.fd.as_ref().map(AsFd::as_fd)),
+        );
         fds
     }
 }
@@ -141,6 +170,13 @@ impl super::Driver {
             LiveDevice::Rng(_) => {
                 LiveDevice::Rng(defined.rngs.into_iter().last().ok_or_else(missing)?)
             }
+            LiveDevice::Console(_) => LiveDevice::Console(
+                defined
+                    .consoles
+                    .into_iter()
+                    .rfind(is_virtio_console)
+                    .ok_or_else(missing)?,
+            ),
         };
         let position = vmm.config().devices.len();
         let prepared = self.prepare(&live_def, &mut device, position).await?;
@@ -177,6 +213,7 @@ impl super::Driver {
             taps: Taps::default(),
             labels: Labels::default(),
             disk: None,
+            console: None,
         };
         match device {
             LiveDevice::Disk(disk) => {
@@ -234,6 +271,31 @@ impl super::Driver {
             LiveDevice::Rng(rng) => {
                 prepared.device = devices::rng(rng, &mut slots)?;
             }
+            LiveDevice::Console(con) => {
+                // libvirt puts the port on a controller the guest has.
+                let controllers = &live_def.devices.controllers;
+                if !controllers
+                    .iter()
+                    .any(|c| c.ctrl_type == ControllerType::VirtioSerial)
+                {
+                    return Err(Error::internal(
+                        "no virtio-serial controllers are available",
+                    ));
+                }
+                let mut with = live_def.clone();
+                with.devices.consoles.push(con.clone());
+                let Some(DeviceConfig::Console(mut cfg)) = devices::console(&with, &mut slots)?
+                else {
+                    return Err(Error::internal("the console has no virtio device"));
+                };
+                let host = ConsoleHost::open(&cfg.backend)?;
+                if let Some(pty) = &host.pty {
+                    supervise::set_pty(con, pty);
+                }
+                cfg.backend = host.sent.clone();
+                prepared.console = Some(host);
+                prepared.device = DeviceConfig::Console(cfg);
+            }
         }
         Ok(prepared)
     }
@@ -252,6 +314,7 @@ impl super::Driver {
             taps,
             labels,
             disk,
+            console,
         } = prepared;
         // The VMM holds the image now.
         drop(image);
@@ -265,6 +328,10 @@ impl super::Driver {
             security_dac::restore(&owners, |_| false);
             return String::new();
         };
+        if let Some(mut c) = console {
+            // The VMM holds the backend now; a socket stays until released.
+            c.keep();
+        }
         let devs = &mut live.def.devices;
         let alias = match device {
             LiveDevice::Disk(mut disk) => {
@@ -291,15 +358,32 @@ impl super::Driver {
                 devs.rngs.push(rng);
                 alias
             }
+            LiveDevice::Console(mut con) => {
+                // The serial port's console alias ("serial0") counts.
+                let n = next_index(
+                    &["console", "serial"],
+                    devs.consoles.iter().map(|c| &c.alias),
+                );
+                let alias = format!("console{n}");
+                con.alias = Some(alias.clone());
+                devs.consoles.push(con);
+                alias
+            }
         };
         live.host.disks.extend(disk);
         live.host.nets.extend(records.iter().cloned());
         live.host.owners.extend(owners);
         live.taps.extend(taps);
-        if let DeviceConfig::Net(n) = &mut cfg {
-            // A reboot's VMM gets the taps' descriptors anew.
-            n.stream_fd = None;
-            n.tap_fds.clear();
+        // A reboot's VMM opens the device's host side anew.
+        match &mut cfg {
+            DeviceConfig::Net(n) => {
+                n.stream_fd = None;
+                n.tap_fds.clear();
+            }
+            DeviceConfig::Console(c) if matches!(c.backend, SerialConfig::PtyFd { .. }) => {
+                c.backend = SerialConfig::Pty;
+            }
+            _ => {}
         }
         vmm.config_mut().devices.push(cfg);
         drop(d);
@@ -350,16 +434,39 @@ impl super::Driver {
     }
 }
 
-/// The devices a running guest can lose (disks, NICs, rngs; no two share
-/// a slot): each one's PCI slot and alias.
+/// The devices a running guest can lose (disks, NICs, rngs, virtio
+/// consoles; no two share a slot): each one's PCI slot and alias.
 fn pluggable(devs: &Devices) -> impl Iterator<Item = (u8, &Option<String>)> {
-    let disks = devs.disks.iter().map(|x| (&x.address, &x.alias));
-    let nics = devs.interfaces.iter().map(|x| (&x.address, &x.alias));
-    let rngs = devs.rngs.iter().map(|x| (&x.address, &x.alias));
+    let disks = devs.disks.iter().map(|x| (slot_of(&x.address), &x.alias));
+    let nics = devs
+        .interfaces
+        .iter()
+        .map(|x| (slot_of(&x.address), &x.alias));
+    let rngs = devs.rngs.iter().map(|x| (slot_of(&x.address), &x.alias));
+    let consoles = devs
+        .consoles
+        .iter()
+        .map(|c| (console_slot(devs, c), &c.alias));
     disks
         .chain(nics)
         .chain(rngs)
-        .filter_map(|(address, alias)| Some((slot_of(address)?, alias)))
+        .chain(consoles)
+        .filter_map(|(slot, alias)| Some((slot?, alias)))
+}
+
+/// The PCI slot of a virtio console's function: its controller's.
+fn console_slot(devs: &Devices, c: &Chardev) -> Option<u8> {
+    if !is_virtio_console(c) {
+        return None;
+    }
+    let controller = match &c.address {
+        Some(Address::VirtioSerial { controller, .. }) => *controller,
+        _ => 0,
+    };
+    devs.controllers
+        .iter()
+        .find(|x| x.ctrl_type == ControllerType::VirtioSerial && x.index.unwrap_or(0) == controller)
+        .and_then(|x| slot_of(&x.address))
 }
 
 /// The PCI slot of the device `before` has and `after` lacks.
@@ -381,7 +488,7 @@ pub(super) fn device_released(
     generation: u64,
     slot: u8,
 ) {
-    let (name, alias, nets, owners, taps) = {
+    let (name, alias, nets, owners, taps, gone) = {
         let mut d = obj.data();
         let name = d.name.clone();
         let Some(live) = d.live.as_mut().filter(|l| l.generation == generation) else {
@@ -420,8 +527,9 @@ pub(super) fn device_released(
         let taps = live.taps.take_slot(slot);
         let mut cfg = vmm.config_mut();
         let slots = crate::vmm::virtio::setup::assign_slots(&cfg.devices);
+        let mut gone = None;
         if let Some(pos) = slots.iter().position(|s| *s == slot) {
-            cfg.devices.remove(pos);
+            gone = Some(cfg.devices.remove(pos));
             // Devices after it moved up one place in the list.
             live.taps.device_removed(pos);
             for r in &mut live.host.nets {
@@ -430,8 +538,14 @@ pub(super) fn device_released(
                 }
             }
         }
-        (name, alias, nets, owners, taps)
+        (name, alias, nets, owners, taps, gone)
     };
+    // A console's socket goes with it, as the VMM's would at its exit.
+    if let Some(DeviceConfig::Console(c)) = &gone
+        && let SerialConfig::Unix { path } = &c.backend
+    {
+        let _ = std::fs::remove_file(path);
+    }
     let _ = vmm.released.send((slot, Release::Ejected));
     drop(taps);
     hostnet::release(&nets);
@@ -499,6 +613,13 @@ fn remove_device(live: &mut Live, slot: u8) -> Option<(String, Option<usize>)> {
     {
         return Some((devs.rngs.remove(i).alias.unwrap_or_default(), None));
     }
+    if let Some(i) = devs
+        .consoles
+        .iter()
+        .position(|c| console_slot(devs, c) == Some(slot))
+    {
+        return Some((devs.consoles.remove(i).alias.unwrap_or_default(), None));
+    }
     None
 }
 
@@ -513,5 +634,7 @@ mod tests {
         assert_eq!(next_alias("rng", std::iter::empty()), "rng0");
         let user = [Some("ua-mine".to_string())];
         assert_eq!(next_alias("net", user.iter()), "net0");
+        let consoles = [Some("serial0".to_string())];
+        assert_eq!(next_index(&["console", "serial"], consoles.iter()), 1);
     }
 }

@@ -8,6 +8,7 @@ pub mod block_resize;
 pub mod boot;
 pub mod cgroup;
 pub mod console;
+mod console_host;
 pub mod control;
 mod definitions;
 mod device_config;

@@ -348,7 +348,7 @@ fn paths(inner: &Inner, name: &str, uuid: &Uuid) -> VmmPaths {
     }
 }
 
-fn set_pty(dev: &mut crate::xml::model::chardev::Chardev, pty: &str) {
+pub(super) fn set_pty(dev: &mut crate::xml::model::chardev::Chardev, pty: &str) {
     if dev.source_type == CharSourceType::Pty {
         if dev.sources.is_empty() {
             dev.sources.push(Default::default());

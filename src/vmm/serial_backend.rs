@@ -94,15 +94,7 @@ pub fn open_pty() -> io::Result<(OwnedFd, String)> {
     if unsafe { libc::grantpt(fd) } < 0 || unsafe { libc::unlockpt(fd) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut buf = [0 as libc::c_char; 128];
-    // SAFETY: buf is writable for buf.len() bytes.
-    if unsafe { libc::ptsname_r(fd, buf.as_mut_ptr(), buf.len()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: ptsname_r wrote a NUL-terminated string into buf.
-    let path = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
+    let path = pty_slave_path(&master)?;
     // SAFETY: termios is plain data; tcgetattr fills it for a valid fd.
     let mut tio: libc::termios = unsafe { std::mem::zeroed() };
     // SAFETY: valid fd and pointer to a termios.
@@ -116,53 +108,89 @@ pub fn open_pty() -> io::Result<(OwnedFd, String)> {
     Ok((master, path))
 }
 
+/// The slave's path of the pty whose master is `master`.
+fn pty_slave_path(master: &OwnedFd) -> io::Result<String> {
+    let mut buf = [0 as libc::c_char; 128];
+    // SAFETY: buf is writable for buf.len() bytes.
+    if unsafe { libc::ptsname_r(master.as_raw_fd(), buf.as_mut_ptr(), buf.len()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ptsname_r wrote a NUL-terminated string into buf.
+    Ok(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned())
+}
+
 impl SerialBackend {
-    /// Opens the configured backend.
-    pub fn open(cfg: &SerialConfig) -> Result<Self> {
-        let client: SharedClient = Arc::new(Mutex::new(None));
-        let mut b = SerialBackend {
+    fn discarding() -> Self {
+        SerialBackend {
             out: Box::new(io::sink()),
             input: None,
             pty_master: None,
             pty_path: None,
             listener: None,
-            client: client.clone(),
-        };
+            client: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn appending_to(file: File) -> Self {
+        SerialBackend {
+            out: Box::new(file),
+            ..Self::discarding()
+        }
+    }
+
+    fn on_pty(master: OwnedFd, path: String) -> Result<Self> {
+        set_nonblocking(master.as_raw_fd())
+            .map_err(|e| Error::Serial(format!("pty {path}: {e}")))?;
+        let dup = master
+            .try_clone()
+            .map_err(|e| Error::Serial(format!("cannot duplicate the pty: {e}")))?;
+        Ok(SerialBackend {
+            out: Box::new(LossyFd(File::from(dup))),
+            input: Some(master.as_raw_fd()),
+            pty_master: Some(master),
+            pty_path: Some(path),
+            ..Self::discarding()
+        })
+    }
+
+    fn listening(l: UnixListener, path: PathBuf) -> Result<Self> {
+        l.set_nonblocking(true)
+            .map_err(|e| Error::Serial(format!("socket: {e}")))?;
+        let b = Self::discarding();
+        Ok(SerialBackend {
+            out: Box::new(ClientWriter(b.client.clone())),
+            listener: Some((l, path)),
+            ..b
+        })
+    }
+
+    /// Opens the configured backend.
+    pub fn open(cfg: &SerialConfig) -> Result<Self> {
         match cfg {
-            SerialConfig::Null => {}
-            SerialConfig::File { path } => {
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| Error::Serial(format!("cannot open {}: {e}", path.display())))?;
-                b.out = Box::new(f);
+            SerialConfig::Null => Ok(Self::discarding()),
+            SerialConfig::File { path } => OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Self::appending_to)
+                .map_err(|e| Error::Serial(format!("cannot open {}: {e}", path.display()))),
+            SerialConfig::Stdio => Ok(SerialBackend {
+                out: Box::new(io::stdout()),
+                input: Some(io::stdin().as_raw_fd()),
+                ..Self::discarding()
+            }),
+            SerialConfig::Pty => {
+                let (master, path) =
+                    open_pty().map_err(|e| Error::Serial(format!("cannot open a pty: {e}")))?;
+                Self::on_pty(master, path)
             }
-            SerialConfig::Stdio => {
-                b.out = Box::new(io::stdout());
-                b.input = Some(io::stdin().as_raw_fd());
-            }
-            SerialConfig::Pty | SerialConfig::PtyFd { .. } => {
-                let (master, path) = match cfg {
-                    SerialConfig::PtyFd { fd, path } => {
-                        // SAFETY: the daemon passed this descriptor for the
-                        // serial port alone; nothing else in the VMM owns it.
-                        let master = unsafe { OwnedFd::from_raw_fd(*fd) };
-                        set_nonblocking(master.as_raw_fd())
-                            .map_err(|e| Error::Serial(format!("inherited pty: {e}")))?;
-                        (master, path.clone())
-                    }
-                    _ => {
-                        open_pty().map_err(|e| Error::Serial(format!("cannot open a pty: {e}")))?
-                    }
-                };
-                let dup = master
-                    .try_clone()
-                    .map_err(|e| Error::Serial(format!("cannot duplicate the pty: {e}")))?;
-                b.out = Box::new(LossyFd(File::from(dup)));
-                b.input = Some(master.as_raw_fd());
-                b.pty_master = Some(master);
-                b.pty_path = Some(path);
+            SerialConfig::PtyFd { fd, path } => {
+                // SAFETY: the daemon passed this descriptor for the
+                // serial port alone; nothing else in the VMM owns it.
+                let master = unsafe { OwnedFd::from_raw_fd(*fd) };
+                Self::on_pty(master, path.clone())
             }
             SerialConfig::Unix { path } => {
                 if path.exists() {
@@ -182,13 +210,25 @@ impl SerialBackend {
                 let l = UnixListener::bind(path).map_err(|e| {
                     Error::Serial(format!("cannot listen on {}: {e}", path.display()))
                 })?;
-                l.set_nonblocking(true)
-                    .map_err(|e| Error::Serial(format!("socket: {e}")))?;
-                b.out = Box::new(ClientWriter(client));
-                b.listener = Some((l, path.clone()));
+                Self::listening(l, path.clone())
             }
         }
-        Ok(b)
+    }
+
+    /// The backend `cfg` describes on `fd`, which the daemon opened for a
+    /// confined VMM that opens nothing itself: the file to append to, the
+    /// pty's master, or the socket listening at the path.
+    pub fn adopt(cfg: &SerialConfig, fd: OwnedFd) -> Result<Self> {
+        match cfg {
+            SerialConfig::File { .. } => Ok(Self::appending_to(File::from(fd))),
+            // The path comes along: a confined VMM may not ask the
+            // terminal for it.
+            SerialConfig::PtyFd { path, .. } => Self::on_pty(fd, path.clone()),
+            SerialConfig::Unix { path } => Self::listening(UnixListener::from(fd), path.clone()),
+            SerialConfig::Pty | SerialConfig::Null | SerialConfig::Stdio => Err(Error::Serial(
+                "this backend takes no file descriptor (a pty's master comes as pty-fd)".into(),
+            )),
+        }
     }
 
     /// Accepts a new console client on the unix backend, replacing any

@@ -106,6 +106,7 @@ static void device_added(int slot)
 	switch (virtio_type(d)) {
 	case 1: net_forget(); check_net(); net_forget(); break;
 	case 2: check_blk(); break;
+	case 3: check_console(); break;
 	case 4: check_rng(); break;
 	default: println("INFO hotplug %02x: no check for this device", slot); break;
 	}

@@ -31,7 +31,16 @@ pub struct Console {
 
 impl Console {
     pub fn new(cfg: &SerialConfig) -> Result<Self> {
-        let backend = SerialBackend::open(cfg)?;
+        Self::on(SerialBackend::open(cfg)?)
+    }
+
+    /// A console on the backend `cfg` describes, opened by the daemon as
+    /// `fd` (see [`SerialBackend::adopt`]).
+    pub fn adopt(cfg: &SerialConfig, fd: std::os::fd::OwnedFd) -> Result<Self> {
+        Self::on(SerialBackend::adopt(cfg, fd)?)
+    }
+
+    fn on(backend: SerialBackend) -> Result<Self> {
         if let Some(p) = &backend.pty_path {
             eprintln!("char device redirected to {p} (label console0)");
         }

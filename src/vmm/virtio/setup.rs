@@ -2,6 +2,7 @@
 //! BARs from the 32-bit window, INTx lines, and the per-device handles
 //! kept for statistics and control commands.
 
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kvm_ioctls::VmFd;
@@ -487,7 +488,7 @@ pub struct Devices {
 /// a confined VMM may not.)
 fn hotpluggable(d: &DeviceConfig) -> std::result::Result<(), String> {
     match d {
-        DeviceConfig::Block(_) | DeviceConfig::Rng(_) => Ok(()),
+        DeviceConfig::Block(_) | DeviceConfig::Rng(_) | DeviceConfig::Console(_) => Ok(()),
         DeviceConfig::Net(n) if n.model == NetModel::Virtio => Ok(()),
         DeviceConfig::Net(_) => Err("hotplug of an e1000 NIC is not supported".into()),
         other => Err(format!(
@@ -518,19 +519,28 @@ impl Devices {
         self.functions.iter().map(|(s, _)| *s).collect()
     }
 
-    /// Hotplug: builds the device `d` describes (`disk`: a virtio disk's
-    /// open image) and plugs it into its slot, or the first free one; the
-    /// slot. On error nothing is left registered.
+    /// Hotplug: builds the device `d` describes (`given`: what the daemon
+    /// opened for it, a virtio disk's image or a console's backend) and
+    /// plugs it into its slot, or the first free one; the slot. On error
+    /// nothing is left registered.
     pub fn hotplug(
         &mut self,
         d: &DeviceConfig,
         root: &Mutex<PciRoot>,
-        disk: Option<std::fs::File>,
+        given: Option<OwnedFd>,
     ) -> std::result::Result<u8, String> {
         hotpluggable(d)?;
         validate(std::slice::from_ref(d)).map_err(|e| e.to_string())?;
-        if matches!(d, DeviceConfig::Block(_)) && disk.is_none() {
-            return Err("device-add of a disk needs its image's file descriptor".into());
+        match d {
+            DeviceConfig::Block(_) if given.is_none() => {
+                return Err("device-add of a disk needs its image's file descriptor".into());
+            }
+            DeviceConfig::Console(c)
+                if given.is_none() && c.backend != crate::vmm::config::SerialConfig::Null =>
+            {
+                return Err("device-add of a console needs its backend's file descriptor".into());
+            }
+            _ => {}
         }
         let slot = {
             let r = root.lock().map_err(|_| "PCI root lock poisoned")?;
@@ -543,7 +553,7 @@ impl Devices {
                     .ok_or("no free PCI slot")?,
             }
         };
-        let (dev, handle) = make_virtio(d, slot, &[], self, disk).map_err(|e| e.to_string())?;
+        let (dev, handle) = make_virtio(d, slot, &[], self, given).map_err(|e| e.to_string())?;
         let plugger = self
             .plugger
             .as_mut()
@@ -954,20 +964,20 @@ impl Plugger {
 }
 
 /// The virtio device a configuration entry describes, and what the VMM
-/// keeps of it. `disk`: a virtio disk's image already open (hotplug: the
-/// daemon passes it), else its path is opened.
+/// keeps of it. `given`: what the daemon opened for it on a hotplug (a
+/// virtio disk's image, a console's backend), else the VMM opens it.
 fn make_virtio(
     d: &DeviceConfig,
     slot: u8,
     drive_ids: &[String],
     out: &mut Devices,
-    disk: Option<std::fs::File>,
+    given: Option<OwnedFd>,
 ) -> Result<(Box<dyn VirtioDevice>, Handle)> {
     Ok(match d {
         DeviceConfig::Block(b) => {
             let stats = Arc::new(BlkStats::default());
-            let image = match disk {
-                Some(f) => super::disk::open_chain(vec![(f, b.format)])
+            let image = match given {
+                Some(f) => super::disk::open_chain(vec![(std::fs::File::from(f), b.format)])
                     .map_err(Error::io(format!("opening disk {}", b.path.display())))?,
                 None => open_image(&b.path, b.format, b.readonly)?,
             };
@@ -990,7 +1000,10 @@ fn make_virtio(
             (Box::new(gpu), Handle::Other { slot })
         }
         DeviceConfig::Console(c) => {
-            let con = Console::new(&c.backend)?;
+            let con = match given {
+                Some(fd) => Console::adopt(&c.backend, fd)?,
+                None => Console::new(&c.backend)?,
+            };
             if let Some(p) = con.socket_path() {
                 out.cleanup.push(p);
             }

@@ -9,28 +9,28 @@ use std::os::fd::{IntoRawFd, OwnedFd};
 use serde_json::json;
 
 use super::{Vm, lock};
-use crate::vmm::config::DeviceConfig;
+use crate::vmm::config::{DeviceConfig, SerialConfig};
 use crate::vmm::control::{self, ControlServer};
 use crate::vmm::devices::ged;
 use crate::vmm::virtio::setup;
 
 impl Vm {
     /// Plugs `device` into a free (or its own) slot and tells the guest;
-    /// `fds`: a disk's image, or a NIC's taps. The configuration gains
+    /// `fds`: a disk's image, a NIC's taps, or a console's backend. The configuration gains
     /// the device, so that a state image records it.
     pub(super) fn device_add(
         &mut self,
         mut device: DeviceConfig,
         fds: Vec<OwnedFd>,
     ) -> Result<u8, String> {
-        let disk = match &mut device {
-            DeviceConfig::Block(_) => {
+        let given = match &mut device {
+            DeviceConfig::Block(_) | DeviceConfig::Console(_) => {
                 let mut fds = fds.into_iter();
-                let image = fds.next().map(std::fs::File::from);
+                let given = fds.next();
                 if fds.next().is_some() {
-                    return Err("a disk takes one file descriptor".into());
+                    return Err(format!("a {} takes one file descriptor", device.kind()));
                 }
-                image
+                given
             }
             DeviceConfig::Net(n) => {
                 if n.tap_name.is_some() || n.tap_fd.is_some() || !n.tap_fds.is_empty() {
@@ -55,12 +55,18 @@ impl Vm {
             _ if !fds.is_empty() => return Err("the device takes no file descriptor".into()),
             _ => None,
         };
-        let slot = self.virtio.hotplug(&device, &self.pci, disk)?;
+        let slot = self.virtio.hotplug(&device, &self.pci, given)?;
         *device.pci_slot_mut() = Some(slot);
-        if let DeviceConfig::Net(n) = &mut device {
-            // Descriptors mean nothing once used (a restore gets new ones).
-            n.tap_fds.clear();
-            n.stream_fd = None;
+        // Descriptors mean nothing once used (a restore gets new ones).
+        match &mut device {
+            DeviceConfig::Net(n) => {
+                n.tap_fds.clear();
+                n.stream_fd = None;
+            }
+            DeviceConfig::Console(c) if matches!(c.backend, SerialConfig::PtyFd { .. }) => {
+                c.backend = SerialConfig::Pty;
+            }
+            _ => {}
         }
         self.cfg.devices.push(device);
         lock(&self.hotplug).plugged(slot, true);
