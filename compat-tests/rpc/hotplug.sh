@@ -397,18 +397,21 @@ after="$(count "$daemon") $(count "$vmm")"
     fail "20 disk and 20 NIC cycles: fds/threads before $before, after $after"
 [ -z "$(taps)" ] && pass no-tap-left || fail "no-tap-left: $(taps)"
 
-# A plugged-in disk stays across a save and restore of the guest and a
-# daemon restart, and is released when asked after both.
+# A plugged-in disk and console stay across a save and restore of the
+# guest and a daemon restart, and are released when asked after both.
 expect attach-before-save 0 "Disk attached successfully" -- attach-disk h1 "$tmp/disk.raw" vdb
 s=$(slot_of "dev='vdb'")
+expect attach-console-before-save 0 "Device attached successfully" -- attach-device h1 "$tmp/con-file.xml" --live
 expect managedsave 0 "Domain 'h1' state saved" -- managedsave h1
 expect restore 0 "Domain 'h1' started" -- start h1
 live | grep -q "<target dev='vdb' bus='virtio'/>" && pass restored-keeps-disk || fail restored-keeps-disk
+live | grep -q "<alias name='console1'/>" && pass restored-keeps-console || fail restored-keeps-console
 [ "$(vcpus_live)" = 2 ] && pass restored-keeps-vcpus || fail "restored-keeps-vcpus ($(vcpus_live))"
 kill "$daemon"
 wait "$daemon" 2>/dev/null
 start_oxvirtd_in_netns
 live | grep -q "<target dev='vdb' bus='virtio'/>" && pass restarted-daemon-keeps-disk || fail restarted-daemon-keeps-disk
+live | grep -q "<alias name='console1'/>" && pass restarted-daemon-keeps-console || fail restarted-daemon-keeps-console
 [ "$(vcpus_live)" = 2 ] && pass restarted-daemon-keeps-vcpus || fail "restarted-daemon-keeps-vcpus ($(vcpus_live))"
 m=$(lines "^INFO cpuhp 1 ejected")
 expect setvcpus-after-restart 0 "" -- setvcpus h1 1 --live
@@ -417,6 +420,9 @@ m=$(lines "^INFO hotplug $s ejected")
 expect detach-after-restart 0 "Disk detached successfully" -- detach-disk h1 vdb
 guest_says detach-after-restart-guest "^INFO hotplug $s ejected" $((m + 1))
 wait_for "disk gone after restart" sh -c "! virsh -c '$U' dumpxml h1 | grep -q vdb" && pass detach-after-restart-xml
+m=$(lines "^INFO hotplug 1e ejected")
+expect detach-console-after-restart 0 "Device detached successfully" -- detach-device h1 "$tmp/con-file.xml" --live
+guest_says detach-console-after-restart-guest "^INFO hotplug 1e ejected" $((m + 1))
 if grep -q '^FAIL' "$serial"; then fail "guest-checks ($(grep '^FAIL' "$serial" | head -3))"; else pass guest-checks; fi
 expect destroy 0 "Domain 'h1' destroyed" -- destroy h1
 
