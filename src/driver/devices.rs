@@ -14,7 +14,9 @@ use crate::xml::Domain;
 use crate::xml::defaults::pci::every_address;
 use crate::xml::mac::MacAddr;
 use crate::xml::model::address::Address;
+use crate::xml::model::chardev::Chardev;
 use crate::xml::model::controller::ControllerType;
+use crate::xml::model::devices::Devices;
 use crate::xml::model::disk::{Disk, DiskBus, DiskDevice, DiskType};
 use crate::xml::model::interface::{Interface, InterfaceType, is_virtio_model};
 use crate::xml::model::virtio_misc::{BalloonModel, Memballoon, Rng, RngBackendModel, Vsock};
@@ -248,30 +250,35 @@ pub fn interface(
     ))
 }
 
+/// Whether `c` is a console on virtio-serial (not the serial port's).
+pub fn is_virtio_console(c: &Chardev) -> bool {
+    c.target.target_type.as_deref() == Some("virtio")
+}
+
+/// The address of the virtio-serial controller a virtio console is on
+/// (the VMM's console function takes its slot).
+pub fn console_controller_address<'a>(devs: &'a Devices, con: &Chardev) -> Option<&'a Address> {
+    let controller = match &con.address {
+        Some(Address::VirtioSerial { controller, .. }) => *controller,
+        _ => 0,
+    };
+    devs.controllers
+        .iter()
+        .find(|c| c.ctrl_type == ControllerType::VirtioSerial && c.index.unwrap_or(0) == controller)
+        .and_then(|c| c.address.as_ref())
+}
+
 /// `<console><target type='virtio'/>` → virtio-console on the slot of
 /// its virtio-serial controller. One such console at most.
 pub fn console(def: &Domain, slots: &mut SlotMap) -> Result<Option<DeviceConfig>> {
-    let mut virtio = def
-        .devices
-        .consoles
-        .iter()
-        .filter(|c| c.target.target_type.as_deref() == Some("virtio"));
+    let mut virtio = def.devices.consoles.iter().filter(|c| is_virtio_console(c));
     let Some(con) = virtio.next() else {
         return Ok(None);
     };
     if virtio.next().is_some() {
         return Err(Error::unsupported("only one virtio console is supported"));
     }
-    let controller = match &con.address {
-        Some(Address::VirtioSerial { controller, .. }) => *controller,
-        _ => 0,
-    };
-    let address = def
-        .devices
-        .controllers
-        .iter()
-        .find(|c| c.ctrl_type == ControllerType::VirtioSerial && c.index.unwrap_or(0) == controller)
-        .and_then(|c| c.address.as_ref());
+    let address = console_controller_address(&def.devices, con);
     let slot = slots.slot(address, "virtio-serial controller")?;
     Ok(Some(DeviceConfig::Console(ConsoleConfig {
         backend: char_backend(con)?,

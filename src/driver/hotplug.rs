@@ -37,14 +37,15 @@ use crate::xml::model::interface::InterfaceType;
 use super::Inner;
 use super::console_host::ConsoleHost;
 use super::device_config::Action;
+use super::devices::{self, is_virtio_console};
 use super::domain::{DomainObj, Live};
 use super::hostnet::{self, Taps};
 use super::lifecycle::not_running;
 use super::resolve::DiskRes;
 use super::security_dac::{self, Labels};
 use super::state::EventKind;
+use super::supervise;
 use super::vmm::{Release, Vmm};
-use super::{devices, supervise};
 
 /// How long a detach waits for the guest to release the device
 /// (libvirt's `QEMU_UNPLUG_TIMEOUT`).
@@ -57,11 +58,6 @@ pub(super) enum LiveDevice {
     Interface(crate::xml::model::interface::Interface),
     Rng(crate::xml::model::virtio_misc::Rng),
     Console(Chardev),
-}
-
-/// Whether `c` is a console on virtio-serial (not the serial port's).
-fn is_virtio_console(c: &Chardev) -> bool {
-    c.target.target_type.as_deref() == Some("virtio")
 }
 
 impl LiveDevice {
@@ -83,9 +79,8 @@ impl LiveDevice {
 }
 
 /// The PCI slot of a device's address on bus 0.
-fn slot_of(address: &Option<Address>) -> Option<u8> {
+fn slot_of(address: Option<&Address>) -> Option<u8> {
     address
-        .as_ref()
         .and_then(Address::pci)
         .filter(|p| p.domain == 0 && p.bus == 0)
         .map(|p| p.slot)
@@ -437,12 +432,18 @@ impl super::Driver {
 /// The devices a running guest can lose (disks, NICs, rngs, virtio
 /// consoles; no two share a slot): each one's PCI slot and alias.
 fn pluggable(devs: &Devices) -> impl Iterator<Item = (u8, &Option<String>)> {
-    let disks = devs.disks.iter().map(|x| (slot_of(&x.address), &x.alias));
+    let disks = devs
+        .disks
+        .iter()
+        .map(|x| (slot_of(x.address.as_ref()), &x.alias));
     let nics = devs
         .interfaces
         .iter()
-        .map(|x| (slot_of(&x.address), &x.alias));
-    let rngs = devs.rngs.iter().map(|x| (slot_of(&x.address), &x.alias));
+        .map(|x| (slot_of(x.address.as_ref()), &x.alias));
+    let rngs = devs
+        .rngs
+        .iter()
+        .map(|x| (slot_of(x.address.as_ref()), &x.alias));
     let consoles = devs
         .consoles
         .iter()
@@ -459,14 +460,7 @@ fn console_slot(devs: &Devices, c: &Chardev) -> Option<u8> {
     if !is_virtio_console(c) {
         return None;
     }
-    let controller = match &c.address {
-        Some(Address::VirtioSerial { controller, .. }) => *controller,
-        _ => 0,
-    };
-    devs.controllers
-        .iter()
-        .find(|x| x.ctrl_type == ControllerType::VirtioSerial && x.index.unwrap_or(0) == controller)
-        .and_then(|x| slot_of(&x.address))
+    slot_of(devices::console_controller_address(devs, c))
 }
 
 /// The PCI slot of the device `before` has and `after` lacks.
@@ -595,21 +589,21 @@ fn remove_device(live: &mut Live, slot: u8) -> Option<(String, Option<usize>)> {
     if let Some(i) = devs
         .disks
         .iter()
-        .position(|d| slot_of(&d.address) == Some(slot))
+        .position(|d| slot_of(d.address.as_ref()) == Some(slot))
     {
         return Some((devs.disks.remove(i).alias.unwrap_or_default(), None));
     }
     if let Some(i) = devs
         .interfaces
         .iter()
-        .position(|n| slot_of(&n.address) == Some(slot))
+        .position(|n| slot_of(n.address.as_ref()) == Some(slot))
     {
         return Some((devs.interfaces.remove(i).alias.unwrap_or_default(), Some(i)));
     }
     if let Some(i) = devs
         .rngs
         .iter()
-        .position(|r| slot_of(&r.address) == Some(slot))
+        .position(|r| slot_of(r.address.as_ref()) == Some(slot))
     {
         return Some((devs.rngs.remove(i).alias.unwrap_or_default(), None));
     }

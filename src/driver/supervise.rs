@@ -365,7 +365,7 @@ fn apply_status(def: &mut Domain, status: &protocol::Status) {
             d.consoles
                 .iter_mut()
                 .take(1)
-                .filter(|c| c.target.target_type.as_deref() != Some("virtio")),
+                .filter(|c| !super::devices::is_virtio_console(c)),
         ) {
             set_pty(dev, pty);
         }
@@ -376,7 +376,7 @@ fn apply_status(def: &mut Domain, status: &protocol::Status) {
         && let Some(dev) = d
             .consoles
             .iter_mut()
-            .find(|c| c.target.target_type.as_deref() == Some("virtio"))
+            .find(|c| super::devices::is_virtio_console(c))
     {
         set_pty(dev, pty);
     }
