@@ -369,17 +369,7 @@ impl super::Driver {
         live.host.nets.extend(records.iter().cloned());
         live.host.owners.extend(owners);
         live.taps.extend(taps);
-        // A reboot's VMM opens the device's host side anew.
-        match &mut cfg {
-            DeviceConfig::Net(n) => {
-                n.stream_fd = None;
-                n.tap_fds.clear();
-            }
-            DeviceConfig::Console(c) if matches!(c.backend, SerialConfig::PtyFd { .. }) => {
-                c.backend = SerialConfig::Pty;
-            }
-            _ => {}
-        }
+        cfg.forget_descriptors();
         vmm.config_mut().devices.push(cfg);
         drop(d);
         self.inner.note_network_ports(&records, true);

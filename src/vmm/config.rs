@@ -662,6 +662,22 @@ impl DeviceConfig {
     pub fn pci_slot_mut(&mut self) -> &mut Option<u8> {
         each_device_config!(self, c => &mut c.pci_slot)
     }
+
+    /// The device as a later VMM (a reboot's, a restore's) opens it: the
+    /// descriptors it was handed on a hotplug mean nothing there, so a
+    /// NIC's taps come anew and a console gets a new pty.
+    pub fn forget_descriptors(&mut self) {
+        match self {
+            DeviceConfig::Net(n) => {
+                n.tap_fds.clear();
+                n.stream_fd = None;
+            }
+            DeviceConfig::Console(c) if matches!(c.backend, SerialConfig::PtyFd { .. }) => {
+                c.backend = SerialConfig::Pty;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Policy on guest reboot. Only `exit` exists: the VMM reports the reboot

@@ -9,7 +9,7 @@ use std::os::fd::{IntoRawFd, OwnedFd};
 use serde_json::json;
 
 use super::{Vm, lock};
-use crate::vmm::config::{DeviceConfig, SerialConfig};
+use crate::vmm::config::DeviceConfig;
 use crate::vmm::control::{self, ControlServer};
 use crate::vmm::devices::ged;
 use crate::vmm::virtio::setup;
@@ -57,17 +57,7 @@ impl Vm {
         };
         let slot = self.virtio.hotplug(&device, &self.pci, given)?;
         *device.pci_slot_mut() = Some(slot);
-        // Descriptors mean nothing once used (a restore gets new ones).
-        match &mut device {
-            DeviceConfig::Net(n) => {
-                n.tap_fds.clear();
-                n.stream_fd = None;
-            }
-            DeviceConfig::Console(c) if matches!(c.backend, SerialConfig::PtyFd { .. }) => {
-                c.backend = SerialConfig::Pty;
-            }
-            _ => {}
-        }
+        device.forget_descriptors();
         self.cfg.devices.push(device);
         lock(&self.hotplug).plugged(slot, true);
         lock(&self.ged)
